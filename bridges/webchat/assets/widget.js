@@ -1,0 +1,1 @@
+const CSS = "__SWITCHBOARD_CSS__";

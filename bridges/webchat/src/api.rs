@@ -1,0 +1,242 @@
+//! The JSON endpoints of `/webchat/api/v1`: widget configuration, sessions, messages (post,
+//! history, edit, delete), typing and read receipts. Files are in [`crate::files`], the live
+//! event stream in [`crate::events`].
+//!
+//! Handlers are thin: parse and validate the request (every failure is an [`ApiError`] with a
+//! JSON body), apply the rate limit where posting, and hand the work to [`crate::inbound`].
+//! Request bodies are read by [`JsonBody`], which turns malformed JSON into a readable 400
+//! instead of axum's plain-text rejection.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::{bearer, Authed};
+use crate::config::MAX_TEXT_CHARS;
+use crate::error::ApiError;
+use crate::inbound::{self, Accepted, NewMessage};
+use crate::sanitize;
+use crate::state::AppState;
+use crate::store::Visitor;
+use crate::transcript;
+
+/// Most history entries returned by one request.
+pub const MAX_HISTORY_PAGE: i64 = 500;
+
+/// A JSON request body; an empty body counts as `{}`.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge { code: "body_too_large", message: "The request body is too large.".into() }
+            } else {
+                ApiError::bad_request("invalid_body", rejection.body_text())
+            }
+        })?;
+        let raw: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        serde_json::from_slice(raw)
+            .map(JsonBody)
+            .map_err(|e| ApiError::bad_request("invalid_json", format!("The request body is not valid: {e}.")))
+    }
+}
+
+/// `GET /api/v1/config` (no token): what a widget needs to draw itself.
+pub async fn config(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "site_name": state.config.site_name,
+        "greeting": state.config.greeting,
+        "max_upload_bytes": state.config.max_upload_bytes,
+        "max_text_length": MAX_TEXT_CHARS,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct SessionRequest {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+fn session_body(token: &str, visitor: &Visitor) -> Json<Value> {
+    Json(json!({
+        "token": token,
+        "visitor_id": visitor.id,
+        "name": visitor.name,
+        "email": visitor.email,
+    }))
+}
+
+/// `POST /api/v1/session`: resume the visitor named by the bearer token (updating name and
+/// e-mail when given) or, without a token or with an unknown one, start a new visitor.
+pub async fn session(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    JsonBody(body): JsonBody<SessionRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let name = body.name.as_deref().and_then(sanitize::display_name);
+    let email = body.email.as_deref().map(str::trim).filter(|e| !e.is_empty());
+    if let Some(email) = email {
+        if !sanitize::is_plausible_email(email) {
+            return Err(ApiError::unprocessable("invalid_email", "That e-mail address does not look right."));
+        }
+    }
+    let email = email.map(str::to_owned);
+
+    if let Some(token) = bearer(&headers) {
+        if let Some(mut visitor) = state.store.visitor_by_token(&token).await? {
+            let changed = (name.is_some() && name != visitor.name) || (email.is_some() && email != visitor.email);
+            if changed {
+                visitor.name = name.or(visitor.name);
+                visitor.email = email.or(visitor.email);
+                state.store.save_visitor(&token, &visitor).await?;
+            }
+            return Ok(session_body(&token, &visitor));
+        }
+    }
+    let (token, visitor) = state.store.create_visitor(name, email).await?;
+    tracing::info!(visitor = %visitor.id, "webchat: new visitor");
+    Ok(session_body(&token, &visitor))
+}
+
+#[derive(Deserialize)]
+pub struct PostMessage {
+    client_id: String,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    reply_to: Option<String>,
+}
+
+/// Validate a client id from a request (400 otherwise).
+pub fn check_client_id(client_id: &str) -> Result<(), ApiError> {
+    if sanitize::is_valid_client_id(client_id) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("invalid_client_id", "client_id must be 1–64 characters of A–Z, a–z, 0–9, _ and -."))
+    }
+}
+
+/// `POST /api/v1/messages`: the visitor sends a text message. Idempotent by `client_id`.
+pub async fn post_message(
+    State(state): State<AppState>,
+    Authed { visitor, .. }: Authed,
+    JsonBody(body): JsonBody<PostMessage>,
+) -> Result<Json<Accepted>, ApiError> {
+    check_client_id(&body.client_id)?;
+    let text = inbound::check_text(&body.text)?;
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request("empty_message", "The message is empty."));
+    }
+    // A retry of a message we already have is answered without counting against the limit.
+    if let Some(accepted) = inbound::already_accepted(&state, &visitor, &body.client_id).await? {
+        return Ok(Json(accepted));
+    }
+    state.limiter.check(&visitor.id)?;
+    inbound::check_reply_target(&state, &visitor, body.reply_to.as_deref()).await?;
+    let message = NewMessage { client_id: body.client_id, text, files: Vec::new(), reply_to: body.reply_to };
+    inbound::accept_message(&state, &visitor, message).await.map(Json)
+}
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    #[serde(default)]
+    after: Option<i64>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/messages?after=<seq>&limit=<n>`: transcript entries after `after`, oldest first.
+pub async fn history(
+    State(state): State<AppState>,
+    Authed { visitor, .. }: Authed,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let after = query.after.unwrap_or(0).max(0);
+    let limit = query.limit.unwrap_or(MAX_HISTORY_PAGE).clamp(1, MAX_HISTORY_PAGE);
+    let rows = state.store.read(&visitor.id, after, limit).await?;
+    let last_seq = rows.last().map_or(after, |(seq, _)| *seq);
+    let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit;
+    let events: Vec<Value> = rows
+        .iter()
+        .filter_map(|(seq, body)| transcript::present_raw(body, *seq, &state.base))
+        .collect();
+    Ok(Json(json!({ "events": events, "last_seq": last_seq, "more": more })))
+}
+
+#[derive(Deserialize)]
+pub struct EditMessage {
+    text: String,
+}
+
+/// `PATCH /api/v1/messages/{id}`: the visitor changes the text of their own message.
+pub async fn edit_message(
+    State(state): State<AppState>,
+    Authed { visitor, .. }: Authed,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<EditMessage>,
+) -> Result<Json<Accepted>, ApiError> {
+    let text = inbound::check_text(&body.text)?;
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request("empty_message", "The new text is empty; delete the message instead."));
+    }
+    state.limiter.check(&visitor.id)?;
+    inbound::edit_message(&state, &visitor, &id, text).await.map(Json)
+}
+
+/// `DELETE /api/v1/messages/{id}`: the visitor deletes their own message.
+pub async fn delete_message(
+    State(state): State<AppState>,
+    Authed { visitor, .. }: Authed,
+    Path(id): Path<String>,
+) -> Result<Json<Accepted>, ApiError> {
+    state.limiter.check(&visitor.id)?;
+    inbound::delete_message(&state, &visitor, &id).await.map(Json)
+}
+
+#[derive(Deserialize)]
+pub struct TypingRequest {
+    active: bool,
+}
+
+/// `POST /api/v1/typing`: the visitor started or stopped typing (best effort, 204).
+pub async fn typing(
+    State(state): State<AppState>,
+    Authed { visitor, .. }: Authed,
+    JsonBody(body): JsonBody<TypingRequest>,
+) -> StatusCode {
+    let conversation = state.conversation(&visitor.id);
+    state.host().typing(&conversation, &visitor.profile(), body.active).await;
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+pub struct ReadRequest {
+    up_to: String,
+}
+
+/// `POST /api/v1/read`: the visitor has seen the agents' messages up to `up_to` (204).
+pub async fn read(
+    State(state): State<AppState>,
+    Authed { visitor, .. }: Authed,
+    JsonBody(body): JsonBody<ReadRequest>,
+) -> Result<StatusCode, ApiError> {
+    inbound::read_up_to(&state, &visitor, &body.up_to).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Anything else under `/webchat`.
+pub async fn not_found() -> impl IntoResponse {
+    ApiError::NotFound("No such endpoint.".into())
+}

@@ -1,0 +1,124 @@
+//! The `channels.webchat` section of the bridge's configuration.
+//!
+//! Every field has a default, so an empty section (or none) gives a working web chat. Unknown keys
+//! are rejected (`deny_unknown_fields`) so a typo such as `max_upload_byte` fails at start naming the
+//! key instead of silently using the default. [`WebchatConfig::validate`] checks what serde cannot
+//! (non-zero limits, well-formed origins); the channel calls it from `start`.
+
+use axum::http::HeaderValue;
+use serde::Deserialize;
+
+/// Longest visitor or agent text the web chat carries, in characters.
+pub const MAX_TEXT_CHARS: usize = 10_000;
+
+/// Configuration of the web chat channel.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebchatConfig {
+    /// Whether the core starts this channel at all.
+    pub enabled: bool,
+    /// The `ConversationKey::account` of every web chat conversation (one site per bridge).
+    pub account: String,
+    /// Shown in the widget's header.
+    pub site_name: String,
+    /// Base URL of the bridge as visitors' browsers see it, without the `/webchat` suffix, e.g.
+    /// `https://bridge.example`. Used to build absolute download URLs. The core fills it from
+    /// `appservice.public_url` when it is absent; when still absent, URLs are root-relative.
+    pub public_url: Option<String>,
+    /// Origins allowed to call the API from a browser (CORS). `"*"` allows any origin.
+    pub allowed_origins: Vec<String>,
+    /// Largest file a visitor may upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Sustained posts (messages, files, edits, deletes) per visitor per minute.
+    pub rate_limit_per_minute: u32,
+    /// Posts a visitor may make in a burst before the per-minute rate applies.
+    pub rate_limit_burst: u32,
+    /// Text shown at the top of the widget before the conversation.
+    pub greeting: Option<String>,
+}
+
+impl Default for WebchatConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            account: "website".to_owned(),
+            site_name: "Support".to_owned(),
+            public_url: None,
+            allowed_origins: Vec::new(),
+            max_upload_bytes: 10 * 1024 * 1024,
+            rate_limit_per_minute: 30,
+            rate_limit_burst: 10,
+            greeting: None,
+        }
+    }
+}
+
+/// A configuration value that cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("channels.webchat.{key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+impl WebchatConfig {
+    /// Check what serde cannot: limits must be non-zero, origins must be valid header values.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| Err(ConfigError::Invalid { key, reason: reason.to_owned() });
+        if self.account.trim().is_empty() {
+            return invalid("account", "must not be empty");
+        }
+        if self.max_upload_bytes == 0 {
+            return invalid("max_upload_bytes", "must be greater than 0");
+        }
+        if self.rate_limit_per_minute == 0 {
+            return invalid("rate_limit_per_minute", "must be greater than 0");
+        }
+        if self.rate_limit_burst == 0 {
+            return invalid("rate_limit_burst", "must be greater than 0");
+        }
+        for origin in &self.allowed_origins {
+            if origin != "*" && HeaderValue::from_str(origin).is_err() {
+                return Err(ConfigError::Invalid {
+                    key: "allowed_origins",
+                    reason: format!("{origin:?} is not a valid origin"),
+                });
+            }
+        }
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return invalid("public_url", "must start with http:// or https://");
+            }
+        }
+        Ok(())
+    }
+
+    /// The base URL every public link of this channel starts with, e.g.
+    /// `https://bridge.example/webchat` (or `/webchat` when no public URL is known).
+    pub fn channel_base(&self) -> String {
+        let root = self.public_url.as_deref().unwrap_or("").trim_end_matches('/');
+        format!("{root}/webchat")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_base() {
+        let config = WebchatConfig::default();
+        assert!(config.validate().is_ok());
+        assert_eq!(config.channel_base(), "/webchat");
+        let config = WebchatConfig {
+            public_url: Some("http://127.0.0.1:29340/".into()),
+            ..WebchatConfig::default()
+        };
+        assert_eq!(config.channel_base(), "http://127.0.0.1:29340/webchat");
+    }
+
+    #[test]
+    fn rejects_zero_limits() {
+        let config = WebchatConfig { rate_limit_burst: 0, ..WebchatConfig::default() };
+        assert!(config.validate().is_err());
+    }
+}

@@ -1,0 +1,202 @@
+//! What a visitor does, handed to the core: messages (with or without a file), edits, deletes and
+//! read receipts.
+//!
+//! Every action follows the same order, which is the durability contract of the bridge:
+//!
+//! 1. `Host::receive` — the core stores the event in its inbox. If that fails the request fails
+//!    with 503 and *nothing* has been acknowledged; the widget retries with the same client id.
+//! 2. Append to the visitor's transcript (idempotent by key), so the browser's history shows it.
+//! 3. Remember the message (`msg:<id>`), then push the presented entry to open event streams.
+//!
+//! Any step can be repeated safely: the inbox deduplicates by `dedup_key`, the log by key, the
+//! state writes are overwrites. A retry after a failure in step 2 or 3 therefore completes the
+//! work without duplicating anything, and the answer carries the same `id` and `seq`.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use switchboard_channel::{Attachment, Content, Inbound, InboundEvent};
+
+use crate::config::MAX_TEXT_CHARS;
+use crate::error::ApiError;
+use crate::hub::Live;
+use crate::state::Shared;
+use crate::store::{now_ms, sha256_hex, MessageRecord, Visitor};
+use crate::transcript::{self, Author, Entry, FileEntry};
+
+/// The answer to an accepted post: the message's remote id and its transcript seq.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Accepted {
+    pub id: String,
+    pub seq: i64,
+}
+
+/// The remote id of a visitor's message: unique per visitor and client id.
+pub fn visitor_message_id(visitor_id: &str, client_id: &str) -> String {
+    format!("v.{visitor_id}.{client_id}")
+}
+
+/// Reject text over the limit (413); `Ok` with the cleaned text otherwise.
+pub fn check_text(raw: &str) -> Result<String, ApiError> {
+    let text = crate::sanitize::visitor_text(raw);
+    let chars = text.chars().count();
+    if chars > MAX_TEXT_CHARS {
+        return Err(ApiError::TooLarge {
+            code: "text_too_long",
+            message: format!("The message is too long: {chars} characters, the limit is {MAX_TEXT_CHARS}."),
+        });
+    }
+    Ok(text)
+}
+
+/// If this client id was already accepted, the earlier answer (a retry after a lost response).
+pub async fn already_accepted(
+    shared: &Shared,
+    visitor: &Visitor,
+    client_id: &str,
+) -> Result<Option<Accepted>, ApiError> {
+    let id = visitor_message_id(&visitor.id, client_id);
+    let record = shared.store.message(&id).await?;
+    Ok(record.map(|r| Accepted { id, seq: r.seq }))
+}
+
+/// A new message from the visitor: text (possibly empty when there is a file) and files that are
+/// already in the media store.
+pub struct NewMessage {
+    pub client_id: String,
+    pub text: String,
+    pub files: Vec<(FileEntry, Attachment)>,
+    pub reply_to: Option<String>,
+}
+
+/// Check that `reply_to` names a message of this conversation.
+pub async fn check_reply_target(shared: &Shared, visitor: &Visitor, reply_to: Option<&str>) -> Result<(), ApiError> {
+    if let Some(target) = reply_to {
+        match shared.store.message(target).await? {
+            Some(record) if record.visitor == visitor.id => {}
+            _ => {
+                return Err(ApiError::unprocessable(
+                    "unknown_reply_target",
+                    "The message you are replying to is not in this chat.",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Store, transcribe and push one visitor message. Callers answer a known client id with
+/// [`already_accepted`] first; repeating this anyway is harmless (see the module docs).
+pub async fn accept_message(shared: &Shared, visitor: &Visitor, message: NewMessage) -> Result<Accepted, ApiError> {
+    let id = visitor_message_id(&visitor.id, &message.client_id);
+    let ts = now_ms();
+    let (entries, attachments): (Vec<FileEntry>, Vec<Attachment>) = message.files.into_iter().unzip();
+
+    // 1. The core's inbox. Only after this succeeds may we answer 200.
+    let inbound = Inbound {
+        conversation: shared.conversation(&visitor.id),
+        sender: visitor.profile(),
+        timestamp_ms: ts,
+        dedup_key: id.clone(),
+        event: InboundEvent::Message {
+            remote_id: id.clone(),
+            content: Content { text: message.text.clone(), html: None, attachments },
+            reply_to: message.reply_to.clone(),
+        },
+    };
+    shared.host().receive(inbound).await?;
+
+    // 2.–3. Transcript, record, live push.
+    let entry = Entry::Message {
+        id: id.clone(),
+        from: Author::Visitor,
+        text: message.text,
+        html: None,
+        attachments: entries,
+        reply_to: message.reply_to,
+        ts,
+    };
+    let seq = shared.store.append(&visitor.id, &id, &entry).await?;
+    let record = MessageRecord { visitor: visitor.id.clone(), from: Author::Visitor, seq, deleted: false };
+    shared.store.put_message(&id, &record).await?;
+    publish(shared, &visitor.id, &entry, seq);
+    Ok(Accepted { id, seq })
+}
+
+/// The visitor's own, not deleted, message `id` — or the right error.
+async fn own_message(shared: &Shared, visitor: &Visitor, id: &str, allow_deleted: bool) -> Result<MessageRecord, ApiError> {
+    let record = match shared.store.message(id).await? {
+        Some(record) if record.visitor == visitor.id => record,
+        _ => return Err(ApiError::NotFound("There is no such message in this chat.".into())),
+    };
+    if record.from != Author::Visitor {
+        return Err(ApiError::Forbidden("You can only change your own messages.".into()));
+    }
+    if record.deleted && !allow_deleted {
+        return Err(ApiError::Conflict("The message was deleted.".into()));
+    }
+    Ok(record)
+}
+
+/// The visitor changed the text of one of their messages.
+pub async fn edit_message(shared: &Shared, visitor: &Visitor, id: &str, text: String) -> Result<Accepted, ApiError> {
+    own_message(shared, visitor, id, false).await?;
+    let key = format!("edit.{id}.{}", &sha256_hex(&text)[..16]);
+    let ts = now_ms();
+    let inbound = Inbound {
+        conversation: shared.conversation(&visitor.id),
+        sender: visitor.profile(),
+        timestamp_ms: ts,
+        dedup_key: key.clone(),
+        event: InboundEvent::Edit { remote_id: id.to_owned(), content: Content { text: text.clone(), ..Content::default() } },
+    };
+    shared.host().receive(inbound).await?;
+    let entry = Entry::Edit { id: id.to_owned(), text, html: None, ts };
+    let seq = shared.store.append(&visitor.id, &key, &entry).await?;
+    publish(shared, &visitor.id, &entry, seq);
+    Ok(Accepted { id: id.to_owned(), seq })
+}
+
+/// The visitor deleted one of their messages. Deleting twice is the same as once.
+pub async fn delete_message(shared: &Shared, visitor: &Visitor, id: &str) -> Result<Accepted, ApiError> {
+    let mut record = own_message(shared, visitor, id, true).await?;
+    let key = format!("delete.{id}");
+    let ts = now_ms();
+    let inbound = Inbound {
+        conversation: shared.conversation(&visitor.id),
+        sender: visitor.profile(),
+        timestamp_ms: ts,
+        dedup_key: key.clone(),
+        event: InboundEvent::Delete { remote_id: id.to_owned() },
+    };
+    shared.host().receive(inbound).await?;
+    let entry = Entry::Delete { id: id.to_owned(), ts };
+    let seq = shared.store.append(&visitor.id, &key, &entry).await?;
+    record.deleted = true;
+    shared.store.put_message(id, &record).await?;
+    publish(shared, &visitor.id, &entry, seq);
+    Ok(Accepted { id: id.to_owned(), seq })
+}
+
+/// The visitor has seen the agents' messages up to and including `up_to` (an agent message).
+pub async fn read_up_to(shared: &Shared, visitor: &Visitor, up_to: &str) -> Result<(), ApiError> {
+    match shared.store.message(up_to).await? {
+        Some(record) if record.visitor == visitor.id && record.from == Author::Agent => {}
+        _ => return Err(ApiError::NotFound("There is no such agent message in this chat.".into())),
+    }
+    let inbound = Inbound {
+        conversation: shared.conversation(&visitor.id),
+        sender: visitor.profile(),
+        timestamp_ms: now_ms(),
+        dedup_key: format!("read.{up_to}"),
+        event: InboundEvent::Read { remote_id: up_to.to_owned() },
+    };
+    shared.host().receive(inbound).await?;
+    Ok(())
+}
+
+/// Push a stored entry to the visitor's open streams.
+pub fn publish(shared: &Shared, visitor_id: &str, entry: &Entry, seq: i64) {
+    let event = Arc::new(transcript::present(entry, seq, &shared.base));
+    shared.hub.publish(visitor_id, Live::Entry { seq, event });
+}

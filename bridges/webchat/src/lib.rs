@@ -1,0 +1,196 @@
+//! Switchboard's website chat channel: an embeddable widget, a JSON API and a live event stream.
+//!
+//! A company puts one tag on its site —
+//! `<script src="https://bridge.example/webchat/widget.js" async></script>` — and every visitor
+//! who writes gets a conversation (account = the configured `account`, chat = the visitor id)
+//! that the core maps to a Matrix room. Operators answer from Matrix; [`Channel::send`] writes
+//! their messages into the visitor's transcript and pushes them to the open page.
+//!
+//! Map of the crate, in the order a request travels:
+//!
+//! * [`config`] — the `channels.webchat` section.
+//! * [`widget`] — `widget.js` and the `/demo` page (static, from `assets/`).
+//! * `auth` — the visitor token (bearer header; `?token=` for SSE and downloads).
+//! * `api` — JSON endpoints: session, messages, edit/delete, typing, read, history.
+//! * `files` — uploads (size-limited, sanitised names) and access-checked downloads.
+//! * `inbound` — visitor actions to the core: `Host::receive` first, then transcript and push.
+//! * `outbound` — operator actions to the visitor (`send`, `typing`, `mark_read`).
+//! * `events` — the Server-Sent Events stream (replay from the transcript, then live).
+//! * `transcript`, `store`, `hub` — the durable transcript and records (through the `Host`),
+//!   and the in-memory live fan-out.
+//! * `sanitize`, `ratelimit`, `error` — input clean-up, per-visitor limits, JSON errors.
+//!
+//! The wire format is documented for third-party widgets in `docs/webchat.md`.
+
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::routing::{get, patch, post};
+use axum::Router;
+use switchboard_channel::{
+    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound, SendError,
+};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+mod api;
+mod auth;
+pub mod config;
+mod error;
+mod events;
+mod files;
+mod hub;
+mod inbound;
+mod outbound;
+mod ratelimit;
+mod sanitize;
+mod state;
+mod store;
+mod transcript;
+pub mod widget;
+
+pub use config::WebchatConfig;
+
+use crate::config::MAX_TEXT_CHARS;
+use crate::state::{AppState, Shared};
+
+/// Largest JSON request body (a 10 000-character message with escapes fits easily).
+const JSON_BODY_LIMIT: usize = 256 * 1024;
+
+/// The web chat channel.
+pub struct Webchat {
+    config: WebchatConfig,
+    /// Set once by `start`; `send` needs the host it was given.
+    shared: OnceLock<Arc<Shared>>,
+}
+
+impl Webchat {
+    pub fn new(config: WebchatConfig) -> Self {
+        Self { config, shared: OnceLock::new() }
+    }
+
+    /// The configuration this channel runs with.
+    pub fn config(&self) -> &WebchatConfig {
+        &self.config
+    }
+}
+
+/// Browsers may call the API from `allowed_origins` (any when it contains `"*"`).
+fn cors(config: &WebchatConfig) -> CorsLayer {
+    let origins = if config.allowed_origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(config.allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("last-event-id")])
+        .expose_headers([header::RETRY_AFTER])
+        .max_age(Duration::from_secs(600))
+}
+
+/// The channel's routes, relative to where the core nests them (`/webchat`).
+fn router(state: AppState) -> Router {
+    let upload_limit = state.config.max_upload_bytes.saturating_add(files::BODY_LIMIT_SLACK);
+    let upload_limit = usize::try_from(upload_limit).unwrap_or(usize::MAX);
+    let json_api = Router::new()
+        .route("/api/v1/config", get(api::config))
+        .route("/api/v1/session", post(api::session))
+        .route("/api/v1/messages", get(api::history).post(api::post_message))
+        .route("/api/v1/messages/{id}", patch(api::edit_message).delete(api::delete_message))
+        .route("/api/v1/typing", post(api::typing))
+        .route("/api/v1/read", post(api::read))
+        .route("/api/v1/events", get(events::stream))
+        .route("/api/v1/files/{file_id}", get(files::download))
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT));
+    let uploads = Router::new()
+        .route("/api/v1/files", post(files::upload))
+        .layer(DefaultBodyLimit::max(upload_limit));
+    Router::new()
+        .route("/widget.js", get(widget::script))
+        .route("/demo", get(widget::demo))
+        .merge(json_api)
+        .merge(uploads)
+        .fallback(api::not_found)
+        .layer(cors(&state.config))
+        .with_state(state)
+}
+
+/// Drop idle rate-limiter keys now and then, for as long as the channel exists.
+fn spawn_limiter_sweeper(shared: Weak<Shared>) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(ratelimit::SWEEP_INTERVAL);
+        loop {
+            interval.tick().await;
+            match shared.upgrade() {
+                Some(shared) => shared.limiter.sweep(),
+                None => return,
+            }
+        }
+    });
+}
+
+#[async_trait]
+impl Channel for Webchat {
+    fn name(&self) -> &'static str {
+        "webchat"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            formatting: Formatting::Html,
+            max_file_size: Some(self.config.max_upload_bytes),
+            max_text_length: Some(MAX_TEXT_CHARS),
+            edits: true,
+            deletes: true,
+            replies: true,
+            reactions: false,
+            read_receipts: true,
+            typing: true,
+            reply_window: None,
+        }
+    }
+
+    async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<Router>, ChannelError> {
+        self.config.validate().map_err(|e| ChannelError::Config(e.to_string()))?;
+        if !self.config.enabled {
+            tracing::info!("webchat: disabled in the configuration");
+            return Ok(None);
+        }
+        let shared = Arc::new(Shared::new(self.config.clone(), host));
+        self.shared
+            .set(Arc::clone(&shared))
+            .map_err(|_| ChannelError::Other("the webchat channel was started twice".into()))?;
+        spawn_limiter_sweeper(Arc::downgrade(&shared));
+        if self.config.public_url.is_none() {
+            tracing::warn!("webchat: no public_url; file links will be relative to the page");
+        }
+        tracing::info!(base = %shared.base, account = %self.config.account, "webchat: ready");
+        Ok(Some(router(shared)))
+    }
+
+    async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
+        match self.shared.get() {
+            Some(shared) => outbound::send(shared, outbound).await,
+            None if !self.config.enabled => {
+                Err(SendError::Permanent { reason: "the web chat channel is disabled".into() })
+            }
+            None => Err(SendError::Retryable { reason: "the web chat channel has not started yet".into(), retry_after: None }),
+        }
+    }
+
+    async fn typing(&self, conversation: &ConversationKey, active: bool) {
+        if let Some(shared) = self.shared.get() {
+            outbound::typing(shared, conversation, active);
+        }
+    }
+
+    async fn mark_read(&self, conversation: &ConversationKey, remote_id: &str) {
+        if let Some(shared) = self.shared.get() {
+            outbound::mark_read(shared, conversation, remote_id).await;
+        }
+    }
+}

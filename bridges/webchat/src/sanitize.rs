@@ -1,0 +1,272 @@
+//! Pure checks and clean-ups of everything that comes from outside: client ids, visitor names and
+//! e-mail addresses, uploaded file names and mime types, and agent HTML.
+//!
+//! Nothing here touches the network or the store, so all of it is unit-tested. The rule for HTML
+//! is "sanitise again at the edge": the core already sanitised agent HTML for Matrix, but what
+//! reaches a visitor's browser passes through [`agent_html`], a strict allowlist of our own, so a
+//! looser core or a bug upstream cannot put script into a customer's page.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+/// Longest file name we keep, in characters.
+pub const MAX_FILE_NAME_CHARS: usize = 120;
+/// Longest visitor display name, in characters.
+pub const MAX_NAME_CHARS: usize = 80;
+/// Longest e-mail address (RFC 5321 path limit).
+pub const MAX_EMAIL_CHARS: usize = 254;
+
+/// A client id is 1–64 characters of `[A-Za-z0-9_-]`: safe in remote ids, keys and URLs.
+pub fn is_valid_client_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// A visitor's message text as we store it: line endings normalised to `\n`, control characters
+/// other than newline and tab removed (a NUL would be refused by PostgreSQL and mean nothing to
+/// an operator anyway). Everything else, emoji and right-to-left text included, is kept.
+pub fn visitor_text(raw: &str) -> String {
+    raw.replace("\r\n", "\n")
+        .chars()
+        .map(|c| if c == '\r' { '\n' } else { c })
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+        .collect()
+}
+
+/// Characters that reorder or hide text: fine in a chat message, a spoofing tool in a file name
+/// (`invoice\u{202E}fdp.exe` shows as `invoiceexe.pdf`).
+fn is_invisible_control(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// Make an uploaded file's name safe to store and show: keep only the last path component (both
+/// `/` and `\` count), drop control and bidi characters, drop leading dots (no hidden files),
+/// trim, and cut to [`MAX_FILE_NAME_CHARS`] keeping a short extension. Never empty.
+pub fn file_name(raw: &str) -> String {
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = last.chars().filter(|c| !is_invisible_control(*c)).collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').trim();
+    if cleaned.is_empty() {
+        return "file".to_owned();
+    }
+    if cleaned.chars().count() <= MAX_FILE_NAME_CHARS {
+        return cleaned.to_owned();
+    }
+    // Too long: keep the extension (when it looks like one) and shorten the stem.
+    let (stem, ext) = match cleaned.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && (1..=10).contains(&ext.chars().count()) => (stem, Some(ext)),
+        _ => (cleaned, None),
+    };
+    let ext_len = ext.map_or(0, |e| e.chars().count() + 1);
+    let stem: String = stem.chars().take(MAX_FILE_NAME_CHARS - ext_len).collect();
+    let stem = stem.trim_end();
+    match ext {
+        Some(ext) => format!("{stem}.{ext}"),
+        None => stem.to_owned(),
+    }
+}
+
+/// Is this a well-formed `type/subtype` (lowercase, no parameters)?
+fn is_mime_essence(mime: &str) -> bool {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 100
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    matches!(mime.split_once('/'), Some((t, s)) if token(t) && token(s))
+}
+
+/// The mime type of an upload: the part's declared content type when it is well-formed and says
+/// more than `application/octet-stream`, otherwise a guess from the file name.
+pub fn mime_type(declared: Option<&str>, name: &str) -> String {
+    if let Some(declared) = declared {
+        let essence = declared.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if is_mime_essence(&essence) && essence != "application/octet-stream" {
+            return essence;
+        }
+    }
+    mime_guess::from_path(name).first_or_octet_stream().essence_str().to_owned()
+}
+
+/// Image types a browser may show inline from our origin. Not SVG: it can carry script.
+pub fn is_inline_image(mime: &str) -> bool {
+    matches!(mime, "image/png" | "image/jpeg" | "image/gif" | "image/webp" | "image/avif" | "image/bmp")
+}
+
+/// A `Content-Disposition` value for a download, with an ASCII fallback name and the exact
+/// UTF-8 name in RFC 5987 form.
+pub fn content_disposition(name: &str, inline: bool) -> String {
+    let kind = if inline { "inline" } else { "attachment" };
+    let ascii: String = name
+        .chars()
+        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .collect();
+    let mut encoded = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+/// A visitor's display name: control characters removed, trimmed, at most [`MAX_NAME_CHARS`].
+/// `None` when nothing is left.
+pub fn display_name(raw: &str) -> Option<String> {
+    let cleaned: String = raw.chars().filter(|c| !is_invisible_control(*c)).collect();
+    let cleaned: String = cleaned.trim().chars().take(MAX_NAME_CHARS).collect();
+    let cleaned = cleaned.trim_end();
+    (!cleaned.is_empty()).then(|| cleaned.to_owned())
+}
+
+/// A plausible e-mail address: one `@` with text on both sides, a dot in the domain, no spaces
+/// or control characters, at most [`MAX_EMAIL_CHARS`]. We do not verify it; operators see it as
+/// the visitor typed it.
+pub fn is_plausible_email(email: &str) -> bool {
+    if email.is_empty() || email.chars().count() > MAX_EMAIL_CHARS {
+        return false;
+    }
+    if email.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"')) {
+        return false;
+    }
+    match email.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty() && !domain.starts_with('.') && !domain.ends_with('.') && domain.contains('.')
+        }
+        None => false,
+    }
+}
+
+static AGENT_HTML: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
+    let mut builder = ammonia::Builder::empty();
+    builder
+        .add_tags([
+            "b", "strong", "i", "em", "u", "s", "code", "pre", "br", "p", "ul", "ol", "li", "blockquote", "a",
+        ])
+        .tag_attributes(HashMap::from([("a", HashSet::from(["href"]))]))
+        .generic_attributes(HashSet::new())
+        .url_schemes(HashSet::from(["http", "https", "mailto"]))
+        .url_relative(ammonia::UrlRelative::Deny)
+        .link_rel(Some("noopener noreferrer"))
+        .set_tag_attribute_value("a", "target", "_blank")
+        .clean_content_tags(HashSet::from(["script", "style", "template", "noscript", "iframe", "object"]))
+        .strip_comments(true);
+    builder
+});
+
+/// Agent HTML as it may reach a visitor's browser: only `b strong i em u s code pre br p ul ol li
+/// blockquote a`, links only to http/https/mailto with `rel="noopener noreferrer"
+/// target="_blank"`, no other attributes (no `style`, no `on*` handlers), no images. Script and
+/// style elements are removed with their content; other unknown tags are unwrapped.
+pub fn agent_html(html: &str) -> String {
+    AGENT_HTML.clean(html).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids() {
+        assert!(is_valid_client_id("a"));
+        assert!(is_valid_client_id("Abc_123-xyz"));
+        assert!(is_valid_client_id(&"x".repeat(64)));
+        assert!(!is_valid_client_id(""));
+        assert!(!is_valid_client_id(&"x".repeat(65)));
+        assert!(!is_valid_client_id("a.b"));
+        assert!(!is_valid_client_id("a/b"));
+        assert!(!is_valid_client_id("a b"));
+        assert!(!is_valid_client_id("é"));
+    }
+
+    #[test]
+    fn visitor_text_keeps_content_drops_controls() {
+        assert_eq!(visitor_text("a\r\nb\rc\u{0}d\te 😀"), "a\nb\ncd\te 😀");
+        assert_eq!(visitor_text("<b>kept as text</b>"), "<b>kept as text</b>");
+    }
+
+    #[test]
+    fn file_names_lose_paths_and_controls() {
+        assert_eq!(file_name("../../etc/passwd"), "passwd");
+        assert_eq!(file_name("C:\\Users\\me\\report.pdf"), "report.pdf");
+        assert_eq!(file_name("a\u{0}b\nc\u{202E}fdp.exe"), "abcfdp.exe");
+        assert_eq!(file_name(".htaccess"), "htaccess");
+        assert_eq!(file_name("  photo.jpg  "), "photo.jpg");
+        assert_eq!(file_name(""), "file");
+        assert_eq!(file_name("dir/"), "file");
+        assert_eq!(file_name("..."), "file");
+        assert_eq!(file_name("Отчёт за май.docx"), "Отчёт за май.docx");
+    }
+
+    #[test]
+    fn long_file_names_keep_their_extension() {
+        let name = file_name(&format!("{}.pdf", "a".repeat(500)));
+        assert_eq!(name.chars().count(), MAX_FILE_NAME_CHARS);
+        assert!(name.ends_with(".pdf"));
+        let name = file_name(&"ж".repeat(500));
+        assert_eq!(name.chars().count(), MAX_FILE_NAME_CHARS);
+    }
+
+    #[test]
+    fn mime_types() {
+        assert_eq!(mime_type(Some("image/PNG; charset=x"), "a.bin"), "image/png");
+        assert_eq!(mime_type(Some("application/octet-stream"), "a.pdf"), "application/pdf");
+        assert_eq!(mime_type(None, "photo.jpeg"), "image/jpeg");
+        assert_eq!(mime_type(Some("not a mime"), "x"), "application/octet-stream");
+        assert_eq!(mime_type(Some("text/html\r\nX: y"), "x.txt"), "text/plain");
+        assert!(is_inline_image("image/png"));
+        assert!(!is_inline_image("image/svg+xml"));
+    }
+
+    #[test]
+    fn content_disposition_is_header_safe() {
+        let value = content_disposition("a \"b\"\r\n.txt", false);
+        assert!(!value.contains('\r') && !value.contains('\n'));
+        assert_eq!(value, "attachment; filename=\"a _b___.txt\"; filename*=UTF-8''a%20%22b%22%0D%0A.txt");
+        assert!(content_disposition("фото.png", true).starts_with("inline; filename=\"____.png\""));
+    }
+
+    #[test]
+    fn names_and_emails() {
+        assert_eq!(display_name("  Ann\u{7} Lee "), Some("Ann Lee".to_owned()));
+        assert_eq!(display_name(" \n "), None);
+        assert_eq!(display_name(&"n".repeat(200)).map(|n| n.len()), Some(MAX_NAME_CHARS));
+        assert!(is_plausible_email("ann@example.com"));
+        assert!(!is_plausible_email("ann@example"));
+        assert!(!is_plausible_email("ann example.com"));
+        assert!(!is_plausible_email("@example.com"));
+        assert!(!is_plausible_email("a b@example.com"));
+    }
+
+    #[test]
+    fn html_allowlist_keeps_formatting() {
+        assert_eq!(agent_html("<b>bold</b> <em>x</em> <code>c</code>"), "<b>bold</b> <em>x</em> <code>c</code>");
+        assert_eq!(
+            agent_html("<a href=\"https://example.com/x\">link</a>"),
+            "<a href=\"https://example.com/x\" target=\"_blank\" rel=\"noopener noreferrer\">link</a>"
+        );
+        assert_eq!(agent_html("<ul><li>one</li></ul>"), "<ul><li>one</li></ul>");
+    }
+
+    #[test]
+    fn html_allowlist_strips_script_and_handlers() {
+        let out = agent_html("hi<script>alert(1)</script><style>body{}</style>");
+        assert_eq!(out, "hi");
+        let out = agent_html("<img src=x onerror=alert(1)>pic");
+        assert_eq!(out, "pic");
+        let out = agent_html("<p onclick=\"alert(1)\" style=\"color:red\" class=\"x\">p</p>");
+        assert_eq!(out, "<p>p</p>");
+        let out = agent_html("<a href=\"javascript:alert(1)\" onmouseover=\"x()\">bad</a>");
+        assert!(!out.contains("javascript") && !out.contains("onmouseover"), "{out}");
+        assert!(out.contains("bad"));
+        let out = agent_html("<a href=\"JaVaScRiPt:alert(1)\">bad</a><a href=\"data:text/html,x\">d</a>");
+        assert!(!out.to_ascii_lowercase().contains("javascript") && !out.contains("data:"), "{out}");
+        let out = agent_html("<a href=\"/relative\">r</a><a href=\"mailto:a@b.c\">m</a>");
+        assert!(!out.contains("/relative") && out.contains("mailto:a@b.c"), "{out}");
+        let out = agent_html("<svg><script>x</script></svg><iframe src=\"https://e.com\">f</iframe>");
+        assert!(!out.contains('<'), "{out}");
+    }
+}

@@ -1,0 +1,221 @@
+//! Durable records of the web chat, kept through the core's [`Host`] (never in files of our own).
+//!
+//! Key-value state (all keys are scoped to this channel by the core):
+//!
+//! | key | value |
+//! |---|---|
+//! | `visitor:<sha256(token) hex>` | [`Visitor`]: the visitor a token belongs to |
+//! | `chat:<visitor_id>` | the token hash: "this conversation exists" (checked by `send`) |
+//! | `msg:<remote id>` | [`MessageRecord`]: whose message, its transcript seq, deleted or not |
+//! | `file:<visitor_id>:<file_id>` | [`FileRecord`]: a file that visitor may download |
+//!
+//! Logs: `conv:<visitor_id>` is the visitor's transcript (see [`crate::transcript`]).
+//!
+//! Tokens are stored only as their SHA-256, so a copy of the database does not let anyone speak
+//! as a visitor. Every write here is idempotent, so a request retried after a failure converges.
+
+use std::sync::Arc;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use switchboard_channel::{ContactProfile, Host, HostError, MediaRef};
+
+use crate::transcript::{Author, Entry};
+
+/// A visitor: an anonymous browser identified by its token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Visitor {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    pub created_ms: i64,
+}
+
+impl Visitor {
+    /// The contact profile the core turns into the visitor's ghost.
+    pub fn profile(&self) -> ContactProfile {
+        ContactProfile {
+            id: self.id.clone(),
+            display_name: Some(self.display_name()),
+            email: self.email.clone(),
+            phone: None,
+            avatar: None,
+        }
+    }
+
+    /// The visitor's name, or `Visitor <first 6 of id>` when they gave none.
+    pub fn display_name(&self) -> String {
+        match &self.name {
+            Some(name) => name.clone(),
+            None => format!("Visitor {}", self.id.chars().take(6).collect::<String>()),
+        }
+    }
+}
+
+/// What we remember about one message (the visitor's or an agent's).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub visitor: String,
+    pub from: Author,
+    pub seq: i64,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// A file one visitor may download.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub media: MediaRef,
+    pub name: String,
+    pub mime: String,
+    pub size: u64,
+}
+
+/// `n` random bytes as lowercase hex, from the thread's cryptographic RNG.
+pub fn random_hex<const N: usize>() -> String {
+    hex::encode(rand::random::<[u8; N]>())
+}
+
+/// Hex SHA-256 of a string.
+pub fn sha256_hex(input: &str) -> String {
+    hex::encode(Sha256::digest(input.as_bytes()))
+}
+
+/// Is this shaped like one of our tokens (64 lowercase hex characters)?
+pub fn is_token_shaped(token: &str) -> bool {
+    token.len() == 64 && token.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The transcript stream of a visitor.
+fn transcript_stream(visitor_id: &str) -> String {
+    format!("conv:{visitor_id}")
+}
+
+/// The channel's records on top of the core's key-value state and logs.
+#[derive(Clone)]
+pub struct Store {
+    host: Arc<dyn Host>,
+}
+
+impl Store {
+    pub fn new(host: Arc<dyn Host>) -> Self {
+        Self { host }
+    }
+
+    pub fn host(&self) -> &Arc<dyn Host> {
+        &self.host
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, HostError> {
+        match self.host.state_get(key).await? {
+            None => Ok(None),
+            Some(raw) => serde_json::from_str(&raw)
+                .map(Some)
+                .map_err(|e| HostError::Store(format!("unreadable webchat record {key}: {e}"))),
+        }
+    }
+
+    async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<(), HostError> {
+        let raw = serde_json::to_string(value).map_err(|e| HostError::Store(e.to_string()))?;
+        self.host.state_put(key, &raw).await
+    }
+
+    /// The visitor a token belongs to, if any.
+    pub async fn visitor_by_token(&self, token: &str) -> Result<Option<Visitor>, HostError> {
+        if !is_token_shaped(token) {
+            return Ok(None);
+        }
+        self.get_json(&format!("visitor:{}", sha256_hex(token))).await
+    }
+
+    /// Does a conversation with this visitor exist?
+    pub async fn visitor_exists(&self, visitor_id: &str) -> Result<bool, HostError> {
+        Ok(self.host.state_get(&format!("chat:{visitor_id}")).await?.is_some())
+    }
+
+    /// Create a visitor with a fresh token and id; returns the token (shown once, stored hashed).
+    pub async fn create_visitor(
+        &self,
+        name: Option<String>,
+        email: Option<String>,
+    ) -> Result<(String, Visitor), HostError> {
+        let token = random_hex::<32>();
+        let hash = sha256_hex(&token);
+        // 64 random bits: short enough for ghost user ids, and we still check for a collision.
+        let mut id = random_hex::<8>();
+        while self.visitor_exists(&id).await? {
+            id = random_hex::<8>();
+        }
+        let visitor = Visitor { id, name, email, created_ms: now_ms() };
+        // The conversation marker first: a visitor record never exists without it.
+        self.host.state_put(&format!("chat:{}", visitor.id), &hash).await?;
+        self.put_json(&format!("visitor:{hash}"), &visitor).await?;
+        Ok((token, visitor))
+    }
+
+    /// Write back a visitor's changed name or e-mail.
+    pub async fn save_visitor(&self, token: &str, visitor: &Visitor) -> Result<(), HostError> {
+        self.put_json(&format!("visitor:{}", sha256_hex(token)), visitor).await
+    }
+
+    pub async fn message(&self, remote_id: &str) -> Result<Option<MessageRecord>, HostError> {
+        self.get_json(&format!("msg:{remote_id}")).await
+    }
+
+    pub async fn put_message(&self, remote_id: &str, record: &MessageRecord) -> Result<(), HostError> {
+        self.put_json(&format!("msg:{remote_id}"), record).await
+    }
+
+    pub async fn file(&self, visitor_id: &str, file_id: &str) -> Result<Option<FileRecord>, HostError> {
+        self.get_json(&format!("file:{visitor_id}:{file_id}")).await
+    }
+
+    pub async fn put_file(&self, visitor_id: &str, file_id: &str, record: &FileRecord) -> Result<(), HostError> {
+        self.put_json(&format!("file:{visitor_id}:{file_id}"), record).await
+    }
+
+    /// Append to a visitor's transcript, idempotent by `key`; returns the entry's seq.
+    pub async fn append(&self, visitor_id: &str, key: &str, entry: &Entry) -> Result<i64, HostError> {
+        let body = serde_json::to_value(entry).map_err(|e| HostError::Store(e.to_string()))?;
+        self.host.log_append(&transcript_stream(visitor_id), key, &body).await
+    }
+
+    /// Transcript entries after `after`, oldest first, at most `limit`.
+    pub async fn read(
+        &self,
+        visitor_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, serde_json::Value)>, HostError> {
+        self.host.log_read(&transcript_stream(visitor_id), after, limit).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens() {
+        let token = random_hex::<32>();
+        assert!(is_token_shaped(&token));
+        assert!(!is_token_shaped(&token.to_uppercase()));
+        assert!(!is_token_shaped("abc"));
+        assert_ne!(token, random_hex::<32>());
+    }
+
+    #[test]
+    fn anonymous_display_name() {
+        let visitor = Visitor { id: "0123456789abcdef".into(), name: None, email: None, created_ms: 0 };
+        assert_eq!(visitor.display_name(), "Visitor 012345");
+    }
+}

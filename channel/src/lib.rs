@@ -1,0 +1,268 @@
+//! The contract between Switchboard's core and its channels.
+//!
+//! A *channel* is one kind of remote network (web chat, email, Telegram, …). Each lives in its own
+//! crate under `bridges/<name>/` and implements [`Channel`]. The core knows channels only through
+//! this trait; a channel knows nothing of Matrix, rooms or routing. It talks to the core through
+//! the [`Host`] it is handed at start:
+//!
+//! * **Inbound**: the channel turns what its network delivers into an [`Inbound`] and calls
+//!   [`Host::receive`]. That call returns only once the event is durably stored, so the channel
+//!   acknowledges its source (the webhook's 2xx, the IMAP flag, the poll offset) *after* it returns
+//!   `Ok`, never before. Receiving the same event twice is harmless: events are deduplicated by
+//!   [`Inbound::dedup_key`].
+//! * **Outbound**: the core calls [`Channel::send`] from its durable outbox. The channel delivers
+//!   and returns the remote id, or a [`SendError`] saying whether a retry can help.
+//! * **Capabilities** tell the core what the network can carry (file size, edits, …) so the core
+//!   refuses what cannot be delivered with a notice instead of guessing.
+//! * **State**: a channel keeps its durable bookkeeping (poll offsets, visitor records, its own
+//!   transcript) through [`Host`]'s key-value and log methods, never in files of its own.
+//!
+//! The full guide for writing a channel is `docs/channels.md`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// One conversation on the remote side: the company's account and the remote chat within it.
+///
+/// For the web chat the account is the site and the chat is the visitor; for Telegram it would be
+/// the bot and the chat id; for email the mailbox and the thread root.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConversationKey {
+    pub account: String,
+    pub chat: String,
+}
+
+/// What the channel knows of the customer behind a contact. Becomes the ghost's profile.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactProfile {
+    /// Stable id of the contact on the channel (a visitor id, a Telegram user id, an address).
+    pub id: String,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub avatar: Option<MediaRef>,
+}
+
+/// A file the core has stored durably (in the homeserver's media repository). Opaque to channels:
+/// fetch the bytes with [`Host::get_media`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MediaRef(pub String);
+
+/// A file carried by a message, in either direction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub media: MediaRef,
+    pub name: String,
+    pub mime: String,
+    pub size: u64,
+}
+
+/// Message content as both sides understand it: plain text always, HTML when the source had
+/// formatting. HTML handed to a channel is already sanitised by the core.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Content {
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+/// An event from the remote network, as stored in the core's inbox.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum InboundEvent {
+    /// The customer sent a message.
+    Message {
+        remote_id: String,
+        content: Content,
+        /// Remote id of the message this one answers, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<String>,
+    },
+    /// The customer changed an earlier message.
+    Edit { remote_id: String, content: Content },
+    /// The customer deleted an earlier message.
+    Delete { remote_id: String },
+    /// The customer has seen our messages up to and including `remote_id`.
+    Read { remote_id: String },
+    /// The network confirms it delivered our message (used by channels whose status arrives later).
+    Delivered { remote_id: String },
+    /// The network reports that our message, accepted earlier, failed after all (a bounce).
+    Failed { remote_id: String, reason: String },
+}
+
+/// One inbound event with where it belongs and who caused it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Inbound {
+    pub conversation: ConversationKey,
+    pub sender: ContactProfile,
+    /// Milliseconds since the Unix epoch when the remote network says it happened.
+    pub timestamp_ms: i64,
+    /// Unique per event on this channel and account; the same key twice is stored once.
+    pub dedup_key: String,
+    pub event: InboundEvent,
+}
+
+/// What an operator asked to be done on the remote side.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OutboundAction {
+    Message {
+        content: Content,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<String>,
+    },
+    Edit { remote_id: String, content: Content },
+    Delete { remote_id: String },
+}
+
+/// One outbound item from the core's outbox.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Outbound {
+    pub conversation: ConversationKey,
+    /// Stable across retries (derived from the Matrix event id): a channel whose network accepts an
+    /// idempotency key should pass it on so a retry after a crash cannot double-send.
+    pub idempotency_key: String,
+    pub action: OutboundAction,
+}
+
+/// A successful send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The remote id of the message created (for edits and deletes: of the message affected).
+    pub remote_id: String,
+    /// True when the network already confirmed delivery to the customer's device.
+    pub delivered: bool,
+}
+
+/// Why a send did not happen.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Worth trying again: outage, timeout, rate limit. `retry_after` is the network's own hint.
+    #[error("{reason}")]
+    Retryable { reason: String, retry_after: Option<Duration> },
+    /// Will never work as asked; `reason` is shown to operators as it is, so make it readable.
+    #[error("{reason}")]
+    Permanent { reason: String },
+}
+
+/// Errors a channel can see from the core.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("store unavailable: {0}")]
+    Store(String),
+    #[error("media repository: {0}")]
+    Media(String),
+    #[error("not found")]
+    NotFound,
+}
+
+/// Errors a channel reports at start.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// How a channel shows formatted text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Formatting {
+    /// Plain text only: the core sends `Content::text` and no HTML.
+    Plain,
+    /// A sanitised HTML subset (bold, italic, code, links, lists, quotes).
+    Html,
+}
+
+/// What the remote network can carry. The core consults these before sending and tells the room
+/// when an operator asks for something the channel cannot do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    pub formatting: Formatting,
+    /// Largest file the network accepts, in bytes.
+    pub max_file_size: Option<u64>,
+    /// Longest text, in characters.
+    pub max_text_length: Option<usize>,
+    pub edits: bool,
+    pub deletes: bool,
+    pub replies: bool,
+    pub reactions: bool,
+    pub read_receipts: bool,
+    pub typing: bool,
+    /// After the customer's last message, how long free-form replies are allowed (24 h on Meta).
+    pub reply_window: Option<Duration>,
+}
+
+/// What the core offers a channel. Scoped to that channel: keys and logs of one channel are
+/// invisible to another.
+#[async_trait]
+pub trait Host: Send + Sync + 'static {
+    /// Durably store an inbound event. Acknowledge the source only after this returns `Ok`.
+    /// Returns `false` when the event was already stored (a redelivery).
+    async fn receive(&self, inbound: Inbound) -> Result<bool, HostError>;
+
+    /// Show or hide the contact's typing indicator in the conversation's room. Best effort.
+    async fn typing(&self, conversation: &ConversationKey, sender: &ContactProfile, active: bool);
+
+    /// Store a file durably and get a reference to it.
+    async fn put_media(&self, data: Bytes, mime: &str, name: &str) -> Result<MediaRef, HostError>;
+
+    /// Fetch a stored file: its bytes and mime type.
+    async fn get_media(&self, media: &MediaRef) -> Result<(Bytes, String), HostError>;
+
+    /// Read a value of the channel's durable key-value state.
+    async fn state_get(&self, key: &str) -> Result<Option<String>, HostError>;
+
+    /// Write a value of the channel's durable key-value state.
+    async fn state_put(&self, key: &str, value: &str) -> Result<(), HostError>;
+
+    /// Append to one of the channel's durable logs; idempotent by `key` within the stream.
+    /// Returns the entry's sequence number (increasing within the stream).
+    async fn log_append(
+        &self,
+        stream: &str,
+        key: &str,
+        body: &serde_json::Value,
+    ) -> Result<i64, HostError>;
+
+    /// Read log entries with a sequence number above `after`, oldest first.
+    async fn log_read(
+        &self,
+        stream: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, serde_json::Value)>, HostError>;
+}
+
+/// A channel: one kind of remote network.
+#[async_trait]
+pub trait Channel: Send + Sync + 'static {
+    /// Short lowercase name: used in ghost ids (`@sb_<name>_…`), config and routes.
+    fn name(&self) -> &'static str;
+
+    /// What the network can carry.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Spawn background work (polling, gateways) and return the HTTP routes to mount on the
+    /// bridge's shared server under `/<name>`. Called once, before the server starts listening.
+    async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<axum::Router>, ChannelError>;
+
+    /// Deliver one outbound item.
+    async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError>;
+
+    /// An operator started or stopped typing. Best effort; default does nothing.
+    async fn typing(&self, _conversation: &ConversationKey, _active: bool) {}
+
+    /// An operator has read the customer's messages up to `remote_id`. Best effort.
+    async fn mark_read(&self, _conversation: &ConversationKey, _remote_id: &str) {}
+}

@@ -1,0 +1,199 @@
+//! The running bridge: shared state, start-up and the HTTP server.
+//!
+//! Start-up order matters for "nothing lost": the store is opened and migrated first; channels
+//! start and mount their routes; the HTTP server starts listening (so the homeserver can push
+//! transactions and customers can write even while the homeserver is still coming up); then the
+//! workers resume whatever the queues hold from before a restart.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use switchboard_channel::Channel;
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::matrix::ghosts::Namespace;
+use crate::matrix::Homeserver;
+use crate::registration::Registration;
+use crate::store::Store;
+
+/// Everything the bridge's tasks share.
+pub struct Bridge {
+    pub config: Config,
+    pub store: Store,
+    pub homeserver: Homeserver,
+    pub namespace: Namespace,
+    pub hs_token: String,
+    pub channels: HashMap<&'static str, Arc<dyn Channel>>,
+    pub wake_inbound: Notify,
+    pub wake_matrix: Notify,
+    pub wake_outbound: Notify,
+    /// Set once the bot is registered and the workers run.
+    pub ready: AtomicBool,
+}
+
+impl Bridge {
+    pub fn channel(&self, name: &str) -> Option<&Arc<dyn Channel>> {
+        self.channels.get(name)
+    }
+
+    /// Matrix user ids of the configured operators.
+    pub fn operators(&self) -> impl Iterator<Item = &String> {
+        self.config.bridge.operators.keys()
+    }
+}
+
+/// Run the bridge until the process is stopped.
+pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Result<()> {
+    let (as_token, hs_token) = tokens(&config)?;
+    let store = Store::connect(&config.database.url, config.database.max_connections)
+        .await
+        .with_context(|| format!("database.url: cannot open {}", redact_url(&config.database.url)))?;
+    let homeserver = Homeserver::new(
+        &config.homeserver.url,
+        &as_token,
+        &config.homeserver.domain,
+        &config.appservice.bot_localpart,
+    );
+    let namespace = Namespace::new(
+        &config.appservice.ghost_prefix,
+        &config.appservice.bot_localpart,
+        &config.homeserver.domain,
+    );
+    let bridge = Arc::new(Bridge {
+        store,
+        homeserver,
+        namespace,
+        hs_token,
+        channels: channels.iter().map(|c| (c.name(), c.clone())).collect(),
+        wake_inbound: Notify::new(),
+        wake_matrix: Notify::new(),
+        wake_outbound: Notify::new(),
+        ready: AtomicBool::new(false),
+        config,
+    });
+
+    let mut app = Router::new()
+        .merge(crate::matrix::appservice::routes())
+        .route("/_switchboard/health", get(health))
+        .with_state(bridge.clone());
+    for channel in channels {
+        let name = channel.name();
+        let host = Arc::new(crate::host::ChannelHost::new(bridge.clone(), name));
+        let routes = channel
+            .start(host)
+            .await
+            .with_context(|| format!("channels.{name}: could not start"))?;
+        if let Some(routes) = routes {
+            app = app.nest(&format!("/{name}"), routes);
+        }
+        tracing::info!(channel = name, "channel started");
+    }
+    let app = app.layer(tower_http::trace::TraceLayer::new_for_http());
+
+    let listener = tokio::net::TcpListener::bind(bridge.config.appservice.listen)
+        .await
+        .with_context(|| format!("appservice.listen: cannot listen on {}", bridge.config.appservice.listen))?;
+    tracing::info!(address = %bridge.config.appservice.listen, "listening");
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
+    });
+
+    let starter = bridge.clone();
+    tokio::spawn(async move {
+        ensure_bot(&starter).await;
+        starter.ready.store(true, Ordering::SeqCst);
+        tokio::spawn(crate::inbound::run(starter.clone()));
+        tokio::spawn(crate::outbound::run(starter.clone()));
+        tokio::spawn(crate::delivery::run(starter.clone()));
+        tracing::info!("bridge ready");
+    });
+
+    server.await.context("server task")?.context("server")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Register the bot and set its name, waiting for the homeserver as long as it takes.
+async fn ensure_bot(bridge: &Bridge) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let result = async {
+            bridge.homeserver.register(&bridge.config.appservice.bot_localpart).await?;
+            bridge
+                .homeserver
+                .set_displayname(&bridge.namespace.bot, &bridge.config.appservice.bot_displayname)
+                .await
+        }
+        .await;
+        match result {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "homeserver not ready for the bot yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn health(State(bridge): State<Arc<Bridge>>) -> impl IntoResponse {
+    if bridge.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, Json(json!({"status": "ready"})))
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "starting"})))
+    }
+}
+
+/// The as/hs tokens: from the config (or its environment overrides), else the registration file.
+fn tokens(config: &Config) -> anyhow::Result<(String, String)> {
+    if let (Some(a), Some(h)) = (&config.appservice.as_token, &config.appservice.hs_token) {
+        return Ok((a.clone(), h.clone()));
+    }
+    let path = &config.appservice.registration;
+    let reg = Registration::read(path).with_context(|| {
+        format!(
+            "appservice.registration: cannot read {} (run `switchboard generate-registration` first, or set appservice.as_token and appservice.hs_token)",
+            path.display()
+        )
+    })?;
+    Ok((
+        config.appservice.as_token.clone().unwrap_or(reg.as_token),
+        config.appservice.hs_token.clone().unwrap_or(reg.hs_token),
+    ))
+}
+
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,135 @@
+//! Bot commands: `!sb <command> …` in portals and other rooms, bare words in a DM with the bot.
+//!
+//! One file per command. Each declares the permission level it needs ([`Level`], from
+//! `bridge.operators` in the config); the answer is one line from the bot, a notice replying to
+//! the command. A command is never relayed to the customer, whatever happens to it.
+
+mod help;
+mod note;
+mod retry;
+
+use serde_json::Value;
+
+use crate::bridge::Bridge;
+use crate::config::Level;
+use crate::matrix::{content, MatrixError};
+use crate::store::conversations::Conversation;
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub name: String,
+    pub args: String,
+    /// Written as a bare word (a DM with the bot) rather than with `!sb`.
+    pub bare: bool,
+}
+
+/// The commands this bridge knows, with the level each needs and a one-line description.
+pub const COMMANDS: &[(&str, Level, &str)] = &[
+    ("help", Level::Operator, "list the commands"),
+    ("note", Level::Operator, "`note <text>`: a private note for the team, never sent to the customer"),
+    ("retry", Level::Operator, "resend the messages of this conversation that could not be delivered"),
+];
+
+/// `!sb …` anywhere; in rooms that are not portals also a bare known command (only acted on in
+/// a DM with the bot, see [`run`]).
+pub fn parse(body: &str, in_portal: bool) -> Option<Invocation> {
+    let trimmed = body.trim_start();
+    if let Some(rest) = trimmed.strip_prefix("!sb") {
+        if rest.is_empty() || rest.starts_with(char::is_whitespace) {
+            let rest = rest.trim();
+            let (name, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            let name = if name.is_empty() { "help" } else { name };
+            return Some(Invocation { name: name.to_lowercase(), args: args.trim().to_string(), bare: false });
+        }
+    }
+    if !in_portal {
+        let (name, args) = trimmed.split_once(char::is_whitespace).unwrap_or((trimmed, ""));
+        let name = name.to_lowercase();
+        if COMMANDS.iter().any(|(n, _, _)| *n == name) {
+            return Some(Invocation { name, args: args.trim().to_string(), bare: true });
+        }
+    }
+    None
+}
+
+/// What a command needs to act and answer.
+pub struct Context<'a> {
+    pub bridge: &'a Bridge,
+    pub room_id: &'a str,
+    pub event_id: &'a str,
+    pub sender: &'a str,
+    pub conversation: Option<&'a Conversation>,
+    pub args: &'a str,
+}
+
+impl Context<'_> {
+    /// Answer the command with one notice (idempotent per command event).
+    pub async fn reply(&self, text: &str) -> Result<(), MatrixError> {
+        let notice = content::with_reply(content::notice(text), self.event_id);
+        self.bridge
+            .homeserver
+            .send(self.room_id, "m.room.message", &format!("sb-cmd-{}", self.event_id), &notice, None, None)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Run a command and answer it.
+pub async fn run(
+    bridge: &Bridge,
+    room_id: &str,
+    event_id: &str,
+    sender: &str,
+    conversation: Option<&Conversation>,
+    invocation: Invocation,
+) -> Result<(), MatrixError> {
+    if invocation.bare && !is_dm(bridge, room_id).await? {
+        return Ok(());
+    }
+    let ctx = Context { bridge, room_id, event_id, sender, conversation, args: &invocation.args };
+    let level = bridge.config.bridge.operators.get(sender).copied();
+    let Some((_, needed, _)) = COMMANDS.iter().find(|(n, _, _)| *n == invocation.name) else {
+        return ctx.reply(&format!("Unknown command `{}`. {}", invocation.name, help::short(invocation.bare))).await;
+    };
+    match level {
+        Some(l) if l >= *needed => {}
+        _ => {
+            let needed = format!("{needed:?}").to_lowercase();
+            return ctx.reply(&format!("`{}` needs {needed} rights; {sender} does not have them on this bridge.", invocation.name)).await;
+        }
+    }
+    match invocation.name.as_str() {
+        "help" => help::run(&ctx, invocation.bare).await,
+        "note" => note::run(&ctx).await,
+        "retry" => retry::run(&ctx).await,
+        _ => Ok(()),
+    }
+}
+
+/// A room with just the bot and one other member.
+async fn is_dm(bridge: &Bridge, room_id: &str) -> Result<bool, MatrixError> {
+    let members = bridge.homeserver.joined_members(room_id).await?;
+    Ok(members.len() == 2 && members.iter().any(|m| m == &bridge.namespace.bot))
+}
+
+#[allow(dead_code)]
+fn _assert_value(_: Value) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_prefixed_and_bare_commands() {
+        let p = parse("!sb note call back at 5", true).unwrap();
+        assert_eq!((p.name.as_str(), p.args.as_str(), p.bare), ("note", "call back at 5", false));
+        assert_eq!(parse("!sb", true).unwrap().name, "help");
+        assert_eq!(parse("  !sb HELP", true).unwrap().name, "help");
+        assert_eq!(parse("!sbx", true), None);
+        assert_eq!(parse("help", true), None, "bare words in a portal are messages to the customer");
+        assert_eq!(parse("help", false).unwrap().bare, true);
+        assert_eq!(parse("hello there", false), None);
+        assert_eq!(parse("!sb frobnicate", true).unwrap().name, "frobnicate");
+    }
+}

@@ -1,0 +1,355 @@
+//! Configuration: the YAML file, environment overrides, and validation.
+//!
+//! Values come from the file given with `-c`, then from environment variables named
+//! `SWITCHBOARD_<SECTION>__<KEY>` (double underscore between levels), which win. Every problem is
+//! reported with the key it concerns, e.g. `database.url: must start with sqlite:// or postgres://`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Yaml};
+use figment::Figment;
+use serde::Deserialize;
+
+/// Where the configuration could not be used, with the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Parse(String),
+    #[error("{key}: {problem}")]
+    Invalid { key: String, problem: String },
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_string(), problem: problem.into() }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub homeserver: HomeserverConfig,
+    pub appservice: AppserviceConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub bridge: BridgeConfig,
+    /// Per-channel sections, handed to each channel as it is wired up (`src/main.rs`).
+    #[serde(default)]
+    pub channels: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub logging: LoggingConfig,
+    /// The figment the config was read from, kept so channel sections can be extracted with
+    /// errors naming their keys.
+    #[serde(skip)]
+    pub source: Option<Figment>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HomeserverConfig {
+    pub url: url::Url,
+    pub domain: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppserviceConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// How the homeserver reaches us.
+    pub url: url::Url,
+    /// How browsers and webhook senders reach us; defaults to `url`.
+    #[serde(default)]
+    pub public_url: Option<url::Url>,
+    #[serde(default = "default_id")]
+    pub id: String,
+    #[serde(default = "default_bot")]
+    pub bot_localpart: String,
+    #[serde(default = "default_bot_displayname")]
+    pub bot_displayname: String,
+    #[serde(default = "default_prefix")]
+    pub ghost_prefix: String,
+    #[serde(default = "default_registration")]
+    pub registration: PathBuf,
+    #[serde(default)]
+    pub as_token: Option<String>,
+    #[serde(default)]
+    pub hs_token: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    #[serde(default = "default_db")]
+    pub url: String,
+    #[serde(default = "default_pool")]
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: default_db(), max_connections: default_pool() }
+    }
+}
+
+/// How the customer learns which operator answered.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Attribution {
+    /// The customer sees only the company.
+    #[default]
+    None,
+    /// "Alice: message".
+    Prefix,
+    /// "message\n— Alice".
+    Signature,
+}
+
+/// Permission levels for commands, lowest first.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Operator,
+    Lead,
+    Admin,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeConfig {
+    #[serde(default)]
+    pub attribution: Attribution,
+    #[serde(default)]
+    pub operators: BTreeMap<String, Level>,
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_retry_base", with = "humantime_serde")]
+    pub retry_base: Duration,
+    #[serde(default = "default_retry_max", with = "humantime_serde")]
+    pub retry_max: Duration,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        Self {
+            attribution: Attribution::None,
+            operators: BTreeMap::new(),
+            max_attempts: default_attempts(),
+            retry_base: default_retry_base(),
+            retry_max: default_retry_max(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    #[serde(default = "default_filter")]
+    pub filter: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self { filter: default_filter() }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 29340))
+}
+fn default_id() -> String {
+    "switchboard".into()
+}
+fn default_bot() -> String {
+    "switchboard".into()
+}
+fn default_bot_displayname() -> String {
+    "Switchboard".into()
+}
+fn default_prefix() -> String {
+    "sb_".into()
+}
+fn default_registration() -> PathBuf {
+    PathBuf::from("registration.yaml")
+}
+fn default_db() -> String {
+    "sqlite://switchboard.db".into()
+}
+fn default_pool() -> u32 {
+    8
+}
+fn default_attempts() -> u32 {
+    8
+}
+fn default_retry_base() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_retry_max() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_filter() -> String {
+    "info".into()
+}
+
+impl Config {
+    /// Read the file, apply environment overrides, validate. Relative paths in the file are
+    /// resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        if !path.exists() {
+            return Err(ConfigError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            });
+        }
+        let figment = Figment::new()
+            .merge(Yaml::file_exact(path))
+            .merge(Env::prefixed("SWITCHBOARD_").filter(|k| is_config_key(k.as_str())).split("__"));
+        let mut config: Config = figment.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if config.appservice.registration.is_relative() {
+            config.appservice.registration = base.join(&config.appservice.registration);
+        }
+        if let Some(rest) = config.database.url.strip_prefix("sqlite://") {
+            let p = Path::new(rest.split('?').next().unwrap_or(rest));
+            if p.is_relative() && !rest.starts_with(':') {
+                config.database.url = format!("sqlite://{}", base.join(rest).display());
+            }
+        }
+        config.source = Some(figment);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let d = &self.homeserver.domain;
+        if d.is_empty() || d.contains('/') || d.contains(' ') {
+            return Err(invalid("homeserver.domain", "must be a server name like example.com"));
+        }
+        if !matches!(self.homeserver.url.scheme(), "http" | "https") {
+            return Err(invalid("homeserver.url", "must be an http:// or https:// URL"));
+        }
+        let lp_ok = |s: &str| {
+            !s.is_empty()
+                && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._=-/".contains(c))
+        };
+        if !lp_ok(&self.appservice.bot_localpart) {
+            return Err(invalid("appservice.bot_localpart", "must be a lowercase Matrix localpart"));
+        }
+        if !lp_ok(&self.appservice.ghost_prefix) {
+            return Err(invalid("appservice.ghost_prefix", "must be lowercase letters, digits or ._=-/"));
+        }
+        if self.appservice.bot_localpart.starts_with(&self.appservice.ghost_prefix) {
+            return Err(invalid(
+                "appservice.bot_localpart",
+                "must not start with appservice.ghost_prefix (ghosts and the bot would collide)",
+            ));
+        }
+        let db = &self.database.url;
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return Err(invalid("database.url", "must start with sqlite:// or postgres://"));
+        }
+        for user in self.bridge.operators.keys() {
+            if ruma::UserId::parse(user.as_str()).is_err() {
+                return Err(invalid(
+                    &format!("bridge.operators.{user}"),
+                    "is not a Matrix user id like @alice:example.com",
+                ));
+            }
+        }
+        if self.bridge.max_attempts == 0 {
+            return Err(invalid("bridge.max_attempts", "must be at least 1"));
+        }
+        if self.bridge.retry_base.is_zero() || self.bridge.retry_base > self.bridge.retry_max {
+            return Err(invalid("bridge.retry_base", "must be above zero and not above bridge.retry_max"));
+        }
+        Ok(())
+    }
+
+    /// The public base URL (for links customers and webhook senders use).
+    pub fn public_url(&self) -> url::Url {
+        self.appservice.public_url.clone().unwrap_or_else(|| self.appservice.url.clone())
+    }
+
+    /// Extract one channel's section with errors naming `channels.<name>.<key>`.
+    pub fn channel<T: serde::de::DeserializeOwned + Default>(&self, name: &str) -> Result<T, ConfigError> {
+        let key = format!("channels.{name}");
+        match &self.source {
+            Some(fig) if fig.contains(&key) => {
+                fig.extract_inner::<T>(&key).map_err(|e| ConfigError::Parse(describe(e)))
+            }
+            _ => Ok(T::default()),
+        }
+    }
+}
+
+/// Only `SWITCHBOARD_<SECTION>__…` variables configure the bridge; others with the same prefix
+/// (the scripts' `SWITCHBOARD_CACHE`, say) are not config.
+fn is_config_key(key: &str) -> bool {
+    let section = key.split("__").next().unwrap_or("").to_ascii_lowercase();
+    matches!(section.as_str(), "homeserver" | "appservice" | "database" | "bridge" | "channels" | "logging")
+}
+
+/// Turn figment's errors into "key: problem" lines.
+fn describe(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let kind = e.kind.to_string();
+            let origin = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
+            if key.is_empty() {
+                format!("{kind}{origin}")
+            } else {
+                format!("{key}: {kind}{origin}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("config.yaml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const MINIMAL: &str = "homeserver: {url: 'http://127.0.0.1:8008', domain: localhost}\nappservice: {url: 'http://127.0.0.1:29340'}\n";
+
+    #[test]
+    fn minimal_config_gets_defaults_and_resolves_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(&write(dir.path(), MINIMAL)).unwrap();
+        assert_eq!(c.appservice.ghost_prefix, "sb_");
+        assert_eq!(c.bridge.attribution, Attribution::None);
+        assert_eq!(c.appservice.registration, dir.path().join("registration.yaml"));
+        assert_eq!(c.database.url, format!("sqlite://{}", dir.path().join("switchboard.db").display()));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{MINIMAL}database: {{url: 'mysql://x'}}\n");
+        let err = Config::load(&write(dir.path(), &text)).unwrap_err().to_string();
+        assert!(err.starts_with("database.url:"), "{err}");
+
+        let text = format!("{MINIMAL}bridge: {{attribution: loud}}\n");
+        let err = Config::load(&write(dir.path(), &text)).unwrap_err().to_string();
+        assert!(err.contains("bridge.attribution"), "{err}");
+
+        let text = format!("{MINIMAL}bridge: {{operators: {{alice: admin}}}}\n");
+        let err = Config::load(&write(dir.path(), &text)).unwrap_err().to_string();
+        assert!(err.contains("bridge.operators.alice"), "{err}");
+
+        let text = "homeserver: {url: 'http://x', domain: localhost}\n";
+        let err = Config::load(&write(dir.path(), text)).unwrap_err().to_string();
+        assert!(err.contains("appservice"), "{err}");
+    }
+}

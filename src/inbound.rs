@@ -1,0 +1,194 @@
+//! Channel → Matrix: drains the inbox, in order per conversation.
+//!
+//! Each stored event becomes Matrix events sent by the contact's ghost (with `?ts=` set to when
+//! the customer acted). Transaction ids are derived from the inbox row, so a retry after a crash
+//! or an outage re-sends with the same id and the homeserver does not duplicate. Only when the
+//! Matrix side is done is the row marked done. A homeserver outage is retried with backoff for as
+//! long as it lasts; an event Matrix refuses for good is marked failed with the reason, after a
+//! notice in the room where possible.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use switchboard_channel::{Content, InboundEvent};
+
+use crate::bridge::Bridge;
+use crate::matrix::{content, MatrixError};
+use crate::portal::{self, PortalError};
+use crate::queue;
+use crate::store::inbox::InboxRow;
+use crate::store::message_map::{self, Direction};
+use crate::store::{now_ms, StoreError};
+
+pub async fn run(bridge: Arc<Bridge>) {
+    let b = bridge.clone();
+    let ready = move || {
+        let b = b.clone();
+        async move { b.store.inbox_ready(200).await }
+    };
+    let b = bridge.clone();
+    let drain = move |conversation: i64| {
+        let b = b.clone();
+        async move { drain(&b, conversation).await }
+    };
+    queue::run("inbound", &bridge.wake_inbound, ready, drain, 16).await;
+}
+
+async fn drain(bridge: &Bridge, conversation_id: i64) {
+    loop {
+        let row = match bridge.store.inbox_next(conversation_id).await {
+            Ok(Some(row)) => row,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(conversation_id, error = %e, "cannot read inbox");
+                return;
+            }
+        };
+        let result = process(bridge, &row).await;
+        let stored = match result {
+            Ok(()) => bridge.store.inbox_done(row.id).await,
+            Err(e) if e.is_retryable() => {
+                // Inbound events are never given up on for a transient reason: the customer's
+                // message must arrive once the homeserver is back.
+                let delay = queue::backoff(
+                    row.attempts.clamp(0, 30) as u32,
+                    Duration::from_millis(250),
+                    Duration::from_secs(30),
+                    e.retry_after(),
+                );
+                tracing::warn!(inbox = row.id, error = %e, retry_in = ?delay, "inbound event not delivered to Matrix yet");
+                let r = bridge.store.inbox_retry(row.id, &e.to_string(), now_ms() + delay.as_millis() as i64).await;
+                if r.is_ok() {
+                    return;
+                }
+                r
+            }
+            Err(e) => {
+                tracing::error!(inbox = row.id, error = %e, "inbound event refused by Matrix");
+                bridge.store.inbox_failed(row.id, &e.to_string()).await
+            }
+        };
+        if let Err(e) = stored {
+            tracing::error!(inbox = row.id, error = %e, "cannot update inbox");
+            return;
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum InboundError {
+    #[error(transparent)]
+    Portal(#[from] PortalError),
+    #[error(transparent)]
+    Matrix(#[from] MatrixError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("conversation {0} vanished")]
+    NoConversation(i64),
+}
+
+impl InboundError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            InboundError::Portal(e) => e.is_retryable(),
+            InboundError::Matrix(e) => e.is_retryable(),
+            InboundError::Store(_) => true,
+            InboundError::NoConversation(_) => false,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            InboundError::Matrix(e) => e.retry_after(),
+            InboundError::Portal(PortalError::Matrix(e)) => e.retry_after(),
+            _ => None,
+        }
+    }
+}
+
+async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
+    let conversation = bridge
+        .store
+        .conversation(row.conversation_id)
+        .await?
+        .ok_or(InboundError::NoConversation(row.conversation_id))?;
+    let (room_id, contact) = portal::ensure_portal(bridge, &conversation).await?;
+    let ghost = contact.ghost_user_id.as_str();
+    let ts = Some(row.inbound.timestamp_ms);
+    let txn = |part: usize| format!("sb-in-{}-{part}", row.id);
+    match &row.inbound.event {
+        InboundEvent::Message { remote_id, content: c, reply_to } => {
+            let reply_event = match reply_to {
+                Some(r) => bridge.store.events_for_remote(conversation.id, r).await?.into_iter().next(),
+                None => None,
+            };
+            for (part, mut event) in content::to_matrix(c).into_iter().enumerate() {
+                if part == 0 {
+                    if let Some(e) = &reply_event {
+                        event = content::with_reply(event, e);
+                    }
+                }
+                let event_id = send_as_ghost(bridge, &room_id, ghost, &txn(part), &event, ts).await?;
+                message_map::insert(bridge.store.pool(), conversation.id, remote_id, part as i64, &event_id, Direction::In)
+                    .await?;
+            }
+        }
+        InboundEvent::Edit { remote_id, content: c } => {
+            let Some(target) = bridge.store.events_for_remote(conversation.id, remote_id).await?.into_iter().next() else {
+                tracing::warn!(remote_id, "edit of a message that never reached Matrix; ignored");
+                return Ok(());
+            };
+            let text_only = Content { attachments: Vec::new(), ..c.clone() };
+            if let Some(new) = content::to_matrix(&text_only).into_iter().next() {
+                let event = content::replacement(new, &target);
+                send_as_ghost(bridge, &room_id, ghost, &txn(0), &event, ts).await?;
+            }
+        }
+        InboundEvent::Delete { remote_id } => {
+            for (i, event_id) in bridge.store.events_for_remote(conversation.id, remote_id).await?.iter().enumerate() {
+                bridge.homeserver.redact(&room_id, event_id, &txn(i), Some(ghost)).await?;
+            }
+        }
+        InboundEvent::Read { remote_id } => {
+            if let Some(event_id) = bridge.store.events_for_remote(conversation.id, remote_id).await?.last() {
+                bridge.homeserver.read_receipt(&room_id, event_id, ghost).await?;
+            }
+        }
+        InboundEvent::Delivered { remote_id } => {
+            if let Some(event_id) = bridge.store.events_for_remote(conversation.id, remote_id).await?.first() {
+                crate::delivery::send_status(bridge, &room_id, event_id, &conversation.channel, None).await;
+            }
+        }
+        InboundEvent::Failed { remote_id, reason } => {
+            let event_id = bridge.store.events_for_remote(conversation.id, remote_id).await?.into_iter().next();
+            let text = format!("⚠️ Not delivered to the customer: {reason}");
+            let mut notice = content::notice(&text);
+            if let Some(e) = &event_id {
+                notice = content::with_reply(notice, e);
+                crate::delivery::send_status(bridge, &room_id, e, &conversation.channel, Some(reason)).await;
+            }
+            bridge.homeserver.send(&room_id, "m.room.message", &txn(0), &notice, None, None).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Send as the ghost; when the ghost is not in the room (a join that failed earlier, or it was
+/// kicked), join it and try once more.
+async fn send_as_ghost(
+    bridge: &Bridge,
+    room_id: &str,
+    ghost: &str,
+    txn_id: &str,
+    event: &Value,
+    ts: Option<i64>,
+) -> Result<String, MatrixError> {
+    match bridge.homeserver.send(room_id, "m.room.message", txn_id, event, Some(ghost), ts).await {
+        Err(MatrixError::Api { status: 403, .. }) => {
+            portal::ensure_joined(bridge, room_id, ghost).await?;
+            bridge.homeserver.send(room_id, "m.room.message", txn_id, event, Some(ghost), ts).await
+        }
+        other => other,
+    }
+}

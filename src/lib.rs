@@ -1,0 +1,24 @@
+//! Switchboard's core: a Matrix application service that gives every customer conversation its
+//! own room and lets a team answer from the company's one account on each channel.
+//!
+//! Reading order: [`bridge`] (start-up and shared state), [`matrix::appservice`] (what the
+//! homeserver pushes), [`outbound`] and [`delivery`] (operator → customer), [`host`] and
+//! [`inbound`] (customer → operators), [`portal`] (ghosts and rooms), [`store`] (all state),
+//! [`commands`]. Channels live in their own crates and meet the core through
+//! [`switchboard_channel`].
+
+pub mod bridge;
+pub mod commands;
+pub mod config;
+pub mod delivery;
+pub mod ephemeral;
+pub mod host;
+pub mod inbound;
+pub mod matrix;
+pub mod outbound;
+pub mod portal;
+pub mod queue;
+pub mod registration;
+pub mod store;
+
+pub use switchboard_channel as channel;

@@ -1,0 +1,206 @@
+//! Matrix → outbox: works through the events the homeserver pushed, in arrival order.
+//!
+//! In a portal, an operator's message becomes one outbox item (written in the same database
+//! transaction that marks the event handled, so it is queued exactly once); `!sb …` commands are
+//! run and never relayed; redactions of relayed messages become deletions. The bot joins rooms
+//! it is invited to (a DM with the bot is where bare commands work).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use switchboard_channel::{Content, OutboundAction, Outbound};
+
+use crate::bridge::Bridge;
+use crate::commands;
+use crate::matrix::content::{self, Unrelayable};
+use crate::store::conversations::Conversation;
+use crate::store::matrix_events::MatrixEventRow;
+
+pub async fn run(bridge: Arc<Bridge>) {
+    loop {
+        match bridge.store.matrix_events_pending(100).await {
+            Ok(rows) if !rows.is_empty() => {
+                for row in rows {
+                    let state = match handle(&bridge, &row).await {
+                        Ok(Handled::Queued) => continue,
+                        Ok(Handled::Done) => "done",
+                        Err(e) if e.retryable => {
+                            tracing::warn!(event_id = row.event_id, error = %e.message, "event not handled yet; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::error!(event_id = row.event_id, error = %e.message, "event could not be handled");
+                            "failed"
+                        }
+                    };
+                    if let Err(e) = bridge.store.matrix_event_done(&row.event_id, state).await {
+                        tracing::error!(error = %e, "cannot mark event handled");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        break;
+                    }
+                }
+            }
+            Ok(_) => {
+                let _ = tokio::time::timeout(Duration::from_secs(1), bridge.wake_matrix.notified()).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read pending Matrix events");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+enum Handled {
+    /// Marked done together with its outbox item.
+    Queued,
+    /// Nothing more to store; mark done.
+    Done,
+}
+
+#[derive(Debug)]
+struct HandleError {
+    retryable: bool,
+    message: String,
+}
+
+impl<E: std::fmt::Display> From<E> for HandleError {
+    fn from(e: E) -> Self {
+        HandleError { retryable: true, message: e.to_string() }
+    }
+}
+
+async fn handle(bridge: &Bridge, row: &MatrixEventRow) -> Result<Handled, HandleError> {
+    let event = &row.payload;
+    let event_type = event.get("type").and_then(Value::as_str).unwrap_or("");
+    let sender = event.get("sender").and_then(Value::as_str).unwrap_or("");
+    let empty = Value::Null;
+    let body = event.get("content").unwrap_or(&empty);
+    match event_type {
+        "m.room.member" => {
+            let target = event.get("state_key").and_then(Value::as_str);
+            let membership = body.get("membership").and_then(Value::as_str);
+            if target == Some(bridge.namespace.bot.as_str()) && membership == Some("invite") {
+                if let Err(e) = bridge.homeserver.join(&row.room_id, &bridge.namespace.bot).await {
+                    tracing::warn!(room_id = row.room_id, error = %e, "could not accept an invite");
+                }
+            }
+            Ok(Handled::Done)
+        }
+        "m.room.message" => {
+            let conversation = bridge.store.conversation_by_room(&row.room_id).await?;
+            let text = body.get("body").and_then(Value::as_str).unwrap_or("");
+            if let Some(invocation) = commands::parse(text, conversation.is_some()) {
+                commands::run(bridge, &row.room_id, &row.event_id, sender, conversation.as_ref(), invocation).await?;
+                return Ok(Handled::Done);
+            }
+            let Some(conversation) = conversation else { return Ok(Handled::Done) };
+            relay_message(bridge, row, &conversation, sender, body).await
+        }
+        "m.room.redaction" => {
+            let Some(conversation) = bridge.store.conversation_by_room(&row.room_id).await? else {
+                return Ok(Handled::Done);
+            };
+            let redacts = event
+                .get("redacts")
+                .or_else(|| body.get("redacts"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let Some(remote_id) = bridge.store.remote_for_event(conversation.id, redacts).await? else {
+                return Ok(Handled::Done);
+            };
+            queue(bridge, row, &conversation, OutboundAction::Delete { remote_id }).await
+        }
+        _ => Ok(Handled::Done),
+    }
+}
+
+async fn relay_message(
+    bridge: &Bridge,
+    row: &MatrixEventRow,
+    conversation: &Conversation,
+    sender: &str,
+    body: &Value,
+) -> Result<Handled, HandleError> {
+    if !bridge.config.bridge.operators.contains_key(sender) {
+        notify(bridge, row, &format!("⚠️ Not delivered: {sender} is not an operator of this bridge.")).await?;
+        return Ok(Handled::Done);
+    }
+    let Some(channel) = bridge.channel(&conversation.channel) else {
+        notify(bridge, row, &format!("⚠️ Not delivered: the {} channel is not enabled on this bridge.", conversation.channel)).await?;
+        return Ok(Handled::Done);
+    };
+    let caps = channel.capabilities();
+    let message = match content::parse_operator_message(body) {
+        Ok(Some(m)) => m,
+        Ok(None) => return Ok(Handled::Done),
+        Err(e @ (Unrelayable::EncryptedFile | Unrelayable::Unsupported(_) | Unrelayable::Invalid(_))) => {
+            notify(bridge, row, &format!("⚠️ Not delivered: {e}.")).await?;
+            return Ok(Handled::Done);
+        }
+    };
+    let mut c: Content = content::for_channel(message.content, caps.formatting);
+    let name = operator_name(sender);
+    if !c.text.is_empty() {
+        content::attribute(&mut c, bridge.config.bridge.attribution, &name);
+    }
+    let action = if let Some(original) = &message.replaces {
+        if !caps.edits {
+            notify(bridge, row, "⚠️ Edit not delivered: this channel cannot change a sent message.").await?;
+            return Ok(Handled::Done);
+        }
+        let Some(remote_id) = bridge.store.remote_for_event(conversation.id, original).await? else {
+            // An edit of something never relayed (a note, a failed message): nothing to change.
+            return Ok(Handled::Done);
+        };
+        OutboundAction::Edit { remote_id, content: c }
+    } else {
+        let reply_to = match &message.reply_to {
+            Some(e) if caps.replies => bridge.store.remote_for_event(conversation.id, e).await?,
+            _ => None,
+        };
+        OutboundAction::Message { content: c, reply_to }
+    };
+    queue(bridge, row, conversation, action).await
+}
+
+async fn queue(
+    bridge: &Bridge,
+    row: &MatrixEventRow,
+    conversation: &Conversation,
+    action: OutboundAction,
+) -> Result<Handled, HandleError> {
+    let outbound = Outbound {
+        conversation: switchboard_channel::ConversationKey {
+            account: conversation.account.clone(),
+            chat: conversation.chat.clone(),
+        },
+        idempotency_key: row.event_id.clone(),
+        action,
+    };
+    bridge.store.outbox_enqueue(conversation.id, &row.event_id, &row.room_id, &outbound).await?;
+    bridge.wake_outbound.notify_one();
+    Ok(Handled::Queued)
+}
+
+/// A notice from the bot in reply to the event (deduplicated by the event id).
+async fn notify(bridge: &Bridge, row: &MatrixEventRow, text: &str) -> Result<(), HandleError> {
+    let notice = content::with_reply(content::notice(text), &row.event_id);
+    bridge
+        .homeserver
+        .send(&row.room_id, "m.room.message", &format!("sb-notice-{}", row.event_id), &notice, None, None)
+        .await?;
+    Ok(())
+}
+
+/// The operator's name for attribution: the localpart, capitalised (`@alice:x` → `Alice`).
+fn operator_name(user_id: &str) -> String {
+    let local = user_id.trim_start_matches('@').split(':').next().unwrap_or(user_id);
+    let mut chars = local.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => local.to_string(),
+    }
+}

@@ -1,0 +1,130 @@
+//! Ghosts and portals: the Matrix user that speaks for a contact, and the room of a conversation.
+//!
+//! Both are created lazily, the first time an event needs them. A ghost is registered in the
+//! bridge's exclusive namespace (`M_USER_IN_USE` is fine: it already exists) and named after the
+//! customer. A portal is created private by the bot (who holds the top power level), carries
+//! `m.bridge` / `uk.half-shot.bridge` state, is named after the customer and the channel, gets the
+//! ghost joined and the configured operators invited.
+
+use serde_json::{json, Value};
+
+use crate::bridge::Bridge;
+use crate::matrix::MatrixError;
+use crate::store::conversations::{Contact, Conversation};
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PortalError {
+    #[error(transparent)]
+    Matrix(#[from] MatrixError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("contact {0} is unknown")]
+    NoContact(String),
+}
+
+impl PortalError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PortalError::Matrix(e) => e.is_retryable(),
+            PortalError::Store(_) => true,
+            PortalError::NoContact(_) => false,
+        }
+    }
+}
+
+/// The name a customer goes by in Matrix.
+pub fn customer_name(contact: &Contact) -> String {
+    contact
+        .display_name
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .or_else(|| contact.email.clone())
+        .or_else(|| contact.phone.clone())
+        .unwrap_or_else(|| contact.contact_id.clone())
+}
+
+/// Make sure the contact's ghost exists and carries the customer's current name.
+pub async fn ensure_ghost(bridge: &Bridge, contact: &Contact) -> Result<(), PortalError> {
+    let name = customer_name(contact);
+    if contact.registered && contact.synced_name.as_deref() == Some(name.as_str()) {
+        return Ok(());
+    }
+    let localpart = bridge.namespace.ghost_localpart(&contact.channel, &contact.contact_id);
+    if !contact.registered {
+        bridge.homeserver.register(&localpart).await?;
+    }
+    bridge.homeserver.set_displayname(&contact.ghost_user_id, &name).await?;
+    bridge.store.contact_synced(&contact.channel, &contact.contact_id, &name).await?;
+    Ok(())
+}
+
+/// The portal room of a conversation, created when missing. Returns the room id and the contact.
+pub async fn ensure_portal(bridge: &Bridge, conversation: &Conversation) -> Result<(String, Contact), PortalError> {
+    let contact = bridge
+        .store
+        .contact(&conversation.channel, &conversation.contact_id)
+        .await?
+        .ok_or_else(|| PortalError::NoContact(conversation.contact_id.clone()))?;
+    ensure_ghost(bridge, &contact).await?;
+    if let Some(room_id) = &conversation.room_id {
+        return Ok((room_id.clone(), contact));
+    }
+    let name = customer_name(&contact);
+    let channel = &conversation.channel;
+    let mut topic = format!("{channel} conversation with {name}");
+    if let Some(email) = contact.email.as_deref().filter(|e| Some(*e) != contact.display_name.as_deref()) {
+        topic.push_str(&format!(" <{email}>"));
+    }
+    if let Some(phone) = &contact.phone {
+        topic.push_str(&format!(", {phone}"));
+    }
+    let bridge_state = bridge_info(bridge, conversation, &name);
+    let state_key = format!("net.switchboard://{channel}/{}/{}", conversation.account, conversation.chat);
+    let mut invite: Vec<String> = vec![contact.ghost_user_id.clone()];
+    invite.extend(bridge.operators().cloned());
+    let body = json!({
+        "preset": "private_chat",
+        "visibility": "private",
+        "name": format!("{name} ({channel})"),
+        "topic": topic,
+        "invite": invite,
+        "initial_state": [
+            {"type": "m.bridge", "state_key": state_key, "content": bridge_state},
+            {"type": "uk.half-shot.bridge", "state_key": state_key, "content": bridge_state},
+        ],
+        "power_level_content_override": {
+            // Operators may redact and change the topic; the customer's ghost has no extra power.
+            "redact": 50,
+            "users_default": 0,
+        },
+    });
+    let room_id = bridge.homeserver.create_room(&body).await?;
+    // Store the room before anything else can fail, so a retry reuses it.
+    bridge.store.set_room(conversation.id, &room_id).await?;
+    bridge.homeserver.join(&room_id, &contact.ghost_user_id).await?;
+    tracing::info!(room_id, conversation = conversation.id, "portal created");
+    Ok((room_id, contact))
+}
+
+/// `m.bridge` state content (MSC2346).
+fn bridge_info(bridge: &Bridge, conversation: &Conversation, name: &str) -> Value {
+    json!({
+        "bridgebot": bridge.namespace.bot,
+        "protocol": {"id": conversation.channel, "displayname": conversation.channel},
+        "network": {"id": conversation.account, "displayname": conversation.account},
+        "channel": {"id": conversation.chat, "displayname": name},
+    })
+}
+
+/// Make sure the ghost is in the room (it may have left, or its join may have failed before).
+pub async fn ensure_joined(bridge: &Bridge, room_id: &str, ghost: &str) -> Result<(), MatrixError> {
+    match bridge.homeserver.join(room_id, ghost).await {
+        Ok(()) => Ok(()),
+        Err(MatrixError::Api { status: 403, .. }) => {
+            bridge.homeserver.invite(room_id, ghost).await?;
+            bridge.homeserver.join(room_id, ghost).await
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,79 @@
+//! The scheduling shared by the inbound and outbound queues: conversations run in parallel,
+//! events within one conversation strictly in order.
+//!
+//! A dispatcher asks the store which conversations have a due event at the head of their queue and
+//! starts one drain task per conversation that is not already being drained. It wakes when told
+//! (a new event was stored) and otherwise every `tick`, which is when backoff deadlines come due.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+
+use crate::store::StoreError;
+
+/// How long to wait before attempt `attempts + 1`: exponential from `base`, capped at `max`,
+/// never shorter than the remote side's own hint.
+pub fn backoff(attempts: u32, base: Duration, max: Duration, hint: Option<Duration>) -> Duration {
+    let exp = base.saturating_mul(1u32.checked_shl(attempts.min(20)).unwrap_or(u32::MAX));
+    let delay = exp.min(max);
+    match hint {
+        Some(h) if h > delay => h,
+        _ => delay,
+    }
+}
+
+/// Run a per-conversation queue forever.
+pub async fn run<R, RF, D, DF>(name: &'static str, wake: &Notify, ready: R, drain: D, concurrency: usize)
+where
+    R: Fn() -> RF,
+    RF: Future<Output = Result<Vec<i64>, StoreError>>,
+    D: Fn(i64) -> DF + Clone + Send + 'static,
+    DF: Future<Output = ()> + Send + 'static,
+{
+    let busy: Arc<Mutex<HashSet<i64>>> = Arc::new(Mutex::new(HashSet::new()));
+    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    let tick = Duration::from_millis(250);
+    loop {
+        match ready().await {
+            Ok(conversations) => {
+                for conversation in conversations {
+                    {
+                        let mut set = busy.lock().unwrap_or_else(|e| e.into_inner());
+                        if !set.insert(conversation) {
+                            continue;
+                        }
+                    }
+                    let Ok(permit) = slots.clone().acquire_owned().await else { return };
+                    let busy = busy.clone();
+                    let drain = drain.clone();
+                    tokio::spawn(async move {
+                        drain(conversation).await;
+                        busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&conversation);
+                        drop(permit);
+                    });
+                }
+            }
+            Err(e) => tracing::error!(queue = name, error = %e, "cannot read queue; retrying"),
+        }
+        let _ = tokio::time::timeout(tick, wake.notified()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_honours_hints() {
+        let base = Duration::from_secs(1);
+        let max = Duration::from_secs(60);
+        assert_eq!(backoff(0, base, max, None), Duration::from_secs(1));
+        assert_eq!(backoff(3, base, max, None), Duration::from_secs(8));
+        assert_eq!(backoff(30, base, max, None), max);
+        assert_eq!(backoff(0, base, max, Some(Duration::from_secs(30))), Duration::from_secs(30));
+        assert_eq!(backoff(5, base, max, Some(Duration::from_millis(10))), Duration::from_secs(32));
+    }
+}

@@ -1,0 +1,173 @@
+//! Contacts (customer identities and their ghosts) and conversations (portals).
+
+use sqlx::{Any, Executor, Row};
+
+use super::{next_id, now_ms, Store, StoreError};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conversation {
+    pub id: i64,
+    pub channel: String,
+    pub account: String,
+    pub chat: String,
+    pub contact_id: String,
+    pub room_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contact {
+    pub channel: String,
+    pub contact_id: String,
+    pub ghost_user_id: String,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub registered: bool,
+    /// The display name last set on the homeserver.
+    pub synced_name: Option<String>,
+}
+
+/// `SELECT … FROM conversations WHERE <condition>` with the columns [`conversation`] reads.
+macro_rules! select_conversation {
+    ($cond:literal) => {
+        concat!("SELECT id, channel, account, chat, contact_id, room_id FROM conversations WHERE ", $cond)
+    };
+}
+
+fn conversation(row: &sqlx::any::AnyRow) -> Result<Conversation, StoreError> {
+    Ok(Conversation {
+        id: row.try_get("id")?,
+        channel: row.try_get("channel")?,
+        account: row.try_get("account")?,
+        chat: row.try_get("chat")?,
+        contact_id: row.try_get("contact_id")?,
+        room_id: row.try_get("room_id")?,
+    })
+}
+
+/// Insert or refresh a contact's profile (what the channel last told us).
+pub async fn upsert_contact<'c, E: Executor<'c, Database = Any>>(
+    executor: E,
+    channel: &str,
+    profile: &switchboard_channel::ContactProfile,
+    ghost_user_id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO contacts (channel, contact_id, ghost_user_id, display_name, email, phone)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (channel, contact_id) DO UPDATE SET
+           display_name = COALESCE(excluded.display_name, contacts.display_name),
+           email = COALESCE(excluded.email, contacts.email),
+           phone = COALESCE(excluded.phone, contacts.phone)",
+    )
+    .bind(channel)
+    .bind(&profile.id)
+    .bind(ghost_user_id)
+    .bind(profile.display_name.as_deref())
+    .bind(profile.email.as_deref())
+    .bind(profile.phone.as_deref())
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// The conversation for a remote chat, created when new. Returns its id.
+pub async fn ensure_conversation(
+    conn: &mut sqlx::AnyConnection,
+    channel: &str,
+    key: &switchboard_channel::ConversationKey,
+    contact_id: &str,
+) -> Result<i64, StoreError> {
+    sqlx::query(
+        "INSERT INTO conversations (id, channel, account, chat, contact_id, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (channel, account, chat) DO NOTHING",
+    )
+    .bind(next_id())
+    .bind(channel)
+    .bind(&key.account)
+    .bind(&key.chat)
+    .bind(contact_id)
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
+    let row = sqlx::query("SELECT id FROM conversations WHERE channel = $1 AND account = $2 AND chat = $3")
+        .bind(channel)
+        .bind(&key.account)
+        .bind(&key.chat)
+        .fetch_one(&mut *conn)
+        .await?;
+    row.try_get("id")
+}
+
+impl Store {
+    pub async fn conversation(&self, id: i64) -> Result<Option<Conversation>, StoreError> {
+        let row = sqlx::query(select_conversation!("id = $1")).bind(id).fetch_optional(self.pool()).await?;
+        row.as_ref().map(conversation).transpose()
+    }
+
+    pub async fn conversation_by_room(&self, room_id: &str) -> Result<Option<Conversation>, StoreError> {
+        let row = sqlx::query(select_conversation!("room_id = $1")).bind(room_id).fetch_optional(self.pool()).await?;
+        row.as_ref().map(conversation).transpose()
+    }
+
+    pub async fn conversation_by_key(
+        &self,
+        channel: &str,
+        key: &switchboard_channel::ConversationKey,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let row = sqlx::query(select_conversation!("channel = $1 AND account = $2 AND chat = $3"))
+            .bind(channel)
+            .bind(&key.account)
+            .bind(&key.chat)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(conversation).transpose()
+    }
+
+    pub async fn set_room(&self, conversation_id: i64, room_id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE conversations SET room_id = $1 WHERE id = $2")
+            .bind(room_id)
+            .bind(conversation_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn count_conversations(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM conversations").fetch_one(self.pool()).await?;
+        row.try_get("n")
+    }
+
+    pub async fn contact(&self, channel: &str, contact_id: &str) -> Result<Option<Contact>, StoreError> {
+        let row = sqlx::query(
+            "SELECT channel, contact_id, ghost_user_id, display_name, email, phone, registered, synced_name
+             FROM contacts WHERE channel = $1 AND contact_id = $2",
+        )
+        .bind(channel)
+        .bind(contact_id)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Contact {
+            channel: row.try_get("channel")?,
+            contact_id: row.try_get("contact_id")?,
+            ghost_user_id: row.try_get("ghost_user_id")?,
+            display_name: row.try_get("display_name")?,
+            email: row.try_get("email")?,
+            phone: row.try_get("phone")?,
+            registered: row.try_get::<i64, _>("registered")? != 0,
+            synced_name: row.try_get("synced_name")?,
+        }))
+    }
+
+    /// The ghost exists on the homeserver with this display name.
+    pub async fn contact_synced(&self, channel: &str, contact_id: &str, name: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE contacts SET registered = 1, synced_name = $1 WHERE channel = $2 AND contact_id = $3")
+            .bind(name)
+            .bind(channel)
+            .bind(contact_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}

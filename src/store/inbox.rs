@@ -1,0 +1,115 @@
+//! The inbox: events from channels, written before the source is acknowledged and drained in
+//! order per conversation by the inbound worker (`src/inbound.rs`).
+
+use sqlx::Row;
+use switchboard_channel::Inbound;
+
+use super::{conversations, next_id, now_ms, Store, StoreError};
+
+#[derive(Clone, Debug)]
+pub struct InboxRow {
+    pub id: i64,
+    pub conversation_id: i64,
+    pub channel: String,
+    pub inbound: Inbound,
+    pub attempts: i64,
+}
+
+impl Store {
+    /// Store an inbound event (with its contact and conversation) in one transaction.
+    /// Returns `false` when the event was stored before (a redelivery).
+    pub async fn inbox_insert(&self, channel: &str, ghost_user_id: &str, inbound: &Inbound) -> Result<bool, StoreError> {
+        let payload = serde_json::to_string(inbound).map_err(|e| StoreError::Encode(Box::new(e)))?;
+        let mut tx = self.pool().begin().await?;
+        conversations::upsert_contact(&mut *tx, channel, &inbound.sender, ghost_user_id).await?;
+        let conversation_id =
+            conversations::ensure_conversation(&mut tx, channel, &inbound.conversation, &inbound.sender.id).await?;
+        let done = sqlx::query(
+            "INSERT INTO inbox (id, channel, account, dedup_key, conversation_id, payload, state, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7) ON CONFLICT DO NOTHING",
+        )
+        .bind(next_id())
+        .bind(channel)
+        .bind(&inbound.conversation.account)
+        .bind(&inbound.dedup_key)
+        .bind(conversation_id)
+        .bind(payload)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Conversations whose oldest pending inbox event is due now.
+    pub async fn inbox_ready(&self, limit: i64) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT i.conversation_id FROM inbox i
+             WHERE i.state = 'pending' AND i.next_attempt_at <= $1
+               AND NOT EXISTS (SELECT 1 FROM inbox j WHERE j.conversation_id = i.conversation_id
+                               AND j.state = 'pending' AND j.id < i.id)
+             ORDER BY i.id LIMIT $2",
+        )
+        .bind(now_ms())
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| r.try_get("conversation_id")).collect()
+    }
+
+    /// The oldest pending event of a conversation, if it is due.
+    pub async fn inbox_next(&self, conversation_id: i64) -> Result<Option<InboxRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, conversation_id, channel, payload, attempts, next_attempt_at FROM inbox
+             WHERE conversation_id = $1 AND state = 'pending' ORDER BY id LIMIT 1",
+        )
+        .bind(conversation_id)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        if row.try_get::<i64, _>("next_attempt_at")? > now_ms() {
+            return Ok(None);
+        }
+        let payload: String = row.try_get("payload")?;
+        let inbound = serde_json::from_str(&payload).map_err(|e| StoreError::Decode(Box::new(e)))?;
+        Ok(Some(InboxRow {
+            id: row.try_get("id")?,
+            conversation_id: row.try_get("conversation_id")?,
+            channel: row.try_get("channel")?,
+            inbound,
+            attempts: row.try_get("attempts")?,
+        }))
+    }
+
+    pub async fn inbox_done(&self, id: i64) -> Result<(), StoreError> {
+        self.inbox_set(id, "done", None, 0).await
+    }
+
+    pub async fn inbox_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        self.inbox_set(id, "failed", Some(error), 0).await
+    }
+
+    pub async fn inbox_retry(&self, id: i64, error: &str, next_attempt_at: i64) -> Result<(), StoreError> {
+        self.inbox_set(id, "pending", Some(error), next_attempt_at).await
+    }
+
+    async fn inbox_set(&self, id: i64, state: &str, error: Option<&str>, next_at: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE inbox SET state = $1, last_error = COALESCE($2, last_error), next_attempt_at = $3,
+             attempts = attempts + (CASE WHEN $2 IS NULL THEN 0 ELSE 1 END) WHERE id = $4",
+        )
+        .bind(state)
+        .bind(error)
+        .bind(next_at)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Events still waiting to reach Matrix (for health and tests).
+    pub async fn inbox_pending_count(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM inbox WHERE state = 'pending'").fetch_one(self.pool()).await?;
+        row.try_get("n")
+    }
+}

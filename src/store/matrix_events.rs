@@ -1,0 +1,71 @@
+//! Events pushed by the homeserver: stored with their transaction id in one database transaction
+//! before the homeserver gets its 200, then worked through in arrival order.
+
+use sqlx::Row;
+
+use super::{next_id, now_ms, Store, StoreError};
+
+#[derive(Clone, Debug)]
+pub struct MatrixEventRow {
+    pub event_id: String,
+    pub room_id: String,
+    pub payload: serde_json::Value,
+}
+
+impl Store {
+    /// Store the events of one transaction and remember its id, atomically.
+    /// Returns `false` when the transaction was processed before (nothing is stored again).
+    pub async fn store_transaction(
+        &self,
+        txn_id: &str,
+        events: &[(String, String, String)], // (event_id, room_id, raw json)
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        if !Store::mark_txn(&mut *tx, txn_id).await? {
+            return Ok(false);
+        }
+        for (event_id, room_id, raw) in events {
+            sqlx::query(
+                "INSERT INTO matrix_events (event_id, seq, room_id, payload, state, received_at)
+                 VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(event_id)
+            .bind(next_id())
+            .bind(room_id)
+            .bind(raw)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn matrix_events_pending(&self, limit: i64) -> Result<Vec<MatrixEventRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT event_id, room_id, payload FROM matrix_events WHERE state = 'pending' ORDER BY seq LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let payload: String = r.try_get("payload")?;
+                Ok(MatrixEventRow {
+                    event_id: r.try_get("event_id")?,
+                    room_id: r.try_get("room_id")?,
+                    payload: serde_json::from_str(&payload).map_err(|e| StoreError::Decode(Box::new(e)))?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn matrix_event_done(&self, event_id: &str, state: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE matrix_events SET state = $1 WHERE event_id = $2")
+            .bind(state)
+            .bind(event_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}

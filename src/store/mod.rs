@@ -1,0 +1,128 @@
+//! The store: every piece of state the bridge keeps, in SQLite (embedded default) or PostgreSQL.
+//!
+//! Both run through sqlx's `Any` driver with one set of migrations (`migrations/`), written in the
+//! subset both databases share: BIGINT and TEXT columns, `$n` placeholders, `ON CONFLICT DO
+//! NOTHING`. Row ids are assigned here rather than by the database (the two disagree on
+//! auto-increment): [`next_id`] is strictly increasing within a process and, being derived from
+//! the clock, across restarts, so ordering by id is ordering by arrival.
+//!
+//! Submodules group the queries by the table they own.
+
+pub mod channel_state;
+pub mod conversations;
+pub mod inbox;
+pub mod matrix_events;
+pub mod message_map;
+pub mod outbox;
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+pub use sqlx::Error as StoreError;
+
+/// The database handle shared by every part of the bridge.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl Store {
+    /// Connect (creating the SQLite file when missing) and bring the schema up to date.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        let url = if sqlite && !url.contains("mode=") {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}mode=rwc")
+        } else {
+            url.to_string()
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { max_connections.clamp(1, 4) } else { max_connections.max(1) })
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if sqlite {
+                        // WAL lets readers run beside the writer; FULL makes a commit survive a
+                        // crash of the machine, not only of the process: "stored" means stored.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migrate(Box::new(e)))?;
+        Ok(Store { pool })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Remember a homeserver transaction id; `false` when it was seen before.
+    pub async fn mark_txn<'c, E>(executor: E, txn_id: &str) -> Result<bool, StoreError>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
+        let done = sqlx::query(
+            "INSERT INTO appservice_txns (txn_id, received_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(txn_id)
+        .bind(now_ms())
+        .execute(executor)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn txn_seen(&self, txn_id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 AS one FROM appservice_txns WHERE txn_id = $1")
+            .bind(txn_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+static LAST_ID: AtomicI64 = AtomicI64::new(0);
+
+/// A new row id: microseconds since the epoch, bumped to stay strictly increasing.
+pub fn next_id() -> i64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
+    let mut last = LAST_ID.load(Ordering::Relaxed);
+    loop {
+        let candidate = now.max(last + 1);
+        match LAST_ID.compare_exchange_weak(last, candidate, Ordering::SeqCst, Ordering::Relaxed) {
+            Ok(_) => return candidate,
+            Err(actual) => last = actual,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_strictly_increase() {
+        let mut prev = next_id();
+        for _ in 0..10_000 {
+            let id = next_id();
+            assert!(id > prev);
+            prev = id;
+        }
+    }
+}

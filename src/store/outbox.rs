@@ -1,0 +1,144 @@
+//! The outbox: operator messages waiting for delivery to their channel, with attempts, backoff
+//! and the final outcome. Written in the same database transaction that marks the Matrix event
+//! handled, so an event becomes exactly one outbox entry.
+
+use sqlx::Row;
+use switchboard_channel::Outbound;
+
+use super::{message_map, next_id, now_ms, Store, StoreError};
+
+#[derive(Clone, Debug)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub conversation_id: i64,
+    pub event_id: String,
+    pub room_id: String,
+    pub outbound: Outbound,
+    pub attempts: i64,
+}
+
+impl Store {
+    /// Queue an outbound item for a Matrix event and mark the event handled, atomically.
+    pub async fn outbox_enqueue(
+        &self,
+        conversation_id: i64,
+        event_id: &str,
+        room_id: &str,
+        outbound: &Outbound,
+    ) -> Result<(), StoreError> {
+        let payload = serde_json::to_string(outbound).map_err(|e| StoreError::Encode(Box::new(e)))?;
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO outbox (id, conversation_id, event_id, room_id, payload, state, next_attempt_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(next_id())
+        .bind(conversation_id)
+        .bind(event_id)
+        .bind(room_id)
+        .bind(payload)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE matrix_events SET state = 'done' WHERE event_id = $1")
+            .bind(event_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Conversations whose oldest pending outbox item is due now.
+    pub async fn outbox_ready(&self, limit: i64) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT o.conversation_id FROM outbox o
+             WHERE o.state = 'pending' AND o.next_attempt_at <= $1
+               AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.conversation_id = o.conversation_id
+                               AND p.state = 'pending' AND p.id < o.id)
+             ORDER BY o.id LIMIT $2",
+        )
+        .bind(now_ms())
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| r.try_get("conversation_id")).collect()
+    }
+
+    /// The oldest pending item of a conversation, if it is due.
+    pub async fn outbox_next(&self, conversation_id: i64) -> Result<Option<OutboxRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, conversation_id, event_id, room_id, payload, attempts, next_attempt_at FROM outbox
+             WHERE conversation_id = $1 AND state = 'pending' ORDER BY id LIMIT 1",
+        )
+        .bind(conversation_id)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        if row.try_get::<i64, _>("next_attempt_at")? > now_ms() {
+            return Ok(None);
+        }
+        let payload: String = row.try_get("payload")?;
+        Ok(Some(OutboxRow {
+            id: row.try_get("id")?,
+            conversation_id: row.try_get("conversation_id")?,
+            event_id: row.try_get("event_id")?,
+            room_id: row.try_get("room_id")?,
+            outbound: serde_json::from_str(&payload).map_err(|e| StoreError::Decode(Box::new(e)))?,
+            attempts: row.try_get("attempts")?,
+        }))
+    }
+
+    /// Delivered: record the remote id and map it to the event, atomically.
+    pub async fn outbox_sent(&self, row: &OutboxRow, remote_id: &str, map_event: bool) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("UPDATE outbox SET state = 'sent', remote_id = $1, attempts = attempts + 1, updated_at = $2 WHERE id = $3")
+            .bind(remote_id)
+            .bind(now_ms())
+            .bind(row.id)
+            .execute(&mut *tx)
+            .await?;
+        if map_event {
+            message_map::insert(&mut *tx, row.conversation_id, remote_id, 0, &row.event_id, message_map::Direction::Out)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn outbox_retry(&self, id: i64, error: &str, next_attempt_at: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(error)
+        .bind(next_attempt_at)
+        .bind(now_ms())
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn outbox_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = $1, updated_at = $2 WHERE id = $3")
+            .bind(error)
+            .bind(now_ms())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Put failed items of a room back in the queue (the `!sb retry` command). Returns how many.
+    pub async fn outbox_requeue_failed(&self, room_id: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = $1, updated_at = $1
+             WHERE room_id = $2 AND state = 'failed'",
+        )
+        .bind(now_ms())
+        .bind(room_id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,409 @@
+//! The `switchboard` binary under test, run as a child process exactly as it is deployed.
+//!
+//! [`Bridge::prepare`] makes a temp dir with `config.yaml` (SQLite file in the same dir or a fresh
+//! PostgreSQL database, a free loopback port for `appservice.listen`, operators `@alice:localhost`
+//! admin and `@bob:localhost` operator, short retry delays) and runs
+//! `switchboard generate-registration`, so the registration exists before the homeserver that
+//! loads it starts. [`Bridge::set_homeserver`] then points the config at that homeserver, and
+//! [`Bridge::spawn`] + [`Bridge::wait_ready`] run `switchboard run -c config.yaml` until
+//! `/_switchboard/health` answers 200. The child's stdout and stderr go (appended, across
+//! restarts) to `bridge.log`; [`Bridge::log_tail`] shows its end in failure messages.
+//!
+//! [`Bridge::kill`] is SIGKILL — the crash the durability tests want — and [`Bridge::restart`] is
+//! kill + spawn + wait_ready on the same config, database and port.
+//!
+//! `SWITCHBOARD_*` variables of the test's environment (such as `SWITCHBOARD_CACHE`) are removed
+//! from the child's, because the bridge reads `SWITCHBOARD_<SECTION>__<KEY>` as config overrides.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_yaml::Value;
+use tempfile::TempDir;
+
+use super::{free_port, kill_process_group, reap_child, tail_file, SIGKILL, SIGTERM};
+
+/// How long the bridge may take to answer `/_switchboard/health` after being spawned.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Which store the bridge runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Both backends, for tests that run the same body against each.
+    pub const ALL: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+}
+
+/// A hook that edits the generated `config.yaml` before it is written.
+pub type ConfigHook = Box<dyn Fn(&mut Value) + Send + Sync>;
+
+/// What a test may vary in the bridge's config. `Default` is what most tests want.
+pub struct BridgeOptions {
+    pub backend: Backend,
+    /// `none`, `prefix` or `signature`.
+    pub attribution: String,
+    pub max_attempts: u32,
+    /// A duration like `200ms`.
+    pub retry_base: String,
+    /// A duration like `2s`.
+    pub retry_max: String,
+    pub max_upload_bytes: u64,
+    /// Operators besides `@alice:localhost` (admin) and `@bob:localhost` (operator):
+    /// (user id, level).
+    pub extra_operators: Vec<(String, String)>,
+    /// `logging.filter`; the environment variable `SWITCHBOARD_TEST_LOG` overrides it.
+    pub log_filter: String,
+    /// Last word on the config: called with the whole YAML value before it is written.
+    pub edit_config: Option<ConfigHook>,
+}
+
+impl Default for BridgeOptions {
+    fn default() -> Self {
+        BridgeOptions {
+            backend: Backend::Sqlite,
+            attribution: "none".into(),
+            max_attempts: 4,
+            retry_base: "200ms".into(),
+            retry_max: "2s".into(),
+            max_upload_bytes: 10 * 1024 * 1024,
+            extra_operators: Vec::new(),
+            log_filter: "switchboard=debug,switchboard_webchat=debug,switchboard_channel=debug,info".into(),
+            edit_config: None,
+        }
+    }
+}
+
+impl BridgeOptions {
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    pub fn attribution(mut self, attribution: &str) -> Self {
+        self.attribution = attribution.into();
+        self
+    }
+
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+
+    pub fn retry_base(mut self, d: &str) -> Self {
+        self.retry_base = d.into();
+        self
+    }
+
+    pub fn max_upload_bytes(mut self, n: u64) -> Self {
+        self.max_upload_bytes = n;
+        self
+    }
+
+    pub fn operator(mut self, user_id: &str, level: &str) -> Self {
+        self.extra_operators.push((user_id.into(), level.into()));
+        self
+    }
+
+    pub fn edit_config(mut self, hook: impl Fn(&mut Value) + Send + Sync + 'static) -> Self {
+        self.edit_config = Some(Box::new(hook));
+        self
+    }
+}
+
+/// The bridge under test: its temp dir (config, registration, SQLite db, log) and child process.
+pub struct Bridge {
+    dir: TempDir,
+    port: u16,
+    database_url: String,
+    child: Option<Child>,
+    http: reqwest::Client,
+}
+
+/// The `switchboard` binary cargo built for this test run.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_switchboard"))
+}
+
+fn yaml(v: serde_json::Value) -> anyhow::Result<Value> {
+    serde_yaml::to_value(v).context("converting JSON to YAML")
+}
+
+impl Bridge {
+    /// Writes config.yaml and registration.yaml in a new temp dir. The homeserver URL is a
+    /// placeholder until [`Bridge::set_homeserver`].
+    pub async fn prepare(options: &BridgeOptions) -> anyhow::Result<Bridge> {
+        let dir = tempfile::Builder::new()
+            .prefix("sb-bridge-")
+            .tempdir()
+            .context("creating bridge temp dir")?;
+        let port = free_port()?;
+        let base = format!("http://127.0.0.1:{port}");
+        let database_url = match options.backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("switchboard.db").display()),
+            Backend::Postgres => super::postgres::fresh_database_url().await?,
+        };
+        let mut operators = serde_json::Map::new();
+        operators.insert("@alice:localhost".into(), "admin".into());
+        operators.insert("@bob:localhost".into(), "operator".into());
+        for (user, level) in &options.extra_operators {
+            operators.insert(user.clone(), level.clone().into());
+        }
+        let log_filter = std::env::var("SWITCHBOARD_TEST_LOG").unwrap_or_else(|_| options.log_filter.clone());
+        let mut config = yaml(serde_json::json!({
+            "homeserver": {"url": "http://127.0.0.1:9", "domain": "localhost"},
+            "appservice": {
+                "listen": format!("127.0.0.1:{port}"),
+                "url": base,
+                "public_url": base,
+                "id": "switchboard",
+                "bot_localpart": "switchboard",
+                "bot_displayname": "Switchboard",
+                "ghost_prefix": "sb_",
+                "registration": dir.path().join("registration.yaml").to_string_lossy(),
+            },
+            "database": {"url": database_url},
+            "bridge": {
+                "attribution": options.attribution,
+                "operators": operators,
+                "max_attempts": options.max_attempts,
+                "retry_base": options.retry_base,
+                "retry_max": options.retry_max,
+            },
+            "channels": {
+                "webchat": {
+                    "enabled": true,
+                    "site_name": "Acme Support",
+                    "allowed_origins": [base],
+                    "max_upload_bytes": options.max_upload_bytes,
+                    "rate_limit_per_minute": 600,
+                    "rate_limit_burst": 100,
+                }
+            },
+            "logging": {"filter": log_filter},
+        }))?;
+        if let Some(hook) = &options.edit_config {
+            hook(&mut config);
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .context("building HTTP client")?;
+        let bridge = Bridge { dir, port, database_url, child: None, http };
+        bridge.write_config(&config)?;
+
+        let out = tokio::process::Command::new(binary())
+            .arg("generate-registration")
+            .arg("-c")
+            .arg(bridge.config_path())
+            .arg("-r")
+            .arg(bridge.registration_path())
+            .current_dir(bridge.dir())
+            .env_clear_switchboard()
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .with_context(|| format!("running {} generate-registration", binary().display()))?;
+        if !out.status.success() || !bridge.registration_path().exists() {
+            bail!(
+                "switchboard generate-registration failed ({}):\n{}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(bridge)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.yaml")
+    }
+
+    pub fn registration_path(&self) -> PathBuf {
+        self.dir.path().join("registration.yaml")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("bridge.log")
+    }
+
+    /// `sqlite://…` or `postgres://…`, as written in the config.
+    pub fn database_url(&self) -> &str {
+        &self.database_url
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The registration as YAML (tokens: `as_token`, `hs_token`).
+    pub fn registration(&self) -> anyhow::Result<Value> {
+        let text = std::fs::read_to_string(self.registration_path()).context("reading registration.yaml")?;
+        serde_yaml::from_str(&text).context("parsing registration.yaml")
+    }
+
+    /// The config as YAML.
+    pub fn config(&self) -> anyhow::Result<Value> {
+        let text = std::fs::read_to_string(self.config_path()).context("reading config.yaml")?;
+        serde_yaml::from_str(&text).context("parsing config.yaml")
+    }
+
+    pub fn write_config(&self, config: &Value) -> anyhow::Result<()> {
+        let text = serde_yaml::to_string(config).context("serialising config.yaml")?;
+        std::fs::write(self.config_path(), text).context("writing config.yaml")
+    }
+
+    /// Edits config.yaml in place (takes effect on the next spawn/restart).
+    pub fn edit_config(&self, edit: impl FnOnce(&mut Value)) -> anyhow::Result<()> {
+        let mut config = self.config()?;
+        edit(&mut config);
+        self.write_config(&config)
+    }
+
+    /// Points the bridge at a homeserver.
+    pub fn set_homeserver(&self, url: &str, domain: &str) -> anyhow::Result<()> {
+        let url = url.to_string();
+        let domain = domain.to_string();
+        self.edit_config(move |c| {
+            if let Some(hs) = c.get_mut("homeserver").and_then(Value::as_mapping_mut) {
+                hs.insert("url".into(), url.into());
+                hs.insert("domain".into(), domain.into());
+            }
+        })
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Starts `switchboard run -c config.yaml` (does not wait; see [`Bridge::wait_ready`]).
+    pub fn spawn(&mut self) -> anyhow::Result<()> {
+        if self.is_running() {
+            bail!("the bridge is already running");
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .context("opening bridge.log")?;
+        let err = log.try_clone().context("duplicating log handle")?;
+        let filter = self
+            .config()
+            .ok()
+            .and_then(|c| c.get("logging")?.get("filter")?.as_str().map(str::to_string))
+            .unwrap_or_else(|| "info".into());
+        let mut cmd = std::process::Command::new(binary());
+        cmd.arg("run")
+            .arg("-c")
+            .arg(self.config_path())
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .env("RUST_LOG", filter)
+            .env("RUST_BACKTRACE", "1");
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("SWITCHBOARD_") {
+                cmd.env_remove(key);
+            }
+        }
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().with_context(|| format!("spawning {}", binary().display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until `/_switchboard/health` answers 200; fails early if the process exits.
+    pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let url = format!("{}/_switchboard/health", self.base_url());
+        let Some(child) = self.child.as_mut() else { bail!("the bridge is not running") };
+        if let Err(e) = super::wait_http_ok("the bridge's /_switchboard/health", &self.http, &url, READY_TIMEOUT, child).await
+        {
+            bail!("{e:#}\n--- bridge.log ---\n{}", self.log_tail());
+        }
+        Ok(())
+    }
+
+    /// spawn + wait_ready.
+    pub async fn start(&mut self) -> anyhow::Result<()> {
+        self.spawn()?;
+        self.wait_ready().await
+    }
+
+    /// SIGKILL: the crash durability tests want. Reaps the process.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_process_group(child.id(), SIGKILL);
+            reap_child(&mut child, Duration::from_secs(5));
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within `grace`.
+    pub async fn stop(&mut self, grace: Duration) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            kill_process_group(child.id(), SIGTERM);
+            tokio::task::spawn_blocking(move || reap_child(&mut child, grace))
+                .await
+                .context("waiting for the bridge to exit")?;
+        }
+        Ok(())
+    }
+
+    /// kill + spawn + wait_ready, same config, database and port.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.start().await
+    }
+
+    /// The last 80 lines of bridge.log.
+    pub fn log_tail(&self) -> String {
+        tail_file(&self.log_path(), 80)
+    }
+
+    /// The whole bridge.log (for tests that assert the bridge logged something).
+    pub fn log(&self) -> String {
+        std::fs::read(self.log_path()).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- bridge.log (tail) ---\n{}", self.log_tail());
+        }
+    }
+}
+
+/// Removes `SWITCHBOARD_*` variables from a command's environment (see the module doc).
+trait EnvClearSwitchboard {
+    fn env_clear_switchboard(&mut self) -> &mut Self;
+}
+
+impl EnvClearSwitchboard for tokio::process::Command {
+    fn env_clear_switchboard(&mut self) -> &mut Self {
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("SWITCHBOARD_") {
+                self.env_remove(key);
+            }
+        }
+        self
+    }
+}

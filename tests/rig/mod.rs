@@ -1,0 +1,224 @@
+//! The integration-test rig: real processes on loopback, driven the way people and servers drive them.
+//!
+//! Each integration test file says `mod rig;` and gets:
+//!
+//! - [`synapse`]: a real Synapse homeserver (from the project's cached virtualenv) on a free port,
+//!   SQLite, generous rate limits, the test's appservice registration; killed on drop.
+//! - [`postgres`]: a fresh PostgreSQL database per test (server from `SWITCHBOARD_TEST_POSTGRES`,
+//!   else 127.0.0.1:5432, else a private cluster started by `scripts/ensure-postgres.sh`).
+//! - [`bridge`]: the `switchboard` binary itself, configured in a temp dir, spawned, killed and
+//!   restarted like an operator of the service would.
+//! - [`operator`]: a Matrix user acting through a real client (matrix-sdk), with bounded waits for
+//!   invites, messages, receipts and state — never the bridge's internals.
+//! - [`env`]: [`env::TestEnv`] wires the three above together, plus [`env::Visitor`], a client of
+//!   the web chat JSON API.
+//! - [`browser`]: real headless Chromium driven by playwright-core through a small Node driver.
+//!
+//! Rules the rig keeps: every wait is a poll with a deadline that names what it waited for; no
+//! fixed sleeps as synchronisation; outside input is never `unwrap()`ed; every child process lives
+//! in its own process group and is killed when its owner drops.
+#![allow(dead_code)]
+
+pub mod bridge;
+pub mod browser;
+pub mod env;
+pub mod operator;
+pub mod postgres;
+pub mod synapse;
+
+#[allow(unused_imports)]
+pub use bridge::{Backend, Bridge, BridgeOptions};
+#[allow(unused_imports)]
+pub use browser::Browser;
+#[allow(unused_imports)]
+pub use env::{TestEnv, Visitor};
+#[allow(unused_imports)]
+pub use operator::{Operator, RoomMessage};
+#[allow(unused_imports)]
+pub use synapse::Synapse;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// Default deadline for anything the rig waits for.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Root of the repository (where the top Cargo.toml is).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Cache directory shared by the scripts and the rig (`SWITCHBOARD_CACHE`, default
+/// `~/.cache/switchboard`).
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SWITCHBOARD_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+    PathBuf::from(home).join(".cache").join("switchboard")
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close).
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0 to find a free port")?;
+    Ok(listener.local_addr().context("reading the bound address")?.port())
+}
+
+/// The last `lines` lines of a text file, or a note saying why there are none.
+pub fn tail_file(path: &Path, lines: usize) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let all: Vec<&str> = text.lines().collect();
+            let start = all.len().saturating_sub(lines);
+            all[start..].join("\n")
+        }
+        Err(e) => format!("(no log at {}: {e})", path.display()),
+    }
+}
+
+/// Polls `check` until it returns `Ok(Some(value))`, failing after `timeout` with a message that
+/// says what was awaited (`what`) and the last error `check` returned, if any.
+///
+/// `check` returning `Err` is not fatal: the error is remembered and polling goes on (a server
+/// that is still starting refuses connections). Polling starts fast and backs off to 250 ms.
+pub async fn poll_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut interval = Duration::from_millis(20);
+    let mut last_err: Option<anyhow::Error> = None;
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if Instant::now() >= deadline {
+            match last_err {
+                Some(e) => bail!("timed out after {timeout:?} waiting for {what}; last error: {e:#}"),
+                None => bail!("timed out after {timeout:?} waiting for {what}"),
+            }
+        }
+        tokio::time::sleep(interval).await;
+        interval = (interval * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// Random lowercase hex string of `bytes` random bytes.
+pub fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+/// Runs a script from `scripts/` once per test process and returns its trimmed stdout
+/// (the scripts print a path or URL). The result is cached; a failure is not, so a later test
+/// can try again.
+pub(crate) async fn run_script_cached(
+    cell: &'static tokio::sync::Mutex<Option<String>>,
+    script: &str,
+) -> anyhow::Result<String> {
+    let mut guard = cell.lock().await;
+    if let Some(v) = guard.as_ref() {
+        return Ok(v.clone());
+    }
+    let path = repo_root().join("scripts").join(script);
+    let out = tokio::process::Command::new("bash")
+        .arg(&path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .with_context(|| format!("running {}", path.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed ({}):\n{}\n{}",
+            path.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let value = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_string())
+        .with_context(|| format!("{} printed nothing on stdout", path.display()))?;
+    *guard = Some(value.clone());
+    Ok(value)
+}
+
+/// Sends `signal` to the process group `pgid` (children are spawned with `process_group(0)`, so
+/// their pid is their group id). Errors (group already gone) are ignored.
+pub(crate) fn kill_process_group(pgid: u32, signal: i32) {
+    extern "C" {
+        fn kill(pid: i32, sig: i32) -> i32;
+    }
+    let Ok(pid) = i32::try_from(pgid) else { return };
+    if pid <= 1 {
+        return;
+    }
+    // SAFETY: kill(2) with a negative pid signals a process group; it has no memory effects.
+    unsafe {
+        kill(-pid, signal);
+    }
+}
+
+pub(crate) const SIGKILL: i32 = 9;
+pub(crate) const SIGTERM: i32 = 15;
+
+/// Waits (blocking, bounded) for a std child to exit after a signal; SIGKILLs the group if it
+/// does not. Used from `Drop`, where there is no async.
+pub(crate) fn reap_child(child: &mut std::process::Child, grace: Duration) {
+    let deadline = Instant::now() + grace;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => return,
+            Ok(None) => {}
+        }
+        if Instant::now() >= deadline {
+            kill_process_group(child.id(), SIGKILL);
+            let _ = child.wait();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `GET url` until it answers 2xx, failing early if `child` exits and after `timeout`
+/// otherwise. Used for "is the server up yet" after spawning one.
+pub(crate) async fn wait_http_ok(
+    what: &str,
+    http: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+    child: &mut std::process::Child,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut interval = Duration::from_millis(20);
+    let mut last = String::from("no answer yet");
+    loop {
+        if let Some(status) = child.try_wait().context("checking the child process")? {
+            bail!("the process exited ({status}) while waiting for {what}");
+        }
+        match http.get(url).timeout(Duration::from_secs(5)).send().await {
+            Ok(resp) if resp.status().is_success() => return Ok(()),
+            Ok(resp) => last = format!("HTTP {}", resp.status()),
+            Err(e) => last = format!("{e}"),
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what} (GET {url}: {last})");
+        }
+        tokio::time::sleep(interval).await;
+        interval = (interval * 2).min(Duration::from_millis(200));
+    }
+}
