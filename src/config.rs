@@ -278,9 +278,9 @@ impl Config {
     pub fn channel<T: serde::de::DeserializeOwned + Default>(&self, name: &str) -> Result<T, ConfigError> {
         let key = format!("channels.{name}");
         match &self.source {
-            Some(fig) if fig.contains(&key) => {
-                fig.extract_inner::<T>(&key).map_err(|e| ConfigError::Parse(describe(e)))
-            }
+            Some(fig) if fig.contains(&key) => fig.focus(&key).extract::<T>().map_err(|e| {
+                ConfigError::Parse(describe_under(e, &key))
+            }),
             _ => Ok(T::default()),
         }
     }
@@ -295,10 +295,19 @@ fn is_config_key(key: &str) -> bool {
 
 /// Turn figment's errors into "key: problem" lines.
 fn describe(error: figment::Error) -> String {
+    describe_under(error, "")
+}
+
+/// Like [`describe`], for a section extracted on its own (`prefix` is its key).
+fn describe_under(error: figment::Error, prefix: &str) -> String {
     error
         .into_iter()
         .map(|e| {
-            let key = e.path.join(".");
+            let key = std::iter::once(prefix.to_string())
+                .filter(|p| !p.is_empty())
+                .chain(e.path.iter().cloned())
+                .collect::<Vec<_>>()
+                .join(".");
             let kind = e.kind.to_string();
             let origin = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
             if key.is_empty() {

@@ -66,8 +66,14 @@ struct HandleError {
     message: String,
 }
 
-impl<E: std::fmt::Display> From<E> for HandleError {
-    fn from(e: E) -> Self {
+impl From<crate::matrix::MatrixError> for HandleError {
+    fn from(e: crate::matrix::MatrixError) -> Self {
+        HandleError { retryable: e.is_retryable(), message: e.to_string() }
+    }
+}
+
+impl From<crate::store::StoreError> for HandleError {
+    fn from(e: crate::store::StoreError) -> Self {
         HandleError { retryable: true, message: e.to_string() }
     }
 }
@@ -142,7 +148,10 @@ async fn relay_message(
         }
     };
     let mut c: Content = content::for_channel(message.content, caps.formatting);
-    let name = operator_name(sender);
+    let name = match bridge.config.bridge.attribution {
+        crate::config::Attribution::None => String::new(),
+        _ => bridge.homeserver.displayname(sender).await.ok().flatten().unwrap_or_else(|| operator_name(sender)),
+    };
     if !c.text.is_empty() {
         content::attribute(&mut c, bridge.config.bridge.attribution, &name);
     }
@@ -195,7 +204,7 @@ async fn notify(bridge: &Bridge, row: &MatrixEventRow, text: &str) -> Result<(),
     Ok(())
 }
 
-/// The operator's name for attribution: the localpart, capitalised (`@alice:x` → `Alice`).
+/// The operator's name for attribution when they have no display name: the localpart, capitalised (`@alice:x` → `Alice`).
 fn operator_name(user_id: &str) -> String {
     let local = user_id.trim_start_matches('@').split(':').next().unwrap_or(user_id);
     let mut chars = local.chars();

@@ -92,6 +92,8 @@ pub async fn ensure_portal(bridge: &Bridge, conversation: &Conversation) -> Resu
         "initial_state": [
             {"type": "m.bridge", "state_key": state_key, "content": bridge_state},
             {"type": "uk.half-shot.bridge", "state_key": state_key, "content": bridge_state},
+            // Customer conversations are private: no guests, no one who was not invited.
+            {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}},
         ],
         "power_level_content_override": {
             // Operators may redact and change the topic; the customer's ghost has no extra power.

@@ -281,6 +281,16 @@ impl Homeserver {
 }
 
 impl Homeserver {
+    /// A user's display name, if they set one.
+    pub async fn displayname(&self, user: &str) -> Result<Option<String>, MatrixError> {
+        let path = format!("/_matrix/client/v3/profile/{}/displayname", seg(user));
+        match self.call(Method::GET, &path, None, &[], None).await {
+            Ok(v) => Ok(v.get("displayname").and_then(Value::as_str).map(str::to_string)),
+            Err(e) if e.errcode() == Some("M_NOT_FOUND") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// User ids of a room's joined members (as seen by the bot).
     pub async fn joined_members(&self, room_id: &str) -> Result<Vec<String>, MatrixError> {
         let path = format!("/_matrix/client/v3/rooms/{}/joined_members", seg(room_id));
