@@ -102,6 +102,6 @@ if ! run_pg "$BINDIR/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
   log "starting PostgreSQL on 127.0.0.1:$PORT"
   run_pg "$BINDIR/pg_ctl" -D "$DATA" -l "$DIR/postgres.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $PORT -c unix_socket_directories=$DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
-    start >&2 || { log "pg_ctl start failed:"; tail -n 30 "$DIR/postgres.log" >&2 || true; exit 1; }
+    start >&2 9>&- || { log "pg_ctl start failed:"; tail -n 30 "$DIR/postgres.log" >&2 || true; exit 1; }
 fi
 echo "$URL"

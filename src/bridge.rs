@@ -104,8 +104,13 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
         .await
         .with_context(|| format!("appservice.listen: cannot listen on {}", bridge.config.appservice.listen))?;
     tracing::info!(address = %bridge.config.appservice.listen, "listening");
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.changed().await;
+            })
+            .await
     });
 
     let starter = bridge.clone();
@@ -118,7 +123,17 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
         tracing::info!("bridge ready");
     });
 
-    server.await.context("server task")?.context("server")?;
+    tokio::select! {
+        result = server => {
+            result.context("server task")?.context("server")?;
+        }
+        _ = shutdown_signal() => {
+            let _ = stop_tx.send(true);
+            // Open event streams (web chat tabs) never end by themselves: give requests in flight
+            // a moment, then stop. Everything acknowledged is already in the store.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }

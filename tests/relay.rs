@@ -76,7 +76,7 @@ async fn first_message_opens_a_portal_and_the_answer_reaches_the_visitor(backend
         .alice
         .send_html(&room, "Sorry! **Checking** now", "Sorry! <b>Checking</b> now<script>alert(1)</script>")
         .await?;
-    let got = visitor.wait_for_agent_text("Checking now").await?;
+    let got = visitor.wait_for_agent_text("**Checking** now").await?;
     let html = got["html"].as_str().unwrap_or_default();
     ensure!(html.contains("<b>Checking</b>") && !html.contains("script"), "sanitised html: {html}");
     ensure!(got["text"] == "Sorry! **Checking** now", "plain text kept: {got}");

@@ -142,6 +142,10 @@ impl Bridge {
             .prefix("sb-bridge-")
             .tempdir()
             .context("creating bridge temp dir")?;
+        let mut dir = dir;
+        if super::keep_dirs() {
+            dir.disable_cleanup(true);
+        }
         let port = free_port()?;
         let base = format!("http://127.0.0.1:{port}");
         let database_url = match options.backend {
@@ -318,7 +322,8 @@ impl Bridge {
             .stdout(log)
             .stderr(err)
             .env("RUST_LOG", filter)
-            .env("RUST_BACKTRACE", "1");
+            .env("RUST_BACKTRACE", "1")
+            .env("NO_COLOR", "1");
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("SWITCHBOARD_") {
                 cmd.env_remove(key);
@@ -372,22 +377,28 @@ impl Bridge {
         self.start().await
     }
 
-    /// The last 80 lines of bridge.log.
+    /// The last 80 lines of bridge.log (colour codes removed).
     pub fn log_tail(&self) -> String {
-        tail_file(&self.log_path(), 80)
+        super::strip_ansi(&tail_file(&self.log_path(), 80))
     }
 
-    /// The whole bridge.log (for tests that assert the bridge logged something).
+    /// The whole bridge.log, colour codes removed (for tests that assert the bridge logged
+    /// something).
     pub fn log(&self) -> String {
-        std::fs::read(self.log_path()).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+        std::fs::read(self.log_path())
+            .map(|b| super::strip_ansi(&String::from_utf8_lossy(&b)))
+            .unwrap_or_default()
     }
 }
 
 impl Drop for Bridge {
     fn drop(&mut self) {
         self.kill();
-        if std::thread::panicking() {
-            eprintln!("--- bridge.log (tail) ---\n{}", self.log_tail());
+        // libtest shows a test's captured output only when the test fails, so this costs nothing
+        // on success and saves a rerun on failure (also for tests that fail by returning Err).
+        eprintln!("--- bridge.log (last lines) ---\n{}\n--- end of bridge.log ---", self.log_tail());
+        if super::keep_dirs() {
+            eprintln!("kept bridge dir {}", self.dir.path().display());
         }
     }
 }

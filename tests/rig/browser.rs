@@ -137,11 +137,13 @@ impl Browser {
         let mut line = serde_json::to_string(&cmd).context("serialising a browser command")?;
         line.push('\n');
         let stdin = self.stdin.as_mut().ok_or_else(|| anyhow!("the browser driver is closed"))?;
-        stdin
-            .write_all(line.as_bytes())
-            .await
-            .with_context(|| format!("writing {what} to the browser driver\n{}", self.stderr_tail()))?;
-        stdin.flush().await.context("flushing the browser driver's stdin")?;
+        let written = match stdin.write_all(line.as_bytes()).await {
+            Ok(()) => stdin.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            bail!("writing {what} to the browser driver: {e}\n{}", self.stderr_tail());
+        }
         let answer = self
             .read_line(Duration::from_millis(timeout_ms) + Duration::from_secs(15), &format!("the answer to {cmd}"))
             .await?;

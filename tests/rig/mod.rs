@@ -14,6 +14,11 @@
 //!   the web chat JSON API.
 //! - [`browser`]: real headless Chromium driven by playwright-core through a small Node driver.
 //!
+//! When a test fails, its captured output ends with the bridge log's last lines and Synapse's
+//! recent warnings (printed on drop; libtest shows them for failed tests only).
+//! `SWITCHBOARD_TEST_KEEP=1` keeps the temp dirs; `SWITCHBOARD_TEST_LOG` sets the bridge's log
+//! filter.
+//!
 //! Rules the rig keeps: every wait is a poll with a deadline that names what it waited for; no
 //! fixed sleeps as synchronisation; outside input is never `unwrap()`ed; every child process lives
 //! in its own process group and is killed when its owner drops.
@@ -45,6 +50,12 @@ use anyhow::{bail, Context};
 
 /// Default deadline for anything the rig waits for.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `SWITCHBOARD_TEST_KEEP=1` keeps the bridge's and Synapse's temp dirs (config, databases,
+/// logs) after the test, and prints where they are.
+pub fn keep_dirs() -> bool {
+    std::env::var_os("SWITCHBOARD_TEST_KEEP").is_some_and(|v| !v.is_empty() && v != "0")
+}
 
 /// Root of the repository (where the top Cargo.toml is).
 pub fn repo_root() -> PathBuf {
@@ -79,6 +90,28 @@ pub fn tail_file(path: &Path, lines: usize) -> String {
         }
         Err(e) => format!("(no log at {}: {e})", path.display()),
     }
+}
+
+/// Removes ANSI escape sequences (terminal colours) from log text.
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                // CSI: parameters and intermediates, then one final byte in '@'..='~'.
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Polls `check` until it returns `Ok(Some(value))`, failing after `timeout` with a message that
@@ -205,7 +238,7 @@ pub(crate) async fn wait_http_ok(
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     let mut interval = Duration::from_millis(20);
-    let mut last = String::from("no answer yet");
+    let mut last;
     loop {
         if let Some(status) = child.try_wait().context("checking the child process")? {
             bail!("the process exited ({status}) while waiting for {what}");

@@ -824,8 +824,29 @@ impl Operator {
         }))
     }
 
-    /// (user id, membership) for every member event in the room.
+    /// (user id, display name) of the room's current members (joined or invited); the display
+    /// name is the user id when none is set.
     pub async fn members(&self, room: &str) -> anyhow::Result<Vec<(String, String)>> {
+        Ok(self
+            .state_events(room)
+            .await?
+            .into_iter()
+            .filter(|e| e.get("type").and_then(Value::as_str) == Some("m.room.member"))
+            .filter_map(|e| {
+                let user = e.get("state_key")?.as_str()?.to_string();
+                let content = e.get("content")?;
+                let membership = content.get("membership")?.as_str()?;
+                if membership != "join" && membership != "invite" {
+                    return None;
+                }
+                let name = content.get("displayname").and_then(Value::as_str).unwrap_or(&user).to_string();
+                Some((user, name))
+            })
+            .collect())
+    }
+
+    /// (user id, membership) for every member event in the room (`join`, `invite`, `leave`, …).
+    pub async fn memberships(&self, room: &str) -> anyhow::Result<Vec<(String, String)>> {
         Ok(self
             .state_events(room)
             .await?
@@ -839,9 +860,14 @@ impl Operator {
             .collect())
     }
 
+    /// The `m.room.member` content of one user, if any.
+    pub async fn member(&self, room: &str, user: &str) -> anyhow::Result<Option<Value>> {
+        self.state_event(room, "m.room.member", user).await
+    }
+
     /// User ids whose membership is `join`.
     pub async fn joined_members(&self, room: &str) -> anyhow::Result<Vec<String>> {
-        Ok(self.members(room).await?.into_iter().filter(|(_, m)| m == "join").map(|(u, _)| u).collect())
+        Ok(self.memberships(room).await?.into_iter().filter(|(_, m)| m == "join").map(|(u, _)| u).collect())
     }
 
     /// `m.room.name` content.name.

@@ -62,7 +62,8 @@ pub async fn fresh_database_url() -> anyhow::Result<String> {
     let mut conn = connect(&server).await?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     let name = format!("sb_test_{now:x}_{}", super::random_hex(6));
-    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+    // The name is ours (hex and underscores), not outside input.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
         .execute(&mut conn)
         .await
         .with_context(|| format!("CREATE DATABASE {name} on {server}"))?;
@@ -85,7 +86,7 @@ async fn drop_stale(conn: &mut sqlx::PgConnection, now: u64) {
         let Some(ts) = name.strip_prefix("sb_test_").and_then(|r| r.split('_').next()) else { continue };
         let Ok(created) = u64::from_str_radix(ts, 16) else { continue };
         if now.saturating_sub(created) > STALE_AFTER.as_secs() {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
                 .execute(&mut *conn)
                 .await;
         }

@@ -1,8 +1,9 @@
 //! A real Synapse homeserver for one test, on 127.0.0.1, with SQLite in a temp dir.
 //!
 //! Synapse comes from the project's cached virtualenv (`scripts/install-synapse.sh`, run once per
-//! test process; it installs on first use and only prints the path afterwards). `start` generates
-//! a stock config with Synapse's own `--generate-config`, then edits it as YAML: a single client
+//! test process; it installs on first use and only prints the path afterwards). A stock config is
+//! generated with Synapse's own `--generate-config` once per test process and copied into each
+//! homeserver's dir; `start` then edits it as YAML: a single client
 //! listener on a free loopback port, no key servers (there is no internet), rate limits far above
 //! anything a test does, the test's appservice registration, and a registration shared secret so
 //! users are made through the admin API (`register_user`). The homeserver runs in its own process
@@ -19,7 +20,7 @@ use hmac::{Hmac, Mac};
 use serde_yaml::{Mapping, Value};
 use tempfile::TempDir;
 
-use super::{free_port, kill_process_group, poll_until, random_hex, reap_child, tail_file};
+use super::{free_port, kill_process_group, random_hex, reap_child, tail_file};
 
 /// How long Synapse may take to answer `/_matrix/client/versions` after being spawned.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -45,6 +46,58 @@ pub struct Synapse {
     pub startup_time: Duration,
 }
 
+/// What `--generate-config` writes, generated once per test process (it takes ~2 s) and
+/// copied, with paths moved, into each Synapse's own dir.
+struct Template {
+    dir: String,
+    config: String,
+    log_config: String,
+    signing_key: Vec<u8>,
+}
+
+static TEMPLATE: tokio::sync::OnceCell<Template> = tokio::sync::OnceCell::const_new();
+
+async fn template(venv: &Path) -> anyhow::Result<&'static Template> {
+    TEMPLATE
+        .get_or_try_init(|| async {
+            let dir = tempfile::Builder::new()
+                .prefix("sb-synapse-template-")
+                .tempdir()
+                .context("creating a temp dir for the Synapse config template")?;
+            let config_path = dir.path().join("homeserver.yaml");
+            let python = venv.join("bin").join("python");
+            let out = tokio::process::Command::new(&python)
+                .args(["-m", "synapse.app.homeserver", "--server-name", "localhost", "--config-path"])
+                .arg(&config_path)
+                .arg("--data-directory")
+                .arg(dir.path())
+                .args(["--generate-config", "--report-stats=no"])
+                .current_dir(dir.path())
+                .stdin(Stdio::null())
+                .output()
+                .await
+                .with_context(|| format!("running {} to generate a Synapse config", python.display()))?;
+            if !out.status.success() {
+                bail!(
+                    "Synapse --generate-config failed ({}):\n{}\n{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let read = |name: &str| {
+                std::fs::read(dir.path().join(name)).with_context(|| format!("reading generated {name}"))
+            };
+            Ok(Template {
+                dir: dir.path().to_string_lossy().into_owned(),
+                config: String::from_utf8_lossy(&read("homeserver.yaml")?).into_owned(),
+                log_config: String::from_utf8_lossy(&read("localhost.log.config")?).into_owned(),
+                signing_key: read("localhost.signing.key")?,
+            })
+        })
+        .await
+}
+
 impl Synapse {
     /// Generates a config for `server_name = localhost` that loads `registration_path` as an
     /// appservice, starts Synapse and waits until it answers.
@@ -59,37 +112,27 @@ impl Synapse {
         edit: impl FnOnce(&mut Value),
     ) -> anyhow::Result<Synapse> {
         let venv = ensure_venv().await?;
+        let template = template(&venv).await?;
         let dir = tempfile::Builder::new()
             .prefix("sb-synapse-")
             .tempdir()
             .context("creating Synapse temp dir")?;
-        let config_path = dir.path().join("homeserver.yaml");
-        let python = venv.join("bin").join("python");
-
-        let out = tokio::process::Command::new(&python)
-            .args(["-m", "synapse.app.homeserver", "--server-name", "localhost", "--config-path"])
-            .arg(&config_path)
-            .arg("--data-directory")
-            .arg(dir.path())
-            .args(["--generate-config", "--report-stats=no"])
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .with_context(|| format!("running {} to generate a Synapse config", python.display()))?;
-        if !out.status.success() {
-            bail!(
-                "Synapse --generate-config failed ({}):\n{}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+        let mut dir = dir;
+        if super::keep_dirs() {
+            dir.disable_cleanup(true);
         }
+        let config_path = dir.path().join("homeserver.yaml");
+        let here = dir.path().to_string_lossy().into_owned();
+        // The template's own paths point into the dir it was generated in: move them here.
+        // Unbuffered logging: a killed Synapse's last lines are the interesting ones.
+        let log_config = template.log_config.replace(&template.dir, &here).replace("handlers: [buffer]", "handlers: [file]");
+        std::fs::write(dir.path().join("localhost.log.config"), log_config).context("writing log config")?;
+        std::fs::write(dir.path().join("localhost.signing.key"), &template.signing_key)
+            .context("writing signing key")?;
+        let text = template.config.replace(&template.dir, &here);
 
         let port = free_port()?;
         let shared_secret = random_hex(32);
-        let text = std::fs::read_to_string(&config_path)
-            .with_context(|| format!("reading generated {}", config_path.display()))?;
         let mut config: Value = serde_yaml::from_str(&text).context("parsing generated homeserver.yaml")?;
         configure(&mut config, dir.path(), port, &shared_secret, registrations)?;
         edit(&mut config);
@@ -288,6 +331,20 @@ impl Synapse {
 impl Drop for Synapse {
     fn drop(&mut self) {
         self.kill();
+        // Shown by libtest only when the test fails: Synapse's recent warnings and errors.
+        let log = tail_file(&self.dir.path().join("homeserver.log"), 2000);
+        let problems: Vec<&str> =
+            log.lines()
+                .filter(|l| l.contains(" - WARNING - ") || l.contains(" - ERROR - "))
+                .filter(|l| !l.contains("synapse.config.logger")) // the startup banner
+                .collect();
+        let start = problems.len().saturating_sub(15);
+        if !problems[start..].is_empty() {
+            eprintln!("--- Synapse warnings/errors (last {}) ---\n{}", problems.len() - start, problems[start..].join("\n"));
+        }
+        if super::keep_dirs() {
+            eprintln!("kept Synapse dir {}", self.dir.path().display());
+        }
     }
 }
 

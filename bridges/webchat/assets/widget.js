@@ -161,6 +161,13 @@
     return svg;
   }
 
+  // Icon-only buttons carry no text, so a test or a screen reader reading textContent of the
+  // banner or preview gets only the message; the name is in aria-label.
+  var X_ICON = "M6.4 5 5 6.4 10.6 12 5 17.6 6.4 19l5.6-5.6 5.6 5.6 1.4-1.4-5.6-5.6L19 6.4 17.6 5 12 10.6z";
+  function closeButton(testid, label, small) {
+    return el("button", { class: "icon-button" + (small ? " small" : ""), type: "button", "data-testid": testid, "aria-label": label, title: label }, [icon(X_ICON)]);
+  }
+
   function build() {
     host = document.createElement("switchboard-webchat");
     host.style.setProperty("all", "initial", "important");
@@ -179,11 +186,11 @@
     ]);
 
     ui.title = el("div", { class: "title", "data-testid": "site-name", text: state.config.site_name });
-    ui.close = el("button", { class: "icon-button", type: "button", "data-testid": "close", "aria-label": "Close chat", text: "\u00d7" });
+    ui.close = closeButton("close", "Close chat", false);
     var header = el("header", { class: "header" }, [ui.title, ui.close]);
 
     ui.errorText = el("span", { class: "error-text" });
-    ui.errorClose = el("button", { class: "icon-button small", type: "button", "aria-label": "Dismiss", text: "\u00d7" });
+    ui.errorClose = closeButton("error-close", "Dismiss", true);
     ui.error = el("div", { class: "error", role: "alert", "data-testid": "error", hidden: true }, [ui.errorText, ui.errorClose]);
 
     ui.greeting = el("div", { class: "greeting", "data-testid": "greeting", hidden: true });
@@ -196,11 +203,11 @@
     ui.identity = el("div", { class: "identity", "data-testid": "identity" }, [ui.name, ui.email]);
 
     ui.replyText = el("span", { class: "context-text" });
-    ui.replyCancel = el("button", { class: "icon-button small", type: "button", "data-testid": "reply-cancel", "aria-label": "Cancel reply", text: "\u00d7" });
+    ui.replyCancel = closeButton("reply-cancel", "Cancel reply", true);
     ui.replyPreview = el("div", { class: "context", "data-testid": "reply-preview", hidden: true }, [
       el("span", { class: "context-label", text: "Replying to" }), ui.replyText, ui.replyCancel,
     ]);
-    ui.editCancel = el("button", { class: "icon-button small", type: "button", "data-testid": "edit-cancel", "aria-label": "Cancel editing", text: "\u00d7" });
+    ui.editCancel = closeButton("edit-cancel", "Cancel editing", true);
     ui.editPreview = el("div", { class: "context", "data-testid": "edit-preview", hidden: true }, [
       el("span", { class: "context-label", text: "Editing your message" }), ui.editCancel,
     ]);

@@ -117,6 +117,15 @@ mod tests {
     }
 
     #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        let parsed = serde_json::from_str::<WebchatConfig>(r#"{"max_upload_byte": 5}"#);
+        let message = parsed.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("max_upload_byte"), "{message}");
+        let parsed = serde_json::from_str::<WebchatConfig>(r#"{"site_name": "Acme"}"#).ok();
+        assert_eq!(parsed.map(|c| c.max_upload_bytes), Some(10 * 1024 * 1024));
+    }
+
+    #[test]
     fn rejects_zero_limits() {
         let config = WebchatConfig { rate_limit_burst: 0, ..WebchatConfig::default() };
         assert!(config.validate().is_err());

@@ -20,7 +20,7 @@ pub enum ApiError {
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
     /// 401: no token, or a token that names no visitor.
-    #[error("missing or invalid visitor token")]
+    #[error("Missing or invalid visitor token; start a session first.")]
     Unauthorized,
     /// 403: the visitor may not touch this message (an agent's message).
     #[error("{0}")]
@@ -38,10 +38,10 @@ pub enum ApiError {
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
     /// 429: the visitor's rate limit is exhausted; retry after the given time.
-    #[error("too many messages; try again in {} s", retry_secs(*.0))]
+    #[error("You are sending too fast; try again in {} s.", retry_secs(*.0).max(1))]
     RateLimited(Duration),
     /// 503: the bridge could not store the request; nothing was acknowledged.
-    #[error("the chat is temporarily unavailable; please try again")]
+    #[error("The chat is temporarily unavailable; please try again.")]
     Unavailable(#[source] HostError),
 }
 

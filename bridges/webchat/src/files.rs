@@ -37,7 +37,7 @@ pub const BODY_LIMIT_SLACK: u64 = 1024 * 1024;
 /// A human-readable size: `10 MiB`, `512 KiB`, `300 bytes`.
 pub fn human_size(bytes: u64) -> String {
     const MIB: u64 = 1024 * 1024;
-    if bytes >= MIB && bytes % MIB == 0 {
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
         format!("{} MiB", bytes / MIB)
     } else if bytes >= MIB {
         format!("{:.1} MiB", bytes as f64 / MIB as f64)

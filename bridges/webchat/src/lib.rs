@@ -49,7 +49,7 @@ mod sanitize;
 mod state;
 mod store;
 mod transcript;
-pub mod widget;
+mod widget;
 
 pub use config::WebchatConfig;
 
@@ -155,11 +155,11 @@ impl Channel for Webchat {
     }
 
     async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<Router>, ChannelError> {
-        self.config.validate().map_err(|e| ChannelError::Config(e.to_string()))?;
         if !self.config.enabled {
             tracing::info!("webchat: disabled in the configuration");
             return Ok(None);
         }
+        self.config.validate().map_err(|e| ChannelError::Config(e.to_string()))?;
         let shared = Arc::new(Shared::new(self.config.clone(), host));
         self.shared
             .set(Arc::clone(&shared))

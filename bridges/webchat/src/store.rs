@@ -73,6 +73,9 @@ pub struct FileRecord {
     pub size: u64,
 }
 
+/// Longest remote id we look up (ours are under 100 bytes).
+const MAX_REMOTE_ID_LEN: usize = 200;
+
 /// `n` random bytes as lowercase hex, from the thread's cryptographic RNG.
 pub fn random_hex<const N: usize>() -> String {
     hex::encode(rand::random::<[u8; N]>())
@@ -167,7 +170,11 @@ impl Store {
         self.put_json(&format!("visitor:{}", sha256_hex(token)), visitor).await
     }
 
+    /// A message by remote id. Ids are ours and short; anything longer is not one of them.
     pub async fn message(&self, remote_id: &str) -> Result<Option<MessageRecord>, HostError> {
+        if remote_id.is_empty() || remote_id.len() > MAX_REMOTE_ID_LEN {
+            return Ok(None);
+        }
         self.get_json(&format!("msg:{remote_id}")).await
     }
 
