@@ -127,13 +127,24 @@ async fn widget_conversation(backend: Backend) -> anyhow::Result<()> {
     env.alice.wait_for_text(&room, "Back again").await?;
     ensure!(env.alice.joined_rooms().len() == 1, "no second portal: {:?}", env.alice.joined_rooms());
 
+    screenshot(&mut browser, "widget-desktop.png").await?;
     // Phone width: the panel fills the screen without overflowing it.
     browser.viewport(375, 700).await?;
+    screenshot(&mut browser, "widget-phone.png").await?;
     let width: Value = browser.eval(&in_widget("root.querySelector('[data-testid=panel]').getBoundingClientRect().width")).await?;
     let width = width.as_f64().context("panel width")?;
     ensure!(width > 300.0 && width <= 375.0, "panel width at 375 px: {width}");
     let overflow = browser.eval("document.documentElement.scrollWidth > window.innerWidth").await?;
     ensure!(overflow == false, "horizontal overflow at phone width");
+    Ok(())
+}
+
+/// With `SWITCHBOARD_SCREENSHOTS=<dir>`, keep pictures of the widget for a person to look at.
+async fn screenshot(browser: &mut Browser, name: &str) -> anyhow::Result<()> {
+    if let Some(dir) = std::env::var_os("SWITCHBOARD_SCREENSHOTS") {
+        std::fs::create_dir_all(&dir)?;
+        browser.screenshot(&std::path::Path::new(&dir).join(name)).await?;
+    }
     Ok(())
 }
 

@@ -1,0 +1,282 @@
+//! Nothing lost, nothing doubled — under crashes, outages and store failures.
+//!
+//! The real bridge binary is killed with SIGKILL at random (seeded) moments during a two-way
+//! burst; Synapse is stopped while customers keep writing; the store refuses writes. Afterwards
+//! every message is where it belongs exactly once, in order.
+//!
+//! `SWITCHBOARD_FAULT_SEED=<n>` replays a run of the crash test; the seed is printed either way.
+
+mod rig;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use rand::{Rng, SeedableRng};
+use rig::{Backend, BridgeOptions, TestEnv, Visitor};
+use serde_json::json;
+use sqlx::Connection;
+use tokio::sync::Mutex;
+
+/// Post a visitor message, retrying with the same client id (as the widget does) while the
+/// bridge is down. Returns how many attempts failed.
+async fn send_retrying(visitor: &Visitor, client_id: &str, text: &str, deadline: Instant) -> anyhow::Result<u32> {
+    let mut failures = 0;
+    loop {
+        match visitor.send_with_client_id(client_id, text).await {
+            Ok(_) => return Ok(failures),
+            Err(e) => {
+                failures += 1;
+                if Instant::now() > deadline {
+                    return Err(e.context(format!("{text}: still failing after {failures} attempts")));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+const CONVERSATIONS: usize = 200;
+const PER_CONVERSATION: usize = 10;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_during_a_two_way_burst_loses_and_doubles_nothing() -> anyhow::Result<()> {
+    let seed: u64 = match std::env::var("SWITCHBOARD_FAULT_SEED") {
+        Ok(s) => s.parse().context("SWITCHBOARD_FAULT_SEED")?,
+        Err(_) => rand::rng().random(),
+    };
+    println!("crash test seed: {seed} (rerun with SWITCHBOARD_FAULT_SEED={seed})");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let env = TestEnv::start(BridgeOptions::default()).await?;
+    let webchat = env.webchat_url();
+    // Split the env: the killer owns the bridge process, the operator works on.
+    let TestEnv { alice, bob: _bob, bridge, synapse: _synapse } = env;
+    let alice = Arc::new(alice);
+    let bridge = Arc::new(Mutex::new(bridge));
+    let deadline = Instant::now() + Duration::from_secs(900);
+
+    // 200 visitors, each with a session made before the storm.
+    let mut visitors = Vec::new();
+    for i in 0..CONVERSATIONS {
+        let name = format!("Crash Visitor {i:03}");
+        visitors.push(Arc::new(Visitor::with_identity(&webchat, Some(&name), Some(&format!("c{i}@example.com"))).await?));
+    }
+
+    // The killer: SIGKILL at random moments, restart at once, at least 5 times while traffic flows.
+    let traffic_done = Arc::new(AtomicBool::new(false));
+    let kill_plan: Vec<u64> = (0..8).map(|_| rng.random_range(700..2500)).collect();
+    let killer = {
+        let bridge = bridge.clone();
+        let traffic_done = traffic_done.clone();
+        tokio::spawn(async move {
+            let mut kills = 0u32;
+            for (i, pause) in kill_plan.iter().enumerate() {
+                tokio::time::sleep(Duration::from_millis(*pause)).await;
+                if traffic_done.load(Ordering::SeqCst) && kills >= 5 {
+                    break;
+                }
+                let mut b = bridge.lock().await;
+                b.kill();
+                kills += 1;
+                b.start().await.with_context(|| format!("restart after kill {}", i + 1))?;
+            }
+            anyhow::Ok(kills)
+        })
+    };
+
+    // Customers: 10 messages each, in order per conversation, 20 conversations at a time.
+    let inbound = {
+        let visitors = visitors.clone();
+        tokio::spawn(async move {
+            let mut failed_attempts = 0u32;
+            for chunk in visitors.chunks(20).map(|c| c.to_vec()).collect::<Vec<_>>() {
+                let mut tasks = Vec::new();
+                for v in chunk {
+                    tasks.push(tokio::spawn(async move {
+                        let mut fails = 0;
+                        for m in 0..PER_CONVERSATION {
+                            let text = format!("{} says {m}", v.visitor_id);
+                            fails += send_retrying(&v, &format!("m{m}"), &text, deadline).await?;
+                        }
+                        anyhow::Ok(fails)
+                    }));
+                }
+                for t in tasks {
+                    failed_attempts += t.await??;
+                }
+            }
+            anyhow::Ok(failed_attempts)
+        })
+    };
+
+    // Operators: join each portal as it appears and answer 10 times, in order.
+    let mut rooms: HashMap<String, String> = HashMap::new(); // visitor id -> room
+    let mut replies = Vec::new();
+    while rooms.len() < CONVERSATIONS {
+        ensure!(Instant::now() < deadline, "only {} portals appeared", rooms.len());
+        let invite = alice
+            .wait_for_invite_where("a crash-test portal", |i| i.name.as_deref().is_some_and(|n| n.starts_with("Crash Visitor")))
+            .await?;
+        alice.join(&invite.room_id).await?;
+        let name = invite.name.clone().unwrap_or_default();
+        let index: usize = name["Crash Visitor ".len().."Crash Visitor ".len() + 3].parse().context("visitor index")?;
+        let visitor = visitors[index].clone();
+        ensure!(!rooms.contains_key(&visitor.visitor_id), "a second portal for {}", visitor.visitor_id);
+        rooms.insert(visitor.visitor_id.clone(), invite.room_id.clone());
+        let alice = alice.clone();
+        let room = invite.room_id.clone();
+        replies.push(tokio::spawn(async move {
+            for r in 0..PER_CONVERSATION {
+                alice.send_text(&room, &format!("reply {r} to {}", visitor.visitor_id)).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for r in replies {
+        r.await??;
+    }
+    let failed_attempts = inbound.await??;
+    traffic_done.store(true, Ordering::SeqCst);
+    let kills = killer.await??;
+    ensure!(kills >= 5, "only {kills} kills happened during the traffic");
+    println!("{kills} kills; {failed_attempts} customer sends had to be retried while the bridge was down");
+
+    // Every customer message in its room exactly once, in order.
+    for v in &visitors {
+        let room = &rooms[&v.visitor_id];
+        let expected: Vec<String> = (0..PER_CONVERSATION).map(|m| format!("{} says {m}", v.visitor_id)).collect();
+        let got = rig::poll_until(&format!("all messages of {} in {room}", v.visitor_id), Duration::from_secs(180), || async {
+            let bodies: Vec<String> = alice
+                .messages(room)
+                .into_iter()
+                .filter(|m| m.sender.starts_with("@sb_webchat_"))
+                .map(|m| m.body)
+                .collect();
+            Ok((bodies.len() >= expected.len()).then_some(bodies))
+        })
+        .await?;
+        ensure!(got == expected, "room of {}: expected {expected:?}, got {got:?}", v.visitor_id);
+    }
+    // Every operator reply reached its customer exactly once, in order.
+    for v in &visitors {
+        let expected: Vec<String> = (0..PER_CONVERSATION).map(|r| format!("reply {r} to {}", v.visitor_id)).collect();
+        let got = rig::poll_until(&format!("all replies to {}", v.visitor_id), Duration::from_secs(180), || async {
+            let texts: Vec<String> = v
+                .refresh()
+                .await?
+                .into_iter()
+                .filter(|e| e["type"] == "message" && e["from"] == "agent")
+                .filter_map(|e| e["text"].as_str().map(str::to_string))
+                .collect();
+            Ok((texts.len() >= expected.len()).then_some(texts))
+        })
+        .await?;
+        ensure!(got == expected, "visitor {}: expected {expected:?}, got {got:?}", v.visitor_id);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn homeserver_outage_during_inbound_traffic() -> anyhow::Result<()> {
+    let mut env = TestEnv::start(BridgeOptions::default()).await?;
+    let visitor = env.visitor("Olga Outage", "olga@example.com").await?;
+    visitor.send("before the outage").await?;
+    let room = env.alice.wait_for_invite("Olga Outage").await?;
+    env.alice.wait_for_text(&room, "before the outage").await?;
+    // A second customer whose very first message arrives during the outage: the portal itself
+    // has to wait for the homeserver.
+    let newcomer = env.visitor("Nils Newcomer", "nils@example.com").await?;
+
+    env.synapse.stop().await?;
+    for i in 0..20 {
+        // The customer side never sees an error: the bridge stores and acknowledges.
+        visitor.send(&format!("during the outage {i}")).await.with_context(|| format!("message {i} refused"))?;
+    }
+    newcomer.send("hello while you are down").await.context("new conversation refused")?;
+    // Long enough for the bridge to back off a few times.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    env.synapse.start_again().await?;
+
+    let expected: Vec<String> = std::iter::once("before the outage".to_string())
+        .chain((0..20).map(|i| format!("during the outage {i}")))
+        .collect();
+    let got = rig::poll_until("all outage messages", Duration::from_secs(120), || async {
+        let bodies: Vec<String> = env
+            .alice
+            .messages(&room)
+            .into_iter()
+            .filter(|m| m.sender.starts_with("@sb_webchat_"))
+            .map(|m| m.body)
+            .collect();
+        Ok((bodies.len() >= expected.len()).then_some(bodies))
+    })
+    .await?;
+    ensure!(got == expected, "after the outage: {got:?}");
+    let new_room = env.alice.wait_for_invite("Nils Newcomer").await?;
+    env.alice.wait_for_text(&new_room, "hello while you are down").await?;
+    Ok(())
+}
+
+/// A store that refuses writes: nothing is acknowledged upstream, and everything goes through
+/// once the store works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_store_acknowledges_nothing() -> anyhow::Result<()> {
+    let env = TestEnv::start(BridgeOptions::default().backend(Backend::Postgres)).await?;
+    let visitor = env.visitor("Stella Store", "stella@example.com").await?;
+    visitor.send("hello").await?;
+    let room = env.alice.wait_for_invite("Stella Store").await?;
+    env.alice.wait_for_text(&room, "hello").await?;
+
+    // Make every write to the inbox and to the homeserver-event table fail, as a full disk would.
+    let mut db = sqlx::PgConnection::connect(env.bridge.database_url()).await?;
+    sqlx::raw_sql(
+        "CREATE FUNCTION sb_test_refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk full (test)'; END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER refuse_inbox BEFORE INSERT ON inbox FOR EACH ROW EXECUTE FUNCTION sb_test_refuse();
+         CREATE TRIGGER refuse_txns BEFORE INSERT ON appservice_txns FOR EACH ROW EXECUTE FUNCTION sb_test_refuse();",
+    )
+    .execute(&mut db)
+    .await?;
+
+    // The customer's message is refused with a clear, retryable error — not acknowledged.
+    let refused = visitor.post_message(json!({"client_id": "during-failure", "text": "written while the disk is full"})).await;
+    let err = match refused {
+        Ok(v) => bail!("the bridge acknowledged a message it could not store: {v}"),
+        Err(e) => format!("{e:#}"),
+    };
+    ensure!(err.contains("503"), "expected 503 Service Unavailable, got: {err}");
+
+    // The homeserver's transaction is refused too (so Synapse keeps it and retries).
+    let reg = env.bridge.registration()?;
+    let hs_token = reg["hs_token"].as_str().context("hs_token")?;
+    let probe = reqwest::Client::new()
+        .put(format!("{}/_matrix/app/v1/transactions/probe-during-failure", env.bridge.base_url()))
+        .bearer_auth(hs_token)
+        .json(&json!({"events": []}))
+        .send()
+        .await?;
+    ensure!(probe.status() == 500, "transaction acknowledged while the store fails: {}", probe.status());
+    let answer = env.alice.send_text(&room, "answered while the disk is full").await?;
+
+    // The disk is freed: the customer's retry goes through once; the answer arrives once.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sqlx::raw_sql("DROP TRIGGER refuse_inbox ON inbox; DROP TRIGGER refuse_txns ON appservice_txns;")
+        .execute(&mut db)
+        .await?;
+    visitor.send_with_client_id("during-failure", "written while the disk is full").await?;
+    env.alice.wait_for_text(&room, "written while the disk is full").await?;
+    visitor.wait_for_agent_text("answered while the disk is full").await?;
+    env.alice
+        .wait_for_event(&room, "delivery status", |e| {
+            e["type"] == "com.beeper.message_send_status" && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
+        })
+        .await?;
+    visitor.send("marker").await?;
+    env.alice.wait_for_text(&room, "marker").await?;
+    let copies = env.alice.messages(&room).iter().filter(|m| m.body == "written while the disk is full").count();
+    ensure!(copies == 1, "customer message bridged {copies} times");
+    let answers = visitor.refresh().await?.iter().filter(|e| e["text"] == "answered while the disk is full").count();
+    ensure!(answers == 1, "answer delivered {answers} times");
+    Ok(())
+}
