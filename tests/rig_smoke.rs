@@ -187,6 +187,13 @@ async fn browser_drives_a_local_page() -> anyhow::Result<()> {
     b.reload().await?;
     assert_eq!(b.count(".msg").await?, 0);
     b.close().await?;
+
+    // Dropped without close (a failing test): the driver, Chromium and the profile go away.
+    let b2 = Browser::launch().await?;
+    let profile = b2.profile_dir().context("profile dir")?.to_path_buf();
+    assert!(profile.exists());
+    drop(b2);
+    assert!(!profile.exists(), "profile {} left behind", profile.display());
     server.abort();
     Ok(())
 }

@@ -41,7 +41,9 @@ function send(obj) {
   process.stdout.write(JSON.stringify(obj) + '\n');
 }
 
-const profile = mkdtempSync(join(tmpdir(), 'sb-chromium-'));
+// The Rust side makes the profile dir (and removes it after we exit); standalone, make our own.
+const ownProfile = !process.env.SWITCHBOARD_BROWSER_PROFILE;
+const profile = process.env.SWITCHBOARD_BROWSER_PROFILE || mkdtempSync(join(tmpdir(), 'sb-chromium-'));
 let context;
 let page;
 const consoleLog = [];
@@ -52,10 +54,12 @@ async function shutdown(code) {
   } catch (_) {
     // already gone
   }
-  try {
-    rmSync(profile, { recursive: true, force: true });
-  } catch (_) {
-    // best effort
+  if (ownProfile) {
+    try {
+      rmSync(profile, { recursive: true, force: true });
+    } catch (_) {
+      // best effort
+    }
   }
   process.exit(code);
 }
@@ -67,6 +71,10 @@ try {
   context = await chromium.launchPersistentContext(profile, {
     executablePath,
     headless: true,
+    // Our own handlers close the browser and exit; Playwright's would exit first.
+    handleSIGINT: false,
+    handleSIGTERM: false,
+    handleSIGHUP: false,
     args: [
       '--headless',
       '--no-sandbox',

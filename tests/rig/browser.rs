@@ -33,6 +33,8 @@ const LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Browser {
     child: Child,
+    /// Chromium's profile; removed after the driver has exited (see `Drop`).
+    profile: Option<tempfile::TempDir>,
     stdin: Option<ChildStdin>,
     stdout: Lines<BufReader<ChildStdout>>,
     stderr: Arc<Mutex<String>>,
@@ -53,9 +55,14 @@ impl Browser {
     pub async fn launch() -> anyhow::Result<Browser> {
         ensure_deps().await?;
         let tests_dir = repo_root().join("tests");
+        let profile = tempfile::Builder::new()
+            .prefix("sb-chromium-")
+            .tempdir()
+            .context("creating a Chromium profile dir")?;
         let mut cmd = tokio::process::Command::new("node");
         cmd.arg(tests_dir.join("rig").join("browser-driver.mjs"))
             .current_dir(&tests_dir)
+            .env("SWITCHBOARD_BROWSER_PROFILE", profile.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -86,6 +93,7 @@ impl Browser {
         }
         let mut browser = Browser {
             child,
+            profile: Some(profile),
             stdin: Some(stdin),
             stdout,
             stderr,
@@ -99,6 +107,11 @@ impl Browser {
         }
         browser.version = ready.get("version").and_then(Value::as_str).unwrap_or_default().to_string();
         Ok(browser)
+    }
+
+    /// Chromium's profile dir (removed when the `Browser` is dropped).
+    pub fn profile_dir(&self) -> Option<&Path> {
+        self.profile.as_ref().map(|p| p.path())
     }
 
     fn stderr_tail(&self) -> String {
@@ -290,16 +303,23 @@ impl Drop for Browser {
     fn drop(&mut self) {
         // EOF and SIGTERM both make the driver close Chromium and exit.
         self.stdin.take();
-        let Some(pid) = self.child.id() else { return };
-        kill_process_group(pid, SIGTERM);
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+        if let Some(pid) = self.child.id() {
+            kill_process_group(pid, SIGTERM);
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            let mut exited = false;
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    exited = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
-            std::thread::sleep(Duration::from_millis(20));
+            if !exited {
+                kill_process_group(pid, SIGKILL);
+                let _ = self.child.start_kill();
+            }
         }
-        kill_process_group(pid, SIGKILL);
-        let _ = self.child.start_kill();
+        // After the driver (which closed Chromium) is gone.
+        drop(self.profile.take());
     }
 }
