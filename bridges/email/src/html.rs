@@ -1,0 +1,99 @@
+//! HTML of inbound mail, made safe and short for the room; and HTML of outbound mail.
+//!
+//! Inbound: the quoted history is cut at the first marker the big clients put before it (Gmail's
+//! `gmail_quote`, Thunderbird's `moz-cite-prefix` / `<blockquote type="cite">`, Outlook's
+//! `appendonsend` / `divRplyFwdMsg`, Apple Mail's `<blockquote type="cite">`), then ammonia keeps
+//! structure and links only: no scripts, styles, forms, event handlers, and no images at all —
+//! remote images are tracking pixels more often than not, and inline `cid:` images reach the
+//! room as attachments instead.
+
+use crate::parse::MailFile;
+
+/// Where the quoted history starts in HTML written by common clients.
+const QUOTE_MARKERS: &[&str] = &[
+    "<div class=\"gmail_quote",
+    "<div class=\"moz-cite-prefix",
+    "<blockquote type=\"cite\"",
+    "<div id=\"appendonsend\"",
+    "<div id=\"divRplyFwdMsg\"",
+    "<div class=\"yahoo_quoted",
+    "<hr id=\"stopSpelling\"",
+];
+
+/// Cut the HTML before its quoted history, if that leaves some text.
+pub fn cut_quote(html: &str) -> &str {
+    let lower = html.to_ascii_lowercase();
+    let cut = QUOTE_MARKERS
+        .iter()
+        .filter_map(|m| lower.find(&m.to_ascii_lowercase()))
+        .min();
+    match cut {
+        Some(at) if html.is_char_boundary(at) => {
+            let head = &html[..at];
+            let text = mail_parser::decoders::html::html_to_text(head);
+            if text.trim().is_empty() { html } else { head }
+        }
+        _ => html,
+    }
+}
+
+/// Safe HTML for the room from a mail's HTML body.
+pub fn sanitize_mail_html(html: &str, _files: &[MailFile]) -> String {
+    let html = cut_quote(html);
+    ammonia::Builder::empty()
+        .add_tags([
+            "b", "strong", "i", "em", "u", "s", "del", "code", "pre", "br", "p", "ul", "ol", "li", "blockquote", "a",
+            "h1", "h2", "h3", "h4", "h5", "h6", "div", "span", "table", "thead", "tbody", "tr", "td", "th", "hr",
+        ])
+        .add_tag_attributes("a", ["href"])
+        .url_schemes(["http", "https", "mailto"].into_iter().collect())
+        .link_rel(Some("noopener noreferrer"))
+        .add_clean_content_tags(["title", "head", "script", "style", "noscript", "template"])
+        .clean(html)
+        .to_string()
+        .trim()
+        .to_string()
+}
+
+/// Escape text for HTML.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Plain text as HTML: escaped, line breaks kept.
+pub fn text_to_html(text: &str) -> String {
+    escape(text).replace('\n', "<br>")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_styles_images_go_links_stay() {
+        let out = sanitize_mail_html(
+            "<html><head><title>T</title><style>p{color:red}</style></head><body><p onclick=\"x()\">Hi <a href=\"https://example.test/a\">link</a></p><script>alert(1)</script><img src=\"https://tracker.test/p.gif\" width=1 height=1><img src=\"cid:logo\"></body></html>",
+            &[],
+        );
+        assert!(out.contains("<a href=\"https://example.test/a\""), "{out}");
+        assert!(!out.contains("script") && !out.contains("alert") && !out.contains("color") && !out.contains("<img"), "{out}");
+        assert!(!out.contains("onclick") && !out.contains(">T<"), "{out}");
+    }
+
+    #[test]
+    fn gmail_quote_is_cut() {
+        let out = sanitize_mail_html("<div>New answer</div><div class=\"gmail_quote\"><blockquote>old</blockquote></div>", &[]);
+        assert!(out.contains("New answer") && !out.contains("old"), "{out}");
+    }
+}

@@ -1,0 +1,107 @@
+//! Switchboard's email channel: mailboxes read over IMAP (IDLE), answers sent over SMTP.
+//!
+//! Every email thread is a conversation: account = the mailbox's `name` from the config, chat =
+//! the Message-ID of the mail that started the thread. Replies find their room through
+//! In-Reply-To / References ([`threads`]); a customer's new thread opens a new conversation
+//! linked to the same contact (their lower-cased address). Mailboxes can be the shared support
+//! address and operators' personal addresses (`personal_of`): mail to a personal address says
+//! so in the room.
+//!
+//! Map of the crate, in the order a mail travels:
+//!
+//! * [`config`] — the `channels.email` section.
+//! * `imap` — one task per mailbox: IDLE (or polling), UID bookkeeping, acknowledge after store.
+//! * [`parse`] — raw bytes → [`parse::ParsedMail`]: MIME, charsets, kind (person, auto-reply,
+//!   bounce, list). Pure; a fuzz target.
+//! * [`fold`], [`html`] — quoted history and signatures folded away; HTML sanitised.
+//! * `inbound` — a parsed mail → `Host::receive` (bounces of our mail → `Failed`).
+//! * `outbound` — an operator's answer → a threaded email via lettre.
+//! * [`transcript`] — the HTML transcript for `!sb export`.
+
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use switchboard_channel::{Capabilities, Channel, ChannelError, Delivery, Formatting, Host, Outbound, SendError};
+
+pub mod config;
+pub mod fold;
+pub mod html;
+mod imap;
+mod inbound;
+mod outbound;
+pub mod parse;
+pub mod threads;
+pub mod transcript;
+
+pub use config::EmailConfig;
+pub use transcript::{render_transcript, TranscriptEntry};
+
+struct Running {
+    host: Arc<dyn Host>,
+    config: Arc<EmailConfig>,
+    smtp: outbound::Transport,
+}
+
+/// The email channel.
+pub struct Email {
+    config: EmailConfig,
+    running: OnceLock<Running>,
+}
+
+impl Email {
+    pub fn new(config: EmailConfig) -> Self {
+        Self { config, running: OnceLock::new() }
+    }
+
+    pub fn config(&self) -> &EmailConfig {
+        &self.config
+    }
+}
+
+#[async_trait]
+impl Channel for Email {
+    fn name(&self) -> &'static str {
+        "email"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            formatting: Formatting::Html,
+            max_file_size: Some(self.config.max_file_size),
+            max_text_length: None,
+            edits: false,
+            deletes: false,
+            replies: true,
+            reactions: false,
+            read_receipts: false,
+            typing: false,
+            reply_window: None,
+        }
+    }
+
+    async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<axum::Router>, ChannelError> {
+        if !self.config.enabled {
+            tracing::info!("email: disabled in the configuration");
+            return Ok(None);
+        }
+        self.config.validate().map_err(ChannelError::Config)?;
+        let smtp = outbound::transport(&self.config).map_err(ChannelError::Config)?;
+        let config = Arc::new(self.config.clone());
+        self.running
+            .set(Running { host: Arc::clone(&host), config: Arc::clone(&config), smtp })
+            .map_err(|_| ChannelError::Other("the email channel was started twice".into()))?;
+        for mailbox in &self.config.mailboxes {
+            tokio::spawn(imap::run(Arc::clone(&host), Arc::clone(&config), mailbox.clone()));
+        }
+        tracing::info!(mailboxes = self.config.mailboxes.len(), "email: ready");
+        Ok(None)
+    }
+
+    async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
+        match self.running.get() {
+            Some(r) => outbound::send(&*r.host, &r.config, &r.smtp, outbound).await,
+            None if !self.config.enabled => Err(SendError::Permanent { reason: "the email channel is disabled".into() }),
+            None => Err(SendError::Retryable { reason: "the email channel has not started yet".into(), retry_after: None }),
+        }
+    }
+}

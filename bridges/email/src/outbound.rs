@@ -1,0 +1,178 @@
+//! An operator's answer → a proper email in the customer's thread (lettre over SMTP).
+//!
+//! The mail comes from the conversation's mailbox address, goes to the thread's customer, is
+//! titled `Re: <thread subject>`, carries `In-Reply-To` (the mail answered, else the thread's
+//! latest) and `References` (the thread's chain), a text and an HTML part, the team signature
+//! when configured, and the operator's files as attachments.
+//!
+//! Idempotency: the Message-ID is derived from the outbox item's idempotency key (UUID v5), and
+//! `sent:<key>` remembers a mail that went out. A retry of an item already sent returns the same
+//! Message-ID without sending; a crash between the server's 250 and that note sends once more
+//! with the *same* Message-ID, which mail clients show as one message.
+//!
+//! SMTP 5xx (the server refuses for good: unknown recipient, rejected content) is a permanent
+//! failure whose reason quotes the server; 4xx, timeouts and connection errors are retried.
+
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment as MailAttachment, Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use switchboard_channel::{Delivery, Host, HostError, Outbound, OutboundAction, SendError};
+
+use crate::config::{EmailConfig, Tls};
+use crate::html::{escape, text_to_html};
+use crate::threads::{self, MessageRecord};
+
+pub type Transport = AsyncSmtpTransport<Tokio1Executor>;
+
+fn retryable(reason: impl Into<String>) -> SendError {
+    SendError::Retryable { reason: reason.into(), retry_after: None }
+}
+
+fn permanent(reason: impl Into<String>) -> SendError {
+    SendError::Permanent { reason: reason.into() }
+}
+
+fn store_error(e: HostError) -> SendError {
+    retryable(format!("email state: {e}"))
+}
+
+/// The SMTP transport as configured.
+pub fn transport(config: &EmailConfig) -> Result<Transport, String> {
+    let smtp = &config.smtp;
+    let builder = match smtp.tls {
+        Tls::None => Transport::builder_dangerous(smtp.host.clone()),
+        Tls::Starttls => Transport::starttls_relay(&smtp.host).map_err(|e| format!("smtp: {e}"))?,
+        Tls::Tls => Transport::relay(&smtp.host).map_err(|e| format!("smtp: {e}"))?,
+    };
+    let mut builder = builder.port(smtp.port).timeout(Some(std::time::Duration::from_secs(smtp.timeout_secs.max(1))));
+    if let (Some(user), Some(pass)) = (&smtp.username, &smtp.password) {
+        builder = builder.credentials(Credentials::new(user.clone(), pass.clone()));
+    }
+    Ok(builder.build())
+}
+
+/// The Message-ID (without `<>`) of the mail for one outbox item.
+pub fn message_id_for(key: &str, domain: &str) -> String {
+    let uuid = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("switchboard-email:{key}").as_bytes());
+    format!("{uuid}@{domain}")
+}
+
+/// `Channel::send`.
+pub async fn send(host: &dyn Host, config: &EmailConfig, smtp: &Transport, outbound: &Outbound) -> Result<Delivery, SendError> {
+    let (content, reply_to) = match &outbound.action {
+        OutboundAction::Message { content, reply_to } => (content, reply_to.clone()),
+        OutboundAction::Edit { .. } => return Err(permanent("a sent email cannot be edited")),
+        OutboundAction::Delete { .. } => return Err(permanent("a sent email cannot be deleted")),
+    };
+    let sent_key = format!("sent:{}", outbound.idempotency_key);
+    if let Some(id) = host.state_get(&sent_key).await.map_err(store_error)? {
+        return Ok(Delivery { remote_id: id, delivered: false });
+    }
+    let conversation = &outbound.conversation;
+    let mailbox = config
+        .mailbox(&conversation.account)
+        .ok_or_else(|| permanent(format!("the mailbox \"{}\" is no longer configured", conversation.account)))?;
+    let mut thread = threads::thread(host, conversation)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| permanent("this conversation has no email thread to answer"))?;
+    if thread.contact.is_empty() || !thread.contact.contains('@') {
+        return Err(permanent("the customer's email address is unknown (only automatic mail came in)"));
+    }
+
+    let id = message_id_for(&outbound.idempotency_key, &config.message_id_domain());
+    let from: Mailbox = match &mailbox.display_name {
+        Some(name) => format!("{name} <{}>", mailbox.address),
+        None => mailbox.address.clone(),
+    }
+    .parse()
+    .map_err(|e| permanent(format!("the mailbox address {} is not valid: {e}", mailbox.address)))?;
+    let to: Mailbox = thread
+        .contact
+        .parse::<lettre::Address>()
+        .map(|a| Mailbox::new(thread.contact_name.clone(), a))
+        .map_err(|e| permanent(format!("the customer's address {} is not valid: {e}", thread.contact)))?;
+    let subject = if thread.subject.is_empty() { "Re: your message".to_string() } else { format!("Re: {}", thread.subject) };
+
+    let answered = reply_to.filter(|r| thread.ids.contains(r)).or_else(|| thread.ids.last().cloned());
+    let mut builder = lettre::Message::builder()
+        .from(from)
+        .to(to)
+        .subject(subject)
+        .message_id(Some(format!("<{id}>")))
+        .date_now()
+        .user_agent("Switchboard".into());
+    if let Some(a) = &answered {
+        builder = builder.in_reply_to(format!("<{a}>"));
+    }
+    if !thread.ids.is_empty() {
+        let refs: Vec<String> = thread.ids.iter().map(|i| format!("<{i}>")).collect();
+        builder = builder.references(refs.join(" "));
+    }
+
+    let mut text = content.text.clone();
+    let mut html = content.html.clone().unwrap_or_else(|| text_to_html(&content.text));
+    if let Some(sig) = &config.signature {
+        text = format!("{text}\n\n-- \n{sig}");
+        html = format!("{html}<br><br>-- <br>{}", text_to_html(sig));
+    }
+    let html = format!("<!DOCTYPE html><html><body>{html}</body></html>");
+    let body = MultiPart::alternative_plain_html(text, html);
+    let message = if content.attachments.is_empty() {
+        builder.multipart(body)
+    } else {
+        let mut mixed = MultiPart::mixed().multipart(body);
+        for a in &content.attachments {
+            let (bytes, mime) = host.get_media(&a.media).await.map_err(|e| match e {
+                HostError::NotFound => permanent(format!("the file {} is no longer available", a.name)),
+                e => retryable(format!("fetching {}: {e}", a.name)),
+            })?;
+            if bytes.len() as u64 > config.max_file_size {
+                return Err(permanent(format!(
+                    "the file {} is {} bytes; mail carries at most {}",
+                    a.name,
+                    bytes.len(),
+                    config.max_file_size
+                )));
+            }
+            let mime = if a.mime.is_empty() { mime } else { a.mime.clone() };
+            let ct = ContentType::parse(&mime).unwrap_or(ContentType::parse("application/octet-stream").expect("valid mime"));
+            mixed = mixed.singlepart(MailAttachment::new(a.name.clone()).body(bytes.to_vec(), ct));
+        }
+        builder.multipart(mixed)
+    }
+    .map_err(|e| permanent(format!("the mail could not be built: {e}")))?;
+
+    match smtp.send(message).await {
+        Ok(_) => {}
+        Err(e) if e.is_permanent() => {
+            return Err(permanent(format!("the mail server refused the mail: {}", smtp_text(&e))));
+        }
+        Err(e) => return Err(retryable(format!("the mail server is unavailable: {}", smtp_text(&e)))),
+    }
+
+    // Sent: remember it (for retries, threading and bounces).
+    host.state_put(&sent_key, &id).await.map_err(store_error)?;
+    threads::put_message(host, &id, &MessageRecord { account: conversation.account.clone(), chat: conversation.chat.clone(), ours: true })
+        .await
+        .map_err(store_error)?;
+    thread.push(&id);
+    threads::put_thread(host, conversation, &thread).await.map_err(store_error)?;
+    let _ = escape;
+    Ok(Delivery { remote_id: id, delivered: false })
+}
+
+/// The server's words, for operators.
+fn smtp_text(e: &lettre::transport::smtp::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text = format!("{text}: {s_text}");
+        }
+        source = s.source();
+    }
+    text
+}

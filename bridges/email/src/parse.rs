@@ -1,0 +1,452 @@
+//! Raw RFC 5322 bytes → [`ParsedMail`]: what the channel needs of one inbound email.
+//!
+//! Pure and total: any byte string gives a `ParsedMail` or a [`ParseError`], never a panic (this
+//! is the fuzz target `email_parse`). MIME structure, transfer encodings (quoted-printable,
+//! base64, 8bit) and charsets (UTF-8, koi8-r, windows-1251, ISO-2022-JP, Shift_JIS, RFC 2047
+//! encoded words in headers, RFC 2231 file names) are mail-parser's work; this module decides
+//! what the room should show:
+//!
+//! * the **new** text — quoted history and the signature folded away ([`crate::fold`]);
+//! * sanitised HTML ([`crate::html`]) — or the text as HTML when the mail had none;
+//! * files, inline `cid:` images included, to upload as attachments;
+//! * the **kind** of mail: a person writing, an auto-reply, a bounce (with the Message-ID of the
+//!   mail that bounced and the reason), or mailing-list mail. Only a person's mail is a customer
+//!   message; the others are shown as notices and never answered automatically.
+
+use mail_parser::{HeaderValue, MessageParser, MimeHeaders, PartType};
+
+use crate::fold;
+use crate::html;
+
+/// Largest mail the parser looks at (bigger ones are kept raw and shown as unreadable).
+pub const MAX_MAIL_BYTES: usize = 50 * 1024 * 1024;
+
+/// What kind of mail this is, for loop prevention.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MailKind {
+    /// A person wrote it.
+    Personal,
+    /// Out-of-office, vacation notice, ticket-system acknowledgement…
+    AutoReply,
+    /// A delivery status notification about a failed delivery.
+    Bounce(Bounce),
+    /// Mailing-list or bulk mail.
+    List,
+}
+
+impl MailKind {
+    /// The prefix put before the text in the room, so operators see at once that it is not a
+    /// customer writing (the contract has no notice flag yet).
+    pub fn prefix(&self) -> Option<&'static str> {
+        match self {
+            MailKind::Personal => None,
+            MailKind::AutoReply => Some("[auto-reply]"),
+            MailKind::Bounce(_) => Some("[bounce]"),
+            MailKind::List => Some("[list mail]"),
+        }
+    }
+}
+
+/// What a bounce says about the mail that failed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Bounce {
+    /// Message-IDs (without `<>`) of the returned mail, from its headers in the report.
+    pub original_message_ids: Vec<String>,
+    /// Recipients that failed.
+    pub recipients: Vec<String>,
+    /// Readable reason: the diagnostic code or status.
+    pub reason: String,
+}
+
+/// One file carried by the mail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailFile {
+    pub name: String,
+    pub mime: String,
+    pub data: Vec<u8>,
+    /// `Content-ID` without `<>`, for inline images referenced as `cid:`.
+    pub content_id: Option<String>,
+}
+
+/// One inbound email, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParsedMail {
+    /// Message-ID without `<>`; synthesised from a hash of the bytes when the mail has none.
+    pub message_id: String,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    /// Lower-cased sender address (`From`, else `Sender`, else `Return-Path`).
+    pub from_address: Option<String>,
+    pub from_name: Option<String>,
+    /// Lower-cased addresses of To, Cc, Delivered-To and X-Original-To.
+    pub recipients: Vec<String>,
+    pub subject: String,
+    /// Date header, ms since the epoch (None when missing or absurd).
+    pub date_ms: Option<i64>,
+    /// The whole decoded text (from text/plain, else from the HTML).
+    pub full_text: String,
+    /// What is new: `full_text` without quoted history and signature.
+    pub new_text: String,
+    /// True when something was folded away.
+    pub folded: bool,
+    /// Sanitised HTML of the new part (HTML mail) or None (plain mail).
+    pub html: Option<String>,
+    pub files: Vec<MailFile>,
+    pub kind: MailKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("the message is empty")]
+    Empty,
+    #[error("the message is too large ({0} bytes)")]
+    TooLarge(usize),
+    #[error("the message has no headers and no body that could be read")]
+    Unreadable,
+}
+
+/// Strip `<>` and whitespace from a message id; empty → None.
+pub fn clean_id(id: &str) -> Option<String> {
+    let id = id.trim().trim_start_matches('<').trim_end_matches('>').trim();
+    if id.is_empty() || id.len() > 998 || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        None
+    } else {
+        Some(id.to_string())
+    }
+}
+
+fn ids(value: &HeaderValue<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    match value {
+        HeaderValue::Text(t) => out.extend(t.split_whitespace().filter_map(clean_id)),
+        HeaderValue::TextList(list) => {
+            for t in list {
+                out.extend(t.split_whitespace().filter_map(clean_id));
+            }
+        }
+        _ => {}
+    }
+    out.dedup();
+    out
+}
+
+/// A synthetic id for a mail without Message-ID: stable for the same bytes.
+pub fn synthetic_id(raw: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(raw);
+    format!("{}@no-message-id.switchboard.invalid", &hex::encode(digest)[..32])
+}
+
+fn header_text<'a>(message: &'a mail_parser::Message<'_>, name: &str) -> Option<&'a str> {
+    message
+        .headers()
+        .iter()
+        .find(|h| h.name().eq_ignore_ascii_case(name))
+        .and_then(|h| h.value().as_text())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// Parse one raw mail.
+pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
+    if raw.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ParseError::Empty);
+    }
+    if raw.len() > MAX_MAIL_BYTES {
+        return Err(ParseError::TooLarge(raw.len()));
+    }
+    let message = MessageParser::default().parse(raw).ok_or(ParseError::Unreadable)?;
+    // mail-parser accepts almost anything; a "mail" without a single header it recognises and
+    // without From is not a mail.
+    if message.headers().is_empty() {
+        return Err(ParseError::Unreadable);
+    }
+    let has_structure = message.from().is_some()
+        || message.message_id().is_some()
+        || message.subject().is_some()
+        || message.date().is_some();
+    if !has_structure {
+        return Err(ParseError::Unreadable);
+    }
+
+    let message_id = message.message_id().and_then(clean_id).unwrap_or_else(|| synthetic_id(raw));
+    let in_reply_to = ids(message.in_reply_to());
+    let references = ids(message.references());
+
+    let sender = message.from().or(message.sender()).and_then(|a| a.first());
+    let mut from_address = sender.and_then(|a| a.address()).map(|a| a.trim().to_lowercase()).filter(|a| !a.is_empty());
+    if from_address.is_none() {
+        from_address = message.return_address().map(|a| a.trim().trim_matches(['<', '>']).to_lowercase()).filter(|a| !a.is_empty());
+    }
+    let from_name = sender
+        .and_then(|a| a.name())
+        .map(|n| n.trim().trim_matches('"').trim().to_string())
+        .filter(|n| !n.is_empty() && Some(n.to_lowercase()) != from_address);
+
+    let mut recipients: Vec<String> = Vec::new();
+    for a in message.to().into_iter().chain(message.cc()) {
+        recipients.extend(a.iter().filter_map(|a| a.address()).map(|a| a.trim().to_lowercase()));
+    }
+    for name in ["Delivered-To", "X-Original-To"] {
+        for v in message.header_values(name) {
+            if let Some(t) = v.as_text() {
+                recipients.push(t.trim().trim_matches(['<', '>']).to_lowercase());
+            }
+        }
+    }
+    recipients.retain(|r| r.contains('@'));
+    recipients.dedup();
+
+    let subject = message.subject().map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ")).unwrap_or_default();
+    // Dates in the far future or before email existed are spam or broken clocks.
+    let date_ms = message
+        .date()
+        .map(|d| d.to_timestamp())
+        .filter(|s| (0..4_102_444_800).contains(s))
+        .map(|s| s * 1000);
+
+    // Bodies. text_body/html_body are mail-parser's choice of the displayable parts.
+    let text_parts: Vec<String> = message
+        .text_body
+        .iter()
+        .filter_map(|id| message.parts.get(*id as usize))
+        .filter_map(|p| match &p.body {
+            PartType::Text(t) => Some(t.to_string()),
+            _ => None,
+        })
+        .collect();
+    let html_parts: Vec<String> = message
+        .html_body
+        .iter()
+        .filter_map(|id| message.parts.get(*id as usize))
+        .filter_map(|p| match &p.body {
+            PartType::Html(h) => Some(h.to_string()),
+            _ => None,
+        })
+        .collect();
+    let raw_html = if html_parts.is_empty() { None } else { Some(html_parts.join("<hr>")) };
+    let full_text = if !text_parts.is_empty() {
+        text_parts.join("\n")
+    } else if let Some(h) = &raw_html {
+        mail_parser::decoders::html::html_to_text(h)
+    } else {
+        String::new()
+    };
+    let full_text = normalise_newlines(&full_text);
+
+    let kind = classify(&message);
+
+    // Files: attachments and inline images (not the text/HTML bodies themselves).
+    let mut files = Vec::new();
+    if !matches!(kind, MailKind::Bounce(_)) {
+        for id in &message.attachments {
+            let Some(part) = message.parts.get(*id as usize) else { continue };
+            if let Some(file) = file_of(part, files.len()) {
+                files.push(file);
+            }
+        }
+    }
+
+    let folding = fold::fold(&full_text);
+    let new_text = folding.new_text.clone();
+    let folded = folding.folded.is_some();
+    let html = raw_html.map(|h| html::sanitize_mail_html(&h, &files));
+
+    Ok(ParsedMail {
+        message_id,
+        in_reply_to,
+        references,
+        from_address,
+        from_name,
+        recipients,
+        subject,
+        date_ms,
+        full_text,
+        new_text,
+        folded,
+        html,
+        files,
+        kind,
+    })
+}
+
+fn normalise_newlines(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\r', "\n").trim_matches('\n').to_string()
+}
+
+fn file_of(part: &mail_parser::MessagePart<'_>, index: usize) -> Option<MailFile> {
+    let (data, default_mime): (Vec<u8>, &str) = match &part.body {
+        PartType::Binary(b) | PartType::InlineBinary(b) => (b.to_vec(), "application/octet-stream"),
+        PartType::Text(t) => (t.as_bytes().to_vec(), "text/plain"),
+        PartType::Html(h) => (h.as_bytes().to_vec(), "text/html"),
+        PartType::Message(m) => (m.raw_message().to_vec(), "message/rfc822"),
+        PartType::Multipart(_) => return None,
+    };
+    let mime = part
+        .content_type()
+        .map(|ct| match ct.subtype() {
+            Some(sub) => format!("{}/{}", ct.ctype(), sub),
+            None => ct.ctype().to_string(),
+        })
+        .map(|m| m.to_ascii_lowercase())
+        .unwrap_or_else(|| default_mime.to_string());
+    let content_id = part.content_id().and_then(clean_id);
+    let name = part
+        .attachment_name()
+        .map(str::to_string)
+        .or_else(|| match &part.body {
+            PartType::Message(m) => m.subject().map(|s| format!("{s}.eml")),
+            _ => None,
+        })
+        .unwrap_or_else(|| format!("attachment-{}{}", index + 1, extension_for(&mime)));
+    Some(MailFile { name: safe_name(&name), mime, data, content_id })
+}
+
+fn extension_for(mime: &str) -> &'static str {
+    match mime {
+        "image/png" => ".png",
+        "image/jpeg" => ".jpg",
+        "image/gif" => ".gif",
+        "application/pdf" => ".pdf",
+        "text/plain" => ".txt",
+        "text/html" => ".html",
+        "message/rfc822" => ".eml",
+        _ => "",
+    }
+}
+
+/// A file name without path parts or control characters, at most 200 characters.
+pub fn safe_name(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').to_string();
+    if cleaned.is_empty() { "attachment".to_string() } else { cleaned }
+}
+
+fn has_header(message: &mail_parser::Message<'_>, name: &str) -> bool {
+    message.headers().iter().any(|h| h.name().eq_ignore_ascii_case(name))
+}
+
+/// Decide whether a mail is a person writing, an auto-reply, a bounce or list mail.
+fn classify(message: &mail_parser::Message<'_>) -> MailKind {
+    let content_type = message.root_part().content_type();
+    let is_report = content_type.is_some_and(|ct| {
+        ct.ctype().eq_ignore_ascii_case("multipart")
+            && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report"))
+            && ct.attribute("report-type").is_none_or(|t| t.eq_ignore_ascii_case("delivery-status"))
+    });
+    let from = message.from().and_then(|a| a.first()).and_then(|a| a.address()).unwrap_or("").to_ascii_lowercase();
+    let local = from.split('@').next().unwrap_or("");
+    let subject = message.subject().unwrap_or("").to_lowercase();
+    let daemon = matches!(local, "mailer-daemon" | "postmaster" | "mail-daemon");
+    if is_report || (daemon && (subject.contains("undeliver") || subject.contains("returned mail") || subject.contains("delivery status") || subject.contains("failure"))) {
+        return MailKind::Bounce(bounce_details(message));
+    }
+
+    let auto_submitted = header_text(message, "Auto-Submitted").map(|v| v.to_ascii_lowercase());
+    let precedence = header_text(message, "Precedence").map(|v| v.to_ascii_lowercase());
+    let auto = auto_submitted.as_deref().is_some_and(|v| !v.starts_with("no"))
+        || has_header(message, "X-Autoreply")
+        || has_header(message, "X-Autorespond")
+        || header_text(message, "X-Auto-Response-Suppress").is_some_and(|v| v.eq_ignore_ascii_case("all") && subject.starts_with("automatic reply"))
+        || precedence.as_deref().is_some_and(|p| p == "auto_reply")
+        || subject.starts_with("auto:")
+        || subject.starts_with("automatic reply")
+        || subject.starts_with("autoreply")
+        || subject.contains("out of office");
+    let list = !message.list_id().is_empty()
+        || !message.list_unsubscribe().is_empty()
+        || !message.list_post().is_empty()
+        || precedence.as_deref().is_some_and(|p| p == "list" || p == "bulk" || p == "junk");
+    if auto {
+        MailKind::AutoReply
+    } else if list {
+        MailKind::List
+    } else {
+        MailKind::Personal
+    }
+}
+
+/// The returned mail's Message-ID and the reason, from the report's parts.
+fn bounce_details(message: &mail_parser::Message<'_>) -> Bounce {
+    let mut bounce = Bounce::default();
+    let mut statuses = Vec::new();
+    let mut diagnostics = Vec::new();
+    for part in &message.parts {
+        let ct = part.content_type();
+        let full = ct
+            .map(|ct| format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("")).to_ascii_lowercase())
+            .unwrap_or_default();
+        match (&part.body, full.as_str()) {
+            (PartType::Message(inner), _) => {
+                if let Some(id) = inner.message_id().and_then(clean_id) {
+                    bounce.original_message_ids.push(id);
+                }
+            }
+            (_, "message/delivery-status") | (_, "message/global-delivery-status") => {
+                let text = String::from_utf8_lossy(part.contents()).to_string();
+                for line in unfold(&text) {
+                    let (key, value) = match line.split_once(':') {
+                        Some((k, v)) => (k.trim().to_ascii_lowercase(), v.trim().to_string()),
+                        None => continue,
+                    };
+                    match key.as_str() {
+                        "diagnostic-code" => diagnostics.push(value.split_once(';').map(|(_, v)| v.trim().to_string()).unwrap_or(value)),
+                        "status" => statuses.push(value),
+                        "final-recipient" | "original-recipient" => {
+                            let addr = value.split_once(';').map(|(_, v)| v.trim()).unwrap_or(&value).to_lowercase();
+                            if !bounce.recipients.contains(&addr) {
+                                bounce.recipients.push(addr);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            (_, "text/rfc822-headers") => {
+                let contents = part.contents();
+                if let Some(headers) = MessageParser::default().parse_headers(contents) {
+                    if let Some(id) = headers.message_id().and_then(clean_id) {
+                        bounce.original_message_ids.push(id);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(failed) = header_text(message, "X-Failed-Recipients") {
+        for r in failed.split(',') {
+            let r = r.trim().to_lowercase();
+            if !r.is_empty() && !bounce.recipients.contains(&r) {
+                bounce.recipients.push(r);
+            }
+        }
+    }
+    // A bounce that quotes our mail as In-Reply-To / References (some MTAs do).
+    bounce.original_message_ids.extend(ids(message.in_reply_to()));
+    bounce.original_message_ids.dedup();
+    let mut reason = diagnostics.into_iter().next().or_else(|| statuses.first().map(|s| format!("status {s}"))).unwrap_or_else(|| {
+        message.subject().unwrap_or("the mail could not be delivered").to_string()
+    });
+    if !bounce.recipients.is_empty() {
+        reason = format!("{reason} ({})", bounce.recipients.join(", "));
+    }
+    bounce.reason = reason;
+    bounce
+}
+
+/// Header-style lines with continuation lines joined.
+fn unfold(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if (line.starts_with(' ') || line.starts_with('\t')) && !lines.is_empty() {
+            if let Some(last) = lines.last_mut() {
+                last.push(' ');
+                last.push_str(line.trim());
+            }
+        } else {
+            lines.push(line.trim_end().to_string());
+        }
+    }
+    lines
+}
