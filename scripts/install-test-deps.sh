@@ -28,6 +28,14 @@ fi
 # flock is in util-linux (essential on Debian; checked for other systems).
 command -v flock >/dev/null || apt_install util-linux
 
+# Dovecot (IMAP + LMTP) and Postfix for the email tests (tests/rig/mail.rs starts private
+# instances; Postfix preseeded "No configuration" so the package sets up nothing of its own).
+if [ ! -x /usr/sbin/dovecot ] || [ ! -x /usr/lib/dovecot/lmtp ] || [ ! -x /usr/sbin/postfix ]; then
+  log "installing dovecot-imapd dovecot-lmtpd postfix"
+  [ "$(id -u)" = 0 ] && echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  apt_install dovecot-imapd dovecot-lmtpd postfix
+fi
+
 log "Synapse: $(bash "$ROOT/scripts/install-synapse.sh")"
 log "Chromium: $(bash "$ROOT/scripts/ensure-browser.sh")"
 

@@ -13,6 +13,7 @@
 //! - [`env`]: [`env::TestEnv`] wires the three above together, plus [`env::Visitor`], a client of
 //!   the web chat JSON API.
 //! - [`browser`]: real headless Chromium driven by playwright-core through a small Node driver.
+//! - [`mail`]: a private Dovecot (IMAP, LMTP) and Postfix (SMTP) on loopback for the email channel.
 //!
 //! When a test fails, its captured output ends with the bridge log's last lines and Synapse's
 //! recent warnings (printed on drop; libtest shows them for failed tests only).
@@ -27,6 +28,7 @@
 pub mod bridge;
 pub mod browser;
 pub mod env;
+pub mod mail;
 pub mod operator;
 pub mod postgres;
 pub mod synapse;
