@@ -37,6 +37,9 @@ pub struct Bridge {
     pub wake_inbound: Notify,
     pub wake_matrix: Notify,
     pub wake_outbound: Notify,
+    pub wake_timers: Notify,
+    pub teams: crate::routing::teams::Teams,
+    pub clock: crate::clock::Clock,
     /// Set once the bot is registered and the workers run.
     pub ready: AtomicBool,
 }
@@ -46,10 +49,6 @@ impl Bridge {
         self.channels.get(name)
     }
 
-    /// Matrix user ids of the configured operators.
-    pub fn operators(&self) -> impl Iterator<Item = &String> {
-        self.config.bridge.operators.keys()
-    }
 }
 
 /// Run the bridge until the process is stopped.
@@ -78,6 +77,9 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
         wake_inbound: Notify::new(),
         wake_matrix: Notify::new(),
         wake_outbound: Notify::new(),
+        wake_timers: Notify::new(),
+        teams: crate::routing::teams::Teams::from_config(&config),
+        clock: crate::clock::Clock::default(),
         ready: AtomicBool::new(false),
         config,
     });
@@ -85,6 +87,7 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
     let mut app = Router::new()
         .merge(crate::matrix::appservice::routes())
         .route("/_switchboard/health", get(health))
+        .route("/_switchboard/testing/clock", axum::routing::post(set_clock))
         .with_state(bridge.clone());
     for channel in channels {
         let name = channel.name();
@@ -116,10 +119,18 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
     let starter = bridge.clone();
     tokio::spawn(async move {
         ensure_bot(&starter).await;
+        // Lobbies exist from the start, so operators can join them (and share a room with the bot,
+        // which lets it see their presence for round robin).
+        for team in starter.teams.iter() {
+            if let Err(e) = crate::routing::lobby::room(&starter, Some(&team.name)).await {
+                tracing::warn!(team = team.name, error = %e, "cannot set up the team lobby");
+            }
+        }
         starter.ready.store(true, Ordering::SeqCst);
         tokio::spawn(crate::inbound::run(starter.clone()));
         tokio::spawn(crate::outbound::run(starter.clone()));
         tokio::spawn(crate::delivery::run(starter.clone()));
+        tokio::spawn(crate::routing::timers::run(starter.clone()));
         tracing::info!("bridge ready");
     });
 
@@ -167,6 +178,31 @@ async fn health(State(bridge): State<Arc<Bridge>>) -> impl IntoResponse {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "starting"})))
     }
+}
+
+/// Test rigs move the routing clock (only with `testing.clock_control: true`, and only with the
+/// hs_token).
+async fn set_clock(
+    State(bridge): State<Arc<Bridge>>,
+    headers: axum::http::HeaderMap,
+    Json(body): Json<serde_json::Value>,
+) -> impl IntoResponse {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !bridge.config.testing.clock_control {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": "clock control is off"})));
+    }
+    if token != Some(bridge.hs_token.as_str()) {
+        return (StatusCode::FORBIDDEN, Json(json!({"error": "wrong token"})));
+    }
+    let Some(now) = body.get("now_ms").and_then(serde_json::Value::as_i64) else {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "now_ms (integer) is required"})));
+    };
+    bridge.clock.set(now);
+    bridge.wake_timers.notify_one();
+    (StatusCode::OK, Json(json!({"now_ms": bridge.clock.now_ms()})))
 }
 
 /// The as/hs tokens: from the config (or its environment overrides), else the registration file.

@@ -42,6 +42,13 @@ pub struct Config {
     pub channels: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// Teams (segments) of operators, in routing order.
+    #[serde(default)]
+    pub teams: BTreeMap<String, TeamConfig>,
+    #[serde(default)]
+    pub routing: RoutingConfig,
+    #[serde(default)]
+    pub testing: TestingConfig,
     /// The figment the config was read from, kept so channel sections can be extracted with
     /// errors naming their keys.
     #[serde(skip)]
@@ -143,6 +150,103 @@ impl Default for BridgeConfig {
             retry_max: default_retry_max(),
         }
     }
+}
+
+/// How a team hands out new conversations.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignMode {
+    /// Every member of the team sees new conversations; whoever claims or answers owns them.
+    #[default]
+    Team,
+    /// One online, on-shift member with room under `max_open_per_operator` gets each new one.
+    RoundRobin,
+    /// Only leads see new conversations and hand them out (`assign`); members cannot `claim`.
+    LeadOnly,
+}
+
+/// One routing rule: every field given must match.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    #[serde(default)]
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub account: Option<String>,
+    /// Any of these words in the first message (case-insensitive).
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// The customer's email domain (a segment tag for business customers).
+    #[serde(default)]
+    pub email_domain: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamConfig {
+    #[serde(default)]
+    pub members: Vec<String>,
+    #[serde(default)]
+    pub leads: Vec<String>,
+    /// A room id the bot is in; without it the bot creates the team's lobby.
+    #[serde(default)]
+    pub lobby: Option<String>,
+    #[serde(default = "default_tz")]
+    pub timezone: String,
+    /// Day spec → "HH:MM-HH:MM" or "closed", e.g. `mon-fri: "09:00-18:00"`. Empty: always open.
+    #[serde(default)]
+    pub hours: BTreeMap<String, String>,
+    #[serde(default)]
+    pub holidays: Vec<chrono::NaiveDate>,
+    #[serde(default = "default_escalate", with = "humantime_serde")]
+    pub escalate_after: Duration,
+    #[serde(default = "default_remind", with = "humantime_serde")]
+    pub remind_before: Duration,
+    /// Sent to the customer (once per conversation per day) when a message arrives out of hours.
+    #[serde(default)]
+    pub auto_reply: Option<String>,
+    #[serde(default)]
+    pub mode: AssignMode,
+    #[serde(default)]
+    pub max_open_per_operator: Option<u32>,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+fn default_tz() -> String {
+    "UTC".into()
+}
+fn default_escalate() -> Duration {
+    Duration::from_secs(2 * 3600)
+}
+fn default_remind() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// When someone claims a conversation, operators who have not written in it leave the room.
+    #[serde(default = "default_true")]
+    pub remove_uninvolved_on_claim: bool,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self { remove_uninvolved_on_claim: true }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Switches for test rigs; never on in production.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestingConfig {
+    #[serde(default)]
+    pub clock_control: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -258,6 +362,28 @@ impl Config {
                     &format!("bridge.operators.{user}"),
                     "is not a Matrix user id like @alice:example.com",
                 ));
+            }
+        }
+        for (name, team) in &self.teams {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(invalid(&format!("teams.{name}"), "team names are letters, digits, - and _"));
+            }
+            for (list, users) in [("members", &team.members), ("leads", &team.leads)] {
+                for user in users {
+                    if ruma::UserId::parse(user.as_str()).is_err() {
+                        return Err(invalid(&format!("teams.{name}.{list}"), format!("{user} is not a Matrix user id")));
+                    }
+                }
+            }
+            crate::routing::calendar::Calendar::from_config(&team.timezone, &team.hours, &team.holidays).map_err(|e| {
+                let key = match e {
+                    crate::routing::calendar::CalendarError::TimeZone(_) => "timezone",
+                    _ => "hours",
+                };
+                invalid(&format!("teams.{name}.{key}"), e.to_string())
+            })?;
+            if team.remind_before >= team.escalate_after {
+                return Err(invalid(&format!("teams.{name}.remind_before"), "must be shorter than escalate_after"));
             }
         }
         if self.bridge.max_attempts == 0 {

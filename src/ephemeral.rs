@@ -13,7 +13,7 @@ pub async fn handle(bridge: &Bridge, events: Vec<Value>) {
         let Ok(Some(conversation)) = bridge.store.conversation_by_room(room_id).await else { continue };
         let Some(channel) = bridge.channel(&conversation.channel) else { continue };
         let key = ConversationKey { account: conversation.account.clone(), chat: conversation.chat.clone() };
-        let is_operator = |u: &str| bridge.config.bridge.operators.contains_key(u);
+        let is_operator = |u: &str| crate::routing::is_operator_fast(bridge, u);
         match event.get("type").and_then(Value::as_str) {
             Some("m.typing") => {
                 if !channel.capabilities().typing {

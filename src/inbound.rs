@@ -113,7 +113,12 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
         .conversation(row.conversation_id)
         .await?
         .ok_or(InboundError::NoConversation(row.conversation_id))?;
-    let (room_id, contact) = portal::ensure_portal(bridge, &conversation).await?;
+    let first_text = match &row.inbound.event {
+        InboundEvent::Message { content, .. } => content.text.as_str(),
+        _ => "",
+    };
+    let (room_id, contact) = portal::ensure_portal(bridge, &conversation, first_text).await?;
+    let conversation = crate::store::conversations::Conversation { room_id: Some(room_id.clone()), ..conversation };
     let ghost = contact.ghost_user_id.as_str();
     let ts = Some(row.inbound.timestamp_ms);
     let txn = |part: usize| format!("sb-in-{}-{part}", row.id);
@@ -133,6 +138,7 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
                 message_map::insert(bridge.store.pool(), conversation.id, remote_id, part as i64, &event_id, Direction::In)
                     .await?;
             }
+            crate::routing::on_customer_message(bridge, &conversation, &room_id).await?;
         }
         InboundEvent::Edit { remote_id, content: c } => {
             let Some(target) = bridge.store.events_for_remote(conversation.id, remote_id).await?.into_iter().next() else {

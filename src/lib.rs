@@ -8,6 +8,7 @@
 //! [`switchboard_channel`].
 
 pub mod bridge;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod delivery;
@@ -19,6 +20,7 @@ pub mod outbound;
 pub mod portal;
 pub mod queue;
 pub mod registration;
+pub mod routing;
 pub mod store;
 
 pub use switchboard_channel as channel;

@@ -130,7 +130,7 @@ async fn relay_message(
     sender: &str,
     body: &Value,
 ) -> Result<Handled, HandleError> {
-    if !bridge.config.bridge.operators.contains_key(sender) {
+    if crate::routing::level(bridge, sender).await.is_none() {
         notify(bridge, row, &format!("⚠️ Not delivered: {sender} is not an operator of this bridge.")).await?;
         return Ok(Handled::Done);
     }
@@ -172,7 +172,12 @@ async fn relay_message(
         };
         OutboundAction::Message { content: c, reply_to }
     };
-    queue(bridge, row, conversation, action).await
+    let is_answer = matches!(action, OutboundAction::Message { .. });
+    let handled = queue(bridge, row, conversation, action).await?;
+    if is_answer {
+        crate::routing::on_operator_message(bridge, conversation, sender).await?;
+    }
+    Ok(handled)
 }
 
 async fn queue(

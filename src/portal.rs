@@ -60,7 +60,7 @@ pub async fn ensure_ghost(bridge: &Bridge, contact: &Contact) -> Result<(), Port
 }
 
 /// The portal room of a conversation, created when missing. Returns the room id and the contact.
-pub async fn ensure_portal(bridge: &Bridge, conversation: &Conversation) -> Result<(String, Contact), PortalError> {
+pub async fn ensure_portal(bridge: &Bridge, conversation: &Conversation, first_text: &str) -> Result<(String, Contact), PortalError> {
     let contact = bridge
         .store
         .contact(&conversation.channel, &conversation.contact_id)
@@ -81,9 +81,15 @@ pub async fn ensure_portal(bridge: &Bridge, conversation: &Conversation) -> Resu
     }
     let bridge_state = bridge_info(bridge, conversation, &name);
     let state_key = format!("net.switchboard://{channel}/{}/{}", conversation.account, conversation.chat);
+    // Routing decides who sees the new conversation (owner, team, or every operator).
+    let plan = crate::routing::plan_new(bridge, conversation, &contact, first_text).await?;
     let mut invite: Vec<String> = vec![contact.ghost_user_id.clone()];
-    invite.extend(bridge.operators().cloned());
+    invite.extend(plan.invite.iter().cloned());
+    // A deterministic alias makes creation idempotent: if an earlier attempt created the room
+    // but crashed before storing its id, the retry finds it instead of making a second portal.
+    let alias_local = format!("{}{channel}_{}", bridge.namespace.prefix, conversation.id);
     let body = json!({
+        "room_alias_name": alias_local,
         "preset": "private_chat",
         "visibility": "private",
         "name": format!("{name} ({channel})"),
@@ -101,11 +107,20 @@ pub async fn ensure_portal(bridge: &Bridge, conversation: &Conversation) -> Resu
             "users_default": 0,
         },
     });
-    let room_id = bridge.homeserver.create_room(&body).await?;
+    let room_id = match bridge.homeserver.create_room(&body).await {
+        Ok(id) => id,
+        Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => {
+            let alias = format!("#{alias_local}:{}", bridge.namespace.domain);
+            let id = bridge.homeserver.resolve_alias(&alias).await?;
+            tracing::info!(room_id = id, alias, "portal was created before a restart; reusing it");
+            id
+        }
+        Err(e) => return Err(e.into()),
+    };
     // Store the room before anything else can fail, so a retry reuses it.
     bridge.store.set_room(conversation.id, &room_id).await?;
     bridge.homeserver.join(&room_id, &contact.ghost_user_id).await?;
-    tracing::info!(room_id, conversation = conversation.id, "portal created");
+    tracing::info!(room_id, conversation = conversation.id, team = ?plan.row.team, owner = ?plan.row.owner, "portal created");
     Ok((room_id, contact))
 }
 

@@ -64,7 +64,11 @@ impl Registration {
                     NamespaceEntry { exclusive: true, regex: bot_regex },
                     NamespaceEntry { exclusive: true, regex: ns.ghost_regex() },
                 ],
-                aliases: vec![],
+                // Portal aliases (#sb_<channel>_<conversation>) make room creation idempotent.
+                aliases: vec![NamespaceEntry {
+                    exclusive: true,
+                    regex: format!("#{}.*:{}", regex_escape(&config.appservice.ghost_prefix), regex_escape(&config.homeserver.domain)),
+                }],
                 rooms: vec![],
             },
         }

@@ -46,6 +46,8 @@ fn generate_registration_writes_fresh_tokens_and_namespaces() -> anyhow::Result<
     ensure!(users.iter().all(|n| n["exclusive"].as_bool() == Some(true)));
     let regexes: Vec<&str> = users.iter().filter_map(|n| n["regex"].as_str()).collect();
     ensure!(regexes == ["@switchboard:example\\.org", "@sb_.*:example\\.org"], "{regexes:?}");
+    let aliases = reg["namespaces"]["aliases"].as_sequence().context("alias namespaces")?;
+    ensure!(aliases.len() == 1 && aliases[0]["regex"].as_str() == Some("#sb_.*:example\\.org"), "{aliases:?}");
     Ok(())
 }
 

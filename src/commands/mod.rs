@@ -4,16 +4,24 @@
 //! `bridge.operators` in the config); the answer is one line from the bot, a notice replying to
 //! the command. A command is never relayed to the customer, whatever happens to it.
 
+mod assign;
+mod claim;
+mod done;
 mod help;
 mod note;
+mod queue;
 mod retry;
-
-use serde_json::Value;
+mod snooze;
+mod state;
+mod team;
+mod transfer;
+mod whois;
 
 use crate::bridge::Bridge;
 use crate::config::Level;
 use crate::matrix::{content, MatrixError};
 use crate::store::conversations::Conversation;
+use crate::store::routing::RoutingRow;
 
 /// A parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,8 +35,19 @@ pub struct Invocation {
 /// The commands this bridge knows, with the level each needs and a one-line description.
 pub const COMMANDS: &[(&str, Level, &str)] = &[
     ("help", Level::Operator, "list the commands"),
+    ("claim", Level::Operator, "take this conversation: you own it, the others are released"),
+    ("assign", Level::Lead, "`assign @user`: give this conversation to an operator"),
+    ("transfer", Level::Operator, "`transfer @user` or `transfer <team>`: hand this conversation over"),
+    ("unassign", Level::Operator, "give up ownership; the team sees it again"),
+    ("done", Level::Operator, "dismiss what needs no answer (the customer's message counts as worked)"),
+    ("resolve", Level::Operator, "close the conversation; a new customer message reopens it"),
+    ("reopen", Level::Operator, "open a resolved or snoozed conversation again"),
+    ("snooze", Level::Operator, "`snooze 2h` or `snooze 09:30`: hide until then, then reopen"),
+    ("queue", Level::Operator, "unanswered conversations with their waiting time"),
+    ("whois", Level::Operator, "owner, team, state and timers of this conversation"),
     ("note", Level::Operator, "`note <text>`: a private note for the team, never sent to the customer"),
     ("retry", Level::Operator, "resend the messages of this conversation that could not be delivered"),
+    ("team", Level::Admin, "`team <name> add|lead|remove @user`, `team <name> escalate <2h>`, `team <name> autoreply <text|off>`"),
 ];
 
 /// `!sb …` anywhere; in rooms that are not portals also a bare known command (only acted on in
@@ -88,7 +107,7 @@ pub async fn run(
         return Ok(());
     }
     let ctx = Context { bridge, room_id, event_id, sender, conversation, args: &invocation.args };
-    let level = bridge.config.bridge.operators.get(sender).copied();
+    let level = crate::routing::level(bridge, sender).await;
     let Some((_, needed, _)) = COMMANDS.iter().find(|(n, _, _)| *n == invocation.name) else {
         return ctx.reply(&format!("Unknown command `{}`. {}", invocation.name, help::short(invocation.bare))).await;
     };
@@ -99,12 +118,65 @@ pub async fn run(
             return ctx.reply(&format!("`{}` needs {needed} rights; {sender} does not have them on this bridge.", invocation.name)).await;
         }
     }
+    let level = level.unwrap_or(Level::Operator);
     match invocation.name.as_str() {
         "help" => help::run(&ctx, invocation.bare).await,
         "note" => note::run(&ctx).await,
         "retry" => retry::run(&ctx).await,
+        "claim" => claim::run(&ctx, level).await,
+        "assign" => assign::run(&ctx).await,
+        "transfer" => transfer::run(&ctx, level).await,
+        "unassign" => claim::unassign(&ctx, level).await,
+        "done" => done::run(&ctx).await,
+        "resolve" => state::resolve(&ctx).await,
+        "reopen" => state::reopen(&ctx).await,
+        "snooze" => snooze::run(&ctx).await,
+        "queue" => queue::run(&ctx).await,
+        "whois" => whois::run(&ctx).await,
+        "team" => team::run(&ctx).await,
         _ => Ok(()),
     }
+}
+
+impl Context<'_> {
+    /// The conversation this command is about, or a reply saying it needs one.
+    pub async fn portal(&self) -> Result<Option<(&Conversation, RoutingRow)>, MatrixError> {
+        let Some(conversation) = self.conversation else {
+            self.reply("This command works in a conversation room.").await?;
+            return Ok(None);
+        };
+        match self.bridge.store.routing(conversation.id).await {
+            Ok(row) => Ok(Some((
+                conversation,
+                row.unwrap_or(RoutingRow { conversation_id: conversation.id, state: "open".into(), ..Default::default() }),
+            ))),
+            Err(e) => {
+                self.reply(&format!("Cannot read this conversation's routing: {e}")).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Store a changed routing row and refresh the lobby; reply with the error if the store fails.
+    pub async fn save(&self, conversation: &Conversation, row: &RoutingRow) -> Result<bool, MatrixError> {
+        if let Err(e) = self.bridge.store.put_routing(row).await {
+            self.reply(&format!("Not done: {e}")).await?;
+            return Ok(false);
+        }
+        crate::routing::lobby::update(self.bridge, conversation, row).await;
+        Ok(true)
+    }
+}
+
+/// `@user:server` or a bare localpart on this server.
+pub fn user_arg(bridge: &Bridge, arg: &str) -> Option<String> {
+    let arg = arg.trim();
+    if arg.starts_with('@') && ruma::UserId::parse(arg).is_ok() {
+        return Some(arg.to_string());
+    }
+    let local = arg.trim_start_matches('@');
+    let candidate = format!("@{local}:{}", bridge.namespace.domain);
+    ruma::UserId::parse(candidate.as_str()).ok().map(|_| candidate)
 }
 
 /// A room with just the bot and one other member.
@@ -113,8 +185,6 @@ async fn is_dm(bridge: &Bridge, room_id: &str) -> Result<bool, MatrixError> {
     Ok(members.len() == 2 && members.iter().any(|m| m == &bridge.namespace.bot))
 }
 
-#[allow(dead_code)]
-fn _assert_value(_: Value) {}
 
 #[cfg(test)]
 mod tests {

@@ -281,6 +281,45 @@ impl Homeserver {
 }
 
 impl Homeserver {
+    /// A user's presence ("online", "unavailable", "offline"), as the bot may see it.
+    pub async fn presence(&self, user: &str) -> Result<Option<String>, MatrixError> {
+        let path = format!("/_matrix/client/v3/presence/{}/status", seg(user));
+        let v = self.call(Method::GET, &path, None, &[], None).await?;
+        Ok(v.get("presence").and_then(Value::as_str).map(str::to_string))
+    }
+
+    /// Members of a room with their membership (join, invite, leave, …).
+    pub async fn members(&self, room_id: &str) -> Result<Vec<(String, String)>, MatrixError> {
+        let path = format!("/_matrix/client/v3/rooms/{}/members", seg(room_id));
+        let v = self.call(Method::GET, &path, None, &[], None).await?;
+        Ok(v.get("chunk")
+            .and_then(Value::as_array)
+            .map(|events| {
+                events
+                    .iter()
+                    .filter_map(|e| {
+                        let user = e.get("state_key")?.as_str()?.to_string();
+                        let m = e.get("content")?.get("membership")?.as_str()?.to_string();
+                        Some((user, m))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Remove a user from a room (also withdraws an invite).
+    pub async fn kick(&self, room_id: &str, user: &str, reason: &str) -> Result<(), MatrixError> {
+        let path = format!("/_matrix/client/v3/rooms/{}/kick", seg(room_id));
+        self.call(Method::POST, &path, None, &[], Some(&json!({"user_id": user, "reason": reason}))).await.map(|_| ())
+    }
+
+    /// The room an alias points to.
+    pub async fn resolve_alias(&self, alias: &str) -> Result<String, MatrixError> {
+        let path = format!("/_matrix/client/v3/directory/room/{}", seg(alias));
+        let v = self.call(Method::GET, &path, None, &[], None).await?;
+        v.get("room_id").and_then(Value::as_str).map(str::to_string).ok_or_else(|| MatrixError::Protocol("directory".into()))
+    }
+
     /// A user's display name, if they set one.
     pub async fn displayname(&self, user: &str) -> Result<Option<String>, MatrixError> {
         let path = format!("/_matrix/client/v3/profile/{}/displayname", seg(user));

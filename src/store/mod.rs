@@ -14,6 +14,7 @@ pub mod inbox;
 pub mod matrix_events;
 pub mod message_map;
 pub mod outbox;
+pub mod routing;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -1,0 +1,121 @@
+//! Lobby rooms: one per team (and one for conversations with no team), where the bot keeps one
+//! message per conversation — customer, channel, owner, state, waiting time — edited in place as
+//! things change, and where it mentions exactly the people a reminder or escalation concerns.
+
+use serde_json::{json, Value};
+
+use crate::bridge::Bridge;
+use crate::clock::human;
+use crate::portal::customer_name;
+use crate::store::conversations::Conversation;
+use crate::store::routing::RoutingRow;
+use crate::store::StoreError;
+
+/// The lobby of a team ("" for no team), created and stored the first time it is needed.
+pub async fn room(bridge: &Bridge, team: Option<&str>) -> Result<String, LobbyError> {
+    let key = team.unwrap_or("");
+    if let Some(room) = bridge.store.team_lobby(key).await? {
+        return Ok(room);
+    }
+    let team_ref = team.and_then(|t| bridge.teams.get(t));
+    if let Some(configured) = team_ref.and_then(|t| t.config.lobby.clone()) {
+        bridge.homeserver.join(&configured, &bridge.namespace.bot).await?;
+        bridge.store.set_team_lobby(key, &configured).await?;
+        return Ok(configured);
+    }
+    let invite: Vec<String> = match team_ref {
+        Some(t) => super::teams::members(bridge, t).await?.into_iter().map(|(u, _)| u).collect(),
+        None => super::all_operators(bridge).await,
+    };
+    let name = match team {
+        Some(t) => format!("Switchboard · {t} lobby"),
+        None => "Switchboard · lobby".to_string(),
+    };
+    let room_id = bridge
+        .homeserver
+        .create_room(&json!({
+            "preset": "private_chat",
+            "name": name,
+            "topic": "Open conversations, their owners and waiting times. `!sb queue` lists the unanswered ones.",
+            "invite": invite,
+            "initial_state": [{"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}}],
+        }))
+        .await?;
+    bridge.store.set_team_lobby(key, &room_id).await?;
+    Ok(room_id)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LobbyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Matrix(#[from] crate::matrix::MatrixError),
+}
+
+/// The one-line summary of a conversation.
+pub async fn line(bridge: &Bridge, conversation: &Conversation, row: &RoutingRow) -> String {
+    let customer = match bridge.store.contact(&conversation.channel, &conversation.contact_id).await {
+        Ok(Some(c)) => customer_name(&c),
+        _ => conversation.contact_id.clone(),
+    };
+    let owner = row.owner.clone().unwrap_or_else(|| "nobody".into());
+    let state = match (&row.state[..], row.unworked_since) {
+        ("open", Some(since)) => format!("waiting {}", human(bridge.clock.now_ms() - since)),
+        ("snoozed", _) => format!("snoozed for {}", human(row.snooze_until.unwrap_or(0) - bridge.clock.now_ms())),
+        (s, _) => s.to_string(),
+    };
+    let room = conversation.room_id.clone().unwrap_or_default();
+    format!("💬 {customer} · {} · owner: {owner} · {state} · https://matrix.to/#/{room}", conversation.channel)
+}
+
+/// Post or edit the conversation's lobby entry (best effort: the lobby is a view).
+pub async fn update(bridge: &Bridge, conversation: &Conversation, row: &RoutingRow) {
+    if let Err(e) = try_update(bridge, conversation, row).await {
+        tracing::warn!(conversation = conversation.id, error = %e, "lobby entry not updated");
+    }
+}
+
+async fn try_update(bridge: &Bridge, conversation: &Conversation, row: &RoutingRow) -> Result<(), LobbyError> {
+    let lobby = room(bridge, row.team.as_deref()).await?;
+    let text = line(bridge, conversation, row).await;
+    let mut stored = bridge.store.routing(conversation.id).await?.unwrap_or_else(|| row.clone());
+    let txn = format!("sb-lobby-{}-{}", conversation.id, crate::store::next_id());
+    match (&stored.lobby_room, &stored.lobby_event) {
+        (Some(r), Some(e)) if *r == lobby => {
+            let new = json!({"msgtype": "m.notice", "body": text});
+            let edit = crate::matrix::content::replacement(new, e);
+            bridge.homeserver.send(&lobby, "m.room.message", &txn, &edit, None, None).await?;
+        }
+        _ => {
+            let event = bridge
+                .homeserver
+                .send(&lobby, "m.room.message", &txn, &json!({"msgtype": "m.notice", "body": text}), None, None)
+                .await?;
+            stored.lobby_room = Some(lobby);
+            stored.lobby_event = Some(event);
+            bridge.store.put_routing(&stored).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A message in the lobby that mentions (and so notifies) exactly these users.
+pub async fn mention(bridge: &Bridge, team: Option<&str>, users: &[String], text: &str, txn: &str) -> Result<(), LobbyError> {
+    let lobby = room(bridge, team).await?;
+    for u in users {
+        let _ = bridge.homeserver.invite(&lobby, u).await;
+    }
+    let names: Vec<String> = users.to_vec();
+    let body = format!("{} {text}", names.join(" "));
+    let links: Vec<String> = users.iter().map(|u| format!("<a href=\"https://matrix.to/#/{u}\">{u}</a>")).collect();
+    let content: Value = json!({
+        "msgtype": "m.text",
+        "body": body,
+        "format": "org.matrix.custom.html",
+        "formatted_body": format!("{} {}", links.join(" "), crate::matrix::content::escape_html(text)),
+        "m.mentions": {"user_ids": users},
+    });
+    bridge.homeserver.send(&lobby, "m.room.message", txn, &content, None, None).await?;
+    Ok(())
+}

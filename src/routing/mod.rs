@@ -1,0 +1,279 @@
+//! Routing: who sees each conversation and who must answer it, by when.
+//!
+//! A new conversation gets a team from the rules ([`teams`]), then an owner: the customer's
+//! previous owner when on shift (sticky), a round-robin pick when the team works that way, or
+//! none. Only the people concerned are invited: the owner; else the team (its leads in lead-only
+//! mode); with no team, every operator. Every customer message makes the conversation unworked
+//! until an operator answers or dismisses it (`done`); while it is unworked, stored timers run in
+//! working time: a reminder to the owner, then escalation to the whole team ([`timers`]). The
+//! team's lobby room lists each conversation in one message that is edited as it changes
+//! ([`lobby`]).
+
+pub mod calendar;
+pub mod lobby;
+pub mod teams;
+pub mod timers;
+
+use chrono::Duration as ChronoDuration;
+
+use crate::bridge::Bridge;
+use crate::config::AssignMode;
+use crate::matrix::content;
+use crate::store::conversations::{Contact, Conversation};
+use crate::store::routing::RoutingRow;
+use crate::store::StoreError;
+use teams::Team;
+
+pub use teams::{all_operators, is_operator_fast, level};
+
+/// Who a new portal invites, and the routing it starts with.
+pub struct Plan {
+    pub row: RoutingRow,
+    pub invite: Vec<String>,
+}
+
+/// Decide team, owner and invitations for a new conversation (stored before the room exists,
+/// so a retry after a crash decides the same).
+pub async fn plan_new(bridge: &Bridge, conversation: &Conversation, contact: &Contact, first_text: &str) -> Result<Plan, StoreError> {
+    if let Some(row) = bridge.store.routing(conversation.id).await? {
+        let invite = visible_to(bridge, &row).await?;
+        return Ok(Plan { row, invite });
+    }
+    let now = bridge.clock.now();
+    let team = bridge.teams.route(conversation, contact, first_text);
+    let mut row = RoutingRow {
+        conversation_id: conversation.id,
+        team: team.map(|t| t.name.clone()),
+        state: "open".into(),
+        ..Default::default()
+    };
+    // Sticky: the operator who handled this customer last, if on shift.
+    if let Some(previous) = bridge.store.last_owner(&contact.channel, &contact.contact_id).await? {
+        if on_shift(bridge, &previous, team, now).await? {
+            row.owner = Some(previous);
+        }
+    }
+    if row.owner.is_none() {
+        if let Some(team) = team.filter(|t| t.config.mode == AssignMode::RoundRobin) {
+            row.owner = round_robin(bridge, team, now).await?;
+        }
+    }
+    if let Some(owner) = &row.owner {
+        bridge.store.mark_assigned(owner, bridge.clock.now_ms()).await?;
+    }
+    bridge.store.put_routing(&row).await?;
+    let invite = visible_to(bridge, &row).await?;
+    Ok(Plan { row, invite })
+}
+
+/// Who should see a conversation now: the owner; else the team (leads only in lead-only mode);
+/// with no team, every operator. After escalation, the whole team.
+pub async fn visible_to(bridge: &Bridge, row: &RoutingRow) -> Result<Vec<String>, StoreError> {
+    let team = row.team.as_deref().and_then(|t| bridge.teams.get(t));
+    if let Some(owner) = &row.owner {
+        if !row.escalated {
+            return Ok(vec![owner.clone()]);
+        }
+    }
+    Ok(match team {
+        Some(team) => {
+            let members = teams::members(bridge, team).await?;
+            let lead_only = team.config.mode == AssignMode::LeadOnly && !row.escalated;
+            members.into_iter().filter(|(_, lead)| !lead_only || *lead).map(|(u, _)| u).collect()
+        }
+        None => all_operators(bridge).await,
+    })
+}
+
+/// Is the operator at work now: inside the hours of a team they belong to (the given team
+/// first), or, belonging to no team, always.
+pub async fn on_shift(bridge: &Bridge, user: &str, team: Option<&Team>, now: chrono::DateTime<chrono::Utc>) -> Result<bool, StoreError> {
+    let mut in_any = false;
+    for t in team.into_iter().chain(bridge.teams.iter()) {
+        if teams::members(bridge, t).await?.iter().any(|(u, _)| u == user) {
+            in_any = true;
+            if t.calendar.is_open(now) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(!in_any && bridge.config.bridge.operators.contains_key(user))
+}
+
+/// The member to hand the next conversation to: online (Matrix presence), on shift, under the
+/// open-conversation limit, and the longest without a new one.
+async fn round_robin(bridge: &Bridge, team: &Team, now: chrono::DateTime<chrono::Utc>) -> Result<Option<String>, StoreError> {
+    if !team.calendar.is_open(now) {
+        return Ok(None);
+    }
+    let mut best: Option<(i64, String)> = None;
+    for (user, _) in teams::members(bridge, team).await? {
+        let online = matches!(bridge.homeserver.presence(&user).await.ok().flatten().as_deref(), Some("online"));
+        if !online {
+            continue;
+        }
+        if let Some(limit) = team.config.max_open_per_operator {
+            if bridge.store.routing_open_count(&user).await? >= limit as i64 {
+                continue;
+            }
+        }
+        let last = bridge.store.last_assigned(&user).await?;
+        if best.as_ref().is_none_or(|(l, _)| last < *l) {
+            best = Some((last, user));
+        }
+    }
+    Ok(best.map(|(_, u)| u))
+}
+
+/// Compute the stored timers of an unworked conversation.
+pub async fn arm_timers(bridge: &Bridge, row: &mut RoutingRow) {
+    let Some(since) = row.unworked_since else {
+        row.remind_at = None;
+        row.escalate_at = None;
+        return;
+    };
+    let team = row.team.as_deref().and_then(|t| bridge.teams.get(t));
+    let (calendar, after, remind_before) = match team {
+        Some(t) => (t.calendar.clone(), teams::escalate_after(bridge, t).await, t.config.remind_before),
+        None => (calendar::Calendar::always(chrono_tz::UTC), std::time::Duration::from_secs(7200), std::time::Duration::from_secs(900)),
+    };
+    let start = crate::clock::to_datetime(since);
+    let after = ChronoDuration::from_std(after).unwrap_or(ChronoDuration::hours(2));
+    let before = ChronoDuration::from_std(remind_before).unwrap_or(ChronoDuration::minutes(15));
+    row.escalate_at = Some(calendar.add_working(start, after).timestamp_millis());
+    row.remind_at = if row.owner.is_some() && after > before {
+        Some(calendar.add_working(start, after - before).timestamp_millis())
+    } else {
+        None
+    };
+    row.reminded = false;
+    row.escalated = false;
+}
+
+/// A customer wrote: the conversation is open and unworked; out of hours the team's auto-reply
+/// goes out, once per conversation per day.
+pub async fn on_customer_message(bridge: &Bridge, conversation: &Conversation, room_id: &str) -> Result<(), StoreError> {
+    let mut row = bridge.store.routing(conversation.id).await?.unwrap_or(RoutingRow {
+        conversation_id: conversation.id,
+        state: "open".into(),
+        ..Default::default()
+    });
+    row.state = "open".into();
+    row.snooze_until = None;
+    if row.unworked_since.is_none() {
+        row.unworked_since = Some(bridge.clock.now_ms());
+        arm_timers(bridge, &mut row).await;
+    }
+    if let Some(team) = row.team.as_deref().and_then(|t| bridge.teams.get(t)) {
+        let now = bridge.clock.now();
+        if !team.calendar.is_open(now) {
+            if let Some(text) = teams::auto_reply(bridge, team).await {
+                let today = team.calendar.local_date(now).to_string();
+                if row.auto_reply_day.as_deref() != Some(today.as_str()) {
+                    row.auto_reply_day = Some(today.clone());
+                    bridge.store.put_routing(&row).await?;
+                    send_auto_reply(bridge, conversation, room_id, &text, &today).await;
+                }
+            }
+        }
+    }
+    bridge.store.put_routing(&row).await?;
+    lobby::update(bridge, conversation, &row).await;
+    Ok(())
+}
+
+/// The auto-reply: shown in the room as the bot's notice, and queued for the customer with that
+/// notice as its outbox event (so it is delivered once, with the usual retries and status).
+async fn send_auto_reply(bridge: &Bridge, conversation: &Conversation, room_id: &str, text: &str, day: &str) {
+    let notice = content::notice(&format!("↩️ Auto-reply sent (outside working hours): {text}"));
+    let txn = format!("sb-autoreply-{}-{day}", conversation.id);
+    match bridge.homeserver.send(room_id, "m.room.message", &txn, &notice, None, None).await {
+        Ok(event_id) => {
+            let outbound = switchboard_channel::Outbound {
+                conversation: switchboard_channel::ConversationKey {
+                    account: conversation.account.clone(),
+                    chat: conversation.chat.clone(),
+                },
+                idempotency_key: event_id.clone(),
+                action: switchboard_channel::OutboundAction::Message {
+                    content: switchboard_channel::Content { text: text.to_string(), html: None, attachments: vec![] },
+                    reply_to: None,
+                },
+            };
+            if let Err(e) = bridge.store.outbox_enqueue(conversation.id, &event_id, room_id, &outbound).await {
+                tracing::error!(error = %e, "cannot queue the auto-reply");
+            }
+            bridge.wake_outbound.notify_one();
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot post the auto-reply notice"),
+    }
+}
+
+/// An operator answered: the conversation is worked (pending the customer); an unowned one now
+/// belongs to whoever answered.
+pub async fn on_operator_message(bridge: &Bridge, conversation: &Conversation, sender: &str) -> Result<(), StoreError> {
+    bridge.store.add_participant(conversation.id, sender).await?;
+    let mut row = bridge.store.routing(conversation.id).await?.unwrap_or(RoutingRow {
+        conversation_id: conversation.id,
+        state: "open".into(),
+        ..Default::default()
+    });
+    mark_worked(&mut row);
+    if row.owner.is_none() {
+        row.owner = Some(sender.to_string());
+    }
+    if row.owner.as_deref() == Some(sender) {
+        bridge.store.set_last_owner(&conversation.channel, &conversation.contact_id, sender).await?;
+    }
+    bridge.store.put_routing(&row).await?;
+    lobby::update(bridge, conversation, &row).await;
+    Ok(())
+}
+
+/// Answered or dismissed: no longer waiting for us.
+pub fn mark_worked(row: &mut RoutingRow) {
+    row.unworked_since = None;
+    row.remind_at = None;
+    row.escalate_at = None;
+    if row.state == "open" {
+        row.state = "pending".into();
+    }
+}
+
+/// Put the portal's membership in line with who should see it now: invite those missing and,
+/// when `remove_others`, remove operators who should not see it, have not taken part and are not
+/// in `keep` (whoever gave the command stays).
+pub async fn apply_visibility(bridge: &Bridge, conversation: &Conversation, row: &RoutingRow, remove_others: bool, keep: &[&str]) {
+    let Some(room_id) = &conversation.room_id else { return };
+    let should = match visible_to(bridge, row).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot compute visibility");
+            return;
+        }
+    };
+    for user in &should {
+        if let Err(e) = bridge.homeserver.invite(room_id, user).await {
+            tracing::debug!(user, error = %e, "invite");
+        }
+    }
+    if !remove_others {
+        return;
+    }
+    let participants = bridge.store.participants(conversation.id).await.unwrap_or_default();
+    let members = bridge.homeserver.members(room_id).await.unwrap_or_default();
+    for (user, membership) in members {
+        if bridge.namespace.is_ours(&user) || should.contains(&user) || participants.contains(&user) || keep.contains(&user.as_str()) {
+            continue;
+        }
+        if membership == "join" || membership == "invite" {
+            let reason = match &row.owner {
+                Some(o) => format!("{o} has taken this conversation"),
+                None => "moved to another team".to_string(),
+            };
+            if let Err(e) = bridge.homeserver.kick(room_id, &user, &reason).await {
+                tracing::warn!(user, error = %e, "cannot remove from portal");
+            }
+        }
+    }
+}

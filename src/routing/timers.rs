@@ -1,0 +1,90 @@
+//! The timer worker: stored deadlines, checked against the bridge's clock. Reminders go to the
+//! owner, escalations to the whole team (invited to the portal and mentioned in the lobby),
+//! snoozes end by reopening. Nothing lives only in memory, so timers survive restarts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::bridge::Bridge;
+use crate::clock::human;
+use crate::matrix::content;
+use crate::store::routing::RoutingRow;
+
+pub async fn run(bridge: Arc<Bridge>) {
+    loop {
+        let now = bridge.clock.now_ms();
+        match bridge.store.routing_due(now).await {
+            Ok(rows) => {
+                for row in rows {
+                    fire(&bridge, row, now).await;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read timers"),
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(500), bridge.wake_timers.notified()).await;
+    }
+}
+
+async fn fire(bridge: &Bridge, mut row: RoutingRow, now: i64) {
+    let Ok(Some(conversation)) = bridge.store.conversation(row.conversation_id).await else { return };
+    let Some(room_id) = conversation.room_id.clone() else { return };
+    let waited = row.unworked_since.map(|s| human(now - s)).unwrap_or_default();
+    if row.state == "snoozed" && row.snooze_until.is_some_and(|t| t <= now) {
+        row.state = "open".into();
+        row.snooze_until = None;
+        if row.unworked_since.is_none() {
+            row.unworked_since = Some(now);
+            super::arm_timers(bridge, &mut row).await;
+        }
+        let _ = save(bridge, &row).await;
+        notice(bridge, &room_id, "⏰ Snooze over: this conversation is open again.", &format!("snooze-{}-{now}", row.conversation_id)).await;
+        super::lobby::update(bridge, &conversation, &row).await;
+        return;
+    }
+    if row.unworked_since.is_none() {
+        return;
+    }
+    if !row.escalated && row.escalate_at.is_some_and(|t| t <= now) {
+        row.escalated = true;
+        row.reminded = true;
+        if save(bridge, &row).await.is_err() {
+            return;
+        }
+        super::apply_visibility(bridge, &conversation, &row, false, &[]).await;
+        let everyone = super::visible_to(bridge, &row).await.unwrap_or_default();
+        let team = row.team.clone();
+        let who = team.clone().unwrap_or_else(|| "everyone".into());
+        let line = super::lobby::line(bridge, &conversation, &row).await;
+        let text = format!("🚨 unanswered for {waited} of working time; now with {who}: {line}");
+        if let Err(e) = super::lobby::mention(bridge, team.as_deref(), &everyone, &text, &format!("sb-escalate-{}-{}", row.conversation_id, row.unworked_since.unwrap_or(0))).await {
+            tracing::warn!(error = %e, "escalation not announced in the lobby");
+        }
+        notice(bridge, &room_id, &format!("🚨 Escalated to {who}: the customer has waited {waited} of working time."), &format!("escalate-{}-{}", row.conversation_id, row.unworked_since.unwrap_or(0))).await;
+        super::lobby::update(bridge, &conversation, &row).await;
+        return;
+    }
+    if !row.reminded && row.remind_at.is_some_and(|t| t <= now) {
+        row.reminded = true;
+        if save(bridge, &row).await.is_err() {
+            return;
+        }
+        if let Some(owner) = row.owner.clone() {
+            let left = row.escalate_at.map(|e| human(e - now)).unwrap_or_default();
+            let line = super::lobby::line(bridge, &conversation, &row).await;
+            let text = format!("⏰ waiting for your answer for {waited}; the team sees it in {left} of working time: {line}");
+            if let Err(e) = super::lobby::mention(bridge, row.team.as_deref(), &[owner], &text, &format!("sb-remind-{}-{}", row.conversation_id, row.unworked_since.unwrap_or(0))).await {
+                tracing::warn!(error = %e, "reminder not sent");
+            }
+        }
+    }
+}
+
+async fn save(bridge: &Bridge, row: &RoutingRow) -> Result<(), ()> {
+    bridge.store.put_routing(row).await.map_err(|e| tracing::error!(error = %e, "cannot store timer state"))
+}
+
+async fn notice(bridge: &Bridge, room_id: &str, text: &str, txn: &str) {
+    if let Err(e) = bridge.homeserver.send(room_id, "m.room.message", &format!("sb-{txn}"), &content::notice(text), None, None).await {
+        tracing::warn!(error = %e, "notice not sent");
+    }
+}

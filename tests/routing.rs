@@ -1,0 +1,237 @@
+//! Routing as a support team lives it: teams, ownership, working-time escalation, business hours,
+//! lead-only and round-robin modes, with the bridge's clock moved by the test (never sleeping for
+//! hours) and operators as real Matrix clients.
+
+mod rig;
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context};
+use rig::{BridgeOptions, TestEnv};
+use serde_json::{json, Value};
+
+/// Milliseconds of a UTC wall-clock time.
+fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
+    use chrono::TimeZone;
+    chrono::Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).single().map(|t| t.timestamp_millis()).unwrap_or(0)
+}
+
+/// Move the bridge's routing clock.
+async fn set_clock(env: &TestEnv, now_ms: i64) -> anyhow::Result<()> {
+    let reg = env.bridge.registration()?;
+    let token = reg["hs_token"].as_str().context("hs_token")?;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/_switchboard/testing/clock", env.bridge.base_url()))
+        .bearer_auth(token)
+        .json(&json!({"now_ms": now_ms}))
+        .send()
+        .await?;
+    ensure!(resp.status() == 200, "clock not set: {}", resp.status());
+    Ok(())
+}
+
+fn with_teams(teams: Value) -> BridgeOptions {
+    let teams: serde_yaml::Value = serde_yaml::to_value(&teams).unwrap_or_default();
+    BridgeOptions::default().edit_config(move |c| {
+        if let Some(map) = c.as_mapping_mut() {
+            map.insert("teams".into(), teams.clone());
+            map.insert("testing".into(), serde_yaml::to_value(json!({"clock_control": true})).unwrap_or_default());
+        }
+    })
+}
+
+/// Send a command and return the bot's one-line answer.
+async fn command(op: &rig::Operator, room: &str, text: &str) -> anyhow::Result<String> {
+    let event = op.send_text(room, text).await?;
+    let answer = op.wait_for_message(room, |m| m.is_notice() && m.in_reply_to() == Some(event.as_str())).await?;
+    Ok(answer.body)
+}
+
+fn membership(members: &[(String, String)], user: &str) -> Option<String> {
+    members.iter().find(|(u, _)| u == user).map(|(_, m)| m.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -> anyhow::Result<()> {
+    let mut env = TestEnv::start(with_teams(json!({
+        "support": {
+            "members": ["@alice:localhost", "@bob:localhost"],
+            "hours": {"mon-fri": "09:00-17:00"},
+            "escalate_after": "2h",
+            "remind_before": "15m",
+            "rules": [{"channel": "webchat"}],
+        }
+    })))
+    .await?;
+    // Friday 20 Nov 2026, 16:00 UTC: one working hour left this week.
+    set_clock(&env, utc(2026, 11, 20, 16, 0)).await?;
+    let visitor = env.visitor("Wanda Weekend", "wanda@example.com").await?;
+    visitor.send("Where is my parcel?").await?;
+    let room = env.alice.wait_for_invite("Wanda Weekend").await?;
+    env.bob.wait_for_invite("Wanda Weekend").await?;
+    env.alice.wait_for_text(&room, "parcel").await?;
+
+    // Alice takes it: Bob, who has not written here, is released.
+    let claimed = command(&env.alice, &room, "!sb claim").await?;
+    ensure!(claimed.contains("claimed"), "{claimed}");
+    rig::poll_until("bob removed after the claim", Duration::from_secs(30), || async {
+        let m = env.alice.memberships(&room).await?;
+        Ok((membership(&m, env.bob.user_id()).as_deref() == Some("leave")).then_some(()))
+    })
+    .await?;
+    let whois = command(&env.alice, &room, "!sb whois").await?;
+    ensure!(whois.contains("owner: @alice:localhost") && whois.contains("team: support"), "{whois}");
+    ensure!(whois.contains("escalates in"), "{whois}");
+
+    // Saturday noon: 20 hours later, but only one working hour has passed.
+    set_clock(&env, utc(2026, 11, 21, 12, 0)).await?;
+    let whois = command(&env.alice, &room, "!sb whois").await?;
+    ensure!(!whois.contains("escalated"), "escalated on a Saturday: {whois}");
+
+    // Timers are stored: a restart changes nothing.
+    env.bridge.restart().await?;
+    // Monday 09:50: 1 h 50 min of working time — the owner is reminded, only the owner.
+    set_clock(&env, utc(2026, 11, 23, 9, 50)).await?;
+    let lobby = env.alice.wait_for_invite_where("the support lobby", |i| i.name.as_deref().is_some_and(|n| n.contains("support lobby"))).await;
+    let lobby = match lobby {
+        Ok(i) => {
+            env.alice.join(&i.room_id).await?;
+            i.room_id
+        }
+        Err(_) => env
+            .alice
+            .joined_rooms()
+            .into_iter()
+            .find(|r| *r != room)
+            .context("alice is in the support lobby")?,
+    };
+    let reminder = env.alice.wait_for_message(&lobby, |m| m.body.contains("⏰")).await?;
+    let mentions = reminder.content["m.mentions"]["user_ids"].as_array().cloned().unwrap_or_default();
+    ensure!(mentions == vec![json!("@alice:localhost")], "only the owner is pinged: {mentions:?}");
+
+    // Monday 10:01: two working hours — the whole team sees it and is told.
+    set_clock(&env, utc(2026, 11, 23, 10, 1)).await?;
+    let escalation = env.alice.wait_for_message(&lobby, |m| m.body.contains("🚨")).await?;
+    let mentions = escalation.content["m.mentions"]["user_ids"].as_array().cloned().unwrap_or_default();
+    ensure!(mentions.contains(&json!("@bob:localhost")) && mentions.contains(&json!("@alice:localhost")), "{mentions:?}");
+    env.alice.wait_for_message(&room, |m| m.is_notice() && m.body.contains("Escalated to support")).await?;
+    let back = env.bob.wait_for_invite("Wanda Weekend").await?;
+    ensure!(back == room, "bob is invited back to the same portal");
+
+    // Answering works the conversation: nothing waits any more.
+    env.alice.send_text(&room, "It ships today").await?;
+    visitor.wait_for_agent_text("It ships today").await?;
+    let queue = rig::poll_until("an empty queue", Duration::from_secs(30), || async {
+        let q = command(&env.alice, &room, "!sb queue").await?;
+        Ok(q.contains("Queue empty").then_some(q))
+    })
+    .await?;
+    ensure!(queue.contains("Queue empty"), "{queue}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_segment_is_seen_by_all_until_claimed_then_transferred_to_a_team() -> anyhow::Result<()> {
+    let env = TestEnv::start(with_teams(json!({
+        "billing": {"members": ["@bob:localhost"], "rules": [{"keywords": ["invoice"]}]},
+    })))
+    .await?;
+    set_clock(&env, utc(2026, 11, 24, 11, 0)).await?;
+    // No rule matches: every operator sees it.
+    let visitor = env.visitor("Una Known", "una@example.com").await?;
+    visitor.send("Hello, a question about your shop").await?;
+    let room = env.alice.wait_for_invite("Una Known").await?;
+    let bob_room = env.bob.wait_for_invite("Una Known").await?;
+    ensure!(room == bob_room);
+    // A rule matches: only the billing team is invited.
+    let billing_visitor = env.visitor("Ivan Invoice", "ivan@example.com").await?;
+    billing_visitor.send("My invoice is wrong").await?;
+    let billing_room = env.bob.wait_for_invite("Ivan Invoice").await?;
+    let members = env.bob.memberships(&billing_room).await?;
+    ensure!(membership(&members, "@alice:localhost").is_none(), "alice (no team) not invited to billing: {members:?}");
+
+    // Alice claims the unknown one: Bob disappears from it.
+    let claimed = command(&env.alice, &room, "!sb claim").await?;
+    ensure!(claimed.contains("claimed"), "{claimed}");
+    rig::poll_until("bob removed", Duration::from_secs(30), || async {
+        let m = env.alice.memberships(&room).await?;
+        Ok((membership(&m, "@bob:localhost").as_deref() == Some("leave")).then_some(()))
+    })
+    .await?;
+    // It is about billing after all: transfer to the team; Bob sees it again, nobody owns it.
+    let moved = command(&env.alice, &room, "!sb transfer billing").await?;
+    ensure!(moved.contains("Transferred to team billing"), "{moved}");
+    let again = env.bob.wait_for_invite("Una Known").await?;
+    ensure!(again == room);
+    let whois = command(&env.alice, &room, "!sb whois").await?;
+    ensure!(whois.contains("owner: nobody") && whois.contains("team: billing"), "{whois}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lead_only_teams_refuse_claims_from_members_and_permissions_are_enforced() -> anyhow::Result<()> {
+    let env = TestEnv::start(with_teams(json!({
+        "vip": {"members": ["@bob:localhost"], "leads": ["@alice:localhost"], "mode": "lead_only", "rules": [{"channel": "webchat"}]},
+    })))
+    .await?;
+    let visitor = env.visitor("Vera Vip", "vera@example.com").await?;
+    visitor.send("I am a VIP").await?;
+    // Only the lead sees new conversations.
+    let room = env.alice.wait_for_invite("Vera Vip").await?;
+    env.alice.wait_for_text(&room, "VIP").await?;
+    let members = env.alice.memberships(&room).await?;
+    ensure!(membership(&members, "@bob:localhost").is_none(), "member invited in lead-only mode: {members:?}");
+
+    // The lead hands it to Bob.
+    let assigned = command(&env.alice, &room, "!sb assign @bob:localhost").await?;
+    ensure!(assigned.contains("Assigned to @bob:localhost"), "{assigned}");
+    env.bob.wait_for_invite("Vera Vip").await?;
+    // Bob (a member) may not claim in a lead-only team, nor assign (a lead's right).
+    let unassigned = command(&env.bob, &room, "!sb unassign").await?;
+    ensure!(unassigned.contains("no longer owns"), "the owner may give it back: {unassigned}");
+    let refused = command(&env.bob, &room, "!sb claim").await?;
+    ensure!(refused.contains("only a lead"), "{refused}");
+    let denied = command(&env.bob, &room, "!sb assign @bob:localhost").await?;
+    ensure!(denied.contains("needs lead rights"), "{denied}");
+    // Team changes are for admins only.
+    let denied = command(&env.bob, &room, "!sb team vip add @carol:localhost").await?;
+    ensure!(denied.contains("needs admin rights"), "{denied}");
+    let done = command(&env.alice, &room, "!sb team vip escalate 30m").await?;
+    ensure!(done.contains("escalates after 30m"), "{done}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_hours_the_customer_gets_one_auto_reply_a_day() -> anyhow::Result<()> {
+    let env = TestEnv::start(with_teams(json!({
+        "support": {
+            "members": ["@alice:localhost"],
+            "timezone": "Europe/Berlin",
+            "hours": {"mon-fri": "09:00-17:00"},
+            "auto_reply": "We are closed; we answer from 9:00 on weekdays.",
+            "rules": [{"channel": "webchat"}],
+        }
+    })))
+    .await?;
+    // Saturday afternoon in Berlin.
+    set_clock(&env, utc(2026, 11, 21, 14, 0)).await?;
+    let visitor = env.visitor("Otto Offhours", "otto@example.com").await?;
+    visitor.send("Hello?").await?;
+    visitor.wait_for_agent_text("We are closed").await?;
+    let room = env.alice.wait_for_invite("Otto Offhours").await?;
+    env.alice.wait_for_message(&room, |m| m.is_notice() && m.body.contains("Auto-reply sent")).await?;
+    visitor.send("Anyone there?").await?;
+    env.alice.wait_for_text(&room, "Anyone there?").await?;
+    // Sunday: a new day, a new auto-reply; Monday in hours: none.
+    set_clock(&env, utc(2026, 11, 22, 10, 0)).await?;
+    visitor.send("Still waiting").await?;
+    env.alice.wait_for_text(&room, "Still waiting").await?;
+    set_clock(&env, utc(2026, 11, 23, 9, 30)).await?;
+    visitor.send("Good morning").await?;
+    env.alice.wait_for_text(&room, "Good morning").await?;
+    env.alice.send_text(&room, "Good morning, Otto!").await?;
+    visitor.wait_for_agent_text("Good morning, Otto!").await?;
+    let replies = visitor.refresh().await?.iter().filter(|e| e["from"] == "agent" && e["text"].as_str().is_some_and(|t| t.contains("We are closed"))).count();
+    ensure!(replies == 2, "one auto-reply on Saturday and one on Sunday, got {replies}");
+    Ok(())
+}
