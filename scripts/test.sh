@@ -10,7 +10,7 @@
 #   SWITCHBOARD_TEST_POSTGRES URL of a PostgreSQL server to use instead of 127.0.0.1:5432
 #   SWITCHBOARD_TEST_LOG      the bridge's log filter in tests (e.g. "debug")
 #   SWITCHBOARD_TEST_KEEP=1   keep each test's bridge/Synapse temp dirs (configs, logs)
-# Arguments replace the default target selection (--workspace --all-targets), e.g.
+# Arguments replace the default target selection (--workspace --lib --bins --tests), e.g.
 #   scripts/test.sh --test relay            scripts/test.sh -p switchboard-webchat
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,7 +23,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 export RUST_LIB_BACKTRACE="${RUST_LIB_BACKTRACE:-0}"
 echo "test.sh: cargo test (target dir $CARGO_TARGET_DIR, ${SWITCHBOARD_TEST_THREADS:-2} threads)" >&2
-[ "$#" -gt 0 ] || set -- --workspace --all-targets
+# Benchmarks are not tests: `cargo bench` (scripts/bench.sh) runs them.
+[ "$#" -gt 0 ] || set -- --workspace --lib --bins --tests
 # Run every test binary even when one fails, so a run reports everything.
 set +e
 cargo test --no-fail-fast "$@" -- --test-threads="${SWITCHBOARD_TEST_THREADS:-2}"
