@@ -387,3 +387,48 @@ fn tiny_png() -> Vec<u8> {
         0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
     ]
 }
+
+/// The widget's API only answers browsers on allowed sites, and one visitor cannot flood it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webchat_limits_origins_and_rate() -> anyhow::Result<()> {
+    let env = TestEnv::start(BridgeOptions::default().edit_config(|c| {
+        if let Some(webchat) = c.get_mut("channels").and_then(|ch| ch.get_mut("webchat")) {
+            webchat["allowed_origins"] = serde_yaml::Value::Sequence(vec!["https://shop.example".into()]);
+            webchat["rate_limit_per_minute"] = 6.into();
+            webchat["rate_limit_burst"] = 3.into();
+        }
+    }))
+    .await?;
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/messages", env.webchat_url());
+    let preflight = |origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, &url)
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "authorization, content-type")
+            .send()
+    };
+    let allowed = preflight("https://shop.example").await?;
+    ensure!(
+        allowed.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()) == Some("https://shop.example"),
+        "allowed origin: {:?}",
+        allowed.headers()
+    );
+    let foreign = preflight("https://evil.example").await?;
+    ensure!(foreign.headers().get("access-control-allow-origin").is_none(), "foreign origin allowed: {:?}", foreign.headers());
+
+    let visitor = env.visitor("Rapid Fire", "rapid@example.com").await?;
+    for i in 0..3 {
+        visitor.send(&format!("burst {i}")).await?;
+    }
+    let resp = visitor.request(reqwest::Method::POST, "messages").json(&json!({"client_id": "burst-4", "text": "one too many"})).send().await?;
+    ensure!(resp.status() == 429, "fourth message in a burst of 3: {}", resp.status());
+    ensure!(resp.headers().get("retry-after").is_some(), "429 says when to retry");
+    // Another visitor is not affected.
+    let other = env.visitor("Calm Visitor", "calm@example.com").await?;
+    other.send("hello").await?;
+    let room = env.alice.wait_for_invite("Rapid Fire").await?;
+    env.alice.wait_for_text(&room, "burst 2").await?;
+    ensure!(!env.alice.messages(&room).iter().any(|m| m.body == "one too many"), "rate-limited message relayed");
+    Ok(())
+}
