@@ -140,6 +140,18 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
             }
             crate::routing::on_customer_message(bridge, &conversation, &room_id).await?;
         }
+        InboundEvent::Notice { remote_id, content: c } => {
+            for (part, mut event) in content::to_matrix(c).into_iter().enumerate() {
+                if part == 0 {
+                    if let Some(obj) = event.as_object_mut() {
+                        obj.insert("msgtype".into(), Value::String("m.notice".into()));
+                    }
+                }
+                let event_id = send_as_ghost(bridge, &room_id, ghost, &txn(part), &event, ts).await?;
+                message_map::insert(bridge.store.pool(), conversation.id, remote_id, part as i64, &event_id, Direction::In)
+                    .await?;
+            }
+        }
         InboundEvent::Edit { remote_id, content: c } => {
             let Some(target) = bridge.store.events_for_remote(conversation.id, remote_id).await?.into_iter().next() else {
                 tracing::warn!(remote_id, "edit of a message that never reached Matrix; ignored");

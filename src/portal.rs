@@ -47,6 +47,12 @@ pub fn customer_name(contact: &Contact) -> String {
 /// Make sure the contact's ghost exists and carries the customer's current name.
 pub async fn ensure_ghost(bridge: &Bridge, contact: &Contact) -> Result<(), PortalError> {
     let name = customer_name(contact);
+    if let Some(avatar) = contact.avatar.as_deref().filter(|a| contact.synced_avatar.as_deref() != Some(*a)) {
+        if contact.registered {
+            bridge.homeserver.set_avatar_url(&contact.ghost_user_id, avatar).await?;
+            bridge.store.contact_avatar_synced(&contact.channel, &contact.contact_id, avatar).await?;
+        }
+    }
     if contact.registered && contact.synced_name.as_deref() == Some(name.as_str()) {
         return Ok(());
     }
@@ -56,6 +62,10 @@ pub async fn ensure_ghost(bridge: &Bridge, contact: &Contact) -> Result<(), Port
     }
     bridge.homeserver.set_displayname(&contact.ghost_user_id, &name).await?;
     bridge.store.contact_synced(&contact.channel, &contact.contact_id, &name).await?;
+    if let Some(avatar) = contact.avatar.as_deref().filter(|a| contact.synced_avatar.as_deref() != Some(*a)) {
+        bridge.homeserver.set_avatar_url(&contact.ghost_user_id, avatar).await?;
+        bridge.store.contact_avatar_synced(&contact.channel, &contact.contact_id, avatar).await?;
+    }
     Ok(())
 }
 

@@ -85,6 +85,10 @@ pub enum InboundEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<String>,
     },
+    /// Something automated from the customer's side (an auto-reply, a bounce, list mail): shown
+    /// to operators as a notice; it neither reopens the conversation nor counts as unanswered,
+    /// and nothing is ever sent back automatically because of it.
+    Notice { remote_id: String, content: Content },
     /// The customer changed an earlier message.
     Edit { remote_id: String, content: Content },
     /// The customer deleted an earlier message.
@@ -226,8 +230,9 @@ pub trait Host: Send + Sync + 'static {
     /// Write a value of the channel's durable key-value state.
     async fn state_put(&self, key: &str, value: &str) -> Result<(), HostError>;
 
-    /// Append to one of the channel's durable logs; idempotent by `key` within the stream.
-    /// Returns the entry's sequence number (increasing within the stream).
+    /// Append to one of the channel's durable logs; idempotent by `key` within the stream: when the
+    /// key is already there, nothing is written and the existing entry's sequence number is
+    /// returned. Sequence numbers increase within a stream.
     async fn log_append(
         &self,
         stream: &str,

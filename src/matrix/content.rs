@@ -129,7 +129,7 @@ fn strip_reply_fallback(html: &str) -> String {
 /// links. Scripts, styles, images, event handlers and other URL schemes are removed.
 pub fn sanitize_html(html: &str) -> String {
     ammonia::Builder::empty()
-        .add_tags(["b", "strong", "i", "em", "u", "s", "del", "code", "pre", "br", "p", "ul", "ol", "li", "blockquote", "a"])
+        .add_tags(["b", "strong", "i", "em", "u", "s", "del", "code", "pre", "br", "p", "ul", "ol", "li", "blockquote", "a", "details", "summary"])
         .add_tag_attributes("a", ["href"])
         .url_schemes(["http", "https", "mailto"].into_iter().collect())
         .link_rel(Some("noopener noreferrer"))

@@ -153,7 +153,9 @@ pub async fn arm_timers(bridge: &Bridge, row: &mut RoutingRow) {
 /// A customer wrote: the conversation is open and unworked; out of hours the team's auto-reply
 /// goes out, once per conversation per day.
 pub async fn on_customer_message(bridge: &Bridge, conversation: &Conversation, room_id: &str) -> Result<(), StoreError> {
-    let mut row = bridge.store.routing(conversation.id).await?.unwrap_or(RoutingRow {
+    let stored = bridge.store.routing(conversation.id).await?;
+    let before = stored.as_ref().map(summary);
+    let mut row = stored.unwrap_or(RoutingRow {
         conversation_id: conversation.id,
         state: "open".into(),
         ..Default::default()
@@ -178,8 +180,16 @@ pub async fn on_customer_message(bridge: &Bridge, conversation: &Conversation, r
         }
     }
     bridge.store.put_routing(&row).await?;
-    lobby::update(bridge, conversation, &row).await;
+    if before != Some(summary(&row)) {
+        lobby::update(bridge, conversation, &row).await;
+    }
     Ok(())
+}
+
+/// What the lobby line shows besides the waiting time: the lobby is edited only when this
+/// changes, not on every message (a busy conversation must not flood the lobby room).
+fn summary(row: &RoutingRow) -> (Option<String>, Option<String>, String, bool, Option<String>) {
+    (row.team.clone(), row.owner.clone(), row.state.clone(), row.unworked_since.is_some(), row.lobby_event.clone())
 }
 
 /// The auto-reply: shown in the room as the bot's notice, and queued for the customer with that
@@ -213,7 +223,9 @@ async fn send_auto_reply(bridge: &Bridge, conversation: &Conversation, room_id: 
 /// belongs to whoever answered.
 pub async fn on_operator_message(bridge: &Bridge, conversation: &Conversation, sender: &str) -> Result<(), StoreError> {
     bridge.store.add_participant(conversation.id, sender).await?;
-    let mut row = bridge.store.routing(conversation.id).await?.unwrap_or(RoutingRow {
+    let stored = bridge.store.routing(conversation.id).await?;
+    let before = stored.as_ref().map(summary);
+    let mut row = stored.unwrap_or(RoutingRow {
         conversation_id: conversation.id,
         state: "open".into(),
         ..Default::default()
@@ -222,8 +234,11 @@ pub async fn on_operator_message(bridge: &Bridge, conversation: &Conversation, s
     if row.owner.is_none() {
         row.owner = Some(sender.to_string());
     }
-    if row.owner.as_deref() == Some(sender) {
+    if row.owner.as_deref() == Some(sender) && before.as_ref().is_none_or(|b| b.1.as_deref() != Some(sender)) {
         bridge.store.set_last_owner(&conversation.channel, &conversation.contact_id, sender).await?;
+    }
+    if before == Some(summary(&row)) {
+        return Ok(());
     }
     bridge.store.put_routing(&row).await?;
     lobby::update(bridge, conversation, &row).await;

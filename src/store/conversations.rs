@@ -25,6 +25,10 @@ pub struct Contact {
     pub registered: bool,
     /// The display name last set on the homeserver.
     pub synced_name: Option<String>,
+    /// The customer's avatar, as the channel last reported it.
+    pub avatar: Option<String>,
+    /// The avatar last set on the ghost.
+    pub synced_avatar: Option<String>,
 }
 
 /// `SELECT … FROM conversations WHERE <condition>` with the columns [`conversation`] reads.
@@ -53,12 +57,13 @@ pub async fn upsert_contact<'c, E: Executor<'c, Database = Any>>(
     ghost_user_id: &str,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO contacts (channel, contact_id, ghost_user_id, display_name, email, phone)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO contacts (channel, contact_id, ghost_user_id, display_name, email, phone, avatar)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (channel, contact_id) DO UPDATE SET
            display_name = COALESCE(excluded.display_name, contacts.display_name),
            email = COALESCE(excluded.email, contacts.email),
-           phone = COALESCE(excluded.phone, contacts.phone)",
+           phone = COALESCE(excluded.phone, contacts.phone),
+           avatar = COALESCE(excluded.avatar, contacts.avatar)",
     )
     .bind(channel)
     .bind(&profile.id)
@@ -66,6 +71,7 @@ pub async fn upsert_contact<'c, E: Executor<'c, Database = Any>>(
     .bind(profile.display_name.as_deref())
     .bind(profile.email.as_deref())
     .bind(profile.phone.as_deref())
+    .bind(profile.avatar.as_ref().map(|a| a.0.as_str()))
     .execute(executor)
     .await?;
     Ok(())
@@ -140,7 +146,8 @@ impl Store {
 
     pub async fn contact(&self, channel: &str, contact_id: &str) -> Result<Option<Contact>, StoreError> {
         let row = sqlx::query(
-            "SELECT channel, contact_id, ghost_user_id, display_name, email, phone, registered, synced_name
+            "SELECT channel, contact_id, ghost_user_id, display_name, email, phone, registered, synced_name,
+                    avatar, synced_avatar
              FROM contacts WHERE channel = $1 AND contact_id = $2",
         )
         .bind(channel)
@@ -157,7 +164,20 @@ impl Store {
             phone: row.try_get("phone")?,
             registered: row.try_get::<i64, _>("registered")? != 0,
             synced_name: row.try_get("synced_name")?,
+            avatar: row.try_get("avatar")?,
+            synced_avatar: row.try_get("synced_avatar")?,
         }))
+    }
+
+    /// The ghost carries this avatar.
+    pub async fn contact_avatar_synced(&self, channel: &str, contact_id: &str, avatar: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE contacts SET synced_avatar = $1 WHERE channel = $2 AND contact_id = $3")
+            .bind(avatar)
+            .bind(channel)
+            .bind(contact_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 
     /// The ghost exists on the homeserver with this display name.

@@ -198,10 +198,15 @@ async fn deliver_parsed(host: &dyn Host, config: &EmailConfig, mailbox: &Mailbox
         sender,
         timestamp_ms,
         dedup_key: format!("mail:{}", mail.message_id),
-        event: InboundEvent::Message {
-            remote_id: mail.message_id.clone(),
-            content: Content { text, html: Some(html), attachments },
-            reply_to,
+        event: if mail.kind == MailKind::Personal {
+            InboundEvent::Message {
+                remote_id: mail.message_id.clone(),
+                content: Content { text, html: Some(html), attachments },
+                reply_to,
+            }
+        } else {
+            // Auto-replies, bounces and list mail are shown, never answered or counted as waiting.
+            InboundEvent::Notice { remote_id: mail.message_id.clone(), content: Content { text, html: Some(html), attachments } }
         },
     };
     host.receive(inbound).await?;
