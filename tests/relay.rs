@@ -432,3 +432,29 @@ async fn webchat_limits_origins_and_rate() -> anyhow::Result<()> {
     ensure!(!env.alice.messages(&room).iter().any(|m| m.body == "one too many"), "rate-limited message relayed");
     Ok(())
 }
+
+/// `!sb export`: the transcript is attached in the room and sent to the customer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_sends_the_transcript_to_the_customer() -> anyhow::Result<()> {
+    let env = TestEnv::start(BridgeOptions::default()).await?;
+    let visitor = env.visitor("Eva Export", "eva@example.com").await?;
+    visitor.send("I accept the offer of 120 EUR <b>incl.</b> VAT").await?;
+    let room = env.alice.wait_for_invite("Eva Export").await?;
+    env.alice.wait_for_text(&room, "120 EUR").await?;
+    env.alice.send_text(&room, "Confirmed: 120 EUR, delivery on Friday").await?;
+    visitor.wait_for_agent_text("Confirmed").await?;
+    env.alice.send_text(&room, "!sb note internal: margin is thin").await?;
+    let cmd = env.alice.send_text(&room, "!sb export").await?;
+    let answer = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(cmd.as_str())).await?;
+    ensure!(answer.body.contains("Transcript of 2 messages"), "{}", answer.body);
+    let file = env.alice.wait_for_message(&room, |m| m.filename().starts_with("transcript-")).await?;
+    let html = String::from_utf8(env.alice.fetch_file(&file).await?)?;
+    ensure!(html.contains("I accept the offer of 120 EUR &lt;b&gt;incl.&lt;/b&gt; VAT"), "customer text, escaped: {html}");
+    ensure!(html.contains("Confirmed: 120 EUR") && html.contains("Eva Export"), "{html}");
+    ensure!(!html.contains("margin is thin"), "private notes stay out of the record");
+    let sent = visitor
+        .wait_for_event_described("the transcript", |e| is_agent_message(e) && e["attachments"][0]["name"].as_str().is_some_and(|n| n.starts_with("transcript-")))
+        .await?;
+    ensure!(sent["attachments"][0]["mime"] == "text/html", "{sent}");
+    Ok(())
+}

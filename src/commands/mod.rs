@@ -7,6 +7,7 @@
 mod assign;
 mod claim;
 mod done;
+mod export;
 mod help;
 mod note;
 mod queue;
@@ -45,6 +46,7 @@ pub const COMMANDS: &[(&str, Level, &str)] = &[
     ("snooze", Level::Operator, "`snooze 2h` or `snooze 09:30`: hide until then, then reopen"),
     ("queue", Level::Operator, "unanswered conversations with their waiting time"),
     ("whois", Level::Operator, "owner, team, state and timers of this conversation"),
+    ("export", Level::Operator, "the transcript as the official record: attached here and sent to the customer"),
     ("note", Level::Operator, "`note <text>`: a private note for the team, never sent to the customer"),
     ("retry", Level::Operator, "resend the messages of this conversation that could not be delivered"),
     ("team", Level::Admin, "`team <name> add|lead|remove @user`, `team <name> escalate <2h>`, `team <name> autoreply <text|off>`"),
@@ -133,6 +135,7 @@ pub async fn run(
         "snooze" => snooze::run(&ctx).await,
         "queue" => queue::run(&ctx).await,
         "whois" => whois::run(&ctx).await,
+        "export" => export::run(&ctx).await,
         "team" => team::run(&ctx).await,
         _ => Ok(()),
     }

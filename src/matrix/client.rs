@@ -313,6 +313,20 @@ impl Homeserver {
         self.call(Method::POST, &path, None, &[], Some(&json!({"user_id": user, "reason": reason}))).await.map(|_| ())
     }
 
+    /// A page of room history, oldest first from `from` (None: the start). Returns the events and
+    /// the token of the next page, if any.
+    pub async fn messages(&self, room_id: &str, from: Option<&str>, limit: u32) -> Result<(Vec<Value>, Option<String>), MatrixError> {
+        let path = format!("/_matrix/client/v3/rooms/{}/messages", seg(room_id));
+        let mut query = vec![("dir", "f".to_string()), ("limit", limit.to_string())];
+        if let Some(f) = from {
+            query.push(("from", f.to_string()));
+        }
+        let v = self.call(Method::GET, &path, None, &query, None).await?;
+        let events = v.get("chunk").and_then(Value::as_array).cloned().unwrap_or_default();
+        let end = v.get("end").and_then(Value::as_str).map(str::to_string);
+        Ok((events, end))
+    }
+
     /// The room an alias points to.
     pub async fn resolve_alias(&self, alias: &str) -> Result<String, MatrixError> {
         let path = format!("/_matrix/client/v3/directory/room/{}", seg(alias));
