@@ -75,7 +75,7 @@ fn main() -> ExitCode {
 /// Wire up the enabled channels from their config sections.
 fn channels(config: &Config) -> Result<Vec<Arc<dyn Channel>>, switchboard::config::ConfigError> {
     let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
-    let known = ["webchat", "email"];
+    let known = ["webchat", "telegram", "email"];
     for name in config.channels.keys() {
         if !known.contains(&name.as_str()) {
             return Err(switchboard::config::ConfigError::Invalid {
@@ -90,6 +90,13 @@ fn channels(config: &Config) -> Result<Vec<Arc<dyn Channel>>, switchboard::confi
             webchat.public_url = Some(config.public_url().as_str().trim_end_matches('/').to_string());
         }
         channels.push(Arc::new(switchboard_webchat::Webchat::new(webchat)));
+    }
+    let mut telegram: switchboard_telegram::TelegramConfig = config.channel("telegram")?;
+    if telegram.enabled {
+        if telegram.public_url.is_none() {
+            telegram.public_url = Some(config.public_url().as_str().trim_end_matches('/').to_string());
+        }
+        channels.push(Arc::new(switchboard_telegram::Telegram::new(telegram)));
     }
     let email: switchboard_email::EmailConfig = config.channel("email")?;
     if email.enabled {

@@ -1,0 +1,497 @@
+//! Telegram updates → the core's [`Inbound`] events.
+//!
+//! Two steps, so the part that reads outside input is pure and can be fuzzed on its own:
+//!
+//! 1. [`parse_update`] (and [`parse_update_json`] for raw bytes) looks at one update and says
+//!    what it means: which conversation, who, when, which text/HTML, which file to fetch. It
+//!    does no I/O. Updates we do not bridge (channel posts, service messages, groups when
+//!    `groups: false`) give `None` and are simply acknowledged.
+//! 2. [`realize`] does the I/O: fetch the file (`getFile` + download) into the media store,
+//!    look up the sender's profile photo, and build the [`Inbound`]. A file Telegram will never
+//!    hand to a bot (over the 20 MB getFile limit) becomes a line of text saying so; a transient
+//!    failure is an error, so the caller does *not* acknowledge the update and it comes again.
+//!
+//! Ids: a message's remote id is its Telegram `message_id` (unique within a chat, and a
+//! conversation is a chat). Dedup keys add the chat and, for edits, the edit time, so an edit
+//! redelivered is stored once and a second edit is a new event.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use switchboard_channel::{Attachment, ContactProfile, Content, ConversationKey, Host, HostError, Inbound, InboundEvent};
+use teloxide::types::{Chat, Message, MessageEntity, Update, UpdateKind, User};
+use teloxide::Bot;
+
+use crate::client::{self, FetchError};
+use crate::format;
+
+/// What the parser needs to know about the deployment.
+#[derive(Clone, Debug)]
+pub struct ParseOptions {
+    /// The `ConversationKey::account` (the bot's id).
+    pub account: String,
+    /// Bridge group chats.
+    pub groups: bool,
+    /// Prefix group messages with the sender's name.
+    pub group_sender_prefix: bool,
+}
+
+/// A file the message carries, still on Telegram's side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteFile {
+    pub file_id: String,
+    pub name: String,
+    pub mime: String,
+    /// What Telegram says the size is, when it says.
+    pub size: Option<u64>,
+}
+
+/// What an update means, before any I/O.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Parsed {
+    pub conversation: ConversationKey,
+    pub sender: ContactProfile,
+    /// The sender's Telegram user id (for the profile photo).
+    pub user_id: Option<u64>,
+    pub timestamp_ms: i64,
+    pub dedup_key: String,
+    pub kind: ParsedKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParsedKind {
+    Message { remote_id: String, text: String, html: Option<String>, file: Option<RemoteFile>, reply_to: Option<String> },
+    Edit { remote_id: String, text: String, html: Option<String> },
+}
+
+/// Parse raw update JSON (a webhook body, one element of `getUpdates`). `Err` for JSON that is
+/// not an update; `Ok(None)` for an update we do not bridge.
+pub fn parse_update_json(body: &[u8], options: &ParseOptions) -> Result<Option<Parsed>, serde_json::Error> {
+    let update: Update = serde_json::from_slice(body)?;
+    Ok(parse_update(&update, options))
+}
+
+/// What one update means for the core, if anything.
+pub fn parse_update(update: &Update, options: &ParseOptions) -> Option<Parsed> {
+    match &update.kind {
+        UpdateKind::Message(m) | UpdateKind::BusinessMessage(m) => parse_message(m, options, false),
+        UpdateKind::EditedMessage(m) | UpdateKind::EditedBusinessMessage(m) => parse_message(m, options, true),
+        _ => None,
+    }
+}
+
+/// The name a Telegram user goes by: "First Last", else "@username", else the id.
+pub fn display_name(user: &User) -> String {
+    let full = user.full_name();
+    if !full.trim().is_empty() {
+        return full.trim().to_owned();
+    }
+    match &user.username {
+        Some(u) if !u.is_empty() => format!("@{u}"),
+        _ => user.id.0.to_string(),
+    }
+}
+
+fn profile(user: &User) -> ContactProfile {
+    ContactProfile { id: user.id.0.to_string(), display_name: Some(display_name(user)), ..ContactProfile::default() }
+}
+
+/// Whether the chat is one we bridge.
+fn bridged(chat: &Chat, options: &ParseOptions) -> bool {
+    chat.is_private() || (options.groups && (chat.is_group() || chat.is_supergroup()))
+}
+
+fn parse_message(m: &Message, options: &ParseOptions, edited: bool) -> Option<Parsed> {
+    if !bridged(&m.chat, options) {
+        return None;
+    }
+    // Messages without a user (anonymous group admins, channels posting into a group) have a
+    // sender chat; they are spoken for by the group itself.
+    let sender = match m.from.as_ref() {
+        Some(user) if !user.is_bot || m.chat.is_private() => profile(user),
+        Some(_) => return None, // other bots in a group, our own echoes
+        None => {
+            let chat = m.sender_chat.as_ref().unwrap_or(&m.chat);
+            ContactProfile {
+                id: chat.id.0.to_string(),
+                display_name: Some(chat.title().unwrap_or("Anonymous").to_owned()),
+                ..ContactProfile::default()
+            }
+        }
+    };
+    let user_id = m.from.as_ref().map(|u| u.id.0);
+    let chat_id = m.chat.id.0.to_string();
+    let conversation = ConversationKey { account: options.account.clone(), chat: chat_id.clone() };
+    let remote_id = m.id.0.to_string();
+    let (mut text, mut html, file) = content_of(m)?;
+    if !m.chat.is_private() && options.group_sender_prefix {
+        let name = sender.display_name.clone().unwrap_or_default();
+        let body_html = html.take().unwrap_or_else(|| format::escape(&text).replace('\n', "<br>"));
+        html = Some(format!("<b>{}</b>: {body_html}", format::escape(&name)));
+        text = format!("{name}: {text}");
+    }
+    if edited {
+        let at = m.edit_date().copied().unwrap_or(m.date);
+        return Some(Parsed {
+            conversation,
+            sender,
+            user_id,
+            timestamp_ms: at.timestamp_millis(),
+            dedup_key: format!("edit:{chat_id}:{remote_id}:{}", at.timestamp()),
+            kind: ParsedKind::Edit { remote_id, text, html },
+        });
+    }
+    let reply_to = m
+        .reply_to_message()
+        .filter(|r| r.chat.id == m.chat.id)
+        .map(|r| r.id.0.to_string());
+    Some(Parsed {
+        conversation,
+        sender,
+        user_id,
+        timestamp_ms: m.date.timestamp_millis(),
+        dedup_key: format!("msg:{chat_id}:{remote_id}"),
+        kind: ParsedKind::Message { remote_id, text, html, file, reply_to },
+    })
+}
+
+/// A file name a customer chose, made safe to show and store: one path component, no control
+/// or bidirectional-override characters, not hidden, at most 200 characters, never empty.
+pub fn safe_file_name(name: &str) -> String {
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    };
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = base.chars().filter(|c| !invisible(*c)).take(200).collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').trim();
+    if cleaned.is_empty() { "file".into() } else { cleaned.to_owned() }
+}
+
+fn file(meta: &teloxide::types::FileMeta, name: String, mime: String) -> RemoteFile {
+    // teloxide fills a missing file_size with u32::MAX.
+    let size = (meta.size != u32::MAX).then_some(u64::from(meta.size));
+    RemoteFile { file_id: meta.id.0.clone(), name: safe_file_name(&name), mime, size }
+}
+
+fn mime_or<M: AsRef<str>>(m: Option<&M>, default: &str) -> String {
+    m.map(|m| m.as_ref().split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .filter(|m| m.contains('/'))
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// The text and file of a message. `None` for service messages (joins, pins, title changes…).
+fn content_of(m: &Message) -> Option<(String, Option<String>, Option<RemoteFile>)> {
+    let rendered = |text: &str, entities: Option<&[MessageEntity]>| {
+        (text.to_owned(), entities.and_then(|e| format::entities_to_html(text, e)))
+    };
+    if let Some(text) = m.text() {
+        let (t, h) = rendered(text, m.entities());
+        return Some((t, h, None));
+    }
+    let (caption, caption_html) = match m.caption() {
+        Some(c) => rendered(c, m.caption_entities()),
+        None => (String::new(), None),
+    };
+    let unique = |meta: &teloxide::types::FileMeta| meta.unique_id.0.clone();
+    let with_file = |f: RemoteFile| Some((caption.clone(), caption_html.clone(), Some(f)));
+    if let Some(sizes) = m.photo() {
+        // The largest size is the last; pick the biggest the server lists.
+        let best = sizes.iter().max_by_key(|p| u64::from(p.width) * u64::from(p.height))?;
+        return with_file(file(&best.file, format!("photo_{}.jpg", unique(&best.file)), "image/jpeg".into()));
+    }
+    if let Some(v) = m.voice() {
+        let mime = mime_or(v.mime_type.as_ref(), "audio/ogg");
+        return with_file(file(&v.file, format!("voice_{}.ogg", unique(&v.file)), mime));
+    }
+    if let Some(v) = m.video_note() {
+        return with_file(file(&v.file, format!("video_note_{}.mp4", unique(&v.file)), "video/mp4".into()));
+    }
+    if let Some(v) = m.video() {
+        let name = v.file_name.clone().unwrap_or_else(|| format!("video_{}.mp4", unique(&v.file)));
+        return with_file(file(&v.file, name, mime_or(v.mime_type.as_ref(), "video/mp4")));
+    }
+    if let Some(a) = m.animation() {
+        let name = a.file_name.clone().unwrap_or_else(|| format!("animation_{}.mp4", unique(&a.file)));
+        return with_file(file(&a.file, name, mime_or(a.mime_type.as_ref(), "video/mp4")));
+    }
+    if let Some(a) = m.audio() {
+        let name = a.file_name.clone().unwrap_or_else(|| format!("audio_{}.mp3", unique(&a.file)));
+        return with_file(file(&a.file, name, mime_or(a.mime_type.as_ref(), "audio/mpeg")));
+    }
+    if let Some(d) = m.document() {
+        let name = d.file_name.clone().unwrap_or_else(|| format!("document_{}", unique(&d.file)));
+        return with_file(file(&d.file, name, mime_or(d.mime_type.as_ref(), "application/octet-stream")));
+    }
+    if let Some(s) = m.sticker() {
+        let emoji = s.emoji.clone().unwrap_or_default();
+        // Static stickers are WebP images. Animated (Lottie .tgs) and video (.webm) stickers
+        // are not images: their thumbnail is, when there is one.
+        let image = if s.is_static() {
+            Some(file(&s.file, format!("sticker_{}.webp", unique(&s.file)), "image/webp".into()))
+        } else {
+            s.thumbnail.as_ref().map(|t| file(&t.file, format!("sticker_{}.webp", unique(&t.file)), "image/webp".into()))
+        };
+        return match image {
+            Some(f) => Some((String::new(), None, Some(f))),
+            None => Some((format!("[sticker {emoji}]"), None, None)),
+        };
+    }
+    if let Some(v) = m.venue() {
+        let (lat, lon) = (v.location.latitude, v.location.longitude);
+        let text = format!("📍 {}, {}\n{}", v.title, v.address, map_link(lat, lon));
+        return Some((text, None, None));
+    }
+    if let Some(l) = m.location() {
+        let text = format!("📍 Location: {}", map_link(l.latitude, l.longitude));
+        return Some((text, None, None));
+    }
+    if let Some(c) = m.contact() {
+        let name = match &c.last_name {
+            Some(last) if !last.is_empty() => format!("{} {last}", c.first_name),
+            _ => c.first_name.clone(),
+        };
+        return Some((format!("👤 Contact: {name}, {}", c.phone_number), None, None));
+    }
+    if let Some(d) = m.dice() {
+        return Some((format!("[dice: {:?} {}]", d.emoji, d.value), None, None));
+    }
+    if let Some(p) = m.poll() {
+        return Some((format!("[poll: {}]", p.question), None, None));
+    }
+    if m.story().is_some() {
+        return Some(("[a story was shared; open Telegram to see it]".into(), None, None));
+    }
+    None
+}
+
+/// A geo URI and a map link for a point.
+fn map_link(lat: f64, lon: f64) -> String {
+    format!("geo:{lat:.6},{lon:.6} https://www.openstreetmap.org/?mlat={lat:.6}&mlon={lon:.6}#map=16/{lat:.6}/{lon:.6}")
+}
+
+/// Why an update could not be handed to the core yet. The caller does not acknowledge it.
+#[derive(Debug, thiserror::Error)]
+pub enum RealizeError {
+    #[error("fetching a file from Telegram: {0}")]
+    Fetch(String),
+    #[error(transparent)]
+    Host(#[from] HostError),
+}
+
+/// Human file size.
+pub fn human_size(bytes: u64) -> String {
+    if bytes >= 1024 * 1024 {
+        format!("{:.1} MB", bytes as f64 / (1024.0 * 1024.0))
+    } else if bytes >= 1024 {
+        format!("{:.1} KB", bytes as f64 / 1024.0)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+fn append_line(text: &mut String, html: &mut Option<String>, line: &str) {
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    text.push_str(line);
+    if let Some(h) = html {
+        h.push_str("<br>");
+        h.push_str(&format::escape(line));
+    }
+}
+
+/// Do the I/O a parsed update needs and build the [`Inbound`].
+pub async fn realize(
+    parsed: Parsed,
+    bot: &Bot,
+    host: &Arc<dyn Host>,
+    max_download: u64,
+    avatar: Option<switchboard_channel::MediaRef>,
+) -> Result<Inbound, RealizeError> {
+    let mut sender = parsed.sender;
+    sender.avatar = avatar;
+    let event = match parsed.kind {
+        ParsedKind::Edit { remote_id, text, html } => {
+            InboundEvent::Edit { remote_id, content: Content { text, html, attachments: Vec::new() } }
+        }
+        ParsedKind::Message { remote_id, mut text, mut html, file, reply_to } => {
+            let mut attachments = Vec::new();
+            if let Some(f) = file {
+                match fetch(bot, host, &f, max_download).await? {
+                    Some(attachment) => attachments.push(attachment),
+                    None => {
+                        let size = f.size.map(human_size).unwrap_or_else(|| "size unknown".into());
+                        append_line(&mut text, &mut html, &format!("[file too large for the Bot API: {}, {size}]", f.name));
+                    }
+                }
+            }
+            InboundEvent::Message { remote_id, content: Content { text, html, attachments }, reply_to }
+        }
+    };
+    Ok(Inbound {
+        conversation: parsed.conversation,
+        sender,
+        timestamp_ms: parsed.timestamp_ms,
+        dedup_key: parsed.dedup_key,
+        event,
+    })
+}
+
+/// Fetch a file into the media store. `Ok(None)` when Telegram will never give it to a bot.
+async fn fetch(bot: &Bot, host: &Arc<dyn Host>, f: &RemoteFile, max: u64) -> Result<Option<Attachment>, RealizeError> {
+    if f.size.is_some_and(|s| s > max) {
+        return Ok(None);
+    }
+    let bytes = match client::fetch_file(bot, &f.file_id, max).await {
+        Ok(b) => b,
+        Err(FetchError::Refused(reason)) => {
+            tracing::info!(file = %f.name, %reason, "telegram: file not fetched");
+            return Ok(None);
+        }
+        Err(FetchError::Transient(e)) => return Err(RealizeError::Fetch(e)),
+    };
+    let size = bytes.len() as u64;
+    let media = host.put_media(Bytes::from(bytes), &f.mime, &f.name).await?;
+    Ok(Some(Attachment { media, name: f.name.clone(), mime: f.mime.clone(), size }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn options() -> ParseOptions {
+        ParseOptions { account: "42".into(), groups: true, group_sender_prefix: true }
+    }
+
+    fn fixtures() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/telegram")
+    }
+
+    fn fixture(name: &str) -> Option<Vec<u8>> {
+        std::fs::read(fixtures().join(name)).ok()
+    }
+
+    /// A bare message fixture wrapped into an update.
+    fn as_update(message: &[u8], id: u32) -> Vec<u8> {
+        let m: serde_json::Value = serde_json::from_slice(message).unwrap();
+        serde_json::to_vec(&serde_json::json!({"update_id": id, "message": m})).unwrap()
+    }
+
+    #[test]
+    fn private_text() {
+        let Some(body) = fixture("update_text.json") else { return };
+        let p = parse_update_json(&body, &options()).unwrap().unwrap();
+        assert_eq!(p.conversation, ConversationKey { account: "42".into(), chat: "218485655".into() });
+        assert_eq!(p.sender.id, "218485655");
+        assert_eq!(p.sender.display_name.as_deref(), Some("Waffle"));
+        assert_eq!(p.dedup_key, "msg:218485655:6557");
+        assert_eq!(p.timestamp_ms, 1569518342000);
+        match p.kind {
+            ParsedKind::Message { remote_id, text, html, file, reply_to } => {
+                assert_eq!((remote_id.as_str(), text.as_str()), ("6557", "hello there"));
+                assert!(html.is_none() && file.is_none() && reply_to.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn group_photo_with_prefix() {
+        let Some(body) = fixture("update_photo.json") else { return };
+        let p = parse_update_json(&body, &options()).unwrap().unwrap();
+        assert_eq!(p.conversation.chat, "-1003986727769");
+        let ParsedKind::Message { text, file, .. } = p.kind else { panic!() };
+        assert_eq!(text, "Mark: OK - some mages");
+        let f = file.unwrap();
+        assert_eq!(f.mime, "image/jpeg");
+        assert_eq!(f.size, Some(151590), "the largest size is chosen");
+        let no_groups = ParseOptions { groups: false, ..options() };
+        assert!(parse_update_json(&body, &no_groups).unwrap().is_none());
+    }
+
+    #[test]
+    fn voice_sticker_and_edit() {
+        if let Some(body) = fixture("update_voice.json") {
+            let p = parse_update_json(&body, &options()).unwrap().unwrap();
+            let ParsedKind::Message { file, .. } = p.kind else { panic!() };
+            let f = file.unwrap();
+            assert_eq!((f.mime.as_str(), f.size), ("audio/ogg", Some(94966)));
+        }
+        if let Some(body) = fixture("message_sticker.json") {
+            let p = parse_update_json(&as_update(&body, 1), &options()).unwrap().unwrap();
+            assert_eq!(p.sender.display_name.as_deref(), Some("Андрей Власов"));
+            let ParsedKind::Message { file, .. } = p.kind else { panic!() };
+            // An animated sticker: its thumbnail is the image.
+            assert_eq!(file.unwrap().mime, "image/webp");
+        }
+        if let Some(body) = fixture("update_edited.json") {
+            let p = parse_update_json(&body, &options()).unwrap().unwrap();
+            assert_eq!(p.dedup_key, "edit:714862471:121:1709661075");
+            assert!(matches!(p.kind, ParsedKind::Edit { ref remote_id, ref text, .. } if remote_id == "121" && text == "/start"));
+        }
+    }
+
+    #[test]
+    fn locations_and_contacts_become_text() {
+        let update = serde_json::json!({"update_id": 5, "message": {
+            "message_id": 7, "date": 1700000000,
+            "from": {"id": 9, "is_bot": false, "first_name": "Ann", "username": "ann"},
+            "chat": {"id": 9, "type": "private", "first_name": "Ann"},
+            "location": {"latitude": 59.9139, "longitude": 10.7522}}});
+        let p = parse_update_json(&serde_json::to_vec(&update).unwrap(), &options()).unwrap().unwrap();
+        let ParsedKind::Message { text, .. } = p.kind else { panic!() };
+        assert!(text.contains("geo:59.913900,10.752200") && text.contains("openstreetmap"), "{text}");
+        let update = serde_json::json!({"update_id": 6, "message": {
+            "message_id": 8, "date": 1700000000,
+            "from": {"id": 9, "is_bot": false, "first_name": "", "username": "ann"},
+            "chat": {"id": 9, "type": "private", "first_name": "Ann"},
+            "contact": {"phone_number": "+4712345678", "first_name": "Bo", "last_name": "Ek"}}});
+        let p = parse_update_json(&serde_json::to_vec(&update).unwrap(), &options()).unwrap().unwrap();
+        assert_eq!(p.sender.display_name.as_deref(), Some("@ann"), "falls back to the username");
+        let ParsedKind::Message { text, .. } = p.kind else { panic!() };
+        assert_eq!(text, "👤 Contact: Bo Ek, +4712345678");
+    }
+
+    #[test]
+    fn every_fixture_parses_or_is_skipped_without_panic() {
+        let Ok(dir) = std::fs::read_dir(fixtures()) else { return };
+        for entry in dir.flatten() {
+            let Ok(body) = std::fs::read(entry.path()) else { continue };
+            let _ = parse_update_json(&body, &options());
+            let _ = parse_update_json(&as_update_or_same(&body), &options());
+        }
+    }
+
+    fn as_update_or_same(body: &[u8]) -> Vec<u8> {
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(v) if v.get("message_id").is_some() => serde_json::to_vec(&serde_json::json!({"update_id": 1, "message": v})).unwrap(),
+            _ => body.to_vec(),
+        }
+    }
+
+    #[test]
+    fn file_names_are_made_safe() {
+        assert_eq!(safe_file_name("../../etc/passwd"), "passwd");
+        assert_eq!(safe_file_name("invoice\u{202E}fdp.exe"), "invoicefdp.exe");
+        assert_eq!(safe_file_name(".hidden"), "hidden");
+        assert_eq!(safe_file_name("  "), "file");
+        assert_eq!(safe_file_name(&"x".repeat(300)).len(), 200);
+    }
+
+    #[test]
+    fn truncated_and_mutated_input_never_panics() {
+        let Some(body) = fixture("update_photo.json") else { return };
+        for cut in 0..body.len() {
+            let _ = parse_update_json(&body[..cut], &options());
+        }
+        let mut bytes = body.clone();
+        for i in 0..bytes.len() {
+            let saved = bytes[i];
+            bytes[i] = bytes[i].wrapping_add(1);
+            let _ = parse_update_json(&bytes, &options());
+            bytes[i] = saved;
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Switchboard's Telegram channel: customers write to the company's bot, operators answer from
+//! Matrix, the customer sees the bot reply.
+//!
+//! Conversations: a private chat with the bot is a conversation (account = the bot's id,
+//! chat = the chat id, which for a private chat is the user's id). A group the bot is a member
+//! of is one conversation too (`groups: true`, the default), its members' messages prefixed with
+//! their names.
+//!
+//! Everything goes through teloxide's Bot API client pointed at `api_url`; that base URL is the
+//! only difference between production and the test suite's fake Bot API.
+//!
+//! Map of the crate, in the order an update travels:
+//!
+//! * [`config`] — the `channels.telegram` section.
+//! * `poll` — long polling; the offset is stored only after the updates are (default mode).
+//! * `webhook` — webhook mode: secret header first, store, then 200.
+//! * [`inbound`] — an update → what it means ([`inbound::parse_update`], pure, fuzzed) → the
+//!   core's `Inbound` with its file fetched ([`inbound::realize`]).
+//! * [`format`] — Telegram entities → HTML, core HTML → Telegram HTML.
+//! * `profile` — profile photos for ghosts' avatars.
+//! * `outbound` — `Channel::send`: messages, files, edits, deletions, idempotency.
+//! * `client` — the teloxide `Bot` and what its errors mean (retryable or permanent).
+
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use axum::Router;
+use switchboard_channel::{
+    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound, SendError,
+};
+use teloxide::types::Update;
+use teloxide::Bot;
+
+mod client;
+pub mod config;
+pub mod format;
+pub mod inbound;
+mod outbound;
+mod poll;
+mod profile;
+mod webhook;
+
+pub use config::{Mode, TelegramConfig};
+
+/// What the running channel shares between polling, the webhook and `send`.
+pub(crate) struct Shared {
+    pub config: TelegramConfig,
+    pub bot: Bot,
+    pub host: Arc<dyn Host>,
+    pub options: inbound::ParseOptions,
+    pub out: outbound::Outgoing,
+}
+
+/// Store one update in the core's inbox (fetching its file first). `Ok` means it is durably
+/// stored or needs nothing; only then may the update be acknowledged to Telegram.
+pub(crate) async fn handle_update(shared: &Shared, update: &Update) -> Result<(), inbound::RealizeError> {
+    let Some(parsed) = inbound::parse_update(update, &shared.options) else {
+        tracing::debug!(update_id = update.id.0, "telegram: update not bridged");
+        return Ok(());
+    };
+    let avatar = profile::avatar(shared, parsed.user_id).await;
+    let inbound = inbound::realize(parsed, &shared.bot, &shared.host, shared.config.max_download_size, avatar).await?;
+    let fresh = shared.host.receive(inbound).await?;
+    tracing::debug!(update_id = update.id.0, fresh, "telegram: update stored");
+    Ok(())
+}
+
+/// The Telegram channel.
+pub struct Telegram {
+    config: TelegramConfig,
+    shared: OnceLock<Arc<Shared>>,
+}
+
+impl Telegram {
+    pub fn new(config: TelegramConfig) -> Self {
+        Self { config, shared: OnceLock::new() }
+    }
+
+    pub fn config(&self) -> &TelegramConfig {
+        &self.config
+    }
+}
+
+#[async_trait]
+impl Channel for Telegram {
+    fn name(&self) -> &'static str {
+        "telegram"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            formatting: Formatting::Html,
+            max_file_size: Some(self.config.max_file_size),
+            max_text_length: Some(config::MAX_TEXT_CHARS),
+            edits: true,
+            deletes: true,
+            replies: true,
+            reactions: false,
+            read_receipts: false,
+            typing: true,
+            reply_window: None,
+        }
+    }
+
+    async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<Router>, ChannelError> {
+        if !self.config.enabled {
+            tracing::info!("telegram: disabled in the configuration");
+            return Ok(None);
+        }
+        self.config.validate().map_err(|e| ChannelError::Config(e.to_string()))?;
+        let account = self.config.bot_id().unwrap_or_default().to_owned();
+        let bot = client::bot(&self.config).map_err(ChannelError::Config)?;
+        let options = inbound::ParseOptions {
+            account: account.clone(),
+            groups: self.config.groups,
+            group_sender_prefix: self.config.group_sender_prefix,
+        };
+        let out = outbound::Outgoing { bot: bot.clone(), host: Arc::clone(&host), account: account.clone() };
+        let shared = Arc::new(Shared { config: self.config.clone(), bot, host, options, out });
+        self.shared
+            .set(Arc::clone(&shared))
+            .map_err(|_| ChannelError::Other("the telegram channel was started twice".into()))?;
+        tracing::info!(account, mode = ?self.config.mode, api = %self.config.api_url, "telegram: starting");
+        match self.config.mode {
+            Mode::Polling => {
+                tokio::spawn(poll::run(shared));
+                Ok(None)
+            }
+            Mode::Webhook => {
+                if self.config.register_webhook {
+                    tokio::spawn(webhook::register(Arc::clone(&shared)));
+                }
+                Ok(Some(webhook::router(shared)))
+            }
+        }
+    }
+
+    async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
+        match self.shared.get() {
+            Some(shared) => outbound::send(&shared.out, outbound).await,
+            None if !self.config.enabled => Err(SendError::Permanent { reason: "the Telegram channel is disabled".into() }),
+            None => Err(SendError::Retryable { reason: "the Telegram channel has not started yet".into(), retry_after: None }),
+        }
+    }
+
+    async fn typing(&self, conversation: &ConversationKey, active: bool) {
+        if let Some(shared) = self.shared.get() {
+            outbound::typing(&shared.out, conversation, active).await;
+        }
+    }
+}
