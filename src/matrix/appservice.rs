@@ -1,22 +1,29 @@
 //! The appservice API the homeserver pushes to.
 //!
 //! `PUT /_matrix/app/v1/transactions/{txnId}`: refuses a missing (401) or wrong (403) hs_token,
-//! drops events sent by the bridge's own namespace (the homeserver echoes ghosts' events back),
-//! and stores the rest together with the transaction id in one database transaction before
+//! drops events sent by the bridge's own namespace (the homeserver echoes ghosts' events back)
+//! and events without a well-formed event id, room id or sender, and stores the rest together with the transaction id in one database transaction before
 //! answering 200. A replayed transaction id is answered 200 without storing anything again. A
 //! store failure is answered 500, so the homeserver retries the transaction later: nothing is
 //! acknowledged that is not stored.
 //!
 //! Ephemeral events (typing, receipts) are not stored: they are relayed best-effort at once.
+//!
+//! The body is read only after the token is checked, and at most [`MAX_TRANSACTION_BYTES`] of
+//! it: a homeserver may push 100 events of up to 64 KiB each (plus their `unsigned` data), which
+//! is far over axum's default 2 MiB limit, and a transaction refused for its size would be
+//! retried forever. What the body means is decided by [`parse_transaction`], a pure function
+//! (fuzzed in `fuzz/`).
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -65,6 +72,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Largest transaction body read. Synapse sends at most 100 events (each up to 64 KiB, plus
+/// `unsigned` data such as `prev_content` or `redacted_because`) and 100 ephemeral events.
+pub const MAX_TRANSACTION_BYTES: usize = 64 * 1024 * 1024;
+
 #[derive(Deserialize)]
 struct Transaction {
     #[serde(default)]
@@ -75,35 +86,118 @@ struct Transaction {
     ephemeral_unstable: Vec<Value>,
 }
 
+/// One event of a transaction that names its event, room and sender.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransactionEvent {
+    pub event_id: String,
+    pub room_id: String,
+    pub sender: String,
+    /// The whole event as JSON, as it is stored for the worker.
+    pub raw: String,
+}
+
+/// A transaction body, reduced to what the bridge keeps.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ParsedTransaction {
+    /// Events with an `event_id`, `room_id` and `sender` (strings), in order. Events of the
+    /// bridge's own users are still here: the caller knows its namespace.
+    pub events: Vec<TransactionEvent>,
+    /// Events dropped for lacking one of those three fields, having one that is not a Matrix
+    /// identifier (see [`is_identifier`]), or not being objects at all.
+    pub skipped: usize,
+    /// Ephemeral events (stable `ephemeral` first, then MSC2409's unstable field), unchecked.
+    pub ephemeral: Vec<Value>,
+}
+
+/// Why a transaction body was refused (`400 M_NOT_JSON`).
+#[derive(Debug, thiserror::Error)]
+pub enum TransactionError {
+    #[error("bad transaction body: {0}")]
+    NotJson(#[from] serde_json::Error),
+}
+
+/// Could this be a Matrix identifier with this sigil (`$` event, `!` room, `@` user)? The spec
+/// caps identifiers at 255 bytes, and none contains a control character. Anything else cannot
+/// come from a working homeserver and is not let near the store or the worker: a NUL is refused
+/// by PostgreSQL (the whole transaction would fail, and be retried forever), and a 20 KB room
+/// id makes every request about that room fail as "unreachable", which the worker retries
+/// forever — holding up every event behind it.
+pub fn is_identifier(id: &str, sigil: char) -> bool {
+    id.len() <= 255 && id.len() > sigil.len_utf8() && id.starts_with(sigil) && !id.chars().any(char::is_control)
+}
+
+/// Parse a `PUT /transactions/{txnId}` body. Fails only when the body as a whole is not a JSON
+/// object whose `events` and `ephemeral` fields (when present) are arrays; a single malformed
+/// event is skipped, never a reason to refuse the rest (the homeserver would retry forever).
+pub fn parse_transaction(body: &[u8]) -> Result<ParsedTransaction, TransactionError> {
+    let txn: Transaction = serde_json::from_slice(body)?;
+    let mut parsed = ParsedTransaction { events: Vec::with_capacity(txn.events.len()), ..Default::default() };
+    for event in &txn.events {
+        let (Some(event_id), Some(room_id), Some(sender)) = (
+            event.get("event_id").and_then(Value::as_str).filter(|id| is_identifier(id, '$')),
+            event.get("room_id").and_then(Value::as_str).filter(|id| is_identifier(id, '!')),
+            event.get("sender").and_then(Value::as_str).filter(|id| is_identifier(id, '@')),
+        ) else {
+            parsed.skipped += 1;
+            continue;
+        };
+        parsed.events.push(TransactionEvent {
+            event_id: event_id.to_string(),
+            room_id: room_id.to_string(),
+            sender: sender.to_string(),
+            raw: event.to_string(),
+        });
+    }
+    parsed.ephemeral = txn.ephemeral.into_iter().chain(txn.ephemeral_unstable).collect();
+    Ok(parsed)
+}
+
+/// Read a request body of at most `limit` bytes; `413 M_TOO_LARGE` past it.
+async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, Response> {
+    let mut stream = body.into_data_stream();
+    let mut data = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| error(StatusCode::BAD_REQUEST, "M_UNKNOWN", &format!("could not read the body: {e}")))?;
+        if data.len() + chunk.len() > limit {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "M_TOO_LARGE",
+                &format!("transaction body over {limit} bytes"),
+            ));
+        }
+        data.extend_from_slice(&chunk);
+    }
+    Ok(data)
+}
+
 async fn transaction(
     State(bridge): State<Arc<Bridge>>,
     Path(txn_id): Path<String>,
     Query(query): Query<AuthQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     if let Err(resp) = authorize(&bridge, &headers, &query) {
         return resp;
     }
-    let txn: Transaction = match serde_json::from_slice(&body) {
-        Ok(t) => t,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "M_NOT_JSON", &format!("bad transaction body: {e}")),
+    let body = match read_body(body, MAX_TRANSACTION_BYTES).await {
+        Ok(body) => body,
+        Err(resp) => return resp,
     };
-    let mut rows = Vec::with_capacity(txn.events.len());
-    for event in &txn.events {
-        let (Some(event_id), Some(room_id), Some(sender)) = (
-            event.get("event_id").and_then(Value::as_str),
-            event.get("room_id").and_then(Value::as_str),
-            event.get("sender").and_then(Value::as_str),
-        ) else {
-            tracing::warn!(txn_id, "skipping an event without event_id, room_id or sender");
-            continue;
-        };
-        if bridge.namespace.is_ours(sender) {
-            continue;
-        }
-        rows.push((event_id.to_string(), room_id.to_string(), event.to_string()));
+    let txn = match parse_transaction(&body) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "M_NOT_JSON", &e.to_string()),
+    };
+    drop(body);
+    if txn.skipped > 0 {
+        tracing::warn!(txn_id, skipped = txn.skipped, "skipping events without a valid event_id, room_id or sender");
     }
+    let rows: Vec<(String, String, String)> = txn
+        .events
+        .into_iter()
+        .filter(|e| !bridge.namespace.is_ours(&e.sender))
+        .map(|e| (e.event_id, e.room_id, e.raw))
+        .collect();
     match bridge.store.store_transaction(&txn_id, &rows).await {
         Ok(true) => {
             tracing::debug!(txn_id, events = rows.len(), "transaction stored");
@@ -118,7 +212,7 @@ async fn transaction(
             return error(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", "store unavailable");
         }
     }
-    let ephemeral: Vec<Value> = txn.ephemeral.into_iter().chain(txn.ephemeral_unstable).collect();
+    let ephemeral = txn.ephemeral;
     if !ephemeral.is_empty() {
         let bridge = bridge.clone();
         tokio::spawn(async move { crate::ephemeral::handle(&bridge, ephemeral).await });
@@ -160,4 +254,52 @@ async fn ping(State(bridge): State<Arc<Bridge>>, Query(query): Query<AuthQuery>,
         return resp;
     }
     Json(json!({})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_refused_and_bad_events_are_skipped() {
+        assert!(parse_transaction(b"").is_err());
+        assert!(parse_transaction(b"\xff\xfe{").is_err());
+        assert!(parse_transaction(br#"{"events": {}}"#).is_err());
+        assert!(parse_transaction(br#""x""#).is_err());
+        // serde reads a struct from an array too: harmless, and what the handler always did.
+        assert_eq!(parse_transaction(br#"[]"#).unwrap(), ParsedTransaction::default());
+        let empty = parse_transaction(b"{}").unwrap();
+        assert_eq!(empty, ParsedTransaction::default());
+
+        let body = json!({
+            "events": [
+                1, "x", null, [], {},
+                {"event_id": 5, "room_id": "!r", "sender": "@a:x"},
+                {"event_id": "$e", "room_id": "!r"},
+                {"event_id": "$nul\u{0}", "room_id": "!r", "sender": "@a:x"},
+                {"event_id": "$e", "room_id": format!("!{}", "r".repeat(255)), "sender": "@a:x"},
+                {"event_id": "e", "room_id": "!r", "sender": "@a:x"},
+                {"event_id": "$e", "room_id": "!r", "sender": "@"},
+                {"type": "m.room.message", "event_id": "$ok", "room_id": "!r", "sender": "@a:x", "content": {"body": "hi"}},
+            ],
+            "ephemeral": [{"type": "m.typing"}],
+            "de.sorunome.msc2409.ephemeral": [{"type": "m.receipt"}],
+            "unknown": {"deep": [1, 2, 3]},
+        });
+        let parsed = parse_transaction(body.to_string().as_bytes()).unwrap();
+        assert_eq!(parsed.skipped, 11);
+        assert_eq!(parsed.events.len(), 1);
+        let e = &parsed.events[0];
+        assert_eq!((e.event_id.as_str(), e.room_id.as_str(), e.sender.as_str()), ("$ok", "!r", "@a:x"));
+        let raw: Value = serde_json::from_str(&e.raw).unwrap();
+        assert_eq!(raw["content"]["body"], "hi");
+        assert_eq!(parsed.ephemeral.len(), 2);
+        assert_eq!(parsed.ephemeral[0]["type"], "m.typing");
+    }
+
+    #[test]
+    fn nesting_past_the_recursion_limit_is_an_error_not_a_crash() {
+        let deep = format!("{{\"events\": [{}{}]}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse_transaction(deep.as_bytes()).is_err());
+    }
 }

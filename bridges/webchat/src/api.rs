@@ -5,7 +5,8 @@
 //! Handlers are thin: parse and validate the request (every failure is an [`ApiError`] with a
 //! JSON body), apply the rate limit where posting, and hand the work to [`crate::inbound`].
 //! Request bodies are read by [`JsonBody`], which turns malformed JSON into a readable 400
-//! instead of axum's plain-text rejection.
+//! instead of axum's plain-text rejection; decoding and validating them is [`crate::parse`]
+//! (pure functions, fuzzed).
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, Path, Query, Request, State};
@@ -21,7 +22,7 @@ use crate::auth::{bearer, Authed};
 use crate::config::MAX_TEXT_CHARS;
 use crate::error::ApiError;
 use crate::inbound::{self, Accepted, NewMessage};
-use crate::sanitize;
+use crate::parse::{decode_json, EditMessage, MessageInput, PostMessage, ReadRequest, SessionRequest, TypingRequest};
 use crate::state::AppState;
 use crate::store::Visitor;
 use crate::transcript;
@@ -43,10 +44,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 ApiError::bad_request("invalid_body", rejection.body_text())
             }
         })?;
-        let raw: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
-        serde_json::from_slice(raw)
-            .map(JsonBody)
-            .map_err(|e| ApiError::bad_request("invalid_json", format!("The request body is not valid: {e}.")))
+        decode_json(&bytes).map(JsonBody)
     }
 }
 
@@ -58,14 +56,6 @@ pub async fn config(State(state): State<AppState>) -> Json<Value> {
         "max_upload_bytes": state.config.max_upload_bytes,
         "max_text_length": MAX_TEXT_CHARS,
     }))
-}
-
-#[derive(Deserialize)]
-pub struct SessionRequest {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    email: Option<String>,
 }
 
 fn session_body(token: &str, visitor: &Visitor) -> Json<Value> {
@@ -84,14 +74,7 @@ pub async fn session(
     headers: axum::http::HeaderMap,
     JsonBody(body): JsonBody<SessionRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let name = body.name.as_deref().and_then(sanitize::display_name);
-    let email = body.email.as_deref().map(str::trim).filter(|e| !e.is_empty());
-    if let Some(email) = email {
-        if !sanitize::is_plausible_email(email) {
-            return Err(ApiError::unprocessable("invalid_email", "That e-mail address does not look right."));
-        }
-    }
-    let email = email.map(str::to_owned);
+    let crate::parse::SessionInput { name, email } = body.validate()?;
 
     if let Some(token) = bearer(&headers) {
         if let Some(mut visitor) = state.store.visitor_by_token(&token).await? {
@@ -109,42 +92,20 @@ pub async fn session(
     Ok(session_body(&token, &visitor))
 }
 
-#[derive(Deserialize)]
-pub struct PostMessage {
-    client_id: String,
-    #[serde(default)]
-    text: String,
-    #[serde(default)]
-    reply_to: Option<String>,
-}
-
-/// Validate a client id from a request (400 otherwise).
-pub fn check_client_id(client_id: &str) -> Result<(), ApiError> {
-    if sanitize::is_valid_client_id(client_id) {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request("invalid_client_id", "client_id must be 1–64 characters of A–Z, a–z, 0–9, _ and -."))
-    }
-}
-
 /// `POST /api/v1/messages`: the visitor sends a text message. Idempotent by `client_id`.
 pub async fn post_message(
     State(state): State<AppState>,
     Authed { visitor, .. }: Authed,
     JsonBody(body): JsonBody<PostMessage>,
 ) -> Result<Json<Accepted>, ApiError> {
-    check_client_id(&body.client_id)?;
-    let text = inbound::check_text(&body.text)?;
-    if text.trim().is_empty() {
-        return Err(ApiError::bad_request("empty_message", "The message is empty."));
-    }
+    let MessageInput { client_id, text, reply_to } = body.validate()?;
     // A retry of a message we already have is answered without counting against the limit.
-    if let Some(accepted) = inbound::already_accepted(&state, &visitor, &body.client_id).await? {
+    if let Some(accepted) = inbound::already_accepted(&state, &visitor, &client_id).await? {
         return Ok(Json(accepted));
     }
     state.limiter.check(&visitor.id)?;
-    inbound::check_reply_target(&state, &visitor, body.reply_to.as_deref()).await?;
-    let message = NewMessage { client_id: body.client_id, text, files: Vec::new(), reply_to: body.reply_to };
+    inbound::check_reply_target(&state, &visitor, reply_to.as_deref()).await?;
+    let message = NewMessage { client_id, text, files: Vec::new(), reply_to };
     inbound::accept_message(&state, &visitor, message).await.map(Json)
 }
 
@@ -175,11 +136,6 @@ pub async fn history(
     Ok(Json(json!({ "events": events, "last_seq": last_seq, "more": more })))
 }
 
-#[derive(Deserialize)]
-pub struct EditMessage {
-    text: String,
-}
-
 /// `PATCH /api/v1/messages/{id}`: the visitor changes the text of their own message.
 pub async fn edit_message(
     State(state): State<AppState>,
@@ -187,10 +143,7 @@ pub async fn edit_message(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<EditMessage>,
 ) -> Result<Json<Accepted>, ApiError> {
-    let text = inbound::check_text(&body.text)?;
-    if text.trim().is_empty() {
-        return Err(ApiError::bad_request("empty_message", "The new text is empty; delete the message instead."));
-    }
+    let text = body.validate()?;
     state.limiter.check(&visitor.id)?;
     inbound::edit_message(&state, &visitor, &id, text).await.map(Json)
 }
@@ -205,11 +158,6 @@ pub async fn delete_message(
     inbound::delete_message(&state, &visitor, &id).await.map(Json)
 }
 
-#[derive(Deserialize)]
-pub struct TypingRequest {
-    active: bool,
-}
-
 /// `POST /api/v1/typing`: the visitor started or stopped typing (best effort, 204).
 pub async fn typing(
     State(state): State<AppState>,
@@ -219,11 +167,6 @@ pub async fn typing(
     let conversation = state.conversation(&visitor.id);
     state.host().typing(&conversation, &visitor.profile(), body.active).await;
     StatusCode::NO_CONTENT
-}
-
-#[derive(Deserialize)]
-pub struct ReadRequest {
-    up_to: String,
 }
 
 /// `POST /api/v1/read`: the visitor has seen the agents' messages up to `up_to` (204).

@@ -14,14 +14,14 @@
 
 use axum::body::Body;
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{FromRequest, Multipart, Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Json;
 use bytes::{Bytes, BytesMut};
 use switchboard_channel::{Attachment, HostError};
 
-use crate::api::check_client_id;
+use crate::parse::check_client_id;
 use crate::auth::{Authed, VisitorFromQuery};
 use crate::error::ApiError;
 use crate::inbound::{self, Accepted, NewMessage};
@@ -90,21 +90,24 @@ async fn read_text(field: Field<'_>) -> Result<String, ApiError> {
     String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::bad_request("invalid_multipart", format!("The {name} field is not UTF-8 text.")))
 }
 
-struct Upload {
-    data: Bytes,
-    name: String,
-    mime: String,
+/// An upload form, read and checked: one non-empty file (name sanitised with
+/// [`sanitize::file_name`], mime type decided by [`sanitize::mime_type`]), a valid client id
+/// when one was sent, the caption cleaned and within the text limit. `reply_to` is checked
+/// against the store by the handler.
+#[derive(Debug)]
+pub struct UploadForm {
+    pub data: Bytes,
+    pub name: String,
+    pub mime: String,
+    pub client_id: Option<String>,
+    pub caption: String,
+    pub reply_to: Option<String>,
 }
 
-/// `POST /api/v1/files` (multipart: `file`, optional `client_id`, `caption`, `reply_to`).
-pub async fn upload(
-    State(state): State<AppState>,
-    Authed { visitor, .. }: Authed,
-    multipart: Result<Multipart, MultipartRejection>,
-) -> Result<Json<Accepted>, ApiError> {
-    let limit = state.config.max_upload_bytes;
-    let mut multipart = multipart.map_err(|e| ApiError::bad_request("invalid_multipart", e.body_text()))?;
-    let mut upload: Option<Upload> = None;
+/// Read the parts of an upload (`file`, `client_id`, `caption`, `reply_to`; others skipped),
+/// refusing a file over `limit` as soon as it passes it.
+async fn read_form(mut multipart: Multipart, limit: u64) -> Result<UploadForm, ApiError> {
+    let mut upload: Option<(Bytes, String, String)> = None;
     let (mut client_id, mut caption, mut reply_to) = (None, String::new(), None);
     while let Some(field) = multipart.next_field().await.map_err(|e| multipart_error(e, limit))? {
         match field.name().unwrap_or("") {
@@ -115,7 +118,7 @@ pub async fn upload(
                 let name = sanitize::file_name(field.file_name().unwrap_or(""));
                 let mime = sanitize::mime_type(field.content_type(), &name);
                 let data = read_limited(field, limit).await?;
-                upload = Some(Upload { data, name, mime });
+                upload = Some((data, name, mime));
             }
             "client_id" => client_id = Some(read_text(field).await?.trim().to_owned()),
             "caption" => caption = inbound::check_text(&read_text(field).await?)?,
@@ -123,15 +126,43 @@ pub async fn upload(
             _ => {} // unknown parts are skipped
         }
     }
-    let Some(upload) = upload else {
+    let Some((data, name, mime)) = upload else {
         return Err(ApiError::bad_request("missing_file", "The request has no part named \"file\"."));
     };
-    if upload.data.is_empty() {
+    if data.is_empty() {
         return Err(ApiError::bad_request("empty_file", "The file is empty."));
     }
+    if let Some(id) = &client_id {
+        check_client_id(id)?;
+    }
+    Ok(UploadForm { data, name, mime, client_id, caption, reply_to })
+}
+
+/// Parse an upload body as the server does, without a server: `content_type` is the request's
+/// `Content-Type` header (with the multipart boundary), `limit` the largest file accepted.
+pub async fn parse_upload(content_type: &str, body: Bytes, limit: u64) -> Result<UploadForm, ApiError> {
+    let request = axum::http::Request::builder()
+        .method(axum::http::Method::POST)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(body))
+        .map_err(|e| ApiError::bad_request("invalid_multipart", e.to_string()))?;
+    let multipart = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| ApiError::bad_request("invalid_multipart", e.body_text()))?;
+    read_form(multipart, limit).await
+}
+
+/// `POST /api/v1/files` (multipart: `file`, optional `client_id`, `caption`, `reply_to`).
+pub async fn upload(
+    State(state): State<AppState>,
+    Authed { visitor, .. }: Authed,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Json<Accepted>, ApiError> {
+    let limit = state.config.max_upload_bytes;
+    let multipart = multipart.map_err(|e| ApiError::bad_request("invalid_multipart", e.body_text()))?;
+    let UploadForm { data, name, mime, client_id, caption, reply_to } = read_form(multipart, limit).await?;
     let client_id = match client_id {
         Some(id) => {
-            check_client_id(&id)?;
             if let Some(accepted) = inbound::already_accepted(&state, &visitor, &id).await? {
                 return Ok(Json(accepted));
             }
@@ -142,13 +173,13 @@ pub async fn upload(
     state.limiter.check(&visitor.id)?;
     inbound::check_reply_target(&state, &visitor, reply_to.as_deref()).await?;
 
-    let size = upload.data.len() as u64;
-    let media = state.host().put_media(upload.data, &upload.mime, &upload.name).await?;
+    let size = data.len() as u64;
+    let media = state.host().put_media(data, &mime, &name).await?;
     let file_id = random_hex::<16>();
-    let record = FileRecord { media: media.clone(), name: upload.name.clone(), mime: upload.mime.clone(), size };
+    let record = FileRecord { media: media.clone(), name: name.clone(), mime: mime.clone(), size };
     state.store.put_file(&visitor.id, &file_id, &record).await?;
-    let entry = FileEntry { file_id, name: upload.name.clone(), mime: upload.mime.clone(), size };
-    let attachment = Attachment { media, name: upload.name, mime: upload.mime, size };
+    let entry = FileEntry { file_id, name: name.clone(), mime: mime.clone(), size };
+    let attachment = Attachment { media, name, mime, size };
     let message = NewMessage { client_id, text: caption, files: vec![(entry, attachment)], reply_to };
     inbound::accept_message(&state, &visitor, message).await.map(Json)
 }

@@ -18,7 +18,9 @@
 //! * `events` — the Server-Sent Events stream (replay from the transcript, then live).
 //! * `transcript`, `store`, `hub` — the durable transcript and records (through the `Host`),
 //!   and the in-memory live fan-out.
-//! * `sanitize`, `ratelimit`, `error` — input clean-up, per-visitor limits, JSON errors.
+//! * [`parse`], [`sanitize`], `ratelimit`, `error` — request bodies decoded and checked, input
+//!   clean-up (both pure and public, for the fuzz targets in `fuzz/`), per-visitor limits, JSON
+//!   errors ([`ApiError`]).
 //!
 //! The wire format is documented for third-party widgets in `docs/webchat.md`.
 
@@ -44,14 +46,16 @@ mod files;
 mod hub;
 mod inbound;
 mod outbound;
+pub mod parse;
 mod ratelimit;
-mod sanitize;
+pub mod sanitize;
 mod state;
 mod store;
 mod transcript;
 mod widget;
 
 pub use config::WebchatConfig;
+pub use error::ApiError;
 
 use crate::config::MAX_TEXT_CHARS;
 use crate::state::{AppState, Shared};

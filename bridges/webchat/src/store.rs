@@ -76,6 +76,12 @@ pub struct FileRecord {
 /// Longest remote id we look up (ours are under 100 bytes).
 const MAX_REMOTE_ID_LEN: usize = 200;
 
+/// Could this be one of our message ids? See [`Store::message`].
+fn is_remote_id_shaped(id: &str) -> bool {
+    (1..=MAX_REMOTE_ID_LEN).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// `n` random bytes as lowercase hex, from the thread's cryptographic RNG.
 pub fn random_hex<const N: usize>() -> String {
     hex::encode(rand::random::<[u8; N]>())
@@ -170,9 +176,11 @@ impl Store {
         self.put_json(&format!("visitor:{}", sha256_hex(token)), visitor).await
     }
 
-    /// A message by remote id. Ids are ours and short; anything longer is not one of them.
+    /// A message by remote id. Ids are ours (`v.<visitor>.<client id>`, `a.<hex>`): short and
+    /// of `[A-Za-z0-9._-]`; anything else is not one of them and is not looked up (a NUL in a
+    /// query is an error on PostgreSQL, which would turn a bad `reply_to` into a 503).
     pub async fn message(&self, remote_id: &str) -> Result<Option<MessageRecord>, HostError> {
-        if remote_id.is_empty() || remote_id.len() > MAX_REMOTE_ID_LEN {
+        if !is_remote_id_shaped(remote_id) {
             return Ok(None);
         }
         self.get_json(&format!("msg:{remote_id}")).await
@@ -210,6 +218,16 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_ids() {
+        assert!(is_remote_id_shaped("v.9a23bacfc8a88c6a.k3J9x0Q2"));
+        assert!(is_remote_id_shaped("a.0fc4615c7f22428fd2598999"));
+        assert!(!is_remote_id_shaped(""));
+        assert!(!is_remote_id_shaped("v.\u{0}"));
+        assert!(!is_remote_id_shaped("../x"));
+        assert!(!is_remote_id_shaped(&"a".repeat(MAX_REMOTE_ID_LEN + 1)));
+    }
 
     #[test]
     fn tokens() {

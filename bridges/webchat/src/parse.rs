@@ -1,0 +1,172 @@
+//! Request bodies of the JSON API, decoded and validated without a server.
+//!
+//! Each function here is exactly what a handler in [`crate::api`] does with a body before it
+//! touches the store or the rate limiter, so a body refused here is refused by the server with
+//! the same [`ApiError`] (status, machine code, message). They are public so that the fuzz
+//! targets in `fuzz/` exercise the server's own code: [`session_body`], [`message_body`],
+//! [`edit_body`], [`typing_body`], [`read_body`], the upload form ([`parse_upload`]) and, in
+//! [`crate::sanitize`], file names, names, e-mail addresses and agent HTML.
+//!
+//! Unknown fields are ignored (a newer widget may send more); a field of the wrong type, bytes
+//! that are not UTF-8 JSON, and nesting past serde_json's recursion limit are `400 invalid_json`.
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::inbound::check_text;
+use crate::sanitize;
+
+pub use crate::files::{parse_upload, UploadForm};
+
+/// Decode a JSON request body; an empty (or all-whitespace) body counts as `{}`.
+pub fn decode_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    let raw: &[u8] = if raw.iter().all(u8::is_ascii_whitespace) { b"{}" } else { raw };
+    serde_json::from_slice(raw)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("The request body is not valid: {e}.")))
+}
+
+/// Validate a client id from a request (400 otherwise).
+pub fn check_client_id(client_id: &str) -> Result<(), ApiError> {
+    if sanitize::is_valid_client_id(client_id) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("invalid_client_id", "client_id must be 1–64 characters of A–Z, a–z, 0–9, _ and -."))
+    }
+}
+
+/// `POST /session` as sent.
+#[derive(Deserialize)]
+pub struct SessionRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// `POST /session`, checked: the name cleaned ([`sanitize::display_name`]), the e-mail trimmed
+/// and plausible. `None` for what was absent or empty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionInput {
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+impl SessionRequest {
+    pub fn validate(self) -> Result<SessionInput, ApiError> {
+        let name = self.name.as_deref().and_then(sanitize::display_name);
+        let email = self.email.as_deref().map(str::trim).filter(|e| !e.is_empty());
+        if let Some(email) = email {
+            if !sanitize::is_plausible_email(email) {
+                return Err(ApiError::unprocessable("invalid_email", "That e-mail address does not look right."));
+            }
+        }
+        Ok(SessionInput { name, email: email.map(str::to_owned) })
+    }
+}
+
+/// Decode and check a `POST /session` body.
+pub fn session_body(raw: &[u8]) -> Result<SessionInput, ApiError> {
+    decode_json::<SessionRequest>(raw)?.validate()
+}
+
+/// `POST /messages` as sent.
+#[derive(Deserialize)]
+pub struct PostMessage {
+    pub client_id: String,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub reply_to: Option<String>,
+}
+
+/// `POST /messages`, checked: a valid client id, the text cleaned ([`sanitize::visitor_text`]),
+/// within the limit and not blank. `reply_to` is checked against the store by the handler.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageInput {
+    pub client_id: String,
+    pub text: String,
+    pub reply_to: Option<String>,
+}
+
+impl PostMessage {
+    pub fn validate(self) -> Result<MessageInput, ApiError> {
+        check_client_id(&self.client_id)?;
+        let text = check_text(&self.text)?;
+        if text.trim().is_empty() {
+            return Err(ApiError::bad_request("empty_message", "The message is empty."));
+        }
+        Ok(MessageInput { client_id: self.client_id, text, reply_to: self.reply_to })
+    }
+}
+
+/// Decode and check a `POST /messages` body.
+pub fn message_body(raw: &[u8]) -> Result<MessageInput, ApiError> {
+    decode_json::<PostMessage>(raw)?.validate()
+}
+
+/// `PATCH /messages/{id}` as sent.
+#[derive(Deserialize)]
+pub struct EditMessage {
+    pub text: String,
+}
+
+impl EditMessage {
+    /// The new text, cleaned, within the limit and not blank.
+    pub fn validate(self) -> Result<String, ApiError> {
+        let text = check_text(&self.text)?;
+        if text.trim().is_empty() {
+            return Err(ApiError::bad_request("empty_message", "The new text is empty; delete the message instead."));
+        }
+        Ok(text)
+    }
+}
+
+/// Decode and check a `PATCH /messages/{id}` body: the new text.
+pub fn edit_body(raw: &[u8]) -> Result<String, ApiError> {
+    decode_json::<EditMessage>(raw)?.validate()
+}
+
+/// `POST /typing` as sent.
+#[derive(Deserialize)]
+pub struct TypingRequest {
+    pub active: bool,
+}
+
+/// Decode a `POST /typing` body: whether the visitor is typing.
+pub fn typing_body(raw: &[u8]) -> Result<bool, ApiError> {
+    decode_json::<TypingRequest>(raw).map(|t| t.active)
+}
+
+/// `POST /read` as sent.
+#[derive(Deserialize)]
+pub struct ReadRequest {
+    pub up_to: String,
+}
+
+/// Decode a `POST /read` body: the agent message read up to (looked up by the handler).
+pub fn read_body(raw: &[u8]) -> Result<String, ApiError> {
+    decode_json::<ReadRequest>(raw).map(|r| r.up_to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_checked_like_the_server_does() {
+        assert_eq!(typing_body(b"  ").map_err(|e| e.code()).unwrap_err(), "invalid_json");
+        assert!(typing_body(br#"{"active": true, "extra": [1]}"#).unwrap());
+        assert_eq!(session_body(b"").unwrap(), SessionInput { name: None, email: None });
+        assert_eq!(session_body(br#"{"email": "x"}"#).unwrap_err().code(), "invalid_email");
+        assert_eq!(message_body(br#"{"client_id": "a/b", "text": "x"}"#).unwrap_err().code(), "invalid_client_id");
+        assert_eq!(message_body(br#"{"client_id": "a", "text": " \u0000 "}"#).unwrap_err().code(), "empty_message");
+        assert_eq!(message_body(b"{\"client_id\": \"a\", \"text\": \"\xff\"}").unwrap_err().code(), "invalid_json");
+        let m = message_body(br#"{"client_id": "a", "text": "<script>x</script>\r\n"}"#).unwrap();
+        assert_eq!(m.text, "<script>x</script>\n");
+        assert_eq!(edit_body(br#"{"text": 5}"#).unwrap_err().code(), "invalid_json");
+        assert_eq!(read_body(br#"{"up_to": "a.1"}"#).unwrap(), "a.1");
+        let deep = format!("{}{}", "[".repeat(50_000), "]".repeat(50_000));
+        assert_eq!(read_body(deep.as_bytes()).unwrap_err().code(), "invalid_json");
+    }
+}
