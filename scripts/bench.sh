@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The relay benchmark (bench/relay.rs): the bridge beside a plain Matrix client on the same real
+# Synapse, in one run. Builds the bridge and the harness in release (`cargo bench`), prints a
+# table and writes bench/results/latest.json. Takes about 6–8 minutes on 2 cores, most of it in
+# Synapse; Synapse itself comes from the cached virtualenv (installed on first use).
+#
+#   scripts/bench.sh            full run
+#   scripts/bench.sh --quick    small counts, a smoke run (writes bench/results/quick.json)
+#   scripts/bench.sh --table bench/results/latest.json   print an earlier run's table again
+#
+# Environment (defaults in parentheses; see `Settings` in bench/relay.rs):
+#   SWITCHBOARD_BENCH_LATENCY        messages per path for latency, one in flight (300)
+#   SWITCHBOARD_BENCH_ROUNDS         latency rounds, interleaving the three paths (3)
+#   SWITCHBOARD_BENCH_WARMUP         unmeasured messages per path first (20)
+#   SWITCHBOARD_BENCH_THROUGHPUT     messages per path for throughput (960)
+#   SWITCHBOARD_BENCH_THROUGHPUT_ROUNDS  (2)
+#   SWITCHBOARD_BENCH_CONVERSATIONS  conversations sending in parallel (16)
+#   SWITCHBOARD_BENCH_IDLE           conversations in the store for the idle RSS reading (10000)
+#   SWITCHBOARD_BENCH_PORTALS        portals in the store for the start-time reading (100000)
+#   SWITCHBOARD_BENCH_STARTS         timed starts with those portals; the median counts (3)
+#   SWITCHBOARD_BENCH_OUT            where to write the JSON
+#   SWITCHBOARD_CACHE, CARGO_TARGET_DIR  as for scripts/test.sh
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export SWITCHBOARD_CACHE="${SWITCHBOARD_CACHE:-$HOME/.cache/switchboard}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SWITCHBOARD_CACHE/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+exec cargo bench --bench relay -- "$@"
