@@ -29,5 +29,6 @@ echo "test.sh: cargo test (target dir $CARGO_TARGET_DIR, ${SWITCHBOARD_TEST_THRE
 set +e
 cargo test --no-fail-fast "$@" -- --test-threads="${SWITCHBOARD_TEST_THREADS:-2}"
 status=$?
+[ "${SWITCHBOARD_FUZZ_SECONDS:-15}" = 0 ] || bash scripts/fuzz.sh "${SWITCHBOARD_FUZZ_SECONDS:-15}" || status=1  # every fuzz target briefly (fuzz/README.md); SWITCHBOARD_FUZZ_SECONDS=0 skips
 set -e
 exit "$status"

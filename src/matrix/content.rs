@@ -113,7 +113,8 @@ fn file(
 pub fn safe_file_name(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
-    let cleaned = cleaned.trim().trim_start_matches('.').to_string();
+    // Dots and spaces in any order (". .bashrc" must not become ".bashrc").
+    let cleaned = cleaned.trim_start_matches(|c: char| c == '.' || c.is_whitespace()).trim_end().to_string();
     if cleaned.is_empty() { "file".into() } else { cleaned }
 }
 

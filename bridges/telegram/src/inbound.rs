@@ -67,8 +67,31 @@ pub enum ParsedKind {
 /// Parse raw update JSON (a webhook body, one element of `getUpdates`). `Err` for JSON that is
 /// not an update; `Ok(None)` for an update we do not bridge.
 pub fn parse_update_json(body: &[u8], options: &ParseOptions) -> Result<Option<Parsed>, serde_json::Error> {
-    let update: Update = serde_json::from_slice(body)?;
-    Ok(parse_update(&update, options))
+    Ok(decode_update(body)?.and_then(|update| parse_update(&update, options)))
+}
+
+/// The update kinds [`parse_update`] bridges.
+const BRIDGED_KINDS: [&str; 4] = ["message", "edited_message", "business_message", "edited_business_message"];
+
+/// Decode raw update JSON; `Ok(None)` for an update of a kind we never bridge. Only the update
+/// id and the bridged kind are handed to teloxide's decoder: it panics on some malformed kinds
+/// we do not even use (teloxide-core 0.13 unwraps the actor of a `message_reaction` that has
+/// neither `user` nor `actor_chat`), and a panic in the webhook would drop the connection, so
+/// Telegram would redeliver the same update forever. Found by the `telegram_update` fuzz target.
+pub fn decode_update(body: &[u8]) -> Result<Option<Update>, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_slice(body)?;
+    if let Some(fields) = value.as_object_mut() {
+        let Some(kind) = BRIDGED_KINDS.into_iter().find(|k| fields.contains_key(*k)) else {
+            // Still an error when it is not an update at all.
+            return match fields.get("update_id").map(serde_json::Value::is_u64) {
+                Some(true) => Ok(None),
+                _ => Err(serde::de::Error::missing_field("update_id")),
+            };
+        };
+        fields.retain(|key, _| key == "update_id" || key == kind);
+    }
+    // From bytes, not `from_value`: teloxide decodes some kinds through borrowed raw JSON.
+    serde_json::from_slice(&serde_json::to_vec(&value)?).map(Some)
 }
 
 /// What one update means for the core, if anything.
@@ -164,7 +187,8 @@ pub fn safe_file_name(name: &str) -> String {
     };
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = base.chars().filter(|c| !invisible(*c)).take(200).collect();
-    let cleaned = cleaned.trim().trim_start_matches('.').trim();
+    // Dots and spaces in any order (". .bashrc" must not become ".bashrc").
+    let cleaned = cleaned.trim_start_matches(|c: char| c == '.' || c.is_whitespace()).trim_end();
     if cleaned.is_empty() { "file".into() } else { cleaned.to_owned() }
 }
 
@@ -377,6 +401,17 @@ mod tests {
     fn as_update(message: &[u8], id: u32) -> Vec<u8> {
         let m: serde_json::Value = serde_json::from_slice(message).unwrap();
         serde_json::to_vec(&serde_json::json!({"update_id": id, "message": m})).unwrap()
+    }
+
+    #[test]
+    fn kinds_we_do_not_bridge_are_not_decoded() {
+        // teloxide-core 0.13 panics decoding this reaction (no `user`, no `actor_chat`).
+        let reaction = br#"{"update_id": 1, "message_reaction": {"chat": {"id": -1, "title": "T", "type": "supergroup"},
+            "message_id": 35, "date": 1721306082, "old_reaction": [], "new_reaction": []}}"#;
+        assert_eq!(parse_update_json(reaction, &options()).unwrap(), None);
+        assert!(decode_update(br#"{"update_id": 2, "poll": 5}"#).unwrap().is_none());
+        assert!(decode_update(b"{}").is_err());
+        assert!(decode_update(b"[]").is_err());
     }
 
     #[test]

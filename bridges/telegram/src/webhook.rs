@@ -43,8 +43,9 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
     if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
         return StatusCode::FORBIDDEN;
     }
-    let update: Update = match serde_json::from_slice(&body) {
-        Ok(u) => u,
+    let update: Update = match crate::inbound::decode_update(&body) {
+        Ok(Some(u)) => u,
+        Ok(None) => return StatusCode::OK, // a kind we do not bridge
         Err(e) => {
             tracing::warn!(error = %e, "telegram: webhook body is not an update");
             return StatusCode::BAD_REQUEST;

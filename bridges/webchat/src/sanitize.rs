@@ -46,7 +46,8 @@ fn is_invisible_control(c: char) -> bool {
 pub fn file_name(raw: &str) -> String {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = last.chars().filter(|c| !is_invisible_control(*c)).collect();
-    let cleaned = cleaned.trim().trim_start_matches('.').trim();
+    // Dots and spaces in any order (". .bashrc" must not become ".bashrc").
+    let cleaned = cleaned.trim_start_matches(|c: char| c == '.' || c.is_whitespace()).trim_end();
     if cleaned.is_empty() {
         return "file".to_owned();
     }
@@ -194,6 +195,8 @@ mod tests {
         assert_eq!(file_name("C:\\Users\\me\\report.pdf"), "report.pdf");
         assert_eq!(file_name("a\u{0}b\nc\u{202E}fdp.exe"), "abcfdp.exe");
         assert_eq!(file_name(".htaccess"), "htaccess");
+        assert_eq!(file_name(". .bashrc"), "bashrc");
+        assert_eq!(file_name("x/ .\u{0} .profile"), "profile");
         assert_eq!(file_name("  photo.jpg  "), "photo.jpg");
         assert_eq!(file_name(""), "file");
         assert_eq!(file_name("dir/"), "file");

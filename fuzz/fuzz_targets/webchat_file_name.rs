@@ -1,0 +1,30 @@
+//! Uploaded file names and types (`switchboard_webchat::sanitize`): the name a visitor's browser
+//! sends becomes the file name in the Matrix room, in the transcript and in the download's
+//! `Content-Disposition`; the declared type becomes the download's `Content-Type`.
+//!
+//! Invariants: the name is non-empty, one path component (no `/` or `\`), without control or
+//! bidi characters, not hidden, trimmed, at most 120 characters; cleaning is idempotent; the
+//! `Content-Disposition` and mime type are valid header values.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use switchboard::matrix::content::safe_file_name;
+use switchboard_fuzz::{check_core_file_name, check_header_value, check_webchat_file_name};
+use switchboard_webchat::sanitize::{content_disposition, file_name, mime_type, MAX_FILE_NAME_CHARS};
+
+fuzz_target!(|data: &[u8]| {
+    let raw = String::from_utf8_lossy(data);
+    let name = file_name(&raw);
+    check_webchat_file_name(&raw, &name, MAX_FILE_NAME_CHARS);
+    assert_eq!(file_name(&name), name, "cleaning {raw:?} twice changes it");
+    check_header_value(&content_disposition(&name, false));
+    check_header_value(&content_disposition(&name, true));
+    let half = raw.char_indices().nth(raw.chars().count() / 2).map_or(raw.len(), |(i, _)| i);
+    let declared = &raw[..half];
+    for mime in [mime_type(Some(declared), &name), mime_type(None, &name), mime_type(Some(&raw), &raw)] {
+        check_header_value(&mime);
+        assert!(mime.split_once('/').is_some(), "mime type {mime:?}");
+    }
+    // The core's clean-up of operators' file names.
+    check_core_file_name(&raw, &safe_file_name(&raw));
+});
