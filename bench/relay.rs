@@ -473,15 +473,26 @@ async fn run(quick: bool) -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
         say("WARNING: this harness is a debug build; run it with `cargo bench` (release)");
     }
-    let options = BridgeOptions { log_filter: "info".into(), ..BridgeOptions::default() }.edit_config(|c| {
+    // An experiment, not the default: `SWITCHBOARD_BENCH_BRIDGE_DB_DIR=/dev/shm` puts the
+    // bridge's SQLite file on tmpfs, where fsync costs nothing — what the bridge would do on a
+    // disk whose flushes were free. The default keeps it beside the config, on the same disk
+    // as Synapse's database, as a real deployment would.
+    let db_dir = std::env::var("SWITCHBOARD_BENCH_BRIDGE_DB_DIR").ok().filter(|d| !d.is_empty());
+    let db_override = db_dir.as_ref().map(|d| format!("sqlite://{d}/switchboard-bench-{}.db", unique("")));
+    let db_for_hook = db_override.clone();
+    let options = BridgeOptions { log_filter: "info".into(), ..BridgeOptions::default() }.edit_config(move |c| {
         // One visitor sends hundreds of messages a minute here; the per-visitor limit is for
         // abuse, not what is measured.
         if let Some(w) = c.get_mut("channels").and_then(|c| c.get_mut("webchat")).and_then(|w| w.as_mapping_mut()) {
             w.insert("rate_limit_per_minute".into(), serde_yaml::Value::Number(1_000_000u64.into()));
             w.insert("rate_limit_burst".into(), serde_yaml::Value::Number(100_000u64.into()));
         }
+        if let (Some(url), Some(db)) = (&db_for_hook, c.get_mut("database").and_then(|d| d.as_mapping_mut())) {
+            db.insert("url".into(), url.clone().into());
+        }
     });
     let mut bridge = Bridge::prepare(&options).await?;
+    let database_url = db_override.clone().unwrap_or_else(|| bridge.database_url().to_string());
     let synapse = Synapse::start(&bridge.registration_path()).await?;
     synapse.register_user("alice", ALICE_PASSWORD, true).await.context("registering alice")?;
     synapse.register_user("bob", BOB_PASSWORD, false).await.context("registering bob")?;
@@ -610,7 +621,7 @@ async fn run(quick: bool) -> anyhow::Result<()> {
             t.round_rates.push((n * per) as f64 / secs);
             t.bridge_cpu_s += after.0.cpu_s - before.0.cpu_s;
             t.synapse_cpu_s += after.1.cpu_s - before.1.cpu_s;
-            say(format!("  round {r} {:<16} {:.0} msg/s", path.name(), (n * per) as f64 / secs));
+            say(format!("  round {r} {:<16} {:.1} msg/s ({:.3} s)", path.name(), (n * per) as f64 / secs, secs));
         }
     }
     let after_traffic = procfs::sample(pid)?;
@@ -628,7 +639,7 @@ async fn run(quick: bool) -> anyhow::Result<()> {
     say(format!("restart with {n} portals: healthy in {:.0} ms", ms(small_start.1)));
     bridge.stop(Duration::from_secs(10)).await?;
 
-    let (added, took) = seed::seed_conversations(bridge.database_url(), settings.idle).await?;
+    let (added, took) = seed::seed_conversations(&database_url, settings.idle).await?;
     say(format!("seeded {added} conversations in {:.1} s", took.as_secs_f64()));
     let idle_start = timed_start(&mut bridge).await?;
     pid = bridge_pid(&bridge)?;
@@ -642,7 +653,7 @@ async fn run(quick: bool) -> anyhow::Result<()> {
     ));
     bridge.stop(Duration::from_secs(10)).await?;
 
-    let (added, took) = seed::seed_conversations(bridge.database_url(), settings.portals).await?;
+    let (added, took) = seed::seed_conversations(&database_url, settings.portals).await?;
     say(format!("seeded {added} more conversations in {:.1} s", took.as_secs_f64()));
     let mut starts = Vec::new();
     let mut portals_rest = procfs::Sample::default();
@@ -701,6 +712,7 @@ async fn run(quick: bool) -> anyhow::Result<()> {
             "starts": settings.starts,
             "bridge_log_filter": "info",
             "store": "sqlite (WAL, synchronous=FULL)",
+            "bridge_database": database_url.split('?').next().unwrap_or_default(),
         },
         "latency": {"direct": d.json(), "appservice": a.json(), "inbound": i.json(), "outbound": o.json()},
         "send_answered_p50_ms": {
@@ -756,6 +768,12 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", settings.out.display()))?;
     println!("\nwrote {}", settings.out.display());
     drop(world);
+    if let Some(url) = &db_override {
+        let path = url.trim_start_matches("sqlite://");
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{path}{suffix}"));
+        }
+    }
     Ok(())
 }
 

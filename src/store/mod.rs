@@ -47,6 +47,12 @@ impl Store {
         let options = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { max_connections.clamp(1, 4) } else { max_connections.max(1) })
+            // sqlx pings a connection before every acquire by default. A SQLite connection is a
+            // file in this process and cannot drop like a socket, so for SQLite the ping is only
+            // an extra round trip to the connection's worker thread before every query: about a
+            // fifth of the bridge's CPU per relayed message (bench/relay.rs). A query that fails
+            // is an error like any other: the callers retry or refuse upstream.
+            .test_before_acquire(!sqlite)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if sqlite {
