@@ -64,14 +64,14 @@ async fn deliver(bridge: &Bridge, row: &OutboxRow) -> bool {
     };
     match result {
         Ok(delivery) => {
-            let map = matches!(row.outbound.action, OutboundAction::Message { .. });
+            let map = matches!(row.outbound.action, OutboundAction::Message { .. } | OutboundAction::Template { .. });
             if let Err(e) = bridge.store.outbox_sent(row, &delivery.remote_id, map).await {
                 // Sent but not recorded: the retry will pass the same idempotency key.
                 tracing::error!(outbox = row.id, error = %e, "delivered but cannot record it");
                 return false;
             }
             tracing::debug!(outbox = row.id, remote_id = delivery.remote_id, "delivered");
-            if !matches!(row.outbound.action, OutboundAction::Delete { .. }) {
+            if !matches!(row.outbound.action, OutboundAction::Delete { .. } | OutboundAction::React { .. }) {
                 send_status(bridge, &row.room_id, &row.event_id, &channel_name, None).await;
             }
             true
@@ -100,6 +100,12 @@ fn check(caps: &Capabilities, action: &OutboundAction) -> Result<(), String> {
         OutboundAction::Message { content, .. } | OutboundAction::Edit { content, .. } => content,
         OutboundAction::Delete { .. } => {
             return if caps.deletes { Ok(()) } else { Err("this channel cannot delete a sent message".into()) };
+        }
+        OutboundAction::React { .. } => {
+            return if caps.reactions { Ok(()) } else { Err("this channel has no reactions".into()) };
+        }
+        OutboundAction::Template { .. } => {
+            return if caps.templates { Ok(()) } else { Err("this channel has no message templates".into()) };
         }
     };
     if let Some(max) = caps.max_file_size {

@@ -138,6 +138,7 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
                 message_map::insert(bridge.store.pool(), conversation.id, remote_id, part as i64, &event_id, Direction::In)
                     .await?;
             }
+            bridge.store.note_customer_message(conversation.id, row.inbound.timestamp_ms).await?;
             crate::routing::on_customer_message(bridge, &conversation, &room_id).await?;
         }
         InboundEvent::Notice { remote_id, content: c } => {
@@ -187,6 +188,31 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
                 crate::delivery::send_status(bridge, &room_id, e, &conversation.channel, Some(reason)).await;
             }
             bridge.homeserver.send(&room_id, "m.room.message", &txn(0), &notice, None, None).await?;
+        }
+        InboundEvent::Reaction { remote_id, key } => {
+            // One reaction per customer and message: the events it became are kept under a key
+            // of their own, one part per inbox row, so a new one replaces (redacts) the old.
+            let reaction_key = format!("reaction:{}:{remote_id}", row.inbound.sender.id);
+            for (i, old) in bridge.store.events_for_remote(conversation.id, &reaction_key).await?.iter().enumerate() {
+                bridge.homeserver.redact(&room_id, old, &format!("sb-in-{}-unreact-{i}", row.id), Some(ghost)).await?;
+            }
+            let Some(key) = key.as_deref().filter(|k| !k.is_empty()) else { return Ok(()) };
+            let Some(target) = bridge.store.events_for_remote(conversation.id, remote_id).await?.into_iter().next() else {
+                tracing::info!(remote_id, "reaction to a message that never reached Matrix; ignored");
+                return Ok(());
+            };
+            let event = serde_json::json!({
+                "m.relates_to": {"rel_type": "m.annotation", "event_id": target, "key": key}
+            });
+            let event_id = match bridge.homeserver.send(&room_id, "m.reaction", &txn(0), &event, Some(ghost), ts).await {
+                Err(MatrixError::Api { status: 403, .. }) => {
+                    portal::ensure_joined(bridge, &room_id, ghost).await?;
+                    bridge.homeserver.send(&room_id, "m.reaction", &txn(0), &event, Some(ghost), ts).await?
+                }
+                other => other?,
+            };
+            message_map::insert(bridge.store.pool(), conversation.id, &reaction_key, row.id, &event_id, Direction::In)
+                .await?;
         }
     }
     Ok(())

@@ -117,7 +117,18 @@ async fn handle(bridge: &Bridge, row: &MatrixEventRow) -> Result<Handled, Handle
             let Some(remote_id) = bridge.store.remote_for_event(conversation.id, redacts).await? else {
                 return Ok(Handled::Done);
             };
+            if let Some(target) = remote_id.strip_prefix(REACTION_PREFIX) {
+                // An operator took back a reaction.
+                let action = OutboundAction::React { remote_id: target.to_string(), key: None };
+                return queue(bridge, row, &conversation, action).await;
+            }
             queue(bridge, row, &conversation, OutboundAction::Delete { remote_id }).await
+        }
+        "m.reaction" => {
+            let Some(conversation) = bridge.store.conversation_by_room(&row.room_id).await? else {
+                return Ok(Handled::Done);
+            };
+            relay_reaction(bridge, row, &conversation, sender, body).await
         }
         _ => Ok(Handled::Done),
     }
@@ -170,6 +181,10 @@ async fn relay_message(
             Some(e) if caps.replies => bridge.store.remote_for_event(conversation.id, e).await?,
             _ => None,
         };
+        if let Err(why) = reply_window_open(bridge, conversation, &caps).await? {
+            notify(bridge, row, &why).await?;
+            return Ok(Handled::Done);
+        }
         OutboundAction::Message { content: c, reply_to }
     };
     let is_answer = matches!(action, OutboundAction::Message { .. });
@@ -178,6 +193,75 @@ async fn relay_message(
         crate::routing::on_operator_message(bridge, conversation, sender).await?;
     }
     Ok(handled)
+}
+
+/// Where an operator's reaction is remembered in the message map (`<prefix><target remote id>`),
+/// so redacting the reaction takes it back on the remote side.
+const REACTION_PREFIX: &str = "\u{1}reaction:";
+
+async fn relay_reaction(
+    bridge: &Bridge,
+    row: &MatrixEventRow,
+    conversation: &Conversation,
+    sender: &str,
+    body: &Value,
+) -> Result<Handled, HandleError> {
+    let relates = body.get("m.relates_to");
+    let target = relates.and_then(|r| r.get("event_id")).and_then(Value::as_str);
+    let key = relates.and_then(|r| r.get("key")).and_then(Value::as_str).filter(|k| !k.is_empty() && k.len() <= 64);
+    let (Some(target), Some(key)) = (target, key) else { return Ok(Handled::Done) };
+    if crate::routing::level(bridge, sender).await.is_none() {
+        return Ok(Handled::Done);
+    }
+    let Some(channel) = bridge.channel(&conversation.channel) else { return Ok(Handled::Done) };
+    if !channel.capabilities().reactions {
+        // Reactions among operators are theirs (acknowledgements, votes); nothing to relay.
+        return Ok(Handled::Done);
+    }
+    let Some(remote_id) = bridge.store.remote_for_event(conversation.id, target).await? else {
+        return Ok(Handled::Done);
+    };
+    if remote_id.starts_with(REACTION_PREFIX) {
+        return Ok(Handled::Done);
+    }
+    crate::store::message_map::insert(
+        bridge.store.pool(),
+        conversation.id,
+        &format!("{REACTION_PREFIX}{remote_id}"),
+        0,
+        &row.event_id,
+        crate::store::message_map::Direction::Out,
+    )
+    .await?;
+    queue(bridge, row, conversation, OutboundAction::React { remote_id, key: Some(key.to_string()) }).await
+}
+
+/// With a reply window (24 h on Meta's networks), whether a free-form message may still go out;
+/// `Err` holds the notice telling the room why not.
+pub async fn reply_window_open(
+    bridge: &Bridge,
+    conversation: &Conversation,
+    caps: &switchboard_channel::Capabilities,
+) -> Result<Result<(), String>, crate::store::StoreError> {
+    let Some(window) = caps.reply_window else { return Ok(Ok(())) };
+    let last = bridge.store.last_customer_message_at(conversation.id).await?;
+    let now = bridge.clock.now_ms();
+    let open = last.is_some_and(|at| now.saturating_sub(at) < window.as_millis() as i64);
+    if open {
+        return Ok(Ok(()));
+    }
+    let hours = window.as_secs() / 3600;
+    let mut why = match last {
+        Some(_) => format!(
+            "⚠️ Not sent: the customer last wrote more than {hours} h ago, and {} allows free-form messages only within {hours} h of the customer's last message.",
+            conversation.channel
+        ),
+        None => format!("⚠️ Not sent: the customer has not written yet, and {} allows free-form messages only as answers.", conversation.channel),
+    };
+    if caps.templates {
+        why.push_str(" Send an approved template instead: `!sb template <name> [params…]`.");
+    }
+    Ok(Err(why))
 }
 
 async fn queue(

@@ -99,6 +99,14 @@ pub enum InboundEvent {
     Delivered { remote_id: String },
     /// The network reports that our message, accepted earlier, failed after all (a bounce).
     Failed { remote_id: String, reason: String },
+    /// The customer reacted to a message (`remote_id`, theirs or ours) with `key` (an emoji), or
+    /// took their reaction back (`key: None`). One reaction per customer and message, as on the
+    /// networks that have them (WhatsApp, Messenger, Instagram): a new key replaces the old one.
+    Reaction {
+        remote_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+    },
 }
 
 /// One inbound event with where it belongs and who caused it.
@@ -124,6 +132,24 @@ pub enum OutboundAction {
     },
     Edit { remote_id: String, content: Content },
     Delete { remote_id: String },
+    /// React to the remote message `remote_id` with `key` (an emoji), or remove our reaction
+    /// (`key: None`). Only sent to channels whose [`Capabilities::reactions`] is set.
+    React {
+        remote_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+    },
+    /// Send the pre-approved message template `name` (WhatsApp's way to speak first or after the
+    /// reply window closed), filled with `params` in order. Only sent to channels whose
+    /// [`Capabilities::templates`] is set; the operator asks for it with `!sb template`.
+    Template {
+        name: String,
+        /// Language code of the template (`en_US`); `None` lets the channel use its default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        language: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        params: Vec<String>,
+    },
 }
 
 /// One outbound item from the core's outbox.
@@ -204,7 +230,11 @@ pub struct Capabilities {
     pub read_receipts: bool,
     pub typing: bool,
     /// After the customer's last message, how long free-form replies are allowed (24 h on Meta).
+    /// The core enforces it: a free-form reply outside the window is not queued and the room is
+    /// told why (and, with [`Capabilities::templates`], that `!sb template` still works).
     pub reply_window: Option<Duration>,
+    /// The network has pre-approved message templates ([`OutboundAction::Template`]).
+    pub templates: bool,
 }
 
 /// What the core offers a channel. Scoped to that channel: keys and logs of one channel are

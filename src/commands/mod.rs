@@ -15,6 +15,7 @@ mod retry;
 mod snooze;
 mod state;
 mod team;
+mod template;
 mod transfer;
 mod whois;
 
@@ -48,6 +49,7 @@ pub const COMMANDS: &[(&str, Level, &str)] = &[
     ("whois", Level::Operator, "owner, team, state and timers of this conversation"),
     ("export", Level::Operator, "the transcript as the official record: attached here and sent to the customer"),
     ("note", Level::Operator, "`note <text>`: a private note for the team, never sent to the customer"),
+    ("template", Level::Operator, "`template <name> [lang=en_US] [param…]`: send an approved message template (quote params with spaces), where the channel has them"),
     ("retry", Level::Operator, "resend the messages of this conversation that could not be delivered"),
     ("team", Level::Admin, "`team <name> add|lead|remove @user`, `team <name> escalate <2h>`, `team <name> autoreply <text|off>`"),
 ];
@@ -137,6 +139,7 @@ pub async fn run(
         "whois" => whois::run(&ctx).await,
         "export" => export::run(&ctx).await,
         "team" => team::run(&ctx).await,
+        "template" => template::run(&ctx).await,
         _ => Ok(()),
     }
 }

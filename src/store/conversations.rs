@@ -139,6 +139,28 @@ impl Store {
         Ok(())
     }
 
+    /// Record a customer message's time (never moves backwards: events may be replayed).
+    pub async fn note_customer_message(&self, conversation_id: i64, at_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE conversations SET last_customer_message_at = $1
+             WHERE id = $2 AND (last_customer_message_at IS NULL OR last_customer_message_at < $1)",
+        )
+        .bind(at_ms)
+        .bind(conversation_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// When the customer last wrote, if ever (ms since the epoch).
+    pub async fn last_customer_message_at(&self, conversation_id: i64) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT last_customer_message_at FROM conversations WHERE id = $1")
+            .bind(conversation_id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(|r| r.try_get::<Option<i64>, _>("last_customer_message_at")).transpose()?.flatten())
+    }
+
     pub async fn count_conversations(&self) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM conversations").fetch_one(self.pool()).await?;
         row.try_get("n")

@@ -76,6 +76,7 @@ impl Channel for Email {
             read_receipts: false,
             typing: false,
             reply_window: None,
+            templates: false,
         }
     }
 

@@ -64,6 +64,8 @@ pub async fn send(host: &dyn Host, config: &EmailConfig, smtp: &Transport, outbo
         OutboundAction::Message { content, reply_to } => (content, reply_to.clone()),
         OutboundAction::Edit { .. } => return Err(permanent("a sent email cannot be edited")),
         OutboundAction::Delete { .. } => return Err(permanent("a sent email cannot be deleted")),
+        OutboundAction::React { .. } => return Err(permanent("email has no reactions")),
+        OutboundAction::Template { .. } => return Err(permanent("email has no message templates")),
     };
     let sent_key = format!("sent:{}", outbound.idempotency_key);
     if let Some(id) = host.state_get(&sent_key).await.map_err(store_error)? {

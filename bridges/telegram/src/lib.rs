@@ -99,6 +99,7 @@ impl Channel for Telegram {
             read_receipts: false,
             typing: true,
             reply_window: None,
+            templates: false,
         }
     }
 

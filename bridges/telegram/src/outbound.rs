@@ -144,6 +144,9 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
             }
             Ok(Delivery { remote_id: remote_id.clone(), delivered: true })
         }
+        OutboundAction::React { .. } | OutboundAction::Template { .. } => {
+            Err(SendError::Permanent { reason: "reactions and templates are not bridged to Telegram".into() })
+        }
     }
 }
 

@@ -155,6 +155,7 @@ impl Channel for Webchat {
             read_receipts: true,
             typing: true,
             reply_window: None,
+            templates: false,
         }
     }
 

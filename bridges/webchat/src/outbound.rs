@@ -105,6 +105,9 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
             publish(shared, &visitor, &entry, seq);
             remote_id.clone()
         }
+        OutboundAction::React { .. } | OutboundAction::Template { .. } => {
+            return Err(permanent("the web chat has no reactions or templates"));
+        }
     };
     Ok(Delivery { remote_id, delivered: true })
 }
