@@ -1,0 +1,180 @@
+//! The `channels.whatsapp` section of the bridge's configuration.
+//!
+//! One business phone number of the WhatsApp Business Cloud API: its `phone_number_id` (the
+//! account of every conversation), a system-user `access_token` for the Graph API, the app's
+//! `app_secret` (webhook signatures) and the `verify_token` chosen when the webhook was set up in
+//! the App Dashboard. Everything else has a default. Unknown keys are rejected
+//! (`deny_unknown_fields`) so a typo fails at start naming the key; [`WhatsAppConfig::validate`]
+//! checks what serde cannot.
+
+use serde::Deserialize;
+
+/// The public Graph API. A test fake (or a proxy) is another base URL.
+pub const DEFAULT_API_URL: &str = "https://graph.facebook.com";
+
+/// The Graph API version the requests name (`/v21.0/…`).
+pub const DEFAULT_API_VERSION: &str = "v21.0";
+
+/// Largest file the Cloud API takes (documents: 100 MB; images 5 MB, audio and video 16 MB are
+/// sent as documents when larger).
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 100 * 1024 * 1024;
+
+/// Largest customer file fetched from the Cloud API (its own limit is 100 MB).
+pub const DEFAULT_MAX_DOWNLOAD_SIZE: u64 = 100 * 1024 * 1024;
+
+/// Longest text message the Cloud API accepts, in characters.
+pub const MAX_TEXT_CHARS: usize = 4096;
+
+/// Configuration of the WhatsApp channel.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WhatsAppConfig {
+    /// Whether the core starts this channel at all.
+    pub enabled: bool,
+    /// The business phone number's id (WhatsApp Manager → API Setup), not the number itself.
+    pub phone_number_id: String,
+    /// A (system user) access token with `whatsapp_business_messaging`.
+    pub access_token: String,
+    /// The Meta app's secret: webhook deliveries are signed with it (`X-Hub-Signature-256`).
+    pub app_secret: String,
+    /// The string typed into the App Dashboard as the webhook's "Verify token".
+    pub verify_token: String,
+    /// Base URL of the Graph API.
+    pub api_url: String,
+    /// Graph API version, like `v21.0`.
+    pub api_version: String,
+    /// Template language when the operator names none (`!sb template <name>` without `lang=`).
+    pub default_template_language: String,
+    /// Let WhatsApp render a preview of the first link in operators' text messages.
+    pub preview_url: bool,
+    /// Largest file sent to WhatsApp, in bytes.
+    pub max_file_size: u64,
+    /// Largest customer file fetched, in bytes; bigger ones become a line of text saying so.
+    pub max_download_size: u64,
+    /// Tell WhatsApp when an operator has read the customer's messages (blue ticks).
+    pub read_receipts: bool,
+}
+
+impl std::fmt::Debug for WhatsAppConfig {
+    // The token and the secrets never reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhatsAppConfig")
+            .field("enabled", &self.enabled)
+            .field("phone_number_id", &self.phone_number_id)
+            .field("api_url", &self.api_url)
+            .field("api_version", &self.api_version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for WhatsAppConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            phone_number_id: String::new(),
+            access_token: String::new(),
+            app_secret: String::new(),
+            verify_token: String::new(),
+            api_url: DEFAULT_API_URL.to_owned(),
+            api_version: DEFAULT_API_VERSION.to_owned(),
+            default_template_language: "en_US".to_owned(),
+            preview_url: false,
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+            max_download_size: DEFAULT_MAX_DOWNLOAD_SIZE,
+            read_receipts: true,
+        }
+    }
+}
+
+/// A configuration value that cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("channels.whatsapp.{key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: &str) -> Result<(), ConfigError> {
+    Err(ConfigError::Invalid { key, reason: reason.to_owned() })
+}
+
+impl WhatsAppConfig {
+    /// Check what serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.phone_number_id.is_empty() || !self.phone_number_id.bytes().all(|b| b.is_ascii_digit()) {
+            return invalid("phone_number_id", "must be the numeric phone number id from WhatsApp Manager (not the phone number)");
+        }
+        if self.access_token.trim().is_empty() {
+            return invalid("access_token", "is required (a system user token with whatsapp_business_messaging)");
+        }
+        if self.app_secret.is_empty() {
+            return invalid("app_secret", "is required: webhook deliveries are checked with it");
+        }
+        if self.verify_token.is_empty() {
+            return invalid("verify_token", "is required: the App Dashboard's webhook verification sends it");
+        }
+        match url::Url::parse(&self.api_url) {
+            Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && !u.cannot_be_a_base() => {}
+            _ => return invalid("api_url", "must be an http(s) URL such as https://graph.facebook.com"),
+        }
+        let v = self.api_version.strip_prefix('v').unwrap_or("");
+        if v.is_empty() || !v.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+            return invalid("api_version", "must look like v21.0");
+        }
+        if self.max_file_size == 0 {
+            return invalid("max_file_size", "must be greater than 0");
+        }
+        if self.default_template_language.is_empty() {
+            return invalid("default_template_language", "must be a language code such as en_US");
+        }
+        Ok(())
+    }
+
+    /// `<api_url>/<api_version>`, without a trailing slash.
+    pub fn versioned_base(&self) -> String {
+        format!("{}/{}", self.api_url.trim_end_matches('/'), self.api_version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn complete() -> WhatsAppConfig {
+        WhatsAppConfig {
+            enabled: true,
+            phone_number_id: "1122334455667".into(),
+            access_token: "EAAG…".into(),
+            app_secret: "s3cret".into(),
+            verify_token: "meatyhamhock".into(),
+            ..WhatsAppConfig::default()
+        }
+    }
+
+    #[test]
+    fn defaults_point_at_the_graph_api() {
+        let c = WhatsAppConfig::default();
+        assert!(!c.enabled);
+        assert_eq!(c.versioned_base(), "https://graph.facebook.com/v21.0");
+        assert!(complete().validate().is_ok());
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let c = WhatsAppConfig { phone_number_id: "+1 555".into(), ..complete() };
+        assert!(c.validate().unwrap_err().to_string().contains("channels.whatsapp.phone_number_id"));
+        let c = WhatsAppConfig { app_secret: String::new(), ..complete() };
+        assert!(c.validate().unwrap_err().to_string().contains("app_secret"));
+        let c = WhatsAppConfig { api_version: "21".into(), ..complete() };
+        assert!(c.validate().unwrap_err().to_string().contains("api_version"));
+        let c = WhatsAppConfig { api_url: "nope".into(), ..complete() };
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_and_secrets_not_printed() {
+        let err = serde_json::from_value::<WhatsAppConfig>(serde_json::json!({"acess_token": "x"})).unwrap_err();
+        assert!(err.to_string().contains("acess_token"));
+        let printed = format!("{:?}", complete());
+        assert!(!printed.contains("s3cret") && !printed.contains("EAAG"), "{printed}");
+    }
+}

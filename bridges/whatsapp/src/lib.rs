@@ -1,0 +1,144 @@
+//! Switchboard's WhatsApp channel: customers write to the company's WhatsApp business number,
+//! operators answer from Matrix, through the WhatsApp Business Cloud API (Meta's Graph API).
+//!
+//! Conversations: one per customer on the business number (account = the `phone_number_id`,
+//! chat = the customer's `wa_id`, which is their phone number in digits). The ghost is named
+//! from the customer's WhatsApp profile name and carries the number as `+<digits>`.
+//!
+//! Everything goes to `api_url` (default `https://graph.facebook.com`) and arrives at the
+//! bridge's webhook; the base URL is the only difference between production and the test
+//! suite's fake.
+//!
+//! Map of the crate, in the order an event travels:
+//!
+//! * [`config`] — the `channels.whatsapp` section.
+//! * `webhook` — the verification handshake, then signature first, parse, store, 200.
+//! * [`signature`] — `X-Hub-Signature-256` (HMAC-SHA256 with the app secret).
+//! * [`payload`] — a delivery → what it means ([`payload::parse_webhook`], pure, fuzzed).
+//! * `inbound` — parsed events → the core's `Inbound`, customers' files fetched.
+//! * [`format`] — operators' HTML → WhatsApp's `*bold*` `_italic_` markup.
+//! * `outbound` — `Channel::send`: text, files, reactions, templates, idempotency.
+//! * [`api`] — the Graph API calls and what their errors mean (retryable or permanent).
+//!
+//! The 24-hour customer-service window is the core's to enforce (`reply_window`); WhatsApp
+//! refusing anyway (error 131047) comes back as a permanent failure that points operators at
+//! `!sb template`.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Router;
+use switchboard_channel::{
+    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound, SendError,
+};
+
+pub mod api;
+pub mod config;
+pub mod format;
+mod inbound;
+mod outbound;
+pub mod payload;
+pub mod signature;
+mod webhook;
+
+pub use config::WhatsAppConfig;
+
+/// How long after the customer's last message free-form messages are allowed.
+pub const REPLY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// What the running channel shares between the webhook and `send`.
+pub(crate) struct Shared {
+    pub config: WhatsAppConfig,
+    pub graph: api::Graph,
+    pub host: Arc<dyn Host>,
+}
+
+/// The WhatsApp channel.
+pub struct WhatsApp {
+    config: WhatsAppConfig,
+    shared: OnceLock<Arc<Shared>>,
+}
+
+impl WhatsApp {
+    pub fn new(config: WhatsAppConfig) -> Self {
+        Self { config, shared: OnceLock::new() }
+    }
+
+    pub fn config(&self) -> &WhatsAppConfig {
+        &self.config
+    }
+}
+
+#[async_trait]
+impl Channel for WhatsApp {
+    fn name(&self) -> &'static str {
+        "whatsapp"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            // The core's sanitised HTML, rewritten as WhatsApp markup (`format`).
+            formatting: Formatting::Html,
+            max_file_size: Some(self.config.max_file_size),
+            max_text_length: Some(config::MAX_TEXT_CHARS),
+            // The Cloud API has no way for a business to edit or delete a sent message.
+            edits: false,
+            deletes: false,
+            replies: true,
+            reactions: true,
+            read_receipts: self.config.read_receipts,
+            typing: false,
+            reply_window: Some(REPLY_WINDOW),
+            templates: true,
+        }
+    }
+
+    async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<Router>, ChannelError> {
+        if !self.config.enabled {
+            tracing::info!("whatsapp: disabled in the configuration");
+            return Ok(None);
+        }
+        self.config.validate().map_err(|e| ChannelError::Config(e.to_string()))?;
+        let graph = api::Graph::new(&self.config).map_err(ChannelError::Config)?;
+        let shared = Arc::new(Shared { config: self.config.clone(), graph, host });
+        self.shared
+            .set(Arc::clone(&shared))
+            .map_err(|_| ChannelError::Other("the whatsapp channel was started twice".into()))?;
+        tracing::info!(
+            phone_number_id = %self.config.phone_number_id,
+            api = %self.config.versioned_base(),
+            "whatsapp: starting; Meta's webhook goes to <public url>/whatsapp/webhook"
+        );
+        Ok(Some(webhook::router(shared)))
+    }
+
+    async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
+        match self.shared.get() {
+            Some(shared) => {
+                let out = outbound::Outgoing { graph: &shared.graph, host: shared.host.as_ref(), config: &shared.config };
+                outbound::send(&out, outbound).await
+            }
+            None if !self.config.enabled => Err(SendError::Permanent { reason: "the WhatsApp channel is disabled".into() }),
+            None => Err(SendError::Retryable { reason: "the WhatsApp channel has not started yet".into(), retry_after: None }),
+        }
+    }
+
+    async fn mark_read(&self, conversation: &ConversationKey, remote_id: &str) {
+        if let Some(shared) = self.shared.get() {
+            outbound::mark_read(&shared.graph, &shared.config, conversation, remote_id).await;
+        }
+    }
+}
+
+/// The shared payload fixtures (`<ancestor>/shared/fixtures/<platform>`), found by walking up
+/// from the crate, for the unit tests; `None` where they are not checked out.
+#[cfg(test)]
+pub(crate) fn fixtures_dir(platform: &str) -> Option<std::path::PathBuf> {
+    let manifest = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let found = manifest.ancestors().map(|a| a.join("shared/fixtures").join(platform)).find(|d| d.is_dir());
+    if found.is_none() {
+        eprintln!("shared/fixtures/{platform} not found above {}; fixture tests skipped", manifest.display());
+    }
+    found
+}

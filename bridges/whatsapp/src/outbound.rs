@@ -1,0 +1,286 @@
+//! Operators' actions delivered to the customer: `Channel::send` and `Channel::mark_read`.
+//!
+//! Everything is a `POST /{phone-number-id}/messages` with `messaging_product: whatsapp`,
+//! `recipient_type: individual` and `to: <wa_id>`:
+//!
+//! * **Text**: `type: text` with `text.body` (the operator's HTML rewritten as WhatsApp markup)
+//!   and `preview_url` as configured; a reply names the customer's message in
+//!   `context.message_id`.
+//! * **Files**: uploaded first (`POST /{phone-number-id}/media`, multipart), then sent by media
+//!   id as `image` (JPEG/PNG up to 5 MB), `audio` (AAC/AMR/MP3/M4A/OGG up to 16 MB), `video`
+//!   (MP4/3GPP up to 16 MB) or `document` (anything else, with its file name). The text rides
+//!   as the caption when the kind has one and it fits (1024 characters), else it goes first as
+//!   a message of its own.
+//! * **Reactions**: `type: reaction` with the target's wamid and the emoji, `""` to remove.
+//! * **Templates**: `type: template` with the name, `language.code` and the parameters as the
+//!   body component's text parameters.
+//! * **Idempotency**: the Cloud API has no idempotency key, so each part of an item is
+//!   remembered under `out:<idempotency key>#<part>` in the channel's state once WhatsApp
+//!   accepted it, and a retry (after a crash, or after a later part failed) skips what was
+//!   already sent. Only a crash in the instant between WhatsApp's answer and that write can
+//!   repeat a message.
+//! * **Errors** go through [`api::classify`](crate::api::classify).
+
+use serde_json::{json, Value};
+use switchboard_channel::{Attachment, Content, ConversationKey, Delivery, Host, HostError, Outbound, OutboundAction, SendError};
+
+use crate::api::{classify, Graph};
+use crate::config::WhatsAppConfig;
+use crate::format;
+
+/// WhatsApp's caption limit, in characters.
+const MAX_CAPTION_CHARS: usize = 1024;
+const MAX_IMAGE_BYTES: u64 = 5 * 1024 * 1024;
+const MAX_AUDIO_VIDEO_BYTES: u64 = 16 * 1024 * 1024;
+
+/// What `send` needs.
+pub struct Outgoing<'a> {
+    pub graph: &'a Graph,
+    pub host: &'a dyn Host,
+    pub config: &'a WhatsAppConfig,
+}
+
+fn permanent(reason: impl Into<String>) -> SendError {
+    SendError::Permanent { reason: reason.into() }
+}
+
+fn retryable_host(e: HostError) -> SendError {
+    SendError::Retryable { reason: format!("bridge store: {e}"), retry_after: None }
+}
+
+/// The customer's wa_id, after checking the conversation is on our number.
+fn recipient<'a>(out: &Outgoing<'_>, conversation: &'a ConversationKey) -> Result<&'a str, SendError> {
+    if conversation.account != out.config.phone_number_id {
+        return Err(permanent(format!(
+            "this bridge's WhatsApp number is {}, not {}",
+            out.config.phone_number_id, conversation.account
+        )));
+    }
+    Ok(conversation.chat.as_str())
+}
+
+/// The common fields of every message to `to`.
+fn envelope(to: &str, kind: &str, reply_to: Option<&str>) -> Value {
+    let mut body = json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": kind});
+    if let Some(id) = reply_to {
+        body["context"] = json!({"message_id": id});
+    }
+    body
+}
+
+/// The text as WhatsApp shows it.
+pub fn text_of(content: &Content) -> String {
+    match &content.html {
+        Some(h) => format::html_to_whatsapp(h),
+        None => content.text.clone(),
+    }
+}
+
+/// How a file goes out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaKind {
+    Image,
+    Audio,
+    Video,
+    Document,
+}
+
+impl MediaKind {
+    pub fn for_file(mime: &str, size: u64) -> MediaKind {
+        let mime = mime.to_ascii_lowercase();
+        let essence = mime.split(';').next().unwrap_or("").trim();
+        match essence {
+            "image/jpeg" | "image/png" if size <= MAX_IMAGE_BYTES => MediaKind::Image,
+            "audio/aac" | "audio/amr" | "audio/mpeg" | "audio/mp4" | "audio/ogg" | "audio/opus" if size <= MAX_AUDIO_VIDEO_BYTES => MediaKind::Audio,
+            "video/mp4" | "video/3gpp" if size <= MAX_AUDIO_VIDEO_BYTES => MediaKind::Video,
+            _ => MediaKind::Document,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            MediaKind::Image => "image",
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+            MediaKind::Document => "document",
+        }
+    }
+
+    fn has_caption(self) -> bool {
+        self != MediaKind::Audio
+    }
+}
+
+/// One message of an item, in the order they go out.
+enum Part<'a> {
+    Text(String),
+    File { attachment: &'a Attachment, caption: Option<String> },
+}
+
+fn plan(content: &Content) -> Vec<Part<'_>> {
+    let text = text_of(content);
+    let has_text = !text.trim().is_empty();
+    let mut parts = Vec::new();
+    let Some(first) = content.attachments.first() else {
+        if has_text {
+            parts.push(Part::Text(text));
+        }
+        return parts;
+    };
+    let first_kind = MediaKind::for_file(&first.mime, first.size);
+    let caption_fits = first_kind.has_caption() && text.chars().count() <= MAX_CAPTION_CHARS;
+    let mut caption = None;
+    if has_text {
+        if caption_fits {
+            caption = Some(text);
+        } else {
+            parts.push(Part::Text(text));
+        }
+    }
+    for (i, attachment) in content.attachments.iter().enumerate() {
+        parts.push(Part::File { attachment, caption: if i == 0 { caption.take() } else { None } });
+    }
+    parts
+}
+
+/// `Channel::send`.
+pub async fn send(out: &Outgoing<'_>, outbound: &Outbound) -> Result<Delivery, SendError> {
+    let to = recipient(out, &outbound.conversation)?;
+    match &outbound.action {
+        OutboundAction::Message { content, reply_to } => {
+            let parts = plan(content);
+            if parts.is_empty() {
+                return Err(permanent("there was nothing to send"));
+            }
+            let mut first = None;
+            for (i, part) in parts.iter().enumerate() {
+                let key = format!("out:{}#{i}", outbound.idempotency_key);
+                let reply = if i == 0 { reply_to.as_deref() } else { None };
+                let wamid = match out.host.state_get(&key).await.map_err(retryable_host)? {
+                    Some(done) => {
+                        tracing::info!(idempotency_key = %outbound.idempotency_key, part = i, remote_id = %done, "whatsapp: already sent; not sending again");
+                        done
+                    }
+                    None => {
+                        let wamid = send_part(out, to, part, reply).await?;
+                        remember(out, &key, &wamid).await;
+                        wamid
+                    }
+                };
+                first.get_or_insert(wamid);
+            }
+            let remote_id = first.ok_or_else(|| permanent("there was nothing to send"))?;
+            Ok(Delivery { remote_id, delivered: false })
+        }
+        OutboundAction::React { remote_id, key } => {
+            let mut body = envelope(to, "reaction", None);
+            body["reaction"] = json!({"message_id": remote_id, "emoji": key.as_deref().unwrap_or("")});
+            let wamid = out.graph.send(&body).await.map_err(classify)?;
+            Ok(Delivery { remote_id: wamid, delivered: false })
+        }
+        OutboundAction::Template { name, language, params } => {
+            let key = format!("out:{}#0", outbound.idempotency_key);
+            if let Some(done) = out.host.state_get(&key).await.map_err(retryable_host)? {
+                return Ok(Delivery { remote_id: done, delivered: false });
+            }
+            let mut body = envelope(to, "template", None);
+            let code = language.as_deref().unwrap_or(&out.config.default_template_language);
+            body["template"] = json!({"name": name, "language": {"code": code}});
+            if !params.is_empty() {
+                let parameters: Vec<Value> = params.iter().map(|p| json!({"type": "text", "text": p})).collect();
+                body["template"]["components"] = json!([{"type": "body", "parameters": parameters}]);
+            }
+            let wamid = out.graph.send(&body).await.map_err(classify)?;
+            remember(out, &key, &wamid).await;
+            Ok(Delivery { remote_id: wamid, delivered: false })
+        }
+        OutboundAction::Edit { .. } => Err(permanent("WhatsApp does not let a business change a sent message")),
+        OutboundAction::Delete { .. } => Err(permanent("WhatsApp does not let a business delete a sent message")),
+    }
+}
+
+async fn remember(out: &Outgoing<'_>, key: &str, wamid: &str) {
+    if let Err(e) = out.host.state_put(key, wamid).await {
+        // Sent, so report success; only a crash-retry could now repeat it.
+        tracing::warn!(error = %e, key, "whatsapp: sent but cannot remember the idempotency key");
+    }
+}
+
+async fn send_part(out: &Outgoing<'_>, to: &str, part: &Part<'_>, reply_to: Option<&str>) -> Result<String, SendError> {
+    match part {
+        Part::Text(text) => {
+            let mut body = envelope(to, "text", reply_to);
+            body["text"] = json!({"preview_url": out.config.preview_url, "body": text});
+            out.graph.send(&body).await.map_err(classify)
+        }
+        Part::File { attachment, caption } => {
+            let (bytes, stored_mime) = match out.host.get_media(&attachment.media).await {
+                Ok(x) => x,
+                Err(HostError::NotFound) => {
+                    return Err(permanent(format!("the file {} is no longer in the media repository", attachment.name)))
+                }
+                Err(e) => return Err(retryable_host(e)),
+            };
+            let mime = if attachment.mime.is_empty() { stored_mime } else { attachment.mime.clone() };
+            let kind = MediaKind::for_file(&mime, bytes.len() as u64);
+            // WhatsApp checks a document's type too; anything unusual goes as a binary file.
+            let upload_mime = if mime.contains('/') { mime.clone() } else { "application/octet-stream".into() };
+            let media_id = out.graph.upload(bytes, &upload_mime, &attachment.name).await.map_err(classify)?;
+            let mut media = json!({"id": media_id});
+            if let Some(c) = caption.as_ref().filter(|_| kind.has_caption()) {
+                media["caption"] = c.clone().into();
+            }
+            if kind == MediaKind::Document {
+                media["filename"] = attachment.name.clone().into();
+            }
+            let mut body = envelope(to, kind.name(), reply_to);
+            body[kind.name()] = media;
+            out.graph.send(&body).await.map_err(classify)
+        }
+    }
+}
+
+/// `Channel::mark_read`: blue ticks on the customer's message.
+pub async fn mark_read(graph: &Graph, config: &WhatsAppConfig, conversation: &ConversationKey, remote_id: &str) {
+    if conversation.account != config.phone_number_id || remote_id.is_empty() || remote_id.starts_with(char::is_control) {
+        return;
+    }
+    let body = json!({"messaging_product": "whatsapp", "status": "read", "message_id": remote_id});
+    if let Err(e) = graph.post_messages(&body).await {
+        tracing::debug!(error = %e, "whatsapp: read status not sent");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_channel::MediaRef;
+
+    fn attachment(name: &str, mime: &str, size: u64) -> Attachment {
+        Attachment { media: MediaRef("mxc://x/y".into()), name: name.into(), mime: mime.into(), size }
+    }
+
+    #[test]
+    fn files_pick_their_kind() {
+        assert_eq!(MediaKind::for_file("image/jpeg", 1000), MediaKind::Image);
+        assert_eq!(MediaKind::for_file("image/png", 6 * 1024 * 1024), MediaKind::Document);
+        assert_eq!(MediaKind::for_file("image/gif", 10), MediaKind::Document);
+        assert_eq!(MediaKind::for_file("audio/ogg; codecs=opus", 1000), MediaKind::Audio);
+        assert_eq!(MediaKind::for_file("video/mp4", 1000), MediaKind::Video);
+        assert_eq!(MediaKind::for_file("application/pdf", 1000), MediaKind::Document);
+    }
+
+    #[test]
+    fn captions_ride_along_when_they_can() {
+        let content = Content { text: "the label".into(), html: None, attachments: vec![attachment("l.png", "image/png", 10)] };
+        let parts = plan(&content);
+        assert!(matches!(parts.as_slice(), [Part::File { caption: Some(c), .. }] if c == "the label"));
+        let content = Content { text: "listen".into(), html: None, attachments: vec![attachment("a.ogg", "audio/ogg", 10)] };
+        assert!(matches!(plan(&content).as_slice(), [Part::Text(t), Part::File { caption: None, .. }] if t == "listen"));
+        let content = Content { text: "x".repeat(2000), html: None, attachments: vec![attachment("d.pdf", "application/pdf", 10)] };
+        assert!(matches!(plan(&content).as_slice(), [Part::Text(_), Part::File { caption: None, .. }]));
+        let content = Content { text: "plain".into(), html: Some("<b>bold</b>".into()), attachments: vec![] };
+        assert!(matches!(plan(&content).as_slice(), [Part::Text(t)] if t == "*bold*"));
+        assert!(plan(&Content::default()).is_empty());
+    }
+}

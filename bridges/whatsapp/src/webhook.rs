@@ -1,0 +1,99 @@
+//! The webhook: `GET|POST <bridge>/whatsapp/webhook`, set as the app's callback URL for the
+//! WhatsApp Business Account's `messages` field.
+//!
+//! * `GET` is Meta's verification handshake: `hub.mode=subscribe`, `hub.verify_token` (must
+//!   equal `verify_token`, compared in constant time) and `hub.challenge`, which is echoed as
+//!   the plain-text answer. Anything else is 403.
+//! * `POST` is a delivery. The `X-Hub-Signature-256` header is checked against the raw body
+//!   first (missing → 401, malformed or wrong → 403, logged, nothing else read). Then the body
+//!   is parsed, each event's file fetched and the event stored with `Host::receive`; only when
+//!   every event is stored is the answer 200. A failure is 503, and Meta delivers the whole
+//!   batch again later (with backoff, for days): events already stored are recognised by
+//!   their dedup keys and stored once.
+//! * Events for another business number than ours are left out (logged): the outbound side
+//!   could not answer them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::payload::{self, PayloadError};
+use crate::signature::{self, SignatureError};
+use crate::Shared;
+
+/// The webhook route, relative to `/whatsapp`.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new().route("/webhook", get(verify).post(receive)).with_state(shared)
+}
+
+/// The subscription handshake.
+async fn verify(State(shared): State<Arc<Shared>>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let mode = query.get("hub.mode").map(String::as_str);
+    let token = query.get("hub.verify_token").map(String::as_str).unwrap_or("");
+    let challenge = query.get("hub.challenge");
+    let token_ok = signature::constant_time_eq(token.as_bytes(), shared.config.verify_token.as_bytes());
+    match (mode, challenge) {
+        (Some("subscribe"), Some(challenge)) if token_ok => {
+            tracing::info!("whatsapp: webhook verified by Meta");
+            (StatusCode::OK, [("content-type", "text/plain")], challenge.clone()).into_response()
+        }
+        _ => {
+            tracing::warn!(mode, "whatsapp: webhook verification refused (wrong verify_token or not a subscribe request)");
+            StatusCode::FORBIDDEN.into_response()
+        }
+    }
+}
+
+/// A delivery.
+async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let header = headers.get(signature::HEADER).map(|v| v.as_bytes());
+    if let Err(e) = signature::verify(shared.config.app_secret.as_bytes(), &body, header) {
+        tracing::warn!(error = %e, bytes = body.len(), "whatsapp: webhook delivery refused");
+        return match e {
+            SignatureError::Missing => StatusCode::UNAUTHORIZED,
+            SignatureError::Malformed | SignatureError::Mismatch => StatusCode::FORBIDDEN,
+        };
+    }
+    let batch = match payload::parse_webhook(&body) {
+        Ok(b) => b,
+        Err(e @ PayloadError::Json(_)) => {
+            tracing::warn!(error = %e, "whatsapp: signed webhook body is not JSON");
+            return StatusCode::BAD_REQUEST;
+        }
+        Err(e @ PayloadError::NotWhatsApp(_)) => {
+            // Signed by our app, so answered 200: another product's events would come forever.
+            tracing::info!(error = %e, "whatsapp: webhook delivery not for WhatsApp; ignored");
+            return StatusCode::OK;
+        }
+    };
+    for skipped in &batch.skipped {
+        tracing::info!(what = %skipped, "whatsapp: left out of the delivery");
+    }
+    for parsed in batch.events {
+        if parsed.conversation.account != shared.config.phone_number_id {
+            tracing::warn!(account = %parsed.conversation.account, "whatsapp: event for another business number; not bridged");
+            continue;
+        }
+        let key = parsed.dedup_key.clone();
+        let stored = match crate::inbound::realize(parsed, &shared.graph, &shared.host, shared.config.max_download_size).await {
+            Ok(inbound) => shared.host.receive(inbound).await.map_err(crate::inbound::RealizeError::from),
+            Err(e) => Err(e),
+        };
+        match stored {
+            Ok(fresh) => tracing::debug!(dedup_key = %key, fresh, "whatsapp: event stored"),
+            Err(e) => {
+                // Stop here, so nothing after it is stored before it: Meta redelivers the
+                // whole batch, and what was stored already is recognised by its dedup key.
+                tracing::warn!(dedup_key = %key, error = %e, "whatsapp: event not stored; Meta will deliver again");
+                return StatusCode::SERVICE_UNAVAILABLE;
+            }
+        }
+    }
+    StatusCode::OK
+}
