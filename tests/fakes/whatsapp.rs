@@ -1,0 +1,693 @@
+//! A wire-level fake of the WhatsApp Business Cloud API (Meta's Graph API), for the bridge's
+//! WhatsApp channel to talk to through its configurable `api_url` (and nothing else: the
+//! channel cannot tell), and the Meta side of the webhook.
+//!
+//! It speaks the documented protocol
+//! (<https://developers.facebook.com/docs/whatsapp/cloud-api/reference>):
+//!
+//! * `POST /{version}/{phone-number-id}/messages` (JSON, `Authorization: Bearer`): text, image,
+//!   audio, video, document, sticker (by uploaded media id), reaction, template; `status: read`
+//!   marks a customer's message read. Answers `{"messaging_product":"whatsapp","contacts":[…],
+//!   "messages":[{"id":"wamid…"}]}`. Checks what Meta checks: `messaging_product`, `to`, a
+//!   non-empty body of at most 4096 characters, known media ids, known templates in their
+//!   language with the right number of parameters, and the 24-hour customer-service window
+//!   (a free-form message more than 24 h after the customer's last message is error 131047).
+//! * `POST /{version}/{phone-number-id}/media` (multipart `messaging_product`, `type`, `file`)
+//!   → `{"id":"<media id>"}`.
+//! * `GET /{version}/{media-id}` → `{url, mime_type, sha256, file_size, id,
+//!   messaging_product}`; the URL answers the bytes only with the Bearer token.
+//! * Errors in Graph's envelope `{"error":{"message","type","code","error_subcode",
+//!   "error_data":{"messaging_product","details"},"fbtrace_id"}}`: a wrong token is 401 with
+//!   code 190; an unknown phone number id 400 with code 100.
+//!
+//! For tests: [`FakeWhatsApp::message`] builds a customer's message delivery (and remembers
+//! the time for the window), [`FakeWhatsApp::status`] a status delivery, and
+//! [`FakeWhatsApp::deliver`] posts one to the bridge's webhook signed with the app secret as
+//! Meta does (`X-Hub-Signature-256`, non-ASCII escaped as `\uXXXX`); [`FakeWhatsApp::calls`]
+//! is the record of every request (kind, path, JSON body or form, uploaded file, Bearer token,
+//! time, status) to assert on; [`FakeWhatsApp::fault`] makes the next N message sends fail with
+//! a chosen HTTP status and Graph error.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+/// The system user's access token in tests.
+pub const TOKEN: &str = "EAAFakeWhatsAppTokenForSwitchboardTests0123456789";
+/// The Meta app's secret (webhook signatures).
+pub const APP_SECRET: &str = "fake-app-secret-for-tests-only";
+/// The webhook's verify token, as typed into the App Dashboard.
+pub const VERIFY_TOKEN: &str = "meatyhamhock";
+/// The business phone number's id and the number itself.
+pub const PHONE_NUMBER_ID: &str = "1122334455667";
+pub const DISPLAY_PHONE_NUMBER: &str = "15550001234";
+/// The WhatsApp Business Account's id.
+pub const WABA_ID: &str = "1234567890987654321";
+pub const VERSION: &str = "v21.0";
+/// Largest upload the Cloud API takes (documents).
+pub const MAX_UPLOAD: usize = 100 * 1024 * 1024;
+
+/// A customer on WhatsApp.
+#[derive(Clone, Debug)]
+pub struct Customer {
+    /// The phone number in digits, as WhatsApp ids it.
+    pub wa_id: String,
+    pub name: String,
+}
+
+impl Customer {
+    pub fn new(wa_id: &str, name: &str) -> Customer {
+        Customer { wa_id: wa_id.into(), name: name.into() }
+    }
+}
+
+/// A file uploaded to the fake in a multipart request.
+#[derive(Clone, Debug)]
+pub struct Upload {
+    pub name: String,
+    pub mime: String,
+    pub bytes: Vec<u8>,
+}
+
+/// One request the fake received.
+#[derive(Clone, Debug)]
+pub struct Call {
+    /// `messages`, `media` (upload), `media_info`, `download`.
+    pub kind: String,
+    pub path: String,
+    /// The JSON body, or the form's text fields, or the query.
+    pub body: Value,
+    pub upload: Option<Upload>,
+    /// The Bearer token sent, if any.
+    pub bearer: Option<String>,
+    pub at: Instant,
+    /// The status the fake answered with.
+    pub status: u16,
+}
+
+impl Call {
+    /// The message type of a `messages` call (`text`, `image`, `reaction`, `template`, …).
+    pub fn message_type(&self) -> Option<&str> {
+        self.body.get("type").and_then(Value::as_str)
+    }
+
+    /// The text body of a `messages` call of type text.
+    pub fn text(&self) -> Option<&str> {
+        self.body.pointer("/text/body").and_then(Value::as_str)
+    }
+}
+
+/// How a failing send answers.
+#[derive(Clone, Debug)]
+pub struct Fault {
+    pub http_status: u16,
+    pub code: i64,
+    pub subcode: Option<i64>,
+    pub message: String,
+    pub details: String,
+    /// A `Retry-After` header, in seconds.
+    pub retry_after: Option<u32>,
+}
+
+impl Fault {
+    /// Plain HTTP 429 with Graph's application-level throttling code 4 and a `Retry-After`.
+    pub fn too_many_requests(retry_after: u32) -> Fault {
+        Fault {
+            http_status: 429,
+            code: 4,
+            subcode: None,
+            message: "(#4) Application request limit reached".into(),
+            details: "Too many calls from this app".into(),
+            retry_after: Some(retry_after),
+        }
+    }
+
+    /// WhatsApp's cloud rate limit, as Meta sends it (HTTP 400, code 130429, no Retry-After).
+    pub fn rate_limit_130429() -> Fault {
+        Fault {
+            http_status: 400,
+            code: 130429,
+            subcode: Some(2494055),
+            message: "(#130429) Rate limit hit".into(),
+            details: "Message failed to send because there were too many messages sent from this phone number in a short period of time".into(),
+            retry_after: None,
+        }
+    }
+
+    /// The 24-hour window closed on Meta's side (say, the bridge's clock is behind).
+    pub fn reengagement_131047() -> Fault {
+        Fault {
+            http_status: 400,
+            code: 131047,
+            subcode: Some(2494078),
+            message: "(#131047) Re-engagement message".into(),
+            details: "Message failed to send because more than 24 hours have passed since the customer last replied to this number.".into(),
+            retry_after: None,
+        }
+    }
+
+    /// The message cannot reach this number (not on WhatsApp, old app…).
+    pub fn undeliverable_131026() -> Fault {
+        Fault {
+            http_status: 400,
+            code: 131026,
+            subcode: None,
+            message: "(#131026) Message Undeliverable".into(),
+            details: "Unable to deliver message. Reasons can include: the recipient phone number is not a WhatsApp phone number".into(),
+            retry_after: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct StoredMedia {
+    bytes: Vec<u8>,
+    mime: String,
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: Vec<Call>,
+    faults: Vec<(Fault, u32)>,
+    media: HashMap<String, StoredMedia>,
+    next_id: u64,
+    /// Customers' last message time (seconds), for the 24-hour window.
+    last_inbound: HashMap<String, i64>,
+    /// Messages the business sent: wamid → body.
+    sent: Vec<(String, Value)>,
+    /// Templates: name → (language, number of body parameters).
+    templates: HashMap<String, (String, usize)>,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    base: Mutex<String>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The fake Cloud API, on 127.0.0.1 and a free port; stops when dropped.
+pub struct FakeWhatsApp {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeWhatsApp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Graph's error envelope.
+fn graph_error(status: u16, code: i64, subcode: Option<i64>, message: &str, details: &str) -> Response {
+    let mut error = json!({
+        "message": message,
+        "type": "OAuthException",
+        "code": code,
+        "error_data": {"messaging_product": "whatsapp", "details": details},
+        "fbtrace_id": "AFakeTraceId0123456789",
+    });
+    if let Some(s) = subcode {
+        error["error_subcode"] = s.into();
+    }
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    (status, axum::Json(json!({ "error": error }))).into_response()
+}
+
+fn invalid_parameter(details: &str) -> Response {
+    graph_error(400, 100, None, "(#100) Invalid parameter", details)
+}
+
+/// Sign a body as Meta does.
+pub fn sign(body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(APP_SECRET.as_bytes()).expect("HMAC takes any key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// JSON with every non-ASCII character escaped as `\uXXXX`, the way Meta serialises (and
+/// signs) webhook bodies.
+pub fn meta_json(value: &Value) -> String {
+    let plain = value.to_string();
+    let mut out = String::with_capacity(plain.len());
+    for c in plain.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
+}
+
+impl FakeWhatsApp {
+    pub async fn start() -> anyhow::Result<FakeWhatsApp> {
+        let mut inner = Inner { next_id: 1, ..Inner::default() };
+        inner.templates.insert("hello_world".into(), ("en_US".into(), 0));
+        inner.templates.insert("order_update".into(), ("en_US".into(), 2));
+        let shared = Arc::new(Shared { inner: Mutex::new(inner), base: Mutex::new(String::new()) });
+        let app = Router::new()
+            .route("/download/{media_id}", get(download))
+            .route("/{version}/{id}", get(media_info))
+            .route("/{version}/{id}/{edge}", post(edge))
+            .layer(DefaultBodyLimit::max(MAX_UPLOAD + 1024 * 1024))
+            .with_state(Arc::clone(&shared));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the fake WhatsApp")?;
+        let addr = listener.local_addr()?;
+        *shared.base.lock().unwrap_or_else(|e| e.into_inner()) = format!("http://{addr}");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(FakeWhatsApp { addr, shared, task })
+    }
+
+    /// The base URL to configure as `api_url`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn next_id(&self) -> u64 {
+        let mut s = self.shared.lock();
+        s.next_id += 1;
+        s.next_id
+    }
+
+    /// A new wamid (shaped like Meta's).
+    pub fn new_wamid(&self) -> String {
+        format!("wamid.HBgLMTU1NTAwMDEyMzQVAgASGBQzQUZBS0Uw{:08}AA==", self.next_id())
+    }
+
+    /// Keep a customer's file on WhatsApp's side; returns its media id.
+    pub fn add_media(&self, bytes: Vec<u8>, mime: &str) -> String {
+        let id = format!("{}", 900_000_000_000u64 + self.next_id());
+        self.shared.lock().media.insert(id.clone(), StoredMedia { bytes, mime: mime.into() });
+        id
+    }
+
+    /// The bytes of a file the bridge uploaded.
+    pub fn media_bytes(&self, media_id: &str) -> Option<Vec<u8>> {
+        self.shared.lock().media.get(media_id).map(|m| m.bytes.clone())
+    }
+
+    /// A delivery with one customer message: `fields` are the message's type-specific fields
+    /// (`{"type":"text","text":{"body":"hi"}}`, `{"type":"image","image":{…}}`, `context`, …).
+    /// `at` is the message's time (seconds; now when `None`). Returns (wamid, payload).
+    pub fn message(&self, customer: &Customer, fields: Value, at: Option<i64>) -> (String, Value) {
+        let wamid = self.new_wamid();
+        let at = at.unwrap_or_else(now_secs);
+        {
+            let mut s = self.shared.lock();
+            let last = s.last_inbound.entry(customer.wa_id.clone()).or_insert(at);
+            *last = (*last).max(at);
+        }
+        let mut message = json!({"from": customer.wa_id, "id": wamid, "timestamp": at.to_string()});
+        if let (Some(m), Value::Object(f)) = (message.as_object_mut(), fields) {
+            m.extend(f);
+        }
+        let value = json!({
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": DISPLAY_PHONE_NUMBER, "phone_number_id": PHONE_NUMBER_ID},
+            "contacts": [{"profile": {"name": customer.name}, "wa_id": customer.wa_id}],
+            "messages": [message],
+        });
+        (wamid, envelope(value))
+    }
+
+    /// A status delivery for our message `wamid`: `sent`, `delivered`, `read` or `failed`
+    /// (with `errors`).
+    pub fn status(&self, customer: &Customer, wamid: &str, status: &str, errors: Option<Value>) -> Value {
+        let mut s = json!({
+            "id": wamid, "status": status, "timestamp": now_secs().to_string(), "recipient_id": customer.wa_id,
+        });
+        if status != "failed" {
+            s["conversation"] = json!({"id": "7270432eae37498234f4444b35ffc5", "origin": {"type": "service"}});
+            s["pricing"] = json!({"billable": true, "pricing_model": "CBP", "category": "service"});
+        }
+        if let Some(e) = errors {
+            s["errors"] = e;
+        }
+        envelope(json!({
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": DISPLAY_PHONE_NUMBER, "phone_number_id": PHONE_NUMBER_ID},
+            "statuses": [s],
+        }))
+    }
+
+    /// POST a delivery to the webhook, signed as Meta signs it; returns the HTTP status.
+    pub async fn deliver(&self, url: &str, payload: &Value) -> anyhow::Result<u16> {
+        let body = meta_json(payload);
+        let signature = sign(body.as_bytes());
+        self.deliver_raw(url, body.into_bytes(), Some(&signature)).await
+    }
+
+    /// POST any body with any signature header (or none).
+    pub async fn deliver_raw(&self, url: &str, body: Vec<u8>, signature: Option<&str>) -> anyhow::Result<u16> {
+        let mut request = reqwest::Client::new().post(url).header("content-type", "application/json").body(body);
+        if let Some(s) = signature {
+            request = request.header("X-Hub-Signature-256", s);
+        }
+        let response = request.timeout(Duration::from_secs(60)).send().await.context("posting to the webhook")?;
+        Ok(response.status().as_u16())
+    }
+
+    /// Every request so far.
+    pub fn all_calls(&self) -> Vec<Call> {
+        self.shared.lock().calls.clone()
+    }
+
+    /// The requests of one kind so far.
+    pub fn calls(&self, kind: &str) -> Vec<Call> {
+        self.shared.lock().calls.iter().filter(|c| c.kind == kind).cloned().collect()
+    }
+
+    /// Waits until a call of `kind` matching `pred` was received.
+    pub async fn wait_for_call(&self, kind: &str, pred: impl Fn(&Call) -> bool) -> anyhow::Result<Call> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(c) = self.calls(kind).into_iter().find(|c| pred(c)) {
+                return Ok(c);
+            }
+            if Instant::now() > deadline {
+                let seen: Vec<String> =
+                    self.all_calls().iter().rev().take(12).map(|c| format!("{} {} {} -> {}", c.kind, c.path, c.body, c.status)).collect();
+                anyhow::bail!("timed out waiting for a matching {kind} call; last calls:\n  {}", seen.join("\n  "));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Make the next `count` message sends fail with `fault`.
+    pub fn fault(&self, fault: Fault, count: u32) {
+        self.shared.lock().faults.push((fault, count));
+    }
+
+    /// Messages the business sent (accepted ones), in order: (wamid, body).
+    pub fn sent(&self) -> Vec<(String, Value)> {
+        self.shared.lock().sent.clone()
+    }
+}
+
+fn envelope(value: Value) -> Value {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": WABA_ID, "changes": [{"value": value, "field": "messages"}]}]})
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned)
+}
+
+fn record(shared: &Shared, kind: &str, path: String, body: Value, upload: Option<Upload>, bearer: Option<String>, status: u16) {
+    shared.lock().calls.push(Call { kind: kind.into(), path, body, upload, bearer, at: Instant::now(), status });
+}
+
+fn check_auth(headers: &HeaderMap) -> Result<(), Response> {
+    match bearer(headers) {
+        Some(t) if t == TOKEN => Ok(()),
+        Some(_) => Err(graph_error(401, 190, None, "Invalid OAuth access token - Cannot parse access token", "")),
+        None => Err(graph_error(401, 190, None, "An access token is required to request this resource.", "")),
+    }
+}
+
+fn check_version(version: &str) -> Result<(), Response> {
+    let ok = version.strip_prefix('v').is_some_and(|v| v.split('.').count() == 2 && v.split('.').all(|p| p.parse::<u32>().is_ok()));
+    if ok { Ok(()) } else { Err(graph_error(400, 2500, None, "Unknown path components", "")) }
+}
+
+fn unknown_object(id: &str) -> Response {
+    graph_error(
+        400,
+        100,
+        Some(33),
+        &format!("Unsupported post request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation."),
+        "",
+    )
+}
+
+async fn edge(State(shared): State<Arc<Shared>>, Path((version, id, edge)): Path<(String, String, String)>, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let headers = request.headers().clone();
+    let token = bearer(&headers);
+    let kind = if edge == "media" { "media" } else { "messages" };
+    let (body, upload, response) = match edge_answer(&shared, &version, &id, &edge, request).await {
+        Ok((body, upload, response)) => (body, upload, response),
+        Err((body, response)) => (body, None, response),
+    };
+    record(&shared, kind, path, body, upload, token, response.status().as_u16());
+    response
+}
+
+type EdgeResult = Result<(Value, Option<Upload>, Response), (Value, Response)>;
+
+async fn edge_answer(shared: &Arc<Shared>, version: &str, id: &str, edge: &str, request: Request) -> EdgeResult {
+    let headers = request.headers().clone();
+    check_version(version).map_err(|r| (Value::Null, r))?;
+    check_auth(&headers).map_err(|r| (Value::Null, r))?;
+    if id != PHONE_NUMBER_ID || !(edge == "messages" || edge == "media") {
+        return Err((Value::Null, unknown_object(id)));
+    }
+    if edge == "media" {
+        return upload(shared, request).await;
+    }
+    let is_json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+    let raw = Bytes::from_request(request, &()).await.map_err(|_| (Value::Null, invalid_parameter("body too large")))?;
+    let body: Value = match serde_json::from_slice(&raw) {
+        Ok(v @ Value::Object(_)) if is_json => v,
+        _ => return Err((Value::Null, invalid_parameter("The request body must be a JSON object"))),
+    };
+    let response = send_message(shared, &body);
+    Ok((body, None, response))
+}
+
+async fn upload(shared: &Arc<Shared>, request: Request) -> EdgeResult {
+    let mut form = axum::extract::Multipart::from_request(request, &())
+        .await
+        .map_err(|e| (Value::Null, invalid_parameter(&format!("multipart form expected: {e}"))))?;
+    let mut fields = Map::new();
+    let mut file = None;
+    loop {
+        match form.next_field().await {
+            Ok(Some(field)) => {
+                let name = field.name().unwrap_or_default().to_owned();
+                let file_name = field.file_name().map(str::to_owned);
+                let mime = field.content_type().unwrap_or("application/octet-stream").to_owned();
+                let bytes = field.bytes().await.map_err(|_| (Value::Null, graph_error(413, 131052, None, "(#131052) Media upload error", "file too large")))?;
+                match file_name {
+                    Some(file_name) if name == "file" => file = Some(Upload { name: file_name, mime, bytes: bytes.to_vec() }),
+                    _ => {
+                        fields.insert(name, Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(e) => return Err((Value::Object(fields), invalid_parameter(&format!("bad multipart body: {e}")))),
+        }
+    }
+    let body = Value::Object(fields.clone());
+    if fields.get("messaging_product").and_then(Value::as_str) != Some("whatsapp") {
+        return Err((body, invalid_parameter("The parameter messaging_product is required.")));
+    }
+    let Some(file) = file else { return Err((body, invalid_parameter("The parameter file is required."))) };
+    let Some(mime) = fields.get("type").and_then(Value::as_str).filter(|t| t.contains('/')) else {
+        return Err((body, invalid_parameter("The parameter type is required.")));
+    };
+    let media_id = {
+        let mut s = shared.lock();
+        s.next_id += 1;
+        let id = format!("{}", 1_037_543_291_000_000u64 + s.next_id);
+        s.media.insert(id.clone(), StoredMedia { bytes: file.bytes.clone(), mime: mime.to_owned() });
+        id
+    };
+    let response = (StatusCode::OK, axum::Json(json!({"id": media_id}))).into_response();
+    Ok((body, Some(file), response))
+}
+
+fn take_fault(shared: &Shared) -> Option<Fault> {
+    let mut s = shared.lock();
+    let slot = s.faults.iter_mut().find(|(_, n)| *n > 0)?;
+    slot.1 -= 1;
+    Some(slot.0.clone())
+}
+
+fn send_message(shared: &Arc<Shared>, body: &Value) -> Response {
+    if body.get("messaging_product").and_then(Value::as_str) != Some("whatsapp") {
+        return invalid_parameter("The parameter messaging_product is required.");
+    }
+    // Marking a customer's message read.
+    if body.get("status").and_then(Value::as_str) == Some("read") {
+        return match body.get("message_id").and_then(Value::as_str) {
+            Some(_) => (StatusCode::OK, axum::Json(json!({"success": true}))).into_response(),
+            None => invalid_parameter("The parameter message_id is required."),
+        };
+    }
+    if let Some(f) = take_fault(shared) {
+        let mut response = graph_error(f.http_status, f.code, f.subcode, &f.message, &f.details);
+        if let Some(after) = f.retry_after {
+            if let Ok(v) = after.to_string().parse() {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        return response;
+    }
+    let Some(to) = body.get("to").and_then(Value::as_str).filter(|t| !t.is_empty()) else {
+        return invalid_parameter("The parameter to is required.");
+    };
+    let wa_id = to.trim_start_matches('+').to_owned();
+    if body.get("recipient_type").is_some_and(|r| r != "individual") {
+        return invalid_parameter("recipient_type must be individual");
+    }
+    let kind = body.get("type").and_then(Value::as_str).unwrap_or("text");
+    let object = body.get(kind);
+    let problem = match (kind, object) {
+        ("text", Some(t)) => match t.get("body").and_then(Value::as_str) {
+            Some(b) if b.trim().is_empty() => Some("Param text['body'] is required".to_owned()),
+            Some(b) if b.chars().count() > 4096 => Some("Param text['body'] must be at most 4096 characters long.".to_owned()),
+            Some(_) => None,
+            None => Some("Param text['body'] is required".to_owned()),
+        },
+        ("image" | "audio" | "video" | "document" | "sticker", Some(m)) => {
+            let known = m.get("id").and_then(Value::as_str).is_some_and(|id| shared.lock().media.contains_key(id));
+            let link = m.get("link").and_then(Value::as_str).is_some();
+            if !known && !link {
+                Some(format!("Param {kind}['id'] is not a valid media id"))
+            } else if kind == "audio" && m.get("caption").is_some() {
+                Some("Param audio['caption'] is not allowed".into())
+            } else {
+                None
+            }
+        }
+        ("reaction", Some(r)) => match (r.get("message_id").and_then(Value::as_str), r.get("emoji").and_then(Value::as_str)) {
+            (Some(_), Some(_)) => None,
+            _ => Some("Param reaction['message_id'] and reaction['emoji'] are required".into()),
+        },
+        ("template", Some(t)) => {
+            let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
+            let lang = t.pointer("/language/code").and_then(Value::as_str).unwrap_or_default();
+            let params = t
+                .get("components")
+                .and_then(Value::as_array)
+                .and_then(|c| c.iter().find(|c| c["type"] == "body"))
+                .and_then(|b| b.get("parameters"))
+                .and_then(Value::as_array)
+                .map(Vec::len)
+                .unwrap_or(0);
+            match shared.lock().templates.get(name).cloned() {
+                Some((l, _)) if l != lang => {
+                    return graph_error(404, 132001, None, "(#132001) Template name does not exist in the translation", &format!("template name ({name}) does not exist in {lang}"))
+                }
+                Some((_, n)) if n != params => {
+                    return graph_error(400, 132000, None, "(#132000) Number of parameters does not match the expected number of params", &format!("body: number of localizable_params ({params}) does not match the expected number of params ({n})"))
+                }
+                Some(_) => None,
+                None => {
+                    return graph_error(404, 132001, None, "(#132001) Template name does not exist in the translation", &format!("template name ({name}) does not exist in {lang}"))
+                }
+            }
+        }
+        (other, _) => Some(format!("Param {other} is required or not a message type")),
+    };
+    if let Some(p) = problem {
+        return invalid_parameter(&p);
+    }
+    // The customer-service window: free-form messages only within 24 h of the customer's last one.
+    if kind != "template" {
+        let last = shared.lock().last_inbound.get(&wa_id).copied();
+        if !last.is_some_and(|at| now_secs() - at < 24 * 3600) {
+            return graph_error(
+                400,
+                131047,
+                Some(2494078),
+                "(#131047) Re-engagement message",
+                "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
+            );
+        }
+    }
+    let wamid = {
+        let mut s = shared.lock();
+        s.next_id += 1;
+        let wamid = format!("wamid.HBgLMTU1NTAwMDEyMzQVAgARGBJPVVQ{:08}AA==", s.next_id);
+        s.sent.push((wamid.clone(), body.clone()));
+        wamid
+    };
+    let mut message = json!({"id": wamid});
+    if kind == "template" {
+        message["message_status"] = "accepted".into();
+    }
+    (StatusCode::OK, axum::Json(json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{"input": to, "wa_id": wa_id}],
+        "messages": [message],
+    })))
+        .into_response()
+}
+
+async fn media_info(
+    State(shared): State<Arc<Shared>>,
+    Path((version, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().unwrap_or("").to_owned();
+    let response = (|| {
+        check_version(&version)?;
+        check_auth(&headers)?;
+        let s = shared.lock();
+        let Some(m) = s.media.get(&id) else { return Err(unknown_object(&id)) };
+        let base = shared.base.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Ok((
+            StatusCode::OK,
+            axum::Json(json!({
+                "url": format!("{base}/download/{id}?ext=1&hash=ATfake"),
+                "mime_type": m.mime,
+                "sha256": hex::encode(Sha256::digest(&m.bytes)),
+                "file_size": m.bytes.len(),
+                "id": id,
+                "messaging_product": "whatsapp",
+            })),
+        )
+            .into_response())
+    })()
+    .unwrap_or_else(|r| r);
+    record(&shared, "media_info", path, json!({"query": query}), None, bearer(&headers), response.status().as_u16());
+    response
+}
+
+async fn download(State(shared): State<Arc<Shared>>, Path(media_id): Path<String>, headers: HeaderMap) -> Response {
+    let response = match check_auth(&headers) {
+        Err(r) => r,
+        Ok(()) => match shared.lock().media.get(&media_id) {
+            Some(m) => (StatusCode::OK, [(header::CONTENT_TYPE, m.mime.clone())], m.bytes.clone()).into_response(),
+            None => (StatusCode::NOT_FOUND, "Not Found").into_response(),
+        },
+    };
+    record(&shared, "download", format!("/download/{media_id}"), Value::Null, None, bearer(&headers), response.status().as_u16());
+    response
+}
