@@ -297,6 +297,13 @@ async fn operator_messages_files_replies_reactions_and_statuses(backend: Backend
     // A late failure status: a notice in the room quoting WhatsApp.
     let doomed = env.alice.send_text(&room, "this one will fail").await?;
     fake.wait_for_call("messages", |c| c.text() == Some("this one will fail") && c.status == 200).await?;
+    // Meta's statuses come after its answer to the send; the bridge has recorded the wamid by
+    // the time the room shows the message as sent.
+    env.alice
+        .wait_for_event(&room, "the doomed message marked sent", |e| {
+            e["type"] == "com.beeper.message_send_status" && e["content"]["m.relates_to"]["event_id"] == doomed.as_str()
+        })
+        .await?;
     let doomed_wamid = fake.sent().into_iter().find(|(_, b)| b.pointer("/text/body").and_then(Value::as_str) == Some("this one will fail")).map(|(w, _)| w).context("doomed wamid")?;
     let errors = json!([{"code": 131049, "title": "This message was not delivered to maintain healthy ecosystem engagement.",
                          "message": "This message was not delivered to maintain healthy ecosystem engagement.",
