@@ -254,7 +254,75 @@ pub async fn mark_read(graph: &Graph, config: &WhatsAppConfig, conversation: &Co
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchboard_channel::MediaRef;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use bytes::Bytes;
+    use switchboard_channel::{ContactProfile, Inbound, MediaRef};
+
+    /// A host with only a key-value state.
+    #[derive(Default)]
+    struct StateHost(Mutex<HashMap<String, String>>);
+
+    #[async_trait]
+    impl Host for StateHost {
+        async fn receive(&self, _: Inbound) -> Result<bool, HostError> {
+            Ok(true)
+        }
+        async fn typing(&self, _: &ConversationKey, _: &ContactProfile, _: bool) {}
+        async fn put_media(&self, _: Bytes, _: &str, _: &str) -> Result<MediaRef, HostError> {
+            Err(HostError::NotFound)
+        }
+        async fn get_media(&self, _: &MediaRef) -> Result<(Bytes, String), HostError> {
+            Err(HostError::NotFound)
+        }
+        async fn state_get(&self, key: &str) -> Result<Option<String>, HostError> {
+            Ok(self.0.lock().unwrap().get(key).cloned())
+        }
+        async fn state_put(&self, key: &str, value: &str) -> Result<(), HostError> {
+            self.0.lock().unwrap().insert(key.into(), value.into());
+            Ok(())
+        }
+        async fn log_append(&self, _: &str, _: &str, _: &serde_json::Value) -> Result<i64, HostError> {
+            Ok(0)
+        }
+        async fn log_read(&self, _: &str, _: i64, _: i64) -> Result<Vec<(i64, serde_json::Value)>, HostError> {
+            Ok(Vec::new())
+        }
+    }
+
+    /// An item already sent (its key remembered) is answered from state, without a request: the
+    /// Graph API behind this client is unreachable, so any request would fail.
+    #[tokio::test]
+    async fn a_retry_of_a_sent_item_does_not_send_again() {
+        let config = WhatsAppConfig {
+            enabled: true,
+            phone_number_id: "42".into(),
+            access_token: "t".into(),
+            app_secret: "s".into(),
+            verify_token: "v".into(),
+            api_url: "http://127.0.0.1:9".into(),
+            ..WhatsAppConfig::default()
+        };
+        let graph = Graph::new(&config).unwrap();
+        let host = StateHost::default();
+        host.state_put("out:$event1#0", "wamid.sent").await.unwrap();
+        let out = Outgoing { graph: &graph, host: &host, config: &config };
+        let conversation = ConversationKey { account: "42".into(), chat: "4915112345678".into() };
+        let item = |key: &str| Outbound {
+            conversation: conversation.clone(),
+            idempotency_key: key.into(),
+            action: OutboundAction::Message { content: Content { text: "hi".into(), ..Content::default() }, reply_to: None },
+        };
+        assert_eq!(send(&out, &item("$event1")).await.unwrap().remote_id, "wamid.sent");
+        // A new item does try to send (and fails retryably: nothing listens there).
+        assert!(matches!(send(&out, &item("$event2")).await, Err(SendError::Retryable { .. })));
+        // Another number's conversation is refused for good.
+        let mut other = item("$event3");
+        other.conversation.account = "43".into();
+        assert!(matches!(send(&out, &other).await, Err(SendError::Permanent { .. })));
+    }
 
     fn attachment(name: &str, mime: &str, size: u64) -> Attachment {
         Attachment { media: MediaRef("mxc://x/y".into()), name: name.into(), mime: mime.into(), size }
