@@ -405,6 +405,45 @@ async fn rate_limits_are_retried_and_refusals_explained() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// A delivery whose events cannot all be stored (a file WhatsApp's CDN will not hand over right
+/// now) is answered 503, so Meta delivers it again; the redelivery stores the rest, and what was
+/// stored the first time is not shown twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_that_cannot_be_stored_is_refused_then_redelivered_once() -> anyhow::Result<()> {
+    let fake = FakeWhatsApp::start().await?;
+    let env = TestEnv::start(options(Backend::Sqlite, &fake)).await?;
+    let user = jane();
+    // One delivery with two messages: a text, then a photo.
+    let photo = blob("jpeg", 1200);
+    let media_id = fake.add_media(photo.clone(), "image/jpeg");
+    let (_, mut batch) = fake.message(&user, json!({"type": "text", "text": {"body": "before the photo"}}), None);
+    let (_, second) = fake.message(&user, json!({"type": "image", "image": {"id": media_id, "mime_type": "image/jpeg", "caption": "the photo"}}), None);
+    let photo_message = second.pointer("/entry/0/changes/0/value/messages/0").cloned().context("the photo message")?;
+    batch
+        .pointer_mut("/entry/0/changes/0/value/messages")
+        .and_then(Value::as_array_mut)
+        .context("messages")?
+        .push(photo_message);
+
+    fake.fail_downloads(1);
+    let status = fake.deliver(&webhook(&env), &batch).await?;
+    ensure!(status == 503, "a delivery not fully stored is refused (got {status})");
+    let room = env.alice.wait_for_invite("Jane Doe").await?;
+    env.alice.wait_for_text(&room, "before the photo").await?;
+
+    // Meta tries again later.
+    deliver(&fake, &env, &batch).await?;
+    let image = env.alice.wait_for_message(&room, |m| m.msgtype == "m.image").await?;
+    ensure!(env.alice.fetch_file(&image).await? == photo, "the photo's bytes");
+    env.alice.wait_for_text(&room, "the photo").await?;
+    customer_says(&fake, &env, &user, "marker").await?;
+    env.alice.wait_for_text(&room, "marker").await?;
+    let messages = env.alice.messages(&room);
+    ensure!(messages.iter().filter(|m| m.body == "before the photo").count() == 1, "the text bridged once");
+    ensure!(messages.iter().filter(|m| m.msgtype == "m.image").count() == 1, "the photo bridged once");
+    Ok(())
+}
+
 /// The fake itself speaks the Cloud API's envelope (a check of the test tool, no bridge).
 #[tokio::test]
 async fn the_fake_speaks_the_cloud_api() -> anyhow::Result<()> {

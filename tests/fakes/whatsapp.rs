@@ -190,6 +190,8 @@ struct Inner {
     sent: Vec<(String, Value)>,
     /// Templates: name → (language, number of body parameters).
     templates: HashMap<String, (String, usize)>,
+    /// Media downloads still to fail with a 500.
+    failing_downloads: u32,
 }
 
 struct Shared {
@@ -404,6 +406,11 @@ impl FakeWhatsApp {
     /// Make the next `count` message sends fail with `fault`.
     pub fn fault(&self, fault: Fault, count: u32) {
         self.shared.lock().faults.push((fault, count));
+    }
+
+    /// Make the next `count` media downloads fail with 500 (the CDN having trouble).
+    pub fn fail_downloads(&self, count: u32) {
+        self.shared.lock().failing_downloads = count;
     }
 
     /// Messages the business sent (accepted ones), in order: (wamid, body).
@@ -681,8 +688,15 @@ async fn media_info(
 }
 
 async fn download(State(shared): State<Arc<Shared>>, Path(media_id): Path<String>, headers: HeaderMap) -> Response {
+    let failing = {
+        let mut s = shared.lock();
+        let failing = s.failing_downloads > 0;
+        s.failing_downloads = s.failing_downloads.saturating_sub(1);
+        failing
+    };
     let response = match check_auth(&headers) {
         Err(r) => r,
+        Ok(()) if failing => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response(),
         Ok(()) => match shared.lock().media.get(&media_id) {
             Some(m) => (StatusCode::OK, [(header::CONTENT_TYPE, m.mime.clone())], m.bytes.clone()).into_response(),
             None => (StatusCode::NOT_FOUND, "Not Found").into_response(),
