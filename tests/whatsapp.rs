@@ -128,6 +128,8 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
     let ghost_name = members.iter().find(|(id, _)| id == &hello.sender).map(|(_, n)| n.clone());
     ensure!(ghost_name.as_deref() == Some("Jane Doe"), "ghost display name: {ghost_name:?}");
     ensure!(env.alice.room_name(&room).await?.as_deref() == Some("Jane Doe (whatsapp)"), "room name");
+    let topic = env.alice.room_topic(&room).await?.unwrap_or_default();
+    ensure!(topic.contains("+4915112345678"), "the E.164 number in the topic: {topic:?}");
     // Meta delivering the same message again changes nothing.
     deliver(&fake, &env, &first).await?;
 
