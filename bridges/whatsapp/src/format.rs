@@ -52,15 +52,17 @@ pub fn html_to_whatsapp(html: &str) -> String {
             }
             ("p", false) if !out.is_empty() && !out.ends_with('\n') => newline(&mut out, quote_depth),
             ("blockquote", false) => {
-                if !out.is_empty() && !out.ends_with('\n') {
-                    out.push('\n');
+                if quote_depth == 0 {
+                    if !out.is_empty() && !out.ends_with('\n') {
+                        out.push('\n');
+                    }
+                    out.push_str(quote_prefix(1));
                 }
                 quote_depth += 1;
-                out.push_str(&"> ".repeat(quote_depth));
             }
             ("blockquote", true) => {
                 quote_depth = quote_depth.saturating_sub(1);
-                if !out.ends_with('\n') {
+                if quote_depth == 0 && !out.ends_with('\n') {
                     out.push('\n');
                 }
             }
@@ -100,9 +102,15 @@ pub fn html_to_whatsapp(html: &str) -> String {
     out.trim_end().to_owned()
 }
 
+/// WhatsApp renders one level of `> ` quote; nested quotes stay one level (which also keeps
+/// the output linear in the input).
+fn quote_prefix(depth: usize) -> &'static str {
+    if depth > 0 { "> " } else { "" }
+}
+
 fn newline(out: &mut String, quote_depth: usize) {
     out.push('\n');
-    out.push_str(&"> ".repeat(quote_depth));
+    out.push_str(quote_prefix(quote_depth));
 }
 
 fn push_text(out: &mut String, text: &str, quote_depth: usize) {
@@ -197,5 +205,6 @@ mod tests {
         assert_eq!(html_to_whatsapp("<blockquote>quoted</blockquote>answer"), "> quoted\nanswer");
         assert_eq!(html_to_whatsapp("a<br>b<br/>c"), "a\nb\nc");
         assert_eq!(html_to_whatsapp("broken <b"), "broken <b");
+        assert_eq!(html_to_whatsapp("<blockquote><blockquote>a<br>b</blockquote></blockquote>"), "> a\n> b");
     }
 }
