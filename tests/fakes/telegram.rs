@@ -148,6 +148,9 @@ pub enum FaultKind {
     ServerError,
     /// 403 "Forbidden: bot was blocked by the user".
     Blocked,
+    /// No answer for this long (the call is not carried out), then 504: a client with a shorter
+    /// timeout sees a timeout.
+    Hang { secs: u64 },
 }
 
 #[derive(Clone, Debug)]
@@ -432,6 +435,12 @@ impl FakeTelegram {
         self.shared.lock().messages.get(&(chat, message_id)).cloned()
     }
 
+    /// How many of the bot's messages in `chat` have `text` as text or caption.
+    pub fn bot_messages_with_text(&self, chat: i64, text: &str) -> usize {
+        let s = self.shared.lock();
+        s.messages.iter().filter(|((c, _), m)| *c == chat && (m["text"] == text || m["caption"] == text)).count()
+    }
+
     /// The id of the bot's message in `chat` whose text or caption is `text`.
     pub fn bot_message_id(&self, chat: i64, text: &str) -> Option<i64> {
         let s = self.shared.lock();
@@ -657,6 +666,10 @@ async fn answer(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>,
             FaultKind::TooManyRequests { retry_after } => too_many(retry_after),
             FaultKind::ServerError => error(500, "Internal Server Error"),
             FaultKind::Blocked => error(403, "Forbidden: bot was blocked by the user"),
+            FaultKind::Hang { secs } => {
+                tokio::time::sleep(Duration::from_secs(secs)).await;
+                error(504, "Gateway Timeout")
+            }
         };
     }
     let chat_id = param_i64(params, "chat_id");
