@@ -117,7 +117,7 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
         InboundEvent::Message { content, .. } => content.text.as_str(),
         _ => "",
     };
-    let (room_id, contact) = portal::ensure_portal(bridge, &conversation, first_text).await?;
+    let (room_id, contact) = portal::ensure_portal(bridge, &conversation, first_text, row.inbound.addressed_to.as_deref()).await?;
     let conversation = crate::store::conversations::Conversation { room_id: Some(room_id.clone()), ..conversation };
     let ghost = contact.ghost_user_id.as_str();
     let ts = Some(row.inbound.timestamp_ms);
@@ -139,7 +139,7 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
                     .await?;
             }
             bridge.store.note_customer_message(conversation.id, row.inbound.timestamp_ms).await?;
-            crate::routing::on_customer_message(bridge, &conversation, &room_id).await?;
+            crate::routing::on_customer_message(bridge, &conversation, &room_id, row.inbound.addressed_to.as_deref()).await?;
         }
         InboundEvent::Notice { remote_id, content: c } => {
             for (part, mut event) in content::to_matrix(c).into_iter().enumerate() {

@@ -70,7 +70,12 @@ pub async fn ensure_ghost(bridge: &Bridge, contact: &Contact) -> Result<(), Port
 }
 
 /// The portal room of a conversation, created when missing. Returns the room id and the contact.
-pub async fn ensure_portal(bridge: &Bridge, conversation: &Conversation, first_text: &str) -> Result<(String, Contact), PortalError> {
+pub async fn ensure_portal(
+    bridge: &Bridge,
+    conversation: &Conversation,
+    first_text: &str,
+    addressed_to: Option<&str>,
+) -> Result<(String, Contact), PortalError> {
     let contact = bridge
         .store
         .contact(&conversation.channel, &conversation.contact_id)
@@ -92,7 +97,7 @@ pub async fn ensure_portal(bridge: &Bridge, conversation: &Conversation, first_t
     let bridge_state = bridge_info(bridge, conversation, &name);
     let state_key = format!("net.switchboard://{channel}/{}/{}", conversation.account, conversation.chat);
     // Routing decides who sees the new conversation (owner, team, or every operator).
-    let plan = crate::routing::plan_new(bridge, conversation, &contact, first_text).await?;
+    let plan = crate::routing::plan_new(bridge, conversation, &contact, first_text, addressed_to).await?;
     let mut invite: Vec<String> = vec![contact.ghost_user_id.clone()];
     invite.extend(plan.invite.iter().cloned());
     // A deterministic alias makes creation idempotent: if an earlier attempt created the room

@@ -87,5 +87,7 @@ pub async fn realize(parsed: Parsed, graph: &Graph, host: &Arc<dyn Host>, max_do
         timestamp_ms: parsed.timestamp_ms.unwrap_or_else(now_ms),
         dedup_key: parsed.dedup_key,
         event,
+        // A business number is the company's, never one operator's.
+        addressed_to: None,
     })
 }
