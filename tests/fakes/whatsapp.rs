@@ -28,6 +28,8 @@
 //! time, status) to assert on; [`FakeWhatsApp::fault`] makes the next N message sends fail with
 //! a chosen HTTP status and Graph error.
 #![allow(dead_code)]
+// Handlers return finished error responses early; their size does not matter in a test fake.
+#![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -626,7 +628,7 @@ fn send_message(shared: &Arc<Shared>, body: &Value) -> Response {
     // The customer-service window: free-form messages only within 24 h of the customer's last one.
     if kind != "template" {
         let last = shared.lock().last_inbound.get(&wa_id).copied();
-        if !last.is_some_and(|at| now_secs() - at < 24 * 3600) {
+        if last.is_none_or(|at| now_secs() - at >= 24 * 3600) {
             return graph_error(
                 400,
                 131047,
