@@ -1,0 +1,1 @@
+//! Viber channel (in progress).
