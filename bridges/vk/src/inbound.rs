@@ -281,12 +281,17 @@ pub fn mime_for_ext(ext: &str) -> &'static str {
     }
 }
 
+/// Width × height of a size, never overflowing on hostile numbers.
+fn area(size: &Value) -> i64 {
+    i(size, "width").unwrap_or(0).max(0).saturating_mul(i(size, "height").unwrap_or(0).max(0))
+}
+
 /// The largest of a list of sizes (`[{url, width, height}]`).
 fn largest(sizes: &Value) -> Option<&str> {
     sizes
         .as_array()?
         .iter()
-        .filter_map(|sz| Some((i(sz, "width").unwrap_or(0).max(0) * i(sz, "height").unwrap_or(0).max(0), s(sz, "url")?)))
+        .filter_map(|sz| Some((area(sz), s(sz, "url")?)))
         .max_by_key(|(area, _)| *area)
         .map(|(_, url)| url)
 }
@@ -303,10 +308,10 @@ fn attachment(a: &Value) -> Attached {
         "photo" => {
             let from_sizes = body.get("sizes").and_then(|sz| {
                 let url = largest(sz)?;
-                let area = sz.as_array()?.iter().filter(|x| s(x, "url") == Some(url)).map(|x| i(x, "width").unwrap_or(0) * i(x, "height").unwrap_or(0)).next()?;
+                let area = sz.as_array()?.iter().filter(|x| s(x, "url") == Some(url)).map(area).next()?;
                 Some((url, area))
             });
-            let orig = body.get("orig_photo").and_then(|o| Some((s(o, "url")?, i(o, "width").unwrap_or(0) * i(o, "height").unwrap_or(0))));
+            let orig = body.get("orig_photo").and_then(|o| Some((s(o, "url")?, area(o))));
             let best = match (from_sizes, orig) {
                 (Some(a), Some(b)) => Some(if b.1 > a.1 { b.0 } else { a.0 }),
                 (a, b) => a.or(b).map(|x| x.0),
@@ -629,6 +634,8 @@ mod tests {
 
     #[test]
     fn garbage_is_not_a_panic() {
+        let huge = br#"{"type":"message_new","object":{"message":{"peer_id":1,"from_id":1,"conversation_message_id":1,"attachments":[{"type":"photo","photo":{"sizes":[{"url":"a","width":9223372036854775807,"height":9223372036854775807}],"orig_photo":{"url":"b","width":-9223372036854775808,"height":2}}}]}}}"#;
+        assert!(matches!(parse_callback_json(huge, &options()), Ok(Callback::Event(_))));
         for body in [&b"{}"[..], b"[]", b"null", b"{\"type\":5}", b"{\"type\":\"message_new\",\"object\":{\"message\":7}}",
                      b"{\"type\":\"message_new\",\"object\":{\"message\":{\"peer_id\":\"x\",\"from_id\":1e300}}}"] {
             let _ = parse_callback_json(body, &options());
