@@ -102,6 +102,13 @@ fn channels(config: &Config) -> Result<Vec<Arc<dyn Channel>>, switchboard::confi
     if vk.enabled {
         channels.push(Arc::new(switchboard_vk::Vk::new(vk)));
     }
+    let mut viber: switchboard_viber::ViberConfig = config.channel("viber")?;
+    if viber.enabled {
+        if viber.public_url.is_none() {
+            viber.public_url = Some(config.public_url().as_str().trim_end_matches('/').to_string());
+        }
+        channels.push(Arc::new(switchboard_viber::Viber::new(viber)));
+    }
     let email: switchboard_email::EmailConfig = config.channel("email")?;
     if email.enabled {
         channels.push(Arc::new(switchboard_email::Email::new(email)));
