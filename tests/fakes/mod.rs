@@ -5,3 +5,4 @@
 
 pub mod telegram;
 pub mod vk;
+pub mod viber;
