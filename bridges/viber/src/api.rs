@@ -138,7 +138,7 @@ pub fn classify(error: ApiError) -> SendError {
             5 => permanent(format!("the customer is not registered on Viber (Viber: {message})")),
             11 => permanent(format!("the customer has no Viber device that can receive this (Viber: {message})")),
             2 => permanent(format!("Viber refused the bot's auth token (check channels.viber.auth_token): {message}")),
-            7 | 8 | 9 => permanent(format!("the bot's account is blocked, missing or suspended (Viber: {message})")),
+            7..=9 => permanent(format!("the bot's account is blocked, missing or suspended (Viber: {message})")),
             1 => permanent(format!("Viber could not use the file's URL (Viber: {message})")),
             _ => permanent(format!("Viber refused the message: {message} (status {status})")),
         },

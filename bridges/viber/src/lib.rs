@@ -124,7 +124,9 @@ impl Channel for Viber {
             deletes: false,
             replies: false,
             reactions: false,
-            read_receipts: true,
+            // Customers' `seen` events come in regardless; Viber has no way for a bot to mark
+            // the customer's messages read, so operators' receipts are not asked for.
+            read_receipts: false,
             typing: false,
             reply_window: None,
             templates: false,

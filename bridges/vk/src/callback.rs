@@ -78,6 +78,105 @@ async fn receive(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use bytes::Bytes as Data;
+    use serde_json::json;
+    use switchboard_channel::{ContactProfile, ConversationKey, Host, HostError, Inbound, MediaRef};
+
+    use crate::config::VkConfig;
+
+    /// A host whose store works or fails, counting what it was asked to store.
+    struct TestHost {
+        fail: bool,
+        received: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Host for TestHost {
+        async fn receive(&self, _: Inbound) -> Result<bool, HostError> {
+            self.received.fetch_add(1, Ordering::SeqCst);
+            if self.fail { Err(HostError::Store("disk full".into())) } else { Ok(true) }
+        }
+        async fn typing(&self, _: &ConversationKey, _: &ContactProfile, _: bool) {}
+        async fn put_media(&self, _: Data, _: &str, _: &str) -> Result<MediaRef, HostError> {
+            Err(HostError::NotFound)
+        }
+        async fn get_media(&self, _: &MediaRef) -> Result<(Data, String), HostError> {
+            Err(HostError::NotFound)
+        }
+        async fn state_get(&self, _: &str) -> Result<Option<String>, HostError> {
+            Ok(None)
+        }
+        async fn state_put(&self, _: &str, _: &str) -> Result<(), HostError> {
+            Ok(())
+        }
+        async fn log_append(&self, _: &str, _: &str, _: &serde_json::Value) -> Result<i64, HostError> {
+            Ok(0)
+        }
+        async fn log_read(&self, _: &str, _: i64, _: i64) -> Result<Vec<(i64, serde_json::Value)>, HostError> {
+            Ok(Vec::new())
+        }
+    }
+
+    /// Serve the callback route over a host; returns its URL and the host.
+    async fn serve(fail: bool) -> (String, Arc<TestHost>) {
+        let config = VkConfig {
+            enabled: true,
+            api_url: "http://127.0.0.1:9/method".into(),
+            access_token: "t".into(),
+            group_id: 42,
+            secret: "s3cret".into(),
+            confirmation: "conf".into(),
+            profiles: false,
+            ..VkConfig::default()
+        };
+        let test_host = Arc::new(TestHost { fail, received: AtomicUsize::new(0) });
+        let host: Arc<dyn Host> = test_host.clone();
+        let api = crate::api::Api::new(&config).unwrap();
+        let options = inbound::ParseOptions { group_id: 42, chats: true };
+        let out = crate::outbound::Outgoing { api: api.clone(), host: Arc::clone(&host), account: "42".into(), group_id: 42 };
+        let shared = Arc::new(Shared { config, api, host, options, out });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/callback", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router(shared)).await;
+        });
+        (url, test_host)
+    }
+
+    async fn post(url: &str, body: serde_json::Value) -> (u16, String) {
+        let r = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    fn text_event(secret: &str) -> serde_json::Value {
+        json!({"type": "message_new", "group_id": 42, "event_id": "e1", "v": "5.199", "secret": secret,
+               "object": {"message": {"date": 1, "from_id": 7, "peer_id": 7, "conversation_message_id": 3, "text": "hi"}}})
+    }
+
+    /// `ok` only once stored; a store failure is a 503 so VK delivers again; a wrong secret is
+    /// refused before the store is touched.
+    #[tokio::test]
+    async fn ok_only_after_the_store_took_it() {
+        let (url, host) = serve(true).await;
+        assert_eq!(post(&url, text_event("s3cret")).await.0, 503);
+        assert_eq!(host.received.load(Ordering::SeqCst), 1);
+        assert_eq!(post(&url, text_event("s3cre")).await.0, 403);
+        assert_eq!(post(&url, json!({"type": "message_new", "group_id": 42})).await.0, 401);
+        assert_eq!(host.received.load(Ordering::SeqCst), 1, "refused events never reach the store");
+
+        let (url, host) = serve(false).await;
+        assert_eq!(post(&url, text_event("s3cret")).await, (200, "ok".into()));
+        assert_eq!(host.received.load(Ordering::SeqCst), 1);
+        assert_eq!(post(&url, json!({"type": "confirmation", "group_id": 42})).await, (200, "conf".into()));
+        assert_eq!(post(&url, json!({"type": "confirmation", "group_id": 43})).await.0, 403);
+        // Our own echo: acknowledged, not stored.
+        let echo = json!({"type": "message_reply", "group_id": 42, "secret": "s3cret", "object": {"from_id": -42, "peer_id": 7, "out": 1, "conversation_message_id": 4, "text": "hello"}});
+        assert_eq!(post(&url, echo).await, (200, "ok".into()));
+        assert_eq!(host.received.load(Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn secrets_compare_exactly() {

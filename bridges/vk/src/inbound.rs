@@ -365,7 +365,7 @@ fn attachment(a: &Value) -> Attached {
         "market" => Attached::Line(format!("[product: {}]", s(body, "title").unwrap_or("?"))),
         "poll" => Attached::Line(format!("[poll: {}]", s(body, "question").unwrap_or("?"))),
         "gift" => Attached::Line("[gift]".into()),
-        other if other.is_empty() => Attached::Line("[attachment]".into()),
+        "" => Attached::Line("[attachment]".into()),
         other => Attached::Line(format!("[VK {other}]")),
     }
 }
