@@ -37,7 +37,12 @@ on_both_stores!(customer_messages_reach_matrix_once_and_only_when_signed, operat
 
 /// Bridge options with `channels.vk` pointing at the fake.
 fn options(backend: Backend, fake: &FakeVk) -> BridgeOptions {
-    let section = json!({
+    options_with(backend, fake, json!({}))
+}
+
+/// The same with `extra` merged into the section.
+fn options_with(backend: Backend, fake: &FakeVk, extra: Value) -> BridgeOptions {
+    let mut section = json!({
         "enabled": true,
         "api_url": fake.api_url(),
         "access_token": TOKEN,
@@ -45,6 +50,9 @@ fn options(backend: Backend, fake: &FakeVk) -> BridgeOptions {
         "secret": SECRET,
         "confirmation": CONFIRMATION,
     });
+    if let (Some(s), Value::Object(e)) = (section.as_object_mut(), extra) {
+        s.extend(e);
+    }
     let mut options = BridgeOptions::default().backend(backend).edit_config(move |config| {
         let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
         if let Some(channels) = config.get_mut("channels").and_then(serde_yaml::Value::as_mapping_mut) {
@@ -281,5 +289,36 @@ async fn flood_control_is_retried_and_a_refusal_becomes_a_notice() -> anyhow::Re
     ensure!(notice.body.contains("has not allowed the community") && notice.body.contains("Can't send messages for users without permission"), "notice: {}", notice.body);
     let attempts = fake.calls("messages.send").iter().filter(|c| c.str("message").as_deref() == Some("вы здесь?")).count();
     ensure!(attempts == 1, "a permanent failure is not retried ({attempts} attempts)");
+    Ok(())
+}
+
+/// VK accepts a message but its answer never arrives (the call times out): the retry carries the
+/// same random_id, so VK answers with the message it already has and the customer gets it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_does_not_send_twice() -> anyhow::Result<()> {
+    let fake = FakeVk::start().await?;
+    let env = TestEnv::start(options_with(Backend::Sqlite, &fake, json!({"request_timeout_secs": 2}))).await?;
+    let url = callback_url(&env);
+    let user = ivan();
+    fake.add_user(&user, None);
+    let (hi, _) = fake.message_new(&user, json!({"text": "привет"}));
+    deliver(&fake, &url, &hi).await?;
+    let room = env.alice.wait_for_invite("Иван Петров").await?;
+    env.alice.wait_for_text(&room, "привет").await?;
+
+    fake.hang_sends(1);
+    let sent = env.alice.send_text(&room, "один раз").await?;
+    env.alice
+        .wait_for_event(&room, "a delivery status", |e| {
+            e["type"] == "com.beeper.message_send_status" && e["content"]["m.relates_to"]["event_id"] == sent.as_str() && e["content"]["status"] == "SUCCESS"
+        })
+        .await?;
+    let tries: Vec<_> = fake.calls("messages.send").into_iter().filter(|c| c.str("message").as_deref() == Some("один раз")).collect();
+    ensure!(tries.len() >= 2, "the timed-out call was retried ({} calls)", tries.len());
+    ensure!(tries.iter().all(|c| c.str("random_id") == tries[0].str("random_id")), "every try carries the same random_id");
+    let gap = tries[1].at.duration_since(tries[0].at);
+    ensure!(gap < Duration::from_secs(15), "retried after {gap:?}: the hung call was not given up after request_timeout_secs");
+    let copies = fake.community_messages(user.id).iter().filter(|(_, m)| m["text"] == "один раз").count();
+    ensure!(copies == 1, "the customer got {copies} copies");
     Ok(())
 }

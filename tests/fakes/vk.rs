@@ -125,6 +125,8 @@ struct Inner {
     docs: HashMap<i64, Upload>,
     next_id: i64,
     callback_url: Option<String>,
+    /// `messages.send` calls to answer only after a long pause (after storing the message).
+    hang_sends: u32,
     /// `message_reply` echoes answered by the bridge: (cmid, status).
     echoes: Vec<(i64, u16)>,
     base: String,
@@ -227,6 +229,11 @@ impl FakeVk {
     /// The customer has not allowed messages from the community (901 on send).
     pub fn deny(&self, user: i64) {
         self.shared.lock().denied.insert(user);
+    }
+
+    /// The next `count` `messages.send` calls store the message but answer only 20 s later.
+    pub fn hang_sends(&self, count: u32) {
+        self.shared.lock().hang_sends = count;
     }
 
     /// Make the next `count` calls of `method` fail with VK error `code`.
@@ -430,6 +437,16 @@ async fn method(State(shared): State<Arc<Shared>>, Path(name): Path<String>, req
     };
     let body = answer(&shared, &name, &params);
     record(&shared, &name, params, upload, error_of(&body));
+    let hang = name == "messages.send" && {
+        let mut s = shared.lock();
+        let hang = s.hang_sends > 0;
+        s.hang_sends = s.hang_sends.saturating_sub(1);
+        hang
+    };
+    if hang {
+        // VK has the message; the answer is what gets lost.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+    }
     (StatusCode::OK, axum::Json(body)).into_response()
 }
 

@@ -42,7 +42,7 @@ pub struct Api {
 impl Api {
     pub fn new(config: &ViberConfig) -> Result<Api, String> {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
+            .timeout(Duration::from_secs(u64::from(config.request_timeout_secs.max(1))))
             .connect_timeout(Duration::from_secs(15))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;

@@ -41,6 +41,8 @@ pub struct ViberConfig {
     pub media_secret: Option<String>,
     /// How long a media link stays valid, in seconds.
     pub media_link_ttl_secs: u64,
+    /// A call that has not answered after this many seconds counts as failed (and is retried).
+    pub request_timeout_secs: u32,
     /// Largest file sent to Viber, in bytes.
     pub max_file_size: u64,
     /// Largest file fetched from Viber, in bytes.
@@ -62,6 +64,7 @@ impl Default for ViberConfig {
             register_webhook: true,
             media_secret: None,
             media_link_ttl_secs: 24 * 60 * 60,
+            request_timeout_secs: 60,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             max_download_size: 50 * 1024 * 1024,
             avatars: true,
@@ -104,6 +107,9 @@ impl ViberConfig {
         }
         if self.media_link_ttl_secs == 0 {
             return invalid("media_link_ttl_secs", "must be greater than 0");
+        }
+        if self.request_timeout_secs == 0 {
+            return invalid("request_timeout_secs", "must be at least 1");
         }
         if self.max_file_size == 0 {
             return invalid("max_file_size", "must be greater than 0");

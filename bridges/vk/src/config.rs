@@ -38,6 +38,8 @@ pub struct VkConfig {
     pub confirmation: String,
     /// Bridge group chats the community is a member of (one conversation per chat).
     pub chats: bool,
+    /// A call that has not answered after this many seconds counts as failed (and is retried).
+    pub request_timeout_secs: u32,
     /// Largest file sent to VK, in bytes.
     pub max_file_size: u64,
     /// Largest file fetched from VK, in bytes; bigger ones become a line of text.
@@ -57,6 +59,7 @@ impl Default for VkConfig {
             secret: String::new(),
             confirmation: String::new(),
             chats: true,
+            request_timeout_secs: 60,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             max_download_size: 50 * 1024 * 1024,
             profiles: true,
@@ -94,6 +97,9 @@ impl VkConfig {
         match url::Url::parse(&self.api_url) {
             Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && !u.cannot_be_a_base() => {}
             _ => return invalid("api_url", "must be an http(s) URL such as https://api.vk.com/method"),
+        }
+        if self.request_timeout_secs == 0 {
+            return invalid("request_timeout_secs", "must be at least 1");
         }
         if self.max_file_size == 0 {
             return invalid("max_file_size", "must be greater than 0");
