@@ -172,6 +172,11 @@ async fn operator_messages_and_files_reach_the_customer(backend: Backend) -> any
     let file = fake.wait_for_call("send_message", |c| c.status == 0 && c.str("type").as_deref() == Some("file")).await?;
     ensure!(file.str("file_name").as_deref() == Some("return-label.pdf") && file.body["size"] == pdf.len(), "{}", file.body);
     ensure!(file.fetched.as_deref() == Some(pdf.as_slice()), "the fetched file");
+    // An MP4 as a video with its size.
+    let mp4 = blob("ftypmp42", 2000);
+    env.alice.send_file(&room, "unboxing.mp4", "video/mp4", mp4.clone()).await?;
+    let video = fake.wait_for_call("send_message", |c| c.status == 0 && c.str("type").as_deref() == Some("video")).await?;
+    ensure!(video.body["size"] == mp4.len() && video.fetched.as_deref() == Some(mp4.as_slice()), "{}", video.body);
 
     // The links cannot be altered or listed.
     let http = reqwest::Client::new();

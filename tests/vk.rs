@@ -248,7 +248,14 @@ async fn operator_replies_files_edits_and_deletions_reach_the_customer(backend: 
     })?;
     let (marker, _) = fake.message_new(&user, json!({"text": "спасибо"}));
     deliver(&fake, &url, &marker).await?;
-    env.alice.wait_for_text(&room, "спасибо").await?;
+    let thanks = env.alice.wait_for_text(&room, "спасибо").await?;
+    // The operator typing and reading reach VK as the community's activity and read mark.
+    env.alice.typing(&room, true).await?;
+    let typing = fake.wait_for_call("messages.setActivity", |c| c.ok()).await?;
+    ensure!(typing.i64("peer_id") == Some(user.id) && typing.str("type").as_deref() == Some("typing"), "{:?}", typing.params);
+    env.alice.send_read_receipt(&room, &thanks.event_id).await?;
+    let read = fake.wait_for_call("messages.markAsRead", |c| c.ok()).await?;
+    ensure!(read.i64("peer_id") == Some(user.id) && read.i64("group_id") == Some(GROUP_ID), "{:?}", read.params);
     let messages = env.alice.messages(&room);
     let ghost_said: Vec<&str> = messages.iter().filter(|m| m.sender == asked.sender).map(|m| m.body.as_str()).collect();
     ensure!(!ghost_said.iter().any(|b| b.contains("доставляем") || b.contains("три дня")), "an echo was bridged: {ghost_said:?}");

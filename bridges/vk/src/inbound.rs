@@ -633,6 +633,26 @@ mod tests {
     }
 
     #[test]
+    fn stickers_graffiti_links_and_typing() {
+        let body = br#"{"type":"message_new","group_id":1,"object":{"message":{"peer_id":5,"from_id":5,"conversation_message_id":9,"text":"",
+            "attachments":[{"type":"sticker","sticker":{"sticker_id":163,"images":[{"url":"https://v/s128.png","width":128,"height":128},{"url":"https://v/s512.png","width":512,"height":512}]}},
+                           {"type":"link","link":{"url":"https://example.com/a"}}]}}}"#;
+        let p = event_of(parse_callback_json(body, &ParseOptions { group_id: 1, chats: true }).unwrap());
+        let ParsedKind::Message { text, files, .. } = p.kind else { panic!() };
+        assert_eq!(files[0].url, "https://v/s512.png");
+        assert_eq!(files[0].mime, "image/png");
+        assert_eq!(text, "[link: https://example.com/a]");
+        let only_wall = br#"{"type":"message_new","group_id":1,"object":{"message":{"peer_id":5,"from_id":5,"conversation_message_id":10,"text":"",
+            "attachments":[{"type":"wall","wall":{"id":3,"owner_id":-7}}]}}}"#;
+        let p = event_of(parse_callback_json(only_wall, &ParseOptions { group_id: 1, chats: true }).unwrap());
+        assert_eq!(p.kind, ParsedKind::Notice { remote_id: "10".into(), text: "[wall post: https://vk.com/wall-7_3]".into() });
+        let typing = br#"{"type":"message_typing_state","group_id":1,"event_id":"t1","object":{"state":"typing","from_id":5,"to_id":-1}}"#;
+        assert_eq!(event_of(parse_callback_json(typing, &ParseOptions { group_id: 1, chats: true }).unwrap()).kind, ParsedKind::Typing);
+        let own = br#"{"type":"message_new","group_id":1,"object":{"message":{"peer_id":5,"from_id":-1,"conversation_message_id":11,"text":"x"}}}"#;
+        assert!(matches!(parse_callback_json(own, &ParseOptions { group_id: 1, chats: true }).unwrap(), Callback::Ignored(_)));
+    }
+
+    #[test]
     fn garbage_is_not_a_panic() {
         let huge = br#"{"type":"message_new","object":{"message":{"peer_id":1,"from_id":1,"conversation_message_id":1,"attachments":[{"type":"photo","photo":{"sizes":[{"url":"a","width":9223372036854775807,"height":9223372036854775807}],"orig_photo":{"url":"b","width":-9223372036854775808,"height":2}}}]}}}"#;
         assert!(matches!(parse_callback_json(huge, &options()), Ok(Callback::Event(_))));
