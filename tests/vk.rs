@@ -33,7 +33,11 @@ macro_rules! on_both_stores {
     };
 }
 
-on_both_stores!(customer_messages_reach_matrix_once_and_only_when_signed, operator_replies_files_edits_and_deletions_reach_the_customer);
+on_both_stores!(
+    customer_messages_reach_matrix_once_and_only_when_signed,
+    operator_replies_files_edits_and_deletions_reach_the_customer,
+    a_crash_before_the_answer_loses_nothing,
+);
 
 /// Bridge options with `channels.vk` pointing at the fake.
 fn options(backend: Backend, fake: &FakeVk) -> BridgeOptions {
@@ -327,5 +331,52 @@ async fn a_lost_answer_does_not_send_twice() -> anyhow::Result<()> {
     ensure!(gap < Duration::from_secs(15), "retried after {gap:?}: the hung call was not given up after request_timeout_secs");
     let copies = fake.community_messages(user.id).iter().filter(|(_, m)| m["text"] == "один раз").count();
     ensure!(copies == 1, "the customer got {copies} copies");
+    Ok(())
+}
+
+/// The bridge dies while fetching an event's photo, before answering VK: VK saw no `ok`, so it
+/// delivers the event again after the restart, and the photo is bridged exactly once.
+async fn a_crash_before_the_answer_loses_nothing(backend: Backend) -> anyhow::Result<()> {
+    let fake = FakeVk::start().await?;
+    let mut env = TestEnv::start(options(backend, &fake)).await?;
+    let url = callback_url(&env);
+    let user = ivan();
+    fake.add_user(&user, None);
+    let (hi, _) = fake.message_new(&user, json!({"text": "привет"}));
+    deliver(&fake, &url, &hi).await?;
+    let room = env.alice.wait_for_invite("Иван Петров").await?;
+    env.alice.wait_for_text(&room, "привет").await?;
+
+    fake.hold_files();
+    let photo = blob("jpeg", 2000);
+    let big = fake.add_file("crash.jpg", photo.clone());
+    let (event, _) = fake.message_new(&user, json!({"text": "фото в пути", "attachments": [fake.photo_attachment(user.id, &big, &big)]}));
+    let first_try = {
+        let (url, event) = (url.clone(), event.clone());
+        tokio::spawn(async move {
+            reqwest::Client::new().post(&url).json(&event).timeout(Duration::from_secs(60)).send().await.map(|r| r.status().as_u16())
+        })
+    };
+    rig::poll_until("the bridge fetching the photo", Duration::from_secs(30), || async {
+        Ok((!fake.held_files().is_empty()).then_some(()))
+    })
+    .await?;
+    env.bridge.kill();
+    let answered = first_try.await?;
+    ensure!(!matches!(answered, Ok(200)), "the bridge answered {answered:?} before storing the event");
+    fake.release_files();
+    env.bridge.start().await?;
+
+    // VK retries the event it got no `ok` for; then once more, as it may.
+    deliver(&fake, &url, &event).await?;
+    deliver(&fake, &url, &event).await?;
+    let image = env.alice.wait_for_message(&room, |m| m.msgtype == "m.image").await?;
+    ensure!(env.alice.fetch_file(&image).await? == photo, "the photo's bytes");
+    let (after, _) = fake.message_new(&user, json!({"text": "после перезапуска"}));
+    deliver(&fake, &url, &after).await?;
+    env.alice.wait_for_text(&room, "после перезапуска").await?;
+    let messages = env.alice.messages(&room);
+    ensure!(messages.iter().filter(|m| m.msgtype == "m.image").count() == 1, "the photo bridged once");
+    ensure!(messages.iter().filter(|m| m.body == "фото в пути").count() == 1, "its text bridged once");
     Ok(())
 }

@@ -127,6 +127,9 @@ struct Inner {
     callback_url: Option<String>,
     /// `messages.send` calls to answer only after a long pause (after storing the message).
     hang_sends: u32,
+    /// Attachment downloads wait while this is set; the names asked for meanwhile.
+    hold_files: bool,
+    held: Vec<String>,
     /// `message_reply` echoes answered by the bridge: (cmid, status).
     echoes: Vec<(i64, u16)>,
     base: String,
@@ -234,6 +237,20 @@ impl FakeVk {
     /// The next `count` `messages.send` calls store the message but answer only 20 s later.
     pub fn hang_sends(&self, count: u32) {
         self.shared.lock().hang_sends = count;
+    }
+
+    /// Keep attachment downloads hanging until [`FakeVk::release_files`].
+    pub fn hold_files(&self) {
+        self.shared.lock().hold_files = true;
+    }
+
+    pub fn release_files(&self) {
+        self.shared.lock().hold_files = false;
+    }
+
+    /// Files whose download was asked for while held.
+    pub fn held_files(&self) -> Vec<String> {
+        self.shared.lock().held.clone()
     }
 
     /// Make the next `count` calls of `method` fail with VK error `code`.
@@ -695,6 +712,14 @@ async fn upload(State(shared): State<Arc<Shared>>, Path(kind): Path<String>, req
 }
 
 async fn file(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+    let mut first = true;
+    while shared.lock().hold_files {
+        if first {
+            shared.lock().held.push(name.clone());
+            first = false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let s = shared.lock();
     if let Some(bytes) = s.files.get(&name) {
         return (StatusCode::OK, bytes.clone()).into_response();
