@@ -324,7 +324,14 @@ pub async fn realize(parsed: Parsed, profile: ContactProfile, api: &Api, host: &
         ParsedKind::Read { remote_id } => InboundEvent::Read { remote_id },
         ParsedKind::Failed { remote_id, reason } => InboundEvent::Failed { remote_id, reason },
     };
-    Ok(Inbound { conversation: parsed.conversation, sender: profile, timestamp_ms: parsed.timestamp_ms, dedup_key: parsed.dedup_key, event })
+    Ok(Inbound {
+        conversation: parsed.conversation,
+        sender: profile,
+        timestamp_ms: parsed.timestamp_ms,
+        dedup_key: parsed.dedup_key,
+        event,
+        addressed_to: None,
+    })
 }
 
 #[cfg(test)]
