@@ -4,3 +4,5 @@
 #![allow(dead_code)]
 
 pub mod telegram;
+pub mod vk;
+pub mod viber;
