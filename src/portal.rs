@@ -122,19 +122,28 @@ pub async fn ensure_portal(
             "users_default": 0,
         },
     });
-    let room_id = match bridge.homeserver.create_room(&body).await {
-        Ok(id) => id,
+    let (room_id, reused) = match bridge.homeserver.create_room(&body).await {
+        Ok(id) => (id, false),
         Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => {
             let alias = format!("#{alias_local}:{}", bridge.namespace.domain);
             let id = bridge.homeserver.resolve_alias(&alias).await?;
             tracing::info!(room_id = id, alias, "portal was created before a restart; reusing it");
-            id
+            (id, true)
         }
         Err(e) => return Err(e.into()),
     };
     // Store the room before anything else can fail, so a retry reuses it.
     bridge.store.set_room(conversation.id, &room_id).await?;
-    bridge.homeserver.join(&room_id, &contact.ghost_user_id).await?;
+    if reused {
+        // The earlier attempt may have died before the homeserver sent its invites (the alias
+        // exists before them): invite again; "already invited/joined" is fine.
+        for user in &plan.invite {
+            if let Err(e) = bridge.homeserver.invite(&room_id, user).await {
+                tracing::debug!(user, error = %e, "re-inviting to a reused portal");
+            }
+        }
+    }
+    ensure_joined(bridge, &room_id, &contact.ghost_user_id).await?;
     tracing::info!(room_id, conversation = conversation.id, team = ?plan.row.team, owner = ?plan.row.owner, "portal created");
     Ok((room_id, contact))
 }

@@ -5,3 +5,5 @@
 
 pub mod telegram;
 pub mod whatsapp;
+pub mod vk;
+pub mod viber;
