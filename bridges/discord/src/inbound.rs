@@ -260,7 +260,11 @@ pub struct Realizer<'a> {
 /// A safe file name: the last path component, no control characters, not empty.
 pub fn safe_file_name(name: &str, fallback: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let cleaned: String = last.chars().filter(|c| !c.is_control()).collect();
+    // Controls and the zero-width / bidirectional marks that can disguise a name.
+    let invisible = |c: &char| {
+        c.is_control() || matches!(*c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    };
+    let cleaned: String = last.chars().filter(|c| !invisible(c)).collect();
     let cleaned = cleaned.trim_start_matches(|c: char| c == '.' || c.is_whitespace()).trim_end().to_owned();
     if cleaned.is_empty() {
         fallback.to_owned()

@@ -78,6 +78,12 @@ pub(crate) async fn handle_dispatch(shared: &Shared, event: &str, data: &Value) 
         return Ok(());
     };
     let chat = parsed.conversation.chat.clone();
+    if let inbound::ParsedKind::Delete { remote_id } = &parsed.kind {
+        if shared.host.state_get(&outbound::deleted_key(&chat, remote_id)).await?.is_some() {
+            tracing::debug!(chat, remote_id, "discord: our own deletion echoed; skipped");
+            return Ok(());
+        }
+    }
     let sender = match (&parsed.sender, &parsed.sender_id) {
         (Some(user), _) => Some(shared.profiles.remember(shared, &chat, user).await),
         (None, Some(id)) => shared.profiles.known(shared, &chat, Some(id)).await,

@@ -123,6 +123,11 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
             Ok(Delivery { remote_id: remote_id.clone(), delivered: true })
         }
         OutboundAction::Delete { remote_id } => {
+            // Discord echoes the deletion over the gateway; it must not come back as the
+            // customer deleting something.
+            if let Err(e) = out.host.state_put(&deleted_key(channel, remote_id), "1").await {
+                tracing::debug!(error = %e, "discord: cannot remember a deletion");
+            }
             match out.rest.delete_message(channel, remote_id).await {
                 Ok(()) => {}
                 // Already gone: that is what was asked.
@@ -134,6 +139,11 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
         OutboundAction::React { .. } => Err(SendError::Permanent { reason: "reactions are not bridged to Discord yet".into() }),
         OutboundAction::Template { .. } => Err(SendError::Permanent { reason: "Discord has no message templates".into() }),
     }
+}
+
+/// The state key marking a message the bridge deleted itself.
+pub fn deleted_key(channel: &str, id: &str) -> String {
+    format!("deleted:{channel}:{id}")
 }
 
 /// Show the bot typing (Discord shows it for about 10 s; there is no "stop").
