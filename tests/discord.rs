@@ -107,6 +107,13 @@ async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> 
     })
     .await?;
     ensure!(avatar.1.is_none(), "the CDN must not see the token");
+    // …and became the ghost's avatar.
+    let avatar_url = rig::poll_until("the ghost's avatar", Duration::from_secs(30), || async {
+        let member = env.alice.member(&room, &hello.sender).await?;
+        Ok(member.and_then(|m| m["avatar_url"].as_str().map(str::to_owned)))
+    })
+    .await?;
+    ensure!(env.alice.download(&avatar_url).await? == blob("\u{89}PNG", 700), "the avatar's bytes");
 
     // A code block and a link, a mention by name.
     let ann = DUser::new(1_400_000_000_000_000_077, "ann", Some("Ann"));
@@ -134,6 +141,7 @@ async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> 
     ensure!(file.filename() == "invoice 2026.pdf" && file.mimetype() == Some("application/pdf"), "{:?}", file.content);
     ensure!(env.alice.fetch_file(&file).await? == pdf, "the PDF's bytes");
     env.alice.wait_for_text(&room, "two files").await?;
+    ensure!(fake.cdn_requests().iter().all(|(_, auth)| auth.is_none()), "the bot token was sent to the CDN");
 
     // A reply keeps its target.
     fake.customer_message(&user, "see above", json!({"message_reference": {"type": 0, "message_id": first, "channel_id": user.dm}}));
@@ -299,6 +307,37 @@ async fn a_dropped_gateway_resumes_without_losing_or_doubling(backend: Backend) 
         let n = count(&env, &room, text);
         ensure!(n == 1, "{text:?} bridged {n} times");
     }
+    Ok(())
+}
+
+/// A connection whose heartbeats are no longer acknowledged is a zombie: the bridge drops it
+/// after one missed ACK and resumes, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zombie_connection_is_replaced() -> anyhow::Result<()> {
+    let fake = FakeDiscord::start().await?;
+    fake.set_heartbeat_interval(500);
+    let env = TestEnv::start(options(Backend::Sqlite, &fake, json!({}))).await?;
+    let user = jane();
+    fake.customer_message(&user, "before", json!({}));
+    let room = env.alice.wait_for_invite("Jane Doe").await?;
+    env.alice.wait_for_text(&room, "before").await?;
+
+    fake.hold(true);
+    fake.withhold_acks(true);
+    fake.customer_message(&user, "during", json!({}));
+    let resume = fake.wait_for_op("RESUME after missed ACKs", |o| o.op == 6).await?;
+    ensure!(resume.path == "/resume", "resumed at {}", resume.path);
+    // The heartbeats before it were ~500 ms apart (the interval from HELLO).
+    let beats: Vec<_> = fake.gateway_ops().into_iter().filter(|o| o.op == 1 && o.at < resume.at).collect();
+    ensure!(beats.len() >= 2, "heartbeats: {}", beats.len());
+    for pair in beats.windows(2) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        ensure!(gap >= Duration::from_millis(400) && gap <= Duration::from_millis(1500), "heartbeat gap {gap:?}");
+    }
+    fake.withhold_acks(false);
+    fake.hold(false);
+    env.alice.wait_for_text(&room, "during").await?;
+    ensure!(count(&env, &room, "during") == 1 && count(&env, &room, "before") == 1);
     Ok(())
 }
 

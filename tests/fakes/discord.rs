@@ -170,6 +170,8 @@ struct Inner {
     /// Dispatches pushed while no session existed.
     undelivered: VecDeque<(String, Value)>,
     hold: bool,
+    /// Do not answer heartbeats (a zombie connection).
+    withhold_acks: bool,
     /// On RESUME, also replay this many dispatches the bot already acknowledged (as Discord
     /// may), to check the bridge's dedup.
     replay_overlap: u64,
@@ -465,6 +467,11 @@ impl FakeDiscord {
     pub fn hold(&self, hold: bool) {
         self.shared.lock().hold = hold;
         self.shared.changed.notify_waiters();
+    }
+
+    /// Stop (or resume) acknowledging heartbeats.
+    pub fn withhold_acks(&self, withhold: bool) {
+        self.shared.lock().withhold_acks = withhold;
     }
 
     /// On RESUME, replay this many already-delivered dispatches too.
@@ -871,7 +878,8 @@ async fn connection(shared: Arc<Shared>, path: String, mut socket: WebSocket) {
                 shared.lock().ops.push(GatewayOp { path: path.clone(), op, d: v["d"].clone(), at: Instant::now() });
                 match op {
                     1 => {
-                        if socket.send(frame(json!({"op": 11}))).await.is_err() {
+                        let withhold = shared.lock().withhold_acks;
+                        if !withhold && socket.send(frame(json!({"op": 11}))).await.is_err() {
                             return;
                         }
                     }
