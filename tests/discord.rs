@@ -214,6 +214,7 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
     ensure!(f.field == "files[0]" && f.name == "return-label.pdf" && f.bytes == pdf, "upload {} {} {} bytes", f.field, f.name, f.bytes.len());
     ensure!(upload.body["attachments"][0]["filename"] == "return-label.pdf", "payload_json {:?}", upload.body);
     ensure!(upload.body["nonce"].is_string(), "the file's nonce {:?}", upload.body);
+    ensure!(upload.body.get("content").is_none(), "a file without a caption has no text: {:?}", upload.body);
 
     // Operator typing shows the bot typing.
     env.alice.typing(&room, true).await?;
