@@ -342,6 +342,25 @@ async fn a_zombie_connection_is_replaced() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A refused token is reported once, in words, instead of retried forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_reported() -> anyhow::Result<()> {
+    let fake = FakeDiscord::start().await?;
+    let env = TestEnv::start(options(Backend::Sqlite, &fake, json!({"token": "MTEwMDAwMDAwMDAwMDAwMDAwMQ.GxYz12.revoked"}))).await?;
+    rig::poll_until("the error in the log", Duration::from_secs(30), || async {
+        let log = std::fs::read_to_string(env.bridge.log_path()).unwrap_or_default();
+        Ok(log.contains("Discord refused the bot token").then_some(()))
+    })
+    .await?;
+    let gateway_calls = || fake.calls("GET", "/gateway/bot");
+    ensure!(gateway_calls().iter().all(|c| c.status == 401), "{:?}", gateway_calls());
+    // Nothing to wait for but time: a retry loop would have asked again within 2 s.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ensure!(gateway_calls().len() == 1, "asked {} times with a refused token", gateway_calls().len());
+    ensure!(fake.connections() == 0, "connected to the gateway with a refused token");
+    Ok(())
+}
+
 /// Discord's 429 (route and global): the outbox waits Discord's `retry_after`, then delivers once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_are_honoured() -> anyhow::Result<()> {

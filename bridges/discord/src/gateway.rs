@@ -35,6 +35,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::model::{intents, op, Hello, Payload, Ready};
+use crate::rest::RestError;
 use crate::Shared;
 
 /// The channel's state key for the resumable session.
@@ -104,7 +105,11 @@ pub async fn run(shared: Arc<Shared>) {
             Some(s) => s.resume_url.clone(),
             None => match gateway_url(&shared).await {
                 Ok(url) => url,
-                Err(e) => {
+                Err(GatewayUrlError::TokenRefused(e)) => {
+                    tracing::error!("discord: Discord refused the bot token ({e}); check channels.discord.token. No Discord messages will arrive until it is fixed and the bridge restarted");
+                    return;
+                }
+                Err(GatewayUrlError::Other(e)) => {
                     failures += 1;
                     let wait = backoff(failures);
                     tracing::warn!(error = %e, ?wait, "discord: cannot get the gateway URL");
@@ -148,10 +153,20 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60))
 }
 
-async fn gateway_url(shared: &Shared) -> Result<String, String> {
+/// Why `GET /gateway/bot` gave no URL.
+enum GatewayUrlError {
+    /// 401: nothing will work with this token.
+    TokenRefused(String),
+    Other(String),
+}
+
+async fn gateway_url(shared: &Shared) -> Result<String, GatewayUrlError> {
     match &shared.config.gateway_url {
         Some(url) => Ok(url.clone()),
-        None => shared.rest.gateway_url().await.map_err(|e| e.to_string()),
+        None => shared.rest.gateway_url().await.map_err(|e| match e {
+            RestError::Api { status, .. } if status == reqwest::StatusCode::UNAUTHORIZED => GatewayUrlError::TokenRefused(e.to_string()),
+            other => GatewayUrlError::Other(other.to_string()),
+        }),
     }
 }
 
