@@ -334,7 +334,14 @@ pub async fn realize(parsed: Parsed, sender: ContactProfile, r: &Realizer<'_>) -
         ParsedKind::Delete { remote_id } => InboundEvent::Delete { remote_id },
         ParsedKind::Typing => return Err(RealizeError::Fetch("typing is not stored".into())),
     };
-    Ok(Inbound { conversation: parsed.conversation, sender, timestamp_ms: parsed.timestamp_ms, dedup_key: parsed.dedup_key, event })
+    Ok(Inbound {
+        conversation: parsed.conversation,
+        sender,
+        timestamp_ms: parsed.timestamp_ms,
+        dedup_key: parsed.dedup_key,
+        event,
+        addressed_to: None,
+    })
 }
 
 /// The ghost's profile for a Discord user (avatar filled in by the caller).
