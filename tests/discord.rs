@@ -342,6 +342,25 @@ async fn a_zombie_connection_is_replaced() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// With `guilds: true` and a channel list, messages in a listed server channel become their
+/// own conversation (members' names before their words); other channels stay out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listed_guild_channels_are_bridged() -> anyhow::Result<()> {
+    let fake = FakeDiscord::start().await?;
+    let env = TestEnv::start(options(Backend::Sqlite, &fake, json!({"guilds": true, "guild_channels": ["1200000000000000002"]}))).await?;
+    let identify = fake.wait_for_op("IDENTIFY", |o| o.op == 2).await?;
+    ensure!(identify.d["intents"].as_u64().is_some_and(|i| i & (1 << 9) != 0), "GUILD_MESSAGES intent: {:?}", identify.d["intents"]);
+    let user = jane();
+    fake.guild_message(&user, "1200000000000000001", "1200000000000000003", "in another channel");
+    fake.guild_message(&user, "1200000000000000001", "1200000000000000002", "hello from the server");
+    let room = env.alice.wait_for_invite("Jane Doe").await?;
+    env.alice.wait_for_text(&room, "Jane Doe: hello from the server").await?;
+    env.alice.send_text(&room, "welcome").await?;
+    fake.wait_for_call("POST", "/channels/1200000000000000002/messages", |c| c.status == 200 && c.str("content") == Some("welcome")).await?;
+    ensure!(env.alice.joined_rooms().len() <= 2 && !env.alice.messages(&room).iter().any(|m| m.body.contains("another channel")), "an unlisted channel was bridged");
+    Ok(())
+}
+
 /// A refused token is reported once, in words, instead of retried forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_token_is_reported() -> anyhow::Result<()> {

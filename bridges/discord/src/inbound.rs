@@ -445,6 +445,19 @@ mod tests {
         let parsed = parse_dispatch("MESSAGE_CREATE", &system, &options()).unwrap();
         assert!(matches!(parsed.kind, ParsedKind::Message { notice: true, .. }));
 
+        let sticker = message(json!({"content": "", "sticker_items": [{"id": "1", "name": "wave", "format_type": 1}]}));
+        let ParsedKind::Message { content, notice: false, .. } = parse_dispatch("MESSAGE_CREATE", &sticker, &options()).unwrap().kind else { panic!() };
+        assert_eq!(content.text, "[sticker: wave]");
+        let forward = message(json!({"content": "", "message_reference": {"type": 1, "message_id": "9", "channel_id": "8"},
+            "message_snapshots": [{"message": {"content": "the original"}}]}));
+        let ParsedKind::Message { content, reply_to: None, .. } = parse_dispatch("MESSAGE_CREATE", &forward, &options()).unwrap().kind else { panic!() };
+        assert_eq!(content.text, "Forwarded message:\nthe original");
+        let embeds_only = message(json!({"content": "", "embeds": [{"title": "x"}]}));
+        assert!(matches!(parse_dispatch("MESSAGE_CREATE", &embeds_only, &options()).unwrap().kind, ParsedKind::Message { notice: true, .. }));
+        let poll = message(json!({"content": "", "poll": {"question": {"text": "Which?"}}}));
+        let ParsedKind::Message { content, notice: true, .. } = parse_dispatch("MESSAGE_CREATE", &poll, &options()).unwrap().kind else { panic!() };
+        assert!(content.text.contains("Which?"));
+
         let mention = message(json!({"content": "ask <@1500000000000000001>", "mentions": [{"id": "1500000000000000001", "username": "bob"}]}));
         let ParsedKind::Message { content, .. } = parse_dispatch("MESSAGE_CREATE", &mention, &options()).unwrap().kind else { panic!() };
         assert_eq!(content.text, "ask @bob");
