@@ -95,6 +95,10 @@ pub async fn run(shared: Arc<Shared>) {
         Ok(Some(stored)) => serde_json::from_str(&stored).ok(),
         _ => None,
     };
+    if session.is_some() && shared.options().account.is_empty() {
+        // Only READY would tell whose bot this is (the token does not say): identify.
+        session = None;
+    }
     if let Some(s) = &session {
         tracing::info!(session = %s.session_id, seq = s.seq, "discord: resuming the session of the previous run");
     }

@@ -65,7 +65,7 @@ impl Shared {
         }
     }
 
-    fn options(&self) -> inbound::ParseOptions {
+    pub(crate) fn options(&self) -> inbound::ParseOptions {
         self.options.read().map(|o| o.clone()).unwrap_or_default()
     }
 }
