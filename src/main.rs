@@ -75,7 +75,7 @@ fn main() -> ExitCode {
 /// Wire up the enabled channels from their config sections.
 fn channels(config: &Config) -> Result<Vec<Arc<dyn Channel>>, switchboard::config::ConfigError> {
     let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
-    let known = ["webchat", "telegram", "email", "vk", "viber"];
+    let known = ["webchat", "telegram", "email", "vk", "viber", "discord"];
     for name in config.channels.keys() {
         if !known.contains(&name.as_str()) {
             return Err(switchboard::config::ConfigError::Invalid {
@@ -112,6 +112,10 @@ fn channels(config: &Config) -> Result<Vec<Arc<dyn Channel>>, switchboard::confi
     let email: switchboard_email::EmailConfig = config.channel("email")?;
     if email.enabled {
         channels.push(Arc::new(switchboard_email::Email::new(email)));
+    }
+    let discord: switchboard_discord::DiscordConfig = config.channel("discord")?;
+    if discord.enabled {
+        channels.push(Arc::new(switchboard_discord::Discord::new(discord)));
     }
     Ok(channels)
 }

@@ -6,3 +6,4 @@
 pub mod telegram;
 pub mod vk;
 pub mod viber;
+pub mod discord;
