@@ -75,7 +75,7 @@ fn main() -> ExitCode {
 /// Wire up the enabled channels from their config sections.
 fn channels(config: &Config) -> Result<Vec<Arc<dyn Channel>>, switchboard::config::ConfigError> {
     let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
-    let known = ["webchat", "telegram", "email"];
+    let known = ["webchat", "telegram", "email", "messenger", "instagram"];
     for name in config.channels.keys() {
         if !known.contains(&name.as_str()) {
             return Err(switchboard::config::ConfigError::Invalid {
@@ -101,6 +101,14 @@ fn channels(config: &Config) -> Result<Vec<Arc<dyn Channel>>, switchboard::confi
     let email: switchboard_email::EmailConfig = config.channel("email")?;
     if email.enabled {
         channels.push(Arc::new(switchboard_email::Email::new(email)));
+    }
+    let messenger: switchboard_messenger::MetaConfig = config.channel("messenger")?;
+    if messenger.enabled {
+        channels.push(Arc::new(switchboard_messenger::MetaChannel::messenger(messenger)));
+    }
+    let instagram: switchboard_messenger::MetaConfig = config.channel("instagram")?;
+    if instagram.enabled {
+        channels.push(Arc::new(switchboard_messenger::MetaChannel::instagram(instagram)));
     }
     Ok(channels)
 }
