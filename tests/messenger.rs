@@ -117,6 +117,23 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
     ensure!(file.filename().ends_with("invoice.pdf") && file.mimetype() == Some("application/pdf"), "{:?}", file.content);
     ensure!(env.alice.fetch_file(&file).await? == pdf, "the file's bytes");
 
+    // Audio; a sticker (an image with a sticker_id); an attachment of a kind we do not know and
+    // an event we do not show become notices by the ghost.
+    let m4a = blob("ftypM4A", 1800);
+    let url = fake.add_file("audioclip-1518479195000-1234.mp4", "audio/mp4", m4a.clone());
+    deliver(&fake, &env, net, FakeMeta::message(net, JANE_PSID, "m_in_6", json!({"attachments": [{"type": "audio", "payload": {"url": url}}]}))).await?;
+    let audio = env.alice.wait_for_message(&room, |m| m.msgtype == "m.audio").await?;
+    ensure!(env.alice.fetch_file(&audio).await? == m4a && audio.mimetype() == Some("audio/mp4"), "{:?}", audio.content);
+    let url = fake.add_file("sticker.png", "image/png", blob("sticker", 600));
+    let sticker = json!({"sticker_id": 369239263222822u64, "attachments": [{"type": "image", "payload": {"url": url, "sticker_id": 369239263222822u64}}]});
+    deliver(&fake, &env, net, FakeMeta::message(net, JANE_PSID, "m_in_7", sticker)).await?;
+    env.alice.wait_for_message(&room, |m| m.msgtype == "m.image" && m.filename().ends_with("sticker.png")).await.context("the sticker")?;
+    deliver(&fake, &env, net, FakeMeta::message(net, JANE_PSID, "m_in_8", json!({"attachments": [{"type": "hologram", "payload": {}}]}))).await?;
+    let notice = env.alice.wait_for_message(&room, |m| m.is_notice() && m.body.contains("hologram")).await?;
+    ensure!(notice.sender == hello.sender, "the notice is the ghost's: {}", notice.sender);
+    deliver(&fake, &env, net, FakeMeta::item(net, JANE_PSID, "referral", json!({"ref": "SPRING_SALE", "source": "ADS", "type": "OPEN_THREAD"}))).await?;
+    env.alice.wait_for_message(&room, |m| m.is_notice() && m.body.contains("SPRING_SALE")).await?;
+
     // A quick reply and a postback arrive as text; a reply keeps its target.
     deliver(&fake, &env, net, FakeMeta::message(net, JANE_PSID, "m_in_4", json!({"text": "Red", "quick_reply": {"payload": "COLOR_RED"}}))).await?;
     env.alice.wait_for_text(&room, "Red").await?;
@@ -278,6 +295,21 @@ async fn refusals_become_notices_and_rate_limits_are_retried() -> anyhow::Result
     let gap = tries[1].at.duration_since(tries[0].at);
     ensure!(gap >= Duration::from_millis(1950), "retried after {gap:?}, before Retry-After (2 s)");
 
+    // A caption and a file; the upload fails once (5xx): the retry sends only what is missing.
+    let pdf = blob("%PDF-1.5", 1200);
+    let mxc = env.alice.upload("application/pdf", pdf.clone()).await?;
+    fake.fault(Some("me/message_attachments"), FaultKind::ServerError, 1);
+    let content = json!({"msgtype": "m.file", "body": "the label, as promised", "filename": "label.pdf", "url": mxc,
+                         "info": {"mimetype": "application/pdf", "size": pdf.len()}});
+    env.alice.send_content(&room, content).await?;
+    let sent = fake.wait_for_call("me/messages", |c| c.status == 200 && c.body["message"]["attachment"]["type"] == "file").await?;
+    let id = sent.body["message"]["attachment"]["payload"]["attachment_id"].as_str().context("attachment_id")?;
+    ensure!(fake.attachment(id).is_some_and(|u| u.bytes == pdf && u.name == "label.pdf"), "the file");
+    let uploads: Vec<u16> = fake.calls("me/message_attachments").iter().map(|c| c.status).collect();
+    ensure!(uploads == [500, 200], "uploads {uploads:?}");
+    let captions = fake.calls("me/messages").iter().filter(|c| c.status == 200 && c.text() == Some("the label, as promised")).count();
+    ensure!(captions == 1, "the caption went out {captions} times");
+
     // Outside the 24-hour window (Meta's clock says so): a notice quoting Meta, no retry.
     fake.outside_window(JANE_PSID, true);
     let late = env.alice.send_text(&room, "sorry for the wait").await?;
@@ -350,6 +382,25 @@ async fn webhooks_check_the_handshake_and_signatures() -> anyhow::Result<()> {
     for room in [&m_room, &i_room] {
         ensure!(!env.alice.messages(room).iter().any(|m| m.body.contains("forged")), "a forged delivery reached Matrix");
     }
+    // A file the CDN cannot serve right now: 503, so Meta delivers again; then it is bridged
+    // once, and a further redelivery changes nothing.
+    let jpeg = blob("jpeg", 900);
+    let url = fake.add_file("retry.jpg", "image/jpeg", jpeg.clone());
+    let body = FakeMeta::delivery(Net::Messenger, FakeMeta::message(Net::Messenger, JANE_PSID, "m_img_retry", json!({"attachments": [{"type": "image", "payload": {"url": url}}]})));
+    fake.fault(Some("cdn"), FaultKind::ServerError, 1);
+    let hook = webhook(&env, Net::Messenger);
+    ensure!(fake.deliver(&hook, &body).await? == 503, "a file that may work later is not acknowledged");
+    ensure!(fake.deliver(&hook, &body).await? == 200);
+    let image = env.alice.wait_for_message(&m_room, |m| m.msgtype == "m.image").await?;
+    ensure!(env.alice.fetch_file(&image).await? == jpeg);
+    ensure!(fake.deliver(&hook, &body).await? == 200);
+    env.alice.send_text(&m_room, "marker").await?;
+    fake.wait_for_call("me/messages", |c| c.text() == Some("marker")).await?;
+    ensure!(env.alice.messages(&m_room).iter().filter(|m| m.msgtype == "m.image").count() == 1, "the image bridged once");
+    ensure!(fake.calls("cdn/").is_empty(), "sanity");
+    let fetches = fake.all_calls().iter().filter(|c| c.path.ends_with("_retry.jpg")).count();
+    ensure!(fetches == 2, "fetched {fetches} times: the failed try and the stored one, not for the last redelivery");
+
     // A delivery of the other network's object on a webhook is acknowledged and ignored.
     let wrong = FakeMeta::delivery(Net::Messenger, FakeMeta::message(Net::Messenger, JANE_PSID, "m_wrong", json!({"text": "wrong endpoint"})));
     ensure!(fake.deliver(&webhook(&env, Net::Instagram), &wrong).await? == 200);

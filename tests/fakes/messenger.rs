@@ -277,7 +277,8 @@ impl FakeMeta {
         }
     }
 
-    /// Make the next `count` calls to `path` (`me/messages`, …; any when `None`) fail.
+    /// Make the next `count` calls to `path` (`me/messages`, `me/message_attachments`, `cdn`
+    /// for file downloads; any when `None`) fail.
     pub fn fault(&self, path: Option<&str>, kind: FaultKind, count: u32) {
         self.shared.lock().faults.push(Fault { path: path.map(Into::into), kind, remaining: count });
     }
@@ -597,6 +598,9 @@ async fn profile(
 
 async fn cdn(State(shared): State<Arc<Shared>>, Path(name): Path<String>, request: Request) -> Response {
     let call = new_call("GET", &format!("cdn/{name}"), query_of(&request), None);
+    if let Some(r) = take_fault(&shared, "cdn") {
+        return FakeMeta::record(&shared, call, r);
+    }
     let file = shared.lock().files.get(&name).cloned();
     let response = match file {
         Some((bytes, mime)) => ([(header::CONTENT_TYPE, mime)], bytes).into_response(),

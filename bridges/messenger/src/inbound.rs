@@ -7,8 +7,14 @@
 //!   that may work later (network, 5xx) fails the delivery, so the webhook answers 503 and Meta
 //!   delivers again; a URL that will not work again (4xx, too large) becomes a line of text with
 //!   the link instead of the file, so one bad file never blocks the conversation;
+//! * redeliveries: the dedup keys of the last [`RECENT`] events stored are kept in memory, so a
+//!   delivery Meta repeats (it does, when our 200 was late) is acknowledged without fetching its
+//!   files again; after a restart the core's own dedup by key does the same job, one fetch later;
 //! * Messenger's read and delivery watermarks ("everything up to this time"): resolved to the
 //!   newest message we sent at or before it, from the log `outbound` keeps.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
 
 use switchboard_channel::{Attachment, Content, ConversationKey, HostError, Inbound, InboundEvent};
 
@@ -25,9 +31,41 @@ pub enum InboundError {
     Fetch(String),
 }
 
+/// How many recently stored dedup keys are remembered.
+pub const RECENT: usize = 2048;
+
+/// Dedup keys of events stored lately, oldest first.
+#[derive(Default)]
+pub struct Recent {
+    inner: Mutex<(VecDeque<String>, HashSet<String>)>,
+}
+
+impl Recent {
+    fn contains(&self, key: &str) -> bool {
+        self.inner.lock().map(|g| g.1.contains(key)).unwrap_or(false)
+    }
+
+    fn insert(&self, key: &str) {
+        if let Ok(mut g) = self.inner.lock() {
+            if g.1.insert(key.to_owned()) {
+                g.0.push_back(key.to_owned());
+                if g.0.len() > RECENT {
+                    if let Some(old) = g.0.pop_front() {
+                        g.1.remove(&old);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Store one event. `Ok` means it is stored (or needs nothing).
 pub async fn handle(shared: &Shared, event: Event) -> Result<(), InboundError> {
     let net = shared.platform.name();
+    if shared.recent.contains(&event.dedup_key) {
+        tracing::debug!(channel = net, dedup_key = %event.dedup_key, "redelivery of an event stored lately");
+        return Ok(());
+    }
     if !shared.config.account_id.is_empty() && event.account != shared.config.account_id {
         tracing::warn!(channel = net, account = %event.account, "event for another account than account_id; ignored");
         return Ok(());
@@ -60,6 +98,7 @@ pub async fn handle(shared: &Shared, event: Event) -> Result<(), InboundError> {
         event: event_kind,
     };
     let fresh = shared.host.receive(inbound).await?;
+    shared.recent.insert(&event.dedup_key);
     tracing::debug!(channel = net, dedup_key = %event.dedup_key, fresh, "event stored");
     Ok(())
 }

@@ -54,6 +54,7 @@ pub(crate) struct Shared {
     pub graph: graph::Graph,
     pub host: Arc<dyn Host>,
     pub profiles: profile::Profiles,
+    pub recent: inbound::Recent,
 }
 
 /// The Messenger channel or the Instagram channel.
@@ -133,6 +134,7 @@ impl Channel for MetaChannel {
             graph,
             host,
             profiles: profile::Profiles::default(),
+            recent: inbound::Recent::default(),
         });
         self.shared
             .set(Arc::clone(&shared))
