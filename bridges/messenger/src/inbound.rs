@@ -143,8 +143,9 @@ pub fn file_name(file: &RemoteFile, mime: Option<&str>) -> String {
     let from_url = url::Url::parse(&file.url).ok().and_then(|u| {
         let last = u.path_segments()?.rev().find(|s| !s.is_empty())?.to_owned();
         let decoded = percent_encoding::percent_decode_str(&last).decode_utf8().ok()?.into_owned();
-        let clean: String = decoded.chars().filter(|c| !c.is_control() && *c != '/' && *c != '\\').take(120).collect();
-        let clean = clean.trim_start_matches(['.', ' ']).trim().to_owned();
+        let clean: String = decoded.chars().filter(|c| !is_invisible(*c) && *c != '/' && *c != '\\').take(120).collect();
+        // Dots and spaces in any order (". .bashrc" must not become ".bashrc").
+        let clean = clean.trim_start_matches(|c: char| c == '.' || c.is_whitespace()).trim_end().to_owned();
         let (stem, ext) = clean.rsplit_once('.')?;
         (!stem.is_empty() && (1..=5).contains(&ext.len()) && ext.chars().all(|c| c.is_ascii_alphanumeric())).then_some(clean)
     });
@@ -159,6 +160,13 @@ pub fn file_name(file: &RemoteFile, mime: Option<&str>) -> String {
     });
     let stem = if file.sticker { "sticker" } else { file.kind.as_str() };
     format!("{stem}.{ext}")
+}
+
+/// Controls and the zero-width / bidirectional marks that can disguise a name
+/// (`invoice\u{202E}fdp.exe`).
+fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
 fn extension_for(mime: &str) -> Option<&'static str> {
@@ -229,5 +237,9 @@ mod tests {
         assert_eq!(guess_mime(MediaKind::Video, "clip.mp4"), "video/mp4");
         let f = file(MediaKind::File, "https://cdn.example/x/..%2F..%2Fetc%2Fpasswd");
         assert!(!file_name(&f, None).contains('/'));
+        let f = file(MediaKind::File, "https://cdn.example/x/%E3%80%80.%20.bashrc.txt");
+        assert_eq!(file_name(&f, None), "bashrc.txt");
+        let f = file(MediaKind::File, "https://cdn.example/x/invoice%E2%80%AEfdp.exe");
+        assert_eq!(file_name(&f, None), "invoicefdp.exe");
     }
 }

@@ -42,6 +42,7 @@ pub mod signature;
 mod webhook;
 
 pub use config::MetaConfig;
+pub use inbound::{file_name, guess_mime};
 pub use parse::Platform;
 
 /// Meta's customer-service window: free-form messages only within 24 h of the customer's last.

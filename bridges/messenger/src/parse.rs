@@ -564,6 +564,46 @@ mod tests {
         assert_eq!(p.events[0].kind, Kind::Edit { mid: "m1".into(), text: "new words".into() });
     }
 
+    /// Every fixture, truncated at every byte and with bytes replaced, parses without panicking
+    /// into events that keep the fuzz target's invariants (a cheap stand-in for the fuzzer).
+    #[test]
+    fn survives_truncation_and_mutation() {
+        let dirs = ["messenger", "instagram"];
+        let mut bodies = Vec::new();
+        for d in dirs {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(d);
+            for e in std::fs::read_dir(dir).unwrap() {
+                bodies.push(std::fs::read(e.unwrap().path()).unwrap());
+            }
+        }
+        let check = |body: &[u8]| {
+            for platform in [Platform::Messenger, Platform::Instagram] {
+                let Ok(p) = parse_body(body, platform) else { continue };
+                for e in p.events {
+                    assert!(!e.account.is_empty() && e.contact != e.account && e.timestamp_ms >= 0);
+                    let texts: Vec<&str> = match &e.kind {
+                        Kind::Message { text, .. } | Kind::Notice { text, .. } | Kind::Edit { text, .. } => vec![text],
+                        Kind::Reaction { emoji: Some(x), .. } => vec![x],
+                        _ => vec![],
+                    };
+                    for t in texts {
+                        assert!(!t.chars().any(|c| c.is_control() && c != '\n' && c != '\t'), "{t:?}");
+                    }
+                }
+            }
+        };
+        for body in &bodies {
+            for cut in 0..body.len() {
+                check(&body[..cut]);
+            }
+            for (i, replacement) in body.iter().enumerate().map(|(i, _)| (i, [b'"', b'0', b'{', b'\\', 0xff][i % 5])) {
+                let mut m = body.clone();
+                m[i] = replacement;
+                check(&m);
+            }
+        }
+    }
+
     #[test]
     fn wrong_objects_and_garbage() {
         assert!(matches!(parse_body(&fixture("messenger/text.json"), Platform::Instagram), Err(ParseError::WrongObject(_))));
