@@ -47,6 +47,9 @@ pub struct MetaConfig {
     pub max_download_size: u64,
     /// Fetch customers' profile pictures for their ghosts.
     pub avatars: bool,
+    /// A Graph API call (or a file download) that has not answered after this many seconds
+    /// counts as failed: a send is retried, a webhook delivery answered 503.
+    pub request_timeout_secs: u32,
 }
 
 impl Default for MetaConfig {
@@ -62,6 +65,7 @@ impl Default for MetaConfig {
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             max_download_size: DEFAULT_MAX_DOWNLOAD_SIZE,
             avatars: true,
+            request_timeout_secs: 60,
         }
     }
 }
@@ -100,6 +104,9 @@ impl MetaConfig {
         });
         if !version_ok {
             return invalid("api_version", "must look like v21.0");
+        }
+        if self.request_timeout_secs == 0 {
+            return invalid("request_timeout_secs", "must be at least 1");
         }
         if self.max_file_size == 0 {
             return invalid("max_file_size", "must be greater than 0");

@@ -21,9 +21,6 @@ use switchboard_channel::SendError;
 
 use crate::parse::Platform;
 
-/// How long any one request may take.
-const TIMEOUT: Duration = Duration::from_secs(60);
-
 /// An error answer of the Graph API, or no answer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum GraphError {
@@ -43,9 +40,10 @@ pub struct Graph {
 }
 
 impl Graph {
-    pub fn new(base: String, token: String, platform: Platform) -> Result<Graph, String> {
+    /// A client for `<base>/…` with the Page token; `timeout` bounds every request.
+    pub fn new(base: String, token: String, platform: Platform, timeout: Duration) -> Result<Graph, String> {
         let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
+            .timeout(timeout)
             .user_agent(concat!("switchboard-messenger/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;

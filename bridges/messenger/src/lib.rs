@@ -127,7 +127,8 @@ impl Channel for MetaChannel {
             return Ok(None);
         }
         self.config.validate(name).map_err(|e| ChannelError::Config(e.to_string()))?;
-        let graph = graph::Graph::new(self.config.graph_base(), self.config.access_token.clone(), self.platform)
+        let timeout = Duration::from_secs(u64::from(self.config.request_timeout_secs));
+        let graph = graph::Graph::new(self.config.graph_base(), self.config.access_token.clone(), self.platform, timeout)
             .map_err(ChannelError::Config)?;
         let shared = Arc::new(Shared {
             platform: self.platform,
