@@ -35,7 +35,11 @@ macro_rules! on_both_stores {
     };
 }
 
-on_both_stores!(messenger_conversation_both_ways, instagram_conversation_both_ways);
+on_both_stores!(
+    messenger_conversation_both_ways,
+    instagram_conversation_both_ways,
+    a_crash_while_storing_a_delivery_loses_nothing,
+);
 
 /// A Messenger customer (a PSID) and an Instagram one (an IGSID).
 const JANE_PSID: &str = "7000000000000001";
@@ -97,6 +101,7 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
     let lookup = fake.wait_for_call(JANE_PSID, |c| c.status == 200).await?;
     ensure!(lookup.query.get("fields").map(String::as_str) == Some("first_name,last_name,profile_pic"), "{:?}", lookup.query);
     ensure!(lookup.token.as_deref() == Some(PAGE_TOKEN), "profile read with the Page token");
+    ensure!(fake.all_calls().iter().any(|c| c.path.ends_with("_profile.jpg") && c.status == 200), "the profile picture fetched for the avatar");
 
     // Meta redelivering the same body, and our own message echoed back: nothing new.
     ensure!(fake.deliver(&webhook(&env, net), &first).await? == 200);
@@ -265,6 +270,68 @@ async fn instagram_conversation_both_ways(backend: Backend) -> anyhow::Result<()
     deliver(&fake, &env, net, FakeMeta::item(net, PETER_IGSID, "message_edit", json!({"mid": "aWdfIn1", "text": "Omg, is this in stock in M?", "num_edit": 1}))).await?;
     let edit = env.alice.wait_for_message(&room, |m| m.replaces() == Some(first.event_id.as_str())).await?;
     ensure!(edit.new_body() == Some("Omg, is this in stock in M?"), "{:?}", edit.content);
+    Ok(())
+}
+
+/// The bridge dies while a delivery is half stored (its text stored, its image still being
+/// fetched): no 200 went out, so Meta delivers the batch again to the restarted bridge, and
+/// each message reaches the room once.
+async fn a_crash_while_storing_a_delivery_loses_nothing(backend: Backend) -> anyhow::Result<()> {
+    let net = Net::Messenger;
+    let fake = FakeMeta::start().await?;
+    let mut env = TestEnv::start(options(backend, &fake)).await?;
+    fake.add_profile(net, JANE_PSID, json!({"first_name": "Jane", "last_name": "Doe"}));
+    deliver(&fake, &env, net, FakeMeta::message(net, JANE_PSID, "m_first", json!({"text": "first"}))).await?;
+    let room = env.alice.wait_for_invite("Jane Doe").await?;
+    env.alice.wait_for_text(&room, "first").await?;
+
+    let jpeg = blob("jpeg", 1000);
+    let url = fake.add_file("in-flight.jpg", "image/jpeg", jpeg.clone());
+    let mut batch = FakeMeta::delivery(net, FakeMeta::message(net, JANE_PSID, "m_before", json!({"text": "before the crash"})));
+    batch["entry"][0]["messaging"]
+        .as_array_mut()
+        .context("messaging")?
+        .push(FakeMeta::message(net, JANE_PSID, "m_photo", json!({"attachments": [{"type": "image", "payload": {"url": url}}]})));
+    fake.hold_cdn();
+    let hook = webhook(&env, net);
+    let in_flight = {
+        let (hook, batch) = (hook.clone(), batch.clone());
+        let bytes = batch.to_string().into_bytes();
+        let signature = sign(APP_SECRET, &bytes);
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(&hook)
+                .header("X-Hub-Signature-256", signature)
+                .header("content-type", "application/json")
+                .body(bytes)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    rig::poll_until("the bridge fetching the image", Duration::from_secs(30), || async {
+        Ok((!fake.held_downloads().is_empty()).then_some(()))
+    })
+    .await?;
+    env.alice.wait_for_text(&room, "before the crash").await?;
+    env.bridge.kill();
+    let answer = in_flight.await?;
+    ensure!(!matches!(answer, Ok(200)), "the half-stored delivery was acknowledged: {answer:?}");
+    fake.release_cdn();
+    env.bridge.start().await?;
+
+    // Meta delivers the batch again.
+    ensure!(fake.deliver(&hook, &batch).await? == 200);
+    let image = env.alice.wait_for_message(&room, |m| m.msgtype == "m.image").await?;
+    ensure!(env.alice.fetch_file(&image).await? == jpeg);
+    deliver(&fake, &env, net, FakeMeta::message(net, JANE_PSID, "m_after", json!({"text": "after the restart"}))).await?;
+    env.alice.wait_for_text(&room, "after the restart").await?;
+    let messages = env.alice.messages(&room);
+    for text in ["first", "before the crash"] {
+        let n = messages.iter().filter(|m| m.body == text).count();
+        ensure!(n == 1, "{text:?} bridged {n} times");
+    }
+    ensure!(messages.iter().filter(|m| m.msgtype == "m.image").count() == 1, "the image bridged once");
     Ok(())
 }
 

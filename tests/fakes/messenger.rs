@@ -24,7 +24,9 @@
 //! webhook), [`FakeMeta::deliver`] (posts a webhook body signed with the app secret, as Meta
 //! does), [`FakeMeta::calls`] (every request: method, path, query, JSON or form fields, upload,
 //! time, status), [`FakeMeta::fault`] (the next N calls fail with a rate limit or 5xx),
-//! [`FakeMeta::outside_window`] (sends to a recipient fail as outside the 24-hour window).
+//! [`FakeMeta::outside_window`] (sends to a recipient fail as outside the 24-hour window),
+//! [`FakeMeta::hold_cdn`] (file downloads hang, to crash the bridge between receiving a delivery
+//! and storing it).
 //! Payload shapes follow `../shared/fixtures/{messenger,instagram,meta}`.
 #![allow(dead_code)]
 
@@ -161,11 +163,17 @@ struct Inner {
     outside_window: HashSet<String>,
     unavailable: HashSet<String>,
     next: u64,
+    /// CDN downloads hang while set (to crash the bridge between receiving and storing).
+    hold_cdn: bool,
+    /// Paths of downloads asked for while held.
+    held: Vec<String>,
 }
 
 struct Shared {
     inner: Mutex<Inner>,
     net: Mutex<HashMap<String, Net>>,
+    /// Wakes held downloads.
+    released: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -217,6 +225,7 @@ impl FakeMeta {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner { next: 1, ..Inner::default() }),
             net: Mutex::new(HashMap::new()),
+            released: tokio::sync::Notify::new(),
         });
         let app = Router::new()
             .route("/cdn/{name}", get(cdn))
@@ -275,6 +284,22 @@ impl FakeMeta {
         } else {
             s.unavailable.remove(recipient);
         }
+    }
+
+    /// Keep CDN downloads hanging from now on.
+    pub fn hold_cdn(&self) {
+        self.shared.lock().hold_cdn = true;
+    }
+
+    /// Let held and future CDN downloads through.
+    pub fn release_cdn(&self) {
+        self.shared.lock().hold_cdn = false;
+        self.shared.released.notify_waiters();
+    }
+
+    /// Downloads that were held (by path).
+    pub fn held_downloads(&self) -> Vec<String> {
+        self.shared.lock().held.clone()
     }
 
     /// Make the next `count` calls to `path` (`me/messages`, `me/message_attachments`, `cdn`
@@ -598,6 +623,17 @@ async fn profile(
 
 async fn cdn(State(shared): State<Arc<Shared>>, Path(name): Path<String>, request: Request) -> Response {
     let call = new_call("GET", &format!("cdn/{name}"), query_of(&request), None);
+    loop {
+        let released = shared.released.notified();
+        {
+            let mut s = shared.lock();
+            if !s.hold_cdn {
+                break;
+            }
+            s.held.push(call.path.clone());
+        }
+        released.await;
+    }
     if let Some(r) = take_fault(&shared, "cdn") {
         return FakeMeta::record(&shared, call, r);
     }
