@@ -303,7 +303,8 @@ impl FakeMeta {
     }
 
     /// Make the next `count` calls to `path` (`me/messages`, `me/message_attachments`, `cdn`
-    /// for file downloads; any when `None`) fail.
+    /// for file downloads; any when `None`) fail. On `me/messages` only message sends count,
+    /// not sender actions.
     pub fn fault(&self, path: Option<&str>, kind: FaultKind, count: u32) {
         self.shared.lock().faults.push(Fault { path: path.map(Into::into), kind, remaining: count });
     }
@@ -463,8 +464,12 @@ fn send_api(shared: &Shared, call: &Call, token: Option<&str>) -> Response {
     if token != Some(PAGE_TOKEN) {
         return bad_token();
     }
-    if let Some(r) = take_fault(shared, "me/messages") {
-        return r;
+    // Faults hit message sends only: sender actions (typing, mark_seen) come whenever an
+    // operator types or reads, and must not use up a fault a test set for a message.
+    if call.body.get("message").is_some() {
+        if let Some(r) = take_fault(shared, "me/messages") {
+            return r;
+        }
     }
     let body = &call.body;
     let Some(recipient) = call.recipient().map(str::to_owned) else {
