@@ -96,6 +96,7 @@ pub async fn handle(shared: &Shared, event: Event) -> Result<(), InboundError> {
         timestamp_ms: event.timestamp_ms,
         dedup_key: event.dedup_key.clone(),
         event: event_kind,
+        addressed_to: None,
     };
     let fresh = shared.host.receive(inbound).await?;
     shared.recent.insert(&event.dedup_key);
