@@ -75,7 +75,7 @@ fn main() -> ExitCode {
 /// Wire up the enabled channels from their config sections.
 fn channels(config: &Config) -> Result<Vec<Arc<dyn Channel>>, switchboard::config::ConfigError> {
     let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
-    let known = ["webchat", "telegram", "email", "vk", "viber", "discord"];
+    let known = ["webchat", "telegram", "email", "vk", "viber", "discord", "messenger", "instagram"];
     for name in config.channels.keys() {
         if !known.contains(&name.as_str()) {
             return Err(switchboard::config::ConfigError::Invalid {
@@ -116,6 +116,13 @@ fn channels(config: &Config) -> Result<Vec<Arc<dyn Channel>>, switchboard::confi
     let discord: switchboard_discord::DiscordConfig = config.channel("discord")?;
     if discord.enabled {
         channels.push(Arc::new(switchboard_discord::Discord::new(discord)));
+    let messenger: switchboard_messenger::MetaConfig = config.channel("messenger")?;
+    if messenger.enabled {
+        channels.push(Arc::new(switchboard_messenger::MetaChannel::messenger(messenger)));
+    }
+    let instagram: switchboard_messenger::MetaConfig = config.channel("instagram")?;
+    if instagram.enabled {
+        channels.push(Arc::new(switchboard_messenger::MetaChannel::instagram(instagram)));
     }
     Ok(channels)
 }

@@ -7,3 +7,4 @@ pub mod telegram;
 pub mod vk;
 pub mod viber;
 pub mod discord;
+pub mod messenger;
