@@ -1,0 +1,163 @@
+//! Operators' messages to the customer: `Channel::send`.
+//!
+//! One operator message is one Twilio message: the text as `Body` (Twilio splits anything over
+//! one segment and the phone joins the parts; 1600 characters at most, which the core checks
+//! from the capabilities), files as `MediaUrl`s pointing at the bridge's own signed links
+//! (`links`), since Twilio only takes media it can download. It goes out from the number the
+//! customer wrote to (the conversation's account) when that is one of `numbers`, else through
+//! the Messaging Service. `StatusCallback` is the bridge's `/sms/status`, so delivery reports
+//! and late failures come back into the room.
+//!
+//! **Idempotency.** Twilio's Messages API has no idempotency key. So the channel keeps, per
+//! outbox item, `out:<idempotency_key>` in its state: `pending:<time>` is written *before* the
+//! request and `sent:<MessageSid>` after Twilio accepted it (`failed` when Twilio refused it, so
+//! it was not sent). A retry that finds `sent:` answers from state; one that finds `pending:`
+//! (the bridge crashed or lost the connection mid-request) asks Twilio for the recent messages
+//! to that customer and takes the newest one with the same body that no other item has claimed
+//! (`sid:<MessageSid>` records every message the bridge sent) instead of sending again. What is
+//! left: if Twilio accepted a message but had not listed it yet when the retry looked, or if an
+//! identical text to the same customer was sent by someone else in between, the retry can still
+//! send once more or skip once; no client-side bookkeeping closes that completely.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use switchboard_channel::{ConversationKey, Delivery, HostError, Outbound, OutboundAction, SendError};
+
+use crate::client::{NewMessage, Sender};
+use crate::Shared;
+
+/// Twilio takes at most this many `MediaUrl`s per message.
+const MAX_MEDIA: usize = 10;
+
+/// Where a message the bridge sent belongs: kept under `sid:<MessageSid>` so its status
+/// callbacks land in the right room even when Twilio reports another sender number.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SentRecord {
+    pub account: String,
+    pub chat: String,
+}
+
+fn retryable_host(e: HostError) -> SendError {
+    SendError::Retryable { reason: format!("bridge store: {e}"), retry_after: None }
+}
+
+fn permanent(reason: impl Into<String>) -> SendError {
+    SendError::Permanent { reason: reason.into() }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Which sender a conversation's replies go out from.
+pub fn sender_for(shared: &Shared, conversation: &ConversationKey) -> Sender {
+    if shared.own_numbers.iter().any(|n| *n == conversation.account) {
+        return Sender::From(conversation.account.clone());
+    }
+    match &shared.config.messaging_service_sid {
+        Some(sid) => Sender::Service(sid.clone()),
+        None => Sender::From(conversation.account.clone()),
+    }
+}
+
+/// `Channel::send`.
+pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, SendError> {
+    let OutboundAction::Message { content, .. } = &outbound.action else {
+        return Err(permanent("SMS cannot edit, delete, react to or template messages"));
+    };
+    if content.attachments.len() > MAX_MEDIA {
+        return Err(permanent(format!("an MMS carries at most {MAX_MEDIA} files; send them in several messages")));
+    }
+    let conversation = &outbound.conversation;
+    let to = conversation.chat.as_str();
+    let sender = sender_for(shared, conversation);
+    let key = format!("out:{}", outbound.idempotency_key);
+    let host = &shared.host;
+
+    match host.state_get(&key).await.map_err(retryable_host)? {
+        Some(v) if v.starts_with("sent:") => {
+            let sid = v.trim_start_matches("sent:").to_owned();
+            tracing::info!(idempotency_key = %outbound.idempotency_key, sid, "sms: already sent; not sending again");
+            return Ok(Delivery { remote_id: sid, delivered: false });
+        }
+        Some(v) if v.starts_with("pending:") => {
+            if let Some(sid) = find_unclaimed(shared, to, &sender, &content.text).await? {
+                tracing::warn!(idempotency_key = %outbound.idempotency_key, sid, "sms: an interrupted attempt was accepted by Twilio; not sending again");
+                remember_sent(shared, &key, &sid, conversation).await;
+                return Ok(Delivery { remote_id: sid, delivered: false });
+            }
+            tracing::info!(idempotency_key = %outbound.idempotency_key, "sms: an interrupted attempt never reached Twilio; sending");
+        }
+        _ => {}
+    }
+
+    let base = shared.config.public_base();
+    let media_urls: Vec<String> =
+        content.attachments.iter().map(|a| format!("{base}/sms/media/{}", shared.links.token(&a.media))).collect();
+    if content.text.trim().is_empty() && media_urls.is_empty() {
+        return Err(permanent("there is nothing to send"));
+    }
+    host.state_put(&key, &format!("pending:{}", now_secs())).await.map_err(retryable_host)?;
+    let status_callback = shared.config.status_url();
+    let message = NewMessage { to, sender: &sender, body: &content.text, status_callback: &status_callback, media_urls: &media_urls };
+    match shared.client.create_message(&message).await {
+        Ok(created) => {
+            tracing::debug!(sid = created.sid, status = ?created.status, "sms: message accepted by Twilio");
+            remember_sent(shared, &key, &created.sid, conversation).await;
+            Ok(Delivery { remote_id: created.sid, delivered: false })
+        }
+        Err(e) => {
+            // Twilio answered with an error: nothing was created, so a retry may send freely.
+            // A network error leaves `pending:` for the next attempt to look up.
+            if matches!(e, crate::client::TwilioError::Api { .. }) {
+                if let Err(err) = host.state_put(&key, "failed").await {
+                    tracing::warn!(error = %err, "sms: cannot record a refused attempt");
+                }
+            }
+            tracing::warn!(error = %e, to, "sms: Twilio did not take the message");
+            Err(e.classify())
+        }
+    }
+}
+
+/// Record a sent message: the item's key (answering later retries) and the message's
+/// conversation (for its status callbacks). Failing to write is logged, not an error: the
+/// message is out.
+async fn remember_sent(shared: &Shared, key: &str, sid: &str, conversation: &ConversationKey) {
+    let record = SentRecord { account: conversation.account.clone(), chat: conversation.chat.clone() };
+    let record = serde_json::to_string(&record).unwrap_or_default();
+    if let Err(e) = shared.host.state_put(&format!("sid:{sid}"), &record).await {
+        tracing::warn!(error = %e, sid, "sms: cannot remember where a sent message belongs");
+    }
+    if let Err(e) = shared.host.state_put(key, &format!("sent:{sid}")).await {
+        tracing::warn!(error = %e, sid, "sms: sent but cannot remember the idempotency key");
+    }
+}
+
+/// After an interrupted attempt: the newest message to `to` with this body that no other
+/// outbox item claims, if Twilio has one.
+async fn find_unclaimed(shared: &Shared, to: &str, sender: &Sender, body: &str) -> Result<Option<String>, SendError> {
+    let from = match sender {
+        Sender::From(n) => Some(n.as_str()),
+        Sender::Service(_) => None,
+    };
+    let recent = shared.client.recent_messages(to, from).await.map_err(|e| e.classify())?;
+    for m in recent {
+        if m.body.as_deref().map(str::trim) != Some(body.trim()) {
+            continue;
+        }
+        let claimed = shared.host.state_get(&format!("sid:{}", m.sid)).await.map_err(retryable_host)?;
+        if claimed.is_none() {
+            return Ok(Some(m.sid));
+        }
+    }
+    Ok(None)
+}
+
+/// Where a status callback belongs: the conversation recorded when the message was sent, else
+/// (a message sent before this bridge kept records, or from elsewhere) our number and the
+/// customer's as Twilio reports them.
+pub async fn conversation_of(shared: &Shared, sid: &str) -> Result<Option<SentRecord>, HostError> {
+    Ok(shared.host.state_get(&format!("sid:{sid}")).await?.and_then(|v| serde_json::from_str(&v).ok()))
+}
