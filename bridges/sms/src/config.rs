@@ -221,6 +221,20 @@ mod tests {
         assert_eq!(c.contact_name("+14155550198"), None);
     }
 
+    /// The section of `config/config.example.yaml`, uncommented.
+    #[test]
+    fn the_example_section_is_valid() {
+        let c: SmsConfig = serde_json::from_value(serde_json::json!({
+            "enabled": true, "account_sid": "ACxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "auth_token": "change-me",
+            "api_url": "https://api.twilio.com", "numbers": ["+14155550100"], "default_region": "US",
+            "contacts": {"+1 415 555 0199": "Jane Doe"}, "max_file_size": 5242880, "max_download_size": 20971520,
+            "media_link_ttl_secs": 86400, "public_url": "https://bridge.example.com",
+        }))
+        .unwrap();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.contact_name("+14155550199").as_deref(), Some("Jane Doe"));
+    }
+
     #[test]
     fn unknown_keys_are_rejected() {
         let err = serde_json::from_value::<SmsConfig>(serde_json::json!({"acount_sid": "x"})).unwrap_err();
