@@ -304,3 +304,92 @@ mod tests {
         assert_eq!(extension("application/x-unknown"), "bin");
     }
 }
+
+/// A `Host` in memory for the crate's unit tests: records what is received, keeps state and
+/// media in maps, and can be told to fail storing.
+#[cfg(test)]
+pub(crate) mod test_host {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+    use bytes::Bytes;
+    use switchboard_channel::{ContactProfile, ConversationKey, Host, HostError, Inbound, MediaRef};
+
+    use crate::{client, links, Shared, SmsConfig};
+
+    #[derive(Default)]
+    pub struct MemoryHost {
+        pub received: Mutex<Vec<Inbound>>,
+        pub fail_receive: AtomicBool,
+        pub state: Mutex<HashMap<String, String>>,
+        pub media: Mutex<HashMap<String, (Bytes, String)>>,
+    }
+
+    impl MemoryHost {
+        pub fn received(&self) -> Vec<Inbound> {
+            self.received.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait]
+    impl Host for MemoryHost {
+        async fn receive(&self, inbound: Inbound) -> Result<bool, HostError> {
+            if self.fail_receive.load(Ordering::SeqCst) {
+                return Err(HostError::Store("disk full".into()));
+            }
+            let mut received = self.received.lock().unwrap();
+            let fresh = !received.iter().any(|i| i.dedup_key == inbound.dedup_key);
+            if fresh {
+                received.push(inbound);
+            }
+            Ok(fresh)
+        }
+        async fn typing(&self, _: &ConversationKey, _: &ContactProfile, _: bool) {}
+        async fn put_media(&self, data: Bytes, mime: &str, name: &str) -> Result<MediaRef, HostError> {
+            let id = format!("mxc://test/{name}");
+            self.media.lock().unwrap().insert(id.clone(), (data, mime.to_owned()));
+            Ok(MediaRef(id))
+        }
+        async fn get_media(&self, media: &MediaRef) -> Result<(Bytes, String), HostError> {
+            self.media.lock().unwrap().get(&media.0).cloned().ok_or(HostError::NotFound)
+        }
+        async fn state_get(&self, key: &str) -> Result<Option<String>, HostError> {
+            Ok(self.state.lock().unwrap().get(key).cloned())
+        }
+        async fn state_put(&self, key: &str, value: &str) -> Result<(), HostError> {
+            self.state.lock().unwrap().insert(key.into(), value.into());
+            Ok(())
+        }
+        async fn log_append(&self, _: &str, _: &str, _: &serde_json::Value) -> Result<i64, HostError> {
+            Ok(0)
+        }
+        async fn log_read(&self, _: &str, _: i64, _: i64) -> Result<Vec<(i64, serde_json::Value)>, HostError> {
+            Ok(Vec::new())
+        }
+    }
+
+    pub const TOKEN: &str = "unit-test-token";
+    pub const COMPANY: &str = "+14155550100";
+
+    /// A configuration whose Twilio is unreachable (port 9) and whose public URL is `public`.
+    pub fn config(public: &str) -> SmsConfig {
+        SmsConfig {
+            enabled: true,
+            api_url: "http://127.0.0.1:9".into(),
+            account_sid: format!("AC{}", "0".repeat(32)),
+            auth_token: TOKEN.into(),
+            numbers: vec![COMPANY.into()],
+            public_url: Some(public.into()),
+            ..SmsConfig::default()
+        }
+    }
+
+    pub fn shared(config: SmsConfig, host: Arc<MemoryHost>) -> Arc<Shared> {
+        let client = client::Client::new(&config.api_url, &config.account_sid, &config.auth_token).unwrap();
+        let links = links::Links::new(config.auth_token.as_bytes(), config.media_link_ttl_secs);
+        let own_numbers = config.own_numbers();
+        Arc::new(Shared { config, host, client, links, own_numbers })
+    }
+}

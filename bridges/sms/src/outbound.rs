@@ -161,3 +161,60 @@ async fn find_unclaimed(shared: &Shared, to: &str, sender: &Sender, body: &str) 
 pub async fn conversation_of(shared: &Shared, sid: &str) -> Result<Option<SentRecord>, HostError> {
     Ok(shared.host.state_get(&format!("sid:{sid}")).await?.and_then(|v| serde_json::from_str(&v).ok()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use switchboard_channel::{Content, Host};
+
+    use super::*;
+    use crate::test_host::{config, shared, MemoryHost, COMPANY};
+
+    fn item(key: &str, account: &str, text: &str) -> Outbound {
+        Outbound {
+            conversation: ConversationKey { account: account.into(), chat: "+14155550142".into() },
+            idempotency_key: key.into(),
+            action: OutboundAction::Message { content: Content { text: text.into(), ..Content::default() }, reply_to: None },
+        }
+    }
+
+    /// An item already sent is answered from state, without a request (Twilio is unreachable
+    /// here, so any request would fail); a new one tries and fails retryably, leaving `pending:`.
+    #[tokio::test]
+    async fn a_retry_of_a_sent_item_does_not_send_again() {
+        let host = Arc::new(MemoryHost::default());
+        let shared = shared(config("https://bridge.example"), Arc::clone(&host));
+        host.state_put("out:$event1", "sent:SM777").await.unwrap();
+        let delivery = send(&shared, &item("$event1", COMPANY, "hi")).await.unwrap();
+        assert_eq!(delivery.remote_id, "SM777");
+        assert!(matches!(send(&shared, &item("$event2", COMPANY, "hi")).await, Err(SendError::Retryable { .. })));
+        assert!(host.state_get("out:$event2").await.unwrap().is_some_and(|v| v.starts_with("pending:")));
+        // With `pending:` the retry must look Twilio up first; unreachable, so retryable again.
+        assert!(matches!(send(&shared, &item("$event2", COMPANY, "hi")).await, Err(SendError::Retryable { .. })));
+    }
+
+    #[tokio::test]
+    async fn what_sms_cannot_do_is_refused_for_good() {
+        let host = Arc::new(MemoryHost::default());
+        let shared = shared(config("https://bridge.example"), host);
+        let mut edit = item("$e", COMPANY, "x");
+        edit.action = OutboundAction::Delete { remote_id: "SM1".into() };
+        assert!(matches!(send(&shared, &edit).await, Err(SendError::Permanent { .. })));
+        assert!(matches!(send(&shared, &item("$blank", COMPANY, "  ")).await, Err(SendError::Permanent { .. })));
+    }
+
+    #[test]
+    fn replies_leave_from_the_number_the_customer_wrote_to() {
+        let host = Arc::new(MemoryHost::default());
+        let mut c = config("https://bridge.example");
+        let plain = shared(c.clone(), Arc::clone(&host));
+        let conv = |account: &str| ConversationKey { account: account.into(), chat: "+14155550142".into() };
+        assert_eq!(sender_for(&plain, &conv(COMPANY)), Sender::From(COMPANY.into()));
+        assert_eq!(sender_for(&plain, &conv("+14155550111")), Sender::From("+14155550111".into()));
+        c.messaging_service_sid = Some(format!("MG{}", "1".repeat(32)));
+        let service = shared(c, host);
+        assert_eq!(sender_for(&service, &conv(COMPANY)), Sender::From(COMPANY.into()));
+        assert_eq!(sender_for(&service, &conv("+14155550111")), Sender::Service(format!("MG{}", "1".repeat(32))));
+    }
+}

@@ -151,3 +151,124 @@ async fn media(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use switchboard_channel::Host;
+
+    use super::*;
+    use crate::test_host::{config, shared, MemoryHost, COMPANY, TOKEN};
+
+    /// The routes served on a free port, as the core mounts them; returns the base URL.
+    async fn serve(host: Arc<MemoryHost>) -> (String, Arc<Shared>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shared = shared(config(&base), host);
+        let app = Router::new().nest("/sms", router(Arc::clone(&shared)));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (base, shared)
+    }
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    async fn post(url: &str, params: &[(String, String)]) -> (u16, String) {
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(params.iter()).finish();
+        let r = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("X-Twilio-Signature", signature::compute(TOKEN, url, params))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    fn sms(sid: &str) -> Vec<(String, String)> {
+        pairs(&[("MessageSid", sid), ("From", "+14155550142"), ("To", COMPANY), ("Body", "hello"), ("NumMedia", "0")])
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_is_a_503_and_twilio_retries() {
+        let host = Arc::new(MemoryHost::default());
+        let (base, _) = serve(Arc::clone(&host)).await;
+        let url = format!("{base}/sms/incoming");
+        host.fail_receive.store(true, Ordering::SeqCst);
+        assert_eq!(post(&url, &sms("SM1")).await.0, 503);
+        assert!(host.received().is_empty());
+        // Twilio's retry, once the store is back, goes through; a redelivery is stored once.
+        host.fail_receive.store(false, Ordering::SeqCst);
+        let (status, body) = post(&url, &sms("SM1")).await;
+        assert_eq!((status, body.as_str()), (200, EMPTY_TWIML));
+        assert_eq!(post(&url, &sms("SM1")).await.0, 200);
+        let received = host.received();
+        assert_eq!(received.len(), 1);
+        let i = &received[0];
+        assert_eq!(i.dedup_key, "msg:SM1");
+        assert_eq!((i.conversation.account.as_str(), i.conversation.chat.as_str()), (COMPANY, "+14155550142"));
+        assert_eq!(i.sender.phone.as_deref(), Some("+14155550142"));
+        assert_eq!(i.sender.display_name.as_deref(), Some("+1 415 555 0142"));
+    }
+
+    #[tokio::test]
+    async fn media_that_cannot_be_fetched_now_is_a_503() {
+        let host = Arc::new(MemoryHost::default());
+        let (base, _) = serve(Arc::clone(&host)).await;
+        let mut params = sms("MM1");
+        params.retain(|(k, _)| k != "NumMedia");
+        params.extend(pairs(&[("NumMedia", "1"), ("MediaUrl0", "http://127.0.0.1:9/m"), ("MediaContentType0", "image/png")]));
+        assert_eq!(post(&format!("{base}/sms/incoming"), &params).await.0, 503);
+        assert!(host.received().is_empty());
+    }
+
+    #[tokio::test]
+    async fn statuses_and_malformed_webhooks() {
+        let host = Arc::new(MemoryHost::default());
+        let (base, _) = serve(Arc::clone(&host)).await;
+        let url = format!("{base}/sms/status");
+        // An intermediate status is acknowledged and not stored.
+        let queued = pairs(&[("MessageSid", "SM9"), ("MessageStatus", "queued"), ("From", COMPANY), ("To", "+14155550142")]);
+        assert_eq!(post(&url, &queued).await.0, 200);
+        assert!(host.received().is_empty());
+        // A failure is stored in the customer's conversation with the explanation.
+        let failed = pairs(&[("MessageSid", "SM9"), ("MessageStatus", "failed"), ("ErrorCode", "30006"), ("From", COMPANY), ("To", "+14155550142")]);
+        assert_eq!(post(&url, &failed).await.0, 200);
+        let received = host.received();
+        assert_eq!(received.len(), 1);
+        assert_eq!(received[0].dedup_key, "status:SM9:failed");
+        assert_eq!(received[0].conversation.chat, "+14155550142");
+        match &received[0].event {
+            switchboard_channel::InboundEvent::Failed { remote_id, reason } => {
+                assert_eq!(remote_id, "SM9");
+                assert!(reason.contains("landline"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Signed but not a message: 400, nothing stored.
+        assert_eq!(post(&format!("{base}/sms/incoming"), &pairs(&[("Body", "x")])).await.0, 400);
+        assert_eq!(post(&url, &pairs(&[("MessageSid", "SM1")])).await.0, 400);
+        assert_eq!(host.received().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn media_links_serve_only_genuine_tokens() {
+        let host = Arc::new(MemoryHost::default());
+        let (base, shared) = serve(Arc::clone(&host)).await;
+        let media = host.put_media(Bytes::from_static(b"PNGDATA"), "image/png", "a.png").await.unwrap();
+        let token = shared.links.token(&media);
+        let r = reqwest::get(format!("{base}/sms/media/{token}")).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "image/png");
+        assert_eq!(r.bytes().await.unwrap().as_ref(), b"PNGDATA");
+        let gone = shared.links.token(&switchboard_channel::MediaRef("mxc://test/gone".into()));
+        assert_eq!(reqwest::get(format!("{base}/sms/media/{gone}")).await.unwrap().status(), 404);
+        assert_eq!(reqwest::get(format!("{base}/sms/media/{token}x")).await.unwrap().status(), 404);
+        assert_eq!(reqwest::get(format!("{base}/sms/media/")).await.unwrap().status(), 404);
+    }
+}
