@@ -17,7 +17,15 @@ use crate::matrix::content::{self, Unrelayable};
 use crate::store::conversations::Conversation;
 use crate::store::matrix_events::MatrixEventRow;
 
+/// How often one event is tried when the homeserver answers with an error that may pass (5xx,
+/// 429) before it is given up with a notice in its room. An outage (homeserver unreachable) or a
+/// store error is not counted: nothing else could be handled meanwhile either, and giving up
+/// would lose operators' messages that only wait for the outage to end.
+const MAX_EVENT_ATTEMPTS: u32 = 8;
+
 pub async fn run(bridge: Arc<Bridge>) {
+    // Attempts of the event at the head of the queue (only one event is ever retried at a time).
+    let mut failing: Option<(String, u32)> = None;
     loop {
         match bridge.store.matrix_events_pending(100).await {
             Ok(rows) if !rows.is_empty() => {
@@ -26,9 +34,21 @@ pub async fn run(bridge: Arc<Bridge>) {
                         Ok(Handled::Queued) => continue,
                         Ok(Handled::Done) => "done",
                         Err(e) if e.retryable => {
-                            tracing::warn!(event_id = row.event_id, error = %e.message, "event not handled yet; retrying");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            break;
+                            let attempts = match &failing {
+                                Some((id, n)) if *id == row.event_id => n + 1,
+                                _ => 1,
+                            };
+                            if e.counted && attempts >= MAX_EVENT_ATTEMPTS {
+                                tracing::error!(event_id = row.event_id, attempts, error = %e.message, "giving up on an event");
+                                give_up(&bridge, &row, &e.message).await;
+                                "failed"
+                            } else {
+                                let delay = e.retry_after.unwrap_or_else(|| Duration::from_secs(1 << attempts.min(5)));
+                                tracing::warn!(event_id = row.event_id, attempts, error = %e.message, retry_in = ?delay, "event not handled yet; retrying");
+                                failing = Some((row.event_id.clone(), attempts));
+                                tokio::time::sleep(delay.min(Duration::from_secs(60))).await;
+                                break;
+                            }
                         }
                         Err(e) => {
                             tracing::error!(event_id = row.event_id, error = %e.message, "event could not be handled");
@@ -40,6 +60,7 @@ pub async fn run(bridge: Arc<Bridge>) {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         break;
                     }
+                    failing = None;
                 }
             }
             Ok(_) => {
@@ -53,6 +74,20 @@ pub async fn run(bridge: Arc<Bridge>) {
     }
 }
 
+/// Tell the room an operator's event was dropped after [`MAX_EVENT_ATTEMPTS`] (best effort: the
+/// homeserver just failed us repeatedly).
+async fn give_up(bridge: &Bridge, row: &MatrixEventRow, reason: &str) {
+    let is_message = row.payload.get("type").and_then(Value::as_str) == Some("m.room.message");
+    let from_ghost = row.payload.get("sender").and_then(Value::as_str).is_some_and(|s| bridge.namespace.is_ours(s));
+    if !is_message || from_ghost {
+        return;
+    }
+    let text = format!("⚠️ Switchboard could not handle this message ({reason}); it was not sent. Please send it again.");
+    if let Err(e) = notify(bridge, row, &text).await {
+        tracing::warn!(error = %e.message, "could not tell the room about a dropped event");
+    }
+}
+
 enum Handled {
     /// Marked done together with its outbox item.
     Queued,
@@ -63,18 +98,22 @@ enum Handled {
 #[derive(Debug)]
 struct HandleError {
     retryable: bool,
+    /// Counts towards [`MAX_EVENT_ATTEMPTS`] (not an outage of the homeserver or the store).
+    counted: bool,
+    retry_after: Option<Duration>,
     message: String,
 }
 
 impl From<crate::matrix::MatrixError> for HandleError {
     fn from(e: crate::matrix::MatrixError) -> Self {
-        HandleError { retryable: e.is_retryable(), message: e.to_string() }
+        let counted = !matches!(e, crate::matrix::MatrixError::Unreachable(_));
+        HandleError { retryable: e.is_retryable(), counted, retry_after: e.retry_after(), message: e.to_string() }
     }
 }
 
 impl From<crate::store::StoreError> for HandleError {
     fn from(e: crate::store::StoreError) -> Self {
-        HandleError { retryable: true, message: e.to_string() }
+        HandleError { retryable: true, counted: false, retry_after: None, message: e.to_string() }
     }
 }
 

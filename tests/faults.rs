@@ -6,6 +6,7 @@
 //!
 //! `SWITCHBOARD_FAULT_SEED=<n>` replays a run of the crash test; the seed is printed either way.
 
+mod fakes;
 mod rig;
 
 use std::collections::HashMap;
@@ -356,5 +357,77 @@ async fn a_failing_store_acknowledges_nothing() -> anyhow::Result<()> {
     ensure!(copies == 1, "customer message bridged {copies} times");
     let answers = visitor.refresh().await?.iter().filter(|e| e["text"] == "answered while the disk is full").count();
     ensure!(answers == 1, "answer delivered {answers} times");
+    Ok(())
+}
+
+/// The channel's side in trouble during outbound traffic (the Telegram Bot API fake answering
+/// 500s, hanging past the client's timeout, and 429 with `retry_after`): each reply is retried
+/// with growing delays, never sooner than `retry_after`, and reaches the customer exactly once.
+/// A reply that keeps failing past `bridge.max_attempts` becomes a failure notice in its room —
+/// a dead letter — and `!sb retry` sends it once the channel is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_outage_is_retried_then_dead_lettered_and_resent() -> anyhow::Result<()> {
+    use fakes::telegram::{FakeTelegram, FaultKind, TgUser, TOKEN};
+    let fake = FakeTelegram::start().await?;
+    let section = json!({
+        "enabled": true, "token": TOKEN, "api_url": fake.url(),
+        "poll_timeout_secs": 1, "request_timeout_secs": 3,
+    });
+    let mut options = BridgeOptions { retry_max: "10s".into(), ..BridgeOptions::default() };
+    options = options.max_attempts(6).retry_base("500ms").edit_config(move |config| {
+        let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
+        if let Some(channels) = config.get_mut("channels").and_then(serde_yaml::Value::as_mapping_mut) {
+            channels.insert("telegram".into(), value);
+        }
+    });
+    options.log_filter = "switchboard=debug,switchboard_telegram=debug,info".into();
+    let env = TestEnv::start(options).await?;
+    let user = TgUser::new(5_550_077, "Olga", Some("Ivanova"), None);
+    fake.push_update(fake.message_update(&user, 1, json!({"text": "my order is late"})));
+    let room = env.alice.wait_for_invite("Olga Ivanova").await?;
+    env.alice.wait_for_text(&room, "my order is late").await?;
+
+    // Two 500s (teloxide itself waits 10 s after a 5xx), one call that hangs past the client's
+    // 6 s timeout (1 s long poll + 5 s slack), one 429 asking for 3 s, then the API is back.
+    fake.fault(Some("sendMessage"), FaultKind::ServerError, 2);
+    fake.fault(Some("sendMessage"), FaultKind::Hang { secs: 7 }, 1);
+    fake.fault(Some("sendMessage"), FaultKind::TooManyRequests { retry_after: 3 }, 1);
+    let sorry = env.alice.send_text(&room, "sorry, checking now").await?;
+    let text_is = |text: &'static str| move |c: &fakes::telegram::Call| c.str("text").as_deref() == Some(text);
+    fake.wait_for_call_within("sendMessage", Duration::from_secs(90), |c| c.status == 200 && text_is("sorry, checking now")(c)).await?;
+    let tries: Vec<_> = fake.calls("sendMessage").into_iter().filter(text_is("sorry, checking now")).collect();
+    let statuses: Vec<u16> = tries.iter().map(|c| c.status).collect();
+    ensure!(statuses == [500, 500, 504, 429, 200], "one answer per attempt, in order: {statuses:?}");
+    let after_429 = tries[4].at.duration_since(tries[3].at);
+    ensure!(after_429 >= Duration::from_millis(2950), "retried {after_429:?} after a 429 asking for 3 s");
+    env.alice
+        .wait_for_event(&room, "a success status", |e| {
+            e["type"] == "com.beeper.message_send_status" && e["content"]["m.relates_to"]["event_id"] == sorry.as_str() && e["content"]["status"] == "SUCCESS"
+        })
+        .await?;
+
+    // Refusing for longer than the bridge tries: a dead letter, shown in the room.
+    fake.fault(Some("sendMessage"), FaultKind::TooManyRequests { retry_after: 1 }, 6);
+    let lost = env.alice.send_text(&room, "here is your tracking number").await?;
+    let notice = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(lost.as_str())).await?;
+    ensure!(notice.body.contains("gave up after 6 attempts") && notice.body.contains("slow down"), "the failure notice says why: {}", notice.body);
+    ensure!(notice.body.contains("!sb retry"), "the failure notice says how to resend: {}", notice.body);
+    let failed = fake.calls("sendMessage").iter().filter(|c| c.str("text").as_deref() == Some("here is your tracking number")).count();
+    ensure!(failed == 6, "{failed} attempts, max_attempts is 6");
+
+    // Back again: `!sb retry` resends the dead letter, once.
+    let retry = env.alice.send_text(&room, "!sb retry").await?;
+    let answer = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(retry.as_str())).await?;
+    ensure!(answer.body.contains("Resending 1"), "retry answer: {}", answer.body);
+    fake.wait_for_call_within("sendMessage", Duration::from_secs(60), |c| c.status == 200 && text_is("here is your tracking number")(c)).await?;
+    env.alice
+        .wait_for_event(&room, "a success status for the resent message", |e| {
+            e["type"] == "com.beeper.message_send_status" && e["content"]["m.relates_to"]["event_id"] == lost.as_str() && e["content"]["status"] == "SUCCESS"
+        })
+        .await?;
+    let delivered = fake.bot_messages_with_text(user.id, "here is your tracking number");
+    ensure!(delivered == 1, "the customer got the resent message {delivered} times");
+    let delivered = fake.bot_messages_with_text(user.id, "sorry, checking now");
+    ensure!(delivered == 1, "the customer got the retried message {delivered} times");
     Ok(())
 }

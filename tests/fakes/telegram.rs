@@ -148,6 +148,9 @@ pub enum FaultKind {
     ServerError,
     /// 403 "Forbidden: bot was blocked by the user".
     Blocked,
+    /// No answer for this long (the call is not carried out), then 504: a client with a shorter
+    /// timeout sees a timeout.
+    Hang { secs: u64 },
 }
 
 #[derive(Clone, Debug)]
@@ -373,7 +376,12 @@ impl FakeTelegram {
 
     /// Waits until a call of `method` matching `pred` was received.
     pub async fn wait_for_call(&self, method: &str, pred: impl Fn(&Call) -> bool) -> anyhow::Result<Call> {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.wait_for_call_within(method, Duration::from_secs(30), pred).await
+    }
+
+    /// [`Self::wait_for_call`] with a deadline of its own (for calls that come after retries).
+    pub async fn wait_for_call_within(&self, method: &str, within: Duration, pred: impl Fn(&Call) -> bool) -> anyhow::Result<Call> {
+        let deadline = Instant::now() + within;
         loop {
             if let Some(c) = self.calls(method).into_iter().find(|c| pred(c)) {
                 return Ok(c);
@@ -430,6 +438,12 @@ impl FakeTelegram {
     /// A message the bot sent (as the fake keeps it, edits applied), if not deleted.
     pub fn bot_message(&self, chat: i64, message_id: i64) -> Option<Value> {
         self.shared.lock().messages.get(&(chat, message_id)).cloned()
+    }
+
+    /// How many of the bot's messages in `chat` have `text` as text or caption.
+    pub fn bot_messages_with_text(&self, chat: i64, text: &str) -> usize {
+        let s = self.shared.lock();
+        s.messages.iter().filter(|((c, _), m)| *c == chat && (m["text"] == text || m["caption"] == text)).count()
     }
 
     /// The id of the bot's message in `chat` whose text or caption is `text`.
@@ -612,10 +626,15 @@ async fn method(
             return r;
         }
     };
-    let response = answer(&shared, &method, &params, upload.as_ref()).await;
-    record(&shared, &method, params, upload, response.status().as_u16());
+    let mut response = answer(&shared, &method, &params, upload.as_ref()).await;
+    if response.headers_mut().remove(RECORDED).is_none() {
+        record(&shared, &method, params, upload, response.status().as_u16());
+    }
     response
 }
+
+/// Marks a response whose call [`answer`] already recorded (internal; removed before sending).
+const RECORDED: &str = "x-fake-recorded";
 
 /// The documented spelling of a method name, matched case-insensitively.
 fn canonical(method: &str) -> String {
@@ -657,6 +676,14 @@ async fn answer(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>,
             FaultKind::TooManyRequests { retry_after } => too_many(retry_after),
             FaultKind::ServerError => error(500, "Internal Server Error"),
             FaultKind::Blocked => error(403, "Forbidden: bot was blocked by the user"),
+            FaultKind::Hang { secs } => {
+                // Recorded when it starts: the client gives up first, and axum then drops this.
+                record(shared, method, params.clone(), None, 504);
+                tokio::time::sleep(Duration::from_secs(secs)).await;
+                let mut response = error(504, "Gateway Timeout");
+                response.headers_mut().insert(RECORDED, axum::http::HeaderValue::from_static("1"));
+                response
+            }
         };
     }
     let chat_id = param_i64(params, "chat_id");

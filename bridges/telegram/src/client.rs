@@ -23,16 +23,16 @@ use teloxide::Bot;
 
 use crate::config::TelegramConfig;
 
-/// Extra time on top of the long-poll timeout before a request counts as hung.
-const HTTP_SLACK: Duration = Duration::from_secs(15);
+/// Extra time on top of the long-poll timeout before a `getUpdates` counts as hung.
+const HTTP_SLACK: Duration = Duration::from_secs(5);
 
 /// A Bot API client for this configuration.
 pub fn bot(config: &TelegramConfig) -> Result<Bot, String> {
     let api_url = url::Url::parse(&config.api_url).map_err(|e| format!("api_url: {e}"))?;
     // teloxide's default client times out after 17 s, less than a long poll may take.
-    let timeout = Duration::from_secs(u64::from(config.poll_timeout_secs)) + HTTP_SLACK;
+    let poll = Duration::from_secs(u64::from(config.poll_timeout_secs)) + HTTP_SLACK;
     let client = teloxide::net::default_reqwest_settings()
-        .timeout(timeout.max(Duration::from_secs(60)))
+        .timeout(poll.max(Duration::from_secs(u64::from(config.request_timeout_secs))))
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
     Ok(Bot::with_client(config.token.clone(), client).set_api_url(api_url))

@@ -56,6 +56,9 @@ pub struct TelegramConfig {
     pub group_sender_prefix: bool,
     /// Long-polling timeout given to `getUpdates`, in seconds.
     pub poll_timeout_secs: u32,
+    /// A Bot API call that has not answered after this many seconds counts as failed (and is
+    /// retried); `getUpdates` gets its long-poll timeout on top of a small slack.
+    pub request_timeout_secs: u32,
     /// Largest file sent to Telegram, in bytes (50 MB on the public Bot API; a local Bot API
     /// server allows 2000 MB).
     pub max_file_size: u64,
@@ -78,6 +81,7 @@ impl Default for TelegramConfig {
             groups: true,
             group_sender_prefix: true,
             poll_timeout_secs: 25,
+            request_timeout_secs: 60,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             max_download_size: DEFAULT_MAX_DOWNLOAD_SIZE,
             avatars: true,
@@ -105,6 +109,9 @@ impl TelegramConfig {
         match url::Url::parse(&self.api_url) {
             Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && !u.cannot_be_a_base() => {}
             _ => return invalid("api_url", "must be an http(s) URL such as https://api.telegram.org"),
+        }
+        if self.request_timeout_secs == 0 {
+            return invalid("request_timeout_secs", "must be at least 1");
         }
         if self.poll_timeout_secs > 50 {
             return invalid("poll_timeout_secs", "must be at most 50");
