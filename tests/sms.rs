@@ -4,8 +4,8 @@
 //! configured with the fake's base URL as `channels.sms.api_url` and knows nothing else of it;
 //! its public URL (what Twilio signs) is the rig's `appservice.public_url`.
 //!
-//! The main flows run on SQLite and on PostgreSQL; scenarios about the channel's own checks and
-//! timing (forged webhooks, rate limits, refusals, a crash mid-send) run on SQLite.
+//! The main flows and the crash mid-send run on SQLite and on PostgreSQL; scenarios about the
+//! channel's own checks and timing (forged webhooks, rate limits, refusals) run on SQLite.
 
 mod fakes;
 mod rig;
@@ -35,7 +35,11 @@ macro_rules! on_both_stores {
     };
 }
 
-on_both_stores!(customer_texts_and_pictures_reach_matrix_once, operator_replies_files_and_statuses_reach_the_customer);
+on_both_stores!(
+    customer_texts_and_pictures_reach_matrix_once,
+    operator_replies_files_and_statuses_reach_the_customer,
+    a_crash_mid_send_does_not_send_twice,
+);
 
 /// The customer in most tests, and how the bridge names them.
 const CUSTOMER: &str = "+14155550142";
@@ -271,8 +275,8 @@ async fn forged_webhooks_are_refused_and_nothing_is_bridged() -> anyhow::Result<
     Ok(())
 }
 
-/// Twilio's 429 is waited out (Retry-After) and the message goes once; a STOP'd recipient is a
-/// permanent failure operators can read, not retried.
+/// Twilio's 429 is waited out (Retry-After) and the message goes once; a customer's STOP is a
+/// notice, and sending to them afterwards a permanent failure operators can read, not retried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_are_waited_out_and_refusals_become_notices() -> anyhow::Result<()> {
     let fake = FakeTwilio::start().await?;
@@ -292,7 +296,10 @@ async fn rate_limits_are_waited_out_and_refusals_become_notices() -> anyhow::Res
     ensure!(gap >= Duration::from_millis(1950), "retried after {gap:?}, before Retry-After (2 s)");
     ensure!(fake.messages().iter().filter(|m| m.body == "patience").count() == 1, "delivered once");
 
-    fake.unsubscribe(CUSTOMER);
+    // The customer texts STOP: operators see a notice; Twilio refuses what follows (21610).
+    fake.incoming(&bridge, CUSTOMER, "STOP", vec![]).await?;
+    let stop = env.alice.wait_for_message(&room, |m| m.is_notice() && m.body.contains("unsubscribed")).await?;
+    ensure!(stop.body.contains("until they text START"), "STOP notice: {}", stop.body);
     let stopped = env.alice.send_text(&room, "are you there?").await?;
     let notice = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(stopped.as_str())).await?;
     ensure!(notice.body.contains("STOP") && notice.body.contains("Attempt to send to unsubscribed recipient"), "notice: {}", notice.body);
@@ -305,10 +312,9 @@ async fn rate_limits_are_waited_out_and_refusals_become_notices() -> anyhow::Res
 /// The bridge dies while Twilio is accepting a message (the message exists, the answer never
 /// arrives). After the restart the outbox retries; the channel finds the message in Twilio's
 /// list instead of sending it again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_mid_send_does_not_send_twice() -> anyhow::Result<()> {
+async fn a_crash_mid_send_does_not_send_twice(backend: Backend) -> anyhow::Result<()> {
     let fake = FakeTwilio::start().await?;
-    let mut env = TestEnv::start(options(Backend::Sqlite, &fake, json!({}))).await?;
+    let mut env = TestEnv::start(options(backend, &fake, json!({}))).await?;
     let bridge = env.bridge.base_url();
     fake.incoming(&bridge, CUSTOMER, "hello", vec![]).await?;
     let room = env.alice.wait_for_invite(CUSTOMER_NAME).await?;

@@ -433,7 +433,18 @@ impl FakeTwilio {
 
     /// A customer texts the company: posts a signed incoming-message webhook to
     /// `<bridge>/sms/incoming`.
+    ///
+    /// As on Twilio, a message that is only an opt-out keyword (`STOP`, `UNSUBSCRIBE`, …)
+    /// unsubscribes the sender (later sends to them are error 21610) and `START` (`YES`,
+    /// `UNSTOP`) subscribes them again.
     pub async fn incoming(&self, bridge: &str, from: &str, body: &str, media: Vec<(Vec<u8>, &str)>) -> anyhow::Result<Incoming> {
+        match body.trim().to_ascii_uppercase().as_str() {
+            "STOP" | "STOPALL" | "UNSUBSCRIBE" | "CANCEL" | "END" | "QUIT" | "REVOKE" | "OPTOUT" => self.unsubscribe(from),
+            "START" | "YES" | "UNSTOP" => {
+                self.shared.lock().unsubscribed.remove(from);
+            }
+            _ => {}
+        }
         let (message_sid, params) = self.incoming_params(from, COMPANY_NUMBER, body, media);
         let url = format!("{bridge}/sms/incoming");
         let answer = self.post_signed(&url, &params).await?;

@@ -40,6 +40,32 @@ pub struct Incoming {
     pub to: String,
     pub body: String,
     pub media: Vec<Medium>,
+    /// The message is an opt-out or opt-in keyword Twilio acts on.
+    pub opt_out: Option<OptOut>,
+}
+
+/// Twilio's opt-out handling: a message that is only `STOP` (or `UNSUBSCRIBE`, `END`, `QUIT`,
+/// `STOPALL`, `REVOKE`, `OPTOUT`, `CANCEL`) makes Twilio refuse every later message to that
+/// number (error 21610) until the customer texts `START` (or `YES`, `UNSTOP`). With Advanced
+/// Opt-Out the webhook says so in `OptOutType`; without, the keywords are the standard ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptOut {
+    Stop,
+    Start,
+}
+
+fn opt_out(form: &Form, body: &str) -> Option<OptOut> {
+    match form.non_empty("OptOutType").map(str::to_ascii_uppercase).as_deref() {
+        Some("STOP") => return Some(OptOut::Stop),
+        Some("START") => return Some(OptOut::Start),
+        Some(_) => return None,
+        None => {}
+    }
+    match body.trim().to_ascii_uppercase().as_str() {
+        "STOP" | "STOPALL" | "UNSUBSCRIBE" | "CANCEL" | "END" | "QUIT" | "REVOKE" | "OPTOUT" => Some(OptOut::Stop),
+        "START" | "YES" | "UNSTOP" => Some(OptOut::Start),
+        _ => None,
+    }
 }
 
 /// Parse an incoming-message webhook.
@@ -59,12 +85,14 @@ pub fn parse_incoming(form: &Form) -> Result<Incoming, ParseError> {
             Some(Medium { url: url.to_owned(), content_type: content_type.to_owned() })
         })
         .collect();
+    let body = form.get("Body").unwrap_or("").to_owned();
     Ok(Incoming {
         message_sid: message_sid.to_owned(),
         account_sid: form.non_empty("AccountSid").map(str::to_owned),
         from: from.to_owned(),
         to: to.to_owned(),
-        body: form.get("Body").unwrap_or("").to_owned(),
+        opt_out: opt_out(form, &body),
+        body,
         media,
     })
 }
@@ -196,6 +224,18 @@ mod tests {
         assert_eq!(m.media[1].content_type, "image/png");
         let f = parse(b"MessageSid=SM1&From=%2B1&To=%2B2&NumMedia=-1&MediaUrl0=x");
         assert!(parse_incoming(&f).unwrap().media.is_empty());
+    }
+
+    #[test]
+    fn opt_out_keywords_are_recognised() {
+        let incoming = |q: &str| parse_incoming(&parse(format!("MessageSid=SM1&From=%2B1&To=%2B2&{q}").as_bytes())).unwrap().opt_out;
+        assert_eq!(incoming("Body=STOP"), Some(OptOut::Stop));
+        assert_eq!(incoming("Body=+unsubscribe+"), Some(OptOut::Stop));
+        assert_eq!(incoming("Body=Start"), Some(OptOut::Start));
+        assert_eq!(incoming("Body=Stop+texting+me"), None, "a sentence is not a keyword");
+        assert_eq!(incoming("Body=HELP"), None);
+        assert_eq!(incoming("Body=Arret&OptOutType=STOP"), Some(OptOut::Stop), "Advanced Opt-Out's own keywords");
+        assert_eq!(incoming("Body=STOP&OptOutType=HELP"), None);
     }
 
     #[test]

@@ -148,16 +148,30 @@ pub(crate) async fn realize_incoming(shared: &Shared, m: inbound::Incoming) -> R
         }
         text.push_str(&notes.join("\n"));
     }
+    // Opt-out keywords and empty messages are shown as notices: they ask nothing of operators
+    // (and must not reopen the conversation), but operators need to know a STOP happened.
+    let notice = match m.opt_out {
+        Some(inbound::OptOut::Stop) => Some(format!(
+            "{} — the customer unsubscribed: Twilio will not deliver our messages to this number until they text START.",
+            text.trim()
+        )),
+        Some(inbound::OptOut::Start) => {
+            Some(format!("{} — the customer subscribed again: our messages can be delivered.", text.trim()))
+        }
+        None if text.trim().is_empty() && attachments.is_empty() => Some("(an empty text message)".to_owned()),
+        None => None,
+    };
+    let remote_id = m.message_sid.clone();
+    let event = match notice {
+        Some(text) => InboundEvent::Notice { remote_id, content: Content { text, html: None, attachments } },
+        None => InboundEvent::Message { remote_id, content: Content { text, html: None, attachments }, reply_to: None },
+    };
     Ok(Inbound {
         conversation: ConversationKey { account, chat: sender.id.clone() },
         sender,
         timestamp_ms: now_ms(),
         dedup_key: format!("msg:{}", m.message_sid),
-        event: InboundEvent::Message {
-            remote_id: m.message_sid,
-            content: Content { text, html: None, attachments },
-            reply_to: None,
-        },
+        event,
     })
 }
 
@@ -251,6 +265,9 @@ impl Channel for Sms {
         self.shared
             .set(Arc::clone(&shared))
             .map_err(|_| ChannelError::Other("the sms channel was started twice".into()))?;
+        if !self.config.public_base().starts_with("https://") {
+            tracing::warn!(public_url = %self.config.public_base(), "sms: Twilio only calls http:// webhooks when SSL certificate validation is turned off for the account");
+        }
         tracing::info!(
             numbers = ?shared.own_numbers,
             api = %self.config.api_url,
