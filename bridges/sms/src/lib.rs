@@ -189,12 +189,20 @@ pub(crate) async fn realize_status(shared: &Shared, s: inbound::Status) -> Resul
     };
     let conversation = match outbound::conversation_of(shared, &s.message_sid).await? {
         Some(record) => ConversationKey { account: record.account, chat: record.chat },
+        // No record: the callback overtook our write after Twilio's 201, or the message was not
+        // sent by this bridge. Only a message from one of our numbers can be ours; anything else
+        // (a Messaging Service's other traffic) must not open rooms for strangers.
         None => {
             let (Some(from), Some(to)) = (s.from.as_deref(), s.to.as_deref()) else {
                 tracing::info!(sid = s.message_sid, "sms: status of an unknown message without From/To; ignored");
                 return Ok(None);
             };
-            ConversationKey { account: e164_or_raw(shared, from).0, chat: e164_or_raw(shared, to).0 }
+            let account = e164_or_raw(shared, from).0;
+            if !shared.own_numbers.contains(&account) {
+                tracing::info!(sid = s.message_sid, from, "sms: status of a message this bridge did not send; ignored");
+                return Ok(None);
+            }
+            ConversationKey { account, chat: e164_or_raw(shared, to).0 }
         }
     };
     let sender = customer(shared, &conversation.chat);

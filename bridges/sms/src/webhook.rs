@@ -250,10 +250,22 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // The status of a message neither recorded nor from one of our numbers is not ours.
+        let stranger = pairs(&[("MessageSid", "SM8"), ("MessageStatus", "failed"), ("From", "+14155550111"), ("To", "+14155550142")]);
+        assert_eq!(post(&url, &stranger).await.0, 200);
+        assert_eq!(host.received().len(), 1);
+        // A recorded message's status lands in its recorded conversation, whatever From says.
+        host.state_put("sid:SM7", r#"{"account":"+14155550100","chat":"+4915700000000"}"#).await.unwrap();
+        let pooled = pairs(&[("MessageSid", "SM7"), ("MessageStatus", "delivered"), ("From", "+14155550111"), ("To", "+4915700000000")]);
+        assert_eq!(post(&url, &pooled).await.0, 200);
+        let received = host.received();
+        assert_eq!(received.len(), 2);
+        assert_eq!(received[1].conversation.account, COMPANY);
+        assert!(matches!(&received[1].event, switchboard_channel::InboundEvent::Delivered { remote_id } if remote_id == "SM7"));
         // Signed but not a message: 400, nothing stored.
         assert_eq!(post(&format!("{base}/sms/incoming"), &pairs(&[("Body", "x")])).await.0, 400);
         assert_eq!(post(&url, &pairs(&[("MessageSid", "SM1")])).await.0, 400);
-        assert_eq!(host.received().len(), 1);
+        assert_eq!(host.received().len(), 2);
     }
 
     #[tokio::test]
