@@ -52,7 +52,7 @@ fn now_secs() -> u64 {
 
 /// Which sender a conversation's replies go out from.
 pub fn sender_for(shared: &Shared, conversation: &ConversationKey) -> Sender {
-    if shared.own_numbers.iter().any(|n| *n == conversation.account) {
+    if shared.own_numbers.contains(&conversation.account) {
         return Sender::From(conversation.account.clone());
     }
     match &shared.config.messaging_service_sid {

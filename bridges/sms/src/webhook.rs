@@ -48,18 +48,23 @@ fn retry_later() -> Response {
 }
 
 /// Check the signature over the configured public URL + the path and query Twilio posted to.
-/// Returns the decoded form, or the answer to give.
-fn authenticate(shared: &Shared, uri: &axum::http::Uri, headers: &HeaderMap, body: &[u8]) -> Result<Form, Response> {
+/// Returns the decoded form, or the refusal to answer.
+fn authenticate(
+    shared: &Shared,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Form, (StatusCode, &'static str)> {
     let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or(uri.path());
     let url = format!("{}{path_and_query}", shared.config.public_base());
     let Some(given) = headers.get(signature::HEADER).and_then(|v| v.to_str().ok()) else {
         tracing::warn!(%url, "sms: webhook without X-Twilio-Signature refused");
-        return Err((StatusCode::UNAUTHORIZED, "missing X-Twilio-Signature").into_response());
+        return Err((StatusCode::UNAUTHORIZED, "missing X-Twilio-Signature"));
     };
     let form = form::parse(body);
     if !signature::verify(&shared.config.auth_token, &url, form.pairs(), given) {
         tracing::warn!(%url, "sms: webhook with a wrong X-Twilio-Signature refused (is channels.sms.public_url the URL configured in Twilio?)");
-        return Err((StatusCode::FORBIDDEN, "invalid X-Twilio-Signature").into_response());
+        return Err((StatusCode::FORBIDDEN, "invalid X-Twilio-Signature"));
     }
     Ok(form)
 }
@@ -67,7 +72,7 @@ fn authenticate(shared: &Shared, uri: &axum::http::Uri, headers: &HeaderMap, bod
 async fn incoming(State(shared): State<Arc<Shared>>, OriginalUri(uri): OriginalUri, headers: HeaderMap, body: Bytes) -> Response {
     let form = match authenticate(&shared, &uri, &headers, &body) {
         Ok(f) => f,
-        Err(answer) => return answer,
+        Err(refusal) => return refusal.into_response(),
     };
     let message = match inbound::parse_incoming(&form) {
         Ok(m) => m,
@@ -99,7 +104,7 @@ async fn incoming(State(shared): State<Arc<Shared>>, OriginalUri(uri): OriginalU
 async fn status(State(shared): State<Arc<Shared>>, OriginalUri(uri): OriginalUri, headers: HeaderMap, body: Bytes) -> Response {
     let form = match authenticate(&shared, &uri, &headers, &body) {
         Ok(f) => f,
-        Err(answer) => return answer,
+        Err(refusal) => return refusal.into_response(),
     };
     let update = match inbound::parse_status(&form) {
         Ok(s) => s,
