@@ -10,7 +10,7 @@
 mod fakes;
 mod rig;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use fakes::twilio::{sign, FakeTwilio, FaultKind, ACCOUNT_SID, AUTH_TOKEN, COMPANY_NUMBER};
@@ -93,7 +93,9 @@ async fn customer_texts_and_pictures_reach_matrix_once(backend: Backend) -> anyh
     let bridge = env.bridge.base_url();
 
     // A signed SMS: stored, then answered with empty TwiML.
+    let started = Instant::now();
     let sms = fake.incoming(&bridge, CUSTOMER, "Hi, has my order #123 shipped?", vec![]).await?;
+    let sms_answered = started.elapsed();
     ensure!(sms.answer.status == 200, "webhook answered {:?}", sms.answer);
     ensure!(sms.answer.content_type.as_deref().is_some_and(|c| c.starts_with("text/xml")), "content type {:?}", sms.answer.content_type);
     ensure!(sms.answer.body.contains("<Response/>"), "TwiML {:?}", sms.answer.body);
@@ -114,7 +116,10 @@ async fn customer_texts_and_pictures_reach_matrix_once(backend: Backend) -> anyh
 
     // An MMS with a picture: fetched from Twilio with Basic auth (through its redirect).
     let jpeg = blob("\u{ff}\u{d8}JFIF", 4000);
+    let started = Instant::now();
     let mms = fake.incoming(&bridge, CUSTOMER, "the box arrived like this", vec![(jpeg.clone(), "image/jpeg")]).await?;
+    let mms_answered = started.elapsed();
+    eprintln!("sms ({backend:?}): webhook answered in {sms_answered:?} (SMS), {mms_answered:?} (MMS: picture fetched and stored first)");
     ensure!(mms.answer.status == 200, "MMS webhook answered {:?}", mms.answer);
     let image = env.alice.wait_for_message(&room, |m| m.msgtype == "m.image").await?;
     ensure!(env.alice.fetch_file(&image).await? == jpeg, "the picture's bytes");
@@ -123,7 +128,7 @@ async fn customer_texts_and_pictures_reach_matrix_once(backend: Backend) -> anyh
     let fetches = fake.media_api_fetches();
     ensure!(fetches.len() == 1, "media fetched {} times", fetches.len());
     ensure!(
-        fetches[0].1 == Some((ACCOUNT_SID.to_string(), AUTH_TOKEN.to_string())) && fetches[0].2 == 307,
+        fetches[0].auth == Some((ACCOUNT_SID.to_string(), AUTH_TOKEN.to_string())) && fetches[0].status == 307,
         "media fetch with the account's Basic auth: {:?}",
         fetches[0]
     );

@@ -100,6 +100,16 @@ pub struct FetchedMedia {
     pub bytes: Vec<u8>,
 }
 
+/// A download of an incoming MMS medium through its API URL.
+#[derive(Clone, Debug)]
+pub struct MediaFetch {
+    pub media_sid: String,
+    /// Basic auth credentials, when given.
+    pub auth: Option<(String, String)>,
+    /// What the fake answered (307 to the media store, 401, 404).
+    pub status: u16,
+}
+
 /// How a message creation fails.
 #[derive(Clone, Debug)]
 pub enum FaultKind {
@@ -136,7 +146,7 @@ struct Inner {
     /// Incoming MMS media: media sid → (content type, bytes).
     media: HashMap<String, (String, Vec<u8>)>,
     /// Media fetches through the authenticated API URL.
-    media_api_fetches: Vec<(String, Option<(String, String)>, u16)>,
+    media_api_fetches: Vec<MediaFetch>,
     /// Hold creations: the message is created but the answer waits.
     hold_creates: bool,
     held: Vec<String>,
@@ -335,8 +345,8 @@ impl FakeTwilio {
         }
     }
 
-    /// Fetches of incoming MMS media through the API URL: (media sid, Basic auth, status).
-    pub fn media_api_fetches(&self) -> Vec<(String, Option<(String, String)>, u16)> {
+    /// Fetches of incoming MMS media through the API URL.
+    pub fn media_api_fetches(&self) -> Vec<MediaFetch> {
         self.shared.lock().media_api_fetches.clone()
     }
 
@@ -664,7 +674,7 @@ async fn api_media(State(shared): State<Arc<Shared>>, Path((account, _message, m
     } else {
         404
     };
-    shared.lock().media_api_fetches.push((media.clone(), auth, status));
+    shared.lock().media_api_fetches.push(MediaFetch { media_sid: media.clone(), auth, status });
     match status {
         401 => error(401, 20003, "Authenticate"),
         404 => error(404, 20404, "The requested resource was not found"),
