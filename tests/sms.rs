@@ -184,6 +184,11 @@ async fn operator_replies_files_and_statuses_reach_the_customer(backend: Backend
     let stored = log.lines().filter(|l| l.contains("sms: status stored") && l.contains(&reply_sid) && l.contains("fresh=true")).count();
     ensure!(stored == 3, "sent, delivered and read were each stored once ({stored})");
 
+    // Formatting is not sent: SMS is plain text, so the operator's plain body goes out.
+    env.alice.send_html(&room, "Thanks, *noted*", "<p>Thanks, <em>noted</em></p>").await?;
+    let call = fake.wait_for_create(|c| c.param("Body").is_some_and(|b| b.contains("noted"))).await?;
+    ensure!(call.param("Body") == Some("Thanks, *noted*"), "plain body {:?}", call.param("Body"));
+
     // A file: Twilio is given a link to the bridge and downloads the bytes from there.
     let png = blob("\u{89}PNG", 3000);
     let file = env.alice.send_file(&room, "label.png", "image/png", png.clone()).await?;
@@ -280,8 +285,9 @@ async fn forged_webhooks_are_refused_and_nothing_is_bridged() -> anyhow::Result<
     Ok(())
 }
 
-/// Twilio's 429 is waited out (Retry-After) and the message goes once; a customer's STOP is a
-/// notice, and sending to them afterwards a permanent failure operators can read, not retried.
+/// Twilio's 429 is waited out (Retry-After) and the message goes once; a text over 1600
+/// characters is refused before sending; a customer's STOP is a notice, and sending to them
+/// afterwards a permanent failure operators can read, not retried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_are_waited_out_and_refusals_become_notices() -> anyhow::Result<()> {
     let fake = FakeTwilio::start().await?;
@@ -300,6 +306,13 @@ async fn rate_limits_are_waited_out_and_refusals_become_notices() -> anyhow::Res
     let gap = sends[1].at.duration_since(sends[0].at);
     ensure!(gap >= Duration::from_millis(1950), "retried after {gap:?}, before Retry-After (2 s)");
     ensure!(fake.messages().iter().filter(|m| m.body == "patience").count() == 1, "delivered once");
+
+    // Longer than Twilio's 1600 characters: refused with a notice before anything is sent.
+    let long = "x".repeat(1601);
+    let too_long = env.alice.send_text(&room, &long).await?;
+    let notice = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(too_long.as_str())).await?;
+    ensure!(notice.body.contains("1601 characters") && notice.body.contains("at most 1600"), "notice: {}", notice.body);
+    ensure!(!fake.creates().iter().any(|c| c.param("Body").is_some_and(|b| b.len() > 1600)), "the long text was sent");
 
     // The customer texts STOP: operators see a notice; Twilio refuses what follows (21610).
     fake.incoming(&bridge, CUSTOMER, "STOP", vec![]).await?;
