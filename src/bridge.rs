@@ -127,6 +127,7 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
             }
         }
         starter.ready.store(true, Ordering::SeqCst);
+        ping_homeserver(&starter).await;
         tokio::spawn(crate::inbound::run(starter.clone()));
         tokio::spawn(crate::outbound::run(starter.clone()));
         tokio::spawn(crate::delivery::run(starter.clone()));
@@ -147,6 +148,16 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Tell the homeserver we are (back) up, so it sends what it queued for us now rather than after
+/// its retry backoff. A homeserver without the endpoint (spec < v1.7) only loses that speed-up.
+async fn ping_homeserver(bridge: &Bridge) {
+    let txn = format!("sb-ping-{}", crate::store::now_ms());
+    match bridge.homeserver.ping_appservice(&bridge.config.appservice.id, &txn).await {
+        Ok(()) => tracing::info!("homeserver pinged us back: transactions flow both ways"),
+        Err(e) => tracing::warn!(error = %e, "appservice ping failed (the homeserver may not reach this bridge)"),
+    }
 }
 
 /// Register the bot and set its name, waiting for the homeserver as long as it takes.

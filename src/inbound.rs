@@ -48,7 +48,9 @@ async fn drain(bridge: &Bridge, conversation_id: i64) {
         let result = process(bridge, &row).await;
         let stored = match result {
             Ok(()) => bridge.store.inbox_done(row.id).await,
-            Err(e) if e.is_retryable() => {
+            // A refusal is tried a few times too: membership races after a crash (a ghost whose
+            // invite the homeserver had not sent yet) clear up.
+            Err(e) if e.is_retryable() || row.attempts < REFUSED_ATTEMPTS => {
                 // Inbound events are never given up on for a transient reason: the customer's
                 // message must arrive once the homeserver is back.
                 let delay = queue::backoff(
@@ -66,6 +68,7 @@ async fn drain(bridge: &Bridge, conversation_id: i64) {
             }
             Err(e) => {
                 tracing::error!(inbox = row.id, error = %e, "inbound event refused by Matrix");
+                show_refused(bridge, &row, &e).await;
                 bridge.store.inbox_failed(row.id, &e.to_string()).await
             }
         };
@@ -73,6 +76,27 @@ async fn drain(bridge: &Bridge, conversation_id: i64) {
             tracing::error!(inbox = row.id, error = %e, "cannot update inbox");
             return;
         }
+    }
+}
+
+/// How often an event the homeserver refuses (not an outage) is tried before it is given up.
+const REFUSED_ATTEMPTS: i64 = 5;
+
+/// An event given up on is still shown to the operators, by the bot, with its text: a customer's
+/// words are never only in a log.
+async fn show_refused(bridge: &Bridge, row: &InboxRow, error: &InboundError) {
+    let Ok(Some(conversation)) = bridge.store.conversation(row.conversation_id).await else { return };
+    let Some(room_id) = conversation.room_id else { return };
+    let (InboundEvent::Message { content: c, .. } | InboundEvent::Notice { content: c, .. } | InboundEvent::Edit { content: c, .. }) =
+        &row.inbound.event
+    else {
+        return;
+    };
+    let who = row.inbound.sender.display_name.as_deref().unwrap_or(&row.inbound.sender.id);
+    let text = format!("⚠️ A message from {who} could not be posted as them ({error}). It said:\n{}", c.text);
+    let notice = content::notice(&text);
+    if let Err(e) = bridge.homeserver.send(&room_id, "m.room.message", &format!("sb-in-{}-refused", row.id), &notice, None, None).await {
+        tracing::error!(inbox = row.id, error = %e, "cannot show a refused inbound event either");
     }
 }
 
@@ -117,7 +141,7 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
         InboundEvent::Message { content, .. } => content.text.as_str(),
         _ => "",
     };
-    let (room_id, contact) = portal::ensure_portal(bridge, &conversation, first_text).await?;
+    let (room_id, contact) = portal::ensure_portal(bridge, &conversation, first_text, row.inbound.addressed_to.as_deref()).await?;
     let conversation = crate::store::conversations::Conversation { room_id: Some(room_id.clone()), ..conversation };
     let ghost = contact.ghost_user_id.as_str();
     let ts = Some(row.inbound.timestamp_ms);
@@ -139,7 +163,7 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
                     .await?;
             }
             bridge.store.note_customer_message(conversation.id, row.inbound.timestamp_ms).await?;
-            crate::routing::on_customer_message(bridge, &conversation, &room_id).await?;
+            crate::routing::on_customer_message(bridge, &conversation, &room_id, row.inbound.addressed_to.as_deref()).await?;
         }
         InboundEvent::Notice { remote_id, content: c } => {
             for (part, mut event) in content::to_matrix(c).into_iter().enumerate() {

@@ -70,7 +70,12 @@ pub async fn ensure_ghost(bridge: &Bridge, contact: &Contact) -> Result<(), Port
 }
 
 /// The portal room of a conversation, created when missing. Returns the room id and the contact.
-pub async fn ensure_portal(bridge: &Bridge, conversation: &Conversation, first_text: &str) -> Result<(String, Contact), PortalError> {
+pub async fn ensure_portal(
+    bridge: &Bridge,
+    conversation: &Conversation,
+    first_text: &str,
+    addressed_to: Option<&str>,
+) -> Result<(String, Contact), PortalError> {
     let contact = bridge
         .store
         .contact(&conversation.channel, &conversation.contact_id)
@@ -92,7 +97,7 @@ pub async fn ensure_portal(bridge: &Bridge, conversation: &Conversation, first_t
     let bridge_state = bridge_info(bridge, conversation, &name);
     let state_key = format!("net.switchboard://{channel}/{}/{}", conversation.account, conversation.chat);
     // Routing decides who sees the new conversation (owner, team, or every operator).
-    let plan = crate::routing::plan_new(bridge, conversation, &contact, first_text).await?;
+    let plan = crate::routing::plan_new(bridge, conversation, &contact, first_text, addressed_to).await?;
     let mut invite: Vec<String> = vec![contact.ghost_user_id.clone()];
     invite.extend(plan.invite.iter().cloned());
     // A deterministic alias makes creation idempotent: if an earlier attempt created the room
@@ -117,19 +122,28 @@ pub async fn ensure_portal(bridge: &Bridge, conversation: &Conversation, first_t
             "users_default": 0,
         },
     });
-    let room_id = match bridge.homeserver.create_room(&body).await {
-        Ok(id) => id,
+    let (room_id, reused) = match bridge.homeserver.create_room(&body).await {
+        Ok(id) => (id, false),
         Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => {
             let alias = format!("#{alias_local}:{}", bridge.namespace.domain);
             let id = bridge.homeserver.resolve_alias(&alias).await?;
             tracing::info!(room_id = id, alias, "portal was created before a restart; reusing it");
-            id
+            (id, true)
         }
         Err(e) => return Err(e.into()),
     };
     // Store the room before anything else can fail, so a retry reuses it.
     bridge.store.set_room(conversation.id, &room_id).await?;
-    bridge.homeserver.join(&room_id, &contact.ghost_user_id).await?;
+    if reused {
+        // The earlier attempt may have died before the homeserver sent its invites (the alias
+        // exists before them): invite again; "already invited/joined" is fine.
+        for user in &plan.invite {
+            if let Err(e) = bridge.homeserver.invite(&room_id, user).await {
+                tracing::debug!(user, error = %e, "re-inviting to a reused portal");
+            }
+        }
+    }
+    ensure_joined(bridge, &room_id, &contact.ghost_user_id).await?;
     tracing::info!(room_id, conversation = conversation.id, team = ?plan.row.team, owner = ?plan.row.owner, "portal created");
     Ok((room_id, contact))
 }

@@ -268,3 +268,78 @@ async fn charsets_html_only_and_a_corrupt_mail_that_blocks_nothing() -> anyhow::
     env.alice.wait_for_text(&room, "the mail after the corrupt one").await?;
     Ok(())
 }
+
+/// Routing by address: mail to an operator's personal address goes to that operator alone while
+/// they are on shift; a new thread from the same customer to the shared address sticks to the
+/// operator who answered them last; outside that operator's hours it goes to the whole team.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_address_and_sticky_routing_with_off_shift_fallback() -> anyhow::Result<()> {
+    use chrono::TimeZone;
+    let utc = |d: u32, h: u32| chrono::Utc.with_ymd_and_hms(2026, 11, d, h, 0, 0).single().map(|t| t.timestamp_millis()).unwrap_or(0);
+    let mail = MailServer::start().await?;
+    let teams = serde_yaml::to_value(serde_json::json!({
+        "sales": {"members": ["@alice:localhost", "@bob:localhost"], "hours": {"mon-fri": "09:00-18:00"}},
+    }))?;
+    let env = TestEnv::start(options(Backend::Sqlite, &mail).edit_config(move |c| {
+        if let Some(map) = c.as_mapping_mut() {
+            map.insert("teams".into(), teams.clone());
+            map.insert("testing".into(), serde_yaml::to_value(serde_json::json!({"clock_control": true})).unwrap_or_default());
+        }
+    }))
+    .await?;
+    let set_clock = |now_ms: i64| {
+        let env = &env;
+        async move {
+            let reg = env.bridge.registration()?;
+            let token = reg["hs_token"].as_str().context("hs_token")?.to_string();
+            let resp = reqwest::Client::new()
+                .post(format!("{}/_switchboard/testing/clock", env.bridge.base_url()))
+                .bearer_auth(token)
+                .json(&serde_json::json!({"now_ms": now_ms}))
+                .send()
+                .await?;
+            ensure!(resp.status() == 200, "clock not set: {}", resp.status());
+            anyhow::Ok(())
+        }
+    };
+    let members_of = |members: &[(String, String)], user: &str| members.iter().find(|(u, _)| u == user).map(|(_, m)| m.clone());
+    set_clock(utc(23, 10)).await?; // Monday 10:00: everyone on shift
+
+    // To Alice's personal address: Alice owns it; Bob (same team) is not invited.
+    let personal = String::from_utf8_lossy(&customer_mail("p-1@customer.example.test", "For Alice", "", "Alice, about our contract renewal."))
+        .replace("To: support@example.test", "To: alice@example.test")
+        .into_bytes();
+    mail.smtp_send("customer@example.test", &["alice@example.test"], &personal).await?;
+    let room = env.alice.wait_for_invite("Jane Customer").await?;
+    env.alice.wait_for_text(&room, "contract renewal").await?;
+    let members = env.alice.memberships(&room).await?;
+    ensure!(members_of(&members, "@bob:localhost").is_none(), "bob is not invited to alice's personal mail: {members:?}");
+    let whois_cmd = env.alice.send_text(&room, "!sb whois").await?;
+    let whois = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(whois_cmd.as_str())).await?;
+    ensure!(whois.body.contains("owner: @alice:localhost"), "{}", whois.body);
+    env.alice.send_text(&room, "Happy to help, Jane.").await?;
+    mail.wait_for_mail("customer", "Happy to help").await?;
+
+    // A new thread to the shared address: sticks to Alice, who answered Jane last.
+    let shared = customer_mail("s-1@customer.example.test", "Another question", "", "One more thing about delivery.");
+    mail.smtp_send("customer@example.test", &["support@example.test"], &shared).await?;
+    let sticky = env
+        .alice
+        .wait_for_invite_where("a second room for Jane", |i| i.room_id != room && i.name.as_deref().is_some_and(|n| n.contains("Jane Customer")))
+        .await?
+        .room_id;
+    let members = env.alice.memberships(&sticky).await?;
+    ensure!(members_of(&members, "@bob:localhost").is_none(), "sticky to alice, bob not invited: {members:?}");
+
+    // Saturday: Alice is off shift, so a new thread (even to her personal address) goes to the team.
+    set_clock(utc(28, 11)).await?;
+    let weekend = String::from_utf8_lossy(&customer_mail("w-1@customer.example.test", "Weekend", "", "Are you open on Saturday?"))
+        .replace("To: support@example.test", "To: alice@example.test")
+        .into_bytes();
+    mail.smtp_send("customer@example.test", &["alice@example.test"], &weekend).await?;
+    let team_room = env.bob.wait_for_invite("Jane Customer").await?;
+    ensure!(team_room != room && team_room != sticky, "bob sees the weekend thread, a room of its own");
+    let members = env.bob.memberships(&team_room).await?;
+    ensure!(members_of(&members, "@alice:localhost").is_some(), "the whole team, alice included: {members:?}");
+    Ok(())
+}

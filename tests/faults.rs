@@ -115,7 +115,6 @@ fn urlencode(s: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "long (minutes); run with `scripts/test.sh --test faults -- --ignored`; not yet green, see issue 3"]
 async fn sigkill_during_a_two_way_burst_loses_and_doubles_nothing() -> anyhow::Result<()> {
     let seed: u64 = match std::env::var("SWITCHBOARD_FAULT_SEED") {
         Ok(s) => s.parse().context("SWITCHBOARD_FAULT_SEED")?,

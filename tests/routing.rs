@@ -233,5 +233,20 @@ async fn out_of_hours_the_customer_gets_one_auto_reply_a_day() -> anyhow::Result
     visitor.wait_for_agent_text("Good morning, Otto!").await?;
     let replies = visitor.refresh().await?.iter().filter(|e| e["from"] == "agent" && e["text"].as_str().is_some_and(|t| t.contains("We are closed"))).count();
     ensure!(replies == 2, "one auto-reply on Saturday and one on Sunday, got {replies}");
+
+    // An admin changes the calendar by command: Tuesday becomes a holiday, Saturday a short day.
+    let answer = command(&env.alice, &room, "!sb team support holiday add 2026-11-24").await?;
+    ensure!(answer.contains("holidays: 2026-11-24") && answer.contains("Europe/Berlin"), "{answer}");
+    let answer = command(&env.alice, &room, "!sb team support hours sat 10:00-14:00").await?;
+    ensure!(answer.contains("sat 10:00-14:00") && answer.contains("mon 09:00-17:00") && answer.contains("sun closed"), "{answer}");
+    let refused = command(&env.alice, &room, "!sb team support hours sat 25:00-26:00").await?;
+    ensure!(refused.starts_with("Not changed"), "bad hours refused: {refused}");
+    // Tuesday 10:00 is now out of hours (a holiday): the auto-reply goes out.
+    set_clock(&env, utc(2026, 11, 24, 9, 0)).await?;
+    visitor.send("Open today?").await?;
+    env.alice.wait_for_text(&room, "Open today?").await?;
+    visitor.wait_for_agent_text_count("We are closed", 3).await?;
+    let calendar = command(&env.alice, &room, "!sb team support calendar").await?;
+    ensure!(calendar.contains("sat 10:00-14:00") && calendar.contains("2026-11-24"), "{calendar}");
     Ok(())
 }

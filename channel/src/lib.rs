@@ -119,6 +119,11 @@ pub struct Inbound {
     /// Unique per event on this channel and account; the same key twice is stored once.
     pub dedup_key: String,
     pub event: InboundEvent,
+    /// The operator the customer wrote to personally (a Matrix user id from the channel's own
+    /// config, e.g. the owner of the personal mailbox the mail arrived in), when the channel
+    /// knows. Routing gives an unowned conversation to that operator while they are on shift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addressed_to: Option<String>,
 }
 
 /// What an operator asked to be done on the remote side.

@@ -28,7 +28,10 @@ pub fn until(arg: &str, now: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -
 
 pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
     let Some((conversation, mut row)) = ctx.portal().await? else { return Ok(()) };
-    let tz = row.team.as_deref().and_then(|t| ctx.bridge.teams.get(t)).map(|t| t.calendar.tz).unwrap_or(chrono_tz::UTC);
+    let tz = match row.team.as_deref().and_then(|t| ctx.bridge.teams.get(t)) {
+        Some(t) => crate::routing::teams::calendar(ctx.bridge, t).await.tz,
+        None => chrono_tz::UTC,
+    };
     let Some(at) = until(ctx.args, ctx.bridge.clock.now(), tz) else {
         return ctx.reply("Usage: `!sb snooze 2h` (a duration) or `!sb snooze 09:30` (a time).").await;
     };

@@ -1,14 +1,51 @@
 //! `team <name> …`: admins change teams without editing the config. Changes are stored and
 //! apply over the config: `add @user`, `lead @user`, `remove @user`, `escalate <duration>`,
-//! `autoreply <text>|off`.
+//! `autoreply <text>|off`, `hours <days> <HH:MM-HH:MM|closed>` / `hours reset`,
+//! `holiday add|remove <YYYY-MM-DD>`, `timezone <Area/City>`, `calendar` (show).
 
 use super::{user_arg, Context};
 use crate::matrix::MatrixError;
 
+const USAGE: &str = "Usage: `!sb team <name> add|lead|remove @user`, `escalate <2h>`, `autoreply <text>|off`, \
+`hours mon-fri 09:00-18:00` (or `closed`; `hours reset`), `holiday add|remove 2026-12-25`, `timezone Europe/Berlin`, `calendar`.";
+
+/// Change (or show) a team's working calendar; the answer shows the week as it now is.
+async fn calendar_change(ctx: &Context<'_>, team: &crate::routing::teams::Team, action: &str, rest: &str) -> Result<String, String> {
+    use crate::routing::teams::{calendar_changes, calendar_with};
+    let mut changes = calendar_changes(ctx.bridge, team).await;
+    let mut words = rest.split_whitespace();
+    match (action, words.next(), words.next()) {
+        ("calendar", _, _) => {}
+        ("hours", Some("reset"), None) => changes.hours.clear(),
+        ("hours", Some(days), Some(span)) => changes.hours.push((days.to_string(), span.to_string())),
+        ("holiday", Some(op @ ("add" | "remove")), Some(date)) => {
+            let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| format!("`{date}` is not a date (YYYY-MM-DD)."))?;
+            changes.holidays_added.retain(|d| *d != date);
+            changes.holidays_removed.retain(|d| *d != date);
+            if op == "add" { changes.holidays_added.push(date) } else { changes.holidays_removed.push(date) }
+        }
+        ("timezone", Some(tz), None) => changes.timezone = Some(tz.to_string()),
+        _ => return Err(USAGE.to_string()),
+    }
+    let calendar = calendar_with(team, &changes).map_err(|e| format!("Not changed: {e}."))?;
+    if action != "calendar" {
+        let value = serde_json::to_string(&changes).map_err(|e| e.to_string())?;
+        ctx.bridge.store.set_team_setting(&team.name, "calendar", &value).await.map_err(|e| format!("Not changed: {e}"))?;
+    }
+    let holidays: Vec<String> = calendar.holidays.iter().map(|d| d.to_string()).collect();
+    Ok(format!(
+        "Team {} ({}): {}; holidays: {}.",
+        team.name,
+        calendar.tz,
+        calendar.describe_week().join(", "),
+        if holidays.is_empty() { "none".to_string() } else { holidays.join(", ") }
+    ))
+}
+
 pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
     let mut words = ctx.args.splitn(3, char::is_whitespace);
     let (Some(name), Some(action)) = (words.next(), words.next()) else {
-        return ctx.reply("Usage: `!sb team <name> add|lead|remove @user`, `escalate <2h>`, `autoreply <text>|off`.").await;
+        return ctx.reply(USAGE).await;
     };
     let rest = words.next().unwrap_or("").trim();
     let Some(team) = ctx.bridge.teams.get(name) else {
@@ -36,7 +73,11 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
                 if value.is_empty() { format!("Team {} sends no auto-reply.", team.name) } else { format!("Team {} auto-reply set.", team.name) }
             })
         }
-        _ => return ctx.reply("Unknown team action; use add, lead, remove, escalate or autoreply.").await,
+        "hours" | "holiday" | "timezone" | "calendar" => match calendar_change(ctx, team, action, rest).await {
+            Ok(text) => Ok(text),
+            Err(why) => return ctx.reply(&why).await,
+        },
+        _ => return ctx.reply(&format!("Unknown team action. {USAGE}")).await,
     };
     match result {
         Ok(text) => ctx.reply(&text).await,

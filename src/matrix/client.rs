@@ -62,7 +62,13 @@ pub struct Homeserver {
     as_token: String,
     pub domain: String,
     pub bot: String,
+    /// Display names looked up recently (user → name, when looked up): attribution needs the
+    /// sender's name on every relayed message, and a lookup is a round trip to the homeserver.
+    names: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (Option<String>, std::time::Instant)>>>,
 }
+
+/// How long a looked-up display name is trusted without a member event telling us otherwise.
+const NAME_TTL: Duration = Duration::from_secs(600);
 
 impl Homeserver {
     pub fn new(base: &url::Url, as_token: &str, domain: &str, bot_localpart: &str) -> Homeserver {
@@ -77,7 +83,32 @@ impl Homeserver {
             as_token: as_token.to_string(),
             domain: domain.to_string(),
             bot: format!("@{bot_localpart}:{domain}"),
+            names: Default::default(),
         }
+    }
+
+    /// [`Homeserver::displayname`], answered from a short-lived cache when possible.
+    pub async fn displayname_cached(&self, user: &str) -> Result<Option<String>, MatrixError> {
+        {
+            let names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((name, at)) = names.get(user) {
+                if at.elapsed() < NAME_TTL {
+                    return Ok(name.clone());
+                }
+            }
+        }
+        let name = self.displayname(user).await?;
+        self.remember_displayname(user, name.clone());
+        Ok(name)
+    }
+
+    /// A display name seen in a member event (fresher than any lookup).
+    pub fn remember_displayname(&self, user: &str, name: Option<String>) {
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        if names.len() > 10_000 {
+            names.clear();
+        }
+        names.insert(user.to_string(), (name, std::time::Instant::now()));
     }
 
     async fn call(
@@ -325,6 +356,15 @@ impl Homeserver {
         let events = v.get("chunk").and_then(Value::as_array).cloned().unwrap_or_default();
         let end = v.get("end").and_then(Value::as_str).map(str::to_string);
         Ok((events, end))
+    }
+
+    /// Ask the homeserver to ping this appservice (`POST /_matrix/client/v1/appservice/{id}/ping`,
+    /// spec v1.7). Besides proving both directions work, Synapse answers a successful ping by
+    /// sending the transactions it queued while we were away at once, instead of waiting out
+    /// its retry backoff (up to minutes after a restart).
+    pub async fn ping_appservice(&self, appservice_id: &str, txn_id: &str) -> Result<(), MatrixError> {
+        let path = format!("/_matrix/client/v1/appservice/{}/ping", seg(appservice_id));
+        self.call(Method::POST, &path, None, &[], Some(&serde_json::json!({"transaction_id": txn_id}))).await.map(|_| ())
     }
 
     /// The room an alias points to.

@@ -75,23 +75,41 @@ impl Calendar {
             c.holidays = holidays.iter().copied().collect();
             return Ok(c);
         }
-        let mut week = [None; 7];
+        let mut calendar = Calendar { tz, week: [None; 7], holidays: holidays.iter().copied().collect() };
         for (days, span) in hours {
-            let window = parse_hours(span)?;
-            let (from, to) = match days.split_once('-') {
-                Some((a, b)) => (weekday(a)?, weekday(b)?),
-                None => (weekday(days)?, weekday(days)?),
-            };
-            let mut d = from;
-            loop {
-                week[d] = window;
-                if d == to {
-                    break;
-                }
-                d = (d + 1) % 7;
-            }
+            calendar.set_hours(days, span)?;
         }
-        Ok(Calendar { tz, week, holidays: holidays.iter().copied().collect() })
+        Ok(calendar)
+    }
+
+    /// Set the hours of some days (`"mon-fri"`, `"sat"`) to `"HH:MM-HH:MM"` or `"closed"`.
+    pub fn set_hours(&mut self, days: &str, span: &str) -> Result<(), CalendarError> {
+        let window = parse_hours(span)?;
+        let (from, to) = match days.split_once('-') {
+            Some((a, b)) => (weekday(a)?, weekday(b)?),
+            None => (weekday(days)?, weekday(days)?),
+        };
+        let mut d = from;
+        loop {
+            self.week[d] = window;
+            if d == to {
+                break;
+            }
+            d = (d + 1) % 7;
+        }
+        Ok(())
+    }
+
+    /// The week as config-style lines ("mon 09:00-18:00", "sat closed").
+    pub fn describe_week(&self) -> Vec<String> {
+        const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+        DAYS.iter()
+            .zip(self.week.iter())
+            .map(|(d, w)| match w {
+                Some((a, b)) => format!("{d} {}-{}", a.format("%H:%M"), b.format("%H:%M")),
+                None => format!("{d} closed"),
+            })
+            .collect()
     }
 
     /// The working window of a local date, if it is a working day.

@@ -61,7 +61,10 @@ pub async fn line(bridge: &Bridge, conversation: &Conversation, row: &RoutingRow
     };
     let owner = row.owner.clone().unwrap_or_else(|| "nobody".into());
     let state = match (&row.state[..], row.unworked_since) {
-        ("open", Some(since)) => format!("waiting {}", human(bridge.clock.now_ms() - since)),
+        ("open", Some(since)) => {
+            let since_utc = crate::clock::to_datetime(since).format("%d %b %H:%M UTC");
+            format!("waiting {} (since {since_utc})", WAIT_BUCKETS[wait_bucket(bridge.clock.now_ms() - since)].1)
+        }
         ("snoozed", _) => format!("snoozed for {}", human(row.snooze_until.unwrap_or(0) - bridge.clock.now_ms())),
         (s, _) => s.to_string(),
     };
@@ -69,10 +72,85 @@ pub async fn line(bridge: &Bridge, conversation: &Conversation, row: &RoutingRow
     format!("💬 {customer} · {} · owner: {owner} · {state} · https://matrix.to/#/{room}", conversation.channel)
 }
 
+/// Waiting-time steps the lobby shows (from, label): an entry is edited when its conversation
+/// crosses into the next step, so the lobby stays current without an edit a minute.
+pub const WAIT_BUCKETS: [(i64, &str); 10] = [
+    (0, "under 5 min"),
+    (5 * MINUTE, "5 min+"),
+    (15 * MINUTE, "15 min+"),
+    (30 * MINUTE, "30 min+"),
+    (60 * MINUTE, "1 h+"),
+    (120 * MINUTE, "2 h+"),
+    (240 * MINUTE, "4 h+"),
+    (480 * MINUTE, "8 h+"),
+    (1440 * MINUTE, "1 day+"),
+    (2880 * MINUTE, "2 days+"),
+];
+const MINUTE: i64 = 60_000;
+
+/// The step of [`WAIT_BUCKETS`] a waiting time falls in.
+pub fn wait_bucket(waiting_ms: i64) -> usize {
+    WAIT_BUCKETS.iter().rposition(|(from, _)| waiting_ms >= *from).unwrap_or(0)
+}
+
+/// The step each conversation's lobby entry last showed (in memory: after a restart each
+/// waiting entry is refreshed once).
+fn shown_buckets() -> &'static std::sync::Mutex<std::collections::HashMap<i64, usize>> {
+    static SHOWN: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<i64, usize>>> = std::sync::OnceLock::new();
+    SHOWN.get_or_init(Default::default)
+}
+
+fn remember_bucket(bridge: &Bridge, row: &RoutingRow) {
+    let mut shown = shown_buckets().lock().unwrap_or_else(|e| e.into_inner());
+    match (row.state.as_str(), row.unworked_since) {
+        ("open", Some(since)) => {
+            shown.insert(row.conversation_id, wait_bucket(bridge.clock.now_ms() - since));
+        }
+        _ => {
+            shown.remove(&row.conversation_id);
+        }
+    }
+}
+
+/// Edit the entries of waiting conversations whose waiting time crossed into a new step.
+pub async fn refresh_waiting(bridge: &Bridge) {
+    let rows = match bridge.store.routing_unworked().await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read waiting conversations for the lobby");
+            return;
+        }
+    };
+    let now = bridge.clock.now_ms();
+    for row in rows {
+        let (Some(since), Some(_)) = (row.unworked_since, &row.lobby_event) else { continue };
+        if row.state != "open" {
+            continue;
+        }
+        let bucket = wait_bucket(now - since);
+        let stale = {
+            let shown = shown_buckets().lock().unwrap_or_else(|e| e.into_inner());
+            match shown.get(&row.conversation_id) {
+                Some(b) => *b != bucket,
+                // First look since the bridge started: what the entry shows is unknown, so it is
+                // refreshed once unless it cannot have changed yet (one edit per waiting
+                // conversation per restart).
+                None => bucket > 0,
+            }
+        };
+        if stale {
+            if let Ok(Some(conversation)) = bridge.store.conversation(row.conversation_id).await {
+                update(bridge, &conversation, &row).await;
+            }
+        }
+    }
+}
+
 /// Post or edit the conversation's lobby entry (best effort: the lobby is a view).
 pub async fn update(bridge: &Bridge, conversation: &Conversation, row: &RoutingRow) {
-    if let Err(e) = try_update(bridge, conversation, row).await {
-        tracing::warn!(conversation = conversation.id, error = %e, "lobby entry not updated");
+    match try_update(bridge, conversation, row).await {
+        Ok(()) => remember_bucket(bridge, row),
+        Err(e) => tracing::warn!(conversation = conversation.id, error = %e, "lobby entry not updated"),
     }
 }
 

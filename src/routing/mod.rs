@@ -34,7 +34,13 @@ pub struct Plan {
 
 /// Decide team, owner and invitations for a new conversation (stored before the room exists,
 /// so a retry after a crash decides the same).
-pub async fn plan_new(bridge: &Bridge, conversation: &Conversation, contact: &Contact, first_text: &str) -> Result<Plan, StoreError> {
+pub async fn plan_new(
+    bridge: &Bridge,
+    conversation: &Conversation,
+    contact: &Contact,
+    first_text: &str,
+    addressed_to: Option<&str>,
+) -> Result<Plan, StoreError> {
     if let Some(row) = bridge.store.routing(conversation.id).await? {
         let invite = visible_to(bridge, &row).await?;
         return Ok(Plan { row, invite });
@@ -47,10 +53,14 @@ pub async fn plan_new(bridge: &Bridge, conversation: &Conversation, contact: &Co
         state: "open".into(),
         ..Default::default()
     };
+    // Written to an operator personally (their own address), if they are on shift.
+    row.owner = addressee_on_shift(bridge, addressed_to, team, now).await?;
     // Sticky: the operator who handled this customer last, if on shift.
-    if let Some(previous) = bridge.store.last_owner(&contact.channel, &contact.contact_id).await? {
-        if on_shift(bridge, &previous, team, now).await? {
-            row.owner = Some(previous);
+    if row.owner.is_none() {
+        if let Some(previous) = bridge.store.last_owner(&contact.channel, &contact.contact_id).await? {
+            if on_shift(bridge, &previous, team, now).await? {
+                row.owner = Some(previous);
+            }
         }
     }
     if row.owner.is_none() {
@@ -64,6 +74,22 @@ pub async fn plan_new(bridge: &Bridge, conversation: &Conversation, contact: &Co
     bridge.store.put_routing(&row).await?;
     let invite = visible_to(bridge, &row).await?;
     Ok(Plan { row, invite })
+}
+
+/// The operator a message was addressed to personally, when that is an operator of this bridge
+/// and on shift now (otherwise the usual routing applies: the team sees it).
+async fn addressee_on_shift(
+    bridge: &Bridge,
+    addressed_to: Option<&str>,
+    team: Option<&Team>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<String>, StoreError> {
+    let Some(user) = addressed_to else { return Ok(None) };
+    if level(bridge, user).await.is_none() {
+        tracing::warn!(user, "a message addressed to someone who is not an operator of this bridge");
+        return Ok(None);
+    }
+    Ok(on_shift(bridge, user, team, now).await?.then(|| user.to_string()))
 }
 
 /// Who should see a conversation now: the owner; else the team (leads only in lead-only mode);
@@ -92,7 +118,7 @@ pub async fn on_shift(bridge: &Bridge, user: &str, team: Option<&Team>, now: chr
     for t in team.into_iter().chain(bridge.teams.iter()) {
         if teams::members(bridge, t).await?.iter().any(|(u, _)| u == user) {
             in_any = true;
-            if t.calendar.is_open(now) {
+            if teams::calendar(bridge, t).await.is_open(now) {
                 return Ok(true);
             }
         }
@@ -103,7 +129,7 @@ pub async fn on_shift(bridge: &Bridge, user: &str, team: Option<&Team>, now: chr
 /// The member to hand the next conversation to: online (Matrix presence), on shift, under the
 /// open-conversation limit, and the longest without a new one.
 async fn round_robin(bridge: &Bridge, team: &Team, now: chrono::DateTime<chrono::Utc>) -> Result<Option<String>, StoreError> {
-    if !team.calendar.is_open(now) {
+    if !teams::calendar(bridge, team).await.is_open(now) {
         return Ok(None);
     }
     let mut best: Option<(i64, String)> = None;
@@ -134,7 +160,7 @@ pub async fn arm_timers(bridge: &Bridge, row: &mut RoutingRow) {
     };
     let team = row.team.as_deref().and_then(|t| bridge.teams.get(t));
     let (calendar, after, remind_before) = match team {
-        Some(t) => (t.calendar.clone(), teams::escalate_after(bridge, t).await, t.config.remind_before),
+        Some(t) => (teams::calendar(bridge, t).await, teams::escalate_after(bridge, t).await, t.config.remind_before),
         None => (calendar::Calendar::always(chrono_tz::UTC), std::time::Duration::from_secs(7200), std::time::Duration::from_secs(900)),
     };
     let start = crate::clock::to_datetime(since);
@@ -152,7 +178,12 @@ pub async fn arm_timers(bridge: &Bridge, row: &mut RoutingRow) {
 
 /// A customer wrote: the conversation is open and unworked; out of hours the team's auto-reply
 /// goes out, once per conversation per day.
-pub async fn on_customer_message(bridge: &Bridge, conversation: &Conversation, room_id: &str) -> Result<(), StoreError> {
+pub async fn on_customer_message(
+    bridge: &Bridge,
+    conversation: &Conversation,
+    room_id: &str,
+    addressed_to: Option<&str>,
+) -> Result<(), StoreError> {
     let stored = bridge.store.routing(conversation.id).await?;
     let before = stored.as_ref().map(summary);
     let mut row = stored.unwrap_or(RoutingRow {
@@ -162,15 +193,30 @@ pub async fn on_customer_message(bridge: &Bridge, conversation: &Conversation, r
     });
     row.state = "open".into();
     row.snooze_until = None;
+    // Nobody owns it, and this message was written to an operator personally: theirs now.
+    let mut newly_owned = false;
+    if row.owner.is_none() {
+        let team = row.team.as_deref().and_then(|t| bridge.teams.get(t));
+        if let Some(user) = addressee_on_shift(bridge, addressed_to, team, bridge.clock.now()).await? {
+            bridge.store.mark_assigned(&user, bridge.clock.now_ms()).await?;
+            row.owner = Some(user);
+            row.escalated = false;
+            newly_owned = true;
+            if row.unworked_since.is_some() {
+                arm_timers(bridge, &mut row).await;
+            }
+        }
+    }
     if row.unworked_since.is_none() {
         row.unworked_since = Some(bridge.clock.now_ms());
         arm_timers(bridge, &mut row).await;
     }
     if let Some(team) = row.team.as_deref().and_then(|t| bridge.teams.get(t)) {
         let now = bridge.clock.now();
-        if !team.calendar.is_open(now) {
+        let calendar = teams::calendar(bridge, team).await;
+        if !calendar.is_open(now) {
             if let Some(text) = teams::auto_reply(bridge, team).await {
-                let today = team.calendar.local_date(now).to_string();
+                let today = calendar.local_date(now).to_string();
                 if row.auto_reply_day.as_deref() != Some(today.as_str()) {
                     row.auto_reply_day = Some(today.clone());
                     bridge.store.put_routing(&row).await?;
@@ -180,6 +226,9 @@ pub async fn on_customer_message(bridge: &Bridge, conversation: &Conversation, r
         }
     }
     bridge.store.put_routing(&row).await?;
+    if newly_owned {
+        apply_visibility(bridge, conversation, &row, false, &[]).await;
+    }
     if before != Some(summary(&row)) {
         lobby::update(bridge, conversation, &row).await;
     }

@@ -81,6 +81,57 @@ pub async fn members(bridge: &Bridge, team: &Team) -> Result<Vec<(String, bool)>
     Ok(out)
 }
 
+/// Admins' changes to a team's calendar (`!sb team <name> hours|holiday|timezone`), stored as
+/// team settings and applied over the config in the order they were made.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct CalendarChanges {
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// (days, "HH:MM-HH:MM" | "closed"), applied in order.
+    #[serde(default)]
+    pub hours: Vec<(String, String)>,
+    #[serde(default)]
+    pub holidays_added: Vec<chrono::NaiveDate>,
+    #[serde(default)]
+    pub holidays_removed: Vec<chrono::NaiveDate>,
+}
+
+pub async fn calendar_changes(bridge: &Bridge, team: &Team) -> CalendarChanges {
+    match bridge.store.team_setting(&team.name, "calendar").await {
+        Ok(Some(v)) => serde_json::from_str(&v).unwrap_or_default(),
+        _ => CalendarChanges::default(),
+    }
+}
+
+/// The config's calendar with `changes` applied.
+pub fn calendar_with(team: &Team, changes: &CalendarChanges) -> Result<Calendar, crate::routing::calendar::CalendarError> {
+    let tz = changes.timezone.as_deref().unwrap_or(&team.config.timezone);
+    let mut calendar = Calendar::from_config(tz, &team.config.hours, &team.config.holidays)?;
+    if team.config.hours.is_empty() && !changes.hours.is_empty() {
+        // "Always open" until now: as in the config, days not named are closed.
+        calendar.week = [None; 7];
+    }
+    for (days, span) in &changes.hours {
+        calendar.set_hours(days, span)?;
+    }
+    for d in &changes.holidays_added {
+        calendar.holidays.insert(*d);
+    }
+    for d in &changes.holidays_removed {
+        calendar.holidays.remove(d);
+    }
+    Ok(calendar)
+}
+
+/// The team's calendar now: the config's, with admins' changes.
+pub async fn calendar(bridge: &Bridge, team: &Team) -> Calendar {
+    let changes = calendar_changes(bridge, team).await;
+    if changes.hours.is_empty() && changes.timezone.is_none() && changes.holidays_added.is_empty() && changes.holidays_removed.is_empty() {
+        return team.calendar.clone();
+    }
+    calendar_with(team, &changes).unwrap_or_else(|_| team.calendar.clone())
+}
+
 pub async fn escalate_after(bridge: &Bridge, team: &Team) -> Duration {
     match bridge.store.team_setting(&team.name, "escalate_after").await {
         Ok(Some(v)) => humantime::parse_duration(&v).unwrap_or(team.config.escalate_after),

@@ -10,8 +10,21 @@ use crate::clock::human;
 use crate::matrix::content;
 use crate::store::routing::RoutingRow;
 
+/// How often waiting times in the lobbies are checked (an entry is edited only when its waiting
+/// time crosses into the next step, see [`super::lobby::WAIT_BUCKETS`]).
+const LOBBY_REFRESH: Duration = Duration::from_secs(30);
+
 pub async fn run(bridge: Arc<Bridge>) {
+    let mut last_refresh = std::time::Instant::now();
+    let mut last_clock = bridge.clock.now_ms();
     loop {
+        // Every LOBBY_REFRESH, or at once when a test moved the clock.
+        let clock = bridge.clock.now_ms();
+        if last_refresh.elapsed() >= LOBBY_REFRESH || (clock - last_clock).abs() > 60_000 + LOBBY_REFRESH.as_millis() as i64 {
+            super::lobby::refresh_waiting(&bridge).await;
+            last_refresh = std::time::Instant::now();
+            last_clock = clock;
+        }
         let now = bridge.clock.now_ms();
         match bridge.store.routing_due(now).await {
             Ok(rows) => {

@@ -334,6 +334,20 @@ impl Visitor {
     }
 
     /// Waits for an agent message whose text contains `text`.
+    /// Wait until `n` agent messages containing `text` are in the conversation.
+    pub async fn wait_for_agent_text_count(&self, text: &str, n: usize) -> anyhow::Result<()> {
+        super::poll_until(&format!("{n} agent messages containing {text:?}"), std::time::Duration::from_secs(30), || async {
+            let count = self
+                .refresh()
+                .await?
+                .iter()
+                .filter(|e| e["from"] == "agent" && e["text"].as_str().is_some_and(|t| t.contains(text)))
+                .count();
+            Ok((count >= n).then_some(()))
+        })
+        .await
+    }
+
     pub async fn wait_for_agent_text(&self, text: &str) -> anyhow::Result<Value> {
         self.wait_for_event_described(&format!("an agent message containing {text:?}"), |e| {
             e.get("type").and_then(Value::as_str) == Some("message")

@@ -72,6 +72,7 @@ async fn deliver_unreadable(host: &dyn Host, mailbox: &MailboxConfig, raw: &[u8]
             },
             reply_to: None,
         },
+        addressed_to: None,
     };
     host.receive(inbound).await.map(|_| ())
 }
@@ -118,6 +119,7 @@ async fn deliver_parsed(host: &dyn Host, config: &EmailConfig, mailbox: &Mailbox
                 timestamp_ms,
                 dedup_key: format!("bounce:{}", mail.message_id),
                 event: InboundEvent::Failed { remote_id: original.clone(), reason: format!("the mail bounced: {}", bounce.reason) },
+                addressed_to: None,
             };
             host.receive(inbound).await?;
             return Ok(());
@@ -208,6 +210,12 @@ async fn deliver_parsed(host: &dyn Host, config: &EmailConfig, mailbox: &Mailbox
             // Auto-replies, bounces and list mail are shown, never answered or counted as waiting.
             InboundEvent::Notice { remote_id: mail.message_id.clone(), content: Content { text, html: Some(html), attachments } }
         },
+        // The mailbox it arrived in first, else a personal address among the recipients.
+        addressed_to: personal
+            .iter()
+            .find(|m| m.name == mailbox.name)
+            .or(personal.first())
+            .and_then(|m| m.personal_of.clone()),
     };
     host.receive(inbound).await?;
 

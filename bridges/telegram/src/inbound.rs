@@ -359,6 +359,7 @@ pub async fn realize(
         timestamp_ms: parsed.timestamp_ms,
         dedup_key: parsed.dedup_key,
         event,
+        addressed_to: None,
     })
 }
 

@@ -103,6 +103,7 @@ pub async fn accept_message(shared: &Shared, visitor: &Visitor, message: NewMess
             content: Content { text: message.text.clone(), html: None, attachments },
             reply_to: message.reply_to.clone(),
         },
+        addressed_to: None,
     };
     shared.host().receive(inbound).await?;
 
@@ -149,6 +150,7 @@ pub async fn edit_message(shared: &Shared, visitor: &Visitor, id: &str, text: St
         timestamp_ms: ts,
         dedup_key: key.clone(),
         event: InboundEvent::Edit { remote_id: id.to_owned(), content: Content { text: text.clone(), ..Content::default() } },
+        addressed_to: None,
     };
     shared.host().receive(inbound).await?;
     let entry = Entry::Edit { id: id.to_owned(), text, html: None, ts };
@@ -168,6 +170,7 @@ pub async fn delete_message(shared: &Shared, visitor: &Visitor, id: &str) -> Res
         timestamp_ms: ts,
         dedup_key: key.clone(),
         event: InboundEvent::Delete { remote_id: id.to_owned() },
+        addressed_to: None,
     };
     shared.host().receive(inbound).await?;
     let entry = Entry::Delete { id: id.to_owned(), ts };
@@ -190,6 +193,7 @@ pub async fn read_up_to(shared: &Shared, visitor: &Visitor, up_to: &str) -> Resu
         timestamp_ms: now_ms(),
         dedup_key: format!("read.{up_to}"),
         event: InboundEvent::Read { remote_id: up_to.to_owned() },
+        addressed_to: None,
     };
     shared.host().receive(inbound).await?;
     Ok(())
