@@ -172,6 +172,7 @@ pub(crate) async fn realize_incoming(shared: &Shared, m: inbound::Incoming) -> R
         timestamp_ms: now_ms(),
         dedup_key: format!("msg:{}", m.message_sid),
         event,
+        addressed_to: None,
     })
 }
 
@@ -212,6 +213,7 @@ pub(crate) async fn realize_status(shared: &Shared, s: inbound::Status) -> Resul
         timestamp_ms: now_ms(),
         dedup_key: format!("status:{}:{}", s.message_sid, s.status),
         event,
+        addressed_to: None,
     }))
 }
 
