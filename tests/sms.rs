@@ -285,17 +285,24 @@ async fn forged_webhooks_are_refused_and_nothing_is_bridged() -> anyhow::Result<
     Ok(())
 }
 
-/// Twilio's 429 is waited out (Retry-After) and the message goes once; a text over 1600
+/// A picture over `max_download_size` arrives as a line of text; Twilio's 429 is waited out
+/// (Retry-After) and the message goes once; a text over 1600
 /// characters is refused before sending; a customer's STOP is a notice, and sending to them
 /// afterwards a permanent failure operators can read, not retried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_are_waited_out_and_refusals_become_notices() -> anyhow::Result<()> {
     let fake = FakeTwilio::start().await?;
-    let env = TestEnv::start(options(Backend::Sqlite, &fake, json!({})).max_attempts(6)).await?;
+    let env = TestEnv::start(options(Backend::Sqlite, &fake, json!({"max_download_size": 2000})).max_attempts(6)).await?;
     let bridge = env.bridge.base_url();
     fake.incoming(&bridge, CUSTOMER, "hello", vec![]).await?;
     let room = env.alice.wait_for_invite(CUSTOMER_NAME).await?;
     env.alice.wait_for_text(&room, "hello").await?;
+
+    // A picture over max_download_size arrives as a line saying so, with the text.
+    let big = fake.incoming(&bridge, CUSTOMER, "big photo", vec![(blob("jpeg", 3000), "image/jpeg")]).await?;
+    ensure!(big.answer.status == 200, "{:?}", big.answer);
+    let line = env.alice.wait_for_text(&room, "big photo").await?;
+    ensure!(line.body.contains("[MMS attachment 1 (image/jpeg) is larger than 2000 bytes"), "{}", line.body);
 
     fake.fault(FaultKind::TooManyRequests { retry_after: 2 }, 1);
     let patience = env.alice.send_text(&room, "patience").await?;
