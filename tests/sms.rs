@@ -314,6 +314,14 @@ async fn rate_limits_are_waited_out_and_refusals_become_notices() -> anyhow::Res
     ensure!(gap >= Duration::from_millis(1950), "retried after {gap:?}, before Retry-After (2 s)");
     ensure!(fake.messages().iter().filter(|m| m.body == "patience").count() == 1, "delivered once");
 
+    // A 500 may hide an accepted message: the retry looks in Twilio's list first, then sends once.
+    fake.fault(FaultKind::ServerError, 1);
+    let outage = env.alice.send_text(&room, "after an outage").await?;
+    wait_for_send_status(&env, &room, &outage, "SUCCESS").await?;
+    let statuses: Vec<u16> = fake.creates().iter().filter(|c| c.param("Body") == Some("after an outage")).map(|c| c.status).collect();
+    ensure!(statuses == vec![500, 201], "a 500 then one creation: {statuses:?}");
+    ensure!(fake.calls().iter().any(|c| c.method == "GET" && c.param("To") == Some(CUSTOMER)), "the retry looked first");
+
     // Longer than Twilio's 1600 characters: refused with a notice before anything is sent.
     let long = "x".repeat(1601);
     let too_long = env.alice.send_text(&room, &long).await?;

@@ -108,9 +108,10 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
             Ok(Delivery { remote_id: created.sid, delivered: false })
         }
         Err(e) => {
-            // Twilio answered with an error: nothing was created, so a retry may send freely.
-            // A network error leaves `pending:` for the next attempt to look up.
-            if matches!(e, crate::client::TwilioError::Api { .. }) {
+            // A 4xx (429 included: "never processed") means nothing was created, so a retry may
+            // send freely. A 5xx or a network error may hide an accepted message: `pending:`
+            // stays, and the next attempt looks it up first.
+            if matches!(e, crate::client::TwilioError::Api { status, .. } if status < 500) {
                 if let Err(err) = host.state_put(&key, "failed").await {
                     tracing::warn!(error = %err, "sms: cannot record a refused attempt");
                 }
