@@ -75,7 +75,7 @@ fn main() -> ExitCode {
 /// Wire up the enabled channels from their config sections.
 fn channels(config: &Config) -> Result<Vec<Arc<dyn Channel>>, switchboard::config::ConfigError> {
     let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
-    let known = ["webchat", "telegram", "email", "sms"];
+    let known = ["webchat", "telegram", "email", "vk", "viber", "sms"];
     for name in config.channels.keys() {
         if !known.contains(&name.as_str()) {
             return Err(switchboard::config::ConfigError::Invalid {
@@ -97,6 +97,17 @@ fn channels(config: &Config) -> Result<Vec<Arc<dyn Channel>>, switchboard::confi
             telegram.public_url = Some(config.public_url().as_str().trim_end_matches('/').to_string());
         }
         channels.push(Arc::new(switchboard_telegram::Telegram::new(telegram)));
+    }
+    let vk: switchboard_vk::VkConfig = config.channel("vk")?;
+    if vk.enabled {
+        channels.push(Arc::new(switchboard_vk::Vk::new(vk)));
+    }
+    let mut viber: switchboard_viber::ViberConfig = config.channel("viber")?;
+    if viber.enabled {
+        if viber.public_url.is_none() {
+            viber.public_url = Some(config.public_url().as_str().trim_end_matches('/').to_string());
+        }
+        channels.push(Arc::new(switchboard_viber::Viber::new(viber)));
     }
     let email: switchboard_email::EmailConfig = config.channel("email")?;
     if email.enabled {

@@ -328,6 +328,7 @@ async fn personal_address_and_sticky_routing_with_off_shift_fallback() -> anyhow
         .wait_for_invite_where("a second room for Jane", |i| i.room_id != room && i.name.as_deref().is_some_and(|n| n.contains("Jane Customer")))
         .await?
         .room_id;
+    env.alice.join(&sticky).await?;
     let members = env.alice.memberships(&sticky).await?;
     ensure!(members_of(&members, "@bob:localhost").is_none(), "sticky to alice, bob not invited: {members:?}");
 

@@ -106,6 +106,10 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
             .context("alice is in the support lobby")?,
     };
     let reminder = env.alice.wait_for_message(&lobby, |m| m.body.contains("⏰")).await?;
+    // The lobby entry keeps its waiting time current by editing itself (wall-clock time since
+    // Friday 16:00).
+    let entry = env.alice.wait_for_message(&lobby, |m| m.body.contains("Wanda Weekend") && m.body.contains("waiting 2 days+")).await?;
+    ensure!(entry.content["m.relates_to"]["rel_type"] == "m.replace", "an edit, not a new entry: {}", entry.content);
     let mentions = reminder.content["m.mentions"]["user_ids"].as_array().cloned().unwrap_or_default();
     ensure!(mentions == vec![json!("@alice:localhost")], "only the owner is pinged: {mentions:?}");
 
@@ -248,5 +252,58 @@ async fn out_of_hours_the_customer_gets_one_auto_reply_a_day() -> anyhow::Result
     visitor.wait_for_agent_text_count("We are closed", 3).await?;
     let calendar = command(&env.alice, &room, "!sb team support calendar").await?;
     ensure!(calendar.contains("sat 10:00-14:00") && calendar.contains("2026-11-24"), "{calendar}");
+    Ok(())
+}
+
+/// Round robin: each new conversation goes to one online, on-shift member under the
+/// open-conversation limit; with nobody free the whole team sees it; someone coming online
+/// gets the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_skips_offline_and_full_operators() -> anyhow::Result<()> {
+    let env = TestEnv::start(with_teams(json!({
+        "sales": {
+            "members": ["@alice:localhost", "@bob:localhost"],
+            "mode": "round_robin",
+            "max_open_per_operator": 1,
+            "rules": [{"channel": "webchat"}],
+        }
+    })))
+    .await?;
+    set_clock(&env, utc(2026, 11, 24, 11, 0)).await?;
+    // Sharing the lobby with the bot is what lets it see their presence.
+    for op in [&env.alice, &env.bob] {
+        let lobby = op.wait_for_invite_where("the sales lobby", |i| i.name.as_deref().is_some_and(|n| n.contains("sales lobby"))).await?;
+        op.join(&lobby.room_id).await?;
+    }
+    env.bob.set_presence("offline").await?;
+    env.alice.set_presence("online").await?;
+
+    // Bob is offline: Alice gets the first one, alone.
+    let first = env.visitor("Rita First", "rita@example.com").await?;
+    first.send("Hello, a question about prices").await?;
+    let room1 = env.alice.wait_for_invite("Rita First").await?;
+    let whois = command(&env.alice, &room1, "!sb whois").await?;
+    ensure!(whois.contains("owner: @alice:localhost"), "{whois}");
+    let members = env.alice.memberships(&room1).await?;
+    ensure!(membership(&members, "@bob:localhost").is_none(), "offline bob not invited: {members:?}");
+
+    // Alice is at her limit and Bob offline: nobody owns the next one; the team sees it.
+    let second = env.visitor("Sam Second", "sam@example.com").await?;
+    second.send("Do you ship to Norway?").await?;
+    let room2 = env.alice.wait_for_invite("Sam Second").await?;
+    let members = env.alice.memberships(&room2).await?;
+    ensure!(membership(&members, "@bob:localhost").as_deref() == Some("invite"), "the team sees it: {members:?}");
+    let whois = command(&env.alice, &room2, "!sb whois").await?;
+    ensure!(whois.contains("owner: nobody"), "{whois}");
+
+    // Bob comes online: the next one is his.
+    env.bob.set_presence("online").await?;
+    let third = env.visitor("Tom Third", "tom@example.com").await?;
+    third.send("Is the shop open tomorrow?").await?;
+    let room3 = env.bob.wait_for_invite("Tom Third").await?;
+    let whois = command(&env.bob, &room3, "!sb whois").await?;
+    ensure!(whois.contains("owner: @bob:localhost"), "{whois}");
+    let members = env.bob.memberships(&room3).await?;
+    ensure!(membership(&members, "@alice:localhost").is_none(), "full alice not invited: {members:?}");
     Ok(())
 }

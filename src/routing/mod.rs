@@ -283,7 +283,10 @@ pub async fn on_operator_message(bridge: &Bridge, conversation: &Conversation, s
     if row.owner.is_none() {
         row.owner = Some(sender.to_string());
     }
-    if row.owner.as_deref() == Some(sender) && before.as_ref().is_none_or(|b| b.1.as_deref() != Some(sender)) {
+    // The owner answered: the customer's next conversation comes back to them (sticky).
+    if row.owner.as_deref() == Some(sender)
+        && bridge.store.last_owner(&conversation.channel, &conversation.contact_id).await?.as_deref() != Some(sender)
+    {
         bridge.store.set_last_owner(&conversation.channel, &conversation.contact_id, sender).await?;
     }
     if before == Some(summary(&row)) {

@@ -4,4 +4,6 @@
 #![allow(dead_code)]
 
 pub mod telegram;
+pub mod vk;
+pub mod viber;
 pub mod twilio;

@@ -110,8 +110,16 @@ impl BridgeOptions {
         self
     }
 
+    /// Change the generated config before the bridge starts; hooks given in several calls all
+    /// run, in order.
     pub fn edit_config(mut self, hook: impl Fn(&mut Value) + Send + Sync + 'static) -> Self {
-        self.edit_config = Some(Box::new(hook));
+        self.edit_config = Some(match self.edit_config.take() {
+            Some(earlier) => Box::new(move |c: &mut Value| {
+                earlier(c);
+                hook(c);
+            }),
+            None => Box::new(hook),
+        });
         self
     }
 }

@@ -159,6 +159,9 @@ struct Log {
     typing: HashMap<String, Vec<String>>,
     syncs: u64,
     last_sync_error: Option<String>,
+    /// Sync without marking the user online (set by [`Operator::set_presence`] to offline or
+    /// unavailable; a syncing client is otherwise "online").
+    quiet: bool,
 }
 
 impl Log {
@@ -325,6 +328,21 @@ impl Operator {
 
     pub fn access_token(&self) -> Option<String> {
         self.client.access_token()
+    }
+
+    /// Set this user's Matrix presence ("online", "unavailable", "offline"). While not online,
+    /// the rig's background sync no longer marks the user online.
+    pub async fn set_presence(&self, presence: &str) -> anyhow::Result<()> {
+        let token = self.access_token().context("no access token")?;
+        self.shared.lock().quiet = presence != "online";
+        let url = format!(
+            "{}/_matrix/client/v3/presence/{}/status",
+            self.client.homeserver().as_str().trim_end_matches('/'),
+            self.user_id.replace('@', "%40").replace(':', "%3A")
+        );
+        let resp = reqwest::Client::new().put(url).bearer_auth(token).json(&json!({"presence": presence})).send().await?;
+        anyhow::ensure!(resp.status().is_success(), "setting presence: {}", resp.status());
+        Ok(())
     }
 
     /// The last sync error, if the most recent sync failed (e.g. homeserver down).
@@ -979,8 +997,11 @@ fn register_handlers(client: &Client, shared: &Arc<Shared>) {
 }
 
 async fn sync_loop(client: Client, shared: Arc<Shared>, mut settings: SyncSettings) {
+    use matrix_sdk::ruma::presence::PresenceState;
     loop {
-        match client.sync_once(settings.clone()).await {
+        let quiet = shared.lock().quiet;
+        let this = if quiet { settings.clone().set_presence(PresenceState::Offline) } else { settings.clone() };
+        match client.sync_once(this).await {
             Ok(resp) => {
                 settings = settings.token(resp.next_batch);
                 let mut log = shared.lock();

@@ -1,0 +1,177 @@
+//! The Viber REST bot API client, and what its answers mean for the outbox.
+//!
+//! Every call is `POST <api_url>/<method>` with a JSON body and the bot's token in
+//! `X-Viber-Auth-Token`. Viber answers HTTP 200 with `{"status": N, "status_message": "…", …}`:
+//! status 0 is success, anything else a refusal. [`classify`] sorts those: too many requests
+//! (12), no webhook yet (10), HTTP 429/5xx and network trouble are *retryable*; a customer who is
+//! not subscribed (6) or not on Viber (5), a refused token (2) and the rest are *permanent*, with
+//! Viber's `status_message` quoted for operators.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+use switchboard_channel::SendError;
+
+use crate::config::ViberConfig;
+
+pub const AUTH_HEADER: &str = "X-Viber-Auth-Token";
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Viber's refusal: `status` other than 0.
+    #[error("Viber status {status}: {message}")]
+    Status { status: i64, message: String },
+    #[error("Viber answered HTTP {status}")]
+    Http { status: u16, retry_after: Option<Duration> },
+    #[error("cannot reach Viber: {0}")]
+    Network(String),
+    #[error("unexpected answer from Viber: {0}")]
+    Decode(String),
+}
+
+/// A client for one bot.
+#[derive(Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    pub fn new(config: &ViberConfig) -> Result<Api, String> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(u64::from(config.request_timeout_secs.max(1))))
+            .connect_timeout(Duration::from_secs(15))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Api { http, base: config.api_url.trim_end_matches('/').to_owned(), token: config.auth_token.clone() })
+    }
+
+    /// Call one method; returns the whole answer when `status` is 0.
+    pub async fn call(&self, method: &str, body: &Value) -> Result<Value, ApiError> {
+        let answer = self
+            .http
+            .post(format!("{}/{method}", self.base))
+            .header(AUTH_HEADER, &self.token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+        let status = answer.status();
+        if !status.is_success() {
+            let retry_after = answer
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            return Err(ApiError::Http { status: status.as_u16(), retry_after });
+        }
+        let body: Value = answer.json().await.map_err(|e| ApiError::Decode(e.without_url().to_string()))?;
+        status_of(body)
+    }
+
+    /// Download a media URL from a customer's message, refusing more than `max` bytes.
+    pub async fn download(&self, url: &str, max: u64) -> Result<Vec<u8>, FetchError> {
+        let parsed = url::Url::parse(url).map_err(|_| FetchError::Refused("not a URL".into()))?;
+        if parsed.scheme() != "https" && parsed.scheme() != "http" {
+            return Err(FetchError::Refused("not an http(s) URL".into()));
+        }
+        let answer = self.http.get(parsed).send().await.map_err(|e| FetchError::Transient(e.without_url().to_string()))?;
+        let status = answer.status();
+        if status.is_server_error() || status.as_u16() == 429 {
+            return Err(FetchError::Transient(format!("HTTP {status}")));
+        }
+        if !status.is_success() {
+            return Err(FetchError::Refused(format!("HTTP {status}")));
+        }
+        if answer.content_length().is_some_and(|n| n > max) {
+            return Err(FetchError::TooLarge);
+        }
+        let mut bytes = Vec::new();
+        let mut stream = answer.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| FetchError::Transient(e.without_url().to_string()))?;
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > max {
+                return Err(FetchError::TooLarge);
+            }
+        }
+        Ok(bytes)
+    }
+}
+
+/// `status` 0 → the answer; otherwise [`ApiError::Status`].
+pub fn status_of(body: Value) -> Result<Value, ApiError> {
+    match body.get("status").and_then(Value::as_i64) {
+        Some(0) => Ok(body),
+        Some(status) => {
+            let message = body.get("status_message").and_then(Value::as_str).unwrap_or("unknown error").to_owned();
+            Err(ApiError::Status { status, message })
+        }
+        None => Err(ApiError::Decode(format!("no status in {body}"))),
+    }
+}
+
+/// Why a file could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("the file is larger than the bridge fetches")]
+    TooLarge,
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// What a failed call means for an outbound item.
+pub fn classify(error: ApiError) -> SendError {
+    let retry = |reason: String, after: Option<Duration>| SendError::Retryable { reason, retry_after: after };
+    let permanent = |reason: String| SendError::Permanent { reason };
+    match error {
+        ApiError::Status { status, message } => match status {
+            12 => retry(format!("Viber: too many requests ({message})"), Some(Duration::from_secs(1))),
+            10 => retry(format!("Viber has no webhook for the bot yet ({message})"), Some(Duration::from_secs(5))),
+            6 => permanent(format!("the customer is not subscribed to the bot any more (Viber: {message})")),
+            5 => permanent(format!("the customer is not registered on Viber (Viber: {message})")),
+            11 => permanent(format!("the customer has no Viber device that can receive this (Viber: {message})")),
+            2 => permanent(format!("Viber refused the bot's auth token (check channels.viber.auth_token): {message}")),
+            7..=9 => permanent(format!("the bot's account is blocked, missing or suspended (Viber: {message})")),
+            1 => permanent(format!("Viber could not use the file's URL (Viber: {message})")),
+            _ => permanent(format!("Viber refused the message: {message} (status {status})")),
+        },
+        ApiError::Http { status, retry_after } if status == 429 || status >= 500 => {
+            retry(format!("Viber answered HTTP {status}"), retry_after)
+        }
+        ApiError::Http { status, .. } => permanent(format!("Viber answered HTTP {status}")),
+        ApiError::Network(e) => retry(format!("cannot reach Viber: {e}"), None),
+        ApiError::Decode(e) => retry(format!("unexpected answer from Viber: {e}"), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn statuses_classify() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/viber");
+        if let Ok(t) = std::fs::read_to_string(dir.join("send_message_response.json")) {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            assert_eq!(status_of(v).unwrap()["message_token"].as_u64(), Some(5741311803571721087));
+        }
+        if let Ok(t) = std::fs::read_to_string(dir.join("error_invalid_auth_token.json")) {
+            let e = status_of(serde_json::from_str(&t).unwrap()).unwrap_err();
+            assert!(matches!(classify(e), SendError::Permanent { ref reason } if reason.contains("invalidAuthToken")));
+        }
+        let e = status_of(json!({"status": 6, "status_message": "notSubscribed"})).unwrap_err();
+        assert!(matches!(classify(e), SendError::Permanent { ref reason } if reason.contains("notSubscribed")));
+        let e = status_of(json!({"status": 12, "status_message": "tooManyRequests"})).unwrap_err();
+        assert!(matches!(classify(e), SendError::Retryable { .. }));
+        assert!(matches!(classify(ApiError::Http { status: 503, retry_after: None }), SendError::Retryable { .. }));
+        assert!(status_of(json!({})).is_err());
+    }
+}

@@ -1,0 +1,164 @@
+//! The `channels.viber` section of the bridge's configuration.
+//!
+//! A Viber bot needs its auth token (from the Viber Admin Panel or the bot's "Edit info"
+//! screen) and the name it sends under; everything else has a default. Viber delivers events to
+//! a webhook that must be reachable over HTTPS, `<public_url>/viber/callback`, and fetches the
+//! files operators send from `<public_url>/viber/media/…`, so the bridge needs a public URL (the
+//! core fills it from `appservice.public_url`). Unknown keys are rejected.
+
+use serde::Deserialize;
+
+/// The public Viber REST bot API.
+pub const DEFAULT_API_URL: &str = "https://chatapi.viber.com/pa";
+/// Longest text message Viber takes, in characters.
+pub const MAX_TEXT_CHARS: usize = 7000;
+/// Largest file a `file` message may carry.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 50 * 1024 * 1024;
+/// Longest sender name Viber shows.
+pub const MAX_NAME_CHARS: usize = 28;
+
+/// Configuration of the Viber channel.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ViberConfig {
+    pub enabled: bool,
+    /// Base URL of the REST bot API (`<api_url>/send_message`).
+    pub api_url: String,
+    /// The bot's auth token (`X-Viber-Auth-Token`; also the key of the callback signatures).
+    pub auth_token: String,
+    /// The name messages are sent under (at most 28 characters).
+    pub bot_name: String,
+    /// An avatar URL for the sender (optional; Viber wants at most 100 kB, 720×720).
+    pub bot_avatar: Option<String>,
+    /// The account id of every conversation. Default: the first part of the auth token (the
+    /// bot's id, which stays when the token is regenerated… mostly; set it to keep it stable).
+    pub account: Option<String>,
+    /// The bridge's public base URL as Viber reaches it; filled from `appservice.public_url`.
+    pub public_url: Option<String>,
+    /// Call `set_webhook` at start (off when the webhook is managed elsewhere).
+    pub register_webhook: bool,
+    /// Key of the signed media links; default: derived from the auth token.
+    pub media_secret: Option<String>,
+    /// How long a media link stays valid, in seconds.
+    pub media_link_ttl_secs: u64,
+    /// A call that has not answered after this many seconds counts as failed (and is retried).
+    pub request_timeout_secs: u32,
+    /// Largest file sent to Viber, in bytes.
+    pub max_file_size: u64,
+    /// Largest file fetched from Viber, in bytes.
+    pub max_download_size: u64,
+    /// Fetch customers' Viber avatars for their ghosts.
+    pub avatars: bool,
+}
+
+impl Default for ViberConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            api_url: DEFAULT_API_URL.to_owned(),
+            auth_token: String::new(),
+            bot_name: "Support".to_owned(),
+            bot_avatar: None,
+            account: None,
+            public_url: None,
+            register_webhook: true,
+            media_secret: None,
+            media_link_ttl_secs: 24 * 60 * 60,
+            request_timeout_secs: 60,
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+            max_download_size: 50 * 1024 * 1024,
+            avatars: true,
+        }
+    }
+}
+
+/// A configuration value that cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("channels.viber.{key}: {reason}")]
+pub struct ConfigError {
+    pub key: &'static str,
+    pub reason: String,
+}
+
+fn invalid(key: &'static str, reason: &str) -> Result<(), ConfigError> {
+    Err(ConfigError { key, reason: reason.to_owned() })
+}
+
+fn http_url(text: &str) -> bool {
+    matches!(url::Url::parse(text), Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && !u.cannot_be_a_base())
+}
+
+impl ViberConfig {
+    /// Check what serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.auth_token.trim().is_empty() {
+            return invalid("auth_token", "is required (the bot's token from the Viber Admin Panel)");
+        }
+        let name = self.bot_name.trim();
+        if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+            return invalid("bot_name", "must be 1-28 characters");
+        }
+        if !http_url(&self.api_url) {
+            return invalid("api_url", "must be an http(s) URL such as https://chatapi.viber.com/pa");
+        }
+        match self.public_url.as_deref() {
+            Some(u) if http_url(u) => {}
+            _ => return invalid("public_url", "must be the bridge's public http(s) URL (Viber posts events and fetches files there)"),
+        }
+        if self.media_link_ttl_secs == 0 {
+            return invalid("media_link_ttl_secs", "must be greater than 0");
+        }
+        if self.request_timeout_secs == 0 {
+            return invalid("request_timeout_secs", "must be at least 1");
+        }
+        if self.max_file_size == 0 {
+            return invalid("max_file_size", "must be greater than 0");
+        }
+        Ok(())
+    }
+
+    /// The account of every conversation.
+    pub fn account(&self) -> String {
+        match self.account.as_deref().filter(|a| !a.trim().is_empty()) {
+            Some(a) => a.trim().to_owned(),
+            None => self.auth_token.split('-').next().unwrap_or("viber").to_owned(),
+        }
+    }
+
+    /// Where Viber posts events.
+    pub fn webhook_url(&self) -> Option<String> {
+        self.public_url.as_deref().map(|b| format!("{}/viber/callback", b.trim_end_matches('/')))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> ViberConfig {
+        ViberConfig {
+            enabled: true,
+            auth_token: "44dafb7e0f40021e-61a47a1e6778d187-f2c5a676a07050b3".into(),
+            public_url: Some("https://bridge.example/".into()),
+            ..ViberConfig::default()
+        }
+    }
+
+    #[test]
+    fn defaults_and_validation() {
+        assert_eq!(ViberConfig::default().api_url, DEFAULT_API_URL);
+        assert!(good().validate().is_ok());
+        assert_eq!(good().account(), "44dafb7e0f40021e");
+        assert_eq!(good().webhook_url().as_deref(), Some("https://bridge.example/viber/callback"));
+        let long = ViberConfig { bot_name: "x".repeat(29), ..good() };
+        assert!(long.validate().unwrap_err().to_string().contains("channels.viber.bot_name"));
+        assert!(ViberConfig { public_url: None, ..good() }.validate().is_err());
+        assert!(ViberConfig { auth_token: " ".into(), ..good() }.validate().is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = serde_json::from_value::<ViberConfig>(serde_json::json!({"token": "x"})).unwrap_err();
+        assert!(err.to_string().contains("token"));
+    }
+}

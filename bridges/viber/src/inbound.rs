@@ -1,0 +1,407 @@
+//! Viber callbacks → the core's [`Inbound`] events.
+//!
+//! Two steps, so the part that reads outside input is pure and can be fuzzed on its own:
+//!
+//! 1. [`parse_callback_json`] / [`parse_event`] say what one callback means. No I/O.
+//! 2. [`realize`] fetches the message's file from its `media` URL into the media store and
+//!    builds the [`Inbound`]. A file that can never be fetched becomes a line of text; a
+//!    transient failure is an error, so the callback is answered 5xx and Viber delivers again.
+//!
+//! What is bridged: `message` (text, picture, video, file, sticker, location, contact, url; other
+//! types as a notice naming them), `delivered` → Delivered, `seen` → Read and `failed` → Failed
+//! with Viber's `desc`, all three about our own message by its `message_token`; `unsubscribed` →
+//! a notice (operators should know replies will fail). `subscribed` and `conversation_started`
+//! are acknowledged and not bridged: they carry no message, and a room for everyone who merely
+//! opened the bot's chat would be noise (the customer's first message opens the conversation).
+//! `webhook` (Viber checking the URL) is answered 200 and nothing else.
+//!
+//! Ids: a message's remote id is its `message_token` (a 64-bit number, unique per bot; ours come
+//! back from `send_message`). Dedup keys are `msg:<token>`, `delivered:<token>`, `seen:<token>`,
+//! `failed:<token>`, `unsubscribed:<user>:<token>`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::Value;
+use switchboard_channel::{Attachment, ContactProfile, Content, ConversationKey, Host, HostError, Inbound, InboundEvent};
+
+use crate::api::{Api, FetchError};
+
+/// A file the message carries, still on Viber's side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteFile {
+    pub url: String,
+    pub name: String,
+    pub mime: String,
+    pub size: Option<u64>,
+}
+
+/// The sender as Viber describes them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sender {
+    pub id: String,
+    pub name: Option<String>,
+    pub avatar_url: Option<String>,
+    /// E.164 (`+<digits>`), when Viber gave a phone number.
+    pub phone: Option<String>,
+}
+
+/// What a callback means, before any I/O.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Parsed {
+    pub conversation: ConversationKey,
+    pub sender: Sender,
+    pub timestamp_ms: i64,
+    pub dedup_key: String,
+    pub kind: ParsedKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParsedKind {
+    Message { remote_id: String, text: String, file: Option<RemoteFile> },
+    Notice { remote_id: String, text: String },
+    Delivered { remote_id: String },
+    Read { remote_id: String },
+    Failed { remote_id: String, reason: String },
+}
+
+/// What one callback asks of us.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Callback {
+    /// Store this, then answer 200.
+    Event(Box<Parsed>),
+    /// Answer 200 and forget it.
+    Ignored(&'static str),
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// A message token as text: Viber sends a 64-bit number (some proxies turn it into a string).
+fn token(v: &Value) -> Option<String> {
+    match v.get("message_token")? {
+        Value::Number(n) => n.as_u64().map(|t| t.to_string()).or_else(|| n.as_i64().map(|t| t.to_string())),
+        Value::String(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) && t.len() <= 20 => Some(t.clone()),
+        _ => None,
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn timestamp(v: &Value) -> i64 {
+    match v.get("timestamp").and_then(Value::as_i64) {
+        Some(t) if t > 0 && t < 100_000_000_000_000 => t,
+        _ => now_ms(),
+    }
+}
+
+/// A phone number in E.164 (`+<7-15 digits>`), if `raw` is one: spaces, dashes, dots and
+/// brackets dropped, a leading `00` read as `+`.
+pub fn e164(raw: &str) -> Option<String> {
+    let trimmed = raw.trim();
+    let international = trimmed.starts_with('+') || trimmed.starts_with("00");
+    if trimmed.chars().any(|c| !(c.is_ascii_digit() || " -.()+/".contains(c))) {
+        return None;
+    }
+    let mut digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
+    if trimmed.starts_with("00") {
+        digits.drain(..2);
+    }
+    if !international && digits.len() < 8 {
+        return None;
+    }
+    (7..=15).contains(&digits.len()).then(|| format!("+{digits}"))
+}
+
+/// A file name a customer chose, made safe to show and store: one path component, no control
+/// or bidirectional-override characters, not hidden, at most 200 characters, never empty.
+pub fn safe_file_name(name: &str) -> String {
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    };
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = base.chars().filter(|c| !invisible(*c)).take(200).collect();
+    let cleaned = cleaned.trim_start_matches(|c: char| c == '.' || c.is_whitespace()).trim_end();
+    if cleaned.is_empty() { "file".into() } else { cleaned.to_owned() }
+}
+
+/// The mime type for a file name's extension.
+pub fn mime_for_name(name: &str) -> &'static str {
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match ext.as_str() {
+        "pdf" => "application/pdf",
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "txt" => "text/plain",
+        "csv" => "text/csv",
+        "zip" => "application/zip",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "mp4" => "video/mp4",
+        "mov" => "video/quicktime",
+        "mp3" => "audio/mpeg",
+        "ogg" | "oga" => "audio/ogg",
+        "m4a" => "audio/mp4",
+        _ => "application/octet-stream",
+    }
+}
+
+fn sender_of(v: &Value) -> Option<Sender> {
+    let id = s(v, "id").filter(|i| !i.is_empty() && i.len() <= 256)?.to_owned();
+    let name = s(v, "name").map(str::trim).filter(|n| !n.is_empty()).map(|n| n.chars().take(200).collect());
+    let avatar_url = s(v, "avatar").filter(|a| a.starts_with("https://") || a.starts_with("http://")).map(str::to_owned);
+    let phone = s(v, "phone_number").or_else(|| s(v, "phone")).and_then(e164);
+    Some(Sender { id, name, avatar_url, phone })
+}
+
+/// Parse a raw callback body (after its signature was checked). `Err` for JSON that is not a
+/// Viber callback.
+pub fn parse_callback_json(body: &[u8], account: &str) -> Result<Callback, serde_json::Error> {
+    let value: Value = serde_json::from_slice(body)?;
+    if s(&value, "event").is_none() {
+        return Err(serde::de::Error::missing_field("event"));
+    }
+    Ok(parse_event(&value, account))
+}
+
+/// What one callback means.
+pub fn parse_event(v: &Value, account: &str) -> Callback {
+    let Some(kind) = s(v, "event") else { return Callback::Ignored("not a callback") };
+    let key = |chat: &str| ConversationKey { account: account.to_owned(), chat: chat.to_owned() };
+    let status = |kind: &str, make: &dyn Fn(String) -> ParsedKind| -> Callback {
+        let (Some(user), Some(t)) = (s(v, "user_id").filter(|u| !u.is_empty() && u.len() <= 256), token(v)) else {
+            return Callback::Ignored("a status without a user or message token");
+        };
+        Callback::Event(Box::new(Parsed {
+            conversation: key(user),
+            sender: Sender { id: user.to_owned(), ..Sender::default() },
+            timestamp_ms: timestamp(v),
+            dedup_key: format!("{kind}:{t}"),
+            kind: make(t),
+        }))
+    };
+    match kind {
+        "webhook" => Callback::Ignored("Viber checking the webhook"),
+        "subscribed" => Callback::Ignored("subscribed: the first message opens the conversation"),
+        "conversation_started" => Callback::Ignored("conversation started: nothing said yet"),
+        "delivered" => status("delivered", &|t| ParsedKind::Delivered { remote_id: t }),
+        "seen" => status("seen", &|t| ParsedKind::Read { remote_id: t }),
+        "failed" => {
+            let desc = s(v, "desc").filter(|d| !d.trim().is_empty()).unwrap_or("no reason given").chars().take(500).collect::<String>();
+            status("failed", &|t| ParsedKind::Failed { remote_id: t, reason: format!("Viber: {desc}") })
+        }
+        "unsubscribed" => {
+            let (Some(user), Some(t)) = (s(v, "user_id").filter(|u| !u.is_empty() && u.len() <= 256), token(v)) else {
+                return Callback::Ignored("unsubscribed without a user");
+            };
+            Callback::Event(Box::new(Parsed {
+                conversation: key(user),
+                sender: Sender { id: user.to_owned(), ..Sender::default() },
+                timestamp_ms: timestamp(v),
+                dedup_key: format!("unsubscribed:{user}:{t}"),
+                kind: ParsedKind::Notice {
+                    remote_id: format!("unsubscribed:{t}"),
+                    text: "The customer unsubscribed from the bot; Viber will refuse replies until they write again.".into(),
+                },
+            }))
+        }
+        "message" => message(v, account),
+        _ => Callback::Ignored("an event kind we do not know"),
+    }
+}
+
+fn message(v: &Value, account: &str) -> Callback {
+    let Some(sender) = v.get("sender").and_then(sender_of) else { return Callback::Ignored("a message without a sender") };
+    let Some(t) = token(v) else { return Callback::Ignored("a message without a token") };
+    let m = v.get("message").unwrap_or(&Value::Null);
+    let kind = s(m, "type").unwrap_or("");
+    let text = s(m, "text").unwrap_or("").to_owned();
+    let media = s(m, "media").map(str::to_owned);
+    let size = m.get("size").and_then(Value::as_u64);
+    let file = |name: String, mime: &str| {
+        media.clone().map(|url| RemoteFile { url, name: safe_file_name(&name), mime: mime.to_owned(), size })
+    };
+    let remote_id = t.clone();
+    let (text, file, notice) = match kind {
+        "text" => (text, None, false),
+        "picture" => {
+            let name = s(m, "file_name").map(str::to_owned).unwrap_or_else(|| format!("picture_{t}.jpg"));
+            let mime = match mime_for_name(&name) {
+                m @ ("image/png" | "image/gif" | "image/webp") => m,
+                _ => "image/jpeg",
+            };
+            (text, file(name, mime), false)
+        }
+        "video" => (text, file(format!("video_{t}.mp4"), "video/mp4"), false),
+        "file" => {
+            let name = s(m, "file_name").map(str::to_owned).unwrap_or_else(|| format!("file_{t}"));
+            let mime = mime_for_name(&name);
+            (text, file(name, mime), false)
+        }
+        "sticker" => {
+            let id = m.get("sticker_id").map(Value::to_string).unwrap_or_default();
+            (String::new(), file(format!("sticker_{id}.png"), "image/png"), false)
+        }
+        "location" => {
+            let loc = m.get("location").unwrap_or(&Value::Null);
+            match (loc.get("lat").and_then(Value::as_f64), loc.get("lon").and_then(Value::as_f64)) {
+                (Some(lat), Some(lon)) if lat.is_finite() && lon.is_finite() => (
+                    format!("Location: geo:{lat:.6},{lon:.6} https://www.openstreetmap.org/?mlat={lat:.6}&mlon={lon:.6}"),
+                    None,
+                    false,
+                ),
+                _ => ("[a location without coordinates]".into(), None, true),
+            }
+        }
+        "contact" => {
+            let c = m.get("contact").unwrap_or(&Value::Null);
+            let name = s(c, "name").unwrap_or("").trim().to_owned();
+            let phone = s(c, "phone_number").map(|p| e164(p).unwrap_or_else(|| p.trim().to_owned()));
+            let parts: Vec<String> = [Some(name).filter(|n| !n.is_empty()), phone].into_iter().flatten().collect();
+            (format!("Contact: {}", parts.join(", ")), None, false)
+        }
+        "url" => (media.clone().unwrap_or(text), None, false),
+        other => (format!("[a Viber {} message the bridge cannot show]", if other.is_empty() { "unknown" } else { other }), None, true),
+    };
+    let kind = if notice {
+        ParsedKind::Notice { remote_id, text }
+    } else if text.is_empty() && file.is_none() {
+        ParsedKind::Notice { remote_id, text: "[an empty Viber message]".into() }
+    } else {
+        ParsedKind::Message { remote_id, text, file }
+    };
+    Callback::Event(Box::new(Parsed {
+        conversation: ConversationKey { account: account.to_owned(), chat: sender.id.clone() },
+        sender,
+        timestamp_ms: timestamp(v),
+        dedup_key: format!("msg:{t}"),
+        kind,
+    }))
+}
+
+/// Why a callback could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum RealizeError {
+    #[error("fetching a file: {0}")]
+    Fetch(String),
+    #[error(transparent)]
+    Host(#[from] HostError),
+}
+
+/// Fetch the message's file and build the core's [`Inbound`].
+pub async fn realize(parsed: Parsed, profile: ContactProfile, api: &Api, host: &Arc<dyn Host>, max_download: u64) -> Result<Inbound, RealizeError> {
+    let plain = |text: String| Content { text, ..Content::default() };
+    let event = match parsed.kind {
+        ParsedKind::Message { remote_id, text, file } => {
+            let mut lines = vec![text];
+            let mut attachments = Vec::new();
+            if let Some(f) = file {
+                match if f.size.is_some_and(|n| n > max_download) { Err(FetchError::TooLarge) } else { api.download(&f.url, max_download).await } {
+                    Ok(bytes) => {
+                        let size = bytes.len() as u64;
+                        let media = host.put_media(Bytes::from(bytes), &f.mime, &f.name).await?;
+                        attachments.push(Attachment { media, name: f.name, mime: f.mime, size });
+                    }
+                    Err(FetchError::Transient(e)) => return Err(RealizeError::Fetch(e)),
+                    Err(FetchError::TooLarge) => lines.push(format!("[file too large to fetch: {}]", f.name)),
+                    Err(FetchError::Refused(e)) => {
+                        tracing::info!(error = %e, name = %f.name, "viber: media not available");
+                        lines.push(format!("[file not available: {}]", f.name));
+                    }
+                }
+            }
+            let text = lines.into_iter().filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n");
+            InboundEvent::Message { remote_id, content: Content { text, html: None, attachments }, reply_to: None }
+        }
+        ParsedKind::Notice { remote_id, text } => InboundEvent::Notice { remote_id, content: plain(text) },
+        ParsedKind::Delivered { remote_id } => InboundEvent::Delivered { remote_id },
+        ParsedKind::Read { remote_id } => InboundEvent::Read { remote_id },
+        ParsedKind::Failed { remote_id, reason } => InboundEvent::Failed { remote_id, reason },
+    };
+    Ok(Inbound {
+        conversation: parsed.conversation,
+        sender: profile,
+        timestamp_ms: parsed.timestamp_ms,
+        dedup_key: parsed.dedup_key,
+        event,
+        addressed_to: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Option<Callback> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/viber");
+        let body = std::fs::read(dir.join(name)).ok()?;
+        Some(parse_callback_json(&body, "bot").expect("a callback"))
+    }
+
+    fn event(c: Callback) -> Parsed {
+        match c {
+            Callback::Event(p) => *p,
+            other => panic!("not an event: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn text_picture_file_video() {
+        let Some(c) = fixture("message_text_docs.json") else { return };
+        let p = event(c);
+        assert_eq!(p.conversation, ConversationKey { account: "bot".into(), chat: "01234567890A=".into() });
+        assert_eq!(p.sender.name.as_deref(), Some("John McClane"));
+        assert_eq!(p.sender.avatar_url.as_deref(), Some("http://avatar.example.com"));
+        assert_eq!(p.timestamp_ms, 1457764197627);
+        assert_eq!(p.dedup_key, "msg:4912661846655238145");
+        assert_eq!(p.kind, ParsedKind::Message { remote_id: "4912661846655238145".into(), text: "a message to the service".into(), file: None });
+        let ParsedKind::Message { text, file: Some(f), .. } = event(fixture("message_picture.json").unwrap()).kind else { panic!() };
+        assert_eq!(text, "photo caption");
+        assert_eq!((f.name.as_str(), f.mime.as_str(), f.size), ("IMG_20240101_120000.jpg", "image/jpeg", Some(184512)));
+        let ParsedKind::Message { file: Some(f), .. } = event(fixture("message_file.json").unwrap()).kind else { panic!() };
+        assert_eq!((f.name.as_str(), f.mime.as_str()), ("invoice.pdf", "application/pdf"));
+        let ParsedKind::Message { file: Some(f), .. } = event(fixture("message_video.json").unwrap()).kind else { panic!() };
+        assert_eq!(f.mime, "video/mp4");
+        let p = event(fixture("message_text_unicode_sdk_fixture.json").unwrap());
+        assert!(p.sender.name.unwrap().starts_with("ふで"));
+    }
+
+    #[test]
+    fn statuses_and_subscriptions() {
+        let Some(c) = fixture("raw_seen.json") else { return };
+        let p = event(c);
+        assert_eq!(p.kind, ParsedKind::Read { remote_id: "5466297467809468529".into() });
+        assert_eq!(p.conversation.chat, "3SQNc4FPUQmysaM/AQEhXg==");
+        assert_eq!(event(fixture("raw_delivered.json").unwrap()).kind, ParsedKind::Delivered { remote_id: "5466297578174182639".into() });
+        assert!(matches!(event(fixture("failed.json").unwrap()).kind, ParsedKind::Failed { ref reason, .. } if reason.contains("failure description")));
+        assert!(matches!(event(fixture("raw_unsubscribed.json").unwrap()).kind, ParsedKind::Notice { .. }));
+        assert!(matches!(fixture("subscribed.json"), Some(Callback::Ignored(_))));
+        assert!(matches!(fixture("raw_conversation_started.json"), Some(Callback::Ignored(_))));
+        assert!(matches!(fixture("raw_conversation_started_cyrillic_escaped.json"), Some(Callback::Ignored(_))));
+        assert!(matches!(fixture("raw_webhook_check.json"), Some(Callback::Ignored(_))));
+    }
+
+    #[test]
+    fn phones_and_odd_messages() {
+        assert_eq!(e164("+44 7700 900123").as_deref(), Some("+447700900123"));
+        assert_eq!(e164("0044 (7700) 900-123").as_deref(), Some("+447700900123"));
+        assert_eq!(e164("380501234567").as_deref(), Some("+380501234567"));
+        assert_eq!(e164("12"), None);
+        assert_eq!(e164("call me"), None);
+        let contact = br#"{"event":"message","message_token":1,"sender":{"id":"u"},"message":{"type":"contact","contact":{"name":"Bo","phone_number":"+47 123 45 678"}}}"#;
+        let ParsedKind::Message { text, .. } = event(parse_callback_json(contact, "b").unwrap()).kind else { panic!() };
+        assert_eq!(text, "Contact: Bo, +4712345678");
+        let rich = br#"{"event":"message","message_token":"2","sender":{"id":"u"},"message":{"type":"rich_media"}}"#;
+        assert!(matches!(event(parse_callback_json(rich, "b").unwrap()).kind, ParsedKind::Notice { .. }));
+        for body in [&b"{}"[..], b"[]", b"{\"event\":1}", b"{\"event\":\"message\",\"sender\":{\"id\":\"\"}}",
+                     b"{\"event\":\"message\",\"message_token\":-1,\"sender\":{\"id\":\"x\"},\"message\":{\"type\":\"location\",\"location\":{\"lat\":1e999}}}"] {
+            let _ = parse_callback_json(body, "b");
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Operators' messages delivered to the customer: `Channel::send`.
+//!
+//! * **Text** goes out as `send_message` `type: text` with `sender: {name, avatar}`.
+//! * **Files**: Viber takes files only by URL, so each is published as a signed, expiring link
+//!   `<public_url>/viber/media/<token>` (see `signing` and `media`) and sent as `picture` (JPEG,
+//!   PNG or GIF up to 1 MB, with the text as its caption when that fits Viber's 120 characters),
+//!   `video` (MP4 up to 26 MB, with its `size`) or `file` (anything else, with `size` and
+//!   `file_name`). Text that does not fit a caption goes first as a message of its own.
+//! * **Idempotency**: Viber has no idempotency key, so the channel remembers `out:<key>` → the
+//!   first `message_token` and answers a retry from that. Only a crash in the instant between
+//!   Viber accepting the message and that write can repeat it. The media links of an item are
+//!   derived from its key, so a retry publishes the same links.
+//! * **Errors** go through [`api::classify`]. Viber has no edits, deletions or reactions.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use switchboard_channel::{Attachment, Delivery, Host, HostError, Outbound, OutboundAction, SendError};
+
+use crate::api::{classify, Api};
+use crate::media::Publisher;
+
+/// Longest caption of a picture message.
+const MAX_CAPTION_CHARS: usize = 120;
+/// Largest picture Viber shows as one; bigger images go as files.
+const MAX_PICTURE_BYTES: u64 = 1024 * 1024;
+/// Largest video Viber takes as one; bigger videos go as files.
+const MAX_VIDEO_BYTES: u64 = 26 * 1024 * 1024;
+
+/// What `send` needs.
+pub struct Outgoing {
+    pub api: Api,
+    pub host: Arc<dyn Host>,
+    pub account: String,
+    pub sender: Value,
+    pub media: Publisher,
+}
+
+fn permanent(reason: impl Into<String>) -> SendError {
+    SendError::Permanent { reason: reason.into() }
+}
+
+fn retryable_host(e: HostError) -> SendError {
+    SendError::Retryable { reason: format!("bridge store: {e}"), retry_after: None }
+}
+
+/// How a file goes out.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Kind {
+    Picture,
+    Video,
+    File,
+}
+
+pub fn kind_for(mime: &str, size: u64) -> Kind {
+    let essence = mime.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "image/jpeg" | "image/png" | "image/gif" if size <= MAX_PICTURE_BYTES => Kind::Picture,
+        "video/mp4" if size <= MAX_VIDEO_BYTES => Kind::Video,
+        _ => Kind::File,
+    }
+}
+
+/// `Channel::send`.
+pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendError> {
+    if outbound.conversation.account != out.account {
+        return Err(permanent(format!("this bridge's Viber bot is {}, not {}", out.account, outbound.conversation.account)));
+    }
+    let receiver = outbound.conversation.chat.as_str();
+    let OutboundAction::Message { content, .. } = &outbound.action else {
+        return Err(permanent("Viber has no edits, deletions, reactions or templates for bots"));
+    };
+    let key = format!("out:{}", outbound.idempotency_key);
+    if let Some(done) = out.host.state_get(&key).await.map_err(retryable_host)? {
+        tracing::info!(idempotency_key = %outbound.idempotency_key, remote_id = %done, "viber: already sent; not sending again");
+        return Ok(Delivery { remote_id: done, delivered: false });
+    }
+    let text = content.text.trim();
+    let first_is_picture = content
+        .attachments
+        .first()
+        .is_some_and(|a| kind_for(&a.mime, a.size) == Kind::Picture);
+    let caption_fits = first_is_picture && text.chars().count() <= MAX_CAPTION_CHARS;
+    let mut tokens = Vec::new();
+    if !text.is_empty() && !caption_fits {
+        tokens.push(send_message(out, receiver, json!({"type": "text", "text": text})).await?);
+    }
+    for (i, attachment) in content.attachments.iter().enumerate() {
+        let caption = if i == 0 && caption_fits { text } else { "" };
+        tokens.push(send_file(out, receiver, attachment, caption, &format!("{}#{i}", outbound.idempotency_key)).await?);
+    }
+    let remote_id = tokens.into_iter().next().ok_or_else(|| permanent("there was nothing to send"))?;
+    if let Err(e) = out.host.state_put(&key, &remote_id).await {
+        tracing::warn!(error = %e, "viber: sent but cannot remember the idempotency key");
+    }
+    // Viber confirms delivery later with a `delivered` callback.
+    Ok(Delivery { remote_id, delivered: false })
+}
+
+/// One `send_message`; returns the `message_token`.
+async fn send_message(out: &Outgoing, receiver: &str, mut body: Value) -> Result<String, SendError> {
+    body["receiver"] = receiver.into();
+    body["min_api_version"] = 1.into();
+    body["sender"] = out.sender.clone();
+    let answer = out.api.call("send_message", &body).await.map_err(classify)?;
+    match answer.get("message_token") {
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        _ => Err(SendError::Retryable { reason: format!("Viber answered without a message token: {answer}"), retry_after: None }),
+    }
+}
+
+/// A record id for an item's attachment: stable across retries.
+fn media_id(key: &str) -> String {
+    hex::encode(&Sha256::digest(key.as_bytes())[..16])
+}
+
+async fn send_file(out: &Outgoing, receiver: &str, attachment: &Attachment, caption: &str, key: &str) -> Result<String, SendError> {
+    let size = match out.host.get_media(&attachment.media).await {
+        Ok((bytes, _)) => bytes.len() as u64,
+        Err(HostError::NotFound) => return Err(permanent(format!("the file {} is no longer in the media repository", attachment.name))),
+        Err(e) => return Err(retryable_host(e)),
+    };
+    let url = out.media.publish(&media_id(key), attachment).await.map_err(retryable_host)?;
+    let body = match kind_for(&attachment.mime, size) {
+        Kind::Picture => json!({"type": "picture", "text": caption, "media": url}),
+        Kind::Video => json!({"type": "video", "media": url, "size": size}),
+        Kind::File => json!({"type": "file", "media": url, "size": size, "file_name": attachment.name}),
+    };
+    send_message(out, receiver, body).await
+}
+
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds() {
+        assert_eq!(kind_for("image/jpeg", 1000), Kind::Picture);
+        assert_eq!(kind_for("image/png", 2 * 1024 * 1024), Kind::File);
+        assert_eq!(kind_for("image/webp", 10), Kind::File);
+        assert_eq!(kind_for("video/mp4", 1000), Kind::Video);
+        assert_eq!(kind_for("application/pdf", 1000), Kind::File);
+        assert_eq!(media_id("k#0"), media_id("k#0"));
+        assert_ne!(media_id("k#0"), media_id("k#1"));
+    }
+}

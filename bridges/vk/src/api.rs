@@ -1,0 +1,242 @@
+//! The VK API client: method calls, uploads to the upload servers VK hands out, downloads of
+//! attachment URLs, and what VK's errors mean for the outbox.
+//!
+//! Every method is `POST <api_url>/<method>` with form parameters, the community token as
+//! `access_token` and the API version as `v`; the answer is `{"response": …}` or the error
+//! envelope `{"error": {"error_code": N, "error_msg": "…"}}` (with HTTP 200). The base URL is
+//! the only difference between production and the test suite's fake.
+//!
+//! [`classify`] sorts failures into what the core's outbox understands: too many requests (6),
+//! flood control (9), VK's internal errors (10), 5xx and network trouble are *retryable*; a
+//! customer who has not allowed the community to message them (901, 902), a refused token (5)
+//! and any other refusal are *permanent*, with VK's own `error_msg` quoted for operators.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+use switchboard_channel::SendError;
+
+use crate::config::VkConfig;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// VK's error envelope.
+    #[error("VK error {code}: {message}")]
+    Vk { code: i64, message: String },
+    /// An HTTP status other than 200 (VK's front ends answer 5xx when in trouble).
+    #[error("VK answered HTTP {status}")]
+    Http { status: u16 },
+    #[error("cannot reach VK: {0}")]
+    Network(String),
+    /// An answer that is not what the method returns.
+    #[error("unexpected answer from VK: {0}")]
+    Decode(String),
+}
+
+/// A client for one community.
+#[derive(Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    version: String,
+}
+
+impl Api {
+    pub fn new(config: &VkConfig) -> Result<Api, String> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(u64::from(config.request_timeout_secs.max(1))))
+            .connect_timeout(Duration::from_secs(15))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Api {
+            http,
+            base: config.api_url.trim_end_matches('/').to_owned(),
+            token: config.access_token.clone(),
+            version: config.api_version.clone(),
+        })
+    }
+
+    /// Call one method; returns the `response` member.
+    pub async fn call(&self, method: &str, params: &[(&str, String)]) -> Result<Value, ApiError> {
+        let mut form: Vec<(&str, String)> = params.to_vec();
+        form.push(("access_token", self.token.clone()));
+        form.push(("v", self.version.clone()));
+        let answer = self
+            .http
+            .post(format!("{}/{method}", self.base))
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+        let status = answer.status();
+        if !status.is_success() {
+            return Err(ApiError::Http { status: status.as_u16() });
+        }
+        let body: Value = answer.json().await.map_err(|e| ApiError::Decode(e.without_url().to_string()))?;
+        envelope(body)
+    }
+
+    /// Upload one file to an upload server URL VK gave us, as the multipart field `field`.
+    /// Upload servers answer plain JSON (`{"server":…,"photo":…,"hash":…}`, `{"file":…}`) or
+    /// `{"error": "…"}`.
+    pub async fn upload(&self, url: &str, field: &str, name: &str, mime: &str, bytes: Vec<u8>) -> Result<Value, ApiError> {
+        let part = match reqwest::multipart::Part::bytes(bytes.clone()).file_name(name.to_owned()).mime_str(mime) {
+            Ok(part) => part,
+            // A type reqwest cannot parse goes without one, as a browser would send it.
+            Err(_) => reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
+        };
+        let form = reqwest::multipart::Form::new().part(field.to_owned(), part);
+        let answer = self
+            .http
+            .post(url)
+            .multipart(form)
+            .send()
+            .await
+            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+        let status = answer.status();
+        if !status.is_success() {
+            return Err(ApiError::Http { status: status.as_u16() });
+        }
+        let body: Value = answer.json().await.map_err(|e| ApiError::Decode(e.without_url().to_string()))?;
+        if let Some(error) = body.get("error") {
+            let message = error.as_str().map(str::to_owned).unwrap_or_else(|| error.to_string());
+            return Err(ApiError::Vk { code: 0, message: format!("upload refused: {message}") });
+        }
+        Ok(body)
+    }
+
+    /// Download an attachment URL, refusing more than `max` bytes.
+    pub async fn download(&self, url: &str, max: u64) -> Result<Vec<u8>, FetchError> {
+        let parsed = url::Url::parse(url).map_err(|_| FetchError::Refused("not a URL".into()))?;
+        if parsed.scheme() != "https" && parsed.scheme() != "http" {
+            return Err(FetchError::Refused("not an http(s) URL".into()));
+        }
+        let answer = self
+            .http
+            .get(parsed)
+            .send()
+            .await
+            .map_err(|e| FetchError::Transient(e.without_url().to_string()))?;
+        let status = answer.status();
+        if status.is_server_error() || status.as_u16() == 429 {
+            return Err(FetchError::Transient(format!("HTTP {status}")));
+        }
+        if !status.is_success() {
+            return Err(FetchError::Refused(format!("HTTP {status}")));
+        }
+        if answer.content_length().is_some_and(|n| n > max) {
+            return Err(FetchError::TooLarge);
+        }
+        let mut bytes = Vec::new();
+        let mut stream = answer.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| FetchError::Transient(e.without_url().to_string()))?;
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > max {
+                return Err(FetchError::TooLarge);
+            }
+        }
+        Ok(bytes)
+    }
+}
+
+/// Unwrap `{"response": …}` or turn `{"error": …}` into [`ApiError::Vk`].
+pub fn envelope(body: Value) -> Result<Value, ApiError> {
+    if let Some(error) = body.get("error") {
+        let code = error.get("error_code").and_then(Value::as_i64).unwrap_or(0);
+        let message = error.get("error_msg").and_then(Value::as_str).unwrap_or("unknown error").to_owned();
+        return Err(ApiError::Vk { code, message });
+    }
+    match body {
+        Value::Object(mut fields) => fields.remove("response").ok_or_else(|| ApiError::Decode("no response member".into())),
+        _ => Err(ApiError::Decode("not a JSON object".into())),
+    }
+}
+
+/// Why a file could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("the file is larger than the bridge fetches")]
+    TooLarge,
+    /// Will not work later either (404, not a URL).
+    #[error("{0}")]
+    Refused(String),
+    /// Worth trying again: the event is not acknowledged, VK delivers it again.
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// What an error code means for an outbound item, with VK's text quoted.
+pub fn classify_vk(code: i64, message: &str) -> SendError {
+    let retry = |reason: String, after: Option<Duration>| SendError::Retryable { reason, retry_after: after };
+    let permanent = |reason: String| SendError::Permanent { reason };
+    match code {
+        6 => retry(format!("VK: too many requests per second ({message})"), Some(Duration::from_secs(1))),
+        9 => retry(format!("VK flood control: {message}"), Some(Duration::from_secs(3))),
+        10 => retry(format!("VK internal error: {message}"), None),
+        5 => permanent(format!("VK refused the community access token (check channels.vk.access_token): {message}")),
+        901 => permanent(format!("the customer has not allowed the community to message them (VK: {message})")),
+        902 => permanent(format!("the customer's privacy settings do not allow messages from the community (VK: {message})")),
+        900 => permanent(format!("the customer has blocked the community (VK: {message})")),
+        914 => permanent(format!("the message is too long for VK (VK: {message})")),
+        _ => permanent(format!("VK refused the message: {message} (error {code})")),
+    }
+}
+
+/// What a failed call means for an outbound item.
+pub fn classify(error: ApiError) -> SendError {
+    match error {
+        ApiError::Vk { code, message } => classify_vk(code, &message),
+        ApiError::Http { status } if status == 429 || status >= 500 => {
+            SendError::Retryable { reason: format!("VK answered HTTP {status}"), retry_after: None }
+        }
+        ApiError::Http { status } => SendError::Permanent { reason: format!("VK answered HTTP {status}") },
+        ApiError::Network(e) => SendError::Retryable { reason: format!("cannot reach VK: {e}"), retry_after: None },
+        ApiError::Decode(e) => SendError::Retryable { reason: format!("unexpected answer from VK: {e}"), retry_after: None },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fixture(name: &str) -> Option<Value> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/vk");
+        std::fs::read_to_string(dir.join(name)).ok().and_then(|t| serde_json::from_str(&t).ok())
+    }
+
+    #[test]
+    fn envelopes_unwrap() {
+        assert_eq!(envelope(json!({"response": 6342})).unwrap(), json!(6342));
+        assert!(matches!(envelope(json!({"error": {"error_code": 9, "error_msg": "Flood control"}})), Err(ApiError::Vk { code: 9, .. })));
+        assert!(envelope(json!([1])).is_err());
+    }
+
+    #[test]
+    fn fixture_errors_classify() {
+        let Some(flood) = fixture("error_9_flood_control.json") else { return };
+        match classify(envelope(flood).unwrap_err()) {
+            SendError::Retryable { retry_after, reason } => {
+                assert!(retry_after.is_some());
+                assert!(reason.contains("Flood control"));
+            }
+            other => panic!("{other:?}"),
+        }
+        if let Some(perm) = fixture("error_901_no_permission.json") {
+            match classify(envelope(perm).unwrap_err()) {
+                SendError::Permanent { reason } => assert!(reason.contains("Can't send messages for users without permission")),
+                other => panic!("{other:?}"),
+            }
+        }
+        if let Some(auth) = fixture("error_5_invalid_token.json") {
+            assert!(matches!(classify(envelope(auth).unwrap_err()), SendError::Permanent { .. }));
+        }
+        assert!(matches!(classify_vk(6, "Too many requests per second"), SendError::Retryable { .. }));
+        assert!(matches!(classify_vk(10, "Internal server error"), SendError::Retryable { .. }));
+        assert!(matches!(classify(ApiError::Http { status: 502 }), SendError::Retryable { .. }));
+    }
+}

@@ -1,0 +1,406 @@
+//! A wire-level fake of the Viber REST bot API for the bridge's Viber channel, reached only
+//! through its configurable `api_url`, plus the signed webhook deliveries Viber makes.
+//!
+//! It speaks the documented protocol (<https://developers.viber.com/docs/api/rest-bot-api/>):
+//!
+//! * `POST <base>/pa/<method>` with a JSON body and the bot's token in `X-Viber-Auth-Token`;
+//!   answers HTTP 200 with `{"status": N, "status_message": "…", …}`: 0 ok, 2
+//!   `invalidAuthToken`, 3 `badData`, 4 `missingData`, 5 `receiverNotRegistered`, 6
+//!   `receiverNotSubscribed`, 12 `tooManyRequests`. Faults can also be HTTP 500.
+//! * `set_webhook`: Viber checks the URL by posting a signed `webhook` event to it at once and
+//!   accepts only if that is answered 200 (else status 1 `invalidUrl`).
+//! * `send_message`: `receiver`, `sender.name` (≤ 28 characters), `type` text / picture / video /
+//!   file; media types must carry a `media` URL the fake can fetch (it downloads the file, as
+//!   Viber does, and keeps the bytes to assert on), `video` and `file` a `size`, `file` a
+//!   `file_name`; picture text at most 120 characters. Answers a `message_token`.
+//! * Customers' files are served at `<base>/files/<name>` (the `media` URLs of their messages).
+//!
+//! For tests: [`FakeViber::message`] and friends build callbacks; [`FakeViber::post_callback`]
+//! signs one (HMAC-SHA256 of the body under the token) and delivers it; [`FakeViber::calls`]
+//! records every request; [`FakeViber::fault`] makes the next N sends fail;
+//! [`FakeViber::unsubscribe`] makes a customer one the bot can no longer write to.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+pub const TOKEN: &str = "4b1d5e7f0a2c4e6f-8a0b2c4d6e8f0a1b-2c3d4e5f6a7b8c9d";
+/// The account the bridge derives from the token.
+pub const ACCOUNT: &str = "4b1d5e7f0a2c4e6f";
+pub const BOT_NAME: &str = "Acme Support";
+
+/// A Viber user in tests.
+#[derive(Clone, Debug)]
+pub struct ViberUser {
+    pub id: String,
+    pub name: String,
+    pub avatar: Option<String>,
+}
+
+/// One request the fake received.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub method: String,
+    pub token: Option<String>,
+    pub body: Value,
+    /// For media messages: the bytes the fake fetched from `media`.
+    pub fetched: Option<Vec<u8>>,
+    pub at: Instant,
+    /// The `status` answered (HTTP 500 faults are recorded as -500).
+    pub status: i64,
+}
+
+impl Call {
+    pub fn str(&self, key: &str) -> Option<String> {
+        self.body.get(key).and_then(Value::as_str).map(str::to_owned)
+    }
+}
+
+/// How a faulty send fails.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    /// `status: 12, tooManyRequests`.
+    TooManyRequests,
+    /// HTTP 500.
+    ServerError,
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: Vec<Call>,
+    faults: Vec<(Fault, u32)>,
+    /// Users who wrote to the bot (subscribed).
+    subscribed: HashSet<String>,
+    unsubscribed: HashSet<String>,
+    files: HashMap<String, Vec<u8>>,
+    webhook: Option<String>,
+    next_token: u64,
+    base: String,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The fake Viber, on 127.0.0.1 and a free port; stops when dropped.
+pub struct FakeViber {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeViber {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Hex HMAC-SHA256 of `body` under the token, as Viber signs callbacks.
+pub fn signature(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(TOKEN.as_bytes()).expect("any key length");
+    mac.update(body);
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn status(status: i64, message: &str) -> Value {
+    json!({"status": status, "status_message": message})
+}
+
+impl FakeViber {
+    pub async fn start() -> anyhow::Result<FakeViber> {
+        let shared = Arc::new(Shared { inner: Mutex::new(Inner { next_token: 5_741_311_803_571_721_000, ..Inner::default() }) });
+        let app = Router::new()
+            .route("/pa/{method}", post(method))
+            .route("/files/{name}", get(file))
+            .with_state(Arc::clone(&shared));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the fake Viber")?;
+        let addr = listener.local_addr()?;
+        shared.lock().base = format!("http://{addr}");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(FakeViber { addr, shared, task })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The base to configure as `api_url`.
+    pub fn api_url(&self) -> String {
+        format!("{}/pa", self.url())
+    }
+
+    pub fn user(&self, id: &str, name: &str, avatar: Option<Vec<u8>>) -> ViberUser {
+        let avatar = avatar.map(|bytes| self.add_file(&format!("avatar_{}.jpg", id.len()), bytes));
+        ViberUser { id: id.into(), name: name.into(), avatar }
+    }
+
+    /// Serve `bytes` at `<base>/files/<name>`; returns the URL.
+    pub fn add_file(&self, name: &str, bytes: Vec<u8>) -> String {
+        let mut s = self.shared.lock();
+        s.files.insert(name.to_owned(), bytes);
+        format!("{}/files/{name}", s.base)
+    }
+
+    /// Whether the fake served a file (`/files/<name>`) — recorded as a `GET files/<name>` call.
+    pub fn file_fetched(&self, name: &str) -> bool {
+        self.shared.lock().calls.iter().any(|c| c.method == format!("GET files/{name}"))
+    }
+
+    /// The webhook URL Viber accepted with `set_webhook`.
+    pub fn webhook(&self) -> Option<String> {
+        self.shared.lock().webhook.clone()
+    }
+
+    pub fn fault(&self, fault: Fault, count: u32) {
+        self.shared.lock().faults.push((fault, count));
+    }
+
+    /// The customer unsubscribes: sends to them fail with status 6. Returns the callback.
+    pub fn unsubscribe(&self, user: &ViberUser) -> Value {
+        let mut s = self.shared.lock();
+        s.subscribed.remove(&user.id);
+        s.unsubscribed.insert(user.id.clone());
+        s.next_token += 1;
+        json!({"event": "unsubscribed", "timestamp": now_ms(), "chat_hostname": "SN-376_", "user_id": user.id, "message_token": s.next_token})
+    }
+
+    pub fn all_calls(&self) -> Vec<Call> {
+        self.shared.lock().calls.clone()
+    }
+
+    pub fn calls(&self, method: &str) -> Vec<Call> {
+        self.shared.lock().calls.iter().filter(|c| c.method == method).cloned().collect()
+    }
+
+    pub async fn wait_for_call(&self, method: &str, pred: impl Fn(&Call) -> bool) -> anyhow::Result<Call> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(c) = self.calls(method).into_iter().find(|c| pred(c)) {
+                return Ok(c);
+            }
+            if Instant::now() > deadline {
+                let seen: Vec<String> = self.all_calls().iter().rev().take(12).map(|c| format!("{} {} -> {}", c.method, c.body, c.status)).collect();
+                anyhow::bail!("timed out waiting for a matching {method} call; last calls:\n  {}", seen.join("\n  "));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// A `message` callback from `user`; `message` is the `message` object (`type`, `text`,
+    /// `media`, …). Returns the callback and its `message_token`. The user is subscribed from now.
+    pub fn message(&self, user: &ViberUser, message: Value) -> (Value, u64) {
+        let mut s = self.shared.lock();
+        s.subscribed.insert(user.id.clone());
+        s.unsubscribed.remove(&user.id);
+        s.next_token += 1;
+        let token = s.next_token;
+        let mut sender = json!({"id": user.id, "name": user.name, "language": "en", "country": "GB", "api_version": 10});
+        if let Some(a) = &user.avatar {
+            sender["avatar"] = a.clone().into();
+        }
+        (json!({"event": "message", "timestamp": now_ms(), "chat_hostname": "SN-376_", "message_token": token,
+                "sender": sender, "message": message, "silent": false}), token)
+    }
+
+    /// A status callback (`delivered`, `seen`) about our message `token`.
+    pub fn status_event(&self, kind: &str, user: &ViberUser, token: u64) -> Value {
+        json!({"event": kind, "timestamp": now_ms(), "chat_hostname": "SN-CHAT-02_", "message_token": token, "user_id": user.id})
+    }
+
+    /// A `failed` callback about our message `token`.
+    pub fn failed_event(&self, user: &ViberUser, token: u64, desc: &str) -> Value {
+        json!({"event": "failed", "timestamp": now_ms(), "message_token": token, "user_id": user.id, "desc": desc})
+    }
+
+    /// Deliver a callback signed as Viber signs it; returns the status.
+    pub async fn post_callback(&self, url: &str, event: &Value) -> anyhow::Result<u16> {
+        let body = event.to_string();
+        let sig = signature(body.as_bytes());
+        self.post_raw(url, body.into_bytes(), Some(&sig)).await
+    }
+
+    /// Deliver raw bytes with the given signature header (or none).
+    pub async fn post_raw(&self, url: &str, body: Vec<u8>, signature: Option<&str>) -> anyhow::Result<u16> {
+        post_signed(url, body, signature).await
+    }
+
+    /// The message tokens of what the bot sent successfully, with the request bodies.
+    pub fn sent(&self) -> Vec<(u64, Value)> {
+        self.calls("send_message")
+            .into_iter()
+            .filter(|c| c.status == 0)
+            .filter_map(|c| Some((c.body.get("_token")?.as_u64()?, c.body)))
+            .collect()
+    }
+}
+
+async fn post_signed(url: &str, body: Vec<u8>, signature: Option<&str>) -> anyhow::Result<u16> {
+    let mut request = reqwest::Client::new().post(url).header("content-type", "application/json").body(body);
+    if let Some(sig) = signature {
+        request = request.header("X-Viber-Content-Signature", sig);
+    }
+    let response = request.timeout(Duration::from_secs(30)).send().await.context("posting to the webhook")?;
+    Ok(response.status().as_u16())
+}
+
+fn record(shared: &Shared, method: &str, token: Option<String>, body: Value, fetched: Option<Vec<u8>>, status: i64) {
+    shared.lock().calls.push(Call { method: method.into(), token, body, fetched, at: Instant::now(), status });
+}
+
+async fn method(State(shared): State<Arc<Shared>>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let token = headers.get("x-viber-auth-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        record(&shared, &name, token, Value::Null, None, 3);
+        return axum::Json(status(3, "badData")).into_response();
+    };
+    if token.as_deref() != Some(TOKEN) {
+        record(&shared, &name, token, body, None, 2);
+        return axum::Json(status(2, "invalidAuthToken")).into_response();
+    }
+    match name.as_str() {
+        "set_webhook" => set_webhook(&shared, token, body).await,
+        "send_message" => send_message(&shared, token, body).await,
+        "get_account_info" => {
+            record(&shared, &name, token, body, None, 0);
+            axum::Json(json!({"status": 0, "status_message": "ok", "id": format!("pa:{ACCOUNT}"), "name": BOT_NAME, "uri": "acmesupport"})).into_response()
+        }
+        _ => (StatusCode::NOT_FOUND, "Not Found").into_response(),
+    }
+}
+
+async fn set_webhook(shared: &Arc<Shared>, token: Option<String>, body: Value) -> Response {
+    let Some(url) = body.get("url").and_then(Value::as_str).map(str::to_owned) else {
+        record(shared, "set_webhook", token, body, None, 4);
+        return axum::Json(status(4, "missingData")).into_response();
+    };
+    // Viber checks the URL with a signed `webhook` event before accepting it.
+    let check = json!({"event": "webhook", "timestamp": now_ms(), "chat_hostname": "SN-CHAT-22_", "message_token": 5_466_394_344_559_121_456u64}).to_string();
+    let sig = signature(check.as_bytes());
+    let answered = post_signed(&url, check.into_bytes(), Some(&sig)).await.unwrap_or(0);
+    if answered != 200 {
+        record(shared, "set_webhook", token, body, None, 1);
+        return axum::Json(status(1, "invalidUrl")).into_response();
+    }
+    shared.lock().webhook = Some(url);
+    record(shared, "set_webhook", token, body, None, 0);
+    axum::Json(json!({"status": 0, "status_message": "ok",
+        "event_types": ["delivered", "seen", "failed", "subscribed", "unsubscribed", "conversation_started"]})).into_response()
+}
+
+async fn send_message(shared: &Arc<Shared>, token: Option<String>, mut body: Value) -> Response {
+    let refuse = |shared: &Arc<Shared>, token: Option<String>, body: Value, code: i64, message: &str| {
+        record(shared, "send_message", token, body, None, code);
+        axum::Json(status(code, message)).into_response()
+    };
+    {
+        let mut s = shared.lock();
+        if let Some((fault, n)) = s.faults.iter_mut().find(|(_, n)| *n > 0) {
+            *n -= 1;
+            let fault = *fault;
+            drop(s);
+            return match fault {
+                Fault::TooManyRequests => refuse(shared, token, body, 12, "tooManyRequests"),
+                Fault::ServerError => {
+                    record(shared, "send_message", token, body, None, -500);
+                    (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
+                }
+            };
+        }
+    }
+    let Some(receiver) = body.get("receiver").and_then(Value::as_str).map(str::to_owned) else {
+        return refuse(shared, token, body, 4, "missingData");
+    };
+    let name_ok = body["sender"]["name"].as_str().is_some_and(|n| !n.is_empty() && n.chars().count() <= 28);
+    if !name_ok {
+        return refuse(shared, token, body, 3, "badData");
+    }
+    {
+        let s = shared.lock();
+        if s.unsubscribed.contains(&receiver) {
+            drop(s);
+            return refuse(shared, token, body, 6, "receiverNotSubscribed");
+        }
+        if !s.subscribed.contains(&receiver) {
+            drop(s);
+            return refuse(shared, token, body, 5, "receiverNotRegistered");
+        }
+    }
+    let kind = body.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
+    let mut fetched = None;
+    match kind.as_str() {
+        "text" => {
+            if body.get("text").and_then(Value::as_str).is_none_or(str::is_empty) {
+                return refuse(shared, token, body, 4, "missingData");
+            }
+        }
+        "picture" | "video" | "file" => {
+            let Some(media) = body.get("media").and_then(Value::as_str).map(str::to_owned) else {
+                return refuse(shared, token, body, 4, "missingData");
+            };
+            if kind == "picture" && (body.get("text").and_then(Value::as_str).is_none_or(|t| t.chars().count() > 120)) {
+                return refuse(shared, token, body, 3, "badData");
+            }
+            if kind != "picture" && body.get("size").and_then(Value::as_u64).is_none() {
+                return refuse(shared, token, body, 4, "missingData");
+            }
+            if kind == "file" && body.get("file_name").and_then(Value::as_str).is_none_or(str::is_empty) {
+                return refuse(shared, token, body, 4, "missingData");
+            }
+            // Viber fetches the media from its URL.
+            let got = async {
+                let r = reqwest::Client::new().get(&media).timeout(Duration::from_secs(20)).send().await.ok()?;
+                if !r.status().is_success() {
+                    return None;
+                }
+                r.bytes().await.ok().map(|b| b.to_vec())
+            }
+            .await;
+            let Some(bytes) = got else { return refuse(shared, token, body, 1, "invalidUrl") };
+            fetched = Some(bytes);
+        }
+        _ => return refuse(shared, token, body, 3, "badData"),
+    }
+    let message_token = {
+        let mut s = shared.lock();
+        s.next_token += 1;
+        s.next_token
+    };
+    body["_token"] = message_token.into();
+    record(shared, "send_message", token, body, fetched, 0);
+    axum::Json(json!({"status": 0, "status_message": "ok", "message_token": message_token, "chat_hostname": "SN-CHAT-05_", "billing_status": 1}))
+        .into_response()
+}
+
+async fn file(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+    let bytes = shared.lock().files.get(&name).cloned();
+    record(&shared, &format!("GET files/{name}"), None, Value::Null, None, 0);
+    match bytes {
+        Some(b) => (StatusCode::OK, b).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
