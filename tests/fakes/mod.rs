@@ -8,3 +8,4 @@ pub mod vk;
 pub mod viber;
 pub mod discord;
 pub mod messenger;
+pub mod twilio;
