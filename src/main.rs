@@ -75,7 +75,7 @@ fn main() -> ExitCode {
 /// Wire up the enabled channels from their config sections.
 fn channels(config: &Config) -> Result<Vec<Arc<dyn Channel>>, switchboard::config::ConfigError> {
     let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
-    let known = ["webchat", "telegram", "email", "vk", "viber", "whatsapp"];
+    let known = ["webchat", "telegram", "email", "vk", "viber", "discord", "messenger", "instagram", "sms", "whatsapp"];
     for name in config.channels.keys() {
         if !known.contains(&name.as_str()) {
             return Err(switchboard::config::ConfigError::Invalid {
@@ -112,6 +112,25 @@ fn channels(config: &Config) -> Result<Vec<Arc<dyn Channel>>, switchboard::confi
     let email: switchboard_email::EmailConfig = config.channel("email")?;
     if email.enabled {
         channels.push(Arc::new(switchboard_email::Email::new(email)));
+    }
+    let discord: switchboard_discord::DiscordConfig = config.channel("discord")?;
+    if discord.enabled {
+        channels.push(Arc::new(switchboard_discord::Discord::new(discord)));
+    }
+    let messenger: switchboard_messenger::MetaConfig = config.channel("messenger")?;
+    if messenger.enabled {
+        channels.push(Arc::new(switchboard_messenger::MetaChannel::messenger(messenger)));
+    }
+    let instagram: switchboard_messenger::MetaConfig = config.channel("instagram")?;
+    if instagram.enabled {
+        channels.push(Arc::new(switchboard_messenger::MetaChannel::instagram(instagram)));
+    }
+    let mut sms: switchboard_sms::SmsConfig = config.channel("sms")?;
+    if sms.enabled {
+        if sms.public_url.is_none() {
+            sms.public_url = Some(config.public_url().as_str().trim_end_matches('/').to_string());
+        }
+        channels.push(Arc::new(switchboard_sms::Sms::new(sms)));
     }
     let whatsapp: switchboard_whatsapp::WhatsAppConfig = config.channel("whatsapp")?;
     if whatsapp.enabled {

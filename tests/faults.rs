@@ -203,7 +203,12 @@ async fn sigkill_during_a_two_way_burst_loses_and_doubles_nothing() -> anyhow::R
             let digits: String = name["Crash Visitor ".len()..].chars().take(3).collect();
             let index: usize = digits.parse().with_context(|| format!("visitor index in {name:?}"))?;
             let visitor = visitors[index].clone();
-            ensure!(!rooms.contains_key(&visitor.visitor_id), "a second portal for {}: {room}", visitor.visitor_id);
+            // An initial sync may list a room we just joined again (Synapse caches sync answers).
+            match rooms.get(&visitor.visitor_id) {
+                Some(known) if *known == room => continue,
+                Some(known) => bail!("a second portal for {}: {room} besides {known}", visitor.visitor_id),
+                None => {}
+            }
             alice.call(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{}", urlencode(&room)), Some(json!({}))).await?;
             rooms.insert(visitor.visitor_id.clone(), room.clone());
             let alice = alice.clone();

@@ -7,3 +7,6 @@ pub mod telegram;
 pub mod whatsapp;
 pub mod vk;
 pub mod viber;
+pub mod discord;
+pub mod messenger;
+pub mod twilio;

@@ -1,0 +1,472 @@
+//! Gateway dispatches → the core's inbound events.
+//!
+//! Two steps, as in the other channels:
+//!
+//! 1. [`parse_dispatch`] (pure, fuzzed): a dispatch's name and `d` → what it means for the
+//!    bridge ([`Parsed`]): which conversation (account = the bot's user id, chat = the channel
+//!    id, a DM channel for customers), who, when, which text/HTML, which attachments to fetch,
+//!    which message it answers. Dispatches the bridge does not bridge (the bot's own messages,
+//!    guild messages unless configured, READY, presence…) are `None`.
+//! 2. [`realize`]: fetch the attachments and store them with `Host::put_media`, and build the
+//!    `Inbound`. An attachment Discord will not hand out becomes a line of text saying so; a
+//!    transient failure is an error, and the gateway loop tries again before moving on.
+//!
+//! Dedup keys: `msg:<channel>:<id>`, `edit:<channel>:<id>:<edited_timestamp>`,
+//! `del:<channel>:<id>`. A message the gateway redelivers after a resume is stored once.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use switchboard_channel::{Attachment as CoreAttachment, Content, ContactProfile, ConversationKey, Host, HostError, Inbound, InboundEvent, MediaRef};
+
+use crate::markdown;
+use crate::model::{self, Attachment, Message, MessageDelete, TypingStart, User};
+use crate::rest::{Rest, RestError};
+
+/// What parsing needs to know.
+#[derive(Clone, Debug, Default)]
+pub struct ParseOptions {
+    /// The bot's user id: the account of every conversation, and whose messages are not bridged.
+    pub account: String,
+    /// Bridge guild channels too.
+    pub guilds: bool,
+    /// With `guilds`: only these channels (empty: all).
+    pub guild_channels: Vec<String>,
+}
+
+/// A message's content before its files are fetched.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParsedContent {
+    pub text: String,
+    pub html: Option<String>,
+    pub attachments: Vec<Attachment>,
+}
+
+/// What a dispatch means.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParsedKind {
+    Message { remote_id: String, content: ParsedContent, reply_to: Option<String>, notice: bool },
+    Edit { remote_id: String, content: ParsedContent },
+    Delete { remote_id: String },
+    Typing,
+}
+
+/// A dispatch the bridge acts on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Parsed {
+    pub conversation: ConversationKey,
+    /// The author when the dispatch names them (not for deletions; typing has only the id).
+    pub sender: Option<User>,
+    /// The author's id when only that is known.
+    pub sender_id: Option<String>,
+    pub timestamp_ms: i64,
+    pub dedup_key: String,
+    pub kind: ParsedKind,
+}
+
+fn is_snowflake(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether a message in `channel` (of `guild`) is bridged at all.
+fn wanted(options: &ParseOptions, channel: &str, guild: Option<&str>) -> bool {
+    if !is_snowflake(channel) {
+        return false;
+    }
+    match guild {
+        None => true,
+        Some(_) => options.guilds && (options.guild_channels.is_empty() || options.guild_channels.iter().any(|c| c == channel)),
+    }
+}
+
+fn conversation(options: &ParseOptions, channel: &str) -> ConversationKey {
+    ConversationKey { account: options.account.clone(), chat: channel.to_owned() }
+}
+
+/// Names of the users mentioned, for `<@id>`.
+fn names(m: &Message) -> markdown::Names {
+    m.mentions.iter().map(|u| (u.id.clone(), u.display_name().to_owned())).collect()
+}
+
+/// Message types that are someone writing: DEFAULT and REPLY (and a chat-input command's
+/// output is the bot's own). Everything else is a system message.
+fn is_plain_message(kind: u16) -> bool {
+    matches!(kind, 0 | 19)
+}
+
+/// The text, HTML and files of a message; `notice` when it is something the bridge shows only
+/// as a description (a system message, a poll, an embed-only message).
+fn content_of(m: &Message, raw: &Value, guild_prefix: Option<&str>) -> (ParsedContent, bool) {
+    let names = names(m);
+    let mut content = m.content.clone().unwrap_or_default();
+    let mut notice = false;
+    if m.message_reference.as_ref().is_some_and(|r| r.kind == 1) {
+        // A forward: the forwarded text is in message_snapshots.
+        let forwarded = raw["message_snapshots"][0]["message"]["content"].as_str().unwrap_or("");
+        content = format!("Forwarded message:\n{forwarded}");
+    }
+    for sticker in &m.sticker_items {
+        let name = sticker["name"].as_str().unwrap_or("sticker");
+        content.push_str(&format!("{}[sticker: {name}]", if content.is_empty() { "" } else { "\n" }));
+    }
+    if !raw["poll"].is_null() {
+        let question = raw["poll"]["question"]["text"].as_str().unwrap_or("");
+        content = format!("[a poll: {question}] (polls are not bridged)");
+        notice = true;
+    }
+    if !is_plain_message(m.kind) {
+        notice = true;
+        if content.is_empty() {
+            content = format!("[a Discord system message of type {}]", m.kind);
+        }
+    }
+    let attachments = m.attachments.clone().unwrap_or_default();
+    if content.is_empty() && attachments.is_empty() && !m.embeds.is_empty() {
+        content = "[a message with embeds only, which the bridge does not show]".into();
+        notice = true;
+    }
+    let mut text = markdown::to_plain(&content, &names);
+    let mut html = markdown::to_html(&content, &names);
+    if let Some(name) = guild_prefix {
+        if !text.is_empty() {
+            let body = html.take().unwrap_or_else(|| markdown::escape(&text).replace('\n', "<br>"));
+            html = Some(format!("<b>{}:</b> {body}", markdown::escape(name)));
+            text = format!("{name}: {text}");
+        }
+    }
+    (ParsedContent { text, html, attachments }, notice)
+}
+
+fn timestamp(m: &Message) -> i64 {
+    m.timestamp.as_deref().and_then(model::parse_timestamp).or_else(|| model::snowflake_ms(&m.id)).unwrap_or(0)
+}
+
+/// One dispatch (`t`, `d`) → what it means, or `None` when it is not bridged.
+pub fn parse_dispatch(event: &str, d: &Value, options: &ParseOptions) -> Option<Parsed> {
+    match event {
+        "MESSAGE_CREATE" => {
+            let m: Message = serde_json::from_value(d.clone()).ok()?;
+            let author = m.author.clone()?;
+            if !is_snowflake(&m.id) || !is_snowflake(&author.id) || author.id == options.account {
+                return None;
+            }
+            if !wanted(options, &m.channel_id, m.guild_id.as_deref()) {
+                return None;
+            }
+            let prefix = m.guild_id.as_ref().map(|_| author.display_name().to_owned());
+            let (content, notice) = content_of(&m, d, prefix.as_deref());
+            if content.text.is_empty() && content.attachments.is_empty() {
+                return None;
+            }
+            let reply_to = m
+                .message_reference
+                .as_ref()
+                .filter(|r| r.kind == 0 && m.kind == 19)
+                .and_then(|r| r.message_id.clone())
+                .filter(|id| is_snowflake(id));
+            Some(Parsed {
+                conversation: conversation(options, &m.channel_id),
+                sender_id: Some(author.id.clone()),
+                sender: Some(author),
+                timestamp_ms: timestamp(&m),
+                dedup_key: format!("msg:{}:{}", m.channel_id, m.id),
+                kind: ParsedKind::Message { remote_id: m.id.clone(), content, reply_to, notice },
+            })
+        }
+        "MESSAGE_UPDATE" => {
+            let m: Message = serde_json::from_value(d.clone()).ok()?;
+            // Updates without new text (an embed being unfurled) or without an author (we cannot
+            // tell whose message it is) change nothing a customer wrote.
+            let author = m.author.clone()?;
+            m.content.as_ref()?;
+            if !is_snowflake(&m.id) || !is_snowflake(&author.id) || author.id == options.account {
+                return None;
+            }
+            if !wanted(options, &m.channel_id, m.guild_id.as_deref()) {
+                return None;
+            }
+            let edited = m.edited_timestamp.clone()?;
+            let prefix = m.guild_id.as_ref().map(|_| author.display_name().to_owned());
+            let (content, _) = content_of(&m, d, prefix.as_deref());
+            Some(Parsed {
+                conversation: conversation(options, &m.channel_id),
+                sender_id: Some(author.id.clone()),
+                sender: Some(author),
+                timestamp_ms: model::parse_timestamp(&edited).unwrap_or_else(|| timestamp(&m)),
+                dedup_key: format!("edit:{}:{}:{edited}", m.channel_id, m.id),
+                kind: ParsedKind::Edit { remote_id: m.id.clone(), content },
+            })
+        }
+        "MESSAGE_DELETE" => {
+            let del: MessageDelete = serde_json::from_value(d.clone()).ok()?;
+            if !is_snowflake(&del.id) || !wanted(options, &del.channel_id, del.guild_id.as_deref()) {
+                return None;
+            }
+            Some(Parsed {
+                conversation: conversation(options, &del.channel_id),
+                sender: None,
+                sender_id: None,
+                timestamp_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
+                dedup_key: format!("del:{}:{}", del.channel_id, del.id),
+                kind: ParsedKind::Delete { remote_id: del.id },
+            })
+        }
+        "TYPING_START" => {
+            let typing: TypingStart = serde_json::from_value(d.clone()).ok()?;
+            if typing.user_id == options.account || !is_snowflake(&typing.user_id) {
+                return None;
+            }
+            if !wanted(options, &typing.channel_id, typing.guild_id.as_deref()) {
+                return None;
+            }
+            Some(Parsed {
+                conversation: conversation(options, &typing.channel_id),
+                sender: None,
+                sender_id: Some(typing.user_id),
+                timestamp_ms: typing.timestamp.saturating_mul(1000),
+                dedup_key: String::new(),
+                kind: ParsedKind::Typing,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// [`parse_dispatch`] on a raw gateway frame (`{"op":0,"t":…,"d":…}`), for the fuzzer.
+pub fn parse_frame(frame: &[u8], options: &ParseOptions) -> Option<Parsed> {
+    let payload: model::Payload = serde_json::from_slice(frame).ok()?;
+    if payload.op != model::op::DISPATCH {
+        return None;
+    }
+    parse_dispatch(payload.t.as_deref()?, &payload.d, options)
+}
+
+/// Why an event could not be stored yet.
+#[derive(Debug, thiserror::Error)]
+pub enum RealizeError {
+    #[error("fetching an attachment: {0}")]
+    Fetch(String),
+    #[error(transparent)]
+    Host(#[from] HostError),
+}
+
+/// What [`realize`] needs besides the parsed event.
+pub struct Realizer<'a> {
+    pub rest: &'a Rest,
+    pub host: &'a Arc<dyn Host>,
+    pub max_download: u64,
+}
+
+/// A safe file name: the last path component, no control characters, not empty.
+pub fn safe_file_name(name: &str, fallback: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
+    // Controls and the zero-width / bidirectional marks that can disguise a name.
+    let invisible = |c: &char| {
+        c.is_control() || matches!(*c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    };
+    let cleaned: String = last.chars().filter(|c| !invisible(c)).collect();
+    let cleaned = cleaned.trim_start_matches(|c: char| c == '.' || c.is_whitespace()).trim_end().to_owned();
+    if cleaned.is_empty() {
+        fallback.to_owned()
+    } else {
+        cleaned.chars().take(200).collect()
+    }
+}
+
+fn human_size(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+impl Realizer<'_> {
+    async fn content(&self, parsed: ParsedContent) -> Result<Content, RealizeError> {
+        let mut notes: Vec<String> = Vec::new();
+        let mut attachments = Vec::new();
+        for a in parsed.attachments {
+            let name = safe_file_name(&a.filename, &format!("attachment-{}", a.id));
+            let mut note = |line: String| notes.push(line);
+            if a.size > self.max_download {
+                note(format!("[{name}: {} — file too large to bridge]", human_size(a.size)));
+                continue;
+            }
+            match self.rest.download(&a.url, self.max_download).await {
+                Ok((bytes, served)) => {
+                    let mime = a.content_type.clone().or(served).unwrap_or_else(|| "application/octet-stream".into());
+                    let mime = mime.split(';').next().unwrap_or("application/octet-stream").trim().to_owned();
+                    let size = bytes.len() as u64;
+                    let media = self.host.put_media(bytes, &mime, &name).await?;
+                    attachments.push(CoreAttachment { media, name, mime, size });
+                }
+                Err(RestError::TooLarge(n)) => note(format!("[{name}: {} — file too large to bridge]", human_size(n))),
+                Err(RestError::Api { status, .. }) if status.is_client_error() => {
+                    note(format!("[{name}: Discord no longer serves this attachment ({status})]"))
+                }
+                Err(e) => return Err(RealizeError::Fetch(e.to_string())),
+            }
+        }
+        let mut text = parsed.text;
+        let mut html = parsed.html;
+        for line in notes {
+            if let Some(h) = html.as_mut() {
+                h.push_str("<br>");
+                h.push_str(&markdown::escape(&line));
+            }
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(&line);
+        }
+        Ok(Content { text, html, attachments })
+    }
+}
+
+/// Turn a parsed dispatch into the core's `Inbound` (typing excluded: it is not stored).
+pub async fn realize(parsed: Parsed, sender: ContactProfile, r: &Realizer<'_>) -> Result<Inbound, RealizeError> {
+    let event = match parsed.kind {
+        ParsedKind::Message { remote_id, content, reply_to, notice } => {
+            let content = r.content(content).await?;
+            if notice {
+                InboundEvent::Notice { remote_id, content }
+            } else {
+                InboundEvent::Message { remote_id, content, reply_to }
+            }
+        }
+        ParsedKind::Edit { remote_id, content } => InboundEvent::Edit { remote_id, content: r.content(content).await? },
+        ParsedKind::Delete { remote_id } => InboundEvent::Delete { remote_id },
+        ParsedKind::Typing => return Err(RealizeError::Fetch("typing is not stored".into())),
+    };
+    Ok(Inbound {
+        conversation: parsed.conversation,
+        sender,
+        timestamp_ms: parsed.timestamp_ms,
+        dedup_key: parsed.dedup_key,
+        event,
+        addressed_to: None,
+    })
+}
+
+/// The ghost's profile for a Discord user (avatar filled in by the caller).
+pub fn profile(user: &User) -> ContactProfile {
+    ContactProfile { id: user.id.clone(), display_name: Some(user.display_name().to_owned()), email: None, phone: None, avatar: None::<MediaRef> }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fixture(name: &str) -> Option<Value> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/discord");
+        serde_json::from_str(&std::fs::read_to_string(dir.join(name)).ok()?).ok()
+    }
+
+    fn options() -> ParseOptions {
+        ParseOptions { account: "1100000000000000001".into(), ..ParseOptions::default() }
+    }
+
+    #[test]
+    fn dm_fixtures_become_messages() {
+        for name in ["gateway_message_create_dm_user_client_2023.json", "gateway_message_create_dm_2026_shape.json"] {
+            let Some(frame) = fixture(name) else { return };
+            let parsed = parse_frame(frame.to_string().as_bytes(), &options()).expect(name);
+            let d = &frame["d"];
+            assert_eq!(parsed.conversation.chat, d["channel_id"].as_str().unwrap());
+            assert_eq!(parsed.conversation.account, "1100000000000000001");
+            assert_eq!(parsed.sender.as_ref().unwrap().id, d["author"]["id"].as_str().unwrap());
+            assert_eq!(parsed.dedup_key, format!("msg:{}:{}", d["channel_id"].as_str().unwrap(), d["id"].as_str().unwrap()));
+            let ParsedKind::Message { content, notice: false, reply_to: None, .. } = &parsed.kind else { panic!("{parsed:?}") };
+            assert_eq!(content.text, d["content"].as_str().unwrap());
+        }
+        let frame = fixture("gateway_message_create_dm_2026_shape.json").unwrap();
+        let parsed = parse_frame(frame.to_string().as_bytes(), &options()).unwrap();
+        assert_eq!(parsed.sender.unwrap().display_name(), "AT");
+        assert_eq!(parsed.timestamp_ms, model::parse_timestamp("2026-04-29T00:00:00.000000+00:00").unwrap());
+    }
+
+    #[test]
+    fn typing_fixture_and_own_messages() {
+        if let Some(frame) = fixture("gateway_typing_start_dm_2023.json") {
+            let parsed = parse_frame(frame.to_string().as_bytes(), &options()).unwrap();
+            assert_eq!(parsed.kind, ParsedKind::Typing);
+            assert_eq!(parsed.sender_id.as_deref(), Some("1026009799596462102"));
+        }
+        // The bot's own message (our reply echoed by the gateway) is not bridged back.
+        if let Some(mut frame) = fixture("rest_create_message_response_dm_reconstruction.json") {
+            frame["id"] = "1500000000000000301".into();
+            assert!(parse_dispatch("MESSAGE_CREATE", &frame, &options()).is_none());
+        }
+        for name in ["gateway_ready_bot_reconstruction.json", "gateway_channel_create_dm_2023.json", "gateway_hello.json"] {
+            if let Some(frame) = fixture(name) {
+                assert!(parse_frame(frame.to_string().as_bytes(), &options()).is_none(), "{name}");
+            }
+        }
+    }
+
+    fn message(extra: Value) -> Value {
+        let mut m = json!({
+            "id": "1300000000000000001", "channel_id": "1200000000000000009", "type": 0,
+            "content": "hi", "timestamp": "2026-05-01T10:00:00.000000+00:00",
+            "author": {"id": "1400000000000000001", "username": "jane", "global_name": "Jane Doe", "avatar": null},
+            "mentions": [], "attachments": [],
+        });
+        if let (Some(m), Value::Object(e)) = (m.as_object_mut(), extra) {
+            m.extend(e);
+        }
+        m
+    }
+
+    #[test]
+    fn replies_guilds_edits_deletes() {
+        let reply = message(json!({"type": 19, "message_reference": {"type": 0, "message_id": "1300000000000000000", "channel_id": "1200000000000000009"}}));
+        let parsed = parse_dispatch("MESSAGE_CREATE", &reply, &options()).unwrap();
+        let ParsedKind::Message { reply_to, .. } = parsed.kind else { panic!() };
+        assert_eq!(reply_to.as_deref(), Some("1300000000000000000"));
+
+        let guild = message(json!({"guild_id": "1"}));
+        assert!(parse_dispatch("MESSAGE_CREATE", &guild, &options()).is_none());
+        let with_guilds = ParseOptions { guilds: true, ..options() };
+        let parsed = parse_dispatch("MESSAGE_CREATE", &guild, &with_guilds).unwrap();
+        let ParsedKind::Message { content, .. } = parsed.kind else { panic!() };
+        assert_eq!(content.text, "Jane Doe: hi");
+        let only_other = ParseOptions { guilds: true, guild_channels: vec!["5".into()], ..options() };
+        assert!(parse_dispatch("MESSAGE_CREATE", &guild, &only_other).is_none());
+
+        let edit = message(json!({"content": "hi **there**", "edited_timestamp": "2026-05-01T10:01:00.000000+00:00"}));
+        let parsed = parse_dispatch("MESSAGE_UPDATE", &edit, &options()).unwrap();
+        assert!(parsed.dedup_key.starts_with("edit:1200000000000000009:1300000000000000001:"));
+        let ParsedKind::Edit { content, .. } = parsed.kind else { panic!() };
+        assert_eq!(content.html.as_deref(), Some("hi <b>there</b>"));
+        // An embed unfurl: no content, no author.
+        assert!(parse_dispatch("MESSAGE_UPDATE", &json!({"id": "1", "channel_id": "2", "embeds": [{}]}), &options()).is_none());
+
+        let del = parse_dispatch("MESSAGE_DELETE", &json!({"id": "1300000000000000001", "channel_id": "1200000000000000009"}), &options()).unwrap();
+        assert_eq!(del.kind, ParsedKind::Delete { remote_id: "1300000000000000001".into() });
+
+        let system = message(json!({"type": 7, "content": ""}));
+        let parsed = parse_dispatch("MESSAGE_CREATE", &system, &options()).unwrap();
+        assert!(matches!(parsed.kind, ParsedKind::Message { notice: true, .. }));
+
+        let sticker = message(json!({"content": "", "sticker_items": [{"id": "1", "name": "wave", "format_type": 1}]}));
+        let ParsedKind::Message { content, notice: false, .. } = parse_dispatch("MESSAGE_CREATE", &sticker, &options()).unwrap().kind else { panic!() };
+        assert_eq!(content.text, "[sticker: wave]");
+        let forward = message(json!({"content": "", "message_reference": {"type": 1, "message_id": "9", "channel_id": "8"},
+            "message_snapshots": [{"message": {"content": "the original"}}]}));
+        let ParsedKind::Message { content, reply_to: None, .. } = parse_dispatch("MESSAGE_CREATE", &forward, &options()).unwrap().kind else { panic!() };
+        assert_eq!(content.text, "Forwarded message:\nthe original");
+        let embeds_only = message(json!({"content": "", "embeds": [{"title": "x"}]}));
+        assert!(matches!(parse_dispatch("MESSAGE_CREATE", &embeds_only, &options()).unwrap().kind, ParsedKind::Message { notice: true, .. }));
+        let poll = message(json!({"content": "", "poll": {"question": {"text": "Which?"}}}));
+        let ParsedKind::Message { content, notice: true, .. } = parse_dispatch("MESSAGE_CREATE", &poll, &options()).unwrap().kind else { panic!() };
+        assert!(content.text.contains("Which?"));
+
+        let mention = message(json!({"content": "ask <@1500000000000000001>", "mentions": [{"id": "1500000000000000001", "username": "bob"}]}));
+        let ParsedKind::Message { content, .. } = parse_dispatch("MESSAGE_CREATE", &mention, &options()).unwrap().kind else { panic!() };
+        assert_eq!(content.text, "ask @bob");
+    }
+
+    #[test]
+    fn file_names_are_made_safe() {
+        assert_eq!(safe_file_name("../../etc/passwd", "x"), "passwd");
+        assert_eq!(safe_file_name(". .bashrc", "x"), "bashrc");
+        assert_eq!(safe_file_name("", "x"), "x");
+    }
+}

@@ -1,0 +1,159 @@
+//! The `channels.messenger` and `channels.instagram` sections of the bridge's configuration.
+//!
+//! Both channels take the same keys: the Page access token that sends and reads profiles, the
+//! app secret that signs webhook deliveries, the verify token of the subscription handshake, and
+//! the Graph API's base URL and version. Unknown keys are rejected (`deny_unknown_fields`) so a
+//! typo fails at start naming the key; [`MetaConfig::validate`] checks what serde cannot.
+
+use serde::Deserialize;
+
+/// Meta's Graph API. A test fake is another base URL.
+pub const DEFAULT_API_URL: &str = "https://graph.facebook.com";
+
+/// The Graph API version the requests name (`/v21.0/me/messages`).
+pub const DEFAULT_API_VERSION: &str = "v21.0";
+
+/// Largest attachment the Send API takes (25 MB for audio, video and files; images are 8 MB on
+/// Instagram, which Meta itself refuses with a readable error).
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 25 * 1024 * 1024;
+
+/// Largest customer attachment fetched from Meta's CDN.
+pub const DEFAULT_MAX_DOWNLOAD_SIZE: u64 = 25 * 1024 * 1024;
+
+/// Configuration of the Messenger or the Instagram channel.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetaConfig {
+    /// Whether the core starts this channel at all.
+    pub enabled: bool,
+    /// The Page access token (for Instagram: of the Page linked to the Instagram professional
+    /// account), with `pages_messaging` / `instagram_manage_messages`.
+    pub access_token: String,
+    /// The app secret: webhook deliveries are signed with it (`X-Hub-Signature-256`).
+    pub app_secret: String,
+    /// The token typed into the app dashboard's webhook subscription; Meta echoes it in the
+    /// `GET` verification handshake.
+    pub verify_token: String,
+    /// The Page id (Messenger) or Instagram account id whose conversations this bridge owns.
+    /// Empty: any account the token's webhooks deliver (normally the one).
+    pub account_id: String,
+    /// Base URL of the Graph API, without the version.
+    pub api_url: String,
+    /// Graph API version, like `v21.0`.
+    pub api_version: String,
+    /// Largest file sent, in bytes.
+    pub max_file_size: u64,
+    /// Largest file fetched from a customer's message, in bytes.
+    pub max_download_size: u64,
+    /// Fetch customers' profile pictures for their ghosts.
+    pub avatars: bool,
+    /// A Graph API call (or a file download) that has not answered after this many seconds
+    /// counts as failed: a send is retried, a webhook delivery answered 503.
+    pub request_timeout_secs: u32,
+}
+
+impl Default for MetaConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            access_token: String::new(),
+            app_secret: String::new(),
+            verify_token: String::new(),
+            account_id: String::new(),
+            api_url: DEFAULT_API_URL.to_owned(),
+            api_version: DEFAULT_API_VERSION.to_owned(),
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+            max_download_size: DEFAULT_MAX_DOWNLOAD_SIZE,
+            avatars: true,
+            request_timeout_secs: 60,
+        }
+    }
+}
+
+/// A configuration value that cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("channels.{channel}.{key}: {reason}")]
+pub struct ConfigError {
+    pub channel: &'static str,
+    pub key: &'static str,
+    pub reason: String,
+}
+
+impl MetaConfig {
+    /// Check what serde cannot; `channel` names the section in the message.
+    pub fn validate(&self, channel: &'static str) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, reason: &str| Err(ConfigError { channel, key, reason: reason.to_owned() });
+        if self.access_token.trim().is_empty() {
+            return invalid("access_token", "is required (the Page access token)");
+        }
+        if self.app_secret.trim().is_empty() {
+            return invalid("app_secret", "is required (webhook deliveries are verified with it)");
+        }
+        if self.verify_token.trim().is_empty() {
+            return invalid("verify_token", "is required (the webhook subscription's verify token)");
+        }
+        if !self.account_id.is_empty() && !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
+            return invalid("account_id", "must be the numeric Page or Instagram account id");
+        }
+        match url::Url::parse(&self.api_url) {
+            Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && !u.cannot_be_a_base() => {}
+            _ => return invalid("api_url", "must be an http(s) URL such as https://graph.facebook.com"),
+        }
+        let version_ok = self.api_version.strip_prefix('v').is_some_and(|rest| {
+            !rest.is_empty() && rest.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if !version_ok {
+            return invalid("api_version", "must look like v21.0");
+        }
+        if self.request_timeout_secs == 0 {
+            return invalid("request_timeout_secs", "must be at least 1");
+        }
+        if self.max_file_size == 0 {
+            return invalid("max_file_size", "must be greater than 0");
+        }
+        Ok(())
+    }
+
+    /// `<api_url>/<api_version>`, the base of every request.
+    pub fn graph_base(&self) -> String {
+        format!("{}/{}", self.api_url.trim_end_matches('/'), self.api_version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> MetaConfig {
+        MetaConfig {
+            enabled: true,
+            access_token: "EAAG-token".into(),
+            app_secret: "secret".into(),
+            verify_token: "verify".into(),
+            ..MetaConfig::default()
+        }
+    }
+
+    #[test]
+    fn defaults_point_at_the_graph_api() {
+        assert!(good().validate("messenger").is_ok());
+        assert_eq!(good().graph_base(), "https://graph.facebook.com/v21.0");
+        let c = MetaConfig { api_url: "http://127.0.0.1:9/".into(), api_version: "v19.0".into(), ..good() };
+        assert_eq!(c.graph_base(), "http://127.0.0.1:9/v19.0");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let e = MetaConfig { app_secret: String::new(), ..good() }.validate("instagram").unwrap_err();
+        assert_eq!(e.to_string(), "channels.instagram.app_secret: is required (webhook deliveries are verified with it)");
+        assert!(MetaConfig { api_version: "21".into(), ..good() }.validate("messenger").is_err());
+        assert!(MetaConfig { api_url: "ftp://x".into(), ..good() }.validate("messenger").is_err());
+        assert!(MetaConfig { account_id: "page".into(), ..good() }.validate("messenger").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = serde_json::from_value::<MetaConfig>(serde_json::json!({"app_secert": "x"})).unwrap_err();
+        assert!(err.to_string().contains("app_secert"));
+    }
+}

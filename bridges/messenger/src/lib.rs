@@ -1,0 +1,173 @@
+//! Switchboard's Messenger and Instagram channels: customers write to the company's Facebook
+//! Page or Instagram professional account, operators answer from Matrix, the customer sees the
+//! Page (or the Instagram account) reply.
+//!
+//! Both networks are Meta's Messenger Platform: the same webhook envelope, the same Send API,
+//! the same signatures, so one crate serves both and [`Platform`] says which one a
+//! [`MetaChannel`] is. Conversations: account = the Page id / Instagram account id (`entry.id`),
+//! chat = the customer's Page-scoped id (PSID) / Instagram-scoped id (IGSID).
+//!
+//! Everything goes to the Graph API at `api_url` (`https://graph.facebook.com` by default); that
+//! base URL is the only difference between production and the test suite's fake.
+//!
+//! Map of the crate, in the order an event travels:
+//!
+//! * [`config`] — the `channels.messenger` / `channels.instagram` sections.
+//! * `webhook` — `GET /<name>/webhook` (the subscription handshake) and `POST` (signature first,
+//!   parse, store every event, then 200).
+//! * [`signature`] — `X-Hub-Signature-256` (HMAC-SHA256 of the raw body with the app secret).
+//! * [`parse`] — a delivery → events ([`parse::parse_body`], pure, fuzzed).
+//! * `inbound` — an event → the core's `Inbound`: files fetched, profile looked up, receipts'
+//!   watermarks resolved to our message ids.
+//! * `profile` — customers' names (and pictures) from the Graph API, cached.
+//! * `outbound` — `Channel::send`: text, files, reactions, idempotency; typing and mark_seen.
+//! * `graph` — the HTTP requests and what Meta's error codes mean.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Router;
+use switchboard_channel::{
+    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound, SendError,
+};
+
+pub mod config;
+mod graph;
+mod inbound;
+mod outbound;
+pub mod parse;
+mod profile;
+pub mod signature;
+mod webhook;
+
+pub use config::MetaConfig;
+pub use inbound::{file_name, guess_mime};
+pub use parse::Platform;
+
+/// Meta's customer-service window: free-form messages only within 24 h of the customer's last.
+pub const REPLY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// What the running channel shares between the webhook and `send`.
+pub(crate) struct Shared {
+    pub platform: Platform,
+    pub config: MetaConfig,
+    pub graph: graph::Graph,
+    pub host: Arc<dyn Host>,
+    pub profiles: profile::Profiles,
+    pub recent: inbound::Recent,
+}
+
+/// The Messenger channel or the Instagram channel.
+pub struct MetaChannel {
+    platform: Platform,
+    config: MetaConfig,
+    shared: OnceLock<Arc<Shared>>,
+}
+
+impl MetaChannel {
+    /// The Messenger channel (`channels.messenger`).
+    pub fn messenger(config: MetaConfig) -> Self {
+        Self::new(Platform::Messenger, config)
+    }
+
+    /// The Instagram channel (`channels.instagram`).
+    pub fn instagram(config: MetaConfig) -> Self {
+        Self::new(Platform::Instagram, config)
+    }
+
+    pub fn new(platform: Platform, config: MetaConfig) -> Self {
+        Self { platform, config, shared: OnceLock::new() }
+    }
+
+    pub fn config(&self) -> &MetaConfig {
+        &self.config
+    }
+
+    pub fn platform(&self) -> Platform {
+        self.platform
+    }
+}
+
+/// Longest text the Send API takes: 2000 characters on Messenger, 1000 on Instagram.
+pub fn max_text_chars(platform: Platform) -> usize {
+    match platform {
+        Platform::Messenger => 2000,
+        Platform::Instagram => 1000,
+    }
+}
+
+#[async_trait]
+impl Channel for MetaChannel {
+    fn name(&self) -> &'static str {
+        self.platform.name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            formatting: Formatting::Plain,
+            max_file_size: Some(self.config.max_file_size),
+            max_text_length: Some(max_text_chars(self.platform)),
+            edits: false,
+            deletes: false,
+            // The Send API has no documented way to quote the message answered.
+            replies: false,
+            reactions: true,
+            read_receipts: true,
+            typing: true,
+            reply_window: Some(REPLY_WINDOW),
+            templates: false,
+        }
+    }
+
+    async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<Router>, ChannelError> {
+        let name = self.platform.name();
+        if !self.config.enabled {
+            tracing::info!(channel = name, "disabled in the configuration");
+            return Ok(None);
+        }
+        self.config.validate(name).map_err(|e| ChannelError::Config(e.to_string()))?;
+        let timeout = Duration::from_secs(u64::from(self.config.request_timeout_secs));
+        let graph = graph::Graph::new(self.config.graph_base(), self.config.access_token.clone(), self.platform, timeout)
+            .map_err(ChannelError::Config)?;
+        let shared = Arc::new(Shared {
+            platform: self.platform,
+            config: self.config.clone(),
+            graph,
+            host,
+            profiles: profile::Profiles::default(),
+            recent: inbound::Recent::default(),
+        });
+        self.shared
+            .set(Arc::clone(&shared))
+            .map_err(|_| ChannelError::Other(format!("the {name} channel was started twice")))?;
+        tracing::info!(channel = name, api = %self.config.graph_base(), "starting; webhook at /{name}/webhook");
+        Ok(Some(webhook::router(shared)))
+    }
+
+    async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
+        match self.shared.get() {
+            Some(shared) => outbound::send(shared, outbound).await,
+            None if !self.config.enabled => {
+                Err(SendError::Permanent { reason: format!("the {} channel is disabled", self.platform.label()) })
+            }
+            None => Err(SendError::Retryable {
+                reason: format!("the {} channel has not started yet", self.platform.label()),
+                retry_after: None,
+            }),
+        }
+    }
+
+    async fn typing(&self, conversation: &ConversationKey, active: bool) {
+        if let Some(shared) = self.shared.get() {
+            let action = if active { "typing_on" } else { "typing_off" };
+            outbound::sender_action(shared, conversation, action).await;
+        }
+    }
+
+    async fn mark_read(&self, conversation: &ConversationKey, _remote_id: &str) {
+        if let Some(shared) = self.shared.get() {
+            outbound::sender_action(shared, conversation, "mark_seen").await;
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! Switchboard's SMS/MMS channel: customers text the company's Twilio numbers, operators answer
+//! from Matrix, the customer gets the reply from the number they wrote to.
+//!
+//! Conversations: account = the company's number (E.164), chat = the customer's number
+//! (E.164). The customer's ghost is named after a configured contact name or their formatted
+//! number, and carries the number as `ContactProfile::phone`.
+//!
+//! Everything goes through Twilio's Programmable Messaging REST API at `api_url`, and Twilio
+//! calls the bridge's webhooks at `public_url`; those two URLs are the only difference between
+//! production and the test suite's fake Twilio.
+//!
+//! Map of the crate, in the order a message travels:
+//!
+//! * [`config`] — the `channels.sms` section.
+//! * [`phone`] — phone numbers to E.164 and back to a readable form.
+//! * `webhook` — `/sms/incoming`, `/sms/status`, `/sms/media/<token>`: signature first, store,
+//!   then 200.
+//! * [`signature`] — `X-Twilio-Signature`.
+//! * [`form`], [`inbound`] — a webhook's form → what it says (pure, fuzzed).
+//! * `lib.rs` (here) — that → the core's `Inbound`, MMS media fetched into the media store.
+//! * `outbound` — `Channel::send`, idempotency without an idempotency key.
+//! * [`links`] — signed, expiring links to operators' files for Twilio to fetch.
+//! * [`client`] — the REST calls and what Twilio's errors mean.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use axum::Router;
+use bytes::Bytes;
+use switchboard_channel::{
+    Attachment, Capabilities, Channel, ChannelError, ContactProfile, Content, ConversationKey, Delivery, Formatting, Host,
+    HostError, Inbound, InboundEvent, Outbound, SendError,
+};
+
+pub mod client;
+pub mod config;
+pub mod form;
+pub mod inbound;
+pub mod links;
+mod outbound;
+pub mod phone;
+pub mod signature;
+mod webhook;
+
+pub use config::SmsConfig;
+
+/// What the running channel shares between the webhooks and `send`.
+pub(crate) struct Shared {
+    pub config: SmsConfig,
+    pub host: Arc<dyn Host>,
+    pub client: client::Client,
+    pub links: links::Links,
+    /// The company's numbers in E.164.
+    pub own_numbers: Vec<String>,
+}
+
+/// Why an incoming webhook could not be turned into a stored event (Twilio will retry).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RealizeError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("MMS media: {0}")]
+    Media(String),
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A number in E.164 when it is one, else as Twilio wrote it (a short code, a sender name).
+fn e164_or_raw(shared: &Shared, number: &str) -> (String, bool) {
+    match phone::normalize(number, shared.config.region()) {
+        Ok(n) => (n, true),
+        Err(_) => (number.trim().to_owned(), false),
+    }
+}
+
+/// The customer's profile: a known name or the formatted number; the number as `phone`.
+fn customer(shared: &Shared, number: &str) -> ContactProfile {
+    let (id, is_phone) = e164_or_raw(shared, number);
+    let name = shared.config.contact_name(&id).unwrap_or_else(|| phone::format(&id));
+    ContactProfile { display_name: Some(name), phone: is_phone.then(|| id.clone()), id, ..ContactProfile::default() }
+}
+
+/// A file name extension for a media type.
+fn extension(mime: &str) -> &'static str {
+    match mime.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str() {
+        "image/jpeg" | "image/jpg" => "jpg",
+        "image/png" => "png",
+        "image/gif" => "gif",
+        "image/webp" => "webp",
+        "image/heic" => "heic",
+        "video/mp4" => "mp4",
+        "video/3gpp" => "3gp",
+        "audio/mpeg" => "mp3",
+        "audio/amr" => "amr",
+        "audio/ogg" => "ogg",
+        "text/vcard" | "text/x-vcard" => "vcf",
+        "text/plain" => "txt",
+        "application/pdf" => "pdf",
+        _ => "bin",
+    }
+}
+
+/// An incoming SMS/MMS → the core's `Inbound`, its media fetched (with the account's Basic
+/// auth) and stored with `Host::put_media`. Media too large or gone for good become a line of
+/// text; a media fetch that may work later is an error, so Twilio redelivers.
+pub(crate) async fn realize_incoming(shared: &Shared, m: inbound::Incoming) -> Result<Inbound, RealizeError> {
+    let sender = customer(shared, &m.from);
+    let (account, _) = e164_or_raw(shared, &m.to);
+    let mut text = m.body.clone();
+    let mut notes = Vec::new();
+    let mut attachments = Vec::new();
+    for (i, medium) in m.media.iter().enumerate() {
+        if !(medium.url.starts_with("https://") || medium.url.starts_with("http://")) {
+            notes.push(format!("[MMS attachment {} with an unusable URL]", i + 1));
+            continue;
+        }
+        match shared.client.fetch_media(&medium.url, shared.config.max_download_size).await {
+            Ok(Some((bytes, served_mime))) => {
+                let mime = if medium.content_type.is_empty() || medium.content_type == "application/octet-stream" {
+                    served_mime.unwrap_or_else(|| medium.content_type.clone())
+                } else {
+                    medium.content_type.clone()
+                };
+                let name = format!("mms-{}-{}.{}", m.message_sid, i + 1, extension(&mime));
+                let size = bytes.len() as u64;
+                let media = shared.host.put_media(Bytes::from(bytes), &mime, &name).await?;
+                attachments.push(Attachment { media, name, mime, size });
+            }
+            Ok(None) => notes.push(format!(
+                "[MMS attachment {} ({}) is larger than {} bytes and was not fetched]",
+                i + 1,
+                medium.content_type,
+                shared.config.max_download_size
+            )),
+            Err(e) if e.is_retryable() => return Err(RealizeError::Media(e.to_string())),
+            Err(e) => {
+                tracing::warn!(sid = m.message_sid, error = %e, "sms: MMS medium cannot be fetched");
+                notes.push(format!("[MMS attachment {} ({}) could not be fetched: {e}]", i + 1, medium.content_type));
+            }
+        }
+    }
+    if !notes.is_empty() {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&notes.join("\n"));
+    }
+    // Opt-out keywords and empty messages are shown as notices: they ask nothing of operators
+    // (and must not reopen the conversation), but operators need to know a STOP happened.
+    let notice = match m.opt_out {
+        Some(inbound::OptOut::Stop) => Some(format!(
+            "{} — the customer unsubscribed: Twilio will not deliver our messages to this number until they text START.",
+            text.trim()
+        )),
+        Some(inbound::OptOut::Start) => {
+            Some(format!("{} — the customer subscribed again: our messages can be delivered.", text.trim()))
+        }
+        None if text.trim().is_empty() && attachments.is_empty() => Some("(an empty text message)".to_owned()),
+        None => None,
+    };
+    let remote_id = m.message_sid.clone();
+    let event = match notice {
+        Some(text) => InboundEvent::Notice { remote_id, content: Content { text, html: None, attachments } },
+        None => InboundEvent::Message { remote_id, content: Content { text, html: None, attachments }, reply_to: None },
+    };
+    Ok(Inbound {
+        conversation: ConversationKey { account, chat: sender.id.clone() },
+        sender,
+        timestamp_ms: now_ms(),
+        dedup_key: format!("msg:{}", m.message_sid),
+        event,
+        addressed_to: None,
+    })
+}
+
+/// A status callback → the core's `Inbound` (`Delivered`, `Read` or `Failed`), or `None` for
+/// intermediate states (`queued`, `sending`, …) that operators need not see.
+pub(crate) async fn realize_status(shared: &Shared, s: inbound::Status) -> Result<Option<Inbound>, RealizeError> {
+    let event = match &s.outcome {
+        inbound::Outcome::Pending => return Ok(None),
+        inbound::Outcome::Delivered => InboundEvent::Delivered { remote_id: s.message_sid.clone() },
+        inbound::Outcome::Read => InboundEvent::Read { remote_id: s.message_sid.clone() },
+        inbound::Outcome::Failed { error_code } => InboundEvent::Failed {
+            remote_id: s.message_sid.clone(),
+            reason: inbound::failure_reason(&s.status, *error_code),
+        },
+    };
+    let conversation = match outbound::conversation_of(shared, &s.message_sid).await? {
+        Some(record) => ConversationKey { account: record.account, chat: record.chat },
+        // No record: the callback overtook our write after Twilio's 201, or the message was not
+        // sent by this bridge. Only a message from one of our numbers can be ours; anything else
+        // (a Messaging Service's other traffic) must not open rooms for strangers.
+        None => {
+            let (Some(from), Some(to)) = (s.from.as_deref(), s.to.as_deref()) else {
+                tracing::info!(sid = s.message_sid, "sms: status of an unknown message without From/To; ignored");
+                return Ok(None);
+            };
+            let account = e164_or_raw(shared, from).0;
+            if !shared.own_numbers.contains(&account) {
+                tracing::info!(sid = s.message_sid, from, "sms: status of a message this bridge did not send; ignored");
+                return Ok(None);
+            }
+            ConversationKey { account, chat: e164_or_raw(shared, to).0 }
+        }
+    };
+    let sender = customer(shared, &conversation.chat);
+    Ok(Some(Inbound {
+        conversation,
+        sender,
+        timestamp_ms: now_ms(),
+        dedup_key: format!("status:{}:{}", s.message_sid, s.status),
+        event,
+        addressed_to: None,
+    }))
+}
+
+/// The SMS channel.
+pub struct Sms {
+    config: SmsConfig,
+    shared: OnceLock<Arc<Shared>>,
+}
+
+impl Sms {
+    pub fn new(config: SmsConfig) -> Self {
+        Self { config, shared: OnceLock::new() }
+    }
+
+    pub fn config(&self) -> &SmsConfig {
+        &self.config
+    }
+}
+
+#[async_trait]
+impl Channel for Sms {
+    fn name(&self) -> &'static str {
+        "sms"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            formatting: Formatting::Plain,
+            max_file_size: Some(self.config.max_file_size),
+            max_text_length: Some(config::MAX_TEXT_CHARS),
+            edits: false,
+            deletes: false,
+            replies: false,
+            reactions: false,
+            read_receipts: false,
+            typing: false,
+            reply_window: None,
+            templates: false,
+        }
+    }
+
+    async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<Router>, ChannelError> {
+        if !self.config.enabled {
+            tracing::info!("sms: disabled in the configuration");
+            return Ok(None);
+        }
+        self.config.validate().map_err(|e| ChannelError::Config(e.to_string()))?;
+        let client = client::Client::new(&self.config.api_url, &self.config.account_sid, &self.config.auth_token)
+            .map_err(ChannelError::Other)?;
+        let secret = self.config.media_link_secret.clone().unwrap_or_else(|| self.config.auth_token.clone());
+        let links = links::Links::new(secret.as_bytes(), self.config.media_link_ttl_secs);
+        let shared = Arc::new(Shared {
+            config: self.config.clone(),
+            host,
+            client,
+            links,
+            own_numbers: self.config.own_numbers(),
+        });
+        self.shared
+            .set(Arc::clone(&shared))
+            .map_err(|_| ChannelError::Other("the sms channel was started twice".into()))?;
+        if !self.config.public_base().starts_with("https://") {
+            tracing::warn!(public_url = %self.config.public_base(), "sms: Twilio only calls http:// webhooks when SSL certificate validation is turned off for the account");
+        }
+        tracing::info!(
+            numbers = ?shared.own_numbers,
+            api = %self.config.api_url,
+            incoming = %self.config.incoming_url(),
+            "sms: starting; point the numbers' incoming-message webhook at the incoming URL"
+        );
+        Ok(Some(webhook::router(shared)))
+    }
+
+    async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
+        match self.shared.get() {
+            Some(shared) => outbound::send(shared, outbound).await,
+            None if !self.config.enabled => Err(SendError::Permanent { reason: "the SMS channel is disabled".into() }),
+            None => Err(SendError::Retryable { reason: "the SMS channel has not started yet".into(), retry_after: None }),
+        }
+    }
+}
+
+/// The Twilio fixtures (`shared/fixtures/twilio`), when this checkout has them beside it.
+#[cfg(test)]
+pub(crate) mod test_fixtures {
+    use std::path::PathBuf;
+
+    pub fn dir() -> Option<PathBuf> {
+        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        // A checkout with shared/ beside it, or a worktree one level deeper.
+        ["../../../shared/fixtures/twilio", "../../../../shared/fixtures/twilio"]
+            .iter()
+            .map(|rel| manifest.join(rel))
+            .find(|p| p.is_dir())
+    }
+
+    /// A fixture's text, or `None` (and a note) when the fixtures are not there.
+    pub fn fixture(name: &str) -> Option<String> {
+        let Some(dir) = dir() else {
+            eprintln!("twilio fixtures not found beside the checkout; skipping");
+            return None;
+        };
+        Some(std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types_get_extensions() {
+        assert_eq!(extension("image/jpeg"), "jpg");
+        assert_eq!(extension("IMAGE/PNG; q=1"), "png");
+        assert_eq!(extension("application/x-unknown"), "bin");
+    }
+}
+
+/// A `Host` in memory for the crate's unit tests: records what is received, keeps state and
+/// media in maps, and can be told to fail storing.
+#[cfg(test)]
+pub(crate) mod test_host {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+    use bytes::Bytes;
+    use switchboard_channel::{ContactProfile, ConversationKey, Host, HostError, Inbound, MediaRef};
+
+    use crate::{client, links, Shared, SmsConfig};
+
+    #[derive(Default)]
+    pub struct MemoryHost {
+        pub received: Mutex<Vec<Inbound>>,
+        pub fail_receive: AtomicBool,
+        pub state: Mutex<HashMap<String, String>>,
+        pub media: Mutex<HashMap<String, (Bytes, String)>>,
+    }
+
+    impl MemoryHost {
+        pub fn received(&self) -> Vec<Inbound> {
+            self.received.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait]
+    impl Host for MemoryHost {
+        async fn receive(&self, inbound: Inbound) -> Result<bool, HostError> {
+            if self.fail_receive.load(Ordering::SeqCst) {
+                return Err(HostError::Store("disk full".into()));
+            }
+            let mut received = self.received.lock().unwrap();
+            let fresh = !received.iter().any(|i| i.dedup_key == inbound.dedup_key);
+            if fresh {
+                received.push(inbound);
+            }
+            Ok(fresh)
+        }
+        async fn typing(&self, _: &ConversationKey, _: &ContactProfile, _: bool) {}
+        async fn put_media(&self, data: Bytes, mime: &str, name: &str) -> Result<MediaRef, HostError> {
+            let id = format!("mxc://test/{name}");
+            self.media.lock().unwrap().insert(id.clone(), (data, mime.to_owned()));
+            Ok(MediaRef(id))
+        }
+        async fn get_media(&self, media: &MediaRef) -> Result<(Bytes, String), HostError> {
+            self.media.lock().unwrap().get(&media.0).cloned().ok_or(HostError::NotFound)
+        }
+        async fn state_get(&self, key: &str) -> Result<Option<String>, HostError> {
+            Ok(self.state.lock().unwrap().get(key).cloned())
+        }
+        async fn state_put(&self, key: &str, value: &str) -> Result<(), HostError> {
+            self.state.lock().unwrap().insert(key.into(), value.into());
+            Ok(())
+        }
+        async fn log_append(&self, _: &str, _: &str, _: &serde_json::Value) -> Result<i64, HostError> {
+            Ok(0)
+        }
+        async fn log_read(&self, _: &str, _: i64, _: i64) -> Result<Vec<(i64, serde_json::Value)>, HostError> {
+            Ok(Vec::new())
+        }
+    }
+
+    pub const TOKEN: &str = "unit-test-token";
+    pub const COMPANY: &str = "+14155550100";
+
+    /// A configuration whose Twilio is unreachable (port 9) and whose public URL is `public`.
+    pub fn config(public: &str) -> SmsConfig {
+        SmsConfig {
+            enabled: true,
+            api_url: "http://127.0.0.1:9".into(),
+            account_sid: format!("AC{}", "0".repeat(32)),
+            auth_token: TOKEN.into(),
+            numbers: vec![COMPANY.into()],
+            public_url: Some(public.into()),
+            ..SmsConfig::default()
+        }
+    }
+
+    pub fn shared(config: SmsConfig, host: Arc<MemoryHost>) -> Arc<Shared> {
+        let client = client::Client::new(&config.api_url, &config.account_sid, &config.auth_token).unwrap();
+        let links = links::Links::new(config.auth_token.as_bytes(), config.media_link_ttl_secs);
+        let own_numbers = config.own_numbers();
+        Arc::new(Shared { config, host, client, links, own_numbers })
+    }
+}

@@ -1,0 +1,898 @@
+//! A wire-level fake of Discord for the bridge's Discord channel: the HTTP API under
+//! `<base>/api/v10`, a CDN under `<base>/cdn`, and a WebSocket gateway. The channel reaches it
+//! through `channels.discord.api_url` (and `cdn_url`) only; the gateway URL it learns from
+//! `GET /gateway/bot`, as from Discord.
+//!
+//! It follows the documented protocol (<https://discord.com/developers/docs>):
+//!
+//! * REST: `Authorization: Bot <token>` on every call (else `401 {"message":"401:
+//!   Unauthorized","code":0}`); `POST /channels/{id}/messages` as JSON or multipart
+//!   (`payload_json` + `files[n]`), with Discord's checks (empty message 50006, content over 2000
+//!   characters 50035, `nonce` at most 25 characters, `enforce_nonce` answering a repeated nonce
+//!   with the message already created); `PATCH`/`DELETE /channels/{id}/messages/{id}` (10008
+//!   Unknown Message); `POST /channels/{id}/typing` (204); `GET /gateway/bot`. Rate-limit headers
+//!   (`X-RateLimit-*`) on every answer; a 429 has the JSON body (`retry_after`, `global`) and the
+//!   `Retry-After` header. Closed DMs are 403 50007.
+//! * Gateway (`/gateway`, and `/resume` as the `resume_gateway_url`): HELLO with the heartbeat
+//!   interval; IDENTIFY checked (token, intents with DIRECT_MESSAGES and MESSAGE_CONTENT; else
+//!   close 4004 / 4014) → READY (`session_id`, `resume_gateway_url`, the bot user); heartbeats
+//!   answered with ACKs; RESUME with the session id and a sequence number replays every dispatch
+//!   after it, then RESUMED; an unknown session is INVALID_SESSION `false`. Dispatches carry
+//!   increasing sequence numbers. Like Discord, the bot's own messages, edits and deletions come
+//!   back over the gateway as MESSAGE_CREATE/UPDATE/DELETE.
+//!
+//! For tests: [`FakeDiscord::customer_message`] & co. make a customer act; [`FakeDiscord::calls`]
+//! records every HTTP request; [`FakeDiscord::gateway_ops`] every frame the bot sent on the
+//! gateway; [`FakeDiscord::fault`] makes the next calls of a route fail; [`FakeDiscord::hold`]
+//! stops delivering dispatches (they are still sequenced, so a resume replays them);
+//! [`FakeDiscord::drop_socket`], [`FakeDiscord::send_reconnect`] and
+//! [`FakeDiscord::invalidate_session`] exercise the bot's reconnection logic.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+/// The bot's user id, and a token that encodes it the way Discord's do.
+pub const BOT_ID: &str = "1100000000000000001";
+pub const TOKEN: &str = "MTEwMDAwMDAwMDAwMDAwMDAwMQ.GxYz12.fake-token_for-the-switchboard-tests";
+pub const BOT_NAME: &str = "AcmeSupport";
+/// Intent bits the bridge must ask for.
+pub const DIRECT_MESSAGES: u64 = 1 << 12;
+pub const MESSAGE_CONTENT: u64 = 1 << 15;
+/// Largest upload (a bot without boosts).
+pub const MAX_UPLOAD: usize = 10 * 1024 * 1024;
+
+/// A Discord user in tests, with their DM channel with the bot.
+#[derive(Clone, Debug)]
+pub struct DUser {
+    pub id: String,
+    pub username: String,
+    pub global_name: Option<String>,
+    pub avatar: Option<String>,
+    /// The DM channel between this user and the bot.
+    pub dm: String,
+}
+
+impl DUser {
+    pub fn new(id: u64, username: &str, global_name: Option<&str>) -> DUser {
+        DUser {
+            id: id.to_string(),
+            username: username.into(),
+            global_name: global_name.map(Into::into),
+            avatar: None,
+            dm: (id + 7_000_000).to_string(),
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        json!({
+            "id": self.id, "username": self.username, "global_name": self.global_name,
+            "avatar": self.avatar, "discriminator": "0", "public_flags": 0,
+        })
+    }
+}
+
+/// A file uploaded in a multipart request.
+#[derive(Clone, Debug)]
+pub struct Upload {
+    pub field: String,
+    pub name: String,
+    pub mime: String,
+    pub bytes: Vec<u8>,
+}
+
+/// One HTTP request the fake received.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub method: String,
+    pub path: String,
+    pub authorization: Option<String>,
+    /// The JSON body, or `payload_json` of a multipart body.
+    pub body: Value,
+    pub files: Vec<Upload>,
+    pub content_type: Option<String>,
+    pub at: Instant,
+    pub status: u16,
+}
+
+impl Call {
+    pub fn str(&self, key: &str) -> Option<&str> {
+        self.body.get(key).and_then(Value::as_str)
+    }
+}
+
+/// One frame the bot sent on the gateway.
+#[derive(Clone, Debug)]
+pub struct GatewayOp {
+    /// `/gateway` or `/resume`.
+    pub path: String,
+    pub op: u64,
+    pub d: Value,
+    pub at: Instant,
+}
+
+/// How a faulty call fails.
+#[derive(Clone, Debug)]
+pub enum FaultKind {
+    /// 429 with `retry_after` seconds, per route or global.
+    RateLimited { retry_after: f64, global: bool },
+    /// 502 Bad Gateway.
+    ServerError,
+}
+
+#[derive(Clone, Debug)]
+struct Fault {
+    /// `"POST /channels/{id}/messages"` matches by method and path prefix.
+    method: Method,
+    path_prefix: String,
+    kind: FaultKind,
+    remaining: u32,
+}
+
+/// Commands for the live gateway connection.
+#[derive(Clone, Debug)]
+enum Control {
+    Drop,
+    Reconnect,
+    InvalidSession,
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: Vec<Call>,
+    faults: Vec<Fault>,
+    closed_dms: HashSet<String>,
+    /// Every message (customers' and the bot's), by id.
+    messages: HashMap<String, Value>,
+    /// `(channel, nonce)` → message id, for `enforce_nonce`.
+    nonces: HashMap<(String, String), String>,
+    next_id: u64,
+    /// CDN files by path under `/cdn`: (content type, bytes).
+    cdn: HashMap<String, (String, Vec<u8>)>,
+    cdn_requests: Vec<(String, Option<String>)>,
+    // Gateway.
+    session_id: Option<String>,
+    /// Dispatches of the current session: (seq, t, d).
+    log: Vec<(u64, String, Value)>,
+    /// Dispatches pushed while no session existed.
+    undelivered: VecDeque<(String, Value)>,
+    hold: bool,
+    /// Do not answer heartbeats (a zombie connection).
+    withhold_acks: bool,
+    /// On RESUME, also replay this many dispatches the bot already acknowledged (as Discord
+    /// may), to check the bridge's dedup.
+    replay_overlap: u64,
+    heartbeat_interval: u64,
+    ops: Vec<GatewayOp>,
+    control: Vec<Control>,
+    connections: u32,
+    /// Highest sequence sent on any connection.
+    sent_seq: u64,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    changed: Notify,
+    addr: Mutex<Option<SocketAddr>>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn base(&self) -> String {
+        let addr = self.addr.lock().unwrap_or_else(|e| e.into_inner());
+        addr.map(|a| format!("http://{a}")).unwrap_or_default()
+    }
+}
+
+/// The fake Discord, on 127.0.0.1 and a free port; stops when dropped.
+pub struct FakeDiscord {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeDiscord {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn now_iso() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = now.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}+00:00",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        now.subsec_micros()
+    )
+}
+
+fn error(status: u16, code: u64, message: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    (status, axum::Json(json!({"message": message, "code": code}))).into_response()
+}
+
+fn with_rate_headers(mut response: Response, bucket: &str) -> Response {
+    let h = response.headers_mut();
+    h.insert("x-ratelimit-limit", HeaderValue::from_static("5"));
+    h.insert("x-ratelimit-remaining", HeaderValue::from_static("4"));
+    h.insert("x-ratelimit-reset-after", HeaderValue::from_static("1.000"));
+    if let Ok(v) = HeaderValue::from_str(bucket) {
+        h.insert("x-ratelimit-bucket", v);
+    }
+    response
+}
+
+fn rate_limited(retry_after: f64, global: bool) -> Response {
+    let body = json!({"message": "You are being rate limited.", "retry_after": retry_after, "global": global, "code": 0});
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+    let h = response.headers_mut();
+    let secs = retry_after.ceil() as u64;
+    h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    h.insert("x-ratelimit-limit", HeaderValue::from_static("5"));
+    h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+    if let Ok(v) = HeaderValue::from_str(&format!("{retry_after:.3}")) {
+        h.insert("x-ratelimit-reset-after", v);
+    }
+    h.insert("x-ratelimit-bucket", HeaderValue::from_static("fake-bucket-messages"));
+    if global {
+        h.insert("x-ratelimit-global", HeaderValue::from_static("true"));
+        h.insert("x-ratelimit-scope", HeaderValue::from_static("global"));
+    } else {
+        h.insert("x-ratelimit-scope", HeaderValue::from_static("user"));
+    }
+    response
+}
+
+fn bot_user() -> Value {
+    json!({"id": BOT_ID, "username": BOT_NAME, "global_name": null, "avatar": null, "discriminator": "0000", "bot": true, "public_flags": 0})
+}
+
+impl FakeDiscord {
+    pub async fn start() -> anyhow::Result<FakeDiscord> {
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner { next_id: 1_500_000_000_000_000_000, heartbeat_interval: 1000, ..Inner::default() }),
+            changed: Notify::new(),
+            addr: Mutex::new(None),
+        });
+        let app = Router::new()
+            .route("/gateway", get(gateway))
+            .route("/resume", get(gateway))
+            .route("/cdn/{*path}", get(cdn))
+            .route("/api/v10/{*path}", any(rest))
+            .layer(DefaultBodyLimit::max(MAX_UPLOAD + 1024 * 1024))
+            .with_state(Arc::clone(&shared));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the fake Discord")?;
+        let addr = listener.local_addr()?;
+        *shared.addr.lock().unwrap_or_else(|e| e.into_inner()) = Some(addr);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(FakeDiscord { addr, shared, task })
+    }
+
+    /// The base URL to configure as `api_url`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The base URL to configure as `cdn_url`.
+    pub fn cdn_url(&self) -> String {
+        format!("http://{}/cdn", self.addr)
+    }
+
+    fn next_id(&self) -> String {
+        let mut s = self.shared.lock();
+        s.next_id += 1;
+        s.next_id.to_string()
+    }
+
+    /// Queue a dispatch on the gateway (sequenced now if a session exists).
+    pub fn dispatch(&self, t: &str, d: Value) {
+        push_dispatch(&self.shared, t, d);
+    }
+
+    /// A customer's new message in their DM; `extra` fields are merged into it (attachments,
+    /// message_reference, mentions…). Returns the message id.
+    pub fn customer_message(&self, user: &DUser, content: &str, extra: Value) -> String {
+        let id = self.next_id();
+        let mut m = json!({
+            "id": id, "channel_id": user.dm, "channel_type": 1, "type": 0, "content": content,
+            "author": user.json(), "timestamp": now_iso(), "edited_timestamp": null,
+            "attachments": [], "embeds": [], "mentions": [], "mention_roles": [], "mention_everyone": false,
+            "tts": false, "pinned": false, "flags": 0, "components": [],
+        });
+        if let (Some(m), Value::Object(e)) = (m.as_object_mut(), extra) {
+            m.extend(e);
+        }
+        if m.get("message_reference").is_some_and(|r| r["type"].as_u64().unwrap_or(0) == 0) {
+            m["type"] = 19.into();
+        }
+        self.shared.lock().messages.insert(id.clone(), m.clone());
+        self.dispatch("MESSAGE_CREATE", m);
+        id
+    }
+
+    /// A message in a guild channel (for the "guild messages are ignored" check).
+    pub fn guild_message(&self, user: &DUser, guild: &str, channel: &str, content: &str) -> String {
+        let id = self.next_id();
+        let m = json!({
+            "id": id, "channel_id": channel, "guild_id": guild, "type": 0, "content": content,
+            "author": user.json(), "timestamp": now_iso(), "attachments": [], "embeds": [], "mentions": [],
+            "member": {"roles": [], "joined_at": now_iso()},
+        });
+        self.dispatch("MESSAGE_CREATE", m);
+        id
+    }
+
+    /// The customer edits their message.
+    pub fn customer_edit(&self, user: &DUser, id: &str, content: &str) {
+        let m = {
+            let mut s = self.shared.lock();
+            let Some(m) = s.messages.get_mut(id) else { return };
+            m["content"] = content.into();
+            m["edited_timestamp"] = now_iso().into();
+            m.clone()
+        };
+        let _ = user;
+        self.dispatch("MESSAGE_UPDATE", m);
+    }
+
+    /// The customer deletes their message.
+    pub fn customer_delete(&self, user: &DUser, id: &str) {
+        self.shared.lock().messages.remove(id);
+        self.dispatch("MESSAGE_DELETE", json!({"id": id, "channel_id": user.dm}));
+    }
+
+    /// The customer starts typing in the DM.
+    pub fn customer_typing(&self, user: &DUser) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        self.dispatch("TYPING_START", json!({"channel_id": user.dm, "user_id": user.id, "timestamp": now}));
+    }
+
+    /// Put a file on the CDN as an attachment of a message in `channel`; the attachment object.
+    pub fn attachment(&self, channel: &str, name: &str, mime: &str, bytes: Vec<u8>) -> Value {
+        let id = self.next_id();
+        let path = format!("attachments/{channel}/{id}/{name}");
+        let size = bytes.len();
+        self.shared.lock().cdn.insert(path.clone(), (mime.to_owned(), bytes));
+        json!({
+            "id": id, "filename": name, "size": size, "content_type": mime,
+            "url": format!("{}/{path}?ex=67a1b2c3&is=67a06143&hm=fakesignature", self.cdn_url()),
+            "proxy_url": format!("{}/{path}", self.cdn_url()),
+        })
+    }
+
+    /// Give a user an avatar on the CDN.
+    pub fn set_avatar(&self, user: &mut DUser, hash: &str, png: Vec<u8>) {
+        user.avatar = Some(hash.to_owned());
+        self.shared.lock().cdn.insert(format!("avatars/{}/{hash}.png", user.id), ("image/png".into(), png));
+    }
+
+    /// CDN paths requested, with the Authorization header they carried.
+    pub fn cdn_requests(&self) -> Vec<(String, Option<String>)> {
+        self.shared.lock().cdn_requests.clone()
+    }
+
+    /// The customer closes their DMs (sends become 50007).
+    pub fn close_dms(&self, user: &DUser) {
+        self.shared.lock().closed_dms.insert(user.dm.clone());
+    }
+
+    /// Make the next `count` requests matching `method` and a path prefix (under `/api/v10`)
+    /// fail with `kind`.
+    pub fn fault(&self, method: Method, path_prefix: &str, kind: FaultKind, count: u32) {
+        self.shared.lock().faults.push(Fault { method, path_prefix: path_prefix.into(), kind, remaining: count });
+    }
+
+    /// Every HTTP request, in order.
+    pub fn all_calls(&self) -> Vec<Call> {
+        self.shared.lock().calls.clone()
+    }
+
+    /// Requests with this method whose path starts with `prefix`.
+    pub fn calls(&self, method: &str, prefix: &str) -> Vec<Call> {
+        self.all_calls().into_iter().filter(|c| c.method == method && c.path.starts_with(prefix)).collect()
+    }
+
+    pub async fn wait_for_call(&self, method: &str, prefix: &str, pred: impl Fn(&Call) -> bool) -> anyhow::Result<Call> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(c) = self.calls(method, prefix).into_iter().find(|c| pred(c)) {
+                return Ok(c);
+            }
+            if Instant::now() > deadline {
+                let seen: Vec<String> = self.all_calls().iter().rev().take(12).map(|c| format!("{} {} {} -> {}", c.method, c.path, c.body, c.status)).collect();
+                anyhow::bail!("timed out waiting for {method} {prefix}…; last calls:\n  {}", seen.join("\n  "));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// A message the bot (or a customer) sent, as the fake keeps it (`None` once deleted).
+    pub fn message(&self, id: &str) -> Option<Value> {
+        self.shared.lock().messages.get(id).cloned()
+    }
+
+    /// The bot's messages in a channel, oldest first.
+    pub fn bot_messages(&self, channel: &str) -> Vec<Value> {
+        let s = self.shared.lock();
+        let mut v: Vec<Value> = s
+            .messages
+            .values()
+            .filter(|m| m["channel_id"] == channel && m["author"]["id"] == BOT_ID)
+            .cloned()
+            .collect();
+        v.sort_by_key(|m| m["id"].as_str().and_then(|i| i.parse::<u64>().ok()).unwrap_or(0));
+        v
+    }
+
+    // ----- gateway controls
+
+    /// Heartbeat interval announced in HELLO, in milliseconds (default 1000).
+    pub fn set_heartbeat_interval(&self, ms: u64) {
+        self.shared.lock().heartbeat_interval = ms;
+    }
+
+    /// Stop (or resume) delivering dispatches; held ones are still sequenced in the session.
+    pub fn hold(&self, hold: bool) {
+        self.shared.lock().hold = hold;
+        self.shared.changed.notify_waiters();
+    }
+
+    /// Stop (or resume) acknowledging heartbeats.
+    pub fn withhold_acks(&self, withhold: bool) {
+        self.shared.lock().withhold_acks = withhold;
+    }
+
+    /// On RESUME, replay this many already-delivered dispatches too.
+    pub fn set_replay_overlap(&self, n: u64) {
+        self.shared.lock().replay_overlap = n;
+    }
+
+    /// Cut the live connection without a close frame (a network failure).
+    pub fn drop_socket(&self) {
+        self.shared.lock().control.push(Control::Drop);
+        self.shared.changed.notify_waiters();
+    }
+
+    /// Send RECONNECT (op 7) on the live connection.
+    pub fn send_reconnect(&self) {
+        self.shared.lock().control.push(Control::Reconnect);
+        self.shared.changed.notify_waiters();
+    }
+
+    /// Forget the session and send INVALID_SESSION `false`: the bot must identify again.
+    pub fn invalidate_session(&self) {
+        self.shared.lock().control.push(Control::InvalidSession);
+        self.shared.changed.notify_waiters();
+    }
+
+    /// Every frame the bot sent on the gateway.
+    pub fn gateway_ops(&self) -> Vec<GatewayOp> {
+        self.shared.lock().ops.clone()
+    }
+
+    pub async fn wait_for_op(&self, what: &str, pred: impl Fn(&GatewayOp) -> bool) -> anyhow::Result<GatewayOp> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(op) = self.gateway_ops().into_iter().find(|o| pred(o)) {
+                return Ok(op);
+            }
+            if Instant::now() > deadline {
+                let seen: Vec<String> = self.gateway_ops().iter().rev().take(10).map(|o| format!("{} op {} {}", o.path, o.op, o.d)).collect();
+                anyhow::bail!("timed out waiting for {what} on the gateway; last frames:\n  {}", seen.join("\n  "));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The current session id and the last sequence number assigned.
+    pub fn session(&self) -> (Option<String>, u64) {
+        let s = self.shared.lock();
+        (s.session_id.clone(), s.log.last().map(|e| e.0).unwrap_or(0))
+    }
+
+    /// Number of gateway connections so far.
+    pub fn connections(&self) -> u32 {
+        self.shared.lock().connections
+    }
+
+    /// Highest sequence number sent to the bot.
+    pub fn sent_seq(&self) -> u64 {
+        self.shared.lock().sent_seq
+    }
+}
+
+fn push_dispatch(shared: &Shared, t: &str, d: Value) {
+    {
+        let mut s = shared.lock();
+        if s.session_id.is_some() {
+            let seq = s.log.last().map(|e| e.0).unwrap_or(0) + 1;
+            s.log.push((seq, t.to_owned(), d));
+        } else {
+            s.undelivered.push_back((t.to_owned(), d));
+        }
+    }
+    shared.changed.notify_waiters();
+}
+
+// ----- REST
+
+fn fault_for(s: &mut Inner, method: &Method, path: &str) -> Option<FaultKind> {
+    let fault = s.faults.iter_mut().find(|f| f.remaining > 0 && &f.method == method && path.starts_with(&f.path_prefix))?;
+    fault.remaining -= 1;
+    Some(fault.kind.clone())
+}
+
+/// Read a JSON or multipart body: (JSON, files).
+async fn read_body(request: Request, shared: &Shared) -> Result<(Value, Vec<Upload>), Response> {
+    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    if content_type.starts_with("multipart/form-data") {
+        let mut multipart = axum::extract::Multipart::from_request(request, &())
+            .await
+            .map_err(|_| error(400, 50035, "Invalid Form Body"))?;
+        let mut body = Value::Null;
+        let mut files = Vec::new();
+        while let Ok(Some(field)) = multipart.next_field().await {
+            let name = field.name().unwrap_or("").to_owned();
+            let file_name = field.file_name().map(str::to_owned);
+            let mime = field.content_type().unwrap_or("application/octet-stream").to_owned();
+            let bytes = field.bytes().await.map_err(|_| error(400, 50035, "Invalid Form Body"))?;
+            if name == "payload_json" {
+                body = serde_json::from_slice(&bytes).map_err(|_| error(400, 50109, "The request body contains invalid JSON."))?;
+            } else if name.starts_with("files[") {
+                files.push(Upload { field: name, name: file_name.unwrap_or_default(), mime, bytes: bytes.to_vec() });
+            }
+        }
+        let _ = shared;
+        return Ok((body, files));
+    }
+    let bytes = Bytes::from_request(request, &()).await.map_err(|_| error(400, 50035, "Invalid Form Body"))?;
+    if bytes.is_empty() {
+        return Ok((Value::Null, Vec::new()));
+    }
+    let body = serde_json::from_slice(&bytes).map_err(|_| error(400, 50109, "The request body contains invalid JSON."))?;
+    Ok((body, Vec::new()))
+}
+
+async fn rest(State(shared): State<Arc<Shared>>, Path(path): Path<String>, request: Request) -> Response {
+    let method = request.method().clone();
+    let path = format!("/{path}");
+    let headers: HeaderMap = request.headers().clone();
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (body, files) = match read_body(request, &shared).await {
+        Ok(b) => b,
+        Err(response) => return response,
+    };
+    let response = if authorization.as_deref() != Some(&format!("Bot {TOKEN}")) {
+        error(401, 0, "401: Unauthorized")
+    } else {
+        let fault = fault_for(&mut shared.lock(), &method, &path);
+        match fault {
+            Some(FaultKind::RateLimited { retry_after, global }) => rate_limited(retry_after, global),
+            Some(FaultKind::ServerError) => error(502, 0, "Bad Gateway"),
+            None => with_rate_headers(route(&shared, &method, &path, &body, &files), "fake-bucket"),
+        }
+    };
+    let status = response.status().as_u16();
+    shared.lock().calls.push(Call { method: method.to_string(), path, authorization, body, files, content_type, at: Instant::now(), status });
+    response
+}
+
+fn route(shared: &Shared, method: &Method, path: &str, body: &Value, files: &[Upload]) -> Response {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method.as_str(), parts.as_slice()) {
+        ("GET", ["gateway", "bot"]) => {
+            let url = shared.base().replacen("http://", "ws://", 1) + "/gateway";
+            axum::Json(json!({
+                "url": url, "shards": 1,
+                "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1},
+            }))
+            .into_response()
+        }
+        ("POST", ["channels", channel, "messages"]) => create_message(shared, channel, body, files),
+        ("PATCH", ["channels", channel, "messages", id]) => {
+            let mut s = shared.lock();
+            let Some(m) = s.messages.get_mut(*id).filter(|m| m["channel_id"] == *channel) else {
+                return error(404, 10008, "Unknown Message");
+            };
+            if m["author"]["id"] != BOT_ID {
+                return error(403, 50005, "Cannot edit a message authored by another user");
+            }
+            if let Some(content) = body.get("content").and_then(Value::as_str) {
+                if content.chars().count() > 2000 {
+                    return error(400, 50035, "Invalid Form Body");
+                }
+                m["content"] = content.into();
+            }
+            m["edited_timestamp"] = now_iso().into();
+            let m = m.clone();
+            drop(s);
+            push_dispatch(shared, "MESSAGE_UPDATE", m.clone());
+            axum::Json(m).into_response()
+        }
+        ("DELETE", ["channels", channel, "messages", id]) => {
+            let mut s = shared.lock();
+            if !s.messages.get(*id).is_some_and(|m| m["channel_id"] == *channel) {
+                return error(404, 10008, "Unknown Message");
+            }
+            s.messages.remove(*id);
+            drop(s);
+            push_dispatch(shared, "MESSAGE_DELETE", json!({"id": id, "channel_id": channel}));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        ("POST", ["channels", _channel, "typing"]) => StatusCode::NO_CONTENT.into_response(),
+        _ => error(404, 0, "404: Not Found"),
+    }
+}
+
+fn create_message(shared: &Shared, channel: &str, body: &Value, files: &[Upload]) -> Response {
+    let content = body.get("content").and_then(Value::as_str).unwrap_or("");
+    if content.chars().count() > 2000 {
+        return error(400, 50035, "Invalid Form Body");
+    }
+    if content.is_empty() && files.is_empty() {
+        return error(400, 50006, "Cannot send an empty message");
+    }
+    if files.iter().map(|f| f.bytes.len()).sum::<usize>() > MAX_UPLOAD {
+        return error(413, 40005, "Request entity too large");
+    }
+    let nonce = match body.get("nonce") {
+        Some(Value::String(n)) if n.len() <= 25 => Some(n.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        None | Some(Value::Null) => None,
+        Some(_) => return error(400, 50035, "Invalid Form Body"),
+    };
+    let mut s = shared.lock();
+    if s.closed_dms.contains(channel) {
+        return error(403, 50007, "Cannot send messages to this user");
+    }
+    if !channel.bytes().all(|b| b.is_ascii_digit()) {
+        return error(404, 10003, "Unknown Channel");
+    }
+    let enforce = body.get("enforce_nonce").and_then(Value::as_bool).unwrap_or(false);
+    if let (Some(n), true) = (&nonce, enforce) {
+        if let Some(existing) = s.nonces.get(&(channel.to_owned(), n.clone())).and_then(|id| s.messages.get(id)) {
+            return axum::Json(existing.clone()).into_response();
+        }
+    }
+    s.next_id += 1;
+    let id = s.next_id.to_string();
+    let base = shared.base();
+    let attachments: Vec<Value> = files
+        .iter()
+        .enumerate()
+        .map(|(n, f)| {
+            json!({"id": format!("{id}{n}"), "filename": f.name, "size": f.bytes.len(), "content_type": f.mime,
+                   "url": format!("{base}/cdn/attachments/{channel}/{id}{n}/{}", f.name)})
+        })
+        .collect();
+    let mut m = json!({
+        "id": id, "channel_id": channel, "type": 0, "content": content, "author": bot_user(),
+        "timestamp": now_iso(), "edited_timestamp": null, "attachments": attachments, "embeds": [],
+        "mentions": [], "mention_roles": [], "mention_everyone": false, "tts": false, "pinned": false,
+        "flags": 0, "components": [],
+    });
+    if let Some(n) = &nonce {
+        m["nonce"] = n.clone().into();
+        s.nonces.insert((channel.to_owned(), n.clone()), id.clone());
+    }
+    if let Some(reference) = body.get("message_reference").filter(|r| r.is_object()) {
+        let target = reference["message_id"].as_str().unwrap_or("");
+        if !s.messages.contains_key(target) && reference["fail_if_not_exists"].as_bool() != Some(false) {
+            return error(400, 50035, "Invalid Form Body: Unknown message");
+        }
+        m["type"] = 19.into();
+        m["message_reference"] = json!({"type": 0, "message_id": target, "channel_id": channel});
+    }
+    s.messages.insert(id, m.clone());
+    drop(s);
+    let mut echo = m.clone();
+    echo["channel_type"] = 1.into();
+    push_dispatch(shared, "MESSAGE_CREATE", echo);
+    axum::Json(m).into_response()
+}
+
+async fn cdn(State(shared): State<Arc<Shared>>, Path(path): Path<String>, headers: HeaderMap) -> Response {
+    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let mut s = shared.lock();
+    s.cdn_requests.push((path.clone(), auth));
+    match s.cdn.get(&path) {
+        Some((mime, bytes)) => ([(header::CONTENT_TYPE, mime.clone())], bytes.clone()).into_response(),
+        None => (StatusCode::NOT_FOUND, "Not Found").into_response(),
+    }
+}
+
+// ----- gateway
+
+async fn gateway(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().unwrap_or("").to_owned();
+    let upgrade = match WebSocketUpgrade::from_request(request, &()).await {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
+    if !query.split('&').any(|p| p == "v=10") || !query.split('&').any(|p| p == "encoding=json") {
+        return (StatusCode::BAD_REQUEST, "gateway needs ?v=10&encoding=json").into_response();
+    }
+    upgrade.on_upgrade(move |socket| connection(shared, path, socket))
+}
+
+fn frame(v: Value) -> WsMessage {
+    WsMessage::Text(v.to_string().into())
+}
+
+async fn close(mut socket: WebSocket, code: u16, reason: &str) {
+    let _ = socket.send(WsMessage::Close(Some(CloseFrame { code, reason: reason.to_owned().into() }))).await;
+}
+
+/// For a RESUME: where replay starts and what to replay (RESUMED is queued after it), or `None`
+/// when the session cannot be resumed.
+fn resume_replay(shared: &Shared, d: &Value) -> Option<(u64, Vec<(u64, String, Value)>)> {
+    let mut s = shared.lock();
+    let known = s.session_id.is_some() && d["session_id"].as_str() == s.session_id.as_deref();
+    let seq = d["seq"].as_u64().unwrap_or(0);
+    let last = s.log.last().map(|e| e.0).unwrap_or(0);
+    if !known || seq > last {
+        return None;
+    }
+    let from = seq.saturating_sub(s.replay_overlap);
+    let replay: Vec<(u64, String, Value)> = s.log.iter().filter(|e| e.0 > from).cloned().collect();
+    s.log.push((last + 1, "RESUMED".into(), json!({"_trace": ["fake"]})));
+    Some((from, replay))
+}
+
+/// One gateway connection, as Discord runs it.
+async fn connection(shared: Arc<Shared>, path: String, mut socket: WebSocket) {
+    let interval = {
+        let mut s = shared.lock();
+        s.connections += 1;
+        s.heartbeat_interval
+    };
+    if socket.send(frame(json!({"op": 10, "d": {"heartbeat_interval": interval}, "s": null, "t": null}))).await.is_err() {
+        return;
+    }
+    // IDENTIFY or RESUME.
+    let first = match tokio::time::timeout(Duration::from_secs(20), socket.recv()).await {
+        Ok(Some(Ok(WsMessage::Text(t)))) => serde_json::from_str::<Value>(&t).unwrap_or(Value::Null),
+        _ => return,
+    };
+    let op = first["op"].as_u64().unwrap_or(99);
+    shared.lock().ops.push(GatewayOp { path: path.clone(), op, d: first["d"].clone(), at: Instant::now() });
+    let d = &first["d"];
+    if d["token"].as_str() != Some(TOKEN) {
+        return close(socket, 4004, "Authentication failed.").await;
+    }
+    let mut sent: u64;
+    match op {
+        2 => {
+            let intents = d["intents"].as_u64().unwrap_or(0);
+            if intents & DIRECT_MESSAGES == 0 || intents & MESSAGE_CONTENT == 0 {
+                return close(socket, 4014, "Disallowed intent(s).").await;
+            }
+            let base = shared.base().replacen("http://", "ws://", 1);
+            let mut s = shared.lock();
+            s.next_id += 1;
+            let session_id = format!("fakesession{:x}", s.next_id);
+            s.session_id = Some(session_id.clone());
+            s.log.clear();
+            let ready = json!({
+                "v": 10, "user": bot_user(), "guilds": [], "session_id": session_id,
+                "resume_gateway_url": format!("{base}/resume"), "session_type": "normal",
+                "application": {"id": BOT_ID, "flags": 565_248}, "private_channels": [],
+            });
+            s.log.push((1, "READY".into(), ready));
+            while let Some((t, d)) = s.undelivered.pop_front() {
+                let seq = s.log.len() as u64 + 1;
+                s.log.push((seq, t, d));
+            }
+            sent = 0;
+        }
+        6 => {
+            let Some((from, replay)) = resume_replay(&shared, d) else {
+                let _ = socket.send(frame(json!({"op": 9, "d": false, "s": null, "t": null}))).await;
+                return;
+            };
+            sent = from;
+            for (seq, t, d) in replay {
+                if socket.send(frame(json!({"op": 0, "s": seq, "t": t, "d": d}))).await.is_err() {
+                    return;
+                }
+                sent = seq;
+            }
+        }
+        _ => return close(socket, 4003, "Not authenticated.").await,
+    }
+
+    loop {
+        // Send what is due.
+        let (due, control) = {
+            let mut s = shared.lock();
+            let due: Vec<(u64, String, Value)> =
+                if s.hold { Vec::new() } else { s.log.iter().filter(|e| e.0 > sent).cloned().collect() };
+            (due, std::mem::take(&mut s.control))
+        };
+        for c in control {
+            match c {
+                Control::Drop => return, // the socket is dropped without a close frame
+                Control::Reconnect => {
+                    let _ = socket.send(frame(json!({"op": 7, "d": null, "s": null, "t": null}))).await;
+                }
+                Control::InvalidSession => {
+                    shared.lock().session_id = None;
+                    let _ = socket.send(frame(json!({"op": 9, "d": false, "s": null, "t": null}))).await;
+                }
+            }
+        }
+        for (seq, t, d) in due {
+            if socket.send(frame(json!({"op": 0, "s": seq, "t": t, "d": d}))).await.is_err() {
+                return;
+            }
+            sent = seq;
+            let mut s = shared.lock();
+            s.sent_seq = s.sent_seq.max(seq);
+        }
+        let notified = shared.changed.notified();
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            incoming = socket.recv() => {
+                let text = match incoming {
+                    Some(Ok(WsMessage::Text(t))) => t,
+                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => continue,
+                };
+                let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                let op = v["op"].as_u64().unwrap_or(99);
+                shared.lock().ops.push(GatewayOp { path: path.clone(), op, d: v["d"].clone(), at: Instant::now() });
+                match op {
+                    1 => {
+                        let withhold = shared.lock().withhold_acks;
+                        if !withhold && socket.send(frame(json!({"op": 11}))).await.is_err() {
+                            return;
+                        }
+                    }
+                    2 | 6 => return close(socket, 4005, "Already authenticated.").await,
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Frames of the fixtures, for the fake's own checks.
+pub fn fixture(name: &str) -> Option<Value> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/discord");
+    serde_json::from_str(&std::fs::read_to_string(dir.join(name)).ok()?).ok()
+}
