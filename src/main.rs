@@ -116,6 +116,7 @@ fn channels(config: &Config) -> Result<Vec<Arc<dyn Channel>>, switchboard::confi
     let discord: switchboard_discord::DiscordConfig = config.channel("discord")?;
     if discord.enabled {
         channels.push(Arc::new(switchboard_discord::Discord::new(discord)));
+    }
     let messenger: switchboard_messenger::MetaConfig = config.channel("messenger")?;
     if messenger.enabled {
         channels.push(Arc::new(switchboard_messenger::MetaChannel::messenger(messenger)));
@@ -123,6 +124,7 @@ fn channels(config: &Config) -> Result<Vec<Arc<dyn Channel>>, switchboard::confi
     let instagram: switchboard_messenger::MetaConfig = config.channel("instagram")?;
     if instagram.enabled {
         channels.push(Arc::new(switchboard_messenger::MetaChannel::instagram(instagram)));
+    }
     let mut sms: switchboard_sms::SmsConfig = config.channel("sms")?;
     if sms.enabled {
         if sms.public_url.is_none() {
