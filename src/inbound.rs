@@ -79,6 +79,21 @@ async fn drain(bridge: &Bridge, conversation_id: i64) {
     }
 }
 
+/// How often a status (read, delivered, failed) is tried while the message it is about has no
+/// remote id recorded yet: networks report "sent" within milliseconds, sometimes before the
+/// outbox has stored the id their send answered with.
+const UNMAPPED_STATUS_ATTEMPTS: i64 = 6;
+
+/// The events a remote message became; for a status about a message not mapped yet, a
+/// retryable error for the first few attempts (then: nothing, and the status applies to no event).
+async fn mapped_event(bridge: &Bridge, row: &InboxRow, conversation_id: i64, remote_id: &str) -> Result<Vec<String>, InboundError> {
+    let events = bridge.store.events_for_remote(conversation_id, remote_id).await?;
+    if events.is_empty() && row.attempts + 1 < UNMAPPED_STATUS_ATTEMPTS {
+        return Err(InboundError::NotMappedYet(remote_id.to_string()));
+    }
+    Ok(events)
+}
+
 /// How often an event the homeserver refuses (not an outage) is tried before it is given up.
 const REFUSED_ATTEMPTS: i64 = 5;
 
@@ -110,6 +125,8 @@ enum InboundError {
     Store(#[from] StoreError),
     #[error("conversation {0} vanished")]
     NoConversation(i64),
+    #[error("the message {0} is not known yet")]
+    NotMappedYet(String),
 }
 
 impl InboundError {
@@ -119,6 +136,7 @@ impl InboundError {
             InboundError::Matrix(e) => e.is_retryable(),
             InboundError::Store(_) => true,
             InboundError::NoConversation(_) => false,
+            InboundError::NotMappedYet(_) => true,
         }
     }
 
@@ -194,17 +212,17 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
             }
         }
         InboundEvent::Read { remote_id } => {
-            if let Some(event_id) = bridge.store.events_for_remote(conversation.id, remote_id).await?.last() {
+            if let Some(event_id) = mapped_event(bridge, row, conversation.id, remote_id).await?.last() {
                 bridge.homeserver.read_receipt(&room_id, event_id, ghost).await?;
             }
         }
         InboundEvent::Delivered { remote_id } => {
-            if let Some(event_id) = bridge.store.events_for_remote(conversation.id, remote_id).await?.first() {
+            if let Some(event_id) = mapped_event(bridge, row, conversation.id, remote_id).await?.first() {
                 crate::delivery::send_status(bridge, &room_id, event_id, &conversation.channel, None).await;
             }
         }
         InboundEvent::Failed { remote_id, reason } => {
-            let event_id = bridge.store.events_for_remote(conversation.id, remote_id).await?.into_iter().next();
+            let event_id = mapped_event(bridge, row, conversation.id, remote_id).await?.into_iter().next();
             let text = format!("⚠️ Not delivered to the customer: {reason}");
             let mut notice = content::notice(&text);
             if let Some(e) = &event_id {
