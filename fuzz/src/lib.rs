@@ -76,10 +76,21 @@ const AMMONIA_DEFAULT_ATTRIBUTES: &[(&str, &str)] = &[
     ("th", "colspan"), ("th", "headers"), ("th", "rowspan"), ("th", "scope"),
 ];
 
+/// The core's attributes: ammonia's defaults plus Matrix spoilers (`<span data-mx-spoiler>`).
+const CORE_ATTRIBUTES: &[(&str, &str)] = &[
+    ("*", "title"), ("*", "lang"), ("a", "href"), ("a", "hreflang"), ("a", "rel"), ("blockquote", "cite"),
+    ("del", "cite"), ("del", "datetime"), ("ol", "start"), ("hr", "align"), ("hr", "size"), ("hr", "width"),
+    ("table", "align"), ("table", "char"), ("table", "charoff"), ("table", "summary"), ("tbody", "align"),
+    ("tbody", "char"), ("tbody", "charoff"), ("thead", "align"), ("thead", "char"), ("thead", "charoff"),
+    ("tr", "align"), ("tr", "char"), ("tr", "charoff"), ("td", "align"), ("td", "char"), ("td", "charoff"),
+    ("td", "colspan"), ("td", "headers"), ("td", "rowspan"), ("th", "align"), ("th", "char"), ("th", "charoff"),
+    ("th", "colspan"), ("th", "headers"), ("th", "rowspan"), ("th", "scope"), ("span", "data-mx-spoiler"),
+];
+
 /// The core's policy for Matrix HTML (`content::sanitize_html`).
 pub const CORE_HTML: HtmlPolicy<'static> = HtmlPolicy {
-    tags: &["b", "strong", "i", "em", "u", "s", "del", "code", "pre", "br", "p", "ul", "ol", "li", "blockquote", "a", "details", "summary"],
-    attributes: AMMONIA_DEFAULT_ATTRIBUTES,
+    tags: &["b", "strong", "i", "em", "u", "s", "del", "code", "pre", "br", "p", "ul", "ol", "li", "blockquote", "a", "details", "summary", "span"],
+    attributes: CORE_ATTRIBUTES,
     relative_links: true,
     link_schemes: WEB_SCHEMES,
 };

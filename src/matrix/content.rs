@@ -130,8 +130,10 @@ fn strip_reply_fallback(html: &str) -> String {
 /// links. Scripts, styles, images, event handlers and other URL schemes are removed.
 pub fn sanitize_html(html: &str) -> String {
     ammonia::Builder::empty()
-        .add_tags(["b", "strong", "i", "em", "u", "s", "del", "code", "pre", "br", "p", "ul", "ol", "li", "blockquote", "a", "details", "summary"])
+        .add_tags(["b", "strong", "i", "em", "u", "s", "del", "code", "pre", "br", "p", "ul", "ol", "li", "blockquote", "a", "details", "summary", "span"])
         .add_tag_attributes("a", ["href"])
+        // Spoilers (Discord's ||text||, Telegram's spoiler entity): clients hide them until clicked.
+        .add_tag_attributes("span", ["data-mx-spoiler"])
         .url_schemes(["http", "https", "mailto"].into_iter().collect())
         .link_rel(Some("noopener noreferrer"))
         .clean(html)
@@ -280,6 +282,12 @@ mod tests {
         let html = m.content.html.unwrap();
         assert!(html.starts_with("<b>ok</b>"), "{html}");
         assert!(!html.contains("script") && !html.contains("img") && !html.contains("javascript") && !html.contains("blockquote"), "{html}");
+    }
+
+    #[test]
+    fn spoilers_survive_and_other_spans_lose_their_attributes() {
+        let html = sanitize_html(r#"<span data-mx-spoiler="">secret</span> <span style="color:red" onclick="x()">red</span>"#);
+        assert_eq!(html, r#"<span data-mx-spoiler="">secret</span> <span>red</span>"#);
     }
 
     #[test]
