@@ -116,6 +116,11 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
             .await
     });
 
+    if bridge.config.testing.clock_control {
+        if let Ok(Some(offset)) = bridge.store.state_get(TESTING_STATE, "clock_offset_ms").await {
+            bridge.clock.set_offset_ms(offset.parse().unwrap_or(0));
+        }
+    }
     let starter = bridge.clone();
     tokio::spawn(async move {
         ensure_bot(&starter).await;
@@ -193,6 +198,9 @@ async fn health(State(bridge): State<Arc<Bridge>>) -> impl IntoResponse {
 
 /// Test rigs move the routing clock (only with `testing.clock_control: true`, and only with the
 /// hs_token).
+/// Where the test clock's offset is kept (`channel_state`, under a name no channel can have).
+const TESTING_STATE: &str = "_testing";
+
 async fn set_clock(
     State(bridge): State<Arc<Bridge>>,
     headers: axum::http::HeaderMap,
@@ -212,6 +220,9 @@ async fn set_clock(
         return (StatusCode::BAD_REQUEST, Json(json!({"error": "now_ms (integer) is required"})));
     };
     bridge.clock.set(now);
+    if let Err(e) = bridge.store.state_put(TESTING_STATE, "clock_offset_ms", &bridge.clock.offset_ms().to_string()).await {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e.to_string()})));
+    }
     bridge.wake_timers.notify_one();
     (StatusCode::OK, Json(json!({"now_ms": bridge.clock.now_ms()})))
 }

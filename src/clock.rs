@@ -25,6 +25,16 @@ impl Clock {
     pub fn set(&self, now_ms: i64) {
         self.offset_ms.store(now_ms - crate::store::now_ms(), Ordering::SeqCst);
     }
+
+    /// How far "now" is moved from the system clock (kept in the store by test rigs, so a
+    /// restarted bridge runs on the test's time from its first timer check).
+    pub fn offset_ms(&self) -> i64 {
+        self.offset_ms.load(Ordering::SeqCst)
+    }
+
+    pub fn set_offset_ms(&self, offset_ms: i64) {
+        self.offset_ms.store(offset_ms, Ordering::SeqCst);
+    }
 }
 
 pub fn to_datetime(ms: i64) -> DateTime<Utc> {

@@ -127,12 +127,6 @@ async fn handle(bridge: &Bridge, row: &MatrixEventRow) -> Result<Handled, Handle
         "m.room.member" => {
             let target = event.get("state_key").and_then(Value::as_str);
             let membership = body.get("membership").and_then(Value::as_str);
-            if let (Some(user), Some("join")) = (target, membership) {
-                if user == sender {
-                    let name = body.get("displayname").and_then(Value::as_str).map(str::to_string);
-                    bridge.homeserver.remember_displayname(user, name);
-                }
-            }
             if target == Some(bridge.namespace.bot.as_str()) && membership == Some("invite") {
                 if let Err(e) = bridge.homeserver.join(&row.room_id, &bridge.namespace.bot).await {
                     tracing::warn!(room_id = row.room_id, error = %e, "could not accept an invite");
@@ -206,7 +200,7 @@ async fn relay_message(
     let mut c: Content = content::for_channel(message.content, caps.formatting);
     let name = match bridge.config.bridge.attribution {
         crate::config::Attribution::None => String::new(),
-        _ => bridge.homeserver.displayname_cached(sender).await.ok().flatten().unwrap_or_else(|| operator_name(sender)),
+        _ => bridge.homeserver.displayname(sender).await.ok().flatten().unwrap_or_else(|| operator_name(sender)),
     };
     if !c.text.is_empty() {
         content::attribute(&mut c, bridge.config.bridge.attribution, &name);

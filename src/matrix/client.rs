@@ -62,13 +62,7 @@ pub struct Homeserver {
     as_token: String,
     pub domain: String,
     pub bot: String,
-    /// Display names looked up recently (user → name, when looked up): attribution needs the
-    /// sender's name on every relayed message, and a lookup is a round trip to the homeserver.
-    names: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (Option<String>, std::time::Instant)>>>,
 }
-
-/// How long a looked-up display name is trusted without a member event telling us otherwise.
-const NAME_TTL: Duration = Duration::from_secs(600);
 
 impl Homeserver {
     pub fn new(base: &url::Url, as_token: &str, domain: &str, bot_localpart: &str) -> Homeserver {
@@ -83,33 +77,9 @@ impl Homeserver {
             as_token: as_token.to_string(),
             domain: domain.to_string(),
             bot: format!("@{bot_localpart}:{domain}"),
-            names: Default::default(),
         }
     }
 
-    /// [`Homeserver::displayname`], answered from a short-lived cache when possible.
-    pub async fn displayname_cached(&self, user: &str) -> Result<Option<String>, MatrixError> {
-        {
-            let names = self.names.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((name, at)) = names.get(user) {
-                if at.elapsed() < NAME_TTL {
-                    return Ok(name.clone());
-                }
-            }
-        }
-        let name = self.displayname(user).await?;
-        self.remember_displayname(user, name.clone());
-        Ok(name)
-    }
-
-    /// A display name seen in a member event (fresher than any lookup).
-    pub fn remember_displayname(&self, user: &str, name: Option<String>) {
-        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
-        if names.len() > 10_000 {
-            names.clear();
-        }
-        names.insert(user.to_string(), (name, std::time::Instant::now()));
-    }
 
     async fn call(
         &self,

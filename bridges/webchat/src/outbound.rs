@@ -146,8 +146,12 @@ async fn send_message(
         reply_to,
         ts: now_ms(),
     };
+    // Known as a message of this chat before the visitor can see it in the log (a visitor
+    // answering at once must find its reply target); the record gets its log position after.
+    let provisional = MessageRecord { visitor: visitor.to_owned(), from: Author::Agent, seq: 0, deleted: false };
+    shared.store.put_message(remote_id, &provisional).await.map_err(retryable)?;
     let seq = shared.store.append(visitor, key, &entry).await.map_err(retryable)?;
-    let record = MessageRecord { visitor: visitor.to_owned(), from: Author::Agent, seq, deleted: false };
+    let record = MessageRecord { seq, ..provisional };
     shared.store.put_message(remote_id, &record).await.map_err(retryable)?;
     publish(shared, visitor, &entry, seq);
     Ok(())
