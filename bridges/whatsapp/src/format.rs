@@ -148,7 +148,9 @@ fn decode_entities(s: &str) -> String {
     while let Some(amp) = rest.find('&') {
         out.push_str(&rest[..amp]);
         let after = &rest[amp..];
-        let Some(semi) = after[..after.len().min(12)].find(';') else {
+        // Entities are short ASCII: look for the `;` within the first 12 bytes, never slicing
+        // inside a multi-byte character (found by the whatsapp_webhook fuzz target).
+        let Some(semi) = after.bytes().take(12).position(|b| b == b';') else {
             out.push('&');
             rest = &after[1..];
             continue;
@@ -183,6 +185,12 @@ fn decode_entities(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entities_next_to_multibyte_text_do_not_panic() {
+        assert_eq!(decode_entities("&#h:p_&ngfi\u{78d}x"), "&#h:p_&ngfi\u{78d}x");
+        assert_eq!(decode_entities("&amp;\u{78d}"), "&\u{78d}");
+    }
 
     #[test]
     fn emphasis_code_and_links() {
