@@ -41,7 +41,10 @@ pub struct Recorder {
 
 impl Default for Recorder {
     fn default() -> Self {
-        Recorder { log: Arc::default(), changed: Arc::new(watch::channel(0).0) }
+        Recorder {
+            log: Arc::default(),
+            changed: Arc::new(watch::channel(0).0),
+        }
     }
 }
 
@@ -66,7 +69,12 @@ impl Recorder {
         self.changed.send_modify(|v| *v += 1);
     }
 
-    async fn wait<T>(&self, what: &str, timeout: Duration, mut check: impl FnMut(&Log) -> Option<T>) -> anyhow::Result<T> {
+    async fn wait<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Log) -> Option<T>,
+    ) -> anyhow::Result<T> {
         let mut rx = self.changed.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -89,22 +97,40 @@ impl Recorder {
 
     /// When `body` was first seen.
     pub async fn seen(&self, body: &str, timeout: Duration) -> anyhow::Result<Instant> {
-        self.wait(&format!("{body:?}"), timeout, |log| log.seen.get(body).copied()).await
+        self.wait(&format!("{body:?}"), timeout, |log| {
+            log.seen.get(body).copied()
+        })
+        .await
     }
 
     /// When the last of `n` messages tagged `tag` was seen.
-    pub async fn all_seen(&self, tag: &str, n: usize, timeout: Duration) -> anyhow::Result<Instant> {
+    pub async fn all_seen(
+        &self,
+        tag: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Instant> {
         self.wait(&format!("{n} messages tagged {tag}"), timeout, |log| {
-            log.tags.get(tag).filter(|(count, _)| *count >= n).map(|(_, last)| *last)
+            log.tags
+                .get(tag)
+                .filter(|(count, _)| *count >= n)
+                .map(|(_, last)| *last)
         })
         .await
     }
 
     /// An invite to a room whose name contains `name_part`; returns the room id.
     pub async fn invite(&self, name_part: &str, timeout: Duration) -> anyhow::Result<String> {
-        self.wait(&format!("an invite to a room named like {name_part:?}"), timeout, |log| {
-            log.invites.iter().find(|(_, name)| name.contains(name_part)).map(|(id, _)| id.clone())
-        })
+        self.wait(
+            &format!("an invite to a room named like {name_part:?}"),
+            timeout,
+            |log| {
+                log.invites
+                    .iter()
+                    .find(|(_, name)| name.contains(name_part))
+                    .map(|(id, _)| id.clone())
+            },
+        )
         .await
     }
 }
@@ -119,7 +145,10 @@ fn http() -> anyhow::Result<reqwest::Client> {
 
 async fn json_ok(resp: reqwest::Response, what: &str) -> anyhow::Result<Value> {
     let status = resp.status();
-    let text = resp.text().await.with_context(|| format!("{what}: reading the body"))?;
+    let text = resp
+        .text()
+        .await
+        .with_context(|| format!("{what}: reading the body"))?;
     if !status.is_success() {
         bail!("{what}: HTTP {status}: {text}");
     }
@@ -157,7 +186,10 @@ impl MxClient {
         let v = json_ok(resp, "POST /login").await?;
         Ok(MxClient {
             base: base.trim_end_matches('/').to_string(),
-            token: v["access_token"].as_str().context("no access_token")?.to_string(),
+            token: v["access_token"]
+                .as_str()
+                .context("no access_token")?
+                .to_string(),
             user_id: v["user_id"].as_str().context("no user_id")?.to_string(),
             act_as: None,
             http,
@@ -253,14 +285,19 @@ impl MxClient {
         })
         .to_string();
         let first = self.sync_once(&filter, None, 0).await?;
-        let since = first["next_batch"].as_str().context("no next_batch")?.to_string();
+        let since = first["next_batch"]
+            .as_str()
+            .context("no next_batch")?
+            .to_string();
         let client = self.clone();
         let task = tokio::spawn(async move {
             let mut since = since;
             loop {
                 match client.sync_raw(&filter, Some(&since), 30_000).await {
                     Ok((at, body)) => {
-                        let Ok(v) = serde_json::from_slice::<Value>(&body) else { continue };
+                        let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+                            continue;
+                        };
                         ingest(&recorder, &v, at);
                         if let Some(next) = v["next_batch"].as_str() {
                             since = next.to_string();
@@ -276,26 +313,46 @@ impl MxClient {
         Ok(SyncWatcher { task })
     }
 
-    async fn sync_raw(&self, filter: &str, since: Option<&str>, timeout_ms: u64) -> anyhow::Result<(Instant, bytes::Bytes)> {
+    async fn sync_raw(
+        &self,
+        filter: &str,
+        since: Option<&str>,
+        timeout_ms: u64,
+    ) -> anyhow::Result<(Instant, bytes::Bytes)> {
         let mut url = self.url(&["sync"])?;
         {
             let mut q = url.query_pairs_mut();
-            q.append_pair("filter", filter).append_pair("timeout", &timeout_ms.to_string());
+            q.append_pair("filter", filter)
+                .append_pair("timeout", &timeout_ms.to_string());
             if let Some(s) = since {
                 q.append_pair("since", s);
             }
         }
-        let resp = self.http.get(url).bearer_auth(&self.token).send().await.context("GET /sync")?;
+        let resp = self
+            .http
+            .get(url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .context("GET /sync")?;
         let status = resp.status();
         let body = resp.bytes().await.context("reading /sync")?;
         let at = Instant::now();
         if !status.is_success() {
-            bail!("GET /sync: HTTP {status}: {}", String::from_utf8_lossy(&body));
+            bail!(
+                "GET /sync: HTTP {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
         }
         Ok((at, body))
     }
 
-    async fn sync_once(&self, filter: &str, since: Option<&str>, timeout_ms: u64) -> anyhow::Result<Value> {
+    async fn sync_once(
+        &self,
+        filter: &str,
+        since: Option<&str>,
+        timeout_ms: u64,
+    ) -> anyhow::Result<Value> {
         let (_, body) = self.sync_raw(filter, since, timeout_ms).await?;
         serde_json::from_slice(&body).context("/sync is not JSON")
     }
@@ -360,8 +417,15 @@ impl Drop for SseWatcher {
 impl SseWatcher {
     /// Opens `GET <webchat>/api/v1/events?token=…&after=…` and records agent messages (by
     /// text) with the time their chunk arrived. Returns once the stream has answered.
-    pub async fn open(webchat: &str, token: &str, after: u64, recorder: Recorder) -> anyhow::Result<SseWatcher> {
-        let http = reqwest::Client::builder().build().context("building an HTTP client")?;
+    pub async fn open(
+        webchat: &str,
+        token: &str,
+        after: u64,
+        recorder: Recorder,
+    ) -> anyhow::Result<SseWatcher> {
+        let http = reqwest::Client::builder()
+            .build()
+            .context("building an HTTP client")?;
         let url = format!("{webchat}/api/v1/events?token={token}&after={after}");
         let resp = http.get(&url).send().await.context("GET /events")?;
         if !resp.status().is_success() {
@@ -397,7 +461,9 @@ impl SseWatcher {
                     if data.is_empty() {
                         continue;
                     }
-                    let Ok(v) = serde_json::from_str::<Value>(&data.join("\n")) else { continue };
+                    let Ok(v) = serde_json::from_str::<Value>(&data.join("\n")) else {
+                        continue;
+                    };
                     if v["type"] == "message" && v["from"] == "agent" {
                         if let Some(body) = v["text"].as_str() {
                             let mut log = recorder.lock();
@@ -451,7 +517,10 @@ impl WebVisitor {
         Ok(WebVisitor {
             base: webchat.to_string(),
             token: v["token"].as_str().context("no token")?.to_string(),
-            visitor_id: v["visitor_id"].as_str().context("no visitor_id")?.to_string(),
+            visitor_id: v["visitor_id"]
+                .as_str()
+                .context("no visitor_id")?
+                .to_string(),
             http,
         })
     }

@@ -28,15 +28,27 @@ fn clock_ticks() -> f64 {
 }
 
 pub fn sample(pid: u32) -> anyhow::Result<Sample> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
     // The command name (field 2) may contain spaces: count fields after its closing paren.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("unexpected /proc/pid/stat")?;
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("unexpected /proc/pid/stat")?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // After the paren: state is field 3, so utime (14) and stime (15) are at 11 and 12.
-    let utime: f64 = fields.get(11).context("no utime")?.parse().context("utime")?;
-    let stime: f64 = fields.get(12).context("no stime")?.parse().context("stime")?;
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("reading /proc/{pid}/status"))?;
+    let utime: f64 = fields
+        .get(11)
+        .context("no utime")?
+        .parse()
+        .context("utime")?;
+    let stime: f64 = fields
+        .get(12)
+        .context("no stime")?
+        .parse()
+        .context("stime")?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
     let kb = |key: &str| -> f64 {
         status
             .lines()
@@ -45,7 +57,11 @@ pub fn sample(pid: u32) -> anyhow::Result<Sample> {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    Ok(Sample { cpu_s: (utime + stime) / clock_ticks(), rss_mb: kb("VmRSS:") / 1024.0, hwm_mb: kb("VmHWM:") / 1024.0 })
+    Ok(Sample {
+        cpu_s: (utime + stime) / clock_ticks(),
+        rss_mb: kb("VmRSS:") / 1024.0,
+        hwm_mb: kb("VmHWM:") / 1024.0,
+    })
 }
 
 /// The pid of the (first) process whose command line mentions `needle` (a config path the
@@ -55,11 +71,19 @@ pub fn find_pid(needle: &Path, also: &str) -> anyhow::Result<u32> {
     let me = std::process::id();
     for entry in std::fs::read_dir("/proc").context("listing /proc")? {
         let Ok(entry) = entry else { continue };
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
         if pid == me {
             continue;
         }
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         if cmdline.contains(&needle) && cmdline.contains(also) {
             return Ok(pid);
@@ -71,6 +95,12 @@ pub fn find_pid(needle: &Path, also: &str) -> anyhow::Result<u32> {
 /// Load averages (1, 5, 15 minutes).
 pub fn loadavg() -> [f64; 3] {
     let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let mut it = text.split_whitespace().map(|v| v.parse::<f64>().unwrap_or(0.0));
-    [it.next().unwrap_or(0.0), it.next().unwrap_or(0.0), it.next().unwrap_or(0.0)]
+    let mut it = text
+        .split_whitespace()
+        .map(|v| v.parse::<f64>().unwrap_or(0.0));
+    [
+        it.next().unwrap_or(0.0),
+        it.next().unwrap_or(0.0),
+        it.next().unwrap_or(0.0),
+    ]
 }

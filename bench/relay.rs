@@ -111,7 +111,11 @@ impl Settings {
         };
         let num = |name: &str, default: usize| -> anyhow::Result<usize> {
             match std::env::var(format!("SWITCHBOARD_BENCH_{name}")) {
-                Ok(v) => v.trim().replace('_', "").parse().with_context(|| format!("SWITCHBOARD_BENCH_{name}={v}")),
+                Ok(v) => v
+                    .trim()
+                    .replace('_', "")
+                    .parse()
+                    .with_context(|| format!("SWITCHBOARD_BENCH_{name}={v}")),
                 Err(_) => Ok(default),
             }
         };
@@ -143,7 +147,10 @@ fn main() -> std::process::ExitCode {
             eprintln!("bench: --table needs a JSON file");
             return std::process::ExitCode::FAILURE;
         };
-        return match std::fs::read_to_string(path).map_err(anyhow::Error::from).and_then(|t| Ok(serde_json::from_str::<Value>(&t)?)) {
+        return match std::fs::read_to_string(path)
+            .map_err(anyhow::Error::from)
+            .and_then(|t| Ok(serde_json::from_str::<Value>(&t)?))
+        {
             Ok(report) => {
                 print_table(&report);
                 std::process::ExitCode::SUCCESS
@@ -155,12 +162,19 @@ fn main() -> std::process::ExitCode {
         };
     }
     // `cargo bench` passes `--bench`; anything else unknown is a mistake.
-    if let Some(bad) = args.iter().find(|a| !matches!(a.as_str(), "--bench" | "--quick")) {
+    if let Some(bad) = args
+        .iter()
+        .find(|a| !matches!(a.as_str(), "--bench" | "--quick"))
+    {
         eprintln!("bench: unknown argument {bad:?} (try --help)");
         return std::process::ExitCode::FAILURE;
     }
     let quick = args.iter().any(|a| a == "--quick");
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("bench: cannot start the runtime: {e}");
@@ -186,7 +200,10 @@ static TXN: AtomicU64 = AtomicU64::new(0);
 fn unique(prefix: &str) -> String {
     static START: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
     let start = START.get_or_init(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros())
+            .unwrap_or(0)
     });
     format!("{prefix}{start}x{}", TXN.fetch_add(1, Ordering::Relaxed))
 }
@@ -288,7 +305,12 @@ impl Path {
     /// the bridge's `as_token`, into a portal. It is what any appservice pays in Synapse
     /// (identity assertion, the transaction pushed back to the appservice, a busier room),
     /// without the bridge's own work — the floor for the inbound path.
-    const LATENCY: [Path; 4] = [Path::Direct, Path::Appservice, Path::Inbound, Path::Outbound];
+    const LATENCY: [Path; 4] = [
+        Path::Direct,
+        Path::Appservice,
+        Path::Inbound,
+        Path::Outbound,
+    ];
     const THROUGHPUT: [Path; 3] = [Path::Direct, Path::Inbound, Path::Outbound];
     fn name(self) -> &'static str {
         match self {
@@ -333,12 +355,16 @@ impl World {
         let t0 = Instant::now();
         let (ack, seen) = match path {
             Path::Direct => {
-                self.alice.send_text(&self.rooms[k], &unique("d"), body).await?;
+                self.alice
+                    .send_text(&self.rooms[k], &unique("d"), body)
+                    .await?;
                 let ack = t0.elapsed();
                 (ack, self.bob_seen.seen(body, WAIT).await?)
             }
             Path::Appservice => {
-                self.ghost.send_text(&self.portals[0], &unique("a"), body).await?;
+                self.ghost
+                    .send_text(&self.portals[0], &unique("a"), body)
+                    .await?;
                 let ack = t0.elapsed();
                 (ack, self.bob_seen.seen(body, WAIT).await?)
             }
@@ -348,7 +374,9 @@ impl World {
                 (ack, self.bob_seen.seen(body, WAIT).await?)
             }
             Path::Outbound => {
-                self.alice.send_text(&self.portals[k], &unique("o"), body).await?;
+                self.alice
+                    .send_text(&self.portals[k], &unique("o"), body)
+                    .await?;
                 let ack = t0.elapsed();
                 (ack, self.visitors_seen.seen(body, WAIT).await?)
             }
@@ -388,13 +416,22 @@ impl World {
             t.await.context("sender task")??;
         }
         let accepted = t0.elapsed().as_secs_f64();
-        let recorder = if path == Path::Outbound { &self.visitors_seen } else { &self.bob_seen };
-        let last = recorder.all_seen(tag, n * per, Duration::from_secs(600)).await?;
+        let recorder = if path == Path::Outbound {
+            &self.visitors_seen
+        } else {
+            &self.bob_seen
+        };
+        let last = recorder
+            .all_seen(tag, n * per, Duration::from_secs(600))
+            .await?;
         Ok((last.saturating_duration_since(t0).as_secs_f64(), accepted))
     }
 
     fn cpu(&self) -> anyhow::Result<(procfs::Sample, procfs::Sample)> {
-        Ok((procfs::sample(self.bridge_pid)?, procfs::sample(self.synapse_pid)?))
+        Ok((
+            procfs::sample(self.bridge_pid)?,
+            procfs::sample(self.synapse_pid)?,
+        ))
     }
 
     /// Waits until the bridge and Synapse are (nearly) idle: less than 3% of a core each over
@@ -416,7 +453,9 @@ impl World {
 
 /// Spawns the bridge and times it: (first HTTP answer, health 200), polling every 2 ms.
 async fn timed_start(bridge: &mut Bridge) -> anyhow::Result<(Duration, Duration)> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
     let url = format!("{}/_switchboard/health", bridge.base_url());
     let t0 = Instant::now();
     bridge.spawn()?;
@@ -433,7 +472,10 @@ async fn timed_start(bridge: &mut Bridge) -> anyhow::Result<(Duration, Duration)
             }
         }
         if t0.elapsed() > Duration::from_secs(120) {
-            bail!("the bridge did not become healthy in 120 s\n{}", bridge.log_tail());
+            bail!(
+                "the bridge did not become healthy in 120 s\n{}",
+                bridge.log_tail()
+            );
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -469,7 +511,10 @@ async fn run(quick: bool) -> anyhow::Result<()> {
     let started = Instant::now();
 
     // ---- the rig ---------------------------------------------------------------------------
-    say(format!("bridge binary: {}", rig::bridge::binary().display()));
+    say(format!(
+        "bridge binary: {}",
+        rig::bridge::binary().display()
+    ));
     if cfg!(debug_assertions) {
         say("WARNING: this harness is a debug build; run it with `cargo bench` (release)");
     }
@@ -477,29 +522,64 @@ async fn run(quick: bool) -> anyhow::Result<()> {
     // bridge's SQLite file on tmpfs, where fsync costs nothing — what the bridge would do on a
     // disk whose flushes were free. The default keeps it beside the config, on the same disk
     // as Synapse's database, as a real deployment would.
-    let db_dir = std::env::var("SWITCHBOARD_BENCH_BRIDGE_DB_DIR").ok().filter(|d| !d.is_empty());
-    let db_override = db_dir.as_ref().map(|d| format!("sqlite://{d}/switchboard-bench-{}.db", unique("")));
+    let db_dir = std::env::var("SWITCHBOARD_BENCH_BRIDGE_DB_DIR")
+        .ok()
+        .filter(|d| !d.is_empty());
+    let db_override = db_dir
+        .as_ref()
+        .map(|d| format!("sqlite://{d}/switchboard-bench-{}.db", unique("")));
     let db_for_hook = db_override.clone();
-    let options = BridgeOptions { log_filter: "info".into(), ..BridgeOptions::default() }.edit_config(move |c| {
+    let options = BridgeOptions {
+        log_filter: "info".into(),
+        ..BridgeOptions::default()
+    }
+    .edit_config(move |c| {
         // One visitor sends hundreds of messages a minute here; the per-visitor limit is for
         // abuse, not what is measured.
-        if let Some(w) = c.get_mut("channels").and_then(|c| c.get_mut("webchat")).and_then(|w| w.as_mapping_mut()) {
-            w.insert("rate_limit_per_minute".into(), serde_yaml::Value::Number(1_000_000u64.into()));
-            w.insert("rate_limit_burst".into(), serde_yaml::Value::Number(100_000u64.into()));
+        if let Some(w) = c
+            .get_mut("channels")
+            .and_then(|c| c.get_mut("webchat"))
+            .and_then(|w| w.as_mapping_mut())
+        {
+            w.insert(
+                "rate_limit_per_minute".into(),
+                serde_yaml::Value::Number(1_000_000u64.into()),
+            );
+            w.insert(
+                "rate_limit_burst".into(),
+                serde_yaml::Value::Number(100_000u64.into()),
+            );
         }
-        if let (Some(url), Some(db)) = (&db_for_hook, c.get_mut("database").and_then(|d| d.as_mapping_mut())) {
+        if let (Some(url), Some(db)) = (
+            &db_for_hook,
+            c.get_mut("database").and_then(|d| d.as_mapping_mut()),
+        ) {
             db.insert("url".into(), url.clone().into());
         }
     });
     let mut bridge = Bridge::prepare(&options).await?;
-    let database_url = db_override.clone().unwrap_or_else(|| bridge.database_url().to_string());
+    let database_url = db_override
+        .clone()
+        .unwrap_or_else(|| bridge.database_url().to_string());
     let synapse = Synapse::start(&bridge.registration_path()).await?;
-    synapse.register_user("alice", ALICE_PASSWORD, true).await.context("registering alice")?;
-    synapse.register_user("bob", BOB_PASSWORD, false).await.context("registering bob")?;
-    synapse.register_user("carol", CAROL_PASSWORD, false).await.context("registering carol")?;
+    synapse
+        .register_user("alice", ALICE_PASSWORD, true)
+        .await
+        .context("registering alice")?;
+    synapse
+        .register_user("bob", BOB_PASSWORD, false)
+        .await
+        .context("registering bob")?;
+    synapse
+        .register_user("carol", CAROL_PASSWORD, false)
+        .await
+        .context("registering carol")?;
     bridge.set_homeserver(&synapse.base_url(), synapse.server_name())?;
     let first_start = timed_start(&mut bridge).await?;
-    say(format!("bridge up in {:.0} ms (empty store)", ms(first_start.1)));
+    say(format!(
+        "bridge up in {:.0} ms (empty store)",
+        ms(first_start.1)
+    ));
     let synapse_pid = procfs::find_pid(&synapse.config_path(), "synapse")?;
     let mut pid = bridge_pid(&bridge)?;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -527,15 +607,26 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         // The same people as in a portal: besides the sender, two operators who get the
         // message (in a portal: @alice and @bob; here @bob and @carol). The homeserver's work
         // per message (push rules, notification counts) grows with them.
-        let room = alice.create_room(&format!("Direct {k:02}"), &[bob.user_id.as_str(), carol.user_id.as_str()]).await?;
+        let room = alice
+            .create_room(
+                &format!("Direct {k:02}"),
+                &[bob.user_id.as_str(), carol.user_id.as_str()],
+            )
+            .await?;
         bob.join(&room).await?;
         carol.join(&room).await?;
         rooms.push(room);
     }
     let mut visitors = Vec::new();
     for k in 0..n {
-        let v = WebVisitor::new(&webchat, &format!("Bench {k:02}"), &format!("bench{k:02}@example.com")).await?;
-        v.send(&unique("w"), &format!("portal-{k} opening message")).await?;
+        let v = WebVisitor::new(
+            &webchat,
+            &format!("Bench {k:02}"),
+            &format!("bench{k:02}@example.com"),
+        )
+        .await?;
+        v.send(&unique("w"), &format!("portal-{k} opening message"))
+            .await?;
         visitors.push(v);
     }
     let mut portals = Vec::new();
@@ -545,7 +636,9 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         let room = bob_seen.invite(&format!("Bench {k:02} ("), WAIT).await?;
         bob.join(&room).await?;
         alice.join(&room).await?;
-        bob_seen.seen(&format!("portal-{k} opening message"), WAIT).await?;
+        bob_seen
+            .seen(&format!("portal-{k} opening message"), WAIT)
+            .await?;
         streams.push(SseWatcher::open(&webchat, &v.token, 0, visitors_seen.clone()).await?);
         portals.push(room);
     }
@@ -554,7 +647,11 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         .get("as_token")
         .and_then(|v| v.as_str().map(str::to_string))
         .context("no as_token in the registration")?;
-    let ghost_id = format!("@sb_webchat_{}:{}", visitors[0].visitor_id, synapse.server_name());
+    let ghost_id = format!(
+        "@sb_webchat_{}:{}",
+        visitors[0].visitor_id,
+        synapse.server_name()
+    );
     let ghost = MxClient::appservice(&hs, &as_token, &ghost_id)?;
     let world = World {
         alice,
@@ -572,14 +669,19 @@ async fn run(quick: bool) -> anyhow::Result<()> {
     say(format!("warm-up: {} messages per path", settings.warmup));
     for i in 0..settings.warmup {
         for path in Path::LATENCY {
-            world.one(path, i % n, &format!("warm {i} {}", path.key())).await?;
+            world
+                .one(path, i % n, &format!("warm {i} {}", path.key()))
+                .await?;
         }
     }
     world.settle().await?;
 
     // ---- latency -----------------------------------------------------------------------------
     let per_round = (settings.latency / settings.rounds).max(1);
-    say(format!("latency: {} rounds × {per_round} messages per path, one in flight", settings.rounds));
+    say(format!(
+        "latency: {} rounds × {per_round} messages per path, one in flight",
+        settings.rounds
+    ));
     let mut latency: Vec<Latency> = vec![Latency::default(); 4];
     let mut acks: Vec<Vec<f64>> = vec![Vec::new(); 4];
     for r in 0..settings.rounds {
@@ -588,11 +690,17 @@ async fn run(quick: bool) -> anyhow::Result<()> {
             let path = Path::LATENCY[idx];
             let mut round = Vec::with_capacity(per_round);
             for i in 0..per_round {
-                let (lat, ack) = world.one(path, 0, &format!("lat{r} {i} {}", path.key())).await?;
+                let (lat, ack) = world
+                    .one(path, 0, &format!("lat{r} {i} {}", path.key()))
+                    .await?;
                 round.push(ms(lat));
                 acks[idx].push(ms(ack));
             }
-            say(format!("  round {r} {:<16} p50 {:.2} ms", path.name(), percentile(&sorted(&round), 50.0)));
+            say(format!(
+                "  round {r} {:<16} p50 {:.2} ms",
+                path.name(),
+                percentile(&sorted(&round), 50.0)
+            ));
             latency[idx].add_round(round);
             world.settle().await?;
         }
@@ -611,7 +719,9 @@ async fn run(quick: bool) -> anyhow::Result<()> {
             let path = Path::THROUGHPUT[idx];
             world.settle().await?;
             let before = world.cpu()?;
-            let (secs, accepted) = world.burst(path, &format!("tput{r}{}", path.key()), per).await?;
+            let (secs, accepted) = world
+                .burst(path, &format!("tput{r}{}", path.key()), per)
+                .await?;
             world.settle().await?;
             let after = world.cpu()?;
             let t = &mut throughput[idx];
@@ -621,7 +731,12 @@ async fn run(quick: bool) -> anyhow::Result<()> {
             t.round_rates.push((n * per) as f64 / secs);
             t.bridge_cpu_s += after.0.cpu_s - before.0.cpu_s;
             t.synapse_cpu_s += after.1.cpu_s - before.1.cpu_s;
-            say(format!("  round {r} {:<16} {:.1} msg/s ({:.3} s)", path.name(), (n * per) as f64 / secs, secs));
+            say(format!(
+                "  round {r} {:<16} {:.1} msg/s ({:.3} s)",
+                path.name(),
+                (n * per) as f64 / secs,
+                secs
+            ));
         }
     }
     let after_traffic = procfs::sample(pid)?;
@@ -636,11 +751,17 @@ async fn run(quick: bool) -> anyhow::Result<()> {
     // ---- start time and memory at rest ---------------------------------------------------------
     bridge.stop(Duration::from_secs(10)).await?;
     let small_start = timed_start(&mut bridge).await?;
-    say(format!("restart with {n} portals: healthy in {:.0} ms", ms(small_start.1)));
+    say(format!(
+        "restart with {n} portals: healthy in {:.0} ms",
+        ms(small_start.1)
+    ));
     bridge.stop(Duration::from_secs(10)).await?;
 
     let (added, took) = seed::seed_conversations(&database_url, settings.idle).await?;
-    say(format!("seeded {added} conversations in {:.1} s", took.as_secs_f64()));
+    say(format!(
+        "seeded {added} conversations in {:.1} s",
+        took.as_secs_f64()
+    ));
     let idle_start = timed_start(&mut bridge).await?;
     pid = bridge_pid(&bridge)?;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -654,7 +775,10 @@ async fn run(quick: bool) -> anyhow::Result<()> {
     bridge.stop(Duration::from_secs(10)).await?;
 
     let (added, took) = seed::seed_conversations(&database_url, settings.portals).await?;
-    say(format!("seeded {added} more conversations in {:.1} s", took.as_secs_f64()));
+    say(format!(
+        "seeded {added} more conversations in {:.1} s",
+        took.as_secs_f64()
+    ));
     let mut starts = Vec::new();
     let mut portals_rest = procfs::Sample::default();
     for i in 0..settings.starts {
@@ -779,7 +903,10 @@ async fn run(quick: bool) -> anyhow::Result<()> {
 
 /// UTC time as `YYYY-MM-DDTHH:MM:SSZ` (no date crate needed for one timestamp).
 fn chrono_like_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -791,14 +918,33 @@ fn chrono_like_now() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn print_table(r: &Value) {
-    let f = |v: &Value| v.as_f64().map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
-    let f2 = |v: &Value| v.as_f64().map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
+    let f = |v: &Value| {
+        v.as_f64()
+            .map(|x| format!("{x:.1}"))
+            .unwrap_or_else(|| "-".into())
+    };
+    let f2 = |v: &Value| {
+        v.as_f64()
+            .map(|x| format!("{x:.2}"))
+            .unwrap_or_else(|| "-".into())
+    };
     println!();
-    println!("Relay benchmark  ({}; {} CPUs; load {:?} → {:?})", r["revision"].as_str().unwrap_or(""), r["machine"]["cpus"], r["machine"]["loadavg_before"], r["machine"]["loadavg_after"]);
+    println!(
+        "Relay benchmark  ({}; {} CPUs; load {:?} → {:?})",
+        r["revision"].as_str().unwrap_or(""),
+        r["machine"]["cpus"],
+        r["machine"]["loadavg_before"],
+        r["machine"]["loadavg_after"]
+    );
     println!();
     println!("| path              | p50 ms | p95 ms | p99 ms | msg/s | ×direct p50 | ×direct p99 | ×direct msg/s | bridge CPU s/1000 |");
     println!("|-------------------|-------:|-------:|-------:|------:|------------:|------------:|--------------:|------------------:|");
@@ -814,7 +960,12 @@ fn print_table(r: &Value) {
         let dash = || "-".to_string();
         let (rp50, rp99, rt, cpu) = match key {
             "direct" => ("1".to_string(), "1".to_string(), "1".to_string(), dash()),
-            "appservice" => (f2(&r["ratios"]["appservice_p50"]), f2(&r["ratios"]["appservice_p99"]), dash(), dash()),
+            "appservice" => (
+                f2(&r["ratios"]["appservice_p50"]),
+                f2(&r["ratios"]["appservice_p99"]),
+                dash(),
+                dash(),
+            ),
             _ => (
                 f2(&r["ratios"][format!("{key}_p50")]),
                 f2(&r["ratios"][format!("{key}_p99")]),
@@ -832,18 +983,59 @@ fn print_table(r: &Value) {
     }
     let b = &r["bridge"];
     let rows = [
-        (format!("peak RSS while relaying {} messages (MB)", b["messages_relayed"]), f(&b["peak_rss_traffic_mb"])),
+        (
+            format!(
+                "peak RSS while relaying {} messages (MB)",
+                b["messages_relayed"]
+            ),
+            f(&b["peak_rss_traffic_mb"]),
+        ),
         (
             "CPU s per 1000 messages, inbound / outbound".to_string(),
-            format!("{} / {}", f2(&b["cpu_s_per_1000_inbound"]), f2(&b["cpu_s_per_1000_outbound"])),
+            format!(
+                "{} / {}",
+                f2(&b["cpu_s_per_1000_inbound"]),
+                f2(&b["cpu_s_per_1000_outbound"])
+            ),
         ),
-        ("RSS at rest, empty store (MB)".to_string(), f(&b["rss_idle_empty_mb"])),
-        (format!("RSS at rest, {} conversations (MB)", r["settings"]["idle_conversations"]), f(&b["rss_idle_conversations_mb"])),
-        (format!("start → healthy, {} portals (ms, median)", r["settings"]["portals"]), f(&b["start_portals_median_ms"])),
-        (format!("start → listening, {} portals (ms, median)", r["settings"]["portals"]), f(&b["listening_portals_median_ms"])),
-        (format!("start → healthy, {} portals (ms)", r["settings"]["conversations_in_parallel"]), f(&b["start_small_store_ms"])),
+        (
+            "RSS at rest, empty store (MB)".to_string(),
+            f(&b["rss_idle_empty_mb"]),
+        ),
+        (
+            format!(
+                "RSS at rest, {} conversations (MB)",
+                r["settings"]["idle_conversations"]
+            ),
+            f(&b["rss_idle_conversations_mb"]),
+        ),
+        (
+            format!(
+                "start → healthy, {} portals (ms, median)",
+                r["settings"]["portals"]
+            ),
+            f(&b["start_portals_median_ms"]),
+        ),
+        (
+            format!(
+                "start → listening, {} portals (ms, median)",
+                r["settings"]["portals"]
+            ),
+            f(&b["listening_portals_median_ms"]),
+        ),
+        (
+            format!(
+                "start → healthy, {} portals (ms)",
+                r["settings"]["conversations_in_parallel"]
+            ),
+            f(&b["start_small_store_ms"]),
+        ),
     ];
-    let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+    let width = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
     let vwidth = rows.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
     println!();
     println!("| {:<width$} | {:>vwidth$} |", "bridge", "value");
@@ -856,8 +1048,16 @@ fn print_table(r: &Value) {
     println!("Targets:");
     if let Some(t) = r["targets"].as_object() {
         for (k, v) in t {
-            let mark = if v["met"].as_bool() == Some(true) { "met   " } else { "MISSED" };
-            println!("  {mark} {k:<28} {} (target {})", v["value"], v["target"].as_str().unwrap_or(""));
+            let mark = if v["met"].as_bool() == Some(true) {
+                "met   "
+            } else {
+                "MISSED"
+            };
+            println!(
+                "  {mark} {k:<28} {} (target {})",
+                v["value"],
+                v["target"].as_str().unwrap_or("")
+            );
         }
     }
 }

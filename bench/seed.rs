@@ -27,21 +27,25 @@ pub async fn seed_conversations(database_url: &str, total: u64) -> anyhow::Resul
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10));
-    let mut conn = sqlx::SqliteConnection::connect_with(&options).await.context("opening the bridge's store")?;
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .context("opening the bridge's store")?;
     let existing: i64 = sqlx::query("SELECT COUNT(*) AS n FROM conversations")
         .fetch_one(&mut conn)
         .await?
         .try_get("n")?;
-    let seeded: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) AS n FROM conversations WHERE chat LIKE '5eed%'")
-        .fetch_one(&mut conn)
-        .await?
-        .try_get("n")?;
-    let account: String = sqlx::query("SELECT account FROM conversations WHERE channel = 'webchat' LIMIT 1")
-        .fetch_optional(&mut conn)
-        .await?
-        .map(|r| r.try_get("account"))
-        .transpose()?
-        .unwrap_or_else(|| "website".to_string());
+    let seeded: i64 =
+        sqlx::query("SELECT COALESCE(MAX(id), 0) AS n FROM conversations WHERE chat LIKE '5eed%'")
+            .fetch_one(&mut conn)
+            .await?
+            .try_get("n")?;
+    let account: String =
+        sqlx::query("SELECT account FROM conversations WHERE channel = 'webchat' LIMIT 1")
+            .fetch_optional(&mut conn)
+            .await?
+            .map(|r| r.try_get("account"))
+            .transpose()?
+            .unwrap_or_else(|| "website".to_string());
     let want = total as i64 - existing;
     if want <= 0 {
         return Ok((0, started.elapsed()));
@@ -94,10 +98,20 @@ pub async fn seed_conversations(database_url: &str, total: u64) -> anyhow::Resul
             .bind(now)
             .execute(&mut *tx)
             .await
-            .with_context(|| format!("seeding: {}", body.split_whitespace().take(3).collect::<Vec<_>>().join(" ")))?;
+            .with_context(|| {
+                format!(
+                    "seeding: {}",
+                    body.split_whitespace()
+                        .take(3)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
+            })?;
     }
     tx.commit().await?;
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut conn).await?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut conn)
+        .await?;
     conn.close().await?;
     Ok((want as u64, started.elapsed()))
 }

@@ -48,7 +48,6 @@ impl Bridge {
     pub fn channel(&self, name: &str) -> Option<&Arc<dyn Channel>> {
         self.channels.get(name)
     }
-
 }
 
 /// Run the bridge until the process is stopped.
@@ -56,7 +55,12 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
     let (as_token, hs_token) = tokens(&config)?;
     let store = Store::connect(&config.database.url, config.database.max_connections)
         .await
-        .with_context(|| format!("database.url: cannot open {}", redact_url(&config.database.url)))?;
+        .with_context(|| {
+            format!(
+                "database.url: cannot open {}",
+                redact_url(&config.database.url)
+            )
+        })?;
     let homeserver = Homeserver::new(
         &config.homeserver.url,
         &as_token,
@@ -87,7 +91,10 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
     let mut app = Router::new()
         .merge(crate::matrix::appservice::routes())
         .route("/_switchboard/health", get(health))
-        .route("/_switchboard/testing/clock", axum::routing::post(set_clock))
+        .route(
+            "/_switchboard/testing/clock",
+            axum::routing::post(set_clock),
+        )
         .with_state(bridge.clone());
     for channel in channels {
         let name = channel.name();
@@ -105,7 +112,12 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
 
     let listener = tokio::net::TcpListener::bind(bridge.config.appservice.listen)
         .await
-        .with_context(|| format!("appservice.listen: cannot listen on {}", bridge.config.appservice.listen))?;
+        .with_context(|| {
+            format!(
+                "appservice.listen: cannot listen on {}",
+                bridge.config.appservice.listen
+            )
+        })?;
     tracing::info!(address = %bridge.config.appservice.listen, "listening");
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(async move {
@@ -117,7 +129,11 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
     });
 
     if bridge.config.testing.clock_control {
-        if let Ok(Some(offset)) = bridge.store.state_get(TESTING_STATE, "clock_offset_ms").await {
+        if let Ok(Some(offset)) = bridge
+            .store
+            .state_get(TESTING_STATE, "clock_offset_ms")
+            .await
+        {
             bridge.clock.set_offset_ms(offset.parse().unwrap_or(0));
         }
     }
@@ -159,9 +175,15 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
 /// its retry backoff. A homeserver without the endpoint (spec < v1.7) only loses that speed-up.
 async fn ping_homeserver(bridge: &Bridge) {
     let txn = format!("sb-ping-{}", crate::store::now_ms());
-    match bridge.homeserver.ping_appservice(&bridge.config.appservice.id, &txn).await {
+    match bridge
+        .homeserver
+        .ping_appservice(&bridge.config.appservice.id, &txn)
+        .await
+    {
         Ok(()) => tracing::info!("homeserver pinged us back: transactions flow both ways"),
-        Err(e) => tracing::warn!(error = %e, "appservice ping failed (the homeserver may not reach this bridge)"),
+        Err(e) => {
+            tracing::warn!(error = %e, "appservice ping failed (the homeserver may not reach this bridge)")
+        }
     }
 }
 
@@ -170,10 +192,16 @@ async fn ensure_bot(bridge: &Bridge) {
     let mut delay = Duration::from_millis(200);
     loop {
         let result = async {
-            bridge.homeserver.register(&bridge.config.appservice.bot_localpart).await?;
             bridge
                 .homeserver
-                .set_displayname(&bridge.namespace.bot, &bridge.config.appservice.bot_displayname)
+                .register(&bridge.config.appservice.bot_localpart)
+                .await?;
+            bridge
+                .homeserver
+                .set_displayname(
+                    &bridge.namespace.bot,
+                    &bridge.config.appservice.bot_displayname,
+                )
                 .await
         }
         .await;
@@ -192,7 +220,10 @@ async fn health(State(bridge): State<Arc<Bridge>>) -> impl IntoResponse {
     if bridge.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, Json(json!({"status": "ready"})))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "starting"})))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "starting"})),
+        )
     }
 }
 
@@ -211,20 +242,40 @@ async fn set_clock(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     if !bridge.config.testing.clock_control {
-        return (StatusCode::NOT_FOUND, Json(json!({"error": "clock control is off"})));
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "clock control is off"})),
+        );
     }
     if token != Some(bridge.hs_token.as_str()) {
         return (StatusCode::FORBIDDEN, Json(json!({"error": "wrong token"})));
     }
     let Some(now) = body.get("now_ms").and_then(serde_json::Value::as_i64) else {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "now_ms (integer) is required"})));
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "now_ms (integer) is required"})),
+        );
     };
     bridge.clock.set(now);
-    if let Err(e) = bridge.store.state_put(TESTING_STATE, "clock_offset_ms", &bridge.clock.offset_ms().to_string()).await {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e.to_string()})));
+    if let Err(e) = bridge
+        .store
+        .state_put(
+            TESTING_STATE,
+            "clock_offset_ms",
+            &bridge.clock.offset_ms().to_string(),
+        )
+        .await
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": e.to_string()})),
+        );
     }
     bridge.wake_timers.notify_one();
-    (StatusCode::OK, Json(json!({"now_ms": bridge.clock.now_ms()})))
+    (
+        StatusCode::OK,
+        Json(json!({"now_ms": bridge.clock.now_ms()})),
+    )
 }
 
 /// The as/hs tokens: from the config (or its environment overrides), else the registration file.
@@ -261,7 +312,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -23,7 +23,8 @@ impl Clock {
 
     /// Make "now" be `now_ms` (time keeps flowing from there).
     pub fn set(&self, now_ms: i64) {
-        self.offset_ms.store(now_ms - crate::store::now_ms(), Ordering::SeqCst);
+        self.offset_ms
+            .store(now_ms - crate::store::now_ms(), Ordering::SeqCst);
     }
 
     /// How far "now" is moved from the system clock (kept in the store by test rigs, so a

@@ -21,11 +21,17 @@ pub enum ConfigError {
     #[error("{key}: {problem}")]
     Invalid { key: String, problem: String },
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.to_string(), problem: problem.into() }
+    ConfigError::Invalid {
+        key: key.to_string(),
+        problem: problem.into(),
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -99,7 +105,10 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: default_db(), max_connections: default_pool() }
+        Self {
+            url: default_db(),
+            max_connections: default_pool(),
+        }
     }
 }
 
@@ -233,7 +242,9 @@ pub struct RoutingConfig {
 
 impl Default for RoutingConfig {
     fn default() -> Self {
-        Self { remove_uninvolved_on_claim: true }
+        Self {
+            remove_uninvolved_on_claim: true,
+        }
     }
 }
 
@@ -258,7 +269,9 @@ pub struct LoggingConfig {
 
 impl Default for LoggingConfig {
     fn default() -> Self {
-        Self { filter: default_filter() }
+        Self {
+            filter: default_filter(),
+        }
     }
 }
 
@@ -309,10 +322,14 @@ impl Config {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
             });
         }
-        let figment = Figment::new()
-            .merge(Yaml::file_exact(path))
-            .merge(Env::prefixed("SWITCHBOARD_").filter(|k| is_config_key(k.as_str())).split("__"));
-        let mut config: Config = figment.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
+        let figment = Figment::new().merge(Yaml::file_exact(path)).merge(
+            Env::prefixed("SWITCHBOARD_")
+                .filter(|k| is_config_key(k.as_str()))
+                .split("__"),
+        );
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(describe(e)))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         if config.appservice.registration.is_relative() {
             config.appservice.registration = base.join(&config.appservice.registration);
@@ -331,30 +348,53 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let d = &self.homeserver.domain;
         if d.is_empty() || d.contains('/') || d.contains(' ') {
-            return Err(invalid("homeserver.domain", "must be a server name like example.com"));
+            return Err(invalid(
+                "homeserver.domain",
+                "must be a server name like example.com",
+            ));
         }
         if !matches!(self.homeserver.url.scheme(), "http" | "https") {
-            return Err(invalid("homeserver.url", "must be an http:// or https:// URL"));
+            return Err(invalid(
+                "homeserver.url",
+                "must be an http:// or https:// URL",
+            ));
         }
         let lp_ok = |s: &str| {
             !s.is_empty()
-                && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._=-/".contains(c))
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._=-/".contains(c))
         };
         if !lp_ok(&self.appservice.bot_localpart) {
-            return Err(invalid("appservice.bot_localpart", "must be a lowercase Matrix localpart"));
+            return Err(invalid(
+                "appservice.bot_localpart",
+                "must be a lowercase Matrix localpart",
+            ));
         }
         if !lp_ok(&self.appservice.ghost_prefix) {
-            return Err(invalid("appservice.ghost_prefix", "must be lowercase letters, digits or ._=-/"));
+            return Err(invalid(
+                "appservice.ghost_prefix",
+                "must be lowercase letters, digits or ._=-/",
+            ));
         }
-        if self.appservice.bot_localpart.starts_with(&self.appservice.ghost_prefix) {
+        if self
+            .appservice
+            .bot_localpart
+            .starts_with(&self.appservice.ghost_prefix)
+        {
             return Err(invalid(
                 "appservice.bot_localpart",
                 "must not start with appservice.ghost_prefix (ghosts and the bot would collide)",
             ));
         }
         let db = &self.database.url;
-        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
-            return Err(invalid("database.url", "must start with sqlite:// or postgres://"));
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database.url",
+                "must start with sqlite:// or postgres://",
+            ));
         }
         for user in self.bridge.operators.keys() {
             if ruma::UserId::parse(user.as_str()).is_err() {
@@ -365,17 +405,32 @@ impl Config {
             }
         }
         for (name, team) in &self.teams {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return Err(invalid(&format!("teams.{name}"), "team names are letters, digits, - and _"));
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(
+                    &format!("teams.{name}"),
+                    "team names are letters, digits, - and _",
+                ));
             }
             for (list, users) in [("members", &team.members), ("leads", &team.leads)] {
                 for user in users {
                     if ruma::UserId::parse(user.as_str()).is_err() {
-                        return Err(invalid(&format!("teams.{name}.{list}"), format!("{user} is not a Matrix user id")));
+                        return Err(invalid(
+                            &format!("teams.{name}.{list}"),
+                            format!("{user} is not a Matrix user id"),
+                        ));
                     }
                 }
             }
-            crate::routing::calendar::Calendar::from_config(&team.timezone, &team.hours, &team.holidays).map_err(|e| {
+            crate::routing::calendar::Calendar::from_config(
+                &team.timezone,
+                &team.hours,
+                &team.holidays,
+            )
+            .map_err(|e| {
                 let key = match e {
                     crate::routing::calendar::CalendarError::TimeZone(_) => "timezone",
                     _ => "hours",
@@ -383,30 +438,43 @@ impl Config {
                 invalid(&format!("teams.{name}.{key}"), e.to_string())
             })?;
             if team.remind_before >= team.escalate_after {
-                return Err(invalid(&format!("teams.{name}.remind_before"), "must be shorter than escalate_after"));
+                return Err(invalid(
+                    &format!("teams.{name}.remind_before"),
+                    "must be shorter than escalate_after",
+                ));
             }
         }
         if self.bridge.max_attempts == 0 {
             return Err(invalid("bridge.max_attempts", "must be at least 1"));
         }
         if self.bridge.retry_base.is_zero() || self.bridge.retry_base > self.bridge.retry_max {
-            return Err(invalid("bridge.retry_base", "must be above zero and not above bridge.retry_max"));
+            return Err(invalid(
+                "bridge.retry_base",
+                "must be above zero and not above bridge.retry_max",
+            ));
         }
         Ok(())
     }
 
     /// The public base URL (for links customers and webhook senders use).
     pub fn public_url(&self) -> url::Url {
-        self.appservice.public_url.clone().unwrap_or_else(|| self.appservice.url.clone())
+        self.appservice
+            .public_url
+            .clone()
+            .unwrap_or_else(|| self.appservice.url.clone())
     }
 
     /// Extract one channel's section with errors naming `channels.<name>.<key>`.
-    pub fn channel<T: serde::de::DeserializeOwned + Default>(&self, name: &str) -> Result<T, ConfigError> {
+    pub fn channel<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        name: &str,
+    ) -> Result<T, ConfigError> {
         let key = format!("channels.{name}");
         match &self.source {
-            Some(fig) if fig.contains(&key) => fig.focus(&key).extract::<T>().map_err(|e| {
-                ConfigError::Parse(describe_under(e, &key))
-            }),
+            Some(fig) if fig.contains(&key) => fig
+                .focus(&key)
+                .extract::<T>()
+                .map_err(|e| ConfigError::Parse(describe_under(e, &key))),
             _ => Ok(T::default()),
         }
     }
@@ -416,7 +484,10 @@ impl Config {
 /// (the scripts' `SWITCHBOARD_CACHE`, say) are not config.
 fn is_config_key(key: &str) -> bool {
     let section = key.split("__").next().unwrap_or("").to_ascii_lowercase();
-    matches!(section.as_str(), "homeserver" | "appservice" | "database" | "bridge" | "channels" | "logging")
+    matches!(
+        section.as_str(),
+        "homeserver" | "appservice" | "database" | "bridge" | "channels" | "logging"
+    )
 }
 
 /// Turn figment's errors into "key: problem" lines.
@@ -435,7 +506,11 @@ fn describe_under(error: figment::Error, prefix: &str) -> String {
                 .collect::<Vec<_>>()
                 .join(".");
             let kind = e.kind.to_string();
-            let origin = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
+            let origin = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
             if key.is_empty() {
                 format!("{kind}{origin}")
             } else {
@@ -464,27 +539,41 @@ mod tests {
         let c = Config::load(&write(dir.path(), MINIMAL)).unwrap();
         assert_eq!(c.appservice.ghost_prefix, "sb_");
         assert_eq!(c.bridge.attribution, Attribution::None);
-        assert_eq!(c.appservice.registration, dir.path().join("registration.yaml"));
-        assert_eq!(c.database.url, format!("sqlite://{}", dir.path().join("switchboard.db").display()));
+        assert_eq!(
+            c.appservice.registration,
+            dir.path().join("registration.yaml")
+        );
+        assert_eq!(
+            c.database.url,
+            format!("sqlite://{}", dir.path().join("switchboard.db").display())
+        );
     }
 
     #[test]
     fn bad_values_name_their_key() {
         let dir = tempfile::tempdir().unwrap();
         let text = format!("{MINIMAL}database: {{url: 'mysql://x'}}\n");
-        let err = Config::load(&write(dir.path(), &text)).unwrap_err().to_string();
+        let err = Config::load(&write(dir.path(), &text))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("database.url:"), "{err}");
 
         let text = format!("{MINIMAL}bridge: {{attribution: loud}}\n");
-        let err = Config::load(&write(dir.path(), &text)).unwrap_err().to_string();
+        let err = Config::load(&write(dir.path(), &text))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bridge.attribution"), "{err}");
 
         let text = format!("{MINIMAL}bridge: {{operators: {{alice: admin}}}}\n");
-        let err = Config::load(&write(dir.path(), &text)).unwrap_err().to_string();
+        let err = Config::load(&write(dir.path(), &text))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bridge.operators.alice"), "{err}");
 
         let text = "homeserver: {url: 'http://x', domain: localhost}\n";
-        let err = Config::load(&write(dir.path(), text)).unwrap_err().to_string();
+        let err = Config::load(&write(dir.path(), text))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("appservice"), "{err}");
     }
 }

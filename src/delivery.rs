@@ -51,12 +51,20 @@ async fn drain(bridge: &Bridge, conversation_id: i64) {
 
 /// One attempt. Returns whether the conversation's queue may move on now.
 async fn deliver(bridge: &Bridge, row: &OutboxRow) -> bool {
-    let Some(conversation) = bridge.store.conversation(row.conversation_id).await.ok().flatten() else {
+    let Some(conversation) = bridge
+        .store
+        .conversation(row.conversation_id)
+        .await
+        .ok()
+        .flatten()
+    else {
         return false;
     };
     let channel_name = conversation.channel.clone();
     let result = match bridge.channel(&channel_name) {
-        None => Err(SendError::Permanent { reason: format!("the {channel_name} channel is not enabled on this bridge") }),
+        None => Err(SendError::Permanent {
+            reason: format!("the {channel_name} channel is not enabled on this bridge"),
+        }),
         Some(channel) => match check(&channel.capabilities(), &row.outbound.action) {
             Err(reason) => Err(SendError::Permanent { reason }),
             Ok(()) => channel.send(&row.outbound).await,
@@ -64,27 +72,49 @@ async fn deliver(bridge: &Bridge, row: &OutboxRow) -> bool {
     };
     match result {
         Ok(delivery) => {
-            let map = matches!(row.outbound.action, OutboundAction::Message { .. } | OutboundAction::Template { .. });
-            if let Err(e) = bridge.store.outbox_sent(row, &delivery.remote_id, map).await {
+            let map = matches!(
+                row.outbound.action,
+                OutboundAction::Message { .. } | OutboundAction::Template { .. }
+            );
+            if let Err(e) = bridge
+                .store
+                .outbox_sent(row, &delivery.remote_id, map)
+                .await
+            {
                 // Sent but not recorded: the retry will pass the same idempotency key.
                 tracing::error!(outbox = row.id, error = %e, "delivered but cannot record it");
                 return false;
             }
             tracing::debug!(outbox = row.id, remote_id = delivery.remote_id, "delivered");
-            if !matches!(row.outbound.action, OutboundAction::Delete { .. } | OutboundAction::React { .. }) {
+            if !matches!(
+                row.outbound.action,
+                OutboundAction::Delete { .. } | OutboundAction::React { .. }
+            ) {
                 send_status(bridge, &row.room_id, &row.event_id, &channel_name, None).await;
             }
             true
         }
-        Err(SendError::Retryable { reason, retry_after }) => {
+        Err(SendError::Retryable {
+            reason,
+            retry_after,
+        }) => {
             let attempts = row.attempts as u32 + 1;
             if attempts >= bridge.config.bridge.max_attempts {
                 let reason = format!("{reason} (gave up after {attempts} attempts)");
                 fail(bridge, row, &channel_name, &reason).await
             } else {
-                let delay = queue::backoff(attempts - 1, bridge.config.bridge.retry_base, bridge.config.bridge.retry_max, retry_after);
+                let delay = queue::backoff(
+                    attempts - 1,
+                    bridge.config.bridge.retry_base,
+                    bridge.config.bridge.retry_max,
+                    retry_after,
+                );
                 tracing::warn!(outbox = row.id, attempts, %reason, retry_in = ?delay, "delivery failed; will retry");
-                if let Err(e) = bridge.store.outbox_retry(row.id, &reason, now_ms() + delay.as_millis() as i64).await {
+                if let Err(e) = bridge
+                    .store
+                    .outbox_retry(row.id, &reason, now_ms() + delay.as_millis() as i64)
+                    .await
+                {
                     tracing::error!(outbox = row.id, error = %e, "cannot record retry");
                 }
                 false
@@ -99,13 +129,25 @@ fn check(caps: &Capabilities, action: &OutboundAction) -> Result<(), String> {
     let content = match action {
         OutboundAction::Message { content, .. } | OutboundAction::Edit { content, .. } => content,
         OutboundAction::Delete { .. } => {
-            return if caps.deletes { Ok(()) } else { Err("this channel cannot delete a sent message".into()) };
+            return if caps.deletes {
+                Ok(())
+            } else {
+                Err("this channel cannot delete a sent message".into())
+            };
         }
         OutboundAction::React { .. } => {
-            return if caps.reactions { Ok(()) } else { Err("this channel has no reactions".into()) };
+            return if caps.reactions {
+                Ok(())
+            } else {
+                Err("this channel has no reactions".into())
+            };
         }
         OutboundAction::Template { .. } => {
-            return if caps.templates { Ok(()) } else { Err("this channel has no message templates".into()) };
+            return if caps.templates {
+                Ok(())
+            } else {
+                Err("this channel has no message templates".into())
+            };
         }
     };
     if let Some(max) = caps.max_file_size {
@@ -123,7 +165,9 @@ fn check(caps: &Capabilities, action: &OutboundAction) -> Result<(), String> {
     if let Some(max) = caps.max_text_length {
         let len = content.text.chars().count();
         if len > max {
-            return Err(format!("the message is {len} characters long but this channel accepts at most {max}"));
+            return Err(format!(
+                "the message is {len} characters long but this channel accepts at most {max}"
+            ));
         }
     }
     Ok(())
@@ -145,10 +189,15 @@ async fn fail(bridge: &Bridge, row: &OutboxRow, channel: &str, reason: &str) -> 
         tracing::error!(outbox = row.id, error = %e, "cannot record failure");
         return false;
     }
-    let text = format!("⚠️ Not delivered to the customer: {reason}. Send `!sb retry` to try again.");
+    let text =
+        format!("⚠️ Not delivered to the customer: {reason}. Send `!sb retry` to try again.");
     let notice = content::with_reply(content::notice(&text), &row.event_id);
     let txn = format!("sb-fail-{}-{}", row.id, row.attempts);
-    if let Err(e) = bridge.homeserver.send(&row.room_id, "m.room.message", &txn, &notice, None, None).await {
+    if let Err(e) = bridge
+        .homeserver
+        .send(&row.room_id, "m.room.message", &txn, &notice, None, None)
+        .await
+    {
         tracing::error!(outbox = row.id, error = %e, "cannot post the failure notice");
     }
     send_status(bridge, &row.room_id, &row.event_id, channel, Some(reason)).await;
@@ -156,7 +205,13 @@ async fn fail(bridge: &Bridge, row: &OutboxRow, channel: &str, reason: &str) -> 
 }
 
 /// Post a `com.beeper.message_send_status` event for an operator's message (best effort).
-pub async fn send_status(bridge: &Bridge, room_id: &str, event_id: &str, channel: &str, failure: Option<&str>) {
+pub async fn send_status(
+    bridge: &Bridge,
+    room_id: &str,
+    event_id: &str,
+    channel: &str,
+    failure: Option<&str>,
+) {
     let body = match failure {
         None => json!({
             "m.relates_to": {"rel_type": "m.reference", "event_id": event_id},
@@ -172,8 +227,22 @@ pub async fn send_status(bridge: &Bridge, room_id: &str, event_id: &str, channel
             "message": reason,
         }),
     };
-    let txn = format!("sb-status-{event_id}-{}", if failure.is_some() { "fail" } else { "ok" });
-    if let Err(e) = bridge.homeserver.send(room_id, "com.beeper.message_send_status", &txn, &body, None, None).await {
+    let txn = format!(
+        "sb-status-{event_id}-{}",
+        if failure.is_some() { "fail" } else { "ok" }
+    );
+    if let Err(e) = bridge
+        .homeserver
+        .send(
+            room_id,
+            "com.beeper.message_send_status",
+            &txn,
+            &body,
+            None,
+            None,
+        )
+        .await
+    {
         tracing::warn!(room_id, error = %e, "cannot post delivery status");
     }
 }

@@ -9,10 +9,19 @@ use crate::bridge::Bridge;
 
 pub async fn handle(bridge: &Bridge, events: Vec<Value>) {
     for event in events {
-        let Some(room_id) = event.get("room_id").and_then(Value::as_str) else { continue };
-        let Ok(Some(conversation)) = bridge.store.conversation_by_room(room_id).await else { continue };
-        let Some(channel) = bridge.channel(&conversation.channel) else { continue };
-        let key = ConversationKey { account: conversation.account.clone(), chat: conversation.chat.clone() };
+        let Some(room_id) = event.get("room_id").and_then(Value::as_str) else {
+            continue;
+        };
+        let Ok(Some(conversation)) = bridge.store.conversation_by_room(room_id).await else {
+            continue;
+        };
+        let Some(channel) = bridge.channel(&conversation.channel) else {
+            continue;
+        };
+        let key = ConversationKey {
+            account: conversation.account.clone(),
+            chat: conversation.chat.clone(),
+        };
         let is_operator = |u: &str| crate::routing::is_operator_fast(bridge, u);
         match event.get("type").and_then(Value::as_str) {
             Some("m.typing") => {
@@ -29,7 +38,9 @@ pub async fn handle(bridge: &Bridge, events: Vec<Value>) {
                 if !channel.capabilities().read_receipts {
                     continue;
                 }
-                let Some(content) = event.get("content").and_then(Value::as_object) else { continue };
+                let Some(content) = event.get("content").and_then(Value::as_object) else {
+                    continue;
+                };
                 for (event_id, receipts) in content {
                     let read_by_operator = receipts
                         .get("m.read")
@@ -38,7 +49,11 @@ pub async fn handle(bridge: &Bridge, events: Vec<Value>) {
                     if !read_by_operator {
                         continue;
                     }
-                    if let Ok(Some(remote_id)) = bridge.store.remote_for_event(conversation.id, event_id).await {
+                    if let Ok(Some(remote_id)) = bridge
+                        .store
+                        .remote_for_event(conversation.id, event_id)
+                        .await
+                    {
                         channel.mark_read(&key, &remote_id).await;
                     }
                 }

@@ -29,8 +29,16 @@ fn store_error(e: sqlx::Error) -> HostError {
 #[async_trait]
 impl Host for ChannelHost {
     async fn receive(&self, inbound: Inbound) -> Result<bool, HostError> {
-        let ghost = self.bridge.namespace.ghost_user_id(self.channel, &inbound.sender.id);
-        let fresh = self.bridge.store.inbox_insert(self.channel, &ghost, &inbound).await.map_err(store_error)?;
+        let ghost = self
+            .bridge
+            .namespace
+            .ghost_user_id(self.channel, &inbound.sender.id);
+        let fresh = self
+            .bridge
+            .store
+            .inbox_insert(self.channel, &ghost, &inbound)
+            .await
+            .map_err(store_error)?;
         if fresh {
             self.bridge.wake_inbound.notify_one();
         }
@@ -38,16 +46,36 @@ impl Host for ChannelHost {
     }
 
     async fn typing(&self, conversation: &ConversationKey, sender: &ContactProfile, active: bool) {
-        let Ok(Some(c)) = self.bridge.store.conversation_by_key(self.channel, conversation).await else { return };
+        let Ok(Some(c)) = self
+            .bridge
+            .store
+            .conversation_by_key(self.channel, conversation)
+            .await
+        else {
+            return;
+        };
         let Some(room_id) = c.room_id else { return };
-        let ghost = self.bridge.namespace.ghost_user_id(self.channel, &sender.id);
-        if let Err(e) = self.bridge.homeserver.typing(&room_id, &ghost, active).await {
+        let ghost = self
+            .bridge
+            .namespace
+            .ghost_user_id(self.channel, &sender.id);
+        if let Err(e) = self
+            .bridge
+            .homeserver
+            .typing(&room_id, &ghost, active)
+            .await
+        {
             tracing::debug!(error = %e, "typing not relayed");
         }
     }
 
     async fn put_media(&self, data: Bytes, mime: &str, name: &str) -> Result<MediaRef, HostError> {
-        let mxc = self.bridge.homeserver.upload(data, mime, name).await.map_err(|e| HostError::Media(e.to_string()))?;
+        let mxc = self
+            .bridge
+            .homeserver
+            .upload(data, mime, name)
+            .await
+            .map_err(|e| HostError::Media(e.to_string()))?;
         Ok(MediaRef(mxc))
     }
 
@@ -57,26 +85,57 @@ impl Host for ChannelHost {
             .channel(self.channel)
             .and_then(|c| c.capabilities().max_file_size)
             .unwrap_or(DEFAULT_MAX_MEDIA);
-        self.bridge.homeserver.download(&media.0, max).await.map_err(|e| match e.errcode() {
-            Some("M_NOT_FOUND") => HostError::NotFound,
-            _ => HostError::Media(e.to_string()),
-        })
+        self.bridge
+            .homeserver
+            .download(&media.0, max)
+            .await
+            .map_err(|e| match e.errcode() {
+                Some("M_NOT_FOUND") => HostError::NotFound,
+                _ => HostError::Media(e.to_string()),
+            })
     }
 
     async fn state_get(&self, key: &str) -> Result<Option<String>, HostError> {
-        self.bridge.store.state_get(self.channel, key).await.map_err(store_error)
+        self.bridge
+            .store
+            .state_get(self.channel, key)
+            .await
+            .map_err(store_error)
     }
 
     async fn state_put(&self, key: &str, value: &str) -> Result<(), HostError> {
-        self.bridge.store.state_put(self.channel, key, value).await.map_err(store_error)
+        self.bridge
+            .store
+            .state_put(self.channel, key, value)
+            .await
+            .map_err(store_error)
     }
 
-    async fn log_append(&self, stream: &str, key: &str, body: &serde_json::Value) -> Result<i64, HostError> {
-        self.bridge.store.log_append(self.channel, stream, key, &body.to_string()).await.map_err(store_error)
+    async fn log_append(
+        &self,
+        stream: &str,
+        key: &str,
+        body: &serde_json::Value,
+    ) -> Result<i64, HostError> {
+        self.bridge
+            .store
+            .log_append(self.channel, stream, key, &body.to_string())
+            .await
+            .map_err(store_error)
     }
 
-    async fn log_read(&self, stream: &str, after: i64, limit: i64) -> Result<Vec<(i64, serde_json::Value)>, HostError> {
-        let rows = self.bridge.store.log_read(self.channel, stream, after, limit).await.map_err(store_error)?;
+    async fn log_read(
+        &self,
+        stream: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, serde_json::Value)>, HostError> {
+        let rows = self
+            .bridge
+            .store
+            .log_read(self.channel, stream, after, limit)
+            .await
+            .map_err(store_error)?;
         Ok(rows
             .into_iter()
             .filter_map(|(seq, body)| serde_json::from_str(&body).ok().map(|v| (seq, v)))

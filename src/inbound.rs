@@ -60,7 +60,10 @@ async fn drain(bridge: &Bridge, conversation_id: i64) {
                     e.retry_after(),
                 );
                 tracing::warn!(inbox = row.id, error = %e, retry_in = ?delay, "inbound event not delivered to Matrix yet");
-                let r = bridge.store.inbox_retry(row.id, &e.to_string(), now_ms() + delay.as_millis() as i64).await;
+                let r = bridge
+                    .store
+                    .inbox_retry(row.id, &e.to_string(), now_ms() + delay.as_millis() as i64)
+                    .await;
                 if r.is_ok() {
                     return;
                 }
@@ -86,8 +89,16 @@ const UNMAPPED_STATUS_ATTEMPTS: i64 = 6;
 
 /// The events a remote message became; for a status about a message not mapped yet, a
 /// retryable error for the first few attempts (then: nothing, and the status applies to no event).
-async fn mapped_event(bridge: &Bridge, row: &InboxRow, conversation_id: i64, remote_id: &str) -> Result<Vec<String>, InboundError> {
-    let events = bridge.store.events_for_remote(conversation_id, remote_id).await?;
+async fn mapped_event(
+    bridge: &Bridge,
+    row: &InboxRow,
+    conversation_id: i64,
+    remote_id: &str,
+) -> Result<Vec<String>, InboundError> {
+    let events = bridge
+        .store
+        .events_for_remote(conversation_id, remote_id)
+        .await?;
     if events.is_empty() && row.attempts + 1 < UNMAPPED_STATUS_ATTEMPTS {
         return Err(InboundError::NotMappedYet(remote_id.to_string()));
     }
@@ -100,17 +111,41 @@ const REFUSED_ATTEMPTS: i64 = 5;
 /// An event given up on is still shown to the operators, by the bot, with its text: a customer's
 /// words are never only in a log.
 async fn show_refused(bridge: &Bridge, row: &InboxRow, error: &InboundError) {
-    let Ok(Some(conversation)) = bridge.store.conversation(row.conversation_id).await else { return };
-    let Some(room_id) = conversation.room_id else { return };
-    let (InboundEvent::Message { content: c, .. } | InboundEvent::Notice { content: c, .. } | InboundEvent::Edit { content: c, .. }) =
-        &row.inbound.event
+    let Ok(Some(conversation)) = bridge.store.conversation(row.conversation_id).await else {
+        return;
+    };
+    let Some(room_id) = conversation.room_id else {
+        return;
+    };
+    let (InboundEvent::Message { content: c, .. }
+    | InboundEvent::Notice { content: c, .. }
+    | InboundEvent::Edit { content: c, .. }) = &row.inbound.event
     else {
         return;
     };
-    let who = row.inbound.sender.display_name.as_deref().unwrap_or(&row.inbound.sender.id);
-    let text = format!("⚠️ A message from {who} could not be posted as them ({error}). It said:\n{}", c.text);
+    let who = row
+        .inbound
+        .sender
+        .display_name
+        .as_deref()
+        .unwrap_or(&row.inbound.sender.id);
+    let text = format!(
+        "⚠️ A message from {who} could not be posted as them ({error}). It said:\n{}",
+        c.text
+    );
     let notice = content::notice(&text);
-    if let Err(e) = bridge.homeserver.send(&room_id, "m.room.message", &format!("sb-in-{}-refused", row.id), &notice, None, None).await {
+    if let Err(e) = bridge
+        .homeserver
+        .send(
+            &room_id,
+            "m.room.message",
+            &format!("sb-in-{}-refused", row.id),
+            &notice,
+            None,
+            None,
+        )
+        .await
+    {
         tracing::error!(inbox = row.id, error = %e, "cannot show a refused inbound event either");
     }
 }
@@ -159,15 +194,33 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
         InboundEvent::Message { content, .. } => content.text.as_str(),
         _ => "",
     };
-    let (room_id, contact) = portal::ensure_portal(bridge, &conversation, first_text, row.inbound.addressed_to.as_deref()).await?;
-    let conversation = crate::store::conversations::Conversation { room_id: Some(room_id.clone()), ..conversation };
+    let (room_id, contact) = portal::ensure_portal(
+        bridge,
+        &conversation,
+        first_text,
+        row.inbound.addressed_to.as_deref(),
+    )
+    .await?;
+    let conversation = crate::store::conversations::Conversation {
+        room_id: Some(room_id.clone()),
+        ..conversation
+    };
     let ghost = contact.ghost_user_id.as_str();
     let ts = Some(row.inbound.timestamp_ms);
     let txn = |part: usize| format!("sb-in-{}-{part}", row.id);
     match &row.inbound.event {
-        InboundEvent::Message { remote_id, content: c, reply_to } => {
+        InboundEvent::Message {
+            remote_id,
+            content: c,
+            reply_to,
+        } => {
             let reply_event = match reply_to {
-                Some(r) => bridge.store.events_for_remote(conversation.id, r).await?.into_iter().next(),
+                Some(r) => bridge
+                    .store
+                    .events_for_remote(conversation.id, r)
+                    .await?
+                    .into_iter()
+                    .next(),
                 None => None,
             };
             for (part, mut event) in content::to_matrix(c).into_iter().enumerate() {
@@ -176,85 +229,205 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
                         event = content::with_reply(event, e);
                     }
                 }
-                let event_id = send_as_ghost(bridge, &room_id, ghost, &txn(part), &event, ts).await?;
-                message_map::insert(bridge.store.pool(), conversation.id, remote_id, part as i64, &event_id, Direction::In)
-                    .await?;
+                let event_id =
+                    send_as_ghost(bridge, &room_id, ghost, &txn(part), &event, ts).await?;
+                message_map::insert(
+                    bridge.store.pool(),
+                    conversation.id,
+                    remote_id,
+                    part as i64,
+                    &event_id,
+                    Direction::In,
+                )
+                .await?;
             }
-            bridge.store.note_customer_message(conversation.id, row.inbound.timestamp_ms).await?;
-            crate::routing::on_customer_message(bridge, &conversation, &room_id, row.inbound.addressed_to.as_deref()).await?;
+            bridge
+                .store
+                .note_customer_message(conversation.id, row.inbound.timestamp_ms)
+                .await?;
+            crate::routing::on_customer_message(
+                bridge,
+                &conversation,
+                &room_id,
+                row.inbound.addressed_to.as_deref(),
+            )
+            .await?;
         }
-        InboundEvent::Notice { remote_id, content: c } => {
+        InboundEvent::Notice {
+            remote_id,
+            content: c,
+        } => {
             for (part, mut event) in content::to_matrix(c).into_iter().enumerate() {
                 if part == 0 {
                     if let Some(obj) = event.as_object_mut() {
                         obj.insert("msgtype".into(), Value::String("m.notice".into()));
                     }
                 }
-                let event_id = send_as_ghost(bridge, &room_id, ghost, &txn(part), &event, ts).await?;
-                message_map::insert(bridge.store.pool(), conversation.id, remote_id, part as i64, &event_id, Direction::In)
-                    .await?;
+                let event_id =
+                    send_as_ghost(bridge, &room_id, ghost, &txn(part), &event, ts).await?;
+                message_map::insert(
+                    bridge.store.pool(),
+                    conversation.id,
+                    remote_id,
+                    part as i64,
+                    &event_id,
+                    Direction::In,
+                )
+                .await?;
             }
         }
-        InboundEvent::Edit { remote_id, content: c } => {
-            let Some(target) = bridge.store.events_for_remote(conversation.id, remote_id).await?.into_iter().next() else {
-                tracing::warn!(remote_id, "edit of a message that never reached Matrix; ignored");
+        InboundEvent::Edit {
+            remote_id,
+            content: c,
+        } => {
+            let Some(target) = bridge
+                .store
+                .events_for_remote(conversation.id, remote_id)
+                .await?
+                .into_iter()
+                .next()
+            else {
+                tracing::warn!(
+                    remote_id,
+                    "edit of a message that never reached Matrix; ignored"
+                );
                 return Ok(());
             };
-            let text_only = Content { attachments: Vec::new(), ..c.clone() };
+            let text_only = Content {
+                attachments: Vec::new(),
+                ..c.clone()
+            };
             if let Some(new) = content::to_matrix(&text_only).into_iter().next() {
                 let event = content::replacement(new, &target);
                 send_as_ghost(bridge, &room_id, ghost, &txn(0), &event, ts).await?;
             }
         }
         InboundEvent::Delete { remote_id } => {
-            for (i, event_id) in bridge.store.events_for_remote(conversation.id, remote_id).await?.iter().enumerate() {
-                bridge.homeserver.redact(&room_id, event_id, &txn(i), Some(ghost)).await?;
+            for (i, event_id) in bridge
+                .store
+                .events_for_remote(conversation.id, remote_id)
+                .await?
+                .iter()
+                .enumerate()
+            {
+                bridge
+                    .homeserver
+                    .redact(&room_id, event_id, &txn(i), Some(ghost))
+                    .await?;
             }
         }
         InboundEvent::Read { remote_id } => {
-            if let Some(event_id) = mapped_event(bridge, row, conversation.id, remote_id).await?.last() {
-                bridge.homeserver.read_receipt(&room_id, event_id, ghost).await?;
+            if let Some(event_id) = mapped_event(bridge, row, conversation.id, remote_id)
+                .await?
+                .last()
+            {
+                bridge
+                    .homeserver
+                    .read_receipt(&room_id, event_id, ghost)
+                    .await?;
             }
         }
         InboundEvent::Delivered { remote_id } => {
-            if let Some(event_id) = mapped_event(bridge, row, conversation.id, remote_id).await?.first() {
-                crate::delivery::send_status(bridge, &room_id, event_id, &conversation.channel, None).await;
+            if let Some(event_id) = mapped_event(bridge, row, conversation.id, remote_id)
+                .await?
+                .first()
+            {
+                crate::delivery::send_status(
+                    bridge,
+                    &room_id,
+                    event_id,
+                    &conversation.channel,
+                    None,
+                )
+                .await;
             }
         }
         InboundEvent::Failed { remote_id, reason } => {
-            let event_id = mapped_event(bridge, row, conversation.id, remote_id).await?.into_iter().next();
+            let event_id = mapped_event(bridge, row, conversation.id, remote_id)
+                .await?
+                .into_iter()
+                .next();
             let text = format!("⚠️ Not delivered to the customer: {reason}");
             let mut notice = content::notice(&text);
             if let Some(e) = &event_id {
                 notice = content::with_reply(notice, e);
-                crate::delivery::send_status(bridge, &room_id, e, &conversation.channel, Some(reason)).await;
+                crate::delivery::send_status(
+                    bridge,
+                    &room_id,
+                    e,
+                    &conversation.channel,
+                    Some(reason),
+                )
+                .await;
             }
-            bridge.homeserver.send(&room_id, "m.room.message", &txn(0), &notice, None, None).await?;
+            bridge
+                .homeserver
+                .send(&room_id, "m.room.message", &txn(0), &notice, None, None)
+                .await?;
         }
         InboundEvent::Reaction { remote_id, key } => {
             // One reaction per customer and message: the events it became are kept under a key
             // of their own, one part per inbox row, so a new one replaces (redacts) the old.
             let reaction_key = format!("reaction:{}:{remote_id}", row.inbound.sender.id);
-            for (i, old) in bridge.store.events_for_remote(conversation.id, &reaction_key).await?.iter().enumerate() {
-                bridge.homeserver.redact(&room_id, old, &format!("sb-in-{}-unreact-{i}", row.id), Some(ghost)).await?;
+            for (i, old) in bridge
+                .store
+                .events_for_remote(conversation.id, &reaction_key)
+                .await?
+                .iter()
+                .enumerate()
+            {
+                bridge
+                    .homeserver
+                    .redact(
+                        &room_id,
+                        old,
+                        &format!("sb-in-{}-unreact-{i}", row.id),
+                        Some(ghost),
+                    )
+                    .await?;
             }
-            let Some(key) = key.as_deref().filter(|k| !k.is_empty()) else { return Ok(()) };
-            let Some(target) = bridge.store.events_for_remote(conversation.id, remote_id).await?.into_iter().next() else {
-                tracing::info!(remote_id, "reaction to a message that never reached Matrix; ignored");
+            let Some(key) = key.as_deref().filter(|k| !k.is_empty()) else {
+                return Ok(());
+            };
+            let Some(target) = bridge
+                .store
+                .events_for_remote(conversation.id, remote_id)
+                .await?
+                .into_iter()
+                .next()
+            else {
+                tracing::info!(
+                    remote_id,
+                    "reaction to a message that never reached Matrix; ignored"
+                );
                 return Ok(());
             };
             let event = serde_json::json!({
                 "m.relates_to": {"rel_type": "m.annotation", "event_id": target, "key": key}
             });
-            let event_id = match bridge.homeserver.send(&room_id, "m.reaction", &txn(0), &event, Some(ghost), ts).await {
+            let event_id = match bridge
+                .homeserver
+                .send(&room_id, "m.reaction", &txn(0), &event, Some(ghost), ts)
+                .await
+            {
                 Err(MatrixError::Api { status: 403, .. }) => {
                     portal::ensure_joined(bridge, &room_id, ghost).await?;
-                    bridge.homeserver.send(&room_id, "m.reaction", &txn(0), &event, Some(ghost), ts).await?
+                    bridge
+                        .homeserver
+                        .send(&room_id, "m.reaction", &txn(0), &event, Some(ghost), ts)
+                        .await?
                 }
                 other => other?,
             };
-            message_map::insert(bridge.store.pool(), conversation.id, &reaction_key, row.id, &event_id, Direction::In)
-                .await?;
+            message_map::insert(
+                bridge.store.pool(),
+                conversation.id,
+                &reaction_key,
+                row.id,
+                &event_id,
+                Direction::In,
+            )
+            .await?;
         }
     }
     Ok(())
@@ -270,10 +443,17 @@ async fn send_as_ghost(
     event: &Value,
     ts: Option<i64>,
 ) -> Result<String, MatrixError> {
-    match bridge.homeserver.send(room_id, "m.room.message", txn_id, event, Some(ghost), ts).await {
+    match bridge
+        .homeserver
+        .send(room_id, "m.room.message", txn_id, event, Some(ghost), ts)
+        .await
+    {
         Err(MatrixError::Api { status: 403, .. }) => {
             portal::ensure_joined(bridge, room_id, ghost).await?;
-            bridge.homeserver.send(room_id, "m.room.message", txn_id, event, Some(ghost), ts).await
+            bridge
+                .homeserver
+                .send(room_id, "m.room.message", txn_id, event, Some(ghost), ts)
+                .await
         }
         other => other,
     }

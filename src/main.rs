@@ -11,7 +11,11 @@ use switchboard::registration::Registration;
 use switchboard_channel::Channel;
 
 #[derive(Parser)]
-#[command(name = "switchboard", version, about = "Matrix bridge for customer support: one room per customer conversation, answered by a team from the company's one account on every channel")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Matrix bridge for customer support: one room per customer conversation, answered by a team from the company's one account on every channel"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,7 +42,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::GenerateRegistration { config, registration } => {
+        Command::GenerateRegistration {
+            config,
+            registration,
+        } => {
             let config = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => return fail(&format!("{}: {e}", config.display())),
@@ -47,7 +54,10 @@ fn main() -> ExitCode {
             if let Err(e) = reg.write(&registration) {
                 return fail(&format!("cannot write {}: {e}", registration.display()));
             }
-            println!("Wrote {}. Add it to the homeserver's app_service_config_files and restart it.", registration.display());
+            println!(
+                "Wrote {}. Add it to the homeserver's app_service_config_files and restart it.",
+                registration.display()
+            );
             ExitCode::SUCCESS
         }
         Command::Run { config: path } => {
@@ -75,7 +85,18 @@ fn main() -> ExitCode {
 /// Wire up the enabled channels from their config sections.
 fn channels(config: &Config) -> Result<Vec<Arc<dyn Channel>>, switchboard::config::ConfigError> {
     let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
-    let known = ["webchat", "telegram", "email", "vk", "viber", "discord", "messenger", "instagram", "sms", "whatsapp"];
+    let known = [
+        "webchat",
+        "telegram",
+        "email",
+        "vk",
+        "viber",
+        "discord",
+        "messenger",
+        "instagram",
+        "sms",
+        "whatsapp",
+    ];
     for name in config.channels.keys() {
         if !known.contains(&name.as_str()) {
             return Err(switchboard::config::ConfigError::Invalid {
@@ -87,14 +108,26 @@ fn channels(config: &Config) -> Result<Vec<Arc<dyn Channel>>, switchboard::confi
     let mut webchat: switchboard_webchat::WebchatConfig = config.channel("webchat")?;
     if webchat.enabled {
         if webchat.public_url.is_none() {
-            webchat.public_url = Some(config.public_url().as_str().trim_end_matches('/').to_string());
+            webchat.public_url = Some(
+                config
+                    .public_url()
+                    .as_str()
+                    .trim_end_matches('/')
+                    .to_string(),
+            );
         }
         channels.push(Arc::new(switchboard_webchat::Webchat::new(webchat)));
     }
     let mut telegram: switchboard_telegram::TelegramConfig = config.channel("telegram")?;
     if telegram.enabled {
         if telegram.public_url.is_none() {
-            telegram.public_url = Some(config.public_url().as_str().trim_end_matches('/').to_string());
+            telegram.public_url = Some(
+                config
+                    .public_url()
+                    .as_str()
+                    .trim_end_matches('/')
+                    .to_string(),
+            );
         }
         channels.push(Arc::new(switchboard_telegram::Telegram::new(telegram)));
     }
@@ -105,7 +138,13 @@ fn channels(config: &Config) -> Result<Vec<Arc<dyn Channel>>, switchboard::confi
     let mut viber: switchboard_viber::ViberConfig = config.channel("viber")?;
     if viber.enabled {
         if viber.public_url.is_none() {
-            viber.public_url = Some(config.public_url().as_str().trim_end_matches('/').to_string());
+            viber.public_url = Some(
+                config
+                    .public_url()
+                    .as_str()
+                    .trim_end_matches('/')
+                    .to_string(),
+            );
         }
         channels.push(Arc::new(switchboard_viber::Viber::new(viber)));
     }
@@ -119,16 +158,26 @@ fn channels(config: &Config) -> Result<Vec<Arc<dyn Channel>>, switchboard::confi
     }
     let messenger: switchboard_messenger::MetaConfig = config.channel("messenger")?;
     if messenger.enabled {
-        channels.push(Arc::new(switchboard_messenger::MetaChannel::messenger(messenger)));
+        channels.push(Arc::new(switchboard_messenger::MetaChannel::messenger(
+            messenger,
+        )));
     }
     let instagram: switchboard_messenger::MetaConfig = config.channel("instagram")?;
     if instagram.enabled {
-        channels.push(Arc::new(switchboard_messenger::MetaChannel::instagram(instagram)));
+        channels.push(Arc::new(switchboard_messenger::MetaChannel::instagram(
+            instagram,
+        )));
     }
     let mut sms: switchboard_sms::SmsConfig = config.channel("sms")?;
     if sms.enabled {
         if sms.public_url.is_none() {
-            sms.public_url = Some(config.public_url().as_str().trim_end_matches('/').to_string());
+            sms.public_url = Some(
+                config
+                    .public_url()
+                    .as_str()
+                    .trim_end_matches('/')
+                    .to_string(),
+            );
         }
         channels.push(Arc::new(switchboard_sms::Sms::new(sms)));
     }
@@ -143,7 +192,10 @@ fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn fail(message: &str) -> ExitCode {

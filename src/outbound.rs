@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use switchboard_channel::{Content, OutboundAction, Outbound};
+use switchboard_channel::{Content, Outbound, OutboundAction};
 
 use crate::bridge::Bridge;
 use crate::commands;
@@ -43,7 +43,9 @@ pub async fn run(bridge: Arc<Bridge>) {
                                 give_up(&bridge, &row, &e.message).await;
                                 "failed"
                             } else {
-                                let delay = e.retry_after.unwrap_or_else(|| Duration::from_secs(1 << attempts.min(5)));
+                                let delay = e
+                                    .retry_after
+                                    .unwrap_or_else(|| Duration::from_secs(1 << attempts.min(5)));
                                 tracing::warn!(event_id = row.event_id, attempts, error = %e.message, retry_in = ?delay, "event not handled yet; retrying");
                                 failing = Some((row.event_id.clone(), attempts));
                                 tokio::time::sleep(delay.min(Duration::from_secs(60))).await;
@@ -64,7 +66,8 @@ pub async fn run(bridge: Arc<Bridge>) {
                 }
             }
             Ok(_) => {
-                let _ = tokio::time::timeout(Duration::from_secs(1), bridge.wake_matrix.notified()).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), bridge.wake_matrix.notified())
+                    .await;
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot read pending Matrix events");
@@ -78,7 +81,11 @@ pub async fn run(bridge: Arc<Bridge>) {
 /// homeserver just failed us repeatedly).
 async fn give_up(bridge: &Bridge, row: &MatrixEventRow, reason: &str) {
     let is_message = row.payload.get("type").and_then(Value::as_str) == Some("m.room.message");
-    let from_ghost = row.payload.get("sender").and_then(Value::as_str).is_some_and(|s| bridge.namespace.is_ours(s));
+    let from_ghost = row
+        .payload
+        .get("sender")
+        .and_then(Value::as_str)
+        .is_some_and(|s| bridge.namespace.is_ours(s));
     if !is_message || from_ghost {
         return;
     }
@@ -107,13 +114,23 @@ struct HandleError {
 impl From<crate::matrix::MatrixError> for HandleError {
     fn from(e: crate::matrix::MatrixError) -> Self {
         let counted = !matches!(e, crate::matrix::MatrixError::Unreachable(_));
-        HandleError { retryable: e.is_retryable(), counted, retry_after: e.retry_after(), message: e.to_string() }
+        HandleError {
+            retryable: e.is_retryable(),
+            counted,
+            retry_after: e.retry_after(),
+            message: e.to_string(),
+        }
     }
 }
 
 impl From<crate::store::StoreError> for HandleError {
     fn from(e: crate::store::StoreError) -> Self {
-        HandleError { retryable: true, counted: false, retry_after: None, message: e.to_string() }
+        HandleError {
+            retryable: true,
+            counted: false,
+            retry_after: None,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -128,7 +145,11 @@ async fn handle(bridge: &Bridge, row: &MatrixEventRow) -> Result<Handled, Handle
             let target = event.get("state_key").and_then(Value::as_str);
             let membership = body.get("membership").and_then(Value::as_str);
             if target == Some(bridge.namespace.bot.as_str()) && membership == Some("invite") {
-                if let Err(e) = bridge.homeserver.join(&row.room_id, &bridge.namespace.bot).await {
+                if let Err(e) = bridge
+                    .homeserver
+                    .join(&row.room_id, &bridge.namespace.bot)
+                    .await
+                {
                     tracing::warn!(room_id = row.room_id, error = %e, "could not accept an invite");
                 }
             }
@@ -138,10 +159,20 @@ async fn handle(bridge: &Bridge, row: &MatrixEventRow) -> Result<Handled, Handle
             let conversation = bridge.store.conversation_by_room(&row.room_id).await?;
             let text = body.get("body").and_then(Value::as_str).unwrap_or("");
             if let Some(invocation) = commands::parse(text, conversation.is_some()) {
-                commands::run(bridge, &row.room_id, &row.event_id, sender, conversation.as_ref(), invocation).await?;
+                commands::run(
+                    bridge,
+                    &row.room_id,
+                    &row.event_id,
+                    sender,
+                    conversation.as_ref(),
+                    invocation,
+                )
+                .await?;
                 return Ok(Handled::Done);
             }
-            let Some(conversation) = conversation else { return Ok(Handled::Done) };
+            let Some(conversation) = conversation else {
+                return Ok(Handled::Done);
+            };
             relay_message(bridge, row, &conversation, sender, body).await
         }
         "m.room.redaction" => {
@@ -153,15 +184,28 @@ async fn handle(bridge: &Bridge, row: &MatrixEventRow) -> Result<Handled, Handle
                 .or_else(|| body.get("redacts"))
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            let Some(remote_id) = bridge.store.remote_for_event(conversation.id, redacts).await? else {
+            let Some(remote_id) = bridge
+                .store
+                .remote_for_event(conversation.id, redacts)
+                .await?
+            else {
                 return Ok(Handled::Done);
             };
             if let Some(target) = remote_id.strip_prefix(REACTION_PREFIX) {
                 // An operator took back a reaction.
-                let action = OutboundAction::React { remote_id: target.to_string(), key: None };
+                let action = OutboundAction::React {
+                    remote_id: target.to_string(),
+                    key: None,
+                };
                 return queue(bridge, row, &conversation, action).await;
             }
-            queue(bridge, row, &conversation, OutboundAction::Delete { remote_id }).await
+            queue(
+                bridge,
+                row,
+                &conversation,
+                OutboundAction::Delete { remote_id },
+            )
+            .await
         }
         "m.reaction" => {
             let Some(conversation) = bridge.store.conversation_by_room(&row.room_id).await? else {
@@ -181,18 +225,34 @@ async fn relay_message(
     body: &Value,
 ) -> Result<Handled, HandleError> {
     if crate::routing::level(bridge, sender).await.is_none() {
-        notify(bridge, row, &format!("⚠️ Not delivered: {sender} is not an operator of this bridge.")).await?;
+        notify(
+            bridge,
+            row,
+            &format!("⚠️ Not delivered: {sender} is not an operator of this bridge."),
+        )
+        .await?;
         return Ok(Handled::Done);
     }
     let Some(channel) = bridge.channel(&conversation.channel) else {
-        notify(bridge, row, &format!("⚠️ Not delivered: the {} channel is not enabled on this bridge.", conversation.channel)).await?;
+        notify(
+            bridge,
+            row,
+            &format!(
+                "⚠️ Not delivered: the {} channel is not enabled on this bridge.",
+                conversation.channel
+            ),
+        )
+        .await?;
         return Ok(Handled::Done);
     };
     let caps = channel.capabilities();
     let message = match content::parse_operator_message(body) {
         Ok(Some(m)) => m,
         Ok(None) => return Ok(Handled::Done),
-        Err(e @ (Unrelayable::EncryptedFile | Unrelayable::Unsupported(_) | Unrelayable::Invalid(_))) => {
+        Err(
+            e
+            @ (Unrelayable::EncryptedFile | Unrelayable::Unsupported(_) | Unrelayable::Invalid(_)),
+        ) => {
             notify(bridge, row, &format!("⚠️ Not delivered: {e}.")).await?;
             return Ok(Handled::Done);
         }
@@ -200,21 +260,39 @@ async fn relay_message(
     let mut c: Content = content::for_channel(message.content, caps.formatting);
     let name = match bridge.config.bridge.attribution {
         crate::config::Attribution::None => String::new(),
-        _ => bridge.homeserver.displayname(sender).await.ok().flatten().unwrap_or_else(|| operator_name(sender)),
+        _ => bridge
+            .homeserver
+            .displayname(sender)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| operator_name(sender)),
     };
     if !c.text.is_empty() {
         content::attribute(&mut c, bridge.config.bridge.attribution, &name);
     }
     let action = if let Some(original) = &message.replaces {
         if !caps.edits {
-            notify(bridge, row, "⚠️ Edit not delivered: this channel cannot change a sent message.").await?;
+            notify(
+                bridge,
+                row,
+                "⚠️ Edit not delivered: this channel cannot change a sent message.",
+            )
+            .await?;
             return Ok(Handled::Done);
         }
-        let Some(remote_id) = bridge.store.remote_for_event(conversation.id, original).await? else {
+        let Some(remote_id) = bridge
+            .store
+            .remote_for_event(conversation.id, original)
+            .await?
+        else {
             // An edit of something never relayed (a note, a failed message): nothing to change.
             return Ok(Handled::Done);
         };
-        OutboundAction::Edit { remote_id, content: c }
+        OutboundAction::Edit {
+            remote_id,
+            content: c,
+        }
     } else {
         let reply_to = match &message.reply_to {
             Some(e) if caps.replies => bridge.store.remote_for_event(conversation.id, e).await?,
@@ -224,7 +302,10 @@ async fn relay_message(
             notify(bridge, row, &why).await?;
             return Ok(Handled::Done);
         }
-        OutboundAction::Message { content: c, reply_to }
+        OutboundAction::Message {
+            content: c,
+            reply_to,
+        }
     };
     let is_answer = matches!(action, OutboundAction::Message { .. });
     let handled = queue(bridge, row, conversation, action).await?;
@@ -246,18 +327,31 @@ async fn relay_reaction(
     body: &Value,
 ) -> Result<Handled, HandleError> {
     let relates = body.get("m.relates_to");
-    let target = relates.and_then(|r| r.get("event_id")).and_then(Value::as_str);
-    let key = relates.and_then(|r| r.get("key")).and_then(Value::as_str).filter(|k| !k.is_empty() && k.len() <= 64);
-    let (Some(target), Some(key)) = (target, key) else { return Ok(Handled::Done) };
+    let target = relates
+        .and_then(|r| r.get("event_id"))
+        .and_then(Value::as_str);
+    let key = relates
+        .and_then(|r| r.get("key"))
+        .and_then(Value::as_str)
+        .filter(|k| !k.is_empty() && k.len() <= 64);
+    let (Some(target), Some(key)) = (target, key) else {
+        return Ok(Handled::Done);
+    };
     if crate::routing::level(bridge, sender).await.is_none() {
         return Ok(Handled::Done);
     }
-    let Some(channel) = bridge.channel(&conversation.channel) else { return Ok(Handled::Done) };
+    let Some(channel) = bridge.channel(&conversation.channel) else {
+        return Ok(Handled::Done);
+    };
     if !channel.capabilities().reactions {
         // Reactions among operators are theirs (acknowledgements, votes); nothing to relay.
         return Ok(Handled::Done);
     }
-    let Some(remote_id) = bridge.store.remote_for_event(conversation.id, target).await? else {
+    let Some(remote_id) = bridge
+        .store
+        .remote_for_event(conversation.id, target)
+        .await?
+    else {
         return Ok(Handled::Done);
     };
     if remote_id.starts_with(REACTION_PREFIX) {
@@ -272,7 +366,16 @@ async fn relay_reaction(
         crate::store::message_map::Direction::Out,
     )
     .await?;
-    queue(bridge, row, conversation, OutboundAction::React { remote_id, key: Some(key.to_string()) }).await
+    queue(
+        bridge,
+        row,
+        conversation,
+        OutboundAction::React {
+            remote_id,
+            key: Some(key.to_string()),
+        },
+    )
+    .await
 }
 
 /// With a reply window (24 h on Meta's networks), whether a free-form message may still go out;
@@ -282,8 +385,13 @@ pub async fn reply_window_open(
     conversation: &Conversation,
     caps: &switchboard_channel::Capabilities,
 ) -> Result<Result<(), String>, crate::store::StoreError> {
-    let Some(window) = caps.reply_window else { return Ok(Ok(())) };
-    let last = bridge.store.last_customer_message_at(conversation.id).await?;
+    let Some(window) = caps.reply_window else {
+        return Ok(Ok(()));
+    };
+    let last = bridge
+        .store
+        .last_customer_message_at(conversation.id)
+        .await?;
     let now = bridge.clock.now_ms();
     let open = last.is_some_and(|at| now.saturating_sub(at) < window.as_millis() as i64);
     if open {
@@ -317,7 +425,10 @@ async fn queue(
         idempotency_key: row.event_id.clone(),
         action,
     };
-    bridge.store.outbox_enqueue(conversation.id, &row.event_id, &row.room_id, &outbound).await?;
+    bridge
+        .store
+        .outbox_enqueue(conversation.id, &row.event_id, &row.room_id, &outbound)
+        .await?;
     bridge.wake_outbound.notify_one();
     Ok(Handled::Queued)
 }
@@ -327,14 +438,25 @@ async fn notify(bridge: &Bridge, row: &MatrixEventRow, text: &str) -> Result<(),
     let notice = content::with_reply(content::notice(text), &row.event_id);
     bridge
         .homeserver
-        .send(&row.room_id, "m.room.message", &format!("sb-notice-{}", row.event_id), &notice, None, None)
+        .send(
+            &row.room_id,
+            "m.room.message",
+            &format!("sb-notice-{}", row.event_id),
+            &notice,
+            None,
+            None,
+        )
         .await?;
     Ok(())
 }
 
 /// The operator's name for attribution when they have no display name: the localpart, capitalised (`@alice:x` → `Alice`).
 fn operator_name(user_id: &str) -> String {
-    let local = user_id.trim_start_matches('@').split(':').next().unwrap_or(user_id);
+    let local = user_id
+        .trim_start_matches('@')
+        .split(':')
+        .next()
+        .unwrap_or(user_id);
     let mut chars = local.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),

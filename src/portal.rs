@@ -47,24 +47,52 @@ pub fn customer_name(contact: &Contact) -> String {
 /// Make sure the contact's ghost exists and carries the customer's current name.
 pub async fn ensure_ghost(bridge: &Bridge, contact: &Contact) -> Result<(), PortalError> {
     let name = customer_name(contact);
-    if let Some(avatar) = contact.avatar.as_deref().filter(|a| contact.synced_avatar.as_deref() != Some(*a)) {
+    if let Some(avatar) = contact
+        .avatar
+        .as_deref()
+        .filter(|a| contact.synced_avatar.as_deref() != Some(*a))
+    {
         if contact.registered {
-            bridge.homeserver.set_avatar_url(&contact.ghost_user_id, avatar).await?;
-            bridge.store.contact_avatar_synced(&contact.channel, &contact.contact_id, avatar).await?;
+            bridge
+                .homeserver
+                .set_avatar_url(&contact.ghost_user_id, avatar)
+                .await?;
+            bridge
+                .store
+                .contact_avatar_synced(&contact.channel, &contact.contact_id, avatar)
+                .await?;
         }
     }
     if contact.registered && contact.synced_name.as_deref() == Some(name.as_str()) {
         return Ok(());
     }
-    let localpart = bridge.namespace.ghost_localpart(&contact.channel, &contact.contact_id);
+    let localpart = bridge
+        .namespace
+        .ghost_localpart(&contact.channel, &contact.contact_id);
     if !contact.registered {
         bridge.homeserver.register(&localpart).await?;
     }
-    bridge.homeserver.set_displayname(&contact.ghost_user_id, &name).await?;
-    bridge.store.contact_synced(&contact.channel, &contact.contact_id, &name).await?;
-    if let Some(avatar) = contact.avatar.as_deref().filter(|a| contact.synced_avatar.as_deref() != Some(*a)) {
-        bridge.homeserver.set_avatar_url(&contact.ghost_user_id, avatar).await?;
-        bridge.store.contact_avatar_synced(&contact.channel, &contact.contact_id, avatar).await?;
+    bridge
+        .homeserver
+        .set_displayname(&contact.ghost_user_id, &name)
+        .await?;
+    bridge
+        .store
+        .contact_synced(&contact.channel, &contact.contact_id, &name)
+        .await?;
+    if let Some(avatar) = contact
+        .avatar
+        .as_deref()
+        .filter(|a| contact.synced_avatar.as_deref() != Some(*a))
+    {
+        bridge
+            .homeserver
+            .set_avatar_url(&contact.ghost_user_id, avatar)
+            .await?;
+        bridge
+            .store
+            .contact_avatar_synced(&contact.channel, &contact.contact_id, avatar)
+            .await?;
     }
     Ok(())
 }
@@ -88,16 +116,24 @@ pub async fn ensure_portal(
     let name = customer_name(&contact);
     let channel = &conversation.channel;
     let mut topic = format!("{channel} conversation with {name}");
-    if let Some(email) = contact.email.as_deref().filter(|e| Some(*e) != contact.display_name.as_deref()) {
+    if let Some(email) = contact
+        .email
+        .as_deref()
+        .filter(|e| Some(*e) != contact.display_name.as_deref())
+    {
         topic.push_str(&format!(" <{email}>"));
     }
     if let Some(phone) = &contact.phone {
         topic.push_str(&format!(", {phone}"));
     }
     let bridge_state = bridge_info(bridge, conversation, &name);
-    let state_key = format!("net.switchboard://{channel}/{}/{}", conversation.account, conversation.chat);
+    let state_key = format!(
+        "net.switchboard://{channel}/{}/{}",
+        conversation.account, conversation.chat
+    );
     // Routing decides who sees the new conversation (owner, team, or every operator).
-    let plan = crate::routing::plan_new(bridge, conversation, &contact, first_text, addressed_to).await?;
+    let plan =
+        crate::routing::plan_new(bridge, conversation, &contact, first_text, addressed_to).await?;
     let mut invite: Vec<String> = vec![contact.ghost_user_id.clone()];
     invite.extend(plan.invite.iter().cloned());
     // A deterministic alias makes creation idempotent: if an earlier attempt created the room
@@ -127,7 +163,11 @@ pub async fn ensure_portal(
         Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => {
             let alias = format!("#{alias_local}:{}", bridge.namespace.domain);
             let id = bridge.homeserver.resolve_alias(&alias).await?;
-            tracing::info!(room_id = id, alias, "portal was created before a restart; reusing it");
+            tracing::info!(
+                room_id = id,
+                alias,
+                "portal was created before a restart; reusing it"
+            );
             (id, true)
         }
         Err(e) => return Err(e.into()),

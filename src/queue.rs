@@ -26,8 +26,13 @@ pub fn backoff(attempts: u32, base: Duration, max: Duration, hint: Option<Durati
 }
 
 /// Run a per-conversation queue forever.
-pub async fn run<R, RF, D, DF>(name: &'static str, wake: &Notify, ready: R, drain: D, concurrency: usize)
-where
+pub async fn run<R, RF, D, DF>(
+    name: &'static str,
+    wake: &Notify,
+    ready: R,
+    drain: D,
+    concurrency: usize,
+) where
     R: Fn() -> RF,
     RF: Future<Output = Result<Vec<i64>, StoreError>>,
     D: Fn(i64) -> DF + Clone + Send + 'static,
@@ -46,12 +51,16 @@ where
                             continue;
                         }
                     }
-                    let Ok(permit) = slots.clone().acquire_owned().await else { return };
+                    let Ok(permit) = slots.clone().acquire_owned().await else {
+                        return;
+                    };
                     let busy = busy.clone();
                     let drain = drain.clone();
                     tokio::spawn(async move {
                         drain(conversation).await;
-                        busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&conversation);
+                        busy.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&conversation);
                         drop(permit);
                     });
                 }
@@ -73,7 +82,13 @@ mod tests {
         assert_eq!(backoff(0, base, max, None), Duration::from_secs(1));
         assert_eq!(backoff(3, base, max, None), Duration::from_secs(8));
         assert_eq!(backoff(30, base, max, None), max);
-        assert_eq!(backoff(0, base, max, Some(Duration::from_secs(30))), Duration::from_secs(30));
-        assert_eq!(backoff(5, base, max, Some(Duration::from_millis(10))), Duration::from_secs(32));
+        assert_eq!(
+            backoff(0, base, max, Some(Duration::from_secs(30))),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            backoff(5, base, max, Some(Duration::from_millis(10))),
+            Duration::from_secs(32)
+        );
     }
 }

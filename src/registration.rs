@@ -49,10 +49,19 @@ impl Registration {
             &config.appservice.bot_localpart,
             &config.homeserver.domain,
         );
-        let bot_regex = format!("@{}:{}", regex_escape(&config.appservice.bot_localpart), regex_escape(&config.homeserver.domain));
+        let bot_regex = format!(
+            "@{}:{}",
+            regex_escape(&config.appservice.bot_localpart),
+            regex_escape(&config.homeserver.domain)
+        );
         Registration {
             id: config.appservice.id.clone(),
-            url: config.appservice.url.as_str().trim_end_matches('/').to_string(),
+            url: config
+                .appservice
+                .url
+                .as_str()
+                .trim_end_matches('/')
+                .to_string(),
             as_token: token(),
             hs_token: token(),
             sender_localpart: config.appservice.bot_localpart.clone(),
@@ -61,13 +70,23 @@ impl Registration {
             push_ephemeral_unstable: true,
             namespaces: Namespaces {
                 users: vec![
-                    NamespaceEntry { exclusive: true, regex: bot_regex },
-                    NamespaceEntry { exclusive: true, regex: ns.ghost_regex() },
+                    NamespaceEntry {
+                        exclusive: true,
+                        regex: bot_regex,
+                    },
+                    NamespaceEntry {
+                        exclusive: true,
+                        regex: ns.ghost_regex(),
+                    },
                 ],
                 // Portal aliases (#sb_<channel>_<conversation>) make room creation idempotent.
                 aliases: vec![NamespaceEntry {
                     exclusive: true,
-                    regex: format!("#{}.*:{}", regex_escape(&config.appservice.ghost_prefix), regex_escape(&config.homeserver.domain)),
+                    regex: format!(
+                        "#{}.*:{}",
+                        regex_escape(&config.appservice.ghost_prefix),
+                        regex_escape(&config.homeserver.domain)
+                    ),
                 }],
                 rooms: vec![],
             },
@@ -86,7 +105,15 @@ impl Registration {
 }
 
 fn regex_escape(s: &str) -> String {
-    s.chars().flat_map(|c| if ".^$*+?()[]{}|\\".contains(c) { vec!['\\', c] } else { vec![c] }).collect()
+    s.chars()
+        .flat_map(|c| {
+            if ".^$*+?()[]{}|\\".contains(c) {
+                vec!['\\', c]
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -108,8 +135,16 @@ mod tests {
         assert!(!a.rate_limited && a.receive_ephemeral);
         assert_eq!(a.url, "http://127.0.0.1:29340");
         assert!(a.namespaces.users.iter().all(|n| n.exclusive));
-        let regexes: Vec<_> = a.namespaces.users.iter().map(|n| n.regex.as_str()).collect();
-        assert_eq!(regexes, ["@switchboard:example\\.com", "@sb_.*:example\\.com"]);
+        let regexes: Vec<_> = a
+            .namespaces
+            .users
+            .iter()
+            .map(|n| n.regex.as_str())
+            .collect();
+        assert_eq!(
+            regexes,
+            ["@switchboard:example\\.com", "@sb_.*:example\\.com"]
+        );
         let out = dir.path().join("registration.yaml");
         a.write(&out).unwrap();
         assert_eq!(Registration::read(&out).unwrap().hs_token, a.hs_token);

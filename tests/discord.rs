@@ -53,12 +53,17 @@ fn options(backend: Backend, fake: &FakeDiscord, extra: Value) -> BridgeOptions 
     if let (Some(s), Value::Object(e)) = (section.as_object_mut(), extra) {
         s.extend(e);
     }
-    let mut options = BridgeOptions::default().backend(backend).edit_config(move |config| {
-        let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
-        if let Some(channels) = config.get_mut("channels").and_then(serde_yaml::Value::as_mapping_mut) {
-            channels.insert("discord".into(), value);
-        }
-    });
+    let mut options = BridgeOptions::default()
+        .backend(backend)
+        .edit_config(move |config| {
+            let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
+            if let Some(channels) = config
+                .get_mut("channels")
+                .and_then(serde_yaml::Value::as_mapping_mut)
+            {
+                channels.insert("discord".into(), value);
+            }
+        });
     options.log_filter = "switchboard=debug,switchboard_discord=debug,info".into();
     options
 }
@@ -69,41 +74,86 @@ fn jane() -> DUser {
 
 /// Bytes that look like a file of some kind (Synapse does not inspect them).
 fn blob(tag: &str, len: usize) -> Vec<u8> {
-    tag.bytes().chain((0..len as u32).map(|i| (i * 31 % 251) as u8)).collect()
+    tag.bytes()
+        .chain((0..len as u32).map(|i| (i * 31 % 251) as u8))
+        .collect()
 }
 
 /// Count of messages in `room` whose body is exactly `text` (edits excluded).
 fn count(env: &TestEnv, room: &str, text: &str) -> usize {
-    env.alice.messages(room).iter().filter(|m| m.body == text && m.replaces().is_none()).count()
+    env.alice
+        .messages(room)
+        .iter()
+        .filter(|m| m.body == text && m.replaces().is_none())
+        .count()
 }
 
 async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> {
     let fake = FakeDiscord::start().await?;
     let env = TestEnv::start(options(backend, &fake, json!({}))).await?;
     let mut user = jane();
-    fake.set_avatar(&mut user, "3d7b1aa7b5149fe06971b6dedf682d82", blob("\u{89}PNG", 700));
+    fake.set_avatar(
+        &mut user,
+        "3d7b1aa7b5149fe06971b6dedf682d82",
+        blob("\u{89}PNG", 700),
+    );
 
     // The bot identified with its token and the intents for DMs with content.
     let identify = fake.wait_for_op("IDENTIFY", |o| o.op == 2).await?;
-    ensure!(identify.d["token"] == TOKEN, "token {:?}", identify.d["token"]);
+    ensure!(
+        identify.d["token"] == TOKEN,
+        "token {:?}",
+        identify.d["token"]
+    );
     let intents = identify.d["intents"].as_u64().unwrap_or(0);
-    ensure!(intents & (1 << 12) != 0 && intents & (1 << 15) != 0 && intents & (1 << 9) == 0, "intents {intents:b}");
+    ensure!(
+        intents & (1 << 12) != 0 && intents & (1 << 15) != 0 && intents & (1 << 9) == 0,
+        "intents {intents:b}"
+    );
 
     // Text with Discord markdown.
-    let first = fake.customer_message(&user, "Hello, my **order #123** is *late* ~~again~~ `A-7` ||sorry||", json!({}));
+    let first = fake.customer_message(
+        &user,
+        "Hello, my **order #123** is *late* ~~again~~ `A-7` ||sorry||",
+        json!({}),
+    );
     let room = env.alice.wait_for_invite("Jane Doe").await?;
-    let hello = env.alice.wait_for_text(&room, "Hello, my **order #123** is *late* ~~again~~ `A-7` ||sorry||").await?;
-    ensure!(hello.sender.starts_with("@sb_discord_"), "sent by a ghost, not {}", hello.sender);
+    let hello = env
+        .alice
+        .wait_for_text(
+            &room,
+            "Hello, my **order #123** is *late* ~~again~~ `A-7` ||sorry||",
+        )
+        .await?;
+    ensure!(
+        hello.sender.starts_with("@sb_discord_"),
+        "sent by a ghost, not {}",
+        hello.sender
+    );
     let html = hello.formatted_body.clone().unwrap_or_default();
-    for part in ["<b>order #123</b>", "<i>late</i>", "<s>again</s>", "<code>A-7</code>"] {
+    for part in [
+        "<b>order #123</b>",
+        "<i>late</i>",
+        "<s>again</s>",
+        "<code>A-7</code>",
+    ] {
         ensure!(html.contains(part), "{part} missing from the HTML {html:?}");
     }
     let members = env.alice.members(&room).await?;
-    let ghost_name = members.iter().find(|(id, _)| id == &hello.sender).map(|(_, n)| n.clone());
-    ensure!(ghost_name.as_deref() == Some("Jane Doe"), "ghost display name: {ghost_name:?}");
+    let ghost_name = members
+        .iter()
+        .find(|(id, _)| id == &hello.sender)
+        .map(|(_, n)| n.clone());
+    ensure!(
+        ghost_name.as_deref() == Some("Jane Doe"),
+        "ghost display name: {ghost_name:?}"
+    );
     // The avatar came from the CDN, without the bot's token.
     let avatar = rig::poll_until("the avatar fetched", Duration::from_secs(15), || async {
-        Ok(fake.cdn_requests().into_iter().find(|(p, _)| p.starts_with(&format!("avatars/{}/", user.id))))
+        Ok(fake
+            .cdn_requests()
+            .into_iter()
+            .find(|(p, _)| p.starts_with(&format!("avatars/{}/", user.id))))
     })
     .await?;
     ensure!(avatar.1.is_none(), "the CDN must not see the token");
@@ -113,7 +163,10 @@ async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> 
         Ok(member.and_then(|m| m["avatar_url"].as_str().map(str::to_owned)))
     })
     .await?;
-    ensure!(env.alice.download(&avatar_url).await? == blob("\u{89}PNG", 700), "the avatar's bytes");
+    ensure!(
+        env.alice.download(&avatar_url).await? == blob("\u{89}PNG", 700),
+        "the avatar's bytes"
+    );
 
     // A code block and a link, a mention by name.
     let ann = DUser::new(1_400_000_000_000_000_077, "ann", Some("Ann"));
@@ -122,11 +175,20 @@ async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> 
         "see ```rust\nfn main() {}\n``` and https://example.com/o?id=1 ask <@1400000000000000077>",
         json!({"mentions": [ann.json()]}),
     );
-    let code = env.alice.wait_for_message(&room, |m| m.body.contains("ask @Ann")).await?;
+    let code = env
+        .alice
+        .wait_for_message(&room, |m| m.body.contains("ask @Ann"))
+        .await?;
     let html = code.formatted_body.clone().unwrap_or_default();
     // The language class is dropped by the core's sanitiser; the block stays.
-    ensure!(html.contains("<pre><code>fn main() {}</code></pre>"), "code block: {html:?}");
-    ensure!(html.contains("<a href=\"https://example.com/o?id=1\""), "link: {html:?}");
+    ensure!(
+        html.contains("<pre><code>fn main() {}</code></pre>"),
+        "code block: {html:?}"
+    );
+    ensure!(
+        html.contains("<a href=\"https://example.com/o?id=1\""),
+        "link: {html:?}"
+    );
 
     // An attachment: fetched from its URL, stored with its name and type.
     let png = blob("\u{89}PNG\r\n", 3000);
@@ -134,39 +196,93 @@ async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> 
     let pdf = blob("%PDF-1.4", 4000);
     let att2 = fake.attachment(&user.dm, "invoice 2026.pdf", "application/pdf", pdf.clone());
     fake.customer_message(&user, "two files", json!({"attachments": [att, att2]}));
-    let image = env.alice.wait_for_message(&room, |m| m.msgtype == "m.image").await?;
-    ensure!(env.alice.fetch_file(&image).await? == png, "the image's bytes");
+    let image = env
+        .alice
+        .wait_for_message(&room, |m| m.msgtype == "m.image")
+        .await?;
+    ensure!(
+        env.alice.fetch_file(&image).await? == png,
+        "the image's bytes"
+    );
     ensure!(image.filename() == "label.png", "{:?}", image.content);
-    let file = env.alice.wait_for_message(&room, |m| m.msgtype == "m.file").await?;
-    ensure!(file.filename() == "invoice 2026.pdf" && file.mimetype() == Some("application/pdf"), "{:?}", file.content);
+    let file = env
+        .alice
+        .wait_for_message(&room, |m| m.msgtype == "m.file")
+        .await?;
+    ensure!(
+        file.filename() == "invoice 2026.pdf" && file.mimetype() == Some("application/pdf"),
+        "{:?}",
+        file.content
+    );
     ensure!(env.alice.fetch_file(&file).await? == pdf, "the PDF's bytes");
     env.alice.wait_for_text(&room, "two files").await?;
-    ensure!(fake.cdn_requests().iter().all(|(_, auth)| auth.is_none()), "the bot token was sent to the CDN");
+    ensure!(
+        fake.cdn_requests().iter().all(|(_, auth)| auth.is_none()),
+        "the bot token was sent to the CDN"
+    );
 
     // A reply keeps its target.
-    fake.customer_message(&user, "see above", json!({"message_reference": {"type": 0, "message_id": first, "channel_id": user.dm}}));
+    fake.customer_message(
+        &user,
+        "see above",
+        json!({"message_reference": {"type": 0, "message_id": first, "channel_id": user.dm}}),
+    );
     let reply = env.alice.wait_for_text(&room, "see above").await?;
-    ensure!(reply.in_reply_to() == Some(hello.event_id.as_str()), "in_reply_to {:?}", reply.relates_to);
+    ensure!(
+        reply.in_reply_to() == Some(hello.event_id.as_str()),
+        "in_reply_to {:?}",
+        reply.relates_to
+    );
 
     // Edit and delete.
     let typo = fake.customer_message(&user, "my adress is wrong", json!({}));
     let typo_event = env.alice.wait_for_text(&room, "my adress is wrong").await?;
     fake.customer_edit(&user, &typo, "my address is **right**");
-    let edit = env.alice.wait_for_message(&room, |m| m.replaces() == Some(typo_event.event_id.as_str())).await?;
-    ensure!(edit.new_body() == Some("my address is **right**"), "{:?}", edit.content);
+    let edit = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.replaces() == Some(typo_event.event_id.as_str())
+        })
+        .await?;
+    ensure!(
+        edit.new_body() == Some("my address is **right**"),
+        "{:?}",
+        edit.content
+    );
     fake.customer_delete(&user, &typo);
-    env.alice.wait_for_redaction(&room, &typo_event.event_id).await?;
+    env.alice
+        .wait_for_redaction(&room, &typo_event.event_id)
+        .await?;
 
     // Typing.
     fake.customer_typing(&user);
-    env.alice.wait_for_typing(&room, &hello.sender, true).await?;
+    env.alice
+        .wait_for_typing(&room, &hello.sender, true)
+        .await?;
 
     // A guild message is not bridged (guilds are off by default); the next DM is.
-    fake.guild_message(&user, "1200000000000000001", "1200000000000000002", "in a server");
+    fake.guild_message(
+        &user,
+        "1200000000000000001",
+        "1200000000000000002",
+        "in a server",
+    );
     fake.customer_message(&user, "marker after the guild message", json!({}));
-    env.alice.wait_for_text(&room, "marker after the guild message").await?;
-    ensure!(!env.alice.messages(&room).iter().any(|m| m.body.contains("in a server")), "a guild message was bridged");
-    ensure!(env.alice.joined_rooms().len() <= 2, "rooms: {:?}", env.alice.joined_rooms());
+    env.alice
+        .wait_for_text(&room, "marker after the guild message")
+        .await?;
+    ensure!(
+        !env.alice
+            .messages(&room)
+            .iter()
+            .any(|m| m.body.contains("in a server")),
+        "a guild message was bridged"
+    );
+    ensure!(
+        env.alice.joined_rooms().len() <= 2,
+        "rooms: {:?}",
+        env.alice.joined_rooms()
+    );
 
     // Exactly once each.
     for text in ["see above", "two files", "my adress is wrong"] {
@@ -176,77 +292,201 @@ async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> 
     Ok(())
 }
 
-async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(backend: Backend) -> anyhow::Result<()> {
+async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
+    backend: Backend,
+) -> anyhow::Result<()> {
     let fake = FakeDiscord::start().await?;
     let env = TestEnv::start(options(backend, &fake, json!({}))).await?;
     let user = jane();
     let question_id = fake.customer_message(&user, "Do you ship to Norway?", json!({}));
     let room = env.alice.wait_for_invite("Jane Doe").await?;
-    let question = env.alice.wait_for_text(&room, "Do you ship to Norway?").await?;
+    let question = env
+        .alice
+        .wait_for_text(&room, "Do you ship to Norway?")
+        .await?;
 
     // Formatted text goes out as Discord markdown, with the token and a nonce Discord enforces.
-    let answer = env.alice.send_html(&room, "Sorry! **Checking** now_ok", "<p>Sorry! <strong>Checking</strong> now_ok</p>").await?;
-    let sent = fake
-        .wait_for_call("POST", &format!("/channels/{}/messages", user.dm), |c| c.status == 200 && c.str("content").is_some_and(|t| t.contains("Checking")))
+    let answer = env
+        .alice
+        .send_html(
+            &room,
+            "Sorry! **Checking** now_ok",
+            "<p>Sorry! <strong>Checking</strong> now_ok</p>",
+        )
         .await?;
-    ensure!(sent.authorization.as_deref() == Some(&format!("Bot {TOKEN}")), "auth {:?}", sent.authorization);
-    ensure!(sent.str("content") == Some("Sorry! **Checking** now\\_ok"), "content {:?}", sent.body);
-    let nonce = sent.str("nonce").context("a nonce")?.to_owned();
-    ensure!(!nonce.is_empty() && nonce.len() <= 25 && sent.body["enforce_nonce"] == true, "nonce {:?}", sent.body);
-    env.alice
-        .wait_for_event(&room, "a delivery status for the answer", |e| {
-            e["type"] == "com.beeper.message_send_status" && e["content"]["m.relates_to"]["event_id"] == answer.as_str() && e["content"]["status"] == "SUCCESS"
+    let sent = fake
+        .wait_for_call("POST", &format!("/channels/{}/messages", user.dm), |c| {
+            c.status == 200 && c.str("content").is_some_and(|t| t.contains("Checking"))
         })
         .await?;
-    let answer_id = fake.bot_messages(&user.dm).first().and_then(|m| m["id"].as_str().map(str::to_owned)).context("the answer in the fake")?;
+    ensure!(
+        sent.authorization.as_deref() == Some(&format!("Bot {TOKEN}")),
+        "auth {:?}",
+        sent.authorization
+    );
+    ensure!(
+        sent.str("content") == Some("Sorry! **Checking** now\\_ok"),
+        "content {:?}",
+        sent.body
+    );
+    let nonce = sent.str("nonce").context("a nonce")?.to_owned();
+    ensure!(
+        !nonce.is_empty() && nonce.len() <= 25 && sent.body["enforce_nonce"] == true,
+        "nonce {:?}",
+        sent.body
+    );
+    env.alice
+        .wait_for_event(&room, "a delivery status for the answer", |e| {
+            e["type"] == "com.beeper.message_send_status"
+                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
+                && e["content"]["status"] == "SUCCESS"
+        })
+        .await?;
+    let answer_id = fake
+        .bot_messages(&user.dm)
+        .first()
+        .and_then(|m| m["id"].as_str().map(str::to_owned))
+        .context("the answer in the fake")?;
 
     // A reply names the customer's message.
-    env.alice.reply(&room, &question.event_id, "Yes, we do").await?;
-    let reply = fake.wait_for_call("POST", "/channels/", |c| c.str("content") == Some("Yes, we do")).await?;
-    ensure!(reply.body["message_reference"]["message_id"] == question_id.as_str(), "message_reference {:?}", reply.body);
+    env.alice
+        .reply(&room, &question.event_id, "Yes, we do")
+        .await?;
+    let reply = fake
+        .wait_for_call("POST", "/channels/", |c| {
+            c.str("content") == Some("Yes, we do")
+        })
+        .await?;
+    ensure!(
+        reply.body["message_reference"]["message_id"] == question_id.as_str(),
+        "message_reference {:?}",
+        reply.body
+    );
 
     // A file: multipart with payload_json and files[0].
     let pdf = blob("%PDF", 3500);
-    env.alice.send_file(&room, "return-label.pdf", "application/pdf", pdf.clone()).await?;
-    let upload = fake.wait_for_call("POST", "/channels/", |c| c.status == 200 && !c.files.is_empty()).await?;
-    ensure!(upload.content_type.as_deref().is_some_and(|t| t.starts_with("multipart/form-data")), "{:?}", upload.content_type);
+    env.alice
+        .send_file(&room, "return-label.pdf", "application/pdf", pdf.clone())
+        .await?;
+    let upload = fake
+        .wait_for_call("POST", "/channels/", |c| {
+            c.status == 200 && !c.files.is_empty()
+        })
+        .await?;
+    ensure!(
+        upload
+            .content_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with("multipart/form-data")),
+        "{:?}",
+        upload.content_type
+    );
     let f = &upload.files[0];
-    ensure!(f.field == "files[0]" && f.name == "return-label.pdf" && f.bytes == pdf, "upload {} {} {} bytes", f.field, f.name, f.bytes.len());
-    ensure!(upload.body["attachments"][0]["filename"] == "return-label.pdf", "payload_json {:?}", upload.body);
-    ensure!(upload.body["nonce"].is_string(), "the file's nonce {:?}", upload.body);
-    ensure!(upload.body.get("content").is_none(), "a file without a caption has no text: {:?}", upload.body);
+    ensure!(
+        f.field == "files[0]" && f.name == "return-label.pdf" && f.bytes == pdf,
+        "upload {} {} {} bytes",
+        f.field,
+        f.name,
+        f.bytes.len()
+    );
+    ensure!(
+        upload.body["attachments"][0]["filename"] == "return-label.pdf",
+        "payload_json {:?}",
+        upload.body
+    );
+    ensure!(
+        upload.body["nonce"].is_string(),
+        "the file's nonce {:?}",
+        upload.body
+    );
+    ensure!(
+        upload.body.get("content").is_none(),
+        "a file without a caption has no text: {:?}",
+        upload.body
+    );
 
     // Operator typing shows the bot typing.
     env.alice.typing(&room, true).await?;
-    fake.wait_for_call("POST", &format!("/channels/{}/typing", user.dm), |c| c.status == 204).await?;
+    fake.wait_for_call("POST", &format!("/channels/{}/typing", user.dm), |c| {
+        c.status == 204
+    })
+    .await?;
 
     // Operator edits and deletes: the same Discord message.
-    env.alice.edit(&room, &answer, "Checked: it left today").await?;
-    let edit = fake.wait_for_call("PATCH", &format!("/channels/{}/messages/{answer_id}", user.dm), |c| c.status == 200).await?;
-    ensure!(edit.str("content") == Some("Checked: it left today"), "{:?}", edit.body);
-    ensure!(fake.message(&answer_id).is_some_and(|m| m["content"] == "Checked: it left today"));
+    env.alice
+        .edit(&room, &answer, "Checked: it left today")
+        .await?;
+    let edit = fake
+        .wait_for_call(
+            "PATCH",
+            &format!("/channels/{}/messages/{answer_id}", user.dm),
+            |c| c.status == 200,
+        )
+        .await?;
+    ensure!(
+        edit.str("content") == Some("Checked: it left today"),
+        "{:?}",
+        edit.body
+    );
+    ensure!(fake
+        .message(&answer_id)
+        .is_some_and(|m| m["content"] == "Checked: it left today"));
     env.alice.redact(&room, &answer, None).await?;
-    fake.wait_for_call("DELETE", &format!("/channels/{}/messages/{answer_id}", user.dm), |c| c.status == 204).await?;
+    fake.wait_for_call(
+        "DELETE",
+        &format!("/channels/{}/messages/{answer_id}", user.dm),
+        |c| c.status == 204,
+    )
+    .await?;
     ensure!(fake.message(&answer_id).is_none());
 
     // The customer replies to the bot's "Yes, we do": Matrix sees the reply to Alice's event.
-    let yes = fake.bot_messages(&user.dm).into_iter().find(|m| m["content"] == "Yes, we do").context("the bot's reply")?;
-    fake.customer_message(&user, "Great, thanks", json!({"message_reference": {"type": 0, "message_id": yes["id"], "channel_id": user.dm}}));
+    let yes = fake
+        .bot_messages(&user.dm)
+        .into_iter()
+        .find(|m| m["content"] == "Yes, we do")
+        .context("the bot's reply")?;
+    fake.customer_message(
+        &user,
+        "Great, thanks",
+        json!({"message_reference": {"type": 0, "message_id": yes["id"], "channel_id": user.dm}}),
+    );
     let thanks = env.alice.wait_for_text(&room, "Great, thanks").await?;
     let alice_yes = env.alice.wait_for_text(&room, "Yes, we do").await?;
-    ensure!(thanks.in_reply_to() == Some(alice_yes.event_id.as_str()), "in_reply_to {:?}", thanks.relates_to);
+    ensure!(
+        thanks.in_reply_to() == Some(alice_yes.event_id.as_str()),
+        "in_reply_to {:?}",
+        thanks.relates_to
+    );
 
     // The gateway echoed every bot message (MESSAGE_CREATE/UPDATE/DELETE), and none came back
     // into the room from the ghost; each went out once.
-    let ghost_echoes = env.alice.messages(&room).into_iter().filter(|m| m.sender.starts_with("@sb_discord_") && (m.body == "Yes, we do" || m.body.contains("Checking"))).count();
-    ensure!(ghost_echoes == 0, "the bot's own messages were bridged back");
-    let yes_sends = fake.calls("POST", "/channels/").iter().filter(|c| c.status == 200 && c.str("content") == Some("Yes, we do")).count();
+    let ghost_echoes = env
+        .alice
+        .messages(&room)
+        .into_iter()
+        .filter(|m| {
+            m.sender.starts_with("@sb_discord_")
+                && (m.body == "Yes, we do" || m.body.contains("Checking"))
+        })
+        .count();
+    ensure!(
+        ghost_echoes == 0,
+        "the bot's own messages were bridged back"
+    );
+    let yes_sends = fake
+        .calls("POST", "/channels/")
+        .iter()
+        .filter(|c| c.status == 200 && c.str("content") == Some("Yes, we do"))
+        .count();
     ensure!(yes_sends == 1, "reply sent {yes_sends} times");
     ensure!(count(&env, &room, "Great, thanks") == 1);
     Ok(())
 }
 
-async fn a_dropped_gateway_resumes_without_losing_or_doubling(backend: Backend) -> anyhow::Result<()> {
+async fn a_dropped_gateway_resumes_without_losing_or_doubling(
+    backend: Backend,
+) -> anyhow::Result<()> {
     let fake = FakeDiscord::start().await?;
     let mut env = TestEnv::start(options(backend, &fake, json!({}))).await?;
     let user = jane();
@@ -256,7 +496,10 @@ async fn a_dropped_gateway_resumes_without_losing_or_doubling(backend: Backend) 
     // Heartbeats carry the last sequence number and are acknowledged.
     let (session, _) = fake.session();
     let session = session.context("a session")?;
-    fake.wait_for_op("a heartbeat with a sequence", |o| o.op == 1 && o.d.as_u64().is_some_and(|s| s >= 2)).await?;
+    fake.wait_for_op("a heartbeat with a sequence", |o| {
+        o.op == 1 && o.d.as_u64().is_some_and(|s| s >= 2)
+    })
+    .await?;
 
     // Mid-stream: Discord has sequenced three more messages but the socket dies before they
     // reach the bot. On RESUME Discord replays them, plus one the bot already had.
@@ -270,9 +513,21 @@ async fn a_dropped_gateway_resumes_without_losing_or_doubling(backend: Backend) 
     let delivered = fake.sent_seq();
     fake.drop_socket();
     let resume = fake.wait_for_op("RESUME", |o| o.op == 6).await?;
-    ensure!(resume.path == "/resume", "resumed at {} instead of resume_gateway_url", resume.path);
-    ensure!(resume.d["session_id"] == session.as_str() && resume.d["token"] == TOKEN, "{:?}", resume.d);
-    ensure!(resume.d["seq"].as_u64() == Some(delivered), "resumed from {:?}, last delivered {delivered}", resume.d["seq"]);
+    ensure!(
+        resume.path == "/resume",
+        "resumed at {} instead of resume_gateway_url",
+        resume.path
+    );
+    ensure!(
+        resume.d["session_id"] == session.as_str() && resume.d["token"] == TOKEN,
+        "{:?}",
+        resume.d
+    );
+    ensure!(
+        resume.d["seq"].as_u64() == Some(delivered),
+        "resumed from {:?}, last delivered {delivered}",
+        resume.d["seq"]
+    );
     fake.hold(false);
     for text in ["three", "four", "five"] {
         env.alice.wait_for_text(&room, text).await?;
@@ -281,7 +536,13 @@ async fn a_dropped_gateway_resumes_without_losing_or_doubling(backend: Backend) 
     // RECONNECT (op 7): another resume at the resume URL.
     fake.send_reconnect();
     rig::poll_until("a second RESUME", Duration::from_secs(30), || async {
-        Ok((fake.gateway_ops().iter().filter(|o| o.op == 6 && o.path == "/resume").count() >= 2).then_some(()))
+        Ok((fake
+            .gateway_ops()
+            .iter()
+            .filter(|o| o.op == 6 && o.path == "/resume")
+            .count()
+            >= 2)
+            .then_some(()))
     })
     .await?;
     fake.customer_message(&user, "six", json!({}));
@@ -290,7 +551,13 @@ async fn a_dropped_gateway_resumes_without_losing_or_doubling(backend: Backend) 
     // INVALID_SESSION false: a new IDENTIFY at the gateway URL and a new session.
     fake.invalidate_session();
     rig::poll_until("a second IDENTIFY", Duration::from_secs(30), || async {
-        Ok((fake.gateway_ops().iter().filter(|o| o.op == 2 && o.path == "/gateway").count() >= 2).then_some(()))
+        Ok((fake
+            .gateway_ops()
+            .iter()
+            .filter(|o| o.op == 2 && o.path == "/gateway")
+            .count()
+            >= 2)
+            .then_some(()))
     })
     .await?;
     fake.customer_message(&user, "seven", json!({}));
@@ -301,10 +568,24 @@ async fn a_dropped_gateway_resumes_without_losing_or_doubling(backend: Backend) 
     fake.customer_message(&user, "while the bridge was down", json!({}));
     let resumes_before = fake.gateway_ops().iter().filter(|o| o.op == 6).count();
     env.bridge.start().await?;
-    env.alice.wait_for_text(&room, "while the bridge was down").await?;
-    ensure!(fake.gateway_ops().iter().filter(|o| o.op == 6).count() > resumes_before, "the restarted bridge did not resume");
+    env.alice
+        .wait_for_text(&room, "while the bridge was down")
+        .await?;
+    ensure!(
+        fake.gateway_ops().iter().filter(|o| o.op == 6).count() > resumes_before,
+        "the restarted bridge did not resume"
+    );
 
-    for text in ["one", "two", "three", "four", "five", "six", "seven", "while the bridge was down"] {
+    for text in [
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "while the bridge was down",
+    ] {
         let n = count(&env, &room, text);
         ensure!(n == 1, "{text:?} bridged {n} times");
     }
@@ -326,14 +607,23 @@ async fn a_zombie_connection_is_replaced() -> anyhow::Result<()> {
     fake.hold(true);
     fake.withhold_acks(true);
     fake.customer_message(&user, "during", json!({}));
-    let resume = fake.wait_for_op("RESUME after missed ACKs", |o| o.op == 6).await?;
+    let resume = fake
+        .wait_for_op("RESUME after missed ACKs", |o| o.op == 6)
+        .await?;
     ensure!(resume.path == "/resume", "resumed at {}", resume.path);
     // The heartbeats before it were ~500 ms apart (the interval from HELLO).
-    let beats: Vec<_> = fake.gateway_ops().into_iter().filter(|o| o.op == 1 && o.at < resume.at).collect();
+    let beats: Vec<_> = fake
+        .gateway_ops()
+        .into_iter()
+        .filter(|o| o.op == 1 && o.at < resume.at)
+        .collect();
     ensure!(beats.len() >= 2, "heartbeats: {}", beats.len());
     for pair in beats.windows(2) {
         let gap = pair[1].at.duration_since(pair[0].at);
-        ensure!(gap >= Duration::from_millis(400) && gap <= Duration::from_millis(1500), "heartbeat gap {gap:?}");
+        ensure!(
+            gap >= Duration::from_millis(400) && gap <= Duration::from_millis(1500),
+            "heartbeat gap {gap:?}"
+        );
     }
     fake.withhold_acks(false);
     fake.hold(false);
@@ -347,17 +637,51 @@ async fn a_zombie_connection_is_replaced() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listed_guild_channels_are_bridged() -> anyhow::Result<()> {
     let fake = FakeDiscord::start().await?;
-    let env = TestEnv::start(options(Backend::Sqlite, &fake, json!({"guilds": true, "guild_channels": ["1200000000000000002"]}))).await?;
+    let env = TestEnv::start(options(
+        Backend::Sqlite,
+        &fake,
+        json!({"guilds": true, "guild_channels": ["1200000000000000002"]}),
+    ))
+    .await?;
     let identify = fake.wait_for_op("IDENTIFY", |o| o.op == 2).await?;
-    ensure!(identify.d["intents"].as_u64().is_some_and(|i| i & (1 << 9) != 0), "GUILD_MESSAGES intent: {:?}", identify.d["intents"]);
+    ensure!(
+        identify.d["intents"]
+            .as_u64()
+            .is_some_and(|i| i & (1 << 9) != 0),
+        "GUILD_MESSAGES intent: {:?}",
+        identify.d["intents"]
+    );
     let user = jane();
-    fake.guild_message(&user, "1200000000000000001", "1200000000000000003", "in another channel");
-    fake.guild_message(&user, "1200000000000000001", "1200000000000000002", "hello from the server");
+    fake.guild_message(
+        &user,
+        "1200000000000000001",
+        "1200000000000000003",
+        "in another channel",
+    );
+    fake.guild_message(
+        &user,
+        "1200000000000000001",
+        "1200000000000000002",
+        "hello from the server",
+    );
     let room = env.alice.wait_for_invite("Jane Doe").await?;
-    env.alice.wait_for_text(&room, "Jane Doe: hello from the server").await?;
+    env.alice
+        .wait_for_text(&room, "Jane Doe: hello from the server")
+        .await?;
     env.alice.send_text(&room, "welcome").await?;
-    fake.wait_for_call("POST", "/channels/1200000000000000002/messages", |c| c.status == 200 && c.str("content") == Some("welcome")).await?;
-    ensure!(env.alice.joined_rooms().len() <= 2 && !env.alice.messages(&room).iter().any(|m| m.body.contains("another channel")), "an unlisted channel was bridged");
+    fake.wait_for_call("POST", "/channels/1200000000000000002/messages", |c| {
+        c.status == 200 && c.str("content") == Some("welcome")
+    })
+    .await?;
+    ensure!(
+        env.alice.joined_rooms().len() <= 2
+            && !env
+                .alice
+                .messages(&room)
+                .iter()
+                .any(|m| m.body.contains("another channel")),
+        "an unlisted channel was bridged"
+    );
     Ok(())
 }
 
@@ -365,18 +689,34 @@ async fn listed_guild_channels_are_bridged() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_token_is_reported() -> anyhow::Result<()> {
     let fake = FakeDiscord::start().await?;
-    let env = TestEnv::start(options(Backend::Sqlite, &fake, json!({"token": "MTEwMDAwMDAwMDAwMDAwMDAwMQ.GxYz12.revoked"}))).await?;
+    let env = TestEnv::start(options(
+        Backend::Sqlite,
+        &fake,
+        json!({"token": "MTEwMDAwMDAwMDAwMDAwMDAwMQ.GxYz12.revoked"}),
+    ))
+    .await?;
     rig::poll_until("the error in the log", Duration::from_secs(30), || async {
         let log = std::fs::read_to_string(env.bridge.log_path()).unwrap_or_default();
         Ok(log.contains("Discord refused the bot token").then_some(()))
     })
     .await?;
     let gateway_calls = || fake.calls("GET", "/gateway/bot");
-    ensure!(gateway_calls().iter().all(|c| c.status == 401), "{:?}", gateway_calls());
+    ensure!(
+        gateway_calls().iter().all(|c| c.status == 401),
+        "{:?}",
+        gateway_calls()
+    );
     // Nothing to wait for but time: a retry loop would have asked again within 2 s.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    ensure!(gateway_calls().len() == 1, "asked {} times with a refused token", gateway_calls().len());
-    ensure!(fake.connections() == 0, "connected to the gateway with a refused token");
+    ensure!(
+        gateway_calls().len() == 1,
+        "asked {} times with a refused token",
+        gateway_calls().len()
+    );
+    ensure!(
+        fake.connections() == 0,
+        "connected to the gateway with a refused token"
+    );
     Ok(())
 }
 
@@ -391,19 +731,60 @@ async fn rate_limits_are_honoured() -> anyhow::Result<()> {
     env.alice.wait_for_text(&room, "hello").await?;
 
     let path = format!("/channels/{}/messages", user.dm);
-    fake.fault(Method::POST, &path, FaultKind::RateLimited { retry_after: 2.0, global: false }, 1);
-    fake.fault(Method::POST, &path, FaultKind::RateLimited { retry_after: 2.0, global: true }, 1);
+    fake.fault(
+        Method::POST,
+        &path,
+        FaultKind::RateLimited {
+            retry_after: 2.0,
+            global: false,
+        },
+        1,
+    );
+    fake.fault(
+        Method::POST,
+        &path,
+        FaultKind::RateLimited {
+            retry_after: 2.0,
+            global: true,
+        },
+        1,
+    );
     env.alice.send_text(&room, "patience").await?;
-    fake.wait_for_call("POST", &path, |c| c.status == 200 && c.str("content") == Some("patience")).await?;
-    let sends: Vec<_> = fake.calls("POST", &path).into_iter().filter(|c| c.str("content") == Some("patience")).collect();
-    ensure!(sends.len() == 3, "two refusals and one success, got {:?}", sends.iter().map(|c| c.status).collect::<Vec<_>>());
+    fake.wait_for_call("POST", &path, |c| {
+        c.status == 200 && c.str("content") == Some("patience")
+    })
+    .await?;
+    let sends: Vec<_> = fake
+        .calls("POST", &path)
+        .into_iter()
+        .filter(|c| c.str("content") == Some("patience"))
+        .collect();
+    ensure!(
+        sends.len() == 3,
+        "two refusals and one success, got {:?}",
+        sends.iter().map(|c| c.status).collect::<Vec<_>>()
+    );
     for pair in sends.windows(2) {
         let gap = pair[1].at.duration_since(pair[0].at);
-        ensure!(gap >= Duration::from_millis(1950), "retried after {gap:?}, before retry_after (2 s)");
+        ensure!(
+            gap >= Duration::from_millis(1950),
+            "retried after {gap:?}, before retry_after (2 s)"
+        );
     }
     // Every attempt carried the same nonce, and the customer got one message.
-    ensure!(sends.iter().all(|c| c.body["nonce"] == sends[0].body["nonce"]), "nonces differ");
-    ensure!(fake.bot_messages(&user.dm).iter().filter(|m| m["content"] == "patience").count() == 1);
+    ensure!(
+        sends
+            .iter()
+            .all(|c| c.body["nonce"] == sends[0].body["nonce"]),
+        "nonces differ"
+    );
+    ensure!(
+        fake.bot_messages(&user.dm)
+            .iter()
+            .filter(|m| m["content"] == "patience")
+            .count()
+            == 1
+    );
     Ok(())
 }
 
@@ -419,15 +800,34 @@ async fn closed_dms_become_a_notice() -> anyhow::Result<()> {
 
     fake.close_dms(&user);
     let refused = env.alice.send_text(&room, "are you there?").await?;
-    let notice = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(refused.as_str())).await?;
-    ensure!(notice.body.contains("closed their direct messages") && notice.body.contains("Cannot send messages to this user"), "notice: {}", notice.body);
-    env.alice
-        .wait_for_event(&room, "a failed status", |e| {
-            e["type"] == "com.beeper.message_send_status" && e["content"]["m.relates_to"]["event_id"] == refused.as_str() && e["content"]["status"] == "FAIL_PERMANENT"
+    let notice = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(refused.as_str())
         })
         .await?;
-    let attempts = fake.calls("POST", "/channels/").iter().filter(|c| c.str("content") == Some("are you there?")).count();
-    ensure!(attempts == 1, "a permanent failure is not retried ({attempts} attempts)");
+    ensure!(
+        notice.body.contains("closed their direct messages")
+            && notice.body.contains("Cannot send messages to this user"),
+        "notice: {}",
+        notice.body
+    );
+    env.alice
+        .wait_for_event(&room, "a failed status", |e| {
+            e["type"] == "com.beeper.message_send_status"
+                && e["content"]["m.relates_to"]["event_id"] == refused.as_str()
+                && e["content"]["status"] == "FAIL_PERMANENT"
+        })
+        .await?;
+    let attempts = fake
+        .calls("POST", "/channels/")
+        .iter()
+        .filter(|c| c.str("content") == Some("are you there?"))
+        .count();
+    ensure!(
+        attempts == 1,
+        "a permanent failure is not retried ({attempts} attempts)"
+    );
     Ok(())
 }
 
@@ -440,18 +840,39 @@ async fn the_fake_speaks_discord() -> anyhow::Result<()> {
     let fake = FakeDiscord::start().await?;
     let http = reqwest::Client::new();
     let api = format!("{}/api/v10", fake.url());
-    let wrong = http.get(format!("{api}/gateway/bot")).header("Authorization", "Bot nope").send().await?;
+    let wrong = http
+        .get(format!("{api}/gateway/bot"))
+        .header("Authorization", "Bot nope")
+        .send()
+        .await?;
     ensure!(wrong.status() == 401);
     let body: Value = wrong.json().await?;
-    ensure!(body == json!({"message": "401: Unauthorized", "code": 0}), "{body}");
+    ensure!(
+        body == json!({"message": "401: Unauthorized", "code": 0}),
+        "{body}"
+    );
     if let Some(fixture) = fakes::discord::fixture("error_401_unauthorized.json") {
         ensure!(body == fixture, "401 envelope differs from the fixture");
     }
 
-    let gw: Value = http.get(format!("{api}/gateway/bot")).header("Authorization", format!("Bot {TOKEN}")).send().await?.json().await?;
+    let gw: Value = http
+        .get(format!("{api}/gateway/bot"))
+        .header("Authorization", format!("Bot {TOKEN}"))
+        .send()
+        .await?
+        .json()
+        .await?;
     let url = gw["url"].as_str().context("url")?;
 
-    fake.fault(Method::POST, "/channels/1/messages", FaultKind::RateLimited { retry_after: 1.5, global: true }, 1);
+    fake.fault(
+        Method::POST,
+        "/channels/1/messages",
+        FaultKind::RateLimited {
+            retry_after: 1.5,
+            global: true,
+        },
+        1,
+    );
     let limited = http
         .post(format!("{api}/channels/1/messages"))
         .header("Authorization", format!("Bot {TOKEN}"))
@@ -459,9 +880,17 @@ async fn the_fake_speaks_discord() -> anyhow::Result<()> {
         .send()
         .await?;
     ensure!(limited.status() == 429);
-    ensure!(limited.headers()["retry-after"] == "2" && limited.headers()["x-ratelimit-global"] == "true");
+    ensure!(
+        limited.headers()["retry-after"] == "2"
+            && limited.headers()["x-ratelimit-global"] == "true"
+    );
     let body: Value = limited.json().await?;
-    ensure!(body["retry_after"] == 1.5 && body["global"] == true && body["message"] == "You are being rate limited.", "{body}");
+    ensure!(
+        body["retry_after"] == 1.5
+            && body["global"] == true
+            && body["message"] == "You are being rate limited.",
+        "{body}"
+    );
 
     // A bot without the MESSAGE_CONTENT intent is refused with 4014.
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("{url}?v=10&encoding=json")).await?;
@@ -469,11 +898,16 @@ async fn the_fake_speaks_discord() -> anyhow::Result<()> {
         Some(Ok(Message::Text(t))) => serde_json::from_str(&t)?,
         other => anyhow::bail!("no HELLO: {other:?}"),
     };
-    ensure!(hello["op"] == 10 && hello["d"]["heartbeat_interval"].is_u64(), "{hello}");
+    ensure!(
+        hello["op"] == 10 && hello["d"]["heartbeat_interval"].is_u64(),
+        "{hello}"
+    );
     let identify = json!({"op": 2, "d": {"token": TOKEN, "intents": 1 << 12, "properties": {"os": "linux", "browser": "t", "device": "t"}}});
     ws.send(Message::text(identify.to_string())).await?;
     match ws.next().await {
-        Some(Ok(Message::Close(Some(frame)))) => ensure!(u16::from(frame.code) == 4014, "close {frame:?}"),
+        Some(Ok(Message::Close(Some(frame)))) => {
+            ensure!(u16::from(frame.code) == 4014, "close {frame:?}")
+        }
         other => anyhow::bail!("expected close 4014, got {other:?}"),
     }
 
@@ -486,9 +920,18 @@ async fn the_fake_speaks_discord() -> anyhow::Result<()> {
         Some(Ok(Message::Text(t))) => serde_json::from_str(&t)?,
         other => anyhow::bail!("no READY: {other:?}"),
     };
-    ensure!(ready["t"] == "READY" && ready["s"] == 1 && ready["d"]["user"]["id"] == BOT_ID, "{ready}");
-    ensure!(ready["d"]["resume_gateway_url"].as_str().is_some_and(|u| u.ends_with("/resume")), "{ready}");
-    ws.send(Message::text(json!({"op": 1, "d": 1}).to_string())).await?;
+    ensure!(
+        ready["t"] == "READY" && ready["s"] == 1 && ready["d"]["user"]["id"] == BOT_ID,
+        "{ready}"
+    );
+    ensure!(
+        ready["d"]["resume_gateway_url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/resume")),
+        "{ready}"
+    );
+    ws.send(Message::text(json!({"op": 1, "d": 1}).to_string()))
+        .await?;
     let ack: Value = match ws.next().await {
         Some(Ok(Message::Text(t))) => serde_json::from_str(&t)?,
         other => anyhow::bail!("no ACK: {other:?}"),

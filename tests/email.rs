@@ -15,12 +15,17 @@ use rig::{Backend, BridgeOptions, TestEnv};
 
 fn options(backend: Backend, mail: &MailServer) -> BridgeOptions {
     let section = mail.channel_config();
-    let mut options = BridgeOptions::default().backend(backend).edit_config(move |config| {
-        let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
-        if let Some(channels) = config.get_mut("channels").and_then(serde_yaml::Value::as_mapping_mut) {
-            channels.insert("email".into(), value);
-        }
-    });
+    let mut options = BridgeOptions::default()
+        .backend(backend)
+        .edit_config(move |config| {
+            let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
+            if let Some(channels) = config
+                .get_mut("channels")
+                .and_then(serde_yaml::Value::as_mapping_mut)
+            {
+                channels.insert("email".into(), value);
+            }
+        });
     options.log_filter = "switchboard=debug,switchboard_email=debug,info".into();
     options
 }
@@ -82,36 +87,84 @@ macro_rules! on_both_stores {
 
 on_both_stores!(new_mail_opens_a_room_and_answers_thread_both_ways);
 
-async fn new_mail_opens_a_room_and_answers_thread_both_ways(backend: Backend) -> anyhow::Result<()> {
+async fn new_mail_opens_a_room_and_answers_thread_both_ways(
+    backend: Backend,
+) -> anyhow::Result<()> {
     let mail = MailServer::start().await?;
     let env = TestEnv::start(options(backend, &mail)).await?;
 
     // A new mail → a new room, sent by the customer's ghost, subject shown in bold.
-    let first = customer_mail("order-1@customer.example.test", "Order 1234 has not arrived", "", "Hello, my order 1234 has not arrived.");
-    mail.smtp_send("customer@example.test", &["support@example.test"], &first).await?;
+    let first = customer_mail(
+        "order-1@customer.example.test",
+        "Order 1234 has not arrived",
+        "",
+        "Hello, my order 1234 has not arrived.",
+    );
+    mail.smtp_send("customer@example.test", &["support@example.test"], &first)
+        .await?;
     let room = env.alice.wait_for_invite("Jane Customer").await?;
-    let msg = env.alice.wait_for_text(&room, "order 1234 has not arrived").await?;
-    ensure!(msg.sender.starts_with("@sb_email_"), "sent by a ghost: {}", msg.sender);
-    ensure!(msg.body.contains("Subject: Order 1234 has not arrived"), "subject shown: {}", msg.body);
+    let msg = env
+        .alice
+        .wait_for_text(&room, "order 1234 has not arrived")
+        .await?;
+    ensure!(
+        msg.sender.starts_with("@sb_email_"),
+        "sent by a ghost: {}",
+        msg.sender
+    );
+    ensure!(
+        msg.body.contains("Subject: Order 1234 has not arrived"),
+        "subject shown: {}",
+        msg.body
+    );
     let html = msg.formatted_body.clone().unwrap_or_default();
-    ensure!(html.contains("<b>Subject:</b> Order 1234 has not arrived"), "subject in bold: {html}");
+    ensure!(
+        html.contains("<b>Subject:</b> Order 1234 has not arrived"),
+        "subject in bold: {html}"
+    );
 
     // The operator answers with a file: a proper mail in the customer's thread.
-    env.alice.send_text(&room, "Sorry! We are checking with the courier.").await?;
-    let reply = mail.wait_for_mail("customer", "checking with the courier").await?;
-    ensure!(header(&reply, "From").is_some_and(|f| f.contains("support@example.test")), "From: {:?}", header(&reply, "From"));
-    ensure!(header(&reply, "Subject").as_deref() == Some("Re: Order 1234 has not arrived"), "{:?}", header(&reply, "Subject"));
-    ensure!(header(&reply, "In-Reply-To").as_deref() == Some("<order-1@customer.example.test>"), "{:?}", header(&reply, "In-Reply-To"));
-    ensure!(header(&reply, "References").is_some_and(|r| r.contains("<order-1@customer.example.test>")));
+    env.alice
+        .send_text(&room, "Sorry! We are checking with the courier.")
+        .await?;
+    let reply = mail
+        .wait_for_mail("customer", "checking with the courier")
+        .await?;
+    ensure!(
+        header(&reply, "From").is_some_and(|f| f.contains("support@example.test")),
+        "From: {:?}",
+        header(&reply, "From")
+    );
+    ensure!(
+        header(&reply, "Subject").as_deref() == Some("Re: Order 1234 has not arrived"),
+        "{:?}",
+        header(&reply, "Subject")
+    );
+    ensure!(
+        header(&reply, "In-Reply-To").as_deref() == Some("<order-1@customer.example.test>"),
+        "{:?}",
+        header(&reply, "In-Reply-To")
+    );
+    ensure!(
+        header(&reply, "References").is_some_and(|r| r.contains("<order-1@customer.example.test>"))
+    );
     let reply_id = header(&reply, "Message-ID").context("our Message-ID")?;
     ensure!(reply_id.ends_with("@example.test>"), "{reply_id}");
     let text = String::from_utf8_lossy(&reply).to_string();
-    ensure!(text.contains("multipart/alternative") && text.contains("text/html"), "text and HTML parts");
+    ensure!(
+        text.contains("multipart/alternative") && text.contains("text/html"),
+        "text and HTML parts"
+    );
 
     let label: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 256) as u8).collect();
-    env.alice.send_file(&room, "return-label.bin", "application/octet-stream", label).await?;
+    env.alice
+        .send_file(&room, "return-label.bin", "application/octet-stream", label)
+        .await?;
     let with_file = mail.wait_for_mail("customer", "return-label.bin").await?;
-    ensure!(header(&with_file, "In-Reply-To").as_deref() == Some(reply_id.as_str()), "threads under our last mail");
+    ensure!(
+        header(&with_file, "In-Reply-To").as_deref() == Some(reply_id.as_str()),
+        "threads under our last mail"
+    );
 
     // The customer answers in the thread (quoting us): same room, only the new text.
     let answer = customer_mail(
@@ -120,10 +173,22 @@ async fn new_mail_opens_a_room_and_answers_thread_both_ways(backend: Backend) ->
         &format!("In-Reply-To: {reply_id}\r\nReferences: <order-1@customer.example.test> {reply_id}\r\n"),
         "Thanks, the tracking number is 555.\r\n\r\nOn Mon, 3 Mar 2025 Acme Support <support@example.test> wrote:\r\n> Sorry! We are checking with the courier.",
     );
-    mail.smtp_send("customer@example.test", &["support@example.test"], &answer).await?;
-    let m = env.alice.wait_for_text(&room, "tracking number is 555").await?;
-    ensure!(!m.body.contains("checking with the courier"), "quoted history folded: {}", m.body);
-    ensure!(!m.body.contains("Subject:"), "same subject is not repeated: {}", m.body);
+    mail.smtp_send("customer@example.test", &["support@example.test"], &answer)
+        .await?;
+    let m = env
+        .alice
+        .wait_for_text(&room, "tracking number is 555")
+        .await?;
+    ensure!(
+        !m.body.contains("checking with the courier"),
+        "quoted history folded: {}",
+        m.body
+    );
+    ensure!(
+        !m.body.contains("Subject:"),
+        "same subject is not repeated: {}",
+        m.body
+    );
 
     // An auto-reply to our answer: shown as such, never answered (nothing more reaches the customer).
     let before = mail.fetch_all("customer")?.len();
@@ -133,55 +198,104 @@ async fn new_mail_opens_a_room_and_answers_thread_both_ways(backend: Backend) ->
         &format!("In-Reply-To: {reply_id}\r\nAuto-Submitted: auto-replied\r\n"),
         "I am out of the office until Monday.",
     );
-    mail.smtp_send("customer@example.test", &["support@example.test"], &ooo).await?;
+    mail.smtp_send("customer@example.test", &["support@example.test"], &ooo)
+        .await?;
     let auto = env.alice.wait_for_text(&room, "out of the office").await?;
-    ensure!(auto.body.starts_with("[auto-reply]"), "marked: {}", auto.body);
+    ensure!(
+        auto.body.starts_with("[auto-reply]"),
+        "marked: {}",
+        auto.body
+    );
 
     // A new thread from the same customer: a new room.
-    let other = customer_mail("invoice-1@customer.example.test", "Invoice question", "", "Where is my invoice?");
-    mail.smtp_send("customer@example.test", &["support@example.test"], &other).await?;
+    let other = customer_mail(
+        "invoice-1@customer.example.test",
+        "Invoice question",
+        "",
+        "Where is my invoice?",
+    );
+    mail.smtp_send("customer@example.test", &["support@example.test"], &other)
+        .await?;
     let room2 = env
         .alice
         .wait_for_invite_where("a second room for the customer", |i| {
-            i.room_id != room && i.name.as_deref().is_some_and(|n| n.contains("Jane Customer"))
+            i.room_id != room
+                && i.name
+                    .as_deref()
+                    .is_some_and(|n| n.contains("Jane Customer"))
         })
         .await?
         .room_id;
     env.alice.join(&room2).await?;
-    env.alice.wait_for_text(&room2, "Where is my invoice?").await?;
+    env.alice
+        .wait_for_text(&room2, "Where is my invoice?")
+        .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    ensure!(mail.fetch_all("customer")?.len() == before, "the auto-reply was not answered");
+    ensure!(
+        mail.fetch_all("customer")?.len() == before,
+        "the auto-reply was not answered"
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_read_by_another_client_first_is_still_bridged() -> anyhow::Result<()> {
     let mail = MailServer::start().await?;
-    let m = customer_mail("seen-1@customer.example.test", "Already read", "", "Someone opened this in Thunderbird first.");
+    let m = customer_mail(
+        "seen-1@customer.example.test",
+        "Already read",
+        "",
+        "Someone opened this in Thunderbird first.",
+    );
     mail.append("support", &m).await?;
     mail.mark_all_seen("support").await?;
     let env = TestEnv::start(options(Backend::Sqlite, &mail)).await?;
     let room = env.alice.wait_for_invite("Jane Customer").await?;
-    env.alice.wait_for_text(&room, "opened this in Thunderbird").await?;
+    env.alice
+        .wait_for_text(&room, "opened this in Thunderbird")
+        .await?;
     // Acknowledged with our keyword; \Seen left as the other client set it.
-    let flags = rig::poll_until("the $Switchboard keyword on the mail", rig::DEFAULT_TIMEOUT, || async {
-        let flags = mail.flags("support").await?;
-        Ok(flags.iter().any(|f| f.contains("$Switchboard")).then_some(flags))
-    })
+    let flags = rig::poll_until(
+        "the $Switchboard keyword on the mail",
+        rig::DEFAULT_TIMEOUT,
+        || async {
+            let flags = mail.flags("support").await?;
+            Ok(flags
+                .iter()
+                .any(|f| f.contains("$Switchboard"))
+                .then_some(flags))
+        },
+    )
     .await?;
     ensure!(flags.iter().all(|f| f.contains("\\Seen")), "{flags:?}");
     // Mail to the operator's personal address says whose it is.
-    let personal = customer_mail("personal-1@customer.example.test", "For Alice", "", "Alice, are you there?");
-    mail.smtp_send("customer@example.test", &["alice@example.test"], &personal).await?;
+    let personal = customer_mail(
+        "personal-1@customer.example.test",
+        "For Alice",
+        "",
+        "Alice, are you there?",
+    );
+    mail.smtp_send("customer@example.test", &["alice@example.test"], &personal)
+        .await?;
     let invite = env
         .alice
         .wait_for_invite_where("the personal-address room", |i| {
-            i.room_id != room && i.name.as_deref().is_some_and(|n| n.contains("Jane Customer"))
+            i.room_id != room
+                && i.name
+                    .as_deref()
+                    .is_some_and(|n| n.contains("Jane Customer"))
         })
         .await?;
     env.alice.join(&invite.room_id).await?;
-    let msg = env.alice.wait_for_text(&invite.room_id, "Alice, are you there?").await?;
-    ensure!(msg.body.contains("personal address of @alice:localhost"), "{}", msg.body);
+    let msg = env
+        .alice
+        .wait_for_text(&invite.room_id, "Alice, are you there?")
+        .await?;
+    ensure!(
+        msg.body.contains("personal address of @alice:localhost"),
+        "{}",
+        msg.body
+    );
     Ok(())
 }
 
@@ -189,23 +303,63 @@ async fn mail_read_by_another_client_first_is_still_bridged() -> anyhow::Result<
 async fn imap_restart_mid_idle_loses_nothing() -> anyhow::Result<()> {
     let mut mail = MailServer::start().await?;
     let env = TestEnv::start(options(Backend::Sqlite, &mail)).await?;
-    mail.append("support", &customer_mail("r-1@customer.example.test", "Before", "", "before the outage")).await?;
+    mail.append(
+        "support",
+        &customer_mail(
+            "r-1@customer.example.test",
+            "Before",
+            "",
+            "before the outage",
+        ),
+    )
+    .await?;
     let room = env.alice.wait_for_invite("Jane Customer").await?;
     env.alice.wait_for_text(&room, "before the outage").await?;
     // The bridge is now in IDLE; the server goes away under it and comes back.
     tokio::time::sleep(Duration::from_millis(500)).await;
     mail.restart_imap().await?;
-    let second = customer_mail("r-2@customer.example.test", "Re: Before", "In-Reply-To: <r-1@customer.example.test>\r\n", "right after the restart");
+    let second = customer_mail(
+        "r-2@customer.example.test",
+        "Re: Before",
+        "In-Reply-To: <r-1@customer.example.test>\r\n",
+        "right after the restart",
+    );
     mail.append("support", &second).await?;
-    let third = customer_mail("r-3@customer.example.test", "Re: Before", "In-Reply-To: <r-2@customer.example.test>\r\n", "and one more");
+    let third = customer_mail(
+        "r-3@customer.example.test",
+        "Re: Before",
+        "In-Reply-To: <r-2@customer.example.test>\r\n",
+        "and one more",
+    );
     mail.append("support", &third).await?;
-    env.alice.wait_for_text(&room, "right after the restart").await?;
+    env.alice
+        .wait_for_text(&room, "right after the restart")
+        .await?;
     env.alice.wait_for_text(&room, "and one more").await?;
     // Nothing twice.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let texts: Vec<String> = env.alice.messages(&room).into_iter().map(|m| m.body).collect();
-    ensure!(texts.iter().filter(|t| t.contains("before the outage")).count() == 1, "{texts:?}");
-    ensure!(texts.iter().filter(|t| t.contains("right after the restart")).count() == 1, "{texts:?}");
+    let texts: Vec<String> = env
+        .alice
+        .messages(&room)
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    ensure!(
+        texts
+            .iter()
+            .filter(|t| t.contains("before the outage"))
+            .count()
+            == 1,
+        "{texts:?}"
+    );
+    ensure!(
+        texts
+            .iter()
+            .filter(|t| t.contains("right after the restart"))
+            .count()
+            == 1,
+        "{texts:?}"
+    );
     Ok(())
 }
 
@@ -228,7 +382,10 @@ async fn bounces_and_refusals_become_failure_notices() -> anyhow::Result<()> {
     let room2 = env.alice.wait_for_invite("Far Away").await?;
     env.alice.wait_for_text(&room2, "Hello from afar").await?;
     env.alice.send_text(&room2, "Hello back").await?;
-    let refused = env.alice.wait_for_message(&room2, |m| m.body.contains("Relay access denied")).await?;
+    let refused = env
+        .alice
+        .wait_for_message(&room2, |m| m.body.contains("Relay access denied"))
+        .await?;
     ensure!(refused.is_notice(), "a notice: {}", refused.body);
     Ok(())
 }
@@ -236,18 +393,44 @@ async fn bounces_and_refusals_become_failure_notices() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn charsets_html_only_and_a_corrupt_mail_that_blocks_nothing() -> anyhow::Result<()> {
     let mail = MailServer::start().await?;
-    mail.append("support", &fixture("thunderbird_koi8r_base64.eml")?).await?;
-    mail.append("support", &fixture("constructed_ru_koi8r_8bit_multipart.eml")?).await?;
-    mail.append("support", &fixture("chatwoot_only_html.eml")?).await?;
+    mail.append("support", &fixture("thunderbird_koi8r_base64.eml")?)
+        .await?;
+    mail.append(
+        "support",
+        &fixture("constructed_ru_koi8r_8bit_multipart.eml")?,
+    )
+    .await?;
+    mail.append("support", &fixture("chatwoot_only_html.eml")?)
+        .await?;
     // Not a mail at all.
-    mail.append("support", b"\x00\x01\x02\xff\xfe garbage bytes without a single header\r\n").await?;
-    mail.append("support", &customer_mail("after-1@customer.example.test", "After", "", "the mail after the corrupt one")).await?;
+    mail.append(
+        "support",
+        b"\x00\x01\x02\xff\xfe garbage bytes without a single header\r\n",
+    )
+    .await?;
+    mail.append(
+        "support",
+        &customer_mail(
+            "after-1@customer.example.test",
+            "After",
+            "",
+            "the mail after the corrupt one",
+        ),
+    )
+    .await?;
     let env = TestEnv::start(options(Backend::Sqlite, &mail)).await?;
 
     let room = env.alice.wait_for_invite("Иван Петров").await?;
     let m = env.alice.wait_for_text(&room, "Сессия истекла").await?;
-    ensure!(m.body.contains("Subject: Не могу войти в личный кабинет"), "{}", m.body);
-    let png = env.alice.wait_for_message(&room, |m| m.msgtype == "m.image").await?;
+    ensure!(
+        m.body.contains("Subject: Не могу войти в личный кабинет"),
+        "{}",
+        m.body
+    );
+    let png = env
+        .alice
+        .wait_for_message(&room, |m| m.msgtype == "m.image")
+        .await?;
     ensure!(png.filename() == "скриншот.png", "{}", png.filename());
 
     let room = env.alice.wait_for_invite("Bug Reporter").await?;
@@ -255,17 +438,33 @@ async fn charsets_html_only_and_a_corrupt_mail_that_blocks_nothing() -> anyhow::
     ensure!(m.body.contains("Алфавит"), "{}", m.body);
 
     let room = env.alice.wait_for_invite("tejaswini").await?;
-    let m = env.alice.wait_for_text(&room, "This is html only mail").await?;
-    ensure!(m.formatted_body.as_deref().is_some_and(|h| h.contains("This is html only mail")), "{m:?}");
+    let m = env
+        .alice
+        .wait_for_text(&room, "This is html only mail")
+        .await?;
+    ensure!(
+        m.formatted_body
+            .as_deref()
+            .is_some_and(|h| h.contains("This is html only mail")),
+        "{m:?}"
+    );
 
     let room = env.alice.wait_for_invite("Unreadable").await?;
     env.alice.wait_for_text(&room, "could not be read").await?;
-    let eml = env.alice.wait_for_message(&room, |m| m.msgtype == "m.file").await?;
+    let eml = env
+        .alice
+        .wait_for_message(&room, |m| m.msgtype == "m.file")
+        .await?;
     let raw = env.alice.fetch_file(&eml).await?;
-    ensure!(String::from_utf8_lossy(&raw).contains("garbage bytes without a single header"), "the raw message is attached: {raw:?}");
+    ensure!(
+        String::from_utf8_lossy(&raw).contains("garbage bytes without a single header"),
+        "the raw message is attached: {raw:?}"
+    );
 
     let room = env.alice.wait_for_invite("Jane Customer").await?;
-    env.alice.wait_for_text(&room, "the mail after the corrupt one").await?;
+    env.alice
+        .wait_for_text(&room, "the mail after the corrupt one")
+        .await?;
     Ok(())
 }
 
@@ -275,7 +474,13 @@ async fn charsets_html_only_and_a_corrupt_mail_that_blocks_nothing() -> anyhow::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn personal_address_and_sticky_routing_with_off_shift_fallback() -> anyhow::Result<()> {
     use chrono::TimeZone;
-    let utc = |d: u32, h: u32| chrono::Utc.with_ymd_and_hms(2026, 11, d, h, 0, 0).single().map(|t| t.timestamp_millis()).unwrap_or(0);
+    let utc = |d: u32, h: u32| {
+        chrono::Utc
+            .with_ymd_and_hms(2026, 11, d, h, 0, 0)
+            .single()
+            .map(|t| t.timestamp_millis())
+            .unwrap_or(0)
+    };
     let mail = MailServer::start().await?;
     let teams = serde_yaml::to_value(serde_json::json!({
         "sales": {"members": ["@alice:localhost", "@bob:localhost"], "hours": {"mon-fri": "09:00-18:00"}},
@@ -283,7 +488,11 @@ async fn personal_address_and_sticky_routing_with_off_shift_fallback() -> anyhow
     let env = TestEnv::start(options(Backend::Sqlite, &mail).edit_config(move |c| {
         if let Some(map) = c.as_mapping_mut() {
             map.insert("teams".into(), teams.clone());
-            map.insert("testing".into(), serde_yaml::to_value(serde_json::json!({"clock_control": true})).unwrap_or_default());
+            map.insert(
+                "testing".into(),
+                serde_yaml::to_value(serde_json::json!({"clock_control": true}))
+                    .unwrap_or_default(),
+            );
         }
     }))
     .await?;
@@ -293,7 +502,10 @@ async fn personal_address_and_sticky_routing_with_off_shift_fallback() -> anyhow
             let reg = env.bridge.registration()?;
             let token = reg["hs_token"].as_str().context("hs_token")?.to_string();
             let resp = reqwest::Client::new()
-                .post(format!("{}/_switchboard/testing/clock", env.bridge.base_url()))
+                .post(format!(
+                    "{}/_switchboard/testing/clock",
+                    env.bridge.base_url()
+                ))
                 .bearer_auth(token)
                 .json(&serde_json::json!({"now_ms": now_ms}))
                 .send()
@@ -302,53 +514,105 @@ async fn personal_address_and_sticky_routing_with_off_shift_fallback() -> anyhow
             anyhow::Ok(())
         }
     };
-    let members_of = |members: &[(String, String)], user: &str| members.iter().find(|(u, _)| u == user).map(|(_, m)| m.clone());
+    let members_of = |members: &[(String, String)], user: &str| {
+        members
+            .iter()
+            .find(|(u, _)| u == user)
+            .map(|(_, m)| m.clone())
+    };
     set_clock(utc(23, 10)).await?; // Monday 10:00: everyone on shift
 
     // To Alice's personal address: Alice owns it; Bob (same team) is not invited.
-    let personal = String::from_utf8_lossy(&customer_mail("p-1@customer.example.test", "For Alice", "", "Alice, about our contract renewal."))
-        .replace("To: support@example.test", "To: alice@example.test")
-        .into_bytes();
-    mail.smtp_send("customer@example.test", &["alice@example.test"], &personal).await?;
+    let personal = String::from_utf8_lossy(&customer_mail(
+        "p-1@customer.example.test",
+        "For Alice",
+        "",
+        "Alice, about our contract renewal.",
+    ))
+    .replace("To: support@example.test", "To: alice@example.test")
+    .into_bytes();
+    mail.smtp_send("customer@example.test", &["alice@example.test"], &personal)
+        .await?;
     let room = env.alice.wait_for_invite("Jane Customer").await?;
     env.alice.wait_for_text(&room, "contract renewal").await?;
     let members = env.alice.memberships(&room).await?;
-    ensure!(members_of(&members, "@bob:localhost").is_none(), "bob is not invited to alice's personal mail: {members:?}");
+    ensure!(
+        members_of(&members, "@bob:localhost").is_none(),
+        "bob is not invited to alice's personal mail: {members:?}"
+    );
     let whois_cmd = env.alice.send_text(&room, "!sb whois").await?;
-    let whois = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(whois_cmd.as_str())).await?;
-    ensure!(whois.body.contains("owner: @alice:localhost"), "{}", whois.body);
+    let whois = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(whois_cmd.as_str())
+        })
+        .await?;
+    ensure!(
+        whois.body.contains("owner: @alice:localhost"),
+        "{}",
+        whois.body
+    );
     env.alice.send_text(&room, "Happy to help, Jane.").await?;
     mail.wait_for_mail("customer", "Happy to help").await?;
 
     // A new thread to the shared address: sticks to Alice, who answered Jane last.
-    let shared = customer_mail("s-1@customer.example.test", "Another question", "", "One more thing about delivery.");
-    mail.smtp_send("customer@example.test", &["support@example.test"], &shared).await?;
+    let shared = customer_mail(
+        "s-1@customer.example.test",
+        "Another question",
+        "",
+        "One more thing about delivery.",
+    );
+    mail.smtp_send("customer@example.test", &["support@example.test"], &shared)
+        .await?;
     let sticky = env
         .alice
-        .wait_for_invite_where("a second room for Jane", |i| i.room_id != room && i.name.as_deref().is_some_and(|n| n.contains("Jane Customer")))
+        .wait_for_invite_where("a second room for Jane", |i| {
+            i.room_id != room
+                && i.name
+                    .as_deref()
+                    .is_some_and(|n| n.contains("Jane Customer"))
+        })
         .await?
         .room_id;
     env.alice.join(&sticky).await?;
     let members = env.alice.memberships(&sticky).await?;
-    ensure!(members_of(&members, "@bob:localhost").is_none(), "sticky to alice, bob not invited: {members:?}");
+    ensure!(
+        members_of(&members, "@bob:localhost").is_none(),
+        "sticky to alice, bob not invited: {members:?}"
+    );
 
     // Saturday: Alice is off shift, so a new thread (even to her personal address) goes to the team.
     set_clock(utc(28, 11)).await?;
-    let weekend = String::from_utf8_lossy(&customer_mail("w-1@customer.example.test", "Weekend", "", "Are you open on Saturday?"))
-        .replace("To: support@example.test", "To: alice@example.test")
-        .into_bytes();
-    mail.smtp_send("customer@example.test", &["alice@example.test"], &weekend).await?;
+    let weekend = String::from_utf8_lossy(&customer_mail(
+        "w-1@customer.example.test",
+        "Weekend",
+        "",
+        "Are you open on Saturday?",
+    ))
+    .replace("To: support@example.test", "To: alice@example.test")
+    .into_bytes();
+    mail.smtp_send("customer@example.test", &["alice@example.test"], &weekend)
+        .await?;
     // (Bob may first be invited to the sticky room: its unanswered question escalated meanwhile.)
     let team_room = env
         .bob
         .wait_for_invite_where("the weekend thread", |i| {
-            i.room_id != room && i.room_id != sticky && i.name.as_deref().is_some_and(|n| n.contains("Jane Customer"))
+            i.room_id != room
+                && i.room_id != sticky
+                && i.name
+                    .as_deref()
+                    .is_some_and(|n| n.contains("Jane Customer"))
         })
         .await?
         .room_id;
     env.bob.join(&team_room).await?;
-    env.bob.wait_for_text(&team_room, "open on Saturday").await?;
+    env.bob
+        .wait_for_text(&team_room, "open on Saturday")
+        .await?;
     let members = env.bob.memberships(&team_room).await?;
-    ensure!(members_of(&members, "@alice:localhost").is_some(), "the whole team, alice included: {members:?}");
+    ensure!(
+        members_of(&members, "@alice:localhost").is_some(),
+        "the whole team, alice included: {members:?}"
+    );
     Ok(())
 }

@@ -23,7 +23,12 @@ use tokio::sync::Mutex;
 
 /// Post a visitor message, retrying with the same client id (as the widget does) while the
 /// bridge is down. Returns how many attempts failed.
-async fn send_retrying(visitor: &Visitor, client_id: &str, text: &str, deadline: Instant) -> anyhow::Result<u32> {
+async fn send_retrying(
+    visitor: &Visitor,
+    client_id: &str,
+    text: &str,
+    deadline: Instant,
+) -> anyhow::Result<u32> {
     let mut failures = 0;
     loop {
         match visitor.send_with_client_id(client_id, text).await {
@@ -31,7 +36,9 @@ async fn send_retrying(visitor: &Visitor, client_id: &str, text: &str, deadline:
             Err(e) => {
                 failures += 1;
                 if Instant::now() > deadline {
-                    return Err(e.context(format!("{text}: still failing after {failures} attempts")));
+                    return Err(
+                        e.context(format!("{text}: still failing after {failures} attempts"))
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -51,8 +58,16 @@ struct RawOperator {
 }
 
 impl RawOperator {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<serde_json::Value> {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -88,15 +103,27 @@ impl RawOperator {
         let mut out = Vec::new();
         let mut from: Option<String> = None;
         loop {
-            let mut path = format!("/_matrix/client/v3/rooms/{}/messages?dir=f&limit=100", urlencode(room));
+            let mut path = format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=f&limit=100",
+                urlencode(room)
+            );
             if let Some(f) = &from {
                 path.push_str(&format!("&from={}", urlencode(f)));
             }
             let v = self.call(reqwest::Method::GET, &path, None).await?;
             let chunk = v["chunk"].as_array().cloned().unwrap_or_default();
             for e in &chunk {
-                if e["type"] == "m.room.message" && e["sender"].as_str().is_some_and(|s| s.starts_with("@sb_webchat_")) {
-                    out.push(e["content"]["body"].as_str().unwrap_or_default().to_string());
+                if e["type"] == "m.room.message"
+                    && e["sender"]
+                        .as_str()
+                        .is_some_and(|s| s.starts_with("@sb_webchat_"))
+                {
+                    out.push(
+                        e["content"]["body"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                    );
                 }
             }
             match v["end"].as_str() {
@@ -110,7 +137,13 @@ impl RawOperator {
 
 fn urlencode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -131,7 +164,12 @@ async fn sigkill_during_a_two_way_burst_loses_and_doubles_nothing() -> anyhow::R
         token: env.alice.access_token().context("alice's token")?,
     });
     // Split the env: the killer owns the bridge process, the operator works on.
-    let TestEnv { alice: _alice_client, bob: _bob, bridge, synapse: _synapse } = env;
+    let TestEnv {
+        alice: _alice_client,
+        bob: _bob,
+        bridge,
+        synapse: _synapse,
+    } = env;
     let bridge = Arc::new(Mutex::new(bridge));
     let deadline = Instant::now() + Duration::from_secs(1200);
 
@@ -139,7 +177,10 @@ async fn sigkill_during_a_two_way_burst_loses_and_doubles_nothing() -> anyhow::R
     let mut visitors = Vec::new();
     for i in 0..CONVERSATIONS {
         let name = format!("Crash Visitor {i:03}");
-        visitors.push(Arc::new(Visitor::with_identity(&webchat, Some(&name), Some(&format!("c{i}@example.com"))).await?));
+        visitors.push(Arc::new(
+            Visitor::with_identity(&webchat, Some(&name), Some(&format!("c{i}@example.com")))
+                .await?,
+        ));
     }
 
     // The killer: SIGKILL at random moments, restart at once, at least 5 times while traffic flows.
@@ -158,7 +199,9 @@ async fn sigkill_during_a_two_way_burst_loses_and_doubles_nothing() -> anyhow::R
                 let mut b = bridge.lock().await;
                 b.kill();
                 kills += 1;
-                b.start().await.with_context(|| format!("restart after kill {}", i + 1))?;
+                b.start()
+                    .await
+                    .with_context(|| format!("restart after kill {}", i + 1))?;
             }
             anyhow::Ok(kills)
         })
@@ -194,7 +237,11 @@ async fn sigkill_during_a_two_way_burst_loses_and_doubles_nothing() -> anyhow::R
     let mut rooms: HashMap<String, String> = HashMap::new(); // visitor id -> room
     let mut replies = Vec::new();
     while rooms.len() < CONVERSATIONS {
-        ensure!(Instant::now() < deadline, "only {} portals appeared", rooms.len());
+        ensure!(
+            Instant::now() < deadline,
+            "only {} portals appeared",
+            rooms.len()
+        );
         let invites = alice.invites().await?;
         if invites.is_empty() {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -202,15 +249,26 @@ async fn sigkill_during_a_two_way_burst_loses_and_doubles_nothing() -> anyhow::R
         }
         for (room, name) in invites {
             let digits: String = name["Crash Visitor ".len()..].chars().take(3).collect();
-            let index: usize = digits.parse().with_context(|| format!("visitor index in {name:?}"))?;
+            let index: usize = digits
+                .parse()
+                .with_context(|| format!("visitor index in {name:?}"))?;
             let visitor = visitors[index].clone();
             // An initial sync may list a room we just joined again (Synapse caches sync answers).
             match rooms.get(&visitor.visitor_id) {
                 Some(known) if *known == room => continue,
-                Some(known) => bail!("a second portal for {}: {room} besides {known}", visitor.visitor_id),
+                Some(known) => bail!(
+                    "a second portal for {}: {room} besides {known}",
+                    visitor.visitor_id
+                ),
                 None => {}
             }
-            alice.call(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{}", urlencode(&room)), Some(json!({}))).await?;
+            alice
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/_matrix/client/v3/join/{}", urlencode(&room)),
+                    Some(json!({})),
+                )
+                .await?;
             rooms.insert(visitor.visitor_id.clone(), room.clone());
             let alice = alice.clone();
             replies.push(tokio::spawn(async move {
@@ -235,29 +293,49 @@ async fn sigkill_during_a_two_way_burst_loses_and_doubles_nothing() -> anyhow::R
     // Every customer message in its room exactly once, in order.
     for v in &visitors {
         let room = &rooms[&v.visitor_id];
-        let expected: Vec<String> = (0..PER_CONVERSATION).map(|m| format!("{} says {m}", v.visitor_id)).collect();
-        let got = rig::poll_until(&format!("all messages of {} in {room}", v.visitor_id), Duration::from_secs(300), || async {
-            let bodies = alice.customer_messages(room).await?;
-            Ok((bodies.len() >= expected.len()).then_some(bodies))
-        })
+        let expected: Vec<String> = (0..PER_CONVERSATION)
+            .map(|m| format!("{} says {m}", v.visitor_id))
+            .collect();
+        let got = rig::poll_until(
+            &format!("all messages of {} in {room}", v.visitor_id),
+            Duration::from_secs(300),
+            || async {
+                let bodies = alice.customer_messages(room).await?;
+                Ok((bodies.len() >= expected.len()).then_some(bodies))
+            },
+        )
         .await?;
-        ensure!(got == expected, "room of {}: expected {expected:?}, got {got:?}", v.visitor_id);
+        ensure!(
+            got == expected,
+            "room of {}: expected {expected:?}, got {got:?}",
+            v.visitor_id
+        );
     }
     // Every operator reply reached its customer exactly once, in order.
     for v in &visitors {
-        let expected: Vec<String> = (0..PER_CONVERSATION).map(|r| format!("reply {r} to {}", v.visitor_id)).collect();
-        let got = rig::poll_until(&format!("all replies to {}", v.visitor_id), Duration::from_secs(300), || async {
-            let texts: Vec<String> = v
-                .refresh()
-                .await?
-                .into_iter()
-                .filter(|e| e["type"] == "message" && e["from"] == "agent")
-                .filter_map(|e| e["text"].as_str().map(str::to_string))
-                .collect();
-            Ok((texts.len() >= expected.len()).then_some(texts))
-        })
+        let expected: Vec<String> = (0..PER_CONVERSATION)
+            .map(|r| format!("reply {r} to {}", v.visitor_id))
+            .collect();
+        let got = rig::poll_until(
+            &format!("all replies to {}", v.visitor_id),
+            Duration::from_secs(300),
+            || async {
+                let texts: Vec<String> = v
+                    .refresh()
+                    .await?
+                    .into_iter()
+                    .filter(|e| e["type"] == "message" && e["from"] == "agent")
+                    .filter_map(|e| e["text"].as_str().map(str::to_string))
+                    .collect();
+                Ok((texts.len() >= expected.len()).then_some(texts))
+            },
+        )
         .await?;
-        ensure!(got == expected, "visitor {}: expected {expected:?}, got {got:?}", v.visitor_id);
+        ensure!(
+            got == expected,
+            "visitor {}: expected {expected:?}, got {got:?}",
+            v.visitor_id
+        );
     }
     Ok(())
 }
@@ -276,9 +354,15 @@ async fn homeserver_outage_during_inbound_traffic() -> anyhow::Result<()> {
     env.synapse.stop().await?;
     for i in 0..20 {
         // The customer side never sees an error: the bridge stores and acknowledges.
-        visitor.send(&format!("during the outage {i}")).await.with_context(|| format!("message {i} refused"))?;
+        visitor
+            .send(&format!("during the outage {i}"))
+            .await
+            .with_context(|| format!("message {i} refused"))?;
     }
-    newcomer.send("hello while you are down").await.context("new conversation refused")?;
+    newcomer
+        .send("hello while you are down")
+        .await
+        .context("new conversation refused")?;
     // Long enough for the bridge to back off a few times.
     tokio::time::sleep(Duration::from_secs(3)).await;
     env.synapse.start_again().await?;
@@ -299,7 +383,9 @@ async fn homeserver_outage_during_inbound_traffic() -> anyhow::Result<()> {
     .await?;
     ensure!(got == expected, "after the outage: {got:?}");
     let new_room = env.alice.wait_for_invite("Nils Newcomer").await?;
-    env.alice.wait_for_text(&new_room, "hello while you are down").await?;
+    env.alice
+        .wait_for_text(&new_room, "hello while you are down")
+        .await?;
     Ok(())
 }
 
@@ -324,43 +410,79 @@ async fn a_failing_store_acknowledges_nothing() -> anyhow::Result<()> {
     .await?;
 
     // The customer's message is refused with a clear, retryable error — not acknowledged.
-    let refused = visitor.post_message(json!({"client_id": "during-failure", "text": "written while the disk is full"})).await;
+    let refused = visitor
+        .post_message(
+            json!({"client_id": "during-failure", "text": "written while the disk is full"}),
+        )
+        .await;
     let err = match refused {
         Ok(v) => bail!("the bridge acknowledged a message it could not store: {v}"),
         Err(e) => format!("{e:#}"),
     };
-    ensure!(err.contains("503"), "expected 503 Service Unavailable, got: {err}");
+    ensure!(
+        err.contains("503"),
+        "expected 503 Service Unavailable, got: {err}"
+    );
 
     // The homeserver's transaction is refused too (so Synapse keeps it and retries).
     let reg = env.bridge.registration()?;
     let hs_token = reg["hs_token"].as_str().context("hs_token")?;
     let probe = reqwest::Client::new()
-        .put(format!("{}/_matrix/app/v1/transactions/probe-during-failure", env.bridge.base_url()))
+        .put(format!(
+            "{}/_matrix/app/v1/transactions/probe-during-failure",
+            env.bridge.base_url()
+        ))
         .bearer_auth(hs_token)
         .json(&json!({"events": []}))
         .send()
         .await?;
-    ensure!(probe.status() == 500, "transaction acknowledged while the store fails: {}", probe.status());
-    let answer = env.alice.send_text(&room, "answered while the disk is full").await?;
+    ensure!(
+        probe.status() == 500,
+        "transaction acknowledged while the store fails: {}",
+        probe.status()
+    );
+    let answer = env
+        .alice
+        .send_text(&room, "answered while the disk is full")
+        .await?;
 
     // The disk is freed: the customer's retry goes through once; the answer arrives once.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    sqlx::raw_sql("DROP TRIGGER refuse_inbox ON inbox; DROP TRIGGER refuse_txns ON appservice_txns;")
-        .execute(&mut db)
+    sqlx::raw_sql(
+        "DROP TRIGGER refuse_inbox ON inbox; DROP TRIGGER refuse_txns ON appservice_txns;",
+    )
+    .execute(&mut db)
+    .await?;
+    visitor
+        .send_with_client_id("during-failure", "written while the disk is full")
         .await?;
-    visitor.send_with_client_id("during-failure", "written while the disk is full").await?;
-    env.alice.wait_for_text(&room, "written while the disk is full").await?;
-    visitor.wait_for_agent_text("answered while the disk is full").await?;
+    env.alice
+        .wait_for_text(&room, "written while the disk is full")
+        .await?;
+    visitor
+        .wait_for_agent_text("answered while the disk is full")
+        .await?;
     env.alice
         .wait_for_event(&room, "delivery status", |e| {
-            e["type"] == "com.beeper.message_send_status" && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
+            e["type"] == "com.beeper.message_send_status"
+                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
         })
         .await?;
     visitor.send("marker").await?;
     env.alice.wait_for_text(&room, "marker").await?;
-    let copies = env.alice.messages(&room).iter().filter(|m| m.body == "written while the disk is full").count();
+    let copies = env
+        .alice
+        .messages(&room)
+        .iter()
+        .filter(|m| m.body == "written while the disk is full")
+        .count();
     ensure!(copies == 1, "customer message bridged {copies} times");
-    let answers = visitor.refresh().await?.iter().filter(|e| e["text"] == "answered while the disk is full").count();
+    let answers = visitor
+        .refresh()
+        .await?
+        .iter()
+        .filter(|e| e["text"] == "answered while the disk is full")
+        .count();
     ensure!(answers == 1, "answer delivered {answers} times");
     Ok(())
 }
@@ -378,13 +500,22 @@ async fn a_channel_outage_is_retried_then_dead_lettered_and_resent() -> anyhow::
         "enabled": true, "token": TOKEN, "api_url": fake.url(),
         "poll_timeout_secs": 1, "request_timeout_secs": 3,
     });
-    let mut options = BridgeOptions { retry_max: "10s".into(), ..BridgeOptions::default() };
-    options = options.max_attempts(6).retry_base("500ms").edit_config(move |config| {
-        let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
-        if let Some(channels) = config.get_mut("channels").and_then(serde_yaml::Value::as_mapping_mut) {
-            channels.insert("telegram".into(), value);
-        }
-    });
+    let mut options = BridgeOptions {
+        retry_max: "10s".into(),
+        ..BridgeOptions::default()
+    };
+    options = options
+        .max_attempts(6)
+        .retry_base("500ms")
+        .edit_config(move |config| {
+            let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
+            if let Some(channels) = config
+                .get_mut("channels")
+                .and_then(serde_yaml::Value::as_mapping_mut)
+            {
+                channels.insert("telegram".into(), value);
+            }
+        });
     options.log_filter = "switchboard=debug,switchboard_telegram=debug,info".into();
     let env = TestEnv::start(options).await?;
     let user = TgUser::new(5_550_077, "Olga", Some("Ivanova"), None);
@@ -396,43 +527,108 @@ async fn a_channel_outage_is_retried_then_dead_lettered_and_resent() -> anyhow::
     // 6 s timeout (1 s long poll + 5 s slack), one 429 asking for 3 s, then the API is back.
     fake.fault(Some("sendMessage"), FaultKind::ServerError, 2);
     fake.fault(Some("sendMessage"), FaultKind::Hang { secs: 7 }, 1);
-    fake.fault(Some("sendMessage"), FaultKind::TooManyRequests { retry_after: 3 }, 1);
+    fake.fault(
+        Some("sendMessage"),
+        FaultKind::TooManyRequests { retry_after: 3 },
+        1,
+    );
     let sorry = env.alice.send_text(&room, "sorry, checking now").await?;
-    let text_is = |text: &'static str| move |c: &fakes::telegram::Call| c.str("text").as_deref() == Some(text);
-    fake.wait_for_call_within("sendMessage", Duration::from_secs(90), |c| c.status == 200 && text_is("sorry, checking now")(c)).await?;
-    let tries: Vec<_> = fake.calls("sendMessage").into_iter().filter(text_is("sorry, checking now")).collect();
+    let text_is = |text: &'static str| {
+        move |c: &fakes::telegram::Call| c.str("text").as_deref() == Some(text)
+    };
+    fake.wait_for_call_within("sendMessage", Duration::from_secs(90), |c| {
+        c.status == 200 && text_is("sorry, checking now")(c)
+    })
+    .await?;
+    let tries: Vec<_> = fake
+        .calls("sendMessage")
+        .into_iter()
+        .filter(text_is("sorry, checking now"))
+        .collect();
     let statuses: Vec<u16> = tries.iter().map(|c| c.status).collect();
-    ensure!(statuses == [500, 500, 504, 429, 200], "one answer per attempt, in order: {statuses:?}");
+    ensure!(
+        statuses == [500, 500, 504, 429, 200],
+        "one answer per attempt, in order: {statuses:?}"
+    );
     let after_429 = tries[4].at.duration_since(tries[3].at);
-    ensure!(after_429 >= Duration::from_millis(2950), "retried {after_429:?} after a 429 asking for 3 s");
+    ensure!(
+        after_429 >= Duration::from_millis(2950),
+        "retried {after_429:?} after a 429 asking for 3 s"
+    );
     env.alice
         .wait_for_event(&room, "a success status", |e| {
-            e["type"] == "com.beeper.message_send_status" && e["content"]["m.relates_to"]["event_id"] == sorry.as_str() && e["content"]["status"] == "SUCCESS"
+            e["type"] == "com.beeper.message_send_status"
+                && e["content"]["m.relates_to"]["event_id"] == sorry.as_str()
+                && e["content"]["status"] == "SUCCESS"
         })
         .await?;
 
     // Refusing for longer than the bridge tries: a dead letter, shown in the room.
-    fake.fault(Some("sendMessage"), FaultKind::TooManyRequests { retry_after: 1 }, 6);
-    let lost = env.alice.send_text(&room, "here is your tracking number").await?;
-    let notice = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(lost.as_str())).await?;
-    ensure!(notice.body.contains("gave up after 6 attempts") && notice.body.contains("slow down"), "the failure notice says why: {}", notice.body);
-    ensure!(notice.body.contains("!sb retry"), "the failure notice says how to resend: {}", notice.body);
-    let failed = fake.calls("sendMessage").iter().filter(|c| c.str("text").as_deref() == Some("here is your tracking number")).count();
+    fake.fault(
+        Some("sendMessage"),
+        FaultKind::TooManyRequests { retry_after: 1 },
+        6,
+    );
+    let lost = env
+        .alice
+        .send_text(&room, "here is your tracking number")
+        .await?;
+    let notice = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(lost.as_str())
+        })
+        .await?;
+    ensure!(
+        notice.body.contains("gave up after 6 attempts") && notice.body.contains("slow down"),
+        "the failure notice says why: {}",
+        notice.body
+    );
+    ensure!(
+        notice.body.contains("!sb retry"),
+        "the failure notice says how to resend: {}",
+        notice.body
+    );
+    let failed = fake
+        .calls("sendMessage")
+        .iter()
+        .filter(|c| c.str("text").as_deref() == Some("here is your tracking number"))
+        .count();
     ensure!(failed == 6, "{failed} attempts, max_attempts is 6");
 
     // Back again: `!sb retry` resends the dead letter, once.
     let retry = env.alice.send_text(&room, "!sb retry").await?;
-    let answer = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(retry.as_str())).await?;
-    ensure!(answer.body.contains("Resending 1"), "retry answer: {}", answer.body);
-    fake.wait_for_call_within("sendMessage", Duration::from_secs(60), |c| c.status == 200 && text_is("here is your tracking number")(c)).await?;
+    let answer = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(retry.as_str())
+        })
+        .await?;
+    ensure!(
+        answer.body.contains("Resending 1"),
+        "retry answer: {}",
+        answer.body
+    );
+    fake.wait_for_call_within("sendMessage", Duration::from_secs(60), |c| {
+        c.status == 200 && text_is("here is your tracking number")(c)
+    })
+    .await?;
     env.alice
         .wait_for_event(&room, "a success status for the resent message", |e| {
-            e["type"] == "com.beeper.message_send_status" && e["content"]["m.relates_to"]["event_id"] == lost.as_str() && e["content"]["status"] == "SUCCESS"
+            e["type"] == "com.beeper.message_send_status"
+                && e["content"]["m.relates_to"]["event_id"] == lost.as_str()
+                && e["content"]["status"] == "SUCCESS"
         })
         .await?;
     let delivered = fake.bot_messages_with_text(user.id, "here is your tracking number");
-    ensure!(delivered == 1, "the customer got the resent message {delivered} times");
+    ensure!(
+        delivered == 1,
+        "the customer got the resent message {delivered} times"
+    );
     let delivered = fake.bot_messages_with_text(user.id, "sorry, checking now");
-    ensure!(delivered == 1, "the customer got the retried message {delivered} times");
+    ensure!(
+        delivered == 1,
+        "the customer got the retried message {delivered} times"
+    );
     Ok(())
 }

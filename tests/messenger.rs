@@ -13,7 +13,9 @@ mod rig;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
-use fakes::messenger::{now_ms, sign, FakeMeta, FaultKind, Net, APP_SECRET, PAGE_TOKEN, VERIFY_TOKEN};
+use fakes::messenger::{
+    now_ms, sign, FakeMeta, FaultKind, Net, APP_SECRET, PAGE_TOKEN, VERIFY_TOKEN,
+};
 use rig::{Backend, BridgeOptions, TestEnv};
 use serde_json::{json, Value};
 
@@ -55,13 +57,18 @@ fn options(backend: Backend, fake: &FakeMeta) -> BridgeOptions {
         "api_url": fake.url(),
         "api_version": "v21.0",
     });
-    let mut options = BridgeOptions::default().backend(backend).edit_config(move |config| {
-        let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
-        if let Some(channels) = config.get_mut("channels").and_then(serde_yaml::Value::as_mapping_mut) {
-            channels.insert("messenger".into(), value.clone());
-            channels.insert("instagram".into(), value);
-        }
-    });
+    let mut options = BridgeOptions::default()
+        .backend(backend)
+        .edit_config(move |config| {
+            let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
+            if let Some(channels) = config
+                .get_mut("channels")
+                .and_then(serde_yaml::Value::as_mapping_mut)
+            {
+                channels.insert("messenger".into(), value.clone());
+                channels.insert("instagram".into(), value);
+            }
+        });
     options.log_filter = "switchboard=debug,switchboard_messenger=debug,info".into();
     options
 }
@@ -72,7 +79,9 @@ fn webhook(env: &TestEnv, net: Net) -> String {
 
 /// Bytes that look like a file of some kind (Synapse does not inspect them).
 fn blob(tag: &str, len: usize) -> Vec<u8> {
-    tag.bytes().chain((0..len as u32).map(|i| (i * 31 % 251) as u8)).collect()
+    tag.bytes()
+        .chain((0..len as u32).map(|i| (i * 31 % 251) as u8))
+        .collect()
 }
 
 /// Deliver one item and insist on a 200.
@@ -88,20 +97,60 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
     let fake = FakeMeta::start().await?;
     let env = TestEnv::start(options(backend, &fake)).await?;
     let picture = fake.add_file("profile.jpg", "image/jpeg", blob("avatar", 400));
-    fake.add_profile(net, JANE_PSID, json!({"first_name": "Jane", "last_name": "Doe", "profile_pic": picture}));
+    fake.add_profile(
+        net,
+        JANE_PSID,
+        json!({"first_name": "Jane", "last_name": "Doe", "profile_pic": picture}),
+    );
 
     // Text in: a room named after the customer, the ghost named from the profile.
-    let first = deliver(&fake, &env, net, FakeMeta::message(net, JANE_PSID, "m_in_1", json!({"text": "Hello, where is order #123?"}))).await?;
+    let first = deliver(
+        &fake,
+        &env,
+        net,
+        FakeMeta::message(
+            net,
+            JANE_PSID,
+            "m_in_1",
+            json!({"text": "Hello, where is order #123?"}),
+        ),
+    )
+    .await?;
     let room = env.alice.wait_for_invite("Jane Doe").await?;
-    let hello = env.alice.wait_for_text(&room, "where is order #123?").await?;
-    ensure!(hello.sender.starts_with("@sb_messenger_"), "sent by a ghost, not {}", hello.sender);
+    let hello = env
+        .alice
+        .wait_for_text(&room, "where is order #123?")
+        .await?;
+    ensure!(
+        hello.sender.starts_with("@sb_messenger_"),
+        "sent by a ghost, not {}",
+        hello.sender
+    );
     let members = env.alice.members(&room).await?;
-    let ghost_name = members.iter().find(|(id, _)| id == &hello.sender).map(|(_, n)| n.clone());
-    ensure!(ghost_name.as_deref() == Some("Jane Doe"), "ghost display name: {ghost_name:?}");
+    let ghost_name = members
+        .iter()
+        .find(|(id, _)| id == &hello.sender)
+        .map(|(_, n)| n.clone());
+    ensure!(
+        ghost_name.as_deref() == Some("Jane Doe"),
+        "ghost display name: {ghost_name:?}"
+    );
     let lookup = fake.wait_for_call(JANE_PSID, |c| c.status == 200).await?;
-    ensure!(lookup.query.get("fields").map(String::as_str) == Some("first_name,last_name,profile_pic"), "{:?}", lookup.query);
-    ensure!(lookup.token.as_deref() == Some(PAGE_TOKEN), "profile read with the Page token");
-    ensure!(fake.all_calls().iter().any(|c| c.path.ends_with("_profile.jpg") && c.status == 200), "the profile picture fetched for the avatar");
+    ensure!(
+        lookup.query.get("fields").map(String::as_str) == Some("first_name,last_name,profile_pic"),
+        "{:?}",
+        lookup.query
+    );
+    ensure!(
+        lookup.token.as_deref() == Some(PAGE_TOKEN),
+        "profile read with the Page token"
+    );
+    ensure!(
+        fake.all_calls()
+            .iter()
+            .any(|c| c.path.ends_with("_profile.jpg") && c.status == 200),
+        "the profile picture fetched for the avatar"
+    );
 
     // Meta redelivering the same body, and our own message echoed back: nothing new.
     ensure!(fake.deliver(&webhook(&env, net), &first).await? == 200);
@@ -112,94 +161,342 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
     // An image and a file: fetched from the CDN, bytes in Matrix.
     let jpeg = blob("jpeg", 3000);
     let url = fake.add_file("photo.jpg", "image/jpeg", jpeg.clone());
-    deliver(&fake, &env, net, FakeMeta::message(net, JANE_PSID, "m_in_2", json!({"attachments": [{"type": "image", "payload": {"url": url}}]}))).await?;
-    let image = env.alice.wait_for_message(&room, |m| m.msgtype == "m.image").await?;
-    ensure!(env.alice.fetch_file(&image).await? == jpeg, "the image's bytes");
+    deliver(
+        &fake,
+        &env,
+        net,
+        FakeMeta::message(
+            net,
+            JANE_PSID,
+            "m_in_2",
+            json!({"attachments": [{"type": "image", "payload": {"url": url}}]}),
+        ),
+    )
+    .await?;
+    let image = env
+        .alice
+        .wait_for_message(&room, |m| m.msgtype == "m.image")
+        .await?;
+    ensure!(
+        env.alice.fetch_file(&image).await? == jpeg,
+        "the image's bytes"
+    );
     let pdf = blob("%PDF-1.4", 4000);
     let url = fake.add_file("invoice.pdf", "application/pdf", pdf.clone());
-    deliver(&fake, &env, net, FakeMeta::message(net, JANE_PSID, "m_in_3", json!({"attachments": [{"type": "file", "payload": {"url": url}}]}))).await?;
-    let file = env.alice.wait_for_message(&room, |m| m.msgtype == "m.file").await?;
-    ensure!(file.filename().ends_with("invoice.pdf") && file.mimetype() == Some("application/pdf"), "{:?}", file.content);
-    ensure!(env.alice.fetch_file(&file).await? == pdf, "the file's bytes");
+    deliver(
+        &fake,
+        &env,
+        net,
+        FakeMeta::message(
+            net,
+            JANE_PSID,
+            "m_in_3",
+            json!({"attachments": [{"type": "file", "payload": {"url": url}}]}),
+        ),
+    )
+    .await?;
+    let file = env
+        .alice
+        .wait_for_message(&room, |m| m.msgtype == "m.file")
+        .await?;
+    ensure!(
+        file.filename().ends_with("invoice.pdf") && file.mimetype() == Some("application/pdf"),
+        "{:?}",
+        file.content
+    );
+    ensure!(
+        env.alice.fetch_file(&file).await? == pdf,
+        "the file's bytes"
+    );
 
     // Audio; a sticker (an image with a sticker_id); an attachment of a kind we do not know and
     // an event we do not show become notices by the ghost.
     let m4a = blob("ftypM4A", 1800);
     let url = fake.add_file("audioclip-1518479195000-1234.mp4", "audio/mp4", m4a.clone());
-    deliver(&fake, &env, net, FakeMeta::message(net, JANE_PSID, "m_in_6", json!({"attachments": [{"type": "audio", "payload": {"url": url}}]}))).await?;
-    let audio = env.alice.wait_for_message(&room, |m| m.msgtype == "m.audio").await?;
-    ensure!(env.alice.fetch_file(&audio).await? == m4a && audio.mimetype() == Some("audio/mp4"), "{:?}", audio.content);
+    deliver(
+        &fake,
+        &env,
+        net,
+        FakeMeta::message(
+            net,
+            JANE_PSID,
+            "m_in_6",
+            json!({"attachments": [{"type": "audio", "payload": {"url": url}}]}),
+        ),
+    )
+    .await?;
+    let audio = env
+        .alice
+        .wait_for_message(&room, |m| m.msgtype == "m.audio")
+        .await?;
+    ensure!(
+        env.alice.fetch_file(&audio).await? == m4a && audio.mimetype() == Some("audio/mp4"),
+        "{:?}",
+        audio.content
+    );
     let url = fake.add_file("sticker.png", "image/png", blob("sticker", 600));
     let sticker = json!({"sticker_id": 369239263222822u64, "attachments": [{"type": "image", "payload": {"url": url, "sticker_id": 369239263222822u64}}]});
-    deliver(&fake, &env, net, FakeMeta::message(net, JANE_PSID, "m_in_7", sticker)).await?;
-    env.alice.wait_for_message(&room, |m| m.msgtype == "m.image" && m.filename().ends_with("sticker.png")).await.context("the sticker")?;
-    deliver(&fake, &env, net, FakeMeta::message(net, JANE_PSID, "m_in_8", json!({"attachments": [{"type": "hologram", "payload": {}}]}))).await?;
-    let notice = env.alice.wait_for_message(&room, |m| m.is_notice() && m.body.contains("hologram")).await?;
-    ensure!(notice.sender == hello.sender, "the notice is the ghost's: {}", notice.sender);
-    deliver(&fake, &env, net, FakeMeta::item(net, JANE_PSID, "referral", json!({"ref": "SPRING_SALE", "source": "ADS", "type": "OPEN_THREAD"}))).await?;
-    env.alice.wait_for_message(&room, |m| m.is_notice() && m.body.contains("SPRING_SALE")).await?;
+    deliver(
+        &fake,
+        &env,
+        net,
+        FakeMeta::message(net, JANE_PSID, "m_in_7", sticker),
+    )
+    .await?;
+    env.alice
+        .wait_for_message(&room, |m| {
+            m.msgtype == "m.image" && m.filename().ends_with("sticker.png")
+        })
+        .await
+        .context("the sticker")?;
+    deliver(
+        &fake,
+        &env,
+        net,
+        FakeMeta::message(
+            net,
+            JANE_PSID,
+            "m_in_8",
+            json!({"attachments": [{"type": "hologram", "payload": {}}]}),
+        ),
+    )
+    .await?;
+    let notice = env
+        .alice
+        .wait_for_message(&room, |m| m.is_notice() && m.body.contains("hologram"))
+        .await?;
+    ensure!(
+        notice.sender == hello.sender,
+        "the notice is the ghost's: {}",
+        notice.sender
+    );
+    deliver(
+        &fake,
+        &env,
+        net,
+        FakeMeta::item(
+            net,
+            JANE_PSID,
+            "referral",
+            json!({"ref": "SPRING_SALE", "source": "ADS", "type": "OPEN_THREAD"}),
+        ),
+    )
+    .await?;
+    env.alice
+        .wait_for_message(&room, |m| m.is_notice() && m.body.contains("SPRING_SALE"))
+        .await?;
 
     // A quick reply and a postback arrive as text; a reply keeps its target.
-    deliver(&fake, &env, net, FakeMeta::message(net, JANE_PSID, "m_in_4", json!({"text": "Red", "quick_reply": {"payload": "COLOR_RED"}}))).await?;
+    deliver(
+        &fake,
+        &env,
+        net,
+        FakeMeta::message(
+            net,
+            JANE_PSID,
+            "m_in_4",
+            json!({"text": "Red", "quick_reply": {"payload": "COLOR_RED"}}),
+        ),
+    )
+    .await?;
     env.alice.wait_for_text(&room, "Red").await?;
-    deliver(&fake, &env, net, FakeMeta::item(net, JANE_PSID, "postback", json!({"mid": "m_pb_1", "title": "Talk to a human", "payload": "HUMAN"}))).await?;
+    deliver(
+        &fake,
+        &env,
+        net,
+        FakeMeta::item(
+            net,
+            JANE_PSID,
+            "postback",
+            json!({"mid": "m_pb_1", "title": "Talk to a human", "payload": "HUMAN"}),
+        ),
+    )
+    .await?;
     env.alice.wait_for_text(&room, "Talk to a human").await?;
-    deliver(&fake, &env, net, FakeMeta::message(net, JANE_PSID, "m_in_5", json!({"text": "see my first message", "reply_to": {"mid": "m_in_1"}}))).await?;
-    let reply = env.alice.wait_for_text(&room, "see my first message").await?;
-    ensure!(reply.in_reply_to() == Some(hello.event_id.as_str()), "in_reply_to {:?}", reply.relates_to);
+    deliver(
+        &fake,
+        &env,
+        net,
+        FakeMeta::message(
+            net,
+            JANE_PSID,
+            "m_in_5",
+            json!({"text": "see my first message", "reply_to": {"mid": "m_in_1"}}),
+        ),
+    )
+    .await?;
+    let reply = env
+        .alice
+        .wait_for_text(&room, "see my first message")
+        .await?;
+    ensure!(
+        reply.in_reply_to() == Some(hello.event_id.as_str()),
+        "in_reply_to {:?}",
+        reply.relates_to
+    );
 
     // The operator answers: the Send API got the right JSON with the Page token.
-    let answer = env.alice.send_text(&room, "It left the warehouse today").await?;
-    let sent = fake.wait_for_call("me/messages", |c| c.status == 200 && c.text() == Some("It left the warehouse today")).await?;
-    ensure!(sent.recipient() == Some(JANE_PSID), "recipient {}", sent.body);
-    ensure!(sent.body["messaging_type"] == "RESPONSE", "messaging_type {}", sent.body);
-    ensure!(sent.token.as_deref() == Some(PAGE_TOKEN), "token {:?}", sent.token);
-    env.alice
-        .wait_for_event(&room, "a delivery status for the answer", |e| {
-            e["type"] == "com.beeper.message_send_status" && e["content"]["m.relates_to"]["event_id"] == answer.as_str() && e["content"]["status"] == "SUCCESS"
+    let answer = env
+        .alice
+        .send_text(&room, "It left the warehouse today")
+        .await?;
+    let sent = fake
+        .wait_for_call("me/messages", |c| {
+            c.status == 200 && c.text() == Some("It left the warehouse today")
         })
         .await?;
-    let answer_mid = fake.sent().iter().find(|s| s.message["text"] == "It left the warehouse today").map(|s| s.mid.clone()).context("the answer in the fake")?;
+    ensure!(
+        sent.recipient() == Some(JANE_PSID),
+        "recipient {}",
+        sent.body
+    );
+    ensure!(
+        sent.body["messaging_type"] == "RESPONSE",
+        "messaging_type {}",
+        sent.body
+    );
+    ensure!(
+        sent.token.as_deref() == Some(PAGE_TOKEN),
+        "token {:?}",
+        sent.token
+    );
+    env.alice
+        .wait_for_event(&room, "a delivery status for the answer", |e| {
+            e["type"] == "com.beeper.message_send_status"
+                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
+                && e["content"]["status"] == "SUCCESS"
+        })
+        .await?;
+    let answer_mid = fake
+        .sent()
+        .iter()
+        .find(|s| s.message["text"] == "It left the warehouse today")
+        .map(|s| s.mid.clone())
+        .context("the answer in the fake")?;
 
     // A file out: uploaded as multipart filedata, then sent by attachment id.
     let label = blob("%PDF-1.7", 2500);
-    let label_event = env.alice.send_file(&room, "return-label.pdf", "application/pdf", label.clone()).await?;
-    let upload = fake.wait_for_call("me/message_attachments", |c| c.status == 200).await?;
+    let label_event = env
+        .alice
+        .send_file(&room, "return-label.pdf", "application/pdf", label.clone())
+        .await?;
+    let upload = fake
+        .wait_for_call("me/message_attachments", |c| c.status == 200)
+        .await?;
     let up = upload.upload.clone().context("the uploaded file")?;
-    ensure!(up.field == "filedata" && up.bytes == label && up.name == "return-label.pdf" && up.mime == "application/pdf", "upload {} bytes named {} ({})", up.bytes.len(), up.name, up.mime);
-    ensure!(upload.body["message"]["attachment"]["type"] == "file", "upload message {}", upload.body);
-    ensure!(upload.body.get("platform").is_none(), "no platform field on Messenger");
-    let with_file = fake.wait_for_call("me/messages", |c| c.status == 200 && c.body["message"]["attachment"].is_object()).await?;
-    let id = with_file.body["message"]["attachment"]["payload"]["attachment_id"].as_str().context("attachment_id")?;
-    ensure!(fake.attachment(id).is_some_and(|u| u.bytes == label), "the message names the uploaded file");
-    ensure!(with_file.body["message"]["attachment"]["type"] == "file" && with_file.recipient() == Some(JANE_PSID));
+    ensure!(
+        up.field == "filedata"
+            && up.bytes == label
+            && up.name == "return-label.pdf"
+            && up.mime == "application/pdf",
+        "upload {} bytes named {} ({})",
+        up.bytes.len(),
+        up.name,
+        up.mime
+    );
+    ensure!(
+        upload.body["message"]["attachment"]["type"] == "file",
+        "upload message {}",
+        upload.body
+    );
+    ensure!(
+        upload.body.get("platform").is_none(),
+        "no platform field on Messenger"
+    );
+    let with_file = fake
+        .wait_for_call("me/messages", |c| {
+            c.status == 200 && c.body["message"]["attachment"].is_object()
+        })
+        .await?;
+    let id = with_file.body["message"]["attachment"]["payload"]["attachment_id"]
+        .as_str()
+        .context("attachment_id")?;
+    ensure!(
+        fake.attachment(id).is_some_and(|u| u.bytes == label),
+        "the message names the uploaded file"
+    );
+    ensure!(
+        with_file.body["message"]["attachment"]["type"] == "file"
+            && with_file.recipient() == Some(JANE_PSID)
+    );
     env.alice
         .wait_for_event(&room, "a delivery status for the file", |e| {
-            e["type"] == "com.beeper.message_send_status" && e["content"]["m.relates_to"]["event_id"] == label_event.as_str() && e["content"]["status"] == "SUCCESS"
+            e["type"] == "com.beeper.message_send_status"
+                && e["content"]["m.relates_to"]["event_id"] == label_event.as_str()
+                && e["content"]["status"] == "SUCCESS"
         })
         .await?;
 
     // The customer reacts to the answer: an m.reaction by the ghost on Alice's event.
-    deliver(&fake, &env, net, FakeMeta::item(net, JANE_PSID, "reaction", json!({"mid": answer_mid, "action": "react", "reaction": "love", "emoji": "❤️"}))).await?;
-    let reaction = env.alice
-        .wait_for_event(&room, "the customer's reaction", |e| e["type"] == "m.reaction" && e["content"]["m.relates_to"]["event_id"] == answer.as_str())
+    deliver(
+        &fake,
+        &env,
+        net,
+        FakeMeta::item(
+            net,
+            JANE_PSID,
+            "reaction",
+            json!({"mid": answer_mid, "action": "react", "reaction": "love", "emoji": "❤️"}),
+        ),
+    )
+    .await?;
+    let reaction = env
+        .alice
+        .wait_for_event(&room, "the customer's reaction", |e| {
+            e["type"] == "m.reaction" && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
+        })
         .await?;
-    ensure!(reaction["content"]["m.relates_to"]["key"] == "❤️" && reaction["sender"] == hello.sender.as_str(), "{reaction}");
+    ensure!(
+        reaction["content"]["m.relates_to"]["key"] == "❤️"
+            && reaction["sender"] == hello.sender.as_str(),
+        "{reaction}"
+    );
 
     // Messenger's read watermark: the ghost's receipt lands on the newest message it covers.
-    deliver(&fake, &env, net, FakeMeta::item(net, JANE_PSID, "read", json!({"watermark": now_ms()}))).await?;
-    env.alice.wait_for_read_receipt(&room, &hello.sender, &label_event).await?;
+    deliver(
+        &fake,
+        &env,
+        net,
+        FakeMeta::item(net, JANE_PSID, "read", json!({"watermark": now_ms()})),
+    )
+    .await?;
+    env.alice
+        .wait_for_read_receipt(&room, &hello.sender, &label_event)
+        .await?;
 
     // An operator's reaction goes out as sender_action react.
     env.alice.react(&room, &hello.event_id, "👍").await?;
-    let react = fake.wait_for_call("me/messages", |c| c.sender_action() == Some("react")).await?;
-    ensure!(react.body["payload"] == json!({"message_id": "m_in_1", "reaction": "👍"}) && react.status == 200, "{}", react.body);
+    let react = fake
+        .wait_for_call("me/messages", |c| c.sender_action() == Some("react"))
+        .await?;
+    ensure!(
+        react.body["payload"] == json!({"message_id": "m_in_1", "reaction": "👍"})
+            && react.status == 200,
+        "{}",
+        react.body
+    );
 
     // Exactly once each; the echo never reached Matrix.
     let messages = env.alice.messages(&room);
-    ensure!(messages.iter().filter(|m| m.body.contains("where is order #123?")).count() == 1, "the redelivery doubled the message");
-    ensure!(!messages.iter().any(|m| m.body.contains("echoed page message")), "an echo was bridged");
-    let answers = fake.calls("me/messages").iter().filter(|c| c.text() == Some("It left the warehouse today")).count();
+    ensure!(
+        messages
+            .iter()
+            .filter(|m| m.body.contains("where is order #123?"))
+            .count()
+            == 1,
+        "the redelivery doubled the message"
+    );
+    ensure!(
+        !messages
+            .iter()
+            .any(|m| m.body.contains("echoed page message")),
+        "an echo was bridged"
+    );
+    let answers = fake
+        .calls("me/messages")
+        .iter()
+        .filter(|c| c.text() == Some("It left the warehouse today"))
+        .count();
     ensure!(answers == 1, "the answer was sent {answers} times");
     Ok(())
 }
@@ -208,68 +505,215 @@ async fn instagram_conversation_both_ways(backend: Backend) -> anyhow::Result<()
     let net = Net::Instagram;
     let fake = FakeMeta::start().await?;
     let env = TestEnv::start(options(backend, &fake)).await?;
-    fake.add_profile(net, PETER_IGSID, json!({"name": "Peter Chang", "username": "peter_chang_live"}));
+    fake.add_profile(
+        net,
+        PETER_IGSID,
+        json!({"name": "Peter Chang", "username": "peter_chang_live"}),
+    );
 
-    deliver(&fake, &env, net, FakeMeta::message(net, PETER_IGSID, "aWdfIn1", json!({"text": "Omg, is this in stock?"}))).await?;
+    deliver(
+        &fake,
+        &env,
+        net,
+        FakeMeta::message(
+            net,
+            PETER_IGSID,
+            "aWdfIn1",
+            json!({"text": "Omg, is this in stock?"}),
+        ),
+    )
+    .await?;
     let room = env.alice.wait_for_invite("Peter Chang").await?;
     let first = env.alice.wait_for_text(&room, "is this in stock?").await?;
-    ensure!(first.sender.starts_with("@sb_instagram_"), "sent by a ghost, not {}", first.sender);
+    ensure!(
+        first.sender.starts_with("@sb_instagram_"),
+        "sent by a ghost, not {}",
+        first.sender
+    );
     let members = env.alice.members(&room).await?;
-    let ghost_name = members.iter().find(|(id, _)| id == &first.sender).map(|(_, n)| n.clone());
-    ensure!(ghost_name.as_deref() == Some("Peter Chang"), "ghost display name: {ghost_name:?}");
+    let ghost_name = members
+        .iter()
+        .find(|(id, _)| id == &first.sender)
+        .map(|(_, n)| n.clone());
+    ensure!(
+        ghost_name.as_deref() == Some("Peter Chang"),
+        "ghost display name: {ghost_name:?}"
+    );
     let lookup = fake.wait_for_call(PETER_IGSID, |c| c.status == 200).await?;
-    ensure!(lookup.query.get("fields").map(String::as_str) == Some("name,username,profile_pic"), "{:?}", lookup.query);
+    ensure!(
+        lookup.query.get("fields").map(String::as_str) == Some("name,username,profile_pic"),
+        "{:?}",
+        lookup.query
+    );
 
     // An image, and a story reply with its link.
     let png = blob("\u{89}PNG", 2000);
     let url = fake.add_file("ig_asset", "image/png", png.clone());
-    deliver(&fake, &env, net, FakeMeta::message(net, PETER_IGSID, "aWdfIn2", json!({"attachments": [{"type": "image", "payload": {"url": url}}]}))).await?;
-    let image = env.alice.wait_for_message(&room, |m| m.msgtype == "m.image").await?;
-    ensure!(env.alice.fetch_file(&image).await? == png && image.mimetype() == Some("image/png"), "the image");
+    deliver(
+        &fake,
+        &env,
+        net,
+        FakeMeta::message(
+            net,
+            PETER_IGSID,
+            "aWdfIn2",
+            json!({"attachments": [{"type": "image", "payload": {"url": url}}]}),
+        ),
+    )
+    .await?;
+    let image = env
+        .alice
+        .wait_for_message(&room, |m| m.msgtype == "m.image")
+        .await?;
+    ensure!(
+        env.alice.fetch_file(&image).await? == png && image.mimetype() == Some("image/png"),
+        "the image"
+    );
     let story = "https://lookaside.fbsbx.com/ig_messaging_cdn/?asset_id=1&signature=FAKE";
     deliver(&fake, &env, net, FakeMeta::message(net, PETER_IGSID, "aWdfIn3", json!({"text": "Nice story!", "reply_to": {"story": {"url": story, "id": "18000000000000000"}}}))).await?;
     let reply = env.alice.wait_for_text(&room, "Nice story!").await?;
-    ensure!(reply.body.contains("Replied to your story") && reply.body.contains(story), "{}", reply.body);
+    ensure!(
+        reply.body.contains("Replied to your story") && reply.body.contains(story),
+        "{}",
+        reply.body
+    );
 
     // The customer unsends a message: its event is redacted.
-    deliver(&fake, &env, net, FakeMeta::message(net, PETER_IGSID, "aWdfIn3", json!({"is_deleted": true}))).await?;
+    deliver(
+        &fake,
+        &env,
+        net,
+        FakeMeta::message(net, PETER_IGSID, "aWdfIn3", json!({"is_deleted": true})),
+    )
+    .await?;
     env.alice.wait_for_redaction(&room, &reply.event_id).await?;
 
     // The operator answers, and sends an image (uploaded with platform=instagram).
     let answer = env.alice.send_text(&room, "Yes, all sizes").await?;
-    let sent = fake.wait_for_call("me/messages", |c| c.status == 200 && c.text() == Some("Yes, all sizes")).await?;
-    ensure!(sent.recipient() == Some(PETER_IGSID) && sent.token.as_deref() == Some(PAGE_TOKEN), "{}", sent.body);
-    let photo = blob("\u{89}PNG", 1500);
-    let photo_event = env.alice.send_file(&room, "sizes.png", "image/png", photo.clone()).await?;
-    let upload = fake.wait_for_call("me/message_attachments", |c| c.status == 200).await?;
-    ensure!(upload.body["platform"] == "instagram", "upload fields {}", upload.body);
-    ensure!(upload.upload.as_ref().is_some_and(|u| u.bytes == photo && u.mime == "image/png"), "the photo's bytes");
-    ensure!(upload.body["message"]["attachment"]["type"] == "image", "{}", upload.body);
-    fake.wait_for_call("me/messages", |c| c.status == 200 && c.body["message"]["attachment"]["type"] == "image").await?;
-    env.alice
-        .wait_for_event(&room, "a delivery status for the photo", |e| {
-            e["type"] == "com.beeper.message_send_status" && e["content"]["m.relates_to"]["event_id"] == photo_event.as_str() && e["content"]["status"] == "SUCCESS"
+    let sent = fake
+        .wait_for_call("me/messages", |c| {
+            c.status == 200 && c.text() == Some("Yes, all sizes")
         })
         .await?;
-    let answer_mid = fake.sent().iter().find(|s| s.message["text"] == "Yes, all sizes").map(|s| s.mid.clone()).context("the answer")?;
+    ensure!(
+        sent.recipient() == Some(PETER_IGSID) && sent.token.as_deref() == Some(PAGE_TOKEN),
+        "{}",
+        sent.body
+    );
+    let photo = blob("\u{89}PNG", 1500);
+    let photo_event = env
+        .alice
+        .send_file(&room, "sizes.png", "image/png", photo.clone())
+        .await?;
+    let upload = fake
+        .wait_for_call("me/message_attachments", |c| c.status == 200)
+        .await?;
+    ensure!(
+        upload.body["platform"] == "instagram",
+        "upload fields {}",
+        upload.body
+    );
+    ensure!(
+        upload
+            .upload
+            .as_ref()
+            .is_some_and(|u| u.bytes == photo && u.mime == "image/png"),
+        "the photo's bytes"
+    );
+    ensure!(
+        upload.body["message"]["attachment"]["type"] == "image",
+        "{}",
+        upload.body
+    );
+    fake.wait_for_call("me/messages", |c| {
+        c.status == 200 && c.body["message"]["attachment"]["type"] == "image"
+    })
+    .await?;
+    env.alice
+        .wait_for_event(&room, "a delivery status for the photo", |e| {
+            e["type"] == "com.beeper.message_send_status"
+                && e["content"]["m.relates_to"]["event_id"] == photo_event.as_str()
+                && e["content"]["status"] == "SUCCESS"
+        })
+        .await?;
+    let answer_mid = fake
+        .sent()
+        .iter()
+        .find(|s| s.message["text"] == "Yes, all sizes")
+        .map(|s| s.mid.clone())
+        .context("the answer")?;
 
     // Instagram's read names the message: the ghost's receipt on Alice's answer.
-    deliver(&fake, &env, net, FakeMeta::item(net, PETER_IGSID, "read", json!({"mid": answer_mid}))).await?;
-    env.alice.wait_for_read_receipt(&room, &first.sender, &answer).await?;
+    deliver(
+        &fake,
+        &env,
+        net,
+        FakeMeta::item(net, PETER_IGSID, "read", json!({"mid": answer_mid})),
+    )
+    .await?;
+    env.alice
+        .wait_for_read_receipt(&room, &first.sender, &answer)
+        .await?;
 
     // A reaction, then taking it back.
-    deliver(&fake, &env, net, FakeMeta::item(net, PETER_IGSID, "reaction", json!({"mid": answer_mid, "action": "react", "reaction": "love", "emoji": "❤️"}))).await?;
-    let reaction = env.alice
-        .wait_for_event(&room, "the reaction", |e| e["type"] == "m.reaction" && e["content"]["m.relates_to"]["event_id"] == answer.as_str())
+    deliver(
+        &fake,
+        &env,
+        net,
+        FakeMeta::item(
+            net,
+            PETER_IGSID,
+            "reaction",
+            json!({"mid": answer_mid, "action": "react", "reaction": "love", "emoji": "❤️"}),
+        ),
+    )
+    .await?;
+    let reaction = env
+        .alice
+        .wait_for_event(&room, "the reaction", |e| {
+            e["type"] == "m.reaction" && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
+        })
         .await?;
-    let reaction_id = reaction["event_id"].as_str().context("reaction event id")?.to_owned();
-    deliver(&fake, &env, net, FakeMeta::item(net, PETER_IGSID, "reaction", json!({"mid": answer_mid, "action": "unreact"}))).await?;
+    let reaction_id = reaction["event_id"]
+        .as_str()
+        .context("reaction event id")?
+        .to_owned();
+    deliver(
+        &fake,
+        &env,
+        net,
+        FakeMeta::item(
+            net,
+            PETER_IGSID,
+            "reaction",
+            json!({"mid": answer_mid, "action": "unreact"}),
+        ),
+    )
+    .await?;
     env.alice.wait_for_redaction(&room, &reaction_id).await?;
 
     // An edit with its new text replaces the message.
-    deliver(&fake, &env, net, FakeMeta::item(net, PETER_IGSID, "message_edit", json!({"mid": "aWdfIn1", "text": "Omg, is this in stock in M?", "num_edit": 1}))).await?;
-    let edit = env.alice.wait_for_message(&room, |m| m.replaces() == Some(first.event_id.as_str())).await?;
-    ensure!(edit.new_body() == Some("Omg, is this in stock in M?"), "{:?}", edit.content);
+    deliver(
+        &fake,
+        &env,
+        net,
+        FakeMeta::item(
+            net,
+            PETER_IGSID,
+            "message_edit",
+            json!({"mid": "aWdfIn1", "text": "Omg, is this in stock in M?", "num_edit": 1}),
+        ),
+    )
+    .await?;
+    let edit = env
+        .alice
+        .wait_for_message(&room, |m| m.replaces() == Some(first.event_id.as_str()))
+        .await?;
+    ensure!(
+        edit.new_body() == Some("Omg, is this in stock in M?"),
+        "{:?}",
+        edit.content
+    );
     Ok(())
 }
 
@@ -280,18 +724,41 @@ async fn a_crash_while_storing_a_delivery_loses_nothing(backend: Backend) -> any
     let net = Net::Messenger;
     let fake = FakeMeta::start().await?;
     let mut env = TestEnv::start(options(backend, &fake)).await?;
-    fake.add_profile(net, JANE_PSID, json!({"first_name": "Jane", "last_name": "Doe"}));
-    deliver(&fake, &env, net, FakeMeta::message(net, JANE_PSID, "m_first", json!({"text": "first"}))).await?;
+    fake.add_profile(
+        net,
+        JANE_PSID,
+        json!({"first_name": "Jane", "last_name": "Doe"}),
+    );
+    deliver(
+        &fake,
+        &env,
+        net,
+        FakeMeta::message(net, JANE_PSID, "m_first", json!({"text": "first"})),
+    )
+    .await?;
     let room = env.alice.wait_for_invite("Jane Doe").await?;
     env.alice.wait_for_text(&room, "first").await?;
 
     let jpeg = blob("jpeg", 1000);
     let url = fake.add_file("in-flight.jpg", "image/jpeg", jpeg.clone());
-    let mut batch = FakeMeta::delivery(net, FakeMeta::message(net, JANE_PSID, "m_before", json!({"text": "before the crash"})));
+    let mut batch = FakeMeta::delivery(
+        net,
+        FakeMeta::message(
+            net,
+            JANE_PSID,
+            "m_before",
+            json!({"text": "before the crash"}),
+        ),
+    );
     batch["entry"][0]["messaging"]
         .as_array_mut()
         .context("messaging")?
-        .push(FakeMeta::message(net, JANE_PSID, "m_photo", json!({"attachments": [{"type": "image", "payload": {"url": url}}]})));
+        .push(FakeMeta::message(
+            net,
+            JANE_PSID,
+            "m_photo",
+            json!({"attachments": [{"type": "image", "payload": {"url": url}}]}),
+        ));
     fake.hold_cdn();
     let hook = webhook(&env, net);
     let in_flight = {
@@ -309,29 +776,51 @@ async fn a_crash_while_storing_a_delivery_loses_nothing(backend: Backend) -> any
                 .map(|r| r.status().as_u16())
         })
     };
-    rig::poll_until("the bridge fetching the image", Duration::from_secs(30), || async {
-        Ok((!fake.held_downloads().is_empty()).then_some(()))
-    })
+    rig::poll_until(
+        "the bridge fetching the image",
+        Duration::from_secs(30),
+        || async { Ok((!fake.held_downloads().is_empty()).then_some(())) },
+    )
     .await?;
     env.alice.wait_for_text(&room, "before the crash").await?;
     env.bridge.kill();
     let answer = in_flight.await?;
-    ensure!(!matches!(answer, Ok(200)), "the half-stored delivery was acknowledged: {answer:?}");
+    ensure!(
+        !matches!(answer, Ok(200)),
+        "the half-stored delivery was acknowledged: {answer:?}"
+    );
     fake.release_cdn();
     env.bridge.start().await?;
 
     // Meta delivers the batch again.
     ensure!(fake.deliver(&hook, &batch).await? == 200);
-    let image = env.alice.wait_for_message(&room, |m| m.msgtype == "m.image").await?;
+    let image = env
+        .alice
+        .wait_for_message(&room, |m| m.msgtype == "m.image")
+        .await?;
     ensure!(env.alice.fetch_file(&image).await? == jpeg);
-    deliver(&fake, &env, net, FakeMeta::message(net, JANE_PSID, "m_after", json!({"text": "after the restart"}))).await?;
+    deliver(
+        &fake,
+        &env,
+        net,
+        FakeMeta::message(
+            net,
+            JANE_PSID,
+            "m_after",
+            json!({"text": "after the restart"}),
+        ),
+    )
+    .await?;
     env.alice.wait_for_text(&room, "after the restart").await?;
     let messages = env.alice.messages(&room);
     for text in ["first", "before the crash"] {
         let n = messages.iter().filter(|m| m.body == text).count();
         ensure!(n == 1, "{text:?} bridged {n} times");
     }
-    ensure!(messages.iter().filter(|m| m.msgtype == "m.image").count() == 1, "the image bridged once");
+    ensure!(
+        messages.iter().filter(|m| m.msgtype == "m.image").count() == 1,
+        "the image bridged once"
+    );
     Ok(())
 }
 
@@ -341,26 +830,67 @@ async fn refusals_become_notices_and_rate_limits_are_retried() -> anyhow::Result
     let net = Net::Messenger;
     let fake = FakeMeta::start().await?;
     let env = TestEnv::start(options(Backend::Sqlite, &fake).max_attempts(6)).await?;
-    fake.add_profile(net, JANE_PSID, json!({"first_name": "Jane", "last_name": "Doe"}));
-    deliver(&fake, &env, net, FakeMeta::message(net, JANE_PSID, "m_in_1", json!({"text": "hello?"}))).await?;
+    fake.add_profile(
+        net,
+        JANE_PSID,
+        json!({"first_name": "Jane", "last_name": "Doe"}),
+    );
+    deliver(
+        &fake,
+        &env,
+        net,
+        FakeMeta::message(net, JANE_PSID, "m_in_1", json!({"text": "hello?"})),
+    )
+    .await?;
     let room = env.alice.wait_for_invite("Jane Doe").await?;
     env.alice.wait_for_text(&room, "hello?").await?;
 
     // Two (#613) rate-limit refusals, then delivered.
     fake.fault(Some("me/messages"), FaultKind::RateLimit { code: 613 }, 2);
     env.alice.send_text(&room, "patience").await?;
-    fake.wait_for_call("me/messages", |c| c.status == 200 && c.text() == Some("patience")).await?;
-    let tries: Vec<u16> = fake.calls("me/messages").iter().filter(|c| c.text() == Some("patience")).map(|c| c.status).collect();
-    ensure!(tries == [400, 400, 200], "two refusals and one success, got {tries:?}");
+    fake.wait_for_call("me/messages", |c| {
+        c.status == 200 && c.text() == Some("patience")
+    })
+    .await?;
+    let tries: Vec<u16> = fake
+        .calls("me/messages")
+        .iter()
+        .filter(|c| c.text() == Some("patience"))
+        .map(|c| c.status)
+        .collect();
+    ensure!(
+        tries == [400, 400, 200],
+        "two refusals and one success, got {tries:?}"
+    );
 
     // HTTP 429 with Retry-After: waited out, then delivered.
-    fake.fault(Some("me/messages"), FaultKind::TooManyRequests { retry_after: Some(2) }, 1);
+    fake.fault(
+        Some("me/messages"),
+        FaultKind::TooManyRequests {
+            retry_after: Some(2),
+        },
+        1,
+    );
     env.alice.send_text(&room, "still here").await?;
-    fake.wait_for_call("me/messages", |c| c.status == 200 && c.text() == Some("still here")).await?;
-    let tries: Vec<_> = fake.calls("me/messages").into_iter().filter(|c| c.text() == Some("still here")).collect();
-    ensure!(tries.len() == 2 && tries[0].status == 429, "one 429 then success: {:?}", tries.iter().map(|c| c.status).collect::<Vec<_>>());
+    fake.wait_for_call("me/messages", |c| {
+        c.status == 200 && c.text() == Some("still here")
+    })
+    .await?;
+    let tries: Vec<_> = fake
+        .calls("me/messages")
+        .into_iter()
+        .filter(|c| c.text() == Some("still here"))
+        .collect();
+    ensure!(
+        tries.len() == 2 && tries[0].status == 429,
+        "one 429 then success: {:?}",
+        tries.iter().map(|c| c.status).collect::<Vec<_>>()
+    );
     let gap = tries[1].at.duration_since(tries[0].at);
-    ensure!(gap >= Duration::from_millis(1950), "retried after {gap:?}, before Retry-After (2 s)");
+    ensure!(
+        gap >= Duration::from_millis(1950),
+        "retried after {gap:?}, before Retry-After (2 s)"
+    );
 
     // A caption and a file; the upload fails once (5xx): the retry sends only what is missing.
     let pdf = blob("%PDF-1.5", 1200);
@@ -369,28 +899,77 @@ async fn refusals_become_notices_and_rate_limits_are_retried() -> anyhow::Result
     let content = json!({"msgtype": "m.file", "body": "the label, as promised", "filename": "label.pdf", "url": mxc,
                          "info": {"mimetype": "application/pdf", "size": pdf.len()}});
     env.alice.send_content(&room, content).await?;
-    let sent = fake.wait_for_call("me/messages", |c| c.status == 200 && c.body["message"]["attachment"]["type"] == "file").await?;
-    let id = sent.body["message"]["attachment"]["payload"]["attachment_id"].as_str().context("attachment_id")?;
-    ensure!(fake.attachment(id).is_some_and(|u| u.bytes == pdf && u.name == "label.pdf"), "the file");
-    let uploads: Vec<u16> = fake.calls("me/message_attachments").iter().map(|c| c.status).collect();
+    let sent = fake
+        .wait_for_call("me/messages", |c| {
+            c.status == 200 && c.body["message"]["attachment"]["type"] == "file"
+        })
+        .await?;
+    let id = sent.body["message"]["attachment"]["payload"]["attachment_id"]
+        .as_str()
+        .context("attachment_id")?;
+    ensure!(
+        fake.attachment(id)
+            .is_some_and(|u| u.bytes == pdf && u.name == "label.pdf"),
+        "the file"
+    );
+    let uploads: Vec<u16> = fake
+        .calls("me/message_attachments")
+        .iter()
+        .map(|c| c.status)
+        .collect();
     ensure!(uploads == [500, 200], "uploads {uploads:?}");
-    let captions = fake.calls("me/messages").iter().filter(|c| c.status == 200 && c.text() == Some("the label, as promised")).count();
+    let captions = fake
+        .calls("me/messages")
+        .iter()
+        .filter(|c| c.status == 200 && c.text() == Some("the label, as promised"))
+        .count();
     ensure!(captions == 1, "the caption went out {captions} times");
 
     // Outside the 24-hour window (Meta's clock says so): a notice quoting Meta, no retry.
     fake.outside_window(JANE_PSID, true);
     let late = env.alice.send_text(&room, "sorry for the wait").await?;
-    let notice = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(late.as_str())).await?;
-    ensure!(notice.body.contains("24-hour window") && notice.body.contains("(#10) This message is sent outside of allowed window."), "notice: {}", notice.body);
-    let attempts = fake.calls("me/messages").iter().filter(|c| c.text() == Some("sorry for the wait")).count();
-    ensure!(attempts == 1, "a permanent failure is not retried ({attempts} attempts)");
+    let notice = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(late.as_str())
+        })
+        .await?;
+    ensure!(
+        notice.body.contains("24-hour window")
+            && notice
+                .body
+                .contains("(#10) This message is sent outside of allowed window."),
+        "notice: {}",
+        notice.body
+    );
+    let attempts = fake
+        .calls("me/messages")
+        .iter()
+        .filter(|c| c.text() == Some("sorry for the wait"))
+        .count();
+    ensure!(
+        attempts == 1,
+        "a permanent failure is not retried ({attempts} attempts)"
+    );
 
     // A customer who is not available any more (551).
     fake.outside_window(JANE_PSID, false);
     fake.unavailable(JANE_PSID, true);
     let gone = env.alice.send_text(&room, "are you there?").await?;
-    let notice = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(gone.as_str())).await?;
-    ensure!(notice.body.contains("not available on Messenger") && notice.body.contains("This person isn't available right now."), "notice: {}", notice.body);
+    let notice = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(gone.as_str())
+        })
+        .await?;
+    ensure!(
+        notice.body.contains("not available on Messenger")
+            && notice
+                .body
+                .contains("This person isn't available right now."),
+        "notice: {}",
+        notice.body
+    );
     Ok(())
 }
 
@@ -399,39 +978,87 @@ async fn refusals_become_notices_and_rate_limits_are_retried() -> anyhow::Result
 async fn webhooks_check_the_handshake_and_signatures() -> anyhow::Result<()> {
     let fake = FakeMeta::start().await?;
     let env = TestEnv::start(options(Backend::Sqlite, &fake)).await?;
-    fake.add_profile(Net::Messenger, JANE_PSID, json!({"first_name": "Jane", "last_name": "Doe"}));
+    fake.add_profile(
+        Net::Messenger,
+        JANE_PSID,
+        json!({"first_name": "Jane", "last_name": "Doe"}),
+    );
     fake.add_profile(Net::Instagram, PETER_IGSID, json!({"name": "Peter Chang"}));
     let http = reqwest::Client::new();
 
     // GET handshake: the challenge echoed with the right verify token only (the fixture's query).
-    let form = std::fs::read_to_string(rig::repo_root().join("bridges/messenger/fixtures/meta/verify_challenge_query.form"))?;
+    let form = std::fs::read_to_string(
+        rig::repo_root().join("bridges/messenger/fixtures/meta/verify_challenge_query.form"),
+    )?;
     for net in [Net::Messenger, Net::Instagram] {
-        let ok = http.get(format!("{}?{}", webhook(&env, net), form.trim())).send().await?;
+        let ok = http
+            .get(format!("{}?{}", webhook(&env, net), form.trim()))
+            .send()
+            .await?;
         ensure!(ok.status() == 200, "handshake: {}", ok.status());
         ensure!(ok.text().await? == "1158201444", "the challenge is echoed");
         let wrong = http
-            .get(format!("{}?hub.mode=subscribe&hub.challenge=42&hub.verify_token=guess", webhook(&env, net)))
+            .get(format!(
+                "{}?hub.mode=subscribe&hub.challenge=42&hub.verify_token=guess",
+                webhook(&env, net)
+            ))
             .send()
             .await?;
-        ensure!(wrong.status() == 403, "wrong verify token: {}", wrong.status());
+        ensure!(
+            wrong.status() == 403,
+            "wrong verify token: {}",
+            wrong.status()
+        );
     }
 
     // Forged deliveries: no signature, another secret, a body changed after signing.
     for net in [Net::Messenger, Net::Instagram] {
-        let from = if net == Net::Messenger { JANE_PSID } else { PETER_IGSID };
-        let forged = FakeMeta::delivery(net, FakeMeta::message(net, from, "m_forged", json!({"text": "forged message"})));
+        let from = if net == Net::Messenger {
+            JANE_PSID
+        } else {
+            PETER_IGSID
+        };
+        let forged = FakeMeta::delivery(
+            net,
+            FakeMeta::message(net, from, "m_forged", json!({"text": "forged message"})),
+        );
         let bytes = forged.to_string().into_bytes();
         let url = webhook(&env, net);
-        ensure!(fake.deliver_raw(&url, bytes.clone(), None).await? == 401, "no signature");
-        ensure!(fake.deliver_raw(&url, bytes.clone(), Some(&sign("another-secret", &bytes))).await? == 403, "another secret");
+        ensure!(
+            fake.deliver_raw(&url, bytes.clone(), None).await? == 401,
+            "no signature"
+        );
+        ensure!(
+            fake.deliver_raw(&url, bytes.clone(), Some(&sign("another-secret", &bytes)))
+                .await?
+                == 403,
+            "another secret"
+        );
         let signed = sign(APP_SECRET, &bytes);
-        let tampered = String::from_utf8(bytes.clone())?.replace("forged message", "forged massage").into_bytes();
-        ensure!(fake.deliver_raw(&url, tampered, Some(&signed)).await? == 403, "altered body");
-        ensure!(fake.deliver_raw(&url, bytes, Some("sha1=5d10445a0c17c7067a4870ddef63bbf2d6b599f5")).await? == 403, "SHA-1 only");
+        let tampered = String::from_utf8(bytes.clone())?
+            .replace("forged message", "forged massage")
+            .into_bytes();
+        ensure!(
+            fake.deliver_raw(&url, tampered, Some(&signed)).await? == 403,
+            "altered body"
+        );
+        ensure!(
+            fake.deliver_raw(
+                &url,
+                bytes,
+                Some("sha1=5d10445a0c17c7067a4870ddef63bbf2d6b599f5")
+            )
+            .await?
+                == 403,
+            "SHA-1 only"
+        );
         // Signed garbage is refused as not a delivery.
         let garbage = b"{not json".to_vec();
         let sig = sign(APP_SECRET, &garbage);
-        ensure!(fake.deliver_raw(&url, garbage, Some(&sig)).await? == 400, "signed garbage");
+        ensure!(
+            fake.deliver_raw(&url, garbage, Some(&sig)).await? == 400,
+            "signed garbage"
+        );
     }
     rig::poll_until("the refusals logged", Duration::from_secs(10), || async {
         Ok(env.bridge.log().contains("bad signature").then_some(()))
@@ -439,37 +1066,107 @@ async fn webhooks_check_the_handshake_and_signatures() -> anyhow::Result<()> {
     .await?;
 
     // The real ones go through, one room per network.
-    deliver(&fake, &env, Net::Messenger, FakeMeta::message(Net::Messenger, JANE_PSID, "m_real", json!({"text": "real messenger message"}))).await?;
+    deliver(
+        &fake,
+        &env,
+        Net::Messenger,
+        FakeMeta::message(
+            Net::Messenger,
+            JANE_PSID,
+            "m_real",
+            json!({"text": "real messenger message"}),
+        ),
+    )
+    .await?;
     let m_room = env.alice.wait_for_invite("Jane Doe").await?;
-    env.alice.wait_for_text(&m_room, "real messenger message").await?;
-    deliver(&fake, &env, Net::Instagram, FakeMeta::message(Net::Instagram, PETER_IGSID, "aWdfReal", json!({"text": "real instagram message"}))).await?;
+    env.alice
+        .wait_for_text(&m_room, "real messenger message")
+        .await?;
+    deliver(
+        &fake,
+        &env,
+        Net::Instagram,
+        FakeMeta::message(
+            Net::Instagram,
+            PETER_IGSID,
+            "aWdfReal",
+            json!({"text": "real instagram message"}),
+        ),
+    )
+    .await?;
     let i_room = env.alice.wait_for_invite("Peter Chang").await?;
-    env.alice.wait_for_text(&i_room, "real instagram message").await?;
+    env.alice
+        .wait_for_text(&i_room, "real instagram message")
+        .await?;
     ensure!(m_room != i_room);
     for room in [&m_room, &i_room] {
-        ensure!(!env.alice.messages(room).iter().any(|m| m.body.contains("forged")), "a forged delivery reached Matrix");
+        ensure!(
+            !env.alice
+                .messages(room)
+                .iter()
+                .any(|m| m.body.contains("forged")),
+            "a forged delivery reached Matrix"
+        );
     }
     // A file the CDN cannot serve right now: 503, so Meta delivers again; then it is bridged
     // once, and a further redelivery changes nothing.
     let jpeg = blob("jpeg", 900);
     let url = fake.add_file("retry.jpg", "image/jpeg", jpeg.clone());
-    let body = FakeMeta::delivery(Net::Messenger, FakeMeta::message(Net::Messenger, JANE_PSID, "m_img_retry", json!({"attachments": [{"type": "image", "payload": {"url": url}}]})));
+    let body = FakeMeta::delivery(
+        Net::Messenger,
+        FakeMeta::message(
+            Net::Messenger,
+            JANE_PSID,
+            "m_img_retry",
+            json!({"attachments": [{"type": "image", "payload": {"url": url}}]}),
+        ),
+    );
     fake.fault(Some("cdn"), FaultKind::ServerError, 1);
     let hook = webhook(&env, Net::Messenger);
-    ensure!(fake.deliver(&hook, &body).await? == 503, "a file that may work later is not acknowledged");
+    ensure!(
+        fake.deliver(&hook, &body).await? == 503,
+        "a file that may work later is not acknowledged"
+    );
     ensure!(fake.deliver(&hook, &body).await? == 200);
-    let image = env.alice.wait_for_message(&m_room, |m| m.msgtype == "m.image").await?;
+    let image = env
+        .alice
+        .wait_for_message(&m_room, |m| m.msgtype == "m.image")
+        .await?;
     ensure!(env.alice.fetch_file(&image).await? == jpeg);
     ensure!(fake.deliver(&hook, &body).await? == 200);
     env.alice.send_text(&m_room, "marker").await?;
-    fake.wait_for_call("me/messages", |c| c.text() == Some("marker")).await?;
-    ensure!(env.alice.messages(&m_room).iter().filter(|m| m.msgtype == "m.image").count() == 1, "the image bridged once");
+    fake.wait_for_call("me/messages", |c| c.text() == Some("marker"))
+        .await?;
+    ensure!(
+        env.alice
+            .messages(&m_room)
+            .iter()
+            .filter(|m| m.msgtype == "m.image")
+            .count()
+            == 1,
+        "the image bridged once"
+    );
     ensure!(fake.calls("cdn/").is_empty(), "sanity");
-    let fetches = fake.all_calls().iter().filter(|c| c.path.ends_with("_retry.jpg")).count();
-    ensure!(fetches == 2, "fetched {fetches} times: the failed try and the stored one, not for the last redelivery");
+    let fetches = fake
+        .all_calls()
+        .iter()
+        .filter(|c| c.path.ends_with("_retry.jpg"))
+        .count();
+    ensure!(
+        fetches == 2,
+        "fetched {fetches} times: the failed try and the stored one, not for the last redelivery"
+    );
 
     // A delivery of the other network's object on a webhook is acknowledged and ignored.
-    let wrong = FakeMeta::delivery(Net::Messenger, FakeMeta::message(Net::Messenger, JANE_PSID, "m_wrong", json!({"text": "wrong endpoint"})));
+    let wrong = FakeMeta::delivery(
+        Net::Messenger,
+        FakeMeta::message(
+            Net::Messenger,
+            JANE_PSID,
+            "m_wrong",
+            json!({"text": "wrong endpoint"}),
+        ),
+    );
     ensure!(fake.deliver(&webhook(&env, Net::Instagram), &wrong).await? == 200);
     Ok(())
 }
@@ -478,22 +1175,54 @@ async fn webhooks_check_the_handshake_and_signatures() -> anyhow::Result<()> {
 #[tokio::test]
 async fn the_fake_speaks_the_graph_api() -> anyhow::Result<()> {
     let fake = FakeMeta::start().await?;
-    fake.add_profile(Net::Messenger, JANE_PSID, json!({"first_name": "Jane", "last_name": "Doe"}));
+    fake.add_profile(
+        Net::Messenger,
+        JANE_PSID,
+        json!({"first_name": "Jane", "last_name": "Doe"}),
+    );
     let http = reqwest::Client::new();
     let send = |token: &str, body: Value| {
-        http.post(format!("{}/v21.0/me/messages", fake.url())).query(&[("access_token", token)]).json(&body).send()
+        http.post(format!("{}/v21.0/me/messages", fake.url()))
+            .query(&[("access_token", token)])
+            .json(&body)
+            .send()
     };
     let wrong = send("nope", json!({})).await?;
     ensure!(wrong.status() == 400);
     let body: Value = wrong.json().await?;
-    ensure!(body["error"]["code"] == 190 && body["error"]["type"] == "OAuthException", "{body}");
-    let nobody: Value = send(PAGE_TOKEN, json!({"recipient": {"id": "1"}, "messaging_type": "RESPONSE", "message": {"text": "x"}})).await?.json().await?;
-    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(rig::repo_root().join("bridges/messenger/fixtures/messenger/error_no_matching_user.json"))?)?;
-    ensure!(nobody["error"]["code"] == fixture["error"]["code"] && nobody["error"]["error_subcode"] == fixture["error"]["error_subcode"] && nobody["error"]["message"] == fixture["error"]["message"], "{nobody}");
+    ensure!(
+        body["error"]["code"] == 190 && body["error"]["type"] == "OAuthException",
+        "{body}"
+    );
+    let nobody: Value = send(
+        PAGE_TOKEN,
+        json!({"recipient": {"id": "1"}, "messaging_type": "RESPONSE", "message": {"text": "x"}}),
+    )
+    .await?
+    .json()
+    .await?;
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(
+        rig::repo_root().join("bridges/messenger/fixtures/messenger/error_no_matching_user.json"),
+    )?)?;
+    ensure!(
+        nobody["error"]["code"] == fixture["error"]["code"]
+            && nobody["error"]["error_subcode"] == fixture["error"]["error_subcode"]
+            && nobody["error"]["message"] == fixture["error"]["message"],
+        "{nobody}"
+    );
     let ok: Value = send(PAGE_TOKEN, json!({"recipient": {"id": JANE_PSID}, "messaging_type": "RESPONSE", "message": {"text": "hi"}})).await?.json().await?;
-    let shape: Value = serde_json::from_str(&std::fs::read_to_string(rig::repo_root().join("bridges/messenger/fixtures/messenger/send_response.json"))?)?;
-    let keys = |v: &Value| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
-    ensure!(keys(&ok) == keys(&shape) && ok["recipient_id"] == JANE_PSID, "{ok}");
+    let shape: Value = serde_json::from_str(&std::fs::read_to_string(
+        rig::repo_root().join("bridges/messenger/fixtures/messenger/send_response.json"),
+    )?)?;
+    let keys = |v: &Value| {
+        v.as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    ensure!(
+        keys(&ok) == keys(&shape) && ok["recipient_id"] == JANE_PSID,
+        "{ok}"
+    );
     let too_long = send(PAGE_TOKEN, json!({"recipient": {"id": JANE_PSID}, "messaging_type": "RESPONSE", "message": {"text": "x".repeat(2001)}})).await?;
     ensure!(too_long.status() == 400);
     let profile: Value = http
@@ -504,6 +1233,9 @@ async fn the_fake_speaks_the_graph_api() -> anyhow::Result<()> {
         .await?
         .json()
         .await?;
-    ensure!(profile == json!({"id": JANE_PSID, "first_name": "Jane"}), "{profile}");
+    ensure!(
+        profile == json!({"id": JANE_PSID, "first_name": "Jane"}),
+        "{profile}"
+    );
     Ok(())
 }

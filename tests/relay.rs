@@ -39,7 +39,9 @@ fn is_agent_message(e: &Value) -> bool {
     e["type"] == "message" && e["from"] == "agent"
 }
 
-async fn first_message_opens_a_portal_and_the_answer_reaches_the_visitor(backend: Backend) -> anyhow::Result<()> {
+async fn first_message_opens_a_portal_and_the_answer_reaches_the_visitor(
+    backend: Backend,
+) -> anyhow::Result<()> {
     let env = TestEnv::start(BridgeOptions::default().backend(backend)).await?;
     let visitor = env.visitor("Jane Doe", "jane@example.com").await?;
     let first = visitor.send("Hello, my order #123 has not arrived").await?;
@@ -47,13 +49,26 @@ async fn first_message_opens_a_portal_and_the_answer_reaches_the_visitor(backend
     // The operator is invited to a new room named after the customer and the channel.
     let room = env.alice.wait_for_invite("Jane Doe").await?;
     let msg = env.alice.wait_for_text(&room, "order #123").await?;
-    ensure!(msg.sender.starts_with("@sb_webchat_"), "sent by a ghost, not {}", msg.sender);
+    ensure!(
+        msg.sender.starts_with("@sb_webchat_"),
+        "sent by a ghost, not {}",
+        msg.sender
+    );
     let members = env.alice.members(&room).await?;
-    let ghost_name = members.iter().find(|(id, _)| id == &msg.sender).map(|(_, name)| name.clone());
-    ensure!(ghost_name.as_deref() == Some("Jane Doe"), "ghost display name: {ghost_name:?}");
+    let ghost_name = members
+        .iter()
+        .find(|(id, _)| id == &msg.sender)
+        .map(|(_, name)| name.clone());
+    ensure!(
+        ghost_name.as_deref() == Some("Jane Doe"),
+        "ghost display name: {ghost_name:?}"
+    );
     ensure!(env.alice.room_name(&room).await?.as_deref() == Some("Jane Doe (webchat)"));
     let topic = env.alice.room_topic(&room).await?.unwrap_or_default();
-    ensure!(topic.contains("jane@example.com") && topic.contains("webchat"), "topic: {topic}");
+    ensure!(
+        topic.contains("jane@example.com") && topic.contains("webchat"),
+        "topic: {topic}"
+    );
 
     // The room is the bridge's: private, bridge state, the bot at the top power level.
     let bridge_state = env.alice.state_events(&room).await?;
@@ -61,25 +76,54 @@ async fn first_message_opens_a_portal_and_the_answer_reaches_the_visitor(backend
         .iter()
         .filter(|e| e["type"] == "m.bridge" || e["type"] == "uk.half-shot.bridge")
         .collect();
-    ensure!(bridge_events.len() == 2, "m.bridge and uk.half-shot.bridge state: {bridge_events:?}");
+    ensure!(
+        bridge_events.len() == 2,
+        "m.bridge and uk.half-shot.bridge state: {bridge_events:?}"
+    );
     ensure!(bridge_events[0]["content"]["protocol"]["id"] == "webchat");
     ensure!(bridge_events[0]["content"]["bridgebot"] == env.bot_user_id().as_str());
-    let join_rules = env.alice.state_event(&room, "m.room.join_rules", "").await?.context("join rules")?;
-    ensure!(join_rules["join_rule"] == "invite" || join_rules["content"]["join_rule"] == "invite", "{join_rules}");
-    let create = bridge_state.iter().find(|e| e["type"] == "m.room.create").context("create event")?;
-    ensure!(create["sender"] == env.bot_user_id().as_str(), "the bot created the room (and so holds top power)");
+    let join_rules = env
+        .alice
+        .state_event(&room, "m.room.join_rules", "")
+        .await?
+        .context("join rules")?;
+    ensure!(
+        join_rules["join_rule"] == "invite" || join_rules["content"]["join_rule"] == "invite",
+        "{join_rules}"
+    );
+    let create = bridge_state
+        .iter()
+        .find(|e| e["type"] == "m.room.create")
+        .context("create event")?;
+    ensure!(
+        create["sender"] == env.bot_user_id().as_str(),
+        "the bot created the room (and so holds top power)"
+    );
     let bob_room = env.bob.wait_for_invite("Jane Doe").await?;
-    ensure!(bob_room == room, "every configured operator is invited to the portal");
+    ensure!(
+        bob_room == room,
+        "every configured operator is invited to the portal"
+    );
 
     // The operator answers with formatting; the visitor sees it, safely.
     let answer = env
         .alice
-        .send_html(&room, "Sorry! **Checking** now", "Sorry! <b>Checking</b> now<script>alert(1)</script>")
+        .send_html(
+            &room,
+            "Sorry! **Checking** now",
+            "Sorry! <b>Checking</b> now<script>alert(1)</script>",
+        )
         .await?;
     let got = visitor.wait_for_agent_text("**Checking** now").await?;
     let html = got["html"].as_str().unwrap_or_default();
-    ensure!(html.contains("<b>Checking</b>") && !html.contains("script"), "sanitised html: {html}");
-    ensure!(got["text"] == "Sorry! **Checking** now", "plain text kept: {got}");
+    ensure!(
+        html.contains("<b>Checking</b>") && !html.contains("script"),
+        "sanitised html: {html}"
+    );
+    ensure!(
+        got["text"] == "Sorry! **Checking** now",
+        "plain text kept: {got}"
+    );
 
     // Delivery truth: the bridge reports the message delivered in the room...
     env.alice
@@ -92,7 +136,9 @@ async fn first_message_opens_a_portal_and_the_answer_reaches_the_visitor(backend
     // ...and the customer reading it becomes the ghost's read receipt on it.
     let agent_id = got["id"].as_str().context("agent message id")?.to_string();
     visitor.read(&agent_id).await?;
-    env.alice.wait_for_read_receipt(&room, &msg.sender, &answer).await?;
+    env.alice
+        .wait_for_read_receipt(&room, &msg.sender, &answer)
+        .await?;
 
     // The visitor typing shows as the ghost typing (the other way is checked in tests/widget.rs,
     // through the widget's live stream).
@@ -108,64 +154,140 @@ async fn first_message_opens_a_portal_and_the_answer_reaches_the_visitor(backend
     // The ghost's own messages are not echoed back to the visitor as agent messages.
     let history = visitor.refresh().await?;
     let agents: Vec<&Value> = history.iter().filter(|e| is_agent_message(e)).collect();
-    ensure!(agents.len() == 1, "exactly the operator's one answer reached the visitor: {agents:?}");
+    ensure!(
+        agents.len() == 1,
+        "exactly the operator's one answer reached the visitor: {agents:?}"
+    );
     let _ = first;
     Ok(())
 }
 
-async fn files_go_both_ways_and_oversized_ones_get_a_notice(backend: Backend) -> anyhow::Result<()> {
-    let env = TestEnv::start(BridgeOptions::default().backend(backend).max_upload_bytes(64 * 1024)).await?;
+async fn files_go_both_ways_and_oversized_ones_get_a_notice(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let env = TestEnv::start(
+        BridgeOptions::default()
+            .backend(backend)
+            .max_upload_bytes(64 * 1024),
+    )
+    .await?;
     let visitor = env.visitor("Filip", "filip@example.com").await?;
     visitor.send("I'll send the invoice").await?;
     let room = env.alice.wait_for_invite("Filip").await?;
 
     // Visitor → operator: name, mime type, size and bytes survive.
-    let pdf: Vec<u8> = b"%PDF-1.4\n".iter().copied().chain((0..5000u32).map(|i| (i % 251) as u8)).collect();
-    visitor.upload("invoice 2026.pdf", "application/pdf", pdf.clone()).await?;
-    let file = env.alice.wait_for_message(&room, |m| m.msgtype == "m.file").await?;
-    ensure!(file.filename() == "invoice 2026.pdf", "file name {}", file.filename());
+    let pdf: Vec<u8> = b"%PDF-1.4\n"
+        .iter()
+        .copied()
+        .chain((0..5000u32).map(|i| (i % 251) as u8))
+        .collect();
+    visitor
+        .upload("invoice 2026.pdf", "application/pdf", pdf.clone())
+        .await?;
+    let file = env
+        .alice
+        .wait_for_message(&room, |m| m.msgtype == "m.file")
+        .await?;
+    ensure!(
+        file.filename() == "invoice 2026.pdf",
+        "file name {}",
+        file.filename()
+    );
     ensure!(file.mimetype() == Some("application/pdf"));
     ensure!(file.size() == Some(pdf.len() as u64));
-    ensure!(env.alice.fetch_file(&file).await? == pdf, "same bytes in the media repository");
+    ensure!(
+        env.alice.fetch_file(&file).await? == pdf,
+        "same bytes in the media repository"
+    );
 
     // An image becomes an m.image.
     let png = tiny_png();
-    visitor.upload("screenshot.png", "image/png", png.clone()).await?;
-    let image = env.alice.wait_for_message(&room, |m| m.msgtype == "m.image").await?;
+    visitor
+        .upload("screenshot.png", "image/png", png.clone())
+        .await?;
+    let image = env
+        .alice
+        .wait_for_message(&room, |m| m.msgtype == "m.image")
+        .await?;
     ensure!(env.alice.fetch_file(&image).await? == png);
 
     // Operator → visitor: the visitor downloads the same bytes.
     let label: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 256) as u8).collect();
-    env.alice.send_file(&room, "return-label.bin", "application/octet-stream", label.clone()).await?;
+    env.alice
+        .send_file(
+            &room,
+            "return-label.bin",
+            "application/octet-stream",
+            label.clone(),
+        )
+        .await?;
     let got = visitor
-        .wait_for_event_described("an agent file", |e| is_agent_message(e) && e["attachments"][0]["name"] == "return-label.bin")
+        .wait_for_event_described("an agent file", |e| {
+            is_agent_message(e) && e["attachments"][0]["name"] == "return-label.bin"
+        })
         .await?;
     let att = &got["attachments"][0];
-    ensure!(att["size"] == label.len() as u64 && att["mime"] == "application/octet-stream", "{att}");
+    ensure!(
+        att["size"] == label.len() as u64 && att["mime"] == "application/octet-stream",
+        "{att}"
+    );
     let url = att["url"].as_str().context("download url")?;
-    let full = if url.starts_with("http") { url.to_string() } else { format!("{}{url}", env.bridge.base_url()) };
-    let resp = reqwest::Client::new().get(&full).bearer_auth(&visitor.token).send().await?;
+    let full = if url.starts_with("http") {
+        url.to_string()
+    } else {
+        format!("{}{url}", env.bridge.base_url())
+    };
+    let resp = reqwest::Client::new()
+        .get(&full)
+        .bearer_auth(&visitor.token)
+        .send()
+        .await?;
     ensure!(resp.status() == 200, "download {full}: {}", resp.status());
     let bytes = resp.bytes().await?.to_vec();
     ensure!(bytes == label, "visitor downloads the operator's bytes");
 
     // Too big for the channel: the operator gets a notice naming the limit; nothing is sent.
     let big = vec![7u8; 100 * 1024];
-    let big_event = env.alice.send_file(&room, "huge.bin", "application/octet-stream", big).await?;
+    let big_event = env
+        .alice
+        .send_file(&room, "huge.bin", "application/octet-stream", big)
+        .await?;
     let notice = env
         .alice
-        .wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(big_event.as_str()))
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(big_event.as_str())
+        })
         .await?;
-    ensure!(notice.body.contains("huge.bin") && notice.body.contains("64.0 KB"), "notice: {}", notice.body);
+    ensure!(
+        notice.body.contains("huge.bin") && notice.body.contains("64.0 KB"),
+        "notice: {}",
+        notice.body
+    );
     // Too big from the visitor: a clear refusal, and the conversation goes on.
-    let resp = visitor.upload_response("big.bin", "application/octet-stream", vec![1u8; 100 * 1024]).await?;
-    ensure!(resp.status() == 413, "oversized upload refused with 413, got {}", resp.status());
+    let resp = visitor
+        .upload_response("big.bin", "application/octet-stream", vec![1u8; 100 * 1024])
+        .await?;
+    ensure!(
+        resp.status() == 413,
+        "oversized upload refused with 413, got {}",
+        resp.status()
+    );
     let body: Value = resp.json().await?;
-    ensure!(body["message"].as_str().is_some_and(|m| m.contains("65536") || m.contains("64")), "{body}");
+    ensure!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("65536") || m.contains("64")),
+        "{body}"
+    );
     visitor.send("still here").await?;
     env.alice.wait_for_text(&room, "still here").await?;
     let history = visitor.refresh().await?;
-    ensure!(!history.iter().any(|e| e["attachments"][0]["name"] == "huge.bin"), "the oversized file never reached the visitor");
+    ensure!(
+        !history
+            .iter()
+            .any(|e| e["attachments"][0]["name"] == "huge.bin"),
+        "the oversized file never reached the visitor"
+    );
     Ok(())
 }
 
@@ -177,46 +299,81 @@ async fn replies_edits_and_deletions_go_both_ways(backend: Backend) -> anyhow::R
     let question_event = env.alice.wait_for_text(&room, "Norway").await?;
 
     // Operator replies to the customer's message: the visitor sees the reply-to.
-    env.alice.reply(&room, &question_event.event_id, "Yes, we do").await?;
+    env.alice
+        .reply(&room, &question_event.event_id, "Yes, we do")
+        .await?;
     let answer = visitor.wait_for_agent_text("Yes, we do").await?;
-    ensure!(answer["reply_to"] == question.as_str(), "reply_to kept: {answer}");
-    ensure!(answer["text"] == "Yes, we do", "reply fallback removed: {answer}");
+    ensure!(
+        answer["reply_to"] == question.as_str(),
+        "reply_to kept: {answer}"
+    );
+    ensure!(
+        answer["text"] == "Yes, we do",
+        "reply fallback removed: {answer}"
+    );
 
     // Visitor replies to the operator's message: Matrix sees m.in_reply_to.
     let answer_id = answer["id"].as_str().context("id")?.to_string();
     visitor.reply("Great, and to Svalbard?", &answer_id).await?;
     let reply = env.alice.wait_for_text(&room, "Svalbard").await?;
     let alice_answer = env.alice.wait_for_text(&room, "Yes, we do").await?;
-    ensure!(reply.in_reply_to() == Some(alice_answer.event_id.as_str()), "in_reply_to: {:?}", reply.relates_to);
+    ensure!(
+        reply.in_reply_to() == Some(alice_answer.event_id.as_str()),
+        "in_reply_to: {:?}",
+        reply.relates_to
+    );
 
     // Visitor edits: an m.replace of the original event.
-    visitor.edit(&question, "Do you ship to Norway and Sweden?").await?;
-    let edit = env.alice.wait_for_message(&room, |m| m.replaces() == Some(question_event.event_id.as_str())).await?;
-    ensure!(edit.new_body() == Some("Do you ship to Norway and Sweden?"), "{:?}", edit.content);
+    visitor
+        .edit(&question, "Do you ship to Norway and Sweden?")
+        .await?;
+    let edit = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.replaces() == Some(question_event.event_id.as_str())
+        })
+        .await?;
+    ensure!(
+        edit.new_body() == Some("Do you ship to Norway and Sweden?"),
+        "{:?}",
+        edit.content
+    );
 
     // Operator edits: the visitor sees the new text on the same message.
-    env.alice.edit(&room, &alice_answer.event_id, "Yes, we do (3-5 days)").await?;
+    env.alice
+        .edit(&room, &alice_answer.event_id, "Yes, we do (3-5 days)")
+        .await?;
     visitor
-        .wait_for_event_described("the agent's edit", |e| e["type"] == "edit" && e["id"] == answer_id.as_str() && e["text"] == "Yes, we do (3-5 days)")
+        .wait_for_event_described("the agent's edit", |e| {
+            e["type"] == "edit"
+                && e["id"] == answer_id.as_str()
+                && e["text"] == "Yes, we do (3-5 days)"
+        })
         .await?;
 
     // Visitor deletes: the ghost redacts the event.
     let oops = visitor.send("my card number is 4111...").await?;
     let oops_event = env.alice.wait_for_text(&room, "4111").await?;
     visitor.delete(&oops).await?;
-    env.alice.wait_for_redaction(&room, &oops_event.event_id).await?;
+    env.alice
+        .wait_for_redaction(&room, &oops_event.event_id)
+        .await?;
 
     // Operator deletes: the visitor sees the deletion.
     let wrong = env.alice.send_text(&room, "Wrong customer, sorry").await?;
     let wrong_msg = visitor.wait_for_agent_text("Wrong customer").await?;
     env.alice.redact(&room, &wrong, None).await?;
     visitor
-        .wait_for_event_described("the agent's deletion", |e| e["type"] == "delete" && e["id"] == wrong_msg["id"])
+        .wait_for_event_described("the agent's deletion", |e| {
+            e["type"] == "delete" && e["id"] == wrong_msg["id"]
+        })
         .await?;
     Ok(())
 }
 
-async fn a_restart_between_message_and_answer_loses_nothing(backend: Backend) -> anyhow::Result<()> {
+async fn a_restart_between_message_and_answer_loses_nothing(
+    backend: Backend,
+) -> anyhow::Result<()> {
     let mut env = TestEnv::start(BridgeOptions::default().backend(backend)).await?;
     let visitor = env.visitor("Karl", "karl@example.com").await?;
     visitor.send("first").await?;
@@ -227,25 +384,46 @@ async fn a_restart_between_message_and_answer_loses_nothing(backend: Backend) ->
     visitor.send("sent just before the crash").await?;
     env.bridge.kill();
     // While it is down an operator answers; the homeserver holds the transaction.
-    let answer = env.alice.send_text(&room, "answered while the bridge was down").await?;
+    let answer = env
+        .alice
+        .send_text(&room, "answered while the bridge was down")
+        .await?;
     env.bridge.start().await?;
 
-    env.alice.wait_for_text(&room, "sent just before the crash").await?;
-    visitor.wait_for_agent_text("answered while the bridge was down").await?;
+    env.alice
+        .wait_for_text(&room, "sent just before the crash")
+        .await?;
+    visitor
+        .wait_for_agent_text("answered while the bridge was down")
+        .await?;
     env.alice
         .wait_for_event(&room, "delivery status after restart", |e| {
-            e["type"] == "com.beeper.message_send_status" && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
+            e["type"] == "com.beeper.message_send_status"
+                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
         })
         .await?;
 
     // Exactly once on both sides, even after another restart replays whatever was in flight.
     env.bridge.restart().await?;
     visitor.send("after the second restart").await?;
-    env.alice.wait_for_text(&room, "after the second restart").await?;
-    let crash_copies = env.alice.messages(&room).iter().filter(|m| m.body == "sent just before the crash").count();
-    ensure!(crash_copies == 1, "customer message bridged {crash_copies} times");
+    env.alice
+        .wait_for_text(&room, "after the second restart")
+        .await?;
+    let crash_copies = env
+        .alice
+        .messages(&room)
+        .iter()
+        .filter(|m| m.body == "sent just before the crash")
+        .count();
+    ensure!(
+        crash_copies == 1,
+        "customer message bridged {crash_copies} times"
+    );
     let history = visitor.refresh().await?;
-    let answers = history.iter().filter(|e| is_agent_message(e) && e["text"] == "answered while the bridge was down").count();
+    let answers = history
+        .iter()
+        .filter(|e| is_agent_message(e) && e["text"] == "answered while the bridge was down")
+        .count();
     ensure!(answers == 1, "operator answer delivered {answers} times");
     Ok(())
 }
@@ -257,44 +435,105 @@ async fn commands_and_notes_never_reach_the_customer(backend: Backend) -> anyhow
     let room = env.alice.wait_for_invite("Nora").await?;
     env.alice.wait_for_text(&room, "hi").await?;
 
-    let note = env.alice.send_text(&room, "!sb note VIP customer, be nice").await?;
-    let ack = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(note.as_str())).await?;
+    let note = env
+        .alice
+        .send_text(&room, "!sb note VIP customer, be nice")
+        .await?;
+    let ack = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(note.as_str())
+        })
+        .await?;
     ensure!(ack.sender == env.bot_user_id(), "the bot confirms the note");
     let unknown = env.alice.send_text(&room, "!sb frobnicate").await?;
-    let help = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(unknown.as_str())).await?;
-    ensure!(help.body.contains("Unknown command") && help.body.contains("!sb help"), "{}", help.body);
+    let help = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(unknown.as_str())
+        })
+        .await?;
+    ensure!(
+        help.body.contains("Unknown command") && help.body.contains("!sb help"),
+        "{}",
+        help.body
+    );
     let help_cmd = env.alice.send_text(&room, "!sb help").await?;
-    let listing = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(help_cmd.as_str())).await?;
-    ensure!(listing.body.contains("note") && listing.body.contains("retry"), "{}", listing.body);
+    let listing = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(help_cmd.as_str())
+        })
+        .await?;
+    ensure!(
+        listing.body.contains("note") && listing.body.contains("retry"),
+        "{}",
+        listing.body
+    );
 
     // A Matrix user who is not an operator cannot speak to the customer or run commands.
     let carol = env.new_operator("carol", "carol-password").await?;
-    env.alice.client().get_room(&matrix_sdk::ruma::OwnedRoomId::try_from(room.as_str())?).context("room")?
-        .invite_user_by_id(&matrix_sdk::ruma::OwnedUserId::try_from(carol.user_id())?).await?;
+    env.alice
+        .client()
+        .get_room(&matrix_sdk::ruma::OwnedRoomId::try_from(room.as_str())?)
+        .context("room")?
+        .invite_user_by_id(&matrix_sdk::ruma::OwnedUserId::try_from(carol.user_id())?)
+        .await?;
     carol.join(&room).await?;
     let intruder = carol.send_text(&room, "I am not staff").await?;
-    let refusal = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(intruder.as_str())).await?;
+    let refusal = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(intruder.as_str())
+        })
+        .await?;
     ensure!(refusal.body.contains("not an operator"), "{}", refusal.body);
     let carol_cmd = carol.send_text(&room, "!sb retry").await?;
-    let denied = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(carol_cmd.as_str())).await?;
-    ensure!(denied.body.contains("needs operator rights"), "{}", denied.body);
+    let denied = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(carol_cmd.as_str())
+        })
+        .await?;
+    ensure!(
+        denied.body.contains("needs operator rights"),
+        "{}",
+        denied.body
+    );
 
     // A real answer after all that is the only thing the visitor sees.
     env.alice.send_text(&room, "How can I help?").await?;
     visitor.wait_for_agent_text("How can I help?").await?;
     let history = visitor.refresh().await?;
-    let agent_texts: Vec<&str> = history.iter().filter(|e| is_agent_message(e)).filter_map(|e| e["text"].as_str()).collect();
-    ensure!(agent_texts == ["How can I help?"], "the visitor saw: {agent_texts:?}");
+    let agent_texts: Vec<&str> = history
+        .iter()
+        .filter(|e| is_agent_message(e))
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    ensure!(
+        agent_texts == ["How can I help?"],
+        "the visitor saw: {agent_texts:?}"
+    );
 
     // In a direct chat with the bot, bare commands work.
-    let dm = env.alice.create_room("bot dm", &[&env.bot_user_id()]).await?;
+    let dm = env
+        .alice
+        .create_room("bot dm", &[&env.bot_user_id()])
+        .await?;
     env.alice
         .wait_for_event(&dm, "the bot joining", |e| {
-            e["type"] == "m.room.member" && e["state_key"] == env.bot_user_id().as_str() && e["content"]["membership"] == "join"
+            e["type"] == "m.room.member"
+                && e["state_key"] == env.bot_user_id().as_str()
+                && e["content"]["membership"] == "join"
         })
         .await?;
     let bare = env.alice.send_text(&dm, "help").await?;
-    let reply = env.alice.wait_for_message(&dm, |m| m.is_notice() && m.in_reply_to() == Some(bare.as_str())).await?;
+    let reply = env
+        .alice
+        .wait_for_message(&dm, |m| {
+            m.is_notice() && m.in_reply_to() == Some(bare.as_str())
+        })
+        .await?;
     ensure!(reply.body.contains("note"), "{}", reply.body);
     Ok(())
 }
@@ -310,7 +549,10 @@ async fn transactions_are_authenticated_and_idempotent() -> anyhow::Result<()> {
 
     let reg = env.bridge.registration()?;
     let hs_token = reg["hs_token"].as_str().context("hs_token")?.to_string();
-    let url = format!("{}/_matrix/app/v1/transactions/test-txn-1", env.bridge.base_url());
+    let url = format!(
+        "{}/_matrix/app/v1/transactions/test-txn-1",
+        env.bridge.base_url()
+    );
     let event = json!({
         "type": "m.room.message",
         "event_id": "$replayed-event-1",
@@ -324,23 +566,58 @@ async fn transactions_are_authenticated_and_idempotent() -> anyhow::Result<()> {
 
     let missing = http.put(&url).json(&body).send().await?;
     ensure!(missing.status() == 401, "no token: {}", missing.status());
-    let wrong = http.put(&url).bearer_auth("not-the-token").json(&body).send().await?;
+    let wrong = http
+        .put(&url)
+        .bearer_auth("not-the-token")
+        .json(&body)
+        .send()
+        .await?;
     ensure!(wrong.status() == 403, "wrong token: {}", wrong.status());
     let as_token = reg["as_token"].as_str().context("as_token")?;
-    let swapped = http.put(&url).bearer_auth(as_token).json(&body).send().await?;
-    ensure!(swapped.status() == 403, "the as_token is not the hs_token: {}", swapped.status());
+    let swapped = http
+        .put(&url)
+        .bearer_auth(as_token)
+        .json(&body)
+        .send()
+        .await?;
+    ensure!(
+        swapped.status() == 403,
+        "the as_token is not the hs_token: {}",
+        swapped.status()
+    );
 
     for _ in 0..2 {
-        let ok = http.put(&url).bearer_auth(&hs_token).json(&body).send().await?;
+        let ok = http
+            .put(&url)
+            .bearer_auth(&hs_token)
+            .json(&body)
+            .send()
+            .await?;
         ensure!(ok.status() == 200, "transaction accepted: {}", ok.status());
     }
     // The same event again in another transaction is still one message.
-    let url2 = format!("{}/_matrix/app/v1/transactions/test-txn-2", env.bridge.base_url());
-    ensure!(http.put(&url2).bearer_auth(&hs_token).json(&body).send().await?.status() == 200);
+    let url2 = format!(
+        "{}/_matrix/app/v1/transactions/test-txn-2",
+        env.bridge.base_url()
+    );
+    ensure!(
+        http.put(&url2)
+            .bearer_auth(&hs_token)
+            .json(&body)
+            .send()
+            .await?
+            .status()
+            == 200
+    );
     visitor.wait_for_agent_text("pushed by hand").await?;
     env.alice.send_text(&room, "marker").await?;
     visitor.wait_for_agent_text("marker").await?;
-    let copies = visitor.refresh().await?.iter().filter(|e| e["text"] == "pushed by hand").count();
+    let copies = visitor
+        .refresh()
+        .await?
+        .iter()
+        .filter(|e| e["text"] == "pushed by hand")
+        .count();
     ensure!(copies == 1, "replayed transaction relayed {copies} times");
 
     // Events from the bridge's own namespace are dropped, not relayed back.
@@ -349,15 +626,41 @@ async fn transactions_are_authenticated_and_idempotent() -> anyhow::Result<()> {
         "sender": format!("@sb_webchat_someone:{}", env.synapse.server_name()),
         "origin_server_ts": 2, "content": {"msgtype": "m.text", "body": "ghost echo"},
     }]});
-    let url3 = format!("{}/_matrix/app/v1/transactions/test-txn-3", env.bridge.base_url());
-    ensure!(http.put(&url3).bearer_auth(&hs_token).json(&ghost_event).send().await?.status() == 200);
+    let url3 = format!(
+        "{}/_matrix/app/v1/transactions/test-txn-3",
+        env.bridge.base_url()
+    );
+    ensure!(
+        http.put(&url3)
+            .bearer_auth(&hs_token)
+            .json(&ghost_event)
+            .send()
+            .await?
+            .status()
+            == 200
+    );
     env.alice.send_text(&room, "marker 2").await?;
     visitor.wait_for_agent_text("marker 2").await?;
-    ensure!(!visitor.refresh().await?.iter().any(|e| e["text"] == "ghost echo"), "ghost echo relayed");
+    ensure!(
+        !visitor
+            .refresh()
+            .await?
+            .iter()
+            .any(|e| e["text"] == "ghost echo"),
+        "ghost echo relayed"
+    );
 
     // Garbage is refused with a clear error and breaks nothing.
-    let url4 = format!("{}/_matrix/app/v1/transactions/test-txn-4", env.bridge.base_url());
-    let bad = http.put(&url4).bearer_auth(&hs_token).body("{not json").send().await?;
+    let url4 = format!(
+        "{}/_matrix/app/v1/transactions/test-txn-4",
+        env.bridge.base_url()
+    );
+    let bad = http
+        .put(&url4)
+        .bearer_auth(&hs_token)
+        .body("{not json")
+        .send()
+        .await?;
     ensure!(bad.status() == 400, "bad body: {}", bad.status());
     env.alice.send_text(&room, "still works").await?;
     visitor.wait_for_agent_text("still works").await?;
@@ -371,20 +674,28 @@ async fn operator_attribution_is_configurable() -> anyhow::Result<()> {
     let visitor = env.visitor("Ola", "ola@example.com").await?;
     visitor.send("hi").await?;
     let room = env.alice.wait_for_invite("Ola").await?;
-    env.alice.client().account().set_display_name(Some("Alice Agent")).await?;
+    env.alice
+        .client()
+        .account()
+        .set_display_name(Some("Alice Agent"))
+        .await?;
     env.alice.send_text(&room, "Hello Ola").await?;
     let got = visitor.wait_for_agent_text("Hello Ola").await?;
-    ensure!(got["text"] == "Hello Ola\n— Alice Agent", "signature: {got}");
+    ensure!(
+        got["text"] == "Hello Ola\n— Alice Agent",
+        "signature: {got}"
+    );
     Ok(())
 }
 
 /// A 1×1 PNG.
 fn tiny_png() -> Vec<u8> {
     vec![
-        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
-        0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49,
-        0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0, 0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d,
-        0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
+        0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f,
+        0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8,
+        0xcf, 0xc0, 0xf0, 0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00,
+        0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
     ]
 }
 
@@ -393,7 +704,8 @@ fn tiny_png() -> Vec<u8> {
 async fn webchat_limits_origins_and_rate() -> anyhow::Result<()> {
     let env = TestEnv::start(BridgeOptions::default().edit_config(|c| {
         if let Some(webchat) = c.get_mut("channels").and_then(|ch| ch.get_mut("webchat")) {
-            webchat["allowed_origins"] = serde_yaml::Value::Sequence(vec!["https://shop.example".into()]);
+            webchat["allowed_origins"] =
+                serde_yaml::Value::Sequence(vec!["https://shop.example".into()]);
             webchat["rate_limit_per_minute"] = 6.into();
             webchat["rate_limit_burst"] = 3.into();
         }
@@ -405,31 +717,62 @@ async fn webchat_limits_origins_and_rate() -> anyhow::Result<()> {
         http.request(reqwest::Method::OPTIONS, &url)
             .header("Origin", origin)
             .header("Access-Control-Request-Method", "POST")
-            .header("Access-Control-Request-Headers", "authorization, content-type")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization, content-type",
+            )
             .send()
     };
     let allowed = preflight("https://shop.example").await?;
     ensure!(
-        allowed.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()) == Some("https://shop.example"),
+        allowed
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok())
+            == Some("https://shop.example"),
         "allowed origin: {:?}",
         allowed.headers()
     );
     let foreign = preflight("https://evil.example").await?;
-    ensure!(foreign.headers().get("access-control-allow-origin").is_none(), "foreign origin allowed: {:?}", foreign.headers());
+    ensure!(
+        foreign
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none(),
+        "foreign origin allowed: {:?}",
+        foreign.headers()
+    );
 
     let visitor = env.visitor("Rapid Fire", "rapid@example.com").await?;
     for i in 0..3 {
         visitor.send(&format!("burst {i}")).await?;
     }
-    let resp = visitor.request(reqwest::Method::POST, "messages").json(&json!({"client_id": "burst-4", "text": "one too many"})).send().await?;
-    ensure!(resp.status() == 429, "fourth message in a burst of 3: {}", resp.status());
-    ensure!(resp.headers().get("retry-after").is_some(), "429 says when to retry");
+    let resp = visitor
+        .request(reqwest::Method::POST, "messages")
+        .json(&json!({"client_id": "burst-4", "text": "one too many"}))
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == 429,
+        "fourth message in a burst of 3: {}",
+        resp.status()
+    );
+    ensure!(
+        resp.headers().get("retry-after").is_some(),
+        "429 says when to retry"
+    );
     // Another visitor is not affected.
     let other = env.visitor("Calm Visitor", "calm@example.com").await?;
     other.send("hello").await?;
     let room = env.alice.wait_for_invite("Rapid Fire").await?;
     env.alice.wait_for_text(&room, "burst 2").await?;
-    ensure!(!env.alice.messages(&room).iter().any(|m| m.body == "one too many"), "rate-limited message relayed");
+    ensure!(
+        !env.alice
+            .messages(&room)
+            .iter()
+            .any(|m| m.body == "one too many"),
+        "rate-limited message relayed"
+    );
     Ok(())
 }
 
@@ -438,22 +781,54 @@ async fn webchat_limits_origins_and_rate() -> anyhow::Result<()> {
 async fn export_sends_the_transcript_to_the_customer() -> anyhow::Result<()> {
     let env = TestEnv::start(BridgeOptions::default()).await?;
     let visitor = env.visitor("Eva Export", "eva@example.com").await?;
-    visitor.send("I accept the offer of 120 EUR <b>incl.</b> VAT").await?;
+    visitor
+        .send("I accept the offer of 120 EUR <b>incl.</b> VAT")
+        .await?;
     let room = env.alice.wait_for_invite("Eva Export").await?;
     env.alice.wait_for_text(&room, "120 EUR").await?;
-    env.alice.send_text(&room, "Confirmed: 120 EUR, delivery on Friday").await?;
+    env.alice
+        .send_text(&room, "Confirmed: 120 EUR, delivery on Friday")
+        .await?;
     visitor.wait_for_agent_text("Confirmed").await?;
-    env.alice.send_text(&room, "!sb note internal: margin is thin").await?;
+    env.alice
+        .send_text(&room, "!sb note internal: margin is thin")
+        .await?;
     let cmd = env.alice.send_text(&room, "!sb export").await?;
-    let answer = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(cmd.as_str())).await?;
-    ensure!(answer.body.contains("Transcript of 2 messages"), "{}", answer.body);
-    let file = env.alice.wait_for_message(&room, |m| m.filename().starts_with("transcript-")).await?;
+    let answer = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(cmd.as_str())
+        })
+        .await?;
+    ensure!(
+        answer.body.contains("Transcript of 2 messages"),
+        "{}",
+        answer.body
+    );
+    let file = env
+        .alice
+        .wait_for_message(&room, |m| m.filename().starts_with("transcript-"))
+        .await?;
     let html = String::from_utf8(env.alice.fetch_file(&file).await?)?;
-    ensure!(html.contains("I accept the offer of 120 EUR &lt;b&gt;incl.&lt;/b&gt; VAT"), "customer text, escaped: {html}");
-    ensure!(html.contains("Confirmed: 120 EUR") && html.contains("Eva Export"), "{html}");
-    ensure!(!html.contains("margin is thin"), "private notes stay out of the record");
+    ensure!(
+        html.contains("I accept the offer of 120 EUR &lt;b&gt;incl.&lt;/b&gt; VAT"),
+        "customer text, escaped: {html}"
+    );
+    ensure!(
+        html.contains("Confirmed: 120 EUR") && html.contains("Eva Export"),
+        "{html}"
+    );
+    ensure!(
+        !html.contains("margin is thin"),
+        "private notes stay out of the record"
+    );
     let sent = visitor
-        .wait_for_event_described("the transcript", |e| is_agent_message(e) && e["attachments"][0]["name"].as_str().is_some_and(|n| n.starts_with("transcript-")))
+        .wait_for_event_described("the transcript", |e| {
+            is_agent_message(e)
+                && e["attachments"][0]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("transcript-"))
+        })
         .await?;
     ensure!(sent["attachments"][0]["mime"] == "text/html", "{sent}");
     Ok(())

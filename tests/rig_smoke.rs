@@ -36,7 +36,11 @@ async fn synapse_and_matrix_clients() -> anyhow::Result<()> {
 
     let started = Instant::now();
     let mut synapse = Synapse::start(&registration).await?;
-    eprintln!("Synapse ready in {:?} (total incl. config generation {:?})", synapse.startup_time, started.elapsed());
+    eprintln!(
+        "Synapse ready in {:?} (total incl. config generation {:?})",
+        synapse.startup_time,
+        started.elapsed()
+    );
 
     let carol = synapse.register_user("carol", "carol-pw", true).await?;
     assert_eq!(carol, "@carol:localhost");
@@ -45,7 +49,10 @@ async fn synapse_and_matrix_clients() -> anyhow::Result<()> {
     // The appservice registration was loaded: its token may act as a user in its namespace.
     let http = reqwest::Client::new();
     let whoami: serde_json::Value = http
-        .get(format!("{}/_matrix/client/v3/account/whoami?user_id=@smoke_bot:localhost", synapse.base_url()))
+        .get(format!(
+            "{}/_matrix/client/v3/account/whoami?user_id=@smoke_bot:localhost",
+            synapse.base_url()
+        ))
         .bearer_auth(&as_token)
         .send()
         .await?
@@ -62,14 +69,21 @@ async fn synapse_and_matrix_clients() -> anyhow::Result<()> {
     let seen = c.wait_for_text(&room, "hello from carol").await?;
     assert_eq!(seen.event_id, hello);
     assert_eq!(seen.sender, carol);
-    c.wait_for_state_event(&room, "m.room.name", "", |content| content["name"] == "Smoke test room")
-        .await?;
-    assert_eq!(c.room_name(&room).await?.as_deref(), Some("Smoke test room"));
+    c.wait_for_state_event(&room, "m.room.name", "", |content| {
+        content["name"] == "Smoke test room"
+    })
+    .await?;
+    assert_eq!(
+        c.room_name(&room).await?.as_deref(),
+        Some("Smoke test room")
+    );
 
     // Dave sees the invite by room name, joins, and sees the message sent before he joined.
     let joined = d.wait_for_invite("Smoke test").await?;
     assert_eq!(joined, room);
-    let m = d.wait_for_message(&room, |m| m.body == "hello from carol").await?;
+    let m = d
+        .wait_for_message(&room, |m| m.body == "hello from carol")
+        .await?;
     assert_eq!(m.event_id, hello);
     let members = c.joined_members(&room).await?;
     assert!(members.contains(&dave), "{members:?}");
@@ -90,14 +104,23 @@ async fn synapse_and_matrix_clients() -> anyhow::Result<()> {
 
     // Files go through the media repository and come back byte for byte.
     let bytes: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
-    let file = c.send_file(&room, "data.bin", "application/octet-stream", bytes.clone()).await?;
+    let file = c
+        .send_file(&room, "data.bin", "application/octet-stream", bytes.clone())
+        .await?;
     let f = d.wait_for_message(&room, |m| m.event_id == file).await?;
     assert_eq!(f.msgtype, "m.file");
     assert_eq!(f.size(), Some(bytes.len() as u64));
     assert_eq!(f.mimetype(), Some("application/octet-stream"));
     assert_eq!(d.fetch_file(&f).await?, bytes);
-    let png = c.send_file(&room, "pixel.png", "image/png", b"\x89PNG fake".to_vec()).await?;
-    assert_eq!(d.wait_for_message(&room, |m| m.event_id == png).await?.msgtype, "m.image");
+    let png = c
+        .send_file(&room, "pixel.png", "image/png", b"\x89PNG fake".to_vec())
+        .await?;
+    assert_eq!(
+        d.wait_for_message(&room, |m| m.event_id == png)
+            .await?
+            .msgtype,
+        "m.image"
+    );
 
     // Read receipts travel.
     d.send_read_receipt(&room, &file).await?;
@@ -114,7 +137,10 @@ async fn synapse_and_matrix_clients() -> anyhow::Result<()> {
 
 /// Serves one HTML page on a free loopback port (a tiny axum app) and returns its URL.
 async fn serve_page(html: &'static str) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
-    let app = axum::Router::new().route("/", axum::routing::get(move || async move { axum::response::Html(html) }));
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || async move { axum::response::Html(html) }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/", listener.local_addr()?);
     let task = tokio::spawn(async move {
@@ -159,7 +185,10 @@ async fn browser_drives_a_local_page() -> anyhow::Result<()> {
     eprintln!("Chromium {}", b.version);
     b.goto(&url).await?;
     assert_eq!(b.text("#title").await?, "Rig smoke page");
-    assert_eq!(b.eval("document.title").await?, serde_json::json!("rig smoke"));
+    assert_eq!(
+        b.eval("document.title").await?,
+        serde_json::json!("rig smoke")
+    );
 
     // Inside the shadow root: type, press Enter, see the message appear.
     b.fill(".compose", "first").await?;
@@ -168,7 +197,10 @@ async fn browser_drives_a_local_page() -> anyhow::Result<()> {
     b.press(".compose", "Enter").await?;
     b.wait_for_text(".msg", "second").await?;
     assert_eq!(b.count(".msg").await?, 2);
-    assert_eq!(b.texts(".msg").await?, vec!["first".to_string(), "second".to_string()]);
+    assert_eq!(
+        b.texts(".msg").await?,
+        vec!["first".to_string(), "second".to_string()]
+    );
 
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("note.txt");
@@ -177,7 +209,9 @@ async fn browser_drives_a_local_page() -> anyhow::Result<()> {
     b.wait_for_text(".picked", "note.txt 12").await?;
 
     // Errors come back as errors, not hangs.
-    let err = b.wait_for(".nothing-here", None, Duration::from_millis(300)).await;
+    let err = b
+        .wait_for(".nothing-here", None, Duration::from_millis(300))
+        .await;
     assert!(err.is_err());
 
     b.viewport(390, 844).await?;
@@ -193,7 +227,11 @@ async fn browser_drives_a_local_page() -> anyhow::Result<()> {
     let profile = b2.profile_dir().context("profile dir")?.to_path_buf();
     assert!(profile.exists());
     drop(b2);
-    assert!(!profile.exists(), "profile {} left behind", profile.display());
+    assert!(
+        !profile.exists(),
+        "profile {} left behind",
+        profile.display()
+    );
     server.abort();
     Ok(())
 }
@@ -205,8 +243,12 @@ async fn postgres_hands_out_fresh_databases() -> anyhow::Result<()> {
     let b = rig::postgres::fresh_database_url().await?;
     assert_ne!(a, b);
     let mut conn = sqlx::PgConnection::connect(&a).await?;
-    sqlx::query("CREATE TABLE t (x INT)").execute(&mut conn).await?;
-    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM t").fetch_one(&mut conn).await?;
+    sqlx::query("CREATE TABLE t (x INT)")
+        .execute(&mut conn)
+        .await?;
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM t")
+        .fetch_one(&mut conn)
+        .await?;
     assert_eq!(n, 0);
     conn.close().await?;
     Ok(())

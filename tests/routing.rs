@@ -13,7 +13,11 @@ use serde_json::{json, Value};
 /// Milliseconds of a UTC wall-clock time.
 fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
     use chrono::TimeZone;
-    chrono::Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).single().map(|t| t.timestamp_millis()).unwrap_or(0)
+    chrono::Utc
+        .with_ymd_and_hms(y, mo, d, h, mi, 0)
+        .single()
+        .map(|t| t.timestamp_millis())
+        .unwrap_or(0)
 }
 
 /// Move the bridge's routing clock.
@@ -21,7 +25,10 @@ async fn set_clock(env: &TestEnv, now_ms: i64) -> anyhow::Result<()> {
     let reg = env.bridge.registration()?;
     let token = reg["hs_token"].as_str().context("hs_token")?;
     let resp = reqwest::Client::new()
-        .post(format!("{}/_switchboard/testing/clock", env.bridge.base_url()))
+        .post(format!(
+            "{}/_switchboard/testing/clock",
+            env.bridge.base_url()
+        ))
         .bearer_auth(token)
         .json(&json!({"now_ms": now_ms}))
         .send()
@@ -35,7 +42,10 @@ fn with_teams(teams: Value) -> BridgeOptions {
     BridgeOptions::default().edit_config(move |c| {
         if let Some(map) = c.as_mapping_mut() {
             map.insert("teams".into(), teams.clone());
-            map.insert("testing".into(), serde_yaml::to_value(json!({"clock_control": true})).unwrap_or_default());
+            map.insert(
+                "testing".into(),
+                serde_yaml::to_value(json!({"clock_control": true})).unwrap_or_default(),
+            );
         }
     })
 }
@@ -43,16 +53,24 @@ fn with_teams(teams: Value) -> BridgeOptions {
 /// Send a command and return the bot's one-line answer.
 async fn command(op: &rig::Operator, room: &str, text: &str) -> anyhow::Result<String> {
     let event = op.send_text(room, text).await?;
-    let answer = op.wait_for_message(room, |m| m.is_notice() && m.in_reply_to() == Some(event.as_str())).await?;
+    let answer = op
+        .wait_for_message(room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(event.as_str())
+        })
+        .await?;
     Ok(answer.body)
 }
 
 fn membership(members: &[(String, String)], user: &str) -> Option<String> {
-    members.iter().find(|(u, _)| u == user).map(|(_, m)| m.clone())
+    members
+        .iter()
+        .find(|(u, _)| u == user)
+        .map(|(_, m)| m.clone())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -> anyhow::Result<()> {
+async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -> anyhow::Result<()>
+{
     let mut env = TestEnv::start(with_teams(json!({
         "support": {
             "members": ["@alice:localhost", "@bob:localhost"],
@@ -74,25 +92,42 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
     // Alice takes it: Bob, who has not written here, is released.
     let claimed = command(&env.alice, &room, "!sb claim").await?;
     ensure!(claimed.contains("claimed"), "{claimed}");
-    rig::poll_until("bob removed after the claim", Duration::from_secs(30), || async {
-        let m = env.alice.memberships(&room).await?;
-        Ok((membership(&m, env.bob.user_id()).as_deref() == Some("leave")).then_some(()))
-    })
+    rig::poll_until(
+        "bob removed after the claim",
+        Duration::from_secs(30),
+        || async {
+            let m = env.alice.memberships(&room).await?;
+            Ok((membership(&m, env.bob.user_id()).as_deref() == Some("leave")).then_some(()))
+        },
+    )
     .await?;
     let whois = command(&env.alice, &room, "!sb whois").await?;
-    ensure!(whois.contains("owner: @alice:localhost") && whois.contains("team: support"), "{whois}");
+    ensure!(
+        whois.contains("owner: @alice:localhost") && whois.contains("team: support"),
+        "{whois}"
+    );
     ensure!(whois.contains("escalates in"), "{whois}");
 
     // Saturday noon: 20 hours later, but only one working hour has passed.
     set_clock(&env, utc(2026, 11, 21, 12, 0)).await?;
     let whois = command(&env.alice, &room, "!sb whois").await?;
-    ensure!(!whois.contains("escalated"), "escalated on a Saturday: {whois}");
+    ensure!(
+        !whois.contains("escalated"),
+        "escalated on a Saturday: {whois}"
+    );
 
     // Timers are stored: a restart changes nothing.
     env.bridge.restart().await?;
     // Monday 09:50: 1 h 50 min of working time — the owner is reminded, only the owner.
     set_clock(&env, utc(2026, 11, 23, 9, 50)).await?;
-    let lobby = env.alice.wait_for_invite_where("the support lobby", |i| i.name.as_deref().is_some_and(|n| n.contains("support lobby"))).await;
+    let lobby = env
+        .alice
+        .wait_for_invite_where("the support lobby", |i| {
+            i.name
+                .as_deref()
+                .is_some_and(|n| n.contains("support lobby"))
+        })
+        .await;
     let lobby = match lobby {
         Ok(i) => {
             env.alice.join(&i.room_id).await?;
@@ -105,20 +140,52 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
             .find(|r| *r != room)
             .context("alice is in the support lobby")?,
     };
-    let reminder = env.alice.wait_for_message(&lobby, |m| m.body.contains("⏰")).await?;
+    let reminder = env
+        .alice
+        .wait_for_message(&lobby, |m| m.body.contains("⏰"))
+        .await?;
     // The lobby entry keeps its waiting time current by editing itself (wall-clock time since
     // Friday 16:00).
-    let entry = env.alice.wait_for_message(&lobby, |m| m.body.contains("Wanda Weekend") && m.body.contains("waiting 2 days+")).await?;
-    ensure!(entry.content["m.relates_to"]["rel_type"] == "m.replace", "an edit, not a new entry: {}", entry.content);
-    let mentions = reminder.content["m.mentions"]["user_ids"].as_array().cloned().unwrap_or_default();
-    ensure!(mentions == vec![json!("@alice:localhost")], "only the owner is pinged: {mentions:?}");
+    let entry = env
+        .alice
+        .wait_for_message(&lobby, |m| {
+            m.body.contains("Wanda Weekend") && m.body.contains("waiting 2 days+")
+        })
+        .await?;
+    ensure!(
+        entry.content["m.relates_to"]["rel_type"] == "m.replace",
+        "an edit, not a new entry: {}",
+        entry.content
+    );
+    let mentions = reminder.content["m.mentions"]["user_ids"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        mentions == vec![json!("@alice:localhost")],
+        "only the owner is pinged: {mentions:?}"
+    );
 
     // Monday 10:01: two working hours — the whole team sees it and is told.
     set_clock(&env, utc(2026, 11, 23, 10, 1)).await?;
-    let escalation = env.alice.wait_for_message(&lobby, |m| m.body.contains("🚨")).await?;
-    let mentions = escalation.content["m.mentions"]["user_ids"].as_array().cloned().unwrap_or_default();
-    ensure!(mentions.contains(&json!("@bob:localhost")) && mentions.contains(&json!("@alice:localhost")), "{mentions:?}");
-    env.alice.wait_for_message(&room, |m| m.is_notice() && m.body.contains("Escalated to support")).await?;
+    let escalation = env
+        .alice
+        .wait_for_message(&lobby, |m| m.body.contains("🚨"))
+        .await?;
+    let mentions = escalation.content["m.mentions"]["user_ids"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        mentions.contains(&json!("@bob:localhost"))
+            && mentions.contains(&json!("@alice:localhost")),
+        "{mentions:?}"
+    );
+    env.alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.body.contains("Escalated to support")
+        })
+        .await?;
     let back = env.bob.wait_for_invite("Wanda Weekend").await?;
     ensure!(back == room, "bob is invited back to the same portal");
 
@@ -135,7 +202,8 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_segment_is_seen_by_all_until_claimed_then_transferred_to_a_team() -> anyhow::Result<()> {
+async fn unknown_segment_is_seen_by_all_until_claimed_then_transferred_to_a_team(
+) -> anyhow::Result<()> {
     let env = TestEnv::start(with_teams(json!({
         "billing": {"members": ["@bob:localhost"], "rules": [{"keywords": ["invoice"]}]},
     })))
@@ -152,7 +220,10 @@ async fn unknown_segment_is_seen_by_all_until_claimed_then_transferred_to_a_team
     billing_visitor.send("My invoice is wrong").await?;
     let billing_room = env.bob.wait_for_invite("Ivan Invoice").await?;
     let members = env.bob.memberships(&billing_room).await?;
-    ensure!(membership(&members, "@alice:localhost").is_none(), "alice (no team) not invited to billing: {members:?}");
+    ensure!(
+        membership(&members, "@alice:localhost").is_none(),
+        "alice (no team) not invited to billing: {members:?}"
+    );
 
     // Alice claims the unknown one: Bob disappears from it.
     let claimed = command(&env.alice, &room, "!sb claim").await?;
@@ -168,12 +239,16 @@ async fn unknown_segment_is_seen_by_all_until_claimed_then_transferred_to_a_team
     let again = env.bob.wait_for_invite("Una Known").await?;
     ensure!(again == room);
     let whois = command(&env.alice, &room, "!sb whois").await?;
-    ensure!(whois.contains("owner: nobody") && whois.contains("team: billing"), "{whois}");
+    ensure!(
+        whois.contains("owner: nobody") && whois.contains("team: billing"),
+        "{whois}"
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lead_only_teams_refuse_claims_from_members_and_permissions_are_enforced() -> anyhow::Result<()> {
+async fn lead_only_teams_refuse_claims_from_members_and_permissions_are_enforced(
+) -> anyhow::Result<()> {
     let env = TestEnv::start(with_teams(json!({
         "vip": {"members": ["@bob:localhost"], "leads": ["@alice:localhost"], "mode": "lead_only", "rules": [{"channel": "webchat"}]},
     })))
@@ -184,15 +259,24 @@ async fn lead_only_teams_refuse_claims_from_members_and_permissions_are_enforced
     let room = env.alice.wait_for_invite("Vera Vip").await?;
     env.alice.wait_for_text(&room, "VIP").await?;
     let members = env.alice.memberships(&room).await?;
-    ensure!(membership(&members, "@bob:localhost").is_none(), "member invited in lead-only mode: {members:?}");
+    ensure!(
+        membership(&members, "@bob:localhost").is_none(),
+        "member invited in lead-only mode: {members:?}"
+    );
 
     // The lead hands it to Bob.
     let assigned = command(&env.alice, &room, "!sb assign @bob:localhost").await?;
-    ensure!(assigned.contains("Assigned to @bob:localhost"), "{assigned}");
+    ensure!(
+        assigned.contains("Assigned to @bob:localhost"),
+        "{assigned}"
+    );
     env.bob.wait_for_invite("Vera Vip").await?;
     // Bob (a member) may not claim in a lead-only team, nor assign (a lead's right).
     let unassigned = command(&env.bob, &room, "!sb unassign").await?;
-    ensure!(unassigned.contains("no longer owns"), "the owner may give it back: {unassigned}");
+    ensure!(
+        unassigned.contains("no longer owns"),
+        "the owner may give it back: {unassigned}"
+    );
     let refused = command(&env.bob, &room, "!sb claim").await?;
     ensure!(refused.contains("only a lead"), "{refused}");
     let denied = command(&env.bob, &room, "!sb assign @bob:localhost").await?;
@@ -223,7 +307,11 @@ async fn out_of_hours_the_customer_gets_one_auto_reply_a_day() -> anyhow::Result
     visitor.send("Hello?").await?;
     visitor.wait_for_agent_text("We are closed").await?;
     let room = env.alice.wait_for_invite("Otto Offhours").await?;
-    env.alice.wait_for_message(&room, |m| m.is_notice() && m.body.contains("Auto-reply sent")).await?;
+    env.alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.body.contains("Auto-reply sent")
+        })
+        .await?;
     visitor.send("Anyone there?").await?;
     env.alice.wait_for_text(&room, "Anyone there?").await?;
     // Sunday: a new day, a new auto-reply; Monday in hours: none.
@@ -235,23 +323,52 @@ async fn out_of_hours_the_customer_gets_one_auto_reply_a_day() -> anyhow::Result
     env.alice.wait_for_text(&room, "Good morning").await?;
     env.alice.send_text(&room, "Good morning, Otto!").await?;
     visitor.wait_for_agent_text("Good morning, Otto!").await?;
-    let replies = visitor.refresh().await?.iter().filter(|e| e["from"] == "agent" && e["text"].as_str().is_some_and(|t| t.contains("We are closed"))).count();
-    ensure!(replies == 2, "one auto-reply on Saturday and one on Sunday, got {replies}");
+    let replies = visitor
+        .refresh()
+        .await?
+        .iter()
+        .filter(|e| {
+            e["from"] == "agent"
+                && e["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("We are closed"))
+        })
+        .count();
+    ensure!(
+        replies == 2,
+        "one auto-reply on Saturday and one on Sunday, got {replies}"
+    );
 
     // An admin changes the calendar by command: Tuesday becomes a holiday, Saturday a short day.
     let answer = command(&env.alice, &room, "!sb team support holiday add 2026-11-24").await?;
-    ensure!(answer.contains("holidays: 2026-11-24") && answer.contains("Europe/Berlin"), "{answer}");
+    ensure!(
+        answer.contains("holidays: 2026-11-24") && answer.contains("Europe/Berlin"),
+        "{answer}"
+    );
     let answer = command(&env.alice, &room, "!sb team support hours sat 10:00-14:00").await?;
-    ensure!(answer.contains("sat 10:00-14:00") && answer.contains("mon 09:00-17:00") && answer.contains("sun closed"), "{answer}");
+    ensure!(
+        answer.contains("sat 10:00-14:00")
+            && answer.contains("mon 09:00-17:00")
+            && answer.contains("sun closed"),
+        "{answer}"
+    );
     let refused = command(&env.alice, &room, "!sb team support hours sat 25:00-26:00").await?;
-    ensure!(refused.starts_with("Not changed"), "bad hours refused: {refused}");
+    ensure!(
+        refused.starts_with("Not changed"),
+        "bad hours refused: {refused}"
+    );
     // Tuesday 10:00 is now out of hours (a holiday): the auto-reply goes out.
     set_clock(&env, utc(2026, 11, 24, 9, 0)).await?;
     visitor.send("Open today?").await?;
     env.alice.wait_for_text(&room, "Open today?").await?;
-    visitor.wait_for_agent_text_count("We are closed", 3).await?;
+    visitor
+        .wait_for_agent_text_count("We are closed", 3)
+        .await?;
     let calendar = command(&env.alice, &room, "!sb team support calendar").await?;
-    ensure!(calendar.contains("sat 10:00-14:00") && calendar.contains("2026-11-24"), "{calendar}");
+    ensure!(
+        calendar.contains("sat 10:00-14:00") && calendar.contains("2026-11-24"),
+        "{calendar}"
+    );
     Ok(())
 }
 
@@ -272,7 +389,11 @@ async fn round_robin_skips_offline_and_full_operators() -> anyhow::Result<()> {
     set_clock(&env, utc(2026, 11, 24, 11, 0)).await?;
     // Sharing the lobby with the bot is what lets it see their presence.
     for op in [&env.alice, &env.bob] {
-        let lobby = op.wait_for_invite_where("the sales lobby", |i| i.name.as_deref().is_some_and(|n| n.contains("sales lobby"))).await?;
+        let lobby = op
+            .wait_for_invite_where("the sales lobby", |i| {
+                i.name.as_deref().is_some_and(|n| n.contains("sales lobby"))
+            })
+            .await?;
         op.join(&lobby.room_id).await?;
     }
     env.bob.set_presence("offline").await?;
@@ -285,14 +406,20 @@ async fn round_robin_skips_offline_and_full_operators() -> anyhow::Result<()> {
     let whois = command(&env.alice, &room1, "!sb whois").await?;
     ensure!(whois.contains("owner: @alice:localhost"), "{whois}");
     let members = env.alice.memberships(&room1).await?;
-    ensure!(membership(&members, "@bob:localhost").is_none(), "offline bob not invited: {members:?}");
+    ensure!(
+        membership(&members, "@bob:localhost").is_none(),
+        "offline bob not invited: {members:?}"
+    );
 
     // Alice is at her limit and Bob offline: nobody owns the next one; the team sees it.
     let second = env.visitor("Sam Second", "sam@example.com").await?;
     second.send("Do you ship to Norway?").await?;
     let room2 = env.alice.wait_for_invite("Sam Second").await?;
     let members = env.alice.memberships(&room2).await?;
-    ensure!(membership(&members, "@bob:localhost").as_deref() == Some("invite"), "the team sees it: {members:?}");
+    ensure!(
+        membership(&members, "@bob:localhost").as_deref() == Some("invite"),
+        "the team sees it: {members:?}"
+    );
     let whois = command(&env.alice, &room2, "!sb whois").await?;
     ensure!(whois.contains("owner: nobody"), "{whois}");
 
@@ -304,6 +431,9 @@ async fn round_robin_skips_offline_and_full_operators() -> anyhow::Result<()> {
     let whois = command(&env.bob, &room3, "!sb whois").await?;
     ensure!(whois.contains("owner: @bob:localhost"), "{whois}");
     let members = env.bob.memberships(&room3).await?;
-    ensure!(membership(&members, "@alice:localhost").is_none(), "full alice not invited: {members:?}");
+    ensure!(
+        membership(&members, "@alice:localhost").is_none(),
+        "full alice not invited: {members:?}"
+    );
     Ok(())
 }

@@ -58,83 +58,170 @@ fn options(backend: Backend, fake: &FakeTwilio, extra: Value) -> BridgeOptions {
     if let (Some(s), Value::Object(e)) = (section.as_object_mut(), extra) {
         s.extend(e);
     }
-    let mut options = BridgeOptions::default().backend(backend).edit_config(move |config| {
-        let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
-        if let Some(channels) = config.get_mut("channels").and_then(serde_yaml::Value::as_mapping_mut) {
-            channels.insert("sms".into(), value);
-        }
-    });
+    let mut options = BridgeOptions::default()
+        .backend(backend)
+        .edit_config(move |config| {
+            let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
+            if let Some(channels) = config
+                .get_mut("channels")
+                .and_then(serde_yaml::Value::as_mapping_mut)
+            {
+                channels.insert("sms".into(), value);
+            }
+        });
     options.log_filter = "switchboard=debug,switchboard_sms=debug,info".into();
     options
 }
 
 /// Bytes that look like a file of some kind (Synapse does not inspect them).
 fn blob(tag: &str, len: usize) -> Vec<u8> {
-    tag.bytes().chain((0..len as u32).map(|i| (i * 31 % 251) as u8)).collect()
+    tag.bytes()
+        .chain((0..len as u32).map(|i| (i * 31 % 251) as u8))
+        .collect()
 }
 
 /// A url-encoded form body.
 fn form(pairs: &[(&str, &str)]) -> String {
-    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs.iter()).finish()
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs.iter())
+        .finish()
 }
 
 /// Waits for the `com.beeper.message_send_status` of `event` with `status`.
-async fn wait_for_send_status(env: &TestEnv, room: &str, event: &str, status: &str) -> anyhow::Result<Value> {
+async fn wait_for_send_status(
+    env: &TestEnv,
+    room: &str,
+    event: &str,
+    status: &str,
+) -> anyhow::Result<Value> {
     env.alice
         .wait_for_event(room, &format!("{status} for {event}"), |e| {
-            e["type"] == "com.beeper.message_send_status" && e["content"]["m.relates_to"]["event_id"] == event && e["content"]["status"] == status
+            e["type"] == "com.beeper.message_send_status"
+                && e["content"]["m.relates_to"]["event_id"] == event
+                && e["content"]["status"] == status
         })
         .await
 }
 
 async fn customer_texts_and_pictures_reach_matrix_once(backend: Backend) -> anyhow::Result<()> {
     let fake = FakeTwilio::start().await?;
-    let env = TestEnv::start(options(backend, &fake, json!({"contacts": {"(415) 555-0199": "Jane Doe"}}))).await?;
+    let env = TestEnv::start(options(
+        backend,
+        &fake,
+        json!({"contacts": {"(415) 555-0199": "Jane Doe"}}),
+    ))
+    .await?;
     let bridge = env.bridge.base_url();
 
     // A signed SMS: stored, then answered with empty TwiML.
     let started = Instant::now();
-    let sms = fake.incoming(&bridge, CUSTOMER, "Hi, has my order #123 shipped?", vec![]).await?;
+    let sms = fake
+        .incoming(&bridge, CUSTOMER, "Hi, has my order #123 shipped?", vec![])
+        .await?;
     let sms_answered = started.elapsed();
-    ensure!(sms.answer.status == 200, "webhook answered {:?}", sms.answer);
-    ensure!(sms.answer.content_type.as_deref().is_some_and(|c| c.starts_with("text/xml")), "content type {:?}", sms.answer.content_type);
-    ensure!(sms.answer.body.contains("<Response/>"), "TwiML {:?}", sms.answer.body);
+    ensure!(
+        sms.answer.status == 200,
+        "webhook answered {:?}",
+        sms.answer
+    );
+    ensure!(
+        sms.answer
+            .content_type
+            .as_deref()
+            .is_some_and(|c| c.starts_with("text/xml")),
+        "content type {:?}",
+        sms.answer.content_type
+    );
+    ensure!(
+        sms.answer.body.contains("<Response/>"),
+        "TwiML {:?}",
+        sms.answer.body
+    );
     let room = env.alice.wait_for_invite(CUSTOMER_NAME).await?;
-    let first = env.alice.wait_for_text(&room, "has my order #123 shipped?").await?;
-    ensure!(first.sender.starts_with("@sb_sms_"), "sent by a ghost, not {}", first.sender);
+    let first = env
+        .alice
+        .wait_for_text(&room, "has my order #123 shipped?")
+        .await?;
+    ensure!(
+        first.sender.starts_with("@sb_sms_"),
+        "sent by a ghost, not {}",
+        first.sender
+    );
     let members = env.alice.members(&room).await?;
-    let ghost_name = members.iter().find(|(id, _)| id == &first.sender).map(|(_, n)| n.clone());
-    ensure!(ghost_name.as_deref() == Some(CUSTOMER_NAME), "ghost display name: {ghost_name:?}");
+    let ghost_name = members
+        .iter()
+        .find(|(id, _)| id == &first.sender)
+        .map(|(_, n)| n.clone());
+    ensure!(
+        ghost_name.as_deref() == Some(CUSTOMER_NAME),
+        "ghost display name: {ghost_name:?}"
+    );
     let room_name = env.alice.room_name(&room).await?;
-    ensure!(room_name.as_deref() == Some("+1 415 555 0142 (sms)"), "room name {room_name:?}");
+    ensure!(
+        room_name.as_deref() == Some("+1 415 555 0142 (sms)"),
+        "room name {room_name:?}"
+    );
     let topic = env.alice.room_topic(&room).await?.unwrap_or_default();
-    ensure!(topic.contains(CUSTOMER), "the E.164 number is the contact's phone: topic {topic:?}");
+    ensure!(
+        topic.contains(CUSTOMER),
+        "the E.164 number is the contact's phone: topic {topic:?}"
+    );
 
     // Twilio redelivering the same webhook (same MessageSid) is acknowledged and stored once.
-    let again = fake.post_signed(&format!("{bridge}/sms/incoming"), &sms.params).await?;
-    ensure!(again.status == 200 && again.body.contains("<Response/>"), "redelivery answered {again:?}");
+    let again = fake
+        .post_signed(&format!("{bridge}/sms/incoming"), &sms.params)
+        .await?;
+    ensure!(
+        again.status == 200 && again.body.contains("<Response/>"),
+        "redelivery answered {again:?}"
+    );
 
     // An MMS with a picture: fetched from Twilio with Basic auth (through its redirect).
     let jpeg = blob("\u{ff}\u{d8}JFIF", 4000);
     let started = Instant::now();
-    let mms = fake.incoming(&bridge, CUSTOMER, "the box arrived like this", vec![(jpeg.clone(), "image/jpeg")]).await?;
+    let mms = fake
+        .incoming(
+            &bridge,
+            CUSTOMER,
+            "the box arrived like this",
+            vec![(jpeg.clone(), "image/jpeg")],
+        )
+        .await?;
     let mms_answered = started.elapsed();
     eprintln!("sms ({backend:?}): webhook answered in {sms_answered:?} (SMS), {mms_answered:?} (MMS: picture fetched and stored first)");
-    ensure!(mms.answer.status == 200, "MMS webhook answered {:?}", mms.answer);
-    let image = env.alice.wait_for_message(&room, |m| m.msgtype == "m.image").await?;
-    ensure!(env.alice.fetch_file(&image).await? == jpeg, "the picture's bytes");
-    ensure!(image.mimetype() == Some("image/jpeg"), "picture type {:?}", image.mimetype());
-    env.alice.wait_for_text(&room, "the box arrived like this").await?;
+    ensure!(
+        mms.answer.status == 200,
+        "MMS webhook answered {:?}",
+        mms.answer
+    );
+    let image = env
+        .alice
+        .wait_for_message(&room, |m| m.msgtype == "m.image")
+        .await?;
+    ensure!(
+        env.alice.fetch_file(&image).await? == jpeg,
+        "the picture's bytes"
+    );
+    ensure!(
+        image.mimetype() == Some("image/jpeg"),
+        "picture type {:?}",
+        image.mimetype()
+    );
+    env.alice
+        .wait_for_text(&room, "the box arrived like this")
+        .await?;
     let fetches = fake.media_api_fetches();
     ensure!(fetches.len() == 1, "media fetched {} times", fetches.len());
     ensure!(
-        fetches[0].auth == Some((ACCOUNT_SID.to_string(), AUTH_TOKEN.to_string())) && fetches[0].status == 307,
+        fetches[0].auth == Some((ACCOUNT_SID.to_string(), AUTH_TOKEN.to_string()))
+            && fetches[0].status == 307,
         "media fetch with the account's Basic auth: {:?}",
         fetches[0]
     );
 
     // A customer the company knows by name gets that name; a different number is another room.
-    fake.incoming(&bridge, "+14155550199", "Jane here", vec![]).await?;
+    fake.incoming(&bridge, "+14155550199", "Jane here", vec![])
+        .await?;
     let jane_room = env.alice.wait_for_invite("Jane Doe").await?;
     ensure!(jane_room != room, "one room per customer number");
     env.alice.wait_for_text(&jane_room, "Jane here").await?;
@@ -143,93 +230,239 @@ async fn customer_texts_and_pictures_reach_matrix_once(backend: Backend) -> anyh
     fake.incoming(&bridge, CUSTOMER, "marker", vec![]).await?;
     env.alice.wait_for_text(&room, "marker").await?;
     let messages = env.alice.messages(&room);
-    let n = messages.iter().filter(|m| m.body.contains("order #123")).count();
+    let n = messages
+        .iter()
+        .filter(|m| m.body.contains("order #123"))
+        .count();
     ensure!(n == 1, "the SMS bridged {n} times");
-    ensure!(messages.iter().filter(|m| m.msgtype == "m.image").count() == 1, "the picture bridged once");
+    ensure!(
+        messages.iter().filter(|m| m.msgtype == "m.image").count() == 1,
+        "the picture bridged once"
+    );
     Ok(())
 }
 
-async fn operator_replies_files_and_statuses_reach_the_customer(backend: Backend) -> anyhow::Result<()> {
+async fn operator_replies_files_and_statuses_reach_the_customer(
+    backend: Backend,
+) -> anyhow::Result<()> {
     let fake = FakeTwilio::start().await?;
     let env = TestEnv::start(options(backend, &fake, json!({}))).await?;
     let bridge = env.bridge.base_url();
-    fake.incoming(&bridge, CUSTOMER, "Can I change my delivery address?", vec![]).await?;
+    fake.incoming(
+        &bridge,
+        CUSTOMER,
+        "Can I change my delivery address?",
+        vec![],
+    )
+    .await?;
     let room = env.alice.wait_for_invite(CUSTOMER_NAME).await?;
     let question = env.alice.wait_for_text(&room, "delivery address").await?;
     let ghost = question.sender.clone();
 
     // A text reply: one Messages.json POST with the account's Basic auth and the right fields.
-    let reply = env.alice.send_text(&room, "Sure, what is the new address?").await?;
-    let call = fake.wait_for_create(|c| c.param("Body") == Some("Sure, what is the new address?")).await?;
+    let reply = env
+        .alice
+        .send_text(&room, "Sure, what is the new address?")
+        .await?;
+    let call = fake
+        .wait_for_create(|c| c.param("Body") == Some("Sure, what is the new address?"))
+        .await?;
     ensure!(call.status == 201, "created: {}", call.status);
-    ensure!(call.path == format!("/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"), "path {}", call.path);
-    ensure!(call.auth == Some((ACCOUNT_SID.to_string(), AUTH_TOKEN.to_string())), "Basic auth {:?}", call.auth);
-    ensure!(call.param("To") == Some(CUSTOMER), "To {:?}", call.param("To"));
-    ensure!(call.param("From") == Some(COMPANY_NUMBER), "From {:?}", call.param("From"));
+    ensure!(
+        call.path == format!("/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"),
+        "path {}",
+        call.path
+    );
+    ensure!(
+        call.auth == Some((ACCOUNT_SID.to_string(), AUTH_TOKEN.to_string())),
+        "Basic auth {:?}",
+        call.auth
+    );
+    ensure!(
+        call.param("To") == Some(CUSTOMER),
+        "To {:?}",
+        call.param("To")
+    );
+    ensure!(
+        call.param("From") == Some(COMPANY_NUMBER),
+        "From {:?}",
+        call.param("From")
+    );
     let status_url = format!("{bridge}/sms/status");
-    ensure!(call.param("StatusCallback") == Some(status_url.as_str()), "StatusCallback {:?}", call.param("StatusCallback"));
-    ensure!(call.all("MediaUrl").is_empty() && call.param("MessagingServiceSid").is_none(), "{:?}", call.params);
+    ensure!(
+        call.param("StatusCallback") == Some(status_url.as_str()),
+        "StatusCallback {:?}",
+        call.param("StatusCallback")
+    );
+    ensure!(
+        call.all("MediaUrl").is_empty() && call.param("MessagingServiceSid").is_none(),
+        "{:?}",
+        call.params
+    );
     wait_for_send_status(&env, &room, &reply, "SUCCESS").await?;
-    let reply_sid = fake.messages().iter().find(|m| m.body == "Sure, what is the new address?").map(|m| m.sid.clone()).context("the reply in the fake")?;
+    let reply_sid = fake
+        .messages()
+        .iter()
+        .find(|m| m.body == "Sure, what is the new address?")
+        .map(|m| m.sid.clone())
+        .context("the reply in the fake")?;
 
     // Twilio reports it sent, delivered and (where the network says so) read.
     for status in ["sent", "delivered"] {
         let answer = fake.send_status(&reply_sid, status, None).await?;
-        ensure!(answer.status == 200, "{status} callback answered {answer:?}");
+        ensure!(
+            answer.status == 200,
+            "{status} callback answered {answer:?}"
+        );
     }
     let answer = fake.send_status(&reply_sid, "read", None).await?;
     ensure!(answer.status == 200, "read callback answered {answer:?}");
-    env.alice.wait_for_read_receipt(&room, &ghost, &reply).await.context("the customer's read receipt")?;
+    env.alice
+        .wait_for_read_receipt(&room, &ghost, &reply)
+        .await
+        .context("the customer's read receipt")?;
     let log = rig::strip_ansi(&env.bridge.log());
-    let stored = log.lines().filter(|l| l.contains("sms: status stored") && l.contains(&reply_sid) && l.contains("fresh=true")).count();
-    ensure!(stored == 3, "sent, delivered and read were each stored once ({stored})");
+    let stored = log
+        .lines()
+        .filter(|l| {
+            l.contains("sms: status stored") && l.contains(&reply_sid) && l.contains("fresh=true")
+        })
+        .count();
+    ensure!(
+        stored == 3,
+        "sent, delivered and read were each stored once ({stored})"
+    );
 
     // Formatting is not sent: SMS is plain text, so the operator's plain body goes out.
-    env.alice.send_html(&room, "Thanks, *noted*", "<p>Thanks, <em>noted</em></p>").await?;
-    let call = fake.wait_for_create(|c| c.param("Body").is_some_and(|b| b.contains("noted"))).await?;
-    ensure!(call.param("Body") == Some("Thanks, *noted*"), "plain body {:?}", call.param("Body"));
+    env.alice
+        .send_html(&room, "Thanks, *noted*", "<p>Thanks, <em>noted</em></p>")
+        .await?;
+    let call = fake
+        .wait_for_create(|c| c.param("Body").is_some_and(|b| b.contains("noted")))
+        .await?;
+    ensure!(
+        call.param("Body") == Some("Thanks, *noted*"),
+        "plain body {:?}",
+        call.param("Body")
+    );
 
     // A file: Twilio is given a link to the bridge and downloads the bytes from there.
     let png = blob("\u{89}PNG", 3000);
-    let file = env.alice.send_file(&room, "label.png", "image/png", png.clone()).await?;
-    let call = fake.wait_for_create(|c| !c.all("MediaUrl").is_empty()).await?;
+    let file = env
+        .alice
+        .send_file(&room, "label.png", "image/png", png.clone())
+        .await?;
+    let call = fake
+        .wait_for_create(|c| !c.all("MediaUrl").is_empty())
+        .await?;
     ensure!(call.status == 201, "file created: {}", call.status);
     let media_url = call.all("MediaUrl")[0].to_string();
-    ensure!(media_url.starts_with(&format!("{bridge}/sms/media/")), "MediaUrl {media_url}");
-    ensure!(call.param("Body").is_none(), "a file without a caption has no Body: {:?}", call.params);
-    let sid = fake.messages().into_iter().find(|m| m.media_urls.contains(&media_url)).map(|m| m.sid).context("the MMS in the fake")?;
+    ensure!(
+        media_url.starts_with(&format!("{bridge}/sms/media/")),
+        "MediaUrl {media_url}"
+    );
+    ensure!(
+        call.param("Body").is_none(),
+        "a file without a caption has no Body: {:?}",
+        call.params
+    );
+    let sid = fake
+        .messages()
+        .into_iter()
+        .find(|m| m.media_urls.contains(&media_url))
+        .map(|m| m.sid)
+        .context("the MMS in the fake")?;
     let fetched = fake.wait_for_media_fetch(&sid).await?;
-    ensure!(fetched.status == 200, "the bridge served the file: {}", fetched.status);
-    ensure!(fetched.bytes == png, "file bytes ({} vs {})", fetched.bytes.len(), png.len());
-    ensure!(fetched.content_type.as_deref() == Some("image/png"), "file type {:?}", fetched.content_type);
+    ensure!(
+        fetched.status == 200,
+        "the bridge served the file: {}",
+        fetched.status
+    );
+    ensure!(
+        fetched.bytes == png,
+        "file bytes ({} vs {})",
+        fetched.bytes.len(),
+        png.len()
+    );
+    ensure!(
+        fetched.content_type.as_deref() == Some("image/png"),
+        "file type {:?}",
+        fetched.content_type
+    );
     wait_for_send_status(&env, &room, &file, "SUCCESS").await?;
     // The link cannot be altered, and there is nothing to list.
     let http = reqwest::Client::new();
     let mut tampered = media_url.clone();
     let last = tampered.pop().context("empty link")?;
     tampered.push(if last == 'A' { 'B' } else { 'A' });
-    ensure!(http.get(&tampered).send().await?.status() == 404, "a tampered link");
-    ensure!(http.get(format!("{bridge}/sms/media/")).send().await?.status() == 404, "a listing");
+    ensure!(
+        http.get(&tampered).send().await?.status() == 404,
+        "a tampered link"
+    );
+    ensure!(
+        http.get(format!("{bridge}/sms/media/"))
+            .send()
+            .await?
+            .status()
+            == 404,
+        "a listing"
+    );
 
     // A late failure (the phone is off): a notice in the room on the operator's message.
-    let parcel = env.alice.send_text(&room, "Your parcel is on its way").await?;
-    fake.wait_for_create(|c| c.status == 201 && c.param("Body") == Some("Your parcel is on its way")).await?;
+    let parcel = env
+        .alice
+        .send_text(&room, "Your parcel is on its way")
+        .await?;
+    fake.wait_for_create(|c| {
+        c.status == 201 && c.param("Body") == Some("Your parcel is on its way")
+    })
+    .await?;
     wait_for_send_status(&env, &room, &parcel, "SUCCESS").await?;
-    let parcel_sid = fake.messages().iter().find(|m| m.body == "Your parcel is on its way").map(|m| m.sid.clone()).context("parcel")?;
-    let answer = fake.send_status(&parcel_sid, "undelivered", Some(30003)).await?;
+    let parcel_sid = fake
+        .messages()
+        .iter()
+        .find(|m| m.body == "Your parcel is on its way")
+        .map(|m| m.sid.clone())
+        .context("parcel")?;
+    let answer = fake
+        .send_status(&parcel_sid, "undelivered", Some(30003))
+        .await?;
     ensure!(answer.status == 200, "failure callback answered {answer:?}");
-    let notice = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(parcel.as_str())).await?;
-    ensure!(notice.body.contains("unreachable") && notice.body.contains("30003"), "notice: {}", notice.body);
+    let notice = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(parcel.as_str())
+        })
+        .await?;
+    ensure!(
+        notice.body.contains("unreachable") && notice.body.contains("30003"),
+        "notice: {}",
+        notice.body
+    );
     wait_for_send_status(&env, &room, &parcel, "FAIL_PERMANENT").await?;
     // The same callback again changes nothing.
-    fake.send_status(&parcel_sid, "undelivered", Some(30003)).await?;
-    fake.incoming(&bridge, CUSTOMER, "ok thanks", vec![]).await?;
+    fake.send_status(&parcel_sid, "undelivered", Some(30003))
+        .await?;
+    fake.incoming(&bridge, CUSTOMER, "ok thanks", vec![])
+        .await?;
     env.alice.wait_for_text(&room, "ok thanks").await?;
-    let notices = env.alice.messages(&room).iter().filter(|m| m.is_notice() && m.body.contains("30003")).count();
+    let notices = env
+        .alice
+        .messages(&room)
+        .iter()
+        .filter(|m| m.is_notice() && m.body.contains("30003"))
+        .count();
     ensure!(notices == 1, "{notices} failure notices");
     // Each operator message went to Twilio exactly once.
     let creates = fake.creates();
-    ensure!(creates.iter().filter(|c| c.param("Body") == Some("Sure, what is the new address?")).count() == 1, "the reply sent twice");
+    ensure!(
+        creates
+            .iter()
+            .filter(|c| c.param("Body") == Some("Sure, what is the new address?"))
+            .count()
+            == 1,
+        "the reply sent twice"
+    );
     Ok(())
 }
 
@@ -241,12 +474,18 @@ async fn forged_webhooks_are_refused_and_nothing_is_bridged() -> anyhow::Result<
     let env = TestEnv::start(options(Backend::Sqlite, &fake, json!({}))).await?;
     let bridge = env.bridge.base_url();
     let url = format!("{bridge}/sms/incoming");
-    let (_, params) = fake.incoming_params("+14155550177", COMPANY_NUMBER, "forged message", vec![]);
+    let (_, params) =
+        fake.incoming_params("+14155550177", COMPANY_NUMBER, "forged message", vec![]);
 
     let unsigned = fake.post_form(&url, &params, None).await?;
     ensure!(unsigned.status == 401, "no signature: {unsigned:?}");
-    let wrong_key = fake.post_form(&url, &params, Some(&sign("another-token", &url, &params))).await?;
-    ensure!(wrong_key.status == 403, "signed with another token: {wrong_key:?}");
+    let wrong_key = fake
+        .post_form(&url, &params, Some(&sign("another-token", &url, &params)))
+        .await?;
+    ensure!(
+        wrong_key.status == 403,
+        "signed with another token: {wrong_key:?}"
+    );
     let mut altered = params.clone();
     let signature = sign(AUTH_TOKEN, &url, &params);
     for (k, v) in altered.iter_mut() {
@@ -255,7 +494,10 @@ async fn forged_webhooks_are_refused_and_nothing_is_bridged() -> anyhow::Result<
         }
     }
     let altered_answer = fake.post_form(&url, &altered, Some(&signature)).await?;
-    ensure!(altered_answer.status == 403, "altered body: {altered_answer:?}");
+    ensure!(
+        altered_answer.status == 403,
+        "altered body: {altered_answer:?}"
+    );
     // Signed for the sender's own host and sent with that Host header: still refused.
     let evil = "http://evil.example/sms/incoming";
     let spoofed = reqwest::Client::new()
@@ -263,25 +505,56 @@ async fn forged_webhooks_are_refused_and_nothing_is_bridged() -> anyhow::Result<
         .header("host", "evil.example")
         .header("content-type", "application/x-www-form-urlencoded")
         .header("X-Twilio-Signature", sign(AUTH_TOKEN, evil, &params))
-        .body(url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params.iter()).finish())
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(params.iter())
+                .finish(),
+        )
         .send()
         .await?;
-    ensure!(spoofed.status() == 403, "Host header spoof: {}", spoofed.status());
+    ensure!(
+        spoofed.status() == 403,
+        "Host header spoof: {}",
+        spoofed.status()
+    );
     // The status callback is checked the same way.
-    let status_params = vec![("MessageSid".to_string(), "SMforged".to_string()), ("MessageStatus".to_string(), "failed".to_string())];
-    let forged_status = fake.post_form(&format!("{bridge}/sms/status"), &status_params, Some("bm90IGEgc2lnbmF0dXJl")).await?;
-    ensure!(forged_status.status == 403, "forged status: {forged_status:?}");
+    let status_params = vec![
+        ("MessageSid".to_string(), "SMforged".to_string()),
+        ("MessageStatus".to_string(), "failed".to_string()),
+    ];
+    let forged_status = fake
+        .post_form(
+            &format!("{bridge}/sms/status"),
+            &status_params,
+            Some("bm90IGEgc2lnbmF0dXJl"),
+        )
+        .await?;
+    ensure!(
+        forged_status.status == 403,
+        "forged status: {forged_status:?}"
+    );
 
     // The genuine webhook goes through.
-    let real = fake.incoming(&bridge, "+14155550177", "real message", vec![]).await?;
+    let real = fake
+        .incoming(&bridge, "+14155550177", "real message", vec![])
+        .await?;
     ensure!(real.answer.status == 200, "{:?}", real.answer);
     let room = env.alice.wait_for_invite("+1 415 555 0177").await?;
     env.alice.wait_for_text(&room, "real message").await?;
     let messages = env.alice.messages(&room);
-    ensure!(!messages.iter().any(|m| m.body.contains("forged")), "a forged message reached Matrix");
+    ensure!(
+        !messages.iter().any(|m| m.body.contains("forged")),
+        "a forged message reached Matrix"
+    );
     let log = rig::strip_ansi(&env.bridge.log());
-    ensure!(log.contains("wrong X-Twilio-Signature refused"), "refusals are logged");
-    ensure!(log.contains("without X-Twilio-Signature refused"), "missing signatures are logged");
+    ensure!(
+        log.contains("wrong X-Twilio-Signature refused"),
+        "refusals are logged"
+    );
+    ensure!(
+        log.contains("without X-Twilio-Signature refused"),
+        "missing signatures are logged"
+    );
     Ok(())
 }
 
@@ -292,53 +565,141 @@ async fn forged_webhooks_are_refused_and_nothing_is_bridged() -> anyhow::Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_are_waited_out_and_refusals_become_notices() -> anyhow::Result<()> {
     let fake = FakeTwilio::start().await?;
-    let env = TestEnv::start(options(Backend::Sqlite, &fake, json!({"max_download_size": 2000})).max_attempts(6)).await?;
+    let env = TestEnv::start(
+        options(Backend::Sqlite, &fake, json!({"max_download_size": 2000})).max_attempts(6),
+    )
+    .await?;
     let bridge = env.bridge.base_url();
     fake.incoming(&bridge, CUSTOMER, "hello", vec![]).await?;
     let room = env.alice.wait_for_invite(CUSTOMER_NAME).await?;
     env.alice.wait_for_text(&room, "hello").await?;
 
     // A picture over max_download_size arrives as a line saying so, with the text.
-    let big = fake.incoming(&bridge, CUSTOMER, "big photo", vec![(blob("jpeg", 3000), "image/jpeg")]).await?;
+    let big = fake
+        .incoming(
+            &bridge,
+            CUSTOMER,
+            "big photo",
+            vec![(blob("jpeg", 3000), "image/jpeg")],
+        )
+        .await?;
     ensure!(big.answer.status == 200, "{:?}", big.answer);
     let line = env.alice.wait_for_text(&room, "big photo").await?;
-    ensure!(line.body.contains("[MMS attachment 1 (image/jpeg) is larger than 2000 bytes"), "{}", line.body);
+    ensure!(
+        line.body
+            .contains("[MMS attachment 1 (image/jpeg) is larger than 2000 bytes"),
+        "{}",
+        line.body
+    );
 
     fake.fault(FaultKind::TooManyRequests { retry_after: 2 }, 1);
     let patience = env.alice.send_text(&room, "patience").await?;
-    fake.wait_for_create(|c| c.status == 201 && c.param("Body") == Some("patience")).await?;
+    fake.wait_for_create(|c| c.status == 201 && c.param("Body") == Some("patience"))
+        .await?;
     wait_for_send_status(&env, &room, &patience, "SUCCESS").await?;
-    let sends: Vec<_> = fake.creates().into_iter().filter(|c| c.param("Body") == Some("patience")).collect();
-    ensure!(sends.iter().map(|c| c.status).collect::<Vec<_>>() == vec![429, 201], "one refusal and one success: {:?}", sends.iter().map(|c| c.status).collect::<Vec<_>>());
+    let sends: Vec<_> = fake
+        .creates()
+        .into_iter()
+        .filter(|c| c.param("Body") == Some("patience"))
+        .collect();
+    ensure!(
+        sends.iter().map(|c| c.status).collect::<Vec<_>>() == vec![429, 201],
+        "one refusal and one success: {:?}",
+        sends.iter().map(|c| c.status).collect::<Vec<_>>()
+    );
     let gap = sends[1].at.duration_since(sends[0].at);
-    ensure!(gap >= Duration::from_millis(1950), "retried after {gap:?}, before Retry-After (2 s)");
-    ensure!(fake.messages().iter().filter(|m| m.body == "patience").count() == 1, "delivered once");
+    ensure!(
+        gap >= Duration::from_millis(1950),
+        "retried after {gap:?}, before Retry-After (2 s)"
+    );
+    ensure!(
+        fake.messages()
+            .iter()
+            .filter(|m| m.body == "patience")
+            .count()
+            == 1,
+        "delivered once"
+    );
 
     // A 500 may hide an accepted message: the retry looks in Twilio's list first, then sends once.
     fake.fault(FaultKind::ServerError, 1);
     let outage = env.alice.send_text(&room, "after an outage").await?;
     wait_for_send_status(&env, &room, &outage, "SUCCESS").await?;
-    let statuses: Vec<u16> = fake.creates().iter().filter(|c| c.param("Body") == Some("after an outage")).map(|c| c.status).collect();
-    ensure!(statuses == vec![500, 201], "a 500 then one creation: {statuses:?}");
-    ensure!(fake.calls().iter().any(|c| c.method == "GET" && c.param("To") == Some(CUSTOMER)), "the retry looked first");
+    let statuses: Vec<u16> = fake
+        .creates()
+        .iter()
+        .filter(|c| c.param("Body") == Some("after an outage"))
+        .map(|c| c.status)
+        .collect();
+    ensure!(
+        statuses == vec![500, 201],
+        "a 500 then one creation: {statuses:?}"
+    );
+    ensure!(
+        fake.calls()
+            .iter()
+            .any(|c| c.method == "GET" && c.param("To") == Some(CUSTOMER)),
+        "the retry looked first"
+    );
 
     // Longer than Twilio's 1600 characters: refused with a notice before anything is sent.
     let long = "x".repeat(1601);
     let too_long = env.alice.send_text(&room, &long).await?;
-    let notice = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(too_long.as_str())).await?;
-    ensure!(notice.body.contains("1601 characters") && notice.body.contains("at most 1600"), "notice: {}", notice.body);
-    ensure!(!fake.creates().iter().any(|c| c.param("Body").is_some_and(|b| b.len() > 1600)), "the long text was sent");
+    let notice = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(too_long.as_str())
+        })
+        .await?;
+    ensure!(
+        notice.body.contains("1601 characters") && notice.body.contains("at most 1600"),
+        "notice: {}",
+        notice.body
+    );
+    ensure!(
+        !fake
+            .creates()
+            .iter()
+            .any(|c| c.param("Body").is_some_and(|b| b.len() > 1600)),
+        "the long text was sent"
+    );
 
     // The customer texts STOP: operators see a notice; Twilio refuses what follows (21610).
     fake.incoming(&bridge, CUSTOMER, "STOP", vec![]).await?;
-    let stop = env.alice.wait_for_message(&room, |m| m.is_notice() && m.body.contains("unsubscribed")).await?;
-    ensure!(stop.body.contains("until they text START"), "STOP notice: {}", stop.body);
+    let stop = env
+        .alice
+        .wait_for_message(&room, |m| m.is_notice() && m.body.contains("unsubscribed"))
+        .await?;
+    ensure!(
+        stop.body.contains("until they text START"),
+        "STOP notice: {}",
+        stop.body
+    );
     let stopped = env.alice.send_text(&room, "are you there?").await?;
-    let notice = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(stopped.as_str())).await?;
-    ensure!(notice.body.contains("STOP") && notice.body.contains("Attempt to send to unsubscribed recipient"), "notice: {}", notice.body);
+    let notice = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(stopped.as_str())
+        })
+        .await?;
+    ensure!(
+        notice.body.contains("STOP")
+            && notice
+                .body
+                .contains("Attempt to send to unsubscribed recipient"),
+        "notice: {}",
+        notice.body
+    );
     wait_for_send_status(&env, &room, &stopped, "FAIL_PERMANENT").await?;
-    let attempts = fake.creates().iter().filter(|c| c.param("Body") == Some("are you there?")).count();
-    ensure!(attempts == 1, "a permanent failure is not retried ({attempts} attempts)");
+    let attempts = fake
+        .creates()
+        .iter()
+        .filter(|c| c.param("Body") == Some("are you there?"))
+        .count();
+    ensure!(
+        attempts == 1,
+        "a permanent failure is not retried ({attempts} attempts)"
+    );
     Ok(())
 }
 
@@ -355,16 +716,31 @@ async fn a_crash_mid_send_does_not_send_twice(backend: Backend) -> anyhow::Resul
 
     fake.hold_creates();
     let once = env.alice.send_text(&room, "only once, please").await?;
-    rig::poll_until("Twilio holding the creation", Duration::from_secs(30), || async { Ok((!fake.held().is_empty()).then_some(())) }).await?;
+    rig::poll_until(
+        "Twilio holding the creation",
+        Duration::from_secs(30),
+        || async { Ok((!fake.held().is_empty()).then_some(())) },
+    )
+    .await?;
     env.bridge.kill();
     fake.release_creates();
     env.bridge.start().await?;
 
     wait_for_send_status(&env, &room, &once, "SUCCESS").await?;
-    ensure!(fake.calls().iter().any(|c| c.method == "GET" && c.param("To") == Some(CUSTOMER)), "the retry looked the message up");
+    ensure!(
+        fake.calls()
+            .iter()
+            .any(|c| c.method == "GET" && c.param("To") == Some(CUSTOMER)),
+        "the retry looked the message up"
+    );
     env.alice.send_text(&room, "after the restart").await?;
-    fake.wait_for_create(|c| c.status == 201 && c.param("Body") == Some("after the restart")).await?;
-    let n = fake.messages().iter().filter(|m| m.body == "only once, please").count();
+    fake.wait_for_create(|c| c.status == 201 && c.param("Body") == Some("after the restart"))
+        .await?;
+    let n = fake
+        .messages()
+        .iter()
+        .filter(|m| m.body == "only once, please")
+        .count();
     ensure!(n == 1, "the message was created {n} times");
     Ok(())
 }
@@ -379,44 +755,98 @@ async fn the_fake_speaks_twilio() -> anyhow::Result<()> {
         .find(|p| p.is_dir());
     if let Some(dir) = fixtures {
         let form = std::fs::read_to_string(dir.join("inbound_sms_zammad.form"))?;
-        let params: Vec<(String, String)> = url::form_urlencoded::parse(form.as_bytes()).into_owned().collect();
-        let sig = sign("fake-twilio-auth-token", "https://fake-server.example.test/twilio/inbound?channel=1", &params);
-        ensure!(sig == "il8QK0myqfyjJtLeEhB6EG0ebGc=", "fixture signature {sig}");
+        let params: Vec<(String, String)> = url::form_urlencoded::parse(form.as_bytes())
+            .into_owned()
+            .collect();
+        let sig = sign(
+            "fake-twilio-auth-token",
+            "https://fake-server.example.test/twilio/inbound?channel=1",
+            &params,
+        );
+        ensure!(
+            sig == "il8QK0myqfyjJtLeEhB6EG0ebGc=",
+            "fixture signature {sig}"
+        );
     }
     let fake = FakeTwilio::start().await?;
     let http = reqwest::Client::new();
-    let url = format!("{}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json", fake.url());
-    let wrong = http.post(&url).basic_auth(ACCOUNT_SID, Some("nope")).body(form(&[("To", CUSTOMER)])).send().await?;
+    let url = format!(
+        "{}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json",
+        fake.url()
+    );
+    let wrong = http
+        .post(&url)
+        .basic_auth(ACCOUNT_SID, Some("nope"))
+        .body(form(&[("To", CUSTOMER)]))
+        .send()
+        .await?;
     ensure!(wrong.status() == 401);
     let body: Value = wrong.json().await?;
-    ensure!(body["code"] == 20003 && body["message"] == "Authenticate" && body["status"] == 401, "{body}");
+    ensure!(
+        body["code"] == 20003 && body["message"] == "Authenticate" && body["status"] == 401,
+        "{body}"
+    );
     let bad_to = http
         .post(&url)
         .basic_auth(ACCOUNT_SID, Some(AUTH_TOKEN))
-        .body(form(&[("To", "5551234"), ("From", COMPANY_NUMBER), ("Body", "x")]))
+        .body(form(&[
+            ("To", "5551234"),
+            ("From", COMPANY_NUMBER),
+            ("Body", "x"),
+        ]))
         .send()
         .await?;
     ensure!(bad_to.status() == 400);
     let body: Value = bad_to.json().await?;
-    ensure!(body["code"] == 21211 && body["message"] == "The 'To' number 5551234 is not a valid phone number.", "{body}");
+    ensure!(
+        body["code"] == 21211
+            && body["message"] == "The 'To' number 5551234 is not a valid phone number.",
+        "{body}"
+    );
     fake.fault(FaultKind::TooManyRequests { retry_after: 5 }, 1);
     let limited = http
         .post(&url)
         .basic_auth(ACCOUNT_SID, Some(AUTH_TOKEN))
-        .body(form(&[("To", CUSTOMER), ("From", COMPANY_NUMBER), ("Body", "x")]))
+        .body(form(&[
+            ("To", CUSTOMER),
+            ("From", COMPANY_NUMBER),
+            ("Body", "x"),
+        ]))
         .send()
         .await?;
-    ensure!(limited.status() == 429 && limited.headers().get("retry-after").is_some_and(|v| v == "5"));
+    ensure!(
+        limited.status() == 429
+            && limited
+                .headers()
+                .get("retry-after")
+                .is_some_and(|v| v == "5")
+    );
     let created = http
         .post(&url)
         .basic_auth(ACCOUNT_SID, Some(AUTH_TOKEN))
-        .body(form(&[("To", CUSTOMER), ("From", COMPANY_NUMBER), ("Body", "x")]))
+        .body(form(&[
+            ("To", CUSTOMER),
+            ("From", COMPANY_NUMBER),
+            ("Body", "x"),
+        ]))
         .send()
         .await?;
     ensure!(created.status() == 201);
     let body: Value = created.json().await?;
-    ensure!(body["sid"].as_str().is_some_and(|s| s.starts_with("SM") && s.len() == 34) && body["status"] == "queued", "{body}");
-    let list: Value = http.get(format!("{url}?To=%2B14155550142")).basic_auth(ACCOUNT_SID, Some(AUTH_TOKEN)).send().await?.json().await?;
+    ensure!(
+        body["sid"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("SM") && s.len() == 34)
+            && body["status"] == "queued",
+        "{body}"
+    );
+    let list: Value = http
+        .get(format!("{url}?To=%2B14155550142"))
+        .basic_auth(ACCOUNT_SID, Some(AUTH_TOKEN))
+        .send()
+        .await?
+        .json()
+        .await?;
     ensure!(list["messages"][0]["sid"] == body["sid"], "{list}");
     Ok(())
 }

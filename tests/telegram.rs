@@ -52,12 +52,17 @@ fn options(backend: Backend, fake: &FakeTelegram, extra: Value) -> BridgeOptions
     if let (Some(s), Value::Object(e)) = (section.as_object_mut(), extra) {
         s.extend(e);
     }
-    let mut options = BridgeOptions::default().backend(backend).edit_config(move |config| {
-        let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
-        if let Some(channels) = config.get_mut("channels").and_then(serde_yaml::Value::as_mapping_mut) {
-            channels.insert("telegram".into(), value);
-        }
-    });
+    let mut options = BridgeOptions::default()
+        .backend(backend)
+        .edit_config(move |config| {
+            let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
+            if let Some(channels) = config
+                .get_mut("channels")
+                .and_then(serde_yaml::Value::as_mapping_mut)
+            {
+                channels.insert("telegram".into(), value);
+            }
+        });
     options.log_filter = "switchboard=debug,switchboard_telegram=debug,info".into();
     options
 }
@@ -68,7 +73,9 @@ fn jane() -> TgUser {
 
 /// Bytes that look like a file of some kind (Synapse does not inspect them).
 fn blob(tag: &str, len: usize) -> Vec<u8> {
-    tag.bytes().chain((0..len as u32).map(|i| (i * 31 % 251) as u8)).collect()
+    tag.bytes()
+        .chain((0..len as u32).map(|i| (i * 31 % 251) as u8))
+        .collect()
 }
 
 async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyhow::Result<()> {
@@ -79,20 +86,44 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
     fake.set_profile_photo(user.id, &photo_id);
 
     // Text with formatting: "Hello, my order #123 is late" with "order #123" in bold.
-    fake.push_update(fake.message_update(&user, 1, json!({
-        "text": "Hello, my order #123 is late",
-        "entities": [{"type": "bold", "offset": 10, "length": 10}],
-    })));
+    fake.push_update(fake.message_update(
+        &user,
+        1,
+        json!({
+            "text": "Hello, my order #123 is late",
+            "entities": [{"type": "bold", "offset": 10, "length": 10}],
+        }),
+    ));
     let room = env.alice.wait_for_invite("Jane Doe").await?;
     let first = env.alice.wait_for_text(&room, "order #123").await?;
-    ensure!(first.sender.starts_with("@sb_telegram_"), "sent by a ghost, not {}", first.sender);
-    ensure!(first.formatted_body.as_deref().is_some_and(|h| h.contains("<b>order #123</b>")), "html: {:?}", first.formatted_body);
+    ensure!(
+        first.sender.starts_with("@sb_telegram_"),
+        "sent by a ghost, not {}",
+        first.sender
+    );
+    ensure!(
+        first
+            .formatted_body
+            .as_deref()
+            .is_some_and(|h| h.contains("<b>order #123</b>")),
+        "html: {:?}",
+        first.formatted_body
+    );
     let members = env.alice.members(&room).await?;
-    let ghost_name = members.iter().find(|(id, _)| id == &first.sender).map(|(_, n)| n.clone());
-    ensure!(ghost_name.as_deref() == Some("Jane Doe"), "ghost display name: {ghost_name:?}");
+    let ghost_name = members
+        .iter()
+        .find(|(id, _)| id == &first.sender)
+        .map(|(_, n)| n.clone());
+    ensure!(
+        ghost_name.as_deref() == Some("Jane Doe"),
+        "ghost display name: {ghost_name:?}"
+    );
     ensure!(env.alice.room_name(&room).await?.as_deref() == Some("Jane Doe (telegram)"));
     // The profile photo was looked up for the avatar (the core does not apply avatars yet).
-    fake.wait_for_call("getUserProfilePhotos", |c| c.i64("user_id") == Some(user.id)).await?;
+    fake.wait_for_call("getUserProfilePhotos", |c| {
+        c.i64("user_id") == Some(user.id)
+    })
+    .await?;
 
     // Photo with a caption: the largest size is fetched through getFile + download.
     let photo = blob("jpeg", 3000);
@@ -104,9 +135,19 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
         m["height"] = w.into();
         m
     };
-    fake.push_update(fake.message_update(&user, 2, json!({"photo": [size(&small, 90), size(&big, 800)], "caption": "the box"})));
-    let image = env.alice.wait_for_message(&room, |m| m.msgtype == "m.image").await?;
-    ensure!(env.alice.fetch_file(&image).await? == photo, "the photo's bytes");
+    fake.push_update(fake.message_update(
+        &user,
+        2,
+        json!({"photo": [size(&small, 90), size(&big, 800)], "caption": "the box"}),
+    ));
+    let image = env
+        .alice
+        .wait_for_message(&room, |m| m.msgtype == "m.image")
+        .await?;
+    ensure!(
+        env.alice.fetch_file(&image).await? == photo,
+        "the photo's bytes"
+    );
     env.alice.wait_for_text(&room, "the box").await?;
 
     // Voice note (OGG/Opus) → m.audio.
@@ -116,8 +157,15 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
     meta["duration"] = 3.into();
     meta["mime_type"] = "audio/ogg".into();
     fake.push_update(fake.message_update(&user, 3, json!({"voice": meta})));
-    let audio = env.alice.wait_for_message(&room, |m| m.msgtype == "m.audio").await?;
-    ensure!(audio.mimetype() == Some("audio/ogg"), "voice mime {:?}", audio.mimetype());
+    let audio = env
+        .alice
+        .wait_for_message(&room, |m| m.msgtype == "m.audio")
+        .await?;
+    ensure!(
+        audio.mimetype() == Some("audio/ogg"),
+        "voice mime {:?}",
+        audio.mimetype()
+    );
     ensure!(env.alice.fetch_file(&audio).await? == voice);
 
     // Document keeps its name and type.
@@ -127,27 +175,47 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
     meta["file_name"] = "invoice 2026.pdf".into();
     meta["mime_type"] = "application/pdf".into();
     fake.push_update(fake.message_update(&user, 4, json!({"document": meta})));
-    let file = env.alice.wait_for_message(&room, |m| m.msgtype == "m.file").await?;
-    ensure!(file.filename() == "invoice 2026.pdf" && file.mimetype() == Some("application/pdf"), "{:?}", file.content);
+    let file = env
+        .alice
+        .wait_for_message(&room, |m| m.msgtype == "m.file")
+        .await?;
+    ensure!(
+        file.filename() == "invoice 2026.pdf" && file.mimetype() == Some("application/pdf"),
+        "{:?}",
+        file.content
+    );
     ensure!(env.alice.fetch_file(&file).await? == pdf);
 
     // A static sticker is a WebP image.
     let (sticker_id, _) = fake.add_file("stickers", "webp", blob("RIFFWEBP", 800), None);
     let mut meta = fake.file_meta(&sticker_id);
-    for (k, v) in [("width", json!(512)), ("height", json!(512)), ("emoji", json!("👍")), ("type", json!("regular")),
-                   ("is_animated", json!(false)), ("is_video", json!(false))] {
+    for (k, v) in [
+        ("width", json!(512)),
+        ("height", json!(512)),
+        ("emoji", json!("👍")),
+        ("type", json!("regular")),
+        ("is_animated", json!(false)),
+        ("is_video", json!(false)),
+    ] {
         meta[k] = v;
     }
     fake.push_update(fake.message_update(&user, 5, json!({"sticker": meta})));
     env.alice
-        .wait_for_message(&room, |m| m.msgtype == "m.image" && m.mimetype() == Some("image/webp"))
+        .wait_for_message(&room, |m| {
+            m.msgtype == "m.image" && m.mimetype() == Some("image/webp")
+        })
         .await
         .context("the sticker as an image")?;
 
     // Video and video note → m.video.
     let (video_id, _) = fake.add_file("videos", "mp4", blob("mp4", 1500), None);
     let mut meta = fake.file_meta(&video_id);
-    for (k, v) in [("width", json!(640)), ("height", json!(360)), ("duration", json!(4)), ("mime_type", json!("video/mp4"))] {
+    for (k, v) in [
+        ("width", json!(640)),
+        ("height", json!(360)),
+        ("duration", json!(4)),
+        ("mime_type", json!("video/mp4")),
+    ] {
         meta[k] = v;
     }
     fake.push_update(fake.message_update(&user, 6, json!({"video": meta})));
@@ -157,25 +225,64 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
     meta["duration"] = 2.into();
     fake.push_update(fake.message_update(&user, 7, json!({"video_note": meta})));
     env.alice
-        .wait_for_message(&room, |m| m.msgtype == "m.video" && m.filename().starts_with("video_note_"))
+        .wait_for_message(&room, |m| {
+            m.msgtype == "m.video" && m.filename().starts_with("video_note_")
+        })
         .await
         .context("the video note")?;
-    ensure!(env.alice.messages(&room).iter().filter(|m| m.msgtype == "m.video").count() == 2);
+    ensure!(
+        env.alice
+            .messages(&room)
+            .iter()
+            .filter(|m| m.msgtype == "m.video")
+            .count()
+            == 2
+    );
 
     // Location and contact become text.
-    fake.push_update(fake.message_update(&user, 8, json!({"location": {"latitude": 59.9139, "longitude": 10.7522}})));
-    let location = env.alice.wait_for_text(&room, "geo:59.913900,10.752200").await?;
-    ensure!(location.body.contains("openstreetmap.org"), "{}", location.body);
-    fake.push_update(fake.message_update(&user, 9, json!({"contact": {"phone_number": "+4712345678", "first_name": "Bo", "last_name": "Ek"}})));
-    env.alice.wait_for_text(&room, "Contact: Bo Ek, +4712345678").await?;
+    fake.push_update(fake.message_update(
+        &user,
+        8,
+        json!({"location": {"latitude": 59.9139, "longitude": 10.7522}}),
+    ));
+    let location = env
+        .alice
+        .wait_for_text(&room, "geo:59.913900,10.752200")
+        .await?;
+    ensure!(
+        location.body.contains("openstreetmap.org"),
+        "{}",
+        location.body
+    );
+    fake.push_update(fake.message_update(
+        &user,
+        9,
+        json!({"contact": {"phone_number": "+4712345678", "first_name": "Bo", "last_name": "Ek"}}),
+    ));
+    env.alice
+        .wait_for_text(&room, "Contact: Bo Ek, +4712345678")
+        .await?;
 
     // A file over the Bot API's 20 MB download limit: a clear line instead of the file.
     let (huge_id, _) = fake.add_file("documents", "zip", blob("PK", 10), Some(25 * 1024 * 1024));
     let mut meta = fake.file_meta(&huge_id);
     meta["file_name"] = "backup.zip".into();
-    fake.push_update(fake.message_update(&user, 10, json!({"document": meta, "caption": "all my data"})));
-    let notice = env.alice.wait_for_text(&room, "file too large for the Bot API").await?;
-    ensure!(notice.body.contains("backup.zip") && notice.body.contains("25.0 MB") && notice.body.contains("all my data"), "{}", notice.body);
+    fake.push_update(fake.message_update(
+        &user,
+        10,
+        json!({"document": meta, "caption": "all my data"}),
+    ));
+    let notice = env
+        .alice
+        .wait_for_text(&room, "file too large for the Bot API")
+        .await?;
+    ensure!(
+        notice.body.contains("backup.zip")
+            && notice.body.contains("25.0 MB")
+            && notice.body.contains("all my data"),
+        "{}",
+        notice.body
+    );
 
     // A reply keeps its target; an edit replaces the original event.
     fake.push_update(fake.message_update(&user, 11, json!({
@@ -183,10 +290,21 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
         "reply_to_message": {"message_id": 1, "from": user.json(), "chat": user.private_chat(), "date": 1, "text": "Hello, my order #123 is late"},
     })));
     let reply = env.alice.wait_for_text(&room, "see above").await?;
-    ensure!(reply.in_reply_to() == Some(first.event_id.as_str()), "in_reply_to {:?}", reply.relates_to);
+    ensure!(
+        reply.in_reply_to() == Some(first.event_id.as_str()),
+        "in_reply_to {:?}",
+        reply.relates_to
+    );
     fake.push_update(fake.edit_update(&user, 1, "Hello, my order #123 is very late"));
-    let edit = env.alice.wait_for_message(&room, |m| m.replaces() == Some(first.event_id.as_str())).await?;
-    ensure!(edit.new_body() == Some("Hello, my order #123 is very late"), "{:?}", edit.content);
+    let edit = env
+        .alice
+        .wait_for_message(&room, |m| m.replaces() == Some(first.event_id.as_str()))
+        .await?;
+    ensure!(
+        edit.new_body() == Some("Hello, my order #123 is very late"),
+        "{:?}",
+        edit.content
+    );
 
     // Group chats are one conversation each, members' names before their words.
     let ann = TgUser::new(5_550_010, "Ann", None, None);
@@ -196,23 +314,37 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
     let group_room = env.alice.wait_for_invite("Ann").await?;
     env.alice.wait_for_text(&group_room, "Ann: hi all").await?;
     fake.push_update(fake.message_in(&bob, &group, 51, json!({"text": "hello from Bob"})));
-    env.alice.wait_for_text(&group_room, "Bob Berg: hello from Bob").await?;
+    env.alice
+        .wait_for_text(&group_room, "Bob Berg: hello from Bob")
+        .await?;
     ensure!(group_room != room);
 
     // Exactly once each, and every update confirmed to Telegram.
     let texts = env.alice.messages(&room);
-    for needle in ["order #123 is late", "the box", "see above", "Contact: Bo Ek"] {
-        let n = texts.iter().filter(|m| m.body.contains(needle) && m.replaces().is_none()).count();
+    for needle in [
+        "order #123 is late",
+        "the box",
+        "see above",
+        "Contact: Bo Ek",
+    ] {
+        let n = texts
+            .iter()
+            .filter(|m| m.body.contains(needle) && m.replaces().is_none())
+            .count();
         ensure!(n == 1, "{needle:?} bridged {n} times");
     }
-    rig::poll_until("every update confirmed", Duration::from_secs(15), || async {
-        Ok(fake.pending_updates().is_empty().then_some(()))
-    })
+    rig::poll_until(
+        "every update confirmed",
+        Duration::from_secs(15),
+        || async { Ok(fake.pending_updates().is_empty().then_some(())) },
+    )
     .await?;
     Ok(())
 }
 
-async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(backend: Backend) -> anyhow::Result<()> {
+async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
+    backend: Backend,
+) -> anyhow::Result<()> {
     let fake = FakeTelegram::start().await?;
     let env = TestEnv::start(options(backend, &fake, json!({}))).await?;
     let user = jane();
@@ -222,54 +354,126 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
     let question = env.alice.wait_for_text(&room, "Norway").await?;
 
     // Formatted text goes out as Telegram HTML.
-    let answer = env.alice.send_html(&room, "Sorry! **Checking** now", "<p>Sorry! <strong>Checking</strong> now</p>").await?;
-    let sent = fake
-        .wait_for_call("sendMessage", |c| c.status == 200 && c.str("text").is_some_and(|t| t.contains("Checking")))
+    let answer = env
+        .alice
+        .send_html(
+            &room,
+            "Sorry! **Checking** now",
+            "<p>Sorry! <strong>Checking</strong> now</p>",
+        )
         .await?;
-    ensure!(sent.i64("chat_id") == Some(chat), "chat id {:?}", sent.params);
-    ensure!(sent.str("parse_mode").as_deref() == Some("HTML"), "parse mode {:?}", sent.params);
-    ensure!(sent.str("text").as_deref() == Some("Sorry! <b>Checking</b> now"), "text {:?}", sent.params);
-    env.alice
-        .wait_for_event(&room, "a delivery status for the answer", |e| {
-            e["type"] == "com.beeper.message_send_status" && e["content"]["m.relates_to"]["event_id"] == answer.as_str() && e["content"]["status"] == "SUCCESS"
+    let sent = fake
+        .wait_for_call("sendMessage", |c| {
+            c.status == 200 && c.str("text").is_some_and(|t| t.contains("Checking"))
         })
         .await?;
-    let answer_id = fake.bot_message_id(chat, "Sorry! Checking now").context("the answer in the fake")?;
+    ensure!(
+        sent.i64("chat_id") == Some(chat),
+        "chat id {:?}",
+        sent.params
+    );
+    ensure!(
+        sent.str("parse_mode").as_deref() == Some("HTML"),
+        "parse mode {:?}",
+        sent.params
+    );
+    ensure!(
+        sent.str("text").as_deref() == Some("Sorry! <b>Checking</b> now"),
+        "text {:?}",
+        sent.params
+    );
+    env.alice
+        .wait_for_event(&room, "a delivery status for the answer", |e| {
+            e["type"] == "com.beeper.message_send_status"
+                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
+                && e["content"]["status"] == "SUCCESS"
+        })
+        .await?;
+    let answer_id = fake
+        .bot_message_id(chat, "Sorry! Checking now")
+        .context("the answer in the fake")?;
 
     // A reply to the customer's message names it.
-    env.alice.reply(&room, &question.event_id, "Yes, we do").await?;
-    let reply = fake.wait_for_call("sendMessage", |c| c.str("text").as_deref() == Some("Yes, we do")).await?;
-    let target = reply.object("reply_parameters").and_then(|r| r["message_id"].as_i64());
+    env.alice
+        .reply(&room, &question.event_id, "Yes, we do")
+        .await?;
+    let reply = fake
+        .wait_for_call("sendMessage", |c| {
+            c.str("text").as_deref() == Some("Yes, we do")
+        })
+        .await?;
+    let target = reply
+        .object("reply_parameters")
+        .and_then(|r| r["message_id"].as_i64());
     ensure!(target == Some(1), "reply_parameters {:?}", reply.params);
 
     // Files: an image as a photo, a PDF as a document, OGG audio as a voice note.
     let png = blob("\u{89}PNG", 2500);
-    env.alice.send_file(&room, "label.png", "image/png", png.clone()).await?;
+    env.alice
+        .send_file(&room, "label.png", "image/png", png.clone())
+        .await?;
     let photo = fake.wait_for_call("sendPhoto", |c| c.status == 200).await?;
     let upload = photo.upload.clone().context("the photo's bytes")?;
-    ensure!(upload.bytes == png && upload.name == "label.png", "photo upload {} bytes named {}", upload.bytes.len(), upload.name);
+    ensure!(
+        upload.bytes == png && upload.name == "label.png",
+        "photo upload {} bytes named {}",
+        upload.bytes.len(),
+        upload.name
+    );
     let pdf = blob("%PDF", 3500);
-    env.alice.send_file(&room, "return-label.pdf", "application/pdf", pdf.clone()).await?;
-    let doc = fake.wait_for_call("sendDocument", |c| c.status == 200).await?;
-    ensure!(doc.upload.as_ref().is_some_and(|u| u.bytes == pdf && u.name == "return-label.pdf"), "document upload");
+    env.alice
+        .send_file(&room, "return-label.pdf", "application/pdf", pdf.clone())
+        .await?;
+    let doc = fake
+        .wait_for_call("sendDocument", |c| c.status == 200)
+        .await?;
+    ensure!(
+        doc.upload
+            .as_ref()
+            .is_some_and(|u| u.bytes == pdf && u.name == "return-label.pdf"),
+        "document upload"
+    );
     let ogg = blob("OggS", 1800);
-    env.alice.send_file(&room, "note.ogg", "audio/ogg", ogg.clone()).await?;
+    env.alice
+        .send_file(&room, "note.ogg", "audio/ogg", ogg.clone())
+        .await?;
     let voice = fake.wait_for_call("sendVoice", |c| c.status == 200).await?;
-    ensure!(voice.upload.as_ref().is_some_and(|u| u.bytes == ogg), "voice upload");
+    ensure!(
+        voice.upload.as_ref().is_some_and(|u| u.bytes == ogg),
+        "voice upload"
+    );
 
     // Operator edits and deletes: the same Telegram message.
-    env.alice.edit(&room, &answer, "Checked: it left today").await?;
-    let edit = fake.wait_for_call("editMessageText", |c| c.status == 200).await?;
-    ensure!(edit.i64("message_id") == Some(answer_id), "edited message {:?}", edit.params);
-    let kept = fake.bot_message(chat, answer_id).context("the edited message")?;
+    env.alice
+        .edit(&room, &answer, "Checked: it left today")
+        .await?;
+    let edit = fake
+        .wait_for_call("editMessageText", |c| c.status == 200)
+        .await?;
+    ensure!(
+        edit.i64("message_id") == Some(answer_id),
+        "edited message {:?}",
+        edit.params
+    );
+    let kept = fake
+        .bot_message(chat, answer_id)
+        .context("the edited message")?;
     ensure!(kept["text"] == "Checked: it left today", "{kept}");
     env.alice.redact(&room, &answer, None).await?;
-    let delete = fake.wait_for_call("deleteMessage", |c| c.status == 200).await?;
-    ensure!(delete.i64("message_id") == Some(answer_id), "deleted message {:?}", delete.params);
+    let delete = fake
+        .wait_for_call("deleteMessage", |c| c.status == 200)
+        .await?;
+    ensure!(
+        delete.i64("message_id") == Some(answer_id),
+        "deleted message {:?}",
+        delete.params
+    );
     ensure!(fake.bot_message(chat, answer_id).is_none());
 
     // The customer replies to the bot's "Yes, we do": Matrix sees the reply to Alice's event.
-    let yes_id = fake.bot_message_id(chat, "Yes, we do").context("the bot's reply in the fake")?;
+    let yes_id = fake
+        .bot_message_id(chat, "Yes, we do")
+        .context("the bot's reply in the fake")?;
     fake.push_update(fake.message_update(&user, 2, json!({
         "text": "Great, thanks",
         "reply_to_message": {"message_id": yes_id, "from": {"id": fakes::telegram::BOT_ID, "is_bot": true, "first_name": "Acme Support"},
@@ -277,15 +481,25 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
     })));
     let thanks = env.alice.wait_for_text(&room, "Great, thanks").await?;
     let alice_yes = env.alice.wait_for_text(&room, "Yes, we do").await?;
-    ensure!(thanks.in_reply_to() == Some(alice_yes.event_id.as_str()), "in_reply_to {:?}", thanks.relates_to);
+    ensure!(
+        thanks.in_reply_to() == Some(alice_yes.event_id.as_str()),
+        "in_reply_to {:?}",
+        thanks.relates_to
+    );
 
     // Each operator message went out exactly once.
-    let yes_sends = fake.calls("sendMessage").iter().filter(|c| c.status == 200 && c.str("text").as_deref() == Some("Yes, we do")).count();
+    let yes_sends = fake
+        .calls("sendMessage")
+        .iter()
+        .filter(|c| c.status == 200 && c.str("text").as_deref() == Some("Yes, we do"))
+        .count();
     ensure!(yes_sends == 1, "reply sent {yes_sends} times");
     Ok(())
 }
 
-async fn a_crash_between_get_updates_and_storage_loses_nothing(backend: Backend) -> anyhow::Result<()> {
+async fn a_crash_between_get_updates_and_storage_loses_nothing(
+    backend: Backend,
+) -> anyhow::Result<()> {
     let fake = FakeTelegram::start().await?;
     let mut env = TestEnv::start(options(backend, &fake, json!({}))).await?;
     let user = jane();
@@ -302,26 +516,39 @@ async fn a_crash_between_get_updates_and_storage_loses_nothing(backend: Backend)
     meta["height"] = 100.into();
     let ids = fake.push_updates(vec![
         fake.message_update(&user, 2, json!({"text": "before the crash"})),
-        fake.message_update(&user, 3, json!({"photo": [meta], "caption": "photo in flight"})),
+        fake.message_update(
+            &user,
+            3,
+            json!({"photo": [meta], "caption": "photo in flight"}),
+        ),
         fake.message_update(&user, 4, json!({"text": "after the photo"})),
     ]);
-    rig::poll_until("the bridge fetching the photo", Duration::from_secs(30), || async {
-        Ok((!fake.held_downloads().is_empty()).then_some(()))
-    })
+    rig::poll_until(
+        "the bridge fetching the photo",
+        Duration::from_secs(30),
+        || async { Ok((!fake.held_downloads().is_empty()).then_some(())) },
+    )
     .await?;
     let calls_before_crash = fake.calls("getUpdates").len();
     env.bridge.kill();
-    ensure!(fake.pending_updates().contains(&ids[1]), "the photo's update must not be confirmed before it is stored");
+    ensure!(
+        fake.pending_updates().contains(&ids[1]),
+        "the photo's update must not be confirmed before it is stored"
+    );
     fake.release_downloads();
     env.bridge.start().await?;
 
     for text in ["before the crash", "photo in flight", "after the photo"] {
         env.alice.wait_for_text(&room, text).await?;
     }
-    env.alice.wait_for_message(&room, |m| m.msgtype == "m.image").await?;
+    env.alice
+        .wait_for_message(&room, |m| m.msgtype == "m.image")
+        .await?;
     // The restarted bridge asked again from the stored offset, not beyond the photo.
     let after = fake.calls("getUpdates");
-    let first_after = after.get(calls_before_crash).context("a getUpdates after the restart")?;
+    let first_after = after
+        .get(calls_before_crash)
+        .context("a getUpdates after the restart")?;
     ensure!(
         first_after.i64("offset").is_some_and(|o| o <= ids[1]),
         "first offset after restart {:?} must not skip update {}",
@@ -332,13 +559,23 @@ async fn a_crash_between_get_updates_and_storage_loses_nothing(backend: Backend)
     // Another restart replays nothing; a new message after it arrives once.
     env.bridge.restart().await?;
     fake.push_update(fake.message_update(&user, 5, json!({"text": "after the second restart"})));
-    env.alice.wait_for_text(&room, "after the second restart").await?;
+    env.alice
+        .wait_for_text(&room, "after the second restart")
+        .await?;
     let messages = env.alice.messages(&room);
-    for text in ["first", "before the crash", "photo in flight", "after the photo"] {
+    for text in [
+        "first",
+        "before the crash",
+        "photo in flight",
+        "after the photo",
+    ] {
         let n = messages.iter().filter(|m| m.body == text).count();
         ensure!(n == 1, "{text:?} bridged {n} times");
     }
-    ensure!(messages.iter().filter(|m| m.msgtype == "m.image").count() == 1, "the photo bridged once");
+    ensure!(
+        messages.iter().filter(|m| m.msgtype == "m.image").count() == 1,
+        "the photo bridged once"
+    );
     Ok(())
 }
 
@@ -353,24 +590,55 @@ async fn rate_limits_are_honoured() -> anyhow::Result<()> {
     env.alice.wait_for_text(&room, "hello").await?;
 
     // A storm on sendMessage: two 429s with retry_after 2, then success.
-    fake.fault(Some("sendMessage"), FaultKind::TooManyRequests { retry_after: 2 }, 2);
+    fake.fault(
+        Some("sendMessage"),
+        FaultKind::TooManyRequests { retry_after: 2 },
+        2,
+    );
     env.alice.send_text(&room, "patience").await?;
-    fake.wait_for_call("sendMessage", |c| c.status == 200 && c.str("text").as_deref() == Some("patience")).await?;
-    let sends: Vec<_> = fake.calls("sendMessage").into_iter().filter(|c| c.str("text").as_deref() == Some("patience")).collect();
-    ensure!(sends.len() == 3, "two refusals and one success, got {:?}", sends.iter().map(|c| c.status).collect::<Vec<_>>());
+    fake.wait_for_call("sendMessage", |c| {
+        c.status == 200 && c.str("text").as_deref() == Some("patience")
+    })
+    .await?;
+    let sends: Vec<_> = fake
+        .calls("sendMessage")
+        .into_iter()
+        .filter(|c| c.str("text").as_deref() == Some("patience"))
+        .collect();
+    ensure!(
+        sends.len() == 3,
+        "two refusals and one success, got {:?}",
+        sends.iter().map(|c| c.status).collect::<Vec<_>>()
+    );
     for pair in sends.windows(2) {
         let gap = pair[1].at.duration_since(pair[0].at);
-        ensure!(gap >= Duration::from_millis(1950), "retried after {gap:?}, before retry_after (2 s)");
+        ensure!(
+            gap >= Duration::from_millis(1950),
+            "retried after {gap:?}, before retry_after (2 s)"
+        );
     }
 
     // A 429 on getUpdates: the next poll waits too, and the message still arrives.
-    fake.fault(Some("getUpdates"), FaultKind::TooManyRequests { retry_after: 2 }, 1);
-    let limited = fake.wait_for_call("getUpdates", |c| c.status == 429).await?;
+    fake.fault(
+        Some("getUpdates"),
+        FaultKind::TooManyRequests { retry_after: 2 },
+        1,
+    );
+    let limited = fake
+        .wait_for_call("getUpdates", |c| c.status == 429)
+        .await?;
     fake.push_update(fake.message_update(&user, 2, json!({"text": "still there?"})));
     env.alice.wait_for_text(&room, "still there?").await?;
-    let next = fake.calls("getUpdates").into_iter().find(|c| c.at > limited.at).context("a poll after the 429")?;
+    let next = fake
+        .calls("getUpdates")
+        .into_iter()
+        .find(|c| c.at > limited.at)
+        .context("a poll after the 429")?;
     let gap = next.at.duration_since(limited.at);
-    ensure!(gap >= Duration::from_millis(1950), "polled again after {gap:?}, before retry_after (2 s)");
+    ensure!(
+        gap >= Duration::from_millis(1950),
+        "polled again after {gap:?}, before retry_after (2 s)"
+    );
     Ok(())
 }
 
@@ -379,28 +647,71 @@ async fn rate_limits_are_honoured() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_bot_and_an_oversized_file_become_notices() -> anyhow::Result<()> {
     let fake = FakeTelegram::start().await?;
-    let env = TestEnv::start(options(Backend::Sqlite, &fake, json!({"max_file_size": 65536}))).await?;
+    let env = TestEnv::start(options(
+        Backend::Sqlite,
+        &fake,
+        json!({"max_file_size": 65536}),
+    ))
+    .await?;
     let user = jane();
     fake.push_update(fake.message_update(&user, 1, json!({"text": "hi"})));
     let room = env.alice.wait_for_invite("Jane Doe").await?;
     env.alice.wait_for_text(&room, "hi").await?;
 
-    let big = env.alice.send_file(&room, "huge.bin", "application/octet-stream", vec![7u8; 100 * 1024]).await?;
-    let notice = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(big.as_str())).await?;
-    ensure!(notice.body.contains("huge.bin") && notice.body.contains("64.0 KB"), "notice: {}", notice.body);
-    ensure!(fake.calls("sendDocument").is_empty(), "the oversized file was not sent");
+    let big = env
+        .alice
+        .send_file(
+            &room,
+            "huge.bin",
+            "application/octet-stream",
+            vec![7u8; 100 * 1024],
+        )
+        .await?;
+    let notice = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(big.as_str())
+        })
+        .await?;
+    ensure!(
+        notice.body.contains("huge.bin") && notice.body.contains("64.0 KB"),
+        "notice: {}",
+        notice.body
+    );
+    ensure!(
+        fake.calls("sendDocument").is_empty(),
+        "the oversized file was not sent"
+    );
 
     fake.block(user.id, true);
     let blocked = env.alice.send_text(&room, "are you there?").await?;
-    let notice = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(blocked.as_str())).await?;
-    ensure!(notice.body.contains("the customer has blocked the bot"), "notice: {}", notice.body);
-    env.alice
-        .wait_for_event(&room, "a failed status", |e| {
-            e["type"] == "com.beeper.message_send_status" && e["content"]["m.relates_to"]["event_id"] == blocked.as_str() && e["content"]["status"] == "FAIL_PERMANENT"
+    let notice = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(blocked.as_str())
         })
         .await?;
-    let attempts = fake.calls("sendMessage").iter().filter(|c| c.str("text").as_deref() == Some("are you there?")).count();
-    ensure!(attempts == 1, "a permanent failure is not retried ({attempts} attempts)");
+    ensure!(
+        notice.body.contains("the customer has blocked the bot"),
+        "notice: {}",
+        notice.body
+    );
+    env.alice
+        .wait_for_event(&room, "a failed status", |e| {
+            e["type"] == "com.beeper.message_send_status"
+                && e["content"]["m.relates_to"]["event_id"] == blocked.as_str()
+                && e["content"]["status"] == "FAIL_PERMANENT"
+        })
+        .await?;
+    let attempts = fake
+        .calls("sendMessage")
+        .iter()
+        .filter(|c| c.str("text").as_deref() == Some("are you there?"))
+        .count();
+    ensure!(
+        attempts == 1,
+        "a permanent failure is not retried ({attempts} attempts)"
+    );
     Ok(())
 }
 
@@ -410,23 +721,52 @@ async fn a_blocked_bot_and_an_oversized_file_become_notices() -> anyhow::Result<
 async fn webhook_mode_checks_the_secret_before_anything_else() -> anyhow::Result<()> {
     let secret = "s3cret-Token_for-tests";
     let fake = FakeTelegram::start().await?;
-    let env = TestEnv::start(options(Backend::Sqlite, &fake, json!({"mode": "webhook", "webhook_secret": secret}))).await?;
+    let env = TestEnv::start(options(
+        Backend::Sqlite,
+        &fake,
+        json!({"mode": "webhook", "webhook_secret": secret}),
+    ))
+    .await?;
     let url = format!("{}/telegram/webhook", env.bridge.base_url());
-    let (registered, registered_secret) = rig::poll_until("setWebhook", Duration::from_secs(30), || async { Ok(fake.webhook()) }).await?;
-    ensure!(registered == url && registered_secret.as_deref() == Some(secret), "registered {registered} {registered_secret:?}");
+    let (registered, registered_secret) =
+        rig::poll_until("setWebhook", Duration::from_secs(30), || async {
+            Ok(fake.webhook())
+        })
+        .await?;
+    ensure!(
+        registered == url && registered_secret.as_deref() == Some(secret),
+        "registered {registered} {registered_secret:?}"
+    );
 
     let user = jane();
     let forged = fake.message_update(&user, 1, json!({"text": "forged message"}));
-    ensure!(fake.post_webhook(&url, None, forged.clone()).await? == 401, "no secret header");
-    ensure!(fake.post_webhook(&url, Some("wrong-secret"), forged.clone()).await? == 403, "wrong secret");
-    ensure!(fake.post_webhook(&url, Some(&secret[..secret.len() - 1]), forged).await? == 403, "secret prefix");
+    ensure!(
+        fake.post_webhook(&url, None, forged.clone()).await? == 401,
+        "no secret header"
+    );
+    ensure!(
+        fake.post_webhook(&url, Some("wrong-secret"), forged.clone())
+            .await?
+            == 403,
+        "wrong secret"
+    );
+    ensure!(
+        fake.post_webhook(&url, Some(&secret[..secret.len() - 1]), forged)
+            .await?
+            == 403,
+        "secret prefix"
+    );
     let garbage = reqwest::Client::new()
         .post(&url)
         .header("X-Telegram-Bot-Api-Secret-Token", secret)
         .body("{not json")
         .send()
         .await?;
-    ensure!(garbage.status() == 400, "garbage body: {}", garbage.status());
+    ensure!(
+        garbage.status() == 400,
+        "garbage body: {}",
+        garbage.status()
+    );
 
     let real = fake.message_update(&user, 2, json!({"text": "real message"}));
     ensure!(fake.post_webhook(&url, Some(secret), real.clone()).await? == 200);
@@ -435,11 +775,23 @@ async fn webhook_mode_checks_the_secret_before_anything_else() -> anyhow::Result
     // Telegram redelivering the same update changes nothing.
     ensure!(fake.post_webhook(&url, Some(secret), real).await? == 200);
     env.alice.send_text(&room, "marker").await?;
-    fake.wait_for_call("sendMessage", |c| c.str("text").as_deref() == Some("marker")).await?;
+    fake.wait_for_call("sendMessage", |c| {
+        c.str("text").as_deref() == Some("marker")
+    })
+    .await?;
     let messages = env.alice.messages(&room);
-    ensure!(!messages.iter().any(|m| m.body.contains("forged")), "a forged update reached Matrix");
-    ensure!(messages.iter().filter(|m| m.body == "real message").count() == 1, "redelivery doubled the message");
-    ensure!(fake.calls("getUpdates").is_empty(), "webhook mode never polls");
+    ensure!(
+        !messages.iter().any(|m| m.body.contains("forged")),
+        "a forged update reached Matrix"
+    );
+    ensure!(
+        messages.iter().filter(|m| m.body == "real message").count() == 1,
+        "redelivery doubled the message"
+    );
+    ensure!(
+        fake.calls("getUpdates").is_empty(),
+        "webhook mode never polls"
+    );
     Ok(())
 }
 
@@ -449,13 +801,28 @@ async fn the_fake_speaks_the_bot_api() -> anyhow::Result<()> {
     let fake = FakeTelegram::start().await?;
     let http = reqwest::Client::new();
     // Method names are case-insensitive, as on Telegram.
-    let me: Value = http.post(format!("{}/bot{TOKEN}/GetMe", fake.url())).send().await?.json().await?;
+    let me: Value = http
+        .post(format!("{}/bot{TOKEN}/GetMe", fake.url()))
+        .send()
+        .await?
+        .json()
+        .await?;
     ensure!(me["ok"] == true && me["result"]["is_bot"] == true, "{me}");
-    let wrong = http.post(format!("{}/bot1:nope/getMe", fake.url())).send().await?;
+    let wrong = http
+        .post(format!("{}/bot1:nope/getMe", fake.url()))
+        .send()
+        .await?;
     ensure!(wrong.status() == 401, "{}", wrong.status());
     let body: Value = wrong.json().await?;
-    ensure!(body == json!({"ok": false, "error_code": 401, "description": "Unauthorized"}), "{body}");
-    fake.fault(Some("sendMessage"), FaultKind::TooManyRequests { retry_after: 5 }, 1);
+    ensure!(
+        body == json!({"ok": false, "error_code": 401, "description": "Unauthorized"}),
+        "{body}"
+    );
+    fake.fault(
+        Some("sendMessage"),
+        FaultKind::TooManyRequests { retry_after: 5 },
+        1,
+    );
     let limited = http
         .post(format!("{}/bot{TOKEN}/sendMessage", fake.url()))
         .json(&json!({"chat_id": 1, "text": "x"}))
@@ -463,9 +830,16 @@ async fn the_fake_speaks_the_bot_api() -> anyhow::Result<()> {
         .await?;
     ensure!(limited.status() == 429);
     let body: Value = limited.json().await?;
-    ensure!(body["parameters"]["retry_after"] == 5 && body["description"] == "Too Many Requests: retry after 5", "{body}");
+    ensure!(
+        body["parameters"]["retry_after"] == 5
+            && body["description"] == "Too Many Requests: retry after 5",
+        "{body}"
+    );
     let empty: Value = http
-        .get(format!("{}/bot{TOKEN}/getUpdates?offset=1&timeout=0", fake.url()))
+        .get(format!(
+            "{}/bot{TOKEN}/getUpdates?offset=1&timeout=0",
+            fake.url()
+        ))
         .send()
         .await?
         .json()

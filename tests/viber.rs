@@ -34,7 +34,10 @@ macro_rules! on_both_stores {
     };
 }
 
-on_both_stores!(customer_messages_reach_matrix_once_and_only_when_signed, operator_messages_and_files_reach_the_customer);
+on_both_stores!(
+    customer_messages_reach_matrix_once_and_only_when_signed,
+    operator_messages_and_files_reach_the_customer
+);
 
 fn options(backend: Backend, fake: &FakeViber) -> BridgeOptions {
     let section = json!({
@@ -43,25 +46,35 @@ fn options(backend: Backend, fake: &FakeViber) -> BridgeOptions {
         "auth_token": TOKEN,
         "bot_name": BOT_NAME,
     });
-    let mut options = BridgeOptions::default().backend(backend).edit_config(move |config| {
-        let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
-        if let Some(channels) = config.get_mut("channels").and_then(serde_yaml::Value::as_mapping_mut) {
-            channels.insert("viber".into(), value);
-        }
-    });
+    let mut options = BridgeOptions::default()
+        .backend(backend)
+        .edit_config(move |config| {
+            let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
+            if let Some(channels) = config
+                .get_mut("channels")
+                .and_then(serde_yaml::Value::as_mapping_mut)
+            {
+                channels.insert("viber".into(), value);
+            }
+        });
     options.log_filter = "switchboard=debug,switchboard_viber=debug,info".into();
     options
 }
 
 fn blob(tag: &str, len: usize) -> Vec<u8> {
-    tag.bytes().chain((0..len as u32).map(|i| (i * 31 % 251) as u8)).collect()
+    tag.bytes()
+        .chain((0..len as u32).map(|i| (i * 31 % 251) as u8))
+        .collect()
 }
 
 /// Start the bridge and wait until it registered its webhook (Viber's URL check answered).
 async fn start(backend: Backend, fake: &FakeViber) -> anyhow::Result<(TestEnv, String)> {
     let env = TestEnv::start(options(backend, fake)).await?;
     let url = format!("{}/viber/callback", env.bridge.base_url());
-    let registered = rig::poll_until("set_webhook", Duration::from_secs(30), || async { Ok(fake.webhook()) }).await?;
+    let registered = rig::poll_until("set_webhook", Duration::from_secs(30), || async {
+        Ok(fake.webhook())
+    })
+    .await?;
     ensure!(registered == url, "registered {registered}, expected {url}");
     Ok((env, url))
 }
@@ -76,7 +89,9 @@ fn john(fake: &FakeViber) -> ViberUser {
     fake.user("01234567890A=", "John McClane", Some(blob("avatar", 300)))
 }
 
-async fn customer_messages_reach_matrix_once_and_only_when_signed(backend: Backend) -> anyhow::Result<()> {
+async fn customer_messages_reach_matrix_once_and_only_when_signed(
+    backend: Backend,
+) -> anyhow::Result<()> {
     let fake = FakeViber::start().await?;
     let (env, url) = start(backend, &fake).await?;
     let user = john(&fake);
@@ -84,20 +99,44 @@ async fn customer_messages_reach_matrix_once_and_only_when_signed(backend: Backe
     // Unsigned and wrongly signed callbacks are refused.
     let (forged, _) = fake.message(&user, json!({"type": "text", "text": "forged message"}));
     let body = forged.to_string().into_bytes();
-    ensure!(fake.post_raw(&url, body.clone(), None).await? == 401, "no signature");
+    ensure!(
+        fake.post_raw(&url, body.clone(), None).await? == 401,
+        "no signature"
+    );
     let other = fakes::viber::signature(b"{\"event\":\"webhook\"}");
-    ensure!(fake.post_raw(&url, body.clone(), Some(&other)).await? == 403, "signature of another body");
-    ensure!(fake.post_raw(&url, body, Some("aaaaaaaaaaaaaaaaaaaaaa")).await? == 403, "garbage signature");
+    ensure!(
+        fake.post_raw(&url, body.clone(), Some(&other)).await? == 403,
+        "signature of another body"
+    );
+    ensure!(
+        fake.post_raw(&url, body, Some("aaaaaaaaaaaaaaaaaaaaaa"))
+            .await?
+            == 403,
+        "garbage signature"
+    );
 
     // Text: a room named after the customer, the ghost with their Viber name and avatar.
-    let (hello, _) = fake.message(&user, json!({"type": "text", "text": "Hi, my parcel is late"}));
+    let (hello, _) = fake.message(
+        &user,
+        json!({"type": "text", "text": "Hi, my parcel is late"}),
+    );
     deliver(&fake, &url, &hello).await?;
     let room = env.alice.wait_for_invite("John McClane").await?;
     let first = env.alice.wait_for_text(&room, "my parcel is late").await?;
-    ensure!(first.sender.starts_with("@sb_viber_"), "sent by a ghost, not {}", first.sender);
+    ensure!(
+        first.sender.starts_with("@sb_viber_"),
+        "sent by a ghost, not {}",
+        first.sender
+    );
     let members = env.alice.members(&room).await?;
-    let ghost_name = members.iter().find(|(id, _)| id == &first.sender).map(|(_, n)| n.clone());
-    ensure!(ghost_name.as_deref() == Some("John McClane"), "ghost display name: {ghost_name:?}");
+    let ghost_name = members
+        .iter()
+        .find(|(id, _)| id == &first.sender)
+        .map(|(_, n)| n.clone());
+    ensure!(
+        ghost_name.as_deref() == Some("John McClane"),
+        "ghost display name: {ghost_name:?}"
+    );
     ensure!(fake.file_fetched("avatar_13.jpg"), "the avatar was fetched");
     // Viber delivering the same callback again changes nothing.
     deliver(&fake, &url, &hello).await?;
@@ -105,34 +144,71 @@ async fn customer_messages_reach_matrix_once_and_only_when_signed(backend: Backe
     // A picture with a caption and a file keep their bytes, names and types.
     let jpeg = blob("jpeg", 2800);
     let picture_url = fake.add_file("FAKE_PICTURE_ID.jpg", jpeg.clone());
-    let (picture, _) = fake.message(&user, json!({"type": "picture", "text": "the label", "media": picture_url,
-        "thumbnail": picture_url, "file_name": "IMG_20240101_120000.jpg", "size": jpeg.len()}));
+    let (picture, _) = fake.message(
+        &user,
+        json!({"type": "picture", "text": "the label", "media": picture_url,
+        "thumbnail": picture_url, "file_name": "IMG_20240101_120000.jpg", "size": jpeg.len()}),
+    );
     deliver(&fake, &url, &picture).await?;
-    let image = env.alice.wait_for_message(&room, |m| m.msgtype == "m.image").await?;
-    ensure!(env.alice.fetch_file(&image).await? == jpeg, "the picture's bytes");
+    let image = env
+        .alice
+        .wait_for_message(&room, |m| m.msgtype == "m.image")
+        .await?;
+    ensure!(
+        env.alice.fetch_file(&image).await? == jpeg,
+        "the picture's bytes"
+    );
     env.alice.wait_for_text(&room, "the label").await?;
     let pdf = blob("%PDF-1.7", 3300);
     let pdf_url = fake.add_file("FAKE_FILE_ID.pdf", pdf.clone());
-    let (file, _) = fake.message(&user, json!({"type": "file", "media": pdf_url, "file_name": "invoice.pdf", "size": pdf.len()}));
+    let (file, _) = fake.message(
+        &user,
+        json!({"type": "file", "media": pdf_url, "file_name": "invoice.pdf", "size": pdf.len()}),
+    );
     deliver(&fake, &url, &file).await?;
-    let doc = env.alice.wait_for_message(&room, |m| m.msgtype == "m.file").await?;
-    ensure!(doc.filename() == "invoice.pdf" && doc.mimetype() == Some("application/pdf"), "{:?}", doc.content);
+    let doc = env
+        .alice
+        .wait_for_message(&room, |m| m.msgtype == "m.file")
+        .await?;
+    ensure!(
+        doc.filename() == "invoice.pdf" && doc.mimetype() == Some("application/pdf"),
+        "{:?}",
+        doc.content
+    );
     ensure!(env.alice.fetch_file(&doc).await? == pdf, "the file's bytes");
 
     // Location and contact as text (the phone in E.164); a type we cannot show as a notice.
-    let (location, _) = fake.message(&user, json!({"type": "location", "location": {"lat": 50.76891, "lon": 6.11499}}));
+    let (location, _) = fake.message(
+        &user,
+        json!({"type": "location", "location": {"lat": 50.76891, "lon": 6.11499}}),
+    );
     deliver(&fake, &url, &location).await?;
-    env.alice.wait_for_text(&room, "geo:50.768910,6.114990").await?;
+    env.alice
+        .wait_for_text(&room, "geo:50.768910,6.114990")
+        .await?;
     let (contact, _) = fake.message(&user, json!({"type": "contact", "contact": {"name": "Holly Gennero", "phone_number": "+44 7700 900123"}}));
     deliver(&fake, &url, &contact).await?;
-    env.alice.wait_for_text(&room, "Contact: Holly Gennero, +447700900123").await?;
-    let (rich, _) = fake.message(&user, json!({"type": "rich_media", "rich_media": {"Type": "rich_media", "Buttons": []}}));
+    env.alice
+        .wait_for_text(&room, "Contact: Holly Gennero, +447700900123")
+        .await?;
+    let (rich, _) = fake.message(
+        &user,
+        json!({"type": "rich_media", "rich_media": {"Type": "rich_media", "Buttons": []}}),
+    );
     deliver(&fake, &url, &rich).await?;
-    env.alice.wait_for_message(&room, |m| m.is_notice() && m.body.contains("rich_media")).await?;
+    env.alice
+        .wait_for_message(&room, |m| m.is_notice() && m.body.contains("rich_media"))
+        .await?;
 
     let messages = env.alice.messages(&room);
-    ensure!(!messages.iter().any(|m| m.body.contains("forged")), "a refused callback reached Matrix");
-    let n = messages.iter().filter(|m| m.body == "Hi, my parcel is late").count();
+    ensure!(
+        !messages.iter().any(|m| m.body.contains("forged")),
+        "a refused callback reached Matrix"
+    );
+    let n = messages
+        .iter()
+        .filter(|m| m.body == "Hi, my parcel is late")
+        .count();
     ensure!(n == 1, "the redelivered message was bridged {n} times");
     Ok(())
 }
@@ -141,65 +217,159 @@ async fn operator_messages_and_files_reach_the_customer(backend: Backend) -> any
     let fake = FakeViber::start().await?;
     let (env, url) = start(backend, &fake).await?;
     let user = john(&fake);
-    let (question, _) = fake.message(&user, json!({"type": "text", "text": "Do you ship to Norway?"}));
+    let (question, _) = fake.message(
+        &user,
+        json!({"type": "text", "text": "Do you ship to Norway?"}),
+    );
     deliver(&fake, &url, &question).await?;
     let room = env.alice.wait_for_invite("John McClane").await?;
     let asked = env.alice.wait_for_text(&room, "Norway").await?;
 
     // Text out: the bot's token, the customer as receiver, the configured sender name.
     let answer = env.alice.send_text(&room, "Yes, we do").await?;
-    let sent = fake.wait_for_call("send_message", |c| c.status == 0 && c.str("text").as_deref() == Some("Yes, we do")).await?;
-    ensure!(sent.token.as_deref() == Some(TOKEN), "token {:?}", sent.token);
-    ensure!(sent.str("receiver").as_deref() == Some(user.id.as_str()) && sent.str("type").as_deref() == Some("text"), "{}", sent.body);
-    ensure!(sent.body["sender"]["name"] == BOT_NAME, "sender {}", sent.body);
+    let sent = fake
+        .wait_for_call("send_message", |c| {
+            c.status == 0 && c.str("text").as_deref() == Some("Yes, we do")
+        })
+        .await?;
+    ensure!(
+        sent.token.as_deref() == Some(TOKEN),
+        "token {:?}",
+        sent.token
+    );
+    ensure!(
+        sent.str("receiver").as_deref() == Some(user.id.as_str())
+            && sent.str("type").as_deref() == Some("text"),
+        "{}",
+        sent.body
+    );
+    ensure!(
+        sent.body["sender"]["name"] == BOT_NAME,
+        "sender {}",
+        sent.body
+    );
     let answer_token = sent.body["_token"].as_u64().context("the message token")?;
 
     // The customer has seen it: the ghost's read receipt lands on the answer.
-    deliver(&fake, &url, &fake.status_event("delivered", &user, answer_token)).await?;
+    deliver(
+        &fake,
+        &url,
+        &fake.status_event("delivered", &user, answer_token),
+    )
+    .await?;
     deliver(&fake, &url, &fake.status_event("seen", &user, answer_token)).await?;
-    env.alice.wait_for_read_receipt(&room, &asked.sender, &answer).await?;
+    env.alice
+        .wait_for_read_receipt(&room, &asked.sender, &answer)
+        .await?;
 
     // A picture: published under a signed link the fake fetched; the bytes are the operator's.
     let png = blob("\u{89}PNG", 2400);
-    env.alice.send_file(&room, "label.png", "image/png", png.clone()).await?;
-    let picture = fake.wait_for_call("send_message", |c| c.status == 0 && c.str("type").as_deref() == Some("picture")).await?;
+    env.alice
+        .send_file(&room, "label.png", "image/png", png.clone())
+        .await?;
+    let picture = fake
+        .wait_for_call("send_message", |c| {
+            c.status == 0 && c.str("type").as_deref() == Some("picture")
+        })
+        .await?;
     let media = picture.str("media").context("a media URL")?;
-    ensure!(media.starts_with(&format!("{}/viber/media/", env.bridge.base_url())), "media URL {media}");
-    ensure!(picture.fetched.as_deref() == Some(png.as_slice()), "the fetched picture");
+    ensure!(
+        media.starts_with(&format!("{}/viber/media/", env.bridge.base_url())),
+        "media URL {media}"
+    );
+    ensure!(
+        picture.fetched.as_deref() == Some(png.as_slice()),
+        "the fetched picture"
+    );
     // A PDF as a file with its name and size.
     let pdf = blob("%PDF", 3600);
-    env.alice.send_file(&room, "return-label.pdf", "application/pdf", pdf.clone()).await?;
-    let file = fake.wait_for_call("send_message", |c| c.status == 0 && c.str("type").as_deref() == Some("file")).await?;
-    ensure!(file.str("file_name").as_deref() == Some("return-label.pdf") && file.body["size"] == pdf.len(), "{}", file.body);
-    ensure!(file.fetched.as_deref() == Some(pdf.as_slice()), "the fetched file");
+    env.alice
+        .send_file(&room, "return-label.pdf", "application/pdf", pdf.clone())
+        .await?;
+    let file = fake
+        .wait_for_call("send_message", |c| {
+            c.status == 0 && c.str("type").as_deref() == Some("file")
+        })
+        .await?;
+    ensure!(
+        file.str("file_name").as_deref() == Some("return-label.pdf")
+            && file.body["size"] == pdf.len(),
+        "{}",
+        file.body
+    );
+    ensure!(
+        file.fetched.as_deref() == Some(pdf.as_slice()),
+        "the fetched file"
+    );
     // An MP4 as a video with its size.
     let mp4 = blob("ftypmp42", 2000);
-    env.alice.send_file(&room, "unboxing.mp4", "video/mp4", mp4.clone()).await?;
-    let video = fake.wait_for_call("send_message", |c| c.status == 0 && c.str("type").as_deref() == Some("video")).await?;
-    ensure!(video.body["size"] == mp4.len() && video.fetched.as_deref() == Some(mp4.as_slice()), "{}", video.body);
+    env.alice
+        .send_file(&room, "unboxing.mp4", "video/mp4", mp4.clone())
+        .await?;
+    let video = fake
+        .wait_for_call("send_message", |c| {
+            c.status == 0 && c.str("type").as_deref() == Some("video")
+        })
+        .await?;
+    ensure!(
+        video.body["size"] == mp4.len() && video.fetched.as_deref() == Some(mp4.as_slice()),
+        "{}",
+        video.body
+    );
 
     // The links cannot be altered or listed.
     let http = reqwest::Client::new();
     let mut tampered = media.clone();
     let last = tampered.pop().context("a token")?;
     tampered.push(if last == '0' { '1' } else { '0' });
-    ensure!(http.get(&tampered).send().await?.status() == 403, "a tampered link");
+    ensure!(
+        http.get(&tampered).send().await?.status() == 403,
+        "a tampered link"
+    );
     let forged_expiry = {
         let (head, mac) = media.rsplit_once('.').context("token parts")?;
         let (id_part, _) = head.rsplit_once('.').context("token parts")?;
         format!("{id_part}.99999999999.{mac}")
     };
-    ensure!(http.get(&forged_expiry).send().await?.status() == 403, "a link with a longer expiry");
-    let index = http.get(format!("{}/viber/media/", env.bridge.base_url())).send().await?.status();
+    ensure!(
+        http.get(&forged_expiry).send().await?.status() == 403,
+        "a link with a longer expiry"
+    );
+    let index = http
+        .get(format!("{}/viber/media/", env.bridge.base_url()))
+        .send()
+        .await?
+        .status();
     ensure!(index == 404 || index == 405, "the media index: {index}");
-    ensure!(http.get(&media).send().await?.bytes().await?.as_ref() == png.as_slice(), "the real link works");
+    ensure!(
+        http.get(&media).send().await?.bytes().await?.as_ref() == png.as_slice(),
+        "the real link works"
+    );
 
     // A late failure from Viber comes back as a notice on the operator's message.
-    deliver(&fake, &url, &fake.failed_event(&user, answer_token, "receiver device unreachable")).await?;
-    let failed = env.alice.wait_for_message(&room, |m| m.is_notice() && m.body.contains("receiver device unreachable")).await?;
-    ensure!(failed.in_reply_to() == Some(answer.as_str()), "failure notice in reply to {:?}", failed.relates_to);
+    deliver(
+        &fake,
+        &url,
+        &fake.failed_event(&user, answer_token, "receiver device unreachable"),
+    )
+    .await?;
+    let failed = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.body.contains("receiver device unreachable")
+        })
+        .await?;
+    ensure!(
+        failed.in_reply_to() == Some(answer.as_str()),
+        "failure notice in reply to {:?}",
+        failed.relates_to
+    );
 
-    let sends = fake.calls("send_message").iter().filter(|c| c.str("text").as_deref() == Some("Yes, we do")).count();
+    let sends = fake
+        .calls("send_message")
+        .iter()
+        .filter(|c| c.str("text").as_deref() == Some("Yes, we do"))
+        .count();
     ensure!(sends == 1, "answer sent {sends} times");
     Ok(())
 }
@@ -219,16 +389,45 @@ async fn rate_limits_are_retried_and_unsubscribed_customers_give_notices() -> an
     fake.fault(Fault::TooManyRequests, 1);
     fake.fault(Fault::ServerError, 1);
     env.alice.send_text(&room, "patience").await?;
-    fake.wait_for_call("send_message", |c| c.status == 0 && c.str("text").as_deref() == Some("patience")).await?;
-    let tries: Vec<i64> = fake.calls("send_message").iter().filter(|c| c.str("text").as_deref() == Some("patience")).map(|c| c.status).collect();
-    ensure!(tries == vec![12, -500, 0], "too many requests, a 500, then success: {tries:?}");
+    fake.wait_for_call("send_message", |c| {
+        c.status == 0 && c.str("text").as_deref() == Some("patience")
+    })
+    .await?;
+    let tries: Vec<i64> = fake
+        .calls("send_message")
+        .iter()
+        .filter(|c| c.str("text").as_deref() == Some("patience"))
+        .map(|c| c.status)
+        .collect();
+    ensure!(
+        tries == vec![12, -500, 0],
+        "too many requests, a 500, then success: {tries:?}"
+    );
 
     deliver(&fake, &url, &fake.unsubscribe(&user)).await?;
-    env.alice.wait_for_message(&room, |m| m.is_notice() && m.body.contains("unsubscribed")).await?;
+    env.alice
+        .wait_for_message(&room, |m| m.is_notice() && m.body.contains("unsubscribed"))
+        .await?;
     let refused = env.alice.send_text(&room, "are you there?").await?;
-    let notice = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(refused.as_str())).await?;
-    ensure!(notice.body.contains("not subscribed") && notice.body.contains("receiverNotSubscribed"), "notice: {}", notice.body);
-    let attempts = fake.calls("send_message").iter().filter(|c| c.str("text").as_deref() == Some("are you there?")).count();
-    ensure!(attempts == 1, "a permanent failure is not retried ({attempts} attempts)");
+    let notice = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(refused.as_str())
+        })
+        .await?;
+    ensure!(
+        notice.body.contains("not subscribed") && notice.body.contains("receiverNotSubscribed"),
+        "notice: {}",
+        notice.body
+    );
+    let attempts = fake
+        .calls("send_message")
+        .iter()
+        .filter(|c| c.str("text").as_deref() == Some("are you there?"))
+        .count();
+    ensure!(
+        attempts == 1,
+        "a permanent failure is not retried ({attempts} attempts)"
+    );
     Ok(())
 }

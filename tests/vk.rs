@@ -57,12 +57,17 @@ fn options_with(backend: Backend, fake: &FakeVk, extra: Value) -> BridgeOptions 
     if let (Some(s), Value::Object(e)) = (section.as_object_mut(), extra) {
         s.extend(e);
     }
-    let mut options = BridgeOptions::default().backend(backend).edit_config(move |config| {
-        let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
-        if let Some(channels) = config.get_mut("channels").and_then(serde_yaml::Value::as_mapping_mut) {
-            channels.insert("vk".into(), value);
-        }
-    });
+    let mut options = BridgeOptions::default()
+        .backend(backend)
+        .edit_config(move |config| {
+            let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
+            if let Some(channels) = config
+                .get_mut("channels")
+                .and_then(serde_yaml::Value::as_mapping_mut)
+            {
+                channels.insert("vk".into(), value);
+            }
+        });
     options.log_filter = "switchboard=debug,switchboard_vk=debug,info".into();
     options
 }
@@ -73,7 +78,9 @@ fn ivan() -> VkUser {
 
 /// Bytes that look like a file of some kind (Synapse does not inspect them).
 fn blob(tag: &str, len: usize) -> Vec<u8> {
-    tag.bytes().chain((0..len as u32).map(|i| (i * 31 % 251) as u8)).collect()
+    tag.bytes()
+        .chain((0..len as u32).map(|i| (i * 31 % 251) as u8))
+        .collect()
 }
 
 fn callback_url(env: &TestEnv) -> String {
@@ -83,11 +90,16 @@ fn callback_url(env: &TestEnv) -> String {
 /// Deliver an event and expect VK's `ok`.
 async fn deliver(fake: &FakeVk, url: &str, event: &Value) -> anyhow::Result<()> {
     let (status, body) = fake.post_callback(url, event).await?;
-    ensure!(status == 200 && body == "ok", "callback answered {status} {body:?}");
+    ensure!(
+        status == 200 && body == "ok",
+        "callback answered {status} {body:?}"
+    );
     Ok(())
 }
 
-async fn customer_messages_reach_matrix_once_and_only_when_signed(backend: Backend) -> anyhow::Result<()> {
+async fn customer_messages_reach_matrix_once_and_only_when_signed(
+    backend: Backend,
+) -> anyhow::Result<()> {
     let fake = FakeVk::start().await?;
     let env = TestEnv::start(options(backend, &fake)).await?;
     let url = callback_url(&env);
@@ -96,31 +108,61 @@ async fn customer_messages_reach_matrix_once_and_only_when_signed(backend: Backe
 
     // The Callback API server is confirmed with the configured string.
     let (status, body) = fake.post_callback(&url, &fake.confirmation()).await?;
-    ensure!(status == 200 && body == CONFIRMATION, "confirmation answered {status} {body:?}");
+    ensure!(
+        status == 200 && body == CONFIRMATION,
+        "confirmation answered {status} {body:?}"
+    );
 
     // Events without the secret, with a wrong one, or for another community are refused.
     let (forged, _) = fake.message_new(&user, json!({"text": "forged message"}));
     let mut wrong = forged.clone();
     wrong["secret"] = "FAKE_CALLBACK_SECRE".into();
-    ensure!(fake.post_callback(&url, &wrong).await?.0 == 403, "wrong secret");
+    ensure!(
+        fake.post_callback(&url, &wrong).await?.0 == 403,
+        "wrong secret"
+    );
     let mut missing = forged.clone();
     missing.as_object_mut().context("object")?.remove("secret");
-    ensure!(fake.post_callback(&url, &missing).await?.0 == 401, "missing secret");
+    ensure!(
+        fake.post_callback(&url, &missing).await?.0 == 401,
+        "missing secret"
+    );
     let mut other = forged.clone();
     other["group_id"] = 1.into();
-    ensure!(fake.post_callback(&url, &other).await?.0 == 403, "another community");
-    ensure!(fake.post_callback(&url, &json!("not an event")).await?.0 == 400, "garbage");
+    ensure!(
+        fake.post_callback(&url, &other).await?.0 == 403,
+        "another community"
+    );
+    ensure!(
+        fake.post_callback(&url, &json!("not an event")).await?.0 == 400,
+        "garbage"
+    );
 
     // Text: a room named after the customer (users.get), the ghost with their name.
-    let (hello, hello_cmid) = fake.message_new(&user, json!({"text": "Здравствуйте, где мой заказ?"}));
+    let (hello, hello_cmid) =
+        fake.message_new(&user, json!({"text": "Здравствуйте, где мой заказ?"}));
     deliver(&fake, &url, &hello).await?;
     let room = env.alice.wait_for_invite("Иван Петров").await?;
     let first = env.alice.wait_for_text(&room, "где мой заказ").await?;
-    ensure!(first.sender.starts_with("@sb_vk_"), "sent by a ghost, not {}", first.sender);
+    ensure!(
+        first.sender.starts_with("@sb_vk_"),
+        "sent by a ghost, not {}",
+        first.sender
+    );
     let members = env.alice.members(&room).await?;
-    let ghost_name = members.iter().find(|(id, _)| id == &first.sender).map(|(_, n)| n.clone());
-    ensure!(ghost_name.as_deref() == Some("Иван Петров"), "ghost display name: {ghost_name:?}");
-    fake.wait_for_call("users.get", |c| c.str("user_ids").as_deref() == Some("228970688") && c.str("fields").is_some_and(|f| f.contains("photo_200"))).await?;
+    let ghost_name = members
+        .iter()
+        .find(|(id, _)| id == &first.sender)
+        .map(|(_, n)| n.clone());
+    ensure!(
+        ghost_name.as_deref() == Some("Иван Петров"),
+        "ghost display name: {ghost_name:?}"
+    );
+    fake.wait_for_call("users.get", |c| {
+        c.str("user_ids").as_deref() == Some("228970688")
+            && c.str("fields").is_some_and(|f| f.contains("photo_200"))
+    })
+    .await?;
     // VK delivering the same event again changes nothing.
     deliver(&fake, &url, &hello).await?;
 
@@ -135,12 +177,30 @@ async fn customer_messages_reach_matrix_once_and_only_when_signed(backend: Backe
         "attachments": [fake.doc_attachment(user.id, "Счёт №15.pdf", "pdf", &pdf_url, pdf.len()), fake.photo_attachment(user.id, &small, &big)],
     }));
     deliver(&fake, &url, &docs).await?;
-    let image = env.alice.wait_for_message(&room, |m| m.msgtype == "m.image").await?;
-    ensure!(env.alice.fetch_file(&image).await? == photo, "the photo's bytes (largest size)");
-    let file = env.alice.wait_for_message(&room, |m| m.msgtype == "m.file").await?;
-    ensure!(file.filename() == "Счёт №15.pdf" && file.mimetype() == Some("application/pdf"), "{:?}", file.content);
-    ensure!(env.alice.fetch_file(&file).await? == pdf, "the document's bytes");
-    env.alice.wait_for_text(&room, "Документы во вложении").await?;
+    let image = env
+        .alice
+        .wait_for_message(&room, |m| m.msgtype == "m.image")
+        .await?;
+    ensure!(
+        env.alice.fetch_file(&image).await? == photo,
+        "the photo's bytes (largest size)"
+    );
+    let file = env
+        .alice
+        .wait_for_message(&room, |m| m.msgtype == "m.file")
+        .await?;
+    ensure!(
+        file.filename() == "Счёт №15.pdf" && file.mimetype() == Some("application/pdf"),
+        "{:?}",
+        file.content
+    );
+    ensure!(
+        env.alice.fetch_file(&file).await? == pdf,
+        "the document's bytes"
+    );
+    env.alice
+        .wait_for_text(&room, "Документы во вложении")
+        .await?;
 
     // A voice message answering the first message.
     let ogg = blob("OggS", 1500);
@@ -152,48 +212,115 @@ async fn customer_messages_reach_matrix_once_and_only_when_signed(backend: Backe
                           "conversation_message_id": hello_cmid, "peer_id": user.id, "id": 0},
     }));
     deliver(&fake, &url, &voice).await?;
-    let audio = env.alice.wait_for_message(&room, |m| m.msgtype == "m.audio").await?;
-    ensure!(audio.mimetype() == Some("audio/ogg") && env.alice.fetch_file(&audio).await? == ogg, "the voice message");
+    let audio = env
+        .alice
+        .wait_for_message(&room, |m| m.msgtype == "m.audio")
+        .await?;
+    ensure!(
+        audio.mimetype() == Some("audio/ogg") && env.alice.fetch_file(&audio).await? == ogg,
+        "the voice message"
+    );
     let reply = env.alice.wait_for_text(&room, "see above").await?;
-    ensure!(reply.in_reply_to() == Some(first.event_id.as_str()), "in_reply_to {:?}", reply.relates_to);
+    ensure!(
+        reply.in_reply_to() == Some(first.event_id.as_str()),
+        "in_reply_to {:?}",
+        reply.relates_to
+    );
 
     // An edit replaces the original; an event we do not know becomes a notice.
-    deliver(&fake, &url, &fake.message_edit(&user, hello_cmid, "Здравствуйте, где мой заказ №15?")).await?;
-    let edit = env.alice.wait_for_message(&room, |m| m.replaces() == Some(first.event_id.as_str())).await?;
-    ensure!(edit.new_body() == Some("Здравствуйте, где мой заказ №15?"), "{:?}", edit.content);
-    deliver(&fake, &url, &fake.event("message_deny", json!({"user_id": user.id}))).await?;
-    let notice = env.alice.wait_for_message(&room, |m| m.is_notice() && m.body.contains("no longer allows")).await?;
-    ensure!(notice.sender == first.sender || notice.sender.contains("switchboard"), "notice from {}", notice.sender);
+    deliver(
+        &fake,
+        &url,
+        &fake.message_edit(&user, hello_cmid, "Здравствуйте, где мой заказ №15?"),
+    )
+    .await?;
+    let edit = env
+        .alice
+        .wait_for_message(&room, |m| m.replaces() == Some(first.event_id.as_str()))
+        .await?;
+    ensure!(
+        edit.new_body() == Some("Здравствуйте, где мой заказ №15?"),
+        "{:?}",
+        edit.content
+    );
+    deliver(
+        &fake,
+        &url,
+        &fake.event("message_deny", json!({"user_id": user.id})),
+    )
+    .await?;
+    let notice = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.body.contains("no longer allows")
+        })
+        .await?;
+    ensure!(
+        notice.sender == first.sender || notice.sender.contains("switchboard"),
+        "notice from {}",
+        notice.sender
+    );
 
     let messages = env.alice.messages(&room);
-    ensure!(!messages.iter().any(|m| m.body.contains("forged")), "a refused event reached Matrix");
-    let n = messages.iter().filter(|m| m.body == "Здравствуйте, где мой заказ?").count();
+    ensure!(
+        !messages.iter().any(|m| m.body.contains("forged")),
+        "a refused event reached Matrix"
+    );
+    let n = messages
+        .iter()
+        .filter(|m| m.body == "Здравствуйте, где мой заказ?")
+        .count();
     ensure!(n == 1, "the redelivered message was bridged {n} times");
     Ok(())
 }
 
-async fn operator_replies_files_edits_and_deletions_reach_the_customer(backend: Backend) -> anyhow::Result<()> {
+async fn operator_replies_files_edits_and_deletions_reach_the_customer(
+    backend: Backend,
+) -> anyhow::Result<()> {
     let fake = FakeVk::start().await?;
     let env = TestEnv::start(options(backend, &fake)).await?;
     let url = callback_url(&env);
     fake.set_callback_url(&url);
     let user = ivan();
     fake.add_user(&user, None);
-    let (question, question_cmid) = fake.message_new(&user, json!({"text": "Вы доставляете в Казань?"}));
+    let (question, question_cmid) =
+        fake.message_new(&user, json!({"text": "Вы доставляете в Казань?"}));
     deliver(&fake, &url, &question).await?;
     let room = env.alice.wait_for_invite("Иван Петров").await?;
     let asked = env.alice.wait_for_text(&room, "Казань").await?;
 
     // Text out: the community token, the customer's peer, a random_id for VK's own dedup.
     let answer = env.alice.send_text(&room, "Да, доставляем").await?;
-    let sent = fake.wait_for_call("messages.send", |c| c.ok() && c.str("message").as_deref() == Some("Да, доставляем")).await?;
-    ensure!(sent.str("access_token").as_deref() == Some(TOKEN), "token {:?}", sent.params);
-    ensure!(sent.i64("peer_ids") == Some(user.id), "peer {:?}", sent.params);
-    ensure!(sent.i64("random_id").is_some_and(|r| r > 0), "random_id {:?}", sent.params);
-    ensure!(sent.str("v").as_deref() == Some("5.199"), "v {:?}", sent.params);
+    let sent = fake
+        .wait_for_call("messages.send", |c| {
+            c.ok() && c.str("message").as_deref() == Some("Да, доставляем")
+        })
+        .await?;
+    ensure!(
+        sent.str("access_token").as_deref() == Some(TOKEN),
+        "token {:?}",
+        sent.params
+    );
+    ensure!(
+        sent.i64("peer_ids") == Some(user.id),
+        "peer {:?}",
+        sent.params
+    );
+    ensure!(
+        sent.i64("random_id").is_some_and(|r| r > 0),
+        "random_id {:?}",
+        sent.params
+    );
+    ensure!(
+        sent.str("v").as_deref() == Some("5.199"),
+        "v {:?}",
+        sent.params
+    );
     env.alice
         .wait_for_event(&room, "a delivery status for the answer", |e| {
-            e["type"] == "com.beeper.message_send_status" && e["content"]["m.relates_to"]["event_id"] == answer.as_str() && e["content"]["status"] == "SUCCESS"
+            e["type"] == "com.beeper.message_send_status"
+                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
+                && e["content"]["status"] == "SUCCESS"
         })
         .await?;
     let answer_cmid = fake
@@ -204,50 +331,120 @@ async fn operator_replies_files_edits_and_deletions_reach_the_customer(backend: 
         .context("the answer in the fake")?;
 
     // A reply names the customer's message by its conversation_message_id.
-    env.alice.reply(&room, &asked.event_id, "Срок — три дня").await?;
-    let reply = fake.wait_for_call("messages.send", |c| c.ok() && c.str("message").as_deref() == Some("Срок — три дня")).await?;
-    let forward: Value = serde_json::from_str(&reply.str("forward").context("a forward parameter")?)?;
-    ensure!(forward["conversation_message_ids"] == json!([question_cmid]) && forward["is_reply"] == 1, "forward {forward}");
+    env.alice
+        .reply(&room, &asked.event_id, "Срок — три дня")
+        .await?;
+    let reply = fake
+        .wait_for_call("messages.send", |c| {
+            c.ok() && c.str("message").as_deref() == Some("Срок — три дня")
+        })
+        .await?;
+    let forward: Value =
+        serde_json::from_str(&reply.str("forward").context("a forward parameter")?)?;
+    ensure!(
+        forward["conversation_message_ids"] == json!([question_cmid]) && forward["is_reply"] == 1,
+        "forward {forward}"
+    );
 
     // Files: an image through the photo upload server, a PDF through the document one.
     let png = blob("\u{89}PNG", 2500);
-    env.alice.send_file(&room, "label.png", "image/png", png.clone()).await?;
-    let with_photo = fake.wait_for_call("messages.send", |c| c.ok() && c.str("attachment").is_some_and(|a| a.starts_with("photo"))).await?;
+    env.alice
+        .send_file(&room, "label.png", "image/png", png.clone())
+        .await?;
+    let with_photo = fake
+        .wait_for_call("messages.send", |c| {
+            c.ok() && c.str("attachment").is_some_and(|a| a.starts_with("photo"))
+        })
+        .await?;
     let attachment = with_photo.str("attachment").unwrap_or_default();
-    ensure!(attachment.starts_with(&format!("photo{}_", -GROUP_ID)), "attachment {attachment}");
+    ensure!(
+        attachment.starts_with(&format!("photo{}_", -GROUP_ID)),
+        "attachment {attachment}"
+    );
     let stored = fake.uploaded(&attachment).context("the uploaded photo")?;
-    ensure!(stored.bytes == png && stored.field == "photo", "photo upload {} bytes in {}", stored.bytes.len(), stored.field);
+    ensure!(
+        stored.bytes == png && stored.field == "photo",
+        "photo upload {} bytes in {}",
+        stored.bytes.len(),
+        stored.field
+    );
     let pdf = blob("%PDF", 3500);
-    env.alice.send_file(&room, "return-label.pdf", "application/pdf", pdf.clone()).await?;
-    let with_doc = fake.wait_for_call("messages.send", |c| c.ok() && c.str("attachment").is_some_and(|a| a.starts_with("doc"))).await?;
-    let stored = fake.uploaded(&with_doc.str("attachment").unwrap_or_default()).context("the uploaded document")?;
-    ensure!(stored.bytes == pdf && stored.name == "return-label.pdf", "document upload");
+    env.alice
+        .send_file(&room, "return-label.pdf", "application/pdf", pdf.clone())
+        .await?;
+    let with_doc = fake
+        .wait_for_call("messages.send", |c| {
+            c.ok() && c.str("attachment").is_some_and(|a| a.starts_with("doc"))
+        })
+        .await?;
+    let stored = fake
+        .uploaded(&with_doc.str("attachment").unwrap_or_default())
+        .context("the uploaded document")?;
+    ensure!(
+        stored.bytes == pdf && stored.name == "return-label.pdf",
+        "document upload"
+    );
     let saved = fake.wait_for_call("docs.save", |c| c.ok()).await?;
-    ensure!(saved.str("title").as_deref() == Some("return-label.pdf"), "docs.save {:?}", saved.params);
+    ensure!(
+        saved.str("title").as_deref() == Some("return-label.pdf"),
+        "docs.save {:?}",
+        saved.params
+    );
 
     // The customer reads: the ghost's read receipt lands on the operator's answer.
     deliver(&fake, &url, &fake.message_read(&user, answer_cmid)).await?;
-    env.alice.wait_for_read_receipt(&room, &asked.sender, &answer).await?;
+    env.alice
+        .wait_for_read_receipt(&room, &asked.sender, &answer)
+        .await?;
 
     // Operator edits and deletes: the same VK message.
-    env.alice.edit(&room, &answer, "Да, доставляем за три дня").await?;
+    env.alice
+        .edit(&room, &answer, "Да, доставляем за три дня")
+        .await?;
     let edit = fake.wait_for_call("messages.edit", |c| c.ok()).await?;
-    ensure!(edit.i64("conversation_message_id") == Some(answer_cmid) && edit.i64("peer_id") == Some(user.id), "edit {:?}", edit.params);
-    let kept = fake.community_messages(user.id).into_iter().find(|(c, _)| *c == answer_cmid).context("the edited message")?;
+    ensure!(
+        edit.i64("conversation_message_id") == Some(answer_cmid)
+            && edit.i64("peer_id") == Some(user.id),
+        "edit {:?}",
+        edit.params
+    );
+    let kept = fake
+        .community_messages(user.id)
+        .into_iter()
+        .find(|(c, _)| *c == answer_cmid)
+        .context("the edited message")?;
     ensure!(kept.1["text"] == "Да, доставляем за три дня", "{}", kept.1);
     env.alice.redact(&room, &answer, None).await?;
     let delete = fake.wait_for_call("messages.delete", |c| c.ok()).await?;
-    ensure!(delete.i64("cmids") == Some(answer_cmid) && delete.str("delete_for_all").as_deref() == Some("1"), "delete {:?}", delete.params);
-    ensure!(!fake.community_messages(user.id).iter().any(|(c, _)| *c == answer_cmid), "deleted in the fake");
+    ensure!(
+        delete.i64("cmids") == Some(answer_cmid)
+            && delete.str("delete_for_all").as_deref() == Some("1"),
+        "delete {:?}",
+        delete.params
+    );
+    ensure!(
+        !fake
+            .community_messages(user.id)
+            .iter()
+            .any(|(c, _)| *c == answer_cmid),
+        "deleted in the fake"
+    );
 
     // VK echoed each of the community's messages (message_reply): acknowledged, never bridged back.
-    rig::poll_until("the echoes acknowledged", Duration::from_secs(20), || async {
-        let e = fake.echoes();
-        Ok((e.len() >= 4).then_some(e))
-    })
+    rig::poll_until(
+        "the echoes acknowledged",
+        Duration::from_secs(20),
+        || async {
+            let e = fake.echoes();
+            Ok((e.len() >= 4).then_some(e))
+        },
+    )
     .await
     .and_then(|e| {
-        ensure!(e.iter().all(|(_, status)| *status == 200), "echo statuses {e:?}");
+        ensure!(
+            e.iter().all(|(_, status)| *status == 200),
+            "echo statuses {e:?}"
+        );
         Ok(())
     })?;
     let (marker, _) = fake.message_new(&user, json!({"text": "спасибо"}));
@@ -255,15 +452,40 @@ async fn operator_replies_files_edits_and_deletions_reach_the_customer(backend: 
     let thanks = env.alice.wait_for_text(&room, "спасибо").await?;
     // The operator typing and reading reach VK as the community's activity and read mark.
     env.alice.typing(&room, true).await?;
-    let typing = fake.wait_for_call("messages.setActivity", |c| c.ok()).await?;
-    ensure!(typing.i64("peer_id") == Some(user.id) && typing.str("type").as_deref() == Some("typing"), "{:?}", typing.params);
+    let typing = fake
+        .wait_for_call("messages.setActivity", |c| c.ok())
+        .await?;
+    ensure!(
+        typing.i64("peer_id") == Some(user.id) && typing.str("type").as_deref() == Some("typing"),
+        "{:?}",
+        typing.params
+    );
     env.alice.send_read_receipt(&room, &thanks.event_id).await?;
-    let read = fake.wait_for_call("messages.markAsRead", |c| c.ok()).await?;
-    ensure!(read.i64("peer_id") == Some(user.id) && read.i64("group_id") == Some(GROUP_ID), "{:?}", read.params);
+    let read = fake
+        .wait_for_call("messages.markAsRead", |c| c.ok())
+        .await?;
+    ensure!(
+        read.i64("peer_id") == Some(user.id) && read.i64("group_id") == Some(GROUP_ID),
+        "{:?}",
+        read.params
+    );
     let messages = env.alice.messages(&room);
-    let ghost_said: Vec<&str> = messages.iter().filter(|m| m.sender == asked.sender).map(|m| m.body.as_str()).collect();
-    ensure!(!ghost_said.iter().any(|b| b.contains("доставляем") || b.contains("три дня")), "an echo was bridged: {ghost_said:?}");
-    let sends = fake.calls("messages.send").iter().filter(|c| c.str("message").as_deref() == Some("Срок — три дня")).count();
+    let ghost_said: Vec<&str> = messages
+        .iter()
+        .filter(|m| m.sender == asked.sender)
+        .map(|m| m.body.as_str())
+        .collect();
+    ensure!(
+        !ghost_said
+            .iter()
+            .any(|b| b.contains("доставляем") || b.contains("три дня")),
+        "an echo was bridged: {ghost_said:?}"
+    );
+    let sends = fake
+        .calls("messages.send")
+        .iter()
+        .filter(|c| c.str("message").as_deref() == Some("Срок — три дня"))
+        .count();
     ensure!(sends == 1, "reply sent {sends} times");
     Ok(())
 }
@@ -285,21 +507,65 @@ async fn flood_control_is_retried_and_a_refusal_becomes_a_notice() -> anyhow::Re
     fake.fault("messages.send", 9, 1);
     fake.fault("messages.send", 6, 1);
     env.alice.send_text(&room, "минутку").await?;
-    fake.wait_for_call("messages.send", |c| c.ok() && c.str("message").as_deref() == Some("минутку")).await?;
-    let tries: Vec<_> = fake.calls("messages.send").into_iter().filter(|c| c.str("message").as_deref() == Some("минутку")).collect();
+    fake.wait_for_call("messages.send", |c| {
+        c.ok() && c.str("message").as_deref() == Some("минутку")
+    })
+    .await?;
+    let tries: Vec<_> = fake
+        .calls("messages.send")
+        .into_iter()
+        .filter(|c| c.str("message").as_deref() == Some("минутку"))
+        .collect();
     let codes: Vec<Option<i64>> = tries.iter().map(|c| c.error).collect();
-    ensure!(codes == vec![Some(9), Some(6), None], "flood control, too many requests, then success: {codes:?}");
-    ensure!(tries.iter().all(|c| c.str("random_id") == tries[0].str("random_id")), "every try carries the same random_id");
+    ensure!(
+        codes == vec![Some(9), Some(6), None],
+        "flood control, too many requests, then success: {codes:?}"
+    );
+    ensure!(
+        tries
+            .iter()
+            .all(|c| c.str("random_id") == tries[0].str("random_id")),
+        "every try carries the same random_id"
+    );
     let gap = tries[1].at.duration_since(tries[0].at);
-    ensure!(gap >= Duration::from_millis(2900), "retried flood control after {gap:?}");
-    ensure!(fake.community_messages(user.id).iter().filter(|(_, m)| m["text"] == "минутку").count() == 1, "delivered once");
+    ensure!(
+        gap >= Duration::from_millis(2900),
+        "retried flood control after {gap:?}"
+    );
+    ensure!(
+        fake.community_messages(user.id)
+            .iter()
+            .filter(|(_, m)| m["text"] == "минутку")
+            .count()
+            == 1,
+        "delivered once"
+    );
 
     fake.deny(user.id);
     let refused = env.alice.send_text(&room, "вы здесь?").await?;
-    let notice = env.alice.wait_for_message(&room, |m| m.is_notice() && m.in_reply_to() == Some(refused.as_str())).await?;
-    ensure!(notice.body.contains("has not allowed the community") && notice.body.contains("Can't send messages for users without permission"), "notice: {}", notice.body);
-    let attempts = fake.calls("messages.send").iter().filter(|c| c.str("message").as_deref() == Some("вы здесь?")).count();
-    ensure!(attempts == 1, "a permanent failure is not retried ({attempts} attempts)");
+    let notice = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(refused.as_str())
+        })
+        .await?;
+    ensure!(
+        notice.body.contains("has not allowed the community")
+            && notice
+                .body
+                .contains("Can't send messages for users without permission"),
+        "notice: {}",
+        notice.body
+    );
+    let attempts = fake
+        .calls("messages.send")
+        .iter()
+        .filter(|c| c.str("message").as_deref() == Some("вы здесь?"))
+        .count();
+    ensure!(
+        attempts == 1,
+        "a permanent failure is not retried ({attempts} attempts)"
+    );
     Ok(())
 }
 
@@ -308,7 +574,12 @@ async fn flood_control_is_retried_and_a_refusal_becomes_a_notice() -> anyhow::Re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_answer_does_not_send_twice() -> anyhow::Result<()> {
     let fake = FakeVk::start().await?;
-    let env = TestEnv::start(options_with(Backend::Sqlite, &fake, json!({"request_timeout_secs": 2}))).await?;
+    let env = TestEnv::start(options_with(
+        Backend::Sqlite,
+        &fake,
+        json!({"request_timeout_secs": 2}),
+    ))
+    .await?;
     let url = callback_url(&env);
     let user = ivan();
     fake.add_user(&user, None);
@@ -321,15 +592,37 @@ async fn a_lost_answer_does_not_send_twice() -> anyhow::Result<()> {
     let sent = env.alice.send_text(&room, "один раз").await?;
     env.alice
         .wait_for_event(&room, "a delivery status", |e| {
-            e["type"] == "com.beeper.message_send_status" && e["content"]["m.relates_to"]["event_id"] == sent.as_str() && e["content"]["status"] == "SUCCESS"
+            e["type"] == "com.beeper.message_send_status"
+                && e["content"]["m.relates_to"]["event_id"] == sent.as_str()
+                && e["content"]["status"] == "SUCCESS"
         })
         .await?;
-    let tries: Vec<_> = fake.calls("messages.send").into_iter().filter(|c| c.str("message").as_deref() == Some("один раз")).collect();
-    ensure!(tries.len() >= 2, "the timed-out call was retried ({} calls)", tries.len());
-    ensure!(tries.iter().all(|c| c.str("random_id") == tries[0].str("random_id")), "every try carries the same random_id");
+    let tries: Vec<_> = fake
+        .calls("messages.send")
+        .into_iter()
+        .filter(|c| c.str("message").as_deref() == Some("один раз"))
+        .collect();
+    ensure!(
+        tries.len() >= 2,
+        "the timed-out call was retried ({} calls)",
+        tries.len()
+    );
+    ensure!(
+        tries
+            .iter()
+            .all(|c| c.str("random_id") == tries[0].str("random_id")),
+        "every try carries the same random_id"
+    );
     let gap = tries[1].at.duration_since(tries[0].at);
-    ensure!(gap < Duration::from_secs(15), "retried after {gap:?}: the hung call was not given up after request_timeout_secs");
-    let copies = fake.community_messages(user.id).iter().filter(|(_, m)| m["text"] == "один раз").count();
+    ensure!(
+        gap < Duration::from_secs(15),
+        "retried after {gap:?}: the hung call was not given up after request_timeout_secs"
+    );
+    let copies = fake
+        .community_messages(user.id)
+        .iter()
+        .filter(|(_, m)| m["text"] == "один раз")
+        .count();
     ensure!(copies == 1, "the customer got {copies} copies");
     Ok(())
 }
@@ -350,33 +643,59 @@ async fn a_crash_before_the_answer_loses_nothing(backend: Backend) -> anyhow::Re
     fake.hold_files();
     let photo = blob("jpeg", 2000);
     let big = fake.add_file("crash.jpg", photo.clone());
-    let (event, _) = fake.message_new(&user, json!({"text": "фото в пути", "attachments": [fake.photo_attachment(user.id, &big, &big)]}));
+    let (event, _) = fake.message_new(
+        &user,
+        json!({"text": "фото в пути", "attachments": [fake.photo_attachment(user.id, &big, &big)]}),
+    );
     let first_try = {
         let (url, event) = (url.clone(), event.clone());
         tokio::spawn(async move {
-            reqwest::Client::new().post(&url).json(&event).timeout(Duration::from_secs(60)).send().await.map(|r| r.status().as_u16())
+            reqwest::Client::new()
+                .post(&url)
+                .json(&event)
+                .timeout(Duration::from_secs(60))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
         })
     };
-    rig::poll_until("the bridge fetching the photo", Duration::from_secs(30), || async {
-        Ok((!fake.held_files().is_empty()).then_some(()))
-    })
+    rig::poll_until(
+        "the bridge fetching the photo",
+        Duration::from_secs(30),
+        || async { Ok((!fake.held_files().is_empty()).then_some(())) },
+    )
     .await?;
     env.bridge.kill();
     let answered = first_try.await?;
-    ensure!(!matches!(answered, Ok(200)), "the bridge answered {answered:?} before storing the event");
+    ensure!(
+        !matches!(answered, Ok(200)),
+        "the bridge answered {answered:?} before storing the event"
+    );
     fake.release_files();
     env.bridge.start().await?;
 
     // VK retries the event it got no `ok` for; then once more, as it may.
     deliver(&fake, &url, &event).await?;
     deliver(&fake, &url, &event).await?;
-    let image = env.alice.wait_for_message(&room, |m| m.msgtype == "m.image").await?;
-    ensure!(env.alice.fetch_file(&image).await? == photo, "the photo's bytes");
+    let image = env
+        .alice
+        .wait_for_message(&room, |m| m.msgtype == "m.image")
+        .await?;
+    ensure!(
+        env.alice.fetch_file(&image).await? == photo,
+        "the photo's bytes"
+    );
     let (after, _) = fake.message_new(&user, json!({"text": "после перезапуска"}));
     deliver(&fake, &url, &after).await?;
     env.alice.wait_for_text(&room, "после перезапуска").await?;
     let messages = env.alice.messages(&room);
-    ensure!(messages.iter().filter(|m| m.msgtype == "m.image").count() == 1, "the photo bridged once");
-    ensure!(messages.iter().filter(|m| m.body == "фото в пути").count() == 1, "its text bridged once");
+    ensure!(
+        messages.iter().filter(|m| m.msgtype == "m.image").count() == 1,
+        "the photo bridged once"
+    );
+    ensure!(
+        messages.iter().filter(|m| m.body == "фото в пути").count() == 1,
+        "its text bridged once"
+    );
     Ok(())
 }

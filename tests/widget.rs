@@ -35,20 +35,39 @@ async fn widget_conversation(backend: Backend) -> anyhow::Result<()> {
 
     // The demo page embeds the widget with one script tag.
     browser.goto(&format!("{}/demo", env.webchat_url())).await?;
-    let tags = browser.eval("document.querySelectorAll('script[src$=\"/webchat/widget.js\"]').length").await?;
+    let tags = browser
+        .eval("document.querySelectorAll('script[src$=\"/webchat/widget.js\"]').length")
+        .await?;
     ensure!(tags == 1, "one script tag on the page, found {tags}");
     browser.click("[data-testid=launcher]").await?;
     browser.wait_for("[data-testid=panel]", None, wait).await?;
     browser.fill("[data-testid=name]", "Wendy Web").await?;
-    browser.fill("[data-testid=email]", "wendy@example.com").await?;
-    browser.fill("[data-testid=input]", "Hello from the widget <b>not bold</b>").await?;
+    browser
+        .fill("[data-testid=email]", "wendy@example.com")
+        .await?;
+    browser
+        .fill(
+            "[data-testid=input]",
+            "Hello from the widget <b>not bold</b>",
+        )
+        .await?;
     browser.click("[data-testid=send]").await?;
 
     // The operator gets the conversation with the customer's name on the ghost and the room.
     let room = env.alice.wait_for_invite("Wendy Web").await?;
-    let first = env.alice.wait_for_text(&room, "Hello from the widget").await?;
-    ensure!(first.body == "Hello from the widget <b>not bold</b>", "visitor text arrives as text: {}", first.body);
-    ensure!(first.formatted_body.is_none(), "no HTML injected from the visitor side");
+    let first = env
+        .alice
+        .wait_for_text(&room, "Hello from the widget")
+        .await?;
+    ensure!(
+        first.body == "Hello from the widget <b>not bold</b>",
+        "visitor text arrives as text: {}",
+        first.body
+    );
+    ensure!(
+        first.formatted_body.is_none(),
+        "no HTML injected from the visitor side"
+    );
 
     // Operator typing shows in the widget.
     env.alice.typing(&room, true).await?;
@@ -64,15 +83,30 @@ async fn widget_conversation(backend: Backend) -> anyhow::Result<()> {
             "<b>Welcome!</b> We are here.<img src=x onerror=\"window.__pwned=1\"><script>window.__pwned=2</script>",
         )
         .await?;
-    browser.wait_for(AGENT_ROW, Some("We are here."), wait).await?;
-    let bold = browser.eval(&in_widget("root.querySelectorAll('[data-from=agent] b').length")).await?;
+    browser
+        .wait_for(AGENT_ROW, Some("We are here."), wait)
+        .await?;
+    let bold = browser
+        .eval(&in_widget(
+            "root.querySelectorAll('[data-from=agent] b').length",
+        ))
+        .await?;
     ensure!(bold == 1, "formatting kept: {bold}");
-    let imgs = browser.eval(&in_widget("root.querySelectorAll('[data-from=agent] img, [data-from=agent] script').length")).await?;
+    let imgs = browser
+        .eval(&in_widget(
+            "root.querySelectorAll('[data-from=agent] img, [data-from=agent] script').length",
+        ))
+        .await?;
     ensure!(imgs == 0, "no injected elements: {imgs}");
-    ensure!(browser.eval("window.__pwned === undefined").await? == true, "injected code ran");
+    ensure!(
+        browser.eval("window.__pwned === undefined").await? == true,
+        "injected code ran"
+    );
 
     // The visitor has seen it: the ghost's read receipt lands on the operator's message.
-    env.alice.wait_for_read_receipt(&room, &first.sender, &answer).await?;
+    env.alice
+        .wait_for_read_receipt(&room, &first.sender, &answer)
+        .await?;
     // The operator reads the visitor's message: "Seen" in the widget.
     env.alice.send_read_receipt(&room, &first.event_id).await?;
     browser.wait_for("[data-testid=seen]", None, wait).await?;
@@ -83,58 +117,101 @@ async fn widget_conversation(backend: Backend) -> anyhow::Result<()> {
     let bytes = b"order 123, paid 49.90 EUR\n".to_vec();
     std::fs::write(&path, &bytes)?;
     browser.set_files("[data-testid=attach]", &path).await?;
-    let file = env.alice.wait_for_message(&room, |m| m.msgtype == "m.file").await?;
-    ensure!(file.filename() == "receipt.txt" && file.mimetype() == Some("text/plain"), "{:?}", file.content);
+    let file = env
+        .alice
+        .wait_for_message(&room, |m| m.msgtype == "m.file")
+        .await?;
+    ensure!(
+        file.filename() == "receipt.txt" && file.mimetype() == Some("text/plain"),
+        "{:?}",
+        file.content
+    );
     ensure!(env.alice.fetch_file(&file).await? == bytes);
 
     // A file from the operator shows in the widget; an image inline.
-    env.alice.send_file(&room, "label.png", "image/png", tiny_png()).await?;
-    browser.wait_for("[data-testid=attachment-image]", None, wait).await?;
+    env.alice
+        .send_file(&room, "label.png", "image/png", tiny_png())
+        .await?;
+    browser
+        .wait_for("[data-testid=attachment-image]", None, wait)
+        .await?;
     browser
         .wait_until(&in_widget("[...root.querySelectorAll('[data-testid=attachment-image]')].some(i => i.complete && i.naturalWidth === 1)"))
         .await
         .context("the operator's image loads in the widget")?;
 
     // Operator edits and deletes show in the widget.
-    let typo = env.alice.send_text(&room, "Your parcel ships tomorow").await?;
+    let typo = env
+        .alice
+        .send_text(&room, "Your parcel ships tomorow")
+        .await?;
     browser.wait_for(AGENT_ROW, Some("tomorow"), wait).await?;
-    env.alice.edit(&room, &typo, "Your parcel ships tomorrow").await?;
+    env.alice
+        .edit(&room, &typo, "Your parcel ships tomorrow")
+        .await?;
     browser.wait_for(AGENT_ROW, Some("tomorrow"), wait).await?;
     browser.wait_for("[data-testid=edited]", None, wait).await?;
     let oops = env.alice.send_text(&room, "internal: check stock").await?;
-    browser.wait_for(AGENT_ROW, Some("check stock"), wait).await?;
+    browser
+        .wait_for(AGENT_ROW, Some("check stock"), wait)
+        .await?;
     env.alice.redact(&room, &oops, None).await?;
-    browser.wait_for("[data-testid=message][data-deleted=true]", None, wait).await?;
+    browser
+        .wait_for("[data-testid=message][data-deleted=true]", None, wait)
+        .await?;
 
     // A reply from the widget keeps reply-to.
     let rows_before = browser.count(VISITOR_ROW).await?;
     browser
         .eval(&in_widget("[...root.querySelectorAll('[data-from=agent]')].find(r => r.textContent.includes('tomorrow')).querySelector('[data-testid=reply]').click()"))
         .await?;
-    browser.wait_for("[data-testid=reply-preview]", None, wait).await?;
-    browser.fill("[data-testid=input]", "Thanks, see you").await?;
+    browser
+        .wait_for("[data-testid=reply-preview]", None, wait)
+        .await?;
+    browser
+        .fill("[data-testid=input]", "Thanks, see you")
+        .await?;
     browser.press("[data-testid=input]", "Enter").await?;
     let reply = env.alice.wait_for_text(&room, "Thanks, see you").await?;
-    ensure!(reply.in_reply_to() == Some(typo.as_str()), "reply-to from the widget: {:?}", reply.relates_to);
+    ensure!(
+        reply.in_reply_to() == Some(typo.as_str()),
+        "reply-to from the widget: {:?}",
+        reply.relates_to
+    );
     ensure!(browser.count(VISITOR_ROW).await? == rows_before + 1);
 
     // Coming back later (reload): same conversation, history shown, same room.
     browser.reload().await?;
     browser.click("[data-testid=launcher]").await?;
-    browser.wait_for(AGENT_ROW, Some("We are here."), wait).await?;
+    browser
+        .wait_for(AGENT_ROW, Some("We are here."), wait)
+        .await?;
     browser.fill("[data-testid=input]", "Back again").await?;
     browser.click("[data-testid=send]").await?;
     env.alice.wait_for_text(&room, "Back again").await?;
-    ensure!(env.alice.joined_rooms().len() == 1, "no second portal: {:?}", env.alice.joined_rooms());
+    ensure!(
+        env.alice.joined_rooms().len() == 1,
+        "no second portal: {:?}",
+        env.alice.joined_rooms()
+    );
 
     screenshot(&mut browser, "widget-desktop.png").await?;
     // Phone width: the panel fills the screen without overflowing it.
     browser.viewport(375, 700).await?;
     screenshot(&mut browser, "widget-phone.png").await?;
-    let width: Value = browser.eval(&in_widget("root.querySelector('[data-testid=panel]').getBoundingClientRect().width")).await?;
+    let width: Value = browser
+        .eval(&in_widget(
+            "root.querySelector('[data-testid=panel]').getBoundingClientRect().width",
+        ))
+        .await?;
     let width = width.as_f64().context("panel width")?;
-    ensure!(width > 300.0 && width <= 375.0, "panel width at 375 px: {width}");
-    let overflow = browser.eval("document.documentElement.scrollWidth > window.innerWidth").await?;
+    ensure!(
+        width > 300.0 && width <= 375.0,
+        "panel width at 375 px: {width}"
+    );
+    let overflow = browser
+        .eval("document.documentElement.scrollWidth > window.innerWidth")
+        .await?;
     ensure!(overflow == false, "horizontal overflow at phone width");
     Ok(())
 }
@@ -143,7 +220,9 @@ async fn widget_conversation(backend: Backend) -> anyhow::Result<()> {
 async fn screenshot(browser: &mut Browser, name: &str) -> anyhow::Result<()> {
     if let Some(dir) = std::env::var_os("SWITCHBOARD_SCREENSHOTS") {
         std::fs::create_dir_all(&dir)?;
-        browser.screenshot(&std::path::Path::new(&dir).join(name)).await?;
+        browser
+            .screenshot(&std::path::Path::new(&dir).join(name))
+            .await?;
     }
     Ok(())
 }
@@ -151,9 +230,10 @@ async fn screenshot(browser: &mut Browser, name: &str) -> anyhow::Result<()> {
 /// A 1×1 PNG.
 fn tiny_png() -> Vec<u8> {
     vec![
-        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
-        0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49,
-        0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0, 0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d,
-        0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
+        0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f,
+        0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8,
+        0xcf, 0xc0, 0xf0, 0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00,
+        0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
     ]
 }

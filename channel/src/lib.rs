@@ -135,8 +135,13 @@ pub enum OutboundAction {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<String>,
     },
-    Edit { remote_id: String, content: Content },
-    Delete { remote_id: String },
+    Edit {
+        remote_id: String,
+        content: Content,
+    },
+    Delete {
+        remote_id: String,
+    },
     /// React to the remote message `remote_id` with `key` (an emoji), or remove our reaction
     /// (`key: None`). Only sent to channels whose [`Capabilities::reactions`] is set.
     React {
@@ -181,7 +186,10 @@ pub struct Delivery {
 pub enum SendError {
     /// Worth trying again: outage, timeout, rate limit. `retry_after` is the network's own hint.
     #[error("{reason}")]
-    Retryable { reason: String, retry_after: Option<Duration> },
+    Retryable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
     /// Will never work as asked; `reason` is shown to operators as it is, so make it readable.
     #[error("{reason}")]
     Permanent { reason: String },
@@ -295,7 +303,10 @@ pub trait Channel: Send + Sync + 'static {
 
     /// Spawn background work (polling, gateways) and return the HTTP routes to mount on the
     /// bridge's shared server under `/<name>`. Called once, before the server starts listening.
-    async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<axum::Router>, ChannelError>;
+    async fn start(
+        self: Arc<Self>,
+        host: Arc<dyn Host>,
+    ) -> Result<Option<axum::Router>, ChannelError>;
 
     /// Deliver one outbound item.
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError>;

@@ -16,7 +16,9 @@ use switchboard::matrix::ghosts::Namespace;
 use switchboard_fuzz::{check_core_file_name, check_sanitized_html, CORE_HTML};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(txn) = parse_transaction(data) else { return };
+    let Ok(txn) = parse_transaction(data) else {
+        return;
+    };
     // serde skips unknown fields without checking their string escapes, so a body with a lone
     // surrogate in an ignored field is accepted although it is not strictly JSON; otherwise:
     if let Ok(whole) = serde_json::from_slice::<Value>(data) {
@@ -26,14 +28,27 @@ fuzz_target!(|data: &[u8]| {
             other => panic!("accepted a transaction that is {other}"),
         };
         let count = events.and_then(Value::as_array).map_or(0, Vec::len);
-        assert_eq!(txn.events.len() + txn.skipped, count, "every event kept or skipped");
+        assert_eq!(
+            txn.events.len() + txn.skipped,
+            count,
+            "every event kept or skipped"
+        );
     }
     let namespace = Namespace::new("sb_", "switchboard", "localhost");
     for event in &txn.events {
         let stored: Value = serde_json::from_str(&event.raw).expect("a stored event parses again");
-        assert_eq!(stored.get("event_id").and_then(Value::as_str), Some(event.event_id.as_str()));
-        assert_eq!(stored.get("room_id").and_then(Value::as_str), Some(event.room_id.as_str()));
-        assert_eq!(stored.get("sender").and_then(Value::as_str), Some(event.sender.as_str()));
+        assert_eq!(
+            stored.get("event_id").and_then(Value::as_str),
+            Some(event.event_id.as_str())
+        );
+        assert_eq!(
+            stored.get("room_id").and_then(Value::as_str),
+            Some(event.room_id.as_str())
+        );
+        assert_eq!(
+            stored.get("sender").and_then(Value::as_str),
+            Some(event.sender.as_str())
+        );
         let _ = namespace.is_ours(&event.sender);
         let content = stored.get("content").unwrap_or(&Value::Null);
         let body = content.get("body").and_then(Value::as_str).unwrap_or("");

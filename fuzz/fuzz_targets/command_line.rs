@@ -9,18 +9,32 @@ use libfuzzer_sys::fuzz_target;
 use switchboard::commands::{parse, COMMANDS};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     for in_portal in [true, false] {
-        let Some(invocation) = parse(text, in_portal) else { continue };
-        assert!(!invocation.name.is_empty(), "empty command name from {text:?}");
-        assert!(!invocation.name.contains(char::is_whitespace), "name {:?} from {text:?}", invocation.name);
+        let Some(invocation) = parse(text, in_portal) else {
+            continue;
+        };
+        assert!(
+            !invocation.name.is_empty(),
+            "empty command name from {text:?}"
+        );
+        assert!(
+            !invocation.name.contains(char::is_whitespace),
+            "name {:?} from {text:?}",
+            invocation.name
+        );
         assert_eq!(invocation.name, invocation.name.to_lowercase());
         assert_eq!(invocation.args, invocation.args.trim());
         if invocation.bare {
             assert!(!in_portal, "bare command in a portal from {text:?}");
             assert!(COMMANDS.iter().any(|(n, _, _)| *n == invocation.name));
         } else {
-            assert!(text.trim_start().starts_with("!sb"), "command without !sb from {text:?}");
+            assert!(
+                text.trim_start().starts_with("!sb"),
+                "command without !sb from {text:?}"
+            );
         }
     }
 });

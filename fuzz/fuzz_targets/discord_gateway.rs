@@ -20,8 +20,23 @@ use switchboard_fuzz::{check_core_file_name, check_sanitized_html, HtmlPolicy, C
 /// What `markdown::to_html` renders: its own tags only. Links are whatever the customer wrote
 /// (http/https checked by the renderer); the core sanitises them again.
 const DISCORD_MARKDOWN_HTML: HtmlPolicy<'static> = HtmlPolicy {
-    tags: &["b", "i", "u", "s", "code", "pre", "blockquote", "a", "br", "span"],
-    attributes: &[("a", "href"), ("span", "data-mx-spoiler"), ("code", "class")],
+    tags: &[
+        "b",
+        "i",
+        "u",
+        "s",
+        "code",
+        "pre",
+        "blockquote",
+        "a",
+        "br",
+        "span",
+    ],
+    attributes: &[
+        ("a", "href"),
+        ("span", "data-mx-spoiler"),
+        ("code", "class"),
+    ],
     relative_links: false,
     link_schemes: &["http", "https"],
 };
@@ -33,7 +48,11 @@ fn snowflake(s: &str) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let options = ParseOptions { account: BOT.into(), guilds: data.len() % 2 == 0, guild_channels: Vec::new() };
+    let options = ParseOptions {
+        account: BOT.into(),
+        guilds: data.len() % 2 == 0,
+        guild_channels: Vec::new(),
+    };
     if let Some(parsed) = parse_frame(data, &options) {
         assert_eq!(parsed.conversation.account, BOT);
         let chat = &parsed.conversation.chat;
@@ -43,7 +62,12 @@ fuzz_target!(|data: &[u8]| {
             assert_ne!(sender.id, BOT, "the bot's own message bridged");
         }
         let (prefix, remote_id, content) = match &parsed.kind {
-            ParsedKind::Message { remote_id, content, reply_to, .. } => {
+            ParsedKind::Message {
+                remote_id,
+                content,
+                reply_to,
+                ..
+            } => {
                 if let Some(r) = reply_to {
                     assert!(snowflake(r), "reply_to {r:?}");
                 }
@@ -56,7 +80,11 @@ fuzz_target!(|data: &[u8]| {
         if let Some(id) = remote_id {
             assert!(snowflake(id), "message id {id:?}");
             let expected = format!("{prefix}{chat}:{id}");
-            assert!(parsed.dedup_key.starts_with(&expected), "dedup key {:?}, expected {expected:?}", parsed.dedup_key);
+            assert!(
+                parsed.dedup_key.starts_with(&expected),
+                "dedup key {:?}, expected {expected:?}",
+                parsed.dedup_key
+            );
         }
         if let Some(content) = content {
             if let Some(html) = &content.html {
@@ -77,6 +105,11 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = markdown::to_plain(text, &names);
         let md = markdown::html_to_markdown(text);
-        assert!(md.len() <= text.len() * 4 + 16, "markdown blew up: {} → {} bytes", text.len(), md.len());
+        assert!(
+            md.len() <= text.len() * 4 + 16,
+            "markdown blew up: {} → {} bytes",
+            text.len(),
+            md.len()
+        );
     }
 });

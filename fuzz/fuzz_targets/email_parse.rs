@@ -19,5 +19,8 @@ fuzz_target!(|data: &[u8]| {
     if let Some(html) = &mail.html {
         check_sanitized_html(&mail.full_text, html, &MAIL_HTML);
     }
-    assert!(mail.new_text.len() <= mail.full_text.len() + 1, "new text longer than the whole");
+    assert!(
+        mail.new_text.len() <= mail.full_text.len() + 1,
+        "new text longer than the whole"
+    );
 });

@@ -16,14 +16,31 @@ use switchboard_fuzz::{check_core_file_name, is_invisible};
 use switchboard_messenger::parse::{parse_body, Kind, Mark, Platform};
 use switchboard_messenger::signature::{sign, verify};
 
-const PREFIXES: [&str; 8] = ["msg:", "delete:", "edit:", "reaction:", "read:", "delivered:", "postback:", "event:"];
+const PREFIXES: [&str; 8] = [
+    "msg:",
+    "delete:",
+    "edit:",
+    "reaction:",
+    "read:",
+    "delivered:",
+    "postback:",
+    "event:",
+];
 
 fn check_text(text: &str) {
-    assert!(!text.chars().any(|c| c.is_control() && c != '\n' && c != '\t'), "control character kept in {text:?}");
+    assert!(
+        !text
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t'),
+        "control character kept in {text:?}"
+    );
 }
 
 fn check_id(id: &str) {
-    assert!(!id.is_empty() && id.len() <= 512 && id.bytes().all(|b| b.is_ascii_graphic()), "id {id:?}");
+    assert!(
+        !id.is_empty() && id.len() <= 512 && id.bytes().all(|b| b.is_ascii_graphic()),
+        "id {id:?}"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -36,21 +53,40 @@ fuzz_target!(|data: &[u8]| {
 
     let messenger = parse_body(data, Platform::Messenger);
     let instagram = parse_body(data, Platform::Instagram);
-    assert!(!(messenger.is_ok() && instagram.is_ok()), "one body, two networks");
+    assert!(
+        !(messenger.is_ok() && instagram.is_ok()),
+        "one body, two networks"
+    );
     for parsed in [messenger, instagram].into_iter().flatten() {
         for event in &parsed.events {
             check_id(&event.account);
             let c = &event.contact;
             assert!(!c.is_empty() && c.len() <= 64, "contact {c:?}");
-            assert!(c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'), "contact {c:?}");
+            assert!(
+                c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+                "contact {c:?}"
+            );
             assert_ne!(c, &event.account, "our own account as a customer");
             assert!(event.timestamp_ms >= 0);
-            assert!(PREFIXES.iter().any(|p| event.dedup_key.starts_with(p)), "dedup key {:?}", event.dedup_key);
+            assert!(
+                PREFIXES.iter().any(|p| event.dedup_key.starts_with(p)),
+                "dedup key {:?}",
+                event.dedup_key
+            );
             match &event.kind {
-                Kind::Message { mid, text, files, reply_to } => {
+                Kind::Message {
+                    mid,
+                    text,
+                    files,
+                    reply_to,
+                } => {
                     assert!(!mid.is_empty());
                     check_text(text);
-                    assert!(!text.trim().is_empty() || !files.is_empty(), "an empty message");
+                    assert!(
+                        !text.trim().is_empty() || !files.is_empty(),
+                        "an empty message"
+                    );
                     if let Some(r) = reply_to {
                         check_id(r);
                     }
@@ -59,7 +95,10 @@ fuzz_target!(|data: &[u8]| {
                         for mime in [None, Some("image/png"), Some("application/pdf")] {
                             let name = switchboard_messenger::file_name(file, mime);
                             check_core_file_name(&file.url, &name);
-                            assert!(!name.chars().any(is_invisible), "invisible character in {name:?}");
+                            assert!(
+                                !name.chars().any(is_invisible),
+                                "invisible character in {name:?}"
+                            );
                         }
                     }
                 }

@@ -18,7 +18,11 @@ fn check(content: &Value) {
     let body = content.get("body").and_then(Value::as_str).unwrap_or("");
     match parse_operator_message(content) {
         Ok(Some(message)) => {
-            assert_ne!(content.get("msgtype").and_then(Value::as_str), Some("m.notice"), "a notice was relayed");
+            assert_ne!(
+                content.get("msgtype").and_then(Value::as_str),
+                Some("m.notice"),
+                "a notice was relayed"
+            );
             if let Some(html) = &message.content.html {
                 check_sanitized_html(body, html, &CORE_HTML);
                 assert!(!html.trim().is_empty(), "blank HTML kept");
@@ -46,7 +50,9 @@ fuzz_target!(|data: &[u8]| {
         "formatted_body": text,
         "m.relates_to": {"m.in_reply_to": {"event_id": "$e"}},
     }));
-    check(&json!({"msgtype": "m.file", "body": text, "url": "mxc://localhost/f", "info": {"mimetype": text}}));
+    check(
+        &json!({"msgtype": "m.file", "body": text, "url": "mxc://localhost/f", "info": {"mimetype": text}}),
+    );
     check(&json!({
         "msgtype": "m.text", "body": "* x",
         "m.new_content": {"msgtype": "m.emote", "body": text, "format": "org.matrix.custom.html", "formatted_body": text},

@@ -21,11 +21,22 @@ const URL: &str = "https://bridge.example/sms/incoming";
 
 fn check_number(raw: &str) {
     let region = phone::Region::US;
-    let Ok(e164) = phone::normalize(raw, region) else { return };
-    let digits = e164.strip_prefix('+').unwrap_or_else(|| panic!("{e164:?} has no +"));
+    let Ok(e164) = phone::normalize(raw, region) else {
+        return;
+    };
+    let digits = e164
+        .strip_prefix('+')
+        .unwrap_or_else(|| panic!("{e164:?} has no +"));
     assert!((7..=15).contains(&digits.len()), "{e164:?} from {raw:?}");
-    assert!(digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0'), "{e164:?}");
-    assert_eq!(phone::normalize(&e164, region).as_deref(), Ok(e164.as_str()), "not idempotent");
+    assert!(
+        digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0'),
+        "{e164:?}"
+    );
+    assert_eq!(
+        phone::normalize(&e164, region).as_deref(),
+        Ok(e164.as_str()),
+        "not idempotent"
+    );
     let formatted = phone::format(&e164);
     let kept: String = formatted.chars().filter(char::is_ascii_digit).collect();
     assert_eq!(kept, digits, "format changed the digits: {formatted:?}");
@@ -54,15 +65,35 @@ fuzz_target!(|data: &[u8]| {
     // The signature: only the right one verifies.
     let right = signature::compute(TOKEN, URL, parsed.pairs());
     assert!(signature::verify(TOKEN, URL, parsed.pairs(), &right));
-    assert!(!signature::verify("another-token", URL, parsed.pairs(), &right));
+    assert!(!signature::verify(
+        "another-token",
+        URL,
+        parsed.pairs(),
+        &right
+    ));
     let given_ok = signature::verify(TOKEN, URL, parsed.pairs(), &header);
-    let with_port = signature::compute(TOKEN, "https://bridge.example:443/sms/incoming", parsed.pairs());
-    assert_eq!(given_ok, header.trim() == right || header.trim() == with_port, "header {header:?}");
+    let with_port = signature::compute(
+        TOKEN,
+        "https://bridge.example:443/sms/incoming",
+        parsed.pairs(),
+    );
+    assert_eq!(
+        given_ok,
+        header.trim() == right || header.trim() == with_port,
+        "header {header:?}"
+    );
 
     if let Ok(m) = parse_incoming(&parsed) {
-        assert!(!m.message_sid.trim().is_empty() && !m.from.trim().is_empty() && !m.to.trim().is_empty());
+        assert!(
+            !m.message_sid.trim().is_empty()
+                && !m.from.trim().is_empty()
+                && !m.to.trim().is_empty()
+        );
         assert!(m.media.len() <= MAX_MEDIA);
-        assert!(m.media.iter().all(|x| !x.url.trim().is_empty() && !x.content_type.is_empty()));
+        assert!(m
+            .media
+            .iter()
+            .all(|x| !x.url.trim().is_empty() && !x.content_type.is_empty()));
         check_number(&m.from);
         check_number(&m.to);
     }

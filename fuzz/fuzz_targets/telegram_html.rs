@@ -16,17 +16,28 @@ fn check_telegram_html(input: &str, out: &str) {
     let mut rest = out;
     while let Some(pos) = rest.find(['<', '&', '>']) {
         let here = &rest[pos..];
-        assert!(!here.starts_with('>'), "unescaped '>' in {out:?} from {input:?}");
+        assert!(
+            !here.starts_with('>'),
+            "unescaped '>' in {out:?} from {input:?}"
+        );
         if here.starts_with('&') {
-            let ok = ["&lt;", "&gt;", "&amp;", "&quot;"].iter().any(|e| here.starts_with(e));
+            let ok = ["&lt;", "&gt;", "&amp;", "&quot;"]
+                .iter()
+                .any(|e| here.starts_with(e));
             assert!(ok, "bare or unsupported entity in {out:?} from {input:?}");
             rest = &here[1..];
             continue;
         }
-        let end = here.find('>').unwrap_or_else(|| panic!("unclosed tag in {out:?} from {input:?}"));
+        let end = here
+            .find('>')
+            .unwrap_or_else(|| panic!("unclosed tag in {out:?} from {input:?}"));
         let tag = &here[1..end];
         if let Some(name) = tag.strip_prefix('/') {
-            assert_eq!(stack.pop().as_deref(), Some(name), "misnested </{name}> in {out:?} from {input:?}");
+            assert_eq!(
+                stack.pop().as_deref(),
+                Some(name),
+                "misnested </{name}> in {out:?} from {input:?}"
+            );
         } else {
             let name = tag.split(' ').next().unwrap_or("");
             assert!(
@@ -34,8 +45,13 @@ fn check_telegram_html(input: &str, out: &str) {
                 "tag <{tag}> in {out:?} from {input:?}"
             );
             if name == "a" {
-                let href = tag.strip_prefix("a href=\"").and_then(|h| h.strip_suffix('"'));
-                assert!(href.is_some_and(|h| !h.contains('"')), "bad link <{tag}> in {out:?}");
+                let href = tag
+                    .strip_prefix("a href=\"")
+                    .and_then(|h| h.strip_suffix('"'));
+                assert!(
+                    href.is_some_and(|h| !h.contains('"')),
+                    "bad link <{tag}> in {out:?}"
+                );
             } else {
                 assert_eq!(tag, name, "attributes on <{tag}> in {out:?}");
             }
@@ -43,7 +59,10 @@ fn check_telegram_html(input: &str, out: &str) {
         }
         rest = &here[end + 1..];
     }
-    assert!(stack.is_empty(), "unclosed {stack:?} in {out:?} from {input:?}");
+    assert!(
+        stack.is_empty(),
+        "unclosed {stack:?} in {out:?} from {input:?}"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

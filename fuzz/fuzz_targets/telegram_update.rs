@@ -10,32 +10,60 @@
 
 use libfuzzer_sys::fuzz_target;
 use switchboard::matrix::content::sanitize_html;
-use switchboard_fuzz::{check_core_file_name, check_sanitized_html, is_invisible, CORE_HTML, TELEGRAM_ENTITIES_HTML};
+use switchboard_fuzz::{
+    check_core_file_name, check_sanitized_html, is_invisible, CORE_HTML, TELEGRAM_ENTITIES_HTML,
+};
 use switchboard_telegram::inbound::{parse_update_json, ParseOptions, ParsedKind};
 
 fuzz_target!(|data: &[u8]| {
-    let options = ParseOptions { account: "123456".into(), groups: data.len() % 2 == 0, group_sender_prefix: true };
-    let Ok(Some(parsed)) = parse_update_json(data, &options) else { return };
+    let options = ParseOptions {
+        account: "123456".into(),
+        groups: data.len() % 2 == 0,
+        group_sender_prefix: true,
+    };
+    let Ok(Some(parsed)) = parse_update_json(data, &options) else {
+        return;
+    };
     assert_eq!(parsed.conversation.account, options.account);
     let chat = &parsed.conversation.chat;
     assert!(chat.parse::<i64>().is_ok(), "chat id {chat:?}");
-    assert!(parsed.sender.id.parse::<i64>().is_ok(), "sender id {:?}", parsed.sender.id);
+    assert!(
+        parsed.sender.id.parse::<i64>().is_ok(),
+        "sender id {:?}",
+        parsed.sender.id
+    );
     let (remote_id, html, prefix) = match &parsed.kind {
-        ParsedKind::Message { remote_id, html, file, reply_to, .. } => {
+        ParsedKind::Message {
+            remote_id,
+            html,
+            file,
+            reply_to,
+            ..
+        } => {
             if let Some(file) = file {
                 check_core_file_name("", &file.name);
-                assert!(!file.name.chars().any(is_invisible), "invisible character in {:?}", file.name);
+                assert!(
+                    !file.name.chars().any(is_invisible),
+                    "invisible character in {:?}",
+                    file.name
+                );
             }
             if let Some(r) = reply_to {
                 assert!(r.parse::<i64>().is_ok(), "reply_to {r:?}");
             }
             (remote_id, html, "msg:")
         }
-        ParsedKind::Edit { remote_id, html, .. } => (remote_id, html, "edit:"),
+        ParsedKind::Edit {
+            remote_id, html, ..
+        } => (remote_id, html, "edit:"),
     };
     assert!(remote_id.parse::<i64>().is_ok(), "message id {remote_id:?}");
     let expected = format!("{prefix}{chat}:{remote_id}");
-    assert!(parsed.dedup_key.starts_with(&expected), "dedup key {:?}, expected {expected:?}…", parsed.dedup_key);
+    assert!(
+        parsed.dedup_key.starts_with(&expected),
+        "dedup key {:?}, expected {expected:?}…",
+        parsed.dedup_key
+    );
     if let Some(html) = html {
         check_sanitized_html(html, html, &TELEGRAM_ENTITIES_HTML);
         check_sanitized_html(html, &sanitize_html(html), &CORE_HTML);

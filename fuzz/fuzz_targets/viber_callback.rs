@@ -25,27 +25,44 @@ fuzz_target!(|data: &[u8]| {
         let real = sign_hex(KEY, body);
         assert!(verify_body(KEY, body, &real));
         if verify_body(KEY, body, &header) {
-            assert_eq!(header.trim().to_ascii_lowercase(), real, "a wrong signature verified");
+            assert_eq!(
+                header.trim().to_ascii_lowercase(),
+                real,
+                "a wrong signature verified"
+            );
         }
     }
-    let Ok(Callback::Event(parsed)) = parse_callback_json(data, ACCOUNT) else { return };
+    let Ok(Callback::Event(parsed)) = parse_callback_json(data, ACCOUNT) else {
+        return;
+    };
     assert_eq!(parsed.conversation.account, ACCOUNT);
     let user = &parsed.conversation.chat;
     assert!(!user.is_empty() && user.len() <= 256, "user id {user:?}");
     assert_eq!(&parsed.sender.id, user);
     if let Some(phone) = &parsed.sender.phone {
-        let digits = phone.strip_prefix('+').unwrap_or_else(|| panic!("phone {phone:?}"));
-        assert!((7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()), "phone {phone:?}");
+        let digits = phone
+            .strip_prefix('+')
+            .unwrap_or_else(|| panic!("phone {phone:?}"));
+        assert!(
+            (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()),
+            "phone {phone:?}"
+        );
     }
     let numeric = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'-');
     let key = &parsed.dedup_key;
     match &parsed.kind {
-        ParsedKind::Message { remote_id, file, .. } => {
+        ParsedKind::Message {
+            remote_id, file, ..
+        } => {
             assert!(numeric(remote_id), "token {remote_id:?}");
             assert_eq!(key, &format!("msg:{remote_id}"));
             if let Some(f) = file {
                 check_core_file_name("", &f.name);
-                assert!(!f.name.chars().any(is_invisible), "invisible character in {:?}", f.name);
+                assert!(
+                    !f.name.chars().any(is_invisible),
+                    "invisible character in {:?}",
+                    f.name
+                );
                 assert!(!f.mime.is_empty());
             }
         }
@@ -53,10 +70,17 @@ fuzz_target!(|data: &[u8]| {
         ParsedKind::Read { remote_id } => assert_eq!(key, &format!("seen:{remote_id}")),
         ParsedKind::Failed { remote_id, reason } => {
             assert_eq!(key, &format!("failed:{remote_id}"));
-            assert!(reason.chars().count() <= 510, "failure reason of {} characters", reason.chars().count());
+            assert!(
+                reason.chars().count() <= 510,
+                "failure reason of {} characters",
+                reason.chars().count()
+            );
         }
         ParsedKind::Notice { remote_id, .. } => {
-            assert!(key.starts_with("msg:") || key.starts_with("unsubscribed:"), "dedup key {key:?}");
+            assert!(
+                key.starts_with("msg:") || key.starts_with("unsubscribed:"),
+                "dedup key {key:?}"
+            );
             assert!(!remote_id.is_empty());
         }
     }

@@ -10,28 +10,50 @@
 
 use libfuzzer_sys::fuzz_target;
 use switchboard_fuzz::{check_core_file_name, is_invisible};
-use switchboard_vk::inbound::{parse_callback_json, Callback, ParseOptions, ParsedKind, CHAT_PEER_BASE};
+use switchboard_vk::inbound::{
+    parse_callback_json, Callback, ParseOptions, ParsedKind, CHAT_PEER_BASE,
+};
 
 const GROUP: i64 = 193668024;
 
 fuzz_target!(|data: &[u8]| {
-    let options = ParseOptions { group_id: GROUP, chats: data.len() % 2 == 0 };
-    let Ok(Callback::Event(parsed)) = parse_callback_json(data, &options) else { return };
+    let options = ParseOptions {
+        group_id: GROUP,
+        chats: data.len() % 2 == 0,
+    };
+    let Ok(Callback::Event(parsed)) = parse_callback_json(data, &options) else {
+        return;
+    };
     assert_eq!(parsed.conversation.account, GROUP.to_string());
     let chat = &parsed.conversation.chat;
     let peer: i64 = chat.parse().unwrap_or_else(|_| panic!("peer {chat:?}"));
     assert!(peer > 0, "peer {peer}");
     assert!(parsed.user_id > 0, "sender {}", parsed.user_id);
     assert_eq!(parsed.in_chat, peer >= CHAT_PEER_BASE);
-    assert!(options.chats || !parsed.in_chat, "a group chat bridged with chats: false");
+    assert!(
+        options.chats || !parsed.in_chat,
+        "a group chat bridged with chats: false"
+    );
     let key = &parsed.dedup_key;
     match &parsed.kind {
-        ParsedKind::Message { remote_id, files, reply_to, .. } => {
-            assert!(remote_id.parse::<i64>().is_ok_and(|i| i > 0), "message id {remote_id:?}");
+        ParsedKind::Message {
+            remote_id,
+            files,
+            reply_to,
+            ..
+        } => {
+            assert!(
+                remote_id.parse::<i64>().is_ok_and(|i| i > 0),
+                "message id {remote_id:?}"
+            );
             assert_eq!(key, &format!("msg:{chat}:{remote_id}"));
             for f in files {
                 check_core_file_name("", &f.name);
-                assert!(!f.name.chars().any(is_invisible), "invisible character in {:?}", f.name);
+                assert!(
+                    !f.name.chars().any(is_invisible),
+                    "invisible character in {:?}",
+                    f.name
+                );
                 assert!(!f.name.starts_with('.'), "hidden file name {:?}", f.name);
                 assert!(!f.url.is_empty() && !f.mime.is_empty());
             }
@@ -40,8 +62,14 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         ParsedKind::Edit { remote_id, .. } => {
-            assert!(remote_id.parse::<i64>().is_ok_and(|i| i > 0), "edited id {remote_id:?}");
-            assert!(key.starts_with(&format!("edit:{chat}:{remote_id}:")), "dedup key {key:?}");
+            assert!(
+                remote_id.parse::<i64>().is_ok_and(|i| i > 0),
+                "edited id {remote_id:?}"
+            );
+            assert!(
+                key.starts_with(&format!("edit:{chat}:{remote_id}:")),
+                "dedup key {key:?}"
+            );
         }
         ParsedKind::Read { remote_id } => {
             assert!(remote_id.parse::<i64>().is_ok(), "read id {remote_id:?}");
@@ -49,7 +77,10 @@ fuzz_target!(|data: &[u8]| {
         }
         ParsedKind::Typing => assert!(key.starts_with("typing:")),
         ParsedKind::Notice { .. } => {
-            assert!(key.starts_with("event:") || key.starts_with("msg:") || key.contains(':'), "dedup key {key:?}");
+            assert!(
+                key.starts_with("event:") || key.starts_with("msg:") || key.contains(':'),
+                "dedup key {key:?}"
+            );
         }
     }
 });

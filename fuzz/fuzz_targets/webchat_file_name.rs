@@ -10,7 +10,9 @@
 use libfuzzer_sys::fuzz_target;
 use switchboard::matrix::content::safe_file_name;
 use switchboard_fuzz::{check_core_file_name, check_header_value, check_webchat_file_name};
-use switchboard_webchat::sanitize::{content_disposition, file_name, mime_type, MAX_FILE_NAME_CHARS};
+use switchboard_webchat::sanitize::{
+    content_disposition, file_name, mime_type, MAX_FILE_NAME_CHARS,
+};
 
 fuzz_target!(|data: &[u8]| {
     let raw = String::from_utf8_lossy(data);
@@ -19,9 +21,16 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(file_name(&name), name, "cleaning {raw:?} twice changes it");
     check_header_value(&content_disposition(&name, false));
     check_header_value(&content_disposition(&name, true));
-    let half = raw.char_indices().nth(raw.chars().count() / 2).map_or(raw.len(), |(i, _)| i);
+    let half = raw
+        .char_indices()
+        .nth(raw.chars().count() / 2)
+        .map_or(raw.len(), |(i, _)| i);
     let declared = &raw[..half];
-    for mime in [mime_type(Some(declared), &name), mime_type(None, &name), mime_type(Some(&raw), &raw)] {
+    for mime in [
+        mime_type(Some(declared), &name),
+        mime_type(None, &name),
+        mime_type(Some(&raw), &raw),
+    ] {
         check_header_value(&mime);
         assert!(mime.split_once('/').is_some(), "mime type {mime:?}");
     }

@@ -13,7 +13,11 @@ use switchboard_webchat::parse::{edit_body, message_body, read_body, typing_body
 use switchboard_webchat::ApiError;
 
 fn check_refusal(e: &ApiError) {
-    assert!(e.status().is_client_error(), "{} for a bad body", e.status());
+    assert!(
+        e.status().is_client_error(),
+        "{} for a bad body",
+        e.status()
+    );
     assert!(!e.code().is_empty() && !e.to_string().is_empty());
 }
 

@@ -18,16 +18,25 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!name.is_empty());
                 assert_eq!(name, name.trim(), "untrimmed name");
                 assert!(name.chars().count() <= MAX_NAME_CHARS, "name too long");
-                assert!(!name.chars().any(is_invisible), "invisible character in name {name:?}");
+                assert!(
+                    !name.chars().any(is_invisible),
+                    "invisible character in name {name:?}"
+                );
             }
             if let Some(email) = &session.email {
                 assert_eq!(email, email.trim());
                 assert!(is_plausible_email(email));
                 assert!(email.chars().count() <= MAX_EMAIL_CHARS);
-                assert!(!email.chars().any(|c| c.is_whitespace() || c.is_control() || "<>\"".contains(c)));
+                assert!(!email
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || "<>\"".contains(c)));
                 assert!(email.contains('@'));
             }
         }
-        Err(e) => assert!(e.status().is_client_error(), "{} for a bad session body", e.status()),
+        Err(e) => assert!(
+            e.status().is_client_error(),
+            "{} for a bad session body",
+            e.status()
+        ),
     }
 });

@@ -8,7 +8,9 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use switchboard_fuzz::{check_client_id, check_header_value, check_visitor_text, check_webchat_file_name};
+use switchboard_fuzz::{
+    check_client_id, check_header_value, check_visitor_text, check_webchat_file_name,
+};
 use switchboard_webchat::config::MAX_TEXT_CHARS;
 use switchboard_webchat::parse::parse_upload;
 use switchboard_webchat::sanitize::MAX_FILE_NAME_CHARS;
@@ -19,9 +21,17 @@ fuzz_target!(|data: &[u8]| {
     let split = data.iter().position(|b| *b == b'\n').unwrap_or(data.len());
     let content_type = String::from_utf8_lossy(&data[..split]);
     let body = Bytes::copy_from_slice(data.get(split + 1..).unwrap_or_default());
-    match futures::executor::block_on(parse_upload(content_type.trim_end_matches('\r'), body, LIMIT)) {
+    match futures::executor::block_on(parse_upload(
+        content_type.trim_end_matches('\r'),
+        body,
+        LIMIT,
+    )) {
         Ok(form) => {
-            assert!(!form.data.is_empty() && form.data.len() as u64 <= LIMIT, "file of {} bytes", form.data.len());
+            assert!(
+                !form.data.is_empty() && form.data.len() as u64 <= LIMIT,
+                "file of {} bytes",
+                form.data.len()
+            );
             check_webchat_file_name("", &form.name, MAX_FILE_NAME_CHARS);
             check_header_value(&form.mime);
             if let Some(id) = &form.client_id {
@@ -32,6 +42,10 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!r.is_empty() && r == r.trim());
             }
         }
-        Err(e) => assert!(e.status().is_client_error(), "{} for a bad upload", e.status()),
+        Err(e) => assert!(
+            e.status().is_client_error(),
+            "{} for a bad upload",
+            e.status()
+        ),
     }
 });

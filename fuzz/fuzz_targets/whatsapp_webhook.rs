@@ -23,27 +23,57 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         let markup = html_to_whatsapp(text);
         // Every tag adds at most a few characters (a list number, "> " per quote level).
-        assert!(markup.len() <= text.len() * 8 + 16, "{} bytes from {}", markup.len(), text.len());
+        assert!(
+            markup.len() <= text.len() * 8 + 16,
+            "{} bytes from {}",
+            markup.len(),
+            text.len()
+        );
     }
-    let Ok(batch) = parse_webhook(data) else { return };
+    let Ok(batch) = parse_webhook(data) else {
+        return;
+    };
     for event in &batch.events {
-        assert!(printable_id(&event.conversation.account), "account {:?}", event.conversation.account);
-        assert!(printable_id(&event.conversation.chat), "chat {:?}", event.conversation.chat);
+        assert!(
+            printable_id(&event.conversation.account),
+            "account {:?}",
+            event.conversation.account
+        );
+        assert!(
+            printable_id(&event.conversation.chat),
+            "chat {:?}",
+            event.conversation.chat
+        );
         assert_eq!(event.sender.id, event.conversation.chat);
         if let Some(phone) = &event.sender.phone {
             let digits = phone.strip_prefix('+').expect("E.164 starts with +");
-            assert!((5..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()), "phone {phone:?}");
+            assert!(
+                (5..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()),
+                "phone {phone:?}"
+            );
         }
         if let Some(name) = &event.sender.display_name {
-            assert!(!name.is_empty() && !name.chars().any(char::is_control), "name {name:?}");
+            assert!(
+                !name.is_empty() && !name.chars().any(char::is_control),
+                "name {name:?}"
+            );
         }
         let key = &event.dedup_key;
         match &event.kind {
-            ParsedKind::Message { remote_id, media, reply_to, .. } => {
+            ParsedKind::Message {
+                remote_id,
+                media,
+                reply_to,
+                ..
+            } => {
                 assert_eq!(key, &format!("msg:{remote_id}"));
                 if let Some(m) = media {
                     check_core_file_name("", &m.name);
-                    assert!(m.mime.contains('/') && !m.mime.chars().any(char::is_control), "mime {:?}", m.mime);
+                    assert!(
+                        m.mime.contains('/') && !m.mime.chars().any(char::is_control),
+                        "mime {:?}",
+                        m.mime
+                    );
                     assert!(printable_id(&m.media_id), "media id {:?}", m.media_id);
                 }
                 if let Some(r) = reply_to {
@@ -54,11 +84,22 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(key, &format!("msg:{remote_id}"));
                 assert!(!text.is_empty());
             }
-            ParsedKind::Reaction { remote_id, key: emoji } => {
-                assert!(key.starts_with("reaction:") && printable_id(remote_id), "{key:?} {remote_id:?}");
-                assert!(emoji.as_ref().is_none_or(|e| !e.is_empty()), "empty reaction key");
+            ParsedKind::Reaction {
+                remote_id,
+                key: emoji,
+            } => {
+                assert!(
+                    key.starts_with("reaction:") && printable_id(remote_id),
+                    "{key:?} {remote_id:?}"
+                );
+                assert!(
+                    emoji.as_ref().is_none_or(|e| !e.is_empty()),
+                    "empty reaction key"
+                );
             }
-            ParsedKind::Delivered { remote_id } | ParsedKind::Read { remote_id } | ParsedKind::Failed { remote_id, .. } => {
+            ParsedKind::Delivered { remote_id }
+            | ParsedKind::Read { remote_id }
+            | ParsedKind::Failed { remote_id, .. } => {
                 assert!(key.starts_with(&format!("status:{remote_id}:")), "{key:?}");
             }
         }

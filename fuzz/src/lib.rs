@@ -16,11 +16,23 @@ pub fn is_invisible(c: char) -> bool {
 /// no control or bidi characters, no leading dot, trimmed, at most `max_chars`.
 pub fn check_webchat_file_name(raw: &str, name: &str, max_chars: usize) {
     assert!(!name.is_empty(), "empty file name from {raw:?}");
-    assert!(!name.contains(['/', '\\']), "path separator in {name:?} from {raw:?}");
-    assert!(!name.chars().any(is_invisible), "invisible character in {name:?} from {raw:?}");
-    assert!(!name.starts_with('.'), "hidden-file name {name:?} from {raw:?}");
+    assert!(
+        !name.contains(['/', '\\']),
+        "path separator in {name:?} from {raw:?}"
+    );
+    assert!(
+        !name.chars().any(is_invisible),
+        "invisible character in {name:?} from {raw:?}"
+    );
+    assert!(
+        !name.starts_with('.'),
+        "hidden-file name {name:?} from {raw:?}"
+    );
     assert_eq!(name, name.trim(), "untrimmed file name from {raw:?}");
-    assert!(name.chars().count() <= max_chars, "file name over {max_chars} characters from {raw:?}");
+    assert!(
+        name.chars().count() <= max_chars,
+        "file name over {max_chars} characters from {raw:?}"
+    );
     assert!(name != "." && name != "..", "dot name from {raw:?}");
 }
 
@@ -29,25 +41,50 @@ pub fn check_webchat_file_name(raw: &str, name: &str, max_chars: usize) {
 /// leading dot, at most 200 characters.
 pub fn check_core_file_name(raw: &str, name: &str) {
     assert!(!name.is_empty(), "empty file name from {raw:?}");
-    assert!(!name.contains(['/', '\\']), "path separator in {name:?} from {raw:?}");
-    assert!(!name.chars().any(char::is_control), "control character in {name:?} from {raw:?}");
-    assert!(!name.starts_with('.'), "hidden-file name {name:?} from {raw:?}");
-    assert!(name.chars().count() <= 200, "file name over 200 characters from {raw:?}");
+    assert!(
+        !name.contains(['/', '\\']),
+        "path separator in {name:?} from {raw:?}"
+    );
+    assert!(
+        !name.chars().any(char::is_control),
+        "control character in {name:?} from {raw:?}"
+    );
+    assert!(
+        !name.starts_with('.'),
+        "hidden-file name {name:?} from {raw:?}"
+    );
+    assert!(
+        name.chars().count() <= 200,
+        "file name over 200 characters from {raw:?}"
+    );
 }
 
 /// Visitor text as stored: no control characters but newline and tab, no `\r`.
 pub fn check_visitor_text(text: &str, max_chars: usize) {
     assert!(
-        !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t'),
+        !text
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t'),
         "control character kept in {text:?}"
     );
-    assert!(text.chars().count() <= max_chars, "text over {max_chars} characters accepted");
+    assert!(
+        text.chars().count() <= max_chars,
+        "text over {max_chars} characters accepted"
+    );
 }
 
 /// A client id: 1–64 of `[A-Za-z0-9_-]`.
 pub fn check_client_id(id: &str) {
-    assert!((1..=64).contains(&id.len()), "client id length {}: {id:?}", id.len());
-    assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'), "client id {id:?}");
+    assert!(
+        (1..=64).contains(&id.len()),
+        "client id length {}: {id:?}",
+        id.len()
+    );
+    assert!(
+        id.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+        "client id {id:?}"
+    );
 }
 
 /// What an HTML allowlist permits.
@@ -67,29 +104,112 @@ const WEB_SCHEMES: &[&str] = &["http", "https", "mailto"];
 /// text (`title`, `lang`, `datetime`, table layout), `hreflang`, `<ol start>`, and `cite` — a
 /// URL browsers never follow. The core's and the email channel's sanitisers inherit them.
 const AMMONIA_DEFAULT_ATTRIBUTES: &[(&str, &str)] = &[
-    ("*", "title"), ("*", "lang"), ("a", "href"), ("a", "hreflang"), ("a", "rel"), ("blockquote", "cite"),
-    ("del", "cite"), ("del", "datetime"), ("ol", "start"), ("hr", "align"), ("hr", "size"), ("hr", "width"),
-    ("table", "align"), ("table", "char"), ("table", "charoff"), ("table", "summary"), ("tbody", "align"),
-    ("tbody", "char"), ("tbody", "charoff"), ("thead", "align"), ("thead", "char"), ("thead", "charoff"),
-    ("tr", "align"), ("tr", "char"), ("tr", "charoff"), ("td", "align"), ("td", "char"), ("td", "charoff"),
-    ("td", "colspan"), ("td", "headers"), ("td", "rowspan"), ("th", "align"), ("th", "char"), ("th", "charoff"),
-    ("th", "colspan"), ("th", "headers"), ("th", "rowspan"), ("th", "scope"),
+    ("*", "title"),
+    ("*", "lang"),
+    ("a", "href"),
+    ("a", "hreflang"),
+    ("a", "rel"),
+    ("blockquote", "cite"),
+    ("del", "cite"),
+    ("del", "datetime"),
+    ("ol", "start"),
+    ("hr", "align"),
+    ("hr", "size"),
+    ("hr", "width"),
+    ("table", "align"),
+    ("table", "char"),
+    ("table", "charoff"),
+    ("table", "summary"),
+    ("tbody", "align"),
+    ("tbody", "char"),
+    ("tbody", "charoff"),
+    ("thead", "align"),
+    ("thead", "char"),
+    ("thead", "charoff"),
+    ("tr", "align"),
+    ("tr", "char"),
+    ("tr", "charoff"),
+    ("td", "align"),
+    ("td", "char"),
+    ("td", "charoff"),
+    ("td", "colspan"),
+    ("td", "headers"),
+    ("td", "rowspan"),
+    ("th", "align"),
+    ("th", "char"),
+    ("th", "charoff"),
+    ("th", "colspan"),
+    ("th", "headers"),
+    ("th", "rowspan"),
+    ("th", "scope"),
 ];
 
 /// The core's attributes: ammonia's defaults plus Matrix spoilers (`<span data-mx-spoiler>`).
 const CORE_ATTRIBUTES: &[(&str, &str)] = &[
-    ("*", "title"), ("*", "lang"), ("a", "href"), ("a", "hreflang"), ("a", "rel"), ("blockquote", "cite"),
-    ("del", "cite"), ("del", "datetime"), ("ol", "start"), ("hr", "align"), ("hr", "size"), ("hr", "width"),
-    ("table", "align"), ("table", "char"), ("table", "charoff"), ("table", "summary"), ("tbody", "align"),
-    ("tbody", "char"), ("tbody", "charoff"), ("thead", "align"), ("thead", "char"), ("thead", "charoff"),
-    ("tr", "align"), ("tr", "char"), ("tr", "charoff"), ("td", "align"), ("td", "char"), ("td", "charoff"),
-    ("td", "colspan"), ("td", "headers"), ("td", "rowspan"), ("th", "align"), ("th", "char"), ("th", "charoff"),
-    ("th", "colspan"), ("th", "headers"), ("th", "rowspan"), ("th", "scope"), ("span", "data-mx-spoiler"),
+    ("*", "title"),
+    ("*", "lang"),
+    ("a", "href"),
+    ("a", "hreflang"),
+    ("a", "rel"),
+    ("blockquote", "cite"),
+    ("del", "cite"),
+    ("del", "datetime"),
+    ("ol", "start"),
+    ("hr", "align"),
+    ("hr", "size"),
+    ("hr", "width"),
+    ("table", "align"),
+    ("table", "char"),
+    ("table", "charoff"),
+    ("table", "summary"),
+    ("tbody", "align"),
+    ("tbody", "char"),
+    ("tbody", "charoff"),
+    ("thead", "align"),
+    ("thead", "char"),
+    ("thead", "charoff"),
+    ("tr", "align"),
+    ("tr", "char"),
+    ("tr", "charoff"),
+    ("td", "align"),
+    ("td", "char"),
+    ("td", "charoff"),
+    ("td", "colspan"),
+    ("td", "headers"),
+    ("td", "rowspan"),
+    ("th", "align"),
+    ("th", "char"),
+    ("th", "charoff"),
+    ("th", "colspan"),
+    ("th", "headers"),
+    ("th", "rowspan"),
+    ("th", "scope"),
+    ("span", "data-mx-spoiler"),
 ];
 
 /// The core's policy for Matrix HTML (`content::sanitize_html`).
 pub const CORE_HTML: HtmlPolicy<'static> = HtmlPolicy {
-    tags: &["b", "strong", "i", "em", "u", "s", "del", "code", "pre", "br", "p", "ul", "ol", "li", "blockquote", "a", "details", "summary", "span"],
+    tags: &[
+        "b",
+        "strong",
+        "i",
+        "em",
+        "u",
+        "s",
+        "del",
+        "code",
+        "pre",
+        "br",
+        "p",
+        "ul",
+        "ol",
+        "li",
+        "blockquote",
+        "a",
+        "details",
+        "summary",
+        "span",
+    ],
     attributes: CORE_ATTRIBUTES,
     relative_links: true,
     link_schemes: WEB_SCHEMES,
@@ -98,8 +218,37 @@ pub const CORE_HTML: HtmlPolicy<'static> = HtmlPolicy {
 /// The email channel's policy for mail HTML shown in the room (`html::sanitize_mail_html`).
 pub const MAIL_HTML: HtmlPolicy<'static> = HtmlPolicy {
     tags: &[
-        "b", "strong", "i", "em", "u", "s", "del", "code", "pre", "br", "p", "ul", "ol", "li", "blockquote", "a", "h1",
-        "h2", "h3", "h4", "h5", "h6", "div", "span", "table", "thead", "tbody", "tr", "td", "th", "hr",
+        "b",
+        "strong",
+        "i",
+        "em",
+        "u",
+        "s",
+        "del",
+        "code",
+        "pre",
+        "br",
+        "p",
+        "ul",
+        "ol",
+        "li",
+        "blockquote",
+        "a",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "div",
+        "span",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "td",
+        "th",
+        "hr",
     ],
     attributes: AMMONIA_DEFAULT_ATTRIBUTES,
     relative_links: true,
@@ -108,7 +257,23 @@ pub const MAIL_HTML: HtmlPolicy<'static> = HtmlPolicy {
 
 /// The web chat's policy for agent HTML in the visitor's browser (`sanitize::agent_html`).
 pub const AGENT_HTML: HtmlPolicy<'static> = HtmlPolicy {
-    tags: &["b", "strong", "i", "em", "u", "s", "code", "pre", "br", "p", "ul", "ol", "li", "blockquote", "a"],
+    tags: &[
+        "b",
+        "strong",
+        "i",
+        "em",
+        "u",
+        "s",
+        "code",
+        "pre",
+        "br",
+        "p",
+        "ul",
+        "ol",
+        "li",
+        "blockquote",
+        "a",
+    ],
     attributes: &[("a", "href"), ("a", "rel"), ("a", "target")],
     relative_links: false,
     link_schemes: WEB_SCHEMES,
@@ -126,7 +291,10 @@ pub const TELEGRAM_ENTITIES_HTML: HtmlPolicy<'static> = HtmlPolicy {
 
 /// Undo the entity escapes html5ever's serializer writes in attribute values.
 fn unescape_attr(value: &str) -> String {
-    value.replace("&quot;", "\"").replace("&nbsp;", "\u{a0}").replace("&amp;", "&")
+    value
+        .replace("&quot;", "\"")
+        .replace("&nbsp;", "\u{a0}")
+        .replace("&amp;", "&")
 }
 
 /// The scheme a browser would see in `href`, lower-cased; `None` for a relative URL.
@@ -148,8 +316,14 @@ fn url_scheme(href: &str) -> Option<String> {
 /// http, https or mailto (or relative where allowed); no script, style or event handler.
 pub fn check_sanitized_html(input: &str, html: &str, policy: &HtmlPolicy<'_>) {
     let lower = html.to_ascii_lowercase();
-    assert!(!lower.contains("<script"), "script tag in {html:?} from {input:?}");
-    assert!(!lower.contains("<!--"), "comment in {html:?} from {input:?}");
+    assert!(
+        !lower.contains("<script"),
+        "script tag in {html:?} from {input:?}"
+    );
+    assert!(
+        !lower.contains("<!--"),
+        "comment in {html:?} from {input:?}"
+    );
     let bytes = html.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
@@ -166,7 +340,10 @@ pub fn check_sanitized_html(input: &str, html: &str, policy: &HtmlPolicy<'_>) {
             i += 1;
         }
         let tag = &html[start..i];
-        assert!(policy.tags.contains(&tag), "tag {tag:?} in {html:?} from {input:?}");
+        assert!(
+            policy.tags.contains(&tag),
+            "tag {tag:?} in {html:?} from {input:?}"
+        );
         // Attributes: name="value" pairs up to '>'.
         loop {
             while i < bytes.len() && bytes[i] == b' ' {
@@ -190,25 +367,36 @@ pub fn check_sanitized_html(input: &str, html: &str, policy: &HtmlPolicy<'_>) {
             }
             let name = &html[name_start..i];
             assert!(
-                policy.attributes.contains(&(tag, name)) || policy.attributes.contains(&("*", name)),
+                policy.attributes.contains(&(tag, name))
+                    || policy.attributes.contains(&("*", name)),
                 "attribute {name:?} on <{tag}> in {html:?} from {input:?}"
             );
-            assert!(bytes.get(i) == Some(&b'=') && bytes.get(i + 1) == Some(&b'"'), "unquoted attribute in {html:?}");
+            assert!(
+                bytes.get(i) == Some(&b'=') && bytes.get(i + 1) == Some(&b'"'),
+                "unquoted attribute in {html:?}"
+            );
             i += 2;
             let value_start = i;
             while i < bytes.len() && bytes[i] != b'"' {
                 i += 1;
             }
-            assert!(i < bytes.len(), "unterminated attribute in {html:?} from {input:?}");
+            assert!(
+                i < bytes.len(),
+                "unterminated attribute in {html:?} from {input:?}"
+            );
             let value = unescape_attr(&html[value_start..i]);
             i += 1;
             if name == "href" {
                 match url_scheme(&value) {
                     Some(scheme) => assert!(
-                        policy.link_schemes.is_empty() || policy.link_schemes.contains(&scheme.as_str()),
+                        policy.link_schemes.is_empty()
+                            || policy.link_schemes.contains(&scheme.as_str()),
                         "link scheme {scheme:?} in {html:?} from {input:?}"
                     ),
-                    None => assert!(policy.relative_links, "relative link {value:?} in {html:?} from {input:?}"),
+                    None => assert!(
+                        policy.relative_links,
+                        "relative link {value:?} in {html:?} from {input:?}"
+                    ),
                 }
             }
         }
@@ -217,8 +405,14 @@ pub fn check_sanitized_html(input: &str, html: &str, policy: &HtmlPolicy<'_>) {
 
 /// A header value must be visible ASCII (or space/tab): no CR, LF or other control.
 pub fn check_header_value(value: &str) {
-    assert!(http::HeaderValue::from_str(value).is_ok(), "not a valid header value: {value:?}");
-    assert!(!value.contains(['\r', '\n', '\0']), "line break in header value {value:?}");
+    assert!(
+        http::HeaderValue::from_str(value).is_ok(),
+        "not a valid header value: {value:?}"
+    );
+    assert!(
+        !value.contains(['\r', '\n', '\0']),
+        "line break in header value {value:?}"
+    );
 }
 
 #[cfg(test)]
@@ -228,10 +422,24 @@ mod tests {
     #[test]
     fn html_checker_catches_what_it_should() {
         check_sanitized_html("", "<b>x</b> &lt;script&gt; <a href=\"https://e.com/?a=1&amp;b=&quot;>\" rel=\"noopener noreferrer\">l</a><br>", &CORE_HTML);
-        let bad = ["<script>x</script>", "<img src=\"x\">", "<a href=\"javascript:x\">", "<a href=\" JaVa\tScript:x\">", "<b onclick=\"x\">"];
+        let bad = [
+            "<script>x</script>",
+            "<img src=\"x\">",
+            "<a href=\"javascript:x\">",
+            "<a href=\" JaVa\tScript:x\">",
+            "<b onclick=\"x\">",
+        ];
         for html in bad {
-            assert!(std::panic::catch_unwind(|| check_sanitized_html("", html, &CORE_HTML)).is_err(), "{html}");
+            assert!(
+                std::panic::catch_unwind(|| check_sanitized_html("", html, &CORE_HTML)).is_err(),
+                "{html}"
+            );
         }
-        assert!(std::panic::catch_unwind(|| check_sanitized_html("", "<a href=\"/x\">", &AGENT_HTML)).is_err());
+        assert!(std::panic::catch_unwind(|| check_sanitized_html(
+            "",
+            "<a href=\"/x\">",
+            &AGENT_HTML
+        ))
+        .is_err());
     }
 }

@@ -4,7 +4,9 @@ use super::Context;
 use crate::matrix::MatrixError;
 
 pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
-    let Some((conversation, mut row)) = ctx.portal().await? else { return Ok(()) };
+    let Some((conversation, mut row)) = ctx.portal().await? else {
+        return Ok(());
+    };
     if row.unworked_since.is_none() {
         return ctx.reply("Nothing is waiting for an answer here.").await;
     }
@@ -12,5 +14,9 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
     if !ctx.save(conversation, &row).await? {
         return Ok(());
     }
-    ctx.reply(&format!("Marked as worked by {}; nothing is waiting here now.", ctx.sender)).await
+    ctx.reply(&format!(
+        "Marked as worked by {}; nothing is waiting here now.",
+        ctx.sender
+    ))
+    .await
 }

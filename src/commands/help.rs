@@ -5,7 +5,10 @@ use crate::matrix::MatrixError;
 
 pub fn short(bare: bool) -> String {
     let prefix = if bare { "" } else { "!sb " };
-    let names: Vec<String> = COMMANDS.iter().map(|(n, _, _)| format!("`{prefix}{n}`")).collect();
+    let names: Vec<String> = COMMANDS
+        .iter()
+        .map(|(n, _, _)| format!("`{prefix}{n}`"))
+        .collect();
     format!("Commands: {}.", names.join(", "))
 }
 
@@ -13,7 +16,13 @@ pub async fn run(ctx: &Context<'_>, bare: bool) -> Result<(), MatrixError> {
     let prefix = if bare { "" } else { "!sb " };
     let lines: Vec<String> = COMMANDS
         .iter()
-        .map(|(n, level, d)| format!("{prefix}{n} — {d} ({})", format!("{level:?}").to_lowercase()))
+        .map(|(n, level, d)| {
+            format!(
+                "{prefix}{n} — {d} ({})",
+                format!("{level:?}").to_lowercase()
+            )
+        })
         .collect();
-    ctx.reply(&format!("Switchboard commands: {}", lines.join(" · "))).await
+    ctx.reply(&format!("Switchboard commands: {}", lines.join(" · ")))
+        .await
 }

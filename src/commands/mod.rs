@@ -63,14 +63,24 @@ pub fn parse(body: &str, in_portal: bool) -> Option<Invocation> {
             let rest = rest.trim();
             let (name, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
             let name = if name.is_empty() { "help" } else { name };
-            return Some(Invocation { name: name.to_lowercase(), args: args.trim().to_string(), bare: false });
+            return Some(Invocation {
+                name: name.to_lowercase(),
+                args: args.trim().to_string(),
+                bare: false,
+            });
         }
     }
     if !in_portal {
-        let (name, args) = trimmed.split_once(char::is_whitespace).unwrap_or((trimmed, ""));
+        let (name, args) = trimmed
+            .split_once(char::is_whitespace)
+            .unwrap_or((trimmed, ""));
         let name = name.to_lowercase();
         if COMMANDS.iter().any(|(n, _, _)| *n == name) {
-            return Some(Invocation { name, args: args.trim().to_string(), bare: true });
+            return Some(Invocation {
+                name,
+                args: args.trim().to_string(),
+                bare: true,
+            });
         }
     }
     None
@@ -92,7 +102,14 @@ impl Context<'_> {
         let notice = content::with_reply(content::notice(text), self.event_id);
         self.bridge
             .homeserver
-            .send(self.room_id, "m.room.message", &format!("sb-cmd-{}", self.event_id), &notice, None, None)
+            .send(
+                self.room_id,
+                "m.room.message",
+                &format!("sb-cmd-{}", self.event_id),
+                &notice,
+                None,
+                None,
+            )
             .await
             .map(|_| ())
     }
@@ -110,16 +127,34 @@ pub async fn run(
     if invocation.bare && !is_dm(bridge, room_id).await? {
         return Ok(());
     }
-    let ctx = Context { bridge, room_id, event_id, sender, conversation, args: &invocation.args };
+    let ctx = Context {
+        bridge,
+        room_id,
+        event_id,
+        sender,
+        conversation,
+        args: &invocation.args,
+    };
     let level = crate::routing::level(bridge, sender).await;
     let Some((_, needed, _)) = COMMANDS.iter().find(|(n, _, _)| *n == invocation.name) else {
-        return ctx.reply(&format!("Unknown command `{}`. {}", invocation.name, help::short(invocation.bare))).await;
+        return ctx
+            .reply(&format!(
+                "Unknown command `{}`. {}",
+                invocation.name,
+                help::short(invocation.bare)
+            ))
+            .await;
     };
     match level {
         Some(l) if l >= *needed => {}
         _ => {
             let needed = format!("{needed:?}").to_lowercase();
-            return ctx.reply(&format!("`{}` needs {needed} rights; {sender} does not have them on this bridge.", invocation.name)).await;
+            return ctx
+                .reply(&format!(
+                    "`{}` needs {needed} rights; {sender} does not have them on this bridge.",
+                    invocation.name
+                ))
+                .await;
         }
     }
     let level = level.unwrap_or(Level::Operator);
@@ -148,23 +183,33 @@ impl Context<'_> {
     /// The conversation this command is about, or a reply saying it needs one.
     pub async fn portal(&self) -> Result<Option<(&Conversation, RoutingRow)>, MatrixError> {
         let Some(conversation) = self.conversation else {
-            self.reply("This command works in a conversation room.").await?;
+            self.reply("This command works in a conversation room.")
+                .await?;
             return Ok(None);
         };
         match self.bridge.store.routing(conversation.id).await {
             Ok(row) => Ok(Some((
                 conversation,
-                row.unwrap_or(RoutingRow { conversation_id: conversation.id, state: "open".into(), ..Default::default() }),
+                row.unwrap_or(RoutingRow {
+                    conversation_id: conversation.id,
+                    state: "open".into(),
+                    ..Default::default()
+                }),
             ))),
             Err(e) => {
-                self.reply(&format!("Cannot read this conversation's routing: {e}")).await?;
+                self.reply(&format!("Cannot read this conversation's routing: {e}"))
+                    .await?;
                 Ok(None)
             }
         }
     }
 
     /// Store a changed routing row and refresh the lobby; reply with the error if the store fails.
-    pub async fn save(&self, conversation: &Conversation, row: &RoutingRow) -> Result<bool, MatrixError> {
+    pub async fn save(
+        &self,
+        conversation: &Conversation,
+        row: &RoutingRow,
+    ) -> Result<bool, MatrixError> {
         if let Err(e) = self.bridge.store.put_routing(row).await {
             self.reply(&format!("Not done: {e}")).await?;
             return Ok(false);
@@ -182,7 +227,9 @@ pub fn user_arg(bridge: &Bridge, arg: &str) -> Option<String> {
     }
     let local = arg.trim_start_matches('@');
     let candidate = format!("@{local}:{}", bridge.namespace.domain);
-    ruma::UserId::parse(candidate.as_str()).ok().map(|_| candidate)
+    ruma::UserId::parse(candidate.as_str())
+        .ok()
+        .map(|_| candidate)
 }
 
 /// A room with just the bot and one other member.
@@ -191,7 +238,6 @@ async fn is_dm(bridge: &Bridge, room_id: &str) -> Result<bool, MatrixError> {
     Ok(members.len() == 2 && members.iter().any(|m| m == &bridge.namespace.bot))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,11 +245,18 @@ mod tests {
     #[test]
     fn parses_prefixed_and_bare_commands() {
         let p = parse("!sb note call back at 5", true).unwrap();
-        assert_eq!((p.name.as_str(), p.args.as_str(), p.bare), ("note", "call back at 5", false));
+        assert_eq!(
+            (p.name.as_str(), p.args.as_str(), p.bare),
+            ("note", "call back at 5", false)
+        );
         assert_eq!(parse("!sb", true).unwrap().name, "help");
         assert_eq!(parse("  !sb HELP", true).unwrap().name, "help");
         assert_eq!(parse("!sbx", true), None);
-        assert_eq!(parse("help", true), None, "bare words in a portal are messages to the customer");
+        assert_eq!(
+            parse("help", true),
+            None,
+            "bare words in a portal are messages to the customer"
+        );
         assert_eq!(parse("help", false).unwrap().bare, true);
         assert_eq!(parse("hello there", false), None);
         assert_eq!(parse("!sb frobnicate", true).unwrap().name, "frobnicate");

@@ -8,5 +8,6 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
     if ctx.args.is_empty() {
         return ctx.reply("Usage: `!sb note <text>`.").await;
     }
-    ctx.reply("📝 Note kept for the team; the customer does not see it.").await
+    ctx.reply("📝 Note kept for the team; the customer does not see it.")
+        .await
 }

@@ -6,10 +6,17 @@ use super::Context;
 use crate::matrix::MatrixError;
 
 /// "2h", "30m", "1d" → that long from now; "09:30" → the next 09:30 in the team's time zone.
-pub fn until(arg: &str, now: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> Option<chrono::DateTime<chrono::Utc>> {
+pub fn until(
+    arg: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    tz: chrono_tz::Tz,
+) -> Option<chrono::DateTime<chrono::Utc>> {
     let arg = arg.trim();
     if let Ok(d) = humantime::parse_duration(arg) {
-        return Duration::from_std(d).ok().map(|d| now + d).filter(|t| *t > now);
+        return Duration::from_std(d)
+            .ok()
+            .map(|d| now + d)
+            .filter(|t| *t > now);
     }
     let time = NaiveTime::parse_from_str(arg, "%H:%M").ok()?;
     let local = now.with_timezone(&tz);
@@ -27,13 +34,17 @@ pub fn until(arg: &str, now: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -
 }
 
 pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
-    let Some((conversation, mut row)) = ctx.portal().await? else { return Ok(()) };
+    let Some((conversation, mut row)) = ctx.portal().await? else {
+        return Ok(());
+    };
     let tz = match row.team.as_deref().and_then(|t| ctx.bridge.teams.get(t)) {
         Some(t) => crate::routing::teams::calendar(ctx.bridge, t).await.tz,
         None => chrono_tz::UTC,
     };
     let Some(at) = until(ctx.args, ctx.bridge.clock.now(), tz) else {
-        return ctx.reply("Usage: `!sb snooze 2h` (a duration) or `!sb snooze 09:30` (a time).").await;
+        return ctx
+            .reply("Usage: `!sb snooze 2h` (a duration) or `!sb snooze 09:30` (a time).")
+            .await;
     };
     crate::routing::mark_worked(&mut row);
     row.state = "snoozed".into();
@@ -42,7 +53,12 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
         return Ok(());
     }
     ctx.bridge.wake_timers.notify_one();
-    ctx.reply(&format!("Snoozed until {} by {}; it reopens then, or when the customer writes.", at.with_timezone(&tz).format("%a %d %b %H:%M %Z"), ctx.sender)).await
+    ctx.reply(&format!(
+        "Snoozed until {} by {}; it reopens then, or when the customer writes.",
+        at.with_timezone(&tz).format("%a %d %b %H:%M %Z"),
+        ctx.sender
+    ))
+    .await
 }
 
 #[cfg(test)]
@@ -51,10 +67,29 @@ mod tests {
 
     #[test]
     fn durations_and_times() {
-        let now = chrono::Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
-        assert_eq!(until("2h", now, chrono_tz::UTC), Some(now + Duration::hours(2)));
-        assert_eq!(until("09:30", now, chrono_tz::UTC), Some(chrono::Utc.with_ymd_and_hms(2026, 11, 24, 9, 30, 0).unwrap()));
-        assert_eq!(until("11:00", now, chrono_tz::UTC), Some(chrono::Utc.with_ymd_and_hms(2026, 11, 23, 11, 0, 0).unwrap()));
+        let now = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 23, 10, 0, 0)
+            .unwrap();
+        assert_eq!(
+            until("2h", now, chrono_tz::UTC),
+            Some(now + Duration::hours(2))
+        );
+        assert_eq!(
+            until("09:30", now, chrono_tz::UTC),
+            Some(
+                chrono::Utc
+                    .with_ymd_and_hms(2026, 11, 24, 9, 30, 0)
+                    .unwrap()
+            )
+        );
+        assert_eq!(
+            until("11:00", now, chrono_tz::UTC),
+            Some(
+                chrono::Utc
+                    .with_ymd_and_hms(2026, 11, 23, 11, 0, 0)
+                    .unwrap()
+            )
+        );
         assert_eq!(until("soon", now, chrono_tz::UTC), None);
     }
 }

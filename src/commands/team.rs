@@ -10,19 +10,31 @@ const USAGE: &str = "Usage: `!sb team <name> add|lead|remove @user`, `escalate <
 `hours mon-fri 09:00-18:00` (or `closed`; `hours reset`), `holiday add|remove 2026-12-25`, `timezone Europe/Berlin`, `calendar`.";
 
 /// Change (or show) a team's working calendar; the answer shows the week as it now is.
-async fn calendar_change(ctx: &Context<'_>, team: &crate::routing::teams::Team, action: &str, rest: &str) -> Result<String, String> {
+async fn calendar_change(
+    ctx: &Context<'_>,
+    team: &crate::routing::teams::Team,
+    action: &str,
+    rest: &str,
+) -> Result<String, String> {
     use crate::routing::teams::{calendar_changes, calendar_with};
     let mut changes = calendar_changes(ctx.bridge, team).await;
     let mut words = rest.split_whitespace();
     match (action, words.next(), words.next()) {
         ("calendar", _, _) => {}
         ("hours", Some("reset"), None) => changes.hours.clear(),
-        ("hours", Some(days), Some(span)) => changes.hours.push((days.to_string(), span.to_string())),
+        ("hours", Some(days), Some(span)) => {
+            changes.hours.push((days.to_string(), span.to_string()))
+        }
         ("holiday", Some(op @ ("add" | "remove")), Some(date)) => {
-            let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| format!("`{date}` is not a date (YYYY-MM-DD)."))?;
+            let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+                .map_err(|_| format!("`{date}` is not a date (YYYY-MM-DD)."))?;
             changes.holidays_added.retain(|d| *d != date);
             changes.holidays_removed.retain(|d| *d != date);
-            if op == "add" { changes.holidays_added.push(date) } else { changes.holidays_removed.push(date) }
+            if op == "add" {
+                changes.holidays_added.push(date)
+            } else {
+                changes.holidays_removed.push(date)
+            }
         }
         ("timezone", Some(tz), None) => changes.timezone = Some(tz.to_string()),
         _ => return Err(USAGE.to_string()),
@@ -30,7 +42,11 @@ async fn calendar_change(ctx: &Context<'_>, team: &crate::routing::teams::Team, 
     let calendar = calendar_with(team, &changes).map_err(|e| format!("Not changed: {e}."))?;
     if action != "calendar" {
         let value = serde_json::to_string(&changes).map_err(|e| e.to_string())?;
-        ctx.bridge.store.set_team_setting(&team.name, "calendar", &value).await.map_err(|e| format!("Not changed: {e}"))?;
+        ctx.bridge
+            .store
+            .set_team_setting(&team.name, "calendar", &value)
+            .await
+            .map_err(|e| format!("Not changed: {e}"))?;
     }
     let holidays: Vec<String> = calendar.holidays.iter().map(|d| d.to_string()).collect();
     Ok(format!(
@@ -38,7 +54,11 @@ async fn calendar_change(ctx: &Context<'_>, team: &crate::routing::teams::Team, 
         team.name,
         calendar.tz,
         calendar.describe_week().join(", "),
-        if holidays.is_empty() { "none".to_string() } else { holidays.join(", ") }
+        if holidays.is_empty() {
+            "none".to_string()
+        } else {
+            holidays.join(", ")
+        }
     ))
 }
 
@@ -50,33 +70,59 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
     let rest = words.next().unwrap_or("").trim();
     let Some(team) = ctx.bridge.teams.get(name) else {
         let names: Vec<&str> = ctx.bridge.teams.iter().map(|t| t.name.as_str()).collect();
-        return ctx.reply(&format!("No team `{name}`. Teams: {}.", names.join(", "))).await;
+        return ctx
+            .reply(&format!("No team `{name}`. Teams: {}.", names.join(", ")))
+            .await;
     };
     let store = &ctx.bridge.store;
     let result = match action {
         "add" | "lead" | "remove" => {
-            let Some(user) = user_arg(ctx.bridge, rest) else { return ctx.reply("Name a user: `@user:server`.").await };
+            let Some(user) = user_arg(ctx.bridge, rest) else {
+                return ctx.reply("Name a user: `@user:server`.").await;
+            };
             let role = match action {
                 "add" => "member",
                 "lead" => "lead",
                 _ => "removed",
             };
-            store.set_team_member(&team.name, &user, role).await.map(|_| format!("{user} is now {role} of team {}.", team.name).replace("now removed of", "removed from"))
+            store
+                .set_team_member(&team.name, &user, role)
+                .await
+                .map(|_| {
+                    format!("{user} is now {role} of team {}.", team.name)
+                        .replace("now removed of", "removed from")
+                })
         }
         "escalate" => match humantime::parse_duration(rest) {
-            Ok(_) => store.set_team_setting(&team.name, "escalate_after", rest).await.map(|_| format!("Team {} escalates after {rest} of working time.", team.name)),
+            Ok(_) => store
+                .set_team_setting(&team.name, "escalate_after", rest)
+                .await
+                .map(|_| format!("Team {} escalates after {rest} of working time.", team.name)),
             Err(_) => return ctx.reply("Usage: `!sb team <name> escalate 2h`.").await,
         },
         "autoreply" => {
-            let value = if rest.eq_ignore_ascii_case("off") { "" } else { rest };
-            store.set_team_setting(&team.name, "auto_reply", value).await.map(|_| {
-                if value.is_empty() { format!("Team {} sends no auto-reply.", team.name) } else { format!("Team {} auto-reply set.", team.name) }
-            })
+            let value = if rest.eq_ignore_ascii_case("off") {
+                ""
+            } else {
+                rest
+            };
+            store
+                .set_team_setting(&team.name, "auto_reply", value)
+                .await
+                .map(|_| {
+                    if value.is_empty() {
+                        format!("Team {} sends no auto-reply.", team.name)
+                    } else {
+                        format!("Team {} auto-reply set.", team.name)
+                    }
+                })
         }
-        "hours" | "holiday" | "timezone" | "calendar" => match calendar_change(ctx, team, action, rest).await {
-            Ok(text) => Ok(text),
-            Err(why) => return ctx.reply(&why).await,
-        },
+        "hours" | "holiday" | "timezone" | "calendar" => {
+            match calendar_change(ctx, team, action, rest).await {
+                Ok(text) => Ok(text),
+                Err(why) => return ctx.reply(&why).await,
+            }
+        }
         _ => return ctx.reply(&format!("Unknown team action. {USAGE}")).await,
     };
     match result {

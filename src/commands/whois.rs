@@ -5,11 +5,20 @@ use crate::clock::human;
 use crate::matrix::MatrixError;
 
 pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
-    let Some((_, row)) = ctx.portal().await? else { return Ok(()) };
+    let Some((_, row)) = ctx.portal().await? else {
+        return Ok(());
+    };
     let now = ctx.bridge.clock.now_ms();
     let owner = row.owner.clone().unwrap_or_else(|| "nobody".into());
-    let team = row.team.clone().unwrap_or_else(|| "none (visible to every operator)".into());
-    let mut parts = vec![format!("owner: {owner}"), format!("team: {team}"), format!("state: {}", row.state)];
+    let team = row
+        .team
+        .clone()
+        .unwrap_or_else(|| "none (visible to every operator)".into());
+    let mut parts = vec![
+        format!("owner: {owner}"),
+        format!("team: {team}"),
+        format!("state: {}", row.state),
+    ];
     if let Some(since) = row.unworked_since {
         parts.push(format!("unanswered for {}", human(now - since)));
     }

@@ -56,11 +56,19 @@ fn authorize(bridge: &Bridge, headers: &HeaderMap, query: &AuthQuery) -> Result<
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let Some(token) = header.or(query.access_token.as_deref()) else {
-        return Err(error(StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", "missing hs_token"));
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "M_UNAUTHORIZED",
+            "missing hs_token",
+        ));
     };
     if !constant_time_eq(token.as_bytes(), bridge.hs_token.as_bytes()) {
         tracing::warn!("refused a request with a wrong hs_token");
-        return Err(error(StatusCode::FORBIDDEN, "M_FORBIDDEN", "wrong hs_token"));
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+            "wrong hs_token",
+        ));
     }
     Ok(())
 }
@@ -123,7 +131,10 @@ pub enum TransactionError {
 /// id makes every request about that room fail as "unreachable", which the worker retries
 /// forever — holding up every event behind it.
 pub fn is_identifier(id: &str, sigil: char) -> bool {
-    id.len() <= 255 && id.len() > sigil.len_utf8() && id.starts_with(sigil) && !id.chars().any(char::is_control)
+    id.len() <= 255
+        && id.len() > sigil.len_utf8()
+        && id.starts_with(sigil)
+        && !id.chars().any(char::is_control)
 }
 
 /// Parse a `PUT /transactions/{txnId}` body. Fails only when the body as a whole is not a JSON
@@ -131,12 +142,24 @@ pub fn is_identifier(id: &str, sigil: char) -> bool {
 /// event is skipped, never a reason to refuse the rest (the homeserver would retry forever).
 pub fn parse_transaction(body: &[u8]) -> Result<ParsedTransaction, TransactionError> {
     let txn: Transaction = serde_json::from_slice(body)?;
-    let mut parsed = ParsedTransaction { events: Vec::with_capacity(txn.events.len()), ..Default::default() };
+    let mut parsed = ParsedTransaction {
+        events: Vec::with_capacity(txn.events.len()),
+        ..Default::default()
+    };
     for event in &txn.events {
         let (Some(event_id), Some(room_id), Some(sender)) = (
-            event.get("event_id").and_then(Value::as_str).filter(|id| is_identifier(id, '$')),
-            event.get("room_id").and_then(Value::as_str).filter(|id| is_identifier(id, '!')),
-            event.get("sender").and_then(Value::as_str).filter(|id| is_identifier(id, '@')),
+            event
+                .get("event_id")
+                .and_then(Value::as_str)
+                .filter(|id| is_identifier(id, '$')),
+            event
+                .get("room_id")
+                .and_then(Value::as_str)
+                .filter(|id| is_identifier(id, '!')),
+            event
+                .get("sender")
+                .and_then(Value::as_str)
+                .filter(|id| is_identifier(id, '@')),
         ) else {
             parsed.skipped += 1;
             continue;
@@ -148,7 +171,11 @@ pub fn parse_transaction(body: &[u8]) -> Result<ParsedTransaction, TransactionEr
             raw: event.to_string(),
         });
     }
-    parsed.ephemeral = txn.ephemeral.into_iter().chain(txn.ephemeral_unstable).collect();
+    parsed.ephemeral = txn
+        .ephemeral
+        .into_iter()
+        .chain(txn.ephemeral_unstable)
+        .collect();
     Ok(parsed)
 }
 
@@ -157,7 +184,13 @@ async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, Response> {
     let mut stream = body.into_data_stream();
     let mut data = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| error(StatusCode::BAD_REQUEST, "M_UNKNOWN", &format!("could not read the body: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "M_UNKNOWN",
+                &format!("could not read the body: {e}"),
+            )
+        })?;
         if data.len() + chunk.len() > limit {
             return Err(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -190,7 +223,11 @@ async fn transaction(
     };
     drop(body);
     if txn.skipped > 0 {
-        tracing::warn!(txn_id, skipped = txn.skipped, "skipping events without a valid event_id, room_id or sender");
+        tracing::warn!(
+            txn_id,
+            skipped = txn.skipped,
+            "skipping events without a valid event_id, room_id or sender"
+        );
     }
     let rows: Vec<(String, String, String)> = txn
         .events
@@ -209,7 +246,11 @@ async fn transaction(
         }
         Err(e) => {
             tracing::error!(txn_id, error = %e, "could not store transaction; the homeserver will retry");
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", "store unavailable");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "M_UNKNOWN",
+                "store unavailable",
+            );
         }
     }
     let ephemeral = txn.ephemeral;
@@ -249,7 +290,11 @@ async fn query_room(
     error(StatusCode::NOT_FOUND, "M_NOT_FOUND", "no such room")
 }
 
-async fn ping(State(bridge): State<Arc<Bridge>>, Query(query): Query<AuthQuery>, headers: HeaderMap) -> Response {
+async fn ping(
+    State(bridge): State<Arc<Bridge>>,
+    Query(query): Query<AuthQuery>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(resp) = authorize(&bridge, &headers, &query) {
         return resp;
     }
@@ -267,7 +312,10 @@ mod tests {
         assert!(parse_transaction(br#"{"events": {}}"#).is_err());
         assert!(parse_transaction(br#""x""#).is_err());
         // serde reads a struct from an array too: harmless, and what the handler always did.
-        assert_eq!(parse_transaction(br#"[]"#).unwrap(), ParsedTransaction::default());
+        assert_eq!(
+            parse_transaction(br#"[]"#).unwrap(),
+            ParsedTransaction::default()
+        );
         let empty = parse_transaction(b"{}").unwrap();
         assert_eq!(empty, ParsedTransaction::default());
 
@@ -290,7 +338,10 @@ mod tests {
         assert_eq!(parsed.skipped, 11);
         assert_eq!(parsed.events.len(), 1);
         let e = &parsed.events[0];
-        assert_eq!((e.event_id.as_str(), e.room_id.as_str(), e.sender.as_str()), ("$ok", "!r", "@a:x"));
+        assert_eq!(
+            (e.event_id.as_str(), e.room_id.as_str(), e.sender.as_str()),
+            ("$ok", "!r", "@a:x")
+        );
         let raw: Value = serde_json::from_str(&e.raw).unwrap();
         assert_eq!(raw["content"]["body"], "hi");
         assert_eq!(parsed.ephemeral.len(), 2);
@@ -299,7 +350,11 @@ mod tests {
 
     #[test]
     fn nesting_past_the_recursion_limit_is_an_error_not_a_crash() {
-        let deep = format!("{{\"events\": [{}{}]}}", "[".repeat(100_000), "]".repeat(100_000));
+        let deep = format!(
+            "{{\"events\": [{}{}]}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
         assert!(parse_transaction(deep.as_bytes()).is_err());
     }
 }

@@ -13,7 +13,11 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 /// Characters escaped in a path segment (everything but unreserved ones).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 fn seg(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).to_string()
@@ -24,7 +28,12 @@ pub enum MatrixError {
     #[error("homeserver unreachable: {0}")]
     Unreachable(String),
     #[error("homeserver answered {status}: {errcode} {message}")]
-    Api { status: u16, errcode: String, message: String, retry_after: Option<Duration> },
+    Api {
+        status: u16,
+        errcode: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
     #[error("unexpected answer from homeserver: {0}")]
     Protocol(String),
 }
@@ -80,7 +89,6 @@ impl Homeserver {
         }
     }
 
-
     async fn call(
         &self,
         method: Method,
@@ -89,7 +97,10 @@ impl Homeserver {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Value, MatrixError> {
-        let mut req = self.http.request(method, format!("{}{}", self.base, path)).bearer_auth(&self.as_token);
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(&self.as_token);
         let mut q: Vec<(&str, String)> = query.to_vec();
         if let Some(user) = as_user {
             if user != self.bot {
@@ -102,7 +113,10 @@ impl Homeserver {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req.send().await.map_err(|e| MatrixError::Unreachable(e.to_string()))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| MatrixError::Unreachable(e.to_string()))?;
         Self::decode(resp).await
     }
 
@@ -114,7 +128,10 @@ impl Homeserver {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = resp.text().await.map_err(|e| MatrixError::Unreachable(e.to_string()))?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| MatrixError::Unreachable(e.to_string()))?;
         if status.is_success() {
             if text.is_empty() {
                 return Ok(json!({}));
@@ -129,22 +146,52 @@ impl Homeserver {
             .or(retry_header);
         Err(MatrixError::Api {
             status: status.as_u16(),
-            errcode: body.get("errcode").and_then(Value::as_str).unwrap_or("M_UNKNOWN").to_string(),
-            message: body.get("error").and_then(Value::as_str).unwrap_or(&text).chars().take(300).collect(),
+            errcode: body
+                .get("errcode")
+                .and_then(Value::as_str)
+                .unwrap_or("M_UNKNOWN")
+                .to_string(),
+            message: body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or(&text)
+                .chars()
+                .take(300)
+                .collect(),
             retry_after,
         })
     }
 
     /// Is the homeserver up and does it accept our token?
     pub async fn whoami(&self) -> Result<String, MatrixError> {
-        let v = self.call(Method::GET, "/_matrix/client/v3/account/whoami", None, &[], None).await?;
-        v.get("user_id").and_then(Value::as_str).map(str::to_string).ok_or_else(|| MatrixError::Protocol("whoami".into()))
+        let v = self
+            .call(
+                Method::GET,
+                "/_matrix/client/v3/account/whoami",
+                None,
+                &[],
+                None,
+            )
+            .await?;
+        v.get("user_id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| MatrixError::Protocol("whoami".into()))
     }
 
     /// Register a user in our namespace; an existing one is fine.
     pub async fn register(&self, localpart: &str) -> Result<(), MatrixError> {
         let body = json!({"type": "m.login.application_service", "username": localpart, "inhibit_login": true});
-        match self.call(Method::POST, "/_matrix/client/v3/register", None, &[], Some(&body)).await {
+        match self
+            .call(
+                Method::POST,
+                "/_matrix/client/v3/register",
+                None,
+                &[],
+                Some(&body),
+            )
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if e.errcode() == Some("M_USER_IN_USE") => Ok(()),
             Err(e) => Err(e),
@@ -153,31 +200,73 @@ impl Homeserver {
 
     pub async fn set_displayname(&self, user: &str, name: &str) -> Result<(), MatrixError> {
         let path = format!("/_matrix/client/v3/profile/{}/displayname", seg(user));
-        self.call(Method::PUT, &path, Some(user), &[], Some(&json!({"displayname": name}))).await.map(|_| ())
+        self.call(
+            Method::PUT,
+            &path,
+            Some(user),
+            &[],
+            Some(&json!({"displayname": name})),
+        )
+        .await
+        .map(|_| ())
     }
 
     pub async fn set_avatar_url(&self, user: &str, mxc: &str) -> Result<(), MatrixError> {
         let path = format!("/_matrix/client/v3/profile/{}/avatar_url", seg(user));
-        self.call(Method::PUT, &path, Some(user), &[], Some(&json!({"avatar_url": mxc}))).await.map(|_| ())
+        self.call(
+            Method::PUT,
+            &path,
+            Some(user),
+            &[],
+            Some(&json!({"avatar_url": mxc})),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Create a room as the bot; returns its id.
     pub async fn create_room(&self, body: &Value) -> Result<String, MatrixError> {
-        let v = self.call(Method::POST, "/_matrix/client/v3/createRoom", None, &[], Some(body)).await?;
-        v.get("room_id").and_then(Value::as_str).map(str::to_string).ok_or_else(|| MatrixError::Protocol("createRoom".into()))
+        let v = self
+            .call(
+                Method::POST,
+                "/_matrix/client/v3/createRoom",
+                None,
+                &[],
+                Some(body),
+            )
+            .await?;
+        v.get("room_id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| MatrixError::Protocol("createRoom".into()))
     }
 
     pub async fn join(&self, room_id: &str, user: &str) -> Result<(), MatrixError> {
         let path = format!("/_matrix/client/v3/rooms/{}/join", seg(room_id));
-        self.call(Method::POST, &path, Some(user), &[], Some(&json!({}))).await.map(|_| ())
+        self.call(Method::POST, &path, Some(user), &[], Some(&json!({})))
+            .await
+            .map(|_| ())
     }
 
     pub async fn invite(&self, room_id: &str, user: &str) -> Result<(), MatrixError> {
         let path = format!("/_matrix/client/v3/rooms/{}/invite", seg(room_id));
-        match self.call(Method::POST, &path, None, &[], Some(&json!({"user_id": user}))).await {
+        match self
+            .call(
+                Method::POST,
+                &path,
+                None,
+                &[],
+                Some(&json!({"user_id": user})),
+            )
+            .await
+        {
             Ok(_) => Ok(()),
             // Already in the room or invited: the goal is met.
-            Err(MatrixError::Api { status: 403, ref message, .. }) if message.contains("already in the room") => Ok(()),
+            Err(MatrixError::Api {
+                status: 403,
+                ref message,
+                ..
+            }) if message.contains("already in the room") => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -198,45 +287,93 @@ impl Homeserver {
             seg(event_type),
             seg(txn_id)
         );
-        let query: Vec<(&str, String)> = ts.map(|t| vec![("ts", t.to_string())]).unwrap_or_default();
-        let v = self.call(Method::PUT, &path, as_user, &query, Some(content)).await?;
-        v.get("event_id").and_then(Value::as_str).map(str::to_string).ok_or_else(|| MatrixError::Protocol("send".into()))
+        let query: Vec<(&str, String)> =
+            ts.map(|t| vec![("ts", t.to_string())]).unwrap_or_default();
+        let v = self
+            .call(Method::PUT, &path, as_user, &query, Some(content))
+            .await?;
+        v.get("event_id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| MatrixError::Protocol("send".into()))
     }
 
-    pub async fn send_state(&self, room_id: &str, event_type: &str, state_key: &str, content: &Value) -> Result<(), MatrixError> {
+    pub async fn send_state(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+        content: &Value,
+    ) -> Result<(), MatrixError> {
         let path = format!(
             "/_matrix/client/v3/rooms/{}/state/{}/{}",
             seg(room_id),
             seg(event_type),
             seg(state_key)
         );
-        self.call(Method::PUT, &path, None, &[], Some(content)).await.map(|_| ())
+        self.call(Method::PUT, &path, None, &[], Some(content))
+            .await
+            .map(|_| ())
     }
 
-    pub async fn redact(&self, room_id: &str, event_id: &str, txn_id: &str, as_user: Option<&str>) -> Result<(), MatrixError> {
+    pub async fn redact(
+        &self,
+        room_id: &str,
+        event_id: &str,
+        txn_id: &str,
+        as_user: Option<&str>,
+    ) -> Result<(), MatrixError> {
         let path = format!(
             "/_matrix/client/v3/rooms/{}/redact/{}/{}",
             seg(room_id),
             seg(event_id),
             seg(txn_id)
         );
-        self.call(Method::PUT, &path, as_user, &[], Some(&json!({}))).await.map(|_| ())
+        self.call(Method::PUT, &path, as_user, &[], Some(&json!({})))
+            .await
+            .map(|_| ())
     }
 
     /// Mark an event read by a user (a ghost's read receipt).
-    pub async fn read_receipt(&self, room_id: &str, event_id: &str, as_user: &str) -> Result<(), MatrixError> {
-        let path = format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", seg(room_id), seg(event_id));
-        self.call(Method::POST, &path, Some(as_user), &[], Some(&json!({}))).await.map(|_| ())
+    pub async fn read_receipt(
+        &self,
+        room_id: &str,
+        event_id: &str,
+        as_user: &str,
+    ) -> Result<(), MatrixError> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+            seg(room_id),
+            seg(event_id)
+        );
+        self.call(Method::POST, &path, Some(as_user), &[], Some(&json!({})))
+            .await
+            .map(|_| ())
     }
 
     pub async fn typing(&self, room_id: &str, user: &str, active: bool) -> Result<(), MatrixError> {
-        let path = format!("/_matrix/client/v3/rooms/{}/typing/{}", seg(room_id), seg(user));
-        let body = if active { json!({"typing": true, "timeout": 30000}) } else { json!({"typing": false}) };
-        self.call(Method::PUT, &path, Some(user), &[], Some(&body)).await.map(|_| ())
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/typing/{}",
+            seg(room_id),
+            seg(user)
+        );
+        let body = if active {
+            json!({"typing": true, "timeout": 30000})
+        } else {
+            json!({"typing": false})
+        };
+        self.call(Method::PUT, &path, Some(user), &[], Some(&body))
+            .await
+            .map(|_| ())
     }
 
     /// Upload a file to the media repository as the bot; returns the `mxc://` URI.
-    pub async fn upload(&self, data: Bytes, mime: &str, filename: &str) -> Result<String, MatrixError> {
+    pub async fn upload(
+        &self,
+        data: Bytes,
+        mime: &str,
+        filename: &str,
+    ) -> Result<String, MatrixError> {
         let url = format!("{}/_matrix/media/v3/upload", self.base);
         let resp = self
             .http
@@ -249,14 +386,30 @@ impl Homeserver {
             .await
             .map_err(|e| MatrixError::Unreachable(e.to_string()))?;
         let v = Self::decode(resp).await?;
-        v.get("content_uri").and_then(Value::as_str).map(str::to_string).ok_or_else(|| MatrixError::Protocol("upload".into()))
+        v.get("content_uri")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| MatrixError::Protocol("upload".into()))
     }
 
     /// Download a file from the media repository (authenticated media); returns bytes and mime.
-    pub async fn download(&self, mxc: &str, max_bytes: u64) -> Result<(Bytes, String), MatrixError> {
-        let rest = mxc.strip_prefix("mxc://").ok_or_else(|| MatrixError::Protocol(format!("not an mxc URI: {mxc}")))?;
-        let (server, media_id) = rest.split_once('/').ok_or_else(|| MatrixError::Protocol(format!("bad mxc URI: {mxc}")))?;
-        let url = format!("{}/_matrix/client/v1/media/download/{}/{}", self.base, seg(server), seg(media_id));
+    pub async fn download(
+        &self,
+        mxc: &str,
+        max_bytes: u64,
+    ) -> Result<(Bytes, String), MatrixError> {
+        let rest = mxc
+            .strip_prefix("mxc://")
+            .ok_or_else(|| MatrixError::Protocol(format!("not an mxc URI: {mxc}")))?;
+        let (server, media_id) = rest
+            .split_once('/')
+            .ok_or_else(|| MatrixError::Protocol(format!("bad mxc URI: {mxc}")))?;
+        let url = format!(
+            "{}/_matrix/client/v1/media/download/{}/{}",
+            self.base,
+            seg(server),
+            seg(media_id)
+        );
         let resp = self
             .http
             .get(url)
@@ -265,10 +418,15 @@ impl Homeserver {
             .await
             .map_err(|e| MatrixError::Unreachable(e.to_string()))?;
         if resp.status() != StatusCode::OK {
-            return Err(Self::decode(resp).await.err().unwrap_or(MatrixError::Protocol("download".into())));
+            return Err(Self::decode(resp)
+                .await
+                .err()
+                .unwrap_or(MatrixError::Protocol("download".into())));
         }
         if resp.content_length().is_some_and(|n| n > max_bytes) {
-            return Err(MatrixError::Protocol(format!("file larger than {max_bytes} bytes")));
+            return Err(MatrixError::Protocol(format!(
+                "file larger than {max_bytes} bytes"
+            )));
         }
         let mime = resp
             .headers()
@@ -276,7 +434,10 @@ impl Homeserver {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("application/octet-stream")
             .to_string();
-        let data = resp.bytes().await.map_err(|e| MatrixError::Unreachable(e.to_string()))?;
+        let data = resp
+            .bytes()
+            .await
+            .map_err(|e| MatrixError::Unreachable(e.to_string()))?;
         Ok((data, mime))
     }
 }
@@ -286,7 +447,9 @@ impl Homeserver {
     pub async fn presence(&self, user: &str) -> Result<Option<String>, MatrixError> {
         let path = format!("/_matrix/client/v3/presence/{}/status", seg(user));
         let v = self.call(Method::GET, &path, None, &[], None).await?;
-        Ok(v.get("presence").and_then(Value::as_str).map(str::to_string))
+        Ok(v.get("presence")
+            .and_then(Value::as_str)
+            .map(str::to_string))
     }
 
     /// Members of a room with their membership (join, invite, leave, …).
@@ -311,19 +474,36 @@ impl Homeserver {
     /// Remove a user from a room (also withdraws an invite).
     pub async fn kick(&self, room_id: &str, user: &str, reason: &str) -> Result<(), MatrixError> {
         let path = format!("/_matrix/client/v3/rooms/{}/kick", seg(room_id));
-        self.call(Method::POST, &path, None, &[], Some(&json!({"user_id": user, "reason": reason}))).await.map(|_| ())
+        self.call(
+            Method::POST,
+            &path,
+            None,
+            &[],
+            Some(&json!({"user_id": user, "reason": reason})),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// A page of room history, oldest first from `from` (None: the start). Returns the events and
     /// the token of the next page, if any.
-    pub async fn messages(&self, room_id: &str, from: Option<&str>, limit: u32) -> Result<(Vec<Value>, Option<String>), MatrixError> {
+    pub async fn messages(
+        &self,
+        room_id: &str,
+        from: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<Value>, Option<String>), MatrixError> {
         let path = format!("/_matrix/client/v3/rooms/{}/messages", seg(room_id));
         let mut query = vec![("dir", "f".to_string()), ("limit", limit.to_string())];
         if let Some(f) = from {
             query.push(("from", f.to_string()));
         }
         let v = self.call(Method::GET, &path, None, &query, None).await?;
-        let events = v.get("chunk").and_then(Value::as_array).cloned().unwrap_or_default();
+        let events = v
+            .get("chunk")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let end = v.get("end").and_then(Value::as_str).map(str::to_string);
         Ok((events, end))
     }
@@ -332,23 +512,41 @@ impl Homeserver {
     /// spec v1.7). Besides proving both directions work, Synapse answers a successful ping by
     /// sending the transactions it queued while we were away at once, instead of waiting out
     /// its retry backoff (up to minutes after a restart).
-    pub async fn ping_appservice(&self, appservice_id: &str, txn_id: &str) -> Result<(), MatrixError> {
+    pub async fn ping_appservice(
+        &self,
+        appservice_id: &str,
+        txn_id: &str,
+    ) -> Result<(), MatrixError> {
         let path = format!("/_matrix/client/v1/appservice/{}/ping", seg(appservice_id));
-        self.call(Method::POST, &path, None, &[], Some(&serde_json::json!({"transaction_id": txn_id}))).await.map(|_| ())
+        self.call(
+            Method::POST,
+            &path,
+            None,
+            &[],
+            Some(&serde_json::json!({"transaction_id": txn_id})),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// The room an alias points to.
     pub async fn resolve_alias(&self, alias: &str) -> Result<String, MatrixError> {
         let path = format!("/_matrix/client/v3/directory/room/{}", seg(alias));
         let v = self.call(Method::GET, &path, None, &[], None).await?;
-        v.get("room_id").and_then(Value::as_str).map(str::to_string).ok_or_else(|| MatrixError::Protocol("directory".into()))
+        v.get("room_id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| MatrixError::Protocol("directory".into()))
     }
 
     /// A user's display name, if they set one.
     pub async fn displayname(&self, user: &str) -> Result<Option<String>, MatrixError> {
         let path = format!("/_matrix/client/v3/profile/{}/displayname", seg(user));
         match self.call(Method::GET, &path, None, &[], None).await {
-            Ok(v) => Ok(v.get("displayname").and_then(Value::as_str).map(str::to_string)),
+            Ok(v) => Ok(v
+                .get("displayname")
+                .and_then(Value::as_str)
+                .map(str::to_string)),
             Err(e) if e.errcode() == Some("M_NOT_FOUND") => Ok(None),
             Err(e) => Err(e),
         }
@@ -358,6 +556,9 @@ impl Homeserver {
     pub async fn joined_members(&self, room_id: &str) -> Result<Vec<String>, MatrixError> {
         let path = format!("/_matrix/client/v3/rooms/{}/joined_members", seg(room_id));
         let v = self.call(Method::GET, &path, None, &[], None).await?;
-        Ok(v.get("joined").and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default())
+        Ok(v.get("joined")
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default())
     }
 }

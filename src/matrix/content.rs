@@ -6,8 +6,9 @@
 //! In: channel [`Content`] becomes `m.room.message` events: one for the text and one per file.
 
 use ruma::events::room::message::{
-    AudioInfo, AudioMessageEventContent, FileInfo, FileMessageEventContent, ImageMessageEventContent,
-    MessageType, RoomMessageEventContent, VideoInfo, VideoMessageEventContent,
+    AudioInfo, AudioMessageEventContent, FileInfo, FileMessageEventContent,
+    ImageMessageEventContent, MessageType, RoomMessageEventContent, VideoInfo,
+    VideoMessageEventContent,
 };
 use ruma::events::room::{ImageInfo, MediaSource};
 use ruma::{OwnedMxcUri, UInt};
@@ -57,28 +58,70 @@ pub fn parse_operator_message(content: &Value) -> Result<Option<OperatorMessage>
     let parsed: RoomMessageEventContent =
         serde_json::from_value(effective).map_err(|e| Unrelayable::Invalid(e.to_string()))?;
     let content = match parsed.msgtype {
-        MessageType::Text(t) => text(&t.body, t.formatted.as_ref().map(|f| f.body.as_str()), reply_to.is_some()),
+        MessageType::Text(t) => text(
+            &t.body,
+            t.formatted.as_ref().map(|f| f.body.as_str()),
+            reply_to.is_some(),
+        ),
         MessageType::Emote(t) => {
-            let mut c = text(&t.body, t.formatted.as_ref().map(|f| f.body.as_str()), reply_to.is_some());
+            let mut c = text(
+                &t.body,
+                t.formatted.as_ref().map(|f| f.body.as_str()),
+                reply_to.is_some(),
+            );
             c.text = format!("* {}", c.text);
             c.html = c.html.map(|h| format!("* {h}"));
             c
         }
         MessageType::Notice(_) => return Ok(None),
-        MessageType::Image(m) => file(m.body, m.filename, m.source, m.info.as_ref().and_then(|i| i.mimetype.clone()), m.info.as_ref().and_then(|i| i.size))?,
-        MessageType::File(m) => file(m.body, m.filename, m.source, m.info.as_ref().and_then(|i| i.mimetype.clone()), m.info.as_ref().and_then(|i| i.size))?,
-        MessageType::Audio(m) => file(m.body, m.filename, m.source, m.info.as_ref().and_then(|i| i.mimetype.clone()), m.info.as_ref().and_then(|i| i.size))?,
-        MessageType::Video(m) => file(m.body, m.filename, m.source, m.info.as_ref().and_then(|i| i.mimetype.clone()), m.info.as_ref().and_then(|i| i.size))?,
+        MessageType::Image(m) => file(
+            m.body,
+            m.filename,
+            m.source,
+            m.info.as_ref().and_then(|i| i.mimetype.clone()),
+            m.info.as_ref().and_then(|i| i.size),
+        )?,
+        MessageType::File(m) => file(
+            m.body,
+            m.filename,
+            m.source,
+            m.info.as_ref().and_then(|i| i.mimetype.clone()),
+            m.info.as_ref().and_then(|i| i.size),
+        )?,
+        MessageType::Audio(m) => file(
+            m.body,
+            m.filename,
+            m.source,
+            m.info.as_ref().and_then(|i| i.mimetype.clone()),
+            m.info.as_ref().and_then(|i| i.size),
+        )?,
+        MessageType::Video(m) => file(
+            m.body,
+            m.filename,
+            m.source,
+            m.info.as_ref().and_then(|i| i.mimetype.clone()),
+            m.info.as_ref().and_then(|i| i.size),
+        )?,
         other => return Err(Unrelayable::Unsupported(other.msgtype().to_string())),
     };
-    Ok(Some(OperatorMessage { content, reply_to, replaces }))
+    Ok(Some(OperatorMessage {
+        content,
+        reply_to,
+        replaces,
+    }))
 }
 
 fn text(body: &str, html: Option<&str>, is_reply: bool) -> Content {
-    let body = if is_reply { ruma::events::room::message::sanitize::remove_plain_reply_fallback(body) } else { body };
+    let body = if is_reply {
+        ruma::events::room::message::sanitize::remove_plain_reply_fallback(body)
+    } else {
+        body
+    };
     Content {
         text: body.to_string(),
-        html: html.map(|h| sanitize_html(&strip_reply_fallback(h))).filter(|h| !h.trim().is_empty()),
+        html: html
+            .map(|h| sanitize_html(&strip_reply_fallback(h)))
+            .filter(|h| !h.trim().is_empty()),
         attachments: Vec::new(),
     }
 }
@@ -90,7 +133,9 @@ fn file(
     mime: Option<String>,
     size: Option<UInt>,
 ) -> Result<Content, Unrelayable> {
-    let MediaSource::Plain(url) = source else { return Err(Unrelayable::EncryptedFile) };
+    let MediaSource::Plain(url) = source else {
+        return Err(Unrelayable::EncryptedFile);
+    };
     // With a `filename`, `body` is a caption; without, `body` is the file name.
     let (name, caption) = match filename {
         Some(f) if f != body => (f, body),
@@ -114,14 +159,23 @@ pub fn safe_file_name(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
     // Dots and spaces in any order (". .bashrc" must not become ".bashrc").
-    let cleaned = cleaned.trim_start_matches(|c: char| c == '.' || c.is_whitespace()).trim_end().to_string();
-    if cleaned.is_empty() { "file".into() } else { cleaned }
+    let cleaned = cleaned
+        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
+        .trim_end()
+        .to_string();
+    if cleaned.is_empty() {
+        "file".into()
+    } else {
+        cleaned
+    }
 }
 
 /// Remove the `<mx-reply>` quote a client may put before a reply's HTML.
 fn strip_reply_fallback(html: &str) -> String {
     match (html.find("<mx-reply>"), html.find("</mx-reply>")) {
-        (Some(start), Some(end)) if end > start => format!("{}{}", &html[..start], &html[end + "</mx-reply>".len()..]),
+        (Some(start), Some(end)) if end > start => {
+            format!("{}{}", &html[..start], &html[end + "</mx-reply>".len()..])
+        }
         _ => html.to_string(),
     }
 }
@@ -130,7 +184,27 @@ fn strip_reply_fallback(html: &str) -> String {
 /// links. Scripts, styles, images, event handlers and other URL schemes are removed.
 pub fn sanitize_html(html: &str) -> String {
     ammonia::Builder::empty()
-        .add_tags(["b", "strong", "i", "em", "u", "s", "del", "code", "pre", "br", "p", "ul", "ol", "li", "blockquote", "a", "details", "summary", "span"])
+        .add_tags([
+            "b",
+            "strong",
+            "i",
+            "em",
+            "u",
+            "s",
+            "del",
+            "code",
+            "pre",
+            "br",
+            "p",
+            "ul",
+            "ol",
+            "li",
+            "blockquote",
+            "a",
+            "details",
+            "summary",
+            "span",
+        ])
         .add_tag_attributes("a", ["href"])
         // Spoilers (Discord's ||text||, Telegram's spoiler entity): clients hide them until clicked.
         .add_tag_attributes("span", ["data-mx-spoiler"])
@@ -147,7 +221,10 @@ pub fn attribute(content: &mut Content, attribution: Attribution, name: &str) {
         Attribution::None => {}
         Attribution::Prefix => {
             content.text = format!("{name}: {}", content.text);
-            content.html = content.html.take().map(|h| format!("<b>{escaped}:</b> {h}"));
+            content.html = content
+                .html
+                .take()
+                .map(|h| format!("<b>{escaped}:</b> {h}"));
         }
         Attribution::Signature => {
             content.text = format!("{}\n— {name}", content.text);
@@ -185,10 +262,15 @@ pub fn to_matrix(content: &Content) -> Vec<Value> {
     let mut events = Vec::new();
     if !content.text.is_empty() || content.attachments.is_empty() {
         let msg = match &content.html {
-            Some(html) => RoomMessageEventContent::text_html(content.text.clone(), sanitize_html(html)),
+            Some(html) => {
+                RoomMessageEventContent::text_html(content.text.clone(), sanitize_html(html))
+            }
             None => RoomMessageEventContent::text_plain(content.text.clone()),
         };
-        events.push(serde_json::to_value(&msg).unwrap_or_else(|_| json!({"msgtype": "m.text", "body": content.text})));
+        events.push(
+            serde_json::to_value(&msg)
+                .unwrap_or_else(|_| json!({"msgtype": "m.text", "body": content.text})),
+        );
     }
     for a in &content.attachments {
         events.push(attachment_to_matrix(a));
@@ -238,7 +320,10 @@ fn attachment_to_matrix(a: &Attachment) -> Value {
 /// Add `m.in_reply_to` to an event content.
 pub fn with_reply(mut content: Value, event_id: &str) -> Value {
     if let Some(obj) = content.as_object_mut() {
-        obj.insert("m.relates_to".into(), json!({"m.in_reply_to": {"event_id": event_id}}));
+        obj.insert(
+            "m.relates_to".into(),
+            json!({"m.in_reply_to": {"event_id": event_id}}),
+        );
     }
     content
 }
@@ -247,13 +332,24 @@ pub fn with_reply(mut content: Value, event_id: &str) -> Value {
 pub fn replacement(new_content: Value, event_id: &str) -> Value {
     let mut outer = new_content.clone();
     if let Some(obj) = outer.as_object_mut() {
-        let body = obj.get("body").and_then(Value::as_str).unwrap_or("").to_string();
+        let body = obj
+            .get("body")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         obj.insert("body".into(), Value::String(format!("* {body}")));
-        if let Some(fb) = obj.get("formatted_body").and_then(Value::as_str).map(str::to_string) {
+        if let Some(fb) = obj
+            .get("formatted_body")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        {
             obj.insert("formatted_body".into(), Value::String(format!("* {fb}")));
         }
         obj.insert("m.new_content".into(), new_content);
-        obj.insert("m.relates_to".into(), json!({"rel_type": "m.replace", "event_id": event_id}));
+        obj.insert(
+            "m.relates_to".into(),
+            json!({"rel_type": "m.replace", "event_id": event_id}),
+        );
     }
     outer
 }
@@ -281,13 +377,24 @@ mod tests {
         assert_eq!(m.content.text, "**ok** <script>");
         let html = m.content.html.unwrap();
         assert!(html.starts_with("<b>ok</b>"), "{html}");
-        assert!(!html.contains("script") && !html.contains("img") && !html.contains("javascript") && !html.contains("blockquote"), "{html}");
+        assert!(
+            !html.contains("script")
+                && !html.contains("img")
+                && !html.contains("javascript")
+                && !html.contains("blockquote"),
+            "{html}"
+        );
     }
 
     #[test]
     fn spoilers_survive_and_other_spans_lose_their_attributes() {
-        let html = sanitize_html(r#"<span data-mx-spoiler="">secret</span> <span style="color:red" onclick="x()">red</span>"#);
-        assert_eq!(html, r#"<span data-mx-spoiler="">secret</span> <span>red</span>"#);
+        let html = sanitize_html(
+            r#"<span data-mx-spoiler="">secret</span> <span style="color:red" onclick="x()">red</span>"#,
+        );
+        assert_eq!(
+            html,
+            r#"<span data-mx-spoiler="">secret</span> <span>red</span>"#
+        );
     }
 
     #[test]
@@ -307,20 +414,33 @@ mod tests {
         let c = json!({"msgtype": "m.file", "body": "../../etc/passwd", "url": "mxc://hs/abc", "info": {"mimetype": "text/plain", "size": 12}});
         let m = parse_operator_message(&c).unwrap().unwrap();
         let a = &m.content.attachments[0];
-        assert_eq!((a.name.as_str(), a.mime.as_str(), a.size, a.media.0.as_str()), ("passwd", "text/plain", 12, "mxc://hs/abc"));
+        assert_eq!(
+            (a.name.as_str(), a.mime.as_str(), a.size, a.media.0.as_str()),
+            ("passwd", "text/plain", 12, "mxc://hs/abc")
+        );
         let enc = json!({"msgtype": "m.file", "body": "x", "file": {"url": "mxc://hs/abc", "key": {"kty":"oct","key_ops":["encrypt","decrypt"],"alg":"A256CTR","k":"qcHVMSgYg-71CauWBezXI5qkaRb0LuIy-Wx5kIaHMIA","ext":true}, "iv": "X85+XgHN+HEAAAAAAAAAAA", "hashes": {"sha256": "2TvE4dOFbsxQjCzlTkPSpMtbQpuU0xwh2M3uXo2jJSE"}, "v": "v2"}});
-        assert_eq!(parse_operator_message(&enc).unwrap_err(), Unrelayable::EncryptedFile);
+        assert_eq!(
+            parse_operator_message(&enc).unwrap_err(),
+            Unrelayable::EncryptedFile
+        );
         let notice = json!({"msgtype": "m.notice", "body": "bot"});
         assert_eq!(parse_operator_message(&notice).unwrap(), None);
     }
 
     #[test]
     fn attribution_modes() {
-        let base = Content { text: "Hello".into(), html: Some("<i>Hello</i>".into()), attachments: vec![] };
+        let base = Content {
+            text: "Hello".into(),
+            html: Some("<i>Hello</i>".into()),
+            attachments: vec![],
+        };
         let mut p = base.clone();
         attribute(&mut p, Attribution::Prefix, "Alice <A>");
         assert_eq!(p.text, "Alice <A>: Hello");
-        assert_eq!(p.html.as_deref(), Some("<b>Alice &lt;A&gt;:</b> <i>Hello</i>"));
+        assert_eq!(
+            p.html.as_deref(),
+            Some("<b>Alice &lt;A&gt;:</b> <i>Hello</i>")
+        );
         let mut s = base.clone();
         attribute(&mut s, Attribution::Signature, "Alice");
         assert_eq!(s.text, "Hello\n— Alice");
@@ -334,7 +454,12 @@ mod tests {
         let c = Content {
             text: "see <this>".into(),
             html: None,
-            attachments: vec![Attachment { media: MediaRef("mxc://hs/f".into()), name: "a.png".into(), mime: "image/png".into(), size: 3 }],
+            attachments: vec![Attachment {
+                media: MediaRef("mxc://hs/f".into()),
+                name: "a.png".into(),
+                mime: "image/png".into(),
+                size: 3,
+            }],
         };
         let evs = to_matrix(&c);
         assert_eq!(evs.len(), 2);

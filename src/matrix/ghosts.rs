@@ -11,7 +11,11 @@ pub struct Namespace {
 
 impl Namespace {
     pub fn new(prefix: &str, bot_localpart: &str, domain: &str) -> Namespace {
-        Namespace { prefix: prefix.to_string(), bot: format!("@{bot_localpart}:{domain}"), domain: domain.to_string() }
+        Namespace {
+            prefix: prefix.to_string(),
+            bot: format!("@{bot_localpart}:{domain}"),
+            domain: domain.to_string(),
+        }
     }
 
     /// Localpart of the ghost for a contact on a channel.
@@ -20,7 +24,11 @@ impl Namespace {
     }
 
     pub fn ghost_user_id(&self, channel: &str, contact_id: &str) -> String {
-        format!("@{}:{}", self.ghost_localpart(channel, contact_id), self.domain)
+        format!(
+            "@{}:{}",
+            self.ghost_localpart(channel, contact_id),
+            self.domain
+        )
     }
 
     /// Is this user the bot or one of our ghosts?
@@ -28,14 +36,22 @@ impl Namespace {
         if user_id == self.bot {
             return true;
         }
-        let Some(rest) = user_id.strip_prefix('@') else { return false };
-        let Some((local, server)) = rest.split_once(':') else { return false };
+        let Some(rest) = user_id.strip_prefix('@') else {
+            return false;
+        };
+        let Some((local, server)) = rest.split_once(':') else {
+            return false;
+        };
         server == self.domain && local.starts_with(&self.prefix)
     }
 
     /// Regex of the ghosts' user ids for registration.yaml.
     pub fn ghost_regex(&self) -> String {
-        format!("@{}.*:{}", regex_escape(&self.prefix), regex_escape(&self.domain))
+        format!(
+            "@{}.*:{}",
+            regex_escape(&self.prefix),
+            regex_escape(&self.domain)
+        )
     }
 }
 
@@ -79,14 +95,20 @@ mod tests {
         assert_eq!(escape("Ab_c"), "_ab__c");
         assert_eq!(escape("a b/ü"), "a=20b=2f=c3=bc");
         assert_ne!(escape("A"), escape("_a"));
-        let valid = |s: &str| s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._=-".contains(c));
+        let valid = |s: &str| {
+            s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._=-".contains(c))
+        };
         assert!(valid(&escape("Ünïcode 💬 @x:y")));
     }
 
     #[test]
     fn namespace_recognises_own_users_only() {
         let ns = Namespace::new("sb_", "switchboard", "example.com");
-        assert_eq!(ns.ghost_user_id("webchat", "V1"), "@sb_webchat__v1:example.com");
+        assert_eq!(
+            ns.ghost_user_id("webchat", "V1"),
+            "@sb_webchat__v1:example.com"
+        );
         assert!(ns.is_ours("@sb_webchat__v1:example.com"));
         assert!(ns.is_ours("@switchboard:example.com"));
         assert!(!ns.is_ours("@sb_webchat__v1:other.org"));

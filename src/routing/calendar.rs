@@ -19,7 +19,9 @@ pub struct Calendar {
 pub enum CalendarError {
     #[error("unknown time zone {0:?} (use an IANA name like Europe/Berlin)")]
     TimeZone(String),
-    #[error("unknown weekday {0:?} (use mon, tue, wed, thu, fri, sat, sun or ranges like mon-fri)")]
+    #[error(
+        "unknown weekday {0:?} (use mon, tue, wed, thu, fri, sat, sun or ranges like mon-fri)"
+    )]
     Weekday(String),
     #[error("bad hours {0:?} (use HH:MM-HH:MM, or \"closed\")")]
     Hours(String),
@@ -63,19 +65,33 @@ impl Calendar {
     /// Always open (no hours configured).
     pub fn always(tz: Tz) -> Calendar {
         let all_day = NaiveTime::from_hms_opt(0, 0, 0).zip(NaiveTime::from_hms_opt(23, 59, 59));
-        Calendar { tz, week: [all_day; 7], holidays: BTreeSet::new() }
+        Calendar {
+            tz,
+            week: [all_day; 7],
+            holidays: BTreeSet::new(),
+        }
     }
 
     /// Build from config: `hours` maps day specs ("mon-fri", "sat") to "HH:MM-HH:MM" or
     /// "closed"; days not named are closed. No hours at all means always open.
-    pub fn from_config(tz: &str, hours: &BTreeMap<String, String>, holidays: &[NaiveDate]) -> Result<Calendar, CalendarError> {
-        let tz: Tz = tz.parse().map_err(|_| CalendarError::TimeZone(tz.to_string()))?;
+    pub fn from_config(
+        tz: &str,
+        hours: &BTreeMap<String, String>,
+        holidays: &[NaiveDate],
+    ) -> Result<Calendar, CalendarError> {
+        let tz: Tz = tz
+            .parse()
+            .map_err(|_| CalendarError::TimeZone(tz.to_string()))?;
         if hours.is_empty() {
             let mut c = Calendar::always(tz);
             c.holidays = holidays.iter().copied().collect();
             return Ok(c);
         }
-        let mut calendar = Calendar { tz, week: [None; 7], holidays: holidays.iter().copied().collect() };
+        let mut calendar = Calendar {
+            tz,
+            week: [None; 7],
+            holidays: holidays.iter().copied().collect(),
+        };
         for (days, span) in hours {
             calendar.set_hours(days, span)?;
         }
@@ -118,8 +134,14 @@ impl Calendar {
             return None;
         }
         let (open, close) = self.week[date.weekday().num_days_from_monday() as usize]?;
-        let start = self.tz.from_local_datetime(&date.and_time(open)).earliest()?;
-        let end = self.tz.from_local_datetime(&date.and_time(close)).latest()?;
+        let start = self
+            .tz
+            .from_local_datetime(&date.and_time(open))
+            .earliest()?;
+        let end = self
+            .tz
+            .from_local_datetime(&date.and_time(close))
+            .latest()?;
         Some((start.with_timezone(&Utc), end.with_timezone(&Utc)))
     }
 
@@ -199,7 +221,10 @@ mod tests {
     }
 
     fn berlin(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-        chrono_tz::Europe::Berlin.with_ymd_and_hms(y, m, d, h, min, 0).unwrap().with_timezone(&Utc)
+        chrono_tz::Europe::Berlin
+            .with_ymd_and_hms(y, m, d, h, min, 0)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -208,7 +233,10 @@ mod tests {
         // Friday 2026-11-20 16:00 Berlin: one hour on Friday, one on Monday.
         let due = c.add_working(berlin(2026, 11, 20, 16, 0), Duration::hours(2));
         assert_eq!(due, berlin(2026, 11, 23, 10, 0));
-        assert_eq!(c.working_between(berlin(2026, 11, 20, 16, 0), due), Duration::hours(2));
+        assert_eq!(
+            c.working_between(berlin(2026, 11, 20, 16, 0), due),
+            Duration::hours(2)
+        );
     }
 
     #[test]
@@ -234,7 +262,13 @@ mod tests {
     fn bad_config_is_reported() {
         let mut hours = BTreeMap::new();
         hours.insert("mon-fri".to_string(), "9-5".to_string());
-        assert!(matches!(Calendar::from_config("UTC", &hours, &[]), Err(CalendarError::Hours(_))));
-        assert!(matches!(Calendar::from_config("Mars/Base", &BTreeMap::new(), &[]), Err(CalendarError::TimeZone(_))));
+        assert!(matches!(
+            Calendar::from_config("UTC", &hours, &[]),
+            Err(CalendarError::Hours(_))
+        ));
+        assert!(matches!(
+            Calendar::from_config("Mars/Base", &BTreeMap::new(), &[]),
+            Err(CalendarError::TimeZone(_))
+        ));
     }
 }

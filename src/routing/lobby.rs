@@ -19,12 +19,19 @@ pub async fn room(bridge: &Bridge, team: Option<&str>) -> Result<String, LobbyEr
     }
     let team_ref = team.and_then(|t| bridge.teams.get(t));
     if let Some(configured) = team_ref.and_then(|t| t.config.lobby.clone()) {
-        bridge.homeserver.join(&configured, &bridge.namespace.bot).await?;
+        bridge
+            .homeserver
+            .join(&configured, &bridge.namespace.bot)
+            .await?;
         bridge.store.set_team_lobby(key, &configured).await?;
         return Ok(configured);
     }
     let invite: Vec<String> = match team_ref {
-        Some(t) => super::teams::members(bridge, t).await?.into_iter().map(|(u, _)| u).collect(),
+        Some(t) => super::teams::members(bridge, t)
+            .await?
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect(),
         None => super::all_operators(bridge).await,
     };
     let name = match team {
@@ -55,7 +62,11 @@ pub enum LobbyError {
 
 /// The one-line summary of a conversation.
 pub async fn line(bridge: &Bridge, conversation: &Conversation, row: &RoutingRow) -> String {
-    let customer = match bridge.store.contact(&conversation.channel, &conversation.contact_id).await {
+    let customer = match bridge
+        .store
+        .contact(&conversation.channel, &conversation.contact_id)
+        .await
+    {
         Ok(Some(c)) => customer_name(&c),
         _ => conversation.contact_id.clone(),
     };
@@ -63,13 +74,22 @@ pub async fn line(bridge: &Bridge, conversation: &Conversation, row: &RoutingRow
     let state = match (&row.state[..], row.unworked_since) {
         ("open", Some(since)) => {
             let since_utc = crate::clock::to_datetime(since).format("%d %b %H:%M UTC");
-            format!("waiting {} (since {since_utc})", WAIT_BUCKETS[wait_bucket(bridge.clock.now_ms() - since)].1)
+            format!(
+                "waiting {} (since {since_utc})",
+                WAIT_BUCKETS[wait_bucket(bridge.clock.now_ms() - since)].1
+            )
         }
-        ("snoozed", _) => format!("snoozed for {}", human(row.snooze_until.unwrap_or(0) - bridge.clock.now_ms())),
+        ("snoozed", _) => format!(
+            "snoozed for {}",
+            human(row.snooze_until.unwrap_or(0) - bridge.clock.now_ms())
+        ),
         (s, _) => s.to_string(),
     };
     let room = conversation.room_id.clone().unwrap_or_default();
-    format!("💬 {customer} · {} · owner: {owner} · {state} · https://matrix.to/#/{room}", conversation.channel)
+    format!(
+        "💬 {customer} · {} · owner: {owner} · {state} · https://matrix.to/#/{room}",
+        conversation.channel
+    )
 }
 
 /// Waiting-time steps the lobby shows (from, label): an entry is edited when its conversation
@@ -90,13 +110,17 @@ const MINUTE: i64 = 60_000;
 
 /// The step of [`WAIT_BUCKETS`] a waiting time falls in.
 pub fn wait_bucket(waiting_ms: i64) -> usize {
-    WAIT_BUCKETS.iter().rposition(|(from, _)| waiting_ms >= *from).unwrap_or(0)
+    WAIT_BUCKETS
+        .iter()
+        .rposition(|(from, _)| waiting_ms >= *from)
+        .unwrap_or(0)
 }
 
 /// The step each conversation's lobby entry last showed (in memory: after a restart each
 /// waiting entry is refreshed once).
 fn shown_buckets() -> &'static std::sync::Mutex<std::collections::HashMap<i64, usize>> {
-    static SHOWN: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<i64, usize>>> = std::sync::OnceLock::new();
+    static SHOWN: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<i64, usize>>> =
+        std::sync::OnceLock::new();
     SHOWN.get_or_init(Default::default)
 }
 
@@ -104,7 +128,10 @@ fn remember_bucket(bridge: &Bridge, row: &RoutingRow) {
     let mut shown = shown_buckets().lock().unwrap_or_else(|e| e.into_inner());
     match (row.state.as_str(), row.unworked_since) {
         ("open", Some(since)) => {
-            shown.insert(row.conversation_id, wait_bucket(bridge.clock.now_ms() - since));
+            shown.insert(
+                row.conversation_id,
+                wait_bucket(bridge.clock.now_ms() - since),
+            );
         }
         _ => {
             shown.remove(&row.conversation_id);
@@ -123,7 +150,9 @@ pub async fn refresh_waiting(bridge: &Bridge) {
     };
     let now = bridge.clock.now_ms();
     for row in rows {
-        let (Some(since), Some(_)) = (row.unworked_since, &row.lobby_event) else { continue };
+        let (Some(since), Some(_)) = (row.unworked_since, &row.lobby_event) else {
+            continue;
+        };
         if row.state != "open" {
             continue;
         }
@@ -150,25 +179,45 @@ pub async fn refresh_waiting(bridge: &Bridge) {
 pub async fn update(bridge: &Bridge, conversation: &Conversation, row: &RoutingRow) {
     match try_update(bridge, conversation, row).await {
         Ok(()) => remember_bucket(bridge, row),
-        Err(e) => tracing::warn!(conversation = conversation.id, error = %e, "lobby entry not updated"),
+        Err(e) => {
+            tracing::warn!(conversation = conversation.id, error = %e, "lobby entry not updated")
+        }
     }
 }
 
-async fn try_update(bridge: &Bridge, conversation: &Conversation, row: &RoutingRow) -> Result<(), LobbyError> {
+async fn try_update(
+    bridge: &Bridge,
+    conversation: &Conversation,
+    row: &RoutingRow,
+) -> Result<(), LobbyError> {
     let lobby = room(bridge, row.team.as_deref()).await?;
     let text = line(bridge, conversation, row).await;
-    let mut stored = bridge.store.routing(conversation.id).await?.unwrap_or_else(|| row.clone());
+    let mut stored = bridge
+        .store
+        .routing(conversation.id)
+        .await?
+        .unwrap_or_else(|| row.clone());
     let txn = format!("sb-lobby-{}-{}", conversation.id, crate::store::next_id());
     match (&stored.lobby_room, &stored.lobby_event) {
         (Some(r), Some(e)) if *r == lobby => {
             let new = json!({"msgtype": "m.notice", "body": text});
             let edit = crate::matrix::content::replacement(new, e);
-            bridge.homeserver.send(&lobby, "m.room.message", &txn, &edit, None, None).await?;
+            bridge
+                .homeserver
+                .send(&lobby, "m.room.message", &txn, &edit, None, None)
+                .await?;
         }
         _ => {
             let event = bridge
                 .homeserver
-                .send(&lobby, "m.room.message", &txn, &json!({"msgtype": "m.notice", "body": text}), None, None)
+                .send(
+                    &lobby,
+                    "m.room.message",
+                    &txn,
+                    &json!({"msgtype": "m.notice", "body": text}),
+                    None,
+                    None,
+                )
                 .await?;
             stored.lobby_room = Some(lobby);
             stored.lobby_event = Some(event);
@@ -179,14 +228,23 @@ async fn try_update(bridge: &Bridge, conversation: &Conversation, row: &RoutingR
 }
 
 /// A message in the lobby that mentions (and so notifies) exactly these users.
-pub async fn mention(bridge: &Bridge, team: Option<&str>, users: &[String], text: &str, txn: &str) -> Result<(), LobbyError> {
+pub async fn mention(
+    bridge: &Bridge,
+    team: Option<&str>,
+    users: &[String],
+    text: &str,
+    txn: &str,
+) -> Result<(), LobbyError> {
     let lobby = room(bridge, team).await?;
     for u in users {
         let _ = bridge.homeserver.invite(&lobby, u).await;
     }
     let names: Vec<String> = users.to_vec();
     let body = format!("{} {text}", names.join(" "));
-    let links: Vec<String> = users.iter().map(|u| format!("<a href=\"https://matrix.to/#/{u}\">{u}</a>")).collect();
+    let links: Vec<String> = users
+        .iter()
+        .map(|u| format!("<a href=\"https://matrix.to/#/{u}\">{u}</a>"))
+        .collect();
     let content: Value = json!({
         "msgtype": "m.text",
         "body": body,
@@ -194,6 +252,9 @@ pub async fn mention(bridge: &Bridge, team: Option<&str>, users: &[String], text
         "formatted_body": format!("{} {}", links.join(" "), crate::matrix::content::escape_html(text)),
         "m.mentions": {"user_ids": users},
     });
-    bridge.homeserver.send(&lobby, "m.room.message", txn, &content, None, None).await?;
+    bridge
+        .homeserver
+        .send(&lobby, "m.room.message", txn, &content, None, None)
+        .await?;
     Ok(())
 }

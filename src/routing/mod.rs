@@ -57,7 +57,11 @@ pub async fn plan_new(
     row.owner = addressee_on_shift(bridge, addressed_to, team, now).await?;
     // Sticky: the operator who handled this customer last, if on shift.
     if row.owner.is_none() {
-        if let Some(previous) = bridge.store.last_owner(&contact.channel, &contact.contact_id).await? {
+        if let Some(previous) = bridge
+            .store
+            .last_owner(&contact.channel, &contact.contact_id)
+            .await?
+        {
             if on_shift(bridge, &previous, team, now).await? {
                 row.owner = Some(previous);
             }
@@ -69,7 +73,10 @@ pub async fn plan_new(
         }
     }
     if let Some(owner) = &row.owner {
-        bridge.store.mark_assigned(owner, bridge.clock.now_ms()).await?;
+        bridge
+            .store
+            .mark_assigned(owner, bridge.clock.now_ms())
+            .await?;
     }
     bridge.store.put_routing(&row).await?;
     let invite = visible_to(bridge, &row).await?;
@@ -84,12 +91,19 @@ async fn addressee_on_shift(
     team: Option<&Team>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<String>, StoreError> {
-    let Some(user) = addressed_to else { return Ok(None) };
+    let Some(user) = addressed_to else {
+        return Ok(None);
+    };
     if level(bridge, user).await.is_none() {
-        tracing::warn!(user, "a message addressed to someone who is not an operator of this bridge");
+        tracing::warn!(
+            user,
+            "a message addressed to someone who is not an operator of this bridge"
+        );
         return Ok(None);
     }
-    Ok(on_shift(bridge, user, team, now).await?.then(|| user.to_string()))
+    Ok(on_shift(bridge, user, team, now)
+        .await?
+        .then(|| user.to_string()))
 }
 
 /// Who should see a conversation now: the owner; else the team (leads only in lead-only mode);
@@ -105,7 +119,11 @@ pub async fn visible_to(bridge: &Bridge, row: &RoutingRow) -> Result<Vec<String>
         Some(team) => {
             let members = teams::members(bridge, team).await?;
             let lead_only = team.config.mode == AssignMode::LeadOnly && !row.escalated;
-            members.into_iter().filter(|(_, lead)| !lead_only || *lead).map(|(u, _)| u).collect()
+            members
+                .into_iter()
+                .filter(|(_, lead)| !lead_only || *lead)
+                .map(|(u, _)| u)
+                .collect()
         }
         None => all_operators(bridge).await,
     })
@@ -113,10 +131,19 @@ pub async fn visible_to(bridge: &Bridge, row: &RoutingRow) -> Result<Vec<String>
 
 /// Is the operator at work now: inside the hours of a team they belong to (the given team
 /// first), or, belonging to no team, always.
-pub async fn on_shift(bridge: &Bridge, user: &str, team: Option<&Team>, now: chrono::DateTime<chrono::Utc>) -> Result<bool, StoreError> {
+pub async fn on_shift(
+    bridge: &Bridge,
+    user: &str,
+    team: Option<&Team>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, StoreError> {
     let mut in_any = false;
     for t in team.into_iter().chain(bridge.teams.iter()) {
-        if teams::members(bridge, t).await?.iter().any(|(u, _)| u == user) {
+        if teams::members(bridge, t)
+            .await?
+            .iter()
+            .any(|(u, _)| u == user)
+        {
             in_any = true;
             if teams::calendar(bridge, t).await.is_open(now) {
                 return Ok(true);
@@ -128,13 +155,26 @@ pub async fn on_shift(bridge: &Bridge, user: &str, team: Option<&Team>, now: chr
 
 /// The member to hand the next conversation to: online (Matrix presence), on shift, under the
 /// open-conversation limit, and the longest without a new one.
-async fn round_robin(bridge: &Bridge, team: &Team, now: chrono::DateTime<chrono::Utc>) -> Result<Option<String>, StoreError> {
+async fn round_robin(
+    bridge: &Bridge,
+    team: &Team,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<String>, StoreError> {
     if !teams::calendar(bridge, team).await.is_open(now) {
         return Ok(None);
     }
     let mut best: Option<(i64, String)> = None;
     for (user, _) in teams::members(bridge, team).await? {
-        let online = matches!(bridge.homeserver.presence(&user).await.ok().flatten().as_deref(), Some("online"));
+        let online = matches!(
+            bridge
+                .homeserver
+                .presence(&user)
+                .await
+                .ok()
+                .flatten()
+                .as_deref(),
+            Some("online")
+        );
         if !online {
             continue;
         }
@@ -160,15 +200,27 @@ pub async fn arm_timers(bridge: &Bridge, row: &mut RoutingRow) {
     };
     let team = row.team.as_deref().and_then(|t| bridge.teams.get(t));
     let (calendar, after, remind_before) = match team {
-        Some(t) => (teams::calendar(bridge, t).await, teams::escalate_after(bridge, t).await, t.config.remind_before),
-        None => (calendar::Calendar::always(chrono_tz::UTC), std::time::Duration::from_secs(7200), std::time::Duration::from_secs(900)),
+        Some(t) => (
+            teams::calendar(bridge, t).await,
+            teams::escalate_after(bridge, t).await,
+            t.config.remind_before,
+        ),
+        None => (
+            calendar::Calendar::always(chrono_tz::UTC),
+            std::time::Duration::from_secs(7200),
+            std::time::Duration::from_secs(900),
+        ),
     };
     let start = crate::clock::to_datetime(since);
     let after = ChronoDuration::from_std(after).unwrap_or(ChronoDuration::hours(2));
     let before = ChronoDuration::from_std(remind_before).unwrap_or(ChronoDuration::minutes(15));
     row.escalate_at = Some(calendar.add_working(start, after).timestamp_millis());
     row.remind_at = if row.owner.is_some() && after > before {
-        Some(calendar.add_working(start, after - before).timestamp_millis())
+        Some(
+            calendar
+                .add_working(start, after - before)
+                .timestamp_millis(),
+        )
     } else {
         None
     };
@@ -197,8 +249,13 @@ pub async fn on_customer_message(
     let mut newly_owned = false;
     if row.owner.is_none() {
         let team = row.team.as_deref().and_then(|t| bridge.teams.get(t));
-        if let Some(user) = addressee_on_shift(bridge, addressed_to, team, bridge.clock.now()).await? {
-            bridge.store.mark_assigned(&user, bridge.clock.now_ms()).await?;
+        if let Some(user) =
+            addressee_on_shift(bridge, addressed_to, team, bridge.clock.now()).await?
+        {
+            bridge
+                .store
+                .mark_assigned(&user, bridge.clock.now_ms())
+                .await?;
             row.owner = Some(user);
             row.escalated = false;
             newly_owned = true;
@@ -238,15 +295,33 @@ pub async fn on_customer_message(
 /// What the lobby line shows besides the waiting time: the lobby is edited only when this
 /// changes, not on every message (a busy conversation must not flood the lobby room).
 fn summary(row: &RoutingRow) -> (Option<String>, Option<String>, String, bool, Option<String>) {
-    (row.team.clone(), row.owner.clone(), row.state.clone(), row.unworked_since.is_some(), row.lobby_event.clone())
+    (
+        row.team.clone(),
+        row.owner.clone(),
+        row.state.clone(),
+        row.unworked_since.is_some(),
+        row.lobby_event.clone(),
+    )
 }
 
 /// The auto-reply: shown in the room as the bot's notice, and queued for the customer with that
 /// notice as its outbox event (so it is delivered once, with the usual retries and status).
-async fn send_auto_reply(bridge: &Bridge, conversation: &Conversation, room_id: &str, text: &str, day: &str) {
-    let notice = content::notice(&format!("↩️ Auto-reply sent (outside working hours): {text}"));
+async fn send_auto_reply(
+    bridge: &Bridge,
+    conversation: &Conversation,
+    room_id: &str,
+    text: &str,
+    day: &str,
+) {
+    let notice = content::notice(&format!(
+        "↩️ Auto-reply sent (outside working hours): {text}"
+    ));
     let txn = format!("sb-autoreply-{}-{day}", conversation.id);
-    match bridge.homeserver.send(room_id, "m.room.message", &txn, &notice, None, None).await {
+    match bridge
+        .homeserver
+        .send(room_id, "m.room.message", &txn, &notice, None, None)
+        .await
+    {
         Ok(event_id) => {
             let outbound = switchboard_channel::Outbound {
                 conversation: switchboard_channel::ConversationKey {
@@ -255,11 +330,19 @@ async fn send_auto_reply(bridge: &Bridge, conversation: &Conversation, room_id: 
                 },
                 idempotency_key: event_id.clone(),
                 action: switchboard_channel::OutboundAction::Message {
-                    content: switchboard_channel::Content { text: text.to_string(), html: None, attachments: vec![] },
+                    content: switchboard_channel::Content {
+                        text: text.to_string(),
+                        html: None,
+                        attachments: vec![],
+                    },
                     reply_to: None,
                 },
             };
-            if let Err(e) = bridge.store.outbox_enqueue(conversation.id, &event_id, room_id, &outbound).await {
+            if let Err(e) = bridge
+                .store
+                .outbox_enqueue(conversation.id, &event_id, room_id, &outbound)
+                .await
+            {
                 tracing::error!(error = %e, "cannot queue the auto-reply");
             }
             bridge.wake_outbound.notify_one();
@@ -270,8 +353,15 @@ async fn send_auto_reply(bridge: &Bridge, conversation: &Conversation, room_id: 
 
 /// An operator answered: the conversation is worked (pending the customer); an unowned one now
 /// belongs to whoever answered.
-pub async fn on_operator_message(bridge: &Bridge, conversation: &Conversation, sender: &str) -> Result<(), StoreError> {
-    bridge.store.add_participant(conversation.id, sender).await?;
+pub async fn on_operator_message(
+    bridge: &Bridge,
+    conversation: &Conversation,
+    sender: &str,
+) -> Result<(), StoreError> {
+    bridge
+        .store
+        .add_participant(conversation.id, sender)
+        .await?;
     let stored = bridge.store.routing(conversation.id).await?;
     let before = stored.as_ref().map(summary);
     let mut row = stored.unwrap_or(RoutingRow {
@@ -285,9 +375,17 @@ pub async fn on_operator_message(bridge: &Bridge, conversation: &Conversation, s
     }
     // The owner answered: the customer's next conversation comes back to them (sticky).
     if row.owner.as_deref() == Some(sender)
-        && bridge.store.last_owner(&conversation.channel, &conversation.contact_id).await?.as_deref() != Some(sender)
+        && bridge
+            .store
+            .last_owner(&conversation.channel, &conversation.contact_id)
+            .await?
+            .as_deref()
+            != Some(sender)
     {
-        bridge.store.set_last_owner(&conversation.channel, &conversation.contact_id, sender).await?;
+        bridge
+            .store
+            .set_last_owner(&conversation.channel, &conversation.contact_id, sender)
+            .await?;
     }
     if before == Some(summary(&row)) {
         return Ok(());
@@ -310,8 +408,16 @@ pub fn mark_worked(row: &mut RoutingRow) {
 /// Put the portal's membership in line with who should see it now: invite those missing and,
 /// when `remove_others`, remove operators who should not see it, have not taken part and are not
 /// in `keep` (whoever gave the command stays).
-pub async fn apply_visibility(bridge: &Bridge, conversation: &Conversation, row: &RoutingRow, remove_others: bool, keep: &[&str]) {
-    let Some(room_id) = &conversation.room_id else { return };
+pub async fn apply_visibility(
+    bridge: &Bridge,
+    conversation: &Conversation,
+    row: &RoutingRow,
+    remove_others: bool,
+    keep: &[&str],
+) {
+    let Some(room_id) = &conversation.room_id else {
+        return;
+    };
     let should = match visible_to(bridge, row).await {
         Ok(v) => v,
         Err(e) => {
@@ -327,10 +433,18 @@ pub async fn apply_visibility(bridge: &Bridge, conversation: &Conversation, row:
     if !remove_others {
         return;
     }
-    let participants = bridge.store.participants(conversation.id).await.unwrap_or_default();
+    let participants = bridge
+        .store
+        .participants(conversation.id)
+        .await
+        .unwrap_or_default();
     let members = bridge.homeserver.members(room_id).await.unwrap_or_default();
     for (user, membership) in members {
-        if bridge.namespace.is_ours(&user) || should.contains(&user) || participants.contains(&user) || keep.contains(&user.as_str()) {
+        if bridge.namespace.is_ours(&user)
+            || should.contains(&user)
+            || participants.contains(&user)
+            || keep.contains(&user.as_str())
+        {
             continue;
         }
         if membership == "join" || membership == "invite" {

@@ -45,15 +45,36 @@ impl Teams {
     }
 
     /// The team whose rules match a new conversation, if any.
-    pub fn route(&self, conversation: &Conversation, contact: &Contact, first_text: &str) -> Option<&Team> {
+    pub fn route(
+        &self,
+        conversation: &Conversation,
+        contact: &Contact,
+        first_text: &str,
+    ) -> Option<&Team> {
         let text = first_text.to_lowercase();
-        let domain = contact.email.as_deref().and_then(|e| e.rsplit_once('@')).map(|(_, d)| d.to_lowercase());
+        let domain = contact
+            .email
+            .as_deref()
+            .and_then(|e| e.rsplit_once('@'))
+            .map(|(_, d)| d.to_lowercase());
         self.list.iter().find(|team| {
             team.config.rules.iter().any(|rule| {
-                rule.channel.as_ref().is_none_or(|c| *c == conversation.channel)
-                    && rule.account.as_ref().is_none_or(|a| *a == conversation.account)
-                    && (rule.keywords.is_empty() || rule.keywords.iter().any(|k| text.contains(&k.to_lowercase())))
-                    && rule.email_domain.as_ref().is_none_or(|d| domain.as_deref() == Some(d.to_lowercase().as_str()))
+                rule.channel
+                    .as_ref()
+                    .is_none_or(|c| *c == conversation.channel)
+                    && rule
+                        .account
+                        .as_ref()
+                        .is_none_or(|a| *a == conversation.account)
+                    && (rule.keywords.is_empty()
+                        || rule
+                            .keywords
+                            .iter()
+                            .any(|k| text.contains(&k.to_lowercase())))
+                    && rule
+                        .email_domain
+                        .as_ref()
+                        .is_none_or(|d| domain.as_deref() == Some(d.to_lowercase().as_str()))
             })
         })
     }
@@ -104,7 +125,10 @@ pub async fn calendar_changes(bridge: &Bridge, team: &Team) -> CalendarChanges {
 }
 
 /// The config's calendar with `changes` applied.
-pub fn calendar_with(team: &Team, changes: &CalendarChanges) -> Result<Calendar, crate::routing::calendar::CalendarError> {
+pub fn calendar_with(
+    team: &Team,
+    changes: &CalendarChanges,
+) -> Result<Calendar, crate::routing::calendar::CalendarError> {
     let tz = changes.timezone.as_deref().unwrap_or(&team.config.timezone);
     let mut calendar = Calendar::from_config(tz, &team.config.hours, &team.config.holidays)?;
     if team.config.hours.is_empty() && !changes.hours.is_empty() {
@@ -126,14 +150,22 @@ pub fn calendar_with(team: &Team, changes: &CalendarChanges) -> Result<Calendar,
 /// The team's calendar now: the config's, with admins' changes.
 pub async fn calendar(bridge: &Bridge, team: &Team) -> Calendar {
     let changes = calendar_changes(bridge, team).await;
-    if changes.hours.is_empty() && changes.timezone.is_none() && changes.holidays_added.is_empty() && changes.holidays_removed.is_empty() {
+    if changes.hours.is_empty()
+        && changes.timezone.is_none()
+        && changes.holidays_added.is_empty()
+        && changes.holidays_removed.is_empty()
+    {
         return team.calendar.clone();
     }
     calendar_with(team, &changes).unwrap_or_else(|_| team.calendar.clone())
 }
 
 pub async fn escalate_after(bridge: &Bridge, team: &Team) -> Duration {
-    match bridge.store.team_setting(&team.name, "escalate_after").await {
+    match bridge
+        .store
+        .team_setting(&team.name, "escalate_after")
+        .await
+    {
         Ok(Some(v)) => humantime::parse_duration(&v).unwrap_or(team.config.escalate_after),
         _ => team.config.escalate_after,
     }
@@ -178,5 +210,11 @@ pub async fn level(bridge: &Bridge, user: &str) -> Option<Level> {
 /// Quick check without the store (for ephemeral events): configured operators and team members.
 pub fn is_operator_fast(bridge: &Bridge, user: &str) -> bool {
     bridge.config.bridge.operators.contains_key(user)
-        || bridge.teams.iter().any(|t| t.config.members.iter().chain(&t.config.leads).any(|m| m == user))
+        || bridge.teams.iter().any(|t| {
+            t.config
+                .members
+                .iter()
+                .chain(&t.config.leads)
+                .any(|m| m == user)
+        })
 }

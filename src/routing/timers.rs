@@ -20,7 +20,9 @@ pub async fn run(bridge: Arc<Bridge>) {
     loop {
         // Every LOBBY_REFRESH, or at once when a test moved the clock.
         let clock = bridge.clock.now_ms();
-        if last_refresh.elapsed() >= LOBBY_REFRESH || (clock - last_clock).abs() > 60_000 + LOBBY_REFRESH.as_millis() as i64 {
+        if last_refresh.elapsed() >= LOBBY_REFRESH
+            || (clock - last_clock).abs() > 60_000 + LOBBY_REFRESH.as_millis() as i64
+        {
             super::lobby::refresh_waiting(&bridge).await;
             last_refresh = std::time::Instant::now();
             last_clock = clock;
@@ -34,14 +36,22 @@ pub async fn run(bridge: Arc<Bridge>) {
             }
             Err(e) => tracing::error!(error = %e, "cannot read timers"),
         }
-        let _ = tokio::time::timeout(Duration::from_millis(500), bridge.wake_timers.notified()).await;
+        let _ =
+            tokio::time::timeout(Duration::from_millis(500), bridge.wake_timers.notified()).await;
     }
 }
 
 async fn fire(bridge: &Bridge, mut row: RoutingRow, now: i64) {
-    let Ok(Some(conversation)) = bridge.store.conversation(row.conversation_id).await else { return };
-    let Some(room_id) = conversation.room_id.clone() else { return };
-    let waited = row.unworked_since.map(|s| human(now - s)).unwrap_or_default();
+    let Ok(Some(conversation)) = bridge.store.conversation(row.conversation_id).await else {
+        return;
+    };
+    let Some(room_id) = conversation.room_id.clone() else {
+        return;
+    };
+    let waited = row
+        .unworked_since
+        .map(|s| human(now - s))
+        .unwrap_or_default();
     if row.state == "snoozed" && row.snooze_until.is_some_and(|t| t <= now) {
         row.state = "open".into();
         row.snooze_until = None;
@@ -50,7 +60,13 @@ async fn fire(bridge: &Bridge, mut row: RoutingRow, now: i64) {
             super::arm_timers(bridge, &mut row).await;
         }
         let _ = save(bridge, &row).await;
-        notice(bridge, &room_id, "⏰ Snooze over: this conversation is open again.", &format!("snooze-{}-{now}", row.conversation_id)).await;
+        notice(
+            bridge,
+            &room_id,
+            "⏰ Snooze over: this conversation is open again.",
+            &format!("snooze-{}-{now}", row.conversation_id),
+        )
+        .await;
         super::lobby::update(bridge, &conversation, &row).await;
         return;
     }
@@ -69,10 +85,32 @@ async fn fire(bridge: &Bridge, mut row: RoutingRow, now: i64) {
         let who = team.clone().unwrap_or_else(|| "everyone".into());
         let line = super::lobby::line(bridge, &conversation, &row).await;
         let text = format!("🚨 unanswered for {waited} of working time; now with {who}: {line}");
-        if let Err(e) = super::lobby::mention(bridge, team.as_deref(), &everyone, &text, &format!("sb-escalate-{}-{}", row.conversation_id, row.unworked_since.unwrap_or(0))).await {
+        if let Err(e) = super::lobby::mention(
+            bridge,
+            team.as_deref(),
+            &everyone,
+            &text,
+            &format!(
+                "sb-escalate-{}-{}",
+                row.conversation_id,
+                row.unworked_since.unwrap_or(0)
+            ),
+        )
+        .await
+        {
             tracing::warn!(error = %e, "escalation not announced in the lobby");
         }
-        notice(bridge, &room_id, &format!("🚨 Escalated to {who}: the customer has waited {waited} of working time."), &format!("escalate-{}-{}", row.conversation_id, row.unworked_since.unwrap_or(0))).await;
+        notice(
+            bridge,
+            &room_id,
+            &format!("🚨 Escalated to {who}: the customer has waited {waited} of working time."),
+            &format!(
+                "escalate-{}-{}",
+                row.conversation_id,
+                row.unworked_since.unwrap_or(0)
+            ),
+        )
+        .await;
         super::lobby::update(bridge, &conversation, &row).await;
         return;
     }
@@ -85,7 +123,19 @@ async fn fire(bridge: &Bridge, mut row: RoutingRow, now: i64) {
             let left = row.escalate_at.map(|e| human(e - now)).unwrap_or_default();
             let line = super::lobby::line(bridge, &conversation, &row).await;
             let text = format!("⏰ waiting for your answer for {waited}; the team sees it in {left} of working time: {line}");
-            if let Err(e) = super::lobby::mention(bridge, row.team.as_deref(), &[owner], &text, &format!("sb-remind-{}-{}", row.conversation_id, row.unworked_since.unwrap_or(0))).await {
+            if let Err(e) = super::lobby::mention(
+                bridge,
+                row.team.as_deref(),
+                &[owner],
+                &text,
+                &format!(
+                    "sb-remind-{}-{}",
+                    row.conversation_id,
+                    row.unworked_since.unwrap_or(0)
+                ),
+            )
+            .await
+            {
                 tracing::warn!(error = %e, "reminder not sent");
             }
         }
@@ -93,11 +143,26 @@ async fn fire(bridge: &Bridge, mut row: RoutingRow, now: i64) {
 }
 
 async fn save(bridge: &Bridge, row: &RoutingRow) -> Result<(), ()> {
-    bridge.store.put_routing(row).await.map_err(|e| tracing::error!(error = %e, "cannot store timer state"))
+    bridge
+        .store
+        .put_routing(row)
+        .await
+        .map_err(|e| tracing::error!(error = %e, "cannot store timer state"))
 }
 
 async fn notice(bridge: &Bridge, room_id: &str, text: &str, txn: &str) {
-    if let Err(e) = bridge.homeserver.send(room_id, "m.room.message", &format!("sb-{txn}"), &content::notice(text), None, None).await {
+    if let Err(e) = bridge
+        .homeserver
+        .send(
+            room_id,
+            "m.room.message",
+            &format!("sb-{txn}"),
+            &content::notice(text),
+            None,
+            None,
+        )
+        .await
+    {
         tracing::warn!(error = %e, "notice not sent");
     }
 }

@@ -28,7 +28,13 @@ impl Store {
     }
 
     /// Append an entry; when `key` is already in the stream, return the existing entry's seq.
-    pub async fn log_append(&self, channel: &str, stream: &str, key: &str, body: &str) -> Result<i64, StoreError> {
+    pub async fn log_append(
+        &self,
+        channel: &str,
+        stream: &str,
+        key: &str,
+        body: &str,
+    ) -> Result<i64, StoreError> {
         sqlx::query(
             "INSERT INTO channel_log (channel, stream, seq, key, body) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT DO NOTHING",
@@ -40,12 +46,14 @@ impl Store {
         .bind(body)
         .execute(self.pool())
         .await?;
-        let row = sqlx::query("SELECT seq FROM channel_log WHERE channel = $1 AND stream = $2 AND key = $3")
-            .bind(channel)
-            .bind(stream)
-            .bind(key)
-            .fetch_one(self.pool())
-            .await?;
+        let row = sqlx::query(
+            "SELECT seq FROM channel_log WHERE channel = $1 AND stream = $2 AND key = $3",
+        )
+        .bind(channel)
+        .bind(stream)
+        .bind(key)
+        .fetch_one(self.pool())
+        .await?;
         row.try_get("seq")
     }
 
@@ -66,6 +74,8 @@ impl Store {
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(|r| Ok((r.try_get("seq")?, r.try_get("body")?))).collect()
+        rows.iter()
+            .map(|r| Ok((r.try_get("seq")?, r.try_get("body")?)))
+            .collect()
     }
 }

@@ -34,7 +34,10 @@ pub struct Contact {
 /// `SELECT … FROM conversations WHERE <condition>` with the columns [`conversation`] reads.
 macro_rules! select_conversation {
     ($cond:literal) => {
-        concat!("SELECT id, channel, account, chat, contact_id, room_id FROM conversations WHERE ", $cond)
+        concat!(
+            "SELECT id, channel, account, chat, contact_id, room_id FROM conversations WHERE ",
+            $cond
+        )
     };
 }
 
@@ -96,23 +99,34 @@ pub async fn ensure_conversation(
     .bind(now_ms())
     .execute(&mut *conn)
     .await?;
-    let row = sqlx::query("SELECT id FROM conversations WHERE channel = $1 AND account = $2 AND chat = $3")
-        .bind(channel)
-        .bind(&key.account)
-        .bind(&key.chat)
-        .fetch_one(&mut *conn)
-        .await?;
+    let row = sqlx::query(
+        "SELECT id FROM conversations WHERE channel = $1 AND account = $2 AND chat = $3",
+    )
+    .bind(channel)
+    .bind(&key.account)
+    .bind(&key.chat)
+    .fetch_one(&mut *conn)
+    .await?;
     row.try_get("id")
 }
 
 impl Store {
     pub async fn conversation(&self, id: i64) -> Result<Option<Conversation>, StoreError> {
-        let row = sqlx::query(select_conversation!("id = $1")).bind(id).fetch_optional(self.pool()).await?;
+        let row = sqlx::query(select_conversation!("id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
         row.as_ref().map(conversation).transpose()
     }
 
-    pub async fn conversation_by_room(&self, room_id: &str) -> Result<Option<Conversation>, StoreError> {
-        let row = sqlx::query(select_conversation!("room_id = $1")).bind(room_id).fetch_optional(self.pool()).await?;
+    pub async fn conversation_by_room(
+        &self,
+        room_id: &str,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let row = sqlx::query(select_conversation!("room_id = $1"))
+            .bind(room_id)
+            .fetch_optional(self.pool())
+            .await?;
         row.as_ref().map(conversation).transpose()
     }
 
@@ -121,12 +135,14 @@ impl Store {
         channel: &str,
         key: &switchboard_channel::ConversationKey,
     ) -> Result<Option<Conversation>, StoreError> {
-        let row = sqlx::query(select_conversation!("channel = $1 AND account = $2 AND chat = $3"))
-            .bind(channel)
-            .bind(&key.account)
-            .bind(&key.chat)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(select_conversation!(
+            "channel = $1 AND account = $2 AND chat = $3"
+        ))
+        .bind(channel)
+        .bind(&key.account)
+        .bind(&key.chat)
+        .fetch_optional(self.pool())
+        .await?;
         row.as_ref().map(conversation).transpose()
     }
 
@@ -140,7 +156,11 @@ impl Store {
     }
 
     /// Record a customer message's time (never moves backwards: events may be replayed).
-    pub async fn note_customer_message(&self, conversation_id: i64, at_ms: i64) -> Result<(), StoreError> {
+    pub async fn note_customer_message(
+        &self,
+        conversation_id: i64,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE conversations SET last_customer_message_at = $1
              WHERE id = $2 AND (last_customer_message_at IS NULL OR last_customer_message_at < $1)",
@@ -153,20 +173,32 @@ impl Store {
     }
 
     /// When the customer last wrote, if ever (ms since the epoch).
-    pub async fn last_customer_message_at(&self, conversation_id: i64) -> Result<Option<i64>, StoreError> {
+    pub async fn last_customer_message_at(
+        &self,
+        conversation_id: i64,
+    ) -> Result<Option<i64>, StoreError> {
         let row = sqlx::query("SELECT last_customer_message_at FROM conversations WHERE id = $1")
             .bind(conversation_id)
             .fetch_optional(self.pool())
             .await?;
-        Ok(row.map(|r| r.try_get::<Option<i64>, _>("last_customer_message_at")).transpose()?.flatten())
+        Ok(row
+            .map(|r| r.try_get::<Option<i64>, _>("last_customer_message_at"))
+            .transpose()?
+            .flatten())
     }
 
     pub async fn count_conversations(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM conversations").fetch_one(self.pool()).await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM conversations")
+            .fetch_one(self.pool())
+            .await?;
         row.try_get("n")
     }
 
-    pub async fn contact(&self, channel: &str, contact_id: &str) -> Result<Option<Contact>, StoreError> {
+    pub async fn contact(
+        &self,
+        channel: &str,
+        contact_id: &str,
+    ) -> Result<Option<Contact>, StoreError> {
         let row = sqlx::query(
             "SELECT channel, contact_id, ghost_user_id, display_name, email, phone, registered, synced_name,
                     avatar, synced_avatar
@@ -192,18 +224,30 @@ impl Store {
     }
 
     /// The ghost carries this avatar.
-    pub async fn contact_avatar_synced(&self, channel: &str, contact_id: &str, avatar: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE contacts SET synced_avatar = $1 WHERE channel = $2 AND contact_id = $3")
-            .bind(avatar)
-            .bind(channel)
-            .bind(contact_id)
-            .execute(self.pool())
-            .await?;
+    pub async fn contact_avatar_synced(
+        &self,
+        channel: &str,
+        contact_id: &str,
+        avatar: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE contacts SET synced_avatar = $1 WHERE channel = $2 AND contact_id = $3",
+        )
+        .bind(avatar)
+        .bind(channel)
+        .bind(contact_id)
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 
     /// The ghost exists on the homeserver with this display name.
-    pub async fn contact_synced(&self, channel: &str, contact_id: &str, name: &str) -> Result<(), StoreError> {
+    pub async fn contact_synced(
+        &self,
+        channel: &str,
+        contact_id: &str,
+        name: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE contacts SET registered = 1, synced_name = $1 WHERE channel = $2 AND contact_id = $3")
             .bind(name)
             .bind(channel)

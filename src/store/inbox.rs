@@ -18,12 +18,23 @@ pub struct InboxRow {
 impl Store {
     /// Store an inbound event (with its contact and conversation) in one transaction.
     /// Returns `false` when the event was stored before (a redelivery).
-    pub async fn inbox_insert(&self, channel: &str, ghost_user_id: &str, inbound: &Inbound) -> Result<bool, StoreError> {
-        let payload = serde_json::to_string(inbound).map_err(|e| StoreError::Encode(Box::new(e)))?;
+    pub async fn inbox_insert(
+        &self,
+        channel: &str,
+        ghost_user_id: &str,
+        inbound: &Inbound,
+    ) -> Result<bool, StoreError> {
+        let payload =
+            serde_json::to_string(inbound).map_err(|e| StoreError::Encode(Box::new(e)))?;
         let mut tx = self.pool().begin().await?;
         conversations::upsert_contact(&mut *tx, channel, &inbound.sender, ghost_user_id).await?;
-        let conversation_id =
-            conversations::ensure_conversation(&mut tx, channel, &inbound.conversation, &inbound.sender.id).await?;
+        let conversation_id = conversations::ensure_conversation(
+            &mut tx,
+            channel,
+            &inbound.conversation,
+            &inbound.sender.id,
+        )
+        .await?;
         let done = sqlx::query(
             "INSERT INTO inbox (id, channel, account, dedup_key, conversation_id, payload, state, received_at)
              VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7) ON CONFLICT DO NOTHING",
@@ -71,7 +82,8 @@ impl Store {
             return Ok(None);
         }
         let payload: String = row.try_get("payload")?;
-        let inbound = serde_json::from_str(&payload).map_err(|e| StoreError::Decode(Box::new(e)))?;
+        let inbound =
+            serde_json::from_str(&payload).map_err(|e| StoreError::Decode(Box::new(e)))?;
         Ok(Some(InboxRow {
             id: row.try_get("id")?,
             conversation_id: row.try_get("conversation_id")?,
@@ -89,11 +101,23 @@ impl Store {
         self.inbox_set(id, "failed", Some(error), 0).await
     }
 
-    pub async fn inbox_retry(&self, id: i64, error: &str, next_attempt_at: i64) -> Result<(), StoreError> {
-        self.inbox_set(id, "pending", Some(error), next_attempt_at).await
+    pub async fn inbox_retry(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: i64,
+    ) -> Result<(), StoreError> {
+        self.inbox_set(id, "pending", Some(error), next_attempt_at)
+            .await
     }
 
-    async fn inbox_set(&self, id: i64, state: &str, error: Option<&str>, next_at: i64) -> Result<(), StoreError> {
+    async fn inbox_set(
+        &self,
+        id: i64,
+        state: &str,
+        error: Option<&str>,
+        next_at: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE inbox SET state = $1, last_error = COALESCE($2, last_error), next_attempt_at = $3,
              attempts = attempts + (CASE WHEN $2 IS NULL THEN 0 ELSE 1 END) WHERE id = $4",
@@ -109,7 +133,9 @@ impl Store {
 
     /// Events still waiting to reach Matrix (for health and tests).
     pub async fn inbox_pending_count(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM inbox WHERE state = 'pending'").fetch_one(self.pool()).await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM inbox WHERE state = 'pending'")
+            .fetch_one(self.pool())
+            .await?;
         row.try_get("n")
     }
 }

@@ -41,7 +41,10 @@ impl Store {
         Ok(true)
     }
 
-    pub async fn matrix_events_pending(&self, limit: i64) -> Result<Vec<MatrixEventRow>, StoreError> {
+    pub async fn matrix_events_pending(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<MatrixEventRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT event_id, room_id, payload FROM matrix_events WHERE state = 'pending' ORDER BY seq LIMIT $1",
         )
@@ -54,7 +57,8 @@ impl Store {
                 Ok(MatrixEventRow {
                     event_id: r.try_get("event_id")?,
                     room_id: r.try_get("room_id")?,
-                    payload: serde_json::from_str(&payload).map_err(|e| StoreError::Decode(Box::new(e)))?,
+                    payload: serde_json::from_str(&payload)
+                        .map_err(|e| StoreError::Decode(Box::new(e)))?,
                 })
             })
             .collect()

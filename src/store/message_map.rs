@@ -47,7 +47,11 @@ pub async fn insert<'c, E: Executor<'c, Database = Any>>(
 
 impl Store {
     /// All events a remote message became, in part order.
-    pub async fn events_for_remote(&self, conversation_id: i64, remote_id: &str) -> Result<Vec<String>, StoreError> {
+    pub async fn events_for_remote(
+        &self,
+        conversation_id: i64,
+        remote_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
             "SELECT event_id FROM message_map WHERE conversation_id = $1 AND remote_id = $2 ORDER BY part",
         )
@@ -59,12 +63,18 @@ impl Store {
     }
 
     /// The remote message an event belongs to, within a conversation.
-    pub async fn remote_for_event(&self, conversation_id: i64, event_id: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT remote_id FROM message_map WHERE conversation_id = $1 AND event_id = $2")
-            .bind(conversation_id)
-            .bind(event_id)
-            .fetch_optional(self.pool())
-            .await?;
+    pub async fn remote_for_event(
+        &self,
+        conversation_id: i64,
+        event_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT remote_id FROM message_map WHERE conversation_id = $1 AND event_id = $2",
+        )
+        .bind(conversation_id)
+        .bind(event_id)
+        .fetch_optional(self.pool())
+        .await?;
         row.map(|r| r.try_get("remote_id")).transpose()
     }
 }

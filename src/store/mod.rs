@@ -46,7 +46,11 @@ impl Store {
         };
         let options = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { max_connections.clamp(1, 4) } else { max_connections.max(1) })
+            .max_connections(if sqlite {
+                max_connections.clamp(1, 4)
+            } else {
+                max_connections.max(1)
+            })
             // sqlx pings a connection before every acquire by default. A SQLite connection is a
             // file in this process and cannot drop like a socket, so for SQLite the ping is only
             // an extra round trip to the connection's worker thread before every query: about a
@@ -67,7 +71,10 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migrate(Box::new(e)))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate(Box::new(e)))?;
         Ok(Store { pool })
     }
 
@@ -101,14 +108,20 @@ impl Store {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 static LAST_ID: AtomicI64 = AtomicI64::new(0);
 
 /// A new row id: microseconds since the epoch, bumped to stay strictly increasing.
 pub fn next_id() -> i64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
     let mut last = LAST_ID.load(Ordering::Relaxed);
     loop {
         let candidate = now.max(last + 1);

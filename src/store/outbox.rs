@@ -26,7 +26,8 @@ impl Store {
         room_id: &str,
         outbound: &Outbound,
     ) -> Result<(), StoreError> {
-        let payload = serde_json::to_string(outbound).map_err(|e| StoreError::Encode(Box::new(e)))?;
+        let payload =
+            serde_json::to_string(outbound).map_err(|e| StoreError::Encode(Box::new(e)))?;
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
         sqlx::query(
@@ -84,13 +85,19 @@ impl Store {
             conversation_id: row.try_get("conversation_id")?,
             event_id: row.try_get("event_id")?,
             room_id: row.try_get("room_id")?,
-            outbound: serde_json::from_str(&payload).map_err(|e| StoreError::Decode(Box::new(e)))?,
+            outbound: serde_json::from_str(&payload)
+                .map_err(|e| StoreError::Decode(Box::new(e)))?,
             attempts: row.try_get("attempts")?,
         }))
     }
 
     /// Delivered: record the remote id and map it to the event, atomically.
-    pub async fn outbox_sent(&self, row: &OutboxRow, remote_id: &str, map_event: bool) -> Result<(), StoreError> {
+    pub async fn outbox_sent(
+        &self,
+        row: &OutboxRow,
+        remote_id: &str,
+        map_event: bool,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         sqlx::query("UPDATE outbox SET state = 'sent', remote_id = $1, attempts = attempts + 1, updated_at = $2 WHERE id = $3")
             .bind(remote_id)
@@ -99,14 +106,26 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         if map_event {
-            message_map::insert(&mut *tx, row.conversation_id, remote_id, 0, &row.event_id, message_map::Direction::Out)
-                .await?;
+            message_map::insert(
+                &mut *tx,
+                row.conversation_id,
+                remote_id,
+                0,
+                &row.event_id,
+                message_map::Direction::Out,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
-    pub async fn outbox_retry(&self, id: i64, error: &str, next_attempt_at: i64) -> Result<(), StoreError> {
+    pub async fn outbox_retry(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2, updated_at = $3 WHERE id = $4",
         )

@@ -107,9 +107,11 @@ impl Store {
 
     /// Conversations waiting for an answer, oldest first (optionally of one team).
     pub async fn routing_unworked(&self) -> Result<Vec<RoutingRow>, StoreError> {
-        let rows = sqlx::query(select_routing!("unworked_since IS NOT NULL ORDER BY unworked_since"))
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(select_routing!(
+            "unworked_since IS NOT NULL ORDER BY unworked_since"
+        ))
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(row).collect()
     }
 
@@ -122,7 +124,11 @@ impl Store {
         r.try_get("n")
     }
 
-    pub async fn add_participant(&self, conversation_id: i64, user_id: &str) -> Result<(), StoreError> {
+    pub async fn add_participant(
+        &self,
+        conversation_id: i64,
+        user_id: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO participants (conversation_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(conversation_id)
             .bind(user_id)
@@ -140,7 +146,10 @@ impl Store {
     }
 
     pub async fn team_lobby(&self, team: &str) -> Result<Option<String>, StoreError> {
-        let r = sqlx::query("SELECT room_id FROM team_lobbies WHERE team = $1").bind(team).fetch_optional(self.pool()).await?;
+        let r = sqlx::query("SELECT room_id FROM team_lobbies WHERE team = $1")
+            .bind(team)
+            .fetch_optional(self.pool())
+            .await?;
         r.map(|r| r.try_get("room_id")).transpose()
     }
 
@@ -154,15 +163,25 @@ impl Store {
     }
 
     /// Admins' membership changes: (user, role) with role member | lead | removed.
-    pub async fn team_member_overrides(&self, team: &str) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn team_member_overrides(
+        &self,
+        team: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query("SELECT user_id, role FROM team_members WHERE team = $1")
             .bind(team)
             .fetch_all(self.pool())
             .await?;
-        rows.iter().map(|r| Ok((r.try_get("user_id")?, r.try_get("role")?))).collect()
+        rows.iter()
+            .map(|r| Ok((r.try_get("user_id")?, r.try_get("role")?)))
+            .collect()
     }
 
-    pub async fn set_team_member(&self, team: &str, user_id: &str, role: &str) -> Result<(), StoreError> {
+    pub async fn set_team_member(
+        &self,
+        team: &str,
+        user_id: &str,
+        role: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO team_members (team, user_id, role) VALUES ($1, $2, $3)
              ON CONFLICT (team, user_id) DO UPDATE SET role = excluded.role",
@@ -184,7 +203,12 @@ impl Store {
         r.map(|r| r.try_get("value")).transpose()
     }
 
-    pub async fn set_team_setting(&self, team: &str, key: &str, value: &str) -> Result<(), StoreError> {
+    pub async fn set_team_setting(
+        &self,
+        team: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO team_settings (team, key, value) VALUES ($1, $2, $3)
              ON CONFLICT (team, key) DO UPDATE SET value = excluded.value",
@@ -202,7 +226,9 @@ impl Store {
             .bind(user_id)
             .fetch_optional(self.pool())
             .await?;
-        Ok(r.map(|r| r.try_get("last_assigned")).transpose()?.unwrap_or(0))
+        Ok(r.map(|r| r.try_get("last_assigned"))
+            .transpose()?
+            .unwrap_or(0))
     }
 
     pub async fn mark_assigned(&self, user_id: &str, at: i64) -> Result<(), StoreError> {
@@ -217,16 +243,28 @@ impl Store {
         Ok(())
     }
 
-    pub async fn last_owner(&self, channel: &str, contact_id: &str) -> Result<Option<String>, StoreError> {
-        let r = sqlx::query("SELECT last_owner FROM contacts WHERE channel = $1 AND contact_id = $2")
-            .bind(channel)
-            .bind(contact_id)
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(r.map(|r| r.try_get::<Option<String>, _>("last_owner")).transpose()?.flatten())
+    pub async fn last_owner(
+        &self,
+        channel: &str,
+        contact_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let r =
+            sqlx::query("SELECT last_owner FROM contacts WHERE channel = $1 AND contact_id = $2")
+                .bind(channel)
+                .bind(contact_id)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(r.map(|r| r.try_get::<Option<String>, _>("last_owner"))
+            .transpose()?
+            .flatten())
     }
 
-    pub async fn set_last_owner(&self, channel: &str, contact_id: &str, owner: &str) -> Result<(), StoreError> {
+    pub async fn set_last_owner(
+        &self,
+        channel: &str,
+        contact_id: &str,
+        owner: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE contacts SET last_owner = $1 WHERE channel = $2 AND contact_id = $3")
             .bind(owner)
             .bind(channel)

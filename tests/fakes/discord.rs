@@ -214,7 +214,9 @@ impl Drop for FakeDiscord {
 }
 
 fn now_iso() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let secs = now.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -238,7 +240,11 @@ fn now_iso() -> String {
 
 fn error(status: u16, code: u64, message: &str) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-    (status, axum::Json(json!({"message": message, "code": code}))).into_response()
+    (
+        status,
+        axum::Json(json!({"message": message, "code": code})),
+    )
+        .into_response()
 }
 
 fn with_rate_headers(mut response: Response, bucket: &str) -> Response {
@@ -263,7 +269,10 @@ fn rate_limited(retry_after: f64, global: bool) -> Response {
     if let Ok(v) = HeaderValue::from_str(&format!("{retry_after:.3}")) {
         h.insert("x-ratelimit-reset-after", v);
     }
-    h.insert("x-ratelimit-bucket", HeaderValue::from_static("fake-bucket-messages"));
+    h.insert(
+        "x-ratelimit-bucket",
+        HeaderValue::from_static("fake-bucket-messages"),
+    );
     if global {
         h.insert("x-ratelimit-global", HeaderValue::from_static("true"));
         h.insert("x-ratelimit-scope", HeaderValue::from_static("global"));
@@ -280,7 +289,11 @@ fn bot_user() -> Value {
 impl FakeDiscord {
     pub async fn start() -> anyhow::Result<FakeDiscord> {
         let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner { next_id: 1_500_000_000_000_000_000, heartbeat_interval: 1000, ..Inner::default() }),
+            inner: Mutex::new(Inner {
+                next_id: 1_500_000_000_000_000_000,
+                heartbeat_interval: 1000,
+                ..Inner::default()
+            }),
             changed: Notify::new(),
             addr: Mutex::new(None),
         });
@@ -291,7 +304,9 @@ impl FakeDiscord {
             .route("/api/v10/{*path}", any(rest))
             .layer(DefaultBodyLimit::max(MAX_UPLOAD + 1024 * 1024))
             .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the fake Discord")?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the fake Discord")?;
         let addr = listener.local_addr()?;
         *shared.addr.lock().unwrap_or_else(|e| e.into_inner()) = Some(addr);
         let task = tokio::spawn(async move {
@@ -334,7 +349,9 @@ impl FakeDiscord {
         if let (Some(m), Value::Object(e)) = (m.as_object_mut(), extra) {
             m.extend(e);
         }
-        if m.get("message_reference").is_some_and(|r| r["type"].as_u64().unwrap_or(0) == 0) {
+        if m.get("message_reference")
+            .is_some_and(|r| r["type"].as_u64().unwrap_or(0) == 0)
+        {
             m["type"] = 19.into();
         }
         self.shared.lock().messages.insert(id.clone(), m.clone());
@@ -358,7 +375,9 @@ impl FakeDiscord {
     pub fn customer_edit(&self, user: &DUser, id: &str, content: &str) {
         let m = {
             let mut s = self.shared.lock();
-            let Some(m) = s.messages.get_mut(id) else { return };
+            let Some(m) = s.messages.get_mut(id) else {
+                return;
+            };
             m["content"] = content.into();
             m["edited_timestamp"] = now_iso().into();
             m.clone()
@@ -375,8 +394,14 @@ impl FakeDiscord {
 
     /// The customer starts typing in the DM.
     pub fn customer_typing(&self, user: &DUser) {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        self.dispatch("TYPING_START", json!({"channel_id": user.dm, "user_id": user.id, "timestamp": now}));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.dispatch(
+            "TYPING_START",
+            json!({"channel_id": user.dm, "user_id": user.id, "timestamp": now}),
+        );
     }
 
     /// Put a file on the CDN as an attachment of a message in `channel`; the attachment object.
@@ -384,7 +409,10 @@ impl FakeDiscord {
         let id = self.next_id();
         let path = format!("attachments/{channel}/{id}/{name}");
         let size = bytes.len();
-        self.shared.lock().cdn.insert(path.clone(), (mime.to_owned(), bytes));
+        self.shared
+            .lock()
+            .cdn
+            .insert(path.clone(), (mime.to_owned(), bytes));
         json!({
             "id": id, "filename": name, "size": size, "content_type": mime,
             "url": format!("{}/{path}?ex=67a1b2c3&is=67a06143&hm=fakesignature", self.cdn_url()),
@@ -395,7 +423,10 @@ impl FakeDiscord {
     /// Give a user an avatar on the CDN.
     pub fn set_avatar(&self, user: &mut DUser, hash: &str, png: Vec<u8>) {
         user.avatar = Some(hash.to_owned());
-        self.shared.lock().cdn.insert(format!("avatars/{}/{hash}.png", user.id), ("image/png".into(), png));
+        self.shared.lock().cdn.insert(
+            format!("avatars/{}/{hash}.png", user.id),
+            ("image/png".into(), png),
+        );
     }
 
     /// CDN paths requested, with the Authorization header they carried.
@@ -411,7 +442,12 @@ impl FakeDiscord {
     /// Make the next `count` requests matching `method` and a path prefix (under `/api/v10`)
     /// fail with `kind`.
     pub fn fault(&self, method: Method, path_prefix: &str, kind: FaultKind, count: u32) {
-        self.shared.lock().faults.push(Fault { method, path_prefix: path_prefix.into(), kind, remaining: count });
+        self.shared.lock().faults.push(Fault {
+            method,
+            path_prefix: path_prefix.into(),
+            kind,
+            remaining: count,
+        });
     }
 
     /// Every HTTP request, in order.
@@ -421,18 +457,35 @@ impl FakeDiscord {
 
     /// Requests with this method whose path starts with `prefix`.
     pub fn calls(&self, method: &str, prefix: &str) -> Vec<Call> {
-        self.all_calls().into_iter().filter(|c| c.method == method && c.path.starts_with(prefix)).collect()
+        self.all_calls()
+            .into_iter()
+            .filter(|c| c.method == method && c.path.starts_with(prefix))
+            .collect()
     }
 
-    pub async fn wait_for_call(&self, method: &str, prefix: &str, pred: impl Fn(&Call) -> bool) -> anyhow::Result<Call> {
+    pub async fn wait_for_call(
+        &self,
+        method: &str,
+        prefix: &str,
+        pred: impl Fn(&Call) -> bool,
+    ) -> anyhow::Result<Call> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(c) = self.calls(method, prefix).into_iter().find(|c| pred(c)) {
                 return Ok(c);
             }
             if Instant::now() > deadline {
-                let seen: Vec<String> = self.all_calls().iter().rev().take(12).map(|c| format!("{} {} {} -> {}", c.method, c.path, c.body, c.status)).collect();
-                anyhow::bail!("timed out waiting for {method} {prefix}…; last calls:\n  {}", seen.join("\n  "));
+                let seen: Vec<String> = self
+                    .all_calls()
+                    .iter()
+                    .rev()
+                    .take(12)
+                    .map(|c| format!("{} {} {} -> {}", c.method, c.path, c.body, c.status))
+                    .collect();
+                anyhow::bail!(
+                    "timed out waiting for {method} {prefix}…; last calls:\n  {}",
+                    seen.join("\n  ")
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -452,7 +505,12 @@ impl FakeDiscord {
             .filter(|m| m["channel_id"] == channel && m["author"]["id"] == BOT_ID)
             .cloned()
             .collect();
-        v.sort_by_key(|m| m["id"].as_str().and_then(|i| i.parse::<u64>().ok()).unwrap_or(0));
+        v.sort_by_key(|m| {
+            m["id"]
+                .as_str()
+                .and_then(|i| i.parse::<u64>().ok())
+                .unwrap_or(0)
+        });
         v
     }
 
@@ -502,15 +560,28 @@ impl FakeDiscord {
         self.shared.lock().ops.clone()
     }
 
-    pub async fn wait_for_op(&self, what: &str, pred: impl Fn(&GatewayOp) -> bool) -> anyhow::Result<GatewayOp> {
+    pub async fn wait_for_op(
+        &self,
+        what: &str,
+        pred: impl Fn(&GatewayOp) -> bool,
+    ) -> anyhow::Result<GatewayOp> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(op) = self.gateway_ops().into_iter().find(|o| pred(o)) {
                 return Ok(op);
             }
             if Instant::now() > deadline {
-                let seen: Vec<String> = self.gateway_ops().iter().rev().take(10).map(|o| format!("{} op {} {}", o.path, o.op, o.d)).collect();
-                anyhow::bail!("timed out waiting for {what} on the gateway; last frames:\n  {}", seen.join("\n  "));
+                let seen: Vec<String> = self
+                    .gateway_ops()
+                    .iter()
+                    .rev()
+                    .take(10)
+                    .map(|o| format!("{} op {} {}", o.path, o.op, o.d))
+                    .collect();
+                anyhow::bail!(
+                    "timed out waiting for {what} on the gateway; last frames:\n  {}",
+                    seen.join("\n  ")
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -549,14 +620,22 @@ fn push_dispatch(shared: &Shared, t: &str, d: Value) {
 // ----- REST
 
 fn fault_for(s: &mut Inner, method: &Method, path: &str) -> Option<FaultKind> {
-    let fault = s.faults.iter_mut().find(|f| f.remaining > 0 && &f.method == method && path.starts_with(&f.path_prefix))?;
+    let fault = s
+        .faults
+        .iter_mut()
+        .find(|f| f.remaining > 0 && &f.method == method && path.starts_with(&f.path_prefix))?;
     fault.remaining -= 1;
     Some(fault.kind.clone())
 }
 
 /// Read a JSON or multipart body: (JSON, files).
 async fn read_body(request: Request, shared: &Shared) -> Result<(Value, Vec<Upload>), Response> {
-    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     if content_type.starts_with("multipart/form-data") {
         let mut multipart = axum::extract::Multipart::from_request(request, &())
             .await
@@ -566,31 +645,56 @@ async fn read_body(request: Request, shared: &Shared) -> Result<(Value, Vec<Uplo
         while let Ok(Some(field)) = multipart.next_field().await {
             let name = field.name().unwrap_or("").to_owned();
             let file_name = field.file_name().map(str::to_owned);
-            let mime = field.content_type().unwrap_or("application/octet-stream").to_owned();
-            let bytes = field.bytes().await.map_err(|_| error(400, 50035, "Invalid Form Body"))?;
+            let mime = field
+                .content_type()
+                .unwrap_or("application/octet-stream")
+                .to_owned();
+            let bytes = field
+                .bytes()
+                .await
+                .map_err(|_| error(400, 50035, "Invalid Form Body"))?;
             if name == "payload_json" {
-                body = serde_json::from_slice(&bytes).map_err(|_| error(400, 50109, "The request body contains invalid JSON."))?;
+                body = serde_json::from_slice(&bytes)
+                    .map_err(|_| error(400, 50109, "The request body contains invalid JSON."))?;
             } else if name.starts_with("files[") {
-                files.push(Upload { field: name, name: file_name.unwrap_or_default(), mime, bytes: bytes.to_vec() });
+                files.push(Upload {
+                    field: name,
+                    name: file_name.unwrap_or_default(),
+                    mime,
+                    bytes: bytes.to_vec(),
+                });
             }
         }
         let _ = shared;
         return Ok((body, files));
     }
-    let bytes = Bytes::from_request(request, &()).await.map_err(|_| error(400, 50035, "Invalid Form Body"))?;
+    let bytes = Bytes::from_request(request, &())
+        .await
+        .map_err(|_| error(400, 50035, "Invalid Form Body"))?;
     if bytes.is_empty() {
         return Ok((Value::Null, Vec::new()));
     }
-    let body = serde_json::from_slice(&bytes).map_err(|_| error(400, 50109, "The request body contains invalid JSON."))?;
+    let body = serde_json::from_slice(&bytes)
+        .map_err(|_| error(400, 50109, "The request body contains invalid JSON."))?;
     Ok((body, Vec::new()))
 }
 
-async fn rest(State(shared): State<Arc<Shared>>, Path(path): Path<String>, request: Request) -> Response {
+async fn rest(
+    State(shared): State<Arc<Shared>>,
+    Path(path): Path<String>,
+    request: Request,
+) -> Response {
     let method = request.method().clone();
     let path = format!("/{path}");
     let headers: HeaderMap = request.headers().clone();
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let (body, files) = match read_body(request, &shared).await {
         Ok(b) => b,
         Err(response) => return response,
@@ -600,13 +704,25 @@ async fn rest(State(shared): State<Arc<Shared>>, Path(path): Path<String>, reque
     } else {
         let fault = fault_for(&mut shared.lock(), &method, &path);
         match fault {
-            Some(FaultKind::RateLimited { retry_after, global }) => rate_limited(retry_after, global),
+            Some(FaultKind::RateLimited {
+                retry_after,
+                global,
+            }) => rate_limited(retry_after, global),
             Some(FaultKind::ServerError) => error(502, 0, "Bad Gateway"),
             None => with_rate_headers(route(&shared, &method, &path, &body, &files), "fake-bucket"),
         }
     };
     let status = response.status().as_u16();
-    shared.lock().calls.push(Call { method: method.to_string(), path, authorization, body, files, content_type, at: Instant::now(), status });
+    shared.lock().calls.push(Call {
+        method: method.to_string(),
+        path,
+        authorization,
+        body,
+        files,
+        content_type,
+        at: Instant::now(),
+        status,
+    });
     response
 }
 
@@ -624,7 +740,11 @@ fn route(shared: &Shared, method: &Method, path: &str, body: &Value, files: &[Up
         ("POST", ["channels", channel, "messages"]) => create_message(shared, channel, body, files),
         ("PATCH", ["channels", channel, "messages", id]) => {
             let mut s = shared.lock();
-            let Some(m) = s.messages.get_mut(*id).filter(|m| m["channel_id"] == *channel) else {
+            let Some(m) = s
+                .messages
+                .get_mut(*id)
+                .filter(|m| m["channel_id"] == *channel)
+            else {
                 return error(404, 10008, "Unknown Message");
             };
             if m["author"]["id"] != BOT_ID {
@@ -644,12 +764,20 @@ fn route(shared: &Shared, method: &Method, path: &str, body: &Value, files: &[Up
         }
         ("DELETE", ["channels", channel, "messages", id]) => {
             let mut s = shared.lock();
-            if !s.messages.get(*id).is_some_and(|m| m["channel_id"] == *channel) {
+            if !s
+                .messages
+                .get(*id)
+                .is_some_and(|m| m["channel_id"] == *channel)
+            {
                 return error(404, 10008, "Unknown Message");
             }
             s.messages.remove(*id);
             drop(s);
-            push_dispatch(shared, "MESSAGE_DELETE", json!({"id": id, "channel_id": channel}));
+            push_dispatch(
+                shared,
+                "MESSAGE_DELETE",
+                json!({"id": id, "channel_id": channel}),
+            );
             StatusCode::NO_CONTENT.into_response()
         }
         ("POST", ["channels", _channel, "typing"]) => StatusCode::NO_CONTENT.into_response(),
@@ -681,9 +809,16 @@ fn create_message(shared: &Shared, channel: &str, body: &Value, files: &[Upload]
     if !channel.bytes().all(|b| b.is_ascii_digit()) {
         return error(404, 10003, "Unknown Channel");
     }
-    let enforce = body.get("enforce_nonce").and_then(Value::as_bool).unwrap_or(false);
+    let enforce = body
+        .get("enforce_nonce")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     if let (Some(n), true) = (&nonce, enforce) {
-        if let Some(existing) = s.nonces.get(&(channel.to_owned(), n.clone())).and_then(|id| s.messages.get(id)) {
+        if let Some(existing) = s
+            .nonces
+            .get(&(channel.to_owned(), n.clone()))
+            .and_then(|id| s.messages.get(id))
+        {
             return axum::Json(existing.clone()).into_response();
         }
     }
@@ -710,7 +845,9 @@ fn create_message(shared: &Shared, channel: &str, body: &Value, files: &[Upload]
     }
     if let Some(reference) = body.get("message_reference").filter(|r| r.is_object()) {
         let target = reference["message_id"].as_str().unwrap_or("");
-        if !s.messages.contains_key(target) && reference["fail_if_not_exists"].as_bool() != Some(false) {
+        if !s.messages.contains_key(target)
+            && reference["fail_if_not_exists"].as_bool() != Some(false)
+        {
             return error(400, 50035, "Invalid Form Body: Unknown message");
         }
         m["type"] = 19.into();
@@ -724,12 +861,21 @@ fn create_message(shared: &Shared, channel: &str, body: &Value, files: &[Upload]
     axum::Json(m).into_response()
 }
 
-async fn cdn(State(shared): State<Arc<Shared>>, Path(path): Path<String>, headers: HeaderMap) -> Response {
-    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+async fn cdn(
+    State(shared): State<Arc<Shared>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let mut s = shared.lock();
     s.cdn_requests.push((path.clone(), auth));
     match s.cdn.get(&path) {
-        Some((mime, bytes)) => ([(header::CONTENT_TYPE, mime.clone())], bytes.clone()).into_response(),
+        Some((mime, bytes)) => {
+            ([(header::CONTENT_TYPE, mime.clone())], bytes.clone()).into_response()
+        }
         None => (StatusCode::NOT_FOUND, "Not Found").into_response(),
     }
 }
@@ -754,7 +900,12 @@ fn frame(v: Value) -> WsMessage {
 }
 
 async fn close(mut socket: WebSocket, code: u16, reason: &str) {
-    let _ = socket.send(WsMessage::Close(Some(CloseFrame { code, reason: reason.to_owned().into() }))).await;
+    let _ = socket
+        .send(WsMessage::Close(Some(CloseFrame {
+            code,
+            reason: reason.to_owned().into(),
+        })))
+        .await;
 }
 
 /// For a RESUME: where replay starts and what to replay (RESUMED is queued after it), or `None`
@@ -769,7 +920,8 @@ fn resume_replay(shared: &Shared, d: &Value) -> Option<(u64, Vec<(u64, String, V
     }
     let from = seq.saturating_sub(s.replay_overlap);
     let replay: Vec<(u64, String, Value)> = s.log.iter().filter(|e| e.0 > from).cloned().collect();
-    s.log.push((last + 1, "RESUMED".into(), json!({"_trace": ["fake"]})));
+    s.log
+        .push((last + 1, "RESUMED".into(), json!({"_trace": ["fake"]})));
     Some((from, replay))
 }
 
@@ -780,16 +932,29 @@ async fn connection(shared: Arc<Shared>, path: String, mut socket: WebSocket) {
         s.connections += 1;
         s.heartbeat_interval
     };
-    if socket.send(frame(json!({"op": 10, "d": {"heartbeat_interval": interval}, "s": null, "t": null}))).await.is_err() {
+    if socket
+        .send(frame(
+            json!({"op": 10, "d": {"heartbeat_interval": interval}, "s": null, "t": null}),
+        ))
+        .await
+        .is_err()
+    {
         return;
     }
     // IDENTIFY or RESUME.
     let first = match tokio::time::timeout(Duration::from_secs(20), socket.recv()).await {
-        Ok(Some(Ok(WsMessage::Text(t)))) => serde_json::from_str::<Value>(&t).unwrap_or(Value::Null),
+        Ok(Some(Ok(WsMessage::Text(t)))) => {
+            serde_json::from_str::<Value>(&t).unwrap_or(Value::Null)
+        }
         _ => return,
     };
     let op = first["op"].as_u64().unwrap_or(99);
-    shared.lock().ops.push(GatewayOp { path: path.clone(), op, d: first["d"].clone(), at: Instant::now() });
+    shared.lock().ops.push(GatewayOp {
+        path: path.clone(),
+        op,
+        d: first["d"].clone(),
+        at: Instant::now(),
+    });
     let d = &first["d"];
     if d["token"].as_str() != Some(TOKEN) {
         return close(socket, 4004, "Authentication failed.").await;
@@ -821,12 +986,18 @@ async fn connection(shared: Arc<Shared>, path: String, mut socket: WebSocket) {
         }
         6 => {
             let Some((from, replay)) = resume_replay(&shared, d) else {
-                let _ = socket.send(frame(json!({"op": 9, "d": false, "s": null, "t": null}))).await;
+                let _ = socket
+                    .send(frame(json!({"op": 9, "d": false, "s": null, "t": null})))
+                    .await;
                 return;
             };
             sent = from;
             for (seq, t, d) in replay {
-                if socket.send(frame(json!({"op": 0, "s": seq, "t": t, "d": d}))).await.is_err() {
+                if socket
+                    .send(frame(json!({"op": 0, "s": seq, "t": t, "d": d})))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 sent = seq;
@@ -839,24 +1010,35 @@ async fn connection(shared: Arc<Shared>, path: String, mut socket: WebSocket) {
         // Send what is due.
         let (due, control) = {
             let mut s = shared.lock();
-            let due: Vec<(u64, String, Value)> =
-                if s.hold { Vec::new() } else { s.log.iter().filter(|e| e.0 > sent).cloned().collect() };
+            let due: Vec<(u64, String, Value)> = if s.hold {
+                Vec::new()
+            } else {
+                s.log.iter().filter(|e| e.0 > sent).cloned().collect()
+            };
             (due, std::mem::take(&mut s.control))
         };
         for c in control {
             match c {
                 Control::Drop => return, // the socket is dropped without a close frame
                 Control::Reconnect => {
-                    let _ = socket.send(frame(json!({"op": 7, "d": null, "s": null, "t": null}))).await;
+                    let _ = socket
+                        .send(frame(json!({"op": 7, "d": null, "s": null, "t": null})))
+                        .await;
                 }
                 Control::InvalidSession => {
                     shared.lock().session_id = None;
-                    let _ = socket.send(frame(json!({"op": 9, "d": false, "s": null, "t": null}))).await;
+                    let _ = socket
+                        .send(frame(json!({"op": 9, "d": false, "s": null, "t": null})))
+                        .await;
                 }
             }
         }
         for (seq, t, d) in due {
-            if socket.send(frame(json!({"op": 0, "s": seq, "t": t, "d": d}))).await.is_err() {
+            if socket
+                .send(frame(json!({"op": 0, "s": seq, "t": t, "d": d})))
+                .await
+                .is_err()
+            {
                 return;
             }
             sent = seq;

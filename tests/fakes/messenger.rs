@@ -196,7 +196,10 @@ impl Drop for FakeMeta {
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Meta's error envelope.
@@ -223,7 +226,10 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
 impl FakeMeta {
     pub async fn start() -> anyhow::Result<FakeMeta> {
         let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner { next: 1, ..Inner::default() }),
+            inner: Mutex::new(Inner {
+                next: 1,
+                ..Inner::default()
+            }),
             net: Mutex::new(HashMap::new()),
             released: tokio::sync::Notify::new(),
         });
@@ -234,7 +240,9 @@ impl FakeMeta {
             .route("/{version}/{id}", get(profile))
             .layer(DefaultBodyLimit::max(MAX_UPLOAD + 1024 * 1024))
             .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the fake Graph API")?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the fake Graph API")?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -253,7 +261,11 @@ impl FakeMeta {
         let mut p = profile;
         p["id"] = id.into();
         self.shared.lock().profiles.insert(id.to_owned(), p);
-        self.shared.net.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_owned(), net);
+        self.shared
+            .net
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned(), net);
     }
 
     /// A file on the fake CDN; returns its URL (signed-looking, as Meta's are).
@@ -306,7 +318,11 @@ impl FakeMeta {
     /// for file downloads; any when `None`) fail. On `me/messages` only message sends count,
     /// not sender actions.
     pub fn fault(&self, path: Option<&str>, kind: FaultKind, count: u32) {
-        self.shared.lock().faults.push(Fault { path: path.map(Into::into), kind, remaining: count });
+        self.shared.lock().faults.push(Fault {
+            path: path.map(Into::into),
+            kind,
+            remaining: count,
+        });
     }
 
     pub fn all_calls(&self) -> Vec<Call> {
@@ -315,7 +331,13 @@ impl FakeMeta {
 
     /// The calls to one path (`me/messages`, `me/message_attachments`, a profile id).
     pub fn calls(&self, path: &str) -> Vec<Call> {
-        self.shared.lock().calls.iter().filter(|c| c.path == path).cloned().collect()
+        self.shared
+            .lock()
+            .calls
+            .iter()
+            .filter(|c| c.path == path)
+            .cloned()
+            .collect()
     }
 
     /// What the Page sent (accepted messages only).
@@ -329,7 +351,11 @@ impl FakeMeta {
     }
 
     /// Wait (30 s at most) for a call to `path` matching `pred`.
-    pub async fn wait_for_call(&self, path: &str, pred: impl Fn(&Call) -> bool) -> anyhow::Result<Call> {
+    pub async fn wait_for_call(
+        &self,
+        path: &str,
+        pred: impl Fn(&Call) -> bool,
+    ) -> anyhow::Result<Call> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(c) = self.calls(path).into_iter().find(|c| pred(c)) {
@@ -343,7 +369,10 @@ impl FakeMeta {
                     .take(12)
                     .map(|c| format!("{} {} {} -> {}", c.method, c.path, c.body, c.status))
                     .collect();
-                anyhow::bail!("timed out waiting for a matching call to {path}; last calls:\n  {}", seen.join("\n  "));
+                anyhow::bail!(
+                    "timed out waiting for a matching call to {path}; last calls:\n  {}",
+                    seen.join("\n  ")
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -378,12 +407,24 @@ impl FakeMeta {
     }
 
     /// POST raw bytes with the given signature header (or none).
-    pub async fn deliver_raw(&self, url: &str, body: Vec<u8>, signature: Option<&str>) -> anyhow::Result<u16> {
-        let mut request = reqwest::Client::new().post(url).header("content-type", "application/json").body(body);
+    pub async fn deliver_raw(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        signature: Option<&str>,
+    ) -> anyhow::Result<u16> {
+        let mut request = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body);
         if let Some(s) = signature {
             request = request.header("X-Hub-Signature-256", s);
         }
-        let response = request.timeout(Duration::from_secs(30)).send().await.context("posting to the webhook")?;
+        let response = request
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .context("posting to the webhook")?;
         Ok(response.status().as_u16())
     }
 
@@ -406,14 +447,21 @@ fn query_of(request: &Request) -> HashMap<String, String> {
     request
         .uri()
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// The fault due for `path`, if any (consumed).
 fn take_fault(shared: &Shared, path: &str) -> Option<Response> {
     let mut s = shared.lock();
-    let i = s.faults.iter().position(|f| f.remaining > 0 && f.path.as_deref().is_none_or(|p| p == path))?;
+    let i = s
+        .faults
+        .iter()
+        .position(|f| f.remaining > 0 && f.path.as_deref().is_none_or(|p| p == path))?;
     s.faults[i].remaining -= 1;
     let kind = s.faults[i].kind.clone();
     Some(match kind {
@@ -439,21 +487,50 @@ fn take_fault(shared: &Shared, path: &str) -> Option<Response> {
     })
 }
 
-fn new_call(method: &str, path: &str, query: HashMap<String, String>, token: Option<String>) -> Call {
-    Call { method: method.into(), path: path.into(), query, body: Value::Null, upload: None, token, at: Instant::now(), status: 0 }
+fn new_call(
+    method: &str,
+    path: &str,
+    query: HashMap<String, String>,
+    token: Option<String>,
+) -> Call {
+    Call {
+        method: method.into(),
+        path: path.into(),
+        query,
+        body: Value::Null,
+        upload: None,
+        token,
+        at: Instant::now(),
+        status: 0,
+    }
 }
 
 fn bad_token() -> Response {
-    graph_error(400, 190, None, "Invalid OAuth access token - Cannot parse access token")
+    graph_error(
+        400,
+        190,
+        None,
+        "Invalid OAuth access token - Cannot parse access token",
+    )
 }
 
-async fn messages(State(shared): State<Arc<Shared>>, Path(_version): Path<String>, request: Request) -> Response {
+async fn messages(
+    State(shared): State<Arc<Shared>>,
+    Path(_version): Path<String>,
+    request: Request,
+) -> Response {
     let query = query_of(&request);
     let token = token_of(request.headers(), &query);
     let mut call = new_call("POST", "me/messages", query, token.clone());
     let body = match axum::body::to_bytes(request.into_body(), MAX_UPLOAD).await {
         Ok(b) => b,
-        Err(_) => return FakeMeta::record(&shared, call, bad_param("(#100) The request body could not be read")),
+        Err(_) => {
+            return FakeMeta::record(
+                &shared,
+                call,
+                bad_param("(#100) The request body could not be read"),
+            )
+        }
     };
     call.body = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let response = send_api(&shared, &call, token.as_deref());
@@ -475,7 +552,12 @@ fn send_api(shared: &Shared, call: &Call, token: Option<&str>) -> Response {
     let Some(recipient) = call.recipient().map(str::to_owned) else {
         return bad_param("(#100) The parameter recipient is required");
     };
-    let net = shared.net.lock().unwrap_or_else(|e| e.into_inner()).get(&recipient).copied();
+    let net = shared
+        .net
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&recipient)
+        .copied();
     let mut s = shared.lock();
     if !s.profiles.contains_key(&recipient) {
         return graph_error(400, 100, Some(2018001), "(#100) No matching user found");
@@ -496,7 +578,11 @@ fn send_api(shared: &Shared, call: &Call, token: Option<&str>) -> Response {
             }
             other => return bad_param(&format!("(#100) Param sender_action must be one of {{typing_on, typing_off, mark_seen, react, unreact}}, got {other}")),
         }
-        return (StatusCode::OK, axum::Json(json!({"recipient_id": recipient}))).into_response();
+        return (
+            StatusCode::OK,
+            axum::Json(json!({"recipient_id": recipient})),
+        )
+            .into_response();
     }
     let Some(message) = body.get("message").filter(|m| m.is_object()) else {
         return bad_param("(#100) The parameter message is required");
@@ -505,30 +591,62 @@ fn send_api(shared: &Shared, call: &Call, token: Option<&str>) -> Response {
         return bad_param("(#100) The parameter messaging_type is required");
     }
     if s.unavailable.contains(&recipient) {
-        return graph_error(400, 551, Some(1545041), "This person isn't available right now.");
+        return graph_error(
+            400,
+            551,
+            Some(1545041),
+            "This person isn't available right now.",
+        );
     }
     if s.outside_window.contains(&recipient) {
         return match net {
-            Some(Net::Instagram) => graph_error(400, 10, Some(2534022), "This message is sent outside of allowed window."),
-            _ => graph_error(400, 10, Some(2018278), "(#10) This message is sent outside of allowed window."),
+            Some(Net::Instagram) => graph_error(
+                400,
+                10,
+                Some(2534022),
+                "This message is sent outside of allowed window.",
+            ),
+            _ => graph_error(
+                400,
+                10,
+                Some(2018278),
+                "(#10) This message is sent outside of allowed window.",
+            ),
         };
     }
-    let limit = if net == Some(Net::Instagram) { 1000 } else { 2000 };
+    let limit = if net == Some(Net::Instagram) {
+        1000
+    } else {
+        2000
+    };
     if let Some(text) = message.get("text") {
         let Some(text) = text.as_str().filter(|t| !t.is_empty()) else {
-            return bad_param("(#100) Param message[text] must be a non-empty UTF-8 encoded string");
+            return bad_param(
+                "(#100) Param message[text] must be a non-empty UTF-8 encoded string",
+            );
         };
         if text.chars().count() > limit {
-            return bad_param(&format!("(#100) Length of param message[text] must be less than or equal to {limit}"));
+            return bad_param(&format!(
+                "(#100) Length of param message[text] must be less than or equal to {limit}"
+            ));
         }
     } else if let Some(attachment) = message.get("attachment") {
         let payload = attachment.get("payload");
-        if let Some(id) = payload.and_then(|p| p.get("attachment_id")).and_then(Value::as_str) {
+        if let Some(id) = payload
+            .and_then(|p| p.get("attachment_id"))
+            .and_then(Value::as_str)
+        {
             if !s.attachments.contains_key(id) {
                 return bad_param("(#100) Invalid attachment_id");
             }
-        } else if payload.and_then(|p| p.get("url")).and_then(Value::as_str).is_none() {
-            return bad_param("(#100) Param message[attachment][payload] must contain url or attachment_id");
+        } else if payload
+            .and_then(|p| p.get("url"))
+            .and_then(Value::as_str)
+            .is_none()
+        {
+            return bad_param(
+                "(#100) Param message[attachment][payload] must contain url or attachment_id",
+            );
         }
     } else {
         return bad_param("(#100) Must send either message or sender_action");
@@ -539,17 +657,35 @@ fn send_api(shared: &Shared, call: &Call, token: Option<&str>) -> Response {
         Some(Net::Instagram) => format!("aWdfZAG1faXRlbToxOklHTWVzc2FnZAU{n:08}ZDZD"),
         _ => format!("m_FakeSent{n:08}"),
     };
-    s.sent.push(Sent { mid: mid.clone(), recipient: recipient.clone(), message: message.clone() });
-    (StatusCode::OK, axum::Json(json!({"recipient_id": recipient, "message_id": mid}))).into_response()
+    s.sent.push(Sent {
+        mid: mid.clone(),
+        recipient: recipient.clone(),
+        message: message.clone(),
+    });
+    (
+        StatusCode::OK,
+        axum::Json(json!({"recipient_id": recipient, "message_id": mid})),
+    )
+        .into_response()
 }
 
-async fn upload(State(shared): State<Arc<Shared>>, Path(_version): Path<String>, request: Request) -> Response {
+async fn upload(
+    State(shared): State<Arc<Shared>>,
+    Path(_version): Path<String>,
+    request: Request,
+) -> Response {
     let query = query_of(&request);
     let token = token_of(request.headers(), &query);
     let mut call = new_call("POST", "me/message_attachments", query, token.clone());
     let multipart = match Multipart::from_request(request, &()).await {
         Ok(m) => m,
-        Err(_) => return FakeMeta::record(&shared, call, bad_param("(#100) Upload must be multipart/form-data")),
+        Err(_) => {
+            return FakeMeta::record(
+                &shared,
+                call,
+                bad_param("(#100) Upload must be multipart/form-data"),
+            )
+        }
     };
     let (fields, upload) = match read_form(multipart).await {
         Ok(x) => x,
@@ -563,12 +699,27 @@ async fn upload(State(shared): State<Arc<Shared>>, Path(_version): Path<String>,
     if let Some(r) = take_fault(&shared, "me/message_attachments") {
         return FakeMeta::record(&shared, call, r);
     }
-    let kind = call.body.get("message").and_then(|m| m.get("attachment")).and_then(|a| a.get("type")).and_then(Value::as_str);
+    let kind = call
+        .body
+        .get("message")
+        .and_then(|m| m.get("attachment"))
+        .and_then(|a| a.get("type"))
+        .and_then(Value::as_str);
     if !matches!(kind, Some("image" | "audio" | "video" | "file")) {
-        return FakeMeta::record(&shared, call, bad_param("(#100) Param message[attachment][type] must be one of {image, audio, video, file}"));
+        return FakeMeta::record(
+            &shared,
+            call,
+            bad_param(
+                "(#100) Param message[attachment][type] must be one of {image, audio, video, file}",
+            ),
+        );
     }
     let Some(upload) = upload.filter(|u| u.field == "filedata" && !u.bytes.is_empty()) else {
-        return FakeMeta::record(&shared, call, bad_param("(#100) Upload attachment failure: no filedata"));
+        return FakeMeta::record(
+            &shared,
+            call,
+            bad_param("(#100) Upload attachment failure: no filedata"),
+        );
     };
     let id = {
         let mut s = shared.lock();
@@ -578,21 +729,49 @@ async fn upload(State(shared): State<Arc<Shared>>, Path(_version): Path<String>,
         s.attachments.insert(id.clone(), upload);
         id
     };
-    FakeMeta::record(&shared, call, (StatusCode::OK, axum::Json(json!({"attachment_id": id}))).into_response())
+    FakeMeta::record(
+        &shared,
+        call,
+        (StatusCode::OK, axum::Json(json!({"attachment_id": id}))).into_response(),
+    )
 }
 
-async fn read_form(mut multipart: Multipart) -> Result<(Map<String, Value>, Option<Upload>), String> {
+async fn read_form(
+    mut multipart: Multipart,
+) -> Result<(Map<String, Value>, Option<Upload>), String> {
     let mut fields = Map::new();
     let mut upload = None;
-    while let Some(field) = multipart.next_field().await.map_err(|e| format!("(#100) bad multipart body: {e}"))? {
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| format!("(#100) bad multipart body: {e}"))?
+    {
         let name = field.name().unwrap_or("").to_owned();
         if let Some(file_name) = field.file_name().map(str::to_owned) {
-            let mime = field.content_type().unwrap_or("application/octet-stream").to_owned();
-            let bytes = field.bytes().await.map_err(|e| format!("(#100) bad file part: {e}"))?.to_vec();
-            upload = Some(Upload { field: name, name: file_name, mime, bytes });
+            let mime = field
+                .content_type()
+                .unwrap_or("application/octet-stream")
+                .to_owned();
+            let bytes = field
+                .bytes()
+                .await
+                .map_err(|e| format!("(#100) bad file part: {e}"))?
+                .to_vec();
+            upload = Some(Upload {
+                field: name,
+                name: file_name,
+                mime,
+                bytes,
+            });
         } else {
-            let text = field.text().await.map_err(|e| format!("(#100) bad text part: {e}"))?;
-            let value = serde_json::from_str::<Value>(&text).ok().filter(|v| v.is_object()).unwrap_or(Value::String(text));
+            let text = field
+                .text()
+                .await
+                .map_err(|e| format!("(#100) bad text part: {e}"))?;
+            let value = serde_json::from_str::<Value>(&text)
+                .ok()
+                .filter(|v| v.is_object())
+                .unwrap_or(Value::String(text));
             fields.insert(name, value);
         }
     }
@@ -618,15 +797,29 @@ async fn profile(
         return FakeMeta::record(&shared, call, graph_error(400, 100, Some(33), &message));
     };
     let mut out = json!({"id": id});
-    for field in query.get("fields").map(String::as_str).unwrap_or("").split(',').filter(|f| !f.is_empty()) {
+    for field in query
+        .get("fields")
+        .map(String::as_str)
+        .unwrap_or("")
+        .split(',')
+        .filter(|f| !f.is_empty())
+    {
         if let Some(v) = p.get(field) {
             out[field] = v.clone();
         }
     }
-    FakeMeta::record(&shared, call, (StatusCode::OK, axum::Json(out)).into_response())
+    FakeMeta::record(
+        &shared,
+        call,
+        (StatusCode::OK, axum::Json(out)).into_response(),
+    )
 }
 
-async fn cdn(State(shared): State<Arc<Shared>>, Path(name): Path<String>, request: Request) -> Response {
+async fn cdn(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response {
     let call = new_call("GET", &format!("cdn/{name}"), query_of(&request), None);
     loop {
         let released = shared.released.notified();

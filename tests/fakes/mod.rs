@@ -3,10 +3,10 @@
 //! it only through the base URL in its configuration.
 #![allow(dead_code)]
 
-pub mod telegram;
-pub mod whatsapp;
-pub mod vk;
-pub mod viber;
 pub mod discord;
 pub mod messenger;
+pub mod telegram;
 pub mod twilio;
+pub mod viber;
+pub mod vk;
+pub mod whatsapp;

@@ -65,7 +65,12 @@ pub struct TgUser {
 
 impl TgUser {
     pub fn new(id: i64, first: &str, last: Option<&str>, username: Option<&str>) -> TgUser {
-        TgUser { id, first_name: first.into(), last_name: last.map(Into::into), username: username.map(Into::into) }
+        TgUser {
+            id,
+            first_name: first.into(),
+            last_name: last.map(Into::into),
+            username: username.map(Into::into),
+        }
     }
 
     pub fn json(&self) -> Value {
@@ -216,16 +221,27 @@ impl Drop for FakeTelegram {
 }
 
 fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 fn ok(result: Value) -> Response {
-    (StatusCode::OK, axum::Json(json!({"ok": true, "result": result}))).into_response()
+    (
+        StatusCode::OK,
+        axum::Json(json!({"ok": true, "result": result})),
+    )
+        .into_response()
 }
 
 fn error(code: u16, description: &str) -> Response {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
-    (status, axum::Json(json!({"ok": false, "error_code": code, "description": description}))).into_response()
+    (
+        status,
+        axum::Json(json!({"ok": false, "error_code": code, "description": description})),
+    )
+        .into_response()
 }
 
 fn too_many(retry_after: u32) -> Response {
@@ -247,7 +263,11 @@ fn bot_user() -> Value {
 impl FakeTelegram {
     pub async fn start() -> anyhow::Result<FakeTelegram> {
         let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner { next_update_id: 800_000_001, next_message_id: 1000, ..Inner::default() }),
+            inner: Mutex::new(Inner {
+                next_update_id: 800_000_001,
+                next_message_id: 1000,
+                ..Inner::default()
+            }),
             changed: Notify::new(),
         });
         let app = Router::new()
@@ -255,7 +275,9 @@ impl FakeTelegram {
             .route("/{bot}/{method}", any(method))
             .layer(DefaultBodyLimit::max(MAX_UPLOAD + 1024 * 1024))
             .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the fake Telegram")?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the fake Telegram")?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -338,7 +360,13 @@ impl FakeTelegram {
 
     /// Store a file as Telegram would have it; returns (`file_id`, `file_unique_id`).
     /// `reported_size` overrides the size Telegram reports (to fake a huge file cheaply).
-    pub fn add_file(&self, folder: &str, extension: &str, bytes: Vec<u8>, reported_size: Option<u64>) -> (String, String) {
+    pub fn add_file(
+        &self,
+        folder: &str,
+        extension: &str,
+        bytes: Vec<u8>,
+        reported_size: Option<u64>,
+    ) -> (String, String) {
         let mut s = self.shared.lock();
         s.next_file += 1;
         let n = s.next_file;
@@ -346,7 +374,15 @@ impl FakeTelegram {
         let unique_id = format!("AQAD{n:06}");
         let size = reported_size.unwrap_or(bytes.len() as u64);
         let path = format!("{folder}/file_{n}.{extension}");
-        s.files.insert(file_id.clone(), StoredFile { unique_id: unique_id.clone(), path, bytes, size });
+        s.files.insert(
+            file_id.clone(),
+            StoredFile {
+                unique_id: unique_id.clone(),
+                path,
+                bytes,
+                size,
+            },
+        );
         (file_id, unique_id)
     }
 
@@ -354,14 +390,19 @@ impl FakeTelegram {
     pub fn file_meta(&self, file_id: &str) -> Value {
         let s = self.shared.lock();
         match s.files.get(file_id) {
-            Some(f) => json!({"file_id": file_id, "file_unique_id": f.unique_id, "file_size": f.size}),
+            Some(f) => {
+                json!({"file_id": file_id, "file_unique_id": f.unique_id, "file_size": f.size})
+            }
             None => json!({"file_id": file_id, "file_unique_id": "unknown"}),
         }
     }
 
     /// Give `user` a profile photo (a stored file).
     pub fn set_profile_photo(&self, user_id: i64, file_id: &str) {
-        self.shared.lock().profile_photos.insert(user_id, file_id.to_owned());
+        self.shared
+            .lock()
+            .profile_photos
+            .insert(user_id, file_id.to_owned());
     }
 
     /// Every request so far.
@@ -371,25 +412,49 @@ impl FakeTelegram {
 
     /// The requests of one method so far.
     pub fn calls(&self, method: &str) -> Vec<Call> {
-        self.shared.lock().calls.iter().filter(|c| c.method == method).cloned().collect()
+        self.shared
+            .lock()
+            .calls
+            .iter()
+            .filter(|c| c.method == method)
+            .cloned()
+            .collect()
     }
 
     /// Waits until a call of `method` matching `pred` was received.
-    pub async fn wait_for_call(&self, method: &str, pred: impl Fn(&Call) -> bool) -> anyhow::Result<Call> {
-        self.wait_for_call_within(method, Duration::from_secs(30), pred).await
+    pub async fn wait_for_call(
+        &self,
+        method: &str,
+        pred: impl Fn(&Call) -> bool,
+    ) -> anyhow::Result<Call> {
+        self.wait_for_call_within(method, Duration::from_secs(30), pred)
+            .await
     }
 
     /// [`Self::wait_for_call`] with a deadline of its own (for calls that come after retries).
-    pub async fn wait_for_call_within(&self, method: &str, within: Duration, pred: impl Fn(&Call) -> bool) -> anyhow::Result<Call> {
+    pub async fn wait_for_call_within(
+        &self,
+        method: &str,
+        within: Duration,
+        pred: impl Fn(&Call) -> bool,
+    ) -> anyhow::Result<Call> {
         let deadline = Instant::now() + within;
         loop {
             if let Some(c) = self.calls(method).into_iter().find(|c| pred(c)) {
                 return Ok(c);
             }
             if Instant::now() > deadline {
-                let seen: Vec<String> =
-                    self.all_calls().iter().rev().take(12).map(|c| format!("{} {:?} -> {}", c.method, c.params, c.status)).collect();
-                anyhow::bail!("timed out waiting for a matching {method} call; last calls:\n  {}", seen.join("\n  "));
+                let seen: Vec<String> = self
+                    .all_calls()
+                    .iter()
+                    .rev()
+                    .take(12)
+                    .map(|c| format!("{} {:?} -> {}", c.method, c.params, c.status))
+                    .collect();
+                anyhow::bail!(
+                    "timed out waiting for a matching {method} call; last calls:\n  {}",
+                    seen.join("\n  ")
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -397,7 +462,11 @@ impl FakeTelegram {
 
     /// Make the next `count` calls of `method` (any method when `None`) fail with `kind`.
     pub fn fault(&self, method: Option<&str>, kind: FaultKind, count: u32) {
-        self.shared.lock().faults.push(Fault { method: method.map(Into::into), kind, remaining: count });
+        self.shared.lock().faults.push(Fault {
+            method: method.map(Into::into),
+            kind,
+            remaining: count,
+        });
     }
 
     /// The customer of `chat` blocks (or unblocks) the bot.
@@ -427,7 +496,12 @@ impl FakeTelegram {
 
     /// Updates not yet confirmed by a `getUpdates` offset.
     pub fn pending_updates(&self) -> Vec<i64> {
-        self.shared.lock().updates.iter().filter_map(|u| u["update_id"].as_i64()).collect()
+        self.shared
+            .lock()
+            .updates
+            .iter()
+            .filter_map(|u| u["update_id"].as_i64())
+            .collect()
     }
 
     /// The webhook set with `setWebhook`: (url, secret_token).
@@ -437,13 +511,20 @@ impl FakeTelegram {
 
     /// A message the bot sent (as the fake keeps it, edits applied), if not deleted.
     pub fn bot_message(&self, chat: i64, message_id: i64) -> Option<Value> {
-        self.shared.lock().messages.get(&(chat, message_id)).cloned()
+        self.shared
+            .lock()
+            .messages
+            .get(&(chat, message_id))
+            .cloned()
     }
 
     /// How many of the bot's messages in `chat` have `text` as text or caption.
     pub fn bot_messages_with_text(&self, chat: i64, text: &str) -> usize {
         let s = self.shared.lock();
-        s.messages.iter().filter(|((c, _), m)| *c == chat && (m["text"] == text || m["caption"] == text)).count()
+        s.messages
+            .iter()
+            .filter(|((c, _), m)| *c == chat && (m["text"] == text || m["caption"] == text))
+            .count()
     }
 
     /// The id of the bot's message in `chat` whose text or caption is `text`.
@@ -457,17 +538,29 @@ impl FakeTelegram {
     }
 
     /// POST an update to a webhook as Telegram does (JSON, the secret header when given).
-    pub async fn post_webhook(&self, url: &str, secret: Option<&str>, mut update: Value) -> anyhow::Result<u16> {
+    pub async fn post_webhook(
+        &self,
+        url: &str,
+        secret: Option<&str>,
+        mut update: Value,
+    ) -> anyhow::Result<u16> {
         if update.get("update_id").is_none() {
             let mut s = self.shared.lock();
             update["update_id"] = s.next_update_id.into();
             s.next_update_id += 1;
         }
-        let mut request = reqwest::Client::new().post(url).header("content-type", "application/json").body(update.to_string());
+        let mut request = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(update.to_string());
         if let Some(secret) = secret {
             request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
         }
-        let response = request.timeout(Duration::from_secs(30)).send().await.context("posting to the webhook")?;
+        let response = request
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .context("posting to the webhook")?;
         Ok(response.status().as_u16())
     }
 }
@@ -505,21 +598,37 @@ async fn parameters(request: Request) -> Result<(Map<String, Value>, Option<Uplo
             };
             let name = field.name().unwrap_or_default().to_owned();
             let file_name = field.file_name().map(str::to_owned);
-            let mime = field.content_type().unwrap_or("application/octet-stream").to_owned();
-            let bytes = field.bytes().await.map_err(|_| error(413, "Request Entity Too Large"))?;
+            let mime = field
+                .content_type()
+                .unwrap_or("application/octet-stream")
+                .to_owned();
+            let bytes = field
+                .bytes()
+                .await
+                .map_err(|_| error(413, "Request Entity Too Large"))?;
             match file_name {
                 Some(file_name) => {
                     // teloxide attaches files as `attach://<id>` references or directly.
-                    upload = Some(Upload { field: name.clone(), name: file_name, mime, bytes: bytes.to_vec() });
+                    upload = Some(Upload {
+                        field: name.clone(),
+                        name: file_name,
+                        mime,
+                        bytes: bytes.to_vec(),
+                    });
                     params.entry(name).or_insert(Value::String("<file>".into()));
                 }
                 None => {
-                    params.insert(name, Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+                    params.insert(
+                        name,
+                        Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+                    );
                 }
             }
         }
     } else {
-        let body = Bytes::from_request(request, &()).await.map_err(|_| error(413, "Request Entity Too Large"))?;
+        let body = Bytes::from_request(request, &())
+            .await
+            .map_err(|_| error(413, "Request Entity Too Large"))?;
         if content_type.starts_with("application/json") && !body.is_empty() {
             match serde_json::from_slice::<Value>(&body) {
                 Ok(Value::Object(m)) => params.extend(m),
@@ -561,8 +670,23 @@ fn param_object(params: &Map<String, Value>, name: &str) -> Option<Value> {
 /// error description Telegram gives.
 fn parse_telegram_html(html: &str) -> Result<String, String> {
     const ALLOWED: [&str; 17] = [
-        "b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a", "code", "pre", "blockquote",
-        "tg-emoji", "br",
+        "b",
+        "strong",
+        "i",
+        "em",
+        "u",
+        "ins",
+        "s",
+        "strike",
+        "del",
+        "span",
+        "tg-spoiler",
+        "a",
+        "code",
+        "pre",
+        "blockquote",
+        "tg-emoji",
+        "br",
     ];
     let mut text = String::new();
     let mut stack: Vec<String> = Vec::new();
@@ -570,10 +694,20 @@ fn parse_telegram_html(html: &str) -> Result<String, String> {
     while let Some(lt) = rest.find('<') {
         text.push_str(&rest[..lt]);
         let after = &rest[lt..];
-        let gt = after.find('>').ok_or_else(|| format!("Bad Request: can't parse entities: Unclosed start tag at byte offset {}", html.len() - after.len()))?;
+        let gt = after.find('>').ok_or_else(|| {
+            format!(
+                "Bad Request: can't parse entities: Unclosed start tag at byte offset {}",
+                html.len() - after.len()
+            )
+        })?;
         let inner = &after[1..gt];
         let closing = inner.starts_with('/');
-        let name = inner.trim_start_matches('/').split(|c: char| c.is_whitespace()).next().unwrap_or("").to_ascii_lowercase();
+        let name = inner
+            .trim_start_matches('/')
+            .split(|c: char| c.is_whitespace())
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
         let offset = html.len() - after.len();
         if !ALLOWED.contains(&name.as_str()) || name == "br" {
             return Err(format!("Bad Request: can't parse entities: Unsupported start tag \"{name}\" at byte offset {offset}"));
@@ -592,7 +726,12 @@ fn parse_telegram_html(html: &str) -> Result<String, String> {
     if let Some(open) = stack.pop() {
         return Err(format!("Bad Request: can't parse entities: Can't find end tag corresponding to start tag \"{open}\""));
     }
-    for (entity, c) in [("&lt;", "<"), ("&gt;", ">"), ("&quot;", "\""), ("&amp;", "&")] {
+    for (entity, c) in [
+        ("&lt;", "<"),
+        ("&gt;", ">"),
+        ("&quot;", "\""),
+        ("&amp;", "&"),
+    ] {
         text = text.replace(entity, c);
     }
     Ok(text)
@@ -600,10 +739,14 @@ fn parse_telegram_html(html: &str) -> Result<String, String> {
 
 /// The visible text of `text`/`caption` under `parse_mode`.
 fn visible(params: &Map<String, Value>, field: &str) -> Result<Option<String>, Response> {
-    let Some(raw) = param_str(params, field) else { return Ok(None) };
+    let Some(raw) = param_str(params, field) else {
+        return Ok(None);
+    };
     let html = param_str(params, "parse_mode").is_some_and(|m| m.eq_ignore_ascii_case("html"));
     if html {
-        parse_telegram_html(&raw).map(Some).map_err(|d| error(400, &d))
+        parse_telegram_html(&raw)
+            .map(Some)
+            .map_err(|d| error(400, &d))
     } else {
         Ok(Some(raw))
     }
@@ -639,21 +782,57 @@ const RECORDED: &str = "x-fake-recorded";
 /// The documented spelling of a method name, matched case-insensitively.
 fn canonical(method: &str) -> String {
     const KNOWN: [&str; 20] = [
-        "getMe", "getUpdates", "setWebhook", "deleteWebhook", "getWebhookInfo", "getFile", "getUserProfilePhotos",
-        "sendMessage", "sendPhoto", "sendDocument", "sendVoice", "sendVideo", "sendAudio", "sendChatAction",
-        "editMessageText", "editMessageCaption", "deleteMessage", "logOut", "close", "getChat",
+        "getMe",
+        "getUpdates",
+        "setWebhook",
+        "deleteWebhook",
+        "getWebhookInfo",
+        "getFile",
+        "getUserProfilePhotos",
+        "sendMessage",
+        "sendPhoto",
+        "sendDocument",
+        "sendVoice",
+        "sendVideo",
+        "sendAudio",
+        "sendChatAction",
+        "editMessageText",
+        "editMessageCaption",
+        "deleteMessage",
+        "logOut",
+        "close",
+        "getChat",
     ];
-    KNOWN.iter().find(|k| k.eq_ignore_ascii_case(method)).map(|k| (*k).to_owned()).unwrap_or_else(|| method.to_owned())
+    KNOWN
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(method))
+        .map(|k| (*k).to_owned())
+        .unwrap_or_else(|| method.to_owned())
 }
 
-fn record(shared: &Shared, method: &str, params: Map<String, Value>, upload: Option<Upload>, status: u16) {
-    shared.lock().calls.push(Call { method: method.to_owned(), params, upload, at: Instant::now(), status });
+fn record(
+    shared: &Shared,
+    method: &str,
+    params: Map<String, Value>,
+    upload: Option<Upload>,
+    status: u16,
+) {
+    shared.lock().calls.push(Call {
+        method: method.to_owned(),
+        params,
+        upload,
+        at: Instant::now(),
+        status,
+    });
 }
 
 /// The injected fault for this call, if any (consumed).
 fn take_fault(shared: &Shared, method: &str) -> Option<FaultKind> {
     let mut s = shared.lock();
-    let fault = s.faults.iter_mut().find(|f| f.remaining > 0 && f.method.as_deref().is_none_or(|m| m == method))?;
+    let fault = s
+        .faults
+        .iter_mut()
+        .find(|f| f.remaining > 0 && f.method.as_deref().is_none_or(|m| m == method))?;
     fault.remaining -= 1;
     Some(fault.kind.clone())
 }
@@ -668,9 +847,21 @@ fn chat_json(s: &Inner, chat_id: i64) -> Value {
     })
 }
 
-const SEND_METHODS: [&str; 6] = ["sendMessage", "sendPhoto", "sendDocument", "sendVoice", "sendVideo", "sendChatAction"];
+const SEND_METHODS: [&str; 6] = [
+    "sendMessage",
+    "sendPhoto",
+    "sendDocument",
+    "sendVoice",
+    "sendVideo",
+    "sendChatAction",
+];
 
-async fn answer(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>, upload: Option<&Upload>) -> Response {
+async fn answer(
+    shared: &Arc<Shared>,
+    method: &str,
+    params: &Map<String, Value>,
+    upload: Option<&Upload>,
+) -> Response {
     if let Some(kind) = take_fault(shared, method) {
         return match kind {
             FaultKind::TooManyRequests { retry_after } => too_many(retry_after),
@@ -681,14 +872,18 @@ async fn answer(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>,
                 record(shared, method, params.clone(), None, 504);
                 tokio::time::sleep(Duration::from_secs(secs)).await;
                 let mut response = error(504, "Gateway Timeout");
-                response.headers_mut().insert(RECORDED, axum::http::HeaderValue::from_static("1"));
+                response
+                    .headers_mut()
+                    .insert(RECORDED, axum::http::HeaderValue::from_static("1"));
                 response
             }
         };
     }
     let chat_id = param_i64(params, "chat_id");
     if SEND_METHODS.contains(&method) || method.starts_with("edit") || method == "deleteMessage" {
-        let Some(chat_id) = chat_id else { return error(400, "Bad Request: chat_id is empty") };
+        let Some(chat_id) = chat_id else {
+            return error(400, "Bad Request: chat_id is empty");
+        };
         let s = shared.lock();
         if s.blocked.contains(&chat_id) {
             return error(403, "Forbidden: bot was blocked by the user");
@@ -701,17 +896,38 @@ async fn answer(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>,
         "getMe" => ok(bot_user()),
         "getUpdates" => get_updates(shared, params).await,
         "setWebhook" => {
-            let Some(url) = param_str(params, "url") else { return error(400, "Bad Request: bad webhook: URL is empty") };
+            let Some(url) = param_str(params, "url") else {
+                return error(400, "Bad Request: bad webhook: URL is empty");
+            };
             let secret = param_str(params, "secret_token");
-            shared.lock().webhook = if url.is_empty() { None } else { Some((url, secret)) };
-            (StatusCode::OK, axum::Json(json!({"ok": true, "result": true, "description": "Webhook was set"}))).into_response()
+            shared.lock().webhook = if url.is_empty() {
+                None
+            } else {
+                Some((url, secret))
+            };
+            (
+                StatusCode::OK,
+                axum::Json(json!({"ok": true, "result": true, "description": "Webhook was set"})),
+            )
+                .into_response()
         }
         "deleteWebhook" => {
             shared.lock().webhook = None;
-            (StatusCode::OK, axum::Json(json!({"ok": true, "result": true, "description": "Webhook was deleted"}))).into_response()
+            (
+                StatusCode::OK,
+                axum::Json(
+                    json!({"ok": true, "result": true, "description": "Webhook was deleted"}),
+                ),
+            )
+                .into_response()
         }
         "getWebhookInfo" => {
-            let url = shared.lock().webhook.as_ref().map(|w| w.0.clone()).unwrap_or_default();
+            let url = shared
+                .lock()
+                .webhook
+                .as_ref()
+                .map(|w| w.0.clone())
+                .unwrap_or_default();
             ok(json!({"url": url, "has_custom_certificate": false, "pending_update_count": 0}))
         }
         "getFile" => {
@@ -719,14 +935,20 @@ async fn answer(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>,
             let s = shared.lock();
             match s.files.get(&file_id) {
                 Some(f) if f.size > MAX_DOWNLOAD => error(400, "Bad Request: file is too big"),
-                Some(f) => ok(json!({"file_id": file_id, "file_unique_id": f.unique_id, "file_size": f.size, "file_path": f.path})),
+                Some(f) => ok(
+                    json!({"file_id": file_id, "file_unique_id": f.unique_id, "file_size": f.size, "file_path": f.path}),
+                ),
                 None => error(400, "Bad Request: invalid file id"),
             }
         }
         "getUserProfilePhotos" => {
             let user = param_i64(params, "user_id").unwrap_or_default();
             let s = shared.lock();
-            match s.profile_photos.get(&user).and_then(|id| s.files.get(id).map(|f| (id, f))) {
+            match s
+                .profile_photos
+                .get(&user)
+                .and_then(|id| s.files.get(id).map(|f| (id, f)))
+            {
                 Some((id, f)) => ok(json!({"total_count": 1, "photos": [[
                     {"file_id": id, "file_unique_id": f.unique_id, "file_size": f.size, "width": 160, "height": 160}
                 ]]})),
@@ -745,7 +967,12 @@ async fn answer(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>,
             if text.chars().count() > 4096 {
                 return error(400, "Bad Request: message is too long");
             }
-            new_message(shared, chat_id.unwrap_or_default(), params, json!({"text": text}))
+            new_message(
+                shared,
+                chat_id.unwrap_or_default(),
+                params,
+                json!({"text": text}),
+            )
         }
         "sendPhoto" | "sendDocument" | "sendVoice" | "sendVideo" => {
             let field = match method {
@@ -754,9 +981,15 @@ async fn answer(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>,
                 "sendVoice" => "voice",
                 _ => "video",
             };
-            let Some(file) = upload.filter(|u| u.field == field || param_str(params, field).is_some_and(|v| v == format!("attach://{}", u.field)))
-            else {
-                return error(400, &format!("Bad Request: there is no {field} in the request"));
+            let Some(file) = upload.filter(|u| {
+                u.field == field
+                    || param_str(params, field)
+                        .is_some_and(|v| v == format!("attach://{}", u.field))
+            }) else {
+                return error(
+                    400,
+                    &format!("Bad Request: there is no {field} in the request"),
+                );
             };
             if file.bytes.len() > MAX_UPLOAD {
                 return error(413, "Request Entity Too Large");
@@ -775,10 +1008,18 @@ async fn answer(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>,
             };
             let meta = json!({"file_id": format!("sent{n}"), "file_unique_id": format!("AgS{n}"), "file_size": file.bytes.len()});
             let mut fields = match field {
-                "photo" => json!({"photo": [{"file_id": meta["file_id"], "file_unique_id": meta["file_unique_id"], "file_size": meta["file_size"], "width": 1, "height": 1}]}),
-                "voice" => json!({"voice": {"file_id": meta["file_id"], "file_unique_id": meta["file_unique_id"], "file_size": meta["file_size"], "duration": 1, "mime_type": "audio/ogg"}}),
-                "video" => json!({"video": {"file_id": meta["file_id"], "file_unique_id": meta["file_unique_id"], "file_size": meta["file_size"], "width": 1, "height": 1, "duration": 1, "mime_type": file.mime}}),
-                _ => json!({"document": {"file_id": meta["file_id"], "file_unique_id": meta["file_unique_id"], "file_size": meta["file_size"], "file_name": file.name, "mime_type": file.mime}}),
+                "photo" => {
+                    json!({"photo": [{"file_id": meta["file_id"], "file_unique_id": meta["file_unique_id"], "file_size": meta["file_size"], "width": 1, "height": 1}]})
+                }
+                "voice" => {
+                    json!({"voice": {"file_id": meta["file_id"], "file_unique_id": meta["file_unique_id"], "file_size": meta["file_size"], "duration": 1, "mime_type": "audio/ogg"}})
+                }
+                "video" => {
+                    json!({"video": {"file_id": meta["file_id"], "file_unique_id": meta["file_unique_id"], "file_size": meta["file_size"], "width": 1, "height": 1, "duration": 1, "mime_type": file.mime}})
+                }
+                _ => {
+                    json!({"document": {"file_id": meta["file_id"], "file_unique_id": meta["file_unique_id"], "file_size": meta["file_size"], "file_name": file.name, "mime_type": file.mime}})
+                }
             };
             if let Some(c) = caption.filter(|c| !c.is_empty()) {
                 fields["caption"] = c.into();
@@ -788,7 +1029,11 @@ async fn answer(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>,
         "editMessageText" | "editMessageCaption" => {
             let chat = chat_id.unwrap_or_default();
             let id = param_i64(params, "message_id").unwrap_or_default();
-            let field = if method == "editMessageText" { "text" } else { "caption" };
+            let field = if method == "editMessageText" {
+                "text"
+            } else {
+                "caption"
+            };
             let new = match visible(params, field) {
                 Ok(t) => t.unwrap_or_default(),
                 Err(r) => return r,
@@ -802,7 +1047,10 @@ async fn answer(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>,
                 return error(400, "Bad Request: there is no text in the message to edit");
             }
             if field == "caption" && is_text {
-                return error(400, "Bad Request: there is no caption in the message to edit");
+                return error(
+                    400,
+                    "Bad Request: there is no caption in the message to edit",
+                );
             }
             if message.get(field).and_then(Value::as_str) == Some(new.as_str()) {
                 return error(
@@ -835,9 +1083,10 @@ fn new_message(shared: &Shared, chat: i64, params: &Map<String, Value>, fields: 
     if let (Some(m), Value::Object(f)) = (message.as_object_mut(), fields) {
         m.extend(f);
     }
-    if let Some(reply) = param_object(params, "reply_parameters").and_then(|r| r.get("message_id").and_then(Value::as_i64)) {
-        message["reply_to_message"] =
-            json!({"message_id": reply, "chat": chat_json(&s, chat), "date": now_secs() - 60, "text": "(replied-to message)"});
+    if let Some(reply) = param_object(params, "reply_parameters")
+        .and_then(|r| r.get("message_id").and_then(Value::as_i64))
+    {
+        message["reply_to_message"] = json!({"message_id": reply, "chat": chat_json(&s, chat), "date": now_secs() - 60, "text": "(replied-to message)"});
     }
     s.messages.insert((chat, id), message.clone());
     ok(message)
@@ -849,10 +1098,14 @@ async fn get_updates(shared: &Arc<Shared>, params: &Map<String, Value>) -> Respo
     }
     let offset = param_i64(params, "offset");
     let limit = param_i64(params, "limit").unwrap_or(100).clamp(1, 100) as usize;
-    let timeout = Duration::from_secs(param_i64(params, "timeout").unwrap_or(0).clamp(0, 50) as u64);
+    let timeout =
+        Duration::from_secs(param_i64(params, "timeout").unwrap_or(0).clamp(0, 50) as u64);
     if let Some(offset) = offset {
         // Confirm: forget every update below the offset.
-        shared.lock().updates.retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
+        shared
+            .lock()
+            .updates
+            .retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
     }
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -865,11 +1118,20 @@ async fn get_updates(shared: &Arc<Shared>, params: &Map<String, Value>) -> Respo
     }
 }
 
-async fn download(State(shared): State<Arc<Shared>>, Path((bot, path)): Path<(String, String)>) -> Response {
+async fn download(
+    State(shared): State<Arc<Shared>>,
+    Path((bot, path)): Path<(String, String)>,
+) -> Response {
     if bot != format!("bot{TOKEN}") {
         return error(401, "Unauthorized");
     }
-    record(&shared, "download", Map::from_iter([("path".to_owned(), Value::String(path.clone()))]), None, 200);
+    record(
+        &shared,
+        "download",
+        Map::from_iter([("path".to_owned(), Value::String(path.clone()))]),
+        None,
+        200,
+    );
     loop {
         let notified = shared.changed.notified();
         {
@@ -885,7 +1147,12 @@ async fn download(State(shared): State<Arc<Shared>>, Path((bot, path)): Path<(St
     }
     let s = shared.lock();
     match s.files.values().find(|f| f.path == path) {
-        Some(f) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/octet-stream")], f.bytes.clone()).into_response(),
+        Some(f) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            f.bytes.clone(),
+        )
+            .into_response(),
         None => error(404, "Not Found"),
     }
 }

@@ -66,11 +66,18 @@ pub struct Call {
 
 impl Call {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.params.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+        self.params
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     pub fn is_create(&self) -> bool {
@@ -210,7 +217,10 @@ fn encode(params: &[(String, String)]) -> String {
 }
 
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-    items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    items
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn error(status: u16, code: u32, message: &str) -> Response {
@@ -221,24 +231,34 @@ fn error(status: u16, code: u32, message: &str) -> Response {
         "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
         "status": status,
     });
-    (status_code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        status_code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let encoded = value.strip_prefix("Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, pass) = text.split_once(':')?;
     Some((user.to_string(), pass.to_string()))
 }
 
 fn authorized(auth: &Option<(String, String)>) -> bool {
-    auth.as_ref().is_some_and(|(u, p)| u == ACCOUNT_SID && p == AUTH_TOKEN)
+    auth.as_ref()
+        .is_some_and(|(u, p)| u == ACCOUNT_SID && p == AUTH_TOKEN)
 }
 
 fn is_e164(n: &str) -> bool {
-    n.strip_prefix('+').is_some_and(|d| (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0'))
+    n.strip_prefix('+').is_some_and(|d| {
+        (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+    })
 }
 
 fn rfc2822_now() -> String {
@@ -273,20 +293,39 @@ fn message_json(m: &SentMessage, status: &str) -> Value {
 
 impl FakeTwilio {
     pub async fn start() -> anyhow::Result<FakeTwilio> {
-        let shared = Arc::new(Shared { inner: Mutex::new(Inner::default()), released: tokio::sync::Notify::new(), base: Mutex::new(String::new()) });
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner::default()),
+            released: tokio::sync::Notify::new(),
+            base: Mutex::new(String::new()),
+        });
         let app = Router::new()
-            .route("/2010-04-01/Accounts/{account}/Messages.json", get(list_messages).post(create_message))
-            .route("/2010-04-01/Accounts/{account}/Messages/{message}/Media/{media}", get(api_media))
+            .route(
+                "/2010-04-01/Accounts/{account}/Messages.json",
+                get(list_messages).post(create_message),
+            )
+            .route(
+                "/2010-04-01/Accounts/{account}/Messages/{message}/Media/{media}",
+                get(api_media),
+            )
             .route("/media-store/{media}", get(store_media))
             .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the fake Twilio")?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the fake Twilio")?;
         let addr = listener.local_addr()?;
         *shared.base.lock().unwrap_or_else(|e| e.into_inner()) = format!("http://{addr}");
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-        Ok(FakeTwilio { addr, shared, task, http })
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(FakeTwilio {
+            addr,
+            shared,
+            task,
+            http,
+        })
     }
 
     /// The base URL to configure as `channels.sms.api_url`.
@@ -311,9 +350,17 @@ impl FakeTwilio {
                 return Ok(c);
             }
             if Instant::now() > deadline {
-                let seen: Vec<String> =
-                    self.calls().iter().rev().take(12).map(|c| format!("{} {} {:?} -> {}", c.method, c.path, c.params, c.status)).collect();
-                anyhow::bail!("timed out waiting for a matching message creation; last calls:\n  {}", seen.join("\n  "));
+                let seen: Vec<String> = self
+                    .calls()
+                    .iter()
+                    .rev()
+                    .take(12)
+                    .map(|c| format!("{} {} {:?} -> {}", c.method, c.path, c.params, c.status))
+                    .collect();
+                anyhow::bail!(
+                    "timed out waiting for a matching message creation; last calls:\n  {}",
+                    seen.join("\n  ")
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -337,10 +384,17 @@ impl FakeTwilio {
     pub async fn wait_for_media_fetch(&self, sid: &str) -> anyhow::Result<FetchedMedia> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(f) = self.fetched_media().into_iter().find(|f| f.message_sid == sid) {
+            if let Some(f) = self
+                .fetched_media()
+                .into_iter()
+                .find(|f| f.message_sid == sid)
+            {
                 return Ok(f);
             }
-            anyhow::ensure!(Instant::now() < deadline, "timed out waiting for the media of {sid} to be fetched");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "timed out waiting for the media of {sid} to be fetched"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -382,7 +436,12 @@ impl FakeTwilio {
 
     /// POST a form to `url` with the given signature header (none when `None`), as Twilio posts
     /// its webhooks.
-    pub async fn post_form(&self, url: &str, params: &[(String, String)], signature: Option<&str>) -> anyhow::Result<WebhookAnswer> {
+    pub async fn post_form(
+        &self,
+        url: &str,
+        params: &[(String, String)],
+        signature: Option<&str>,
+    ) -> anyhow::Result<WebhookAnswer> {
         let mut request = self
             .http
             .post(url)
@@ -393,22 +452,43 @@ impl FakeTwilio {
         if let Some(sig) = signature {
             request = request.header("X-Twilio-Signature", sig);
         }
-        let response = request.send().await.with_context(|| format!("posting to {url}"))?;
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("posting to {url}"))?;
         let status = response.status().as_u16();
-        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = response.text().await.unwrap_or_default();
-        Ok(WebhookAnswer { status, content_type, body })
+        Ok(WebhookAnswer {
+            status,
+            content_type,
+            body,
+        })
     }
 
     /// POST a form to `url`, signed correctly for `url`.
-    pub async fn post_signed(&self, url: &str, params: &[(String, String)]) -> anyhow::Result<WebhookAnswer> {
+    pub async fn post_signed(
+        &self,
+        url: &str,
+        params: &[(String, String)],
+    ) -> anyhow::Result<WebhookAnswer> {
         let signature = sign(AUTH_TOKEN, url, params);
         self.post_form(url, params, Some(&signature)).await
     }
 
     /// The parameters of an incoming SMS/MMS from `from` to `to`, as Twilio sends them; media
     /// are stored in the fake and referenced by their API URL.
-    pub fn incoming_params(&self, from: &str, to: &str, body: &str, media: Vec<(Vec<u8>, &str)>) -> (String, Vec<(String, String)>) {
+    pub fn incoming_params(
+        &self,
+        from: &str,
+        to: &str,
+        body: &str,
+        media: Vec<(Vec<u8>, &str)>,
+    ) -> (String, Vec<(String, String)>) {
         let message_sid = sid(if media.is_empty() { "SM" } else { "MM" });
         let num_media = media.len().to_string();
         let mut params = pairs(&[
@@ -434,9 +514,18 @@ impl FakeTwilio {
         ]);
         for (i, (bytes, mime)) in media.into_iter().enumerate() {
             let media_sid = sid("ME");
-            self.shared.lock().media.insert(media_sid.clone(), (mime.to_string(), bytes));
+            self.shared
+                .lock()
+                .media
+                .insert(media_sid.clone(), (mime.to_string(), bytes));
             params.push((format!("MediaContentType{i}"), mime.to_string()));
-            params.push((format!("MediaUrl{i}"), format!("{}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{message_sid}/Media/{media_sid}", self.url())));
+            params.push((
+                format!("MediaUrl{i}"),
+                format!(
+                    "{}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{message_sid}/Media/{media_sid}",
+                    self.url()
+                ),
+            ));
         }
         (message_sid, params)
     }
@@ -447,9 +536,16 @@ impl FakeTwilio {
     /// As on Twilio, a message that is only an opt-out keyword (`STOP`, `UNSUBSCRIBE`, …)
     /// unsubscribes the sender (later sends to them are error 21610) and `START` (`YES`,
     /// `UNSTOP`) subscribes them again.
-    pub async fn incoming(&self, bridge: &str, from: &str, body: &str, media: Vec<(Vec<u8>, &str)>) -> anyhow::Result<Incoming> {
+    pub async fn incoming(
+        &self,
+        bridge: &str,
+        from: &str,
+        body: &str,
+        media: Vec<(Vec<u8>, &str)>,
+    ) -> anyhow::Result<Incoming> {
         match body.trim().to_ascii_uppercase().as_str() {
-            "STOP" | "STOPALL" | "UNSUBSCRIBE" | "CANCEL" | "END" | "QUIT" | "REVOKE" | "OPTOUT" => self.unsubscribe(from),
+            "STOP" | "STOPALL" | "UNSUBSCRIBE" | "CANCEL" | "END" | "QUIT" | "REVOKE"
+            | "OPTOUT" => self.unsubscribe(from),
             "START" | "YES" | "UNSTOP" => {
                 self.shared.lock().unsubscribed.remove(from);
             }
@@ -458,13 +554,27 @@ impl FakeTwilio {
         let (message_sid, params) = self.incoming_params(from, COMPANY_NUMBER, body, media);
         let url = format!("{bridge}/sms/incoming");
         let answer = self.post_signed(&url, &params).await?;
-        Ok(Incoming { message_sid, params, answer })
+        Ok(Incoming {
+            message_sid,
+            params,
+            answer,
+        })
     }
 
     /// Twilio reports a status of message `sid` to its `StatusCallback`, signed.
-    pub async fn send_status(&self, sid: &str, status: &str, error_code: Option<u32>) -> anyhow::Result<WebhookAnswer> {
-        let m = self.message(sid).with_context(|| format!("no message {sid} in the fake"))?;
-        let url = m.status_callback.clone().context("the message has no StatusCallback")?;
+    pub async fn send_status(
+        &self,
+        sid: &str,
+        status: &str,
+        error_code: Option<u32>,
+    ) -> anyhow::Result<WebhookAnswer> {
+        let m = self
+            .message(sid)
+            .with_context(|| format!("no message {sid} in the fake"))?;
+        let url = m
+            .status_callback
+            .clone()
+            .context("the message has no StatusCallback")?;
         let mut params = Vec::new();
         if let Some(code) = error_code {
             params.push(("ErrorCode".to_string(), code.to_string()));
@@ -483,8 +593,22 @@ impl FakeTwilio {
     }
 }
 
-fn record(shared: &Shared, method: &str, path: String, params: Vec<(String, String)>, auth: Option<(String, String)>, status: u16) {
-    shared.lock().calls.push(Call { method: method.into(), path, params, auth, status, at: Instant::now() });
+fn record(
+    shared: &Shared,
+    method: &str,
+    path: String,
+    params: Vec<(String, String)>,
+    auth: Option<(String, String)>,
+    status: u16,
+) {
+    shared.lock().calls.push(Call {
+        method: method.into(),
+        path,
+        params,
+        auth,
+        status,
+        at: Instant::now(),
+    });
 }
 
 async fn create_message(
@@ -494,11 +618,25 @@ async fn create_message(
     body: Bytes,
 ) -> Response {
     let path = format!("/2010-04-01/Accounts/{account}/Messages.json");
-    let params: Vec<(String, String)> = url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(&body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     let auth = basic_auth(&headers);
-    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let answer = |status: u16| {
-        record(&shared, "POST", path.clone(), params.clone(), auth.clone(), status);
+        record(
+            &shared,
+            "POST",
+            path.clone(),
+            params.clone(),
+            auth.clone(),
+            status,
+        );
     };
     if !authorized(&auth) {
         answer(401);
@@ -506,7 +644,11 @@ async fn create_message(
     }
     if account != ACCOUNT_SID {
         answer(404);
-        return error(404, 20404, &format!("The requested resource {path} was not found"));
+        return error(
+            404,
+            20404,
+            &format!("The requested resource {path} was not found"),
+        );
     }
     let fault = {
         let mut s = shared.lock();
@@ -538,7 +680,11 @@ async fn create_message(
     };
     if !is_e164(&to) {
         answer(400);
-        return error(400, 21211, &format!("The 'To' number {to} is not a valid phone number."));
+        return error(
+            400,
+            21211,
+            &format!("The 'To' number {to} is not a valid phone number."),
+        );
     }
     let from = match (get("From"), get("MessagingServiceSid")) {
         (Some(f), _) if f == COMPANY_NUMBER => f,
@@ -549,22 +695,38 @@ async fn create_message(
         (None, Some(s)) if s == MESSAGING_SERVICE_SID => COMPANY_NUMBER.to_string(),
         (None, Some(s)) => {
             answer(400);
-            return error(400, 21705, &format!("The Messaging Service Sid {s} is invalid."));
+            return error(
+                400,
+                21705,
+                &format!("The Messaging Service Sid {s} is invalid."),
+            );
         }
         (None, None) => {
             answer(400);
-            return error(400, 21603, "A 'From' or 'MessagingServiceSid' parameter is required to send a message.");
+            return error(
+                400,
+                21603,
+                "A 'From' or 'MessagingServiceSid' parameter is required to send a message.",
+            );
         }
     };
     let body_text = get("Body").unwrap_or_default();
-    let media_urls: Vec<String> = params.iter().filter(|(k, _)| k == "MediaUrl").map(|(_, v)| v.clone()).collect();
+    let media_urls: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| k == "MediaUrl")
+        .map(|(_, v)| v.clone())
+        .collect();
     if body_text.is_empty() && media_urls.is_empty() {
         answer(400);
         return error(400, 21602, "Message body is required.");
     }
     if body_text.chars().count() > 1600 {
         answer(400);
-        return error(400, 21617, "The concatenated message body exceeds the 1600 character limit.");
+        return error(
+            400,
+            21617,
+            "The concatenated message body exceeds the 1600 character limit.",
+        );
     }
     if shared.lock().unsubscribed.contains(&to) {
         answer(400);
@@ -572,7 +734,11 @@ async fn create_message(
     }
     if shared.lock().landlines.contains(&to) {
         answer(400);
-        return error(400, 21614, &format!("'To' number {to} is not a valid mobile number"));
+        return error(
+            400,
+            21614,
+            &format!("'To' number {to} is not a valid mobile number"),
+        );
     }
     let message = SentMessage {
         sid: sid("SM"),
@@ -597,11 +763,27 @@ async fn create_message(
                 let fetched = match http.get(&url).timeout(Duration::from_secs(20)).send().await {
                     Ok(r) => {
                         let status = r.status().as_u16();
-                        let content_type = r.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
+                        let content_type = r
+                            .headers()
+                            .get("content-type")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string);
                         let bytes = r.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
-                        FetchedMedia { message_sid: sid.clone(), url, status, content_type, bytes }
+                        FetchedMedia {
+                            message_sid: sid.clone(),
+                            url,
+                            status,
+                            content_type,
+                            bytes,
+                        }
                     }
-                    Err(_) => FetchedMedia { message_sid: sid.clone(), url, status: 0, content_type: None, bytes: Vec::new() },
+                    Err(_) => FetchedMedia {
+                        message_sid: sid.clone(),
+                        url,
+                        status: 0,
+                        content_type: None,
+                        bytes: Vec::new(),
+                    },
                 };
                 shared.lock().fetched.push(fetched);
             }
@@ -621,7 +803,12 @@ async fn create_message(
         }
         notified.await;
     }
-    (StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], json.to_string()).into_response()
+    (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        json.to_string(),
+    )
+        .into_response()
 }
 
 async fn list_messages(
@@ -632,13 +819,20 @@ async fn list_messages(
 ) -> Response {
     let path = format!("/2010-04-01/Accounts/{account}/Messages.json");
     let params: Vec<(String, String)> =
-        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
     let auth = basic_auth(&headers);
     if !authorized(&auth) {
         record(&shared, "GET", path, params, auth, 401);
         return error(401, 20003, "Authenticate");
     }
-    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let page_size: usize = get("PageSize").and_then(|p| p.parse().ok()).unwrap_or(50);
     let messages: Vec<Value> = shared
         .lock()
@@ -661,11 +855,20 @@ async fn list_messages(
         "start": 0,
         "uri": format!("{path}?PageSize={page_size}&Page=0"),
     });
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// An incoming MMS medium through the API: Basic auth, then a redirect to the media store.
-async fn api_media(State(shared): State<Arc<Shared>>, Path((account, _message, media)): Path<(String, String, String)>, headers: HeaderMap) -> Response {
+async fn api_media(
+    State(shared): State<Arc<Shared>>,
+    Path((account, _message, media)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
     let auth = basic_auth(&headers);
     let status = if !authorized(&auth) || account != ACCOUNT_SID {
         401
@@ -674,13 +877,25 @@ async fn api_media(State(shared): State<Arc<Shared>>, Path((account, _message, m
     } else {
         404
     };
-    shared.lock().media_api_fetches.push(MediaFetch { media_sid: media.clone(), auth, status });
+    shared.lock().media_api_fetches.push(MediaFetch {
+        media_sid: media.clone(),
+        auth,
+        status,
+    });
     match status {
         401 => error(401, 20003, "Authenticate"),
         404 => error(404, 20404, "The requested resource was not found"),
         _ => {
-            let base = shared.base.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, format!("{base}/media-store/{media}"))]).into_response()
+            let base = shared
+                .base
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(header::LOCATION, format!("{base}/media-store/{media}"))],
+            )
+                .into_response()
         }
     }
 }
@@ -688,7 +903,12 @@ async fn api_media(State(shared): State<Arc<Shared>>, Path((account, _message, m
 /// The media store behind the redirect (no auth, like a signed CDN URL).
 async fn store_media(State(shared): State<Arc<Shared>>, Path(media): Path<String>) -> Response {
     match shared.lock().media.get(&media) {
-        Some((mime, bytes)) => (StatusCode::OK, [(header::CONTENT_TYPE, mime.clone())], bytes.clone()).into_response(),
+        Some((mime, bytes)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, mime.clone())],
+            bytes.clone(),
+        )
+            .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }

@@ -65,7 +65,10 @@ pub struct Call {
 
 impl Call {
     pub fn str(&self, key: &str) -> Option<String> {
-        self.body.get(key).and_then(Value::as_str).map(str::to_owned)
+        self.body
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
     }
 }
 
@@ -115,14 +118,21 @@ impl Drop for FakeViber {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Hex HMAC-SHA256 of `body` under the token, as Viber signs callbacks.
 pub fn signature(body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(TOKEN.as_bytes()).expect("any key length");
     mac.update(body);
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn status(status: i64, message: &str) -> Value {
@@ -131,12 +141,19 @@ fn status(status: i64, message: &str) -> Value {
 
 impl FakeViber {
     pub async fn start() -> anyhow::Result<FakeViber> {
-        let shared = Arc::new(Shared { inner: Mutex::new(Inner { next_token: 5_741_311_803_571_721_000, ..Inner::default() }) });
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                next_token: 5_741_311_803_571_721_000,
+                ..Inner::default()
+            }),
+        });
         let app = Router::new()
             .route("/pa/{method}", post(method))
             .route("/files/{name}", get(file))
             .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the fake Viber")?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the fake Viber")?;
         let addr = listener.local_addr()?;
         shared.lock().base = format!("http://{addr}");
         let task = tokio::spawn(async move {
@@ -156,7 +173,11 @@ impl FakeViber {
 
     pub fn user(&self, id: &str, name: &str, avatar: Option<Vec<u8>>) -> ViberUser {
         let avatar = avatar.map(|bytes| self.add_file(&format!("avatar_{}.jpg", id.len()), bytes));
-        ViberUser { id: id.into(), name: name.into(), avatar }
+        ViberUser {
+            id: id.into(),
+            name: name.into(),
+            avatar,
+        }
     }
 
     /// Serve `bytes` at `<base>/files/<name>`; returns the URL.
@@ -168,7 +189,11 @@ impl FakeViber {
 
     /// Whether the fake served a file (`/files/<name>`) — recorded as a `GET files/<name>` call.
     pub fn file_fetched(&self, name: &str) -> bool {
-        self.shared.lock().calls.iter().any(|c| c.method == format!("GET files/{name}"))
+        self.shared
+            .lock()
+            .calls
+            .iter()
+            .any(|c| c.method == format!("GET files/{name}"))
     }
 
     /// The webhook URL Viber accepted with `set_webhook`.
@@ -194,18 +219,37 @@ impl FakeViber {
     }
 
     pub fn calls(&self, method: &str) -> Vec<Call> {
-        self.shared.lock().calls.iter().filter(|c| c.method == method).cloned().collect()
+        self.shared
+            .lock()
+            .calls
+            .iter()
+            .filter(|c| c.method == method)
+            .cloned()
+            .collect()
     }
 
-    pub async fn wait_for_call(&self, method: &str, pred: impl Fn(&Call) -> bool) -> anyhow::Result<Call> {
+    pub async fn wait_for_call(
+        &self,
+        method: &str,
+        pred: impl Fn(&Call) -> bool,
+    ) -> anyhow::Result<Call> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(c) = self.calls(method).into_iter().find(|c| pred(c)) {
                 return Ok(c);
             }
             if Instant::now() > deadline {
-                let seen: Vec<String> = self.all_calls().iter().rev().take(12).map(|c| format!("{} {} -> {}", c.method, c.body, c.status)).collect();
-                anyhow::bail!("timed out waiting for a matching {method} call; last calls:\n  {}", seen.join("\n  "));
+                let seen: Vec<String> = self
+                    .all_calls()
+                    .iter()
+                    .rev()
+                    .take(12)
+                    .map(|c| format!("{} {} -> {}", c.method, c.body, c.status))
+                    .collect();
+                anyhow::bail!(
+                    "timed out waiting for a matching {method} call; last calls:\n  {}",
+                    seen.join("\n  ")
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -223,8 +267,11 @@ impl FakeViber {
         if let Some(a) = &user.avatar {
             sender["avatar"] = a.clone().into();
         }
-        (json!({"event": "message", "timestamp": now_ms(), "chat_hostname": "SN-376_", "message_token": token,
-                "sender": sender, "message": message, "silent": false}), token)
+        (
+            json!({"event": "message", "timestamp": now_ms(), "chat_hostname": "SN-376_", "message_token": token,
+                "sender": sender, "message": message, "silent": false}),
+            token,
+        )
     }
 
     /// A status callback (`delivered`, `seen`) about our message `token`.
@@ -245,7 +292,12 @@ impl FakeViber {
     }
 
     /// Deliver raw bytes with the given signature header (or none).
-    pub async fn post_raw(&self, url: &str, body: Vec<u8>, signature: Option<&str>) -> anyhow::Result<u16> {
+    pub async fn post_raw(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        signature: Option<&str>,
+    ) -> anyhow::Result<u16> {
         post_signed(url, body, signature).await
     }
 
@@ -260,20 +312,49 @@ impl FakeViber {
 }
 
 async fn post_signed(url: &str, body: Vec<u8>, signature: Option<&str>) -> anyhow::Result<u16> {
-    let mut request = reqwest::Client::new().post(url).header("content-type", "application/json").body(body);
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body);
     if let Some(sig) = signature {
         request = request.header("X-Viber-Content-Signature", sig);
     }
-    let response = request.timeout(Duration::from_secs(30)).send().await.context("posting to the webhook")?;
+    let response = request
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .context("posting to the webhook")?;
     Ok(response.status().as_u16())
 }
 
-fn record(shared: &Shared, method: &str, token: Option<String>, body: Value, fetched: Option<Vec<u8>>, status: i64) {
-    shared.lock().calls.push(Call { method: method.into(), token, body, fetched, at: Instant::now(), status });
+fn record(
+    shared: &Shared,
+    method: &str,
+    token: Option<String>,
+    body: Value,
+    fetched: Option<Vec<u8>>,
+    status: i64,
+) {
+    shared.lock().calls.push(Call {
+        method: method.into(),
+        token,
+        body,
+        fetched,
+        at: Instant::now(),
+        status,
+    });
 }
 
-async fn method(State(shared): State<Arc<Shared>>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    let token = headers.get("x-viber-auth-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
+async fn method(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let token = headers
+        .get("x-viber-auth-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         record(&shared, &name, token, Value::Null, None, 3);
         return axum::Json(status(3, "badData")).into_response();
@@ -301,7 +382,9 @@ async fn set_webhook(shared: &Arc<Shared>, token: Option<String>, body: Value) -
     // Viber checks the URL with a signed `webhook` event before accepting it.
     let check = json!({"event": "webhook", "timestamp": now_ms(), "chat_hostname": "SN-CHAT-22_", "message_token": 5_466_394_344_559_121_456u64}).to_string();
     let sig = signature(check.as_bytes());
-    let answered = post_signed(&url, check.into_bytes(), Some(&sig)).await.unwrap_or(0);
+    let answered = post_signed(&url, check.into_bytes(), Some(&sig))
+        .await
+        .unwrap_or(0);
     if answered != 200 {
         record(shared, "set_webhook", token, body, None, 1);
         return axum::Json(status(1, "invalidUrl")).into_response();
@@ -313,10 +396,11 @@ async fn set_webhook(shared: &Arc<Shared>, token: Option<String>, body: Value) -
 }
 
 async fn send_message(shared: &Arc<Shared>, token: Option<String>, mut body: Value) -> Response {
-    let refuse = |shared: &Arc<Shared>, token: Option<String>, body: Value, code: i64, message: &str| {
-        record(shared, "send_message", token, body, None, code);
-        axum::Json(status(code, message)).into_response()
-    };
+    let refuse =
+        |shared: &Arc<Shared>, token: Option<String>, body: Value, code: i64, message: &str| {
+            record(shared, "send_message", token, body, None, code);
+            axum::Json(status(code, message)).into_response()
+        };
     {
         let mut s = shared.lock();
         if let Some((fault, n)) = s.faults.iter_mut().find(|(_, n)| *n > 0) {
@@ -332,10 +416,16 @@ async fn send_message(shared: &Arc<Shared>, token: Option<String>, mut body: Val
             };
         }
     }
-    let Some(receiver) = body.get("receiver").and_then(Value::as_str).map(str::to_owned) else {
+    let Some(receiver) = body
+        .get("receiver")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
         return refuse(shared, token, body, 4, "missingData");
     };
-    let name_ok = body["sender"]["name"].as_str().is_some_and(|n| !n.is_empty() && n.chars().count() <= 28);
+    let name_ok = body["sender"]["name"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty() && n.chars().count() <= 28);
     if !name_ok {
         return refuse(shared, token, body, 3, "badData");
     }
@@ -350,11 +440,19 @@ async fn send_message(shared: &Arc<Shared>, token: Option<String>, mut body: Val
             return refuse(shared, token, body, 5, "receiverNotRegistered");
         }
     }
-    let kind = body.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
+    let kind = body
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
     let mut fetched = None;
     match kind.as_str() {
         "text" => {
-            if body.get("text").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if body
+                .get("text")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 return refuse(shared, token, body, 4, "missingData");
             }
         }
@@ -362,25 +460,42 @@ async fn send_message(shared: &Arc<Shared>, token: Option<String>, mut body: Val
             let Some(media) = body.get("media").and_then(Value::as_str).map(str::to_owned) else {
                 return refuse(shared, token, body, 4, "missingData");
             };
-            if kind == "picture" && (body.get("text").and_then(Value::as_str).is_none_or(|t| t.chars().count() > 120)) {
+            if kind == "picture"
+                && (body
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .is_none_or(|t| t.chars().count() > 120))
+            {
                 return refuse(shared, token, body, 3, "badData");
             }
             if kind != "picture" && body.get("size").and_then(Value::as_u64).is_none() {
                 return refuse(shared, token, body, 4, "missingData");
             }
-            if kind == "file" && body.get("file_name").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if kind == "file"
+                && body
+                    .get("file_name")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+            {
                 return refuse(shared, token, body, 4, "missingData");
             }
             // Viber fetches the media from its URL.
             let got = async {
-                let r = reqwest::Client::new().get(&media).timeout(Duration::from_secs(20)).send().await.ok()?;
+                let r = reqwest::Client::new()
+                    .get(&media)
+                    .timeout(Duration::from_secs(20))
+                    .send()
+                    .await
+                    .ok()?;
                 if !r.status().is_success() {
                     return None;
                 }
                 r.bytes().await.ok().map(|b| b.to_vec())
             }
             .await;
-            let Some(bytes) = got else { return refuse(shared, token, body, 1, "invalidUrl") };
+            let Some(bytes) = got else {
+                return refuse(shared, token, body, 1, "invalidUrl");
+            };
             fetched = Some(bytes);
         }
         _ => return refuse(shared, token, body, 3, "badData"),
@@ -398,7 +513,14 @@ async fn send_message(shared: &Arc<Shared>, token: Option<String>, mut body: Val
 
 async fn file(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
     let bytes = shared.lock().files.get(&name).cloned();
-    record(&shared, &format!("GET files/{name}"), None, Value::Null, None, 0);
+    record(
+        &shared,
+        &format!("GET files/{name}"),
+        None,
+        Value::Null,
+        None,
+        0,
+    );
     match bytes {
         Some(b) => (StatusCode::OK, b).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),

@@ -58,7 +58,11 @@ pub struct VkUser {
 
 impl VkUser {
     pub fn new(id: i64, first: &str, last: &str) -> VkUser {
-        VkUser { id, first_name: first.into(), last_name: last.into() }
+        VkUser {
+            id,
+            first_name: first.into(),
+            last_name: last.into(),
+        }
     }
 }
 
@@ -159,7 +163,10 @@ impl Drop for FakeVk {
 }
 
 fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 fn vk_error(code: i64, message: &str, method: &str) -> Response {
@@ -186,14 +193,21 @@ fn message_for(code: i64) -> &'static str {
 
 impl FakeVk {
     pub async fn start() -> anyhow::Result<FakeVk> {
-        let shared = Arc::new(Shared { inner: Mutex::new(Inner { next_id: 457_240_000, ..Inner::default() }) });
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                next_id: 457_240_000,
+                ..Inner::default()
+            }),
+        });
         let app = Router::new()
             .route("/method/{name}", any(method))
             .route("/upload/{kind}", post(upload))
             .route("/files/{name}", get(file))
             .layer(DefaultBodyLimit::max(60 * 1024 * 1024))
             .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the fake VK")?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the fake VK")?;
         let addr = listener.local_addr()?;
         shared.lock().base = format!("http://{addr}");
         let task = tokio::spawn(async move {
@@ -214,7 +228,10 @@ impl FakeVk {
     /// Register a user (for `users.get`), with a profile photo when `photo` is given.
     pub fn add_user(&self, user: &VkUser, photo: Option<Vec<u8>>) {
         let url = photo.map(|bytes| self.add_file(&format!("photo200_{}.jpg", user.id), bytes));
-        self.shared.lock().users.insert(user.id, (user.clone(), url));
+        self.shared
+            .lock()
+            .users
+            .insert(user.id, (user.clone(), url));
     }
 
     /// Serve `bytes` at `<base>/files/<name>`; returns the URL.
@@ -255,7 +272,11 @@ impl FakeVk {
 
     /// Make the next `count` calls of `method` fail with VK error `code`.
     pub fn fault(&self, method: &str, code: i64, count: u32) {
-        self.shared.lock().faults.push(Fault { method: method.into(), code, remaining: count });
+        self.shared.lock().faults.push(Fault {
+            method: method.into(),
+            code,
+            remaining: count,
+        });
     }
 
     pub fn all_calls(&self) -> Vec<Call> {
@@ -263,20 +284,38 @@ impl FakeVk {
     }
 
     pub fn calls(&self, method: &str) -> Vec<Call> {
-        self.shared.lock().calls.iter().filter(|c| c.method == method).cloned().collect()
+        self.shared
+            .lock()
+            .calls
+            .iter()
+            .filter(|c| c.method == method)
+            .cloned()
+            .collect()
     }
 
     /// Waits until a call of `method` matching `pred` was received.
-    pub async fn wait_for_call(&self, method: &str, pred: impl Fn(&Call) -> bool) -> anyhow::Result<Call> {
+    pub async fn wait_for_call(
+        &self,
+        method: &str,
+        pred: impl Fn(&Call) -> bool,
+    ) -> anyhow::Result<Call> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(c) = self.calls(method).into_iter().find(|c| pred(c)) {
                 return Ok(c);
             }
             if Instant::now() > deadline {
-                let seen: Vec<String> =
-                    self.all_calls().iter().rev().take(12).map(|c| format!("{} {:?} -> {:?}", c.method, c.params, c.error)).collect();
-                anyhow::bail!("timed out waiting for a matching {method} call; last calls:\n  {}", seen.join("\n  "));
+                let seen: Vec<String> = self
+                    .all_calls()
+                    .iter()
+                    .rev()
+                    .take(12)
+                    .map(|c| format!("{} {:?} -> {:?}", c.method, c.params, c.error))
+                    .collect();
+                anyhow::bail!(
+                    "timed out waiting for a matching {method} call; last calls:\n  {}",
+                    seen.join("\n  ")
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -290,7 +329,12 @@ impl FakeVk {
     /// The community's messages in `peer` (edits applied, deletions removed), by cmid.
     pub fn community_messages(&self, peer: i64) -> Vec<(i64, Value)> {
         let s = self.shared.lock();
-        let mut v: Vec<(i64, Value)> = s.messages.iter().filter(|((p, _), _)| *p == peer).map(|((_, c), m)| (*c, m.clone())).collect();
+        let mut v: Vec<(i64, Value)> = s
+            .messages
+            .iter()
+            .filter(|((p, _), _)| *p == peer)
+            .map(|((_, c), m)| (*c, m.clone()))
+            .collect();
         v.sort_by_key(|(c, _)| *c);
         v
     }
@@ -298,9 +342,17 @@ impl FakeVk {
     /// A file the community uploaded, by its attachment string (`photo-1_2`, `doc-1_3`).
     pub fn uploaded(&self, attachment: &str) -> Option<Upload> {
         let s = self.shared.lock();
-        let (kind, rest) = if let Some(r) = attachment.strip_prefix("photo") { ("photo", r) } else { ("doc", attachment.strip_prefix("doc")?) };
+        let (kind, rest) = if let Some(r) = attachment.strip_prefix("photo") {
+            ("photo", r)
+        } else {
+            ("doc", attachment.strip_prefix("doc")?)
+        };
         let id: i64 = rest.split('_').nth(1)?.parse().ok()?;
-        if kind == "photo" { s.photos.get(&id).cloned() } else { s.docs.get(&id).cloned() }
+        if kind == "photo" {
+            s.photos.get(&id).cloned()
+        } else {
+            s.docs.get(&id).cloned()
+        }
     }
 
     fn next_cmid(&self, peer: i64) -> i64 {
@@ -337,18 +389,30 @@ impl FakeVk {
         }
         let client_info = json!({"button_actions": ["text", "vkpay", "open_app", "location", "open_link", "callback"],
             "keyboard": true, "inline_keyboard": true, "carousel": true, "lang_id": 0});
-        (Self::envelope("message_new", json!({"message": message, "client_info": client_info})), cmid)
+        (
+            Self::envelope(
+                "message_new",
+                json!({"message": message, "client_info": client_info}),
+            ),
+            cmid,
+        )
     }
 
     /// A `message_edit` event: the customer changed message `cmid`.
     pub fn message_edit(&self, user: &VkUser, cmid: i64, text: &str) -> Value {
-        Self::envelope("message_edit", json!({"date": now_secs() - 5, "update_time": now_secs(), "from_id": user.id, "id": 0,
-            "out": 0, "attachments": [], "conversation_message_id": cmid, "peer_id": user.id, "text": text, "fwd_messages": []}))
+        Self::envelope(
+            "message_edit",
+            json!({"date": now_secs() - 5, "update_time": now_secs(), "from_id": user.id, "id": 0,
+            "out": 0, "attachments": [], "conversation_message_id": cmid, "peer_id": user.id, "text": text, "fwd_messages": []}),
+        )
     }
 
     /// A `message_read` event: the customer read the community's messages up to `cmid`.
     pub fn message_read(&self, user: &VkUser, cmid: i64) -> Value {
-        Self::envelope("message_read", json!({"from_id": user.id, "peer_id": user.id, "read_message_id": 0, "conversation_message_id": cmid}))
+        Self::envelope(
+            "message_read",
+            json!({"from_id": user.id, "peer_id": user.id, "read_message_id": 0, "conversation_message_id": cmid}),
+        )
     }
 
     /// Any other event (`message_deny`, `message_event`, …).
@@ -365,7 +429,14 @@ impl FakeVk {
     }
 
     /// A document attachment.
-    pub fn doc_attachment(&self, owner: i64, title: &str, ext: &str, url: &str, size: usize) -> Value {
+    pub fn doc_attachment(
+        &self,
+        owner: i64,
+        title: &str,
+        ext: &str,
+        url: &str,
+        size: usize,
+    ) -> Value {
         json!({"type": "doc", "doc": {"id": 670_000_001, "owner_id": owner, "title": title, "size": size, "ext": ext,
             "date": now_secs(), "type": 1, "url": url, "access_key": "FAKEACCESSKEY"}})
     }
@@ -404,27 +475,54 @@ async fn parameters(request: Request) -> Result<(Map<String, Value>, Option<Uplo
         }
     }
     let headers = request.headers().clone();
-    if let Some(token) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) {
-        params.entry("access_token").or_insert(Value::String(token.to_owned()));
+    if let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        params
+            .entry("access_token")
+            .or_insert(Value::String(token.to_owned()));
     }
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let mut upload = None;
     if content_type.starts_with("multipart/form-data") {
-        let mut form = axum::extract::Multipart::from_request(request, &()).await.map_err(|e| e.to_string())?;
+        let mut form = axum::extract::Multipart::from_request(request, &())
+            .await
+            .map_err(|e| e.to_string())?;
         while let Some(field) = form.next_field().await.map_err(|e| e.to_string())? {
             let name = field.name().unwrap_or_default().to_owned();
             let file_name = field.file_name().map(str::to_owned);
-            let mime = field.content_type().unwrap_or("application/octet-stream").to_owned();
+            let mime = field
+                .content_type()
+                .unwrap_or("application/octet-stream")
+                .to_owned();
             let bytes = field.bytes().await.map_err(|e| e.to_string())?;
             match file_name {
-                Some(file_name) => upload = Some(Upload { field: name, name: file_name, mime, bytes: bytes.to_vec() }),
+                Some(file_name) => {
+                    upload = Some(Upload {
+                        field: name,
+                        name: file_name,
+                        mime,
+                        bytes: bytes.to_vec(),
+                    })
+                }
                 None => {
-                    params.insert(name, Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+                    params.insert(
+                        name,
+                        Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+                    );
                 }
             }
         }
     } else {
-        let body = Bytes::from_request(request, &()).await.map_err(|e| e.to_string())?;
+        let body = Bytes::from_request(request, &())
+            .await
+            .map_err(|e| e.to_string())?;
         for (k, v) in url::form_urlencoded::parse(&body) {
             params.insert(k.into_owned(), Value::String(v.into_owned()));
         }
@@ -432,24 +530,50 @@ async fn parameters(request: Request) -> Result<(Map<String, Value>, Option<Uplo
     Ok((params, upload))
 }
 
-fn record(shared: &Shared, method: &str, params: Map<String, Value>, upload: Option<Upload>, error: Option<i64>) {
-    shared.lock().calls.push(Call { method: method.to_owned(), params, upload, at: Instant::now(), error });
+fn record(
+    shared: &Shared,
+    method: &str,
+    params: Map<String, Value>,
+    upload: Option<Upload>,
+    error: Option<i64>,
+) {
+    shared.lock().calls.push(Call {
+        method: method.to_owned(),
+        params,
+        upload,
+        at: Instant::now(),
+        error,
+    });
 }
 
 /// The VK error code in an answer, if any (to record).
 fn error_of(body: &Value) -> Option<i64> {
-    body.get("error").and_then(|e| e.get("error_code")).and_then(Value::as_i64).or_else(|| {
-        // A per-peer error inside messages.send's array.
-        body.get("response")?.as_array()?.iter().find_map(|i| i.get("error")?.get("code")?.as_i64())
-    })
+    body.get("error")
+        .and_then(|e| e.get("error_code"))
+        .and_then(Value::as_i64)
+        .or_else(|| {
+            // A per-peer error inside messages.send's array.
+            body.get("response")?
+                .as_array()?
+                .iter()
+                .find_map(|i| i.get("error")?.get("code")?.as_i64())
+        })
 }
 
-async fn method(State(shared): State<Arc<Shared>>, Path(name): Path<String>, request: Request) -> Response {
+async fn method(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response {
     let (params, upload) = match parameters(request).await {
         Ok(p) => p,
         Err(e) => {
             record(&shared, &name, Map::new(), None, Some(100));
-            return vk_error(100, &format!("One of the parameters specified was missing or invalid: {e}"), &name);
+            return vk_error(
+                100,
+                &format!("One of the parameters specified was missing or invalid: {e}"),
+                &name,
+            );
         }
     };
     let body = answer(&shared, &name, &params);
@@ -489,18 +613,27 @@ fn answer(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>) -> Va
     }
     {
         let mut s = shared.lock();
-        if let Some(f) = s.faults.iter_mut().find(|f| f.remaining > 0 && f.method == method) {
+        if let Some(f) = s
+            .faults
+            .iter_mut()
+            .find(|f| f.remaining > 0 && f.method == method)
+        {
             f.remaining -= 1;
             let code = f.code;
             return err(code, message_for(code), method);
         }
     }
     let ok = |v: Value| json!({"response": v});
-    let missing = |what: &str| err(100, &format!("One of the parameters specified was missing or invalid: {what} is a required parameter"), method);
+    let missing = |what: &str| {
+        err(100, &format!("One of the parameters specified was missing or invalid: {what} is a required parameter"), method)
+    };
     match method {
         "messages.send" => send(shared, params, method),
         "messages.edit" => {
-            let (Some(peer), Some(cmid)) = (p_i64(params, "peer_id"), p_i64(params, "conversation_message_id")) else {
+            let (Some(peer), Some(cmid)) = (
+                p_i64(params, "peer_id"),
+                p_i64(params, "conversation_message_id"),
+            ) else {
                 return missing("peer_id, conversation_message_id");
             };
             let mut s = shared.lock();
@@ -510,15 +643,26 @@ fn answer(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>) -> Va
                     m["update_time"] = now_secs().into();
                     ok(json!(1))
                 }
-                None => err(100, "One of the parameters specified was missing or invalid: message not found", method),
+                None => err(
+                    100,
+                    "One of the parameters specified was missing or invalid: message not found",
+                    method,
+                ),
             }
         }
         "messages.delete" => {
-            let Some(peer) = p_i64(params, "peer_id") else { return missing("peer_id") };
-            let Some(cmids) = p_str(params, "cmids") else { return missing("cmids") };
+            let Some(peer) = p_i64(params, "peer_id") else {
+                return missing("peer_id");
+            };
+            let Some(cmids) = p_str(params, "cmids") else {
+                return missing("cmids");
+            };
             let mut s = shared.lock();
             let mut out = Vec::new();
-            for c in cmids.split(',').filter_map(|c| c.trim().parse::<i64>().ok()) {
+            for c in cmids
+                .split(',')
+                .filter_map(|c| c.trim().parse::<i64>().ok())
+            {
                 let removed = s.messages.remove(&(peer, c)).is_some();
                 if removed {
                     out.push(json!({"peer_id": peer, "conversation_message_id": c, "response": 1}));
@@ -554,46 +698,82 @@ fn answer(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>) -> Va
         }
         "photos.getMessagesUploadServer" => {
             let s = shared.lock();
-            ok(json!({"upload_url": format!("{}/upload/photo?act=do_add&mid=0&aid=-14&gid={GROUP_ID}&hash=FAKE&rhash=FAKE", s.base),
-                      "album_id": -14, "group_id": GROUP_ID}))
+            ok(
+                json!({"upload_url": format!("{}/upload/photo?act=do_add&mid=0&aid=-14&gid={GROUP_ID}&hash=FAKE&rhash=FAKE", s.base),
+                      "album_id": -14, "group_id": GROUP_ID}),
+            )
         }
         "docs.getMessagesUploadServer" => {
-            let Some(_peer) = p_i64(params, "peer_id") else { return missing("peer_id") };
+            let Some(_peer) = p_i64(params, "peer_id") else {
+                return missing("peer_id");
+            };
             let s = shared.lock();
-            ok(json!({"upload_url": format!("{}/upload/doc?act=add_doc&mid=0&gid={GROUP_ID}&hash=FAKE&rhash=FAKE", s.base)}))
+            ok(
+                json!({"upload_url": format!("{}/upload/doc?act=add_doc&mid=0&gid={GROUP_ID}&hash=FAKE&rhash=FAKE", s.base)}),
+            )
         }
         "photos.saveMessagesPhoto" => {
-            let (Some(photo), Some(server), Some(hash)) = (p_str(params, "photo"), p_i64(params, "server"), p_str(params, "hash")) else {
+            let (Some(photo), Some(server), Some(hash)) = (
+                p_str(params, "photo"),
+                p_i64(params, "server"),
+                p_str(params, "hash"),
+            ) else {
                 return missing("photo, server, hash");
             };
             let mut s = shared.lock();
-            let key = serde_json::from_str::<Value>(photo).ok().and_then(|v| v[0]["photo"].as_str().map(str::to_owned)).unwrap_or_default();
+            let key = serde_json::from_str::<Value>(photo)
+                .ok()
+                .and_then(|v| v[0]["photo"].as_str().map(str::to_owned))
+                .unwrap_or_default();
             if server != 852_536 || hash != format!("h{key}") {
-                return err(100, "One of the parameters specified was missing or invalid: photo hash is invalid", method);
+                return err(
+                    100,
+                    "One of the parameters specified was missing or invalid: photo hash is invalid",
+                    method,
+                );
             }
             let Some(upload) = s.pending_uploads.remove(&key) else {
-                return err(100, "One of the parameters specified was missing or invalid: photo is undefined", method);
+                return err(
+                    100,
+                    "One of the parameters specified was missing or invalid: photo is undefined",
+                    method,
+                );
             };
             s.next_id += 1;
             let id = s.next_id;
             s.photos.insert(id, upload);
-            ok(json!([{"album_id": -3, "date": now_secs(), "id": id, "owner_id": -GROUP_ID, "access_key": format!("ak{id}"),
-                       "sizes": [], "text": "", "has_tags": false}]))
+            ok(
+                json!([{"album_id": -3, "date": now_secs(), "id": id, "owner_id": -GROUP_ID, "access_key": format!("ak{id}"),
+                       "sizes": [], "text": "", "has_tags": false}]),
+            )
         }
         "docs.save" => {
-            let Some(file) = p_str(params, "file") else { return missing("file") };
+            let Some(file) = p_str(params, "file") else {
+                return missing("file");
+            };
             let mut s = shared.lock();
             let Some(upload) = s.pending_uploads.remove(file) else {
-                return err(100, "One of the parameters specified was missing or invalid: file is undefined", method);
+                return err(
+                    100,
+                    "One of the parameters specified was missing or invalid: file is undefined",
+                    method,
+                );
             };
             s.next_id += 1;
             let id = s.next_id;
-            let title = p_str(params, "title").map(str::to_owned).unwrap_or_else(|| upload.name.clone());
+            let title = p_str(params, "title")
+                .map(str::to_owned)
+                .unwrap_or_else(|| upload.name.clone());
             let size = upload.bytes.len();
-            let ext = title.rsplit_once('.').map(|(_, e)| e.to_owned()).unwrap_or_default();
+            let ext = title
+                .rsplit_once('.')
+                .map(|(_, e)| e.to_owned())
+                .unwrap_or_default();
             s.docs.insert(id, upload);
             let url = format!("{}/files/doc{id}", s.base);
-            ok(json!({"type": "doc", "doc": {"id": id, "owner_id": -GROUP_ID, "title": title, "size": size, "ext": ext, "date": now_secs(), "type": 8, "url": url}}))
+            ok(
+                json!({"type": "doc", "doc": {"id": id, "owner_id": -GROUP_ID, "title": title, "size": size, "ext": ext, "date": now_secs(), "type": 8, "url": url}}),
+            )
         }
         _ => err(3, "Unknown method passed", method),
     }
@@ -603,15 +783,28 @@ fn answer(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>) -> Va
 fn send(shared: &Arc<Shared>, params: &Map<String, Value>, method: &str) -> Value {
     let many = params.contains_key("peer_ids");
     let Some(peer) = p_i64(params, if many { "peer_ids" } else { "peer_id" }) else {
-        return err(100, "One of the parameters specified was missing or invalid: peer_id is undefined", method);
+        return err(
+            100,
+            "One of the parameters specified was missing or invalid: peer_id is undefined",
+            method,
+        );
     };
     let Some(random_id) = p_i64(params, "random_id") else {
         return err(100, "One of the parameters specified was missing or invalid: random_id is a required parameter", method);
     };
     let text = p_str(params, "message").unwrap_or("").to_owned();
-    let attachments: Vec<String> = p_str(params, "attachment").unwrap_or("").split(',').filter(|a| !a.is_empty()).map(str::to_owned).collect();
+    let attachments: Vec<String> = p_str(params, "attachment")
+        .unwrap_or("")
+        .split(',')
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect();
     if text.is_empty() && attachments.is_empty() {
-        return err(100, "One of the parameters specified was missing or invalid: message is empty or invalid", method);
+        return err(
+            100,
+            "One of the parameters specified was missing or invalid: message is empty or invalid",
+            method,
+        );
     }
     let mut s = shared.lock();
     let answer = |s: &Inner, cmid: i64| {
@@ -635,9 +828,15 @@ fn send(shared: &Arc<Shared>, params: &Map<String, Value>, method: &str) -> Valu
     }
     for a in &attachments {
         let known = if let Some(rest) = a.strip_prefix("photo") {
-            rest.split('_').nth(1).and_then(|i| i.parse::<i64>().ok()).is_some_and(|id| s.photos.contains_key(&id))
+            rest.split('_')
+                .nth(1)
+                .and_then(|i| i.parse::<i64>().ok())
+                .is_some_and(|id| s.photos.contains_key(&id))
         } else if let Some(rest) = a.strip_prefix("doc") {
-            rest.split('_').nth(1).and_then(|i| i.parse::<i64>().ok()).is_some_and(|id| s.docs.contains_key(&id))
+            rest.split('_')
+                .nth(1)
+                .and_then(|i| i.parse::<i64>().ok())
+                .is_some_and(|id| s.docs.contains_key(&id))
         } else {
             false
         };
@@ -648,7 +847,11 @@ fn send(shared: &Arc<Shared>, params: &Map<String, Value>, method: &str) -> Valu
     let mut reply_to = None;
     if let Some(forward) = p_str(params, "forward") {
         let Ok(f) = serde_json::from_str::<Value>(forward) else {
-            return err(100, "One of the parameters specified was missing or invalid: forward is invalid", method);
+            return err(
+                100,
+                "One of the parameters specified was missing or invalid: forward is invalid",
+                method,
+            );
         };
         let target = f["conversation_message_ids"][0].as_i64();
         let same_peer = f["peer_id"].as_i64() == Some(peer);
@@ -685,23 +888,49 @@ fn send(shared: &Arc<Shared>, params: &Map<String, Value>, method: &str) -> Valu
 }
 
 /// An upload server: keeps the file and answers what `*.save*` needs.
-async fn upload(State(shared): State<Arc<Shared>>, Path(kind): Path<String>, request: Request) -> Response {
+async fn upload(
+    State(shared): State<Arc<Shared>>,
+    Path(kind): Path<String>,
+    request: Request,
+) -> Response {
     let (_, upload) = match parameters(request).await {
         Ok(p) => p,
-        Err(e) => return (StatusCode::OK, axum::Json(json!({"error": format!("ERR_UPLOAD_BAD_REQUEST: {e}")}))).into_response(),
+        Err(e) => {
+            return (
+                StatusCode::OK,
+                axum::Json(json!({"error": format!("ERR_UPLOAD_BAD_REQUEST: {e}")})),
+            )
+                .into_response()
+        }
     };
     let expected = if kind == "photo" { "photo" } else { "file" };
     let Some(upload) = upload.filter(|u| u.field == expected) else {
-        return (StatusCode::OK, axum::Json(json!({"error": format!("ERR_UPLOAD_FILE_NOT_UPLOADED: no {expected} field")}))).into_response();
+        return (
+            StatusCode::OK,
+            axum::Json(
+                json!({"error": format!("ERR_UPLOAD_FILE_NOT_UPLOADED: no {expected} field")}),
+            ),
+        )
+            .into_response();
     };
     if upload.bytes.is_empty() {
-        return (StatusCode::OK, axum::Json(json!({"error": "ERR_UPLOAD_FILE_EMPTY"}))).into_response();
+        return (
+            StatusCode::OK,
+            axum::Json(json!({"error": "ERR_UPLOAD_FILE_EMPTY"})),
+        )
+            .into_response();
     }
     let mut s = shared.lock();
     s.next_id += 1;
     let key = format!("upl{}", s.next_id);
     s.pending_uploads.insert(key.clone(), upload.clone());
-    s.calls.push(Call { method: format!("upload/{kind}"), params: Map::new(), upload: Some(upload), at: Instant::now(), error: None });
+    s.calls.push(Call {
+        method: format!("upload/{kind}"),
+        params: Map::new(),
+        upload: Some(upload),
+        at: Instant::now(),
+        error: None,
+    });
     let body = if kind == "photo" {
         let photo = json!([{"photo": key, "sizes": [], "kid": "FAKE"}]).to_string();
         json!({"server": 852_536, "photo": photo, "hash": format!("h{key}")})

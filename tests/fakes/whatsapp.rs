@@ -72,7 +72,10 @@ pub struct Customer {
 
 impl Customer {
     pub fn new(wa_id: &str, name: &str) -> Customer {
-        Customer { wa_id: wa_id.into(), name: name.into() }
+        Customer {
+            wa_id: wa_id.into(),
+            name: name.into(),
+        }
     }
 }
 
@@ -221,11 +224,20 @@ impl Drop for FakeWhatsApp {
 }
 
 pub fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Graph's error envelope.
-fn graph_error(status: u16, code: i64, subcode: Option<i64>, message: &str, details: &str) -> Response {
+fn graph_error(
+    status: u16,
+    code: i64,
+    subcode: Option<i64>,
+    message: &str,
+    details: &str,
+) -> Response {
     let mut error = json!({
         "message": message,
         "type": "OAuthException",
@@ -246,7 +258,8 @@ fn invalid_parameter(details: &str) -> Response {
 
 /// Sign a body as Meta does.
 pub fn sign(body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(APP_SECRET.as_bytes()).expect("HMAC takes any key");
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(APP_SECRET.as_bytes()).expect("HMAC takes any key");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
@@ -271,17 +284,29 @@ pub fn meta_json(value: &Value) -> String {
 
 impl FakeWhatsApp {
     pub async fn start() -> anyhow::Result<FakeWhatsApp> {
-        let mut inner = Inner { next_id: 1, ..Inner::default() };
-        inner.templates.insert("hello_world".into(), ("en_US".into(), 0));
-        inner.templates.insert("order_update".into(), ("en_US".into(), 2));
-        let shared = Arc::new(Shared { inner: Mutex::new(inner), base: Mutex::new(String::new()) });
+        let mut inner = Inner {
+            next_id: 1,
+            ..Inner::default()
+        };
+        inner
+            .templates
+            .insert("hello_world".into(), ("en_US".into(), 0));
+        inner
+            .templates
+            .insert("order_update".into(), ("en_US".into(), 2));
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(inner),
+            base: Mutex::new(String::new()),
+        });
         let app = Router::new()
             .route("/download/{media_id}", get(download))
             .route("/{version}/{id}", get(media_info))
             .route("/{version}/{id}/{edge}", post(edge))
             .layer(DefaultBodyLimit::max(MAX_UPLOAD + 1024 * 1024))
             .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the fake WhatsApp")?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the fake WhatsApp")?;
         let addr = listener.local_addr()?;
         *shared.base.lock().unwrap_or_else(|e| e.into_inner()) = format!("http://{addr}");
         let task = tokio::spawn(async move {
@@ -303,19 +328,32 @@ impl FakeWhatsApp {
 
     /// A new wamid (shaped like Meta's).
     pub fn new_wamid(&self) -> String {
-        format!("wamid.HBgLMTU1NTAwMDEyMzQVAgASGBQzQUZBS0Uw{:08}AA==", self.next_id())
+        format!(
+            "wamid.HBgLMTU1NTAwMDEyMzQVAgASGBQzQUZBS0Uw{:08}AA==",
+            self.next_id()
+        )
     }
 
     /// Keep a customer's file on WhatsApp's side; returns its media id.
     pub fn add_media(&self, bytes: Vec<u8>, mime: &str) -> String {
         let id = format!("{}", 900_000_000_000u64 + self.next_id());
-        self.shared.lock().media.insert(id.clone(), StoredMedia { bytes, mime: mime.into() });
+        self.shared.lock().media.insert(
+            id.clone(),
+            StoredMedia {
+                bytes,
+                mime: mime.into(),
+            },
+        );
         id
     }
 
     /// The bytes of a file the bridge uploaded.
     pub fn media_bytes(&self, media_id: &str) -> Option<Vec<u8>> {
-        self.shared.lock().media.get(media_id).map(|m| m.bytes.clone())
+        self.shared
+            .lock()
+            .media
+            .get(media_id)
+            .map(|m| m.bytes.clone())
     }
 
     /// A delivery with one customer message: `fields` are the message's type-specific fields
@@ -344,12 +382,19 @@ impl FakeWhatsApp {
 
     /// A status delivery for our message `wamid`: `sent`, `delivered`, `read` or `failed`
     /// (with `errors`).
-    pub fn status(&self, customer: &Customer, wamid: &str, status: &str, errors: Option<Value>) -> Value {
+    pub fn status(
+        &self,
+        customer: &Customer,
+        wamid: &str,
+        status: &str,
+        errors: Option<Value>,
+    ) -> Value {
         let mut s = json!({
             "id": wamid, "status": status, "timestamp": now_secs().to_string(), "recipient_id": customer.wa_id,
         });
         if status != "failed" {
-            s["conversation"] = json!({"id": "7270432eae37498234f4444b35ffc5", "origin": {"type": "service"}});
+            s["conversation"] =
+                json!({"id": "7270432eae37498234f4444b35ffc5", "origin": {"type": "service"}});
             s["pricing"] = json!({"billable": true, "pricing_model": "CBP", "category": "service"});
         }
         if let Some(e) = errors {
@@ -366,16 +411,29 @@ impl FakeWhatsApp {
     pub async fn deliver(&self, url: &str, payload: &Value) -> anyhow::Result<u16> {
         let body = meta_json(payload);
         let signature = sign(body.as_bytes());
-        self.deliver_raw(url, body.into_bytes(), Some(&signature)).await
+        self.deliver_raw(url, body.into_bytes(), Some(&signature))
+            .await
     }
 
     /// POST any body with any signature header (or none).
-    pub async fn deliver_raw(&self, url: &str, body: Vec<u8>, signature: Option<&str>) -> anyhow::Result<u16> {
-        let mut request = reqwest::Client::new().post(url).header("content-type", "application/json").body(body);
+    pub async fn deliver_raw(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        signature: Option<&str>,
+    ) -> anyhow::Result<u16> {
+        let mut request = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body);
         if let Some(s) = signature {
             request = request.header("X-Hub-Signature-256", s);
         }
-        let response = request.timeout(Duration::from_secs(60)).send().await.context("posting to the webhook")?;
+        let response = request
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .context("posting to the webhook")?;
         Ok(response.status().as_u16())
     }
 
@@ -386,20 +444,38 @@ impl FakeWhatsApp {
 
     /// The requests of one kind so far.
     pub fn calls(&self, kind: &str) -> Vec<Call> {
-        self.shared.lock().calls.iter().filter(|c| c.kind == kind).cloned().collect()
+        self.shared
+            .lock()
+            .calls
+            .iter()
+            .filter(|c| c.kind == kind)
+            .cloned()
+            .collect()
     }
 
     /// Waits until a call of `kind` matching `pred` was received.
-    pub async fn wait_for_call(&self, kind: &str, pred: impl Fn(&Call) -> bool) -> anyhow::Result<Call> {
+    pub async fn wait_for_call(
+        &self,
+        kind: &str,
+        pred: impl Fn(&Call) -> bool,
+    ) -> anyhow::Result<Call> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(c) = self.calls(kind).into_iter().find(|c| pred(c)) {
                 return Ok(c);
             }
             if Instant::now() > deadline {
-                let seen: Vec<String> =
-                    self.all_calls().iter().rev().take(12).map(|c| format!("{} {} {} -> {}", c.kind, c.path, c.body, c.status)).collect();
-                anyhow::bail!("timed out waiting for a matching {kind} call; last calls:\n  {}", seen.join("\n  "));
+                let seen: Vec<String> = self
+                    .all_calls()
+                    .iter()
+                    .rev()
+                    .take(12)
+                    .map(|c| format!("{} {} {} -> {}", c.kind, c.path, c.body, c.status))
+                    .collect();
+                anyhow::bail!(
+                    "timed out waiting for a matching {kind} call; last calls:\n  {}",
+                    seen.join("\n  ")
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -433,21 +509,55 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn record(shared: &Shared, kind: &str, path: String, body: Value, upload: Option<Upload>, bearer: Option<String>, status: u16) {
-    shared.lock().calls.push(Call { kind: kind.into(), path, body, upload, bearer, at: Instant::now(), status });
+fn record(
+    shared: &Shared,
+    kind: &str,
+    path: String,
+    body: Value,
+    upload: Option<Upload>,
+    bearer: Option<String>,
+    status: u16,
+) {
+    shared.lock().calls.push(Call {
+        kind: kind.into(),
+        path,
+        body,
+        upload,
+        bearer,
+        at: Instant::now(),
+        status,
+    });
 }
 
 fn check_auth(headers: &HeaderMap) -> Result<(), Response> {
     match bearer(headers) {
         Some(t) if t == TOKEN => Ok(()),
-        Some(_) => Err(graph_error(401, 190, None, "Invalid OAuth access token - Cannot parse access token", "")),
-        None => Err(graph_error(401, 190, None, "An access token is required to request this resource.", "")),
+        Some(_) => Err(graph_error(
+            401,
+            190,
+            None,
+            "Invalid OAuth access token - Cannot parse access token",
+            "",
+        )),
+        None => Err(graph_error(
+            401,
+            190,
+            None,
+            "An access token is required to request this resource.",
+            "",
+        )),
     }
 }
 
 fn check_version(version: &str) -> Result<(), Response> {
-    let ok = version.strip_prefix('v').is_some_and(|v| v.split('.').count() == 2 && v.split('.').all(|p| p.parse::<u32>().is_ok()));
-    if ok { Ok(()) } else { Err(graph_error(400, 2500, None, "Unknown path components", "")) }
+    let ok = version.strip_prefix('v').is_some_and(|v| {
+        v.split('.').count() == 2 && v.split('.').all(|p| p.parse::<u32>().is_ok())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(graph_error(400, 2500, None, "Unknown path components", ""))
+    }
 }
 
 fn unknown_object(id: &str) -> Response {
@@ -460,7 +570,11 @@ fn unknown_object(id: &str) -> Response {
     )
 }
 
-async fn edge(State(shared): State<Arc<Shared>>, Path((version, id, edge)): Path<(String, String, String)>, request: Request) -> Response {
+async fn edge(
+    State(shared): State<Arc<Shared>>,
+    Path((version, id, edge)): Path<(String, String, String)>,
+    request: Request,
+) -> Response {
     let path = request.uri().path().to_owned();
     let headers = request.headers().clone();
     let token = bearer(&headers);
@@ -469,13 +583,27 @@ async fn edge(State(shared): State<Arc<Shared>>, Path((version, id, edge)): Path
         Ok((body, upload, response)) => (body, upload, response),
         Err((body, response)) => (body, None, response),
     };
-    record(&shared, kind, path, body, upload, token, response.status().as_u16());
+    record(
+        &shared,
+        kind,
+        path,
+        body,
+        upload,
+        token,
+        response.status().as_u16(),
+    );
     response
 }
 
 type EdgeResult = Result<(Value, Option<Upload>, Response), (Value, Response)>;
 
-async fn edge_answer(shared: &Arc<Shared>, version: &str, id: &str, edge: &str, request: Request) -> EdgeResult {
+async fn edge_answer(
+    shared: &Arc<Shared>,
+    version: &str,
+    id: &str,
+    edge: &str,
+    request: Request,
+) -> EdgeResult {
     let headers = request.headers().clone();
     check_version(version).map_err(|r| (Value::Null, r))?;
     check_auth(&headers).map_err(|r| (Value::Null, r))?;
@@ -485,11 +613,21 @@ async fn edge_answer(shared: &Arc<Shared>, version: &str, id: &str, edge: &str, 
     if edge == "media" {
         return upload(shared, request).await;
     }
-    let is_json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
-    let raw = Bytes::from_request(request, &()).await.map_err(|_| (Value::Null, invalid_parameter("body too large")))?;
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let raw = Bytes::from_request(request, &())
+        .await
+        .map_err(|_| (Value::Null, invalid_parameter("body too large")))?;
     let body: Value = match serde_json::from_slice(&raw) {
         Ok(v @ Value::Object(_)) if is_json => v,
-        _ => return Err((Value::Null, invalid_parameter("The request body must be a JSON object"))),
+        _ => {
+            return Err((
+                Value::Null,
+                invalid_parameter("The request body must be a JSON object"),
+            ))
+        }
     };
     let response = send_message(shared, &body);
     Ok((body, None, response))
@@ -498,7 +636,12 @@ async fn edge_answer(shared: &Arc<Shared>, version: &str, id: &str, edge: &str, 
 async fn upload(shared: &Arc<Shared>, request: Request) -> EdgeResult {
     let mut form = axum::extract::Multipart::from_request(request, &())
         .await
-        .map_err(|e| (Value::Null, invalid_parameter(&format!("multipart form expected: {e}"))))?;
+        .map_err(|e| {
+            (
+                Value::Null,
+                invalid_parameter(&format!("multipart form expected: {e}")),
+            )
+        })?;
     let mut fields = Map::new();
     let mut file = None;
     loop {
@@ -506,32 +649,75 @@ async fn upload(shared: &Arc<Shared>, request: Request) -> EdgeResult {
             Ok(Some(field)) => {
                 let name = field.name().unwrap_or_default().to_owned();
                 let file_name = field.file_name().map(str::to_owned);
-                let mime = field.content_type().unwrap_or("application/octet-stream").to_owned();
-                let bytes = field.bytes().await.map_err(|_| (Value::Null, graph_error(413, 131052, None, "(#131052) Media upload error", "file too large")))?;
+                let mime = field
+                    .content_type()
+                    .unwrap_or("application/octet-stream")
+                    .to_owned();
+                let bytes = field.bytes().await.map_err(|_| {
+                    (
+                        Value::Null,
+                        graph_error(
+                            413,
+                            131052,
+                            None,
+                            "(#131052) Media upload error",
+                            "file too large",
+                        ),
+                    )
+                })?;
                 match file_name {
-                    Some(file_name) if name == "file" => file = Some(Upload { name: file_name, mime, bytes: bytes.to_vec() }),
+                    Some(file_name) if name == "file" => {
+                        file = Some(Upload {
+                            name: file_name,
+                            mime,
+                            bytes: bytes.to_vec(),
+                        })
+                    }
                     _ => {
-                        fields.insert(name, Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+                        fields.insert(
+                            name,
+                            Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+                        );
                     }
                 }
             }
             Ok(None) => break,
-            Err(e) => return Err((Value::Object(fields), invalid_parameter(&format!("bad multipart body: {e}")))),
+            Err(e) => {
+                return Err((
+                    Value::Object(fields),
+                    invalid_parameter(&format!("bad multipart body: {e}")),
+                ))
+            }
         }
     }
     let body = Value::Object(fields.clone());
     if fields.get("messaging_product").and_then(Value::as_str) != Some("whatsapp") {
-        return Err((body, invalid_parameter("The parameter messaging_product is required.")));
+        return Err((
+            body,
+            invalid_parameter("The parameter messaging_product is required."),
+        ));
     }
-    let Some(file) = file else { return Err((body, invalid_parameter("The parameter file is required."))) };
-    let Some(mime) = fields.get("type").and_then(Value::as_str).filter(|t| t.contains('/')) else {
+    let Some(file) = file else {
+        return Err((body, invalid_parameter("The parameter file is required.")));
+    };
+    let Some(mime) = fields
+        .get("type")
+        .and_then(Value::as_str)
+        .filter(|t| t.contains('/'))
+    else {
         return Err((body, invalid_parameter("The parameter type is required.")));
     };
     let media_id = {
         let mut s = shared.lock();
         s.next_id += 1;
         let id = format!("{}", 1_037_543_291_000_000u64 + s.next_id);
-        s.media.insert(id.clone(), StoredMedia { bytes: file.bytes.clone(), mime: mime.to_owned() });
+        s.media.insert(
+            id.clone(),
+            StoredMedia {
+                bytes: file.bytes.clone(),
+                mime: mime.to_owned(),
+            },
+        );
         id
     };
     let response = (StatusCode::OK, axum::Json(json!({"id": media_id}))).into_response();
@@ -565,11 +751,18 @@ fn send_message(shared: &Arc<Shared>, body: &Value) -> Response {
         }
         return response;
     }
-    let Some(to) = body.get("to").and_then(Value::as_str).filter(|t| !t.is_empty()) else {
+    let Some(to) = body
+        .get("to")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+    else {
         return invalid_parameter("The parameter to is required.");
     };
     let wa_id = to.trim_start_matches('+').to_owned();
-    if body.get("recipient_type").is_some_and(|r| r != "individual") {
+    if body
+        .get("recipient_type")
+        .is_some_and(|r| r != "individual")
+    {
         return invalid_parameter("recipient_type must be individual");
     }
     let kind = body.get("type").and_then(Value::as_str).unwrap_or("text");
@@ -577,12 +770,17 @@ fn send_message(shared: &Arc<Shared>, body: &Value) -> Response {
     let problem = match (kind, object) {
         ("text", Some(t)) => match t.get("body").and_then(Value::as_str) {
             Some(b) if b.trim().is_empty() => Some("Param text['body'] is required".to_owned()),
-            Some(b) if b.chars().count() > 4096 => Some("Param text['body'] must be at most 4096 characters long.".to_owned()),
+            Some(b) if b.chars().count() > 4096 => {
+                Some("Param text['body'] must be at most 4096 characters long.".to_owned())
+            }
             Some(_) => None,
             None => Some("Param text['body'] is required".to_owned()),
         },
         ("image" | "audio" | "video" | "document" | "sticker", Some(m)) => {
-            let known = m.get("id").and_then(Value::as_str).is_some_and(|id| shared.lock().media.contains_key(id));
+            let known = m
+                .get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| shared.lock().media.contains_key(id));
             let link = m.get("link").and_then(Value::as_str).is_some();
             if !known && !link {
                 Some(format!("Param {kind}['id'] is not a valid media id"))
@@ -592,13 +790,19 @@ fn send_message(shared: &Arc<Shared>, body: &Value) -> Response {
                 None
             }
         }
-        ("reaction", Some(r)) => match (r.get("message_id").and_then(Value::as_str), r.get("emoji").and_then(Value::as_str)) {
+        ("reaction", Some(r)) => match (
+            r.get("message_id").and_then(Value::as_str),
+            r.get("emoji").and_then(Value::as_str),
+        ) {
             (Some(_), Some(_)) => None,
             _ => Some("Param reaction['message_id'] and reaction['emoji'] are required".into()),
         },
         ("template", Some(t)) => {
             let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
-            let lang = t.pointer("/language/code").and_then(Value::as_str).unwrap_or_default();
+            let lang = t
+                .pointer("/language/code")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let params = t
                 .get("components")
                 .and_then(Value::as_array)
@@ -649,11 +853,14 @@ fn send_message(shared: &Arc<Shared>, body: &Value) -> Response {
     if kind == "template" {
         message["message_status"] = "accepted".into();
     }
-    (StatusCode::OK, axum::Json(json!({
-        "messaging_product": "whatsapp",
-        "contacts": [{"input": to, "wa_id": wa_id}],
-        "messages": [message],
-    })))
+    (
+        StatusCode::OK,
+        axum::Json(json!({
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": to, "wa_id": wa_id}],
+            "messages": [message],
+        })),
+    )
         .into_response()
 }
 
@@ -669,8 +876,14 @@ async fn media_info(
         check_version(&version)?;
         check_auth(&headers)?;
         let s = shared.lock();
-        let Some(m) = s.media.get(&id) else { return Err(unknown_object(&id)) };
-        let base = shared.base.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(m) = s.media.get(&id) else {
+            return Err(unknown_object(&id));
+        };
+        let base = shared
+            .base
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         Ok((
             StatusCode::OK,
             axum::Json(json!({
@@ -685,11 +898,23 @@ async fn media_info(
             .into_response())
     })()
     .unwrap_or_else(|r| r);
-    record(&shared, "media_info", path, json!({"query": query}), None, bearer(&headers), response.status().as_u16());
+    record(
+        &shared,
+        "media_info",
+        path,
+        json!({"query": query}),
+        None,
+        bearer(&headers),
+        response.status().as_u16(),
+    );
     response
 }
 
-async fn download(State(shared): State<Arc<Shared>>, Path(media_id): Path<String>, headers: HeaderMap) -> Response {
+async fn download(
+    State(shared): State<Arc<Shared>>,
+    Path(media_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let failing = {
         let mut s = shared.lock();
         let failing = s.failing_downloads > 0;
@@ -698,12 +923,27 @@ async fn download(State(shared): State<Arc<Shared>>, Path(media_id): Path<String
     };
     let response = match check_auth(&headers) {
         Err(r) => r,
-        Ok(()) if failing => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response(),
+        Ok(()) if failing => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
+        }
         Ok(()) => match shared.lock().media.get(&media_id) {
-            Some(m) => (StatusCode::OK, [(header::CONTENT_TYPE, m.mime.clone())], m.bytes.clone()).into_response(),
+            Some(m) => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, m.mime.clone())],
+                m.bytes.clone(),
+            )
+                .into_response(),
             None => (StatusCode::NOT_FOUND, "Not Found").into_response(),
         },
     };
-    record(&shared, "download", format!("/download/{media_id}"), Value::Null, None, bearer(&headers), response.status().as_u16());
+    record(
+        &shared,
+        "download",
+        format!("/download/{media_id}"),
+        Value::Null,
+        None,
+        bearer(&headers),
+        response.status().as_u16(),
+    );
     response
 }

@@ -73,7 +73,8 @@ impl Default for BridgeOptions {
             retry_max: "2s".into(),
             max_upload_bytes: 10 * 1024 * 1024,
             extra_operators: Vec::new(),
-            log_filter: "switchboard=debug,switchboard_webchat=debug,switchboard_channel=debug,info".into(),
+            log_filter:
+                "switchboard=debug,switchboard_webchat=debug,switchboard_channel=debug,info".into(),
             edit_config: None,
         }
     }
@@ -166,7 +167,8 @@ impl Bridge {
         for (user, level) in &options.extra_operators {
             operators.insert(user.clone(), level.clone().into());
         }
-        let log_filter = std::env::var("SWITCHBOARD_TEST_LOG").unwrap_or_else(|_| options.log_filter.clone());
+        let log_filter =
+            std::env::var("SWITCHBOARD_TEST_LOG").unwrap_or_else(|_| options.log_filter.clone());
         let mut config = yaml(serde_json::json!({
             "homeserver": {"url": "http://127.0.0.1:9", "domain": "localhost"},
             "appservice": {
@@ -206,7 +208,13 @@ impl Bridge {
             .timeout(Duration::from_secs(10))
             .build()
             .context("building HTTP client")?;
-        let bridge = Bridge { dir, port, database_url, child: None, http };
+        let bridge = Bridge {
+            dir,
+            port,
+            database_url,
+            child: None,
+            http,
+        };
         bridge.write_config(&config)?;
 
         let out = tokio::process::Command::new(binary())
@@ -264,7 +272,8 @@ impl Bridge {
 
     /// The registration as YAML (tokens: `as_token`, `hs_token`).
     pub fn registration(&self) -> anyhow::Result<Value> {
-        let text = std::fs::read_to_string(self.registration_path()).context("reading registration.yaml")?;
+        let text = std::fs::read_to_string(self.registration_path())
+            .context("reading registration.yaml")?;
         serde_yaml::from_str(&text).context("parsing registration.yaml")
     }
 
@@ -319,7 +328,12 @@ impl Bridge {
         let filter = self
             .config()
             .ok()
-            .and_then(|c| c.get("logging")?.get("filter")?.as_str().map(str::to_string))
+            .and_then(|c| {
+                c.get("logging")?
+                    .get("filter")?
+                    .as_str()
+                    .map(str::to_string)
+            })
             .unwrap_or_else(|| "info".into());
         let mut cmd = std::process::Command::new(binary());
         cmd.arg("run")
@@ -338,7 +352,9 @@ impl Bridge {
             }
         }
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().with_context(|| format!("spawning {}", binary().display()))?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawning {}", binary().display()))?;
         self.child = Some(child);
         Ok(())
     }
@@ -346,8 +362,17 @@ impl Bridge {
     /// Waits until `/_switchboard/health` answers 200; fails early if the process exits.
     pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let url = format!("{}/_switchboard/health", self.base_url());
-        let Some(child) = self.child.as_mut() else { bail!("the bridge is not running") };
-        if let Err(e) = super::wait_http_ok("the bridge's /_switchboard/health", &self.http, &url, READY_TIMEOUT, child).await
+        let Some(child) = self.child.as_mut() else {
+            bail!("the bridge is not running")
+        };
+        if let Err(e) = super::wait_http_ok(
+            "the bridge's /_switchboard/health",
+            &self.http,
+            &url,
+            READY_TIMEOUT,
+            child,
+        )
+        .await
         {
             bail!("{e:#}\n--- bridge.log ---\n{}", self.log_tail());
         }
@@ -404,7 +429,10 @@ impl Drop for Bridge {
         self.kill();
         // libtest shows a test's captured output only when the test fails, so this costs nothing
         // on success and saves a rerun on failure (also for tests that fail by returning Err).
-        eprintln!("--- bridge.log (last lines) ---\n{}\n--- end of bridge.log ---", self.log_tail());
+        eprintln!(
+            "--- bridge.log (last lines) ---\n{}\n--- end of bridge.log ---",
+            self.log_tail()
+        );
         if super::keep_dirs() {
             eprintln!("kept bridge dir {}", self.dir.path().display());
         }

@@ -47,7 +47,9 @@ pub struct Browser {
 
 /// Installs what the driver needs, once per test process.
 pub async fn ensure_deps() -> anyhow::Result<()> {
-    super::run_script_cached(&DEPS, "ensure-browser.sh").await.map(|_| ())
+    super::run_script_cached(&DEPS, "ensure-browser.sh")
+        .await
+        .map(|_| ())
 }
 
 impl Browser {
@@ -68,7 +70,9 @@ impl Browser {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
-        let mut child = cmd.spawn().context("spawning node tests/rig/browser-driver.mjs")?;
+        let mut child = cmd
+            .spawn()
+            .context("spawning node tests/rig/browser-driver.mjs")?;
         let stdin = child.stdin.take().context("driver stdin")?;
         let stdout = BufReader::new(child.stdout.take().context("driver stdout")?).lines();
         let stderr_pipe = child.stderr.take().context("driver stderr")?;
@@ -101,11 +105,20 @@ impl Browser {
             version: String::new(),
             timeout: COMMAND_TIMEOUT,
         };
-        let ready = browser.read_line(LAUNCH_TIMEOUT, "the driver to launch Chromium").await?;
+        let ready = browser
+            .read_line(LAUNCH_TIMEOUT, "the driver to launch Chromium")
+            .await?;
         if ready.get("ready").and_then(Value::as_bool) != Some(true) {
-            bail!("the browser driver failed to start: {ready}\n{}", browser.stderr_tail());
+            bail!(
+                "the browser driver failed to start: {ready}\n{}",
+                browser.stderr_tail()
+            );
         }
-        browser.version = ready.get("version").and_then(Value::as_str).unwrap_or_default().to_string();
+        browser.version = ready
+            .get("version")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         Ok(browser)
     }
 
@@ -125,48 +138,81 @@ impl Browser {
 
     async fn read_line(&mut self, timeout: Duration, what: &str) -> anyhow::Result<Value> {
         let line = match tokio::time::timeout(timeout, self.stdout.next_line()).await {
-            Err(_) => bail!("no answer from the browser driver within {timeout:?} ({what})\n{}", self.stderr_tail()),
-            Ok(Err(e)) => bail!("reading from the browser driver ({what}): {e}\n{}", self.stderr_tail()),
+            Err(_) => bail!(
+                "no answer from the browser driver within {timeout:?} ({what})\n{}",
+                self.stderr_tail()
+            ),
+            Ok(Err(e)) => bail!(
+                "reading from the browser driver ({what}): {e}\n{}",
+                self.stderr_tail()
+            ),
             Ok(Ok(None)) => {
                 // Give the stderr reader a moment to collect the driver's last words.
                 let status = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
-                bail!("the browser driver exited ({status:?}) while waiting for {what}\n{}", self.stderr_tail())
+                bail!(
+                    "the browser driver exited ({status:?}) while waiting for {what}\n{}",
+                    self.stderr_tail()
+                )
             }
             Ok(Ok(Some(line))) => line,
         };
-        serde_json::from_str(&line).with_context(|| format!("browser driver said something that is not JSON: {line}"))
+        serde_json::from_str(&line)
+            .with_context(|| format!("browser driver said something that is not JSON: {line}"))
     }
 
     /// Sends a raw command object and returns its `value`; an `{"ok":false}` answer is an error.
     pub async fn command(&mut self, mut cmd: Value) -> anyhow::Result<Value> {
         self.next_id += 1;
         let id = self.next_id;
-        let timeout_ms = cmd.get("timeout_ms").and_then(Value::as_u64).unwrap_or(self.timeout.as_millis() as u64);
+        let timeout_ms = cmd
+            .get("timeout_ms")
+            .and_then(Value::as_u64)
+            .unwrap_or(self.timeout.as_millis() as u64);
         if let Some(obj) = cmd.as_object_mut() {
             obj.insert("id".into(), id.into());
             obj.entry("timeout_ms").or_insert(timeout_ms.into());
         }
-        let what = cmd.get("cmd").and_then(Value::as_str).unwrap_or("?").to_string();
+        let what = cmd
+            .get("cmd")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string();
         let mut line = serde_json::to_string(&cmd).context("serialising a browser command")?;
         line.push('\n');
-        let stdin = self.stdin.as_mut().ok_or_else(|| anyhow!("the browser driver is closed"))?;
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| anyhow!("the browser driver is closed"))?;
         let written = match stdin.write_all(line.as_bytes()).await {
             Ok(()) => stdin.flush().await,
             Err(e) => Err(e),
         };
         if let Err(e) = written {
-            bail!("writing {what} to the browser driver: {e}\n{}", self.stderr_tail());
+            bail!(
+                "writing {what} to the browser driver: {e}\n{}",
+                self.stderr_tail()
+            );
         }
         let answer = self
-            .read_line(Duration::from_millis(timeout_ms) + Duration::from_secs(15), &format!("the answer to {cmd}"))
+            .read_line(
+                Duration::from_millis(timeout_ms) + Duration::from_secs(15),
+                &format!("the answer to {cmd}"),
+            )
             .await?;
-        if answer.get("id").and_then(Value::as_u64).is_some_and(|got| got != id) {
+        if answer
+            .get("id")
+            .and_then(Value::as_u64)
+            .is_some_and(|got| got != id)
+        {
             bail!("browser driver answered out of order: sent #{id}, got {answer}");
         }
         if answer.get("ok").and_then(Value::as_bool) == Some(true) {
             Ok(answer.get("value").cloned().unwrap_or(Value::Null))
         } else {
-            let err = answer.get("error").and_then(Value::as_str).unwrap_or("(no error text)");
+            let err = answer
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("(no error text)");
             bail!("browser command {cmd} failed: {err}")
         }
     }
@@ -178,33 +224,48 @@ impl Browser {
     }
 
     pub async fn click(&mut self, selector: &str) -> anyhow::Result<()> {
-        self.command(json!({"cmd": "click", "selector": selector})).await.map(|_| ())
-    }
-
-    /// Replaces an input's value (as a paste would).
-    pub async fn fill(&mut self, selector: &str, text: &str) -> anyhow::Result<()> {
-        self.command(json!({"cmd": "fill", "selector": selector, "text": text})).await.map(|_| ())
-    }
-
-    /// Types key by key (fires keydown/keypress/input/keyup per character).
-    pub async fn type_text(&mut self, selector: &str, text: &str) -> anyhow::Result<()> {
-        self.command(json!({"cmd": "type", "selector": selector, "text": text})).await.map(|_| ())
-    }
-
-    /// Presses a key (`Enter`, `Shift+Enter`, `Escape`, …) in the element.
-    pub async fn press(&mut self, selector: &str, key: &str) -> anyhow::Result<()> {
-        self.command(json!({"cmd": "press", "selector": selector, "key": key})).await.map(|_| ())
-    }
-
-    /// Sets the files of an `<input type=file>`.
-    pub async fn set_files(&mut self, selector: &str, path: &Path) -> anyhow::Result<()> {
-        self.command(json!({"cmd": "set_files", "selector": selector, "path": path.to_string_lossy()}))
+        self.command(json!({"cmd": "click", "selector": selector}))
             .await
             .map(|_| ())
     }
 
+    /// Replaces an input's value (as a paste would).
+    pub async fn fill(&mut self, selector: &str, text: &str) -> anyhow::Result<()> {
+        self.command(json!({"cmd": "fill", "selector": selector, "text": text}))
+            .await
+            .map(|_| ())
+    }
+
+    /// Types key by key (fires keydown/keypress/input/keyup per character).
+    pub async fn type_text(&mut self, selector: &str, text: &str) -> anyhow::Result<()> {
+        self.command(json!({"cmd": "type", "selector": selector, "text": text}))
+            .await
+            .map(|_| ())
+    }
+
+    /// Presses a key (`Enter`, `Shift+Enter`, `Escape`, …) in the element.
+    pub async fn press(&mut self, selector: &str, key: &str) -> anyhow::Result<()> {
+        self.command(json!({"cmd": "press", "selector": selector, "key": key}))
+            .await
+            .map(|_| ())
+    }
+
+    /// Sets the files of an `<input type=file>`.
+    pub async fn set_files(&mut self, selector: &str, path: &Path) -> anyhow::Result<()> {
+        self.command(
+            json!({"cmd": "set_files", "selector": selector, "path": path.to_string_lossy()}),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Waits until an element matching `selector` (and containing `text`, if given) is visible.
-    pub async fn wait_for(&mut self, selector: &str, text: Option<&str>, timeout: Duration) -> anyhow::Result<()> {
+    pub async fn wait_for(
+        &mut self,
+        selector: &str,
+        text: Option<&str>,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
         self.command(json!({
             "cmd": "wait_for", "selector": selector, "text": text, "timeout_ms": timeout.as_millis() as u64,
         }))
@@ -220,40 +281,58 @@ impl Browser {
 
     /// Waits until no element matching `selector` is visible.
     pub async fn wait_hidden(&mut self, selector: &str) -> anyhow::Result<()> {
-        self.command(json!({"cmd": "wait_for", "selector": selector, "state": "hidden"})).await.map(|_| ())
+        self.command(json!({"cmd": "wait_for", "selector": selector, "state": "hidden"}))
+            .await
+            .map(|_| ())
     }
 
     /// Waits until the JavaScript expression is truthy in the page.
     pub async fn wait_until(&mut self, js: &str) -> anyhow::Result<()> {
-        self.command(json!({"cmd": "wait_fn", "js": js})).await.map(|_| ())
+        self.command(json!({"cmd": "wait_fn", "js": js}))
+            .await
+            .map(|_| ())
     }
 
     /// `innerText` of the first match.
     pub async fn text(&mut self, selector: &str) -> anyhow::Result<String> {
-        let v = self.command(json!({"cmd": "text", "selector": selector})).await?;
+        let v = self
+            .command(json!({"cmd": "text", "selector": selector}))
+            .await?;
         Ok(v.as_str().unwrap_or_default().to_string())
     }
 
     /// `innerText` of every match.
     pub async fn texts(&mut self, selector: &str) -> anyhow::Result<Vec<String>> {
-        let v = self.command(json!({"cmd": "texts", "selector": selector})).await?;
+        let v = self
+            .command(json!({"cmd": "texts", "selector": selector}))
+            .await?;
         Ok(v.as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
     pub async fn attr(&mut self, selector: &str, name: &str) -> anyhow::Result<Option<String>> {
-        let v = self.command(json!({"cmd": "attr", "selector": selector, "name": name})).await?;
+        let v = self
+            .command(json!({"cmd": "attr", "selector": selector, "name": name}))
+            .await?;
         Ok(v.as_str().map(str::to_string))
     }
 
     pub async fn count(&mut self, selector: &str) -> anyhow::Result<u64> {
-        let v = self.command(json!({"cmd": "count", "selector": selector})).await?;
+        let v = self
+            .command(json!({"cmd": "count", "selector": selector}))
+            .await?;
         v.as_u64().with_context(|| format!("count answered {v}"))
     }
 
     pub async fn is_visible(&mut self, selector: &str) -> anyhow::Result<bool> {
-        let v = self.command(json!({"cmd": "visible", "selector": selector})).await?;
+        let v = self
+            .command(json!({"cmd": "visible", "selector": selector}))
+            .await?;
         Ok(v.as_bool().unwrap_or(false))
     }
 
@@ -264,11 +343,15 @@ impl Browser {
 
     /// Full-page PNG screenshot.
     pub async fn screenshot(&mut self, path: &Path) -> anyhow::Result<()> {
-        self.command(json!({"cmd": "screenshot", "path": path.to_string_lossy()})).await.map(|_| ())
+        self.command(json!({"cmd": "screenshot", "path": path.to_string_lossy()}))
+            .await
+            .map(|_| ())
     }
 
     pub async fn viewport(&mut self, width: u32, height: u32) -> anyhow::Result<()> {
-        self.command(json!({"cmd": "viewport", "width": width, "height": height})).await.map(|_| ())
+        self.command(json!({"cmd": "viewport", "width": width, "height": height}))
+            .await
+            .map(|_| ())
     }
 
     pub async fn reload(&mut self) -> anyhow::Result<()> {
@@ -284,7 +367,11 @@ impl Browser {
     pub async fn console(&mut self) -> anyhow::Result<Vec<String>> {
         let v = self.command(json!({"cmd": "console"})).await?;
         Ok(v.as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 

@@ -42,12 +42,20 @@ impl TestEnv {
             .register_user("alice", ALICE_PASSWORD, true)
             .await
             .context("registering alice")?;
-        synapse.register_user("bob", BOB_PASSWORD, false).await.context("registering bob")?;
+        synapse
+            .register_user("bob", BOB_PASSWORD, false)
+            .await
+            .context("registering bob")?;
         bridge.set_homeserver(&synapse.base_url(), synapse.server_name())?;
         bridge.start().await?;
         let alice = Operator::login(&synapse.base_url(), "alice", ALICE_PASSWORD).await?;
         let bob = Operator::login(&synapse.base_url(), "bob", BOB_PASSWORD).await?;
-        Ok(TestEnv { alice, bob, bridge, synapse })
+        Ok(TestEnv {
+            alice,
+            bob,
+            bridge,
+            synapse,
+        })
     }
 
     /// `TestEnv::start(BridgeOptions::default())`
@@ -72,13 +80,19 @@ impl TestEnv {
 
     /// Registers and logs in another Matrix user.
     pub async fn new_operator(&self, localpart: &str, password: &str) -> anyhow::Result<Operator> {
-        self.synapse.register_user(localpart, password, false).await?;
+        self.synapse
+            .register_user(localpart, password, false)
+            .await?;
         Operator::login(&self.synapse.base_url(), localpart, password).await
     }
 
     /// Logs of both servers, for failure messages.
     pub fn logs(&self) -> String {
-        format!("--- bridge.log ---\n{}\n{}", self.bridge.log_tail(), self.synapse.log_tail())
+        format!(
+            "--- bridge.log ---\n{}\n{}",
+            self.bridge.log_tail(),
+            self.synapse.log_tail()
+        )
     }
 }
 
@@ -96,7 +110,10 @@ pub struct Visitor {
 
 async fn json_or_error(resp: reqwest::Response, what: &str) -> anyhow::Result<Value> {
     let status = resp.status();
-    let text = resp.text().await.with_context(|| format!("{what}: reading body"))?;
+    let text = resp
+        .text()
+        .await
+        .with_context(|| format!("{what}: reading body"))?;
     if !status.is_success() {
         bail!("{what}: HTTP {status}: {text}");
     }
@@ -122,7 +139,11 @@ impl Visitor {
     }
 
     /// Starts a session (`POST /api/v1/session {name, email}`); either may be omitted.
-    pub async fn with_identity(base: &str, name: Option<&str>, email: Option<&str>) -> anyhow::Result<Visitor> {
+    pub async fn with_identity(
+        base: &str,
+        name: Option<&str>,
+        email: Option<&str>,
+    ) -> anyhow::Result<Visitor> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -184,7 +205,9 @@ impl Visitor {
 
     /// An authenticated request to `/api/v1/<path>`, for calls the helpers do not cover.
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, self.url(path)).bearer_auth(&self.token)
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(&self.token)
     }
 
     /// POST a message body; returns the whole response.
@@ -206,14 +229,18 @@ impl Visitor {
 
     /// Sends with a chosen `client_id` (the widget's idempotency key); returns the message id.
     pub async fn send_with_client_id(&self, client_id: &str, text: &str) -> anyhow::Result<String> {
-        let v = self.post_message(json!({"client_id": client_id, "text": text})).await?;
+        let v = self
+            .post_message(json!({"client_id": client_id, "text": text}))
+            .await?;
         id_of(&v, "POST /api/v1/messages")
     }
 
     /// A reply to message `to_id`; returns the new message's id.
     pub async fn reply(&self, text: &str, to_id: &str) -> anyhow::Result<String> {
         let client_id = format!("c-{}", super::random_hex(8));
-        let v = self.post_message(json!({"client_id": client_id, "text": text, "reply_to": to_id})).await?;
+        let v = self
+            .post_message(json!({"client_id": client_id, "text": text, "reply_to": to_id}))
+            .await?;
         id_of(&v, "POST /api/v1/messages (reply)")
     }
 
@@ -225,7 +252,9 @@ impl Visitor {
             .send()
             .await
             .context("PATCH /api/v1/messages/{id}")?;
-        json_or_error(resp, "PATCH /api/v1/messages/{id}").await.map(|_| ())
+        json_or_error(resp, "PATCH /api/v1/messages/{id}")
+            .await
+            .map(|_| ())
     }
 
     /// Deletes one of the visitor's messages.
@@ -235,7 +264,9 @@ impl Visitor {
             .send()
             .await
             .context("DELETE /api/v1/messages/{id}")?;
-        json_or_error(resp, "DELETE /api/v1/messages/{id}").await.map(|_| ())
+        json_or_error(resp, "DELETE /api/v1/messages/{id}")
+            .await
+            .map(|_| ())
     }
 
     /// Uploads a file (multipart field `file`); returns the whole response (it names the
@@ -246,7 +277,12 @@ impl Visitor {
     }
 
     /// Like [`Visitor::upload`] but hands back the raw response (for tests of rejected uploads).
-    pub async fn upload_response(&self, name: &str, mime: &str, bytes: Vec<u8>) -> anyhow::Result<reqwest::Response> {
+    pub async fn upload_response(
+        &self,
+        name: &str,
+        mime: &str,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<reqwest::Response> {
         let part = reqwest::multipart::Part::bytes(bytes)
             .file_name(name.to_string())
             .mime_str(mime)
@@ -289,7 +325,11 @@ impl Visitor {
             .await
             .context("GET /api/v1/messages")?;
         let v = json_or_error(resp, "GET /api/v1/messages").await?;
-        let events = v.get("events").and_then(Value::as_array).cloned().unwrap_or_default();
+        let events = v
+            .get("events")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let last_seq = v.get("last_seq").and_then(Value::as_u64).unwrap_or(after);
         Ok((events, last_seq))
     }
@@ -311,11 +351,16 @@ impl Visitor {
     /// Polls `GET /messages` until an event matches `pred` (over everything seen so far), with
     /// the visitor's deadline.
     pub async fn wait_for_event(&self, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
-        self.wait_for_event_described("a matching web chat event", pred).await
+        self.wait_for_event_described("a matching web chat event", pred)
+            .await
     }
 
     /// Like [`Visitor::wait_for_event`], naming what is awaited in the timeout error.
-    pub async fn wait_for_event_described(&self, what: &str, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    pub async fn wait_for_event_described(
+        &self,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
         let pred = &pred;
         let result = super::poll_until(what, self.timeout, move || async move {
             let events = self.refresh().await?;
@@ -336,15 +381,21 @@ impl Visitor {
     /// Waits for an agent message whose text contains `text`.
     /// Wait until `n` agent messages containing `text` are in the conversation.
     pub async fn wait_for_agent_text_count(&self, text: &str, n: usize) -> anyhow::Result<()> {
-        super::poll_until(&format!("{n} agent messages containing {text:?}"), std::time::Duration::from_secs(30), || async {
-            let count = self
-                .refresh()
-                .await?
-                .iter()
-                .filter(|e| e["from"] == "agent" && e["text"].as_str().is_some_and(|t| t.contains(text)))
-                .count();
-            Ok((count >= n).then_some(()))
-        })
+        super::poll_until(
+            &format!("{n} agent messages containing {text:?}"),
+            std::time::Duration::from_secs(30),
+            || async {
+                let count = self
+                    .refresh()
+                    .await?
+                    .iter()
+                    .filter(|e| {
+                        e["from"] == "agent" && e["text"].as_str().is_some_and(|t| t.contains(text))
+                    })
+                    .count();
+                Ok((count >= n).then_some(()))
+            },
+        )
         .await
     }
 
@@ -352,7 +403,9 @@ impl Visitor {
         self.wait_for_event_described(&format!("an agent message containing {text:?}"), |e| {
             e.get("type").and_then(Value::as_str) == Some("message")
                 && e.get("from").and_then(Value::as_str) == Some("agent")
-                && e.get("text").and_then(Value::as_str).is_some_and(|t| t.contains(text))
+                && e.get("text")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t.contains(text))
         })
         .await
     }

@@ -58,7 +58,10 @@ async fn ensure_installed() -> anyhow::Result<()> {
             .await
             .context("running apt-get for dovecot and postfix")?;
         if !out.status.success() {
-            bail!("installing dovecot/postfix failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "installing dovecot/postfix failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
     *done = true;
@@ -86,7 +89,10 @@ fn is_root() -> bool {
 impl MailServer {
     pub async fn start() -> anyhow::Result<MailServer> {
         ensure_installed().await?;
-        let dir = tempfile::Builder::new().prefix("sb-mail-").tempdir().context("mail temp dir")?;
+        let dir = tempfile::Builder::new()
+            .prefix("sb-mail-")
+            .tempdir()
+            .context("mail temp dir")?;
         let mut dir = dir;
         if super::keep_dirs() {
             dir.disable_cleanup(true);
@@ -121,13 +127,20 @@ impl MailServer {
             std::fs::create_dir_all(d.join(sub))?;
         }
         set_mode(&d.join("mail"), 0o777)?;
-        let passwd: String = USERS.iter().map(|u| format!("{}:{{PLAIN}}{PASSWORD}::::::\n", Self::address(u))).collect();
+        let passwd: String = USERS
+            .iter()
+            .map(|u| format!("{}:{{PLAIN}}{PASSWORD}::::::\n", Self::address(u)))
+            .collect();
         std::fs::write(d.join("passwd"), passwd)?;
         let (mail_user, mail_group, internal) = if is_root() {
             ("nobody".to_string(), "nogroup".to_string(), String::new())
         } else {
             let user = std::env::var("USER").unwrap_or_else(|_| "nobody".into());
-            (user.clone(), user.clone(), format!("default_internal_user = {user}\ndefault_login_user = {user}\n"))
+            (
+                user.clone(),
+                user.clone(),
+                format!("default_internal_user = {user}\ndefault_login_user = {user}\n"),
+            )
         };
         let conf = format!(
             r#"base_dir = {d}/dovecot-run
@@ -187,22 +200,38 @@ protocol lmtp {{
 
     async fn start_dovecot(&mut self) -> anyhow::Result<()> {
         let d = self.dir.path();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(d.join("dovecot.out"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("dovecot.out"))?;
         let mut cmd = Command::new("/usr/sbin/dovecot");
-        cmd.arg("-F").arg("-c").arg(d.join("dovecot.conf")).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        cmd.arg("-F")
+            .arg("-c")
+            .arg(d.join("dovecot.conf"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd.spawn().context("spawning dovecot")?;
         let port = self.imap_port;
-        let res = super::poll_until("Dovecot's IMAP greeting", Duration::from_secs(20), || async move {
-            let stream = TcpStream::connect(("127.0.0.1", port)).await?;
-            let mut lines = BufReader::new(stream).lines();
-            let greeting = lines.next_line().await?.unwrap_or_default();
-            Ok(greeting.starts_with("* OK").then_some(()))
-        })
+        let res = super::poll_until(
+            "Dovecot's IMAP greeting",
+            Duration::from_secs(20),
+            || async move {
+                let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+                let mut lines = BufReader::new(stream).lines();
+                let greeting = lines.next_line().await?.unwrap_or_default();
+                Ok(greeting.starts_with("* OK").then_some(()))
+            },
+        )
         .await;
         if let Err(e) = res {
             let _ = child.kill();
-            bail!("{e:#}\n--- dovecot.log ---\n{}\n{}", tail_file(&d.join("dovecot.log"), 30), tail_file(&d.join("dovecot.out"), 30));
+            bail!(
+                "{e:#}\n--- dovecot.log ---\n{}\n{}",
+                tail_file(&d.join("dovecot.log"), 30),
+                tail_file(&d.join("dovecot.out"), 30)
+            );
         }
         self.dovecot = Some(child);
         Ok(())
@@ -242,9 +271,17 @@ protocol lmtp {{
         let data = d.join("postfix-data");
         std::fs::create_dir_all(&data)?;
         if is_root() {
-            let out = Command::new("chown").arg("postfix").arg(&data).output().context("chown postfix data dir")?;
+            let out = Command::new("chown")
+                .arg("postfix")
+                .arg(&data)
+                .output()
+                .context("chown postfix data dir")?;
             if !out.status.success() {
-                bail!("chown postfix {}: {}", data.display(), String::from_utf8_lossy(&out.stderr));
+                bail!(
+                    "chown postfix {}: {}",
+                    data.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
         }
         let main_cf = format!(
@@ -321,11 +358,20 @@ postlog   unix-dgram n - n - 1 postlogd
         }
         self.postfix_started = true;
         let port = self.smtp_port;
-        super::poll_until("Postfix's SMTP greeting", Duration::from_secs(20), || async move {
-            let stream = TcpStream::connect(("127.0.0.1", port)).await?;
-            let mut lines = BufReader::new(stream).lines();
-            Ok(lines.next_line().await?.unwrap_or_default().starts_with("220").then_some(()))
-        })
+        super::poll_until(
+            "Postfix's SMTP greeting",
+            Duration::from_secs(20),
+            || async move {
+                let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+                let mut lines = BufReader::new(stream).lines();
+                Ok(lines
+                    .next_line()
+                    .await?
+                    .unwrap_or_default()
+                    .starts_with("220")
+                    .then_some(()))
+            },
+        )
         .await
     }
 
@@ -367,10 +413,15 @@ postlog   unix-dgram n - n - 1 postlogd
 
     /// Send a mail through Postfix (SMTP): `from` is the envelope sender, `to` the recipients.
     pub async fn smtp_send(&self, from: &str, to: &[&str], data: &[u8]) -> anyhow::Result<()> {
-        let stream = TcpStream::connect(("127.0.0.1", self.smtp_port)).await.context("connecting to Postfix")?;
+        let stream = TcpStream::connect(("127.0.0.1", self.smtp_port))
+            .await
+            .context("connecting to Postfix")?;
         let (read, mut write) = stream.into_split();
         let mut lines = BufReader::new(read).lines();
-        async fn reply(lines: &mut tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>, expect: &str) -> anyhow::Result<()> {
+        async fn reply(
+            lines: &mut tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
+            expect: &str,
+        ) -> anyhow::Result<()> {
             loop {
                 let line = lines.next_line().await?.context("SMTP connection closed")?;
                 if line.len() >= 4 && &line[3..4] == "-" {
@@ -385,10 +436,14 @@ postlog   unix-dgram n - n - 1 postlogd
         reply(&mut lines, "220").await?;
         write.write_all(b"EHLO test.example.test\r\n").await?;
         reply(&mut lines, "250").await?;
-        write.write_all(format!("MAIL FROM:<{from}>\r\n").as_bytes()).await?;
+        write
+            .write_all(format!("MAIL FROM:<{from}>\r\n").as_bytes())
+            .await?;
         reply(&mut lines, "250").await?;
         for r in to {
-            write.write_all(format!("RCPT TO:<{r}>\r\n").as_bytes()).await?;
+            write
+                .write_all(format!("RCPT TO:<{r}>\r\n").as_bytes())
+                .await?;
             reply(&mut lines, "250").await?;
         }
         write.write_all(b"DATA\r\n").await?;
@@ -420,15 +475,23 @@ postlog   unix-dgram n - n - 1 postlogd
         let base = self.dir.path().join("mail").join(Self::address(user));
         let mut files: Vec<(std::time::SystemTime, String, PathBuf)> = Vec::new();
         for sub in ["new", "cur"] {
-            let Ok(entries) = std::fs::read_dir(base.join(sub)) else { continue };
+            let Ok(entries) = std::fs::read_dir(base.join(sub)) else {
+                continue;
+            };
             for e in entries.flatten() {
                 let path = e.path();
-                let modified = e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+                let modified = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
                 files.push((modified, e.file_name().to_string_lossy().to_string(), path));
             }
         }
         files.sort();
-        files.into_iter().map(|(_, _, p)| std::fs::read(&p).with_context(|| format!("reading {}", p.display()))).collect()
+        files
+            .into_iter()
+            .map(|(_, _, p)| std::fs::read(&p).with_context(|| format!("reading {}", p.display())))
+            .collect()
     }
 
     /// Flags of every mail in `user`'s INBOX, as Dovecot reports them (`UID FETCH 1:* FLAGS`).
@@ -444,7 +507,10 @@ postlog   unix-dgram n - n - 1 postlogd
     pub async fn wait_for_mail(&self, user: &str, needle: &str) -> anyhow::Result<Vec<u8>> {
         let what = format!("a mail containing {needle:?} in {user}'s mailbox");
         let res = super::poll_until(&what, super::DEFAULT_TIMEOUT, || async {
-            Ok(self.fetch_all(user)?.into_iter().find(|m| String::from_utf8_lossy(m).contains(needle)))
+            Ok(self
+                .fetch_all(user)?
+                .into_iter()
+                .find(|m| String::from_utf8_lossy(m).contains(needle)))
         })
         .await;
         res.map_err(|e| e.context(self.logs()))
@@ -472,7 +538,8 @@ impl Drop for MailServer {
 
 fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).with_context(|| format!("chmod {}", path.display()))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))
 }
 
 /// CRLF line endings and SMTP dot-stuffing; the data ends with CRLF.
@@ -506,18 +573,30 @@ struct RawImap {
 
 impl RawImap {
     async fn login(port: u16, user: &str) -> anyhow::Result<RawImap> {
-        let stream = TcpStream::connect(("127.0.0.1", port)).await.context("connecting to Dovecot")?;
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .context("connecting to Dovecot")?;
         let (read, write) = stream.into_split();
-        let mut imap = RawImap { read: BufReader::new(read).lines(), write, tag: 0 };
+        let mut imap = RawImap {
+            read: BufReader::new(read).lines(),
+            write,
+            tag: 0,
+        };
         imap.read.next_line().await?.context("no IMAP greeting")?;
-        imap.command(&format!("LOGIN \"{}\" \"{PASSWORD}\"", MailServer::address(user))).await?;
+        imap.command(&format!(
+            "LOGIN \"{}\" \"{PASSWORD}\"",
+            MailServer::address(user)
+        ))
+        .await?;
         Ok(imap)
     }
 
     async fn command(&mut self, command: &str) -> anyhow::Result<Vec<String>> {
         self.tag += 1;
         let tag = format!("t{}", self.tag);
-        self.write.write_all(format!("{tag} {command}\r\n").as_bytes()).await?;
+        self.write
+            .write_all(format!("{tag} {command}\r\n").as_bytes())
+            .await?;
         self.until_tagged(&tag, command).await
     }
 
@@ -542,7 +621,9 @@ impl RawImap {
         self.tag += 1;
         let tag = format!("t{}", self.tag);
         // LITERAL+ (Dovecot has it): no continuation round trip.
-        self.write.write_all(format!("{tag} APPEND {folder} {{{}+}}\r\n", data.len()).as_bytes()).await?;
+        self.write
+            .write_all(format!("{tag} APPEND {folder} {{{}+}}\r\n", data.len()).as_bytes())
+            .await?;
         self.write.write_all(data).await?;
         self.write.write_all(b"\r\n").await?;
         self.until_tagged(&tag, "APPEND").await.map(|_| ())

@@ -76,9 +76,12 @@ pub fn cache_dir() -> PathBuf {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close).
 pub fn free_port() -> anyhow::Result<u16> {
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0 to find a free port")?;
-    Ok(listener.local_addr().context("reading the bound address")?.port())
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .context("binding 127.0.0.1:0 to find a free port")?;
+    Ok(listener
+        .local_addr()
+        .context("reading the bound address")?
+        .port())
 }
 
 /// The last `lines` lines of a text file, or a note saying why there are none.
@@ -137,7 +140,9 @@ where
         }
         if Instant::now() >= deadline {
             match last_err {
-                Some(e) => bail!("timed out after {timeout:?} waiting for {what}; last error: {e:#}"),
+                Some(e) => {
+                    bail!("timed out after {timeout:?} waiting for {what}; last error: {e:#}")
+                }
                 None => bail!("timed out after {timeout:?} waiting for {what}"),
             }
         }

@@ -29,7 +29,9 @@ use matrix_sdk::ruma::api::client::state::get_state_events;
 use matrix_sdk::ruma::api::client::sync::sync_events::v3::Filter;
 use matrix_sdk::ruma::events::receipt::ReceiptThread;
 use matrix_sdk::ruma::events::room::MediaSource;
-use matrix_sdk::ruma::events::{AnyStrippedStateEvent, AnySyncEphemeralRoomEvent, AnySyncStateEvent, AnySyncTimelineEvent};
+use matrix_sdk::ruma::events::{
+    AnyStrippedStateEvent, AnySyncEphemeralRoomEvent, AnySyncStateEvent, AnySyncTimelineEvent,
+};
 use matrix_sdk::ruma::serde::Raw;
 use matrix_sdk::ruma::{OwnedEventId, OwnedMxcUri, OwnedRoomId};
 use matrix_sdk::{Client, Room, RoomState};
@@ -68,11 +70,25 @@ impl RoomMessage {
             room_id: room_id.to_string(),
             event_id: ev.get("event_id")?.as_str()?.to_string(),
             sender: ev.get("sender")?.as_str()?.to_string(),
-            msgtype: content.get("msgtype").and_then(Value::as_str).unwrap_or_default().to_string(),
-            body: content.get("body").and_then(Value::as_str).unwrap_or_default().to_string(),
-            formatted_body: content.get("formatted_body").and_then(Value::as_str).map(str::to_string),
+            msgtype: content
+                .get("msgtype")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            body: content
+                .get("body")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            formatted_body: content
+                .get("formatted_body")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             relates_to: content.get("m.relates_to").cloned(),
-            origin_server_ts: ev.get("origin_server_ts").and_then(Value::as_u64).unwrap_or_default(),
+            origin_server_ts: ev
+                .get("origin_server_ts")
+                .and_then(Value::as_u64)
+                .unwrap_or_default(),
             content,
             event: ev.clone(),
             seq,
@@ -81,7 +97,11 @@ impl RoomMessage {
 
     /// The event this one replies to (`m.in_reply_to`).
     pub fn in_reply_to(&self) -> Option<&str> {
-        self.relates_to.as_ref()?.get("m.in_reply_to")?.get("event_id")?.as_str()
+        self.relates_to
+            .as_ref()?
+            .get("m.in_reply_to")?
+            .get("event_id")?
+            .as_str()
     }
 
     /// The event this one edits (`rel_type: m.replace`).
@@ -118,7 +138,10 @@ impl RoomMessage {
 
     /// `filename` if set, else `body` (the Matrix convention for file names).
     pub fn filename(&self) -> &str {
-        self.content.get("filename").and_then(Value::as_str).unwrap_or(&self.body)
+        self.content
+            .get("filename")
+            .and_then(Value::as_str)
+            .unwrap_or(&self.body)
     }
 }
 
@@ -262,7 +285,11 @@ pub fn msgtype_for_mime(mime: &str) -> &'static str {
 impl Operator {
     /// Logs in (`user` is a localpart or a full user id) and starts syncing. Returns after the
     /// first sync has been processed, so rooms and invites that already exist are known.
-    pub async fn login(homeserver_url: &str, user: &str, password: &str) -> anyhow::Result<Operator> {
+    pub async fn login(
+        homeserver_url: &str,
+        user: &str,
+        password: &str,
+    ) -> anyhow::Result<Operator> {
         let client = Client::builder()
             .homeserver_url(homeserver_url)
             .build()
@@ -274,10 +301,16 @@ impl Operator {
             .initial_device_display_name("switchboard test operator")
             .await
             .with_context(|| format!("logging in {user} on {homeserver_url}"))?;
-        let user_id = client.user_id().context("no user id after login")?.to_string();
+        let user_id = client
+            .user_id()
+            .context("no user id after login")?
+            .to_string();
 
         let (changed, _) = watch::channel(0u64);
-        let shared = Arc::new(Shared { log: Mutex::new(Log::default()), changed });
+        let shared = Arc::new(Shared {
+            log: Mutex::new(Log::default()),
+            changed,
+        });
         register_handlers(&client, &shared);
 
         let filter: FilterDefinition = serde_json::from_value(json!({
@@ -301,7 +334,11 @@ impl Operator {
             shared.bump();
         }
 
-        let sync_task = tokio::spawn(sync_loop(client.clone(), shared.clone(), settings.token(first.next_batch)));
+        let sync_task = tokio::spawn(sync_loop(
+            client.clone(),
+            shared.clone(),
+            settings.token(first.next_batch),
+        ));
         Ok(Operator {
             client,
             user_id,
@@ -340,8 +377,17 @@ impl Operator {
             self.client.homeserver().as_str().trim_end_matches('/'),
             self.user_id.replace('@', "%40").replace(':', "%3A")
         );
-        let resp = reqwest::Client::new().put(url).bearer_auth(token).json(&json!({"presence": presence})).send().await?;
-        anyhow::ensure!(resp.status().is_success(), "setting presence: {}", resp.status());
+        let resp = reqwest::Client::new()
+            .put(url)
+            .bearer_auth(token)
+            .json(&json!({"presence": presence}))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            resp.status().is_success(),
+            "setting presence: {}",
+            resp.status()
+        );
         Ok(())
     }
 
@@ -391,10 +437,15 @@ impl Operator {
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => {}
-                Ok(Err(_)) => bail!("{}: sync state dropped while waiting for {what}", self.user_id),
+                Ok(Err(_)) => bail!(
+                    "{}: sync state dropped while waiting for {what}",
+                    self.user_id
+                ),
                 Err(_) => {
                     let log = self.shared.lock();
-                    let ctx = context_room.map(|r| log.describe_room(r)).unwrap_or_default();
+                    let ctx = context_room
+                        .map(|r| log.describe_room(r))
+                        .unwrap_or_default();
                     let err = log
                         .last_sync_error
                         .as_ref()
@@ -415,8 +466,13 @@ impl Operator {
     /// Invites whose room is still in the invited state (the log lock is not held while asking
     /// the client about room states).
     fn pending_invites(&self) -> Vec<Invite> {
-        let snapshot: Vec<(String, Vec<Value>)> =
-            self.shared.lock().invites.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let snapshot: Vec<(String, Vec<Value>)> = self
+            .shared
+            .lock()
+            .invites
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let mut out = Vec::new();
         for (rid, state) in &snapshot {
             let still_invited = room_id(rid)
@@ -427,21 +483,35 @@ impl Operator {
             if !still_invited {
                 continue;
             }
-            let mut invite = Invite { room_id: rid.clone(), inviter: None, name: None, topic: None, state: state.clone() };
+            let mut invite = Invite {
+                room_id: rid.clone(),
+                inviter: None,
+                name: None,
+                topic: None,
+                state: state.clone(),
+            };
             for ev in state {
                 let ty = ev.get("type").and_then(Value::as_str).unwrap_or_default();
                 let content = ev.get("content");
                 match ty {
                     "m.room.member"
-                        if ev.get("state_key").and_then(Value::as_str) == Some(self.user_id.as_str()) =>
+                        if ev.get("state_key").and_then(Value::as_str)
+                            == Some(self.user_id.as_str()) =>
                     {
-                        invite.inviter = ev.get("sender").and_then(Value::as_str).map(str::to_string);
+                        invite.inviter =
+                            ev.get("sender").and_then(Value::as_str).map(str::to_string);
                     }
                     "m.room.name" => {
-                        invite.name = content.and_then(|c| c.get("name")).and_then(Value::as_str).map(str::to_string);
+                        invite.name = content
+                            .and_then(|c| c.get("name"))
+                            .and_then(Value::as_str)
+                            .map(str::to_string);
                     }
                     "m.room.topic" => {
-                        invite.topic = content.and_then(|c| c.get("topic")).and_then(Value::as_str).map(str::to_string);
+                        invite.topic = content
+                            .and_then(|c| c.get("topic"))
+                            .and_then(Value::as_str)
+                            .map(str::to_string);
                     }
                     _ => {}
                 }
@@ -452,7 +522,11 @@ impl Operator {
     }
 
     /// Waits for a pending invite matching `pred` and returns it (without joining).
-    pub async fn wait_for_invite_where(&self, what: &str, pred: impl Fn(&Invite) -> bool) -> anyhow::Result<Invite> {
+    pub async fn wait_for_invite_where(
+        &self,
+        what: &str,
+        pred: impl Fn(&Invite) -> bool,
+    ) -> anyhow::Result<Invite> {
         self.wait_raw(&format!("an invite to {what}"), None, || {
             self.pending_invites().into_iter().find(|i| pred(i))
         })
@@ -493,22 +567,33 @@ impl Operator {
             .await
             .with_context(|| format!("{} joining {room}", self.user_id))?;
         let me = self.user_id.clone();
-        self.wait(&format!("own join of {room} to arrive in sync"), Some(room), |log| {
-            let events = &log.rooms.get(room)?.events;
-            events
-                .iter()
-                .any(|(_, ev)| {
-                    ev.get("type").and_then(Value::as_str) == Some("m.room.member")
-                        && ev.get("state_key").and_then(Value::as_str) == Some(me.as_str())
-                        && ev.get("content").and_then(|c| c.get("membership")).and_then(Value::as_str) == Some("join")
-                })
-                .then_some(())
-        })
+        self.wait(
+            &format!("own join of {room} to arrive in sync"),
+            Some(room),
+            |log| {
+                let events = &log.rooms.get(room)?.events;
+                events
+                    .iter()
+                    .any(|(_, ev)| {
+                        ev.get("type").and_then(Value::as_str) == Some("m.room.member")
+                            && ev.get("state_key").and_then(Value::as_str) == Some(me.as_str())
+                            && ev
+                                .get("content")
+                                .and_then(|c| c.get("membership"))
+                                .and_then(Value::as_str)
+                                == Some("join")
+                    })
+                    .then_some(())
+            },
+        )
         .await
     }
 
     pub async fn leave(&self, room: &str) -> anyhow::Result<()> {
-        self.room(room)?.leave().await.with_context(|| format!("{} leaving {room}", self.user_id))
+        self.room(room)?
+            .leave()
+            .await
+            .with_context(|| format!("{} leaving {room}", self.user_id))
     }
 
     /// Creates a private room with a name (and optional invitees); returns its id once synced.
@@ -517,18 +602,33 @@ impl Operator {
         let mut req = Request::new();
         req.name = Some(name.to_string());
         for u in invite {
-            req.invite.push(matrix_sdk::ruma::OwnedUserId::try_from(*u).map_err(|e| anyhow!("invalid user id {u}: {e}"))?);
+            req.invite.push(
+                matrix_sdk::ruma::OwnedUserId::try_from(*u)
+                    .map_err(|e| anyhow!("invalid user id {u}: {e}"))?,
+            );
         }
-        let room = self.client.create_room(req).await.with_context(|| format!("creating room {name}"))?;
+        let room = self
+            .client
+            .create_room(req)
+            .await
+            .with_context(|| format!("creating room {name}"))?;
         let id = room.room_id().to_string();
-        self.wait(&format!("created room {id} to arrive in sync"), None, |log| log.rooms.contains_key(&id).then_some(()))
-            .await?;
+        self.wait(
+            &format!("created room {id} to arrive in sync"),
+            None,
+            |log| log.rooms.contains_key(&id).then_some(()),
+        )
+        .await?;
         Ok(id)
     }
 
     /// Ids of rooms this user has joined.
     pub fn joined_rooms(&self) -> Vec<String> {
-        self.client.joined_rooms().iter().map(|r| r.room_id().to_string()).collect()
+        self.client
+            .joined_rooms()
+            .iter()
+            .map(|r| r.room_id().to_string())
+            .collect()
     }
 
     // ----- events --------------------------------------------------------------------------
@@ -548,12 +648,22 @@ impl Operator {
         let log = self.shared.lock();
         log.rooms
             .get(room)
-            .map(|r| r.events.iter().filter_map(|(seq, e)| RoomMessage::from_event(room, *seq, e)).collect())
+            .map(|r| {
+                r.events
+                    .iter()
+                    .filter_map(|(seq, e)| RoomMessage::from_event(room, *seq, e))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// Waits for any event in `room` matching `pred` (raw JSON, as received).
-    pub async fn wait_for_event(&self, room: &str, what: &str, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    pub async fn wait_for_event(
+        &self,
+        room: &str,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
         self.wait_for_event_after(room, 0, what, pred).await
     }
 
@@ -566,7 +676,12 @@ impl Operator {
         pred: impl Fn(&Value) -> bool,
     ) -> anyhow::Result<Value> {
         self.wait(&format!("{what} in {room}"), Some(room), |log| {
-            log.rooms.get(room)?.events.iter().find(|(seq, e)| *seq > mark && pred(e)).map(|(_, e)| e.clone())
+            log.rooms
+                .get(room)?
+                .events
+                .iter()
+                .find(|(seq, e)| *seq > mark && pred(e))
+                .map(|(_, e)| e.clone())
         })
         .await
     }
@@ -577,13 +692,16 @@ impl Operator {
         room: &str,
         pred: impl Fn(&RoomMessage) -> bool,
     ) -> anyhow::Result<RoomMessage> {
-        self.wait_for_message_after(room, 0, "a matching message", pred).await
+        self.wait_for_message_after(room, 0, "a matching message", pred)
+            .await
     }
 
     /// Waits for a message whose body contains `text`.
     pub async fn wait_for_text(&self, room: &str, text: &str) -> anyhow::Result<RoomMessage> {
-        self.wait_for_message_after(room, 0, &format!("a message containing {text:?}"), |m| m.body.contains(text))
-            .await
+        self.wait_for_message_after(room, 0, &format!("a message containing {text:?}"), |m| {
+            m.body.contains(text)
+        })
+        .await
     }
 
     /// Waits for a message matching `pred` among events learned after `mark`.
@@ -611,7 +729,10 @@ impl Operator {
         self.wait_for_event(room, &format!("a redaction of {event}"), |e| {
             e.get("type").and_then(Value::as_str) == Some("m.room.redaction")
                 && (e.get("redacts").and_then(Value::as_str) == Some(event)
-                    || e.get("content").and_then(|c| c.get("redacts")).and_then(Value::as_str) == Some(event))
+                    || e.get("content")
+                        .and_then(|c| c.get("redacts"))
+                        .and_then(Value::as_str)
+                        == Some(event))
         })
         .await
     }
@@ -625,38 +746,65 @@ impl Operator {
         state_key: &str,
         pred: impl Fn(&Value) -> bool,
     ) -> anyhow::Result<Value> {
-        self.wait(&format!("state {event_type}/{state_key:?} matching in {room}"), Some(room), |log| {
-            let latest = log.rooms.get(room)?.events.iter().rev().find(|(_, e)| {
-                e.get("type").and_then(Value::as_str) == Some(event_type)
-                    && e.get("state_key").and_then(Value::as_str) == Some(state_key)
-            })?;
-            let content = latest.1.get("content").cloned().unwrap_or(Value::Null);
-            pred(&content).then(|| latest.1.clone())
-        })
+        self.wait(
+            &format!("state {event_type}/{state_key:?} matching in {room}"),
+            Some(room),
+            |log| {
+                let latest = log.rooms.get(room)?.events.iter().rev().find(|(_, e)| {
+                    e.get("type").and_then(Value::as_str) == Some(event_type)
+                        && e.get("state_key").and_then(Value::as_str) == Some(state_key)
+                })?;
+                let content = latest.1.get("content").cloned().unwrap_or(Value::Null);
+                pred(&content).then(|| latest.1.clone())
+            },
+        )
         .await
     }
 
     /// Waits for a read receipt (`m.read` or `m.read.private`) by `user` on exactly `event`.
-    pub async fn wait_for_read_receipt(&self, room: &str, user: &str, event: &str) -> anyhow::Result<Receipt> {
-        self.wait(&format!("a read receipt by {user} on {event}"), Some(room), |log| {
-            log.receipts
-                .iter()
-                .find(|r| r.room_id == room && r.user_id == user && r.event_id == event)
-                .cloned()
-        })
+    pub async fn wait_for_read_receipt(
+        &self,
+        room: &str,
+        user: &str,
+        event: &str,
+    ) -> anyhow::Result<Receipt> {
+        self.wait(
+            &format!("a read receipt by {user} on {event}"),
+            Some(room),
+            |log| {
+                log.receipts
+                    .iter()
+                    .find(|r| r.room_id == room && r.user_id == user && r.event_id == event)
+                    .cloned()
+            },
+        )
         .await
     }
 
     /// All read receipts seen so far in `room`.
     pub fn receipts(&self, room: &str) -> Vec<Receipt> {
-        self.shared.lock().receipts.iter().filter(|r| r.room_id == room).cloned().collect()
+        self.shared
+            .lock()
+            .receipts
+            .iter()
+            .filter(|r| r.room_id == room)
+            .cloned()
+            .collect()
     }
 
     /// Waits until `user` is (or is not) typing in `room`, as the last `m.typing` said.
-    pub async fn wait_for_typing(&self, room: &str, user: &str, typing: bool) -> anyhow::Result<()> {
+    pub async fn wait_for_typing(
+        &self,
+        room: &str,
+        user: &str,
+        typing: bool,
+    ) -> anyhow::Result<()> {
         let what = format!("{user} {} typing", if typing { "to be" } else { "to stop" });
         self.wait(&what, Some(room), |log| {
-            let now = log.typing.get(room).is_some_and(|users| users.iter().any(|u| u == user));
+            let now = log
+                .typing
+                .get(room)
+                .is_some_and(|users| users.iter().any(|u| u == user));
             (now == typing).then_some(())
         })
         .await
@@ -670,7 +818,12 @@ impl Operator {
     }
 
     /// Sends a message-like event of any type; returns the event id.
-    pub async fn send_event(&self, room: &str, event_type: &str, content: Value) -> anyhow::Result<String> {
+    pub async fn send_event(
+        &self,
+        room: &str,
+        event_type: &str,
+        content: Value,
+    ) -> anyhow::Result<String> {
         let r = self.room(room)?;
         let result = r
             .send_raw(event_type, content)
@@ -680,15 +833,18 @@ impl Operator {
     }
 
     pub async fn send_text(&self, room: &str, text: &str) -> anyhow::Result<String> {
-        self.send_content(room, json!({"msgtype": "m.text", "body": text})).await
+        self.send_content(room, json!({"msgtype": "m.text", "body": text}))
+            .await
     }
 
     pub async fn send_notice(&self, room: &str, text: &str) -> anyhow::Result<String> {
-        self.send_content(room, json!({"msgtype": "m.notice", "body": text})).await
+        self.send_content(room, json!({"msgtype": "m.notice", "body": text}))
+            .await
     }
 
     pub async fn send_emote(&self, room: &str, text: &str) -> anyhow::Result<String> {
-        self.send_content(room, json!({"msgtype": "m.emote", "body": text})).await
+        self.send_content(room, json!({"msgtype": "m.emote", "body": text}))
+            .await
     }
 
     /// `body` is the plain-text fallback, `html` the `formatted_body`.
@@ -728,7 +884,12 @@ impl Operator {
     }
 
     /// Redacts `event`; returns the redaction's event id.
-    pub async fn redact(&self, room: &str, event: &str, reason: Option<&str>) -> anyhow::Result<String> {
+    pub async fn redact(
+        &self,
+        room: &str,
+        event: &str,
+        reason: Option<&str>,
+    ) -> anyhow::Result<String> {
         let r = self.room(room)?;
         let resp = r
             .redact(&event_id(event)?, reason, None)
@@ -752,14 +913,25 @@ impl Operator {
         use matrix_sdk::ruma::api::client::media::create_content::v3::Request;
         let mut req = Request::new(data);
         req.content_type = Some(mime.to_string());
-        let resp = self.client.send(req).await.with_context(|| format!("{} uploading media", self.user_id))?;
+        let resp = self
+            .client
+            .send(req)
+            .await
+            .with_context(|| format!("{} uploading media", self.user_id))?;
         Ok(resp.content_uri.to_string())
     }
 
     /// Uploads a file and sends it as `m.image`/`m.video`/`m.audio`/`m.file` (by MIME type) with
     /// `info.mimetype` and `info.size`; returns the event id.
-    pub async fn send_file(&self, room: &str, name: &str, mime: &str, data: Vec<u8>) -> anyhow::Result<String> {
-        self.send_file_as(room, msgtype_for_mime(mime), name, mime, data).await
+    pub async fn send_file(
+        &self,
+        room: &str,
+        name: &str,
+        mime: &str,
+        data: Vec<u8>,
+    ) -> anyhow::Result<String> {
+        self.send_file_as(room, msgtype_for_mime(mime), name, mime, data)
+            .await
     }
 
     /// Like [`Operator::send_file`] with an explicit msgtype.
@@ -792,7 +964,10 @@ impl Operator {
         if !uri.is_valid() {
             bail!("not a valid mxc URI: {mxc:?}");
         }
-        let request = MediaRequestParameters { source: MediaSource::Plain(uri), format: MediaFormat::File };
+        let request = MediaRequestParameters {
+            source: MediaSource::Plain(uri),
+            format: MediaFormat::File,
+        };
         self.client
             .media()
             .get_media_content(&request, false)
@@ -802,16 +977,23 @@ impl Operator {
 
     /// The bytes of a file message (its `content.url`).
     pub async fn fetch_file(&self, message: &RoomMessage) -> anyhow::Result<Vec<u8>> {
-        let url = message
-            .url()
-            .with_context(|| format!("message {} has no content.url: {}", message.event_id, message.content))?;
+        let url = message.url().with_context(|| {
+            format!(
+                "message {} has no content.url: {}",
+                message.event_id, message.content
+            )
+        })?;
         self.download(url).await
     }
 
     /// Sends a public read receipt (`m.read`) on `event`.
     pub async fn send_read_receipt(&self, room: &str, event: &str) -> anyhow::Result<()> {
         self.room(room)?
-            .send_single_receipt(ReceiptType::Read, ReceiptThread::Unthreaded, event_id(event)?)
+            .send_single_receipt(
+                ReceiptType::Read,
+                ReceiptThread::Unthreaded,
+                event_id(event)?,
+            )
             .await
             .with_context(|| format!("{} sending a read receipt on {event}", self.user_id))
     }
@@ -829,12 +1011,21 @@ impl Operator {
     /// The room's current state events, fetched from the homeserver (not the sync cache).
     pub async fn state_events(&self, room: &str) -> anyhow::Result<Vec<Value>> {
         let req = get_state_events::v3::Request::new(room_id(room)?);
-        let resp = self.client.send(req).await.with_context(|| format!("fetching state of {room}"))?;
+        let resp = self
+            .client
+            .send(req)
+            .await
+            .with_context(|| format!("fetching state of {room}"))?;
         Ok(resp.room_state.iter().filter_map(parse_json).collect())
     }
 
     /// One current state event's content, or `None` if it is not set.
-    pub async fn state_event(&self, room: &str, event_type: &str, state_key: &str) -> anyhow::Result<Option<Value>> {
+    pub async fn state_event(
+        &self,
+        room: &str,
+        event_type: &str,
+        state_key: &str,
+    ) -> anyhow::Result<Option<Value>> {
         Ok(self.state_events(room).await?.into_iter().find_map(|e| {
             (e.get("type").and_then(Value::as_str) == Some(event_type)
                 && e.get("state_key").and_then(Value::as_str) == Some(state_key))
@@ -857,7 +1048,11 @@ impl Operator {
                 if membership != "join" && membership != "invite" {
                     return None;
                 }
-                let name = content.get("displayname").and_then(Value::as_str).unwrap_or(&user).to_string();
+                let name = content
+                    .get("displayname")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&user)
+                    .to_string();
                 Some((user, name))
             })
             .collect())
@@ -885,7 +1080,13 @@ impl Operator {
 
     /// User ids whose membership is `join`.
     pub async fn joined_members(&self, room: &str) -> anyhow::Result<Vec<String>> {
-        Ok(self.memberships(room).await?.into_iter().filter(|(_, m)| m == "join").map(|(u, _)| u).collect())
+        Ok(self
+            .memberships(room)
+            .await?
+            .into_iter()
+            .filter(|(_, m)| m == "join")
+            .map(|(u, _)| u)
+            .collect())
     }
 
     /// `m.room.name` content.name.
@@ -945,7 +1146,9 @@ fn register_handlers(client: &Client, shared: &Arc<Shared>) {
                 let mut log = s.lock();
                 let state = log.invites.entry(room.room_id().to_string()).or_default();
                 // Keep only the newest of each (type, state_key).
-                state.retain(|e| !(e.get("type") == v.get("type") && e.get("state_key") == v.get("state_key")));
+                state.retain(|e| {
+                    !(e.get("type") == v.get("type") && e.get("state_key") == v.get("state_key"))
+                });
                 state.push(v);
                 drop(log);
                 s.bump();
@@ -962,11 +1165,17 @@ fn register_handlers(client: &Client, shared: &Arc<Shared>) {
             let mut log = s.lock();
             match v.get("type").and_then(Value::as_str) {
                 Some("m.receipt") => {
-                    let Some(content) = v.get("content").and_then(Value::as_object) else { return };
+                    let Some(content) = v.get("content").and_then(Value::as_object) else {
+                        return;
+                    };
                     for (event_id, by_type) in content {
-                        let Some(by_type) = by_type.as_object() else { continue };
+                        let Some(by_type) = by_type.as_object() else {
+                            continue;
+                        };
                         for (receipt_type, users) in by_type {
-                            let Some(users) = users.as_object() else { continue };
+                            let Some(users) = users.as_object() else {
+                                continue;
+                            };
                             for (user, data) in users {
                                 log.receipts.push(Receipt {
                                     room_id: rid.clone(),
@@ -984,7 +1193,11 @@ fn register_handlers(client: &Client, shared: &Arc<Shared>) {
                         .get("content")
                         .and_then(|c| c.get("user_ids"))
                         .and_then(Value::as_array)
-                        .map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_string)).collect())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|u| u.as_str().map(str::to_string))
+                                .collect()
+                        })
                         .unwrap_or_default();
                     log.typing.insert(rid, users);
                 }
@@ -1000,7 +1213,11 @@ async fn sync_loop(client: Client, shared: Arc<Shared>, mut settings: SyncSettin
     use matrix_sdk::ruma::presence::PresenceState;
     loop {
         let quiet = shared.lock().quiet;
-        let this = if quiet { settings.clone().set_presence(PresenceState::Offline) } else { settings.clone() };
+        let this = if quiet {
+            settings.clone().set_presence(PresenceState::Offline)
+        } else {
+            settings.clone()
+        };
         match client.sync_once(this).await {
             Ok(resp) => {
                 settings = settings.token(resp.next_batch);

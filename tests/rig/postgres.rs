@@ -36,13 +36,17 @@ pub async fn server_url() -> anyhow::Result<String> {
         return Ok(url.clone());
     }
     let url = if let Ok(url) = std::env::var("SWITCHBOARD_TEST_POSTGRES") {
-        connect(&url).await.context("SWITCHBOARD_TEST_POSTGRES names a server that does not answer")?;
+        connect(&url)
+            .await
+            .context("SWITCHBOARD_TEST_POSTGRES names a server that does not answer")?;
         url
     } else if connect(DEFAULT_SERVER).await.is_ok() {
         DEFAULT_SERVER.to_string()
     } else {
         let url = super::run_script_cached(&SCRIPT, "ensure-postgres.sh").await?;
-        connect(&url).await.context("the cluster started by scripts/ensure-postgres.sh does not answer")?;
+        connect(&url)
+            .await
+            .context("the cluster started by scripts/ensure-postgres.sh does not answer")?;
         url
     };
     *guard = Some(url.clone());
@@ -51,7 +55,8 @@ pub async fn server_url() -> anyhow::Result<String> {
 
 /// Replaces the database part (path) of a postgres URL.
 fn with_database(server: &str, db: &str) -> anyhow::Result<String> {
-    let mut url = url::Url::parse(server).with_context(|| format!("parsing postgres URL {server}"))?;
+    let mut url =
+        url::Url::parse(server).with_context(|| format!("parsing postgres URL {server}"))?;
     url.set_path(&format!("/{db}"));
     Ok(url.to_string())
 }
@@ -60,7 +65,10 @@ fn with_database(server: &str, db: &str) -> anyhow::Result<String> {
 pub async fn fresh_database_url() -> anyhow::Result<String> {
     let server = server_url().await?;
     let mut conn = connect(&server).await?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     let name = format!("sb_test_{now:x}_{}", super::random_hex(6));
     // The name is ours (hex and underscores), not outside input.
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
@@ -83,12 +91,21 @@ async fn drop_stale(conn: &mut sqlx::PgConnection, now: u64) {
             Err(_) => return,
         };
     for (name,) in names {
-        let Some(ts) = name.strip_prefix("sb_test_").and_then(|r| r.split('_').next()) else { continue };
-        let Ok(created) = u64::from_str_radix(ts, 16) else { continue };
+        let Some(ts) = name
+            .strip_prefix("sb_test_")
+            .and_then(|r| r.split('_').next())
+        else {
+            continue;
+        };
+        let Ok(created) = u64::from_str_radix(ts, 16) else {
+            continue;
+        };
         if now.saturating_sub(created) > STALE_AFTER.as_secs() {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
-                .execute(&mut *conn)
-                .await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+            )))
+            .execute(&mut *conn)
+            .await;
         }
     }
 }

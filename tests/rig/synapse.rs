@@ -67,7 +67,13 @@ async fn template(venv: &Path) -> anyhow::Result<&'static Template> {
             let config_path = dir.path().join("homeserver.yaml");
             let python = venv.join("bin").join("python");
             let out = tokio::process::Command::new(&python)
-                .args(["-m", "synapse.app.homeserver", "--server-name", "localhost", "--config-path"])
+                .args([
+                    "-m",
+                    "synapse.app.homeserver",
+                    "--server-name",
+                    "localhost",
+                    "--config-path",
+                ])
                 .arg(&config_path)
                 .arg("--data-directory")
                 .arg(dir.path())
@@ -76,7 +82,9 @@ async fn template(venv: &Path) -> anyhow::Result<&'static Template> {
                 .stdin(Stdio::null())
                 .output()
                 .await
-                .with_context(|| format!("running {} to generate a Synapse config", python.display()))?;
+                .with_context(|| {
+                    format!("running {} to generate a Synapse config", python.display())
+                })?;
             if !out.status.success() {
                 bail!(
                     "Synapse --generate-config failed ({}):\n{}\n{}",
@@ -86,7 +94,8 @@ async fn template(venv: &Path) -> anyhow::Result<&'static Template> {
                 );
             }
             let read = |name: &str| {
-                std::fs::read(dir.path().join(name)).with_context(|| format!("reading generated {name}"))
+                std::fs::read(dir.path().join(name))
+                    .with_context(|| format!("reading generated {name}"))
             };
             Ok(Template {
                 dir: dir.path().to_string_lossy().into_owned(),
@@ -125,19 +134,30 @@ impl Synapse {
         let here = dir.path().to_string_lossy().into_owned();
         // The template's own paths point into the dir it was generated in: move them here.
         // Unbuffered logging: a killed Synapse's last lines are the interesting ones.
-        let log_config = template.log_config.replace(&template.dir, &here).replace("handlers: [buffer]", "handlers: [file]");
-        std::fs::write(dir.path().join("localhost.log.config"), log_config).context("writing log config")?;
-        std::fs::write(dir.path().join("localhost.signing.key"), &template.signing_key)
-            .context("writing signing key")?;
+        let log_config = template
+            .log_config
+            .replace(&template.dir, &here)
+            .replace("handlers: [buffer]", "handlers: [file]");
+        std::fs::write(dir.path().join("localhost.log.config"), log_config)
+            .context("writing log config")?;
+        std::fs::write(
+            dir.path().join("localhost.signing.key"),
+            &template.signing_key,
+        )
+        .context("writing signing key")?;
         let text = template.config.replace(&template.dir, &here);
 
         let port = free_port()?;
         let shared_secret = random_hex(32);
-        let mut config: Value = serde_yaml::from_str(&text).context("parsing generated homeserver.yaml")?;
+        let mut config: Value =
+            serde_yaml::from_str(&text).context("parsing generated homeserver.yaml")?;
         configure(&mut config, dir.path(), port, &shared_secret, registrations)?;
         edit(&mut config);
-        std::fs::write(&config_path, serde_yaml::to_string(&config).context("serialising homeserver.yaml")?)
-            .with_context(|| format!("writing {}", config_path.display()))?;
+        std::fs::write(
+            &config_path,
+            serde_yaml::to_string(&config).context("serialising homeserver.yaml")?,
+        )
+        .with_context(|| format!("writing {}", config_path.display()))?;
 
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -229,20 +249,32 @@ impl Synapse {
             .stdout(out)
             .stderr(err);
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().with_context(|| format!("spawning {}", python.display()))?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawning {}", python.display()))?;
         self.child = Some(child);
 
         let url = format!("{}/_matrix/client/versions", self.base_url());
         let result = match self.child.as_mut() {
             Some(child) => {
-                super::wait_http_ok("Synapse to answer /_matrix/client/versions", &self.http, &url, START_TIMEOUT, child)
-                    .await
+                super::wait_http_ok(
+                    "Synapse to answer /_matrix/client/versions",
+                    &self.http,
+                    &url,
+                    START_TIMEOUT,
+                    child,
+                )
+                .await
             }
             None => Err(anyhow!("Synapse child vanished")),
         };
         if let Err(e) = result {
             self.kill();
-            bail!("Synapse on port {} did not start: {e:#}\n{}", self.port, self.log_tail());
+            bail!(
+                "Synapse on port {} did not start: {e:#}\n{}",
+                self.port,
+                self.log_tail()
+            );
         }
         self.startup_time = started.elapsed();
         Ok(())
@@ -257,7 +289,12 @@ impl Synapse {
     }
 
     /// Registers a user through the shared-secret admin API and returns the full user id.
-    pub async fn register_user(&self, localpart: &str, password: &str, admin: bool) -> anyhow::Result<String> {
+    pub async fn register_user(
+        &self,
+        localpart: &str,
+        password: &str,
+        admin: bool,
+    ) -> anyhow::Result<String> {
         let url = format!("{}/_synapse/admin/v1/register", self.base_url());
         let nonce_resp: serde_json::Value = self
             .http
@@ -284,7 +321,11 @@ impl Synapse {
         mac.update(b"\0");
         mac.update(password.as_bytes());
         mac.update(b"\0");
-        mac.update(if admin { b"admin" as &[u8] } else { b"notadmin" });
+        mac.update(if admin {
+            b"admin" as &[u8]
+        } else {
+            b"notadmin"
+        });
         let digest = hex::encode(mac.finalize().into_bytes());
 
         let body = serde_json::json!({
@@ -294,7 +335,13 @@ impl Synapse {
             "admin": admin,
             "mac": digest,
         });
-        let resp = self.http.post(&url).json(&body).send().await.context("POST /_synapse/admin/v1/register")?;
+        let resp = self
+            .http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .context("POST /_synapse/admin/v1/register")?;
         let status = resp.status();
         let json: serde_json::Value = resp.json().await.context("parsing register response")?;
         if !status.is_success() {
@@ -315,7 +362,13 @@ impl Synapse {
             "identifier": {"type": "m.id.user", "user": user},
             "password": password,
         });
-        let resp = self.http.post(&url).json(&body).send().await.context("POST /login")?;
+        let resp = self
+            .http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .context("POST /login")?;
         let status = resp.status();
         let json: serde_json::Value = resp.json().await.context("parsing login response")?;
         if !status.is_success() {
@@ -333,14 +386,18 @@ impl Drop for Synapse {
         self.kill();
         // Shown by libtest only when the test fails: Synapse's recent warnings and errors.
         let log = tail_file(&self.dir.path().join("homeserver.log"), 2000);
-        let problems: Vec<&str> =
-            log.lines()
-                .filter(|l| l.contains(" - WARNING - ") || l.contains(" - ERROR - "))
-                .filter(|l| !l.contains("synapse.config.logger")) // the startup banner
-                .collect();
+        let problems: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(" - WARNING - ") || l.contains(" - ERROR - "))
+            .filter(|l| !l.contains("synapse.config.logger")) // the startup banner
+            .collect();
         let start = problems.len().saturating_sub(15);
         if !problems[start..].is_empty() {
-            eprintln!("--- Synapse warnings/errors (last {}) ---\n{}", problems.len() - start, problems[start..].join("\n"));
+            eprintln!(
+                "--- Synapse warnings/errors (last {}) ---\n{}",
+                problems.len() - start,
+                problems[start..].join("\n")
+            );
         }
         if super::keep_dirs() {
             eprintln!("kept Synapse dir {}", self.dir.path().display());
@@ -368,7 +425,9 @@ fn configure(
     shared_secret: &str,
     registrations: &[PathBuf],
 ) -> anyhow::Result<()> {
-    let map = config.as_mapping_mut().context("homeserver.yaml is not a mapping")?;
+    let map = config
+        .as_mapping_mut()
+        .context("homeserver.yaml is not a mapping")?;
     let d = |name: &str| dir.join(name).to_string_lossy().into_owned();
 
     set(
@@ -394,12 +453,20 @@ fn configure(
     set(map, "suppress_key_server_warning", Value::Bool(true));
     set(map, "report_stats", Value::Bool(false));
     set(map, "enable_registration", Value::Bool(false));
-    set(map, "registration_shared_secret", Value::String(shared_secret.into()));
+    set(
+        map,
+        "registration_shared_secret",
+        Value::String(shared_secret.into()),
+    );
     set(map, "max_upload_size", Value::String("50M".into()));
     set(map, "url_preview_enabled", Value::Bool(false));
     set(map, "enable_metrics", Value::Bool(false));
     set(map, "presence", yaml(serde_json::json!({"enabled": true}))?);
-    set(map, "user_directory", yaml(serde_json::json!({"enabled": true, "search_all_users": true}))?);
+    set(
+        map,
+        "user_directory",
+        yaml(serde_json::json!({"enabled": true, "search_all_users": true}))?,
+    );
     set(
         map,
         "app_service_config_files",
@@ -432,14 +499,26 @@ fn configure(
     set(
         map,
         "rc_login",
-        yaml(serde_json::json!({"address": generous(), "account": generous(), "failed_attempts": generous()}))?,
+        yaml(
+            serde_json::json!({"address": generous(), "account": generous(), "failed_attempts": generous()}),
+        )?,
     );
-    set(map, "rc_joins", yaml(serde_json::json!({"local": generous(), "remote": generous()}))?);
+    set(
+        map,
+        "rc_joins",
+        yaml(serde_json::json!({"local": generous(), "remote": generous()}))?,
+    );
     set(
         map,
         "rc_invites",
-        yaml(serde_json::json!({"per_room": generous(), "per_user": generous(), "per_issuer": generous()}))?,
+        yaml(
+            serde_json::json!({"per_room": generous(), "per_user": generous(), "per_issuer": generous()}),
+        )?,
     );
-    set(map, "rc_presence", yaml(serde_json::json!({"per_user": generous()}))?);
+    set(
+        map,
+        "rc_presence",
+        yaml(serde_json::json!({"per_user": generous()}))?,
+    );
     Ok(())
 }

@@ -75,7 +75,10 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &'static str, reason: &str) -> Result<(), ConfigError> {
-    Err(ConfigError::Invalid { key, reason: reason.to_owned() })
+    Err(ConfigError::Invalid {
+        key,
+        reason: reason.to_owned(),
+    })
 }
 
 fn is_base_url(value: &str, schemes: &[&str]) -> bool {
@@ -87,27 +90,46 @@ impl DiscordConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let token = self.token.trim();
         if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return invalid("token", "must be the bot token from the Discord Developer Portal");
+            return invalid(
+                "token",
+                "must be the bot token from the Discord Developer Portal",
+            );
         }
         if token.starts_with("Bot ") {
             return invalid("token", "give the token alone, without the \"Bot \" prefix");
         }
         if !is_base_url(&self.api_url, &["http", "https"]) {
-            return invalid("api_url", "must be an http(s) URL such as https://discord.com");
+            return invalid(
+                "api_url",
+                "must be an http(s) URL such as https://discord.com",
+            );
         }
         if !is_base_url(&self.cdn_url, &["http", "https"]) {
-            return invalid("cdn_url", "must be an http(s) URL such as https://cdn.discordapp.com");
+            return invalid(
+                "cdn_url",
+                "must be an http(s) URL such as https://cdn.discordapp.com",
+            );
         }
         if let Some(g) = &self.gateway_url {
             if !is_base_url(g, &["ws", "wss"]) {
-                return invalid("gateway_url", "must be a ws(s) URL such as wss://gateway.discord.gg");
+                return invalid(
+                    "gateway_url",
+                    "must be a ws(s) URL such as wss://gateway.discord.gg",
+                );
             }
         }
         if self.max_file_size == 0 {
             return invalid("max_file_size", "must be greater than 0");
         }
-        if self.guild_channels.iter().any(|c| c.is_empty() || !c.bytes().all(|b| b.is_ascii_digit())) {
-            return invalid("guild_channels", "must be channel ids (snowflakes: digits only)");
+        if self
+            .guild_channels
+            .iter()
+            .any(|c| c.is_empty() || !c.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return invalid(
+                "guild_channels",
+                "must be channel ids (snowflakes: digits only)",
+            );
         }
         Ok(())
     }
@@ -123,7 +145,11 @@ mod tests {
     use super::*;
 
     fn with_token() -> DiscordConfig {
-        DiscordConfig { enabled: true, token: "MTE.fake.token".into(), ..DiscordConfig::default() }
+        DiscordConfig {
+            enabled: true,
+            token: "MTE.fake.token".into(),
+            ..DiscordConfig::default()
+        }
     }
 
     #[test]
@@ -136,19 +162,40 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let c = DiscordConfig { token: "Bot abc".into(), ..with_token() };
-        assert!(c.validate().unwrap_err().to_string().contains("channels.discord.token"));
-        let c = DiscordConfig { api_url: "discord.com".into(), ..with_token() };
+        let c = DiscordConfig {
+            token: "Bot abc".into(),
+            ..with_token()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("channels.discord.token"));
+        let c = DiscordConfig {
+            api_url: "discord.com".into(),
+            ..with_token()
+        };
         assert!(c.validate().unwrap_err().to_string().contains("api_url"));
-        let c = DiscordConfig { gateway_url: Some("http://x".into()), ..with_token() };
-        assert!(c.validate().unwrap_err().to_string().contains("gateway_url"));
-        let c = DiscordConfig { guild_channels: vec!["general".into()], ..with_token() };
+        let c = DiscordConfig {
+            gateway_url: Some("http://x".into()),
+            ..with_token()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("gateway_url"));
+        let c = DiscordConfig {
+            guild_channels: vec!["general".into()],
+            ..with_token()
+        };
         assert!(c.validate().is_err());
     }
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let err = serde_json::from_value::<DiscordConfig>(serde_json::json!({"tokn": "x"})).unwrap_err();
+        let err =
+            serde_json::from_value::<DiscordConfig>(serde_json::json!({"tokn": "x"})).unwrap_err();
         assert!(err.to_string().contains("tokn"));
     }
 }

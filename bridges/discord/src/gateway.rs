@@ -69,7 +69,8 @@ enum End {
 
 /// The intents the bridge asks for.
 pub fn intents(guilds: bool) -> u64 {
-    let mut bits = intents::DIRECT_MESSAGES | intents::DIRECT_MESSAGE_TYPING | intents::MESSAGE_CONTENT;
+    let mut bits =
+        intents::DIRECT_MESSAGES | intents::DIRECT_MESSAGE_TYPING | intents::MESSAGE_CONTENT;
     if guilds {
         bits |= intents::GUILD_MESSAGES | intents::GUILD_MESSAGE_TYPING;
     }
@@ -82,7 +83,10 @@ fn connect_url(base: &str) -> Result<String, String> {
     if !matches!(url.scheme(), "ws" | "wss") {
         return Err(format!("gateway URL {base:?} is not ws:// or wss://"));
     }
-    url.query_pairs_mut().clear().append_pair("v", "10").append_pair("encoding", "json");
+    url.query_pairs_mut()
+        .clear()
+        .append_pair("v", "10")
+        .append_pair("encoding", "json");
     Ok(url.to_string())
 }
 
@@ -130,17 +134,30 @@ pub async fn run(shared: Arc<Shared>) {
         match end {
             End::Resume(why) => {
                 failures += 1;
-                let wait = if failures <= 1 { Duration::ZERO } else { backoff(failures) };
+                let wait = if failures <= 1 {
+                    Duration::ZERO
+                } else {
+                    backoff(failures)
+                };
                 if failures >= 5 && session.is_some() {
                     // The resume URL keeps failing: start a new session at the gateway URL.
                     tracing::warn!(why, "discord: cannot resume; identifying again");
                     session = None;
                 }
-                tracing::info!(why, resuming = session.is_some(), ?wait, "discord: gateway connection ended; reconnecting");
+                tracing::info!(
+                    why,
+                    resuming = session.is_some(),
+                    ?wait,
+                    "discord: gateway connection ended; reconnecting"
+                );
                 sleep(wait).await;
             }
             End::Reidentify(why) => {
-                tracing::info!(why, was_resuming = resuming, "discord: session invalid; identifying again");
+                tracing::info!(
+                    why,
+                    was_resuming = resuming,
+                    "discord: session invalid; identifying again"
+                );
                 session = None;
                 // Discord asks for a random 1–5 s wait before identifying again.
                 sleep(Duration::from_millis(1000 + rand::random::<u64>() % 4000)).await;
@@ -168,14 +185,21 @@ async fn gateway_url(shared: &Shared) -> Result<String, GatewayUrlError> {
     match &shared.config.gateway_url {
         Some(url) => Ok(url.clone()),
         None => shared.rest.gateway_url().await.map_err(|e| match e {
-            RestError::Api { status, .. } if status == reqwest::StatusCode::UNAUTHORIZED => GatewayUrlError::TokenRefused(e.to_string()),
+            RestError::Api { status, .. } if status == reqwest::StatusCode::UNAUTHORIZED => {
+                GatewayUrlError::TokenRefused(e.to_string())
+            }
             other => GatewayUrlError::Other(other.to_string()),
         }),
     }
 }
 
 /// One WebSocket connection, from HELLO to its end.
-async fn connection(shared: &Shared, base: &str, session: &mut Option<Session>, tx: &mpsc::UnboundedSender<Dispatch>) -> End {
+async fn connection(
+    shared: &Shared,
+    base: &str,
+    session: &mut Option<Session>,
+    tx: &mpsc::UnboundedSender<Dispatch>,
+) -> End {
     let url = match connect_url(base) {
         Ok(url) => url,
         Err(e) => return End::Reidentify(e),
@@ -192,11 +216,15 @@ async fn connection(shared: &Shared, base: &str, session: &mut Option<Session>, 
             Some(Ok(WsMessage::Text(text))) => match serde_json::from_str::<Payload>(&text) {
                 Ok(p) if p.op == op::HELLO => match serde_json::from_value::<Hello>(p.d) {
                     Ok(hello) => break Duration::from_millis(hello.heartbeat_interval.max(100)),
-                    Err(e) => return End::Resume(format!("HELLO without a heartbeat interval: {e}")),
+                    Err(e) => {
+                        return End::Resume(format!("HELLO without a heartbeat interval: {e}"))
+                    }
                 },
                 _ => continue,
             },
-            Some(Ok(WsMessage::Close(frame))) => return closed(frame.as_ref().map(|f| u16::from(f.code))),
+            Some(Ok(WsMessage::Close(frame))) => {
+                return closed(frame.as_ref().map(|f| u16::from(f.code)))
+            }
             Some(Ok(_)) => continue,
             Some(Err(e)) => return End::Resume(format!("before HELLO: {e}")),
             None => return End::Resume("closed before HELLO".into()),
@@ -205,7 +233,9 @@ async fn connection(shared: &Shared, base: &str, session: &mut Option<Session>, 
 
     let token = shared.config.token.trim();
     let hello_answer = match session.as_ref() {
-        Some(s) => json!({"op": op::RESUME, "d": {"token": token, "session_id": s.session_id, "seq": s.seq}}),
+        Some(s) => {
+            json!({"op": op::RESUME, "d": {"token": token, "session_id": s.session_id, "seq": s.seq}})
+        }
         None => json!({"op": op::IDENTIFY, "d": {
             "token": token,
             "intents": intents(shared.config.guilds),
@@ -288,7 +318,10 @@ async fn connection(shared: &Shared, base: &str, session: &mut Option<Session>, 
         }
     };
     // Not 1000/1001: those would end the session on Discord's side and rule out resuming.
-    let close = CloseFrame { code: CloseCode::from(4000), reason: "reconnecting".into() };
+    let close = CloseFrame {
+        code: CloseCode::from(4000),
+        reason: "reconnecting".into(),
+    };
     let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(close))).await;
     end
 }
@@ -341,8 +374,14 @@ mod tests {
 
     #[test]
     fn urls_and_intents() {
-        assert_eq!(connect_url("wss://gateway.discord.gg").unwrap(), "wss://gateway.discord.gg/?v=10&encoding=json");
-        assert_eq!(connect_url("ws://127.0.0.1:9/gw").unwrap(), "ws://127.0.0.1:9/gw?v=10&encoding=json");
+        assert_eq!(
+            connect_url("wss://gateway.discord.gg").unwrap(),
+            "wss://gateway.discord.gg/?v=10&encoding=json"
+        );
+        assert_eq!(
+            connect_url("ws://127.0.0.1:9/gw").unwrap(),
+            "ws://127.0.0.1:9/gw?v=10&encoding=json"
+        );
         assert!(connect_url("https://x").is_err());
         let dm = intents(false);
         assert_eq!(dm & intents::MESSAGE_CONTENT, intents::MESSAGE_CONTENT);

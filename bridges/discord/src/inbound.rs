@@ -17,7 +17,10 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use switchboard_channel::{Attachment as CoreAttachment, Content, ContactProfile, ConversationKey, Host, HostError, Inbound, InboundEvent, MediaRef};
+use switchboard_channel::{
+    Attachment as CoreAttachment, ContactProfile, Content, ConversationKey, Host, HostError,
+    Inbound, InboundEvent, MediaRef,
+};
 
 use crate::markdown;
 use crate::model::{self, Attachment, Message, MessageDelete, TypingStart, User};
@@ -45,9 +48,19 @@ pub struct ParsedContent {
 /// What a dispatch means.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ParsedKind {
-    Message { remote_id: String, content: ParsedContent, reply_to: Option<String>, notice: bool },
-    Edit { remote_id: String, content: ParsedContent },
-    Delete { remote_id: String },
+    Message {
+        remote_id: String,
+        content: ParsedContent,
+        reply_to: Option<String>,
+        notice: bool,
+    },
+    Edit {
+        remote_id: String,
+        content: ParsedContent,
+    },
+    Delete {
+        remote_id: String,
+    },
     Typing,
 }
 
@@ -75,17 +88,27 @@ fn wanted(options: &ParseOptions, channel: &str, guild: Option<&str>) -> bool {
     }
     match guild {
         None => true,
-        Some(_) => options.guilds && (options.guild_channels.is_empty() || options.guild_channels.iter().any(|c| c == channel)),
+        Some(_) => {
+            options.guilds
+                && (options.guild_channels.is_empty()
+                    || options.guild_channels.iter().any(|c| c == channel))
+        }
     }
 }
 
 fn conversation(options: &ParseOptions, channel: &str) -> ConversationKey {
-    ConversationKey { account: options.account.clone(), chat: channel.to_owned() }
+    ConversationKey {
+        account: options.account.clone(),
+        chat: channel.to_owned(),
+    }
 }
 
 /// Names of the users mentioned, for `<@id>`.
 fn names(m: &Message) -> markdown::Names {
-    m.mentions.iter().map(|u| (u.id.clone(), u.display_name().to_owned())).collect()
+    m.mentions
+        .iter()
+        .map(|u| (u.id.clone(), u.display_name().to_owned()))
+        .collect()
 }
 
 /// Message types that are someone writing: DEFAULT and REPLY (and a chat-input command's
@@ -102,12 +125,17 @@ fn content_of(m: &Message, raw: &Value, guild_prefix: Option<&str>) -> (ParsedCo
     let mut notice = false;
     if m.message_reference.as_ref().is_some_and(|r| r.kind == 1) {
         // A forward: the forwarded text is in message_snapshots.
-        let forwarded = raw["message_snapshots"][0]["message"]["content"].as_str().unwrap_or("");
+        let forwarded = raw["message_snapshots"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or("");
         content = format!("Forwarded message:\n{forwarded}");
     }
     for sticker in &m.sticker_items {
         let name = sticker["name"].as_str().unwrap_or("sticker");
-        content.push_str(&format!("{}[sticker: {name}]", if content.is_empty() { "" } else { "\n" }));
+        content.push_str(&format!(
+            "{}[sticker: {name}]",
+            if content.is_empty() { "" } else { "\n" }
+        ));
     }
     if !raw["poll"].is_null() {
         let question = raw["poll"]["question"]["text"].as_str().unwrap_or("");
@@ -129,16 +157,29 @@ fn content_of(m: &Message, raw: &Value, guild_prefix: Option<&str>) -> (ParsedCo
     let mut html = markdown::to_html(&content, &names);
     if let Some(name) = guild_prefix {
         if !text.is_empty() {
-            let body = html.take().unwrap_or_else(|| markdown::escape(&text).replace('\n', "<br>"));
+            let body = html
+                .take()
+                .unwrap_or_else(|| markdown::escape(&text).replace('\n', "<br>"));
             html = Some(format!("<b>{}:</b> {body}", markdown::escape(name)));
             text = format!("{name}: {text}");
         }
     }
-    (ParsedContent { text, html, attachments }, notice)
+    (
+        ParsedContent {
+            text,
+            html,
+            attachments,
+        },
+        notice,
+    )
 }
 
 fn timestamp(m: &Message) -> i64 {
-    m.timestamp.as_deref().and_then(model::parse_timestamp).or_else(|| model::snowflake_ms(&m.id)).unwrap_or(0)
+    m.timestamp
+        .as_deref()
+        .and_then(model::parse_timestamp)
+        .or_else(|| model::snowflake_ms(&m.id))
+        .unwrap_or(0)
 }
 
 /// One dispatch (`t`, `d`) → what it means, or `None` when it is not bridged.
@@ -153,7 +194,10 @@ pub fn parse_dispatch(event: &str, d: &Value, options: &ParseOptions) -> Option<
             if !wanted(options, &m.channel_id, m.guild_id.as_deref()) {
                 return None;
             }
-            let prefix = m.guild_id.as_ref().map(|_| author.display_name().to_owned());
+            let prefix = m
+                .guild_id
+                .as_ref()
+                .map(|_| author.display_name().to_owned());
             let (content, notice) = content_of(&m, d, prefix.as_deref());
             if content.text.is_empty() && content.attachments.is_empty() {
                 return None;
@@ -170,7 +214,12 @@ pub fn parse_dispatch(event: &str, d: &Value, options: &ParseOptions) -> Option<
                 sender: Some(author),
                 timestamp_ms: timestamp(&m),
                 dedup_key: format!("msg:{}:{}", m.channel_id, m.id),
-                kind: ParsedKind::Message { remote_id: m.id.clone(), content, reply_to, notice },
+                kind: ParsedKind::Message {
+                    remote_id: m.id.clone(),
+                    content,
+                    reply_to,
+                    notice,
+                },
             })
         }
         "MESSAGE_UPDATE" => {
@@ -186,7 +235,10 @@ pub fn parse_dispatch(event: &str, d: &Value, options: &ParseOptions) -> Option<
                 return None;
             }
             let edited = m.edited_timestamp.clone()?;
-            let prefix = m.guild_id.as_ref().map(|_| author.display_name().to_owned());
+            let prefix = m
+                .guild_id
+                .as_ref()
+                .map(|_| author.display_name().to_owned());
             let (content, _) = content_of(&m, d, prefix.as_deref());
             Some(Parsed {
                 conversation: conversation(options, &m.channel_id),
@@ -194,19 +246,25 @@ pub fn parse_dispatch(event: &str, d: &Value, options: &ParseOptions) -> Option<
                 sender: Some(author),
                 timestamp_ms: model::parse_timestamp(&edited).unwrap_or_else(|| timestamp(&m)),
                 dedup_key: format!("edit:{}:{}:{edited}", m.channel_id, m.id),
-                kind: ParsedKind::Edit { remote_id: m.id.clone(), content },
+                kind: ParsedKind::Edit {
+                    remote_id: m.id.clone(),
+                    content,
+                },
             })
         }
         "MESSAGE_DELETE" => {
             let del: MessageDelete = serde_json::from_value(d.clone()).ok()?;
-            if !is_snowflake(&del.id) || !wanted(options, &del.channel_id, del.guild_id.as_deref()) {
+            if !is_snowflake(&del.id) || !wanted(options, &del.channel_id, del.guild_id.as_deref())
+            {
                 return None;
             }
             Some(Parsed {
                 conversation: conversation(options, &del.channel_id),
                 sender: None,
                 sender_id: None,
-                timestamp_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
+                timestamp_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64),
                 dedup_key: format!("del:{}:{}", del.channel_id, del.id),
                 kind: ParsedKind::Delete { remote_id: del.id },
             })
@@ -262,10 +320,14 @@ pub fn safe_file_name(name: &str, fallback: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or("");
     // Controls and the zero-width / bidirectional marks that can disguise a name.
     let invisible = |c: &char| {
-        c.is_control() || matches!(*c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+        c.is_control()
+            || matches!(*c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
     };
     let cleaned: String = last.chars().filter(|c| !invisible(c)).collect();
-    let cleaned = cleaned.trim_start_matches(|c: char| c == '.' || c.is_whitespace()).trim_end().to_owned();
+    let cleaned = cleaned
+        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
+        .trim_end()
+        .to_owned();
     if cleaned.is_empty() {
         fallback.to_owned()
     } else {
@@ -285,21 +347,41 @@ impl Realizer<'_> {
             let name = safe_file_name(&a.filename, &format!("attachment-{}", a.id));
             let mut note = |line: String| notes.push(line);
             if a.size > self.max_download {
-                note(format!("[{name}: {} — file too large to bridge]", human_size(a.size)));
+                note(format!(
+                    "[{name}: {} — file too large to bridge]",
+                    human_size(a.size)
+                ));
                 continue;
             }
             match self.rest.download(&a.url, self.max_download).await {
                 Ok((bytes, served)) => {
-                    let mime = a.content_type.clone().or(served).unwrap_or_else(|| "application/octet-stream".into());
-                    let mime = mime.split(';').next().unwrap_or("application/octet-stream").trim().to_owned();
+                    let mime = a
+                        .content_type
+                        .clone()
+                        .or(served)
+                        .unwrap_or_else(|| "application/octet-stream".into());
+                    let mime = mime
+                        .split(';')
+                        .next()
+                        .unwrap_or("application/octet-stream")
+                        .trim()
+                        .to_owned();
                     let size = bytes.len() as u64;
                     let media = self.host.put_media(bytes, &mime, &name).await?;
-                    attachments.push(CoreAttachment { media, name, mime, size });
+                    attachments.push(CoreAttachment {
+                        media,
+                        name,
+                        mime,
+                        size,
+                    });
                 }
-                Err(RestError::TooLarge(n)) => note(format!("[{name}: {} — file too large to bridge]", human_size(n))),
-                Err(RestError::Api { status, .. }) if status.is_client_error() => {
-                    note(format!("[{name}: Discord no longer serves this attachment ({status})]"))
-                }
+                Err(RestError::TooLarge(n)) => note(format!(
+                    "[{name}: {} — file too large to bridge]",
+                    human_size(n)
+                )),
+                Err(RestError::Api { status, .. }) if status.is_client_error() => note(format!(
+                    "[{name}: Discord no longer serves this attachment ({status})]"
+                )),
                 Err(e) => return Err(RealizeError::Fetch(e.to_string())),
             }
         }
@@ -315,22 +397,42 @@ impl Realizer<'_> {
             }
             text.push_str(&line);
         }
-        Ok(Content { text, html, attachments })
+        Ok(Content {
+            text,
+            html,
+            attachments,
+        })
     }
 }
 
 /// Turn a parsed dispatch into the core's `Inbound` (typing excluded: it is not stored).
-pub async fn realize(parsed: Parsed, sender: ContactProfile, r: &Realizer<'_>) -> Result<Inbound, RealizeError> {
+pub async fn realize(
+    parsed: Parsed,
+    sender: ContactProfile,
+    r: &Realizer<'_>,
+) -> Result<Inbound, RealizeError> {
     let event = match parsed.kind {
-        ParsedKind::Message { remote_id, content, reply_to, notice } => {
+        ParsedKind::Message {
+            remote_id,
+            content,
+            reply_to,
+            notice,
+        } => {
             let content = r.content(content).await?;
             if notice {
                 InboundEvent::Notice { remote_id, content }
             } else {
-                InboundEvent::Message { remote_id, content, reply_to }
+                InboundEvent::Message {
+                    remote_id,
+                    content,
+                    reply_to,
+                }
             }
         }
-        ParsedKind::Edit { remote_id, content } => InboundEvent::Edit { remote_id, content: r.content(content).await? },
+        ParsedKind::Edit { remote_id, content } => InboundEvent::Edit {
+            remote_id,
+            content: r.content(content).await?,
+        },
         ParsedKind::Delete { remote_id } => InboundEvent::Delete { remote_id },
         ParsedKind::Typing => return Err(RealizeError::Fetch("typing is not stored".into())),
     };
@@ -346,7 +448,13 @@ pub async fn realize(parsed: Parsed, sender: ContactProfile, r: &Realizer<'_>) -
 
 /// The ghost's profile for a Discord user (avatar filled in by the caller).
 pub fn profile(user: &User) -> ContactProfile {
-    ContactProfile { id: user.id.clone(), display_name: Some(user.display_name().to_owned()), email: None, phone: None, avatar: None::<MediaRef> }
+    ContactProfile {
+        id: user.id.clone(),
+        display_name: Some(user.display_name().to_owned()),
+        email: None,
+        phone: None,
+        avatar: None::<MediaRef>,
+    }
 }
 
 #[cfg(test)]
@@ -355,31 +463,59 @@ mod tests {
     use serde_json::json;
 
     fn fixture(name: &str) -> Option<Value> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/discord");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/fixtures/discord");
         serde_json::from_str(&std::fs::read_to_string(dir.join(name)).ok()?).ok()
     }
 
     fn options() -> ParseOptions {
-        ParseOptions { account: "1100000000000000001".into(), ..ParseOptions::default() }
+        ParseOptions {
+            account: "1100000000000000001".into(),
+            ..ParseOptions::default()
+        }
     }
 
     #[test]
     fn dm_fixtures_become_messages() {
-        for name in ["gateway_message_create_dm_user_client_2023.json", "gateway_message_create_dm_2026_shape.json"] {
+        for name in [
+            "gateway_message_create_dm_user_client_2023.json",
+            "gateway_message_create_dm_2026_shape.json",
+        ] {
             let Some(frame) = fixture(name) else { return };
             let parsed = parse_frame(frame.to_string().as_bytes(), &options()).expect(name);
             let d = &frame["d"];
             assert_eq!(parsed.conversation.chat, d["channel_id"].as_str().unwrap());
             assert_eq!(parsed.conversation.account, "1100000000000000001");
-            assert_eq!(parsed.sender.as_ref().unwrap().id, d["author"]["id"].as_str().unwrap());
-            assert_eq!(parsed.dedup_key, format!("msg:{}:{}", d["channel_id"].as_str().unwrap(), d["id"].as_str().unwrap()));
-            let ParsedKind::Message { content, notice: false, reply_to: None, .. } = &parsed.kind else { panic!("{parsed:?}") };
+            assert_eq!(
+                parsed.sender.as_ref().unwrap().id,
+                d["author"]["id"].as_str().unwrap()
+            );
+            assert_eq!(
+                parsed.dedup_key,
+                format!(
+                    "msg:{}:{}",
+                    d["channel_id"].as_str().unwrap(),
+                    d["id"].as_str().unwrap()
+                )
+            );
+            let ParsedKind::Message {
+                content,
+                notice: false,
+                reply_to: None,
+                ..
+            } = &parsed.kind
+            else {
+                panic!("{parsed:?}")
+            };
             assert_eq!(content.text, d["content"].as_str().unwrap());
         }
         let frame = fixture("gateway_message_create_dm_2026_shape.json").unwrap();
         let parsed = parse_frame(frame.to_string().as_bytes(), &options()).unwrap();
         assert_eq!(parsed.sender.unwrap().display_name(), "AT");
-        assert_eq!(parsed.timestamp_ms, model::parse_timestamp("2026-04-29T00:00:00.000000+00:00").unwrap());
+        assert_eq!(
+            parsed.timestamp_ms,
+            model::parse_timestamp("2026-04-29T00:00:00.000000+00:00").unwrap()
+        );
     }
 
     #[test]
@@ -394,9 +530,16 @@ mod tests {
             frame["id"] = "1500000000000000301".into();
             assert!(parse_dispatch("MESSAGE_CREATE", &frame, &options()).is_none());
         }
-        for name in ["gateway_ready_bot_reconstruction.json", "gateway_channel_create_dm_2023.json", "gateway_hello.json"] {
+        for name in [
+            "gateway_ready_bot_reconstruction.json",
+            "gateway_channel_create_dm_2023.json",
+            "gateway_hello.json",
+        ] {
             if let Some(frame) = fixture(name) {
-                assert!(parse_frame(frame.to_string().as_bytes(), &options()).is_none(), "{name}");
+                assert!(
+                    parse_frame(frame.to_string().as_bytes(), &options()).is_none(),
+                    "{name}"
+                );
             }
         }
     }
@@ -416,50 +559,131 @@ mod tests {
 
     #[test]
     fn replies_guilds_edits_deletes() {
-        let reply = message(json!({"type": 19, "message_reference": {"type": 0, "message_id": "1300000000000000000", "channel_id": "1200000000000000009"}}));
+        let reply = message(
+            json!({"type": 19, "message_reference": {"type": 0, "message_id": "1300000000000000000", "channel_id": "1200000000000000009"}}),
+        );
         let parsed = parse_dispatch("MESSAGE_CREATE", &reply, &options()).unwrap();
-        let ParsedKind::Message { reply_to, .. } = parsed.kind else { panic!() };
+        let ParsedKind::Message { reply_to, .. } = parsed.kind else {
+            panic!()
+        };
         assert_eq!(reply_to.as_deref(), Some("1300000000000000000"));
 
         let guild = message(json!({"guild_id": "1"}));
         assert!(parse_dispatch("MESSAGE_CREATE", &guild, &options()).is_none());
-        let with_guilds = ParseOptions { guilds: true, ..options() };
+        let with_guilds = ParseOptions {
+            guilds: true,
+            ..options()
+        };
         let parsed = parse_dispatch("MESSAGE_CREATE", &guild, &with_guilds).unwrap();
-        let ParsedKind::Message { content, .. } = parsed.kind else { panic!() };
+        let ParsedKind::Message { content, .. } = parsed.kind else {
+            panic!()
+        };
         assert_eq!(content.text, "Jane Doe: hi");
-        let only_other = ParseOptions { guilds: true, guild_channels: vec!["5".into()], ..options() };
+        let only_other = ParseOptions {
+            guilds: true,
+            guild_channels: vec!["5".into()],
+            ..options()
+        };
         assert!(parse_dispatch("MESSAGE_CREATE", &guild, &only_other).is_none());
 
-        let edit = message(json!({"content": "hi **there**", "edited_timestamp": "2026-05-01T10:01:00.000000+00:00"}));
+        let edit = message(
+            json!({"content": "hi **there**", "edited_timestamp": "2026-05-01T10:01:00.000000+00:00"}),
+        );
         let parsed = parse_dispatch("MESSAGE_UPDATE", &edit, &options()).unwrap();
-        assert!(parsed.dedup_key.starts_with("edit:1200000000000000009:1300000000000000001:"));
-        let ParsedKind::Edit { content, .. } = parsed.kind else { panic!() };
+        assert!(parsed
+            .dedup_key
+            .starts_with("edit:1200000000000000009:1300000000000000001:"));
+        let ParsedKind::Edit { content, .. } = parsed.kind else {
+            panic!()
+        };
         assert_eq!(content.html.as_deref(), Some("hi <b>there</b>"));
         // An embed unfurl: no content, no author.
-        assert!(parse_dispatch("MESSAGE_UPDATE", &json!({"id": "1", "channel_id": "2", "embeds": [{}]}), &options()).is_none());
+        assert!(parse_dispatch(
+            "MESSAGE_UPDATE",
+            &json!({"id": "1", "channel_id": "2", "embeds": [{}]}),
+            &options()
+        )
+        .is_none());
 
-        let del = parse_dispatch("MESSAGE_DELETE", &json!({"id": "1300000000000000001", "channel_id": "1200000000000000009"}), &options()).unwrap();
-        assert_eq!(del.kind, ParsedKind::Delete { remote_id: "1300000000000000001".into() });
+        let del = parse_dispatch(
+            "MESSAGE_DELETE",
+            &json!({"id": "1300000000000000001", "channel_id": "1200000000000000009"}),
+            &options(),
+        )
+        .unwrap();
+        assert_eq!(
+            del.kind,
+            ParsedKind::Delete {
+                remote_id: "1300000000000000001".into()
+            }
+        );
 
         let system = message(json!({"type": 7, "content": ""}));
         let parsed = parse_dispatch("MESSAGE_CREATE", &system, &options()).unwrap();
-        assert!(matches!(parsed.kind, ParsedKind::Message { notice: true, .. }));
+        assert!(matches!(
+            parsed.kind,
+            ParsedKind::Message { notice: true, .. }
+        ));
 
-        let sticker = message(json!({"content": "", "sticker_items": [{"id": "1", "name": "wave", "format_type": 1}]}));
-        let ParsedKind::Message { content, notice: false, .. } = parse_dispatch("MESSAGE_CREATE", &sticker, &options()).unwrap().kind else { panic!() };
+        let sticker = message(
+            json!({"content": "", "sticker_items": [{"id": "1", "name": "wave", "format_type": 1}]}),
+        );
+        let ParsedKind::Message {
+            content,
+            notice: false,
+            ..
+        } = parse_dispatch("MESSAGE_CREATE", &sticker, &options())
+            .unwrap()
+            .kind
+        else {
+            panic!()
+        };
         assert_eq!(content.text, "[sticker: wave]");
-        let forward = message(json!({"content": "", "message_reference": {"type": 1, "message_id": "9", "channel_id": "8"},
-            "message_snapshots": [{"message": {"content": "the original"}}]}));
-        let ParsedKind::Message { content, reply_to: None, .. } = parse_dispatch("MESSAGE_CREATE", &forward, &options()).unwrap().kind else { panic!() };
+        let forward = message(
+            json!({"content": "", "message_reference": {"type": 1, "message_id": "9", "channel_id": "8"},
+            "message_snapshots": [{"message": {"content": "the original"}}]}),
+        );
+        let ParsedKind::Message {
+            content,
+            reply_to: None,
+            ..
+        } = parse_dispatch("MESSAGE_CREATE", &forward, &options())
+            .unwrap()
+            .kind
+        else {
+            panic!()
+        };
         assert_eq!(content.text, "Forwarded message:\nthe original");
         let embeds_only = message(json!({"content": "", "embeds": [{"title": "x"}]}));
-        assert!(matches!(parse_dispatch("MESSAGE_CREATE", &embeds_only, &options()).unwrap().kind, ParsedKind::Message { notice: true, .. }));
+        assert!(matches!(
+            parse_dispatch("MESSAGE_CREATE", &embeds_only, &options())
+                .unwrap()
+                .kind,
+            ParsedKind::Message { notice: true, .. }
+        ));
         let poll = message(json!({"content": "", "poll": {"question": {"text": "Which?"}}}));
-        let ParsedKind::Message { content, notice: true, .. } = parse_dispatch("MESSAGE_CREATE", &poll, &options()).unwrap().kind else { panic!() };
+        let ParsedKind::Message {
+            content,
+            notice: true,
+            ..
+        } = parse_dispatch("MESSAGE_CREATE", &poll, &options())
+            .unwrap()
+            .kind
+        else {
+            panic!()
+        };
         assert!(content.text.contains("Which?"));
 
-        let mention = message(json!({"content": "ask <@1500000000000000001>", "mentions": [{"id": "1500000000000000001", "username": "bob"}]}));
-        let ParsedKind::Message { content, .. } = parse_dispatch("MESSAGE_CREATE", &mention, &options()).unwrap().kind else { panic!() };
+        let mention = message(
+            json!({"content": "ask <@1500000000000000001>", "mentions": [{"id": "1500000000000000001", "username": "bob"}]}),
+        );
+        let ParsedKind::Message { content, .. } =
+            parse_dispatch("MESSAGE_CREATE", &mention, &options())
+                .unwrap()
+                .kind
+        else {
+            panic!()
+        };
         assert_eq!(content.text, "ask @bob");
     }
 

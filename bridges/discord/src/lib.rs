@@ -29,7 +29,8 @@ use async_trait::async_trait;
 use axum::Router;
 use serde_json::Value;
 use switchboard_channel::{
-    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound, SendError,
+    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound,
+    SendError,
 };
 
 pub mod config;
@@ -72,14 +73,23 @@ impl Shared {
 
 /// Store one dispatch in the core's inbox (fetching its files first). `Ok` means it is stored
 /// or needs nothing.
-pub(crate) async fn handle_dispatch(shared: &Shared, event: &str, data: &Value) -> Result<(), inbound::RealizeError> {
+pub(crate) async fn handle_dispatch(
+    shared: &Shared,
+    event: &str,
+    data: &Value,
+) -> Result<(), inbound::RealizeError> {
     let options = shared.options();
     let Some(parsed) = inbound::parse_dispatch(event, data, &options) else {
         return Ok(());
     };
     let chat = parsed.conversation.chat.clone();
     if let inbound::ParsedKind::Delete { remote_id } = &parsed.kind {
-        if shared.host.state_get(&outbound::deleted_key(&chat, remote_id)).await?.is_some() {
+        if shared
+            .host
+            .state_get(&outbound::deleted_key(&chat, remote_id))
+            .await?
+            .is_some()
+        {
             tracing::debug!(chat, remote_id, "discord: our own deletion echoed; skipped");
             return Ok(());
         }
@@ -90,14 +100,25 @@ pub(crate) async fn handle_dispatch(shared: &Shared, event: &str, data: &Value) 
         (None, None) => shared.profiles.known(shared, &chat, None).await,
     };
     let Some(sender) = sender else {
-        tracing::debug!(event, chat, "discord: event from someone the bridge has not met; skipped");
+        tracing::debug!(
+            event,
+            chat,
+            "discord: event from someone the bridge has not met; skipped"
+        );
         return Ok(());
     };
     if parsed.kind == inbound::ParsedKind::Typing {
-        shared.host.typing(&parsed.conversation, &sender, true).await;
+        shared
+            .host
+            .typing(&parsed.conversation, &sender, true)
+            .await;
         return Ok(());
     }
-    let realizer = inbound::Realizer { rest: &shared.rest, host: &shared.host, max_download: shared.config.max_download_size };
+    let realizer = inbound::Realizer {
+        rest: &shared.rest,
+        host: &shared.host,
+        max_download: shared.config.max_download_size,
+    };
     let dedup = parsed.dedup_key.clone();
     let inbound = inbound::realize(parsed, sender, &realizer).await?;
     let fresh = shared.host.receive(inbound).await?;
@@ -142,7 +163,11 @@ pub struct Discord {
 
 impl Discord {
     pub fn new(config: DiscordConfig) -> Self {
-        Self { config, shared: OnceLock::new(), out: OnceLock::new() }
+        Self {
+            config,
+            shared: OnceLock::new(),
+            out: OnceLock::new(),
+        }
     }
 
     pub fn config(&self) -> &DiscordConfig {
@@ -177,7 +202,9 @@ impl Channel for Discord {
             tracing::info!("discord: disabled in the configuration");
             return Ok(None);
         }
-        self.config.validate().map_err(|e| ChannelError::Config(e.to_string()))?;
+        self.config
+            .validate()
+            .map_err(|e| ChannelError::Config(e.to_string()))?;
         // wss:// needs a TLS provider; the process may link more than one, so pick one.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let rest = rest::Rest::new(&self.config).map_err(ChannelError::Config)?;
@@ -206,8 +233,13 @@ impl Channel for Discord {
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
         match self.out.get() {
             Some(out) => outbound::send(out, outbound).await,
-            None if !self.config.enabled => Err(SendError::Permanent { reason: "the Discord channel is disabled".into() }),
-            None => Err(SendError::Retryable { reason: "the Discord channel has not started yet".into(), retry_after: None }),
+            None if !self.config.enabled => Err(SendError::Permanent {
+                reason: "the Discord channel is disabled".into(),
+            }),
+            None => Err(SendError::Retryable {
+                reason: "the Discord channel has not started yet".into(),
+                retry_after: None,
+            }),
         }
     }
 
@@ -222,7 +254,10 @@ impl Channel for Discord {
 mod tests {
     #[test]
     fn bot_id_from_token() {
-        assert_eq!(super::bot_id_from_token("MTEwMDAwMDAwMDAwMDAwMDAwMQ.GxYz12.abc").as_deref(), Some("1100000000000000001"));
+        assert_eq!(
+            super::bot_id_from_token("MTEwMDAwMDAwMDAwMDAwMDAwMQ.GxYz12.abc").as_deref(),
+            Some("1100000000000000001")
+        );
         assert_eq!(super::bot_id_from_token("not-a-token"), None);
         assert_eq!(super::bot_id_from_token(""), None);
     }

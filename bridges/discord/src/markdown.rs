@@ -74,7 +74,10 @@ fn reference(s: &str, names: &Names) -> Option<(String, usize)> {
         if !digits(id) {
             return None;
         }
-        format!("@{}", names.get(id).map(String::as_str).unwrap_or("unknown-user"))
+        format!(
+            "@{}",
+            names.get(id).map(String::as_str).unwrap_or("unknown-user")
+        )
     } else if let Some(id) = inner.strip_prefix('#') {
         digits(id).then(|| "#channel".to_owned())?
     } else if let Some(emoji) = inner.strip_prefix("a:").or_else(|| inner.strip_prefix(':')) {
@@ -94,7 +97,10 @@ fn reference(s: &str, names: &Names) -> Option<(String, usize)> {
 
 /// Whether `c` can be escaped with a backslash in Discord markdown.
 fn escapable(c: char) -> bool {
-    matches!(c, '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '<' | '[' | ']' | '(' | ')' | '#' | '-' | ':')
+    matches!(
+        c,
+        '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '<' | '[' | ']' | '(' | ')' | '#' | '-' | ':'
+    )
 }
 
 /// Discord markdown → HTML, or `None` when the text has no formatting at all (the plain body
@@ -116,12 +122,21 @@ fn blocks(text: &str, names: &Names) -> String {
                 lines(&rest[..pos], names, &mut out);
                 let body = &rest[pos + 3..pos + 3 + close];
                 let (lang, code) = match body.split_once('\n') {
-                    Some((first, code)) if !first.is_empty() && first.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '_') => (Some(first), code),
+                    Some((first, code))
+                        if !first.is_empty()
+                            && first.chars().all(|c| {
+                                c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '_'
+                            }) =>
+                    {
+                        (Some(first), code)
+                    }
                     Some(("", code)) => (None, code),
                     _ => (None, body),
                 };
                 match lang {
-                    Some(lang) => out.push_str(&format!("<pre><code class=\"language-{}\">", escape(lang))),
+                    Some(lang) => {
+                        out.push_str(&format!("<pre><code class=\"language-{}\">", escape(lang)))
+                    }
                     None => out.push_str("<pre><code>"),
                 }
                 out.push_str(&escape(code.strip_suffix('\n').unwrap_or(code)));
@@ -158,7 +173,13 @@ fn lines(text: &str, names: &Names, out: &mut String) {
             let mut body = vec![quoted];
             body.extend_from_slice(&all[i + 1..]);
             out.push_str("<blockquote>");
-            out.push_str(&body.iter().map(|l| inline(l, names, 0)).collect::<Vec<_>>().join("<br>"));
+            out.push_str(
+                &body
+                    .iter()
+                    .map(|l| inline(l, names, 0))
+                    .collect::<Vec<_>>()
+                    .join("<br>"),
+            );
             out.push_str("</blockquote>");
             return;
         }
@@ -175,7 +196,9 @@ fn lines(text: &str, names: &Names, out: &mut String) {
             continue;
         }
         newline(out, &mut first);
-        let heading = ["### ", "## ", "# "].iter().find_map(|p| line.strip_prefix(p));
+        let heading = ["### ", "## ", "# "]
+            .iter()
+            .find_map(|p| line.strip_prefix(p));
         match heading {
             Some(h) => {
                 out.push_str("<b>");
@@ -238,7 +261,9 @@ fn inline(text: &str, names: &Names, depth: usize) -> String {
                     continue;
                 }
                 let body_start = marker.len();
-                let Some(end) = find_closing(&rest[body_start..], marker) else { continue };
+                let Some(end) = find_closing(&rest[body_start..], marker) else {
+                    continue;
+                };
                 let body = &rest[body_start..body_start + end];
                 out.push_str(open);
                 out.push_str(&inline(body, names, depth + 1));
@@ -297,13 +322,17 @@ fn find_closing(s: &str, marker: &str) -> Option<usize> {
         let longer_run = single && s[at + 1..].starts_with(marker);
         let ok = !body.trim().is_empty()
             && !longer_run
-            && !(single && (body.starts_with(char::is_whitespace) || body.ends_with(char::is_whitespace)));
+            && !(single
+                && (body.starts_with(char::is_whitespace) || body.ends_with(char::is_whitespace)));
         if ok {
             return Some(at);
         }
         from = at + marker.len().max(1);
         if longer_run {
-            from += s[from..].bytes().take_while(|b| *b == marker.as_bytes()[0]).count();
+            from += s[from..]
+                .bytes()
+                .take_while(|b| *b == marker.as_bytes()[0])
+                .count();
         }
     }
     None
@@ -319,7 +348,10 @@ fn is_url(s: &str) -> bool {
 }
 
 fn word_start(text: &str, i: usize) -> bool {
-    text[..i].chars().next_back().is_none_or(|p| !p.is_alphanumeric())
+    text[..i]
+        .chars()
+        .next_back()
+        .is_none_or(|p| !p.is_alphanumeric())
 }
 
 /// `[label](https://url)` at the start of `s`.
@@ -358,7 +390,9 @@ pub fn escape_markdown(text: &str) -> String {
         } else {
             for (n, c) in word.chars().enumerate() {
                 let at_line_start = line_start && n == 0;
-                if matches!(c, '\\' | '*' | '_' | '~' | '`' | '|') || (at_line_start && matches!(c, '>' | '#' | '-')) {
+                if matches!(c, '\\' | '*' | '_' | '~' | '`' | '|')
+                    || (at_line_start && matches!(c, '>' | '#' | '-'))
+                {
                     out.push('\\');
                 }
                 out.push(c);
@@ -436,7 +470,11 @@ pub fn html_to_markdown(html: &str) -> String {
     let mut stack: Vec<Open> = Vec::new();
     let mut rest = html;
     // Inside code blocks and inline code the text is literal.
-    let in_pre = |stack: &[Open]| stack.iter().any(|o| matches!(o, Open::Pre | Open::Mark("`")));
+    let in_pre = |stack: &[Open]| {
+        stack
+            .iter()
+            .any(|o| matches!(o, Open::Pre | Open::Mark("`")))
+    };
     while !rest.is_empty() {
         let Some(lt) = rest.find('<') else {
             push_text(&mut out, &decode_entities(rest), in_pre(&stack));
@@ -471,7 +509,10 @@ pub fn html_to_markdown(html: &str) -> String {
                 out.push_str("```\n");
                 stack.push(Open::Pre);
             }
-            "a" => stack.push(Open::Link { href: href(attrs).unwrap_or_default(), start: out.len() }),
+            "a" => stack.push(Open::Link {
+                href: href(attrs).unwrap_or_default(),
+                start: out.len(),
+            }),
             "br" => out.push('\n'),
             "p" | "div" => {
                 block_break(&mut out);
@@ -479,13 +520,20 @@ pub fn html_to_markdown(html: &str) -> String {
             }
             "ul" | "ol" => {
                 block_break(&mut out);
-                stack.push(Open::List { ordered: name == "ol", n: 0 });
+                stack.push(Open::List {
+                    ordered: name == "ol",
+                    n: 0,
+                });
             }
             "li" => {
                 if !out.is_empty() && !out.ends_with('\n') {
                     out.push('\n');
                 }
-                let bullet = match stack.iter_mut().rev().find(|o| matches!(o, Open::List { .. })) {
+                let bullet = match stack
+                    .iter_mut()
+                    .rev()
+                    .find(|o| matches!(o, Open::List { .. }))
+                {
                     Some(Open::List { ordered: true, n }) => {
                         *n += 1;
                         format!("{n}. ")
@@ -522,7 +570,10 @@ fn push_text(out: &mut String, text: &str, in_pre: bool) {
         let escaped = escape_markdown(text);
         // escape_markdown treats its input as starting a line; undo that mid-line.
         if !line_start {
-            if let Some(stripped) = escaped.strip_prefix('\\').filter(|s| s.starts_with(['>', '#', '-'])) {
+            if let Some(stripped) = escaped
+                .strip_prefix('\\')
+                .filter(|s| s.starts_with(['>', '#', '-']))
+            {
                 out.push_str(stripped);
                 return;
             }
@@ -556,10 +607,15 @@ fn close(out: &mut String, stack: &mut Vec<Open>, name: &str) {
                 | (Open::List { .. }, "ul" | "ol")
                 | (Open::Quote { .. }, "blockquote")
                 | (Open::Pre, "pre")
-                | (Open::Other, "p" | "div" | "li" | "code" | "mx-reply" | "span")
+                | (
+                    Open::Other,
+                    "p" | "div" | "li" | "code" | "mx-reply" | "span"
+                )
         )
     };
-    let Some(pos) = stack.iter().rposition(matches) else { return };
+    let Some(pos) = stack.iter().rposition(matches) else {
+        return;
+    };
     while stack.len() > pos {
         if let Some(open) = stack.pop() {
             finish(out, open);
@@ -580,7 +636,11 @@ fn finish(out: &mut String, open: Open) {
             if plain_label == href || label.trim().is_empty() {
                 out.push_str(&href);
             } else {
-                out.push_str(&format!("[{}]({})", label.replace(['[', ']'], ""), href.replace(')', "%29")));
+                out.push_str(&format!(
+                    "[{}]({})",
+                    label.replace(['[', ']'], ""),
+                    href.replace(')', "%29")
+                ));
             }
         }
         Open::Pre => {
@@ -620,23 +680,38 @@ mod tests {
     fn discord_markdown_becomes_html() {
         let n = names();
         assert_eq!(to_html("plain words", &n), None);
-        assert_eq!(to_html("**bold** and *it* _it_ ~~gone~~", &n).unwrap(), "<b>bold</b> and <i>it</i> <i>it</i> <s>gone</s>");
-        assert_eq!(to_html("__under__ ***both***", &n).unwrap(), "<u>under</u> <b><i>both</i></b>");
+        assert_eq!(
+            to_html("**bold** and *it* _it_ ~~gone~~", &n).unwrap(),
+            "<b>bold</b> and <i>it</i> <i>it</i> <s>gone</s>"
+        );
+        assert_eq!(
+            to_html("__under__ ***both***", &n).unwrap(),
+            "<u>under</u> <b><i>both</i></b>"
+        );
         assert_eq!(to_html("`a<b`", &n).unwrap(), "<code>a&lt;b</code>");
-        assert_eq!(to_html("see ||the end||", &n).unwrap(), "see <span data-mx-spoiler=\"\">the end</span>");
+        assert_eq!(
+            to_html("see ||the end||", &n).unwrap(),
+            "see <span data-mx-spoiler=\"\">the end</span>"
+        );
         assert_eq!(
             to_html("```rust\nfn main() {}\n```\nafter", &n).unwrap(),
             "<pre><code class=\"language-rust\">fn main() {}</code></pre>after"
         );
         assert_eq!(to_html("hi <@42> and <@!7>", &n), None);
-        assert_eq!(to_plain("hi <@42> and <@!7>", &n), "hi @Ann and @unknown-user");
+        assert_eq!(
+            to_plain("hi <@42> and <@!7>", &n),
+            "hi @Ann and @unknown-user"
+        );
         assert_eq!(to_html("**hi** <@42>", &n).unwrap(), "<b>hi</b> @Ann");
         assert_eq!(to_plain("hi <@42> <:blob:123>", &n), "hi @Ann :blob:");
         assert_eq!(
             to_html("go to https://example.com/a_b_c. or [docs](https://docs.example.com)", &n).unwrap(),
             "go to <a href=\"https://example.com/a_b_c\">https://example.com/a_b_c</a>. or <a href=\"https://docs.example.com\">docs</a>"
         );
-        assert_eq!(to_html("> quoted\nnot", &n).unwrap(), "<blockquote>quoted</blockquote>not");
+        assert_eq!(
+            to_html("> quoted\nnot", &n).unwrap(),
+            "<blockquote>quoted</blockquote>not"
+        );
         assert_eq!(to_html("# Title", &n).unwrap(), "<b>Title</b>");
         assert_eq!(to_html("2 * 3 * 4", &n), None);
         assert_eq!(to_html("\\*not italic\\*", &n).unwrap(), "*not italic*");
@@ -647,7 +722,22 @@ mod tests {
     #[test]
     fn hostile_input_does_not_panic() {
         let n = names();
-        for s in ["*", "**", "***", "||||", "```", "``", "<@", "<@>", "<t:99999999999999999:R>", "[a](", "\\", "é*é*", "<:é:1>", "_*_*_*"] {
+        for s in [
+            "*",
+            "**",
+            "***",
+            "||||",
+            "```",
+            "``",
+            "<@",
+            "<@>",
+            "<t:99999999999999999:R>",
+            "[a](",
+            "\\",
+            "é*é*",
+            "<:é:1>",
+            "_*_*_*",
+        ] {
             let _ = to_html(s, &n);
             let _ = to_plain(s, &n);
             let _ = html_to_markdown(s);
@@ -663,12 +753,68 @@ mod tests {
     #[test]
     fn random_token_soup() {
         const TOKENS: &[&str] = &[
-            "*", "**", "***", "_", "__", "~~", "||", "`", "``", "```", "\\", "\n", "> ", ">>> ", "# ", "<@42>", "<@!1>",
-            "<#5>", "<:x:9>", "<t:1:R>", "<", ">", "[", "](", ")", "https://a.example/x_y", "http://", "é", "😀", " ", "a",
-            "<b>", "</b>", "<a href=\"https://x\">", "</a>", "<pre>", "</pre>", "<code>", "</code>", "<li>", "<ol>",
-            "<blockquote>", "</blockquote>", "&amp;", "&#x1F600;", "&", "<br>", "<p>", "</p>",
+            "*",
+            "**",
+            "***",
+            "_",
+            "__",
+            "~~",
+            "||",
+            "`",
+            "``",
+            "```",
+            "\\",
+            "\n",
+            "> ",
+            ">>> ",
+            "# ",
+            "<@42>",
+            "<@!1>",
+            "<#5>",
+            "<:x:9>",
+            "<t:1:R>",
+            "<",
+            ">",
+            "[",
+            "](",
+            ")",
+            "https://a.example/x_y",
+            "http://",
+            "é",
+            "😀",
+            " ",
+            "a",
+            "<b>",
+            "</b>",
+            "<a href=\"https://x\">",
+            "</a>",
+            "<pre>",
+            "</pre>",
+            "<code>",
+            "</code>",
+            "<li>",
+            "<ol>",
+            "<blockquote>",
+            "</blockquote>",
+            "&amp;",
+            "&#x1F600;",
+            "&",
+            "<br>",
+            "<p>",
+            "</p>",
         ];
-        const ALLOWED: &[&str] = &["b", "i", "u", "s", "code", "pre", "blockquote", "a", "br", "span"];
+        const ALLOWED: &[&str] = &[
+            "b",
+            "i",
+            "u",
+            "s",
+            "code",
+            "pre",
+            "blockquote",
+            "a",
+            "br",
+            "span",
+        ];
         let n = names();
         let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
         for _ in 0..3000 {
@@ -687,8 +833,15 @@ mod tests {
             let _ = html_to_markdown(&input);
             if let Some(html) = to_html(&input, &n) {
                 for part in html.split('<').skip(1) {
-                    let name: String = part.trim_start_matches('/').chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
-                    assert!(ALLOWED.contains(&name.as_str()), "tag {name:?} in {html:?} from {input:?}");
+                    let name: String = part
+                        .trim_start_matches('/')
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric())
+                        .collect();
+                    assert!(
+                        ALLOWED.contains(&name.as_str()),
+                        "tag {name:?} in {html:?} from {input:?}"
+                    );
                 }
             }
         }
@@ -696,21 +849,54 @@ mod tests {
 
     #[test]
     fn html_becomes_discord_markdown() {
-        assert_eq!(html_to_markdown("Sorry! <strong>Checking</strong> now"), "Sorry! **Checking** now");
-        assert_eq!(html_to_markdown("<p>a <em>b</em> <del>c</del> <u>d</u> <code>e_f</code></p>"), "a *b* ~~c~~ __d__ `e_f`");
-        assert_eq!(html_to_markdown("<pre><code class=\"language-rs\">x *y*\n</code></pre>"), "```\nx *y*\n```");
-        assert_eq!(html_to_markdown("<a href=\"https://a.example/x\">the docs</a>"), "[the docs](https://a.example/x)");
-        assert_eq!(html_to_markdown("<a href=\"https://a.example\">https://a.example</a>"), "https://a.example");
-        assert_eq!(html_to_markdown("<ul><li>one</li><li>two</li></ul>"), "- one\n- two");
-        assert_eq!(html_to_markdown("<ol><li>one</li><li>two</li></ol>"), "1. one\n2. two");
-        assert_eq!(html_to_markdown("<blockquote>quoted<br>twice</blockquote>after"), "> quoted\n> twice\nafter");
-        assert_eq!(html_to_markdown("2*3 &lt;tag&gt; file_name"), "2\\*3 <tag> file\\_name");
+        assert_eq!(
+            html_to_markdown("Sorry! <strong>Checking</strong> now"),
+            "Sorry! **Checking** now"
+        );
+        assert_eq!(
+            html_to_markdown("<p>a <em>b</em> <del>c</del> <u>d</u> <code>e_f</code></p>"),
+            "a *b* ~~c~~ __d__ `e_f`"
+        );
+        assert_eq!(
+            html_to_markdown("<pre><code class=\"language-rs\">x *y*\n</code></pre>"),
+            "```\nx *y*\n```"
+        );
+        assert_eq!(
+            html_to_markdown("<a href=\"https://a.example/x\">the docs</a>"),
+            "[the docs](https://a.example/x)"
+        );
+        assert_eq!(
+            html_to_markdown("<a href=\"https://a.example\">https://a.example</a>"),
+            "https://a.example"
+        );
+        assert_eq!(
+            html_to_markdown("<ul><li>one</li><li>two</li></ul>"),
+            "- one\n- two"
+        );
+        assert_eq!(
+            html_to_markdown("<ol><li>one</li><li>two</li></ol>"),
+            "1. one\n2. two"
+        );
+        assert_eq!(
+            html_to_markdown("<blockquote>quoted<br>twice</blockquote>after"),
+            "> quoted\n> twice\nafter"
+        );
+        assert_eq!(
+            html_to_markdown("2*3 &lt;tag&gt; file_name"),
+            "2\\*3 <tag> file\\_name"
+        );
         assert_eq!(html_to_markdown("<p>one</p><p>two</p>"), "one\ntwo");
     }
 
     #[test]
     fn plain_text_is_escaped() {
-        assert_eq!(escape_markdown("*hi* see https://x.example/a_b"), "\\*hi\\* see https://x.example/a_b");
-        assert_eq!(escape_markdown("> not a quote\n# nor a title"), "\\> not a quote\n\\# nor a title");
+        assert_eq!(
+            escape_markdown("*hi* see https://x.example/a_b"),
+            "\\*hi\\* see https://x.example/a_b"
+        );
+        assert_eq!(
+            escape_markdown("> not a quote\n# nor a title"),
+            "\\> not a quote\n\\# nor a title"
+        );
     }
 }

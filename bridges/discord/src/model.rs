@@ -188,7 +188,9 @@ pub struct ApiError {
 /// Milliseconds since the epoch of an ISO 8601 timestamp as Discord writes them
 /// (`2023-03-28T01:07:30.576000+00:00`), `None` when it is not one.
 pub fn parse_timestamp(ts: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(ts).ok().map(|t| t.timestamp_millis())
+    chrono::DateTime::parse_from_rfc3339(ts)
+        .ok()
+        .map(|t| t.timestamp_millis())
 }
 
 /// Milliseconds since the epoch encoded in a snowflake (Discord epoch 2015-01-01).
@@ -203,7 +205,10 @@ mod tests {
 
     #[test]
     fn timestamps_and_snowflakes() {
-        assert_eq!(parse_timestamp("2023-03-28T01:07:30.576000+00:00"), Some(1_679_965_650_576));
+        assert_eq!(
+            parse_timestamp("2023-03-28T01:07:30.576000+00:00"),
+            Some(1_679_965_650_576)
+        );
         assert_eq!(parse_timestamp("yesterday"), None);
         assert_eq!(snowflake_ms("175928847299117063"), Some(1_462_015_105_796));
         assert_eq!(snowflake_ms("x"), None);

@@ -17,7 +17,9 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use switchboard_channel::{Content, ConversationKey, Delivery, Host, HostError, Outbound, OutboundAction, SendError};
+use switchboard_channel::{
+    Content, ConversationKey, Delivery, Host, HostError, Outbound, OutboundAction, SendError,
+};
 
 use crate::config::MAX_TEXT_CHARS;
 use crate::markdown;
@@ -30,16 +32,22 @@ pub struct Outgoing {
 }
 
 fn retryable_host(e: HostError) -> SendError {
-    SendError::Retryable { reason: format!("the bridge's store: {e}"), retry_after: None }
+    SendError::Retryable {
+        reason: format!("the bridge's store: {e}"),
+        retry_after: None,
+    }
 }
 
 /// A Discord nonce (at most 25 characters) for an idempotency key: 128 bits of two FNV-1a
 /// hashes in base 36.
 pub fn nonce(key: &str) -> String {
     let fnv = |seed: u64| {
-        key.bytes().fold(seed, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+        key.bytes().fold(seed, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
     };
-    let mut n = (u128::from(fnv(0xcbf2_9ce4_8422_2325)) << 64) | u128::from(fnv(0x8422_2325_cbf2_9ce4));
+    let mut n =
+        (u128::from(fnv(0xcbf2_9ce4_8422_2325)) << 64) | u128::from(fnv(0x8422_2325_cbf2_9ce4));
     let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let mut out = Vec::new();
     while n > 0 {
@@ -48,7 +56,11 @@ pub fn nonce(key: &str) -> String {
     }
     out.reverse();
     let s = String::from_utf8(out).unwrap_or_default();
-    if s.is_empty() { "0".into() } else { s }
+    if s.is_empty() {
+        "0".into()
+    } else {
+        s
+    }
 }
 
 /// The message text for Discord.
@@ -76,7 +88,10 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
             let key = format!("out:{}", outbound.idempotency_key);
             if let Some(done) = out.host.state_get(&key).await.map_err(retryable_host)? {
                 tracing::info!(idempotency_key = %outbound.idempotency_key, remote_id = %done, "discord: already sent; not sending again");
-                return Ok(Delivery { remote_id: done, delivered: true });
+                return Ok(Delivery {
+                    remote_id: done,
+                    delivered: true,
+                });
             }
             let mut payload = json!({
                 "nonce": nonce(&outbound.idempotency_key),
@@ -96,48 +111,89 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
                 let (bytes, mime) = match out.host.get_media(&a.media).await {
                     Ok(found) => found,
                     Err(HostError::NotFound) => {
-                        return Err(SendError::Permanent { reason: format!("the file {} is no longer in the media repository", a.name) })
+                        return Err(SendError::Permanent {
+                            reason: format!(
+                                "the file {} is no longer in the media repository",
+                                a.name
+                            ),
+                        })
                     }
                     Err(e) => return Err(retryable_host(e)),
                 };
-                let mime = if a.mime.is_empty() { mime } else { a.mime.clone() };
+                let mime = if a.mime.is_empty() {
+                    mime
+                } else {
+                    a.mime.clone()
+                };
                 declared.push(json!({"id": n, "filename": a.name}));
-                files.push(Upload { name: a.name.clone(), mime, bytes });
+                files.push(Upload {
+                    name: a.name.clone(),
+                    mime,
+                    bytes,
+                });
             }
             if !declared.is_empty() {
                 payload["attachments"] = Value::Array(declared);
             }
             if payload.get("content").is_none() && files.is_empty() {
-                return Err(SendError::Permanent { reason: "nothing to send: the message is empty".into() });
+                return Err(SendError::Permanent {
+                    reason: "nothing to send: the message is empty".into(),
+                });
             }
-            let message = out.rest.create_message(channel, &payload, &files).await.map_err(classify)?;
+            let message = out
+                .rest
+                .create_message(channel, &payload, &files)
+                .await
+                .map_err(classify)?;
             if let Err(e) = out.host.state_put(&key, &message.id).await {
                 // Discord's nonce still protects a quick retry.
                 tracing::warn!(error = %e, "discord: sent but cannot remember the idempotency key");
             }
-            Ok(Delivery { remote_id: message.id, delivered: true })
+            Ok(Delivery {
+                remote_id: message.id,
+                delivered: true,
+            })
         }
         OutboundAction::Edit { remote_id, content } => {
-            let payload = json!({"content": discord_text(content), "allowed_mentions": {"parse": []}});
-            out.rest.edit_message(channel, remote_id, &payload).await.map_err(classify)?;
-            Ok(Delivery { remote_id: remote_id.clone(), delivered: true })
+            let payload =
+                json!({"content": discord_text(content), "allowed_mentions": {"parse": []}});
+            out.rest
+                .edit_message(channel, remote_id, &payload)
+                .await
+                .map_err(classify)?;
+            Ok(Delivery {
+                remote_id: remote_id.clone(),
+                delivered: true,
+            })
         }
         OutboundAction::Delete { remote_id } => {
             // Discord echoes the deletion over the gateway; it must not come back as the
             // customer deleting something.
-            if let Err(e) = out.host.state_put(&deleted_key(channel, remote_id), "1").await {
+            if let Err(e) = out
+                .host
+                .state_put(&deleted_key(channel, remote_id), "1")
+                .await
+            {
                 tracing::debug!(error = %e, "discord: cannot remember a deletion");
             }
             match out.rest.delete_message(channel, remote_id).await {
                 Ok(()) => {}
                 // Already gone: that is what was asked.
-                Err(crate::rest::RestError::Api { error, .. }) if error.code == crate::rest::codes::UNKNOWN_MESSAGE => {}
+                Err(crate::rest::RestError::Api { error, .. })
+                    if error.code == crate::rest::codes::UNKNOWN_MESSAGE => {}
                 Err(e) => return Err(classify(e)),
             }
-            Ok(Delivery { remote_id: remote_id.clone(), delivered: true })
+            Ok(Delivery {
+                remote_id: remote_id.clone(),
+                delivered: true,
+            })
         }
-        OutboundAction::React { .. } => Err(SendError::Permanent { reason: "reactions are not bridged to Discord yet".into() }),
-        OutboundAction::Template { .. } => Err(SendError::Permanent { reason: "Discord has no message templates".into() }),
+        OutboundAction::React { .. } => Err(SendError::Permanent {
+            reason: "reactions are not bridged to Discord yet".into(),
+        }),
+        OutboundAction::Template { .. } => Err(SendError::Permanent {
+            reason: "Discord has no message templates".into(),
+        }),
     }
 }
 
@@ -164,16 +220,27 @@ mod tests {
     fn nonces_are_short_and_stable() {
         let a = nonce("$abcdefghijklmnopqrstuvwxyz0123456789:example.org");
         assert!(a.len() <= 25, "{a}");
-        assert_eq!(a, nonce("$abcdefghijklmnopqrstuvwxyz0123456789:example.org"));
+        assert_eq!(
+            a,
+            nonce("$abcdefghijklmnopqrstuvwxyz0123456789:example.org")
+        );
         assert_ne!(a, nonce("$other"));
     }
 
     #[test]
     fn long_text_falls_back_to_plain() {
         let text = "x".repeat(1990);
-        let content = Content { text: text.clone(), html: Some(format!("<b>{text}</b>{}", "<i>y</i>".repeat(10))), attachments: vec![] };
+        let content = Content {
+            text: text.clone(),
+            html: Some(format!("<b>{text}</b>{}", "<i>y</i>".repeat(10))),
+            attachments: vec![],
+        };
         assert_eq!(discord_text(&content), text);
-        let content = Content { text: "a_b".into(), html: None, attachments: vec![] };
+        let content = Content {
+            text: "a_b".into(),
+            html: None,
+            attachments: vec![],
+        };
         assert_eq!(discord_text(&content), "a\\_b");
     }
 }

@@ -27,7 +27,10 @@ pub struct Profiles {
 }
 
 fn to_profile(user: &User, avatar: Option<MediaRef>) -> ContactProfile {
-    ContactProfile { avatar, ..inbound::profile(user) }
+    ContactProfile {
+        avatar,
+        ..inbound::profile(user)
+    }
 }
 
 impl Profiles {
@@ -48,26 +51,45 @@ impl Profiles {
             }
             Err(e) => tracing::debug!(error = %e, "discord: cannot encode a user"),
         }
-        self.by_channel.lock().await.insert(channel.to_owned(), (user.clone(), avatar.clone()));
+        self.by_channel
+            .lock()
+            .await
+            .insert(channel.to_owned(), (user.clone(), avatar.clone()));
         to_profile(user, avatar)
     }
 
     /// The customer last seen in `channel` (when `id` is given, only if it is them).
-    pub async fn known(&self, shared: &Shared, channel: &str, id: Option<&str>) -> Option<ContactProfile> {
+    pub async fn known(
+        &self,
+        shared: &Shared,
+        channel: &str,
+        id: Option<&str>,
+    ) -> Option<ContactProfile> {
         let cached = self.by_channel.lock().await.get(channel).cloned();
         let (user, avatar) = match cached {
             Some(found) => found,
             None => {
-                let stored = shared.host.state_get(&format!("user:{channel}")).await.ok().flatten()?;
+                let stored = shared
+                    .host
+                    .state_get(&format!("user:{channel}"))
+                    .await
+                    .ok()
+                    .flatten()?;
                 let user: User = serde_json::from_str(&stored).ok()?;
                 let avatar = avatar(shared, &user).await;
-                self.by_channel.lock().await.insert(channel.to_owned(), (user.clone(), avatar.clone()));
+                self.by_channel
+                    .lock()
+                    .await
+                    .insert(channel.to_owned(), (user.clone(), avatar.clone()));
                 (user, avatar)
             }
         };
         if id.is_some_and(|id| id != user.id) {
             // Someone else in a guild channel: known by id only.
-            return id.map(|id| ContactProfile { id: id.to_owned(), ..ContactProfile::default() });
+            return id.map(|id| ContactProfile {
+                id: id.to_owned(),
+                ..ContactProfile::default()
+            });
         }
         Some(to_profile(&user, avatar))
     }
@@ -78,7 +100,10 @@ async fn avatar(shared: &Shared, user: &User) -> Option<MediaRef> {
     if !shared.config.avatars {
         return None;
     }
-    let hash = user.avatar.as_deref().filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))?;
+    let hash = user
+        .avatar
+        .as_deref()
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))?;
     let key = format!("avatar:{}", user.id);
     if let Ok(Some(cached)) = shared.host.state_get(&key).await {
         if let Some((cached_hash, media)) = cached.split_once('\n') {
@@ -87,7 +112,11 @@ async fn avatar(shared: &Shared, user: &User) -> Option<MediaRef> {
             }
         }
     }
-    let url = format!("{}/avatars/{}/{hash}.png?size=256", shared.config.cdn_url.trim_end_matches('/'), user.id);
+    let url = format!(
+        "{}/avatars/{}/{hash}.png?size=256",
+        shared.config.cdn_url.trim_end_matches('/'),
+        user.id
+    );
     let (bytes, _) = match shared.rest.download(&url, MAX_AVATAR).await {
         Ok(found) => found,
         Err(e) => {
@@ -95,14 +124,22 @@ async fn avatar(shared: &Shared, user: &User) -> Option<MediaRef> {
             return None;
         }
     };
-    let media = match shared.host.put_media(bytes, "image/png", "avatar.png").await {
+    let media = match shared
+        .host
+        .put_media(bytes, "image/png", "avatar.png")
+        .await
+    {
         Ok(media) => media,
         Err(e) => {
             tracing::debug!(error = %e, "discord: avatar not stored");
             return None;
         }
     };
-    if let Err(e) = shared.host.state_put(&key, &format!("{hash}\n{}", media.0)).await {
+    if let Err(e) = shared
+        .host
+        .state_put(&key, &format!("{hash}\n{}", media.0))
+        .await
+    {
         tracing::debug!(error = %e, "discord: avatar not remembered");
     }
     Some(media)

@@ -28,7 +28,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 pub enum RestError {
     /// Discord answered with an error status.
     #[error("Discord answered {status}: {} (code {})", .error.message, .error.code)]
-    Api { status: StatusCode, error: ApiError, retry_after: Option<Duration> },
+    Api {
+        status: StatusCode,
+        error: ApiError,
+        retry_after: Option<Duration>,
+    },
     /// Discord could not be reached or the answer was cut.
     #[error("cannot reach Discord: {0}")]
     Network(String),
@@ -72,22 +76,38 @@ impl Rest {
     pub fn new(config: &DiscordConfig) -> Result<Rest, String> {
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("DiscordBot (https://github.com/switchboard, ", env!("CARGO_PKG_VERSION"), ")"))
+            .user_agent(concat!(
+                "DiscordBot (https://github.com/switchboard, ",
+                env!("CARGO_PKG_VERSION"),
+                ")"
+            ))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Rest { http, base: config.api_base(), auth: format!("Bot {}", config.token.trim()) })
+        Ok(Rest {
+            http,
+            base: config.api_base(),
+            auth: format!("Bot {}", config.token.trim()),
+        })
     }
 
     fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, format!("{}{path}", self.base)).header(AUTHORIZATION, &self.auth)
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .header(AUTHORIZATION, &self.auth)
     }
 
     /// Send and sort the answer: 2xx → its body, anything else → [`RestError::Api`].
     async fn execute(&self, request: reqwest::RequestBuilder) -> Result<bytes::Bytes, RestError> {
-        let response = request.send().await.map_err(|e| RestError::Network(e.to_string()))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| RestError::Network(e.to_string()))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| RestError::Network(e.to_string()))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| RestError::Network(e.to_string()))?;
         if status.is_success() {
             return Ok(body);
         }
@@ -95,14 +115,26 @@ impl Rest {
         if error.message.is_empty() {
             error.message = status.canonical_reason().unwrap_or("error").to_owned();
         }
-        if headers.get("x-ratelimit-global").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true")) {
+        if headers
+            .get("x-ratelimit-global")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"))
+        {
             error.global = true;
         }
-        let retry_after = (status == StatusCode::TOO_MANY_REQUESTS).then(|| retry_after(&headers, &error)).flatten();
-        Err(RestError::Api { status, error, retry_after })
+        let retry_after = (status == StatusCode::TOO_MANY_REQUESTS)
+            .then(|| retry_after(&headers, &error))
+            .flatten();
+        Err(RestError::Api {
+            status,
+            error,
+            retry_after,
+        })
     }
 
-    async fn json<T: serde::de::DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, RestError> {
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, RestError> {
         let body = self.execute(request).await?;
         serde_json::from_slice(&body).map_err(|e| RestError::Decode(e.to_string()))
     }
@@ -114,7 +146,12 @@ impl Rest {
     }
 
     /// `POST /channels/{id}/messages`: JSON, or multipart (`payload_json` + `files[n]`) with files.
-    pub async fn create_message(&self, channel: &str, payload: &Value, files: &[Upload]) -> Result<Message, RestError> {
+    pub async fn create_message(
+        &self,
+        channel: &str,
+        payload: &Value,
+        files: &[Upload],
+    ) -> Result<Message, RestError> {
         let path = format!("/channels/{channel}/messages");
         let request = self.request(Method::POST, &path);
         let request = if files.is_empty() {
@@ -130,7 +167,11 @@ impl Rest {
                 let part = reqwest::multipart::Part::bytes(file.bytes.to_vec())
                     .file_name(file.name.clone())
                     .mime_str(&file.mime)
-                    .or_else(|_| reqwest::multipart::Part::bytes(file.bytes.to_vec()).file_name(file.name.clone()).mime_str("application/octet-stream"))
+                    .or_else(|_| {
+                        reqwest::multipart::Part::bytes(file.bytes.to_vec())
+                            .file_name(file.name.clone())
+                            .mime_str("application/octet-stream")
+                    })
                     .map_err(|e| RestError::Decode(e.to_string()))?;
                 form = form.part(format!("files[{n}]"), part);
             }
@@ -140,29 +181,65 @@ impl Rest {
     }
 
     /// `PATCH /channels/{id}/messages/{id}`.
-    pub async fn edit_message(&self, channel: &str, message: &str, payload: &Value) -> Result<Message, RestError> {
-        self.json(self.request(Method::PATCH, &format!("/channels/{channel}/messages/{message}")).json(payload)).await
+    pub async fn edit_message(
+        &self,
+        channel: &str,
+        message: &str,
+        payload: &Value,
+    ) -> Result<Message, RestError> {
+        self.json(
+            self.request(
+                Method::PATCH,
+                &format!("/channels/{channel}/messages/{message}"),
+            )
+            .json(payload),
+        )
+        .await
     }
 
     /// `DELETE /channels/{id}/messages/{id}`.
     pub async fn delete_message(&self, channel: &str, message: &str) -> Result<(), RestError> {
-        self.execute(self.request(Method::DELETE, &format!("/channels/{channel}/messages/{message}"))).await.map(drop)
+        self.execute(self.request(
+            Method::DELETE,
+            &format!("/channels/{channel}/messages/{message}"),
+        ))
+        .await
+        .map(drop)
     }
 
     /// `POST /channels/{id}/typing`: shows the bot typing for ~10 s.
     pub async fn trigger_typing(&self, channel: &str) -> Result<(), RestError> {
-        let request = self.request(Method::POST, &format!("/channels/{channel}/typing")).header(CONTENT_TYPE, "application/json");
+        let request = self
+            .request(Method::POST, &format!("/channels/{channel}/typing"))
+            .header(CONTENT_TYPE, "application/json");
         self.execute(request.body("")).await.map(drop)
     }
 
     /// Download a file (an attachment's `url`, an avatar on the CDN), refusing more than `max`
     /// bytes. No token: CDN URLs are signed by Discord themselves and must not see it.
-    pub async fn download(&self, url: &str, max: u64) -> Result<(bytes::Bytes, Option<String>), RestError> {
-        let mut response = self.http.get(url).send().await.map_err(|e| RestError::Network(e.to_string()))?;
+    pub async fn download(
+        &self,
+        url: &str,
+        max: u64,
+    ) -> Result<(bytes::Bytes, Option<String>), RestError> {
+        let mut response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| RestError::Network(e.to_string()))?;
         let status = response.status();
         if !status.is_success() {
-            let error = ApiError { code: 0, message: format!("download of an attachment: {status}"), ..ApiError::default() };
-            return Err(RestError::Api { status, error, retry_after: None });
+            let error = ApiError {
+                code: 0,
+                message: format!("download of an attachment: {status}"),
+                ..ApiError::default()
+            };
+            return Err(RestError::Api {
+                status,
+                error,
+                retry_after: None,
+            });
         }
         if let Some(len) = response.content_length().filter(|len| *len > max) {
             return Err(RestError::TooLarge(len));
@@ -173,7 +250,11 @@ impl Rest {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
         let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| RestError::Network(e.to_string()))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| RestError::Network(e.to_string()))?
+        {
             bytes.extend_from_slice(&chunk);
             if bytes.len() as u64 > max {
                 return Err(RestError::TooLarge(bytes.len() as u64));
@@ -201,22 +282,43 @@ pub mod codes {
 /// What a failed request means for an outbound item. Permanent reasons quote Discord's own
 /// message so operators can look it up.
 pub fn classify(error: RestError) -> SendError {
-    let retry = |reason: String, retry_after: Option<Duration>| SendError::Retryable { reason, retry_after };
+    let retry = |reason: String, retry_after: Option<Duration>| SendError::Retryable {
+        reason,
+        retry_after,
+    };
     let permanent = |what: &str, e: &ApiError| SendError::Permanent {
         reason: format!("{what} (Discord: \"{}\", code {})", e.message, e.code),
     };
     match error {
         RestError::Network(e) => retry(format!("cannot reach Discord: {e}"), None),
         RestError::Decode(e) => retry(format!("Discord answered something unexpected: {e}"), None),
-        RestError::TooLarge(n) => SendError::Permanent { reason: format!("the file is too large ({n} bytes)") },
-        RestError::Api { status, error, retry_after } => {
+        RestError::TooLarge(n) => SendError::Permanent {
+            reason: format!("the file is too large ({n} bytes)"),
+        },
+        RestError::Api {
+            status,
+            error,
+            retry_after,
+        } => {
             if status == StatusCode::TOO_MANY_REQUESTS {
-                let scope = if error.global { "globally" } else { "on this channel" };
-                let secs = retry_after.map(|d| format!(" (retry after {:.1} s)", d.as_secs_f64())).unwrap_or_default();
-                return retry(format!("Discord rate-limits the bot {scope}{secs}"), retry_after);
+                let scope = if error.global {
+                    "globally"
+                } else {
+                    "on this channel"
+                };
+                let secs = retry_after
+                    .map(|d| format!(" (retry after {:.1} s)", d.as_secs_f64()))
+                    .unwrap_or_default();
+                return retry(
+                    format!("Discord rate-limits the bot {scope}{secs}"),
+                    retry_after,
+                );
             }
             if status.is_server_error() {
-                return retry(format!("Discord is having trouble ({status}): {}", error.message), None);
+                return retry(
+                    format!("Discord is having trouble ({status}): {}", error.message),
+                    None,
+                );
             }
             match error.code {
                 codes::CANNOT_SEND_TO_USER => permanent(
@@ -255,46 +357,93 @@ mod tests {
         }
         let error: ApiError = serde_json::from_str(body).unwrap();
         let status = StatusCode::from_u16(status).unwrap();
-        let retry_after = (status == StatusCode::TOO_MANY_REQUESTS).then(|| retry_after(&map, &error)).flatten();
-        RestError::Api { status, error, retry_after }
+        let retry_after = (status == StatusCode::TOO_MANY_REQUESTS)
+            .then(|| retry_after(&map, &error))
+            .flatten();
+        RestError::Api {
+            status,
+            error,
+            retry_after,
+        }
     }
 
     fn fixture(name: &str) -> Option<String> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/discord");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/fixtures/discord");
         std::fs::read_to_string(dir.join(name)).ok()
     }
 
     #[test]
     fn rate_limits_are_retryable_with_discords_delay() {
-        let body = fixture("error_429_user_rate_limit.json").unwrap_or_else(|| r#"{"message":"You are being rate limited.","retry_after":64.57,"global":false}"#.into());
+        let body = fixture("error_429_user_rate_limit.json").unwrap_or_else(|| {
+            r#"{"message":"You are being rate limited.","retry_after":64.57,"global":false}"#.into()
+        });
         match classify(api(429, &body, &[])) {
-            SendError::Retryable { retry_after, reason } => {
+            SendError::Retryable {
+                retry_after,
+                reason,
+            } => {
                 assert_eq!(retry_after, Some(Duration::from_secs_f64(64.57)));
                 assert!(reason.contains("on this channel"), "{reason}");
             }
             other => panic!("{other:?}"),
         }
         // Only headers (a Cloudflare-level limit has no JSON body).
-        match classify(api(429, "{}", &[("retry-after", "3"), ("x-ratelimit-global", "true")])) {
-            SendError::Retryable { retry_after, .. } => assert_eq!(retry_after, Some(Duration::from_secs(3))),
+        match classify(api(
+            429,
+            "{}",
+            &[("retry-after", "3"), ("x-ratelimit-global", "true")],
+        )) {
+            SendError::Retryable { retry_after, .. } => {
+                assert_eq!(retry_after, Some(Duration::from_secs(3)))
+            }
             other => panic!("{other:?}"),
         }
         if let Some(body) = fixture("error_429_global_rate_limit.json") {
-            let SendError::Retryable { reason, .. } = classify(api(429, &body, &[])) else { panic!() };
+            let SendError::Retryable { reason, .. } = classify(api(429, &body, &[])) else {
+                panic!()
+            };
             assert!(reason.contains("globally"), "{reason}");
         }
     }
 
     #[test]
     fn refusals_are_permanent_and_quote_discord() {
-        let body = fixture("error_50007_cannot_send_to_user.json").unwrap_or_else(|| r#"{"message":"Cannot send messages to this user","code":50007}"#.into());
-        let SendError::Permanent { reason } = classify(api(403, &body, &[])) else { panic!() };
-        assert!(reason.contains("closed their direct messages") && reason.contains("Cannot send messages to this user"), "{reason}");
-        let SendError::Permanent { reason } = classify(api(404, r#"{"message":"Unknown Channel","code":10003}"#, &[])) else { panic!() };
+        let body = fixture("error_50007_cannot_send_to_user.json").unwrap_or_else(|| {
+            r#"{"message":"Cannot send messages to this user","code":50007}"#.into()
+        });
+        let SendError::Permanent { reason } = classify(api(403, &body, &[])) else {
+            panic!()
+        };
+        assert!(
+            reason.contains("closed their direct messages")
+                && reason.contains("Cannot send messages to this user"),
+            "{reason}"
+        );
+        let SendError::Permanent { reason } = classify(api(
+            404,
+            r#"{"message":"Unknown Channel","code":10003}"#,
+            &[],
+        )) else {
+            panic!()
+        };
         assert!(reason.contains("no longer exists"), "{reason}");
-        let SendError::Permanent { reason } = classify(api(401, r#"{"message":"401: Unauthorized","code":0}"#, &[])) else { panic!() };
+        let SendError::Permanent { reason } =
+            classify(api(401, r#"{"message":"401: Unauthorized","code":0}"#, &[]))
+        else {
+            panic!()
+        };
         assert!(reason.contains("token"), "{reason}");
-        assert!(matches!(classify(api(502, "{}", &[])), SendError::Retryable { retry_after: None, .. }));
-        assert!(matches!(classify(RestError::Network("reset".into())), SendError::Retryable { .. }));
+        assert!(matches!(
+            classify(api(502, "{}", &[])),
+            SendError::Retryable {
+                retry_after: None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify(RestError::Network("reset".into())),
+            SendError::Retryable { .. }
+        ));
     }
 }

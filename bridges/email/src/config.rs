@@ -95,7 +95,14 @@ pub struct SmtpConfig {
 
 impl Default for SmtpConfig {
     fn default() -> Self {
-        SmtpConfig { host: String::new(), port: 587, tls: Tls::Starttls, username: None, password: None, timeout_secs: 30 }
+        SmtpConfig {
+            host: String::new(),
+            port: 587,
+            tls: Tls::Starttls,
+            username: None,
+            password: None,
+            timeout_secs: 30,
+        }
     }
 }
 
@@ -146,8 +153,15 @@ impl EmailConfig {
         let mut names = std::collections::HashSet::new();
         for (i, m) in self.mailboxes.iter().enumerate() {
             let at = format!("channels.email.mailboxes[{i}]");
-            if m.name.is_empty() || !m.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c)) {
-                return Err(format!("{at}.name: use lowercase letters, digits, '.', '_' or '-'"));
+            if m.name.is_empty()
+                || !m
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+            {
+                return Err(format!(
+                    "{at}.name: use lowercase letters, digits, '.', '_' or '-'"
+                ));
             }
             if !names.insert(m.name.as_str()) {
                 return Err(format!("{at}.name: \"{}\" is used twice", m.name));
@@ -165,7 +179,12 @@ impl EmailConfig {
         if self.ack == Ack::Move && self.move_to.trim().is_empty() {
             return Err("channels.email.move_to is required with ack: move".into());
         }
-        if self.flag.is_empty() || self.flag.chars().any(|c| c.is_whitespace() || "(){%*\"\\]".contains(c)) {
+        if self.flag.is_empty()
+            || self
+                .flag
+                .chars()
+                .any(|c| c.is_whitespace() || "(){%*\"\\]".contains(c))
+        {
             return Err("channels.email.flag: not a valid IMAP keyword".into());
         }
         Ok(())

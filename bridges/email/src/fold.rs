@@ -28,7 +28,8 @@ fn is_attribution(line: &str) -> bool {
     let lower = l.to_lowercase();
     let ends_colon = l.ends_with(':');
     (lower.starts_with("on ") && lower.contains("wrote"))
-        || (ends_colon && (lower.contains(" wrote") || lower.contains("написал") || lower.contains("пишет")))
+        || (ends_colon
+            && (lower.contains(" wrote") || lower.contains("написал") || lower.contains("пишет")))
         || (lower.starts_with("am ") && lower.contains("schrieb"))
         || (lower.starts_with("le ") && lower.contains("a écrit"))
         || lower.starts_with("-----original message-----")
@@ -46,15 +47,21 @@ fn is_outlook_header(lines: &[&str], i: usize) -> bool {
         return false;
     }
     let window = &lines[i + 1..(i + 6).min(lines.len())];
-    window.iter().any(|l| starts(l, &["sent:", "date:", "отправлено:", "дата:", "gesendet:"]))
-        && window.iter().any(|l| starts(l, &["to:", "subject:", "кому:", "тема:", "an:", "betreff:"]))
+    window
+        .iter()
+        .any(|l| starts(l, &["sent:", "date:", "отправлено:", "дата:", "gesendet:"]))
+        && window
+            .iter()
+            .any(|l| starts(l, &["to:", "subject:", "кому:", "тема:", "an:", "betreff:"]))
 }
 
 fn is_signature_start(line: &str) -> bool {
     let t = line.trim_end();
     t == "--" || t == "-- " || line == "-- " || {
         let lower = line.trim().to_lowercase();
-        lower.starts_with("sent from my ") || lower.starts_with("get outlook for ") || lower.starts_with("отправлено с ")
+        lower.starts_with("sent from my ")
+            || lower.starts_with("get outlook for ")
+            || lower.starts_with("отправлено с ")
     }
 }
 
@@ -64,9 +71,15 @@ pub fn fold(text: &str) -> Folded {
     let mut cut = lines.len();
     for i in 0..lines.len() {
         let line = lines[i];
-        let two = if i + 1 < lines.len() { format!("{} {}", line.trim(), lines[i + 1].trim()) } else { String::new() };
+        let two = if i + 1 < lines.len() {
+            format!("{} {}", line.trim(), lines[i + 1].trim())
+        } else {
+            String::new()
+        };
         if is_attribution(line)
-            || (line.trim().to_lowercase().starts_with("on ") && !two.is_empty() && is_attribution(&two))
+            || (line.trim().to_lowercase().starts_with("on ")
+                && !two.is_empty()
+                && is_attribution(&two))
             || is_outlook_header(&lines, i)
             || is_signature_start(line)
         {
@@ -74,17 +87,27 @@ pub fn fold(text: &str) -> Folded {
             break;
         }
         // A block of quoted lines that runs to the end.
-        if line.starts_with('>') && lines[i..].iter().all(|l| l.starts_with('>') || l.trim().is_empty()) {
+        if line.starts_with('>')
+            && lines[i..]
+                .iter()
+                .all(|l| l.starts_with('>') || l.trim().is_empty())
+        {
             cut = i;
             break;
         }
     }
     let new_text = lines[..cut].join("\n").trim_end().to_string();
     if cut == lines.len() || new_text.trim().is_empty() {
-        return Folded { new_text: text.trim_end().to_string(), folded: None };
+        return Folded {
+            new_text: text.trim_end().to_string(),
+            folded: None,
+        };
     }
     let rest = lines[cut..].join("\n").trim().to_string();
-    Folded { new_text, folded: if rest.is_empty() { None } else { Some(rest) } }
+    Folded {
+        new_text,
+        folded: if rest.is_empty() { None } else { Some(rest) },
+    }
 }
 
 #[cfg(test)]
@@ -106,9 +129,13 @@ mod tests {
 
     #[test]
     fn russian_attribution_outlook_and_signature() {
-        assert_eq!(fold("Да, спасибо\n\n3 марта 2025 г., Поддержка написал(а):\n> текст").new_text, "Да, спасибо");
         assert_eq!(
-            fold("Fine\n\nFrom: Support <s@x>\nSent: Monday\nTo: me\nSubject: Re: x\n\nold").new_text,
+            fold("Да, спасибо\n\n3 марта 2025 г., Поддержка написал(а):\n> текст").new_text,
+            "Да, спасибо"
+        );
+        assert_eq!(
+            fold("Fine\n\nFrom: Support <s@x>\nSent: Monday\nTo: me\nSubject: Re: x\n\nold")
+                .new_text,
             "Fine"
         );
         assert_eq!(fold("Hello\n-- \nJohn Smith\nACME").new_text, "Hello");

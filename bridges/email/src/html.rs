@@ -31,7 +31,11 @@ pub fn cut_quote(html: &str) -> &str {
         Some(at) if html.is_char_boundary(at) => {
             let head = &html[..at];
             let text = mail_parser::decoders::html::html_to_text(head);
-            if text.trim().is_empty() { html } else { head }
+            if text.trim().is_empty() {
+                html
+            } else {
+                head
+            }
         }
         _ => html,
     }
@@ -42,8 +46,37 @@ pub fn sanitize_mail_html(html: &str, _files: &[MailFile]) -> String {
     let html = cut_quote(html);
     ammonia::Builder::empty()
         .add_tags([
-            "b", "strong", "i", "em", "u", "s", "del", "code", "pre", "br", "p", "ul", "ol", "li", "blockquote", "a",
-            "h1", "h2", "h3", "h4", "h5", "h6", "div", "span", "table", "thead", "tbody", "tr", "td", "th", "hr",
+            "b",
+            "strong",
+            "i",
+            "em",
+            "u",
+            "s",
+            "del",
+            "code",
+            "pre",
+            "br",
+            "p",
+            "ul",
+            "ol",
+            "li",
+            "blockquote",
+            "a",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "div",
+            "span",
+            "table",
+            "thead",
+            "tbody",
+            "tr",
+            "td",
+            "th",
+            "hr",
         ])
         .add_tag_attributes("a", ["href"])
         .url_schemes(["http", "https", "mailto"].into_iter().collect())
@@ -87,13 +120,22 @@ mod tests {
             &[],
         );
         assert!(out.contains("<a href=\"https://example.test/a\""), "{out}");
-        assert!(!out.contains("script") && !out.contains("alert") && !out.contains("color") && !out.contains("<img"), "{out}");
+        assert!(
+            !out.contains("script")
+                && !out.contains("alert")
+                && !out.contains("color")
+                && !out.contains("<img"),
+            "{out}"
+        );
         assert!(!out.contains("onclick") && !out.contains(">T<"), "{out}");
     }
 
     #[test]
     fn gmail_quote_is_cut() {
-        let out = sanitize_mail_html("<div>New answer</div><div class=\"gmail_quote\"><blockquote>old</blockquote></div>", &[]);
+        let out = sanitize_mail_html(
+            "<div>New answer</div><div class=\"gmail_quote\"><blockquote>old</blockquote></div>",
+            &[],
+        );
         assert!(out.contains("New answer") && !out.contains("old"), "{out}");
     }
 }

@@ -82,24 +82,36 @@ pub async fn connect(mailbox: &MailboxConfig) -> Result<Session, ImapError> {
     let client = match imap.tls {
         Tls::None => {
             let mut client = async_imap::Client::new(Box::new(tcp) as Box<dyn Io>);
-            client.read_response().await.map_err(|e| ImapError::Connect(format!("greeting: {e}")))?;
+            client
+                .read_response()
+                .await
+                .map_err(|e| ImapError::Connect(format!("greeting: {e}")))?;
             client
         }
         Tls::Tls => {
             let stream = tls_wrap(tcp, &imap.host).await?;
             let mut client = async_imap::Client::new(stream);
-            client.read_response().await.map_err(|e| ImapError::Connect(format!("greeting: {e}")))?;
+            client
+                .read_response()
+                .await
+                .map_err(|e| ImapError::Connect(format!("greeting: {e}")))?;
             client
         }
         Tls::Starttls => {
             let mut client = async_imap::Client::new(tcp);
-            client.read_response().await.map_err(|e| ImapError::Connect(format!("greeting: {e}")))?;
+            client
+                .read_response()
+                .await
+                .map_err(|e| ImapError::Connect(format!("greeting: {e}")))?;
             client.run_command_and_check_ok("STARTTLS", None).await?;
             let tcp = client.into_inner();
             async_imap::Client::new(tls_wrap(tcp, &imap.host).await?)
         }
     };
-    let session = client.login(&imap.username, &imap.password).await.map_err(|(e, _)| ImapError::Imap(e))?;
+    let session = client
+        .login(&imap.username, &imap.password)
+        .await
+        .map_err(|(e, _)| ImapError::Imap(e))?;
     Ok(session)
 }
 
@@ -128,7 +140,11 @@ fn parse_uid_state(value: Option<String>) -> (u32, u32) {
 }
 
 /// One connection's life: select, catch up, wait (IDLE or poll), catch up, …
-async fn session(host: &dyn Host, config: &EmailConfig, mailbox: &MailboxConfig) -> Result<(), ImapError> {
+async fn session(
+    host: &dyn Host,
+    config: &EmailConfig,
+    mailbox: &MailboxConfig,
+) -> Result<(), ImapError> {
     let mut session = connect(mailbox).await?;
     let folder = mailbox.imap.folder.clone();
     let selected = session.select(&folder).await?;
@@ -165,7 +181,9 @@ async fn session(host: &dyn Host, config: &EmailConfig, mailbox: &MailboxConfig)
         if idle {
             let mut handle = session.idle();
             handle.init().await?;
-            let wait = Duration::from_secs(config.poll_interval_secs.max(1)).min(MAX_IDLE).max(Duration::from_secs(60));
+            let wait = Duration::from_secs(config.poll_interval_secs.max(1))
+                .min(MAX_IDLE)
+                .max(Duration::from_secs(60));
             let (response, _stop) = handle.wait_with_timeout(wait);
             response.await?;
             session = handle.done().await?;
@@ -200,7 +218,10 @@ async fn fetch_after(session: &mut Session, last: u32) -> Result<Vec<(u32, Vec<u
 /// the flag or move is for the people looking at the mailbox.
 async fn acknowledge(session: &mut Session, config: &EmailConfig, uid: u32) {
     let result = match config.ack {
-        Ack::Flag => match session.uid_store(uid.to_string(), format!("+FLAGS.SILENT ({})", config.flag)).await {
+        Ack::Flag => match session
+            .uid_store(uid.to_string(), format!("+FLAGS.SILENT ({})", config.flag))
+            .await
+        {
             Ok(stream) => stream.try_collect::<Vec<_>>().await.map(|_| ()),
             Err(e) => Err(e),
         },

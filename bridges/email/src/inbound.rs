@@ -18,7 +18,7 @@
 
 use bytes::Bytes;
 use switchboard_channel::{
-    Attachment, Content, ContactProfile, ConversationKey, Host, HostError, Inbound, InboundEvent,
+    Attachment, ContactProfile, Content, ConversationKey, Host, HostError, Inbound, InboundEvent,
 };
 
 use crate::config::{EmailConfig, MailboxConfig};
@@ -37,20 +37,42 @@ fn now_ms() -> i64 {
 }
 
 /// Store one mail received by `mailbox`. `Ok` means the core has it.
-pub async fn deliver(host: &dyn Host, config: &EmailConfig, mailbox: &MailboxConfig, raw: &[u8]) -> Result<(), HostError> {
+pub async fn deliver(
+    host: &dyn Host,
+    config: &EmailConfig,
+    mailbox: &MailboxConfig,
+    raw: &[u8],
+) -> Result<(), HostError> {
     match parse::parse(raw) {
         Ok(mail) => deliver_parsed(host, config, mailbox, &mail).await,
         Err(e) => deliver_unreadable(host, mailbox, raw, &e.to_string()).await,
     }
 }
 
-async fn deliver_unreadable(host: &dyn Host, mailbox: &MailboxConfig, raw: &[u8], why: &str) -> Result<(), HostError> {
+async fn deliver_unreadable(
+    host: &dyn Host,
+    mailbox: &MailboxConfig,
+    raw: &[u8],
+    why: &str,
+) -> Result<(), HostError> {
     let id = parse::synthetic_id(raw);
     let short = id[..12].to_string();
-    let media = host.put_media(Bytes::copy_from_slice(raw), "message/rfc822", &format!("unreadable-{short}.eml")).await?;
-    let text = format!("[unreadable mail] A mail to {} could not be read ({why}). The raw message is attached.", mailbox.address);
+    let media = host
+        .put_media(
+            Bytes::copy_from_slice(raw),
+            "message/rfc822",
+            &format!("unreadable-{short}.eml"),
+        )
+        .await?;
+    let text = format!(
+        "[unreadable mail] A mail to {} could not be read ({why}). The raw message is attached.",
+        mailbox.address
+    );
     let inbound = Inbound {
-        conversation: ConversationKey { account: mailbox.name.clone(), chat: UNREADABLE_CHAT.into() },
+        conversation: ConversationKey {
+            account: mailbox.name.clone(),
+            chat: UNREADABLE_CHAT.into(),
+        },
         sender: ContactProfile {
             id: format!("unreadable@{}", mailbox.name),
             display_name: Some("Unreadable mail".into()),
@@ -61,7 +83,10 @@ async fn deliver_unreadable(host: &dyn Host, mailbox: &MailboxConfig, raw: &[u8]
         event: InboundEvent::Message {
             remote_id: id,
             content: Content {
-                html: Some(format!("<b>[unreadable mail]</b> {}", escape(&text["[unreadable mail] ".len()..]))),
+                html: Some(format!(
+                    "<b>[unreadable mail]</b> {}",
+                    escape(&text["[unreadable mail] ".len()..])
+                )),
                 text,
                 attachments: vec![Attachment {
                     media,
@@ -79,7 +104,10 @@ async fn deliver_unreadable(host: &dyn Host, mailbox: &MailboxConfig, raw: &[u8]
 
 /// The conversation a mail belongs to: the one of the mail itself (seen in another mailbox),
 /// of the mail it answers, or of any mail it references, newest first.
-async fn find_conversation(host: &dyn Host, mail: &ParsedMail) -> Result<Option<(ConversationKey, Option<String>)>, HostError> {
+async fn find_conversation(
+    host: &dyn Host,
+    mail: &ParsedMail,
+) -> Result<Option<(ConversationKey, Option<String>)>, HostError> {
     if let Some(r) = threads::message(host, &mail.message_id).await? {
         return Ok(Some((r.conversation(), None)));
     }
@@ -96,18 +124,27 @@ async fn find_conversation(host: &dyn Host, mail: &ParsedMail) -> Result<Option<
     Ok(None)
 }
 
-async fn deliver_parsed(host: &dyn Host, config: &EmailConfig, mailbox: &MailboxConfig, mail: &ParsedMail) -> Result<(), HostError> {
+async fn deliver_parsed(
+    host: &dyn Host,
+    config: &EmailConfig,
+    mailbox: &MailboxConfig,
+    mail: &ParsedMail,
+) -> Result<(), HostError> {
     let timestamp_ms = mail.date_ms.unwrap_or_else(now_ms);
 
     // A bounce of one of our mails: a failure on that message, in its room.
     if let MailKind::Bounce(bounce) = &mail.kind {
         for original in &bounce.original_message_ids {
-            let Some(record) = threads::message(host, original).await? else { continue };
+            let Some(record) = threads::message(host, original).await? else {
+                continue;
+            };
             if !record.ours {
                 continue;
             }
             let conversation = record.conversation();
-            let thread = threads::thread(host, &conversation).await?.unwrap_or_default();
+            let thread = threads::thread(host, &conversation)
+                .await?
+                .unwrap_or_default();
             let inbound = Inbound {
                 conversation,
                 sender: ContactProfile {
@@ -118,7 +155,10 @@ async fn deliver_parsed(host: &dyn Host, config: &EmailConfig, mailbox: &Mailbox
                 },
                 timestamp_ms,
                 dedup_key: format!("bounce:{}", mail.message_id),
-                event: InboundEvent::Failed { remote_id: original.clone(), reason: format!("the mail bounced: {}", bounce.reason) },
+                event: InboundEvent::Failed {
+                    remote_id: original.clone(),
+                    reason: format!("the mail bounced: {}", bounce.reason),
+                },
                 addressed_to: None,
             };
             host.receive(inbound).await?;
@@ -128,11 +168,23 @@ async fn deliver_parsed(host: &dyn Host, config: &EmailConfig, mailbox: &Mailbox
 
     let found = find_conversation(host, mail).await?;
     let new_thread = found.is_none();
-    let (conversation, reply_to) =
-        found.unwrap_or_else(|| (ConversationKey { account: mailbox.name.clone(), chat: mail.message_id.clone() }, None));
-    let mut thread = threads::thread(host, &conversation).await?.unwrap_or_default();
+    let (conversation, reply_to) = found.unwrap_or_else(|| {
+        (
+            ConversationKey {
+                account: mailbox.name.clone(),
+                chat: mail.message_id.clone(),
+            },
+            None,
+        )
+    });
+    let mut thread = threads::thread(host, &conversation)
+        .await?
+        .unwrap_or_default();
 
-    let address = mail.from_address.clone().unwrap_or_else(|| "unknown-sender".into());
+    let address = mail
+        .from_address
+        .clone()
+        .unwrap_or_else(|| "unknown-sender".into());
     let sender = ContactProfile {
         id: address.clone(),
         display_name: mail.from_name.clone(),
@@ -141,7 +193,11 @@ async fn deliver_parsed(host: &dyn Host, config: &EmailConfig, mailbox: &Mailbox
     };
 
     // What the room shows: [kind] Subject, who it was addressed to, the new text.
-    let subject = if mail.subject.is_empty() { "(no subject)".to_string() } else { mail.subject.clone() };
+    let subject = if mail.subject.is_empty() {
+        "(no subject)".to_string()
+    } else {
+        mail.subject.clone()
+    };
     let show_subject = new_thread || threads::base_subject(&subject) != thread.subject;
     let mut text_lines: Vec<String> = Vec::new();
     let mut html = String::new();
@@ -158,12 +214,22 @@ async fn deliver_parsed(host: &dyn Host, config: &EmailConfig, mailbox: &Mailbox
         .mailboxes
         .iter()
         .filter(|m| m.personal_of.is_some())
-        .filter(|m| m.name == mailbox.name || mail.recipients.iter().any(|r| r.eq_ignore_ascii_case(&m.address)))
+        .filter(|m| {
+            m.name == mailbox.name
+                || mail
+                    .recipients
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case(&m.address))
+        })
         .collect();
     for m in &personal {
         let who = m.personal_of.as_deref().unwrap_or_default();
         text_lines.push(format!("To: {} (personal address of {who})", m.address));
-        html.push_str(&format!("<b>To:</b> {} (personal address of {})<br>", escape(&m.address), escape(who)));
+        html.push_str(&format!(
+            "<b>To:</b> {} (personal address of {})<br>",
+            escape(&m.address),
+            escape(who)
+        ));
     }
     if !text_lines.is_empty() {
         html.push_str("<br>");
@@ -182,11 +248,24 @@ async fn deliver_parsed(host: &dyn Host, config: &EmailConfig, mailbox: &Mailbox
             tracing::warn!(name = %file.name, size = file.data.len(), "email: attachment over max_file_size dropped");
             continue;
         }
-        let media = host.put_media(Bytes::from(file.data.clone()), &file.mime, &file.name).await?;
-        attachments.push(Attachment { media, name: file.name.clone(), mime: file.mime.clone(), size: file.data.len() as u64 });
+        let media = host
+            .put_media(Bytes::from(file.data.clone()), &file.mime, &file.name)
+            .await?;
+        attachments.push(Attachment {
+            media,
+            name: file.name.clone(),
+            mime: file.mime.clone(),
+            size: file.data.len() as u64,
+        });
     }
     if mail.folded {
-        let media = host.put_media(Bytes::from(mail.full_text.clone().into_bytes()), "text/plain; charset=utf-8", "full message.txt").await?;
+        let media = host
+            .put_media(
+                Bytes::from(mail.full_text.clone().into_bytes()),
+                "text/plain; charset=utf-8",
+                "full message.txt",
+            )
+            .await?;
         attachments.push(Attachment {
             media,
             name: "full message.txt".into(),
@@ -203,12 +282,23 @@ async fn deliver_parsed(host: &dyn Host, config: &EmailConfig, mailbox: &Mailbox
         event: if mail.kind == MailKind::Personal {
             InboundEvent::Message {
                 remote_id: mail.message_id.clone(),
-                content: Content { text, html: Some(html), attachments },
+                content: Content {
+                    text,
+                    html: Some(html),
+                    attachments,
+                },
                 reply_to,
             }
         } else {
             // Auto-replies, bounces and list mail are shown, never answered or counted as waiting.
-            InboundEvent::Notice { remote_id: mail.message_id.clone(), content: Content { text, html: Some(html), attachments } }
+            InboundEvent::Notice {
+                remote_id: mail.message_id.clone(),
+                content: Content {
+                    text,
+                    html: Some(html),
+                    attachments,
+                },
+            }
         },
         // The mailbox it arrived in first, else a personal address among the recipients.
         addressed_to: personal
@@ -223,7 +313,11 @@ async fn deliver_parsed(host: &dyn Host, config: &EmailConfig, mailbox: &Mailbox
     threads::put_message(
         host,
         &mail.message_id,
-        &MessageRecord { account: conversation.account.clone(), chat: conversation.chat.clone(), ours: false },
+        &MessageRecord {
+            account: conversation.account.clone(),
+            chat: conversation.chat.clone(),
+            ours: false,
+        },
     )
     .await?;
     if thread.subject.is_empty() {

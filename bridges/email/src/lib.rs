@@ -21,7 +21,9 @@
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use switchboard_channel::{Capabilities, Channel, ChannelError, Delivery, Formatting, Host, Outbound, SendError};
+use switchboard_channel::{
+    Capabilities, Channel, ChannelError, Delivery, Formatting, Host, Outbound, SendError,
+};
 
 pub mod config;
 pub mod fold;
@@ -50,7 +52,10 @@ pub struct Email {
 
 impl Email {
     pub fn new(config: EmailConfig) -> Self {
-        Self { config, running: OnceLock::new() }
+        Self {
+            config,
+            running: OnceLock::new(),
+        }
     }
 
     pub fn config(&self) -> &EmailConfig {
@@ -80,7 +85,10 @@ impl Channel for Email {
         }
     }
 
-    async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<axum::Router>, ChannelError> {
+    async fn start(
+        self: Arc<Self>,
+        host: Arc<dyn Host>,
+    ) -> Result<Option<axum::Router>, ChannelError> {
         if !self.config.enabled {
             tracing::info!("email: disabled in the configuration");
             return Ok(None);
@@ -89,10 +97,18 @@ impl Channel for Email {
         let smtp = outbound::transport(&self.config).map_err(ChannelError::Config)?;
         let config = Arc::new(self.config.clone());
         self.running
-            .set(Running { host: Arc::clone(&host), config: Arc::clone(&config), smtp })
+            .set(Running {
+                host: Arc::clone(&host),
+                config: Arc::clone(&config),
+                smtp,
+            })
             .map_err(|_| ChannelError::Other("the email channel was started twice".into()))?;
         for mailbox in &self.config.mailboxes {
-            tokio::spawn(imap::run(Arc::clone(&host), Arc::clone(&config), mailbox.clone()));
+            tokio::spawn(imap::run(
+                Arc::clone(&host),
+                Arc::clone(&config),
+                mailbox.clone(),
+            ));
         }
         tracing::info!(mailboxes = self.config.mailboxes.len(), "email: ready");
         Ok(None)
@@ -101,8 +117,13 @@ impl Channel for Email {
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
         match self.running.get() {
             Some(r) => outbound::send(&*r.host, &r.config, &r.smtp, outbound).await,
-            None if !self.config.enabled => Err(SendError::Permanent { reason: "the email channel is disabled".into() }),
-            None => Err(SendError::Retryable { reason: "the email channel has not started yet".into(), retry_after: None }),
+            None if !self.config.enabled => Err(SendError::Permanent {
+                reason: "the email channel is disabled".into(),
+            }),
+            None => Err(SendError::Retryable {
+                reason: "the email channel has not started yet".into(),
+                retry_after: None,
+            }),
         }
     }
 }

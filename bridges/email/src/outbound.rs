@@ -26,11 +26,16 @@ use crate::threads::{self, MessageRecord};
 pub type Transport = AsyncSmtpTransport<Tokio1Executor>;
 
 fn retryable(reason: impl Into<String>) -> SendError {
-    SendError::Retryable { reason: reason.into(), retry_after: None }
+    SendError::Retryable {
+        reason: reason.into(),
+        retry_after: None,
+    }
 }
 
 fn permanent(reason: impl Into<String>) -> SendError {
-    SendError::Permanent { reason: reason.into() }
+    SendError::Permanent {
+        reason: reason.into(),
+    }
 }
 
 fn store_error(e: HostError) -> SendError {
@@ -45,7 +50,11 @@ pub fn transport(config: &EmailConfig) -> Result<Transport, String> {
         Tls::Starttls => Transport::starttls_relay(&smtp.host).map_err(|e| format!("smtp: {e}"))?,
         Tls::Tls => Transport::relay(&smtp.host).map_err(|e| format!("smtp: {e}"))?,
     };
-    let mut builder = builder.port(smtp.port).timeout(Some(std::time::Duration::from_secs(smtp.timeout_secs.max(1))));
+    let mut builder = builder
+        .port(smtp.port)
+        .timeout(Some(std::time::Duration::from_secs(
+            smtp.timeout_secs.max(1),
+        )));
     if let (Some(user), Some(pass)) = (&smtp.username, &smtp.password) {
         builder = builder.credentials(Credentials::new(user.clone(), pass.clone()));
     }
@@ -54,12 +63,20 @@ pub fn transport(config: &EmailConfig) -> Result<Transport, String> {
 
 /// The Message-ID (without `<>`) of the mail for one outbox item.
 pub fn message_id_for(key: &str, domain: &str) -> String {
-    let uuid = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("switchboard-email:{key}").as_bytes());
+    let uuid = uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("switchboard-email:{key}").as_bytes(),
+    );
     format!("{uuid}@{domain}")
 }
 
 /// `Channel::send`.
-pub async fn send(host: &dyn Host, config: &EmailConfig, smtp: &Transport, outbound: &Outbound) -> Result<Delivery, SendError> {
+pub async fn send(
+    host: &dyn Host,
+    config: &EmailConfig,
+    smtp: &Transport,
+    outbound: &Outbound,
+) -> Result<Delivery, SendError> {
     let (content, reply_to) = match &outbound.action {
         OutboundAction::Message { content, reply_to } => (content, reply_to.clone()),
         OutboundAction::Edit { .. } => return Err(permanent("a sent email cannot be edited")),
@@ -69,18 +86,26 @@ pub async fn send(host: &dyn Host, config: &EmailConfig, smtp: &Transport, outbo
     };
     let sent_key = format!("sent:{}", outbound.idempotency_key);
     if let Some(id) = host.state_get(&sent_key).await.map_err(store_error)? {
-        return Ok(Delivery { remote_id: id, delivered: false });
+        return Ok(Delivery {
+            remote_id: id,
+            delivered: false,
+        });
     }
     let conversation = &outbound.conversation;
-    let mailbox = config
-        .mailbox(&conversation.account)
-        .ok_or_else(|| permanent(format!("the mailbox \"{}\" is no longer configured", conversation.account)))?;
+    let mailbox = config.mailbox(&conversation.account).ok_or_else(|| {
+        permanent(format!(
+            "the mailbox \"{}\" is no longer configured",
+            conversation.account
+        ))
+    })?;
     let mut thread = threads::thread(host, conversation)
         .await
         .map_err(store_error)?
         .ok_or_else(|| permanent("this conversation has no email thread to answer"))?;
     if thread.contact.is_empty() || !thread.contact.contains('@') {
-        return Err(permanent("the customer's email address is unknown (only automatic mail came in)"));
+        return Err(permanent(
+            "the customer's email address is unknown (only automatic mail came in)",
+        ));
     }
 
     let id = message_id_for(&outbound.idempotency_key, &config.message_id_domain());
@@ -89,15 +114,31 @@ pub async fn send(host: &dyn Host, config: &EmailConfig, smtp: &Transport, outbo
         None => mailbox.address.clone(),
     }
     .parse()
-    .map_err(|e| permanent(format!("the mailbox address {} is not valid: {e}", mailbox.address)))?;
+    .map_err(|e| {
+        permanent(format!(
+            "the mailbox address {} is not valid: {e}",
+            mailbox.address
+        ))
+    })?;
     let to: Mailbox = thread
         .contact
         .parse::<lettre::Address>()
         .map(|a| Mailbox::new(thread.contact_name.clone(), a))
-        .map_err(|e| permanent(format!("the customer's address {} is not valid: {e}", thread.contact)))?;
-    let subject = if thread.subject.is_empty() { "Re: your message".to_string() } else { format!("Re: {}", thread.subject) };
+        .map_err(|e| {
+            permanent(format!(
+                "the customer's address {} is not valid: {e}",
+                thread.contact
+            ))
+        })?;
+    let subject = if thread.subject.is_empty() {
+        "Re: your message".to_string()
+    } else {
+        format!("Re: {}", thread.subject)
+    };
 
-    let answered = reply_to.filter(|r| thread.ids.contains(r)).or_else(|| thread.ids.last().cloned());
+    let answered = reply_to
+        .filter(|r| thread.ids.contains(r))
+        .or_else(|| thread.ids.last().cloned());
     let mut builder = lettre::Message::builder()
         .from(from)
         .to(to)
@@ -114,7 +155,10 @@ pub async fn send(host: &dyn Host, config: &EmailConfig, smtp: &Transport, outbo
     }
 
     let mut text = content.text.clone();
-    let mut html = content.html.clone().unwrap_or_else(|| text_to_html(&content.text));
+    let mut html = content
+        .html
+        .clone()
+        .unwrap_or_else(|| text_to_html(&content.text));
     if let Some(sig) = &config.signature {
         text = format!("{text}\n\n-- \n{sig}");
         html = format!("{html}<br><br>-- <br>{}", text_to_html(sig));
@@ -127,7 +171,9 @@ pub async fn send(host: &dyn Host, config: &EmailConfig, smtp: &Transport, outbo
         let mut mixed = MultiPart::mixed().multipart(body);
         for a in &content.attachments {
             let (bytes, mime) = host.get_media(&a.media).await.map_err(|e| match e {
-                HostError::NotFound => permanent(format!("the file {} is no longer available", a.name)),
+                HostError::NotFound => {
+                    permanent(format!("the file {} is no longer available", a.name))
+                }
                 e => retryable(format!("fetching {}: {e}", a.name)),
             })?;
             if bytes.len() as u64 > config.max_file_size {
@@ -138,8 +184,13 @@ pub async fn send(host: &dyn Host, config: &EmailConfig, smtp: &Transport, outbo
                     config.max_file_size
                 )));
             }
-            let mime = if a.mime.is_empty() { mime } else { a.mime.clone() };
-            let ct = ContentType::parse(&mime).unwrap_or(ContentType::parse("application/octet-stream").expect("valid mime"));
+            let mime = if a.mime.is_empty() {
+                mime
+            } else {
+                a.mime.clone()
+            };
+            let ct = ContentType::parse(&mime)
+                .unwrap_or(ContentType::parse("application/octet-stream").expect("valid mime"));
             mixed = mixed.singlepart(MailAttachment::new(a.name.clone()).body(bytes.to_vec(), ct));
         }
         builder.multipart(mixed)
@@ -149,20 +200,41 @@ pub async fn send(host: &dyn Host, config: &EmailConfig, smtp: &Transport, outbo
     match smtp.send(message).await {
         Ok(_) => {}
         Err(e) if e.is_permanent() => {
-            return Err(permanent(format!("the mail server refused the mail: {}", smtp_text(&e))));
+            return Err(permanent(format!(
+                "the mail server refused the mail: {}",
+                smtp_text(&e)
+            )));
         }
-        Err(e) => return Err(retryable(format!("the mail server is unavailable: {}", smtp_text(&e)))),
+        Err(e) => {
+            return Err(retryable(format!(
+                "the mail server is unavailable: {}",
+                smtp_text(&e)
+            )))
+        }
     }
 
     // Sent: remember it (for retries, threading and bounces).
     host.state_put(&sent_key, &id).await.map_err(store_error)?;
-    threads::put_message(host, &id, &MessageRecord { account: conversation.account.clone(), chat: conversation.chat.clone(), ours: true })
+    threads::put_message(
+        host,
+        &id,
+        &MessageRecord {
+            account: conversation.account.clone(),
+            chat: conversation.chat.clone(),
+            ours: true,
+        },
+    )
+    .await
+    .map_err(store_error)?;
+    thread.push(&id);
+    threads::put_thread(host, conversation, &thread)
         .await
         .map_err(store_error)?;
-    thread.push(&id);
-    threads::put_thread(host, conversation, &thread).await.map_err(store_error)?;
     let _ = escape;
-    Ok(Delivery { remote_id: id, delivered: false })
+    Ok(Delivery {
+        remote_id: id,
+        delivered: false,
+    })
 }
 
 /// The server's words, for operators.

@@ -107,7 +107,11 @@ pub enum ParseError {
 
 /// Strip `<>` and whitespace from a message id; empty → None.
 pub fn clean_id(id: &str) -> Option<String> {
-    let id = id.trim().trim_start_matches('<').trim_end_matches('>').trim();
+    let id = id
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
     if id.is_empty() || id.len() > 998 || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
         None
     } else {
@@ -134,7 +138,10 @@ fn ids(value: &HeaderValue<'_>) -> Vec<String> {
 pub fn synthetic_id(raw: &[u8]) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(raw);
-    format!("{}@no-message-id.switchboard.invalid", &hex::encode(digest)[..32])
+    format!(
+        "{}@no-message-id.switchboard.invalid",
+        &hex::encode(digest)[..32]
+    )
 }
 
 fn header_text<'a>(message: &'a mail_parser::Message<'_>, name: &str) -> Option<&'a str> {
@@ -155,7 +162,9 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
     if raw.len() > MAX_MAIL_BYTES {
         return Err(ParseError::TooLarge(raw.len()));
     }
-    let message = MessageParser::default().parse(raw).ok_or(ParseError::Unreadable)?;
+    let message = MessageParser::default()
+        .parse(raw)
+        .ok_or(ParseError::Unreadable)?;
     // mail-parser accepts almost anything; a "mail" without a single header it recognises and
     // without From is not a mail.
     if message.headers().is_empty() {
@@ -169,14 +178,23 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         return Err(ParseError::Unreadable);
     }
 
-    let message_id = message.message_id().and_then(clean_id).unwrap_or_else(|| synthetic_id(raw));
+    let message_id = message
+        .message_id()
+        .and_then(clean_id)
+        .unwrap_or_else(|| synthetic_id(raw));
     let in_reply_to = ids(message.in_reply_to());
     let references = ids(message.references());
 
     let sender = message.from().or(message.sender()).and_then(|a| a.first());
-    let mut from_address = sender.and_then(|a| a.address()).map(|a| a.trim().to_lowercase()).filter(|a| !a.is_empty());
+    let mut from_address = sender
+        .and_then(|a| a.address())
+        .map(|a| a.trim().to_lowercase())
+        .filter(|a| !a.is_empty());
     if from_address.is_none() {
-        from_address = message.return_address().map(|a| a.trim().trim_matches(['<', '>']).to_lowercase()).filter(|a| !a.is_empty());
+        from_address = message
+            .return_address()
+            .map(|a| a.trim().trim_matches(['<', '>']).to_lowercase())
+            .filter(|a| !a.is_empty());
     }
     let from_name = sender
         .and_then(|a| a.name())
@@ -185,7 +203,11 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
 
     let mut recipients: Vec<String> = Vec::new();
     for a in message.to().into_iter().chain(message.cc()) {
-        recipients.extend(a.iter().filter_map(|a| a.address()).map(|a| a.trim().to_lowercase()));
+        recipients.extend(
+            a.iter()
+                .filter_map(|a| a.address())
+                .map(|a| a.trim().to_lowercase()),
+        );
     }
     for name in ["Delivered-To", "X-Original-To"] {
         for v in message.header_values(name) {
@@ -197,7 +219,10 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
     recipients.retain(|r| r.contains('@'));
     recipients.dedup();
 
-    let subject = message.subject().map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ")).unwrap_or_default();
+    let subject = message
+        .subject()
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
     // Dates in the far future or before email existed are spam or broken clocks.
     let date_ms = message
         .date()
@@ -224,7 +249,11 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
             _ => None,
         })
         .collect();
-    let raw_html = if html_parts.is_empty() { None } else { Some(html_parts.join("<hr>")) };
+    let raw_html = if html_parts.is_empty() {
+        None
+    } else {
+        Some(html_parts.join("<hr>"))
+    };
     let full_text = if !text_parts.is_empty() {
         text_parts.join("\n")
     } else if let Some(h) = &raw_html {
@@ -240,7 +269,9 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
     let mut files = Vec::new();
     if !matches!(kind, MailKind::Bounce(_)) {
         for id in &message.attachments {
-            let Some(part) = message.parts.get(*id as usize) else { continue };
+            let Some(part) = message.parts.get(*id as usize) else {
+                continue;
+            };
             if let Some(file) = file_of(part, files.len()) {
                 files.push(file);
             }
@@ -271,7 +302,10 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
 }
 
 fn normalise_newlines(text: &str) -> String {
-    text.replace("\r\n", "\n").replace('\r', "\n").trim_matches('\n').to_string()
+    text.replace("\r\n", "\n")
+        .replace('\r', "\n")
+        .trim_matches('\n')
+        .to_string()
 }
 
 fn file_of(part: &mail_parser::MessagePart<'_>, index: usize) -> Option<MailFile> {
@@ -299,7 +333,12 @@ fn file_of(part: &mail_parser::MessagePart<'_>, index: usize) -> Option<MailFile
             _ => None,
         })
         .unwrap_or_else(|| format!("attachment-{}{}", index + 1, extension_for(&mime)));
-    Some(MailFile { name: safe_name(&name), mime, data, content_id })
+    Some(MailFile {
+        name: safe_name(&name),
+        mime,
+        data,
+        content_id,
+    })
 }
 
 fn extension_for(mime: &str) -> &'static str {
@@ -320,11 +359,18 @@ pub fn safe_name(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
     let cleaned: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
     let cleaned = cleaned.trim().trim_start_matches('.').to_string();
-    if cleaned.is_empty() { "attachment".to_string() } else { cleaned }
+    if cleaned.is_empty() {
+        "attachment".to_string()
+    } else {
+        cleaned
+    }
 }
 
 fn has_header(message: &mail_parser::Message<'_>, name: &str) -> bool {
-    message.headers().iter().any(|h| h.name().eq_ignore_ascii_case(name))
+    message
+        .headers()
+        .iter()
+        .any(|h| h.name().eq_ignore_ascii_case(name))
 }
 
 /// Decide whether a mail is a person writing, an auto-reply, a bounce or list mail.
@@ -332,23 +378,42 @@ fn classify(message: &mail_parser::Message<'_>) -> MailKind {
     let content_type = message.root_part().content_type();
     let is_report = content_type.is_some_and(|ct| {
         ct.ctype().eq_ignore_ascii_case("multipart")
-            && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report"))
-            && ct.attribute("report-type").is_none_or(|t| t.eq_ignore_ascii_case("delivery-status"))
+            && ct
+                .subtype()
+                .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+            && ct
+                .attribute("report-type")
+                .is_none_or(|t| t.eq_ignore_ascii_case("delivery-status"))
     });
-    let from = message.from().and_then(|a| a.first()).and_then(|a| a.address()).unwrap_or("").to_ascii_lowercase();
+    let from = message
+        .from()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let local = from.split('@').next().unwrap_or("");
     let subject = message.subject().unwrap_or("").to_lowercase();
     let daemon = matches!(local, "mailer-daemon" | "postmaster" | "mail-daemon");
-    if is_report || (daemon && (subject.contains("undeliver") || subject.contains("returned mail") || subject.contains("delivery status") || subject.contains("failure"))) {
+    if is_report
+        || (daemon
+            && (subject.contains("undeliver")
+                || subject.contains("returned mail")
+                || subject.contains("delivery status")
+                || subject.contains("failure")))
+    {
         return MailKind::Bounce(bounce_details(message));
     }
 
     let auto_submitted = header_text(message, "Auto-Submitted").map(|v| v.to_ascii_lowercase());
     let precedence = header_text(message, "Precedence").map(|v| v.to_ascii_lowercase());
-    let auto = auto_submitted.as_deref().is_some_and(|v| !v.starts_with("no"))
+    let auto = auto_submitted
+        .as_deref()
+        .is_some_and(|v| !v.starts_with("no"))
         || has_header(message, "X-Autoreply")
         || has_header(message, "X-Autorespond")
-        || header_text(message, "X-Auto-Response-Suppress").is_some_and(|v| v.eq_ignore_ascii_case("all") && subject.starts_with("automatic reply"))
+        || header_text(message, "X-Auto-Response-Suppress").is_some_and(|v| {
+            v.eq_ignore_ascii_case("all") && subject.starts_with("automatic reply")
+        })
         || precedence.as_deref().is_some_and(|p| p == "auto_reply")
         || subject.starts_with("auto:")
         || subject.starts_with("automatic reply")
@@ -357,7 +422,9 @@ fn classify(message: &mail_parser::Message<'_>) -> MailKind {
     let list = !message.list_id().is_empty()
         || !message.list_unsubscribe().is_empty()
         || !message.list_post().is_empty()
-        || precedence.as_deref().is_some_and(|p| p == "list" || p == "bulk" || p == "junk");
+        || precedence
+            .as_deref()
+            .is_some_and(|p| p == "list" || p == "bulk" || p == "junk");
     if auto {
         MailKind::AutoReply
     } else if list {
@@ -391,10 +458,19 @@ fn bounce_details(message: &mail_parser::Message<'_>) -> Bounce {
                         None => continue,
                     };
                     match key.as_str() {
-                        "diagnostic-code" => diagnostics.push(value.split_once(';').map(|(_, v)| v.trim().to_string()).unwrap_or(value)),
+                        "diagnostic-code" => diagnostics.push(
+                            value
+                                .split_once(';')
+                                .map(|(_, v)| v.trim().to_string())
+                                .unwrap_or(value),
+                        ),
                         "status" => statuses.push(value),
                         "final-recipient" | "original-recipient" => {
-                            let addr = value.split_once(';').map(|(_, v)| v.trim()).unwrap_or(&value).to_lowercase();
+                            let addr = value
+                                .split_once(';')
+                                .map(|(_, v)| v.trim())
+                                .unwrap_or(&value)
+                                .to_lowercase();
                             if !bounce.recipients.contains(&addr) {
                                 bounce.recipients.push(addr);
                             }
@@ -423,11 +499,20 @@ fn bounce_details(message: &mail_parser::Message<'_>) -> Bounce {
         }
     }
     // A bounce that quotes our mail as In-Reply-To / References (some MTAs do).
-    bounce.original_message_ids.extend(ids(message.in_reply_to()));
+    bounce
+        .original_message_ids
+        .extend(ids(message.in_reply_to()));
     bounce.original_message_ids.dedup();
-    let mut reason = diagnostics.into_iter().next().or_else(|| statuses.first().map(|s| format!("status {s}"))).unwrap_or_else(|| {
-        message.subject().unwrap_or("the mail could not be delivered").to_string()
-    });
+    let mut reason = diagnostics
+        .into_iter()
+        .next()
+        .or_else(|| statuses.first().map(|s| format!("status {s}")))
+        .unwrap_or_else(|| {
+            message
+                .subject()
+                .unwrap_or("the mail could not be delivered")
+                .to_string()
+        });
     if !bounce.recipients.is_empty() {
         reason = format!("{reason} ({})", bounce.recipients.join(", "));
     }

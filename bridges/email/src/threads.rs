@@ -28,7 +28,10 @@ pub struct MessageRecord {
 
 impl MessageRecord {
     pub fn conversation(&self) -> ConversationKey {
-        ConversationKey { account: self.account.clone(), chat: self.chat.clone() }
+        ConversationKey {
+            account: self.account.clone(),
+            chat: self.chat.clone(),
+        }
     }
 }
 
@@ -58,10 +61,17 @@ impl Thread {
 }
 
 pub async fn message(host: &dyn Host, id: &str) -> Result<Option<MessageRecord>, HostError> {
-    Ok(host.state_get(&format!("mid:{id}")).await?.and_then(|v| serde_json::from_str(&v).ok()))
+    Ok(host
+        .state_get(&format!("mid:{id}"))
+        .await?
+        .and_then(|v| serde_json::from_str(&v).ok()))
 }
 
-pub async fn put_message(host: &dyn Host, id: &str, record: &MessageRecord) -> Result<(), HostError> {
+pub async fn put_message(
+    host: &dyn Host,
+    id: &str,
+    record: &MessageRecord,
+) -> Result<(), HostError> {
     let value = serde_json::to_string(record).map_err(|e| HostError::Store(e.to_string()))?;
     host.state_put(&format!("mid:{id}"), &value).await
 }
@@ -71,10 +81,17 @@ fn thread_key(c: &ConversationKey) -> String {
 }
 
 pub async fn thread(host: &dyn Host, c: &ConversationKey) -> Result<Option<Thread>, HostError> {
-    Ok(host.state_get(&thread_key(c)).await?.and_then(|v| serde_json::from_str(&v).ok()))
+    Ok(host
+        .state_get(&thread_key(c))
+        .await?
+        .and_then(|v| serde_json::from_str(&v).ok()))
 }
 
-pub async fn put_thread(host: &dyn Host, c: &ConversationKey, thread: &Thread) -> Result<(), HostError> {
+pub async fn put_thread(
+    host: &dyn Host,
+    c: &ConversationKey,
+    thread: &Thread,
+) -> Result<(), HostError> {
     let value = serde_json::to_string(thread).map_err(|e| HostError::Store(e.to_string()))?;
     host.state_put(&thread_key(c), &value).await
 }
@@ -85,10 +102,27 @@ pub fn base_subject(subject: &str) -> String {
     loop {
         let lower = s.to_lowercase();
         let mut stripped = false;
-        for p in ["re:", "fw:", "fwd:", "aw:", "wg:", "sv:", "vs:", "antw:", "ответ:", "отв:", "re :", "tr:"] {
+        for p in [
+            "re:",
+            "fw:",
+            "fwd:",
+            "aw:",
+            "wg:",
+            "sv:",
+            "vs:",
+            "antw:",
+            "ответ:",
+            "отв:",
+            "re :",
+            "tr:",
+        ] {
             if lower.starts_with(p) {
                 // Prefixes are ASCII or whole Cyrillic words; lengths in bytes match in both.
-                let cut = s.char_indices().nth(p.chars().count()).map(|(i, _)| i).unwrap_or(s.len());
+                let cut = s
+                    .char_indices()
+                    .nth(p.chars().count())
+                    .map(|(i, _)| i)
+                    .unwrap_or(s.len());
                 s = s[cut..].trim_start();
                 stripped = true;
                 break;

@@ -50,11 +50,22 @@ mod tests {
         let html = render_transcript(
             "Order <5>",
             &[
-                TranscriptEntry { sender: "Jane".into(), time_ms: 1_700_000_000_000, text: "Hi <b>\nthere".into() },
-                TranscriptEntry { sender: "Alice".into(), time_ms: 1_700_000_060_000, text: "Hello".into() },
+                TranscriptEntry {
+                    sender: "Jane".into(),
+                    time_ms: 1_700_000_000_000,
+                    text: "Hi <b>\nthere".into(),
+                },
+                TranscriptEntry {
+                    sender: "Alice".into(),
+                    time_ms: 1_700_000_060_000,
+                    text: "Hello".into(),
+                },
             ],
         );
         assert!(html.contains("<title>Order &lt;5&gt;</title>"));
-        assert!(html.contains("2023-11-14 22:13 UTC") && html.contains("Hi &lt;b&gt;<br>there"), "{html}");
+        assert!(
+            html.contains("2023-11-14 22:13 UTC") && html.contains("Hi &lt;b&gt;<br>there"),
+            "{html}"
+        );
     }
 }

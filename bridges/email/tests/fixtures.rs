@@ -59,7 +59,11 @@ fn multipart_koi8r_text_cp1251_html_and_cyrillic_file_name() {
     assert_eq!(m.from_name.as_deref(), Some("Иван Петров"));
     assert_eq!(m.from_address.as_deref(), Some("ivan.petrov@example.ru"));
     assert_eq!(m.subject, "Не могу войти в личный кабинет");
-    assert!(m.new_text.contains("Здравствуйте!") && m.new_text.contains("Сессия истекла"), "{}", m.new_text);
+    assert!(
+        m.new_text.contains("Здравствуйте!") && m.new_text.contains("Сессия истекла"),
+        "{}",
+        m.new_text
+    );
     let html = m.html.expect("html part");
     assert!(html.contains("«Сессия истекла»"), "{html}");
     assert_eq!(m.files.len(), 1);
@@ -70,7 +74,13 @@ fn multipart_koi8r_text_cp1251_html_and_cyrillic_file_name() {
 #[test]
 fn mixed_charset_encoded_words_in_headers() {
     let m = mail("kix_mixed_charset_headers_cp1251.eml");
-    assert!(m.subject.contains("Сергей Углицких") && m.subject.contains("Priorität") && m.subject.contains("使って"), "{}", m.subject);
+    assert!(
+        m.subject.contains("Сергей Углицких")
+            && m.subject.contains("Priorität")
+            && m.subject.contains("使って"),
+        "{}",
+        m.subject
+    );
     let m = mail("kix_koi8r_encoded_filename_msword.eml");
     assert_eq!(m.subject, "Заявка на генерацию 402 240108 (3)");
     assert_eq!(m.files[0].name, "Заявка на генерацию 402 240108 (3).doc");
@@ -81,16 +91,33 @@ fn mixed_charset_encoded_words_in_headers() {
     let m = mail("mikel_mail_rfc6532_utf8_headers.eml");
     assert_eq!(m.from_name.as_deref(), Some("Jöhn Doe"));
     assert_eq!(m.subject, "Säying Hello");
-    assert!(m.message_id.ends_with("@no-message-id.switchboard.invalid"), "a stable id is made up: {}", m.message_id);
-    assert_eq!(parse(&raw("mikel_mail_rfc6532_utf8_headers.eml")).unwrap().message_id, m.message_id);
+    assert!(
+        m.message_id.ends_with("@no-message-id.switchboard.invalid"),
+        "a stable id is made up: {}",
+        m.message_id
+    );
+    assert_eq!(
+        parse(&raw("mikel_mail_rfc6532_utf8_headers.eml"))
+            .unwrap()
+            .message_id,
+        m.message_id
+    );
 }
 
 #[test]
 fn shift_jis_windows1252_and_arabic() {
     let m = mail("mikel_mail_shift_jis.eml");
-    assert!(m.new_text.contains("このメールはテスト用のメールです。"), "{}", m.new_text);
+    assert!(
+        m.new_text.contains("このメールはテスト用のメールです。"),
+        "{}",
+        m.new_text
+    );
     let m = mail("zbateson_windows1252_qp.eml");
-    assert!(m.subject.contains("Frösche") && m.new_text.contains("mißliche"), "{}", m.subject);
+    assert!(
+        m.subject.contains("Frösche") && m.new_text.contains("mißliche"),
+        "{}",
+        m.subject
+    );
     let m = mail("chatwoot_non_utf_encoded_mail.eml");
     assert_eq!(m.subject, "أهلين عميلنا الكريم");
     assert!(m.new_text.contains("أنظروا"));
@@ -101,17 +128,32 @@ fn html_only_mail_renders() {
     let m = mail("chatwoot_only_html.eml");
     assert_eq!(m.new_text, "This is html only mail");
     let html = m.html.expect("html");
-    assert!(html.contains("<h1>") && html.contains("This is html only mail"), "{html}");
+    assert!(
+        html.contains("<h1>") && html.contains("This is html only mail"),
+        "{html}"
+    );
     assert!(m.in_reply_to.is_empty(), "an empty In-Reply-To is no id");
 }
 
 #[test]
 fn threading_headers() {
     let m = mail("chatwoot_references.eml");
-    assert_eq!(m.references, vec!["4e6e35f5a38b4_479f13bb90078178@small-app-01.mail", "test-in-reply-to"]);
-    assert_eq!(m.in_reply_to, vec!["4e6e35f5a38b4_479f13bb90078178@small-app-01.mail"]);
+    assert_eq!(
+        m.references,
+        vec![
+            "4e6e35f5a38b4_479f13bb90078178@small-app-01.mail",
+            "test-in-reply-to"
+        ]
+    );
+    assert_eq!(
+        m.in_reply_to,
+        vec!["4e6e35f5a38b4_479f13bb90078178@small-app-01.mail"]
+    );
     let m = mail("mikel_mail_reply.eml");
-    assert_eq!(m.in_reply_to, vec!["348F04F142D69C21-291E56D292BC@xxxx.net"]);
+    assert_eq!(
+        m.in_reply_to,
+        vec!["348F04F142D69C21-291E56D292BC@xxxx.net"]
+    );
     assert_eq!(m.references.len(), 2);
 }
 
@@ -119,25 +161,52 @@ fn threading_headers() {
 fn attachments_keep_names_and_types() {
     let m = mail("mikel_mail_attachment_pdf.eml");
     assert_eq!(m.subject, "Another PDF with 🎉 Unicode chars in it 🍿");
-    assert_eq!((m.files[0].name.as_str(), m.files[0].mime.as_str()), ("broken.pdf", "application/pdf"));
+    assert_eq!(
+        (m.files[0].name.as_str(), m.files[0].mime.as_str()),
+        ("broken.pdf", "application/pdf")
+    );
     assert!(m.files[0].data.starts_with(b"%PDF"));
     let m = mail("mikel_mail_attachment_nonascii_filename.eml");
     assert_eq!(m.files[0].name, "ciële.txt");
     let m = mail("mikel_mail_nested_rfc822_attachment.eml");
-    assert!(m.files.iter().any(|f| f.name == "truncated.png" && f.mime == "image/png"), "{:?}", m.files.iter().map(|f| &f.name).collect::<Vec<_>>());
+    assert!(
+        m.files
+            .iter()
+            .any(|f| f.name == "truncated.png" && f.mime == "image/png"),
+        "{:?}",
+        m.files.iter().map(|f| &f.name).collect::<Vec<_>>()
+    );
 }
 
 #[test]
 fn bounces_name_the_returned_mail_and_the_reason() {
     let cases = [
-        ("zammad_mail033_postfix_bounce.eml", "notification.20150830145600.1.4.5f4fd063-f69b-4e64-a92d-5e7128bd6682@127.0.0.1:3000", "User unknown"),
-        ("mikel_mail_bounce_report_530.eml", "200712232303.lBNN3jDq002941@mail12.rrrr.com.au", "Unknown E-Mail Address"),
-        ("chatwoot_bounced_gmail.eml", "conversation/93775311-9416-4428-964b-862001f8a8b2/messages/27855337@gmail.com", "alex.jones@fictionalcorp.com"),
+        (
+            "zammad_mail033_postfix_bounce.eml",
+            "notification.20150830145600.1.4.5f4fd063-f69b-4e64-a92d-5e7128bd6682@127.0.0.1:3000",
+            "User unknown",
+        ),
+        (
+            "mikel_mail_bounce_report_530.eml",
+            "200712232303.lBNN3jDq002941@mail12.rrrr.com.au",
+            "Unknown E-Mail Address",
+        ),
+        (
+            "chatwoot_bounced_gmail.eml",
+            "conversation/93775311-9416-4428-964b-862001f8a8b2/messages/27855337@gmail.com",
+            "alex.jones@fictionalcorp.com",
+        ),
     ];
     for (name, original, reason) in cases {
         let m = mail(name);
-        let MailKind::Bounce(b) = &m.kind else { panic!("{name}: not a bounce: {:?}", m.kind) };
-        assert!(b.original_message_ids.iter().any(|i| i == original), "{name}: {:?}", b.original_message_ids);
+        let MailKind::Bounce(b) = &m.kind else {
+            panic!("{name}: not a bounce: {:?}", m.kind)
+        };
+        assert!(
+            b.original_message_ids.iter().any(|i| i == original),
+            "{name}: {:?}",
+            b.original_message_ids
+        );
         assert!(b.reason.contains(reason), "{name}: {}", b.reason);
         assert!(m.files.is_empty(), "a bounce's parts are not uploaded");
         assert_eq!(m.kind.prefix(), Some("[bounce]"));
@@ -146,7 +215,10 @@ fn bounces_name_the_returned_mail_and_the_reason() {
 
 #[test]
 fn auto_replies_and_list_mail_are_recognised() {
-    assert_eq!(mail("chatwoot_non_utf_encoded_mail.eml").kind, MailKind::AutoReply);
+    assert_eq!(
+        mail("chatwoot_non_utf_encoded_mail.eml").kind,
+        MailKind::AutoReply
+    );
     let ooo = b"From: Bob <bob@example.test>\r\nTo: support@example.test\r\nSubject: Automatic reply: Your order\r\nMessage-ID: <ooo@x>\r\n\r\nI am away.\r\n";
     assert_eq!(parse(ooo).unwrap().kind, MailKind::AutoReply);
     let auto = b"From: b@example.test\r\nAuto-Submitted: auto-replied (vacation)\r\nSubject: Hi\r\n\r\nAway\r\n";
@@ -176,7 +248,9 @@ fn garbage_is_an_error_not_a_panic() {
     // Deep multipart nesting and an unterminated boundary.
     let mut deep = String::from("From: a@b\r\nSubject: deep\r\n");
     for i in 0..200 {
-        deep.push_str(&format!("Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n"));
+        deep.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n"
+        ));
     }
     let _ = parse(deep.as_bytes());
 }

@@ -82,25 +82,48 @@ pub struct ConfigError {
 impl MetaConfig {
     /// Check what serde cannot; `channel` names the section in the message.
     pub fn validate(&self, channel: &'static str) -> Result<(), ConfigError> {
-        let invalid = |key: &'static str, reason: &str| Err(ConfigError { channel, key, reason: reason.to_owned() });
+        let invalid = |key: &'static str, reason: &str| {
+            Err(ConfigError {
+                channel,
+                key,
+                reason: reason.to_owned(),
+            })
+        };
         if self.access_token.trim().is_empty() {
             return invalid("access_token", "is required (the Page access token)");
         }
         if self.app_secret.trim().is_empty() {
-            return invalid("app_secret", "is required (webhook deliveries are verified with it)");
+            return invalid(
+                "app_secret",
+                "is required (webhook deliveries are verified with it)",
+            );
         }
         if self.verify_token.trim().is_empty() {
-            return invalid("verify_token", "is required (the webhook subscription's verify token)");
+            return invalid(
+                "verify_token",
+                "is required (the webhook subscription's verify token)",
+            );
         }
         if !self.account_id.is_empty() && !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
-            return invalid("account_id", "must be the numeric Page or Instagram account id");
+            return invalid(
+                "account_id",
+                "must be the numeric Page or Instagram account id",
+            );
         }
         match url::Url::parse(&self.api_url) {
             Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && !u.cannot_be_a_base() => {}
-            _ => return invalid("api_url", "must be an http(s) URL such as https://graph.facebook.com"),
+            _ => {
+                return invalid(
+                    "api_url",
+                    "must be an http(s) URL such as https://graph.facebook.com",
+                )
+            }
         }
         let version_ok = self.api_version.strip_prefix('v').is_some_and(|rest| {
-            !rest.is_empty() && rest.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            !rest.is_empty()
+                && rest
+                    .split('.')
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         });
         if !version_ok {
             return invalid("api_version", "must look like v21.0");
@@ -116,7 +139,11 @@ impl MetaConfig {
 
     /// `<api_url>/<api_version>`, the base of every request.
     pub fn graph_base(&self) -> String {
-        format!("{}/{}", self.api_url.trim_end_matches('/'), self.api_version)
+        format!(
+            "{}/{}",
+            self.api_url.trim_end_matches('/'),
+            self.api_version
+        )
     }
 }
 
@@ -138,22 +165,50 @@ mod tests {
     fn defaults_point_at_the_graph_api() {
         assert!(good().validate("messenger").is_ok());
         assert_eq!(good().graph_base(), "https://graph.facebook.com/v21.0");
-        let c = MetaConfig { api_url: "http://127.0.0.1:9/".into(), api_version: "v19.0".into(), ..good() };
+        let c = MetaConfig {
+            api_url: "http://127.0.0.1:9/".into(),
+            api_version: "v19.0".into(),
+            ..good()
+        };
         assert_eq!(c.graph_base(), "http://127.0.0.1:9/v19.0");
     }
 
     #[test]
     fn bad_values_name_their_key() {
-        let e = MetaConfig { app_secret: String::new(), ..good() }.validate("instagram").unwrap_err();
-        assert_eq!(e.to_string(), "channels.instagram.app_secret: is required (webhook deliveries are verified with it)");
-        assert!(MetaConfig { api_version: "21".into(), ..good() }.validate("messenger").is_err());
-        assert!(MetaConfig { api_url: "ftp://x".into(), ..good() }.validate("messenger").is_err());
-        assert!(MetaConfig { account_id: "page".into(), ..good() }.validate("messenger").is_err());
+        let e = MetaConfig {
+            app_secret: String::new(),
+            ..good()
+        }
+        .validate("instagram")
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "channels.instagram.app_secret: is required (webhook deliveries are verified with it)"
+        );
+        assert!(MetaConfig {
+            api_version: "21".into(),
+            ..good()
+        }
+        .validate("messenger")
+        .is_err());
+        assert!(MetaConfig {
+            api_url: "ftp://x".into(),
+            ..good()
+        }
+        .validate("messenger")
+        .is_err());
+        assert!(MetaConfig {
+            account_id: "page".into(),
+            ..good()
+        }
+        .validate("messenger")
+        .is_err());
     }
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let err = serde_json::from_value::<MetaConfig>(serde_json::json!({"app_secert": "x"})).unwrap_err();
+        let err = serde_json::from_value::<MetaConfig>(serde_json::json!({"app_secert": "x"}))
+            .unwrap_err();
         assert!(err.to_string().contains("app_secert"));
     }
 }

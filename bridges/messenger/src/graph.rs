@@ -25,7 +25,13 @@ use crate::parse::Platform;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum GraphError {
     #[error("HTTP {status}: {message} (code {code:?}, subcode {subcode:?})")]
-    Api { status: u16, code: Option<i64>, subcode: Option<i64>, message: String, retry_after: Option<Duration> },
+    Api {
+        status: u16,
+        code: Option<i64>,
+        subcode: Option<i64>,
+        message: String,
+        retry_after: Option<Duration>,
+    },
     #[error("cannot reach the Graph API: {0}")]
     Network(String),
 }
@@ -41,13 +47,23 @@ pub struct Graph {
 
 impl Graph {
     /// A client for `<base>/…` with the Page token; `timeout` bounds every request.
-    pub fn new(base: String, token: String, platform: Platform, timeout: Duration) -> Result<Graph, String> {
+    pub fn new(
+        base: String,
+        token: String,
+        platform: Platform,
+        timeout: Duration,
+    ) -> Result<Graph, String> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .user_agent(concat!("switchboard-messenger/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Graph { http, base, token, platform })
+        Ok(Graph {
+            http,
+            base,
+            token,
+            platform,
+        })
     }
 
     fn url(&self, path: &str) -> String {
@@ -56,45 +72,78 @@ impl Graph {
 
     /// `POST /me/messages` with a JSON body; the answer's JSON.
     pub async fn post_messages(&self, body: &Value) -> Result<Value, GraphError> {
-        let request = self.http.post(self.url("me/messages")).query(&[("access_token", &self.token)]).json(body);
+        let request = self
+            .http
+            .post(self.url("me/messages"))
+            .query(&[("access_token", &self.token)])
+            .json(body);
         answer(request.send().await).await
     }
 
     /// Upload a file with the Attachment Upload API; its `attachment_id`.
-    pub async fn upload(&self, kind: &str, bytes: Bytes, mime: &str, name: &str) -> Result<String, GraphError> {
-        let message = serde_json::json!({"attachment": {"type": kind, "payload": {"is_reusable": false}}});
-        let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::from(bytes.clone()), bytes.len() as u64)
-            .file_name(name.to_owned())
-            .mime_str(mime)
-            .or_else(|_| {
-                reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(name.to_owned()).mime_str("application/octet-stream")
-            })
-            .map_err(|e| GraphError::Network(format!("building the upload: {e}")))?;
+    pub async fn upload(
+        &self,
+        kind: &str,
+        bytes: Bytes,
+        mime: &str,
+        name: &str,
+    ) -> Result<String, GraphError> {
+        let message =
+            serde_json::json!({"attachment": {"type": kind, "payload": {"is_reusable": false}}});
+        let part = reqwest::multipart::Part::stream_with_length(
+            reqwest::Body::from(bytes.clone()),
+            bytes.len() as u64,
+        )
+        .file_name(name.to_owned())
+        .mime_str(mime)
+        .or_else(|_| {
+            reqwest::multipart::Part::bytes(bytes.to_vec())
+                .file_name(name.to_owned())
+                .mime_str("application/octet-stream")
+        })
+        .map_err(|e| GraphError::Network(format!("building the upload: {e}")))?;
         let mut form = reqwest::multipart::Form::new().text("message", message.to_string());
         if self.platform == Platform::Instagram {
             form = form.text("platform", "instagram");
         }
         let form = form.part("filedata", part);
-        let request =
-            self.http.post(self.url("me/message_attachments")).query(&[("access_token", &self.token)]).multipart(form);
+        let request = self
+            .http
+            .post(self.url("me/message_attachments"))
+            .query(&[("access_token", &self.token)])
+            .multipart(form);
         let v = answer(request.send().await).await?;
         match v.get("attachment_id") {
             Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
             Some(Value::Number(n)) => Ok(n.to_string()),
-            _ => Err(GraphError::Network(format!("the upload answer has no attachment_id: {v}"))),
+            _ => Err(GraphError::Network(format!(
+                "the upload answer has no attachment_id: {v}"
+            ))),
         }
     }
 
     /// `GET /<id>?fields=…`: a customer's profile fields.
     pub async fn profile(&self, id: &str, fields: &str) -> Result<Value, GraphError> {
-        let request = self.http.get(self.url(id)).query(&[("fields", fields), ("access_token", self.token.as_str())]);
+        let request = self
+            .http
+            .get(self.url(id))
+            .query(&[("fields", fields), ("access_token", self.token.as_str())]);
         answer(request.send().await).await
     }
 
     /// Fetch a file from a CDN URL (no token: the URLs are signed), refusing more than `max`
     /// bytes. The bytes and the `Content-Type`, if any.
-    pub async fn download(&self, url: &str, max: u64) -> Result<(Bytes, Option<String>), FetchError> {
-        let mut resp = self.http.get(url).send().await.map_err(|e| FetchError::Transient(format!("GET {url}: {e}")))?;
+    pub async fn download(
+        &self,
+        url: &str,
+        max: u64,
+    ) -> Result<(Bytes, Option<String>), FetchError> {
+        let mut resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| FetchError::Transient(format!("GET {url}: {e}")))?;
         let status = resp.status();
         if status.is_server_error() || status.as_u16() == 429 {
             return Err(FetchError::Transient(format!("the CDN answered {status}")));
@@ -112,7 +161,11 @@ impl Graph {
             .map(|s| s.split(';').next().unwrap_or(s).trim().to_owned())
             .filter(|s| s.contains('/'));
         let mut bytes = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Transient(format!("reading {url}: {e}")))? {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| FetchError::Transient(format!("reading {url}: {e}")))?
+        {
             bytes.extend_from_slice(&chunk);
             if bytes.len() as u64 > max {
                 return Err(FetchError::TooLarge);
@@ -145,10 +198,18 @@ async fn answer(result: Result<reqwest::Response, reqwest::Error>) -> Result<Val
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let text = resp.text().await.map_err(|e| GraphError::Network(format!("reading the answer: {e}")))?;
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| GraphError::Network(format!("reading the answer: {e}")))?;
     let json: Option<Value> = serde_json::from_str(&text).ok();
     if (200..300).contains(&status) {
-        return json.ok_or_else(|| GraphError::Network(format!("the answer is not JSON: {}", text.chars().take(200).collect::<String>())));
+        return json.ok_or_else(|| {
+            GraphError::Network(format!(
+                "the answer is not JSON: {}",
+                text.chars().take(200).collect::<String>()
+            ))
+        });
     }
     let error = json.as_ref().and_then(|j| j.get("error"));
     let message = error
@@ -159,7 +220,9 @@ async fn answer(result: Result<reqwest::Response, reqwest::Error>) -> Result<Val
     Err(GraphError::Api {
         status,
         code: error.and_then(|e| e.get("code")).and_then(Value::as_i64),
-        subcode: error.and_then(|e| e.get("error_subcode")).and_then(Value::as_i64),
+        subcode: error
+            .and_then(|e| e.get("error_subcode"))
+            .and_then(Value::as_i64),
         message,
         retry_after,
     })
@@ -175,10 +238,24 @@ async fn answer(result: Result<reqwest::Response, reqwest::Error>) -> Result<Val
 pub fn classify(error: GraphError, platform: Platform) -> SendError {
     let net = platform.label();
     match error {
-        GraphError::Network(e) => SendError::Retryable { reason: format!("cannot reach {net}: {e}"), retry_after: None },
-        GraphError::Api { status, code, subcode, message, retry_after } => {
-            let retry = |reason: String| SendError::Retryable { reason, retry_after };
-            let permanent = |what: &str| SendError::Permanent { reason: format!("{what} ({net} said: \"{message}\")") };
+        GraphError::Network(e) => SendError::Retryable {
+            reason: format!("cannot reach {net}: {e}"),
+            retry_after: None,
+        },
+        GraphError::Api {
+            status,
+            code,
+            subcode,
+            message,
+            retry_after,
+        } => {
+            let retry = |reason: String| SendError::Retryable {
+                reason,
+                retry_after,
+            };
+            let permanent = |what: &str| SendError::Permanent {
+                reason: format!("{what} ({net} said: \"{message}\")"),
+            };
             match (code, subcode) {
                 (Some(4 | 17 | 32 | 613), _) => retry(format!("{net} rate limit reached; retrying ({message})")),
                 _ if status == 429 => retry(format!("{net} rate limit reached; retrying ({message})")),
@@ -204,37 +281,83 @@ mod tests {
     use super::*;
 
     fn api(status: u16, code: i64, subcode: Option<i64>, message: &str) -> GraphError {
-        GraphError::Api { status, code: Some(code), subcode, message: message.into(), retry_after: None }
+        GraphError::Api {
+            status,
+            code: Some(code),
+            subcode,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     #[test]
     fn errors_sort_into_retryable_and_permanent() {
         for code in [4, 17, 32, 613] {
-            assert!(matches!(classify(api(400, code, None, "limit"), Platform::Messenger), SendError::Retryable { .. }), "{code}");
+            assert!(
+                matches!(
+                    classify(api(400, code, None, "limit"), Platform::Messenger),
+                    SendError::Retryable { .. }
+                ),
+                "{code}"
+            );
         }
         assert!(matches!(
             classify(GraphError::Api { status: 429, code: None, subcode: None, message: "slow".into(), retry_after: Some(Duration::from_secs(3)) }, Platform::Instagram),
             SendError::Retryable { retry_after: Some(d), .. } if d == Duration::from_secs(3)
         ));
-        let SendError::Permanent { reason } =
-            classify(api(400, 10, Some(2018278), "(#10) This message is sent outside of allowed window."), Platform::Messenger)
-        else {
+        let SendError::Permanent { reason } = classify(
+            api(
+                400,
+                10,
+                Some(2018278),
+                "(#10) This message is sent outside of allowed window.",
+            ),
+            Platform::Messenger,
+        ) else {
             panic!()
         };
-        assert!(reason.contains("outside the 24-hour window") && reason.contains("(#10) This message is sent outside of allowed window."), "{reason}");
-        assert!(matches!(classify(api(400, 10, Some(2534022), "outside"), Platform::Instagram), SendError::Permanent { ref reason } if reason.contains("24-hour")));
-        let SendError::Permanent { reason } = classify(api(400, 551, None, "This person isn't available right now."), Platform::Messenger) else { panic!() };
-        assert!(reason.contains("not available on Messenger") && reason.contains("isn't available"), "{reason}");
-        assert!(matches!(classify(api(400, 100, Some(2018001), "(#100) No matching user found"), Platform::Messenger), SendError::Permanent { ref reason } if reason.contains("No matching user found")));
-        assert!(matches!(classify(api(500, 2, None, "Service temporarily unavailable"), Platform::Messenger), SendError::Retryable { .. }));
-        assert!(matches!(classify(GraphError::Network("refused".into()), Platform::Messenger), SendError::Retryable { .. }));
+        assert!(
+            reason.contains("outside the 24-hour window")
+                && reason.contains("(#10) This message is sent outside of allowed window."),
+            "{reason}"
+        );
+        assert!(
+            matches!(classify(api(400, 10, Some(2534022), "outside"), Platform::Instagram), SendError::Permanent { ref reason } if reason.contains("24-hour"))
+        );
+        let SendError::Permanent { reason } = classify(
+            api(400, 551, None, "This person isn't available right now."),
+            Platform::Messenger,
+        ) else {
+            panic!()
+        };
+        assert!(
+            reason.contains("not available on Messenger") && reason.contains("isn't available"),
+            "{reason}"
+        );
+        assert!(
+            matches!(classify(api(400, 100, Some(2018001), "(#100) No matching user found"), Platform::Messenger), SendError::Permanent { ref reason } if reason.contains("No matching user found"))
+        );
+        assert!(matches!(
+            classify(
+                api(500, 2, None, "Service temporarily unavailable"),
+                Platform::Messenger
+            ),
+            SendError::Retryable { .. }
+        ));
+        assert!(matches!(
+            classify(GraphError::Network("refused".into()), Platform::Messenger),
+            SendError::Retryable { .. }
+        ));
     }
 
     /// The fixture envelopes are what `answer` reads.
     #[test]
     fn fixture_envelopes_have_the_fields() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/messenger");
-        for (name, code, sub) in [("error_outside_window.json", 10, 2018278), ("error_no_matching_user.json", 100, 2018001)] {
+        for (name, code, sub) in [
+            ("error_outside_window.json", 10, 2018278),
+            ("error_no_matching_user.json", 100, 2018001),
+        ] {
             let v: Value = serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap();
             assert_eq!(v["error"]["code"].as_i64(), Some(code));
             assert_eq!(v["error"]["error_subcode"].as_i64(), Some(sub));

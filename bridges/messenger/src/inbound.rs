@@ -42,7 +42,10 @@ pub struct Recent {
 
 impl Recent {
     fn contains(&self, key: &str) -> bool {
-        self.inner.lock().map(|g| g.1.contains(key)).unwrap_or(false)
+        self.inner
+            .lock()
+            .map(|g| g.1.contains(key))
+            .unwrap_or(false)
     }
 
     fn insert(&self, key: &str) {
@@ -70,16 +73,37 @@ pub async fn handle(shared: &Shared, event: Event) -> Result<(), InboundError> {
         tracing::warn!(channel = net, account = %event.account, "event for another account than account_id; ignored");
         return Ok(());
     }
-    let conversation = ConversationKey { account: event.account.clone(), chat: event.contact.clone() };
+    let conversation = ConversationKey {
+        account: event.account.clone(),
+        chat: event.contact.clone(),
+    };
     let event_kind = match event.kind {
-        Kind::Message { mid, text, files, reply_to } => {
+        Kind::Message {
+            mid,
+            text,
+            files,
+            reply_to,
+        } => {
             let content = content_with_files(shared, text, &files).await?;
-            InboundEvent::Message { remote_id: mid, content, reply_to }
+            InboundEvent::Message {
+                remote_id: mid,
+                content,
+                reply_to,
+            }
         }
-        Kind::Notice { mid, text } => InboundEvent::Notice { remote_id: mid, content: plain(text) },
-        Kind::Edit { mid, text } => InboundEvent::Edit { remote_id: mid, content: plain(text) },
+        Kind::Notice { mid, text } => InboundEvent::Notice {
+            remote_id: mid,
+            content: plain(text),
+        },
+        Kind::Edit { mid, text } => InboundEvent::Edit {
+            remote_id: mid,
+            content: plain(text),
+        },
         Kind::Delete { mid } => InboundEvent::Delete { remote_id: mid },
-        Kind::Reaction { mid, emoji } => InboundEvent::Reaction { remote_id: mid, key: emoji },
+        Kind::Reaction { mid, emoji } => InboundEvent::Reaction {
+            remote_id: mid,
+            key: emoji,
+        },
         Kind::Read(mark) => match resolve(shared, &conversation, mark).await? {
             Some(remote_id) => InboundEvent::Read { remote_id },
             None => return Ok(()),
@@ -105,37 +129,72 @@ pub async fn handle(shared: &Shared, event: Event) -> Result<(), InboundError> {
 }
 
 fn plain(text: String) -> Content {
-    Content { text, html: None, attachments: Vec::new() }
+    Content {
+        text,
+        html: None,
+        attachments: Vec::new(),
+    }
 }
 
 /// A watermark → the newest of our messages at or before it.
-async fn resolve(shared: &Shared, conversation: &ConversationKey, mark: Mark) -> Result<Option<String>, HostError> {
+async fn resolve(
+    shared: &Shared,
+    conversation: &ConversationKey,
+    mark: Mark,
+) -> Result<Option<String>, HostError> {
     match mark {
         Mark::Mid(mid) => Ok(Some(mid)),
         Mark::Watermark(w) => crate::outbound::sent_up_to(shared, conversation, w).await,
     }
 }
 
-async fn content_with_files(shared: &Shared, text: String, files: &[RemoteFile]) -> Result<Content, InboundError> {
-    let mut lines = if text.is_empty() { Vec::new() } else { vec![text] };
+async fn content_with_files(
+    shared: &Shared,
+    text: String,
+    files: &[RemoteFile],
+) -> Result<Content, InboundError> {
+    let mut lines = if text.is_empty() {
+        Vec::new()
+    } else {
+        vec![text]
+    };
     let mut attachments = Vec::new();
     for file in files {
-        match shared.graph.download(&file.url, shared.config.max_download_size).await {
+        match shared
+            .graph
+            .download(&file.url, shared.config.max_download_size)
+            .await
+        {
             Ok((bytes, mime)) => {
                 let name = file_name(file, mime.as_deref());
-                let mime = mime.filter(|m| *m != "application/octet-stream").unwrap_or_else(|| guess_mime(file.kind, &name));
+                let mime = mime
+                    .filter(|m| *m != "application/octet-stream")
+                    .unwrap_or_else(|| guess_mime(file.kind, &name));
                 let size = bytes.len() as u64;
                 let media = shared.host.put_media(bytes, &mime, &name).await?;
-                attachments.push(Attachment { media, name, mime, size });
+                attachments.push(Attachment {
+                    media,
+                    name,
+                    mime,
+                    size,
+                });
             }
             Err(FetchError::Transient(e)) => return Err(InboundError::Fetch(e)),
             Err(e @ (FetchError::Gone(_) | FetchError::TooLarge)) => {
                 tracing::warn!(url = %file.url, error = %e, "customer file not fetched; bridged as a link");
-                lines.push(format!("[{} not fetched: {e}] {}", file.kind.as_str(), file.url));
+                lines.push(format!(
+                    "[{} not fetched: {e}] {}",
+                    file.kind.as_str(),
+                    file.url
+                ));
             }
         }
     }
-    Ok(Content { text: lines.join("\n"), html: None, attachments })
+    Ok(Content {
+        text: lines.join("\n"),
+        html: None,
+        attachments,
+    })
 }
 
 /// A name for a fetched file: the URL's last path segment when it looks like a file name
@@ -143,12 +202,25 @@ async fn content_with_files(shared: &Shared, text: String, files: &[RemoteFile])
 pub fn file_name(file: &RemoteFile, mime: Option<&str>) -> String {
     let from_url = url::Url::parse(&file.url).ok().and_then(|u| {
         let last = u.path_segments()?.rev().find(|s| !s.is_empty())?.to_owned();
-        let decoded = percent_encoding::percent_decode_str(&last).decode_utf8().ok()?.into_owned();
-        let clean: String = decoded.chars().filter(|c| !is_invisible(*c) && *c != '/' && *c != '\\').take(120).collect();
+        let decoded = percent_encoding::percent_decode_str(&last)
+            .decode_utf8()
+            .ok()?
+            .into_owned();
+        let clean: String = decoded
+            .chars()
+            .filter(|c| !is_invisible(*c) && *c != '/' && *c != '\\')
+            .take(120)
+            .collect();
         // Dots and spaces in any order (". .bashrc" must not become ".bashrc").
-        let clean = clean.trim_start_matches(|c: char| c == '.' || c.is_whitespace()).trim_end().to_owned();
+        let clean = clean
+            .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
+            .trim_end()
+            .to_owned();
         let (stem, ext) = clean.rsplit_once('.')?;
-        (!stem.is_empty() && (1..=5).contains(&ext.len()) && ext.chars().all(|c| c.is_ascii_alphanumeric())).then_some(clean)
+        (!stem.is_empty()
+            && (1..=5).contains(&ext.len())
+            && ext.chars().all(|c| c.is_ascii_alphanumeric()))
+        .then_some(clean)
     });
     if let Some(name) = from_url {
         return name;
@@ -159,7 +231,11 @@ pub fn file_name(file: &RemoteFile, mime: Option<&str>) -> String {
         MediaKind::Video => "mp4",
         MediaKind::File => "bin",
     });
-    let stem = if file.sticker { "sticker" } else { file.kind.as_str() };
+    let stem = if file.sticker {
+        "sticker"
+    } else {
+        file.kind.as_str()
+    };
     format!("{stem}.{ext}")
 }
 
@@ -190,7 +266,10 @@ fn extension_for(mime: &str) -> Option<&'static str> {
 
 /// A mime type when the CDN gives none useful: by extension, else by kind.
 pub fn guess_mime(kind: MediaKind, name: &str) -> String {
-    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
     let by_ext = match ext.as_str() {
         "jpg" | "jpeg" => Some("image/jpeg"),
         "png" => Some("image/png"),
@@ -200,7 +279,11 @@ pub fn guess_mime(kind: MediaKind, name: &str) -> String {
         "m4a" | "aac" => Some("audio/mp4"),
         "ogg" | "oga" => Some("audio/ogg"),
         "wav" => Some("audio/wav"),
-        "mp4" => Some(if kind == MediaKind::Audio { "audio/mp4" } else { "video/mp4" }),
+        "mp4" => Some(if kind == MediaKind::Audio {
+            "audio/mp4"
+        } else {
+            "video/mp4"
+        }),
         "mov" => Some("video/quicktime"),
         "webm" => Some("video/webm"),
         "pdf" => Some("application/pdf"),
@@ -221,26 +304,48 @@ mod tests {
     use super::*;
 
     fn file(kind: MediaKind, url: &str) -> RemoteFile {
-        RemoteFile { kind, url: url.into(), sticker: false }
+        RemoteFile {
+            kind,
+            url: url.into(),
+            sticker: false,
+        }
     }
 
     #[test]
     fn names_and_types_of_fetched_files() {
-        let f = file(MediaKind::File, "https://cdn.fbsbx.com/v/t59.2708-21/fake_document.pdf/document.pdf?_nc_cat=1&oh=00");
+        let f = file(
+            MediaKind::File,
+            "https://cdn.fbsbx.com/v/t59.2708-21/fake_document.pdf/document.pdf?_nc_cat=1&oh=00",
+        );
         assert_eq!(file_name(&f, Some("application/pdf")), "document.pdf");
         let f = file(MediaKind::File, "https://cdn.example/x/invoice%202026.pdf");
         assert_eq!(file_name(&f, None), "invoice 2026.pdf");
-        let f = file(MediaKind::Image, "https://lookaside.fbsbx.com/ig_messaging_cdn/?asset_id=1&signature=x");
+        let f = file(
+            MediaKind::Image,
+            "https://lookaside.fbsbx.com/ig_messaging_cdn/?asset_id=1&signature=x",
+        );
         assert_eq!(file_name(&f, Some("image/png")), "image.png");
-        let f = file(MediaKind::Audio, "https://cdn.fbsbx.com/v/audioclip-1518479195000-1234.mp4?x=1");
+        let f = file(
+            MediaKind::Audio,
+            "https://cdn.fbsbx.com/v/audioclip-1518479195000-1234.mp4?x=1",
+        );
         assert_eq!(file_name(&f, None), "audioclip-1518479195000-1234.mp4");
         assert_eq!(guess_mime(MediaKind::Audio, "audioclip.mp4"), "audio/mp4");
         assert_eq!(guess_mime(MediaKind::Video, "clip.mp4"), "video/mp4");
-        let f = file(MediaKind::File, "https://cdn.example/x/..%2F..%2Fetc%2Fpasswd");
+        let f = file(
+            MediaKind::File,
+            "https://cdn.example/x/..%2F..%2Fetc%2Fpasswd",
+        );
         assert!(!file_name(&f, None).contains('/'));
-        let f = file(MediaKind::File, "https://cdn.example/x/%E3%80%80.%20.bashrc.txt");
+        let f = file(
+            MediaKind::File,
+            "https://cdn.example/x/%E3%80%80.%20.bashrc.txt",
+        );
         assert_eq!(file_name(&f, None), "bashrc.txt");
-        let f = file(MediaKind::File, "https://cdn.example/x/invoice%E2%80%AEfdp.exe");
+        let f = file(
+            MediaKind::File,
+            "https://cdn.example/x/invoice%E2%80%AEfdp.exe",
+        );
         assert_eq!(file_name(&f, None), "invoicefdp.exe");
     }
 }

@@ -29,7 +29,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::Router;
 use switchboard_channel::{
-    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound, SendError,
+    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound,
+    SendError,
 };
 
 pub mod config;
@@ -77,7 +78,11 @@ impl MetaChannel {
     }
 
     pub fn new(platform: Platform, config: MetaConfig) -> Self {
-        Self { platform, config, shared: OnceLock::new() }
+        Self {
+            platform,
+            config,
+            shared: OnceLock::new(),
+        }
     }
 
     pub fn config(&self) -> &MetaConfig {
@@ -126,10 +131,17 @@ impl Channel for MetaChannel {
             tracing::info!(channel = name, "disabled in the configuration");
             return Ok(None);
         }
-        self.config.validate(name).map_err(|e| ChannelError::Config(e.to_string()))?;
+        self.config
+            .validate(name)
+            .map_err(|e| ChannelError::Config(e.to_string()))?;
         let timeout = Duration::from_secs(u64::from(self.config.request_timeout_secs));
-        let graph = graph::Graph::new(self.config.graph_base(), self.config.access_token.clone(), self.platform, timeout)
-            .map_err(ChannelError::Config)?;
+        let graph = graph::Graph::new(
+            self.config.graph_base(),
+            self.config.access_token.clone(),
+            self.platform,
+            timeout,
+        )
+        .map_err(ChannelError::Config)?;
         let shared = Arc::new(Shared {
             platform: self.platform,
             config: self.config.clone(),
@@ -148,9 +160,9 @@ impl Channel for MetaChannel {
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
         match self.shared.get() {
             Some(shared) => outbound::send(shared, outbound).await,
-            None if !self.config.enabled => {
-                Err(SendError::Permanent { reason: format!("the {} channel is disabled", self.platform.label()) })
-            }
+            None if !self.config.enabled => Err(SendError::Permanent {
+                reason: format!("the {} channel is disabled", self.platform.label()),
+            }),
             None => Err(SendError::Retryable {
                 reason: format!("the {} channel has not started yet", self.platform.label()),
                 retry_after: None,

@@ -21,7 +21,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use switchboard_channel::{ConversationKey, Delivery, HostError, Outbound, OutboundAction, SendError};
+use switchboard_channel::{
+    ConversationKey, Delivery, HostError, Outbound, OutboundAction, SendError,
+};
 
 use crate::graph::classify;
 use crate::parse::MediaKind;
@@ -31,11 +33,17 @@ use crate::Shared;
 pub const SENT_LOG_LEN: usize = 50;
 
 fn retryable_host(e: HostError) -> SendError {
-    SendError::Retryable { reason: format!("bridge store: {e}"), retry_after: None }
+    SendError::Retryable {
+        reason: format!("bridge store: {e}"),
+        retry_after: None,
+    }
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// The customer's id, after checking the conversation belongs to this channel's account.
@@ -59,24 +67,44 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
     let to = recipient(shared, &outbound.conversation)?;
     let net = shared.platform.label();
     match &outbound.action {
-        OutboundAction::Message { content, reply_to: _ } => {
+        OutboundAction::Message {
+            content,
+            reply_to: _,
+        } => {
             let done_key = format!("out:{}", outbound.idempotency_key);
-            if let Some(done) = shared.host.state_get(&done_key).await.map_err(retryable_host)? {
+            if let Some(done) = shared
+                .host
+                .state_get(&done_key)
+                .await
+                .map_err(retryable_host)?
+            {
                 tracing::info!(idempotency_key = %outbound.idempotency_key, remote_id = %done, "already sent; not sending again");
-                return Ok(Delivery { remote_id: done, delivered: false });
+                return Ok(Delivery {
+                    remote_id: done,
+                    delivered: false,
+                });
             }
             let mut first: Option<String> = None;
             let mut part = 0usize;
             if !content.text.trim().is_empty() {
                 let message = json!({"text": content.text});
-                let mid = send_part(shared, outbound, part, to, || async { Ok(message.clone()) }).await?;
+                let mid =
+                    send_part(shared, outbound, part, to, || async { Ok(message.clone()) }).await?;
                 first.get_or_insert(mid);
             }
             for attachment in &content.attachments {
                 part += 1;
                 let mid = send_part(shared, outbound, part, to, || async {
-                    let (bytes, stored_mime) = shared.host.get_media(&attachment.media).await.map_err(retryable_host)?;
-                    let mime = if attachment.mime.is_empty() { stored_mime } else { attachment.mime.clone() };
+                    let (bytes, stored_mime) = shared
+                        .host
+                        .get_media(&attachment.media)
+                        .await
+                        .map_err(retryable_host)?;
+                    let mime = if attachment.mime.is_empty() {
+                        stored_mime
+                    } else {
+                        attachment.mime.clone()
+                    };
                     if bytes.len() as u64 > shared.config.max_file_size {
                         return Err(SendError::Permanent {
                             reason: format!("{} is too large for {net}", attachment.name),
@@ -94,12 +122,17 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
                 first.get_or_insert(mid);
             }
             let Some(remote_id) = first else {
-                return Err(SendError::Permanent { reason: "nothing to send (an empty message)".into() });
+                return Err(SendError::Permanent {
+                    reason: "nothing to send (an empty message)".into(),
+                });
             };
             if let Err(e) = shared.host.state_put(&done_key, &remote_id).await {
                 tracing::warn!(error = %e, "sent but cannot remember the idempotency key");
             }
-            Ok(Delivery { remote_id, delivered: false })
+            Ok(Delivery {
+                remote_id,
+                delivered: false,
+            })
         }
         OutboundAction::React { remote_id, key } => {
             let body = match key {
@@ -114,16 +147,25 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
                     "payload": {"message_id": remote_id},
                 }),
             };
-            shared.graph.post_messages(&body).await.map_err(|e| classify(e, shared.platform))?;
-            Ok(Delivery { remote_id: remote_id.clone(), delivered: false })
+            shared
+                .graph
+                .post_messages(&body)
+                .await
+                .map_err(|e| classify(e, shared.platform))?;
+            Ok(Delivery {
+                remote_id: remote_id.clone(),
+                delivered: false,
+            })
         }
-        OutboundAction::Edit { .. } => Err(SendError::Permanent { reason: format!("{net} cannot edit sent messages") }),
-        OutboundAction::Delete { .. } => {
-            Err(SendError::Permanent { reason: format!("{net} does not let a Page delete its messages") })
-        }
-        OutboundAction::Template { .. } => {
-            Err(SendError::Permanent { reason: format!("message templates are not available on {net}") })
-        }
+        OutboundAction::Edit { .. } => Err(SendError::Permanent {
+            reason: format!("{net} cannot edit sent messages"),
+        }),
+        OutboundAction::Delete { .. } => Err(SendError::Permanent {
+            reason: format!("{net} does not let a Page delete its messages"),
+        }),
+        OutboundAction::Template { .. } => Err(SendError::Permanent {
+            reason: format!("message templates are not available on {net}"),
+        }),
     }
 }
 
@@ -146,9 +188,20 @@ where
     let message = message().await?;
     let body = json!({"recipient": {"id": to}, "messaging_type": "RESPONSE", "message": message});
     let sent_at = now_ms();
-    let answer = shared.graph.post_messages(&body).await.map_err(|e| classify(e, shared.platform))?;
-    let Some(mid) = answer.get("message_id").and_then(Value::as_str).filter(|m| !m.is_empty()) else {
-        return Err(SendError::Retryable { reason: format!("the Send API answered without a message_id: {answer}"), retry_after: None });
+    let answer = shared
+        .graph
+        .post_messages(&body)
+        .await
+        .map_err(|e| classify(e, shared.platform))?;
+    let Some(mid) = answer
+        .get("message_id")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+    else {
+        return Err(SendError::Retryable {
+            reason: format!("the Send API answered without a message_id: {answer}"),
+            retry_after: None,
+        });
     };
     if let Err(e) = shared.host.state_put(&key, mid).await {
         tracing::warn!(error = %e, "sent but cannot remember the part");
@@ -163,12 +216,22 @@ fn sent_key(conversation: &ConversationKey) -> String {
     format!("sent:{}:{}", conversation.account, conversation.chat)
 }
 
-async fn sent_log(shared: &Shared, conversation: &ConversationKey) -> Result<Vec<(i64, String)>, HostError> {
+async fn sent_log(
+    shared: &Shared,
+    conversation: &ConversationKey,
+) -> Result<Vec<(i64, String)>, HostError> {
     let raw = shared.host.state_get(&sent_key(conversation)).await?;
-    Ok(raw.and_then(|r| serde_json::from_str(&r).ok()).unwrap_or_default())
+    Ok(raw
+        .and_then(|r| serde_json::from_str(&r).ok())
+        .unwrap_or_default())
 }
 
-async fn remember_sent(shared: &Shared, conversation: &ConversationKey, mid: &str, at: i64) -> Result<(), HostError> {
+async fn remember_sent(
+    shared: &Shared,
+    conversation: &ConversationKey,
+    mid: &str,
+    at: i64,
+) -> Result<(), HostError> {
     let mut log = sent_log(shared, conversation).await?;
     log.push((at, mid.to_owned()));
     let excess = log.len().saturating_sub(SENT_LOG_LEN);
@@ -178,14 +241,24 @@ async fn remember_sent(shared: &Shared, conversation: &ConversationKey, mid: &st
 }
 
 /// The newest message we sent in the conversation at or before `watermark` (ms).
-pub async fn sent_up_to(shared: &Shared, conversation: &ConversationKey, watermark: i64) -> Result<Option<String>, HostError> {
+pub async fn sent_up_to(
+    shared: &Shared,
+    conversation: &ConversationKey,
+    watermark: i64,
+) -> Result<Option<String>, HostError> {
     let log = sent_log(shared, conversation).await?;
-    Ok(log.into_iter().filter(|(at, _)| *at <= watermark).max_by_key(|(at, _)| *at).map(|(_, mid)| mid))
+    Ok(log
+        .into_iter()
+        .filter(|(at, _)| *at <= watermark)
+        .max_by_key(|(at, _)| *at)
+        .map(|(_, mid)| mid))
 }
 
 /// A best-effort `sender_action` (typing_on, typing_off, mark_seen).
 pub async fn sender_action(shared: &Shared, conversation: &ConversationKey, action: &str) {
-    let Ok(to) = recipient(shared, conversation) else { return };
+    let Ok(to) = recipient(shared, conversation) else {
+        return;
+    };
     let body = json!({"recipient": {"id": to}, "sender_action": action});
     if let Err(e) = shared.graph.post_messages(&body).await {
         tracing::debug!(action, error = %e, "sender action not delivered");

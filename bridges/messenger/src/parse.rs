@@ -114,12 +114,28 @@ pub enum Mark {
 /// What one event means.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
-    Message { mid: String, text: String, files: Vec<RemoteFile>, reply_to: Option<String> },
-    Notice { mid: String, text: String },
-    Edit { mid: String, text: String },
-    Delete { mid: String },
+    Message {
+        mid: String,
+        text: String,
+        files: Vec<RemoteFile>,
+        reply_to: Option<String>,
+    },
+    Notice {
+        mid: String,
+        text: String,
+    },
+    Edit {
+        mid: String,
+        text: String,
+    },
+    Delete {
+        mid: String,
+    },
     /// `emoji: None` takes the reaction back.
-    Reaction { mid: String, emoji: Option<String> },
+    Reaction {
+        mid: String,
+        emoji: Option<String>,
+    },
     Read(Mark),
     Delivered(Mark),
 }
@@ -174,7 +190,11 @@ fn id_of(v: Option<&Value>) -> Option<String> {
 
 /// A customer id: digits and letters only (PSIDs and IGSIDs are numbers).
 fn contact_of(v: Option<&Value>) -> Option<String> {
-    id_of(v).filter(|s| s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+    id_of(v).filter(|s| {
+        s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    })
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -183,7 +203,9 @@ fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 
 /// Text as shown in Matrix: control characters other than newlines and tabs removed.
 fn clean_text(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control() || *c == '\n' || *c == '\t').collect()
+    s.chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect()
 }
 
 /// Meta's timestamps are ms; a few old payloads (postbacks) carry seconds.
@@ -192,7 +214,11 @@ fn timestamp_ms(v: Option<&Value>) -> Option<i64> {
     if t <= 0 {
         return None;
     }
-    Some(if t < 100_000_000_000 { t.saturating_mul(1000) } else { t })
+    Some(if t < 100_000_000_000 {
+        t.saturating_mul(1000)
+    } else {
+        t
+    })
 }
 
 /// Emoji for the reaction names Messenger uses when `emoji` is absent.
@@ -211,13 +237,17 @@ fn emoji_for(name: &str) -> Option<&'static str> {
 
 /// Parse a webhook body for `platform`.
 pub fn parse_body(body: &[u8], platform: Platform) -> Result<Parsed, ParseError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
     parse_value(&value, platform)
 }
 
 /// [`parse_body`] on a parsed value.
 pub fn parse_value(value: &Value, platform: Platform) -> Result<Parsed, ParseError> {
-    let (Some(object), Some(entries)) = (str_of(value, "object"), value.get("entry").and_then(Value::as_array)) else {
+    let (Some(object), Some(entries)) = (
+        str_of(value, "object"),
+        value.get("entry").and_then(Value::as_array),
+    ) else {
         return Err(ParseError::NotADelivery);
     };
     if object != platform.object() {
@@ -243,7 +273,13 @@ pub fn parse_value(value: &Value, platform: Platform) -> Result<Parsed, ParseErr
     Ok(parsed)
 }
 
-fn parse_item(item: &Value, account: &str, entry_time: Option<i64>, platform: Platform, out: &mut Parsed) {
+fn parse_item(
+    item: &Value,
+    account: &str,
+    entry_time: Option<i64>,
+    platform: Platform,
+    out: &mut Parsed,
+) {
     let message = item.get("message").filter(|m| m.is_object());
     if message.is_some_and(|m| m.get("is_echo").and_then(Value::as_bool) == Some(true)) {
         out.echoes += 1;
@@ -258,9 +294,17 @@ fn parse_item(item: &Value, account: &str, entry_time: Option<i64>, platform: Pl
         out.echoes += 1;
         return;
     }
-    let timestamp_ms = timestamp_ms(item.get("timestamp")).or(entry_time).unwrap_or(0);
+    let timestamp_ms = timestamp_ms(item.get("timestamp"))
+        .or(entry_time)
+        .unwrap_or(0);
     let mut push = |dedup_key: String, kind: Kind| {
-        out.events.push(Event { account: account.to_owned(), contact: contact.clone(), timestamp_ms, dedup_key, kind });
+        out.events.push(Event {
+            account: account.to_owned(),
+            contact: contact.clone(),
+            timestamp_ms,
+            dedup_key,
+            kind,
+        });
     };
     if let Some(message) = message {
         let Some(mid) = id_of(message.get("mid")) else {
@@ -276,13 +320,19 @@ fn parse_item(item: &Value, account: &str, entry_time: Option<i64>, platform: Pl
         };
         let n = edit.get("num_edit").and_then(Value::as_i64).unwrap_or(0);
         let key = format!("edit:{mid}:{n}:{timestamp_ms}");
-        match str_of(edit, "text").map(clean_text).filter(|t| !t.trim().is_empty()) {
+        match str_of(edit, "text")
+            .map(clean_text)
+            .filter(|t| !t.trim().is_empty())
+        {
             Some(text) => push(key, Kind::Edit { mid, text }),
             None => push(
                 key,
                 Kind::Notice {
                     mid: format!("edit:{mid}:{n}"),
-                    text: format!("The customer edited a message on {}; the new text was not given.", platform.label()),
+                    text: format!(
+                        "The customer edited a message on {}; the new text was not given.",
+                        platform.label()
+                    ),
                 },
             ),
         }
@@ -295,8 +345,12 @@ fn parse_item(item: &Value, account: &str, entry_time: Option<i64>, platform: Pl
         let emoji = if action == "unreact" {
             None
         } else {
-            let given = str_of(reaction, "emoji").map(clean_text).filter(|e| !e.trim().is_empty() && e.len() <= 64);
-            let named = str_of(reaction, "reaction").and_then(emoji_for).map(str::to_owned);
+            let given = str_of(reaction, "emoji")
+                .map(clean_text)
+                .filter(|e| !e.trim().is_empty() && e.len() <= 64);
+            let named = str_of(reaction, "reaction")
+                .and_then(emoji_for)
+                .map(str::to_owned);
             match given.or(named) {
                 Some(e) => Some(e),
                 None => {
@@ -305,13 +359,23 @@ fn parse_item(item: &Value, account: &str, entry_time: Option<i64>, platform: Pl
                 }
             }
         };
-        let key = format!("reaction:{contact}:{mid}:{action}:{}:{timestamp_ms}", emoji.as_deref().unwrap_or(""));
+        let key = format!(
+            "reaction:{contact}:{mid}:{action}:{}:{timestamp_ms}",
+            emoji.as_deref().unwrap_or("")
+        );
         push(key, Kind::Reaction { mid, emoji });
     } else if let Some(read) = item.get("read").filter(|r| r.is_object()) {
         if let Some(mid) = id_of(read.get("mid")) {
             push(format!("read:{contact}:{mid}"), Kind::Read(Mark::Mid(mid)));
-        } else if let Some(w) = read.get("watermark").and_then(Value::as_i64).filter(|w| *w > 0) {
-            push(format!("read:{contact}:w{w}"), Kind::Read(Mark::Watermark(w)));
+        } else if let Some(w) = read
+            .get("watermark")
+            .and_then(Value::as_i64)
+            .filter(|w| *w > 0)
+        {
+            push(
+                format!("read:{contact}:w{w}"),
+                Kind::Read(Mark::Watermark(w)),
+            );
         } else {
             out.skipped += 1;
         }
@@ -325,27 +389,55 @@ fn parse_item(item: &Value, account: &str, entry_time: Option<i64>, platform: Pl
             for mid in mids {
                 push(format!("delivered:{mid}"), Kind::Delivered(Mark::Mid(mid)));
             }
-        } else if let Some(w) = delivery.get("watermark").and_then(Value::as_i64).filter(|w| *w > 0) {
-            push(format!("delivered:{contact}:w{w}"), Kind::Delivered(Mark::Watermark(w)));
+        } else if let Some(w) = delivery
+            .get("watermark")
+            .and_then(Value::as_i64)
+            .filter(|w| *w > 0)
+        {
+            push(
+                format!("delivered:{contact}:w{w}"),
+                Kind::Delivered(Mark::Watermark(w)),
+            );
         } else {
             out.skipped += 1;
         }
     } else if let Some(postback) = item.get("postback").filter(|p| p.is_object()) {
-        let title = str_of(postback, "title").map(clean_text).filter(|t| !t.trim().is_empty());
-        let payload = str_of(postback, "payload").map(clean_text).filter(|t| !t.trim().is_empty());
+        let title = str_of(postback, "title")
+            .map(clean_text)
+            .filter(|t| !t.trim().is_empty());
+        let payload = str_of(postback, "payload")
+            .map(clean_text)
+            .filter(|t| !t.trim().is_empty());
         let text = match (title, payload) {
             (Some(t), _) => t,
             (None, Some(p)) => format!("[button: {p}]"),
             (None, None) => "[tapped a button]".to_owned(),
         };
-        let mid = id_of(postback.get("mid")).unwrap_or_else(|| format!("postback:{contact}:{timestamp_ms}"));
-        push(format!("postback:{mid}"), Kind::Message { mid, text, files: Vec::new(), reply_to: None });
+        let mid = id_of(postback.get("mid"))
+            .unwrap_or_else(|| format!("postback:{contact}:{timestamp_ms}"));
+        push(
+            format!("postback:{mid}"),
+            Kind::Message {
+                mid,
+                text,
+                files: Vec::new(),
+                reply_to: None,
+            },
+        );
     } else {
         let what = item
             .as_object()
-            .and_then(|o| o.keys().find(|k| !matches!(k.as_str(), "sender" | "recipient" | "timestamp")).cloned())
+            .and_then(|o| {
+                o.keys()
+                    .find(|k| !matches!(k.as_str(), "sender" | "recipient" | "timestamp"))
+                    .cloned()
+            })
             .unwrap_or_else(|| "event".to_owned());
-        let what: String = what.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(40).collect();
+        let what: String = what
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(40)
+            .collect();
         let detail = match what.as_str() {
             "referral" => {
                 let r = &item["referral"];
@@ -353,10 +445,16 @@ fn parse_item(item: &Value, account: &str, entry_time: Option<i64>, platform: Pl
                     .iter()
                     .filter_map(|k| str_of(r, k).map(|v| format!("{k} {}", clean_text(v))))
                     .collect();
-                format!("The customer arrived through a link or ad ({}).", parts.join(", "))
+                format!(
+                    "The customer arrived through a link or ad ({}).",
+                    parts.join(", ")
+                )
             }
             "optin" => "The customer opted in to messages.".to_owned(),
-            other => format!("{} sent an event Switchboard does not show ({other}).", platform.label()),
+            other => format!(
+                "{} sent an event Switchboard does not show ({other}).",
+                platform.label()
+            ),
         };
         let mid = format!("{what}:{contact}:{timestamp_ms}");
         push(format!("event:{mid}"), Kind::Notice { mid, text: detail });
@@ -370,7 +468,10 @@ fn message_kind(message: &Value, mid: String, platform: Platform) -> (String, Ki
         return (format!("delete:{mid}"), Kind::Delete { mid });
     }
     if message.get("is_unsupported").and_then(Value::as_bool) == Some(true) {
-        let text = format!("The customer sent a kind of message {} does not let Switchboard show.", platform.label());
+        let text = format!(
+            "The customer sent a kind of message {} does not let Switchboard show.",
+            platform.label()
+        );
         return (key, Kind::Notice { mid, text });
     }
     let mut lines: Vec<String> = Vec::new();
@@ -384,19 +485,34 @@ fn message_kind(message: &Value, mid: String, platform: Platform) -> (String, Ki
         }
     }
     let reply_to = reply_to_value.and_then(|r| id_of(r.get("mid")));
-    let text = str_of(message, "text").map(clean_text).filter(|t| !t.trim().is_empty());
-    let quick_reply = message.get("quick_reply").and_then(|q| str_of(q, "payload")).map(clean_text);
+    let text = str_of(message, "text")
+        .map(clean_text)
+        .filter(|t| !t.trim().is_empty());
+    let quick_reply = message
+        .get("quick_reply")
+        .and_then(|q| str_of(q, "payload"))
+        .map(clean_text);
     match (text, quick_reply) {
         (Some(t), _) => lines.push(t),
         (None, Some(p)) if !p.trim().is_empty() => lines.push(format!("[quick reply: {p}]")),
         _ => {}
     }
     let sticker = message.get("sticker_id").is_some();
-    for attachment in message.get("attachments").and_then(Value::as_array).into_iter().flatten() {
+    for attachment in message
+        .get("attachments")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let kind = str_of(attachment, "type").unwrap_or("");
         let payload = attachment.get("payload");
-        let url = payload.and_then(|p| str_of(p, "url")).map(clean_text).filter(|u| u.starts_with("http"));
-        let title = str_of(attachment, "title").or_else(|| payload.and_then(|p| str_of(p, "title"))).map(clean_text);
+        let url = payload
+            .and_then(|p| str_of(p, "url"))
+            .map(clean_text)
+            .filter(|u| u.starts_with("http"));
+        let title = str_of(attachment, "title")
+            .or_else(|| payload.and_then(|p| str_of(p, "title")))
+            .map(clean_text);
         let media = match kind {
             "image" => Some(MediaKind::Image),
             "audio" => Some(MediaKind::Audio),
@@ -407,7 +523,11 @@ fn message_kind(message: &Value, mid: String, platform: Platform) -> (String, Ki
         match (media, url) {
             (Some(kind), Some(url)) => {
                 let is_sticker = sticker || payload.is_some_and(|p| p.get("sticker_id").is_some());
-                files.push(RemoteFile { kind, url, sticker: is_sticker });
+                files.push(RemoteFile {
+                    kind,
+                    url,
+                    sticker: is_sticker,
+                });
             }
             (None, Some(url)) => {
                 let label = match kind {
@@ -434,18 +554,35 @@ fn message_kind(message: &Value, mid: String, platform: Platform) -> (String, Ki
                     _ => unknown.push("location".to_owned()),
                 }
             }
-            _ => unknown.push(kind.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(40).collect()),
+            _ => unknown.push(
+                kind.chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .take(40)
+                    .collect(),
+            ),
         }
     }
     if lines.is_empty() && files.is_empty() {
-        let what = if unknown.is_empty() { "an empty message".to_owned() } else { format!("a {} attachment", unknown.join(", ")) };
+        let what = if unknown.is_empty() {
+            "an empty message".to_owned()
+        } else {
+            format!("a {} attachment", unknown.join(", "))
+        };
         let text = format!("The customer sent {what}, which Switchboard cannot show.");
         return (key, Kind::Notice { mid, text });
     }
     for u in unknown {
         lines.push(format!("[{u} attachment not shown]"));
     }
-    (key, Kind::Message { mid, text: lines.join("\n"), files, reply_to })
+    (
+        key,
+        Kind::Message {
+            mid,
+            text: lines.join("\n"),
+            files,
+            reply_to,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -453,7 +590,12 @@ mod tests {
     use super::*;
 
     fn fixture(path: &str) -> Vec<u8> {
-        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(path)).unwrap()
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures")
+                .join(path),
+        )
+        .unwrap()
     }
 
     fn one(path: &str, platform: Platform) -> Event {
@@ -465,19 +607,34 @@ mod tests {
     #[test]
     fn messenger_text_and_reply() {
         let e = one("messenger/text.json", Platform::Messenger);
-        assert_eq!((e.account.as_str(), e.contact.as_str(), e.timestamp_ms), ("100000000000001", "7000000000000001", 1458692752478));
+        assert_eq!(
+            (e.account.as_str(), e.contact.as_str(), e.timestamp_ms),
+            ("100000000000001", "7000000000000001", 1458692752478)
+        );
         assert_eq!(e.dedup_key, "msg:m_1457764197618:41d102a3e1ae206a38");
         assert_eq!(
             e.kind,
-            Kind::Message { mid: "m_1457764197618:41d102a3e1ae206a38".into(), text: "hello, world!".into(), files: vec![], reply_to: None }
+            Kind::Message {
+                mid: "m_1457764197618:41d102a3e1ae206a38".into(),
+                text: "hello, world!".into(),
+                files: vec![],
+                reply_to: None
+            }
         );
         let e = one("messenger/reply_to.json", Platform::Messenger);
-        let Kind::Message { reply_to, .. } = e.kind else { panic!() };
-        assert_eq!(reply_to.as_deref(), Some("m_1fTq8oLumEyIp3Q2MR-aY7IfLZDamVrALniheU"));
+        let Kind::Message { reply_to, .. } = e.kind else {
+            panic!()
+        };
+        assert_eq!(
+            reply_to.as_deref(),
+            Some("m_1fTq8oLumEyIp3Q2MR-aY7IfLZDamVrALniheU")
+        );
         let e = one("messenger/quick_reply.json", Platform::Messenger);
         assert!(matches!(e.kind, Kind::Message { ref text, .. } if text == "hello, world!"));
         let e = one("messenger/legacy_text_with_nlp.json", Platform::Messenger);
-        assert!(matches!(e.kind, Kind::Message { ref text, .. } if text == "bye, see you tomorrow at 4pm"));
+        assert!(
+            matches!(e.kind, Kind::Message { ref text, .. } if text == "bye, see you tomorrow at 4pm")
+        );
     }
 
     #[test]
@@ -486,10 +643,15 @@ mod tests {
             ("messenger/attachment_image.json", MediaKind::Image),
             ("messenger/attachment_audio.json", MediaKind::Audio),
             ("messenger/attachment_file.json", MediaKind::File),
-            ("messenger/legacy_image_attachment_2017.json", MediaKind::Image),
+            (
+                "messenger/legacy_image_attachment_2017.json",
+                MediaKind::Image,
+            ),
         ] {
             let e = one(file, Platform::Messenger);
-            let Kind::Message { files, text, .. } = e.kind else { panic!("{file}") };
+            let Kind::Message { files, text, .. } = e.kind else {
+                panic!("{file}")
+            };
             assert_eq!(files.len(), 1, "{file}");
             assert_eq!(files[0].kind, kind);
             assert!(files[0].url.starts_with("https://"), "{}", files[0].url);
@@ -500,18 +662,32 @@ mod tests {
     #[test]
     fn messenger_statuses_reactions_postbacks() {
         let e = one("messenger/reaction.json", Platform::Messenger);
-        assert_eq!(e.kind, Kind::Reaction { mid: "m_1457764197618:41d102a3e1ae206a38".into(), emoji: Some("❤️".into()) });
+        assert_eq!(
+            e.kind,
+            Kind::Reaction {
+                mid: "m_1457764197618:41d102a3e1ae206a38".into(),
+                emoji: Some("❤️".into())
+            }
+        );
         let e = one("messenger/read.json", Platform::Messenger);
         assert_eq!(e.kind, Kind::Read(Mark::Watermark(1458668856253)));
         let e = one("messenger/delivery.json", Platform::Messenger);
-        assert_eq!(e.kind, Kind::Delivered(Mark::Mid("mid.1458668856218:ed81099e15d3f4f233".into())));
+        assert_eq!(
+            e.kind,
+            Kind::Delivered(Mark::Mid("mid.1458668856218:ed81099e15d3f4f233".into()))
+        );
         let e = one("messenger/postback.json", Platform::Messenger);
         assert_eq!(e.timestamp_ms, 1527459824000, "seconds become ms");
-        assert!(matches!(e.kind, Kind::Message { ref text, ref mid, .. } if text == "TITLE-FOR-THE-CTA" && mid == "m_MESSAGE-ID"));
+        assert!(
+            matches!(e.kind, Kind::Message { ref text, ref mid, .. } if text == "TITLE-FOR-THE-CTA" && mid == "m_MESSAGE-ID")
+        );
         let e = one("messenger/legacy_postback.json", Platform::Messenger);
         assert!(matches!(e.kind, Kind::Message { ref text, .. } if text == "[button: MY_PAYLOAD]"));
         let e = one("messenger/legacy_referral.json", Platform::Messenger);
-        assert!(matches!(e.kind, Kind::Notice { ref text, .. } if text.contains("ref MY_REF")), "{e:?}");
+        assert!(
+            matches!(e.kind, Kind::Notice { ref text, .. } if text.contains("ref MY_REF")),
+            "{e:?}"
+        );
         // An optin without a sender has no conversation.
         let p = parse_body(&fixture("messenger/legacy_optin.json"), Platform::Messenger).unwrap();
         assert_eq!((p.events.len(), p.skipped), (0, 1));
@@ -533,15 +709,23 @@ mod tests {
     #[test]
     fn instagram_kinds() {
         let e = one("instagram/raw_text.json", Platform::Instagram);
-        assert_eq!((e.account.as_str(), e.contact.as_str()), ("17841472110558136", "489760440872775"));
+        assert_eq!(
+            (e.account.as_str(), e.contact.as_str()),
+            ("17841472110558136", "489760440872775")
+        );
         assert!(matches!(e.kind, Kind::Message { ref text, .. } if text == "Omg"));
         let e = one("instagram/raw_image.json", Platform::Instagram);
-        assert!(matches!(e.kind, Kind::Message { ref files, .. } if files.len() == 1 && files[0].kind == MediaKind::Image));
+        assert!(
+            matches!(e.kind, Kind::Message { ref files, .. } if files.len() == 1 && files[0].kind == MediaKind::Image)
+        );
         let e = one("instagram/deleted.json", Platform::Instagram);
         assert!(matches!(e.kind, Kind::Delete { .. }));
         assert!(e.dedup_key.starts_with("delete:"));
         let e = one("instagram/raw_message_edit.json", Platform::Instagram);
-        assert!(matches!(e.kind, Kind::Notice { ref text, .. } if text.contains("edited")), "no text in the fixture: {e:?}");
+        assert!(
+            matches!(e.kind, Kind::Notice { ref text, .. } if text.contains("edited")),
+            "no text in the fixture: {e:?}"
+        );
         let e = one("instagram/reaction.json", Platform::Instagram);
         assert!(matches!(e.kind, Kind::Reaction { emoji: Some(ref x), .. } if x == "❤️"));
         let e = one("instagram/unreaction.json", Platform::Instagram);
@@ -549,11 +733,23 @@ mod tests {
         let e = one("instagram/read.json", Platform::Instagram);
         assert!(matches!(e.kind, Kind::Read(Mark::Mid(_))));
         let e = one("instagram/share_post.json", Platform::Instagram);
-        assert!(matches!(e.kind, Kind::Message { ref text, ref files, .. } if text.starts_with("Shared a post: https://lookaside") && files.is_empty()));
+        assert!(
+            matches!(e.kind, Kind::Message { ref text, ref files, .. } if text.starts_with("Shared a post: https://lookaside") && files.is_empty())
+        );
         let e = one("instagram/story_reply.json", Platform::Instagram);
-        let Kind::Message { text, .. } = e.kind else { panic!() };
-        assert!(text.starts_with("↩️ Replied to your story: https://") && text.ends_with("\nNice story!"), "{text}");
-        let p = parse_body(&fixture("instagram/raw_changes_mentions.json"), Platform::Instagram).unwrap();
+        let Kind::Message { text, .. } = e.kind else {
+            panic!()
+        };
+        assert!(
+            text.starts_with("↩️ Replied to your story: https://")
+                && text.ends_with("\nNice story!"),
+            "{text}"
+        );
+        let p = parse_body(
+            &fixture("instagram/raw_changes_mentions.json"),
+            Platform::Instagram,
+        )
+        .unwrap();
         assert_eq!((p.events.len(), p.skipped), (0, 1));
     }
 
@@ -561,7 +757,13 @@ mod tests {
     fn edits_with_text_become_edits() {
         let body = br#"{"object":"instagram","entry":[{"id":"1","time":1,"messaging":[{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":1740157200421,"message_edit":{"mid":"m1","text":"new words","num_edit":1}}]}]}"#;
         let p = parse_body(body, Platform::Instagram).unwrap();
-        assert_eq!(p.events[0].kind, Kind::Edit { mid: "m1".into(), text: "new words".into() });
+        assert_eq!(
+            p.events[0].kind,
+            Kind::Edit {
+                mid: "m1".into(),
+                text: "new words".into()
+            }
+        );
     }
 
     /// Every fixture, truncated at every byte and with bytes replaced, parses without panicking
@@ -571,23 +773,32 @@ mod tests {
         let dirs = ["messenger", "instagram"];
         let mut bodies = Vec::new();
         for d in dirs {
-            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(d);
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures")
+                .join(d);
             for e in std::fs::read_dir(dir).unwrap() {
                 bodies.push(std::fs::read(e.unwrap().path()).unwrap());
             }
         }
         let check = |body: &[u8]| {
             for platform in [Platform::Messenger, Platform::Instagram] {
-                let Ok(p) = parse_body(body, platform) else { continue };
+                let Ok(p) = parse_body(body, platform) else {
+                    continue;
+                };
                 for e in p.events {
                     assert!(!e.account.is_empty() && e.contact != e.account && e.timestamp_ms >= 0);
                     let texts: Vec<&str> = match &e.kind {
-                        Kind::Message { text, .. } | Kind::Notice { text, .. } | Kind::Edit { text, .. } => vec![text],
+                        Kind::Message { text, .. }
+                        | Kind::Notice { text, .. }
+                        | Kind::Edit { text, .. } => vec![text],
                         Kind::Reaction { emoji: Some(x), .. } => vec![x],
                         _ => vec![],
                     };
                     for t in texts {
-                        assert!(!t.chars().any(|c| c.is_control() && c != '\n' && c != '\t'), "{t:?}");
+                        assert!(
+                            !t.chars().any(|c| c.is_control() && c != '\n' && c != '\t'),
+                            "{t:?}"
+                        );
                     }
                 }
             }
@@ -596,7 +807,11 @@ mod tests {
             for cut in 0..body.len() {
                 check(&body[..cut]);
             }
-            for (i, replacement) in body.iter().enumerate().map(|(i, _)| (i, [b'"', b'0', b'{', b'\\', 0xff][i % 5])) {
+            for (i, replacement) in body
+                .iter()
+                .enumerate()
+                .map(|(i, _)| (i, [b'"', b'0', b'{', b'\\', 0xff][i % 5]))
+            {
                 let mut m = body.clone();
                 m[i] = replacement;
                 check(&m);
@@ -606,9 +821,18 @@ mod tests {
 
     #[test]
     fn wrong_objects_and_garbage() {
-        assert!(matches!(parse_body(&fixture("messenger/text.json"), Platform::Instagram), Err(ParseError::WrongObject(_))));
-        assert!(matches!(parse_body(b"{", Platform::Messenger), Err(ParseError::NotJson(_))));
-        assert_eq!(parse_body(b"[]", Platform::Messenger), Err(ParseError::NotADelivery));
+        assert!(matches!(
+            parse_body(&fixture("messenger/text.json"), Platform::Instagram),
+            Err(ParseError::WrongObject(_))
+        ));
+        assert!(matches!(
+            parse_body(b"{", Platform::Messenger),
+            Err(ParseError::NotJson(_))
+        ));
+        assert_eq!(
+            parse_body(b"[]", Platform::Messenger),
+            Err(ParseError::NotADelivery)
+        );
         // One malformed item does not spoil the next.
         let body = br#"{"object":"page","entry":[{"id":"1","messaging":[{"sender":{"id":"2"},"message":{"text":"no mid"}},{"sender":{"id":"2"},"timestamp":5,"message":{"mid":"m2","text":"ok"}}]}]}"#;
         let p = parse_body(body, Platform::Messenger).unwrap();
@@ -616,6 +840,8 @@ mod tests {
         // Unknown attachment types become a notice.
         let body = br#"{"object":"page","entry":[{"id":"1","messaging":[{"sender":{"id":"2"},"timestamp":5,"message":{"mid":"m3","attachments":[{"type":"hologram","payload":{}}]}}]}]}"#;
         let p = parse_body(body, Platform::Messenger).unwrap();
-        assert!(matches!(p.events[0].kind, Kind::Notice { ref text, .. } if text.contains("hologram")));
+        assert!(
+            matches!(p.events[0].kind, Kind::Notice { ref text, .. } if text.contains("hologram"))
+        );
     }
 }

@@ -30,7 +30,12 @@ pub struct Profiles {
 
 /// The name a profile answer gives the ghost.
 pub fn display_name(platform: Platform, v: &Value) -> Option<String> {
-    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
     let name = match platform {
         Platform::Messenger => match (s("first_name"), s("last_name")) {
             (Some(f), Some(l)) => Some(format!("{f} {l}")),
@@ -38,7 +43,9 @@ pub fn display_name(platform: Platform, v: &Value) -> Option<String> {
             (None, Some(l)) => Some(l.to_owned()),
             (None, None) => s("name").map(str::to_owned),
         },
-        Platform::Instagram => s("name").map(str::to_owned).or_else(|| s("username").map(|u| format!("@{u}"))),
+        Platform::Instagram => s("name")
+            .map(str::to_owned)
+            .or_else(|| s("username").map(|u| format!("@{u}"))),
     }?;
     let name: String = name.chars().filter(|c| !c.is_control()).take(100).collect();
     (!name.trim().is_empty()).then_some(name)
@@ -58,12 +65,19 @@ impl Profiles {
             Platform::Messenger => "first_name,last_name,profile_pic",
             Platform::Instagram => "name,username,profile_pic",
         };
-        let mut profile = ContactProfile { id: contact.to_owned(), ..ContactProfile::default() };
+        let mut profile = ContactProfile {
+            id: contact.to_owned(),
+            ..ContactProfile::default()
+        };
         let fresh = match shared.graph.profile(contact, fields).await {
             Ok(v) => {
                 profile.display_name = display_name(shared.platform, &v);
                 if shared.config.avatars {
-                    if let Some(url) = v.get("profile_pic").and_then(Value::as_str).filter(|u| u.starts_with("http")) {
+                    if let Some(url) = v
+                        .get("profile_pic")
+                        .and_then(Value::as_str)
+                        .filter(|u| u.starts_with("http"))
+                    {
                         profile.avatar = avatar(shared, url).await;
                     }
                 }
@@ -75,7 +89,10 @@ impl Profiles {
             }
         };
         if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(contact.to_owned(), (profile.clone(), Instant::now() + fresh));
+            cache.insert(
+                contact.to_owned(),
+                (profile.clone(), Instant::now() + fresh),
+            );
         }
         profile
     }
@@ -89,7 +106,9 @@ async fn avatar(shared: &Shared, url: &str) -> Option<switchboard_channel::Media
             return None;
         }
     };
-    let mime = mime.filter(|m| m.starts_with("image/")).unwrap_or_else(|| "image/jpeg".to_owned());
+    let mime = mime
+        .filter(|m| m.starts_with("image/"))
+        .unwrap_or_else(|| "image/jpeg".to_owned());
     shared.host.put_media(bytes, &mime, "avatar").await.ok()
 }
 
@@ -101,11 +120,23 @@ mod tests {
     #[test]
     fn names_from_profiles() {
         let m = json!({"first_name": "Jane", "last_name": "Doe", "profile_pic": "https://x", "id": "1"});
-        assert_eq!(display_name(Platform::Messenger, &m).as_deref(), Some("Jane Doe"));
-        assert_eq!(display_name(Platform::Messenger, &json!({"first_name": " Jo "})).as_deref(), Some("Jo"));
+        assert_eq!(
+            display_name(Platform::Messenger, &m).as_deref(),
+            Some("Jane Doe")
+        );
+        assert_eq!(
+            display_name(Platform::Messenger, &json!({"first_name": " Jo "})).as_deref(),
+            Some("Jo")
+        );
         let i = json!({"name": "Peter Chang", "username": "peter_chang_live"});
-        assert_eq!(display_name(Platform::Instagram, &i).as_deref(), Some("Peter Chang"));
-        assert_eq!(display_name(Platform::Instagram, &json!({"username": "pc"})).as_deref(), Some("@pc"));
+        assert_eq!(
+            display_name(Platform::Instagram, &i).as_deref(),
+            Some("Peter Chang")
+        );
+        assert_eq!(
+            display_name(Platform::Instagram, &json!({"username": "pc"})).as_deref(),
+            Some("@pc")
+        );
         assert_eq!(display_name(Platform::Instagram, &json!({})), None);
     }
 }

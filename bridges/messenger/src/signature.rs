@@ -37,15 +37,23 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
 /// Check the header's value against the body.
 pub fn verify(secret: &[u8], body: &[u8], header: Option<&[u8]>) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
-    let header = std::str::from_utf8(header).map_err(|_| SignatureError::Malformed)?.trim();
-    let hex_part = header.strip_prefix("sha256=").ok_or(SignatureError::Malformed)?;
+    let header = std::str::from_utf8(header)
+        .map_err(|_| SignatureError::Malformed)?
+        .trim();
+    let hex_part = header
+        .strip_prefix("sha256=")
+        .ok_or(SignatureError::Malformed)?;
     if hex_part.len() != 64 {
         return Err(SignatureError::Malformed);
     }
-    let given = hex::decode(hex_part.to_ascii_lowercase()).map_err(|_| SignatureError::Malformed)?;
-    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(secret) else { return Err(SignatureError::Mismatch) };
+    let given =
+        hex::decode(hex_part.to_ascii_lowercase()).map_err(|_| SignatureError::Malformed)?;
+    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(secret) else {
+        return Err(SignatureError::Mismatch);
+    };
     mac.update(body);
-    mac.verify_slice(&given).map_err(|_| SignatureError::Mismatch)
+    mac.verify_slice(&given)
+        .map_err(|_| SignatureError::Mismatch)
 }
 
 #[cfg(test)]
@@ -55,7 +63,8 @@ mod tests {
     fn vector(name: &str) -> (serde_json::Value, Vec<u8>) {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/meta");
         let meta: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap())
+                .unwrap();
         let body = std::fs::read(dir.join(meta["body_file"].as_str().unwrap())).unwrap();
         (meta, body)
     }
@@ -75,8 +84,13 @@ mod tests {
         let header = meta["headers"]["X-Hub-Signature-256"].as_str().unwrap();
         assert_eq!(verify(secret, &body, Some(header.as_bytes())), Ok(()));
         // The same body with one letter changed does not verify against that header.
-        let tampered = String::from_utf8(body.clone()).unwrap().replace("\"Oi\"", "\"Oj\"");
-        assert_eq!(verify(secret, tampered.as_bytes(), Some(header.as_bytes())), Err(SignatureError::Mismatch));
+        let tampered = String::from_utf8(body.clone())
+            .unwrap()
+            .replace("\"Oi\"", "\"Oj\"");
+        assert_eq!(
+            verify(secret, tampered.as_bytes(), Some(header.as_bytes())),
+            Err(SignatureError::Mismatch)
+        );
         let tampered_header = meta["negative_case"]["tampered_sha256"].as_str().unwrap();
         assert_eq!(sign(secret, tampered.as_bytes()), tampered_header);
     }
@@ -86,11 +100,30 @@ mod tests {
         let body = b"{\"object\":\"page\"}";
         let good = sign(b"s3cret", body);
         assert_eq!(verify(b"s3cret", body, Some(good.as_bytes())), Ok(()));
-        assert_eq!(verify(b"s3cret", body, Some(good.to_uppercase().replace("SHA256=", "sha256=").as_bytes())), Ok(()));
-        assert_eq!(verify(b"other", body, Some(good.as_bytes())), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(
+                b"s3cret",
+                body,
+                Some(good.to_uppercase().replace("SHA256=", "sha256=").as_bytes())
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            verify(b"other", body, Some(good.as_bytes())),
+            Err(SignatureError::Mismatch)
+        );
         assert_eq!(verify(b"s3cret", body, None), Err(SignatureError::Missing));
-        assert_eq!(verify(b"s3cret", body, Some(b"sha1=abc")), Err(SignatureError::Malformed));
-        assert_eq!(verify(b"s3cret", body, Some(&good.as_bytes()[..good.len() - 1])), Err(SignatureError::Malformed));
-        assert_eq!(verify(b"s3cret", body, Some(b"sha256=zz")), Err(SignatureError::Malformed));
+        assert_eq!(
+            verify(b"s3cret", body, Some(b"sha1=abc")),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify(b"s3cret", body, Some(&good.as_bytes()[..good.len() - 1])),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify(b"s3cret", body, Some(b"sha256=zz")),
+            Err(SignatureError::Malformed)
+        );
     }
 }

@@ -25,7 +25,9 @@ use crate::{signature, Shared};
 
 /// The routes, relative to `/<name>`.
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new().route("/webhook", get(verify).post(receive)).with_state(shared)
+    Router::new()
+        .route("/webhook", get(verify).post(receive))
+        .with_state(shared)
 }
 
 /// Compare two byte strings in time that depends only on their lengths.
@@ -33,7 +35,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn verify(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> (StatusCode, String) {
+async fn verify(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> (StatusCode, String) {
     let net = shared.platform.name();
     let mode = q.get("hub.mode").map(String::as_str);
     let token = q.get("hub.verify_token").map(String::as_str).unwrap_or("");
@@ -45,25 +50,40 @@ async fn verify(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<Strin
             (StatusCode::OK, challenge.clone())
         }
         _ => {
-            tracing::warn!(channel = net, "webhook verification refused (wrong hub.verify_token or mode)");
+            tracing::warn!(
+                channel = net,
+                "webhook verification refused (wrong hub.verify_token or mode)"
+            );
             (StatusCode::FORBIDDEN, String::new())
         }
     }
 }
 
-async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> (StatusCode, &'static str) {
+async fn receive(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, &'static str) {
     let net = shared.platform.name();
     let header = headers.get(signature::HEADER).map(|v| v.as_bytes());
     if let Err(e) = signature::verify(shared.config.app_secret.as_bytes(), &body, header) {
         tracing::warn!(channel = net, error = %e, bytes = body.len(), "webhook delivery refused: bad signature");
-        let status = if header.is_none() { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
+        let status = if header.is_none() {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::FORBIDDEN
+        };
         return (status, "bad signature");
     }
     let parsed = match parse_body(&body, shared.platform) {
         Ok(p) => p,
         Err(ParseError::WrongObject(object)) => {
             // A subscription of another product pointed here: nothing of ours, nothing to retry.
-            tracing::warn!(channel = net, object, "webhook delivery for another object; ignored");
+            tracing::warn!(
+                channel = net,
+                object,
+                "webhook delivery for another object; ignored"
+            );
             return (StatusCode::OK, "EVENT_RECEIVED");
         }
         Err(e) => {
@@ -71,7 +91,13 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
             return (StatusCode::BAD_REQUEST, "not a webhook delivery");
         }
     };
-    tracing::debug!(channel = net, events = parsed.events.len(), echoes = parsed.echoes, skipped = parsed.skipped, "webhook delivery");
+    tracing::debug!(
+        channel = net,
+        events = parsed.events.len(),
+        echoes = parsed.echoes,
+        skipped = parsed.skipped,
+        "webhook delivery"
+    );
     for event in parsed.events {
         let key = event.dedup_key.clone();
         if let Err(e) = crate::inbound::handle(&shared, event).await {

@@ -69,7 +69,11 @@ pub enum TwilioError {
     #[error("cannot reach Twilio: {0}")]
     Network(String),
     #[error("Twilio answered {status}: {}", body.message.as_deref().unwrap_or("(no message)"))]
-    Api { status: u16, body: ErrorBody, retry_after: Option<Duration> },
+    Api {
+        status: u16,
+        body: ErrorBody,
+        retry_after: Option<Duration>,
+    },
     #[error("Twilio's answer is not understood: {0}")]
     Decode(String),
 }
@@ -131,7 +135,10 @@ impl Client {
     }
 
     fn messages_url(&self) -> String {
-        format!("{}/2010-04-01/Accounts/{}/Messages.json", self.api_url, self.account_sid)
+        format!(
+            "{}/2010-04-01/Accounts/{}/Messages.json",
+            self.api_url, self.account_sid
+        )
     }
 
     async fn check(response: reqwest::Response) -> Result<reqwest::Response, TwilioError> {
@@ -141,7 +148,11 @@ impl Client {
         }
         let retry_after = retry_after(response.headers());
         let body = response.json::<ErrorBody>().await.unwrap_or_default();
-        Err(TwilioError::Api { status: status.as_u16(), body, retry_after })
+        Err(TwilioError::Api {
+            status: status.as_u16(),
+            body,
+            retry_after,
+        })
     }
 
     /// Create (send) a message.
@@ -151,17 +162,27 @@ impl Client {
             .http
             .post(self.messages_url())
             .basic_auth(&self.account_sid, Some(&self.auth_token))
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
             .body(form)
             .send()
             .await
             .map_err(|e| TwilioError::Network(e.to_string()))?;
         let response = Self::check(response).await?;
-        response.json::<MessageResource>().await.map_err(|e| TwilioError::Decode(e.to_string()))
+        response
+            .json::<MessageResource>()
+            .await
+            .map_err(|e| TwilioError::Decode(e.to_string()))
     }
 
     /// The most recent messages to `to` (and from `from`, when given), newest first.
-    pub async fn recent_messages(&self, to: &str, from: Option<&str>) -> Result<Vec<MessageResource>, TwilioError> {
+    pub async fn recent_messages(
+        &self,
+        to: &str,
+        from: Option<&str>,
+    ) -> Result<Vec<MessageResource>, TwilioError> {
         let query = {
             let mut query = form_urlencoded::Serializer::new(String::new());
             query.append_pair("To", to);
@@ -178,14 +199,21 @@ impl Client {
             .send()
             .await
             .map_err(|e| TwilioError::Network(e.to_string()))?;
-        let page: MessagePage =
-            Self::check(response).await?.json().await.map_err(|e| TwilioError::Decode(e.to_string()))?;
+        let page: MessagePage = Self::check(response)
+            .await?
+            .json()
+            .await
+            .map_err(|e| TwilioError::Decode(e.to_string()))?;
         Ok(page.messages)
     }
 
     /// Download an MMS medium: the bytes (refusing more than `limit`) and the content type.
     /// `Ok(None)` when it is larger than `limit`.
-    pub async fn fetch_media(&self, url: &str, limit: u64) -> Result<Option<(Vec<u8>, Option<String>)>, TwilioError> {
+    pub async fn fetch_media(
+        &self,
+        url: &str,
+        limit: u64,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>, TwilioError> {
         let response = self
             .http
             .get(url)
@@ -203,7 +231,11 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| TwilioError::Network(e.to_string()))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| TwilioError::Network(e.to_string()))?
+        {
             if (bytes.len() + chunk.len()) as u64 > limit {
                 return Ok(None);
             }
@@ -218,7 +250,9 @@ impl TwilioError {
     pub fn is_retryable(&self) -> bool {
         match self {
             TwilioError::Network(_) => true,
-            TwilioError::Api { status, body, .. } => *status == 429 || *status >= 500 || body.code == Some(20429),
+            TwilioError::Api { status, body, .. } => {
+                *status == 429 || *status >= 500 || body.code == Some(20429)
+            }
             TwilioError::Decode(_) => false,
         }
     }
@@ -227,14 +261,32 @@ impl TwilioError {
     pub fn classify(self) -> SendError {
         let retryable = self.is_retryable();
         match self {
-            TwilioError::Network(e) => SendError::Retryable { reason: format!("cannot reach Twilio: {e}"), retry_after: None },
-            TwilioError::Api { status, body, retry_after } if retryable => {
-                let what = if status == 429 || body.code == Some(20429) { "Twilio is rate limiting" } else { "Twilio is unavailable" };
+            TwilioError::Network(e) => SendError::Retryable {
+                reason: format!("cannot reach Twilio: {e}"),
+                retry_after: None,
+            },
+            TwilioError::Api {
+                status,
+                body,
+                retry_after,
+            } if retryable => {
+                let what = if status == 429 || body.code == Some(20429) {
+                    "Twilio is rate limiting"
+                } else {
+                    "Twilio is unavailable"
+                };
                 let message = body.message.as_deref().unwrap_or("no message");
-                SendError::Retryable { reason: format!("{what} (HTTP {status}: {message})"), retry_after }
+                SendError::Retryable {
+                    reason: format!("{what} (HTTP {status}: {message})"),
+                    retry_after,
+                }
             }
             TwilioError::Api { status, body, .. } => {
-                let quoted = body.message.as_deref().map(|m| format!("\"{m}\"")).unwrap_or_else(|| format!("HTTP {status}"));
+                let quoted = body
+                    .message
+                    .as_deref()
+                    .map(|m| format!("\"{m}\""))
+                    .unwrap_or_else(|| format!("HTTP {status}"));
                 let reason = match body.code {
                     Some(code) => match explain(code) {
                         Some(words) => format!("{words} (Twilio error {code}: {quoted})"),
@@ -244,7 +296,9 @@ impl TwilioError {
                 };
                 SendError::Permanent { reason }
             }
-            TwilioError::Decode(e) => SendError::Permanent { reason: format!("Twilio's answer is not understood: {e}") },
+            TwilioError::Decode(e) => SendError::Permanent {
+                reason: format!("Twilio's answer is not understood: {e}"),
+            },
         }
     }
 }
@@ -256,42 +310,82 @@ mod tests {
 
     fn api(status: u16, json: &str) -> TwilioError {
         let body: ErrorBody = serde_json::from_str(json).unwrap();
-        TwilioError::Api { status, body, retry_after: None }
+        TwilioError::Api {
+            status,
+            body,
+            retry_after: None,
+        }
     }
 
     #[test]
     fn the_error_fixtures_are_permanent_with_twilios_words() {
-        let Some(invalid_to) = fixture("error_21211_invalid_to.json") else { return };
+        let Some(invalid_to) = fixture("error_21211_invalid_to.json") else {
+            return;
+        };
         match api(400, &invalid_to).classify() {
             SendError::Permanent { reason } => {
                 assert!(reason.contains("not a valid phone number"), "{reason}");
-                assert!(reason.contains("The 'To' number 5551234 is not a valid phone number."), "{reason}");
+                assert!(
+                    reason.contains("The 'To' number 5551234 is not a valid phone number."),
+                    "{reason}"
+                );
             }
             other => panic!("{other:?}"),
         }
-        let Some(auth) = fixture("error_20003_authenticate.json") else { return };
-        assert!(matches!(api(401, &auth).classify(), SendError::Permanent { reason } if reason.contains("20003") && reason.contains("Authenticate")));
+        let Some(auth) = fixture("error_20003_authenticate.json") else {
+            return;
+        };
+        assert!(
+            matches!(api(401, &auth).classify(), SendError::Permanent { reason } if reason.contains("20003") && reason.contains("Authenticate"))
+        );
     }
 
     #[test]
     fn rate_limits_and_outages_are_retryable() {
         let limited = TwilioError::Api {
             status: 429,
-            body: ErrorBody { code: Some(20429), message: Some("Too Many Requests".into()) },
+            body: ErrorBody {
+                code: Some(20429),
+                message: Some("Too Many Requests".into()),
+            },
             retry_after: Some(Duration::from_secs(3)),
         };
         assert_eq!(
             limited.classify(),
-            SendError::Retryable { reason: "Twilio is rate limiting (HTTP 429: Too Many Requests)".into(), retry_after: Some(Duration::from_secs(3)) }
+            SendError::Retryable {
+                reason: "Twilio is rate limiting (HTTP 429: Too Many Requests)".into(),
+                retry_after: Some(Duration::from_secs(3))
+            }
         );
-        assert!(matches!(api(503, "{}").classify(), SendError::Retryable { .. }));
-        assert!(matches!(TwilioError::Network("reset".into()).classify(), SendError::Retryable { .. }));
-        let unsubscribed = api(400, r#"{"code": 21610, "message": "Attempt to send to unsubscribed recipient", "status": 400}"#);
-        assert!(matches!(unsubscribed.classify(), SendError::Permanent { reason } if reason.contains("STOP") && reason.contains("unsubscribed recipient")));
-        let landline = api(400, r#"{"code": 21614, "message": "'To' number is not a valid mobile number"}"#);
-        assert!(matches!(landline.classify(), SendError::Permanent { reason } if reason.contains("not a mobile number")));
-        let geo = api(400, r#"{"code": 21408, "message": "Permission to send an SMS has not been enabled for the region"}"#);
-        assert!(matches!(geo.classify(), SendError::Permanent { reason } if reason.contains("country")));
+        assert!(matches!(
+            api(503, "{}").classify(),
+            SendError::Retryable { .. }
+        ));
+        assert!(matches!(
+            TwilioError::Network("reset".into()).classify(),
+            SendError::Retryable { .. }
+        ));
+        let unsubscribed = api(
+            400,
+            r#"{"code": 21610, "message": "Attempt to send to unsubscribed recipient", "status": 400}"#,
+        );
+        assert!(
+            matches!(unsubscribed.classify(), SendError::Permanent { reason } if reason.contains("STOP") && reason.contains("unsubscribed recipient"))
+        );
+        let landline = api(
+            400,
+            r#"{"code": 21614, "message": "'To' number is not a valid mobile number"}"#,
+        );
+        assert!(
+            matches!(landline.classify(), SendError::Permanent { reason } if reason.contains("not a mobile number"))
+        );
+        let geo = api(
+            400,
+            r#"{"code": 21408, "message": "Permission to send an SMS has not been enabled for the region"}"#,
+        );
+        assert!(
+            matches!(geo.classify(), SendError::Permanent { reason } if reason.contains("country"))
+        );
     }
 
     #[test]
@@ -305,7 +399,9 @@ mod tests {
 
     #[test]
     fn the_message_fixture_decodes() {
-        let Some(m) = fixture("create_message_response_queued.json") else { return };
+        let Some(m) = fixture("create_message_response_queued.json") else {
+            return;
+        };
         let m: MessageResource = serde_json::from_str(&m).unwrap();
         assert_eq!(m.sid, "SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
         assert_eq!(m.status.as_deref(), Some("queued"));

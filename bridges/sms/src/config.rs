@@ -87,31 +87,53 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> Result<(), ConfigError> {
-    Err(ConfigError::Invalid { key, reason: reason.into() })
+    Err(ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    })
 }
 
 fn is_sid(value: &str, prefix: &str) -> bool {
-    value.len() == 34 && value.starts_with(prefix) && value[2..].bytes().all(|b| b.is_ascii_alphanumeric())
+    value.len() == 34
+        && value.starts_with(prefix)
+        && value[2..].bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 impl SmsConfig {
     /// Check what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !is_sid(&self.account_sid, "AC") {
-            return invalid("account_sid", "must be the account SID from the Twilio console (AC followed by 32 characters)");
+            return invalid(
+                "account_sid",
+                "must be the account SID from the Twilio console (AC followed by 32 characters)",
+            );
         }
         if self.auth_token.trim().is_empty() {
             return invalid("auth_token", "is required (the account's auth token)");
         }
         match url::Url::parse(&self.api_url) {
             Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && !u.cannot_be_a_base() => {}
-            _ => return invalid("api_url", "must be an http(s) URL such as https://api.twilio.com"),
+            _ => {
+                return invalid(
+                    "api_url",
+                    "must be an http(s) URL such as https://api.twilio.com",
+                )
+            }
         }
         if phone::Region::parse(&self.default_region).is_none() {
-            return invalid("default_region", format!("{:?} is not a region this bridge knows (use a code like US, GB, DE)", self.default_region));
+            return invalid(
+                "default_region",
+                format!(
+                    "{:?} is not a region this bridge knows (use a code like US, GB, DE)",
+                    self.default_region
+                ),
+            );
         }
         if self.numbers.is_empty() && self.messaging_service_sid.is_none() {
-            return invalid("numbers", "list the company's Twilio numbers, or set messaging_service_sid");
+            return invalid(
+                "numbers",
+                "list the company's Twilio numbers, or set messaging_service_sid",
+            );
         }
         for n in &self.numbers {
             if phone::normalize(n, self.region()).is_err() {
@@ -120,13 +142,19 @@ impl SmsConfig {
         }
         if let Some(sid) = &self.messaging_service_sid {
             if !is_sid(sid, "MG") {
-                return invalid("messaging_service_sid", "must be a Messaging Service SID (MG followed by 32 characters)");
+                return invalid(
+                    "messaging_service_sid",
+                    "must be a Messaging Service SID (MG followed by 32 characters)",
+                );
             }
         }
         match self.public_url.as_deref().map(url::Url::parse) {
             Some(Ok(u)) if u.scheme() == "http" || u.scheme() == "https" => {}
             Some(_) => return invalid("public_url", "must be an http(s) URL"),
-            None => return invalid("public_url", "is required: Twilio signs the URL it posts to (defaults to appservice.public_url)"),
+            None => return invalid(
+                "public_url",
+                "is required: Twilio signs the URL it posts to (defaults to appservice.public_url)",
+            ),
         }
         if self.max_file_size == 0 {
             return invalid("max_file_size", "must be greater than 0");
@@ -144,12 +172,19 @@ impl SmsConfig {
 
     /// The company's numbers in E.164.
     pub fn own_numbers(&self) -> Vec<String> {
-        self.numbers.iter().filter_map(|n| phone::normalize(n, self.region()).ok()).collect()
+        self.numbers
+            .iter()
+            .filter_map(|n| phone::normalize(n, self.region()).ok())
+            .collect()
     }
 
     /// The public base URL without a trailing slash.
     pub fn public_base(&self) -> String {
-        self.public_url.as_deref().unwrap_or("").trim_end_matches('/').to_owned()
+        self.public_url
+            .as_deref()
+            .unwrap_or("")
+            .trim_end_matches('/')
+            .to_owned()
     }
 
     /// Where Twilio posts incoming messages: configure this on the number (or Messaging Service).
@@ -202,21 +237,68 @@ mod tests {
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains(&format!("channels.sms.{key}")), "{e}");
         };
-        check(SmsConfig { account_sid: "nope".into(), ..valid() }, "account_sid");
-        check(SmsConfig { auth_token: " ".into(), ..valid() }, "auth_token");
-        check(SmsConfig { numbers: vec![], ..valid() }, "numbers");
-        check(SmsConfig { numbers: vec!["call me".into()], ..valid() }, "numbers");
-        check(SmsConfig { messaging_service_sid: Some("MGshort".into()), ..valid() }, "messaging_service_sid");
-        check(SmsConfig { public_url: None, ..valid() }, "public_url");
-        check(SmsConfig { default_region: "XX".into(), ..valid() }, "default_region");
-        let service = SmsConfig { numbers: vec![], messaging_service_sid: Some(format!("MG{}", "b".repeat(32))), ..valid() };
+        check(
+            SmsConfig {
+                account_sid: "nope".into(),
+                ..valid()
+            },
+            "account_sid",
+        );
+        check(
+            SmsConfig {
+                auth_token: " ".into(),
+                ..valid()
+            },
+            "auth_token",
+        );
+        check(
+            SmsConfig {
+                numbers: vec![],
+                ..valid()
+            },
+            "numbers",
+        );
+        check(
+            SmsConfig {
+                numbers: vec!["call me".into()],
+                ..valid()
+            },
+            "numbers",
+        );
+        check(
+            SmsConfig {
+                messaging_service_sid: Some("MGshort".into()),
+                ..valid()
+            },
+            "messaging_service_sid",
+        );
+        check(
+            SmsConfig {
+                public_url: None,
+                ..valid()
+            },
+            "public_url",
+        );
+        check(
+            SmsConfig {
+                default_region: "XX".into(),
+                ..valid()
+            },
+            "default_region",
+        );
+        let service = SmsConfig {
+            numbers: vec![],
+            messaging_service_sid: Some(format!("MG{}", "b".repeat(32))),
+            ..valid()
+        };
         assert_eq!(service.validate(), Ok(()));
     }
 
     #[test]
     fn known_contacts_are_found_by_any_spelling() {
         let mut c = valid();
-        c.contacts.insert("(415) 555-0199".into(), "Jane Doe".into());
+        c.contacts
+            .insert("(415) 555-0199".into(), "Jane Doe".into());
         assert_eq!(c.contact_name("+14155550199").as_deref(), Some("Jane Doe"));
         assert_eq!(c.contact_name("+14155550198"), None);
     }
@@ -237,7 +319,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let err = serde_json::from_value::<SmsConfig>(serde_json::json!({"acount_sid": "x"})).unwrap_err();
+        let err = serde_json::from_value::<SmsConfig>(serde_json::json!({"acount_sid": "x"}))
+            .unwrap_err();
         assert!(err.to_string().contains("acount_sid"));
     }
 }

@@ -10,13 +10,20 @@ pub struct Form(Vec<(String, String)>);
 
 /// Decode a form body.
 pub fn parse(body: &[u8]) -> Form {
-    Form(form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+    Form(
+        form_urlencoded::parse(body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect(),
+    )
 }
 
 impl Form {
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The first value of `name`, when it is not empty.

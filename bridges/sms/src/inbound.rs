@@ -55,14 +55,20 @@ pub enum OptOut {
 }
 
 fn opt_out(form: &Form, body: &str) -> Option<OptOut> {
-    match form.non_empty("OptOutType").map(str::to_ascii_uppercase).as_deref() {
+    match form
+        .non_empty("OptOutType")
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
         Some("STOP") => return Some(OptOut::Stop),
         Some("START") => return Some(OptOut::Start),
         Some(_) => return None,
         None => {}
     }
     match body.trim().to_ascii_uppercase().as_str() {
-        "STOP" | "STOPALL" | "UNSUBSCRIBE" | "CANCEL" | "END" | "QUIT" | "REVOKE" | "OPTOUT" => Some(OptOut::Stop),
+        "STOP" | "STOPALL" | "UNSUBSCRIBE" | "CANCEL" | "END" | "QUIT" | "REVOKE" | "OPTOUT" => {
+            Some(OptOut::Stop)
+        }
         "START" | "YES" | "UNSTOP" => Some(OptOut::Start),
         _ => None,
     }
@@ -77,12 +83,20 @@ pub fn parse_incoming(form: &Form) -> Result<Incoming, ParseError> {
         .ok_or(ParseError::Missing("MessageSid"))?;
     let from = form.non_empty("From").ok_or(ParseError::Missing("From"))?;
     let to = form.non_empty("To").ok_or(ParseError::Missing("To"))?;
-    let declared: usize = form.get("NumMedia").and_then(|n| n.trim().parse().ok()).unwrap_or(0);
+    let declared: usize = form
+        .get("NumMedia")
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
     let media = (0..declared.min(MAX_MEDIA))
         .filter_map(|i| {
             let url = form.non_empty(&format!("MediaUrl{i}"))?;
-            let content_type = form.non_empty(&format!("MediaContentType{i}")).unwrap_or("application/octet-stream");
-            Some(Medium { url: url.to_owned(), content_type: content_type.to_owned() })
+            let content_type = form
+                .non_empty(&format!("MediaContentType{i}"))
+                .unwrap_or("application/octet-stream");
+            Some(Medium {
+                url: url.to_owned(),
+                content_type: content_type.to_owned(),
+            })
         })
         .collect();
     let body = form.get("Body").unwrap_or("").to_owned();
@@ -134,7 +148,10 @@ pub fn parse_status(form: &Form) -> Result<Status, ParseError> {
         .or_else(|| form.non_empty("SmsStatus"))
         .ok_or(ParseError::Missing("MessageStatus"))?
         .to_ascii_lowercase();
-    let error_code = form.non_empty("ErrorCode").and_then(|c| c.parse::<u32>().ok()).filter(|c| *c != 0);
+    let error_code = form
+        .non_empty("ErrorCode")
+        .and_then(|c| c.parse::<u32>().ok())
+        .filter(|c| *c != 0);
     let outcome = match status.as_str() {
         "sent" | "delivered" => Outcome::Delivered,
         "read" => Outcome::Read,
@@ -191,19 +208,30 @@ mod tests {
 
     #[test]
     fn an_sms_fixture() {
-        let Some(body) = fixture("inbound_sms_zammad.form") else { return };
+        let Some(body) = fixture("inbound_sms_zammad.form") else {
+            return;
+        };
         let m = parse_incoming(&parse(body.as_bytes())).unwrap();
         assert_eq!(m.message_sid, "SM1bd5330f81336e8b54c2d3d9fc1bcb6a");
         assert_eq!(m.from, "+491710000000");
         assert_eq!(m.to, "+4915700000000");
-        assert!(m.body.starts_with("Ldfhxhcuffufuf. Fifififig.  Fifififiif"), "{}", m.body);
+        assert!(
+            m.body.starts_with("Ldfhxhcuffufuf. Fifififig.  Fifififiif"),
+            "{}",
+            m.body
+        );
         assert!(m.media.is_empty());
-        assert_eq!(m.account_sid.as_deref(), Some("AC78349f4b974f5f6907c513a77d96756d"));
+        assert_eq!(
+            m.account_sid.as_deref(),
+            Some("AC78349f4b974f5f6907c513a77d96756d")
+        );
     }
 
     #[test]
     fn an_mms_fixture() {
-        let Some(body) = fixture("inbound_mms_zammad.form") else { return };
+        let Some(body) = fixture("inbound_mms_zammad.form") else {
+            return;
+        };
         let m = parse_incoming(&parse(body.as_bytes())).unwrap();
         assert_eq!(m.body, "");
         assert_eq!(
@@ -228,21 +256,44 @@ mod tests {
 
     #[test]
     fn opt_out_keywords_are_recognised() {
-        let incoming = |q: &str| parse_incoming(&parse(format!("MessageSid=SM1&From=%2B1&To=%2B2&{q}").as_bytes())).unwrap().opt_out;
+        let incoming = |q: &str| {
+            parse_incoming(&parse(
+                format!("MessageSid=SM1&From=%2B1&To=%2B2&{q}").as_bytes(),
+            ))
+            .unwrap()
+            .opt_out
+        };
         assert_eq!(incoming("Body=STOP"), Some(OptOut::Stop));
         assert_eq!(incoming("Body=+unsubscribe+"), Some(OptOut::Stop));
         assert_eq!(incoming("Body=Start"), Some(OptOut::Start));
-        assert_eq!(incoming("Body=Stop+texting+me"), None, "a sentence is not a keyword");
+        assert_eq!(
+            incoming("Body=Stop+texting+me"),
+            None,
+            "a sentence is not a keyword"
+        );
         assert_eq!(incoming("Body=HELP"), None);
-        assert_eq!(incoming("Body=Arret&OptOutType=STOP"), Some(OptOut::Stop), "Advanced Opt-Out's own keywords");
+        assert_eq!(
+            incoming("Body=Arret&OptOutType=STOP"),
+            Some(OptOut::Stop),
+            "Advanced Opt-Out's own keywords"
+        );
         assert_eq!(incoming("Body=STOP&OptOutType=HELP"), None);
     }
 
     #[test]
     fn required_fields_are_named() {
-        assert_eq!(parse_incoming(&parse(b"From=%2B1&To=%2B2")), Err(ParseError::Missing("MessageSid")));
-        assert_eq!(parse_incoming(&parse(b"MessageSid=SM1&To=%2B2")), Err(ParseError::Missing("From")));
-        assert_eq!(parse_status(&parse(b"MessageSid=SM1")), Err(ParseError::Missing("MessageStatus")));
+        assert_eq!(
+            parse_incoming(&parse(b"From=%2B1&To=%2B2")),
+            Err(ParseError::Missing("MessageSid"))
+        );
+        assert_eq!(
+            parse_incoming(&parse(b"MessageSid=SM1&To=%2B2")),
+            Err(ParseError::Missing("From"))
+        );
+        assert_eq!(
+            parse_status(&parse(b"MessageSid=SM1")),
+            Err(ParseError::Missing("MessageStatus"))
+        );
     }
 
     #[test]
@@ -251,8 +302,18 @@ mod tests {
             ("status_queued.form", Outcome::Pending),
             ("status_sent.form", Outcome::Delivered),
             ("status_delivered.form", Outcome::Delivered),
-            ("status_undelivered_30003.form", Outcome::Failed { error_code: Some(30003) }),
-            ("status_failed_30008.form", Outcome::Failed { error_code: Some(30008) }),
+            (
+                "status_undelivered_30003.form",
+                Outcome::Failed {
+                    error_code: Some(30003),
+                },
+            ),
+            (
+                "status_failed_30008.form",
+                Outcome::Failed {
+                    error_code: Some(30008),
+                },
+            ),
         ];
         for (file, outcome) in cases {
             let Some(body) = fixture(file) else { return };
@@ -275,6 +336,9 @@ mod tests {
         assert!(failure_reason("failed", Some(30008)).contains("unknown error"));
         assert!(failure_reason("failed", Some(21610)).contains("STOP"));
         assert!(failure_reason("failed", Some(12345)).contains("error 12345"));
-        assert_eq!(failure_reason("failed", None), "Twilio reported the message failed");
+        assert_eq!(
+            failure_reason("failed", None),
+            "Twilio reported the message failed"
+        );
     }
 }

@@ -29,8 +29,8 @@ use async_trait::async_trait;
 use axum::Router;
 use bytes::Bytes;
 use switchboard_channel::{
-    Attachment, Capabilities, Channel, ChannelError, ContactProfile, Content, ConversationKey, Delivery, Formatting, Host,
-    HostError, Inbound, InboundEvent, Outbound, SendError,
+    Attachment, Capabilities, Channel, ChannelError, ContactProfile, Content, ConversationKey,
+    Delivery, Formatting, Host, HostError, Inbound, InboundEvent, Outbound, SendError,
 };
 
 pub mod client;
@@ -65,7 +65,10 @@ pub(crate) enum RealizeError {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// A number in E.164 when it is one, else as Twilio wrote it (a short code, a sender name).
@@ -79,13 +82,28 @@ fn e164_or_raw(shared: &Shared, number: &str) -> (String, bool) {
 /// The customer's profile: a known name or the formatted number; the number as `phone`.
 fn customer(shared: &Shared, number: &str) -> ContactProfile {
     let (id, is_phone) = e164_or_raw(shared, number);
-    let name = shared.config.contact_name(&id).unwrap_or_else(|| phone::format(&id));
-    ContactProfile { display_name: Some(name), phone: is_phone.then(|| id.clone()), id, ..ContactProfile::default() }
+    let name = shared
+        .config
+        .contact_name(&id)
+        .unwrap_or_else(|| phone::format(&id));
+    ContactProfile {
+        display_name: Some(name),
+        phone: is_phone.then(|| id.clone()),
+        id,
+        ..ContactProfile::default()
+    }
 }
 
 /// A file name extension for a media type.
 fn extension(mime: &str) -> &'static str {
-    match mime.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str() {
+    match mime
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "image/jpeg" | "image/jpg" => "jpg",
         "image/png" => "png",
         "image/gif" => "gif",
@@ -106,7 +124,10 @@ fn extension(mime: &str) -> &'static str {
 /// An incoming SMS/MMS → the core's `Inbound`, its media fetched (with the account's Basic
 /// auth) and stored with `Host::put_media`. Media too large or gone for good become a line of
 /// text; a media fetch that may work later is an error, so Twilio redelivers.
-pub(crate) async fn realize_incoming(shared: &Shared, m: inbound::Incoming) -> Result<Inbound, RealizeError> {
+pub(crate) async fn realize_incoming(
+    shared: &Shared,
+    m: inbound::Incoming,
+) -> Result<Inbound, RealizeError> {
     let sender = customer(shared, &m.from);
     let (account, _) = e164_or_raw(shared, &m.to);
     let mut text = m.body.clone();
@@ -117,17 +138,31 @@ pub(crate) async fn realize_incoming(shared: &Shared, m: inbound::Incoming) -> R
             notes.push(format!("[MMS attachment {} with an unusable URL]", i + 1));
             continue;
         }
-        match shared.client.fetch_media(&medium.url, shared.config.max_download_size).await {
+        match shared
+            .client
+            .fetch_media(&medium.url, shared.config.max_download_size)
+            .await
+        {
             Ok(Some((bytes, served_mime))) => {
-                let mime = if medium.content_type.is_empty() || medium.content_type == "application/octet-stream" {
+                let mime = if medium.content_type.is_empty()
+                    || medium.content_type == "application/octet-stream"
+                {
                     served_mime.unwrap_or_else(|| medium.content_type.clone())
                 } else {
                     medium.content_type.clone()
                 };
                 let name = format!("mms-{}-{}.{}", m.message_sid, i + 1, extension(&mime));
                 let size = bytes.len() as u64;
-                let media = shared.host.put_media(Bytes::from(bytes), &mime, &name).await?;
-                attachments.push(Attachment { media, name, mime, size });
+                let media = shared
+                    .host
+                    .put_media(Bytes::from(bytes), &mime, &name)
+                    .await?;
+                attachments.push(Attachment {
+                    media,
+                    name,
+                    mime,
+                    size,
+                });
             }
             Ok(None) => notes.push(format!(
                 "[MMS attachment {} ({}) is larger than {} bytes and was not fetched]",
@@ -138,7 +173,11 @@ pub(crate) async fn realize_incoming(shared: &Shared, m: inbound::Incoming) -> R
             Err(e) if e.is_retryable() => return Err(RealizeError::Media(e.to_string())),
             Err(e) => {
                 tracing::warn!(sid = m.message_sid, error = %e, "sms: MMS medium cannot be fetched");
-                notes.push(format!("[MMS attachment {} ({}) could not be fetched: {e}]", i + 1, medium.content_type));
+                notes.push(format!(
+                    "[MMS attachment {} ({}) could not be fetched: {e}]",
+                    i + 1,
+                    medium.content_type
+                ));
             }
         }
     }
@@ -163,11 +202,29 @@ pub(crate) async fn realize_incoming(shared: &Shared, m: inbound::Incoming) -> R
     };
     let remote_id = m.message_sid.clone();
     let event = match notice {
-        Some(text) => InboundEvent::Notice { remote_id, content: Content { text, html: None, attachments } },
-        None => InboundEvent::Message { remote_id, content: Content { text, html: None, attachments }, reply_to: None },
+        Some(text) => InboundEvent::Notice {
+            remote_id,
+            content: Content {
+                text,
+                html: None,
+                attachments,
+            },
+        },
+        None => InboundEvent::Message {
+            remote_id,
+            content: Content {
+                text,
+                html: None,
+                attachments,
+            },
+            reply_to: None,
+        },
     };
     Ok(Inbound {
-        conversation: ConversationKey { account, chat: sender.id.clone() },
+        conversation: ConversationKey {
+            account,
+            chat: sender.id.clone(),
+        },
         sender,
         timestamp_ms: now_ms(),
         dedup_key: format!("msg:{}", m.message_sid),
@@ -178,32 +235,52 @@ pub(crate) async fn realize_incoming(shared: &Shared, m: inbound::Incoming) -> R
 
 /// A status callback → the core's `Inbound` (`Delivered`, `Read` or `Failed`), or `None` for
 /// intermediate states (`queued`, `sending`, …) that operators need not see.
-pub(crate) async fn realize_status(shared: &Shared, s: inbound::Status) -> Result<Option<Inbound>, RealizeError> {
+pub(crate) async fn realize_status(
+    shared: &Shared,
+    s: inbound::Status,
+) -> Result<Option<Inbound>, RealizeError> {
     let event = match &s.outcome {
         inbound::Outcome::Pending => return Ok(None),
-        inbound::Outcome::Delivered => InboundEvent::Delivered { remote_id: s.message_sid.clone() },
-        inbound::Outcome::Read => InboundEvent::Read { remote_id: s.message_sid.clone() },
+        inbound::Outcome::Delivered => InboundEvent::Delivered {
+            remote_id: s.message_sid.clone(),
+        },
+        inbound::Outcome::Read => InboundEvent::Read {
+            remote_id: s.message_sid.clone(),
+        },
         inbound::Outcome::Failed { error_code } => InboundEvent::Failed {
             remote_id: s.message_sid.clone(),
             reason: inbound::failure_reason(&s.status, *error_code),
         },
     };
     let conversation = match outbound::conversation_of(shared, &s.message_sid).await? {
-        Some(record) => ConversationKey { account: record.account, chat: record.chat },
+        Some(record) => ConversationKey {
+            account: record.account,
+            chat: record.chat,
+        },
         // No record: the callback overtook our write after Twilio's 201, or the message was not
         // sent by this bridge. Only a message from one of our numbers can be ours; anything else
         // (a Messaging Service's other traffic) must not open rooms for strangers.
         None => {
             let (Some(from), Some(to)) = (s.from.as_deref(), s.to.as_deref()) else {
-                tracing::info!(sid = s.message_sid, "sms: status of an unknown message without From/To; ignored");
+                tracing::info!(
+                    sid = s.message_sid,
+                    "sms: status of an unknown message without From/To; ignored"
+                );
                 return Ok(None);
             };
             let account = e164_or_raw(shared, from).0;
             if !shared.own_numbers.contains(&account) {
-                tracing::info!(sid = s.message_sid, from, "sms: status of a message this bridge did not send; ignored");
+                tracing::info!(
+                    sid = s.message_sid,
+                    from,
+                    "sms: status of a message this bridge did not send; ignored"
+                );
                 return Ok(None);
             }
-            ConversationKey { account, chat: e164_or_raw(shared, to).0 }
+            ConversationKey {
+                account,
+                chat: e164_or_raw(shared, to).0,
+            }
         }
     };
     let sender = customer(shared, &conversation.chat);
@@ -225,7 +302,10 @@ pub struct Sms {
 
 impl Sms {
     pub fn new(config: SmsConfig) -> Self {
-        Self { config, shared: OnceLock::new() }
+        Self {
+            config,
+            shared: OnceLock::new(),
+        }
     }
 
     pub fn config(&self) -> &SmsConfig {
@@ -260,10 +340,20 @@ impl Channel for Sms {
             tracing::info!("sms: disabled in the configuration");
             return Ok(None);
         }
-        self.config.validate().map_err(|e| ChannelError::Config(e.to_string()))?;
-        let client = client::Client::new(&self.config.api_url, &self.config.account_sid, &self.config.auth_token)
-            .map_err(ChannelError::Other)?;
-        let secret = self.config.media_link_secret.clone().unwrap_or_else(|| self.config.auth_token.clone());
+        self.config
+            .validate()
+            .map_err(|e| ChannelError::Config(e.to_string()))?;
+        let client = client::Client::new(
+            &self.config.api_url,
+            &self.config.account_sid,
+            &self.config.auth_token,
+        )
+        .map_err(ChannelError::Other)?;
+        let secret = self
+            .config
+            .media_link_secret
+            .clone()
+            .unwrap_or_else(|| self.config.auth_token.clone());
         let links = links::Links::new(secret.as_bytes(), self.config.media_link_ttl_secs);
         let shared = Arc::new(Shared {
             config: self.config.clone(),
@@ -290,8 +380,13 @@ impl Channel for Sms {
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
         match self.shared.get() {
             Some(shared) => outbound::send(shared, outbound).await,
-            None if !self.config.enabled => Err(SendError::Permanent { reason: "the SMS channel is disabled".into() }),
-            None => Err(SendError::Retryable { reason: "the SMS channel has not started yet".into(), retry_after: None }),
+            None if !self.config.enabled => Err(SendError::Permanent {
+                reason: "the SMS channel is disabled".into(),
+            }),
+            None => Err(SendError::Retryable {
+                reason: "the SMS channel has not started yet".into(),
+                retry_after: None,
+            }),
         }
     }
 }
@@ -304,10 +399,13 @@ pub(crate) mod test_fixtures {
     pub fn dir() -> Option<PathBuf> {
         let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         // A checkout with shared/ beside it, or a worktree one level deeper.
-        ["../../../shared/fixtures/twilio", "../../../../shared/fixtures/twilio"]
-            .iter()
-            .map(|rel| manifest.join(rel))
-            .find(|p| p.is_dir())
+        [
+            "../../../shared/fixtures/twilio",
+            "../../../../shared/fixtures/twilio",
+        ]
+        .iter()
+        .map(|rel| manifest.join(rel))
+        .find(|p| p.is_dir())
     }
 
     /// A fixture's text, or `None` (and a note) when the fixtures are not there.
@@ -342,7 +440,9 @@ pub(crate) mod test_host {
 
     use async_trait::async_trait;
     use bytes::Bytes;
-    use switchboard_channel::{ContactProfile, ConversationKey, Host, HostError, Inbound, MediaRef};
+    use switchboard_channel::{
+        ContactProfile, ConversationKey, Host, HostError, Inbound, MediaRef,
+    };
 
     use crate::{client, links, Shared, SmsConfig};
 
@@ -374,13 +474,26 @@ pub(crate) mod test_host {
             Ok(fresh)
         }
         async fn typing(&self, _: &ConversationKey, _: &ContactProfile, _: bool) {}
-        async fn put_media(&self, data: Bytes, mime: &str, name: &str) -> Result<MediaRef, HostError> {
+        async fn put_media(
+            &self,
+            data: Bytes,
+            mime: &str,
+            name: &str,
+        ) -> Result<MediaRef, HostError> {
             let id = format!("mxc://test/{name}");
-            self.media.lock().unwrap().insert(id.clone(), (data, mime.to_owned()));
+            self.media
+                .lock()
+                .unwrap()
+                .insert(id.clone(), (data, mime.to_owned()));
             Ok(MediaRef(id))
         }
         async fn get_media(&self, media: &MediaRef) -> Result<(Bytes, String), HostError> {
-            self.media.lock().unwrap().get(&media.0).cloned().ok_or(HostError::NotFound)
+            self.media
+                .lock()
+                .unwrap()
+                .get(&media.0)
+                .cloned()
+                .ok_or(HostError::NotFound)
         }
         async fn state_get(&self, key: &str) -> Result<Option<String>, HostError> {
             Ok(self.state.lock().unwrap().get(key).cloned())
@@ -389,10 +502,20 @@ pub(crate) mod test_host {
             self.state.lock().unwrap().insert(key.into(), value.into());
             Ok(())
         }
-        async fn log_append(&self, _: &str, _: &str, _: &serde_json::Value) -> Result<i64, HostError> {
+        async fn log_append(
+            &self,
+            _: &str,
+            _: &str,
+            _: &serde_json::Value,
+        ) -> Result<i64, HostError> {
             Ok(0)
         }
-        async fn log_read(&self, _: &str, _: i64, _: i64) -> Result<Vec<(i64, serde_json::Value)>, HostError> {
+        async fn log_read(
+            &self,
+            _: &str,
+            _: i64,
+            _: i64,
+        ) -> Result<Vec<(i64, serde_json::Value)>, HostError> {
             Ok(Vec::new())
         }
     }
@@ -414,9 +537,16 @@ pub(crate) mod test_host {
     }
 
     pub fn shared(config: SmsConfig, host: Arc<MemoryHost>) -> Arc<Shared> {
-        let client = client::Client::new(&config.api_url, &config.account_sid, &config.auth_token).unwrap();
+        let client =
+            client::Client::new(&config.api_url, &config.account_sid, &config.auth_token).unwrap();
         let links = links::Links::new(config.auth_token.as_bytes(), config.media_link_ttl_secs);
         let own_numbers = config.own_numbers();
-        Arc::new(Shared { config, host, client, links, own_numbers })
+        Arc::new(Shared {
+            config,
+            host,
+            client,
+            links,
+            own_numbers,
+        })
     }
 }

@@ -24,7 +24,10 @@ pub struct Links {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Links {
@@ -46,7 +49,11 @@ impl Links {
 
     fn token_at(&self, media: &MediaRef, now: u64) -> String {
         let expires = now + self.ttl_secs;
-        format!("{expires}.{}.{}", URL_SAFE_NO_PAD.encode(&media.0), URL_SAFE_NO_PAD.encode(self.mac(expires, &media.0)))
+        format!(
+            "{expires}.{}.{}",
+            URL_SAFE_NO_PAD.encode(&media.0),
+            URL_SAFE_NO_PAD.encode(self.mac(expires, &media.0))
+        )
     }
 
     /// The media a token names, when it is genuine and not expired.
@@ -84,7 +91,12 @@ mod tests {
         let links = Links::new(b"secret", 3600);
         let media = MediaRef("mxc://localhost/AbCdEf".into());
         let token = links.token_at(&media, 1000);
-        assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_'), "{token}");
+        assert!(
+            token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_'),
+            "{token}"
+        );
         assert_eq!(links.check_at(&token, 1000), Some(media.clone()));
         assert_eq!(links.check_at(&token, 4600), Some(media.clone()));
         assert_eq!(links.check_at(&token, 4601), None, "expired");
@@ -102,9 +114,25 @@ mod tests {
         assert_eq!(links.check_at(&extended, 1000), None, "a longer life");
         let (head, _) = token.rsplit_once('.').unwrap();
         let other_media = URL_SAFE_NO_PAD.encode("mxc://localhost/Other");
-        assert_eq!(links.check_at(&format!("{expires}.{other_media}.{}", token.rsplit('.').next().unwrap()), 1000), None);
+        assert_eq!(
+            links.check_at(
+                &format!(
+                    "{expires}.{other_media}.{}",
+                    token.rsplit('.').next().unwrap()
+                ),
+                1000
+            ),
+            None
+        );
         assert_eq!(links.check_at(&format!("{head}.AAAA"), 1000), None);
-        for junk in ["", ".", "..", "1.2.3", "x.y.z", "99999999999999999999999.a.b"] {
+        for junk in [
+            "",
+            ".",
+            "..",
+            "1.2.3",
+            "x.y.z",
+            "99999999999999999999999.a.b",
+        ] {
             assert_eq!(links.check_at(junk, 1000), None, "{junk:?}");
         }
     }

@@ -22,7 +22,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use switchboard_channel::{ConversationKey, Delivery, HostError, Outbound, OutboundAction, SendError};
+use switchboard_channel::{
+    ConversationKey, Delivery, HostError, Outbound, OutboundAction, SendError,
+};
 
 use crate::client::{NewMessage, Sender};
 use crate::Shared;
@@ -39,15 +41,23 @@ pub struct SentRecord {
 }
 
 fn retryable_host(e: HostError) -> SendError {
-    SendError::Retryable { reason: format!("bridge store: {e}"), retry_after: None }
+    SendError::Retryable {
+        reason: format!("bridge store: {e}"),
+        retry_after: None,
+    }
 }
 
 fn permanent(reason: impl Into<String>) -> SendError {
-    SendError::Permanent { reason: reason.into() }
+    SendError::Permanent {
+        reason: reason.into(),
+    }
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Which sender a conversation's replies go out from.
@@ -64,10 +74,14 @@ pub fn sender_for(shared: &Shared, conversation: &ConversationKey) -> Sender {
 /// `Channel::send`.
 pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, SendError> {
     let OutboundAction::Message { content, .. } = &outbound.action else {
-        return Err(permanent("SMS cannot edit, delete, react to or template messages"));
+        return Err(permanent(
+            "SMS cannot edit, delete, react to or template messages",
+        ));
     };
     if content.attachments.len() > MAX_MEDIA {
-        return Err(permanent(format!("an MMS carries at most {MAX_MEDIA} files; send them in several messages")));
+        return Err(permanent(format!(
+            "an MMS carries at most {MAX_MEDIA} files; send them in several messages"
+        )));
     }
     let conversation = &outbound.conversation;
     let to = conversation.chat.as_str();
@@ -79,13 +93,19 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
         Some(v) if v.starts_with("sent:") => {
             let sid = v.trim_start_matches("sent:").to_owned();
             tracing::info!(idempotency_key = %outbound.idempotency_key, sid, "sms: already sent; not sending again");
-            return Ok(Delivery { remote_id: sid, delivered: false });
+            return Ok(Delivery {
+                remote_id: sid,
+                delivered: false,
+            });
         }
         Some(v) if v.starts_with("pending:") => {
             if let Some(sid) = find_unclaimed(shared, to, &sender, &content.text).await? {
                 tracing::warn!(idempotency_key = %outbound.idempotency_key, sid, "sms: an interrupted attempt was accepted by Twilio; not sending again");
                 remember_sent(shared, &key, &sid, conversation).await;
-                return Ok(Delivery { remote_id: sid, delivered: false });
+                return Ok(Delivery {
+                    remote_id: sid,
+                    delivered: false,
+                });
             }
             tracing::info!(idempotency_key = %outbound.idempotency_key, "sms: an interrupted attempt never reached Twilio; sending");
         }
@@ -93,19 +113,33 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
     }
 
     let base = shared.config.public_base();
-    let media_urls: Vec<String> =
-        content.attachments.iter().map(|a| format!("{base}/sms/media/{}", shared.links.token(&a.media))).collect();
+    let media_urls: Vec<String> = content
+        .attachments
+        .iter()
+        .map(|a| format!("{base}/sms/media/{}", shared.links.token(&a.media)))
+        .collect();
     if content.text.trim().is_empty() && media_urls.is_empty() {
         return Err(permanent("there is nothing to send"));
     }
-    host.state_put(&key, &format!("pending:{}", now_secs())).await.map_err(retryable_host)?;
+    host.state_put(&key, &format!("pending:{}", now_secs()))
+        .await
+        .map_err(retryable_host)?;
     let status_callback = shared.config.status_url();
-    let message = NewMessage { to, sender: &sender, body: &content.text, status_callback: &status_callback, media_urls: &media_urls };
+    let message = NewMessage {
+        to,
+        sender: &sender,
+        body: &content.text,
+        status_callback: &status_callback,
+        media_urls: &media_urls,
+    };
     match shared.client.create_message(&message).await {
         Ok(created) => {
             tracing::debug!(sid = created.sid, status = ?created.status, "sms: message accepted by Twilio");
             remember_sent(shared, &key, &created.sid, conversation).await;
-            Ok(Delivery { remote_id: created.sid, delivered: false })
+            Ok(Delivery {
+                remote_id: created.sid,
+                delivered: false,
+            })
         }
         Err(e) => {
             // A 4xx (429 included: "never processed") means nothing was created, so a retry may
@@ -126,7 +160,10 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
 /// conversation (for its status callbacks). Failing to write is logged, not an error: the
 /// message is out.
 async fn remember_sent(shared: &Shared, key: &str, sid: &str, conversation: &ConversationKey) {
-    let record = SentRecord { account: conversation.account.clone(), chat: conversation.chat.clone() };
+    let record = SentRecord {
+        account: conversation.account.clone(),
+        chat: conversation.chat.clone(),
+    };
     let record = serde_json::to_string(&record).unwrap_or_default();
     if let Err(e) = shared.host.state_put(&format!("sid:{sid}"), &record).await {
         tracing::warn!(error = %e, sid, "sms: cannot remember where a sent message belongs");
@@ -138,17 +175,30 @@ async fn remember_sent(shared: &Shared, key: &str, sid: &str, conversation: &Con
 
 /// After an interrupted attempt: the newest message to `to` with this body that no other
 /// outbox item claims, if Twilio has one.
-async fn find_unclaimed(shared: &Shared, to: &str, sender: &Sender, body: &str) -> Result<Option<String>, SendError> {
+async fn find_unclaimed(
+    shared: &Shared,
+    to: &str,
+    sender: &Sender,
+    body: &str,
+) -> Result<Option<String>, SendError> {
     let from = match sender {
         Sender::From(n) => Some(n.as_str()),
         Sender::Service(_) => None,
     };
-    let recent = shared.client.recent_messages(to, from).await.map_err(|e| e.classify())?;
+    let recent = shared
+        .client
+        .recent_messages(to, from)
+        .await
+        .map_err(|e| e.classify())?;
     for m in recent {
         if m.body.as_deref().map(str::trim) != Some(body.trim()) {
             continue;
         }
-        let claimed = shared.host.state_get(&format!("sid:{}", m.sid)).await.map_err(retryable_host)?;
+        let claimed = shared
+            .host
+            .state_get(&format!("sid:{}", m.sid))
+            .await
+            .map_err(retryable_host)?;
         if claimed.is_none() {
             return Ok(Some(m.sid));
         }
@@ -160,7 +210,11 @@ async fn find_unclaimed(shared: &Shared, to: &str, sender: &Sender, body: &str) 
 /// (a message sent before this bridge kept records, or from elsewhere) our number and the
 /// customer's as Twilio reports them.
 pub async fn conversation_of(shared: &Shared, sid: &str) -> Result<Option<SentRecord>, HostError> {
-    Ok(shared.host.state_get(&format!("sid:{sid}")).await?.and_then(|v| serde_json::from_str(&v).ok()))
+    Ok(shared
+        .host
+        .state_get(&format!("sid:{sid}"))
+        .await?
+        .and_then(|v| serde_json::from_str(&v).ok()))
 }
 
 #[cfg(test)]
@@ -174,9 +228,18 @@ mod tests {
 
     fn item(key: &str, account: &str, text: &str) -> Outbound {
         Outbound {
-            conversation: ConversationKey { account: account.into(), chat: "+14155550142".into() },
+            conversation: ConversationKey {
+                account: account.into(),
+                chat: "+14155550142".into(),
+            },
             idempotency_key: key.into(),
-            action: OutboundAction::Message { content: Content { text: text.into(), ..Content::default() }, reply_to: None },
+            action: OutboundAction::Message {
+                content: Content {
+                    text: text.into(),
+                    ..Content::default()
+                },
+                reply_to: None,
+            },
         }
     }
 
@@ -187,12 +250,24 @@ mod tests {
         let host = Arc::new(MemoryHost::default());
         let shared = shared(config("https://bridge.example"), Arc::clone(&host));
         host.state_put("out:$event1", "sent:SM777").await.unwrap();
-        let delivery = send(&shared, &item("$event1", COMPANY, "hi")).await.unwrap();
+        let delivery = send(&shared, &item("$event1", COMPANY, "hi"))
+            .await
+            .unwrap();
         assert_eq!(delivery.remote_id, "SM777");
-        assert!(matches!(send(&shared, &item("$event2", COMPANY, "hi")).await, Err(SendError::Retryable { .. })));
-        assert!(host.state_get("out:$event2").await.unwrap().is_some_and(|v| v.starts_with("pending:")));
+        assert!(matches!(
+            send(&shared, &item("$event2", COMPANY, "hi")).await,
+            Err(SendError::Retryable { .. })
+        ));
+        assert!(host
+            .state_get("out:$event2")
+            .await
+            .unwrap()
+            .is_some_and(|v| v.starts_with("pending:")));
         // With `pending:` the retry must look Twilio up first; unreachable, so retryable again.
-        assert!(matches!(send(&shared, &item("$event2", COMPANY, "hi")).await, Err(SendError::Retryable { .. })));
+        assert!(matches!(
+            send(&shared, &item("$event2", COMPANY, "hi")).await,
+            Err(SendError::Retryable { .. })
+        ));
     }
 
     #[tokio::test]
@@ -200,9 +275,17 @@ mod tests {
         let host = Arc::new(MemoryHost::default());
         let shared = shared(config("https://bridge.example"), host);
         let mut edit = item("$e", COMPANY, "x");
-        edit.action = OutboundAction::Delete { remote_id: "SM1".into() };
-        assert!(matches!(send(&shared, &edit).await, Err(SendError::Permanent { .. })));
-        assert!(matches!(send(&shared, &item("$blank", COMPANY, "  ")).await, Err(SendError::Permanent { .. })));
+        edit.action = OutboundAction::Delete {
+            remote_id: "SM1".into(),
+        };
+        assert!(matches!(
+            send(&shared, &edit).await,
+            Err(SendError::Permanent { .. })
+        ));
+        assert!(matches!(
+            send(&shared, &item("$blank", COMPANY, "  ")).await,
+            Err(SendError::Permanent { .. })
+        ));
     }
 
     #[test]
@@ -210,12 +293,27 @@ mod tests {
         let host = Arc::new(MemoryHost::default());
         let mut c = config("https://bridge.example");
         let plain = shared(c.clone(), Arc::clone(&host));
-        let conv = |account: &str| ConversationKey { account: account.into(), chat: "+14155550142".into() };
-        assert_eq!(sender_for(&plain, &conv(COMPANY)), Sender::From(COMPANY.into()));
-        assert_eq!(sender_for(&plain, &conv("+14155550111")), Sender::From("+14155550111".into()));
+        let conv = |account: &str| ConversationKey {
+            account: account.into(),
+            chat: "+14155550142".into(),
+        };
+        assert_eq!(
+            sender_for(&plain, &conv(COMPANY)),
+            Sender::From(COMPANY.into())
+        );
+        assert_eq!(
+            sender_for(&plain, &conv("+14155550111")),
+            Sender::From("+14155550111".into())
+        );
         c.messaging_service_sid = Some(format!("MG{}", "1".repeat(32)));
         let service = shared(c, host);
-        assert_eq!(sender_for(&service, &conv(COMPANY)), Sender::From(COMPANY.into()));
-        assert_eq!(sender_for(&service, &conv("+14155550111")), Sender::Service(format!("MG{}", "1".repeat(32))));
+        assert_eq!(
+            sender_for(&service, &conv(COMPANY)),
+            Sender::From(COMPANY.into())
+        );
+        assert_eq!(
+            sender_for(&service, &conv("+14155550111")),
+            Sender::Service(format!("MG{}", "1".repeat(32)))
+        );
     }
 }

@@ -27,13 +27,30 @@ pub struct Region {
     pub national_length: Option<usize>,
 }
 
-const fn region(code: &'static str, cc: &'static str, trunk: &'static str, intl: &'static str) -> Region {
-    Region { code, calling_code: cc, trunk_prefix: trunk, international_prefix: intl, national_length: None }
+const fn region(
+    code: &'static str,
+    cc: &'static str,
+    trunk: &'static str,
+    intl: &'static str,
+) -> Region {
+    Region {
+        code,
+        calling_code: cc,
+        trunk_prefix: trunk,
+        international_prefix: intl,
+        national_length: None,
+    }
 }
 
 /// A region of the North American Numbering Plan (+1, ten-digit national numbers).
 const fn nanp(code: &'static str) -> Region {
-    Region { code, calling_code: "1", trunk_prefix: "1", international_prefix: "011", national_length: Some(10) }
+    Region {
+        code,
+        calling_code: "1",
+        trunk_prefix: "1",
+        international_prefix: "011",
+        national_length: Some(10),
+    }
 }
 
 /// The regions [`Region::parse`] knows.
@@ -91,7 +108,10 @@ impl Region {
         if let Some(nanp_code) = ["US", "CA", "PR"].iter().find(|c| **c == code) {
             return Some(nanp(nanp_code));
         }
-        REGIONS.iter().find(|r| r.0 == code).map(|&(c, cc, trunk, intl)| region(c, cc, trunk, intl))
+        REGIONS
+            .iter()
+            .find(|r| r.0 == code)
+            .map(|&(c, cc, trunk, intl)| region(c, cc, trunk, intl))
     }
 }
 
@@ -127,17 +147,23 @@ pub fn normalize(input: &str, region: Region) -> Result<String, PhoneError> {
     }
     let international = if plus {
         digits
-    } else if let Some(rest) = digits.strip_prefix(region.international_prefix).filter(|_| !region.international_prefix.is_empty()) {
+    } else if let Some(rest) = digits
+        .strip_prefix(region.international_prefix)
+        .filter(|_| !region.international_prefix.is_empty())
+    {
         rest.to_owned()
     } else {
         let mut national = digits.as_str();
-        let has_trunk = !region.trunk_prefix.is_empty() && national.starts_with(region.trunk_prefix);
+        let has_trunk =
+            !region.trunk_prefix.is_empty() && national.starts_with(region.trunk_prefix);
         match region.national_length {
             // North America: "1 415 555 0100" is the trunk prefix + 10 digits.
             Some(len) if has_trunk && national.len() == len + region.trunk_prefix.len() => {
                 national = &national[region.trunk_prefix.len()..];
             }
-            Some(len) if national.len() != len => return Err(PhoneError::BadLength(national.len())),
+            Some(len) if national.len() != len => {
+                return Err(PhoneError::BadLength(national.len()))
+            }
             Some(_) => {}
             None if has_trunk => national = &national[region.trunk_prefix.len()..],
             None => {}
@@ -156,9 +182,9 @@ pub fn normalize(input: &str, region: Region) -> Result<String, PhoneError> {
 /// Two-digit country calling codes (ITU-T E.164 assignments); `1` and `7` are the one-digit
 /// ones; every other code has three digits.
 const TWO_DIGIT_CODES: &[&str] = &[
-    "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46", "47", "48", "49", "51", "52",
-    "53", "54", "55", "56", "57", "58", "60", "61", "62", "63", "64", "65", "66", "81", "82", "84", "86", "90", "91", "92",
-    "93", "94", "95", "98",
+    "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46", "47",
+    "48", "49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63", "64", "65",
+    "66", "81", "82", "84", "86", "90", "91", "92", "93", "94", "95", "98",
 ];
 
 /// The country calling code of an E.164 number's digits.
@@ -176,7 +202,10 @@ fn split_country(digits: &str) -> (&str, &str) {
 /// A readable form of an E.164 number: `+1 415 555 0100`, `+49 171 000 0000`. Anything else
 /// is returned as it is.
 pub fn format(e164: &str) -> String {
-    let Some(digits) = e164.strip_prefix('+').filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())) else {
+    let Some(digits) = e164
+        .strip_prefix('+')
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+    else {
         return e164.to_owned();
     };
     let (cc, national) = split_country(digits);
@@ -221,12 +250,25 @@ mod tests {
         assert_eq!(de("0171 0000000").as_deref(), Ok("+491710000000"));
         assert_eq!(de("030/1234567").as_deref(), Ok("+49301234567"));
         let gb = Region::parse("GB").unwrap();
-        assert_eq!(normalize("020 7946 0018", gb).as_deref(), Ok("+442079460018"));
+        assert_eq!(
+            normalize("020 7946 0018", gb).as_deref(),
+            Ok("+442079460018")
+        );
         let it = Region::parse("IT").unwrap();
-        assert_eq!(normalize("06 1234 5678", it).as_deref(), Ok("+390612345678"), "Italy keeps its leading 0");
+        assert_eq!(
+            normalize("06 1234 5678", it).as_deref(),
+            Ok("+390612345678"),
+            "Italy keeps its leading 0"
+        );
         let ru = Region::parse("RU").unwrap();
-        assert_eq!(normalize("8 (912) 345-67-89", ru).as_deref(), Ok("+79123456789"));
-        assert_eq!(normalize("810 49 171 0000000", ru).as_deref(), Ok("+491710000000"));
+        assert_eq!(
+            normalize("8 (912) 345-67-89", ru).as_deref(),
+            Ok("+79123456789")
+        );
+        assert_eq!(
+            normalize("810 49 171 0000000", ru).as_deref(),
+            Ok("+491710000000")
+        );
     }
 
     #[test]
@@ -234,12 +276,19 @@ mod tests {
         assert_eq!(us(""), Err(PhoneError::Empty));
         assert_eq!(us("+"), Err(PhoneError::Empty));
         assert_eq!(us("call me"), Err(PhoneError::BadCharacter('c')));
-        assert_eq!(us("555-2345"), Err(PhoneError::BadLength(7)), "a US number needs its area code");
+        assert_eq!(
+            us("555-2345"),
+            Err(PhoneError::BadLength(7)),
+            "a US number needs its area code"
+        );
         assert_eq!(us("+1234"), Err(PhoneError::BadLength(4)));
         assert_eq!(us("+1234567890123456"), Err(PhoneError::BadLength(16)));
         assert_eq!(us("+0123456789"), Err(PhoneError::BadCountryCode));
         assert_eq!(us("+1 415 555 2345 +"), Err(PhoneError::BadCharacter('+')));
-        assert_eq!(us("whatsapp:+14155552345"), Err(PhoneError::BadCharacter('w')));
+        assert_eq!(
+            us("whatsapp:+14155552345"),
+            Err(PhoneError::BadCharacter('w'))
+        );
     }
 
     #[test]

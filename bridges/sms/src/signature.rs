@@ -41,7 +41,10 @@ pub fn verify(auth_token: &str, url: &str, params: &[(String, String)], given: &
     let mut ok = false;
     for candidate in url_variants(url) {
         // No early return: every variant is computed and compared in full.
-        ok |= constant_time_eq(compute(auth_token, &candidate, params).as_bytes(), given.trim().as_bytes());
+        ok |= constant_time_eq(
+            compute(auth_token, &candidate, params).as_bytes(),
+            given.trim().as_bytes(),
+        );
     }
     ok
 }
@@ -57,7 +60,9 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// `url`, and `url` with its scheme's default port removed (when written) or added (when not).
 fn url_variants(url: &str) -> Vec<String> {
     let mut out = vec![url.to_owned()];
-    let Some((scheme, rest)) = url.split_once("://") else { return out };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return out;
+    };
     let default_port = match scheme.to_ascii_lowercase().as_str() {
         "https" => "443",
         "http" => "80",
@@ -86,12 +91,20 @@ mod tests {
 
     fn params_of(vector: &Value) -> Vec<(String, String)> {
         if let Some(map) = vector["params"].as_object() {
-            return map.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect();
+            return map
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect();
         }
         if let Some(list) = vector["params_list"].as_array() {
             return list
                 .iter()
-                .map(|pair| (pair[0].as_str().unwrap_or_default().to_owned(), pair[1].as_str().unwrap_or_default().to_owned()))
+                .map(|pair| {
+                    (
+                        pair[0].as_str().unwrap_or_default().to_owned(),
+                        pair[1].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
                 .collect();
         }
         if let Some(file) = vector["params_file"].as_str() {
@@ -103,7 +116,9 @@ mod tests {
     /// Every form vector of the fixtures (the JSON-body one is not a form and is skipped).
     #[test]
     fn the_published_vectors_verify() {
-        let Some(vectors) = fixture("signature_vectors.json") else { return };
+        let Some(vectors) = fixture("signature_vectors.json") else {
+            return;
+        };
         let vectors: Value = serde_json::from_str(&vectors).unwrap();
         let mut checked = 0;
         for v in vectors["vectors"].as_array().unwrap() {
@@ -114,8 +129,16 @@ mod tests {
             let url = v["url"].as_str().unwrap();
             let expected = v["expected_signature"].as_str().unwrap();
             let params = params_of(v);
-            assert!(verify(token, url, &params, expected), "vector {}", v["name"]);
-            assert!(!verify("wrong", url, &params, expected), "vector {} with a wrong token", v["name"]);
+            assert!(
+                verify(token, url, &params, expected),
+                "vector {}",
+                v["name"]
+            );
+            assert!(
+                !verify("wrong", url, &params, expected),
+                "vector {} with a wrong token",
+                v["name"]
+            );
             checked += 1;
         }
         assert_eq!(checked, 6);
@@ -133,19 +156,43 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        assert_eq!(compute("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", &params), "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
+        assert_eq!(
+            compute(
+                "12345",
+                "https://mycompany.com/myapp.php?foo=1&bar=2",
+                &params
+            ),
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        );
         // The explicit default port is accepted both ways.
-        let sig = compute("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", &params);
-        assert!(verify("12345", "https://mycompany.com:443/myapp.php?foo=1&bar=2", &params, &sig));
+        let sig = compute(
+            "12345",
+            "https://mycompany.com/myapp.php?foo=1&bar=2",
+            &params,
+        );
+        assert!(verify(
+            "12345",
+            "https://mycompany.com:443/myapp.php?foo=1&bar=2",
+            &params,
+            &sig
+        ));
     }
 
     #[test]
     fn anything_changed_breaks_the_signature() {
-        let params = vec![("Body".to_string(), "hello".to_string()), ("From".to_string(), "+14155550100".to_string())];
+        let params = vec![
+            ("Body".to_string(), "hello".to_string()),
+            ("From".to_string(), "+14155550100".to_string()),
+        ];
         let url = "https://bridge.example/sms/incoming";
         let sig = compute("token", url, &params);
         assert!(verify("token", url, &params, &sig));
-        assert!(!verify("token", "https://evil.example/sms/incoming", &params, &sig));
+        assert!(!verify(
+            "token",
+            "https://evil.example/sms/incoming",
+            &params,
+            &sig
+        ));
         let mut changed = params.clone();
         changed[0].1 = "hello!".into();
         assert!(!verify("token", url, &changed, &sig));
@@ -158,10 +205,22 @@ mod tests {
 
     #[test]
     fn default_ports_vary_and_others_do_not() {
-        assert_eq!(url_variants("https://a.example/x"), vec!["https://a.example/x", "https://a.example:443/x"]);
-        assert_eq!(url_variants("http://a.example:80?q=1"), vec!["http://a.example:80?q=1", "http://a.example?q=1"]);
-        assert_eq!(url_variants("http://a.example:8080/x"), vec!["http://a.example:8080/x"]);
-        assert_eq!(url_variants("https://[::1]/x"), vec!["https://[::1]/x", "https://[::1]:443/x"]);
+        assert_eq!(
+            url_variants("https://a.example/x"),
+            vec!["https://a.example/x", "https://a.example:443/x"]
+        );
+        assert_eq!(
+            url_variants("http://a.example:80?q=1"),
+            vec!["http://a.example:80?q=1", "http://a.example?q=1"]
+        );
+        assert_eq!(
+            url_variants("http://a.example:8080/x"),
+            vec!["http://a.example:8080/x"]
+        );
+        assert_eq!(
+            url_variants("https://[::1]/x"),
+            vec!["https://[::1]/x", "https://[::1]:443/x"]
+        );
         assert_eq!(url_variants("nonsense"), vec!["nonsense"]);
     }
 }

@@ -40,11 +40,21 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 fn twiml_ok() -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/xml; charset=utf-8")], EMPTY_TWIML).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        EMPTY_TWIML,
+    )
+        .into_response()
 }
 
 fn retry_later() -> Response {
-    (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "5")], "not stored; please retry").into_response()
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "5")],
+        "not stored; please retry",
+    )
+        .into_response()
 }
 
 /// Check the signature over the configured public URL + the path and query Twilio posted to.
@@ -55,7 +65,10 @@ fn authenticate(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Form, (StatusCode, &'static str)> {
-    let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or(uri.path());
+    let path_and_query = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or(uri.path());
     let url = format!("{}{path_and_query}", shared.config.public_base());
     let Some(given) = headers.get(signature::HEADER).and_then(|v| v.to_str().ok()) else {
         tracing::warn!(%url, "sms: webhook without X-Twilio-Signature refused");
@@ -69,7 +82,12 @@ fn authenticate(
     Ok(form)
 }
 
-async fn incoming(State(shared): State<Arc<Shared>>, OriginalUri(uri): OriginalUri, headers: HeaderMap, body: Bytes) -> Response {
+async fn incoming(
+    State(shared): State<Arc<Shared>>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = match authenticate(&shared, &uri, &headers, &body) {
         Ok(f) => f,
         Err(refusal) => return refusal.into_response(),
@@ -101,7 +119,12 @@ async fn incoming(State(shared): State<Arc<Shared>>, OriginalUri(uri): OriginalU
     }
 }
 
-async fn status(State(shared): State<Arc<Shared>>, OriginalUri(uri): OriginalUri, headers: HeaderMap, body: Bytes) -> Response {
+async fn status(
+    State(shared): State<Arc<Shared>>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = match authenticate(&shared, &uri, &headers, &body) {
         Ok(f) => f,
         Err(refusal) => return refusal.into_response(),
@@ -144,7 +167,10 @@ async fn media(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> 
             tracing::debug!(media = %media.0, bytes = bytes.len(), "sms: media served");
             (
                 StatusCode::OK,
-                [(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "private, no-store".to_owned())],
+                [
+                    (header::CONTENT_TYPE, mime),
+                    (header::CACHE_CONTROL, "private, no-store".to_owned()),
+                ],
                 bytes,
             )
                 .into_response()
@@ -179,11 +205,16 @@ mod tests {
     }
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     async fn post(url: &str, params: &[(String, String)]) -> (u16, String) {
-        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(params.iter()).finish();
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish();
         let r = reqwest::Client::new()
             .post(url)
             .header("content-type", "application/x-www-form-urlencoded")
@@ -196,7 +227,13 @@ mod tests {
     }
 
     fn sms(sid: &str) -> Vec<(String, String)> {
-        pairs(&[("MessageSid", sid), ("From", "+14155550142"), ("To", COMPANY), ("Body", "hello"), ("NumMedia", "0")])
+        pairs(&[
+            ("MessageSid", sid),
+            ("From", "+14155550142"),
+            ("To", COMPANY),
+            ("Body", "hello"),
+            ("NumMedia", "0"),
+        ])
     }
 
     #[tokio::test]
@@ -216,7 +253,13 @@ mod tests {
         assert_eq!(received.len(), 1);
         let i = &received[0];
         assert_eq!(i.dedup_key, "msg:SM1");
-        assert_eq!((i.conversation.account.as_str(), i.conversation.chat.as_str()), (COMPANY, "+14155550142"));
+        assert_eq!(
+            (
+                i.conversation.account.as_str(),
+                i.conversation.chat.as_str()
+            ),
+            (COMPANY, "+14155550142")
+        );
         assert_eq!(i.sender.phone.as_deref(), Some("+14155550142"));
         assert_eq!(i.sender.display_name.as_deref(), Some("+1 415 555 0142"));
     }
@@ -227,7 +270,11 @@ mod tests {
         let (base, _) = serve(Arc::clone(&host)).await;
         let mut params = sms("MM1");
         params.retain(|(k, _)| k != "NumMedia");
-        params.extend(pairs(&[("NumMedia", "1"), ("MediaUrl0", "http://127.0.0.1:9/m"), ("MediaContentType0", "image/png")]));
+        params.extend(pairs(&[
+            ("NumMedia", "1"),
+            ("MediaUrl0", "http://127.0.0.1:9/m"),
+            ("MediaContentType0", "image/png"),
+        ]));
         assert_eq!(post(&format!("{base}/sms/incoming"), &params).await.0, 503);
         assert!(host.received().is_empty());
     }
@@ -238,11 +285,22 @@ mod tests {
         let (base, _) = serve(Arc::clone(&host)).await;
         let url = format!("{base}/sms/status");
         // An intermediate status is acknowledged and not stored.
-        let queued = pairs(&[("MessageSid", "SM9"), ("MessageStatus", "queued"), ("From", COMPANY), ("To", "+14155550142")]);
+        let queued = pairs(&[
+            ("MessageSid", "SM9"),
+            ("MessageStatus", "queued"),
+            ("From", COMPANY),
+            ("To", "+14155550142"),
+        ]);
         assert_eq!(post(&url, &queued).await.0, 200);
         assert!(host.received().is_empty());
         // A failure is stored in the customer's conversation with the explanation.
-        let failed = pairs(&[("MessageSid", "SM9"), ("MessageStatus", "failed"), ("ErrorCode", "30006"), ("From", COMPANY), ("To", "+14155550142")]);
+        let failed = pairs(&[
+            ("MessageSid", "SM9"),
+            ("MessageStatus", "failed"),
+            ("ErrorCode", "30006"),
+            ("From", COMPANY),
+            ("To", "+14155550142"),
+        ]);
         assert_eq!(post(&url, &failed).await.0, 200);
         let received = host.received();
         assert_eq!(received.len(), 1);
@@ -256,19 +314,41 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // The status of a message neither recorded nor from one of our numbers is not ours.
-        let stranger = pairs(&[("MessageSid", "SM8"), ("MessageStatus", "failed"), ("From", "+14155550111"), ("To", "+14155550142")]);
+        let stranger = pairs(&[
+            ("MessageSid", "SM8"),
+            ("MessageStatus", "failed"),
+            ("From", "+14155550111"),
+            ("To", "+14155550142"),
+        ]);
         assert_eq!(post(&url, &stranger).await.0, 200);
         assert_eq!(host.received().len(), 1);
         // A recorded message's status lands in its recorded conversation, whatever From says.
-        host.state_put("sid:SM7", r#"{"account":"+14155550100","chat":"+4915700000000"}"#).await.unwrap();
-        let pooled = pairs(&[("MessageSid", "SM7"), ("MessageStatus", "delivered"), ("From", "+14155550111"), ("To", "+4915700000000")]);
+        host.state_put(
+            "sid:SM7",
+            r#"{"account":"+14155550100","chat":"+4915700000000"}"#,
+        )
+        .await
+        .unwrap();
+        let pooled = pairs(&[
+            ("MessageSid", "SM7"),
+            ("MessageStatus", "delivered"),
+            ("From", "+14155550111"),
+            ("To", "+4915700000000"),
+        ]);
         assert_eq!(post(&url, &pooled).await.0, 200);
         let received = host.received();
         assert_eq!(received.len(), 2);
         assert_eq!(received[1].conversation.account, COMPANY);
-        assert!(matches!(&received[1].event, switchboard_channel::InboundEvent::Delivered { remote_id } if remote_id == "SM7"));
+        assert!(
+            matches!(&received[1].event, switchboard_channel::InboundEvent::Delivered { remote_id } if remote_id == "SM7")
+        );
         // Signed but not a message: 400, nothing stored.
-        assert_eq!(post(&format!("{base}/sms/incoming"), &pairs(&[("Body", "x")])).await.0, 400);
+        assert_eq!(
+            post(&format!("{base}/sms/incoming"), &pairs(&[("Body", "x")]))
+                .await
+                .0,
+            400
+        );
         assert_eq!(post(&url, &pairs(&[("MessageSid", "SM1")])).await.0, 400);
         assert_eq!(host.received().len(), 2);
     }
@@ -277,15 +357,40 @@ mod tests {
     async fn media_links_serve_only_genuine_tokens() {
         let host = Arc::new(MemoryHost::default());
         let (base, shared) = serve(Arc::clone(&host)).await;
-        let media = host.put_media(Bytes::from_static(b"PNGDATA"), "image/png", "a.png").await.unwrap();
+        let media = host
+            .put_media(Bytes::from_static(b"PNGDATA"), "image/png", "a.png")
+            .await
+            .unwrap();
         let token = shared.links.token(&media);
-        let r = reqwest::get(format!("{base}/sms/media/{token}")).await.unwrap();
+        let r = reqwest::get(format!("{base}/sms/media/{token}"))
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["content-type"], "image/png");
         assert_eq!(r.bytes().await.unwrap().as_ref(), b"PNGDATA");
-        let gone = shared.links.token(&switchboard_channel::MediaRef("mxc://test/gone".into()));
-        assert_eq!(reqwest::get(format!("{base}/sms/media/{gone}")).await.unwrap().status(), 404);
-        assert_eq!(reqwest::get(format!("{base}/sms/media/{token}x")).await.unwrap().status(), 404);
-        assert_eq!(reqwest::get(format!("{base}/sms/media/")).await.unwrap().status(), 404);
+        let gone = shared
+            .links
+            .token(&switchboard_channel::MediaRef("mxc://test/gone".into()));
+        assert_eq!(
+            reqwest::get(format!("{base}/sms/media/{gone}"))
+                .await
+                .unwrap()
+                .status(),
+            404
+        );
+        assert_eq!(
+            reqwest::get(format!("{base}/sms/media/{token}x"))
+                .await
+                .unwrap()
+                .status(),
+            404
+        );
+        assert_eq!(
+            reqwest::get(format!("{base}/sms/media/"))
+                .await
+                .unwrap()
+                .status(),
+            404
+        );
     }
 }

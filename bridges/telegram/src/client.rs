@@ -52,16 +52,28 @@ fn unknown_description(error: &ApiError) -> Option<String> {
 /// 5xx answers ("Internal Server Error", "Bad Gateway", …).
 pub fn is_server_trouble(error: &ApiError) -> bool {
     unknown_description(error).is_some_and(|d| {
-        ["internal server error", "bad gateway", "service unavailable", "gateway timeout", "too many requests", "restart"]
-            .iter()
-            .any(|p| d.contains(p))
+        [
+            "internal server error",
+            "bad gateway",
+            "service unavailable",
+            "gateway timeout",
+            "too many requests",
+            "restart",
+        ]
+        .iter()
+        .any(|p| d.contains(p))
     })
 }
 
 /// What a failed request means for an outbound item.
 pub fn classify(error: RequestError) -> SendError {
-    let retry = |reason: String, retry_after: Option<Duration>| SendError::Retryable { reason, retry_after };
-    let permanent = |reason: &str| SendError::Permanent { reason: reason.to_owned() };
+    let retry = |reason: String, retry_after: Option<Duration>| SendError::Retryable {
+        reason,
+        retry_after,
+    };
+    let permanent = |reason: &str| SendError::Permanent {
+        reason: reason.to_owned(),
+    };
     match error {
         RequestError::RetryAfter(seconds) => {
             let after = seconds.duration();
@@ -113,18 +125,28 @@ pub enum FetchError {
 /// `getFile`, then download the bytes from `<base>/file/bot<token>/<file_path>`, refusing more
 /// than `max` bytes.
 pub async fn fetch_file(bot: &Bot, file_id: &str, max: u64) -> Result<Vec<u8>, FetchError> {
-    let file = bot.get_file(FileId(file_id.to_owned())).await.map_err(|e| match e {
-        RequestError::Api(ApiError::Unknown(d)) if d.to_ascii_lowercase().contains("file is too big") => {
-            FetchError::Refused("file too large for the Bot API".into())
-        }
-        RequestError::Api(ApiError::RequestEntityTooLarge) => FetchError::Refused("file too large for the Bot API".into()),
-        RequestError::Api(api) if !is_server_trouble(&api) => FetchError::Refused(format!("Telegram refused the file: {api}")),
-        other => FetchError::Transient(format!("getFile: {other}")),
-    })?;
+    let file = bot
+        .get_file(FileId(file_id.to_owned()))
+        .await
+        .map_err(|e| match e {
+            RequestError::Api(ApiError::Unknown(d))
+                if d.to_ascii_lowercase().contains("file is too big") =>
+            {
+                FetchError::Refused("file too large for the Bot API".into())
+            }
+            RequestError::Api(ApiError::RequestEntityTooLarge) => {
+                FetchError::Refused("file too large for the Bot API".into())
+            }
+            RequestError::Api(api) if !is_server_trouble(&api) => {
+                FetchError::Refused(format!("Telegram refused the file: {api}"))
+            }
+            other => FetchError::Transient(format!("getFile: {other}")),
+        })?;
     let mut bytes = Vec::new();
     let mut stream = bot.download_file_stream(&file.path);
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| FetchError::Transient(format!("downloading {}: {e}", file.path)))?;
+        let chunk =
+            chunk.map_err(|e| FetchError::Transient(format!("downloading {}: {e}", file.path)))?;
         bytes.extend_from_slice(&chunk);
         if bytes.len() as u64 > max {
             return Err(FetchError::Refused("file too large for the Bot API".into()));
@@ -141,20 +163,31 @@ mod tests {
     #[test]
     fn errors_sort_into_retryable_and_permanent() {
         match classify(RequestError::RetryAfter(Seconds::from_seconds(5))) {
-            SendError::Retryable { retry_after, .. } => assert_eq!(retry_after, Some(Duration::from_secs(5))),
+            SendError::Retryable { retry_after, .. } => {
+                assert_eq!(retry_after, Some(Duration::from_secs(5)))
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(
             classify(RequestError::Api(ApiError::BotBlocked)),
-            SendError::Permanent { reason: "the customer has blocked the bot".into() }
+            SendError::Permanent {
+                reason: "the customer has blocked the bot".into()
+            }
         );
-        assert!(matches!(classify(RequestError::Api(ApiError::ChatNotFound)), SendError::Permanent { .. }));
         assert!(matches!(
-            classify(RequestError::Api(ApiError::Unknown("Internal Server Error".into()))),
+            classify(RequestError::Api(ApiError::ChatNotFound)),
+            SendError::Permanent { .. }
+        ));
+        assert!(matches!(
+            classify(RequestError::Api(ApiError::Unknown(
+                "Internal Server Error".into()
+            ))),
             SendError::Retryable { .. }
         ));
         assert!(matches!(
-            classify(RequestError::Api(ApiError::Unknown("Bad Request: something odd".into()))),
+            classify(RequestError::Api(ApiError::Unknown(
+                "Bad Request: something odd".into()
+            ))),
             SendError::Permanent { .. }
         ));
     }
@@ -163,9 +196,12 @@ mod tests {
     /// envelope's `description` and `parameters`).
     #[test]
     fn fixture_envelopes_parse() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/telegram");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/fixtures/telegram");
         let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
-        let Some(blocked) = read("error_403_bot_blocked.json") else { return };
+        let Some(blocked) = read("error_403_bot_blocked.json") else {
+            return;
+        };
         let v: serde_json::Value = serde_json::from_str(&blocked).unwrap();
         let api: ApiError = serde_json::from_value(v["description"].clone()).unwrap();
         assert_eq!(api, ApiError::BotBlocked);

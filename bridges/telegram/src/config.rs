@@ -97,18 +97,29 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &'static str, reason: &str) -> Result<(), ConfigError> {
-    Err(ConfigError::Invalid { key, reason: reason.to_owned() })
+    Err(ConfigError::Invalid {
+        key,
+        reason: reason.to_owned(),
+    })
 }
 
 impl TelegramConfig {
     /// Check what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.bot_id().is_none() {
-            return invalid("token", "must be the bot token from @BotFather, like 123456:ABC-DEF…");
+            return invalid(
+                "token",
+                "must be the bot token from @BotFather, like 123456:ABC-DEF…",
+            );
         }
         match url::Url::parse(&self.api_url) {
             Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && !u.cannot_be_a_base() => {}
-            _ => return invalid("api_url", "must be an http(s) URL such as https://api.telegram.org"),
+            _ => {
+                return invalid(
+                    "api_url",
+                    "must be an http(s) URL such as https://api.telegram.org",
+                )
+            }
         }
         if self.request_timeout_secs == 0 {
             return invalid("request_timeout_secs", "must be at least 1");
@@ -123,12 +134,20 @@ impl TelegramConfig {
             let Some(secret) = self.webhook_secret.as_deref() else {
                 return invalid("webhook_secret", "is required in webhook mode");
             };
-            let ok_chars = secret.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            let ok_chars = secret
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
             if secret.is_empty() || secret.len() > 256 || !ok_chars {
-                return invalid("webhook_secret", "must be 1-256 characters of A-Z, a-z, 0-9, _ and -");
+                return invalid(
+                    "webhook_secret",
+                    "must be 1-256 characters of A-Z, a-z, 0-9, _ and -",
+                );
             }
             if self.register_webhook && self.public_url.is_none() {
-                return invalid("public_url", "is required in webhook mode to register the webhook");
+                return invalid(
+                    "public_url",
+                    "is required in webhook mode to register the webhook",
+                );
             }
         }
         Ok(())
@@ -145,7 +164,9 @@ impl TelegramConfig {
 
     /// Where Telegram posts updates in webhook mode.
     pub fn webhook_url(&self) -> Option<String> {
-        self.public_url.as_deref().map(|base| format!("{}/telegram/webhook", base.trim_end_matches('/')))
+        self.public_url
+            .as_deref()
+            .map(|base| format!("{}/telegram/webhook", base.trim_end_matches('/')))
     }
 }
 
@@ -154,7 +175,11 @@ mod tests {
     use super::*;
 
     fn with_token() -> TelegramConfig {
-        TelegramConfig { enabled: true, token: "123456:ABC-DEF".into(), ..TelegramConfig::default() }
+        TelegramConfig {
+            enabled: true,
+            token: "123456:ABC-DEF".into(),
+            ..TelegramConfig::default()
+        }
     }
 
     #[test]
@@ -170,10 +195,24 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let c = TelegramConfig { token: "nonsense".into(), ..with_token() };
-        assert!(c.validate().unwrap_err().to_string().contains("channels.telegram.token"));
-        let c = TelegramConfig { mode: Mode::Webhook, ..with_token() };
-        assert!(c.validate().unwrap_err().to_string().contains("webhook_secret"));
+        let c = TelegramConfig {
+            token: "nonsense".into(),
+            ..with_token()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("channels.telegram.token"));
+        let c = TelegramConfig {
+            mode: Mode::Webhook,
+            ..with_token()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("webhook_secret"));
         let c = TelegramConfig {
             mode: Mode::Webhook,
             webhook_secret: Some("has space".into()),
@@ -188,12 +227,16 @@ mod tests {
             ..with_token()
         };
         assert!(c.validate().is_ok());
-        assert_eq!(c.webhook_url().as_deref(), Some("https://b.example/telegram/webhook"));
+        assert_eq!(
+            c.webhook_url().as_deref(),
+            Some("https://b.example/telegram/webhook")
+        );
     }
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let err = serde_json::from_value::<TelegramConfig>(serde_json::json!({"tokn": "x"})).unwrap_err();
+        let err =
+            serde_json::from_value::<TelegramConfig>(serde_json::json!({"tokn": "x"})).unwrap_err();
         assert!(err.to_string().contains("tokn"));
     }
 }

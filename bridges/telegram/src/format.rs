@@ -43,7 +43,11 @@ fn tags(kind: &Kind, text: &str) -> Option<(String, &'static str)> {
         Kind::Blockquote | Kind::ExpandableBlockquote => ("<blockquote>".into(), "</blockquote>"),
         Kind::TextLink { url } => (format!("<a href=\"{}\">", escape(url.as_str())), "</a>"),
         Kind::Url => {
-            let href = if text.contains("://") { text.to_owned() } else { format!("https://{text}") };
+            let href = if text.contains("://") {
+                text.to_owned()
+            } else {
+                format!("https://{text}")
+            };
             (format!("<a href=\"{}\">", escape(&href)), "</a>")
         }
         Kind::Email => (format!("<a href=\"mailto:{}\">", escape(text)), "</a>"),
@@ -79,7 +83,9 @@ pub fn entities_to_html(text: &str, entities: &[MessageEntity]) -> Option<String
             continue;
         }
         let inner = &text[start..end];
-        let Some((open, close)) = tags(&e.kind, inner) else { continue };
+        let Some((open, close)) = tags(&e.kind, inner) else {
+            continue;
+        };
         marks.push((start, end, true, i, open));
         marks.push((end, start, false, i, close.to_owned()));
     }
@@ -89,9 +95,13 @@ pub fn entities_to_html(text: &str, entities: &[MessageEntity]) -> Option<String
     // At one position: closes before opens; closes innermost (latest start) first; opens
     // outermost (furthest end) first. That nests properly whenever the entities do.
     marks.sort_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then(a.2.cmp(&b.2))
-            .then_with(|| if a.2 { b.1.cmp(&a.1).then(a.3.cmp(&b.3)) } else { b.1.cmp(&a.1).then(b.3.cmp(&a.3)) })
+        a.0.cmp(&b.0).then(a.2.cmp(&b.2)).then_with(|| {
+            if a.2 {
+                b.1.cmp(&a.1).then(a.3.cmp(&b.3))
+            } else {
+                b.1.cmp(&a.1).then(b.3.cmp(&a.3))
+            }
+        })
     });
     let mut out = String::with_capacity(text.len() + marks.len() * 8);
     let mut pos = 0usize;
@@ -166,9 +176,13 @@ fn decode_entities(text: &str) -> String {
                 "apos" => Some('\''),
                 "nbsp" => Some('\u{a0}'),
                 _ if name.starts_with("#x") || name.starts_with("#X") => {
-                    u32::from_str_radix(&name[2..], 16).ok().and_then(char::from_u32)
+                    u32::from_str_radix(&name[2..], 16)
+                        .ok()
+                        .and_then(char::from_u32)
                 }
-                _ if name.starts_with('#') => name[1..].parse::<u32>().ok().and_then(char::from_u32),
+                _ if name.starts_with('#') => {
+                    name[1..].parse::<u32>().ok().and_then(char::from_u32)
+                }
                 _ => None,
             };
             c.map(|c| (c, e))
@@ -252,7 +266,9 @@ pub fn html_to_telegram(html: &str) -> String {
             }
             ("li", true) => {}
             (other, false) => {
-                let Some(tag) = telegram_tag(other) else { continue };
+                let Some(tag) = telegram_tag(other) else {
+                    continue;
+                };
                 if tag == "a" {
                     match href(attrs) {
                         Some(h) => out.push_str(&format!("<a href=\"{}\">", escape(&h))),
@@ -272,7 +288,9 @@ pub fn html_to_telegram(html: &str) -> String {
                 open.push(tag);
             }
             (other, true) => {
-                let Some(tag) = telegram_tag(other) else { continue };
+                let Some(tag) = telegram_tag(other) else {
+                    continue;
+                };
                 // Close only what is open; close anything opened inside it first.
                 if let Some(at) = open.iter().rposition(|t| *t == tag) {
                     while open.len() > at {
@@ -308,7 +326,11 @@ fn newline_block(out: &mut String) {
 /// `<pre>`, HTML whitespace (newlines) is not a line break.
 fn push_telegram_text(out: &mut String, text: &str, in_pre: bool) {
     let decoded = decode_entities(text);
-    let decoded = if in_pre { decoded } else { decoded.replace('\n', " ") };
+    let decoded = if in_pre {
+        decoded
+    } else {
+        decoded.replace('\n', " ")
+    };
     out.push_str(&escape(&decoded));
 }
 
@@ -317,7 +339,11 @@ mod tests {
     use super::*;
 
     fn entity(kind: Kind, offset: usize, length: usize) -> MessageEntity {
-        MessageEntity { kind, offset, length }
+        MessageEntity {
+            kind,
+            offset,
+            length,
+        }
     }
 
     #[test]
@@ -329,7 +355,10 @@ mod tests {
             Some("Hello <b>bold <i>world</i></b><br>next &lt;line&gt;")
         );
         assert_eq!(entities_to_html("plain", &[]), None);
-        assert_eq!(entities_to_html("#tag", &[entity(Kind::Hashtag, 0, 4)]), None);
+        assert_eq!(
+            entities_to_html("#tag", &[entity(Kind::Hashtag, 0, 4)]),
+            None
+        );
     }
 
     #[test]
@@ -337,7 +366,10 @@ mod tests {
         // "😀" is two UTF-16 units; "Привет" one each.
         let text = "😀 Привет мир";
         let e = [entity(Kind::Bold, 3, 6)];
-        assert_eq!(entities_to_html(text, &e).as_deref(), Some("😀 <b>Привет</b> мир"));
+        assert_eq!(
+            entities_to_html(text, &e).as_deref(),
+            Some("😀 <b>Привет</b> мир")
+        );
     }
 
     #[test]
@@ -345,7 +377,13 @@ mod tests {
         let text = "a😀b";
         for offset in 0..8 {
             for length in 0..8 {
-                let _ = entities_to_html(text, &[entity(Kind::Code, offset, length), entity(Kind::Bold, length, offset)]);
+                let _ = entities_to_html(
+                    text,
+                    &[
+                        entity(Kind::Code, offset, length),
+                        entity(Kind::Bold, length, offset),
+                    ],
+                );
             }
         }
         let _ = entities_to_html("x", &[entity(Kind::Bold, usize::MAX, usize::MAX)]);
@@ -355,7 +393,10 @@ mod tests {
     fn links_and_pre() {
         let url = url::Url::parse("https://example.com/?a=1&b=2").unwrap();
         let text = "see docs\ncode\nhere";
-        let e = [entity(Kind::TextLink { url }, 4, 4), entity(Kind::Pre { language: None }, 9, 9)];
+        let e = [
+            entity(Kind::TextLink { url }, 4, 4),
+            entity(Kind::Pre { language: None }, 9, 9),
+        ];
         assert_eq!(
             entities_to_html(text, &e).as_deref(),
             Some("see <a href=\"https://example.com/?a=1&amp;b=2\">docs</a><br><pre><code>code\nhere</code></pre>")
@@ -364,25 +405,59 @@ mod tests {
 
     #[test]
     fn core_html_becomes_telegram_html() {
-        assert_eq!(html_to_telegram("Sorry! <strong>Checking</strong> now"), "Sorry! <b>Checking</b> now");
-        assert_eq!(html_to_telegram("<p>one</p><p>two &amp; <em>three</em></p>"), "one\n\ntwo &amp; <i>three</i>");
-        assert_eq!(html_to_telegram("<ul><li>a</li><li>b</li></ul>"), "• a\n• b");
-        assert_eq!(html_to_telegram("<ol><li>a</li><li>b</li></ol>"), "1. a\n2. b");
         assert_eq!(
-            html_to_telegram("<a href=\"https://x.example/?q=1&amp;r=2\" rel=\"noopener noreferrer\">x</a>"),
+            html_to_telegram("Sorry! <strong>Checking</strong> now"),
+            "Sorry! <b>Checking</b> now"
+        );
+        assert_eq!(
+            html_to_telegram("<p>one</p><p>two &amp; <em>three</em></p>"),
+            "one\n\ntwo &amp; <i>three</i>"
+        );
+        assert_eq!(
+            html_to_telegram("<ul><li>a</li><li>b</li></ul>"),
+            "• a\n• b"
+        );
+        assert_eq!(
+            html_to_telegram("<ol><li>a</li><li>b</li></ol>"),
+            "1. a\n2. b"
+        );
+        assert_eq!(
+            html_to_telegram(
+                "<a href=\"https://x.example/?q=1&amp;r=2\" rel=\"noopener noreferrer\">x</a>"
+            ),
             "<a href=\"https://x.example/?q=1&amp;r=2\">x</a>"
         );
         assert_eq!(html_to_telegram("a<br>b&nbsp;c"), "a\nb\u{a0}c");
-        assert_eq!(html_to_telegram("<pre><code>x\n  y</code></pre>"), "<pre><code>x\n  y</code></pre>");
+        assert_eq!(
+            html_to_telegram("<pre><code>x\n  y</code></pre>"),
+            "<pre><code>x\n  y</code></pre>"
+        );
         // Unbalanced input is balanced; unknown tags vanish, their text stays.
-        assert_eq!(html_to_telegram("<b>open <span>and</span> <i>more"), "<b>open and <i>more</i></b>");
+        assert_eq!(
+            html_to_telegram("<b>open <span>and</span> <i>more"),
+            "<b>open and <i>more</i></b>"
+        );
         assert_eq!(html_to_telegram("1 < 2"), "1 &lt; 2");
-        assert_eq!(html_to_telegram("<blockquote>q</blockquote>after"), "<blockquote>q</blockquote>after");
+        assert_eq!(
+            html_to_telegram("<blockquote>q</blockquote>after"),
+            "<blockquote>q</blockquote>after"
+        );
     }
 
     #[test]
     fn garbage_html_never_panics() {
-        for s in ["<", ">", "<<>>", "</b></b>", "&#xZZ;", "&#99999999;", "<a href>", "<a href=>x</a>", "<li></ol>", "<😀>"] {
+        for s in [
+            "<",
+            ">",
+            "<<>>",
+            "</b></b>",
+            "&#xZZ;",
+            "&#99999999;",
+            "<a href>",
+            "<a href=>x</a>",
+            "<li></ol>",
+            "<😀>",
+        ] {
             let _ = html_to_telegram(s);
         }
     }

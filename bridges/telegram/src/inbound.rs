@@ -18,7 +18,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use switchboard_channel::{Attachment, ContactProfile, Content, ConversationKey, Host, HostError, Inbound, InboundEvent};
+use switchboard_channel::{
+    Attachment, ContactProfile, Content, ConversationKey, Host, HostError, Inbound, InboundEvent,
+};
 use teloxide::types::{Chat, Message, MessageEntity, Update, UpdateKind, User};
 use teloxide::Bot;
 
@@ -60,18 +62,36 @@ pub struct Parsed {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ParsedKind {
-    Message { remote_id: String, text: String, html: Option<String>, file: Option<RemoteFile>, reply_to: Option<String> },
-    Edit { remote_id: String, text: String, html: Option<String> },
+    Message {
+        remote_id: String,
+        text: String,
+        html: Option<String>,
+        file: Option<RemoteFile>,
+        reply_to: Option<String>,
+    },
+    Edit {
+        remote_id: String,
+        text: String,
+        html: Option<String>,
+    },
 }
 
 /// Parse raw update JSON (a webhook body, one element of `getUpdates`). `Err` for JSON that is
 /// not an update; `Ok(None)` for an update we do not bridge.
-pub fn parse_update_json(body: &[u8], options: &ParseOptions) -> Result<Option<Parsed>, serde_json::Error> {
+pub fn parse_update_json(
+    body: &[u8],
+    options: &ParseOptions,
+) -> Result<Option<Parsed>, serde_json::Error> {
     Ok(decode_update(body)?.and_then(|update| parse_update(&update, options)))
 }
 
 /// The update kinds [`parse_update`] bridges.
-const BRIDGED_KINDS: [&str; 4] = ["message", "edited_message", "business_message", "edited_business_message"];
+const BRIDGED_KINDS: [&str; 4] = [
+    "message",
+    "edited_message",
+    "business_message",
+    "edited_business_message",
+];
 
 /// Decode raw update JSON; `Ok(None)` for an update of a kind we never bridge. Only the update
 /// id and the bridged kind are handed to teloxide's decoder: it panics on some malformed kinds
@@ -98,7 +118,9 @@ pub fn decode_update(body: &[u8]) -> Result<Option<Update>, serde_json::Error> {
 pub fn parse_update(update: &Update, options: &ParseOptions) -> Option<Parsed> {
     match &update.kind {
         UpdateKind::Message(m) | UpdateKind::BusinessMessage(m) => parse_message(m, options, false),
-        UpdateKind::EditedMessage(m) | UpdateKind::EditedBusinessMessage(m) => parse_message(m, options, true),
+        UpdateKind::EditedMessage(m) | UpdateKind::EditedBusinessMessage(m) => {
+            parse_message(m, options, true)
+        }
         _ => None,
     }
 }
@@ -116,7 +138,11 @@ pub fn display_name(user: &User) -> String {
 }
 
 fn profile(user: &User) -> ContactProfile {
-    ContactProfile { id: user.id.0.to_string(), display_name: Some(display_name(user)), ..ContactProfile::default() }
+    ContactProfile {
+        id: user.id.0.to_string(),
+        display_name: Some(display_name(user)),
+        ..ContactProfile::default()
+    }
 }
 
 /// Whether the chat is one we bridge.
@@ -144,12 +170,17 @@ fn parse_message(m: &Message, options: &ParseOptions, edited: bool) -> Option<Pa
     };
     let user_id = m.from.as_ref().map(|u| u.id.0);
     let chat_id = m.chat.id.0.to_string();
-    let conversation = ConversationKey { account: options.account.clone(), chat: chat_id.clone() };
+    let conversation = ConversationKey {
+        account: options.account.clone(),
+        chat: chat_id.clone(),
+    };
     let remote_id = m.id.0.to_string();
     let (mut text, mut html, file) = content_of(m)?;
     if !m.chat.is_private() && options.group_sender_prefix {
         let name = sender.display_name.clone().unwrap_or_default();
-        let body_html = html.take().unwrap_or_else(|| format::escape(&text).replace('\n', "<br>"));
+        let body_html = html
+            .take()
+            .unwrap_or_else(|| format::escape(&text).replace('\n', "<br>"));
         html = Some(format!("<b>{}</b>: {body_html}", format::escape(&name)));
         text = format!("{name}: {text}");
     }
@@ -161,7 +192,11 @@ fn parse_message(m: &Message, options: &ParseOptions, edited: bool) -> Option<Pa
             user_id,
             timestamp_ms: at.timestamp_millis(),
             dedup_key: format!("edit:{chat_id}:{remote_id}:{}", at.timestamp()),
-            kind: ParsedKind::Edit { remote_id, text, html },
+            kind: ParsedKind::Edit {
+                remote_id,
+                text,
+                html,
+            },
         });
     }
     let reply_to = m
@@ -174,7 +209,13 @@ fn parse_message(m: &Message, options: &ParseOptions, edited: bool) -> Option<Pa
         user_id,
         timestamp_ms: m.date.timestamp_millis(),
         dedup_key: format!("msg:{chat_id}:{remote_id}"),
-        kind: ParsedKind::Message { remote_id, text, html, file, reply_to },
+        kind: ParsedKind::Message {
+            remote_id,
+            text,
+            html,
+            file,
+            reply_to,
+        },
     })
 }
 
@@ -188,26 +229,47 @@ pub fn safe_file_name(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = base.chars().filter(|c| !invisible(*c)).take(200).collect();
     // Dots and spaces in any order (". .bashrc" must not become ".bashrc").
-    let cleaned = cleaned.trim_start_matches(|c: char| c == '.' || c.is_whitespace()).trim_end();
-    if cleaned.is_empty() { "file".into() } else { cleaned.to_owned() }
+    let cleaned = cleaned
+        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
+        .trim_end();
+    if cleaned.is_empty() {
+        "file".into()
+    } else {
+        cleaned.to_owned()
+    }
 }
 
 fn file(meta: &teloxide::types::FileMeta, name: String, mime: String) -> RemoteFile {
     // teloxide fills a missing file_size with u32::MAX.
     let size = (meta.size != u32::MAX).then_some(u64::from(meta.size));
-    RemoteFile { file_id: meta.id.0.clone(), name: safe_file_name(&name), mime, size }
+    RemoteFile {
+        file_id: meta.id.0.clone(),
+        name: safe_file_name(&name),
+        mime,
+        size,
+    }
 }
 
 fn mime_or<M: AsRef<str>>(m: Option<&M>, default: &str) -> String {
-    m.map(|m| m.as_ref().split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-        .filter(|m| m.contains('/'))
-        .unwrap_or_else(|| default.to_owned())
+    m.map(|m| {
+        m.as_ref()
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    })
+    .filter(|m| m.contains('/'))
+    .unwrap_or_else(|| default.to_owned())
 }
 
 /// The text and file of a message. `None` for service messages (joins, pins, title changes…).
 fn content_of(m: &Message) -> Option<(String, Option<String>, Option<RemoteFile>)> {
     let rendered = |text: &str, entities: Option<&[MessageEntity]>| {
-        (text.to_owned(), entities.and_then(|e| format::entities_to_html(text, e)))
+        (
+            text.to_owned(),
+            entities.and_then(|e| format::entities_to_html(text, e)),
+        )
     };
     if let Some(text) = m.text() {
         let (t, h) = rendered(text, m.entities());
@@ -221,40 +283,92 @@ fn content_of(m: &Message) -> Option<(String, Option<String>, Option<RemoteFile>
     let with_file = |f: RemoteFile| Some((caption.clone(), caption_html.clone(), Some(f)));
     if let Some(sizes) = m.photo() {
         // The largest size is the last; pick the biggest the server lists.
-        let best = sizes.iter().max_by_key(|p| u64::from(p.width) * u64::from(p.height))?;
-        return with_file(file(&best.file, format!("photo_{}.jpg", unique(&best.file)), "image/jpeg".into()));
+        let best = sizes
+            .iter()
+            .max_by_key(|p| u64::from(p.width) * u64::from(p.height))?;
+        return with_file(file(
+            &best.file,
+            format!("photo_{}.jpg", unique(&best.file)),
+            "image/jpeg".into(),
+        ));
     }
     if let Some(v) = m.voice() {
         let mime = mime_or(v.mime_type.as_ref(), "audio/ogg");
-        return with_file(file(&v.file, format!("voice_{}.ogg", unique(&v.file)), mime));
+        return with_file(file(
+            &v.file,
+            format!("voice_{}.ogg", unique(&v.file)),
+            mime,
+        ));
     }
     if let Some(v) = m.video_note() {
-        return with_file(file(&v.file, format!("video_note_{}.mp4", unique(&v.file)), "video/mp4".into()));
+        return with_file(file(
+            &v.file,
+            format!("video_note_{}.mp4", unique(&v.file)),
+            "video/mp4".into(),
+        ));
     }
     if let Some(v) = m.video() {
-        let name = v.file_name.clone().unwrap_or_else(|| format!("video_{}.mp4", unique(&v.file)));
-        return with_file(file(&v.file, name, mime_or(v.mime_type.as_ref(), "video/mp4")));
+        let name = v
+            .file_name
+            .clone()
+            .unwrap_or_else(|| format!("video_{}.mp4", unique(&v.file)));
+        return with_file(file(
+            &v.file,
+            name,
+            mime_or(v.mime_type.as_ref(), "video/mp4"),
+        ));
     }
     if let Some(a) = m.animation() {
-        let name = a.file_name.clone().unwrap_or_else(|| format!("animation_{}.mp4", unique(&a.file)));
-        return with_file(file(&a.file, name, mime_or(a.mime_type.as_ref(), "video/mp4")));
+        let name = a
+            .file_name
+            .clone()
+            .unwrap_or_else(|| format!("animation_{}.mp4", unique(&a.file)));
+        return with_file(file(
+            &a.file,
+            name,
+            mime_or(a.mime_type.as_ref(), "video/mp4"),
+        ));
     }
     if let Some(a) = m.audio() {
-        let name = a.file_name.clone().unwrap_or_else(|| format!("audio_{}.mp3", unique(&a.file)));
-        return with_file(file(&a.file, name, mime_or(a.mime_type.as_ref(), "audio/mpeg")));
+        let name = a
+            .file_name
+            .clone()
+            .unwrap_or_else(|| format!("audio_{}.mp3", unique(&a.file)));
+        return with_file(file(
+            &a.file,
+            name,
+            mime_or(a.mime_type.as_ref(), "audio/mpeg"),
+        ));
     }
     if let Some(d) = m.document() {
-        let name = d.file_name.clone().unwrap_or_else(|| format!("document_{}", unique(&d.file)));
-        return with_file(file(&d.file, name, mime_or(d.mime_type.as_ref(), "application/octet-stream")));
+        let name = d
+            .file_name
+            .clone()
+            .unwrap_or_else(|| format!("document_{}", unique(&d.file)));
+        return with_file(file(
+            &d.file,
+            name,
+            mime_or(d.mime_type.as_ref(), "application/octet-stream"),
+        ));
     }
     if let Some(s) = m.sticker() {
         let emoji = s.emoji.clone().unwrap_or_default();
         // Static stickers are WebP images. Animated (Lottie .tgs) and video (.webm) stickers
         // are not images: their thumbnail is, when there is one.
         let image = if s.is_static() {
-            Some(file(&s.file, format!("sticker_{}.webp", unique(&s.file)), "image/webp".into()))
+            Some(file(
+                &s.file,
+                format!("sticker_{}.webp", unique(&s.file)),
+                "image/webp".into(),
+            ))
         } else {
-            s.thumbnail.as_ref().map(|t| file(&t.file, format!("sticker_{}.webp", unique(&t.file)), "image/webp".into()))
+            s.thumbnail.as_ref().map(|t| {
+                file(
+                    &t.file,
+                    format!("sticker_{}.webp", unique(&t.file)),
+                    "image/webp".into(),
+                )
+            })
         };
         return match image {
             Some(f) => Some((String::new(), None, Some(f))),
@@ -275,7 +389,11 @@ fn content_of(m: &Message) -> Option<(String, Option<String>, Option<RemoteFile>
             Some(last) if !last.is_empty() => format!("{} {last}", c.first_name),
             _ => c.first_name.clone(),
         };
-        return Some((format!("👤 Contact: {name}, {}", c.phone_number), None, None));
+        return Some((
+            format!("👤 Contact: {name}, {}", c.phone_number),
+            None,
+            None,
+        ));
     }
     if let Some(d) = m.dice() {
         return Some((format!("[dice: {:?} {}]", d.emoji, d.value), None, None));
@@ -284,7 +402,11 @@ fn content_of(m: &Message) -> Option<(String, Option<String>, Option<RemoteFile>
         return Some((format!("[poll: {}]", p.question), None, None));
     }
     if m.story().is_some() {
-        return Some(("[a story was shared; open Telegram to see it]".into(), None, None));
+        return Some((
+            "[a story was shared; open Telegram to see it]".into(),
+            None,
+            None,
+        ));
     }
     None
 }
@@ -336,21 +458,51 @@ pub async fn realize(
     let mut sender = parsed.sender;
     sender.avatar = avatar;
     let event = match parsed.kind {
-        ParsedKind::Edit { remote_id, text, html } => {
-            InboundEvent::Edit { remote_id, content: Content { text, html, attachments: Vec::new() } }
-        }
-        ParsedKind::Message { remote_id, mut text, mut html, file, reply_to } => {
+        ParsedKind::Edit {
+            remote_id,
+            text,
+            html,
+        } => InboundEvent::Edit {
+            remote_id,
+            content: Content {
+                text,
+                html,
+                attachments: Vec::new(),
+            },
+        },
+        ParsedKind::Message {
+            remote_id,
+            mut text,
+            mut html,
+            file,
+            reply_to,
+        } => {
             let mut attachments = Vec::new();
             if let Some(f) = file {
                 match fetch(bot, host, &f, max_download).await? {
                     Some(attachment) => attachments.push(attachment),
                     None => {
-                        let size = f.size.map(human_size).unwrap_or_else(|| "size unknown".into());
-                        append_line(&mut text, &mut html, &format!("[file too large for the Bot API: {}, {size}]", f.name));
+                        let size = f
+                            .size
+                            .map(human_size)
+                            .unwrap_or_else(|| "size unknown".into());
+                        append_line(
+                            &mut text,
+                            &mut html,
+                            &format!("[file too large for the Bot API: {}, {size}]", f.name),
+                        );
                     }
                 }
             }
-            InboundEvent::Message { remote_id, content: Content { text, html, attachments }, reply_to }
+            InboundEvent::Message {
+                remote_id,
+                content: Content {
+                    text,
+                    html,
+                    attachments,
+                },
+                reply_to,
+            }
         }
     };
     Ok(Inbound {
@@ -364,7 +516,12 @@ pub async fn realize(
 }
 
 /// Fetch a file into the media store. `Ok(None)` when Telegram will never give it to a bot.
-async fn fetch(bot: &Bot, host: &Arc<dyn Host>, f: &RemoteFile, max: u64) -> Result<Option<Attachment>, RealizeError> {
+async fn fetch(
+    bot: &Bot,
+    host: &Arc<dyn Host>,
+    f: &RemoteFile,
+    max: u64,
+) -> Result<Option<Attachment>, RealizeError> {
     if f.size.is_some_and(|s| s > max) {
         return Ok(None);
     }
@@ -378,7 +535,12 @@ async fn fetch(bot: &Bot, host: &Arc<dyn Host>, f: &RemoteFile, max: u64) -> Res
     };
     let size = bytes.len() as u64;
     let media = host.put_media(Bytes::from(bytes), &f.mime, &f.name).await?;
-    Ok(Some(Attachment { media, name: f.name.clone(), mime: f.mime.clone(), size }))
+    Ok(Some(Attachment {
+        media,
+        name: f.name.clone(),
+        mime: f.mime.clone(),
+        size,
+    }))
 }
 
 #[cfg(test)]
@@ -387,7 +549,11 @@ mod tests {
     use std::path::PathBuf;
 
     fn options() -> ParseOptions {
-        ParseOptions { account: "42".into(), groups: true, group_sender_prefix: true }
+        ParseOptions {
+            account: "42".into(),
+            groups: true,
+            group_sender_prefix: true,
+        }
     }
 
     fn fixtures() -> PathBuf {
@@ -410,22 +576,38 @@ mod tests {
         let reaction = br#"{"update_id": 1, "message_reaction": {"chat": {"id": -1, "title": "T", "type": "supergroup"},
             "message_id": 35, "date": 1721306082, "old_reaction": [], "new_reaction": []}}"#;
         assert_eq!(parse_update_json(reaction, &options()).unwrap(), None);
-        assert!(decode_update(br#"{"update_id": 2, "poll": 5}"#).unwrap().is_none());
+        assert!(decode_update(br#"{"update_id": 2, "poll": 5}"#)
+            .unwrap()
+            .is_none());
         assert!(decode_update(b"{}").is_err());
         assert!(decode_update(b"[]").is_err());
     }
 
     #[test]
     fn private_text() {
-        let Some(body) = fixture("update_text.json") else { return };
+        let Some(body) = fixture("update_text.json") else {
+            return;
+        };
         let p = parse_update_json(&body, &options()).unwrap().unwrap();
-        assert_eq!(p.conversation, ConversationKey { account: "42".into(), chat: "218485655".into() });
+        assert_eq!(
+            p.conversation,
+            ConversationKey {
+                account: "42".into(),
+                chat: "218485655".into()
+            }
+        );
         assert_eq!(p.sender.id, "218485655");
         assert_eq!(p.sender.display_name.as_deref(), Some("Waffle"));
         assert_eq!(p.dedup_key, "msg:218485655:6557");
         assert_eq!(p.timestamp_ms, 1569518342000);
         match p.kind {
-            ParsedKind::Message { remote_id, text, html, file, reply_to } => {
+            ParsedKind::Message {
+                remote_id,
+                text,
+                html,
+                file,
+                reply_to,
+            } => {
                 assert_eq!((remote_id.as_str(), text.as_str()), ("6557", "hello there"));
                 assert!(html.is_none() && file.is_none() && reply_to.is_none());
             }
@@ -435,15 +617,22 @@ mod tests {
 
     #[test]
     fn group_photo_with_prefix() {
-        let Some(body) = fixture("update_photo.json") else { return };
+        let Some(body) = fixture("update_photo.json") else {
+            return;
+        };
         let p = parse_update_json(&body, &options()).unwrap().unwrap();
         assert_eq!(p.conversation.chat, "-1003986727769");
-        let ParsedKind::Message { text, file, .. } = p.kind else { panic!() };
+        let ParsedKind::Message { text, file, .. } = p.kind else {
+            panic!()
+        };
         assert_eq!(text, "Mark: OK - some mages");
         let f = file.unwrap();
         assert_eq!(f.mime, "image/jpeg");
         assert_eq!(f.size, Some(151590), "the largest size is chosen");
-        let no_groups = ParseOptions { groups: false, ..options() };
+        let no_groups = ParseOptions {
+            groups: false,
+            ..options()
+        };
         assert!(parse_update_json(&body, &no_groups).unwrap().is_none());
     }
 
@@ -451,21 +640,29 @@ mod tests {
     fn voice_sticker_and_edit() {
         if let Some(body) = fixture("update_voice.json") {
             let p = parse_update_json(&body, &options()).unwrap().unwrap();
-            let ParsedKind::Message { file, .. } = p.kind else { panic!() };
+            let ParsedKind::Message { file, .. } = p.kind else {
+                panic!()
+            };
             let f = file.unwrap();
             assert_eq!((f.mime.as_str(), f.size), ("audio/ogg", Some(94966)));
         }
         if let Some(body) = fixture("message_sticker.json") {
-            let p = parse_update_json(&as_update(&body, 1), &options()).unwrap().unwrap();
+            let p = parse_update_json(&as_update(&body, 1), &options())
+                .unwrap()
+                .unwrap();
             assert_eq!(p.sender.display_name.as_deref(), Some("Андрей Власов"));
-            let ParsedKind::Message { file, .. } = p.kind else { panic!() };
+            let ParsedKind::Message { file, .. } = p.kind else {
+                panic!()
+            };
             // An animated sticker: its thumbnail is the image.
             assert_eq!(file.unwrap().mime, "image/webp");
         }
         if let Some(body) = fixture("update_edited.json") {
             let p = parse_update_json(&body, &options()).unwrap().unwrap();
             assert_eq!(p.dedup_key, "edit:714862471:121:1709661075");
-            assert!(matches!(p.kind, ParsedKind::Edit { ref remote_id, ref text, .. } if remote_id == "121" && text == "/start"));
+            assert!(
+                matches!(p.kind, ParsedKind::Edit { ref remote_id, ref text, .. } if remote_id == "121" && text == "/start")
+            );
         }
     }
 
@@ -476,25 +673,44 @@ mod tests {
             "from": {"id": 9, "is_bot": false, "first_name": "Ann", "username": "ann"},
             "chat": {"id": 9, "type": "private", "first_name": "Ann"},
             "location": {"latitude": 59.9139, "longitude": 10.7522}}});
-        let p = parse_update_json(&serde_json::to_vec(&update).unwrap(), &options()).unwrap().unwrap();
-        let ParsedKind::Message { text, .. } = p.kind else { panic!() };
-        assert!(text.contains("geo:59.913900,10.752200") && text.contains("openstreetmap"), "{text}");
+        let p = parse_update_json(&serde_json::to_vec(&update).unwrap(), &options())
+            .unwrap()
+            .unwrap();
+        let ParsedKind::Message { text, .. } = p.kind else {
+            panic!()
+        };
+        assert!(
+            text.contains("geo:59.913900,10.752200") && text.contains("openstreetmap"),
+            "{text}"
+        );
         let update = serde_json::json!({"update_id": 6, "message": {
             "message_id": 8, "date": 1700000000,
             "from": {"id": 9, "is_bot": false, "first_name": "", "username": "ann"},
             "chat": {"id": 9, "type": "private", "first_name": "Ann"},
             "contact": {"phone_number": "+4712345678", "first_name": "Bo", "last_name": "Ek"}}});
-        let p = parse_update_json(&serde_json::to_vec(&update).unwrap(), &options()).unwrap().unwrap();
-        assert_eq!(p.sender.display_name.as_deref(), Some("@ann"), "falls back to the username");
-        let ParsedKind::Message { text, .. } = p.kind else { panic!() };
+        let p = parse_update_json(&serde_json::to_vec(&update).unwrap(), &options())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            p.sender.display_name.as_deref(),
+            Some("@ann"),
+            "falls back to the username"
+        );
+        let ParsedKind::Message { text, .. } = p.kind else {
+            panic!()
+        };
         assert_eq!(text, "👤 Contact: Bo Ek, +4712345678");
     }
 
     #[test]
     fn every_fixture_parses_or_is_skipped_without_panic() {
-        let Ok(dir) = std::fs::read_dir(fixtures()) else { return };
+        let Ok(dir) = std::fs::read_dir(fixtures()) else {
+            return;
+        };
         for entry in dir.flatten() {
-            let Ok(body) = std::fs::read(entry.path()) else { continue };
+            let Ok(body) = std::fs::read(entry.path()) else {
+                continue;
+            };
             let _ = parse_update_json(&body, &options());
             let _ = parse_update_json(&as_update_or_same(&body), &options());
         }
@@ -502,7 +718,9 @@ mod tests {
 
     fn as_update_or_same(body: &[u8]) -> Vec<u8> {
         match serde_json::from_slice::<serde_json::Value>(body) {
-            Ok(v) if v.get("message_id").is_some() => serde_json::to_vec(&serde_json::json!({"update_id": 1, "message": v})).unwrap(),
+            Ok(v) if v.get("message_id").is_some() => {
+                serde_json::to_vec(&serde_json::json!({"update_id": 1, "message": v})).unwrap()
+            }
             _ => body.to_vec(),
         }
     }
@@ -518,7 +736,9 @@ mod tests {
 
     #[test]
     fn truncated_and_mutated_input_never_panics() {
-        let Some(body) = fixture("update_photo.json") else { return };
+        let Some(body) = fixture("update_photo.json") else {
+            return;
+        };
         for cut in 0..body.len() {
             let _ = parse_update_json(&body[..cut], &options());
         }

@@ -26,7 +26,8 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use axum::Router;
 use switchboard_channel::{
-    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound, SendError,
+    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound,
+    SendError,
 };
 use teloxide::types::Update;
 use teloxide::Bot;
@@ -53,13 +54,23 @@ pub(crate) struct Shared {
 
 /// Store one update in the core's inbox (fetching its file first). `Ok` means it is durably
 /// stored or needs nothing; only then may the update be acknowledged to Telegram.
-pub(crate) async fn handle_update(shared: &Shared, update: &Update) -> Result<(), inbound::RealizeError> {
+pub(crate) async fn handle_update(
+    shared: &Shared,
+    update: &Update,
+) -> Result<(), inbound::RealizeError> {
     let Some(parsed) = inbound::parse_update(update, &shared.options) else {
         tracing::debug!(update_id = update.id.0, "telegram: update not bridged");
         return Ok(());
     };
     let avatar = profile::avatar(shared, parsed.user_id).await;
-    let inbound = inbound::realize(parsed, &shared.bot, &shared.host, shared.config.max_download_size, avatar).await?;
+    let inbound = inbound::realize(
+        parsed,
+        &shared.bot,
+        &shared.host,
+        shared.config.max_download_size,
+        avatar,
+    )
+    .await?;
     let fresh = shared.host.receive(inbound).await?;
     tracing::debug!(update_id = update.id.0, fresh, "telegram: update stored");
     Ok(())
@@ -73,7 +84,10 @@ pub struct Telegram {
 
 impl Telegram {
     pub fn new(config: TelegramConfig) -> Self {
-        Self { config, shared: OnceLock::new() }
+        Self {
+            config,
+            shared: OnceLock::new(),
+        }
     }
 
     pub fn config(&self) -> &TelegramConfig {
@@ -108,7 +122,9 @@ impl Channel for Telegram {
             tracing::info!("telegram: disabled in the configuration");
             return Ok(None);
         }
-        self.config.validate().map_err(|e| ChannelError::Config(e.to_string()))?;
+        self.config
+            .validate()
+            .map_err(|e| ChannelError::Config(e.to_string()))?;
         let account = self.config.bot_id().unwrap_or_default().to_owned();
         let bot = client::bot(&self.config).map_err(ChannelError::Config)?;
         let options = inbound::ParseOptions {
@@ -116,8 +132,18 @@ impl Channel for Telegram {
             groups: self.config.groups,
             group_sender_prefix: self.config.group_sender_prefix,
         };
-        let out = outbound::Outgoing { bot: bot.clone(), host: Arc::clone(&host), account: account.clone() };
-        let shared = Arc::new(Shared { config: self.config.clone(), bot, host, options, out });
+        let out = outbound::Outgoing {
+            bot: bot.clone(),
+            host: Arc::clone(&host),
+            account: account.clone(),
+        };
+        let shared = Arc::new(Shared {
+            config: self.config.clone(),
+            bot,
+            host,
+            options,
+            out,
+        });
         self.shared
             .set(Arc::clone(&shared))
             .map_err(|_| ChannelError::Other("the telegram channel was started twice".into()))?;
@@ -139,8 +165,13 @@ impl Channel for Telegram {
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
         match self.shared.get() {
             Some(shared) => outbound::send(&shared.out, outbound).await,
-            None if !self.config.enabled => Err(SendError::Permanent { reason: "the Telegram channel is disabled".into() }),
-            None => Err(SendError::Retryable { reason: "the Telegram channel has not started yet".into(), retry_after: None }),
+            None if !self.config.enabled => Err(SendError::Permanent {
+                reason: "the Telegram channel is disabled".into(),
+            }),
+            None => Err(SendError::Retryable {
+                reason: "the Telegram channel has not started yet".into(),
+                retry_after: None,
+            }),
         }
     }
 

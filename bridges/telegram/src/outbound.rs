@@ -24,15 +24,18 @@
 use std::sync::Arc;
 
 use switchboard_channel::{
-    Attachment, Content, ConversationKey, Delivery, Host, HostError, Outbound, OutboundAction, SendError,
+    Attachment, Content, ConversationKey, Delivery, Host, HostError, Outbound, OutboundAction,
+    SendError,
 };
 use teloxide::errors::{ApiError, RequestError};
 use teloxide::payloads::{
-    EditMessageCaptionSetters, EditMessageTextSetters, SendDocumentSetters, SendMessageSetters, SendPhotoSetters,
-    SendVideoSetters, SendVoiceSetters,
+    EditMessageCaptionSetters, EditMessageTextSetters, SendDocumentSetters, SendMessageSetters,
+    SendPhotoSetters, SendVideoSetters, SendVoiceSetters,
 };
 use teloxide::prelude::Requester;
-use teloxide::types::{ChatAction, ChatId, InputFile, Message, MessageId, ParseMode, ReplyParameters};
+use teloxide::types::{
+    ChatAction, ChatId, InputFile, Message, MessageId, ParseMode, ReplyParameters,
+};
 use teloxide::Bot;
 
 use crate::client::classify;
@@ -51,11 +54,16 @@ pub struct Outgoing {
 }
 
 fn retryable_host(e: HostError) -> SendError {
-    SendError::Retryable { reason: format!("bridge store: {e}"), retry_after: None }
+    SendError::Retryable {
+        reason: format!("bridge store: {e}"),
+        retry_after: None,
+    }
 }
 
 fn permanent(reason: impl Into<String>) -> SendError {
-    SendError::Permanent { reason: reason.into() }
+    SendError::Permanent {
+        reason: reason.into(),
+    }
 }
 
 /// Text in the form we send it: Telegram HTML, or plain.
@@ -67,8 +75,14 @@ struct Text {
 impl Text {
     fn of(content: &Content) -> Text {
         match &content.html {
-            Some(h) => Text { body: format::html_to_telegram(h), html: true },
-            None => Text { body: content.text.clone(), html: false },
+            Some(h) => Text {
+                body: format::html_to_telegram(h),
+                html: true,
+            },
+            None => Text {
+                body: content.text.clone(),
+                html: false,
+            },
         }
     }
 }
@@ -106,7 +120,10 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
             let key = format!("out:{}", outbound.idempotency_key);
             if let Some(done) = out.host.state_get(&key).await.map_err(retryable_host)? {
                 tracing::info!(idempotency_key = %outbound.idempotency_key, remote_id = %done, "telegram: already sent; not sending again");
-                return Ok(Delivery { remote_id: done, delivered: true });
+                return Ok(Delivery {
+                    remote_id: done,
+                    delivered: true,
+                });
             }
             let reply = match reply_to {
                 Some(r) => Some(message_id(r)?),
@@ -118,7 +135,11 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
             };
             if ids.len() > 1 {
                 let rest: Vec<String> = ids[1..].iter().map(|id| id.0.to_string()).collect();
-                if let Err(e) = out.host.state_put(&format!("parts:{}:{first}", chat.0), &rest.join(",")).await {
+                if let Err(e) = out
+                    .host
+                    .state_put(&format!("parts:{}:{first}", chat.0), &rest.join(","))
+                    .await
+                {
                     tracing::warn!(error = %e, "telegram: cannot remember the parts of a message");
                 }
             }
@@ -126,32 +147,58 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
                 // Sent, so report success; only a crash-retry could now repeat it.
                 tracing::warn!(error = %e, "telegram: sent but cannot remember the idempotency key");
             }
-            Ok(Delivery { remote_id: first, delivered: true })
+            Ok(Delivery {
+                remote_id: first,
+                delivered: true,
+            })
         }
         OutboundAction::Edit { remote_id, content } => {
             edit(out, chat, message_id(remote_id)?, content).await?;
-            Ok(Delivery { remote_id: remote_id.clone(), delivered: true })
+            Ok(Delivery {
+                remote_id: remote_id.clone(),
+                delivered: true,
+            })
         }
         OutboundAction::Delete { remote_id } => {
             let mut ids = vec![message_id(remote_id)?];
-            let parts = out.host.state_get(&format!("parts:{}:{remote_id}", chat.0)).await.map_err(retryable_host)?;
-            ids.extend(parts.iter().flat_map(|p| p.split(',')).filter_map(|p| p.parse().ok()).map(MessageId));
+            let parts = out
+                .host
+                .state_get(&format!("parts:{}:{remote_id}", chat.0))
+                .await
+                .map_err(retryable_host)?;
+            ids.extend(
+                parts
+                    .iter()
+                    .flat_map(|p| p.split(','))
+                    .filter_map(|p| p.parse().ok())
+                    .map(MessageId),
+            );
             for id in ids {
                 match out.bot.delete_message(chat, id).await {
                     Ok(_) | Err(RequestError::Api(ApiError::MessageToDeleteNotFound)) => {}
                     Err(e) => return Err(classify(e)),
                 }
             }
-            Ok(Delivery { remote_id: remote_id.clone(), delivered: true })
+            Ok(Delivery {
+                remote_id: remote_id.clone(),
+                delivered: true,
+            })
         }
         OutboundAction::React { .. } | OutboundAction::Template { .. } => {
-            Err(SendError::Permanent { reason: "reactions and templates are not bridged to Telegram".into() })
+            Err(SendError::Permanent {
+                reason: "reactions and templates are not bridged to Telegram".into(),
+            })
         }
     }
 }
 
 /// Send a text message (HTML with a plain fallback).
-async fn send_text(out: &Outgoing, chat: ChatId, content: &Content, reply: Option<MessageId>) -> Result<Message, SendError> {
+async fn send_text(
+    out: &Outgoing,
+    chat: ChatId,
+    content: &Content,
+    reply: Option<MessageId>,
+) -> Result<Message, SendError> {
     let text = Text::of(content);
     let request = |body: String, html: bool| {
         let mut r = out.bot.send_message(chat, body);
@@ -159,7 +206,10 @@ async fn send_text(out: &Outgoing, chat: ChatId, content: &Content, reply: Optio
             r = r.parse_mode(ParseMode::Html);
         }
         if let Some(id) = reply {
-            r = r.reply_parameters(ReplyParameters { allow_sending_without_reply: Some(true), ..ReplyParameters::new(id) });
+            r = r.reply_parameters(ReplyParameters {
+                allow_sending_without_reply: Some(true),
+                ..ReplyParameters::new(id)
+            });
         }
         r
     };
@@ -174,7 +224,12 @@ async fn send_text(out: &Outgoing, chat: ChatId, content: &Content, reply: Optio
 }
 
 /// A whole outbound message: returns the ids of the Telegram messages it became, in order.
-async fn send_message(out: &Outgoing, chat: ChatId, content: &Content, reply: Option<MessageId>) -> Result<Vec<MessageId>, SendError> {
+async fn send_message(
+    out: &Outgoing,
+    chat: ChatId,
+    content: &Content,
+    reply: Option<MessageId>,
+) -> Result<Vec<MessageId>, SendError> {
     let mut ids = Vec::new();
     let caption_fits = content.text.chars().count() <= MAX_CAPTION_CHARS;
     let has_text = !content.text.trim().is_empty();
@@ -220,14 +275,25 @@ async fn send_file(
 ) -> Result<Message, SendError> {
     let (bytes, stored_mime) = match out.host.get_media(&attachment.media).await {
         Ok(x) => x,
-        Err(HostError::NotFound) => return Err(permanent(format!("the file {} is no longer in the media repository", attachment.name))),
+        Err(HostError::NotFound) => {
+            return Err(permanent(format!(
+                "the file {} is no longer in the media repository",
+                attachment.name
+            )))
+        }
         Err(e) => return Err(retryable_host(e)),
     };
-    let mime = if attachment.mime.is_empty() { stored_mime } else { attachment.mime.clone() };
+    let mime = if attachment.mime.is_empty() {
+        stored_mime
+    } else {
+        attachment.mime.clone()
+    };
     let method = method_for(&mime, bytes.len() as u64);
     let text = caption.map(Text::of);
-    let reply_parameters =
-        reply.map(|id| ReplyParameters { allow_sending_without_reply: Some(true), ..ReplyParameters::new(id) });
+    let reply_parameters = reply.map(|id| ReplyParameters {
+        allow_sending_without_reply: Some(true),
+        ..ReplyParameters::new(id)
+    });
     // One attempt with the caption as HTML, one with it plain if Telegram cannot parse it.
     let mut plain = false;
     loop {
@@ -262,7 +328,10 @@ async fn send_file(
             Ok(m) => return Ok(m),
             Err(e) if html && !plain && can_parse_entities_error(&e) => plain = true,
             Err(RequestError::Api(ApiError::RequestEntityTooLarge)) => {
-                return Err(permanent(format!("the file {} is too large for the Telegram Bot API", attachment.name)))
+                return Err(permanent(format!(
+                    "the file {} is too large for the Telegram Bot API",
+                    attachment.name
+                )))
             }
             Err(e) => return Err(classify(e)),
         }
@@ -270,7 +339,12 @@ async fn send_file(
 }
 
 /// Edit the text (or, for a file, the caption) of a message the bot sent.
-async fn edit(out: &Outgoing, chat: ChatId, id: MessageId, content: &Content) -> Result<(), SendError> {
+async fn edit(
+    out: &Outgoing,
+    chat: ChatId,
+    id: MessageId,
+    content: &Content,
+) -> Result<(), SendError> {
     let text = Text::of(content);
     let text_request = |body: String, html: bool| {
         let mut r = out.bot.edit_message_text(chat, id, body);
@@ -290,8 +364,11 @@ async fn edit(out: &Outgoing, chat: ChatId, id: MessageId, content: &Content) ->
     if matches!(&result, Err(e) if can_parse_entities_error(e)) {
         result = text_request(content.text.clone(), false).await.map(drop);
     }
-    if matches!(&result, Err(RequestError::Api(ApiError::Unknown(d))) if d.contains("no text in the message")) {
-        result = caption_request(text.body.clone(), text.html).await.map(drop);
+    if matches!(&result, Err(RequestError::Api(ApiError::Unknown(d))) if d.contains("no text in the message"))
+    {
+        result = caption_request(text.body.clone(), text.html)
+            .await
+            .map(drop);
         if matches!(&result, Err(e) if can_parse_entities_error(e)) {
             result = caption_request(content.text.clone(), false).await.map(drop);
         }
@@ -308,7 +385,9 @@ pub async fn typing(out: &Outgoing, conversation: &ConversationKey, active: bool
     if !active {
         return;
     }
-    let Ok(chat) = chat_of(out, conversation) else { return };
+    let Ok(chat) = chat_of(out, conversation) else {
+        return;
+    };
     if let Err(e) = out.bot.send_chat_action(chat, ChatAction::Typing).await {
         tracing::debug!(error = %e, "telegram: typing not shown");
     }
@@ -347,10 +426,20 @@ mod tests {
             self.0.lock().unwrap().insert(key.into(), value.into());
             Ok(())
         }
-        async fn log_append(&self, _: &str, _: &str, _: &serde_json::Value) -> Result<i64, HostError> {
+        async fn log_append(
+            &self,
+            _: &str,
+            _: &str,
+            _: &serde_json::Value,
+        ) -> Result<i64, HostError> {
             Ok(0)
         }
-        async fn log_read(&self, _: &str, _: i64, _: i64) -> Result<Vec<(i64, serde_json::Value)>, HostError> {
+        async fn log_read(
+            &self,
+            _: &str,
+            _: i64,
+            _: i64,
+        ) -> Result<Vec<(i64, serde_json::Value)>, HostError> {
             Ok(Vec::new())
         }
     }
@@ -367,28 +456,53 @@ mod tests {
         };
         let host = Arc::new(StateHost::default());
         host.state_put("out:$event1", "777").await.unwrap();
-        let out = Outgoing { bot: crate::client::bot(&config).unwrap(), host: host.clone(), account: "42".into() };
-        let conversation = ConversationKey { account: "42".into(), chat: "1001".into() };
+        let out = Outgoing {
+            bot: crate::client::bot(&config).unwrap(),
+            host: host.clone(),
+            account: "42".into(),
+        };
+        let conversation = ConversationKey {
+            account: "42".into(),
+            chat: "1001".into(),
+        };
         let item = |key: &str| Outbound {
             conversation: conversation.clone(),
             idempotency_key: key.into(),
-            action: OutboundAction::Message { content: Content { text: "hi".into(), ..Content::default() }, reply_to: None },
+            action: OutboundAction::Message {
+                content: Content {
+                    text: "hi".into(),
+                    ..Content::default()
+                },
+                reply_to: None,
+            },
         };
         let delivery = send(&out, &item("$event1")).await.unwrap();
         assert_eq!(delivery.remote_id, "777");
         // A new item does try to send (and fails retryably: nothing listens there).
-        assert!(matches!(send(&out, &item("$event2")).await, Err(SendError::Retryable { .. })));
+        assert!(matches!(
+            send(&out, &item("$event2")).await,
+            Err(SendError::Retryable { .. })
+        ));
         // Another account's conversation is refused for good.
         let mut other = item("$event3");
         other.conversation.account = "43".into();
-        assert!(matches!(send(&out, &other).await, Err(SendError::Permanent { .. })));
+        assert!(matches!(
+            send(&out, &other).await,
+            Err(SendError::Permanent { .. })
+        ));
     }
 
     #[test]
     fn files_pick_their_method() {
         assert_eq!(method_for("image/jpeg", 1000), FileMethod::Photo);
-        assert_eq!(method_for("image/png", 11 * 1024 * 1024), FileMethod::Document);
-        assert_eq!(method_for("audio/ogg; codecs=opus", 1000), FileMethod::Voice);
+        assert_eq!(
+            method_for("image/png", 11 * 1024 * 1024),
+            FileMethod::Document
+        );
+        assert_eq!(
+            method_for("audio/ogg; codecs=opus", 1000),
+            FileMethod::Voice
+        );
         assert_eq!(method_for("video/mp4", 1000), FileMethod::Video);
         assert_eq!(method_for("application/pdf", 1000), FileMethod::Document);
         assert_eq!(method_for("image/gif", 1000), FileMethod::Document);

@@ -73,7 +73,11 @@ pub async fn run(shared: Arc<Shared>) {
     tracing::info!(?offset, "telegram: polling for updates");
     let mut backoff = Duration::from_millis(500);
     loop {
-        let mut request = shared.bot.get_updates().timeout(shared.config.poll_timeout_secs).allowed_updates(allowed_updates());
+        let mut request = shared
+            .bot
+            .get_updates()
+            .timeout(shared.config.poll_timeout_secs)
+            .allowed_updates(allowed_updates());
         if let Some(o) = offset {
             request = request.offset(o);
         }
@@ -83,17 +87,24 @@ pub async fn run(shared: Arc<Shared>) {
                 u
             }
             Err(RequestError::RetryAfter(s)) => {
-                tracing::warn!(seconds = s.seconds(), "telegram: flood control on getUpdates; waiting");
+                tracing::warn!(
+                    seconds = s.seconds(),
+                    "telegram: flood control on getUpdates; waiting"
+                );
                 tokio::time::sleep(s.duration()).await;
                 continue;
             }
             Err(e) => {
                 match &e {
                     RequestError::Api(ApiError::TerminatedByOtherGetUpdates) => {
-                        tracing::warn!("telegram: another getUpdates or a webhook is active for this bot")
+                        tracing::warn!(
+                            "telegram: another getUpdates or a webhook is active for this bot"
+                        )
                     }
                     RequestError::Api(ApiError::InvalidToken) => {
-                        tracing::error!("telegram: the bot token is refused; check channels.telegram.token")
+                        tracing::error!(
+                            "telegram: the bot token is refused; check channels.telegram.token"
+                        )
                     }
                     _ => tracing::warn!(error = %e, "telegram: getUpdates failed"),
                 }

@@ -52,32 +52,57 @@ pub async fn avatar(shared: &Shared, user_id: Option<u64>) -> Option<MediaRef> {
         }
     }
     let previous = cached.clone().unwrap_or_default();
-    let photos = match shared.bot.get_user_profile_photos(UserId(uid)).limit(1).await {
+    let photos = match shared
+        .bot
+        .get_user_profile_photos(UserId(uid))
+        .limit(1)
+        .await
+    {
         Ok(p) => p,
         Err(e) => {
             tracing::debug!(error = %e, uid, "telegram: no profile photo lookup");
             return previous.media;
         }
     };
-    let best = photos
-        .photos
-        .first()
-        .and_then(|sizes| sizes.iter().max_by_key(|p| u64::from(p.width) * u64::from(p.height)));
+    let best = photos.photos.first().and_then(|sizes| {
+        sizes
+            .iter()
+            .max_by_key(|p| u64::from(p.width) * u64::from(p.height))
+    });
     let fresh = match best {
-        None => Cached { checked_ms: now_ms(), unique_id: None, media: None },
-        Some(p) if previous.unique_id.as_deref() == Some(p.file.unique_id.0.as_str()) && previous.media.is_some() => {
-            Cached { checked_ms: now_ms(), ..previous }
+        None => Cached {
+            checked_ms: now_ms(),
+            unique_id: None,
+            media: None,
+        },
+        Some(p)
+            if previous.unique_id.as_deref() == Some(p.file.unique_id.0.as_str())
+                && previous.media.is_some() =>
+        {
+            Cached {
+                checked_ms: now_ms(),
+                ..previous
+            }
         }
         Some(p) => {
-            let bytes = match client::fetch_file(&shared.bot, &p.file.id.0, MAX_AVATAR_BYTES).await {
+            let bytes = match client::fetch_file(&shared.bot, &p.file.id.0, MAX_AVATAR_BYTES).await
+            {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::debug!(error = %e, uid, "telegram: profile photo not fetched");
                     return previous.media;
                 }
             };
-            match shared.host.put_media(bytes.into(), "image/jpeg", "avatar.jpg").await {
-                Ok(media) => Cached { checked_ms: now_ms(), unique_id: Some(p.file.unique_id.0.clone()), media: Some(media) },
+            match shared
+                .host
+                .put_media(bytes.into(), "image/jpeg", "avatar.jpg")
+                .await
+            {
+                Ok(media) => Cached {
+                    checked_ms: now_ms(),
+                    unique_id: Some(p.file.unique_id.0.clone()),
+                    media: Some(media),
+                },
                 Err(e) => {
                     tracing::debug!(error = %e, uid, "telegram: profile photo not stored");
                     return previous.media;

@@ -34,12 +34,18 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// The webhook route, relative to `/telegram`.
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new().route("/webhook", post(receive)).with_state(shared)
+    Router::new()
+        .route("/webhook", post(receive))
+        .with_state(shared)
 }
 
 async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let Some(expected) = shared.config.webhook_secret.as_deref() else { return StatusCode::NOT_FOUND };
-    let Some(given) = headers.get(SECRET_HEADER) else { return StatusCode::UNAUTHORIZED };
+    let Some(expected) = shared.config.webhook_secret.as_deref() else {
+        return StatusCode::NOT_FOUND;
+    };
+    let Some(given) = headers.get(SECRET_HEADER) else {
+        return StatusCode::UNAUTHORIZED;
+    };
     if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
         return StatusCode::FORBIDDEN;
     }
@@ -62,7 +68,12 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
 
 /// Register the webhook, retrying until Telegram accepts it.
 pub async fn register(shared: Arc<Shared>) {
-    let (Some(url), Some(secret)) = (shared.config.webhook_url(), shared.config.webhook_secret.clone()) else { return };
+    let (Some(url), Some(secret)) = (
+        shared.config.webhook_url(),
+        shared.config.webhook_secret.clone(),
+    ) else {
+        return;
+    };
     let url = match url::Url::parse(&url) {
         Ok(u) => u,
         Err(e) => {

@@ -24,7 +24,10 @@ pub enum ApiError {
     #[error("Viber status {status}: {message}")]
     Status { status: i64, message: String },
     #[error("Viber answered HTTP {status}")]
-    Http { status: u16, retry_after: Option<Duration> },
+    Http {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
     #[error("cannot reach Viber: {0}")]
     Network(String),
     #[error("unexpected answer from Viber: {0}")]
@@ -42,11 +45,17 @@ pub struct Api {
 impl Api {
     pub fn new(config: &ViberConfig) -> Result<Api, String> {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(u64::from(config.request_timeout_secs.max(1))))
+            .timeout(Duration::from_secs(u64::from(
+                config.request_timeout_secs.max(1),
+            )))
             .connect_timeout(Duration::from_secs(15))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Api { http, base: config.api_url.trim_end_matches('/').to_owned(), token: config.auth_token.clone() })
+        Ok(Api {
+            http,
+            base: config.api_url.trim_end_matches('/').to_owned(),
+            token: config.auth_token.clone(),
+        })
     }
 
     /// Call one method; returns the whole answer when `status` is 0.
@@ -67,9 +76,15 @@ impl Api {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
-            return Err(ApiError::Http { status: status.as_u16(), retry_after });
+            return Err(ApiError::Http {
+                status: status.as_u16(),
+                retry_after,
+            });
         }
-        let body: Value = answer.json().await.map_err(|e| ApiError::Decode(e.without_url().to_string()))?;
+        let body: Value = answer
+            .json()
+            .await
+            .map_err(|e| ApiError::Decode(e.without_url().to_string()))?;
         status_of(body)
     }
 
@@ -79,7 +94,12 @@ impl Api {
         if parsed.scheme() != "https" && parsed.scheme() != "http" {
             return Err(FetchError::Refused("not an http(s) URL".into()));
         }
-        let answer = self.http.get(parsed).send().await.map_err(|e| FetchError::Transient(e.without_url().to_string()))?;
+        let answer = self
+            .http
+            .get(parsed)
+            .send()
+            .await
+            .map_err(|e| FetchError::Transient(e.without_url().to_string()))?;
         let status = answer.status();
         if status.is_server_error() || status.as_u16() == 429 {
             return Err(FetchError::Transient(format!("HTTP {status}")));
@@ -108,7 +128,11 @@ pub fn status_of(body: Value) -> Result<Value, ApiError> {
     match body.get("status").and_then(Value::as_i64) {
         Some(0) => Ok(body),
         Some(status) => {
-            let message = body.get("status_message").and_then(Value::as_str).unwrap_or("unknown error").to_owned();
+            let message = body
+                .get("status_message")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown error")
+                .to_owned();
             Err(ApiError::Status { status, message })
         }
         None => Err(ApiError::Decode(format!("no status in {body}"))),
@@ -128,21 +152,47 @@ pub enum FetchError {
 
 /// What a failed call means for an outbound item.
 pub fn classify(error: ApiError) -> SendError {
-    let retry = |reason: String, after: Option<Duration>| SendError::Retryable { reason, retry_after: after };
+    let retry = |reason: String, after: Option<Duration>| SendError::Retryable {
+        reason,
+        retry_after: after,
+    };
     let permanent = |reason: String| SendError::Permanent { reason };
     match error {
         ApiError::Status { status, message } => match status {
-            12 => retry(format!("Viber: too many requests ({message})"), Some(Duration::from_secs(1))),
-            10 => retry(format!("Viber has no webhook for the bot yet ({message})"), Some(Duration::from_secs(5))),
-            6 => permanent(format!("the customer is not subscribed to the bot any more (Viber: {message})")),
-            5 => permanent(format!("the customer is not registered on Viber (Viber: {message})")),
-            11 => permanent(format!("the customer has no Viber device that can receive this (Viber: {message})")),
-            2 => permanent(format!("Viber refused the bot's auth token (check channels.viber.auth_token): {message}")),
-            7..=9 => permanent(format!("the bot's account is blocked, missing or suspended (Viber: {message})")),
-            1 => permanent(format!("Viber could not use the file's URL (Viber: {message})")),
-            _ => permanent(format!("Viber refused the message: {message} (status {status})")),
+            12 => retry(
+                format!("Viber: too many requests ({message})"),
+                Some(Duration::from_secs(1)),
+            ),
+            10 => retry(
+                format!("Viber has no webhook for the bot yet ({message})"),
+                Some(Duration::from_secs(5)),
+            ),
+            6 => permanent(format!(
+                "the customer is not subscribed to the bot any more (Viber: {message})"
+            )),
+            5 => permanent(format!(
+                "the customer is not registered on Viber (Viber: {message})"
+            )),
+            11 => permanent(format!(
+                "the customer has no Viber device that can receive this (Viber: {message})"
+            )),
+            2 => permanent(format!(
+                "Viber refused the bot's auth token (check channels.viber.auth_token): {message}"
+            )),
+            7..=9 => permanent(format!(
+                "the bot's account is blocked, missing or suspended (Viber: {message})"
+            )),
+            1 => permanent(format!(
+                "Viber could not use the file's URL (Viber: {message})"
+            )),
+            _ => permanent(format!(
+                "Viber refused the message: {message} (status {status})"
+            )),
         },
-        ApiError::Http { status, retry_after } if status == 429 || status >= 500 => {
+        ApiError::Http {
+            status,
+            retry_after,
+        } if status == 429 || status >= 500 => {
             retry(format!("Viber answered HTTP {status}"), retry_after)
         }
         ApiError::Http { status, .. } => permanent(format!("Viber answered HTTP {status}")),
@@ -158,20 +208,34 @@ mod tests {
 
     #[test]
     fn statuses_classify() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/viber");
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/viber");
         if let Ok(t) = std::fs::read_to_string(dir.join("send_message_response.json")) {
             let v: Value = serde_json::from_str(&t).unwrap();
-            assert_eq!(status_of(v).unwrap()["message_token"].as_u64(), Some(5741311803571721087));
+            assert_eq!(
+                status_of(v).unwrap()["message_token"].as_u64(),
+                Some(5741311803571721087)
+            );
         }
         if let Ok(t) = std::fs::read_to_string(dir.join("error_invalid_auth_token.json")) {
             let e = status_of(serde_json::from_str(&t).unwrap()).unwrap_err();
-            assert!(matches!(classify(e), SendError::Permanent { ref reason } if reason.contains("invalidAuthToken")));
+            assert!(
+                matches!(classify(e), SendError::Permanent { ref reason } if reason.contains("invalidAuthToken"))
+            );
         }
         let e = status_of(json!({"status": 6, "status_message": "notSubscribed"})).unwrap_err();
-        assert!(matches!(classify(e), SendError::Permanent { ref reason } if reason.contains("notSubscribed")));
+        assert!(
+            matches!(classify(e), SendError::Permanent { ref reason } if reason.contains("notSubscribed"))
+        );
         let e = status_of(json!({"status": 12, "status_message": "tooManyRequests"})).unwrap_err();
         assert!(matches!(classify(e), SendError::Retryable { .. }));
-        assert!(matches!(classify(ApiError::Http { status: 503, retry_after: None }), SendError::Retryable { .. }));
+        assert!(matches!(
+            classify(ApiError::Http {
+                status: 503,
+                retry_after: None
+            }),
+            SendError::Retryable { .. }
+        ));
         assert!(status_of(json!({})).is_err());
     }
 }

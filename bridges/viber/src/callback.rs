@@ -25,8 +25,13 @@ pub const SIGNATURE_HEADER: &str = "x-viber-content-signature";
 
 /// The routes, relative to `/viber`: the webhook and the media links.
 pub fn router(shared: Arc<Shared>) -> Router {
-    let media_routes = Router::new().route("/media/{token}", get(media::serve)).with_state(shared.out.media.clone());
-    Router::new().route("/callback", post(receive)).with_state(shared).merge(media_routes)
+    let media_routes = Router::new()
+        .route("/media/{token}", get(media::serve))
+        .with_state(shared.out.media.clone());
+    Router::new()
+        .route("/callback", post(receive))
+        .with_state(shared)
+        .merge(media_routes)
 }
 
 async fn receive(
@@ -35,7 +40,11 @@ async fn receive(
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> StatusCode {
-    let given = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned).or_else(|| query.get("sig").cloned());
+    let given = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| query.get("sig").cloned());
     let Some(given) = given else {
         tracing::warn!("viber: callback without a signature; refused");
         return StatusCode::UNAUTHORIZED;
@@ -68,7 +77,9 @@ mod tests {
     use async_trait::async_trait;
     use bytes::Bytes as Data;
     use serde_json::json;
-    use switchboard_channel::{ContactProfile, ConversationKey, Host, HostError, Inbound, MediaRef};
+    use switchboard_channel::{
+        ContactProfile, ConversationKey, Host, HostError, Inbound, MediaRef,
+    };
 
     use crate::config::ViberConfig;
     use crate::signing::sign_hex;
@@ -85,7 +96,11 @@ mod tests {
     impl Host for TestHost {
         async fn receive(&self, _: Inbound) -> Result<bool, HostError> {
             self.received.fetch_add(1, Ordering::SeqCst);
-            if self.fail { Err(HostError::Store("disk full".into())) } else { Ok(true) }
+            if self.fail {
+                Err(HostError::Store("disk full".into()))
+            } else {
+                Ok(true)
+            }
         }
         async fn typing(&self, _: &ConversationKey, _: &ContactProfile, _: bool) {}
         async fn put_media(&self, _: Data, _: &str, _: &str) -> Result<MediaRef, HostError> {
@@ -100,10 +115,20 @@ mod tests {
         async fn state_put(&self, _: &str, _: &str) -> Result<(), HostError> {
             Ok(())
         }
-        async fn log_append(&self, _: &str, _: &str, _: &serde_json::Value) -> Result<i64, HostError> {
+        async fn log_append(
+            &self,
+            _: &str,
+            _: &str,
+            _: &serde_json::Value,
+        ) -> Result<i64, HostError> {
             Ok(0)
         }
-        async fn log_read(&self, _: &str, _: i64, _: i64) -> Result<Vec<(i64, serde_json::Value)>, HostError> {
+        async fn log_read(
+            &self,
+            _: &str,
+            _: i64,
+            _: i64,
+        ) -> Result<Vec<(i64, serde_json::Value)>, HostError> {
             Ok(Vec::new())
         }
     }
@@ -117,12 +142,32 @@ mod tests {
             avatars: false,
             ..ViberConfig::default()
         };
-        let test_host = Arc::new(TestHost { fail, received: AtomicUsize::new(0) });
+        let test_host = Arc::new(TestHost {
+            fail,
+            received: AtomicUsize::new(0),
+        });
         let host: Arc<dyn Host> = test_host.clone();
         let api = crate::api::Api::new(&config).unwrap();
-        let media = crate::media::Publisher { host: Arc::clone(&host), secret: b"k".to_vec(), base: "http://x/viber/media".into(), ttl_secs: 60 };
-        let out = crate::outbound::Outgoing { api: api.clone(), host: Arc::clone(&host), account: "aaaa".into(), sender: json!({"name": "S"}), media };
-        let shared = Arc::new(Shared { config, account: "aaaa".into(), api, host, out });
+        let media = crate::media::Publisher {
+            host: Arc::clone(&host),
+            secret: b"k".to_vec(),
+            base: "http://x/viber/media".into(),
+            ttl_secs: 60,
+        };
+        let out = crate::outbound::Outgoing {
+            api: api.clone(),
+            host: Arc::clone(&host),
+            account: "aaaa".into(),
+            sender: json!({"name": "S"}),
+            media,
+        };
+        let shared = Arc::new(Shared {
+            config,
+            account: "aaaa".into(),
+            api,
+            host,
+            out,
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/callback", listener.local_addr().unwrap());
         tokio::spawn(async move {
@@ -143,25 +188,55 @@ mod tests {
     /// is refused before anything is parsed or stored; `?sig=` works like the header.
     #[tokio::test]
     async fn ok_only_after_the_store_took_it() {
-        let body = json!({"event": "message", "message_token": 77, "sender": {"id": "u1", "name": "U"},
-                          "message": {"type": "text", "text": "hi"}}).to_string();
+        let body =
+            json!({"event": "message", "message_token": 77, "sender": {"id": "u1", "name": "U"},
+                          "message": {"type": "text", "text": "hi"}})
+            .to_string();
         let sig = sign_hex(TOKEN.as_bytes(), body.as_bytes());
         let (url, host) = serve(true).await;
         assert_eq!(post(&url, &body, Some(&sig)).await, 503);
         assert_eq!(host.received.load(Ordering::SeqCst), 1);
         assert_eq!(post(&url, &body, None).await, 401);
         assert_eq!(post(&url, &body, Some(&sig[1..])).await, 403);
-        assert_eq!(post(&url, &format!("{body} "), Some(&sig)).await, 403, "the signature covers the exact bytes");
-        assert_eq!(host.received.load(Ordering::SeqCst), 1, "refused callbacks never reach the store");
+        assert_eq!(
+            post(&url, &format!("{body} "), Some(&sig)).await,
+            403,
+            "the signature covers the exact bytes"
+        );
+        assert_eq!(
+            host.received.load(Ordering::SeqCst),
+            1,
+            "refused callbacks never reach the store"
+        );
 
         let (url, host) = serve(false).await;
         assert_eq!(post(&url, &body, Some(&sig)).await, 200);
         assert_eq!(post(&format!("{url}?sig={sig}"), &body, None).await, 200);
         assert_eq!(host.received.load(Ordering::SeqCst), 2);
         let check = r#"{"event":"webhook","timestamp":1,"message_token":2}"#;
-        assert_eq!(post(&url, check, Some(&sign_hex(TOKEN.as_bytes(), check.as_bytes()))).await, 200);
-        assert_eq!(host.received.load(Ordering::SeqCst), 2, "the webhook check is not stored");
+        assert_eq!(
+            post(
+                &url,
+                check,
+                Some(&sign_hex(TOKEN.as_bytes(), check.as_bytes()))
+            )
+            .await,
+            200
+        );
+        assert_eq!(
+            host.received.load(Ordering::SeqCst),
+            2,
+            "the webhook check is not stored"
+        );
         let garbage = "not json";
-        assert_eq!(post(&url, garbage, Some(&sign_hex(TOKEN.as_bytes(), garbage.as_bytes()))).await, 400);
+        assert_eq!(
+            post(
+                &url,
+                garbage,
+                Some(&sign_hex(TOKEN.as_bytes(), garbage.as_bytes()))
+            )
+            .await,
+            400
+        );
     }
 }

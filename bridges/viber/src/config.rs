@@ -81,7 +81,10 @@ pub struct ConfigError {
 }
 
 fn invalid(key: &'static str, reason: &str) -> Result<(), ConfigError> {
-    Err(ConfigError { key, reason: reason.to_owned() })
+    Err(ConfigError {
+        key,
+        reason: reason.to_owned(),
+    })
 }
 
 fn http_url(text: &str) -> bool {
@@ -92,14 +95,20 @@ impl ViberConfig {
     /// Check what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.auth_token.trim().is_empty() {
-            return invalid("auth_token", "is required (the bot's token from the Viber Admin Panel)");
+            return invalid(
+                "auth_token",
+                "is required (the bot's token from the Viber Admin Panel)",
+            );
         }
         let name = self.bot_name.trim();
         if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
             return invalid("bot_name", "must be 1-28 characters");
         }
         if !http_url(&self.api_url) {
-            return invalid("api_url", "must be an http(s) URL such as https://chatapi.viber.com/pa");
+            return invalid(
+                "api_url",
+                "must be an http(s) URL such as https://chatapi.viber.com/pa",
+            );
         }
         match self.public_url.as_deref() {
             Some(u) if http_url(u) => {}
@@ -121,13 +130,20 @@ impl ViberConfig {
     pub fn account(&self) -> String {
         match self.account.as_deref().filter(|a| !a.trim().is_empty()) {
             Some(a) => a.trim().to_owned(),
-            None => self.auth_token.split('-').next().unwrap_or("viber").to_owned(),
+            None => self
+                .auth_token
+                .split('-')
+                .next()
+                .unwrap_or("viber")
+                .to_owned(),
         }
     }
 
     /// Where Viber posts events.
     pub fn webhook_url(&self) -> Option<String> {
-        self.public_url.as_deref().map(|b| format!("{}/viber/callback", b.trim_end_matches('/')))
+        self.public_url
+            .as_deref()
+            .map(|b| format!("{}/viber/callback", b.trim_end_matches('/')))
     }
 }
 
@@ -149,16 +165,37 @@ mod tests {
         assert_eq!(ViberConfig::default().api_url, DEFAULT_API_URL);
         assert!(good().validate().is_ok());
         assert_eq!(good().account(), "44dafb7e0f40021e");
-        assert_eq!(good().webhook_url().as_deref(), Some("https://bridge.example/viber/callback"));
-        let long = ViberConfig { bot_name: "x".repeat(29), ..good() };
-        assert!(long.validate().unwrap_err().to_string().contains("channels.viber.bot_name"));
-        assert!(ViberConfig { public_url: None, ..good() }.validate().is_err());
-        assert!(ViberConfig { auth_token: " ".into(), ..good() }.validate().is_err());
+        assert_eq!(
+            good().webhook_url().as_deref(),
+            Some("https://bridge.example/viber/callback")
+        );
+        let long = ViberConfig {
+            bot_name: "x".repeat(29),
+            ..good()
+        };
+        assert!(long
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("channels.viber.bot_name"));
+        assert!(ViberConfig {
+            public_url: None,
+            ..good()
+        }
+        .validate()
+        .is_err());
+        assert!(ViberConfig {
+            auth_token: " ".into(),
+            ..good()
+        }
+        .validate()
+        .is_err());
     }
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let err = serde_json::from_value::<ViberConfig>(serde_json::json!({"token": "x"})).unwrap_err();
+        let err =
+            serde_json::from_value::<ViberConfig>(serde_json::json!({"token": "x"})).unwrap_err();
         assert!(err.to_string().contains("token"));
     }
 }

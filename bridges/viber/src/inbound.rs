@@ -23,7 +23,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::Value;
-use switchboard_channel::{Attachment, ContactProfile, Content, ConversationKey, Host, HostError, Inbound, InboundEvent};
+use switchboard_channel::{
+    Attachment, ContactProfile, Content, ConversationKey, Host, HostError, Inbound, InboundEvent,
+};
 
 use crate::api::{Api, FetchError};
 
@@ -58,11 +60,25 @@ pub struct Parsed {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ParsedKind {
-    Message { remote_id: String, text: String, file: Option<RemoteFile> },
-    Notice { remote_id: String, text: String },
-    Delivered { remote_id: String },
-    Read { remote_id: String },
-    Failed { remote_id: String, reason: String },
+    Message {
+        remote_id: String,
+        text: String,
+        file: Option<RemoteFile>,
+    },
+    Notice {
+        remote_id: String,
+        text: String,
+    },
+    Delivered {
+        remote_id: String,
+    },
+    Read {
+        remote_id: String,
+    },
+    Failed {
+        remote_id: String,
+        reason: String,
+    },
 }
 
 /// What one callback asks of us.
@@ -81,14 +97,24 @@ fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 /// A message token as text: Viber sends a 64-bit number (some proxies turn it into a string).
 fn token(v: &Value) -> Option<String> {
     match v.get("message_token")? {
-        Value::Number(n) => n.as_u64().map(|t| t.to_string()).or_else(|| n.as_i64().map(|t| t.to_string())),
-        Value::String(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) && t.len() <= 20 => Some(t.clone()),
+        Value::Number(n) => n
+            .as_u64()
+            .map(|t| t.to_string())
+            .or_else(|| n.as_i64().map(|t| t.to_string())),
+        Value::String(t)
+            if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) && t.len() <= 20 =>
+        {
+            Some(t.clone())
+        }
         _ => None,
     }
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn timestamp(v: &Value) -> i64 {
@@ -103,7 +129,10 @@ fn timestamp(v: &Value) -> i64 {
 pub fn e164(raw: &str) -> Option<String> {
     let trimmed = raw.trim();
     let international = trimmed.starts_with('+') || trimmed.starts_with("00");
-    if trimmed.chars().any(|c| !(c.is_ascii_digit() || " -.()+/".contains(c))) {
+    if trimmed
+        .chars()
+        .any(|c| !(c.is_ascii_digit() || " -.()+/".contains(c)))
+    {
         return None;
     }
     let mut digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
@@ -113,7 +142,9 @@ pub fn e164(raw: &str) -> Option<String> {
     if !international && digits.len() < 8 {
         return None;
     }
-    (7..=15).contains(&digits.len()).then(|| format!("+{digits}"))
+    (7..=15)
+        .contains(&digits.len())
+        .then(|| format!("+{digits}"))
 }
 
 /// A file name a customer chose, made safe to show and store: one path component, no control
@@ -125,13 +156,22 @@ pub fn safe_file_name(name: &str) -> String {
     };
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = base.chars().filter(|c| !invisible(*c)).take(200).collect();
-    let cleaned = cleaned.trim_start_matches(|c: char| c == '.' || c.is_whitespace()).trim_end();
-    if cleaned.is_empty() { "file".into() } else { cleaned.to_owned() }
+    let cleaned = cleaned
+        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
+        .trim_end();
+    if cleaned.is_empty() {
+        "file".into()
+    } else {
+        cleaned.to_owned()
+    }
 }
 
 /// The mime type for a file name's extension.
 pub fn mime_for_name(name: &str) -> &'static str {
-    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
     match ext.as_str() {
         "pdf" => "application/pdf",
         "jpg" | "jpeg" => "image/jpeg",
@@ -153,11 +193,25 @@ pub fn mime_for_name(name: &str) -> &'static str {
 }
 
 fn sender_of(v: &Value) -> Option<Sender> {
-    let id = s(v, "id").filter(|i| !i.is_empty() && i.len() <= 256)?.to_owned();
-    let name = s(v, "name").map(str::trim).filter(|n| !n.is_empty()).map(|n| n.chars().take(200).collect());
-    let avatar_url = s(v, "avatar").filter(|a| a.starts_with("https://") || a.starts_with("http://")).map(str::to_owned);
-    let phone = s(v, "phone_number").or_else(|| s(v, "phone")).and_then(e164);
-    Some(Sender { id, name, avatar_url, phone })
+    let id = s(v, "id")
+        .filter(|i| !i.is_empty() && i.len() <= 256)?
+        .to_owned();
+    let name = s(v, "name")
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| n.chars().take(200).collect());
+    let avatar_url = s(v, "avatar")
+        .filter(|a| a.starts_with("https://") || a.starts_with("http://"))
+        .map(str::to_owned);
+    let phone = s(v, "phone_number")
+        .or_else(|| s(v, "phone"))
+        .and_then(e164);
+    Some(Sender {
+        id,
+        name,
+        avatar_url,
+        phone,
+    })
 }
 
 /// Parse a raw callback body (after its signature was checked). `Err` for JSON that is not a
@@ -172,15 +226,26 @@ pub fn parse_callback_json(body: &[u8], account: &str) -> Result<Callback, serde
 
 /// What one callback means.
 pub fn parse_event(v: &Value, account: &str) -> Callback {
-    let Some(kind) = s(v, "event") else { return Callback::Ignored("not a callback") };
-    let key = |chat: &str| ConversationKey { account: account.to_owned(), chat: chat.to_owned() };
+    let Some(kind) = s(v, "event") else {
+        return Callback::Ignored("not a callback");
+    };
+    let key = |chat: &str| ConversationKey {
+        account: account.to_owned(),
+        chat: chat.to_owned(),
+    };
     let status = |kind: &str, make: &dyn Fn(String) -> ParsedKind| -> Callback {
-        let (Some(user), Some(t)) = (s(v, "user_id").filter(|u| !u.is_empty() && u.len() <= 256), token(v)) else {
+        let (Some(user), Some(t)) = (
+            s(v, "user_id").filter(|u| !u.is_empty() && u.len() <= 256),
+            token(v),
+        ) else {
             return Callback::Ignored("a status without a user or message token");
         };
         Callback::Event(Box::new(Parsed {
             conversation: key(user),
-            sender: Sender { id: user.to_owned(), ..Sender::default() },
+            sender: Sender {
+                id: user.to_owned(),
+                ..Sender::default()
+            },
             timestamp_ms: timestamp(v),
             dedup_key: format!("{kind}:{t}"),
             kind: make(t),
@@ -193,11 +258,22 @@ pub fn parse_event(v: &Value, account: &str) -> Callback {
         "delivered" => status("delivered", &|t| ParsedKind::Delivered { remote_id: t }),
         "seen" => status("seen", &|t| ParsedKind::Read { remote_id: t }),
         "failed" => {
-            let desc = s(v, "desc").filter(|d| !d.trim().is_empty()).unwrap_or("no reason given").chars().take(500).collect::<String>();
-            status("failed", &|t| ParsedKind::Failed { remote_id: t, reason: format!("Viber: {desc}") })
+            let desc = s(v, "desc")
+                .filter(|d| !d.trim().is_empty())
+                .unwrap_or("no reason given")
+                .chars()
+                .take(500)
+                .collect::<String>();
+            status("failed", &|t| ParsedKind::Failed {
+                remote_id: t,
+                reason: format!("Viber: {desc}"),
+            })
         }
         "unsubscribed" => {
-            let (Some(user), Some(t)) = (s(v, "user_id").filter(|u| !u.is_empty() && u.len() <= 256), token(v)) else {
+            let (Some(user), Some(t)) = (
+                s(v, "user_id").filter(|u| !u.is_empty() && u.len() <= 256),
+                token(v),
+            ) else {
                 return Callback::Ignored("unsubscribed without a user");
             };
             Callback::Event(Box::new(Parsed {
@@ -217,21 +293,32 @@ pub fn parse_event(v: &Value, account: &str) -> Callback {
 }
 
 fn message(v: &Value, account: &str) -> Callback {
-    let Some(sender) = v.get("sender").and_then(sender_of) else { return Callback::Ignored("a message without a sender") };
-    let Some(t) = token(v) else { return Callback::Ignored("a message without a token") };
+    let Some(sender) = v.get("sender").and_then(sender_of) else {
+        return Callback::Ignored("a message without a sender");
+    };
+    let Some(t) = token(v) else {
+        return Callback::Ignored("a message without a token");
+    };
     let m = v.get("message").unwrap_or(&Value::Null);
     let kind = s(m, "type").unwrap_or("");
     let text = s(m, "text").unwrap_or("").to_owned();
     let media = s(m, "media").map(str::to_owned);
     let size = m.get("size").and_then(Value::as_u64);
     let file = |name: String, mime: &str| {
-        media.clone().map(|url| RemoteFile { url, name: safe_file_name(&name), mime: mime.to_owned(), size })
+        media.clone().map(|url| RemoteFile {
+            url,
+            name: safe_file_name(&name),
+            mime: mime.to_owned(),
+            size,
+        })
     };
     let remote_id = t.clone();
     let (text, file, notice) = match kind {
         "text" => (text, None, false),
         "picture" => {
-            let name = s(m, "file_name").map(str::to_owned).unwrap_or_else(|| format!("picture_{t}.jpg"));
+            let name = s(m, "file_name")
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("picture_{t}.jpg"));
             let mime = match mime_for_name(&name) {
                 m @ ("image/png" | "image/gif" | "image/webp") => m,
                 _ => "image/jpeg",
@@ -240,13 +327,22 @@ fn message(v: &Value, account: &str) -> Callback {
         }
         "video" => (text, file(format!("video_{t}.mp4"), "video/mp4"), false),
         "file" => {
-            let name = s(m, "file_name").map(str::to_owned).unwrap_or_else(|| format!("file_{t}"));
+            let name = s(m, "file_name")
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("file_{t}"));
             let mime = mime_for_name(&name);
             (text, file(name, mime), false)
         }
         "sticker" => {
-            let id = m.get("sticker_id").map(Value::to_string).unwrap_or_default();
-            (String::new(), file(format!("sticker_{id}.png"), "image/png"), false)
+            let id = m
+                .get("sticker_id")
+                .map(Value::to_string)
+                .unwrap_or_default();
+            (
+                String::new(),
+                file(format!("sticker_{id}.png"), "image/png"),
+                false,
+            )
         }
         "location" => {
             let loc = m.get("location").unwrap_or(&Value::Null);
@@ -262,22 +358,43 @@ fn message(v: &Value, account: &str) -> Callback {
         "contact" => {
             let c = m.get("contact").unwrap_or(&Value::Null);
             let name = s(c, "name").unwrap_or("").trim().to_owned();
-            let phone = s(c, "phone_number").map(|p| e164(p).unwrap_or_else(|| p.trim().to_owned()));
-            let parts: Vec<String> = [Some(name).filter(|n| !n.is_empty()), phone].into_iter().flatten().collect();
+            let phone =
+                s(c, "phone_number").map(|p| e164(p).unwrap_or_else(|| p.trim().to_owned()));
+            let parts: Vec<String> = [Some(name).filter(|n| !n.is_empty()), phone]
+                .into_iter()
+                .flatten()
+                .collect();
             (format!("Contact: {}", parts.join(", ")), None, false)
         }
         "url" => (media.clone().unwrap_or(text), None, false),
-        other => (format!("[a Viber {} message the bridge cannot show]", if other.is_empty() { "unknown" } else { other }), None, true),
+        other => (
+            format!(
+                "[a Viber {} message the bridge cannot show]",
+                if other.is_empty() { "unknown" } else { other }
+            ),
+            None,
+            true,
+        ),
     };
     let kind = if notice {
         ParsedKind::Notice { remote_id, text }
     } else if text.is_empty() && file.is_none() {
-        ParsedKind::Notice { remote_id, text: "[an empty Viber message]".into() }
+        ParsedKind::Notice {
+            remote_id,
+            text: "[an empty Viber message]".into(),
+        }
     } else {
-        ParsedKind::Message { remote_id, text, file }
+        ParsedKind::Message {
+            remote_id,
+            text,
+            file,
+        }
     };
     Callback::Event(Box::new(Parsed {
-        conversation: ConversationKey { account: account.to_owned(), chat: sender.id.clone() },
+        conversation: ConversationKey {
+            account: account.to_owned(),
+            chat: sender.id.clone(),
+        },
         sender,
         timestamp_ms: timestamp(v),
         dedup_key: format!("msg:{t}"),
@@ -295,31 +412,70 @@ pub enum RealizeError {
 }
 
 /// Fetch the message's file and build the core's [`Inbound`].
-pub async fn realize(parsed: Parsed, profile: ContactProfile, api: &Api, host: &Arc<dyn Host>, max_download: u64) -> Result<Inbound, RealizeError> {
-    let plain = |text: String| Content { text, ..Content::default() };
+pub async fn realize(
+    parsed: Parsed,
+    profile: ContactProfile,
+    api: &Api,
+    host: &Arc<dyn Host>,
+    max_download: u64,
+) -> Result<Inbound, RealizeError> {
+    let plain = |text: String| Content {
+        text,
+        ..Content::default()
+    };
     let event = match parsed.kind {
-        ParsedKind::Message { remote_id, text, file } => {
+        ParsedKind::Message {
+            remote_id,
+            text,
+            file,
+        } => {
             let mut lines = vec![text];
             let mut attachments = Vec::new();
             if let Some(f) = file {
-                match if f.size.is_some_and(|n| n > max_download) { Err(FetchError::TooLarge) } else { api.download(&f.url, max_download).await } {
+                match if f.size.is_some_and(|n| n > max_download) {
+                    Err(FetchError::TooLarge)
+                } else {
+                    api.download(&f.url, max_download).await
+                } {
                     Ok(bytes) => {
                         let size = bytes.len() as u64;
                         let media = host.put_media(Bytes::from(bytes), &f.mime, &f.name).await?;
-                        attachments.push(Attachment { media, name: f.name, mime: f.mime, size });
+                        attachments.push(Attachment {
+                            media,
+                            name: f.name,
+                            mime: f.mime,
+                            size,
+                        });
                     }
                     Err(FetchError::Transient(e)) => return Err(RealizeError::Fetch(e)),
-                    Err(FetchError::TooLarge) => lines.push(format!("[file too large to fetch: {}]", f.name)),
+                    Err(FetchError::TooLarge) => {
+                        lines.push(format!("[file too large to fetch: {}]", f.name))
+                    }
                     Err(FetchError::Refused(e)) => {
                         tracing::info!(error = %e, name = %f.name, "viber: media not available");
                         lines.push(format!("[file not available: {}]", f.name));
                     }
                 }
             }
-            let text = lines.into_iter().filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n");
-            InboundEvent::Message { remote_id, content: Content { text, html: None, attachments }, reply_to: None }
+            let text = lines
+                .into_iter()
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("\n");
+            InboundEvent::Message {
+                remote_id,
+                content: Content {
+                    text,
+                    html: None,
+                    attachments,
+                },
+                reply_to: None,
+            }
         }
-        ParsedKind::Notice { remote_id, text } => InboundEvent::Notice { remote_id, content: plain(text) },
+        ParsedKind::Notice { remote_id, text } => InboundEvent::Notice {
+            remote_id,
+            content: plain(text),
+        },
         ParsedKind::Delivered { remote_id } => InboundEvent::Delivered { remote_id },
         ParsedKind::Read { remote_id } => InboundEvent::Read { remote_id },
         ParsedKind::Failed { remote_id, reason } => InboundEvent::Failed { remote_id, reason },
@@ -339,7 +495,8 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Option<Callback> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/viber");
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/viber");
         let body = std::fs::read(dir.join(name)).ok()?;
         Some(parse_callback_json(&body, "bot").expect("a callback"))
     }
@@ -353,20 +510,59 @@ mod tests {
 
     #[test]
     fn text_picture_file_video() {
-        let Some(c) = fixture("message_text_docs.json") else { return };
+        let Some(c) = fixture("message_text_docs.json") else {
+            return;
+        };
         let p = event(c);
-        assert_eq!(p.conversation, ConversationKey { account: "bot".into(), chat: "01234567890A=".into() });
+        assert_eq!(
+            p.conversation,
+            ConversationKey {
+                account: "bot".into(),
+                chat: "01234567890A=".into()
+            }
+        );
         assert_eq!(p.sender.name.as_deref(), Some("John McClane"));
-        assert_eq!(p.sender.avatar_url.as_deref(), Some("http://avatar.example.com"));
+        assert_eq!(
+            p.sender.avatar_url.as_deref(),
+            Some("http://avatar.example.com")
+        );
         assert_eq!(p.timestamp_ms, 1457764197627);
         assert_eq!(p.dedup_key, "msg:4912661846655238145");
-        assert_eq!(p.kind, ParsedKind::Message { remote_id: "4912661846655238145".into(), text: "a message to the service".into(), file: None });
-        let ParsedKind::Message { text, file: Some(f), .. } = event(fixture("message_picture.json").unwrap()).kind else { panic!() };
+        assert_eq!(
+            p.kind,
+            ParsedKind::Message {
+                remote_id: "4912661846655238145".into(),
+                text: "a message to the service".into(),
+                file: None
+            }
+        );
+        let ParsedKind::Message {
+            text,
+            file: Some(f),
+            ..
+        } = event(fixture("message_picture.json").unwrap()).kind
+        else {
+            panic!()
+        };
         assert_eq!(text, "photo caption");
-        assert_eq!((f.name.as_str(), f.mime.as_str(), f.size), ("IMG_20240101_120000.jpg", "image/jpeg", Some(184512)));
-        let ParsedKind::Message { file: Some(f), .. } = event(fixture("message_file.json").unwrap()).kind else { panic!() };
-        assert_eq!((f.name.as_str(), f.mime.as_str()), ("invoice.pdf", "application/pdf"));
-        let ParsedKind::Message { file: Some(f), .. } = event(fixture("message_video.json").unwrap()).kind else { panic!() };
+        assert_eq!(
+            (f.name.as_str(), f.mime.as_str(), f.size),
+            ("IMG_20240101_120000.jpg", "image/jpeg", Some(184512))
+        );
+        let ParsedKind::Message { file: Some(f), .. } =
+            event(fixture("message_file.json").unwrap()).kind
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (f.name.as_str(), f.mime.as_str()),
+            ("invoice.pdf", "application/pdf")
+        );
+        let ParsedKind::Message { file: Some(f), .. } =
+            event(fixture("message_video.json").unwrap()).kind
+        else {
+            panic!()
+        };
         assert_eq!(f.mime, "video/mp4");
         let p = event(fixture("message_text_unicode_sdk_fixture.json").unwrap());
         assert!(p.sender.name.unwrap().starts_with("ふで"));
@@ -374,31 +570,70 @@ mod tests {
 
     #[test]
     fn statuses_and_subscriptions() {
-        let Some(c) = fixture("raw_seen.json") else { return };
+        let Some(c) = fixture("raw_seen.json") else {
+            return;
+        };
         let p = event(c);
-        assert_eq!(p.kind, ParsedKind::Read { remote_id: "5466297467809468529".into() });
+        assert_eq!(
+            p.kind,
+            ParsedKind::Read {
+                remote_id: "5466297467809468529".into()
+            }
+        );
         assert_eq!(p.conversation.chat, "3SQNc4FPUQmysaM/AQEhXg==");
-        assert_eq!(event(fixture("raw_delivered.json").unwrap()).kind, ParsedKind::Delivered { remote_id: "5466297578174182639".into() });
-        assert!(matches!(event(fixture("failed.json").unwrap()).kind, ParsedKind::Failed { ref reason, .. } if reason.contains("failure description")));
-        assert!(matches!(event(fixture("raw_unsubscribed.json").unwrap()).kind, ParsedKind::Notice { .. }));
-        assert!(matches!(fixture("subscribed.json"), Some(Callback::Ignored(_))));
-        assert!(matches!(fixture("raw_conversation_started.json"), Some(Callback::Ignored(_))));
-        assert!(matches!(fixture("raw_conversation_started_cyrillic_escaped.json"), Some(Callback::Ignored(_))));
-        assert!(matches!(fixture("raw_webhook_check.json"), Some(Callback::Ignored(_))));
+        assert_eq!(
+            event(fixture("raw_delivered.json").unwrap()).kind,
+            ParsedKind::Delivered {
+                remote_id: "5466297578174182639".into()
+            }
+        );
+        assert!(
+            matches!(event(fixture("failed.json").unwrap()).kind, ParsedKind::Failed { ref reason, .. } if reason.contains("failure description"))
+        );
+        assert!(matches!(
+            event(fixture("raw_unsubscribed.json").unwrap()).kind,
+            ParsedKind::Notice { .. }
+        ));
+        assert!(matches!(
+            fixture("subscribed.json"),
+            Some(Callback::Ignored(_))
+        ));
+        assert!(matches!(
+            fixture("raw_conversation_started.json"),
+            Some(Callback::Ignored(_))
+        ));
+        assert!(matches!(
+            fixture("raw_conversation_started_cyrillic_escaped.json"),
+            Some(Callback::Ignored(_))
+        ));
+        assert!(matches!(
+            fixture("raw_webhook_check.json"),
+            Some(Callback::Ignored(_))
+        ));
     }
 
     #[test]
     fn phones_and_odd_messages() {
         assert_eq!(e164("+44 7700 900123").as_deref(), Some("+447700900123"));
-        assert_eq!(e164("0044 (7700) 900-123").as_deref(), Some("+447700900123"));
+        assert_eq!(
+            e164("0044 (7700) 900-123").as_deref(),
+            Some("+447700900123")
+        );
         assert_eq!(e164("380501234567").as_deref(), Some("+380501234567"));
         assert_eq!(e164("12"), None);
         assert_eq!(e164("call me"), None);
         let contact = br#"{"event":"message","message_token":1,"sender":{"id":"u"},"message":{"type":"contact","contact":{"name":"Bo","phone_number":"+47 123 45 678"}}}"#;
-        let ParsedKind::Message { text, .. } = event(parse_callback_json(contact, "b").unwrap()).kind else { panic!() };
+        let ParsedKind::Message { text, .. } =
+            event(parse_callback_json(contact, "b").unwrap()).kind
+        else {
+            panic!()
+        };
         assert_eq!(text, "Contact: Bo, +4712345678");
         let rich = br#"{"event":"message","message_token":"2","sender":{"id":"u"},"message":{"type":"rich_media"}}"#;
-        assert!(matches!(event(parse_callback_json(rich, "b").unwrap()).kind, ParsedKind::Notice { .. }));
+        assert!(matches!(
+            event(parse_callback_json(rich, "b").unwrap()).kind,
+            ParsedKind::Notice { .. }
+        ));
         for body in [&b"{}"[..], b"[]", b"{\"event\":1}", b"{\"event\":\"message\",\"sender\":{\"id\":\"\"}}",
                      b"{\"event\":\"message\",\"message_token\":-1,\"sender\":{\"id\":\"x\"},\"message\":{\"type\":\"location\",\"location\":{\"lat\":1e999}}}"] {
             let _ = parse_callback_json(body, "b");

@@ -27,7 +27,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::Router;
 use serde_json::json;
-use switchboard_channel::{Capabilities, Channel, ChannelError, Delivery, Formatting, Host, Outbound, SendError};
+use switchboard_channel::{
+    Capabilities, Channel, ChannelError, Delivery, Formatting, Host, Outbound, SendError,
+};
 
 pub mod api;
 mod callback;
@@ -51,7 +53,10 @@ pub(crate) struct Shared {
 
 /// Store one parsed callback (fetching its file and the sender's avatar first). `Ok` means it is
 /// durably stored or needs nothing; only then may the callback be answered 200.
-pub(crate) async fn handle(shared: &Shared, callback: inbound::Callback) -> Result<(), inbound::RealizeError> {
+pub(crate) async fn handle(
+    shared: &Shared,
+    callback: inbound::Callback,
+) -> Result<(), inbound::RealizeError> {
     let parsed = match callback {
         inbound::Callback::Event(p) => *p,
         inbound::Callback::Ignored(why) => {
@@ -60,7 +65,14 @@ pub(crate) async fn handle(shared: &Shared, callback: inbound::Callback) -> Resu
         }
     };
     let sender = profile::profile(shared, &parsed.sender).await;
-    let inbound = inbound::realize(parsed, sender, &shared.api, &shared.host, shared.config.max_download_size).await?;
+    let inbound = inbound::realize(
+        parsed,
+        sender,
+        &shared.api,
+        &shared.host,
+        shared.config.max_download_size,
+    )
+    .await?;
     let key = inbound.dedup_key.clone();
     let fresh = shared.host.receive(inbound).await?;
     tracing::debug!(dedup_key = %key, fresh, "viber: event stored");
@@ -70,7 +82,9 @@ pub(crate) async fn handle(shared: &Shared, callback: inbound::Callback) -> Resu
 /// Register the webhook, retrying until Viber accepts it. Viber checks the URL by posting a
 /// `webhook` event to it during the call, so this runs once the bridge is listening.
 async fn register(shared: Arc<Shared>) {
-    let Some(url) = shared.config.webhook_url() else { return };
+    let Some(url) = shared.config.webhook_url() else {
+        return;
+    };
     let body = json!({
         "url": url,
         "event_types": ["delivered", "seen", "failed", "subscribed", "unsubscribed", "conversation_started"],
@@ -101,7 +115,10 @@ pub struct Viber {
 
 impl Viber {
     pub fn new(config: ViberConfig) -> Self {
-        Self { config, shared: OnceLock::new() }
+        Self {
+            config,
+            shared: OnceLock::new(),
+        }
     }
 
     pub fn config(&self) -> &ViberConfig {
@@ -138,14 +155,26 @@ impl Channel for Viber {
             tracing::info!("viber: disabled in the configuration");
             return Ok(None);
         }
-        self.config.validate().map_err(|e| ChannelError::Config(e.to_string()))?;
+        self.config
+            .validate()
+            .map_err(|e| ChannelError::Config(e.to_string()))?;
         let api = api::Api::new(&self.config).map_err(ChannelError::Config)?;
         let account = self.config.account();
-        let secret = match self.config.media_secret.as_deref().filter(|s| !s.is_empty()) {
+        let secret = match self
+            .config
+            .media_secret
+            .as_deref()
+            .filter(|s| !s.is_empty())
+        {
             Some(s) => s.as_bytes().to_vec(),
             None => signing::derived_media_secret(&self.config.auth_token),
         };
-        let public = self.config.public_url.as_deref().unwrap_or_default().trim_end_matches('/');
+        let public = self
+            .config
+            .public_url
+            .as_deref()
+            .unwrap_or_default()
+            .trim_end_matches('/');
         let publisher = media::Publisher {
             host: Arc::clone(&host),
             secret,
@@ -156,8 +185,20 @@ impl Channel for Viber {
         if let Some(avatar) = self.config.bot_avatar.as_deref().filter(|a| !a.is_empty()) {
             sender["avatar"] = avatar.into();
         }
-        let out = outbound::Outgoing { api: api.clone(), host: Arc::clone(&host), account: account.clone(), sender, media: publisher };
-        let shared = Arc::new(Shared { config: self.config.clone(), account: account.clone(), api, host, out });
+        let out = outbound::Outgoing {
+            api: api.clone(),
+            host: Arc::clone(&host),
+            account: account.clone(),
+            sender,
+            media: publisher,
+        };
+        let shared = Arc::new(Shared {
+            config: self.config.clone(),
+            account: account.clone(),
+            api,
+            host,
+            out,
+        });
         self.shared
             .set(Arc::clone(&shared))
             .map_err(|_| ChannelError::Other("the Viber channel was started twice".into()))?;
@@ -171,8 +212,13 @@ impl Channel for Viber {
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
         match self.shared.get() {
             Some(shared) => outbound::send(&shared.out, outbound).await,
-            None if !self.config.enabled => Err(SendError::Permanent { reason: "the Viber channel is disabled".into() }),
-            None => Err(SendError::Retryable { reason: "the Viber channel has not started yet".into(), retry_after: None }),
+            None if !self.config.enabled => Err(SendError::Permanent {
+                reason: "the Viber channel is disabled".into(),
+            }),
+            None => Err(SendError::Retryable {
+                reason: "the Viber channel has not started yet".into(),
+                retry_after: None,
+            }),
         }
     }
 }

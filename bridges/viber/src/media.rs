@@ -25,7 +25,10 @@ struct Record {
 }
 
 fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Publishes files under signed links.
@@ -42,16 +45,34 @@ impl Publisher {
     /// Publish `attachment` as record `id`; returns its URL.
     pub async fn publish(&self, id: &str, attachment: &Attachment) -> Result<String, HostError> {
         let expires = now_secs() + self.ttl_secs;
-        let record = Record { media: attachment.media.clone(), mime: attachment.mime.clone(), name: attachment.name.clone(), expires };
+        let record = Record {
+            media: attachment.media.clone(),
+            mime: attachment.mime.clone(),
+            name: attachment.name.clone(),
+            expires,
+        };
         let text = serde_json::to_string(&record).map_err(|e| HostError::Store(e.to_string()))?;
         self.host.state_put(&format!("media:{id}"), &text).await?;
-        Ok(format!("{}/{}", self.base, media_token(&self.secret, id, expires)))
+        Ok(format!(
+            "{}/{}",
+            self.base,
+            media_token(&self.secret, id, expires)
+        ))
     }
 }
 
 /// A header-safe quoted file name for `Content-Disposition`.
 fn disposition(name: &str) -> String {
-    let ascii: String = name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     let encoded = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
     format!("inline; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
@@ -79,7 +100,11 @@ pub async fn serve(State(publisher): State<Publisher>, Path(token): Path<String>
     }
     match publisher.host.get_media(&record.media).await {
         Ok((bytes, stored_mime)) => {
-            let mime = if record.mime.is_empty() { stored_mime } else { record.mime };
+            let mime = if record.mime.is_empty() {
+                stored_mime
+            } else {
+                record.mime
+            };
             let headers = [
                 (header::CONTENT_TYPE, mime),
                 (header::CONTENT_DISPOSITION, disposition(&record.name)),

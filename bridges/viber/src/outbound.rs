@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use switchboard_channel::{Attachment, Delivery, Host, HostError, Outbound, OutboundAction, SendError};
+use switchboard_channel::{
+    Attachment, Delivery, Host, HostError, Outbound, OutboundAction, SendError,
+};
 
 use crate::api::{classify, Api};
 use crate::media::Publisher;
@@ -38,11 +40,16 @@ pub struct Outgoing {
 }
 
 fn permanent(reason: impl Into<String>) -> SendError {
-    SendError::Permanent { reason: reason.into() }
+    SendError::Permanent {
+        reason: reason.into(),
+    }
 }
 
 fn retryable_host(e: HostError) -> SendError {
-    SendError::Retryable { reason: format!("bridge store: {e}"), retry_after: None }
+    SendError::Retryable {
+        reason: format!("bridge store: {e}"),
+        retry_after: None,
+    }
 }
 
 /// How a file goes out.
@@ -54,7 +61,12 @@ pub enum Kind {
 }
 
 pub fn kind_for(mime: &str, size: u64) -> Kind {
-    let essence = mime.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = mime
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.as_str() {
         "image/jpeg" | "image/png" | "image/gif" if size <= MAX_PICTURE_BYTES => Kind::Picture,
         "video/mp4" if size <= MAX_VIDEO_BYTES => Kind::Video,
@@ -65,16 +77,24 @@ pub fn kind_for(mime: &str, size: u64) -> Kind {
 /// `Channel::send`.
 pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendError> {
     if outbound.conversation.account != out.account {
-        return Err(permanent(format!("this bridge's Viber bot is {}, not {}", out.account, outbound.conversation.account)));
+        return Err(permanent(format!(
+            "this bridge's Viber bot is {}, not {}",
+            out.account, outbound.conversation.account
+        )));
     }
     let receiver = outbound.conversation.chat.as_str();
     let OutboundAction::Message { content, .. } = &outbound.action else {
-        return Err(permanent("Viber has no edits, deletions, reactions or templates for bots"));
+        return Err(permanent(
+            "Viber has no edits, deletions, reactions or templates for bots",
+        ));
     };
     let key = format!("out:{}", outbound.idempotency_key);
     if let Some(done) = out.host.state_get(&key).await.map_err(retryable_host)? {
         tracing::info!(idempotency_key = %outbound.idempotency_key, remote_id = %done, "viber: already sent; not sending again");
-        return Ok(Delivery { remote_id: done, delivered: false });
+        return Ok(Delivery {
+            remote_id: done,
+            delivered: false,
+        });
     }
     let text = content.text.trim();
     let first_is_picture = content
@@ -88,26 +108,52 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
     }
     for (i, attachment) in content.attachments.iter().enumerate() {
         let caption = if i == 0 && caption_fits { text } else { "" };
-        tokens.push(send_file(out, receiver, attachment, caption, &format!("{}#{i}", outbound.idempotency_key)).await?);
+        tokens.push(
+            send_file(
+                out,
+                receiver,
+                attachment,
+                caption,
+                &format!("{}#{i}", outbound.idempotency_key),
+            )
+            .await?,
+        );
     }
-    let remote_id = tokens.into_iter().next().ok_or_else(|| permanent("there was nothing to send"))?;
+    let remote_id = tokens
+        .into_iter()
+        .next()
+        .ok_or_else(|| permanent("there was nothing to send"))?;
     if let Err(e) = out.host.state_put(&key, &remote_id).await {
         tracing::warn!(error = %e, "viber: sent but cannot remember the idempotency key");
     }
     // Viber confirms delivery later with a `delivered` callback.
-    Ok(Delivery { remote_id, delivered: false })
+    Ok(Delivery {
+        remote_id,
+        delivered: false,
+    })
 }
 
 /// One `send_message`; returns the `message_token`.
-async fn send_message(out: &Outgoing, receiver: &str, mut body: Value) -> Result<String, SendError> {
+async fn send_message(
+    out: &Outgoing,
+    receiver: &str,
+    mut body: Value,
+) -> Result<String, SendError> {
     body["receiver"] = receiver.into();
     body["min_api_version"] = 1.into();
     body["sender"] = out.sender.clone();
-    let answer = out.api.call("send_message", &body).await.map_err(classify)?;
+    let answer = out
+        .api
+        .call("send_message", &body)
+        .await
+        .map_err(classify)?;
     match answer.get("message_token") {
         Some(Value::Number(n)) => Ok(n.to_string()),
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        _ => Err(SendError::Retryable { reason: format!("Viber answered without a message token: {answer}"), retry_after: None }),
+        _ => Err(SendError::Retryable {
+            reason: format!("Viber answered without a message token: {answer}"),
+            retry_after: None,
+        }),
     }
 }
 
@@ -116,22 +162,37 @@ fn media_id(key: &str) -> String {
     hex::encode(&Sha256::digest(key.as_bytes())[..16])
 }
 
-async fn send_file(out: &Outgoing, receiver: &str, attachment: &Attachment, caption: &str, key: &str) -> Result<String, SendError> {
+async fn send_file(
+    out: &Outgoing,
+    receiver: &str,
+    attachment: &Attachment,
+    caption: &str,
+    key: &str,
+) -> Result<String, SendError> {
     let size = match out.host.get_media(&attachment.media).await {
         Ok((bytes, _)) => bytes.len() as u64,
-        Err(HostError::NotFound) => return Err(permanent(format!("the file {} is no longer in the media repository", attachment.name))),
+        Err(HostError::NotFound) => {
+            return Err(permanent(format!(
+                "the file {} is no longer in the media repository",
+                attachment.name
+            )))
+        }
         Err(e) => return Err(retryable_host(e)),
     };
-    let url = out.media.publish(&media_id(key), attachment).await.map_err(retryable_host)?;
+    let url = out
+        .media
+        .publish(&media_id(key), attachment)
+        .await
+        .map_err(retryable_host)?;
     let body = match kind_for(&attachment.mime, size) {
         Kind::Picture => json!({"type": "picture", "text": caption, "media": url}),
         Kind::Video => json!({"type": "video", "media": url, "size": size}),
-        Kind::File => json!({"type": "file", "media": url, "size": size, "file_name": attachment.name}),
+        Kind::File => {
+            json!({"type": "file", "media": url, "size": size, "file_name": attachment.name})
+        }
     };
     send_message(out, receiver, body).await
 }
-
-
 
 #[cfg(test)]
 mod tests {

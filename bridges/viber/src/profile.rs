@@ -34,18 +34,31 @@ pub async fn profile(shared: &Shared, sender: &Sender) -> ContactProfile {
 
 async fn avatar(shared: &Shared, user: &str, url: &str) -> Option<MediaRef> {
     let key = format!("avatar:{user}");
-    let cached: Option<Cached> = shared.host.state_get(&key).await.ok().flatten().and_then(|s| serde_json::from_str(&s).ok());
+    let cached: Option<Cached> = shared
+        .host
+        .state_get(&key)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|s| serde_json::from_str(&s).ok());
     if let Some(c) = cached.as_ref().filter(|c| c.url == url) {
         return c.media.clone();
     }
     let media = match shared.api.download(url, MAX_AVATAR_BYTES).await {
-        Ok(bytes) => shared.host.put_media(bytes.into(), "image/jpeg", "avatar.jpg").await.ok(),
+        Ok(bytes) => shared
+            .host
+            .put_media(bytes.into(), "image/jpeg", "avatar.jpg")
+            .await
+            .ok(),
         Err(e) => {
             tracing::debug!(error = %e, "viber: avatar not fetched");
             return cached.and_then(|c| c.media);
         }
     };
-    if let Ok(text) = serde_json::to_string(&Cached { url: url.to_owned(), media: media.clone() }) {
+    if let Ok(text) = serde_json::to_string(&Cached {
+        url: url.to_owned(),
+        media: media.clone(),
+    }) {
         if let Err(e) = shared.host.state_put(&key, &text).await {
             tracing::debug!(error = %e, "viber: avatar not remembered");
         }

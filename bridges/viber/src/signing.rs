@@ -17,7 +17,8 @@ type HmacSha256 = Hmac<Sha256>;
 
 fn mac(key: &[u8]) -> HmacSha256 {
     // HMAC accepts keys of any length; this cannot fail.
-    HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
+    HmacSha256::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
 }
 
 /// Lowercase hex HMAC-SHA256 of `body` under `key`.
@@ -30,7 +31,9 @@ pub fn sign_hex(key: &[u8], body: &[u8]) -> String {
 /// Whether `signature` (hex, either case, surrounding spaces ignored) is `body`'s HMAC under
 /// `key`. Constant time in the digest comparison.
 pub fn verify_body(key: &[u8], body: &[u8], signature: &str) -> bool {
-    let Ok(given) = hex::decode(signature.trim()) else { return false };
+    let Ok(given) = hex::decode(signature.trim()) else {
+        return false;
+    };
     let mut m = mac(key);
     m.update(body);
     m.verify_slice(&given).is_ok()
@@ -38,7 +41,10 @@ pub fn verify_body(key: &[u8], body: &[u8], signature: &str) -> bool {
 
 /// A media link token for record `id` valid until `expires` (Unix seconds).
 pub fn media_token(secret: &[u8], id: &str, expires: u64) -> String {
-    format!("{id}.{expires}.{}", sign_hex(secret, format!("{id}.{expires}").as_bytes()))
+    format!(
+        "{id}.{expires}.{}",
+        sign_hex(secret, format!("{id}.{expires}").as_bytes())
+    )
 }
 
 /// Why a media token is refused.
@@ -53,15 +59,22 @@ pub enum TokenError {
 }
 
 /// Check a media token; returns the record id.
-pub fn check_media_token<'t>(secret: &[u8], token: &'t str, now: u64) -> Result<&'t str, TokenError> {
+pub fn check_media_token<'t>(
+    secret: &[u8],
+    token: &'t str,
+    now: u64,
+) -> Result<&'t str, TokenError> {
     let mut parts = token.splitn(3, '.');
-    let (Some(id), Some(expires), Some(mac_hex)) = (parts.next(), parts.next(), parts.next()) else {
+    let (Some(id), Some(expires), Some(mac_hex)) = (parts.next(), parts.next(), parts.next())
+    else {
         return Err(TokenError::Malformed);
     };
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(TokenError::Malformed);
     }
-    let Ok(expires_at) = expires.parse::<u64>() else { return Err(TokenError::Malformed) };
+    let Ok(expires_at) = expires.parse::<u64>() else {
+        return Err(TokenError::Malformed);
+    };
     if !verify_body(secret, format!("{id}.{expires}").as_bytes(), mac_hex) {
         return Err(TokenError::BadSignature);
     }
@@ -86,8 +99,12 @@ mod tests {
     /// The vector both official Viber SDKs test with (`../shared/fixtures/viber`).
     #[test]
     fn official_signature_vector() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/viber");
-        let (Ok(meta), Ok(body)) = (std::fs::read_to_string(dir.join("signature_vector.json")), std::fs::read(dir.join("signature_vector_body.json"))) else {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/viber");
+        let (Ok(meta), Ok(body)) = (
+            std::fs::read_to_string(dir.join("signature_vector.json")),
+            std::fs::read(dir.join("signature_vector_body.json")),
+        ) else {
             return;
         };
         let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
@@ -96,9 +113,17 @@ mod tests {
         let body = body.strip_suffix(b"\n").unwrap_or(&body);
         assert_eq!(sign_hex(token.as_bytes(), body), expected);
         assert!(verify_body(token.as_bytes(), body, expected));
-        assert!(verify_body(token.as_bytes(), body, &expected.to_uppercase()));
+        assert!(verify_body(
+            token.as_bytes(),
+            body,
+            &expected.to_uppercase()
+        ));
         let bad = meta["invalid_example"]["header_value"].as_str().unwrap();
-        assert!(!verify_body(token.as_bytes(), meta["invalid_example"]["body"].as_str().unwrap().as_bytes(), bad));
+        assert!(!verify_body(
+            token.as_bytes(),
+            meta["invalid_example"]["body"].as_str().unwrap().as_bytes(),
+            bad
+        ));
         assert!(!verify_body(token.as_bytes(), b"{}", expected));
         assert!(!verify_body(token.as_bytes(), body, "zz"));
     }
@@ -108,11 +133,26 @@ mod tests {
         let secret = derived_media_secret("token");
         let t = media_token(&secret, "abc123", 1000);
         assert_eq!(check_media_token(&secret, &t, 999), Ok("abc123"));
-        assert_eq!(check_media_token(&secret, &t, 1001), Err(TokenError::Expired));
-        assert_eq!(check_media_token(&derived_media_secret("other"), &t, 999), Err(TokenError::BadSignature));
+        assert_eq!(
+            check_media_token(&secret, &t, 1001),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            check_media_token(&derived_media_secret("other"), &t, 999),
+            Err(TokenError::BadSignature)
+        );
         let longer = t.replace(".1000.", ".9000.");
-        assert_eq!(check_media_token(&secret, &longer, 999), Err(TokenError::BadSignature));
-        assert_eq!(check_media_token(&secret, "../etc/passwd", 0), Err(TokenError::Malformed));
-        assert_eq!(check_media_token(&secret, "", 0), Err(TokenError::Malformed));
+        assert_eq!(
+            check_media_token(&secret, &longer, 999),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(
+            check_media_token(&secret, "../etc/passwd", 0),
+            Err(TokenError::Malformed)
+        );
+        assert_eq!(
+            check_media_token(&secret, "", 0),
+            Err(TokenError::Malformed)
+        );
     }
 }

@@ -47,7 +47,9 @@ pub struct Api {
 impl Api {
     pub fn new(config: &VkConfig) -> Result<Api, String> {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(u64::from(config.request_timeout_secs.max(1))))
+            .timeout(Duration::from_secs(u64::from(
+                config.request_timeout_secs.max(1),
+            )))
             .connect_timeout(Duration::from_secs(15))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
@@ -73,17 +75,32 @@ impl Api {
             .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
         let status = answer.status();
         if !status.is_success() {
-            return Err(ApiError::Http { status: status.as_u16() });
+            return Err(ApiError::Http {
+                status: status.as_u16(),
+            });
         }
-        let body: Value = answer.json().await.map_err(|e| ApiError::Decode(e.without_url().to_string()))?;
+        let body: Value = answer
+            .json()
+            .await
+            .map_err(|e| ApiError::Decode(e.without_url().to_string()))?;
         envelope(body)
     }
 
     /// Upload one file to an upload server URL VK gave us, as the multipart field `field`.
     /// Upload servers answer plain JSON (`{"server":…,"photo":…,"hash":…}`, `{"file":…}`) or
     /// `{"error": "…"}`.
-    pub async fn upload(&self, url: &str, field: &str, name: &str, mime: &str, bytes: Vec<u8>) -> Result<Value, ApiError> {
-        let part = match reqwest::multipart::Part::bytes(bytes.clone()).file_name(name.to_owned()).mime_str(mime) {
+    pub async fn upload(
+        &self,
+        url: &str,
+        field: &str,
+        name: &str,
+        mime: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Value, ApiError> {
+        let part = match reqwest::multipart::Part::bytes(bytes.clone())
+            .file_name(name.to_owned())
+            .mime_str(mime)
+        {
             Ok(part) => part,
             // A type reqwest cannot parse goes without one, as a browser would send it.
             Err(_) => reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
@@ -98,12 +115,23 @@ impl Api {
             .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
         let status = answer.status();
         if !status.is_success() {
-            return Err(ApiError::Http { status: status.as_u16() });
+            return Err(ApiError::Http {
+                status: status.as_u16(),
+            });
         }
-        let body: Value = answer.json().await.map_err(|e| ApiError::Decode(e.without_url().to_string()))?;
+        let body: Value = answer
+            .json()
+            .await
+            .map_err(|e| ApiError::Decode(e.without_url().to_string()))?;
         if let Some(error) = body.get("error") {
-            let message = error.as_str().map(str::to_owned).unwrap_or_else(|| error.to_string());
-            return Err(ApiError::Vk { code: 0, message: format!("upload refused: {message}") });
+            let message = error
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| error.to_string());
+            return Err(ApiError::Vk {
+                code: 0,
+                message: format!("upload refused: {message}"),
+            });
         }
         Ok(body)
     }
@@ -147,11 +175,17 @@ impl Api {
 pub fn envelope(body: Value) -> Result<Value, ApiError> {
     if let Some(error) = body.get("error") {
         let code = error.get("error_code").and_then(Value::as_i64).unwrap_or(0);
-        let message = error.get("error_msg").and_then(Value::as_str).unwrap_or("unknown error").to_owned();
+        let message = error
+            .get("error_msg")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown error")
+            .to_owned();
         return Err(ApiError::Vk { code, message });
     }
     match body {
-        Value::Object(mut fields) => fields.remove("response").ok_or_else(|| ApiError::Decode("no response member".into())),
+        Value::Object(mut fields) => fields
+            .remove("response")
+            .ok_or_else(|| ApiError::Decode("no response member".into())),
         _ => Err(ApiError::Decode("not a JSON object".into())),
     }
 }
@@ -171,7 +205,10 @@ pub enum FetchError {
 
 /// What an error code means for an outbound item, with VK's text quoted.
 pub fn classify_vk(code: i64, message: &str) -> SendError {
-    let retry = |reason: String, after: Option<Duration>| SendError::Retryable { reason, retry_after: after };
+    let retry = |reason: String, after: Option<Duration>| SendError::Retryable {
+        reason,
+        retry_after: after,
+    };
     let permanent = |reason: String| SendError::Permanent { reason };
     match code {
         6 => retry(format!("VK: too many requests per second ({message})"), Some(Duration::from_secs(1))),
@@ -190,12 +227,21 @@ pub fn classify_vk(code: i64, message: &str) -> SendError {
 pub fn classify(error: ApiError) -> SendError {
     match error {
         ApiError::Vk { code, message } => classify_vk(code, &message),
-        ApiError::Http { status } if status == 429 || status >= 500 => {
-            SendError::Retryable { reason: format!("VK answered HTTP {status}"), retry_after: None }
-        }
-        ApiError::Http { status } => SendError::Permanent { reason: format!("VK answered HTTP {status}") },
-        ApiError::Network(e) => SendError::Retryable { reason: format!("cannot reach VK: {e}"), retry_after: None },
-        ApiError::Decode(e) => SendError::Retryable { reason: format!("unexpected answer from VK: {e}"), retry_after: None },
+        ApiError::Http { status } if status == 429 || status >= 500 => SendError::Retryable {
+            reason: format!("VK answered HTTP {status}"),
+            retry_after: None,
+        },
+        ApiError::Http { status } => SendError::Permanent {
+            reason: format!("VK answered HTTP {status}"),
+        },
+        ApiError::Network(e) => SendError::Retryable {
+            reason: format!("cannot reach VK: {e}"),
+            retry_after: None,
+        },
+        ApiError::Decode(e) => SendError::Retryable {
+            reason: format!("unexpected answer from VK: {e}"),
+            retry_after: None,
+        },
     }
 }
 
@@ -205,22 +251,33 @@ mod tests {
     use serde_json::json;
 
     fn fixture(name: &str) -> Option<Value> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/vk");
-        std::fs::read_to_string(dir.join(name)).ok().and_then(|t| serde_json::from_str(&t).ok())
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/vk");
+        std::fs::read_to_string(dir.join(name))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
     }
 
     #[test]
     fn envelopes_unwrap() {
         assert_eq!(envelope(json!({"response": 6342})).unwrap(), json!(6342));
-        assert!(matches!(envelope(json!({"error": {"error_code": 9, "error_msg": "Flood control"}})), Err(ApiError::Vk { code: 9, .. })));
+        assert!(matches!(
+            envelope(json!({"error": {"error_code": 9, "error_msg": "Flood control"}})),
+            Err(ApiError::Vk { code: 9, .. })
+        ));
         assert!(envelope(json!([1])).is_err());
     }
 
     #[test]
     fn fixture_errors_classify() {
-        let Some(flood) = fixture("error_9_flood_control.json") else { return };
+        let Some(flood) = fixture("error_9_flood_control.json") else {
+            return;
+        };
         match classify(envelope(flood).unwrap_err()) {
-            SendError::Retryable { retry_after, reason } => {
+            SendError::Retryable {
+                retry_after,
+                reason,
+            } => {
                 assert!(retry_after.is_some());
                 assert!(reason.contains("Flood control"));
             }
@@ -228,15 +285,29 @@ mod tests {
         }
         if let Some(perm) = fixture("error_901_no_permission.json") {
             match classify(envelope(perm).unwrap_err()) {
-                SendError::Permanent { reason } => assert!(reason.contains("Can't send messages for users without permission")),
+                SendError::Permanent { reason } => {
+                    assert!(reason.contains("Can't send messages for users without permission"))
+                }
                 other => panic!("{other:?}"),
             }
         }
         if let Some(auth) = fixture("error_5_invalid_token.json") {
-            assert!(matches!(classify(envelope(auth).unwrap_err()), SendError::Permanent { .. }));
+            assert!(matches!(
+                classify(envelope(auth).unwrap_err()),
+                SendError::Permanent { .. }
+            ));
         }
-        assert!(matches!(classify_vk(6, "Too many requests per second"), SendError::Retryable { .. }));
-        assert!(matches!(classify_vk(10, "Internal server error"), SendError::Retryable { .. }));
-        assert!(matches!(classify(ApiError::Http { status: 502 }), SendError::Retryable { .. }));
+        assert!(matches!(
+            classify_vk(6, "Too many requests per second"),
+            SendError::Retryable { .. }
+        ));
+        assert!(matches!(
+            classify_vk(10, "Internal server error"),
+            SendError::Retryable { .. }
+        ));
+        assert!(matches!(
+            classify(ApiError::Http { status: 502 }),
+            SendError::Retryable { .. }
+        ));
     }
 }

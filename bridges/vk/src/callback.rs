@@ -31,11 +31,18 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// The callback route, relative to `/vk`.
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new().route("/callback", post(receive)).with_state(shared)
+    Router::new()
+        .route("/callback", post(receive))
+        .with_state(shared)
 }
 
 fn text(status: StatusCode, body: &str) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body.to_owned()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body.to_owned(),
+    )
+        .into_response()
 }
 
 async fn receive(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
@@ -83,7 +90,9 @@ mod tests {
     use async_trait::async_trait;
     use bytes::Bytes as Data;
     use serde_json::json;
-    use switchboard_channel::{ContactProfile, ConversationKey, Host, HostError, Inbound, MediaRef};
+    use switchboard_channel::{
+        ContactProfile, ConversationKey, Host, HostError, Inbound, MediaRef,
+    };
 
     use crate::config::VkConfig;
 
@@ -97,7 +106,11 @@ mod tests {
     impl Host for TestHost {
         async fn receive(&self, _: Inbound) -> Result<bool, HostError> {
             self.received.fetch_add(1, Ordering::SeqCst);
-            if self.fail { Err(HostError::Store("disk full".into())) } else { Ok(true) }
+            if self.fail {
+                Err(HostError::Store("disk full".into()))
+            } else {
+                Ok(true)
+            }
         }
         async fn typing(&self, _: &ConversationKey, _: &ContactProfile, _: bool) {}
         async fn put_media(&self, _: Data, _: &str, _: &str) -> Result<MediaRef, HostError> {
@@ -112,10 +125,20 @@ mod tests {
         async fn state_put(&self, _: &str, _: &str) -> Result<(), HostError> {
             Ok(())
         }
-        async fn log_append(&self, _: &str, _: &str, _: &serde_json::Value) -> Result<i64, HostError> {
+        async fn log_append(
+            &self,
+            _: &str,
+            _: &str,
+            _: &serde_json::Value,
+        ) -> Result<i64, HostError> {
             Ok(0)
         }
-        async fn log_read(&self, _: &str, _: i64, _: i64) -> Result<Vec<(i64, serde_json::Value)>, HostError> {
+        async fn log_read(
+            &self,
+            _: &str,
+            _: i64,
+            _: i64,
+        ) -> Result<Vec<(i64, serde_json::Value)>, HostError> {
             Ok(Vec::new())
         }
     }
@@ -132,12 +155,29 @@ mod tests {
             profiles: false,
             ..VkConfig::default()
         };
-        let test_host = Arc::new(TestHost { fail, received: AtomicUsize::new(0) });
+        let test_host = Arc::new(TestHost {
+            fail,
+            received: AtomicUsize::new(0),
+        });
         let host: Arc<dyn Host> = test_host.clone();
         let api = crate::api::Api::new(&config).unwrap();
-        let options = inbound::ParseOptions { group_id: 42, chats: true };
-        let out = crate::outbound::Outgoing { api: api.clone(), host: Arc::clone(&host), account: "42".into(), group_id: 42 };
-        let shared = Arc::new(Shared { config, api, host, options, out });
+        let options = inbound::ParseOptions {
+            group_id: 42,
+            chats: true,
+        };
+        let out = crate::outbound::Outgoing {
+            api: api.clone(),
+            host: Arc::clone(&host),
+            account: "42".into(),
+            group_id: 42,
+        };
+        let shared = Arc::new(Shared {
+            config,
+            api,
+            host,
+            options,
+            out,
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/callback", listener.local_addr().unwrap());
         tokio::spawn(async move {
@@ -147,7 +187,12 @@ mod tests {
     }
 
     async fn post(url: &str, body: serde_json::Value) -> (u16, String) {
-        let r = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
+        let r = reqwest::Client::new()
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
@@ -164,14 +209,31 @@ mod tests {
         assert_eq!(post(&url, text_event("s3cret")).await.0, 503);
         assert_eq!(host.received.load(Ordering::SeqCst), 1);
         assert_eq!(post(&url, text_event("s3cre")).await.0, 403);
-        assert_eq!(post(&url, json!({"type": "message_new", "group_id": 42})).await.0, 401);
-        assert_eq!(host.received.load(Ordering::SeqCst), 1, "refused events never reach the store");
+        assert_eq!(
+            post(&url, json!({"type": "message_new", "group_id": 42}))
+                .await
+                .0,
+            401
+        );
+        assert_eq!(
+            host.received.load(Ordering::SeqCst),
+            1,
+            "refused events never reach the store"
+        );
 
         let (url, host) = serve(false).await;
         assert_eq!(post(&url, text_event("s3cret")).await, (200, "ok".into()));
         assert_eq!(host.received.load(Ordering::SeqCst), 1);
-        assert_eq!(post(&url, json!({"type": "confirmation", "group_id": 42})).await, (200, "conf".into()));
-        assert_eq!(post(&url, json!({"type": "confirmation", "group_id": 43})).await.0, 403);
+        assert_eq!(
+            post(&url, json!({"type": "confirmation", "group_id": 42})).await,
+            (200, "conf".into())
+        );
+        assert_eq!(
+            post(&url, json!({"type": "confirmation", "group_id": 43}))
+                .await
+                .0,
+            403
+        );
         // Our own echo: acknowledged, not stored.
         let echo = json!({"type": "message_reply", "group_id": 42, "secret": "s3cret", "object": {"from_id": -42, "peer_id": 7, "out": 1, "conversation_message_id": 4, "text": "hello"}});
         assert_eq!(post(&url, echo).await, (200, "ok".into()));

@@ -76,27 +76,44 @@ pub struct ConfigError {
 }
 
 fn invalid(key: &'static str, reason: &str) -> Result<(), ConfigError> {
-    Err(ConfigError { key, reason: reason.to_owned() })
+    Err(ConfigError {
+        key,
+        reason: reason.to_owned(),
+    })
 }
 
 impl VkConfig {
     /// Check what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.access_token.trim().is_empty() {
-            return invalid("access_token", "is required (a community access token with the messages right)");
+            return invalid(
+                "access_token",
+                "is required (a community access token with the messages right)",
+            );
         }
         if self.group_id == 0 {
             return invalid("group_id", "is required (the community's numeric id)");
         }
         if self.secret.is_empty() {
-            return invalid("secret", "is required: set a secret key on the Callback API server and copy it here");
+            return invalid(
+                "secret",
+                "is required: set a secret key on the Callback API server and copy it here",
+            );
         }
         if self.confirmation.is_empty() {
-            return invalid("confirmation", "is required: the string the Callback API settings page asks to return");
+            return invalid(
+                "confirmation",
+                "is required: the string the Callback API settings page asks to return",
+            );
         }
         match url::Url::parse(&self.api_url) {
             Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && !u.cannot_be_a_base() => {}
-            _ => return invalid("api_url", "must be an http(s) URL such as https://api.vk.com/method"),
+            _ => {
+                return invalid(
+                    "api_url",
+                    "must be an http(s) URL such as https://api.vk.com/method",
+                )
+            }
         }
         if self.request_timeout_secs == 0 {
             return invalid("request_timeout_secs", "must be at least 1");
@@ -133,15 +150,31 @@ mod tests {
         assert_eq!(VkConfig::default().api_url, DEFAULT_API_URL);
         assert_eq!(VkConfig::default().api_version, "5.199");
         assert!(good().validate().is_ok());
-        let e = VkConfig { secret: String::new(), ..good() }.validate().unwrap_err();
+        let e = VkConfig {
+            secret: String::new(),
+            ..good()
+        }
+        .validate()
+        .unwrap_err();
         assert!(e.to_string().contains("channels.vk.secret"));
-        assert!(VkConfig { group_id: 0, ..good() }.validate().is_err());
-        assert!(VkConfig { api_url: "ftp://x".into(), ..good() }.validate().is_err());
+        assert!(VkConfig {
+            group_id: 0,
+            ..good()
+        }
+        .validate()
+        .is_err());
+        assert!(VkConfig {
+            api_url: "ftp://x".into(),
+            ..good()
+        }
+        .validate()
+        .is_err());
     }
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let err = serde_json::from_value::<VkConfig>(serde_json::json!({"grop_id": 1})).unwrap_err();
+        let err =
+            serde_json::from_value::<VkConfig>(serde_json::json!({"grop_id": 1})).unwrap_err();
         assert!(err.to_string().contains("grop_id"));
     }
 }

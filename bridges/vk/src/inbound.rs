@@ -27,7 +27,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::Value;
-use switchboard_channel::{Attachment, ContactProfile, Content, ConversationKey, Host, HostError, Inbound, InboundEvent, MediaRef};
+use switchboard_channel::{
+    Attachment, ContactProfile, Content, ConversationKey, Host, HostError, Inbound, InboundEvent,
+    MediaRef,
+};
 
 use crate::api::{Api, FetchError};
 
@@ -67,11 +70,24 @@ pub struct Parsed {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ParsedKind {
-    Message { remote_id: String, text: String, files: Vec<RemoteFile>, reply_to: Option<String> },
-    Edit { remote_id: String, text: String },
-    Read { remote_id: String },
+    Message {
+        remote_id: String,
+        text: String,
+        files: Vec<RemoteFile>,
+        reply_to: Option<String>,
+    },
+    Edit {
+        remote_id: String,
+        text: String,
+    },
+    Read {
+        remote_id: String,
+    },
     Typing,
-    Notice { remote_id: String, text: String },
+    Notice {
+        remote_id: String,
+        text: String,
+    },
 }
 
 /// What one callback asks of us.
@@ -99,7 +115,10 @@ pub fn head(body: &Value) -> Option<Head> {
     Some(Head {
         kind,
         group_id: body.get("group_id").and_then(int),
-        secret: body.get("secret").and_then(Value::as_str).map(str::to_owned),
+        secret: body
+            .get("secret")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     })
 }
 
@@ -120,7 +139,10 @@ fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn ms(date: Option<i64>) -> i64 {
@@ -132,7 +154,10 @@ fn ms(date: Option<i64>) -> i64 {
 
 /// Parse a raw callback body (after its secret was checked). `Err` for JSON that is not a
 /// callback.
-pub fn parse_callback_json(body: &[u8], options: &ParseOptions) -> Result<Callback, serde_json::Error> {
+pub fn parse_callback_json(
+    body: &[u8],
+    options: &ParseOptions,
+) -> Result<Callback, serde_json::Error> {
     let value: Value = serde_json::from_slice(body)?;
     if head(&value).is_none() {
         return Err(serde::de::Error::missing_field("type"));
@@ -142,7 +167,9 @@ pub fn parse_callback_json(body: &[u8], options: &ParseOptions) -> Result<Callba
 
 /// What one callback means.
 pub fn parse_event(body: &Value, options: &ParseOptions) -> Callback {
-    let Some(head) = head(body) else { return Callback::Ignored("not a callback") };
+    let Some(head) = head(body) else {
+        return Callback::Ignored("not a callback");
+    };
     let object = body.get("object").cloned().unwrap_or(Value::Null);
     let event_id = s(body, "event_id").map(str::to_owned);
     match head.kind.as_str() {
@@ -158,11 +185,22 @@ pub fn parse_event(body: &Value, options: &ParseOptions) -> Callback {
         "message_reply" => Callback::Ignored("our own message echoed back"),
         "message_edit" => message_edit(&object, options, event_id.as_deref()),
         "message_read" => {
-            let (Some(peer), Some(cmid)) = (i(&object, "peer_id"), i(&object, "conversation_message_id")) else {
+            let (Some(peer), Some(cmid)) =
+                (i(&object, "peer_id"), i(&object, "conversation_message_id"))
+            else {
                 return Callback::Ignored("a read mark without a peer or message");
             };
             let user = i(&object, "from_id").unwrap_or(peer);
-            event(options, peer, user, now_ms(), format!("read:{peer}:{cmid}"), ParsedKind::Read { remote_id: cmid.to_string() })
+            event(
+                options,
+                peer,
+                user,
+                now_ms(),
+                format!("read:{peer}:{cmid}"),
+                ParsedKind::Read {
+                    remote_id: cmid.to_string(),
+                },
+            )
         }
         "message_typing_state" => {
             let (Some(user), Some(state)) = (i(&object, "from_id"), s(&object, "state")) else {
@@ -172,13 +210,27 @@ pub fn parse_event(body: &Value, options: &ParseOptions) -> Callback {
                 return Callback::Ignored("not typing");
             }
             let peer = user; // typing states are sent for private chats only
-            event(options, peer, user, now_ms(), format!("typing:{peer}:{}", event_id.unwrap_or_default()), ParsedKind::Typing)
+            event(
+                options,
+                peer,
+                user,
+                now_ms(),
+                format!("typing:{peer}:{}", event_id.unwrap_or_default()),
+                ParsedKind::Typing,
+            )
         }
         other => notice_event(other, &object, options, event_id.as_deref()),
     }
 }
 
-fn event(options: &ParseOptions, peer: i64, user: i64, timestamp_ms: i64, dedup_key: String, kind: ParsedKind) -> Callback {
+fn event(
+    options: &ParseOptions,
+    peer: i64,
+    user: i64,
+    timestamp_ms: i64,
+    dedup_key: String,
+    kind: ParsedKind,
+) -> Callback {
     if user <= 0 || peer <= 0 {
         return Callback::Ignored("not from a VK user");
     }
@@ -187,7 +239,10 @@ fn event(options: &ParseOptions, peer: i64, user: i64, timestamp_ms: i64, dedup_
         return Callback::Ignored("group chats are not bridged");
     }
     Callback::Event(Box::new(Parsed {
-        conversation: ConversationKey { account: options.group_id.to_string(), chat: peer.to_string() },
+        conversation: ConversationKey {
+            account: options.group_id.to_string(),
+            chat: peer.to_string(),
+        },
         user_id: user,
         in_chat,
         timestamp_ms,
@@ -200,7 +255,10 @@ fn event(options: &ParseOptions, peer: i64, user: i64, timestamp_ms: i64, dedup_
 /// attachments named), its files, and the attachments it had that we could not show.
 fn content_of(m: &Value) -> (String, Vec<RemoteFile>, usize) {
     let mut lines: Vec<String> = Vec::new();
-    if let Some(text) = s(m, "text").or_else(|| s(m, "body")).filter(|t| !t.is_empty()) {
+    if let Some(text) = s(m, "text")
+        .or_else(|| s(m, "body"))
+        .filter(|t| !t.is_empty())
+    {
         lines.push(text.to_owned());
     }
     let mut files = Vec::new();
@@ -219,7 +277,9 @@ fn content_of(m: &Value) -> (String, Vec<RemoteFile>, usize) {
     if let Some(forwarded) = m.get("fwd_messages").and_then(Value::as_array) {
         for f in forwarded.iter().take(20) {
             let (text, inner, _) = content_of_shallow(f);
-            let who = i(f, "from_id").map(|id| format!("id{id}")).unwrap_or_default();
+            let who = i(f, "from_id")
+                .map(|id| format!("id{id}"))
+                .unwrap_or_default();
             let mut quoted = format!("> Forwarded from {who}:");
             for l in text.lines() {
                 quoted.push_str("\n> ");
@@ -237,7 +297,10 @@ fn content_of(m: &Value) -> (String, Vec<RemoteFile>, usize) {
 /// A forwarded message's text and how many attachments it had (not fetched, not recursed).
 fn content_of_shallow(m: &Value) -> (String, usize, ()) {
     let text = s(m, "text").unwrap_or("").to_owned();
-    let n = m.get("attachments").and_then(Value::as_array).map_or(0, Vec::len);
+    let n = m
+        .get("attachments")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     (text, n, ())
 }
 
@@ -255,8 +318,14 @@ pub fn safe_file_name(name: &str) -> String {
     };
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = base.chars().filter(|c| !invisible(*c)).take(200).collect();
-    let cleaned = cleaned.trim_start_matches(|c: char| c == '.' || c.is_whitespace()).trim_end();
-    if cleaned.is_empty() { "file".into() } else { cleaned.to_owned() }
+    let cleaned = cleaned
+        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
+        .trim_end();
+    if cleaned.is_empty() {
+        "file".into()
+    } else {
+        cleaned.to_owned()
+    }
 }
 
 /// The mime type for a document's extension.
@@ -283,7 +352,10 @@ pub fn mime_for_ext(ext: &str) -> &'static str {
 
 /// Width × height of a size, never overflowing on hostile numbers.
 fn area(size: &Value) -> i64 {
-    i(size, "width").unwrap_or(0).max(0).saturating_mul(i(size, "height").unwrap_or(0).max(0))
+    i(size, "width")
+        .unwrap_or(0)
+        .max(0)
+        .saturating_mul(i(size, "height").unwrap_or(0).max(0))
 }
 
 /// The largest of a list of sizes (`[{url, width, height}]`).
@@ -302,16 +374,28 @@ fn attachment(a: &Value) -> Attached {
     let id = i(body, "id").unwrap_or(0);
     let owner = i(body, "owner_id").unwrap_or(0);
     let file = |url: &str, name: String, mime: &str, size: Option<u64>| {
-        Attached::File(RemoteFile { url: url.to_owned(), name: safe_file_name(&name), mime: mime.to_owned(), size })
+        Attached::File(RemoteFile {
+            url: url.to_owned(),
+            name: safe_file_name(&name),
+            mime: mime.to_owned(),
+            size,
+        })
     };
     match kind {
         "photo" => {
             let from_sizes = body.get("sizes").and_then(|sz| {
                 let url = largest(sz)?;
-                let area = sz.as_array()?.iter().filter(|x| s(x, "url") == Some(url)).map(area).next()?;
+                let area = sz
+                    .as_array()?
+                    .iter()
+                    .filter(|x| s(x, "url") == Some(url))
+                    .map(area)
+                    .next()?;
                 Some((url, area))
             });
-            let orig = body.get("orig_photo").and_then(|o| Some((s(o, "url")?, area(o))));
+            let orig = body
+                .get("orig_photo")
+                .and_then(|o| Some((s(o, "url")?, area(o))));
             let best = match (from_sizes, orig) {
                 (Some(a), Some(b)) => Some(if b.1 > a.1 { b.0 } else { a.0 }),
                 (a, b) => a.or(b).map(|x| x.0),
@@ -324,7 +408,11 @@ fn attachment(a: &Value) -> Attached {
         "doc" => {
             let title = s(body, "title").unwrap_or("document");
             let ext = s(body, "ext").unwrap_or("");
-            let name = if ext.is_empty() || title.to_ascii_lowercase().ends_with(&format!(".{}", ext.to_ascii_lowercase())) {
+            let name = if ext.is_empty()
+                || title
+                    .to_ascii_lowercase()
+                    .ends_with(&format!(".{}", ext.to_ascii_lowercase()))
+            {
                 title.to_owned()
             } else {
                 format!("{title}.{ext}")
@@ -342,7 +430,11 @@ fn attachment(a: &Value) -> Attached {
         },
         "sticker" => {
             let sticker_id = i(body, "sticker_id").unwrap_or(0);
-            match body.get("images").and_then(largest).or_else(|| body.get("images_with_background").and_then(largest)) {
+            match body
+                .get("images")
+                .and_then(largest)
+                .or_else(|| body.get("images_with_background").and_then(largest))
+            {
                 Some(url) => file(url, format!("sticker_{sticker_id}.png"), "image/png", None),
                 None => Attached::Line("[sticker]".into()),
             }
@@ -351,10 +443,15 @@ fn attachment(a: &Value) -> Attached {
             Some(url) => file(url, format!("graffiti_{id}.png"), "image/png", None),
             None => Attached::Line("[graffiti]".into()),
         },
-        "link" => Attached::Line(s(body, "url").map_or_else(|| "[link]".to_owned(), |u| format!("[link: {u}]"))),
+        "link" => Attached::Line(
+            s(body, "url").map_or_else(|| "[link]".to_owned(), |u| format!("[link: {u}]")),
+        ),
         "video" => Attached::Line(format!("[video: https://vk.com/video{owner}_{id}]")),
         "wall" => {
-            let owner = i(body, "owner_id").or_else(|| i(body, "to_id")).or_else(|| i(body, "from_id")).unwrap_or(0);
+            let owner = i(body, "owner_id")
+                .or_else(|| i(body, "to_id"))
+                .or_else(|| i(body, "from_id"))
+                .unwrap_or(0);
             Attached::Line(format!("[wall post: https://vk.com/wall{owner}_{id}]"))
         }
         "audio" => {
@@ -377,7 +474,10 @@ fn message_new(m: &Value, options: &ParseOptions) -> Callback {
     if from == -options.group_id || i(m, "out") == Some(1) {
         return Callback::Ignored("our own message");
     }
-    let Some(cmid) = i(m, "conversation_message_id").filter(|c| *c > 0).or_else(|| i(m, "id").filter(|c| *c > 0)) else {
+    let Some(cmid) = i(m, "conversation_message_id")
+        .filter(|c| *c > 0)
+        .or_else(|| i(m, "id").filter(|c| *c > 0))
+    else {
         return Callback::Ignored("a message without an id");
     };
     let (mut text, files, unsupported) = content_of(m);
@@ -386,7 +486,11 @@ fn message_new(m: &Value, options: &ParseOptions) -> Callback {
         match i(r, "conversation_message_id").filter(|c| *c > 0) {
             Some(c) if i(r, "peer_id").is_none_or(|p| p == peer) => reply_to = Some(c.to_string()),
             _ => {
-                let quoted: String = s(r, "text").unwrap_or("").lines().map(|l| format!("> {l}\n")).collect();
+                let quoted: String = s(r, "text")
+                    .unwrap_or("")
+                    .lines()
+                    .map(|l| format!("> {l}\n"))
+                    .collect();
                 text = format!("{quoted}{text}");
             }
         }
@@ -396,11 +500,26 @@ fn message_new(m: &Value, options: &ParseOptions) -> Callback {
         // Only things we cannot show: a notice naming them, never an "unanswered" message.
         ParsedKind::Notice { remote_id, text }
     } else if files.is_empty() && text.is_empty() {
-        ParsedKind::Notice { remote_id, text: "[an empty VK message]".into() }
+        ParsedKind::Notice {
+            remote_id,
+            text: "[an empty VK message]".into(),
+        }
     } else {
-        ParsedKind::Message { remote_id, text, files, reply_to }
+        ParsedKind::Message {
+            remote_id,
+            text,
+            files,
+            reply_to,
+        }
     };
-    event(options, peer, from, ms(i(m, "date")), format!("msg:{peer}:{cmid}"), kind)
+    event(
+        options,
+        peer,
+        from,
+        ms(i(m, "date")),
+        format!("msg:{peer}:{cmid}"),
+        kind,
+    )
 }
 
 /// API versions before 5.103 (`object` is the message, `user_id` + `body`).
@@ -412,16 +531,34 @@ fn legacy_message_new(m: &Value, options: &ParseOptions) -> Callback {
     if i(m, "out") == Some(1) {
         return Callback::Ignored("our own message");
     }
-    let Some(id) = i(m, "conversation_message_id").or_else(|| i(m, "id")).filter(|c| *c > 0) else {
+    let Some(id) = i(m, "conversation_message_id")
+        .or_else(|| i(m, "id"))
+        .filter(|c| *c > 0)
+    else {
         return Callback::Ignored("a message without an id");
     };
     let (text, files, _) = content_of(m);
     let kind = if files.is_empty() && text.is_empty() {
-        ParsedKind::Notice { remote_id: id.to_string(), text: "[an empty VK message]".into() }
+        ParsedKind::Notice {
+            remote_id: id.to_string(),
+            text: "[an empty VK message]".into(),
+        }
     } else {
-        ParsedKind::Message { remote_id: id.to_string(), text, files, reply_to: None }
+        ParsedKind::Message {
+            remote_id: id.to_string(),
+            text,
+            files,
+            reply_to: None,
+        }
     };
-    event(options, peer, user, ms(i(m, "date")), format!("msg:{peer}:{id}"), kind)
+    event(
+        options,
+        peer,
+        user,
+        ms(i(m, "date")),
+        format!("msg:{peer}:{id}"),
+        kind,
+    )
 }
 
 fn message_edit(m: &Value, options: &ParseOptions, event_id: Option<&str>) -> Callback {
@@ -440,27 +577,61 @@ fn message_edit(m: &Value, options: &ParseOptions, event_id: Option<&str>) -> Ca
         .or_else(|| i(m, "update_time").map(|t| t.to_string()))
         .unwrap_or_else(|| i(m, "date").unwrap_or(0).to_string());
     let at = ms(i(m, "update_time").or_else(|| i(m, "date")));
-    event(options, peer, from, at, format!("edit:{peer}:{cmid}:{version}"), ParsedKind::Edit { remote_id: cmid.to_string(), text })
+    event(
+        options,
+        peer,
+        from,
+        at,
+        format!("edit:{peer}:{cmid}:{version}"),
+        ParsedKind::Edit {
+            remote_id: cmid.to_string(),
+            text,
+        },
+    )
 }
 
 /// Any other event: a notice in the customer's room when it names a customer, else dropped.
-fn notice_event(kind: &str, object: &Value, options: &ParseOptions, event_id: Option<&str>) -> Callback {
-    let Some(user) = i(object, "user_id").or_else(|| i(object, "from_id")).filter(|u| *u > 0) else {
+fn notice_event(
+    kind: &str,
+    object: &Value,
+    options: &ParseOptions,
+    event_id: Option<&str>,
+) -> Callback {
+    let Some(user) = i(object, "user_id")
+        .or_else(|| i(object, "from_id"))
+        .filter(|u| *u > 0)
+    else {
         return Callback::Ignored("an event about no customer");
     };
     let peer = i(object, "peer_id").unwrap_or(user);
     let text = match kind {
-        "message_deny" => "The customer no longer allows messages from the community; replies will fail.".to_owned(),
+        "message_deny" => {
+            "The customer no longer allows messages from the community; replies will fail."
+                .to_owned()
+        }
         "message_allow" => "The customer allowed messages from the community.".to_owned(),
         "message_event" => {
-            let payload = object.get("payload").map(Value::to_string).unwrap_or_default();
+            let payload = object
+                .get("payload")
+                .map(Value::to_string)
+                .unwrap_or_default();
             format!("[VK button pressed: {payload}]")
         }
         other => format!("[VK event {other}]"),
     };
-    let key = event_id.map_or_else(|| format!("{kind}:{peer}:{}", now_ms()), |e| format!("event:{e}"));
+    let key = event_id.map_or_else(
+        || format!("{kind}:{peer}:{}", now_ms()),
+        |e| format!("event:{e}"),
+    );
     let remote_id = format!("event:{}", event_id.unwrap_or(kind));
-    event(options, peer, user, now_ms(), key, ParsedKind::Notice { remote_id, text })
+    event(
+        options,
+        peer,
+        user,
+        now_ms(),
+        key,
+        ParsedKind::Notice { remote_id, text },
+    )
 }
 
 /// Why an event could not be stored.
@@ -482,14 +653,26 @@ pub async fn realize(
 ) -> Result<Option<Inbound>, RealizeError> {
     let prefix = |text: String| -> String {
         if parsed.in_chat {
-            let name = sender.display_name.clone().unwrap_or_else(|| format!("id{}", parsed.user_id));
-            if text.is_empty() { text } else { format!("{name}: {text}") }
+            let name = sender
+                .display_name
+                .clone()
+                .unwrap_or_else(|| format!("id{}", parsed.user_id));
+            if text.is_empty() {
+                text
+            } else {
+                format!("{name}: {text}")
+            }
         } else {
             text
         }
     };
     let event = match parsed.kind.clone() {
-        ParsedKind::Message { remote_id, text, files, reply_to } => {
+        ParsedKind::Message {
+            remote_id,
+            text,
+            files,
+            reply_to,
+        } => {
             let mut lines = vec![text];
             let mut attachments = Vec::new();
             for f in files {
@@ -500,28 +683,60 @@ pub async fn realize(
                 match api.download(&f.url, max_download).await {
                     Ok(bytes) => {
                         let size = bytes.len() as u64;
-                        let media: MediaRef = host.put_media(Bytes::from(bytes), &f.mime, &f.name).await?;
-                        attachments.push(Attachment { media, name: f.name, mime: f.mime, size });
+                        let media: MediaRef =
+                            host.put_media(Bytes::from(bytes), &f.mime, &f.name).await?;
+                        attachments.push(Attachment {
+                            media,
+                            name: f.name,
+                            mime: f.mime,
+                            size,
+                        });
                     }
                     Err(FetchError::Transient(e)) => return Err(RealizeError::Fetch(e)),
-                    Err(FetchError::TooLarge) => lines.push(format!("[file too large to fetch: {}]", f.name)),
+                    Err(FetchError::TooLarge) => {
+                        lines.push(format!("[file too large to fetch: {}]", f.name))
+                    }
                     Err(FetchError::Refused(e)) => {
                         tracing::info!(error = %e, name = %f.name, "vk: attachment not available");
                         lines.push(format!("[file not available: {}]", f.name));
                     }
                 }
             }
-            let text = lines.into_iter().filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n");
-            let text = if parsed.in_chat && !text.is_empty() { prefix(text) } else { text };
-            InboundEvent::Message { remote_id, content: Content { text, html: None, attachments }, reply_to }
+            let text = lines
+                .into_iter()
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("\n");
+            let text = if parsed.in_chat && !text.is_empty() {
+                prefix(text)
+            } else {
+                text
+            };
+            InboundEvent::Message {
+                remote_id,
+                content: Content {
+                    text,
+                    html: None,
+                    attachments,
+                },
+                reply_to,
+            }
         }
-        ParsedKind::Edit { remote_id, text } => {
-            InboundEvent::Edit { remote_id, content: Content { text: prefix(text), ..Content::default() } }
-        }
+        ParsedKind::Edit { remote_id, text } => InboundEvent::Edit {
+            remote_id,
+            content: Content {
+                text: prefix(text),
+                ..Content::default()
+            },
+        },
         ParsedKind::Read { remote_id } => InboundEvent::Read { remote_id },
-        ParsedKind::Notice { remote_id, text } => {
-            InboundEvent::Notice { remote_id, content: Content { text: prefix(text), ..Content::default() } }
-        }
+        ParsedKind::Notice { remote_id, text } => InboundEvent::Notice {
+            remote_id,
+            content: Content {
+                text: prefix(text),
+                ..Content::default()
+            },
+        },
         ParsedKind::Typing => {
             host.typing(&parsed.conversation, &sender, true).await;
             return Ok(None);
@@ -542,11 +757,15 @@ mod tests {
     use super::*;
 
     fn options() -> ParseOptions {
-        ParseOptions { group_id: 193668024, chats: true }
+        ParseOptions {
+            group_id: 193668024,
+            chats: true,
+        }
     }
 
     fn fixture(name: &str) -> Option<Vec<u8>> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/vk");
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/vk");
         std::fs::read(dir.join(name)).ok()
     }
 
@@ -563,27 +782,55 @@ mod tests {
 
     #[test]
     fn confirmation_and_echo() {
-        let Some(c) = parsed("callback_confirmation.json") else { return };
+        let Some(c) = parsed("callback_confirmation.json") else {
+            return;
+        };
         assert_eq!(c, Callback::Confirmation);
-        assert_eq!(parsed("callback_confirmation_full.json"), Some(Callback::Confirmation));
-        assert!(matches!(parsed("callback_message_reply.json"), Some(Callback::Ignored(_))));
+        assert_eq!(
+            parsed("callback_confirmation_full.json"),
+            Some(Callback::Confirmation)
+        );
+        assert!(matches!(
+            parsed("callback_message_reply.json"),
+            Some(Callback::Ignored(_))
+        ));
     }
 
     #[test]
     fn text_message() {
-        let Some(c) = parsed("callback_message_new_text.json") else { return };
+        let Some(c) = parsed("callback_message_new_text.json") else {
+            return;
+        };
         let p = event_of(c);
-        assert_eq!(p.conversation, ConversationKey { account: "193668024".into(), chat: "228970688".into() });
+        assert_eq!(
+            p.conversation,
+            ConversationKey {
+                account: "193668024".into(),
+                chat: "228970688".into()
+            }
+        );
         assert_eq!(p.user_id, 228970688);
         assert_eq!(p.timestamp_ms, 1586054794000);
         assert_eq!(p.dedup_key, "msg:228970688:127");
-        assert_eq!(p.kind, ParsedKind::Message { remote_id: "127".into(), text: "ПриВеТ".into(), files: vec![], reply_to: None });
+        assert_eq!(
+            p.kind,
+            ParsedKind::Message {
+                remote_id: "127".into(),
+                text: "ПриВеТ".into(),
+                files: vec![],
+                reply_to: None
+            }
+        );
     }
 
     #[test]
     fn doc_and_photo_take_the_largest_size() {
-        let Some(c) = parsed("callback_message_new_doc_and_photo.json") else { return };
-        let ParsedKind::Message { text, files, .. } = event_of(c).kind else { panic!() };
+        let Some(c) = parsed("callback_message_new_doc_and_photo.json") else {
+            return;
+        };
+        let ParsedKind::Message { text, files, .. } = event_of(c).kind else {
+            panic!()
+        };
         assert_eq!(text, "Документы во вложении");
         assert_eq!(files.len(), 2);
         assert_eq!(files[0].name, "Счёт №15.pdf");
@@ -595,8 +842,15 @@ mod tests {
 
     #[test]
     fn voice_reply_to_our_message() {
-        let Some(c) = parsed("callback_message_new_audio_message_reply.json") else { return };
-        let ParsedKind::Message { files, reply_to, .. } = event_of(c).kind else { panic!() };
+        let Some(c) = parsed("callback_message_new_audio_message_reply.json") else {
+            return;
+        };
+        let ParsedKind::Message {
+            files, reply_to, ..
+        } = event_of(c).kind
+        else {
+            panic!()
+        };
         assert_eq!(reply_to.as_deref(), Some("127"));
         assert_eq!(files[0].mime, "audio/ogg");
         assert!(files[0].url.ends_with(".ogg"));
@@ -604,9 +858,16 @@ mod tests {
 
     #[test]
     fn read_mark_and_button_notice() {
-        let Some(c) = parsed("callback_message_read.json") else { return };
+        let Some(c) = parsed("callback_message_read.json") else {
+            return;
+        };
         let p = event_of(c);
-        assert_eq!(p.kind, ParsedKind::Read { remote_id: "130".into() });
+        assert_eq!(
+            p.kind,
+            ParsedKind::Read {
+                remote_id: "130".into()
+            }
+        );
         assert_eq!(p.dedup_key, "read:228970688:130");
         let p = event_of(parsed("callback_message_event_button.json").unwrap());
         assert!(matches!(p.kind, ParsedKind::Notice { ref text, .. } if text.contains("confirm")));
@@ -614,23 +875,49 @@ mod tests {
 
     #[test]
     fn legacy_payload_still_reads() {
-        let Some(c) = parsed("callback_message_new_doc_legacy_api_5_80.json") else { return };
+        let Some(c) = parsed("callback_message_new_doc_legacy_api_5_80.json") else {
+            return;
+        };
         let p = event_of(c);
         assert_eq!(p.conversation.chat, "207690737");
-        let ParsedKind::Message { files, .. } = p.kind else { panic!() };
+        let ParsedKind::Message { files, .. } = p.kind else {
+            panic!()
+        };
         assert_eq!(files[0].name, "PDF.pdf");
     }
 
     #[test]
     fn chat_messages_and_wall_posts() {
-        let Some(body) = fixture("longpoll_message_new_wall_repost_chat.json") else { return };
+        let Some(body) = fixture("longpoll_message_new_wall_repost_chat.json") else {
+            return;
+        };
         let v: Value = serde_json::from_slice(&body).unwrap();
         let update = &v["updates"][0];
-        let p = event_of(parse_event(update, &ParseOptions { group_id: 183287114, chats: true }));
+        let p = event_of(parse_event(
+            update,
+            &ParseOptions {
+                group_id: 183287114,
+                chats: true,
+            },
+        ));
         assert!(p.in_chat);
-        let ParsedKind::Message { text, .. } = p.kind else { panic!() };
-        assert!(text.contains("[wall post: https://vk.com/wall212080679_3362]"), "{text}");
-        assert!(matches!(parse_event(update, &ParseOptions { group_id: 183287114, chats: false }), Callback::Ignored(_)));
+        let ParsedKind::Message { text, .. } = p.kind else {
+            panic!()
+        };
+        assert!(
+            text.contains("[wall post: https://vk.com/wall212080679_3362]"),
+            "{text}"
+        );
+        assert!(matches!(
+            parse_event(
+                update,
+                &ParseOptions {
+                    group_id: 183287114,
+                    chats: false
+                }
+            ),
+            Callback::Ignored(_)
+        ));
     }
 
     #[test]
@@ -638,25 +925,77 @@ mod tests {
         let body = br#"{"type":"message_new","group_id":1,"object":{"message":{"peer_id":5,"from_id":5,"conversation_message_id":9,"text":"",
             "attachments":[{"type":"sticker","sticker":{"sticker_id":163,"images":[{"url":"https://v/s128.png","width":128,"height":128},{"url":"https://v/s512.png","width":512,"height":512}]}},
                            {"type":"link","link":{"url":"https://example.com/a"}}]}}}"#;
-        let p = event_of(parse_callback_json(body, &ParseOptions { group_id: 1, chats: true }).unwrap());
-        let ParsedKind::Message { text, files, .. } = p.kind else { panic!() };
+        let p = event_of(
+            parse_callback_json(
+                body,
+                &ParseOptions {
+                    group_id: 1,
+                    chats: true,
+                },
+            )
+            .unwrap(),
+        );
+        let ParsedKind::Message { text, files, .. } = p.kind else {
+            panic!()
+        };
         assert_eq!(files[0].url, "https://v/s512.png");
         assert_eq!(files[0].mime, "image/png");
         assert_eq!(text, "[link: https://example.com/a]");
         let only_wall = br#"{"type":"message_new","group_id":1,"object":{"message":{"peer_id":5,"from_id":5,"conversation_message_id":10,"text":"",
             "attachments":[{"type":"wall","wall":{"id":3,"owner_id":-7}}]}}}"#;
-        let p = event_of(parse_callback_json(only_wall, &ParseOptions { group_id: 1, chats: true }).unwrap());
-        assert_eq!(p.kind, ParsedKind::Notice { remote_id: "10".into(), text: "[wall post: https://vk.com/wall-7_3]".into() });
+        let p = event_of(
+            parse_callback_json(
+                only_wall,
+                &ParseOptions {
+                    group_id: 1,
+                    chats: true,
+                },
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            p.kind,
+            ParsedKind::Notice {
+                remote_id: "10".into(),
+                text: "[wall post: https://vk.com/wall-7_3]".into()
+            }
+        );
         let typing = br#"{"type":"message_typing_state","group_id":1,"event_id":"t1","object":{"state":"typing","from_id":5,"to_id":-1}}"#;
-        assert_eq!(event_of(parse_callback_json(typing, &ParseOptions { group_id: 1, chats: true }).unwrap()).kind, ParsedKind::Typing);
+        assert_eq!(
+            event_of(
+                parse_callback_json(
+                    typing,
+                    &ParseOptions {
+                        group_id: 1,
+                        chats: true
+                    }
+                )
+                .unwrap()
+            )
+            .kind,
+            ParsedKind::Typing
+        );
         let own = br#"{"type":"message_new","group_id":1,"object":{"message":{"peer_id":5,"from_id":-1,"conversation_message_id":11,"text":"x"}}}"#;
-        assert!(matches!(parse_callback_json(own, &ParseOptions { group_id: 1, chats: true }).unwrap(), Callback::Ignored(_)));
+        assert!(matches!(
+            parse_callback_json(
+                own,
+                &ParseOptions {
+                    group_id: 1,
+                    chats: true
+                }
+            )
+            .unwrap(),
+            Callback::Ignored(_)
+        ));
     }
 
     #[test]
     fn garbage_is_not_a_panic() {
         let huge = br#"{"type":"message_new","object":{"message":{"peer_id":1,"from_id":1,"conversation_message_id":1,"attachments":[{"type":"photo","photo":{"sizes":[{"url":"a","width":9223372036854775807,"height":9223372036854775807}],"orig_photo":{"url":"b","width":-9223372036854775808,"height":2}}}]}}}"#;
-        assert!(matches!(parse_callback_json(huge, &options()), Ok(Callback::Event(_))));
+        assert!(matches!(
+            parse_callback_json(huge, &options()),
+            Ok(Callback::Event(_))
+        ));
         for body in [&b"{}"[..], b"[]", b"null", b"{\"type\":5}", b"{\"type\":\"message_new\",\"object\":{\"message\":7}}",
                      b"{\"type\":\"message_new\",\"object\":{\"message\":{\"peer_id\":\"x\",\"from_id\":1e300}}}"] {
             let _ = parse_callback_json(body, &options());

@@ -25,7 +25,8 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use axum::Router;
 use switchboard_channel::{
-    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound, SendError,
+    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound,
+    SendError,
 };
 
 pub mod api;
@@ -50,7 +51,10 @@ pub(crate) struct Shared {
 
 /// Store one parsed callback (fetching its files and the sender's profile first). `Ok` means it
 /// is durably stored or needs nothing; only then may the callback be answered `ok`.
-pub(crate) async fn handle(shared: &Shared, callback: inbound::Callback) -> Result<(), inbound::RealizeError> {
+pub(crate) async fn handle(
+    shared: &Shared,
+    callback: inbound::Callback,
+) -> Result<(), inbound::RealizeError> {
     let parsed = match callback {
         inbound::Callback::Event(p) => *p,
         inbound::Callback::Ignored(why) => {
@@ -60,7 +64,15 @@ pub(crate) async fn handle(shared: &Shared, callback: inbound::Callback) -> Resu
         inbound::Callback::Confirmation => return Ok(()),
     };
     let sender = profile::profile(shared, parsed.user_id).await;
-    let Some(inbound) = inbound::realize(parsed, sender, &shared.api, &shared.host, shared.config.max_download_size).await? else {
+    let Some(inbound) = inbound::realize(
+        parsed,
+        sender,
+        &shared.api,
+        &shared.host,
+        shared.config.max_download_size,
+    )
+    .await?
+    else {
         return Ok(());
     };
     let key = inbound.dedup_key.clone();
@@ -77,7 +89,10 @@ pub struct Vk {
 
 impl Vk {
     pub fn new(config: VkConfig) -> Self {
-        Self { config, shared: OnceLock::new() }
+        Self {
+            config,
+            shared: OnceLock::new(),
+        }
     }
 
     pub fn config(&self) -> &VkConfig {
@@ -112,12 +127,29 @@ impl Channel for Vk {
             tracing::info!("vk: disabled in the configuration");
             return Ok(None);
         }
-        self.config.validate().map_err(|e| ChannelError::Config(e.to_string()))?;
+        self.config
+            .validate()
+            .map_err(|e| ChannelError::Config(e.to_string()))?;
         let api = api::Api::new(&self.config).map_err(ChannelError::Config)?;
-        let group_id = i64::try_from(self.config.group_id).map_err(|_| ChannelError::Config("channels.vk.group_id: too large".into()))?;
-        let options = inbound::ParseOptions { group_id, chats: self.config.chats };
-        let out = outbound::Outgoing { api: api.clone(), host: Arc::clone(&host), account: self.config.account(), group_id };
-        let shared = Arc::new(Shared { config: self.config.clone(), api, host, options, out });
+        let group_id = i64::try_from(self.config.group_id)
+            .map_err(|_| ChannelError::Config("channels.vk.group_id: too large".into()))?;
+        let options = inbound::ParseOptions {
+            group_id,
+            chats: self.config.chats,
+        };
+        let out = outbound::Outgoing {
+            api: api.clone(),
+            host: Arc::clone(&host),
+            account: self.config.account(),
+            group_id,
+        };
+        let shared = Arc::new(Shared {
+            config: self.config.clone(),
+            api,
+            host,
+            options,
+            out,
+        });
         self.shared
             .set(Arc::clone(&shared))
             .map_err(|_| ChannelError::Other("the VK channel was started twice".into()))?;
@@ -128,8 +160,13 @@ impl Channel for Vk {
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
         match self.shared.get() {
             Some(shared) => outbound::send(&shared.out, outbound).await,
-            None if !self.config.enabled => Err(SendError::Permanent { reason: "the VK channel is disabled".into() }),
-            None => Err(SendError::Retryable { reason: "the VK channel has not started yet".into(), retry_after: None }),
+            None if !self.config.enabled => Err(SendError::Permanent {
+                reason: "the VK channel is disabled".into(),
+            }),
+            None => Err(SendError::Retryable {
+                reason: "the VK channel has not started yet".into(),
+                retry_after: None,
+            }),
         }
     }
 

@@ -39,11 +39,16 @@ pub struct Outgoing {
 }
 
 fn permanent(reason: impl Into<String>) -> SendError {
-    SendError::Permanent { reason: reason.into() }
+    SendError::Permanent {
+        reason: reason.into(),
+    }
 }
 
 fn retryable_host(e: HostError) -> SendError {
-    SendError::Retryable { reason: format!("bridge store: {e}"), retry_after: None }
+    SendError::Retryable {
+        reason: format!("bridge store: {e}"),
+        retry_after: None,
+    }
 }
 
 /// The `random_id` for an outbox item: stable across retries, positive 31 bits, never 0.
@@ -55,13 +60,21 @@ pub fn random_id(idempotency_key: &str, part: usize) -> i64 {
 
 fn peer_of(out: &Outgoing, conversation: &ConversationKey) -> Result<i64, SendError> {
     if conversation.account != out.account {
-        return Err(permanent(format!("this bridge's VK community is {}, not {}", out.account, conversation.account)));
+        return Err(permanent(format!(
+            "this bridge's VK community is {}, not {}",
+            out.account, conversation.account
+        )));
     }
-    conversation.chat.parse::<i64>().map_err(|_| permanent(format!("{:?} is not a VK peer id", conversation.chat)))
+    conversation
+        .chat
+        .parse::<i64>()
+        .map_err(|_| permanent(format!("{:?} is not a VK peer id", conversation.chat)))
 }
 
 fn cmid(remote_id: &str) -> Result<i64, SendError> {
-    remote_id.parse::<i64>().map_err(|_| permanent(format!("{remote_id:?} is not a VK message id")))
+    remote_id
+        .parse::<i64>()
+        .map_err(|_| permanent(format!("{remote_id:?} is not a VK message id")))
 }
 
 /// `Channel::send`.
@@ -72,7 +85,10 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
             let key = format!("out:{}", outbound.idempotency_key);
             if let Some(done) = out.host.state_get(&key).await.map_err(retryable_host)? {
                 tracing::info!(idempotency_key = %outbound.idempotency_key, remote_id = %done, "vk: already sent; not sending again");
-                return Ok(Delivery { remote_id: done, delivered: true });
+                return Ok(Delivery {
+                    remote_id: done,
+                    delivered: true,
+                });
             }
             let reply = reply_to.as_deref().map(cmid).transpose()?;
             let mut attachments = Vec::new();
@@ -80,17 +96,34 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
                 attachments.push(upload(out, peer, a).await?);
             }
             let mut first: Option<i64> = None;
-            let chunks: Vec<&[String]> = if attachments.is_empty() { vec![&[][..]] } else { attachments.chunks(MAX_ATTACHMENTS).collect() };
+            let chunks: Vec<&[String]> = if attachments.is_empty() {
+                vec![&[][..]]
+            } else {
+                attachments.chunks(MAX_ATTACHMENTS).collect()
+            };
             for (part, chunk) in chunks.into_iter().enumerate() {
                 let text = if part == 0 { content.text.as_str() } else { "" };
-                let id = send_one(out, peer, text, chunk, if part == 0 { reply } else { None }, random_id(&outbound.idempotency_key, part)).await?;
+                let id = send_one(
+                    out,
+                    peer,
+                    text,
+                    chunk,
+                    if part == 0 { reply } else { None },
+                    random_id(&outbound.idempotency_key, part),
+                )
+                .await?;
                 first.get_or_insert(id);
             }
-            let remote_id = first.map(|c| c.to_string()).ok_or_else(|| permanent("there was nothing to send"))?;
+            let remote_id = first
+                .map(|c| c.to_string())
+                .ok_or_else(|| permanent("there was nothing to send"))?;
             if let Err(e) = out.host.state_put(&key, &remote_id).await {
                 tracing::warn!(error = %e, "vk: sent but cannot remember the idempotency key (VK's random_id still covers a retry)");
             }
-            Ok(Delivery { remote_id, delivered: true })
+            Ok(Delivery {
+                remote_id,
+                delivered: true,
+            })
         }
         OutboundAction::Edit { remote_id, content } => {
             let params = [
@@ -100,13 +133,29 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
                 ("keep_forward_messages", "1".into()),
                 ("keep_snippets", "1".into()),
             ];
-            out.api.call("messages.edit", &params).await.map_err(classify)?;
-            Ok(Delivery { remote_id: remote_id.clone(), delivered: true })
+            out.api
+                .call("messages.edit", &params)
+                .await
+                .map_err(classify)?;
+            Ok(Delivery {
+                remote_id: remote_id.clone(),
+                delivered: true,
+            })
         }
         OutboundAction::Delete { remote_id } => {
-            let params = [("peer_id", peer.to_string()), ("cmids", cmid(remote_id)?.to_string()), ("delete_for_all", "1".into())];
-            out.api.call("messages.delete", &params).await.map_err(classify)?;
-            Ok(Delivery { remote_id: remote_id.clone(), delivered: true })
+            let params = [
+                ("peer_id", peer.to_string()),
+                ("cmids", cmid(remote_id)?.to_string()),
+                ("delete_for_all", "1".into()),
+            ];
+            out.api
+                .call("messages.delete", &params)
+                .await
+                .map_err(classify)?;
+            Ok(Delivery {
+                remote_id: remote_id.clone(),
+                delivered: true,
+            })
         }
         OutboundAction::React { .. } | OutboundAction::Template { .. } => {
             Err(permanent("reactions and templates are not bridged to VK"))
@@ -115,8 +164,18 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
 }
 
 /// One `messages.send`; returns the new message's `conversation_message_id`.
-async fn send_one(out: &Outgoing, peer: i64, text: &str, attachments: &[String], reply: Option<i64>, random_id: i64) -> Result<i64, SendError> {
-    let mut params = vec![("peer_ids", peer.to_string()), ("random_id", random_id.to_string())];
+async fn send_one(
+    out: &Outgoing,
+    peer: i64,
+    text: &str,
+    attachments: &[String],
+    reply: Option<i64>,
+    random_id: i64,
+) -> Result<i64, SendError> {
+    let mut params = vec![
+        ("peer_ids", peer.to_string()),
+        ("random_id", random_id.to_string()),
+    ];
     if !text.is_empty() {
         params.push(("message", text.to_owned()));
     }
@@ -124,57 +183,135 @@ async fn send_one(out: &Outgoing, peer: i64, text: &str, attachments: &[String],
         params.push(("attachment", attachments.join(",")));
     }
     if let Some(c) = reply {
-        params.push(("forward", json!({"peer_id": peer, "conversation_message_ids": [c], "is_reply": 1}).to_string()));
+        params.push((
+            "forward",
+            json!({"peer_id": peer, "conversation_message_ids": [c], "is_reply": 1}).to_string(),
+        ));
     }
-    let answer = out.api.call("messages.send", &params).await.map_err(classify)?;
+    let answer = out
+        .api
+        .call("messages.send", &params)
+        .await
+        .map_err(classify)?;
     sent_cmid(&answer, peer)
 }
 
 /// Read `messages.send`'s answer for `peer_ids`: `[{"peer_id":…,"conversation_message_id":…}]`,
 /// or the per-peer `"error": {"code": …, "description": …}`.
 pub fn sent_cmid(answer: &Value, peer: i64) -> Result<i64, SendError> {
-    let items = answer.as_array().ok_or_else(|| SendError::Retryable { reason: format!("unexpected answer from VK: {answer}"), retry_after: None })?;
+    let items = answer.as_array().ok_or_else(|| SendError::Retryable {
+        reason: format!("unexpected answer from VK: {answer}"),
+        retry_after: None,
+    })?;
     let item = items
         .iter()
         .find(|i| i.get("peer_id").and_then(Value::as_i64) == Some(peer))
         .or_else(|| items.first())
-        .ok_or_else(|| SendError::Retryable { reason: "VK answered without the message".into(), retry_after: None })?;
+        .ok_or_else(|| SendError::Retryable {
+            reason: "VK answered without the message".into(),
+            retry_after: None,
+        })?;
     if let Some(error) = item.get("error") {
-        let code = error.get("code").or_else(|| error.get("error_code")).and_then(Value::as_i64).unwrap_or(0);
-        let message = error.get("description").or_else(|| error.get("error_msg")).and_then(Value::as_str).unwrap_or("unknown error");
+        let code = error
+            .get("code")
+            .or_else(|| error.get("error_code"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let message = error
+            .get("description")
+            .or_else(|| error.get("error_msg"))
+            .and_then(Value::as_str)
+            .unwrap_or("unknown error");
         return Err(classify_vk(code, message));
     }
     item.get("conversation_message_id")
         .and_then(Value::as_i64)
-        .ok_or_else(|| SendError::Retryable { reason: format!("VK answered without a message id: {item}"), retry_after: None })
+        .ok_or_else(|| SendError::Retryable {
+            reason: format!("VK answered without a message id: {item}"),
+            retry_after: None,
+        })
 }
 
 /// Upload one file for a message; returns its `attachment` string.
 async fn upload(out: &Outgoing, peer: i64, attachment: &Attachment) -> Result<String, SendError> {
     let (bytes, stored_mime) = match out.host.get_media(&attachment.media).await {
         Ok(x) => x,
-        Err(HostError::NotFound) => return Err(permanent(format!("the file {} is no longer in the media repository", attachment.name))),
+        Err(HostError::NotFound) => {
+            return Err(permanent(format!(
+                "the file {} is no longer in the media repository",
+                attachment.name
+            )))
+        }
         Err(e) => return Err(retryable_host(e)),
     };
-    let mime = if attachment.mime.is_empty() { stored_mime } else { attachment.mime.clone() };
-    let essence = mime.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let photo = matches!(essence.as_str(), "image/jpeg" | "image/png" | "image/gif") && bytes.len() as u64 <= MAX_PHOTO_BYTES;
+    let mime = if attachment.mime.is_empty() {
+        stored_mime
+    } else {
+        attachment.mime.clone()
+    };
+    let essence = mime
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let photo = matches!(essence.as_str(), "image/jpeg" | "image/png" | "image/gif")
+        && bytes.len() as u64 <= MAX_PHOTO_BYTES;
     let upload_failed = |e: ApiError| match e {
-        ApiError::Vk { code: 0, message } => permanent(format!("VK refused the file {}: {message}", attachment.name)),
+        ApiError::Vk { code: 0, message } => permanent(format!(
+            "VK refused the file {}: {message}",
+            attachment.name
+        )),
         other => classify(other),
     };
     if photo {
-        let server = out.api.call("photos.getMessagesUploadServer", &[("peer_id", peer.to_string())]).await.map_err(classify)?;
-        let url = server.get("upload_url").and_then(Value::as_str).ok_or_else(|| permanent("VK gave no photo upload URL"))?;
-        let uploaded = out.api.upload(url, "photo", &attachment.name, &essence, bytes.to_vec()).await.map_err(upload_failed)?;
-        let field = |k: &str| uploaded.get(k).map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())).unwrap_or_default();
-        let saved = out
+        let server = out
             .api
-            .call("photos.saveMessagesPhoto", &[("photo", field("photo")), ("server", field("server")), ("hash", field("hash"))])
+            .call(
+                "photos.getMessagesUploadServer",
+                &[("peer_id", peer.to_string())],
+            )
             .await
             .map_err(classify)?;
-        let p = saved.as_array().and_then(|a| a.first()).ok_or_else(|| permanent("VK did not save the photo"))?;
-        let (Some(owner), Some(id)) = (p.get("owner_id").and_then(Value::as_i64), p.get("id").and_then(Value::as_i64)) else {
+        let url = server
+            .get("upload_url")
+            .and_then(Value::as_str)
+            .ok_or_else(|| permanent("VK gave no photo upload URL"))?;
+        let uploaded = out
+            .api
+            .upload(url, "photo", &attachment.name, &essence, bytes.to_vec())
+            .await
+            .map_err(upload_failed)?;
+        let field = |k: &str| {
+            uploaded
+                .get(k)
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string())
+                })
+                .unwrap_or_default()
+        };
+        let saved = out
+            .api
+            .call(
+                "photos.saveMessagesPhoto",
+                &[
+                    ("photo", field("photo")),
+                    ("server", field("server")),
+                    ("hash", field("hash")),
+                ],
+            )
+            .await
+            .map_err(classify)?;
+        let p = saved
+            .as_array()
+            .and_then(|a| a.first())
+            .ok_or_else(|| permanent("VK did not save the photo"))?;
+        let (Some(owner), Some(id)) = (
+            p.get("owner_id").and_then(Value::as_i64),
+            p.get("id").and_then(Value::as_i64),
+        ) else {
             return Err(permanent("VK did not say which photo it saved"));
         };
         Ok(match p.get("access_key").and_then(Value::as_str) {
@@ -184,15 +321,44 @@ async fn upload(out: &Outgoing, peer: i64, attachment: &Attachment) -> Result<St
     } else {
         let server = out
             .api
-            .call("docs.getMessagesUploadServer", &[("type", "doc".into()), ("peer_id", peer.to_string())])
+            .call(
+                "docs.getMessagesUploadServer",
+                &[("type", "doc".into()), ("peer_id", peer.to_string())],
+            )
             .await
             .map_err(classify)?;
-        let url = server.get("upload_url").and_then(Value::as_str).ok_or_else(|| permanent("VK gave no document upload URL"))?;
-        let uploaded = out.api.upload(url, "file", &attachment.name, &essence, bytes.to_vec()).await.map_err(upload_failed)?;
-        let file = uploaded.get("file").and_then(Value::as_str).ok_or_else(|| permanent("VK's upload server kept no file"))?;
-        let saved = out.api.call("docs.save", &[("file", file.to_owned()), ("title", attachment.name.clone())]).await.map_err(classify)?;
-        let d = saved.get("doc").or_else(|| saved.as_array().and_then(|a| a.first())).ok_or_else(|| permanent("VK did not save the document"))?;
-        let (Some(owner), Some(id)) = (d.get("owner_id").and_then(Value::as_i64), d.get("id").and_then(Value::as_i64)) else {
+        let url = server
+            .get("upload_url")
+            .and_then(Value::as_str)
+            .ok_or_else(|| permanent("VK gave no document upload URL"))?;
+        let uploaded = out
+            .api
+            .upload(url, "file", &attachment.name, &essence, bytes.to_vec())
+            .await
+            .map_err(upload_failed)?;
+        let file = uploaded
+            .get("file")
+            .and_then(Value::as_str)
+            .ok_or_else(|| permanent("VK's upload server kept no file"))?;
+        let saved = out
+            .api
+            .call(
+                "docs.save",
+                &[
+                    ("file", file.to_owned()),
+                    ("title", attachment.name.clone()),
+                ],
+            )
+            .await
+            .map_err(classify)?;
+        let d = saved
+            .get("doc")
+            .or_else(|| saved.as_array().and_then(|a| a.first()))
+            .ok_or_else(|| permanent("VK did not save the document"))?;
+        let (Some(owner), Some(id)) = (
+            d.get("owner_id").and_then(Value::as_i64),
+            d.get("id").and_then(Value::as_i64),
+        ) else {
             return Err(permanent("VK did not say which document it saved"));
         };
         Ok(format!("doc{owner}_{id}"))
@@ -204,8 +370,14 @@ pub async fn typing(out: &Outgoing, conversation: &ConversationKey, active: bool
     if !active {
         return;
     }
-    let Ok(peer) = peer_of(out, conversation) else { return };
-    let params = [("peer_id", peer.to_string()), ("type", "typing".into()), ("group_id", out.group_id.to_string())];
+    let Ok(peer) = peer_of(out, conversation) else {
+        return;
+    };
+    let params = [
+        ("peer_id", peer.to_string()),
+        ("type", "typing".into()),
+        ("group_id", out.group_id.to_string()),
+    ];
     if let Err(e) = out.api.call("messages.setActivity", &params).await {
         tracing::debug!(error = %e, "vk: typing not shown");
     }
@@ -214,8 +386,14 @@ pub async fn typing(out: &Outgoing, conversation: &ConversationKey, active: bool
 /// `Channel::mark_read`: mark the whole conversation read (VK's marks go by global message
 /// ids, which communities do not get for every message).
 pub async fn mark_read(out: &Outgoing, conversation: &ConversationKey) {
-    let Ok(peer) = peer_of(out, conversation) else { return };
-    let params = [("peer_id", peer.to_string()), ("mark_conversation_as_read", "1".into()), ("group_id", out.group_id.to_string())];
+    let Ok(peer) = peer_of(out, conversation) else {
+        return;
+    };
+    let params = [
+        ("peer_id", peer.to_string()),
+        ("mark_conversation_as_read", "1".into()),
+        ("group_id", out.group_id.to_string()),
+    ];
     if let Err(e) = out.api.call("messages.markAsRead", &params).await {
         tracing::debug!(error = %e, "vk: read mark not sent");
     }
@@ -236,16 +414,30 @@ mod tests {
 
     #[test]
     fn send_answers_read() {
-        assert_eq!(sent_cmid(&json!([{"peer_id": 5, "message_id": 0, "conversation_message_id": 131}]), 5).unwrap(), 131);
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/vk");
-        if let Ok(text) = std::fs::read_to_string(dir.join("messages_send_response_peer_ids.json")) {
+        assert_eq!(
+            sent_cmid(
+                &json!([{"peer_id": 5, "message_id": 0, "conversation_message_id": 131}]),
+                5
+            )
+            .unwrap(),
+            131
+        );
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/vk");
+        if let Ok(text) = std::fs::read_to_string(dir.join("messages_send_response_peer_ids.json"))
+        {
             let v: Value = serde_json::from_str(&text).unwrap();
             assert_eq!(sent_cmid(&v["response"], 228970688).unwrap(), 131);
             match sent_cmid(&v["response"], 100000002) {
-                Err(SendError::Permanent { reason }) => assert!(reason.contains("without permission"), "{reason}"),
+                Err(SendError::Permanent { reason }) => {
+                    assert!(reason.contains("without permission"), "{reason}")
+                }
                 other => panic!("{other:?}"),
             }
         }
-        assert!(matches!(sent_cmid(&json!(6342), 5), Err(SendError::Retryable { .. })));
+        assert!(matches!(
+            sent_cmid(&json!(6342), 5),
+            Err(SendError::Retryable { .. })
+        ));
     }
 }

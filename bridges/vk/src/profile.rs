@@ -24,20 +24,34 @@ struct Cached {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// "First Last" from a `users.get` item.
 pub fn full_name(user: &Value) -> Option<String> {
-    let first = user.get("first_name").and_then(Value::as_str).unwrap_or("").trim();
-    let last = user.get("last_name").and_then(Value::as_str).unwrap_or("").trim();
+    let first = user
+        .get("first_name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim();
+    let last = user
+        .get("last_name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim();
     let name = format!("{first} {last}").trim().to_owned();
     (!name.is_empty()).then_some(name)
 }
 
 /// The ghost profile of VK user `user_id`.
 pub async fn profile(shared: &Shared, user_id: i64) -> ContactProfile {
-    let mut profile = ContactProfile { id: user_id.to_string(), ..ContactProfile::default() };
+    let mut profile = ContactProfile {
+        id: user_id.to_string(),
+        ..ContactProfile::default()
+    };
     if !shared.config.profiles {
         return profile;
     }
@@ -58,7 +72,13 @@ pub async fn profile(shared: &Shared, user_id: i64) -> ContactProfile {
 async fn lookup(shared: &Shared, user_id: i64, previous: Cached) -> Cached {
     let answer = shared
         .api
-        .call("users.get", &[("user_ids", user_id.to_string()), ("fields", "photo_200".into())])
+        .call(
+            "users.get",
+            &[
+                ("user_ids", user_id.to_string()),
+                ("fields", "photo_200".into()),
+            ],
+        )
         .await;
     let user = match answer {
         Ok(Value::Array(users)) if !users.is_empty() => users[0].clone(),
@@ -69,11 +89,22 @@ async fn lookup(shared: &Shared, user_id: i64, previous: Cached) -> Cached {
         }
     };
     let name = full_name(&user).or(previous.name.clone());
-    let photo_url = user.get("photo_200").and_then(Value::as_str).map(str::to_owned);
+    let photo_url = user
+        .get("photo_200")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let media = match &photo_url {
-        Some(url) if previous.photo_url.as_deref() == Some(url.as_str()) && previous.media.is_some() => previous.media.clone(),
+        Some(url)
+            if previous.photo_url.as_deref() == Some(url.as_str()) && previous.media.is_some() =>
+        {
+            previous.media.clone()
+        }
         Some(url) => match shared.api.download(url, MAX_AVATAR_BYTES).await {
-            Ok(bytes) => shared.host.put_media(bytes.into(), "image/jpeg", "avatar.jpg").await.ok(),
+            Ok(bytes) => shared
+                .host
+                .put_media(bytes.into(), "image/jpeg", "avatar.jpg")
+                .await
+                .ok(),
             Err(e) => {
                 tracing::debug!(error = %e, user_id, "vk: profile photo not fetched");
                 previous.media.clone()
@@ -81,9 +112,18 @@ async fn lookup(shared: &Shared, user_id: i64, previous: Cached) -> Cached {
         },
         None => None,
     };
-    let fresh = Cached { checked_ms: now_ms(), name, photo_url, media };
+    let fresh = Cached {
+        checked_ms: now_ms(),
+        name,
+        photo_url,
+        media,
+    };
     if let Ok(text) = serde_json::to_string(&fresh) {
-        if let Err(e) = shared.host.state_put(&format!("profile:{user_id}"), &text).await {
+        if let Err(e) = shared
+            .host
+            .state_put(&format!("profile:{user_id}"), &text)
+            .await
+        {
             tracing::debug!(error = %e, "vk: profile not remembered");
         }
     }

@@ -22,7 +22,9 @@ use crate::auth::{bearer, Authed};
 use crate::config::MAX_TEXT_CHARS;
 use crate::error::ApiError;
 use crate::inbound::{self, Accepted, NewMessage};
-use crate::parse::{decode_json, EditMessage, MessageInput, PostMessage, ReadRequest, SessionRequest, TypingRequest};
+use crate::parse::{
+    decode_json, EditMessage, MessageInput, PostMessage, ReadRequest, SessionRequest, TypingRequest,
+};
 use crate::state::AppState;
 use crate::store::Visitor;
 use crate::transcript;
@@ -39,7 +41,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::TooLarge { code: "body_too_large", message: "The request body is too large.".into() }
+                ApiError::TooLarge {
+                    code: "body_too_large",
+                    message: "The request body is too large.".into(),
+                }
             } else {
                 ApiError::bad_request("invalid_body", rejection.body_text())
             }
@@ -78,7 +83,8 @@ pub async fn session(
 
     if let Some(token) = bearer(&headers) {
         if let Some(mut visitor) = state.store.visitor_by_token(&token).await? {
-            let changed = (name.is_some() && name != visitor.name) || (email.is_some() && email != visitor.email);
+            let changed = (name.is_some() && name != visitor.name)
+                || (email.is_some() && email != visitor.email);
             if changed {
                 visitor.name = name.or(visitor.name);
                 visitor.email = email.or(visitor.email);
@@ -98,15 +104,26 @@ pub async fn post_message(
     Authed { visitor, .. }: Authed,
     JsonBody(body): JsonBody<PostMessage>,
 ) -> Result<Json<Accepted>, ApiError> {
-    let MessageInput { client_id, text, reply_to } = body.validate()?;
+    let MessageInput {
+        client_id,
+        text,
+        reply_to,
+    } = body.validate()?;
     // A retry of a message we already have is answered without counting against the limit.
     if let Some(accepted) = inbound::already_accepted(&state, &visitor, &client_id).await? {
         return Ok(Json(accepted));
     }
     state.limiter.check(&visitor.id)?;
     inbound::check_reply_target(&state, &visitor, reply_to.as_deref()).await?;
-    let message = NewMessage { client_id, text, files: Vec::new(), reply_to };
-    inbound::accept_message(&state, &visitor, message).await.map(Json)
+    let message = NewMessage {
+        client_id,
+        text,
+        files: Vec::new(),
+        reply_to,
+    };
+    inbound::accept_message(&state, &visitor, message)
+        .await
+        .map(Json)
 }
 
 #[derive(Deserialize)]
@@ -125,7 +142,10 @@ pub async fn history(
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let after = query.after.unwrap_or(0).max(0);
-    let limit = query.limit.unwrap_or(MAX_HISTORY_PAGE).clamp(1, MAX_HISTORY_PAGE);
+    let limit = query
+        .limit
+        .unwrap_or(MAX_HISTORY_PAGE)
+        .clamp(1, MAX_HISTORY_PAGE);
     let rows = state.store.read(&visitor.id, after, limit).await?;
     let last_seq = rows.last().map_or(after, |(seq, _)| *seq);
     let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit;
@@ -133,7 +153,9 @@ pub async fn history(
         .iter()
         .filter_map(|(seq, body)| transcript::present_raw(body, *seq, &state.base))
         .collect();
-    Ok(Json(json!({ "events": events, "last_seq": last_seq, "more": more })))
+    Ok(Json(
+        json!({ "events": events, "last_seq": last_seq, "more": more }),
+    ))
 }
 
 /// `PATCH /api/v1/messages/{id}`: the visitor changes the text of their own message.
@@ -145,7 +167,9 @@ pub async fn edit_message(
 ) -> Result<Json<Accepted>, ApiError> {
     let text = body.validate()?;
     state.limiter.check(&visitor.id)?;
-    inbound::edit_message(&state, &visitor, &id, text).await.map(Json)
+    inbound::edit_message(&state, &visitor, &id, text)
+        .await
+        .map(Json)
 }
 
 /// `DELETE /api/v1/messages/{id}`: the visitor deletes their own message.
@@ -155,7 +179,9 @@ pub async fn delete_message(
     Path(id): Path<String>,
 ) -> Result<Json<Accepted>, ApiError> {
     state.limiter.check(&visitor.id)?;
-    inbound::delete_message(&state, &visitor, &id).await.map(Json)
+    inbound::delete_message(&state, &visitor, &id)
+        .await
+        .map(Json)
 }
 
 /// `POST /api/v1/typing`: the visitor started or stopped typing (best effort, 204).
@@ -165,7 +191,10 @@ pub async fn typing(
     JsonBody(body): JsonBody<TypingRequest>,
 ) -> StatusCode {
     let conversation = state.conversation(&visitor.id);
-    state.host().typing(&conversation, &visitor.profile(), body.active).await;
+    state
+        .host()
+        .typing(&conversation, &visitor.profile(), body.active)
+        .await;
     StatusCode::NO_CONTENT
 }
 

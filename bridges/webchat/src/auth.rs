@@ -27,7 +27,9 @@ pub struct VisitorFromQuery(pub Authed);
 pub fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
 }
 
 async fn authenticate(state: &AppState, token: Option<String>) -> Result<Authed, ApiError> {
@@ -41,7 +43,10 @@ async fn authenticate(state: &AppState, token: Option<String>) -> Result<Authed,
 impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         authenticate(state, bearer(&parts.headers)).await
     }
 }
@@ -49,7 +54,10 @@ impl FromRequestParts<AppState> for Authed {
 impl FromRequestParts<AppState> for VisitorFromQuery {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers).or_else(|| {
             Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
                 .ok()
@@ -68,9 +76,15 @@ mod tests {
     fn bearer_parsing() {
         let mut headers = HeaderMap::new();
         assert_eq!(bearer(&headers), None);
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
         assert_eq!(bearer(&headers).as_deref(), Some("abc"));
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer  abc "));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer  abc "),
+        );
         assert_eq!(bearer(&headers).as_deref(), Some("abc"));
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer(&headers), None);

@@ -63,7 +63,12 @@ pub enum ConfigError {
 impl WebchatConfig {
     /// Check what serde cannot: limits must be non-zero, origins must be valid header values.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, reason: &str| Err(ConfigError::Invalid { key, reason: reason.to_owned() });
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
         if self.account.trim().is_empty() {
             return invalid("account", "must not be empty");
         }
@@ -95,7 +100,11 @@ impl WebchatConfig {
     /// The base URL every public link of this channel starts with, e.g.
     /// `https://bridge.example/webchat` (or `/webchat` when no public URL is known).
     pub fn channel_base(&self) -> String {
-        let root = self.public_url.as_deref().unwrap_or("").trim_end_matches('/');
+        let root = self
+            .public_url
+            .as_deref()
+            .unwrap_or("")
+            .trim_end_matches('/');
         format!("{root}/webchat")
     }
 }
@@ -127,7 +136,10 @@ mod tests {
 
     #[test]
     fn rejects_zero_limits() {
-        let config = WebchatConfig { rate_limit_burst: 0, ..WebchatConfig::default() };
+        let config = WebchatConfig {
+            rate_limit_burst: 0,
+            ..WebchatConfig::default()
+        };
         assert!(config.validate().is_err());
     }
 }

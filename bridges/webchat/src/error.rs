@@ -51,11 +51,17 @@ fn retry_secs(wait: Duration) -> u64 {
 
 impl ApiError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError::BadRequest { code, message: message.into() }
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError::Unprocessable { code, message: message.into() }
+        ApiError::Unprocessable {
+            code,
+            message: message.into(),
+        }
     }
 
     /// The HTTP status.
@@ -104,12 +110,15 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({ "error": self.code(), "message": self.to_string() });
         let mut response = (status, Json(body)).into_response();
         if let ApiError::RateLimited(wait) = &self {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_secs(*wait).max(1)));
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_secs(*wait).max(1)),
+            );
         }
         if let ApiError::Unavailable(_) = &self {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
         }
         response
     }
@@ -125,6 +134,12 @@ mod tests {
         assert_eq!(retry_secs(Duration::from_secs(2)), 2);
         let response = ApiError::RateLimited(Duration::from_millis(10)).into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(response.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()), Some(&b"1"[..]));
+        assert_eq!(
+            response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
     }
 }

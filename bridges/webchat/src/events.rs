@@ -61,7 +61,10 @@ pub async fn stream(
     headers: HeaderMap,
     query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Response {
-    let after = start_position(&headers, query.as_ref().ok().and_then(|Query(q)| q.after.as_deref()));
+    let after = start_position(
+        &headers,
+        query.as_ref().ok().and_then(|Query(q)| q.after.as_deref()),
+    );
     let live = state.hub.subscribe(&auth.visitor.id);
     let (tx, rx) = mpsc::channel::<Event>(32);
     tokio::spawn(pump(state, auth.visitor.id, after, live, tx));
@@ -69,8 +72,12 @@ pub async fn stream(
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
     let mut response = sse.into_response();
     // Tell nginx-style proxies not to buffer the stream.
-    response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
 
@@ -103,13 +110,19 @@ impl Pump {
             self.sent.pop_first();
         }
         self.last = self.last.max(seq);
-        self.emit(Event::default().id(seq.to_string()).data(event.to_string())).await
+        self.emit(Event::default().id(seq.to_string()).data(event.to_string()))
+            .await
     }
 
     /// Send every log entry after `last`.
     async fn catch_up(&mut self) -> Result<(), Stop> {
         loop {
-            let rows = match self.state.store.read(&self.visitor_id, self.last, REPLAY_PAGE).await {
+            let rows = match self
+                .state
+                .store
+                .read(&self.visitor_id, self.last, REPLAY_PAGE)
+                .await
+            {
                 Ok(rows) => rows,
                 Err(error) => {
                     tracing::warn!(%error, visitor = %self.visitor_id, "webchat: replay failed; closing the stream");
@@ -131,7 +144,12 @@ impl Pump {
 
     async fn run(&mut self, mut live: broadcast::Receiver<Live>) -> Result<(), Stop> {
         // Ask browsers to reconnect after 2 s rather than their default 3–5 s.
-        self.emit(Event::default().retry(Duration::from_secs(2)).comment("switchboard webchat")).await?;
+        self.emit(
+            Event::default()
+                .retry(Duration::from_secs(2))
+                .comment("switchboard webchat"),
+        )
+        .await?;
         self.catch_up().await?;
         loop {
             let received = tokio::select! {
@@ -151,8 +169,21 @@ impl Pump {
     }
 }
 
-async fn pump(state: AppState, visitor_id: String, after: i64, live: broadcast::Receiver<Live>, tx: mpsc::Sender<Event>) {
-    let mut pump = Pump { state, visitor_id, tx, floor: after, last: after, sent: BTreeSet::new() };
+async fn pump(
+    state: AppState,
+    visitor_id: String,
+    after: i64,
+    live: broadcast::Receiver<Live>,
+    tx: mpsc::Sender<Event>,
+) {
+    let mut pump = Pump {
+        state,
+        visitor_id,
+        tx,
+        floor: after,
+        last: after,
+        sent: BTreeSet::new(),
+    };
     let _ = pump.run(live).await;
 }
 

@@ -21,10 +21,10 @@ use axum::Json;
 use bytes::{Bytes, BytesMut};
 use switchboard_channel::{Attachment, HostError};
 
-use crate::parse::check_client_id;
 use crate::auth::{Authed, VisitorFromQuery};
 use crate::error::ApiError;
 use crate::inbound::{self, Accepted, NewMessage};
+use crate::parse::check_client_id;
 use crate::sanitize;
 use crate::state::AppState;
 use crate::store::{random_hex, FileRecord};
@@ -51,7 +51,10 @@ pub fn human_size(bytes: u64) -> String {
 fn too_large(limit: u64) -> ApiError {
     ApiError::TooLarge {
         code: "file_too_large",
-        message: format!("The file is too large: the limit is {} ({limit} bytes).", human_size(limit)),
+        message: format!(
+            "The file is too large: the limit is {} ({limit} bytes).",
+            human_size(limit)
+        ),
     }
 }
 
@@ -80,14 +83,21 @@ const MAX_TEXT_FIELD_BYTES: usize = 64 * 1024;
 
 async fn read_text(field: Field<'_>) -> Result<String, ApiError> {
     let name = field.name().unwrap_or("").to_owned();
-    let bytes = read_limited(field, MAX_TEXT_FIELD_BYTES as u64).await.map_err(|e| match e {
-        ApiError::TooLarge { .. } => ApiError::TooLarge {
-            code: "text_too_long",
-            message: format!("The {name} field is too long."),
-        },
-        other => other,
-    })?;
-    String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::bad_request("invalid_multipart", format!("The {name} field is not UTF-8 text.")))
+    let bytes = read_limited(field, MAX_TEXT_FIELD_BYTES as u64)
+        .await
+        .map_err(|e| match e {
+            ApiError::TooLarge { .. } => ApiError::TooLarge {
+                code: "text_too_long",
+                message: format!("The {name} field is too long."),
+            },
+            other => other,
+        })?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_multipart",
+            format!("The {name} field is not UTF-8 text."),
+        )
+    })
 }
 
 /// An upload form, read and checked: one non-empty file (name sanitised with
@@ -109,11 +119,18 @@ pub struct UploadForm {
 async fn read_form(mut multipart: Multipart, limit: u64) -> Result<UploadForm, ApiError> {
     let mut upload: Option<(Bytes, String, String)> = None;
     let (mut client_id, mut caption, mut reply_to) = (None, String::new(), None);
-    while let Some(field) = multipart.next_field().await.map_err(|e| multipart_error(e, limit))? {
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| multipart_error(e, limit))?
+    {
         match field.name().unwrap_or("") {
             "file" => {
                 if upload.is_some() {
-                    return Err(ApiError::bad_request("too_many_files", "Send one file per request."));
+                    return Err(ApiError::bad_request(
+                        "too_many_files",
+                        "Send one file per request.",
+                    ));
                 }
                 let name = sanitize::file_name(field.file_name().unwrap_or(""));
                 let mime = sanitize::mime_type(field.content_type(), &name);
@@ -122,12 +139,17 @@ async fn read_form(mut multipart: Multipart, limit: u64) -> Result<UploadForm, A
             }
             "client_id" => client_id = Some(read_text(field).await?.trim().to_owned()),
             "caption" => caption = inbound::check_text(&read_text(field).await?)?,
-            "reply_to" => reply_to = Some(read_text(field).await?.trim().to_owned()).filter(|r| !r.is_empty()),
+            "reply_to" => {
+                reply_to = Some(read_text(field).await?.trim().to_owned()).filter(|r| !r.is_empty())
+            }
             _ => {} // unknown parts are skipped
         }
     }
     let Some((data, name, mime)) = upload else {
-        return Err(ApiError::bad_request("missing_file", "The request has no part named \"file\"."));
+        return Err(ApiError::bad_request(
+            "missing_file",
+            "The request has no part named \"file\".",
+        ));
     };
     if data.is_empty() {
         return Err(ApiError::bad_request("empty_file", "The file is empty."));
@@ -135,12 +157,23 @@ async fn read_form(mut multipart: Multipart, limit: u64) -> Result<UploadForm, A
     if let Some(id) = &client_id {
         check_client_id(id)?;
     }
-    Ok(UploadForm { data, name, mime, client_id, caption, reply_to })
+    Ok(UploadForm {
+        data,
+        name,
+        mime,
+        client_id,
+        caption,
+        reply_to,
+    })
 }
 
 /// Parse an upload body as the server does, without a server: `content_type` is the request's
 /// `Content-Type` header (with the multipart boundary), `limit` the largest file accepted.
-pub async fn parse_upload(content_type: &str, body: Bytes, limit: u64) -> Result<UploadForm, ApiError> {
+pub async fn parse_upload(
+    content_type: &str,
+    body: Bytes,
+    limit: u64,
+) -> Result<UploadForm, ApiError> {
     let request = axum::http::Request::builder()
         .method(axum::http::Method::POST)
         .header(header::CONTENT_TYPE, content_type)
@@ -159,8 +192,16 @@ pub async fn upload(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<Accepted>, ApiError> {
     let limit = state.config.max_upload_bytes;
-    let multipart = multipart.map_err(|e| ApiError::bad_request("invalid_multipart", e.body_text()))?;
-    let UploadForm { data, name, mime, client_id, caption, reply_to } = read_form(multipart, limit).await?;
+    let multipart =
+        multipart.map_err(|e| ApiError::bad_request("invalid_multipart", e.body_text()))?;
+    let UploadForm {
+        data,
+        name,
+        mime,
+        client_id,
+        caption,
+        reply_to,
+    } = read_form(multipart, limit).await?;
     let client_id = match client_id {
         Some(id) => {
             if let Some(accepted) = inbound::already_accepted(&state, &visitor, &id).await? {
@@ -176,12 +217,34 @@ pub async fn upload(
     let size = data.len() as u64;
     let media = state.host().put_media(data, &mime, &name).await?;
     let file_id = random_hex::<16>();
-    let record = FileRecord { media: media.clone(), name: name.clone(), mime: mime.clone(), size };
+    let record = FileRecord {
+        media: media.clone(),
+        name: name.clone(),
+        mime: mime.clone(),
+        size,
+    };
     state.store.put_file(&visitor.id, &file_id, &record).await?;
-    let entry = FileEntry { file_id, name: name.clone(), mime: mime.clone(), size };
-    let attachment = Attachment { media, name, mime, size };
-    let message = NewMessage { client_id, text: caption, files: vec![(entry, attachment)], reply_to };
-    inbound::accept_message(&state, &visitor, message).await.map(Json)
+    let entry = FileEntry {
+        file_id,
+        name: name.clone(),
+        mime: mime.clone(),
+        size,
+    };
+    let attachment = Attachment {
+        media,
+        name,
+        mime,
+        size,
+    };
+    let message = NewMessage {
+        client_id,
+        text: caption,
+        files: vec![(entry, attachment)],
+        reply_to,
+    };
+    inbound::accept_message(&state, &visitor, message)
+        .await
+        .map(Json)
 }
 
 /// Is this shaped like one of our file ids (hex)?
@@ -200,26 +263,54 @@ pub async fn download(
     if !is_file_id(&file_id) {
         return Err(missing());
     }
-    let record = state.store.file(&auth.visitor.id, &file_id).await?.ok_or_else(missing)?;
+    let record = state
+        .store
+        .file(&auth.visitor.id, &file_id)
+        .await?
+        .ok_or_else(missing)?;
     let (bytes, stored_mime) = match state.host().get_media(&record.media).await {
         Ok(found) => found,
-        Err(HostError::NotFound) => return Err(ApiError::NotFound("The file is no longer available.".into())),
+        Err(HostError::NotFound) => {
+            return Err(ApiError::NotFound(
+                "The file is no longer available.".into(),
+            ))
+        }
         Err(other) => return Err(other.into()),
     };
-    let mime = if record.mime.is_empty() { stored_mime } else { record.mime.clone() };
+    let mime = if record.mime.is_empty() {
+        stored_mime
+    } else {
+        record.mime.clone()
+    };
     let inline = sanitize::is_inline_image(&mime);
     let mut response = Response::new(Body::from(bytes));
     let headers = response.headers_mut();
-    let content_type = HeaderValue::from_str(&mime).unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let content_type = HeaderValue::from_str(&mime)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     headers.insert(header::CONTENT_TYPE, content_type);
     if let Ok(value) = HeaderValue::from_str(&sanitize::content_disposition(&record.name, inline)) {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=3600"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert("cross-origin-resource-policy", HeaderValue::from_static("cross-origin"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=3600"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("cross-origin"),
+    );
     Ok(response)
 }
 

@@ -32,7 +32,9 @@ pub struct Hub {
 impl Hub {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, broadcast::Sender<Live>>> {
         // A panic while holding this lock cannot leave the map inconsistent; keep going.
-        self.senders.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.senders
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Listen to a visitor's live events.

@@ -43,7 +43,9 @@ pub fn check_text(raw: &str) -> Result<String, ApiError> {
     if chars > MAX_TEXT_CHARS {
         return Err(ApiError::TooLarge {
             code: "text_too_long",
-            message: format!("The message is too long: {chars} characters, the limit is {MAX_TEXT_CHARS}."),
+            message: format!(
+                "The message is too long: {chars} characters, the limit is {MAX_TEXT_CHARS}."
+            ),
         });
     }
     Ok(text)
@@ -70,7 +72,11 @@ pub struct NewMessage {
 }
 
 /// Check that `reply_to` names a message of this conversation.
-pub async fn check_reply_target(shared: &Shared, visitor: &Visitor, reply_to: Option<&str>) -> Result<(), ApiError> {
+pub async fn check_reply_target(
+    shared: &Shared,
+    visitor: &Visitor,
+    reply_to: Option<&str>,
+) -> Result<(), ApiError> {
     if let Some(target) = reply_to {
         match shared.store.message(target).await? {
             Some(record) if record.visitor == visitor.id => {}
@@ -87,10 +93,15 @@ pub async fn check_reply_target(shared: &Shared, visitor: &Visitor, reply_to: Op
 
 /// Store, transcribe and push one visitor message. Callers answer a known client id with
 /// [`already_accepted`] first; repeating this anyway is harmless (see the module docs).
-pub async fn accept_message(shared: &Shared, visitor: &Visitor, message: NewMessage) -> Result<Accepted, ApiError> {
+pub async fn accept_message(
+    shared: &Shared,
+    visitor: &Visitor,
+    message: NewMessage,
+) -> Result<Accepted, ApiError> {
     let id = visitor_message_id(&visitor.id, &message.client_id);
     let ts = now_ms();
-    let (entries, attachments): (Vec<FileEntry>, Vec<Attachment>) = message.files.into_iter().unzip();
+    let (entries, attachments): (Vec<FileEntry>, Vec<Attachment>) =
+        message.files.into_iter().unzip();
 
     // 1. The core's inbox. Only after this succeeds may we answer 200.
     let inbound = Inbound {
@@ -100,7 +111,11 @@ pub async fn accept_message(shared: &Shared, visitor: &Visitor, message: NewMess
         dedup_key: id.clone(),
         event: InboundEvent::Message {
             remote_id: id.clone(),
-            content: Content { text: message.text.clone(), html: None, attachments },
+            content: Content {
+                text: message.text.clone(),
+                html: None,
+                attachments,
+            },
             reply_to: message.reply_to.clone(),
         },
         addressed_to: None,
@@ -118,20 +133,36 @@ pub async fn accept_message(shared: &Shared, visitor: &Visitor, message: NewMess
         ts,
     };
     let seq = shared.store.append(&visitor.id, &id, &entry).await?;
-    let record = MessageRecord { visitor: visitor.id.clone(), from: Author::Visitor, seq, deleted: false };
+    let record = MessageRecord {
+        visitor: visitor.id.clone(),
+        from: Author::Visitor,
+        seq,
+        deleted: false,
+    };
     shared.store.put_message(&id, &record).await?;
     publish(shared, &visitor.id, &entry, seq);
     Ok(Accepted { id, seq })
 }
 
 /// The visitor's own, not deleted, message `id` — or the right error.
-async fn own_message(shared: &Shared, visitor: &Visitor, id: &str, allow_deleted: bool) -> Result<MessageRecord, ApiError> {
+async fn own_message(
+    shared: &Shared,
+    visitor: &Visitor,
+    id: &str,
+    allow_deleted: bool,
+) -> Result<MessageRecord, ApiError> {
     let record = match shared.store.message(id).await? {
         Some(record) if record.visitor == visitor.id => record,
-        _ => return Err(ApiError::NotFound("There is no such message in this chat.".into())),
+        _ => {
+            return Err(ApiError::NotFound(
+                "There is no such message in this chat.".into(),
+            ))
+        }
     };
     if record.from != Author::Visitor {
-        return Err(ApiError::Forbidden("You can only change your own messages.".into()));
+        return Err(ApiError::Forbidden(
+            "You can only change your own messages.".into(),
+        ));
     }
     if record.deleted && !allow_deleted {
         return Err(ApiError::Conflict("The message was deleted.".into()));
@@ -140,7 +171,12 @@ async fn own_message(shared: &Shared, visitor: &Visitor, id: &str, allow_deleted
 }
 
 /// The visitor changed the text of one of their messages.
-pub async fn edit_message(shared: &Shared, visitor: &Visitor, id: &str, text: String) -> Result<Accepted, ApiError> {
+pub async fn edit_message(
+    shared: &Shared,
+    visitor: &Visitor,
+    id: &str,
+    text: String,
+) -> Result<Accepted, ApiError> {
     own_message(shared, visitor, id, false).await?;
     let key = format!("edit.{id}.{}", &sha256_hex(&text)[..16]);
     let ts = now_ms();
@@ -149,18 +185,36 @@ pub async fn edit_message(shared: &Shared, visitor: &Visitor, id: &str, text: St
         sender: visitor.profile(),
         timestamp_ms: ts,
         dedup_key: key.clone(),
-        event: InboundEvent::Edit { remote_id: id.to_owned(), content: Content { text: text.clone(), ..Content::default() } },
+        event: InboundEvent::Edit {
+            remote_id: id.to_owned(),
+            content: Content {
+                text: text.clone(),
+                ..Content::default()
+            },
+        },
         addressed_to: None,
     };
     shared.host().receive(inbound).await?;
-    let entry = Entry::Edit { id: id.to_owned(), text, html: None, ts };
+    let entry = Entry::Edit {
+        id: id.to_owned(),
+        text,
+        html: None,
+        ts,
+    };
     let seq = shared.store.append(&visitor.id, &key, &entry).await?;
     publish(shared, &visitor.id, &entry, seq);
-    Ok(Accepted { id: id.to_owned(), seq })
+    Ok(Accepted {
+        id: id.to_owned(),
+        seq,
+    })
 }
 
 /// The visitor deleted one of their messages. Deleting twice is the same as once.
-pub async fn delete_message(shared: &Shared, visitor: &Visitor, id: &str) -> Result<Accepted, ApiError> {
+pub async fn delete_message(
+    shared: &Shared,
+    visitor: &Visitor,
+    id: &str,
+) -> Result<Accepted, ApiError> {
     let mut record = own_message(shared, visitor, id, true).await?;
     let key = format!("delete.{id}");
     let ts = now_ms();
@@ -169,30 +223,44 @@ pub async fn delete_message(shared: &Shared, visitor: &Visitor, id: &str) -> Res
         sender: visitor.profile(),
         timestamp_ms: ts,
         dedup_key: key.clone(),
-        event: InboundEvent::Delete { remote_id: id.to_owned() },
+        event: InboundEvent::Delete {
+            remote_id: id.to_owned(),
+        },
         addressed_to: None,
     };
     shared.host().receive(inbound).await?;
-    let entry = Entry::Delete { id: id.to_owned(), ts };
+    let entry = Entry::Delete {
+        id: id.to_owned(),
+        ts,
+    };
     let seq = shared.store.append(&visitor.id, &key, &entry).await?;
     record.deleted = true;
     shared.store.put_message(id, &record).await?;
     publish(shared, &visitor.id, &entry, seq);
-    Ok(Accepted { id: id.to_owned(), seq })
+    Ok(Accepted {
+        id: id.to_owned(),
+        seq,
+    })
 }
 
 /// The visitor has seen the agents' messages up to and including `up_to` (an agent message).
 pub async fn read_up_to(shared: &Shared, visitor: &Visitor, up_to: &str) -> Result<(), ApiError> {
     match shared.store.message(up_to).await? {
         Some(record) if record.visitor == visitor.id && record.from == Author::Agent => {}
-        _ => return Err(ApiError::NotFound("There is no such agent message in this chat.".into())),
+        _ => {
+            return Err(ApiError::NotFound(
+                "There is no such agent message in this chat.".into(),
+            ))
+        }
     }
     let inbound = Inbound {
         conversation: shared.conversation(&visitor.id),
         sender: visitor.profile(),
         timestamp_ms: now_ms(),
         dedup_key: format!("read.{up_to}"),
-        event: InboundEvent::Read { remote_id: up_to.to_owned() },
+        event: InboundEvent::Read {
+            remote_id: up_to.to_owned(),
+        },
         addressed_to: None,
     };
     shared.host().receive(inbound).await?;

@@ -33,7 +33,8 @@ use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::routing::{get, patch, post};
 use axum::Router;
 use switchboard_channel::{
-    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound, SendError,
+    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound,
+    SendError,
 };
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -72,7 +73,10 @@ pub struct Webchat {
 
 impl Webchat {
     pub fn new(config: WebchatConfig) -> Self {
-        Self { config, shared: OnceLock::new() }
+        Self {
+            config,
+            shared: OnceLock::new(),
+        }
     }
 
     /// The configuration this channel runs with.
@@ -86,25 +90,43 @@ fn cors(config: &WebchatConfig) -> CorsLayer {
     let origins = if config.allowed_origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {
-        AllowOrigin::list(config.allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+        AllowOrigin::list(
+            config
+                .allowed_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
     };
     CorsLayer::new()
         .allow_origin(origins)
         .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("last-event-id")])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("last-event-id"),
+        ])
         .expose_headers([header::RETRY_AFTER])
         .max_age(Duration::from_secs(600))
 }
 
 /// The channel's routes, relative to where the core nests them (`/webchat`).
 fn router(state: AppState) -> Router {
-    let upload_limit = state.config.max_upload_bytes.saturating_add(files::BODY_LIMIT_SLACK);
+    let upload_limit = state
+        .config
+        .max_upload_bytes
+        .saturating_add(files::BODY_LIMIT_SLACK);
     let upload_limit = usize::try_from(upload_limit).unwrap_or(usize::MAX);
     let json_api = Router::new()
         .route("/api/v1/config", get(api::config))
         .route("/api/v1/session", post(api::session))
-        .route("/api/v1/messages", get(api::history).post(api::post_message))
-        .route("/api/v1/messages/{id}", patch(api::edit_message).delete(api::delete_message))
+        .route(
+            "/api/v1/messages",
+            get(api::history).post(api::post_message),
+        )
+        .route(
+            "/api/v1/messages/{id}",
+            patch(api::edit_message).delete(api::delete_message),
+        )
         .route("/api/v1/typing", post(api::typing))
         .route("/api/v1/read", post(api::read))
         .route("/api/v1/events", get(events::stream))
@@ -164,7 +186,9 @@ impl Channel for Webchat {
             tracing::info!("webchat: disabled in the configuration");
             return Ok(None);
         }
-        self.config.validate().map_err(|e| ChannelError::Config(e.to_string()))?;
+        self.config
+            .validate()
+            .map_err(|e| ChannelError::Config(e.to_string()))?;
         let shared = Arc::new(Shared::new(self.config.clone(), host));
         self.shared
             .set(Arc::clone(&shared))
@@ -180,10 +204,13 @@ impl Channel for Webchat {
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
         match self.shared.get() {
             Some(shared) => outbound::send(shared, outbound).await,
-            None if !self.config.enabled => {
-                Err(SendError::Permanent { reason: "the web chat channel is disabled".into() })
-            }
-            None => Err(SendError::Retryable { reason: "the web chat channel has not started yet".into(), retry_after: None }),
+            None if !self.config.enabled => Err(SendError::Permanent {
+                reason: "the web chat channel is disabled".into(),
+            }),
+            None => Err(SendError::Retryable {
+                reason: "the web chat channel has not started yet".into(),
+                retry_after: None,
+            }),
         }
     }
 

@@ -15,8 +15,8 @@ use switchboard_channel::{
 };
 
 use crate::config::MAX_TEXT_CHARS;
-use crate::inbound::publish;
 use crate::hub::Live;
+use crate::inbound::publish;
 use crate::sanitize;
 use crate::state::Shared;
 use crate::store::{now_ms, sha256_hex, FileRecord, MessageRecord};
@@ -25,16 +25,24 @@ use crate::transcript::{Author, Entry, FileEntry};
 const GONE: &str = "the visitor's chat session no longer exists";
 
 fn retryable(error: HostError) -> SendError {
-    SendError::Retryable { reason: format!("web chat store: {error}"), retry_after: None }
+    SendError::Retryable {
+        reason: format!("web chat store: {error}"),
+        retry_after: None,
+    }
 }
 
 fn permanent(reason: impl Into<String>) -> SendError {
-    SendError::Permanent { reason: reason.into() }
+    SendError::Permanent {
+        reason: reason.into(),
+    }
 }
 
 /// The remote id of an agent message: stable for one outbox item, unique across them.
 pub fn agent_message_id(conversation: &ConversationKey, idempotency_key: &str) -> String {
-    let digest = sha256_hex(&format!("{}\n{}\n{}", conversation.account, conversation.chat, idempotency_key));
+    let digest = sha256_hex(&format!(
+        "{}\n{}\n{}",
+        conversation.account, conversation.chat, idempotency_key
+    ));
     format!("a.{}", &digest[..24])
 }
 
@@ -46,7 +54,12 @@ async fn visitor_of(shared: &Shared, conversation: &ConversationKey) -> Result<S
             shared.config.account, conversation.account
         )));
     }
-    if shared.store.visitor_exists(&conversation.chat).await.map_err(retryable)? {
+    if shared
+        .store
+        .visitor_exists(&conversation.chat)
+        .await
+        .map_err(retryable)?
+    {
         Ok(conversation.chat.clone())
     } else {
         Err(permanent(GONE))
@@ -64,13 +77,19 @@ fn check_length(content: &Content) -> Result<(), SendError> {
 }
 
 /// An agent message of this visitor that may still be changed.
-async fn agent_message(shared: &Shared, visitor: &str, remote_id: &str) -> Result<MessageRecord, SendError> {
+async fn agent_message(
+    shared: &Shared,
+    visitor: &str,
+    remote_id: &str,
+) -> Result<MessageRecord, SendError> {
     match shared.store.message(remote_id).await.map_err(retryable)? {
         Some(record) if record.visitor == visitor && record.from == Author::Agent => Ok(record),
-        Some(record) if record.visitor == visitor => {
-            Err(permanent("the visitor's own messages cannot be changed from here"))
-        }
-        _ => Err(permanent("that message is not in this web chat conversation")),
+        Some(record) if record.visitor == visitor => Err(permanent(
+            "the visitor's own messages cannot be changed from here",
+        )),
+        _ => Err(permanent(
+            "that message is not in this web chat conversation",
+        )),
     }
 }
 
@@ -82,7 +101,15 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
     let remote_id = match &outbound.action {
         OutboundAction::Message { content, reply_to } => {
             let remote_id = agent_message_id(&outbound.conversation, &outbound.idempotency_key);
-            send_message(shared, &visitor, &key, &remote_id, content, reply_to.clone()).await?;
+            send_message(
+                shared,
+                &visitor,
+                &key,
+                &remote_id,
+                content,
+                reply_to.clone(),
+            )
+            .await?;
             remote_id
         }
         OutboundAction::Edit { remote_id, content } => {
@@ -91,17 +118,40 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
             if record.deleted {
                 return Err(permanent("the message was deleted and cannot be edited"));
             }
-            let entry = Entry::Edit { id: remote_id.clone(), text: content.text.clone(), html: content.html.clone(), ts: now_ms() };
-            let seq = shared.store.append(&visitor, &key, &entry).await.map_err(retryable)?;
+            let entry = Entry::Edit {
+                id: remote_id.clone(),
+                text: content.text.clone(),
+                html: content.html.clone(),
+                ts: now_ms(),
+            };
+            let seq = shared
+                .store
+                .append(&visitor, &key, &entry)
+                .await
+                .map_err(retryable)?;
             publish(shared, &visitor, &entry, seq);
             remote_id.clone()
         }
         OutboundAction::Delete { remote_id } => {
             let record = agent_message(shared, &visitor, remote_id).await?;
-            let entry = Entry::Delete { id: remote_id.clone(), ts: now_ms() };
-            let seq = shared.store.append(&visitor, &key, &entry).await.map_err(retryable)?;
-            let record = MessageRecord { deleted: true, ..record };
-            shared.store.put_message(remote_id, &record).await.map_err(retryable)?;
+            let entry = Entry::Delete {
+                id: remote_id.clone(),
+                ts: now_ms(),
+            };
+            let seq = shared
+                .store
+                .append(&visitor, &key, &entry)
+                .await
+                .map_err(retryable)?;
+            let record = MessageRecord {
+                deleted: true,
+                ..record
+            };
+            shared
+                .store
+                .put_message(remote_id, &record)
+                .await
+                .map_err(retryable)?;
             publish(shared, &visitor, &entry, seq);
             remote_id.clone()
         }
@@ -109,7 +159,10 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
             return Err(permanent("the web chat has no reactions or templates"));
         }
     };
-    Ok(Delivery { remote_id, delivered: true })
+    Ok(Delivery {
+        remote_id,
+        delivered: true,
+    })
 }
 
 /// A new agent message: file records first (so the links work as soon as the entry is visible),
@@ -134,8 +187,17 @@ async fn send_message(
             mime: attachment.mime.clone(),
             size: attachment.size,
         };
-        shared.store.put_file(visitor, &file_id, &record).await.map_err(retryable)?;
-        files.push(FileEntry { file_id, name, mime: attachment.mime.clone(), size: attachment.size });
+        shared
+            .store
+            .put_file(visitor, &file_id, &record)
+            .await
+            .map_err(retryable)?;
+        files.push(FileEntry {
+            file_id,
+            name,
+            mime: attachment.mime.clone(),
+            size: attachment.size,
+        });
     }
     let entry = Entry::Message {
         id: remote_id.to_owned(),
@@ -148,11 +210,28 @@ async fn send_message(
     };
     // Known as a message of this chat before the visitor can see it in the log (a visitor
     // answering at once must find its reply target); the record gets its log position after.
-    let provisional = MessageRecord { visitor: visitor.to_owned(), from: Author::Agent, seq: 0, deleted: false };
-    shared.store.put_message(remote_id, &provisional).await.map_err(retryable)?;
-    let seq = shared.store.append(visitor, key, &entry).await.map_err(retryable)?;
+    let provisional = MessageRecord {
+        visitor: visitor.to_owned(),
+        from: Author::Agent,
+        seq: 0,
+        deleted: false,
+    };
+    shared
+        .store
+        .put_message(remote_id, &provisional)
+        .await
+        .map_err(retryable)?;
+    let seq = shared
+        .store
+        .append(visitor, key, &entry)
+        .await
+        .map_err(retryable)?;
     let record = MessageRecord { seq, ..provisional };
-    shared.store.put_message(remote_id, &record).await.map_err(retryable)?;
+    shared
+        .store
+        .put_message(remote_id, &record)
+        .await
+        .map_err(retryable)?;
     publish(shared, visitor, &entry, seq);
     Ok(())
 }
@@ -160,7 +239,9 @@ async fn send_message(
 /// `Channel::typing`: an operator started or stopped typing.
 pub fn typing(shared: &Shared, conversation: &ConversationKey, active: bool) {
     if conversation.account == shared.config.account {
-        shared.hub.publish(&conversation.chat, Live::Typing { active });
+        shared
+            .hub
+            .publish(&conversation.chat, Live::Typing { active });
     }
 }
 
@@ -181,8 +262,15 @@ pub async fn mark_read(shared: &Shared, conversation: &ConversationKey, remote_i
             return;
         }
     }
-    let entry = Entry::Read { up_to: remote_id.to_owned(), ts: now_ms() };
-    match shared.store.append(visitor, &format!("seen.{remote_id}"), &entry).await {
+    let entry = Entry::Read {
+        up_to: remote_id.to_owned(),
+        ts: now_ms(),
+    };
+    match shared
+        .store
+        .append(visitor, &format!("seen.{remote_id}"), &entry)
+        .await
+    {
         Ok(seq) => publish(shared, visitor, &entry, seq),
         Err(error) => tracing::warn!(%error, "webchat: could not record a read marker"),
     }
@@ -194,8 +282,14 @@ mod tests {
 
     #[test]
     fn agent_ids_are_stable_and_distinct() {
-        let conv = ConversationKey { account: "website".into(), chat: "v1".into() };
-        let other = ConversationKey { account: "website".into(), chat: "v2".into() };
+        let conv = ConversationKey {
+            account: "website".into(),
+            chat: "v1".into(),
+        };
+        let other = ConversationKey {
+            account: "website".into(),
+            chat: "v2".into(),
+        };
         let id = agent_message_id(&conv, "$event1");
         assert_eq!(id, agent_message_id(&conv, "$event1"));
         assert_ne!(id, agent_message_id(&conv, "$event2"));

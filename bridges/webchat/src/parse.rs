@@ -21,9 +21,17 @@ pub use crate::files::{parse_upload, UploadForm};
 
 /// Decode a JSON request body; an empty (or all-whitespace) body counts as `{}`.
 pub fn decode_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
-    let raw: &[u8] = if raw.iter().all(u8::is_ascii_whitespace) { b"{}" } else { raw };
-    serde_json::from_slice(raw)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("The request body is not valid: {e}.")))
+    let raw: &[u8] = if raw.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        raw
+    };
+    serde_json::from_slice(raw).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("The request body is not valid: {e}."),
+        )
+    })
 }
 
 /// Validate a client id from a request (400 otherwise).
@@ -31,7 +39,10 @@ pub fn check_client_id(client_id: &str) -> Result<(), ApiError> {
     if sanitize::is_valid_client_id(client_id) {
         Ok(())
     } else {
-        Err(ApiError::bad_request("invalid_client_id", "client_id must be 1–64 characters of A–Z, a–z, 0–9, _ and -."))
+        Err(ApiError::bad_request(
+            "invalid_client_id",
+            "client_id must be 1–64 characters of A–Z, a–z, 0–9, _ and -.",
+        ))
     }
 }
 
@@ -55,13 +66,23 @@ pub struct SessionInput {
 impl SessionRequest {
     pub fn validate(self) -> Result<SessionInput, ApiError> {
         let name = self.name.as_deref().and_then(sanitize::display_name);
-        let email = self.email.as_deref().map(str::trim).filter(|e| !e.is_empty());
+        let email = self
+            .email
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty());
         if let Some(email) = email {
             if !sanitize::is_plausible_email(email) {
-                return Err(ApiError::unprocessable("invalid_email", "That e-mail address does not look right."));
+                return Err(ApiError::unprocessable(
+                    "invalid_email",
+                    "That e-mail address does not look right.",
+                ));
             }
         }
-        Ok(SessionInput { name, email: email.map(str::to_owned) })
+        Ok(SessionInput {
+            name,
+            email: email.map(str::to_owned),
+        })
     }
 }
 
@@ -94,9 +115,16 @@ impl PostMessage {
         check_client_id(&self.client_id)?;
         let text = check_text(&self.text)?;
         if text.trim().is_empty() {
-            return Err(ApiError::bad_request("empty_message", "The message is empty."));
+            return Err(ApiError::bad_request(
+                "empty_message",
+                "The message is empty.",
+            ));
         }
-        Ok(MessageInput { client_id: self.client_id, text, reply_to: self.reply_to })
+        Ok(MessageInput {
+            client_id: self.client_id,
+            text,
+            reply_to: self.reply_to,
+        })
     }
 }
 
@@ -116,7 +144,10 @@ impl EditMessage {
     pub fn validate(self) -> Result<String, ApiError> {
         let text = check_text(&self.text)?;
         if text.trim().is_empty() {
-            return Err(ApiError::bad_request("empty_message", "The new text is empty; delete the message instead."));
+            return Err(ApiError::bad_request(
+                "empty_message",
+                "The new text is empty; delete the message instead.",
+            ));
         }
         Ok(text)
     }
@@ -155,18 +186,51 @@ mod tests {
 
     #[test]
     fn bodies_are_checked_like_the_server_does() {
-        assert_eq!(typing_body(b"  ").map_err(|e| e.code()).unwrap_err(), "invalid_json");
+        assert_eq!(
+            typing_body(b"  ").map_err(|e| e.code()).unwrap_err(),
+            "invalid_json"
+        );
         assert!(typing_body(br#"{"active": true, "extra": [1]}"#).unwrap());
-        assert_eq!(session_body(b"").unwrap(), SessionInput { name: None, email: None });
-        assert_eq!(session_body(br#"{"email": "x"}"#).unwrap_err().code(), "invalid_email");
-        assert_eq!(message_body(br#"{"client_id": "a/b", "text": "x"}"#).unwrap_err().code(), "invalid_client_id");
-        assert_eq!(message_body(br#"{"client_id": "a", "text": " \u0000 "}"#).unwrap_err().code(), "empty_message");
-        assert_eq!(message_body(b"{\"client_id\": \"a\", \"text\": \"\xff\"}").unwrap_err().code(), "invalid_json");
+        assert_eq!(
+            session_body(b"").unwrap(),
+            SessionInput {
+                name: None,
+                email: None
+            }
+        );
+        assert_eq!(
+            session_body(br#"{"email": "x"}"#).unwrap_err().code(),
+            "invalid_email"
+        );
+        assert_eq!(
+            message_body(br#"{"client_id": "a/b", "text": "x"}"#)
+                .unwrap_err()
+                .code(),
+            "invalid_client_id"
+        );
+        assert_eq!(
+            message_body(br#"{"client_id": "a", "text": " \u0000 "}"#)
+                .unwrap_err()
+                .code(),
+            "empty_message"
+        );
+        assert_eq!(
+            message_body(b"{\"client_id\": \"a\", \"text\": \"\xff\"}")
+                .unwrap_err()
+                .code(),
+            "invalid_json"
+        );
         let m = message_body(br#"{"client_id": "a", "text": "<script>x</script>\r\n"}"#).unwrap();
         assert_eq!(m.text, "<script>x</script>\n");
-        assert_eq!(edit_body(br#"{"text": 5}"#).unwrap_err().code(), "invalid_json");
+        assert_eq!(
+            edit_body(br#"{"text": 5}"#).unwrap_err().code(),
+            "invalid_json"
+        );
         assert_eq!(read_body(br#"{"up_to": "a.1"}"#).unwrap(), "a.1");
         let deep = format!("{}{}", "[".repeat(50_000), "]".repeat(50_000));
-        assert_eq!(read_body(deep.as_bytes()).unwrap_err().code(), "invalid_json");
+        assert_eq!(
+            read_body(deep.as_bytes()).unwrap_err().code(),
+            "invalid_json"
+        );
     }
 }

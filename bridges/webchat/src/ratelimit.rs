@@ -25,7 +25,10 @@ impl Limiter {
         let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::per_minute(per_minute).allow_burst(burst);
-        Self { limiter: RateLimiter::keyed(quota), clock: DefaultClock::default() }
+        Self {
+            limiter: RateLimiter::keyed(quota),
+            clock: DefaultClock::default(),
+        }
     }
 
     /// Count one post by this visitor, or say how long to wait.

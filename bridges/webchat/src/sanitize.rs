@@ -19,7 +19,9 @@ pub const MAX_EMAIL_CHARS: usize = 254;
 /// A client id is 1–64 characters of `[A-Za-z0-9_-]`: safe in remote ids, keys and URLs.
 pub fn is_valid_client_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// A visitor's message text as we store it: line endings normalised to `\n`, control characters
@@ -47,7 +49,9 @@ pub fn file_name(raw: &str) -> String {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = last.chars().filter(|c| !is_invisible_control(*c)).collect();
     // Dots and spaces in any order (". .bashrc" must not become ".bashrc").
-    let cleaned = cleaned.trim_start_matches(|c: char| c == '.' || c.is_whitespace()).trim_end();
+    let cleaned = cleaned
+        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
+        .trim_end();
     if cleaned.is_empty() {
         return "file".to_owned();
     }
@@ -56,7 +60,9 @@ pub fn file_name(raw: &str) -> String {
     }
     // Too long: keep the extension (when it looks like one) and shorten the stem.
     let (stem, ext) = match cleaned.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() && (1..=10).contains(&ext.chars().count()) => (stem, Some(ext)),
+        Some((stem, ext)) if !stem.is_empty() && (1..=10).contains(&ext.chars().count()) => {
+            (stem, Some(ext))
+        }
         _ => (cleaned, None),
     };
     let ext_len = ext.map_or(0, |e| e.chars().count() + 1);
@@ -73,7 +79,8 @@ fn is_mime_essence(mime: &str) -> bool {
     let token = |s: &str| {
         !s.is_empty()
             && s.len() <= 100
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
     };
     matches!(mime.split_once('/'), Some((t, s)) if token(t) && token(s))
 }
@@ -82,17 +89,28 @@ fn is_mime_essence(mime: &str) -> bool {
 /// more than `application/octet-stream`, otherwise a guess from the file name.
 pub fn mime_type(declared: Option<&str>, name: &str) -> String {
     if let Some(declared) = declared {
-        let essence = declared.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = declared
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if is_mime_essence(&essence) && essence != "application/octet-stream" {
             return essence;
         }
     }
-    mime_guess::from_path(name).first_or_octet_stream().essence_str().to_owned()
+    mime_guess::from_path(name)
+        .first_or_octet_stream()
+        .essence_str()
+        .to_owned()
 }
 
 /// Image types a browser may show inline from our origin. Not SVG: it can carry script.
 pub fn is_inline_image(mime: &str) -> bool {
-    matches!(mime, "image/png" | "image/jpeg" | "image/gif" | "image/webp" | "image/avif" | "image/bmp")
+    matches!(
+        mime,
+        "image/png" | "image/jpeg" | "image/gif" | "image/webp" | "image/avif" | "image/bmp"
+    )
 }
 
 /// A `Content-Disposition` value for a download, with an ASCII fallback name and the exact
@@ -101,7 +119,13 @@ pub fn content_disposition(name: &str, inline: bool) -> String {
     let kind = if inline { "inline" } else { "attachment" };
     let ascii: String = name
         .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let mut encoded = String::new();
     for b in name.bytes() {
@@ -130,12 +154,18 @@ pub fn is_plausible_email(email: &str) -> bool {
     if email.is_empty() || email.chars().count() > MAX_EMAIL_CHARS {
         return false;
     }
-    if email.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"')) {
+    if email
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
+    {
         return false;
     }
     match email.rsplit_once('@') {
         Some((local, domain)) => {
-            !local.is_empty() && !domain.starts_with('.') && !domain.ends_with('.') && domain.contains('.')
+            !local.is_empty()
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && domain.contains('.')
         }
         None => false,
     }
@@ -145,7 +175,21 @@ static AGENT_HTML: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
     let mut builder = ammonia::Builder::empty();
     builder
         .add_tags([
-            "b", "strong", "i", "em", "u", "s", "code", "pre", "br", "p", "ul", "ol", "li", "blockquote", "a",
+            "b",
+            "strong",
+            "i",
+            "em",
+            "u",
+            "s",
+            "code",
+            "pre",
+            "br",
+            "p",
+            "ul",
+            "ol",
+            "li",
+            "blockquote",
+            "a",
         ])
         .tag_attributes(HashMap::from([("a", HashSet::from(["href"]))]))
         .generic_attributes(HashSet::new())
@@ -153,7 +197,9 @@ static AGENT_HTML: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
         .url_relative(ammonia::UrlRelative::Deny)
         .link_rel(Some("noopener noreferrer"))
         .set_tag_attribute_value("a", "target", "_blank")
-        .clean_content_tags(HashSet::from(["script", "style", "template", "noscript", "iframe", "object"]))
+        .clean_content_tags(HashSet::from([
+            "script", "style", "template", "noscript", "iframe", "object",
+        ]))
         .strip_comments(true);
     builder
 });
@@ -215,10 +261,19 @@ mod tests {
 
     #[test]
     fn mime_types() {
-        assert_eq!(mime_type(Some("image/PNG; charset=x"), "a.bin"), "image/png");
-        assert_eq!(mime_type(Some("application/octet-stream"), "a.pdf"), "application/pdf");
+        assert_eq!(
+            mime_type(Some("image/PNG; charset=x"), "a.bin"),
+            "image/png"
+        );
+        assert_eq!(
+            mime_type(Some("application/octet-stream"), "a.pdf"),
+            "application/pdf"
+        );
         assert_eq!(mime_type(None, "photo.jpeg"), "image/jpeg");
-        assert_eq!(mime_type(Some("not a mime"), "x"), "application/octet-stream");
+        assert_eq!(
+            mime_type(Some("not a mime"), "x"),
+            "application/octet-stream"
+        );
         assert_eq!(mime_type(Some("text/html\r\nX: y"), "x.txt"), "text/plain");
         assert!(is_inline_image("image/png"));
         assert!(!is_inline_image("image/svg+xml"));
@@ -228,7 +283,10 @@ mod tests {
     fn content_disposition_is_header_safe() {
         let value = content_disposition("a \"b\"\r\n.txt", false);
         assert!(!value.contains('\r') && !value.contains('\n'));
-        assert_eq!(value, "attachment; filename=\"a _b___.txt\"; filename*=UTF-8''a%20%22b%22%0D%0A.txt");
+        assert_eq!(
+            value,
+            "attachment; filename=\"a _b___.txt\"; filename*=UTF-8''a%20%22b%22%0D%0A.txt"
+        );
         assert!(content_disposition("фото.png", true).starts_with("inline; filename=\"____.png\""));
     }
 
@@ -236,7 +294,10 @@ mod tests {
     fn names_and_emails() {
         assert_eq!(display_name("  Ann\u{7} Lee "), Some("Ann Lee".to_owned()));
         assert_eq!(display_name(" \n "), None);
-        assert_eq!(display_name(&"n".repeat(200)).map(|n| n.len()), Some(MAX_NAME_CHARS));
+        assert_eq!(
+            display_name(&"n".repeat(200)).map(|n| n.len()),
+            Some(MAX_NAME_CHARS)
+        );
         assert!(is_plausible_email("ann@example.com"));
         assert!(!is_plausible_email("ann@example"));
         assert!(!is_plausible_email("ann example.com"));
@@ -246,7 +307,10 @@ mod tests {
 
     #[test]
     fn html_allowlist_keeps_formatting() {
-        assert_eq!(agent_html("<b>bold</b> <em>x</em> <code>c</code>"), "<b>bold</b> <em>x</em> <code>c</code>");
+        assert_eq!(
+            agent_html("<b>bold</b> <em>x</em> <code>c</code>"),
+            "<b>bold</b> <em>x</em> <code>c</code>"
+        );
         assert_eq!(
             agent_html("<a href=\"https://example.com/x\">link</a>"),
             "<a href=\"https://example.com/x\" target=\"_blank\" rel=\"noopener noreferrer\">link</a>"
@@ -263,13 +327,24 @@ mod tests {
         let out = agent_html("<p onclick=\"alert(1)\" style=\"color:red\" class=\"x\">p</p>");
         assert_eq!(out, "<p>p</p>");
         let out = agent_html("<a href=\"javascript:alert(1)\" onmouseover=\"x()\">bad</a>");
-        assert!(!out.contains("javascript") && !out.contains("onmouseover"), "{out}");
+        assert!(
+            !out.contains("javascript") && !out.contains("onmouseover"),
+            "{out}"
+        );
         assert!(out.contains("bad"));
-        let out = agent_html("<a href=\"JaVaScRiPt:alert(1)\">bad</a><a href=\"data:text/html,x\">d</a>");
-        assert!(!out.to_ascii_lowercase().contains("javascript") && !out.contains("data:"), "{out}");
+        let out =
+            agent_html("<a href=\"JaVaScRiPt:alert(1)\">bad</a><a href=\"data:text/html,x\">d</a>");
+        assert!(
+            !out.to_ascii_lowercase().contains("javascript") && !out.contains("data:"),
+            "{out}"
+        );
         let out = agent_html("<a href=\"/relative\">r</a><a href=\"mailto:a@b.c\">m</a>");
-        assert!(!out.contains("/relative") && out.contains("mailto:a@b.c"), "{out}");
-        let out = agent_html("<svg><script>x</script></svg><iframe src=\"https://e.com\">f</iframe>");
+        assert!(
+            !out.contains("/relative") && out.contains("mailto:a@b.c"),
+            "{out}"
+        );
+        let out =
+            agent_html("<svg><script>x</script></svg><iframe src=\"https://e.com\">f</iframe>");
         assert!(!out.contains('<'), "{out}");
     }
 }

@@ -25,7 +25,13 @@ impl Shared {
     pub fn new(config: WebchatConfig, host: Arc<dyn Host>) -> Self {
         let limiter = Limiter::new(config.rate_limit_per_minute, config.rate_limit_burst);
         let base = config.channel_base();
-        Self { config, store: Store::new(host), hub: Hub::default(), limiter, base }
+        Self {
+            config,
+            store: Store::new(host),
+            hub: Hub::default(),
+            limiter,
+            base,
+        }
     }
 
     pub fn host(&self) -> &Arc<dyn Host> {
@@ -34,7 +40,10 @@ impl Shared {
 
     /// The conversation of a visitor.
     pub fn conversation(&self, visitor_id: &str) -> ConversationKey {
-        ConversationKey { account: self.config.account.clone(), chat: visitor_id.to_owned() }
+        ConversationKey {
+            account: self.config.account.clone(),
+            chat: visitor_id.to_owned(),
+        }
     }
 }
 

@@ -79,7 +79,9 @@ const MAX_REMOTE_ID_LEN: usize = 200;
 /// Could this be one of our message ids? See [`Store::message`].
 fn is_remote_id_shaped(id: &str) -> bool {
     (1..=MAX_REMOTE_ID_LEN).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// `n` random bytes as lowercase hex, from the thread's cryptographic RNG.
@@ -94,7 +96,10 @@ pub fn sha256_hex(input: &str) -> String {
 
 /// Is this shaped like one of our tokens (64 lowercase hex characters)?
 pub fn is_token_shaped(token: &str) -> bool {
-    token.len() == 64 && token.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    token.len() == 64
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Milliseconds since the Unix epoch.
@@ -143,12 +148,17 @@ impl Store {
         if !is_token_shaped(token) {
             return Ok(None);
         }
-        self.get_json(&format!("visitor:{}", sha256_hex(token))).await
+        self.get_json(&format!("visitor:{}", sha256_hex(token)))
+            .await
     }
 
     /// Does a conversation with this visitor exist?
     pub async fn visitor_exists(&self, visitor_id: &str) -> Result<bool, HostError> {
-        Ok(self.host.state_get(&format!("chat:{visitor_id}")).await?.is_some())
+        Ok(self
+            .host
+            .state_get(&format!("chat:{visitor_id}"))
+            .await?
+            .is_some())
     }
 
     /// Create a visitor with a fresh token and id; returns the token (shown once, stored hashed).
@@ -164,16 +174,24 @@ impl Store {
         while self.visitor_exists(&id).await? {
             id = random_hex::<8>();
         }
-        let visitor = Visitor { id, name, email, created_ms: now_ms() };
+        let visitor = Visitor {
+            id,
+            name,
+            email,
+            created_ms: now_ms(),
+        };
         // The conversation marker first: a visitor record never exists without it.
-        self.host.state_put(&format!("chat:{}", visitor.id), &hash).await?;
+        self.host
+            .state_put(&format!("chat:{}", visitor.id), &hash)
+            .await?;
         self.put_json(&format!("visitor:{hash}"), &visitor).await?;
         Ok((token, visitor))
     }
 
     /// Write back a visitor's changed name or e-mail.
     pub async fn save_visitor(&self, token: &str, visitor: &Visitor) -> Result<(), HostError> {
-        self.put_json(&format!("visitor:{}", sha256_hex(token)), visitor).await
+        self.put_json(&format!("visitor:{}", sha256_hex(token)), visitor)
+            .await
     }
 
     /// A message by remote id. Ids are ours (`v.<visitor>.<client id>`, `a.<hex>`): short and
@@ -186,22 +204,43 @@ impl Store {
         self.get_json(&format!("msg:{remote_id}")).await
     }
 
-    pub async fn put_message(&self, remote_id: &str, record: &MessageRecord) -> Result<(), HostError> {
+    pub async fn put_message(
+        &self,
+        remote_id: &str,
+        record: &MessageRecord,
+    ) -> Result<(), HostError> {
         self.put_json(&format!("msg:{remote_id}"), record).await
     }
 
-    pub async fn file(&self, visitor_id: &str, file_id: &str) -> Result<Option<FileRecord>, HostError> {
+    pub async fn file(
+        &self,
+        visitor_id: &str,
+        file_id: &str,
+    ) -> Result<Option<FileRecord>, HostError> {
         self.get_json(&format!("file:{visitor_id}:{file_id}")).await
     }
 
-    pub async fn put_file(&self, visitor_id: &str, file_id: &str, record: &FileRecord) -> Result<(), HostError> {
-        self.put_json(&format!("file:{visitor_id}:{file_id}"), record).await
+    pub async fn put_file(
+        &self,
+        visitor_id: &str,
+        file_id: &str,
+        record: &FileRecord,
+    ) -> Result<(), HostError> {
+        self.put_json(&format!("file:{visitor_id}:{file_id}"), record)
+            .await
     }
 
     /// Append to a visitor's transcript, idempotent by `key`; returns the entry's seq.
-    pub async fn append(&self, visitor_id: &str, key: &str, entry: &Entry) -> Result<i64, HostError> {
+    pub async fn append(
+        &self,
+        visitor_id: &str,
+        key: &str,
+        entry: &Entry,
+    ) -> Result<i64, HostError> {
         let body = serde_json::to_value(entry).map_err(|e| HostError::Store(e.to_string()))?;
-        self.host.log_append(&transcript_stream(visitor_id), key, &body).await
+        self.host
+            .log_append(&transcript_stream(visitor_id), key, &body)
+            .await
     }
 
     /// Transcript entries after `after`, oldest first, at most `limit`.
@@ -211,7 +250,9 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<(i64, serde_json::Value)>, HostError> {
-        self.host.log_read(&transcript_stream(visitor_id), after, limit).await
+        self.host
+            .log_read(&transcript_stream(visitor_id), after, limit)
+            .await
     }
 }
 
@@ -240,7 +281,12 @@ mod tests {
 
     #[test]
     fn anonymous_display_name() {
-        let visitor = Visitor { id: "0123456789abcdef".into(), name: None, email: None, created_ms: 0 };
+        let visitor = Visitor {
+            id: "0123456789abcdef".into(),
+            name: None,
+            email: None,
+            created_ms: 0,
+        };
         assert_eq!(visitor.display_name(), "Visitor 012345");
     }
 }

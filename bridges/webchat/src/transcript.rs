@@ -67,9 +67,21 @@ pub fn file_url(channel_base: &str, file_id: &str) -> String {
 /// The JSON a browser sees for a stored entry with its sequence number.
 pub fn present(entry: &Entry, seq: i64, channel_base: &str) -> Value {
     // Agent HTML is sanitised again here, at the edge; visitor messages never carry HTML.
-    let html = |html: &Option<String>| html.as_deref().map(sanitize::agent_html).filter(|h| !h.is_empty());
+    let html = |html: &Option<String>| {
+        html.as_deref()
+            .map(sanitize::agent_html)
+            .filter(|h| !h.is_empty())
+    };
     match entry {
-        Entry::Message { id, from, text, html: raw, attachments, reply_to, ts } => {
+        Entry::Message {
+            id,
+            from,
+            text,
+            html: raw,
+            attachments,
+            reply_to,
+            ts,
+        } => {
             let attachments: Vec<Value> = attachments
                 .iter()
                 .map(|f| {
@@ -94,7 +106,12 @@ pub fn present(entry: &Entry, seq: i64, channel_base: &str) -> Value {
             }
             value
         }
-        Entry::Edit { id, text, html: raw, ts } => {
+        Entry::Edit {
+            id,
+            text,
+            html: raw,
+            ts,
+        } => {
             let mut value = json!({ "type": "edit", "id": id, "seq": seq, "text": text, "ts": ts });
             // Only agents send HTML, so an edit with HTML is an agent's.
             if let Some(html) = html(raw) {
@@ -103,7 +120,9 @@ pub fn present(entry: &Entry, seq: i64, channel_base: &str) -> Value {
             value
         }
         Entry::Delete { id, ts } => json!({ "type": "delete", "id": id, "seq": seq, "ts": ts }),
-        Entry::Read { up_to, ts } => json!({ "type": "read", "up_to": up_to, "seq": seq, "ts": ts }),
+        Entry::Read { up_to, ts } => {
+            json!({ "type": "read", "up_to": up_to, "seq": seq, "ts": ts })
+        }
     }
 }
 
@@ -129,7 +148,12 @@ mod tests {
             from: Author::Agent,
             text: "hi".into(),
             html: Some("<b>hi</b><script>x</script>".into()),
-            attachments: vec![FileEntry { file_id: "f1".into(), name: "a.png".into(), mime: "image/png".into(), size: 3 }],
+            attachments: vec![FileEntry {
+                file_id: "f1".into(),
+                name: "a.png".into(),
+                mime: "image/png".into(),
+                size: 3,
+            }],
             reply_to: Some("v.x.1".into()),
             ts: 5,
         };
@@ -140,7 +164,10 @@ mod tests {
         assert_eq!(value["from"], "agent");
         assert_eq!(value["html"], "<b>hi</b>");
         assert_eq!(value["reply_to"], "v.x.1");
-        assert_eq!(value["attachments"][0]["url"], "http://h/webchat/api/v1/files/f1");
+        assert_eq!(
+            value["attachments"][0]["url"],
+            "http://h/webchat/api/v1/files/f1"
+        );
     }
 
     #[test]

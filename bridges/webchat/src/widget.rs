@@ -39,7 +39,13 @@ pub async fn script() -> impl IntoResponse {
 
 /// `GET /demo`: a pretend company site with the one-tag embed.
 pub async fn demo() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], DEMO_HTML)
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        DEMO_HTML,
+    )
 }
 
 #[cfg(test)]

@@ -44,7 +44,13 @@ impl GraphError {
         Some(GraphError {
             code: e.get("code").and_then(Value::as_i64).unwrap_or(0),
             subcode: e.get("error_subcode").and_then(Value::as_i64),
-            message: e.get("message").and_then(Value::as_str).unwrap_or("").chars().take(500).collect(),
+            message: e
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .chars()
+                .take(500)
+                .collect(),
             details: e
                 .get("error_data")
                 .and_then(|d| d.get("details"))
@@ -56,7 +62,9 @@ impl GraphError {
     /// `message — details`, for operators.
     pub fn text(&self) -> String {
         match &self.details {
-            Some(d) if !d.is_empty() && !self.message.contains(d.as_str()) => format!("{} — {d}", self.message),
+            Some(d) if !d.is_empty() && !self.message.contains(d.as_str()) => {
+                format!("{} — {d}", self.message)
+            }
             _ => self.message.clone(),
         }
     }
@@ -68,7 +76,11 @@ pub enum ApiError {
     #[error("cannot reach the WhatsApp Cloud API: {0}")]
     Network(String),
     #[error("WhatsApp answered HTTP {status}: {}", error.as_ref().map(GraphError::text).unwrap_or_default())]
-    Http { status: u16, retry_after: Option<Duration>, error: Option<GraphError> },
+    Http {
+        status: u16,
+        retry_after: Option<Duration>,
+        error: Option<GraphError>,
+    },
     #[error("WhatsApp's answer is not what the Cloud API documents: {0}")]
     Unexpected(String),
     #[error("the file is larger than {0} bytes")]
@@ -103,15 +115,38 @@ fn is_meta_trouble(code: i64) -> bool {
 pub fn classify(error: ApiError) -> SendError {
     let transient = error.is_transient();
     match error {
-        ApiError::Network(e) => SendError::Retryable { reason: format!("cannot reach WhatsApp: {e}"), retry_after: None },
-        ApiError::Unexpected(e) => SendError::Retryable { reason: format!("unexpected answer from WhatsApp: {e}"), retry_after: None },
-        ApiError::TooLarge(max) => SendError::Permanent { reason: format!("the file is larger than WhatsApp accepts ({max} bytes)") },
-        ApiError::Http { status, retry_after, error } => {
+        ApiError::Network(e) => SendError::Retryable {
+            reason: format!("cannot reach WhatsApp: {e}"),
+            retry_after: None,
+        },
+        ApiError::Unexpected(e) => SendError::Retryable {
+            reason: format!("unexpected answer from WhatsApp: {e}"),
+            retry_after: None,
+        },
+        ApiError::TooLarge(max) => SendError::Permanent {
+            reason: format!("the file is larger than WhatsApp accepts ({max} bytes)"),
+        },
+        ApiError::Http {
+            status,
+            retry_after,
+            error,
+        } => {
             let graph = error.unwrap_or_default();
-            let text = if graph.message.is_empty() { format!("HTTP {status}") } else { graph.text() };
+            let text = if graph.message.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                graph.text()
+            };
             if transient {
-                let what = if status == 429 || is_throttling(graph.code) { "WhatsApp asks to slow down" } else { "WhatsApp is having trouble" };
-                return SendError::Retryable { reason: format!("{what}: {text}"), retry_after };
+                let what = if status == 429 || is_throttling(graph.code) {
+                    "WhatsApp asks to slow down"
+                } else {
+                    "WhatsApp is having trouble"
+                };
+                return SendError::Retryable {
+                    reason: format!("{what}: {text}"),
+                    retry_after,
+                };
             }
             let reason = match graph.code {
                 131047 => format!(
@@ -150,7 +185,10 @@ pub struct Graph {
 
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim().parse::<u64>().ok().map(|s| Duration::from_secs(s.min(3600)))
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s.min(3600)))
 }
 
 impl Graph {
@@ -169,13 +207,22 @@ impl Graph {
     }
 
     /// Read a JSON answer, or turn an error status into [`ApiError::Http`].
-    async fn answer(response: Result<reqwest::Response, reqwest::Error>) -> Result<Value, ApiError> {
+    async fn answer(
+        response: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<Value, ApiError> {
         let response = response.map_err(|e| ApiError::Network(e.without_url().to_string()))?;
         let status = response.status().as_u16();
         let after = retry_after(response.headers());
-        let body = response.bytes().await.map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
         if !(200..300).contains(&status) {
-            return Err(ApiError::Http { status, retry_after: after, error: GraphError::from_body(&body) });
+            return Err(ApiError::Http {
+                status,
+                retry_after: after,
+                error: GraphError::from_body(&body),
+            });
         }
         serde_json::from_slice(&body).map_err(|e| ApiError::Unexpected(format!("not JSON ({e})")))
     }
@@ -183,7 +230,15 @@ impl Graph {
     /// `POST /{phone-number-id}/messages`; returns the whole answer.
     pub async fn post_messages(&self, body: &Value) -> Result<Value, ApiError> {
         let url = format!("{}/{}/messages", self.base, self.phone_number_id);
-        Self::answer(self.http.post(url).bearer_auth(&self.token).json(body).send().await).await
+        Self::answer(
+            self.http
+                .post(url)
+                .bearer_auth(&self.token)
+                .json(body)
+                .send()
+                .await,
+        )
+        .await
     }
 
     /// Send a message; returns its wamid.
@@ -210,7 +265,15 @@ impl Graph {
             .text("messaging_product", "whatsapp")
             .text("type", mime.to_owned())
             .part("file", part);
-        let answer = Self::answer(self.http.post(url).bearer_auth(&self.token).multipart(form).send().await).await?;
+        let answer = Self::answer(
+            self.http
+                .post(url)
+                .bearer_auth(&self.token)
+                .multipart(form)
+                .send()
+                .await,
+        )
+        .await?;
         answer
             .get("id")
             .and_then(Value::as_str)
@@ -222,12 +285,29 @@ impl Graph {
     pub async fn media_info(&self, media_id: &str) -> Result<MediaInfo, ApiError> {
         let url = format!("{}/{}", self.base, media_id);
         let query = [("phone_number_id", self.phone_number_id.as_str())];
-        let v = Self::answer(self.http.get(url).query(&query).bearer_auth(&self.token).send().await).await?;
-        let url = v.get("url").and_then(Value::as_str).ok_or_else(|| ApiError::Unexpected("no url for the media".into()))?;
+        let v = Self::answer(
+            self.http
+                .get(url)
+                .query(&query)
+                .bearer_auth(&self.token)
+                .send()
+                .await,
+        )
+        .await?;
+        let url = v
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::Unexpected("no url for the media".into()))?;
         Ok(MediaInfo {
             url: url.to_owned(),
-            mime: v.get("mime_type").and_then(Value::as_str).map(str::to_owned),
-            size: v.get("file_size").and_then(|s| s.as_u64().or_else(|| s.as_str().and_then(|s| s.parse().ok()))),
+            mime: v
+                .get("mime_type")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            size: v.get("file_size").and_then(|s| {
+                s.as_u64()
+                    .or_else(|| s.as_str().and_then(|s| s.parse().ok()))
+            }),
         })
     }
 
@@ -244,13 +324,21 @@ impl Graph {
         if !(200..300).contains(&status) {
             let after = retry_after(response.headers());
             let body = response.bytes().await.unwrap_or_default();
-            return Err(ApiError::Http { status, retry_after: after, error: GraphError::from_body(&body) });
+            return Err(ApiError::Http {
+                status,
+                retry_after: after,
+                error: GraphError::from_body(&body),
+            });
         }
         if response.content_length().is_some_and(|l| l > max) {
             return Err(ApiError::TooLarge(max));
         }
         let mut data = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| ApiError::Network(e.without_url().to_string()))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| ApiError::Network(e.without_url().to_string()))?
+        {
             data.extend_from_slice(&chunk);
             if data.len() as u64 > max {
                 return Err(ApiError::TooLarge(max));
@@ -275,24 +363,45 @@ mod tests {
     }
 
     fn http(status: u16, error: Option<GraphError>) -> ApiError {
-        ApiError::Http { status, retry_after: None, error }
+        ApiError::Http {
+            status,
+            retry_after: None,
+            error,
+        }
     }
 
     #[test]
     fn fixture_envelopes_classify() {
-        let Some(rate) = envelope("error_130429_rate_limit.json") else { return };
+        let Some(rate) = envelope("error_130429_rate_limit.json") else {
+            return;
+        };
         assert_eq!(rate.code, 130429);
-        assert!(matches!(classify(http(400, Some(rate))), SendError::Retryable { .. }));
-        let Some(pair) = envelope("error_131056_pair_rate_limit.json") else { return };
-        assert!(matches!(classify(http(400, Some(pair))), SendError::Retryable { .. }));
-        let Some(token) = envelope("error_190_token_expired.json") else { return };
+        assert!(matches!(
+            classify(http(400, Some(rate))),
+            SendError::Retryable { .. }
+        ));
+        let Some(pair) = envelope("error_131056_pair_rate_limit.json") else {
+            return;
+        };
+        assert!(matches!(
+            classify(http(400, Some(pair))),
+            SendError::Retryable { .. }
+        ));
+        let Some(token) = envelope("error_190_token_expired.json") else {
+            return;
+        };
         match classify(http(401, Some(token))) {
             SendError::Permanent { reason } => assert!(reason.contains("access token"), "{reason}"),
             other => panic!("{other:?}"),
         }
-        let Some(allowed) = envelope("error_131030_not_in_allowed_list.json") else { return };
+        let Some(allowed) = envelope("error_131030_not_in_allowed_list.json") else {
+            return;
+        };
         match classify(http(400, Some(allowed))) {
-            SendError::Permanent { reason } => assert!(reason.contains("Recipient phone number not in allowed list"), "{reason}"),
+            SendError::Permanent { reason } => assert!(
+                reason.contains("Recipient phone number not in allowed list"),
+                "{reason}"
+            ),
             other => panic!("{other:?}"),
         }
     }
@@ -301,12 +410,37 @@ mod tests {
     fn window_429_and_server_errors() {
         let window = GraphError { code: 131047, message: "(#131047) Re-engagement message".into(), details: Some("Message failed to send because more than 24 hours have passed since the customer last replied to this number.".into()), subcode: None };
         match classify(http(400, Some(window))) {
-            SendError::Permanent { reason } => assert!(reason.contains("!sb template") && reason.contains("Re-engagement message"), "{reason}"),
+            SendError::Permanent { reason } => assert!(
+                reason.contains("!sb template") && reason.contains("Re-engagement message"),
+                "{reason}"
+            ),
             other => panic!("{other:?}"),
         }
-        let limited = ApiError::Http { status: 429, retry_after: Some(Duration::from_secs(3)), error: None };
-        assert_eq!(classify(limited), SendError::Retryable { reason: "WhatsApp asks to slow down: HTTP 429".into(), retry_after: Some(Duration::from_secs(3)) });
-        assert!(matches!(classify(http(503, None)), SendError::Retryable { .. }));
-        assert!(matches!(classify(http(400, Some(GraphError { code: 100, ..GraphError::default() }))), SendError::Permanent { .. }));
+        let limited = ApiError::Http {
+            status: 429,
+            retry_after: Some(Duration::from_secs(3)),
+            error: None,
+        };
+        assert_eq!(
+            classify(limited),
+            SendError::Retryable {
+                reason: "WhatsApp asks to slow down: HTTP 429".into(),
+                retry_after: Some(Duration::from_secs(3))
+            }
+        );
+        assert!(matches!(
+            classify(http(503, None)),
+            SendError::Retryable { .. }
+        ));
+        assert!(matches!(
+            classify(http(
+                400,
+                Some(GraphError {
+                    code: 100,
+                    ..GraphError::default()
+                })
+            )),
+            SendError::Permanent { .. }
+        ));
     }
 }

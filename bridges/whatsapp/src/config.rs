@@ -94,44 +94,77 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &'static str, reason: &str) -> Result<(), ConfigError> {
-    Err(ConfigError::Invalid { key, reason: reason.to_owned() })
+    Err(ConfigError::Invalid {
+        key,
+        reason: reason.to_owned(),
+    })
 }
 
 impl WhatsAppConfig {
     /// Check what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.phone_number_id.is_empty() || !self.phone_number_id.bytes().all(|b| b.is_ascii_digit()) {
-            return invalid("phone_number_id", "must be the numeric phone number id from WhatsApp Manager (not the phone number)");
+        if self.phone_number_id.is_empty()
+            || !self.phone_number_id.bytes().all(|b| b.is_ascii_digit())
+        {
+            return invalid(
+                "phone_number_id",
+                "must be the numeric phone number id from WhatsApp Manager (not the phone number)",
+            );
         }
         if self.access_token.trim().is_empty() {
-            return invalid("access_token", "is required (a system user token with whatsapp_business_messaging)");
+            return invalid(
+                "access_token",
+                "is required (a system user token with whatsapp_business_messaging)",
+            );
         }
         if self.app_secret.is_empty() {
-            return invalid("app_secret", "is required: webhook deliveries are checked with it");
+            return invalid(
+                "app_secret",
+                "is required: webhook deliveries are checked with it",
+            );
         }
         if self.verify_token.is_empty() {
-            return invalid("verify_token", "is required: the App Dashboard's webhook verification sends it");
+            return invalid(
+                "verify_token",
+                "is required: the App Dashboard's webhook verification sends it",
+            );
         }
         match url::Url::parse(&self.api_url) {
             Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && !u.cannot_be_a_base() => {}
-            _ => return invalid("api_url", "must be an http(s) URL such as https://graph.facebook.com"),
+            _ => {
+                return invalid(
+                    "api_url",
+                    "must be an http(s) URL such as https://graph.facebook.com",
+                )
+            }
         }
         let v = self.api_version.strip_prefix('v').unwrap_or("");
-        if v.is_empty() || !v.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+        if v.is_empty()
+            || !v
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        {
             return invalid("api_version", "must look like v21.0");
         }
         if self.max_file_size == 0 {
             return invalid("max_file_size", "must be greater than 0");
         }
         if self.default_template_language.is_empty() {
-            return invalid("default_template_language", "must be a language code such as en_US");
+            return invalid(
+                "default_template_language",
+                "must be a language code such as en_US",
+            );
         }
         Ok(())
     }
 
     /// `<api_url>/<api_version>`, without a trailing slash.
     pub fn versioned_base(&self) -> String {
-        format!("{}/{}", self.api_url.trim_end_matches('/'), self.api_version)
+        format!(
+            "{}/{}",
+            self.api_url.trim_end_matches('/'),
+            self.api_version
+        )
     }
 }
 
@@ -160,21 +193,45 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let c = WhatsAppConfig { phone_number_id: "+1 555".into(), ..complete() };
-        assert!(c.validate().unwrap_err().to_string().contains("channels.whatsapp.phone_number_id"));
-        let c = WhatsAppConfig { app_secret: String::new(), ..complete() };
+        let c = WhatsAppConfig {
+            phone_number_id: "+1 555".into(),
+            ..complete()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("channels.whatsapp.phone_number_id"));
+        let c = WhatsAppConfig {
+            app_secret: String::new(),
+            ..complete()
+        };
         assert!(c.validate().unwrap_err().to_string().contains("app_secret"));
-        let c = WhatsAppConfig { api_version: "21".into(), ..complete() };
-        assert!(c.validate().unwrap_err().to_string().contains("api_version"));
-        let c = WhatsAppConfig { api_url: "nope".into(), ..complete() };
+        let c = WhatsAppConfig {
+            api_version: "21".into(),
+            ..complete()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("api_version"));
+        let c = WhatsAppConfig {
+            api_url: "nope".into(),
+            ..complete()
+        };
         assert!(c.validate().is_err());
     }
 
     #[test]
     fn unknown_keys_are_rejected_and_secrets_not_printed() {
-        let err = serde_json::from_value::<WhatsAppConfig>(serde_json::json!({"acess_token": "x"})).unwrap_err();
+        let err = serde_json::from_value::<WhatsAppConfig>(serde_json::json!({"acess_token": "x"}))
+            .unwrap_err();
         assert!(err.to_string().contains("acess_token"));
         let printed = format!("{:?}", complete());
-        assert!(!printed.contains("s3cret") && !printed.contains("EAAG"), "{printed}");
+        assert!(
+            !printed.contains("s3cret") && !printed.contains("EAAG"),
+            "{printed}"
+        );
     }
 }

@@ -50,7 +50,9 @@ pub fn html_to_whatsapp(html: &str) -> String {
             ("p", true) => {
                 newline(&mut out, quote_depth);
             }
-            ("p", false) if !out.is_empty() && !out.ends_with('\n') => newline(&mut out, quote_depth),
+            ("p", false) if !out.is_empty() && !out.ends_with('\n') => {
+                newline(&mut out, quote_depth)
+            }
             ("blockquote", false) => {
                 if quote_depth == 0 {
                     if !out.is_empty() && !out.ends_with('\n') {
@@ -105,7 +107,11 @@ pub fn html_to_whatsapp(html: &str) -> String {
 /// WhatsApp renders one level of `> ` quote; nested quotes stay one level (which also keeps
 /// the output linear in the input).
 fn quote_prefix(depth: usize) -> &'static str {
-    if depth > 0 { "> " } else { "" }
+    if depth > 0 {
+        "> "
+    } else {
+        ""
+    }
 }
 
 fn newline(out: &mut String, quote_depth: usize) {
@@ -163,7 +169,9 @@ fn decode_entities(s: &str) -> String {
             "quot" => Some('"'),
             "apos" | "#39" | "#x27" => Some('\''),
             "nbsp" => Some(' '),
-            e if e.starts_with("#x") || e.starts_with("#X") => u32::from_str_radix(&e[2..], 16).ok().and_then(char::from_u32),
+            e if e.starts_with("#x") || e.starts_with("#X") => u32::from_str_radix(&e[2..], 16)
+                .ok()
+                .and_then(char::from_u32),
             e if e.starts_with('#') => e[1..].parse().ok().and_then(char::from_u32),
             _ => None,
         };
@@ -188,31 +196,61 @@ mod tests {
 
     #[test]
     fn entities_next_to_multibyte_text_do_not_panic() {
-        assert_eq!(decode_entities("&#h:p_&ngfi\u{78d}x"), "&#h:p_&ngfi\u{78d}x");
+        assert_eq!(
+            decode_entities("&#h:p_&ngfi\u{78d}x"),
+            "&#h:p_&ngfi\u{78d}x"
+        );
         assert_eq!(decode_entities("&amp;\u{78d}"), "&\u{78d}");
     }
 
     #[test]
     fn emphasis_code_and_links() {
-        assert_eq!(html_to_whatsapp("Sorry! <strong>Checking</strong> now"), "Sorry! *Checking* now");
-        assert_eq!(html_to_whatsapp("<em>a</em> <del>b</del> <code>c</code>"), "_a_ ~b~ `c`");
-        assert_eq!(html_to_whatsapp("<pre><code>let x = 1;\n</code></pre>"), "```let x = 1;\n```");
+        assert_eq!(
+            html_to_whatsapp("Sorry! <strong>Checking</strong> now"),
+            "Sorry! *Checking* now"
+        );
+        assert_eq!(
+            html_to_whatsapp("<em>a</em> <del>b</del> <code>c</code>"),
+            "_a_ ~b~ `c`"
+        );
+        assert_eq!(
+            html_to_whatsapp("<pre><code>let x = 1;\n</code></pre>"),
+            "```let x = 1;\n```"
+        );
         assert_eq!(
             html_to_whatsapp(r#"see <a href="https://acme.example/t?a=1&amp;b=2">tracking</a>"#),
             "see tracking (https://acme.example/t?a=1&b=2)"
         );
-        assert_eq!(html_to_whatsapp(r#"<a href="https://x.example">https://x.example</a>"#), "https://x.example");
-        assert_eq!(html_to_whatsapp("1 &lt; 2 &amp;&amp; 3 &gt; 2 &#128512;"), "1 < 2 && 3 > 2 😀");
+        assert_eq!(
+            html_to_whatsapp(r#"<a href="https://x.example">https://x.example</a>"#),
+            "https://x.example"
+        );
+        assert_eq!(
+            html_to_whatsapp("1 &lt; 2 &amp;&amp; 3 &gt; 2 &#128512;"),
+            "1 < 2 && 3 > 2 😀"
+        );
     }
 
     #[test]
     fn blocks() {
         assert_eq!(html_to_whatsapp("<p>one</p><p>two</p>"), "one\ntwo");
-        assert_eq!(html_to_whatsapp("<ul><li>a</li><li>b</li></ul>"), "- a\n- b");
-        assert_eq!(html_to_whatsapp("<ol><li>a</li><li>b</li></ol>"), "1. a\n2. b");
-        assert_eq!(html_to_whatsapp("<blockquote>quoted</blockquote>answer"), "> quoted\nanswer");
+        assert_eq!(
+            html_to_whatsapp("<ul><li>a</li><li>b</li></ul>"),
+            "- a\n- b"
+        );
+        assert_eq!(
+            html_to_whatsapp("<ol><li>a</li><li>b</li></ol>"),
+            "1. a\n2. b"
+        );
+        assert_eq!(
+            html_to_whatsapp("<blockquote>quoted</blockquote>answer"),
+            "> quoted\nanswer"
+        );
         assert_eq!(html_to_whatsapp("a<br>b<br/>c"), "a\nb\nc");
         assert_eq!(html_to_whatsapp("broken <b"), "broken <b");
-        assert_eq!(html_to_whatsapp("<blockquote><blockquote>a<br>b</blockquote></blockquote>"), "> a\n> b");
+        assert_eq!(
+            html_to_whatsapp("<blockquote><blockquote>a<br>b</blockquote></blockquote>"),
+            "> a\n> b"
+        );
     }
 }

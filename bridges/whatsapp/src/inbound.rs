@@ -33,7 +33,12 @@ fn human_size(bytes: u64) -> String {
 }
 
 /// Fetch one file into the media store; `Ok(Err(line))` when WhatsApp will not hand it over.
-async fn fetch(graph: &Graph, host: &Arc<dyn Host>, media: &RemoteMedia, max: u64) -> Result<Result<Attachment, String>, RealizeError> {
+async fn fetch(
+    graph: &Graph,
+    host: &Arc<dyn Host>,
+    media: &RemoteMedia,
+    max: u64,
+) -> Result<Result<Attachment, String>, RealizeError> {
     let refused = |why: String| Ok(Err(format!("[{}: {why}]", media.name)));
     let info = match graph.media_info(&media.media_id).await {
         Ok(i) => i,
@@ -41,26 +46,55 @@ async fn fetch(graph: &Graph, host: &Arc<dyn Host>, media: &RemoteMedia, max: u6
         Err(e) => return refused(format!("WhatsApp did not hand over the file ({e})")),
     };
     if let Some(size) = info.size.filter(|s| *s > max) {
-        return refused(format!("file too large to fetch ({}, the limit is {})", human_size(size), human_size(max)));
+        return refused(format!(
+            "file too large to fetch ({}, the limit is {})",
+            human_size(size),
+            human_size(max)
+        ));
     }
     let bytes = match graph.download(&info.url, max).await {
         Ok(b) => b,
-        Err(ApiError::TooLarge(_)) => return refused(format!("file too large to fetch (over {})", human_size(max))),
+        Err(ApiError::TooLarge(_)) => {
+            return refused(format!(
+                "file too large to fetch (over {})",
+                human_size(max)
+            ))
+        }
         Err(e) if e.is_transient() => return Err(RealizeError::Media(e)),
         Err(e) => return refused(format!("WhatsApp did not hand over the file ({e})")),
     };
     // The message's own mime type names the kind (voice notes are audio/ogg; codecs=opus);
     // the media endpoint's is the fallback.
-    let mime = if media.mime.is_empty() { info.mime.unwrap_or_else(|| "application/octet-stream".into()) } else { media.mime.clone() };
+    let mime = if media.mime.is_empty() {
+        info.mime
+            .unwrap_or_else(|| "application/octet-stream".into())
+    } else {
+        media.mime.clone()
+    };
     let size = bytes.len() as u64;
     let stored = host.put_media(bytes, &mime, &media.name).await?;
-    Ok(Ok(Attachment { media: stored, name: media.name.clone(), mime, size }))
+    Ok(Ok(Attachment {
+        media: stored,
+        name: media.name.clone(),
+        mime,
+        size,
+    }))
 }
 
 /// Build the core's event for one parsed webhook event.
-pub async fn realize(parsed: Parsed, graph: &Graph, host: &Arc<dyn Host>, max_download: u64) -> Result<Inbound, RealizeError> {
+pub async fn realize(
+    parsed: Parsed,
+    graph: &Graph,
+    host: &Arc<dyn Host>,
+    max_download: u64,
+) -> Result<Inbound, RealizeError> {
     let event = match parsed.kind {
-        ParsedKind::Message { remote_id, mut text, media, reply_to } => {
+        ParsedKind::Message {
+            remote_id,
+            mut text,
+            media,
+            reply_to,
+        } => {
             let mut attachments = Vec::new();
             if let Some(media) = media {
                 match fetch(graph, host, &media, max_download).await? {
@@ -73,9 +107,23 @@ pub async fn realize(parsed: Parsed, graph: &Graph, host: &Arc<dyn Host>, max_do
                     }
                 }
             }
-            InboundEvent::Message { remote_id, content: Content { text, html: None, attachments }, reply_to }
+            InboundEvent::Message {
+                remote_id,
+                content: Content {
+                    text,
+                    html: None,
+                    attachments,
+                },
+                reply_to,
+            }
         }
-        ParsedKind::Notice { remote_id, text } => InboundEvent::Notice { remote_id, content: Content { text, ..Content::default() } },
+        ParsedKind::Notice { remote_id, text } => InboundEvent::Notice {
+            remote_id,
+            content: Content {
+                text,
+                ..Content::default()
+            },
+        },
         ParsedKind::Reaction { remote_id, key } => InboundEvent::Reaction { remote_id, key },
         ParsedKind::Delivered { remote_id } => InboundEvent::Delivered { remote_id },
         ParsedKind::Read { remote_id } => InboundEvent::Read { remote_id },

@@ -30,7 +30,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::Router;
 use switchboard_channel::{
-    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound, SendError,
+    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound,
+    SendError,
 };
 
 pub mod api;
@@ -62,7 +63,10 @@ pub struct WhatsApp {
 
 impl WhatsApp {
     pub fn new(config: WhatsAppConfig) -> Self {
-        Self { config, shared: OnceLock::new() }
+        Self {
+            config,
+            shared: OnceLock::new(),
+        }
     }
 
     pub fn config(&self) -> &WhatsAppConfig {
@@ -99,9 +103,15 @@ impl Channel for WhatsApp {
             tracing::info!("whatsapp: disabled in the configuration");
             return Ok(None);
         }
-        self.config.validate().map_err(|e| ChannelError::Config(e.to_string()))?;
+        self.config
+            .validate()
+            .map_err(|e| ChannelError::Config(e.to_string()))?;
         let graph = api::Graph::new(&self.config).map_err(ChannelError::Config)?;
-        let shared = Arc::new(Shared { config: self.config.clone(), graph, host });
+        let shared = Arc::new(Shared {
+            config: self.config.clone(),
+            graph,
+            host,
+        });
         self.shared
             .set(Arc::clone(&shared))
             .map_err(|_| ChannelError::Other("the whatsapp channel was started twice".into()))?;
@@ -116,11 +126,20 @@ impl Channel for WhatsApp {
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
         match self.shared.get() {
             Some(shared) => {
-                let out = outbound::Outgoing { graph: &shared.graph, host: shared.host.as_ref(), config: &shared.config };
+                let out = outbound::Outgoing {
+                    graph: &shared.graph,
+                    host: shared.host.as_ref(),
+                    config: &shared.config,
+                };
                 outbound::send(&out, outbound).await
             }
-            None if !self.config.enabled => Err(SendError::Permanent { reason: "the WhatsApp channel is disabled".into() }),
-            None => Err(SendError::Retryable { reason: "the WhatsApp channel has not started yet".into(), retry_after: None }),
+            None if !self.config.enabled => Err(SendError::Permanent {
+                reason: "the WhatsApp channel is disabled".into(),
+            }),
+            None => Err(SendError::Retryable {
+                reason: "the WhatsApp channel has not started yet".into(),
+                retry_after: None,
+            }),
         }
     }
 
@@ -136,9 +155,15 @@ impl Channel for WhatsApp {
 #[cfg(test)]
 pub(crate) fn fixtures_dir(platform: &str) -> Option<std::path::PathBuf> {
     let manifest = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let found = manifest.ancestors().map(|a| a.join("shared/fixtures").join(platform)).find(|d| d.is_dir());
+    let found = manifest
+        .ancestors()
+        .map(|a| a.join("shared/fixtures").join(platform))
+        .find(|d| d.is_dir());
     if found.is_none() {
-        eprintln!("shared/fixtures/{platform} not found above {}; fixture tests skipped", manifest.display());
+        eprintln!(
+            "shared/fixtures/{platform} not found above {}; fixture tests skipped",
+            manifest.display()
+        );
     }
     found
 }

@@ -22,7 +22,10 @@
 //! * **Errors** go through [`api::classify`](crate::api::classify).
 
 use serde_json::{json, Value};
-use switchboard_channel::{Attachment, Content, ConversationKey, Delivery, Host, HostError, Outbound, OutboundAction, SendError};
+use switchboard_channel::{
+    Attachment, Content, ConversationKey, Delivery, Host, HostError, Outbound, OutboundAction,
+    SendError,
+};
 
 use crate::api::{classify, Graph};
 use crate::config::WhatsAppConfig;
@@ -41,15 +44,23 @@ pub struct Outgoing<'a> {
 }
 
 fn permanent(reason: impl Into<String>) -> SendError {
-    SendError::Permanent { reason: reason.into() }
+    SendError::Permanent {
+        reason: reason.into(),
+    }
 }
 
 fn retryable_host(e: HostError) -> SendError {
-    SendError::Retryable { reason: format!("bridge store: {e}"), retry_after: None }
+    SendError::Retryable {
+        reason: format!("bridge store: {e}"),
+        retry_after: None,
+    }
 }
 
 /// The customer's wa_id, after checking the conversation is on our number.
-fn recipient<'a>(out: &Outgoing<'_>, conversation: &'a ConversationKey) -> Result<&'a str, SendError> {
+fn recipient<'a>(
+    out: &Outgoing<'_>,
+    conversation: &'a ConversationKey,
+) -> Result<&'a str, SendError> {
     if conversation.account != out.config.phone_number_id {
         return Err(permanent(format!(
             "this bridge's WhatsApp number is {}, not {}",
@@ -91,7 +102,11 @@ impl MediaKind {
         let essence = mime.split(';').next().unwrap_or("").trim();
         match essence {
             "image/jpeg" | "image/png" if size <= MAX_IMAGE_BYTES => MediaKind::Image,
-            "audio/aac" | "audio/amr" | "audio/mpeg" | "audio/mp4" | "audio/ogg" | "audio/opus" if size <= MAX_AUDIO_VIDEO_BYTES => MediaKind::Audio,
+            "audio/aac" | "audio/amr" | "audio/mpeg" | "audio/mp4" | "audio/ogg" | "audio/opus"
+                if size <= MAX_AUDIO_VIDEO_BYTES =>
+            {
+                MediaKind::Audio
+            }
             "video/mp4" | "video/3gpp" if size <= MAX_AUDIO_VIDEO_BYTES => MediaKind::Video,
             _ => MediaKind::Document,
         }
@@ -114,7 +129,10 @@ impl MediaKind {
 /// One message of an item, in the order they go out.
 enum Part<'a> {
     Text(String),
-    File { attachment: &'a Attachment, caption: Option<String> },
+    File {
+        attachment: &'a Attachment,
+        caption: Option<String>,
+    },
 }
 
 fn plan(content: &Content) -> Vec<Part<'_>> {
@@ -138,7 +156,10 @@ fn plan(content: &Content) -> Vec<Part<'_>> {
         }
     }
     for (i, attachment) in content.attachments.iter().enumerate() {
-        parts.push(Part::File { attachment, caption: if i == 0 { caption.take() } else { None } });
+        parts.push(Part::File {
+            attachment,
+            caption: if i == 0 { caption.take() } else { None },
+        });
     }
     parts
 }
@@ -170,32 +191,59 @@ pub async fn send(out: &Outgoing<'_>, outbound: &Outbound) -> Result<Delivery, S
                 first.get_or_insert(wamid);
             }
             let remote_id = first.ok_or_else(|| permanent("there was nothing to send"))?;
-            Ok(Delivery { remote_id, delivered: false })
+            Ok(Delivery {
+                remote_id,
+                delivered: false,
+            })
         }
         OutboundAction::React { remote_id, key } => {
             let mut body = envelope(to, "reaction", None);
-            body["reaction"] = json!({"message_id": remote_id, "emoji": key.as_deref().unwrap_or("")});
+            body["reaction"] =
+                json!({"message_id": remote_id, "emoji": key.as_deref().unwrap_or("")});
             let wamid = out.graph.send(&body).await.map_err(classify)?;
-            Ok(Delivery { remote_id: wamid, delivered: false })
+            Ok(Delivery {
+                remote_id: wamid,
+                delivered: false,
+            })
         }
-        OutboundAction::Template { name, language, params } => {
+        OutboundAction::Template {
+            name,
+            language,
+            params,
+        } => {
             let key = format!("out:{}#0", outbound.idempotency_key);
             if let Some(done) = out.host.state_get(&key).await.map_err(retryable_host)? {
-                return Ok(Delivery { remote_id: done, delivered: false });
+                return Ok(Delivery {
+                    remote_id: done,
+                    delivered: false,
+                });
             }
             let mut body = envelope(to, "template", None);
-            let code = language.as_deref().unwrap_or(&out.config.default_template_language);
+            let code = language
+                .as_deref()
+                .unwrap_or(&out.config.default_template_language);
             body["template"] = json!({"name": name, "language": {"code": code}});
             if !params.is_empty() {
-                let parameters: Vec<Value> = params.iter().map(|p| json!({"type": "text", "text": p})).collect();
-                body["template"]["components"] = json!([{"type": "body", "parameters": parameters}]);
+                let parameters: Vec<Value> = params
+                    .iter()
+                    .map(|p| json!({"type": "text", "text": p}))
+                    .collect();
+                body["template"]["components"] =
+                    json!([{"type": "body", "parameters": parameters}]);
             }
             let wamid = out.graph.send(&body).await.map_err(classify)?;
             remember(out, &key, &wamid).await;
-            Ok(Delivery { remote_id: wamid, delivered: false })
+            Ok(Delivery {
+                remote_id: wamid,
+                delivered: false,
+            })
         }
-        OutboundAction::Edit { .. } => Err(permanent("WhatsApp does not let a business change a sent message")),
-        OutboundAction::Delete { .. } => Err(permanent("WhatsApp does not let a business delete a sent message")),
+        OutboundAction::Edit { .. } => Err(permanent(
+            "WhatsApp does not let a business change a sent message",
+        )),
+        OutboundAction::Delete { .. } => Err(permanent(
+            "WhatsApp does not let a business delete a sent message",
+        )),
     }
 }
 
@@ -206,26 +254,49 @@ async fn remember(out: &Outgoing<'_>, key: &str, wamid: &str) {
     }
 }
 
-async fn send_part(out: &Outgoing<'_>, to: &str, part: &Part<'_>, reply_to: Option<&str>) -> Result<String, SendError> {
+async fn send_part(
+    out: &Outgoing<'_>,
+    to: &str,
+    part: &Part<'_>,
+    reply_to: Option<&str>,
+) -> Result<String, SendError> {
     match part {
         Part::Text(text) => {
             let mut body = envelope(to, "text", reply_to);
             body["text"] = json!({"preview_url": out.config.preview_url, "body": text});
             out.graph.send(&body).await.map_err(classify)
         }
-        Part::File { attachment, caption } => {
+        Part::File {
+            attachment,
+            caption,
+        } => {
             let (bytes, stored_mime) = match out.host.get_media(&attachment.media).await {
                 Ok(x) => x,
                 Err(HostError::NotFound) => {
-                    return Err(permanent(format!("the file {} is no longer in the media repository", attachment.name)))
+                    return Err(permanent(format!(
+                        "the file {} is no longer in the media repository",
+                        attachment.name
+                    )))
                 }
                 Err(e) => return Err(retryable_host(e)),
             };
-            let mime = if attachment.mime.is_empty() { stored_mime } else { attachment.mime.clone() };
+            let mime = if attachment.mime.is_empty() {
+                stored_mime
+            } else {
+                attachment.mime.clone()
+            };
             let kind = MediaKind::for_file(&mime, bytes.len() as u64);
             // WhatsApp checks a document's type too; anything unusual goes as a binary file.
-            let upload_mime = if mime.contains('/') { mime.clone() } else { "application/octet-stream".into() };
-            let media_id = out.graph.upload(bytes, &upload_mime, &attachment.name).await.map_err(classify)?;
+            let upload_mime = if mime.contains('/') {
+                mime.clone()
+            } else {
+                "application/octet-stream".into()
+            };
+            let media_id = out
+                .graph
+                .upload(bytes, &upload_mime, &attachment.name)
+                .await
+                .map_err(classify)?;
             let mut media = json!({"id": media_id});
             if let Some(c) = caption.as_ref().filter(|_| kind.has_caption()) {
                 media["caption"] = c.clone().into();
@@ -241,8 +312,16 @@ async fn send_part(out: &Outgoing<'_>, to: &str, part: &Part<'_>, reply_to: Opti
 }
 
 /// `Channel::mark_read`: blue ticks on the customer's message.
-pub async fn mark_read(graph: &Graph, config: &WhatsAppConfig, conversation: &ConversationKey, remote_id: &str) {
-    if conversation.account != config.phone_number_id || remote_id.is_empty() || remote_id.starts_with(char::is_control) {
+pub async fn mark_read(
+    graph: &Graph,
+    config: &WhatsAppConfig,
+    conversation: &ConversationKey,
+    remote_id: &str,
+) {
+    if conversation.account != config.phone_number_id
+        || remote_id.is_empty()
+        || remote_id.starts_with(char::is_control)
+    {
         return;
     }
     let body = json!({"messaging_product": "whatsapp", "status": "read", "message_id": remote_id});
@@ -284,10 +363,20 @@ mod tests {
             self.0.lock().unwrap().insert(key.into(), value.into());
             Ok(())
         }
-        async fn log_append(&self, _: &str, _: &str, _: &serde_json::Value) -> Result<i64, HostError> {
+        async fn log_append(
+            &self,
+            _: &str,
+            _: &str,
+            _: &serde_json::Value,
+        ) -> Result<i64, HostError> {
             Ok(0)
         }
-        async fn log_read(&self, _: &str, _: i64, _: i64) -> Result<Vec<(i64, serde_json::Value)>, HostError> {
+        async fn log_read(
+            &self,
+            _: &str,
+            _: i64,
+            _: i64,
+        ) -> Result<Vec<(i64, serde_json::Value)>, HostError> {
             Ok(Vec::new())
         }
     }
@@ -308,46 +397,105 @@ mod tests {
         let graph = Graph::new(&config).unwrap();
         let host = StateHost::default();
         host.state_put("out:$event1#0", "wamid.sent").await.unwrap();
-        let out = Outgoing { graph: &graph, host: &host, config: &config };
-        let conversation = ConversationKey { account: "42".into(), chat: "4915112345678".into() };
+        let out = Outgoing {
+            graph: &graph,
+            host: &host,
+            config: &config,
+        };
+        let conversation = ConversationKey {
+            account: "42".into(),
+            chat: "4915112345678".into(),
+        };
         let item = |key: &str| Outbound {
             conversation: conversation.clone(),
             idempotency_key: key.into(),
-            action: OutboundAction::Message { content: Content { text: "hi".into(), ..Content::default() }, reply_to: None },
+            action: OutboundAction::Message {
+                content: Content {
+                    text: "hi".into(),
+                    ..Content::default()
+                },
+                reply_to: None,
+            },
         };
-        assert_eq!(send(&out, &item("$event1")).await.unwrap().remote_id, "wamid.sent");
+        assert_eq!(
+            send(&out, &item("$event1")).await.unwrap().remote_id,
+            "wamid.sent"
+        );
         // A new item does try to send (and fails retryably: nothing listens there).
-        assert!(matches!(send(&out, &item("$event2")).await, Err(SendError::Retryable { .. })));
+        assert!(matches!(
+            send(&out, &item("$event2")).await,
+            Err(SendError::Retryable { .. })
+        ));
         // Another number's conversation is refused for good.
         let mut other = item("$event3");
         other.conversation.account = "43".into();
-        assert!(matches!(send(&out, &other).await, Err(SendError::Permanent { .. })));
+        assert!(matches!(
+            send(&out, &other).await,
+            Err(SendError::Permanent { .. })
+        ));
     }
 
     fn attachment(name: &str, mime: &str, size: u64) -> Attachment {
-        Attachment { media: MediaRef("mxc://x/y".into()), name: name.into(), mime: mime.into(), size }
+        Attachment {
+            media: MediaRef("mxc://x/y".into()),
+            name: name.into(),
+            mime: mime.into(),
+            size,
+        }
     }
 
     #[test]
     fn files_pick_their_kind() {
         assert_eq!(MediaKind::for_file("image/jpeg", 1000), MediaKind::Image);
-        assert_eq!(MediaKind::for_file("image/png", 6 * 1024 * 1024), MediaKind::Document);
+        assert_eq!(
+            MediaKind::for_file("image/png", 6 * 1024 * 1024),
+            MediaKind::Document
+        );
         assert_eq!(MediaKind::for_file("image/gif", 10), MediaKind::Document);
-        assert_eq!(MediaKind::for_file("audio/ogg; codecs=opus", 1000), MediaKind::Audio);
+        assert_eq!(
+            MediaKind::for_file("audio/ogg; codecs=opus", 1000),
+            MediaKind::Audio
+        );
         assert_eq!(MediaKind::for_file("video/mp4", 1000), MediaKind::Video);
-        assert_eq!(MediaKind::for_file("application/pdf", 1000), MediaKind::Document);
+        assert_eq!(
+            MediaKind::for_file("application/pdf", 1000),
+            MediaKind::Document
+        );
     }
 
     #[test]
     fn captions_ride_along_when_they_can() {
-        let content = Content { text: "the label".into(), html: None, attachments: vec![attachment("l.png", "image/png", 10)] };
+        let content = Content {
+            text: "the label".into(),
+            html: None,
+            attachments: vec![attachment("l.png", "image/png", 10)],
+        };
         let parts = plan(&content);
-        assert!(matches!(parts.as_slice(), [Part::File { caption: Some(c), .. }] if c == "the label"));
-        let content = Content { text: "listen".into(), html: None, attachments: vec![attachment("a.ogg", "audio/ogg", 10)] };
-        assert!(matches!(plan(&content).as_slice(), [Part::Text(t), Part::File { caption: None, .. }] if t == "listen"));
-        let content = Content { text: "x".repeat(2000), html: None, attachments: vec![attachment("d.pdf", "application/pdf", 10)] };
-        assert!(matches!(plan(&content).as_slice(), [Part::Text(_), Part::File { caption: None, .. }]));
-        let content = Content { text: "plain".into(), html: Some("<b>bold</b>".into()), attachments: vec![] };
+        assert!(
+            matches!(parts.as_slice(), [Part::File { caption: Some(c), .. }] if c == "the label")
+        );
+        let content = Content {
+            text: "listen".into(),
+            html: None,
+            attachments: vec![attachment("a.ogg", "audio/ogg", 10)],
+        };
+        assert!(
+            matches!(plan(&content).as_slice(), [Part::Text(t), Part::File { caption: None, .. }] if t == "listen")
+        );
+        let content = Content {
+            text: "x".repeat(2000),
+            html: None,
+            attachments: vec![attachment("d.pdf", "application/pdf", 10)],
+        };
+        assert!(matches!(
+            plan(&content).as_slice(),
+            [Part::Text(_), Part::File { caption: None, .. }]
+        ));
+        let content = Content {
+            text: "plain".into(),
+            html: Some("<b>bold</b>".into()),
+            attachments: vec![],
+        };
         assert!(matches!(plan(&content).as_slice(), [Part::Text(t)] if t == "*bold*"));
         assert!(plan(&Content::default()).is_empty());
     }

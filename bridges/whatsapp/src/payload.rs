@@ -35,11 +35,19 @@ pub struct RemoteMedia {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ParsedKind {
     /// A customer message: its text (or caption) and at most one file.
-    Message { remote_id: String, text: String, media: Option<RemoteMedia>, reply_to: Option<String> },
+    Message {
+        remote_id: String,
+        text: String,
+        media: Option<RemoteMedia>,
+        reply_to: Option<String>,
+    },
     /// Something the bridge cannot show as a message (an unsupported type, Meta's error).
     Notice { remote_id: String, text: String },
     /// The customer reacted to `remote_id`; `key: None` removed their reaction.
-    Reaction { remote_id: String, key: Option<String> },
+    Reaction {
+        remote_id: String,
+        key: Option<String>,
+    },
     /// Our message `remote_id` reached WhatsApp or the customer's phone.
     Delivered { remote_id: String },
     /// The customer read our message `remote_id`.
@@ -79,16 +87,25 @@ pub enum PayloadError {
 /// Parse a webhook body.
 pub fn parse_webhook(body: &[u8]) -> Result<Batch, PayloadError> {
     let root: Value = serde_json::from_slice(body)?;
-    let object = root.get("object").and_then(Value::as_str).unwrap_or_default();
+    let object = root
+        .get("object")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if object != OBJECT {
         return Err(PayloadError::NotWhatsApp(object.chars().take(64).collect()));
     }
     let mut batch = Batch::default();
     for entry in array(&root, "entry") {
         for change in array(entry, "changes") {
-            let field = change.get("field").and_then(Value::as_str).unwrap_or_default();
+            let field = change
+                .get("field")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if field != "messages" {
-                batch.skipped.push(format!("change of field {:?} (only \"messages\" is bridged)", clip(field, 64)));
+                batch.skipped.push(format!(
+                    "change of field {:?} (only \"messages\" is bridged)",
+                    clip(field, 64)
+                ));
                 continue;
             }
             if let Some(value) = change.get("value") {
@@ -100,11 +117,17 @@ pub fn parse_webhook(body: &[u8]) -> Result<Batch, PayloadError> {
 }
 
 fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
 }
 
 fn string<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
+    v.get(key)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
 }
 
 fn clip(s: &str, max: usize) -> String {
@@ -135,19 +158,30 @@ fn timestamp_ms(v: &Value) -> Option<i64> {
 /// A WhatsApp id (`wa_id`, `from`) is the phone number in digits, without `+`.
 pub fn e164(wa_id: &str) -> Option<String> {
     let digits = wa_id.strip_prefix('+').unwrap_or(wa_id);
-    let ok = (5..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
+    let ok = (5..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0');
     ok.then(|| format!("+{digits}"))
 }
 
 /// Text of Meta's `errors[]` items: `title: details (code N)`.
 pub fn errors_text(errors: &[Value]) -> Option<String> {
-    let parts: Vec<String> = errors.iter().map(error_text).filter(|s| !s.is_empty()).collect();
+    let parts: Vec<String> = errors
+        .iter()
+        .map(error_text)
+        .filter(|s| !s.is_empty())
+        .collect();
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 fn error_text(e: &Value) -> String {
-    let title = string(e, "title").or_else(|| string(e, "message")).unwrap_or("error");
-    let details = e.get("error_data").and_then(|d| string(d, "details")).filter(|d| *d != title);
+    let title = string(e, "title")
+        .or_else(|| string(e, "message"))
+        .unwrap_or("error");
+    let details = e
+        .get("error_data")
+        .and_then(|d| string(d, "details"))
+        .filter(|d| *d != title);
     let mut text = clip(title, 300);
     if let Some(d) = details {
         text.push_str(": ");
@@ -161,7 +195,9 @@ fn error_text(e: &Value) -> String {
 
 fn parse_value(value: &Value, batch: &mut Batch) {
     let Some(account) = value.get("metadata").and_then(|m| id(m, "phone_number_id")) else {
-        batch.skipped.push("a change without metadata.phone_number_id".into());
+        batch
+            .skipped
+            .push("a change without metadata.phone_number_id".into());
         return;
     };
     let value_errors = errors_text(array(value, "errors"));
@@ -169,7 +205,9 @@ fn parse_value(value: &Value, batch: &mut Batch) {
     let statuses = array(value, "statuses");
     if messages.is_empty() && statuses.is_empty() {
         if let Some(errors) = &value_errors {
-            batch.skipped.push(format!("WhatsApp reported errors for the account {account}: {errors}"));
+            batch.skipped.push(format!(
+                "WhatsApp reported errors for the account {account}: {errors}"
+            ));
         }
     }
     let contacts = array(value, "contacts");
@@ -182,7 +220,10 @@ fn parse_value(value: &Value, batch: &mut Batch) {
     for s in statuses {
         match parse_status(&account, s) {
             Some(p) => batch.events.push(p),
-            None => batch.skipped.push(format!("status {:?}", s.get("status").and_then(Value::as_str).map(|s| clip(s, 32)))),
+            None => batch.skipped.push(format!(
+                "status {:?}",
+                s.get("status").and_then(Value::as_str).map(|s| clip(s, 32))
+            )),
         }
     }
 }
@@ -200,25 +241,48 @@ fn profile(wa_id: &str, contacts: &[Value]) -> ContactProfile {
         .and_then(|p| string(p, "name"))
         .map(|n| clean_line(n, 100))
         .filter(|n| !n.is_empty());
-    ContactProfile { id: wa_id.to_owned(), display_name: name, phone: e164(wa_id), ..ContactProfile::default() }
+    ContactProfile {
+        id: wa_id.to_owned(),
+        display_name: name,
+        phone: e164(wa_id),
+        ..ContactProfile::default()
+    }
 }
 
 /// One line of customer-provided text: no control characters, bounded.
 fn clean_line(s: &str, max: usize) -> String {
-    s.chars().filter(|c| !c.is_control()).take(max).collect::<String>().trim().to_owned()
+    s.chars()
+        .filter(|c| !c.is_control())
+        .take(max)
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 /// A file name safe to hand on: one path component, no control characters, not hidden.
 pub fn safe_file_name(raw: &str, fallback: &str) -> String {
     let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = base.chars().filter(|c| !c.is_control()).take(120).collect();
-    let cleaned = cleaned.trim_start_matches(|c: char| c == '.' || c.is_whitespace()).trim_end();
-    if cleaned.is_empty() { fallback.to_owned() } else { cleaned.to_owned() }
+    let cleaned = cleaned
+        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
+        .trim_end();
+    if cleaned.is_empty() {
+        fallback.to_owned()
+    } else {
+        cleaned.to_owned()
+    }
 }
 
 /// The usual extension of a mime type (for names of files that came without one).
 fn extension(mime: &str) -> &'static str {
-    match mime.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str() {
+    match mime
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "image/jpeg" => "jpg",
         "image/png" => "png",
         "image/webp" => "webp",
@@ -248,16 +312,30 @@ fn default_mime(kind: &str) -> &'static str {
 /// The mime type as given, if it looks like one; else the kind's usual type.
 fn mime_of(media: &Value, kind: &str) -> String {
     match string(media, "mime_type") {
-        Some(m) if m.len() <= 128 && m.contains('/') && m.chars().all(|c| c.is_ascii_graphic() || c == ' ') => m.to_owned(),
+        Some(m)
+            if m.len() <= 128
+                && m.contains('/')
+                && m.chars().all(|c| c.is_ascii_graphic() || c == ' ') =>
+        {
+            m.to_owned()
+        }
         _ => default_mime(kind).to_owned(),
     }
 }
 
-fn parse_message(account: &str, m: &Value, contacts: &[Value], value_errors: Option<&str>) -> Option<Parsed> {
+fn parse_message(
+    account: &str,
+    m: &Value,
+    contacts: &[Value],
+    value_errors: Option<&str>,
+) -> Option<Parsed> {
     let remote_id = id(m, "id")?;
     let from = id(m, "from")?;
     let sender = profile(&from, contacts);
-    let conversation = ConversationKey { account: account.to_owned(), chat: from };
+    let conversation = ConversationKey {
+        account: account.to_owned(),
+        chat: from,
+    };
     let timestamp_ms = timestamp_ms(m);
     let kind_name = m.get("type").and_then(Value::as_str).unwrap_or("unknown");
     let reply_to = m.get("context").and_then(|c| id(c, "id"));
@@ -269,13 +347,24 @@ fn parse_message(account: &str, m: &Value, contacts: &[Value], value_errors: Opt
         dedup_key,
         kind,
     };
-    let notice = |text: String| make(format!("msg:{remote_id}"), ParsedKind::Notice { remote_id: remote_id.clone(), text });
+    let notice = |text: String| {
+        make(
+            format!("msg:{remote_id}"),
+            ParsedKind::Notice {
+                remote_id: remote_id.clone(),
+                text,
+            },
+        )
+    };
     let unsupported = || {
         let mut text = format!(
             "The customer sent a WhatsApp message the bridge cannot show (type \"{}\").",
             clip(kind_name, 40)
         );
-        for errors in [message_errors.as_deref(), value_errors].into_iter().flatten() {
+        for errors in [message_errors.as_deref(), value_errors]
+            .into_iter()
+            .flatten()
+        {
             text.push_str(&format!(" WhatsApp says: {errors}"));
         }
         notice(text)
@@ -284,7 +373,15 @@ fn parse_message(account: &str, m: &Value, contacts: &[Value], value_errors: Opt
         return Some(unsupported());
     }
     let message = |text: String, media: Option<RemoteMedia>| {
-        make(format!("msg:{remote_id}"), ParsedKind::Message { remote_id: remote_id.clone(), text, media, reply_to: reply_to.clone() })
+        make(
+            format!("msg:{remote_id}"),
+            ParsedKind::Message {
+                remote_id: remote_id.clone(),
+                text,
+                media,
+                reply_to: reply_to.clone(),
+            },
+        )
     };
     let body = m.get(kind_name);
     let parsed = match (kind_name, body) {
@@ -293,23 +390,39 @@ fn parse_message(account: &str, m: &Value, contacts: &[Value], value_errors: Opt
             _ => unsupported(),
         },
         ("image" | "video" | "document" | "audio" | "sticker", Some(media)) => {
-            let Some(media_id) = id(media, "id") else { return Some(unsupported()) };
+            let Some(media_id) = id(media, "id") else {
+                return Some(unsupported());
+            };
             let mime = mime_of(media, kind_name);
-            let voice = kind_name == "audio" && media.get("voice").and_then(Value::as_bool) == Some(true);
+            let voice =
+                kind_name == "audio" && media.get("voice").and_then(Value::as_bool) == Some(true);
             let stem = if voice { "voice message" } else { kind_name };
             let fallback = format!("{stem}.{}", extension(&mime));
             let name = match string(media, "filename") {
                 Some(f) => safe_file_name(f, &fallback),
                 None => fallback,
             };
-            let caption = media.get("caption").and_then(Value::as_str).unwrap_or_default().to_owned();
-            message(caption, Some(RemoteMedia { media_id, mime, name }))
+            let caption = media
+                .get("caption")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            message(
+                caption,
+                Some(RemoteMedia {
+                    media_id,
+                    mime,
+                    name,
+                }),
+            )
         }
         ("location", Some(l)) => match location_text(l) {
             Some(text) => message(text, None),
             None => unsupported(),
         },
-        ("contacts", Some(Value::Array(cards))) if !cards.is_empty() => message(contacts_text(cards), None),
+        ("contacts", Some(Value::Array(cards))) if !cards.is_empty() => {
+            message(contacts_text(cards), None)
+        }
         ("button", Some(b)) => match string(b, "text") {
             Some(t) => message(t.to_owned(), None),
             None => unsupported(),
@@ -319,12 +432,22 @@ fn parse_message(account: &str, m: &Value, contacts: &[Value], value_errors: Opt
             None => unsupported(),
         },
         ("reaction", Some(r)) => {
-            let Some(target) = id(r, "message_id") else { return Some(unsupported()) };
+            let Some(target) = id(r, "message_id") else {
+                return Some(unsupported());
+            };
             let key = string(r, "emoji").map(|e| clip(e, 16));
-            make(format!("reaction:{remote_id}"), ParsedKind::Reaction { remote_id: target, key })
+            make(
+                format!("reaction:{remote_id}"),
+                ParsedKind::Reaction {
+                    remote_id: target,
+                    key,
+                },
+            )
         }
         ("system", Some(s)) => {
-            let text = string(s, "body").map(|b| clip(b, 1000)).unwrap_or_else(|| "The customer's WhatsApp account changed.".into());
+            let text = string(s, "body")
+                .map(|b| clip(b, 1000))
+                .unwrap_or_else(|| "The customer's WhatsApp account changed.".into());
             notice(text)
         }
         _ => unsupported(),
@@ -333,9 +456,19 @@ fn parse_message(account: &str, m: &Value, contacts: &[Value], value_errors: Opt
 }
 
 fn location_text(l: &Value) -> Option<String> {
-    let lat = l.get("latitude").and_then(Value::as_f64).filter(|v| v.is_finite() && v.abs() <= 90.0)?;
-    let lon = l.get("longitude").and_then(Value::as_f64).filter(|v| v.is_finite() && v.abs() <= 180.0)?;
-    let label: Vec<String> = ["name", "address"].iter().filter_map(|k| string(l, k)).map(|s| clean_line(s, 200)).collect();
+    let lat = l
+        .get("latitude")
+        .and_then(Value::as_f64)
+        .filter(|v| v.is_finite() && v.abs() <= 90.0)?;
+    let lon = l
+        .get("longitude")
+        .and_then(Value::as_f64)
+        .filter(|v| v.is_finite() && v.abs() <= 180.0)?;
+    let label: Vec<String> = ["name", "address"]
+        .iter()
+        .filter_map(|k| string(l, k))
+        .map(|s| clean_line(s, 200))
+        .collect();
     let mut text = String::from("📍 Location");
     if !label.is_empty() {
         text.push_str(": ");
@@ -356,15 +489,28 @@ fn contacts_text(cards: &[Value]) -> String {
                 .get("name")
                 .and_then(|n| {
                     string(n, "formatted_name").map(str::to_owned).or_else(|| {
-                        let parts: Vec<&str> = ["first_name", "last_name"].iter().filter_map(|k| string(n, k)).collect();
+                        let parts: Vec<&str> = ["first_name", "last_name"]
+                            .iter()
+                            .filter_map(|k| string(n, k))
+                            .collect();
                         (!parts.is_empty()).then(|| parts.join(" "))
                     })
                 })
                 .map(|n| clean_line(&n, 100))
                 .unwrap_or_else(|| "(no name)".into());
             let mut fields = vec![name];
-            fields.extend(array(card, "phones").iter().filter_map(|p| string(p, "phone")).map(|p| clean_line(p, 40)));
-            fields.extend(array(card, "emails").iter().filter_map(|e| string(e, "email")).map(|e| clean_line(e, 100)));
+            fields.extend(
+                array(card, "phones")
+                    .iter()
+                    .filter_map(|p| string(p, "phone"))
+                    .map(|p| clean_line(p, 40)),
+            );
+            fields.extend(
+                array(card, "emails")
+                    .iter()
+                    .filter_map(|e| string(e, "email"))
+                    .map(|e| clean_line(e, 100)),
+            );
             format!("Contact: {}", fields.join(", "))
         })
         .collect();
@@ -390,17 +536,32 @@ fn parse_status(account: &str, s: &Value) -> Option<Parsed> {
     let recipient = id(s, "recipient_id")?;
     let status = s.get("status").and_then(Value::as_str)?;
     let kind = match status {
-        "sent" | "delivered" => ParsedKind::Delivered { remote_id: remote_id.clone() },
-        "read" => ParsedKind::Read { remote_id: remote_id.clone() },
+        "sent" | "delivered" => ParsedKind::Delivered {
+            remote_id: remote_id.clone(),
+        },
+        "read" => ParsedKind::Read {
+            remote_id: remote_id.clone(),
+        },
         "failed" => {
-            let reason = errors_text(array(s, "errors")).unwrap_or_else(|| "WhatsApp gave no reason".into());
-            ParsedKind::Failed { remote_id: remote_id.clone(), reason }
+            let reason =
+                errors_text(array(s, "errors")).unwrap_or_else(|| "WhatsApp gave no reason".into());
+            ParsedKind::Failed {
+                remote_id: remote_id.clone(),
+                reason,
+            }
         }
         _ => return None,
     };
-    let sender = ContactProfile { id: recipient.clone(), phone: e164(&recipient), ..ContactProfile::default() };
+    let sender = ContactProfile {
+        id: recipient.clone(),
+        phone: e164(&recipient),
+        ..ContactProfile::default()
+    };
     Some(Parsed {
-        conversation: ConversationKey { account: account.to_owned(), chat: recipient },
+        conversation: ConversationKey {
+            account: account.to_owned(),
+            chat: recipient,
+        },
         sender,
         timestamp_ms: timestamp_ms(s),
         dedup_key: format!("status:{remote_id}:{status}"),
@@ -427,14 +588,25 @@ mod tests {
     #[test]
     fn text_with_profile_and_phone() {
         let Some(p) = one("text.json") else { return };
-        assert_eq!(p.conversation, ConversationKey { account: "1122334455667".into(), chat: "972987654321".into() });
+        assert_eq!(
+            p.conversation,
+            ConversationKey {
+                account: "1122334455667".into(),
+                chat: "972987654321".into()
+            }
+        );
         assert_eq!(p.sender.display_name.as_deref(), Some("Test Name"));
         assert_eq!(p.sender.phone.as_deref(), Some("+972987654321"));
         assert_eq!(p.timestamp_ms, Some(1_697_043_223_000));
         assert_eq!(p.dedup_key, "msg:wamid.xyzxyz");
         assert_eq!(
             p.kind,
-            ParsedKind::Message { remote_id: "wamid.xyzxyz".into(), text: "Body Text".into(), media: None, reply_to: None }
+            ParsedKind::Message {
+                remote_id: "wamid.xyzxyz".into(),
+                text: "Body Text".into(),
+                media: None,
+                reply_to: None
+            }
         );
     }
 
@@ -442,17 +614,56 @@ mod tests {
     fn media_of_every_kind() {
         let cases = [
             ("image.json", "65463453", "image/jpeg", "image.jpg", ""),
-            ("audio.json", "1234567890987654321", "audio/ogg; codecs=opus", "audio.ogg", ""),
-            ("voice.json", "1234567890987654321", "audio/ogg; codecs=opus", "voice message.ogg", ""),
-            ("video.json", "765756756", "video/mp4", "video.mp4", "caption"),
-            ("document.json", "1234567890987654321", "application/pdf", "filename.pdf", "caption"),
-            ("sticker.json", "1234567890987654321", "image/webp", "sticker.webp", ""),
+            (
+                "audio.json",
+                "1234567890987654321",
+                "audio/ogg; codecs=opus",
+                "audio.ogg",
+                "",
+            ),
+            (
+                "voice.json",
+                "1234567890987654321",
+                "audio/ogg; codecs=opus",
+                "voice message.ogg",
+                "",
+            ),
+            (
+                "video.json",
+                "765756756",
+                "video/mp4",
+                "video.mp4",
+                "caption",
+            ),
+            (
+                "document.json",
+                "1234567890987654321",
+                "application/pdf",
+                "filename.pdf",
+                "caption",
+            ),
+            (
+                "sticker.json",
+                "1234567890987654321",
+                "image/webp",
+                "sticker.webp",
+                "",
+            ),
         ];
         for (file, media_id, mime, name, caption) in cases {
             let Some(p) = one(file) else { return };
             match p.kind {
-                ParsedKind::Message { text, media: Some(m), reply_to: None, .. } => {
-                    assert_eq!((m.media_id.as_str(), m.mime.as_str(), m.name.as_str()), (media_id, mime, name), "{file}");
+                ParsedKind::Message {
+                    text,
+                    media: Some(m),
+                    reply_to: None,
+                    ..
+                } => {
+                    assert_eq!(
+                        (m.media_id.as_str(), m.mime.as_str(), m.name.as_str()),
+                        (media_id, mime, name),
+                        "{file}"
+                    );
                     assert_eq!(text, caption, "{file}");
                 }
                 other => panic!("{file}: {other:?}"),
@@ -462,60 +673,143 @@ mod tests {
 
     #[test]
     fn location_contacts_reply_and_reaction() {
-        let Some(p) = one("location.json") else { return };
-        let ParsedKind::Message { text, .. } = p.kind else { panic!() };
-        assert!(text.contains("geo:12.250890,43.905390") && text.contains("openstreetmap.org"), "{text}");
-        let Some(p) = one("contacts.json") else { return };
-        let ParsedKind::Message { text, .. } = p.kind else { panic!() };
-        assert!(text.starts_with("Contact: Chandler Bing, +1 555-555-5555\nContact: Monica, +1 666-666-6666"), "{text}");
-        let Some(p) = one("reply_text.json") else { return };
-        let ParsedKind::Message { reply_to, text, .. } = p.kind else { panic!() };
-        assert_eq!((reply_to.as_deref(), text.as_str()), (Some("wamid.xyzxyz=="), "replied text"));
-        let Some(p) = one("forwarded_text.json") else { return };
+        let Some(p) = one("location.json") else {
+            return;
+        };
+        let ParsedKind::Message { text, .. } = p.kind else {
+            panic!()
+        };
+        assert!(
+            text.contains("geo:12.250890,43.905390") && text.contains("openstreetmap.org"),
+            "{text}"
+        );
+        let Some(p) = one("contacts.json") else {
+            return;
+        };
+        let ParsedKind::Message { text, .. } = p.kind else {
+            panic!()
+        };
+        assert!(
+            text.starts_with(
+                "Contact: Chandler Bing, +1 555-555-5555\nContact: Monica, +1 666-666-6666"
+            ),
+            "{text}"
+        );
+        let Some(p) = one("reply_text.json") else {
+            return;
+        };
+        let ParsedKind::Message { reply_to, text, .. } = p.kind else {
+            panic!()
+        };
+        assert_eq!(
+            (reply_to.as_deref(), text.as_str()),
+            (Some("wamid.xyzxyz=="), "replied text")
+        );
+        let Some(p) = one("forwarded_text.json") else {
+            return;
+        };
         assert!(matches!(p.kind, ParsedKind::Message { reply_to: None, .. }));
-        let Some(p) = one("reaction.json") else { return };
+        let Some(p) = one("reaction.json") else {
+            return;
+        };
         assert_eq!(p.dedup_key, "reaction:wamid.xyzxyz");
-        assert_eq!(p.kind, ParsedKind::Reaction { remote_id: "wamid.yzxyzx=".into(), key: Some("😮".into()) });
+        assert_eq!(
+            p.kind,
+            ParsedKind::Reaction {
+                remote_id: "wamid.yzxyzx=".into(),
+                key: Some("😮".into())
+            }
+        );
     }
 
     #[test]
     fn unsupported_and_errors_become_notices() {
-        let Some(p) = one("unsupported_with_error.json") else { return };
-        let ParsedKind::Notice { text, .. } = p.kind else { panic!() };
-        assert!(text.contains("unsupported") && text.contains("Message type unknown: Message type is currently not supported. (code 131051)"), "{text}");
-        let Some(p) = one("interactive_with_error.json") else { return };
-        let ParsedKind::Notice { text, .. } = p.kind else { panic!() };
-        assert!(text.contains("Unsupported webhook payload (code 131000)"), "{text}");
-        let Some(body) = fixture("webhook_value_errors_rate_limit.json") else { return };
+        let Some(p) = one("unsupported_with_error.json") else {
+            return;
+        };
+        let ParsedKind::Notice { text, .. } = p.kind else {
+            panic!()
+        };
+        assert!(
+            text.contains("unsupported")
+                && text.contains(
+                    "Message type unknown: Message type is currently not supported. (code 131051)"
+                ),
+            "{text}"
+        );
+        let Some(p) = one("interactive_with_error.json") else {
+            return;
+        };
+        let ParsedKind::Notice { text, .. } = p.kind else {
+            panic!()
+        };
+        assert!(
+            text.contains("Unsupported webhook payload (code 131000)"),
+            "{text}"
+        );
+        let Some(body) = fixture("webhook_value_errors_rate_limit.json") else {
+            return;
+        };
         let batch = parse_webhook(&body).unwrap();
         assert!(batch.events.is_empty());
-        assert!(batch.skipped.iter().any(|s| s.contains("Rate limit hit")), "{:?}", batch.skipped);
+        assert!(
+            batch.skipped.iter().any(|s| s.contains("Rate limit hit")),
+            "{:?}",
+            batch.skipped
+        );
     }
 
     #[test]
     fn statuses() {
-        let Some(p) = one("status_read.json") else { return };
-        assert_eq!(p.kind, ParsedKind::Read { remote_id: "wamid.xyzxyz".into() });
+        let Some(p) = one("status_read.json") else {
+            return;
+        };
+        assert_eq!(
+            p.kind,
+            ParsedKind::Read {
+                remote_id: "wamid.xyzxyz".into()
+            }
+        );
         assert_eq!(p.dedup_key, "status:wamid.xyzxyz:read");
         assert_eq!(p.conversation.chat, "972987654321");
-        for f in ["status_sent.json", "status_delivered.json", "status_delivered_real_2025.json", "raw_status_sent_compact.json"] {
+        for f in [
+            "status_sent.json",
+            "status_delivered.json",
+            "status_delivered_real_2025.json",
+            "raw_status_sent_compact.json",
+        ] {
             let Some(p) = one(f) else { return };
             assert!(matches!(p.kind, ParsedKind::Delivered { .. }), "{f}: {p:?}");
         }
-        let Some(p) = one("status_failed.json") else { return };
-        let ParsedKind::Failed { reason, .. } = p.kind else { panic!() };
-        assert!(reason.contains("User's number is part of an experiment: Failed to send message") && reason.contains("130472"), "{reason}");
+        let Some(p) = one("status_failed.json") else {
+            return;
+        };
+        let ParsedKind::Failed { reason, .. } = p.kind else {
+            panic!()
+        };
+        assert!(
+            reason.contains("User's number is part of an experiment: Failed to send message")
+                && reason.contains("130472"),
+            "{reason}"
+        );
     }
 
     #[test]
     fn every_fixture_parses_without_panicking() {
-        let Some(dir) = crate::fixtures_dir("whatsapp") else { return };
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Some(dir) = crate::fixtures_dir("whatsapp") else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in entries.flatten() {
             let body = std::fs::read(e.path()).unwrap();
             let _ = parse_webhook(&body);
         }
-        assert!(matches!(parse_webhook(b"{\"object\":\"page\"}"), Err(PayloadError::NotWhatsApp(_))));
+        assert!(matches!(
+            parse_webhook(b"{\"object\":\"page\"}"),
+            Err(PayloadError::NotWhatsApp(_))
+        ));
         assert!(matches!(parse_webhook(b"nope"), Err(PayloadError::Json(_))));
     }
 
@@ -535,9 +829,20 @@ mod tests {
         let batch = parse_webhook(body.to_string().as_bytes()).unwrap();
         assert_eq!(batch.events.len(), 3);
         assert_eq!(batch.events[0].sender.display_name.as_deref(), Some("Ann"));
-        let ParsedKind::Message { media: Some(m), .. } = &batch.events[0].kind else { panic!() };
-        assert_eq!((m.name.as_str(), m.mime.as_str()), ("bashrc", "application/octet-stream"));
-        assert_eq!(batch.events[1].kind, ParsedKind::Reaction { remote_id: "w1".into(), key: None });
+        let ParsedKind::Message { media: Some(m), .. } = &batch.events[0].kind else {
+            panic!()
+        };
+        assert_eq!(
+            (m.name.as_str(), m.mime.as_str()),
+            ("bashrc", "application/octet-stream")
+        );
+        assert_eq!(
+            batch.events[1].kind,
+            ParsedKind::Reaction {
+                remote_id: "w1".into(),
+                key: None
+            }
+        );
         assert!(matches!(batch.events[2].kind, ParsedKind::Notice { .. }));
         assert_eq!(e164("0123"), None);
         assert_eq!(e164("+4915112345678").as_deref(), Some("+4915112345678"));

@@ -29,19 +29,33 @@ use crate::Shared;
 
 /// The webhook route, relative to `/whatsapp`.
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new().route("/webhook", get(verify).post(receive)).with_state(shared)
+    Router::new()
+        .route("/webhook", get(verify).post(receive))
+        .with_state(shared)
 }
 
 /// The subscription handshake.
-async fn verify(State(shared): State<Arc<Shared>>, Query(query): Query<HashMap<String, String>>) -> Response {
+async fn verify(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
     let mode = query.get("hub.mode").map(String::as_str);
-    let token = query.get("hub.verify_token").map(String::as_str).unwrap_or("");
+    let token = query
+        .get("hub.verify_token")
+        .map(String::as_str)
+        .unwrap_or("");
     let challenge = query.get("hub.challenge");
-    let token_ok = signature::constant_time_eq(token.as_bytes(), shared.config.verify_token.as_bytes());
+    let token_ok =
+        signature::constant_time_eq(token.as_bytes(), shared.config.verify_token.as_bytes());
     match (mode, challenge) {
         (Some("subscribe"), Some(challenge)) if token_ok => {
             tracing::info!("whatsapp: webhook verified by Meta");
-            (StatusCode::OK, [("content-type", "text/plain")], challenge.clone()).into_response()
+            (
+                StatusCode::OK,
+                [("content-type", "text/plain")],
+                challenge.clone(),
+            )
+                .into_response()
         }
         _ => {
             tracing::warn!(mode, "whatsapp: webhook verification refused (wrong verify_token or not a subscribe request)");
@@ -81,8 +95,19 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
             continue;
         }
         let key = parsed.dedup_key.clone();
-        let stored = match crate::inbound::realize(parsed, &shared.graph, &shared.host, shared.config.max_download_size).await {
-            Ok(inbound) => shared.host.receive(inbound).await.map_err(crate::inbound::RealizeError::from),
+        let stored = match crate::inbound::realize(
+            parsed,
+            &shared.graph,
+            &shared.host,
+            shared.config.max_download_size,
+        )
+        .await
+        {
+            Ok(inbound) => shared
+                .host
+                .receive(inbound)
+                .await
+                .map_err(crate::inbound::RealizeError::from),
             Err(e) => Err(e),
         };
         match stored {
