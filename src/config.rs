@@ -188,6 +188,10 @@ pub struct RuleConfig {
     /// The customer's email domain (a segment tag for business customers).
     #[serde(default)]
     pub email_domain: Option<String>,
+    /// Any of these segment tags on the customer (set by operators with `!sb tag`; they follow
+    /// the customer across channels).
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -442,6 +446,19 @@ impl Config {
                     &format!("teams.{name}.remind_before"),
                     "must be shorter than escalate_after",
                 ));
+            }
+            for (i, rule) in team.rules.iter().enumerate() {
+                for tag in &rule.tags {
+                    if crate::store::customers::normalize_tag(tag).as_deref() != Some(tag.as_str())
+                    {
+                        return Err(invalid(
+                            &format!("teams.{name}.rules[{i}].tags"),
+                            format!(
+                                "`{tag}`: tags are lowercase letters, digits, - and _ (at most 32)"
+                            ),
+                        ));
+                    }
+                }
             }
         }
         if self.bridge.max_attempts == 0 {

@@ -473,12 +473,7 @@ async fn commands_and_notes_never_reach_the_customer(backend: Backend) -> anyhow
 
     // A Matrix user who is not an operator cannot speak to the customer or run commands.
     let carol = env.new_operator("carol", "carol-password").await?;
-    env.alice
-        .client()
-        .get_room(&matrix_sdk::ruma::OwnedRoomId::try_from(room.as_str())?)
-        .context("room")?
-        .invite_user_by_id(&matrix_sdk::ruma::OwnedUserId::try_from(carol.user_id())?)
-        .await?;
+    env.alice.invite(&room, carol.user_id()).await?;
     carol.join(&room).await?;
     let intruder = carol.send_text(&room, "I am not staff").await?;
     let refusal = env

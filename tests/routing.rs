@@ -10,32 +10,7 @@ use anyhow::{ensure, Context};
 use rig::{BridgeOptions, TestEnv};
 use serde_json::{json, Value};
 
-/// Milliseconds of a UTC wall-clock time.
-fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
-    use chrono::TimeZone;
-    chrono::Utc
-        .with_ymd_and_hms(y, mo, d, h, mi, 0)
-        .single()
-        .map(|t| t.timestamp_millis())
-        .unwrap_or(0)
-}
-
-/// Move the bridge's routing clock.
-async fn set_clock(env: &TestEnv, now_ms: i64) -> anyhow::Result<()> {
-    let reg = env.bridge.registration()?;
-    let token = reg["hs_token"].as_str().context("hs_token")?;
-    let resp = reqwest::Client::new()
-        .post(format!(
-            "{}/_switchboard/testing/clock",
-            env.bridge.base_url()
-        ))
-        .bearer_auth(token)
-        .json(&json!({"now_ms": now_ms}))
-        .send()
-        .await?;
-    ensure!(resp.status() == 200, "clock not set: {}", resp.status());
-    Ok(())
-}
+use rig::{command, membership, utc};
 
 fn with_teams(teams: Value) -> BridgeOptions {
     let teams: serde_yaml::Value = serde_yaml::to_value(&teams).unwrap_or_default();
@@ -48,24 +23,6 @@ fn with_teams(teams: Value) -> BridgeOptions {
             );
         }
     })
-}
-
-/// Send a command and return the bot's one-line answer.
-async fn command(op: &rig::Operator, room: &str, text: &str) -> anyhow::Result<String> {
-    let event = op.send_text(room, text).await?;
-    let answer = op
-        .wait_for_message(room, |m| {
-            m.is_notice() && m.in_reply_to() == Some(event.as_str())
-        })
-        .await?;
-    Ok(answer.body)
-}
-
-fn membership(members: &[(String, String)], user: &str) -> Option<String> {
-    members
-        .iter()
-        .find(|(u, _)| u == user)
-        .map(|(_, m)| m.clone())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +39,7 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
     })))
     .await?;
     // Friday 20 Nov 2026, 16:00 UTC: one working hour left this week.
-    set_clock(&env, utc(2026, 11, 20, 16, 0)).await?;
+    env.set_clock(utc(2026, 11, 20, 16, 0)).await?;
     let visitor = env.visitor("Wanda Weekend", "wanda@example.com").await?;
     visitor.send("Where is my parcel?").await?;
     let room = env.alice.wait_for_invite("Wanda Weekend").await?;
@@ -109,7 +66,7 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
     ensure!(whois.contains("escalates in"), "{whois}");
 
     // Saturday noon: 20 hours later, but only one working hour has passed.
-    set_clock(&env, utc(2026, 11, 21, 12, 0)).await?;
+    env.set_clock(utc(2026, 11, 21, 12, 0)).await?;
     let whois = command(&env.alice, &room, "!sb whois").await?;
     ensure!(
         !whois.contains("escalated"),
@@ -119,7 +76,7 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
     // Timers are stored: a restart changes nothing.
     env.bridge.restart().await?;
     // Monday 09:50: 1 h 50 min of working time — the owner is reminded, only the owner.
-    set_clock(&env, utc(2026, 11, 23, 9, 50)).await?;
+    env.set_clock(utc(2026, 11, 23, 9, 50)).await?;
     let lobby = env
         .alice
         .wait_for_invite_where("the support lobby", |i| {
@@ -167,7 +124,7 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
     );
 
     // Monday 10:01: two working hours — the whole team sees it and is told.
-    set_clock(&env, utc(2026, 11, 23, 10, 1)).await?;
+    env.set_clock(utc(2026, 11, 23, 10, 1)).await?;
     let escalation = env
         .alice
         .wait_for_message(&lobby, |m| m.body.contains("🚨"))
@@ -208,7 +165,7 @@ async fn unknown_segment_is_seen_by_all_until_claimed_then_transferred_to_a_team
         "billing": {"members": ["@bob:localhost"], "rules": [{"keywords": ["invoice"]}]},
     })))
     .await?;
-    set_clock(&env, utc(2026, 11, 24, 11, 0)).await?;
+    env.set_clock(utc(2026, 11, 24, 11, 0)).await?;
     // No rule matches: every operator sees it.
     let visitor = env.visitor("Una Known", "una@example.com").await?;
     visitor.send("Hello, a question about your shop").await?;
@@ -302,7 +259,7 @@ async fn out_of_hours_the_customer_gets_one_auto_reply_a_day() -> anyhow::Result
     })))
     .await?;
     // Saturday afternoon in Berlin.
-    set_clock(&env, utc(2026, 11, 21, 14, 0)).await?;
+    env.set_clock(utc(2026, 11, 21, 14, 0)).await?;
     let visitor = env.visitor("Otto Offhours", "otto@example.com").await?;
     visitor.send("Hello?").await?;
     visitor.wait_for_agent_text("We are closed").await?;
@@ -315,10 +272,10 @@ async fn out_of_hours_the_customer_gets_one_auto_reply_a_day() -> anyhow::Result
     visitor.send("Anyone there?").await?;
     env.alice.wait_for_text(&room, "Anyone there?").await?;
     // Sunday: a new day, a new auto-reply; Monday in hours: none.
-    set_clock(&env, utc(2026, 11, 22, 10, 0)).await?;
+    env.set_clock(utc(2026, 11, 22, 10, 0)).await?;
     visitor.send("Still waiting").await?;
     env.alice.wait_for_text(&room, "Still waiting").await?;
-    set_clock(&env, utc(2026, 11, 23, 9, 30)).await?;
+    env.set_clock(utc(2026, 11, 23, 9, 30)).await?;
     visitor.send("Good morning").await?;
     env.alice.wait_for_text(&room, "Good morning").await?;
     env.alice.send_text(&room, "Good morning, Otto!").await?;
@@ -358,7 +315,7 @@ async fn out_of_hours_the_customer_gets_one_auto_reply_a_day() -> anyhow::Result
         "bad hours refused: {refused}"
     );
     // Tuesday 10:00 is now out of hours (a holiday): the auto-reply goes out.
-    set_clock(&env, utc(2026, 11, 24, 9, 0)).await?;
+    env.set_clock(utc(2026, 11, 24, 9, 0)).await?;
     visitor.send("Open today?").await?;
     env.alice.wait_for_text(&room, "Open today?").await?;
     visitor
@@ -386,7 +343,7 @@ async fn round_robin_skips_offline_and_full_operators() -> anyhow::Result<()> {
         }
     })))
     .await?;
-    set_clock(&env, utc(2026, 11, 24, 11, 0)).await?;
+    env.set_clock(utc(2026, 11, 24, 11, 0)).await?;
     // Sharing the lobby with the bot is what lets it see their presence.
     for op in [&env.alice, &env.bob] {
         let lobby = op

@@ -6,9 +6,11 @@
 
 mod assign;
 mod claim;
+mod customer;
 mod done;
 mod export;
 mod help;
+mod link;
 mod note;
 mod queue;
 mod retry;
@@ -46,7 +48,12 @@ pub const COMMANDS: &[(&str, Level, &str)] = &[
     ("reopen", Level::Operator, "open a resolved or snoozed conversation again"),
     ("snooze", Level::Operator, "`snooze 2h` or `snooze 09:30`: hide until then, then reopen"),
     ("queue", Level::Operator, "unanswered conversations with their waiting time"),
-    ("whois", Level::Operator, "owner, team, state and timers of this conversation"),
+    ("whois", Level::Operator, "owner, team, state and timers of this conversation, and where else the customer writes"),
+    ("contact", Level::Operator, "the customer: their contacts on every channel with their rooms, tags, last owner"),
+    ("tag", Level::Operator, "`tag <segment…>`: tag the customer (routing rules match tags, on every channel)"),
+    ("untag", Level::Operator, "`untag <segment…>`: remove tags from the customer"),
+    ("link", Level::Operator, "`link <room link|#alias|+phone|email>`: the customer there is this same person"),
+    ("unlink", Level::Operator, "this contact is not the same person as the customer's others"),
     ("export", Level::Operator, "the transcript as the official record: attached here and sent to the customer"),
     ("note", Level::Operator, "`note <text>`: a private note for the team, never sent to the customer"),
     ("template", Level::Operator, "`template <name> [lang=en_US] [param…]`: send an approved message template (quote params with spaces), where the channel has them"),
@@ -172,6 +179,11 @@ pub async fn run(
         "snooze" => snooze::run(&ctx).await,
         "queue" => queue::run(&ctx).await,
         "whois" => whois::run(&ctx).await,
+        "contact" => customer::contact(&ctx).await,
+        "tag" => customer::tag(&ctx, true).await,
+        "untag" => customer::tag(&ctx, false).await,
+        "link" => link::link(&ctx).await,
+        "unlink" => link::unlink(&ctx).await,
         "export" => export::run(&ctx).await,
         "team" => team::run(&ctx).await,
         "template" => template::run(&ctx).await,

@@ -1,11 +1,12 @@
-//! `whois`: owner, team, state and timers of this conversation.
+//! `whois`: owner, team, state and timers of this conversation, the customer's tags and the
+//! other channels they write on.
 
 use super::Context;
 use crate::clock::human;
 use crate::matrix::MatrixError;
 
 pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
-    let Some((_, row)) = ctx.portal().await? else {
+    let Some((conversation, row)) = ctx.portal().await? else {
         return Ok(());
     };
     let now = ctx.bridge.clock.now_ms();
@@ -30,6 +31,22 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
     }
     if let Some(until) = row.snooze_until {
         parts.push(format!("snoozed for {}", human(until - now)));
+    }
+    // The same person on other channels (linked by phone, email or an operator).
+    if let Ok(customer) = ctx
+        .bridge
+        .store
+        .customer_of(&conversation.channel, &conversation.contact_id)
+        .await
+    {
+        if let Ok(customer) = ctx.bridge.store.customer(customer).await {
+            if let Some(also) = super::customer::also_on(&customer, conversation) {
+                parts.push(format!("also on {also}"));
+            }
+            if !customer.tags.is_empty() {
+                parts.push(format!("tags: {}", customer.tags.join(", ")));
+            }
+        }
     }
     ctx.reply(&parts.join(" · ")).await
 }

@@ -46,7 +46,12 @@ pub async fn plan_new(
         return Ok(Plan { row, invite });
     }
     let now = bridge.clock.now();
-    let team = bridge.teams.route(conversation, contact, first_text);
+    let customer = bridge
+        .store
+        .customer_of(&contact.channel, &contact.contact_id)
+        .await?;
+    let tags = bridge.store.customer_tags(customer).await?;
+    let team = bridge.teams.route(conversation, contact, &tags, first_text);
     let mut row = RoutingRow {
         conversation_id: conversation.id,
         team: team.map(|t| t.name.clone()),

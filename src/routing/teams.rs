@@ -44,11 +44,13 @@ impl Teams {
         self.list.iter()
     }
 
-    /// The team whose rules match a new conversation, if any.
+    /// The team whose rules match a new conversation, if any (`tags`: the customer's segment
+    /// tags).
     pub fn route(
         &self,
         conversation: &Conversation,
         contact: &Contact,
+        tags: &[String],
         first_text: &str,
     ) -> Option<&Team> {
         let text = first_text.to_lowercase();
@@ -75,6 +77,11 @@ impl Teams {
                         .email_domain
                         .as_ref()
                         .is_none_or(|d| domain.as_deref() == Some(d.to_lowercase().as_str()))
+                    && (rule.tags.is_empty()
+                        || rule
+                            .tags
+                            .iter()
+                            .any(|t| tags.iter().any(|have| have.eq_ignore_ascii_case(t))))
             })
         })
     }

@@ -41,7 +41,7 @@ macro_rules! select_conversation {
     };
 }
 
-fn conversation(row: &sqlx::any::AnyRow) -> Result<Conversation, StoreError> {
+pub(super) fn conversation_row(row: &sqlx::any::AnyRow) -> Result<Conversation, StoreError> {
     Ok(Conversation {
         id: row.try_get("id")?,
         channel: row.try_get("channel")?,
@@ -116,7 +116,7 @@ impl Store {
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
-        row.as_ref().map(conversation).transpose()
+        row.as_ref().map(conversation_row).transpose()
     }
 
     pub async fn conversation_by_room(
@@ -127,7 +127,7 @@ impl Store {
             .bind(room_id)
             .fetch_optional(self.pool())
             .await?;
-        row.as_ref().map(conversation).transpose()
+        row.as_ref().map(conversation_row).transpose()
     }
 
     pub async fn conversation_by_key(
@@ -143,7 +143,7 @@ impl Store {
         .bind(&key.chat)
         .fetch_optional(self.pool())
         .await?;
-        row.as_ref().map(conversation).transpose()
+        row.as_ref().map(conversation_row).transpose()
     }
 
     pub async fn set_room(&self, conversation_id: i64, room_id: &str) -> Result<(), StoreError> {

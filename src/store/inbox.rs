@@ -4,7 +4,7 @@
 use sqlx::Row;
 use switchboard_channel::Inbound;
 
-use super::{conversations, next_id, now_ms, Store, StoreError};
+use super::{conversations, customers, next_id, now_ms, Store, StoreError};
 
 #[derive(Clone, Debug)]
 pub struct InboxRow {
@@ -28,6 +28,7 @@ impl Store {
             serde_json::to_string(inbound).map_err(|e| StoreError::Encode(Box::new(e)))?;
         let mut tx = self.pool().begin().await?;
         conversations::upsert_contact(&mut *tx, channel, &inbound.sender, ghost_user_id).await?;
+        customers::link_contact(&mut tx, channel, &inbound.sender.id).await?;
         let conversation_id = conversations::ensure_conversation(
             &mut tx,
             channel,

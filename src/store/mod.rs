@@ -10,6 +10,7 @@
 
 pub mod channel_state;
 pub mod conversations;
+pub mod customers;
 pub mod inbox;
 pub mod matrix_events;
 pub mod message_map;

@@ -243,22 +243,27 @@ impl Store {
         Ok(())
     }
 
+    /// The operator who last handled this contact's customer (on any of their channels).
     pub async fn last_owner(
         &self,
         channel: &str,
         contact_id: &str,
     ) -> Result<Option<String>, StoreError> {
-        let r =
-            sqlx::query("SELECT last_owner FROM contacts WHERE channel = $1 AND contact_id = $2")
-                .bind(channel)
-                .bind(contact_id)
-                .fetch_optional(self.pool())
-                .await?;
+        let r = sqlx::query(
+            "SELECT COALESCE(cu.last_owner, c.last_owner) AS last_owner
+             FROM contacts c LEFT JOIN customers cu ON cu.id = c.customer_id
+             WHERE c.channel = $1 AND c.contact_id = $2",
+        )
+        .bind(channel)
+        .bind(contact_id)
+        .fetch_optional(self.pool())
+        .await?;
         Ok(r.map(|r| r.try_get::<Option<String>, _>("last_owner"))
             .transpose()?
             .flatten())
     }
 
+    /// Remember who handled this contact's customer last (sticky routing, across channels).
     pub async fn set_last_owner(
         &self,
         channel: &str,
@@ -271,6 +276,15 @@ impl Store {
             .bind(contact_id)
             .execute(self.pool())
             .await?;
+        sqlx::query(
+            "UPDATE customers SET last_owner = $1
+             WHERE id = (SELECT customer_id FROM contacts WHERE channel = $2 AND contact_id = $3)",
+        )
+        .bind(owner)
+        .bind(channel)
+        .bind(contact_id)
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 }

@@ -78,6 +78,23 @@ impl TestEnv {
         Visitor::with_identity(&self.webchat_url(), Some(name), Some(email)).await
     }
 
+    /// Moves the bridge's routing clock (needs `testing.clock_control` in its config).
+    pub async fn set_clock(&self, now_ms: i64) -> anyhow::Result<()> {
+        let reg = self.bridge.registration()?;
+        let token = reg["hs_token"].as_str().context("hs_token")?;
+        let resp = reqwest::Client::new()
+            .post(format!(
+                "{}/_switchboard/testing/clock",
+                self.bridge.base_url()
+            ))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"now_ms": now_ms}))
+            .send()
+            .await?;
+        anyhow::ensure!(resp.status() == 200, "clock not set: {}", resp.status());
+        Ok(())
+    }
+
     /// Registers and logs in another Matrix user.
     pub async fn new_operator(&self, localpart: &str, password: &str) -> anyhow::Result<Operator> {
         self.synapse

@@ -262,3 +262,33 @@ pub(crate) async fn wait_http_ok(
         interval = (interval * 2).min(Duration::from_millis(200));
     }
 }
+
+/// Milliseconds of a UTC wall-clock time (for the bridge's test clock).
+pub fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
+    use chrono::TimeZone;
+    chrono::Utc
+        .with_ymd_and_hms(y, mo, d, h, mi, 0)
+        .single()
+        .map(|t| t.timestamp_millis())
+        .unwrap_or(0)
+}
+
+/// An operator sends a bot command in a room; returns the bot's answer (the notice replying to
+/// it).
+pub async fn command(op: &operator::Operator, room: &str, text: &str) -> anyhow::Result<String> {
+    let event = op.send_text(room, text).await?;
+    let answer = op
+        .wait_for_message(room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(event.as_str())
+        })
+        .await?;
+    Ok(answer.body)
+}
+
+/// A user's membership in a list of `(user, membership)` pairs (see `Operator::memberships`).
+pub fn membership(members: &[(String, String)], user: &str) -> Option<String> {
+    members
+        .iter()
+        .find(|(u, _)| u == user)
+        .map(|(_, m)| m.clone())
+}

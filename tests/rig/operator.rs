@@ -589,6 +589,15 @@ impl Operator {
         .await
     }
 
+    /// Invites another user to a room.
+    pub async fn invite(&self, room: &str, user: &str) -> anyhow::Result<()> {
+        let uid = matrix_sdk::ruma::OwnedUserId::try_from(user)?;
+        self.room(room)?
+            .invite_user_by_id(&uid)
+            .await
+            .with_context(|| format!("{} inviting {user} to {room}", self.user_id))
+    }
+
     pub async fn leave(&self, room: &str) -> anyhow::Result<()> {
         self.room(room)?
             .leave()
