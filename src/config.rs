@@ -593,4 +593,38 @@ mod tests {
             .to_string();
         assert!(err.contains("appservice"), "{err}");
     }
+
+    /// The example config, with its commented teams and routing sections switched on, loads.
+    #[test]
+    fn the_example_teams_section_is_valid() {
+        let example = include_str!("../config/config.example.yaml");
+        let text: String = example
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest.starts_with("teams:") || rest.starts_with("routing:") => {
+                    rest.to_string()
+                }
+                _ => l
+                    .strip_prefix("#   ")
+                    .map(|rest| format!("  {rest}"))
+                    .unwrap_or_else(|| l.to_string()),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(&write(dir.path(), &text)).unwrap();
+        assert_eq!(c.teams.len(), 2);
+        let wholesale = &c.teams["wholesale"];
+        assert_eq!(wholesale.rules[0].tags, vec!["wholesale".to_string()]);
+    }
+
+    #[test]
+    fn rule_tags_must_be_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{MINIMAL}teams: {{b2b: {{rules: [{{tags: [Big Customers]}}]}}}}\n");
+        let err = Config::load(&write(dir.path(), &text))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("teams.b2b.rules[0].tags"), "{err}");
+    }
 }
