@@ -175,7 +175,7 @@ pub enum AssignMode {
 }
 
 /// One routing rule: every field given must match.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     #[serde(default)]

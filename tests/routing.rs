@@ -275,6 +275,11 @@ async fn out_of_hours_the_customer_gets_one_auto_reply_a_day() -> anyhow::Result
     env.set_clock(utc(2026, 11, 22, 10, 0)).await?;
     visitor.send("Still waiting").await?;
     env.alice.wait_for_text(&room, "Still waiting").await?;
+    // Routing runs after the message is in the room: wait for Sunday's auto-reply before the
+    // clock moves on to Monday.
+    visitor
+        .wait_for_agent_text_count("We are closed", 2)
+        .await?;
     env.set_clock(utc(2026, 11, 23, 9, 30)).await?;
     visitor.send("Good morning").await?;
     env.alice.wait_for_text(&room, "Good morning").await?;
@@ -392,5 +397,75 @@ async fn round_robin_skips_offline_and_full_operators() -> anyhow::Result<()> {
         membership(&members, "@alice:localhost").is_none(),
         "full alice not invited: {members:?}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_edit_rules_and_the_lobby_with_commands() -> anyhow::Result<()> {
+    // `billing` (Bob) starts with no rules; `support` (Alice) takes the web chat.
+    let mut env = TestEnv::start(with_teams(json!({
+        "billing": {"members": ["@bob:localhost"]},
+        "support": {"members": ["@alice:localhost"], "rules": [{"channel": "webchat"}]},
+    })))
+    .await?;
+    let first = env.visitor("Fiona First", "fiona@example.com").await?;
+    first.send("A question about my invoice").await?;
+    let room = env.alice.wait_for_invite("Fiona First").await?;
+    env.alice.wait_for_text(&room, "invoice").await?;
+
+    let bad = command(
+        &env.alice,
+        &room,
+        "!sb team billing rule add keywords=invoice tags=b@d",
+    )
+    .await?;
+    ensure!(
+        bad.contains("Not changed") && bad.contains("not a tag"),
+        "{bad}"
+    );
+    let added = command(
+        &env.alice,
+        &room,
+        "!sb team billing rule add keywords=invoice,refund",
+    )
+    .await?;
+    ensure!(added.contains("1. keywords=invoice,refund"), "{added}");
+
+    // Billing's lobby moves to a room Alice made and invited the bot to.
+    let desk = env
+        .alice
+        .create_room("Billing desk", &[env.bot_user_id().as_str()])
+        .await?;
+    let moved = command(&env.alice, &room, &format!("!sb team billing lobby {desk}")).await?;
+    ensure!(moved.contains("lobby is now"), "{moved}");
+
+    // The new rule routes by the first message: Bob, not Alice, sees the next invoice question,
+    // and its lobby entry appears in the billing desk.
+    let second = env.visitor("Gus Second", "gus@example.com").await?;
+    second.send("My invoice is wrong").await?;
+    let gus_room = env.bob.wait_for_invite("Gus Second").await?;
+    env.bob.wait_for_text(&gus_room, "invoice is wrong").await?;
+    ensure!(
+        membership(&env.bob.memberships(&gus_room).await?, env.alice.user_id()).is_none(),
+        "Alice was invited to a billing conversation"
+    );
+    env.alice.wait_for_text(&desk, "Gus Second").await?;
+    // Only admins change teams: Bob is an operator.
+    let denied = command(&env.bob, &gus_room, "!sb team billing rule remove 1").await?;
+    ensure!(denied.contains("needs admin rights"), "{denied}");
+
+    // Rules are stored: after a restart they still apply; removing the rule sends the next one
+    // back to support.
+    env.bridge.restart().await?;
+    let listed = command(&env.alice, &room, "!sb team billing rules").await?;
+    ensure!(listed.contains("1. keywords=invoice,refund"), "{listed}");
+    let removed = command(&env.alice, &room, "!sb team billing rule remove 1").await?;
+    ensure!(removed.contains("no rules"), "{removed}");
+    let third = env.visitor("Hana Third", "hana@example.com").await?;
+    third.send("Refund for my invoice please").await?;
+    let hana_room = env.alice.wait_for_invite("Hana Third").await?;
+    env.alice.wait_for_text(&hana_room, "Refund").await?;
+    let whois = command(&env.alice, &hana_room, "!sb whois").await?;
+    ensure!(whois.contains("team: support"), "{whois}");
     Ok(())
 }

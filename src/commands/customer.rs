@@ -162,9 +162,9 @@ pub async fn tag(ctx: &Context<'_>, add: bool) -> Result<(), MatrixError> {
             .map(|(c, _)| c),
         ctx.bridge.store.routing(conversation.id).await,
     ) {
-        let teams = &ctx.bridge.teams;
-        let by_tags = teams.route(conversation, contact, &now, "");
-        let without = teams.route(conversation, contact, &[], "");
+        use crate::routing::teams::route;
+        let by_tags = route(ctx.bridge, conversation, contact, &now, "").await;
+        let without = route(ctx.bridge, conversation, contact, &[], "").await;
         if let Some(team) =
             by_tags.filter(|t| Some(t.name.as_str()) != without.map(|w| w.name.as_str()))
         {

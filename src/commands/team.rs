@@ -1,13 +1,94 @@
 //! `team <name> …`: admins change teams without editing the config. Changes are stored and
 //! apply over the config: `add @user`, `lead @user`, `remove @user`, `escalate <duration>`,
 //! `autoreply <text>|off`, `hours <days> <HH:MM-HH:MM|closed>` / `hours reset`,
-//! `holiday add|remove <YYYY-MM-DD>`, `timezone <Area/City>`, `calendar` (show).
+//! `holiday add|remove <YYYY-MM-DD>`, `timezone <Area/City>`, `calendar` (show),
+//! `rules` (show), `rule add <field=value…>`, `rule remove <n>`, `rules reset`,
+//! `lobby <room id|#alias>`.
 
 use super::{user_arg, Context};
 use crate::matrix::MatrixError;
 
 const USAGE: &str = "Usage: `!sb team <name> add|lead|remove @user`, `escalate <2h>`, `autoreply <text>|off`, \
-`hours mon-fri 09:00-18:00` (or `closed`; `hours reset`), `holiday add|remove 2026-12-25`, `timezone Europe/Berlin`, `calendar`.";
+`hours mon-fri 09:00-18:00` (or `closed`; `hours reset`), `holiday add|remove 2026-12-25`, `timezone Europe/Berlin`, `calendar`, \
+`rules`, `rule add channel=sms tags=vip keywords=refund,invoice`, `rule remove <n>`, `rules reset`, `lobby <room id|#alias>`.";
+
+/// Show or change a team's routing rules; the answer lists them as they now are.
+async fn rules_change(
+    ctx: &Context<'_>,
+    team: &crate::routing::teams::Team,
+    action: &str,
+    rest: &str,
+) -> Result<String, String> {
+    use crate::routing::teams::{describe_rules, parse_rule, rules};
+    let mut list = rules(ctx.bridge, team).await;
+    let (op, arg) = rest
+        .split_once(char::is_whitespace)
+        .map(|(o, a)| (o, a.trim()))
+        .unwrap_or((rest, ""));
+    let changed = match (action, op) {
+        ("rules", "") => false,
+        ("rules", "reset") => {
+            list = team.config.rules.clone();
+            true
+        }
+        ("rule", "add") => {
+            list.push(parse_rule(arg).map_err(|e| format!("Not changed: {e}"))?);
+            true
+        }
+        ("rule", "remove") => {
+            let n: usize = arg
+                .parse()
+                .ok()
+                .filter(|n| (1..=list.len()).contains(n))
+                .ok_or_else(|| format!("Not changed: give a rule number, 1 to {}.", list.len()))?;
+            list.remove(n - 1);
+            true
+        }
+        _ => return Err(USAGE.to_string()),
+    };
+    if changed {
+        let value = serde_json::to_string(&list).map_err(|e| e.to_string())?;
+        ctx.bridge
+            .store
+            .set_team_setting(&team.name, "rules", &value)
+            .await
+            .map_err(|e| format!("Not changed: {e}"))?;
+    }
+    Ok(format!(
+        "Team {} rules (first matching team wins, in config order): {}.",
+        team.name,
+        describe_rules(&list)
+    ))
+}
+
+/// Move a team's lobby to another room (the bot joins it; entries posted from now on go there).
+async fn lobby_change(
+    ctx: &Context<'_>,
+    team: &crate::routing::teams::Team,
+    rest: &str,
+) -> Result<String, String> {
+    let hs = &ctx.bridge.homeserver;
+    let room = if rest.starts_with('#') {
+        hs.resolve_alias(rest)
+            .await
+            .map_err(|e| format!("Cannot find `{rest}`: {e}"))?
+    } else if rest.starts_with('!') {
+        rest.to_string()
+    } else {
+        return Err(
+            "Usage: `!sb team <name> lobby <room id|#alias>` (invite the bot first).".into(),
+        );
+    };
+    hs.join(&room, &ctx.bridge.namespace.bot)
+        .await
+        .map_err(|e| format!("The bot cannot join {rest} (invite it first): {e}"))?;
+    ctx.bridge
+        .store
+        .set_team_lobby(&team.name, &room)
+        .await
+        .map_err(|e| format!("Not changed: {e}"))?;
+    Ok(format!("Team {} lobby is now {rest}.", team.name))
+}
 
 /// Change (or show) a team's working calendar; the answer shows the week as it now is.
 async fn calendar_change(
@@ -123,6 +204,14 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
                 Err(why) => return ctx.reply(&why).await,
             }
         }
+        "rules" | "rule" => match rules_change(ctx, team, action, rest).await {
+            Ok(text) => Ok(text),
+            Err(why) => return ctx.reply(&why).await,
+        },
+        "lobby" => match lobby_change(ctx, team, rest).await {
+            Ok(text) => Ok(text),
+            Err(why) => return ctx.reply(&why).await,
+        },
         _ => return ctx.reply(&format!("Unknown team action. {USAGE}")).await,
     };
     match result {

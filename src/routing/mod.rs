@@ -51,7 +51,7 @@ pub async fn plan_new(
         .customer_of(&contact.channel, &contact.contact_id)
         .await?;
     let tags = bridge.store.customer_tags(customer).await?;
-    let team = bridge.teams.route(conversation, contact, &tags, first_text);
+    let team = teams::route(bridge, conversation, contact, &tags, first_text).await;
     let mut row = RoutingRow {
         conversation_id: conversation.id,
         team: team.map(|t| t.name.clone()),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::bridge::Bridge;
-use crate::config::{Config, Level, TeamConfig};
+use crate::config::{Config, Level, RuleConfig, TeamConfig};
 use crate::routing::calendar::Calendar;
 use crate::store::conversations::{Contact, Conversation};
 use crate::store::StoreError;
@@ -43,48 +43,151 @@ impl Teams {
     pub fn iter(&self) -> impl Iterator<Item = &Team> {
         self.list.iter()
     }
+}
 
-    /// The team whose rules match a new conversation, if any (`tags`: the customer's segment
-    /// tags).
-    pub fn route(
-        &self,
-        conversation: &Conversation,
-        contact: &Contact,
-        tags: &[String],
-        first_text: &str,
-    ) -> Option<&Team> {
-        let text = first_text.to_lowercase();
-        let domain = contact
-            .email
-            .as_deref()
-            .and_then(|e| e.rsplit_once('@'))
-            .map(|(_, d)| d.to_lowercase());
-        self.list.iter().find(|team| {
-            team.config.rules.iter().any(|rule| {
-                rule.channel
-                    .as_ref()
-                    .is_none_or(|c| *c == conversation.channel)
-                    && rule
-                        .account
-                        .as_ref()
-                        .is_none_or(|a| *a == conversation.account)
-                    && (rule.keywords.is_empty()
-                        || rule
-                            .keywords
-                            .iter()
-                            .any(|k| text.contains(&k.to_lowercase())))
-                    && rule
-                        .email_domain
-                        .as_ref()
-                        .is_none_or(|d| domain.as_deref() == Some(d.to_lowercase().as_str()))
-                    && (rule.tags.is_empty()
-                        || rule
-                            .tags
-                            .iter()
-                            .any(|t| tags.iter().any(|have| have.eq_ignore_ascii_case(t))))
-            })
-        })
+/// The team whose rules match a new conversation, if any (`tags`: the customer's segment
+/// tags). Teams are tried in config order; each team's rules are the config's unless an admin
+/// replaced them (`!sb team <name> rule …`).
+pub async fn route<'t>(
+    bridge: &'t Bridge,
+    conversation: &Conversation,
+    contact: &Contact,
+    tags: &[String],
+    first_text: &str,
+) -> Option<&'t Team> {
+    for team in bridge.teams.iter() {
+        if rules(bridge, team)
+            .await
+            .iter()
+            .any(|rule| rule_matches(rule, conversation, contact, tags, first_text))
+        {
+            return Some(team);
+        }
     }
+    None
+}
+
+/// Does one rule match (every field it gives)?
+pub fn rule_matches(
+    rule: &RuleConfig,
+    conversation: &Conversation,
+    contact: &Contact,
+    tags: &[String],
+    first_text: &str,
+) -> bool {
+    let text = first_text.to_lowercase();
+    let domain = contact
+        .email
+        .as_deref()
+        .and_then(|e| e.rsplit_once('@'))
+        .map(|(_, d)| d.to_lowercase());
+    rule.channel
+        .as_ref()
+        .is_none_or(|c| *c == conversation.channel)
+        && rule
+            .account
+            .as_ref()
+            .is_none_or(|a| *a == conversation.account)
+        && (rule.keywords.is_empty()
+            || rule
+                .keywords
+                .iter()
+                .any(|k| text.contains(&k.to_lowercase())))
+        && rule
+            .email_domain
+            .as_ref()
+            .is_none_or(|d| domain.as_deref() == Some(d.to_lowercase().as_str()))
+        && (rule.tags.is_empty()
+            || rule
+                .tags
+                .iter()
+                .any(|t| tags.iter().any(|have| have.eq_ignore_ascii_case(t))))
+}
+
+/// A team's routing rules: an admin's list (stored) when there is one, else the config's.
+pub async fn rules(bridge: &Bridge, team: &Team) -> Vec<RuleConfig> {
+    match bridge.store.team_setting(&team.name, "rules").await {
+        Ok(Some(v)) => serde_json::from_str(&v).unwrap_or_else(|e| {
+            tracing::warn!(team = team.name, error = %e, "stored rules unreadable; using the config's");
+            team.config.rules.clone()
+        }),
+        Ok(None) => team.config.rules.clone(),
+        Err(e) => {
+            tracing::warn!(team = team.name, error = %e, "cannot read stored rules; using the config's");
+            team.config.rules.clone()
+        }
+    }
+}
+
+/// A rule from `field=value` words (`channel=sms tags=vip,wholesale keywords=refund,invoice
+/// account=… email_domain=…`).
+pub fn parse_rule(words: &str) -> Result<RuleConfig, String> {
+    let mut rule = RuleConfig::default();
+    let list = |v: &str| -> Vec<String> {
+        v.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    for word in words.split_whitespace() {
+        let Some((field, value)) = word.split_once('=').filter(|(_, v)| !v.is_empty()) else {
+            return Err(format!("`{word}` is not field=value."));
+        };
+        match field {
+            "channel" => rule.channel = Some(value.to_string()),
+            "account" => rule.account = Some(value.to_string()),
+            "email_domain" => rule.email_domain = Some(value.to_lowercase()),
+            "keywords" => rule.keywords = list(value),
+            "tags" => {
+                for t in list(value) {
+                    let tag = crate::store::customers::normalize_tag(&t)
+                        .ok_or_else(|| format!("`{t}` is not a tag."))?;
+                    rule.tags.push(tag);
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "Unknown field `{field}`: channel, account, keywords, email_domain, tags."
+                ))
+            }
+        }
+    }
+    if rule == RuleConfig::default() {
+        return Err("A rule needs at least one field.".into());
+    }
+    Ok(rule)
+}
+
+/// One line per rule, for answers: `1. channel=sms tags=vip`.
+pub fn describe_rules(rules: &[RuleConfig]) -> String {
+    if rules.is_empty() {
+        return "no rules".into();
+    }
+    rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut parts = Vec::new();
+            if let Some(c) = &r.channel {
+                parts.push(format!("channel={c}"));
+            }
+            if let Some(a) = &r.account {
+                parts.push(format!("account={a}"));
+            }
+            if !r.keywords.is_empty() {
+                parts.push(format!("keywords={}", r.keywords.join(",")));
+            }
+            if let Some(d) = &r.email_domain {
+                parts.push(format!("email_domain={d}"));
+            }
+            if !r.tags.is_empty() {
+                parts.push(format!("tags={}", r.tags.join(",")));
+            }
+            format!("{}. {}", i + 1, parts.join(" "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Members of a team with whether each is a lead (config, then admins' changes).
