@@ -159,7 +159,12 @@ pub async fn send(
         .html
         .clone()
         .unwrap_or_else(|| text_to_html(&content.text));
-    if let Some(sig) = &config.signature {
+    // The handling team's signature, else the channel's default.
+    let signature = match host.signature(conversation).await.map_err(store_error)? {
+        Some(team) => Some(team),
+        None => config.signature.clone(),
+    };
+    if let Some(sig) = &signature {
         text = format!("{text}\n\n-- \n{sig}");
         html = format!("{html}<br><br>-- <br>{}", text_to_html(sig));
     }
