@@ -13,6 +13,7 @@
 //! * `imap` — one task per mailbox: IDLE (or polling), UID bookkeeping, acknowledge after store.
 //! * [`parse`] — raw bytes → [`parse::ParsedMail`]: MIME, charsets, kind (person, auto-reply,
 //!   bounce, list). Pure; a fuzz target.
+//! * [`charset`] — text whose declared charset is wrong (UTF-8 labelled x-mac-cyrillic).
 //! * [`fold`], [`html`] — quoted history and signatures folded away; HTML sanitised.
 //! * `inbound` — a parsed mail → `Host::receive` (bounces of our mail → `Failed`).
 //! * `outbound` — an operator's answer → a threaded email via lettre.
@@ -25,6 +26,7 @@ use switchboard_channel::{
     Capabilities, Channel, ChannelError, Delivery, Formatting, Host, Outbound, SendError,
 };
 
+pub mod charset;
 pub mod config;
 pub mod fold;
 pub mod html;
