@@ -17,6 +17,7 @@
 //! * [`fold`], [`html`] — quoted history and signatures folded away; HTML sanitised.
 //! * `inbound` — a parsed mail → `Host::receive` (bounces of our mail → `Failed`).
 //! * `outbound` — an operator's answer → a threaded email via lettre.
+//! * [`tls`] — whom IMAP and SMTP connections trust: public roots plus `tls_ca_file`.
 //! * [`transcript`] — the HTML transcript for `!sb export`.
 
 use std::sync::{Arc, OnceLock};
@@ -35,6 +36,7 @@ mod inbound;
 mod outbound;
 pub mod parse;
 pub mod threads;
+pub mod tls;
 pub mod transcript;
 
 pub use config::EmailConfig;
@@ -105,11 +107,21 @@ impl Channel for Email {
                 smtp,
             })
             .map_err(|_| ChannelError::Other("the email channel was started twice".into()))?;
-        for mailbox in &self.config.mailboxes {
+        let mut readers = Vec::new();
+        for (i, mailbox) in self.config.mailboxes.iter().enumerate() {
+            let tls = tls::for_ca_file(
+                mailbox.imap.tls_ca_file.as_deref(),
+                &format!("channels.email.mailboxes[{i}].imap.tls_ca_file"),
+            )
+            .map_err(ChannelError::Config)?;
+            readers.push((mailbox.clone(), tls));
+        }
+        for (mailbox, tls) in readers {
             tokio::spawn(imap::run(
                 Arc::clone(&host),
                 Arc::clone(&config),
-                mailbox.clone(),
+                mailbox,
+                tls,
             ));
         }
         tracing::info!(mailboxes = self.config.mailboxes.len(), "email: ready");

@@ -16,6 +16,7 @@
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment as MailAttachment, Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls as SmtpTls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use switchboard_channel::{Delivery, Host, HostError, Outbound, OutboundAction, SendError};
 
@@ -45,10 +46,23 @@ fn store_error(e: HostError) -> SendError {
 /// The SMTP transport as configured.
 pub fn transport(config: &EmailConfig) -> Result<Transport, String> {
     let smtp = &config.smtp;
+    // Whom to trust: lettre's public roots (webpki-roots), plus the private CA if configured.
+    let params = || -> Result<TlsParameters, String> {
+        let mut params = TlsParameters::builder(smtp.host.clone());
+        if let Some(path) = &smtp.tls_ca_file {
+            let key = "channels.email.smtp.tls_ca_file";
+            let pem = std::fs::read(path).map_err(|e| format!("{key}: cannot read {path}: {e}"))?;
+            crate::tls::load_ca(path, key)?;
+            let ca = Certificate::from_pem(&pem).map_err(|e| format!("{key}: {path}: {e}"))?;
+            params = params.add_root_certificate(ca);
+        }
+        params.build_rustls().map_err(|e| format!("smtp TLS: {e}"))
+    };
+    let builder = Transport::builder_dangerous(smtp.host.clone());
     let builder = match smtp.tls {
-        Tls::None => Transport::builder_dangerous(smtp.host.clone()),
-        Tls::Starttls => Transport::starttls_relay(&smtp.host).map_err(|e| format!("smtp: {e}"))?,
-        Tls::Tls => Transport::relay(&smtp.host).map_err(|e| format!("smtp: {e}"))?,
+        Tls::None => builder,
+        Tls::Starttls => builder.tls(SmtpTls::Required(params()?)),
+        Tls::Tls => builder.tls(SmtpTls::Wrapper(params()?)),
     };
     let mut builder = builder
         .port(smtp.port)
