@@ -294,7 +294,10 @@ pub trait Host: Send + Sync + 'static {
     /// The signature the people handling `conversation` sign their outgoing messages with (a
     /// team's own, from the core's configuration), for channels that sign messages (email).
     /// `None` when there is none; the channel then uses its own default, if any.
-    async fn signature(&self, _conversation: &ConversationKey) -> Result<Option<String>, HostError> {
+    async fn signature(
+        &self,
+        _conversation: &ConversationKey,
+    ) -> Result<Option<String>, HostError> {
         Ok(None)
     }
 }

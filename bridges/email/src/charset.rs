@@ -24,8 +24,15 @@ use encoding_rs::X_MAC_CYRILLIC;
 
 /// Labels decoded with the Mac Cyrillic table (mail-parser's aliases).
 fn is_mac_cyrillic(charset: &str) -> bool {
-    let c = charset.trim().trim_matches('"').to_ascii_lowercase().replace('_', "-");
-    matches!(c.as_str(), "x-mac-cyrillic" | "x-mac-ukrainian" | "maccyrillic")
+    let c = charset
+        .trim()
+        .trim_matches('"')
+        .to_ascii_lowercase()
+        .replace('_', "-");
+    matches!(
+        c.as_str(),
+        "x-mac-cyrillic" | "x-mac-ukrainian" | "maccyrillic"
+    )
 }
 
 /// The text of a part as it was meant, given the charset its header declared.
@@ -95,7 +102,10 @@ mod tests {
     use super::*;
 
     fn as_mac(utf8: &str) -> String {
-        X_MAC_CYRILLIC.decode_without_bom_handling(utf8.as_bytes()).0.into_owned()
+        X_MAC_CYRILLIC
+            .decode_without_bom_handling(utf8.as_bytes())
+            .0
+            .into_owned()
     }
 
     /// What Windows' code page 10007 makes of UTF-8 (0xA2 is `¢` there).
@@ -134,7 +144,10 @@ mod tests {
     fn real_mac_cyrillic_and_other_labels_are_left_alone() {
         // Genuine Mac Cyrillic bytes are not UTF-8: kept as decoded.
         let (bytes, _, _) = X_MAC_CYRILLIC.encode("Добрый день, — это тест");
-        let decoded = X_MAC_CYRILLIC.decode_without_bom_handling(&bytes).0.into_owned();
+        let decoded = X_MAC_CYRILLIC
+            .decode_without_bom_handling(&bytes)
+            .0
+            .into_owned();
         assert_eq!(repair(&decoded, Some("x-mac-cyrillic")), None);
         assert_eq!(repair("–¢–µ", Some("utf-8")), None);
         assert_eq!(repair("plain ascii", Some("x-mac-cyrillic")), None);

@@ -238,7 +238,10 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         .iter()
         .filter_map(|id| message.parts.get(*id as usize))
         .filter_map(|p| match &p.body {
-            PartType::Text(t) => Some(charset::repair(t, p.content_type().and_then(|c| c.attribute("charset"))).unwrap_or_else(|| t.to_string())),
+            PartType::Text(t) => Some(
+                charset::repair(t, p.content_type().and_then(|c| c.attribute("charset")))
+                    .unwrap_or_else(|| t.to_string()),
+            ),
             _ => None,
         })
         .collect();
@@ -247,7 +250,10 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         .iter()
         .filter_map(|id| message.parts.get(*id as usize))
         .filter_map(|p| match &p.body {
-            PartType::Html(h) => Some(charset::repair(h, p.content_type().and_then(|c| c.attribute("charset"))).unwrap_or_else(|| h.to_string())),
+            PartType::Html(h) => Some(
+                charset::repair(h, p.content_type().and_then(|c| c.attribute("charset")))
+                    .unwrap_or_else(|| h.to_string()),
+            ),
             _ => None,
         })
         .collect();

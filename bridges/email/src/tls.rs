@@ -57,9 +57,15 @@ mod tests {
 
     #[test]
     fn a_missing_or_empty_ca_file_is_a_config_error_naming_the_key() {
-        let e = for_ca_file(Some("/nonexistent/ca.pem"), "channels.email.smtp.tls_ca_file")
-            .unwrap_err();
-        assert!(e.starts_with("channels.email.smtp.tls_ca_file: cannot read"), "{e}");
+        let e = for_ca_file(
+            Some("/nonexistent/ca.pem"),
+            "channels.email.smtp.tls_ca_file",
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("channels.email.smtp.tls_ca_file: cannot read"),
+            "{e}"
+        );
         let dir = std::env::temp_dir().join(format!("sb-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let empty = dir.join("empty.pem");

@@ -266,7 +266,8 @@ fn utf8_labelled_x_mac_cyrillic_reads_as_russian() {
         m.full_text
     );
     assert!(
-        m.full_text.contains("© 2019 Science and Education Foundation"),
+        m.full_text
+            .contains("© 2019 Science and Education Foundation"),
         "{}",
         m.full_text
     );
