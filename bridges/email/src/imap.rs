@@ -57,7 +57,13 @@ async fn tls_wrap(
     let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(name, tcp)
         .await
-        .map_err(|e| ImapError::Connect(format!("TLS with {host}: {e}")))?;
+        .map_err(|e| match crate::tls::untrusted_certificate(&e) {
+            Some(why) => ImapError::Connect(format!(
+                "TLS with {host}: {why} (the server's certificate is not trusted; a private CA \
+                 belongs in imap.tls_ca_file)"
+            )),
+            None => ImapError::Connect(format!("TLS with {host}: {e}")),
+        })?;
     Ok(Box::new(stream))
 }
 

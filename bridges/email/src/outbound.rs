@@ -218,6 +218,14 @@ pub async fn send(
 
     match smtp.send(message).await {
         Ok(_) => {}
+        // A certificate we do not trust: retried (the server may fix an expired one), but
+        // named for what it is, and where the bridge's administrator can fix it.
+        Err(e) if crate::tls::untrusted_certificate(&e).is_some() => {
+            let why = crate::tls::untrusted_certificate(&e).unwrap_or_default();
+            return Err(retryable(format!(
+                "the mail server's TLS certificate is not trusted ({why}); a private CA belongs in channels.email.smtp.tls_ca_file"
+            )));
+        }
         Err(e) if e.is_permanent() => {
             return Err(permanent(format!(
                 "the mail server refused the mail: {}",
@@ -266,6 +274,14 @@ fn smtp_text(e: &lettre::transport::smtp::Error) -> String {
             text = format!("{text}: {s_text}");
         }
         source = s.source();
+    }
+    // lettre says "Connection error: Connection error: …" for a wrapped I/O error.
+    while let Some(i) = text.find(": ") {
+        let (head, rest) = (&text[..i], &text[i + 2..]);
+        if !rest.starts_with(&format!("{head}: ")) {
+            break;
+        }
+        text = rest.to_string();
     }
     text
 }

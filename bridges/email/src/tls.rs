@@ -51,6 +51,30 @@ pub fn for_ca_file(ca_file: Option<&str>, key: &str) -> Result<Arc<ClientConfig>
     client_config(&extra)
 }
 
+/// When `error` (or anything it wraps) is rustls refusing the server's certificate: rustls's
+/// words for why (`invalid peer certificate: UnknownIssuer`, `…: Expired`, …).
+pub fn untrusted_certificate(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    fn refused(e: &tokio_rustls::rustls::Error) -> Option<String> {
+        matches!(e, tokio_rustls::rustls::Error::InvalidCertificate(_)).then(|| e.to_string())
+    }
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = next {
+        if let Some(r) = e.downcast_ref::<tokio_rustls::rustls::Error>() {
+            return refused(r);
+        }
+        // io::Error hides its inner error from `source()`: look inside.
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|i| i.downcast_ref::<tokio_rustls::rustls::Error>())
+        {
+            return refused(inner);
+        }
+        next = e.source();
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +98,20 @@ mod tests {
         assert!(e.contains("holds no certificate"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
         assert!(for_ca_file(None, "k").is_ok());
+    }
+
+    #[test]
+    fn a_refused_certificate_is_found_inside_io_errors() {
+        use tokio_rustls::rustls::{CertificateError, Error};
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            Error::InvalidCertificate(CertificateError::UnknownIssuer),
+        );
+        assert_eq!(
+            untrusted_certificate(&io).as_deref(),
+            Some("invalid peer certificate: UnknownIssuer")
+        );
+        let other = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(untrusted_certificate(&other), None);
     }
 }
