@@ -218,6 +218,10 @@ pub struct TeamConfig {
     /// Sent to the customer (once per conversation per day) when a message arrives out of hours.
     #[serde(default)]
     pub auto_reply: Option<String>,
+    /// Signs the team's outgoing messages on channels that use signatures (email), in place of
+    /// the channel's own default (`channels.email.signature`).
+    #[serde(default)]
+    pub signature: Option<String>,
     #[serde(default)]
     pub mode: AssignMode,
     #[serde(default)]

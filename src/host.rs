@@ -141,4 +141,25 @@ impl Host for ChannelHost {
             .filter_map(|(seq, body)| serde_json::from_str(&body).ok().map(|v| (seq, v)))
             .collect())
     }
+
+    /// The signature of the team the conversation is routed to (`teams.<name>.signature`).
+    async fn signature(&self, conversation: &ConversationKey) -> Result<Option<String>, HostError> {
+        let store = &self.bridge.store;
+        let Some(c) = store
+            .conversation_by_key(self.channel, conversation)
+            .await
+            .map_err(|e| HostError::Store(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        let team = store
+            .routing(c.id)
+            .await
+            .map_err(|e| HostError::Store(e.to_string()))?
+            .and_then(|r| r.team);
+        Ok(team
+            .and_then(|t| self.bridge.teams.get(&t))
+            .and_then(|t| t.config.signature.clone())
+            .filter(|s| !s.trim().is_empty()))
+    }
 }

@@ -10,11 +10,15 @@ mod rig;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
-use rig::mail::MailServer;
+use rig::mail::{MailOptions, MailServer};
 use rig::{Backend, BridgeOptions, TestEnv};
 
 fn options(backend: Backend, mail: &MailServer) -> BridgeOptions {
-    let section = mail.channel_config();
+    options_for(backend, mail.channel_config())
+}
+
+/// The bridge with `section` as its `channels.email`.
+fn options_for(backend: Backend, section: serde_json::Value) -> BridgeOptions {
     let mut options = BridgeOptions::default()
         .backend(backend)
         .edit_config(move |config| {
@@ -613,6 +617,424 @@ async fn personal_address_and_sticky_routing_with_off_shift_fallback() -> anyhow
     ensure!(
         members_of(&members, "@alice:localhost").is_some(),
         "the whole team, alice included: {members:?}"
+    );
+    Ok(())
+}
+
+/// The `teams:` section (and nothing else) replaced in the bridge's config.
+fn with_teams(options: BridgeOptions, teams: serde_json::Value) -> BridgeOptions {
+    let teams = serde_yaml::to_value(teams).unwrap_or_default();
+    options.edit_config(move |c| {
+        if let Some(map) = c.as_mapping_mut() {
+            map.insert("teams".into(), teams.clone());
+        }
+    })
+}
+
+/// The first text/plain and text/html bodies of a raw mail, decoded.
+fn bodies(raw: &[u8]) -> anyhow::Result<(String, String)> {
+    let m = mail_parser::MessageParser::default()
+        .parse(raw)
+        .context("our mail does not parse")?;
+    let text = m
+        .body_text(0)
+        .context("no text part")?
+        .replace("\r\n", "\n");
+    let html = m.body_html(0).context("no HTML part")?.to_string();
+    Ok((text, html))
+}
+
+/// A customer's new thread, waited for until its room is there; returns the room.
+async fn new_thread(
+    env: &TestEnv,
+    mail: &MailServer,
+    id: &str,
+    subject: &str,
+    body: &str,
+    seen: &[String],
+) -> anyhow::Result<String> {
+    mail.append("support", &customer_mail(id, subject, "", body))
+        .await?;
+    let room = env
+        .alice
+        .wait_for_invite_where(&format!("the room of {id}"), |i| {
+            !seen.contains(&i.room_id)
+                && i.name
+                    .as_deref()
+                    .is_some_and(|n| n.contains("Jane Customer"))
+        })
+        .await?
+        .room_id;
+    env.alice.join(&room).await?;
+    env.alice.wait_for_text(&room, body).await?;
+    Ok(room)
+}
+
+/// Each team signs its mail with its own signature, in the text and the HTML part; a
+/// conversation that belongs to no team gets the channel's default signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_team_signs_its_answers_with_its_own_signature() -> anyhow::Result<()> {
+    let mail = MailServer::start().await?;
+    let mut section = mail.channel_config();
+    section["signature"] = "Acme (default signature)".into();
+    let options = with_teams(
+        options_for(Backend::Sqlite, section),
+        serde_json::json!({
+            "billing": {"members": ["@alice:localhost"], "rules": [{"keywords": ["invoice"]}],
+                        "signature": "Billing desk, Acme Ltd\nIBAN DE00 1234 5678"},
+            "sales": {"members": ["@alice:localhost"], "rules": [{"keywords": ["order"]}],
+                      "signature": "Sales team <Acme Ltd>"},
+        }),
+    );
+    let env = TestEnv::start(options).await?;
+    let mut rooms: Vec<String> = Vec::new();
+    for (id, subject, body) in [
+        (
+            "sig-1@customer.example.test",
+            "Invoice 77",
+            "Where is invoice 77?",
+        ),
+        (
+            "sig-2@customer.example.test",
+            "Order 88",
+            "My order 88 is late.",
+        ),
+        ("sig-3@customer.example.test", "Hello", "Just saying hello."),
+    ] {
+        let room = new_thread(&env, &mail, id, subject, body, &rooms).await?;
+        rooms.push(room);
+    }
+    let billing = ["Billing desk, Acme Ltd", "IBAN DE00 1234 5678"];
+    let sales = ["Sales team <Acme Ltd>"];
+    let default = ["Acme (default signature)"];
+    let cases: [(&str, &[&str], Vec<&str>); 3] = [
+        (
+            "answer-for-billing",
+            &billing,
+            [&sales[..], &default[..]].concat(),
+        ),
+        (
+            "answer-for-sales",
+            &sales,
+            [&billing[..], &default[..]].concat(),
+        ),
+        (
+            "answer-for-nobody",
+            &default,
+            [&billing[..], &sales[..]].concat(),
+        ),
+    ];
+    for (room, (answer, wanted, unwanted)) in rooms.iter().zip(cases) {
+        env.alice
+            .send_text(room, &format!("Thanks, {answer}."))
+            .await?;
+        let raw = mail.wait_for_mail("customer", answer).await?;
+        let (text, html) = bodies(&raw)?;
+        ensure!(
+            text.contains(&format!("-- \n{}", wanted[0])),
+            "{answer}: a signature block in the text: {text}"
+        );
+        for w in wanted {
+            ensure!(text.contains(w), "{answer}: {w:?} in the text part: {text}");
+            let escaped = w.replace('<', "&lt;").replace('>', "&gt;");
+            ensure!(
+                html.contains(&escaped),
+                "{answer}: {escaped:?} in the HTML part: {html}"
+            );
+        }
+        for u in &unwanted {
+            ensure!(
+                !text.contains(u),
+                "{answer}: {u:?} must not sign it: {text}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Mail comes in over IMAPS (implicit TLS) and the answer goes out with SMTP STARTTLS, both
+/// servers holding a certificate of the rig's private CA that the config trusts
+/// (`tls_ca_file`). The servers' logs prove the sessions were encrypted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_in_over_imaps_and_answers_out_over_smtp_starttls() -> anyhow::Result<()> {
+    let mail = MailServer::start_with(MailOptions {
+        tls: true,
+        ..MailOptions::default()
+    })
+    .await?;
+    let env = TestEnv::start(options(Backend::Sqlite, &mail)).await?;
+    mail.smtp_send(
+        "customer@example.test",
+        &["support@example.test"],
+        &customer_mail(
+            "tls-1@customer.example.test",
+            "Secure?",
+            "",
+            "Is this channel encrypted?",
+        ),
+    )
+    .await?;
+    let room = env.alice.wait_for_invite("Jane Customer").await?;
+    env.alice
+        .wait_for_text(&room, "Is this channel encrypted?")
+        .await?;
+    let logins: Vec<String> = mail
+        .dovecot_log()
+        .lines()
+        .filter(|l| l.contains("Login: user=<support@example.test>"))
+        .map(str::to_string)
+        .collect();
+    ensure!(
+        !logins.is_empty() && logins.iter().all(|l| l.contains(", TLS")),
+        "the bridge logged in over TLS only: {logins:?}"
+    );
+
+    env.alice
+        .send_text(&room, "Yes: tls-answer-1 travels encrypted.")
+        .await?;
+    let reply = mail.wait_for_mail("customer", "tls-answer-1").await?;
+    ensure!(
+        header(&reply, "In-Reply-To").as_deref() == Some("<tls-1@customer.example.test>"),
+        "{:?}",
+        header(&reply, "In-Reply-To")
+    );
+    // Our own helper speaks plain SMTP: a TLS session in Postfix's log is the bridge's.
+    let postfix = mail.postfix_log();
+    ensure!(
+        postfix.contains("TLS connection established from localhost"),
+        "STARTTLS used: {}",
+        mail.logs()
+    );
+    Ok(())
+}
+
+/// Servers whose certificate comes from a CA the config does not trust are refused, with the
+/// reason in the log (IMAP) and in the room (SMTP); nothing is lost: the mail stays
+/// unacknowledged on the server and arrives once the right CA is configured, and the answer
+/// goes out with `!sb retry`. Here IMAP uses STARTTLS and SMTP implicit TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_certificates_are_refused_and_nothing_is_lost() -> anyhow::Result<()> {
+    let mail = MailServer::start_with(MailOptions {
+        tls: true,
+        ..MailOptions::default()
+    })
+    .await?;
+    let wrong = mail.other_ca_file().display().to_string();
+    let right = mail.ca_file().display().to_string();
+    let mut section = mail.channel_config();
+    if let Some(boxes) = section["mailboxes"].as_array_mut() {
+        for m in boxes {
+            m["imap"]["tls"] = "starttls".into();
+            m["imap"]["port"] = mail.imap_port.into();
+            m["imap"]["tls_ca_file"] = wrong.clone().into();
+        }
+    }
+    section["smtp"] = serde_json::json!({"host": "localhost", "port": mail.smtps_port,
+                                         "tls": "tls", "tls_ca_file": wrong});
+    mail.append(
+        "support",
+        &customer_mail(
+            "ca-1@customer.example.test",
+            "Trust",
+            "",
+            "Waiting for the right CA.",
+        ),
+    )
+    .await?;
+    let mut env = TestEnv::start(options_for(Backend::Sqlite, section).max_attempts(2)).await?;
+
+    let log = rig::poll_until(
+        "the certificate error in the bridge's log",
+        rig::DEFAULT_TIMEOUT,
+        || async {
+            let log = env.bridge.log();
+            Ok(log.contains("invalid peer certificate").then_some(log))
+        },
+    )
+    .await?;
+    let line = log
+        .lines()
+        .find(|l| l.contains("mailbox connection lost") && l.contains("UnknownIssuer"))
+        .with_context(|| format!("the reason is named: {}", env.bridge.log_tail()))?;
+    eprintln!("IMAP refused: {line}");
+    let flags = mail.flags("support").await?;
+    ensure!(
+        flags.len() == 1 && !flags[0].contains("$Switchboard"),
+        "the mail is untouched on the server: {flags:?}"
+    );
+
+    // The right CA for IMAP: the waiting mail arrives.
+    let set_ca = |key: &'static str, ca: String| {
+        move |c: &mut serde_yaml::Value| {
+            let email = &mut c["channels"]["email"];
+            if key == "imap" {
+                if let Some(boxes) = email["mailboxes"].as_sequence_mut() {
+                    for m in boxes {
+                        m["imap"]["tls_ca_file"] = ca.clone().into();
+                    }
+                }
+            } else {
+                email["smtp"]["tls_ca_file"] = ca.clone().into();
+            }
+        }
+    };
+    env.bridge.edit_config(set_ca("imap", right.clone()))?;
+    env.bridge.restart().await?;
+    let room = env.alice.wait_for_invite("Jane Customer").await?;
+    env.alice
+        .wait_for_text(&room, "Waiting for the right CA.")
+        .await?;
+
+    // SMTP still trusts the wrong CA: the answer fails, and the room says why.
+    env.alice
+        .send_text(&room, "ca-answer-1: we trust the right CA now.")
+        .await?;
+    let failed = env
+        .alice
+        .wait_for_message(&room, |m| m.body.contains("Not delivered"))
+        .await?;
+    eprintln!("SMTP refused: {}", failed.body);
+    ensure!(
+        failed.is_notice()
+            && failed.body.contains("certificate is not trusted")
+            && failed.body.contains("UnknownIssuer"),
+        "the reason is named: {}",
+        failed.body
+    );
+
+    // Fixed and retried: it goes out over implicit TLS.
+    env.bridge.edit_config(set_ca("smtp", right))?;
+    env.bridge.restart().await?;
+    env.alice.send_text(&room, "!sb retry").await?;
+    let reply = mail.wait_for_mail("customer", "ca-answer-1").await?;
+    ensure!(header(&reply, "In-Reply-To").as_deref() == Some("<ca-1@customer.example.test>"));
+    ensure!(
+        mail.postfix_log()
+            .contains("TLS connection established from localhost"),
+        "{}",
+        mail.logs()
+    );
+    Ok(())
+}
+
+/// A server without IDLE is polled every `poll_interval_secs`: new mail still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_idle_the_mailbox_is_polled() -> anyhow::Result<()> {
+    let mail = MailServer::start_with(MailOptions {
+        no_idle: true,
+        ..MailOptions::default()
+    })
+    .await?;
+    let mut section = mail.channel_config();
+    section["poll_interval_secs"] = 1.into();
+    let env = TestEnv::start(options_for(Backend::Sqlite, section)).await?;
+    rig::poll_until(
+        "the mailbox opened without IDLE",
+        rig::DEFAULT_TIMEOUT,
+        || async {
+            Ok(env
+                .bridge
+                .log()
+                .lines()
+                .any(|l| {
+                    l.contains("email: mailbox open")
+                        && l.contains("mailbox=support")
+                        && l.contains("idle=false")
+                })
+                .then_some(()))
+        },
+    )
+    .await?;
+    // Mail that arrives after the mailbox was opened is found by a later poll.
+    let mut room: Option<String> = None;
+    for (i, text) in ["first polled mail", "second polled mail"]
+        .into_iter()
+        .enumerate()
+    {
+        let started = std::time::Instant::now();
+        let extra = if i == 0 {
+            ""
+        } else {
+            "In-Reply-To: <poll-0@customer.example.test>\r\n"
+        };
+        let id = format!("poll-{i}@customer.example.test");
+        mail.append("support", &customer_mail(&id, "Polling", extra, text))
+            .await?;
+        let r = match &room {
+            Some(r) => r.clone(),
+            None => env.alice.wait_for_invite("Jane Customer").await?,
+        };
+        env.alice.wait_for_text(&r, text).await?;
+        eprintln!("polled mail {i} in the room after {:?}", started.elapsed());
+        room = Some(r);
+    }
+    Ok(())
+}
+
+/// `ack: move`: a stored mail leaves the inbox for `move_to`, and after a restart nothing is
+/// read twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_move_moves_stored_mail_and_a_restart_reads_nothing_twice() -> anyhow::Result<()> {
+    let mail = MailServer::start().await?;
+    let mut section = mail.channel_config();
+    section["ack"] = "move".into();
+    section["move_to"] = "Bridged".into();
+    let mut env = TestEnv::start(options_for(Backend::Sqlite, section)).await?;
+    mail.append(
+        "support",
+        &customer_mail("mv-1@customer.example.test", "Move", "", "move me once"),
+    )
+    .await?;
+    let room = env.alice.wait_for_invite("Jane Customer").await?;
+    env.alice.wait_for_text(&room, "move me once").await?;
+    let moved = |want: usize| {
+        let mail = &mail;
+        async move {
+            rig::poll_until(
+                "the mail moved to Bridged",
+                rig::DEFAULT_TIMEOUT,
+                || async {
+                    let inbox = mail.message_ids("support", "INBOX").await?;
+                    let bridged = mail.message_ids("support", "Bridged").await?;
+                    Ok((inbox.is_empty() && bridged.len() == want).then_some(bridged))
+                },
+            )
+            .await
+        }
+    };
+    let bridged = moved(1).await?;
+    ensure!(bridged == ["<mv-1@customer.example.test>"], "{bridged:?}");
+
+    env.bridge.restart().await?;
+    mail.append(
+        "support",
+        &customer_mail(
+            "mv-2@customer.example.test",
+            "Re: Move",
+            "In-Reply-To: <mv-1@customer.example.test>\r\n",
+            "after the restart",
+        ),
+    )
+    .await?;
+    env.alice.wait_for_text(&room, "after the restart").await?;
+    moved(2).await?;
+    let texts: Vec<String> = env
+        .alice
+        .messages(&room)
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    ensure!(
+        texts.iter().filter(|t| t.contains("move me once")).count() == 1,
+        "{texts:?}"
+    );
+    ensure!(
+        texts
+            .iter()
+            .filter(|t| t.contains("after the restart"))
+            .count()
+            == 1,
+        "{texts:?}"
     );
     Ok(())
 }

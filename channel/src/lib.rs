@@ -290,6 +290,16 @@ pub trait Host: Send + Sync + 'static {
         after: i64,
         limit: i64,
     ) -> Result<Vec<(i64, serde_json::Value)>, HostError>;
+
+    /// The signature the people handling `conversation` sign their outgoing messages with (a
+    /// team's own, from the core's configuration), for channels that sign messages (email).
+    /// `None` when there is none; the channel then uses its own default, if any.
+    async fn signature(
+        &self,
+        _conversation: &ConversationKey,
+    ) -> Result<Option<String>, HostError> {
+        Ok(None)
+    }
 }
 
 /// A channel: one kind of remote network.

@@ -21,6 +21,17 @@
 //! they read a mailbox with [`MailServer::fetch_all`] and mark mail read like another mail
 //! client would ([`MailServer::mark_all_seen`]). [`MailServer::restart_imap`] stops Dovecot and
 //! starts it again on the same ports, for the outage test. Everything stops on drop.
+//!
+//! [`MailOptions`] changes the servers for one test:
+//!
+//! - `tls`: the rig makes its own CA and a server certificate for `localhost` / `127.0.0.1`
+//!   (openssl, P-256) plus an unrelated second CA ([`MailServer::other_ca_file`]) for the
+//!   wrong-trust tests. Dovecot gets `ssl = yes` (STARTTLS on [`MailServer::imap_port`]) and an
+//!   implicit-TLS listener on [`MailServer::imaps_port`]; Postfix offers STARTTLS on
+//!   [`MailServer::smtp_port`] and implicit TLS on [`MailServer::smtps_port`]. Both log each TLS
+//!   session, so a test can tell the bridge really used TLS. Plaintext stays allowed on the plain
+//!   ports, so the rig's own helpers work unchanged.
+//! - `no_idle`: Dovecot's `imap_capability` leaves IDLE out (the polling fallback).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -68,12 +79,24 @@ async fn ensure_installed() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How the rig's servers are set up (see the module doc).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MailOptions {
+    pub tls: bool,
+    pub no_idle: bool,
+}
+
 /// Dovecot + Postfix for one test.
 pub struct MailServer {
     dir: tempfile::TempDir,
+    options: MailOptions,
     pub imap_port: u16,
+    /// Implicit TLS (993-style); only listening with `tls`.
+    pub imaps_port: u16,
     pub lmtp_port: u16,
     pub smtp_port: u16,
+    /// Implicit TLS (465-style); only listening with `tls`.
+    pub smtps_port: u16,
     dovecot: Option<Child>,
     postfix_started: bool,
 }
@@ -88,6 +111,10 @@ fn is_root() -> bool {
 
 impl MailServer {
     pub async fn start() -> anyhow::Result<MailServer> {
+        Self::start_with(MailOptions::default()).await
+    }
+
+    pub async fn start_with(options: MailOptions) -> anyhow::Result<MailServer> {
         ensure_installed().await?;
         let dir = tempfile::Builder::new()
             .prefix("sb-mail-")
@@ -101,12 +128,18 @@ impl MailServer {
         set_mode(dir.path(), 0o755)?;
         let mut server = MailServer {
             dir,
+            options,
             imap_port: free_port()?,
+            imaps_port: free_port()?,
             lmtp_port: free_port()?,
             smtp_port: free_port()?,
+            smtps_port: free_port()?,
             dovecot: None,
             postfix_started: false,
         };
+        if options.tls {
+            server.make_certificates()?;
+        }
         server.write_dovecot_config()?;
         server.start_dovecot().await?;
         server.start_postfix().await?;
@@ -119,6 +152,115 @@ impl MailServer {
 
     pub fn address(user: &str) -> String {
         format!("{user}@{DOMAIN}")
+    }
+
+    fn tls_dir(&self) -> PathBuf {
+        self.dir.path().join("tls")
+    }
+
+    /// The CA that signed the servers' certificate (PEM), with `tls`.
+    pub fn ca_file(&self) -> PathBuf {
+        self.tls_dir().join("ca.pem")
+    }
+
+    /// A CA that signed nothing here (PEM), with `tls`: trusting it alone must fail.
+    pub fn other_ca_file(&self) -> PathBuf {
+        self.tls_dir().join("other-ca.pem")
+    }
+
+    /// Two CAs and a server certificate for localhost / 127.0.0.1, made with openssl.
+    fn make_certificates(&self) -> anyhow::Result<()> {
+        let t = self.tls_dir();
+        std::fs::create_dir_all(&t)?;
+        std::fs::write(
+            t.join("server.ext"),
+            "subjectAltName = DNS:localhost, IP:127.0.0.1\nbasicConstraints = CA:FALSE\n\
+             keyUsage = digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\n",
+        )?;
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let ca_ext = [
+            "-addext",
+            "basicConstraints = critical, CA:TRUE",
+            "-addext",
+            "keyUsage = critical, keyCertSign, cRLSign",
+        ];
+        let steps: Vec<Vec<&str>> = vec![
+            [
+                &[
+                    "req",
+                    "-x509",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=Switchboard Test CA",
+                ][..],
+                &ec,
+                &ca_ext,
+                &["-keyout", "ca.key", "-out", "ca.pem"],
+            ]
+            .concat(),
+            [
+                &[
+                    "req",
+                    "-x509",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=Someone Else's CA",
+                ][..],
+                &ec,
+                &ca_ext,
+                &["-keyout", "other-ca.key", "-out", "other-ca.pem"],
+            ]
+            .concat(),
+            [
+                &["req", "-subj", "/CN=localhost"][..],
+                &ec,
+                &["-keyout", "server.key", "-out", "server.csr"],
+            ]
+            .concat(),
+            vec![
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+                "-out",
+                "server.pem",
+            ],
+        ];
+        for args in steps {
+            let out = Command::new("openssl")
+                .args(&args)
+                .current_dir(&t)
+                .stdin(Stdio::null())
+                .output()
+                .context("running openssl")?;
+            if !out.status.success() {
+                bail!(
+                    "openssl {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        // Dovecot and Postfix read them as root; when not root, as this user.
+        set_mode(&t, 0o755)?;
+        Ok(())
     }
 
     fn write_dovecot_config(&self) -> anyhow::Result<()> {
@@ -142,13 +284,32 @@ impl MailServer {
                 format!("default_internal_user = {user}\ndefault_login_user = {user}\n"),
             )
         };
+        let ssl = if self.options.tls {
+            let t = self.tls_dir();
+            format!(
+                "ssl = yes\nssl_cert = <{}\nssl_key = <{}\nssl_min_protocol = TLSv1.2",
+                t.join("server.pem").display(),
+                t.join("server.key").display()
+            )
+        } else {
+            "ssl = no".to_string()
+        };
+        // Without IDLE (what the server says after login; Dovecot's default list minus IDLE).
+        let imap_protocol = if self.options.no_idle {
+            "protocol imap {\n  imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE LITERAL+ \
+             SORT THREAD=REFERENCES MULTIAPPEND UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED \
+             I18NLEVEL=1 CONDSTORE ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE\n}\n"
+                .to_string()
+        } else {
+            String::new()
+        };
         let conf = format!(
             r#"base_dir = {d}/dovecot-run
 state_dir = {d}/dovecot-state
 log_path = {d}/dovecot.log
 protocols = imap lmtp
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 first_valid_uid = 1
@@ -169,7 +330,8 @@ service imap-login {{
     port = {imap}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps}
   }}
 }}
 service lmtp {{
@@ -189,9 +351,10 @@ service stats {{
 protocol lmtp {{
   postmaster_address = postmaster@{DOMAIN}
 }}
-"#,
+{imap_protocol}"#,
             d = d.display(),
             imap = self.imap_port,
+            imaps = if self.options.tls { self.imaps_port } else { 0 },
             lmtp = self.lmtp_port,
         );
         std::fs::write(d.join("dovecot.conf"), conf)?;
@@ -308,14 +471,32 @@ maillog_file_prefixes = {d}
 smtputf8_enable = no
 biff = no
 bounce_queue_lifetime = 0
-",
+{tls}",
             d = d.display(),
             lmtp = self.lmtp_port,
+            tls = if self.options.tls {
+                let t = self.tls_dir();
+                format!(
+                    "smtpd_tls_cert_file = {}\nsmtpd_tls_key_file = {}\nsmtpd_tls_security_level = may\nsmtpd_tls_loglevel = 1\n",
+                    t.join("server.pem").display(),
+                    t.join("server.key").display()
+                )
+            } else {
+                String::new()
+            },
         );
         std::fs::write(conf.join("main.cf"), main_cf)?;
+        let smtps = if self.options.tls {
+            format!(
+                "127.0.0.1:{} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes -o smtpd_tls_security_level=encrypt\n",
+                self.smtps_port
+            )
+        } else {
+            String::new()
+        };
         let master_cf = format!(
             "127.0.0.1:{smtp} inet n - n - - smtpd
-pickup    unix  n - n 60 1 pickup
+{smtps}pickup    unix  n - n 60 1 pickup
 cleanup   unix  n - n - 0 cleanup
 qmgr      unix  n - n 300 1 qmgr
 rewrite   unix  - - n - - trivial-rewrite
@@ -335,6 +516,7 @@ lmtp      unix  - - n - - lmtp
 anvil     unix  - - n - 1 anvil
 scache    unix  - - n - 1 scache
 postlog   unix-dgram n - n - 1 postlogd
+tlsmgr    unix  - - n 1000? 1 tlsmgr
 ",
             smtp = self.smtp_port
         );
@@ -385,16 +567,36 @@ postlog   unix-dgram n - n - 1 postlogd
         )
     }
 
+    /// The whole Dovecot log (every login, with `TLS` when the session was encrypted).
+    pub fn dovecot_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+
+    /// The whole Postfix log (with `TLS connection established` lines when TLS is used).
+    pub fn postfix_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("postfix.log")).unwrap_or_default()
+    }
+
     /// The bridge's `channels.email` section for these servers: mailboxes `support` and `alice`
-    /// (personal address of `@alice:localhost`), SMTP without TLS or auth.
+    /// (personal address of `@alice:localhost`), SMTP without auth. Without `tls`: plain
+    /// connections. With `tls`: IMAP over implicit TLS and SMTP with STARTTLS, to `localhost`,
+    /// trusting the rig's CA (`tls_ca_file`).
     pub fn channel_config(&self) -> serde_json::Value {
+        let ca = self.ca_file().display().to_string();
         let mailbox = |name: &str, personal: Option<&str>| {
+            let imap = if self.options.tls {
+                serde_json::json!({"host": "localhost", "port": self.imaps_port, "tls": "tls",
+                    "tls_ca_file": ca, "username": Self::address(name), "password": PASSWORD,
+                    "folder": "INBOX"})
+            } else {
+                serde_json::json!({"host": "127.0.0.1", "port": self.imap_port, "tls": "none",
+                    "username": Self::address(name), "password": PASSWORD, "folder": "INBOX"})
+            };
             let mut m = serde_json::json!({
                 "name": name,
                 "address": Self::address(name),
                 "display_name": "Acme Support",
-                "imap": {"host": "127.0.0.1", "port": self.imap_port, "tls": "none",
-                         "username": Self::address(name), "password": PASSWORD, "folder": "INBOX"},
+                "imap": imap,
             });
             if let Some(p) = personal {
                 m["personal_of"] = p.into();
@@ -405,7 +607,11 @@ postlog   unix-dgram n - n - 1 postlogd
             "enabled": true,
             "domain": DOMAIN,
             "mailboxes": [mailbox("support", None), mailbox("alice", Some("@alice:localhost"))],
-            "smtp": {"host": "127.0.0.1", "port": self.smtp_port, "tls": "none"},
+            "smtp": if self.options.tls {
+                serde_json::json!({"host": "localhost", "port": self.smtp_port, "tls": "starttls", "tls_ca_file": ca})
+            } else {
+                serde_json::json!({"host": "127.0.0.1", "port": self.smtp_port, "tls": "none"})
+            },
             "ack": "flag",
             "poll_interval_secs": 60,
         })
@@ -492,6 +698,29 @@ postlog   unix-dgram n - n - 1 postlogd
             .into_iter()
             .map(|(_, _, p)| std::fs::read(&p).with_context(|| format!("reading {}", p.display())))
             .collect()
+    }
+
+    /// The Message-ID header of every mail in `user`'s `folder` (empty when it does not exist).
+    pub async fn message_ids(&self, user: &str, folder: &str) -> anyhow::Result<Vec<String>> {
+        let mut imap = RawImap::login(self.imap_port, user).await?;
+        if imap.command(&format!("EXAMINE {folder}")).await.is_err() {
+            imap.logout().await?;
+            return Ok(Vec::new());
+        }
+        let lines = imap
+            .command("FETCH 1:* (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+            .await
+            .unwrap_or_default();
+        imap.logout().await?;
+        Ok(lines
+            .into_iter()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case("message-id")
+                    .then(|| v.trim().to_string())
+            })
+            .collect())
     }
 
     /// Flags of every mail in `user`'s INBOX, as Dovecot reports them (`UID FETCH 1:* FLAGS`).

@@ -14,6 +14,7 @@
 //!         personal_of: "@alice:example.com"
 //!         imap: {host: imap.example.com, port: 993, tls: tls, username: alice@example.com, password: "…"}
 //!     smtp: {host: smtp.example.com, port: 587, tls: starttls, username: support@example.com, password: "…"}
+//!     # imap/smtp: tls_ca_file: /etc/ssl/acme-ca.pem  — a private CA trusted besides the public ones
 //!     ack: flag                    # flag (keyword $Switchboard) or move (to move_to)
 //! ```
 
@@ -52,6 +53,8 @@ pub struct ImapConfig {
     pub username: String,
     pub password: String,
     pub folder: String,
+    /// PEM file of a private CA to trust besides the public ones (a company's own server).
+    pub tls_ca_file: Option<String>,
 }
 
 impl Default for ImapConfig {
@@ -63,6 +66,7 @@ impl Default for ImapConfig {
             username: String::new(),
             password: String::new(),
             folder: "INBOX".into(),
+            tls_ca_file: None,
         }
     }
 }
@@ -91,6 +95,8 @@ pub struct SmtpConfig {
     pub password: Option<String>,
     /// Seconds before an SMTP conversation is given up (retried later).
     pub timeout_secs: u64,
+    /// PEM file of a private CA to trust besides the public ones (a company's own server).
+    pub tls_ca_file: Option<String>,
 }
 
 impl Default for SmtpConfig {
@@ -102,6 +108,7 @@ impl Default for SmtpConfig {
             username: None,
             password: None,
             timeout_secs: 30,
+            tls_ca_file: None,
         }
     }
 }

@@ -22,6 +22,7 @@ use futures::TryStreamExt;
 use switchboard_channel::Host;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::ClientConfig;
 
 use crate::config::{Ack, EmailConfig, MailboxConfig, Tls};
 use crate::inbound;
@@ -46,32 +47,31 @@ pub enum ImapError {
     Host(#[from] switchboard_channel::HostError),
 }
 
-pub fn tls_config() -> Arc<tokio_rustls::rustls::ClientConfig> {
-    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-    Arc::new(config.unwrap_or_else(|_| {
-        tokio_rustls::rustls::ClientConfig::builder()
-            .with_root_certificates(tokio_rustls::rustls::RootCertStore::empty())
-            .with_no_client_auth()
-    }))
-}
-
-async fn tls_wrap(tcp: TcpStream, host: &str) -> Result<Box<dyn Io>, ImapError> {
+async fn tls_wrap(
+    tcp: TcpStream,
+    host: &str,
+    tls: Arc<ClientConfig>,
+) -> Result<Box<dyn Io>, ImapError> {
     let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| ImapError::Connect(format!("{host}: {e}")))?;
-    let stream = tokio_rustls::TlsConnector::from(tls_config())
+    let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(name, tcp)
         .await
-        .map_err(|e| ImapError::Connect(format!("TLS with {host}: {e}")))?;
+        .map_err(|e| match crate::tls::untrusted_certificate(&e) {
+            Some(why) => ImapError::Connect(format!(
+                "TLS with {host}: {why} (the server's certificate is not trusted; a private CA \
+                 belongs in imap.tls_ca_file)"
+            )),
+            None => ImapError::Connect(format!("TLS with {host}: {e}")),
+        })?;
     Ok(Box::new(stream))
 }
 
-/// Connect and log in.
-pub async fn connect(mailbox: &MailboxConfig) -> Result<Session, ImapError> {
+/// Connect and log in; `tls` says whom to trust ([`crate::tls`]).
+pub async fn connect(
+    mailbox: &MailboxConfig,
+    tls: Arc<ClientConfig>,
+) -> Result<Session, ImapError> {
     let imap = &mailbox.imap;
     let addr = format!("{}:{}", imap.host, imap.port);
     let tcp = tokio::time::timeout(Duration::from_secs(20), TcpStream::connect(&addr))
@@ -89,7 +89,7 @@ pub async fn connect(mailbox: &MailboxConfig) -> Result<Session, ImapError> {
             client
         }
         Tls::Tls => {
-            let stream = tls_wrap(tcp, &imap.host).await?;
+            let stream = tls_wrap(tcp, &imap.host, tls).await?;
             let mut client = async_imap::Client::new(stream);
             client
                 .read_response()
@@ -105,7 +105,7 @@ pub async fn connect(mailbox: &MailboxConfig) -> Result<Session, ImapError> {
                 .map_err(|e| ImapError::Connect(format!("greeting: {e}")))?;
             client.run_command_and_check_ok("STARTTLS", None).await?;
             let tcp = client.into_inner();
-            async_imap::Client::new(tls_wrap(tcp, &imap.host).await?)
+            async_imap::Client::new(tls_wrap(tcp, &imap.host, tls).await?)
         }
     };
     let session = client
@@ -116,10 +116,15 @@ pub async fn connect(mailbox: &MailboxConfig) -> Result<Session, ImapError> {
 }
 
 /// Read `mailbox` forever.
-pub async fn run(host: Arc<dyn Host>, config: Arc<EmailConfig>, mailbox: MailboxConfig) {
+pub async fn run(
+    host: Arc<dyn Host>,
+    config: Arc<EmailConfig>,
+    mailbox: MailboxConfig,
+    tls: Arc<ClientConfig>,
+) {
     let mut backoff = Duration::from_millis(500);
     loop {
-        match session(&*host, &config, &mailbox).await {
+        match session(&*host, &config, &mailbox, Arc::clone(&tls)).await {
             Ok(()) => backoff = Duration::from_millis(500),
             Err(e) => {
                 tracing::warn!(mailbox = %mailbox.name, error = %e, retry_in = ?backoff, "email: mailbox connection lost");
@@ -144,8 +149,9 @@ async fn session(
     host: &dyn Host,
     config: &EmailConfig,
     mailbox: &MailboxConfig,
+    tls: Arc<ClientConfig>,
 ) -> Result<(), ImapError> {
-    let mut session = connect(mailbox).await?;
+    let mut session = connect(mailbox, tls).await?;
     let folder = mailbox.imap.folder.clone();
     let selected = session.select(&folder).await?;
     let validity = selected.uid_validity.unwrap_or(0);
@@ -161,6 +167,13 @@ async fn session(
     if config.ack == Ack::Move {
         // Make sure the target exists; an error here means it already does.
         let _ = session.create(&config.move_to).await;
+        // Mail stored before a crash but not yet moved is still here, below the stored UID:
+        // move it now (it is never read again either way).
+        if last > 0 {
+            if let Err(e) = session.uid_mv(format!("1:{last}"), &config.move_to).await {
+                tracing::warn!(mailbox = %mailbox.name, error = %e, "email: could not move mail stored earlier");
+            }
+        }
     }
     tracing::info!(mailbox = %mailbox.name, folder = %folder, uidvalidity = validity, last_uid = last, idle, "email: mailbox open");
     loop {

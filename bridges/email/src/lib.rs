@@ -13,9 +13,11 @@
 //! * `imap` — one task per mailbox: IDLE (or polling), UID bookkeeping, acknowledge after store.
 //! * [`parse`] — raw bytes → [`parse::ParsedMail`]: MIME, charsets, kind (person, auto-reply,
 //!   bounce, list). Pure; a fuzz target.
+//! * [`charset`] — text whose declared charset is wrong (UTF-8 labelled x-mac-cyrillic).
 //! * [`fold`], [`html`] — quoted history and signatures folded away; HTML sanitised.
 //! * `inbound` — a parsed mail → `Host::receive` (bounces of our mail → `Failed`).
 //! * `outbound` — an operator's answer → a threaded email via lettre.
+//! * [`tls`] — whom IMAP and SMTP connections trust: public roots plus `tls_ca_file`.
 //! * [`transcript`] — the HTML transcript for `!sb export`.
 
 use std::sync::{Arc, OnceLock};
@@ -25,6 +27,7 @@ use switchboard_channel::{
     Capabilities, Channel, ChannelError, Delivery, Formatting, Host, Outbound, SendError,
 };
 
+pub mod charset;
 pub mod config;
 pub mod fold;
 pub mod html;
@@ -33,6 +36,7 @@ mod inbound;
 mod outbound;
 pub mod parse;
 pub mod threads;
+pub mod tls;
 pub mod transcript;
 
 pub use config::EmailConfig;
@@ -103,11 +107,21 @@ impl Channel for Email {
                 smtp,
             })
             .map_err(|_| ChannelError::Other("the email channel was started twice".into()))?;
-        for mailbox in &self.config.mailboxes {
+        let mut readers = Vec::new();
+        for (i, mailbox) in self.config.mailboxes.iter().enumerate() {
+            let tls = tls::for_ca_file(
+                mailbox.imap.tls_ca_file.as_deref(),
+                &format!("channels.email.mailboxes[{i}].imap.tls_ca_file"),
+            )
+            .map_err(ChannelError::Config)?;
+            readers.push((mailbox.clone(), tls));
+        }
+        for (mailbox, tls) in readers {
             tokio::spawn(imap::run(
                 Arc::clone(&host),
                 Arc::clone(&config),
-                mailbox.clone(),
+                mailbox,
+                tls,
             ));
         }
         tracing::info!(mailboxes = self.config.mailboxes.len(), "email: ready");

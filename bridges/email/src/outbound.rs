@@ -16,6 +16,7 @@
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment as MailAttachment, Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls as SmtpTls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use switchboard_channel::{Delivery, Host, HostError, Outbound, OutboundAction, SendError};
 
@@ -45,10 +46,23 @@ fn store_error(e: HostError) -> SendError {
 /// The SMTP transport as configured.
 pub fn transport(config: &EmailConfig) -> Result<Transport, String> {
     let smtp = &config.smtp;
+    // Whom to trust: lettre's public roots (webpki-roots), plus the private CA if configured.
+    let params = || -> Result<TlsParameters, String> {
+        let mut params = TlsParameters::builder(smtp.host.clone());
+        if let Some(path) = &smtp.tls_ca_file {
+            let key = "channels.email.smtp.tls_ca_file";
+            let pem = std::fs::read(path).map_err(|e| format!("{key}: cannot read {path}: {e}"))?;
+            crate::tls::load_ca(path, key)?;
+            let ca = Certificate::from_pem(&pem).map_err(|e| format!("{key}: {path}: {e}"))?;
+            params = params.add_root_certificate(ca);
+        }
+        params.build_rustls().map_err(|e| format!("smtp TLS: {e}"))
+    };
+    let builder = Transport::builder_dangerous(smtp.host.clone());
     let builder = match smtp.tls {
-        Tls::None => Transport::builder_dangerous(smtp.host.clone()),
-        Tls::Starttls => Transport::starttls_relay(&smtp.host).map_err(|e| format!("smtp: {e}"))?,
-        Tls::Tls => Transport::relay(&smtp.host).map_err(|e| format!("smtp: {e}"))?,
+        Tls::None => builder,
+        Tls::Starttls => builder.tls(SmtpTls::Required(params()?)),
+        Tls::Tls => builder.tls(SmtpTls::Wrapper(params()?)),
     };
     let mut builder = builder
         .port(smtp.port)
@@ -159,7 +173,12 @@ pub async fn send(
         .html
         .clone()
         .unwrap_or_else(|| text_to_html(&content.text));
-    if let Some(sig) = &config.signature {
+    // The handling team's signature, else the channel's default.
+    let signature = match host.signature(conversation).await.map_err(store_error)? {
+        Some(team) => Some(team),
+        None => config.signature.clone(),
+    };
+    if let Some(sig) = &signature {
         text = format!("{text}\n\n-- \n{sig}");
         html = format!("{html}<br><br>-- <br>{}", text_to_html(sig));
     }
@@ -199,6 +218,14 @@ pub async fn send(
 
     match smtp.send(message).await {
         Ok(_) => {}
+        // A certificate we do not trust: retried (the server may fix an expired one), but
+        // named for what it is, and where the bridge's administrator can fix it.
+        Err(e) if crate::tls::untrusted_certificate(&e).is_some() => {
+            let why = crate::tls::untrusted_certificate(&e).unwrap_or_default();
+            return Err(retryable(format!(
+                "the mail server's TLS certificate is not trusted ({why}); a private CA belongs in channels.email.smtp.tls_ca_file"
+            )));
+        }
         Err(e) if e.is_permanent() => {
             return Err(permanent(format!(
                 "the mail server refused the mail: {}",
@@ -247,6 +274,14 @@ fn smtp_text(e: &lettre::transport::smtp::Error) -> String {
             text = format!("{text}: {s_text}");
         }
         source = s.source();
+    }
+    // lettre says "Connection error: Connection error: …" for a wrapped I/O error.
+    while let Some(i) = text.find(": ") {
+        let (head, rest) = (&text[..i], &text[i + 2..]);
+        if !rest.starts_with(&format!("{head}: ")) {
+            break;
+        }
+        text = rest.to_string();
     }
     text
 }

@@ -3,7 +3,8 @@
 //! Pure and total: any byte string gives a `ParsedMail` or a [`ParseError`], never a panic (this
 //! is the fuzz target `email_parse`). MIME structure, transfer encodings (quoted-printable,
 //! base64, 8bit) and charsets (UTF-8, koi8-r, windows-1251, ISO-2022-JP, Shift_JIS, RFC 2047
-//! encoded words in headers, RFC 2231 file names) are mail-parser's work; this module decides
+//! encoded words in headers, RFC 2231 file names) are mail-parser's work (with [`crate::charset`]
+//! repairing parts whose declared charset lies); this module decides
 //! what the room should show:
 //!
 //! * the **new** text — quoted history and the signature folded away ([`crate::fold`]);
@@ -15,6 +16,7 @@
 
 use mail_parser::{HeaderValue, MessageParser, MimeHeaders, PartType};
 
+use crate::charset;
 use crate::fold;
 use crate::html;
 
@@ -236,7 +238,10 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         .iter()
         .filter_map(|id| message.parts.get(*id as usize))
         .filter_map(|p| match &p.body {
-            PartType::Text(t) => Some(t.to_string()),
+            PartType::Text(t) => Some(
+                charset::repair(t, p.content_type().and_then(|c| c.attribute("charset")))
+                    .unwrap_or_else(|| t.to_string()),
+            ),
             _ => None,
         })
         .collect();
@@ -245,7 +250,10 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         .iter()
         .filter_map(|id| message.parts.get(*id as usize))
         .filter_map(|p| match &p.body {
-            PartType::Html(h) => Some(h.to_string()),
+            PartType::Html(h) => Some(
+                charset::repair(h, p.content_type().and_then(|c| c.attribute("charset")))
+                    .unwrap_or_else(|| h.to_string()),
+            ),
             _ => None,
         })
         .collect();

@@ -254,3 +254,25 @@ fn garbage_is_an_error_not_a_panic() {
     }
     let _ = parse(deep.as_bytes());
 }
+
+#[test]
+fn utf8_labelled_x_mac_cyrillic_reads_as_russian() {
+    // SendBlaster labels UTF-8 as x-mac-cyrillic, and its own template already carried the
+    // Russian through that mistake once: both are undone (see `charset`).
+    let m = mail("phpmimemailparser_x_mac_cyrillic_qp.eml");
+    assert!(
+        m.full_text.contains("<f>Текущий счет</f>"),
+        "{}",
+        m.full_text
+    );
+    assert!(
+        m.full_text
+            .contains("© 2019 Science and Education Foundation"),
+        "{}",
+        m.full_text
+    );
+    assert!(!m.full_text.contains('¬'), "{}", m.full_text);
+    let html = m.html.as_deref().unwrap_or_default();
+    assert!(html.contains("© 2019 Science"), "{html}");
+    assert!(!html.contains("¬©"), "{html}");
+}
