@@ -142,7 +142,8 @@ impl Host for ChannelHost {
             .collect())
     }
 
-    /// The signature of the team the conversation is routed to (`teams.<name>.signature`).
+    /// The signature of the team the conversation is routed to (`teams.<name>.signature`, or an
+    /// admin's `!sb team <name> signature …`).
     async fn signature(&self, conversation: &ConversationKey) -> Result<Option<String>, HostError> {
         let store = &self.bridge.store;
         let Some(c) = store
@@ -157,9 +158,9 @@ impl Host for ChannelHost {
             .await
             .map_err(|e| HostError::Store(e.to_string()))?
             .and_then(|r| r.team);
-        Ok(team
-            .and_then(|t| self.bridge.teams.get(&t))
-            .and_then(|t| t.config.signature.clone())
-            .filter(|s| !s.trim().is_empty()))
+        match team.as_deref().and_then(|t| self.bridge.teams.get(t)) {
+            Some(team) => Ok(crate::routing::teams::signature(&self.bridge, team).await),
+            None => Ok(None),
+        }
     }
 }

@@ -749,6 +749,25 @@ async fn each_team_signs_its_answers_with_its_own_signature() -> anyhow::Result<
             );
         }
     }
+    // An admin changes the sales signature by command; the next sales answer carries it.
+    let changed = rig::command(
+        &env.alice,
+        &rooms[1],
+        "!sb team sales signature Sales · call us on +49 30 1234567",
+    )
+    .await?;
+    ensure!(changed.contains("signs its emails with"), "{changed}");
+    env.alice
+        .send_text(&rooms[1], "Thanks, answer-after-change.")
+        .await?;
+    let raw = mail
+        .wait_for_mail("customer", "answer-after-change")
+        .await?;
+    let (text, _) = bodies(&raw)?;
+    ensure!(
+        text.contains("-- \nSales · call us on +49 30 1234567") && !text.contains(sales[0]),
+        "the changed signature: {text}"
+    );
     Ok(())
 }
 

@@ -58,7 +58,7 @@ pub const COMMANDS: &[(&str, Level, &str)] = &[
     ("note", Level::Operator, "`note <text>`: a private note for the team, never sent to the customer"),
     ("template", Level::Operator, "`template <name> [lang=en_US] [param…]`: send an approved message template (quote params with spaces), where the channel has them"),
     ("retry", Level::Operator, "resend the messages of this conversation that could not be delivered"),
-    ("team", Level::Admin, "`team <name> add|lead|remove @user`, `escalate <2h>`, `autoreply <text|off>`, `hours <days> <HH:MM-HH:MM|closed>`, `holiday add|remove <date>`, `timezone <zone>`, `calendar`, `rules`, `rule add <field=value…>`, `rule remove <n>`, `rules reset`, `lobby <room>`"),
+    ("team", Level::Admin, "`team <name> add|lead|remove @user`, `escalate <2h>`, `autoreply <text|off>`, `signature <text|off>`, `hours <days> <HH:MM-HH:MM|closed>`, `holiday add|remove <date>`, `timezone <zone>`, `calendar`, `rules`, `rule add <field=value…>`, `rule remove <n>`, `rules reset`, `lobby <room>`"),
 ];
 
 /// `!sb …` anywhere; in rooms that are not portals also a bare known command (only acted on in

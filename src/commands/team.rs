@@ -1,6 +1,6 @@
 //! `team <name> …`: admins change teams without editing the config. Changes are stored and
 //! apply over the config: `add @user`, `lead @user`, `remove @user`, `escalate <duration>`,
-//! `autoreply <text>|off`, `hours <days> <HH:MM-HH:MM|closed>` / `hours reset`,
+//! `autoreply <text>|off`, `signature <text>|off`, `hours <days> <HH:MM-HH:MM|closed>` / `hours reset`,
 //! `holiday add|remove <YYYY-MM-DD>`, `timezone <Area/City>`, `calendar` (show),
 //! `rules` (show), `rule add <field=value…>`, `rule remove <n>`, `rules reset`,
 //! `lobby <room id|#alias>`.
@@ -8,7 +8,7 @@
 use super::{user_arg, Context};
 use crate::matrix::MatrixError;
 
-const USAGE: &str = "Usage: `!sb team <name> add|lead|remove @user`, `escalate <2h>`, `autoreply <text>|off`, \
+const USAGE: &str = "Usage: `!sb team <name> add|lead|remove @user`, `escalate <2h>`, `autoreply <text>|off`, `signature <text>|off`, \
 `hours mon-fri 09:00-18:00` (or `closed`; `hours reset`), `holiday add|remove 2026-12-25`, `timezone Europe/Berlin`, `calendar`, \
 `rules`, `rule add channel=sms tags=vip keywords=refund,invoice`, `rule remove <n>`, `rules reset`, `lobby <room id|#alias>`.";
 
@@ -195,6 +195,28 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
                         format!("Team {} sends no auto-reply.", team.name)
                     } else {
                         format!("Team {} auto-reply set.", team.name)
+                    }
+                })
+        }
+        "signature" => {
+            let value = if rest.eq_ignore_ascii_case("off") {
+                ""
+            } else {
+                rest
+            };
+            if value.is_empty() && !rest.eq_ignore_ascii_case("off") {
+                return ctx
+                    .reply("Usage: `!sb team <name> signature <text>` or `signature off`.")
+                    .await;
+            }
+            store
+                .set_team_setting(&team.name, "signature", value)
+                .await
+                .map(|_| {
+                    if value.is_empty() {
+                        format!("Team {} signs no messages.", team.name)
+                    } else {
+                        format!("Team {} signs its emails with: {value}", team.name)
                     }
                 })
         }

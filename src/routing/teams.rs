@@ -281,6 +281,16 @@ pub async fn escalate_after(bridge: &Bridge, team: &Team) -> Duration {
     }
 }
 
+/// The team's signature for channels that sign messages (email): an admin's (`!sb team <name>
+/// signature …`) over the config's; empty means none.
+pub async fn signature(bridge: &Bridge, team: &Team) -> Option<String> {
+    let value = match bridge.store.team_setting(&team.name, "signature").await {
+        Ok(Some(v)) => Some(v),
+        _ => team.config.signature.clone(),
+    };
+    value.filter(|s| !s.trim().is_empty())
+}
+
 pub async fn auto_reply(bridge: &Bridge, team: &Team) -> Option<String> {
     match bridge.store.team_setting(&team.name, "auto_reply").await {
         Ok(Some(v)) if v.is_empty() => None,
