@@ -7,6 +7,7 @@
 //! routing clock is moved by the test. Runs on SQLite and on PostgreSQL.
 
 mod fakes;
+#[macro_use]
 mod rig;
 
 use anyhow::ensure;
@@ -77,15 +78,7 @@ fn options(backend: Backend, whatsapp: &FakeWhatsApp, twilio: &FakeTwilio) -> Br
     options
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite() -> anyhow::Result<()> {
-    one_customer_across_channels(Backend::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres() -> anyhow::Result<()> {
-    one_customer_across_channels(Backend::Postgres).await
-}
+on_both_stores!(one_customer_across_channels);
 
 async fn one_customer_across_channels(backend: Backend) -> anyhow::Result<()> {
     let whatsapp = FakeWhatsApp::start().await?;

@@ -5,6 +5,7 @@
 //!
 //! The main flow runs on SQLite and PostgreSQL; the other scenarios on SQLite.
 
+#[macro_use]
 mod rig;
 
 use std::time::Duration;
@@ -69,24 +70,6 @@ fn customer_mail(message_id: &str, subject: &str, extra_headers: &str, body: &st
          MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
     )
     .into_bytes()
-}
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use super::*;
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() -> anyhow::Result<()> {
-                    super::$name(Backend::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() -> anyhow::Result<()> {
-                    super::$name(Backend::Postgres).await
-                }
-            }
-        )*
-    };
 }
 
 on_both_stores!(new_mail_opens_a_room_and_answers_thread_both_ways);

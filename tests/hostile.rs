@@ -8,6 +8,7 @@
 //! fuzzed (`fuzz/`, run by `scripts/fuzz.sh`); these tests check what the fuzzers cannot see:
 //! status codes, limits enforced while reading, the store, and what an operator finally sees.
 
+#[macro_use]
 mod rig;
 
 use std::time::{Duration, Instant};
@@ -16,24 +17,6 @@ use anyhow::{ensure, Context};
 use reqwest::Method;
 use rig::{Backend, BridgeOptions, TestEnv, Visitor};
 use serde_json::{json, Value};
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use super::*;
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() -> anyhow::Result<()> {
-                    super::$name(Backend::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() -> anyhow::Result<()> {
-                    super::$name(Backend::Postgres).await
-                }
-            }
-        )*
-    };
-}
 
 on_both_stores!(
     malformed_oversized_and_wrongly_encoded_api_bodies_get_clear_errors,

@@ -8,6 +8,7 @@
 //! behaviour (signatures, the handshake, rate limits, refusals) run on SQLite.
 
 mod fakes;
+#[macro_use]
 mod rig;
 
 use std::time::Duration;
@@ -18,24 +19,6 @@ use fakes::messenger::{
 };
 use rig::{Backend, BridgeOptions, TestEnv};
 use serde_json::{json, Value};
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use super::*;
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() -> anyhow::Result<()> {
-                    super::$name(Backend::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() -> anyhow::Result<()> {
-                    super::$name(Backend::Postgres).await
-                }
-            }
-        )*
-    };
-}
 
 on_both_stores!(
     messenger_conversation_both_ways,

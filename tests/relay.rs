@@ -2,31 +2,14 @@
 //! Matrix clients on the other, the real `switchboard` binary and a real Synapse in between.
 //! Every scenario runs on SQLite and on PostgreSQL.
 
+#[macro_use]
 mod rig;
 
 use anyhow::{ensure, Context};
 use rig::{Backend, BridgeOptions, TestEnv};
 use serde_json::{json, Value};
 
-/// Run one scenario on both stores.
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use super::*;
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() -> anyhow::Result<()> {
-                    super::$name(Backend::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() -> anyhow::Result<()> {
-                    super::$name(Backend::Postgres).await
-                }
-            }
-        )*
-    };
-}
-
+// Every scenario runs on both stores.
 on_both_stores!(
     first_message_opens_a_portal_and_the_answer_reaches_the_visitor,
     files_go_both_ways_and_oversized_ones_get_a_notice,

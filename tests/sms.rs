@@ -8,6 +8,7 @@
 //! channel's own checks and timing (forged webhooks, rate limits, refusals) run on SQLite.
 
 mod fakes;
+#[macro_use]
 mod rig;
 
 use std::time::{Duration, Instant};
@@ -16,24 +17,6 @@ use anyhow::{ensure, Context};
 use fakes::twilio::{sign, FakeTwilio, FaultKind, ACCOUNT_SID, AUTH_TOKEN, COMPANY_NUMBER};
 use rig::{Backend, BridgeOptions, TestEnv};
 use serde_json::{json, Value};
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use super::*;
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() -> anyhow::Result<()> {
-                    super::$name(Backend::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() -> anyhow::Result<()> {
-                    super::$name(Backend::Postgres).await
-                }
-            }
-        )*
-    };
-}
 
 on_both_stores!(
     customer_texts_and_pictures_reach_matrix_once,

@@ -7,6 +7,7 @@
 //! (rate limits, webhook checks, failures) run on SQLite.
 
 mod fakes;
+#[macro_use]
 mod rig;
 
 use std::time::Duration;
@@ -15,24 +16,6 @@ use anyhow::{ensure, Context};
 use fakes::telegram::{FakeTelegram, FaultKind, TgUser, TOKEN};
 use rig::{Backend, BridgeOptions, TestEnv};
 use serde_json::{json, Value};
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use super::*;
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() -> anyhow::Result<()> {
-                    super::$name(Backend::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() -> anyhow::Result<()> {
-                    super::$name(Backend::Postgres).await
-                }
-            }
-        )*
-    };
-}
 
 on_both_stores!(
     customer_messages_of_every_kind_reach_matrix,

@@ -6,6 +6,7 @@
 //! The main flows run on SQLite and on PostgreSQL; the retry and failure scenarios on SQLite.
 
 mod fakes;
+#[macro_use]
 mod rig;
 
 use std::time::Duration;
@@ -14,24 +15,6 @@ use anyhow::{ensure, Context};
 use fakes::vk::{FakeVk, VkUser, CONFIRMATION, GROUP_ID, SECRET, TOKEN};
 use rig::{Backend, BridgeOptions, TestEnv};
 use serde_json::{json, Value};
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use super::*;
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() -> anyhow::Result<()> {
-                    super::$name(Backend::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() -> anyhow::Result<()> {
-                    super::$name(Backend::Postgres).await
-                }
-            }
-        )*
-    };
-}
 
 on_both_stores!(
     customer_messages_reach_matrix_once_and_only_when_signed,

@@ -7,6 +7,7 @@
 //! The main flows run on SQLite and on PostgreSQL; rate limits and refusals run on SQLite.
 
 mod fakes;
+#[macro_use]
 mod rig;
 
 use std::time::Duration;
@@ -17,24 +18,6 @@ use fakes::whatsapp::{
 };
 use rig::{Backend, BridgeOptions, TestEnv};
 use serde_json::{json, Value};
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use super::*;
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() -> anyhow::Result<()> {
-                    super::$name(Backend::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() -> anyhow::Result<()> {
-                    super::$name(Backend::Postgres).await
-                }
-            }
-        )*
-    };
-}
 
 on_both_stores!(
     customer_messages_of_every_kind_reach_matrix,

@@ -25,6 +25,26 @@
 //! in its own process group and is killed when its owner drops.
 #![allow(dead_code)]
 
+/// Runs each scenario `async fn name(backend: Backend) -> anyhow::Result<()>` of the test file
+/// twice, as `name::sqlite` and `name::postgres` (a test file says `#[macro_use] mod rig;`).
+#[allow(unused_macros)]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() -> anyhow::Result<()> {
+                    super::$name($crate::rig::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() -> anyhow::Result<()> {
+                    super::$name($crate::rig::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
 pub mod bridge;
 pub mod browser;
 pub mod env;
