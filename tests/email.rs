@@ -460,14 +460,7 @@ async fn charsets_html_only_and_a_corrupt_mail_that_blocks_nothing() -> anyhow::
 /// operator who answered them last; outside that operator's hours it goes to the whole team.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn personal_address_and_sticky_routing_with_off_shift_fallback() -> anyhow::Result<()> {
-    use chrono::TimeZone;
-    let utc = |d: u32, h: u32| {
-        chrono::Utc
-            .with_ymd_and_hms(2026, 11, d, h, 0, 0)
-            .single()
-            .map(|t| t.timestamp_millis())
-            .unwrap_or(0)
-    };
+    let utc = |d: u32, h: u32| rig::utc(2026, 11, d, h, 0);
     let mail = MailServer::start().await?;
     let teams = serde_yaml::to_value(serde_json::json!({
         "sales": {"members": ["@alice:localhost", "@bob:localhost"], "hours": {"mon-fri": "09:00-18:00"}},
@@ -483,31 +476,8 @@ async fn personal_address_and_sticky_routing_with_off_shift_fallback() -> anyhow
         }
     }))
     .await?;
-    let set_clock = |now_ms: i64| {
-        let env = &env;
-        async move {
-            let reg = env.bridge.registration()?;
-            let token = reg["hs_token"].as_str().context("hs_token")?.to_string();
-            let resp = reqwest::Client::new()
-                .post(format!(
-                    "{}/_switchboard/testing/clock",
-                    env.bridge.base_url()
-                ))
-                .bearer_auth(token)
-                .json(&serde_json::json!({"now_ms": now_ms}))
-                .send()
-                .await?;
-            ensure!(resp.status() == 200, "clock not set: {}", resp.status());
-            anyhow::Ok(())
-        }
-    };
-    let members_of = |members: &[(String, String)], user: &str| {
-        members
-            .iter()
-            .find(|(u, _)| u == user)
-            .map(|(_, m)| m.clone())
-    };
-    set_clock(utc(23, 10)).await?; // Monday 10:00: everyone on shift
+    let members_of = rig::membership;
+    env.set_clock(utc(23, 10)).await?; // Monday 10:00: everyone on shift
 
     // To Alice's personal address: Alice owns it; Bob (same team) is not invited.
     let personal = String::from_utf8_lossy(&customer_mail(
@@ -569,7 +539,7 @@ async fn personal_address_and_sticky_routing_with_off_shift_fallback() -> anyhow
     );
 
     // Saturday: Alice is off shift, so a new thread (even to her personal address) goes to the team.
-    set_clock(utc(28, 11)).await?;
+    env.set_clock(utc(28, 11)).await?;
     let weekend = String::from_utf8_lossy(&customer_mail(
         "w-1@customer.example.test",
         "Weekend",
