@@ -11,8 +11,8 @@ mod fakes;
 mod rig;
 
 use anyhow::ensure;
-use fakes::twilio::{FakeTwilio, ACCOUNT_SID, AUTH_TOKEN, COMPANY_NUMBER};
-use fakes::whatsapp::{Customer, FakeWhatsApp, APP_SECRET, PHONE_NUMBER_ID, TOKEN, VERIFY_TOKEN};
+use fakes::twilio::FakeTwilio;
+use fakes::whatsapp::{Customer, FakeWhatsApp};
 use rig::{command, utc, Backend, BridgeOptions, TestEnv};
 use serde_json::{json, Value};
 
@@ -25,25 +25,6 @@ const JANE_EMAIL: &str = "jane@shop.example";
 /// weekdays 09–17 UTC) takes WhatsApp, SMS and web chat. `b2b` comes first: the first team
 /// whose rules match wins.
 fn options(backend: Backend, whatsapp: &FakeWhatsApp, twilio: &FakeTwilio) -> BridgeOptions {
-    let channels = json!({
-        "whatsapp": {
-            "enabled": true,
-            "phone_number_id": PHONE_NUMBER_ID,
-            "access_token": TOKEN,
-            "app_secret": APP_SECRET,
-            "verify_token": VERIFY_TOKEN,
-            "api_url": whatsapp.url(),
-            "api_version": "v21.0",
-        },
-        "sms": {
-            "enabled": true,
-            "api_url": twilio.url(),
-            "account_sid": ACCOUNT_SID,
-            "auth_token": AUTH_TOKEN,
-            "numbers": [COMPANY_NUMBER],
-            "default_region": "DE",
-        },
-    });
     let teams = json!({
         "b2b": {
             "members": ["@bob:localhost"],
@@ -55,27 +36,17 @@ fn options(backend: Backend, whatsapp: &FakeWhatsApp, twilio: &FakeTwilio) -> Br
             "rules": [{"channel": "whatsapp"}, {"channel": "sms"}, {"channel": "webchat"}],
         },
     });
-    let mut options = BridgeOptions::default()
+    BridgeOptions::default()
         .backend(backend)
+        .channel("whatsapp", whatsapp.channel_config())
+        .channel("sms", twilio.channel_config("DE"))
         .edit_config(move |config| {
             let yaml = |v: &Value| serde_yaml::to_value(v).unwrap_or(serde_yaml::Value::Null);
             if let Some(map) = config.as_mapping_mut() {
                 map.insert("teams".into(), yaml(&teams));
                 map.insert("testing".into(), yaml(&json!({"clock_control": true})));
             }
-            if let (Some(existing), Value::Object(new)) = (
-                config
-                    .get_mut("channels")
-                    .and_then(serde_yaml::Value::as_mapping_mut),
-                &channels,
-            ) {
-                for (name, section) in new {
-                    existing.insert(name.as_str().into(), yaml(section));
-                }
-            }
-        });
-    options.log_filter = "switchboard=debug,info".into();
-    options
+        })
 }
 
 on_both_stores!(one_customer_across_channels);

@@ -20,19 +20,9 @@ fn options(backend: Backend, mail: &MailServer) -> BridgeOptions {
 
 /// The bridge with `section` as its `channels.email`.
 fn options_for(backend: Backend, section: serde_json::Value) -> BridgeOptions {
-    let mut options = BridgeOptions::default()
+    BridgeOptions::default()
         .backend(backend)
-        .edit_config(move |config| {
-            let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
-            if let Some(channels) = config
-                .get_mut("channels")
-                .and_then(serde_yaml::Value::as_mapping_mut)
-            {
-                channels.insert("email".into(), value);
-            }
-        });
-    options.log_filter = "switchboard=debug,switchboard_email=debug,info".into();
-    options
+        .channel("email", section)
 }
 
 fn fixture(name: &str) -> anyhow::Result<Vec<u8>> {

@@ -40,20 +40,10 @@ fn options(backend: Backend, fake: &FakeMeta) -> BridgeOptions {
         "api_url": fake.url(),
         "api_version": "v21.0",
     });
-    let mut options = BridgeOptions::default()
+    BridgeOptions::default()
         .backend(backend)
-        .edit_config(move |config| {
-            let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
-            if let Some(channels) = config
-                .get_mut("channels")
-                .and_then(serde_yaml::Value::as_mapping_mut)
-            {
-                channels.insert("messenger".into(), value.clone());
-                channels.insert("instagram".into(), value);
-            }
-        });
-    options.log_filter = "switchboard=debug,switchboard_messenger=debug,info".into();
-    options
+        .channel("messenger", section.clone())
+        .channel("instagram", section)
 }
 
 fn webhook(env: &TestEnv, net: Net) -> String {

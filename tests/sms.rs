@@ -30,30 +30,13 @@ const CUSTOMER_NAME: &str = "+1 415 555 0142";
 
 /// Bridge options with `channels.sms` pointing at the fake; `extra` is merged into the section.
 fn options(backend: Backend, fake: &FakeTwilio, extra: Value) -> BridgeOptions {
-    let mut section = json!({
-        "enabled": true,
-        "api_url": fake.url(),
-        "account_sid": ACCOUNT_SID,
-        "auth_token": AUTH_TOKEN,
-        "numbers": [COMPANY_NUMBER],
-        "default_region": "US",
-    });
+    let mut section = fake.channel_config("US");
     if let (Some(s), Value::Object(e)) = (section.as_object_mut(), extra) {
         s.extend(e);
     }
-    let mut options = BridgeOptions::default()
+    BridgeOptions::default()
         .backend(backend)
-        .edit_config(move |config| {
-            let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
-            if let Some(channels) = config
-                .get_mut("channels")
-                .and_then(serde_yaml::Value::as_mapping_mut)
-            {
-                channels.insert("sms".into(), value);
-            }
-        });
-    options.log_filter = "switchboard=debug,switchboard_sms=debug,info".into();
-    options
+        .channel("sms", section)
 }
 
 /// Bytes that look like a file of some kind (Synapse does not inspect them).

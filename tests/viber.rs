@@ -29,19 +29,9 @@ fn options(backend: Backend, fake: &FakeViber) -> BridgeOptions {
         "auth_token": TOKEN,
         "bot_name": BOT_NAME,
     });
-    let mut options = BridgeOptions::default()
+    BridgeOptions::default()
         .backend(backend)
-        .edit_config(move |config| {
-            let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
-            if let Some(channels) = config
-                .get_mut("channels")
-                .and_then(serde_yaml::Value::as_mapping_mut)
-            {
-                channels.insert("viber".into(), value);
-            }
-        });
-    options.log_filter = "switchboard=debug,switchboard_viber=debug,info".into();
-    options
+        .channel("viber", section)
 }
 
 fn blob(tag: &str, len: usize) -> Vec<u8> {

@@ -40,19 +40,9 @@ fn options_with(backend: Backend, fake: &FakeVk, extra: Value) -> BridgeOptions 
     if let (Some(s), Value::Object(e)) = (section.as_object_mut(), extra) {
         s.extend(e);
     }
-    let mut options = BridgeOptions::default()
+    BridgeOptions::default()
         .backend(backend)
-        .edit_config(move |config| {
-            let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
-            if let Some(channels) = config
-                .get_mut("channels")
-                .and_then(serde_yaml::Value::as_mapping_mut)
-            {
-                channels.insert("vk".into(), value);
-            }
-        });
-    options.log_filter = "switchboard=debug,switchboard_vk=debug,info".into();
-    options
+        .channel("vk", section)
 }
 
 fn ivan() -> VkUser {

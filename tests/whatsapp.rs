@@ -13,9 +13,7 @@ mod rig;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
-use fakes::whatsapp::{
-    Customer, FakeWhatsApp, Fault, APP_SECRET, PHONE_NUMBER_ID, TOKEN, VERIFY_TOKEN,
-};
+use fakes::whatsapp::{Customer, FakeWhatsApp, Fault, PHONE_NUMBER_ID, TOKEN, VERIFY_TOKEN};
 use rig::{Backend, BridgeOptions, TestEnv};
 use serde_json::{json, Value};
 
@@ -27,28 +25,9 @@ on_both_stores!(
 
 /// Bridge options with `channels.whatsapp` pointing at the fake.
 fn options(backend: Backend, fake: &FakeWhatsApp) -> BridgeOptions {
-    let section = json!({
-        "enabled": true,
-        "phone_number_id": PHONE_NUMBER_ID,
-        "access_token": TOKEN,
-        "app_secret": APP_SECRET,
-        "verify_token": VERIFY_TOKEN,
-        "api_url": fake.url(),
-        "api_version": "v21.0",
-    });
-    let mut options = BridgeOptions::default()
+    BridgeOptions::default()
         .backend(backend)
-        .edit_config(move |config| {
-            let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
-            if let Some(channels) = config
-                .get_mut("channels")
-                .and_then(serde_yaml::Value::as_mapping_mut)
-            {
-                channels.insert("whatsapp".into(), value);
-            }
-        });
-    options.log_filter = "switchboard=debug,switchboard_whatsapp=debug,info".into();
-    options
+        .channel("whatsapp", fake.channel_config())
 }
 
 fn webhook(env: &TestEnv) -> String {

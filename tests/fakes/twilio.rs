@@ -333,6 +333,19 @@ impl FakeTwilio {
         format!("http://{}", self.addr)
     }
 
+    /// The bridge's `channels.sms` section for this fake (numbers without a country code are
+    /// read as in `default_region`).
+    pub fn channel_config(&self, default_region: &str) -> serde_json::Value {
+        serde_json::json!({
+            "enabled": true,
+            "api_url": self.url(),
+            "account_sid": ACCOUNT_SID,
+            "auth_token": AUTH_TOKEN,
+            "numbers": [COMPANY_NUMBER],
+            "default_region": default_region,
+        })
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         self.shared.lock().calls.clone()
     }

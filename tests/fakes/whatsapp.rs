@@ -320,6 +320,19 @@ impl FakeWhatsApp {
         format!("http://{}", self.addr)
     }
 
+    /// The bridge's `channels.whatsapp` section for this fake.
+    pub fn channel_config(&self) -> serde_json::Value {
+        serde_json::json!({
+            "enabled": true,
+            "phone_number_id": PHONE_NUMBER_ID,
+            "access_token": TOKEN,
+            "app_secret": APP_SECRET,
+            "verify_token": VERIFY_TOKEN,
+            "api_url": self.url(),
+            "api_version": "v21.0",
+        })
+    }
+
     fn next_id(&self) -> u64 {
         let mut s = self.shared.lock();
         s.next_id += 1;

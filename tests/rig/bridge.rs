@@ -113,6 +113,19 @@ impl BridgeOptions {
 
     /// Change the generated config before the bridge starts; hooks given in several calls all
     /// run, in order.
+    /// Enables a channel: `section` (JSON) becomes `channels.<name>` of the config, and the
+    /// channel crate logs at debug level.
+    pub fn channel(mut self, name: &str, section: serde_json::Value) -> Self {
+        let value = serde_yaml::to_value(&section).unwrap_or(Value::Null);
+        let key = name.to_string();
+        self.log_filter = format!("{},switchboard_{name}=debug", self.log_filter);
+        self.edit_config(move |config| {
+            if let Some(channels) = config.get_mut("channels").and_then(Value::as_mapping_mut) {
+                channels.insert(key.as_str().into(), value.clone());
+            }
+        })
+    }
+
     pub fn edit_config(mut self, hook: impl Fn(&mut Value) + Send + Sync + 'static) -> Self {
         self.edit_config = Some(match self.edit_config.take() {
             Some(earlier) => Box::new(move |c: &mut Value| {
