@@ -77,6 +77,53 @@ pub async fn run<K, R, RF, D, DF>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A key whose drain is stuck does not hold up other keys, and one key is never drained by
+    /// two tasks at once even while the store keeps listing it.
+    #[tokio::test]
+    async fn keys_run_in_parallel_and_each_key_alone() {
+        let wake = Arc::new(Notify::new());
+        let release = Arc::new(Notify::new());
+        let fast_done = Arc::new(Notify::new());
+        let in_slow = Arc::new(AtomicUsize::new(0));
+        let max_in_slow = Arc::new(AtomicUsize::new(0));
+        let ready = || async { Ok::<_, StoreError>(vec!["slow".to_string(), "fast".to_string()]) };
+        let drain = {
+            let (release, fast_done) = (release.clone(), fast_done.clone());
+            let (in_slow, max_in_slow) = (in_slow.clone(), max_in_slow.clone());
+            move |key: String| {
+                let (release, fast_done) = (release.clone(), fast_done.clone());
+                let (in_slow, max_in_slow) = (in_slow.clone(), max_in_slow.clone());
+                async move {
+                    if key == "slow" {
+                        let now = in_slow.fetch_add(1, Ordering::SeqCst) + 1;
+                        max_in_slow.fetch_max(now, Ordering::SeqCst);
+                        release.notified().await;
+                        in_slow.fetch_sub(1, Ordering::SeqCst);
+                    } else {
+                        fast_done.notify_one();
+                    }
+                }
+            }
+        };
+        let queue = {
+            let wake = wake.clone();
+            tokio::spawn(async move { run("test", &wake, ready, drain, 4).await })
+        };
+        // "fast" finishes while "slow" is stuck.
+        tokio::time::timeout(Duration::from_secs(5), fast_done.notified())
+            .await
+            .expect("a stuck key held up another key");
+        // Several dispatch rounds list "slow" again; still one drain of it at a time.
+        for _ in 0..5 {
+            wake.notify_one();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(max_in_slow.load(Ordering::SeqCst), 1);
+        release.notify_one();
+        queue.abort();
+    }
 
     #[test]
     fn backoff_grows_caps_and_honours_hints() {
