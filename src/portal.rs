@@ -210,13 +210,21 @@ const CREATION_GRACE: Duration = Duration::from_secs(20);
 
 /// Of `expected`, those with no membership in the room once the homeserver's own creation is
 /// seen to be complete (everyone invited) or [`CREATION_GRACE`] has passed.
-async fn invited_after_creation(bridge: &Bridge, room_id: &str, expected: &[String]) -> Vec<String> {
+async fn invited_after_creation(
+    bridge: &Bridge,
+    room_id: &str,
+    expected: &[String],
+) -> Vec<String> {
     let deadline = tokio::time::Instant::now() + CREATION_GRACE;
     loop {
         let missing: Vec<String> = match bridge.homeserver.members(room_id).await {
             Ok(members) => expected
                 .iter()
-                .filter(|u| !members.iter().any(|(m, state)| m == *u && (state == "invite" || state == "join")))
+                .filter(|u| {
+                    !members
+                        .iter()
+                        .any(|(m, state)| m == *u && (state == "invite" || state == "join"))
+                })
                 .cloned()
                 .collect(),
             Err(e) => {

@@ -6,8 +6,8 @@
 //! (a new event was stored) and otherwise every `tick`, which is when backoff deadlines come due.
 
 use std::collections::HashSet;
-use std::hash::Hash;
 use std::future::Future;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
