@@ -1,4 +1,6 @@
-//! Matrix → outbox: works through the events the homeserver pushed, in arrival order.
+//! Matrix → outbox: works through the events the homeserver pushed, in arrival order within
+//! each room; rooms are worked on in parallel (the scheduling of [`crate::queue`]), so one busy
+//! or failing room does not hold up the others.
 //!
 //! In a portal, an operator's message becomes one outbox item (written in the same database
 //! transaction that marks the event handled, so it is queued exactly once); `!sb …` commands are
@@ -14,6 +16,7 @@ use switchboard_channel::{Content, Outbound, OutboundAction};
 use crate::bridge::Bridge;
 use crate::commands;
 use crate::matrix::content::{self, Unrelayable};
+use crate::queue;
 use crate::store::conversations::Conversation;
 use crate::store::matrix_events::MatrixEventRow;
 
@@ -23,55 +26,89 @@ use crate::store::matrix_events::MatrixEventRow;
 /// would lose operators' messages that only wait for the outage to end.
 const MAX_EVENT_ATTEMPTS: u32 = 8;
 
+/// How many rooms have their events worked on at once.
+const ROOMS_IN_PARALLEL: usize = 16;
+
+/// How many pending events of one room are read from the store at a time.
+const BATCH: i64 = 50;
+
 pub async fn run(bridge: Arc<Bridge>) {
-    // Attempts of the event at the head of the queue (only one event is ever retried at a time).
-    let mut failing: Option<(String, u32)> = None;
+    let b = bridge.clone();
+    let ready = move || {
+        let b = b.clone();
+        async move { b.store.matrix_rooms_pending(200).await }
+    };
+    let b = bridge.clone();
+    let drain = move |room_id: String| {
+        let b = b.clone();
+        async move { drain(&b, &room_id).await }
+    };
+    queue::run(
+        "matrix",
+        &bridge.wake_matrix,
+        ready,
+        drain,
+        ROOMS_IN_PARALLEL,
+    )
+    .await;
+}
+
+/// Work through one room's pending events in arrival order. An event that cannot be handled yet
+/// holds up its own room only (later events of the room may depend on it: an edit on its
+/// message, a command after it); other rooms go on.
+async fn drain(bridge: &Bridge, room_id: &str) {
     loop {
-        match bridge.store.matrix_events_pending(100).await {
-            Ok(rows) if !rows.is_empty() => {
-                for row in rows {
-                    let state = match handle(&bridge, &row).await {
-                        Ok(Handled::Queued) => continue,
-                        Ok(Handled::Done) => "done",
-                        Err(e) if e.retryable => {
-                            let attempts = match &failing {
-                                Some((id, n)) if *id == row.event_id => n + 1,
-                                _ => 1,
-                            };
-                            if e.counted && attempts >= MAX_EVENT_ATTEMPTS {
-                                tracing::error!(event_id = row.event_id, attempts, error = %e.message, "giving up on an event");
-                                give_up(&bridge, &row, &e.message).await;
-                                "failed"
-                            } else {
-                                let delay = e
-                                    .retry_after
-                                    .unwrap_or_else(|| Duration::from_secs(1 << attempts.min(5)));
-                                tracing::warn!(event_id = row.event_id, attempts, error = %e.message, retry_in = ?delay, "event not handled yet; retrying");
-                                failing = Some((row.event_id.clone(), attempts));
-                                tokio::time::sleep(delay.min(Duration::from_secs(60))).await;
-                                break;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(event_id = row.event_id, error = %e.message, "event could not be handled");
-                            "failed"
-                        }
-                    };
-                    if let Err(e) = bridge.store.matrix_event_done(&row.event_id, state).await {
-                        tracing::error!(error = %e, "cannot mark event handled");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        break;
-                    }
-                    failing = None;
-                }
+        let rows = match bridge.store.matrix_events_pending_in(room_id, BATCH).await {
+            Ok(rows) if rows.is_empty() => return,
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(room_id, error = %e, "cannot read pending Matrix events");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return;
             }
-            Ok(_) => {
-                let _ = tokio::time::timeout(Duration::from_secs(1), bridge.wake_matrix.notified())
-                    .await;
+        };
+        for row in rows {
+            let state = match handle_with_retries(bridge, &row).await {
+                Some(state) => state,
+                None => continue,
+            };
+            if let Err(e) = bridge.store.matrix_event_done(&row.event_id, state).await {
+                tracing::error!(room_id, error = %e, "cannot mark event handled");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Handle one event, retrying what may pass. Returns the state to record, or `None` when the
+/// event was marked done together with its outbox item.
+async fn handle_with_retries(bridge: &Bridge, row: &MatrixEventRow) -> Option<&'static str> {
+    // Attempts that count towards the limit, and all tries (for the backoff).
+    let (mut attempts, mut tries) = (0u32, 0u32);
+    loop {
+        tries += 1;
+        match handle(bridge, row).await {
+            Ok(Handled::Queued) => return None,
+            Ok(Handled::Done) => return Some("done"),
+            Err(e) if e.retryable => {
+                if e.counted {
+                    attempts += 1;
+                }
+                if e.counted && attempts >= MAX_EVENT_ATTEMPTS {
+                    tracing::error!(event_id = row.event_id, attempts, error = %e.message, "giving up on an event");
+                    give_up(bridge, row, &e.message).await;
+                    return Some("failed");
+                }
+                let delay = e
+                    .retry_after
+                    .unwrap_or_else(|| Duration::from_secs(1 << tries.min(5)));
+                tracing::warn!(event_id = row.event_id, attempts, error = %e.message, retry_in = ?delay, "event not handled yet; retrying");
+                tokio::time::sleep(delay.min(Duration::from_secs(60))).await;
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot read pending Matrix events");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tracing::error!(event_id = row.event_id, error = %e.message, "event could not be handled");
+                return Some("failed");
             }
         }
     }

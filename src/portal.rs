@@ -6,6 +6,8 @@
 //! `m.bridge` / `uk.half-shot.bridge` state, is named after the customer and the channel, gets the
 //! ghost joined and the configured operators invited.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
 use crate::bridge::Bridge;
@@ -175,10 +177,14 @@ pub async fn ensure_portal(
     // Store the room before anything else can fail, so a retry reuses it.
     bridge.store.set_room(conversation.id, &room_id).await?;
     if reused {
-        // The earlier attempt may have died before the homeserver sent its invites (the alias
-        // exists before them): invite again; "already invited/joined" is fine.
-        for user in &plan.invite {
-            if let Err(e) = bridge.homeserver.invite(&room_id, user).await {
+        // The earlier attempt may still be running on the homeserver (killing the bridge does
+        // not stop its createRoom), or the homeserver may have died before sending its invites
+        // (the alias exists before them). Inviting at once would race the running creation: the
+        // invite forks the room's history at its first events, and the invited operator sees an
+        // invite without the room's name. So wait for the creation's own invites first, and
+        // invite only whoever is still missing after that.
+        for user in invited_after_creation(bridge, &room_id, &invite).await {
+            if let Err(e) = bridge.homeserver.invite(&room_id, &user).await {
                 tracing::debug!(user, error = %e, "re-inviting to a reused portal");
             }
         }
@@ -196,6 +202,41 @@ fn bridge_info(bridge: &Bridge, conversation: &Conversation, name: &str) -> Valu
         "network": {"id": conversation.account, "displayname": conversation.account},
         "channel": {"id": conversation.chat, "displayname": name},
     })
+}
+
+/// How long a reused portal's creation (still running on the homeserver) is given to send its
+/// invites before the missing ones are sent again.
+const CREATION_GRACE: Duration = Duration::from_secs(20);
+
+/// Of `expected`, those with no membership in the room once the homeserver's own creation is
+/// seen to be complete (everyone invited) or [`CREATION_GRACE`] has passed.
+async fn invited_after_creation(
+    bridge: &Bridge,
+    room_id: &str,
+    expected: &[String],
+) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + CREATION_GRACE;
+    loop {
+        let missing: Vec<String> = match bridge.homeserver.members(room_id).await {
+            Ok(members) => expected
+                .iter()
+                .filter(|u| {
+                    !members
+                        .iter()
+                        .any(|(m, state)| m == *u && (state == "invite" || state == "join"))
+                })
+                .cloned()
+                .collect(),
+            Err(e) => {
+                tracing::debug!(room_id, error = %e, "cannot read a reused portal's members");
+                expected.to_vec()
+            }
+        };
+        if missing.is_empty() || tokio::time::Instant::now() >= deadline {
+            return missing;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Make sure the ghost is in the room (it may have left, or its join may have failed before).

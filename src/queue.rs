@@ -1,12 +1,13 @@
-//! The scheduling shared by the inbound and outbound queues: conversations run in parallel,
-//! events within one conversation strictly in order.
+//! The scheduling shared by the inbound, outbound and Matrix-event queues: conversations (or
+//! rooms) run in parallel, events within one conversation strictly in order.
 //!
-//! A dispatcher asks the store which conversations have a due event at the head of their queue and
-//! starts one drain task per conversation that is not already being drained. It wakes when told
+//! A dispatcher asks the store which keys (conversation ids, room ids) have a due event at the
+//! head of their queue and starts one drain task per key that is not already being drained. It wakes when told
 //! (a new event was stored) and otherwise every `tick`, which is when backoff deadlines come due.
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,20 +26,22 @@ pub fn backoff(attempts: u32, base: Duration, max: Duration, hint: Option<Durati
     }
 }
 
-/// Run a per-conversation queue forever.
-pub async fn run<R, RF, D, DF>(
+/// Run a per-conversation (or per-room) queue forever: at most `concurrency` keys are drained at
+/// once, and never one key by two tasks.
+pub async fn run<K, R, RF, D, DF>(
     name: &'static str,
     wake: &Notify,
     ready: R,
     drain: D,
     concurrency: usize,
 ) where
+    K: Eq + Hash + Clone + Send + 'static,
     R: Fn() -> RF,
-    RF: Future<Output = Result<Vec<i64>, StoreError>>,
-    D: Fn(i64) -> DF + Clone + Send + 'static,
+    RF: Future<Output = Result<Vec<K>, StoreError>>,
+    D: Fn(K) -> DF + Clone + Send + 'static,
     DF: Future<Output = ()> + Send + 'static,
 {
-    let busy: Arc<Mutex<HashSet<i64>>> = Arc::new(Mutex::new(HashSet::new()));
+    let busy: Arc<Mutex<HashSet<K>>> = Arc::new(Mutex::new(HashSet::new()));
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));
     let tick = Duration::from_millis(250);
     loop {
@@ -47,7 +50,7 @@ pub async fn run<R, RF, D, DF>(
                 for conversation in conversations {
                     {
                         let mut set = busy.lock().unwrap_or_else(|e| e.into_inner());
-                        if !set.insert(conversation) {
+                        if !set.insert(conversation.clone()) {
                             continue;
                         }
                     }
@@ -57,7 +60,7 @@ pub async fn run<R, RF, D, DF>(
                     let busy = busy.clone();
                     let drain = drain.clone();
                     tokio::spawn(async move {
-                        drain(conversation).await;
+                        drain(conversation.clone()).await;
                         busy.lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .remove(&conversation);
@@ -74,6 +77,53 @@ pub async fn run<R, RF, D, DF>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A key whose drain is stuck does not hold up other keys, and one key is never drained by
+    /// two tasks at once even while the store keeps listing it.
+    #[tokio::test]
+    async fn keys_run_in_parallel_and_each_key_alone() {
+        let wake = Arc::new(Notify::new());
+        let release = Arc::new(Notify::new());
+        let fast_done = Arc::new(Notify::new());
+        let in_slow = Arc::new(AtomicUsize::new(0));
+        let max_in_slow = Arc::new(AtomicUsize::new(0));
+        let ready = || async { Ok::<_, StoreError>(vec!["slow".to_string(), "fast".to_string()]) };
+        let drain = {
+            let (release, fast_done) = (release.clone(), fast_done.clone());
+            let (in_slow, max_in_slow) = (in_slow.clone(), max_in_slow.clone());
+            move |key: String| {
+                let (release, fast_done) = (release.clone(), fast_done.clone());
+                let (in_slow, max_in_slow) = (in_slow.clone(), max_in_slow.clone());
+                async move {
+                    if key == "slow" {
+                        let now = in_slow.fetch_add(1, Ordering::SeqCst) + 1;
+                        max_in_slow.fetch_max(now, Ordering::SeqCst);
+                        release.notified().await;
+                        in_slow.fetch_sub(1, Ordering::SeqCst);
+                    } else {
+                        fast_done.notify_one();
+                    }
+                }
+            }
+        };
+        let queue = {
+            let wake = wake.clone();
+            tokio::spawn(async move { run("test", &wake, ready, drain, 4).await })
+        };
+        // "fast" finishes while "slow" is stuck.
+        tokio::time::timeout(Duration::from_secs(5), fast_done.notified())
+            .await
+            .expect("a stuck key held up another key");
+        // Several dispatch rounds list "slow" again; still one drain of it at a time.
+        for _ in 0..5 {
+            wake.notify_one();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(max_in_slow.load(Ordering::SeqCst), 1);
+        release.notify_one();
+        queue.abort();
+    }
 
     #[test]
     fn backoff_grows_caps_and_honours_hints() {

@@ -78,9 +78,32 @@ impl RawOperator {
         Ok(v)
     }
 
-    /// Invites to rooms named "Crash Visitor NNN" not yet joined, from an initial-style sync.
-    async fn invites(&self) -> anyhow::Result<Vec<(String, String)>> {
-        let v = self.call(reqwest::Method::GET, "/_matrix/client/v3/sync?timeout=0&filter=%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A0%7D%7D%7D", None).await?;
+    /// New invites to rooms named "Crash Visitor NNN", by the name a client shows on the invite,
+    /// from an incremental sync that carries nothing else (`since` is its position). An invite
+    /// without the room's name is never listed, so a portal only counts if an operator could
+    /// tell whose conversation it is before joining.
+    async fn invites(&self, since: &mut Option<String>) -> anyhow::Result<Vec<(String, String)>> {
+        let filter = json!({
+            "presence": {"types": []},
+            "account_data": {"types": []},
+            "room": {
+                "timeline": {"limit": 0},
+                "state": {"types": []},
+                "ephemeral": {"types": []},
+                "account_data": {"types": []},
+            },
+        });
+        let mut path = format!(
+            "/_matrix/client/v3/sync?timeout=2000&filter={}",
+            urlencode(&filter.to_string())
+        );
+        if let Some(s) = since.as_deref() {
+            path.push_str(&format!("&since={}", urlencode(s)));
+        }
+        let v = self.call(reqwest::Method::GET, &path, None).await?;
+        if let Some(next) = v["next_batch"].as_str() {
+            *since = Some(next.to_string());
+        }
         let mut out = Vec::new();
         if let Some(invites) = v["rooms"]["invite"].as_object() {
             for (room, data) in invites {
@@ -148,7 +171,6 @@ fn urlencode(s: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "long (10–20 min on 2 cores); run with `scripts/test.sh --test faults -- --ignored`; last run: 187 of 200 portals within the 20 min deadline, see issue 3"]
 async fn sigkill_during_a_two_way_burst_loses_and_doubles_nothing() -> anyhow::Result<()> {
     let seed: u64 = match std::env::var("SWITCHBOARD_FAULT_SEED") {
         Ok(s) => s.parse().context("SWITCHBOARD_FAULT_SEED")?,
@@ -171,7 +193,9 @@ async fn sigkill_during_a_two_way_burst_loses_and_doubles_nothing() -> anyhow::R
         synapse: _synapse,
     } = env;
     let bridge = Arc::new(Mutex::new(bridge));
-    let deadline = Instant::now() + Duration::from_secs(1200);
+    // The whole test, checks included, within a CI budget (a run takes 5–7 min on 2 cores).
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(660);
 
     // 200 visitors, each with a session made before the storm.
     let mut visitors = Vec::new();
@@ -183,9 +207,11 @@ async fn sigkill_during_a_two_way_burst_loses_and_doubles_nothing() -> anyhow::R
         ));
     }
 
-    // The killer: SIGKILL at random moments, restart at once, at least 5 times while traffic flows.
+    // The killer: SIGKILL at random moments while traffic flows, restarting at once. Pauses of
+    // 2–20 s spread the kills over portal creation, customer messages and operator replies alike
+    // (the burst takes a few minutes); only kills before the traffic is over count.
     let traffic_done = Arc::new(AtomicBool::new(false));
-    let kill_plan: Vec<u64> = (0..8).map(|_| rng.random_range(700..2500)).collect();
+    let kill_plan: Vec<u64> = (0..10).map(|_| rng.random_range(2000..20000)).collect();
     let killer = {
         let bridge = bridge.clone();
         let traffic_done = traffic_done.clone();
@@ -193,7 +219,7 @@ async fn sigkill_during_a_two_way_burst_loses_and_doubles_nothing() -> anyhow::R
             let mut kills = 0u32;
             for (i, pause) in kill_plan.iter().enumerate() {
                 tokio::time::sleep(Duration::from_millis(*pause)).await;
-                if traffic_done.load(Ordering::SeqCst) && kills >= 5 {
+                if traffic_done.load(Ordering::SeqCst) {
                     break;
                 }
                 let mut b = bridge.lock().await;
@@ -236,24 +262,21 @@ async fn sigkill_during_a_two_way_burst_loses_and_doubles_nothing() -> anyhow::R
     // queues the answers while the bridge is down).
     let mut rooms: HashMap<String, String> = HashMap::new(); // visitor id -> room
     let mut replies = Vec::new();
+    let mut since = None;
     while rooms.len() < CONVERSATIONS {
         ensure!(
             Instant::now() < deadline,
             "only {} portals appeared",
             rooms.len()
         );
-        let invites = alice.invites().await?;
-        if invites.is_empty() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        }
+        let invites = alice.invites(&mut since).await?;
         for (room, name) in invites {
             let digits: String = name["Crash Visitor ".len()..].chars().take(3).collect();
             let index: usize = digits
                 .parse()
                 .with_context(|| format!("visitor index in {name:?}"))?;
             let visitor = visitors[index].clone();
-            // An initial sync may list a room we just joined again (Synapse caches sync answers).
+            // A sync may list an invite again (after a retried request).
             match rooms.get(&visitor.visitor_id) {
                 Some(known) if *known == room => continue,
                 Some(known) => bail!(
@@ -288,6 +311,10 @@ async fn sigkill_during_a_two_way_burst_loses_and_doubles_nothing() -> anyhow::R
     traffic_done.store(true, Ordering::SeqCst);
     let kills = killer.await??;
     ensure!(kills >= 5, "only {kills} kills happened during the traffic");
+    println!(
+        "traffic done after {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     println!("{kills} kills; {failed_attempts} customer sends had to be retried while the bridge was down");
 
     // Every customer message in its room exactly once, in order.
@@ -298,7 +325,7 @@ async fn sigkill_during_a_two_way_burst_loses_and_doubles_nothing() -> anyhow::R
             .collect();
         let got = rig::poll_until(
             &format!("all messages of {} in {room}", v.visitor_id),
-            Duration::from_secs(300),
+            deadline.saturating_duration_since(Instant::now()),
             || async {
                 let bodies = alice.customer_messages(room).await?;
                 Ok((bodies.len() >= expected.len()).then_some(bodies))
@@ -318,7 +345,7 @@ async fn sigkill_during_a_two_way_burst_loses_and_doubles_nothing() -> anyhow::R
             .collect();
         let got = rig::poll_until(
             &format!("all replies to {}", v.visitor_id),
-            Duration::from_secs(300),
+            deadline.saturating_duration_since(Instant::now()),
             || async {
                 let texts: Vec<String> = v
                     .refresh()
@@ -337,6 +364,7 @@ async fn sigkill_during_a_two_way_burst_loses_and_doubles_nothing() -> anyhow::R
             v.visitor_id
         );
     }
+    println!("all checked after {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 

@@ -17,6 +17,13 @@ pub async fn room(bridge: &Bridge, team: Option<&str>) -> Result<String, LobbyEr
     if let Some(room) = bridge.store.team_lobby(key).await? {
         return Ok(room);
     }
+    // Conversations are worked on in parallel: without this, each of them that finds no lobby
+    // yet creates one (the crash test saw 20 lobbies). Creation is rare, so one lock will do.
+    static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _creating = CREATING.lock().await;
+    if let Some(room) = bridge.store.team_lobby(key).await? {
+        return Ok(room);
+    }
     let team_ref = team.and_then(|t| bridge.teams.get(t));
     if let Some(configured) = team_ref.and_then(|t| t.config.lobby.clone()) {
         bridge

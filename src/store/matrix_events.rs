@@ -1,5 +1,6 @@
 //! Events pushed by the homeserver: stored with their transaction id in one database transaction
-//! before the homeserver gets its 200, then worked through in arrival order.
+//! before the homeserver gets its 200, then worked through in arrival order within each room
+//! (rooms in parallel, see [`crate::queue`]).
 
 use sqlx::Row;
 
@@ -41,13 +42,29 @@ impl Store {
         Ok(true)
     }
 
-    pub async fn matrix_events_pending(
+    /// Rooms with pending events, the room with the oldest pending event first.
+    pub async fn matrix_rooms_pending(&self, limit: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT room_id, MIN(seq) AS first FROM matrix_events WHERE state = 'pending'
+             GROUP BY room_id ORDER BY first LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| r.try_get("room_id")).collect()
+    }
+
+    /// The oldest pending events of one room, in arrival order.
+    pub async fn matrix_events_pending_in(
         &self,
+        room_id: &str,
         limit: i64,
     ) -> Result<Vec<MatrixEventRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT event_id, room_id, payload FROM matrix_events WHERE state = 'pending' ORDER BY seq LIMIT $1",
+            "SELECT event_id, room_id, payload FROM matrix_events
+             WHERE state = 'pending' AND room_id = $1 ORDER BY seq LIMIT $2",
         )
+        .bind(room_id)
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
