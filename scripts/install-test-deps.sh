@@ -36,6 +36,9 @@ if [ ! -x /usr/sbin/dovecot ] || [ ! -x /usr/lib/dovecot/lmtp ] || [ ! -x /usr/s
   apt_install dovecot-imapd dovecot-lmtpd postfix
 fi
 
+# openssl makes the mail rig's private CA and server certificates (TLS tests).
+command -v openssl >/dev/null || apt_install openssl
+
 log "Synapse: $(bash "$ROOT/scripts/install-synapse.sh")"
 log "Chromium: $(bash "$ROOT/scripts/ensure-browser.sh")"
 
