@@ -14,6 +14,7 @@ pub mod config;
 pub mod delivery;
 pub mod ephemeral;
 pub mod host;
+pub mod housekeeping;
 pub mod inbound;
 pub mod matrix;
 pub mod outbound;

@@ -344,12 +344,13 @@ async fn relay_message(
             reply_to,
         }
     };
-    let is_answer = matches!(action, OutboundAction::Message { .. });
-    let handled = queue(bridge, row, conversation, action).await?;
-    if is_answer {
+    if matches!(action, OutboundAction::Message { .. }) {
+        // Routing first: queueing marks the event handled, so a crash between the two must not
+        // leave an answered conversation counted as unworked (and escalated). Replayed after a
+        // crash, the routing update finds nothing to change.
         crate::routing::on_operator_message(bridge, conversation, sender).await?;
     }
-    Ok(handled)
+    queue(bridge, row, conversation, action).await
 }
 
 /// Where an operator's reaction is remembered in the message map (`<prefix><target remote id>`),

@@ -89,4 +89,21 @@ impl Store {
             .await?;
         Ok(())
     }
+
+    /// Forget handled (done or failed) events and homeserver transaction ids received before
+    /// `before_ms`. Pending events are never pruned. Returns (events, transactions) removed.
+    pub async fn prune_matrix_history(&self, before_ms: i64) -> Result<(u64, u64), StoreError> {
+        let events =
+            sqlx::query("DELETE FROM matrix_events WHERE state <> 'pending' AND received_at < $1")
+                .bind(before_ms)
+                .execute(self.pool())
+                .await?
+                .rows_affected();
+        let txns = sqlx::query("DELETE FROM appservice_txns WHERE received_at < $1")
+            .bind(before_ms)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        Ok((events, txns))
+    }
 }
