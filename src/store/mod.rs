@@ -30,6 +30,9 @@ pub use sqlx::Error as StoreError;
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Serialises the storing of homeserver transactions, whose ordering bookkeeping
+    /// ([`matrix_events`]) reads what the previous one wrote.
+    txn_order: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -76,7 +79,10 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migrate(Box::new(e)))?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            txn_order: Default::default(),
+        })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -84,15 +90,20 @@ impl Store {
     }
 
     /// Remember a homeserver transaction id; `false` when it was seen before.
-    pub async fn mark_txn<'c, E>(executor: E, txn_id: &str) -> Result<bool, StoreError>
+    pub async fn mark_txn<'c, E>(
+        executor: E,
+        txn_id: &str,
+        txn_num: Option<i64>,
+    ) -> Result<bool, StoreError>
     where
         E: sqlx::Executor<'c, Database = sqlx::Any>,
     {
         let done = sqlx::query(
-            "INSERT INTO appservice_txns (txn_id, received_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            "INSERT INTO appservice_txns (txn_id, received_at, txn_num) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(txn_id)
         .bind(now_ms())
+        .bind(txn_num)
         .execute(executor)
         .await?;
         Ok(done.rows_affected() == 1)
