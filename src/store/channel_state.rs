@@ -28,6 +28,11 @@ impl Store {
     }
 
     /// Append an entry; when `key` is already in the stream, return the existing entry's seq.
+    ///
+    /// Readers page through a stream with `seq > after`, so an entry must never become visible
+    /// after one with a higher seq: appends to one stream are serialised (seq taken and row
+    /// committed under one lock), and a seq is always above the stream's last one, whatever the
+    /// clock did across a restart.
     pub async fn log_append(
         &self,
         channel: &str,
@@ -35,17 +40,28 @@ impl Store {
         key: &str,
         body: &str,
     ) -> Result<i64, StoreError> {
-        sqlx::query(
-            "INSERT INTO channel_log (channel, stream, seq, key, body) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(channel)
-        .bind(stream)
-        .bind(next_id())
-        .bind(key)
-        .bind(body)
-        .execute(self.pool())
-        .await?;
+        {
+            let _stream = self.log_lock(channel, stream).lock().await;
+            let last: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(seq) FROM channel_log WHERE channel = $1 AND stream = $2",
+            )
+            .bind(channel)
+            .bind(stream)
+            .fetch_one(self.pool())
+            .await?;
+            let seq = last.map_or_else(next_id, |last| next_id().max(last + 1));
+            sqlx::query(
+                "INSERT INTO channel_log (channel, stream, seq, key, body) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(channel)
+            .bind(stream)
+            .bind(seq)
+            .bind(key)
+            .bind(body)
+            .execute(self.pool())
+            .await?;
+        }
         let row = sqlx::query(
             "SELECT seq FROM channel_log WHERE channel = $1 AND stream = $2 AND key = $3",
         )
@@ -77,5 +93,56 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get("seq")?, r.try_get("body")?)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// Many writers append to one stream at once while a reader pages with `seq > after`, as
+    /// the web chat's widget does: the reader ends up with every entry, none skipped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_reader_paging_by_seq_never_skips_a_concurrent_append() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite:{}", dir.path().join("store.db").display());
+        let store = Arc::new(Store::connect(&url, 4).await.expect("store"));
+        const WRITERS: usize = 8;
+        const EACH: usize = 40;
+        let mut writers = Vec::new();
+        for w in 0..WRITERS {
+            let store = store.clone();
+            writers.push(tokio::spawn(async move {
+                for i in 0..EACH {
+                    store
+                        .log_append("chat", "visitor", &format!("{w}-{i}"), "{}")
+                        .await
+                        .expect("append");
+                }
+            }));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut after = 0;
+        let mut writing = true;
+        while writing || seen.len() < WRITERS * EACH {
+            writing = !writers.iter().all(|w| w.is_finished());
+            let page = store
+                .log_read("chat", "visitor", after, 1000)
+                .await
+                .expect("read");
+            for (seq, _) in &page {
+                seen.insert(*seq);
+                after = after.max(*seq);
+            }
+            if !writing && page.is_empty() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        for w in writers {
+            w.await.expect("writer");
+        }
+        assert_eq!(seen.len(), WRITERS * EACH, "the reader skipped entries");
     }
 }

@@ -33,7 +33,11 @@ pub struct Store {
     /// Serialises the storing of homeserver transactions, whose ordering bookkeeping
     /// ([`matrix_events`]) reads what the previous one wrote.
     txn_order: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Striped locks serialising appends per channel log stream ([`channel_state`]).
+    log_locks: std::sync::Arc<[tokio::sync::Mutex<()>; LOG_LOCKS]>,
 }
+
+const LOG_LOCKS: usize = 64;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -82,11 +86,20 @@ impl Store {
         Ok(Store {
             pool,
             txn_order: Default::default(),
+            log_locks: std::sync::Arc::new(std::array::from_fn(|_| tokio::sync::Mutex::new(()))),
         })
     }
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The lock of one channel log stream (shared with the streams that hash alike).
+    fn log_lock(&self, channel: &str, stream: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (channel, stream).hash(&mut h);
+        &self.log_locks[(h.finish() % LOG_LOCKS as u64) as usize]
     }
 
     /// Remember a homeserver transaction id; `false` when it was seen before.
