@@ -42,17 +42,20 @@ impl Store {
         let txn_num = txn_id.parse::<i64>().ok().filter(|n| *n >= 0);
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
+        // Write first: a SQLite transaction that reads before its first write cannot take the
+        // write lock once another connection has committed meanwhile (SQLITE_BUSY_SNAPSHOT).
+        if !Store::mark_txn(&mut *tx, txn_id, txn_num).await? {
+            return Ok(false);
+        }
         let highest: Option<i64> = match txn_num {
             Some(_) => {
-                sqlx::query_scalar("SELECT MAX(txn_num) FROM appservice_txns")
+                sqlx::query_scalar("SELECT MAX(txn_num) FROM appservice_txns WHERE txn_id <> $1")
+                    .bind(txn_id)
                     .fetch_one(&mut *tx)
                     .await?
             }
             None => None,
         };
-        if !Store::mark_txn(&mut *tx, txn_id, txn_num).await? {
-            return Ok(false);
-        }
         let mut hold_until = 0;
         let mut gaps_closed = false;
         if let Some(n) = txn_num {
@@ -274,6 +277,30 @@ mod tests {
             workable(&store).await,
             ["$a", "$b", "$c1", "$c2", "$d", "$e"]
         );
+    }
+
+    /// Transactions stored while the workers mark events handled on other connections: none
+    /// is refused (a transaction that read before writing could not take SQLite's write lock).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn storing_goes_on_beside_other_writers() {
+        let (_dir, store) = store().await;
+        let worker = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..300 {
+                    let _ = store.matrix_event_done(&format!("$e{i}"), "done").await;
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        for i in 0..300 {
+            let rows = [(format!("$e{i}"), "!room:hs".to_string(), "{}".to_string())];
+            store
+                .store_transaction(&i.to_string(), &rows)
+                .await
+                .unwrap_or_else(|e| panic!("transaction {i} refused: {e}"));
+        }
+        worker.await.expect("worker");
     }
 
     /// Two gaps: filling the first releases what came before the second only.
