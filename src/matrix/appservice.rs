@@ -235,6 +235,22 @@ async fn transaction(
         .filter(|e| !bridge.namespace.is_ours(&e.sender))
         .map(|e| (e.event_id, e.room_id, e.raw))
         .collect();
+    match bridge.store.gap_to_nudge(&txn_id).await {
+        Ok(Some(missing)) => {
+            tracing::warn!(
+                txn_id,
+                missing,
+                "a transaction is missing; refusing this one once so the homeserver re-sends it"
+            );
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "M_UNKNOWN",
+                &format!("transaction {missing} was never received; send it first"),
+            );
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot check for missing transactions"),
+    }
     match bridge.store.store_transaction(&txn_id, &rows).await {
         Ok(true) => {
             tracing::debug!(txn_id, events = rows.len(), "transaction stored");

@@ -19,6 +19,13 @@ use super::{next_id, now_ms, Store, StoreError};
 /// Synapse's recoverer retries after 2, 4, 8, 16 s (and at once when the bridge pings it).
 pub const GAP_WAIT_MS: i64 = 30_000;
 
+/// How long a gap may stay open before the next transaction is refused once, so that the
+/// homeserver re-sends the missing one. Synapse can leave a transaction created during its
+/// recovery unsent until its next failure (its recoverer marks the service up after finding
+/// nothing left, while the queuer created one more without sending it); a refused transaction
+/// starts a recoverer, which sends the oldest unsent transaction first.
+pub const GAP_NUDGE_MS: i64 = 5_000;
+
 /// The largest jump between transaction ids taken as skipped transactions; a larger one is a
 /// homeserver that numbers them otherwise.
 pub const MAX_GAP: i64 = 100;
@@ -109,6 +116,32 @@ impl Store {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// The oldest gap open longer than [`GAP_NUDGE_MS`] and not nudged yet, now marked nudged:
+    /// the caller refuses the transaction at hand so that the homeserver re-sends the missing
+    /// one. Each gap is nudged once.
+    /// `txn_id` is the transaction at hand: the missing one itself (or an older one) is never
+    /// refused.
+    pub async fn gap_to_nudge(&self, txn_id: &str) -> Result<Option<i64>, StoreError> {
+        let _order = self.txn_order.lock().await;
+        let now = now_ms();
+        let gap: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(txn_num) FROM appservice_txn_gaps WHERE nudged_at = 0 AND opened_at < $1",
+        )
+        .bind(now - GAP_NUDGE_MS)
+        .fetch_one(self.pool())
+        .await?;
+        let Some(gap) = gap else { return Ok(None) };
+        if txn_id.parse::<i64>().map_or(true, |n| n <= gap) {
+            return Ok(None);
+        }
+        sqlx::query("UPDATE appservice_txn_gaps SET nudged_at = $1 WHERE txn_num = $2")
+            .bind(now)
+            .bind(gap)
+            .execute(self.pool())
+            .await?;
+        Ok(Some(gap))
     }
 
     /// Rooms with pending events, the room with the oldest pending event first.
@@ -301,6 +334,36 @@ mod tests {
                 .unwrap_or_else(|e| panic!("transaction {i} refused: {e}"));
         }
         worker.await.expect("worker");
+    }
+
+    /// A gap left open past the nudge time is nudged once.
+    #[tokio::test]
+    async fn a_stuck_gap_is_nudged_once() {
+        let (_dir, store) = store().await;
+        txn(&store, "1", &["$a"]).await;
+        txn(&store, "3", &["$c"]).await;
+        assert_eq!(
+            store.gap_to_nudge("4").await.expect("nudge"),
+            None,
+            "nudged at once"
+        );
+        sqlx::query("UPDATE appservice_txn_gaps SET opened_at = opened_at - 5001")
+            .execute(store.pool())
+            .await
+            .expect("age");
+        assert_eq!(
+            store.gap_to_nudge("2").await.expect("nudge"),
+            None,
+            "the missing one refused"
+        );
+        assert_eq!(store.gap_to_nudge("4").await.expect("nudge"), Some(2));
+        assert_eq!(
+            store.gap_to_nudge("5").await.expect("nudge"),
+            None,
+            "nudged twice"
+        );
+        txn(&store, "2", &["$b"]).await;
+        assert_eq!(workable(&store).await, ["$a", "$b", "$c"]);
     }
 
     /// Two gaps: filling the first releases what came before the second only.
