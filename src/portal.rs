@@ -183,7 +183,18 @@ pub async fn ensure_portal(
         // invite forks the room's history at its first events, and the invited operator sees an
         // invite without the room's name. So wait for the creation's own invites first, and
         // invite only whoever is still missing after that.
-        for user in invited_after_creation(bridge, &room_id, &invite).await {
+        let missing = invited_after_creation(bridge, &room_id, &invite).await;
+        if !missing.is_empty() {
+            // The creation died half-way (or is slower than the grace): an invite must not
+            // reach anyone before the room says whose conversation it is.
+            tracing::info!(
+                room_id,
+                ?missing,
+                "portal creation did not finish; completing it"
+            );
+            complete_state(bridge, &room_id, &body).await;
+        }
+        for user in missing {
             if let Err(e) = bridge.homeserver.invite(&room_id, &user).await {
                 tracing::debug!(user, error = %e, "re-inviting to a reused portal");
             }
@@ -236,6 +247,44 @@ async fn invited_after_creation(
             return missing;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Send the state a `createRoom` body sets (name, topic, `initial_state`) that the room lacks.
+async fn complete_state(bridge: &Bridge, room_id: &str, create_body: &Value) {
+    let mut wanted: Vec<(String, String, Value)> = Vec::new();
+    for (event_type, field) in [("m.room.name", "name"), ("m.room.topic", "topic")] {
+        if let Some(value) = create_body.get(field) {
+            wanted.push((event_type.into(), String::new(), json!({ field: value })));
+        }
+    }
+    for event in create_body["initial_state"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let (Some(t), Some(k)) = (event["type"].as_str(), event["state_key"].as_str()) {
+            wanted.push((t.into(), k.into(), event["content"].clone()));
+        }
+    }
+    for (event_type, state_key, content) in wanted {
+        match bridge
+            .homeserver
+            .state(room_id, &event_type, &state_key)
+            .await
+        {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                if let Err(e) = bridge
+                    .homeserver
+                    .send_state(room_id, &event_type, &state_key, &content)
+                    .await
+                {
+                    tracing::warn!(room_id, event_type, error = %e, "completing a portal's state");
+                }
+            }
+            Err(e) => tracing::debug!(room_id, event_type, error = %e, "reading a portal's state"),
+        }
     }
 }
 

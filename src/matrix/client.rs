@@ -316,6 +316,26 @@ impl Homeserver {
             .map(|_| ())
     }
 
+    /// A room's state event content (`None` when the room has no such state).
+    pub async fn state(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+    ) -> Result<Option<Value>, MatrixError> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/state/{}/{}",
+            seg(room_id),
+            seg(event_type),
+            seg(state_key)
+        );
+        match self.call(Method::GET, &path, None, &[], None).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.errcode() == Some("M_NOT_FOUND") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn redact(
         &self,
         room_id: &str,
