@@ -4,7 +4,8 @@
 //! subset both databases share: BIGINT and TEXT columns, `$n` placeholders, `ON CONFLICT DO
 //! NOTHING`. Row ids are assigned here rather than by the database (the two disagree on
 //! auto-increment): [`next_id`] is strictly increasing within a process and, being derived from
-//! the clock, across restarts, so ordering by id is ordering by arrival.
+//! the clock and started above the highest stored id, across restarts (even when the clock
+//! stepped back meanwhile), so ordering by id is ordering by arrival.
 //!
 //! Submodules group the queries by the table they own.
 
@@ -83,6 +84,7 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migrate(Box::new(e)))?;
+        seed_ids(&pool).await?;
         Ok(Store {
             pool,
             txn_order: Default::default(),
@@ -141,6 +143,24 @@ pub fn now_ms() -> i64 {
 
 static LAST_ID: AtomicI64 = AtomicI64::new(0);
 
+/// Make [`next_id`] continue above every id the store holds, so a clock that stepped back while
+/// the bridge was down cannot put new messages before older ones. Each is an index lookup.
+async fn seed_ids(pool: &AnyPool) -> Result<(), StoreError> {
+    for query in [
+        "SELECT MAX(id) FROM inbox",
+        "SELECT MAX(id) FROM outbox",
+        "SELECT MAX(id) FROM conversations",
+        "SELECT MAX(id) FROM customers",
+        "SELECT MAX(seq) FROM matrix_events",
+    ] {
+        let max: Option<i64> = sqlx::query_scalar(query).fetch_one(pool).await?;
+        if let Some(max) = max {
+            LAST_ID.fetch_max(max, Ordering::SeqCst);
+        }
+    }
+    Ok(())
+}
+
 /// A new row id: microseconds since the epoch, bumped to stay strictly increasing.
 pub fn next_id() -> i64 {
     let now = SystemTime::now()
@@ -160,6 +180,27 @@ pub fn next_id() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The clock stepped back an hour while the bridge was down: new ids still come after the
+    /// stored ones (ordering by id stays ordering by arrival).
+    #[tokio::test]
+    async fn ids_continue_above_the_stored_ones_after_a_clock_step_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite:{}", dir.path().join("store.db").display());
+        let store = Store::connect(&url, 1).await.expect("store");
+        let written_before = next_id() + 3_600_000_000;
+        sqlx::query(
+            "INSERT INTO conversations (id, channel, account, chat, contact_id, created_at)
+             VALUES ($1, 'web', 'site', 'chat', 'c', 0)",
+        )
+        .bind(written_before)
+        .execute(store.pool())
+        .await
+        .expect("insert");
+        store.pool().close().await;
+        let _reopened = Store::connect(&url, 1).await.expect("reopen");
+        assert!(next_id() > written_before);
+    }
 
     #[test]
     fn ids_strictly_increase() {
