@@ -174,8 +174,6 @@ pub async fn ensure_portal(
         }
         Err(e) => return Err(e.into()),
     };
-    // Store the room before anything else can fail, so a retry reuses it.
-    bridge.store.set_room(conversation.id, &room_id).await?;
     if reused {
         // The earlier attempt may still be running on the homeserver (killing the bridge does
         // not stop its createRoom), or the homeserver may have died before sending its invites
@@ -200,6 +198,9 @@ pub async fn ensure_portal(
             }
         }
     }
+    // Stored once everyone is invited: a crash before this finds the room again by its alias
+    // and finishes the invites (a stored room is taken as complete).
+    bridge.store.set_room(conversation.id, &room_id).await?;
     ensure_joined(bridge, &room_id, &contact.ghost_user_id).await?;
     tracing::info!(room_id, conversation = conversation.id, team = ?plan.row.team, owner = ?plan.row.owner, "portal created");
     Ok((room_id, contact))

@@ -431,7 +431,7 @@ async fn a_portal_whose_creation_died_half_way_is_completed_before_the_invites(
 ) -> anyhow::Result<()> {
     let mut env = TestEnv::start(BridgeOptions::default()).await?;
     // The bridge waits 20 s for a creation that may still be running before completing it.
-    env.alice.timeout = Duration::from_secs(60);
+    env.alice.timeout = Duration::from_secs(90);
     let visitor = env.visitor("Hanna Halfway", "hanna@example.com").await?;
     visitor.send("first").await?;
     let first_room = env.alice.wait_for_invite("Hanna Halfway").await?;
@@ -472,6 +472,23 @@ async fn a_portal_whose_creation_died_half_way_is_completed_before_the_invites(
 
     env.bridge.start().await?;
     visitor.send("second").await?;
+    // Killed again while it waits for the creation to finish: the next start must still finish
+    // the portal (it is not taken as complete just because the bridge found it).
+    let log = env.bridge.log_path();
+    rig::poll_until(
+        "the bridge to find the half-made portal",
+        Duration::from_secs(30),
+        || {
+            let log = log.clone();
+            async move {
+                let text = std::fs::read_to_string(&log)?;
+                Ok(text.contains("reusing it").then_some(()))
+            }
+        },
+    )
+    .await?;
+    env.bridge.kill();
+    env.bridge.start().await?;
     // The invite must show whose conversation it is: its stripped state carries the name and
     // the topic (the wait fails listing the invites and names it saw otherwise).
     env.alice
