@@ -46,9 +46,7 @@ mod tests {
     /// week on they go, but a still pending event is never pruned.
     #[tokio::test]
     async fn prunes_only_old_handled_history() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite:{}", dir.path().join("store.db").display());
-        let store = Store::connect(&url, 2).await.expect("store");
+        let (_dir, _, store) = crate::store::temp_store(2).await;
         let event = |id: &str| (id.to_string(), "!room:hs".to_string(), "{}".to_string());
         let events = [event("$handled"), event("$failed"), event("$pending")];
         assert!(store.store_transaction("t1", &events).await.expect("store"));

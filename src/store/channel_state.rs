@@ -98,16 +98,14 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use std::sync::Arc;
 
     /// Many writers append to one stream at once while a reader pages with `seq > after`, as
     /// the web chat's widget does: the reader ends up with every entry, none skipped.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_reader_paging_by_seq_never_skips_a_concurrent_append() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite:{}", dir.path().join("store.db").display());
-        let store = Arc::new(Store::connect(&url, 4).await.expect("store"));
+        let (_dir, _, store) = crate::store::temp_store(4).await;
+        let store = Arc::new(store);
         const WRITERS: usize = 8;
         const EACH: usize = 40;
         let mut writers = Vec::new();

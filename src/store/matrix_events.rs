@@ -262,9 +262,7 @@ mod tests {
     use super::*;
 
     async fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite:{}", dir.path().join("store.db").display());
-        let store = Store::connect(&url, 2).await.expect("store");
+        let (dir, _, store) = crate::store::temp_store(2).await;
         (dir, store)
     }
 

@@ -177,6 +177,16 @@ pub fn next_id() -> i64 {
     }
 }
 
+/// A store in a fresh SQLite file (a real database, as the bridge runs it) for unit tests: the
+/// file's directory (removed when dropped), the store's URL (to open it again) and the store.
+#[cfg(test)]
+pub(crate) async fn temp_store(max_connections: u32) -> (tempfile::TempDir, String, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("store.db").display());
+    let store = Store::connect(&url, max_connections).await.expect("store");
+    (dir, url, store)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,9 +195,7 @@ mod tests {
     /// stored ones (ordering by id stays ordering by arrival).
     #[tokio::test]
     async fn ids_continue_above_the_stored_ones_after_a_clock_step_back() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite:{}", dir.path().join("store.db").display());
-        let store = Store::connect(&url, 1).await.expect("store");
+        let (_dir, url, store) = temp_store(1).await;
         let written_before = next_id() + 3_600_000_000;
         sqlx::query(
             "INSERT INTO conversations (id, channel, account, chat, contact_id, created_at)
