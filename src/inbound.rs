@@ -194,18 +194,19 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
         InboundEvent::Message { content, .. } => content.text.as_str(),
         _ => "",
     };
-    let (room_id, contact) = portal::ensure_portal(
+    let portal = portal::ensure_portal(
         bridge,
         &conversation,
         first_text,
         row.inbound.addressed_to.as_deref(),
     )
     .await?;
+    let room_id = portal.room_id.clone();
     let conversation = crate::store::conversations::Conversation {
         room_id: Some(room_id.clone()),
         ..conversation
     };
-    let ghost = contact.ghost_user_id.as_str();
+    let ghost = portal.ghost.as_deref();
     let ts = Some(row.inbound.timestamp_ms);
     let txn = |part: usize| format!("sb-in-{}-{part}", row.id);
     match &row.inbound.event {
@@ -229,8 +230,7 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
                         event = content::with_reply(event, e);
                     }
                 }
-                let event_id =
-                    send_as_ghost(bridge, &room_id, ghost, &txn(part), &event, ts).await?;
+                let event_id = send_as_customer(bridge, &portal, &txn(part), &event, ts).await?;
                 message_map::insert(
                     bridge.store.pool(),
                     conversation.id,
@@ -263,8 +263,7 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
                         obj.insert("msgtype".into(), Value::String("m.notice".into()));
                     }
                 }
-                let event_id =
-                    send_as_ghost(bridge, &room_id, ghost, &txn(part), &event, ts).await?;
+                let event_id = send_as_customer(bridge, &portal, &txn(part), &event, ts).await?;
                 message_map::insert(
                     bridge.store.pool(),
                     conversation.id,
@@ -299,7 +298,7 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
             };
             if let Some(new) = content::to_matrix(&text_only).into_iter().next() {
                 let event = content::replacement(new, &target);
-                send_as_ghost(bridge, &room_id, ghost, &txn(0), &event, ts).await?;
+                send_as_customer(bridge, &portal, &txn(0), &event, ts).await?;
             }
         }
         InboundEvent::Delete { remote_id } => {
@@ -310,13 +309,18 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
                 .iter()
                 .enumerate()
             {
+                // Without a ghost the bot posted the message, and takes it back itself.
                 bridge
                     .homeserver
-                    .redact(&room_id, event_id, &txn(i), Some(ghost))
+                    .redact(&room_id, event_id, &txn(i), ghost)
                     .await?;
             }
         }
         InboundEvent::Read { remote_id } => {
+            let Some(ghost) = ghost else {
+                // A receipt is the ghost's own; the bot cannot give one for the customer.
+                return Ok(());
+            };
             if let Some(event_id) = mapped_event(bridge, row, conversation.id, remote_id)
                 .await?
                 .last()
@@ -366,6 +370,13 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
                 .await?;
         }
         InboundEvent::Reaction { remote_id, key } => {
+            let Some(ghost) = ghost else {
+                tracing::info!(
+                    remote_id,
+                    "the customer reacted, but has no ghost to react with; not shown"
+                );
+                return Ok(());
+            };
             // One reaction per customer and message: the events it became are kept under a key
             // of their own, one part per inbox row, so a new one replaces (redacts) the old.
             let reaction_key = format!("reaction:{}:{remote_id}", row.inbound.sender.id);
@@ -433,28 +444,80 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
     Ok(())
 }
 
-/// Send as the ghost; when the ghost is not in the room (a join that failed earlier, or it was
-/// kicked), join it and try once more.
-async fn send_as_ghost(
+/// Send as the customer: as their ghost, joining it first when it is not in the room (a join
+/// that failed earlier, or it was kicked); when the ghost cannot speak there at all, the bot
+/// posts the message with the customer's name ([`on_behalf`]), so it still reaches the room.
+async fn send_as_customer(
     bridge: &Bridge,
-    room_id: &str,
-    ghost: &str,
+    portal: &portal::Portal,
     txn_id: &str,
     event: &Value,
     ts: Option<i64>,
 ) -> Result<String, MatrixError> {
-    match bridge
-        .homeserver
-        .send(room_id, "m.room.message", txn_id, event, Some(ghost), ts)
-        .await
-    {
-        Err(MatrixError::Api { status: 403, .. }) => {
-            portal::ensure_joined(bridge, room_id, ghost).await?;
-            bridge
-                .homeserver
-                .send(room_id, "m.room.message", txn_id, event, Some(ghost), ts)
-                .await
+    let room_id = portal.room_id.as_str();
+    if let Some(ghost) = portal.ghost.as_deref() {
+        match bridge
+            .homeserver
+            .send(room_id, "m.room.message", txn_id, event, Some(ghost), ts)
+            .await
+        {
+            Err(MatrixError::Api { status: 403, .. }) => {
+                match portal::ensure_joined(bridge, room_id, ghost).await {
+                    Ok(()) => {
+                        return bridge
+                            .homeserver
+                            .send(room_id, "m.room.message", txn_id, event, Some(ghost), ts)
+                            .await
+                    }
+                    Err(e) if e.is_retryable() => return Err(e),
+                    Err(e) => tracing::warn!(
+                        room_id,
+                        ghost,
+                        error = %e,
+                        "the customer's ghost cannot join; the bot posts for them"
+                    ),
+                }
+            }
+            other => return other,
         }
-        other => other,
     }
+    let event = on_behalf(event, &portal.name);
+    bridge
+        .homeserver
+        .send(
+            room_id,
+            "m.room.message",
+            &format!("{txn_id}-bot"),
+            &event,
+            None,
+            ts,
+        )
+        .await
+}
+
+/// A customer's message event as the bot posts it for them: their name first. A file keeps
+/// its name in `filename` and the body becomes its caption.
+fn on_behalf(event: &Value, name: &str) -> Value {
+    let mut event = event.clone();
+    let Some(obj) = event.as_object_mut() else {
+        return event;
+    };
+    let body = obj
+        .get("body")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let is_file = obj
+        .get("msgtype")
+        .and_then(Value::as_str)
+        .is_some_and(|t| !matches!(t, "m.text" | "m.notice" | "m.emote"));
+    if is_file && !obj.contains_key("filename") {
+        obj.insert("filename".into(), Value::String(body.clone()));
+    }
+    obj.insert("body".into(), Value::String(format!("{name}: {body}")));
+    if let Some(html) = obj.get("formatted_body").and_then(Value::as_str) {
+        let html = format!("<b>{}</b>: {html}", content::escape_html(name));
+        obj.insert("formatted_body".into(), Value::String(html));
+    }
+    event
 }

@@ -35,87 +35,140 @@ impl PortalError {
     }
 }
 
-/// The name a customer goes by in Matrix.
+/// The longest customer name shown in Matrix (ghost display name, room name, lobby lines), in
+/// characters. Homeservers refuse long display names (Synapse: over 256 characters) and a name
+/// that long helps no one; the full name stays in the store.
+pub const MAX_NAME_CHARS: usize = 80;
+
+/// The name a customer goes by in Matrix, at most [`MAX_NAME_CHARS`] long.
 pub fn customer_name(contact: &Contact) -> String {
-    contact
+    let full = contact
         .display_name
         .clone()
         .filter(|n| !n.trim().is_empty())
         .or_else(|| contact.email.clone())
         .or_else(|| contact.phone.clone())
-        .unwrap_or_else(|| contact.contact_id.clone())
+        .unwrap_or_else(|| contact.contact_id.clone());
+    clip_name(full.trim())
 }
 
-/// Make sure the contact's ghost exists and carries the customer's current name.
-pub async fn ensure_ghost(bridge: &Bridge, contact: &Contact) -> Result<(), PortalError> {
+/// `name` cut to [`MAX_NAME_CHARS`] characters (an ellipsis marks the cut).
+fn clip_name(name: &str) -> String {
+    if name.chars().count() <= MAX_NAME_CHARS {
+        return name.to_string();
+    }
+    let cut: String = name.chars().take(MAX_NAME_CHARS - 1).collect();
+    format!("{}…", cut.trim_end())
+}
+
+/// Make sure the contact's ghost exists and carries the customer's current name and avatar.
+///
+/// Returns whether the ghost can speak. A profile the homeserver refuses for good (a name it
+/// does not take, an avatar it cannot use) is logged and left as it is: the ghost speaks
+/// without it. A ghost the homeserver will not register at all gives `false`, and the bot posts
+/// the customer's messages with their name instead ([`crate::inbound`]): a customer's message
+/// never waits on their profile.
+pub async fn ensure_ghost(bridge: &Bridge, contact: &Contact) -> Result<bool, PortalError> {
     let name = customer_name(contact);
-    if let Some(avatar) = contact
-        .avatar
-        .as_deref()
-        .filter(|a| contact.synced_avatar.as_deref() != Some(*a))
-    {
-        if contact.registered {
-            bridge
-                .homeserver
-                .set_avatar_url(&contact.ghost_user_id, avatar)
-                .await?;
-            bridge
-                .store
-                .contact_avatar_synced(&contact.channel, &contact.contact_id, avatar)
-                .await?;
+    if !(contact.registered && contact.synced_name.as_deref() == Some(name.as_str())) {
+        if !contact.registered {
+            let localpart = bridge
+                .namespace
+                .ghost_localpart(&contact.channel, &contact.contact_id);
+            match bridge.homeserver.register(&localpart).await {
+                Ok(()) => {}
+                Err(e) if e.is_retryable() => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!(
+                        ghost = contact.ghost_user_id,
+                        error = %e,
+                        "the homeserver refuses the customer's ghost; the bot posts for them"
+                    );
+                    return Ok(false);
+                }
+            }
         }
+        match bridge
+            .homeserver
+            .set_displayname(&contact.ghost_user_id, &name)
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if e.is_retryable() => return Err(e.into()),
+            Err(e) => tracing::warn!(
+                ghost = contact.ghost_user_id,
+                error = %e,
+                "the homeserver refuses the customer's name; the ghost goes without it"
+            ),
+        }
+        bridge
+            .store
+            .contact_synced(&contact.channel, &contact.contact_id, &name)
+            .await?;
     }
-    if contact.registered && contact.synced_name.as_deref() == Some(name.as_str()) {
-        return Ok(());
-    }
-    let localpart = bridge
-        .namespace
-        .ghost_localpart(&contact.channel, &contact.contact_id);
-    if !contact.registered {
-        bridge.homeserver.register(&localpart).await?;
-    }
-    bridge
-        .homeserver
-        .set_displayname(&contact.ghost_user_id, &name)
-        .await?;
-    bridge
-        .store
-        .contact_synced(&contact.channel, &contact.contact_id, &name)
-        .await?;
     if let Some(avatar) = contact
         .avatar
         .as_deref()
         .filter(|a| contact.synced_avatar.as_deref() != Some(*a))
     {
-        bridge
+        match bridge
             .homeserver
             .set_avatar_url(&contact.ghost_user_id, avatar)
-            .await?;
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if e.is_retryable() => return Err(e.into()),
+            Err(e) => tracing::warn!(
+                ghost = contact.ghost_user_id,
+                avatar,
+                error = %e,
+                "the homeserver refuses the customer's avatar; the ghost goes without it"
+            ),
+        }
         bridge
             .store
             .contact_avatar_synced(&contact.channel, &contact.contact_id, avatar)
             .await?;
     }
-    Ok(())
+    Ok(true)
 }
 
-/// The portal room of a conversation, created when missing. Returns the room id and the contact.
+/// A conversation's room and who speaks for the customer there.
+#[derive(Clone, Debug)]
+pub struct Portal {
+    pub room_id: String,
+    pub contact: Contact,
+    /// The customer's ghost, when the homeserver lets it speak; `None`: the bot posts for
+    /// the customer, naming them.
+    pub ghost: Option<String>,
+    /// The name the customer goes by ([`customer_name`]).
+    pub name: String,
+}
+
+/// The portal room of a conversation, created when missing, and who speaks for the customer in it.
 pub async fn ensure_portal(
     bridge: &Bridge,
     conversation: &Conversation,
     first_text: &str,
     addressed_to: Option<&str>,
-) -> Result<(String, Contact), PortalError> {
+) -> Result<Portal, PortalError> {
     let contact = bridge
         .store
         .contact(&conversation.channel, &conversation.contact_id)
         .await?
         .ok_or_else(|| PortalError::NoContact(conversation.contact_id.clone()))?;
-    ensure_ghost(bridge, &contact).await?;
-    if let Some(room_id) = &conversation.room_id {
-        return Ok((room_id.clone(), contact));
-    }
+    let ghost = ensure_ghost(bridge, &contact)
+        .await?
+        .then(|| contact.ghost_user_id.clone());
     let name = customer_name(&contact);
+    if let Some(room_id) = &conversation.room_id {
+        return Ok(Portal {
+            room_id: room_id.clone(),
+            contact,
+            ghost,
+            name,
+        });
+    }
     let channel = &conversation.channel;
     let mut topic = format!("{channel} conversation with {name}");
     if let Some(email) = contact
@@ -136,7 +189,7 @@ pub async fn ensure_portal(
     // Routing decides who sees the new conversation (owner, team, or every operator).
     let plan =
         crate::routing::plan_new(bridge, conversation, &contact, first_text, addressed_to).await?;
-    let mut invite: Vec<String> = vec![contact.ghost_user_id.clone()];
+    let mut invite: Vec<String> = ghost.iter().cloned().collect();
     invite.extend(plan.invite.iter().cloned());
     // A deterministic alias makes creation idempotent: if an earlier attempt created the room
     // but crashed before storing its id, the retry finds it instead of making a second portal.
@@ -201,9 +254,24 @@ pub async fn ensure_portal(
     // Stored once everyone is invited: a crash before this finds the room again by its alias
     // and finishes the invites (a stored room is taken as complete).
     bridge.store.set_room(conversation.id, &room_id).await?;
-    ensure_joined(bridge, &room_id, &contact.ghost_user_id).await?;
+    let ghost = match ghost {
+        Some(ghost) => match ensure_joined(bridge, &room_id, &ghost).await {
+            Ok(()) => Some(ghost),
+            Err(e) if e.is_retryable() => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(room_id, ghost, error = %e, "the customer's ghost cannot join; the bot posts for them");
+                None
+            }
+        },
+        None => None,
+    };
     tracing::info!(room_id, conversation = conversation.id, team = ?plan.row.team, owner = ?plan.row.owner, "portal created");
-    Ok((room_id, contact))
+    Ok(Portal {
+        room_id,
+        contact,
+        ghost,
+        name,
+    })
 }
 
 /// `m.bridge` state content (MSC2346).

@@ -1000,3 +1000,66 @@ async fn ack_move_moves_stored_mail_and_a_restart_reads_nothing_twice() -> anyho
     );
     Ok(())
 }
+
+/// A customer whose name no homeserver takes as a display name (10,000 characters) and whose
+/// address is as long as an address can be: the message still reaches the room, under a name
+/// cut to something readable, from a ghost the homeserver accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_with_a_huge_name_and_address_reaches_the_room() -> anyhow::Result<()> {
+    let mail = MailServer::start().await?;
+    // 10,000 characters of name, folded into header lines well under 998 characters.
+    let words: Vec<String> = (0..1000).map(|i| format!("Name{i:05}")).collect();
+    let name = format!("Grace {}", words.join(" "));
+    let folded = format!(
+        "Grace {}",
+        words
+            .chunks(8)
+            .map(|c| c.join(" "))
+            .collect::<Vec<_>>()
+            .join("\r\n ")
+    );
+    ensure!(name.chars().count() > 10_000, "{}", name.len());
+    // 64-character local part, 254 characters in all (RFC 5321's limits).
+    let address = format!(
+        "{}@{}.{}.{}.example",
+        "g".repeat(64),
+        "a".repeat(63),
+        "b".repeat(63),
+        "c".repeat(53)
+    );
+    ensure!(address.len() == 254, "{}", address.len());
+    let raw = format!(
+        "From: {folded} <{address}>\r\nTo: support@example.test\r\nSubject: Long names\r\n\
+         Message-ID: <long-name-1@customer.example.test>\r\nDate: Mon, 3 Mar 2025 10:00:00 +0000\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nMy name is rather long.\r\n"
+    );
+    mail.append("support", raw.as_bytes()).await?;
+    let env = TestEnv::start(options(Backend::Sqlite, &mail)).await?;
+    let room = env.alice.wait_for_invite("Grace Name00000").await?;
+    let msg = env
+        .alice
+        .wait_for_text(&room, "My name is rather long")
+        .await?;
+    let room_name = env.alice.room_name(&room).await?.unwrap_or_default();
+    ensure!(
+        room_name.chars().count() <= 100 && room_name.starts_with("Grace Name00000 Name00001"),
+        "room name: {room_name:?}"
+    );
+    // The ghost speaks, under the cut name.
+    ensure!(
+        msg.sender.starts_with("@sb_email_") && msg.sender.len() <= 255,
+        "sender {}",
+        msg.sender
+    );
+    let member = env
+        .alice
+        .member(&room, &msg.sender)
+        .await?
+        .context("the ghost's membership")?;
+    let shown = member["displayname"].as_str().unwrap_or_default();
+    ensure!(
+        shown.starts_with("Grace Name00000") && shown.chars().count() <= 100,
+        "display name: {shown:?}"
+    );
+    Ok(())
+}

@@ -598,6 +598,25 @@ async fn transactions_are_authenticated_and_idempotent() -> anyhow::Result<()> {
         .count();
     ensure!(copies == 1, "replayed transaction relayed {copies} times");
 
+    // The same id with a new event is not a replay (homeservers reuse ids after a restart).
+    let reused = json!({"events": [{
+        "type": "m.room.message", "event_id": "$reused-id-new-event", "room_id": room,
+        "sender": env.alice.user_id(), "origin_server_ts": 3,
+        "content": {"msgtype": "m.text", "body": "new event under a used id"},
+    }]});
+    ensure!(
+        http.put(&url)
+            .bearer_auth(&hs_token)
+            .json(&reused)
+            .send()
+            .await?
+            .status()
+            == 200
+    );
+    visitor
+        .wait_for_agent_text("new event under a used id")
+        .await?;
+
     // Events from the bridge's own namespace are dropped, not relayed back.
     let ghost_event = json!({"events": [{
         "type": "m.room.message", "event_id": "$ghost-echo", "room_id": room,
@@ -809,5 +828,62 @@ async fn export_sends_the_transcript_to_the_customer() -> anyhow::Result<()> {
         })
         .await?;
     ensure!(sent["attachments"][0]["mime"] == "text/html", "{sent}");
+    Ok(())
+}
+
+/// A customer whose ghost cannot speak in the room (a server admin banned it) still reaches the
+/// operators: the bot posts their messages for them, with their name, and answers still go out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_whose_ghost_cannot_speak_still_reaches_the_room() -> anyhow::Result<()> {
+    let env = TestEnv::start(BridgeOptions::default()).await?;
+    let visitor = env.visitor("Bea Banned", "bea@example.com").await?;
+    visitor.send("first words").await?;
+    let room = env.alice.wait_for_invite("Bea Banned").await?;
+    let ghost = env.alice.wait_for_text(&room, "first words").await?.sender;
+    ensure!(ghost.starts_with("@sb_webchat_"), "{ghost}");
+
+    // Alice, a server admin, takes the room over and bans the customer's ghost.
+    let token = env.alice.access_token().context("alice's token")?;
+    let url = format!(
+        "{}/_synapse/admin/v1/rooms/{room}/make_room_admin",
+        env.synapse.base_url()
+    );
+    let made = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(&token)
+        .json(&json!({"user_id": env.alice.user_id()}))
+        .send()
+        .await?;
+    ensure!(
+        made.status().is_success(),
+        "make_room_admin: {}",
+        made.text().await?
+    );
+    let ban = format!(
+        "{}/_matrix/client/v3/rooms/{room}/ban",
+        env.synapse.base_url()
+    );
+    let banned = rig::poll_until("the ban to be allowed", rig::DEFAULT_TIMEOUT, || async {
+        let r = reqwest::Client::new()
+            .post(&ban)
+            .bearer_auth(&token)
+            .json(&json!({"user_id": ghost, "reason": "testing the fallback"}))
+            .send()
+            .await?;
+        Ok(r.status().is_success().then_some(()))
+    })
+    .await;
+    banned?;
+
+    visitor.send("after the ban").await?;
+    let msg = env.alice.wait_for_text(&room, "after the ban").await?;
+    ensure!(
+        msg.sender == env.bot_user_id() && msg.body == "Bea Banned: after the ban",
+        "posted by {} as {:?}",
+        msg.sender,
+        msg.body
+    );
+    env.alice.send_text(&room, "we still hear you").await?;
+    visitor.wait_for_agent_text("we still hear you").await?;
     Ok(())
 }

@@ -2,9 +2,11 @@
 //!
 //! `PUT /_matrix/app/v1/transactions/{txnId}`: refuses a missing (401) or wrong (403) hs_token,
 //! drops events sent by the bridge's own namespace (the homeserver echoes ghosts' events back)
-//! and events without a well-formed event id, room id or sender, and stores the rest together with the transaction id in one database transaction before
-//! answering 200. A replayed transaction id is answered 200 without storing anything again. A
-//! store failure is answered 500, so the homeserver retries the transaction later: nothing is
+//! and events without a well-formed event id, room id or sender, and stores the rest together
+//! with the transaction id in one database transaction before answering 200. A replayed
+//! transaction (its events all stored already) is answered 200 without storing anything again;
+//! a reused id carrying new events is not a replay (homeservers restart their numbering, see
+//! [`crate::store::matrix_events`]) and its events are stored. A store failure is answered 500, so the homeserver retries the transaction later: nothing is
 //! acknowledged that is not stored.
 //!
 //! Ephemeral events (typing, receipts) are not stored: they are relayed best-effort at once.
@@ -56,6 +58,7 @@ fn authorize(bridge: &Bridge, headers: &HeaderMap, query: &AuthQuery) -> Result<
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let Some(token) = header.or(query.access_token.as_deref()) else {
+        tracing::info!("refused a homeserver request without an hs_token");
         return Err(error(
             StatusCode::UNAUTHORIZED,
             "M_UNAUTHORIZED",
@@ -192,6 +195,7 @@ async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, Response> {
             )
         })?;
         if data.len() + chunk.len() > limit {
+            tracing::warn!(limit, "refused a transaction body over the size limit");
             return Err(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "M_TOO_LARGE",
@@ -219,7 +223,10 @@ async fn transaction(
     };
     let txn = match parse_transaction(&body) {
         Ok(t) => t,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "M_NOT_JSON", &e.to_string()),
+        Err(e) => {
+            tracing::warn!(txn_id, error = %e, "refused a transaction that is not JSON");
+            return error(StatusCode::BAD_REQUEST, "M_NOT_JSON", &e.to_string());
+        }
     };
     drop(body);
     if txn.skipped > 0 {
@@ -257,7 +264,11 @@ async fn transaction(
             bridge.wake_matrix.notify_one();
         }
         Ok(false) => {
-            tracing::debug!(txn_id, "transaction replayed; already processed");
+            tracing::info!(
+                txn_id,
+                events = rows.len(),
+                "transaction replayed: its events are stored already; nothing to do"
+            );
             return Json(json!({})).into_response();
         }
         Err(e) => {

@@ -1,6 +1,9 @@
 //! Ghost user ids: `@<prefix><channel>_<escaped contact id>:<domain>`, and the test of whether a
 //! user belongs to the bridge's namespace (whose events must never be relayed back).
 
+/// The longest user id the Matrix spec allows, in bytes.
+pub const MAX_USER_ID_BYTES: usize = 255;
+
 /// The bridge's naming of users.
 #[derive(Clone, Debug)]
 pub struct Namespace {
@@ -19,8 +22,25 @@ impl Namespace {
     }
 
     /// Localpart of the ghost for a contact on a channel.
+    ///
+    /// A user id is at most 255 bytes (the spec's limit, enforced by homeservers). A contact id
+    /// too long for that (an e-mail address near its own 254-character limit, escaped) keeps
+    /// as much of its escaped form as fits and ends with a hash of the whole id, so it stays
+    /// unique and the same every time.
     pub fn ghost_localpart(&self, channel: &str, contact_id: &str) -> String {
-        format!("{}{}_{}", self.prefix, channel, escape(contact_id))
+        let head = format!("{}{}_", self.prefix, channel);
+        let escaped = escape(contact_id);
+        // "@" + localpart + ":" + domain
+        let room = MAX_USER_ID_BYTES.saturating_sub(head.len() + self.domain.len() + 2);
+        if escaped.len() <= room {
+            return format!("{head}{escaped}");
+        }
+        use sha2::Digest;
+        let digest = hex::encode(&sha2::Sha256::digest(contact_id.as_bytes())[..10]);
+        // `=h` never occurs in an escaped id (`=` is always followed by two hex digits), so a
+        // hashed localpart cannot equal another contact's plain one.
+        let keep = room.saturating_sub(digest.len() + 2);
+        format!("{head}{}=h{digest}", &escaped[..keep])
     }
 
     pub fn ghost_user_id(&self, channel: &str, contact_id: &str) -> String {
@@ -114,5 +134,22 @@ mod tests {
         assert!(!ns.is_ours("@sb_webchat__v1:other.org"));
         assert!(!ns.is_ours("@alice:example.com"));
         assert_eq!(ns.ghost_regex(), "@sb_.*:example\\.com");
+    }
+
+    /// The longest e-mail address (254 characters) still makes a valid user id, unique and
+    /// stable, recognised as ours.
+    #[test]
+    fn long_contact_ids_make_valid_user_ids() {
+        let ns = Namespace::new("sb_", "switchboard", "example.com");
+        let long = |c: char| format!("{}@{}.example", "J".repeat(64), c.to_string().repeat(180));
+        let (a, b) = (long('a'), long('b'));
+        let (ga, gb) = (ns.ghost_user_id("email", &a), ns.ghost_user_id("email", &b));
+        assert!(ga.len() <= MAX_USER_ID_BYTES, "{} bytes", ga.len());
+        assert_ne!(ga, gb);
+        assert_eq!(ga, ns.ghost_user_id("email", &a));
+        assert!(ns.is_ours(&ga));
+        assert!(ga.starts_with("@sb_email__j_j_j"), "{ga}");
+        let short = ns.ghost_user_id("email", "jane@example.org");
+        assert_eq!(short, "@sb_email_jane=40example.org:example.com");
     }
 }

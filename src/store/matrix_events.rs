@@ -8,8 +8,15 @@
 //! ids that are numbers (Synapse counts them) are therefore remembered: a jump of at most
 //! [`MAX_GAP`] leaves the skipped ids as gaps, and events of later transactions are held until
 //! every earlier gap is filled (then they are put back in transaction order, after the late
-//! events) or the oldest gap has waited [`GAP_WAIT`]. Ids that are not numbers, or jump further,
-//! are taken in arrival order.
+//! events) or the oldest gap has waited [`GAP_WAIT_MS`]. Ids that are not numbers are taken in
+//! arrival order.
+//!
+//! A transaction id is not trusted to be unique forever: homeservers restart their numbering
+//! (Synapse on SQLite counts from 1 again after a restart, element-hq/synapse#14556; a restored
+//! backup or a migrated server does the same). The events decide what is a replay: a known id
+//! whose events are all stored is one (answered with no effect); a known id with new events, an
+//! id below the highest one that is not a missing one, or a jump past [`MAX_GAP`] starts a new
+//! numbering ("epoch"), which is never a reason to hold or drop events.
 
 use sqlx::Row;
 
@@ -26,6 +33,10 @@ pub const GAP_WAIT_MS: i64 = 30_000;
 /// starts a recoverer, which sends the oldest unsent transaction first.
 pub const GAP_NUDGE_MS: i64 = 5_000;
 
+/// How long a gap is remembered after it stopped being waited for: a transaction that arrives
+/// later than [`GAP_WAIT_MS`] is still recognised as a late one (not a new numbering).
+pub const GAP_FORGET_MS: i64 = 24 * 3600 * 1000;
+
 /// The largest jump between transaction ids taken as skipped transactions; a larger one is a
 /// homeserver that numbers them otherwise.
 pub const MAX_GAP: i64 = 100;
@@ -39,7 +50,14 @@ pub struct MatrixEventRow {
 
 impl Store {
     /// Store the events of one transaction and remember its id, atomically.
-    /// Returns `false` when the transaction was processed before (nothing is stored again).
+    ///
+    /// Returns `false` for a genuine replay: a transaction id seen before whose events are all
+    /// stored already (nothing changes). The id alone decides nothing: a homeserver whose
+    /// numbering went back (Synapse on SQLite restarts at 1, a restored backup, a migration)
+    /// reuses ids with new events, and those events are stored like any others (events are
+    /// idempotent by event id). A numbered id that is neither the next one, nor a missing one,
+    /// nor a small jump forward starts a new *epoch*: the old numbering is forgotten, nothing is
+    /// held behind its gaps, and the gaps of the new numbering are tracked from there.
     pub async fn store_transaction(
         &self,
         txn_id: &str,
@@ -51,30 +69,81 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         // Write first: a SQLite transaction that reads before its first write cannot take the
         // write lock once another connection has committed meanwhile (SQLITE_BUSY_SNAPSHOT).
-        if !Store::mark_txn(&mut *tx, txn_id, txn_num).await? {
+        let seen = !Store::mark_txn(&mut *tx, txn_id, txn_num).await?;
+        let mut fresh = Vec::with_capacity(events.len());
+        for event in events {
+            let known: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM matrix_events WHERE event_id = $1")
+                    .bind(&event.0)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if known.is_none()
+                && !fresh
+                    .iter()
+                    .any(|e: &&(String, String, String)| e.0 == event.0)
+            {
+                fresh.push(event);
+            }
+        }
+        if fresh.is_empty() && (seen || !events.is_empty()) {
+            // A replay: every event is here already (under this id, or under another one the
+            // homeserver sent them in before). Nothing changes.
+            tx.rollback().await?;
             return Ok(false);
         }
-        let highest: Option<i64> = match txn_num {
-            Some(_) => {
+        if seen {
+            tracing::info!(
+                txn_id,
+                new_events = fresh.len(),
+                "the homeserver reused a transaction id with new events; storing them"
+            );
+            sqlx::query("UPDATE appservice_txns SET received_at = $1 WHERE txn_id = $2")
+                .bind(now)
+                .bind(txn_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut hold_until = 0;
+        let mut release = false;
+        let mut new_epoch = false;
+        if let Some(n) = txn_num {
+            // Gaps are remembered well past the wait, so that a transaction arriving late is
+            // still known as late rather than taken for a new numbering.
+            sqlx::query("DELETE FROM appservice_txn_gaps WHERE opened_at < $1")
+                .bind(now - GAP_FORGET_MS)
+                .execute(&mut *tx)
+                .await?;
+            let was_gap = sqlx::query("DELETE FROM appservice_txn_gaps WHERE txn_num = $1")
+                .bind(n)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0;
+            let highest: Option<i64> =
                 sqlx::query_scalar("SELECT MAX(txn_num) FROM appservice_txns WHERE txn_id <> $1")
                     .bind(txn_id)
                     .fetch_one(&mut *tx)
-                    .await?
-            }
-            None => None,
-        };
-        let mut hold_until = 0;
-        let mut gaps_closed = false;
-        if let Some(n) = txn_num {
-            gaps_closed |=
-                sqlx::query("DELETE FROM appservice_txn_gaps WHERE txn_num = $1 OR opened_at < $2")
-                    .bind(n)
-                    .bind(now - GAP_WAIT_MS)
+                    .await?;
+            release |= was_gap;
+            new_epoch = !was_gap && (seen || highest.is_some_and(|h| n <= h || n - h > MAX_GAP));
+            if new_epoch {
+                tracing::info!(
+                    txn_id,
+                    highest_before = highest,
+                    "the homeserver's transaction numbering went back or jumped; \
+                     taking it as a new numbering"
+                );
+                sqlx::query(
+                    "DELETE FROM appservice_txns WHERE txn_num IS NOT NULL AND txn_id <> $1",
+                )
+                .bind(txn_id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM appservice_txn_gaps")
                     .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    > 0;
-            if let Some(h) = highest.filter(|h| n > h + 1 && n - h <= MAX_GAP) {
+                    .await?;
+                release = true;
+            } else if let Some(h) = highest.filter(|h| n > h + 1) {
                 for missing in h + 1..n {
                     sqlx::query(
                         "INSERT INTO appservice_txn_gaps (txn_num, opened_at) VALUES ($1, $2)
@@ -86,7 +155,7 @@ impl Store {
                     .await?;
                 }
             }
-            let first_gap = first_gap(&mut tx).await?;
+            let first_gap = first_gap(&mut tx, now).await?;
             if let Some((gap, opened_at)) = first_gap.filter(|(gap, _)| n > *gap) {
                 hold_until = opened_at + GAP_WAIT_MS;
                 tracing::info!(
@@ -96,7 +165,11 @@ impl Store {
                 );
             }
         }
-        for (event_id, room_id, raw) in events {
+        if release && new_epoch {
+            // The old numbering's held events were sent before this transaction: they go first.
+            release_held(&mut tx, now).await?;
+        }
+        for (event_id, room_id, raw) in fresh {
             sqlx::query(
                 "INSERT INTO matrix_events (event_id, seq, room_id, payload, state, received_at, txn_num, hold_until)
                  VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7) ON CONFLICT DO NOTHING",
@@ -111,7 +184,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        if gaps_closed {
+        if release && !new_epoch {
+            // A late transaction: what was held behind it goes after it.
             release_held(&mut tx, now).await?;
         }
         tx.commit().await?;
@@ -127,9 +201,11 @@ impl Store {
         let _order = self.txn_order.lock().await;
         let now = now_ms();
         let gap: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(txn_num) FROM appservice_txn_gaps WHERE nudged_at = 0 AND opened_at < $1",
+            "SELECT MIN(txn_num) FROM appservice_txn_gaps
+             WHERE nudged_at = 0 AND opened_at < $1 AND opened_at >= $2",
         )
         .bind(now - GAP_NUDGE_MS)
+        .bind(now - GAP_WAIT_MS)
         .fetch_one(self.pool())
         .await?;
         let Some(gap) = gap else { return Ok(None) };
@@ -214,14 +290,19 @@ impl Store {
     }
 }
 
-/// The oldest missing transaction still waited for, and since when.
+/// The oldest missing transaction still waited for (opened less than [`GAP_WAIT_MS`] ago), and
+/// since when.
 async fn first_gap(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    now: i64,
 ) -> Result<Option<(i64, i64)>, StoreError> {
-    let row =
-        sqlx::query("SELECT txn_num, opened_at FROM appservice_txn_gaps ORDER BY txn_num LIMIT 1")
-            .fetch_optional(&mut **tx)
-            .await?;
+    let row = sqlx::query(
+        "SELECT txn_num, opened_at FROM appservice_txn_gaps WHERE opened_at >= $1
+         ORDER BY txn_num LIMIT 1",
+    )
+    .bind(now - GAP_WAIT_MS)
+    .fetch_optional(&mut **tx)
+    .await?;
     row.map(|r| Ok((r.try_get("txn_num")?, r.try_get("opened_at")?)))
         .transpose()
 }
@@ -232,7 +313,7 @@ async fn release_held(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     now: i64,
 ) -> Result<(), StoreError> {
-    let first_gap = first_gap(tx).await?.map(|(gap, _)| gap);
+    let first_gap = first_gap(tx, now).await?.map(|(gap, _)| gap);
     let rows = sqlx::query(
         "SELECT event_id, txn_num FROM matrix_events
          WHERE state = 'pending' AND hold_until > $1 ORDER BY txn_num, seq",
@@ -404,5 +485,90 @@ mod tests {
         // The late one still counts once, after everything.
         txn(&store, "2", &["$b"]).await;
         assert_eq!(workable(&store).await.len(), 7);
+    }
+    async fn stored(store: &Store, id: &str, events: &[&str]) -> bool {
+        let rows: Vec<_> = events
+            .iter()
+            .map(|e| (e.to_string(), "!room:hs".to_string(), "{}".to_string()))
+            .collect();
+        store.store_transaction(id, &rows).await.expect("store")
+    }
+
+    /// Synapse on SQLite counts its transactions from 1 again after a restart: the reused ids
+    /// carry new events, which are stored and worked at once; a true replay still changes
+    /// nothing, in either numbering.
+    #[tokio::test]
+    async fn a_numbering_that_starts_again_loses_nothing() {
+        let (_dir, store) = store().await;
+        for i in 1..=6 {
+            txn(&store, &i.to_string(), &[&format!("$old{i}")]).await;
+        }
+        assert!(
+            !stored(&store, "4", &["$old4"]).await,
+            "a replay was stored"
+        );
+        // The homeserver restarted: 1, 2, 3 again, with new events.
+        for i in 1..=3 {
+            assert!(
+                stored(&store, &i.to_string(), &[&format!("$new{i}")]).await,
+                "reused id {i} was taken for a replay"
+            );
+        }
+        let mut expected: Vec<String> = (1..=6).map(|i| format!("$old{i}")).collect();
+        expected.extend((1..=3).map(|i| format!("$new{i}")));
+        assert_eq!(workable(&store).await, expected, "held or dropped");
+        // Replays of either numbering change nothing.
+        assert!(!stored(&store, "2", &["$new2"]).await);
+        assert!(!stored(&store, "5", &["$old5"]).await);
+        // The new numbering goes on past the old one's ids without gaps or holds.
+        for i in 4..=8 {
+            assert!(stored(&store, &i.to_string(), &[&format!("$new{i}")]).await);
+        }
+        expected.extend((4..=8).map(|i| format!("$new{i}")));
+        assert_eq!(workable(&store).await, expected);
+        assert_eq!(store.gap_to_nudge("9").await.expect("nudge"), None);
+    }
+
+    /// Events held behind a gap of the old numbering are not held hostage by it: a new
+    /// numbering releases them, before its own events.
+    #[tokio::test]
+    async fn a_new_numbering_releases_what_an_old_gap_held() {
+        let (_dir, store) = store().await;
+        txn(&store, "7", &["$a"]).await;
+        txn(&store, "9", &["$c"]).await;
+        assert_eq!(workable(&store).await, ["$a"]);
+        assert!(stored(&store, "1", &["$x"]).await);
+        assert_eq!(workable(&store).await, ["$a", "$c", "$x"]);
+        // A far jump is a new numbering too.
+        txn(&store, "3", &["$y"]).await;
+        assert!(stored(&store, "5000", &["$far"]).await);
+        assert!(stored(&store, "5001", &["$far2"]).await);
+        assert_eq!(
+            workable(&store).await,
+            ["$a", "$c", "$x", "$y", "$far", "$far2"]
+        );
+    }
+
+    /// A transaction later than the gap wait is still a late one (not a new numbering): the
+    /// ids after it are not taken for missing ones.
+    #[tokio::test]
+    async fn a_very_late_transaction_is_still_late() {
+        let (_dir, store) = store().await;
+        txn(&store, "1", &["$a"]).await;
+        txn(&store, "3", &["$c"]).await;
+        for sql in [
+            "UPDATE appservice_txn_gaps SET opened_at = opened_at - 30001",
+            "UPDATE matrix_events SET hold_until = hold_until - 30001 WHERE hold_until > 0",
+        ] {
+            sqlx::query(sql).execute(store.pool()).await.expect("age");
+        }
+        txn(&store, "2", &["$b"]).await;
+        txn(&store, "4", &["$d"]).await;
+        assert_eq!(workable(&store).await, ["$a", "$c", "$b", "$d"]);
+        let gaps: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM appservice_txn_gaps")
+            .fetch_one(store.pool())
+            .await
+            .expect("gaps");
+        assert_eq!(gaps, 0, "ids already received were taken for missing ones");
     }
 }
