@@ -2,7 +2,9 @@
 //! outcome back into the room.
 //!
 //! Before sending, the item is checked against the channel's capabilities (a file over the size
-//! limit fails at once with a notice naming both sizes). A retryable failure is retried with
+//! limit fails at once with a notice naming both sizes). Text longer than the channel carries is
+//! sent as several messages ([`crate::split`]), each recorded as it goes, so a retry never sends
+//! a part twice; edits and deletions of such a message reach every part. A retryable failure is retried with
 //! exponential backoff, never sooner than the channel's Retry-After; after `bridge.max_attempts`
 //! it becomes a failure. Every outcome is visible in the room: success as a
 //! `com.beeper.message_send_status` event, failure as a notice replying to the operator's message
@@ -11,13 +13,14 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use switchboard_channel::{Capabilities, OutboundAction, SendError};
+use switchboard_channel::{Capabilities, Channel, Delivery, Outbound, OutboundAction, SendError};
 
 use crate::bridge::Bridge;
 use crate::matrix::content;
 use crate::queue;
-use crate::store::now_ms;
+use crate::split;
 use crate::store::outbox::OutboxRow;
+use crate::store::{now_ms, StoreError};
 
 pub async fn run(bridge: Arc<Bridge>) {
     let b = bridge.clone();
@@ -65,10 +68,13 @@ async fn deliver(bridge: &Bridge, row: &OutboxRow) -> bool {
         None => Err(SendError::Permanent {
             reason: format!("the {channel_name} channel is not enabled on this bridge"),
         }),
-        Some(channel) => match check(&channel.capabilities(), &row.outbound.action) {
-            Err(reason) => Err(SendError::Permanent { reason }),
-            Ok(()) => channel.send(&row.outbound).await,
-        },
+        Some(channel) => {
+            let caps = channel.capabilities();
+            match check(&caps, &row.outbound.action) {
+                Err(reason) => Err(SendError::Permanent { reason }),
+                Ok(()) => send_steps(bridge, channel.as_ref(), &caps, row).await,
+            }
+        }
     };
     match result {
         Ok(delivery) => {
@@ -162,15 +168,189 @@ fn check(caps: &Capabilities, action: &OutboundAction) -> Result<(), String> {
             }
         }
     }
-    if let Some(max) = caps.max_text_length {
-        let len = content.text.chars().count();
-        if len > max {
-            return Err(format!(
-                "the message is {len} characters long but this channel accepts at most {max}"
-            ));
-        }
-    }
+    // Text over the channel's length is not refused: it is sent in parts (`send_steps`).
     Ok(())
+}
+
+/// One remote send an outbox entry needs.
+struct Step {
+    outbound: Outbound,
+    /// For a new remote message: the event it belongs to and which part of it it is.
+    map: Option<(String, i64)>,
+}
+
+fn store_failure(e: StoreError) -> SendError {
+    SendError::Retryable {
+        reason: format!("the bridge's store is unavailable: {e}"),
+        retry_after: None,
+    }
+}
+
+/// The remote sends an entry needs, in order. Most entries are one send. A message longer than
+/// the channel carries is several ([`split`]); an edit of a message that was sent in parts edits
+/// each part (sending the new text's extra parts as new messages, and deleting the parts it no
+/// longer needs, or blanking them where the channel cannot delete); a deletion deletes every
+/// part. Computed the same on every attempt, so `steps_done` says where to go on.
+async fn plan(
+    bridge: &Bridge,
+    caps: &Capabilities,
+    row: &OutboxRow,
+) -> Result<Vec<Step>, SendError> {
+    let o = &row.outbound;
+    let step = |i: usize, action: OutboundAction, map: Option<(String, i64)>| Step {
+        outbound: Outbound {
+            conversation: o.conversation.clone(),
+            idempotency_key: match i {
+                0 => o.idempotency_key.clone(),
+                i => format!("{}:part{i}", o.idempotency_key),
+            },
+            action,
+        },
+        map,
+    };
+    // The other parts of the message `remote_id` is the first of, and the event they map to.
+    let siblings = |remote_id: String| async move {
+        let event = bridge
+            .store
+            .events_for_remote(row.conversation_id, &remote_id)
+            .await
+            .map_err(store_failure)?
+            .into_iter()
+            .next();
+        let remotes = match &event {
+            Some(e) => bridge
+                .store
+                .remotes_for_event(row.conversation_id, e)
+                .await
+                .map_err(store_failure)?,
+            None => Vec::new(),
+        };
+        let remotes = if remotes.first() == Some(&remote_id) {
+            remotes
+        } else {
+            vec![remote_id]
+        };
+        Ok::<_, SendError>((event, remotes))
+    };
+    Ok(match &o.action {
+        OutboundAction::Message { content, reply_to } => split::split_content(content, caps)
+            .into_iter()
+            .enumerate()
+            .map(|(i, content)| {
+                let reply_to = if i == 0 { reply_to.clone() } else { None };
+                let map = Some((row.event_id.clone(), i as i64));
+                step(i, OutboundAction::Message { content, reply_to }, map)
+            })
+            .collect(),
+        OutboundAction::Edit { remote_id, content } => {
+            let (event, remotes) = siblings(remote_id.clone()).await?;
+            let parts = split::split_content(content, caps);
+            (0..parts.len().max(remotes.len()))
+                .map(|i| match (remotes.get(i), parts.get(i)) {
+                    (Some(remote_id), Some(content)) => {
+                        let action = OutboundAction::Edit {
+                            remote_id: remote_id.clone(),
+                            content: content.clone(),
+                        };
+                        step(i, action, None)
+                    }
+                    (None, Some(content)) => {
+                        let action = OutboundAction::Message {
+                            content: content.clone(),
+                            reply_to: None,
+                        };
+                        step(i, action, event.clone().map(|e| (e, i as i64)))
+                    }
+                    (Some(remote_id), None) if caps.deletes => {
+                        let action = OutboundAction::Delete {
+                            remote_id: remote_id.clone(),
+                        };
+                        step(i, action, None)
+                    }
+                    (Some(remote_id), None) => {
+                        let action = OutboundAction::Edit {
+                            remote_id: remote_id.clone(),
+                            content: switchboard_channel::Content {
+                                text: "…".into(),
+                                ..Default::default()
+                            },
+                        };
+                        step(i, action, None)
+                    }
+                    (None, None) => unreachable!("i is below one of the two lengths"),
+                })
+                .collect()
+        }
+        OutboundAction::Delete { remote_id } => {
+            let (_, remotes) = siblings(remote_id.clone()).await?;
+            remotes
+                .into_iter()
+                .enumerate()
+                .map(|(i, remote_id)| step(i, OutboundAction::Delete { remote_id }, None))
+                .collect()
+        }
+        _ => vec![step(0, o.action.clone(), None)],
+    })
+}
+
+/// Send what the entry needs, going on from the steps done on earlier attempts. The delivery
+/// names the first remote message.
+async fn send_steps(
+    bridge: &Bridge,
+    channel: &dyn Channel,
+    caps: &Capabilities,
+    row: &OutboxRow,
+) -> Result<Delivery, SendError> {
+    let steps = plan(bridge, caps, row).await?;
+    if steps.len() == 1 && row.steps_done == 0 {
+        return channel.send(&steps[0].outbound).await;
+    }
+    let mut first: Option<Delivery> = None;
+    for (i, step) in steps.iter().enumerate() {
+        if (i as i64) < row.steps_done {
+            continue;
+        }
+        let delivery = channel.send(&step.outbound).await?;
+        let map = step
+            .map
+            .as_ref()
+            .map(|(event, part)| (delivery.remote_id.as_str(), event.as_str(), *part));
+        bridge
+            .store
+            .outbox_step_done(row, i as i64 + 1, map)
+            .await
+            .map_err(store_failure)?;
+        tracing::debug!(
+            outbox = row.id,
+            step = i,
+            of = steps.len(),
+            remote_id = delivery.remote_id,
+            "part delivered"
+        );
+        first.get_or_insert(delivery);
+    }
+    // The first remote message: sent now, or on an earlier attempt.
+    let remote_id = match &row.outbound.action {
+        OutboundAction::Edit { remote_id, .. } | OutboundAction::Delete { remote_id } => {
+            remote_id.clone()
+        }
+        _ if row.steps_done == 0 => first
+            .as_ref()
+            .map(|d| d.remote_id.clone())
+            .unwrap_or_default(),
+        _ => bridge
+            .store
+            .remotes_for_event(row.conversation_id, &row.event_id)
+            .await
+            .map_err(store_failure)?
+            .into_iter()
+            .next()
+            .unwrap_or_default(),
+    };
+    Ok(Delivery {
+        remote_id,
+        delivered: first.is_none_or(|d| d.delivered),
+    })
 }
 
 fn human_size(bytes: u64) -> String {

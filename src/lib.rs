@@ -22,6 +22,7 @@ pub mod portal;
 pub mod queue;
 pub mod registration;
 pub mod routing;
+pub mod split;
 pub mod store;
 
 pub use switchboard_channel as channel;

@@ -820,3 +820,138 @@ async fn the_fake_speaks_the_bot_api() -> anyhow::Result<()> {
     ensure!(empty == json!({"ok": true, "result": []}), "{empty}");
     Ok(())
 }
+
+/// An answer longer than Telegram carries (4096 UTF-16 code units; the fake refuses more) is
+/// delivered as several messages in order, each with valid formatting; editing it edits the
+/// parts and deletes those the new text no longer needs; deleting it deletes every part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_answer_arrives_in_parts_and_edits_and_deletions_reach_every_part(
+) -> anyhow::Result<()> {
+    let fake = FakeTelegram::start().await?;
+    let env = TestEnv::start(options(Backend::Sqlite, &fake, json!({}))).await?;
+    let user = jane();
+    let chat = user.id;
+    fake.push_update(fake.message_update(&user, 1, json!({"text": "Tell me everything"})));
+    let room = env.alice.wait_for_invite("Jane Doe").await?;
+    env.alice.wait_for_text(&room, "Tell me everything").await?;
+
+    // 40 paragraphs of ~240 characters with emoji (two UTF-16 units each): ~9,900 units.
+    let paragraph = |i: usize| {
+        format!(
+            "Paragraph {i}: <b>bold words 😀 number {i}</b> and then some plain text that goes on \
+             for a while, with a sentence end. And another sentence 😀 that makes the paragraph \
+             long enough to matter; the end of paragraph {i}."
+        )
+    };
+    let html: String = (0..40)
+        .map(|i| format!("<p>{}</p>", paragraph(i)))
+        .collect();
+    let body: String = (0..40)
+        .map(|i| paragraph(i).replace("<b>", "**").replace("</b>", "**"))
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let answer = env.alice.send_html(&room, &body, &html).await?;
+    env.alice
+        .wait_for_event(&room, "a delivery status for the long answer", |e| {
+            e["type"] == "com.beeper.message_send_status"
+                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
+        })
+        .await?;
+    let parts = fake.bot_messages(chat);
+    ensure!(parts.len() >= 3, "{} parts: {parts:#?}", parts.len());
+    let texts: Vec<String> = parts
+        .iter()
+        .map(|(_, m)| m["text"].as_str().unwrap_or_default().to_string())
+        .collect();
+    for t in &texts {
+        ensure!(
+            t.encode_utf16().count() <= 4096,
+            "a part of {} units",
+            t.encode_utf16().count()
+        );
+    }
+    // In order, nothing lost, nothing doubled.
+    let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let expected = squash(
+        &(0..40)
+            .map(|i| paragraph(i).replace("<b>", "").replace("</b>", ""))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    ensure!(
+        squash(&texts.join(" ")) == expected,
+        "the parts say: {texts:#?}"
+    );
+    // Every part went out as Telegram HTML, bold kept.
+    let sends = fake.calls("sendMessage");
+    let long_sends: Vec<_> = sends
+        .iter()
+        .filter(|c| c.status == 200 && c.str("text").is_some_and(|t| t.contains("Paragraph")))
+        .collect();
+    ensure!(
+        long_sends.len() == parts.len(),
+        "{} sends for {} parts",
+        long_sends.len(),
+        parts.len()
+    );
+    for c in &long_sends {
+        ensure!(
+            c.str("parse_mode").as_deref() == Some("HTML"),
+            "{:?}",
+            c.params
+        );
+        ensure!(
+            c.str("text").is_some_and(|t| t.contains("<b>")),
+            "{:?}",
+            c.params
+        );
+    }
+    let failures = fake
+        .calls("sendMessage")
+        .iter()
+        .filter(|c| c.status != 200)
+        .count();
+    ensure!(failures == 0, "{failures} refused sends");
+
+    // Edited down to one short text: the first part says it, the others are gone.
+    env.alice
+        .edit(&room, &answer, "In short: it shipped.")
+        .await?;
+    let first_id = parts[0].0;
+    rig::poll_until(
+        "the edit to reach every part",
+        rig::DEFAULT_TIMEOUT,
+        || async {
+            let now = fake.bot_messages(chat);
+            Ok((now.len() == 1
+                && now[0].0 == first_id
+                && now[0].1["text"] == "In short: it shipped.")
+                .then_some(()))
+        },
+    )
+    .await
+    .with_context(|| format!("the chat now: {:#?}", fake.bot_messages(chat)))?;
+
+    // A second long answer, deleted by the operator: every part goes.
+    let again = env.alice.send_html(&room, &body, &html).await?;
+    env.alice
+        .wait_for_event(&room, "a delivery status for the second long answer", |e| {
+            e["type"] == "com.beeper.message_send_status"
+                && e["content"]["m.relates_to"]["event_id"] == again.as_str()
+        })
+        .await?;
+    ensure!(
+        fake.bot_messages(chat).len() > 3,
+        "{:#?}",
+        fake.bot_messages(chat)
+    );
+    env.alice.redact(&room, &again, None).await?;
+    rig::poll_until(
+        "the deletion to reach every part",
+        rig::DEFAULT_TIMEOUT,
+        || async { Ok((fake.bot_messages(chat).len() == 1).then_some(())) },
+    )
+    .await
+    .with_context(|| format!("the chat now: {:#?}", fake.bot_messages(chat)))?;
+    Ok(())
+}

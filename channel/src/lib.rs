@@ -227,6 +227,18 @@ pub enum Formatting {
     Html,
 }
 
+/// How a network counts the length of a text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextUnit {
+    /// Unicode characters (code points).
+    #[default]
+    Chars,
+    /// UTF-16 code units: a character outside the Basic Multilingual Plane (most emoji)
+    /// counts twice (Telegram).
+    Utf16,
+}
+
 /// What the remote network can carry. The core consults these before sending and tells the room
 /// when an operator asks for something the channel cannot do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,8 +246,14 @@ pub struct Capabilities {
     pub formatting: Formatting,
     /// Largest file the network accepts, in bytes.
     pub max_file_size: Option<u64>,
-    /// Longest text, in characters.
+    /// Longest text of one message, counted in [`Capabilities::text_unit`]. A longer answer is
+    /// sent as several messages, cut by the core.
     pub max_text_length: Option<usize>,
+    /// Longest caption a file can carry (`None`: as long as a text). A longer one is sent as a
+    /// message of its own before the files.
+    pub max_caption_length: Option<usize>,
+    /// How the network counts the length of a text.
+    pub text_unit: TextUnit,
     pub edits: bool,
     pub deletes: bool,
     pub replies: bool,

@@ -62,14 +62,34 @@ impl Store {
         rows.iter().map(|r| r.try_get("event_id")).collect()
     }
 
-    /// The remote message an event belongs to, within a conversation.
+    /// Every remote message an event became (an operator's long answer is sent as several),
+    /// in order.
+    pub async fn remotes_for_event(
+        &self,
+        conversation_id: i64,
+        event_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT remote_id FROM message_map WHERE conversation_id = $1 AND event_id = $2
+             ORDER BY part",
+        )
+        .bind(conversation_id)
+        .bind(event_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| r.try_get("remote_id")).collect()
+    }
+
+    /// The remote message an event belongs to, within a conversation (the first, when the
+    /// event became several).
     pub async fn remote_for_event(
         &self,
         conversation_id: i64,
         event_id: &str,
     ) -> Result<Option<String>, StoreError> {
         let row = sqlx::query(
-            "SELECT remote_id FROM message_map WHERE conversation_id = $1 AND event_id = $2",
+            "SELECT remote_id FROM message_map WHERE conversation_id = $1 AND event_id = $2
+             ORDER BY part LIMIT 1",
         )
         .bind(conversation_id)
         .bind(event_id)

@@ -15,6 +15,9 @@ pub struct OutboxRow {
     pub room_id: String,
     pub outbound: Outbound,
     pub attempts: i64,
+    /// Remote sends of this entry already made (a long message is several; see
+    /// [`crate::delivery`]).
+    pub steps_done: i64,
 }
 
 impl Store {
@@ -69,7 +72,7 @@ impl Store {
     /// The oldest pending item of a conversation, if it is due.
     pub async fn outbox_next(&self, conversation_id: i64) -> Result<Option<OutboxRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, conversation_id, event_id, room_id, payload, attempts, next_attempt_at FROM outbox
+            "SELECT id, conversation_id, event_id, room_id, payload, attempts, next_attempt_at, steps_done FROM outbox
              WHERE conversation_id = $1 AND state = 'pending' ORDER BY id LIMIT 1",
         )
         .bind(conversation_id)
@@ -88,6 +91,7 @@ impl Store {
             outbound: serde_json::from_str(&payload)
                 .map_err(|e| StoreError::Decode(Box::new(e)))?,
             attempts: row.try_get("attempts")?,
+            steps_done: row.try_get("steps_done")?,
         }))
     }
 
@@ -112,6 +116,36 @@ impl Store {
                 remote_id,
                 0,
                 &row.event_id,
+                message_map::Direction::Out,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One remote send of a several-part entry made: count it and, for a new message, map its
+    /// remote id to `event_id` as `part` of it, atomically.
+    pub async fn outbox_step_done(
+        &self,
+        row: &OutboxRow,
+        steps_done: i64,
+        map: Option<(&str, &str, i64)>, // (remote id, event id, part)
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("UPDATE outbox SET steps_done = $1, updated_at = $2 WHERE id = $3")
+            .bind(steps_done)
+            .bind(now_ms())
+            .bind(row.id)
+            .execute(&mut *tx)
+            .await?;
+        if let Some((remote_id, event_id, part)) = map {
+            message_map::insert(
+                &mut *tx,
+                row.conversation_id,
+                remote_id,
+                part,
+                event_id,
                 message_map::Direction::Out,
             )
             .await?;

@@ -53,6 +53,12 @@ pub const BOT_USERNAME: &str = "AcmeSupportBot";
 pub const MAX_DOWNLOAD: u64 = 20 * 1024 * 1024;
 /// Largest upload accepted, as on the public Bot API.
 pub const MAX_UPLOAD: usize = 50 * 1024 * 1024;
+/// `sendMessage` / `editMessageText`: "Text of the message to be sent, 1-4096 characters after
+/// entities parsing" (core.telegram.org/bots/api#sendmessage). Telegram counts in UTF-16 code
+/// units, as it does entity offsets: an emoji outside the BMP takes two.
+pub const MAX_TEXT_UTF16: usize = 4096;
+/// Captions: "0-1024 characters after entities parsing" (core.telegram.org/bots/api#sendphoto).
+pub const MAX_CAPTION_UTF16: usize = 1024;
 
 /// A Telegram user in tests.
 #[derive(Clone, Debug)]
@@ -518,6 +524,19 @@ impl FakeTelegram {
             .cloned()
     }
 
+    /// The bot's messages in `chat` that are not deleted, oldest first: (id, message).
+    pub fn bot_messages(&self, chat: i64) -> Vec<(i64, Value)> {
+        let s = self.shared.lock();
+        let mut all: Vec<(i64, Value)> = s
+            .messages
+            .iter()
+            .filter(|((c, _), _)| *c == chat)
+            .map(|((_, id), m)| (*id, m.clone()))
+            .collect();
+        all.sort_by_key(|(id, _)| *id);
+        all
+    }
+
     /// How many of the bot's messages in `chat` have `text` as text or caption.
     pub fn bot_messages_with_text(&self, chat: i64, text: &str) -> usize {
         let s = self.shared.lock();
@@ -964,7 +983,7 @@ async fn answer(
             if text.trim().is_empty() {
                 return error(400, "Bad Request: message text is empty");
             }
-            if text.chars().count() > 4096 {
+            if text.encode_utf16().count() > MAX_TEXT_UTF16 {
                 return error(400, "Bad Request: message is too long");
             }
             new_message(
@@ -1001,6 +1020,12 @@ async fn answer(
                 Ok(c) => c,
                 Err(r) => return r,
             };
+            if caption
+                .as_deref()
+                .is_some_and(|c| c.encode_utf16().count() > MAX_CAPTION_UTF16)
+            {
+                return error(400, "Bad Request: message caption is too long");
+            }
             let n = {
                 let mut s = shared.lock();
                 s.next_file += 1;
@@ -1038,6 +1063,14 @@ async fn answer(
                 Ok(t) => t.unwrap_or_default(),
                 Err(r) => return r,
             };
+            let max = if field == "text" {
+                MAX_TEXT_UTF16
+            } else {
+                MAX_CAPTION_UTF16
+            };
+            if new.encode_utf16().count() > max {
+                return error(400, "Bad Request: MESSAGE_TOO_LONG");
+            }
             let mut s = shared.lock();
             let Some(message) = s.messages.get_mut(&(chat, id)) else {
                 return error(400, "Bad Request: message to edit not found");

@@ -185,7 +185,10 @@ impl Channel for Discord {
         Capabilities {
             formatting: Formatting::Html,
             max_file_size: Some(self.config.max_file_size),
+            // A message's content (with or without files) is at most 2000 characters.
             max_text_length: Some(config::MAX_TEXT_CHARS),
+            max_caption_length: None,
+            text_unit: switchboard_channel::TextUnit::Chars,
             edits: true,
             deletes: true,
             replies: true,

@@ -77,7 +77,10 @@ impl Channel for Email {
         Capabilities {
             formatting: Formatting::Html,
             max_file_size: Some(self.config.max_file_size),
+            // Mail has no length limit.
             max_text_length: None,
+            max_caption_length: None,
+            text_unit: switchboard_channel::TextUnit::Chars,
             edits: false,
             deletes: false,
             replies: true,

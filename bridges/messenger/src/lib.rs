@@ -112,7 +112,10 @@ impl Channel for MetaChannel {
         Capabilities {
             formatting: Formatting::Plain,
             max_file_size: Some(self.config.max_file_size),
+            // Send API: files carry no text; the channel sends the text as a message of its own.
             max_text_length: Some(max_text_chars(self.platform)),
+            max_caption_length: None,
+            text_unit: switchboard_channel::TextUnit::Chars,
             edits: false,
             deletes: false,
             // The Send API has no documented way to quote the message answered.

@@ -323,7 +323,10 @@ impl Channel for Sms {
         Capabilities {
             formatting: Formatting::Plain,
             max_file_size: Some(self.config.max_file_size),
+            // Twilio: a Body of up to 1600 characters, with or without media.
             max_text_length: Some(config::MAX_TEXT_CHARS),
+            max_caption_length: None,
+            text_unit: switchboard_channel::TextUnit::Chars,
             edits: false,
             deletes: false,
             replies: false,

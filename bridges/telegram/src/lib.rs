@@ -105,7 +105,11 @@ impl Channel for Telegram {
         Capabilities {
             formatting: Formatting::Html,
             max_file_size: Some(self.config.max_file_size),
+            // Bot API: text "1-4096 characters after entities parsing", captions "0-1024"; Telegram counts
+            // in UTF-16 code units, as its entity offsets do.
             max_text_length: Some(config::MAX_TEXT_CHARS),
+            max_caption_length: Some(1024),
+            text_unit: switchboard_channel::TextUnit::Utf16,
             edits: true,
             deletes: true,
             replies: true,

@@ -136,7 +136,10 @@ impl Channel for Viber {
         Capabilities {
             formatting: Formatting::Plain,
             max_file_size: Some(self.config.max_file_size),
+            // REST bot API: text up to 7000 characters; a picture's description up to 120.
             max_text_length: Some(config::MAX_TEXT_CHARS),
+            max_caption_length: Some(120),
+            text_unit: switchboard_channel::TextUnit::Chars,
             edits: false,
             deletes: false,
             replies: false,

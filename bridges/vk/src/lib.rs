@@ -110,7 +110,10 @@ impl Channel for Vk {
         Capabilities {
             formatting: Formatting::Plain,
             max_file_size: Some(self.config.max_file_size),
+            // messages.send: the text goes beside attachments, under the same limit.
             max_text_length: Some(config::MAX_TEXT_CHARS),
+            max_caption_length: None,
+            text_unit: switchboard_channel::TextUnit::Chars,
             edits: true,
             deletes: true,
             replies: true,

@@ -85,7 +85,10 @@ impl Channel for WhatsApp {
             // The core's sanitised HTML, rewritten as WhatsApp markup (`format`).
             formatting: Formatting::Html,
             max_file_size: Some(self.config.max_file_size),
+            // Cloud API: text body up to 4096 characters, media captions up to 1024.
             max_text_length: Some(config::MAX_TEXT_CHARS),
+            max_caption_length: Some(1024),
+            text_unit: switchboard_channel::TextUnit::Chars,
             // The Cloud API has no way for a business to edit or delete a sent message.
             edits: false,
             deletes: false,
