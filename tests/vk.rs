@@ -672,3 +672,56 @@ async fn a_crash_before_the_answer_loses_nothing(backend: Backend) -> anyhow::Re
     );
     Ok(())
 }
+
+/// An answer longer than VK's 4096 characters (the fake answers error 914 past it) reaches the
+/// customer as several messages, in order, nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_answer_arrives_in_parts() -> anyhow::Result<()> {
+    let fake = FakeVk::start().await?;
+    let env = TestEnv::start(options(Backend::Sqlite, &fake)).await?;
+    let url = callback_url(&env);
+    fake.set_callback_url(&url);
+    let user = ivan();
+    fake.add_user(&user, None);
+    let (question, _) = fake.message_new(&user, json!({"text": "Расскажите всё"}));
+    deliver(&fake, &url, &question).await?;
+    let room = env.alice.wait_for_invite("Иван Петров").await?;
+    env.alice.wait_for_text(&room, "Расскажите").await?;
+
+    let text: String = (0..70)
+        .map(|i| {
+            format!(
+                "Абзац {i}: счёт оплачен, доставка идёт по плану. Второе предложение абзаца {i} \
+                 чуть длиннее первого, чтобы текст занял место; конец абзаца {i}."
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    ensure!(text.chars().count() > 2 * 4096, "{}", text.chars().count());
+    let answer = env.alice.send_text(&room, &text).await?;
+    env.alice
+        .wait_for_event(&room, "a delivery status for the long answer", |e| {
+            e["type"] == "com.beeper.message_send_status"
+                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
+        })
+        .await?;
+    let parts: Vec<String> = fake
+        .community_messages(user.id)
+        .into_iter()
+        .filter_map(|(_, m)| m["text"].as_str().map(str::to_string))
+        .filter(|t| t.contains("Абзац"))
+        .collect();
+    ensure!(parts.len() == 3, "{} parts", parts.len());
+    ensure!(parts.iter().all(|p| p.chars().count() <= 4096));
+    ensure!(
+        parts.join("\n\n") == text,
+        "the parts differ from the answer: {parts:#?}"
+    );
+    let refused = fake
+        .calls("messages.send")
+        .iter()
+        .filter(|c| !c.ok())
+        .count();
+    ensure!(refused == 0, "{refused} sends refused");
+    Ok(())
+}

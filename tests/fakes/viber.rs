@@ -448,12 +448,13 @@ async fn send_message(shared: &Arc<Shared>, token: Option<String>, mut body: Val
     let mut fetched = None;
     match kind.as_str() {
         "text" => {
-            if body
-                .get("text")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
+            let text = body.get("text").and_then(Value::as_str).unwrap_or_default();
+            if text.is_empty() {
                 return refuse(shared, token, body, 4, "missingData");
+            }
+            // REST bot API, send_message: "text … Max length 7,000 characters".
+            if text.chars().count() > 7000 {
+                return refuse(shared, token, body, 3, "badData");
             }
         }
         "picture" | "video" | "file" => {

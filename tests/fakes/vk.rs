@@ -591,6 +591,10 @@ async fn method(
     (StatusCode::OK, axum::Json(body)).into_response()
 }
 
+/// The longest `message` of `messages.send` / `messages.edit`: VK answers longer ones with
+/// error 914 "Message is too long" (dev.vk.com/ru/reference/errors; the limit is 4096 characters).
+pub const MAX_TEXT_CHARS: usize = 4096;
+
 fn err(code: i64, message: &str, method: &str) -> Value {
     json!({"error": {"error_code": code, "error_msg": message,
         "request_params": [{"key": "method", "value": method}, {"key": "oauth", "value": "1"}, {"key": "v", "value": "5.199"}]}})
@@ -636,6 +640,9 @@ fn answer(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>) -> Va
             ) else {
                 return missing("peer_id, conversation_message_id");
             };
+            if p_str(params, "message").is_some_and(|t| t.chars().count() > MAX_TEXT_CHARS) {
+                return err(914, "Message is too long", method);
+            }
             let mut s = shared.lock();
             match s.messages.get_mut(&(peer, cmid)) {
                 Some(m) => {
@@ -805,6 +812,9 @@ fn send(shared: &Arc<Shared>, params: &Map<String, Value>, method: &str) -> Valu
             "One of the parameters specified was missing or invalid: message is empty or invalid",
             method,
         );
+    }
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return err(914, "Message is too long", method);
     }
     let mut s = shared.lock();
     let answer = |s: &Inner, cmid: i64| {

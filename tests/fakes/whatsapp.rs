@@ -799,6 +799,15 @@ fn send_message(shared: &Arc<Shared>, body: &Value) -> Response {
                 Some(format!("Param {kind}['id'] is not a valid media id"))
             } else if kind == "audio" && m.get("caption").is_some() {
                 Some("Param audio['caption'] is not allowed".into())
+            } else if m
+                .get("caption")
+                .and_then(Value::as_str)
+                .is_some_and(|c| c.chars().count() > 1024)
+            {
+                // Cloud API media object: "caption … Maximum 1024 characters".
+                Some(format!(
+                    "Param {kind}['caption'] must be at most 1024 characters long."
+                ))
             } else {
                 None
             }
