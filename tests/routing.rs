@@ -101,12 +101,13 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
         .alice
         .wait_for_message(&lobby, |m| m.body.contains("⏰"))
         .await?;
-    // The lobby entry keeps its waiting time current by editing itself (wall-clock time since
-    // Friday 16:00).
+    // The lobby entry keeps its waiting time current by editing itself (in working time: 1 h
+    // 50 min since Friday 16:00, not the 2 days on the wall clock).
     let entry = env
         .alice
         .wait_for_message(&lobby, |m| {
-            m.body.contains("Wanda Weekend") && m.body.contains("waiting 2 days+")
+            m.body.contains("Wanda Weekend")
+                && m.body.contains("waiting 1 h+ of working time (since Fri 20 Nov 16:00 UTC)")
         })
         .await?;
     ensure!(
@@ -140,7 +141,9 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
     );
     env.alice
         .wait_for_message(&room, |m| {
-            m.is_notice() && m.body.contains("Escalated to support")
+            m.is_notice()
+                && m.body.contains("Escalated to support")
+                && m.body.contains("of working time (2d 18h since Fri 20 Nov 16:00 UTC)")
         })
         .await?;
     let back = env.bob.wait_for_invite("Wanda Weekend").await?;
