@@ -4,7 +4,7 @@
 //! out of the queue and put it back.
 //!
 //! Real Synapse, the real `switchboard` binary, operators as real Matrix clients, the web chat
-//! as the customer. The test moves the bridge's clock; the clock endpoint answers once the
+//! as the customer; on SQLite and on PostgreSQL. The test moves the bridge's clock; the clock endpoint answers once the
 //! timers due at the new time have fired, and every check for "nothing yet" ends with a bot
 //! command answered in the same room, so a notice that was sent before that answer would be
 //! seen. A mark is taken before each clock move, so a message from before the move is never
@@ -14,11 +14,18 @@
 //! are set at :30 seconds: the customer's message is stamped a few seconds after the clock was
 //! set, and the half minute keeps every "before" before and every "after" after the deadline.
 
+#[macro_use]
 mod rig;
 
 use anyhow::{ensure, Context};
-use rig::{Operator, RoomMessage, TestEnv};
+use rig::{Backend, Operator, RoomMessage, TestEnv};
 use serde_json::{json, Value};
+
+on_both_stores!(
+    friday_evening_message_is_reminded_and_escalated_at_the_working_minute_on_monday,
+    snooze_hides_until_it_ends_and_a_customer_message_ends_it_early,
+    done_resolve_and_reopen_take_a_conversation_out_of_the_queue_and_back,
+);
 
 /// Milliseconds of a CET wall-clock time in November 2026 (UTC+1).
 fn cet(day: u32, hour: u32, minute: u32, second: i64) -> i64 {
@@ -27,7 +34,7 @@ fn cet(day: u32, hour: u32, minute: u32, second: i64) -> i64 {
 
 /// Alice and Bob in `support`, Berlin office hours, escalation after 2 h, reminder 15 min
 /// before; the test controls the clock.
-fn office(members: &[&str]) -> rig::BridgeOptions {
+fn office(backend: Backend, members: &[&str]) -> rig::BridgeOptions {
     let teams = json!({
         "support": {
             "members": members,
@@ -38,13 +45,15 @@ fn office(members: &[&str]) -> rig::BridgeOptions {
             "rules": [{"channel": "webchat"}],
         }
     });
-    rig::BridgeOptions::default().edit_config(move |c| {
-        let yaml = |v: &Value| serde_yaml::to_value(v).unwrap_or(serde_yaml::Value::Null);
-        if let Some(map) = c.as_mapping_mut() {
-            map.insert("teams".into(), yaml(&teams));
-            map.insert("testing".into(), yaml(&json!({"clock_control": true})));
-        }
-    })
+    rig::BridgeOptions::default()
+        .backend(backend)
+        .edit_config(move |c| {
+            let yaml = |v: &Value| serde_yaml::to_value(v).unwrap_or(serde_yaml::Value::Null);
+            if let Some(map) = c.as_mapping_mut() {
+                map.insert("teams".into(), yaml(&teams));
+                map.insert("testing".into(), yaml(&json!({"clock_control": true})));
+            }
+        })
 }
 
 /// The operator joins the support lobby (the bot invites the team when it starts).
@@ -102,10 +111,10 @@ fn mentioned(m: &RoomMessage) -> Vec<Value> {
 /// hour before closing); the owner is reminded at 10:15 on Monday and the team sees it at 10:30,
 /// two working hours later — and the texts say 1 h 45 min and 2 h 1 min of working time, not the
 /// 2 d 17 h and 2 d 18 h on the wall clock.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn friday_evening_message_is_reminded_and_escalated_at_the_working_minute_on_monday(
+    backend: Backend,
 ) -> anyhow::Result<()> {
-    let env = TestEnv::start(office(&["@alice:localhost", "@bob:localhost"])).await?;
+    let env = TestEnv::start(office(backend, &["@alice:localhost", "@bob:localhost"])).await?;
     let lobby = join_lobby(&env.alice).await?;
     env.set_clock(cet(20, 16, 30, 0)).await?;
     let visitor = env.visitor("Fred Friday", "fred@example.com").await?;
@@ -169,9 +178,14 @@ async fn friday_evening_message_is_reminded_and_escalated_at_the_working_minute_
     // 10:29: not escalated yet; Bob (released by the claim) is still out.
     let mark = env.alice.mark();
     env.set_clock(cet(23, 10, 29, 30)).await?;
-    nothing_since(&env.alice, &lobby, mark, "!sb queue", "the escalation", |m| {
-        m.body.contains('🚨')
-    })
+    nothing_since(
+        &env.alice,
+        &lobby,
+        mark,
+        "!sb queue",
+        "the escalation",
+        |m| m.body.contains('🚨'),
+    )
     .await?;
     let whois = nothing_since(
         &env.alice,
@@ -209,7 +223,8 @@ async fn friday_evening_message_is_reminded_and_escalated_at_the_working_minute_
     );
     let everyone = mentioned(&escalation);
     ensure!(
-        everyone.contains(&json!("@alice:localhost")) && everyone.contains(&json!("@bob:localhost")),
+        everyone.contains(&json!("@alice:localhost"))
+            && everyone.contains(&json!("@bob:localhost")),
         "the whole team is mentioned: {everyone:?}"
     );
     let notice = env
@@ -246,18 +261,23 @@ async fn friday_evening_message_is_reminded_and_escalated_at_the_working_minute_
 /// `snooze` hides a conversation until the time it names (in the team's time zone): out of the
 /// queue, nothing fires, then at that minute it is open and waiting again; a customer message
 /// ends a snooze early, and then the snooze's end passes unnoticed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn snooze_hides_until_it_ends_and_a_customer_message_ends_it_early() -> anyhow::Result<()> {
-    let env = TestEnv::start(office(&["@alice:localhost"])).await?;
+async fn snooze_hides_until_it_ends_and_a_customer_message_ends_it_early(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let env = TestEnv::start(office(backend, &["@alice:localhost"])).await?;
     env.set_clock(cet(23, 10, 0, 0)).await?;
     let visitor = env.visitor("Sally Snooze", "sally@example.com").await?;
     visitor.send("Please call me back after lunch").await?;
     let room = env.alice.wait_for_invite("Sally Snooze").await?;
     env.alice.wait_for_text(&room, "after lunch").await?;
-    rig::poll_until("the conversation in the queue", rig::DEFAULT_TIMEOUT, || async {
-        let q = rig::command(&env.alice, &room, "!sb queue").await?;
-        Ok(q.contains("1 unanswered").then_some(()))
-    })
+    rig::poll_until(
+        "the conversation in the queue",
+        rig::DEFAULT_TIMEOUT,
+        || async {
+            let q = rig::command(&env.alice, &room, "!sb queue").await?;
+            Ok(q.contains("1 unanswered").then_some(()))
+        },
+    )
     .await?;
 
     // (The clock is set again: the snooze counts from the command, seconds after 10:00.)
@@ -275,14 +295,22 @@ async fn snooze_hides_until_it_ends_and_a_customer_message_ends_it_early() -> an
         "{whois}"
     );
     let queue = rig::command(&env.alice, &room, "!sb queue").await?;
-    ensure!(queue.contains("Queue empty"), "a snoozed conversation is queued: {queue}");
+    ensure!(
+        queue.contains("Queue empty"),
+        "a snoozed conversation is queued: {queue}"
+    );
 
     // 11:59: still snoozed.
     let mark = env.alice.mark();
     env.set_clock(cet(23, 11, 59, 0)).await?;
-    let whois = nothing_since(&env.alice, &room, mark, "!sb whois", "the snooze's end", |m| {
-        m.body.contains("Snooze over")
-    })
+    let whois = nothing_since(
+        &env.alice,
+        &room,
+        mark,
+        "!sb whois",
+        "the snooze's end",
+        |m| m.body.contains("Snooze over"),
+    )
     .await?;
     ensure!(whois.contains("state: snoozed"), "{whois}");
 
@@ -316,10 +344,14 @@ async fn snooze_hides_until_it_ends_and_a_customer_message_ends_it_early() -> an
     );
     visitor.send("Sorry, one more thing").await?;
     env.alice.wait_for_text(&room, "one more thing").await?;
-    let whois = rig::poll_until("the customer's message to reopen it", rig::DEFAULT_TIMEOUT, || async {
-        let w = rig::command(&env.alice, &room, "!sb whois").await?;
-        Ok(w.contains("state: open").then_some(w))
-    })
+    let whois = rig::poll_until(
+        "the customer's message to reopen it",
+        rig::DEFAULT_TIMEOUT,
+        || async {
+            let w = rig::command(&env.alice, &room, "!sb whois").await?;
+            Ok(w.contains("state: open").then_some(w))
+        },
+    )
     .await?;
     ensure!(
         whois.contains("unanswered for") && !whois.contains("snoozed until"),
@@ -328,9 +360,14 @@ async fn snooze_hides_until_it_ends_and_a_customer_message_ends_it_early() -> an
     // Its old snooze end passes without a word.
     let mark = env.alice.mark();
     env.set_clock(cet(24, 9, 31, 0)).await?;
-    nothing_since(&env.alice, &room, mark, "!sb whois", "a stale snooze's end", |m| {
-        m.body.contains("Snooze over")
-    })
+    nothing_since(
+        &env.alice,
+        &room,
+        mark,
+        "!sb whois",
+        "a stale snooze's end",
+        |m| m.body.contains("Snooze over"),
+    )
     .await?;
     Ok(())
 }
@@ -338,10 +375,10 @@ async fn snooze_hides_until_it_ends_and_a_customer_message_ends_it_early() -> an
 /// `done` takes the customer's messages off the queue and stops the timers; a new message puts
 /// it back. `resolve` closes it; `reopen` opens it again, waiting for an answer with its timers
 /// running from the reopening; a customer message reopens a resolved conversation too.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn done_resolve_and_reopen_take_a_conversation_out_of_the_queue_and_back(
+    backend: Backend,
 ) -> anyhow::Result<()> {
-    let env = TestEnv::start(office(&["@alice:localhost"])).await?;
+    let env = TestEnv::start(office(backend, &["@alice:localhost"])).await?;
     env.set_clock(cet(23, 10, 0, 0)).await?;
     let visitor = env.visitor("Dora Done", "dora@example.com").await?;
     visitor.send("Thanks, that was all!").await?;
@@ -352,7 +389,10 @@ async fn done_resolve_and_reopen_take_a_conversation_out_of_the_queue_and_back(
         async move {
             let queue = rig::command(alice, &room, "!sb queue").await?;
             let listed = queue.contains("Dora Done");
-            ensure!(listed == expect, "listed: {listed}, expected {expect}: {queue}");
+            ensure!(
+                listed == expect,
+                "listed: {listed}, expected {expect}: {queue}"
+            );
             Ok::<_, anyhow::Error>(queue)
         }
     };
@@ -363,11 +403,16 @@ async fn done_resolve_and_reopen_take_a_conversation_out_of_the_queue_and_back(
 
     // `done`: nothing waits; the escalation that was due at 12:00 never comes.
     let done = rig::command(&env.alice, &room, "!sb done").await?;
-    ensure!(done.contains("Marked as worked by @alice:localhost"), "{done}");
+    ensure!(
+        done.contains("Marked as worked by @alice:localhost"),
+        "{done}"
+    );
     queued(false).await?;
     let whois = rig::command(&env.alice, &room, "!sb whois").await?;
     ensure!(
-        whois.contains("state: pending") && !whois.contains("unanswered") && !whois.contains("escalates"),
+        whois.contains("state: pending")
+            && !whois.contains("unanswered")
+            && !whois.contains("escalates"),
         "{whois}"
     );
     let again = rig::command(&env.alice, &room, "!sb done").await?;
@@ -382,14 +427,19 @@ async fn done_resolve_and_reopen_take_a_conversation_out_of_the_queue_and_back(
     // A new message waits again.
     visitor.send("Oh, and the invoice?").await?;
     env.alice.wait_for_text(&room, "the invoice?").await?;
-    rig::poll_until("the new message in the queue", rig::DEFAULT_TIMEOUT, || async {
-        Ok(queued(true).await.ok())
-    })
+    rig::poll_until(
+        "the new message in the queue",
+        rig::DEFAULT_TIMEOUT,
+        || async { Ok(queued(true).await.ok()) },
+    )
     .await?;
 
     // `resolve`: closed, off the queue, no timers.
     let resolved = rig::command(&env.alice, &room, "!sb resolve").await?;
-    ensure!(resolved.contains("Resolved by @alice:localhost"), "{resolved}");
+    ensure!(
+        resolved.contains("Resolved by @alice:localhost"),
+        "{resolved}"
+    );
     queued(false).await?;
     let whois = rig::command(&env.alice, &room, "!sb whois").await?;
     ensure!(
@@ -405,7 +455,10 @@ async fn done_resolve_and_reopen_take_a_conversation_out_of_the_queue_and_back(
     })
     .await?;
     let reopened = rig::command(&env.alice, &room, "!sb reopen").await?;
-    ensure!(reopened.contains("Reopened by @alice:localhost"), "{reopened}");
+    ensure!(
+        reopened.contains("Reopened by @alice:localhost"),
+        "{reopened}"
+    );
     let whois = rig::command(&env.alice, &room, "!sb whois").await?;
     ensure!(
         whois.contains("state: open")
@@ -418,9 +471,14 @@ async fn done_resolve_and_reopen_take_a_conversation_out_of_the_queue_and_back(
     ensure!(already.contains("already open"), "{already}");
     let mark = env.alice.mark();
     env.set_clock(cet(23, 15, 59, 0)).await?;
-    nothing_since(&env.alice, &room, mark, "!sb whois", "the escalation", |m| {
-        m.body.contains("Escalated")
-    })
+    nothing_since(
+        &env.alice,
+        &room,
+        mark,
+        "!sb whois",
+        "the escalation",
+        |m| m.body.contains("Escalated"),
+    )
     .await?;
     let mark = env.alice.mark();
     env.set_clock(cet(23, 16, 0, 30)).await?;
@@ -431,7 +489,9 @@ async fn done_resolve_and_reopen_take_a_conversation_out_of_the_queue_and_back(
         })
         .await?;
     ensure!(
-        notice.body.contains("has waited 2h of working time (since Mon 23 Nov 14:00 CET)"),
+        notice
+            .body
+            .contains("has waited 2h of working time (since Mon 23 Nov 14:00 CET)"),
         "{}",
         notice.body
     );
@@ -442,10 +502,14 @@ async fn done_resolve_and_reopen_take_a_conversation_out_of_the_queue_and_back(
     queued(false).await?;
     visitor.send("It happened again").await?;
     env.alice.wait_for_text(&room, "happened again").await?;
-    let whois = rig::poll_until("the customer's message to reopen it", rig::DEFAULT_TIMEOUT, || async {
-        let w = rig::command(&env.alice, &room, "!sb whois").await?;
-        Ok(w.contains("state: open").then_some(w))
-    })
+    let whois = rig::poll_until(
+        "the customer's message to reopen it",
+        rig::DEFAULT_TIMEOUT,
+        || async {
+            let w = rig::command(&env.alice, &room, "!sb whois").await?;
+            Ok(w.contains("state: open").then_some(w))
+        },
+    )
     .await?;
     ensure!(whois.contains("unanswered for"), "{whois}");
     queued(true).await?;

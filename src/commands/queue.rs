@@ -2,8 +2,8 @@
 //! its team's working time (and on the wall clock) — nothing unworked ever drops off this list.
 
 use super::Context;
-use crate::routing::waiting;
 use crate::matrix::MatrixError;
+use crate::routing::waiting;
 
 pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
     let rows = match ctx.bridge.store.routing_unworked().await {

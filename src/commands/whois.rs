@@ -2,8 +2,8 @@
 //! when they fall), the customer's tags and the other channels they write on.
 
 use super::Context;
-use crate::routing::waiting;
 use crate::matrix::MatrixError;
+use crate::routing::waiting;
 
 pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
     let Some((conversation, row)) = ctx.portal().await? else {
@@ -32,14 +32,20 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
         ));
     }
     if let (Some(at), false) = (row.escalate_at, row.escalated) {
-        parts.push(format!("escalates in {}", waiting::until(&calendar, now, at)));
+        parts.push(format!(
+            "escalates in {}",
+            waiting::until(&calendar, now, at)
+        ));
     }
     if row.escalated {
         parts.push("escalated".into());
     }
     if let Some(until) = row.snooze_until {
         let until = crate::clock::to_datetime(until);
-        parts.push(format!("snoozed until {}", waiting::local(&calendar, until)));
+        parts.push(format!(
+            "snoozed until {}",
+            waiting::local(&calendar, until)
+        ));
     }
     // The same person on other channels (linked by phone, email or an operator).
     if let Ok(customer) = ctx

@@ -153,7 +153,9 @@ async fn fire(bridge: &Bridge, mut row: RoutingRow, now: i64) {
                 .map(|e| super::waiting::until(&calendar, now, e))
                 .unwrap_or_default();
             let line = super::lobby::line(bridge, &conversation, &row).await;
-            let text = format!("⏰ waiting for your answer for {waited}; the team sees it in {left}: {line}");
+            let text = format!(
+                "⏰ waiting for your answer for {waited}; the team sees it in {left}: {line}"
+            );
             if let Err(e) = super::lobby::mention(
                 bridge,
                 row.team.as_deref(),

@@ -111,7 +111,10 @@ mod tests {
     #[test]
     fn within_hours_working_and_wall_time_read_the_same() {
         let w = waited(&berlin_office(), berlin(23, 9, 0), berlin(23, 9, 45));
-        assert_eq!(w.describe(), "45m of working time (since Mon 23 Nov 09:00 CET)");
+        assert_eq!(
+            w.describe(),
+            "45m of working time (since Mon 23 Nov 09:00 CET)"
+        );
     }
 
     #[test]
@@ -131,6 +134,9 @@ mod tests {
             .timestamp_millis();
         let w = waited(&c, start, start + 2 * 86_400_000);
         assert_eq!(w.working, Duration::days(2));
-        assert_eq!(w.describe(), "2d of working time (since Fri 20 Nov 16:00 UTC)");
+        assert_eq!(
+            w.describe(),
+            "2d of working time (since Fri 20 Nov 16:00 UTC)"
+        );
     }
 }
