@@ -225,7 +225,10 @@ async fn untagging_and_permissions() -> anyhow::Result<()> {
     // (replies go out in order: a relayed command would have been sent before it).
     env.alice.send_text(&room, "Danke, bis bald").await?;
     twilio
-        .wait_for_create(|c| c.param("Body").is_some_and(|b| b.contains("Danke, bis bald")))
+        .wait_for_create(|c| {
+            c.param("Body")
+                .is_some_and(|b| b.contains("Danke, bis bald"))
+        })
         .await?;
     let bodies: Vec<String> = twilio
         .creates()

@@ -312,6 +312,21 @@ async fn out_of_hours_the_customer_gets_one_auto_reply_a_day() -> anyhow::Result
     env.alice.wait_for_text(&room, "Good morning").await?;
     env.alice.send_text(&room, "Good morning, Otto!").await?;
     visitor.wait_for_agent_text("Good morning, Otto!").await?;
+    // The customer's next message reaches the room only after the previous one was routed, and
+    // an auto-reply's notice is posted while routing: once "Thanks" is in the room, every
+    // auto-reply notice up to Monday's "Good morning" is there too.
+    visitor.send("Thanks, bye").await?;
+    env.alice.wait_for_text(&room, "Thanks, bye").await?;
+    let notices = env
+        .alice
+        .messages(&room)
+        .iter()
+        .filter(|m| m.is_notice() && m.body.contains("Auto-reply sent"))
+        .count();
+    ensure!(
+        notices == 2,
+        "auto-replies on Saturday and Sunday only, got {notices} notices"
+    );
     let replies = visitor
         .refresh()
         .await?
