@@ -374,7 +374,8 @@ async fn snooze_hides_until_it_ends_and_a_customer_message_ends_it_early(
 
 /// `done` takes the customer's messages off the queue and stops the timers; a new message puts
 /// it back. `resolve` closes it; `reopen` opens it again, waiting for an answer with its timers
-/// running from the reopening; a customer message reopens a resolved conversation too.
+/// running from the reopening; a customer message reopens a resolved conversation too (and its
+/// timers skip a holiday an admin added).
 async fn done_resolve_and_reopen_take_a_conversation_out_of_the_queue_and_back(
     backend: Backend,
 ) -> anyhow::Result<()> {
@@ -496,7 +497,11 @@ async fn done_resolve_and_reopen_take_a_conversation_out_of_the_queue_and_back(
         notice.body
     );
 
-    // Resolved again; the customer writes: open and waiting once more.
+    // Tuesday becomes a holiday. Resolved again; the customer writes at 16:00: open and waiting
+    // once more, with the hour left on Monday and the next working hour on Wednesday.
+    let holiday =
+        rig::command(&env.alice, &room, "!sb team support holiday add 2026-11-24").await?;
+    ensure!(holiday.contains("holidays: 2026-11-24"), "{holiday}");
     let resolved = rig::command(&env.alice, &room, "!sb resolve").await?;
     ensure!(resolved.contains("Resolved"), "{resolved}");
     queued(false).await?;
@@ -511,7 +516,10 @@ async fn done_resolve_and_reopen_take_a_conversation_out_of_the_queue_and_back(
         },
     )
     .await?;
-    ensure!(whois.contains("unanswered for"), "{whois}");
+    ensure!(
+        whois.contains("unanswered for") && whois.contains("(at Wed 25 Nov 10:00 CET)"),
+        "the holiday does not count: {whois}"
+    );
     queued(true).await?;
     Ok(())
 }
