@@ -272,7 +272,14 @@ async fn set_clock(
             Json(json!({"error": e.to_string()})),
         );
     }
-    bridge.wake_timers.notify_one();
+    // Answer once the timers due at the new time have fired: a test then knows that whatever
+    // it sees from here on happened after the move, and that nothing due is still to come.
+    if !crate::routing::timers::settle(&bridge, Duration::from_secs(20)).await {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "clock set, but the timers did not finish a pass within 20 s"})),
+        );
+    }
     (
         StatusCode::OK,
         Json(json!({"now_ms": bridge.clock.now_ms()})),

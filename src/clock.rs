@@ -1,7 +1,8 @@
 //! The bridge's clock. Routing timers (escalation, reminders, snoozes, business hours) read time
 //! from here, so tests can move it: with `testing.clock_control: true` the endpoint
-//! `POST /_switchboard/testing/clock` (authenticated with the hs_token) sets "now". Off by default;
-//! production always runs on the system clock.
+//! `POST /_switchboard/testing/clock` (authenticated with the hs_token) sets "now" and answers
+//! once the timers due at the new time have fired. Off by default; production always runs on the
+//! system clock.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 

@@ -6,7 +6,7 @@ mod rig;
 
 use std::time::Duration;
 
-use anyhow::{ensure, Context};
+use anyhow::ensure;
 use rig::{BridgeOptions, TestEnv};
 use serde_json::{json, Value};
 
@@ -65,18 +65,7 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
     );
     ensure!(whois.contains("escalates in"), "{whois}");
 
-    // Saturday noon: 20 hours later, but only one working hour has passed.
-    env.set_clock(utc(2026, 11, 21, 12, 0)).await?;
-    let whois = command(&env.alice, &room, "!sb whois").await?;
-    ensure!(
-        !whois.contains("escalated"),
-        "escalated on a Saturday: {whois}"
-    );
-
-    // Timers are stored: a restart changes nothing.
-    env.bridge.restart().await?;
-    // Monday 09:50: 1 h 50 min of working time — the owner is reminded, only the owner.
-    env.set_clock(utc(2026, 11, 23, 9, 50)).await?;
+    // The support lobby exists from the start; Alice joins it to see reminders and escalations.
     let lobby = env
         .alice
         .wait_for_invite_where("the support lobby", |i| {
@@ -84,29 +73,63 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
                 .as_deref()
                 .is_some_and(|n| n.contains("support lobby"))
         })
-        .await;
-    let lobby = match lobby {
-        Ok(i) => {
-            env.alice.join(&i.room_id).await?;
-            i.room_id
-        }
-        Err(_) => env
-            .alice
-            .joined_rooms()
-            .into_iter()
-            .find(|r| *r != room)
-            .context("alice is in the support lobby")?,
-    };
+        .await?
+        .room_id;
+    env.alice.join(&lobby).await?;
+
+    // Saturday noon: 20 hours later, but only one working hour has passed. The clock endpoint
+    // answers once due timers have fired, so nothing in the lobby before the answer to a
+    // command sent now means nothing fired.
+    let mark = env.alice.mark();
+    env.set_clock(utc(2026, 11, 21, 12, 0)).await?;
+    let whois = command(&env.alice, &room, "!sb whois").await?;
+    ensure!(
+        !whois.contains("escalated"),
+        "escalated on a Saturday: {whois}"
+    );
+    let answer = env.alice.send_text(&lobby, "!sb queue").await?;
+    let answer = env
+        .alice
+        .wait_for_message_after(&lobby, mark, "the queue", |m| {
+            m.in_reply_to() == Some(answer.as_str())
+        })
+        .await?;
+    let early: Vec<String> = env
+        .alice
+        .messages(&lobby)
+        .into_iter()
+        .filter(|m| {
+            m.seq > mark && m.seq < answer.seq && (m.body.contains('⏰') || m.body.contains('🚨'))
+        })
+        .map(|m| m.body)
+        .collect();
+    ensure!(early.is_empty(), "a timer fired on Saturday: {early:?}");
+
+    // Timers are stored: a restart changes nothing.
+    env.bridge.restart().await?;
+    // Monday 09:50: 1 h 50 min of working time — the owner is reminded, only the owner.
+    let mark = env.alice.mark();
+    env.set_clock(utc(2026, 11, 23, 9, 50)).await?;
     let reminder = env
         .alice
-        .wait_for_message(&lobby, |m| m.body.contains("⏰"))
+        .wait_for_message_after(&lobby, mark, "the reminder", |m| m.body.contains("⏰"))
         .await?;
-    // The lobby entry keeps its waiting time current by editing itself (wall-clock time since
-    // Friday 16:00).
+    ensure!(
+        reminder.body.contains("waiting for your answer for 1h 4")
+            && reminder
+                .body
+                .contains("of working time (2d 17h since Fri 20 Nov 16:00 UTC)"),
+        "the reminder counts working time: {}",
+        reminder.body
+    );
+    // The lobby entry keeps its waiting time current by editing itself (in working time: 1 h
+    // 50 min since Friday 16:00, not the 2 days on the wall clock).
     let entry = env
         .alice
         .wait_for_message(&lobby, |m| {
-            m.body.contains("Wanda Weekend") && m.body.contains("waiting 2 days+")
+            m.body.contains("Wanda Weekend")
+                && m.body
+                    .contains("waiting 1 h+ of working time (since Fri 20 Nov 16:00 UTC)")
         })
         .await?;
     ensure!(
@@ -124,10 +147,11 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
     );
 
     // Monday 10:01: two working hours — the whole team sees it and is told.
+    let mark = env.alice.mark();
     env.set_clock(utc(2026, 11, 23, 10, 1)).await?;
     let escalation = env
         .alice
-        .wait_for_message(&lobby, |m| m.body.contains("🚨"))
+        .wait_for_message_after(&lobby, mark, "the escalation", |m| m.body.contains("🚨"))
         .await?;
     let mentions = escalation.content["m.mentions"]["user_ids"]
         .as_array()
@@ -139,8 +163,11 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
         "{mentions:?}"
     );
     env.alice
-        .wait_for_message(&room, |m| {
-            m.is_notice() && m.body.contains("Escalated to support")
+        .wait_for_message_after(&room, mark, "the escalation notice", |m| {
+            m.is_notice()
+                && m.body.contains("Escalated to support")
+                && m.body
+                    .contains("of working time (2d 18h since Fri 20 Nov 16:00 UTC)")
         })
         .await?;
     let back = env.bob.wait_for_invite("Wanda Weekend").await?;
@@ -285,6 +312,21 @@ async fn out_of_hours_the_customer_gets_one_auto_reply_a_day() -> anyhow::Result
     env.alice.wait_for_text(&room, "Good morning").await?;
     env.alice.send_text(&room, "Good morning, Otto!").await?;
     visitor.wait_for_agent_text("Good morning, Otto!").await?;
+    // The customer's next message reaches the room only after the previous one was routed, and
+    // an auto-reply's notice is posted while routing: once "Thanks" is in the room, every
+    // auto-reply notice up to Monday's "Good morning" is there too.
+    visitor.send("Thanks, bye").await?;
+    env.alice.wait_for_text(&room, "Thanks, bye").await?;
+    let notices = env
+        .alice
+        .messages(&room)
+        .iter()
+        .filter(|m| m.is_notice() && m.body.contains("Auto-reply sent"))
+        .count();
+    ensure!(
+        notices == 2,
+        "auto-replies on Saturday and Sunday only, got {notices} notices"
+    );
     let replies = visitor
         .refresh()
         .await?

@@ -64,7 +64,7 @@ async fn find(ctx: &Context<'_>, target: &str) -> Result<Vec<i64>, String> {
     let target = target
         .strip_prefix("https://matrix.to/#/")
         .map(|t| t.split('?').next().unwrap_or(t))
-        .map(|t| percent_decode(t))
+        .map(percent_decode)
         .unwrap_or_else(|| target.to_string());
     let room = if target.starts_with('!') {
         Some(target.clone())

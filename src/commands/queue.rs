@@ -1,9 +1,9 @@
-//! `queue`: every conversation waiting for an answer, oldest first, with its waiting time —
-//! nothing unworked ever drops off this list.
+//! `queue`: every conversation waiting for an answer, oldest first, with its waiting time in
+//! its team's working time (and on the wall clock) — nothing unworked ever drops off this list.
 
 use super::Context;
-use crate::clock::human;
 use crate::matrix::MatrixError;
+use crate::routing::waiting;
 
 pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
     let rows = match ctx.bridge.store.routing_unworked().await {
@@ -23,7 +23,8 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
             continue;
         };
         let line = crate::routing::lobby::line(ctx.bridge, &conversation, row).await;
-        let age = human(now - row.unworked_since.unwrap_or(now));
+        let calendar = waiting::calendar_of(ctx.bridge, row.team.as_deref()).await;
+        let age = waiting::waited(&calendar, row.unworked_since.unwrap_or(now), now).describe();
         lines.push(format!("{age} — {line}"));
     }
     ctx.reply(&format!(

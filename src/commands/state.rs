@@ -1,4 +1,5 @@
-//! `resolve` and `reopen`.
+//! `resolve` and `reopen`: close a conversation (nothing waits in it any more) and open it again
+//! (it waits for an answer again, with its timers running from the reopening).
 
 use super::Context;
 use crate::matrix::MatrixError;
@@ -29,8 +30,18 @@ pub async fn reopen(ctx: &Context<'_>) -> Result<(), MatrixError> {
     }
     row.state = "open".into();
     row.snooze_until = None;
+    // Open means waiting for us: it is in the queue again and its timers run from now.
+    if row.unworked_since.is_none() {
+        row.unworked_since = Some(ctx.bridge.clock.now_ms());
+        crate::routing::arm_timers(ctx.bridge, &mut row).await;
+    }
     if !ctx.save(conversation, &row).await? {
         return Ok(());
     }
-    ctx.reply(&format!("Reopened by {}.", ctx.sender)).await
+    ctx.bridge.wake_timers.notify_one();
+    ctx.reply(&format!(
+        "Reopened by {}; it waits for an answer (or `!sb done`) again.",
+        ctx.sender
+    ))
+    .await
 }

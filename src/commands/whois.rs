@@ -1,9 +1,9 @@
-//! `whois`: owner, team, state and timers of this conversation, the customer's tags and the
-//! other channels they write on.
+//! `whois`: owner, team, state and timers of this conversation (in its team's working time, and
+//! when they fall), the customer's tags and the other channels they write on.
 
 use super::Context;
-use crate::clock::human;
 use crate::matrix::MatrixError;
+use crate::routing::waiting;
 
 pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
     let Some((conversation, row)) = ctx.portal().await? else {
@@ -20,17 +20,32 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
         format!("team: {team}"),
         format!("state: {}", row.state),
     ];
+    let calendar = waiting::calendar_of(ctx.bridge, row.team.as_deref()).await;
     if let Some(since) = row.unworked_since {
-        parts.push(format!("unanswered for {}", human(now - since)));
+        let waited = waiting::waited(&calendar, since, now);
+        parts.push(format!("unanswered for {}", waited.describe()));
+    }
+    if let (Some(at), false) = (row.remind_at, row.reminded) {
+        parts.push(format!(
+            "reminds the owner in {}",
+            waiting::until(&calendar, now, at)
+        ));
     }
     if let (Some(at), false) = (row.escalate_at, row.escalated) {
-        parts.push(format!("escalates in {}", human(at - now)));
+        parts.push(format!(
+            "escalates in {}",
+            waiting::until(&calendar, now, at)
+        ));
     }
     if row.escalated {
         parts.push("escalated".into());
     }
     if let Some(until) = row.snooze_until {
-        parts.push(format!("snoozed for {}", human(until - now)));
+        let until = crate::clock::to_datetime(until);
+        parts.push(format!(
+            "snoozed until {}",
+            waiting::local(&calendar, until)
+        ));
     }
     // The same person on other channels (linked by phone, email or an operator).
     if let Ok(customer) = ctx

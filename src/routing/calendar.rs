@@ -6,6 +6,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
 
+/// How "24:00" is kept (a [`NaiveTime`] has no 24:00): read as the end of the day.
+const END_OF_DAY: NaiveTime = match NaiveTime::from_hms_opt(23, 59, 59) {
+    Some(t) => t,
+    None => NaiveTime::MIN,
+};
+
 /// When a team works.
 #[derive(Clone, Debug)]
 pub struct Calendar {
@@ -138,10 +144,18 @@ impl Calendar {
             .tz
             .from_local_datetime(&date.and_time(open))
             .earliest()?;
-        let end = self
-            .tz
-            .from_local_datetime(&date.and_time(close))
-            .latest()?;
+        // "24:00" (and "always open") is stored as 23:59:59: it means the day's end, the next
+        // day's midnight, or every open day would lose a second of working time.
+        let end = match date.succ_opt().zip(NaiveTime::from_hms_opt(0, 0, 0)) {
+            Some((next, midnight)) if close == END_OF_DAY => self
+                .tz
+                .from_local_datetime(&next.and_time(midnight))
+                .earliest()?,
+            _ => self
+                .tz
+                .from_local_datetime(&date.and_time(close))
+                .latest()?,
+        };
         Some((start.with_timezone(&Utc), end.with_timezone(&Utc)))
     }
 
@@ -256,6 +270,20 @@ mod tests {
         let due = c.add_working(berlin(2026, 12, 24, 16, 0), Duration::hours(2));
         assert_eq!(due, berlin(2026, 12, 28, 10, 0));
         assert!(!c.is_open(berlin(2026, 12, 25, 12, 0)));
+    }
+
+    #[test]
+    fn always_open_counts_whole_days() {
+        let c = Calendar::always(chrono_tz::UTC);
+        let start = berlin(2026, 11, 20, 16, 0);
+        assert_eq!(
+            c.working_between(start, start + Duration::days(2)),
+            Duration::days(2)
+        );
+        assert_eq!(
+            c.add_working(start, Duration::days(2)),
+            start + Duration::days(2)
+        );
     }
 
     #[test]

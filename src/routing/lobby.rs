@@ -1,11 +1,12 @@
 //! Lobby rooms: one per team (and one for conversations with no team), where the bot keeps one
 //! message per conversation — customer, channel, owner, state, waiting time — edited in place as
 //! things change, and where it mentions exactly the people a reminder or escalation concerns.
+//! Waiting times are shown in working time, and say so.
 
 use serde_json::{json, Value};
 
 use crate::bridge::Bridge;
-use crate::clock::human;
+use crate::clock::to_datetime;
 use crate::portal::customer_name;
 use crate::store::conversations::Conversation;
 use crate::store::routing::RoutingRow;
@@ -78,17 +79,20 @@ pub async fn line(bridge: &Bridge, conversation: &Conversation, row: &RoutingRow
         _ => conversation.contact_id.clone(),
     };
     let owner = row.owner.clone().unwrap_or_else(|| "nobody".into());
+    let calendar = super::waiting::calendar_of(bridge, row.team.as_deref()).await;
+    let now = bridge.clock.now_ms();
     let state = match (&row.state[..], row.unworked_since) {
         ("open", Some(since)) => {
-            let since_utc = crate::clock::to_datetime(since).format("%d %b %H:%M UTC");
+            let waited = super::waiting::waited(&calendar, since, now);
             format!(
-                "waiting {} (since {since_utc})",
-                WAIT_BUCKETS[wait_bucket(bridge.clock.now_ms() - since)].1
+                "waiting {} of working time (since {})",
+                WAIT_BUCKETS[wait_bucket(waited.working.num_milliseconds())].1,
+                waited.since
             )
         }
         ("snoozed", _) => format!(
-            "snoozed for {}",
-            human(row.snooze_until.unwrap_or(0) - bridge.clock.now_ms())
+            "snoozed until {}",
+            super::waiting::local(&calendar, to_datetime(row.snooze_until.unwrap_or(0)))
         ),
         (s, _) => s.to_string(),
     };
@@ -99,8 +103,9 @@ pub async fn line(bridge: &Bridge, conversation: &Conversation, row: &RoutingRow
     )
 }
 
-/// Waiting-time steps the lobby shows (from, label): an entry is edited when its conversation
-/// crosses into the next step, so the lobby stays current without an edit a minute.
+/// Waiting-time steps the lobby shows (from, label), in working time (the time escalation
+/// counts): an entry is edited when its conversation crosses into the next step, so the lobby
+/// stays current without an edit a minute (and without any while the team is closed).
 pub const WAIT_BUCKETS: [(i64, &str); 10] = [
     (0, "under 5 min"),
     (5 * MINUTE, "5 min+"),
@@ -131,16 +136,22 @@ fn shown_buckets() -> &'static std::sync::Mutex<std::collections::HashMap<i64, u
     SHOWN.get_or_init(Default::default)
 }
 
-fn remember_bucket(bridge: &Bridge, row: &RoutingRow) {
+/// The step an entry shows now: `None` when it shows no waiting time.
+async fn current_bucket(bridge: &Bridge, row: &RoutingRow) -> Option<usize> {
+    let since = row.unworked_since.filter(|_| row.state == "open")?;
+    let calendar = super::waiting::calendar_of(bridge, row.team.as_deref()).await;
+    let waited = super::waiting::waited(&calendar, since, bridge.clock.now_ms());
+    Some(wait_bucket(waited.working.num_milliseconds()))
+}
+
+async fn remember_bucket(bridge: &Bridge, row: &RoutingRow) {
+    let bucket = current_bucket(bridge, row).await;
     let mut shown = shown_buckets().lock().unwrap_or_else(|e| e.into_inner());
-    match (row.state.as_str(), row.unworked_since) {
-        ("open", Some(since)) => {
-            shown.insert(
-                row.conversation_id,
-                wait_bucket(bridge.clock.now_ms() - since),
-            );
+    match bucket {
+        Some(b) => {
+            shown.insert(row.conversation_id, b);
         }
-        _ => {
+        None => {
             shown.remove(&row.conversation_id);
         }
     }
@@ -155,15 +166,13 @@ pub async fn refresh_waiting(bridge: &Bridge) {
             return;
         }
     };
-    let now = bridge.clock.now_ms();
     for row in rows {
-        let (Some(since), Some(_)) = (row.unworked_since, &row.lobby_event) else {
-            continue;
-        };
-        if row.state != "open" {
+        if row.lobby_event.is_none() {
             continue;
         }
-        let bucket = wait_bucket(now - since);
+        let Some(bucket) = current_bucket(bridge, &row).await else {
+            continue;
+        };
         let stale = {
             let shown = shown_buckets().lock().unwrap_or_else(|e| e.into_inner());
             match shown.get(&row.conversation_id) {
@@ -185,7 +194,7 @@ pub async fn refresh_waiting(bridge: &Bridge) {
 /// Post or edit the conversation's lobby entry (best effort: the lobby is a view).
 pub async fn update(bridge: &Bridge, conversation: &Conversation, row: &RoutingRow) {
     match try_update(bridge, conversation, row).await {
-        Ok(()) => remember_bucket(bridge, row),
+        Ok(()) => remember_bucket(bridge, row).await,
         Err(e) => {
             tracing::warn!(conversation = conversation.id, error = %e, "lobby entry not updated")
         }

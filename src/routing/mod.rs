@@ -5,14 +5,15 @@
 //! none. Only the people concerned are invited: the owner; else the team (its leads in lead-only
 //! mode); with no team, every operator. Every customer message makes the conversation unworked
 //! until an operator answers or dismisses it (`done`); while it is unworked, stored timers run in
-//! working time: a reminder to the owner, then escalation to the whole team ([`timers`]). The
-//! team's lobby room lists each conversation in one message that is edited as it changes
-//! ([`lobby`]).
+//! working time: a reminder to the owner, then escalation to the whole team ([`timers`]); every
+//! text about them measures in working time and says so ([`waiting`]). The team's lobby room
+//! lists each conversation in one message that is edited as it changes ([`lobby`]).
 
 pub mod calendar;
 pub mod lobby;
 pub mod teams;
 pub mod timers;
+pub mod waiting;
 
 use chrono::Duration as ChronoDuration;
 
@@ -203,15 +204,13 @@ pub async fn arm_timers(bridge: &Bridge, row: &mut RoutingRow) {
         row.escalate_at = None;
         return;
     };
-    let team = row.team.as_deref().and_then(|t| bridge.teams.get(t));
-    let (calendar, after, remind_before) = match team {
+    let calendar = waiting::calendar_of(bridge, row.team.as_deref()).await;
+    let (after, remind_before) = match row.team.as_deref().and_then(|t| bridge.teams.get(t)) {
         Some(t) => (
-            teams::calendar(bridge, t).await,
             teams::escalate_after(bridge, t).await,
             t.config.remind_before,
         ),
         None => (
-            calendar::Calendar::always(chrono_tz::UTC),
             std::time::Duration::from_secs(7200),
             std::time::Duration::from_secs(900),
         ),

@@ -2,11 +2,13 @@
 //! owner, escalations to the whole team (invited to the portal and mentioned in the lobby),
 //! snoozes end by reopening. Nothing lives only in memory, so timers survive restarts.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use crate::bridge::Bridge;
-use crate::clock::human;
 use crate::matrix::content;
 use crate::store::routing::RoutingRow;
 
@@ -14,10 +16,34 @@ use crate::store::routing::RoutingRow;
 /// time crosses into the next step, see [`super::lobby::WAIT_BUCKETS`]).
 const LOBBY_REFRESH: Duration = Duration::from_secs(30);
 
+/// Timer passes, for [`settle`]: how many have started, and the number of the last one that
+/// finished (per process: one bridge, one timer worker).
+static PASSES_STARTED: AtomicU64 = AtomicU64::new(0);
+
+fn passes_finished() -> &'static watch::Sender<u64> {
+    static FINISHED: OnceLock<watch::Sender<u64>> = OnceLock::new();
+    FINISHED.get_or_init(|| watch::channel(0).0)
+}
+
+/// Wake the worker and wait until a whole pass that started after this call has finished: every
+/// timer due by the clock as it is now has fired (its notices sent) when this returns `true`.
+/// `false`: no pass finished within `timeout` (the worker is not running yet). The test clock
+/// uses it, so a test that moved the clock knows what fired before the move and what after.
+pub async fn settle(bridge: &Bridge, timeout: Duration) -> bool {
+    let target = PASSES_STARTED.load(Ordering::SeqCst) + 1;
+    let mut finished = passes_finished().subscribe();
+    bridge.wake_timers.notify_one();
+    let finished = async move { finished.wait_for(|done| *done >= target).await.is_ok() };
+    tokio::time::timeout(timeout, finished)
+        .await
+        .unwrap_or(false)
+}
+
 pub async fn run(bridge: Arc<Bridge>) {
     let mut last_refresh = std::time::Instant::now();
     let mut last_clock = bridge.clock.now_ms();
     loop {
+        let pass = PASSES_STARTED.fetch_add(1, Ordering::SeqCst) + 1;
         // Every LOBBY_REFRESH, or at once when a test moved the clock.
         let clock = bridge.clock.now_ms();
         if last_refresh.elapsed() >= LOBBY_REFRESH
@@ -36,6 +62,7 @@ pub async fn run(bridge: Arc<Bridge>) {
             }
             Err(e) => tracing::error!(error = %e, "cannot read timers"),
         }
+        passes_finished().send_replace(pass);
         let _ =
             tokio::time::timeout(Duration::from_millis(500), bridge.wake_timers.notified()).await;
     }
@@ -48,9 +75,10 @@ async fn fire(bridge: &Bridge, mut row: RoutingRow, now: i64) {
     let Some(room_id) = conversation.room_id.clone() else {
         return;
     };
+    let calendar = super::waiting::calendar_of(bridge, row.team.as_deref()).await;
     let waited = row
         .unworked_since
-        .map(|s| human(now - s))
+        .map(|s| super::waiting::waited(&calendar, s, now).describe())
         .unwrap_or_default();
     if row.state == "snoozed" && row.snooze_until.is_some_and(|t| t <= now) {
         row.state = "open".into();
@@ -84,7 +112,7 @@ async fn fire(bridge: &Bridge, mut row: RoutingRow, now: i64) {
         let team = row.team.clone();
         let who = team.clone().unwrap_or_else(|| "everyone".into());
         let line = super::lobby::line(bridge, &conversation, &row).await;
-        let text = format!("🚨 unanswered for {waited} of working time; now with {who}: {line}");
+        let text = format!("🚨 unanswered for {waited}; now with {who}: {line}");
         if let Err(e) = super::lobby::mention(
             bridge,
             team.as_deref(),
@@ -103,7 +131,7 @@ async fn fire(bridge: &Bridge, mut row: RoutingRow, now: i64) {
         notice(
             bridge,
             &room_id,
-            &format!("🚨 Escalated to {who}: the customer has waited {waited} of working time."),
+            &format!("🚨 Escalated to {who}: the customer has waited {waited}."),
             &format!(
                 "escalate-{}-{}",
                 row.conversation_id,
@@ -120,9 +148,14 @@ async fn fire(bridge: &Bridge, mut row: RoutingRow, now: i64) {
             return;
         }
         if let Some(owner) = row.owner.clone() {
-            let left = row.escalate_at.map(|e| human(e - now)).unwrap_or_default();
+            let left = row
+                .escalate_at
+                .map(|e| super::waiting::until(&calendar, now, e))
+                .unwrap_or_default();
             let line = super::lobby::line(bridge, &conversation, &row).await;
-            let text = format!("⏰ waiting for your answer for {waited}; the team sees it in {left} of working time: {line}");
+            let text = format!(
+                "⏰ waiting for your answer for {waited}; the team sees it in {left}: {line}"
+            );
             if let Err(e) = super::lobby::mention(
                 bridge,
                 row.team.as_deref(),
