@@ -314,8 +314,16 @@ async fn imap_restart_mid_idle_loses_nothing() -> anyhow::Result<()> {
         .wait_for_text(&room, "right after the restart")
         .await?;
     env.alice.wait_for_text(&room, "and one more").await?;
-    // Nothing twice.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Nothing twice: a mail after all of them is in the room only once everything before it in
+    // the thread was worked (one conversation is worked in order), duplicates included.
+    let marker = customer_mail(
+        "r-4@customer.example.test",
+        "Re: Before",
+        "In-Reply-To: <r-3@customer.example.test>\r\n",
+        "the last one",
+    );
+    mail.append("support", &marker).await?;
+    env.alice.wait_for_text(&room, "the last one").await?;
     let texts: Vec<String> = env
         .alice
         .messages(&room)

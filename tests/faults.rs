@@ -261,24 +261,31 @@ async fn sigkill_during_a_two_way_burst(backend: Backend) -> anyhow::Result<()> 
     // (the burst takes a few minutes); only kills before the traffic is over count.
     let traffic_done = Arc::new(AtomicBool::new(false));
     let kill_plan: Vec<u64> = (0..10).map(|_| rng.random_range(2000..20000)).collect();
+    let database_url = bridge.lock().await.database_url().to_string();
     let killer = {
         let bridge = bridge.clone();
         let traffic_done = traffic_done.clone();
+        let database_url = database_url.clone();
         tokio::spawn(async move {
-            let mut kills = 0u32;
+            // (kills, kills that found work in flight: stored but not yet done)
+            let (mut kills, mut in_flight) = (0u32, 0u32);
             for (i, pause) in kill_plan.iter().enumerate() {
                 tokio::time::sleep(Duration::from_millis(*pause)).await;
                 if traffic_done.load(Ordering::SeqCst) {
                     break;
                 }
                 let mut b = bridge.lock().await;
+                let pending = pending_work(backend, &database_url).await.unwrap_or(0);
                 b.kill();
                 kills += 1;
+                if pending > 0 {
+                    in_flight += 1;
+                }
                 b.start()
                     .await
                     .with_context(|| format!("restart after kill {}", i + 1))?;
             }
-            anyhow::Ok(kills)
+            anyhow::Ok((kills, in_flight))
         })
     };
 
@@ -365,13 +372,18 @@ async fn sigkill_during_a_two_way_burst(backend: Backend) -> anyhow::Result<()> 
     }
     let failed_attempts = inbound.await??;
     traffic_done.store(true, Ordering::SeqCst);
-    let kills = killer.await??;
+    let (kills, in_flight) = killer.await??;
     ensure!(kills >= 5, "only {kills} kills happened during the traffic");
+    // A kill that finds nothing to do proves nothing: most must land on stored, unfinished work.
+    ensure!(
+        in_flight * 2 >= kills,
+        "only {in_flight} of {kills} kills hit work in flight"
+    );
     println!(
         "traffic done after {:.0} s",
         started.elapsed().as_secs_f64()
     );
-    println!("{kills} kills; {failed_attempts} customer sends had to be retried while the bridge was down");
+    println!("{kills} kills ({in_flight} with work in flight); {failed_attempts} customer sends had to be retried while the bridge was down");
 
     // Every customer message in its room exactly once, in order.
     for v in &visitors {
@@ -420,8 +432,60 @@ async fn sigkill_during_a_two_way_burst(backend: Backend) -> anyhow::Result<()> 
             v.visitor_id
         );
     }
+    // A quiet point (nothing left to do in either direction), then everything once more: a late
+    // duplicate, delivered after the first count, is seen here.
+    rig::poll_until(
+        "the bridge to have no work left",
+        deadline.saturating_duration_since(Instant::now()),
+        || async { Ok((pending_work(backend, &database_url).await? == 0).then_some(())) },
+    )
+    .await?;
+    for v in &visitors {
+        let room = &rooms[&v.visitor_id];
+        let expected: Vec<String> = (0..PER_CONVERSATION)
+            .map(|m| format!("{} says {m}", v.visitor_id))
+            .collect();
+        let got = alice.customer_messages(room).await?;
+        ensure!(
+            got == expected,
+            "room of {} after the quiet point: {got:?}",
+            v.visitor_id
+        );
+        let expected: Vec<String> = (0..PER_CONVERSATION)
+            .map(|r| format!("reply {r} to {}", v.visitor_id))
+            .collect();
+        let got: Vec<String> = v
+            .refresh()
+            .await?
+            .into_iter()
+            .filter(|e| e["type"] == "message" && e["from"] == "agent")
+            .filter_map(|e| e["text"].as_str().map(str::to_string))
+            .collect();
+        ensure!(
+            got == expected,
+            "visitor {} after the quiet point: {got:?}",
+            v.visitor_id
+        );
+    }
     println!("all checked after {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Work the bridge has stored but not finished: pending inbox, outbox and homeserver events.
+async fn pending_work(backend: Backend, database_url: &str) -> anyhow::Result<i64> {
+    const SQL: &str = "SELECT (SELECT COUNT(*) FROM inbox WHERE state = 'pending')
+        + (SELECT COUNT(*) FROM outbox WHERE state = 'pending')
+        + (SELECT COUNT(*) FROM matrix_events WHERE state = 'pending')";
+    Ok(match backend {
+        Backend::Sqlite => {
+            let mut db = sqlx::SqliteConnection::connect(database_url).await?;
+            sqlx::query_scalar::<_, i64>(SQL).fetch_one(&mut db).await?
+        }
+        Backend::Postgres => {
+            let mut db = sqlx::PgConnection::connect(database_url).await?;
+            sqlx::query_scalar::<_, i64>(SQL).fetch_one(&mut db).await?
+        }
+    })
 }
 
 /// A portal whose creation died half-way (its room and alias exist, nothing more: the
