@@ -415,13 +415,7 @@ async fn sigkill_during_a_two_way_burst(backend: Backend) -> anyhow::Result<()> 
             &format!("all replies to {}", v.visitor_id),
             deadline.saturating_duration_since(Instant::now()),
             || async {
-                let texts: Vec<String> = v
-                    .refresh()
-                    .await?
-                    .into_iter()
-                    .filter(|e| e["type"] == "message" && e["from"] == "agent")
-                    .filter_map(|e| e["text"].as_str().map(str::to_string))
-                    .collect();
+                let texts = agent_texts(v).await?;
                 Ok((texts.len() >= expected.len()).then_some(texts))
             },
         )
@@ -454,13 +448,7 @@ async fn sigkill_during_a_two_way_burst(backend: Backend) -> anyhow::Result<()> 
         let expected: Vec<String> = (0..PER_CONVERSATION)
             .map(|r| format!("reply {r} to {}", v.visitor_id))
             .collect();
-        let got: Vec<String> = v
-            .refresh()
-            .await?
-            .into_iter()
-            .filter(|e| e["type"] == "message" && e["from"] == "agent")
-            .filter_map(|e| e["text"].as_str().map(str::to_string))
-            .collect();
+        let got = agent_texts(v).await?;
         ensure!(
             got == expected,
             "visitor {} after the quiet point: {got:?}",
@@ -469,6 +457,16 @@ async fn sigkill_during_a_two_way_burst(backend: Backend) -> anyhow::Result<()> 
     }
     println!("all checked after {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The operators' messages a visitor has received, in order.
+async fn agent_texts(v: &Visitor) -> anyhow::Result<Vec<String>> {
+    Ok(v.refresh()
+        .await?
+        .into_iter()
+        .filter(|e| e["type"] == "message" && e["from"] == "agent")
+        .filter_map(|e| e["text"].as_str().map(str::to_string))
+        .collect())
 }
 
 /// Work the bridge has stored but not finished: pending inbox, outbox and homeserver events.
