@@ -23,5 +23,6 @@ pub mod queue;
 pub mod registration;
 pub mod routing;
 pub mod store;
+pub mod unreadable;
 
 pub use switchboard_channel as channel;
