@@ -813,7 +813,8 @@ async fn updates_in_unknown_shapes_reach_a_room() -> anyhow::Result<()> {
     let mut chat = user.private_chat();
     chat["type"] = "hyperchat".into();
     fake.push_update(fake.message_in(&user, &chat, 2, json!({"text": "from a new chat type"})));
-    env.alice.wait_for_text(&room, "from a new chat type").await?;
+    let read = env.alice.wait_for_text(&room, "from a new chat type").await?;
+    ensure!(read.msgtype == "m.text" && read.body == "from a new chat type", "{read:?}");
 
     // Ids and the date in JSON types the Bot API does not document for them.
     let mut typed = fake.message_update(&user, 3, json!({"text": "ids as strings"}));
@@ -822,7 +823,8 @@ async fn updates_in_unknown_shapes_reach_a_room() -> anyhow::Result<()> {
     typed["message"]["from"]["id"] = user.id.to_string().into();
     typed["message"]["date"] = json!({"unexpected": true});
     fake.push_update(typed);
-    env.alice.wait_for_text(&room, "ids as strings").await?;
+    let read = env.alice.wait_for_text(&room, "ids as strings").await?;
+    ensure!(read.msgtype == "m.text" && read.body == "ids as strings", "{read:?}");
 
     // A message kind nobody knows yet: a notice naming it, in the customer's room.
     fake.push_update(fake.message_update(&user, 4, json!({"hologram": {"id": "h1"}})));

@@ -420,7 +420,8 @@ async fn callbacks_in_unexpected_shapes_reach_a_room() -> anyhow::Result<()> {
     numeric["message_token"] = json!(token.to_string());
     deliver(&fake, &url, &numeric).await?;
     let room = env.alice.wait_for_invite("Numeric Nora").await?;
-    env.alice.wait_for_text(&room, "my id is a number").await?;
+    let read = env.alice.wait_for_text(&room, "my id is a number").await?;
+    ensure!(read.msgtype == "m.text" && read.body == "my id is a number", "{read:?}");
 
     let (mut no_token, _) = fake.message(&user, json!({"type": "text", "text": "my token went missing"}));
     if let Some(fields) = no_token.as_object_mut() {

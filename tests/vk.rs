@@ -688,7 +688,8 @@ async fn messages_in_unexpected_shapes_reach_a_room() -> anyhow::Result<()> {
     stringly["object"]["message"]["conversation_message_id"] = cmid.to_string().into();
     deliver(&fake, &url, &stringly).await?;
     let room = env.alice.wait_for_invite("Иван Петров").await?;
-    env.alice.wait_for_text(&room, "cmid as a string").await?;
+    let read = env.alice.wait_for_text(&room, "cmid as a string").await?;
+    ensure!(read.msgtype == "m.text" && read.body == "cmid as a string", "{read:?}");
 
     let (mut no_id, _) = fake.message_new(&user, json!({"text": "an id nobody can read"}));
     no_id["object"]["message"]["conversation_message_id"] = json!({"v": 2});
