@@ -743,7 +743,10 @@ async fn webhook_mode_checks_the_secret_before_anything_else() -> anyhow::Result
         garbage.status()
     );
     let lobby = env.alice.wait_for_invite("lobby").await?;
-    let shown = env.alice.wait_for_text(&lobby, "{not json, update 77").await?;
+    let shown = env
+        .alice
+        .wait_for_text(&lobby, "{not json, update 77")
+        .await?;
     ensure!(
         shown.msgtype == "m.notice" && shown.body.contains("not JSON"),
         "admin notice: {shown:?}"
@@ -813,8 +816,14 @@ async fn updates_in_unknown_shapes_reach_a_room() -> anyhow::Result<()> {
     let mut chat = user.private_chat();
     chat["type"] = "hyperchat".into();
     fake.push_update(fake.message_in(&user, &chat, 2, json!({"text": "from a new chat type"})));
-    let read = env.alice.wait_for_text(&room, "from a new chat type").await?;
-    ensure!(read.msgtype == "m.text" && read.body == "from a new chat type", "{read:?}");
+    let read = env
+        .alice
+        .wait_for_text(&room, "from a new chat type")
+        .await?;
+    ensure!(
+        read.msgtype == "m.text" && read.body == "from a new chat type",
+        "{read:?}"
+    );
 
     // Ids and the date in JSON types the Bot API does not document for them.
     let mut typed = fake.message_update(&user, 3, json!({"text": "ids as strings"}));
@@ -824,7 +833,10 @@ async fn updates_in_unknown_shapes_reach_a_room() -> anyhow::Result<()> {
     typed["message"]["date"] = json!({"unexpected": true});
     fake.push_update(typed);
     let read = env.alice.wait_for_text(&room, "ids as strings").await?;
-    ensure!(read.msgtype == "m.text" && read.body == "ids as strings", "{read:?}");
+    ensure!(
+        read.msgtype == "m.text" && read.body == "ids as strings",
+        "{read:?}"
+    );
 
     // A message kind nobody knows yet: a notice naming it, in the customer's room.
     fake.push_update(fake.message_update(&user, 4, json!({"hologram": {"id": "h1"}})));
@@ -832,14 +844,21 @@ async fn updates_in_unknown_shapes_reach_a_room() -> anyhow::Result<()> {
     ensure!(notice.msgtype == "m.notice", "{notice:?}");
 
     // A message that names no chat: shown raw in the admin room.
-    fake.push_update(json!({"message": {"message_id": 5, "date": 1, "text": "where does this go"}}));
+    fake.push_update(
+        json!({"message": {"message_id": 5, "date": 1, "text": "where does this go"}}),
+    );
     let lobby = env.alice.wait_for_invite("lobby").await?;
-    let shown = env.alice.wait_for_text(&lobby, "where does this go").await?;
+    let shown = env
+        .alice
+        .wait_for_text(&lobby, "where does this go")
+        .await?;
     ensure!(shown.msgtype == "m.notice", "{shown:?}");
 
-    rig::poll_until("every update confirmed", Duration::from_secs(30), || async {
-        Ok(fake.pending_updates().is_empty().then_some(()))
-    })
+    rig::poll_until(
+        "every update confirmed",
+        Duration::from_secs(30),
+        || async { Ok(fake.pending_updates().is_empty().then_some(())) },
+    )
     .await?;
     Ok(())
 }
@@ -852,9 +871,12 @@ async fn update_ids_chosen_anew_below_the_last_are_not_dropped() -> anyhow::Resu
     let fake = FakeTelegram::start().await?;
     let mut env = TestEnv::start(options(Backend::Sqlite, &fake, json!({}))).await?;
     let user = jane();
-    let first = fake.push_update(fake.message_update(&user, 1, json!({"text": "before the quiet week"})));
+    let first =
+        fake.push_update(fake.message_update(&user, 1, json!({"text": "before the quiet week"})));
     let room = env.alice.wait_for_invite("Jane Doe").await?;
-    env.alice.wait_for_text(&room, "before the quiet week").await?;
+    env.alice
+        .wait_for_text(&room, "before the quiet week")
+        .await?;
     // Wait until the bridge confirmed that update and is waiting for the next ones.
     rig::poll_until("the update confirmed", Duration::from_secs(30), || async {
         Ok((!fake.pending_updates().contains(&first)).then_some(()))
@@ -868,12 +890,18 @@ async fn update_ids_chosen_anew_below_the_last_are_not_dropped() -> anyhow::Resu
 
     fake.reset_update_ids(1000);
     fake.push_update(fake.message_update(&user, 2, json!({"text": "after the quiet week"})));
-    env.alice.wait_for_text(&room, "after the quiet week").await?;
+    env.alice
+        .wait_for_text(&room, "after the quiet week")
+        .await?;
 
     // The same across a restart: nothing stored from before can confirm the new ids.
     env.bridge.restart().await?;
     fake.reset_update_ids(10);
-    fake.push_update(fake.message_update(&user, 3, json!({"text": "after a restart and another reset"})));
+    fake.push_update(fake.message_update(
+        &user,
+        3,
+        json!({"text": "after a restart and another reset"}),
+    ));
     env.alice
         .wait_for_text(&room, "after a restart and another reset")
         .await?;

@@ -415,23 +415,38 @@ async fn callbacks_in_unexpected_shapes_reach_a_room() -> anyhow::Result<()> {
     let (env, url) = start(Backend::Sqlite, &fake).await?;
     let user = fake.user("5550123", "Numeric Nora", None);
 
-    let (mut numeric, token) = fake.message(&user, json!({"type": "text", "text": "my id is a number"}));
+    let (mut numeric, token) =
+        fake.message(&user, json!({"type": "text", "text": "my id is a number"}));
     numeric["sender"]["id"] = json!(5_550_123);
     numeric["message_token"] = json!(token.to_string());
     deliver(&fake, &url, &numeric).await?;
     let room = env.alice.wait_for_invite("Numeric Nora").await?;
     let read = env.alice.wait_for_text(&room, "my id is a number").await?;
-    ensure!(read.msgtype == "m.text" && read.body == "my id is a number", "{read:?}");
+    ensure!(
+        read.msgtype == "m.text" && read.body == "my id is a number",
+        "{read:?}"
+    );
 
-    let (mut no_token, _) = fake.message(&user, json!({"type": "text", "text": "my token went missing"}));
+    let (mut no_token, _) = fake.message(
+        &user,
+        json!({"type": "text", "text": "my token went missing"}),
+    );
     if let Some(fields) = no_token.as_object_mut() {
         fields.remove("message_token");
     }
     deliver(&fake, &url, &no_token).await?;
-    let notice = env.alice.wait_for_text(&room, "my token went missing").await?;
+    let notice = env
+        .alice
+        .wait_for_text(&room, "my token went missing")
+        .await?;
     ensure!(notice.msgtype == "m.notice", "{notice:?}");
 
-    deliver(&fake, &url, &json!({"event": "quantum_ping", "timestamp": 1, "chat_hostname": "SN-1_"})).await?;
+    deliver(
+        &fake,
+        &url,
+        &json!({"event": "quantum_ping", "timestamp": 1, "chat_hostname": "SN-1_"}),
+    )
+    .await?;
     let lobby = env.alice.wait_for_invite("lobby").await?;
     let shown = env.alice.wait_for_text(&lobby, "quantum_ping").await?;
     ensure!(shown.msgtype == "m.notice", "{shown:?}");

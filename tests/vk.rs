@@ -689,13 +689,19 @@ async fn messages_in_unexpected_shapes_reach_a_room() -> anyhow::Result<()> {
     deliver(&fake, &url, &stringly).await?;
     let room = env.alice.wait_for_invite("Иван Петров").await?;
     let read = env.alice.wait_for_text(&room, "cmid as a string").await?;
-    ensure!(read.msgtype == "m.text" && read.body == "cmid as a string", "{read:?}");
+    ensure!(
+        read.msgtype == "m.text" && read.body == "cmid as a string",
+        "{read:?}"
+    );
 
     let (mut no_id, _) = fake.message_new(&user, json!({"text": "an id nobody can read"}));
     no_id["object"]["message"]["conversation_message_id"] = json!({"v": 2});
     no_id["object"]["message"]["id"] = json!("none");
     deliver(&fake, &url, &no_id).await?;
-    let notice = env.alice.wait_for_text(&room, "an id nobody can read").await?;
+    let notice = env
+        .alice
+        .wait_for_text(&room, "an id nobody can read")
+        .await?;
     ensure!(notice.msgtype == "m.notice", "{notice:?}");
 
     let (mut nobody, _) = fake.message_new(&user, json!({"text": "a message from nowhere"}));
@@ -705,7 +711,10 @@ async fn messages_in_unexpected_shapes_reach_a_room() -> anyhow::Result<()> {
     }
     deliver(&fake, &url, &nobody).await?;
     let lobby = env.alice.wait_for_invite("lobby").await?;
-    let shown = env.alice.wait_for_text(&lobby, "a message from nowhere").await?;
+    let shown = env
+        .alice
+        .wait_for_text(&lobby, "a message from nowhere")
+        .await?;
     ensure!(shown.msgtype == "m.notice", "{shown:?}");
     Ok(())
 }

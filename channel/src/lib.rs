@@ -480,13 +480,25 @@ mod tests {
         assert!(u.raw.len() < Unreadable::MAX_RAW + 40, "{}", u.raw.len());
         assert!(u.raw.ends_with(&format!("({} bytes in all)", raw.len())));
         assert!(u.to_notice().is_none(), "no conversation, no room notice");
-        let key = ConversationKey { account: "a".into(), chat: "c".into() };
-        let notice = u.in_conversation(key.clone(), None).to_notice().expect("a notice");
+        let key = ConversationKey {
+            account: "a".into(),
+            chat: "c".into(),
+        };
+        let notice = u
+            .in_conversation(key.clone(), None)
+            .to_notice()
+            .expect("a notice");
         assert_eq!(notice.conversation, key);
         assert_eq!(notice.sender.id, "c");
         assert_eq!(notice.dedup_key, "unreadable:k");
-        let InboundEvent::Notice { content, .. } = notice.event else { panic!() };
-        assert!(content.text.starts_with("⚠️ A Telegram update arrived"), "{}", content.text);
+        let InboundEvent::Notice { content, .. } = notice.event else {
+            panic!()
+        };
+        assert!(
+            content.text.starts_with("⚠️ A Telegram update arrived"),
+            "{}",
+            content.text
+        );
         assert!(content.text.len() < Unreadable::MAX_SHOWN + 200);
     }
 

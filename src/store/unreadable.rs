@@ -84,13 +84,28 @@ mod tests {
     async fn kept_once_and_posted_once() {
         let (_dir, _url, store) = temp_store(1).await;
         let input = Unreadable::new("k1", "a Viber callback", "no sender", b"{\"x\":1}", 7);
-        assert!(store.unreadable_insert("viber", &input).await.expect("insert"));
-        assert!(!store.unreadable_insert("viber", &input).await.expect("again"));
-        assert!(store.unreadable_insert("vk", &input).await.expect("other channel"));
+        assert!(store
+            .unreadable_insert("viber", &input)
+            .await
+            .expect("insert"));
+        assert!(!store
+            .unreadable_insert("viber", &input)
+            .await
+            .expect("again"));
+        assert!(store
+            .unreadable_insert("vk", &input)
+            .await
+            .expect("other channel"));
         let rows = store.unreadable_unposted(10).await.expect("unposted");
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].input.raw, "{\"x\":1}");
-        store.unreadable_mark_posted(rows[0].id).await.expect("mark");
-        assert_eq!(store.unreadable_unposted(10).await.expect("unposted").len(), 1);
+        store
+            .unreadable_mark_posted(rows[0].id)
+            .await
+            .expect("mark");
+        assert_eq!(
+            store.unreadable_unposted(10).await.expect("unposted").len(),
+            1
+        );
     }
 }

@@ -115,7 +115,9 @@ pub fn read_update(body: &[u8], options: &ParseOptions) -> Read {
     let Some(fields) = value.as_object_mut() else {
         return unreadable("it is not a JSON object".into());
     };
-    let Some(update_id) = crate::lenient::int(fields.get("update_id")).and_then(|i| u64::try_from(i).ok()) else {
+    let Some(update_id) =
+        crate::lenient::int(fields.get("update_id")).and_then(|i| u64::try_from(i).ok())
+    else {
         return unreadable("it has no update_id".into());
     };
     let Some(kind) = BRIDGED_KINDS.into_iter().find(|k| fields.contains_key(*k)) else {
@@ -819,7 +821,9 @@ mod tests {
     }
 
     fn parsed_message(r: Read) -> (Parsed, String, Option<String>) {
-        let Read::Parsed(p) = r else { panic!("not parsed: {r:?}") };
+        let Read::Parsed(p) = r else {
+            panic!("not parsed: {r:?}")
+        };
         match p.kind.clone() {
             ParsedKind::Message { text, html, .. } => (p, text, html),
             other => panic!("{other:?}"),
@@ -851,13 +855,19 @@ mod tests {
             "from": {"id": 9, "is_bot": false, "first_name": "Ann"},
             "chat": {"id": 9, "type": "hyperchat", "first_name": "Ann"},
             "text": "hello from the future"}})));
-        assert_eq!((p.conversation.chat.as_str(), text.as_str()), ("9", "hello from the future"));
+        assert_eq!(
+            (p.conversation.chat.as_str(), text.as_str()),
+            ("9", "hello from the future")
+        );
         let (p, text, _) = parsed_message(read(serde_json::json!({"update_id": 10, "message": {
             "message_id": 8, "date": 1700000000,
             "from": {"id": 9, "is_bot": false, "first_name": "Ann"},
             "chat": {"id": -100, "type": "hyperchat", "title": "T"},
             "text": "hi all"}})));
-        assert_eq!((p.conversation.chat.as_str(), text.as_str()), ("-100", "Ann: hi all"));
+        assert_eq!(
+            (p.conversation.chat.as_str(), text.as_str()),
+            ("-100", "Ann: hi all")
+        );
     }
 
     /// Fields of another JSON type degrade on their own: ids sent as strings are still ids.
@@ -874,7 +884,9 @@ mod tests {
         assert_eq!(p.sender.id, "9");
         assert_eq!(p.sender.display_name.as_deref(), Some("Ann 7"));
         assert_eq!(p.timestamp_ms, 1_700_000_000_000);
-        let ParsedKind::Message { reply_to, .. } = p.kind else { panic!() };
+        let ParsedKind::Message { reply_to, .. } = p.kind else {
+            panic!()
+        };
         assert_eq!(reply_to.as_deref(), Some("5"));
         // A photo whose message id is unreadable still brings its file.
         let Read::Parsed(p) = read(serde_json::json!({"update_id": 13, "message": {
@@ -883,8 +895,19 @@ mod tests {
             "chat": {"id": 9, "type": "private"},
             "photo": [{"file_id": "small", "file_unique_id": "s", "width": 9, "height": 9},
                       {"file_id": "big", "file_unique_id": "b", "width": "90", "height": 90, "file_size": "100"}],
-            "caption": "the box"}})) else { panic!() };
-        let ParsedKind::Message { remote_id, file, text, .. } = p.kind else { panic!() };
+            "caption": "the box"}}))
+        else {
+            panic!()
+        };
+        let ParsedKind::Message {
+            remote_id,
+            file,
+            text,
+            ..
+        } = p.kind
+        else {
+            panic!()
+        };
         assert_eq!((remote_id.as_str(), text.as_str()), ("u13", "the box"));
         let f = file.expect("the photo");
         assert_eq!((f.file_id.as_str(), f.size), ("big", Some(100)));
@@ -897,21 +920,40 @@ mod tests {
             "message_id": 15, "date": 1700000000,
             "from": {"id": 9, "is_bot": false, "first_name": "Ann"},
             "chat": {"id": 9, "type": "private"},
-            "hologram": {"id": "h1"}}})) else { panic!() };
+            "hologram": {"id": "h1"}}}))
+        else {
+            panic!()
+        };
         assert_eq!(p.conversation.chat, "9");
-        let ParsedKind::Notice { text, .. } = p.kind else { panic!("{:?}", p.kind) };
+        let ParsedKind::Notice { text, .. } = p.kind else {
+            panic!("{:?}", p.kind)
+        };
         assert!(text.contains("hologram"), "{text}");
     }
 
     /// Only what names no chat is unreadable without a conversation; and never a skip.
     #[test]
     fn what_names_no_chat_is_unreadable() {
-        let r = read(serde_json::json!({"update_id": 16, "message": {"message_id": 1, "text": "hi"}}));
-        let Read::Unreadable(u) = r else { panic!("{r:?}") };
-        assert!(u.conversation.is_none() && u.raw.contains("\"text\":\"hi\""), "{u:?}");
-        let Read::Unreadable(u) = read_update(b"{not json", &options()) else { panic!() };
-        assert!(u.reason.contains("not JSON") && u.dedup_key.starts_with("raw:"), "{u:?}");
-        assert!(matches!(read(serde_json::json!({"update_id": 1, "poll": {}})), Read::Skip(_)));
+        let r =
+            read(serde_json::json!({"update_id": 16, "message": {"message_id": 1, "text": "hi"}}));
+        let Read::Unreadable(u) = r else {
+            panic!("{r:?}")
+        };
+        assert!(
+            u.conversation.is_none() && u.raw.contains("\"text\":\"hi\""),
+            "{u:?}"
+        );
+        let Read::Unreadable(u) = read_update(b"{not json", &options()) else {
+            panic!()
+        };
+        assert!(
+            u.reason.contains("not JSON") && u.dedup_key.starts_with("raw:"),
+            "{u:?}"
+        );
+        assert!(matches!(
+            read(serde_json::json!({"update_id": 1, "poll": {}})),
+            Read::Skip(_)
+        ));
     }
 
     #[test]

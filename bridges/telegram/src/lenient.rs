@@ -28,7 +28,11 @@ use crate::inbound::{safe_file_name, ParseOptions, Parsed, ParsedKind, Read, Rem
 /// An integer sent as a JSON number or as a numeric string.
 pub fn int(v: Option<&Value>) -> Option<i64> {
     match v? {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64)),
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
+        }),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -138,7 +142,9 @@ fn file(m: &Value) -> Option<RemoteFile> {
         if let Some(sizes) = f.as_array() {
             // Photo sizes: the largest.
             f = sizes.iter().max_by_key(|p| {
-                int(p.get("width")).unwrap_or(0).saturating_mul(int(p.get("height")).unwrap_or(0))
+                int(p.get("width"))
+                    .unwrap_or(0)
+                    .saturating_mul(int(p.get("height")).unwrap_or(0))
             })?;
         }
         let Some(file_id) = text(f.get("file_id")).filter(|i| !i.is_empty()) else {
@@ -147,7 +153,13 @@ fn file(m: &Value) -> Option<RemoteFile> {
         let unique = text(f.get("file_unique_id")).unwrap_or_else(|| "file".into());
         let name = text(f.get("file_name")).unwrap_or_else(|| format!("{prefix}_{unique}{ext}"));
         let mime = text(f.get("mime_type"))
-            .map(|m| m.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .map(|m| {
+                m.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
             .filter(|m| m.contains('/'))
             .unwrap_or_else(|| default_mime.to_owned());
         return Some(RemoteFile {
@@ -162,11 +174,30 @@ fn file(m: &Value) -> Option<RemoteFile> {
 
 /// Fields every message has, which say nothing about its content.
 const METADATA: [&str; 24] = [
-    "message_id", "message_thread_id", "from", "sender_chat", "sender_boost_count",
-    "sender_business_bot", "date", "business_connection_id", "chat", "forward_origin",
-    "is_topic_message", "is_automatic_forward", "reply_to_message", "external_reply", "quote",
-    "reply_to_story", "via_bot", "edit_date", "has_protected_content", "is_from_offline",
-    "media_group_id", "author_signature", "entities", "caption_entities",
+    "message_id",
+    "message_thread_id",
+    "from",
+    "sender_chat",
+    "sender_boost_count",
+    "sender_business_bot",
+    "date",
+    "business_connection_id",
+    "chat",
+    "forward_origin",
+    "is_topic_message",
+    "is_automatic_forward",
+    "reply_to_message",
+    "external_reply",
+    "quote",
+    "reply_to_story",
+    "via_bot",
+    "edit_date",
+    "has_protected_content",
+    "is_from_offline",
+    "media_group_id",
+    "author_signature",
+    "entities",
+    "caption_entities",
 ];
 
 /// Read a message teloxide refused. `update_id` names it when its own id cannot be read;
@@ -196,7 +227,9 @@ pub fn read_message(
     let from = m.get("from").and_then(profile);
     let private = chat_type == "private"
         || (!matches!(chat_type.as_str(), "group" | "supergroup" | "channel")
-            && from.as_ref().is_some_and(|(p, _)| p.id == chat_id.to_string()));
+            && from
+                .as_ref()
+                .is_some_and(|(p, _)| p.id == chat_id.to_string()));
     if chat_type == "channel" {
         return Read::Skip("a channel post");
     }
@@ -207,10 +240,15 @@ pub fn read_message(
         Some((_, true)) if !private => return Read::Skip("another bot in a group"),
         Some((p, _)) => p,
         None => {
-            let speaker = m.get("sender_chat").filter(|c| int(c.get("id")).is_some()).unwrap_or(chat);
+            let speaker = m
+                .get("sender_chat")
+                .filter(|c| int(c.get("id")).is_some())
+                .unwrap_or(chat);
             ContactProfile {
                 id: int(speaker.get("id")).unwrap_or(chat_id).to_string(),
-                display_name: Some(text(speaker.get("title")).unwrap_or_else(|| "Anonymous".into())),
+                display_name: Some(
+                    text(speaker.get("title")).unwrap_or_else(|| "Anonymous".into()),
+                ),
                 ..ContactProfile::default()
             }
         }
@@ -228,7 +266,10 @@ pub fn read_message(
         .unwrap_or_else(|| format!("u{update_id}"));
     let (mut body, entity_key) = match text(m.get("text")) {
         Some(t) => (t, "entities"),
-        None => (text(m.get("caption")).unwrap_or_default(), "caption_entities"),
+        None => (
+            text(m.get("caption")).unwrap_or_default(),
+            "caption_entities",
+        ),
     };
     let mut html = format::entities_to_html(&body, &entities(m, entity_key));
     let file = if edited { None } else { file(m) };
@@ -236,12 +277,20 @@ pub fn read_message(
     if body.is_empty() && file.is_none() {
         let kinds: Vec<&str> = m
             .as_object()
-            .map(|o| o.keys().map(String::as_str).filter(|k| !METADATA.contains(k)).collect())
+            .map(|o| {
+                o.keys()
+                    .map(String::as_str)
+                    .filter(|k| !METADATA.contains(k))
+                    .collect()
+            })
             .unwrap_or_default();
         body = if kinds.is_empty() {
             "[a Telegram message the bridge cannot show]".to_owned()
         } else {
-            format!("[a Telegram message the bridge cannot show: {}]", kinds.join(", "))
+            format!(
+                "[a Telegram message the bridge cannot show: {}]",
+                kinds.join(", ")
+            )
         };
         notice = true;
     }
@@ -262,18 +311,34 @@ pub fn read_message(
             user_id,
             timestamp_ms: at.map_or(now_ms, |s| s.saturating_mul(1000)),
             dedup_key: format!("edit:{chat}:{remote_id}:{}", at.unwrap_or(0)),
-            kind: ParsedKind::Edit { remote_id, text: body, html },
+            kind: ParsedKind::Edit {
+                remote_id,
+                text: body,
+                html,
+            },
         });
     }
     let reply_to = m
         .get("reply_to_message")
-        .filter(|r| r.get("chat").is_none_or(|c| int(c.get("id")) == Some(chat_id)))
+        .filter(|r| {
+            r.get("chat")
+                .is_none_or(|c| int(c.get("id")) == Some(chat_id))
+        })
         .and_then(|r| int(r.get("message_id")))
         .map(|i| i.to_string());
     let kind = if notice {
-        ParsedKind::Notice { remote_id: remote_id.clone(), text: body }
+        ParsedKind::Notice {
+            remote_id: remote_id.clone(),
+            text: body,
+        }
     } else {
-        ParsedKind::Message { remote_id: remote_id.clone(), text: body, html, file, reply_to }
+        ParsedKind::Message {
+            remote_id: remote_id.clone(),
+            text: body,
+            html,
+            file,
+            reply_to,
+        }
     };
     Read::Parsed(Parsed {
         conversation,

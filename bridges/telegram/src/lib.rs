@@ -56,7 +56,10 @@ pub(crate) struct Shared {
 /// Store one raw update in the core's inbox (fetching its file first), or, when it cannot be
 /// read, hand it to `Host::unreadable`. `Ok` means it is durably stored or needs nothing; only
 /// then may the update be acknowledged to Telegram.
-pub(crate) async fn handle_update(shared: &Shared, raw: &[u8]) -> Result<(), inbound::RealizeError> {
+pub(crate) async fn handle_update(
+    shared: &Shared,
+    raw: &[u8],
+) -> Result<(), inbound::RealizeError> {
     let parsed = match inbound::read_update(raw, &shared.options) {
         inbound::Read::Parsed(parsed) => parsed,
         inbound::Read::Skip(why) => {

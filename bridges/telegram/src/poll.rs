@@ -90,7 +90,11 @@ pub async fn run(shared: Arc<Shared>) {
     loop {
         let request = GetRawUpdates {
             offset: confirm,
-            timeout: if confirm.is_some() { 0 } else { shared.config.poll_timeout_secs },
+            timeout: if confirm.is_some() {
+                0
+            } else {
+                shared.config.poll_timeout_secs
+            },
             allowed_updates: allowed_updates(),
         };
         let updates = match JsonRequest::new(shared.bot.clone(), request).await {

@@ -101,7 +101,13 @@ fn unreadable(v: &Value, account: &str, user: Option<&str>, reason: String) -> C
         Some(t) => format!("{}:{t}", s(v, "event").unwrap_or("event")),
         None => Unreadable::digest_key(raw.as_bytes()),
     };
-    let input = Unreadable::new(key, "a Viber callback", reason, raw.as_bytes(), timestamp(v));
+    let input = Unreadable::new(
+        key,
+        "a Viber callback",
+        reason,
+        raw.as_bytes(),
+        timestamp(v),
+    );
     let input = match user {
         Some(user) => input.in_conversation(
             ConversationKey {
@@ -148,9 +154,7 @@ fn token(v: &Value) -> Option<String> {
             .map(|t| t.to_string())
             .or_else(|| n.as_i64().map(|t| t.to_string())),
         Value::String(t)
-            if !t.trim().is_empty()
-                && t.len() <= 64
-                && t.chars().all(|c| c.is_ascii_graphic()) =>
+            if !t.trim().is_empty() && t.len() <= 64 && t.chars().all(|c| c.is_ascii_graphic()) =>
         {
             Some(t.clone())
         }
@@ -325,7 +329,12 @@ pub fn parse_event(v: &Value, account: &str) -> Callback {
         }
         "unsubscribed" => {
             let (Some(user), Some(t)) = (id(v, "user_id"), token(v)) else {
-                return unreadable(v, account, id(v, "user_id").as_deref(), "an unsubscription without a user or token".into());
+                return unreadable(
+                    v,
+                    account,
+                    id(v, "user_id").as_deref(),
+                    "an unsubscription without a user or token".into(),
+                );
             };
             Callback::Event(Box::new(Parsed {
                 conversation: key(&user),
@@ -341,7 +350,12 @@ pub fn parse_event(v: &Value, account: &str) -> Callback {
         "message" => message(v, account),
         other => {
             let user = id(v, "user_id").or_else(|| v.get("sender").and_then(|s| id(s, "id")));
-            unreadable(v, account, user.as_deref(), format!("an event kind the bridge does not know: {other:?}"))
+            unreadable(
+                v,
+                account,
+                user.as_deref(),
+                format!("an event kind the bridge does not know: {other:?}"),
+            )
         }
     }
 }
@@ -351,7 +365,12 @@ fn message(v: &Value, account: &str) -> Callback {
         return unreadable(v, account, None, "a message without a sender id".into());
     };
     let Some(t) = token(v) else {
-        return unreadable(v, account, Some(&sender.id), "a message without a message token".into());
+        return unreadable(
+            v,
+            account,
+            Some(&sender.id),
+            "a message without a message token".into(),
+        );
     };
     let m = v.get("message").unwrap_or(&Value::Null);
     let kind = s(m, "type").unwrap_or("");
@@ -582,16 +601,22 @@ mod tests {
     fn what_cannot_be_read_is_unreadable_not_ignored() {
         let no_token = serde_json::json!({"event": "message", "sender": {"id": "u1"},
             "message": {"type": "text", "text": "hi"}});
-        let Callback::Unreadable(u) = parse_event(&no_token, "bot") else { panic!() };
+        let Callback::Unreadable(u) = parse_event(&no_token, "bot") else {
+            panic!()
+        };
         assert_eq!(u.conversation.as_ref().map(|c| c.chat.as_str()), Some("u1"));
         assert!(u.raw.contains("\"hi\""));
         let no_sender = serde_json::json!({"event": "message", "message_token": 5,
             "sender": {"id": {"odd": 1}}, "message": {"type": "text", "text": "hi"}});
-        let Callback::Unreadable(u) = parse_event(&no_sender, "bot") else { panic!() };
+        let Callback::Unreadable(u) = parse_event(&no_sender, "bot") else {
+            panic!()
+        };
         assert!(u.conversation.is_none());
         let unknown = serde_json::json!({"event": "client_status_v9", "user_id": "u2",
             "message_token": 6});
-        let Callback::Unreadable(u) = parse_event(&unknown, "bot") else { panic!() };
+        let Callback::Unreadable(u) = parse_event(&unknown, "bot") else {
+            panic!()
+        };
         assert!(u.reason.contains("client_status_v9"), "{}", u.reason);
     }
 

@@ -214,10 +214,24 @@ pub fn parse_event(body: &Value, options: &ParseOptions) -> Callback {
                 _ => legacy_message_new(&object, options),
             };
             match read {
-                Callback::Ignored(why @ ("a message without a peer or sender" | "a message without a sender" | "a message without an id")) => {
-                    let m = object.get("message").filter(|m| m.is_object()).unwrap_or(&object);
-                    let peer = i(m, "peer_id").or_else(|| i(m, "user_id")).or_else(|| i(m, "from_id"));
-                    unreadable(body, options, peer.filter(|p| *p < CHAT_PEER_BASE || options.chats), why)
+                Callback::Ignored(
+                    why @ ("a message without a peer or sender"
+                    | "a message without a sender"
+                    | "a message without an id"),
+                ) => {
+                    let m = object
+                        .get("message")
+                        .filter(|m| m.is_object())
+                        .unwrap_or(&object);
+                    let peer = i(m, "peer_id")
+                        .or_else(|| i(m, "user_id"))
+                        .or_else(|| i(m, "from_id"));
+                    unreadable(
+                        body,
+                        options,
+                        peer.filter(|p| *p < CHAT_PEER_BASE || options.chats),
+                        why,
+                    )
                 }
                 other => other,
             }
@@ -539,7 +553,10 @@ fn message_new(m: &Value, options: &ParseOptions) -> Callback {
         }
     }
     let remote_id = cmid.to_string();
-    let kind = if files.is_empty() && unsupported > 0 && text_field(m, "text").unwrap_or_default().is_empty() {
+    let kind = if files.is_empty()
+        && unsupported > 0
+        && text_field(m, "text").unwrap_or_default().is_empty()
+    {
         // Only things we cannot show: a notice naming them, never an "unanswered" message.
         ParsedKind::Notice { remote_id, text }
     } else if files.is_empty() && text.is_empty() {
@@ -1037,19 +1054,31 @@ mod tests {
     #[test]
     fn wrongly_typed_fields_degrade_and_unplaceable_messages_are_unreadable() {
         let body = br#"{"type":"message_new","group_id":1,"event_id":"e1","object":{"message":{"peer_id":"5","from_id":5,"conversation_message_id":"12","date":"1700000000","text":77}}}"#;
-        let Callback::Event(p) = parse_callback_json(body, &options()).unwrap() else { panic!() };
+        let Callback::Event(p) = parse_callback_json(body, &options()).unwrap() else {
+            panic!()
+        };
         assert_eq!(p.dedup_key, "msg:5:12");
-        assert!(matches!(p.kind, ParsedKind::Message { ref text, .. } if text == "77"), "{:?}", p.kind);
+        assert!(
+            matches!(p.kind, ParsedKind::Message { ref text, .. } if text == "77"),
+            "{:?}",
+            p.kind
+        );
         let no_from = br#"{"type":"message_new","group_id":1,"object":{"message":{"peer_id":5,"conversation_message_id":13,"text":"hi"}}}"#;
-        let Callback::Event(p) = parse_callback_json(no_from, &options()).unwrap() else { panic!() };
+        let Callback::Event(p) = parse_callback_json(no_from, &options()).unwrap() else {
+            panic!()
+        };
         assert_eq!(p.user_id, 5);
         let no_id = br#"{"type":"message_new","group_id":1,"event_id":"e2","object":{"message":{"peer_id":5,"from_id":5,"conversation_message_id":"twelve","text":"hi there"}}}"#;
-        let Callback::Unreadable(u) = parse_callback_json(no_id, &options()).unwrap() else { panic!() };
+        let Callback::Unreadable(u) = parse_callback_json(no_id, &options()).unwrap() else {
+            panic!()
+        };
         assert_eq!(u.conversation.as_ref().map(|c| c.chat.as_str()), Some("5"));
         assert_eq!(u.dedup_key, "event:e2");
         assert!(u.raw.contains("hi there"));
         let nobody = br#"{"type":"message_new","group_id":1,"object":{"message":{"text":"hi"}}}"#;
-        let Callback::Unreadable(u) = parse_callback_json(nobody, &options()).unwrap() else { panic!() };
+        let Callback::Unreadable(u) = parse_callback_json(nobody, &options()).unwrap() else {
+            panic!()
+        };
         assert!(u.conversation.is_none());
     }
 
