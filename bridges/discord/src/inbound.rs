@@ -221,9 +221,21 @@ pub fn unreadable_dispatch(event: &str, d: &Value, options: &ParseOptions) -> Op
     );
     let channel = d.get("channel_id").and_then(Value::as_str);
     let guild = d.get("guild_id").and_then(Value::as_str);
+    // The author speaks for it when their id can be read (a DM channel's id is not theirs).
+    let sender = author.filter(|a| is_snowflake(a)).map(|id| ContactProfile {
+        id: id.to_owned(),
+        display_name: d
+            .get("author")
+            .and_then(|a| {
+                let name = |k: &str| a.get(k).and_then(Value::as_str);
+                name("global_name").or_else(|| name("username"))
+            })
+            .map(str::to_owned),
+        ..ContactProfile::default()
+    });
     match channel {
         Some(c) if wanted(options, c, guild) => {
-            Some(input.in_conversation(conversation(options, c), None))
+            Some(input.in_conversation(conversation(options, c), sender))
         }
         Some(c) if is_snowflake(c) => None,
         _ => Some(input),
@@ -537,6 +549,11 @@ mod tests {
             Some("1300000000000000001")
         );
         assert!(u.raw.contains("hello"));
+        let sender = u.sender.expect("the author");
+        assert_eq!(
+            (sender.id.as_str(), sender.display_name.as_deref()),
+            ("1400000000000000001", Some("ann"))
+        );
         let fine = json!({"id": "1200000000000000002", "channel_id": "1300000000000000001",
             "author": {"id": "1400000000000000001", "username": "ann"}, "content": "hi", "type": 0});
         assert!(unreadable_dispatch("MESSAGE_CREATE", &fine, &options()).is_none());
