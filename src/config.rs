@@ -147,6 +147,11 @@ pub struct BridgeConfig {
     pub retry_base: Duration,
     #[serde(default = "default_retry_max", with = "humantime_serde")]
     pub retry_max: Duration,
+    /// Where input a channel could not read and that names no conversation is shown (a room id
+    /// or alias the bot is invited to). Unset: the lobby of conversations with no team, which
+    /// every operator is invited to.
+    #[serde(default)]
+    pub admin_room: Option<String>,
 }
 
 impl Default for BridgeConfig {
@@ -157,6 +162,7 @@ impl Default for BridgeConfig {
             max_attempts: default_attempts(),
             retry_base: default_retry_base(),
             retry_max: default_retry_max(),
+            admin_room: None,
         }
     }
 }
@@ -463,6 +469,14 @@ impl Config {
                         ));
                     }
                 }
+            }
+        }
+        if let Some(room) = &self.bridge.admin_room {
+            if !(room.starts_with('!') || room.starts_with('#')) {
+                return Err(invalid(
+                    "bridge.admin_room",
+                    "must be a room id (!…) or an alias (#…)",
+                ));
             }
         }
         if self.bridge.max_attempts == 0 {

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use switchboard_channel::{ContactProfile, ConversationKey, Host, HostError, Inbound, MediaRef};
+use switchboard_channel::{
+    ContactProfile, ConversationKey, Host, HostError, Inbound, MediaRef, Unreadable,
+};
 
 use crate::bridge::Bridge;
 
@@ -43,6 +45,31 @@ impl Host for ChannelHost {
             self.bridge.wake_inbound.notify_one();
         }
         Ok(fresh)
+    }
+
+    /// Input the channel could not read: a notice in its conversation's room when it names one
+    /// (through the inbox, like any event), else kept in the store and shown in the admin room
+    /// ([`crate::unreadable`]). Either way it is durably stored before this returns `Ok`.
+    async fn unreadable(&self, input: Unreadable) -> Result<(), HostError> {
+        tracing::warn!(
+            channel = self.channel,
+            what = %input.what,
+            reason = %input.reason,
+            dedup_key = %input.dedup_key,
+            conversation = ?input.conversation.as_ref().map(|c| &c.chat),
+            "unreadable input kept and shown as a notice"
+        );
+        if let Some(notice) = input.to_notice() {
+            self.receive(notice).await?;
+            return Ok(());
+        }
+        self.bridge
+            .store
+            .unreadable_insert(self.channel, &input)
+            .await
+            .map_err(store_error)?;
+        tokio::spawn(crate::unreadable::post_pending(Arc::clone(&self.bridge)));
+        Ok(())
     }
 
     async fn typing(&self, conversation: &ConversationKey, sender: &ContactProfile, active: bool) {

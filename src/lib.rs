@@ -24,5 +24,6 @@ pub mod registration;
 pub mod routing;
 pub mod split;
 pub mod store;
+pub mod unreadable;
 
 pub use switchboard_channel as channel;

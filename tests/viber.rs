@@ -404,3 +404,51 @@ async fn rate_limits_are_retried_and_unsubscribed_customers_give_notices() -> an
     );
     Ok(())
 }
+
+/// Issue 14: callbacks in shapes the Viber docs do not promise reach a room: a sender id sent
+/// as a number and a token sent as a string are read; a message without a token is shown raw as
+/// a notice in its sender's room; an event kind nobody knows, about nobody, in the admin room.
+/// Every one is answered 200 only after it is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_in_unexpected_shapes_reach_a_room() -> anyhow::Result<()> {
+    let fake = FakeViber::start().await?;
+    let (env, url) = start(Backend::Sqlite, &fake).await?;
+    let user = fake.user("5550123", "Numeric Nora", None);
+
+    let (mut numeric, token) =
+        fake.message(&user, json!({"type": "text", "text": "my id is a number"}));
+    numeric["sender"]["id"] = json!(5_550_123);
+    numeric["message_token"] = json!(token.to_string());
+    deliver(&fake, &url, &numeric).await?;
+    let room = env.alice.wait_for_invite("Numeric Nora").await?;
+    let read = env.alice.wait_for_text(&room, "my id is a number").await?;
+    ensure!(
+        read.msgtype == "m.text" && read.body == "my id is a number",
+        "{read:?}"
+    );
+
+    let (mut no_token, _) = fake.message(
+        &user,
+        json!({"type": "text", "text": "my token went missing"}),
+    );
+    if let Some(fields) = no_token.as_object_mut() {
+        fields.remove("message_token");
+    }
+    deliver(&fake, &url, &no_token).await?;
+    let notice = env
+        .alice
+        .wait_for_text(&room, "my token went missing")
+        .await?;
+    ensure!(notice.msgtype == "m.notice", "{notice:?}");
+
+    deliver(
+        &fake,
+        &url,
+        &json!({"event": "quantum_ping", "timestamp": 1, "chat_hostname": "SN-1_"}),
+    )
+    .await?;
+    let lobby = env.alice.wait_for_invite("lobby").await?;
+    let shown = env.alice.wait_for_text(&lobby, "quantum_ping").await?;
+    ensure!(shown.msgtype == "m.notice", "{shown:?}");
+    Ok(())
+}

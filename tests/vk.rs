@@ -725,3 +725,49 @@ async fn a_long_answer_arrives_in_parts() -> anyhow::Result<()> {
     ensure!(refused == 0, "{refused} sends refused");
     Ok(())
 }
+
+/// Issue 14: a message whose `conversation_message_id` is a string is bridged; one whose id
+/// cannot be read at all is shown raw as a notice in its customer's room; one that names no
+/// peer goes to the admin room. Each is answered `ok` only after it is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_in_unexpected_shapes_reach_a_room() -> anyhow::Result<()> {
+    let fake = FakeVk::start().await?;
+    let env = TestEnv::start(options(Backend::Sqlite, &fake)).await?;
+    let url = callback_url(&env);
+    let user = ivan();
+    fake.add_user(&user, None);
+
+    let (mut stringly, cmid) = fake.message_new(&user, json!({"text": "cmid as a string"}));
+    stringly["object"]["message"]["conversation_message_id"] = cmid.to_string().into();
+    deliver(&fake, &url, &stringly).await?;
+    let room = env.alice.wait_for_invite("Иван Петров").await?;
+    let read = env.alice.wait_for_text(&room, "cmid as a string").await?;
+    ensure!(
+        read.msgtype == "m.text" && read.body == "cmid as a string",
+        "{read:?}"
+    );
+
+    let (mut no_id, _) = fake.message_new(&user, json!({"text": "an id nobody can read"}));
+    no_id["object"]["message"]["conversation_message_id"] = json!({"v": 2});
+    no_id["object"]["message"]["id"] = json!("none");
+    deliver(&fake, &url, &no_id).await?;
+    let notice = env
+        .alice
+        .wait_for_text(&room, "an id nobody can read")
+        .await?;
+    ensure!(notice.msgtype == "m.notice", "{notice:?}");
+
+    let (mut nobody, _) = fake.message_new(&user, json!({"text": "a message from nowhere"}));
+    if let Some(m) = nobody["object"]["message"].as_object_mut() {
+        m.remove("peer_id");
+        m.remove("from_id");
+    }
+    deliver(&fake, &url, &nobody).await?;
+    let lobby = env.alice.wait_for_invite("lobby").await?;
+    let shown = env
+        .alice
+        .wait_for_text(&lobby, "a message from nowhere")
+        .await?;
+    ensure!(shown.msgtype == "m.notice", "{shown:?}");
+    Ok(())
+}

@@ -126,6 +126,133 @@ pub struct Inbound {
     pub addressed_to: Option<String>,
 }
 
+/// Outside input a channel received but cannot turn into an [`Inbound`] event: JSON of a shape
+/// it does not know, a message without the id that names its chat, a body that is not JSON.
+/// Handed to [`Host::unreadable`], which keeps it and shows it (a notice in the conversation's
+/// room when [`Unreadable::conversation`] is known, else in the bridge's admin room), so nothing
+/// a network delivered is acknowledged and then lost without a trace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unreadable {
+    /// Unique per input on this channel (the network's update or message id when it could be
+    /// read, else a digest of the raw bytes): the same input twice is kept and shown once.
+    pub dedup_key: String,
+    /// The conversation it belongs to, when that much could be read.
+    pub conversation: Option<ConversationKey>,
+    /// Who sent it, when that could be read (else the conversation's chat id speaks for it).
+    pub sender: Option<ContactProfile>,
+    /// Milliseconds since the Unix epoch when it arrived (or when the network says it happened).
+    pub timestamp_ms: i64,
+    /// What arrived, in words: "a Telegram update", "a Viber message".
+    pub what: String,
+    /// Why it could not be shown, in words an operator can act on.
+    pub reason: String,
+    /// The input as it arrived (lossy UTF-8), clipped to [`Unreadable::MAX_RAW`] bytes.
+    pub raw: String,
+}
+
+impl Unreadable {
+    /// Most bytes of raw input kept.
+    pub const MAX_RAW: usize = 16 * 1024;
+    /// Most characters of raw input quoted in a notice.
+    pub const MAX_SHOWN: usize = 2000;
+
+    /// Input that could not be read, with no conversation known yet. The raw bytes are kept as
+    /// lossy UTF-8, clipped to [`Unreadable::MAX_RAW`] on a character boundary.
+    pub fn new(
+        dedup_key: impl Into<String>,
+        what: impl Into<String>,
+        reason: impl Into<String>,
+        raw: &[u8],
+        timestamp_ms: i64,
+    ) -> Unreadable {
+        Unreadable {
+            dedup_key: dedup_key.into(),
+            conversation: None,
+            sender: None,
+            timestamp_ms,
+            what: what.into(),
+            reason: reason.into(),
+            raw: clip(&String::from_utf8_lossy(raw), Self::MAX_RAW),
+        }
+    }
+
+    /// The same input, placed in a conversation (and, when known, with its sender).
+    pub fn in_conversation(
+        mut self,
+        conversation: ConversationKey,
+        sender: Option<ContactProfile>,
+    ) -> Unreadable {
+        self.conversation = Some(conversation);
+        self.sender = sender;
+        self
+    }
+
+    /// A dedup key for input that has no id of its own: a digest of its bytes (FNV-1a, 64 bit;
+    /// stable across processes and versions).
+    pub fn digest_key(raw: &[u8]) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in raw {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("raw:{h:016x}:{}", raw.len())
+    }
+
+    /// The notice operators read: what arrived, why it is not shown, and the input itself.
+    pub fn notice_text(&self) -> String {
+        format!(
+            "⚠️ {} arrived that the bridge cannot show ({}). As received:\n{}",
+            capitalized(&self.what),
+            self.reason,
+            clip(&self.raw, Self::MAX_SHOWN)
+        )
+    }
+
+    /// The notice as an inbound event in its conversation; `None` when no conversation is known.
+    pub fn to_notice(&self) -> Option<Inbound> {
+        let conversation = self.conversation.clone()?;
+        let sender = self.sender.clone().unwrap_or_else(|| ContactProfile {
+            id: conversation.chat.clone(),
+            ..ContactProfile::default()
+        });
+        Some(Inbound {
+            conversation,
+            sender,
+            timestamp_ms: self.timestamp_ms,
+            dedup_key: format!("unreadable:{}", self.dedup_key),
+            event: InboundEvent::Notice {
+                remote_id: format!("unreadable:{}", self.dedup_key),
+                content: Content {
+                    text: self.notice_text(),
+                    html: None,
+                    attachments: Vec::new(),
+                },
+            },
+            addressed_to: None,
+        })
+    }
+}
+
+fn capitalized(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// `s` cut to at most `max` bytes on a character boundary, saying how much was cut.
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &s[..end], s.len())
+}
+
 /// What an operator asked to be done on the remote side.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -309,6 +436,20 @@ pub trait Host: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<(i64, serde_json::Value)>, HostError>;
 
+    /// Keep and show input that could not be read (see [`Unreadable`]). Acknowledge the
+    /// source only after this returns `Ok`, exactly as after [`Host::receive`]. The default
+    /// stores it as a notice in its conversation and refuses input with no conversation; the
+    /// bridge's host also keeps the latter and shows it in its admin room.
+    async fn unreadable(&self, input: Unreadable) -> Result<(), HostError> {
+        match input.to_notice() {
+            Some(notice) => self.receive(notice).await.map(|_| ()),
+            None => Err(HostError::Store(format!(
+                "no place to keep {} that names no conversation",
+                input.what
+            ))),
+        }
+    }
+
     /// The signature the people handling `conversation` sign their outgoing messages with (a
     /// team's own, from the core's configuration), for channels that sign messages (email).
     /// `None` when there is none; the channel then uses its own default, if any.
@@ -344,4 +485,44 @@ pub trait Channel: Send + Sync + 'static {
 
     /// An operator has read the customer's messages up to `remote_id`. Best effort.
     async fn mark_read(&self, _conversation: &ConversationKey, _remote_id: &str) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_input_is_clipped_on_a_character_boundary_and_shown() {
+        let raw = "é".repeat(Unreadable::MAX_RAW);
+        let u = Unreadable::new("k", "a Telegram update", "odd", raw.as_bytes(), 5);
+        assert!(u.raw.len() < Unreadable::MAX_RAW + 40, "{}", u.raw.len());
+        assert!(u.raw.ends_with(&format!("({} bytes in all)", raw.len())));
+        assert!(u.to_notice().is_none(), "no conversation, no room notice");
+        let key = ConversationKey {
+            account: "a".into(),
+            chat: "c".into(),
+        };
+        let notice = u
+            .in_conversation(key.clone(), None)
+            .to_notice()
+            .expect("a notice");
+        assert_eq!(notice.conversation, key);
+        assert_eq!(notice.sender.id, "c");
+        assert_eq!(notice.dedup_key, "unreadable:k");
+        let InboundEvent::Notice { content, .. } = notice.event else {
+            panic!()
+        };
+        assert!(
+            content.text.starts_with("⚠️ A Telegram update arrived"),
+            "{}",
+            content.text
+        );
+        assert!(content.text.len() < Unreadable::MAX_SHOWN + 200);
+    }
+
+    #[test]
+    fn digest_keys_are_stable() {
+        assert_eq!(Unreadable::digest_key(b""), "raw:cbf29ce484222325:0");
+        assert_ne!(Unreadable::digest_key(b"a"), Unreadable::digest_key(b"b"));
+    }
 }

@@ -17,6 +17,7 @@ pub mod matrix_events;
 pub mod message_map;
 pub mod outbox;
 pub mod routing;
+pub mod unreadable;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -152,6 +153,7 @@ async fn seed_ids(pool: &AnyPool) -> Result<(), StoreError> {
         "SELECT MAX(id) FROM conversations",
         "SELECT MAX(id) FROM customers",
         "SELECT MAX(seq) FROM matrix_events",
+        "SELECT MAX(id) FROM unreadable_input",
     ] {
         let max: Option<i64> = sqlx::query_scalar(query).fetch_one(pool).await?;
         if let Some(max) = max {

@@ -317,6 +317,12 @@ impl FakeTelegram {
         id
     }
 
+    /// What Telegram does after a week without updates: the next `update_id` is chosen anew,
+    /// here `next` (below the last one to test that nothing trusts the old numbering).
+    pub fn reset_update_ids(&self, next: i64) {
+        self.shared.lock().next_update_id = next;
+    }
+
     /// Queue several updates at once, so one `getUpdates` returns them together.
     pub fn push_updates(&self, updates: Vec<Value>) -> Vec<i64> {
         let ids = {
@@ -1143,7 +1149,17 @@ async fn get_updates(shared: &Arc<Shared>, params: &Map<String, Value>) -> Respo
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let notified = shared.changed.notified();
-        let batch: Vec<Value> = shared.lock().updates.iter().take(limit).cloned().collect();
+        let batch: Vec<Value> = {
+            let mut s = shared.lock();
+            if let Some(offset) = offset {
+                // An update that arrives during the long poll with an id below the offset is
+                // confirmed by this call too (Telegram: "confirmed as soon as getUpdates is
+                // called with an offset higher than its update_id").
+                s.updates
+                    .retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
+            }
+            s.updates.iter().take(limit).cloned().collect()
+        };
         if !batch.is_empty() || tokio::time::Instant::now() >= deadline {
             return ok(Value::Array(batch));
         }

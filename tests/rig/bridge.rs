@@ -147,9 +147,13 @@ pub struct Bridge {
     http: reqwest::Client,
 }
 
-/// The `switchboard` binary cargo built for this test run.
+/// The `switchboard` binary cargo built for this test run, or `SWITCHBOARD_TEST_BINARY` when set
+/// (a copy taken right after the build, so a build from another checkout sharing the target
+/// dir cannot swap the binary under a running suite).
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_switchboard"))
+    std::env::var_os("SWITCHBOARD_TEST_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_switchboard")))
 }
 
 fn yaml(v: serde_json::Value) -> anyhow::Result<Value> {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use switchboard_channel::{
     Attachment as CoreAttachment, ContactProfile, Content, ConversationKey, Host, HostError,
-    Inbound, InboundEvent, MediaRef,
+    Inbound, InboundEvent, MediaRef, Unreadable,
 };
 
 use crate::markdown;
@@ -180,6 +180,66 @@ fn timestamp(m: &Message) -> i64 {
         .and_then(model::parse_timestamp)
         .or_else(|| model::snowflake_ms(&m.id))
         .unwrap_or(0)
+}
+
+/// A customer's message (`MESSAGE_CREATE`) that [`parse_dispatch`] could not read because a
+/// field has a type the model does not expect: kept and shown raw ([`Host::unreadable`]), in its
+/// conversation when its channel can be read, instead of dropped. `None` for dispatches that read
+/// fine (and were bridged or deliberately skipped), for other events, for our own messages and
+/// for channels that are not bridged.
+pub fn unreadable_dispatch(event: &str, d: &Value, options: &ParseOptions) -> Option<Unreadable> {
+    if event != "MESSAGE_CREATE" {
+        return None;
+    }
+    let error = serde_json::from_value::<Message>(d.clone()).err()?;
+    let author = d
+        .get("author")
+        .and_then(|a| a.get("id"))
+        .and_then(Value::as_str);
+    if author.is_some_and(|a| a == options.account) {
+        return None;
+    }
+    let raw = d.to_string();
+    let key = match d
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|i| is_snowflake(i))
+    {
+        Some(id) => format!("unreadable:{id}"),
+        None => Unreadable::digest_key(raw.as_bytes()),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_millis() as i64)
+        .unwrap_or(0);
+    let input = Unreadable::new(
+        key,
+        "a Discord message",
+        format!("a field has an unexpected type: {error}"),
+        raw.as_bytes(),
+        now,
+    );
+    let channel = d.get("channel_id").and_then(Value::as_str);
+    let guild = d.get("guild_id").and_then(Value::as_str);
+    // The author speaks for it when their id can be read (a DM channel's id is not theirs).
+    let sender = author.filter(|a| is_snowflake(a)).map(|id| ContactProfile {
+        id: id.to_owned(),
+        display_name: d
+            .get("author")
+            .and_then(|a| {
+                let name = |k: &str| a.get(k).and_then(Value::as_str);
+                name("global_name").or_else(|| name("username"))
+            })
+            .map(str::to_owned),
+        ..ContactProfile::default()
+    });
+    match channel {
+        Some(c) if wanted(options, c, guild) => {
+            Some(input.in_conversation(conversation(options, c), sender))
+        }
+        Some(c) if is_snowflake(c) => None,
+        _ => Some(input),
+    }
 }
 
 /// One dispatch (`t`, `d`) → what it means, or `None` when it is not bridged.
@@ -473,6 +533,30 @@ mod tests {
             account: "1100000000000000001".into(),
             ..ParseOptions::default()
         }
+    }
+
+    /// Issue 14: a message with a field of an unexpected type is not dropped: it is kept and
+    /// shown raw in its conversation.
+    #[test]
+    fn a_wrongly_typed_message_is_unreadable_not_dropped() {
+        let d = json!({"id": "1200000000000000001", "channel_id": "1300000000000000001",
+            "author": {"id": "1400000000000000001", "username": "ann"},
+            "content": "hello", "type": "default", "timestamp": "2026-01-01T00:00:00Z"});
+        assert!(parse_dispatch("MESSAGE_CREATE", &d, &options()).is_none());
+        let u = unreadable_dispatch("MESSAGE_CREATE", &d, &options()).expect("kept");
+        assert_eq!(
+            u.conversation.map(|c| c.chat).as_deref(),
+            Some("1300000000000000001")
+        );
+        assert!(u.raw.contains("hello"));
+        let sender = u.sender.expect("the author");
+        assert_eq!(
+            (sender.id.as_str(), sender.display_name.as_deref()),
+            ("1400000000000000001", Some("ann"))
+        );
+        let fine = json!({"id": "1200000000000000002", "channel_id": "1300000000000000001",
+            "author": {"id": "1400000000000000001", "username": "ann"}, "content": "hi", "type": 0});
+        assert!(unreadable_dispatch("MESSAGE_CREATE", &fine, &options()).is_none());
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub(crate) async fn handle_dispatch(
 ) -> Result<(), inbound::RealizeError> {
     let options = shared.options();
     let Some(parsed) = inbound::parse_dispatch(event, data, &options) else {
+        if let Some(input) = inbound::unreadable_dispatch(event, data, &options) {
+            shared.host.unreadable(input).await?;
+        }
         return Ok(());
     };
     let chat = parsed.conversation.chat.clone();

@@ -7,8 +7,10 @@
 //! After the core stored a mail it is acknowledged on the server — a keyword (`$Switchboard`)
 //! or a move — so people looking at the mailbox see what the bridge took.
 //!
-//! If UIDVALIDITY changes (the folder was recreated), UIDs start again from 1: everything is
-//! read again, and the core's dedup by Message-ID keeps the rooms free of duplicates.
+//! If UIDVALIDITY changes (the folder was recreated), or the server's UIDNEXT is not above the
+//! stored UID (UIDs went backwards without a new UIDVALIDITY, e.g. a restored backup), UIDs are
+//! not to be trusted: everything is read again, and the core's dedup by Message-ID keeps the
+//! rooms free of duplicates ([`resume_after`]).
 //!
 //! Any error — the server restarting mid-IDLE, a network cut, the core's store being down —
 //! drops the connection; the loop reconnects with backoff and resumes from the stored UID, so
@@ -144,6 +146,27 @@ fn parse_uid_state(value: Option<String>) -> (u32, u32) {
         .unwrap_or((0, 0))
 }
 
+/// The UID to read after, from what was stored and what the server says at SELECT. UIDs are
+/// the server's counter: when UIDVALIDITY changed (the folder was recreated), or the server's
+/// next UID is not above the stored one (a server restored from a backup without changing
+/// UIDVALIDITY, which RFC 3501 forbids but happens), new mail could sit at or below the stored
+/// UID and `UID <last+1>:*` would skip it: read the folder again from the start (the core
+/// drops what it already has by Message-ID).
+pub fn resume_after(
+    stored_validity: u32,
+    stored_last: u32,
+    validity: u32,
+    uid_next: Option<u32>,
+) -> u32 {
+    if stored_validity != validity {
+        return 0;
+    }
+    match uid_next {
+        Some(next) if next <= stored_last => 0,
+        _ => stored_last,
+    }
+}
+
 /// One connection's life: select, catch up, wait (IDLE or poll), catch up, …
 async fn session(
     host: &dyn Host,
@@ -156,13 +179,12 @@ async fn session(
     let selected = session.select(&folder).await?;
     let validity = selected.uid_validity.unwrap_or(0);
     let key = format!("uid:{}", mailbox.name);
-    let (stored_validity, mut last) = parse_uid_state(host.state_get(&key).await?);
-    if stored_validity != validity {
-        if stored_validity != 0 {
-            tracing::warn!(mailbox = %mailbox.name, old = stored_validity, new = validity, "email: UIDVALIDITY changed; reading the folder again");
-        }
-        last = 0;
+    let (stored_validity, stored_last) = parse_uid_state(host.state_get(&key).await?);
+    let last = resume_after(stored_validity, stored_last, validity, selected.uid_next);
+    if stored_validity != 0 && last == 0 && stored_last != 0 {
+        tracing::warn!(mailbox = %mailbox.name, old_validity = stored_validity, new_validity = validity, stored_last, uid_next = ?selected.uid_next, "email: the folder's UIDs were reset; reading the folder again");
     }
+    let mut last = last;
     let idle = session.capabilities().await?.has_str("IDLE");
     if config.ack == Ack::Move {
         // Make sure the target exists; an error here means it already does.
@@ -242,5 +264,37 @@ async fn acknowledge(session: &mut Session, config: &EmailConfig, uid: u32) {
     };
     if let Err(e) = result {
         tracing::warn!(uid, error = %e, "email: could not acknowledge a stored mail on the server");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 14: UIDs that went backwards on the server's side never make new mail be skipped.
+    #[test]
+    fn uids_reset_on_the_server_are_read_again() {
+        assert_eq!(
+            resume_after(7, 40, 7, Some(41)),
+            40,
+            "same folder: carry on"
+        );
+        assert_eq!(
+            resume_after(7, 40, 7, None),
+            40,
+            "no UIDNEXT: trust the stored UID"
+        );
+        assert_eq!(resume_after(7, 40, 8, Some(100)), 0, "new UIDVALIDITY");
+        assert_eq!(
+            resume_after(7, 40, 7, Some(12)),
+            0,
+            "UIDNEXT below the stored UID"
+        );
+        assert_eq!(
+            resume_after(7, 40, 7, Some(40)),
+            0,
+            "UIDNEXT at the stored UID"
+        );
+        assert_eq!(resume_after(0, 0, 7, Some(1)), 0, "first start");
     }
 }

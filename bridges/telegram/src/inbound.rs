@@ -20,8 +20,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use switchboard_channel::{
     Attachment, ContactProfile, Content, ConversationKey, Host, HostError, Inbound, InboundEvent,
+    Unreadable,
 };
-use teloxide::types::{Chat, Message, MessageEntity, Update, UpdateKind, User};
+use teloxide::types::{Chat, Message, MessageEntity, MessageKind, Update, UpdateKind, User};
 use teloxide::Bot;
 
 use crate::client::{self, FetchError};
@@ -74,6 +75,84 @@ pub enum ParsedKind {
         text: String,
         html: Option<String>,
     },
+    /// A message of a kind the bridge cannot show, named for the operators.
+    Notice { remote_id: String, text: String },
+}
+
+/// What one raw update means.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Read {
+    /// Bridge this.
+    Parsed(Parsed),
+    /// Acknowledge and forget it: a kind or chat we do not bridge, by design or configuration.
+    Skip(&'static str),
+    /// Keep and show it raw ([`Host::unreadable`]): nothing of it can be placed otherwise.
+    Unreadable(Unreadable),
+}
+
+/// Read one raw update (a webhook body, one element of `getUpdates`), as leniently as Telegram
+/// may send it: teloxide reads it first (after [`crate::lenient::repair`]); what teloxide
+/// refuses is read field by field ([`crate::lenient::read_message`]); only input that names
+/// no update or no chat is [`Read::Unreadable`] without a conversation. Pure, fuzzed.
+pub fn read_update(body: &[u8], options: &ParseOptions) -> Read {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let unreadable = |reason: String| {
+        Read::Unreadable(Unreadable::new(
+            Unreadable::digest_key(body),
+            "a Telegram update",
+            reason,
+            body,
+            now_ms,
+        ))
+    };
+    let mut value: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return unreadable(format!("it is not JSON: {e}")),
+    };
+    let Some(fields) = value.as_object_mut() else {
+        return unreadable("it is not a JSON object".into());
+    };
+    let Some(update_id) =
+        crate::lenient::int(fields.get("update_id")).and_then(|i| u64::try_from(i).ok())
+    else {
+        return unreadable("it has no update_id".into());
+    };
+    let Some(kind) = BRIDGED_KINDS.into_iter().find(|k| fields.contains_key(*k)) else {
+        return Read::Skip("an update kind we do not bridge");
+    };
+    fields.retain(|key, _| key == "update_id" || key == kind);
+    let edited = kind.starts_with("edited_");
+    let Some(message) = fields.get_mut(kind).filter(|m| m.is_object()) else {
+        return unreadable(format!("its {kind} is not an object"));
+    };
+    crate::lenient::repair(message);
+    let strict = serde_json::to_vec(&value)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Update>(&bytes).ok())
+        .filter(|u| !matches!(u.kind, UpdateKind::Error(_)));
+    let Some(update) = strict else {
+        return crate::lenient::read_message(update_id, &value[kind], options, edited, body);
+    };
+    if let Some(parsed) = parse_update(&update, options) {
+        return Read::Parsed(parsed);
+    }
+    // Not bridged as read. A service message (a join, a pin) is meant to be skipped; a message
+    // teloxide knows no kind for (`Empty`) or a customer's message of a kind without a
+    // rendering here (a game, an invoice) is read field by field, which names what it holds.
+    match &update.kind {
+        UpdateKind::Message(m)
+        | UpdateKind::EditedMessage(m)
+        | UpdateKind::BusinessMessage(m)
+        | UpdateKind::EditedBusinessMessage(m)
+            if matches!(m.kind, MessageKind::Empty {} | MessageKind::Common(_)) =>
+        {
+            crate::lenient::read_message(update_id, &value[kind], options, edited, body)
+        }
+        _ => Read::Skip("a service message or a chat we do not bridge"),
+    }
 }
 
 /// Parse raw update JSON (a webhook body, one element of `getUpdates`). `Err` for JSON that is
@@ -82,7 +161,11 @@ pub fn parse_update_json(
     body: &[u8],
     options: &ParseOptions,
 ) -> Result<Option<Parsed>, serde_json::Error> {
-    Ok(decode_update(body)?.and_then(|update| parse_update(&update, options)))
+    decode_update(body)?;
+    Ok(match read_update(body, options) {
+        Read::Parsed(parsed) => Some(parsed),
+        Read::Skip(_) | Read::Unreadable(_) => None,
+    })
 }
 
 /// The update kinds [`parse_update`] bridges.
@@ -458,6 +541,14 @@ pub async fn realize(
     let mut sender = parsed.sender;
     sender.avatar = avatar;
     let event = match parsed.kind {
+        ParsedKind::Notice { remote_id, text } => InboundEvent::Notice {
+            remote_id,
+            content: Content {
+                text,
+                html: None,
+                attachments: Vec::new(),
+            },
+        },
         ParsedKind::Edit {
             remote_id,
             text,
@@ -723,6 +814,146 @@ mod tests {
             }
             _ => body.to_vec(),
         }
+    }
+
+    fn read(update: serde_json::Value) -> Read {
+        read_update(&serde_json::to_vec(&update).unwrap(), &options())
+    }
+
+    fn parsed_message(r: Read) -> (Parsed, String, Option<String>) {
+        let Read::Parsed(p) = r else {
+            panic!("not parsed: {r:?}")
+        };
+        match p.kind.clone() {
+            ParsedKind::Message { text, html, .. } => (p, text, html),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// An entity type teloxide does not know is left out of the formatting; the text, the
+    /// known entities and the message itself come through (strictly read, so files too).
+    #[test]
+    fn an_unknown_entity_keeps_the_message_and_its_other_formatting() {
+        let (p, text, html) = parsed_message(read(serde_json::json!({"update_id": 9, "message": {
+            "message_id": 7, "date": 1700000000,
+            "from": {"id": 9, "is_bot": false, "first_name": "Ann"},
+            "chat": {"id": 9, "type": "private", "first_name": "Ann"},
+            "text": "see my new thing here",
+            "entities": [{"type": "shiny_new_entity", "offset": 0, "length": 3},
+                         {"type": "bold", "offset": "4", "length": 2}]}})));
+        assert_eq!(text, "see my new thing here");
+        assert_eq!(html.as_deref(), Some("see <b>my</b> new thing here"));
+        assert_eq!(p.dedup_key, "msg:9:7");
+    }
+
+    /// A chat type Telegram added later: kept, and the chat bridged (like a private chat when
+    /// its id is the sender's, like a group otherwise).
+    #[test]
+    fn an_unknown_chat_type_is_bridged() {
+        let (p, text, _) = parsed_message(read(serde_json::json!({"update_id": 9, "message": {
+            "message_id": 8, "date": 1700000000,
+            "from": {"id": 9, "is_bot": false, "first_name": "Ann"},
+            "chat": {"id": 9, "type": "hyperchat", "first_name": "Ann"},
+            "text": "hello from the future"}})));
+        assert_eq!(
+            (p.conversation.chat.as_str(), text.as_str()),
+            ("9", "hello from the future")
+        );
+        let (p, text, _) = parsed_message(read(serde_json::json!({"update_id": 10, "message": {
+            "message_id": 8, "date": 1700000000,
+            "from": {"id": 9, "is_bot": false, "first_name": "Ann"},
+            "chat": {"id": -100, "type": "hyperchat", "title": "T"},
+            "text": "hi all"}})));
+        assert_eq!(
+            (p.conversation.chat.as_str(), text.as_str()),
+            ("-100", "Ann: hi all")
+        );
+    }
+
+    /// Fields of another JSON type degrade on their own: ids sent as strings are still ids.
+    #[test]
+    fn wrongly_typed_fields_degrade_alone() {
+        let (p, text, _) = parsed_message(read(serde_json::json!({"update_id": "11", "message": {
+            "message_id": "12", "date": "1700000000",
+            "from": {"id": "9", "is_bot": "false", "first_name": "Ann", "last_name": 7},
+            "chat": {"id": "9", "type": "private"},
+            "text": "strings everywhere",
+            "reply_to_message": {"message_id": "5", "chat": {"id": 9, "type": "private"}}}})));
+        assert_eq!(text, "strings everywhere");
+        assert_eq!(p.dedup_key, "msg:9:12");
+        assert_eq!(p.sender.id, "9");
+        assert_eq!(p.sender.display_name.as_deref(), Some("Ann 7"));
+        assert_eq!(p.timestamp_ms, 1_700_000_000_000);
+        let ParsedKind::Message { reply_to, .. } = p.kind else {
+            panic!()
+        };
+        assert_eq!(reply_to.as_deref(), Some("5"));
+        // A photo whose message id is unreadable still brings its file.
+        let Read::Parsed(p) = read(serde_json::json!({"update_id": 13, "message": {
+            "message_id": {"odd": true}, "date": 1700000000,
+            "from": {"id": 9, "is_bot": false, "first_name": "Ann"},
+            "chat": {"id": 9, "type": "private"},
+            "photo": [{"file_id": "small", "file_unique_id": "s", "width": 9, "height": 9},
+                      {"file_id": "big", "file_unique_id": "b", "width": "90", "height": 90, "file_size": "100"}],
+            "caption": "the box"}}))
+        else {
+            panic!()
+        };
+        let ParsedKind::Message {
+            remote_id,
+            file,
+            text,
+            ..
+        } = p.kind
+        else {
+            panic!()
+        };
+        assert_eq!((remote_id.as_str(), text.as_str()), ("u13", "the box"));
+        let f = file.expect("the photo");
+        assert_eq!((f.file_id.as_str(), f.size), ("big", Some(100)));
+    }
+
+    /// A message kind nobody knows: a notice naming it, in the customer's room.
+    #[test]
+    fn an_unknown_message_kind_is_a_notice() {
+        let Read::Parsed(p) = read(serde_json::json!({"update_id": 14, "message": {
+            "message_id": 15, "date": 1700000000,
+            "from": {"id": 9, "is_bot": false, "first_name": "Ann"},
+            "chat": {"id": 9, "type": "private"},
+            "hologram": {"id": "h1"}}}))
+        else {
+            panic!()
+        };
+        assert_eq!(p.conversation.chat, "9");
+        let ParsedKind::Notice { text, .. } = p.kind else {
+            panic!("{:?}", p.kind)
+        };
+        assert!(text.contains("hologram"), "{text}");
+    }
+
+    /// Only what names no chat is unreadable without a conversation; and never a skip.
+    #[test]
+    fn what_names_no_chat_is_unreadable() {
+        let r =
+            read(serde_json::json!({"update_id": 16, "message": {"message_id": 1, "text": "hi"}}));
+        let Read::Unreadable(u) = r else {
+            panic!("{r:?}")
+        };
+        assert!(
+            u.conversation.is_none() && u.raw.contains("\"text\":\"hi\""),
+            "{u:?}"
+        );
+        let Read::Unreadable(u) = read_update(b"{not json", &options()) else {
+            panic!()
+        };
+        assert!(
+            u.reason.contains("not JSON") && u.dedup_key.starts_with("raw:"),
+            "{u:?}"
+        );
+        assert!(matches!(
+            read(serde_json::json!({"update_id": 1, "poll": {}})),
+            Read::Skip(_)
+        ));
     }
 
     #[test]

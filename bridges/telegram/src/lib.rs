@@ -16,6 +16,7 @@
 //! * `webhook` — webhook mode: secret header first, store, then 200.
 //! * [`inbound`] — an update → what it means ([`inbound::parse_update`], pure, fuzzed) → the
 //!   core's `Inbound` with its file fetched ([`inbound::realize`]).
+//! * [`lenient`] — what teloxide's strict types refuse, read field by field.
 //! * [`format`] — Telegram entities → HTML, core HTML → Telegram HTML.
 //! * `profile` — profile photos for ghosts' avatars.
 //! * `outbound` — `Channel::send`: messages, files, edits, deletions, idempotency.
@@ -29,13 +30,13 @@ use switchboard_channel::{
     Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound,
     SendError,
 };
-use teloxide::types::Update;
 use teloxide::Bot;
 
 mod client;
 pub mod config;
 pub mod format;
 pub mod inbound;
+pub mod lenient;
 mod outbound;
 mod poll;
 mod profile;
@@ -52,16 +53,25 @@ pub(crate) struct Shared {
     pub out: outbound::Outgoing,
 }
 
-/// Store one update in the core's inbox (fetching its file first). `Ok` means it is durably
-/// stored or needs nothing; only then may the update be acknowledged to Telegram.
+/// Store one raw update in the core's inbox (fetching its file first), or, when it cannot be
+/// read, hand it to `Host::unreadable`. `Ok` means it is durably stored or needs nothing; only
+/// then may the update be acknowledged to Telegram.
 pub(crate) async fn handle_update(
     shared: &Shared,
-    update: &Update,
+    raw: &[u8],
 ) -> Result<(), inbound::RealizeError> {
-    let Some(parsed) = inbound::parse_update(update, &shared.options) else {
-        tracing::debug!(update_id = update.id.0, "telegram: update not bridged");
-        return Ok(());
+    let parsed = match inbound::read_update(raw, &shared.options) {
+        inbound::Read::Parsed(parsed) => parsed,
+        inbound::Read::Skip(why) => {
+            tracing::debug!(why, "telegram: update not bridged");
+            return Ok(());
+        }
+        inbound::Read::Unreadable(input) => {
+            shared.host.unreadable(input).await?;
+            return Ok(());
+        }
     };
+    let dedup_key = parsed.dedup_key.clone();
     let avatar = profile::avatar(shared, parsed.user_id).await;
     let inbound = inbound::realize(
         parsed,
@@ -72,7 +82,7 @@ pub(crate) async fn handle_update(
     )
     .await?;
     let fresh = shared.host.receive(inbound).await?;
-    tracing::debug!(update_id = update.id.0, fresh, "telegram: update stored");
+    tracing::debug!(%dedup_key, fresh, "telegram: update stored");
     Ok(())
 }
 

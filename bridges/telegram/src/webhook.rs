@@ -1,7 +1,8 @@
 //! Webhook mode: Telegram posts each update to `<public_url>/telegram/webhook`.
 //!
 //! The order is the one every channel keeps: check the `X-Telegram-Bot-Api-Secret-Token`
-//! header first (constant-time; missing → 401, wrong → 403, nothing else is read), parse,
+//! header first (constant-time; missing → 401, wrong → 403, logged, nothing else is read), parse
+//! (what cannot be read goes to `Host::unreadable`, stored like any update),
 //! fetch the file, `Host::receive`, and only then answer 200. If storing fails the answer is
 //! 503 and Telegram delivers the update again later. Redeliveries are harmless.
 //!
@@ -18,7 +19,6 @@ use axum::routing::post;
 use axum::Router;
 use teloxide::payloads::SetWebhookSetters;
 use teloxide::prelude::Requester;
-use teloxide::types::Update;
 
 use crate::Shared;
 
@@ -41,26 +41,23 @@ pub fn router(shared: Arc<Shared>) -> Router {
 
 async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let Some(expected) = shared.config.webhook_secret.as_deref() else {
+        tracing::info!("telegram: webhook post while no webhook_secret is configured; refused");
         return StatusCode::NOT_FOUND;
     };
     let Some(given) = headers.get(SECRET_HEADER) else {
+        tracing::warn!("telegram: webhook post without the secret token header; refused");
         return StatusCode::UNAUTHORIZED;
     };
     if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+        tracing::warn!("telegram: webhook post with a wrong secret token; refused");
         return StatusCode::FORBIDDEN;
     }
-    let update: Update = match crate::inbound::decode_update(&body) {
-        Ok(Some(u)) => u,
-        Ok(None) => return StatusCode::OK, // a kind we do not bridge
-        Err(e) => {
-            tracing::warn!(error = %e, "telegram: webhook body is not an update");
-            return StatusCode::BAD_REQUEST;
-        }
-    };
-    match crate::handle_update(&shared, &update).await {
+    // Past the secret the body is Telegram's: whatever it holds is bridged, or kept and shown
+    // when it cannot be read; never answered 200 and dropped.
+    match crate::handle_update(&shared, &body).await {
         Ok(()) => StatusCode::OK,
         Err(e) => {
-            tracing::warn!(update_id = update.id.0, error = %e, "telegram: webhook update not stored; Telegram will retry");
+            tracing::warn!(error = %e, "telegram: webhook update not stored; Telegram will retry");
             StatusCode::SERVICE_UNAVAILABLE
         }
     }

@@ -3,7 +3,7 @@
 //! The order is the one every channel keeps. First the signature: the lowercase hex
 //! HMAC-SHA256 of the exact raw body under the auth token, in `X-Viber-Content-Signature` (or
 //! `?sig=`); missing → 401, wrong → 403, logged, and nothing of the body is read. Then the event
-//! is parsed, its file fetched, `Host::receive`d, and only then answered 200. If storing fails
+//! is parsed (what cannot be read is kept and shown through `Host::unreadable`), its file fetched, `Host::receive`d, and only then answered 200. If storing fails
 //! the answer is 503 and Viber delivers again. Redeliveries are harmless: the dedup key is the
 //! `message_token`.
 
@@ -53,12 +53,16 @@ async fn receive(
         tracing::warn!("viber: callback with a wrong signature; refused");
         return StatusCode::FORBIDDEN;
     }
+    // Past the signature the body is Viber's: what cannot be read is kept and shown.
     let callback = match inbound::parse_callback_json(&body, &shared.account) {
         Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "viber: callback body is not an event");
-            return StatusCode::BAD_REQUEST;
-        }
+        Err(e) => inbound::Callback::Unreadable(Box::new(switchboard_channel::Unreadable::new(
+            switchboard_channel::Unreadable::digest_key(&body),
+            "a Viber callback",
+            format!("it is not a Viber event: {e}"),
+            &body,
+            0,
+        ))),
     };
     match crate::handle(&shared, callback).await {
         Ok(()) => StatusCode::OK,
@@ -90,6 +94,7 @@ mod tests {
     struct TestHost {
         fail: bool,
         received: AtomicUsize,
+        unreadable: AtomicUsize,
     }
 
     #[async_trait]
@@ -100,6 +105,14 @@ mod tests {
                 Err(HostError::Store("disk full".into()))
             } else {
                 Ok(true)
+            }
+        }
+        async fn unreadable(&self, _: switchboard_channel::Unreadable) -> Result<(), HostError> {
+            self.unreadable.fetch_add(1, Ordering::SeqCst);
+            if self.fail {
+                Err(HostError::Store("disk full".into()))
+            } else {
+                Ok(())
             }
         }
         async fn typing(&self, _: &ConversationKey, _: &ContactProfile, _: bool) {}
@@ -145,6 +158,7 @@ mod tests {
         let test_host = Arc::new(TestHost {
             fail,
             received: AtomicUsize::new(0),
+            unreadable: AtomicUsize::new(0),
         });
         let host: Arc<dyn Host> = test_host.clone();
         let api = crate::api::Api::new(&config).unwrap();
@@ -236,7 +250,9 @@ mod tests {
                 Some(&sign_hex(TOKEN.as_bytes(), garbage.as_bytes()))
             )
             .await,
-            400
+            200,
+            "signed garbage is Viber's: kept and shown, then acknowledged"
         );
+        assert_eq!(host.unreadable.load(Ordering::SeqCst), 1);
     }
 }

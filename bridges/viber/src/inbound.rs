@@ -25,6 +25,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use switchboard_channel::{
     Attachment, ContactProfile, Content, ConversationKey, Host, HostError, Inbound, InboundEvent,
+    Unreadable,
 };
 
 use crate::api::{Api, FetchError};
@@ -88,13 +89,64 @@ pub enum Callback {
     Event(Box<Parsed>),
     /// Answer 200 and forget it.
     Ignored(&'static str),
+    /// Keep and show it raw (`Host::unreadable`), then answer 200: Viber sent something the
+    /// bridge cannot place as an event (no sender, no token, an event kind it does not know).
+    Unreadable(Box<Unreadable>),
+}
+
+/// Input that could not be read: in the conversation of `user` when that much is known.
+fn unreadable(v: &Value, account: &str, user: Option<&str>, reason: String) -> Callback {
+    let raw = v.to_string();
+    let key = match token(v) {
+        Some(t) => format!("{}:{t}", s(v, "event").unwrap_or("event")),
+        None => Unreadable::digest_key(raw.as_bytes()),
+    };
+    let input = Unreadable::new(
+        key,
+        "a Viber callback",
+        reason,
+        raw.as_bytes(),
+        timestamp(v),
+    );
+    let input = match user {
+        Some(user) => input.in_conversation(
+            ConversationKey {
+                account: account.to_owned(),
+                chat: user.to_owned(),
+            },
+            None,
+        ),
+        None => input,
+    };
+    Callback::Unreadable(Box::new(input))
+}
+
+/// An id Viber documents as a string, also when it arrives as a number.
+fn id(v: &Value, key: &str) -> Option<String> {
+    match v.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+    .filter(|i| !i.is_empty() && i.len() <= 256)
+}
+
+/// Text Viber documents as a string, also when it arrives as a number or a boolean.
+fn text_of(v: &Value, key: &str) -> Option<String> {
+    match v.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
 }
 
 fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
 
-/// A message token as text: Viber sends a 64-bit number (some proxies turn it into a string).
+/// A message token as text: Viber sends a 64-bit number (some proxies turn it into a string,
+/// which is taken as it is when it is short and printable).
 fn token(v: &Value) -> Option<String> {
     match v.get("message_token")? {
         Value::Number(n) => n
@@ -102,7 +154,7 @@ fn token(v: &Value) -> Option<String> {
             .map(|t| t.to_string())
             .or_else(|| n.as_i64().map(|t| t.to_string())),
         Value::String(t)
-            if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) && t.len() <= 20 =>
+            if !t.trim().is_empty() && t.len() <= 64 && t.chars().all(|c| c.is_ascii_graphic()) =>
         {
             Some(t.clone())
         }
@@ -118,7 +170,12 @@ fn now_ms() -> i64 {
 }
 
 fn timestamp(v: &Value) -> i64 {
-    match v.get("timestamp").and_then(Value::as_i64) {
+    let t = match v.get("timestamp") {
+        Some(Value::String(t)) => t.trim().parse().ok(),
+        Some(t) => t.as_i64(),
+        None => None,
+    };
+    match t {
         Some(t) if t > 0 && t < 100_000_000_000_000 => t,
         _ => now_ms(),
     }
@@ -193,10 +250,9 @@ pub fn mime_for_name(name: &str) -> &'static str {
 }
 
 fn sender_of(v: &Value) -> Option<Sender> {
-    let id = s(v, "id")
-        .filter(|i| !i.is_empty() && i.len() <= 256)?
-        .to_owned();
-    let name = s(v, "name")
+    let id = id(v, "id")?;
+    let name = text_of(v, "name")
+        .as_deref()
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .map(|n| n.chars().take(200).collect());
@@ -234,16 +290,18 @@ pub fn parse_event(v: &Value, account: &str) -> Callback {
         chat: chat.to_owned(),
     };
     let status = |kind: &str, make: &dyn Fn(String) -> ParsedKind| -> Callback {
-        let (Some(user), Some(t)) = (
-            s(v, "user_id").filter(|u| !u.is_empty() && u.len() <= 256),
-            token(v),
-        ) else {
-            return Callback::Ignored("a status without a user or message token");
+        let (Some(user), Some(t)) = (id(v, "user_id"), token(v)) else {
+            return unreadable(
+                v,
+                account,
+                id(v, "user_id").as_deref(),
+                format!("a {kind} status without a user or message token"),
+            );
         };
         Callback::Event(Box::new(Parsed {
-            conversation: key(user),
+            conversation: key(&user),
             sender: Sender {
-                id: user.to_owned(),
+                id: user.clone(),
                 ..Sender::default()
             },
             timestamp_ms: timestamp(v),
@@ -270,15 +328,17 @@ pub fn parse_event(v: &Value, account: &str) -> Callback {
             })
         }
         "unsubscribed" => {
-            let (Some(user), Some(t)) = (
-                s(v, "user_id").filter(|u| !u.is_empty() && u.len() <= 256),
-                token(v),
-            ) else {
-                return Callback::Ignored("unsubscribed without a user");
+            let (Some(user), Some(t)) = (id(v, "user_id"), token(v)) else {
+                return unreadable(
+                    v,
+                    account,
+                    id(v, "user_id").as_deref(),
+                    "an unsubscription without a user or token".into(),
+                );
             };
             Callback::Event(Box::new(Parsed {
-                conversation: key(user),
-                sender: Sender { id: user.to_owned(), ..Sender::default() },
+                conversation: key(&user),
+                sender: Sender { id: user.clone(), ..Sender::default() },
                 timestamp_ms: timestamp(v),
                 dedup_key: format!("unsubscribed:{user}:{t}"),
                 kind: ParsedKind::Notice {
@@ -288,20 +348,33 @@ pub fn parse_event(v: &Value, account: &str) -> Callback {
             }))
         }
         "message" => message(v, account),
-        _ => Callback::Ignored("an event kind we do not know"),
+        other => {
+            let user = id(v, "user_id").or_else(|| v.get("sender").and_then(|s| id(s, "id")));
+            unreadable(
+                v,
+                account,
+                user.as_deref(),
+                format!("an event kind the bridge does not know: {other:?}"),
+            )
+        }
     }
 }
 
 fn message(v: &Value, account: &str) -> Callback {
     let Some(sender) = v.get("sender").and_then(sender_of) else {
-        return Callback::Ignored("a message without a sender");
+        return unreadable(v, account, None, "a message without a sender id".into());
     };
     let Some(t) = token(v) else {
-        return Callback::Ignored("a message without a token");
+        return unreadable(
+            v,
+            account,
+            Some(&sender.id),
+            "a message without a message token".into(),
+        );
     };
     let m = v.get("message").unwrap_or(&Value::Null);
     let kind = s(m, "type").unwrap_or("");
-    let text = s(m, "text").unwrap_or("").to_owned();
+    let text = text_of(m, "text").unwrap_or_default();
     let media = s(m, "media").map(str::to_owned);
     let size = m.get("size").and_then(Value::as_u64);
     let file = |name: String, mime: &str| {
@@ -506,6 +579,45 @@ mod tests {
             Callback::Event(p) => *p,
             other => panic!("not an event: {other:?}"),
         }
+    }
+
+    /// Issue 14: ids and tokens in other JSON types than documented are read, not dropped.
+    #[test]
+    fn wrongly_typed_ids_and_tokens_are_read() {
+        let v = serde_json::json!({"event": "message", "timestamp": "1457764197627",
+            "message_token": "tok-5", "sender": {"id": 12345, "name": 7},
+            "message": {"type": "text", "text": 42}});
+        let p = event(parse_event(&v, "bot"));
+        assert_eq!(p.conversation.chat, "12345");
+        assert_eq!(p.sender.name.as_deref(), Some("7"));
+        assert_eq!(p.dedup_key, "msg:tok-5");
+        assert_eq!(p.timestamp_ms, 1457764197627);
+        assert!(matches!(p.kind, ParsedKind::Message { ref text, .. } if text == "42"));
+    }
+
+    /// Issue 14: what cannot be placed as an event is kept and shown, never only ignored: in
+    /// the sender's conversation when the sender is known.
+    #[test]
+    fn what_cannot_be_read_is_unreadable_not_ignored() {
+        let no_token = serde_json::json!({"event": "message", "sender": {"id": "u1"},
+            "message": {"type": "text", "text": "hi"}});
+        let Callback::Unreadable(u) = parse_event(&no_token, "bot") else {
+            panic!()
+        };
+        assert_eq!(u.conversation.as_ref().map(|c| c.chat.as_str()), Some("u1"));
+        assert!(u.raw.contains("\"hi\""));
+        let no_sender = serde_json::json!({"event": "message", "message_token": 5,
+            "sender": {"id": {"odd": 1}}, "message": {"type": "text", "text": "hi"}});
+        let Callback::Unreadable(u) = parse_event(&no_sender, "bot") else {
+            panic!()
+        };
+        assert!(u.conversation.is_none());
+        let unknown = serde_json::json!({"event": "client_status_v9", "user_id": "u2",
+            "message_token": 6});
+        let Callback::Unreadable(u) = parse_event(&unknown, "bot") else {
+            panic!()
+        };
+        assert!(u.reason.contains("client_status_v9"), "{}", u.reason);
     }
 
     #[test]

@@ -63,6 +63,10 @@ pub(crate) async fn handle(
             tracing::debug!(why, "viber: event not bridged");
             return Ok(());
         }
+        inbound::Callback::Unreadable(input) => {
+            shared.host.unreadable(*input).await?;
+            return Ok(());
+        }
     };
     let sender = profile::profile(shared, &parsed.sender).await;
     let inbound = inbound::realize(

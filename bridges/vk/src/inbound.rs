@@ -29,7 +29,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use switchboard_channel::{
     Attachment, ContactProfile, Content, ConversationKey, Host, HostError, Inbound, InboundEvent,
-    MediaRef,
+    MediaRef, Unreadable,
 };
 
 use crate::api::{Api, FetchError};
@@ -99,6 +99,29 @@ pub enum Callback {
     Event(Box<Parsed>),
     /// Answer `ok` and forget it (our own echo, an event about nobody).
     Ignored(&'static str),
+    /// Keep and show it raw (`Host::unreadable`), then answer `ok`: a customer's message the
+    /// bridge cannot place (no peer, no id).
+    Unreadable(Box<Unreadable>),
+}
+
+/// A message that could not be read: in the conversation of `peer` when that much is known.
+fn unreadable(body: &Value, options: &ParseOptions, peer: Option<i64>, reason: &str) -> Callback {
+    let raw = body.to_string();
+    let key = match s(body, "event_id") {
+        Some(e) => format!("event:{e}"),
+        None => Unreadable::digest_key(raw.as_bytes()),
+    };
+    let input = Unreadable::new(key, "a VK message", reason, raw.as_bytes(), now_ms());
+    Callback::Unreadable(Box::new(match peer.filter(|p| *p > 0) {
+        Some(peer) => input.in_conversation(
+            ConversationKey {
+                account: options.group_id.to_string(),
+                chat: peer.to_string(),
+            },
+            None,
+        ),
+        None => input,
+    }))
 }
 
 /// The fields read before anything else: the kind, the community and the secret.
@@ -136,6 +159,15 @@ fn i(v: &Value, key: &str) -> Option<i64> {
 
 fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
+}
+
+/// Text VK documents as a string, also when it arrives as a number.
+fn text_field(v: &Value, key: &str) -> Option<String> {
+    match v.get(key)? {
+        Value::String(t) => Some(t.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 fn now_ms() -> i64 {
@@ -177,9 +209,31 @@ pub fn parse_event(body: &Value, options: &ParseOptions) -> Callback {
         "message_new" => {
             // Since API 5.103 the message is wrapped (`object.message` + `client_info`); older
             // servers send the bare message with `user_id` and `body`.
-            match object.get("message") {
+            let read = match object.get("message") {
                 Some(m) if m.is_object() => message_new(m, options),
                 _ => legacy_message_new(&object, options),
+            };
+            match read {
+                Callback::Ignored(
+                    why @ ("a message without a peer or sender"
+                    | "a message without a sender"
+                    | "a message without an id"),
+                ) => {
+                    let m = object
+                        .get("message")
+                        .filter(|m| m.is_object())
+                        .unwrap_or(&object);
+                    let peer = i(m, "peer_id")
+                        .or_else(|| i(m, "user_id"))
+                        .or_else(|| i(m, "from_id"));
+                    unreadable(
+                        body,
+                        options,
+                        peer.filter(|p| *p < CHAT_PEER_BASE || options.chats),
+                        why,
+                    )
+                }
+                other => other,
             }
         }
         "message_reply" => Callback::Ignored("our own message echoed back"),
@@ -255,11 +309,11 @@ fn event(
 /// attachments named), its files, and the attachments it had that we could not show.
 fn content_of(m: &Value) -> (String, Vec<RemoteFile>, usize) {
     let mut lines: Vec<String> = Vec::new();
-    if let Some(text) = s(m, "text")
-        .or_else(|| s(m, "body"))
+    if let Some(text) = text_field(m, "text")
+        .or_else(|| text_field(m, "body"))
         .filter(|t| !t.is_empty())
     {
-        lines.push(text.to_owned());
+        lines.push(text);
     }
     let mut files = Vec::new();
     let mut unsupported = 0;
@@ -296,7 +350,7 @@ fn content_of(m: &Value) -> (String, Vec<RemoteFile>, usize) {
 
 /// A forwarded message's text and how many attachments it had (not fetched, not recursed).
 fn content_of_shallow(m: &Value) -> (String, usize, ()) {
-    let text = s(m, "text").unwrap_or("").to_owned();
+    let text = text_field(m, "text").unwrap_or_default();
     let n = m
         .get("attachments")
         .and_then(Value::as_array)
@@ -468,7 +522,10 @@ fn attachment(a: &Value) -> Attached {
 }
 
 fn message_new(m: &Value, options: &ParseOptions) -> Callback {
-    let (Some(peer), Some(from)) = (i(m, "peer_id"), i(m, "from_id")) else {
+    let peer = i(m, "peer_id");
+    // In a private chat the peer is the customer: a sender that cannot be read is the peer.
+    let from = i(m, "from_id").or_else(|| peer.filter(|p| *p > 0 && *p < CHAT_PEER_BASE));
+    let (Some(peer), Some(from)) = (peer, from) else {
         return Callback::Ignored("a message without a peer or sender");
     };
     if from == -options.group_id || i(m, "out") == Some(1) {
@@ -496,7 +553,10 @@ fn message_new(m: &Value, options: &ParseOptions) -> Callback {
         }
     }
     let remote_id = cmid.to_string();
-    let kind = if files.is_empty() && unsupported > 0 && s(m, "text").unwrap_or("").is_empty() {
+    let kind = if files.is_empty()
+        && unsupported > 0
+        && text_field(m, "text").unwrap_or_default().is_empty()
+    {
         // Only things we cannot show: a notice naming them, never an "unanswered" message.
         ParsedKind::Notice { remote_id, text }
     } else if files.is_empty() && text.is_empty() {
@@ -987,6 +1047,39 @@ mod tests {
             .unwrap(),
             Callback::Ignored(_)
         ));
+    }
+
+    /// Issue 14: ids and text in other JSON types than documented are read; a message whose id
+    /// cannot be read is kept and shown in its conversation, never only acknowledged.
+    #[test]
+    fn wrongly_typed_fields_degrade_and_unplaceable_messages_are_unreadable() {
+        let body = br#"{"type":"message_new","group_id":1,"event_id":"e1","object":{"message":{"peer_id":"5","from_id":5,"conversation_message_id":"12","date":"1700000000","text":77}}}"#;
+        let Callback::Event(p) = parse_callback_json(body, &options()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.dedup_key, "msg:5:12");
+        assert!(
+            matches!(p.kind, ParsedKind::Message { ref text, .. } if text == "77"),
+            "{:?}",
+            p.kind
+        );
+        let no_from = br#"{"type":"message_new","group_id":1,"object":{"message":{"peer_id":5,"conversation_message_id":13,"text":"hi"}}}"#;
+        let Callback::Event(p) = parse_callback_json(no_from, &options()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.user_id, 5);
+        let no_id = br#"{"type":"message_new","group_id":1,"event_id":"e2","object":{"message":{"peer_id":5,"from_id":5,"conversation_message_id":"twelve","text":"hi there"}}}"#;
+        let Callback::Unreadable(u) = parse_callback_json(no_id, &options()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(u.conversation.as_ref().map(|c| c.chat.as_str()), Some("5"));
+        assert_eq!(u.dedup_key, "event:e2");
+        assert!(u.raw.contains("hi there"));
+        let nobody = br#"{"type":"message_new","group_id":1,"object":{"message":{"text":"hi"}}}"#;
+        let Callback::Unreadable(u) = parse_callback_json(nobody, &options()).unwrap() else {
+            panic!()
+        };
+        assert!(u.conversation.is_none());
     }
 
     #[test]

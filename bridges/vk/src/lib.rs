@@ -62,6 +62,10 @@ pub(crate) async fn handle(
             return Ok(());
         }
         inbound::Callback::Confirmation => return Ok(()),
+        inbound::Callback::Unreadable(input) => {
+            shared.host.unreadable(*input).await?;
+            return Ok(());
+        }
     };
     let sender = profile::profile(shared, parsed.user_id).await;
     let Some(inbound) = inbound::realize(

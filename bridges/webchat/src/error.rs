@@ -107,6 +107,11 @@ impl IntoResponse for ApiError {
             tracing::warn!(error = %source, "webchat: store unavailable, request not acknowledged");
         }
         let status = self.status();
+        if status.is_client_error() && status != StatusCode::NOT_FOUND {
+            // Input the bridge refuses (too large, not allowed, malformed, too fast) is logged
+            // with the reason; the widget is told too, and nothing of it was stored.
+            tracing::info!(status = status.as_u16(), code = self.code(), reason = %self, "webchat: request refused");
+        }
         let body = serde_json::json!({ "error": self.code(), "message": self.to_string() });
         let mut response = (status, Json(body)).into_response();
         if let ApiError::RateLimited(wait) = &self {
