@@ -912,3 +912,63 @@ async fn the_fake_speaks_discord() -> anyhow::Result<()> {
     ensure!(ack == json!({"op": 11}), "{ack}");
     Ok(())
 }
+
+/// A session that cannot be resumed (it expired while the bridge was down): Discord replays
+/// nothing, so what the customer wrote meanwhile is fetched from the DM's history after the new
+/// session starts — once, in order, before what they write next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_while_no_session_could_be_resumed_are_caught_up() -> anyhow::Result<()> {
+    let fake = FakeDiscord::start().await?;
+    let mut env = TestEnv::start(options(Backend::Sqlite, &fake, json!({}))).await?;
+    let user = jane();
+    fake.customer_message(&user, "before the outage", json!({}));
+    let room = env.alice.wait_for_invite("Jane Doe").await?;
+    env.alice.wait_for_text(&room, "before the outage").await?;
+    let answer = env.alice.send_text(&room, "we are on it").await?;
+    fake.wait_for_call("POST", &format!("/channels/{}/messages", user.dm), |c| {
+        c.status == 200 && c.str("content") == Some("we are on it")
+    })
+    .await?;
+    let _ = answer;
+
+    env.bridge.kill();
+    fake.expire_session();
+    let missed: Vec<String> = (0..3)
+        .map(|i| format!("while nobody listened {i}"))
+        .collect();
+    for text in &missed {
+        fake.customer_message_unseen(&user, text);
+    }
+    let identifies = fake.gateway_ops().iter().filter(|o| o.op == 2).count();
+    env.bridge.start().await?;
+    rig::poll_until("a new IDENTIFY", Duration::from_secs(30), || async {
+        Ok((fake.gateway_ops().iter().filter(|o| o.op == 2).count() > identifies).then_some(()))
+    })
+    .await?;
+    for text in &missed {
+        env.alice.wait_for_text(&room, text).await?;
+    }
+    fake.customer_message(&user, "and now live again", json!({}));
+    env.alice.wait_for_text(&room, "and now live again").await?;
+
+    let customer: Vec<String> = env
+        .alice
+        .messages(&room)
+        .into_iter()
+        .filter(|m| m.sender.starts_with("@sb_discord_"))
+        .map(|m| m.body)
+        .collect();
+    let mut expected = vec!["before the outage".to_string()];
+    expected.extend(missed.iter().cloned());
+    expected.push("and now live again".into());
+    ensure!(customer == expected, "the room shows {customer:#?}");
+    // The bot's own answer in the DM's history is not taken for the customer's.
+    ensure!(
+        !env.alice
+            .messages(&room)
+            .iter()
+            .any(|m| m.sender.starts_with("@sb_discord_") && m.body.contains("we are on it")),
+        "our own answer came back as the customer's"
+    );
+    Ok(())
+}

@@ -131,8 +131,11 @@ async fn first_message_opens_a_portal_and_the_answer_reaches_the_visitor(
     // The same visitor writing again lands in the same room; no second portal.
     visitor.send("Any news?").await?;
     env.alice.wait_for_text(&room, "Any news?").await?;
-    let invites_after = env.alice.joined_rooms();
-    ensure!(invites_after.iter().filter(|r| **r == room).count() == 1);
+    let portals = env.rooms_named("Jane Doe").await?;
+    ensure!(
+        portals == [room.clone()],
+        "portals for Jane Doe: {portals:?}"
+    );
 
     // The ghost's own messages are not echoed back to the visitor as agent messages.
     let history = visitor.refresh().await?;

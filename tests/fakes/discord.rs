@@ -359,6 +359,29 @@ impl FakeDiscord {
         id
     }
 
+    /// A customer's message Discord keeps in the DM but never dispatches to the bot, as for one
+    /// sent while the bot had no session (see [`FakeDiscord::expire_session`]): only `GET
+    /// /channels/{id}/messages` shows it. Returns the message id.
+    pub fn customer_message_unseen(&self, user: &DUser, content: &str) -> String {
+        let id = self.next_id();
+        let m = json!({
+            "id": id, "channel_id": user.dm, "type": 0, "content": content,
+            "author": user.json(), "timestamp": now_iso(), "edited_timestamp": null,
+            "attachments": [], "embeds": [], "mentions": [], "mention_roles": [], "mention_everyone": false,
+            "tts": false, "pinned": false, "flags": 0, "components": [],
+        });
+        self.shared.lock().messages.insert(id.clone(), m);
+        id
+    }
+
+    /// The session expires on Discord's side (the bot stayed away too long): a RESUME is
+    /// answered INVALID_SESSION `false`, and nothing from before is ever replayed.
+    pub fn expire_session(&self) {
+        let mut s = self.shared.lock();
+        s.session_id = None;
+        s.log.clear();
+    }
+
     /// A message in a guild channel (for the "guild messages are ignored" check).
     pub fn guild_message(&self, user: &DUser, guild: &str, channel: &str, content: &str) -> String {
         let id = self.next_id();
@@ -686,6 +709,7 @@ async fn rest(
 ) -> Response {
     let method = request.method().clone();
     let path = format!("/{path}");
+    let query = request.uri().query().unwrap_or("").to_owned();
     let headers: HeaderMap = request.headers().clone();
     let authorization = headers
         .get(header::AUTHORIZATION)
@@ -709,7 +733,10 @@ async fn rest(
                 global,
             }) => rate_limited(retry_after, global),
             Some(FaultKind::ServerError) => error(502, 0, "Bad Gateway"),
-            None => with_rate_headers(route(&shared, &method, &path, &body, &files), "fake-bucket"),
+            None => with_rate_headers(
+                route(&shared, &method, &path, &query, &body, &files),
+                "fake-bucket",
+            ),
         }
     };
     let status = response.status().as_u16();
@@ -726,9 +753,17 @@ async fn rest(
     response
 }
 
-fn route(shared: &Shared, method: &Method, path: &str, body: &Value, files: &[Upload]) -> Response {
+fn route(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    query: &str,
+    body: &Value,
+    files: &[Upload],
+) -> Response {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method.as_str(), parts.as_slice()) {
+        ("GET", ["channels", channel, "messages"]) => list_messages(shared, channel, query),
         ("GET", ["gateway", "bot"]) => {
             let url = shared.base().replacen("http://", "ws://", 1) + "/gateway";
             axum::Json(json!({
@@ -783,6 +818,40 @@ fn route(shared: &Shared, method: &Method, path: &str, body: &Value, files: &[Up
         ("POST", ["channels", _channel, "typing"]) => StatusCode::NO_CONTENT.into_response(),
         _ => error(404, 0, "404: Not Found"),
     }
+}
+
+/// `GET /channels/{id}/messages?after=&limit=` (docs: "Get Channel Messages"): `limit` 1–100
+/// (default 50), the messages right after `after`, newest first.
+fn list_messages(shared: &Shared, channel: &str, query: &str) -> Response {
+    let param = |name: &str| {
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_owned())
+    };
+    let limit = match param("limit").map(|l| l.parse::<usize>()) {
+        None => 50,
+        Some(Ok(l)) if (1..=100).contains(&l) => l,
+        Some(_) => return error(400, 50035, "Invalid Form Body"),
+    };
+    let after: u64 = match param("after").map(|a| a.parse::<u64>()) {
+        None => 0,
+        Some(Ok(a)) => a,
+        Some(Err(_)) => return error(400, 50035, "Invalid Form Body"),
+    };
+    let s = shared.lock();
+    let mut found: Vec<(u64, Value)> = s
+        .messages
+        .values()
+        .filter(|m| m["channel_id"] == channel)
+        .filter_map(|m| Some((m["id"].as_str()?.parse::<u64>().ok()?, m.clone())))
+        .filter(|(id, _)| *id > after)
+        .collect();
+    found.sort_by_key(|(id, _)| *id);
+    found.truncate(limit);
+    found.reverse();
+    axum::Json(found.into_iter().map(|(_, m)| m).collect::<Vec<_>>()).into_response()
 }
 
 fn create_message(shared: &Shared, channel: &str, body: &Value, files: &[Upload]) -> Response {

@@ -95,6 +95,31 @@ impl TestEnv {
         Ok(())
     }
 
+    /// Every room on the homeserver whose name contains `name_part`, whoever is in it or invited
+    /// to it (Synapse's admin room list, asked as @alice, a server admin): the way to see that no
+    /// second portal was made, not even one nobody joined.
+    pub async fn rooms_named(&self, name_part: &str) -> anyhow::Result<Vec<String>> {
+        let token = self.alice.access_token().context("alice's token")?;
+        let resp = reqwest::Client::new()
+            .get(format!(
+                "{}/_synapse/admin/v1/rooms",
+                self.synapse.base_url()
+            ))
+            .query(&[("search_term", name_part), ("limit", "1000")])
+            .bearer_auth(token)
+            .send()
+            .await?;
+        anyhow::ensure!(resp.status() == 200, "admin room list: {}", resp.status());
+        let body: serde_json::Value = resp.json().await?;
+        Ok(body["rooms"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["name"].as_str().is_some_and(|n| n.contains(name_part)))
+            .filter_map(|r| r["room_id"].as_str().map(str::to_string))
+            .collect())
+    }
+
     /// Registers and logs in another Matrix user.
     pub async fn new_operator(&self, localpart: &str, password: &str) -> anyhow::Result<Operator> {
         self.synapse

@@ -19,7 +19,8 @@
 //! dispatches go in order to one processing task that stores each event (`Host::receive`)
 //! before taking the next, retrying while the store is down. After storing, it records the
 //! session id, resume URL and sequence number in the channel's state, so a restarted bridge
-//! RESUMEs the old session and Discord replays what arrived while it was down. Replays and
+//! RESUMEs the old session and Discord replays what arrived while it was down. When no session
+//! can be resumed, [`crate::catchup`] fetches what DM channels received meanwhile. Replays and
 //! redeliveries are harmless: events are deduplicated by message id.
 
 use std::sync::Arc;
@@ -356,6 +357,11 @@ async fn process(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Dispatch>)
                     sleep(wait).await;
                 }
             }
+        }
+        crate::catchup::remember(&shared, &dispatch.event, &dispatch.data).await;
+        if dispatch.event == "READY" {
+            // A fresh session: Discord replays nothing from before it.
+            crate::catchup::run(&shared).await;
         }
         // Remember how far we got, so a restart resumes from here.
         if stored.as_ref() != Some(&dispatch.session) {

@@ -33,6 +33,7 @@ use switchboard_channel::{
     SendError,
 };
 
+mod catchup;
 pub mod config;
 mod gateway;
 pub mod inbound;

@@ -197,6 +197,20 @@ impl Rest {
         .await
     }
 
+    /// `GET /channels/{id}/messages?after={id}&limit={n}`: messages after one, as raw JSON (the
+    /// same shape as a `MESSAGE_CREATE` dispatch, less the guild id).
+    pub async fn messages_after(
+        &self,
+        channel: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<Value>, RestError> {
+        let request = self
+            .request(Method::GET, &format!("/channels/{channel}/messages"))
+            .query(&[("after", after.to_owned()), ("limit", limit.to_string())]);
+        self.json(request).await
+    }
+
     /// `DELETE /channels/{id}/messages/{id}`.
     pub async fn delete_message(&self, channel: &str, message: &str) -> Result<(), RestError> {
         self.execute(self.request(
