@@ -20,6 +20,7 @@ on_both_stores!(
     customer_messages_reach_matrix_once_and_only_when_signed,
     operator_replies_files_edits_and_deletions_reach_the_customer,
     a_crash_before_the_answer_loses_nothing,
+    messages_in_unexpected_shapes_reach_a_room,
 );
 
 /// Bridge options with `channels.vk` pointing at the fake.
@@ -729,10 +730,9 @@ async fn a_long_answer_arrives_in_parts() -> anyhow::Result<()> {
 /// Issue 14: a message whose `conversation_message_id` is a string is bridged; one whose id
 /// cannot be read at all is shown raw as a notice in its customer's room; one that names no
 /// peer goes to the admin room. Each is answered `ok` only after it is stored.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn messages_in_unexpected_shapes_reach_a_room() -> anyhow::Result<()> {
+async fn messages_in_unexpected_shapes_reach_a_room(backend: Backend) -> anyhow::Result<()> {
     let fake = FakeVk::start().await?;
-    let env = TestEnv::start(options(Backend::Sqlite, &fake)).await?;
+    let env = TestEnv::start(options(backend, &fake)).await?;
     let url = callback_url(&env);
     let user = ivan();
     fake.add_user(&user, None);

@@ -125,6 +125,16 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
             == 403,
         "signature of another body"
     );
+    // A signed body that is not JSON is Meta's all the same: kept, shown to the operators (in
+    // the lobby of conversations with no team) and answered 200, so it is not sent forever.
+    let garbage = b"{\"object\": \"whatsapp_business_account\", \"entry\": [cut off".to_vec();
+    let signature = fakes::whatsapp::sign(&garbage);
+    ensure!(
+        fake.deliver_raw(&url, garbage, Some(&signature)).await? == 200,
+        "signed garbage"
+    );
+    let lobby = env.alice.wait_for_invite("lobby").await?;
+    env.alice.wait_for_text(&lobby, "cut off").await?;
 
     // Text: a room with the ghost named from the WhatsApp profile.
     let (first_id, first) = fake.message(

@@ -87,8 +87,22 @@ async fn receive(
             return (StatusCode::OK, "EVENT_RECEIVED");
         }
         Err(e) => {
+            // Signed by our app, so it is Meta's: kept and shown, never only refused.
             tracing::warn!(channel = net, error = %e, "webhook body is not a delivery");
-            return (StatusCode::BAD_REQUEST, "not a webhook delivery");
+            let input = switchboard_channel::Unreadable::new(
+                switchboard_channel::Unreadable::digest_key(&body),
+                format!("a {net} webhook delivery"),
+                format!("it is not a delivery ({e})"),
+                &body,
+                crate::outbound::now_ms(),
+            );
+            return match shared.host.unreadable(input).await {
+                Ok(()) => (StatusCode::OK, "EVENT_RECEIVED"),
+                Err(e) => {
+                    tracing::warn!(channel = net, error = %e, "cannot keep an unreadable delivery; Meta will send it again");
+                    (StatusCode::SERVICE_UNAVAILABLE, "try again")
+                }
+            };
         }
     };
     tracing::debug!(

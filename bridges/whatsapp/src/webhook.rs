@@ -77,8 +77,22 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
     let batch = match payload::parse_webhook(&body) {
         Ok(b) => b,
         Err(e @ PayloadError::Json(_)) => {
+            // Signed by our app, so it is Meta's: kept and shown, never only refused.
             tracing::warn!(error = %e, "whatsapp: signed webhook body is not JSON");
-            return StatusCode::BAD_REQUEST;
+            let input = switchboard_channel::Unreadable::new(
+                switchboard_channel::Unreadable::digest_key(&body),
+                "a WhatsApp webhook delivery",
+                format!("it is not JSON ({e})"),
+                &body,
+                crate::inbound::now_ms(),
+            );
+            return match shared.host.unreadable(input).await {
+                Ok(()) => StatusCode::OK,
+                Err(e) => {
+                    tracing::warn!(error = %e, "whatsapp: cannot keep an unreadable delivery; Meta will send it again");
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            };
         }
         Err(e @ PayloadError::NotWhatsApp(_)) => {
             // Signed by our app, so answered 200: another product's events would come forever.
