@@ -251,10 +251,10 @@ async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> 
             .any(|m| m.body.contains("in a server")),
         "a guild message was bridged"
     );
+    let portals = env.rooms_named("Jane Doe").await?;
     ensure!(
-        env.alice.joined_rooms().len() <= 2,
-        "rooms: {:?}",
-        env.alice.joined_rooms()
+        portals == [room.clone()],
+        "portals for Jane Doe: {portals:?}"
     );
 
     // Exactly once each.
