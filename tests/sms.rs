@@ -512,6 +512,23 @@ async fn forged_webhooks_are_refused_and_nothing_is_bridged() -> anyhow::Result<
         !messages.iter().any(|m| m.body.contains("forged")),
         "a forged message reached Matrix"
     );
+    // Signed by Twilio but not a message (no MessageSid, no From): kept and shown to the
+    // operators in the lobby of conversations with no team, answered 200.
+    let odd = vec![
+        ("AccountSid".to_string(), ACCOUNT_SID.to_string()),
+        ("Body".to_string(), "a body with no sender".to_string()),
+    ];
+    let odd_answer = fake
+        .post_form(&url, &odd, Some(&sign(AUTH_TOKEN, &url, &odd)))
+        .await?;
+    ensure!(
+        odd_answer.status == 200,
+        "signed odd webhook: {odd_answer:?}"
+    );
+    let lobby = env.alice.wait_for_invite("lobby").await?;
+    env.alice
+        .wait_for_text(&lobby, "Body=a+body+with+no+sender")
+        .await?;
     let log = rig::strip_ansi(&env.bridge.log());
     ensure!(
         log.contains("wrong X-Twilio-Signature refused"),
@@ -526,7 +543,7 @@ async fn forged_webhooks_are_refused_and_nothing_is_bridged() -> anyhow::Result<
 
 /// A picture over `max_download_size` arrives as a line of text; Twilio's 429 is waited out
 /// (Retry-After) and the message goes once; a text over 1600
-/// characters is refused before sending; a customer's STOP is a notice, and sending to them
+/// characters goes as two messages; a customer's STOP is a notice, and sending to them
 /// afterwards a permanent failure operators can read, not retried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_are_waited_out_and_refusals_become_notices() -> anyhow::Result<()> {

@@ -95,8 +95,23 @@ async fn incoming(
     let message = match inbound::parse_incoming(&form) {
         Ok(m) => m,
         Err(e) => {
+            // Signed by Twilio, so it is the customer's or Twilio's: kept and shown, never only
+            // refused.
             tracing::warn!(error = %e, "sms: incoming webhook not understood");
-            return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
+            let input = switchboard_channel::Unreadable::new(
+                switchboard_channel::Unreadable::digest_key(&body),
+                "an incoming SMS webhook",
+                format!("it is not a message Twilio documents ({e})"),
+                &body,
+                crate::now_ms(),
+            );
+            return match shared.host.unreadable(input).await {
+                Ok(()) => twiml_ok(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "sms: cannot keep an unreadable webhook; Twilio will retry");
+                    retry_later()
+                }
+            };
         }
     };
     let sid = message.message_sid.clone();
@@ -342,12 +357,14 @@ mod tests {
         assert!(
             matches!(&received[1].event, switchboard_channel::InboundEvent::Delivered { remote_id } if remote_id == "SM7")
         );
-        // Signed but not a message: 400, nothing stored.
+        // Signed but not a message: handed to `Host::unreadable` (this host keeps nothing without
+        // a conversation, so Twilio is asked to retry); a status that is not one: 400. Nothing
+        // is received either way.
         assert_eq!(
             post(&format!("{base}/sms/incoming"), &pairs(&[("Body", "x")]))
                 .await
                 .0,
-            400
+            503
         );
         assert_eq!(post(&url, &pairs(&[("MessageSid", "SM1")])).await.0, 400);
         assert_eq!(host.received().len(), 2);
