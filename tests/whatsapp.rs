@@ -502,6 +502,73 @@ async fn operator_messages_files_replies_reactions_and_statuses(
         "the PDF's bytes"
     );
 
+    // A PNG over WhatsApp's 5 MB image limit goes as a document (the fake refuses it as image).
+    let big_png = blob("\u{89}PNG", 6 * 1024 * 1024);
+    env.alice
+        .send_file(&room, "floor-plan.png", "image/png", big_png.clone())
+        .await?;
+    let big = fake
+        .wait_for_call("messages", |c| {
+            c.status == 200 && c.body["document"]["filename"] == "floor-plan.png"
+        })
+        .await
+        .context("the 6 MB PNG as a document")?;
+    ensure!(
+        fake.media_bytes(big.body["document"]["id"].as_str().unwrap_or_default()) == Some(big_png),
+        "the big PNG's bytes"
+    );
+    // A .docx a client labelled application/octet-stream is uploaded as what it is.
+    let docx = blob("PK", 1200);
+    env.alice
+        .send_file_as(
+            &room,
+            "m.file",
+            "terms.docx",
+            "application/octet-stream",
+            docx.clone(),
+        )
+        .await?;
+    let terms = fake
+        .wait_for_call("messages", |c| {
+            c.status == 200 && c.body["document"]["filename"] == "terms.docx"
+        })
+        .await
+        .context("the .docx as a document")?;
+    ensure!(
+        fake.calls("media").iter().any(|c| c.status == 200
+            && c.upload.as_ref().is_some_and(|u| u.bytes == docx)
+            && c.body["type"]
+                == "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+        "the .docx upload's type"
+    );
+    ensure!(terms.message_type() == Some("document"));
+    // A GIF: WhatsApp takes it under no message type; the operator is told, nothing is sent.
+    let gif = blob("GIF89a", 900);
+    let dance = env
+        .alice
+        .send_file(&room, "dance.gif", "image/gif", gif.clone())
+        .await?;
+    let notice = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.is_notice() && m.in_reply_to() == Some(dance.as_str())
+        })
+        .await?;
+    ensure!(
+        notice
+            .body
+            .contains("does not accept files of type image/gif"),
+        "notice: {}",
+        notice.body
+    );
+    ensure!(
+        !fake
+            .all_calls()
+            .iter()
+            .any(|c| c.upload.as_ref().is_some_and(|u| u.bytes == gif)),
+        "the GIF was not uploaded"
+    );
+
     // The customer answers the operator's "Yes, we do": Matrix sees the reply to Alice's event.
     let yes_wamid = fake
         .sent()
@@ -910,6 +977,59 @@ async fn the_fake_speaks_the_cloud_api() -> anyhow::Result<()> {
         .send()
         .await?;
     ensure!(unknown.status() == 400);
+    // Uploads only of the supported types (error 100 naming them); media only as a kind that
+    // takes its type and size (error 131053).
+    let upload = |mime: &str, bytes: Vec<u8>| {
+        let form = reqwest::multipart::Form::new()
+            .text("messaging_product", "whatsapp")
+            .text("type", mime.to_owned())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes)
+                    .file_name("f")
+                    .mime_str(mime)
+                    .expect("a mime type"),
+            );
+        http.post(format!("{}/v21.0/{PHONE_NUMBER_ID}/media", fake.url()))
+            .bearer_auth(TOKEN)
+            .multipart(form)
+            .send()
+    };
+    let gif = upload("image/gif", b"GIF89a".to_vec()).await?;
+    ensure!(gif.status() == 400);
+    let body: Value = gif.json().await?;
+    ensure!(
+        body["error"]["code"] == 100
+            && body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Received file of type 'image/gif'")),
+        "{body}"
+    );
+    let big: Value = upload("image/png", vec![0; 5 * 1024 * 1024 + 1])
+        .await?
+        .json()
+        .await?;
+    let big_id = big["id"].as_str().context("a PNG is uploaded")?;
+    let as_image = json!({"messaging_product": "whatsapp", "to": "4915112345678", "type": "image", "image": {"id": big_id}});
+    let refused = http
+        .post(&messages)
+        .bearer_auth(TOKEN)
+        .json(&as_image)
+        .send()
+        .await?;
+    ensure!(refused.status() == 400);
+    let body: Value = refused.json().await?;
+    ensure!(body["error"]["code"] == 131053, "{body}");
+    let as_document = json!({"messaging_product": "whatsapp", "to": "4915112345678", "type": "document", "document": {"id": big_id, "filename": "big.png"}});
+    ensure!(
+        http.post(&messages)
+            .bearer_auth(TOKEN)
+            .json(&as_document)
+            .send()
+            .await?
+            .status()
+            == 200
+    );
     let media_id = fake.add_media(b"abc".to_vec(), "image/png");
     let info: Value = http
         .get(format!("{}/v21.0/{media_id}", fake.url()))

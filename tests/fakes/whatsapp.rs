@@ -13,7 +13,11 @@
 //!   language with the right number of parameters, and the 24-hour customer-service window
 //!   (a free-form message more than 24 h after the customer's last message is error 131047).
 //! * `POST /{version}/{phone-number-id}/media` (multipart `messaging_product`, `type`, `file`)
-//!   → `{"id":"<media id>"}`.
+//!   → `{"id":"<media id>"}`; only the supported media types ([`UPLOAD_TYPES`]; any other is
+//!   error 100 naming them) up to 100 MB.
+//! * Media messages check the media against their kind as the "Supported media types" table
+//!   says (image JPEG/PNG ≤ 5 MB, video MP4/3GPP ≤ 16 MB, audio ≤ 16 MB, sticker WebP ≤ 100 KB
+//!   or 500 KB animated, document ≤ 100 MB): a breach is error 131053 "Media upload error".
 //! * `GET /{version}/{media-id}` → `{url, mime_type, sha256, file_size, id,
 //!   messaging_product}`; the URL answers the bytes only with the Bearer token.
 //! * Errors in Graph's envelope `{"error":{"message","type","code","error_subcode",
@@ -59,8 +63,44 @@ pub const DISPLAY_PHONE_NUMBER: &str = "15550001234";
 /// The WhatsApp Business Account's id.
 pub const WABA_ID: &str = "1234567890987654321";
 pub const VERSION: &str = "v21.0";
-/// Largest upload the Cloud API takes (documents).
+/// Largest upload the Cloud API takes (documents: 100 MB).
+/// <https://developers.facebook.com/docs/whatsapp/cloud-api/reference/media#supported-media-types>
 pub const MAX_UPLOAD: usize = 100 * 1024 * 1024;
+const MB: usize = 1024 * 1024;
+/// `image`: image/jpeg, image/png, 5 MB (same page, "Image").
+pub const MAX_IMAGE: usize = 5 * MB;
+/// `audio` and `video`: 16 MB each (same page, "Audio", "Video").
+pub const MAX_AUDIO_VIDEO: usize = 16 * MB;
+/// `sticker`: image/webp, 100 KB static, 500 KB animated (same page, "Sticker").
+pub const MAX_STATIC_STICKER: usize = 100 * 1024;
+pub const MAX_ANIMATED_STICKER: usize = 500 * 1024;
+/// The only `type`s `POST /{phone-number-id}/media` takes, in the order (and with the words)
+/// of the Graph error it answers for any other type: "(#100) Param file must be a file with one
+/// of the following types: … Received file of type '…'." (error text as Meta sends it, e.g.
+/// <https://github.com/fbsamples/whatsapp-api-examples/issues/10>; the list is the "Supported
+/// media types" table of
+/// <https://developers.facebook.com/docs/whatsapp/cloud-api/reference/media#supported-media-types>).
+pub const UPLOAD_TYPES: &[&str] = &[
+    "audio/aac",
+    "audio/mp4",
+    "audio/mpeg",
+    "audio/amr",
+    "audio/ogg",
+    "audio/opus",
+    "application/vnd.ms-powerpoint",
+    "application/msword",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/pdf",
+    "text/plain",
+    "application/vnd.ms-excel",
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "video/mp4",
+    "video/3gpp",
+];
 
 /// A customer on WhatsApp.
 #[derive(Clone, Debug)]
@@ -720,6 +760,27 @@ async fn upload(shared: &Arc<Shared>, request: Request) -> EdgeResult {
     else {
         return Err((body, invalid_parameter("The parameter type is required.")));
     };
+    // Only the supported media types are taken (see UPLOAD_TYPES), whatever the file is.
+    let essence = mime_essence(mime);
+    if !UPLOAD_TYPES.contains(&essence.as_str()) {
+        let message = format!(
+            "(#100) Param file must be a file with one of the following types: {}. Received file of type '{essence}'.",
+            UPLOAD_TYPES.join(", ")
+        );
+        return Err((body, graph_error(400, 100, None, &message, &message)));
+    }
+    if file.bytes.len() > MAX_UPLOAD {
+        return Err((
+            body,
+            graph_error(
+                400,
+                131053,
+                None,
+                "(#131053) Media upload error",
+                "Unable to upload the media used in the message: the file is larger than 100 MB.",
+            ),
+        ));
+    }
     let media_id = {
         let mut s = shared.lock();
         s.next_id += 1;
@@ -735,6 +796,57 @@ async fn upload(shared: &Arc<Shared>, request: Request) -> EdgeResult {
     };
     let response = (StatusCode::OK, axum::Json(json!({"id": media_id}))).into_response();
     Ok((body, Some(file), response))
+}
+
+/// A MIME type without parameters, lower case (`audio/ogg; codecs=opus` → `audio/ogg`).
+fn mime_essence(mime: &str) -> String {
+    mime.split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// An animated WebP has the `ANIM` chunk (<https://developers.google.com/speed/webp/docs/riff_container#animation>).
+fn is_animated_webp(bytes: &[u8]) -> bool {
+    bytes.windows(4).any(|w| w == b"ANIM")
+}
+
+/// Why media of this type and size cannot go out as a message of `kind`, per the "Supported
+/// media types" table (<https://developers.facebook.com/docs/whatsapp/cloud-api/reference/media#supported-media-types>):
+/// image JPEG/PNG ≤ 5 MB; video MP4/3GPP ≤ 16 MB; audio AAC/AMR/MP3/M4A/OGG ≤ 16 MB;
+/// sticker WebP ≤ 100 KB (animated ≤ 500 KB); document ≤ 100 MB (any uploaded type: a photo
+/// can go as a document).
+fn media_kind_problem(kind: &str, media: &StoredMedia) -> Option<String> {
+    let mime = mime_essence(&media.mime);
+    let size = media.bytes.len();
+    let (types, max): (&[&str], usize) = match kind {
+        "image" => (&["image/jpeg", "image/png"], MAX_IMAGE),
+        "video" => (&["video/mp4", "video/3gpp"], MAX_AUDIO_VIDEO),
+        "audio" => (
+            &[
+                "audio/aac",
+                "audio/amr",
+                "audio/mpeg",
+                "audio/mp4",
+                "audio/ogg",
+                "audio/opus",
+            ],
+            MAX_AUDIO_VIDEO,
+        ),
+        "sticker" if is_animated_webp(&media.bytes) => (&["image/webp"], MAX_ANIMATED_STICKER),
+        "sticker" => (&["image/webp"], MAX_STATIC_STICKER),
+        _ => (UPLOAD_TYPES, MAX_UPLOAD),
+    };
+    if !types.contains(&mime.as_str()) {
+        Some(format!("Media of type {mime} cannot be sent as {kind}."))
+    } else if size > max {
+        Some(format!(
+            "The {kind} is {size} bytes; at most {max} bytes are allowed for {kind}."
+        ))
+    } else {
+        None
+    }
 }
 
 fn take_fault(shared: &Shared) -> Option<Fault> {
@@ -795,8 +907,23 @@ fn send_message(shared: &Arc<Shared>, body: &Value) -> Response {
                 .and_then(Value::as_str)
                 .is_some_and(|id| shared.lock().media.contains_key(id));
             let link = m.get("link").and_then(Value::as_str).is_some();
+            let stored = m
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(|id| shared.lock().media.get(id).cloned());
             if !known && !link {
                 Some(format!("Param {kind}['id'] is not a valid media id"))
+            } else if let Some(wrong) = stored.and_then(|m| media_kind_problem(kind, &m)) {
+                // Error code 131053 "Media upload error", HTTP 400: "Unable to upload the media
+                // used in the message" (the media is not of a type or size this message type
+                // takes). <https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes>
+                return graph_error(
+                    400,
+                    131053,
+                    None,
+                    "(#131053) Media upload error",
+                    &format!("Unable to upload the media used in the message. {wrong}"),
+                );
             } else if kind == "audio" && m.get("caption").is_some() {
                 Some("Param audio['caption'] is not allowed".into())
             } else if m

@@ -33,8 +33,71 @@ use crate::format;
 
 /// WhatsApp's caption limit, in characters.
 const MAX_CAPTION_CHARS: usize = 1024;
+// Sizes and types: "Supported media types",
+// <https://developers.facebook.com/docs/whatsapp/cloud-api/reference/media#supported-media-types>.
 const MAX_IMAGE_BYTES: u64 = 5 * 1024 * 1024;
 const MAX_AUDIO_VIDEO_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The only types the media upload takes (any other is Graph error 100 "Param file must be a
+/// file with one of the following types: …"), with the file name extensions that stand for
+/// them when a client labelled the file `application/octet-stream` or not at all.
+const UPLOAD_TYPES: &[(&str, &[&str])] = &[
+    ("audio/aac", &["aac"]),
+    ("audio/mp4", &["m4a"]),
+    ("audio/mpeg", &["mp3"]),
+    ("audio/amr", &["amr"]),
+    ("audio/ogg", &["ogg", "oga"]),
+    ("audio/opus", &["opus"]),
+    ("application/vnd.ms-powerpoint", &["ppt"]),
+    ("application/msword", &["doc"]),
+    (
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        &["docx"],
+    ),
+    (
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        &["pptx"],
+    ),
+    (
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        &["xlsx"],
+    ),
+    ("application/pdf", &["pdf"]),
+    ("text/plain", &["txt"]),
+    ("application/vnd.ms-excel", &["xls"]),
+    ("image/jpeg", &["jpg", "jpeg"]),
+    ("image/png", &["png"]),
+    ("image/webp", &["webp"]),
+    ("video/mp4", &["mp4"]),
+    ("video/3gpp", &["3gp", "3gpp"]),
+];
+
+/// The type to upload a file as: its own when WhatsApp takes it, else the one its name's
+/// extension stands for (a `.pdf` sent as `application/octet-stream`), else `None`: WhatsApp
+/// takes no such file (a GIF, a ZIP), under any message type.
+pub fn upload_type(mime: &str, name: &str) -> Option<&'static str> {
+    let essence = mime
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let essence = match essence.as_str() {
+        "image/jpg" => "image/jpeg".to_owned(),
+        "video/3gp" => "video/3gpp".to_owned(),
+        "audio/mp3" => "audio/mpeg".to_owned(),
+        _ => essence,
+    };
+    if let Some((t, _)) = UPLOAD_TYPES.iter().find(|(t, _)| *t == essence) {
+        return Some(t);
+    }
+    let unlabelled = essence.is_empty() || essence == "application/octet-stream";
+    let extension = name.rsplit_once('.')?.1.to_ascii_lowercase();
+    UPLOAD_TYPES
+        .iter()
+        .find(|(_, exts)| unlabelled && exts.contains(&extension.as_str()))
+        .map(|(t, _)| *t)
+}
 
 /// What `send` needs.
 pub struct Outgoing<'a> {
@@ -145,7 +208,8 @@ fn plan(content: &Content) -> Vec<Part<'_>> {
         }
         return parts;
     };
-    let first_kind = MediaKind::for_file(&first.mime, first.size);
+    let first_kind = upload_type(&first.mime, &first.name)
+        .map_or(MediaKind::Document, |t| MediaKind::for_file(t, first.size));
     let caption_fits = first_kind.has_caption() && text.chars().count() <= MAX_CAPTION_CHARS;
     let mut caption = None;
     if has_text {
@@ -285,16 +349,19 @@ async fn send_part(
             } else {
                 attachment.mime.clone()
             };
-            let kind = MediaKind::for_file(&mime, bytes.len() as u64);
-            // WhatsApp checks a document's type too; anything unusual goes as a binary file.
-            let upload_mime = if mime.contains('/') {
-                mime.clone()
-            } else {
-                "application/octet-stream".into()
+            // WhatsApp takes a fixed list of types, documents included: a GIF or a ZIP cannot
+            // go out at all, so the operator is told which kinds of file can.
+            let Some(upload_mime) = upload_type(&mime, &attachment.name) else {
+                return Err(permanent(format!(
+                    "WhatsApp does not accept files of type {} ({}): it takes JPEG or PNG images, MP4 or 3GPP videos, AAC, AMR, MP3, M4A or OGG audio, WebP, and PDF, Word, Excel, PowerPoint or plain-text documents",
+                    if mime.is_empty() { "unknown" } else { mime.as_str() },
+                    attachment.name
+                )));
             };
+            let kind = MediaKind::for_file(upload_mime, bytes.len() as u64);
             let media_id = out
                 .graph
-                .upload(bytes, &upload_mime, &attachment.name)
+                .upload(bytes, upload_mime, &attachment.name)
                 .await
                 .map_err(classify)?;
             let mut media = json!({"id": media_id});
@@ -442,6 +509,26 @@ mod tests {
             mime: mime.into(),
             size,
         }
+    }
+
+    #[test]
+    fn only_types_whatsapp_takes_are_uploaded() {
+        assert_eq!(upload_type("image/png", "a.png"), Some("image/png"));
+        assert_eq!(upload_type("IMAGE/JPG", "a.jpg"), Some("image/jpeg"));
+        assert_eq!(
+            upload_type("audio/ogg; codecs=opus", "v.ogg"),
+            Some("audio/ogg")
+        );
+        assert_eq!(
+            upload_type("application/octet-stream", "Invoice.PDF"),
+            Some("application/pdf")
+        );
+        assert_eq!(upload_type("", "notes.txt"), Some("text/plain"));
+        // A labelled type WhatsApp refuses is not relabelled after the name.
+        assert_eq!(upload_type("image/gif", "dance.gif"), None);
+        assert_eq!(upload_type("image/gif", "dance.png"), None);
+        assert_eq!(upload_type("application/zip", "a.zip"), None);
+        assert_eq!(upload_type("application/octet-stream", "noext"), None);
     }
 
     #[test]
