@@ -415,6 +415,23 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
         voice.upload.as_ref().is_some_and(|u| u.bytes == ogg),
         "voice upload"
     );
+    // A panorama Telegram refuses as a photo (width + height over 10000: the fake answers
+    // PHOTO_INVALID_DIMENSIONS) reaches the customer as a document.
+    let mut panorama = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    panorama.extend_from_slice(&9600u32.to_be_bytes());
+    panorama.extend_from_slice(&480u32.to_be_bytes());
+    panorama.extend(blob("", 3000));
+    env.alice
+        .send_file(&room, "panorama.png", "image/png", panorama.clone())
+        .await?;
+    fake.wait_for_call("sendDocument", |c| {
+        c.status == 200
+            && c.upload
+                .as_ref()
+                .is_some_and(|u| u.bytes == panorama && u.name == "panorama.png")
+    })
+    .await
+    .context("the panorama as a document")?;
 
     // Operator edits and deletes: the same Telegram message.
     env.alice

@@ -34,6 +34,7 @@ use teloxide::Bot;
 
 mod client;
 pub mod config;
+mod dimensions;
 pub mod format;
 pub mod inbound;
 pub mod lenient;

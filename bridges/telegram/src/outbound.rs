@@ -39,7 +39,7 @@ use teloxide::types::{
 use teloxide::Bot;
 
 use crate::client::classify;
-use crate::format;
+use crate::{dimensions, format};
 
 /// Telegram's caption limit, in characters.
 const MAX_CAPTION_CHARS: usize = 1024;
@@ -255,11 +255,19 @@ enum FileMethod {
     Document,
 }
 
-fn method_for(mime: &str, size: u64) -> FileMethod {
+/// How a file goes out; `bytes` is the file (its header tells an image's width and height).
+fn method_for(mime: &str, bytes: &[u8]) -> FileMethod {
     let mime = mime.to_ascii_lowercase();
     let essence = mime.split(';').next().unwrap_or("").trim();
+    let size = bytes.len() as u64;
+    // sendPhoto: at most 10 MB, width + height at most 10000, ratio at most 20
+    // (<https://core.telegram.org/bots/api#sendphoto>); a panorama or a long screenshot
+    // beyond that is PHOTO_INVALID_DIMENSIONS, so it goes as a document.
+    let photo_fits = || dimensions::image_size(bytes).is_none_or(dimensions::fits_photo);
     match essence {
-        "image/jpeg" | "image/png" | "image/webp" if size <= MAX_PHOTO_BYTES => FileMethod::Photo,
+        "image/jpeg" | "image/png" | "image/webp" if size <= MAX_PHOTO_BYTES && photo_fits() => {
+            FileMethod::Photo
+        }
         "audio/ogg" | "audio/opus" => FileMethod::Voice,
         "video/mp4" => FileMethod::Video,
         _ => FileMethod::Document,
@@ -288,7 +296,7 @@ async fn send_file(
     } else {
         attachment.mime.clone()
     };
-    let method = method_for(&mime, bytes.len() as u64);
+    let method = method_for(&mime, &bytes);
     let text = caption.map(Text::of);
     let reply_parameters = reply.map(|id| ReplyParameters {
         allow_sending_without_reply: Some(true),
@@ -494,17 +502,31 @@ mod tests {
 
     #[test]
     fn files_pick_their_method() {
-        assert_eq!(method_for("image/jpeg", 1000), FileMethod::Photo);
+        let kb = vec![0u8; 1000];
+        assert_eq!(method_for("image/jpeg", &kb), FileMethod::Photo);
         assert_eq!(
-            method_for("image/png", 11 * 1024 * 1024),
+            method_for("image/png", &vec![0u8; 11 * 1024 * 1024]),
+            FileMethod::Document
+        );
+        assert_eq!(method_for("audio/ogg; codecs=opus", &kb), FileMethod::Voice);
+        assert_eq!(method_for("video/mp4", &kb), FileMethod::Video);
+        assert_eq!(method_for("application/pdf", &kb), FileMethod::Document);
+        assert_eq!(method_for("image/gif", &kb), FileMethod::Document);
+        // A PNG whose width + height passes 10000 (or ratio 20) is no photo for Telegram.
+        let png = |w: u32, h: u32| {
+            let mut b = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+            b.extend_from_slice(&w.to_be_bytes());
+            b.extend_from_slice(&h.to_be_bytes());
+            b
+        };
+        assert_eq!(method_for("image/png", &png(4000, 3000)), FileMethod::Photo);
+        assert_eq!(
+            method_for("image/png", &png(9600, 480)),
             FileMethod::Document
         );
         assert_eq!(
-            method_for("audio/ogg; codecs=opus", 1000),
-            FileMethod::Voice
+            method_for("image/png", &png(3000, 100)),
+            FileMethod::Document
         );
-        assert_eq!(method_for("video/mp4", 1000), FileMethod::Video);
-        assert_eq!(method_for("application/pdf", 1000), FileMethod::Document);
-        assert_eq!(method_for("image/gif", 1000), FileMethod::Document);
     }
 }
