@@ -8,8 +8,6 @@
 #[macro_use]
 mod rig;
 
-use std::time::Duration;
-
 use anyhow::{ensure, Context};
 use rig::mail::{MailOptions, MailServer};
 use rig::{Backend, BridgeOptions, TestEnv};
@@ -293,8 +291,8 @@ async fn imap_restart_mid_idle_loses_nothing() -> anyhow::Result<()> {
     .await?;
     let room = env.alice.wait_for_invite("Jane Customer").await?;
     env.alice.wait_for_text(&room, "before the outage").await?;
-    // The bridge is now in IDLE; the server goes away under it and comes back.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The bridge waits in IDLE; the server goes away under it and comes back.
+    mail.wait_for_idle("support").await?;
     mail.restart_imap().await?;
     let second = customer_mail(
         "r-2@customer.example.test",

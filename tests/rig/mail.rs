@@ -307,6 +307,8 @@ impl MailServer {
             r#"base_dir = {d}/dovecot-run
 state_dir = {d}/dovecot-state
 log_path = {d}/dovecot.log
+# The process title shows each IMAP session's user and current command (`wait_for_idle`).
+verbose_proctitle = yes
 protocols = imap lmtp
 listen = 127.0.0.1
 {ssl}
@@ -411,6 +413,33 @@ protocol lmtp {{
     pub async fn restart_imap(&mut self) -> anyhow::Result<()> {
         self.stop_dovecot();
         self.start_dovecot().await
+    }
+
+    /// Waits until an IMAP session of `user` is in IDLE, as Dovecot's process title says
+    /// (`dovecot/imap [user 127.0.0.1 IDLE]`): a client waiting for news, not one in the middle
+    /// of a command.
+    pub async fn wait_for_idle(&self, user: &str) -> anyhow::Result<()> {
+        let group = self
+            .dovecot
+            .as_ref()
+            .context("Dovecot is not running")?
+            .id();
+        // The title names the login (`support@example.test`): match its start.
+        let wanted = format!("[{user}");
+        super::poll_until(
+            &format!("an IMAP session of {user} in IDLE"),
+            Duration::from_secs(30),
+            || {
+                let wanted = wanted.clone();
+                async move {
+                    Ok(dovecot_titles(group)
+                        .iter()
+                        .any(|t| t.contains(&wanted) && t.contains(" IDLE]"))
+                        .then_some(()))
+                }
+            },
+        )
+        .await
     }
 
     /// Stop Dovecot only (an outage); [`MailServer::start_imap`] brings it back.
@@ -862,4 +891,26 @@ impl RawImap {
         let _ = self.command("LOGOUT").await;
         Ok(())
     }
+}
+
+/// The process titles of every process in Dovecot's process group (`group` is the master's pid:
+/// the rig starts it as a group leader).
+fn dovecot_titles(group: u32) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // pid (comm) state ppid pgrp …: the name may hold spaces, so count after the ')'.
+            let after = &stat[stat.rfind(')')? + 1..];
+            let pgrp: u32 = after.split_whitespace().nth(2)?.parse().ok()?;
+            if pgrp != group {
+                return None;
+            }
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            Some(String::from_utf8_lossy(&cmdline).replace('\0', " "))
+        })
+        .collect()
 }

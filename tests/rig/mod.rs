@@ -94,14 +94,42 @@ pub fn cache_dir() -> PathBuf {
     PathBuf::from(home).join(".cache").join("switchboard")
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close).
+/// A TCP port on 127.0.0.1 that was free a moment ago, for a server a test starts (Synapse,
+/// the bridge, Dovecot, Postfix).
+///
+/// The port is drawn at random from below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`): a port taken from inside it (what binding port 0 gives)
+/// can be handed by the kernel to any outgoing connection on the machine between the moment
+/// it is read and the moment the server binds it — a CI run once lost Synapse that way
+/// ("Address already in use"). Ports handed out by this process are never handed out again,
+/// and each candidate is bound once to check that nobody holds it now.
 pub fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .context("binding 127.0.0.1:0 to find a free port")?;
-    Ok(listener
-        .local_addr()
-        .context("reading the bound address")?
-        .port())
+    use rand::Rng;
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = if ephemeral_low > 12_000 {
+        (10_000, ephemeral_low)
+    } else {
+        // An unusual machine whose ephemeral range starts low: above it, then.
+        (61_000, 65_000)
+    };
+    let mut given = GIVEN
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the port list is poisoned"))?;
+    for _ in 0..1000 {
+        let port = rand::rng().random_range(low..high);
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    bail!("no free port between {low} and {high} after 1000 tries")
 }
 
 /// The last `lines` lines of a text file, or a note saying why there are none.
@@ -311,4 +339,33 @@ pub fn membership(members: &[(String, String)], user: &str) -> Option<String> {
         .iter()
         .find(|(u, _)| u == user)
         .map(|(_, m)| m.clone())
+}
+
+/// One number read from a bridge's store (`sql` may use `$1`, `$2`, … for `args`): what the
+/// bridge has durably recorded, for the tests that must see it rather than the log.
+pub async fn store_count(
+    backend: Backend,
+    database_url: &str,
+    sql: &'static str,
+    args: &[&str],
+) -> anyhow::Result<i64> {
+    use sqlx::Connection;
+    Ok(match backend {
+        Backend::Sqlite => {
+            let mut db = sqlx::SqliteConnection::connect(database_url).await?;
+            let mut query = sqlx::query_scalar::<_, i64>(sql);
+            for a in args {
+                query = query.bind(a.to_string());
+            }
+            query.fetch_one(&mut db).await?
+        }
+        Backend::Postgres => {
+            let mut db = sqlx::PgConnection::connect(database_url).await?;
+            let mut query = sqlx::query_scalar::<_, i64>(sql);
+            for a in args {
+                query = query.bind(a.to_string());
+            }
+            query.fetch_one(&mut db).await?
+        }
+    })
 }
