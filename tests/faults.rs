@@ -471,19 +471,15 @@ async fn agent_texts(v: &Visitor) -> anyhow::Result<Vec<String>> {
 
 /// Work the bridge has stored but not finished: pending inbox, outbox and homeserver events.
 async fn pending_work(backend: Backend, database_url: &str) -> anyhow::Result<i64> {
-    const SQL: &str = "SELECT (SELECT COUNT(*) FROM inbox WHERE state = 'pending')
+    rig::store_count(
+        backend,
+        database_url,
+        "SELECT (SELECT COUNT(*) FROM inbox WHERE state = 'pending')
         + (SELECT COUNT(*) FROM outbox WHERE state = 'pending')
-        + (SELECT COUNT(*) FROM matrix_events WHERE state = 'pending')";
-    Ok(match backend {
-        Backend::Sqlite => {
-            let mut db = sqlx::SqliteConnection::connect(database_url).await?;
-            sqlx::query_scalar::<_, i64>(SQL).fetch_one(&mut db).await?
-        }
-        Backend::Postgres => {
-            let mut db = sqlx::PgConnection::connect(database_url).await?;
-            sqlx::query_scalar::<_, i64>(SQL).fetch_one(&mut db).await?
-        }
-    })
+        + (SELECT COUNT(*) FROM matrix_events WHERE state = 'pending')",
+        &[],
+    )
+    .await
 }
 
 /// A portal whose creation died half-way (its room and alias exist, nothing more: the
@@ -593,8 +589,23 @@ async fn homeserver_outage_during_inbound_traffic() -> anyhow::Result<()> {
         .send("hello while you are down")
         .await
         .context("new conversation refused")?;
-    // Long enough for the bridge to back off a few times.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The homeserver comes back only after the bridge has tried and backed off a few times for
+    // both conversations (the head of each one's inbox, as the store records it).
+    rig::poll_until(
+        "three failed tries for each conversation",
+        Duration::from_secs(60),
+        || async {
+            let tried = rig::store_count(
+                Backend::Sqlite,
+                env.bridge.database_url(),
+                "SELECT COUNT(*) FROM inbox WHERE state = 'pending' AND attempts >= 3",
+                &[],
+            )
+            .await?;
+            Ok((tried >= 2).then_some(()))
+        },
+    )
+    .await?;
     env.synapse.start_again().await?;
 
     let expected: Vec<String> = std::iter::once("before the outage".to_string())
@@ -713,9 +724,13 @@ async fn a_failing_store_acknowledges_nothing() -> anyhow::Result<()> {
     // Make every write to the inbox and to the homeserver-event table fail, as a full disk would.
     let mut db = sqlx::PgConnection::connect(env.bridge.database_url()).await?;
     sqlx::raw_sql(
-        "CREATE FUNCTION sb_test_refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk full (test)'; END $$ LANGUAGE plpgsql;
+        // A sequence is not rolled back with the refused write: it counts the refused
+        // transactions.
+        "CREATE SEQUENCE sb_test_txn_refusals;
+         CREATE FUNCTION sb_test_refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk full (test)'; END $$ LANGUAGE plpgsql;
+         CREATE FUNCTION sb_test_refuse_txn() RETURNS trigger AS $$ BEGIN PERFORM nextval('sb_test_txn_refusals'); RAISE EXCEPTION 'disk full (test)'; END $$ LANGUAGE plpgsql;
          CREATE TRIGGER refuse_inbox BEFORE INSERT ON inbox FOR EACH ROW EXECUTE FUNCTION sb_test_refuse();
-         CREATE TRIGGER refuse_txns BEFORE INSERT ON appservice_txns FOR EACH ROW EXECUTE FUNCTION sb_test_refuse();",
+         CREATE TRIGGER refuse_txns BEFORE INSERT ON appservice_txns FOR EACH ROW EXECUTE FUNCTION sb_test_refuse_txn();",
     )
     .execute(&mut db)
     .await?;
@@ -752,13 +767,29 @@ async fn a_failing_store_acknowledges_nothing() -> anyhow::Result<()> {
         "transaction acknowledged while the store fails: {}",
         probe.status()
     );
+    let refusals = || async {
+        rig::store_count(
+            Backend::Postgres,
+            env.bridge.database_url(),
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM sb_test_txn_refusals",
+            &[],
+        )
+        .await
+    };
+    let refused_so_far = refusals().await?;
     let answer = env
         .alice
         .send_text(&room, "answered while the disk is full")
         .await?;
+    // The homeserver has offered the answer's transaction and the bridge refused it.
+    rig::poll_until(
+        "the answer's transaction refused",
+        Duration::from_secs(30),
+        || async { Ok((refusals().await? > refused_so_far).then_some(())) },
+    )
+    .await?;
 
     // The disk is freed: the customer's retry goes through once; the answer arrives once.
-    tokio::time::sleep(Duration::from_secs(1)).await;
     sqlx::raw_sql(
         "DROP TRIGGER refuse_inbox ON inbox; DROP TRIGGER refuse_txns ON appservice_txns;",
     )
