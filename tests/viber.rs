@@ -289,12 +289,49 @@ async fn operator_messages_and_files_reach_the_customer(backend: Backend) -> any
         "{}",
         video.body
     );
+    // A JPEG over Viber's 1 MB picture limit, and an animated GIF, reach the customer as files.
+    let big_jpeg = blob("\u{ff}\u{d8}", 1024 * 1024 + 10);
+    env.alice
+        .send_file(&room, "scan.jpg", "image/jpeg", big_jpeg.clone())
+        .await?;
+    let big = fake
+        .wait_for_call("send_message", |c| {
+            c.status == 0 && c.str("file_name").as_deref() == Some("scan.jpg")
+        })
+        .await
+        .context("the 1 MB JPEG as a file")?;
+    ensure!(
+        big.str("type").as_deref() == Some("file")
+            && big.fetched.as_deref() == Some(big_jpeg.as_slice()),
+        "{}",
+        big.body
+    );
+    let mut gif =
+        b"GIF89a\x01\x00\x01\x00\x00\x00\x00!\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00".to_vec();
+    gif.extend(blob("", 500));
+    env.alice
+        .send_file(&room, "dance.gif", "image/gif", gif.clone())
+        .await?;
+    let dance = fake
+        .wait_for_call("send_message", |c| {
+            c.status == 0 && c.str("file_name").as_deref() == Some("dance.gif")
+        })
+        .await
+        .context("the animated GIF as a file")?;
+    ensure!(
+        dance.str("type").as_deref() == Some("file"),
+        "{}",
+        dance.body
+    );
 
     // The links cannot be altered or listed.
     let http = reqwest::Client::new();
-    let mut tampered = media.clone();
+    // The picture's link ends in ".png" (Viber wants the extension); alter the MAC before it.
+    ensure!(media.ends_with(".png"), "picture URL {media}");
+    let mut tampered = media.trim_end_matches(".png").to_owned();
     let last = tampered.pop().context("a token")?;
     tampered.push(if last == '0' { '1' } else { '0' });
+    tampered.push_str(".png");
     ensure!(
         http.get(&tampered).send().await?.status() == 403,
         "a tampered link"

@@ -12,7 +12,9 @@
 //! * `send_message`: `receiver`, `sender.name` (≤ 28 characters), `type` text / picture / video /
 //!   file; media types must carry a `media` URL the fake can fetch (it downloads the file, as
 //!   Viber does, and keeps the bytes to assert on), `video` and `file` a `size`, `file` a
-//!   `file_name`; picture text at most 120 characters. Answers a `message_token`.
+//!   `file_name`; picture text at most 120 characters. Media limits as documented: a picture
+//!   JPEG/PNG/still GIF ≤ 1 MB at a URL ending in .jpeg/.png/.gif, a video ≤ 26 MB at a URL
+//!   ending in .mp4, a file ≤ 50 MB (else status 3 badData). Answers a `message_token`.
 //! * Customers' files are served at `<base>/files/<name>` (the `media` URLs of their messages).
 //!
 //! For tests: [`FakeViber::message`] and friends build callbacks; [`FakeViber::post_callback`]
@@ -497,6 +499,37 @@ async fn send_message(shared: &Arc<Shared>, token: Option<String>, mut body: Val
             let Some(bytes) = got else {
                 return refuse(shared, token, body, 1, "invalidUrl");
             };
+            // The documented media limits (REST bot API, "Message types",
+            // <https://developers.viber.com/docs/api/rest-bot-api/#message-types>): a picture is
+            // a JPEG, PNG or non-animated GIF whose URL ends in .jpeg/.png/.gif, at most 1 MB
+            // ("Max image size: 1MB on iOS, 3MB on Android": the fake takes the stricter); a
+            // video an MP4 whose URL ends in .mp4, at most 26 MB; a file at most 50 MB with a
+            // file_name of at most 256 characters. Viber answers a breach with status 3 badData.
+            let segment = media
+                .split(['?', '#'])
+                .next()
+                .and_then(|p| p.rsplit('/').next())
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let ends_in = |exts: &[&str]| exts.iter().any(|e| segment.ends_with(e));
+            let breach = match kind.as_str() {
+                "picture" => {
+                    !ends_in(&[".jpeg", ".jpg", ".png", ".gif"])
+                        || bytes.len() > MAX_PICTURE
+                        || is_animated_gif(&bytes)
+                }
+                "video" => !ends_in(&[".mp4"]) || bytes.len() > MAX_VIDEO,
+                _ => {
+                    bytes.len() > MAX_FILE
+                        || body
+                            .get("file_name")
+                            .and_then(Value::as_str)
+                            .is_some_and(|n| n.chars().count() > 256)
+                }
+            };
+            if breach {
+                return refuse(shared, token, body, 3, "badData");
+            }
             fetched = Some(bytes);
         }
         _ => return refuse(shared, token, body, 3, "badData"),
@@ -510,6 +543,18 @@ async fn send_message(shared: &Arc<Shared>, token: Option<String>, mut body: Val
     record(shared, "send_message", token, body, fetched, 0);
     axum::Json(json!({"status": 0, "status_message": "ok", "message_token": message_token, "chat_hostname": "SN-CHAT-05_", "billing_status": 1}))
         .into_response()
+}
+
+/// Picture, video and file size limits (<https://developers.viber.com/docs/api/rest-bot-api/#message-types>).
+pub const MAX_PICTURE: usize = 1024 * 1024;
+pub const MAX_VIDEO: usize = 26 * 1024 * 1024;
+pub const MAX_FILE: usize = 50 * 1024 * 1024;
+
+/// A GIF that loops (NETSCAPE2.0 extension) or has more than one image descriptor.
+fn is_animated_gif(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"GIF8")
+        && (bytes.windows(11).any(|w| w == b"NETSCAPE2.0")
+            || bytes.windows(2).filter(|w| w == b"\x00\x2c").count() > 1)
 }
 
 async fn file(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {

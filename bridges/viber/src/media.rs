@@ -42,8 +42,14 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Publish `attachment` as record `id`; returns its URL.
-    pub async fn publish(&self, id: &str, attachment: &Attachment) -> Result<String, HostError> {
+    /// Publish `attachment` as record `id`; returns its URL, ending in `.<extension>` when
+    /// given (Viber wants a picture's URL to end in .jpeg/.png/.gif and a video's in .mp4).
+    pub async fn publish(
+        &self,
+        id: &str,
+        attachment: &Attachment,
+        extension: Option<&str>,
+    ) -> Result<String, HostError> {
         let expires = now_secs() + self.ttl_secs;
         let record = Record {
             media: attachment.media.clone(),
@@ -53,8 +59,9 @@ impl Publisher {
         };
         let text = serde_json::to_string(&record).map_err(|e| HostError::Store(e.to_string()))?;
         self.host.state_put(&format!("media:{id}"), &text).await?;
+        let suffix = extension.map(|e| format!(".{e}")).unwrap_or_default();
         Ok(format!(
-            "{}/{}",
+            "{}/{}{suffix}",
             self.base,
             media_token(&self.secret, id, expires)
         ))
@@ -79,7 +86,12 @@ fn disposition(name: &str) -> String {
 
 /// `GET /media/{token}` (under `/viber`).
 pub async fn serve(State(publisher): State<Publisher>, Path(token): Path<String>) -> Response {
-    let id = match check_media_token(&publisher.secret, &token, now_secs()) {
+    // `<id>.<expires>.<mac>` and, for pictures and videos, `.<extension>`: not part of the token.
+    let token = match token.match_indices('.').nth(2) {
+        Some((at, _)) => &token[..at],
+        None => token.as_str(),
+    };
+    let id = match check_media_token(&publisher.secret, token, now_secs()) {
         Ok(id) => id.to_owned(),
         Err(TokenError::Expired) => return StatusCode::GONE.into_response(),
         Err(e) => {

@@ -3,9 +3,11 @@
 //! * **Text** goes out as `send_message` `type: text` with `sender: {name, avatar}`.
 //! * **Files**: Viber takes files only by URL, so each is published as a signed, expiring link
 //!   `<public_url>/viber/media/<token>` (see `signing` and `media`) and sent as `picture` (JPEG,
-//!   PNG or GIF up to 1 MB, with the text as its caption when that fits Viber's 120 characters),
-//!   `video` (MP4 up to 26 MB, with its `size`) or `file` (anything else, with `size` and
-//!   `file_name`). Text that does not fit a caption goes first as a message of its own.
+//!   PNG or still GIF up to 1 MB, with the text as its caption when that fits Viber's 120
+//!   characters; the link ends in .jpeg/.png/.gif as Viber requires), `video` (MP4 up to 26 MB,
+//!   with its `size`; the link ends in .mp4) or `file` (anything else, an animated GIF too,
+//!   with `size` and `file_name`). Text that does not fit a caption goes first as a message of
+//!   its own.
 //! * **Idempotency**: Viber has no idempotency key, so the channel remembers `out:<key>` → the
 //!   first `message_token` and answers a retry from that. Only a crash in the instant between
 //!   Viber accepting the message and that write can repeat it. The media links of an item are
@@ -157,6 +159,25 @@ async fn send_message(
     }
 }
 
+/// A GIF that loops (the NETSCAPE2.0 application extension) or holds more than one frame.
+fn is_animated_gif(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"GIF8")
+        && (bytes.windows(11).any(|w| w == b"NETSCAPE2.0")
+            || bytes.windows(2).filter(|w| w == b"\x00\x2c").count() > 1)
+}
+
+/// The extension a picture's URL ends in (`kind_for` made it a JPEG, PNG or GIF).
+fn picture_extension(mime: &str) -> &'static str {
+    let mime = mime.to_ascii_lowercase();
+    if mime.starts_with("image/png") {
+        "png"
+    } else if mime.starts_with("image/gif") {
+        "gif"
+    } else {
+        "jpeg"
+    }
+}
+
 /// A record id for an item's attachment: stable across retries.
 fn media_id(key: &str) -> String {
     hex::encode(&Sha256::digest(key.as_bytes())[..16])
@@ -169,8 +190,8 @@ async fn send_file(
     caption: &str,
     key: &str,
 ) -> Result<String, SendError> {
-    let size = match out.host.get_media(&attachment.media).await {
-        Ok((bytes, _)) => bytes.len() as u64,
+    let (size, animated) = match out.host.get_media(&attachment.media).await {
+        Ok((bytes, _)) => (bytes.len() as u64, is_animated_gif(&bytes)),
         Err(HostError::NotFound) => {
             return Err(permanent(format!(
                 "the file {} is no longer in the media repository",
@@ -179,12 +200,29 @@ async fn send_file(
         }
         Err(e) => return Err(retryable_host(e)),
     };
+    // A picture is a still image: "Animated GIFs can be sent as URL messages or file messages".
+    let kind = match kind_for(&attachment.mime, size) {
+        Kind::Picture if animated => Kind::File,
+        kind => kind,
+    };
+    // A file has no caption: text meant for the picture goes first, on its own.
+    if kind == Kind::File && !caption.is_empty() {
+        send_message(out, receiver, json!({"type": "text", "text": caption})).await?;
+    }
+    // "The URL must have a resource with a .jpeg, .png or .gif file extension as the last path
+    // segment" (picture) / "with a .mp4 file extension" (video):
+    // <https://developers.viber.com/docs/api/rest-bot-api/#message-types>.
+    let extension = match kind {
+        Kind::Picture => Some(picture_extension(&attachment.mime)),
+        Kind::Video => Some("mp4"),
+        Kind::File => None,
+    };
     let url = out
         .media
-        .publish(&media_id(key), attachment)
+        .publish(&media_id(key), attachment, extension)
         .await
         .map_err(retryable_host)?;
-    let body = match kind_for(&attachment.mime, size) {
+    let body = match kind {
         Kind::Picture => json!({"type": "picture", "text": caption, "media": url}),
         Kind::Video => json!({"type": "video", "media": url, "size": size}),
         Kind::File => {
