@@ -1,5 +1,5 @@
 //! A Messenger or Instagram webhook delivery as the bridge receives it: the signature check on
-//! the raw bytes (`switchboard_messenger::signature::verify`), then the pure parser
+//! the raw bytes (`switchboard_kit::meta::verify_signature`, shared by every Meta channel), then the pure parser
 //! (`switchboard_messenger::parse::parse_body`) for both networks, then the names given to the
 //! files it points at (`switchboard_messenger::file_name`).
 //!
@@ -14,7 +14,7 @@
 use libfuzzer_sys::fuzz_target;
 use switchboard_fuzz::{check_core_file_name, is_invisible};
 use switchboard_messenger::parse::{parse_body, Kind, Mark, Platform};
-use switchboard_messenger::signature::{sign, verify};
+use switchboard_kit::meta::{sign, verify_signature as verify};
 
 const PREFIXES: [&str; 8] = [
     "msg:",

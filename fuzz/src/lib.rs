@@ -4,6 +4,12 @@
 //! file names that cannot name another path or hide characters, HTML with nothing but the
 //! allowlisted tags and link schemes, text without control characters. Each check panics with
 //! the offending value, which libFuzzer reports as a crash with a reproducer.
+//!
+//! These checks restate the rules **on purpose**, independently of the code under test (the
+//! channel kit's `switchboard_kit::file_name`, the core's sanitiser, each channel's parser): a
+//! second statement of a policy, written from the rule and not from the code, is what lets the
+//! fuzzer find where the code and the rule part ways. Do not replace them by calls into the
+//! crates they check.
 
 /// Characters that must never survive in a file name or display name: controls and the
 /// zero-width / bidirectional marks that can disguise one (`invoice\u{202E}fdp.exe`).
@@ -36,9 +42,10 @@ pub fn check_webchat_file_name(raw: &str, name: &str, max_chars: usize) {
     assert!(name != "." && name != "..", "dot name from {raw:?}");
 }
 
-/// A file name as the core keeps an operator's (`content::safe_file_name`) and the Telegram and
-/// email channels keep a customer's: non-empty, one path component, no control characters, no
-/// leading dot, at most 200 characters.
+/// A file name as the channel kit keeps one (`switchboard_kit::safe_file_name`, used by the
+/// core for operators' files and by every channel for customers'): non-empty, one path
+/// component, no control or bidi characters, no character Windows refuses, not hidden, no
+/// trailing dot or space, at most 200 characters and 255 bytes.
 pub fn check_core_file_name(raw: &str, name: &str) {
     assert!(!name.is_empty(), "empty file name from {raw:?}");
     assert!(
@@ -46,16 +53,24 @@ pub fn check_core_file_name(raw: &str, name: &str) {
         "path separator in {name:?} from {raw:?}"
     );
     assert!(
-        !name.chars().any(char::is_control),
-        "control character in {name:?} from {raw:?}"
+        !name.chars().any(is_invisible),
+        "control or bidi character in {name:?} from {raw:?}"
+    );
+    assert!(
+        !name.contains(['<', '>', ':', '"', '|', '?', '*']),
+        "character Windows refuses in {name:?} from {raw:?}"
     );
     assert!(
         !name.starts_with('.'),
         "hidden-file name {name:?} from {raw:?}"
     );
     assert!(
-        name.chars().count() <= 200,
-        "file name over 200 characters from {raw:?}"
+        !name.ends_with(['.', ' ']),
+        "trailing dot or space in {name:?} from {raw:?}"
+    );
+    assert!(
+        name.chars().count() <= 200 && name.len() <= 255,
+        "file name over 200 characters or 255 bytes from {raw:?}"
     );
 }
 

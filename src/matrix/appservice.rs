@@ -76,12 +76,7 @@ fn authorize(bridge: &Bridge, headers: &HeaderMap, query: &AuthQuery) -> Result<
     Ok(())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+use switchboard_kit::constant_time_eq;
 
 /// Largest transaction body read. Synapse sends at most 100 events (each up to 64 KiB, plus
 /// `unsigned` data such as `prev_content` or `redacted_because`) and 100 ephemeral events.

@@ -154,20 +154,9 @@ fn file(
     })
 }
 
-/// A file name with no path, control characters or leading dots, at most 200 characters.
+/// An operator's file name made safe to hand to a channel (the kit's one rule).
 pub fn safe_file_name(name: &str) -> String {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
-    // Dots and spaces in any order (". .bashrc" must not become ".bashrc").
-    let cleaned = cleaned
-        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
-        .trim_end()
-        .to_string();
-    if cleaned.is_empty() {
-        "file".into()
-    } else {
-        cleaned
-    }
+    switchboard_kit::safe_file_name(name, "file")
 }
 
 /// Remove the `<mx-reply>` quote a client may put before a reply's HTML.
@@ -233,21 +222,8 @@ pub fn attribute(content: &mut Content, attribution: Attribution, name: &str) {
     }
 }
 
-/// Escape text for inclusion in HTML.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Escape text for inclusion in HTML (the kit's one rule).
+pub use switchboard_kit::escape_html;
 
 /// Fit content to what the channel shows.
 pub fn for_channel(mut content: Content, formatting: Formatting) -> Content {

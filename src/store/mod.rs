@@ -135,12 +135,7 @@ impl Store {
 }
 
 /// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use switchboard_kit::now_ms;
 
 static LAST_ID: AtomicI64 = AtomicI64::new(0);
 

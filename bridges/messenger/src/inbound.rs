@@ -206,16 +206,7 @@ pub fn file_name(file: &RemoteFile, mime: Option<&str>) -> String {
             .decode_utf8()
             .ok()?
             .into_owned();
-        let clean: String = decoded
-            .chars()
-            .filter(|c| !is_invisible(*c) && *c != '/' && *c != '\\')
-            .take(120)
-            .collect();
-        // Dots and spaces in any order (". .bashrc" must not become ".bashrc").
-        let clean = clean
-            .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
-            .trim_end()
-            .to_owned();
+        let clean = switchboard_kit::safe_file_name(&decoded, "");
         let (stem, ext) = clean.rsplit_once('.')?;
         (!stem.is_empty()
             && (1..=5).contains(&ext.len())
@@ -225,12 +216,14 @@ pub fn file_name(file: &RemoteFile, mime: Option<&str>) -> String {
     if let Some(name) = from_url {
         return name;
     }
-    let ext = mime.and_then(extension_for).unwrap_or(match file.kind {
-        MediaKind::Image => "jpg",
-        MediaKind::Audio => "mp4",
-        MediaKind::Video => "mp4",
-        MediaKind::File => "bin",
-    });
+    let ext = mime
+        .and_then(switchboard_kit::mime::extension_for)
+        .unwrap_or(match file.kind {
+            MediaKind::Image => "jpg",
+            MediaKind::Audio => "mp4",
+            MediaKind::Video => "mp4",
+            MediaKind::File => "bin",
+        });
     let stem = if file.sticker {
         "sticker"
     } else {
@@ -239,55 +232,12 @@ pub fn file_name(file: &RemoteFile, mime: Option<&str>) -> String {
     format!("{stem}.{ext}")
 }
 
-/// Controls and the zero-width / bidirectional marks that can disguise a name
-/// (`invoice\u{202E}fdp.exe`).
-fn is_invisible(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-}
-
-fn extension_for(mime: &str) -> Option<&'static str> {
-    Some(match mime {
-        "image/jpeg" => "jpg",
-        "image/png" => "png",
-        "image/gif" => "gif",
-        "image/webp" => "webp",
-        "audio/mpeg" => "mp3",
-        "audio/mp4" | "audio/aac" => "m4a",
-        "audio/ogg" => "ogg",
-        "audio/wav" | "audio/x-wav" => "wav",
-        "video/mp4" => "mp4",
-        "video/quicktime" => "mov",
-        "video/webm" => "webm",
-        "application/pdf" => "pdf",
-        _ => return None,
-    })
-}
-
 /// A mime type when the CDN gives none useful: by extension, else by kind.
 pub fn guess_mime(kind: MediaKind, name: &str) -> String {
-    let ext = name
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    let by_ext = match ext.as_str() {
-        "jpg" | "jpeg" => Some("image/jpeg"),
-        "png" => Some("image/png"),
-        "gif" => Some("image/gif"),
-        "webp" => Some("image/webp"),
-        "mp3" => Some("audio/mpeg"),
-        "m4a" | "aac" => Some("audio/mp4"),
-        "ogg" | "oga" => Some("audio/ogg"),
-        "wav" => Some("audio/wav"),
-        "mp4" => Some(if kind == MediaKind::Audio {
-            "audio/mp4"
-        } else {
-            "video/mp4"
-        }),
-        "mov" => Some("video/quicktime"),
-        "webm" => Some("video/webm"),
-        "pdf" => Some("application/pdf"),
-        _ => None,
+    // An `.mp4` voice clip is audio: the kind decides what the container holds.
+    let by_ext = match switchboard_kit::mime::mime_for_name(name) {
+        Some("video/mp4") if kind == MediaKind::Audio => Some("audio/mp4"),
+        other => other,
     };
     by_ext
         .unwrap_or(match kind {

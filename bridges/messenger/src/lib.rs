@@ -15,7 +15,7 @@
 //! * [`config`] — the `channels.messenger` / `channels.instagram` sections.
 //! * `webhook` — `GET /<name>/webhook` (the subscription handshake) and `POST` (signature first,
 //!   parse, store every event, then 200).
-//! * [`signature`] — `X-Hub-Signature-256` (HMAC-SHA256 of the raw body with the app secret).
+//! * The handshake and `X-Hub-Signature-256` are Meta's protocol: `switchboard_kit::meta`.
 //! * [`parse`] — a delivery → events ([`parse::parse_body`], pure, fuzzed).
 //! * `inbound` — an event → the core's `Inbound`: files fetched, profile looked up, receipts'
 //!   watermarks resolved to our message ids.
@@ -39,7 +39,6 @@ mod inbound;
 mod outbound;
 pub mod parse;
 mod profile;
-pub mod signature;
 mod webhook;
 
 pub use config::MetaConfig;

@@ -18,8 +18,6 @@
 //!   *before* the request, so it is never later than Meta's own timestamp of the message.
 //! * **Errors** go through [`crate::graph::classify`].
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde_json::{json, Value};
 use switchboard_channel::{
     ConversationKey, Delivery, HostError, Outbound, OutboundAction, SendError,
@@ -32,19 +30,8 @@ use crate::Shared;
 /// How many of our messages per conversation are kept for resolving watermarks.
 pub const SENT_LOG_LEN: usize = 50;
 
-fn retryable_host(e: HostError) -> SendError {
-    SendError::Retryable {
-        reason: format!("bridge store: {e}"),
-        retry_after: None,
-    }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use switchboard_kit::now_ms;
+use switchboard_kit::send::retryable_host;
 
 /// The customer's id, after checking the conversation belongs to this channel's account.
 fn recipient<'a>(shared: &Shared, conversation: &'a ConversationKey) -> Result<&'a str, SendError> {

@@ -17,11 +17,12 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
 use crate::parse::{parse_body, ParseError};
-use crate::{signature, Shared};
+use crate::Shared;
 
 /// The routes, relative to `/<name>`.
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -30,33 +31,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Compare two byte strings in time that depends only on their lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
+/// The subscription handshake (Meta's, the same for every Meta channel: the kit's).
 async fn verify(
     State(shared): State<Arc<Shared>>,
     Query(q): Query<HashMap<String, String>>,
-) -> (StatusCode, String) {
-    let net = shared.platform.name();
-    let mode = q.get("hub.mode").map(String::as_str);
-    let token = q.get("hub.verify_token").map(String::as_str).unwrap_or("");
-    match (mode, q.get("hub.challenge")) {
-        (Some("subscribe"), Some(challenge))
-            if constant_time_eq(token.as_bytes(), shared.config.verify_token.as_bytes()) =>
-        {
-            tracing::info!(channel = net, "webhook subscription verified");
-            (StatusCode::OK, challenge.clone())
-        }
-        _ => {
-            tracing::warn!(
-                channel = net,
-                "webhook verification refused (wrong hub.verify_token or mode)"
-            );
-            (StatusCode::FORBIDDEN, String::new())
-        }
-    }
+) -> Response {
+    switchboard_kit::meta::handshake(shared.platform.name(), &q, &shared.config.verify_token)
 }
 
 async fn receive(
@@ -65,15 +45,11 @@ async fn receive(
     body: Bytes,
 ) -> (StatusCode, &'static str) {
     let net = shared.platform.name();
-    let header = headers.get(signature::HEADER).map(|v| v.as_bytes());
-    if let Err(e) = signature::verify(shared.config.app_secret.as_bytes(), &body, header) {
+    if let Err(e) =
+        switchboard_kit::meta::verify_delivery(shared.config.app_secret.as_bytes(), &headers, &body)
+    {
         tracing::warn!(channel = net, error = %e, bytes = body.len(), "webhook delivery refused: bad signature");
-        let status = if header.is_none() {
-            StatusCode::UNAUTHORIZED
-        } else {
-            StatusCode::FORBIDDEN
-        };
-        return (status, "bad signature");
+        return (e.status(), "bad signature");
     }
     let parsed = match parse_body(&body, shared.platform) {
         Ok(p) => p,
@@ -94,7 +70,7 @@ async fn receive(
                 format!("a {net} webhook delivery"),
                 format!("it is not a delivery ({e})"),
                 &body,
-                crate::outbound::now_ms(),
+                switchboard_kit::now_ms(),
             );
             return match shared.host.unreadable(input).await {
                 Ok(()) => (StatusCode::OK, "EVENT_RECEIVED"),

@@ -95,10 +95,7 @@ pub struct NewMessage<'a> {
     pub media_urls: &'a [String],
 }
 
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
+use switchboard_kit::http::retry_after;
 
 /// The form body of a new message.
 fn encode_message(m: &NewMessage<'_>) -> String {

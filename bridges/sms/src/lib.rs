@@ -23,7 +23,6 @@
 //! * [`client`] — the REST calls and what Twilio's errors mean.
 
 use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use axum::Router;
@@ -64,12 +63,7 @@ pub(crate) enum RealizeError {
     Media(String),
 }
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use switchboard_kit::now_ms;
 
 /// A number in E.164 when it is one, else as Twilio wrote it (a short code, a sender name).
 fn e164_or_raw(shared: &Shared, number: &str) -> (String, bool) {
@@ -437,91 +431,11 @@ mod tests {
 /// media in maps, and can be told to fail storing.
 #[cfg(test)]
 pub(crate) mod test_host {
-    use std::collections::HashMap;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
-
-    use async_trait::async_trait;
-    use bytes::Bytes;
-    use switchboard_channel::{
-        ContactProfile, ConversationKey, Host, HostError, Inbound, MediaRef,
-    };
+    use std::sync::Arc;
 
     use crate::{client, links, Shared, SmsConfig};
 
-    #[derive(Default)]
-    pub struct MemoryHost {
-        pub received: Mutex<Vec<Inbound>>,
-        pub fail_receive: AtomicBool,
-        pub state: Mutex<HashMap<String, String>>,
-        pub media: Mutex<HashMap<String, (Bytes, String)>>,
-    }
-
-    impl MemoryHost {
-        pub fn received(&self) -> Vec<Inbound> {
-            self.received.lock().unwrap().clone()
-        }
-    }
-
-    #[async_trait]
-    impl Host for MemoryHost {
-        async fn receive(&self, inbound: Inbound) -> Result<bool, HostError> {
-            if self.fail_receive.load(Ordering::SeqCst) {
-                return Err(HostError::Store("disk full".into()));
-            }
-            let mut received = self.received.lock().unwrap();
-            let fresh = !received.iter().any(|i| i.dedup_key == inbound.dedup_key);
-            if fresh {
-                received.push(inbound);
-            }
-            Ok(fresh)
-        }
-        async fn typing(&self, _: &ConversationKey, _: &ContactProfile, _: bool) {}
-        async fn put_media(
-            &self,
-            data: Bytes,
-            mime: &str,
-            name: &str,
-        ) -> Result<MediaRef, HostError> {
-            let id = format!("mxc://test/{name}");
-            self.media
-                .lock()
-                .unwrap()
-                .insert(id.clone(), (data, mime.to_owned()));
-            Ok(MediaRef(id))
-        }
-        async fn get_media(&self, media: &MediaRef) -> Result<(Bytes, String), HostError> {
-            self.media
-                .lock()
-                .unwrap()
-                .get(&media.0)
-                .cloned()
-                .ok_or(HostError::NotFound)
-        }
-        async fn state_get(&self, key: &str) -> Result<Option<String>, HostError> {
-            Ok(self.state.lock().unwrap().get(key).cloned())
-        }
-        async fn state_put(&self, key: &str, value: &str) -> Result<(), HostError> {
-            self.state.lock().unwrap().insert(key.into(), value.into());
-            Ok(())
-        }
-        async fn log_append(
-            &self,
-            _: &str,
-            _: &str,
-            _: &serde_json::Value,
-        ) -> Result<i64, HostError> {
-            Ok(0)
-        }
-        async fn log_read(
-            &self,
-            _: &str,
-            _: i64,
-            _: i64,
-        ) -> Result<Vec<(i64, serde_json::Value)>, HostError> {
-            Ok(Vec::new())
-        }
-    }
+    pub use switchboard_kit::test_host::MemoryHost;
 
     pub const TOKEN: &str = "unit-test-token";
     pub const COMPANY: &str = "+14155550100";

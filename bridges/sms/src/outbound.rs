@@ -40,18 +40,7 @@ pub struct SentRecord {
     pub chat: String,
 }
 
-fn retryable_host(e: HostError) -> SendError {
-    SendError::Retryable {
-        reason: format!("bridge store: {e}"),
-        retry_after: None,
-    }
-}
-
-fn permanent(reason: impl Into<String>) -> SendError {
-    SendError::Permanent {
-        reason: reason.into(),
-    }
-}
+use switchboard_kit::send::{permanent, retryable_host};
 
 fn now_secs() -> u64 {
     SystemTime::now()

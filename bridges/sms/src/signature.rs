@@ -49,13 +49,7 @@ pub fn verify(auth_token: &str, url: &str, params: &[(String, String)], given: &
     ok
 }
 
-/// Compare two byte strings in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+pub use switchboard_kit::constant_time_eq;
 
 /// `url`, and `url` with its scheme's default port removed (when written) or added (when not).
 fn url_variants(url: &str) -> Vec<String> {

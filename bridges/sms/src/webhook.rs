@@ -200,7 +200,6 @@ async fn media(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> 
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering;
 
     use switchboard_channel::Host;
 
@@ -256,11 +255,11 @@ mod tests {
         let host = Arc::new(MemoryHost::default());
         let (base, _) = serve(Arc::clone(&host)).await;
         let url = format!("{base}/sms/incoming");
-        host.fail_receive.store(true, Ordering::SeqCst);
+        host.set_failing(true);
         assert_eq!(post(&url, &sms("SM1")).await.0, 503);
         assert!(host.received().is_empty());
         // Twilio's retry, once the store is back, goes through; a redelivery is stored once.
-        host.fail_receive.store(false, Ordering::SeqCst);
+        host.set_failing(false);
         let (status, body) = post(&url, &sms("SM1")).await;
         assert_eq!((status, body.as_str()), (200, EMPTY_TWIML));
         assert_eq!(post(&url, &sms("SM1")).await.0, 200);

@@ -15,20 +15,8 @@
 
 use teloxide::types::{MessageEntity, MessageEntityKind as Kind};
 
-/// Escape text for HTML (both Matrix's and Telegram's).
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Escape text for HTML (both Matrix's and Telegram's, which takes numeric entities too).
+pub use switchboard_kit::escape_html as escape;
 
 /// Opening and closing tags for an entity, or `None` for entities that are not formatting
 /// (mentions, hashtags, commands, …: they stay plain text).

@@ -302,24 +302,9 @@ fn parse_message(m: &Message, options: &ParseOptions, edited: bool) -> Option<Pa
     })
 }
 
-/// A file name a customer chose, made safe to show and store: one path component, no control
-/// or bidirectional-override characters, not hidden, at most 200 characters, never empty.
+/// A file name a customer chose, made safe to show and store (the kit's one rule).
 pub fn safe_file_name(name: &str) -> String {
-    let invisible = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-    };
-    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let cleaned: String = base.chars().filter(|c| !invisible(*c)).take(200).collect();
-    // Dots and spaces in any order (". .bashrc" must not become ".bashrc").
-    let cleaned = cleaned
-        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
-        .trim_end();
-    if cleaned.is_empty() {
-        "file".into()
-    } else {
-        cleaned.to_owned()
-    }
+    switchboard_kit::safe_file_name(name, "file")
 }
 
 fn file(meta: &teloxide::types::FileMeta, name: String, mime: String) -> RemoteFile {

@@ -24,8 +24,7 @@
 use std::sync::Arc;
 
 use switchboard_channel::{
-    Attachment, Content, ConversationKey, Delivery, Host, HostError, Outbound, OutboundAction,
-    SendError,
+    Attachment, Content, ConversationKey, Delivery, Host, Outbound, OutboundAction, SendError,
 };
 use teloxide::errors::{ApiError, RequestError};
 use teloxide::payloads::{
@@ -53,18 +52,7 @@ pub struct Outgoing {
     pub account: String,
 }
 
-fn retryable_host(e: HostError) -> SendError {
-    SendError::Retryable {
-        reason: format!("bridge store: {e}"),
-        retry_after: None,
-    }
-}
-
-fn permanent(reason: impl Into<String>) -> SendError {
-    SendError::Permanent {
-        reason: reason.into(),
-    }
-}
+use switchboard_kit::send::{attachment_bytes, permanent, retryable_host};
 
 /// Text in the form we send it: Telegram HTML, or plain.
 struct Text {
@@ -281,21 +269,7 @@ async fn send_file(
     caption: Option<&Content>,
     reply: Option<MessageId>,
 ) -> Result<Message, SendError> {
-    let (bytes, stored_mime) = match out.host.get_media(&attachment.media).await {
-        Ok(x) => x,
-        Err(HostError::NotFound) => {
-            return Err(permanent(format!(
-                "the file {} is no longer in the media repository",
-                attachment.name
-            )))
-        }
-        Err(e) => return Err(retryable_host(e)),
-    };
-    let mime = if attachment.mime.is_empty() {
-        stored_mime
-    } else {
-        attachment.mime.clone()
-    };
+    let (bytes, mime) = attachment_bytes(out.host.as_ref(), attachment).await?;
     let method = method_for(&mime, &bytes);
     let text = caption.map(Text::of);
     let reply_parameters = reply.map(|id| ReplyParameters {
@@ -404,53 +378,7 @@ pub async fn typing(out: &Outgoing, conversation: &ConversationKey, active: bool
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
-    use async_trait::async_trait;
-    use bytes::Bytes;
-    use switchboard_channel::{ContactProfile, Inbound, MediaRef};
-
-    /// A host with only a key-value state.
-    #[derive(Default)]
-    struct StateHost(Mutex<HashMap<String, String>>);
-
-    #[async_trait]
-    impl Host for StateHost {
-        async fn receive(&self, _: Inbound) -> Result<bool, HostError> {
-            Ok(true)
-        }
-        async fn typing(&self, _: &ConversationKey, _: &ContactProfile, _: bool) {}
-        async fn put_media(&self, _: Bytes, _: &str, _: &str) -> Result<MediaRef, HostError> {
-            Err(HostError::NotFound)
-        }
-        async fn get_media(&self, _: &MediaRef) -> Result<(Bytes, String), HostError> {
-            Err(HostError::NotFound)
-        }
-        async fn state_get(&self, key: &str) -> Result<Option<String>, HostError> {
-            Ok(self.0.lock().unwrap().get(key).cloned())
-        }
-        async fn state_put(&self, key: &str, value: &str) -> Result<(), HostError> {
-            self.0.lock().unwrap().insert(key.into(), value.into());
-            Ok(())
-        }
-        async fn log_append(
-            &self,
-            _: &str,
-            _: &str,
-            _: &serde_json::Value,
-        ) -> Result<i64, HostError> {
-            Ok(0)
-        }
-        async fn log_read(
-            &self,
-            _: &str,
-            _: i64,
-            _: i64,
-        ) -> Result<Vec<(i64, serde_json::Value)>, HostError> {
-            Ok(Vec::new())
-        }
-    }
+    use switchboard_kit::test_host::MemoryHost;
 
     /// An item already sent (its key remembered) is answered from state, without a request:
     /// the Bot API behind this client is unreachable, so any request would fail.
@@ -462,7 +390,7 @@ mod tests {
             api_url: "http://127.0.0.1:9".into(),
             ..Default::default()
         };
-        let host = Arc::new(StateHost::default());
+        let host = Arc::new(MemoryHost::default());
         host.state_put("out:$event1", "777").await.unwrap();
         let out = Outgoing {
             bot: crate::client::bot(&config).unwrap(),

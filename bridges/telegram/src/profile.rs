@@ -28,12 +28,7 @@ struct Cached {
     media: Option<MediaRef>,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use switchboard_kit::now_ms;
 
 /// The customer's avatar in the media store, if they have a profile photo.
 pub async fn avatar(shared: &Shared, user_id: Option<u64>) -> Option<MediaRef> {

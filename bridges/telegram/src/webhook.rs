@@ -24,13 +24,7 @@ use crate::Shared;
 
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 
-/// Compare two byte strings in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+pub use switchboard_kit::constant_time_eq;
 
 /// The webhook route, relative to `/telegram`.
 pub fn router(shared: Arc<Shared>) -> Router {

@@ -183,13 +183,7 @@ pub struct Graph {
     pub phone_number_id: String,
 }
 
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim()
-        .parse::<u64>()
-        .ok()
-        .map(|s| Duration::from_secs(s.min(3600)))
-}
+use switchboard_kit::http::retry_after;
 
 impl Graph {
     pub fn new(config: &WhatsAppConfig) -> Result<Graph, String> {

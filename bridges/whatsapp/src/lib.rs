@@ -13,7 +13,7 @@
 //!
 //! * [`config`] — the `channels.whatsapp` section.
 //! * `webhook` — the verification handshake, then signature first, parse, store, 200.
-//! * [`signature`] — `X-Hub-Signature-256` (HMAC-SHA256 with the app secret).
+//! * The handshake and `X-Hub-Signature-256` are Meta's protocol: `switchboard_kit::meta`.
 //! * [`payload`] — a delivery → what it means ([`payload::parse_webhook`], pure, fuzzed).
 //! * `inbound` — parsed events → the core's `Inbound`, customers' files fetched.
 //! * [`format`] — operators' HTML → WhatsApp's `*bold*` `_italic_` markup.
@@ -40,7 +40,6 @@ pub mod format;
 mod inbound;
 mod outbound;
 pub mod payload;
-pub mod signature;
 mod webhook;
 
 pub use config::WhatsAppConfig;

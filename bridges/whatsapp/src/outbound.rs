@@ -23,8 +23,7 @@
 
 use serde_json::{json, Value};
 use switchboard_channel::{
-    Attachment, Content, ConversationKey, Delivery, Host, HostError, Outbound, OutboundAction,
-    SendError,
+    Attachment, Content, ConversationKey, Delivery, Host, Outbound, OutboundAction, SendError,
 };
 
 use crate::api::{classify, Graph};
@@ -76,18 +75,7 @@ const UPLOAD_TYPES: &[(&str, &[&str])] = &[
 /// extension stands for (a `.pdf` sent as `application/octet-stream`), else `None`: WhatsApp
 /// takes no such file (a GIF, a ZIP), under any message type.
 pub fn upload_type(mime: &str, name: &str) -> Option<&'static str> {
-    let essence = mime
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    let essence = match essence.as_str() {
-        "image/jpg" => "image/jpeg".to_owned(),
-        "video/3gp" => "video/3gpp".to_owned(),
-        "audio/mp3" => "audio/mpeg".to_owned(),
-        _ => essence,
-    };
+    let essence = switchboard_kit::mime::essence(mime);
     if let Some((t, _)) = UPLOAD_TYPES.iter().find(|(t, _)| *t == essence) {
         return Some(t);
     }
@@ -106,18 +94,7 @@ pub struct Outgoing<'a> {
     pub config: &'a WhatsAppConfig,
 }
 
-fn permanent(reason: impl Into<String>) -> SendError {
-    SendError::Permanent {
-        reason: reason.into(),
-    }
-}
-
-fn retryable_host(e: HostError) -> SendError {
-    SendError::Retryable {
-        reason: format!("bridge store: {e}"),
-        retry_after: None,
-    }
-}
+use switchboard_kit::send::{attachment_bytes, permanent, retryable_host};
 
 /// The customer's wa_id, after checking the conversation is on our number.
 fn recipient<'a>(
@@ -334,21 +311,7 @@ async fn send_part(
             attachment,
             caption,
         } => {
-            let (bytes, stored_mime) = match out.host.get_media(&attachment.media).await {
-                Ok(x) => x,
-                Err(HostError::NotFound) => {
-                    return Err(permanent(format!(
-                        "the file {} is no longer in the media repository",
-                        attachment.name
-                    )))
-                }
-                Err(e) => return Err(retryable_host(e)),
-            };
-            let mime = if attachment.mime.is_empty() {
-                stored_mime
-            } else {
-                attachment.mime.clone()
-            };
+            let (bytes, mime) = attachment_bytes(out.host, attachment).await?;
             // WhatsApp takes a fixed list of types, documents included: a GIF or a ZIP cannot
             // go out at all, so the operator is told which kinds of file can.
             let Some(upload_mime) = upload_type(&mime, &attachment.name) else {
@@ -400,53 +363,8 @@ pub async fn mark_read(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
-    use async_trait::async_trait;
-    use bytes::Bytes;
-    use switchboard_channel::{ContactProfile, Inbound, MediaRef};
-
-    /// A host with only a key-value state.
-    #[derive(Default)]
-    struct StateHost(Mutex<HashMap<String, String>>);
-
-    #[async_trait]
-    impl Host for StateHost {
-        async fn receive(&self, _: Inbound) -> Result<bool, HostError> {
-            Ok(true)
-        }
-        async fn typing(&self, _: &ConversationKey, _: &ContactProfile, _: bool) {}
-        async fn put_media(&self, _: Bytes, _: &str, _: &str) -> Result<MediaRef, HostError> {
-            Err(HostError::NotFound)
-        }
-        async fn get_media(&self, _: &MediaRef) -> Result<(Bytes, String), HostError> {
-            Err(HostError::NotFound)
-        }
-        async fn state_get(&self, key: &str) -> Result<Option<String>, HostError> {
-            Ok(self.0.lock().unwrap().get(key).cloned())
-        }
-        async fn state_put(&self, key: &str, value: &str) -> Result<(), HostError> {
-            self.0.lock().unwrap().insert(key.into(), value.into());
-            Ok(())
-        }
-        async fn log_append(
-            &self,
-            _: &str,
-            _: &str,
-            _: &serde_json::Value,
-        ) -> Result<i64, HostError> {
-            Ok(0)
-        }
-        async fn log_read(
-            &self,
-            _: &str,
-            _: i64,
-            _: i64,
-        ) -> Result<Vec<(i64, serde_json::Value)>, HostError> {
-            Ok(Vec::new())
-        }
-    }
+    use switchboard_channel::MediaRef;
+    use switchboard_kit::test_host::MemoryHost;
 
     /// An item already sent (its key remembered) is answered from state, without a request: the
     /// Graph API behind this client is unreachable, so any request would fail.
@@ -462,7 +380,7 @@ mod tests {
             ..WhatsAppConfig::default()
         };
         let graph = Graph::new(&config).unwrap();
-        let host = StateHost::default();
+        let host = MemoryHost::default();
         host.state_put("out:$event1#0", "wamid.sent").await.unwrap();
         let out = Outgoing {
             graph: &graph,

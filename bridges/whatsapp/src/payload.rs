@@ -259,45 +259,7 @@ fn clean_line(s: &str, max: usize) -> String {
         .to_owned()
 }
 
-/// A file name safe to hand on: one path component, no control characters, not hidden.
-pub fn safe_file_name(raw: &str, fallback: &str) -> String {
-    let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
-    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(120).collect();
-    let cleaned = cleaned
-        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
-        .trim_end();
-    if cleaned.is_empty() {
-        fallback.to_owned()
-    } else {
-        cleaned.to_owned()
-    }
-}
-
-/// The usual extension of a mime type (for names of files that came without one).
-fn extension(mime: &str) -> &'static str {
-    match mime
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
-        .as_str()
-    {
-        "image/jpeg" => "jpg",
-        "image/png" => "png",
-        "image/webp" => "webp",
-        "audio/ogg" | "audio/opus" => "ogg",
-        "audio/mpeg" => "mp3",
-        "audio/aac" => "aac",
-        "audio/amr" => "amr",
-        "audio/mp4" => "m4a",
-        "video/mp4" => "mp4",
-        "video/3gpp" => "3gp",
-        "application/pdf" => "pdf",
-        "text/plain" => "txt",
-        _ => "bin",
-    }
-}
+pub use switchboard_kit::safe_file_name;
 
 fn default_mime(kind: &str) -> &'static str {
     match kind {
@@ -397,7 +359,10 @@ fn parse_message(
             let voice =
                 kind_name == "audio" && media.get("voice").and_then(Value::as_bool) == Some(true);
             let stem = if voice { "voice message" } else { kind_name };
-            let fallback = format!("{stem}.{}", extension(&mime));
+            let fallback = format!(
+                "{stem}.{}",
+                switchboard_kit::mime::extension_for(&mime).unwrap_or("bin")
+            );
             let name = match string(media, "filename") {
                 Some(f) => safe_file_name(f, &fallback),
                 None => fallback,

@@ -19,12 +19,11 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
 use crate::payload::{self, PayloadError};
-use crate::signature::{self, SignatureError};
 use crate::Shared;
 
 /// The webhook route, relative to `/whatsapp`.
@@ -34,45 +33,21 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// The subscription handshake.
+/// The subscription handshake (Meta's, the same for every Meta channel: the kit's).
 async fn verify(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let mode = query.get("hub.mode").map(String::as_str);
-    let token = query
-        .get("hub.verify_token")
-        .map(String::as_str)
-        .unwrap_or("");
-    let challenge = query.get("hub.challenge");
-    let token_ok =
-        signature::constant_time_eq(token.as_bytes(), shared.config.verify_token.as_bytes());
-    match (mode, challenge) {
-        (Some("subscribe"), Some(challenge)) if token_ok => {
-            tracing::info!("whatsapp: webhook verified by Meta");
-            (
-                StatusCode::OK,
-                [("content-type", "text/plain")],
-                challenge.clone(),
-            )
-                .into_response()
-        }
-        _ => {
-            tracing::warn!(mode, "whatsapp: webhook verification refused (wrong verify_token or not a subscribe request)");
-            StatusCode::FORBIDDEN.into_response()
-        }
-    }
+    switchboard_kit::meta::handshake("whatsapp", &query, &shared.config.verify_token)
 }
 
 /// A delivery.
 async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let header = headers.get(signature::HEADER).map(|v| v.as_bytes());
-    if let Err(e) = signature::verify(shared.config.app_secret.as_bytes(), &body, header) {
+    if let Err(e) =
+        switchboard_kit::meta::verify_delivery(shared.config.app_secret.as_bytes(), &headers, &body)
+    {
         tracing::warn!(error = %e, bytes = body.len(), "whatsapp: webhook delivery refused");
-        return match e {
-            SignatureError::Missing => StatusCode::UNAUTHORIZED,
-            SignatureError::Malformed | SignatureError::Mismatch => StatusCode::FORBIDDEN,
-        };
+        return e.status();
     }
     let batch = match payload::parse_webhook(&body) {
         Ok(b) => b,
@@ -84,7 +59,7 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
                 "a WhatsApp webhook delivery",
                 format!("it is not JSON ({e})"),
                 &body,
-                crate::inbound::now_ms(),
+                switchboard_kit::now_ms(),
             );
             return match shared.host.unreadable(input).await {
                 Ok(()) => StatusCode::OK,

@@ -1,0 +1,32 @@
+//! The shared channel kit: what every channel (`bridges/<name>`) and the core apply alike,
+//! written once so that a rule changed here holds everywhere.
+//!
+//! It depends only on the channel contract (`switchboard-channel`). A channel keeps what is
+//! its own network's (its wire format, its limits, its error codes); anything two channels
+//! would otherwise write twice lives here:
+//!
+//! * [`file_name`]: the one strict sanitiser for names customers and operators give files;
+//! * [`mime`]: mime type ↔ file extension, one table;
+//! * [`http`]: the HTTP client every channel builds, `Retry-After`, size-limited downloads,
+//!   and how an HTTP status becomes a [`switchboard_channel::SendError`];
+//! * [`verify`]: constant-time comparison and the HMAC helpers webhook signatures use;
+//! * [`meta`]: Meta's webhook protocol (the `hub.challenge` handshake and
+//!   `X-Hub-Signature-256`), shared by WhatsApp, Messenger and Instagram;
+//! * [`send`]: the two kinds of send failure, and fetching an operator's file from the store;
+//! * [`text`]: the wall clock in milliseconds and HTML escaping;
+//! * `test_host` (feature `test-host`): an in-memory `Host` for the channels' unit tests.
+
+pub mod file_name;
+pub mod http;
+pub mod meta;
+pub mod mime;
+pub mod send;
+pub mod text;
+pub mod verify;
+
+#[cfg(feature = "test-host")]
+pub mod test_host;
+
+pub use file_name::safe_file_name;
+pub use text::{escape_html, now_ms};
+pub use verify::constant_time_eq;
