@@ -9,11 +9,16 @@
 //!   body must never be re-serialised first), checked before anything reads the body. The
 //!   prefix is exactly `sha256=`, as Meta sends it; the older SHA-1 header
 //!   (`X-Hub-Signature`) is never enough on its own. Missing → 401; malformed or wrong → 403.
+//! * **Graph errors**: `{"error":{"message","type","code","error_subcode","error_data":{"details"},
+//!   "fbtrace_id"}}` ([`GraphError`]), and the codes that mean the same on every Graph product:
+//!   throttling ([`is_throttling`]) and Meta's own transient trouble ([`is_transient`]). Each
+//!   channel adds its product's own codes (WhatsApp's 13xxxx, Messenger's subcodes).
 
 use std::collections::HashMap;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde_json::Value;
 
 use crate::verify;
 
@@ -117,6 +122,62 @@ pub fn handshake(channel: &str, query: &HashMap<String, String>, verify_token: &
     }
 }
 
+/// Graph's error object (<https://developers.facebook.com/docs/graph-api/guides/error-handling>).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GraphError {
+    pub code: i64,
+    pub subcode: Option<i64>,
+    /// Meta's text, at most 500 characters.
+    pub message: String,
+    /// `error_data.details` (WhatsApp says there what went wrong), at most 500 characters.
+    pub details: Option<String>,
+}
+
+impl GraphError {
+    /// Read the envelope from a response body, if it is one.
+    pub fn from_body(body: &[u8]) -> Option<GraphError> {
+        let v: Value = serde_json::from_slice(body).ok()?;
+        GraphError::from_envelope(&v)
+    }
+
+    /// Read the envelope `{"error": {…}}` from parsed JSON, if it is one.
+    pub fn from_envelope(v: &Value) -> Option<GraphError> {
+        let e = v.get("error")?;
+        let clip = |s: &str| s.chars().take(500).collect::<String>();
+        Some(GraphError {
+            code: e.get("code").and_then(Value::as_i64).unwrap_or(0),
+            subcode: e.get("error_subcode").and_then(Value::as_i64),
+            message: clip(e.get("message").and_then(Value::as_str).unwrap_or("")),
+            details: e
+                .get("error_data")
+                .and_then(|d| d.get("details"))
+                .and_then(Value::as_str)
+                .map(clip),
+        })
+    }
+
+    /// `message — details`, for operators.
+    pub fn text(&self) -> String {
+        match &self.details {
+            Some(d) if !d.is_empty() && !self.message.contains(d.as_str()) => {
+                format!("{} — {d}", self.message)
+            }
+            _ => self.message.clone(),
+        }
+    }
+}
+
+/// Graph-wide throttling: application (4), user (17), Page (32) and custom (613) request limits,
+/// and the WhatsApp Business rate limit (80007). Worth trying again later.
+pub fn is_throttling(code: i64) -> bool {
+    matches!(code, 4 | 17 | 32 | 613 | 80007)
+}
+
+/// Meta's own transient trouble: unknown error (1), temporary service issue (2).
+pub fn is_transient(code: i64) -> bool {
+    matches!(code, 1 | 2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +261,22 @@ mod tests {
                 assert_eq!(sign(secret, changed.as_bytes()), tampered);
             }
         }
+    }
+
+    #[test]
+    fn graph_errors_are_read_from_their_envelope() {
+        let body = br#"{"error":{"message":"(#131047) Re-engagement message","type":"OAuthException","code":131047,"error_data":{"messaging_product":"whatsapp","details":"More than 24 hours have passed."},"fbtrace_id":"A"}}"#;
+        let e = GraphError::from_body(body).unwrap();
+        assert_eq!(e.code, 131047);
+        assert_eq!(e.subcode, None);
+        assert_eq!(
+            e.text(),
+            "(#131047) Re-engagement message — More than 24 hours have passed."
+        );
+        assert_eq!(GraphError::from_body(b"{}"), None);
+        assert_eq!(GraphError::from_body(b"not json"), None);
+        assert!(is_throttling(613) && is_throttling(80007) && !is_throttling(100));
+        assert!(is_transient(2) && !is_transient(190));
     }
 
     #[test]

@@ -192,12 +192,7 @@ pub enum FetchError {
 async fn answer(result: Result<reqwest::Response, reqwest::Error>) -> Result<Value, GraphError> {
     let resp = result.map_err(|e| GraphError::Network(e.to_string()))?;
     let status = resp.status().as_u16();
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = switchboard_kit::http::retry_after(resp.headers());
     let text = resp
         .text()
         .await
@@ -211,18 +206,18 @@ async fn answer(result: Result<reqwest::Response, reqwest::Error>) -> Result<Val
             ))
         });
     }
-    let error = json.as_ref().and_then(|j| j.get("error"));
+    let error = json
+        .as_ref()
+        .and_then(switchboard_kit::meta::GraphError::from_envelope);
     let message = error
-        .and_then(|e| e.get("message"))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
+        .as_ref()
+        .map(|e| e.text())
+        .filter(|m| !m.is_empty())
         .unwrap_or_else(|| text.chars().take(200).collect());
     Err(GraphError::Api {
         status,
-        code: error.and_then(|e| e.get("code")).and_then(Value::as_i64),
-        subcode: error
-            .and_then(|e| e.get("error_subcode"))
-            .and_then(Value::as_i64),
+        code: error.as_ref().map(|e| e.code),
+        subcode: error.and_then(|e| e.subcode),
         message,
         retry_after,
     })
@@ -230,7 +225,7 @@ async fn answer(result: Result<reqwest::Response, reqwest::Error>) -> Result<Val
 
 /// What a failed Send API call means for an outbound item.
 ///
-/// * Rate limits (codes 4, 17, 32, 613, HTTP 429), Meta's transient errors (1, 2) and 5xx are
+/// * Rate limits (Graph's throttling codes, HTTP 429), Meta's transient errors (1, 2) and 5xx are
 ///   retryable (with `Retry-After` when given).
 /// * Outside the 24-hour window (code 10 subcode 2018278; 2534022 on Instagram), the person
 ///   not available (551), no matching user (100 / 2018001), a token problem (190) and any other
@@ -257,7 +252,7 @@ pub fn classify(error: GraphError, platform: Platform) -> SendError {
                 reason: format!("{what} ({net} said: \"{message}\")"),
             };
             match (code, subcode) {
-                (Some(4 | 17 | 32 | 613), _) => retry(format!("{net} rate limit reached; retrying ({message})")),
+                (Some(c), _) if switchboard_kit::meta::is_throttling(c) => retry(format!("{net} rate limit reached; retrying ({message})")),
                 _ if status == 429 => retry(format!("{net} rate limit reached; retrying ({message})")),
                 (Some(10), Some(2018278)) | (_, Some(2534022)) => permanent(&format!(
                     "{net} refused: the message is outside the 24-hour window after the customer's last message"
@@ -268,7 +263,7 @@ pub fn classify(error: GraphError, platform: Platform) -> SendError {
                 (Some(100), Some(2018001)) => permanent(&format!("{net} found no such customer (they may have deleted their account or blocked the Page)")),
                 (Some(190), _) => permanent(&format!("{net} refused the access token (check channels.{}.access_token)", platform.name())),
                 (Some(200 | 230 | 10), _) => permanent(&format!("{net} refused: missing permission")),
-                (Some(1 | 2), _) => retry(format!("{net} is having trouble; retrying ({message})")),
+                (Some(c), _) if switchboard_kit::meta::is_transient(c) => retry(format!("{net} is having trouble; retrying ({message})")),
                 _ if status >= 500 => retry(format!("{net} is having trouble (HTTP {status}); retrying ({message})")),
                 _ => permanent(&format!("{net} refused the message")),
             }

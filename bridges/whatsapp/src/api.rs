@@ -27,48 +27,7 @@ use crate::config::WhatsAppConfig;
 /// How long one request may take (uploads and downloads of large files included).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Graph's error object.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct GraphError {
-    pub code: i64,
-    pub subcode: Option<i64>,
-    pub message: String,
-    pub details: Option<String>,
-}
-
-impl GraphError {
-    /// Read the envelope from a response body, if it is one.
-    pub fn from_body(body: &[u8]) -> Option<GraphError> {
-        let v: Value = serde_json::from_slice(body).ok()?;
-        let e = v.get("error")?;
-        Some(GraphError {
-            code: e.get("code").and_then(Value::as_i64).unwrap_or(0),
-            subcode: e.get("error_subcode").and_then(Value::as_i64),
-            message: e
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .chars()
-                .take(500)
-                .collect(),
-            details: e
-                .get("error_data")
-                .and_then(|d| d.get("details"))
-                .and_then(Value::as_str)
-                .map(|d| d.chars().take(500).collect()),
-        })
-    }
-
-    /// `message — details`, for operators.
-    pub fn text(&self) -> String {
-        match &self.details {
-            Some(d) if !d.is_empty() && !self.message.contains(d.as_str()) => {
-                format!("{} — {d}", self.message)
-            }
-            _ => self.message.clone(),
-        }
-    }
-}
+pub use switchboard_kit::meta::GraphError;
 
 /// Why a Graph API call failed.
 #[derive(Debug, thiserror::Error)]
@@ -101,14 +60,16 @@ impl ApiError {
     }
 }
 
-/// Graph's throttling codes: app/user rate limits, WhatsApp's cloud rate limit and the
-/// per-recipient pair rate limit.
+/// Throttling: Graph's own codes (the kit's) and WhatsApp's cloud, spam and per-recipient
+/// pair rate limits.
 pub fn is_throttling(code: i64) -> bool {
-    matches!(code, 4 | 80007 | 130429 | 131056 | 131048 | 133016)
+    switchboard_kit::meta::is_throttling(code) || matches!(code, 130429 | 131056 | 131048 | 133016)
 }
 
+/// Meta's trouble: Graph's own transient codes (the kit's) and WhatsApp's "something went
+/// wrong" (131000) and "service unavailable" (131016).
 fn is_meta_trouble(code: i64) -> bool {
-    matches!(code, 1 | 2 | 131000 | 131016)
+    switchboard_kit::meta::is_transient(code) || matches!(code, 131000 | 131016)
 }
 
 /// What a failed send means for an outbound item.
