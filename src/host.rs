@@ -35,16 +35,10 @@ impl Host for ChannelHost {
             .bridge
             .namespace
             .ghost_user_id(self.channel, &inbound.sender.id);
-        let fresh = self
-            .bridge
-            .store
-            .inbox_insert(self.channel, &ghost, &inbound)
+        self.bridge
+            .queue_inbound(self.channel, &ghost, &inbound)
             .await
-            .map_err(store_error)?;
-        if fresh {
-            self.bridge.wake_inbound.notify_one();
-        }
-        Ok(fresh)
+            .map_err(store_error)
     }
 
     /// Input the channel could not read: a notice in its conversation's room when it names one

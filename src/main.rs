@@ -74,7 +74,7 @@ fn main() -> ExitCode {
                 Ok(r) => r,
                 Err(e) => return fail(&format!("cannot start the runtime: {e}")),
             };
-            match runtime.block_on(switchboard::bridge::run(config, channels)) {
+            match runtime.block_on(switchboard::startup::run(config, channels)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&format!("{e:#}")),
             }

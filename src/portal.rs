@@ -66,7 +66,7 @@ fn clip_name(name: &str) -> String {
 /// Returns whether the ghost can speak. A profile the homeserver refuses for good (a name it
 /// does not take, an avatar it cannot use) is logged and left as it is: the ghost speaks
 /// without it. A ghost the homeserver will not register at all gives `false`, and the bot posts
-/// the customer's messages with their name instead ([`crate::inbound`]): a customer's message
+/// the customer's messages with their name instead ([`crate::relay::customer_to_matrix`]): a customer's message
 /// never waits on their profile.
 pub async fn ensure_ghost(bridge: &Bridge, contact: &Contact) -> Result<bool, PortalError> {
     let name = customer_name(contact);

@@ -116,8 +116,7 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
     };
     if let Err(e) = ctx
         .bridge
-        .store
-        .outbox_enqueue(conversation.id, &event_id, ctx.room_id, &outbound)
+        .queue_outbound(conversation.id, &event_id, ctx.room_id, &outbound)
         .await
     {
         return ctx
@@ -126,7 +125,6 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
             ))
             .await;
     }
-    ctx.bridge.wake_outbound.notify_one();
     ctx.reply(&format!(
         "Transcript of {} messages attached here and sent to the customer.",
         entries.len()

@@ -7,13 +7,12 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
     if ctx.conversation.is_none() {
         return ctx.reply("`retry` works in a conversation room.").await;
     }
-    match ctx.bridge.store.outbox_requeue_failed(ctx.room_id).await {
+    match ctx.bridge.requeue_failed(ctx.room_id).await {
         Ok(0) => {
             ctx.reply("Nothing to resend: every message here was delivered.")
                 .await
         }
         Ok(n) => {
-            ctx.bridge.wake_outbound.notify_one();
             ctx.reply(&format!("Resending {n} undelivered message(s)."))
                 .await
         }

@@ -84,15 +84,13 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
     };
     if let Err(e) = ctx
         .bridge
-        .store
-        .outbox_enqueue(conversation.id, ctx.event_id, ctx.room_id, &outbound)
+        .queue_outbound(conversation.id, ctx.event_id, ctx.room_id, &outbound)
         .await
     {
         return ctx
             .reply(&format!("Could not queue the template: {e}"))
             .await;
     }
-    ctx.bridge.wake_outbound.notify_one();
     if let Err(e) = crate::routing::on_operator_message(ctx.bridge, conversation, ctx.sender).await
     {
         tracing::warn!(error = %e, "routing after a template");

@@ -253,10 +253,9 @@ async fn transaction(
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "cannot check for missing transactions"),
     }
-    match bridge.store.store_transaction(&txn_id, &rows).await {
+    match bridge.queue_matrix_events(&txn_id, &rows).await {
         Ok(true) => {
             tracing::debug!(txn_id, events = rows.len(), "transaction stored");
-            bridge.wake_matrix.notify_one();
         }
         Ok(false) => {
             tracing::info!(

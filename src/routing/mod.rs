@@ -343,13 +343,11 @@ async fn send_auto_reply(
                 },
             };
             if let Err(e) = bridge
-                .store
-                .outbox_enqueue(conversation.id, &event_id, room_id, &outbound)
+                .queue_outbound(conversation.id, &event_id, room_id, &outbound)
                 .await
             {
                 tracing::error!(error = %e, "cannot queue the auto-reply");
             }
-            bridge.wake_outbound.notify_one();
         }
         Err(e) => tracing::warn!(error = %e, "cannot post the auto-reply notice"),
     }

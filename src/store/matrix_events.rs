@@ -1,6 +1,6 @@
 //! Events pushed by the homeserver: stored with their transaction id in one database transaction
 //! before the homeserver gets its 200, then worked through in order within each room (rooms in
-//! parallel, see [`crate::queue`]).
+//! parallel, see [`crate::relay::queue`]).
 //!
 //! "In order" is the homeserver's order, which is not always arrival order: when sending a
 //! transaction fails (the bridge was down, or died mid-request), Synapse may send the next one

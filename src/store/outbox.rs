@@ -16,7 +16,7 @@ pub struct OutboxRow {
     pub outbound: Outbound,
     pub attempts: i64,
     /// Remote sends of this entry already made (a long message is several; see
-    /// [`crate::delivery`]).
+    /// [`crate::relay::outbox_to_channel`]).
     pub steps_done: i64,
 }
 

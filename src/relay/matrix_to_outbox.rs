@@ -1,5 +1,5 @@
 //! Matrix → outbox: works through the events the homeserver pushed, in arrival order within
-//! each room; rooms are worked on in parallel (the scheduling of [`crate::queue`]), so one busy
+//! each room; rooms are worked on in parallel (the scheduling of [`crate::relay::queue`]), so one busy
 //! or failing room does not hold up the others.
 //!
 //! In a portal, an operator's message becomes one outbox item (written in the same database
@@ -16,7 +16,7 @@ use switchboard_channel::{Content, Outbound, OutboundAction};
 use crate::bridge::Bridge;
 use crate::commands;
 use crate::matrix::content::{self, Unrelayable};
-use crate::queue;
+use crate::relay::queue;
 use crate::store::conversations::Conversation;
 use crate::store::matrix_events::MatrixEventRow;
 
@@ -464,10 +464,8 @@ async fn queue(
         action,
     };
     bridge
-        .store
-        .outbox_enqueue(conversation.id, &row.event_id, &row.room_id, &outbound)
+        .queue_outbound(conversation.id, &row.event_id, &row.room_id, &outbound)
         .await?;
-    bridge.wake_outbound.notify_one();
     Ok(Handled::Queued)
 }
 

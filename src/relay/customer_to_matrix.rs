@@ -16,7 +16,7 @@ use switchboard_channel::{Content, InboundEvent};
 use crate::bridge::Bridge;
 use crate::matrix::{content, MatrixError};
 use crate::portal::{self, PortalError};
-use crate::queue;
+use crate::relay::queue;
 use crate::store::inbox::InboxRow;
 use crate::store::message_map::{self, Direction};
 use crate::store::{now_ms, StoreError};
@@ -336,7 +336,7 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
                 .await?
                 .first()
             {
-                crate::delivery::send_status(
+                crate::relay::outbox_to_channel::send_status(
                     bridge,
                     &room_id,
                     event_id,
@@ -355,7 +355,7 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
             let mut notice = content::notice(&text);
             if let Some(e) = &event_id {
                 notice = content::with_reply(notice, e);
-                crate::delivery::send_status(
+                crate::relay::outbox_to_channel::send_status(
                     bridge,
                     &room_id,
                     e,

@@ -17,7 +17,7 @@ use switchboard_channel::{Capabilities, Channel, Delivery, Outbound, OutboundAct
 
 use crate::bridge::Bridge;
 use crate::matrix::content;
-use crate::queue;
+use crate::relay::queue;
 use crate::split;
 use crate::store::outbox::OutboxRow;
 use crate::store::{now_ms, StoreError};
