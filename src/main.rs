@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use switchboard::config::Config;
+use switchboard::config::{Config, ConfigError};
 use switchboard::registration::Registration;
 use switchboard_channel::Channel;
 
@@ -82,108 +82,96 @@ fn main() -> ExitCode {
     }
 }
 
-/// Wire up the enabled channels from their config sections.
-fn channels(config: &Config) -> Result<Vec<Arc<dyn Channel>>, switchboard::config::ConfigError> {
-    let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
-    let known = [
-        "webchat",
-        "telegram",
-        "email",
-        "vk",
-        "viber",
-        "discord",
-        "messenger",
-        "instagram",
-        "sms",
-        "whatsapp",
-    ];
+/// How one channel is built from its config section (`None` when it is not enabled).
+type Wire = fn(&Config, &str) -> Result<Option<Arc<dyn Channel>>, ConfigError>;
+
+/// Every channel this binary knows: its config section's name and how it is wired up. The only
+/// place the core names channels.
+const CHANNELS: &[(&str, Wire)] = &[
+    ("webchat", |config, name| {
+        let mut c: switchboard_webchat::WebchatConfig = config.channel(name)?;
+        c.public_url.get_or_insert_with(|| public_url(config));
+        Ok(enabled(c.enabled, || switchboard_webchat::Webchat::new(c)))
+    }),
+    ("telegram", |config, name| {
+        let mut c: switchboard_telegram::TelegramConfig = config.channel(name)?;
+        c.public_url.get_or_insert_with(|| public_url(config));
+        Ok(enabled(c.enabled, || {
+            switchboard_telegram::Telegram::new(c)
+        }))
+    }),
+    ("vk", |config, name| {
+        let c: switchboard_vk::VkConfig = config.channel(name)?;
+        Ok(enabled(c.enabled, || switchboard_vk::Vk::new(c)))
+    }),
+    ("viber", |config, name| {
+        let mut c: switchboard_viber::ViberConfig = config.channel(name)?;
+        c.public_url.get_or_insert_with(|| public_url(config));
+        Ok(enabled(c.enabled, || switchboard_viber::Viber::new(c)))
+    }),
+    ("email", |config, name| {
+        let c: switchboard_email::EmailConfig = config.channel(name)?;
+        Ok(enabled(c.enabled, || switchboard_email::Email::new(c)))
+    }),
+    ("discord", |config, name| {
+        let c: switchboard_discord::DiscordConfig = config.channel(name)?;
+        Ok(enabled(c.enabled, || switchboard_discord::Discord::new(c)))
+    }),
+    ("messenger", |config, name| {
+        let c: switchboard_messenger::MetaConfig = config.channel(name)?;
+        Ok(enabled(c.enabled, || {
+            switchboard_messenger::MetaChannel::messenger(c)
+        }))
+    }),
+    ("instagram", |config, name| {
+        let c: switchboard_messenger::MetaConfig = config.channel(name)?;
+        Ok(enabled(c.enabled, || {
+            switchboard_messenger::MetaChannel::instagram(c)
+        }))
+    }),
+    ("sms", |config, name| {
+        let mut c: switchboard_sms::SmsConfig = config.channel(name)?;
+        c.public_url.get_or_insert_with(|| public_url(config));
+        Ok(enabled(c.enabled, || switchboard_sms::Sms::new(c)))
+    }),
+    ("whatsapp", |config, name| {
+        let c: switchboard_whatsapp::WhatsAppConfig = config.channel(name)?;
+        Ok(enabled(c.enabled, || {
+            switchboard_whatsapp::WhatsApp::new(c)
+        }))
+    }),
+];
+
+/// The channel `make` builds, when `on`.
+fn enabled<C: Channel>(on: bool, make: impl FnOnce() -> C) -> Option<Arc<dyn Channel>> {
+    on.then(|| Arc::new(make()) as Arc<dyn Channel>)
+}
+
+/// The bridge's public URL without its trailing slash: where channels' webhooks are reached.
+fn public_url(config: &Config) -> String {
+    config
+        .public_url()
+        .as_str()
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// Wire up the enabled channels from their config sections; an unknown section is an error.
+fn channels(config: &Config) -> Result<Vec<Arc<dyn Channel>>, ConfigError> {
     for name in config.channels.keys() {
-        if !known.contains(&name.as_str()) {
-            return Err(switchboard::config::ConfigError::Invalid {
+        if !CHANNELS.iter().any(|(known, _)| known == name) {
+            let known: Vec<&str> = CHANNELS.iter().map(|(n, _)| *n).collect();
+            return Err(ConfigError::Invalid {
                 key: format!("channels.{name}"),
                 problem: format!("unknown channel (known: {})", known.join(", ")),
             });
         }
     }
-    let mut webchat: switchboard_webchat::WebchatConfig = config.channel("webchat")?;
-    if webchat.enabled {
-        if webchat.public_url.is_none() {
-            webchat.public_url = Some(
-                config
-                    .public_url()
-                    .as_str()
-                    .trim_end_matches('/')
-                    .to_string(),
-            );
+    let mut channels = Vec::new();
+    for (name, wire) in CHANNELS {
+        if let Some(channel) = wire(config, name)? {
+            channels.push(channel);
         }
-        channels.push(Arc::new(switchboard_webchat::Webchat::new(webchat)));
-    }
-    let mut telegram: switchboard_telegram::TelegramConfig = config.channel("telegram")?;
-    if telegram.enabled {
-        if telegram.public_url.is_none() {
-            telegram.public_url = Some(
-                config
-                    .public_url()
-                    .as_str()
-                    .trim_end_matches('/')
-                    .to_string(),
-            );
-        }
-        channels.push(Arc::new(switchboard_telegram::Telegram::new(telegram)));
-    }
-    let vk: switchboard_vk::VkConfig = config.channel("vk")?;
-    if vk.enabled {
-        channels.push(Arc::new(switchboard_vk::Vk::new(vk)));
-    }
-    let mut viber: switchboard_viber::ViberConfig = config.channel("viber")?;
-    if viber.enabled {
-        if viber.public_url.is_none() {
-            viber.public_url = Some(
-                config
-                    .public_url()
-                    .as_str()
-                    .trim_end_matches('/')
-                    .to_string(),
-            );
-        }
-        channels.push(Arc::new(switchboard_viber::Viber::new(viber)));
-    }
-    let email: switchboard_email::EmailConfig = config.channel("email")?;
-    if email.enabled {
-        channels.push(Arc::new(switchboard_email::Email::new(email)));
-    }
-    let discord: switchboard_discord::DiscordConfig = config.channel("discord")?;
-    if discord.enabled {
-        channels.push(Arc::new(switchboard_discord::Discord::new(discord)));
-    }
-    let messenger: switchboard_messenger::MetaConfig = config.channel("messenger")?;
-    if messenger.enabled {
-        channels.push(Arc::new(switchboard_messenger::MetaChannel::messenger(
-            messenger,
-        )));
-    }
-    let instagram: switchboard_messenger::MetaConfig = config.channel("instagram")?;
-    if instagram.enabled {
-        channels.push(Arc::new(switchboard_messenger::MetaChannel::instagram(
-            instagram,
-        )));
-    }
-    let mut sms: switchboard_sms::SmsConfig = config.channel("sms")?;
-    if sms.enabled {
-        if sms.public_url.is_none() {
-            sms.public_url = Some(
-                config
-                    .public_url()
-                    .as_str()
-                    .trim_end_matches('/')
-                    .to_string(),
-            );
-        }
-        channels.push(Arc::new(switchboard_sms::Sms::new(sms)));
-    }
-    let whatsapp: switchboard_whatsapp::WhatsAppConfig = config.channel("whatsapp")?;
-    if whatsapp.enabled {
-        channels.push(Arc::new(switchboard_whatsapp::WhatsApp::new(whatsapp)));
     }
     Ok(channels)
 }

@@ -7,7 +7,7 @@ pub fn short(bare: bool) -> String {
     let prefix = if bare { "" } else { "!sb " };
     let names: Vec<String> = COMMANDS
         .iter()
-        .map(|(n, _, _)| format!("`{prefix}{n}`"))
+        .map(|(_, n, _, _)| format!("`{prefix}{n}`"))
         .collect();
     format!("Commands: {}.", names.join(", "))
 }
@@ -16,7 +16,7 @@ pub async fn run(ctx: &Context<'_>, bare: bool) -> Result<(), MatrixError> {
     let prefix = if bare { "" } else { "!sb " };
     let lines: Vec<String> = COMMANDS
         .iter()
-        .map(|(n, level, d)| {
+        .map(|(_, n, level, d)| {
             format!(
                 "{prefix}{n} — {d} ({})",
                 format!("{level:?}").to_lowercase()

@@ -25,6 +25,7 @@ use crate::bridge::Bridge;
 use crate::config::Level;
 use crate::matrix::{content, MatrixError};
 use crate::store::conversations::Conversation;
+use crate::store::routing::ConversationState;
 use crate::store::routing::RoutingRow;
 
 /// A parsed command line.
@@ -36,30 +37,83 @@ pub struct Invocation {
     pub bare: bool,
 }
 
-/// The commands this bridge knows, with the level each needs and a one-line description.
-pub const COMMANDS: &[(&str, Level, &str)] = &[
-    ("help", Level::Operator, "list the commands"),
-    ("claim", Level::Operator, "take this conversation: you own it, the others are released"),
-    ("assign", Level::Lead, "`assign @user`: give this conversation to an operator"),
-    ("transfer", Level::Operator, "`transfer @user` or `transfer <team>`: hand this conversation over"),
-    ("unassign", Level::Operator, "give up ownership; the team sees it again"),
-    ("done", Level::Operator, "dismiss what needs no answer (the customer's message counts as worked)"),
-    ("resolve", Level::Operator, "close the conversation; a new customer message reopens it"),
-    ("reopen", Level::Operator, "open a resolved or snoozed conversation again"),
-    ("snooze", Level::Operator, "`snooze 2h` or `snooze 09:30`: hide until then, then reopen"),
-    ("queue", Level::Operator, "unanswered conversations with their waiting time"),
-    ("whois", Level::Operator, "owner, team, state and timers of this conversation, and where else the customer writes"),
-    ("contact", Level::Operator, "the customer: their contacts on every channel with their rooms, tags, last owner"),
-    ("tag", Level::Operator, "`tag <segment…>`: tag the customer (routing rules match tags, on every channel)"),
-    ("untag", Level::Operator, "`untag <segment…>`: remove tags from the customer"),
-    ("link", Level::Operator, "`link <room link|#alias|+phone|email>`: the customer there is this same person"),
-    ("unlink", Level::Operator, "this contact is not the same person as the customer's others"),
-    ("export", Level::Operator, "the transcript as the official record: attached here and sent to the customer"),
-    ("note", Level::Operator, "`note <text>`: a private note for the team, never sent to the customer"),
-    ("template", Level::Operator, "`template <name> [lang=en_US] [param…]`: send an approved message template (quote params with spaces), where the channel has them"),
-    ("retry", Level::Operator, "resend the messages of this conversation that could not be delivered"),
-    ("team", Level::Admin, "`team <name> add|lead|remove @user`, `escalate <2h>`, `autoreply <text|off>`, `signature <text|off>`, `hours <days> <HH:MM-HH:MM|closed>`, `holiday add|remove <date>`, `timezone <zone>`, `calendar`, `rules`, `rule add <field=value…>`, `rule remove <n>`, `rules reset`, `lobby <room>`"),
+/// A command this bridge knows. Dispatch matches on it exhaustively, so a command added here
+/// without a handler does not build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    Help,
+    Claim,
+    Assign,
+    Transfer,
+    Unassign,
+    Done,
+    Resolve,
+    Reopen,
+    Snooze,
+    Queue,
+    Whois,
+    Contact,
+    Tag,
+    Untag,
+    Link,
+    Unlink,
+    Export,
+    Note,
+    Template,
+    Retry,
+    Team,
+}
+
+/// Every command: its name, the level it needs and a one-line description (what `help` shows).
+pub const COMMANDS: &[(Command, &str, Level, &str)] = &[
+    (Command::Help, "help", Level::Operator, "list the commands"),
+    (Command::Claim, "claim", Level::Operator, "take this conversation: you own it, the others are released"),
+    (Command::Assign, "assign", Level::Lead, "`assign @user`: give this conversation to an operator"),
+    (Command::Transfer, "transfer", Level::Operator, "`transfer @user` or `transfer <team>`: hand this conversation over"),
+    (Command::Unassign, "unassign", Level::Operator, "give up ownership; the team sees it again"),
+    (Command::Done, "done", Level::Operator, "dismiss what needs no answer (the customer's message counts as worked)"),
+    (Command::Resolve, "resolve", Level::Operator, "close the conversation; a new customer message reopens it"),
+    (Command::Reopen, "reopen", Level::Operator, "open a resolved or snoozed conversation again"),
+    (Command::Snooze, "snooze", Level::Operator, "`snooze 2h` or `snooze 09:30`: hide until then, then reopen"),
+    (Command::Queue, "queue", Level::Operator, "unanswered conversations with their waiting time"),
+    (Command::Whois, "whois", Level::Operator, "owner, team, state and timers of this conversation, and where else the customer writes"),
+    (Command::Contact, "contact", Level::Operator, "the customer: their contacts on every channel with their rooms, tags, last owner"),
+    (Command::Tag, "tag", Level::Operator, "`tag <segment…>`: tag the customer (routing rules match tags, on every channel)"),
+    (Command::Untag, "untag", Level::Operator, "`untag <segment…>`: remove tags from the customer"),
+    (Command::Link, "link", Level::Operator, "`link <room link|#alias|+phone|email>`: the customer there is this same person"),
+    (Command::Unlink, "unlink", Level::Operator, "this contact is not the same person as the customer's others"),
+    (Command::Export, "export", Level::Operator, "the transcript as the official record: attached here and sent to the customer"),
+    (Command::Note, "note", Level::Operator, "`note <text>`: a private note for the team, never sent to the customer"),
+    (Command::Template, "template", Level::Operator, "`template <name> [lang=en_US] [param…]`: send an approved message template (quote params with spaces), where the channel has them"),
+    (Command::Retry, "retry", Level::Operator, "resend the messages of this conversation that could not be delivered"),
+    (Command::Team, "team", Level::Admin, "`team <name> add|lead|remove @user`, `escalate <2h>`, `autoreply <text|off>`, `signature <text|off>`, `hours <days> <HH:MM-HH:MM|closed>`, `holiday add|remove <date>`, `timezone <zone>`, `calendar`, `rules`, `rule add <field=value…>`, `rule remove <n>`, `rules reset`, `lobby <room>`"),
 ];
+
+impl Command {
+    /// The command called `name` (lowercase), if there is one.
+    pub fn from_name(name: &str) -> Option<Command> {
+        COMMANDS
+            .iter()
+            .find(|(_, n, _, _)| *n == name)
+            .map(|(c, _, _, _)| *c)
+    }
+
+    /// Its name, as typed.
+    pub fn name(self) -> &'static str {
+        COMMANDS
+            .iter()
+            .find(|(c, _, _, _)| *c == self)
+            .map_or("", |(_, n, _, _)| n)
+    }
+
+    /// The level it needs.
+    pub fn level(self) -> Level {
+        COMMANDS
+            .iter()
+            .find(|(c, _, _, _)| *c == self)
+            .map_or(Level::Admin, |(_, _, l, _)| *l)
+    }
+}
 
 /// `!sb …` anywhere; in rooms that are not portals also a bare known command (only acted on in
 /// a DM with the bot, see [`run`]).
@@ -82,7 +136,7 @@ pub fn parse(body: &str, in_portal: bool) -> Option<Invocation> {
             .split_once(char::is_whitespace)
             .unwrap_or((trimmed, ""));
         let name = name.to_lowercase();
-        if COMMANDS.iter().any(|(n, _, _)| *n == name) {
+        if Command::from_name(&name).is_some() {
             return Some(Invocation {
                 name,
                 args: args.trim().to_string(),
@@ -143,7 +197,7 @@ pub async fn run(
         args: &invocation.args,
     };
     let level = crate::routing::level(bridge, sender).await;
-    let Some((_, needed, _)) = COMMANDS.iter().find(|(n, _, _)| *n == invocation.name) else {
+    let Some(command) = Command::from_name(&invocation.name) else {
         return ctx
             .reply(&format!(
                 "Unknown command `{}`. {}",
@@ -152,8 +206,9 @@ pub async fn run(
             ))
             .await;
     };
+    let needed = command.level();
     match level {
-        Some(l) if l >= *needed => {}
+        Some(l) if l >= needed => {}
         _ => {
             let needed = format!("{needed:?}").to_lowercase();
             return ctx
@@ -165,29 +220,28 @@ pub async fn run(
         }
     }
     let level = level.unwrap_or(Level::Operator);
-    match invocation.name.as_str() {
-        "help" => help::run(&ctx, invocation.bare).await,
-        "note" => note::run(&ctx).await,
-        "retry" => retry::run(&ctx).await,
-        "claim" => claim::run(&ctx, level).await,
-        "assign" => assign::run(&ctx).await,
-        "transfer" => transfer::run(&ctx, level).await,
-        "unassign" => claim::unassign(&ctx, level).await,
-        "done" => done::run(&ctx).await,
-        "resolve" => state::resolve(&ctx).await,
-        "reopen" => state::reopen(&ctx).await,
-        "snooze" => snooze::run(&ctx).await,
-        "queue" => queue::run(&ctx).await,
-        "whois" => whois::run(&ctx).await,
-        "contact" => customer::contact(&ctx).await,
-        "tag" => customer::tag(&ctx, true).await,
-        "untag" => customer::tag(&ctx, false).await,
-        "link" => link::link(&ctx).await,
-        "unlink" => link::unlink(&ctx).await,
-        "export" => export::run(&ctx).await,
-        "team" => team::run(&ctx).await,
-        "template" => template::run(&ctx).await,
-        _ => Ok(()),
+    match command {
+        Command::Help => help::run(&ctx, invocation.bare).await,
+        Command::Note => note::run(&ctx).await,
+        Command::Retry => retry::run(&ctx).await,
+        Command::Claim => claim::run(&ctx, level).await,
+        Command::Assign => assign::run(&ctx).await,
+        Command::Transfer => transfer::run(&ctx, level).await,
+        Command::Unassign => claim::unassign(&ctx, level).await,
+        Command::Done => done::run(&ctx).await,
+        Command::Resolve => state::resolve(&ctx).await,
+        Command::Reopen => state::reopen(&ctx).await,
+        Command::Snooze => snooze::run(&ctx).await,
+        Command::Queue => queue::run(&ctx).await,
+        Command::Whois => whois::run(&ctx).await,
+        Command::Contact => customer::contact(&ctx).await,
+        Command::Tag => customer::tag(&ctx, true).await,
+        Command::Untag => customer::tag(&ctx, false).await,
+        Command::Link => link::link(&ctx).await,
+        Command::Unlink => link::unlink(&ctx).await,
+        Command::Export => export::run(&ctx).await,
+        Command::Team => team::run(&ctx).await,
+        Command::Template => template::run(&ctx).await,
     }
 }
 
@@ -204,7 +258,7 @@ impl Context<'_> {
                 conversation,
                 row.unwrap_or(RoutingRow {
                     conversation_id: conversation.id,
-                    state: "open".into(),
+                    state: ConversationState::Open,
                     ..Default::default()
                 }),
             ))),
@@ -253,6 +307,20 @@ async fn is_dm(bridge: &Bridge, room_id: &str) -> Result<bool, MatrixError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_command_is_in_the_table_once() {
+        for (command, name, _, _) in COMMANDS {
+            assert_eq!(Command::from_name(name), Some(*command));
+            assert_eq!(command.name(), *name);
+            assert_eq!(
+                COMMANDS.iter().filter(|(c, _, _, _)| c == command).count(),
+                1,
+                "{name}"
+            );
+        }
+        assert_eq!(Command::from_name("frobnicate"), None);
+    }
 
     #[test]
     fn parses_prefixed_and_bare_commands() {

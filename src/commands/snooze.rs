@@ -4,6 +4,7 @@ use chrono::{Duration, NaiveTime, TimeZone};
 
 use super::Context;
 use crate::matrix::MatrixError;
+use crate::store::routing::ConversationState;
 
 /// "2h", "30m", "1d" → that long from now; "09:30" → the next 09:30 in the team's time zone.
 pub fn until(
@@ -47,7 +48,7 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
             .await;
     };
     crate::routing::mark_worked(&mut row);
-    row.state = "snoozed".into();
+    row.state = ConversationState::Snoozed;
     row.snooze_until = Some(at.timestamp_millis());
     if !ctx.save(conversation, &row).await? {
         return Ok(());

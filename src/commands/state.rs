@@ -3,13 +3,14 @@
 
 use super::Context;
 use crate::matrix::MatrixError;
+use crate::store::routing::ConversationState;
 
 pub async fn resolve(ctx: &Context<'_>) -> Result<(), MatrixError> {
     let Some((conversation, mut row)) = ctx.portal().await? else {
         return Ok(());
     };
     crate::routing::mark_worked(&mut row);
-    row.state = "resolved".into();
+    row.state = ConversationState::Resolved;
     row.snooze_until = None;
     if !ctx.save(conversation, &row).await? {
         return Ok(());
@@ -25,10 +26,10 @@ pub async fn reopen(ctx: &Context<'_>) -> Result<(), MatrixError> {
     let Some((conversation, mut row)) = ctx.portal().await? else {
         return Ok(());
     };
-    if row.state == "open" {
+    if row.state == ConversationState::Open {
         return ctx.reply("This conversation is already open.").await;
     }
-    row.state = "open".into();
+    row.state = ConversationState::Open;
     row.snooze_until = None;
     // Open means waiting for us: it is in the queue again and its timers run from now.
     if row.unworked_since.is_none() {

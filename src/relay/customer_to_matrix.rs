@@ -15,8 +15,9 @@ use switchboard_channel::{Content, InboundEvent};
 
 use crate::bridge::Bridge;
 use crate::matrix::{content, MatrixError};
-use crate::portal::{self, PortalError};
+use crate::portal::{self, Portal, PortalError};
 use crate::relay::queue;
+use crate::store::conversations::Conversation;
 use crate::store::inbox::InboxRow;
 use crate::store::message_map::{self, Direction};
 use crate::store::{now_ms, StoreError};
@@ -184,6 +185,76 @@ impl InboundError {
     }
 }
 
+/// One inbox row on its way into its room: the event, its conversation and its portal.
+struct Arrival<'a> {
+    bridge: &'a Bridge,
+    row: &'a InboxRow,
+    conversation: Conversation,
+    portal: Portal,
+}
+
+impl Arrival<'_> {
+    fn room_id(&self) -> &str {
+        &self.portal.room_id
+    }
+
+    fn ghost(&self) -> Option<&str> {
+        self.portal.ghost.as_deref()
+    }
+
+    /// When the customer acted (the `ts` the homeserver is given).
+    fn ts(&self) -> Option<i64> {
+        Some(self.row.inbound.timestamp_ms)
+    }
+
+    /// The transaction id of the `part`-th Matrix event this row becomes: the same on every
+    /// retry, so the homeserver never duplicates.
+    fn txn(&self, part: usize) -> String {
+        format!("sb-in-{}-{part}", self.row.id)
+    }
+
+    /// The first Matrix event a remote message became, if it reached the room.
+    async fn first_event(&self, remote_id: &str) -> Result<Option<String>, InboundError> {
+        Ok(self
+            .bridge
+            .store
+            .events_for_remote(self.conversation.id, remote_id)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Send each event as the customer and remember which remote message it came from.
+    async fn send_parts(
+        &self,
+        remote_id: &str,
+        events: impl IntoIterator<Item = Value>,
+    ) -> Result<(), InboundError> {
+        for (part, event) in events.into_iter().enumerate() {
+            let event_id = send_as_customer(
+                self.bridge,
+                &self.portal,
+                &self.txn(part),
+                &event,
+                self.ts(),
+            )
+            .await?;
+            message_map::insert(
+                self.bridge.store.pool(),
+                self.conversation.id,
+                remote_id,
+                part as i64,
+                &event_id,
+                Direction::In,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// One inbox row: its portal is made sure of (created on a conversation's first message), then
+/// the event is worked by the function for its kind.
 async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
     let conversation = bridge
         .store
@@ -201,246 +272,253 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
         row.inbound.addressed_to.as_deref(),
     )
     .await?;
-    let room_id = portal.room_id.clone();
-    let conversation = crate::store::conversations::Conversation {
-        room_id: Some(room_id.clone()),
+    let conversation = Conversation {
+        room_id: Some(portal.room_id.clone()),
         ..conversation
     };
-    let ghost = portal.ghost.as_deref();
-    let ts = Some(row.inbound.timestamp_ms);
-    let txn = |part: usize| format!("sb-in-{}-{part}", row.id);
+    let arrival = Arrival {
+        bridge,
+        row,
+        conversation,
+        portal,
+    };
     match &row.inbound.event {
         InboundEvent::Message {
             remote_id,
-            content: c,
+            content,
             reply_to,
-        } => {
-            let reply_event = match reply_to {
-                Some(r) => bridge
-                    .store
-                    .events_for_remote(conversation.id, r)
-                    .await?
-                    .into_iter()
-                    .next(),
-                None => None,
-            };
-            for (part, mut event) in content::to_matrix(c).into_iter().enumerate() {
-                if part == 0 {
-                    if let Some(e) = &reply_event {
-                        event = content::with_reply(event, e);
-                    }
-                }
-                let event_id = send_as_customer(bridge, &portal, &txn(part), &event, ts).await?;
-                message_map::insert(
-                    bridge.store.pool(),
-                    conversation.id,
-                    remote_id,
-                    part as i64,
-                    &event_id,
-                    Direction::In,
-                )
-                .await?;
-            }
-            bridge
-                .store
-                .note_customer_message(conversation.id, row.inbound.timestamp_ms)
-                .await?;
-            crate::routing::on_customer_message(
-                bridge,
-                &conversation,
-                &room_id,
-                row.inbound.addressed_to.as_deref(),
-            )
-            .await?;
+        } => on_message(&arrival, remote_id, content, reply_to.as_deref()).await,
+        InboundEvent::Notice { remote_id, content } => {
+            on_notice(&arrival, remote_id, content).await
         }
-        InboundEvent::Notice {
-            remote_id,
-            content: c,
-        } => {
-            for (part, mut event) in content::to_matrix(c).into_iter().enumerate() {
-                if part == 0 {
-                    if let Some(obj) = event.as_object_mut() {
-                        obj.insert("msgtype".into(), Value::String("m.notice".into()));
-                    }
-                }
-                let event_id = send_as_customer(bridge, &portal, &txn(part), &event, ts).await?;
-                message_map::insert(
-                    bridge.store.pool(),
-                    conversation.id,
-                    remote_id,
-                    part as i64,
-                    &event_id,
-                    Direction::In,
-                )
-                .await?;
-            }
-        }
-        InboundEvent::Edit {
-            remote_id,
-            content: c,
-        } => {
-            let Some(target) = bridge
-                .store
-                .events_for_remote(conversation.id, remote_id)
-                .await?
-                .into_iter()
-                .next()
-            else {
-                tracing::warn!(
-                    remote_id,
-                    "edit of a message that never reached Matrix; ignored"
-                );
-                return Ok(());
-            };
-            let text_only = Content {
-                attachments: Vec::new(),
-                ..c.clone()
-            };
-            if let Some(new) = content::to_matrix(&text_only).into_iter().next() {
-                let event = content::replacement(new, &target);
-                send_as_customer(bridge, &portal, &txn(0), &event, ts).await?;
-            }
-        }
-        InboundEvent::Delete { remote_id } => {
-            for (i, event_id) in bridge
-                .store
-                .events_for_remote(conversation.id, remote_id)
-                .await?
-                .iter()
-                .enumerate()
-            {
-                // Without a ghost the bot posted the message, and takes it back itself.
-                bridge
-                    .homeserver
-                    .redact(&room_id, event_id, &txn(i), ghost)
-                    .await?;
-            }
-        }
-        InboundEvent::Read { remote_id } => {
-            let Some(ghost) = ghost else {
-                // A receipt is the ghost's own; the bot cannot give one for the customer.
-                return Ok(());
-            };
-            if let Some(event_id) = mapped_event(bridge, row, conversation.id, remote_id)
-                .await?
-                .last()
-            {
-                bridge
-                    .homeserver
-                    .read_receipt(&room_id, event_id, ghost)
-                    .await?;
-            }
-        }
-        InboundEvent::Delivered { remote_id } => {
-            if let Some(event_id) = mapped_event(bridge, row, conversation.id, remote_id)
-                .await?
-                .first()
-            {
-                crate::relay::outbox_to_channel::send_status(
-                    bridge,
-                    &room_id,
-                    event_id,
-                    &conversation.channel,
-                    None,
-                )
-                .await;
-            }
-        }
-        InboundEvent::Failed { remote_id, reason } => {
-            let event_id = mapped_event(bridge, row, conversation.id, remote_id)
-                .await?
-                .into_iter()
-                .next();
-            let text = format!("⚠️ Not delivered to the customer: {reason}");
-            let mut notice = content::notice(&text);
-            if let Some(e) = &event_id {
-                notice = content::with_reply(notice, e);
-                crate::relay::outbox_to_channel::send_status(
-                    bridge,
-                    &room_id,
-                    e,
-                    &conversation.channel,
-                    Some(reason),
-                )
-                .await;
-            }
-            bridge
-                .homeserver
-                .send(&room_id, "m.room.message", &txn(0), &notice, None, None)
-                .await?;
-        }
+        InboundEvent::Edit { remote_id, content } => on_edit(&arrival, remote_id, content).await,
+        InboundEvent::Delete { remote_id } => on_delete(&arrival, remote_id).await,
+        InboundEvent::Read { remote_id } => on_read(&arrival, remote_id).await,
+        InboundEvent::Delivered { remote_id } => on_delivered(&arrival, remote_id).await,
+        InboundEvent::Failed { remote_id, reason } => on_failed(&arrival, remote_id, reason).await,
         InboundEvent::Reaction { remote_id, key } => {
-            let Some(ghost) = ghost else {
-                tracing::info!(
-                    remote_id,
-                    "the customer reacted, but has no ghost to react with; not shown"
-                );
-                return Ok(());
-            };
-            // One reaction per customer and message: the events it became are kept under a key
-            // of their own, one part per inbox row, so a new one replaces (redacts) the old.
-            let reaction_key = format!("reaction:{}:{remote_id}", row.inbound.sender.id);
-            for (i, old) in bridge
-                .store
-                .events_for_remote(conversation.id, &reaction_key)
-                .await?
-                .iter()
-                .enumerate()
-            {
-                bridge
-                    .homeserver
-                    .redact(
-                        &room_id,
-                        old,
-                        &format!("sb-in-{}-unreact-{i}", row.id),
-                        Some(ghost),
-                    )
-                    .await?;
-            }
-            let Some(key) = key.as_deref().filter(|k| !k.is_empty()) else {
-                return Ok(());
-            };
-            let Some(target) = bridge
-                .store
-                .events_for_remote(conversation.id, remote_id)
-                .await?
-                .into_iter()
-                .next()
-            else {
-                tracing::info!(
-                    remote_id,
-                    "reaction to a message that never reached Matrix; ignored"
-                );
-                return Ok(());
-            };
-            let event = serde_json::json!({
-                "m.relates_to": {"rel_type": "m.annotation", "event_id": target, "key": key}
-            });
-            let event_id = match bridge
-                .homeserver
-                .send(&room_id, "m.reaction", &txn(0), &event, Some(ghost), ts)
-                .await
-            {
-                Err(MatrixError::Api { status: 403, .. }) => {
-                    portal::ensure_joined(bridge, &room_id, ghost).await?;
-                    bridge
-                        .homeserver
-                        .send(&room_id, "m.reaction", &txn(0), &event, Some(ghost), ts)
-                        .await?
-                }
-                other => other?,
-            };
-            message_map::insert(
-                bridge.store.pool(),
-                conversation.id,
-                &reaction_key,
-                row.id,
-                &event_id,
-                Direction::In,
-            )
-            .await?;
+            on_reaction(&arrival, remote_id, key.as_deref()).await
         }
     }
+}
+
+/// A customer's message: its events in the room (the first one replying where the customer
+/// replied), then routing hears of it.
+async fn on_message(
+    a: &Arrival<'_>,
+    remote_id: &str,
+    c: &Content,
+    reply_to: Option<&str>,
+) -> Result<(), InboundError> {
+    let reply_event = match reply_to {
+        Some(r) => a.first_event(r).await?,
+        None => None,
+    };
+    let mut events = content::to_matrix(c);
+    if let (Some(first), Some(e)) = (events.first_mut(), &reply_event) {
+        *first = content::with_reply(first.take(), e);
+    }
+    a.send_parts(remote_id, events).await?;
+    a.bridge
+        .store
+        .note_customer_message(a.conversation.id, a.row.inbound.timestamp_ms)
+        .await?;
+    crate::routing::on_customer_message(
+        a.bridge,
+        &a.conversation,
+        a.room_id(),
+        a.row.inbound.addressed_to.as_deref(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Something the channel says about the conversation (not the customer's words): a notice.
+async fn on_notice(a: &Arrival<'_>, remote_id: &str, c: &Content) -> Result<(), InboundError> {
+    let mut events = content::to_matrix(c);
+    if let Some(obj) = events.first_mut().and_then(Value::as_object_mut) {
+        obj.insert("msgtype".into(), Value::String("m.notice".into()));
+    }
+    a.send_parts(remote_id, events).await
+}
+
+/// The customer edited a message: a replacement of its first event (text only).
+async fn on_edit(a: &Arrival<'_>, remote_id: &str, c: &Content) -> Result<(), InboundError> {
+    let Some(target) = a.first_event(remote_id).await? else {
+        tracing::warn!(
+            remote_id,
+            "edit of a message that never reached Matrix; ignored"
+        );
+        return Ok(());
+    };
+    let text_only = Content {
+        attachments: Vec::new(),
+        ..c.clone()
+    };
+    if let Some(new) = content::to_matrix(&text_only).into_iter().next() {
+        let event = content::replacement(new, &target);
+        send_as_customer(a.bridge, &a.portal, &a.txn(0), &event, a.ts()).await?;
+    }
+    Ok(())
+}
+
+/// The customer deleted a message: every event it became is redacted.
+async fn on_delete(a: &Arrival<'_>, remote_id: &str) -> Result<(), InboundError> {
+    let events = a
+        .bridge
+        .store
+        .events_for_remote(a.conversation.id, remote_id)
+        .await?;
+    for (i, event_id) in events.iter().enumerate() {
+        // Without a ghost the bot posted the message, and takes it back itself.
+        a.bridge
+            .homeserver
+            .redact(a.room_id(), event_id, &a.txn(i), a.ghost())
+            .await?;
+    }
+    Ok(())
+}
+
+/// The customer read an operator's message: the ghost's read receipt on its last part.
+async fn on_read(a: &Arrival<'_>, remote_id: &str) -> Result<(), InboundError> {
+    let Some(ghost) = a.ghost() else {
+        // A receipt is the ghost's own; the bot cannot give one for the customer.
+        return Ok(());
+    };
+    if let Some(event_id) = mapped_event(a.bridge, a.row, a.conversation.id, remote_id)
+        .await?
+        .last()
+    {
+        a.bridge
+            .homeserver
+            .read_receipt(a.room_id(), event_id, ghost)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The network delivered an operator's message: a success status on it.
+async fn on_delivered(a: &Arrival<'_>, remote_id: &str) -> Result<(), InboundError> {
+    if let Some(event_id) = mapped_event(a.bridge, a.row, a.conversation.id, remote_id)
+        .await?
+        .first()
+    {
+        crate::relay::outbox_to_channel::send_status(
+            a.bridge,
+            a.room_id(),
+            event_id,
+            &a.conversation.channel,
+            None,
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// The network gave up on an operator's message after accepting it: a notice replying to it
+/// with the reason, and a failed status.
+async fn on_failed(a: &Arrival<'_>, remote_id: &str, reason: &str) -> Result<(), InboundError> {
+    let event_id = mapped_event(a.bridge, a.row, a.conversation.id, remote_id)
+        .await?
+        .into_iter()
+        .next();
+    let text = format!("⚠️ Not delivered to the customer: {reason}");
+    let mut notice = content::notice(&text);
+    if let Some(e) = &event_id {
+        notice = content::with_reply(notice, e);
+        crate::relay::outbox_to_channel::send_status(
+            a.bridge,
+            a.room_id(),
+            e,
+            &a.conversation.channel,
+            Some(reason),
+        )
+        .await;
+    }
+    a.bridge
+        .homeserver
+        .send(
+            a.room_id(),
+            "m.room.message",
+            &a.txn(0),
+            &notice,
+            None,
+            None,
+        )
+        .await?;
+    Ok(())
+}
+
+/// The customer reacted (or took a reaction back: `key` is `None`). One reaction per customer
+/// and message: the earlier one is redacted first.
+async fn on_reaction(
+    a: &Arrival<'_>,
+    remote_id: &str,
+    key: Option<&str>,
+) -> Result<(), InboundError> {
+    let Some(ghost) = a.ghost() else {
+        tracing::info!(
+            remote_id,
+            "the customer reacted, but has no ghost to react with; not shown"
+        );
+        return Ok(());
+    };
+    let (bridge, row, room_id) = (a.bridge, a.row, a.room_id());
+    // The events a reaction became are kept under a key of their own, one part per inbox row,
+    // so a new one replaces (redacts) the old.
+    let reaction_key = format!("reaction:{}:{remote_id}", row.inbound.sender.id);
+    let earlier = bridge
+        .store
+        .events_for_remote(a.conversation.id, &reaction_key)
+        .await?;
+    for (i, old) in earlier.iter().enumerate() {
+        bridge
+            .homeserver
+            .redact(
+                room_id,
+                old,
+                &format!("sb-in-{}-unreact-{i}", row.id),
+                Some(ghost),
+            )
+            .await?;
+    }
+    let Some(key) = key.filter(|k| !k.is_empty()) else {
+        return Ok(());
+    };
+    let Some(target) = a.first_event(remote_id).await? else {
+        tracing::info!(
+            remote_id,
+            "reaction to a message that never reached Matrix; ignored"
+        );
+        return Ok(());
+    };
+    let event = serde_json::json!({
+        "m.relates_to": {"rel_type": "m.annotation", "event_id": target, "key": key}
+    });
+    let txn = a.txn(0);
+    let event_id = match bridge
+        .homeserver
+        .send(room_id, "m.reaction", &txn, &event, Some(ghost), a.ts())
+        .await
+    {
+        Err(MatrixError::Api { status: 403, .. }) => {
+            portal::ensure_joined(bridge, room_id, ghost).await?;
+            bridge
+                .homeserver
+                .send(room_id, "m.reaction", &txn, &event, Some(ghost), a.ts())
+                .await?
+        }
+        other => other?,
+    };
+    message_map::insert(
+        bridge.store.pool(),
+        a.conversation.id,
+        &reaction_key,
+        row.id,
+        &event_id,
+        Direction::In,
+    )
+    .await?;
     Ok(())
 }
 

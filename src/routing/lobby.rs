@@ -9,6 +9,7 @@ use crate::bridge::Bridge;
 use crate::clock::to_datetime;
 use crate::portal::customer_name;
 use crate::store::conversations::Conversation;
+use crate::store::routing::ConversationState;
 use crate::store::routing::RoutingRow;
 use crate::store::StoreError;
 
@@ -81,8 +82,8 @@ pub async fn line(bridge: &Bridge, conversation: &Conversation, row: &RoutingRow
     let owner = row.owner.clone().unwrap_or_else(|| "nobody".into());
     let calendar = super::waiting::calendar_of(bridge, row.team.as_deref()).await;
     let now = bridge.clock.now_ms();
-    let state = match (&row.state[..], row.unworked_since) {
-        ("open", Some(since)) => {
+    let state = match (row.state, row.unworked_since) {
+        (ConversationState::Open, Some(since)) => {
             let waited = super::waiting::waited(&calendar, since, now);
             format!(
                 "waiting {} of working time (since {})",
@@ -90,11 +91,11 @@ pub async fn line(bridge: &Bridge, conversation: &Conversation, row: &RoutingRow
                 waited.since
             )
         }
-        ("snoozed", _) => format!(
+        (ConversationState::Snoozed, _) => format!(
             "snoozed until {}",
             super::waiting::local(&calendar, to_datetime(row.snooze_until.unwrap_or(0)))
         ),
-        (s, _) => s.to_string(),
+        (s, _) => s.as_str().to_owned(),
     };
     let room = conversation.room_id.clone().unwrap_or_default();
     format!(
@@ -138,7 +139,9 @@ fn shown_buckets() -> &'static std::sync::Mutex<std::collections::HashMap<i64, u
 
 /// The step an entry shows now: `None` when it shows no waiting time.
 async fn current_bucket(bridge: &Bridge, row: &RoutingRow) -> Option<usize> {
-    let since = row.unworked_since.filter(|_| row.state == "open")?;
+    let since = row
+        .unworked_since
+        .filter(|_| row.state == ConversationState::Open)?;
     let calendar = super::waiting::calendar_of(bridge, row.team.as_deref()).await;
     let waited = super::waiting::waited(&calendar, since, bridge.clock.now_ms());
     Some(wait_bucket(waited.working.num_milliseconds()))

@@ -21,6 +21,7 @@ use crate::bridge::Bridge;
 use crate::config::AssignMode;
 use crate::matrix::content;
 use crate::store::conversations::{Contact, Conversation};
+use crate::store::routing::ConversationState;
 use crate::store::routing::RoutingRow;
 use crate::store::StoreError;
 use teams::Team;
@@ -56,7 +57,7 @@ pub async fn plan_new(
     let mut row = RoutingRow {
         conversation_id: conversation.id,
         team: team.map(|t| t.name.clone()),
-        state: "open".into(),
+        state: ConversationState::Open,
         ..Default::default()
     };
     // Written to an operator personally (their own address), if they are on shift.
@@ -244,10 +245,10 @@ pub async fn on_customer_message(
     let before = stored.as_ref().map(summary);
     let mut row = stored.unwrap_or(RoutingRow {
         conversation_id: conversation.id,
-        state: "open".into(),
+        state: ConversationState::Open,
         ..Default::default()
     });
-    row.state = "open".into();
+    row.state = ConversationState::Open;
     row.snooze_until = None;
     // Nobody owns it, and this message was written to an operator personally: theirs now.
     let mut newly_owned = false;
@@ -298,11 +299,19 @@ pub async fn on_customer_message(
 
 /// What the lobby line shows besides the waiting time: the lobby is edited only when this
 /// changes, not on every message (a busy conversation must not flood the lobby room).
-fn summary(row: &RoutingRow) -> (Option<String>, Option<String>, String, bool, Option<String>) {
+fn summary(
+    row: &RoutingRow,
+) -> (
+    Option<String>,
+    Option<String>,
+    ConversationState,
+    bool,
+    Option<String>,
+) {
     (
         row.team.clone(),
         row.owner.clone(),
-        row.state.clone(),
+        row.state,
         row.unworked_since.is_some(),
         row.lobby_event.clone(),
     )
@@ -368,7 +377,7 @@ pub async fn on_operator_message(
     let before = stored.as_ref().map(summary);
     let mut row = stored.unwrap_or(RoutingRow {
         conversation_id: conversation.id,
-        state: "open".into(),
+        state: ConversationState::Open,
         ..Default::default()
     });
     mark_worked(&mut row);
@@ -402,8 +411,8 @@ pub fn mark_worked(row: &mut RoutingRow) {
     row.unworked_since = None;
     row.remind_at = None;
     row.escalate_at = None;
-    if row.state == "open" {
-        row.state = "pending".into();
+    if row.state == ConversationState::Open {
+        row.state = ConversationState::Pending;
     }
 }
 

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::bridge::Bridge;
 use crate::matrix::content;
+use crate::store::routing::ConversationState;
 use crate::store::routing::RoutingRow;
 
 /// How often waiting times in the lobbies are checked (an entry is edited only when its waiting
@@ -80,8 +81,8 @@ async fn fire(bridge: &Bridge, mut row: RoutingRow, now: i64) {
         .unworked_since
         .map(|s| super::waiting::waited(&calendar, s, now).describe())
         .unwrap_or_default();
-    if row.state == "snoozed" && row.snooze_until.is_some_and(|t| t <= now) {
-        row.state = "open".into();
+    if row.state == ConversationState::Snoozed && row.snooze_until.is_some_and(|t| t <= now) {
+        row.state = ConversationState::Open;
         row.snooze_until = None;
         if row.unworked_since.is_none() {
             row.unworked_since = Some(now);

@@ -5,14 +5,57 @@ use sqlx::Row;
 
 use super::{now_ms, Store, StoreError};
 
+/// A conversation's state (stored as its lowercase name).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConversationState {
+    /// The team works on it.
+    #[default]
+    Open,
+    /// Answered; waiting for the customer.
+    Pending,
+    /// Closed; a new customer message opens it again.
+    Resolved,
+    /// Hidden until `snooze_until`, then open again.
+    Snoozed,
+}
+
+impl ConversationState {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationState::Open => "open",
+            ConversationState::Pending => "pending",
+            ConversationState::Resolved => "resolved",
+            ConversationState::Snoozed => "snoozed",
+        }
+    }
+
+    /// The state a stored name stands for.
+    pub fn parse(name: &str) -> Option<ConversationState> {
+        [
+            ConversationState::Open,
+            ConversationState::Pending,
+            ConversationState::Resolved,
+            ConversationState::Snoozed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for ConversationState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where a conversation stands.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RoutingRow {
     pub conversation_id: i64,
     pub team: Option<String>,
     pub owner: Option<String>,
-    /// open | pending | resolved | snoozed
-    pub state: String,
+    pub state: ConversationState,
     pub snooze_until: Option<i64>,
     /// When the oldest unanswered customer message arrived (None: worked).
     pub unworked_since: Option<i64>,
@@ -30,7 +73,12 @@ fn row(r: &sqlx::any::AnyRow) -> Result<RoutingRow, StoreError> {
         conversation_id: r.try_get("conversation_id")?,
         team: r.try_get("team")?,
         owner: r.try_get("owner")?,
-        state: r.try_get("state")?,
+        state: {
+            let name: String = r.try_get("state")?;
+            ConversationState::parse(&name).ok_or_else(|| {
+                StoreError::Decode(format!("unknown conversation state {name:?}").into())
+            })?
+        },
         snooze_until: r.try_get("snooze_until")?,
         unworked_since: r.try_get("unworked_since")?,
         remind_at: r.try_get("remind_at")?,
@@ -77,7 +125,7 @@ impl Store {
         .bind(r.conversation_id)
         .bind(r.team.as_deref())
         .bind(r.owner.as_deref())
-        .bind(&r.state)
+        .bind(r.state.as_str())
         .bind(r.snooze_until)
         .bind(r.unworked_since)
         .bind(r.remind_at)
