@@ -30,11 +30,10 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use super::server::{self, FakeServer};
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
@@ -43,7 +42,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use serde_json::{json, Value};
-use tokio::sync::Notify;
 
 /// The bot's user id, and a token that encodes it the way Discord's do.
 pub const BOT_ID: &str = "1100000000000000001";
@@ -183,34 +181,13 @@ struct Inner {
     sent_seq: u64,
 }
 
-struct Shared {
-    inner: Mutex<Inner>,
-    changed: Notify,
-    addr: Mutex<Option<SocketAddr>>,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn base(&self) -> String {
-        let addr = self.addr.lock().unwrap_or_else(|e| e.into_inner());
-        addr.map(|a| format!("http://{a}")).unwrap_or_default()
-    }
-}
+/// The state; its `changed` wakes the gateway's sockets and held requests.
+type Shared = server::Shared<Inner>;
 
 /// The fake Discord, on 127.0.0.1 and a free port; stops when dropped.
 pub struct FakeDiscord {
-    addr: SocketAddr,
+    server: FakeServer,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeDiscord {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 fn now_iso() -> String {
@@ -288,14 +265,11 @@ fn bot_user() -> Value {
 
 impl FakeDiscord {
     pub async fn start() -> anyhow::Result<FakeDiscord> {
-        let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner {
-                next_id: 1_500_000_000_000_000_000,
-                heartbeat_interval: 1000,
-                ..Inner::default()
-            }),
-            changed: Notify::new(),
-            addr: Mutex::new(None),
+        let bound = FakeServer::bind("Discord").await?;
+        let shared = bound.shared(Inner {
+            next_id: 1_500_000_000_000_000_000,
+            heartbeat_interval: 1000,
+            ..Inner::default()
         });
         let app = Router::new()
             .route("/gateway", get(gateway))
@@ -304,25 +278,18 @@ impl FakeDiscord {
             .route("/api/v10/{*path}", any(rest))
             .layer(DefaultBodyLimit::max(MAX_UPLOAD + 1024 * 1024))
             .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding the fake Discord")?;
-        let addr = listener.local_addr()?;
-        *shared.addr.lock().unwrap_or_else(|e| e.into_inner()) = Some(addr);
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(FakeDiscord { addr, shared, task })
+        let server = bound.serve(app);
+        Ok(FakeDiscord { server, shared })
     }
 
     /// The base URL to configure as `api_url`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// The base URL to configure as `cdn_url`.
     pub fn cdn_url(&self) -> String {
-        format!("http://{}/cdn", self.addr)
+        format!("{}/cdn", self.server.url())
     }
 
     fn next_id(&self) -> String {
@@ -492,26 +459,13 @@ impl FakeDiscord {
         prefix: &str,
         pred: impl Fn(&Call) -> bool,
     ) -> anyhow::Result<Call> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(c) = self.calls(method, prefix).into_iter().find(|c| pred(c)) {
-                return Ok(c);
-            }
-            if Instant::now() > deadline {
-                let seen: Vec<String> = self
-                    .all_calls()
-                    .iter()
-                    .rev()
-                    .take(12)
-                    .map(|c| format!("{} {} {} -> {}", c.method, c.path, c.body, c.status))
-                    .collect();
-                anyhow::bail!(
-                    "timed out waiting for {method} {prefix}…; last calls:\n  {}",
-                    seen.join("\n  ")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.server
+            .wait_for(
+                &format!("{method} {prefix}…"),
+                server::DEFAULT_WAIT,
+                || self.calls(method, prefix).into_iter().find(|c| pred(c)),
+            )
+            .await
     }
 
     /// A message the bot (or a customer) sent, as the fake keeps it (`None` once deleted).
@@ -547,7 +501,7 @@ impl FakeDiscord {
     /// Stop (or resume) delivering dispatches; held ones are still sequenced in the session.
     pub fn hold(&self, hold: bool) {
         self.shared.lock().hold = hold;
-        self.shared.changed.notify_waiters();
+        self.shared.wake();
     }
 
     /// Stop (or resume) acknowledging heartbeats.
@@ -563,19 +517,19 @@ impl FakeDiscord {
     /// Cut the live connection without a close frame (a network failure).
     pub fn drop_socket(&self) {
         self.shared.lock().control.push(Control::Drop);
-        self.shared.changed.notify_waiters();
+        self.shared.wake();
     }
 
     /// Send RECONNECT (op 7) on the live connection.
     pub fn send_reconnect(&self) {
         self.shared.lock().control.push(Control::Reconnect);
-        self.shared.changed.notify_waiters();
+        self.shared.wake();
     }
 
     /// Forget the session and send INVALID_SESSION `false`: the bot must identify again.
     pub fn invalidate_session(&self) {
         self.shared.lock().control.push(Control::InvalidSession);
-        self.shared.changed.notify_waiters();
+        self.shared.wake();
     }
 
     /// Every frame the bot sent on the gateway.
@@ -588,26 +542,21 @@ impl FakeDiscord {
         what: &str,
         pred: impl Fn(&GatewayOp) -> bool,
     ) -> anyhow::Result<GatewayOp> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(op) = self.gateway_ops().into_iter().find(|o| pred(o)) {
-                return Ok(op);
-            }
-            if Instant::now() > deadline {
-                let seen: Vec<String> = self
-                    .gateway_ops()
-                    .iter()
-                    .rev()
-                    .take(10)
-                    .map(|o| format!("{} op {} {}", o.path, o.op, o.d))
-                    .collect();
-                anyhow::bail!(
-                    "timed out waiting for {what} on the gateway; last frames:\n  {}",
-                    seen.join("\n  ")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.server
+            .wait_for_showing(
+                &format!("{what} on the gateway"),
+                server::DEFAULT_WAIT,
+                || self.gateway_ops().into_iter().find(|o| pred(o)),
+                |_| {
+                    let ops = self.gateway_ops();
+                    let last: Vec<String> = ops[ops.len().saturating_sub(10)..]
+                        .iter()
+                        .map(|o| format!("  {} op {} {}", o.path, o.op, o.d))
+                        .collect();
+                    format!("its last frames:\n{}", last.join("\n"))
+                },
+            )
+            .await
     }
 
     /// The current session id and the last sequence number assigned.
@@ -637,7 +586,7 @@ fn push_dispatch(shared: &Shared, t: &str, d: Value) {
             s.undelivered.push_back((t.to_owned(), d));
         }
     }
-    shared.changed.notify_waiters();
+    shared.wake();
 }
 
 // ----- REST
@@ -765,7 +714,7 @@ fn route(
     match (method.as_str(), parts.as_slice()) {
         ("GET", ["channels", channel, "messages"]) => list_messages(shared, channel, query),
         ("GET", ["gateway", "bot"]) => {
-            let url = shared.base().replacen("http://", "ws://", 1) + "/gateway";
+            let url = shared.url().replacen("http://", "ws://", 1) + "/gateway";
             axum::Json(json!({
                 "url": url, "shards": 1,
                 "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1},
@@ -893,7 +842,7 @@ fn create_message(shared: &Shared, channel: &str, body: &Value, files: &[Upload]
     }
     s.next_id += 1;
     let id = s.next_id.to_string();
-    let base = shared.base();
+    let base = shared.url();
     let attachments: Vec<Value> = files
         .iter()
         .enumerate()
@@ -1035,7 +984,7 @@ async fn connection(shared: Arc<Shared>, path: String, mut socket: WebSocket) {
             if intents & DIRECT_MESSAGES == 0 || intents & MESSAGE_CONTENT == 0 {
                 return close(socket, 4014, "Disallowed intent(s).").await;
             }
-            let base = shared.base().replacen("http://", "ws://", 1);
+            let base = shared.url().replacen("http://", "ws://", 1);
             let mut s = shared.lock();
             s.next_id += 1;
             let session_id = format!("fakesession{:x}", s.next_id);

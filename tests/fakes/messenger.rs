@@ -31,10 +31,10 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::server::{self, FakeServer};
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -167,32 +167,17 @@ struct Inner {
     hold_cdn: bool,
     /// Paths of downloads asked for while held.
     held: Vec<String>,
+    /// The network of each customer (by their id).
+    net: HashMap<String, Net>,
 }
 
-struct Shared {
-    inner: Mutex<Inner>,
-    net: Mutex<HashMap<String, Net>>,
-    /// Wakes held downloads.
-    released: tokio::sync::Notify,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+/// The state; its `changed` wakes held downloads.
+type Shared = server::Shared<Inner>;
 
 /// The fake Graph API server, on 127.0.0.1 and a free port; stops when dropped.
 pub struct FakeMeta {
-    addr: SocketAddr,
+    server: FakeServer,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeMeta {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 pub fn now_ms() -> i64 {
@@ -225,13 +210,10 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
 
 impl FakeMeta {
     pub async fn start() -> anyhow::Result<FakeMeta> {
-        let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner {
-                next: 1,
-                ..Inner::default()
-            }),
-            net: Mutex::new(HashMap::new()),
-            released: tokio::sync::Notify::new(),
+        let bound = FakeServer::bind("Graph API").await?;
+        let shared = bound.shared(Inner {
+            next: 1,
+            ..Inner::default()
         });
         let app = Router::new()
             .route("/cdn/{name}", get(cdn))
@@ -240,19 +222,13 @@ impl FakeMeta {
             .route("/{version}/{id}", get(profile))
             .layer(DefaultBodyLimit::max(MAX_UPLOAD + 1024 * 1024))
             .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding the fake Graph API")?;
-        let addr = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(FakeMeta { addr, shared, task })
+        let server = bound.serve(app);
+        Ok(FakeMeta { server, shared })
     }
 
     /// The base URL to configure as `api_url`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// A customer: their profile as `GET /<id>` answers it, and the network they are on (which
@@ -260,12 +236,9 @@ impl FakeMeta {
     pub fn add_profile(&self, net: Net, id: &str, profile: Value) {
         let mut p = profile;
         p["id"] = id.into();
-        self.shared.lock().profiles.insert(id.to_owned(), p);
-        self.shared
-            .net
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.to_owned(), net);
+        let mut s = self.shared.lock();
+        s.profiles.insert(id.to_owned(), p);
+        s.net.insert(id.to_owned(), net);
     }
 
     /// A file on the fake CDN; returns its URL (signed-looking, as Meta's are).
@@ -306,7 +279,7 @@ impl FakeMeta {
     /// Let held and future CDN downloads through.
     pub fn release_cdn(&self) {
         self.shared.lock().hold_cdn = false;
-        self.shared.released.notify_waiters();
+        self.shared.wake();
     }
 
     /// Downloads that were held (by path).
@@ -356,26 +329,13 @@ impl FakeMeta {
         path: &str,
         pred: impl Fn(&Call) -> bool,
     ) -> anyhow::Result<Call> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(c) = self.calls(path).into_iter().find(|c| pred(c)) {
-                return Ok(c);
-            }
-            if Instant::now() > deadline {
-                let seen: Vec<String> = self
-                    .all_calls()
-                    .iter()
-                    .rev()
-                    .take(12)
-                    .map(|c| format!("{} {} {} -> {}", c.method, c.path, c.body, c.status))
-                    .collect();
-                anyhow::bail!(
-                    "timed out waiting for a matching call to {path}; last calls:\n  {}",
-                    seen.join("\n  ")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.server
+            .wait_for(
+                &format!("a matching call to {path}"),
+                server::DEFAULT_WAIT,
+                || self.calls(path).into_iter().find(|c| pred(c)),
+            )
+            .await
     }
 
     /// A delivery of one `messaging` item to `net`'s webhook, as Meta wraps it.
@@ -552,12 +512,7 @@ fn send_api(shared: &Shared, call: &Call, token: Option<&str>) -> Response {
     let Some(recipient) = call.recipient().map(str::to_owned) else {
         return bad_param("(#100) The parameter recipient is required");
     };
-    let net = shared
-        .net
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&recipient)
-        .copied();
+    let net = shared.lock().net.get(&recipient).copied();
     let mut s = shared.lock();
     if !s.profiles.contains_key(&recipient) {
         return graph_error(400, 100, Some(2018001), "(#100) No matching user found");
@@ -822,7 +777,7 @@ async fn cdn(
 ) -> Response {
     let call = new_call("GET", &format!("cdn/{name}"), query_of(&request), None);
     loop {
-        let released = shared.released.notified();
+        let released = shared.changed.notified();
         {
             let mut s = shared.lock();
             if !s.hold_cdn {

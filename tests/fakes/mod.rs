@@ -5,6 +5,7 @@
 
 pub mod discord;
 pub mod messenger;
+pub mod server;
 pub mod telegram;
 pub mod twilio;
 pub mod viber;

@@ -33,8 +33,7 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -45,7 +44,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use serde_json::{json, Map, Value};
-use tokio::sync::Notify;
+
+use super::server::{self, FakeServer};
 
 /// The bot's token in tests: `<bot id>:<secret>`, as @BotFather issues them.
 pub const TOKEN: &str = "7001002003:AAFake-Token_for_the_switchboard_tests";
@@ -205,29 +205,13 @@ struct Inner {
     held: Vec<String>,
 }
 
-struct Shared {
-    inner: Mutex<Inner>,
-    /// Wakes long polls (new update) and held downloads (release).
-    changed: Notify,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+/// The state; its `changed` wakes long polls (new update) and held downloads (release).
+type Shared = server::Shared<Inner>;
 
 /// The fake Bot API server, on 127.0.0.1 and a free port; stops when dropped.
 pub struct FakeTelegram {
-    addr: SocketAddr,
+    server: FakeServer,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeTelegram {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 fn now_secs() -> i64 {
@@ -272,32 +256,29 @@ fn bot_user() -> Value {
 
 impl FakeTelegram {
     pub async fn start() -> anyhow::Result<FakeTelegram> {
-        let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner {
-                next_update_id: 800_000_001,
-                next_message_id: 1000,
-                ..Inner::default()
-            }),
-            changed: Notify::new(),
+        let bound = FakeServer::bind("Telegram").await?;
+        let shared = bound.shared(Inner {
+            next_update_id: 800_000_001,
+            next_message_id: 1000,
+            ..Inner::default()
         });
         let app = Router::new()
             .route("/file/{bot}/{*path}", get(download))
             .route("/{bot}/{method}", any(method))
             .layer(DefaultBodyLimit::max(MAX_UPLOAD + 1024 * 1024))
             .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding the fake Telegram")?;
-        let addr = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(FakeTelegram { addr, shared, task })
+        let server = bound.serve(app);
+        Ok(FakeTelegram { server, shared })
+    }
+
+    /// The HTTP server: every request as it came ([`FakeServer::requests`]).
+    pub fn server(&self) -> &FakeServer {
+        &self.server
     }
 
     /// The base URL to configure as `api_url`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// Queue an update (its `update_id` is assigned); returns the id.
@@ -317,7 +298,7 @@ impl FakeTelegram {
             s.updates.push_back(update);
             id
         };
-        self.shared.changed.notify_waiters();
+        self.shared.wake();
         id
     }
 
@@ -346,7 +327,7 @@ impl FakeTelegram {
             }
             ids
         };
-        self.shared.changed.notify_waiters();
+        self.shared.wake();
         ids
     }
 
@@ -443,7 +424,7 @@ impl FakeTelegram {
         method: &str,
         pred: impl Fn(&Call) -> bool,
     ) -> anyhow::Result<Call> {
-        self.wait_for_call_within(method, Duration::from_secs(30), pred)
+        self.wait_for_call_within(method, server::DEFAULT_WAIT, pred)
             .await
     }
 
@@ -454,26 +435,11 @@ impl FakeTelegram {
         within: Duration,
         pred: impl Fn(&Call) -> bool,
     ) -> anyhow::Result<Call> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(c) = self.calls(method).into_iter().find(|c| pred(c)) {
-                return Ok(c);
-            }
-            if Instant::now() > deadline {
-                let seen: Vec<String> = self
-                    .all_calls()
-                    .iter()
-                    .rev()
-                    .take(12)
-                    .map(|c| format!("{} {:?} -> {}", c.method, c.params, c.status))
-                    .collect();
-                anyhow::bail!(
-                    "timed out waiting for a matching {method} call; last calls:\n  {}",
-                    seen.join("\n  ")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.server
+            .wait_for(&format!("a matching {method} call"), within, || {
+                self.calls(method).into_iter().find(|c| pred(c))
+            })
+            .await
     }
 
     /// Make the next `count` calls of `method` (any method when `None`) fail with `kind`.
@@ -502,7 +468,7 @@ impl FakeTelegram {
 
     pub fn release_downloads(&self) {
         self.shared.lock().hold_downloads = false;
-        self.shared.changed.notify_waiters();
+        self.shared.wake();
     }
 
     /// Paths whose download was asked for while downloads were held.

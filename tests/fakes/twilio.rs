@@ -28,10 +28,10 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::server::{self, FakeServer};
 use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -159,30 +159,14 @@ struct Inner {
     held: Vec<String>,
 }
 
-struct Shared {
-    inner: Mutex<Inner>,
-    released: tokio::sync::Notify,
-    base: Mutex<String>,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+/// The state; its `changed` wakes held message creations (release).
+type Shared = server::Shared<Inner>;
 
 /// The fake API, on 127.0.0.1 and a free port; stops when dropped.
 pub struct FakeTwilio {
-    addr: SocketAddr,
+    server: FakeServer,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
     http: reqwest::Client,
-}
-
-impl Drop for FakeTwilio {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 /// A Twilio-style SID: two letters and 32 hex digits.
@@ -293,11 +277,8 @@ fn message_json(m: &SentMessage, status: &str) -> Value {
 
 impl FakeTwilio {
     pub async fn start() -> anyhow::Result<FakeTwilio> {
-        let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner::default()),
-            released: tokio::sync::Notify::new(),
-            base: Mutex::new(String::new()),
-        });
+        let bound = FakeServer::bind("Twilio").await?;
+        let shared = bound.shared(Inner::default());
         let app = Router::new()
             .route(
                 "/2010-04-01/Accounts/{account}/Messages.json",
@@ -309,28 +290,20 @@ impl FakeTwilio {
             )
             .route("/media-store/{media}", get(store_media))
             .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding the fake Twilio")?;
-        let addr = listener.local_addr()?;
-        *shared.base.lock().unwrap_or_else(|e| e.into_inner()) = format!("http://{addr}");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let server = bound.serve(app);
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?;
         Ok(FakeTwilio {
-            addr,
+            server,
             shared,
-            task,
             http,
         })
     }
 
     /// The base URL to configure as `channels.sms.api_url`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// The bridge's `channels.sms` section for this fake (numbers without a country code are
@@ -357,26 +330,11 @@ impl FakeTwilio {
 
     /// Waits until a message creation matching `pred` was received.
     pub async fn wait_for_create(&self, pred: impl Fn(&Call) -> bool) -> anyhow::Result<Call> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(c) = self.creates().into_iter().find(|c| pred(c)) {
-                return Ok(c);
-            }
-            if Instant::now() > deadline {
-                let seen: Vec<String> = self
-                    .calls()
-                    .iter()
-                    .rev()
-                    .take(12)
-                    .map(|c| format!("{} {} {:?} -> {}", c.method, c.path, c.params, c.status))
-                    .collect();
-                anyhow::bail!(
-                    "timed out waiting for a matching message creation; last calls:\n  {}",
-                    seen.join("\n  ")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.server
+            .wait_for("a matching message creation", server::DEFAULT_WAIT, || {
+                self.creates().into_iter().find(|c| pred(c))
+            })
+            .await
     }
 
     /// The messages created, oldest first.
@@ -395,21 +353,17 @@ impl FakeTwilio {
 
     /// Waits until the media of message `sid` were downloaded.
     pub async fn wait_for_media_fetch(&self, sid: &str) -> anyhow::Result<FetchedMedia> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(f) = self
-                .fetched_media()
-                .into_iter()
-                .find(|f| f.message_sid == sid)
-            {
-                return Ok(f);
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "timed out waiting for the media of {sid} to be fetched"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.server
+            .wait_for(
+                &format!("the media of {sid} to be fetched"),
+                server::DEFAULT_WAIT,
+                || {
+                    self.fetched_media()
+                        .into_iter()
+                        .find(|f| f.message_sid == sid)
+                },
+            )
+            .await
     }
 
     /// Fetches of incoming MMS media through the API URL.
@@ -439,7 +393,7 @@ impl FakeTwilio {
 
     pub fn release_creates(&self) {
         self.shared.lock().hold_creates = false;
-        self.shared.released.notify_waiters();
+        self.shared.wake();
     }
 
     /// SIDs of messages whose creation answer is being held.
@@ -804,7 +758,7 @@ async fn create_message(
     }
     // Held: the message exists, but the bridge does not hear so until released.
     loop {
-        let notified = shared.released.notified();
+        let notified = shared.changed.notified();
         {
             let mut s = shared.lock();
             if !s.hold_creates {
@@ -899,11 +853,7 @@ async fn api_media(
         401 => error(401, 20003, "Authenticate"),
         404 => error(404, 20404, "The requested resource was not found"),
         _ => {
-            let base = shared
-                .base
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let base = shared.url();
             (
                 StatusCode::TEMPORARY_REDIRECT,
                 [(header::LOCATION, format!("{base}/media-store/{media}"))],

@@ -24,10 +24,10 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::server::{self, FakeServer};
 use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -96,27 +96,12 @@ struct Inner {
     base: String,
 }
 
-struct Shared {
-    inner: Mutex<Inner>,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+type Shared = server::Shared<Inner>;
 
 /// The fake Viber, on 127.0.0.1 and a free port; stops when dropped.
 pub struct FakeViber {
-    addr: SocketAddr,
+    server: FakeServer,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeViber {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 fn now_ms() -> i64 {
@@ -143,29 +128,22 @@ fn status(status: i64, message: &str) -> Value {
 
 impl FakeViber {
     pub async fn start() -> anyhow::Result<FakeViber> {
-        let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner {
-                next_token: 5_741_311_803_571_721_000,
-                ..Inner::default()
-            }),
+        let bound = FakeServer::bind("Viber").await?;
+        let shared = bound.shared(Inner {
+            next_token: 5_741_311_803_571_721_000,
+            ..Inner::default()
         });
         let app = Router::new()
             .route("/pa/{method}", post(method))
             .route("/files/{name}", get(file))
             .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding the fake Viber")?;
-        let addr = listener.local_addr()?;
-        shared.lock().base = format!("http://{addr}");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(FakeViber { addr, shared, task })
+        shared.lock().base = bound.url();
+        let server = bound.serve(app);
+        Ok(FakeViber { server, shared })
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// The base to configure as `api_url`.
@@ -235,26 +213,13 @@ impl FakeViber {
         method: &str,
         pred: impl Fn(&Call) -> bool,
     ) -> anyhow::Result<Call> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(c) = self.calls(method).into_iter().find(|c| pred(c)) {
-                return Ok(c);
-            }
-            if Instant::now() > deadline {
-                let seen: Vec<String> = self
-                    .all_calls()
-                    .iter()
-                    .rev()
-                    .take(12)
-                    .map(|c| format!("{} {} -> {}", c.method, c.body, c.status))
-                    .collect();
-                anyhow::bail!(
-                    "timed out waiting for a matching {method} call; last calls:\n  {}",
-                    seen.join("\n  ")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.server
+            .wait_for(
+                &format!("a matching {method} call"),
+                server::DEFAULT_WAIT,
+                || self.calls(method).into_iter().find(|c| pred(c)),
+            )
+            .await
     }
 
     /// A `message` callback from `user`; `message` is the `message` object (`type`, `text`,

@@ -30,10 +30,10 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::server::{self, FakeServer};
 use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
@@ -139,27 +139,12 @@ struct Inner {
     base: String,
 }
 
-struct Shared {
-    inner: Mutex<Inner>,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+type Shared = server::Shared<Inner>;
 
 /// The fake VK, on 127.0.0.1 and a free port; stops when dropped.
 pub struct FakeVk {
-    addr: SocketAddr,
+    server: FakeServer,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeVk {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 fn now_secs() -> i64 {
@@ -193,11 +178,10 @@ fn message_for(code: i64) -> &'static str {
 
 impl FakeVk {
     pub async fn start() -> anyhow::Result<FakeVk> {
-        let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner {
-                next_id: 457_240_000,
-                ..Inner::default()
-            }),
+        let bound = FakeServer::bind("VK").await?;
+        let shared = bound.shared(Inner {
+            next_id: 457_240_000,
+            ..Inner::default()
         });
         let app = Router::new()
             .route("/method/{name}", any(method))
@@ -205,20 +189,14 @@ impl FakeVk {
             .route("/files/{name}", get(file))
             .layer(DefaultBodyLimit::max(60 * 1024 * 1024))
             .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding the fake VK")?;
-        let addr = listener.local_addr()?;
-        shared.lock().base = format!("http://{addr}");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(FakeVk { addr, shared, task })
+        shared.lock().base = bound.url();
+        let server = bound.serve(app);
+        Ok(FakeVk { server, shared })
     }
 
     /// The base URL of the fake; `api_url` is `<url>/method`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     pub fn api_url(&self) -> String {
@@ -299,26 +277,13 @@ impl FakeVk {
         method: &str,
         pred: impl Fn(&Call) -> bool,
     ) -> anyhow::Result<Call> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(c) = self.calls(method).into_iter().find(|c| pred(c)) {
-                return Ok(c);
-            }
-            if Instant::now() > deadline {
-                let seen: Vec<String> = self
-                    .all_calls()
-                    .iter()
-                    .rev()
-                    .take(12)
-                    .map(|c| format!("{} {:?} -> {:?}", c.method, c.params, c.error))
-                    .collect();
-                anyhow::bail!(
-                    "timed out waiting for a matching {method} call; last calls:\n  {}",
-                    seen.join("\n  ")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.server
+            .wait_for(
+                &format!("a matching {method} call"),
+                server::DEFAULT_WAIT,
+                || self.calls(method).into_iter().find(|c| pred(c)),
+            )
+            .await
     }
 
     /// The `message_reply` echoes delivered so far: (cmid, the bridge's status).

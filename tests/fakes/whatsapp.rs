@@ -36,10 +36,10 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::server::{self, FakeServer};
 use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
@@ -239,28 +239,12 @@ struct Inner {
     failing_downloads: u32,
 }
 
-struct Shared {
-    inner: Mutex<Inner>,
-    base: Mutex<String>,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+type Shared = server::Shared<Inner>;
 
 /// The fake Cloud API, on 127.0.0.1 and a free port; stops when dropped.
 pub struct FakeWhatsApp {
-    addr: SocketAddr,
+    server: FakeServer,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeWhatsApp {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 pub fn now_secs() -> i64 {
@@ -334,30 +318,21 @@ impl FakeWhatsApp {
         inner
             .templates
             .insert("order_update".into(), ("en_US".into(), 2));
-        let shared = Arc::new(Shared {
-            inner: Mutex::new(inner),
-            base: Mutex::new(String::new()),
-        });
+        let bound = FakeServer::bind("WhatsApp").await?;
+        let shared = bound.shared(inner);
         let app = Router::new()
             .route("/download/{media_id}", get(download))
             .route("/{version}/{id}", get(media_info))
             .route("/{version}/{id}/{edge}", post(edge))
             .layer(DefaultBodyLimit::max(MAX_UPLOAD + 1024 * 1024))
             .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding the fake WhatsApp")?;
-        let addr = listener.local_addr()?;
-        *shared.base.lock().unwrap_or_else(|e| e.into_inner()) = format!("http://{addr}");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(FakeWhatsApp { addr, shared, task })
+        let server = bound.serve(app);
+        Ok(FakeWhatsApp { server, shared })
     }
 
     /// The base URL to configure as `api_url`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// The bridge's `channels.whatsapp` section for this fake.
@@ -512,26 +487,13 @@ impl FakeWhatsApp {
         kind: &str,
         pred: impl Fn(&Call) -> bool,
     ) -> anyhow::Result<Call> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(c) = self.calls(kind).into_iter().find(|c| pred(c)) {
-                return Ok(c);
-            }
-            if Instant::now() > deadline {
-                let seen: Vec<String> = self
-                    .all_calls()
-                    .iter()
-                    .rev()
-                    .take(12)
-                    .map(|c| format!("{} {} {} -> {}", c.kind, c.path, c.body, c.status))
-                    .collect();
-                anyhow::bail!(
-                    "timed out waiting for a matching {kind} call; last calls:\n  {}",
-                    seen.join("\n  ")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.server
+            .wait_for(
+                &format!("a matching {kind} call"),
+                server::DEFAULT_WAIT,
+                || self.calls(kind).into_iter().find(|c| pred(c)),
+            )
+            .await
     }
 
     /// Make the next `count` message sends fail with `fault`.
@@ -1028,11 +990,7 @@ async fn media_info(
         let Some(m) = s.media.get(&id) else {
             return Err(unknown_object(&id));
         };
-        let base = shared
-            .base
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let base = shared.url();
         Ok((
             StatusCode::OK,
             axum::Json(json!({
