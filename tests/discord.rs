@@ -45,13 +45,6 @@ fn jane() -> DUser {
     DUser::new(1_400_000_000_000_000_001, "jane_d", Some("Jane Doe"))
 }
 
-/// Bytes that look like a file of some kind (Synapse does not inspect them).
-fn blob(tag: &str, len: usize) -> Vec<u8> {
-    tag.bytes()
-        .chain((0..len as u32).map(|i| (i * 31 % 251) as u8))
-        .collect()
-}
-
 /// Count of messages in `room` whose body is exactly `text` (edits excluded).
 fn count(env: &TestEnv, room: &str, text: &str) -> usize {
     env.alice
@@ -68,7 +61,7 @@ async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> 
     fake.set_avatar(
         &mut user,
         "3d7b1aa7b5149fe06971b6dedf682d82",
-        blob("\u{89}PNG", 700),
+        rig::blob("\u{89}PNG", 700),
     );
 
     // The bot identified with its token and the intents for DMs with content.
@@ -137,7 +130,7 @@ async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> 
     })
     .await?;
     ensure!(
-        env.alice.download(&avatar_url).await? == blob("\u{89}PNG", 700),
+        env.alice.download(&avatar_url).await? == rig::blob("\u{89}PNG", 700),
         "the avatar's bytes"
     );
 
@@ -164,9 +157,9 @@ async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> 
     );
 
     // An attachment: fetched from its URL, stored with its name and type.
-    let png = blob("\u{89}PNG\r\n", 3000);
+    let png = rig::blob("\u{89}PNG\r\n", 3000);
     let att = fake.attachment(&user.dm, "label.png", "image/png", png.clone());
-    let pdf = blob("%PDF-1.4", 4000);
+    let pdf = rig::blob("%PDF-1.4", 4000);
     let att2 = fake.attachment(&user.dm, "invoice 2026.pdf", "application/pdf", pdf.clone());
     fake.customer_message(&user, "two files", json!({"attachments": [att, att2]}));
     let image = env
@@ -309,11 +302,7 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
         sent.body
     );
     env.alice
-        .wait_for_event(&room, "a delivery status for the answer", |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
-                && e["content"]["status"] == "SUCCESS"
-        })
+        .wait_for_send_status(&room, &answer, "SUCCESS")
         .await?;
     let answer_id = fake
         .bot_messages(&user.dm)
@@ -337,7 +326,7 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
     );
 
     // A file: multipart with payload_json and files[0].
-    let pdf = blob("%PDF", 3500);
+    let pdf = rig::blob("%PDF", 3500);
     env.alice
         .send_file(&room, "return-label.pdf", "application/pdf", pdf.clone())
         .await?;
@@ -786,11 +775,7 @@ async fn closed_dms_become_a_notice() -> anyhow::Result<()> {
         notice.body
     );
     env.alice
-        .wait_for_event(&room, "a failed status", |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == refused.as_str()
-                && e["content"]["status"] == "FAIL_PERMANENT"
-        })
+        .wait_for_send_status(&room, &refused, "FAIL_PERMANENT")
         .await?;
     let attempts = fake
         .calls("POST", "/channels/")

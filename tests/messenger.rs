@@ -50,13 +50,6 @@ fn webhook(env: &TestEnv, net: Net) -> String {
     format!("{}/{}/webhook", env.bridge.base_url(), net.name())
 }
 
-/// Bytes that look like a file of some kind (Synapse does not inspect them).
-fn blob(tag: &str, len: usize) -> Vec<u8> {
-    tag.bytes()
-        .chain((0..len as u32).map(|i| (i * 31 % 251) as u8))
-        .collect()
-}
-
 /// Deliver one item and insist on a 200.
 async fn deliver(fake: &FakeMeta, env: &TestEnv, net: Net, item: Value) -> anyhow::Result<Value> {
     let body = FakeMeta::delivery(net, item);
@@ -69,7 +62,7 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
     let net = Net::Messenger;
     let fake = FakeMeta::start().await?;
     let env = TestEnv::start(options(backend, &fake)).await?;
-    let picture = fake.add_file("profile.jpg", "image/jpeg", blob("avatar", 400));
+    let picture = fake.add_file("profile.jpg", "image/jpeg", rig::blob("avatar", 400));
     fake.add_profile(
         net,
         JANE_PSID,
@@ -132,7 +125,7 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
     deliver(&fake, &env, net, echo).await?;
 
     // An image and a file: fetched from the CDN, bytes in Matrix.
-    let jpeg = blob("jpeg", 3000);
+    let jpeg = rig::blob("jpeg", 3000);
     let url = fake.add_file("photo.jpg", "image/jpeg", jpeg.clone());
     deliver(
         &fake,
@@ -154,7 +147,7 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
         env.alice.fetch_file(&image).await? == jpeg,
         "the image's bytes"
     );
-    let pdf = blob("%PDF-1.4", 4000);
+    let pdf = rig::blob("%PDF-1.4", 4000);
     let url = fake.add_file("invoice.pdf", "application/pdf", pdf.clone());
     deliver(
         &fake,
@@ -184,7 +177,7 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
 
     // Audio; a sticker (an image with a sticker_id); an attachment of a kind we do not know and
     // an event we do not show become notices by the ghost.
-    let m4a = blob("ftypM4A", 1800);
+    let m4a = rig::blob("ftypM4A", 1800);
     let url = fake.add_file("audioclip-1518479195000-1234.mp4", "audio/mp4", m4a.clone());
     deliver(
         &fake,
@@ -207,7 +200,7 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
         "{:?}",
         audio.content
     );
-    let url = fake.add_file("sticker.png", "image/png", blob("sticker", 600));
+    let url = fake.add_file("sticker.png", "image/png", rig::blob("sticker", 600));
     let sticker = json!({"sticker_id": 369239263222822u64, "attachments": [{"type": "image", "payload": {"url": url, "sticker_id": 369239263222822u64}}]});
     deliver(
         &fake,
@@ -334,11 +327,7 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
         sent.token
     );
     env.alice
-        .wait_for_event(&room, "a delivery status for the answer", |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
-                && e["content"]["status"] == "SUCCESS"
-        })
+        .wait_for_send_status(&room, &answer, "SUCCESS")
         .await?;
     let answer_mid = fake
         .sent()
@@ -348,7 +337,7 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
         .context("the answer in the fake")?;
 
     // A file out: uploaded as multipart filedata, then sent by attachment id.
-    let label = blob("%PDF-1.7", 2500);
+    let label = rig::blob("%PDF-1.7", 2500);
     let label_event = env
         .alice
         .send_file(&room, "return-label.pdf", "application/pdf", label.clone())
@@ -393,11 +382,7 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
             && with_file.recipient() == Some(JANE_PSID)
     );
     env.alice
-        .wait_for_event(&room, "a delivery status for the file", |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == label_event.as_str()
-                && e["content"]["status"] == "SUCCESS"
-        })
+        .wait_for_send_status(&room, &label_event, "SUCCESS")
         .await?;
 
     // The customer reacts to the answer: an m.reaction by the ghost on Alice's event.
@@ -520,7 +505,7 @@ async fn instagram_conversation_both_ways(backend: Backend) -> anyhow::Result<()
     );
 
     // An image, and a story reply with its link.
-    let png = blob("\u{89}PNG", 2000);
+    let png = rig::blob("\u{89}PNG", 2000);
     let url = fake.add_file("ig_asset", "image/png", png.clone());
     deliver(
         &fake,
@@ -573,7 +558,7 @@ async fn instagram_conversation_both_ways(backend: Backend) -> anyhow::Result<()
         "{}",
         sent.body
     );
-    let photo = blob("\u{89}PNG", 1500);
+    let photo = rig::blob("\u{89}PNG", 1500);
     let photo_event = env
         .alice
         .send_file(&room, "sizes.png", "image/png", photo.clone())
@@ -603,11 +588,7 @@ async fn instagram_conversation_both_ways(backend: Backend) -> anyhow::Result<()
     })
     .await?;
     env.alice
-        .wait_for_event(&room, "a delivery status for the photo", |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == photo_event.as_str()
-                && e["content"]["status"] == "SUCCESS"
-        })
+        .wait_for_send_status(&room, &photo_event, "SUCCESS")
         .await?;
     let answer_mid = fake
         .sent()
@@ -712,7 +693,7 @@ async fn a_crash_while_storing_a_delivery_loses_nothing(backend: Backend) -> any
     let room = env.alice.wait_for_invite("Jane Doe").await?;
     env.alice.wait_for_text(&room, "first").await?;
 
-    let jpeg = blob("jpeg", 1000);
+    let jpeg = rig::blob("jpeg", 1000);
     let url = fake.add_file("in-flight.jpg", "image/jpeg", jpeg.clone());
     let mut batch = FakeMeta::delivery(
         net,
@@ -866,7 +847,7 @@ async fn refusals_become_notices_and_rate_limits_are_retried() -> anyhow::Result
     );
 
     // A caption and a file; the upload fails once (5xx): the retry sends only what is missing.
-    let pdf = blob("%PDF-1.5", 1200);
+    let pdf = rig::blob("%PDF-1.5", 1200);
     let mxc = env.alice.upload("application/pdf", pdf.clone()).await?;
     fake.fault(Some("me/message_attachments"), FaultKind::ServerError, 1);
     let content = json!({"msgtype": "m.file", "body": "the label, as promised", "filename": "label.pdf", "url": mxc,
@@ -1085,7 +1066,7 @@ async fn webhooks_check_the_handshake_and_signatures() -> anyhow::Result<()> {
     }
     // A file the CDN cannot serve right now: 503, so Meta delivers again; then it is bridged
     // once, and a further redelivery changes nothing.
-    let jpeg = blob("jpeg", 900);
+    let jpeg = rig::blob("jpeg", 900);
     let url = fake.add_file("retry.jpg", "image/jpeg", jpeg.clone());
     let body = FakeMeta::delivery(
         Net::Messenger,

@@ -110,11 +110,7 @@ async fn first_message_opens_a_portal_and_the_answer_reaches_the_visitor(
 
     // Delivery truth: the bridge reports the message delivered in the room...
     env.alice
-        .wait_for_event(&room, "a delivery status for the answer", |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
-                && e["content"]["status"] == "SUCCESS"
-        })
+        .wait_for_send_status(&room, &answer, "SUCCESS")
         .await?;
     // ...and the customer reading it becomes the ghost's read receipt on it.
     let agent_id = got["id"].as_str().context("agent message id")?.to_string();
@@ -187,7 +183,7 @@ async fn files_go_both_ways_and_oversized_ones_get_a_notice(
     );
 
     // An image becomes an m.image.
-    let png = tiny_png();
+    let png = rig::tiny_png();
     visitor
         .upload("screenshot.png", "image/png", png.clone())
         .await?;
@@ -382,12 +378,7 @@ async fn a_restart_between_message_and_answer_loses_nothing(
     visitor
         .wait_for_agent_text("answered while the bridge was down")
         .await?;
-    env.alice
-        .wait_for_event(&room, "delivery status after restart", |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
-        })
-        .await?;
+    env.alice.wait_for_any_send_status(&room, &answer).await?;
 
     // Exactly once on both sides, even after another restart replays whatever was in flight.
     env.bridge.restart().await?;
@@ -686,17 +677,6 @@ async fn operator_attribution_is_configurable() -> anyhow::Result<()> {
         "signature: {got}"
     );
     Ok(())
-}
-
-/// A 1×1 PNG.
-fn tiny_png() -> Vec<u8> {
-    vec![
-        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
-        0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f,
-        0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8,
-        0xcf, 0xc0, 0xf0, 0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00,
-        0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
-    ]
 }
 
 /// The widget's API only answers browsers on allowed sites, and one visitor cannot flood it.

@@ -39,34 +39,11 @@ fn options(backend: Backend, fake: &FakeTwilio, extra: Value) -> BridgeOptions {
         .channel("sms", section)
 }
 
-/// Bytes that look like a file of some kind (Synapse does not inspect them).
-fn blob(tag: &str, len: usize) -> Vec<u8> {
-    tag.bytes()
-        .chain((0..len as u32).map(|i| (i * 31 % 251) as u8))
-        .collect()
-}
-
 /// A url-encoded form body.
 fn form(pairs: &[(&str, &str)]) -> String {
     url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs.iter())
         .finish()
-}
-
-/// Waits for the `com.beeper.message_send_status` of `event` with `status`.
-async fn wait_for_send_status(
-    env: &TestEnv,
-    room: &str,
-    event: &str,
-    status: &str,
-) -> anyhow::Result<Value> {
-    env.alice
-        .wait_for_event(room, &format!("{status} for {event}"), |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == event
-                && e["content"]["status"] == status
-        })
-        .await
 }
 
 async fn customer_texts_and_pictures_reach_matrix_once(backend: Backend) -> anyhow::Result<()> {
@@ -143,7 +120,7 @@ async fn customer_texts_and_pictures_reach_matrix_once(backend: Backend) -> anyh
     );
 
     // An MMS with a picture: fetched from Twilio with Basic auth (through its redirect).
-    let jpeg = blob("\u{ff}\u{d8}JFIF", 4000);
+    let jpeg = rig::blob("\u{ff}\u{d8}JFIF", 4000);
     let started = Instant::now();
     let mms = fake
         .incoming(
@@ -265,7 +242,9 @@ async fn operator_replies_files_and_statuses_reach_the_customer(
         "{:?}",
         call.params
     );
-    wait_for_send_status(&env, &room, &reply, "SUCCESS").await?;
+    env.alice
+        .wait_for_send_status(&room, &reply, "SUCCESS")
+        .await?;
     let reply_sid = fake
         .messages()
         .iter()
@@ -317,7 +296,7 @@ async fn operator_replies_files_and_statuses_reach_the_customer(
     );
 
     // A file: Twilio is given a link to the bridge and downloads the bytes from there.
-    let png = blob("\u{89}PNG", 3000);
+    let png = rig::blob("\u{89}PNG", 3000);
     let file = env
         .alice
         .send_file(&room, "label.png", "image/png", png.clone())
@@ -359,7 +338,9 @@ async fn operator_replies_files_and_statuses_reach_the_customer(
         "file type {:?}",
         fetched.content_type
     );
-    wait_for_send_status(&env, &room, &file, "SUCCESS").await?;
+    env.alice
+        .wait_for_send_status(&room, &file, "SUCCESS")
+        .await?;
     // The link cannot be altered, and there is nothing to list.
     let http = reqwest::Client::new();
     let mut tampered = media_url.clone();
@@ -387,7 +368,9 @@ async fn operator_replies_files_and_statuses_reach_the_customer(
         c.status == 201 && c.param("Body") == Some("Your parcel is on its way")
     })
     .await?;
-    wait_for_send_status(&env, &room, &parcel, "SUCCESS").await?;
+    env.alice
+        .wait_for_send_status(&room, &parcel, "SUCCESS")
+        .await?;
     let parcel_sid = fake
         .messages()
         .iter()
@@ -409,7 +392,9 @@ async fn operator_replies_files_and_statuses_reach_the_customer(
         "notice: {}",
         notice.body
     );
-    wait_for_send_status(&env, &room, &parcel, "FAIL_PERMANENT").await?;
+    env.alice
+        .wait_for_send_status(&room, &parcel, "FAIL_PERMANENT")
+        .await?;
     // The same callback again changes nothing.
     fake.send_status(&parcel_sid, "undelivered", Some(30003))
         .await?;
@@ -567,7 +552,7 @@ async fn rate_limits_are_waited_out_and_refusals_become_notices() -> anyhow::Res
             &bridge,
             CUSTOMER,
             "big photo",
-            vec![(blob("jpeg", 3000), "image/jpeg")],
+            vec![(rig::blob("jpeg", 3000), "image/jpeg")],
         )
         .await?;
     ensure!(big.answer.status == 200, "{:?}", big.answer);
@@ -583,7 +568,9 @@ async fn rate_limits_are_waited_out_and_refusals_become_notices() -> anyhow::Res
     let patience = env.alice.send_text(&room, "patience").await?;
     fake.wait_for_create(|c| c.status == 201 && c.param("Body") == Some("patience"))
         .await?;
-    wait_for_send_status(&env, &room, &patience, "SUCCESS").await?;
+    env.alice
+        .wait_for_send_status(&room, &patience, "SUCCESS")
+        .await?;
     let sends: Vec<_> = fake
         .creates()
         .into_iter()
@@ -611,7 +598,9 @@ async fn rate_limits_are_waited_out_and_refusals_become_notices() -> anyhow::Res
     // A 500 may hide an accepted message: the retry looks in Twilio's list first, then sends once.
     fake.fault(FaultKind::ServerError, 1);
     let outage = env.alice.send_text(&room, "after an outage").await?;
-    wait_for_send_status(&env, &room, &outage, "SUCCESS").await?;
+    env.alice
+        .wait_for_send_status(&room, &outage, "SUCCESS")
+        .await?;
     let statuses: Vec<u16> = fake
         .creates()
         .iter()
@@ -634,7 +623,9 @@ async fn rate_limits_are_waited_out_and_refusals_become_notices() -> anyhow::Res
     let long = format!("{} {}", "word ".repeat(300).trim_end(), "y".repeat(200));
     ensure!(long.chars().count() > 1600, "{}", long.chars().count());
     let answer = env.alice.send_text(&room, &long).await?;
-    wait_for_send_status(&env, &room, &answer, "SUCCESS").await?;
+    env.alice
+        .wait_for_send_status(&room, &answer, "SUCCESS")
+        .await?;
     let parts: Vec<String> = fake
         .messages()
         .into_iter()
@@ -678,7 +669,9 @@ async fn rate_limits_are_waited_out_and_refusals_become_notices() -> anyhow::Res
         "notice: {}",
         notice.body
     );
-    wait_for_send_status(&env, &room, &stopped, "FAIL_PERMANENT").await?;
+    env.alice
+        .wait_for_send_status(&room, &stopped, "FAIL_PERMANENT")
+        .await?;
     let attempts = fake
         .creates()
         .iter()
@@ -714,7 +707,9 @@ async fn a_crash_mid_send_does_not_send_twice(backend: Backend) -> anyhow::Resul
     fake.release_creates();
     env.bridge.start().await?;
 
-    wait_for_send_status(&env, &room, &once, "SUCCESS").await?;
+    env.alice
+        .wait_for_send_status(&room, &once, "SUCCESS")
+        .await?;
     ensure!(
         fake.calls()
             .iter()

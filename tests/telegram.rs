@@ -44,18 +44,11 @@ fn jane() -> TgUser {
     TgUser::new(5_550_001, "Jane", Some("Doe"), Some("jane_d"))
 }
 
-/// Bytes that look like a file of some kind (Synapse does not inspect them).
-fn blob(tag: &str, len: usize) -> Vec<u8> {
-    tag.bytes()
-        .chain((0..len as u32).map(|i| (i * 31 % 251) as u8))
-        .collect()
-}
-
 async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyhow::Result<()> {
     let fake = FakeTelegram::start().await?;
     let env = TestEnv::start(options(backend, &fake, json!({}))).await?;
     let user = jane();
-    let (photo_id, _) = fake.add_file("profile_photos", "jpg", blob("avatar", 500), None);
+    let (photo_id, _) = fake.add_file("profile_photos", "jpg", rig::blob("avatar", 500), None);
     fake.set_profile_photo(user.id, &photo_id);
 
     // Text with formatting: "Hello, my order #123 is late" with "order #123" in bold.
@@ -99,8 +92,8 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
     .await?;
 
     // Photo with a caption: the largest size is fetched through getFile + download.
-    let photo = blob("jpeg", 3000);
-    let (small, _) = fake.add_file("photos", "jpg", blob("thumb", 10), None);
+    let photo = rig::blob("jpeg", 3000);
+    let (small, _) = fake.add_file("photos", "jpg", rig::blob("thumb", 10), None);
     let (big, _) = fake.add_file("photos", "jpg", photo.clone(), None);
     let size = |id: &str, w: u32| {
         let mut m = fake.file_meta(id);
@@ -124,7 +117,7 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
     env.alice.wait_for_text(&room, "the box").await?;
 
     // Voice note (OGG/Opus) → m.audio.
-    let voice = blob("OggS", 2000);
+    let voice = rig::blob("OggS", 2000);
     let (voice_id, _) = fake.add_file("voice", "oga", voice.clone(), None);
     let mut meta = fake.file_meta(&voice_id);
     meta["duration"] = 3.into();
@@ -142,7 +135,7 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
     ensure!(env.alice.fetch_file(&audio).await? == voice);
 
     // Document keeps its name and type.
-    let pdf = blob("%PDF-1.4", 4000);
+    let pdf = rig::blob("%PDF-1.4", 4000);
     let (doc_id, _) = fake.add_file("documents", "pdf", pdf.clone(), None);
     let mut meta = fake.file_meta(&doc_id);
     meta["file_name"] = "invoice 2026.pdf".into();
@@ -160,7 +153,7 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
     ensure!(env.alice.fetch_file(&file).await? == pdf);
 
     // A static sticker is a WebP image.
-    let (sticker_id, _) = fake.add_file("stickers", "webp", blob("RIFFWEBP", 800), None);
+    let (sticker_id, _) = fake.add_file("stickers", "webp", rig::blob("RIFFWEBP", 800), None);
     let mut meta = fake.file_meta(&sticker_id);
     for (k, v) in [
         ("width", json!(512)),
@@ -181,7 +174,7 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
         .context("the sticker as an image")?;
 
     // Video and video note → m.video.
-    let (video_id, _) = fake.add_file("videos", "mp4", blob("mp4", 1500), None);
+    let (video_id, _) = fake.add_file("videos", "mp4", rig::blob("mp4", 1500), None);
     let mut meta = fake.file_meta(&video_id);
     for (k, v) in [
         ("width", json!(640)),
@@ -192,7 +185,7 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
         meta[k] = v;
     }
     fake.push_update(fake.message_update(&user, 6, json!({"video": meta})));
-    let (note_id, _) = fake.add_file("video_notes", "mp4", blob("note", 1200), None);
+    let (note_id, _) = fake.add_file("video_notes", "mp4", rig::blob("note", 1200), None);
     let mut meta = fake.file_meta(&note_id);
     meta["length"] = 240.into();
     meta["duration"] = 2.into();
@@ -237,7 +230,12 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
         .await?;
 
     // A file over the Bot API's 20 MB download limit: a clear line instead of the file.
-    let (huge_id, _) = fake.add_file("documents", "zip", blob("PK", 10), Some(25 * 1024 * 1024));
+    let (huge_id, _) = fake.add_file(
+        "documents",
+        "zip",
+        rig::blob("PK", 10),
+        Some(25 * 1024 * 1024),
+    );
     let mut meta = fake.file_meta(&huge_id);
     meta["file_name"] = "backup.zip".into();
     fake.push_update(fake.message_update(
@@ -356,11 +354,7 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
         sent.params
     );
     env.alice
-        .wait_for_event(&room, "a delivery status for the answer", |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
-                && e["content"]["status"] == "SUCCESS"
-        })
+        .wait_for_send_status(&room, &answer, "SUCCESS")
         .await?;
     let answer_id = fake
         .bot_message_id(chat, "Sorry! Checking now")
@@ -381,7 +375,7 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
     ensure!(target == Some(1), "reply_parameters {:?}", reply.params);
 
     // Files: an image as a photo, a PDF as a document, OGG audio as a voice note.
-    let png = blob("\u{89}PNG", 2500);
+    let png = rig::blob("\u{89}PNG", 2500);
     env.alice
         .send_file(&room, "label.png", "image/png", png.clone())
         .await?;
@@ -393,7 +387,7 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
         upload.bytes.len(),
         upload.name
     );
-    let pdf = blob("%PDF", 3500);
+    let pdf = rig::blob("%PDF", 3500);
     env.alice
         .send_file(&room, "return-label.pdf", "application/pdf", pdf.clone())
         .await?;
@@ -406,7 +400,7 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
             .is_some_and(|u| u.bytes == pdf && u.name == "return-label.pdf"),
         "document upload"
     );
-    let ogg = blob("OggS", 1800);
+    let ogg = rig::blob("OggS", 1800);
     env.alice
         .send_file(&room, "note.ogg", "audio/ogg", ogg.clone())
         .await?;
@@ -420,7 +414,7 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
     let mut panorama = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
     panorama.extend_from_slice(&9600u32.to_be_bytes());
     panorama.extend_from_slice(&480u32.to_be_bytes());
-    panorama.extend(blob("", 3000));
+    panorama.extend(rig::blob("", 3000));
     env.alice
         .send_file(&room, "panorama.png", "image/png", panorama.clone())
         .await?;
@@ -500,7 +494,7 @@ async fn a_crash_between_get_updates_and_storage_loses_nothing(
     // One batch: text, photo, text. The photo's download hangs, so the bridge has received the
     // batch from getUpdates but cannot store all of it; then it crashes.
     fake.hold_downloads();
-    let (photo_id, _) = fake.add_file("photos", "jpg", blob("jpeg", 1000), None);
+    let (photo_id, _) = fake.add_file("photos", "jpg", rig::blob("jpeg", 1000), None);
     let mut meta = fake.file_meta(&photo_id);
     meta["width"] = 100.into();
     meta["height"] = 100.into();
@@ -687,11 +681,7 @@ async fn a_blocked_bot_and_an_oversized_file_become_notices() -> anyhow::Result<
         notice.body
     );
     env.alice
-        .wait_for_event(&room, "a failed status", |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == blocked.as_str()
-                && e["content"]["status"] == "FAIL_PERMANENT"
-        })
+        .wait_for_send_status(&room, &blocked, "FAIL_PERMANENT")
         .await?;
     let attempts = fake
         .calls("sendMessage")
@@ -1013,12 +1003,7 @@ async fn a_long_answer_arrives_in_parts_and_edits_and_deletions_reach_every_part
         .collect::<Vec<_>>()
         .join("\n\n");
     let answer = env.alice.send_html(&room, &body, &html).await?;
-    env.alice
-        .wait_for_event(&room, "a delivery status for the long answer", |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
-        })
-        .await?;
+    env.alice.wait_for_any_send_status(&room, &answer).await?;
     let parts = fake.bot_messages(chat);
     ensure!(parts.len() >= 3, "{} parts: {parts:#?}", parts.len());
     let texts: Vec<String> = parts
@@ -1096,12 +1081,7 @@ async fn a_long_answer_arrives_in_parts_and_edits_and_deletions_reach_every_part
 
     // A second long answer, deleted by the operator: every part goes.
     let again = env.alice.send_html(&room, &body, &html).await?;
-    env.alice
-        .wait_for_event(&room, "a delivery status for the second long answer", |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == again.as_str()
-        })
-        .await?;
+    env.alice.wait_for_any_send_status(&room, &again).await?;
     ensure!(
         fake.bot_messages(chat).len() > 3,
         "{:#?}",

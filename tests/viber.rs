@@ -34,12 +34,6 @@ fn options(backend: Backend, fake: &FakeViber) -> BridgeOptions {
         .channel("viber", section)
 }
 
-fn blob(tag: &str, len: usize) -> Vec<u8> {
-    tag.bytes()
-        .chain((0..len as u32).map(|i| (i * 31 % 251) as u8))
-        .collect()
-}
-
 /// Start the bridge and wait until it registered its webhook (Viber's URL check answered).
 async fn start(backend: Backend, fake: &FakeViber) -> anyhow::Result<(TestEnv, String)> {
     let env = TestEnv::start(options(backend, fake)).await?;
@@ -59,7 +53,11 @@ async fn deliver(fake: &FakeViber, url: &str, event: &Value) -> anyhow::Result<(
 }
 
 fn john(fake: &FakeViber) -> ViberUser {
-    fake.user("01234567890A=", "John McClane", Some(blob("avatar", 300)))
+    fake.user(
+        "01234567890A=",
+        "John McClane",
+        Some(rig::blob("avatar", 300)),
+    )
 }
 
 async fn customer_messages_reach_matrix_once_and_only_when_signed(
@@ -115,7 +113,7 @@ async fn customer_messages_reach_matrix_once_and_only_when_signed(
     deliver(&fake, &url, &hello).await?;
 
     // A picture with a caption and a file keep their bytes, names and types.
-    let jpeg = blob("jpeg", 2800);
+    let jpeg = rig::blob("jpeg", 2800);
     let picture_url = fake.add_file("FAKE_PICTURE_ID.jpg", jpeg.clone());
     let (picture, _) = fake.message(
         &user,
@@ -132,7 +130,7 @@ async fn customer_messages_reach_matrix_once_and_only_when_signed(
         "the picture's bytes"
     );
     env.alice.wait_for_text(&room, "the label").await?;
-    let pdf = blob("%PDF-1.7", 3300);
+    let pdf = rig::blob("%PDF-1.7", 3300);
     let pdf_url = fake.add_file("FAKE_FILE_ID.pdf", pdf.clone());
     let (file, _) = fake.message(
         &user,
@@ -236,7 +234,7 @@ async fn operator_messages_and_files_reach_the_customer(backend: Backend) -> any
         .await?;
 
     // A picture: published under a signed link the fake fetched; the bytes are the operator's.
-    let png = blob("\u{89}PNG", 2400);
+    let png = rig::blob("\u{89}PNG", 2400);
     env.alice
         .send_file(&room, "label.png", "image/png", png.clone())
         .await?;
@@ -255,7 +253,7 @@ async fn operator_messages_and_files_reach_the_customer(backend: Backend) -> any
         "the fetched picture"
     );
     // A PDF as a file with its name and size.
-    let pdf = blob("%PDF", 3600);
+    let pdf = rig::blob("%PDF", 3600);
     env.alice
         .send_file(&room, "return-label.pdf", "application/pdf", pdf.clone())
         .await?;
@@ -275,7 +273,7 @@ async fn operator_messages_and_files_reach_the_customer(backend: Backend) -> any
         "the fetched file"
     );
     // An MP4 as a video with its size.
-    let mp4 = blob("ftypmp42", 2000);
+    let mp4 = rig::blob("ftypmp42", 2000);
     env.alice
         .send_file(&room, "unboxing.mp4", "video/mp4", mp4.clone())
         .await?;
@@ -290,7 +288,7 @@ async fn operator_messages_and_files_reach_the_customer(backend: Backend) -> any
         video.body
     );
     // A JPEG over Viber's 1 MB picture limit, and an animated GIF, reach the customer as files.
-    let big_jpeg = blob("\u{ff}\u{d8}", 1024 * 1024 + 10);
+    let big_jpeg = rig::blob("\u{ff}\u{d8}", 1024 * 1024 + 10);
     env.alice
         .send_file(&room, "scan.jpg", "image/jpeg", big_jpeg.clone())
         .await?;
@@ -308,7 +306,7 @@ async fn operator_messages_and_files_reach_the_customer(backend: Backend) -> any
     );
     let mut gif =
         b"GIF89a\x01\x00\x01\x00\x00\x00\x00!\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00".to_vec();
-    gif.extend(blob("", 500));
+    gif.extend(rig::blob("", 500));
     env.alice
         .send_file(&room, "dance.gif", "image/gif", gif.clone())
         .await?;

@@ -50,13 +50,6 @@ fn ivan() -> VkUser {
     VkUser::new(228970688, "Иван", "Петров")
 }
 
-/// Bytes that look like a file of some kind (Synapse does not inspect them).
-fn blob(tag: &str, len: usize) -> Vec<u8> {
-    tag.bytes()
-        .chain((0..len as u32).map(|i| (i * 31 % 251) as u8))
-        .collect()
-}
-
 fn callback_url(env: &TestEnv) -> String {
     format!("{}/vk/callback", env.bridge.base_url())
 }
@@ -78,7 +71,7 @@ async fn customer_messages_reach_matrix_once_and_only_when_signed(
     let env = TestEnv::start(options(backend, &fake)).await?;
     let url = callback_url(&env);
     let user = ivan();
-    fake.add_user(&user, Some(blob("avatar", 400)));
+    fake.add_user(&user, Some(rig::blob("avatar", 400)));
 
     // The Callback API server is confirmed with the configured string.
     let (status, body) = fake.post_callback(&url, &fake.confirmation()).await?;
@@ -141,10 +134,10 @@ async fn customer_messages_reach_matrix_once_and_only_when_signed(
     deliver(&fake, &url, &hello).await?;
 
     // A photo (largest size fetched) and a document, with text.
-    let photo = blob("jpeg", 3000);
-    let small = fake.add_file("s.jpg", blob("thumb", 20));
+    let photo = rig::blob("jpeg", 3000);
+    let small = fake.add_file("s.jpg", rig::blob("thumb", 20));
     let big = fake.add_file("z.jpg", photo.clone());
-    let pdf = blob("%PDF-1.4", 4000);
+    let pdf = rig::blob("%PDF-1.4", 4000);
     let pdf_url = fake.add_file("doc228970688_670000001", pdf.clone());
     let (docs, _) = fake.message_new(&user, json!({
         "text": "Документы во вложении",
@@ -177,7 +170,7 @@ async fn customer_messages_reach_matrix_once_and_only_when_signed(
         .await?;
 
     // A voice message answering the first message.
-    let ogg = blob("OggS", 1500);
+    let ogg = rig::blob("OggS", 1500);
     let ogg_url = fake.add_file("voice.ogg", ogg.clone());
     let (voice, _) = fake.message_new(&user, json!({
         "text": "see above",
@@ -291,11 +284,7 @@ async fn operator_replies_files_edits_and_deletions_reach_the_customer(
         sent.params
     );
     env.alice
-        .wait_for_event(&room, "a delivery status for the answer", |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
-                && e["content"]["status"] == "SUCCESS"
-        })
+        .wait_for_send_status(&room, &answer, "SUCCESS")
         .await?;
     let answer_cmid = fake
         .community_messages(user.id)
@@ -321,7 +310,7 @@ async fn operator_replies_files_edits_and_deletions_reach_the_customer(
     );
 
     // Files: an image through the photo upload server, a PDF through the document one.
-    let png = blob("\u{89}PNG", 2500);
+    let png = rig::blob("\u{89}PNG", 2500);
     env.alice
         .send_file(&room, "label.png", "image/png", png.clone())
         .await?;
@@ -342,7 +331,7 @@ async fn operator_replies_files_edits_and_deletions_reach_the_customer(
         stored.bytes.len(),
         stored.field
     );
-    let pdf = blob("%PDF", 3500);
+    let pdf = rig::blob("%PDF", 3500);
     env.alice
         .send_file(&room, "return-label.pdf", "application/pdf", pdf.clone())
         .await?;
@@ -565,11 +554,7 @@ async fn a_lost_answer_does_not_send_twice() -> anyhow::Result<()> {
     fake.hang_sends(1);
     let sent = env.alice.send_text(&room, "один раз").await?;
     env.alice
-        .wait_for_event(&room, "a delivery status", |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == sent.as_str()
-                && e["content"]["status"] == "SUCCESS"
-        })
+        .wait_for_send_status(&room, &sent, "SUCCESS")
         .await?;
     let tries: Vec<_> = fake
         .calls("messages.send")
@@ -615,7 +600,7 @@ async fn a_crash_before_the_answer_loses_nothing(backend: Backend) -> anyhow::Re
     env.alice.wait_for_text(&room, "привет").await?;
 
     fake.hold_files();
-    let photo = blob("jpeg", 2000);
+    let photo = rig::blob("jpeg", 2000);
     let big = fake.add_file("crash.jpg", photo.clone());
     let (event, _) = fake.message_new(
         &user,
@@ -700,12 +685,7 @@ async fn a_long_answer_arrives_in_parts() -> anyhow::Result<()> {
         .join("\n\n");
     ensure!(text.chars().count() > 2 * 4096, "{}", text.chars().count());
     let answer = env.alice.send_text(&room, &text).await?;
-    env.alice
-        .wait_for_event(&room, "a delivery status for the long answer", |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
-        })
-        .await?;
+    env.alice.wait_for_any_send_status(&room, &answer).await?;
     let parts: Vec<String> = fake
         .community_messages(user.id)
         .into_iter()

@@ -38,13 +38,6 @@ fn jane() -> Customer {
     Customer::new("4915112345678", "Jane Doe")
 }
 
-/// Bytes that look like a file of some kind (Synapse does not inspect them).
-fn blob(tag: &str, len: usize) -> Vec<u8> {
-    tag.bytes()
-        .chain((0..len as u32).map(|i| (i * 31 % 251) as u8))
-        .collect()
-}
-
 /// Deliver a payload and insist on 200.
 async fn deliver(fake: &FakeWhatsApp, env: &TestEnv, payload: &Value) -> anyhow::Result<()> {
     let status = fake.deliver(&webhook(env), payload).await?;
@@ -179,42 +172,42 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
         (
             "image",
             "image/jpeg",
-            blob("\u{ff}\u{d8}jpeg", 3000),
+            rig::blob("\u{ff}\u{d8}jpeg", 3000),
             json!({"caption": "the box"}),
             "m.image",
         ),
         (
             "audio",
             "audio/ogg; codecs=opus",
-            blob("OggS", 2000),
+            rig::blob("OggS", 2000),
             json!({"voice": true}),
             "m.audio",
         ),
         (
             "audio",
             "audio/mpeg",
-            blob("ID3", 2100),
+            rig::blob("ID3", 2100),
             json!({"voice": false}),
             "m.audio",
         ),
         (
             "video",
             "video/mp4",
-            blob("ftypmp4", 1500),
+            rig::blob("ftypmp4", 1500),
             json!({}),
             "m.video",
         ),
         (
             "document",
             "application/pdf",
-            blob("%PDF-1.4", 4000),
+            rig::blob("%PDF-1.4", 4000),
             json!({"filename": "invoice 2026.pdf", "caption": "my invoice"}),
             "m.file",
         ),
         (
             "sticker",
             "image/webp",
-            blob("RIFFWEBP", 800),
+            rig::blob("RIFFWEBP", 800),
             json!({"animated": false}),
             "m.image",
         ),
@@ -407,11 +400,7 @@ async fn operator_messages_files_replies_reactions_and_statuses(
         .map(|(w, _)| w)
         .context("the answer's wamid")?;
     env.alice
-        .wait_for_event(&room, "a delivery status for the answer", |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
-                && e["content"]["status"] == "SUCCESS"
-        })
+        .wait_for_send_status(&room, &answer, "SUCCESS")
         .await?;
 
     // Statuses: delivered, then read → the ghost's read receipt on the answer.
@@ -446,7 +435,7 @@ async fn operator_messages_files_replies_reactions_and_statuses(
     );
 
     // Files: uploaded first, then sent by media id.
-    let png = blob("\u{89}PNG", 2500);
+    let png = rig::blob("\u{89}PNG", 2500);
     env.alice
         .send_file(&room, "label.png", "image/png", png.clone())
         .await?;
@@ -483,7 +472,7 @@ async fn operator_messages_files_replies_reactions_and_statuses(
         "the message names the uploaded media"
     );
     ensure!(upload.at <= image.at, "upload before send");
-    let pdf = blob("%PDF", 3500);
+    let pdf = rig::blob("%PDF", 3500);
     env.alice
         .send_file(&room, "return-label.pdf", "application/pdf", pdf.clone())
         .await?;
@@ -503,7 +492,7 @@ async fn operator_messages_files_replies_reactions_and_statuses(
     );
 
     // A PNG over WhatsApp's 5 MB image limit goes as a document (the fake refuses it as image).
-    let big_png = blob("\u{89}PNG", 6 * 1024 * 1024);
+    let big_png = rig::blob("\u{89}PNG", 6 * 1024 * 1024);
     env.alice
         .send_file(&room, "floor-plan.png", "image/png", big_png.clone())
         .await?;
@@ -518,7 +507,7 @@ async fn operator_messages_files_replies_reactions_and_statuses(
         "the big PNG's bytes"
     );
     // A .docx a client labelled application/octet-stream is uploaded as what it is.
-    let docx = blob("PK", 1200);
+    let docx = rig::blob("PK", 1200);
     env.alice
         .send_file_as(
             &room,
@@ -543,7 +532,7 @@ async fn operator_messages_files_replies_reactions_and_statuses(
     );
     ensure!(terms.message_type() == Some("document"));
     // A GIF: WhatsApp takes it under no message type; the operator is told, nothing is sent.
-    let gif = blob("GIF89a", 900);
+    let gif = rig::blob("GIF89a", 900);
     let dance = env
         .alice
         .send_file(&room, "dance.gif", "image/gif", gif.clone())
@@ -637,12 +626,7 @@ async fn operator_messages_files_replies_reactions_and_statuses(
     .await?;
     // Meta's statuses come after its answer to the send; the bridge has recorded the wamid by
     // the time the room shows the message as sent.
-    env.alice
-        .wait_for_event(&room, "the doomed message marked sent", |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == doomed.as_str()
-        })
-        .await?;
+    env.alice.wait_for_any_send_status(&room, &doomed).await?;
     let doomed_wamid = fake
         .sent()
         .into_iter()
@@ -824,11 +808,7 @@ async fn rate_limits_are_retried_and_refusals_explained() -> anyhow::Result<()> 
         notice.body
     );
     env.alice
-        .wait_for_event(&room, "a failed status", |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == lost.as_str()
-                && e["content"]["status"] == "FAIL_PERMANENT"
-        })
+        .wait_for_send_status(&room, &lost, "FAIL_PERMANENT")
         .await?;
     let attempts = fake
         .calls("messages")
@@ -866,7 +846,7 @@ async fn a_delivery_that_cannot_be_stored_is_refused_then_redelivered_once() -> 
     let env = TestEnv::start(options(Backend::Sqlite, &fake)).await?;
     let user = jane();
     // One delivery with two messages: a text, then a photo.
-    let photo = blob("jpeg", 1200);
+    let photo = rig::blob("jpeg", 1200);
     let media_id = fake.add_media(photo.clone(), "image/jpeg");
     let (_, mut batch) = fake.message(
         &user,

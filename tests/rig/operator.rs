@@ -676,6 +676,32 @@ impl Operator {
         self.wait_for_event_after(room, 0, what, pred).await
     }
 
+    /// Waits for the bridge's `com.beeper.message_send_status` for `event` saying `status`
+    /// (`SUCCESS`, `FAIL_RETRIABLE`, `FAIL_PERMANENT`); returns the status event.
+    pub async fn wait_for_send_status(
+        &self,
+        room: &str,
+        event: &str,
+        status: &str,
+    ) -> anyhow::Result<Value> {
+        self.wait_for_event(room, &format!("a {status} send status for {event}"), |e| {
+            e["type"] == "com.beeper.message_send_status"
+                && e["content"]["m.relates_to"]["event_id"] == event
+                && e["content"]["status"] == status
+        })
+        .await
+    }
+
+    /// Waits for the bridge's first `com.beeper.message_send_status` for `event`, whatever
+    /// it says (the bridge has finished with the message).
+    pub async fn wait_for_any_send_status(&self, room: &str, event: &str) -> anyhow::Result<Value> {
+        self.wait_for_event(room, &format!("a send status for {event}"), |e| {
+            e["type"] == "com.beeper.message_send_status"
+                && e["content"]["m.relates_to"]["event_id"] == event
+        })
+        .await
+    }
+
     /// Like [`Operator::wait_for_event`], only among events learned after `mark`.
     pub async fn wait_for_event_after(
         &self,
