@@ -10,6 +10,7 @@
 //! * [`http`]: the HTTP client every channel builds, `Retry-After`, size-limited downloads,
 //!   and how an HTTP status becomes a [`switchboard_channel::SendError`];
 //! * [`verify`]: constant-time comparison and the HMAC helpers webhook signatures use;
+//! * [`media`]: fetching a message's files into the media store, or naming those not fetched;
 //! * [`meta`]: Meta's webhook protocol (the `hub.challenge` handshake and
 //!   `X-Hub-Signature-256`), shared by WhatsApp, Messenger and Instagram;
 //! * [`send`]: the two kinds of send failure, and fetching an operator's file from the store;
@@ -18,6 +19,7 @@
 
 pub mod file_name;
 pub mod http;
+pub mod media;
 pub mod meta;
 pub mod mime;
 pub mod send;

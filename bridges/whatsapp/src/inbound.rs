@@ -3,11 +3,15 @@
 //! A file is two requests: `GET /{media-id}` for its short-lived URL, then that URL with the
 //! same Bearer token; the bytes go to [`Host::put_media`]. A file WhatsApp will never hand over
 //! (too large for `max_download_size`, gone, refused) becomes a line of text saying so; a
-//! transient failure is an error, so the webhook answers 5xx and Meta delivers again.
+//! transient failure is an error, so the webhook answers 5xx and Meta delivers again (the
+//! kit's `media::fetch_all`, as every channel).
 
 use std::sync::Arc;
 
-use switchboard_channel::{Attachment, Content, Host, HostError, Inbound, InboundEvent};
+use bytes::Bytes;
+use switchboard_channel::{Content, Host, HostError, Inbound, InboundEvent};
+use switchboard_kit::http::DownloadError;
+use switchboard_kit::media::{self, FileInfo, MediaError};
 
 use crate::api::{ApiError, Graph};
 use crate::payload::{Parsed, ParsedKind, RemoteMedia};
@@ -15,65 +19,41 @@ use crate::payload::{Parsed, ParsedKind, RemoteMedia};
 /// Why an event could not be stored yet (the delivery must not be acknowledged).
 #[derive(Debug, thiserror::Error)]
 pub enum RealizeError {
-    #[error("fetching the customer's file: {0}")]
-    Media(ApiError),
+    #[error(transparent)]
+    Media(#[from] MediaError),
     #[error(transparent)]
     Host(#[from] HostError),
 }
 
 pub(crate) use switchboard_kit::now_ms;
 
-fn human_size(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / (1024.0 * 1024.0))
+/// A Graph failure in the kit's download classes.
+fn download_error(e: ApiError) -> DownloadError {
+    match e {
+        ApiError::TooLarge(_) => DownloadError::TooLarge,
+        e if e.is_transient() => DownloadError::Transient(e.to_string()),
+        e => DownloadError::Refused(e.to_string()),
+    }
 }
 
-/// Fetch one file into the media store; `Ok(Err(line))` when WhatsApp will not hand it over.
-async fn fetch(
+/// One file: its metadata (with a short-lived URL, and the size WhatsApp knows), then its bytes.
+async fn download(
     graph: &Graph,
-    host: &Arc<dyn Host>,
-    media: &RemoteMedia,
+    media: RemoteMedia,
     max: u64,
-) -> Result<Result<Attachment, String>, RealizeError> {
-    let refused = |why: String| Ok(Err(format!("[{}: {why}]", media.name)));
-    let info = match graph.media_info(&media.media_id).await {
-        Ok(i) => i,
-        Err(e) if e.is_transient() => return Err(RealizeError::Media(e)),
-        Err(e) => return refused(format!("WhatsApp did not hand over the file ({e})")),
-    };
-    if let Some(size) = info.size.filter(|s| *s > max) {
-        return refused(format!(
-            "file too large to fetch ({}, the limit is {})",
-            human_size(size),
-            human_size(max)
-        ));
+) -> Result<(Bytes, Option<String>), DownloadError> {
+    let info = graph
+        .media_info(&media.media_id)
+        .await
+        .map_err(download_error)?;
+    if info.size.is_some_and(|s| s > max) {
+        return Err(DownloadError::TooLarge);
     }
-    let bytes = match graph.download(&info.url, max).await {
-        Ok(b) => b,
-        Err(ApiError::TooLarge(_)) => {
-            return refused(format!(
-                "file too large to fetch (over {})",
-                human_size(max)
-            ))
-        }
-        Err(e) if e.is_transient() => return Err(RealizeError::Media(e)),
-        Err(e) => return refused(format!("WhatsApp did not hand over the file ({e})")),
-    };
-    // The message's own mime type names the kind (voice notes are audio/ogg; codecs=opus);
-    // the media endpoint's is the fallback.
-    let mime = if media.mime.is_empty() {
-        info.mime
-            .unwrap_or_else(|| "application/octet-stream".into())
-    } else {
-        media.mime.clone()
-    };
-    let size = bytes.len() as u64;
-    let stored = host.put_media(bytes, &mime, &media.name).await?;
-    Ok(Ok(Attachment {
-        media: stored,
-        name: media.name.clone(),
-        mime,
-        size,
-    }))
+    let bytes = graph
+        .download(&info.url, max)
+        .await
+        .map_err(download_error)?;
+    Ok((bytes, info.mime))
 }
 
 /// Build the core's event for one parsed webhook event.
@@ -86,22 +66,27 @@ pub async fn realize(
     let event = match parsed.kind {
         ParsedKind::Message {
             remote_id,
-            mut text,
+            text,
             media,
             reply_to,
         } => {
-            let mut attachments = Vec::new();
-            if let Some(media) = media {
-                match fetch(graph, host, &media, max_download).await? {
-                    Ok(a) => attachments.push(a),
-                    Err(line) => {
-                        if !text.is_empty() {
-                            text.push('\n');
-                        }
-                        text.push_str(&line);
-                    }
-                }
-            }
+            // The message's own mime type names the kind (voice notes are audio/ogg;
+            // codecs=opus); the media endpoint's is the fallback.
+            let fetched = media::fetch_all(
+                host.as_ref(),
+                "whatsapp",
+                media.into_iter().collect(),
+                max_download,
+                |m: &RemoteMedia| FileInfo {
+                    name: m.name.clone(),
+                    mime: m.mime.clone(),
+                    size: None,
+                },
+                |m, max| download(graph, m, max),
+            )
+            .await?;
+            let text = fetched.text_with(&text);
+            let attachments = fetched.attachments;
             InboundEvent::Message {
                 remote_id,
                 content: Content {
