@@ -6,8 +6,11 @@
 //!   file and exchange read receipts; Synapse survives a stop/start with its data;
 //! - headless Chromium, driven through the Node driver, reads a local page, pierces a shadow
 //!   root, types, presses Enter and picks a file;
-//! - PostgreSQL hands out a fresh database.
+//! - PostgreSQL hands out a fresh database;
+//! - the fakes' server base logs every request, finds them, and a wait that times out lists the
+//!   last ones.
 
+mod fakes;
 mod rig;
 
 use std::time::{Duration, Instant};
@@ -251,5 +254,101 @@ async fn postgres_hands_out_fresh_databases() -> anyhow::Result<()> {
         .await?;
     assert_eq!(n, 0);
     conn.close().await?;
+    Ok(())
+}
+
+/// The fakes' base: requests are logged as they came and with the status answered, looked up by
+/// method and path, waited for; a wait that times out says what it waited for and lists the
+/// last requests (so a failing channel test shows what the bridge did instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_server_logs_requests_and_says_what_came_instead() -> anyhow::Result<()> {
+    use axum::routing::{get, post};
+    use fakes::server::FakeServer;
+
+    let bound = FakeServer::bind("Smoke").await?;
+    let shared = bound.shared(0u32);
+    let app = axum::Router::new()
+        .route(
+            "/hits",
+            post(
+                |axum::extract::State(s): axum::extract::State<
+                    std::sync::Arc<fakes::server::Shared<u32>>,
+                >| async move {
+                    *s.lock() += 1;
+                    s.wake();
+                    (axum::http::StatusCode::CREATED, "counted")
+                },
+            ),
+        )
+        .route(
+            "/teapot",
+            get(|| async { axum::http::StatusCode::IM_A_TEAPOT }),
+        )
+        .with_state(std::sync::Arc::clone(&shared));
+    anyhow::ensure!(shared.url() == bound.url(), "the state knows the URL");
+    let server = bound.serve(app);
+
+    let http = reqwest::Client::new();
+    let hit = http
+        .post(format!("{}/hits?n=1", server.url()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("a=1&b=two+words")
+        .send()
+        .await?;
+    anyhow::ensure!(hit.status() == 201, "status {}", hit.status());
+    let teapot = http.get(format!("{}/teapot", server.url())).send().await?;
+    anyhow::ensure!(teapot.status() == 418, "status {}", teapot.status());
+
+    let hits = server.calls("POST", "/hits");
+    anyhow::ensure!(hits.len() == 1, "{hits:?}");
+    let h = &hits[0];
+    anyhow::ensure!(h.status == Some(201), "{h:?}");
+    anyhow::ensure!(
+        h.query_params() == vec![("n".to_owned(), "1".to_owned())],
+        "{h:?}"
+    );
+    anyhow::ensure!(
+        h.form()
+            == vec![
+                ("a".to_owned(), "1".to_owned()),
+                ("b".to_owned(), "two words".to_owned())
+            ],
+        "{h:?}"
+    );
+    anyhow::ensure!(
+        h.header("Content-Type") == Some("application/x-www-form-urlencoded"),
+        "{h:?}"
+    );
+    anyhow::ensure!(server.calls("*", "/t*").len() == 1, "prefix lookup");
+    anyhow::ensure!(server.calls("GET", "/hits").is_empty(), "method lookup");
+    anyhow::ensure!(*shared.lock() == 1, "the handler's state");
+
+    let found = server
+        .wait_for_call(Duration::from_secs(5), |r| r.status == Some(418))
+        .await?;
+    anyhow::ensure!(found.path == "/teapot", "{found:?}");
+
+    let started = Instant::now();
+    let err = server
+        .wait_for(
+            "a request that never comes",
+            Duration::from_millis(300),
+            || server.calls("DELETE", "/hits").into_iter().next(),
+        )
+        .await
+        .expect_err("nothing deletes");
+    let text = format!("{err:#}");
+    anyhow::ensure!(
+        started.elapsed() < Duration::from_secs(5),
+        "the deadline holds: {:?}",
+        started.elapsed()
+    );
+    anyhow::ensure!(
+        text.contains("a request that never comes")
+            && text.contains("Smoke")
+            && text.contains("POST /hits?n=1 -> 201 a=1&b=two+words")
+            && text.contains("GET /teapot -> 418"),
+        "the error lists the last requests: {text}"
+    );
     Ok(())
 }
