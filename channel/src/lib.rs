@@ -345,10 +345,11 @@ pub enum ChannelError {
 }
 
 /// How a channel shows formatted text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Formatting {
     /// Plain text only: the core sends `Content::text` and no HTML.
+    #[default]
     Plain,
     /// A sanitised HTML subset (bold, italic, code, links, lists, quotes).
     Html,
@@ -367,8 +368,10 @@ pub enum TextUnit {
 }
 
 /// What the remote network can carry. The core consults these before sending and tells the room
-/// when an operator asks for something the channel cannot do.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// when an operator asks for something the channel cannot do. The default is a network that
+/// carries plain text of any length and nothing more: a channel declares what it has on top
+/// (`Capabilities { edits: true, ..Capabilities::default() }`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capabilities {
     pub formatting: Formatting,
     /// Largest file the network accepts, in bytes.

@@ -29,7 +29,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::Router;
 use switchboard_channel::{
-    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound,
+    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Host, Outbound,
     SendError,
 };
 
@@ -109,21 +109,16 @@ impl Channel for MetaChannel {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            formatting: Formatting::Plain,
             max_file_size: Some(self.config.max_file_size),
             // Send API: files carry no text; the channel sends the text as a message of its own.
             max_text_length: Some(max_text_chars(self.platform)),
-            max_caption_length: None,
-            text_unit: switchboard_channel::TextUnit::Chars,
-            edits: false,
-            deletes: false,
             // The Send API has no documented way to quote the message answered.
             replies: false,
             reactions: true,
             read_receipts: true,
             typing: true,
             reply_window: Some(REPLY_WINDOW),
-            templates: false,
+            ..Capabilities::default()
         }
     }
 

@@ -29,7 +29,7 @@ use axum::Router;
 use bytes::Bytes;
 use switchboard_channel::{
     Attachment, Capabilities, Channel, ChannelError, ContactProfile, Content, ConversationKey,
-    Delivery, Formatting, Host, HostError, Inbound, InboundEvent, Outbound, SendError,
+    Delivery, Host, HostError, Inbound, InboundEvent, Outbound, SendError,
 };
 
 pub mod client;
@@ -315,20 +315,10 @@ impl Channel for Sms {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            formatting: Formatting::Plain,
             max_file_size: Some(self.config.max_file_size),
             // Twilio: a Body of up to 1600 characters, with or without media.
             max_text_length: Some(config::MAX_TEXT_CHARS),
-            max_caption_length: None,
-            text_unit: switchboard_channel::TextUnit::Chars,
-            edits: false,
-            deletes: false,
-            replies: false,
-            reactions: false,
-            read_receipts: false,
-            typing: false,
-            reply_window: None,
-            templates: false,
+            ..Capabilities::default()
         }
     }
 

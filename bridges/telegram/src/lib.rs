@@ -124,11 +124,8 @@ impl Channel for Telegram {
             edits: true,
             deletes: true,
             replies: true,
-            reactions: false,
-            read_receipts: false,
             typing: true,
-            reply_window: None,
-            templates: false,
+            ..Capabilities::default()
         }
     }
 

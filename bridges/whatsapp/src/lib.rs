@@ -87,16 +87,14 @@ impl Channel for WhatsApp {
             // Cloud API: text body up to 4096 characters, media captions up to 1024.
             max_text_length: Some(config::MAX_TEXT_CHARS),
             max_caption_length: Some(1024),
-            text_unit: switchboard_channel::TextUnit::Chars,
             // The Cloud API has no way for a business to edit or delete a sent message.
             edits: false,
-            deletes: false,
             replies: true,
             reactions: true,
             read_receipts: self.config.read_receipts,
-            typing: false,
             reply_window: Some(REPLY_WINDOW),
             templates: true,
+            ..Capabilities::default()
         }
     }
 
