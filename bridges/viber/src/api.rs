@@ -9,9 +9,9 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::Value;
 use switchboard_channel::SendError;
+use switchboard_kit::http::{download, retry_after, DownloadError};
 
 use crate::config::ViberConfig;
 
@@ -44,13 +44,10 @@ pub struct Api {
 
 impl Api {
     pub fn new(config: &ViberConfig) -> Result<Api, String> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(u64::from(
-                config.request_timeout_secs.max(1),
-            )))
-            .connect_timeout(Duration::from_secs(15))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = switchboard_kit::http::client(Duration::from_secs(u64::from(
+            config.request_timeout_secs.max(1),
+        )))
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Api {
             http,
             base: config.api_url.trim_end_matches('/').to_owned(),
@@ -70,15 +67,9 @@ impl Api {
             .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
         let status = answer.status();
         if !status.is_success() {
-            let retry_after = answer
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
             return Err(ApiError::Http {
                 status: status.as_u16(),
-                retry_after,
+                retry_after: retry_after(answer.headers()),
             });
         }
         let body: Value = answer
@@ -89,37 +80,8 @@ impl Api {
     }
 
     /// Download a media URL from a customer's message, refusing more than `max` bytes.
-    pub async fn download(&self, url: &str, max: u64) -> Result<Vec<u8>, FetchError> {
-        let parsed = url::Url::parse(url).map_err(|_| FetchError::Refused("not a URL".into()))?;
-        if parsed.scheme() != "https" && parsed.scheme() != "http" {
-            return Err(FetchError::Refused("not an http(s) URL".into()));
-        }
-        let answer = self
-            .http
-            .get(parsed)
-            .send()
-            .await
-            .map_err(|e| FetchError::Transient(e.without_url().to_string()))?;
-        let status = answer.status();
-        if status.is_server_error() || status.as_u16() == 429 {
-            return Err(FetchError::Transient(format!("HTTP {status}")));
-        }
-        if !status.is_success() {
-            return Err(FetchError::Refused(format!("HTTP {status}")));
-        }
-        if answer.content_length().is_some_and(|n| n > max) {
-            return Err(FetchError::TooLarge);
-        }
-        let mut bytes = Vec::new();
-        let mut stream = answer.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| FetchError::Transient(e.without_url().to_string()))?;
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() as u64 > max {
-                return Err(FetchError::TooLarge);
-            }
-        }
-        Ok(bytes)
+    pub async fn download(&self, url: &str, max: u64) -> Result<Vec<u8>, DownloadError> {
+        download(&self.http, url, max).await
     }
 }
 
@@ -137,17 +99,6 @@ pub fn status_of(body: Value) -> Result<Value, ApiError> {
         }
         None => Err(ApiError::Decode(format!("no status in {body}"))),
     }
-}
-
-/// Why a file could not be fetched.
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    #[error("the file is larger than the bridge fetches")]
-    TooLarge,
-    #[error("{0}")]
-    Refused(String),
-    #[error("{0}")]
-    Transient(String),
 }
 
 /// What a failed call means for an outbound item.

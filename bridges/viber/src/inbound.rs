@@ -28,7 +28,11 @@ use switchboard_channel::{
     Unreadable,
 };
 
-use crate::api::{Api, FetchError};
+use switchboard_kit::http::DownloadError;
+use switchboard_kit::mime::{mime_for_name, mime_for_name_or_binary};
+use switchboard_kit::now_ms;
+
+use crate::api::Api;
 
 /// A file the message carries, still on Viber's side.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,13 +166,6 @@ fn token(v: &Value) -> Option<String> {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 fn timestamp(v: &Value) -> i64 {
     let t = match v.get("timestamp") {
         Some(Value::String(t)) => t.trim().parse().ok(),
@@ -202,51 +199,6 @@ pub fn e164(raw: &str) -> Option<String> {
     (7..=15)
         .contains(&digits.len())
         .then(|| format!("+{digits}"))
-}
-
-/// A file name a customer chose, made safe to show and store: one path component, no control
-/// or bidirectional-override characters, not hidden, at most 200 characters, never empty.
-pub fn safe_file_name(name: &str) -> String {
-    let invisible = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-    };
-    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let cleaned: String = base.chars().filter(|c| !invisible(*c)).take(200).collect();
-    let cleaned = cleaned
-        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
-        .trim_end();
-    if cleaned.is_empty() {
-        "file".into()
-    } else {
-        cleaned.to_owned()
-    }
-}
-
-/// The mime type for a file name's extension.
-pub fn mime_for_name(name: &str) -> &'static str {
-    let ext = name
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    match ext.as_str() {
-        "pdf" => "application/pdf",
-        "jpg" | "jpeg" => "image/jpeg",
-        "png" => "image/png",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "txt" => "text/plain",
-        "csv" => "text/csv",
-        "zip" => "application/zip",
-        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        "mp4" => "video/mp4",
-        "mov" => "video/quicktime",
-        "mp3" => "audio/mpeg",
-        "ogg" | "oga" => "audio/ogg",
-        "m4a" => "audio/mp4",
-        _ => "application/octet-stream",
-    }
 }
 
 fn sender_of(v: &Value) -> Option<Sender> {
@@ -380,7 +332,7 @@ fn message(v: &Value, account: &str) -> Callback {
     let file = |name: String, mime: &str| {
         media.clone().map(|url| RemoteFile {
             url,
-            name: safe_file_name(&name),
+            name: switchboard_kit::safe_file_name(&name, "file"),
             mime: mime.to_owned(),
             size,
         })
@@ -392,10 +344,10 @@ fn message(v: &Value, account: &str) -> Callback {
             let name = s(m, "file_name")
                 .map(str::to_owned)
                 .unwrap_or_else(|| format!("picture_{t}.jpg"));
-            let mime = match mime_for_name(&name) {
-                m @ ("image/png" | "image/gif" | "image/webp") => m,
-                _ => "image/jpeg",
-            };
+            // Viber's pictures are JPEG, PNG, GIF or WebP; a name that says otherwise is JPEG.
+            let mime = mime_for_name(&name)
+                .filter(|m| matches!(*m, "image/png" | "image/gif" | "image/webp"))
+                .unwrap_or("image/jpeg");
             (text, file(name, mime), false)
         }
         "video" => (text, file(format!("video_{t}.mp4"), "video/mp4"), false),
@@ -403,7 +355,8 @@ fn message(v: &Value, account: &str) -> Callback {
             let name = s(m, "file_name")
                 .map(str::to_owned)
                 .unwrap_or_else(|| format!("file_{t}"));
-            let mime = mime_for_name(&name);
+            // The type by the name as it is kept (`x.doc. ` is `x.doc`).
+            let mime = mime_for_name_or_binary(&switchboard_kit::safe_file_name(&name, "file"));
             (text, file(name, mime), false)
         }
         "sticker" => {
@@ -506,7 +459,7 @@ pub async fn realize(
             let mut attachments = Vec::new();
             if let Some(f) = file {
                 match if f.size.is_some_and(|n| n > max_download) {
-                    Err(FetchError::TooLarge)
+                    Err(DownloadError::TooLarge)
                 } else {
                     api.download(&f.url, max_download).await
                 } {
@@ -520,11 +473,11 @@ pub async fn realize(
                             size,
                         });
                     }
-                    Err(FetchError::Transient(e)) => return Err(RealizeError::Fetch(e)),
-                    Err(FetchError::TooLarge) => {
+                    Err(DownloadError::Transient(e)) => return Err(RealizeError::Fetch(e)),
+                    Err(DownloadError::TooLarge) => {
                         lines.push(format!("[file too large to fetch: {}]", f.name))
                     }
-                    Err(FetchError::Refused(e)) => {
+                    Err(DownloadError::Refused(e)) => {
                         tracing::info!(error = %e, name = %f.name, "viber: media not available");
                         lines.push(format!("[file not available: {}]", f.name));
                     }
@@ -750,5 +703,29 @@ mod tests {
                      b"{\"event\":\"message\",\"message_token\":-1,\"sender\":{\"id\":\"x\"},\"message\":{\"type\":\"location\",\"location\":{\"lat\":1e999}}}"] {
             let _ = parse_callback_json(body, "b");
         }
+    }
+
+    /// File names go through the kit's sanitiser (reserved Windows characters, trailing dots,
+    /// device names, 255 bytes) and types through the kit's table (`.doc` is known now).
+    #[test]
+    fn file_names_and_types_follow_the_kit() {
+        let name = |file_name: &str| {
+            let body = serde_json::json!({"event": "message", "message_token": 9,
+                "sender": {"id": "u"}, "message": {"type": "file", "media": "https://x/f",
+                "file_name": file_name}});
+            let ParsedKind::Message { file: Some(f), .. } =
+                event(parse_callback_json(body.to_string().as_bytes(), "b").unwrap()).kind
+            else {
+                panic!()
+            };
+            (f.name, f.mime)
+        };
+        assert_eq!(name("a:b?.doc. ").0, "a_b_.doc");
+        assert_eq!(name("a:b?.doc. ").1, "application/msword");
+        assert_eq!(name("CON.pdf").0, "_CON.pdf");
+        assert_eq!(name("invoice\u{202E}fdp.exe").0, "invoicefdp.exe");
+        let long = name(&format!("{}.pdf", "ж".repeat(150))).0;
+        assert!(long.len() <= 255 && long.ends_with(".pdf"), "{long}");
+        assert_eq!(name("..").0, "file");
     }
 }

@@ -18,9 +18,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use switchboard_channel::{
-    Attachment, Delivery, Host, HostError, Outbound, OutboundAction, SendError,
-};
+use switchboard_channel::{Attachment, Delivery, Host, Outbound, OutboundAction, SendError};
+use switchboard_kit::mime::essence;
+use switchboard_kit::send::{attachment_bytes, permanent, retryable_host};
 
 use crate::api::{classify, Api};
 use crate::media::Publisher;
@@ -41,19 +41,6 @@ pub struct Outgoing {
     pub media: Publisher,
 }
 
-fn permanent(reason: impl Into<String>) -> SendError {
-    SendError::Permanent {
-        reason: reason.into(),
-    }
-}
-
-fn retryable_host(e: HostError) -> SendError {
-    SendError::Retryable {
-        reason: format!("bridge store: {e}"),
-        retry_after: None,
-    }
-}
-
 /// How a file goes out.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -63,13 +50,7 @@ pub enum Kind {
 }
 
 pub fn kind_for(mime: &str, size: u64) -> Kind {
-    let essence = mime
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match essence.as_str() {
+    match essence(mime).as_str() {
         "image/jpeg" | "image/png" | "image/gif" if size <= MAX_PICTURE_BYTES => Kind::Picture,
         "video/mp4" if size <= MAX_VIDEO_BYTES => Kind::Video,
         _ => Kind::File,
@@ -167,14 +148,12 @@ fn is_animated_gif(bytes: &[u8]) -> bool {
 }
 
 /// The extension a picture's URL ends in (`kind_for` made it a JPEG, PNG or GIF).
+/// Viber names `.jpeg` (not the usual `.jpg`), so this is Viber's own table.
 fn picture_extension(mime: &str) -> &'static str {
-    let mime = mime.to_ascii_lowercase();
-    if mime.starts_with("image/png") {
-        "png"
-    } else if mime.starts_with("image/gif") {
-        "gif"
-    } else {
-        "jpeg"
+    match essence(mime).as_str() {
+        "image/png" => "png",
+        "image/gif" => "gif",
+        _ => "jpeg",
     }
 }
 
@@ -190,16 +169,8 @@ async fn send_file(
     caption: &str,
     key: &str,
 ) -> Result<String, SendError> {
-    let (size, animated) = match out.host.get_media(&attachment.media).await {
-        Ok((bytes, _)) => (bytes.len() as u64, is_animated_gif(&bytes)),
-        Err(HostError::NotFound) => {
-            return Err(permanent(format!(
-                "the file {} is no longer in the media repository",
-                attachment.name
-            )))
-        }
-        Err(e) => return Err(retryable_host(e)),
-    };
+    let (bytes, _) = attachment_bytes(out.host.as_ref(), attachment).await?;
+    let (size, animated) = (bytes.len() as u64, is_animated_gif(&bytes));
     // A picture is a still image: "Animated GIFs can be sent as URL messages or file messages".
     let kind = match kind_for(&attachment.mime, size) {
         Kind::Picture if animated => Kind::File,
@@ -239,6 +210,10 @@ mod tests {
     #[test]
     fn kinds() {
         assert_eq!(kind_for("image/jpeg", 1000), Kind::Picture);
+        // An alias of JPEG is a JPEG (the kit's `essence`).
+        assert_eq!(kind_for("Image/JPG; q=1", 1000), Kind::Picture);
+        assert_eq!(picture_extension("image/pjpeg"), "jpeg");
+        assert_eq!(picture_extension("IMAGE/PNG"), "png");
         assert_eq!(kind_for("image/png", 2 * 1024 * 1024), Kind::File);
         assert_eq!(kind_for("image/webp", 10), Kind::File);
         assert_eq!(kind_for("video/mp4", 1000), Kind::Video);

@@ -3,29 +3,18 @@
 //!
 //! * **Callbacks**: Viber signs the exact raw body with the bot's auth token and sends the
 //!   lowercase hex digest in `X-Viber-Content-Signature` (or as `?sig=`). [`verify_body`]
-//!   recomputes it and compares in constant time (`hmac`'s `verify_slice`).
+//!   recomputes it and compares in constant time (the kit's `hmac_sha256_matches`).
 //! * **Media links**: Viber only takes files by URL, so an operator's file is served from
 //!   `<public_url>/viber/media/<token>`. The token is `<id>.<expires>.<mac>`: `id` names a record
 //!   in the channel's state (which file, its type and name), `expires` is a Unix time, and `mac`
 //!   is the hex HMAC of both under the media secret. Without the secret nobody can make a valid
 //!   token; a token stops working when it expires; nothing lists the files.
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
-type HmacSha256 = Hmac<Sha256>;
-
-fn mac(key: &[u8]) -> HmacSha256 {
-    // HMAC accepts keys of any length; this cannot fail.
-    HmacSha256::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
-}
+use switchboard_kit::verify::{hmac_sha256, hmac_sha256_matches};
 
 /// Lowercase hex HMAC-SHA256 of `body` under `key`.
 pub fn sign_hex(key: &[u8], body: &[u8]) -> String {
-    let mut m = mac(key);
-    m.update(body);
-    hex::encode(m.finalize().into_bytes())
+    hex::encode(hmac_sha256(key, body))
 }
 
 /// Whether `signature` (hex, either case, surrounding spaces ignored) is `body`'s HMAC under
@@ -34,9 +23,7 @@ pub fn verify_body(key: &[u8], body: &[u8], signature: &str) -> bool {
     let Ok(given) = hex::decode(signature.trim()) else {
         return false;
     };
-    let mut m = mac(key);
-    m.update(body);
-    m.verify_slice(&given).is_ok()
+    hmac_sha256_matches(key, body, &given)
 }
 
 /// A media link token for record `id` valid until `expires` (Unix seconds).
@@ -87,9 +74,7 @@ pub fn check_media_token<'t>(
 /// The default media secret: derived from the auth token, so it needs no configuration and
 /// changes when the token is regenerated (which only invalidates links not yet fetched).
 pub fn derived_media_secret(auth_token: &str) -> Vec<u8> {
-    let mut m = mac(auth_token.as_bytes());
-    m.update(b"switchboard viber media links v1");
-    m.finalize().into_bytes().to_vec()
+    hmac_sha256(auth_token.as_bytes(), b"switchboard viber media links v1").to_vec()
 }
 
 #[cfg(test)]
