@@ -13,9 +13,9 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::Value;
 use switchboard_channel::SendError;
+use switchboard_kit::http::{download, DownloadError};
 
 use crate::config::VkConfig;
 
@@ -46,13 +46,10 @@ pub struct Api {
 
 impl Api {
     pub fn new(config: &VkConfig) -> Result<Api, String> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(u64::from(
-                config.request_timeout_secs.max(1),
-            )))
-            .connect_timeout(Duration::from_secs(15))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = switchboard_kit::http::client(Duration::from_secs(u64::from(
+            config.request_timeout_secs.max(1),
+        )))
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Api {
             http,
             base: config.api_url.trim_end_matches('/').to_owned(),
@@ -137,37 +134,8 @@ impl Api {
     }
 
     /// Download an attachment URL, refusing more than `max` bytes.
-    pub async fn download(&self, url: &str, max: u64) -> Result<Vec<u8>, FetchError> {
-        let parsed = url::Url::parse(url).map_err(|_| FetchError::Refused("not a URL".into()))?;
-        if parsed.scheme() != "https" && parsed.scheme() != "http" {
-            return Err(FetchError::Refused("not an http(s) URL".into()));
-        }
-        let answer = self
-            .http
-            .get(parsed)
-            .send()
-            .await
-            .map_err(|e| FetchError::Transient(e.without_url().to_string()))?;
-        let status = answer.status();
-        if status.is_server_error() || status.as_u16() == 429 {
-            return Err(FetchError::Transient(format!("HTTP {status}")));
-        }
-        if !status.is_success() {
-            return Err(FetchError::Refused(format!("HTTP {status}")));
-        }
-        if answer.content_length().is_some_and(|n| n > max) {
-            return Err(FetchError::TooLarge);
-        }
-        let mut bytes = Vec::new();
-        let mut stream = answer.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| FetchError::Transient(e.without_url().to_string()))?;
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() as u64 > max {
-                return Err(FetchError::TooLarge);
-            }
-        }
-        Ok(bytes)
+    pub async fn download(&self, url: &str, max: u64) -> Result<Vec<u8>, DownloadError> {
+        download(&self.http, url, max).await
     }
 }
 
@@ -188,19 +156,6 @@ pub fn envelope(body: Value) -> Result<Value, ApiError> {
             .ok_or_else(|| ApiError::Decode("no response member".into())),
         _ => Err(ApiError::Decode("not a JSON object".into())),
     }
-}
-
-/// Why a file could not be fetched.
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    #[error("the file is larger than the bridge fetches")]
-    TooLarge,
-    /// Will not work later either (404, not a URL).
-    #[error("{0}")]
-    Refused(String),
-    /// Worth trying again: the event is not acknowledged, VK delivers it again.
-    #[error("{0}")]
-    Transient(String),
 }
 
 /// What an error code means for an outbound item, with VK's text quoted.

@@ -17,17 +17,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use serde_json::Value;
+use switchboard_kit::constant_time_eq;
 
 use crate::inbound;
 use crate::Shared;
-
-/// Compare two byte strings in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 /// The callback route, relative to `/vk`.
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -85,66 +78,14 @@ async fn receive(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use async_trait::async_trait;
-    use bytes::Bytes as Data;
     use serde_json::json;
-    use switchboard_channel::{
-        ContactProfile, ConversationKey, Host, HostError, Inbound, MediaRef,
-    };
+    use switchboard_channel::Host;
+    use switchboard_kit::test_host::MemoryHost;
 
     use crate::config::VkConfig;
 
-    /// A host whose store works or fails, counting what it was asked to store.
-    struct TestHost {
-        fail: bool,
-        received: AtomicUsize,
-    }
-
-    #[async_trait]
-    impl Host for TestHost {
-        async fn receive(&self, _: Inbound) -> Result<bool, HostError> {
-            self.received.fetch_add(1, Ordering::SeqCst);
-            if self.fail {
-                Err(HostError::Store("disk full".into()))
-            } else {
-                Ok(true)
-            }
-        }
-        async fn typing(&self, _: &ConversationKey, _: &ContactProfile, _: bool) {}
-        async fn put_media(&self, _: Data, _: &str, _: &str) -> Result<MediaRef, HostError> {
-            Err(HostError::NotFound)
-        }
-        async fn get_media(&self, _: &MediaRef) -> Result<(Data, String), HostError> {
-            Err(HostError::NotFound)
-        }
-        async fn state_get(&self, _: &str) -> Result<Option<String>, HostError> {
-            Ok(None)
-        }
-        async fn state_put(&self, _: &str, _: &str) -> Result<(), HostError> {
-            Ok(())
-        }
-        async fn log_append(
-            &self,
-            _: &str,
-            _: &str,
-            _: &serde_json::Value,
-        ) -> Result<i64, HostError> {
-            Ok(0)
-        }
-        async fn log_read(
-            &self,
-            _: &str,
-            _: i64,
-            _: i64,
-        ) -> Result<Vec<(i64, serde_json::Value)>, HostError> {
-            Ok(Vec::new())
-        }
-    }
-
     /// Serve the callback route over a host; returns its URL and the host.
-    async fn serve(fail: bool) -> (String, Arc<TestHost>) {
+    async fn serve(fail: bool) -> (String, Arc<MemoryHost>) {
         let config = VkConfig {
             enabled: true,
             api_url: "http://127.0.0.1:9/method".into(),
@@ -155,10 +96,8 @@ mod tests {
             profiles: false,
             ..VkConfig::default()
         };
-        let test_host = Arc::new(TestHost {
-            fail,
-            received: AtomicUsize::new(0),
-        });
+        let test_host = Arc::new(MemoryHost::default());
+        test_host.set_failing(fail);
         let host: Arc<dyn Host> = test_host.clone();
         let api = crate::api::Api::new(&config).unwrap();
         let options = inbound::ParseOptions {
@@ -207,7 +146,9 @@ mod tests {
     async fn ok_only_after_the_store_took_it() {
         let (url, host) = serve(true).await;
         assert_eq!(post(&url, text_event("s3cret")).await.0, 503);
-        assert_eq!(host.received.load(Ordering::SeqCst), 1);
+        assert!(host.received().is_empty());
+
+        let (url, host) = serve(false).await;
         assert_eq!(post(&url, text_event("s3cre")).await.0, 403);
         assert_eq!(
             post(&url, json!({"type": "message_new", "group_id": 42}))
@@ -215,15 +156,12 @@ mod tests {
                 .0,
             401
         );
-        assert_eq!(
-            host.received.load(Ordering::SeqCst),
-            1,
+        assert!(
+            host.received().is_empty(),
             "refused events never reach the store"
         );
-
-        let (url, host) = serve(false).await;
         assert_eq!(post(&url, text_event("s3cret")).await, (200, "ok".into()));
-        assert_eq!(host.received.load(Ordering::SeqCst), 1);
+        assert_eq!(host.received().len(), 1);
         assert_eq!(
             post(&url, json!({"type": "confirmation", "group_id": 42})).await,
             (200, "conf".into())
@@ -237,13 +175,6 @@ mod tests {
         // Our own echo: acknowledged, not stored.
         let echo = json!({"type": "message_reply", "group_id": 42, "secret": "s3cret", "object": {"from_id": -42, "peer_id": 7, "out": 1, "conversation_message_id": 4, "text": "hello"}});
         assert_eq!(post(&url, echo).await, (200, "ok".into()));
-        assert_eq!(host.received.load(Ordering::SeqCst), 1);
-    }
-
-    #[test]
-    fn secrets_compare_exactly() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert_eq!(host.received().len(), 1);
     }
 }

@@ -32,7 +32,11 @@ use switchboard_channel::{
     MediaRef, Unreadable,
 };
 
-use crate::api::{Api, FetchError};
+use switchboard_kit::http::DownloadError;
+use switchboard_kit::mime::mime_for_name_or_binary;
+use switchboard_kit::{now_ms, safe_file_name};
+
+use crate::api::Api;
 
 /// Peer ids of group chats start here (`2000000000 + chat id`).
 pub const CHAT_PEER_BASE: i64 = 2_000_000_000;
@@ -168,13 +172,6 @@ fn text_field(v: &Value, key: &str) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn ms(date: Option<i64>) -> i64 {
@@ -363,47 +360,6 @@ enum Attached {
     Line(String),
 }
 
-/// A file name a customer chose, made safe to show and store: one path component, no control
-/// or bidirectional-override characters, not hidden, at most 200 characters, never empty.
-pub fn safe_file_name(name: &str) -> String {
-    let invisible = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-    };
-    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let cleaned: String = base.chars().filter(|c| !invisible(*c)).take(200).collect();
-    let cleaned = cleaned
-        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
-        .trim_end();
-    if cleaned.is_empty() {
-        "file".into()
-    } else {
-        cleaned.to_owned()
-    }
-}
-
-/// The mime type for a document's extension.
-pub fn mime_for_ext(ext: &str) -> &'static str {
-    match ext.to_ascii_lowercase().as_str() {
-        "pdf" => "application/pdf",
-        "jpg" | "jpeg" => "image/jpeg",
-        "png" => "image/png",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "txt" => "text/plain",
-        "csv" => "text/csv",
-        "zip" => "application/zip",
-        "doc" => "application/msword",
-        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        "xls" => "application/vnd.ms-excel",
-        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        "ogg" | "oga" => "audio/ogg",
-        "mp3" => "audio/mpeg",
-        "mp4" => "video/mp4",
-        _ => "application/octet-stream",
-    }
-}
-
 /// Width × height of a size, never overflowing on hostile numbers.
 fn area(size: &Value) -> i64 {
     i(size, "width")
@@ -430,7 +386,7 @@ fn attachment(a: &Value) -> Attached {
     let file = |url: &str, name: String, mime: &str, size: Option<u64>| {
         Attached::File(RemoteFile {
             url: url.to_owned(),
-            name: safe_file_name(&name),
+            name: safe_file_name(&name, "file"),
             mime: mime.to_owned(),
             size,
         })
@@ -473,8 +429,11 @@ fn attachment(a: &Value) -> Attached {
             };
             let size = i(body, "size").and_then(|n| u64::try_from(n).ok());
             match s(body, "url") {
-                Some(url) => file(url, name, mime_for_ext(ext), size),
-                None => Attached::Line(format!("[document: {}]", safe_file_name(&name))),
+                Some(url) => {
+                    let mime = mime_for_name_or_binary(&safe_file_name(&name, "file"));
+                    file(url, name, mime, size)
+                }
+                None => Attached::Line(format!("[document: {}]", safe_file_name(&name, "file"))),
             }
         }
         "audio_message" => match (s(body, "link_ogg"), s(body, "link_mp3")) {
@@ -752,11 +711,11 @@ pub async fn realize(
                             size,
                         });
                     }
-                    Err(FetchError::Transient(e)) => return Err(RealizeError::Fetch(e)),
-                    Err(FetchError::TooLarge) => {
+                    Err(DownloadError::Transient(e)) => return Err(RealizeError::Fetch(e)),
+                    Err(DownloadError::TooLarge) => {
                         lines.push(format!("[file too large to fetch: {}]", f.name))
                     }
-                    Err(FetchError::Refused(e)) => {
+                    Err(DownloadError::Refused(e)) => {
                         tracing::info!(error = %e, name = %f.name, "vk: attachment not available");
                         lines.push(format!("[file not available: {}]", f.name));
                     }
@@ -1093,6 +1052,39 @@ mod tests {
                      b"{\"type\":\"message_new\",\"object\":{\"message\":{\"peer_id\":\"x\",\"from_id\":1e300}}}"] {
             let _ = parse_callback_json(body, &options());
         }
-        assert_eq!(safe_file_name("../. .bashrc"), "bashrc");
+        assert_eq!(safe_file_name("../. .bashrc", "file"), "bashrc");
+    }
+
+    /// Documents' names go through the kit's sanitiser (reserved Windows characters, trailing
+    /// dots, device names, 255 bytes) and their types through the kit's table.
+    #[test]
+    fn document_names_and_types_follow_the_kit() {
+        let doc = |title: &str, ext: &str| {
+            let body = serde_json::json!({"type": "message_new", "group_id": 193668024,
+                "object": {"message": {"date": 1, "from_id": 7, "peer_id": 7,
+                "conversation_message_id": 3, "text": "",
+                "attachments": [{"type": "doc", "doc": {"id": 1, "owner_id": 7,
+                "title": title, "ext": ext, "url": "https://vk.example/doc", "size": 10}}]}}});
+            let ParsedKind::Message { files, .. } =
+                event_of(parse_callback_json(body.to_string().as_bytes(), &options()).unwrap())
+                    .kind
+            else {
+                panic!()
+            };
+            let f = files.into_iter().next().expect("a file");
+            (f.name, f.mime)
+        };
+        assert_eq!(
+            doc("what?", "pptx"),
+            (
+                "what_.pptx".to_owned(),
+                "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+                    .to_owned()
+            )
+        );
+        assert_eq!(doc("nul", "txt").0, "_nul.txt");
+        assert_eq!(doc("scan.pdf", "").1, "application/pdf");
+        let long = doc(&"ж".repeat(150), "pdf").0;
+        assert!(long.len() <= 255 && long.ends_with(".pdf"), "{long}");
     }
 }

@@ -36,7 +36,6 @@ pub mod inbound;
 mod outbound;
 mod profile;
 
-pub use callback::constant_time_eq;
 pub use config::VkConfig;
 pub use outbound::random_id;
 

@@ -21,8 +21,10 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use switchboard_channel::{
-    Attachment, ConversationKey, Delivery, Host, HostError, Outbound, OutboundAction, SendError,
+    Attachment, ConversationKey, Delivery, Host, Outbound, OutboundAction, SendError,
 };
+use switchboard_kit::mime::essence;
+use switchboard_kit::send::{attachment_bytes, permanent, retryable_host};
 
 use crate::api::{classify, classify_vk, Api, ApiError};
 use crate::config::MAX_PHOTO_BYTES;
@@ -36,19 +38,6 @@ pub struct Outgoing {
     pub host: Arc<dyn Host>,
     pub account: String,
     pub group_id: i64,
-}
-
-fn permanent(reason: impl Into<String>) -> SendError {
-    SendError::Permanent {
-        reason: reason.into(),
-    }
-}
-
-fn retryable_host(e: HostError) -> SendError {
-    SendError::Retryable {
-        reason: format!("bridge store: {e}"),
-        retry_after: None,
-    }
 }
 
 /// The `random_id` for an outbox item: stable across retries, positive 31 bits, never 0.
@@ -234,27 +223,8 @@ pub fn sent_cmid(answer: &Value, peer: i64) -> Result<i64, SendError> {
 
 /// Upload one file for a message; returns its `attachment` string.
 async fn upload(out: &Outgoing, peer: i64, attachment: &Attachment) -> Result<String, SendError> {
-    let (bytes, stored_mime) = match out.host.get_media(&attachment.media).await {
-        Ok(x) => x,
-        Err(HostError::NotFound) => {
-            return Err(permanent(format!(
-                "the file {} is no longer in the media repository",
-                attachment.name
-            )))
-        }
-        Err(e) => return Err(retryable_host(e)),
-    };
-    let mime = if attachment.mime.is_empty() {
-        stored_mime
-    } else {
-        attachment.mime.clone()
-    };
-    let essence = mime
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let (bytes, mime) = attachment_bytes(out.host.as_ref(), attachment).await?;
+    let essence = essence(&mime);
     let photo = matches!(essence.as_str(), "image/jpeg" | "image/png" | "image/gif")
         && bytes.len() as u64 <= MAX_PHOTO_BYTES;
     let upload_failed = |e: ApiError| match e {

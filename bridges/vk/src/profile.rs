@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchboard_channel::{ContactProfile, MediaRef};
+use switchboard_kit::now_ms;
 
 use crate::Shared;
 
@@ -21,13 +22,6 @@ struct Cached {
     name: Option<String>,
     photo_url: Option<String>,
     media: Option<MediaRef>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// "First Last" from a `users.get` item.
