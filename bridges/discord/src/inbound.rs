@@ -375,25 +375,8 @@ pub struct Realizer<'a> {
     pub max_download: u64,
 }
 
-/// A safe file name: the last path component, no control characters, not empty.
-pub fn safe_file_name(name: &str, fallback: &str) -> String {
-    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
-    // Controls and the zero-width / bidirectional marks that can disguise a name.
-    let invisible = |c: &char| {
-        c.is_control()
-            || matches!(*c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-    };
-    let cleaned: String = last.chars().filter(|c| !invisible(c)).collect();
-    let cleaned = cleaned
-        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
-        .trim_end()
-        .to_owned();
-    if cleaned.is_empty() {
-        fallback.to_owned()
-    } else {
-        cleaned.chars().take(200).collect()
-    }
-}
+/// File names are the kit's (re-exported for the fuzz target).
+pub use switchboard_kit::safe_file_name;
 
 fn human_size(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / (1024.0 * 1024.0))
@@ -776,5 +759,13 @@ mod tests {
         assert_eq!(safe_file_name("../../etc/passwd", "x"), "passwd");
         assert_eq!(safe_file_name(". .bashrc", "x"), "bashrc");
         assert_eq!(safe_file_name("", "x"), "x");
+        // The kit's stricter rule: reserved Windows characters, trailing dots, device names,
+        // at most 255 bytes with the extension kept.
+        assert_eq!(safe_file_name("a:b?.png. ", "x"), "a_b_.png");
+        assert_eq!(safe_file_name("aux.txt", "x"), "_aux.txt");
+        let long = safe_file_name(&format!("{}.pdf", "ж".repeat(150)), "x");
+        assert!(long.len() <= 255 && long.ends_with(".pdf"), "{long}");
+        // HTML escaping is the kit's: quotes of both kinds are escaped.
+        assert_eq!(markdown::escape("<'\"&>"), "&lt;&#39;&quot;&amp;&gt;");
     }
 }

@@ -21,20 +21,8 @@ pub type Names = HashMap<String, String>;
 /// Deepest nesting of inline formatting rendered; deeper markers stay text.
 const MAX_DEPTH: usize = 12;
 
-/// Escape text for HTML.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Text made safe inside HTML: the kit's escaping.
+pub use switchboard_kit::escape_html as escape;
 
 /// The plain-text body for Matrix: the customer's text with `<@id>`-style references replaced
 /// by names, markdown left as typed.

@@ -18,8 +18,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use switchboard_channel::{
-    Content, ConversationKey, Delivery, Host, HostError, Outbound, OutboundAction, SendError,
+    Content, ConversationKey, Delivery, Host, Outbound, OutboundAction, SendError,
 };
+use switchboard_kit::send::{attachment_bytes, retryable_host};
 
 use crate::config::MAX_TEXT_CHARS;
 use crate::markdown;
@@ -29,13 +30,6 @@ use crate::rest::{classify, Rest, Upload};
 pub struct Outgoing {
     pub rest: Rest,
     pub host: Arc<dyn Host>,
-}
-
-fn retryable_host(e: HostError) -> SendError {
-    SendError::Retryable {
-        reason: format!("the bridge's store: {e}"),
-        retry_after: None,
-    }
 }
 
 /// A Discord nonce (at most 25 characters) for an idempotency key: 128 bits of two FNV-1a
@@ -108,23 +102,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
             let mut files = Vec::new();
             let mut declared = Vec::new();
             for (n, a) in content.attachments.iter().enumerate() {
-                let (bytes, mime) = match out.host.get_media(&a.media).await {
-                    Ok(found) => found,
-                    Err(HostError::NotFound) => {
-                        return Err(SendError::Permanent {
-                            reason: format!(
-                                "the file {} is no longer in the media repository",
-                                a.name
-                            ),
-                        })
-                    }
-                    Err(e) => return Err(retryable_host(e)),
-                };
-                let mime = if a.mime.is_empty() {
-                    mime
-                } else {
-                    a.mime.clone()
-                };
+                let (bytes, mime) = attachment_bytes(out.host.as_ref(), a).await?;
                 declared.push(json!({"id": n, "filename": a.name}));
                 files.push(Upload {
                     name: a.name.clone(),

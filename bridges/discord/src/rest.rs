@@ -6,8 +6,8 @@
 //!
 //! Errors come as Discord's envelope (`{"code":…,"message":…}`); [`classify`] sorts them into
 //! what the core's outbox understands. A 429 is *retryable* after Discord's own delay (the
-//! body's `retry_after`, else the `Retry-After` or `X-RateLimit-Reset-After` header), whether the
-//! limit is per route or global. The bridge does not sleep through limits itself: the outbox
+//! body's `retry_after`, else the `Retry-After` or `X-RateLimit-Reset-After` header, capped at
+//! the kit's [`MAX_RETRY_AFTER`]), whether the limit is per route or global. The bridge does not sleep through limits itself: the outbox
 //! waits, so one limited conversation does not hold up the others.
 
 use std::time::Duration;
@@ -16,6 +16,7 @@ use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use switchboard_channel::SendError;
+use switchboard_kit::http::{read_limited, DownloadError, MAX_RETRY_AFTER};
 
 use crate::config::DiscordConfig;
 use crate::model::{ApiError, GatewayBot, Message};
@@ -63,13 +64,18 @@ fn header_secs(headers: &HeaderMap, name: &str) -> Option<f64> {
     headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok()
 }
 
-/// Discord's delay for a 429: the body's `retry_after` (seconds, fractional), else the headers.
+/// Discord's delay for a 429: the body's `retry_after` (seconds, fractional), else the standard
+/// `Retry-After` (the kit reads it), else `X-RateLimit-Reset-After`; at most [`MAX_RETRY_AFTER`].
 fn retry_after(headers: &HeaderMap, error: &ApiError) -> Option<Duration> {
-    let secs = error
+    let seconds = |secs: f64| {
+        (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())))
+    };
+    error
         .retry_after
-        .or_else(|| header_secs(headers, "retry-after"))
-        .or_else(|| header_secs(headers, "x-ratelimit-reset-after"))?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
+        .and_then(seconds)
+        .or_else(|| switchboard_kit::http::retry_after(headers))
+        .or_else(|| header_secs(headers, "x-ratelimit-reset-after").and_then(seconds))
 }
 
 impl Rest {
@@ -236,7 +242,7 @@ impl Rest {
         url: &str,
         max: u64,
     ) -> Result<(bytes::Bytes, Option<String>), RestError> {
-        let mut response = self
+        let response = self
             .http
             .get(url)
             .send()
@@ -263,17 +269,11 @@ impl Rest {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| RestError::Network(e.to_string()))?
-        {
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() as u64 > max {
-                return Err(RestError::TooLarge(bytes.len() as u64));
-            }
-        }
+        let bytes = read_limited(response, max).await.map_err(|e| match e {
+            // Counted while reading: more than `max`, how much more is not known.
+            DownloadError::TooLarge => RestError::TooLarge(max.saturating_add(1)),
+            DownloadError::Refused(e) | DownloadError::Transient(e) => RestError::Network(e),
+        })?;
         Ok((bytes.into(), mime))
     }
 }
@@ -410,6 +410,23 @@ mod tests {
         )) {
             SendError::Retryable { retry_after, .. } => {
                 assert_eq!(retry_after, Some(Duration::from_secs(3)))
+            }
+            other => panic!("{other:?}"),
+        }
+        // A huge delay is capped at the kit's hour; `Retry-After` may be an HTTP date.
+        match classify(api(429, r#"{"retry_after": 999999.5}"#, &[])) {
+            SendError::Retryable { retry_after, .. } => {
+                assert_eq!(retry_after, Some(switchboard_kit::http::MAX_RETRY_AFTER))
+            }
+            other => panic!("{other:?}"),
+        }
+        match classify(api(
+            429,
+            "{}",
+            &[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")],
+        )) {
+            SendError::Retryable { retry_after, .. } => {
+                assert_eq!(retry_after, Some(Duration::ZERO))
             }
             other => panic!("{other:?}"),
         }
