@@ -88,21 +88,8 @@ pub fn sanitize_mail_html(html: &str, _files: &[MailFile]) -> String {
         .to_string()
 }
 
-/// Escape text for HTML.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Text made safe inside HTML: the kit's escaping.
+pub use switchboard_kit::escape_html as escape;
 
 /// Plain text as HTML: escaped, line breaks kept.
 pub fn text_to_html(text: &str) -> String {

@@ -22,19 +22,14 @@ use switchboard_channel::{
 };
 
 use crate::config::{EmailConfig, MailboxConfig};
+use switchboard_kit::now_ms;
+
 use crate::html::{escape, text_to_html};
 use crate::parse::{self, MailKind, ParsedMail};
 use crate::threads::{self, MessageRecord};
 
 /// The chat of a mailbox's conversation for mail that could not be read.
 pub const UNREADABLE_CHAT: &str = "unreadable-mail";
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// Store one mail received by `mailbox`. `Ok` means the core has it.
 pub async fn deliver(

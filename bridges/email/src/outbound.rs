@@ -19,6 +19,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls as SmtpTls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use switchboard_channel::{Delivery, Host, HostError, Outbound, OutboundAction, SendError};
+use switchboard_kit::send::{attachment_bytes, permanent};
 
 use crate::config::{EmailConfig, Tls};
 use crate::html::{escape, text_to_html};
@@ -30,12 +31,6 @@ fn retryable(reason: impl Into<String>) -> SendError {
     SendError::Retryable {
         reason: reason.into(),
         retry_after: None,
-    }
-}
-
-fn permanent(reason: impl Into<String>) -> SendError {
-    SendError::Permanent {
-        reason: reason.into(),
     }
 }
 
@@ -189,12 +184,7 @@ pub async fn send(
     } else {
         let mut mixed = MultiPart::mixed().multipart(body);
         for a in &content.attachments {
-            let (bytes, mime) = host.get_media(&a.media).await.map_err(|e| match e {
-                HostError::NotFound => {
-                    permanent(format!("the file {} is no longer available", a.name))
-                }
-                e => retryable(format!("fetching {}: {e}", a.name)),
-            })?;
+            let (bytes, mime) = attachment_bytes(host, a).await?;
             if bytes.len() as u64 > config.max_file_size {
                 return Err(permanent(format!(
                     "the file {} is {} bytes; mail carries at most {}",
@@ -203,11 +193,6 @@ pub async fn send(
                     config.max_file_size
                 )));
             }
-            let mime = if a.mime.is_empty() {
-                mime
-            } else {
-                a.mime.clone()
-            };
             let ct = ContentType::parse(&mime)
                 .unwrap_or(ContentType::parse("application/octet-stream").expect("valid mime"));
             mixed = mixed.singlepart(MailAttachment::new(a.name.clone()).body(bytes.to_vec(), ct));

@@ -15,6 +15,8 @@
 //!   message; the others are shown as notices and never answered automatically.
 
 use mail_parser::{HeaderValue, MessageParser, MimeHeaders, PartType};
+use switchboard_kit::mime::with_extension;
+use switchboard_kit::safe_file_name;
 
 use crate::charset;
 use crate::fold;
@@ -340,38 +342,13 @@ fn file_of(part: &mail_parser::MessagePart<'_>, index: usize) -> Option<MailFile
             PartType::Message(m) => m.subject().map(|s| format!("{s}.eml")),
             _ => None,
         })
-        .unwrap_or_else(|| format!("attachment-{}{}", index + 1, extension_for(&mime)));
+        .unwrap_or_else(|| with_extension(&format!("attachment-{}", index + 1), &mime));
     Some(MailFile {
-        name: safe_name(&name),
+        name: safe_file_name(&name, "attachment"),
         mime,
         data,
         content_id,
     })
-}
-
-fn extension_for(mime: &str) -> &'static str {
-    match mime {
-        "image/png" => ".png",
-        "image/jpeg" => ".jpg",
-        "image/gif" => ".gif",
-        "application/pdf" => ".pdf",
-        "text/plain" => ".txt",
-        "text/html" => ".html",
-        "message/rfc822" => ".eml",
-        _ => "",
-    }
-}
-
-/// A file name without path parts or control characters, at most 200 characters.
-pub fn safe_name(name: &str) -> String {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
-    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
-    let cleaned = cleaned.trim().trim_start_matches('.').to_string();
-    if cleaned.is_empty() {
-        "attachment".to_string()
-    } else {
-        cleaned
-    }
 }
 
 fn has_header(message: &mail_parser::Message<'_>, name: &str) -> bool {

@@ -276,3 +276,30 @@ fn utf8_labelled_x_mac_cyrillic_reads_as_russian() {
     assert!(html.contains("© 2019 Science"), "{html}");
     assert!(!html.contains("¬©"), "{html}");
 }
+
+/// File names go through the kit's sanitiser (this copy used to keep bidirectional overrides,
+/// reserved Windows characters and device names), and an unnamed part is named by the kit's
+/// mime table (a .docx, not a bare `attachment-2`).
+#[test]
+fn file_names_follow_the_kit() {
+    let raw = concat!(
+        "From: a@example.org\r\nTo: b@example.org\r\nSubject: files\r\n",
+        "Message-ID: <k@example.org>\r\nMIME-Version: 1.0\r\n",
+        "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n",
+        "--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n",
+        "--b\r\nContent-Type: application/octet-stream\r\n",
+        "Content-Disposition: attachment; filename*=UTF-8''invoice%E2%80%AEfdp.exe\r\n\r\nx\r\n",
+        "--b\r\nContent-Type: application/vnd.openxmlformats-officedocument.wordprocessingml.document\r\n",
+        "Content-Disposition: attachment\r\n\r\ny\r\n",
+        "--b\r\nContent-Type: text/plain\r\n",
+        "Content-Disposition: attachment; filename=\"con.txt\"\r\n\r\nz\r\n",
+        "--b--\r\n",
+    );
+    let m = parse(raw.as_bytes()).expect("parses");
+    let names: Vec<&str> = m.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["invoicefdp.exe", "attachment-2.docx", "_con.txt"],
+        "{names:?}"
+    );
+}
