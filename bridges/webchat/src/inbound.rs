@@ -21,7 +21,9 @@ use crate::config::MAX_TEXT_CHARS;
 use crate::error::ApiError;
 use crate::hub::Live;
 use crate::state::Shared;
-use crate::store::{now_ms, sha256_hex, MessageRecord, Visitor};
+use switchboard_kit::now_ms;
+
+use crate::store::{sha256_hex, MessageRecord, Visitor};
 use crate::transcript::{self, Author, Entry, FileEntry};
 
 /// The answer to an accepted post: the message's remote id and its transcript seq.

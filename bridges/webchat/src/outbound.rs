@@ -11,31 +11,20 @@
 //! at any point ends in the same state and returns the same remote id.
 
 use switchboard_channel::{
-    Content, ConversationKey, Delivery, HostError, Outbound, OutboundAction, SendError,
+    Content, ConversationKey, Delivery, Outbound, OutboundAction, SendError,
 };
+use switchboard_kit::now_ms;
+use switchboard_kit::send::{permanent, retryable_host as retryable};
 
 use crate::config::MAX_TEXT_CHARS;
 use crate::hub::Live;
 use crate::inbound::publish;
 use crate::sanitize;
 use crate::state::Shared;
-use crate::store::{now_ms, sha256_hex, FileRecord, MessageRecord};
+use crate::store::{sha256_hex, FileRecord, MessageRecord};
 use crate::transcript::{Author, Entry, FileEntry};
 
 const GONE: &str = "the visitor's chat session no longer exists";
-
-fn retryable(error: HostError) -> SendError {
-    SendError::Retryable {
-        reason: format!("web chat store: {error}"),
-        retry_after: None,
-    }
-}
-
-fn permanent(reason: impl Into<String>) -> SendError {
-    SendError::Permanent {
-        reason: reason.into(),
-    }
-}
 
 /// The remote id of an agent message: stable for one outbox item, unique across them.
 pub fn agent_message_id(conversation: &ConversationKey, idempotency_key: &str) -> String {

@@ -9,8 +9,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
-/// Longest file name we keep, in characters.
-pub const MAX_FILE_NAME_CHARS: usize = 120;
+use switchboard_kit::file_name::is_invisible;
+
 /// Longest visitor display name, in characters.
 pub const MAX_NAME_CHARS: usize = 80;
 /// Longest e-mail address (RFC 5321 path limit).
@@ -35,43 +35,12 @@ pub fn visitor_text(raw: &str) -> String {
         .collect()
 }
 
-/// Characters that reorder or hide text: fine in a chat message, a spoofing tool in a file name
-/// (`invoice\u{202E}fdp.exe` shows as `invoiceexe.pdf`).
-fn is_invisible_control(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-}
-
-/// Make an uploaded file's name safe to store and show: keep only the last path component (both
-/// `/` and `\` count), drop control and bidi characters, drop leading dots (no hidden files),
-/// trim, and cut to [`MAX_FILE_NAME_CHARS`] keeping a short extension. Never empty.
+/// Make an uploaded file's name safe to store and show: the kit's one rule
+/// ([`switchboard_kit::safe_file_name`]: last path component, no control, invisible or bidi
+/// characters, no hidden or reserved names, at most 200 characters and 255 bytes with the
+/// extension kept), `file` when nothing is left.
 pub fn file_name(raw: &str) -> String {
-    let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
-    let cleaned: String = last.chars().filter(|c| !is_invisible_control(*c)).collect();
-    // Dots and spaces in any order (". .bashrc" must not become ".bashrc").
-    let cleaned = cleaned
-        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
-        .trim_end();
-    if cleaned.is_empty() {
-        return "file".to_owned();
-    }
-    if cleaned.chars().count() <= MAX_FILE_NAME_CHARS {
-        return cleaned.to_owned();
-    }
-    // Too long: keep the extension (when it looks like one) and shorten the stem.
-    let (stem, ext) = match cleaned.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() && (1..=10).contains(&ext.chars().count()) => {
-            (stem, Some(ext))
-        }
-        _ => (cleaned, None),
-    };
-    let ext_len = ext.map_or(0, |e| e.chars().count() + 1);
-    let stem: String = stem.chars().take(MAX_FILE_NAME_CHARS - ext_len).collect();
-    let stem = stem.trim_end();
-    match ext {
-        Some(ext) => format!("{stem}.{ext}"),
-        None => stem.to_owned(),
-    }
+    switchboard_kit::safe_file_name(raw, "file")
 }
 
 /// Is this a well-formed `type/subtype` (lowercase, no parameters)?
@@ -138,10 +107,10 @@ pub fn content_disposition(name: &str, inline: bool) -> String {
     format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
-/// A visitor's display name: control characters removed, trimmed, at most [`MAX_NAME_CHARS`].
-/// `None` when nothing is left.
+/// A visitor's display name: control, invisible and bidi characters removed (the kit's
+/// [`is_invisible`]), trimmed, at most [`MAX_NAME_CHARS`]. `None` when nothing is left.
 pub fn display_name(raw: &str) -> Option<String> {
-    let cleaned: String = raw.chars().filter(|c| !is_invisible_control(*c)).collect();
+    let cleaned: String = raw.chars().filter(|c| !is_invisible(*c)).collect();
     let cleaned: String = cleaned.trim().chars().take(MAX_NAME_CHARS).collect();
     let cleaned = cleaned.trim_end();
     (!cleaned.is_empty()).then(|| cleaned.to_owned())
@@ -252,11 +221,15 @@ mod tests {
 
     #[test]
     fn long_file_names_keep_their_extension() {
+        // The kit's limits: 200 characters (this copy cut at 120) and 255 bytes.
         let name = file_name(&format!("{}.pdf", "a".repeat(500)));
-        assert_eq!(name.chars().count(), MAX_FILE_NAME_CHARS);
+        assert_eq!(name.chars().count(), switchboard_kit::file_name::MAX_CHARS);
         assert!(name.ends_with(".pdf"));
         let name = file_name(&"ж".repeat(500));
-        assert_eq!(name.chars().count(), MAX_FILE_NAME_CHARS);
+        assert_eq!(name.len(), 254, "127 two-byte letters fit in 255 bytes");
+        // Stricter than this copy was: reserved Windows characters, trailing dots, devices.
+        assert_eq!(file_name("a:b?.pdf. "), "a_b_.pdf");
+        assert_eq!(file_name("PRN.txt"), "_PRN.txt");
     }
 
     #[test]
@@ -294,6 +267,11 @@ mod tests {
     fn names_and_emails() {
         assert_eq!(display_name("  Ann\u{7} Lee "), Some("Ann Lee".to_owned()));
         assert_eq!(display_name(" \n "), None);
+        // The kit's wider set of invisible characters (word joiner, soft hyphen, tags).
+        assert_eq!(
+            display_name("A\u{2060}n\u{AD}n\u{E0041}"),
+            Some("Ann".to_owned())
+        );
         assert_eq!(
             display_name(&"n".repeat(200)).map(|n| n.len()),
             Some(MAX_NAME_CHARS)

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use switchboard_channel::{ContactProfile, Host, HostError, MediaRef};
+use switchboard_kit::now_ms;
 
 use crate::transcript::{Author, Entry};
 
@@ -100,13 +101,6 @@ pub fn is_token_shaped(token: &str) -> bool {
         && token
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The transcript stream of a visitor.
