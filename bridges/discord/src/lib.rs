@@ -191,16 +191,11 @@ impl Channel for Discord {
             max_file_size: Some(self.config.max_file_size),
             // A message's content (with or without files) is at most 2000 characters.
             max_text_length: Some(config::MAX_TEXT_CHARS),
-            max_caption_length: None,
-            text_unit: switchboard_channel::TextUnit::Chars,
             edits: true,
             deletes: true,
             replies: true,
-            reactions: false,
-            read_receipts: false,
             typing: true,
-            reply_window: None,
-            templates: false,
+            ..Capabilities::default()
         }
     }
 

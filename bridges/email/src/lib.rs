@@ -79,16 +79,8 @@ impl Channel for Email {
             max_file_size: Some(self.config.max_file_size),
             // Mail has no length limit.
             max_text_length: None,
-            max_caption_length: None,
-            text_unit: switchboard_channel::TextUnit::Chars,
-            edits: false,
-            deletes: false,
             replies: true,
-            reactions: false,
-            read_receipts: false,
-            typing: false,
-            reply_window: None,
-            templates: false,
+            ..Capabilities::default()
         }
     }
 

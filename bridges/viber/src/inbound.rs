@@ -24,11 +24,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 use switchboard_channel::{
-    Attachment, ContactProfile, Content, ConversationKey, Host, HostError, Inbound, InboundEvent,
-    Unreadable,
+    ContactProfile, Content, ConversationKey, Host, HostError, Inbound, InboundEvent, Unreadable,
 };
+use switchboard_kit::media::{self, FileInfo, MediaError};
 
-use switchboard_kit::http::DownloadError;
 use switchboard_kit::mime::{mime_for_name, mime_for_name_or_binary};
 use switchboard_kit::now_ms;
 
@@ -437,6 +436,15 @@ pub enum RealizeError {
     Host(#[from] HostError),
 }
 
+impl From<MediaError> for RealizeError {
+    fn from(e: MediaError) -> Self {
+        match e {
+            MediaError::Host(e) => RealizeError::Host(e),
+            e @ MediaError::Transient { .. } => RealizeError::Fetch(e.to_string()),
+        }
+    }
+}
+
 /// Fetch the message's file and build the core's [`Inbound`].
 pub async fn realize(
     parsed: Parsed,
@@ -455,39 +463,25 @@ pub async fn realize(
             text,
             file,
         } => {
-            let mut lines = vec![text];
-            let mut attachments = Vec::new();
-            if let Some(f) = file {
-                match if f.size.is_some_and(|n| n > max_download) {
-                    Err(DownloadError::TooLarge)
-                } else {
-                    api.download(&f.url, max_download).await
-                } {
-                    Ok(bytes) => {
-                        let size = bytes.len() as u64;
-                        let media = host.put_media(Bytes::from(bytes), &f.mime, &f.name).await?;
-                        attachments.push(Attachment {
-                            media,
-                            name: f.name,
-                            mime: f.mime,
-                            size,
-                        });
-                    }
-                    Err(DownloadError::Transient(e)) => return Err(RealizeError::Fetch(e)),
-                    Err(DownloadError::TooLarge) => {
-                        lines.push(format!("[file too large to fetch: {}]", f.name))
-                    }
-                    Err(DownloadError::Refused(e)) => {
-                        tracing::info!(error = %e, name = %f.name, "viber: media not available");
-                        lines.push(format!("[file not available: {}]", f.name));
-                    }
-                }
-            }
-            let text = lines
-                .into_iter()
-                .filter(|l| !l.is_empty())
-                .collect::<Vec<_>>()
-                .join("\n");
+            let fetched = media::fetch_all(
+                host.as_ref(),
+                "viber",
+                file.into_iter().collect(),
+                max_download,
+                |f: &RemoteFile| FileInfo {
+                    name: f.name.clone(),
+                    mime: f.mime.clone(),
+                    size: f.size,
+                },
+                |f, max| async move {
+                    api.download(&f.url, max)
+                        .await
+                        .map(|bytes| (Bytes::from(bytes), None))
+                },
+            )
+            .await?;
+            let text = fetched.text_with(&text);
+            let attachments = fetched.attachments;
             InboundEvent::Message {
                 remote_id,
                 content: Content {

@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use axum::Router;
 use serde_json::json;
 use switchboard_channel::{
-    Capabilities, Channel, ChannelError, Delivery, Formatting, Host, Outbound, SendError,
+    Capabilities, Channel, ChannelError, Delivery, Host, Outbound, SendError,
 };
 
 pub mod api;
@@ -138,22 +138,14 @@ impl Channel for Viber {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            formatting: Formatting::Plain,
             max_file_size: Some(self.config.max_file_size),
             // REST bot API: text up to 7000 characters; a picture's description up to 120.
             max_text_length: Some(config::MAX_TEXT_CHARS),
             max_caption_length: Some(120),
-            text_unit: switchboard_channel::TextUnit::Chars,
-            edits: false,
-            deletes: false,
-            replies: false,
-            reactions: false,
             // Customers' `seen` events come in regardless; Viber has no way for a bot to mark
             // the customer's messages read, so operators' receipts are not asked for.
             read_receipts: false,
-            typing: false,
-            reply_window: None,
-            templates: false,
+            ..Capabilities::default()
         }
     }
 

@@ -28,11 +28,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 use switchboard_channel::{
-    Attachment, ContactProfile, Content, ConversationKey, Host, HostError, Inbound, InboundEvent,
-    MediaRef, Unreadable,
+    ContactProfile, Content, ConversationKey, Host, HostError, Inbound, InboundEvent, Unreadable,
 };
+use switchboard_kit::media::{self, FileInfo, MediaError};
 
-use switchboard_kit::http::DownloadError;
 use switchboard_kit::mime::mime_for_name_or_binary;
 use switchboard_kit::{now_ms, safe_file_name};
 
@@ -662,6 +661,15 @@ pub enum RealizeError {
     Host(#[from] HostError),
 }
 
+impl From<MediaError> for RealizeError {
+    fn from(e: MediaError) -> Self {
+        match e {
+            MediaError::Host(e) => RealizeError::Host(e),
+            e @ MediaError::Transient { .. } => RealizeError::Fetch(e.to_string()),
+        }
+    }
+}
+
 /// Fetch the event's files and build the core's [`Inbound`].
 pub async fn realize(
     parsed: Parsed,
@@ -692,40 +700,25 @@ pub async fn realize(
             files,
             reply_to,
         } => {
-            let mut lines = vec![text];
-            let mut attachments = Vec::new();
-            for f in files {
-                if f.size.is_some_and(|n| n > max_download) {
-                    lines.push(format!("[file too large to fetch: {}]", f.name));
-                    continue;
-                }
-                match api.download(&f.url, max_download).await {
-                    Ok(bytes) => {
-                        let size = bytes.len() as u64;
-                        let media: MediaRef =
-                            host.put_media(Bytes::from(bytes), &f.mime, &f.name).await?;
-                        attachments.push(Attachment {
-                            media,
-                            name: f.name,
-                            mime: f.mime,
-                            size,
-                        });
-                    }
-                    Err(DownloadError::Transient(e)) => return Err(RealizeError::Fetch(e)),
-                    Err(DownloadError::TooLarge) => {
-                        lines.push(format!("[file too large to fetch: {}]", f.name))
-                    }
-                    Err(DownloadError::Refused(e)) => {
-                        tracing::info!(error = %e, name = %f.name, "vk: attachment not available");
-                        lines.push(format!("[file not available: {}]", f.name));
-                    }
-                }
-            }
-            let text = lines
-                .into_iter()
-                .filter(|l| !l.is_empty())
-                .collect::<Vec<_>>()
-                .join("\n");
+            let fetched = media::fetch_all(
+                host.as_ref(),
+                "vk",
+                files,
+                max_download,
+                |f: &RemoteFile| FileInfo {
+                    name: f.name.clone(),
+                    mime: f.mime.clone(),
+                    size: f.size,
+                },
+                |f, max| async move {
+                    api.download(&f.url, max)
+                        .await
+                        .map(|bytes| (Bytes::from(bytes), None))
+                },
+            )
+            .await?;
+            let text = fetched.text_with(&text);
+            let attachments = fetched.attachments;
             let text = if parsed.in_chat && !text.is_empty() {
                 prefix(text)
             } else {

@@ -25,8 +25,7 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use axum::Router;
 use switchboard_channel::{
-    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound,
-    SendError,
+    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Host, Outbound, SendError,
 };
 
 pub mod api;
@@ -111,20 +110,15 @@ impl Channel for Vk {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            formatting: Formatting::Plain,
             max_file_size: Some(self.config.max_file_size),
             // messages.send: the text goes beside attachments, under the same limit.
             max_text_length: Some(config::MAX_TEXT_CHARS),
-            max_caption_length: None,
-            text_unit: switchboard_channel::TextUnit::Chars,
             edits: true,
             deletes: true,
             replies: true,
-            reactions: false,
             read_receipts: true,
             typing: true,
-            reply_window: None,
-            templates: false,
+            ..Capabilities::default()
         }
     }
 

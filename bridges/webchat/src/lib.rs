@@ -171,16 +171,12 @@ impl Channel for Webchat {
             max_file_size: Some(self.config.max_upload_bytes),
             // Our own widget: the same limit with files.
             max_text_length: Some(MAX_TEXT_CHARS),
-            max_caption_length: None,
-            text_unit: switchboard_channel::TextUnit::Chars,
             edits: true,
             deletes: true,
             replies: true,
-            reactions: false,
             read_receipts: true,
             typing: true,
-            reply_window: None,
-            templates: false,
+            ..Capabilities::default()
         }
     }
 
