@@ -266,7 +266,7 @@ async fn fake_server_logs_requests_and_says_what_came_instead() -> anyhow::Resul
     use fakes::server::FakeServer;
 
     let bound = FakeServer::bind("Smoke").await?;
-    let shared = bound.shared(0u32);
+    let shared: std::sync::Arc<fakes::server::Shared<u32>> = bound.shared(0);
     let app = axum::Router::new()
         .route(
             "/hits",

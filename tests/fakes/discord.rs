@@ -150,7 +150,6 @@ enum Control {
 
 #[derive(Default)]
 struct Inner {
-    calls: Vec<Call>,
     faults: Vec<Fault>,
     closed_dms: HashSet<String>,
     /// Every message (customers' and the bot's), by id.
@@ -182,7 +181,7 @@ struct Inner {
 }
 
 /// The state; its `changed` wakes the gateway's sockets and held requests.
-type Shared = server::Shared<Inner>;
+type Shared = server::Shared<Inner, Call>;
 
 /// The fake Discord, on 127.0.0.1 and a free port; stops when dropped.
 pub struct FakeDiscord {
@@ -442,7 +441,7 @@ impl FakeDiscord {
 
     /// Every HTTP request, in order.
     pub fn all_calls(&self) -> Vec<Call> {
-        self.shared.lock().calls.clone()
+        self.shared.calls()
     }
 
     /// Requests with this method whose path starts with `prefix`.
@@ -689,7 +688,7 @@ async fn rest(
         }
     };
     let status = response.status().as_u16();
-    shared.lock().calls.push(Call {
+    shared.record(Call {
         method: method.to_string(),
         path,
         authorization,

@@ -154,7 +154,6 @@ pub struct Sent {
 
 #[derive(Default)]
 struct Inner {
-    calls: Vec<Call>,
     faults: Vec<Fault>,
     profiles: HashMap<String, Value>,
     files: HashMap<String, (Vec<u8>, String)>,
@@ -172,7 +171,7 @@ struct Inner {
 }
 
 /// The state; its `changed` wakes held downloads.
-type Shared = server::Shared<Inner>;
+type Shared = server::Shared<Inner, Call>;
 
 /// The fake Graph API server, on 127.0.0.1 and a free port; stops when dropped.
 pub struct FakeMeta {
@@ -299,18 +298,12 @@ impl FakeMeta {
     }
 
     pub fn all_calls(&self) -> Vec<Call> {
-        self.shared.lock().calls.clone()
+        self.shared.calls()
     }
 
     /// The calls to one path (`me/messages`, `me/message_attachments`, a profile id).
     pub fn calls(&self, path: &str) -> Vec<Call> {
-        self.shared
-            .lock()
-            .calls
-            .iter()
-            .filter(|c| c.path == path)
-            .cloned()
-            .collect()
+        self.shared.calls_where(|c| c.path == path)
     }
 
     /// What the Page sent (accepted messages only).
@@ -390,7 +383,7 @@ impl FakeMeta {
 
     fn record(shared: &Shared, mut call: Call, response: Response) -> Response {
         call.status = response.status().as_u16();
-        shared.lock().calls.push(call);
+        shared.record(call);
         response
     }
 }

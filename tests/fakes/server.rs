@@ -128,17 +128,19 @@ impl Log {
     }
 }
 
-/// A fake's state, behind one mutex, with the server's base URL and a [`Notify`] for whatever
-/// waits on a change of it.
-pub struct Shared<T> {
+/// A fake's state, behind one mutex, with the server's base URL, a [`Notify`] for whatever
+/// waits on a change of it, and the fake's own log of calls `C` (its typed view of the requests:
+/// the API method, the parsed parameters, the upload, the answer).
+pub struct Shared<T, C = ()> {
     state: Mutex<T>,
+    calls: Mutex<Vec<C>>,
     /// Wakes long polls, held answers and waits (see [`Shared::wake`]).
     pub changed: Notify,
     url: String,
     log: Arc<Log>,
 }
 
-impl<T> Shared<T> {
+impl<T, C> Shared<T, C> {
     /// The state (a panic elsewhere while it was held does not make it unusable).
     pub fn lock(&self) -> MutexGuard<'_, T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -153,6 +155,32 @@ impl<T> Shared<T> {
     pub fn wake(&self) {
         self.changed.notify_waiters();
         self.log.changed.notify_waiters();
+    }
+
+    /// Adds a call to the fake's log (and wakes the server's waits).
+    pub fn record(&self, call: C) {
+        self.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(call);
+        self.log.changed.notify_waiters();
+    }
+
+    /// Every call logged so far, oldest first.
+    pub fn calls(&self) -> Vec<C>
+    where
+        C: Clone,
+    {
+        self.calls_where(|_| true)
+    }
+
+    /// The calls logged so far that match `pred`, oldest first.
+    pub fn calls_where(&self, pred: impl Fn(&C) -> bool) -> Vec<C>
+    where
+        C: Clone,
+    {
+        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        calls.iter().filter(|c| pred(c)).cloned().collect()
     }
 }
 
@@ -170,10 +198,11 @@ impl Bound {
         format!("http://{}", self.addr)
     }
 
-    /// The fake's shared state, knowing the server's URL.
-    pub fn shared<T>(&self, state: T) -> Arc<Shared<T>> {
+    /// The fake's shared state, knowing the server's URL, with an empty log of calls `C`.
+    pub fn shared<T, C>(&self, state: T) -> Arc<Shared<T, C>> {
         Arc::new(Shared {
             state: Mutex::new(state),
+            calls: Mutex::new(Vec::new()),
             changed: Notify::new(),
             url: self.url(),
             log: Arc::clone(&self.log),

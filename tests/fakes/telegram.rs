@@ -189,7 +189,6 @@ struct Inner {
     /// Unconfirmed updates, in id order.
     updates: VecDeque<Value>,
     next_update_id: i64,
-    calls: Vec<Call>,
     faults: Vec<Fault>,
     blocked: HashSet<i64>,
     /// Messages the bot sent, by (chat, message id).
@@ -206,7 +205,7 @@ struct Inner {
 }
 
 /// The state; its `changed` wakes long polls (new update) and held downloads (release).
-type Shared = server::Shared<Inner>;
+type Shared = server::Shared<Inner, Call>;
 
 /// The fake Bot API server, on 127.0.0.1 and a free port; stops when dropped.
 pub struct FakeTelegram {
@@ -404,18 +403,12 @@ impl FakeTelegram {
 
     /// Every request so far.
     pub fn all_calls(&self) -> Vec<Call> {
-        self.shared.lock().calls.clone()
+        self.shared.calls()
     }
 
     /// The requests of one method so far.
     pub fn calls(&self, method: &str) -> Vec<Call> {
-        self.shared
-            .lock()
-            .calls
-            .iter()
-            .filter(|c| c.method == method)
-            .cloned()
-            .collect()
+        self.shared.calls_where(|c| c.method == method)
     }
 
     /// Waits until a call of `method` matching `pred` was received.
@@ -812,7 +805,7 @@ fn record(
     upload: Option<Upload>,
     status: u16,
 ) {
-    shared.lock().calls.push(Call {
+    shared.record(Call {
         method: method.to_owned(),
         params,
         upload,

@@ -144,7 +144,6 @@ pub struct Incoming {
 
 #[derive(Default)]
 struct Inner {
-    calls: Vec<Call>,
     faults: Vec<(FaultKind, u32)>,
     unsubscribed: HashSet<String>,
     landlines: HashSet<String>,
@@ -160,7 +159,7 @@ struct Inner {
 }
 
 /// The state; its `changed` wakes held message creations (release).
-type Shared = server::Shared<Inner>;
+type Shared = server::Shared<Inner, Call>;
 
 /// The fake API, on 127.0.0.1 and a free port; stops when dropped.
 pub struct FakeTwilio {
@@ -320,7 +319,7 @@ impl FakeTwilio {
     }
 
     pub fn calls(&self) -> Vec<Call> {
-        self.shared.lock().calls.clone()
+        self.shared.calls()
     }
 
     /// Message creations (POST Messages.json) so far.
@@ -568,7 +567,7 @@ fn record(
     auth: Option<(String, String)>,
     status: u16,
 ) {
-    shared.lock().calls.push(Call {
+    shared.record(Call {
         method: method.into(),
         path,
         params,

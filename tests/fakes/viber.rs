@@ -85,7 +85,6 @@ pub enum Fault {
 
 #[derive(Default)]
 struct Inner {
-    calls: Vec<Call>,
     faults: Vec<(Fault, u32)>,
     /// Users who wrote to the bot (subscribed).
     subscribed: HashSet<String>,
@@ -96,7 +95,7 @@ struct Inner {
     base: String,
 }
 
-type Shared = server::Shared<Inner>;
+type Shared = server::Shared<Inner, Call>;
 
 /// The fake Viber, on 127.0.0.1 and a free port; stops when dropped.
 pub struct FakeViber {
@@ -169,11 +168,10 @@ impl FakeViber {
 
     /// Whether the fake served a file (`/files/<name>`) — recorded as a `GET files/<name>` call.
     pub fn file_fetched(&self, name: &str) -> bool {
-        self.shared
-            .lock()
-            .calls
-            .iter()
-            .any(|c| c.method == format!("GET files/{name}"))
+        !self
+            .shared
+            .calls_where(|c| c.method == format!("GET files/{name}"))
+            .is_empty()
     }
 
     /// The webhook URL Viber accepted with `set_webhook`.
@@ -195,17 +193,11 @@ impl FakeViber {
     }
 
     pub fn all_calls(&self) -> Vec<Call> {
-        self.shared.lock().calls.clone()
+        self.shared.calls()
     }
 
     pub fn calls(&self, method: &str) -> Vec<Call> {
-        self.shared
-            .lock()
-            .calls
-            .iter()
-            .filter(|c| c.method == method)
-            .cloned()
-            .collect()
+        self.shared.calls_where(|c| c.method == method)
     }
 
     pub async fn wait_for_call(
@@ -302,7 +294,7 @@ fn record(
     fetched: Option<Vec<u8>>,
     status: i64,
 ) {
-    shared.lock().calls.push(Call {
+    shared.record(Call {
         method: method.into(),
         token,
         body,

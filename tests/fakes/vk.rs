@@ -112,7 +112,6 @@ struct Fault {
 
 #[derive(Default)]
 struct Inner {
-    calls: Vec<Call>,
     faults: Vec<Fault>,
     users: HashMap<i64, (VkUser, Option<String>)>,
     denied: HashSet<i64>,
@@ -139,7 +138,7 @@ struct Inner {
     base: String,
 }
 
-type Shared = server::Shared<Inner>;
+type Shared = server::Shared<Inner, Call>;
 
 /// The fake VK, on 127.0.0.1 and a free port; stops when dropped.
 pub struct FakeVk {
@@ -258,17 +257,11 @@ impl FakeVk {
     }
 
     pub fn all_calls(&self) -> Vec<Call> {
-        self.shared.lock().calls.clone()
+        self.shared.calls()
     }
 
     pub fn calls(&self, method: &str) -> Vec<Call> {
-        self.shared
-            .lock()
-            .calls
-            .iter()
-            .filter(|c| c.method == method)
-            .cloned()
-            .collect()
+        self.shared.calls_where(|c| c.method == method)
     }
 
     /// Waits until a call of `method` matching `pred` was received.
@@ -502,7 +495,7 @@ fn record(
     upload: Option<Upload>,
     error: Option<i64>,
 ) {
-    shared.lock().calls.push(Call {
+    shared.record(Call {
         method: method.to_owned(),
         params,
         upload,
@@ -899,7 +892,7 @@ async fn upload(
     s.next_id += 1;
     let key = format!("upl{}", s.next_id);
     s.pending_uploads.insert(key.clone(), upload.clone());
-    s.calls.push(Call {
+    shared.record(Call {
         method: format!("upload/{kind}"),
         params: Map::new(),
         upload: Some(upload),

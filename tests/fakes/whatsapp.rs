@@ -225,7 +225,6 @@ struct StoredMedia {
 
 #[derive(Default)]
 struct Inner {
-    calls: Vec<Call>,
     faults: Vec<(Fault, u32)>,
     media: HashMap<String, StoredMedia>,
     next_id: u64,
@@ -239,7 +238,7 @@ struct Inner {
     failing_downloads: u32,
 }
 
-type Shared = server::Shared<Inner>;
+type Shared = server::Shared<Inner, Call>;
 
 /// The fake Cloud API, on 127.0.0.1 and a free port; stops when dropped.
 pub struct FakeWhatsApp {
@@ -467,18 +466,12 @@ impl FakeWhatsApp {
 
     /// Every request so far.
     pub fn all_calls(&self) -> Vec<Call> {
-        self.shared.lock().calls.clone()
+        self.shared.calls()
     }
 
     /// The requests of one kind so far.
     pub fn calls(&self, kind: &str) -> Vec<Call> {
-        self.shared
-            .lock()
-            .calls
-            .iter()
-            .filter(|c| c.kind == kind)
-            .cloned()
-            .collect()
+        self.shared.calls_where(|c| c.kind == kind)
     }
 
     /// Waits until a call of `kind` matching `pred` was received.
@@ -533,7 +526,7 @@ fn record(
     bearer: Option<String>,
     status: u16,
 ) {
-    shared.lock().calls.push(Call {
+    shared.record(Call {
         kind: kind.into(),
         path,
         body,
