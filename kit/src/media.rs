@@ -21,6 +21,29 @@ pub struct FileInfo {
     pub size: Option<u64>,
 }
 
+/// A file a message carries, still on the network's side at a URL (most networks hand files
+/// over that way).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteFile {
+    pub url: String,
+    /// The (already safe) name shown to operators.
+    pub name: String,
+    pub mime: String,
+    /// The size the network announces, if any.
+    pub size: Option<u64>,
+}
+
+impl RemoteFile {
+    /// What is known of it before fetching.
+    pub fn info(&self) -> FileInfo {
+        FileInfo {
+            name: self.name.clone(),
+            mime: self.mime.clone(),
+            size: self.size,
+        }
+    }
+}
+
 /// Why a message's files could not be fetched now (worth trying again).
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {

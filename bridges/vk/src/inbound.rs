@@ -28,9 +28,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 use switchboard_channel::{
-    ContactProfile, Content, ConversationKey, Host, HostError, Inbound, InboundEvent, Unreadable,
+    ContactProfile, Content, ConversationKey, Host, Inbound, InboundEvent, Unreadable,
 };
-use switchboard_kit::media::{self, FileInfo, MediaError};
+use switchboard_kit::media;
 
 use switchboard_kit::mime::mime_for_name_or_binary;
 use switchboard_kit::{now_ms, safe_file_name};
@@ -50,13 +50,7 @@ pub struct ParseOptions {
 }
 
 /// A file the message carries, still on VK's side.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemoteFile {
-    pub url: String,
-    pub name: String,
-    pub mime: String,
-    pub size: Option<u64>,
-}
+pub use switchboard_kit::media::RemoteFile;
 
 /// What an event means, before any I/O.
 #[derive(Clone, Debug, PartialEq)]
@@ -652,23 +646,8 @@ fn notice_event(
     )
 }
 
-/// Why an event could not be stored.
-#[derive(Debug, thiserror::Error)]
-pub enum RealizeError {
-    #[error("fetching a file: {0}")]
-    Fetch(String),
-    #[error(transparent)]
-    Host(#[from] HostError),
-}
-
-impl From<MediaError> for RealizeError {
-    fn from(e: MediaError) -> Self {
-        match e {
-            MediaError::Host(e) => RealizeError::Host(e),
-            e @ MediaError::Transient { .. } => RealizeError::Fetch(e.to_string()),
-        }
-    }
-}
+/// Why an event could not be stored yet (the source is not acknowledged and sends it again).
+pub use switchboard_kit::media::MediaError as RealizeError;
 
 /// Fetch the event's files and build the core's [`Inbound`].
 pub async fn realize(
@@ -705,11 +684,7 @@ pub async fn realize(
                 "vk",
                 files,
                 max_download,
-                |f: &RemoteFile| FileInfo {
-                    name: f.name.clone(),
-                    mime: f.mime.clone(),
-                    size: f.size,
-                },
+                RemoteFile::info,
                 |f, max| async move {
                     api.download(&f.url, max)
                         .await
