@@ -2,22 +2,21 @@
 //! sends becomes the file name in the Matrix room, in the transcript and in the download's
 //! `Content-Disposition`; the declared type becomes the download's `Content-Type`.
 //!
-//! Invariants: the name is non-empty, one path component (no `/` or `\`), without control or
-//! bidi characters, not hidden, trimmed, at most 120 characters; cleaning is idempotent; the
-//! `Content-Disposition` and mime type are valid header values.
+//! Invariants: the name is what the channel kit keeps (`check_core_file_name`: non-empty, one
+//! path component, no control, invisible or bidi characters, no character Windows refuses, not
+//! hidden, no trailing dot or space, at most 200 characters and 255 bytes); cleaning is
+//! idempotent; the `Content-Disposition` and mime type are valid header values.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use switchboard::matrix::content::safe_file_name;
-use switchboard_fuzz::{check_core_file_name, check_header_value, check_webchat_file_name};
-use switchboard_webchat::sanitize::{
-    content_disposition, file_name, mime_type, MAX_FILE_NAME_CHARS,
-};
+use switchboard_fuzz::{check_core_file_name, check_header_value};
+use switchboard_webchat::sanitize::{content_disposition, file_name, mime_type};
 
 fuzz_target!(|data: &[u8]| {
     let raw = String::from_utf8_lossy(data);
     let name = file_name(&raw);
-    check_webchat_file_name(&raw, &name, MAX_FILE_NAME_CHARS);
+    check_core_file_name(&raw, &name);
     assert_eq!(file_name(&name), name, "cleaning {raw:?} twice changes it");
     check_header_value(&content_disposition(&name, false));
     check_header_value(&content_disposition(&name, true));

@@ -9,11 +9,10 @@
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use switchboard_fuzz::{
-    check_client_id, check_header_value, check_visitor_text, check_webchat_file_name,
+    check_client_id, check_core_file_name, check_header_value, check_visitor_text,
 };
 use switchboard_webchat::config::MAX_TEXT_CHARS;
 use switchboard_webchat::parse::parse_upload;
-use switchboard_webchat::sanitize::MAX_FILE_NAME_CHARS;
 
 const LIMIT: u64 = 1024;
 
@@ -32,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
                 "file of {} bytes",
                 form.data.len()
             );
-            check_webchat_file_name("", &form.name, MAX_FILE_NAME_CHARS);
+            check_core_file_name("", &form.name);
             check_header_value(&form.mime);
             if let Some(id) = &form.client_id {
                 check_client_id(id);
