@@ -29,8 +29,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::Router;
 use switchboard_channel::{
-    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Host, Outbound,
-    SendError,
+    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Host, Outbound, SendError,
 };
 
 pub mod config;
