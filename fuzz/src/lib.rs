@@ -18,30 +18,6 @@ pub fn is_invisible(c: char) -> bool {
         || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
-/// A file name as the web chat keeps it (`sanitize::file_name`): non-empty, one path component,
-/// no control or bidi characters, no leading dot, trimmed, at most `max_chars`.
-pub fn check_webchat_file_name(raw: &str, name: &str, max_chars: usize) {
-    assert!(!name.is_empty(), "empty file name from {raw:?}");
-    assert!(
-        !name.contains(['/', '\\']),
-        "path separator in {name:?} from {raw:?}"
-    );
-    assert!(
-        !name.chars().any(is_invisible),
-        "invisible character in {name:?} from {raw:?}"
-    );
-    assert!(
-        !name.starts_with('.'),
-        "hidden-file name {name:?} from {raw:?}"
-    );
-    assert_eq!(name, name.trim(), "untrimmed file name from {raw:?}");
-    assert!(
-        name.chars().count() <= max_chars,
-        "file name over {max_chars} characters from {raw:?}"
-    );
-    assert!(name != "." && name != "..", "dot name from {raw:?}");
-}
-
 /// A file name as the channel kit keeps one (`switchboard_kit::safe_file_name`, used by the
 /// core for operators' files and by every channel for customers'): non-empty, one path
 /// component, no control or bidi characters, no character Windows refuses, not hidden, no

@@ -98,16 +98,13 @@ fn clip(name: &str) -> String {
         .filter(|e| e.chars().count() <= MAX_EXTENSION_CHARS + 1 && e.len() > 1)
         .unwrap_or("");
     let stem = &name[..name.len() - extension.len()];
+    let room_chars = MAX_CHARS - extension.chars().count();
     let mut out = String::new();
-    let mut chars = 0;
-    for c in stem.chars() {
-        if chars + 1 + extension.chars().count() > MAX_CHARS
-            || out.len() + c.len_utf8() + extension.len() > MAX_BYTES
-        {
+    for c in stem.chars().take(room_chars) {
+        if out.len() + c.len_utf8() + extension.len() > MAX_BYTES {
             break;
         }
         out.push(c);
-        chars += 1;
     }
     let out = out.trim_end_matches(|c: char| c == '.' || c.is_whitespace());
     format!("{out}{extension}")

@@ -8,7 +8,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use switchboard_channel::{ContactProfile, ConversationKey, Host, HostError, Inbound, MediaRef};
+use switchboard_channel::{
+    ContactProfile, ConversationKey, Host, HostError, Inbound, MediaRef, Unreadable,
+};
 
 /// See the module docs.
 #[derive(Default)]
@@ -19,6 +21,7 @@ pub struct MemoryHost {
     state: Mutex<HashMap<String, String>>,
     media: Mutex<HashMap<String, (Bytes, String)>>,
     logs: Mutex<HashMap<String, Vec<(String, serde_json::Value)>>>,
+    unreadable: Mutex<Vec<Unreadable>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -29,6 +32,11 @@ impl MemoryHost {
     /// Everything received so far, in order (redeliveries left out).
     pub fn received(&self) -> Vec<Inbound> {
         lock(&self.received).clone()
+    }
+
+    /// Input the channel could not read and handed over (as the core keeps it).
+    pub fn unreadables(&self) -> Vec<Unreadable> {
+        lock(&self.unreadable).clone()
     }
 
     /// Make the host fail (or work again).
@@ -111,6 +119,13 @@ impl Host for MemoryHost {
         }
         entries.push((key.to_owned(), body.clone()));
         Ok(entries.len() as i64)
+    }
+
+    /// Kept, as the core keeps it (shown in its conversation or in the admin room).
+    async fn unreadable(&self, input: Unreadable) -> Result<(), HostError> {
+        self.check()?;
+        lock(&self.unreadable).push(input);
+        Ok(())
     }
 
     async fn log_read(

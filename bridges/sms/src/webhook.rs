@@ -356,15 +356,25 @@ mod tests {
         assert!(
             matches!(&received[1].event, switchboard_channel::InboundEvent::Delivered { remote_id } if remote_id == "SM7")
         );
-        // Signed but not a message: handed to `Host::unreadable` (this host keeps nothing without
-        // a conversation, so Twilio is asked to retry); a status that is not one: 400. Nothing
-        // is received either way.
+        // Signed but not a message: kept with `Host::unreadable` and answered 200; while the
+        // store cannot keep it, Twilio is asked to retry. A status that is not one: 400.
+        // Nothing is received as a message either way.
+        let not_a_message = pairs(&[("Body", "x")]);
+        host.set_failing(true);
         assert_eq!(
-            post(&format!("{base}/sms/incoming"), &pairs(&[("Body", "x")]))
+            post(&format!("{base}/sms/incoming"), &not_a_message)
                 .await
                 .0,
             503
         );
+        host.set_failing(false);
+        assert_eq!(
+            post(&format!("{base}/sms/incoming"), &not_a_message)
+                .await
+                .0,
+            200
+        );
+        assert_eq!(host.unreadables().len(), 1);
         assert_eq!(post(&url, &pairs(&[("MessageSid", "SM1")])).await.0, 400);
         assert_eq!(host.received().len(), 2);
     }

@@ -77,7 +77,7 @@ async fn receive(
 mod tests {
     use super::*;
     use serde_json::json;
-    use switchboard_channel::{Host, InboundEvent};
+    use switchboard_channel::Host;
     use switchboard_kit::test_host::MemoryHost;
 
     use crate::config::ViberConfig;
@@ -181,12 +181,30 @@ mod tests {
             post(&url, odd, Some(&sign_hex(TOKEN.as_bytes(), odd.as_bytes()))).await,
             200,
         );
-        let received = host.received();
-        assert_eq!(received.len(), 2);
+        let kept = host.unreadables();
+        assert_eq!(kept.len(), 1);
         assert!(
-            matches!(received[1].event, InboundEvent::Notice { .. }),
+            kept[0].conversation.is_some() && kept[0].to_notice().is_some(),
             "{:?}",
-            received[1].event
+            kept[0]
+        );
+        // Signed garbage naming no conversation is kept too (the core shows it in the admin
+        // room), and acknowledged.
+        let garbage = "not json";
+        assert_eq!(
+            post(
+                &url,
+                garbage,
+                Some(&sign_hex(TOKEN.as_bytes(), garbage.as_bytes()))
+            )
+            .await,
+            200
+        );
+        assert_eq!(host.unreadables().len(), 2);
+        assert_eq!(
+            host.received().len(),
+            1,
+            "nothing unreadable became a message"
         );
     }
 }
