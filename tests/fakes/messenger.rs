@@ -35,7 +35,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::server::{self, FakeServer};
-use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -366,18 +365,11 @@ impl FakeMeta {
         body: Vec<u8>,
         signature: Option<&str>,
     ) -> anyhow::Result<u16> {
-        let mut request = reqwest::Client::new()
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body);
-        if let Some(s) = signature {
-            request = request.header("X-Hub-Signature-256", s);
-        }
-        let response = request
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .context("posting to the webhook")?;
+        let signature: Vec<_> = signature
+            .map(|s| ("X-Hub-Signature-256", s))
+            .into_iter()
+            .collect();
+        let response = server::post_webhook(url, body, &signature, Duration::from_secs(30)).await?;
         Ok(response.status().as_u16())
     }
 

@@ -20,6 +20,8 @@
 //! anything a fake can check (its own, typed call records). When a wait's deadline passes, the
 //! error lists the last requests, so a failing test shows what the bridge did instead.
 //!
+//! [`post_webhook`] is the other direction: a platform posting an event to the bridge.
+//!
 //! Waits are woken by each request the server answers and by [`Shared::wake`]; they also look
 //! again every 25 ms, for state that changes without either (a task of the fake's own).
 
@@ -413,4 +415,26 @@ impl FakeServer {
             let _ = tokio::time::timeout(nap, changed).await;
         }
     }
+}
+
+/// POSTs `body` to the bridge's webhook `url` as a platform does: a JSON body, the `headers`
+/// given (a signature, a secret; none for an unsigned delivery), answered within `within`.
+pub async fn post_webhook(
+    url: &str,
+    body: impl Into<reqwest::Body>,
+    headers: &[(&str, &str)],
+    within: Duration,
+) -> anyhow::Result<reqwest::Response> {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request
+        .timeout(within)
+        .send()
+        .await
+        .with_context(|| format!("posting to the webhook {url}"))
 }

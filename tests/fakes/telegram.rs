@@ -36,7 +36,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{header, StatusCode};
@@ -537,18 +536,12 @@ impl FakeTelegram {
             update["update_id"] = s.next_update_id.into();
             s.next_update_id += 1;
         }
-        let mut request = reqwest::Client::new()
-            .post(url)
-            .header("content-type", "application/json")
-            .body(update.to_string());
-        if let Some(secret) = secret {
-            request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
-        }
-        let response = request
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .context("posting to the webhook")?;
+        let secret: Vec<_> = secret
+            .map(|s| ("X-Telegram-Bot-Api-Secret-Token", s))
+            .into_iter()
+            .collect();
+        let response =
+            server::post_webhook(url, update.to_string(), &secret, Duration::from_secs(30)).await?;
         Ok(response.status().as_u16())
     }
 }

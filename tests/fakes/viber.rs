@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::server::{self, FakeServer};
-use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -271,18 +270,11 @@ impl FakeViber {
 }
 
 async fn post_signed(url: &str, body: Vec<u8>, signature: Option<&str>) -> anyhow::Result<u16> {
-    let mut request = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body);
-    if let Some(sig) = signature {
-        request = request.header("X-Viber-Content-Signature", sig);
-    }
-    let response = request
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .context("posting to the webhook")?;
+    let signature: Vec<_> = signature
+        .map(|s| ("X-Viber-Content-Signature", s))
+        .into_iter()
+        .collect();
+    let response = server::post_webhook(url, body, &signature, Duration::from_secs(30)).await?;
     Ok(response.status().as_u16())
 }
 

@@ -34,7 +34,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::server::{self, FakeServer};
-use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{header, StatusCode};
@@ -412,14 +411,8 @@ impl FakeVk {
 }
 
 async fn post_json(url: &str, event: &Value) -> anyhow::Result<(u16, String)> {
-    let response = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .body(event.to_string())
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .context("posting to the callback URL")?;
+    let response =
+        server::post_webhook(url, event.to_string(), &[], Duration::from_secs(30)).await?;
     let status = response.status().as_u16();
     Ok((status, response.text().await.unwrap_or_default()))
 }

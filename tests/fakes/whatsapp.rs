@@ -40,7 +40,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::server::{self, FakeServer};
-use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -449,18 +448,11 @@ impl FakeWhatsApp {
         body: Vec<u8>,
         signature: Option<&str>,
     ) -> anyhow::Result<u16> {
-        let mut request = reqwest::Client::new()
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body);
-        if let Some(s) = signature {
-            request = request.header("X-Hub-Signature-256", s);
-        }
-        let response = request
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await
-            .context("posting to the webhook")?;
+        let signature: Vec<_> = signature
+            .map(|s| ("X-Hub-Signature-256", s))
+            .into_iter()
+            .collect();
+        let response = server::post_webhook(url, body, &signature, Duration::from_secs(60)).await?;
         Ok(response.status().as_u16())
     }
 
