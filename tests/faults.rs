@@ -804,12 +804,7 @@ async fn a_failing_store_acknowledges_nothing() -> anyhow::Result<()> {
     visitor
         .wait_for_agent_text("answered while the disk is full")
         .await?;
-    env.alice
-        .wait_for_event(&room, "delivery status", |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
-        })
-        .await?;
+    env.alice.wait_for_any_send_status(&room, &answer).await?;
     visitor.send("marker").await?;
     env.alice.wait_for_text(&room, "marker").await?;
     let copies = env
@@ -898,11 +893,7 @@ async fn a_channel_outage_is_retried_then_dead_lettered_and_resent() -> anyhow::
         "retried {after_429:?} after a 429 asking for 3 s"
     );
     env.alice
-        .wait_for_event(&room, "a success status", |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == sorry.as_str()
-                && e["content"]["status"] == "SUCCESS"
-        })
+        .wait_for_send_status(&room, &sorry, "SUCCESS")
         .await?;
 
     // Refusing for longer than the bridge tries: a dead letter, shown in the room.
@@ -956,11 +947,7 @@ async fn a_channel_outage_is_retried_then_dead_lettered_and_resent() -> anyhow::
     })
     .await?;
     env.alice
-        .wait_for_event(&room, "a success status for the resent message", |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == lost.as_str()
-                && e["content"]["status"] == "SUCCESS"
-        })
+        .wait_for_send_status(&room, &lost, "SUCCESS")
         .await?;
     let delivered = fake.bot_messages_with_text(user.id, "here is your tracking number");
     ensure!(
