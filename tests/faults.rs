@@ -639,6 +639,10 @@ on_both_stores!(operators_are_heard_after_the_homeserver_restarts);
 /// command is answered.
 async fn operators_are_heard_after_the_homeserver_restarts(backend: Backend) -> anyhow::Result<()> {
     let mut env = TestEnv::start(BridgeOptions::default().backend(backend)).await?;
+    // A restarted Synapse sends what it holds for the appservice on its own recovery schedule
+    // (its backoff grows with each failed try while it was coming up): on a loaded machine an
+    // answer can take longer than the rig's usual 30 s. A deadline, not a pause.
+    env.alice.timeout = Duration::from_secs(90);
     let visitor = env.visitor("Rita Restart", "rita@example.com").await?;
     visitor.send("hello, anyone there?").await?;
     let room = env.alice.wait_for_invite("Rita Restart").await?;
