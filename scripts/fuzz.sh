@@ -35,6 +35,8 @@ export RUSTC_BOOTSTRAP=1
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # The main workspace's target dir is not the fuzz build's (different flags would rebuild both).
 unset CARGO_TARGET_DIR
+export CARGO_INCREMENTAL=0
+bash "$(dirname "${BASH_SOURCE[0]}")/prune-cache.sh" "$TARGET_DIR"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz.sh: installing cargo-fuzz into $TOOLS (once)" >&2

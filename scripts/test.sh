@@ -18,6 +18,10 @@ cd "$ROOT"
 export SWITCHBOARD_CACHE="${SWITCHBOARD_CACHE:-$HOME/.cache/switchboard}"
 bash scripts/install-test-deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SWITCHBOARD_CACHE/target}"
+# Incremental compilation helps an edit-compile loop, not a test run: its caches grew to tens of
+# gigabytes and filled the disk once. Each run also prunes what earlier runs left behind.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+bash scripts/prune-cache.sh "$CARGO_TARGET_DIR"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # Backtraces for panics, not for every anyhow error a test returns.
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
