@@ -270,6 +270,30 @@ impl MxClient {
         Ok(v["event_id"].as_str().context("no event_id")?.to_string())
     }
 
+    /// `send_text` as the bridge sends a customer's message: with `?ts=` (when the customer
+    /// wrote) besides the appservice's `?user_id=`, so a control measured with it asks Synapse
+    /// for exactly what the bridge asks.
+    pub async fn send_text_at(
+        &self,
+        room: &str,
+        txn: &str,
+        body: &str,
+        ts_ms: i64,
+    ) -> anyhow::Result<String> {
+        let mut url = self.url(&["rooms", room, "send", "m.room.message", txn])?;
+        url.query_pairs_mut().append_pair("ts", &ts_ms.to_string());
+        let resp = self
+            .http
+            .put(url)
+            .bearer_auth(&self.token)
+            .json(&json!({"msgtype": "m.text", "body": body}))
+            .send()
+            .await
+            .context("PUT /send")?;
+        let v = json_ok(resp, "PUT /rooms/{room}/send").await?;
+        Ok(v["event_id"].as_str().context("no event_id")?.to_string())
+    }
+
     /// Starts this user's sync loop, recording into `recorder`. Returns after the first
     /// (immediate) sync, so only what happens afterwards is recorded as new.
     pub async fn watch(&self, recorder: Recorder) -> anyhow::Result<SyncWatcher> {

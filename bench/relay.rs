@@ -15,10 +15,10 @@
 //! - **bridge outbound**: `@alice` sends in the portal; latency runs until the visitor's
 //!   `GET /webchat/api/v1/events` stream delivers the agent message.
 //! - **appservice direct** (latency only, a control): the benchmark itself sends as a visitor's
-//!   ghost with the bridge's `as_token` into its portal, observed by `@bob`. No bridge code runs
-//!   on the way in, but Synapse does all it does for an appservice; the difference between this
-//!   and **direct** is the homeserver's price of bridging, the difference between **bridge
-//!   inbound** and this is the bridge's own.
+//!   ghost with the bridge's `as_token` into its portal, exactly as the bridge does (`?user_id=`
+//!   and `?ts=`), observed by `@bob`'s sync like **bridge inbound**. No bridge code runs on the
+//!   way in. It is a control, not a floor: Synapse's time for it varies from round to round as
+//!   much as the bridge's own share, so compare it with **bridge inbound** round by round.
 //!
 //! Latency: one message in flight at a time, in rounds that interleave the three paths (rotating
 //! their order), so slow spells of the machine hit all three alike. Throughput: every
@@ -304,7 +304,8 @@ impl Path {
     /// Latency runs also time `Appservice`: a ghost's send made by the benchmark itself with
     /// the bridge's `as_token`, into a portal. It is what any appservice pays in Synapse
     /// (identity assertion, the transaction pushed back to the appservice, a busier room),
-    /// without the bridge's own work — the floor for the inbound path.
+    /// without the bridge's own work: a control for the inbound path, sent and observed the
+    /// same way (not a floor: both vary from round to round by more than their difference).
     const LATENCY: [Path; 4] = [
         Path::Direct,
         Path::Appservice,
@@ -362,8 +363,12 @@ impl World {
                 (ack, self.bob_seen.seen(body, WAIT).await?)
             }
             Path::Appservice => {
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0);
                 self.ghost
-                    .send_text(&self.portals[0], &unique("a"), body)
+                    .send_text_at(&self.portals[0], &unique("a"), body, now_ms)
                     .await?;
                 let ack = t0.elapsed();
                 (ack, self.bob_seen.seen(body, WAIT).await?)
