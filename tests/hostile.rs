@@ -810,14 +810,17 @@ fn raw_upload(filename_param: &[u8], data: &[u8]) -> (String, Vec<u8>) {
 }
 
 /// Is this a name safe to show and to save: one path component, no controls, not hidden?
+/// The channel kit's rule for file names (`switchboard_kit::file_name`), restated.
 fn is_safe_name(name: &str) -> bool {
     !name.is_empty()
-        && !name.contains(['/', '\\'])
+        && !name.contains(['/', '\\', '<', '>', ':', '"', '|', '?', '*'])
         && !name
             .chars()
             .any(|c| c.is_control() || ('\u{202A}'..='\u{202E}').contains(&c))
         && !name.starts_with('.')
-        && name.chars().count() <= 120
+        && !name.ends_with(['.', ' '])
+        && name.chars().count() <= 200
+        && name.len() <= 255
 }
 
 async fn path_tricks_in_file_names(backend: Backend) -> anyhow::Result<()> {
@@ -851,12 +854,12 @@ async fn path_tricks_in_file_names(backend: Backend) -> anyhow::Result<()> {
         ),
         (
             format!("filename=\"{long}\"").into_bytes(),
-            Some(format!("{}.pdf", "a".repeat(116))),
+            Some(format!("{}.pdf", "a".repeat(196))),
         ),
         (b"filename*=UTF-8''..%2F..%2Fsecret.txt".to_vec(), None),
         (
             b"filename=\"<img src=x onerror=alert(1)>.png\"".to_vec(),
-            Some("<img src=x onerror=alert(1)>.png".into()),
+            Some("_img src=x onerror=alert(1)_.png".into()),
         ),
     ];
     for (param, expected) in &cases {
