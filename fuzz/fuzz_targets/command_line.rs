@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(invocation.args, invocation.args.trim());
         if invocation.bare {
             assert!(!in_portal, "bare command in a portal from {text:?}");
-            assert!(COMMANDS.iter().any(|(n, _, _)| *n == invocation.name));
+            assert!(COMMANDS.iter().any(|(_, n, _, _)| *n == invocation.name));
         } else {
             assert!(
                 text.trim_start().starts_with("!sb"),

@@ -15,8 +15,23 @@
 
 use teloxide::types::{MessageEntity, MessageEntityKind as Kind};
 
-/// Escape text for HTML (both Matrix's and Telegram's, which takes numeric entities too).
-pub use switchboard_kit::escape_html as escape;
+/// Escape text for Telegram's HTML (and Matrix's). Not the kit's `escape_html`: Telegram's
+/// `parse_mode=HTML` names only `&lt; &gt; &amp; &quot;`, and its attributes are always written
+/// in double quotes here, so `'` stays as it is (the kit writes `&#39;`, which Telegram's own
+/// parser takes but other readers of its HTML may show as it is).
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 /// Opening and closing tags for an entity, or `None` for entities that are not formatting
 /// (mentions, hashtags, commands, …: they stay plain text).
