@@ -258,16 +258,11 @@ impl MxClient {
 
     /// Sends an `m.text`; returns when the homeserver has accepted it (the event id).
     pub async fn send_text(&self, room: &str, txn: &str, body: &str) -> anyhow::Result<String> {
-        let resp = self
-            .http
-            .put(self.url(&["rooms", room, "send", "m.room.message", txn])?)
-            .bearer_auth(&self.token)
-            .json(&json!({"msgtype": "m.text", "body": body}))
-            .send()
-            .await
-            .context("PUT /send")?;
-        let v = json_ok(resp, "PUT /rooms/{room}/send").await?;
-        Ok(v["event_id"].as_str().context("no event_id")?.to_string())
+        self.put_text(
+            self.url(&["rooms", room, "send", "m.room.message", txn])?,
+            body,
+        )
+        .await
     }
 
     /// `send_text` as the bridge sends a customer's message: with `?ts=` (when the customer
@@ -282,6 +277,11 @@ impl MxClient {
     ) -> anyhow::Result<String> {
         let mut url = self.url(&["rooms", room, "send", "m.room.message", txn])?;
         url.query_pairs_mut().append_pair("ts", &ts_ms.to_string());
+        self.put_text(url, body).await
+    }
+
+    /// `PUT` an `m.text` with `body` to a send URL; the new event's id.
+    async fn put_text(&self, url: url::Url, body: &str) -> anyhow::Result<String> {
         let resp = self
             .http
             .put(url)

@@ -117,6 +117,7 @@ where
     for file in files {
         let info = info(&file);
         if info.size.is_some_and(|n| n > max) {
+            tracing::info!(channel, name = %info.name, size = ?info.size, max, "file too large to fetch");
             fetched.notes.push(too_large_note(&info, max));
             continue;
         }
@@ -137,9 +138,12 @@ where
                     size,
                 });
             }
-            Err(DownloadError::TooLarge) => fetched
-                .notes
-                .push(too_large_note(&FileInfo { size: None, ..info }, max)),
+            Err(DownloadError::TooLarge) => {
+                tracing::info!(channel, name = %info.name, max, "file too large to fetch");
+                fetched
+                    .notes
+                    .push(too_large_note(&FileInfo { size: None, ..info }, max));
+            }
             Err(DownloadError::Refused(e)) => {
                 tracing::info!(channel, error = %e, name = %info.name, "file not available");
                 fetched.notes.push(unavailable_note(&info.name));
