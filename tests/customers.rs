@@ -52,14 +52,16 @@ fn options(backend: Backend, whatsapp: &FakeWhatsApp, twilio: &FakeTwilio) -> Br
 on_both_stores!(one_customer_across_channels);
 
 async fn one_customer_across_channels(backend: Backend) -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("one customer across channels");
     let whatsapp = FakeWhatsApp::start().await?;
     let twilio = FakeTwilio::start().await?;
     let env = TestEnv::start(options(backend, &whatsapp, &twilio)).await?;
     let bridge = env.bridge.base_url();
-    // Monday 23 Nov 2026, 10:00 UTC: Alice is on shift.
+    steps.step("Monday 23 Nov 2026, 10:00 UTC: Alice is on shift");
     env.set_clock(utc(2026, 11, 23, 10, 0)).await?;
 
     // Jane writes on WhatsApp: a retail conversation, shown to Alice only; Alice takes it.
+    steps.step("Jane writes on WhatsApp: a retail conversation, shown to Alice only");
     let jane = Customer::new(JANE_WA_ID, "Jane Doe");
     let (_, payload) = whatsapp.message(
         &jane,
@@ -79,6 +81,7 @@ async fn one_customer_across_channels(backend: Backend) -> anyhow::Result<()> {
 
     // The same phone number by SMS: one customer, so the conversation sticks to Alice, who
     // handled her last, and `whois` says where else she writes.
+    steps.step("The same phone number by SMS: one customer, sticky to Alice, and `whois` lists her other channels");
     twilio
         .incoming(&bridge, JANE_PHONE, "Hello by SMS", vec![])
         .await?;
@@ -98,7 +101,9 @@ async fn one_customer_across_channels(backend: Backend) -> anyhow::Result<()> {
         "Bob sees a conversation owned by Alice"
     );
 
-    // Alice tags her as a wholesale customer; the answer says where her new conversations go.
+    steps.step(
+        "Alice tags her as a wholesale customer; the answer says where her new conversations go",
+    );
     let tagged = command(&env.alice, &sms_room, "!sb tag Wholesale").await?;
     ensure!(
         tagged.contains("wholesale") && tagged.contains("team b2b"),
@@ -107,8 +112,7 @@ async fn one_customer_across_channels(backend: Backend) -> anyhow::Result<()> {
     let refused = command(&env.alice, &sms_room, "!sb tag two<words>").await?;
     ensure!(refused.contains("is not a tag"), "{refused}");
 
-    // On the web chat she gives her email, which no other contact has: a separate customer
-    // until Alice links them by phone number.
+    steps.step("On the web chat she gives her email, which no other contact has: a separate customer until Alice links them by phone number");
     let visitor = env.visitor("Jane D.", JANE_EMAIL).await?;
     visitor.send("Hi from the website").await?;
     let web_room = env.alice.wait_for_invite("Jane D.").await?;
@@ -143,8 +147,7 @@ async fn one_customer_across_channels(backend: Backend) -> anyhow::Result<()> {
         );
     }
 
-    // The SMS number turns out to be shared (her office): unlinked, and a new SMS does not
-    // link it again automatically.
+    steps.step("The SMS number turns out to be shared (her office): unlinked, and a new SMS does not link it again automatically");
     let unlinked = command(&env.alice, &sms_room, "!sb unlink").await?;
     ensure!(unlinked.contains("Unlinked"), "{unlinked}");
     twilio
@@ -163,6 +166,7 @@ async fn one_customer_across_channels(backend: Backend) -> anyhow::Result<()> {
 
     // Saturday: Alice is off shift. Jane opens a new web chat with the same email: linked by
     // address to the tagged customer, so the wholesale team gets it, and Bob, not Alice, sees it.
+    steps.step("Saturday: Alice is off shift");
     env.set_clock(utc(2026, 11, 28, 12, 0)).await?;
     let weekend = env.visitor("Jane", JANE_EMAIL).await?;
     weekend.send("Weekend order for 40 boxes").await?;
@@ -189,7 +193,7 @@ async fn one_customer_across_channels(backend: Backend) -> anyhow::Result<()> {
         rig::membership(&env.bob.memberships(&b2b_room).await?, env.alice.user_id()).is_none(),
         "Alice (off shift, another team) sees the wholesale conversation"
     );
-    Ok(())
+    steps.finish()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

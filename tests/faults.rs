@@ -221,6 +221,7 @@ async fn sigkill_during_a_two_way_burst_loses_and_doubles_nothing_on_postgres() 
 }
 
 async fn sigkill_during_a_two_way_burst(backend: Backend) -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("sigkill during a two way burst");
     let seed: u64 = match std::env::var("SWITCHBOARD_FAULT_SEED") {
         Ok(s) => s.parse().context("SWITCHBOARD_FAULT_SEED")?,
         Err(_) => rand::rng().random(),
@@ -246,7 +247,7 @@ async fn sigkill_during_a_two_way_burst(backend: Backend) -> anyhow::Result<()> 
     let started = Instant::now();
     let deadline = started + Duration::from_secs(660);
 
-    // 200 visitors, each with a session made before the storm.
+    steps.step("200 visitors, each with a session made before the storm");
     let mut visitors = Vec::new();
     for i in 0..CONVERSATIONS {
         let name = format!("Crash Visitor {i:03}");
@@ -259,6 +260,7 @@ async fn sigkill_during_a_two_way_burst(backend: Backend) -> anyhow::Result<()> 
     // The killer: SIGKILL at random moments while traffic flows, restarting at once. Pauses of
     // 2–20 s spread the kills over portal creation, customer messages and operator replies alike
     // (the burst takes a few minutes); only kills before the traffic is over count.
+    steps.step("The killer: SIGKILL at random moments while traffic flows, restarting at once");
     let traffic_done = Arc::new(AtomicBool::new(false));
     let kill_plan: Vec<u64> = (0..10).map(|_| rng.random_range(2000..20000)).collect();
     let database_url = bridge.lock().await.database_url().to_string();
@@ -289,7 +291,8 @@ async fn sigkill_during_a_two_way_burst(backend: Backend) -> anyhow::Result<()> 
         })
     };
 
-    // Customers: 10 messages each, in order per conversation, 20 conversations at a time.
+    steps
+        .step("Customers: 10 messages each, in order per conversation, 20 conversations at a time");
     let inbound = {
         let visitors = visitors.clone();
         tokio::spawn(async move {
@@ -314,8 +317,7 @@ async fn sigkill_during_a_two_way_burst(backend: Backend) -> anyhow::Result<()> 
         })
     };
 
-    // Operators: join each portal as it appears and answer 10 times, in order (the homeserver
-    // queues the answers while the bridge is down).
+    steps.step("Operators: join each portal as it appears and answer 10 times, in order (the homeserver queues the answers while the bridge is down)");
     let mut rooms: HashMap<String, String> = HashMap::new(); // visitor id -> room
     let mut replies = Vec::new();
     let mut since = None;
@@ -385,7 +387,7 @@ async fn sigkill_during_a_two_way_burst(backend: Backend) -> anyhow::Result<()> 
     );
     println!("{kills} kills ({in_flight} with work in flight); {failed_attempts} customer sends had to be retried while the bridge was down");
 
-    // Every customer message in its room exactly once, in order.
+    steps.step("Every customer message in its room exactly once, in order");
     for v in &visitors {
         let room = &rooms[&v.visitor_id];
         let expected: Vec<String> = (0..PER_CONVERSATION)
@@ -406,7 +408,7 @@ async fn sigkill_during_a_two_way_burst(backend: Backend) -> anyhow::Result<()> 
             v.visitor_id
         );
     }
-    // Every operator reply reached its customer exactly once, in order.
+    steps.step("Every operator reply reached its customer exactly once, in order");
     for v in &visitors {
         let expected: Vec<String> = (0..PER_CONVERSATION)
             .map(|r| format!("reply {r} to {}", v.visitor_id))
@@ -428,6 +430,9 @@ async fn sigkill_during_a_two_way_burst(backend: Backend) -> anyhow::Result<()> 
     }
     // A quiet point (nothing left to do in either direction), then everything once more: a late
     // duplicate, delivered after the first count, is seen here.
+    steps.step(
+        "A quiet point, then everything counted once more (a late duplicate would show here)",
+    );
     rig::poll_until(
         "the bridge to have no work left",
         deadline.saturating_duration_since(Instant::now()),
@@ -456,7 +461,7 @@ async fn sigkill_during_a_two_way_burst(backend: Backend) -> anyhow::Result<()> 
         );
     }
     println!("all checked after {:.0} s", started.elapsed().as_secs_f64());
-    Ok(())
+    steps.finish()
 }
 
 /// The operators' messages a visitor has received, in order.
@@ -835,6 +840,7 @@ async fn a_failing_store_acknowledges_nothing() -> anyhow::Result<()> {
 /// a dead letter — and `!sb retry` sends it once the channel is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_outage_is_retried_then_dead_lettered_and_resent() -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("a channel outage is retried then dead lettered and resent");
     use fakes::telegram::{FakeTelegram, FaultKind, TgUser, TOKEN};
     let fake = FakeTelegram::start().await?;
     let section = json!({
@@ -866,6 +872,8 @@ async fn a_channel_outage_is_retried_then_dead_lettered_and_resent() -> anyhow::
 
     // Two 500s (teloxide itself waits 10 s after a 5xx), one call that hangs past the client's
     // 6 s timeout (1 s long poll + 5 s slack), one 429 asking for 3 s, then the API is back.
+    steps
+        .step("Two 500s, a call that hangs past the timeout, a 429: retried until the API is back");
     fake.fault(Some("sendMessage"), FaultKind::ServerError, 2);
     fake.fault(Some("sendMessage"), FaultKind::Hang { secs: 7 }, 1);
     fake.fault(
@@ -900,7 +908,7 @@ async fn a_channel_outage_is_retried_then_dead_lettered_and_resent() -> anyhow::
         .wait_for_send_status(&room, &sorry, "SUCCESS")
         .await?;
 
-    // Refusing for longer than the bridge tries: a dead letter, shown in the room.
+    steps.step("Refusing for longer than the bridge tries: a dead letter, shown in the room");
     fake.fault(
         Some("sendMessage"),
         FaultKind::TooManyRequests { retry_after: 1 },
@@ -933,7 +941,7 @@ async fn a_channel_outage_is_retried_then_dead_lettered_and_resent() -> anyhow::
         .count();
     ensure!(failed == 6, "{failed} attempts, max_attempts is 6");
 
-    // Back again: `!sb retry` resends the dead letter, once.
+    steps.step("Back again: `!sb retry` resends the dead letter, once");
     let retry = env.alice.send_text(&room, "!sb retry").await?;
     let answer = env
         .alice
@@ -963,5 +971,5 @@ async fn a_channel_outage_is_retried_then_dead_lettered_and_resent() -> anyhow::
         delivered == 1,
         "the customer got the retried message {delivered} times"
     );
-    Ok(())
+    steps.finish()
 }

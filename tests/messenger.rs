@@ -59,6 +59,7 @@ async fn deliver(fake: &FakeMeta, env: &TestEnv, net: Net, item: Value) -> anyho
 }
 
 async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("messenger conversation both ways");
     let net = Net::Messenger;
     let fake = FakeMeta::start().await?;
     let env = TestEnv::start(options(backend, &fake)).await?;
@@ -69,7 +70,7 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
         json!({"first_name": "Jane", "last_name": "Doe", "profile_pic": picture}),
     );
 
-    // Text in: a room named after the customer, the ghost named from the profile.
+    steps.step("Text in: a room named after the customer, the ghost named from the profile");
     let first = deliver(
         &fake,
         &env,
@@ -118,13 +119,13 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
         "the profile picture fetched for the avatar"
     );
 
-    // Meta redelivering the same body, and our own message echoed back: nothing new.
+    steps.step("Meta redelivering the same body, and our own message echoed back: nothing new");
     ensure!(fake.deliver(&webhook(&env, net), &first).await? == 200);
     let echo = json!({"sender": {"id": net.account()}, "recipient": {"id": JANE_PSID}, "timestamp": now_ms(),
                       "message": {"mid": "m_echo_1", "is_echo": true, "app_id": 1517776481860111u64, "text": "echoed page message"}});
     deliver(&fake, &env, net, echo).await?;
 
-    // An image and a file: fetched from the CDN, bytes in Matrix.
+    steps.step("An image and a file: fetched from the CDN, bytes in Matrix");
     let jpeg = rig::blob("jpeg", 3000);
     let url = fake.add_file("photo.jpg", "image/jpeg", jpeg.clone());
     deliver(
@@ -177,6 +178,7 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
 
     // Audio; a sticker (an image with a sticker_id); an attachment of a kind we do not know and
     // an event we do not show become notices by the ghost.
+    steps.step("Audio, a sticker, an unknown attachment kind and an event we do not show");
     let m4a = rig::blob("ftypM4A", 1800);
     let url = fake.add_file("audioclip-1518479195000-1234.mp4", "audio/mp4", m4a.clone());
     deliver(
@@ -252,7 +254,7 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
         .wait_for_message(&room, |m| m.is_notice() && m.body.contains("SPRING_SALE"))
         .await?;
 
-    // A quick reply and a postback arrive as text; a reply keeps its target.
+    steps.step("A quick reply and a postback arrive as text; a reply keeps its target");
     deliver(
         &fake,
         &env,
@@ -301,7 +303,7 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
         reply.relates_to
     );
 
-    // The operator answers: the Send API got the right JSON with the Page token.
+    steps.step("The operator answers: the Send API got the right JSON with the Page token");
     let answer = env
         .alice
         .send_text(&room, "It left the warehouse today")
@@ -336,7 +338,7 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
         .map(|s| s.mid.clone())
         .context("the answer in the fake")?;
 
-    // A file out: uploaded as multipart filedata, then sent by attachment id.
+    steps.step("A file out: uploaded as multipart filedata, then sent by attachment id");
     let label = rig::blob("%PDF-1.7", 2500);
     let label_event = env
         .alice
@@ -385,7 +387,7 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
         .wait_for_send_status(&room, &label_event, "SUCCESS")
         .await?;
 
-    // The customer reacts to the answer: an m.reaction by the ghost on Alice's event.
+    steps.step("The customer reacts to the answer: an m.reaction by the ghost on Alice's event");
     deliver(
         &fake,
         &env,
@@ -410,7 +412,9 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
         "{reaction}"
     );
 
-    // Messenger's read watermark: the ghost's receipt lands on the newest message it covers.
+    steps.step(
+        "Messenger's read watermark: the ghost's receipt lands on the newest message it covers",
+    );
     deliver(
         &fake,
         &env,
@@ -422,7 +426,7 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
         .wait_for_read_receipt(&room, &hello.sender, &label_event)
         .await?;
 
-    // An operator's reaction goes out as sender_action react.
+    steps.step("An operator's reaction goes out as sender_action react");
     env.alice.react(&room, &hello.event_id, "👍").await?;
     let react = fake
         .wait_for_call("me/messages", |c| c.sender_action() == Some("react"))
@@ -434,7 +438,7 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
         react.body
     );
 
-    // Exactly once each; the echo never reached Matrix.
+    steps.step("Exactly once each; the echo never reached Matrix");
     let messages = env.alice.messages(&room);
     ensure!(
         messages
@@ -456,10 +460,11 @@ async fn messenger_conversation_both_ways(backend: Backend) -> anyhow::Result<()
         .filter(|c| c.text() == Some("It left the warehouse today"))
         .count();
     ensure!(answers == 1, "the answer was sent {answers} times");
-    Ok(())
+    steps.finish()
 }
 
 async fn instagram_conversation_both_ways(backend: Backend) -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("instagram conversation both ways");
     let net = Net::Instagram;
     let fake = FakeMeta::start().await?;
     let env = TestEnv::start(options(backend, &fake)).await?;
@@ -504,7 +509,7 @@ async fn instagram_conversation_both_ways(backend: Backend) -> anyhow::Result<()
         lookup.query
     );
 
-    // An image, and a story reply with its link.
+    steps.step("An image, and a story reply with its link");
     let png = rig::blob("\u{89}PNG", 2000);
     let url = fake.add_file("ig_asset", "image/png", png.clone());
     deliver(
@@ -536,7 +541,7 @@ async fn instagram_conversation_both_ways(backend: Backend) -> anyhow::Result<()
         reply.body
     );
 
-    // The customer unsends a message: its event is redacted.
+    steps.step("The customer unsends a message: its event is redacted");
     deliver(
         &fake,
         &env,
@@ -546,7 +551,7 @@ async fn instagram_conversation_both_ways(backend: Backend) -> anyhow::Result<()
     .await?;
     env.alice.wait_for_redaction(&room, &reply.event_id).await?;
 
-    // The operator answers, and sends an image (uploaded with platform=instagram).
+    steps.step("The operator answers, and sends an image (uploaded with platform=instagram)");
     let answer = env.alice.send_text(&room, "Yes, all sizes").await?;
     let sent = fake
         .wait_for_call("me/messages", |c| {
@@ -597,7 +602,7 @@ async fn instagram_conversation_both_ways(backend: Backend) -> anyhow::Result<()
         .map(|s| s.mid.clone())
         .context("the answer")?;
 
-    // Instagram's read names the message: the ghost's receipt on Alice's answer.
+    steps.step("Instagram's read names the message: the ghost's receipt on Alice's answer");
     deliver(
         &fake,
         &env,
@@ -609,7 +614,7 @@ async fn instagram_conversation_both_ways(backend: Backend) -> anyhow::Result<()
         .wait_for_read_receipt(&room, &first.sender, &answer)
         .await?;
 
-    // A reaction, then taking it back.
+    steps.step("A reaction, then taking it back");
     deliver(
         &fake,
         &env,
@@ -646,7 +651,7 @@ async fn instagram_conversation_both_ways(backend: Backend) -> anyhow::Result<()
     .await?;
     env.alice.wait_for_redaction(&room, &reaction_id).await?;
 
-    // An edit with its new text replaces the message.
+    steps.step("An edit with its new text replaces the message");
     deliver(
         &fake,
         &env,
@@ -668,7 +673,7 @@ async fn instagram_conversation_both_ways(backend: Backend) -> anyhow::Result<()
         "{:?}",
         edit.content
     );
-    Ok(())
+    steps.finish()
 }
 
 /// The bridge dies while a delivery is half stored (its text stored, its image still being
@@ -781,6 +786,7 @@ async fn a_crash_while_storing_a_delivery_loses_nothing(backend: Backend) -> any
 /// Meta's refusals become notices operators can read; rate limits are retried until delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_become_notices_and_rate_limits_are_retried() -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("refusals become notices and rate limits are retried");
     let net = Net::Messenger;
     let fake = FakeMeta::start().await?;
     let env = TestEnv::start(options(Backend::Sqlite, &fake).max_attempts(6)).await?;
@@ -799,7 +805,7 @@ async fn refusals_become_notices_and_rate_limits_are_retried() -> anyhow::Result
     let room = env.alice.wait_for_invite("Jane Doe").await?;
     env.alice.wait_for_text(&room, "hello?").await?;
 
-    // Two (#613) rate-limit refusals, then delivered.
+    steps.step("Two (#613) rate-limit refusals, then delivered");
     fake.fault(Some("me/messages"), FaultKind::RateLimit { code: 613 }, 2);
     env.alice.send_text(&room, "patience").await?;
     fake.wait_for_call("me/messages", |c| {
@@ -817,7 +823,7 @@ async fn refusals_become_notices_and_rate_limits_are_retried() -> anyhow::Result
         "two refusals and one success, got {tries:?}"
     );
 
-    // HTTP 429 with Retry-After: waited out, then delivered.
+    steps.step("HTTP 429 with Retry-After: waited out, then delivered");
     fake.fault(
         Some("me/messages"),
         FaultKind::TooManyRequests {
@@ -846,7 +852,9 @@ async fn refusals_become_notices_and_rate_limits_are_retried() -> anyhow::Result
         "retried after {gap:?}, before Retry-After (2 s)"
     );
 
-    // A caption and a file; the upload fails once (5xx): the retry sends only what is missing.
+    steps.step(
+        "A caption and a file; the upload fails once (5xx): the retry sends only what is missing",
+    );
     let pdf = rig::blob("%PDF-1.5", 1200);
     let mxc = env.alice.upload("application/pdf", pdf.clone()).await?;
     fake.fault(Some("me/message_attachments"), FaultKind::ServerError, 1);
@@ -879,7 +887,8 @@ async fn refusals_become_notices_and_rate_limits_are_retried() -> anyhow::Result
         .count();
     ensure!(captions == 1, "the caption went out {captions} times");
 
-    // Outside the 24-hour window (Meta's clock says so): a notice quoting Meta, no retry.
+    steps
+        .step("Outside the 24-hour window (Meta's clock says so): a notice quoting Meta, no retry");
     fake.outside_window(JANE_PSID, true);
     let late = env.alice.send_text(&room, "sorry for the wait").await?;
     let notice = env
@@ -906,7 +915,7 @@ async fn refusals_become_notices_and_rate_limits_are_retried() -> anyhow::Result
         "a permanent failure is not retried ({attempts} attempts)"
     );
 
-    // A customer who is not available any more (551).
+    steps.step("A customer who is not available any more (551)");
     fake.outside_window(JANE_PSID, false);
     fake.unavailable(JANE_PSID, true);
     let gone = env.alice.send_text(&room, "are you there?").await?;
@@ -924,12 +933,13 @@ async fn refusals_become_notices_and_rate_limits_are_retried() -> anyhow::Result
         "notice: {}",
         notice.body
     );
-    Ok(())
+    steps.finish()
 }
 
 /// The subscription handshake, and signatures checked before anything else on both webhooks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_check_the_handshake_and_signatures() -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("webhooks check the handshake and signatures");
     let fake = FakeMeta::start().await?;
     let env = TestEnv::start(options(Backend::Sqlite, &fake)).await?;
     fake.add_profile(
@@ -940,7 +950,7 @@ async fn webhooks_check_the_handshake_and_signatures() -> anyhow::Result<()> {
     fake.add_profile(Net::Instagram, PETER_IGSID, json!({"name": "Peter Chang"}));
     let http = reqwest::Client::new();
 
-    // GET handshake: the challenge echoed with the right verify token only (the fixture's query).
+    steps.step("GET handshake: the challenge echoed with the right verify token only (the fixture's query)");
     let form = std::fs::read_to_string(
         rig::repo_root().join("bridges/messenger/fixtures/meta/verify_challenge_query.form"),
     )?;
@@ -965,7 +975,7 @@ async fn webhooks_check_the_handshake_and_signatures() -> anyhow::Result<()> {
         );
     }
 
-    // Forged deliveries: no signature, another secret, a body changed after signing.
+    steps.step("Forged deliveries: no signature, another secret, a body changed after signing");
     for net in [Net::Messenger, Net::Instagram] {
         let from = if net == Net::Messenger {
             JANE_PSID
@@ -1021,7 +1031,7 @@ async fn webhooks_check_the_handshake_and_signatures() -> anyhow::Result<()> {
     })
     .await?;
 
-    // The real ones go through, one room per network.
+    steps.step("The real ones go through, one room per network");
     deliver(
         &fake,
         &env,
@@ -1064,8 +1074,7 @@ async fn webhooks_check_the_handshake_and_signatures() -> anyhow::Result<()> {
             "a forged delivery reached Matrix"
         );
     }
-    // A file the CDN cannot serve right now: 503, so Meta delivers again; then it is bridged
-    // once, and a further redelivery changes nothing.
+    steps.step("A file the CDN cannot serve right now: 503, so Meta delivers again; then it is bridged once, and a further redelivery changes nothing");
     let jpeg = rig::blob("jpeg", 900);
     let url = fake.add_file("retry.jpg", "image/jpeg", jpeg.clone());
     let body = FakeMeta::delivery(
@@ -1113,7 +1122,7 @@ async fn webhooks_check_the_handshake_and_signatures() -> anyhow::Result<()> {
         "fetched {fetches} times: the failed try and the stored one, not for the last redelivery"
     );
 
-    // A delivery of the other network's object on a webhook is acknowledged and ignored.
+    steps.step("A delivery of the other network's object on a webhook is acknowledged and ignored");
     let wrong = FakeMeta::delivery(
         Net::Messenger,
         FakeMeta::message(
@@ -1124,7 +1133,7 @@ async fn webhooks_check_the_handshake_and_signatures() -> anyhow::Result<()> {
         ),
     );
     ensure!(fake.deliver(&webhook(&env, Net::Instagram), &wrong).await? == 200);
-    Ok(())
+    steps.finish()
 }
 
 /// The fake itself speaks the Graph API's envelope (a check of the test tool, no bridge).

@@ -25,11 +25,13 @@ fn is_agent_message(e: &Value) -> bool {
 async fn first_message_opens_a_portal_and_the_answer_reaches_the_visitor(
     backend: Backend,
 ) -> anyhow::Result<()> {
+    let mut steps =
+        rig::Steps::new("first message opens a portal and the answer reaches the visitor");
     let env = TestEnv::start(BridgeOptions::default().backend(backend)).await?;
     let visitor = env.visitor("Jane Doe", "jane@example.com").await?;
     let first = visitor.send("Hello, my order #123 has not arrived").await?;
 
-    // The operator is invited to a new room named after the customer and the channel.
+    steps.step("The operator is invited to a new room named after the customer and the channel");
     let room = env.alice.wait_for_invite("Jane Doe").await?;
     let msg = env.alice.wait_for_text(&room, "order #123").await?;
     ensure!(
@@ -53,7 +55,7 @@ async fn first_message_opens_a_portal_and_the_answer_reaches_the_visitor(
         "topic: {topic}"
     );
 
-    // The room is the bridge's: private, bridge state, the bot at the top power level.
+    steps.step("The room is the bridge's: private, bridge state, the bot at the top power level");
     let bridge_state = env.alice.state_events(&room).await?;
     let bridge_events: Vec<&Value> = bridge_state
         .iter()
@@ -88,7 +90,7 @@ async fn first_message_opens_a_portal_and_the_answer_reaches_the_visitor(
         "every configured operator is invited to the portal"
     );
 
-    // The operator answers with formatting; the visitor sees it, safely.
+    steps.step("The operator answers with formatting; the visitor sees it, safely");
     let answer = env
         .alice
         .send_html(
@@ -108,23 +110,22 @@ async fn first_message_opens_a_portal_and_the_answer_reaches_the_visitor(
         "plain text kept: {got}"
     );
 
-    // Delivery truth: the bridge reports the message delivered in the room...
+    steps.step("Delivery truth: the bridge reports the message delivered in the room");
     env.alice
         .wait_for_send_status(&room, &answer, "SUCCESS")
         .await?;
-    // ...and the customer reading it becomes the ghost's read receipt on it.
+    steps.step("...and the customer reading it becomes the ghost's read receipt on it");
     let agent_id = got["id"].as_str().context("agent message id")?.to_string();
     visitor.read(&agent_id).await?;
     env.alice
         .wait_for_read_receipt(&room, &msg.sender, &answer)
         .await?;
 
-    // The visitor typing shows as the ghost typing (the other way is checked in tests/widget.rs,
-    // through the widget's live stream).
+    steps.step("The visitor typing shows as the ghost typing (the other way is checked in tests/widget.rs, through the widget's live stream)");
     visitor.typing(true).await?;
     env.alice.wait_for_typing(&room, &msg.sender, true).await?;
 
-    // The same visitor writing again lands in the same room; no second portal.
+    steps.step("The same visitor writing again lands in the same room; no second portal");
     visitor.send("Any news?").await?;
     env.alice.wait_for_text(&room, "Any news?").await?;
     let portals = env.rooms_named("Jane Doe").await?;
@@ -133,7 +134,7 @@ async fn first_message_opens_a_portal_and_the_answer_reaches_the_visitor(
         "portals for Jane Doe: {portals:?}"
     );
 
-    // The ghost's own messages are not echoed back to the visitor as agent messages.
+    steps.step("The ghost's own messages are not echoed back to the visitor as agent messages");
     let history = visitor.refresh().await?;
     let agents: Vec<&Value> = history.iter().filter(|e| is_agent_message(e)).collect();
     ensure!(
@@ -141,12 +142,13 @@ async fn first_message_opens_a_portal_and_the_answer_reaches_the_visitor(
         "exactly the operator's one answer reached the visitor: {agents:?}"
     );
     let _ = first;
-    Ok(())
+    steps.finish()
 }
 
 async fn files_go_both_ways_and_oversized_ones_get_a_notice(
     backend: Backend,
 ) -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("files go both ways and oversized ones get a notice");
     let env = TestEnv::start(
         BridgeOptions::default()
             .backend(backend)
@@ -157,7 +159,7 @@ async fn files_go_both_ways_and_oversized_ones_get_a_notice(
     visitor.send("I'll send the invoice").await?;
     let room = env.alice.wait_for_invite("Filip").await?;
 
-    // Visitor → operator: name, mime type, size and bytes survive.
+    steps.step("Visitor → operator: name, mime type, size and bytes survive");
     let pdf: Vec<u8> = b"%PDF-1.4\n"
         .iter()
         .copied()
@@ -182,7 +184,7 @@ async fn files_go_both_ways_and_oversized_ones_get_a_notice(
         "same bytes in the media repository"
     );
 
-    // An image becomes an m.image.
+    steps.step("An image becomes an m.image");
     let png = rig::tiny_png();
     visitor
         .upload("screenshot.png", "image/png", png.clone())
@@ -193,7 +195,7 @@ async fn files_go_both_ways_and_oversized_ones_get_a_notice(
         .await?;
     ensure!(env.alice.fetch_file(&image).await? == png);
 
-    // Operator → visitor: the visitor downloads the same bytes.
+    steps.step("Operator → visitor: the visitor downloads the same bytes");
     let label: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 256) as u8).collect();
     env.alice
         .send_file(
@@ -228,7 +230,9 @@ async fn files_go_both_ways_and_oversized_ones_get_a_notice(
     let bytes = resp.bytes().await?.to_vec();
     ensure!(bytes == label, "visitor downloads the operator's bytes");
 
-    // Too big for the channel: the operator gets a notice naming the limit; nothing is sent.
+    steps.step(
+        "Too big for the channel: the operator gets a notice naming the limit; nothing is sent",
+    );
     let big = vec![7u8; 100 * 1024];
     let big_event = env
         .alice
@@ -245,7 +249,7 @@ async fn files_go_both_ways_and_oversized_ones_get_a_notice(
         "notice: {}",
         notice.body
     );
-    // Too big from the visitor: a clear refusal, and the conversation goes on.
+    steps.step("Too big from the visitor: a clear refusal, and the conversation goes on");
     let resp = visitor
         .upload_response("big.bin", "application/octet-stream", vec![1u8; 100 * 1024])
         .await?;
@@ -270,7 +274,7 @@ async fn files_go_both_ways_and_oversized_ones_get_a_notice(
             .any(|e| e["attachments"][0]["name"] == "huge.bin"),
         "the oversized file never reached the visitor"
     );
-    Ok(())
+    steps.finish()
 }
 
 async fn replies_edits_and_deletions_go_both_ways(backend: Backend) -> anyhow::Result<()> {
@@ -513,6 +517,7 @@ async fn commands_and_notes_never_reach_the_customer(backend: Backend) -> anyhow
 /// The appservice endpoint itself, as the homeserver sees it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_are_authenticated_and_idempotent() -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("transactions are authenticated and idempotent");
     let env = TestEnv::start(BridgeOptions::default()).await?;
     let visitor = env.visitor("Tom", "tom@example.com").await?;
     visitor.send("hello").await?;
@@ -567,7 +572,7 @@ async fn transactions_are_authenticated_and_idempotent() -> anyhow::Result<()> {
             .await?;
         ensure!(ok.status() == 200, "transaction accepted: {}", ok.status());
     }
-    // The same event again in another transaction is still one message.
+    steps.step("The same event again in another transaction is still one message");
     let url2 = format!(
         "{}/_matrix/app/v1/transactions/test-txn-2",
         env.bridge.base_url()
@@ -592,7 +597,9 @@ async fn transactions_are_authenticated_and_idempotent() -> anyhow::Result<()> {
         .count();
     ensure!(copies == 1, "replayed transaction relayed {copies} times");
 
-    // The same id with a new event is not a replay (homeservers reuse ids after a restart).
+    steps.step(
+        "The same id with a new event is not a replay (homeservers reuse ids after a restart)",
+    );
     let reused = json!({"events": [{
         "type": "m.room.message", "event_id": "$reused-id-new-event", "room_id": room,
         "sender": env.alice.user_id(), "origin_server_ts": 3,
@@ -611,7 +618,7 @@ async fn transactions_are_authenticated_and_idempotent() -> anyhow::Result<()> {
         .wait_for_agent_text("new event under a used id")
         .await?;
 
-    // Events from the bridge's own namespace are dropped, not relayed back.
+    steps.step("Events from the bridge's own namespace are dropped, not relayed back");
     let ghost_event = json!({"events": [{
         "type": "m.room.message", "event_id": "$ghost-echo", "room_id": room,
         "sender": format!("@sb_webchat_someone:{}", env.synapse.server_name()),
@@ -641,7 +648,7 @@ async fn transactions_are_authenticated_and_idempotent() -> anyhow::Result<()> {
         "ghost echo relayed"
     );
 
-    // Garbage is refused with a clear error and breaks nothing.
+    steps.step("Garbage is refused with a clear error and breaks nothing");
     let url4 = format!(
         "{}/_matrix/app/v1/transactions/test-txn-4",
         env.bridge.base_url()
@@ -655,7 +662,7 @@ async fn transactions_are_authenticated_and_idempotent() -> anyhow::Result<()> {
     ensure!(bad.status() == 400, "bad body: {}", bad.status());
     env.alice.send_text(&room, "still works").await?;
     visitor.wait_for_agent_text("still works").await?;
-    Ok(())
+    steps.finish()
 }
 
 /// Attribution modes, as the customer sees them.

@@ -28,6 +28,8 @@ fn with_teams(teams: Value) -> BridgeOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -> anyhow::Result<()>
 {
+    let mut steps =
+        rig::Steps::new("escalation counts working hours only across a weekend and a restart");
     let mut env = TestEnv::start(with_teams(json!({
         "support": {
             "members": ["@alice:localhost", "@bob:localhost"],
@@ -38,7 +40,7 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
         }
     })))
     .await?;
-    // Friday 20 Nov 2026, 16:00 UTC: one working hour left this week.
+    steps.step("Friday 20 Nov 2026, 16:00 UTC: one working hour left this week");
     env.set_clock(utc(2026, 11, 20, 16, 0)).await?;
     let visitor = env.visitor("Wanda Weekend", "wanda@example.com").await?;
     visitor.send("Where is my parcel?").await?;
@@ -46,7 +48,7 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
     env.bob.wait_for_invite("Wanda Weekend").await?;
     env.alice.wait_for_text(&room, "parcel").await?;
 
-    // Alice takes it: Bob, who has not written here, is released.
+    steps.step("Alice takes it: Bob, who has not written here, is released");
     let claimed = command(&env.alice, &room, "!sb claim").await?;
     ensure!(claimed.contains("claimed"), "{claimed}");
     rig::poll_until(
@@ -66,6 +68,7 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
     ensure!(whois.contains("escalates in"), "{whois}");
 
     // The support lobby exists from the start; Alice joins it to see reminders and escalations.
+    steps.step("The support lobby exists from the start");
     let lobby = env
         .alice
         .wait_for_invite_where("the support lobby", |i| {
@@ -80,6 +83,7 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
     // Saturday noon: 20 hours later, but only one working hour has passed. The clock endpoint
     // answers once due timers have fired, so nothing in the lobby before the answer to a
     // command sent now means nothing fired.
+    steps.step("Saturday noon: 20 hours later, but only one working hour has passed");
     let mark = env.alice.mark();
     env.set_clock(utc(2026, 11, 21, 12, 0)).await?;
     let whois = command(&env.alice, &room, "!sb whois").await?;
@@ -105,9 +109,9 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
         .collect();
     ensure!(early.is_empty(), "a timer fired on Saturday: {early:?}");
 
-    // Timers are stored: a restart changes nothing.
+    steps.step("Timers are stored: a restart changes nothing");
     env.bridge.restart().await?;
-    // Monday 09:50: 1 h 50 min of working time — the owner is reminded, only the owner.
+    steps.step("Monday 09:50: 1 h 50 min of working time — the owner is reminded, only the owner");
     let mark = env.alice.mark();
     env.set_clock(utc(2026, 11, 23, 9, 50)).await?;
     let reminder = env
@@ -124,6 +128,7 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
     );
     // The lobby entry keeps its waiting time current by editing itself (in working time: 1 h
     // 50 min since Friday 16:00, not the 2 days on the wall clock).
+    steps.step("The lobby entry keeps its waiting time current, in working time");
     let entry = env
         .alice
         .wait_for_message(&lobby, |m| {
@@ -146,7 +151,7 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
         "only the owner is pinged: {mentions:?}"
     );
 
-    // Monday 10:01: two working hours — the whole team sees it and is told.
+    steps.step("Monday 10:01: two working hours — the whole team sees it and is told");
     let mark = env.alice.mark();
     env.set_clock(utc(2026, 11, 23, 10, 1)).await?;
     let escalation = env
@@ -173,7 +178,7 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
     let back = env.bob.wait_for_invite("Wanda Weekend").await?;
     ensure!(back == room, "bob is invited back to the same portal");
 
-    // Answering works the conversation: nothing waits any more.
+    steps.step("Answering works the conversation: nothing waits any more");
     env.alice.send_text(&room, "It ships today").await?;
     visitor.wait_for_agent_text("It ships today").await?;
     let queue = rig::poll_until("an empty queue", Duration::from_secs(30), || async {
@@ -182,7 +187,7 @@ async fn escalation_counts_working_hours_only_across_a_weekend_and_a_restart() -
     })
     .await?;
     ensure!(queue.contains("Queue empty"), "{queue}");
-    Ok(())
+    steps.finish()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,6 +47,7 @@ fn form(pairs: &[(&str, &str)]) -> String {
 }
 
 async fn customer_texts_and_pictures_reach_matrix_once(backend: Backend) -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("customer texts and pictures reach matrix once");
     let fake = FakeTwilio::start().await?;
     let env = TestEnv::start(options(
         backend,
@@ -56,7 +57,7 @@ async fn customer_texts_and_pictures_reach_matrix_once(backend: Backend) -> anyh
     .await?;
     let bridge = env.bridge.base_url();
 
-    // A signed SMS: stored, then answered with empty TwiML.
+    steps.step("A signed SMS: stored, then answered with empty TwiML");
     let started = Instant::now();
     let sms = fake
         .incoming(&bridge, CUSTOMER, "Hi, has my order #123 shipped?", vec![])
@@ -110,7 +111,9 @@ async fn customer_texts_and_pictures_reach_matrix_once(backend: Backend) -> anyh
         "the E.164 number is the contact's phone: topic {topic:?}"
     );
 
-    // Twilio redelivering the same webhook (same MessageSid) is acknowledged and stored once.
+    steps.step(
+        "Twilio redelivering the same webhook (same MessageSid) is acknowledged and stored once",
+    );
     let again = fake
         .post_signed(&format!("{bridge}/sms/incoming"), &sms.params)
         .await?;
@@ -119,7 +122,7 @@ async fn customer_texts_and_pictures_reach_matrix_once(backend: Backend) -> anyh
         "redelivery answered {again:?}"
     );
 
-    // An MMS with a picture: fetched from Twilio with Basic auth (through its redirect).
+    steps.step("An MMS with a picture: fetched from Twilio with Basic auth (through its redirect)");
     let jpeg = rig::blob("\u{ff}\u{d8}JFIF", 4000);
     let started = Instant::now();
     let mms = fake
@@ -162,14 +165,16 @@ async fn customer_texts_and_pictures_reach_matrix_once(backend: Backend) -> anyh
         fetches[0]
     );
 
-    // A customer the company knows by name gets that name; a different number is another room.
+    steps.step(
+        "A customer the company knows by name gets that name; a different number is another room",
+    );
     fake.incoming(&bridge, "+14155550199", "Jane here", vec![])
         .await?;
     let jane_room = env.alice.wait_for_invite("Jane Doe").await?;
     ensure!(jane_room != room, "one room per customer number");
     env.alice.wait_for_text(&jane_room, "Jane here").await?;
 
-    // Everything exactly once (a later message proves the redelivery had its chance).
+    steps.step("Everything exactly once (a later message proves the redelivery had its chance)");
     fake.incoming(&bridge, CUSTOMER, "marker", vec![]).await?;
     env.alice.wait_for_text(&room, "marker").await?;
     let messages = env.alice.messages(&room);
@@ -182,12 +187,13 @@ async fn customer_texts_and_pictures_reach_matrix_once(backend: Backend) -> anyh
         messages.iter().filter(|m| m.msgtype == "m.image").count() == 1,
         "the picture bridged once"
     );
-    Ok(())
+    steps.finish()
 }
 
 async fn operator_replies_files_and_statuses_reach_the_customer(
     backend: Backend,
 ) -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("operator replies files and statuses reach the customer");
     let fake = FakeTwilio::start().await?;
     let env = TestEnv::start(options(backend, &fake, json!({}))).await?;
     let bridge = env.bridge.base_url();
@@ -202,7 +208,9 @@ async fn operator_replies_files_and_statuses_reach_the_customer(
     let question = env.alice.wait_for_text(&room, "delivery address").await?;
     let ghost = question.sender.clone();
 
-    // A text reply: one Messages.json POST with the account's Basic auth and the right fields.
+    steps.step(
+        "A text reply: one Messages.json POST with the account's Basic auth and the right fields",
+    );
     let reply = env
         .alice
         .send_text(&room, "Sure, what is the new address?")
@@ -252,8 +260,7 @@ async fn operator_replies_files_and_statuses_reach_the_customer(
         .map(|m| m.sid.clone())
         .context("the reply in the fake")?;
 
-    // Twilio reports it sent, delivered and (where the network says so) read, and sends a
-    // callback again when our answer is slow.
+    steps.step("Twilio reports it sent, delivered and (where the network says so) read, and sends a callback again when our answer is slow");
     for status in ["sent", "delivered", "delivered"] {
         let answer = fake.send_status(&reply_sid, status, None).await?;
         ensure!(
@@ -269,7 +276,7 @@ async fn operator_replies_files_and_statuses_reach_the_customer(
         .wait_for_read_receipt(&room, &ghost, &reply)
         .await
         .context("the customer's read receipt")?;
-    // Each report is kept once however often Twilio sends it: sent, delivered, read.
+    steps.step("Each report is kept once however often Twilio sends it: sent, delivered, read");
     let kept = rig::store_count(
         backend,
         env.bridge.database_url(),
@@ -282,7 +289,7 @@ async fn operator_replies_files_and_statuses_reach_the_customer(
         "sent, delivered and read kept once each: {kept} reports"
     );
 
-    // Formatting is not sent: SMS is plain text, so the operator's plain body goes out.
+    steps.step("Formatting is not sent: SMS is plain text, so the operator's plain body goes out");
     env.alice
         .send_html(&room, "Thanks, *noted*", "<p>Thanks, <em>noted</em></p>")
         .await?;
@@ -295,7 +302,7 @@ async fn operator_replies_files_and_statuses_reach_the_customer(
         call.param("Body")
     );
 
-    // A file: Twilio is given a link to the bridge and downloads the bytes from there.
+    steps.step("A file: Twilio is given a link to the bridge and downloads the bytes from there");
     let png = rig::blob("\u{89}PNG", 3000);
     let file = env
         .alice
@@ -341,7 +348,7 @@ async fn operator_replies_files_and_statuses_reach_the_customer(
     env.alice
         .wait_for_send_status(&room, &file, "SUCCESS")
         .await?;
-    // The link cannot be altered, and there is nothing to list.
+    steps.step("The link cannot be altered, and there is nothing to list");
     let http = reqwest::Client::new();
     let mut tampered = media_url.clone();
     let last = tampered.pop().context("empty link")?;
@@ -359,7 +366,7 @@ async fn operator_replies_files_and_statuses_reach_the_customer(
         "a listing"
     );
 
-    // A late failure (the phone is off): a notice in the room on the operator's message.
+    steps.step("A late failure (the phone is off): a notice in the room on the operator's message");
     let parcel = env
         .alice
         .send_text(&room, "Your parcel is on its way")
@@ -395,7 +402,7 @@ async fn operator_replies_files_and_statuses_reach_the_customer(
     env.alice
         .wait_for_send_status(&room, &parcel, "FAIL_PERMANENT")
         .await?;
-    // The same callback again changes nothing.
+    steps.step("The same callback again changes nothing");
     fake.send_status(&parcel_sid, "undelivered", Some(30003))
         .await?;
     fake.incoming(&bridge, CUSTOMER, "ok thanks", vec![])
@@ -408,7 +415,7 @@ async fn operator_replies_files_and_statuses_reach_the_customer(
         .filter(|m| m.is_notice() && m.body.contains("30003"))
         .count();
     ensure!(notices == 1, "{notices} failure notices");
-    // Each operator message went to Twilio exactly once.
+    steps.step("Each operator message went to Twilio exactly once");
     let creates = fake.creates();
     ensure!(
         creates
@@ -418,7 +425,7 @@ async fn operator_replies_files_and_statuses_reach_the_customer(
             == 1,
         "the reply sent twice"
     );
-    Ok(())
+    steps.finish()
 }
 
 /// Forged, altered and unsigned webhooks are refused before anything is read, and nothing of
@@ -536,6 +543,7 @@ async fn forged_webhooks_are_refused_and_nothing_is_bridged() -> anyhow::Result<
 /// afterwards a permanent failure operators can read, not retried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_are_waited_out_and_refusals_become_notices() -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("rate limits are waited out and refusals become notices");
     let fake = FakeTwilio::start().await?;
     let env = TestEnv::start(
         options(Backend::Sqlite, &fake, json!({"max_download_size": 2000})).max_attempts(6),
@@ -546,7 +554,7 @@ async fn rate_limits_are_waited_out_and_refusals_become_notices() -> anyhow::Res
     let room = env.alice.wait_for_invite(CUSTOMER_NAME).await?;
     env.alice.wait_for_text(&room, "hello").await?;
 
-    // A picture over max_download_size arrives as a line saying so, with the text.
+    steps.step("A picture over max_download_size arrives as a line saying so, with the text");
     let big = fake
         .incoming(
             &bridge,
@@ -595,7 +603,7 @@ async fn rate_limits_are_waited_out_and_refusals_become_notices() -> anyhow::Res
         "delivered once"
     );
 
-    // A 500 may hide an accepted message: the retry looks in Twilio's list first, then sends once.
+    steps.step("A 500 may hide an accepted message: the retry looks in Twilio's list first, then sends once");
     fake.fault(FaultKind::ServerError, 1);
     let outage = env.alice.send_text(&room, "after an outage").await?;
     env.alice
@@ -618,8 +626,7 @@ async fn rate_limits_are_waited_out_and_refusals_become_notices() -> anyhow::Res
         "the retry looked first"
     );
 
-    // Longer than Twilio's 1600 characters: sent as two messages (the fake refuses longer
-    // bodies with 21617), in order, nothing lost.
+    steps.step("Longer than Twilio's 1600 characters: sent as two messages (the fake refuses longer bodies with 21617), in order, nothing lost");
     let long = format!("{} {}", "word ".repeat(300).trim_end(), "y".repeat(200));
     ensure!(long.chars().count() > 1600, "{}", long.chars().count());
     let answer = env.alice.send_text(&room, &long).await?;
@@ -644,6 +651,7 @@ async fn rate_limits_are_waited_out_and_refusals_become_notices() -> anyhow::Res
     );
 
     // The customer texts STOP: operators see a notice; Twilio refuses what follows (21610).
+    steps.step("The customer texts STOP: operators see a notice");
     fake.incoming(&bridge, CUSTOMER, "STOP", vec![]).await?;
     let stop = env
         .alice
@@ -681,7 +689,7 @@ async fn rate_limits_are_waited_out_and_refusals_become_notices() -> anyhow::Res
         attempts == 1,
         "a permanent failure is not retried ({attempts} attempts)"
     );
-    Ok(())
+    steps.finish()
 }
 
 /// The bridge dies while Twilio is accepting a message (the message exists, the answer never

@@ -114,6 +114,9 @@ fn mentioned(m: &RoomMessage) -> Vec<Value> {
 async fn friday_evening_message_is_reminded_and_escalated_at_the_working_minute_on_monday(
     backend: Backend,
 ) -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new(
+        "friday evening message is reminded and escalated at the working minute on monday",
+    );
     let env = TestEnv::start(office(backend, &["@alice:localhost", "@bob:localhost"])).await?;
     let lobby = join_lobby(&env.alice).await?;
     env.set_clock(cet(20, 16, 30, 0)).await?;
@@ -123,7 +126,7 @@ async fn friday_evening_message_is_reminded_and_escalated_at_the_working_minute_
     env.alice.wait_for_text(&room, "has not arrived").await?;
     let claimed = rig::command(&env.alice, &room, "!sb claim").await?;
     ensure!(claimed.contains("claimed"), "{claimed}");
-    // The deadlines are where working time puts them, in the team's time zone.
+    steps.step("The deadlines are where working time puts them, in the team's time zone");
     let whois = rig::command(&env.alice, &room, "!sb whois").await?;
     ensure!(
         whois.contains("reminds the owner in")
@@ -133,7 +136,7 @@ async fn friday_evening_message_is_reminded_and_escalated_at_the_working_minute_
         "deadlines: {whois}"
     );
 
-    // Saturday noon, and Monday one minute before the reminder: nothing yet.
+    steps.step("Saturday noon, and Monday one minute before the reminder: nothing yet");
     for (when, at) in [
         ("Saturday noon", cet(21, 12, 0, 0)),
         ("Monday 10:14", cet(23, 10, 14, 30)),
@@ -147,14 +150,14 @@ async fn friday_evening_message_is_reminded_and_escalated_at_the_working_minute_
         .with_context(|| format!("at {when}"))?;
         ensure!(queue.contains("Fred Friday"), "{when}: {queue}");
     }
-    // The queue says how long in working time, and since when.
+    steps.step("The queue says how long in working time, and since when");
     let queue = rig::command(&env.alice, &lobby, "!sb queue").await?;
     ensure!(
         queue.contains("1h 44m of working time (2d 17h since Fri 20 Nov 16:30 CET)"),
         "the queue at Monday 10:14: {queue}"
     );
 
-    // 10:15: the owner, and only the owner, is reminded.
+    steps.step("10:15: the owner, and only the owner, is reminded");
     let mark = env.alice.mark();
     env.set_clock(cet(23, 10, 15, 30)).await?;
     let reminder = env
@@ -176,6 +179,7 @@ async fn friday_evening_message_is_reminded_and_escalated_at_the_working_minute_
     );
 
     // 10:29: not escalated yet; Bob (released by the claim) is still out.
+    steps.step("10:29: not escalated yet");
     let mark = env.alice.mark();
     env.set_clock(cet(23, 10, 29, 30)).await?;
     nothing_since(
@@ -206,7 +210,9 @@ async fn friday_evening_message_is_reminded_and_escalated_at_the_working_minute_
         "bob was invited back before the escalation"
     );
 
-    // 10:31: two working hours and a minute — the team sees it, and is told in working time.
+    steps.step(
+        "10:31: two working hours and a minute — the team sees it, and is told in working time",
+    );
     let mark = env.alice.mark();
     env.set_clock(cet(23, 10, 31, 30)).await?;
     let waited = "2h 1m of working time (2d 18h since Fri 20 Nov 16:30 CET)";
@@ -240,7 +246,7 @@ async fn friday_evening_message_is_reminded_and_escalated_at_the_working_minute_
     );
     let back = env.bob.wait_for_invite("Fred Friday").await?;
     ensure!(back == room, "bob is invited back to the same portal");
-    // The lobby entry shows the waiting step in working time.
+    steps.step("The lobby entry shows the waiting step in working time");
     env.alice
         .wait_for_message_after(&lobby, mark, "the lobby entry's edit", |m| {
             m.replaces().is_some()
@@ -255,7 +261,7 @@ async fn friday_evening_message_is_reminded_and_escalated_at_the_working_minute_
         whois.contains(&format!("unanswered for {waited}")) && whois.contains("escalated"),
         "{whois}"
     );
-    Ok(())
+    steps.finish()
 }
 
 /// `snooze` hides a conversation until the time it names (in the team's time zone): out of the
@@ -379,6 +385,8 @@ async fn snooze_hides_until_it_ends_and_a_customer_message_ends_it_early(
 async fn done_resolve_and_reopen_take_a_conversation_out_of_the_queue_and_back(
     backend: Backend,
 ) -> anyhow::Result<()> {
+    let mut steps =
+        rig::Steps::new("done resolve and reopen take a conversation out of the queue and back");
     let env = TestEnv::start(office(backend, &["@alice:localhost"])).await?;
     env.set_clock(cet(23, 10, 0, 0)).await?;
     let visitor = env.visitor("Dora Done", "dora@example.com").await?;
@@ -402,7 +410,7 @@ async fn done_resolve_and_reopen_take_a_conversation_out_of_the_queue_and_back(
     })
     .await?;
 
-    // `done`: nothing waits; the escalation that was due at 12:00 never comes.
+    steps.step("`done`: nothing waits; the escalation that was due at 12:00 never comes");
     let done = rig::command(&env.alice, &room, "!sb done").await?;
     ensure!(
         done.contains("Marked as worked by @alice:localhost"),
@@ -425,7 +433,7 @@ async fn done_resolve_and_reopen_take_a_conversation_out_of_the_queue_and_back(
     })
     .await?;
 
-    // A new message waits again.
+    steps.step("A new message waits again");
     visitor.send("Oh, and the invoice?").await?;
     env.alice.wait_for_text(&room, "the invoice?").await?;
     rig::poll_until(
@@ -435,7 +443,7 @@ async fn done_resolve_and_reopen_take_a_conversation_out_of_the_queue_and_back(
     )
     .await?;
 
-    // `resolve`: closed, off the queue, no timers.
+    steps.step("`resolve`: closed, off the queue, no timers");
     let resolved = rig::command(&env.alice, &room, "!sb resolve").await?;
     ensure!(
         resolved.contains("Resolved by @alice:localhost"),
@@ -448,7 +456,9 @@ async fn done_resolve_and_reopen_take_a_conversation_out_of_the_queue_and_back(
         "{whois}"
     );
 
-    // `reopen` at 14:00: open and waiting; it escalates two working hours later, at 16:00.
+    steps.step(
+        "`reopen` at 14:00: open and waiting; it escalates two working hours later, at 16:00",
+    );
     let mark = env.alice.mark();
     env.set_clock(cet(23, 14, 0, 0)).await?;
     nothing_since(&env.alice, &room, mark, "!sb whois", "an escalation", |m| {
@@ -499,6 +509,7 @@ async fn done_resolve_and_reopen_take_a_conversation_out_of_the_queue_and_back(
 
     // Tuesday becomes a holiday. Resolved again; the customer writes at 16:00: open and waiting
     // once more, with the hour left on Monday and the next working hour on Wednesday.
+    steps.step("Tuesday becomes a holiday");
     let holiday =
         rig::command(&env.alice, &room, "!sb team support holiday add 2026-11-24").await?;
     ensure!(holiday.contains("holidays: 2026-11-24"), "{holiday}");
@@ -521,5 +532,5 @@ async fn done_resolve_and_reopen_take_a_conversation_out_of_the_queue_and_back(
         "the holiday does not count: {whois}"
     );
     queued(true).await?;
-    Ok(())
+    steps.finish()
 }

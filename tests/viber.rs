@@ -63,11 +63,12 @@ fn john(fake: &FakeViber) -> ViberUser {
 async fn customer_messages_reach_matrix_once_and_only_when_signed(
     backend: Backend,
 ) -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("customer messages reach matrix once and only when signed");
     let fake = FakeViber::start().await?;
     let (env, url) = start(backend, &fake).await?;
     let user = john(&fake);
 
-    // Unsigned and wrongly signed callbacks are refused.
+    steps.step("Unsigned and wrongly signed callbacks are refused");
     let (forged, _) = fake.message(&user, json!({"type": "text", "text": "forged message"}));
     let body = forged.to_string().into_bytes();
     ensure!(
@@ -86,7 +87,7 @@ async fn customer_messages_reach_matrix_once_and_only_when_signed(
         "garbage signature"
     );
 
-    // Text: a room named after the customer, the ghost with their Viber name and avatar.
+    steps.step("Text: a room named after the customer, the ghost with their Viber name and avatar");
     let (hello, _) = fake.message(
         &user,
         json!({"type": "text", "text": "Hi, my parcel is late"}),
@@ -109,10 +110,10 @@ async fn customer_messages_reach_matrix_once_and_only_when_signed(
         "ghost display name: {ghost_name:?}"
     );
     ensure!(fake.file_fetched("avatar_13.jpg"), "the avatar was fetched");
-    // Viber delivering the same callback again changes nothing.
+    steps.step("Viber delivering the same callback again changes nothing");
     deliver(&fake, &url, &hello).await?;
 
-    // A picture with a caption and a file keep their bytes, names and types.
+    steps.step("A picture with a caption and a file keep their bytes, names and types");
     let jpeg = rig::blob("jpeg", 2800);
     let picture_url = fake.add_file("FAKE_PICTURE_ID.jpg", jpeg.clone());
     let (picture, _) = fake.message(
@@ -148,7 +149,9 @@ async fn customer_messages_reach_matrix_once_and_only_when_signed(
     );
     ensure!(env.alice.fetch_file(&doc).await? == pdf, "the file's bytes");
 
-    // Location and contact as text (the phone in E.164); a type we cannot show as a notice.
+    steps.step(
+        "Location and contact as text (the phone in E.164); a type we cannot show as a notice",
+    );
     let (location, _) = fake.message(
         &user,
         json!({"type": "location", "location": {"lat": 50.76891, "lon": 6.11499}}),
@@ -181,10 +184,11 @@ async fn customer_messages_reach_matrix_once_and_only_when_signed(
         .filter(|m| m.body == "Hi, my parcel is late")
         .count();
     ensure!(n == 1, "the redelivered message was bridged {n} times");
-    Ok(())
+    steps.finish()
 }
 
 async fn operator_messages_and_files_reach_the_customer(backend: Backend) -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("operator messages and files reach the customer");
     let fake = FakeViber::start().await?;
     let (env, url) = start(backend, &fake).await?;
     let user = john(&fake);
@@ -196,7 +200,7 @@ async fn operator_messages_and_files_reach_the_customer(backend: Backend) -> any
     let room = env.alice.wait_for_invite("John McClane").await?;
     let asked = env.alice.wait_for_text(&room, "Norway").await?;
 
-    // Text out: the bot's token, the customer as receiver, the configured sender name.
+    steps.step("Text out: the bot's token, the customer as receiver, the configured sender name");
     let answer = env.alice.send_text(&room, "Yes, we do").await?;
     let sent = fake
         .wait_for_call("send_message", |c| {
@@ -221,7 +225,7 @@ async fn operator_messages_and_files_reach_the_customer(backend: Backend) -> any
     );
     let answer_token = sent.body["_token"].as_u64().context("the message token")?;
 
-    // The customer has seen it: the ghost's read receipt lands on the answer.
+    steps.step("The customer has seen it: the ghost's read receipt lands on the answer");
     deliver(
         &fake,
         &url,
@@ -233,7 +237,9 @@ async fn operator_messages_and_files_reach_the_customer(backend: Backend) -> any
         .wait_for_read_receipt(&room, &asked.sender, &answer)
         .await?;
 
-    // A picture: published under a signed link the fake fetched; the bytes are the operator's.
+    steps.step(
+        "A picture: published under a signed link the fake fetched; the bytes are the operator's",
+    );
     let png = rig::blob("\u{89}PNG", 2400);
     env.alice
         .send_file(&room, "label.png", "image/png", png.clone())
@@ -252,7 +258,7 @@ async fn operator_messages_and_files_reach_the_customer(backend: Backend) -> any
         picture.fetched.as_deref() == Some(png.as_slice()),
         "the fetched picture"
     );
-    // A PDF as a file with its name and size.
+    steps.step("A PDF as a file with its name and size");
     let pdf = rig::blob("%PDF", 3600);
     env.alice
         .send_file(&room, "return-label.pdf", "application/pdf", pdf.clone())
@@ -272,7 +278,7 @@ async fn operator_messages_and_files_reach_the_customer(backend: Backend) -> any
         file.fetched.as_deref() == Some(pdf.as_slice()),
         "the fetched file"
     );
-    // An MP4 as a video with its size.
+    steps.step("An MP4 as a video with its size");
     let mp4 = rig::blob("ftypmp42", 2000);
     env.alice
         .send_file(&room, "unboxing.mp4", "video/mp4", mp4.clone())
@@ -287,7 +293,9 @@ async fn operator_messages_and_files_reach_the_customer(backend: Backend) -> any
         "{}",
         video.body
     );
-    // A JPEG over Viber's 1 MB picture limit, and an animated GIF, reach the customer as files.
+    steps.step(
+        "A JPEG over Viber's 1 MB picture limit, and an animated GIF, reach the customer as files",
+    );
     let big_jpeg = rig::blob("\u{ff}\u{d8}", 1024 * 1024 + 10);
     env.alice
         .send_file(&room, "scan.jpg", "image/jpeg", big_jpeg.clone())
@@ -322,9 +330,11 @@ async fn operator_messages_and_files_reach_the_customer(backend: Backend) -> any
         dance.body
     );
 
-    // The links cannot be altered or listed.
+    steps.step("The links cannot be altered or listed");
     let http = reqwest::Client::new();
-    // The picture's link ends in ".png" (Viber wants the extension); alter the MAC before it.
+    steps.step(
+        "The picture's link ends in \".png\" (Viber wants the extension); alter the MAC before it",
+    );
     ensure!(media.ends_with(".png"), "picture URL {media}");
     let mut tampered = media.trim_end_matches(".png").to_owned();
     let last = tampered.pop().context("a token")?;
@@ -354,7 +364,7 @@ async fn operator_messages_and_files_reach_the_customer(backend: Backend) -> any
         "the real link works"
     );
 
-    // A late failure from Viber comes back as a notice on the operator's message.
+    steps.step("A late failure from Viber comes back as a notice on the operator's message");
     deliver(
         &fake,
         &url,
@@ -379,7 +389,7 @@ async fn operator_messages_and_files_reach_the_customer(backend: Backend) -> any
         .filter(|c| c.str("text").as_deref() == Some("Yes, we do"))
         .count();
     ensure!(sends == 1, "answer sent {sends} times");
-    Ok(())
+    steps.finish()
 }
 
 /// Too many requests and server errors are retried and the message delivered once; a customer

@@ -67,20 +67,21 @@ async fn deliver(fake: &FakeVk, url: &str, event: &Value) -> anyhow::Result<()> 
 async fn customer_messages_reach_matrix_once_and_only_when_signed(
     backend: Backend,
 ) -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("customer messages reach matrix once and only when signed");
     let fake = FakeVk::start().await?;
     let env = TestEnv::start(options(backend, &fake)).await?;
     let url = callback_url(&env);
     let user = ivan();
     fake.add_user(&user, Some(rig::blob("avatar", 400)));
 
-    // The Callback API server is confirmed with the configured string.
+    steps.step("The Callback API server is confirmed with the configured string");
     let (status, body) = fake.post_callback(&url, &fake.confirmation()).await?;
     ensure!(
         status == 200 && body == CONFIRMATION,
         "confirmation answered {status} {body:?}"
     );
 
-    // Events without the secret, with a wrong one, or for another community are refused.
+    steps.step("Events without the secret, with a wrong one, or for another community are refused");
     let (forged, _) = fake.message_new(&user, json!({"text": "forged message"}));
     let mut wrong = forged.clone();
     wrong["secret"] = "FAKE_CALLBACK_SECRE".into();
@@ -105,7 +106,7 @@ async fn customer_messages_reach_matrix_once_and_only_when_signed(
         "garbage"
     );
 
-    // Text: a room named after the customer (users.get), the ghost with their name.
+    steps.step("Text: a room named after the customer (users.get), the ghost with their name");
     let (hello, hello_cmid) =
         fake.message_new(&user, json!({"text": "Здравствуйте, где мой заказ?"}));
     deliver(&fake, &url, &hello).await?;
@@ -130,10 +131,10 @@ async fn customer_messages_reach_matrix_once_and_only_when_signed(
             && c.str("fields").is_some_and(|f| f.contains("photo_200"))
     })
     .await?;
-    // VK delivering the same event again changes nothing.
+    steps.step("VK delivering the same event again changes nothing");
     deliver(&fake, &url, &hello).await?;
 
-    // A photo (largest size fetched) and a document, with text.
+    steps.step("A photo (largest size fetched) and a document, with text");
     let photo = rig::blob("jpeg", 3000);
     let small = fake.add_file("s.jpg", rig::blob("thumb", 20));
     let big = fake.add_file("z.jpg", photo.clone());
@@ -169,7 +170,7 @@ async fn customer_messages_reach_matrix_once_and_only_when_signed(
         .wait_for_text(&room, "Документы во вложении")
         .await?;
 
-    // A voice message answering the first message.
+    steps.step("A voice message answering the first message");
     let ogg = rig::blob("OggS", 1500);
     let ogg_url = fake.add_file("voice.ogg", ogg.clone());
     let (voice, _) = fake.message_new(&user, json!({
@@ -194,7 +195,7 @@ async fn customer_messages_reach_matrix_once_and_only_when_signed(
         reply.relates_to
     );
 
-    // An edit replaces the original; an event we do not know becomes a notice.
+    steps.step("An edit replaces the original; an event we do not know becomes a notice");
     deliver(
         &fake,
         &url,
@@ -238,12 +239,14 @@ async fn customer_messages_reach_matrix_once_and_only_when_signed(
         .filter(|m| m.body == "Здравствуйте, где мой заказ?")
         .count();
     ensure!(n == 1, "the redelivered message was bridged {n} times");
-    Ok(())
+    steps.finish()
 }
 
 async fn operator_replies_files_edits_and_deletions_reach_the_customer(
     backend: Backend,
 ) -> anyhow::Result<()> {
+    let mut steps =
+        rig::Steps::new("operator replies files edits and deletions reach the customer");
     let fake = FakeVk::start().await?;
     let env = TestEnv::start(options(backend, &fake)).await?;
     let url = callback_url(&env);
@@ -256,7 +259,8 @@ async fn operator_replies_files_edits_and_deletions_reach_the_customer(
     let room = env.alice.wait_for_invite("Иван Петров").await?;
     let asked = env.alice.wait_for_text(&room, "Казань").await?;
 
-    // Text out: the community token, the customer's peer, a random_id for VK's own dedup.
+    steps
+        .step("Text out: the community token, the customer's peer, a random_id for VK's own dedup");
     let answer = env.alice.send_text(&room, "Да, доставляем").await?;
     let sent = fake
         .wait_for_call("messages.send", |c| {
@@ -293,7 +297,7 @@ async fn operator_replies_files_edits_and_deletions_reach_the_customer(
         .map(|(c, _)| c)
         .context("the answer in the fake")?;
 
-    // A reply names the customer's message by its conversation_message_id.
+    steps.step("A reply names the customer's message by its conversation_message_id");
     env.alice
         .reply(&room, &asked.event_id, "Срок — три дня")
         .await?;
@@ -309,7 +313,7 @@ async fn operator_replies_files_edits_and_deletions_reach_the_customer(
         "forward {forward}"
     );
 
-    // Files: an image through the photo upload server, a PDF through the document one.
+    steps.step("Files: an image through the photo upload server, a PDF through the document one");
     let png = rig::blob("\u{89}PNG", 2500);
     env.alice
         .send_file(&room, "label.png", "image/png", png.clone())
@@ -354,13 +358,13 @@ async fn operator_replies_files_edits_and_deletions_reach_the_customer(
         saved.params
     );
 
-    // The customer reads: the ghost's read receipt lands on the operator's answer.
+    steps.step("The customer reads: the ghost's read receipt lands on the operator's answer");
     deliver(&fake, &url, &fake.message_read(&user, answer_cmid)).await?;
     env.alice
         .wait_for_read_receipt(&room, &asked.sender, &answer)
         .await?;
 
-    // Operator edits and deletes: the same VK message.
+    steps.step("Operator edits and deletes: the same VK message");
     env.alice
         .edit(&room, &answer, "Да, доставляем за три дня")
         .await?;
@@ -393,7 +397,7 @@ async fn operator_replies_files_edits_and_deletions_reach_the_customer(
         "deleted in the fake"
     );
 
-    // VK echoed each of the community's messages (message_reply): acknowledged, never bridged back.
+    steps.step("VK echoed each of the community's messages (message_reply): acknowledged, never bridged back");
     rig::poll_until(
         "the echoes acknowledged",
         Duration::from_secs(20),
@@ -413,7 +417,8 @@ async fn operator_replies_files_edits_and_deletions_reach_the_customer(
     let (marker, _) = fake.message_new(&user, json!({"text": "спасибо"}));
     deliver(&fake, &url, &marker).await?;
     let thanks = env.alice.wait_for_text(&room, "спасибо").await?;
-    // The operator typing and reading reach VK as the community's activity and read mark.
+    steps
+        .step("The operator typing and reading reach VK as the community's activity and read mark");
     env.alice.typing(&room, true).await?;
     let typing = fake
         .wait_for_call("messages.setActivity", |c| c.ok())
@@ -450,7 +455,7 @@ async fn operator_replies_files_edits_and_deletions_reach_the_customer(
         .filter(|c| c.str("message").as_deref() == Some("Срок — три дня"))
         .count();
     ensure!(sends == 1, "reply sent {sends} times");
-    Ok(())
+    steps.finish()
 }
 
 /// Flood control is retried with the same random_id and delivered once; a customer who has not

@@ -58,13 +58,16 @@ async fn customer_says(
 }
 
 async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("customer messages of every kind reach matrix");
     let fake = FakeWhatsApp::start().await?;
     let env = TestEnv::start(options(backend, &fake)).await?;
     let url = webhook(&env);
     let http = reqwest::Client::new();
     let user = jane();
 
-    // Meta's verification handshake: the challenge echoed only for the right verify token.
+    steps.step(
+        "Meta's verification handshake: the challenge echoed only for the right verify token",
+    );
     let ok = http
         .get(&url)
         .query(&[
@@ -94,7 +97,7 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
         wrong.status()
     );
 
-    // Forged deliveries are refused before anything is read.
+    steps.step("Forged deliveries are refused before anything is read");
     let (_, forged) = fake.message(
         &user,
         json!({"type": "text", "text": {"body": "forged message"}}),
@@ -120,6 +123,7 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
     );
     // A signed body that is not JSON is Meta's all the same: kept, shown to the operators (in
     // the lobby of conversations with no team) and answered 200, so it is not sent forever.
+    steps.step("A signed body that is not JSON is kept and shown to the operators");
     let garbage = b"{\"object\": \"whatsapp_business_account\", \"entry\": [cut off".to_vec();
     let signature = fakes::whatsapp::sign(&garbage);
     ensure!(
@@ -129,7 +133,7 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
     let lobby = env.alice.wait_for_invite("lobby").await?;
     env.alice.wait_for_text(&lobby, "cut off").await?;
 
-    // Text: a room with the ghost named from the WhatsApp profile.
+    steps.step("Text: a room with the ghost named from the WhatsApp profile");
     let (first_id, first) = fake.message(
         &user,
         json!({"type": "text", "text": {"body": "Hallo, where is my order #123?"}}),
@@ -164,10 +168,10 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
         topic.contains("+4915112345678"),
         "the E.164 number in the topic: {topic:?}"
     );
-    // Meta delivering the same message again changes nothing.
+    steps.step("Meta delivering the same message again changes nothing");
     deliver(&fake, &env, &first).await?;
 
-    // Files: every kind fetched with the Bearer token, bytes intact.
+    steps.step("Files: every kind fetched with the Bearer token, bytes intact");
     let cases = [
         (
             "image",
@@ -254,7 +258,7 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
     env.alice.wait_for_text(&room, "the box").await?;
     env.alice.wait_for_text(&room, "my invoice").await?;
 
-    // Location and contact cards become text.
+    steps.step("Location and contact cards become text");
     let (_, location) = fake.message(&user, json!({"type": "location", "location": {"latitude": 52.520008, "longitude": 13.404954, "name": "Alexanderplatz"}}), None);
     deliver(&fake, &env, &location).await?;
     let place = env
@@ -272,7 +276,7 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
         .wait_for_text(&room, "Contact: Bo Ek, +47 123 45 678")
         .await?;
 
-    // A reply names the message it answers.
+    steps.step("A reply names the message it answers");
     let (_, reply) = fake.message(&user, json!({"type": "text", "text": {"body": "see above"}, "context": {"from": user.wa_id, "id": first_id}}), None);
     deliver(&fake, &env, &reply).await?;
     let answer = env.alice.wait_for_text(&room, "see above").await?;
@@ -282,7 +286,7 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
         answer.relates_to
     );
 
-    // A reaction, then its removal (an empty emoji).
+    steps.step("A reaction, then its removal (an empty emoji)");
     let (_, react) = fake.message(
         &user,
         json!({"type": "reaction", "reaction": {"message_id": first_id, "emoji": "👍"}}),
@@ -317,7 +321,7 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
         .await
         .context("the reaction taken back")?;
 
-    // An unsupported message is a notice with WhatsApp's own words.
+    steps.step("An unsupported message is a notice with WhatsApp's own words");
     let (_, unsupported) = fake.message(
         &user,
         json!({"type": "unsupported", "errors": [{
@@ -338,7 +342,7 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
         notice.body
     );
 
-    // Each message exactly once; nothing forged.
+    steps.step("Each message exactly once; nothing forged");
     customer_says(&fake, &env, &user, "last one").await?;
     env.alice.wait_for_text(&room, "last one").await?;
     let messages = env.alice.messages(&room);
@@ -350,12 +354,13 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
         let n = messages.iter().filter(|m| m.body.contains(needle)).count();
         ensure!(n == 1, "{needle:?} bridged {n} times");
     }
-    Ok(())
+    steps.finish()
 }
 
 async fn operator_messages_files_replies_reactions_and_statuses(
     backend: Backend,
 ) -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("operator messages files replies reactions and statuses");
     let fake = FakeWhatsApp::start().await?;
     let env = TestEnv::start(options(backend, &fake)).await?;
     let user = jane();
@@ -364,7 +369,9 @@ async fn operator_messages_files_replies_reactions_and_statuses(
     let question = env.alice.wait_for_text(&room, "Norway").await?;
     let ghost = question.sender.clone();
 
-    // Formatted text goes out as WhatsApp markup, with the token, to the customer's number.
+    steps.step(
+        "Formatted text goes out as WhatsApp markup, with the token, to the customer's number",
+    );
     let answer = env
         .alice
         .send_html(
@@ -403,7 +410,7 @@ async fn operator_messages_files_replies_reactions_and_statuses(
         .wait_for_send_status(&room, &answer, "SUCCESS")
         .await?;
 
-    // Statuses: delivered, then read → the ghost's read receipt on the answer.
+    steps.step("Statuses: delivered, then read → the ghost's read receipt on the answer");
     deliver(
         &fake,
         &env,
@@ -421,7 +428,7 @@ async fn operator_messages_files_replies_reactions_and_statuses(
         .await
         .context("the customer read the answer")?;
 
-    // A reply to the customer's message names it.
+    steps.step("A reply to the customer's message names it");
     env.alice
         .reply(&room, &question.event_id, "Yes, we do")
         .await?;
@@ -434,7 +441,7 @@ async fn operator_messages_files_replies_reactions_and_statuses(
         reply.body
     );
 
-    // Files: uploaded first, then sent by media id.
+    steps.step("Files: uploaded first, then sent by media id");
     let png = rig::blob("\u{89}PNG", 2500);
     env.alice
         .send_file(&room, "label.png", "image/png", png.clone())
@@ -491,7 +498,9 @@ async fn operator_messages_files_replies_reactions_and_statuses(
         "the PDF's bytes"
     );
 
-    // A PNG over WhatsApp's 5 MB image limit goes as a document (the fake refuses it as image).
+    steps.step(
+        "A PNG over WhatsApp's 5 MB image limit goes as a document (the fake refuses it as image)",
+    );
     let big_png = rig::blob("\u{89}PNG", 6 * 1024 * 1024);
     env.alice
         .send_file(&room, "floor-plan.png", "image/png", big_png.clone())
@@ -506,7 +515,7 @@ async fn operator_messages_files_replies_reactions_and_statuses(
         fake.media_bytes(big.body["document"]["id"].as_str().unwrap_or_default()) == Some(big_png),
         "the big PNG's bytes"
     );
-    // A .docx a client labelled application/octet-stream is uploaded as what it is.
+    steps.step("A .docx a client labelled application/octet-stream is uploaded as what it is");
     let docx = rig::blob("PK", 1200);
     env.alice
         .send_file_as(
@@ -531,7 +540,9 @@ async fn operator_messages_files_replies_reactions_and_statuses(
         "the .docx upload's type"
     );
     ensure!(terms.message_type() == Some("document"));
-    // A GIF: WhatsApp takes it under no message type; the operator is told, nothing is sent.
+    steps.step(
+        "A GIF: WhatsApp takes it under no message type; the operator is told, nothing is sent",
+    );
     let gif = rig::blob("GIF89a", 900);
     let dance = env
         .alice
@@ -558,7 +569,7 @@ async fn operator_messages_files_replies_reactions_and_statuses(
         "the GIF was not uploaded"
     );
 
-    // The customer answers the operator's "Yes, we do": Matrix sees the reply to Alice's event.
+    steps.step("The customer answers the operator's \"Yes, we do\": Matrix sees the reply to Alice's event");
     let yes_wamid = fake
         .sent()
         .into_iter()
@@ -575,7 +586,9 @@ async fn operator_messages_files_replies_reactions_and_statuses(
         thanks_msg.relates_to
     );
 
-    // Reactions both ways: the customer's on our message, ours on theirs (and taken back).
+    steps.step(
+        "Reactions both ways: the customer's on our message, ours on theirs (and taken back)",
+    );
     let (_, react) = fake.message(
         &user,
         json!({"type": "reaction", "reaction": {"message_id": yes_wamid, "emoji": "❤️"}}),
@@ -608,7 +621,7 @@ async fn operator_messages_files_replies_reactions_and_statuses(
     .await
     .context("the reaction removed")?;
 
-    // Alice reads the customer's message: blue ticks on WhatsApp.
+    steps.step("Alice reads the customer's message: blue ticks on WhatsApp");
     env.alice
         .send_read_receipt(&room, &thanks_msg.event_id)
         .await?;
@@ -618,14 +631,13 @@ async fn operator_messages_files_replies_reactions_and_statuses(
     .await
     .context("read status sent")?;
 
-    // A late failure status: a notice in the room quoting WhatsApp.
+    steps.step("A late failure status: a notice in the room quoting WhatsApp");
     let doomed = env.alice.send_text(&room, "this one will fail").await?;
     fake.wait_for_call("messages", |c| {
         c.text() == Some("this one will fail") && c.status == 200
     })
     .await?;
-    // Meta's statuses come after its answer to the send; the bridge has recorded the wamid by
-    // the time the room shows the message as sent.
+    steps.step("Late statuses are matched to the recorded wamid");
     env.alice.wait_for_any_send_status(&room, &doomed).await?;
     let doomed_wamid = fake
         .sent()
@@ -655,7 +667,7 @@ async fn operator_messages_files_replies_reactions_and_statuses(
         failed.body
     );
 
-    // Every operator message went out exactly once.
+    steps.step("Every operator message went out exactly once");
     for text in ["Yes, we do", "Sorry! *Checking* now", "this one will fail"] {
         let n = fake
             .sent()
@@ -664,7 +676,7 @@ async fn operator_messages_files_replies_reactions_and_statuses(
             .count();
         ensure!(n == 1, "{text:?} sent {n} times");
     }
-    Ok(())
+    steps.finish()
 }
 
 async fn outside_the_window_only_templates_go_out(backend: Backend) -> anyhow::Result<()> {
@@ -905,6 +917,7 @@ async fn a_delivery_that_cannot_be_stored_is_refused_then_redelivered_once() -> 
 /// The fake itself speaks the Cloud API's envelope (a check of the test tool, no bridge).
 #[tokio::test]
 async fn the_fake_speaks_the_cloud_api() -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("the fake speaks the cloud api");
     let fake = FakeWhatsApp::start().await?;
     let http = reqwest::Client::new();
     let messages = format!("{}/v21.0/{PHONE_NUMBER_ID}/messages", fake.url());
@@ -921,7 +934,7 @@ async fn the_fake_speaks_the_cloud_api() -> anyhow::Result<()> {
         body["error"]["code"] == 190 && body["error"]["type"] == "OAuthException",
         "{body}"
     );
-    // Nobody wrote: outside the window.
+    steps.step("Nobody wrote: outside the window");
     let closed: Value = http
         .post(&messages)
         .bearer_auth(TOKEN)
@@ -957,8 +970,7 @@ async fn the_fake_speaks_the_cloud_api() -> anyhow::Result<()> {
         .send()
         .await?;
     ensure!(unknown.status() == 400);
-    // Uploads only of the supported types (error 100 naming them); media only as a kind that
-    // takes its type and size (error 131053).
+    steps.step("Uploads only of the supported types (error 100 naming them); media only as a kind that takes its type and size (error 131053)");
     let upload = |mime: &str, bytes: Vec<u8>| {
         let form = reqwest::multipart::Form::new()
             .text("messaging_product", "whatsapp")
@@ -1037,10 +1049,10 @@ async fn the_fake_speaks_the_cloud_api() -> anyhow::Result<()> {
             .as_ref()
             == b"abc"
     );
-    // Signatures match the shared vector's algorithm.
+    steps.step("Signatures match the shared vector's algorithm");
     ensure!(
         fakes::whatsapp::sign(b"{}").starts_with("sha256=")
             && fakes::whatsapp::meta_json(&json!("é")) == "\"\\u00e9\""
     );
-    Ok(())
+    steps.finish()
 }

@@ -5,6 +5,8 @@
 //! its own network's (its wire format, its limits, its error codes); anything two channels
 //! would otherwise write twice lives here:
 //!
+//! * [`lifecycle`]: a channel switched off, starting or running, and what a send gets in each;
+//! * [`config`]: checking a channel's configuration section, with one kind of message;
 //! * [`file_name`]: the one strict sanitiser for names customers and operators give files;
 //! * [`mime`]: mime type ↔ file extension, one table;
 //! * [`http`]: the HTTP client every channel builds, `Retry-After`, size-limited downloads,
@@ -17,8 +19,10 @@
 //! * [`text`]: the wall clock in milliseconds and HTML escaping;
 //! * `test_host` (feature `test-host`): an in-memory `Host` for the channels' unit tests.
 
+pub mod config;
 pub mod file_name;
 pub mod http;
+pub mod lifecycle;
 pub mod media;
 pub mod meta;
 pub mod mime;

@@ -51,6 +51,7 @@ pub mod env;
 pub mod mail;
 pub mod operator;
 pub mod postgres;
+pub mod steps;
 pub mod synapse;
 
 #[allow(unused_imports)]
@@ -61,6 +62,8 @@ pub use browser::Browser;
 pub use env::{TestEnv, Visitor};
 #[allow(unused_imports)]
 pub use operator::{Operator, RoomMessage};
+#[allow(unused_imports)]
+pub use steps::Steps;
 #[allow(unused_imports)]
 pub use synapse::Synapse;
 

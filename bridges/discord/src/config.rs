@@ -67,66 +67,42 @@ impl Default for DiscordConfig {
     }
 }
 
-/// A configuration value that cannot work.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    #[error("channels.discord.{key}: {reason}")]
-    Invalid { key: &'static str, reason: String },
-}
+pub use switchboard_kit::config::ConfigError;
+use switchboard_kit::config::Section;
 
-fn invalid(key: &'static str, reason: &str) -> Result<(), ConfigError> {
-    Err(ConfigError::Invalid {
-        key,
-        reason: reason.to_owned(),
-    })
-}
-
-fn is_base_url(value: &str, schemes: &[&str]) -> bool {
-    url::Url::parse(value).is_ok_and(|u| schemes.contains(&u.scheme()) && !u.cannot_be_a_base())
-}
+/// Where this channel's settings live: `channels.discord`.
+const SECTION: Section = Section("discord");
 
 impl DiscordConfig {
     /// Check what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let token = self.token.trim();
         if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return invalid(
+            return SECTION.invalid(
                 "token",
                 "must be the bot token from the Discord Developer Portal",
             );
         }
         if token.starts_with("Bot ") {
-            return invalid("token", "give the token alone, without the \"Bot \" prefix");
+            return SECTION.invalid("token", "give the token alone, without the \"Bot \" prefix");
         }
-        if !is_base_url(&self.api_url, &["http", "https"]) {
-            return invalid(
-                "api_url",
-                "must be an http(s) URL such as https://discord.com",
-            );
-        }
-        if !is_base_url(&self.cdn_url, &["http", "https"]) {
-            return invalid(
-                "cdn_url",
-                "must be an http(s) URL such as https://cdn.discordapp.com",
-            );
-        }
+        SECTION.base_url("api_url", &self.api_url, "https://discord.com")?;
+        SECTION.base_url("cdn_url", &self.cdn_url, "https://cdn.discordapp.com")?;
         if let Some(g) = &self.gateway_url {
-            if !is_base_url(g, &["ws", "wss"]) {
-                return invalid(
+            if !switchboard_kit::config::is_base_url(g, &["ws", "wss"]) {
+                return SECTION.invalid(
                     "gateway_url",
                     "must be a ws(s) URL such as wss://gateway.discord.gg",
                 );
             }
         }
-        if self.max_file_size == 0 {
-            return invalid("max_file_size", "must be greater than 0");
-        }
+        SECTION.at_least("max_file_size", self.max_file_size.into(), 1)?;
         if self
             .guild_channels
             .iter()
             .any(|c| c.is_empty() || !c.bytes().all(|b| b.is_ascii_digit()))
         {
-            return invalid(
+            return SECTION.invalid(
                 "guild_channels",
                 "must be channel ids (snowflakes: digits only)",
             );

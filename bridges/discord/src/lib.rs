@@ -23,7 +23,7 @@
 //! * `outbound` — `Channel::send`: messages, files, replies, edits, deletions, idempotency.
 //! * [`rest`] — the HTTP API and what its errors mean (retryable or permanent).
 
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use axum::Router;
@@ -32,6 +32,7 @@ use switchboard_channel::{
     Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound,
     SendError,
 };
+use switchboard_kit::lifecycle::{should_start, Running};
 
 mod catchup;
 pub mod config;
@@ -161,16 +162,14 @@ pub fn bot_id_from_token(token: &str) -> Option<String> {
 /// The Discord channel.
 pub struct Discord {
     config: DiscordConfig,
-    shared: OnceLock<Arc<Shared>>,
-    out: OnceLock<outbound::Outgoing>,
+    running: Running<outbound::Outgoing>,
 }
 
 impl Discord {
     pub fn new(config: DiscordConfig) -> Self {
         Self {
+            running: Running::new("Discord", config.enabled),
             config,
-            shared: OnceLock::new(),
-            out: OnceLock::new(),
         }
     }
 
@@ -200,13 +199,9 @@ impl Channel for Discord {
     }
 
     async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<Router>, ChannelError> {
-        if !self.config.enabled {
-            tracing::info!("discord: disabled in the configuration");
+        if !should_start("discord", self.config.enabled, || self.config.validate())? {
             return Ok(None);
         }
-        self.config
-            .validate()
-            .map_err(|e| ChannelError::Config(e.to_string()))?;
         // wss:// needs a TLS provider; the process may link more than one, so pick one.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let rest = rest::Rest::new(&self.config).map_err(ChannelError::Config)?;
@@ -223,30 +218,18 @@ impl Channel for Discord {
             options: RwLock::new(options),
             profiles: profile::Profiles::default(),
         });
-        self.shared
-            .set(Arc::clone(&shared))
-            .map_err(|_| ChannelError::Other("the discord channel was started twice".into()))?;
-        let _ = self.out.set(outbound::Outgoing { rest, host });
+        self.running.set(outbound::Outgoing { rest, host })?;
         tracing::info!(account, api = %self.config.api_url, "discord: starting");
         tokio::spawn(gateway::run(shared));
         Ok(None)
     }
 
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
-        match self.out.get() {
-            Some(out) => outbound::send(out, outbound).await,
-            None if !self.config.enabled => Err(SendError::Permanent {
-                reason: "the Discord channel is disabled".into(),
-            }),
-            None => Err(SendError::Retryable {
-                reason: "the Discord channel has not started yet".into(),
-                retry_after: None,
-            }),
-        }
+        outbound::send(self.running.for_send()?, outbound).await
     }
 
     async fn typing(&self, conversation: &ConversationKey, active: bool) {
-        if let Some(out) = self.out.get() {
+        if let Some(out) = self.running.get() {
             outbound::typing(out, conversation, active).await;
         }
     }

@@ -20,12 +20,13 @@
 //! * [`tls`] — whom IMAP and SMTP connections trust: public roots plus `tls_ca_file`.
 //! * [`transcript`] — the HTML transcript for `!sb export`.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use switchboard_channel::{
     Capabilities, Channel, ChannelError, Delivery, Formatting, Host, Outbound, SendError,
 };
+use switchboard_kit::lifecycle;
 
 pub mod charset;
 pub mod config;
@@ -51,14 +52,14 @@ struct Running {
 /// The email channel.
 pub struct Email {
     config: EmailConfig,
-    running: OnceLock<Running>,
+    running: lifecycle::Running<Running>,
 }
 
 impl Email {
     pub fn new(config: EmailConfig) -> Self {
         Self {
+            running: lifecycle::Running::new("email", config.enabled),
             config,
-            running: OnceLock::new(),
         }
     }
 
@@ -88,20 +89,16 @@ impl Channel for Email {
         self: Arc<Self>,
         host: Arc<dyn Host>,
     ) -> Result<Option<axum::Router>, ChannelError> {
-        if !self.config.enabled {
-            tracing::info!("email: disabled in the configuration");
+        if !lifecycle::should_start("email", self.config.enabled, || self.config.validate())? {
             return Ok(None);
         }
-        self.config.validate().map_err(ChannelError::Config)?;
         let smtp = outbound::transport(&self.config).map_err(ChannelError::Config)?;
         let config = Arc::new(self.config.clone());
-        self.running
-            .set(Running {
-                host: Arc::clone(&host),
-                config: Arc::clone(&config),
-                smtp,
-            })
-            .map_err(|_| ChannelError::Other("the email channel was started twice".into()))?;
+        self.running.set(Running {
+            host: Arc::clone(&host),
+            config: Arc::clone(&config),
+            smtp,
+        })?;
         let mut readers = Vec::new();
         for (i, mailbox) in self.config.mailboxes.iter().enumerate() {
             let tls = tls::for_ca_file(
@@ -124,15 +121,7 @@ impl Channel for Email {
     }
 
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
-        match self.running.get() {
-            Some(r) => outbound::send(&*r.host, &r.config, &r.smtp, outbound).await,
-            None if !self.config.enabled => Err(SendError::Permanent {
-                reason: "the email channel is disabled".into(),
-            }),
-            None => Err(SendError::Retryable {
-                reason: "the email channel has not started yet".into(),
-                retry_after: None,
-            }),
-        }
+        let r = self.running.for_send()?;
+        outbound::send(&*r.host, &r.config, &r.smtp, outbound).await
     }
 }

@@ -70,55 +70,35 @@ impl Default for MetaConfig {
     }
 }
 
-/// A configuration value that cannot work.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("channels.{channel}.{key}: {reason}")]
-pub struct ConfigError {
-    pub channel: &'static str,
-    pub key: &'static str,
-    pub reason: String,
-}
+pub use switchboard_kit::config::ConfigError;
+use switchboard_kit::config::Section;
 
 impl MetaConfig {
     /// Check what serde cannot; `channel` names the section in the message.
     pub fn validate(&self, channel: &'static str) -> Result<(), ConfigError> {
-        let invalid = |key: &'static str, reason: &str| {
-            Err(ConfigError {
-                channel,
-                key,
-                reason: reason.to_owned(),
-            })
-        };
+        let section = Section(channel);
         if self.access_token.trim().is_empty() {
-            return invalid("access_token", "is required (the Page access token)");
+            return section.invalid("access_token", "is required (the Page access token)");
         }
         if self.app_secret.trim().is_empty() {
-            return invalid(
+            return section.invalid(
                 "app_secret",
                 "is required (webhook deliveries are verified with it)",
             );
         }
         if self.verify_token.trim().is_empty() {
-            return invalid(
+            return section.invalid(
                 "verify_token",
                 "is required (the webhook subscription's verify token)",
             );
         }
         if !self.account_id.is_empty() && !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
-            return invalid(
+            return section.invalid(
                 "account_id",
                 "must be the numeric Page or Instagram account id",
             );
         }
-        match url::Url::parse(&self.api_url) {
-            Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && !u.cannot_be_a_base() => {}
-            _ => {
-                return invalid(
-                    "api_url",
-                    "must be an http(s) URL such as https://graph.facebook.com",
-                )
-            }
-        }
+        section.base_url("api_url", &self.api_url, "https://graph.facebook.com")?;
         let version_ok = self.api_version.strip_prefix('v').is_some_and(|rest| {
             !rest.is_empty()
                 && rest
@@ -126,14 +106,10 @@ impl MetaConfig {
                     .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         });
         if !version_ok {
-            return invalid("api_version", "must look like v21.0");
+            return section.invalid("api_version", "must look like v21.0");
         }
-        if self.request_timeout_secs == 0 {
-            return invalid("request_timeout_secs", "must be at least 1");
-        }
-        if self.max_file_size == 0 {
-            return invalid("max_file_size", "must be greater than 0");
-        }
+        section.at_least("request_timeout_secs", self.request_timeout_secs.into(), 1)?;
+        section.at_least("max_file_size", self.max_file_size.into(), 1)?;
         Ok(())
     }
 

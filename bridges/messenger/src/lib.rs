@@ -23,7 +23,7 @@
 //! * `outbound` — `Channel::send`: text, files, reactions, idempotency; typing and mark_seen.
 //! * `graph` — the HTTP requests and what Meta's error codes mean.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,6 +31,7 @@ use axum::Router;
 use switchboard_channel::{
     Capabilities, Channel, ChannelError, ConversationKey, Delivery, Host, Outbound, SendError,
 };
+use switchboard_kit::lifecycle::{should_start, Running};
 
 pub mod config;
 mod graph;
@@ -61,7 +62,7 @@ pub(crate) struct Shared {
 pub struct MetaChannel {
     platform: Platform,
     config: MetaConfig,
-    shared: OnceLock<Arc<Shared>>,
+    running: Running<Arc<Shared>>,
 }
 
 impl MetaChannel {
@@ -78,8 +79,8 @@ impl MetaChannel {
     pub fn new(platform: Platform, config: MetaConfig) -> Self {
         Self {
             platform,
+            running: Running::new(platform.label(), config.enabled),
             config,
-            shared: OnceLock::new(),
         }
     }
 
@@ -123,13 +124,9 @@ impl Channel for MetaChannel {
 
     async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<Router>, ChannelError> {
         let name = self.platform.name();
-        if !self.config.enabled {
-            tracing::info!(channel = name, "disabled in the configuration");
+        if !should_start(name, self.config.enabled, || self.config.validate(name))? {
             return Ok(None);
         }
-        self.config
-            .validate(name)
-            .map_err(|e| ChannelError::Config(e.to_string()))?;
         let timeout = Duration::from_secs(u64::from(self.config.request_timeout_secs));
         let graph = graph::Graph::new(
             self.config.graph_base(),
@@ -146,35 +143,24 @@ impl Channel for MetaChannel {
             profiles: profile::Profiles::default(),
             recent: inbound::Recent::default(),
         });
-        self.shared
-            .set(Arc::clone(&shared))
-            .map_err(|_| ChannelError::Other(format!("the {name} channel was started twice")))?;
+        self.running.set(Arc::clone(&shared))?;
         tracing::info!(channel = name, api = %self.config.graph_base(), "starting; webhook at /{name}/webhook");
         Ok(Some(webhook::router(shared)))
     }
 
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
-        match self.shared.get() {
-            Some(shared) => outbound::send(shared, outbound).await,
-            None if !self.config.enabled => Err(SendError::Permanent {
-                reason: format!("the {} channel is disabled", self.platform.label()),
-            }),
-            None => Err(SendError::Retryable {
-                reason: format!("the {} channel has not started yet", self.platform.label()),
-                retry_after: None,
-            }),
-        }
+        outbound::send(self.running.for_send()?, outbound).await
     }
 
     async fn typing(&self, conversation: &ConversationKey, active: bool) {
-        if let Some(shared) = self.shared.get() {
+        if let Some(shared) = self.running.get() {
             let action = if active { "typing_on" } else { "typing_off" };
             outbound::sender_action(shared, conversation, action).await;
         }
     }
 
     async fn mark_read(&self, conversation: &ConversationKey, _remote_id: &str) {
-        if let Some(shared) = self.shared.get() {
+        if let Some(shared) = self.running.get() {
             outbound::sender_action(shared, conversation, "mark_seen").await;
         }
     }

@@ -79,19 +79,11 @@ impl Default for SmsConfig {
     }
 }
 
-/// A configuration value that cannot work.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    #[error("channels.sms.{key}: {reason}")]
-    Invalid { key: &'static str, reason: String },
-}
+pub use switchboard_kit::config::ConfigError;
+use switchboard_kit::config::Section;
 
-fn invalid(key: &'static str, reason: impl Into<String>) -> Result<(), ConfigError> {
-    Err(ConfigError::Invalid {
-        key,
-        reason: reason.into(),
-    })
-}
+/// Where this channel's settings live: `channels.sms`.
+const SECTION: Section = Section("sms");
 
 fn is_sid(value: &str, prefix: &str) -> bool {
     value.len() == 34
@@ -103,25 +95,17 @@ impl SmsConfig {
     /// Check what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !is_sid(&self.account_sid, "AC") {
-            return invalid(
+            return SECTION.invalid(
                 "account_sid",
                 "must be the account SID from the Twilio console (AC followed by 32 characters)",
             );
         }
         if self.auth_token.trim().is_empty() {
-            return invalid("auth_token", "is required (the account's auth token)");
+            return SECTION.invalid("auth_token", "is required (the account's auth token)");
         }
-        match url::Url::parse(&self.api_url) {
-            Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && !u.cannot_be_a_base() => {}
-            _ => {
-                return invalid(
-                    "api_url",
-                    "must be an http(s) URL such as https://api.twilio.com",
-                )
-            }
-        }
+        SECTION.base_url("api_url", &self.api_url, "https://api.twilio.com")?;
         if phone::Region::parse(&self.default_region).is_none() {
-            return invalid(
+            return SECTION.invalid(
                 "default_region",
                 format!(
                     "{:?} is not a region this bridge knows (use a code like US, GB, DE)",
@@ -130,19 +114,19 @@ impl SmsConfig {
             );
         }
         if self.numbers.is_empty() && self.messaging_service_sid.is_none() {
-            return invalid(
+            return SECTION.invalid(
                 "numbers",
                 "list the company's Twilio numbers, or set messaging_service_sid",
             );
         }
         for n in &self.numbers {
             if phone::normalize(n, self.region()).is_err() {
-                return invalid("numbers", format!("{n:?} is not a phone number"));
+                return SECTION.invalid("numbers", format!("{n:?} is not a phone number"));
             }
         }
         if let Some(sid) = &self.messaging_service_sid {
             if !is_sid(sid, "MG") {
-                return invalid(
+                return SECTION.invalid(
                     "messaging_service_sid",
                     "must be a Messaging Service SID (MG followed by 32 characters)",
                 );
@@ -150,17 +134,15 @@ impl SmsConfig {
         }
         match self.public_url.as_deref().map(url::Url::parse) {
             Some(Ok(u)) if u.scheme() == "http" || u.scheme() == "https" => {}
-            Some(_) => return invalid("public_url", "must be an http(s) URL"),
-            None => return invalid(
+            Some(_) => return SECTION.invalid("public_url", "must be an http(s) URL"),
+            None => return SECTION.invalid(
                 "public_url",
                 "is required: Twilio signs the URL it posts to (defaults to appservice.public_url)",
             ),
         }
-        if self.max_file_size == 0 {
-            return invalid("max_file_size", "must be greater than 0");
-        }
+        SECTION.at_least("max_file_size", self.max_file_size.into(), 1)?;
         if self.media_link_ttl_secs < 60 {
-            return invalid("media_link_ttl_secs", "must be at least 60");
+            return SECTION.invalid("media_link_ttl_secs", "must be at least 60");
         }
         Ok(())
     }

@@ -22,7 +22,7 @@
 //! * [`links`] — signed, expiring links to operators' files for Twilio to fetch.
 //! * [`client`] — the REST calls and what Twilio's errors mean.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Router;
@@ -31,6 +31,7 @@ use switchboard_channel::{
     Attachment, Capabilities, Channel, ChannelError, ContactProfile, Content, ConversationKey,
     Delivery, Host, HostError, Inbound, InboundEvent, Outbound, SendError,
 };
+use switchboard_kit::lifecycle::{should_start, Running};
 
 pub mod client;
 pub mod config;
@@ -291,14 +292,14 @@ pub(crate) async fn realize_status(
 /// The SMS channel.
 pub struct Sms {
     config: SmsConfig,
-    shared: OnceLock<Arc<Shared>>,
+    running: Running<Arc<Shared>>,
 }
 
 impl Sms {
     pub fn new(config: SmsConfig) -> Self {
         Self {
+            running: Running::new("SMS", config.enabled),
             config,
-            shared: OnceLock::new(),
         }
     }
 
@@ -323,13 +324,9 @@ impl Channel for Sms {
     }
 
     async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<Router>, ChannelError> {
-        if !self.config.enabled {
-            tracing::info!("sms: disabled in the configuration");
+        if !should_start("sms", self.config.enabled, || self.config.validate())? {
             return Ok(None);
         }
-        self.config
-            .validate()
-            .map_err(|e| ChannelError::Config(e.to_string()))?;
         let client = client::Client::new(
             &self.config.api_url,
             &self.config.account_sid,
@@ -349,9 +346,7 @@ impl Channel for Sms {
             links,
             own_numbers: self.config.own_numbers(),
         });
-        self.shared
-            .set(Arc::clone(&shared))
-            .map_err(|_| ChannelError::Other("the sms channel was started twice".into()))?;
+        self.running.set(Arc::clone(&shared))?;
         if !self.config.public_base().starts_with("https://") {
             tracing::warn!(public_url = %self.config.public_base(), "sms: Twilio only calls http:// webhooks when SSL certificate validation is turned off for the account");
         }
@@ -365,16 +360,8 @@ impl Channel for Sms {
     }
 
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
-        match self.shared.get() {
-            Some(shared) => outbound::send(shared, outbound).await,
-            None if !self.config.enabled => Err(SendError::Permanent {
-                reason: "the SMS channel is disabled".into(),
-            }),
-            None => Err(SendError::Retryable {
-                reason: "the SMS channel has not started yet".into(),
-                retry_after: None,
-            }),
-        }
+        let shared = self.running.for_send()?;
+        outbound::send(shared, outbound).await
     }
 }
 

@@ -89,62 +89,42 @@ impl Default for TelegramConfig {
     }
 }
 
-/// A configuration value that cannot work.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    #[error("channels.telegram.{key}: {reason}")]
-    Invalid { key: &'static str, reason: String },
-}
+pub use switchboard_kit::config::ConfigError;
+use switchboard_kit::config::Section;
 
-fn invalid(key: &'static str, reason: &str) -> Result<(), ConfigError> {
-    Err(ConfigError::Invalid {
-        key,
-        reason: reason.to_owned(),
-    })
-}
+/// Where this channel's settings live: `channels.telegram`.
+const SECTION: Section = Section("telegram");
 
 impl TelegramConfig {
     /// Check what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.bot_id().is_none() {
-            return invalid(
+            return SECTION.invalid(
                 "token",
                 "must be the bot token from @BotFather, like 123456:ABC-DEF…",
             );
         }
-        match url::Url::parse(&self.api_url) {
-            Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && !u.cannot_be_a_base() => {}
-            _ => {
-                return invalid(
-                    "api_url",
-                    "must be an http(s) URL such as https://api.telegram.org",
-                )
-            }
-        }
-        if self.request_timeout_secs == 0 {
-            return invalid("request_timeout_secs", "must be at least 1");
-        }
+        SECTION.base_url("api_url", &self.api_url, "https://api.telegram.org")?;
+        SECTION.at_least("request_timeout_secs", self.request_timeout_secs.into(), 1)?;
         if self.poll_timeout_secs > 50 {
-            return invalid("poll_timeout_secs", "must be at most 50");
+            return SECTION.invalid("poll_timeout_secs", "must be at most 50");
         }
-        if self.max_file_size == 0 {
-            return invalid("max_file_size", "must be greater than 0");
-        }
+        SECTION.at_least("max_file_size", self.max_file_size.into(), 1)?;
         if self.mode == Mode::Webhook {
             let Some(secret) = self.webhook_secret.as_deref() else {
-                return invalid("webhook_secret", "is required in webhook mode");
+                return SECTION.invalid("webhook_secret", "is required in webhook mode");
             };
             let ok_chars = secret
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
             if secret.is_empty() || secret.len() > 256 || !ok_chars {
-                return invalid(
+                return SECTION.invalid(
                     "webhook_secret",
                     "must be 1-256 characters of A-Z, a-z, 0-9, _ and -",
                 );
             }
             if self.register_webhook && self.public_url.is_none() {
-                return invalid(
+                return SECTION.invalid(
                     "public_url",
                     "is required in webhook mode to register the webhook",
                 );

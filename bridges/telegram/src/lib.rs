@@ -22,7 +22,7 @@
 //! * `outbound` — `Channel::send`: messages, files, edits, deletions, idempotency.
 //! * `client` — the teloxide `Bot` and what its errors mean (retryable or permanent).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Router;
@@ -30,6 +30,7 @@ use switchboard_channel::{
     Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound,
     SendError,
 };
+use switchboard_kit::lifecycle::{should_start, Running};
 use teloxide::Bot;
 
 mod client;
@@ -90,14 +91,14 @@ pub(crate) async fn handle_update(
 /// The Telegram channel.
 pub struct Telegram {
     config: TelegramConfig,
-    shared: OnceLock<Arc<Shared>>,
+    running: Running<Arc<Shared>>,
 }
 
 impl Telegram {
     pub fn new(config: TelegramConfig) -> Self {
         Self {
+            running: Running::new("Telegram", config.enabled),
             config,
-            shared: OnceLock::new(),
         }
     }
 
@@ -130,13 +131,9 @@ impl Channel for Telegram {
     }
 
     async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<Router>, ChannelError> {
-        if !self.config.enabled {
-            tracing::info!("telegram: disabled in the configuration");
+        if !should_start("telegram", self.config.enabled, || self.config.validate())? {
             return Ok(None);
         }
-        self.config
-            .validate()
-            .map_err(|e| ChannelError::Config(e.to_string()))?;
         let account = self.config.bot_id().unwrap_or_default().to_owned();
         let bot = client::bot(&self.config).map_err(ChannelError::Config)?;
         let options = inbound::ParseOptions {
@@ -156,9 +153,7 @@ impl Channel for Telegram {
             options,
             out,
         });
-        self.shared
-            .set(Arc::clone(&shared))
-            .map_err(|_| ChannelError::Other("the telegram channel was started twice".into()))?;
+        self.running.set(Arc::clone(&shared))?;
         tracing::info!(account, mode = ?self.config.mode, api = %self.config.api_url, "telegram: starting");
         match self.config.mode {
             Mode::Polling => {
@@ -175,20 +170,11 @@ impl Channel for Telegram {
     }
 
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
-        match self.shared.get() {
-            Some(shared) => outbound::send(&shared.out, outbound).await,
-            None if !self.config.enabled => Err(SendError::Permanent {
-                reason: "the Telegram channel is disabled".into(),
-            }),
-            None => Err(SendError::Retryable {
-                reason: "the Telegram channel has not started yet".into(),
-                retry_after: None,
-            }),
-        }
+        outbound::send(&self.running.for_send()?.out, outbound).await
     }
 
     async fn typing(&self, conversation: &ConversationKey, active: bool) {
-        if let Some(shared) = self.shared.get() {
+        if let Some(shared) = self.running.get() {
             outbound::typing(&shared.out, conversation, active).await;
         }
     }

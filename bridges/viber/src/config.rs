@@ -72,57 +72,33 @@ impl Default for ViberConfig {
     }
 }
 
-/// A configuration value that cannot work.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("channels.viber.{key}: {reason}")]
-pub struct ConfigError {
-    pub key: &'static str,
-    pub reason: String,
-}
+pub use switchboard_kit::config::ConfigError;
+use switchboard_kit::config::{is_base_url, Section};
 
-fn invalid(key: &'static str, reason: &str) -> Result<(), ConfigError> {
-    Err(ConfigError {
-        key,
-        reason: reason.to_owned(),
-    })
-}
-
-fn http_url(text: &str) -> bool {
-    matches!(url::Url::parse(text), Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && !u.cannot_be_a_base())
-}
+/// Where this channel's settings live: `channels.viber`.
+const SECTION: Section = Section("viber");
 
 impl ViberConfig {
     /// Check what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.auth_token.trim().is_empty() {
-            return invalid(
+            return SECTION.invalid(
                 "auth_token",
                 "is required (the bot's token from the Viber Admin Panel)",
             );
         }
         let name = self.bot_name.trim();
         if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-            return invalid("bot_name", "must be 1-28 characters");
+            return SECTION.invalid("bot_name", "must be 1-28 characters");
         }
-        if !http_url(&self.api_url) {
-            return invalid(
-                "api_url",
-                "must be an http(s) URL such as https://chatapi.viber.com/pa",
-            );
-        }
+        SECTION.base_url("api_url", &self.api_url, "https://chatapi.viber.com/pa")?;
         match self.public_url.as_deref() {
-            Some(u) if http_url(u) => {}
-            _ => return invalid("public_url", "must be the bridge's public http(s) URL (Viber posts events and fetches files there)"),
+            Some(u) if is_base_url(u, &["http", "https"]) => {}
+            _ => return SECTION.invalid("public_url", "must be the bridge's public http(s) URL (Viber posts events and fetches files there)"),
         }
-        if self.media_link_ttl_secs == 0 {
-            return invalid("media_link_ttl_secs", "must be greater than 0");
-        }
-        if self.request_timeout_secs == 0 {
-            return invalid("request_timeout_secs", "must be at least 1");
-        }
-        if self.max_file_size == 0 {
-            return invalid("max_file_size", "must be greater than 0");
-        }
+        SECTION.at_least("media_link_ttl_secs", self.media_link_ttl_secs.into(), 1)?;
+        SECTION.at_least("request_timeout_secs", self.request_timeout_secs.into(), 1)?;
+        SECTION.at_least("max_file_size", self.max_file_size.into(), 1)?;
         Ok(())
     }
 

@@ -21,7 +21,7 @@
 //! * `media` — the signed, expiring links operators' files are served from.
 //! * [`api`] — the REST calls and what Viber's status codes mean.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,6 +30,7 @@ use serde_json::json;
 use switchboard_channel::{
     Capabilities, Channel, ChannelError, Delivery, Host, Outbound, SendError,
 };
+use switchboard_kit::lifecycle::{should_start, Running};
 
 pub mod api;
 mod callback;
@@ -114,14 +115,14 @@ async fn register(shared: Arc<Shared>) {
 /// The Viber channel.
 pub struct Viber {
     config: ViberConfig,
-    shared: OnceLock<Arc<Shared>>,
+    running: Running<Arc<Shared>>,
 }
 
 impl Viber {
     pub fn new(config: ViberConfig) -> Self {
         Self {
+            running: Running::new("Viber", config.enabled),
             config,
-            shared: OnceLock::new(),
         }
     }
 
@@ -150,13 +151,9 @@ impl Channel for Viber {
     }
 
     async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<Router>, ChannelError> {
-        if !self.config.enabled {
-            tracing::info!("viber: disabled in the configuration");
+        if !should_start("viber", self.config.enabled, || self.config.validate())? {
             return Ok(None);
         }
-        self.config
-            .validate()
-            .map_err(|e| ChannelError::Config(e.to_string()))?;
         let api = api::Api::new(&self.config).map_err(ChannelError::Config)?;
         let account = self.config.account();
         let secret = match self
@@ -198,9 +195,7 @@ impl Channel for Viber {
             host,
             out,
         });
-        self.shared
-            .set(Arc::clone(&shared))
-            .map_err(|_| ChannelError::Other("the Viber channel was started twice".into()))?;
+        self.running.set(Arc::clone(&shared))?;
         tracing::info!(account, api = %self.config.api_url, "viber: webhook at /viber/callback");
         if self.config.register_webhook {
             tokio::spawn(register(Arc::clone(&shared)));
@@ -209,15 +204,7 @@ impl Channel for Viber {
     }
 
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
-        match self.shared.get() {
-            Some(shared) => outbound::send(&shared.out, outbound).await,
-            None if !self.config.enabled => Err(SendError::Permanent {
-                reason: "the Viber channel is disabled".into(),
-            }),
-            None => Err(SendError::Retryable {
-                reason: "the Viber channel has not started yet".into(),
-                retry_after: None,
-            }),
-        }
+        let shared = self.running.for_send()?;
+        outbound::send(&shared.out, outbound).await
     }
 }

@@ -67,60 +67,39 @@ impl Default for VkConfig {
     }
 }
 
-/// A configuration value that cannot work.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("channels.vk.{key}: {reason}")]
-pub struct ConfigError {
-    pub key: &'static str,
-    pub reason: String,
-}
+pub use switchboard_kit::config::ConfigError;
+use switchboard_kit::config::Section;
 
-fn invalid(key: &'static str, reason: &str) -> Result<(), ConfigError> {
-    Err(ConfigError {
-        key,
-        reason: reason.to_owned(),
-    })
-}
+/// Where this channel's settings live: `channels.vk`.
+const SECTION: Section = Section("vk");
 
 impl VkConfig {
     /// Check what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.access_token.trim().is_empty() {
-            return invalid(
+            return SECTION.invalid(
                 "access_token",
                 "is required (a community access token with the messages right)",
             );
         }
         if self.group_id == 0 {
-            return invalid("group_id", "is required (the community's numeric id)");
+            return SECTION.invalid("group_id", "is required (the community's numeric id)");
         }
         if self.secret.is_empty() {
-            return invalid(
+            return SECTION.invalid(
                 "secret",
                 "is required: set a secret key on the Callback API server and copy it here",
             );
         }
         if self.confirmation.is_empty() {
-            return invalid(
+            return SECTION.invalid(
                 "confirmation",
                 "is required: the string the Callback API settings page asks to return",
             );
         }
-        match url::Url::parse(&self.api_url) {
-            Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && !u.cannot_be_a_base() => {}
-            _ => {
-                return invalid(
-                    "api_url",
-                    "must be an http(s) URL such as https://api.vk.com/method",
-                )
-            }
-        }
-        if self.request_timeout_secs == 0 {
-            return invalid("request_timeout_secs", "must be at least 1");
-        }
-        if self.max_file_size == 0 {
-            return invalid("max_file_size", "must be greater than 0");
-        }
+        SECTION.base_url("api_url", &self.api_url, "https://api.vk.com/method")?;
+        SECTION.at_least("request_timeout_secs", self.request_timeout_secs.into(), 1)?;
+        SECTION.at_least("max_file_size", self.max_file_size.into(), 1)?;
         Ok(())
     }
 

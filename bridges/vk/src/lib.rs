@@ -20,13 +20,14 @@
 //! * `outbound` — `Channel::send`: messages, uploads, edits, deletions, idempotency.
 //! * [`api`] — method calls, uploads, downloads, and what VK's error codes mean.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Router;
 use switchboard_channel::{
     Capabilities, Channel, ChannelError, ConversationKey, Delivery, Host, Outbound, SendError,
 };
+use switchboard_kit::lifecycle::{should_start, Running};
 
 pub mod api;
 mod callback;
@@ -86,14 +87,14 @@ pub(crate) async fn handle(
 /// The VK channel.
 pub struct Vk {
     config: VkConfig,
-    shared: OnceLock<Arc<Shared>>,
+    running: Running<Arc<Shared>>,
 }
 
 impl Vk {
     pub fn new(config: VkConfig) -> Self {
         Self {
+            running: Running::new("VK", config.enabled),
             config,
-            shared: OnceLock::new(),
         }
     }
 
@@ -123,13 +124,9 @@ impl Channel for Vk {
     }
 
     async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<Router>, ChannelError> {
-        if !self.config.enabled {
-            tracing::info!("vk: disabled in the configuration");
+        if !should_start("vk", self.config.enabled, || self.config.validate())? {
             return Ok(None);
         }
-        self.config
-            .validate()
-            .map_err(|e| ChannelError::Config(e.to_string()))?;
         let api = api::Api::new(&self.config).map_err(ChannelError::Config)?;
         let group_id = i64::try_from(self.config.group_id)
             .map_err(|_| ChannelError::Config("channels.vk.group_id: too large".into()))?;
@@ -150,34 +147,24 @@ impl Channel for Vk {
             options,
             out,
         });
-        self.shared
-            .set(Arc::clone(&shared))
-            .map_err(|_| ChannelError::Other("the VK channel was started twice".into()))?;
+        self.running.set(Arc::clone(&shared))?;
         tracing::info!(group_id, api = %self.config.api_url, "vk: callback endpoint ready at /vk/callback");
         Ok(Some(callback::router(shared)))
     }
 
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
-        match self.shared.get() {
-            Some(shared) => outbound::send(&shared.out, outbound).await,
-            None if !self.config.enabled => Err(SendError::Permanent {
-                reason: "the VK channel is disabled".into(),
-            }),
-            None => Err(SendError::Retryable {
-                reason: "the VK channel has not started yet".into(),
-                retry_after: None,
-            }),
-        }
+        let shared = self.running.for_send()?;
+        outbound::send(&shared.out, outbound).await
     }
 
     async fn typing(&self, conversation: &ConversationKey, active: bool) {
-        if let Some(shared) = self.shared.get() {
+        if let Some(shared) = self.running.get() {
             outbound::typing(&shared.out, conversation, active).await;
         }
     }
 
     async fn mark_read(&self, conversation: &ConversationKey, _remote_id: &str) {
-        if let Some(shared) = self.shared.get() {
+        if let Some(shared) = self.running.get() {
             outbound::mark_read(&shared.out, conversation).await;
         }
     }

@@ -24,7 +24,7 @@
 //!
 //! The wire format is documented for third-party widgets in `docs/webchat.md`.
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -36,6 +36,7 @@ use switchboard_channel::{
     Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound,
     SendError,
 };
+use switchboard_kit::lifecycle::{should_start, Running};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 mod api;
@@ -68,14 +69,14 @@ const JSON_BODY_LIMIT: usize = 256 * 1024;
 pub struct Webchat {
     config: WebchatConfig,
     /// Set once by `start`; `send` needs the host it was given.
-    shared: OnceLock<Arc<Shared>>,
+    running: Running<Arc<Shared>>,
 }
 
 impl Webchat {
     pub fn new(config: WebchatConfig) -> Self {
         Self {
+            running: Running::new("web chat", config.enabled),
             config,
-            shared: OnceLock::new(),
         }
     }
 
@@ -181,17 +182,11 @@ impl Channel for Webchat {
     }
 
     async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<Router>, ChannelError> {
-        if !self.config.enabled {
-            tracing::info!("webchat: disabled in the configuration");
+        if !should_start("webchat", self.config.enabled, || self.config.validate())? {
             return Ok(None);
         }
-        self.config
-            .validate()
-            .map_err(|e| ChannelError::Config(e.to_string()))?;
         let shared = Arc::new(Shared::new(self.config.clone(), host));
-        self.shared
-            .set(Arc::clone(&shared))
-            .map_err(|_| ChannelError::Other("the webchat channel was started twice".into()))?;
+        self.running.set(Arc::clone(&shared))?;
         spawn_limiter_sweeper(Arc::downgrade(&shared));
         if self.config.public_url.is_none() {
             tracing::warn!("webchat: no public_url; file links will be relative to the page");
@@ -201,26 +196,17 @@ impl Channel for Webchat {
     }
 
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
-        match self.shared.get() {
-            Some(shared) => outbound::send(shared, outbound).await,
-            None if !self.config.enabled => Err(SendError::Permanent {
-                reason: "the web chat channel is disabled".into(),
-            }),
-            None => Err(SendError::Retryable {
-                reason: "the web chat channel has not started yet".into(),
-                retry_after: None,
-            }),
-        }
+        outbound::send(self.running.for_send()?, outbound).await
     }
 
     async fn typing(&self, conversation: &ConversationKey, active: bool) {
-        if let Some(shared) = self.shared.get() {
+        if let Some(shared) = self.running.get() {
             outbound::typing(shared, conversation, active);
         }
     }
 
     async fn mark_read(&self, conversation: &ConversationKey, remote_id: &str) {
-        if let Some(shared) = self.shared.get() {
+        if let Some(shared) = self.running.get() {
             outbound::mark_read(shared, conversation, remote_id).await;
         }
     }

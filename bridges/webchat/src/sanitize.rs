@@ -68,10 +68,7 @@ pub fn mime_type(declared: Option<&str>, name: &str) -> String {
             return essence;
         }
     }
-    mime_guess::from_path(name)
-        .first_or_octet_stream()
-        .essence_str()
-        .to_owned()
+    switchboard_kit::mime::mime_for_name_or_binary(name).to_owned()
 }
 
 /// Image types a browser may show inline from our origin. Not SVG: it can carry script.
@@ -248,6 +245,15 @@ mod tests {
             "application/octet-stream"
         );
         assert_eq!(mime_type(Some("text/html\r\nX: y"), "x.txt"), "text/plain");
+        // What mime_guess knew before the kit's table took over.
+        for (name, mime) in [
+            ("shot.avif", "image/avif"),
+            ("clip.mkv", "video/x-matroska"),
+            ("logs.7z", "application/x-7z-compressed"),
+            ("book.EPUB", "application/epub+zip"),
+        ] {
+            assert_eq!(mime_type(None, name), mime, "{name}");
+        }
         assert!(is_inline_image("image/png"));
         assert!(!is_inline_image("image/svg+xml"));
     }

@@ -86,19 +86,11 @@ impl Default for WhatsAppConfig {
     }
 }
 
-/// A configuration value that cannot work.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    #[error("channels.whatsapp.{key}: {reason}")]
-    Invalid { key: &'static str, reason: String },
-}
+pub use switchboard_kit::config::ConfigError;
+use switchboard_kit::config::Section;
 
-fn invalid(key: &'static str, reason: &str) -> Result<(), ConfigError> {
-    Err(ConfigError::Invalid {
-        key,
-        reason: reason.to_owned(),
-    })
-}
+/// Where this channel's settings live: `channels.whatsapp`.
+const SECTION: Section = Section("whatsapp");
 
 impl WhatsAppConfig {
     /// Check what serde cannot.
@@ -106,51 +98,41 @@ impl WhatsAppConfig {
         if self.phone_number_id.is_empty()
             || !self.phone_number_id.bytes().all(|b| b.is_ascii_digit())
         {
-            return invalid(
+            return SECTION.invalid(
                 "phone_number_id",
                 "must be the numeric phone number id from WhatsApp Manager (not the phone number)",
             );
         }
         if self.access_token.trim().is_empty() {
-            return invalid(
+            return SECTION.invalid(
                 "access_token",
                 "is required (a system user token with whatsapp_business_messaging)",
             );
         }
         if self.app_secret.is_empty() {
-            return invalid(
+            return SECTION.invalid(
                 "app_secret",
                 "is required: webhook deliveries are checked with it",
             );
         }
         if self.verify_token.is_empty() {
-            return invalid(
+            return SECTION.invalid(
                 "verify_token",
                 "is required: the App Dashboard's webhook verification sends it",
             );
         }
-        match url::Url::parse(&self.api_url) {
-            Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && !u.cannot_be_a_base() => {}
-            _ => {
-                return invalid(
-                    "api_url",
-                    "must be an http(s) URL such as https://graph.facebook.com",
-                )
-            }
-        }
+        SECTION.base_url("api_url", &self.api_url, "https://graph.facebook.com")?;
         let v = self.api_version.strip_prefix('v').unwrap_or("");
         if v.is_empty()
             || !v
                 .split('.')
                 .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         {
-            return invalid("api_version", "must look like v21.0");
+            return SECTION.invalid("api_version", "must look like v21.0");
         }
-        if self.max_file_size == 0 {
-            return invalid("max_file_size", "must be greater than 0");
-        }
+        SECTION.at_least("max_file_size", self.max_file_size.into(), 1)?;
         if self.default_template_language.is_empty() {
-            return invalid(
+            return SECTION.invalid(
                 "default_template_language",
                 "must be a language code such as en_US",
             );

@@ -24,7 +24,7 @@
 //! refusing anyway (error 131047) comes back as a permanent failure that points operators at
 //! `!sb template`.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,6 +33,7 @@ use switchboard_channel::{
     Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound,
     SendError,
 };
+use switchboard_kit::lifecycle::{should_start, Running};
 
 pub mod api;
 pub mod config;
@@ -57,14 +58,14 @@ pub(crate) struct Shared {
 /// The WhatsApp channel.
 pub struct WhatsApp {
     config: WhatsAppConfig,
-    shared: OnceLock<Arc<Shared>>,
+    running: Running<Arc<Shared>>,
 }
 
 impl WhatsApp {
     pub fn new(config: WhatsAppConfig) -> Self {
         Self {
+            running: Running::new("WhatsApp", config.enabled),
             config,
-            shared: OnceLock::new(),
         }
     }
 
@@ -99,22 +100,16 @@ impl Channel for WhatsApp {
     }
 
     async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<Router>, ChannelError> {
-        if !self.config.enabled {
-            tracing::info!("whatsapp: disabled in the configuration");
+        if !should_start("whatsapp", self.config.enabled, || self.config.validate())? {
             return Ok(None);
         }
-        self.config
-            .validate()
-            .map_err(|e| ChannelError::Config(e.to_string()))?;
         let graph = api::Graph::new(&self.config).map_err(ChannelError::Config)?;
         let shared = Arc::new(Shared {
             config: self.config.clone(),
             graph,
             host,
         });
-        self.shared
-            .set(Arc::clone(&shared))
-            .map_err(|_| ChannelError::Other("the whatsapp channel was started twice".into()))?;
+        self.running.set(Arc::clone(&shared))?;
         tracing::info!(
             phone_number_id = %self.config.phone_number_id,
             api = %self.config.versioned_base(),
@@ -124,27 +119,17 @@ impl Channel for WhatsApp {
     }
 
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
-        match self.shared.get() {
-            Some(shared) => {
-                let out = outbound::Outgoing {
-                    graph: &shared.graph,
-                    host: shared.host.as_ref(),
-                    config: &shared.config,
-                };
-                outbound::send(&out, outbound).await
-            }
-            None if !self.config.enabled => Err(SendError::Permanent {
-                reason: "the WhatsApp channel is disabled".into(),
-            }),
-            None => Err(SendError::Retryable {
-                reason: "the WhatsApp channel has not started yet".into(),
-                retry_after: None,
-            }),
-        }
+        let shared = self.running.for_send()?;
+        let out = outbound::Outgoing {
+            graph: &shared.graph,
+            host: shared.host.as_ref(),
+            config: &shared.config,
+        };
+        outbound::send(&out, outbound).await
     }
 
     async fn mark_read(&self, conversation: &ConversationKey, remote_id: &str) {
-        if let Some(shared) = self.shared.get() {
+        if let Some(shared) = self.running.get() {
             outbound::mark_read(&shared.graph, &shared.config, conversation, remote_id).await;
         }
     }

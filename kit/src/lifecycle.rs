@@ -1,0 +1,111 @@
+//! A channel's life, the same for every channel: switched off in the configuration, configured
+//! but not started yet, or running. What each state means for the core is one rule:
+//!
+//! * a channel switched off does not start, and a send to it fails for good (a retry cannot
+//!   help: the administrator has to switch it on);
+//! * a send that comes before the channel started is retried (it is starting);
+//! * a channel started twice is a bug in the caller, reported as such.
+//!
+//! A channel keeps what it needs while running in a [`Running`], and opens `start` with
+//! [`should_start`].
+
+use std::sync::OnceLock;
+
+use switchboard_channel::{ChannelError, SendError};
+
+/// Whether a channel should start: `false` (and a log line) when it is switched off; an error
+/// when it is switched on but its configuration cannot work.
+pub fn should_start<E: std::fmt::Display>(
+    channel: &'static str,
+    enabled: bool,
+    validate: impl FnOnce() -> Result<(), E>,
+) -> Result<bool, ChannelError> {
+    if !enabled {
+        tracing::info!(channel, "disabled in the configuration");
+        return Ok(false);
+    }
+    validate().map_err(|e| ChannelError::Config(e.to_string()))?;
+    Ok(true)
+}
+
+/// What a channel holds while it runs (its API client, its host, …), set once by `start`.
+pub struct Running<S> {
+    /// How the channel is named in messages to operators ("Telegram", "the web chat" is
+    /// written "web chat").
+    label: &'static str,
+    enabled: bool,
+    cell: OnceLock<S>,
+}
+
+impl<S> Running<S> {
+    pub fn new(label: &'static str, enabled: bool) -> Self {
+        Self {
+            label,
+            enabled,
+            cell: OnceLock::new(),
+        }
+    }
+
+    /// Keep what `start` made. A second start is refused.
+    pub fn set(&self, running: S) -> Result<(), ChannelError> {
+        self.cell.set(running).map_err(|_| {
+            ChannelError::Other(format!("the {} channel was started twice", self.label))
+        })
+    }
+
+    /// What the running channel holds, if it runs (for best-effort work such as typing).
+    pub fn get(&self) -> Option<&S> {
+        self.cell.get()
+    }
+
+    /// What the running channel holds, or why a send cannot go now: switched off (permanent)
+    /// or not started yet (retried).
+    pub fn for_send(&self) -> Result<&S, SendError> {
+        match self.cell.get() {
+            Some(running) => Ok(running),
+            None if !self.enabled => Err(SendError::Permanent {
+                reason: format!("the {} channel is disabled", self.label),
+            }),
+            None => Err(SendError::Retryable {
+                reason: format!("the {} channel has not started yet", self.label),
+                retry_after: None,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_send_fails_for_good_when_switched_off_and_is_retried_before_start() {
+        let off: Running<u8> = Running::new("Telegram", false);
+        assert!(matches!(
+            off.for_send(),
+            Err(SendError::Permanent { reason }) if reason == "the Telegram channel is disabled"
+        ));
+        let starting: Running<u8> = Running::new("SMS", true);
+        assert!(matches!(
+            starting.for_send(),
+            Err(SendError::Retryable { reason, retry_after: None })
+                if reason == "the SMS channel has not started yet"
+        ));
+        starting.set(7).unwrap();
+        assert_eq!(starting.for_send().ok(), Some(&7));
+        assert!(matches!(
+            starting.set(8),
+            Err(ChannelError::Other(m)) if m == "the SMS channel was started twice"
+        ));
+    }
+
+    #[test]
+    fn only_an_enabled_valid_channel_starts() {
+        assert!(!should_start("vk", false, || Err::<(), _>("never asked")).unwrap());
+        assert!(should_start("vk", true, || Ok::<(), String>(())).unwrap());
+        assert!(matches!(
+            should_start("vk", true, || Err("channels.vk.token: must be set")),
+            Err(ChannelError::Config(m)) if m == "channels.vk.token: must be set"
+        ));
+    }
+}
