@@ -4,6 +4,10 @@
 //! minutes, never days later) and then deleted, so these tables stay as small as the traffic of
 //! one week however long the bridge runs.
 //!
+//! Unreadable input whose notice reached the admin room is kept for [`UNREADABLE_RETENTION`]
+//! (the raw bytes, for an administrator who follows up), then deleted; input still waiting for
+//! its notice is never pruned.
+//!
 //! Customer messages, operator replies, dead letters and the message map are the conversation's
 //! record and are never pruned here.
 
@@ -15,6 +19,9 @@ use crate::store::Store;
 
 /// How long handled homeserver events and transaction ids are kept.
 pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How long unreadable input is kept after its notice was posted.
+pub const UNREADABLE_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// How often the store is pruned (and once at start).
 const EVERY: Duration = Duration::from_secs(3600);
@@ -35,6 +42,12 @@ pub async fn prune(store: &Store, now_ms: i64) {
             tracing::info!(events, transactions, "pruned handled homeserver events")
         }
         Err(e) => tracing::warn!(error = %e, "cannot prune handled homeserver events"),
+    }
+    let before = now_ms - UNREADABLE_RETENTION.as_millis() as i64;
+    match store.prune_unreadable(before).await {
+        Ok(0) => {}
+        Ok(inputs) => tracing::info!(inputs, "pruned unreadable input shown a month ago"),
+        Err(e) => tracing::warn!(error = %e, "cannot prune unreadable input"),
     }
 }
 

@@ -73,6 +73,17 @@ impl Store {
             .await?;
         Ok(())
     }
+
+    /// Forget inputs whose notice was posted before `before_ms`; those still to be posted stay.
+    pub async fn prune_unreadable(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM unreadable_input WHERE posted_at IS NOT NULL AND posted_at < $1",
+        )
+        .bind(before_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
 }
 
 #[cfg(test)]
@@ -107,5 +118,20 @@ mod tests {
             store.unreadable_unposted(10).await.expect("unposted").len(),
             1
         );
+        // Pruning forgets only what was posted before the cut-off, never what waits for its notice.
+        assert_eq!(store.prune_unreadable(0).await.expect("prune"), 0);
+        assert_eq!(
+            store.prune_unreadable(now_ms() + 1).await.expect("prune"),
+            1
+        );
+        assert_eq!(
+            store.unreadable_unposted(10).await.expect("unposted").len(),
+            1
+        );
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM unreadable_input")
+            .fetch_one(store.pool())
+            .await
+            .expect("count");
+        assert_eq!(left, 1);
     }
 }
