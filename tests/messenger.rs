@@ -897,11 +897,14 @@ async fn refusals_become_notices_and_rate_limits_are_retried() -> anyhow::Result
             m.is_notice() && m.in_reply_to() == Some(late.as_str())
         })
         .await?;
+    // A refusal is not worth a plain retry, and the notice says so.
     ensure!(
         notice.body.contains("24-hour window")
             && notice
                 .body
-                .contains("(#10) This message is sent outside of allowed window."),
+                .contains("(#10) This message is sent outside of allowed window.")
+            && notice.body.contains("would be refused again")
+            && !notice.body.contains("to try again"),
         "notice: {}",
         notice.body
     );

@@ -107,7 +107,7 @@ async fn deliver(bridge: &Bridge, row: &OutboxRow) -> bool {
             let attempts = row.attempts as u32 + 1;
             if attempts >= bridge.config.bridge.max_attempts {
                 let reason = format!("{reason} (gave up after {attempts} attempts)");
-                fail(bridge, row, &channel_name, &reason).await
+                fail(bridge, row, &channel_name, &reason, Failure::GaveUp).await
             } else {
                 let delay = queue::backoff(
                     attempts - 1,
@@ -126,7 +126,9 @@ async fn deliver(bridge: &Bridge, row: &OutboxRow) -> bool {
                 false
             }
         }
-        Err(SendError::Permanent { reason }) => fail(bridge, row, &channel_name, &reason).await,
+        Err(SendError::Permanent { reason }) => {
+            fail(bridge, row, &channel_name, &reason, Failure::Refused).await
+        }
     }
 }
 
@@ -363,14 +365,47 @@ fn human_size(bytes: u64) -> String {
     }
 }
 
-async fn fail(bridge: &Bridge, row: &OutboxRow, channel: &str, reason: &str) -> bool {
-    tracing::warn!(outbox = row.id, reason, "delivery failed for good");
+/// Why a message became a dead letter, which decides what the notice advises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    /// The channel kept failing in a way that passes (down, slow, rate-limited): a retry later
+    /// may well go through.
+    GaveUp,
+    /// The network refused this message (a type it does not take, a closed reply window, a
+    /// blocked bot): sent again unchanged, it is refused again.
+    Refused,
+}
+
+/// The dead-letter notice under an operator's message.
+fn failure_notice(reason: &str, failure: Failure) -> String {
+    let advice = match failure {
+        Failure::GaveUp => "Send `!sb retry` to try again.",
+        Failure::Refused => {
+            "Sent again unchanged it would be refused again: fix the cause first, then send \
+             `!sb retry`, or write a new message."
+        }
+    };
+    format!("⚠️ Not delivered to the customer: {reason}. {advice}")
+}
+
+async fn fail(
+    bridge: &Bridge,
+    row: &OutboxRow,
+    channel: &str,
+    reason: &str,
+    failure: Failure,
+) -> bool {
+    tracing::warn!(
+        outbox = row.id,
+        reason,
+        ?failure,
+        "delivery failed for good"
+    );
     if let Err(e) = bridge.store.outbox_failed(row.id, reason).await {
         tracing::error!(outbox = row.id, error = %e, "cannot record failure");
         return false;
     }
-    let text =
-        format!("⚠️ Not delivered to the customer: {reason}. Send `!sb retry` to try again.");
+    let text = failure_notice(reason, failure);
     let notice = content::with_reply(content::notice(&text), &row.event_id);
     let txn = format!("sb-fail-{}-{}", row.id, row.attempts);
     if let Err(e) = bridge
@@ -424,5 +459,24 @@ pub async fn send_status(
         .await
     {
         tracing::warn!(room_id, error = %e, "cannot post delivery status");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_failure_that_passes_is_worth_a_plain_retry() {
+        let gave_up = failure_notice("HTTP 502 (gave up after 5 attempts)", Failure::GaveUp);
+        assert!(
+            gave_up.ends_with("Send `!sb retry` to try again."),
+            "{gave_up}"
+        );
+        let refused = failure_notice("outside the 24-hour window", Failure::Refused);
+        assert!(
+            refused.contains("would be refused again") && !refused.contains("to try again"),
+            "{refused}"
+        );
     }
 }
