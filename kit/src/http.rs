@@ -1,5 +1,6 @@
 //! HTTP as every channel speaks it: the client, `Retry-After`, size-limited downloads of
-//! customers' files, and how a network's HTTP status becomes a [`SendError`].
+//! customers' files, a call to a JSON API and what can go wrong on the way ([`Transport`]),
+//! and how a network's HTTP status becomes a [`SendError`].
 
 use std::time::Duration;
 
@@ -107,10 +108,110 @@ pub fn status_error(status: u16, reason: String, retry_after: Option<Duration>) 
     }
 }
 
+/// Why a call to a network's JSON API gave no answer to read. What the network says inside a
+/// readable answer (its own error codes) is the channel's to interpret; this is the rest.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Transport {
+    /// An HTTP status other than 2xx.
+    #[error("answered HTTP {status}")]
+    Http {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    /// No answer: connection refused or reset, DNS, TLS, timeout.
+    #[error("cannot be reached: {0}")]
+    Network(String),
+    /// An answer that is not the JSON the method returns.
+    #[error("gave an unexpected answer: {0}")]
+    Decode(String),
+}
+
+impl Transport {
+    /// What this means for an outbound item sent to `network`: a status by [`status_error`];
+    /// no answer, or one that cannot be read, is worth trying again.
+    pub fn send_error(self, network: &str) -> SendError {
+        match self {
+            Transport::Http {
+                status,
+                retry_after,
+            } => status_error(
+                status,
+                format!("{network} answered HTTP {status}"),
+                retry_after,
+            ),
+            Transport::Network(e) => SendError::Retryable {
+                reason: format!("cannot reach {network}: {e}"),
+                retry_after: None,
+            },
+            Transport::Decode(e) => SendError::Retryable {
+                reason: format!("unexpected answer from {network}: {e}"),
+                retry_after: None,
+            },
+        }
+    }
+}
+
+/// Send `request` and read its JSON answer. A status other than 2xx, no answer, or a body
+/// that is not JSON is a [`Transport`] error; URLs (which may hold tokens) are kept out of
+/// the messages.
+pub async fn json_call(request: reqwest::RequestBuilder) -> Result<serde_json::Value, Transport> {
+    let answer = request
+        .send()
+        .await
+        .map_err(|e| Transport::Network(e.without_url().to_string()))?;
+    let status = answer.status();
+    if !status.is_success() {
+        return Err(Transport::Http {
+            status: status.as_u16(),
+            retry_after: retry_after(answer.headers()),
+        });
+    }
+    answer
+        .json()
+        .await
+        .map_err(|e| Transport::Decode(e.without_url().to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    #[test]
+    fn transport_failures_become_send_errors_by_one_rule() {
+        let http = |status| Transport::Http {
+            status,
+            retry_after: Some(Duration::from_secs(3)),
+        };
+        assert_eq!(
+            http(503).send_error("VK"),
+            SendError::Retryable {
+                reason: "VK answered HTTP 503".into(),
+                retry_after: Some(Duration::from_secs(3)),
+            }
+        );
+        assert!(matches!(
+            http(408).send_error("VK"),
+            SendError::Retryable { .. }
+        ));
+        assert_eq!(
+            http(403).send_error("Viber"),
+            SendError::Permanent {
+                reason: "Viber answered HTTP 403".into()
+            }
+        );
+        assert_eq!(
+            Transport::Network("connection refused".into()).send_error("Viber"),
+            SendError::Retryable {
+                reason: "cannot reach Viber: connection refused".into(),
+                retry_after: None,
+            }
+        );
+        assert!(matches!(
+            Transport::Decode("eof".into()).send_error("VK"),
+            SendError::Retryable { reason, .. } if reason == "unexpected answer from VK: eof"
+        ));
+    }
 
     #[test]
     fn retry_after_in_seconds_or_as_a_date() {

@@ -7,7 +7,7 @@
 use std::future::Future;
 
 use bytes::Bytes;
-use switchboard_channel::{Attachment, Host, HostError};
+use switchboard_channel::{Attachment, Content, Host, HostError};
 
 use crate::http::DownloadError;
 
@@ -68,6 +68,15 @@ impl Fetched {
             .filter(|l| !l.is_empty())
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// The message's content: `text` with the notes after it, and the files stored.
+    pub fn into_content(self, text: &str) -> Content {
+        Content {
+            text: self.text_with(text),
+            html: None,
+            attachments: self.attachments,
+        }
     }
 }
 
@@ -222,4 +231,28 @@ mod tests {
         .await;
         assert!(matches!(result, Err(MediaError::Transient { .. })));
     }
+}
+
+/// [`fetch_all`] for files that wait at URLs anyone holding the link may fetch (what most
+/// networks' CDNs serve), fetched with the channel's `client`.
+pub async fn fetch_remote(
+    host: &dyn Host,
+    channel: &str,
+    files: Vec<RemoteFile>,
+    max: u64,
+    client: &reqwest::Client,
+) -> Result<Fetched, MediaError> {
+    fetch_all(
+        host,
+        channel,
+        files,
+        max,
+        RemoteFile::info,
+        |f, max| async move {
+            crate::http::download(client, &f.url, max)
+                .await
+                .map(|bytes| (Bytes::from(bytes), None))
+        },
+    )
+    .await
 }

@@ -53,10 +53,7 @@ impl Graph {
         platform: Platform,
         timeout: Duration,
     ) -> Result<Graph, String> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("switchboard-messenger/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let http = switchboard_kit::http::client(timeout)
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Graph {
             http,

@@ -117,11 +117,7 @@ fn encode_message(m: &NewMessage<'_>) -> String {
 
 impl Client {
     pub fn new(api_url: &str, account_sid: &str, auth_token: &str) -> Result<Client, String> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("switchboard-sms/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .build()
+        let http = switchboard_kit::http::client(Duration::from_secs(60))
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Client {
             http,

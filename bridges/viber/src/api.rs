@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use switchboard_channel::SendError;
-use switchboard_kit::http::{download, retry_after, DownloadError};
+use switchboard_kit::http::{download, json_call, DownloadError, Transport};
 
 use crate::config::ViberConfig;
 
@@ -23,15 +23,9 @@ pub enum ApiError {
     /// Viber's refusal: `status` other than 0.
     #[error("Viber status {status}: {message}")]
     Status { status: i64, message: String },
-    #[error("Viber answered HTTP {status}")]
-    Http {
-        status: u16,
-        retry_after: Option<Duration>,
-    },
-    #[error("cannot reach Viber: {0}")]
-    Network(String),
-    #[error("unexpected answer from Viber: {0}")]
-    Decode(String),
+    /// No readable answer, or one that is not what the method returns.
+    #[error("Viber {0}")]
+    Transport(#[from] Transport),
 }
 
 /// A client for one bot.
@@ -57,31 +51,24 @@ impl Api {
 
     /// Call one method; returns the whole answer when `status` is 0.
     pub async fn call(&self, method: &str, body: &Value) -> Result<Value, ApiError> {
-        let answer = self
-            .http
-            .post(format!("{}/{method}", self.base))
-            .header(AUTH_HEADER, &self.token)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
-        let status = answer.status();
-        if !status.is_success() {
-            return Err(ApiError::Http {
-                status: status.as_u16(),
-                retry_after: retry_after(answer.headers()),
-            });
-        }
-        let body: Value = answer
-            .json()
-            .await
-            .map_err(|e| ApiError::Decode(e.without_url().to_string()))?;
-        status_of(body)
+        let answer = json_call(
+            self.http
+                .post(format!("{}/{method}", self.base))
+                .header(AUTH_HEADER, &self.token)
+                .json(body),
+        )
+        .await?;
+        status_of(answer)
     }
 
     /// Download a media URL from a customer's message, refusing more than `max` bytes.
     pub async fn download(&self, url: &str, max: u64) -> Result<Vec<u8>, DownloadError> {
         download(&self.http, url, max).await
+    }
+
+    /// The HTTP client, for fetching customers' files.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 }
 
@@ -97,7 +84,7 @@ pub fn status_of(body: Value) -> Result<Value, ApiError> {
                 .to_owned();
             Err(ApiError::Status { status, message })
         }
-        None => Err(ApiError::Decode(format!("no status in {body}"))),
+        None => Err(Transport::Decode(format!("no status in {body}")).into()),
     }
 }
 
@@ -140,15 +127,7 @@ pub fn classify(error: ApiError) -> SendError {
                 "Viber refused the message: {message} (status {status})"
             )),
         },
-        ApiError::Http {
-            status,
-            retry_after,
-        } if status == 429 || status >= 500 => {
-            retry(format!("Viber answered HTTP {status}"), retry_after)
-        }
-        ApiError::Http { status, .. } => permanent(format!("Viber answered HTTP {status}")),
-        ApiError::Network(e) => retry(format!("cannot reach Viber: {e}"), None),
-        ApiError::Decode(e) => retry(format!("unexpected answer from Viber: {e}"), None),
+        ApiError::Transport(failure) => failure.send_error("Viber"),
     }
 }
 
@@ -181,10 +160,10 @@ mod tests {
         let e = status_of(json!({"status": 12, "status_message": "tooManyRequests"})).unwrap_err();
         assert!(matches!(classify(e), SendError::Retryable { .. }));
         assert!(matches!(
-            classify(ApiError::Http {
+            classify(ApiError::Transport(Transport::Http {
                 status: 503,
                 retry_after: None
-            }),
+            })),
             SendError::Retryable { .. }
         ));
         assert!(status_of(json!({})).is_err());

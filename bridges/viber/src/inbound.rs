@@ -21,7 +21,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use serde_json::Value;
 use switchboard_channel::{
     ContactProfile, Content, ConversationKey, Host, Inbound, InboundEvent, Unreadable,
@@ -442,28 +441,13 @@ pub async fn realize(
             text,
             file,
         } => {
-            let fetched = media::fetch_all(
-                host.as_ref(),
-                "viber",
-                file.into_iter().collect(),
-                max_download,
-                RemoteFile::info,
-                |f, max| async move {
-                    api.download(&f.url, max)
-                        .await
-                        .map(|bytes| (Bytes::from(bytes), None))
-                },
-            )
-            .await?;
-            let text = fetched.text_with(&text);
-            let attachments = fetched.attachments;
+            let files = file.into_iter().collect();
+            let fetched =
+                media::fetch_remote(host.as_ref(), "viber", files, max_download, api.http())
+                    .await?;
             InboundEvent::Message {
                 remote_id,
-                content: Content {
-                    text,
-                    html: None,
-                    attachments,
-                },
+                content: fetched.into_content(&text),
                 reply_to: None,
             }
         }

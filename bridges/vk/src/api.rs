@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use switchboard_channel::SendError;
-use switchboard_kit::http::{download, DownloadError};
+use switchboard_kit::http::{download, json_call, DownloadError, Transport};
 
 use crate::config::VkConfig;
 
@@ -25,14 +25,10 @@ pub enum ApiError {
     /// VK's error envelope.
     #[error("VK error {code}: {message}")]
     Vk { code: i64, message: String },
-    /// An HTTP status other than 200 (VK's front ends answer 5xx when in trouble).
-    #[error("VK answered HTTP {status}")]
-    Http { status: u16 },
-    #[error("cannot reach VK: {0}")]
-    Network(String),
-    /// An answer that is not what the method returns.
-    #[error("unexpected answer from VK: {0}")]
-    Decode(String),
+    /// No readable answer (VK's front ends answer 5xx when in trouble), or one that is not
+    /// what the method returns.
+    #[error("VK {0}")]
+    Transport(#[from] Transport),
 }
 
 /// A client for one community.
@@ -63,23 +59,12 @@ impl Api {
         let mut form: Vec<(&str, String)> = params.to_vec();
         form.push(("access_token", self.token.clone()));
         form.push(("v", self.version.clone()));
-        let answer = self
-            .http
-            .post(format!("{}/{method}", self.base))
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
-        let status = answer.status();
-        if !status.is_success() {
-            return Err(ApiError::Http {
-                status: status.as_u16(),
-            });
-        }
-        let body: Value = answer
-            .json()
-            .await
-            .map_err(|e| ApiError::Decode(e.without_url().to_string()))?;
+        let body = json_call(
+            self.http
+                .post(format!("{}/{method}", self.base))
+                .form(&form),
+        )
+        .await?;
         envelope(body)
     }
 
@@ -103,23 +88,7 @@ impl Api {
             Err(_) => reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
         };
         let form = reqwest::multipart::Form::new().part(field.to_owned(), part);
-        let answer = self
-            .http
-            .post(url)
-            .multipart(form)
-            .send()
-            .await
-            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
-        let status = answer.status();
-        if !status.is_success() {
-            return Err(ApiError::Http {
-                status: status.as_u16(),
-            });
-        }
-        let body: Value = answer
-            .json()
-            .await
-            .map_err(|e| ApiError::Decode(e.without_url().to_string()))?;
+        let body = json_call(self.http.post(url).multipart(form)).await?;
         if let Some(error) = body.get("error") {
             let message = error
                 .as_str()
@@ -137,6 +106,11 @@ impl Api {
     pub async fn download(&self, url: &str, max: u64) -> Result<Vec<u8>, DownloadError> {
         download(&self.http, url, max).await
     }
+
+    /// The HTTP client, for fetching customers' files.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
 }
 
 /// Unwrap `{"response": …}` or turn `{"error": …}` into [`ApiError::Vk`].
@@ -153,8 +127,8 @@ pub fn envelope(body: Value) -> Result<Value, ApiError> {
     match body {
         Value::Object(mut fields) => fields
             .remove("response")
-            .ok_or_else(|| ApiError::Decode("no response member".into())),
-        _ => Err(ApiError::Decode("not a JSON object".into())),
+            .ok_or_else(|| Transport::Decode("no response member".into()).into()),
+        _ => Err(Transport::Decode("not a JSON object".into()).into()),
     }
 }
 
@@ -182,21 +156,7 @@ pub fn classify_vk(code: i64, message: &str) -> SendError {
 pub fn classify(error: ApiError) -> SendError {
     match error {
         ApiError::Vk { code, message } => classify_vk(code, &message),
-        ApiError::Http { status } if status == 429 || status >= 500 => SendError::Retryable {
-            reason: format!("VK answered HTTP {status}"),
-            retry_after: None,
-        },
-        ApiError::Http { status } => SendError::Permanent {
-            reason: format!("VK answered HTTP {status}"),
-        },
-        ApiError::Network(e) => SendError::Retryable {
-            reason: format!("cannot reach VK: {e}"),
-            retry_after: None,
-        },
-        ApiError::Decode(e) => SendError::Retryable {
-            reason: format!("unexpected answer from VK: {e}"),
-            retry_after: None,
-        },
+        ApiError::Transport(failure) => failure.send_error("VK"),
     }
 }
 
@@ -261,7 +221,10 @@ mod tests {
             SendError::Retryable { .. }
         ));
         assert!(matches!(
-            classify(ApiError::Http { status: 502 }),
+            classify(ApiError::Transport(Transport::Http {
+                status: 502,
+                retry_after: None
+            })),
             SendError::Retryable { .. }
         ));
     }

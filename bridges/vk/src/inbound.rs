@@ -25,7 +25,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use serde_json::Value;
 use switchboard_channel::{
     ContactProfile, Content, ConversationKey, Host, Inbound, InboundEvent, Unreadable,
@@ -679,33 +678,16 @@ pub async fn realize(
             files,
             reply_to,
         } => {
-            let fetched = media::fetch_all(
-                host.as_ref(),
-                "vk",
-                files,
-                max_download,
-                RemoteFile::info,
-                |f, max| async move {
-                    api.download(&f.url, max)
-                        .await
-                        .map(|bytes| (Bytes::from(bytes), None))
-                },
-            )
-            .await?;
-            let text = fetched.text_with(&text);
-            let attachments = fetched.attachments;
-            let text = if parsed.in_chat && !text.is_empty() {
-                prefix(text)
-            } else {
-                text
-            };
+            let mut content =
+                media::fetch_remote(host.as_ref(), "vk", files, max_download, api.http())
+                    .await?
+                    .into_content(&text);
+            if parsed.in_chat && !content.text.is_empty() {
+                content.text = prefix(content.text);
+            }
             InboundEvent::Message {
                 remote_id,
-                content: Content {
-                    text,
-                    html: None,
-                    attachments,
-                },
+                content,
                 reply_to,
             }
         }

@@ -148,10 +148,7 @@ use switchboard_kit::http::retry_after;
 
 impl Graph {
     pub fn new(config: &WhatsAppConfig) -> Result<Graph, String> {
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(Duration::from_secs(15))
-            .build()
+        let http = switchboard_kit::http::client(REQUEST_TIMEOUT)
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Graph {
             http,
