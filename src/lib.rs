@@ -11,6 +11,7 @@ pub mod bridge;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod doctor;
 pub mod ephemeral;
 pub mod host;
 pub mod housekeeping;

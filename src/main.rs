@@ -37,6 +37,16 @@ enum Command {
         #[arg(short, long, default_value = "config.yaml")]
         config: PathBuf,
     },
+    /// Check the installation: configuration and registration, store, homeserver (both ways),
+    /// and every enabled channel against its network. Exit status: 0 all hold, 2 configuration,
+    /// 3 store, 4 homeserver, 5 a channel (the first class that failed).
+    Doctor {
+        #[arg(short, long, default_value = "config.yaml")]
+        config: PathBuf,
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -66,6 +76,7 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Command::Doctor { config: path, json } => doctor(&path, json),
         Command::Run { config: path } => {
             let config = match Config::load(&path) {
                 Ok(c) => c,
@@ -86,6 +97,44 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `switchboard doctor`: a configuration that does not load is a configuration failure (exit 2).
+fn doctor(path: &std::path::Path, json: bool) -> ExitCode {
+    let refused = |problem: String| {
+        if json {
+            let report = serde_json::json!({"ok": false, "exit_code": 2, "checks": [{
+                "class": "config", "area": "config", "what": format!("configuration ({})", path.display()),
+                "found": problem, "fix": "correct the configuration file", "holds": false,
+            }]});
+            println!("{report}");
+        } else {
+            println!(
+                "FAIL config: configuration ({}) — {problem}",
+                path.display()
+            );
+        }
+        ExitCode::from(2)
+    };
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => return refused(e.to_string()),
+    };
+    let channels = match channels(&config) {
+        Ok(c) => c,
+        Err(e) => return refused(e.to_string()),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    let report = runtime.block_on(switchboard::doctor::run(&config, &channels));
+    if json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.human());
+    }
+    ExitCode::from(report.exit_code())
 }
 
 /// How one channel is built from its config section (`None` when it is not enabled).

@@ -283,7 +283,7 @@ fn tokens(config: &Config) -> anyhow::Result<(String, String)> {
     ))
 }
 
-fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));

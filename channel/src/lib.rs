@@ -464,6 +464,46 @@ pub trait Host: Send + Sync + 'static {
     }
 }
 
+/// One result of [`Channel::check`] (and of `switchboard doctor`'s own checks): what was
+/// checked, what was found, and — when it does not hold — what to change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What was checked, e.g. "bot token (getMe)".
+    pub what: String,
+    /// What was found: the account it names when it holds, the network's words when not.
+    pub found: String,
+    /// `None` when the check holds; otherwise what the administrator should change.
+    pub fix: Option<String>,
+}
+
+impl Check {
+    /// A check that holds.
+    pub fn ok(what: impl Into<String>, found: impl Into<String>) -> Check {
+        Check {
+            what: what.into(),
+            found: found.into(),
+            fix: None,
+        }
+    }
+
+    /// A check that fails: what was found, and the fix.
+    pub fn failed(
+        what: impl Into<String>,
+        found: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Check {
+        Check {
+            what: what.into(),
+            found: found.into(),
+            fix: Some(fix.into()),
+        }
+    }
+
+    pub fn holds(&self) -> bool {
+        self.fix.is_none()
+    }
+}
+
 /// A channel: one kind of remote network.
 #[async_trait]
 pub trait Channel: Send + Sync + 'static {
@@ -488,6 +528,14 @@ pub trait Channel: Send + Sync + 'static {
 
     /// An operator has read the customer's messages up to `remote_id`. Best effort.
     async fn mark_read(&self, _conversation: &ConversationKey, _remote_id: &str) {}
+
+    /// Check the configuration against the network itself (`switchboard doctor`): that the
+    /// credentials are accepted, the account is the one meant, and the network can reach the
+    /// bridge — through read-only calls, never writing to anyone. Works before [`Channel::start`].
+    /// Each failed [`Check`] names its fix. The default checks nothing.
+    async fn check(&self) -> Vec<Check> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

@@ -93,6 +93,34 @@ impl Store {
         })
     }
 
+    /// For `switchboard doctor`: connect to the store at `url` without creating or migrating
+    /// anything, and say which of this build's migrations it lacks (empty: up to date).
+    pub async fn missing_migrations(url: &str) -> Result<Vec<String>, StoreError> {
+        sqlx::any::install_default_drivers();
+        let options = AnyConnectOptions::from_str(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        let applied: Vec<i64> = match sqlx::query_scalar::<_, i64>(
+            "SELECT version FROM _sqlx_migrations WHERE success = TRUE",
+        )
+        .fetch_all(&pool)
+        .await
+        {
+            Ok(versions) => versions,
+            // No bookkeeping table yet: nothing applied.
+            Err(sqlx::Error::Database(_)) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        pool.close().await;
+        Ok(MIGRATOR
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| format!("{:04}_{}", m.version, m.description.replace(' ', "_")))
+            .collect())
+    }
+
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }

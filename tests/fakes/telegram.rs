@@ -874,7 +874,17 @@ async fn answer(
         }
     }
     match method {
-        "getMe" => ok(bot_user()),
+        // getMe's User carries the bot-only fields (shared/fixtures/telegram/getme_response.json;
+        // Bot API 7.2 added can_connect_to_business, 8.0 has_main_web_app).
+        "getMe" => {
+            let mut me = bot_user();
+            me["can_join_groups"] = json!(true);
+            me["can_read_all_group_messages"] = json!(false);
+            me["supports_inline_queries"] = json!(false);
+            me["can_connect_to_business"] = json!(false);
+            me["has_main_web_app"] = json!(false);
+            ok(me)
+        }
         "getUpdates" => get_updates(shared, params).await,
         "setWebhook" => {
             let Some(url) = param_str(params, "url") else {

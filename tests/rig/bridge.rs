@@ -150,65 +150,77 @@ pub struct Bridge {
 /// The `switchboard` binary built from this checkout, or `SWITCHBOARD_TEST_BINARY` when set.
 ///
 /// Checkouts (git worktrees) that share one build dir share its `target/debug/switchboard`:
-/// the last build from any of them wins, and a suite could run another checkout's bridge. Each
-/// build also keeps its own copy as `target/debug/deps/switchboard-<hash>` (the hash covers the
-/// checkout's path), so the rig asks each candidate which checkout it was built from and runs
-/// the newest built from this one — by that path, never by the shared one, which another
-/// checkout's build may swap while a suite runs.
+/// the last build from any of them wins, and a suite could run another checkout's bridge, or
+/// have it swapped mid-suite. So the rig asks the binary which checkout built it and, when it is
+/// this one, pins it: a hard link private to this test process (an inode no later build
+/// replaces; links of processes that are gone are removed). When another checkout's build holds
+/// the shared path, it runs the newest `target/debug/deps/switchboard-<hash>` built from this
+/// checkout instead.
 pub fn binary() -> PathBuf {
     static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     if let Some(path) = std::env::var_os("SWITCHBOARD_TEST_BINARY") {
         return PathBuf::from(path);
     }
-    BINARY
-        .get_or_init(|| {
-            let uplifted = PathBuf::from(env!("CARGO_BIN_EXE_switchboard"));
-            let ours = Path::new(env!("CARGO_MANIFEST_DIR"));
-            let built_here = |candidate: &Path| {
-                // The unit-test binary of the crate has the same name; these arguments make
-                // it list no test and exit at once.
-                std::process::Command::new(candidate)
-                    .args(["--list", "--exact", "rig-probe"])
-                    .env("SWITCHBOARD_PRINT_SOURCE_DIR", "1")
-                    .output()
-                    .ok()
-                    .filter(|out| out.status.success())
-                    .is_some_and(|out| {
-                        Path::new(String::from_utf8_lossy(&out.stdout).trim()) == ours
-                    })
-            };
-            let deps = uplifted.with_file_name("deps");
-            let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&deps)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|entry| entry.path())
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .and_then(|n| n.strip_prefix("switchboard-"))
-                        .is_some_and(|hash| {
-                            hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit())
-                        })
-                })
-                .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
-                .collect();
-            // Newest first: the latest build from this checkout.
-            candidates.sort_by(|a, b| b.0.cmp(&a.0));
-            let chosen = candidates
-                .into_iter()
-                .map(|(_, p)| p)
-                .find(|p| built_here(p));
-            if chosen.is_none() {
-                eprintln!(
-                    "rig: no bridge binary says it was built from {}; running {}",
-                    ours.display(),
-                    uplifted.display()
-                );
-            }
-            chosen.unwrap_or(uplifted)
+    BINARY.get_or_init(pinned_binary).clone()
+}
+
+fn pinned_binary() -> PathBuf {
+    let uplifted = PathBuf::from(env!("CARGO_BIN_EXE_switchboard"));
+    let ours = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let built_here = |candidate: &Path| {
+        // The unit-test binary of the crate has the same name; these arguments make it list
+        // no test and exit at once.
+        std::process::Command::new(candidate)
+            .args(["--list", "--exact", "rig-probe"])
+            .env("SWITCHBOARD_PRINT_SOURCE_DIR", "1")
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .is_some_and(|out| Path::new(String::from_utf8_lossy(&out.stdout).trim()) == ours)
+    };
+    let dir = uplifted.parent().map(Path::to_path_buf).unwrap_or_default();
+    // Pins of test processes that have ended.
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("switchboard-rig-pin-"));
+        if pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    if built_here(&uplifted) {
+        let pin = dir.join(format!("switchboard-rig-pin-{}", std::process::id()));
+        let _ = std::fs::remove_file(&pin);
+        if std::fs::hard_link(&uplifted, &pin).is_ok() && built_here(&pin) {
+            return pin;
+        }
+    }
+    let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir.join("deps"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("switchboard-"))
+                .is_some_and(|hash| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
         })
-        .clone()
+        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
+        .collect();
+    // Newest first: the latest build from this checkout.
+    candidates.sort_by(|a, b| b.0.cmp(&a.0));
+    let chosen = candidates
+        .into_iter()
+        .map(|(_, p)| p)
+        .find(|p| built_here(p));
+    eprintln!(
+        "rig: {} was built from another checkout; running {:?}",
+        uplifted.display(),
+        chosen
+    );
+    chosen.unwrap_or(uplifted)
 }
 
 fn yaml(v: serde_json::Value) -> anyhow::Result<Value> {

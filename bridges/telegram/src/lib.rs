@@ -27,8 +27,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::Router;
 use switchboard_channel::{
-    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound,
-    SendError,
+    Capabilities, Channel, ChannelError, Check, ConversationKey, Delivery, Formatting, Host,
+    Outbound, SendError,
 };
 use switchboard_kit::lifecycle::{should_start, Running};
 use teloxide::Bot;
@@ -36,6 +36,7 @@ use teloxide::Bot;
 mod client;
 pub mod config;
 mod dimensions;
+mod doctor;
 pub mod format;
 pub mod inbound;
 pub mod lenient;
@@ -171,6 +172,10 @@ impl Channel for Telegram {
 
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
         outbound::send(&self.running.for_send()?.out, outbound).await
+    }
+
+    async fn check(&self) -> Vec<Check> {
+        doctor::check(&self.config).await
     }
 
     async fn typing(&self, conversation: &ConversationKey, active: bool) {
