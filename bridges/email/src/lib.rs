@@ -12,7 +12,8 @@
 //! * [`config`] — the `channels.email` section.
 //! * `imap` — one task per mailbox: IDLE (or polling), UID bookkeeping, acknowledge after store.
 //! * [`parse`] — raw bytes → [`parse::ParsedMail`]: MIME, charsets, kind (person, auto-reply,
-//!   bounce, list). Pure; a fuzz target.
+//!   bounce, list). Pure; a fuzz target. [`repair`] closes header blocks that run into their
+//!   body; [`body`] gathers every text part in order, as mail clients show it.
 //! * [`charset`] — text whose declared charset is wrong (UTF-8 labelled x-mac-cyrillic).
 //! * [`fold`], [`html`] — quoted history and signatures folded away; HTML sanitised.
 //! * `inbound` — a parsed mail → `Host::receive` (bounces of our mail → `Failed`).
@@ -27,6 +28,7 @@ use switchboard_channel::{
     Capabilities, Channel, ChannelError, Delivery, Formatting, Host, Outbound, SendError,
 };
 
+pub mod body;
 pub mod charset;
 pub mod config;
 pub mod fold;
@@ -35,6 +37,7 @@ mod imap;
 mod inbound;
 mod outbound;
 pub mod parse;
+pub mod repair;
 pub mod threads;
 pub mod tls;
 pub mod transcript;

@@ -18,9 +18,9 @@ use mail_parser::{HeaderValue, MessageParser, MimeHeaders, PartType};
 use switchboard_kit::mime::with_extension;
 use switchboard_kit::safe_file_name;
 
-use crate::charset;
+use crate::body;
 use crate::fold;
-use crate::html;
+use crate::repair;
 
 /// Largest mail the parser looks at (bigger ones are kept raw and shown as unreadable).
 pub const MAX_MAIL_BYTES: usize = 50 * 1024 * 1024;
@@ -166,8 +166,10 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
     if raw.len() > MAX_MAIL_BYTES {
         return Err(ParseError::TooLarge(raw.len()));
     }
+    // A header block that runs into its body is closed first (see `repair`).
+    let mended = repair::separate_headers(raw);
     let message = MessageParser::default()
-        .parse(raw)
+        .parse(mended.as_deref().unwrap_or(raw))
         .ok_or(ParseError::Unreadable)?;
     // mail-parser accepts almost anything; a "mail" without a single header it recognises and
     // without From is not a mail.
@@ -234,44 +236,9 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         .filter(|s| (0..4_102_444_800).contains(s))
         .map(|s| s * 1000);
 
-    // Bodies. text_body/html_body are mail-parser's choice of the displayable parts.
-    let text_parts: Vec<String> = message
-        .text_body
-        .iter()
-        .filter_map(|id| message.parts.get(*id as usize))
-        .filter_map(|p| match &p.body {
-            PartType::Text(t) => Some(
-                charset::repair(t, p.content_type().and_then(|c| c.attribute("charset")))
-                    .unwrap_or_else(|| t.to_string()),
-            ),
-            _ => None,
-        })
-        .collect();
-    let html_parts: Vec<String> = message
-        .html_body
-        .iter()
-        .filter_map(|id| message.parts.get(*id as usize))
-        .filter_map(|p| match &p.body {
-            PartType::Html(h) => Some(
-                charset::repair(h, p.content_type().and_then(|c| c.attribute("charset")))
-                    .unwrap_or_else(|| h.to_string()),
-            ),
-            _ => None,
-        })
-        .collect();
-    let raw_html = if html_parts.is_empty() {
-        None
-    } else {
-        Some(html_parts.join("<hr>"))
-    };
-    let full_text = if !text_parts.is_empty() {
-        text_parts.join("\n")
-    } else if let Some(h) = &raw_html {
-        mail_parser::decoders::html::html_to_text(h)
-    } else {
-        String::new()
-    };
-    let full_text = normalise_newlines(&full_text);
+    // Bodies: every displayable part in order, in both forms (see `body`).
+    let bodies = body::bodies(&message);
+    let full_text = normalise_newlines(&bodies.text);
 
     let kind = classify(&message);
 
@@ -279,6 +246,9 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
     let mut files = Vec::new();
     if !matches!(kind, MailKind::Bounce(_)) {
         for id in &message.attachments {
+            if bodies.text_only.contains(id) {
+                continue;
+            }
             let Some(part) = message.parts.get(*id as usize) else {
                 continue;
             };
@@ -291,7 +261,7 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
     let folding = fold::fold(&full_text);
     let new_text = folding.new_text.clone();
     let folded = folding.folded.is_some();
-    let html = raw_html.map(|h| html::sanitize_mail_html(&h, &files));
+    let html = bodies.html;
 
     Ok(ParsedMail {
         message_id,
