@@ -200,6 +200,15 @@ async fn deliver_parsed(
         text_lines.push(prefix.to_string());
         html.push_str(&format!("<b>{}</b><br>", escape(prefix)));
     }
+    // A report of a failed delivery of mail we do not know: its reason and recipients, which a
+    // broken report may bury in its text.
+    if let MailKind::Bounce(bounce) = &mail.kind {
+        text_lines.push(format!("Delivery failed: {}", bounce.reason));
+        html.push_str(&format!(
+            "<b>Delivery failed:</b> {}<br>",
+            escape(&bounce.reason)
+        ));
+    }
     if show_subject {
         text_lines.push(format!("Subject: {subject}"));
         html.push_str(&format!("<b>Subject:</b> {}<br>", escape(&subject)));

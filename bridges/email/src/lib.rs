@@ -12,7 +12,7 @@
 //! * [`config`] — the `channels.email` section.
 //! * `imap` — one task per mailbox: IDLE (or polling), UID bookkeeping, acknowledge after store.
 //! * [`parse`] — raw bytes → [`parse::ParsedMail`]: MIME, charsets, kind (person, auto-reply,
-//!   bounce, list). Pure; a fuzz target. [`repair`] closes header blocks that run into their
+//!   bounce, list — decided in `kind`). Pure; a fuzz target. [`repair`] closes header blocks that run into their
 //!   body; [`body`] gathers every text part in order, as mail clients show it.
 //! * [`charset`] — text whose declared charset is wrong (UTF-8 labelled x-mac-cyrillic).
 //! * [`fold`], [`html`] — quoted history and signatures folded away; HTML sanitised.
@@ -35,6 +35,7 @@ pub mod fold;
 pub mod html;
 mod imap;
 mod inbound;
+mod kind;
 mod outbound;
 pub mod parse;
 pub mod repair;

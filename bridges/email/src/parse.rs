@@ -20,6 +20,7 @@ use switchboard_kit::safe_file_name;
 
 use crate::body;
 use crate::fold;
+use crate::kind;
 use crate::repair;
 
 /// Largest mail the parser looks at (bigger ones are kept raw and shown as unreadable).
@@ -123,7 +124,7 @@ pub fn clean_id(id: &str) -> Option<String> {
     }
 }
 
-fn ids(value: &HeaderValue<'_>) -> Vec<String> {
+pub(crate) fn ids(value: &HeaderValue<'_>) -> Vec<String> {
     let mut out = Vec::new();
     match value {
         HeaderValue::Text(t) => out.extend(t.split_whitespace().filter_map(clean_id)),
@@ -148,7 +149,10 @@ pub fn synthetic_id(raw: &[u8]) -> String {
     )
 }
 
-fn header_text<'a>(message: &'a mail_parser::Message<'_>, name: &str) -> Option<&'a str> {
+pub(crate) fn header_text<'a>(
+    message: &'a mail_parser::Message<'_>,
+    name: &str,
+) -> Option<&'a str> {
     message
         .headers()
         .iter()
@@ -240,7 +244,7 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
     let bodies = body::bodies(&message);
     let full_text = normalise_newlines(&bodies.text);
 
-    let kind = classify(&message);
+    let kind = kind::classify(&message);
 
     // Files: attachments and inline images (not the text/HTML bodies themselves).
     let mut files = Vec::new();
@@ -319,174 +323,4 @@ fn file_of(part: &mail_parser::MessagePart<'_>, index: usize) -> Option<MailFile
         data,
         content_id,
     })
-}
-
-fn has_header(message: &mail_parser::Message<'_>, name: &str) -> bool {
-    message
-        .headers()
-        .iter()
-        .any(|h| h.name().eq_ignore_ascii_case(name))
-}
-
-/// Decide whether a mail is a person writing, an auto-reply, a bounce or list mail.
-fn classify(message: &mail_parser::Message<'_>) -> MailKind {
-    let content_type = message.root_part().content_type();
-    let is_report = content_type.is_some_and(|ct| {
-        ct.ctype().eq_ignore_ascii_case("multipart")
-            && ct
-                .subtype()
-                .is_some_and(|s| s.eq_ignore_ascii_case("report"))
-            && ct
-                .attribute("report-type")
-                .is_none_or(|t| t.eq_ignore_ascii_case("delivery-status"))
-    });
-    let from = message
-        .from()
-        .and_then(|a| a.first())
-        .and_then(|a| a.address())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let local = from.split('@').next().unwrap_or("");
-    let subject = message.subject().unwrap_or("").to_lowercase();
-    let daemon = matches!(local, "mailer-daemon" | "postmaster" | "mail-daemon");
-    if is_report
-        || (daemon
-            && (subject.contains("undeliver")
-                || subject.contains("returned mail")
-                || subject.contains("delivery status")
-                || subject.contains("failure")))
-    {
-        return MailKind::Bounce(bounce_details(message));
-    }
-
-    let auto_submitted = header_text(message, "Auto-Submitted").map(|v| v.to_ascii_lowercase());
-    let precedence = header_text(message, "Precedence").map(|v| v.to_ascii_lowercase());
-    let auto = auto_submitted
-        .as_deref()
-        .is_some_and(|v| !v.starts_with("no"))
-        || has_header(message, "X-Autoreply")
-        || has_header(message, "X-Autorespond")
-        || header_text(message, "X-Auto-Response-Suppress").is_some_and(|v| {
-            v.eq_ignore_ascii_case("all") && subject.starts_with("automatic reply")
-        })
-        || precedence.as_deref().is_some_and(|p| p == "auto_reply")
-        || subject.starts_with("auto:")
-        || subject.starts_with("automatic reply")
-        || subject.starts_with("autoreply")
-        || subject.contains("out of office");
-    let list = !message.list_id().is_empty()
-        || !message.list_unsubscribe().is_empty()
-        || !message.list_post().is_empty()
-        || precedence
-            .as_deref()
-            .is_some_and(|p| p == "list" || p == "bulk" || p == "junk");
-    if auto {
-        MailKind::AutoReply
-    } else if list {
-        MailKind::List
-    } else {
-        MailKind::Personal
-    }
-}
-
-/// The returned mail's Message-ID and the reason, from the report's parts.
-fn bounce_details(message: &mail_parser::Message<'_>) -> Bounce {
-    let mut bounce = Bounce::default();
-    let mut statuses = Vec::new();
-    let mut diagnostics = Vec::new();
-    for part in &message.parts {
-        let ct = part.content_type();
-        let full = ct
-            .map(|ct| format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("")).to_ascii_lowercase())
-            .unwrap_or_default();
-        match (&part.body, full.as_str()) {
-            (PartType::Message(inner), _) => {
-                if let Some(id) = inner.message_id().and_then(clean_id) {
-                    bounce.original_message_ids.push(id);
-                }
-            }
-            (_, "message/delivery-status") | (_, "message/global-delivery-status") => {
-                let text = String::from_utf8_lossy(part.contents()).to_string();
-                for line in unfold(&text) {
-                    let (key, value) = match line.split_once(':') {
-                        Some((k, v)) => (k.trim().to_ascii_lowercase(), v.trim().to_string()),
-                        None => continue,
-                    };
-                    match key.as_str() {
-                        "diagnostic-code" => diagnostics.push(
-                            value
-                                .split_once(';')
-                                .map(|(_, v)| v.trim().to_string())
-                                .unwrap_or(value),
-                        ),
-                        "status" => statuses.push(value),
-                        "final-recipient" | "original-recipient" => {
-                            let addr = value
-                                .split_once(';')
-                                .map(|(_, v)| v.trim())
-                                .unwrap_or(&value)
-                                .to_lowercase();
-                            if !bounce.recipients.contains(&addr) {
-                                bounce.recipients.push(addr);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            (_, "text/rfc822-headers") => {
-                let contents = part.contents();
-                if let Some(headers) = MessageParser::default().parse_headers(contents) {
-                    if let Some(id) = headers.message_id().and_then(clean_id) {
-                        bounce.original_message_ids.push(id);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    if let Some(failed) = header_text(message, "X-Failed-Recipients") {
-        for r in failed.split(',') {
-            let r = r.trim().to_lowercase();
-            if !r.is_empty() && !bounce.recipients.contains(&r) {
-                bounce.recipients.push(r);
-            }
-        }
-    }
-    // A bounce that quotes our mail as In-Reply-To / References (some MTAs do).
-    bounce
-        .original_message_ids
-        .extend(ids(message.in_reply_to()));
-    bounce.original_message_ids.dedup();
-    let mut reason = diagnostics
-        .into_iter()
-        .next()
-        .or_else(|| statuses.first().map(|s| format!("status {s}")))
-        .unwrap_or_else(|| {
-            message
-                .subject()
-                .unwrap_or("the mail could not be delivered")
-                .to_string()
-        });
-    if !bounce.recipients.is_empty() {
-        reason = format!("{reason} ({})", bounce.recipients.join(", "));
-    }
-    bounce.reason = reason;
-    bounce
-}
-
-/// Header-style lines with continuation lines joined.
-fn unfold(text: &str) -> Vec<String> {
-    let mut lines: Vec<String> = Vec::new();
-    for line in text.lines() {
-        if (line.starts_with(' ') || line.starts_with('\t')) && !lines.is_empty() {
-            if let Some(last) = lines.last_mut() {
-                last.push(' ');
-                last.push_str(line.trim());
-            }
-        } else {
-            lines.push(line.trim_end().to_string());
-        }
-    }
-    lines
 }
