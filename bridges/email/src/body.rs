@@ -37,7 +37,22 @@ pub struct Bodies {
     pub html: Option<String>,
     /// Part ids taken back from the attachments and shown as text only (never a file).
     pub text_only: Vec<u32>,
+    /// Forwarded mails (`message/rfc822`), each quoted with its sender, date, subject and text.
+    pub forwarded: Vec<Quoted>,
+    /// `message/external-body` parts described in words (they never become files).
+    pub external: Vec<String>,
 }
+
+/// A forwarded mail as shown in the room: plain text (each line quoted with `> `) and HTML (a
+/// blockquote).
+#[derive(Debug, Default)]
+pub struct Quoted {
+    pub text: String,
+    pub html: String,
+}
+
+/// How deep forwarded mail inside forwarded mail is quoted.
+const MAX_FORWARD_DEPTH: usize = 3;
 
 /// One piece of the message as a reader sees it.
 enum Piece {
@@ -102,11 +117,123 @@ pub fn bodies(message: &Message<'_>) -> Bodies {
                 .collect::<Vec<_>>()
                 .join("<hr>")
         });
+    let mut forwarded = Vec::new();
+    let mut external = Vec::new();
+    for &id in &message.attachments {
+        let Some(part) = message.parts.get(id as usize) else {
+            continue;
+        };
+        if let PartType::Message(inner) = &part.body {
+            forwarded.push(quote(inner, 0));
+        } else if part.is_content_type("message", "external-body") {
+            external.push(describe_external(part));
+            text_only.push(id);
+        }
+    }
     Bodies {
         text,
         html,
         text_only,
+        forwarded,
+        external,
     }
+}
+
+/// A forwarded mail quoted: who sent it, when, about what, then its text.
+fn quote(inner: &Message<'_>, depth: usize) -> Quoted {
+    let from = inner
+        .from()
+        .and_then(|a| a.first())
+        .map(|a| match (a.name(), a.address()) {
+            (Some(n), Some(addr)) => format!("{} <{addr}>", n.trim()),
+            (None, Some(addr)) => addr.to_string(),
+            (Some(n), None) => n.trim().to_string(),
+            (None, None) => String::new(),
+        })
+        .filter(|f| !f.is_empty());
+    let date = inner.date().map(|d| d.to_rfc822());
+    let subject = inner
+        .subject()
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "));
+    let mut head: Vec<(&str, String)> = Vec::new();
+    head.extend(from.map(|f| ("From", f)));
+    head.extend(date.map(|d| ("Date", d)));
+    head.extend(subject.map(|s| ("Subject", s)));
+    let inner_bodies = bodies(inner);
+    let mut lines = vec!["Forwarded message:".to_string()];
+    lines.extend(head.iter().map(|(k, v)| format!("{k}: {v}")));
+    lines.push(String::new());
+    lines.extend(inner_bodies.text.lines().map(str::to_string));
+    let mut html = String::from("<blockquote><p><b>Forwarded message</b><br>");
+    for (k, v) in &head {
+        html.push_str(&format!("<b>{k}:</b> {}<br>", html::escape(v)));
+    }
+    html.push_str("</p>");
+    html.push_str(
+        &inner_bodies
+            .html
+            .unwrap_or_else(|| html::text_to_html(&inner_bodies.text)),
+    );
+    for nested in inner_bodies.forwarded {
+        if depth + 1 < MAX_FORWARD_DEPTH {
+            lines.push(String::new());
+            lines.extend(nested.text.lines().map(str::to_string));
+            html.push_str(&nested.html);
+        }
+    }
+    html.push_str("</blockquote>");
+    let text = lines
+        .iter()
+        .map(|l| {
+            if l.is_empty() {
+                ">".to_string()
+            } else {
+                format!("> {l}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    Quoted { text, html }
+}
+
+/// What a `message/external-body` points to (RFC 2046 section 5.2.3), in words.
+fn describe_external(part: &MessagePart<'_>) -> String {
+    let ct = part.content_type();
+    let param = |name: &str| {
+        ct.and_then(|c| c.attribute(name))
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let mut where_: Vec<String> = Vec::new();
+    if let Some(url) = param("url") {
+        where_.push(format!("at {url}"));
+    }
+    if let Some(site) = param("site") {
+        where_.push(format!("on {site}"));
+    }
+    if let Some(dir) = param("directory") {
+        where_.push(format!("in {dir}"));
+    }
+    if let Some(server) = param("server") {
+        where_.push(format!("from the mail server {server}"));
+    }
+    let access = param("access-type").unwrap_or_else(|| "unknown".into());
+    let mut text = format!(
+        "The sender referred to a file kept elsewhere instead of attaching it: {}",
+        param("name")
+            .map(|n| format!("\"{n}\""))
+            .unwrap_or_else(|| "(no name)".into())
+    );
+    if !where_.is_empty() {
+        text.push(' ');
+        text.push_str(&where_.join(" "));
+    }
+    text.push_str(&format!(" (access type {access}"));
+    if let Some(exp) = param("expiration") {
+        text.push_str(&format!(", available until {exp}"));
+    }
+    text.push(')');
+    text
 }
 
 enum Shown {

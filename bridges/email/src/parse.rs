@@ -20,6 +20,7 @@ use switchboard_kit::safe_file_name;
 
 use crate::body;
 use crate::fold;
+use crate::html;
 use crate::kind;
 use crate::repair;
 
@@ -249,10 +250,30 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
     // Files: attachments and inline images (not the text/HTML bodies themselves).
     let mut files = Vec::new();
     if !matches!(kind, MailKind::Bounce(_)) {
-        for id in &message.attachments {
-            if bodies.text_only.contains(id) {
-                continue;
-            }
+        // What mail-parser calls attachments, and text parts shown inline that the sender
+        // named (mail clients list those as files too).
+        let mut ids: Vec<u32> = message
+            .attachments
+            .iter()
+            .copied()
+            .filter(|id| !bodies.text_only.contains(id))
+            .chain(
+                message
+                    .text_body
+                    .iter()
+                    .chain(&message.html_body)
+                    .copied()
+                    .filter(|id| {
+                        message.parts.get(*id as usize).is_some_and(|p| {
+                            matches!(p.body, PartType::Text(_) | PartType::Html(_))
+                                && p.attachment_name().is_some()
+                        })
+                    }),
+            )
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in &ids {
             let Some(part) = message.parts.get(*id as usize) else {
                 continue;
             };
@@ -263,9 +284,38 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
     }
 
     let folding = fold::fold(&full_text);
-    let new_text = folding.new_text.clone();
+    let mut new_text = folding.new_text.clone();
+    let mut full_text = full_text;
     let folded = folding.folded.is_some();
-    let html = bodies.html;
+    let mut html = bodies.html;
+    // External bodies and forwarded mail are added after folding, so that their quoting is
+    // shown rather than folded away; a bounce's returned mail is not forwarded mail.
+    let mut extra_text: Vec<String> = bodies.external.clone();
+    let mut extra_html: Vec<String> = bodies
+        .external
+        .iter()
+        .map(|e| format!("<p><i>{}</i></p>", html::escape(e)))
+        .collect();
+    if !matches!(kind, MailKind::Bounce(_)) {
+        for q in &bodies.forwarded {
+            extra_text.push(q.text.clone());
+            extra_html.push(q.html.clone());
+        }
+    }
+    if !extra_text.is_empty() {
+        for t in [&mut new_text, &mut full_text] {
+            let joined = extra_text.join("\n\n");
+            *t = if t.is_empty() {
+                joined
+            } else {
+                format!("{t}\n\n{joined}")
+            };
+        }
+        if let Some(h) = html.as_mut() {
+            h.push_str(&extra_html.concat());
+        }
+    }
+    distinct_names(&mut files);
 
     Ok(ParsedMail {
         message_id,
@@ -283,6 +333,28 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         files,
         kind,
     })
+}
+
+/// Two files with the same name get distinct ones: `a.txt`, `a (2).txt`, … (compared without
+/// case, as the file systems operators save them to do).
+fn distinct_names(files: &mut [MailFile]) {
+    let mut taken: Vec<String> = Vec::new();
+    for file in files.iter_mut() {
+        if taken.contains(&file.name.to_lowercase()) {
+            let (stem, ext) = match file.name.rsplit_once('.') {
+                Some((s, e)) if !s.is_empty() => (s.to_string(), format!(".{e}")),
+                _ => (file.name.clone(), String::new()),
+            };
+            let mut n = 2;
+            let mut candidate = format!("{stem} ({n}){ext}");
+            while taken.contains(&candidate.to_lowercase()) {
+                n += 1;
+                candidate = format!("{stem} ({n}){ext}");
+            }
+            file.name = candidate;
+        }
+        taken.push(file.name.to_lowercase());
+    }
 }
 
 fn normalise_newlines(text: &str) -> String {

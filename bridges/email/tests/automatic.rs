@@ -127,7 +127,9 @@ fn mail_systems_are_recognised_by_name_and_address() {
 /// all five failed recipients and the returned mail's Message-ID are read from its text.
 #[test]
 fn a_broken_bounce_still_names_reason_and_recipients() {
-    let intact = mail(&raw("mikel-mail/multi_address_bounce2.eml"));
+    let intact = mail(&raw(
+        "mikel-mail/multipart_report_emails__multi_address_bounce2.eml",
+    ));
     let broken = mail(&raw(
         "derived/multi_address_bounce2_boundary_never_occurs.eml",
     ));

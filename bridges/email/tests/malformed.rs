@@ -43,7 +43,7 @@ fn every_text_part_in_order_in_both_bodies() {
     let third = html.find("<b>after</b> the picture").expect(html);
     let fourth = html.find("the fourth part, plain again").expect(html);
     assert!(first < third && third < fourth, "{html}");
-    assert_eq!(names(&m), ["mirror.png"]);
+    assert_eq!(names(&m), ["msg.txt", "mirror.png"]);
 }
 
 /// `Content-Type: multipart/alternative;` with no boundary (Python's email tests, msg_41):
