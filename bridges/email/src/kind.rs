@@ -38,6 +38,26 @@ pub(crate) fn classify(message: &mail_parser::Message<'_>) -> MailKind {
                 .is_none_or(|t| t.eq_ignore_ascii_case("delivery-status"))
     });
     let subject = message.subject().unwrap_or("").to_lowercase();
+    let report_type = content_type
+        .filter(|ct| {
+            ct.ctype().eq_ignore_ascii_case("multipart")
+                && ct
+                    .subtype()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+        })
+        .and_then(|ct| ct.attribute("report-type"))
+        .map(str::to_ascii_lowercase);
+    if report_type.as_deref() == Some("disposition-notification") {
+        if let Some(ids) = read_notification(message) {
+            return MailKind::ReadReceipt(ids);
+        }
+        return MailKind::AutoReply;
+    }
+    if is_report {
+        if let Some(ids) = delivered(message) {
+            return MailKind::Delivered(ids);
+        }
+    }
     if is_report || from_mail_system(message) {
         return MailKind::Bounce(bounce_details(message));
     }
@@ -87,6 +107,57 @@ pub(crate) fn classify(message: &mail_parser::Message<'_>) -> MailKind {
     } else {
         MailKind::Personal
     }
+}
+
+/// The fields of the report's machine-readable part (`message/<subtype>`), unfolded.
+fn report_fields(message: &mail_parser::Message<'_>, subtype: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for part in &message.parts {
+        if part.is_content_type("message", subtype) {
+            for line in unfold(&String::from_utf8_lossy(part.contents())) {
+                if let Some((k, v)) = line.split_once(':') {
+                    out.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// An MDN saying the mail was displayed: the Message-IDs it is about.
+fn read_notification(message: &mail_parser::Message<'_>) -> Option<Vec<String>> {
+    let fields = report_fields(message, "disposition-notification");
+    let displayed = fields.iter().any(|(k, v)| {
+        k == "disposition"
+            && v.rsplit(';')
+                .next()
+                .is_some_and(|d| d.trim().to_ascii_lowercase().starts_with("displayed"))
+    });
+    let ids: Vec<String> = fields
+        .iter()
+        .filter(|(k, _)| k == "original-message-id")
+        .filter_map(|(_, v)| clean_id(v))
+        .collect();
+    (displayed && !ids.is_empty()).then_some(ids)
+}
+
+/// A DSN where every recipient was delivered, relayed or expanded: the returned Message-IDs.
+fn delivered(message: &mail_parser::Message<'_>) -> Option<Vec<String>> {
+    let fields = report_fields(message, "delivery-status");
+    let actions: Vec<String> = fields
+        .iter()
+        .filter(|(k, _)| k == "action")
+        .map(|(_, v)| v.to_ascii_lowercase())
+        .collect();
+    let all_delivered = !actions.is_empty()
+        && actions
+            .iter()
+            .all(|a| a == "delivered" || a == "relayed" || a == "expanded");
+    if !all_delivered {
+        return None;
+    }
+    let ids = bounce_details(message).original_message_ids;
+    (!ids.is_empty()).then_some(ids)
 }
 
 /// The From and Sender addresses (lower-cased) with their display names.

@@ -84,6 +84,8 @@ impl Channel for Email {
             // Mail has no length limit.
             max_text_length: None,
             replies: true,
+            // Read notifications, when asked for (`request_read_receipts`) and sent back.
+            read_receipts: self.config.request_read_receipts,
             ..Capabilities::default()
         }
     }

@@ -38,6 +38,11 @@ pub enum MailKind {
     Bounce(Bounce),
     /// Mailing-list or bulk mail.
     List,
+    /// A read notification (RFC 8098 MDN, disposition "displayed") for these Message-IDs.
+    ReadReceipt(Vec<String>),
+    /// A delivery status notification saying these Message-IDs were delivered (every
+    /// recipient's Action is delivered, relayed or expanded — RFC 3464).
+    Delivered(Vec<String>),
 }
 
 impl MailKind {
@@ -49,6 +54,8 @@ impl MailKind {
             MailKind::AutoReply => Some("[auto-reply]"),
             MailKind::Bounce(_) => Some("[bounce]"),
             MailKind::List => Some("[list mail]"),
+            MailKind::ReadReceipt(_) => Some("[read receipt]"),
+            MailKind::Delivered(_) => Some("[delivery report]"),
         }
     }
 }
@@ -197,9 +204,17 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
     let references = ids(message.references());
 
     let sender = message.from().or(message.sender()).and_then(|a| a.first());
+    // `From: Big Bug bb@bug.com` (no angle brackets) or two bare addresses: the first word
+    // that is an address.
     let mut from_address = sender
         .and_then(|a| a.address())
         .map(|a| a.trim().to_lowercase())
+        .map(|a| match a.split_whitespace().find(|w| w.contains('@')) {
+            Some(word) if a.contains(char::is_whitespace) => {
+                word.trim_matches(['<', '>', '"', ',']).to_string()
+            }
+            _ => a,
+        })
         .filter(|a| !a.is_empty());
     if from_address.is_none() {
         from_address = message
@@ -230,8 +245,12 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
     recipients.retain(|r| r.contains('@'));
     recipients.dedup();
 
+    // A mail with two Subject fields shows the first, as mail clients do (mail-parser's
+    // `subject()` is the last).
     let subject = message
-        .subject()
+        .header_values("Subject")
+        .find_map(|v| v.as_text())
+        .or(message.subject())
         .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
         .unwrap_or_default();
     // Dates in the far future or before email existed are spam or broken clocks.

@@ -145,3 +145,50 @@ fn a_broken_bounce_still_names_reason_and_recipients() {
     );
     assert_eq!(broken.original_message_ids, intact.original_message_ids);
 }
+
+/// A read notification as RFC 8098 section 3 lays it out (constructed: no real MDN was found in
+/// the public suites), for `<answer-1@support.example.test>`.
+fn mdn(disposition: &str) -> String {
+    format!(
+        "From: Jane Customer <customer@example.test>\r\nTo: support@example.test\r\n\
+         Subject: Read: Re: Order 1234\r\nMessage-ID: <mdn-1@customer.example.test>\r\n\
+         Date: Mon, 3 Mar 2025 11:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=disposition-notification; boundary=\"r\"\r\n\r\n\
+         --r\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+         The message sent on 3 Mar 2025 to customer@example.test was displayed.\r\n\
+         --r\r\nContent-Type: message/disposition-notification\r\n\r\n\
+         Reporting-UA: mail.example.test; Thunderbird\r\n\
+         Final-Recipient: rfc822;customer@example.test\r\n\
+         Original-Message-ID: <answer-1@support.example.test>\r\n\
+         Disposition: manual-action/MDN-sent-manually; {disposition}\r\n\r\n\
+         --r--\r\n"
+    )
+}
+
+/// An MDN saying "displayed" is the customer's read receipt for our answer; one saying
+/// "deleted" is not, and neither is a customer's message.
+#[test]
+fn read_notifications_name_the_mail_that_was_read() {
+    assert_eq!(
+        mail(&mdn("displayed")).kind,
+        MailKind::ReadReceipt(vec!["answer-1@support.example.test".into()])
+    );
+    assert_eq!(mail(&mdn("deleted")).kind, MailKind::AutoReply);
+}
+
+/// A delivery report whose every recipient was delivered (the Postfix report with its actions
+/// changed) names the delivered mail; the same report with failures stays a bounce.
+#[test]
+fn delivery_reports_say_delivered_or_failed() {
+    let failed = mail(&raw(
+        "mikel-mail/multipart_report_emails__multi_address_bounce2.eml",
+    ));
+    let MailKind::Bounce(bounce) = &failed.kind else {
+        panic!("{:?}", failed.kind)
+    };
+    let delivered = mail(&raw("derived/multi_address_bounce2_delivered.eml"));
+    assert_eq!(
+        delivered.kind,
+        MailKind::Delivered(bounce.original_message_ids.clone())
+    );
+}

@@ -32,6 +32,8 @@ fn kind_name(kind: &MailKind) -> &'static str {
         MailKind::AutoReply => "auto-reply",
         MailKind::Bounce(_) => "bounce",
         MailKind::List => "list",
+        MailKind::ReadReceipt(_) => "read receipt",
+        MailKind::Delivered(_) => "delivery report",
     }
 }
 
