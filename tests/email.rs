@@ -1243,3 +1243,65 @@ async fn malformed_mime_reaches_the_room_as_the_text_a_mail_client_shows() -> an
         .await?;
     Ok(())
 }
+
+/// With `request_read_receipts`, an answer asks for a read notification; the notification the
+/// customer's mail client sends back (an RFC 8098 MDN naming the answer's Message-ID) shows as
+/// the customer's read receipt on the operator's message, as on the chat channels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_notification_is_the_customers_read_receipt() -> anyhow::Result<()> {
+    let mail = MailServer::start().await?;
+    let mut section = mail.channel_config();
+    section["request_read_receipts"] = true.into();
+    let env = TestEnv::start(options_for(Backend::Sqlite, section)).await?;
+    let first = customer_mail(
+        "mdn-order-1@customer.example.test",
+        "Order 77",
+        "",
+        "Where is order 77?",
+    );
+    mail.smtp_send("customer@example.test", &["support@example.test"], &first)
+        .await?;
+    let room = env.alice.wait_for_invite("Jane Customer").await?;
+    let question = env.alice.wait_for_text(&room, "Where is order 77?").await?;
+    let answer = env.alice.send_text(&room, "It left today.").await?;
+    let sent = mail.wait_for_mail("customer", "It left today.").await?;
+    ensure!(
+        header(&sent, "Disposition-Notification-To")
+            .is_some_and(|v| v.contains("support@example.test")),
+        "no read notification asked for: {}",
+        String::from_utf8_lossy(&sent)
+    );
+    let id = header(&sent, "Message-ID").context("the answer has a Message-ID")?;
+    let notification = format!(
+        "From: Jane Customer <customer@example.test>\r\nTo: support@example.test\r\n\
+         Subject: Read: Re: Order 77\r\nMessage-ID: <mdn-77@customer.example.test>\r\n\
+         Date: Mon, 3 Mar 2025 11:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=disposition-notification; boundary=\"r\"\r\n\r\n\
+         --r\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nYour message was displayed.\r\n\
+         --r\r\nContent-Type: message/disposition-notification\r\n\r\n\
+         Reporting-UA: customer.example.test; Thunderbird\r\n\
+         Final-Recipient: rfc822;customer@example.test\r\nOriginal-Message-ID: {id}\r\n\
+         Disposition: manual-action/MDN-sent-manually; displayed\r\n\r\n--r--\r\n"
+    );
+    mail.smtp_send(
+        "customer@example.test",
+        &["support@example.test"],
+        notification.as_bytes(),
+    )
+    .await?;
+    env.alice
+        .wait_for_read_receipt(&room, &question.sender, &answer)
+        .await?;
+    let shown: Vec<String> = env
+        .alice
+        .messages(&room)
+        .into_iter()
+        .map(|m| m.body)
+        .filter(|b| b.contains("Your message was displayed"))
+        .collect();
+    ensure!(
+        shown.is_empty(),
+        "the notification is a receipt, not a message: {shown:?}"
+    );
+    Ok(())
+}
