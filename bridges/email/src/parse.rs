@@ -355,7 +355,7 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
 }
 
 /// Two files with the same name get distinct ones: `a.txt`, `a (2).txt`, … (compared without
-/// case, as the file systems operators save them to do).
+/// case, as the file systems operators save them to do), still within the kit's name limits.
 fn distinct_names(files: &mut [MailFile]) {
     let mut taken: Vec<String> = Vec::new();
     for file in files.iter_mut() {
@@ -365,15 +365,31 @@ fn distinct_names(files: &mut [MailFile]) {
                 _ => (file.name.clone(), String::new()),
             };
             let mut n = 2;
-            let mut candidate = format!("{stem} ({n}){ext}");
+            let mut candidate = numbered(&stem, n, &ext);
             while taken.contains(&candidate.to_lowercase()) {
                 n += 1;
-                candidate = format!("{stem} ({n}){ext}");
+                candidate = numbered(&stem, n, &ext);
             }
             file.name = candidate;
         }
         taken.push(file.name.to_lowercase());
     }
+}
+
+/// `stem (n).ext`, the stem shortened to keep the whole within the kit's limits.
+fn numbered(stem: &str, n: usize, ext: &str) -> String {
+    use switchboard_kit::file_name::{MAX_BYTES, MAX_CHARS};
+    let suffix = format!(" ({n}){ext}");
+    let mut out = String::new();
+    for (chars, c) in stem.chars().enumerate() {
+        if chars + 1 + suffix.chars().count() > MAX_CHARS
+            || out.len() + c.len_utf8() + suffix.len() > MAX_BYTES
+        {
+            break;
+        }
+        out.push(c);
+    }
+    out + &suffix
 }
 
 fn normalise_newlines(text: &str) -> String {

@@ -80,3 +80,33 @@ fn an_external_body_is_described_never_a_file() {
         3
     );
 }
+
+/// Made-distinct names stay within the kit's limits (200 characters): the number replaces the
+/// end of a long name, never the extension.
+#[test]
+fn distinct_names_stay_within_the_limits() {
+    let long = format!("{}.pdf", "к".repeat(196));
+    let part = format!(
+        "--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; \
+         filename*=UTF-8''{}\r\n\r\nx\r\n",
+        long.bytes()
+            .map(|b| format!("%{b:02X}"))
+            .collect::<String>()
+    );
+    let raw = format!(
+        "From: a@example.org\r\nSubject: twice\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+         {part}{part}--b--\r\n"
+    );
+    let m = parse(raw.as_bytes()).expect("parses");
+    let names: Vec<&str> = m.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names.len(), 2);
+    assert_ne!(names[0].to_lowercase(), names[1].to_lowercase());
+    assert!(names[1].ends_with(" (2).pdf"), "{}", names[1]);
+    assert!(
+        names
+            .iter()
+            .all(|n| n.chars().count() <= 200 && n.len() <= 255),
+        "{names:?}"
+    );
+}
