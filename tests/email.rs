@@ -1149,3 +1149,159 @@ async fn an_automatic_mail_is_never_answered_automatically() -> anyhow::Result<(
     );
     Ok(())
 }
+
+fn corpus(path: &str) -> anyhow::Result<Vec<u8>> {
+    let path = rig::repo_root().join("tests/corpus/email").join(path);
+    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Real mail with broken MIME through Dovecot into the rooms (tests/corpus/email): a multipart
+/// without a boundary (CPython's msg_41) and a header block that runs into its body (msg_35)
+/// arrive as their text; `Content-Type: text` (a 1999 linux-kernel post) arrives as text and
+/// as list mail, with no file made up — a customer's reply threaded after it is the sentinel
+/// that everything of the post was posted; text, a picture, HTML and text again in one
+/// multipart/mixed arrive in order in both bodies, the picture and the named text part as
+/// files. Bridge-side the parser is unit-tested on the same files (bridges/email/tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_mime_reaches_the_room_as_the_text_a_mail_client_shows() -> anyhow::Result<()> {
+    let mail = MailServer::start().await?;
+    for file in [
+        "cpython/msg_41.txt",
+        "cpython/msg_35.txt",
+        "lkml/E11VMqH-0007Bz-00.eml",
+        "derived/msg_44_plain_html_between_files.txt",
+    ] {
+        mail.append("support", &corpus(file)?).await?;
+    }
+    let reply = "From: Gary Simmons <darshu@sympatico.ca>\r\nTo: support@example.test\r\n\
+        Subject: Re: PPPoE\r\nMessage-ID: <gary-1@sympatico.ca>\r\n\
+        In-Reply-To: <E11VMqH-0007Bz-00@the-village.bc.nu>\r\nDate: Mon, 27 Sep 1999 08:00:00 +0000\r\n\
+        Content-Type: text/plain; charset=utf-8\r\n\r\nThanks, the 2.3 driver it is.\r\n";
+    mail.append("support", reply.as_bytes()).await?;
+    let env = TestEnv::start(options(Backend::Sqlite, &mail)).await?;
+
+    let room = env.alice.wait_for_invite("Allison Dunlap").await?;
+    env.alice.wait_for_text(&room, "Blah blah blah").await?;
+
+    let room = env.alice.wait_for_invite("aperson").await?;
+    env.alice
+        .wait_for_text(
+            &room,
+            "counter to RFC 5322, there's no separating newline here",
+        )
+        .await?;
+
+    let room = env.alice.wait_for_invite("Alan Cox").await?;
+    let post = env
+        .alice
+        .wait_for_text(&room, "There is a 2.3.x driver for PPP in kernel space.")
+        .await?;
+    ensure!(post.is_notice(), "list mail is a notice: {post:?}");
+    env.alice
+        .wait_for_text(&room, "Thanks, the 2.3 driver it is.")
+        .await?;
+    let files: Vec<String> = env
+        .alice
+        .messages(&room)
+        .into_iter()
+        .filter(|m| m.url().is_some())
+        .map(|m| m.filename().to_string())
+        .collect();
+    ensure!(
+        files.is_empty(),
+        "no file was attached, yet the room has {files:?}"
+    );
+
+    let room = env.alice.wait_for_invite("arsaw").await?;
+    let m = env
+        .alice
+        .wait_for_text(&room, "the fourth part, plain again")
+        .await?;
+    let html = m.formatted_body.clone().unwrap_or_default();
+    let order = |s: &str| {
+        [
+            "a simple kind of mirror",
+            "the third part",
+            "the fourth part, plain again",
+        ]
+        .map(|needle| s.find(needle))
+    };
+    for (what, body) in [("plain", m.body.as_str()), ("formatted", html.as_str())] {
+        let [Some(a), Some(b), Some(c)] = order(body) else {
+            anyhow::bail!("a part is missing from the {what} body: {body}");
+        };
+        ensure!(a < b && b < c, "the {what} body is out of order: {body}");
+    }
+    ensure!(html.contains("<b>after</b>"), "{html}");
+    let picture = env
+        .alice
+        .wait_for_message(&room, |m| m.filename() == "mirror.png")
+        .await?;
+    ensure!(picture.msgtype == "m.image", "{picture:?}");
+    env.alice
+        .wait_for_message(&room, |m| m.filename() == "msg.txt")
+        .await?;
+    Ok(())
+}
+
+/// With `request_read_receipts`, an answer asks for a read notification; the notification the
+/// customer's mail client sends back (an RFC 8098 MDN naming the answer's Message-ID) shows as
+/// the customer's read receipt on the operator's message, as on the chat channels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_notification_is_the_customers_read_receipt() -> anyhow::Result<()> {
+    let mail = MailServer::start().await?;
+    let mut section = mail.channel_config();
+    section["request_read_receipts"] = true.into();
+    let env = TestEnv::start(options_for(Backend::Sqlite, section)).await?;
+    let first = customer_mail(
+        "mdn-order-1@customer.example.test",
+        "Order 77",
+        "",
+        "Where is order 77?",
+    );
+    mail.smtp_send("customer@example.test", &["support@example.test"], &first)
+        .await?;
+    let room = env.alice.wait_for_invite("Jane Customer").await?;
+    let question = env.alice.wait_for_text(&room, "Where is order 77?").await?;
+    let answer = env.alice.send_text(&room, "It left today.").await?;
+    let sent = mail.wait_for_mail("customer", "It left today.").await?;
+    ensure!(
+        header(&sent, "Disposition-Notification-To")
+            .is_some_and(|v| v.contains("support@example.test")),
+        "no read notification asked for: {}",
+        String::from_utf8_lossy(&sent)
+    );
+    let id = header(&sent, "Message-ID").context("the answer has a Message-ID")?;
+    let notification = format!(
+        "From: Jane Customer <customer@example.test>\r\nTo: support@example.test\r\n\
+         Subject: Read: Re: Order 77\r\nMessage-ID: <mdn-77@customer.example.test>\r\n\
+         Date: Mon, 3 Mar 2025 11:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=disposition-notification; boundary=\"r\"\r\n\r\n\
+         --r\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nYour message was displayed.\r\n\
+         --r\r\nContent-Type: message/disposition-notification\r\n\r\n\
+         Reporting-UA: customer.example.test; Thunderbird\r\n\
+         Final-Recipient: rfc822;customer@example.test\r\nOriginal-Message-ID: {id}\r\n\
+         Disposition: manual-action/MDN-sent-manually; displayed\r\n\r\n--r--\r\n"
+    );
+    mail.smtp_send(
+        "customer@example.test",
+        &["support@example.test"],
+        notification.as_bytes(),
+    )
+    .await?;
+    env.alice
+        .wait_for_read_receipt(&room, &question.sender, &answer)
+        .await?;
+    let shown: Vec<String> = env
+        .alice
+        .messages(&room)
+        .into_iter()
+        .map(|m| m.body)
+        .filter(|b| b.contains("Your message was displayed"))
+        .collect();
+    ensure!(
+        shown.is_empty(),
+        "the notification is a receipt, not a message: {shown:?}"
+    );
+    Ok(())
+}

@@ -132,6 +132,9 @@ pub struct EmailConfig {
     pub signature: Option<String>,
     /// Largest attachment sent or accepted, in bytes.
     pub max_file_size: u64,
+    /// Ask for a read notification (`Disposition-Notification-To`, RFC 8098) on every answer;
+    /// a returned one is shown as the customer's read receipt.
+    pub request_read_receipts: bool,
 }
 
 impl Default for EmailConfig {
@@ -147,6 +150,7 @@ impl Default for EmailConfig {
             domain: None,
             signature: None,
             max_file_size: 25 * 1024 * 1024,
+            request_read_receipts: false,
         }
     }
 }

@@ -8,7 +8,9 @@
 //! What becomes of a mail:
 //!
 //! * a bounce of a mail we sent → `Failed { remote_id: <our Message-ID> }` in that mail's
-//!   conversation (the core turns it into a failure notice on the operator's message);
+//!   conversation (the core turns it into a failure notice on the operator's message); a
+//!   delivery report saying it was delivered → `Delivered`; a read notification (MDN,
+//!   "displayed") → `Read`, the customer's read receipt on the operator's message;
 //! * any other mail → a `Message` in the conversation its In-Reply-To / References point to, or
 //!   a new conversation keyed by its own Message-ID. Auto-replies, bounces of unknown mail and
 //!   list mail carry a `[auto-reply]` / `[bounce]` / `[list mail]` prefix (the contract has no
@@ -127,9 +129,20 @@ async fn deliver_parsed(
 ) -> Result<(), HostError> {
     let timestamp_ms = mail.date_ms.unwrap_or_else(now_ms);
 
-    // A bounce of one of our mails: a failure on that message, in its room.
-    if let MailKind::Bounce(bounce) = &mail.kind {
-        for original in &bounce.original_message_ids {
+    // A report about one of our mails — a bounce, a delivery report, a read notification —
+    // becomes that message's status in its room.
+    let status = match &mail.kind {
+        MailKind::Bounce(bounce) => Some((
+            &bounce.original_message_ids,
+            "bounce",
+            Some(format!("the mail bounced: {}", bounce.reason)),
+        )),
+        MailKind::Delivered(ids) => Some((ids, "dsn", None)),
+        MailKind::ReadReceipt(ids) => Some((ids, "mdn", None)),
+        _ => None,
+    };
+    if let Some((ids, what, failure)) = status {
+        for original in ids {
             let Some(record) = threads::message(host, original).await? else {
                 continue;
             };
@@ -140,6 +153,15 @@ async fn deliver_parsed(
             let thread = threads::thread(host, &conversation)
                 .await?
                 .unwrap_or_default();
+            let remote_id = original.clone();
+            let event = match (&mail.kind, &failure) {
+                (MailKind::Bounce(_), Some(reason)) => InboundEvent::Failed {
+                    remote_id,
+                    reason: reason.clone(),
+                },
+                (MailKind::Delivered(_), _) => InboundEvent::Delivered { remote_id },
+                _ => InboundEvent::Read { remote_id },
+            };
             let inbound = Inbound {
                 conversation,
                 sender: ContactProfile {
@@ -149,11 +171,8 @@ async fn deliver_parsed(
                     ..ContactProfile::default()
                 },
                 timestamp_ms,
-                dedup_key: format!("bounce:{}", mail.message_id),
-                event: InboundEvent::Failed {
-                    remote_id: original.clone(),
-                    reason: format!("the mail bounced: {}", bounce.reason),
-                },
+                dedup_key: format!("{what}:{}", mail.message_id),
+                event,
                 addressed_to: None,
             };
             host.receive(inbound).await?;
@@ -199,6 +218,15 @@ async fn deliver_parsed(
     if let Some(prefix) = mail.kind.prefix() {
         text_lines.push(prefix.to_string());
         html.push_str(&format!("<b>{}</b><br>", escape(prefix)));
+    }
+    // A report of a failed delivery of mail we do not know: its reason and recipients, which a
+    // broken report may bury in its text.
+    if let MailKind::Bounce(bounce) = &mail.kind {
+        text_lines.push(format!("Delivery failed: {}", bounce.reason));
+        html.push_str(&format!(
+            "<b>Delivery failed:</b> {}<br>",
+            escape(&bounce.reason)
+        ));
     }
     if show_subject {
         text_lines.push(format!("Subject: {subject}"));

@@ -12,7 +12,8 @@
 //! * [`config`] — the `channels.email` section.
 //! * `imap` — one task per mailbox: IDLE (or polling), UID bookkeeping, acknowledge after store.
 //! * [`parse`] — raw bytes → [`parse::ParsedMail`]: MIME, charsets, kind (person, auto-reply,
-//!   bounce, list). Pure; a fuzz target.
+//!   bounce, list — decided in `kind`). Pure; a fuzz target. [`repair`] closes header blocks that run into their
+//!   body; [`body`] gathers every text part in order, as mail clients show it.
 //! * [`charset`] — text whose declared charset is wrong (UTF-8 labelled x-mac-cyrillic).
 //! * [`fold`], [`html`] — quoted history and signatures folded away; HTML sanitised.
 //! * `inbound` — a parsed mail → `Host::receive` (bounces of our mail → `Failed`).
@@ -28,14 +29,17 @@ use switchboard_channel::{
 };
 use switchboard_kit::lifecycle;
 
+pub mod body;
 pub mod charset;
 pub mod config;
 pub mod fold;
 pub mod html;
 mod imap;
 mod inbound;
+mod kind;
 mod outbound;
 pub mod parse;
+pub mod repair;
 pub mod threads;
 pub mod tls;
 pub mod transcript;
@@ -81,6 +85,8 @@ impl Channel for Email {
             // Mail has no length limit.
             max_text_length: None,
             replies: true,
+            // Read notifications, when asked for (`request_read_receipts`) and sent back.
+            read_receipts: self.config.request_read_receipts,
             ..Capabilities::default()
         }
     }

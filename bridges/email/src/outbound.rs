@@ -22,6 +22,25 @@ use switchboard_channel::{Delivery, Host, HostError, Outbound, OutboundAction, S
 use switchboard_kit::send::{attachment_bytes, permanent};
 
 use crate::config::{EmailConfig, Tls};
+
+/// `Disposition-Notification-To: <address>` (RFC 8098 section 2.1): where the customer's mail
+/// client sends its read notification, if the customer allows it.
+#[derive(Clone)]
+struct DispositionNotificationTo(String);
+
+impl lettre::message::header::Header for DispositionNotificationTo {
+    fn name() -> lettre::message::header::HeaderName {
+        lettre::message::header::HeaderName::new_from_ascii_str("Disposition-Notification-To")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self(s.trim().trim_matches(['<', '>']).to_string()))
+    }
+
+    fn display(&self) -> lettre::message::header::HeaderValue {
+        lettre::message::header::HeaderValue::new(Self::name(), format!("<{}>", self.0))
+    }
+}
 use crate::html::{escape, text_to_html};
 use crate::threads::{self, MessageRecord};
 
@@ -157,6 +176,9 @@ pub async fn send(
         .user_agent("Switchboard".into());
     if let Some(a) = &answered {
         builder = builder.in_reply_to(format!("<{a}>"));
+    }
+    if config.request_read_receipts {
+        builder = builder.header(DispositionNotificationTo(mailbox.address.clone()));
     }
     if !thread.ids.is_empty() {
         let refs: Vec<String> = thread.ids.iter().map(|i| format!("<{i}>")).collect();

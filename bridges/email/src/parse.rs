@@ -18,9 +18,11 @@ use mail_parser::{HeaderValue, MessageParser, MimeHeaders, PartType};
 use switchboard_kit::mime::with_extension;
 use switchboard_kit::safe_file_name;
 
-use crate::charset;
+use crate::body;
 use crate::fold;
 use crate::html;
+use crate::kind;
+use crate::repair;
 
 /// Largest mail the parser looks at (bigger ones are kept raw and shown as unreadable).
 pub const MAX_MAIL_BYTES: usize = 50 * 1024 * 1024;
@@ -36,6 +38,11 @@ pub enum MailKind {
     Bounce(Bounce),
     /// Mailing-list or bulk mail.
     List,
+    /// A read notification (RFC 8098 MDN, disposition "displayed") for these Message-IDs.
+    ReadReceipt(Vec<String>),
+    /// A delivery status notification saying these Message-IDs were delivered (every
+    /// recipient's Action is delivered, relayed or expanded — RFC 3464).
+    Delivered(Vec<String>),
 }
 
 impl MailKind {
@@ -47,6 +54,8 @@ impl MailKind {
             MailKind::AutoReply => Some("[auto-reply]"),
             MailKind::Bounce(_) => Some("[bounce]"),
             MailKind::List => Some("[list mail]"),
+            MailKind::ReadReceipt(_) => Some("[read receipt]"),
+            MailKind::Delivered(_) => Some("[delivery report]"),
         }
     }
 }
@@ -123,7 +132,7 @@ pub fn clean_id(id: &str) -> Option<String> {
     }
 }
 
-fn ids(value: &HeaderValue<'_>) -> Vec<String> {
+pub(crate) fn ids(value: &HeaderValue<'_>) -> Vec<String> {
     let mut out = Vec::new();
     match value {
         HeaderValue::Text(t) => out.extend(t.split_whitespace().filter_map(clean_id)),
@@ -148,7 +157,10 @@ pub fn synthetic_id(raw: &[u8]) -> String {
     )
 }
 
-fn header_text<'a>(message: &'a mail_parser::Message<'_>, name: &str) -> Option<&'a str> {
+pub(crate) fn header_text<'a>(
+    message: &'a mail_parser::Message<'_>,
+    name: &str,
+) -> Option<&'a str> {
     message
         .headers()
         .iter()
@@ -166,8 +178,10 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
     if raw.len() > MAX_MAIL_BYTES {
         return Err(ParseError::TooLarge(raw.len()));
     }
+    // A header block that runs into its body is closed first (see `repair`).
+    let mended = repair::separate_headers(raw);
     let message = MessageParser::default()
-        .parse(raw)
+        .parse(mended.as_deref().unwrap_or(raw))
         .ok_or(ParseError::Unreadable)?;
     // mail-parser accepts almost anything; a "mail" without a single header it recognises and
     // without From is not a mail.
@@ -190,9 +204,17 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
     let references = ids(message.references());
 
     let sender = message.from().or(message.sender()).and_then(|a| a.first());
+    // `From: Big Bug bb@bug.com` (no angle brackets) or two bare addresses: the first word
+    // that is an address.
     let mut from_address = sender
         .and_then(|a| a.address())
         .map(|a| a.trim().to_lowercase())
+        .map(|a| match a.split_whitespace().find(|w| w.contains('@')) {
+            Some(word) if a.contains(char::is_whitespace) => {
+                word.trim_matches(['<', '>', '"', ',']).to_string()
+            }
+            _ => a,
+        })
         .filter(|a| !a.is_empty());
     if from_address.is_none() {
         from_address = message
@@ -223,8 +245,12 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
     recipients.retain(|r| r.contains('@'));
     recipients.dedup();
 
+    // A mail with two Subject fields shows the first, as mail clients do (mail-parser's
+    // `subject()` is the last).
     let subject = message
-        .subject()
+        .header_values("Subject")
+        .find_map(|v| v.as_text())
+        .or(message.subject())
         .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
         .unwrap_or_default();
     // Dates in the far future or before email existed are spam or broken clocks.
@@ -234,51 +260,39 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         .filter(|s| (0..4_102_444_800).contains(s))
         .map(|s| s * 1000);
 
-    // Bodies. text_body/html_body are mail-parser's choice of the displayable parts.
-    let text_parts: Vec<String> = message
-        .text_body
-        .iter()
-        .filter_map(|id| message.parts.get(*id as usize))
-        .filter_map(|p| match &p.body {
-            PartType::Text(t) => Some(
-                charset::repair(t, p.content_type().and_then(|c| c.attribute("charset")))
-                    .unwrap_or_else(|| t.to_string()),
-            ),
-            _ => None,
-        })
-        .collect();
-    let html_parts: Vec<String> = message
-        .html_body
-        .iter()
-        .filter_map(|id| message.parts.get(*id as usize))
-        .filter_map(|p| match &p.body {
-            PartType::Html(h) => Some(
-                charset::repair(h, p.content_type().and_then(|c| c.attribute("charset")))
-                    .unwrap_or_else(|| h.to_string()),
-            ),
-            _ => None,
-        })
-        .collect();
-    let raw_html = if html_parts.is_empty() {
-        None
-    } else {
-        Some(html_parts.join("<hr>"))
-    };
-    let full_text = if !text_parts.is_empty() {
-        text_parts.join("\n")
-    } else if let Some(h) = &raw_html {
-        mail_parser::decoders::html::html_to_text(h)
-    } else {
-        String::new()
-    };
-    let full_text = normalise_newlines(&full_text);
+    // Bodies: every displayable part in order, in both forms (see `body`).
+    let bodies = body::bodies(&message);
+    let full_text = normalise_newlines(&bodies.text);
 
-    let kind = classify(&message);
+    let kind = kind::classify(&message);
 
     // Files: attachments and inline images (not the text/HTML bodies themselves).
     let mut files = Vec::new();
     if !matches!(kind, MailKind::Bounce(_)) {
-        for id in &message.attachments {
+        // What mail-parser calls attachments, and text parts shown inline that the sender
+        // named (mail clients list those as files too).
+        let mut ids: Vec<u32> = message
+            .attachments
+            .iter()
+            .copied()
+            .filter(|id| !bodies.text_only.contains(id))
+            .chain(
+                message
+                    .text_body
+                    .iter()
+                    .chain(&message.html_body)
+                    .copied()
+                    .filter(|id| {
+                        message.parts.get(*id as usize).is_some_and(|p| {
+                            matches!(p.body, PartType::Text(_) | PartType::Html(_))
+                                && p.attachment_name().is_some()
+                        })
+                    }),
+            )
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in &ids {
             let Some(part) = message.parts.get(*id as usize) else {
                 continue;
             };
@@ -289,9 +303,38 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
     }
 
     let folding = fold::fold(&full_text);
-    let new_text = folding.new_text.clone();
+    let mut new_text = folding.new_text.clone();
+    let mut full_text = full_text;
     let folded = folding.folded.is_some();
-    let html = raw_html.map(|h| html::sanitize_mail_html(&h, &files));
+    let mut html = bodies.html;
+    // External bodies and forwarded mail are added after folding, so that their quoting is
+    // shown rather than folded away; a bounce's returned mail is not forwarded mail.
+    let mut extra_text: Vec<String> = bodies.external.clone();
+    let mut extra_html: Vec<String> = bodies
+        .external
+        .iter()
+        .map(|e| format!("<p><i>{}</i></p>", html::escape(e)))
+        .collect();
+    if !matches!(kind, MailKind::Bounce(_)) {
+        for q in &bodies.forwarded {
+            extra_text.push(q.text.clone());
+            extra_html.push(q.html.clone());
+        }
+    }
+    if !extra_text.is_empty() {
+        for t in [&mut new_text, &mut full_text] {
+            let joined = extra_text.join("\n\n");
+            *t = if t.is_empty() {
+                joined
+            } else {
+                format!("{t}\n\n{joined}")
+            };
+        }
+        if let Some(h) = html.as_mut() {
+            h.push_str(&extra_html.concat());
+        }
+    }
+    distinct_names(&mut files);
 
     Ok(ParsedMail {
         message_id,
@@ -309,6 +352,44 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         files,
         kind,
     })
+}
+
+/// Two files with the same name get distinct ones: `a.txt`, `a (2).txt`, … (compared without
+/// case, as the file systems operators save them to do), still within the kit's name limits.
+fn distinct_names(files: &mut [MailFile]) {
+    let mut taken: Vec<String> = Vec::new();
+    for file in files.iter_mut() {
+        if taken.contains(&file.name.to_lowercase()) {
+            let (stem, ext) = match file.name.rsplit_once('.') {
+                Some((s, e)) if !s.is_empty() => (s.to_string(), format!(".{e}")),
+                _ => (file.name.clone(), String::new()),
+            };
+            let mut n = 2;
+            let mut candidate = numbered(&stem, n, &ext);
+            while taken.contains(&candidate.to_lowercase()) {
+                n += 1;
+                candidate = numbered(&stem, n, &ext);
+            }
+            file.name = candidate;
+        }
+        taken.push(file.name.to_lowercase());
+    }
+}
+
+/// `stem (n).ext`, the stem shortened to keep the whole within the kit's limits.
+fn numbered(stem: &str, n: usize, ext: &str) -> String {
+    use switchboard_kit::file_name::{MAX_BYTES, MAX_CHARS};
+    let suffix = format!(" ({n}){ext}");
+    let mut out = String::new();
+    for (chars, c) in stem.chars().enumerate() {
+        if chars + 1 + suffix.chars().count() > MAX_CHARS
+            || out.len() + c.len_utf8() + suffix.len() > MAX_BYTES
+        {
+            break;
+        }
+        out.push(c);
+    }
+    out + &suffix
 }
 
 fn normalise_newlines(text: &str) -> String {
@@ -349,174 +430,4 @@ fn file_of(part: &mail_parser::MessagePart<'_>, index: usize) -> Option<MailFile
         data,
         content_id,
     })
-}
-
-fn has_header(message: &mail_parser::Message<'_>, name: &str) -> bool {
-    message
-        .headers()
-        .iter()
-        .any(|h| h.name().eq_ignore_ascii_case(name))
-}
-
-/// Decide whether a mail is a person writing, an auto-reply, a bounce or list mail.
-fn classify(message: &mail_parser::Message<'_>) -> MailKind {
-    let content_type = message.root_part().content_type();
-    let is_report = content_type.is_some_and(|ct| {
-        ct.ctype().eq_ignore_ascii_case("multipart")
-            && ct
-                .subtype()
-                .is_some_and(|s| s.eq_ignore_ascii_case("report"))
-            && ct
-                .attribute("report-type")
-                .is_none_or(|t| t.eq_ignore_ascii_case("delivery-status"))
-    });
-    let from = message
-        .from()
-        .and_then(|a| a.first())
-        .and_then(|a| a.address())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let local = from.split('@').next().unwrap_or("");
-    let subject = message.subject().unwrap_or("").to_lowercase();
-    let daemon = matches!(local, "mailer-daemon" | "postmaster" | "mail-daemon");
-    if is_report
-        || (daemon
-            && (subject.contains("undeliver")
-                || subject.contains("returned mail")
-                || subject.contains("delivery status")
-                || subject.contains("failure")))
-    {
-        return MailKind::Bounce(bounce_details(message));
-    }
-
-    let auto_submitted = header_text(message, "Auto-Submitted").map(|v| v.to_ascii_lowercase());
-    let precedence = header_text(message, "Precedence").map(|v| v.to_ascii_lowercase());
-    let auto = auto_submitted
-        .as_deref()
-        .is_some_and(|v| !v.starts_with("no"))
-        || has_header(message, "X-Autoreply")
-        || has_header(message, "X-Autorespond")
-        || header_text(message, "X-Auto-Response-Suppress").is_some_and(|v| {
-            v.eq_ignore_ascii_case("all") && subject.starts_with("automatic reply")
-        })
-        || precedence.as_deref().is_some_and(|p| p == "auto_reply")
-        || subject.starts_with("auto:")
-        || subject.starts_with("automatic reply")
-        || subject.starts_with("autoreply")
-        || subject.contains("out of office");
-    let list = !message.list_id().is_empty()
-        || !message.list_unsubscribe().is_empty()
-        || !message.list_post().is_empty()
-        || precedence
-            .as_deref()
-            .is_some_and(|p| p == "list" || p == "bulk" || p == "junk");
-    if auto {
-        MailKind::AutoReply
-    } else if list {
-        MailKind::List
-    } else {
-        MailKind::Personal
-    }
-}
-
-/// The returned mail's Message-ID and the reason, from the report's parts.
-fn bounce_details(message: &mail_parser::Message<'_>) -> Bounce {
-    let mut bounce = Bounce::default();
-    let mut statuses = Vec::new();
-    let mut diagnostics = Vec::new();
-    for part in &message.parts {
-        let ct = part.content_type();
-        let full = ct
-            .map(|ct| format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("")).to_ascii_lowercase())
-            .unwrap_or_default();
-        match (&part.body, full.as_str()) {
-            (PartType::Message(inner), _) => {
-                if let Some(id) = inner.message_id().and_then(clean_id) {
-                    bounce.original_message_ids.push(id);
-                }
-            }
-            (_, "message/delivery-status") | (_, "message/global-delivery-status") => {
-                let text = String::from_utf8_lossy(part.contents()).to_string();
-                for line in unfold(&text) {
-                    let (key, value) = match line.split_once(':') {
-                        Some((k, v)) => (k.trim().to_ascii_lowercase(), v.trim().to_string()),
-                        None => continue,
-                    };
-                    match key.as_str() {
-                        "diagnostic-code" => diagnostics.push(
-                            value
-                                .split_once(';')
-                                .map(|(_, v)| v.trim().to_string())
-                                .unwrap_or(value),
-                        ),
-                        "status" => statuses.push(value),
-                        "final-recipient" | "original-recipient" => {
-                            let addr = value
-                                .split_once(';')
-                                .map(|(_, v)| v.trim())
-                                .unwrap_or(&value)
-                                .to_lowercase();
-                            if !bounce.recipients.contains(&addr) {
-                                bounce.recipients.push(addr);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            (_, "text/rfc822-headers") => {
-                let contents = part.contents();
-                if let Some(headers) = MessageParser::default().parse_headers(contents) {
-                    if let Some(id) = headers.message_id().and_then(clean_id) {
-                        bounce.original_message_ids.push(id);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    if let Some(failed) = header_text(message, "X-Failed-Recipients") {
-        for r in failed.split(',') {
-            let r = r.trim().to_lowercase();
-            if !r.is_empty() && !bounce.recipients.contains(&r) {
-                bounce.recipients.push(r);
-            }
-        }
-    }
-    // A bounce that quotes our mail as In-Reply-To / References (some MTAs do).
-    bounce
-        .original_message_ids
-        .extend(ids(message.in_reply_to()));
-    bounce.original_message_ids.dedup();
-    let mut reason = diagnostics
-        .into_iter()
-        .next()
-        .or_else(|| statuses.first().map(|s| format!("status {s}")))
-        .unwrap_or_else(|| {
-            message
-                .subject()
-                .unwrap_or("the mail could not be delivered")
-                .to_string()
-        });
-    if !bounce.recipients.is_empty() {
-        reason = format!("{reason} ({})", bounce.recipients.join(", "));
-    }
-    bounce.reason = reason;
-    bounce
-}
-
-/// Header-style lines with continuation lines joined.
-fn unfold(text: &str) -> Vec<String> {
-    let mut lines: Vec<String> = Vec::new();
-    for line in text.lines() {
-        if (line.starts_with(' ') || line.starts_with('\t')) && !lines.is_empty() {
-            if let Some(last) = lines.last_mut() {
-                last.push(' ');
-                last.push_str(line.trim());
-            }
-        } else {
-            lines.push(line.trim_end().to_string());
-        }
-    }
-    lines
 }
