@@ -55,6 +55,7 @@ fn count(env: &TestEnv, room: &str, text: &str) -> usize {
 }
 
 async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("customer messages reach matrix");
     let fake = FakeDiscord::start().await?;
     let env = TestEnv::start(options(backend, &fake, json!({}))).await?;
     let mut user = jane();
@@ -64,7 +65,7 @@ async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> 
         rig::blob("\u{89}PNG", 700),
     );
 
-    // The bot identified with its token and the intents for DMs with content.
+    steps.step("The bot identified with its token and the intents for DMs with content");
     let identify = fake.wait_for_op("IDENTIFY", |o| o.op == 2).await?;
     ensure!(
         identify.d["token"] == TOKEN,
@@ -77,7 +78,7 @@ async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> 
         "intents {intents:b}"
     );
 
-    // Text with Discord markdown.
+    steps.step("Text with Discord markdown");
     let first = fake.customer_message(
         &user,
         "Hello, my **order #123** is *late* ~~again~~ `A-7` ||sorry||",
@@ -114,7 +115,7 @@ async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> 
         ghost_name.as_deref() == Some("Jane Doe"),
         "ghost display name: {ghost_name:?}"
     );
-    // The avatar came from the CDN, without the bot's token.
+    steps.step("The avatar came from the CDN, without the bot's token");
     let avatar = rig::poll_until("the avatar fetched", Duration::from_secs(15), || async {
         Ok(fake
             .cdn_requests()
@@ -123,7 +124,7 @@ async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> 
     })
     .await?;
     ensure!(avatar.1.is_none(), "the CDN must not see the token");
-    // …and became the ghost's avatar.
+    steps.step("…and became the ghost's avatar");
     let avatar_url = rig::poll_until("the ghost's avatar", Duration::from_secs(30), || async {
         let member = env.alice.member(&room, &hello.sender).await?;
         Ok(member.and_then(|m| m["avatar_url"].as_str().map(str::to_owned)))
@@ -134,7 +135,7 @@ async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> 
         "the avatar's bytes"
     );
 
-    // A code block and a link, a mention by name.
+    steps.step("A code block and a link, a mention by name");
     let ann = DUser::new(1_400_000_000_000_000_077, "ann", Some("Ann"));
     fake.customer_message(
         &user,
@@ -146,7 +147,7 @@ async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> 
         .wait_for_message(&room, |m| m.body.contains("ask @Ann"))
         .await?;
     let html = code.formatted_body.clone().unwrap_or_default();
-    // The language class is dropped by the core's sanitiser; the block stays.
+    steps.step("The language class is dropped by the core's sanitiser; the block stays");
     ensure!(
         html.contains("<pre><code>fn main() {}</code></pre>"),
         "code block: {html:?}"
@@ -156,7 +157,7 @@ async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> 
         "link: {html:?}"
     );
 
-    // An attachment: fetched from its URL, stored with its name and type.
+    steps.step("An attachment: fetched from its URL, stored with its name and type");
     let png = rig::blob("\u{89}PNG\r\n", 3000);
     let att = fake.attachment(&user.dm, "label.png", "image/png", png.clone());
     let pdf = rig::blob("%PDF-1.4", 4000);
@@ -187,7 +188,7 @@ async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> 
         "the bot token was sent to the CDN"
     );
 
-    // A reply keeps its target.
+    steps.step("A reply keeps its target");
     fake.customer_message(
         &user,
         "see above",
@@ -200,7 +201,7 @@ async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> 
         reply.relates_to
     );
 
-    // Edit and delete.
+    steps.step("Edit and delete");
     let typo = fake.customer_message(&user, "my adress is wrong", json!({}));
     let typo_event = env.alice.wait_for_text(&room, "my adress is wrong").await?;
     fake.customer_edit(&user, &typo, "my address is **right**");
@@ -220,13 +221,13 @@ async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> 
         .wait_for_redaction(&room, &typo_event.event_id)
         .await?;
 
-    // Typing.
+    steps.step("Typing");
     fake.customer_typing(&user);
     env.alice
         .wait_for_typing(&room, &hello.sender, true)
         .await?;
 
-    // A guild message is not bridged (guilds are off by default); the next DM is.
+    steps.step("A guild message is not bridged (guilds are off by default); the next DM is");
     fake.guild_message(
         &user,
         "1200000000000000001",
@@ -250,17 +251,19 @@ async fn customer_messages_reach_matrix(backend: Backend) -> anyhow::Result<()> 
         "portals for Jane Doe: {portals:?}"
     );
 
-    // Exactly once each.
+    steps.step("Exactly once each");
     for text in ["see above", "two files", "my adress is wrong"] {
         let n = count(&env, &room, text);
         ensure!(n == 1, "{text:?} bridged {n} times");
     }
-    Ok(())
+    steps.finish()
 }
 
 async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
     backend: Backend,
 ) -> anyhow::Result<()> {
+    let mut steps =
+        rig::Steps::new("operator messages files replies edits and deletions reach the customer");
     let fake = FakeDiscord::start().await?;
     let env = TestEnv::start(options(backend, &fake, json!({}))).await?;
     let user = jane();
@@ -271,7 +274,9 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
         .wait_for_text(&room, "Do you ship to Norway?")
         .await?;
 
-    // Formatted text goes out as Discord markdown, with the token and a nonce Discord enforces.
+    steps.step(
+        "Formatted text goes out as Discord markdown, with the token and a nonce Discord enforces",
+    );
     let answer = env
         .alice
         .send_html(
@@ -310,7 +315,7 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
         .and_then(|m| m["id"].as_str().map(str::to_owned))
         .context("the answer in the fake")?;
 
-    // A reply names the customer's message.
+    steps.step("A reply names the customer's message");
     env.alice
         .reply(&room, &question.event_id, "Yes, we do")
         .await?;
@@ -325,7 +330,7 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
         reply.body
     );
 
-    // A file: multipart with payload_json and files[0].
+    steps.step("A file: multipart with payload_json and files[0]");
     let pdf = rig::blob("%PDF", 3500);
     env.alice
         .send_file(&room, "return-label.pdf", "application/pdf", pdf.clone())
@@ -367,14 +372,14 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
         upload.body
     );
 
-    // Operator typing shows the bot typing.
+    steps.step("Operator typing shows the bot typing");
     env.alice.typing(&room, true).await?;
     fake.wait_for_call("POST", &format!("/channels/{}/typing", user.dm), |c| {
         c.status == 204
     })
     .await?;
 
-    // Operator edits and deletes: the same Discord message.
+    steps.step("Operator edits and deletes: the same Discord message");
     env.alice
         .edit(&room, &answer, "Checked: it left today")
         .await?;
@@ -402,7 +407,9 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
     .await?;
     ensure!(fake.message(&answer_id).is_none());
 
-    // The customer replies to the bot's "Yes, we do": Matrix sees the reply to Alice's event.
+    steps.step(
+        "The customer replies to the bot's \"Yes, we do\": Matrix sees the reply to Alice's event",
+    );
     let yes = fake
         .bot_messages(&user.dm)
         .into_iter()
@@ -421,8 +428,7 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
         thanks.relates_to
     );
 
-    // The gateway echoed every bot message (MESSAGE_CREATE/UPDATE/DELETE), and none came back
-    // into the room from the ghost; each went out once.
+    steps.step("The gateway echoed every bot message (MESSAGE_CREATE/UPDATE/DELETE), and none came back into the room from the ghost; each went out once");
     let ghost_echoes = env
         .alice
         .messages(&room)
@@ -443,7 +449,7 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
         .count();
     ensure!(yes_sends == 1, "reply sent {yes_sends} times");
     ensure!(count(&env, &room, "Great, thanks") == 1);
-    Ok(())
+    steps.finish()
 }
 
 async fn a_dropped_gateway_resumes_without_losing_or_doubling(

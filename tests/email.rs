@@ -65,10 +65,11 @@ on_both_stores!(new_mail_opens_a_room_and_answers_thread_both_ways);
 async fn new_mail_opens_a_room_and_answers_thread_both_ways(
     backend: Backend,
 ) -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("new mail opens a room and answers thread both ways");
     let mail = MailServer::start().await?;
     let env = TestEnv::start(options(backend, &mail)).await?;
 
-    // A new mail → a new room, sent by the customer's ghost, subject shown in bold.
+    steps.step("A new mail → a new room, sent by the customer's ghost, subject shown in bold");
     let first = customer_mail(
         "order-1@customer.example.test",
         "Order 1234 has not arrived",
@@ -98,7 +99,7 @@ async fn new_mail_opens_a_room_and_answers_thread_both_ways(
         "subject in bold: {html}"
     );
 
-    // The operator answers with a file: a proper mail in the customer's thread.
+    steps.step("The operator answers with a file: a proper mail in the customer's thread");
     env.alice
         .send_text(&room, "Sorry! We are checking with the courier.")
         .await?;
@@ -141,7 +142,7 @@ async fn new_mail_opens_a_room_and_answers_thread_both_ways(
         "threads under our last mail"
     );
 
-    // The customer answers in the thread (quoting us): same room, only the new text.
+    steps.step("The customer answers in the thread (quoting us): same room, only the new text");
     let answer = customer_mail(
         "order-2@customer.example.test",
         "Re: Order 1234 has not arrived",
@@ -165,7 +166,7 @@ async fn new_mail_opens_a_room_and_answers_thread_both_ways(
         m.body
     );
 
-    // An auto-reply to our answer: shown as such, never answered (nothing more reaches the customer).
+    steps.step("An auto-reply to our answer: shown as such, never answered (nothing more reaches the customer)");
     let before = mail.fetch_all("customer")?.len();
     let ooo = customer_mail(
         "ooo-1@customer.example.test",
@@ -182,7 +183,7 @@ async fn new_mail_opens_a_room_and_answers_thread_both_ways(
         auto.body
     );
 
-    // A new thread from the same customer: a new room.
+    steps.step("A new thread from the same customer: a new room");
     let other = customer_mail(
         "invoice-1@customer.example.test",
         "Invoice question",
@@ -207,11 +208,12 @@ async fn new_mail_opens_a_room_and_answers_thread_both_ways(
         .await?;
     // Nothing went to the customer because of the auto-reply (the bridge's own automatic answer
     // is checked in `an_automatic_mail_is_never_answered_automatically`).
+    steps.step("Nothing went to the customer because of the auto-reply");
     ensure!(
         mail.fetch_all("customer")?.len() == before,
         "the auto-reply was answered"
     );
-    Ok(())
+    steps.finish()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -457,6 +459,7 @@ async fn charsets_html_only_and_a_corrupt_mail_that_blocks_nothing() -> anyhow::
 /// operator who answered them last; outside that operator's hours it goes to the whole team.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn personal_address_and_sticky_routing_with_off_shift_fallback() -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("personal address and sticky routing with off shift fallback");
     let utc = |d: u32, h: u32| rig::utc(2026, 11, d, h, 0);
     let mail = MailServer::start().await?;
     let teams = serde_yaml::to_value(serde_json::json!({
@@ -477,6 +480,7 @@ async fn personal_address_and_sticky_routing_with_off_shift_fallback() -> anyhow
     env.set_clock(utc(23, 10)).await?; // Monday 10:00: everyone on shift
 
     // To Alice's personal address: Alice owns it; Bob (same team) is not invited.
+    steps.step("To Alice's personal address: Alice owns it");
     let personal = String::from_utf8_lossy(&customer_mail(
         "p-1@customer.example.test",
         "For Alice",
@@ -509,7 +513,7 @@ async fn personal_address_and_sticky_routing_with_off_shift_fallback() -> anyhow
     env.alice.send_text(&room, "Happy to help, Jane.").await?;
     mail.wait_for_mail("customer", "Happy to help").await?;
 
-    // A new thread to the shared address: sticks to Alice, who answered Jane last.
+    steps.step("A new thread to the shared address: sticks to Alice, who answered Jane last");
     let shared = customer_mail(
         "s-1@customer.example.test",
         "Another question",
@@ -535,7 +539,7 @@ async fn personal_address_and_sticky_routing_with_off_shift_fallback() -> anyhow
         "sticky to alice, bob not invited: {members:?}"
     );
 
-    // Saturday: Alice is off shift, so a new thread (even to her personal address) goes to the team.
+    steps.step("Saturday: Alice is off shift, so a new thread (even to her personal address) goes to the team");
     env.set_clock(utc(28, 11)).await?;
     let weekend = String::from_utf8_lossy(&customer_mail(
         "w-1@customer.example.test",
@@ -568,7 +572,7 @@ async fn personal_address_and_sticky_routing_with_off_shift_fallback() -> anyhow
         members_of(&members, "@alice:localhost").is_some(),
         "the whole team, alice included: {members:?}"
     );
-    Ok(())
+    steps.finish()
 }
 
 /// The `teams:` section (and nothing else) replaced in the bridge's config.

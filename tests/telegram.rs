@@ -45,13 +45,15 @@ fn jane() -> TgUser {
 }
 
 async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("customer messages of every kind reach matrix");
     let fake = FakeTelegram::start().await?;
     let env = TestEnv::start(options(backend, &fake, json!({}))).await?;
     let user = jane();
     let (photo_id, _) = fake.add_file("profile_photos", "jpg", rig::blob("avatar", 500), None);
     fake.set_profile_photo(user.id, &photo_id);
 
-    // Text with formatting: "Hello, my order #123 is late" with "order #123" in bold.
+    steps
+        .step("Text with formatting: \"Hello, my order #123 is late\" with \"order #123\" in bold");
     fake.push_update(fake.message_update(
         &user,
         1,
@@ -85,13 +87,15 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
         "ghost display name: {ghost_name:?}"
     );
     ensure!(env.alice.room_name(&room).await?.as_deref() == Some("Jane Doe (telegram)"));
-    // The profile photo was looked up for the avatar (the core does not apply avatars yet).
+    steps.step(
+        "The profile photo was looked up for the avatar (the core does not apply avatars yet)",
+    );
     fake.wait_for_call("getUserProfilePhotos", |c| {
         c.i64("user_id") == Some(user.id)
     })
     .await?;
 
-    // Photo with a caption: the largest size is fetched through getFile + download.
+    steps.step("Photo with a caption: the largest size is fetched through getFile + download");
     let photo = rig::blob("jpeg", 3000);
     let (small, _) = fake.add_file("photos", "jpg", rig::blob("thumb", 10), None);
     let (big, _) = fake.add_file("photos", "jpg", photo.clone(), None);
@@ -116,7 +120,7 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
     );
     env.alice.wait_for_text(&room, "the box").await?;
 
-    // Voice note (OGG/Opus) → m.audio.
+    steps.step("Voice note (OGG/Opus) → m.audio");
     let voice = rig::blob("OggS", 2000);
     let (voice_id, _) = fake.add_file("voice", "oga", voice.clone(), None);
     let mut meta = fake.file_meta(&voice_id);
@@ -134,7 +138,7 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
     );
     ensure!(env.alice.fetch_file(&audio).await? == voice);
 
-    // Document keeps its name and type.
+    steps.step("Document keeps its name and type");
     let pdf = rig::blob("%PDF-1.4", 4000);
     let (doc_id, _) = fake.add_file("documents", "pdf", pdf.clone(), None);
     let mut meta = fake.file_meta(&doc_id);
@@ -152,7 +156,7 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
     );
     ensure!(env.alice.fetch_file(&file).await? == pdf);
 
-    // A static sticker is a WebP image.
+    steps.step("A static sticker is a WebP image");
     let (sticker_id, _) = fake.add_file("stickers", "webp", rig::blob("RIFFWEBP", 800), None);
     let mut meta = fake.file_meta(&sticker_id);
     for (k, v) in [
@@ -173,7 +177,7 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
         .await
         .context("the sticker as an image")?;
 
-    // Video and video note → m.video.
+    steps.step("Video and video note → m.video");
     let (video_id, _) = fake.add_file("videos", "mp4", rig::blob("mp4", 1500), None);
     let mut meta = fake.file_meta(&video_id);
     for (k, v) in [
@@ -205,7 +209,7 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
             == 2
     );
 
-    // Location and contact become text.
+    steps.step("Location and contact become text");
     fake.push_update(fake.message_update(
         &user,
         8,
@@ -229,7 +233,7 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
         .wait_for_text(&room, "Contact: Bo Ek, +4712345678")
         .await?;
 
-    // A file over the Bot API's 20 MB download limit: a clear line instead of the file.
+    steps.step("A file over the Bot API's 20 MB download limit: a clear line instead of the file");
     let (huge_id, _) = fake.add_file(
         "documents",
         "zip",
@@ -255,7 +259,7 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
         notice.body
     );
 
-    // A reply keeps its target; an edit replaces the original event.
+    steps.step("A reply keeps its target; an edit replaces the original event");
     fake.push_update(fake.message_update(&user, 11, json!({
         "text": "see above",
         "reply_to_message": {"message_id": 1, "from": user.json(), "chat": user.private_chat(), "date": 1, "text": "Hello, my order #123 is late"},
@@ -277,7 +281,7 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
         edit.content
     );
 
-    // Group chats are one conversation each, members' names before their words.
+    steps.step("Group chats are one conversation each, members' names before their words");
     let ann = TgUser::new(5_550_010, "Ann", None, None);
     let bob = TgUser::new(5_550_011, "Bob", Some("Berg"), None);
     let group = json!({"id": -1_001_234_567_890i64, "title": "Acme Fans", "type": "supergroup"});
@@ -290,7 +294,7 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
         .await?;
     ensure!(group_room != room);
 
-    // Exactly once each, and every update confirmed to Telegram.
+    steps.step("Exactly once each, and every update confirmed to Telegram");
     let texts = env.alice.messages(&room);
     for needle in [
         "order #123 is late",
@@ -310,12 +314,14 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
         || async { Ok(fake.pending_updates().is_empty().then_some(())) },
     )
     .await?;
-    Ok(())
+    steps.finish()
 }
 
 async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
     backend: Backend,
 ) -> anyhow::Result<()> {
+    let mut steps =
+        rig::Steps::new("operator messages files replies edits and deletions reach the customer");
     let fake = FakeTelegram::start().await?;
     let env = TestEnv::start(options(backend, &fake, json!({}))).await?;
     let user = jane();
@@ -324,7 +330,7 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
     let room = env.alice.wait_for_invite("Jane Doe").await?;
     let question = env.alice.wait_for_text(&room, "Norway").await?;
 
-    // Formatted text goes out as Telegram HTML.
+    steps.step("Formatted text goes out as Telegram HTML");
     let answer = env
         .alice
         .send_html(
@@ -360,7 +366,7 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
         .bot_message_id(chat, "Sorry! Checking now")
         .context("the answer in the fake")?;
 
-    // A reply to the customer's message names it.
+    steps.step("A reply to the customer's message names it");
     env.alice
         .reply(&room, &question.event_id, "Yes, we do")
         .await?;
@@ -374,7 +380,7 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
         .and_then(|r| r["message_id"].as_i64());
     ensure!(target == Some(1), "reply_parameters {:?}", reply.params);
 
-    // Files: an image as a photo, a PDF as a document, OGG audio as a voice note.
+    steps.step("Files: an image as a photo, a PDF as a document, OGG audio as a voice note");
     let png = rig::blob("\u{89}PNG", 2500);
     env.alice
         .send_file(&room, "label.png", "image/png", png.clone())
@@ -411,6 +417,7 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
     );
     // A panorama Telegram refuses as a photo (width + height over 10000: the fake answers
     // PHOTO_INVALID_DIMENSIONS) reaches the customer as a document.
+    steps.step("A panorama Telegram refuses as a photo reaches the customer as a document");
     let mut panorama = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
     panorama.extend_from_slice(&9600u32.to_be_bytes());
     panorama.extend_from_slice(&480u32.to_be_bytes());
@@ -427,7 +434,7 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
     .await
     .context("the panorama as a document")?;
 
-    // Operator edits and deletes: the same Telegram message.
+    steps.step("Operator edits and deletes: the same Telegram message");
     env.alice
         .edit(&room, &answer, "Checked: it left today")
         .await?;
@@ -454,7 +461,9 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
     );
     ensure!(fake.bot_message(chat, answer_id).is_none());
 
-    // The customer replies to the bot's "Yes, we do": Matrix sees the reply to Alice's event.
+    steps.step(
+        "The customer replies to the bot's \"Yes, we do\": Matrix sees the reply to Alice's event",
+    );
     let yes_id = fake
         .bot_message_id(chat, "Yes, we do")
         .context("the bot's reply in the fake")?;
@@ -471,14 +480,14 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
         thanks.relates_to
     );
 
-    // Each operator message went out exactly once.
+    steps.step("Each operator message went out exactly once");
     let yes_sends = fake
         .calls("sendMessage")
         .iter()
         .filter(|c| c.status == 200 && c.str("text").as_deref() == Some("Yes, we do"))
         .count();
     ensure!(yes_sends == 1, "reply sent {yes_sends} times");
-    Ok(())
+    steps.finish()
 }
 
 async fn a_crash_between_get_updates_and_storage_loses_nothing(
@@ -979,6 +988,8 @@ async fn the_fake_speaks_the_bot_api() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_answer_arrives_in_parts_and_edits_and_deletions_reach_every_part(
 ) -> anyhow::Result<()> {
+    let mut steps =
+        rig::Steps::new("a long answer arrives in parts and edits and deletions reach every part");
     let fake = FakeTelegram::start().await?;
     let env = TestEnv::start(options(Backend::Sqlite, &fake, json!({}))).await?;
     let user = jane();
@@ -987,7 +998,7 @@ async fn a_long_answer_arrives_in_parts_and_edits_and_deletions_reach_every_part
     let room = env.alice.wait_for_invite("Jane Doe").await?;
     env.alice.wait_for_text(&room, "Tell me everything").await?;
 
-    // 40 paragraphs of ~240 characters with emoji (two UTF-16 units each): ~9,900 units.
+    // 40 paragraphs of ~240 characters with emoji (two UTF-16 units each): ~9,900 units
     let paragraph = |i: usize| {
         format!(
             "Paragraph {i}: <b>bold words 😀 number {i}</b> and then some plain text that goes on \
@@ -1017,7 +1028,7 @@ async fn a_long_answer_arrives_in_parts_and_edits_and_deletions_reach_every_part
             t.encode_utf16().count()
         );
     }
-    // In order, nothing lost, nothing doubled.
+    steps.step("In order, nothing lost, nothing doubled");
     let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
     let expected = squash(
         &(0..40)
@@ -1029,7 +1040,7 @@ async fn a_long_answer_arrives_in_parts_and_edits_and_deletions_reach_every_part
         squash(&texts.join(" ")) == expected,
         "the parts say: {texts:#?}"
     );
-    // Every part went out as Telegram HTML, bold kept.
+    steps.step("Every part went out as Telegram HTML, bold kept");
     let sends = fake.calls("sendMessage");
     let long_sends: Vec<_> = sends
         .iter()
@@ -1060,7 +1071,7 @@ async fn a_long_answer_arrives_in_parts_and_edits_and_deletions_reach_every_part
         .count();
     ensure!(failures == 0, "{failures} refused sends");
 
-    // Edited down to one short text: the first part says it, the others are gone.
+    steps.step("Edited down to one short text: the first part says it, the others are gone");
     env.alice
         .edit(&room, &answer, "In short: it shipped.")
         .await?;
@@ -1079,7 +1090,7 @@ async fn a_long_answer_arrives_in_parts_and_edits_and_deletions_reach_every_part
     .await
     .with_context(|| format!("the chat now: {:#?}", fake.bot_messages(chat)))?;
 
-    // A second long answer, deleted by the operator: every part goes.
+    steps.step("A second long answer, deleted by the operator: every part goes");
     let again = env.alice.send_html(&room, &body, &html).await?;
     env.alice.wait_for_any_send_status(&room, &again).await?;
     ensure!(
@@ -1095,5 +1106,5 @@ async fn a_long_answer_arrives_in_parts_and_edits_and_deletions_reach_every_part
     )
     .await
     .with_context(|| format!("the chat now: {:#?}", fake.bot_messages(chat)))?;
-    Ok(())
+    steps.finish()
 }
