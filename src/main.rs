@@ -37,9 +37,33 @@ enum Command {
         #[arg(short, long, default_value = "config.yaml")]
         config: PathBuf,
     },
+    /// The search index.
+    Search {
+        #[command(subcommand)]
+        action: SearchAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SearchAction {
+    /// Rewrite the index rows an older analyzer wrote (all of them with --all); resumable, and
+    /// safe while the bridge runs.
+    Reindex {
+        #[arg(short, long, default_value = "config.yaml")]
+        config: PathBuf,
+        /// Rebuild every row, not only stale ones.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 fn main() -> ExitCode {
+    // For the test rig: which checkout this binary was built from. Checkouts that share one
+    // build dir share its `target/debug/switchboard`, so the rig asks before it runs one.
+    if std::env::var_os("SWITCHBOARD_PRINT_SOURCE_DIR").is_some() {
+        println!("{}", env!("CARGO_MANIFEST_DIR"));
+        return ExitCode::SUCCESS;
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::GenerateRegistration {
@@ -79,7 +103,38 @@ fn main() -> ExitCode {
                 Err(e) => fail(&format!("{e:#}")),
             }
         }
+        Command::Search {
+            action: SearchAction::Reindex { config: path, all },
+        } => {
+            let config = match Config::load(&path) {
+                Ok(c) => c,
+                Err(e) => return fail(&format!("{}: {e}", path.display())),
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+            };
+            match runtime.block_on(reindex(&config, all)) {
+                Ok(n) => {
+                    println!("Search index up to date ({n} rows rewritten).");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&format!("{e:#}")),
+            }
+        }
     }
+}
+
+/// `switchboard search reindex`: the store's stale index rows rewritten, with progress.
+async fn reindex(config: &Config, all: bool) -> anyhow::Result<u64> {
+    let store = switchboard::store::Store::connect(&config.database.url, 2).await?;
+    let n = switchboard::search::reindex::run(&store, all, |done| {
+        if done % (switchboard::search::reindex::BATCH as u64 * 20) == 0 {
+            println!("{done} rows rewritten…");
+        }
+    })
+    .await?;
+    Ok(n)
 }
 
 /// How one channel is built from its config section (`None` when it is not enabled).

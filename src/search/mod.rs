@@ -1,5 +1,7 @@
 //! Search over all history: the analyzer that turns text into index terms ([`analyzer`], with
-//! its Ukrainian stemmer [`ukrainian`]).
+//! its Ukrainian stemmer [`ukrainian`]), and rebuilding the index ([`reindex`]). The index
+//! itself lives in the store ([`crate::store::search`]).
 
 pub mod analyzer;
+pub mod reindex;
 pub mod ukrainian;
