@@ -153,7 +153,8 @@ pub struct Bridge {
 /// the last build from any of them wins, and a suite could run another checkout's bridge. Each
 /// build also keeps its own copy as `target/debug/deps/switchboard-<hash>` (the hash covers the
 /// checkout's path), so the rig asks each candidate which checkout it was built from and runs
-/// the one built from this one.
+/// the newest built from this one — by that path, never by the shared one, which another
+/// checkout's build may swap while a suite runs.
 pub fn binary() -> PathBuf {
     static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     if let Some(path) = std::env::var_os("SWITCHBOARD_TEST_BINARY") {
@@ -176,9 +177,6 @@ pub fn binary() -> PathBuf {
                         Path::new(String::from_utf8_lossy(&out.stdout).trim()) == ours
                     })
             };
-            if built_here(&uplifted) {
-                return uplifted;
-            }
             let deps = uplifted.with_file_name("deps");
             let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&deps)
                 .into_iter()
@@ -197,11 +195,18 @@ pub fn binary() -> PathBuf {
                 .collect();
             // Newest first: the latest build from this checkout.
             candidates.sort_by(|a, b| b.0.cmp(&a.0));
-            candidates
+            let chosen = candidates
                 .into_iter()
                 .map(|(_, p)| p)
-                .find(|p| built_here(p))
-                .unwrap_or(uplifted)
+                .find(|p| built_here(p));
+            if chosen.is_none() {
+                eprintln!(
+                    "rig: no bridge binary says it was built from {}; running {}",
+                    ours.display(),
+                    uplifted.display()
+                );
+            }
+            chosen.unwrap_or(uplifted)
         })
         .clone()
 }
