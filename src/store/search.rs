@@ -500,6 +500,16 @@ impl Store {
         insert_doc(&mut conn, &doc).await
     }
 
+    /// Index many rows in one transaction (seeding a benchmark or importing history).
+    pub async fn index_docs(&self, docs: &[NewDoc]) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        for doc in docs {
+            insert_doc(&mut tx, doc).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Rewrite the terms of up to `limit` rows written by another analyzer version, in one
     /// transaction. Returns how many; 0 when the index is up to date. Each batch stands on its
     /// own, so a rebuild stopped anywhere goes on from there.
