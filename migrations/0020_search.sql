@@ -8,7 +8,7 @@
 -- covers; `analyzer` is the version that wrote it (a newer analyzer rewrites older rows in the
 -- background). The index itself differs by database and is created at start-up beside these
 -- migrations (src/store/search.rs, `ensure_index`): an FTS5 table kept in step by triggers on
--- SQLite, a GIN index over to_tsvector('simple', terms) on PostgreSQL.
+-- SQLite, a GIN index over a stored column tsv = to_tsvector('simple', terms) on PostgreSQL.
 CREATE TABLE search_docs (
     id               BIGINT PRIMARY KEY,
     conversation_id  BIGINT NOT NULL,
