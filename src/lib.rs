@@ -20,6 +20,7 @@ pub mod portal;
 pub mod registration;
 pub mod relay;
 pub mod routing;
+pub mod search;
 pub mod split;
 pub mod startup;
 pub mod store;

@@ -47,6 +47,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The search index.
+    Search {
+        #[command(subcommand)]
+        action: SearchAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SearchAction {
+    /// Rewrite the index rows an older analyzer wrote (all of them with --all); resumable, and
+    /// safe while the bridge runs.
+    Reindex {
+        #[arg(short, long, default_value = "config.yaml")]
+        config: PathBuf,
+        /// Rebuild every row, not only stale ones.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -96,6 +114,25 @@ fn main() -> ExitCode {
                 Err(e) => fail(&format!("{e:#}")),
             }
         }
+        Command::Search {
+            action: SearchAction::Reindex { config: path, all },
+        } => {
+            let config = match Config::load(&path) {
+                Ok(c) => c,
+                Err(e) => return fail(&format!("{}: {e}", path.display())),
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+            };
+            match runtime.block_on(reindex(&config, all)) {
+                Ok(n) => {
+                    println!("Search index up to date ({n} rows rewritten).");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&format!("{e:#}")),
+            }
+        }
     }
 }
 
@@ -135,6 +172,18 @@ fn doctor(path: &std::path::Path, json: bool) -> ExitCode {
         print!("{}", report.human());
     }
     ExitCode::from(report.exit_code())
+}
+
+/// `switchboard search reindex`: the store's stale index rows rewritten, with progress.
+async fn reindex(config: &Config, all: bool) -> anyhow::Result<u64> {
+    let store = switchboard::store::Store::connect(&config.database.url, 2).await?;
+    let n = switchboard::search::reindex::run(&store, all, |done| {
+        if done % (switchboard::search::reindex::BATCH as u64 * 20) == 0 {
+            println!("{done} rows rewritten…");
+        }
+    })
+    .await?;
+    Ok(n)
 }
 
 /// How one channel is built from its config section (`None` when it is not enabled).

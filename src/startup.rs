@@ -132,6 +132,7 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
         tokio::spawn(crate::relay::outbox_to_channel::run(starter.clone()));
         tokio::spawn(crate::routing::timers::run(starter.clone()));
         tokio::spawn(crate::housekeeping::run(starter.clone()));
+        tokio::spawn(crate::search::reindex::background(starter.store.clone()));
         tokio::spawn(crate::unreadable::post_pending(starter.clone()));
         tracing::info!("bridge ready");
     });

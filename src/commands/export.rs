@@ -116,7 +116,13 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
     };
     if let Err(e) = ctx
         .bridge
-        .queue_outbound(conversation.id, &event_id, ctx.room_id, &outbound)
+        .queue_outbound(
+            conversation.id,
+            &event_id,
+            ctx.room_id,
+            ctx.sender,
+            &outbound,
+        )
         .await
     {
         return ctx

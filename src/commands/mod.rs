@@ -14,6 +14,7 @@ mod link;
 mod note;
 mod queue;
 mod retry;
+mod search;
 mod snooze;
 mod state;
 mod team;
@@ -62,6 +63,7 @@ pub enum Command {
     Template,
     Retry,
     Team,
+    Search,
 }
 
 /// Every command: its name, the level it needs and a one-line description (what `help` shows).
@@ -85,6 +87,7 @@ pub const COMMANDS: &[(Command, &str, Level, &str)] = &[
     (Command::Export, "export", Level::Operator, "the transcript as the official record: attached here and sent to the customer"),
     (Command::Note, "note", Level::Operator, "`note <text>`: a private note for the team, never sent to the customer"),
     (Command::Template, "template", Level::Operator, "`template <name> [lang=en_US] [param…]`: send an approved message template (quote params with spaces), where the channel has them"),
+    (Command::Search, "search", Level::Operator, "`search <words> [\"phrase\"] [channel:…] [from:…] [team:…] [after:/before:YYYY-MM-DD] [has:file|image|voice] [sort:best]`: search all history you may see; results in your direct chat with me; `search more` for the next page"),
     (Command::Retry, "retry", Level::Operator, "resend the messages of this conversation that could not be delivered"),
     (Command::Team, "team", Level::Admin, "`team <name> add|lead|remove @user`, `escalate <2h>`, `autoreply <text|off>`, `signature <text|off>`, `hours <days> <HH:MM-HH:MM|closed>`, `holiday add|remove <date>`, `timezone <zone>`, `calendar`, `rules`, `rule add <field=value…>`, `rule remove <n>`, `rules reset`, `lobby <room>`"),
 ];
@@ -242,6 +245,7 @@ pub async fn run(
         Command::Export => export::run(&ctx).await,
         Command::Team => team::run(&ctx).await,
         Command::Template => template::run(&ctx).await,
+        Command::Search => search::run(&ctx, level).await,
     }
 }
 

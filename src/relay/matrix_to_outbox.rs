@@ -464,7 +464,16 @@ async fn queue(
         action,
     };
     bridge
-        .queue_outbound(conversation.id, &row.event_id, &row.room_id, &outbound)
+        .queue_outbound(
+            conversation.id,
+            &row.event_id,
+            &row.room_id,
+            row.payload
+                .get("sender")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+            &outbound,
+        )
         .await?;
     Ok(Handled::Queued)
 }

@@ -56,17 +56,19 @@ impl Bridge {
         Ok(fresh)
     }
 
-    /// Stage 3's input: queue an outbound item for the Matrix event `event_id` (marking the
-    /// event handled in the same transaction) and wake the stage.
+    /// Stage 3's input: queue an outbound item for the Matrix event `event_id` that `author`
+    /// sent (marking the event handled and indexing the message for search in the same
+    /// transaction) and wake the stage.
     pub async fn queue_outbound(
         &self,
         conversation_id: i64,
         event_id: &str,
         room_id: &str,
+        author: &str,
         outbound: &Outbound,
     ) -> Result<(), StoreError> {
         self.store
-            .outbox_enqueue(conversation_id, event_id, room_id, outbound)
+            .outbox_enqueue(conversation_id, event_id, room_id, author, outbound)
             .await?;
         self.wake_outbound.notify_one();
         Ok(())

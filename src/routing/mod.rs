@@ -352,7 +352,13 @@ async fn send_auto_reply(
                 },
             };
             if let Err(e) = bridge
-                .queue_outbound(conversation.id, &event_id, room_id, &outbound)
+                .queue_outbound(
+                    conversation.id,
+                    &event_id,
+                    room_id,
+                    &bridge.namespace.bot,
+                    &outbound,
+                )
                 .await
             {
                 tracing::error!(error = %e, "cannot queue the auto-reply");

@@ -4,7 +4,7 @@
 use sqlx::Row;
 use switchboard_channel::Inbound;
 
-use super::{conversations, customers, next_id, now_ms, Store, StoreError};
+use super::{conversations, customers, next_id, now_ms, search, Store, StoreError};
 
 #[derive(Clone, Debug)]
 pub struct InboxRow {
@@ -16,7 +16,8 @@ pub struct InboxRow {
 }
 
 impl Store {
-    /// Store an inbound event (with its contact and conversation) in one transaction.
+    /// Store an inbound event (with its contact and conversation, and its rows in the search
+    /// index) in one transaction.
     /// Returns `false` when the event was stored before (a redelivery).
     pub async fn inbox_insert(
         &self,
@@ -49,8 +50,12 @@ impl Store {
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
+        let fresh = done.rows_affected() == 1;
+        if fresh {
+            search::index_inbound(&mut tx, conversation_id, inbound).await?;
+        }
         tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(fresh)
     }
 
     /// Conversations whose oldest pending inbox event is due now.

@@ -17,6 +17,7 @@ pub mod matrix_events;
 pub mod message_map;
 pub mod outbox;
 pub mod routing;
+pub mod search;
 pub mod unreadable;
 
 use std::str::FromStr;
@@ -32,6 +33,9 @@ pub use sqlx::Error as StoreError;
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// SQLite (else PostgreSQL): the few queries the two write differently ask
+    /// ([`search`]'s full-text index).
+    sqlite: bool,
     /// Serialises the storing of homeserver transactions, whose ordering bookkeeping
     /// ([`matrix_events`]) reads what the previous one wrote.
     txn_order: std::sync::Arc<tokio::sync::Mutex<()>>,
@@ -85,9 +89,11 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migrate(Box::new(e)))?;
+        search::ensure_index(&pool, sqlite).await?;
         seed_ids(&pool).await?;
         Ok(Store {
             pool,
+            sqlite,
             txn_order: Default::default(),
             log_locks: std::sync::Arc::new(std::array::from_fn(|_| tokio::sync::Mutex::new(()))),
         })
@@ -123,6 +129,11 @@ impl Store {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Whether this store is SQLite (else PostgreSQL).
+    pub fn is_sqlite(&self) -> bool {
+        self.sqlite
     }
 
     /// The lock of one channel log stream (shared with the streams that hash alike).
@@ -177,6 +188,7 @@ async fn seed_ids(pool: &AnyPool) -> Result<(), StoreError> {
         "SELECT MAX(id) FROM customers",
         "SELECT MAX(seq) FROM matrix_events",
         "SELECT MAX(id) FROM unreadable_input",
+        "SELECT MAX(id) FROM search_docs",
     ] {
         let max: Option<i64> = sqlx::query_scalar(query).fetch_one(pool).await?;
         if let Some(max) = max {

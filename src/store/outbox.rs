@@ -21,12 +21,14 @@ pub struct OutboxRow {
 }
 
 impl Store {
-    /// Queue an outbound item for a Matrix event and mark the event handled, atomically.
+    /// Queue an outbound item for a Matrix event, index it for search (a message, by `author`)
+    /// and mark the event handled, atomically.
     pub async fn outbox_enqueue(
         &self,
         conversation_id: i64,
         event_id: &str,
         room_id: &str,
+        author: &str,
         outbound: &Outbound,
     ) -> Result<(), StoreError> {
         let payload =
@@ -45,6 +47,7 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        super::search::index_outbound(&mut tx, conversation_id, event_id, author, outbound).await?;
         sqlx::query("UPDATE matrix_events SET state = 'done' WHERE event_id = $1")
             .bind(event_id)
             .execute(&mut *tx)

@@ -1,0 +1,858 @@
+//! The search index in the store: the rows (`search_docs`), written in the same database
+//! transaction as what they index (the inbox event, the outbox item, the note), and the
+//! full-text index over their analyzed terms, which each database keeps in its own way:
+//!
+//! - SQLite: an FTS5 table over `search_docs.terms` (external content, so the text is stored
+//!   once), kept in step by triggers, so no write can reach one without the other.
+//! - PostgreSQL: a GIN index over a stored generated column `tsv = to_tsvector('simple',
+//!   terms)`; `simple` only splits on spaces and lowercases, since the terms are already the analyzer's (PostgreSQL's own
+//!   configurations have no Ukrainian and would stem twice).
+//!
+//! Queries are built from the analyzer's [`QueryWord`]s: each word is a group of alternatives
+//! (its surface form and stems exactly, its surface form as a prefix), and all groups must
+//! match. What an operator may see is part of the query ([`Scope`]), never filtered afterwards.
+
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Row};
+use switchboard_channel::{Content, Inbound, InboundEvent, Outbound, OutboundAction};
+
+use super::{next_id, now_ms, Store, StoreError};
+use crate::search::analyzer::{self, QueryWord};
+
+/// What kind of file a row is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Media {
+    File,
+    Image,
+    Voice,
+}
+
+impl Media {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Media::File => "file",
+            Media::Image => "image",
+            Media::Voice => "voice",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Media> {
+        match s {
+            "file" => Some(Media::File),
+            "image" => Some(Media::Image),
+            "voice" | "audio" => Some(Media::Voice),
+            _ => None,
+        }
+    }
+
+    pub fn of_mime(mime: &str) -> Media {
+        if mime.starts_with("image/") {
+            Media::Image
+        } else if mime.starts_with("audio/") {
+            Media::Voice
+        } else {
+            Media::File
+        }
+    }
+}
+
+/// Who wrote a row's text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The customer (or their side: a notice).
+    Customer,
+    /// An operator's message to the customer.
+    Operator,
+    /// A private note.
+    Note,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Customer => "in",
+            Kind::Operator => "out",
+            Kind::Note => "note",
+        }
+    }
+}
+
+/// A row to index.
+#[derive(Clone, Debug)]
+pub struct NewDoc {
+    pub conversation_id: i64,
+    /// Inbound: the remote message and which of its Matrix events (message_map's `part`).
+    pub remote: Option<(String, i64)>,
+    /// The Matrix event, when known at writing time.
+    pub event_id: Option<String>,
+    pub kind: Kind,
+    /// The contact id (customer) or Matrix user id (operator).
+    pub sender: String,
+    pub media: Option<Media>,
+    pub ts: i64,
+    pub body: String,
+}
+
+/// Create the full-text index where it is missing (see the module doc), and fill it from the
+/// stored rows when it is new.
+pub(super) async fn ensure_index(pool: &AnyPool, sqlite: bool) -> Result<(), StoreError> {
+    if !sqlite {
+        // A stored tsvector: when the planner walks rows newest first and filters (a rare
+        // word), each row is a lookup, not a new to_tsvector of its terms.
+        pool.execute(
+            "ALTER TABLE search_docs ADD COLUMN IF NOT EXISTS tsv tsvector
+             GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, terms)) STORED",
+        )
+        .await?;
+        pool.execute("CREATE INDEX IF NOT EXISTS search_docs_fts ON search_docs USING GIN (tsv)")
+            .await?;
+        return Ok(());
+    }
+    let exists: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'search_fts'",
+    )
+    .fetch_optional(pool)
+    .await?;
+    if exists.is_some() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    for sql in [
+        // remove_diacritics 0: the analyzer folds what should be folded (ё), and й ≠ и.
+        "CREATE VIRTUAL TABLE search_fts USING fts5(terms, content='search_docs',
+         content_rowid='id', tokenize='unicode61 remove_diacritics 0')",
+        "CREATE TRIGGER search_docs_ai AFTER INSERT ON search_docs BEGIN
+           INSERT INTO search_fts (rowid, terms) VALUES (new.id, new.terms);
+         END",
+        "CREATE TRIGGER search_docs_ad AFTER DELETE ON search_docs BEGIN
+           INSERT INTO search_fts (search_fts, rowid, terms) VALUES ('delete', old.id, old.terms);
+         END",
+        "CREATE TRIGGER search_docs_au AFTER UPDATE OF terms ON search_docs BEGIN
+           INSERT INTO search_fts (search_fts, rowid, terms) VALUES ('delete', old.id, old.terms);
+           INSERT INTO search_fts (rowid, terms) VALUES (new.id, new.terms);
+         END",
+        "INSERT INTO search_fts (search_fts) VALUES ('rebuild')",
+    ] {
+        (&mut *tx).execute(sql).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn insert_doc(conn: &mut AnyConnection, doc: &NewDoc) -> Result<(), StoreError> {
+    if doc.body.trim().is_empty() {
+        return Ok(());
+    }
+    let (remote_id, part) = match &doc.remote {
+        Some((r, p)) => (Some(r.as_str()), *p),
+        None => (None, 0),
+    };
+    sqlx::query(
+        "INSERT INTO search_docs
+           (id, conversation_id, remote_id, part, event_id, kind, sender, media, ts, body, terms, analyzer)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
+    )
+    .bind(next_id())
+    .bind(doc.conversation_id)
+    .bind(remote_id)
+    .bind(part)
+    .bind(doc.event_id.as_deref())
+    .bind(doc.kind.as_str())
+    .bind(&doc.sender)
+    .bind(doc.media.map(Media::as_str))
+    .bind(doc.ts)
+    .bind(&doc.body)
+    .bind(analyzer::index_terms(&doc.body))
+    .bind(analyzer::VERSION)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The rows of a message's content, numbered as its Matrix events are
+/// ([`crate::matrix::content::to_matrix`]): the text (when there is text, or nothing else),
+/// then one per attachment, found by its file name.
+fn content_parts(c: &Content) -> Vec<(String, Option<Media>)> {
+    let mut parts = Vec::new();
+    if !c.text.is_empty() || c.attachments.is_empty() {
+        parts.push((c.text.clone(), None));
+    }
+    for a in &c.attachments {
+        parts.push((a.name.clone(), Some(Media::of_mime(&a.mime))));
+    }
+    parts
+}
+
+/// Index an inbound event, in the transaction that stores it: a message or notice adds its
+/// rows, an edit replaces its text, a deletion removes its rows.
+pub(super) async fn index_inbound(
+    conn: &mut AnyConnection,
+    conversation_id: i64,
+    inbound: &Inbound,
+) -> Result<(), StoreError> {
+    match &inbound.event {
+        InboundEvent::Message {
+            remote_id, content, ..
+        }
+        | InboundEvent::Notice { remote_id, content } => {
+            for (part, (body, media)) in content_parts(content).into_iter().enumerate() {
+                let doc = NewDoc {
+                    conversation_id,
+                    remote: Some((remote_id.clone(), part as i64)),
+                    event_id: None,
+                    kind: Kind::Customer,
+                    sender: inbound.sender.id.clone(),
+                    media,
+                    ts: inbound.timestamp_ms,
+                    body,
+                };
+                insert_doc(conn, &doc).await?;
+            }
+        }
+        InboundEvent::Edit { remote_id, content } if !content.text.is_empty() => {
+            sqlx::query(
+                "UPDATE search_docs SET body = $1, terms = $2, analyzer = $3
+                 WHERE conversation_id = $4 AND remote_id = $5 AND part = 0 AND media IS NULL",
+            )
+            .bind(&content.text)
+            .bind(analyzer::index_terms(&content.text))
+            .bind(analyzer::VERSION)
+            .bind(conversation_id)
+            .bind(remote_id)
+            .execute(&mut *conn)
+            .await?;
+        }
+        InboundEvent::Delete { remote_id } => {
+            sqlx::query("DELETE FROM search_docs WHERE conversation_id = $1 AND remote_id = $2")
+                .bind(conversation_id)
+                .bind(remote_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Index an operator's message, in the transaction that queues it (other actions index nothing).
+pub(super) async fn index_outbound(
+    conn: &mut AnyConnection,
+    conversation_id: i64,
+    event_id: &str,
+    author: &str,
+    outbound: &Outbound,
+) -> Result<(), StoreError> {
+    let OutboundAction::Message { content, .. } = &outbound.action else {
+        return Ok(());
+    };
+    let mut body = content.text.clone();
+    for a in &content.attachments {
+        if !body.is_empty() {
+            body.push('\n');
+        }
+        body.push_str(&a.name);
+    }
+    let doc = NewDoc {
+        conversation_id,
+        remote: None,
+        event_id: Some(event_id.to_string()),
+        kind: Kind::Operator,
+        sender: author.to_string(),
+        media: content.attachments.first().map(|a| Media::of_mime(&a.mime)),
+        ts: now_ms(),
+        body,
+    };
+    insert_doc(conn, &doc).await
+}
+
+/// Who may see what: everything (admins), or conversations of the operator's teams, with no
+/// team, or owned by them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Of { user: String, teams: Vec<String> },
+}
+
+/// A parsed search (see [`crate::search::query`] for the syntax).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Query {
+    /// Every one must match.
+    pub words: Vec<QueryWord>,
+    pub channel: Option<String>,
+    /// Part of a customer's name or id, or of an operator's user id.
+    pub from: Option<String>,
+    pub team: Option<String>,
+    /// Only rows before this time (ms).
+    pub before: Option<i64>,
+    /// Only rows at or after this time (ms).
+    pub after: Option<i64>,
+    pub media: Option<Media>,
+    /// Best match first (else newest first).
+    pub best: bool,
+}
+
+/// One row found, with where it is.
+#[derive(Clone, Debug)]
+pub struct Hit {
+    pub doc_id: i64,
+    pub conversation_id: i64,
+    pub room_id: Option<String>,
+    /// The Matrix event (none while an inbound message has not reached its room).
+    pub event_id: Option<String>,
+    pub channel: String,
+    pub customer: Option<String>,
+    pub contact_id: String,
+    pub sender: String,
+    pub kind: String,
+    pub media: Option<String>,
+    pub ts: i64,
+    pub body: String,
+}
+
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+fn arg(args: &mut Vec<Arg>, a: Arg) -> String {
+    args.push(a);
+    format!("${}", args.len())
+}
+
+/// The FTS5 MATCH expression: `("a" OR "b" OR "c"*) AND (…)`.
+fn fts5_match(words: &[QueryWord]) -> String {
+    words
+        .iter()
+        .map(|w| {
+            let mut alts: Vec<String> = w.exact.iter().map(|t| format!("\"{t}\"")).collect();
+            if let Some(p) = &w.prefix {
+                alts.push(format!("\"{p}\"*"));
+            }
+            format!("({})", alts.join(" OR "))
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// The tsquery: `(a | b | c:*) & (…)`.
+fn tsquery(words: &[QueryWord]) -> String {
+    words
+        .iter()
+        .map(|w| {
+            let mut alts: Vec<String> = w.exact.clone();
+            if let Some(p) = &w.prefix {
+                alts.push(format!("{p}:*"));
+            }
+            format!("({})", alts.join(" | "))
+        })
+        .collect::<Vec<_>>()
+        .join(" & ")
+}
+
+impl Store {
+    /// Rows matching `query` that `scope` may see, best or newest first, `limit` of them
+    /// after skipping `offset`.
+    pub async fn search(
+        &self,
+        query: &Query,
+        scope: &Scope,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<Hit>, StoreError> {
+        let mut args = Vec::new();
+        let mut conds: Vec<String> = Vec::new();
+        let has_words = !query.words.is_empty();
+        let (from, order) = if !has_words {
+            ("search_docs d".to_string(), "d.id DESC".to_string())
+        } else if self.sqlite {
+            let m = arg(&mut args, Arg::Text(fts5_match(&query.words)));
+            conds.push(format!("search_fts MATCH {m}"));
+            (
+                "search_fts JOIN search_docs d ON d.id = search_fts.rowid".to_string(),
+                if query.best {
+                    "search_fts.rank, search_fts.rowid DESC".to_string()
+                } else {
+                    "search_fts.rowid DESC".to_string()
+                },
+            )
+        } else {
+            let q = arg(&mut args, Arg::Text(tsquery(&query.words)));
+            conds.push(format!("d.tsv @@ to_tsquery('simple'::regconfig, {q})"));
+            (
+                "search_docs d".to_string(),
+                if query.best {
+                    format!("ts_rank(d.tsv, to_tsquery('simple'::regconfig, {q})) DESC, d.id DESC")
+                } else {
+                    "d.id DESC".to_string()
+                },
+            )
+        };
+        if let Some(channel) = &query.channel {
+            let p = arg(&mut args, Arg::Text(channel.to_lowercase()));
+            conds.push(format!("c.channel = {p}"));
+        }
+        if let Some(from) = &query.from {
+            let p = arg(&mut args, Arg::Text(format!("%{}%", from.to_lowercase())));
+            conds.push(format!(
+                "(LOWER(d.sender) LIKE {p} OR (d.kind = 'in' AND LOWER(COALESCE(ct.display_name, '')) LIKE {p}))"
+            ));
+        }
+        if let Some(team) = &query.team {
+            let p = arg(&mut args, Arg::Text(team.clone()));
+            conds.push(format!("r.team = {p}"));
+        }
+        if let Some(before) = query.before {
+            let p = arg(&mut args, Arg::Int(before));
+            conds.push(format!("d.ts < {p}"));
+        }
+        if let Some(after) = query.after {
+            let p = arg(&mut args, Arg::Int(after));
+            conds.push(format!("d.ts >= {p}"));
+        }
+        match query.media {
+            Some(Media::File) => conds.push("d.media IS NOT NULL".into()),
+            Some(m) => {
+                let p = arg(&mut args, Arg::Text(m.as_str().into()));
+                conds.push(format!("d.media = {p}"));
+            }
+            None => {}
+        }
+        if let Scope::Of { user, teams } = scope {
+            let mut alts = vec!["r.team IS NULL".to_string()];
+            let p = arg(&mut args, Arg::Text(user.clone()));
+            alts.push(format!("r.owner = {p}"));
+            if !teams.is_empty() {
+                let list: Vec<String> = teams
+                    .iter()
+                    .map(|t| arg(&mut args, Arg::Text(t.clone())))
+                    .collect();
+                alts.push(format!("r.team IN ({})", list.join(", ")));
+            }
+            conds.push(format!("({})", alts.join(" OR ")));
+        }
+        let lim = arg(&mut args, Arg::Int(limit));
+        let off = arg(&mut args, Arg::Int(offset));
+        let sql = format!(
+            "SELECT d.id, d.conversation_id, c.room_id, COALESCE(d.event_id, m.event_id) AS event_id,
+                    c.channel, ct.display_name, c.contact_id, d.sender, d.kind, d.media, d.ts, d.body
+             FROM {from}
+             JOIN conversations c ON c.id = d.conversation_id
+             LEFT JOIN routing r ON r.conversation_id = d.conversation_id
+             LEFT JOIN contacts ct ON ct.channel = c.channel AND ct.contact_id = c.contact_id
+             LEFT JOIN message_map m ON m.conversation_id = d.conversation_id
+                  AND m.remote_id = d.remote_id AND m.part = d.part
+             {where_} ORDER BY {order} LIMIT {lim} OFFSET {off}",
+            where_ = if conds.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", conds.join(" AND "))
+            },
+        );
+        // Every value is bound; the text holds only this function's own fragments.
+        let mut q = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            q = match a {
+                Arg::Text(s) => q.bind(s),
+                Arg::Int(i) => q.bind(i),
+            };
+        }
+        let rows = q.fetch_all(self.pool()).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Hit {
+                    doc_id: r.try_get("id")?,
+                    conversation_id: r.try_get("conversation_id")?,
+                    room_id: r.try_get("room_id")?,
+                    event_id: r.try_get("event_id")?,
+                    channel: r.try_get("channel")?,
+                    customer: r.try_get("display_name")?,
+                    contact_id: r.try_get("contact_id")?,
+                    sender: r.try_get("sender")?,
+                    kind: r.try_get("kind")?,
+                    media: r.try_get("media")?,
+                    ts: r.try_get("ts")?,
+                    body: r.try_get("body")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Index a private note (its event is the note's only other record, and is pruned with
+    /// time). Idempotent by event id.
+    pub async fn index_note(
+        &self,
+        conversation_id: i64,
+        event_id: &str,
+        author: &str,
+        text: &str,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.pool().acquire().await?;
+        let doc = NewDoc {
+            conversation_id,
+            remote: None,
+            event_id: Some(event_id.to_string()),
+            kind: Kind::Note,
+            sender: author.to_string(),
+            media: None,
+            ts: now_ms(),
+            body: text.to_string(),
+        };
+        insert_doc(&mut conn, &doc).await
+    }
+
+    /// Index many rows in one transaction (seeding a benchmark or importing history).
+    pub async fn index_docs(&self, docs: &[NewDoc]) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        for doc in docs {
+            insert_doc(&mut tx, doc).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Rewrite the terms of up to `limit` rows written by another analyzer version, in one
+    /// transaction. Returns how many; 0 when the index is up to date. Each batch stands on its
+    /// own, so a rebuild stopped anywhere goes on from there.
+    pub async fn search_reindex_batch(&self, limit: i64) -> Result<u64, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, body FROM search_docs WHERE analyzer <> $1 ORDER BY analyzer, id LIMIT $2",
+        )
+        .bind(analyzer::VERSION)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool().begin().await?;
+        for row in &rows {
+            let id: i64 = row.try_get("id")?;
+            let body: String = row.try_get("body")?;
+            sqlx::query("UPDATE search_docs SET terms = $1, analyzer = $2 WHERE id = $3")
+                .bind(analyzer::index_terms(&body))
+                .bind(analyzer::VERSION)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(rows.len() as u64)
+    }
+
+    /// Mark every row for reindexing (`switchboard search reindex --all`); on SQLite the FTS
+    /// table is rebuilt from the rows too.
+    pub async fn search_mark_all_stale(&self) -> Result<u64, StoreError> {
+        let n = sqlx::query("UPDATE search_docs SET analyzer = 0")
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        if self.sqlite {
+            self.pool()
+                .execute("INSERT INTO search_fts (search_fts) VALUES ('rebuild')")
+                .await?;
+        }
+        Ok(n)
+    }
+
+    /// Rows still written by another analyzer version.
+    pub async fn search_stale_count(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM search_docs WHERE analyzer <> $1")
+            .bind(analyzer::VERSION)
+            .fetch_one(self.pool())
+            .await
+    }
+
+    /// Remember an operator's last search and how far it was shown.
+    pub async fn put_search_session(
+        &self,
+        user: &str,
+        query: &str,
+        shown: i64,
+        scanned: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO search_sessions (user_id, query, shown, scanned, updated_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (user_id) DO UPDATE SET query = excluded.query, shown = excluded.shown,
+               scanned = excluded.scanned, updated_at = excluded.updated_at",
+        )
+        .bind(user)
+        .bind(query)
+        .bind(shown)
+        .bind(scanned)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// An operator's last search: (query, shown, scanned).
+    pub async fn search_session(
+        &self,
+        user: &str,
+    ) -> Result<Option<(String, i64, i64)>, StoreError> {
+        let row =
+            sqlx::query("SELECT query, shown, scanned FROM search_sessions WHERE user_id = $1")
+                .bind(user)
+                .fetch_optional(self.pool())
+                .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get("query")?,
+                r.try_get("shown")?,
+                r.try_get("scanned")?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// The operator's direct chat with the bot, if one was made.
+    pub async fn operator_dm(&self, user: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT room_id FROM operator_dms WHERE user_id = $1")
+            .bind(user)
+            .fetch_optional(self.pool())
+            .await
+    }
+
+    pub async fn set_operator_dm(&self, user: &str, room_id: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO operator_dms (user_id, room_id) VALUES ($1, $2)
+             ON CONFLICT (user_id) DO UPDATE SET room_id = excluded.room_id",
+        )
+        .bind(user)
+        .bind(room_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_channel::{Attachment, ContactProfile, ConversationKey, MediaRef};
+
+    fn inbound(remote_id: &str, text: &str, attachments: Vec<Attachment>) -> Inbound {
+        Inbound {
+            conversation: ConversationKey {
+                account: "acct".into(),
+                chat: "chat-1".into(),
+            },
+            sender: ContactProfile {
+                id: "cust-1".into(),
+                display_name: Some("Оксана".into()),
+                ..Default::default()
+            },
+            timestamp_ms: 1_700_000_000_000,
+            dedup_key: remote_id.into(),
+            event: InboundEvent::Message {
+                remote_id: remote_id.into(),
+                content: Content {
+                    text: text.into(),
+                    html: None,
+                    attachments,
+                },
+                reply_to: None,
+            },
+            addressed_to: None,
+        }
+    }
+
+    fn q(words: &str) -> Query {
+        Query {
+            words: analyzer::query_words(words),
+            ..Default::default()
+        }
+    }
+
+    async fn bodies(store: &Store, query: &Query) -> Vec<String> {
+        store
+            .search(query, &Scope::All, 0, 50)
+            .await
+            .expect("search")
+            .into_iter()
+            .map(|h| h.body)
+            .collect()
+    }
+
+    /// What the inbox stores is findable at once, by any form of its words, and its files by
+    /// name; a redelivery adds nothing; an edit replaces the text; a deletion removes it.
+    #[tokio::test]
+    async fn inbound_messages_are_indexed_with_the_inbox() {
+        let (_dir, _, store) = crate::store::temp_store(2).await;
+        let file = Attachment {
+            media: MediaRef("mxc://hs/1".into()),
+            name: "рахунок-травень.pdf".into(),
+            mime: "application/pdf".into(),
+            size: 10,
+        };
+        let first = inbound(
+            "m1",
+            "Надішліть, будь ласка, рахунку за травень",
+            vec![file],
+        );
+        assert!(store.inbox_insert("web", "@g:hs", &first).await.unwrap());
+        assert!(!store.inbox_insert("web", "@g:hs", &first).await.unwrap());
+        store
+            .inbox_insert(
+                "web",
+                "@g:hs",
+                &inbound("m2", "Pembayaran sudah diterima", vec![]),
+            )
+            .await
+            .unwrap();
+        let found = bodies(&store, &q("рахунок")).await;
+        assert_eq!(
+            found,
+            [
+                "рахунок-травень.pdf",
+                "Надішліть, будь ласка, рахунку за травень"
+            ],
+            "newest first"
+        );
+        assert_eq!(
+            bodies(&store, &q("bayar")).await,
+            ["Pembayaran sudah diterima"]
+        );
+        assert_eq!(
+            bodies(&store, &q("травень pdf")).await,
+            ["рахунок-травень.pdf"]
+        );
+        assert!(bodies(&store, &q("доставка")).await.is_empty());
+        let files = Query {
+            media: Some(Media::File),
+            ..q("рахунок")
+        };
+        assert_eq!(bodies(&store, &files).await, ["рахунок-травень.pdf"]);
+
+        let mut edit = inbound("m2-edit", "", vec![]);
+        edit.event = InboundEvent::Edit {
+            remote_id: "m2".into(),
+            content: Content {
+                text: "Payment received".into(),
+                ..Default::default()
+            },
+        };
+        store.inbox_insert("web", "@g:hs", &edit).await.unwrap();
+        assert!(bodies(&store, &q("bayar")).await.is_empty());
+        assert_eq!(bodies(&store, &q("payments")).await, ["Payment received"]);
+
+        let mut delete = inbound("m1-delete", "", vec![]);
+        delete.event = InboundEvent::Delete {
+            remote_id: "m1".into(),
+        };
+        store.inbox_insert("web", "@g:hs", &delete).await.unwrap();
+        assert!(bodies(&store, &q("рахунок")).await.is_empty());
+    }
+
+    /// The index and the rows cannot part: a failed inbox write leaves neither.
+    #[tokio::test]
+    async fn a_failed_inbox_write_indexes_nothing() {
+        let (_dir, _, store) = crate::store::temp_store(1).await;
+        sqlx::query("DROP TABLE inbox")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let r = store
+            .inbox_insert("web", "@g:hs", &inbound("m1", "счёт за май", vec![]))
+            .await;
+        assert!(r.is_err());
+        assert!(bodies(&store, &q("счет")).await.is_empty());
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM search_docs")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(rows, 0);
+    }
+
+    /// An operator sees their teams' conversations, those with no team and those they own;
+    /// an admin sees all.
+    #[tokio::test]
+    async fn the_scope_limits_what_is_found() {
+        let (_dir, _, store) = crate::store::temp_store(2).await;
+        for chat in ["a", "b", "none", "owned"] {
+            let mut m = inbound(&format!("m-{chat}"), &format!("счёт {chat}"), vec![]);
+            m.conversation.chat = chat.into();
+            m.dedup_key = chat.into();
+            store.inbox_insert("web", "@g:hs", &m).await.unwrap();
+            let id: i64 = sqlx::query_scalar("SELECT id FROM conversations WHERE chat = $1")
+                .bind(chat)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            let (team, owner) = match chat {
+                "a" => (Some("team-a"), None),
+                "b" => (Some("team-b"), None),
+                "owned" => (Some("team-b"), Some("@ann:hs")),
+                _ => (None, None),
+            };
+            sqlx::query(
+                "INSERT INTO routing (conversation_id, team, owner, state, updated_at)
+                 VALUES ($1, $2, $3, 'open', 0)",
+            )
+            .bind(id)
+            .bind(team)
+            .bind(owner)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        }
+        let query = q("счета");
+        let found = |scope: Scope| {
+            let store = store.clone();
+            let query = query.clone();
+            async move {
+                let mut b: Vec<String> = store
+                    .search(&query, &scope, 0, 10)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|h| h.body)
+                    .collect();
+                b.sort();
+                b
+            }
+        };
+        let ann = Scope::Of {
+            user: "@ann:hs".into(),
+            teams: vec!["team-a".into()],
+        };
+        assert_eq!(found(ann).await, ["счёт a", "счёт none", "счёт owned"]);
+        let bob = Scope::Of {
+            user: "@bob:hs".into(),
+            teams: vec![],
+        };
+        assert_eq!(found(bob).await, ["счёт none"]);
+        assert_eq!(found(Scope::All).await.len(), 4);
+    }
+
+    /// A change of analyzer: stale rows are rewritten in batches until none is left, and are
+    /// found again.
+    #[tokio::test]
+    async fn reindexing_rewrites_stale_rows_in_batches() {
+        let (_dir, _, store) = crate::store::temp_store(2).await;
+        for i in 0..5 {
+            store
+                .inbox_insert(
+                    "web",
+                    "@g:hs",
+                    &inbound(&format!("m{i}"), &format!("счета номер {i}"), vec![]),
+                )
+                .await
+                .unwrap();
+        }
+        // As an older analyzer would have left them: no stems.
+        sqlx::query("UPDATE search_docs SET terms = 'x', analyzer = 0")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert!(bodies(&store, &q("счёт")).await.is_empty());
+        assert_eq!(store.search_stale_count().await.unwrap(), 5);
+        assert_eq!(store.search_reindex_batch(2).await.unwrap(), 2);
+        assert_eq!(store.search_stale_count().await.unwrap(), 3);
+        while store.search_reindex_batch(2).await.unwrap() > 0 {}
+        assert_eq!(bodies(&store, &q("счёт")).await.len(), 5);
+        assert_eq!(store.search_mark_all_stale().await.unwrap(), 5);
+        while store.search_reindex_batch(2).await.unwrap() > 0 {}
+        assert_eq!(bodies(&store, &q("счёт")).await.len(), 5);
+    }
+}

@@ -1,0 +1,278 @@
+//! Search over all history, on both stores: the index written with what it indexes, the
+//! `switchboard search reindex` command, and `!sb search` as operators use it through a real
+//! Matrix client on a real Synapse, seeing only what they may see.
+
+#[macro_use]
+mod rig;
+
+use std::process::Command;
+
+use anyhow::{ensure, Context};
+use rig::Backend;
+use switchboard::search::analyzer;
+use switchboard::store::search::{Query, Scope};
+use switchboard::store::Store;
+use switchboard_channel::{ContactProfile, Content, ConversationKey, Inbound, InboundEvent};
+
+async fn store_url(backend: Backend, dir: &tempfile::TempDir) -> anyhow::Result<String> {
+    Ok(match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("store.db").display()),
+        Backend::Postgres => rig::postgres::fresh_database_url().await?,
+    })
+}
+
+fn message(chat: &str, remote_id: &str, text: &str) -> Inbound {
+    Inbound {
+        conversation: ConversationKey {
+            account: "site".into(),
+            chat: chat.into(),
+        },
+        sender: ContactProfile {
+            id: format!("visitor-{chat}"),
+            display_name: Some(format!("Customer {chat}")),
+            ..Default::default()
+        },
+        timestamp_ms: 1_764_000_000_000,
+        dedup_key: remote_id.into(),
+        event: InboundEvent::Message {
+            remote_id: remote_id.into(),
+            content: Content {
+                text: text.into(),
+                ..Default::default()
+            },
+            reply_to: None,
+        },
+        addressed_to: None,
+    }
+}
+
+async fn found(store: &Store, words: &str) -> anyhow::Result<Vec<String>> {
+    let query = Query {
+        words: analyzer::query_words(words),
+        ..Default::default()
+    };
+    let mut bodies: Vec<String> = store
+        .search(&query, &Scope::All, 0, 100)
+        .await?
+        .into_iter()
+        .map(|h| h.body)
+        .collect();
+    bodies.sort();
+    Ok(bodies)
+}
+
+/// Every language's word forms find each other through the store's own full-text index (FTS5
+/// on SQLite, GIN over tsvector on PostgreSQL), and a rebuild with `switchboard search reindex`
+/// after the index was damaged finds them again.
+async fn the_index_finds_word_forms_and_is_rebuilt_by_the_command(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = store_url(backend, &dir).await?;
+    let store = Store::connect(&url, 2).await?;
+    let texts = [
+        ("ru", "Пришлите счёт за март"),
+        ("ru2", "Оплатили два счета, ждём акт"),
+        ("uk", "Надішліть рахунок, будь ласка"),
+        ("id", "Pembayaran sudah kami terima"),
+        ("en", "The invoices were paid yesterday"),
+    ];
+    for (i, (chat, text)) in texts.iter().enumerate() {
+        store
+            .inbox_insert(
+                "webchat",
+                "@sb_webchat_x:localhost",
+                &message(chat, &format!("m{i}"), text),
+            )
+            .await?;
+    }
+    let cases: [(&str, &[&str]); 6] = [
+        (
+            "счетов",
+            &["Оплатили два счета, ждём акт", "Пришлите счёт за март"],
+        ),
+        ("рахунку", &["Надішліть рахунок, будь ласка"]),
+        ("bayar", &["Pembayaran sudah kami terima"]),
+        ("invoiced paid", &["The invoices were paid yesterday"]),
+        ("ждем", &["Оплатили два счета, ждём акт"]),
+        ("пришл", &["Пришлите счёт за март"]),
+    ];
+    for (q, want) in cases {
+        let got = found(&store, q).await?;
+        ensure!(
+            got == want,
+            "{backend:?}: {q:?} found {got:?}, want {want:?}"
+        );
+    }
+    ensure!(found(&store, "доставка").await?.is_empty());
+
+    // Damage: every row's terms replaced, as an older analyzer would have left them.
+    sqlx::query("UPDATE search_docs SET terms = 'stale', analyzer = 0")
+        .execute(store.pool())
+        .await?;
+    ensure!(
+        found(&store, "счетов").await?.is_empty(),
+        "damage did not take"
+    );
+    store.pool().close().await;
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "homeserver: {{url: 'http://127.0.0.1:9', domain: localhost}}\n\
+             appservice: {{url: 'http://127.0.0.1:9'}}\ndatabase: {{url: '{url}'}}\n"
+        ),
+    )?;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SWITCHBOARD_") {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd
+        .args(["search", "reindex", "-c"])
+        .arg(&cfg)
+        .output()
+        .context("running switchboard search reindex")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && stdout.contains("5 rows rewritten"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = Store::connect(&url, 2).await?;
+    ensure!(
+        found(&store, "счетов").await?.len() == 2,
+        "{backend:?}: not found after the rebuild"
+    );
+    Ok(())
+}
+
+on_both_stores!(the_index_finds_word_forms_and_is_rebuilt_by_the_command);
+
+fn with_teams(backend: Backend, teams: serde_json::Value) -> rig::BridgeOptions {
+    let teams: serde_yaml::Value = serde_yaml::to_value(&teams).unwrap_or_default();
+    rig::BridgeOptions::default()
+        .backend(backend)
+        .edit_config(move |c| {
+            if let Some(map) = c.as_mapping_mut() {
+                map.insert("teams".into(), teams.clone());
+            }
+        })
+}
+
+fn link(room: &str, event: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    format!(
+        "https://matrix.to/#/{}/{}?via=localhost",
+        utf8_percent_encode(room, NON_ALPHANUMERIC),
+        utf8_percent_encode(event, NON_ALPHANUMERIC)
+    )
+}
+
+/// Two conversations, one in team A and one moved to team B. Bob (team A, an operator) asks
+/// in his portal: the room gets a one-line pointer, his direct chat with the bot the results —
+/// team A's message, with the matched word marked and a link to the exact event, and never
+/// team B's. Alice (admin), asking with a bare `search` in her own DM with the bot, finds both;
+/// a phrase and the `has:` filter narrow it; `search more` says when there is nothing more.
+async fn operators_find_only_what_they_may_see(backend: Backend) -> anyhow::Result<()> {
+    let env = rig::TestEnv::start(with_teams(
+        backend,
+        serde_json::json!({
+            "team-a": {"members": ["@alice:localhost", "@bob:localhost"], "rules": [{"channel": "webchat"}]},
+            "team-b": {"members": ["@alice:localhost"]},
+        }),
+    ))
+    .await?;
+    let xenia = env.visitor("Xenia Ardent", "xenia@example.com").await?;
+    xenia.send("Пришлите, пожалуйста, счёт за март").await?;
+    let room_x = env.bob.wait_for_invite("Xenia Ardent").await?;
+    let event_x = env
+        .bob
+        .wait_for_text(&room_x, "счёт за март")
+        .await?
+        .event_id;
+    let yuri = env.visitor("Yuri Bellamy", "yuri@example.com").await?;
+    yuri.send("Нужны два счета за апрель, срочно").await?;
+    let room_y = env.alice.wait_for_invite("Yuri Bellamy").await?;
+    env.alice.wait_for_text(&room_y, "счета за апрель").await?;
+    let moved = rig::command(&env.alice, &room_y, "!sb transfer team-b").await?;
+    ensure!(moved.contains("team-b"), "{moved}");
+
+    // Bob asks in the portal of Xenia's conversation.
+    let pointer = rig::command(&env.bob, &room_x, "!sb search счетов").await?;
+    ensure!(
+        pointer.contains("1 result") && pointer.contains("direct chat"),
+        "the room's pointer: {pointer}"
+    );
+    ensure!(
+        !pointer.contains("март") && !pointer.contains("апрел"),
+        "results leaked into the room: {pointer}"
+    );
+    let dm = env.bob.wait_for_invite("Switchboard direct chat").await?;
+    let results = env
+        .bob
+        .wait_for_text(&dm, "results 1–1")
+        .await
+        .with_context(|| format!("messages there: {:?}", env.bob.messages(&dm)))?;
+    ensure!(
+        results.body.contains("**счёт** за март") && results.body.contains("Xenia Ardent"),
+        "{}",
+        results.body
+    );
+    ensure!(
+        results.body.contains(&link(&room_x, &event_x)),
+        "no permalink to {event_x} in {}",
+        results.body
+    );
+    let html = results.formatted_body.clone().unwrap_or_default();
+    ensure!(html.contains("<b>счёт</b>"), "{html}");
+    ensure!(
+        !results.body.contains("апрел") && !results.body.contains("Yuri"),
+        "team B's conversation shown to team A's operator: {}",
+        results.body
+    );
+    let more = rig::command(&env.bob, &room_x, "!sb search more").await?;
+    ensure!(
+        more.contains("No results") || more.contains("direct chat"),
+        "{more}"
+    );
+    env.bob.wait_for_text(&dm, "No more results").await?;
+
+    // Alice, an admin, asks bare in her own direct chat with the bot.
+    let alice_dm = env
+        .alice
+        .create_room("alice and the bot", &[&env.bot_user_id()])
+        .await?;
+    rig::poll_until(
+        "the bot joined alice's DM",
+        std::time::Duration::from_secs(30),
+        || async {
+            let m = env.alice.memberships(&alice_dm).await?;
+            Ok((rig::membership(&m, &env.bot_user_id()).as_deref() == Some("join")).then_some(()))
+        },
+    )
+    .await?;
+    let all = rig::command(&env.alice, &alice_dm, "search счетов").await?;
+    ensure!(
+        all.contains("results 1–2") && all.contains("Xenia") && all.contains("Yuri"),
+        "{all}"
+    );
+    let phrase = rig::command(&env.alice, &alice_dm, "search \"счета за апрель\"").await?;
+    ensure!(
+        phrase.contains("results 1–1") && phrase.contains("Yuri") && !phrase.contains("Xenia"),
+        "{phrase}"
+    );
+    let files = rig::command(&env.alice, &alice_dm, "search счетов has:file").await?;
+    ensure!(files.contains("No results"), "{files}");
+    // A private note is found too, as a note.
+    rig::command(&env.alice, &room_y, "!sb note клиент оплатил наличными").await?;
+    let note = rig::command(&env.alice, &alice_dm, "search наличные").await?;
+    ensure!(
+        note.contains("note by @alice:localhost") && note.contains("**наличными**"),
+        "{note}"
+    );
+    Ok(())
+}
+
+on_both_stores!(operators_find_only_what_they_may_see);
