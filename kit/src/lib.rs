@@ -14,7 +14,8 @@
 //! * [`meta`]: Meta's webhook protocol (the `hub.challenge` handshake and
 //!   `X-Hub-Signature-256`), shared by WhatsApp, Messenger and Instagram;
 //! * [`send`]: the two kinds of send failure, and fetching an operator's file from the store;
-//! * [`text`]: the wall clock in milliseconds and HTML escaping;
+//! * [`text`]: the wall clock in milliseconds, HTML escaping, and the invisible and bidi
+//!   characters no name shown to people may carry;
 //! * `test_host` (feature `test-host`): an in-memory `Host` for the channels' unit tests.
 
 pub mod file_name;
@@ -30,5 +31,5 @@ pub mod verify;
 pub mod test_host;
 
 pub use file_name::safe_file_name;
-pub use text::{escape_html, now_ms};
+pub use text::{escape_html, is_invisible, now_ms, without_invisible};
 pub use verify::constant_time_eq;
