@@ -19,6 +19,7 @@ pub mod portal;
 pub mod registration;
 pub mod relay;
 pub mod routing;
+pub mod server;
 pub mod split;
 pub mod startup;
 pub mod store;

@@ -118,3 +118,160 @@ async fn bidi_controls_never_reach_room_names_or_ghost_names() -> anyhow::Result
     );
     Ok(())
 }
+
+// ----- the HTTP server ------------------------------------------------------------------------
+
+/// Options with `http:` set to `section` (a YAML-able JSON object).
+fn with_http(options: BridgeOptions, section: serde_json::Value) -> BridgeOptions {
+    options.edit_config(move |config| {
+        if let Some(map) = config.as_mapping_mut() {
+            let value = serde_yaml::to_value(&section).unwrap_or(serde_yaml::Value::Null);
+            map.insert("http".into(), value);
+        }
+    })
+}
+
+/// Waits until the server closes `stream` (a read returns 0 or fails), writing `trickle` every
+/// `every` meanwhile when given (a slow-loris client); how long it took, or an error after
+/// `deadline`.
+async fn wait_closed(
+    stream: &mut tokio::net::TcpStream,
+    trickle: Option<(&[u8], Duration)>,
+    deadline: Duration,
+) -> anyhow::Result<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        ensure!(
+            started.elapsed() < deadline,
+            "the connection is still open after {deadline:?}"
+        );
+        let pause = trickle.map_or(Duration::from_millis(500), |(_, every)| every);
+        match tokio::time::timeout(pause, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(started.elapsed()),
+            Ok(Ok(_)) => {} // a response (408, 400): the close follows
+            Err(_) => {
+                if let Some((bytes, _)) = trickle {
+                    if stream.write_all(bytes).await.is_err() {
+                        return Ok(started.elapsed());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Slow-loris headers, a body that stalls, an idle keep-alive connection: each is closed after
+/// its timeout, and a normal request still works meanwhile and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_connections_are_closed_after_their_timeouts() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = TestEnv::start(with_http(
+        BridgeOptions::default(),
+        json!({"header_read_timeout": "2s", "body_read_timeout": "3s", "idle_timeout": "5s"}),
+    ))
+    .await?;
+    let addr = format!("127.0.0.1:{}", env.bridge.port());
+    let health = format!("{}/_switchboard/health", env.bridge.base_url());
+
+    // Headers one line every 500 ms, never finished: closed after ~2 s though bytes keep coming.
+    let mut loris = tokio::net::TcpStream::connect(&addr).await?;
+    loris
+        .write_all(b"GET /_switchboard/health HTTP/1.1\r\nHost: x\r\n")
+        .await?;
+    let took = wait_closed(
+        &mut loris,
+        Some((b"X-Slow: 1\r\n", Duration::from_millis(500))),
+        Duration::from_secs(15),
+    )
+    .await
+    .context("slow headers")?;
+    ensure!(took >= Duration::from_millis(1500), "closed after {took:?}, before the timeout");
+
+    // A body that stops after 10 of its 1000 bytes: closed after ~3 s.
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await?;
+    stalled
+        .write_all(b"POST /webchat/api/v1/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"name\": \"")
+        .await?;
+    let took = wait_closed(&mut stalled, None, Duration::from_secs(15))
+        .await
+        .context("stalled body")?;
+    ensure!(took >= Duration::from_millis(2500), "closed after {took:?}, before the timeout");
+
+    // A keep-alive connection after one answered request, then silence: closed.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await?;
+    idle.write_all(b"GET /_switchboard/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await?;
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).await?;
+    ensure!(&first == b"HTTP/1.1 200", "health: {:?}", String::from_utf8_lossy(&first));
+    wait_closed(&mut idle, None, Duration::from_secs(15))
+        .await
+        .context("idle keep-alive connection")?;
+
+    // A body declared over the route's limit (1 MiB by default) is refused before it is sent.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/webchat/api/v1/session", env.bridge.base_url()))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 2 * 1024 * 1024])
+        .send()
+        .await;
+    if let Ok(resp) = resp {
+        ensure!(resp.status() == 413, "2 MiB session body: {}", resp.status());
+    }
+
+    ensure!(reqwest::get(&health).await?.status() == 200, "health after all that");
+    let log = env.bridge.log();
+    for kind in ["header_timeout", "body_timeout"] {
+        ensure!(log.contains(kind), "no {kind} refusal in the log");
+    }
+    Ok(())
+}
+
+/// More connections than `http.max_connections`: the extra one gets 503 with Retry-After at
+/// once; when the others go, requests are served again. The refusals are logged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_cap_holds() -> anyhow::Result<()> {
+    let env = TestEnv::start(with_http(
+        BridgeOptions::default(),
+        json!({"max_connections": 6, "header_read_timeout": "30s"}),
+    ))
+    .await?;
+    let addr = format!("127.0.0.1:{}", env.bridge.port());
+    let health = format!("{}/_switchboard/health", env.bridge.base_url());
+    // Let the rig's own connections (health polls) go first: wait until health answers on a
+    // fresh client whose connection closes after each request.
+    let fresh = || {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+    };
+    ensure!(fresh()?.get(&health).send().await?.status() == 200);
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        held.push(tokio::net::TcpStream::connect(&addr).await?);
+    }
+    let mut refused = 0;
+    for _ in 0..3 {
+        let resp = fresh()?.get(&health).send().await?;
+        if resp.status() == 503 {
+            ensure!(
+                resp.headers().get("retry-after").is_some(),
+                "503 without Retry-After"
+            );
+            refused += 1;
+        }
+    }
+    ensure!(refused == 3, "{refused} of 3 requests over the cap were refused");
+    drop(held);
+    rig::poll_until("requests to be served again", Duration::from_secs(10), || async {
+        let resp = fresh()?.get(&health).send().await?;
+        Ok((resp.status() == 200).then_some(()))
+    })
+    .await?;
+    let log = env.bridge.log();
+    let logged = log.matches("connection_cap").count();
+    ensure!(logged == 1, "the connection cap refusals were logged {logged} times");
+    Ok(())
+}

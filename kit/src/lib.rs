@@ -13,6 +13,7 @@
 //! * [`media`]: fetching a message's files into the media store, or naming those not fetched;
 //! * [`meta`]: Meta's webhook protocol (the `hub.challenge` handshake and
 //!   `X-Hub-Signature-256`), shared by WhatsApp, Messenger and Instagram;
+//! * [`refusals`]: rate-limited logging of what the server and channels turn away;
 //! * [`send`]: the two kinds of send failure, and fetching an operator's file from the store;
 //! * [`text`]: the wall clock in milliseconds, HTML escaping, and the invisible and bidi
 //!   characters no name shown to people may carry;
@@ -23,6 +24,7 @@ pub mod http;
 pub mod media;
 pub mod meta;
 pub mod mime;
+pub mod refusals;
 pub mod send;
 pub mod text;
 pub mod verify;
@@ -31,5 +33,6 @@ pub mod verify;
 pub mod test_host;
 
 pub use file_name::safe_file_name;
+pub use refusals::RefusalLog;
 pub use text::{escape_html, is_invisible, now_ms, without_invisible};
 pub use verify::constant_time_eq;
