@@ -4,6 +4,9 @@
 //! minutes, never days later) and then deleted, so these tables stay as small as the traffic of
 //! one week however long the bridge runs.
 //!
+//! Channel records written to expire ([`switchboard_channel::Host::state_put_expiring`]: a web
+//! chat session in which nobody wrote) are deleted once their time has passed.
+//!
 //! Customer messages, operator replies, dead letters and the message map are the conversation's
 //! record and are never pruned here.
 
@@ -35,6 +38,12 @@ pub async fn prune(store: &Store, now_ms: i64) {
             tracing::info!(events, transactions, "pruned handled homeserver events")
         }
         Err(e) => tracing::warn!(error = %e, "cannot prune handled homeserver events"),
+    }
+    // Channel records written to expire (web chat sessions in which nobody wrote).
+    match store.prune_expired_state(now_ms).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(records = n, "pruned expired channel records"),
+        Err(e) => tracing::warn!(error = %e, "cannot prune expired channel records"),
     }
 }
 

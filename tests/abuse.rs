@@ -18,7 +18,10 @@ use fakes::whatsapp::{Customer, FakeWhatsApp};
 use rig::{Backend, BridgeOptions, TestEnv};
 use serde_json::json;
 
-on_both_stores!(an_invite_from_a_non_operator_is_declined_and_an_operators_accepted,);
+on_both_stores!(
+    an_invite_from_a_non_operator_is_declined_and_an_operators_accepted,
+    webchat_limits_per_address_and_overall_hold,
+);
 
 /// The bot's membership in `room`, as `who` sees the room's state.
 async fn bot_membership(
@@ -273,5 +276,266 @@ async fn the_connection_cap_holds() -> anyhow::Result<()> {
     let log = env.bridge.log();
     let logged = log.matches("connection_cap").count();
     ensure!(logged == 1, "the connection cap refusals were logged {logged} times");
+    Ok(())
+}
+
+// ----- the web chat's limits --------------------------------------------------------------------
+
+/// Options with keys of `channels.webchat` set (merged into the rig's section).
+fn with_webchat(options: BridgeOptions, keys: serde_json::Value) -> BridgeOptions {
+    options.edit_config(move |config| {
+        let Some(section) = config
+            .get_mut("channels")
+            .and_then(|c| c.get_mut("webchat"))
+            .and_then(serde_yaml::Value::as_mapping_mut)
+        else {
+            return;
+        };
+        for (k, v) in keys.as_object().into_iter().flatten() {
+            let v = serde_yaml::to_value(v).unwrap_or(serde_yaml::Value::Null);
+            section.insert(k.as_str().into(), v);
+        }
+    })
+}
+
+/// A raw web chat client that says it comes from `addr` (the bridge trusts 127.0.0.1 as a proxy
+/// in these tests, so `X-Forwarded-For` simulates many addresses).
+struct RawVisitor {
+    api: String,
+    addr: String,
+    token: Option<String>,
+}
+
+impl RawVisitor {
+    fn new(env: &TestEnv, addr: &str) -> RawVisitor {
+        RawVisitor {
+            api: format!("{}/api/v1", env.webchat_url()),
+            addr: addr.to_string(),
+            token: None,
+        }
+    }
+
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/{path}", self.api))
+            .header("x-forwarded-for", &self.addr);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        req
+    }
+
+    /// `POST /session`; keeps the token when it was 200. The response's body is read only
+    /// then, so a refusal keeps its headers for the caller.
+    async fn session(&mut self, name: &str) -> anyhow::Result<Answer> {
+        let resp = self.post("session").json(&json!({"name": name})).send().await?;
+        let answer = Answer::of(&resp);
+        if answer.status() == 200 {
+            let body: serde_json::Value = resp.json().await?;
+            self.token = body["token"].as_str().map(str::to_string);
+        }
+        Ok(answer)
+    }
+
+    async fn say(&self, client_id: &str, text: &str) -> anyhow::Result<reqwest::Response> {
+        Ok(self
+            .post("messages")
+            .json(&json!({"client_id": client_id, "text": text}))
+            .send()
+            .await?)
+    }
+}
+
+/// The status and `Retry-After` of an answer.
+struct Answer {
+    status: u16,
+    retry_after: Option<u64>,
+}
+
+impl Answer {
+    fn of(resp: &reqwest::Response) -> Answer {
+        Answer {
+            status: resp.status().as_u16(),
+            retry_after: resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok()),
+        }
+    }
+
+    fn status(&self) -> u16 {
+        self.status
+    }
+}
+
+/// 429 with a `Retry-After` of at least a second.
+fn is_refused_with_retry_after(resp: &impl Refusal) -> bool {
+    let (status, retry_after) = resp.parts();
+    status == 429 && retry_after.is_some_and(|s| s >= 1)
+}
+
+trait Refusal {
+    fn parts(&self) -> (u16, Option<u64>);
+}
+
+impl Refusal for Answer {
+    fn parts(&self) -> (u16, Option<u64>) {
+        (self.status, self.retry_after)
+    }
+}
+
+impl Refusal for reqwest::Response {
+    fn parts(&self) -> (u16, Option<u64>) {
+        let a = Answer::of(self);
+        (a.status, a.retry_after)
+    }
+}
+
+async fn webchat_limits_per_address_and_overall_hold(backend: Backend) -> anyhow::Result<()> {
+    let env = TestEnv::start(with_webchat(
+        BridgeOptions::default().backend(backend),
+        json!({
+            "trusted_proxies": ["127.0.0.1"],
+            "sessions_per_address_per_minute": 4,
+            "sessions_per_minute": 1000,
+            "new_conversations_per_address_per_minute": 2,
+            "new_conversations_per_minute": 5,
+            "event_streams_per_visitor": 2,
+            "event_streams_total": 3,
+        }),
+    ))
+    .await?;
+
+    // Sessions per address: four, then 429 with Retry-After; another address is not affected.
+    for i in 0..4 {
+        let resp = RawVisitor::new(&env, "198.51.100.1").session(&format!("S{i}")).await?;
+        ensure!(resp.status() == 200, "session {i}: {}", resp.status());
+    }
+    let fifth = RawVisitor::new(&env, "198.51.100.1").session("S4").await?;
+    ensure!(is_refused_with_retry_after(&fifth), "fifth session: {}", fifth.status());
+    let other = RawVisitor::new(&env, "198.51.100.2").session("S5").await?;
+    ensure!(other.status() == 200, "another address: {}", other.status());
+
+    // New conversations per address: two from one address, the third is refused (the session
+    // itself was fine) and its visitor may write once the limit allows.
+    let mut accepted = Vec::new();
+    for i in 0..3 {
+        let mut v = RawVisitor::new(&env, "203.0.113.1");
+        ensure!(v.session(&format!("Flood A{i}")).await?.status() == 200);
+        let resp = v.say("m1", &format!("flood A{i}")).await?;
+        match i {
+            0 | 1 => {
+                ensure!(resp.status() == 200, "conversation A{i}: {}", resp.status());
+                accepted.push(format!("Flood A{i}"));
+            }
+            _ => ensure!(
+                is_refused_with_retry_after(&resp),
+                "third conversation from one address: {}",
+                resp.status()
+            ),
+        }
+    }
+    // Overall: five in all; from fresh addresses the sixth is refused.
+    for i in 0..4 {
+        let mut v = RawVisitor::new(&env, &format!("192.0.2.{}", 10 + i));
+        ensure!(v.session(&format!("Flood B{i}")).await?.status() == 200);
+        let resp = v.say("m1", &format!("flood B{i}")).await?;
+        if i < 3 {
+            ensure!(resp.status() == 200, "conversation B{i}: {}", resp.status());
+            accepted.push(format!("Flood B{i}"));
+        } else {
+            ensure!(
+                is_refused_with_retry_after(&resp),
+                "sixth conversation overall: {}",
+                resp.status()
+            );
+        }
+    }
+    // The team got exactly the accepted conversations, each with its message.
+    for name in &accepted {
+        let room = env.alice.wait_for_invite(name).await?;
+        env.alice.join(&room).await?;
+        let text = name.replacen("Flood", "flood", 1);
+        env.alice.wait_for_text(&room, &text).await?;
+    }
+    let rooms = env.rooms_named("Flood").await?;
+    ensure!(
+        rooms.len() == accepted.len(),
+        "{} rooms for {} accepted conversations",
+        rooms.len(),
+        accepted.len()
+    );
+
+    // Event streams: two per visitor, three in all.
+    let mut v = RawVisitor::new(&env, "192.0.2.50");
+    ensure!(v.session("Streamer").await?.status() == 200);
+    let token = v.token.clone().context("token")?;
+    let open = |token: String| {
+        let url = format!("{}/events?token={token}", v.api);
+        async move { reqwest::Client::new().get(url).send().await }
+    };
+    let s1 = open(token.clone()).await?;
+    let s2 = open(token.clone()).await?;
+    ensure!(s1.status() == 200 && s2.status() == 200, "two streams");
+    let s3 = open(token.clone()).await?;
+    ensure!(is_refused_with_retry_after(&s3), "third stream of one visitor: {}", s3.status());
+    let mut w = RawVisitor::new(&env, "192.0.2.51");
+    ensure!(w.session("Streamer two").await?.status() == 200);
+    let w_token = w.token.clone().context("token")?;
+    let w1 = open(w_token.clone()).await?;
+    ensure!(w1.status() == 200, "third stream overall");
+    let w2 = open(w_token.clone()).await?;
+    ensure!(is_refused_with_retry_after(&w2), "fourth stream overall: {}", w2.status());
+    // A stream that ends frees its place.
+    drop(s1);
+    rig::poll_until("a closed stream to free its place", Duration::from_secs(20), || {
+        let open = open(w_token.clone());
+        async move { Ok((open.await?.status() == 200).then_some(())) }
+    })
+    .await?;
+    Ok(())
+}
+
+/// Sessions in which nobody wrote expire and their records are deleted; a session whose
+/// visitor wrote is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sessions_expire_and_are_cleaned_up() -> anyhow::Result<()> {
+    let mut env = TestEnv::start(with_webchat(
+        BridgeOptions::default(),
+        json!({"silent_session_ttl_secs": 2}),
+    ))
+    .await?;
+    let mut silent = Vec::new();
+    for i in 0..5 {
+        let mut v = RawVisitor::new(&env, "127.0.0.1");
+        ensure!(v.session(&format!("Silent {i}")).await?.status() == 200);
+        silent.push(v);
+    }
+    let mut writer = RawVisitor::new(&env, "127.0.0.1");
+    ensure!(writer.session("Writer").await?.status() == 200);
+    ensure!(writer.say("m1", "I did write").await?.status() == 200);
+    let url = env.bridge.database_url().to_string();
+    let expiring = "SELECT COUNT(*) FROM channel_state WHERE expires_at IS NOT NULL";
+    let n = rig::store_count(Backend::Sqlite, &url, expiring, &[]).await?;
+    ensure!(n == 10, "{n} expiring records for 5 silent sessions (2 each)");
+    // Their time runs out; housekeeping prunes at start.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    env.bridge.restart().await?;
+    rig::poll_until("the silent sessions' records to go", Duration::from_secs(30), || async {
+        let n = rig::store_count(Backend::Sqlite, &url, expiring, &[]).await?;
+        Ok((n == 0).then_some(()))
+    })
+    .await?;
+    let history = |v: &RawVisitor| {
+        reqwest::Client::new()
+            .get(format!("{}/messages", v.api))
+            .bearer_auth(v.token.clone().unwrap_or_default())
+            .send()
+    };
+    for v in &silent {
+        ensure!(history(v).await?.status() == 401, "a silent session still works");
+    }
+    ensure!(history(&writer).await?.status() == 200, "the writer's session is gone");
     Ok(())
 }
