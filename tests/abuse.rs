@@ -400,7 +400,8 @@ async fn webchat_limits_per_address_and_overall_hold(backend: Backend) -> anyhow
             "sessions_per_address_per_minute": 4,
             "sessions_per_minute": 1000,
             "new_conversations_per_address_per_minute": 2,
-            "new_conversations_per_minute": 5,
+            // Ten seconds' worth at once: five.
+            "new_conversations_per_minute": 30,
             "event_streams_per_visitor": 2,
             "event_streams_total": 3,
         }),

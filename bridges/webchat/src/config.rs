@@ -38,13 +38,15 @@ pub struct WebchatConfig {
     /// New sessions one client address may open per minute (bursts of as many). A real visitor
     /// opens one per browser; an office behind one address a few.
     pub sessions_per_address_per_minute: u32,
-    /// New sessions per minute from all addresses together.
+    /// New sessions per minute from all addresses together (ten seconds' worth at once, then
+    /// evenly spread).
     pub sessions_per_minute: u32,
     /// New conversations (a session's first message: a new room for the team) one client
     /// address may start per minute.
     pub new_conversations_per_address_per_minute: u32,
     /// New conversations per minute from all addresses together: what the team is shown at
-    /// most. Beyond it visitors get 429 with `Retry-After` and the widget tries again.
+    /// most (ten seconds' worth at once, then evenly spread). Beyond it visitors get 429 with
+    /// `Retry-After` and the widget tries again.
     pub new_conversations_per_minute: u32,
     /// Uploads one client address may make per minute (besides the per-visitor rate).
     pub uploads_per_address_per_minute: u32,

@@ -91,9 +91,20 @@ impl FromRequestParts<AppState> for ClientAddr {
     }
 }
 
+/// Per address: a minute's worth at once (a real visitor, or an office behind one address,
+/// never notices).
 fn quota(per_minute: u32) -> Quota {
     let n = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
     Quota::per_minute(n).allow_burst(n)
+}
+
+/// For everyone together: ten seconds' worth at once, then evenly spread, so a flood reaches
+/// the homeserver (a new room, invites, a lobby line per conversation) as a trickle rather
+/// than a minute's worth in one go, which would slow every other channel's messages there.
+fn overall_quota(per_minute: u32) -> Quota {
+    let n = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(per_minute / 6).unwrap_or(NonZeroU32::MIN);
+    Quota::per_minute(n).allow_burst(burst)
 }
 
 /// The per-address and overall limiters and the event stream counts.
@@ -143,11 +154,11 @@ impl Limits {
     pub fn new(config: &WebchatConfig) -> Self {
         Self {
             sessions_per_address: RateLimiter::keyed(quota(config.sessions_per_address_per_minute)),
-            sessions: RateLimiter::direct(quota(config.sessions_per_minute)),
+            sessions: RateLimiter::direct(overall_quota(config.sessions_per_minute)),
             conversations_per_address: RateLimiter::keyed(quota(
                 config.new_conversations_per_address_per_minute,
             )),
-            conversations: RateLimiter::direct(quota(config.new_conversations_per_minute)),
+            conversations: RateLimiter::direct(overall_quota(config.new_conversations_per_minute)),
             uploads_per_address: RateLimiter::keyed(quota(config.uploads_per_address_per_minute)),
             streams_per_visitor: config.event_streams_per_visitor,
             streams_total_max: config.event_streams_total,
@@ -304,7 +315,8 @@ mod tests {
     fn sessions_per_address_then_overall() {
         let config = WebchatConfig {
             sessions_per_address_per_minute: 2,
-            sessions_per_minute: 3,
+            // Ten seconds' worth at once: 3.
+            sessions_per_minute: 18,
             ..WebchatConfig::default()
         };
         let limits = Limits::new(&config);
