@@ -201,6 +201,11 @@ async fn slow_and_idle_connections_are_closed_after_their_timeouts() -> anyhow::
         .await
         .context("stalled body")?;
     ensure!(took >= Duration::from_millis(2500), "closed after {took:?}, before the timeout");
+    // By the body deadline, not by the idle timeout (5 s), which would close it too.
+    ensure!(
+        took < Duration::from_millis(4500),
+        "a stalled body was closed after {took:?}: by the idle timeout, not the body deadline"
+    );
 
     // A keep-alive connection after one answered request, then silence: closed.
     let mut idle = tokio::net::TcpStream::connect(&addr).await?;
