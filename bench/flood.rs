@@ -78,7 +78,10 @@ async fn flood_one(
         .send()
         .await?;
     if resp.status() != 200 {
-        return Ok((resp.status().as_u16(), resp.headers().contains_key("retry-after")));
+        return Ok((
+            resp.status().as_u16(),
+            resp.headers().contains_key("retry-after"),
+        ));
     }
     let body: Value = resp.json().await?;
     let token = body["token"].as_str().context("token")?.to_string();
@@ -89,7 +92,10 @@ async fn flood_one(
         .json(&json!({"client_id": "m1", "text": format!("flood message {i}")}))
         .send()
         .await?;
-    Ok((resp.status().as_u16(), resp.headers().contains_key("retry-after")))
+    Ok((
+        resp.status().as_u16(),
+        resp.headers().contains_key("retry-after"),
+    ))
 }
 
 struct Stats {
@@ -124,7 +130,10 @@ async fn whatsapp_latency(
     let (_, payload) = fake.message(who, json!({"type": "text", "text": {"body": text}}), None);
     let started = Instant::now();
     let status = fake
-        .deliver(&format!("{}/whatsapp/webhook", env.bridge.base_url()), &payload)
+        .deliver(
+            &format!("{}/whatsapp/webhook", env.bridge.base_url()),
+            &payload,
+        )
         .await?;
     ensure!(status == 200, "webhook answered {status}");
     env.alice.wait_for_text(room, &text).await?;
@@ -158,9 +167,16 @@ async fn main() -> anyhow::Result<()> {
     let who = Customer::new("4915112349999", "Wendy Whatsapp");
 
     // The WhatsApp conversation exists before we measure: its room, the operator in it.
-    let (_, first) = fake.message(&who, json!({"type": "text", "text": {"body": "hello"}}), None);
-    fake.deliver(&format!("{}/whatsapp/webhook", env.bridge.base_url()), &first)
-        .await?;
+    let (_, first) = fake.message(
+        &who,
+        json!({"type": "text", "text": {"body": "hello"}}),
+        None,
+    );
+    fake.deliver(
+        &format!("{}/whatsapp/webhook", env.bridge.base_url()),
+        &first,
+    )
+    .await?;
     let room = env.alice.wait_for_invite("Wendy").await?;
     env.alice.join(&room).await?;
     env.alice.wait_for_text(&room, "hello").await?;
@@ -184,28 +200,30 @@ async fn main() -> anyhow::Result<()> {
     // as the bridge's latency.
     let flooder = {
         let api = api.clone();
-        std::thread::spawn(move || -> anyhow::Result<Vec<(usize, anyhow::Result<(u16, bool)>)>> {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            Ok(runtime.block_on(async move {
-                let http = reqwest::Client::new();
-                futures::stream::iter(0..flood)
-                    .map(|i| {
-                        let (http, api) = (http.clone(), api.clone());
-                        // Half from as many addresses, half from one.
-                        let addr = if i % 2 == 0 {
-                            format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
-                        } else {
-                            "203.0.113.66".to_string()
-                        };
-                        async move { (i, flood_one(&http, &api, &addr, i).await) }
-                    })
-                    .buffer_unordered(32)
-                    .collect::<Vec<_>>()
-                    .await
-            }))
-        })
+        std::thread::spawn(
+            move || -> anyhow::Result<Vec<(usize, anyhow::Result<(u16, bool)>)>> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                Ok(runtime.block_on(async move {
+                    let http = reqwest::Client::new();
+                    futures::stream::iter(0..flood)
+                        .map(|i| {
+                            let (http, api) = (http.clone(), api.clone());
+                            // Half from as many addresses, half from one.
+                            let addr = if i % 2 == 0 {
+                                format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
+                            } else {
+                                "203.0.113.66".to_string()
+                            };
+                            async move { (i, flood_one(&http, &api, &addr, i).await) }
+                        })
+                        .buffer_unordered(32)
+                        .collect::<Vec<_>>()
+                        .await
+                }))
+            },
+        )
     };
     // "During the flood" lasts until the flood's last accepted message is in its room: the
     // rooms the flood makes are created after its requests were answered.
@@ -285,7 +303,15 @@ async fn main() -> anyhow::Result<()> {
         "WhatsApp latency quiet p50 {:.0} ms / p95 {:.0} ms; during the flood p50 {:.0} ms / p95 {:.0} ms ({ratio_p50:.2}x / {ratio_p95:.2}x); web chat: {} accepted, {} refused (429), {} rooms for the team",
         q.p50, q.p95, f.p50, f.p95, counts.accepted, counts.refused, rooms
     );
-    ensure!(counts.other.is_empty(), "unexpected answers: {:?}", counts.other);
-    ensure!(rooms == counts.accepted, "{rooms} rooms for {} accepted conversations", counts.accepted);
+    ensure!(
+        counts.other.is_empty(),
+        "unexpected answers: {:?}",
+        counts.other
+    );
+    ensure!(
+        rooms == counts.accepted,
+        "{rooms} rooms for {} accepted conversations",
+        counts.accepted
+    );
     Ok(())
 }

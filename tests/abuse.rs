@@ -190,7 +190,10 @@ async fn slow_and_idle_connections_are_closed_after_their_timeouts() -> anyhow::
     )
     .await
     .context("slow headers")?;
-    ensure!(took >= Duration::from_millis(1500), "closed after {took:?}, before the timeout");
+    ensure!(
+        took >= Duration::from_millis(1500),
+        "closed after {took:?}, before the timeout"
+    );
 
     // A body that stops after 10 of its 1000 bytes: closed after ~3 s.
     let mut stalled = tokio::net::TcpStream::connect(&addr).await?;
@@ -200,7 +203,10 @@ async fn slow_and_idle_connections_are_closed_after_their_timeouts() -> anyhow::
     let took = wait_closed(&mut stalled, None, Duration::from_secs(15))
         .await
         .context("stalled body")?;
-    ensure!(took >= Duration::from_millis(2500), "closed after {took:?}, before the timeout");
+    ensure!(
+        took >= Duration::from_millis(2500),
+        "closed after {took:?}, before the timeout"
+    );
     // By the body deadline, not by the idle timeout (5 s), which would close it too.
     ensure!(
         took < Duration::from_millis(4500),
@@ -213,7 +219,11 @@ async fn slow_and_idle_connections_are_closed_after_their_timeouts() -> anyhow::
         .await?;
     let mut first = [0u8; 12];
     idle.read_exact(&mut first).await?;
-    ensure!(&first == b"HTTP/1.1 200", "health: {:?}", String::from_utf8_lossy(&first));
+    ensure!(
+        &first == b"HTTP/1.1 200",
+        "health: {:?}",
+        String::from_utf8_lossy(&first)
+    );
     wait_closed(&mut idle, None, Duration::from_secs(15))
         .await
         .context("idle keep-alive connection")?;
@@ -226,10 +236,17 @@ async fn slow_and_idle_connections_are_closed_after_their_timeouts() -> anyhow::
         .send()
         .await;
     if let Ok(resp) = resp {
-        ensure!(resp.status() == 413, "2 MiB session body: {}", resp.status());
+        ensure!(
+            resp.status() == 413,
+            "2 MiB session body: {}",
+            resp.status()
+        );
     }
 
-    ensure!(reqwest::get(&health).await?.status() == 200, "health after all that");
+    ensure!(
+        reqwest::get(&health).await?.status() == 200,
+        "health after all that"
+    );
     let log = env.bridge.log();
     for kind in ["header_timeout", "body_timeout"] {
         ensure!(log.contains(kind), "no {kind} refusal in the log");
@@ -250,11 +267,7 @@ async fn the_connection_cap_holds() -> anyhow::Result<()> {
     let health = format!("{}/_switchboard/health", env.bridge.base_url());
     // Let the rig's own connections (health polls) go first: wait until health answers on a
     // fresh client whose connection closes after each request.
-    let fresh = || {
-        reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-    };
+    let fresh = || reqwest::Client::builder().pool_max_idle_per_host(0).build();
     ensure!(fresh()?.get(&health).send().await?.status() == 200);
     let mut held = Vec::new();
     for _ in 0..6 {
@@ -271,16 +284,26 @@ async fn the_connection_cap_holds() -> anyhow::Result<()> {
             refused += 1;
         }
     }
-    ensure!(refused == 3, "{refused} of 3 requests over the cap were refused");
+    ensure!(
+        refused == 3,
+        "{refused} of 3 requests over the cap were refused"
+    );
     drop(held);
-    rig::poll_until("requests to be served again", Duration::from_secs(10), || async {
-        let resp = fresh()?.get(&health).send().await?;
-        Ok((resp.status() == 200).then_some(()))
-    })
+    rig::poll_until(
+        "requests to be served again",
+        Duration::from_secs(10),
+        || async {
+            let resp = fresh()?.get(&health).send().await?;
+            Ok((resp.status() == 200).then_some(()))
+        },
+    )
     .await?;
     let log = env.bridge.log();
     let logged = log.matches("connection_cap").count();
-    ensure!(logged == 1, "the connection cap refusals were logged {logged} times");
+    ensure!(
+        logged == 1,
+        "the connection cap refusals were logged {logged} times"
+    );
     Ok(())
 }
 
@@ -333,7 +356,11 @@ impl RawVisitor {
     /// `POST /session`; keeps the token when it was 200. The response's body is read only
     /// then, so a refusal keeps its headers for the caller.
     async fn session(&mut self, name: &str) -> anyhow::Result<Answer> {
-        let resp = self.post("session").json(&json!({"name": name})).send().await?;
+        let resp = self
+            .post("session")
+            .json(&json!({"name": name}))
+            .send()
+            .await?;
         let answer = Answer::of(&resp);
         if answer.status() == 200 {
             let body: serde_json::Value = resp.json().await?;
@@ -415,11 +442,17 @@ async fn webchat_limits_per_address_and_overall_hold(backend: Backend) -> anyhow
 
     // Sessions per address: four, then 429 with Retry-After; another address is not affected.
     for i in 0..4 {
-        let resp = RawVisitor::new(&env, "198.51.100.1").session(&format!("S{i}")).await?;
+        let resp = RawVisitor::new(&env, "198.51.100.1")
+            .session(&format!("S{i}"))
+            .await?;
         ensure!(resp.status() == 200, "session {i}: {}", resp.status());
     }
     let fifth = RawVisitor::new(&env, "198.51.100.1").session("S4").await?;
-    ensure!(is_refused_with_retry_after(&fifth), "fifth session: {}", fifth.status());
+    ensure!(
+        is_refused_with_retry_after(&fifth),
+        "fifth session: {}",
+        fifth.status()
+    );
     let other = RawVisitor::new(&env, "198.51.100.2").session("S5").await?;
     ensure!(other.status() == 200, "another address: {}", other.status());
 
@@ -485,20 +518,32 @@ async fn webchat_limits_per_address_and_overall_hold(backend: Backend) -> anyhow
     let s2 = open(token.clone()).await?;
     ensure!(s1.status() == 200 && s2.status() == 200, "two streams");
     let s3 = open(token.clone()).await?;
-    ensure!(is_refused_with_retry_after(&s3), "third stream of one visitor: {}", s3.status());
+    ensure!(
+        is_refused_with_retry_after(&s3),
+        "third stream of one visitor: {}",
+        s3.status()
+    );
     let mut w = RawVisitor::new(&env, "192.0.2.51");
     ensure!(w.session("Streamer two").await?.status() == 200);
     let w_token = w.token.clone().context("token")?;
     let w1 = open(w_token.clone()).await?;
     ensure!(w1.status() == 200, "third stream overall");
     let w2 = open(w_token.clone()).await?;
-    ensure!(is_refused_with_retry_after(&w2), "fourth stream overall: {}", w2.status());
+    ensure!(
+        is_refused_with_retry_after(&w2),
+        "fourth stream overall: {}",
+        w2.status()
+    );
     // A stream that ends frees its place.
     drop(s1);
-    rig::poll_until("a closed stream to free its place", Duration::from_secs(20), || {
-        let open = open(w_token.clone());
-        async move { Ok((open.await?.status() == 200).then_some(())) }
-    })
+    rig::poll_until(
+        "a closed stream to free its place",
+        Duration::from_secs(20),
+        || {
+            let open = open(w_token.clone());
+            async move { Ok((open.await?.status() == 200).then_some(())) }
+        },
+    )
     .await?;
     Ok(())
 }
@@ -524,14 +569,21 @@ async fn silent_sessions_expire_and_are_cleaned_up() -> anyhow::Result<()> {
     let url = env.bridge.database_url().to_string();
     let expiring = "SELECT COUNT(*) FROM channel_state WHERE expires_at IS NOT NULL";
     let n = rig::store_count(Backend::Sqlite, &url, expiring, &[]).await?;
-    ensure!(n == 10, "{n} expiring records for 5 silent sessions (2 each)");
+    ensure!(
+        n == 10,
+        "{n} expiring records for 5 silent sessions (2 each)"
+    );
     // Their time runs out; housekeeping prunes at start.
     tokio::time::sleep(Duration::from_secs(3)).await;
     env.bridge.restart().await?;
-    rig::poll_until("the silent sessions' records to go", Duration::from_secs(30), || async {
-        let n = rig::store_count(Backend::Sqlite, &url, expiring, &[]).await?;
-        Ok((n == 0).then_some(()))
-    })
+    rig::poll_until(
+        "the silent sessions' records to go",
+        Duration::from_secs(30),
+        || async {
+            let n = rig::store_count(Backend::Sqlite, &url, expiring, &[]).await?;
+            Ok((n == 0).then_some(()))
+        },
+    )
     .await?;
     let history = |v: &RawVisitor| {
         reqwest::Client::new()
@@ -540,8 +592,14 @@ async fn silent_sessions_expire_and_are_cleaned_up() -> anyhow::Result<()> {
             .send()
     };
     for v in &silent {
-        ensure!(history(v).await?.status() == 401, "a silent session still works");
+        ensure!(
+            history(v).await?.status() == 401,
+            "a silent session still works"
+        );
     }
-    ensure!(history(&writer).await?.status() == 200, "the writer's session is gone");
+    ensure!(
+        history(&writer).await?.status() == 200,
+        "the writer's session is gone"
+    );
     Ok(())
 }
