@@ -55,6 +55,9 @@ pub struct Config {
     pub routing: RoutingConfig,
     #[serde(default)]
     pub testing: TestingConfig,
+    /// The HTTP server's limits (timeouts, body sizes, connections).
+    #[serde(default)]
+    pub http: HttpConfig,
     /// The figment the config was read from, kept so channel sections can be extracted with
     /// errors naming their keys.
     #[serde(skip)]
@@ -266,6 +269,87 @@ fn default_true() -> bool {
     true
 }
 
+/// The shared HTTP server (`appservice.listen`: homeserver transactions, webhooks, the web
+/// chat) and what it refuses. The defaults suit the open internet; a refusal is logged once a
+/// minute per kind with a count of the rest.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A client must send a request's whole header within this time, from connecting or from
+    /// the end of its previous response (so it is also how long an idle keep-alive connection
+    /// waits for its next request). Slow-loris clients are closed after it.
+    #[serde(default = "default_header_timeout", with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A request's whole body must arrive within this time from its header (uploads included).
+    #[serde(default = "default_body_timeout", with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// A connection on which nothing is read or written for this long is closed (event streams
+    /// send a keep-alive every 15 s, so they stay open).
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Open connections at most; more are answered `503` with `Retry-After` and closed.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Largest request body, in bytes, on any route not listed in `body_limits`.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: u64,
+    /// Largest request body per route prefix (`/_matrix/app/`, `/telegram/`), in bytes; the
+    /// longest matching prefix wins. Channels keep their own finer limits inside (the web
+    /// chat's JSON and upload limits).
+    #[serde(default = "default_body_limits")]
+    pub body_limits: BTreeMap<String, u64>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: default_header_timeout(),
+            body_read_timeout: default_body_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_connections: default_max_connections(),
+            max_body_bytes: default_max_body(),
+            body_limits: default_body_limits(),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The body limit for a request path: the longest matching prefix's, else the default.
+    pub fn body_limit(&self, path: &str) -> u64 {
+        self.body_limits
+            .iter()
+            .filter(|(prefix, _)| path.starts_with(prefix.as_str()))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map_or(self.max_body_bytes, |(_, limit)| *limit)
+    }
+}
+
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_max_connections() -> usize {
+    2048
+}
+fn default_max_body() -> u64 {
+    // Webhooks and the web chat's JSON API: far below this.
+    1024 * 1024
+}
+fn default_body_limits() -> BTreeMap<String, u64> {
+    BTreeMap::from([
+        // Homeserver transactions: the appservice reads at most 64 MiB and answers M_TOO_LARGE.
+        ("/_matrix/".to_string(), 64 * 1024 * 1024 + 64 * 1024),
+        // Web chat uploads: channels.webchat.max_upload_bytes (10 MiB by default) and room for
+        // the multipart envelope; raise this with it.
+        ("/webchat/api/v1/files".to_string(), 64 * 1024 * 1024),
+    ])
+}
+
 /// Switches for test rigs; never on in production.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -410,6 +494,27 @@ impl Config {
                 "must start with sqlite:// or postgres://",
             ));
         }
+        let h = &self.http;
+        for (key, value) in [
+            ("http.header_read_timeout", h.header_read_timeout),
+            ("http.body_read_timeout", h.body_read_timeout),
+            ("http.idle_timeout", h.idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key, "must be longer than 0s"));
+            }
+        }
+        if h.max_connections == 0 {
+            return Err(invalid("http.max_connections", "must be at least 1"));
+        }
+        for (prefix, _) in &h.body_limits {
+            if !prefix.starts_with('/') {
+                return Err(invalid(
+                    &format!("http.body_limits.{prefix}"),
+                    "must be a path prefix starting with /",
+                ));
+            }
+        }
         for user in self.bridge.operators.keys() {
             if ruma::UserId::parse(user.as_str()).is_err() {
                 return Err(invalid(
@@ -521,7 +626,7 @@ fn is_config_key(key: &str) -> bool {
     let section = key.split("__").next().unwrap_or("").to_ascii_lowercase();
     matches!(
         section.as_str(),
-        "homeserver" | "appservice" | "database" | "bridge" | "channels" | "logging"
+        "homeserver" | "appservice" | "database" | "bridge" | "channels" | "logging" | "http"
     )
 }
 

@@ -132,6 +132,19 @@ impl Host for ChannelHost {
             .map_err(store_error)
     }
 
+    async fn state_put_expiring(
+        &self,
+        key: &str,
+        value: &str,
+        expires_at_ms: i64,
+    ) -> Result<(), HostError> {
+        self.bridge
+            .store
+            .state_put_expiring(self.channel, key, value, expires_at_ms)
+            .await
+            .map_err(store_error)
+    }
+
     async fn log_append(
         &self,
         stream: &str,

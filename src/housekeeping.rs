@@ -8,6 +8,9 @@
 //! (the raw bytes, for an administrator who follows up), then deleted; input still waiting for
 //! its notice is never pruned.
 //!
+//! Channel records written to expire ([`switchboard_channel::Host::state_put_expiring`]: a web
+//! chat session in which nobody wrote) are deleted once their time has passed.
+//!
 //! Customer messages, operator replies, dead letters and the message map are the conversation's
 //! record and are never pruned here.
 
@@ -48,6 +51,12 @@ pub async fn prune(store: &Store, now_ms: i64) {
         Ok(0) => {}
         Ok(inputs) => tracing::info!(inputs, "pruned unreadable input shown a month ago"),
         Err(e) => tracing::warn!(error = %e, "cannot prune unreadable input"),
+    }
+    // Channel records written to expire (web chat sessions in which nobody wrote).
+    match store.prune_expired_state(now_ms).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(records = n, "pruned expired channel records"),
+        Err(e) => tracing::warn!(error = %e, "cannot prune expired channel records"),
     }
 }
 

@@ -21,6 +21,7 @@ pub mod registration;
 pub mod relay;
 pub mod routing;
 pub mod search;
+pub mod server;
 pub mod split;
 pub mod startup;
 pub mod store;

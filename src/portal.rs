@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use switchboard_kit::without_invisible;
 
 use crate::bridge::Bridge;
 use crate::matrix::MatrixError;
@@ -40,15 +41,17 @@ impl PortalError {
 /// that long helps no one; the full name stays in the store.
 pub const MAX_NAME_CHARS: usize = 80;
 
-/// The name a customer goes by in Matrix, at most [`MAX_NAME_CHARS`] long.
+/// The name a customer goes by in Matrix (ghost display name, room name, lobby lines), at most
+/// [`MAX_NAME_CHARS`] long and without the kit's invisible and bidi characters
+/// ([`switchboard_kit::is_invisible`]), whatever channel it came from: a name ending in U+202E
+/// cannot make the room name's `(telegram)` read backwards.
 pub fn customer_name(contact: &Contact) -> String {
-    let full = contact
-        .display_name
-        .clone()
-        .filter(|n| !n.trim().is_empty())
-        .or_else(|| contact.email.clone())
-        .or_else(|| contact.phone.clone())
-        .unwrap_or_else(|| contact.contact_id.clone());
+    let visible = |n: &String| Some(without_invisible(n)).filter(|n| !n.trim().is_empty());
+    let full = [&contact.display_name, &contact.email, &contact.phone]
+        .into_iter()
+        .flatten()
+        .find_map(visible)
+        .unwrap_or_else(|| without_invisible(&contact.contact_id));
     clip_name(full.trim())
 }
 
@@ -176,10 +179,10 @@ pub async fn ensure_portal(
         .as_deref()
         .filter(|e| Some(*e) != contact.display_name.as_deref())
     {
-        topic.push_str(&format!(" <{email}>"));
+        topic.push_str(&format!(" <{}>", without_invisible(email)));
     }
     if let Some(phone) = &contact.phone {
-        topic.push_str(&format!(", {phone}"));
+        topic.push_str(&format!(", {}", without_invisible(phone)));
     }
     let bridge_state = bridge_info(bridge, conversation, &name);
     let state_key = format!(

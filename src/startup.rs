@@ -86,7 +86,12 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
         }
         tracing::info!(channel = name, "channel started");
     }
-    let app = app.layer(tower_http::trace::TraceLayer::new_for_http());
+    let limits = crate::server::Limits {
+        config: Arc::new(bridge.config.http.clone()),
+        refusals: Arc::new(switchboard_kit::RefusalLog::new()),
+    };
+    let app = crate::server::with_body_limits(app, limits.clone())
+        .layer(tower_http::trace::TraceLayer::new_for_http());
 
     let listener = tokio::net::TcpListener::bind(bridge.config.appservice.listen)
         .await
@@ -97,14 +102,9 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
             )
         })?;
     tracing::info!(address = %bridge.config.appservice.listen, "listening");
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.changed().await;
-            })
-            .await
-    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server =
+        tokio::spawn(async move { crate::server::serve(listener, app, limits, stop_rx).await });
 
     if bridge.config.testing.clock_control {
         if let Ok(Some(offset)) = bridge

@@ -421,6 +421,20 @@ pub trait Host: Send + Sync + 'static {
     /// Write a value of the channel's durable key-value state.
     async fn state_put(&self, key: &str, value: &str) -> Result<(), HostError>;
 
+    /// Write a value that the core deletes once `expires_at_ms` has passed, unless it is written
+    /// again with [`Host::state_put`] before (which keeps it for good). For records of things
+    /// that may never matter (a web chat session in which nobody writes). A host without expiry
+    /// keeps the value.
+    async fn state_put_expiring(
+        &self,
+        key: &str,
+        value: &str,
+        expires_at_ms: i64,
+    ) -> Result<(), HostError> {
+        let _ = expires_at_ms;
+        self.state_put(key, value).await
+    }
+
     /// Append to one of the channel's durable logs; idempotent by `key` within the stream: when the
     /// key is already there, nothing is written and the existing entry's sequence number is
     /// returned. Sequence numbers increase within a stream.

@@ -16,35 +16,7 @@ pub const MAX_BYTES: usize = 255;
 /// Longest extension kept whole when a name is cut (`.docx`, `.tar.gz`'s `.gz`).
 const MAX_EXTENSION_CHARS: usize = 16;
 
-/// Characters that never belong in a file name: controls (Unicode Cc) and the format
-/// characters (Cf) that are invisible or change the direction of text.
-pub fn is_invisible(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{00AD}'
-                | '\u{0600}'..='\u{0605}'
-                | '\u{061C}'
-                | '\u{06DD}'
-                | '\u{070F}'
-                | '\u{115F}'
-                | '\u{1160}'
-                | '\u{17B4}'
-                | '\u{17B5}'
-                | '\u{180E}'
-                | '\u{200B}'..='\u{200F}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{206F}'
-                | '\u{3164}'
-                | '\u{FEFF}'
-                | '\u{FFA0}'
-                | '\u{FFF9}'..='\u{FFFB}'
-                | '\u{1BCA0}'..='\u{1BCA3}'
-                | '\u{1D173}'..='\u{1D17A}'
-                | '\u{E0000}'..='\u{E007F}'
-        )
-}
+pub use crate::text::is_invisible;
 
 /// Characters Windows refuses in a file name (besides the path separators, already gone).
 fn is_reserved(c: char) -> bool {

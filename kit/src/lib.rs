@@ -15,8 +15,10 @@
 //! * [`media`]: fetching a message's files into the media store, or naming those not fetched;
 //! * [`meta`]: Meta's webhook protocol (the `hub.challenge` handshake and
 //!   `X-Hub-Signature-256`), shared by WhatsApp, Messenger and Instagram;
+//! * [`refusals`]: rate-limited logging of what the server and channels turn away;
 //! * [`send`]: the two kinds of send failure, and fetching an operator's file from the store;
-//! * [`text`]: the wall clock in milliseconds and HTML escaping;
+//! * [`text`]: the wall clock in milliseconds, HTML escaping, and the invisible and bidi
+//!   characters no name shown to people may carry;
 //! * `test_host` (feature `test-host`): an in-memory `Host` for the channels' unit tests.
 
 pub mod config;
@@ -26,6 +28,7 @@ pub mod lifecycle;
 pub mod media;
 pub mod meta;
 pub mod mime;
+pub mod refusals;
 pub mod send;
 pub mod text;
 pub mod verify;
@@ -34,5 +37,6 @@ pub mod verify;
 pub mod test_host;
 
 pub use file_name::safe_file_name;
-pub use text::{escape_html, now_ms};
+pub use refusals::RefusalLog;
+pub use text::{escape_html, is_invisible, now_ms, without_invisible};
 pub use verify::constant_time_eq;

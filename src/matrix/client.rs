@@ -248,6 +248,14 @@ impl Homeserver {
             .map(|_| ())
     }
 
+    /// Leave a room, or decline an invite to it (the same call in the spec).
+    pub async fn leave(&self, room_id: &str, user: &str) -> Result<(), MatrixError> {
+        let path = format!("/_matrix/client/v3/rooms/{}/leave", seg(room_id));
+        self.call(Method::POST, &path, Some(user), &[], Some(&json!({})))
+            .await
+            .map(|_| ())
+    }
+
     pub async fn invite(&self, room_id: &str, user: &str) -> Result<(), MatrixError> {
         let path = format!("/_matrix/client/v3/rooms/{}/invite", seg(room_id));
         match self

@@ -1,4 +1,5 @@
-//! Channel → Matrix: drains the inbox, in order per conversation.
+//! Channel → Matrix: drains the inbox, in order per conversation, fairly across channels (a
+//! flood on one channel queues behind itself: [`queue::run_fair`]).
 //!
 //! Each stored event becomes Matrix events sent by the contact's ghost (with `?ts=` set to when
 //! the customer acted). Transaction ids are derived from the inbox row, so a retry after a crash
@@ -26,15 +27,34 @@ pub async fn run(bridge: Arc<Bridge>) {
     let b = bridge.clone();
     let ready = move || {
         let b = b.clone();
-        async move { b.store.inbox_ready(200).await }
+        async move { b.store.inbox_ready(CONVERSATIONS_IN_PARALLEL as i64).await }
     };
     let b = bridge.clone();
     let drain = move |conversation: i64| {
         let b = b.clone();
         async move { drain(&b, conversation).await }
     };
-    queue::run("inbound", &bridge.wake_inbound, ready, drain, 16).await;
+    queue::run_fair(
+        "inbound",
+        &bridge.wake_inbound,
+        ready,
+        drain,
+        CONVERSATIONS_IN_PARALLEL,
+        PER_CHANNEL,
+    )
+    .await;
 }
+
+/// How many conversations have their inbound events worked on at once.
+const CONVERSATIONS_IN_PARALLEL: usize = 16;
+
+/// How many of those one channel may hold: a flood on one channel leaves the other three
+/// quarters to the rest, so their customers' messages never wait behind it. A quarter, not a
+/// half: each new conversation is a room created on the homeserver, which works on every
+/// request at once, so the fewer a flood has in flight, the less it slows everyone's sends there
+/// (`bench/flood.rs`: 4.9x the quiet median latency with a half, 2.8x with a quarter, on one
+/// loaded machine).
+const PER_CHANNEL: usize = CONVERSATIONS_IN_PARALLEL / 4;
 
 async fn drain(bridge: &Bridge, conversation_id: i64) {
     loop {

@@ -5,7 +5,9 @@
 //! In a portal, an operator's message becomes one outbox item (written in the same database
 //! transaction that marks the event handled, so it is queued exactly once); `!sb …` commands are
 //! run and never relayed; redactions of relayed messages become deletions. The bot joins rooms
-//! it is invited to (a DM with the bot is where bare commands work).
+//! an operator invites it to (a DM with the bot is where bare commands work, a lobby can be
+//! moved there) and declines every other invite: a stranger on the homeserver cannot pull the
+//! bot into rooms of their own.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,6 +173,27 @@ impl From<crate::store::StoreError> for HandleError {
     }
 }
 
+/// The bot was invited: it joins when the inviter is an operator (any level, configured or a team
+/// member) and declines otherwise. The bot's own rooms (portals, lobbies) need no invite: it
+/// created them.
+async fn on_bot_invited(bridge: &Bridge, room_id: &str, inviter: &str) {
+    let bot = &bridge.namespace.bot;
+    if crate::routing::level(bridge, inviter).await.is_some() {
+        if let Err(e) = bridge.homeserver.join(room_id, bot).await {
+            tracing::warn!(room_id, error = %e, "could not accept an invite");
+        }
+        return;
+    }
+    tracing::info!(
+        room_id,
+        inviter,
+        "declining an invite from someone who is not an operator"
+    );
+    if let Err(e) = bridge.homeserver.leave(room_id, bot).await {
+        tracing::warn!(room_id, error = %e, "could not decline an invite");
+    }
+}
+
 async fn handle(bridge: &Bridge, row: &MatrixEventRow) -> Result<Handled, HandleError> {
     let event = &row.payload;
     let event_type = event.get("type").and_then(Value::as_str).unwrap_or("");
@@ -182,13 +205,7 @@ async fn handle(bridge: &Bridge, row: &MatrixEventRow) -> Result<Handled, Handle
             let target = event.get("state_key").and_then(Value::as_str);
             let membership = body.get("membership").and_then(Value::as_str);
             if target == Some(bridge.namespace.bot.as_str()) && membership == Some("invite") {
-                if let Err(e) = bridge
-                    .homeserver
-                    .join(&row.room_id, &bridge.namespace.bot)
-                    .await
-                {
-                    tracing::warn!(room_id = row.room_id, error = %e, "could not accept an invite");
-                }
+                on_bot_invited(bridge, &row.room_id, sender).await;
             }
             Ok(Handled::Done)
         }

@@ -2,8 +2,17 @@
 //! rooms) run in parallel, events within one conversation strictly in order.
 //!
 //! A dispatcher asks the store which keys (conversation ids, room ids) have a due event at the
-//! head of their queue and starts one drain task per key that is not already being drained. It wakes when told
-//! (a new event was stored) and otherwise every `tick`, which is when backoff deadlines come due.
+//! head of their queue and starts one drain task per key that is not already being drained. It
+//! wakes when told (a new event was stored), when a drain ends (a slot is free), and otherwise
+//! every `tick`, which is when backoff deadlines come due.
+//!
+//! **Fairness** ([`run_fair`]): each key belongs to a lane (the inbound queue's lanes are
+//! channels). One lane holds at most `per_lane` of the `concurrency` slots, and the store lists
+//! keys interleaved across lanes, so a flood on one channel — a thousand new web chat
+//! conversations — waits behind itself while a WhatsApp customer's message takes a free slot at
+//! once. One conversation is drained by one task at a time, so a flood in one conversation holds
+//! one slot. Order within a conversation and exactly-once are the drains' business and are not
+//! touched by the choice of which conversation goes next.
 //!
 //! A drain that panics (a bug) is logged and its key is freed, then left alone for a growing
 //! pause before it is tried again: one poisoned conversation neither stalls forever nor spins.
@@ -33,7 +42,7 @@ pub fn backoff(attempts: u32, base: Duration, max: Duration, hint: Option<Durati
 }
 
 /// Run a per-conversation (or per-room) queue forever: at most `concurrency` keys are drained at
-/// once, and never one key by two tasks.
+/// once, and never one key by two tasks. All keys share one lane.
 pub async fn run<K, R, RF, D, DF>(
     name: &'static str,
     wake: &Notify,
@@ -47,28 +56,67 @@ pub async fn run<K, R, RF, D, DF>(
     D: Fn(K) -> DF + Clone + Send + 'static,
     DF: Future<Output = ()> + Send + 'static,
 {
+    let one_lane = || {
+        let listed = ready();
+        async move { Ok(listed.await?.into_iter().map(|k| ((), k)).collect()) }
+    };
+    run_fair(name, wake, one_lane, drain, concurrency, concurrency).await
+}
+
+/// Run a queue whose keys come in lanes (`ready` lists `(lane, key)`, interleaved across lanes):
+/// at most `concurrency` keys at once, at most `per_lane` of them from one lane, never one key
+/// by two tasks (see the module docs).
+pub async fn run_fair<L, K, R, RF, D, DF>(
+    name: &'static str,
+    wake: &Notify,
+    ready: R,
+    drain: D,
+    concurrency: usize,
+    per_lane: usize,
+) where
+    L: Eq + Hash + Clone + Send + 'static,
+    K: Eq + Hash + Clone + Send + 'static,
+    R: Fn() -> RF,
+    RF: Future<Output = Result<Vec<(L, K)>, StoreError>>,
+    D: Fn(K) -> DF + Clone + Send + 'static,
+    DF: Future<Output = ()> + Send + 'static,
+{
     let busy: Arc<Mutex<HashSet<K>>> = Arc::new(Mutex::new(HashSet::new()));
+    let in_lane: Arc<Mutex<HashMap<L, usize>>> = Arc::new(Mutex::new(HashMap::new()));
     // Keys whose last drain panicked: how many times in a row, and when to try again.
     let panicked: Arc<Mutex<HashMap<K, (u32, Instant)>>> = Arc::new(Mutex::new(HashMap::new()));
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    let per_lane = per_lane.clamp(1, concurrency.max(1));
+    let freed = Arc::new(Notify::new());
     let tick = Duration::from_millis(250);
     loop {
         match ready().await {
             Ok(keys) => {
-                for key in keys {
+                for (lane, key) in keys {
                     if lock(&panicked)
                         .get(&key)
                         .is_some_and(|(_, until)| *until > Instant::now())
                     {
                         continue;
                     }
-                    if !lock(&busy).insert(key.clone()) {
+                    if lock(&busy).contains(&key)
+                        || lock(&in_lane).get(&lane).is_some_and(|n| *n >= per_lane)
+                    {
                         continue;
                     }
-                    let Ok(permit) = slots.clone().acquire_owned().await else {
-                        return;
+                    // No free slot: the rest waits for the next round, listed afresh and in
+                    // lane order again, rather than in this round's order.
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        break;
                     };
-                    let (busy, panicked) = (busy.clone(), panicked.clone());
+                    lock(&busy).insert(key.clone());
+                    *lock(&in_lane).entry(lane.clone()).or_insert(0) += 1;
+                    let (busy, in_lane, panicked, freed) = (
+                        busy.clone(),
+                        in_lane.clone(),
+                        panicked.clone(),
+                        freed.clone(),
+                    );
                     let drain = drain.clone();
                     tokio::spawn(async move {
                         let outcome = AssertUnwindSafe(drain(key.clone())).catch_unwind().await;
@@ -84,13 +132,26 @@ pub async fn run<K, R, RF, D, DF>(
                             }
                         }
                         lock(&busy).remove(&key);
+                        {
+                            let mut in_lane = lock(&in_lane);
+                            if let Some(n) = in_lane.get_mut(&lane) {
+                                *n -= 1;
+                                if *n == 0 {
+                                    in_lane.remove(&lane);
+                                }
+                            }
+                        }
                         drop(permit);
+                        freed.notify_one();
                     });
                 }
             }
             Err(e) => tracing::error!(queue = name, error = %e, "cannot read queue; retrying"),
         }
-        let _ = tokio::time::timeout(tick, wake.notified()).await;
+        tokio::select! {
+            _ = tokio::time::timeout(tick, wake.notified()) => {}
+            _ = freed.notified() => {}
+        }
     }
 }
 
@@ -204,6 +265,43 @@ mod tests {
             "retried {:?} after the panic, before the pause ended",
             calls[1] - calls[0]
         );
+    }
+
+    /// A lane listing many keys, all slow, cannot take every slot: a key of another lane,
+    /// listed after all of them, is drained while the flood is still stuck.
+    #[tokio::test]
+    async fn a_flooded_lane_leaves_slots_for_the_others() {
+        let wake = Arc::new(Notify::new());
+        let release = Arc::new(Notify::new());
+        let other_done = Arc::new(Notify::new());
+        let ready = || async {
+            let mut keys: Vec<(&str, String)> =
+                (0..50).map(|i| ("webchat", format!("flood-{i}"))).collect();
+            keys.push(("whatsapp", "customer".to_string()));
+            Ok::<_, StoreError>(keys)
+        };
+        let drain = {
+            let (release, other_done) = (release.clone(), other_done.clone());
+            move |key: String| {
+                let (release, other_done) = (release.clone(), other_done.clone());
+                async move {
+                    if key == "customer" {
+                        other_done.notify_one();
+                    } else {
+                        release.notified().await;
+                    }
+                }
+            }
+        };
+        let queue = {
+            let wake = wake.clone();
+            tokio::spawn(async move { run_fair("test", &wake, ready, drain, 8, 4).await })
+        };
+        tokio::time::timeout(Duration::from_secs(5), other_done.notified())
+            .await
+            .expect("the flooded lane took every slot");
+        release.notify_waiters();
+        queue.abort();
     }
 
     #[test]

@@ -17,7 +17,7 @@ impl Store {
     pub async fn state_put(&self, channel: &str, key: &str, value: &str) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO channel_state (channel, key, value) VALUES ($1, $2, $3)
-             ON CONFLICT (channel, key) DO UPDATE SET value = excluded.value",
+             ON CONFLICT (channel, key) DO UPDATE SET value = excluded.value, expires_at = NULL",
         )
         .bind(channel)
         .bind(key)
@@ -25,6 +25,40 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+
+    /// Write a value that is deleted at `expires_at` (ms) unless [`Store::state_put`] writes it
+    /// again before.
+    pub async fn state_put_expiring(
+        &self,
+        channel: &str,
+        key: &str,
+        value: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO channel_state (channel, key, value, expires_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (channel, key) DO UPDATE SET value = excluded.value,
+                                                      expires_at = excluded.expires_at",
+        )
+        .bind(channel)
+        .bind(key)
+        .bind(value)
+        .bind(expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Delete the state values whose time ran out before `now_ms`; how many.
+    pub async fn prune_expired_state(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM channel_state WHERE expires_at IS NOT NULL AND expires_at < $1",
+        )
+        .bind(now_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// Append an entry; when `key` is already in the stream, return the existing entry's seq.

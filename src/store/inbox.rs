@@ -59,19 +59,29 @@ impl Store {
     }
 
     /// Conversations whose oldest pending inbox event is due now.
-    pub async fn inbox_ready(&self, limit: i64) -> Result<Vec<i64>, StoreError> {
+    pub async fn inbox_ready(&self, per_channel: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        // Up to `per_channel` conversations per channel, oldest head first within a channel and
+        // interleaved across channels (every channel's first, then every channel's second, …):
+        // the fair order the inbound stage schedules in (src/relay/queue.rs).
         let rows = sqlx::query(
-            "SELECT i.conversation_id FROM inbox i
-             WHERE i.state = 'pending' AND i.next_attempt_at <= $1
-               AND NOT EXISTS (SELECT 1 FROM inbox j WHERE j.conversation_id = i.conversation_id
-                               AND j.state = 'pending' AND j.id < i.id)
-             ORDER BY i.id LIMIT $2",
+            "SELECT channel, conversation_id FROM (
+                 SELECT i.channel, i.conversation_id, i.id,
+                        ROW_NUMBER() OVER (PARTITION BY i.channel ORDER BY i.id) AS turn
+                 FROM inbox i
+                 WHERE i.state = 'pending' AND i.next_attempt_at <= $1
+                   AND NOT EXISTS (SELECT 1 FROM inbox j WHERE j.conversation_id = i.conversation_id
+                                   AND j.state = 'pending' AND j.id < i.id)
+             ) heads
+             WHERE turn <= $2
+             ORDER BY turn, id",
         )
         .bind(now_ms())
-        .bind(limit)
+        .bind(per_channel)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(|r| r.try_get("conversation_id")).collect()
+        rows.iter()
+            .map(|r| Ok((r.try_get("channel")?, r.try_get("conversation_id")?)))
+            .collect()
     }
 
     /// The oldest pending event of a conversation, if it is due.

@@ -281,6 +281,13 @@ impl Bridge {
                     "max_upload_bytes": options.max_upload_bytes,
                     "rate_limit_per_minute": 600,
                     "rate_limit_burst": 100,
+                    // Every test visitor comes from 127.0.0.1: the per-address and overall
+                    // limits are the flood tests' to set (tests/abuse.rs).
+                    "sessions_per_address_per_minute": 100_000,
+                    "sessions_per_minute": 100_000,
+                    "new_conversations_per_address_per_minute": 100_000,
+                    "new_conversations_per_minute": 100_000,
+                    "uploads_per_address_per_minute": 100_000,
                 }
             },
             "logging": {"filter": log_filter},

@@ -22,6 +22,7 @@ use crate::auth::{bearer, Authed};
 use crate::config::MAX_TEXT_CHARS;
 use crate::error::ApiError;
 use crate::inbound::{self, Accepted, NewMessage};
+use crate::limits::ClientAddr;
 use crate::parse::{
     decode_json, EditMessage, MessageInput, PostMessage, ReadRequest, SessionRequest, TypingRequest,
 };
@@ -76,6 +77,7 @@ fn session_body(token: &str, visitor: &Visitor) -> Json<Value> {
 /// e-mail when given) or, without a token or with an unknown one, start a new visitor.
 pub async fn session(
     State(state): State<AppState>,
+    addr: ClientAddr,
     headers: axum::http::HeaderMap,
     JsonBody(body): JsonBody<SessionRequest>,
 ) -> Result<Json<Value>, ApiError> {
@@ -88,19 +90,32 @@ pub async fn session(
             if changed {
                 visitor.name = name.or(visitor.name);
                 visitor.email = email.or(visitor.email);
-                state.store.save_visitor(&token, &visitor).await?;
+                state
+                    .store
+                    .save_visitor(&token, &visitor, silent_ttl_ms(&state))
+                    .await?;
             }
             return Ok(session_body(&token, &visitor));
         }
     }
-    let (token, visitor) = state.store.create_visitor(name, email).await?;
+    state.limits.new_session(addr)?;
+    let (token, visitor) = state
+        .store
+        .create_visitor(name, email, silent_ttl_ms(&state))
+        .await?;
     tracing::info!(visitor = %visitor.id, "webchat: new visitor");
     Ok(session_body(&token, &visitor))
+}
+
+/// How long the records of a session in which nobody wrote are kept.
+fn silent_ttl_ms(state: &AppState) -> i64 {
+    i64::try_from(state.config.silent_session_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
 /// `POST /api/v1/messages`: the visitor sends a text message. Idempotent by `client_id`.
 pub async fn post_message(
     State(state): State<AppState>,
+    addr: ClientAddr,
     Authed { visitor, .. }: Authed,
     JsonBody(body): JsonBody<PostMessage>,
 ) -> Result<Json<Accepted>, ApiError> {
@@ -114,6 +129,9 @@ pub async fn post_message(
         return Ok(Json(accepted));
     }
     state.limiter.check(&visitor.id)?;
+    if !visitor.wrote {
+        state.limits.new_conversation(addr)?;
+    }
     inbound::check_reply_target(&state, &visitor, reply_to.as_deref()).await?;
     let message = NewMessage {
         client_id,

@@ -35,6 +35,29 @@ pub struct WebchatConfig {
     pub rate_limit_burst: u32,
     /// Text shown at the top of the widget before the conversation.
     pub greeting: Option<String>,
+    /// New sessions one client address may open per minute (bursts of as many). A real visitor
+    /// opens one per browser; an office behind one address a few.
+    pub sessions_per_address_per_minute: u32,
+    /// New sessions per minute from all addresses together (ten seconds' worth at once, then
+    /// evenly spread).
+    pub sessions_per_minute: u32,
+    /// New conversations (a session's first message: a new room for the team) one client
+    /// address may start per minute.
+    pub new_conversations_per_address_per_minute: u32,
+    /// New conversations per minute from all addresses together: what the team is shown at
+    /// most (ten seconds' worth at once, then evenly spread). Beyond it visitors get 429 with
+    /// `Retry-After` and the widget tries again.
+    pub new_conversations_per_minute: u32,
+    /// Uploads one client address may make per minute (besides the per-visitor rate).
+    pub uploads_per_address_per_minute: u32,
+    /// Open event streams per visitor (tabs of one browser) and in total.
+    pub event_streams_per_visitor: u32,
+    pub event_streams_total: u32,
+    /// A session in which the visitor never wrote is forgotten after this many seconds.
+    pub silent_session_ttl_secs: u64,
+    /// Addresses of reverse proxies in front of the bridge. Only when the peer is one of them is
+    /// `X-Forwarded-For` believed (its last address that is not a trusted proxy is the client).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for WebchatConfig {
@@ -49,6 +72,15 @@ impl Default for WebchatConfig {
             rate_limit_per_minute: 30,
             rate_limit_burst: 10,
             greeting: None,
+            sessions_per_address_per_minute: 20,
+            sessions_per_minute: 600,
+            new_conversations_per_address_per_minute: 5,
+            new_conversations_per_minute: 60,
+            uploads_per_address_per_minute: 30,
+            event_streams_per_visitor: 5,
+            event_streams_total: 5000,
+            silent_session_ttl_secs: 24 * 3600,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -80,6 +112,34 @@ impl WebchatConfig {
         }
         if self.rate_limit_burst == 0 {
             return invalid("rate_limit_burst", "must be greater than 0");
+        }
+        for (key, value) in [
+            (
+                "sessions_per_address_per_minute",
+                self.sessions_per_address_per_minute,
+            ),
+            ("sessions_per_minute", self.sessions_per_minute),
+            (
+                "new_conversations_per_address_per_minute",
+                self.new_conversations_per_address_per_minute,
+            ),
+            (
+                "new_conversations_per_minute",
+                self.new_conversations_per_minute,
+            ),
+            (
+                "uploads_per_address_per_minute",
+                self.uploads_per_address_per_minute,
+            ),
+            ("event_streams_per_visitor", self.event_streams_per_visitor),
+            ("event_streams_total", self.event_streams_total),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be greater than 0");
+            }
+        }
+        if self.silent_session_ttl_secs == 0 {
+            return invalid("silent_session_ttl_secs", "must be greater than 0");
         }
         for origin in &self.allowed_origins {
             if origin != "*" && HeaderValue::from_str(origin).is_err() {

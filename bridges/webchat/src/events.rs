@@ -28,6 +28,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::auth::VisitorFromQuery;
 use crate::hub::Live;
+use crate::limits::ClientAddr;
 use crate::state::AppState;
 use crate::transcript;
 
@@ -57,10 +58,17 @@ fn start_position(headers: &HeaderMap, after: Option<&str>) -> i64 {
 /// `GET /api/v1/events?token=…&after=<seq>`.
 pub async fn stream(
     State(state): State<AppState>,
+    addr: ClientAddr,
     VisitorFromQuery(auth): VisitorFromQuery,
     headers: HeaderMap,
     query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Response {
+    // Counted until the stream ends (the slot travels with it): one visitor cannot hold more
+    // than a few tabs' worth, nor everyone together more than the total.
+    let slot = match state.limits.open_stream(&auth.visitor.id, addr) {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
     let after = start_position(
         &headers,
         query.as_ref().ok().and_then(|Query(q)| q.after.as_deref()),
@@ -68,8 +76,11 @@ pub async fn stream(
     let live = state.hub.subscribe(&auth.visitor.id);
     let (tx, rx) = mpsc::channel::<Event>(32);
     tokio::spawn(pump(state, auth.visitor.id, after, live, tx));
-    let sse = Sse::new(ReceiverStream::new(rx).map(Ok::<_, Infallible>))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
+    let events = ReceiverStream::new(rx).map(move |event| {
+        let _counted = &slot;
+        Ok::<_, Infallible>(event)
+    });
+    let sse = Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
     let mut response = sse.into_response();
     // Tell nginx-style proxies not to buffer the stream.
     response

@@ -12,6 +12,7 @@
 //! served with `nosniff`, a sandboxing CSP, and `attachment` disposition for anything but plain
 //! raster images, so an uploaded HTML or SVG file cannot run script on the bridge's origin.
 
+use crate::limits::ClientAddr;
 use axum::body::Body;
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
 use axum::extract::{FromRequest, Multipart, Path, State};
@@ -188,9 +189,12 @@ pub async fn parse_upload(
 /// `POST /api/v1/files` (multipart: `file`, optional `client_id`, `caption`, `reply_to`).
 pub async fn upload(
     State(state): State<AppState>,
+    addr: ClientAddr,
     Authed { visitor, .. }: Authed,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<Accepted>, ApiError> {
+    // Counted before the body is read: a refused upload costs us no bytes.
+    state.limits.upload(addr)?;
     let limit = state.config.max_upload_bytes;
     let multipart =
         multipart.map_err(|e| ApiError::bad_request("invalid_multipart", e.body_text()))?;
@@ -212,6 +216,9 @@ pub async fn upload(
         None => random_hex::<12>(),
     };
     state.limiter.check(&visitor.id)?;
+    if !visitor.wrote {
+        state.limits.new_conversation(addr)?;
+    }
     inbound::check_reply_target(&state, &visitor, reply_to.as_deref()).await?;
 
     let size = data.len() as u64;

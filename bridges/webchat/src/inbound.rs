@@ -123,6 +123,8 @@ pub async fn accept_message(
         addressed_to: None,
     };
     shared.host().receive(inbound).await?;
+    // The visitor wrote: their session is kept for good from now on.
+    shared.store.keep_visitor(visitor).await?;
 
     // 2.–3. Transcript, record, live push.
     let entry = Entry::Message {

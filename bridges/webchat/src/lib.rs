@@ -20,7 +20,8 @@
 //!   and the in-memory live fan-out.
 //! * [`parse`], [`sanitize`], `ratelimit`, `error` — request bodies decoded and checked, input
 //!   clean-up (both pure and public, for the fuzz targets in `fuzz/`), per-visitor limits, JSON
-//!   errors ([`ApiError`]).
+//!   errors ([`ApiError`]); `limits` — per client address and overall (sessions, new
+//!   conversations, uploads, event streams), with the client address taken safely.
 //!
 //! The wire format is documented for third-party widgets in `docs/webchat.md`.
 
@@ -47,6 +48,7 @@ mod events;
 mod files;
 mod hub;
 mod inbound;
+mod limits;
 mod outbound;
 pub mod parse;
 mod ratelimit;
@@ -153,7 +155,10 @@ fn spawn_limiter_sweeper(shared: Weak<Shared>) {
         loop {
             interval.tick().await;
             match shared.upgrade() {
-                Some(shared) => shared.limiter.sweep(),
+                Some(shared) => {
+                    shared.limiter.sweep();
+                    shared.limits.sweep();
+                }
                 None => return,
             }
         }

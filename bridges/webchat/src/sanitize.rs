@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
-use switchboard_kit::file_name::is_invisible;
+use switchboard_kit::is_invisible;
 
 /// Longest visitor display name, in characters.
 pub const MAX_NAME_CHARS: usize = 80;

@@ -8,6 +8,7 @@ use switchboard_channel::{ConversationKey, Host};
 
 use crate::config::WebchatConfig;
 use crate::hub::Hub;
+use crate::limits::Limits;
 use crate::ratelimit::Limiter;
 use crate::store::Store;
 
@@ -17,6 +18,8 @@ pub struct Shared {
     pub store: Store,
     pub hub: Hub,
     pub limiter: Limiter,
+    /// Per-address and overall limits, event stream counts.
+    pub limits: Limits,
     /// `<public_url>/webchat`: the prefix of every public link we hand out.
     pub base: String,
 }
@@ -25,11 +28,13 @@ impl Shared {
     pub fn new(config: WebchatConfig, host: Arc<dyn Host>) -> Self {
         let limiter = Limiter::new(config.rate_limit_per_minute, config.rate_limit_burst);
         let base = config.channel_base();
+        let limits = Limits::new(&config);
         Self {
             config,
             store: Store::new(host),
             hub: Hub::default(),
             limiter,
+            limits,
             base,
         }
     }

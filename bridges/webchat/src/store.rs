@@ -32,6 +32,10 @@ pub struct Visitor {
     #[serde(default)]
     pub email: Option<String>,
     pub created_ms: i64,
+    /// The visitor has written (a message or a file): the session is kept for good. Until then
+    /// its records expire (`channels.webchat.silent_session_ttl_secs`).
+    #[serde(default)]
+    pub wrote: bool,
 }
 
 impl Visitor {
@@ -160,6 +164,7 @@ impl Store {
         &self,
         name: Option<String>,
         email: Option<String>,
+        ttl_ms: i64,
     ) -> Result<(String, Visitor), HostError> {
         let token = random_hex::<32>();
         let hash = sha256_hex(&token);
@@ -173,19 +178,57 @@ impl Store {
             name,
             email,
             created_ms: now_ms(),
+            wrote: false,
         };
-        // The conversation marker first: a visitor record never exists without it.
+        // Both records expire unless the visitor writes ([`Store::keep_visitor`]). The
+        // conversation marker first: a visitor record never exists without it, and it outlives
+        // the record (expired at the same time, pruned in one statement).
+        let expires = visitor.created_ms.saturating_add(ttl_ms);
         self.host
-            .state_put(&format!("chat:{}", visitor.id), &hash)
+            .state_put_expiring(&format!("chat:{}", visitor.id), &hash, expires)
             .await?;
-        self.put_json(&format!("visitor:{hash}"), &visitor).await?;
+        let raw = serde_json::to_string(&visitor).map_err(|e| HostError::Store(e.to_string()))?;
+        self.host
+            .state_put_expiring(&format!("visitor:{hash}"), &raw, expires)
+            .await?;
         Ok((token, visitor))
     }
 
+    /// The visitor wrote: keep their records for good (no longer expiring).
+    pub async fn keep_visitor(&self, visitor: &Visitor) -> Result<(), HostError> {
+        if visitor.wrote {
+            return Ok(());
+        }
+        let marker = format!("chat:{}", visitor.id);
+        let Some(hash) = self.host.state_get(&marker).await? else {
+            return Err(HostError::Store(format!(
+                "visitor {} has no conversation marker",
+                visitor.id
+            )));
+        };
+        self.host.state_put(&marker, &hash).await?;
+        let kept = Visitor {
+            wrote: true,
+            ..visitor.clone()
+        };
+        self.put_json(&format!("visitor:{hash}"), &kept).await
+    }
+
     /// Write back a visitor's changed name or e-mail.
-    pub async fn save_visitor(&self, token: &str, visitor: &Visitor) -> Result<(), HostError> {
-        self.put_json(&format!("visitor:{}", sha256_hex(token)), visitor)
-            .await
+    /// A visitor who has not written yet keeps the expiry their session was created with.
+    pub async fn save_visitor(
+        &self,
+        token: &str,
+        visitor: &Visitor,
+        ttl_ms: i64,
+    ) -> Result<(), HostError> {
+        let key = format!("visitor:{}", sha256_hex(token));
+        if visitor.wrote {
+            return self.put_json(&key, visitor).await;
+        }
+        let raw = serde_json::to_string(visitor).map_err(|e| HostError::Store(e.to_string()))?;
+        let expires = visitor.created_ms.saturating_add(ttl_ms);
+        self.host.state_put_expiring(&key, &raw, expires).await
     }
 
     /// A message by remote id. Ids are ours (`v.<visitor>.<client id>`, `a.<hex>`): short and
@@ -280,6 +323,7 @@ mod tests {
             name: None,
             email: None,
             created_ms: 0,
+            wrote: false,
         };
         assert_eq!(visitor.display_name(), "Visitor 012345");
     }
