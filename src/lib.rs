@@ -8,6 +8,7 @@
 //! [`switchboard_channel`].
 
 pub mod bridge;
+pub mod canned;
 pub mod clock;
 pub mod commands;
 pub mod config;

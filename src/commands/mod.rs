@@ -5,6 +5,7 @@
 //! the command. A command is never relayed to the customer, whatever happens to it.
 
 mod assign;
+mod canned;
 mod claim;
 mod customer;
 mod done;
@@ -16,6 +17,7 @@ mod queue;
 mod retry;
 mod snooze;
 mod state;
+mod t;
 mod team;
 mod template;
 mod transfer;
@@ -60,6 +62,8 @@ pub enum Command {
     Export,
     Note,
     Template,
+    T,
+    Canned,
     Retry,
     Team,
 }
@@ -85,6 +89,8 @@ pub const COMMANDS: &[(Command, &str, Level, &str)] = &[
     (Command::Export, "export", Level::Operator, "the transcript as the official record: attached here and sent to the customer"),
     (Command::Note, "note", Level::Operator, "`note <text>`: a private note for the team, never sent to the customer"),
     (Command::Template, "template", Level::Operator, "`template <name> [lang=en_US] [param…]`: send an approved message template (quote params with spaces), where the channel has them"),
+    (Command::T, "t", Level::Operator, "`t <name> [key=value…]`: send a canned reply to the customer (or write `::name` in a message)"),
+    (Command::Canned, "canned", Level::Operator, "`canned add|edit <name> [scope=personal|everyone|<team>] [lang=<code>] <text…>`, `canned remove|show <name>`, `canned list`: canned replies (personal: yours; a team's: its leads; everyone's: admins)"),
     (Command::Retry, "retry", Level::Operator, "resend the messages of this conversation that could not be delivered"),
     (Command::Team, "team", Level::Admin, "`team <name> add|lead|remove @user`, `escalate <2h>`, `autoreply <text|off>`, `signature <text|off>`, `hours <days> <HH:MM-HH:MM|closed>`, `holiday add|remove <date>`, `timezone <zone>`, `calendar`, `rules`, `rule add <field=value…>`, `rule remove <n>`, `rules reset`, `lobby <room>`"),
 ];
@@ -242,6 +248,8 @@ pub async fn run(
         Command::Export => export::run(&ctx).await,
         Command::Team => team::run(&ctx).await,
         Command::Template => template::run(&ctx).await,
+        Command::T => t::run(&ctx, level).await,
+        Command::Canned => canned::run(&ctx, level).await,
     }
 }
 

@@ -9,6 +9,7 @@
 //!
 //! Submodules group the queries by the table they own.
 
+pub mod canned;
 pub mod channel_state;
 pub mod conversations;
 pub mod customers;
