@@ -40,6 +40,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // For the test rig: which checkout this binary was built from. Checkouts that share one
+    // build dir share its `target/debug/switchboard`, so the rig asks before it runs one.
+    if std::env::var_os("SWITCHBOARD_PRINT_SOURCE_DIR").is_some() {
+        println!("{}", env!("CARGO_MANIFEST_DIR"));
+        return ExitCode::SUCCESS;
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::GenerateRegistration {

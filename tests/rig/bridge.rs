@@ -147,13 +147,63 @@ pub struct Bridge {
     http: reqwest::Client,
 }
 
-/// The `switchboard` binary cargo built for this test run, or `SWITCHBOARD_TEST_BINARY` when set
-/// (a copy taken right after the build, so a build from another checkout sharing the target
-/// dir cannot swap the binary under a running suite).
+/// The `switchboard` binary built from this checkout, or `SWITCHBOARD_TEST_BINARY` when set.
+///
+/// Checkouts (git worktrees) that share one build dir share its `target/debug/switchboard`:
+/// the last build from any of them wins, and a suite could run another checkout's bridge. Each
+/// build also keeps its own copy as `target/debug/deps/switchboard-<hash>` (the hash covers the
+/// checkout's path), so the rig asks each candidate which checkout it was built from and runs
+/// the one built from this one.
 pub fn binary() -> PathBuf {
-    std::env::var_os("SWITCHBOARD_TEST_BINARY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_switchboard")))
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(path) = std::env::var_os("SWITCHBOARD_TEST_BINARY") {
+        return PathBuf::from(path);
+    }
+    BINARY
+        .get_or_init(|| {
+            let uplifted = PathBuf::from(env!("CARGO_BIN_EXE_switchboard"));
+            let ours = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let built_here = |candidate: &Path| {
+                // The unit-test binary of the crate has the same name; these arguments make
+                // it list no test and exit at once.
+                std::process::Command::new(candidate)
+                    .args(["--list", "--exact", "rig-probe"])
+                    .env("SWITCHBOARD_PRINT_SOURCE_DIR", "1")
+                    .output()
+                    .ok()
+                    .filter(|out| out.status.success())
+                    .is_some_and(|out| {
+                        Path::new(String::from_utf8_lossy(&out.stdout).trim()) == ours
+                    })
+            };
+            if built_here(&uplifted) {
+                return uplifted;
+            }
+            let deps = uplifted.with_file_name("deps");
+            let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&deps)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|entry| entry.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .and_then(|n| n.strip_prefix("switchboard-"))
+                        .is_some_and(|hash| {
+                            hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit())
+                        })
+                })
+                .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
+                .collect();
+            // Newest first: the latest build from this checkout.
+            candidates.sort_by(|a, b| b.0.cmp(&a.0));
+            candidates
+                .into_iter()
+                .map(|(_, p)| p)
+                .find(|p| built_here(p))
+                .unwrap_or(uplifted)
+        })
+        .clone()
 }
 
 fn yaml(v: serde_json::Value) -> anyhow::Result<Value> {
