@@ -116,7 +116,7 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
     };
     if let Err(e) = ctx
         .bridge
-        .queue_outbound(conversation.id, &event_id, ctx.room_id, &outbound)
+        .queue_outbound(conversation.id, &event_id, ctx.room_id, &outbound, None)
         .await
     {
         return ctx

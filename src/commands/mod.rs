@@ -284,7 +284,11 @@ impl Context<'_> {
         conversation: &Conversation,
         row: &RoutingRow,
     ) -> Result<bool, MatrixError> {
-        if let Err(e) = self.bridge.store.put_routing(row).await {
+        let stamp = crate::store::events::Stamp {
+            at: self.bridge.clock.now_ms(),
+            actor: Some(self.sender),
+        };
+        if let Err(e) = self.bridge.store.put_routing(row, &stamp).await {
             self.reply(&format!("Not done: {e}")).await?;
             return Ok(false);
         }

@@ -135,7 +135,13 @@ pub async fn run(ctx: &Context<'_>, level: Level) -> Result<(), MatrixError> {
     }
     if let Err(e) = ctx
         .bridge
-        .queue_outbound(conversation.id, ctx.event_id, ctx.room_id, &outbound)
+        .queue_outbound(
+            conversation.id,
+            ctx.event_id,
+            ctx.room_id,
+            &outbound,
+            Some(ctx.sender),
+        )
         .await
     {
         return ctx.reply(&format!("Not sent: {e}.")).await;

@@ -487,8 +487,17 @@ async fn queue(
         idempotency_key: row.event_id.clone(),
         action,
     };
+    // The sender is an operator here (checked before anything is queued); a message counts as
+    // their answer.
+    let sender = row.payload.get("sender").and_then(Value::as_str);
     bridge
-        .queue_outbound(conversation.id, &row.event_id, &row.room_id, &outbound)
+        .queue_outbound(
+            conversation.id,
+            &row.event_id,
+            &row.room_id,
+            &outbound,
+            sender,
+        )
         .await?;
     Ok(Handled::Queued)
 }

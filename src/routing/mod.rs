@@ -85,7 +85,7 @@ pub async fn plan_new(
             .mark_assigned(owner, bridge.clock.now_ms())
             .await?;
     }
-    bridge.store.put_routing(&row).await?;
+    bridge.store.put_routing(&row, &bridge.stamp(None)).await?;
     let invite = visible_to(bridge, &row).await?;
     Ok(Plan { row, invite })
 }
@@ -281,13 +281,13 @@ pub async fn on_customer_message(
                 let today = calendar.local_date(now).to_string();
                 if row.auto_reply_day.as_deref() != Some(today.as_str()) {
                     row.auto_reply_day = Some(today.clone());
-                    bridge.store.put_routing(&row).await?;
+                    bridge.store.put_routing(&row, &bridge.stamp(None)).await?;
                     send_auto_reply(bridge, conversation, room_id, &text, &today).await;
                 }
             }
         }
     }
-    bridge.store.put_routing(&row).await?;
+    bridge.store.put_routing(&row, &bridge.stamp(None)).await?;
     if newly_owned {
         apply_visibility(bridge, conversation, &row, false, &[]).await;
     }
@@ -352,7 +352,7 @@ async fn send_auto_reply(
                 },
             };
             if let Err(e) = bridge
-                .queue_outbound(conversation.id, &event_id, room_id, &outbound)
+                .queue_outbound(conversation.id, &event_id, room_id, &outbound, None)
                 .await
             {
                 tracing::error!(error = %e, "cannot queue the auto-reply");
@@ -401,7 +401,10 @@ pub async fn on_operator_message(
     if before == Some(summary(&row)) {
         return Ok(());
     }
-    bridge.store.put_routing(&row).await?;
+    bridge
+        .store
+        .put_routing(&row, &bridge.stamp(Some(sender)))
+        .await?;
     lobby::update(bridge, conversation, &row).await;
     Ok(())
 }
