@@ -19,6 +19,7 @@ pub mod matrix;
 pub mod portal;
 pub mod registration;
 pub mod relay;
+pub mod reports;
 pub mod routing;
 pub mod split;
 pub mod startup;

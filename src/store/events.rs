@@ -261,6 +261,58 @@ impl Store {
         rows.iter().map(read).collect()
     }
 
+    /// Every event before `to` of the conversations that have an event in `[from, to)`, in the
+    /// order they happened (what a report over that period needs: a first response in the
+    /// period may answer a conversation created before it).
+    pub async fn events_for_period(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<ConversationEvent>, StoreError> {
+        let rows = sqlx::query(select_events!(
+            "WHERE at < $2 AND conversation_id IN
+               (SELECT conversation_id FROM conversation_events WHERE at >= $1 AND at < $2)
+             ORDER BY conversation_id, id"
+        ))
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(read).collect()
+    }
+
+    /// For the conversations with an event in `[from, to)`: their channel and their customer
+    /// (the customer id, or the contact when it has none yet).
+    pub async fn conversation_channels(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.channel, c.contact_id, k.customer_id FROM conversations c
+             LEFT JOIN contacts k ON k.channel = c.channel AND k.contact_id = c.contact_id
+             WHERE c.id IN (SELECT conversation_id FROM conversation_events WHERE at >= $1 AND at < $2)",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let channel: String = r.try_get("channel")?;
+                let customer: Option<i64> = r.try_get("customer_id")?;
+                let who = match customer {
+                    Some(id) => format!("customer:{id}"),
+                    None => format!(
+                        "contact:{channel}:{}",
+                        r.try_get::<String, _>("contact_id")?
+                    ),
+                };
+                Ok((r.try_get("id")?, channel, who))
+            })
+            .collect()
+    }
+
     /// Every event from `from` (inclusive) to `to` (exclusive), in the order they happened.
     pub async fn events_between(
         &self,
