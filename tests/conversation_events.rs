@@ -181,7 +181,15 @@ async fn every_change_to_a_conversation_is_one_stored_event(
         .collect();
     let want: Vec<(String, i64, String, String, String)> = expected
         .iter()
-        .map(|(k, m, a, t, o)| (k.to_string(), *m, a.to_string(), t.to_string(), o.to_string()))
+        .map(|(k, m, a, t, o)| {
+            (
+                k.to_string(),
+                *m,
+                a.to_string(),
+                t.to_string(),
+                o.to_string(),
+            )
+        })
         .collect();
     ensure!(
         shown == want,
@@ -196,5 +204,100 @@ async fn every_change_to_a_conversation_is_one_stored_event(
             .collect::<Vec<_>>()
             .join("\n")
     );
+
+    steps.step("The figures of the day, from these events: refused in the customer's room");
+    let refused = command(&env.alice, &room, "!sb report today").await?;
+    ensure!(
+        refused.contains("not shown in a customer's room"),
+        "{refused}"
+    );
+    let dm = env
+        .alice
+        .create_room("reports", &[env.bot_user_id().as_str(), env.bob.user_id()])
+        .await?;
+    rig::poll_until(
+        "the bot in the reports room",
+        rig::DEFAULT_TIMEOUT,
+        || async {
+            let m = env.alice.memberships(&dm).await?;
+            Ok((rig::membership(&m, &env.bot_user_id()).as_deref() == Some("join")).then_some(()))
+        },
+    )
+    .await?;
+    let report = command(&env.alice, &dm, "!sb report today by team").await?;
+    // (new, resolved, reopened, messages in, messages out) per row of the table.
+    let row = |name: &str| -> Option<Vec<String>> {
+        report
+            .lines()
+            .find(|l| l.split('|').next().map(str::trim) == Some(name))
+            .map(|l| {
+                l.split('|')
+                    .skip(1)
+                    .take(5)
+                    .map(|c| c.trim().to_string())
+                    .collect()
+            })
+    };
+    ensure!(
+        row("support")
+            == Some(vec![
+                "1".into(),
+                "0".into(),
+                "0".into(),
+                "1".into(),
+                "1".into()
+            ]),
+        "{report}"
+    );
+    ensure!(
+        row("billing")
+            == Some(vec![
+                "0".into(),
+                "2".into(),
+                "2".into(),
+                "1".into(),
+                "2".into()
+            ]),
+        "{report}"
+    );
+    ensure!(
+        row("all")
+            == Some(vec![
+                "1".into(),
+                "2".into(),
+                "2".into(),
+                "2".into(),
+                "3".into()
+            ]),
+        "{report}"
+    );
+    ensure!(
+        report.contains("Channel mix (1 customers who wrote): webchat 100%"),
+        "{report}"
+    );
+    ensure!(report.contains("Unworked now: 0"), "{report}");
+    // Durations are checked to the second in the unit tests (src/reports): here the clock
+    // flows between the test's steps, so they are a few hundred ms off whole minutes.
+    let csv = env
+        .alice
+        .wait_for_message(&dm, |m| m.filename().ends_with(".csv"))
+        .await?;
+    ensure!(
+        csv.filename() == "report-2026-11-23-2026-11-23.csv",
+        "{}",
+        csv.filename()
+    );
+    let chart = env
+        .alice
+        .wait_for_message(&dm, |m| m.filename().ends_with(".png"))
+        .await?;
+    ensure!(
+        chart.mimetype() == Some("image/png") && chart.size().unwrap_or(0) > 1_000,
+        "{:?}",
+        chart.content
+    );
+    env.bob.join(&dm).await?;
+    let denied = command(&env.bob, &dm, "!sb report today").await?;
+    ensure!(denied.contains("needs lead rights"), "{denied}");
     steps.finish()
 }

@@ -14,6 +14,7 @@ mod help;
 mod link;
 mod note;
 mod queue;
+mod report;
 mod retry;
 mod snooze;
 mod state;
@@ -64,6 +65,7 @@ pub enum Command {
     Template,
     T,
     Canned,
+    Report,
     Retry,
     Team,
 }
@@ -91,6 +93,7 @@ pub const COMMANDS: &[(Command, &str, Level, &str)] = &[
     (Command::Template, "template", Level::Operator, "`template <name> [lang=en_US] [param…]`: send an approved message template (quote params with spaces), where the channel has them"),
     (Command::T, "t", Level::Operator, "`t <name> [key=value…]`: send a canned reply to the customer (or write `::name` in a message)"),
     (Command::Canned, "canned", Level::Operator, "`canned add|edit <name> [scope=personal|everyone|<team>] [lang=<code>] <text…>`, `canned remove|show <name>`, `canned list`: canned replies (personal: yours; a team's: its leads; everyone's: admins)"),
+    (Command::Report, "report", Level::Lead, "`report [today|7d|30d|month|YYYY-MM] [by channel|operator|team]`: figures of your teams (admins: all) as a table, a chart and a CSV file; in a lobby or a DM with the bot"),
     (Command::Retry, "retry", Level::Operator, "resend the messages of this conversation that could not be delivered"),
     (Command::Team, "team", Level::Admin, "`team <name> add|lead|remove @user`, `escalate <2h>`, `autoreply <text|off>`, `signature <text|off>`, `hours <days> <HH:MM-HH:MM|closed>`, `holiday add|remove <date>`, `timezone <zone>`, `calendar`, `rules`, `rule add <field=value…>`, `rule remove <n>`, `rules reset`, `lobby <room>`"),
 ];
@@ -250,6 +253,7 @@ pub async fn run(
         Command::Template => template::run(&ctx).await,
         Command::T => t::run(&ctx, level).await,
         Command::Canned => canned::run(&ctx, level).await,
+        Command::Report => report::run(&ctx, level).await,
     }
 }
 

@@ -662,3 +662,91 @@ mod tests {
         assert!(period("2026-13", now).is_none() && period("soon", now).is_none());
     }
 }
+
+/// Why a report was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{0}")]
+    Denied(String),
+    #[error("the store failed: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// The report `actor` asked for: every team for admins, the teams they lead for leads
+/// (permissions are checked here, for every caller).
+pub async fn build(
+    bridge: &crate::bridge::Bridge,
+    actor: &str,
+    level: crate::config::Level,
+    period: &Period,
+    group_by: Option<GroupBy>,
+) -> Result<Report, ReportError> {
+    use crate::config::Level;
+    let mut led = BTreeSet::new();
+    for team in bridge.teams.iter() {
+        for (user, lead) in crate::routing::teams::members(bridge, team).await? {
+            if lead && user == actor {
+                led.insert(team.name.clone());
+            }
+        }
+    }
+    let only = match level {
+        Level::Admin => None,
+        _ if !led.is_empty() => Some(led),
+        _ => {
+            return Err(ReportError::Denied(
+                "reports are for admins and team leads (of their teams)".into(),
+            ))
+        }
+    };
+    let events = bridge
+        .store
+        .events_for_period(period.from, period.to)
+        .await?;
+    let conversations: HashMap<i64, (String, String)> = bridge
+        .store
+        .conversation_channels(period.from, period.to)
+        .await?
+        .into_iter()
+        .map(|(id, channel, customer)| (id, (channel, customer)))
+        .collect();
+    let mut calendars = HashMap::new();
+    let mut targets = HashMap::new();
+    calendars.insert(
+        None,
+        crate::routing::waiting::calendar_of(bridge, None).await,
+    );
+    targets.insert(None, 2 * 3_600_000);
+    for team in bridge.teams.iter() {
+        let key = Some(team.name.clone());
+        calendars.insert(
+            key.clone(),
+            crate::routing::teams::calendar(bridge, team).await,
+        );
+        targets.insert(
+            key,
+            ms(crate::routing::teams::escalate_after(bridge, team).await),
+        );
+    }
+    let ctx = Context {
+        conversations: &conversations,
+        calendars: &calendars,
+        targets: &targets,
+        teams: only.as_ref(),
+    };
+    let mut report = compute(&events, period, group_by, &ctx);
+    let now = bridge.clock.now_ms();
+    for row in bridge.store.routing_unworked().await? {
+        if let Some(teams) = &only {
+            if !row.team.as_ref().is_some_and(|t| teams.contains(t)) {
+                continue;
+            }
+        }
+        report.unworked_now += 1;
+        if let Some(since) = row.unworked_since {
+            let waited = now - since;
+            report.oldest_unworked = Some(report.oldest_unworked.map_or(waited, |o| o.max(waited)));
+        }
+    }
+    Ok(report)
+}
