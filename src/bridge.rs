@@ -34,6 +34,15 @@ pub struct Bridge {
 }
 
 impl Bridge {
+    /// A conversation event's stamp: now on the bridge's clock, by `actor` (an operator) or by
+    /// the customer or the bridge itself (`None`).
+    pub fn stamp<'a>(&self, actor: Option<&'a str>) -> crate::store::events::Stamp<'a> {
+        crate::store::events::Stamp {
+            at: self.clock.now_ms(),
+            actor,
+        }
+    }
+
     pub fn channel(&self, name: &str) -> Option<&Arc<dyn Channel>> {
         self.channels.get(name)
     }

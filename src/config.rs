@@ -155,6 +155,9 @@ pub struct BridgeConfig {
     /// every operator is invited to.
     #[serde(default)]
     pub admin_room: Option<String>,
+    /// The company's name as customers know it (the `company` variable of canned replies).
+    #[serde(default)]
+    pub company: Option<String>,
 }
 
 impl Default for BridgeConfig {
@@ -166,6 +169,7 @@ impl Default for BridgeConfig {
             retry_base: default_retry_base(),
             retry_max: default_retry_max(),
             admin_room: None,
+            company: None,
         }
     }
 }

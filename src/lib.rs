@@ -8,6 +8,7 @@
 //! [`switchboard_channel`].
 
 pub mod bridge;
+pub mod canned;
 pub mod clock;
 pub mod commands;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod matrix;
 pub mod portal;
 pub mod registration;
 pub mod relay;
+pub mod reports;
 pub mod routing;
 pub mod search;
 pub mod server;

@@ -122,6 +122,7 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
             ctx.room_id,
             ctx.sender,
             &outbound,
+            None,
         )
         .await
     {

@@ -5,6 +5,7 @@
 //! the command. A command is never relayed to the customer, whatever happens to it.
 
 mod assign;
+mod canned;
 mod claim;
 mod customer;
 mod done;
@@ -13,10 +14,12 @@ mod help;
 mod link;
 mod note;
 mod queue;
+mod report;
 mod retry;
 mod search;
 mod snooze;
 mod state;
+mod t;
 mod team;
 mod template;
 mod transfer;
@@ -61,6 +64,9 @@ pub enum Command {
     Export,
     Note,
     Template,
+    T,
+    Canned,
+    Report,
     Retry,
     Team,
     Search,
@@ -88,6 +94,9 @@ pub const COMMANDS: &[(Command, &str, Level, &str)] = &[
     (Command::Note, "note", Level::Operator, "`note <text>`: a private note for the team, never sent to the customer"),
     (Command::Template, "template", Level::Operator, "`template <name> [lang=en_US] [param…]`: send an approved message template (quote params with spaces), where the channel has them"),
     (Command::Search, "search", Level::Operator, "`search <words> [\"phrase\"] [channel:…] [from:…] [team:…] [after:/before:YYYY-MM-DD] [has:file|image|voice] [sort:best]`: search all history you may see; results in your direct chat with me; `search more` for the next page"),
+    (Command::T, "t", Level::Operator, "`t <name> [key=value…]`: send a canned reply to the customer (or write `::name` in a message)"),
+    (Command::Canned, "canned", Level::Operator, "`canned add|edit <name> [scope=personal|everyone|<team>] [lang=<code>] <text…>`, `canned remove|show <name>`, `canned list`: canned replies (personal: yours; a team's: its leads; everyone's: admins)"),
+    (Command::Report, "report", Level::Lead, "`report [today|7d|30d|month|YYYY-MM] [by channel|operator|team]`: figures of your teams (admins: all) as a table, a chart and a CSV file; in a lobby or a DM with the bot"),
     (Command::Retry, "retry", Level::Operator, "resend the messages of this conversation that could not be delivered"),
     (Command::Team, "team", Level::Admin, "`team <name> add|lead|remove @user`, `escalate <2h>`, `autoreply <text|off>`, `signature <text|off>`, `hours <days> <HH:MM-HH:MM|closed>`, `holiday add|remove <date>`, `timezone <zone>`, `calendar`, `rules`, `rule add <field=value…>`, `rule remove <n>`, `rules reset`, `lobby <room>`"),
 ];
@@ -246,6 +255,9 @@ pub async fn run(
         Command::Team => team::run(&ctx).await,
         Command::Template => template::run(&ctx).await,
         Command::Search => search::run(&ctx, level).await,
+        Command::T => t::run(&ctx, level).await,
+        Command::Canned => canned::run(&ctx, level).await,
+        Command::Report => report::run(&ctx, level).await,
     }
 }
 
@@ -280,7 +292,11 @@ impl Context<'_> {
         conversation: &Conversation,
         row: &RoutingRow,
     ) -> Result<bool, MatrixError> {
-        if let Err(e) = self.bridge.store.put_routing(row).await {
+        let stamp = crate::store::events::Stamp {
+            at: self.bridge.clock.now_ms(),
+            actor: Some(self.sender),
+        };
+        if let Err(e) = self.bridge.store.put_routing(row, &stamp).await {
             self.reply(&format!("Not done: {e}")).await?;
             return Ok(false);
         }

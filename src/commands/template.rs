@@ -90,6 +90,7 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
             ctx.room_id,
             ctx.sender,
             &outbound,
+            Some(ctx.sender),
         )
         .await
     {

@@ -341,7 +341,12 @@ async fn on_message(
     a.send_parts(remote_id, events).await?;
     a.bridge
         .store
-        .note_customer_message(a.conversation.id, a.row.inbound.timestamp_ms)
+        .note_customer_message(
+            a.conversation.id,
+            a.row.inbound.timestamp_ms,
+            &a.bridge.stamp(None),
+            &format!("in:{}", a.row.id),
+        )
         .await?;
     crate::routing::on_customer_message(
         a.bridge,

@@ -278,7 +278,7 @@ async fn relay_message(
     sender: &str,
     body: &Value,
 ) -> Result<Handled, HandleError> {
-    if crate::routing::level(bridge, sender).await.is_none() {
+    let Some(level) = crate::routing::level(bridge, sender).await else {
         notify(
             bridge,
             row,
@@ -286,7 +286,7 @@ async fn relay_message(
         )
         .await?;
         return Ok(Handled::Done);
-    }
+    };
     let Some(channel) = bridge.channel(&conversation.channel) else {
         notify(
             bridge,
@@ -300,7 +300,7 @@ async fn relay_message(
         return Ok(Handled::Done);
     };
     let caps = channel.capabilities();
-    let message = match content::parse_operator_message(body) {
+    let mut message = match content::parse_operator_message(body) {
         Ok(Some(m)) => m,
         Ok(None) => return Ok(Handled::Done),
         Err(
@@ -311,6 +311,30 @@ async fn relay_message(
             return Ok(Handled::Done);
         }
     };
+    // `::name` references to canned replies are filled in; one that cannot be (an unknown
+    // name, a variable with no value) stops the whole message.
+    match crate::canned::expand(
+        bridge,
+        conversation,
+        sender,
+        level,
+        &message.content.text,
+        message.content.html.as_deref(),
+    )
+    .await
+    {
+        Ok(None) => {}
+        Ok(Some(expanded)) => {
+            message.content.text = expanded.text;
+            message.content.html = expanded.html;
+            message.content.attachments.extend(expanded.attachments);
+        }
+        Err(crate::canned::CannedError::Store(e)) => return Err(e.into()),
+        Err(e) => {
+            notify(bridge, row, &format!("⚠️ Not sent: {e}.")).await?;
+            return Ok(Handled::Done);
+        }
+    }
     let mut c: Content = content::for_channel(message.content, caps.formatting);
     let name = match bridge.config.bridge.attribution {
         crate::config::Attribution::None => String::new(),
@@ -480,16 +504,17 @@ async fn queue(
         idempotency_key: row.event_id.clone(),
         action,
     };
+    // The sender is an operator here (checked before anything is queued); a message counts as
+    // their answer.
+    let sender = row.payload.get("sender").and_then(Value::as_str);
     bridge
         .queue_outbound(
             conversation.id,
             &row.event_id,
             &row.room_id,
-            row.payload
-                .get("sender")
-                .and_then(Value::as_str)
-                .unwrap_or(""),
+            sender.unwrap_or(""),
             &outbound,
+            sender,
         )
         .await?;
     Ok(Handled::Queued)
@@ -513,7 +538,7 @@ async fn notify(bridge: &Bridge, row: &MatrixEventRow, text: &str) -> Result<(),
 }
 
 /// The operator's name for attribution when they have no display name: the localpart, capitalised (`@alice:x` → `Alice`).
-fn operator_name(user_id: &str) -> String {
+pub fn operator_name(user_id: &str) -> String {
     let local = user_id
         .trim_start_matches('@')
         .split(':')

@@ -66,9 +66,27 @@ impl Bridge {
         room_id: &str,
         author: &str,
         outbound: &Outbound,
+        operator: Option<&str>,
     ) -> Result<(), StoreError> {
+        // Only a message or a template counts as the operator's answer (not an edit, a deletion
+        // or a reaction).
+        let answer = match (&outbound.action, operator) {
+            (
+                switchboard_channel::OutboundAction::Message { .. }
+                | switchboard_channel::OutboundAction::Template { .. },
+                Some(op),
+            ) => Some(self.stamp(Some(op))),
+            _ => None,
+        };
         self.store
-            .outbox_enqueue(conversation_id, event_id, room_id, author, outbound)
+            .outbox_enqueue(
+                conversation_id,
+                event_id,
+                room_id,
+                author,
+                outbound,
+                answer.as_ref(),
+            )
             .await?;
         self.wake_outbound.notify_one();
         Ok(())

@@ -240,7 +240,10 @@ async fn try_update(
                 .await?;
             stored.lobby_room = Some(lobby);
             stored.lobby_event = Some(event);
-            bridge.store.put_routing(&stored).await?;
+            bridge
+                .store
+                .put_routing(&stored, &bridge.stamp(None))
+                .await?;
         }
     }
     Ok(())

@@ -85,7 +85,7 @@ pub async fn plan_new(
             .mark_assigned(owner, bridge.clock.now_ms())
             .await?;
     }
-    bridge.store.put_routing(&row).await?;
+    bridge.store.put_routing(&row, &bridge.stamp(None)).await?;
     let invite = visible_to(bridge, &row).await?;
     Ok(Plan { row, invite })
 }
@@ -281,13 +281,13 @@ pub async fn on_customer_message(
                 let today = calendar.local_date(now).to_string();
                 if row.auto_reply_day.as_deref() != Some(today.as_str()) {
                     row.auto_reply_day = Some(today.clone());
-                    bridge.store.put_routing(&row).await?;
+                    bridge.store.put_routing(&row, &bridge.stamp(None)).await?;
                     send_auto_reply(bridge, conversation, room_id, &text, &today).await;
                 }
             }
         }
     }
-    bridge.store.put_routing(&row).await?;
+    bridge.store.put_routing(&row, &bridge.stamp(None)).await?;
     if newly_owned {
         apply_visibility(bridge, conversation, &row, false, &[]).await;
     }
@@ -358,6 +358,7 @@ async fn send_auto_reply(
                     room_id,
                     &bridge.namespace.bot,
                     &outbound,
+                    None,
                 )
                 .await
             {
@@ -407,7 +408,10 @@ pub async fn on_operator_message(
     if before == Some(summary(&row)) {
         return Ok(());
     }
-    bridge.store.put_routing(&row).await?;
+    bridge
+        .store
+        .put_routing(&row, &bridge.stamp(Some(sender)))
+        .await?;
     lobby::update(bridge, conversation, &row).await;
     Ok(())
 }

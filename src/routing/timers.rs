@@ -179,7 +179,7 @@ async fn fire(bridge: &Bridge, mut row: RoutingRow, now: i64) {
 async fn save(bridge: &Bridge, row: &RoutingRow) -> Result<(), ()> {
     bridge
         .store
-        .put_routing(row)
+        .put_routing(row, &bridge.stamp(None))
         .await
         .map_err(|e| tracing::error!(error = %e, "cannot store timer state"))
 }

@@ -155,20 +155,34 @@ impl Store {
         Ok(())
     }
 
-    /// Record a customer message's time (never moves backwards: events may be replayed).
+    /// Record a customer message: its time as the channel gave it (never moves backwards:
+    /// events may be replayed) and, in the same transaction, its `customer_message` event
+    /// (once per `dedup` key, however often it is replayed).
     pub async fn note_customer_message(
         &self,
         conversation_id: i64,
         at_ms: i64,
+        stamp: &super::events::Stamp<'_>,
+        dedup: &str,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
         sqlx::query(
             "UPDATE conversations SET last_customer_message_at = $1
              WHERE id = $2 AND (last_customer_message_at IS NULL OR last_customer_message_at < $1)",
         )
         .bind(at_ms)
         .bind(conversation_id)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        super::events::insert_with_routing(
+            &mut *tx,
+            conversation_id,
+            stamp,
+            super::events::EventKind::CustomerMessage,
+            Some(dedup),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -9,9 +9,11 @@
 //!
 //! Submodules group the queries by the table they own.
 
+pub mod canned;
 pub mod channel_state;
 pub mod conversations;
 pub mod customers;
+pub mod events;
 pub mod inbox;
 pub mod matrix_events;
 pub mod message_map;

@@ -22,7 +22,9 @@ pub struct OutboxRow {
 
 impl Store {
     /// Queue an outbound item for a Matrix event, index it for search (a message, by `author`)
-    /// and mark the event handled, atomically.
+    /// and mark the event handled, atomically. An operator's answer (`answer`: its stamp) is
+    /// recorded as an `operator_answer` event in the same transaction, and as the
+    /// `first_response` too when it is the first since the conversation was created or reopened.
     pub async fn outbox_enqueue(
         &self,
         conversation_id: i64,
@@ -30,6 +32,7 @@ impl Store {
         room_id: &str,
         author: &str,
         outbound: &Outbound,
+        answer: Option<&super::events::Stamp<'_>>,
     ) -> Result<(), StoreError> {
         let payload =
             serde_json::to_string(outbound).map_err(|e| StoreError::Encode(Box::new(e)))?;
@@ -52,6 +55,28 @@ impl Store {
             .bind(event_id)
             .execute(&mut *tx)
             .await?;
+        if let Some(stamp) = answer {
+            use super::events::{insert_with_routing, is_first_response, EventKind};
+            let first = is_first_response(&mut *tx, conversation_id).await?;
+            let new = insert_with_routing(
+                &mut *tx,
+                conversation_id,
+                stamp,
+                EventKind::OperatorAnswer,
+                Some(&format!("out:{event_id}")),
+            )
+            .await?;
+            if new && first {
+                insert_with_routing(
+                    &mut *tx,
+                    conversation_id,
+                    stamp,
+                    EventKind::FirstResponse,
+                    Some(&format!("first:{event_id}")),
+                )
+                .await?;
+            }
+        }
         tx.commit().await?;
         Ok(())
     }

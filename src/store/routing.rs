@@ -110,8 +110,28 @@ impl Store {
         r.as_ref().map(row).transpose()
     }
 
-    /// Write the whole routing row (insert or replace).
-    pub async fn put_routing(&self, r: &RoutingRow) -> Result<(), StoreError> {
+    /// Write the whole routing row (insert or replace), and in the same transaction the
+    /// conversation events the change means ([`super::events::routing_changes`]), stamped with
+    /// `stamp` (the bridge's clock and the operator who made the change).
+    pub async fn put_routing(
+        &self,
+        r: &RoutingRow,
+        stamp: &super::events::Stamp<'_>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        // Write first: a SQLite transaction that reads before its first write cannot take the
+        // write lock once another connection has committed meanwhile (SQLITE_BUSY_SNAPSHOT);
+        // on PostgreSQL this locks the row, so two changes to one conversation are diffed one
+        // after the other.
+        sqlx::query("UPDATE routing SET updated_at = updated_at WHERE conversation_id = $1")
+            .bind(r.conversation_id)
+            .execute(&mut *tx)
+            .await?;
+        let old = sqlx::query(select_routing!("conversation_id = $1"))
+            .bind(r.conversation_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let old = old.as_ref().map(row).transpose()?;
         sqlx::query(
             "INSERT INTO routing (conversation_id, team, owner, state, snooze_until, unworked_since, remind_at,
                                   escalate_at, reminded, escalated, auto_reply_day, lobby_room, lobby_event, updated_at)
@@ -136,8 +156,22 @@ impl Store {
         .bind(r.lobby_room.as_deref())
         .bind(r.lobby_event.as_deref())
         .bind(now_ms())
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        for (kind, detail) in super::events::routing_changes(old.as_ref(), r) {
+            super::events::insert(
+                &mut *tx,
+                r.conversation_id,
+                stamp,
+                kind,
+                r.team.as_deref(),
+                r.owner.as_deref(),
+                detail.as_deref(),
+                None,
+            )
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -1,0 +1,752 @@
+//! Reports for team leads: figures over a period computed from the stored conversation events
+//! ([`crate::store::events`]), never from counters in memory. Definitions are in
+//! `docs/reports.md`; this module computes them ([`compute`], pure) and writes them as a plain
+//! text table, an HTML table and CSV ([`Report::text`], [`Report::html`], [`Report::csv`]).
+//! `!sb report` (`src/commands/report.rs`) loads the events and answers with them.
+//!
+//! A *cycle* of a conversation starts when it is created or reopened. Its first response is the
+//! first operator answer in the cycle; its resolution time runs from the cycle's start to the
+//! `resolved` event. So a reopen restarts both clocks, and a snooze or a transfer does not.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Datelike, Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
+
+use crate::routing::calendar::Calendar;
+use crate::store::events::{ConversationEvent, EventKind};
+
+pub mod chart;
+
+/// The period a report covers: `[from, to)` in ms, and how it is named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Period {
+    pub from: i64,
+    pub to: i64,
+    pub label: String,
+}
+
+/// `today`, `7d`, `30d`, `month` (this calendar month so far) or `YYYY-MM`, in UTC, ending now
+/// (or at the month's end).
+pub fn period(word: &str, now: DateTime<Utc>) -> Option<Period> {
+    let day_start = |d: NaiveDate| Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0)?).into();
+    let now_ms = now.timestamp_millis();
+    let to_ms = |t: Option<DateTime<Utc>>| t.map(|t| t.timestamp_millis());
+    match word {
+        "" | "today" => Some(Period {
+            from: to_ms(day_start(now.date_naive()))?,
+            to: now_ms,
+            label: format!("today ({})", now.format("%Y-%m-%d")),
+        }),
+        "7d" | "30d" => {
+            let days: i64 = word.trim_end_matches('d').parse().ok()?;
+            Some(Period {
+                from: now_ms - days * 86_400_000,
+                to: now_ms,
+                label: format!("the last {days} days"),
+            })
+        }
+        "month" => {
+            let first = NaiveDate::from_ymd_opt(now.year(), now.month(), 1)?;
+            Some(Period {
+                from: to_ms(day_start(first))?,
+                to: now_ms,
+                label: now.format("%Y-%m (so far)").to_string(),
+            })
+        }
+        ym => {
+            let (y, m) = ym.split_once('-')?;
+            let (y, m): (i32, u32) = (y.parse().ok()?, m.parse().ok()?);
+            let first = NaiveDate::from_ymd_opt(y, m, 1)?;
+            let next = if m == 12 {
+                NaiveDate::from_ymd_opt(y + 1, 1, 1)?
+            } else {
+                NaiveDate::from_ymd_opt(y, m + 1, 1)?
+            };
+            Some(Period {
+                from: to_ms(day_start(first))?,
+                to: to_ms(day_start(next))?,
+                label: format!("{y:04}-{m:02}"),
+            })
+        }
+    }
+}
+
+/// What the rows of a report are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupBy {
+    Channel,
+    Operator,
+    Team,
+}
+
+impl GroupBy {
+    pub fn parse(word: &str) -> Option<GroupBy> {
+        match word {
+            "channel" => Some(GroupBy::Channel),
+            "operator" => Some(GroupBy::Operator),
+            "team" => Some(GroupBy::Team),
+            _ => None,
+        }
+    }
+}
+
+/// Durations (ms) with their median and 90th percentile (nearest rank).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Durations(pub Vec<i64>);
+
+impl Durations {
+    fn rank(&self, p: usize) -> Option<i64> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let mut v = self.0.clone();
+        v.sort_unstable();
+        // Nearest rank: the smallest value with at least p% of the values at or below it.
+        let k = (p * v.len()).div_ceil(100).max(1);
+        Some(v[k - 1])
+    }
+    pub fn median(&self) -> Option<i64> {
+        self.rank(50)
+    }
+    pub fn p90(&self) -> Option<i64> {
+        self.rank(90)
+    }
+}
+
+/// The figures of one row (or of the whole report).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Figures {
+    pub new: u64,
+    pub resolved: u64,
+    pub reopened: u64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    /// First response times: wall clock and working time (the team's calendar).
+    pub first_response_wall: Durations,
+    pub first_response_working: Durations,
+    /// First responses within the team's target (its `escalate_after`, in working time).
+    pub first_response_within_target: u64,
+    pub resolution_wall: Durations,
+    pub resolution_working: Durations,
+}
+
+impl Figures {
+    /// Share of first responses within target, in whole percent.
+    pub fn within_target_percent(&self) -> Option<u64> {
+        let n = self.first_response_wall.0.len() as u64;
+        (n > 0).then(|| (self.first_response_within_target * 100 + n / 2) / n)
+    }
+}
+
+/// What a report needs besides the events.
+pub struct Context<'a> {
+    /// Each conversation's channel and customer.
+    pub conversations: &'a HashMap<i64, (String, String)>,
+    /// Each team's calendar (`None`: conversations with no team).
+    pub calendars: &'a HashMap<Option<String>, Calendar>,
+    /// Each team's first-response target (ms of working time).
+    pub targets: &'a HashMap<Option<String>, i64>,
+    /// Only events of these teams count (a lead's report); `None`: every event.
+    pub teams: Option<&'a BTreeSet<String>>,
+}
+
+/// A computed report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    pub period: Option<Period>,
+    pub total: Figures,
+    pub rows: BTreeMap<String, Figures>,
+    pub group_by: Option<GroupBy>,
+    /// Channel mix: customers who wrote in the period, and per channel how many of them wrote
+    /// there (a customer on two channels counts in both).
+    pub customers: u64,
+    pub channel_customers: BTreeMap<String, u64>,
+    /// Conversations waiting for an answer now, and how long the oldest has waited (ms).
+    pub unworked_now: u64,
+    pub oldest_unworked: Option<i64>,
+}
+
+/// Compute the figures of `period` from `events` (every event before `period.to` of the
+/// conversations concerned, ordered by conversation then id).
+pub fn compute(
+    events: &[ConversationEvent],
+    period: &Period,
+    group_by: Option<GroupBy>,
+    ctx: &Context<'_>,
+) -> Report {
+    let mut report = Report {
+        period: Some(period.clone()),
+        group_by,
+        ..Default::default()
+    };
+    let mut customers: BTreeSet<&str> = BTreeSet::new();
+    let mut by_channel: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    // The start of the current cycle of each conversation.
+    let mut cycle_start: HashMap<i64, i64> = HashMap::new();
+    let unknown = (String::from("unknown"), String::new());
+    for e in events {
+        if matches!(e.kind, EventKind::Created | EventKind::Reopened) {
+            cycle_start.insert(e.conversation_id, e.at);
+        }
+        if e.at < period.from || e.at >= period.to {
+            continue;
+        }
+        if let Some(teams) = ctx.teams {
+            if !e.team.as_ref().is_some_and(|t| teams.contains(t)) {
+                continue;
+            }
+        }
+        let (channel, customer) = ctx
+            .conversations
+            .get(&e.conversation_id)
+            .unwrap_or(&unknown);
+        let key = match group_by {
+            None => None,
+            Some(GroupBy::Channel) => Some(channel.clone()),
+            Some(GroupBy::Team) => Some(e.team.clone().unwrap_or_else(|| "(no team)".into())),
+            Some(GroupBy::Operator) => {
+                let who = match e.kind {
+                    EventKind::OperatorAnswer
+                    | EventKind::FirstResponse
+                    | EventKind::Resolved
+                    | EventKind::Rated => e.actor.clone().or_else(|| e.owner.clone()),
+                    _ => e.owner.clone(),
+                };
+                Some(who.unwrap_or_else(|| "(nobody)".into()))
+            }
+        };
+        let times = |e: &ConversationEvent| -> Option<(i64, i64)> {
+            let start = *cycle_start.get(&e.conversation_id)?;
+            let calendar = ctx.calendars.get(&e.team)?;
+            let working = calendar
+                .working_between(
+                    crate::clock::to_datetime(start),
+                    crate::clock::to_datetime(e.at),
+                )
+                .num_milliseconds();
+            Some((e.at - start, working))
+        };
+        let apply = |f: &mut Figures| match e.kind {
+            EventKind::Created => f.new += 1,
+            EventKind::Resolved => {
+                f.resolved += 1;
+                if let Some((wall, working)) = times(e) {
+                    f.resolution_wall.0.push(wall);
+                    f.resolution_working.0.push(working);
+                }
+            }
+            EventKind::Reopened => f.reopened += 1,
+            EventKind::CustomerMessage => f.messages_in += 1,
+            EventKind::OperatorAnswer => f.messages_out += 1,
+            EventKind::FirstResponse => {
+                if let Some((wall, working)) = times(e) {
+                    f.first_response_wall.0.push(wall);
+                    f.first_response_working.0.push(working);
+                    let target = ctx.targets.get(&e.team).copied().unwrap_or(2 * 3_600_000);
+                    if working <= target {
+                        f.first_response_within_target += 1;
+                    }
+                }
+            }
+            _ => {}
+        };
+        apply(&mut report.total);
+        if let Some(key) = key {
+            apply(report.rows.entry(key).or_default());
+        }
+        if e.kind == EventKind::CustomerMessage {
+            customers.insert(customer);
+            by_channel.entry(channel).or_default().insert(customer);
+        }
+    }
+    report.customers = customers.len() as u64;
+    report.channel_customers = by_channel
+        .into_iter()
+        .map(|(c, set)| (c.to_string(), set.len() as u64))
+        .collect();
+    report
+}
+
+/// "1h 05m", "12m", "45s", "–".
+fn dur(ms: Option<i64>) -> String {
+    let Some(ms) = ms else {
+        return "–".into();
+    };
+    let s = ms.max(0) / 1000;
+    let (h, m) = (s / 3600, (s % 3600) / 60);
+    if h > 0 {
+        format!("{h}h {m:02}m")
+    } else if m > 0 {
+        format!("{m}m")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// The columns of every table, in order.
+pub const COLUMNS: [&str; 12] = [
+    "",
+    "new",
+    "resolved",
+    "reopened",
+    "messages in",
+    "messages out",
+    "first response median",
+    "first response p90",
+    "first response median (working)",
+    "within target",
+    "resolution median",
+    "resolution p90",
+];
+
+fn cells(name: &str, f: &Figures) -> Vec<String> {
+    vec![
+        name.to_string(),
+        f.new.to_string(),
+        f.resolved.to_string(),
+        f.reopened.to_string(),
+        f.messages_in.to_string(),
+        f.messages_out.to_string(),
+        dur(f.first_response_wall.median()),
+        dur(f.first_response_wall.p90()),
+        dur(f.first_response_working.median()),
+        f.within_target_percent()
+            .map_or("–".into(), |p| format!("{p}%")),
+        dur(f.resolution_wall.median()),
+        dur(f.resolution_wall.p90()),
+    ]
+}
+
+impl Report {
+    /// Every row of the table: the groups, then the total.
+    pub fn table(&self) -> Vec<Vec<String>> {
+        let mut out: Vec<Vec<String>> = self.rows.iter().map(|(k, f)| cells(k, f)).collect();
+        out.push(cells("all", &self.total));
+        out
+    }
+
+    /// Channel mix as "email 97%, viber 15%", largest first.
+    pub fn channel_mix(&self) -> String {
+        if self.customers == 0 {
+            return "no customer wrote".into();
+        }
+        let mut v: Vec<(&String, &u64)> = self.channel_customers.iter().collect();
+        v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        v.iter()
+            .map(|(c, n)| format!("{c} {}%", (*n * 100 + self.customers / 2) / self.customers))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn heading(&self) -> String {
+        let label = self.period.as_ref().map_or("", |p| p.label.as_str());
+        format!("Report for {label}")
+    }
+
+    fn footer(&self) -> Vec<String> {
+        vec![
+            format!(
+                "Channel mix ({} customers who wrote): {}",
+                self.customers,
+                self.channel_mix()
+            ),
+            format!(
+                "Unworked now: {}{}",
+                self.unworked_now,
+                self.oldest_unworked
+                    .map(|o| format!(", the oldest waiting {}", dur(Some(o))))
+                    .unwrap_or_default()
+            ),
+            "CSAT: no ratings collected yet.".into(),
+        ]
+    }
+
+    /// A plain-text table (the fallback of [`Report::html`]).
+    pub fn text(&self) -> String {
+        let mut rows = vec![COLUMNS.iter().map(|c| c.to_string()).collect::<Vec<_>>()];
+        rows.extend(self.table());
+        let widths: Vec<usize> = (0..COLUMNS.len())
+            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+            .collect();
+        let mut out = format!("{}\n", self.heading());
+        for r in &rows {
+            let line: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            out.push_str(line.join(" | ").trim_end());
+            out.push('\n');
+        }
+        out.push_str(&self.footer().join("\n"));
+        out
+    }
+
+    /// An HTML table.
+    pub fn html(&self) -> String {
+        let esc = switchboard_kit::text::escape_html;
+        let mut out = format!(
+            "<p><strong>{}</strong></p><table><tr>",
+            esc(&self.heading())
+        );
+        for c in COLUMNS {
+            out.push_str(&format!("<th>{}</th>", esc(c)));
+        }
+        out.push_str("</tr>");
+        for r in self.table() {
+            out.push_str("<tr>");
+            for c in r {
+                out.push_str(&format!("<td>{}</td>", esc(&c)));
+            }
+            out.push_str("</tr>");
+        }
+        out.push_str("</table>");
+        for line in self.footer() {
+            out.push_str(&format!("<p>{}</p>", esc(&line)));
+        }
+        out
+    }
+
+    /// The same figures as CSV (durations in seconds, empty when there are none).
+    pub fn csv(&self) -> String {
+        let secs = |d: Option<i64>| d.map(|ms| (ms / 1000).to_string()).unwrap_or_default();
+        let mut out = String::from("group,new,resolved,reopened,messages_in,messages_out,first_response_median_s,first_response_p90_s,first_response_working_median_s,first_response_working_p90_s,first_response_within_target_percent,resolution_median_s,resolution_p90_s,resolution_working_median_s,resolution_working_p90_s\n");
+        let mut rows: Vec<(&str, &Figures)> =
+            self.rows.iter().map(|(k, f)| (k.as_str(), f)).collect();
+        rows.push(("all", &self.total));
+        for (name, f) in rows {
+            let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+            out.push_str(&format!(
+                "{quoted},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                f.new,
+                f.resolved,
+                f.reopened,
+                f.messages_in,
+                f.messages_out,
+                secs(f.first_response_wall.median()),
+                secs(f.first_response_wall.p90()),
+                secs(f.first_response_working.median()),
+                secs(f.first_response_working.p90()),
+                f.within_target_percent()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+                secs(f.resolution_wall.median()),
+                secs(f.resolution_wall.p90()),
+                secs(f.resolution_working.median()),
+                secs(f.resolution_working.p90()),
+            ));
+        }
+        out
+    }
+}
+
+/// `ChronoDuration` in ms (for targets from the config).
+pub fn ms(d: std::time::Duration) -> i64 {
+    ChronoDuration::from_std(d)
+        .map(|d| d.num_milliseconds())
+        .unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+    const HOUR: i64 = 60 * MIN;
+
+    /// Mon 23 Nov 2026 + `day` days, `h:m` UTC.
+    fn at(day: i64, h: i64, m: i64) -> i64 {
+        Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0)
+            .single()
+            .map_or(0, |t| t.timestamp_millis())
+            + day * 24 * HOUR
+            + h * HOUR
+            + m * MIN
+    }
+
+    struct Script(Vec<ConversationEvent>);
+
+    impl Script {
+        fn ev(&mut self, conv: i64, at: i64, kind: EventKind, team: &str, who: Option<&str>) {
+            self.0.push(ConversationEvent {
+                id: self.0.len() as i64 + 1,
+                conversation_id: conv,
+                at,
+                kind,
+                actor: who.map(str::to_string),
+                team: Some(team.to_string()),
+                owner: who.map(str::to_string),
+                detail: None,
+            });
+        }
+    }
+
+    /// A week: two support conversations of customer A (email, then Viber, the second one
+    /// answered the next working morning), a sales conversation of B on Telegram resolved,
+    /// reopened by B and resolved again, and C's e-mail on Friday evening left unanswered.
+    /// Support works Mon–Fri 09:00–17:00 UTC with a 1 h target; sales is always open, 2 h.
+    fn week() -> (Vec<ConversationEvent>, HashMap<i64, (String, String)>) {
+        use EventKind::*;
+        let (bob, alice) = (Some("@bob:x"), Some("@alice:x"));
+        let mut s = Script(Vec::new());
+        s.ev(1, at(0, 9, 0), Created, "support", None);
+        s.ev(1, at(0, 9, 0), CustomerMessage, "support", None);
+        s.ev(1, at(0, 9, 30), Assigned, "support", bob);
+        s.ev(1, at(0, 9, 30), OperatorAnswer, "support", bob);
+        s.ev(1, at(0, 9, 30), FirstResponse, "support", bob);
+        s.ev(1, at(0, 9, 45), OperatorAnswer, "support", bob);
+        s.ev(1, at(0, 10, 0), Resolved, "support", bob);
+        s.ev(2, at(0, 16, 30), Created, "support", None);
+        s.ev(2, at(0, 16, 30), CustomerMessage, "support", None);
+        s.ev(2, at(1, 9, 30), OperatorAnswer, "support", bob);
+        s.ev(2, at(1, 9, 30), FirstResponse, "support", bob);
+        s.ev(2, at(1, 10, 0), Resolved, "support", bob);
+        s.ev(3, at(2, 12, 0), Created, "sales", None);
+        s.ev(3, at(2, 12, 0), CustomerMessage, "sales", None);
+        s.ev(3, at(2, 12, 10), OperatorAnswer, "sales", alice);
+        s.ev(3, at(2, 12, 10), FirstResponse, "sales", alice);
+        s.ev(3, at(2, 12, 20), Resolved, "sales", alice);
+        s.ev(3, at(3, 8, 0), CustomerMessage, "sales", alice);
+        s.ev(3, at(3, 8, 0), Reopened, "sales", None);
+        s.ev(3, at(3, 11, 0), OperatorAnswer, "sales", alice);
+        s.ev(3, at(3, 11, 0), FirstResponse, "sales", alice);
+        s.ev(3, at(3, 11, 30), Resolved, "sales", alice);
+        s.ev(4, at(4, 16, 0), Created, "support", None);
+        s.ev(4, at(4, 16, 0), CustomerMessage, "support", None);
+        let mut events = s.0;
+        events.sort_by_key(|e| (e.conversation_id, e.id));
+        let conversations = [
+            (1, "email", "A"),
+            (2, "viber", "A"),
+            (3, "telegram", "B"),
+            (4, "email", "C"),
+        ]
+        .into_iter()
+        .map(|(id, c, who)| (id, (c.to_string(), who.to_string())))
+        .collect();
+        (events, conversations)
+    }
+
+    fn context_maps() -> (
+        HashMap<Option<String>, Calendar>,
+        HashMap<Option<String>, i64>,
+    ) {
+        let mut hours = BTreeMap::new();
+        hours.insert("mon-fri".to_string(), "09:00-17:00".to_string());
+        let support = Calendar::from_config("UTC", &hours, &[]).unwrap();
+        let calendars = [
+            (Some("support".to_string()), support),
+            (Some("sales".to_string()), Calendar::always(chrono_tz::UTC)),
+        ]
+        .into_iter()
+        .collect();
+        let targets = [
+            (Some("support".to_string()), HOUR),
+            (Some("sales".to_string()), 2 * HOUR),
+        ]
+        .into_iter()
+        .collect();
+        (calendars, targets)
+    }
+
+    fn the_week() -> Period {
+        Period {
+            from: at(0, 0, 0),
+            to: at(7, 0, 0),
+            label: "the week".into(),
+        }
+    }
+
+    #[test]
+    fn a_scripted_week_gives_the_exact_figures() {
+        let (events, conversations) = week();
+        let (calendars, targets) = context_maps();
+        let ctx = Context {
+            conversations: &conversations,
+            calendars: &calendars,
+            targets: &targets,
+            teams: None,
+        };
+        let r = compute(&events, &the_week(), Some(GroupBy::Team), &ctx);
+        let t = &r.total;
+        assert_eq!(
+            (t.new, t.resolved, t.reopened, t.messages_in, t.messages_out),
+            (4, 4, 1, 5, 5)
+        );
+        // First responses: 30 min, 17 h (16:30 → 09:30 next day), 10 min, 3 h (the reopening
+        // at 08:00 restarted the clock).
+        let mut frt = t.first_response_wall.0.clone();
+        frt.sort_unstable();
+        assert_eq!(frt, vec![10 * MIN, 30 * MIN, 3 * HOUR, 17 * HOUR]);
+        assert_eq!(t.first_response_wall.median(), Some(30 * MIN));
+        assert_eq!(t.first_response_wall.p90(), Some(17 * HOUR));
+        // In working time the overnight wait is one hour: 16:30–17:00 and 09:00–09:30.
+        let mut working = t.first_response_working.0.clone();
+        working.sort_unstable();
+        assert_eq!(working, vec![10 * MIN, 30 * MIN, HOUR, 3 * HOUR]);
+        // Within target: support's two (≤ 1 h working), sales' first (≤ 2 h), not its 3 h.
+        assert_eq!(t.first_response_within_target, 3);
+        assert_eq!(t.within_target_percent(), Some(75));
+        assert_eq!(t.resolution_wall.median(), Some(HOUR));
+        assert_eq!(t.resolution_wall.p90(), Some(17 * HOUR + 30 * MIN));
+        // Channel mix: A wrote by e-mail and Viber, B on Telegram, C by e-mail.
+        assert_eq!(r.customers, 3);
+        assert_eq!(r.channel_mix(), "email 67%, telegram 33%, viber 33%");
+        let support = &r.rows["support"];
+        let sales = &r.rows["sales"];
+        assert_eq!((support.new, support.resolved, support.reopened), (3, 2, 0));
+        assert_eq!((sales.new, sales.resolved, sales.reopened), (1, 2, 1));
+        assert_eq!(support.within_target_percent(), Some(100));
+        assert_eq!(sales.within_target_percent(), Some(50));
+        let csv = r.csv();
+        assert!(
+            csv.contains("\n\"all\",4,4,1,5,5,1800,61200,1800,10800,75,3600,63000,"),
+            "{csv}"
+        );
+        let text = r.text();
+        assert!(text.contains("support") && text.contains("75%"), "{text}");
+        assert!(r.html().contains("<td>17h 00m</td>"), "{}", r.html());
+    }
+
+    #[test]
+    fn a_lead_sees_their_teams_and_a_period_cuts_by_time() {
+        let (events, conversations) = week();
+        let (calendars, targets) = context_maps();
+        let only: BTreeSet<String> = ["sales".to_string()].into_iter().collect();
+        let ctx = Context {
+            conversations: &conversations,
+            calendars: &calendars,
+            targets: &targets,
+            teams: Some(&only),
+        };
+        let r = compute(&events, &the_week(), Some(GroupBy::Operator), &ctx);
+        assert_eq!(
+            r.rows.keys().collect::<Vec<_>>(),
+            vec!["(nobody)", "@alice:x"]
+        );
+        assert_eq!((r.total.new, r.total.resolved), (1, 2));
+        // Thursday only: the reopening, its answer and resolution; the cycle began in the period.
+        let ctx = Context { teams: None, ..ctx };
+        let thursday = Period {
+            from: at(3, 0, 0),
+            to: at(4, 0, 0),
+            label: "thu".into(),
+        };
+        let r = compute(&events, &thursday, None, &ctx);
+        assert_eq!(
+            (
+                r.total.new,
+                r.total.resolved,
+                r.total.reopened,
+                r.total.messages_in
+            ),
+            (0, 1, 1, 1)
+        );
+        assert_eq!(r.total.resolution_wall.0, vec![3 * HOUR + 30 * MIN]);
+    }
+
+    #[test]
+    fn periods() {
+        let now = Utc
+            .with_ymd_and_hms(2026, 11, 25, 15, 0, 0)
+            .single()
+            .unwrap();
+        let p = period("2026-02", now).unwrap();
+        assert_eq!(p.to - p.from, 28 * 24 * HOUR);
+        let p = period("today", now).unwrap();
+        assert_eq!(p.to - p.from, 15 * HOUR);
+        assert_eq!(
+            period("7d", now).unwrap().to - period("7d", now).unwrap().from,
+            7 * 24 * HOUR
+        );
+        assert!(period("2026-13", now).is_none() && period("soon", now).is_none());
+    }
+}
+
+/// Why a report was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{0}")]
+    Denied(String),
+    #[error("the store failed: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// The report `actor` asked for: every team for admins, the teams they lead for leads
+/// (permissions are checked here, for every caller).
+pub async fn build(
+    bridge: &crate::bridge::Bridge,
+    actor: &str,
+    level: crate::config::Level,
+    period: &Period,
+    group_by: Option<GroupBy>,
+) -> Result<Report, ReportError> {
+    use crate::config::Level;
+    let mut led = BTreeSet::new();
+    for team in bridge.teams.iter() {
+        for (user, lead) in crate::routing::teams::members(bridge, team).await? {
+            if lead && user == actor {
+                led.insert(team.name.clone());
+            }
+        }
+    }
+    let only = match level {
+        Level::Admin => None,
+        _ if !led.is_empty() => Some(led),
+        _ => {
+            return Err(ReportError::Denied(
+                "reports are for admins and team leads (of their teams)".into(),
+            ))
+        }
+    };
+    let events = bridge
+        .store
+        .events_for_period(period.from, period.to)
+        .await?;
+    let conversations: HashMap<i64, (String, String)> = bridge
+        .store
+        .conversation_channels(period.from, period.to)
+        .await?
+        .into_iter()
+        .map(|(id, channel, customer)| (id, (channel, customer)))
+        .collect();
+    let mut calendars = HashMap::new();
+    let mut targets = HashMap::new();
+    calendars.insert(
+        None,
+        crate::routing::waiting::calendar_of(bridge, None).await,
+    );
+    targets.insert(None, 2 * 3_600_000);
+    for team in bridge.teams.iter() {
+        let key = Some(team.name.clone());
+        calendars.insert(
+            key.clone(),
+            crate::routing::teams::calendar(bridge, team).await,
+        );
+        targets.insert(
+            key,
+            ms(crate::routing::teams::escalate_after(bridge, team).await),
+        );
+    }
+    let ctx = Context {
+        conversations: &conversations,
+        calendars: &calendars,
+        targets: &targets,
+        teams: only.as_ref(),
+    };
+    let mut report = compute(&events, period, group_by, &ctx);
+    let now = bridge.clock.now_ms();
+    for row in bridge.store.routing_unworked().await? {
+        if let Some(teams) = &only {
+            if !row.team.as_ref().is_some_and(|t| teams.contains(t)) {
+                continue;
+            }
+        }
+        report.unworked_now += 1;
+        if let Some(since) = row.unworked_since {
+            let waited = now - since;
+            report.oldest_unworked = Some(report.oldest_unworked.map_or(waited, |o| o.max(waited)));
+        }
+    }
+    Ok(report)
+}
