@@ -180,9 +180,16 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
     }
     // A header block that runs into its body is closed first (see `repair`).
     let mended = repair::separate_headers(raw);
-    let message = MessageParser::default()
-        .parse(mended.as_deref().unwrap_or(raw))
-        .ok_or(ParseError::Unreadable)?;
+    let input = mended.as_deref().unwrap_or(raw);
+    // mail-parser has internal assertions that malformed input can trip (found by the
+    // email_parse fuzz target: "Invalid part ID, could not find multipart"); a mail that makes
+    // the parser panic is unreadable mail, kept raw and shown, never a dead reader task.
+    let message = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        MessageParser::default().parse(input)
+    }))
+    .ok()
+    .flatten()
+    .ok_or(ParseError::Unreadable)?;
     // mail-parser accepts almost anything; a "mail" without a single header it recognises and
     // without From is not a mail.
     if message.headers().is_empty() {
