@@ -172,14 +172,20 @@ pub struct Context<'a> {
 impl Context<'_> {
     /// Answer the command with one notice (idempotent per command event).
     pub async fn reply(&self, text: &str) -> Result<(), MatrixError> {
-        let notice = content::with_reply(content::notice(text), self.event_id);
+        self.reply_content(&content::with_reply(content::notice(text), self.event_id))
+            .await
+    }
+
+    /// Answer the command with any message content (a table, say), under the same
+    /// transaction id as [`Context::reply`]: one answer per command event.
+    pub async fn reply_content(&self, content: &serde_json::Value) -> Result<(), MatrixError> {
         self.bridge
             .homeserver
             .send(
                 self.room_id,
                 "m.room.message",
                 &format!("sb-cmd-{}", self.event_id),
-                &notice,
+                content,
                 None,
                 None,
             )

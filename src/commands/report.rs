@@ -49,17 +49,7 @@ pub async fn run(ctx: &Context<'_>, level: Level) -> Result<(), MatrixError> {
         }),
         ctx.event_id,
     );
-    ctx.bridge
-        .homeserver
-        .send(
-            ctx.room_id,
-            "m.room.message",
-            &format!("sb-cmd-{}", ctx.event_id),
-            &table,
-            None,
-            None,
-        )
-        .await?;
+    ctx.reply_content(&table).await?;
     let day = |ms: i64| crate::clock::to_datetime(ms).format("%Y-%m-%d").to_string();
     let stem = format!("report-{}-{}", day(period.from), day(period.to - 1));
     let mut files = vec![(format!("{stem}.csv"), "text/csv", report.csv().into_bytes())];

@@ -99,17 +99,7 @@ pub async fn run(ctx: &Context<'_>, level: Level) -> Result<(), MatrixError> {
     let in_dm = super::is_dm(ctx.bridge, ctx.room_id).await?;
     if in_dm {
         let page = content::with_reply(page, ctx.event_id);
-        ctx.bridge
-            .homeserver
-            .send(
-                ctx.room_id,
-                "m.room.message",
-                &format!("sb-cmd-{}", ctx.event_id),
-                &page,
-                None,
-                None,
-            )
-            .await?;
+        ctx.reply_content(&page).await?;
         return Ok(());
     }
     let dm = match direct_chat(ctx).await {
