@@ -310,21 +310,6 @@ async fn the_connection_cap_holds() -> anyhow::Result<()> {
 // ----- the web chat's limits --------------------------------------------------------------------
 
 /// Options with keys of `channels.webchat` set (merged into the rig's section).
-fn with_webchat(options: BridgeOptions, keys: serde_json::Value) -> BridgeOptions {
-    options.edit_config(move |config| {
-        let Some(section) = config
-            .get_mut("channels")
-            .and_then(|c| c.get_mut("webchat"))
-            .and_then(serde_yaml::Value::as_mapping_mut)
-        else {
-            return;
-        };
-        for (k, v) in keys.as_object().into_iter().flatten() {
-            let v = serde_yaml::to_value(v).unwrap_or(serde_yaml::Value::Null);
-            section.insert(k.as_str().into(), v);
-        }
-    })
-}
 
 /// A raw web chat client that says it comes from `addr` (the bridge trusts 127.0.0.1 as a proxy
 /// in these tests, so `X-Forwarded-For` simulates many addresses).
@@ -425,19 +410,16 @@ impl Refusal for reqwest::Response {
 }
 
 async fn webchat_limits_per_address_and_overall_hold(backend: Backend) -> anyhow::Result<()> {
-    let env = TestEnv::start(with_webchat(
-        BridgeOptions::default().backend(backend),
-        json!({
-            "trusted_proxies": ["127.0.0.1"],
-            "sessions_per_address_per_minute": 4,
-            "sessions_per_minute": 1000,
-            "new_conversations_per_address_per_minute": 2,
-            // Ten seconds' worth at once: five.
-            "new_conversations_per_minute": 30,
-            "event_streams_per_visitor": 2,
-            "event_streams_total": 3,
-        }),
-    ))
+    let env = TestEnv::start(BridgeOptions::default().backend(backend).webchat(json!({
+        "trusted_proxies": ["127.0.0.1"],
+        "sessions_per_address_per_minute": 4,
+        "sessions_per_minute": 1000,
+        "new_conversations_per_address_per_minute": 2,
+        // Ten seconds' worth at once: five.
+        "new_conversations_per_minute": 30,
+        "event_streams_per_visitor": 2,
+        "event_streams_total": 3,
+    })))
     .await?;
 
     // Sessions per address: four, then 429 with Retry-After; another address is not affected.
@@ -552,11 +534,9 @@ async fn webchat_limits_per_address_and_overall_hold(backend: Backend) -> anyhow
 /// visitor wrote is kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_sessions_expire_and_are_cleaned_up() -> anyhow::Result<()> {
-    let mut env = TestEnv::start(with_webchat(
-        BridgeOptions::default(),
-        json!({"silent_session_ttl_secs": 2}),
-    ))
-    .await?;
+    let mut env =
+        TestEnv::start(BridgeOptions::default().webchat(json!({"silent_session_ttl_secs": 2})))
+            .await?;
     let mut silent = Vec::new();
     for i in 0..5 {
         let mut v = RawVisitor::new(&env, "127.0.0.1");

@@ -223,3 +223,173 @@ async fn screenshot(browser: &mut Browser, name: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A visitor opens the widget on the demo page and writes `text` under `name`.
+async fn visitor_writes(env: &TestEnv, name: &str, text: &str) -> anyhow::Result<Browser> {
+    let mut browser = Browser::launch().await?;
+    browser.goto(&format!("{}/demo", env.webchat_url())).await?;
+    browser.click("[data-testid=launcher]").await?;
+    browser
+        .wait_for("[data-testid=panel]", None, Duration::from_secs(30))
+        .await?;
+    browser.fill("[data-testid=name]", name).await?;
+    browser.fill("[data-testid=input]", text).await?;
+    browser.click("[data-testid=send]").await?;
+    Ok(browser)
+}
+
+/// A nonce whose SHA-256 with `challenge` has a number of leading zero bits that `fits`.
+fn nonce_where(challenge: &str, fits: impl Fn(u32) -> bool) -> String {
+    use sha2::{Digest, Sha256};
+    (0u64..)
+        .map(|n| n.to_string())
+        .find(|nonce| {
+            let digest = Sha256::digest(format!("{challenge}:{nonce}").as_bytes());
+            let mut zeros = 0;
+            for byte in digest {
+                zeros += byte.leading_zeros();
+                if byte != 0 {
+                    break;
+                }
+            }
+            fits(zeros)
+        })
+        .unwrap_or_default()
+}
+
+/// With a proof of work configured (docs/webchat.md, `GET /challenge`), a visitor's widget solves
+/// it without the visitor noticing, while a script that skips it, forges it, under-solves it or
+/// spends it twice gets no session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_visitor_proves_work_unnoticed_and_a_script_cannot_skip_it() -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("proof of work for new web chat sessions");
+    let env = TestEnv::start(
+        BridgeOptions::default().webchat(serde_json::json!({"proof_of_work_bits": 12})),
+    )
+    .await?;
+    let api = format!("{}/api/v1", env.webchat_url());
+    let http = reqwest::Client::new();
+    let session = |proof: Option<Value>| {
+        let mut body = serde_json::json!({"name": "Script"});
+        if let Some(proof) = proof {
+            body["proof"] = proof;
+        }
+        http.post(format!("{api}/session")).json(&body).send()
+    };
+    let refused = |resp: reqwest::Response| async move {
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or_default();
+        (
+            status,
+            body["error"].as_str().unwrap_or("").to_owned(),
+            body["message"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+
+    steps.step("A script asks for a session without a proof: 428 proof_required");
+    let (status, code, _) = refused(session(None).await?).await;
+    ensure!(status == 428 && code == "proof_required", "{status} {code}");
+
+    steps.step("It fetches a challenge but sends a nonce that does not solve it: refused");
+    let challenge: Value = http
+        .get(format!("{api}/challenge"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    ensure!(challenge["bits"] == 12, "{challenge}");
+    let text = challenge["challenge"]
+        .as_str()
+        .context("challenge")?
+        .to_owned();
+    let wrong = nonce_where(&text, |zeros| zeros < 12);
+    let (status, _, message) =
+        refused(session(Some(serde_json::json!({"challenge": text, "nonce": wrong}))).await?).await;
+    ensure!(
+        status == 428 && message.contains("does not solve"),
+        "{status} {message}"
+    );
+
+    steps.step("A forged challenge (its signature changed) is refused even when solved");
+    let last = text.chars().last().context("empty challenge")?;
+    let forged = format!(
+        "{}{}",
+        &text[..text.len() - 1],
+        if last == '0' { '1' } else { '0' }
+    );
+    let nonce = nonce_where(&forged, |zeros| zeros >= 12);
+    let (status, _, message) = refused(
+        session(Some(
+            serde_json::json!({"challenge": forged, "nonce": nonce}),
+        ))
+        .await?,
+    )
+    .await;
+    ensure!(
+        status == 428 && message.contains("not issued"),
+        "{status} {message}"
+    );
+
+    steps.step("Solved, it opens one session; the same proof again opens none");
+    let proof =
+        serde_json::json!({"challenge": text, "nonce": nonce_where(&text, |zeros| zeros >= 12)});
+    let first = session(Some(proof.clone())).await?;
+    ensure!(first.status() == 200, "solved: {}", first.status());
+    let (status, _, message) = refused(session(Some(proof)).await?).await;
+    ensure!(
+        status == 428 && message.contains("already used"),
+        "{status} {message}"
+    );
+
+    steps.step("A visitor in the widget just writes: the message reaches the team");
+    let browser = visitor_writes(&env, "Pia Proof", "Hello, is anyone there?").await?;
+    let room = env.alice.wait_for_invite("Pia Proof").await?;
+    env.alice
+        .wait_for_text(&room, "Hello, is anyone there?")
+        .await?;
+    browser.close().await?;
+    steps.finish()
+}
+
+/// A visitor who starts a conversation while the team is being flooded (the overall limit on new
+/// conversations is spent) is told so in the widget, and their message goes out by itself when
+/// the limit allows: once, nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_over_the_limit_is_told_and_their_message_goes_out_later() -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("web chat limits as a visitor sees them");
+    // One new conversation at once, then one every ten seconds.
+    let env = TestEnv::start(
+        BridgeOptions::default().webchat(serde_json::json!({"new_conversations_per_minute": 6})),
+    )
+    .await?;
+
+    steps.step("A first visitor's conversation takes the one free place");
+    let first = visitor_writes(&env, "Fay First", "First in line").await?;
+    let room = env.alice.wait_for_invite("Fay First").await?;
+    env.alice.wait_for_text(&room, "First in line").await?;
+
+    steps.step("A second visitor writes at once: the widget says to wait");
+    let mut second = visitor_writes(&env, "Sam Second", "Second in line").await?;
+    second
+        .wait_for(
+            "[data-testid=error]",
+            Some("try again"),
+            Duration::from_secs(10),
+        )
+        .await?;
+
+    steps.step("When the limit allows, the widget sends it by itself: in the room once");
+    let room = env.alice.wait_for_invite("Sam Second").await?;
+    env.alice.wait_for_text(&room, "Second in line").await?;
+    second.wait_hidden("[data-testid=error]").await?;
+    let copies = env
+        .alice
+        .messages(&room)
+        .iter()
+        .filter(|m| m.body == "Second in line")
+        .count();
+    ensure!(copies == 1, "the message arrived {copies} times");
+    first.close().await?;
+    second.close().await?;
+    steps.finish()
+}

@@ -126,6 +126,23 @@ impl BridgeOptions {
         })
     }
 
+    /// Sets keys of the web chat's section (`channels.webchat`), keeping the others.
+    pub fn webchat(self, keys: serde_json::Value) -> Self {
+        self.edit_config(move |config| {
+            let Some(section) = config
+                .get_mut("channels")
+                .and_then(|c| c.get_mut("webchat"))
+                .and_then(Value::as_mapping_mut)
+            else {
+                return;
+            };
+            for (k, v) in keys.as_object().into_iter().flatten() {
+                let v = serde_yaml::to_value(v).unwrap_or(Value::Null);
+                section.insert(k.as_str().into(), v);
+            }
+        })
+    }
+
     pub fn edit_config(mut self, hook: impl Fn(&mut Value) + Send + Sync + 'static) -> Self {
         self.edit_config = Some(match self.edit_config.take() {
             Some(earlier) => Box::new(move |c: &mut Value| {

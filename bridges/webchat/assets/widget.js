@@ -90,7 +90,7 @@
     name: saved.name || null,
     email: saved.email || null,
     lastReadSeq: saved.last_read_seq || 0,
-    config: { site_name: "Support", greeting: null, max_upload_bytes: 0, max_text_length: 10000 },
+    config: { site_name: "Support", greeting: null, max_upload_bytes: 0, max_text_length: 10000, proof_of_work_bits: 0 },
     lastSeq: 0,
     messages: {}, // id -> message (sent ones)
     applied: {}, // transcript seqs already applied
@@ -571,12 +571,67 @@
     return body;
   }
 
+  // --- Proof of work for a new session (docs/webchat.md) -------------------------------------
+  // The bridge may ask a new visitor's browser to find a nonce such that
+  // SHA-256("<challenge>:<nonce>") starts with `bits` zero bits: invisible to a visitor, costly
+  // for a script opening sessions in bulk.
+  function leadingZeroBits(bytes) {
+    var zeros = 0;
+    for (var i = 0; i < bytes.length; i++) {
+      if (bytes[i] === 0) { zeros += 8; continue; }
+      return zeros + Math.clz32(bytes[i]) - 24;
+    }
+    return zeros;
+  }
+
+  function solveChallenge(challenge, bits) {
+    var encoder = new TextEncoder();
+    var next = 0;
+    function batch() {
+      var tries = [];
+      for (var i = 0; i < 256; i++) {
+        var nonce = (next++).toString(36);
+        tries.push(crypto.subtle.digest("SHA-256", encoder.encode(challenge + ":" + nonce)).then(
+          (function (n) { return function (digest) { return leadingZeroBits(new Uint8Array(digest)) >= bits ? n : null; }; })(nonce)));
+      }
+      return Promise.all(tries).then(function (found) {
+        for (var j = 0; j < found.length; j++) if (found[j] !== null) return found[j];
+        return batch();
+      });
+    }
+    return batch();
+  }
+
+  // Resolves to a proof for POST /session, or null when the bridge asks for none.
+  function sessionProof() {
+    return api("GET", "/challenge").then(function (result) {
+      if (!result.ok || !result.data) { var error = new Error("challenge " + result.status); error.result = result; throw error; }
+      var c = result.data;
+      state.config.proof_of_work_bits = c.bits || 0;
+      if (!c.bits) return null;
+      if (!(window.crypto && crypto.subtle)) throw new Error("WebCrypto is unavailable (the page is not served over HTTPS)");
+      return solveChallenge(c.challenge, c.bits).then(function (nonce) { return { challenge: c.challenge, nonce: nonce }; });
+    });
+  }
+
+  function postSession(proof) {
+    var body = identityFields();
+    if (proof) body.proof = proof;
+    return api("POST", "/session", body);
+  }
+
   // Make sure we have a token; create the visitor (or update name/e-mail) when needed.
   // Resolves true when ready; false after a refusal that was shown to the visitor.
   function ensureSession() {
     if (state.token && !state.identityDirty) return Promise.resolve(true);
     var hadToken = state.token;
-    return api("POST", "/session", identityFields()).then(function (result) {
+    var proved = !hadToken && state.config.proof_of_work_bits > 0;
+    var attempt = proved ? sessionProof().then(postSession) : postSession(null);
+    return attempt.then(function (result) {
+      // A new session (our token was forgotten, or the bridge has just started asking) needs a
+      // proof: solve a challenge and ask once more.
+      return result.status === 428 && !proved ? sessionProof().then(postSession) : result;
+    }).then(function (result) {
       if (!result.ok) {
         if (result.status === 422 || result.status === 400) {
           showError(errorText(result, "Please check your name and e-mail."));
@@ -698,7 +753,7 @@
           persist();
           continue;
         }
-        if (result.status === 429 || result.status >= 500) {
+        if (result.status === 429 || result.status === 428 || result.status >= 500) {
           var fallback = result.status === 429 ? "You are sending messages too quickly." : "The chat is temporarily unavailable; retrying\u2026";
           showError(errorText(result, fallback));
           var wait = result.retryAfter ? result.retryAfter * 1000 : state.backoff;
@@ -888,6 +943,7 @@
     if (typeof config.site_name === "string") state.config.site_name = config.site_name;
     if (typeof config.greeting === "string") state.config.greeting = config.greeting;
     if (typeof config.max_upload_bytes === "number") state.config.max_upload_bytes = config.max_upload_bytes;
+    if (typeof config.proof_of_work_bits === "number") state.config.proof_of_work_bits = config.proof_of_work_bits;
     ui.title.textContent = state.config.site_name;
     ui.greeting.textContent = state.config.greeting || "";
     ui.greeting.hidden = !state.config.greeting;

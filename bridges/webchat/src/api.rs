@@ -61,7 +61,18 @@ pub async fn config(State(state): State<AppState>) -> Json<Value> {
         "greeting": state.config.greeting,
         "max_upload_bytes": state.config.max_upload_bytes,
         "max_text_length": MAX_TEXT_CHARS,
+        "proof_of_work_bits": state.challenges.bits(),
     }))
+}
+
+/// `GET /api/v1/challenge` (no token): a proof-of-work challenge for a new session
+/// ([`crate::challenge`]). Answered even when no proof is required (`bits` 0).
+pub async fn challenge(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let challenge = state.challenges.issue(state.host().as_ref()).await?;
+    Ok(Json(json!({
+        "challenge": challenge,
+        "bits": state.challenges.bits(),
+    })))
 }
 
 fn session_body(token: &str, visitor: &Visitor) -> Json<Value> {
@@ -79,8 +90,9 @@ pub async fn session(
     State(state): State<AppState>,
     addr: ClientAddr,
     headers: axum::http::HeaderMap,
-    JsonBody(body): JsonBody<SessionRequest>,
+    JsonBody(mut body): JsonBody<SessionRequest>,
 ) -> Result<Json<Value>, ApiError> {
+    let proof = body.proof.take();
     let crate::parse::SessionInput { name, email } = body.validate()?;
 
     if let Some(token) = bearer(&headers) {
@@ -98,6 +110,11 @@ pub async fn session(
             return Ok(session_body(&token, &visitor));
         }
     }
+    // A new visitor: the proof of work first (it costs the client, not us), then the limits.
+    state
+        .challenges
+        .admit(state.host().as_ref(), proof.as_ref())
+        .await?;
     state.limits.new_session(addr)?;
     let (token, visitor) = state
         .store

@@ -58,6 +58,10 @@ pub struct WebchatConfig {
     /// Addresses of reverse proxies in front of the bridge. Only when the peer is one of them is
     /// `X-Forwarded-For` believed (its last address that is not a trusted proxy is the client).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Proof of work a browser must do before a new session (leading zero bits of a SHA-256,
+    /// 2^bits tries on average; 0 = none). 16 costs a visitor's browser well under a second
+    /// and a script opening sessions in bulk that much per session. At most 24.
+    pub proof_of_work_bits: u8,
 }
 
 impl Default for WebchatConfig {
@@ -81,6 +85,7 @@ impl Default for WebchatConfig {
             event_streams_total: 5000,
             silent_session_ttl_secs: 24 * 3600,
             trusted_proxies: Vec::new(),
+            proof_of_work_bits: 0,
         }
     }
 }
@@ -140,6 +145,9 @@ impl WebchatConfig {
         }
         if self.silent_session_ttl_secs == 0 {
             return invalid("silent_session_ttl_secs", "must be greater than 0");
+        }
+        if self.proof_of_work_bits > crate::challenge::MAX_BITS {
+            return invalid("proof_of_work_bits", "must be at most 24");
         }
         for origin in &self.allowed_origins {
             if origin != "*" && HeaderValue::from_str(origin).is_err() {

@@ -37,6 +37,10 @@ pub enum ApiError {
     /// 422: well-formed but unacceptable (an invalid e-mail address, an unknown reply target).
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
+    /// 428: a new session needs a proof of work ([`crate::challenge`]): fetch a challenge,
+    /// solve it, ask again.
+    #[error("{0}")]
+    ProofRequired(String),
     /// 429: the visitor's rate limit is exhausted; retry after the given time.
     #[error("You are sending too fast; try again in {} s.", retry_secs(*.0).max(1))]
     RateLimited(Duration),
@@ -74,6 +78,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::ProofRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -89,6 +94,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "message_deleted",
+            ApiError::ProofRequired(_) => "proof_required",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
         }

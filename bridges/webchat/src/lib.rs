@@ -42,6 +42,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 mod api;
 mod auth;
+pub mod challenge;
 pub mod config;
 mod error;
 mod events;
@@ -122,6 +123,7 @@ fn router(state: AppState) -> Router {
     let json_api = Router::new()
         .route("/api/v1/config", get(api::config))
         .route("/api/v1/session", post(api::session))
+        .route("/api/v1/challenge", get(api::challenge))
         .route(
             "/api/v1/messages",
             get(api::history).post(api::post_message),

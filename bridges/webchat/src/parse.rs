@@ -53,6 +53,9 @@ pub struct SessionRequest {
     pub name: Option<String>,
     #[serde(default)]
     pub email: Option<String>,
+    /// A solved challenge, for a new session when the bridge asks for one.
+    #[serde(default)]
+    pub proof: Option<crate::challenge::Proof>,
 }
 
 /// `POST /session`, checked: the name cleaned ([`sanitize::display_name`]), the e-mail trimmed

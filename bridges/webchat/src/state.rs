@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use switchboard_channel::{ConversationKey, Host};
 
+use crate::challenge::Challenges;
 use crate::config::WebchatConfig;
 use crate::hub::Hub;
 use crate::limits::Limits;
@@ -20,6 +21,8 @@ pub struct Shared {
     pub limiter: Limiter,
     /// Per-address and overall limits, event stream counts.
     pub limits: Limits,
+    /// Proofs of work for new sessions (when configured).
+    pub challenges: Challenges,
     /// `<public_url>/webchat`: the prefix of every public link we hand out.
     pub base: String,
 }
@@ -29,12 +32,14 @@ impl Shared {
         let limiter = Limiter::new(config.rate_limit_per_minute, config.rate_limit_burst);
         let base = config.channel_base();
         let limits = Limits::new(&config);
+        let challenges = Challenges::new(config.proof_of_work_bits);
         Self {
             config,
             store: Store::new(host),
             hub: Hub::default(),
             limiter,
             limits,
+            challenges,
             base,
         }
     }
