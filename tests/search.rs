@@ -272,6 +272,42 @@ async fn operators_find_only_what_they_may_see(backend: Backend) -> anyhow::Resu
         note.contains("note by @alice:localhost") && note.contains("**наличными**"),
         "{note}"
     );
+    // An operator's answer is found by its words; edited, by its new words only; deleted, not
+    // at all (the index follows what the customer was sent).
+    let answer = env
+        .alice
+        .send_text(&room_y, "Оплату ждём до пятницы")
+        .await?;
+    env.alice
+        .wait_for_send_status(&room_y, &answer, "SUCCESS")
+        .await?;
+    let sent = rig::command(&env.alice, &alice_dm, "search пятница").await?;
+    ensure!(
+        sent.contains("results 1–1") && sent.contains("**пятницы**"),
+        "{sent}"
+    );
+    let edit = env
+        .alice
+        .edit(&room_y, &answer, "Оплату ждём до понедельника")
+        .await?;
+    env.alice.wait_for_any_send_status(&room_y, &edit).await?;
+    let edited = rig::command(&env.alice, &alice_dm, "search понедельник").await?;
+    ensure!(
+        edited.contains("results 1–1") && edited.contains("**понедельника**"),
+        "{edited}"
+    );
+    let old = rig::command(&env.alice, &alice_dm, "search пятница").await?;
+    ensure!(old.contains("No results"), "the edited-away words: {old}");
+    env.alice.redact(&room_y, &answer, None).await?;
+    rig::poll_until(
+        "the deleted answer leaves the index",
+        std::time::Duration::from_secs(30),
+        || async {
+            let r = rig::command(&env.alice, &alice_dm, "search понедельник").await?;
+            Ok(r.contains("No results").then_some(()))
+        },
+    )
+    .await?;
     Ok(())
 }
 

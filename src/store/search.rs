@@ -233,7 +233,9 @@ pub(super) async fn index_inbound(
     Ok(())
 }
 
-/// Index an operator's message, in the transaction that queues it (other actions index nothing).
+/// Index an operator's message, in the transaction that queues it: a message adds its row, an
+/// edit replaces the text of the message it edits, a deletion removes it (reactions and
+/// templates index nothing).
 pub(super) async fn index_outbound(
     conn: &mut AnyConnection,
     conversation_id: i64,
@@ -241,8 +243,40 @@ pub(super) async fn index_outbound(
     author: &str,
     outbound: &Outbound,
 ) -> Result<(), StoreError> {
-    let OutboundAction::Message { content, .. } = &outbound.action else {
-        return Ok(());
+    // An operator's row is keyed by its Matrix event; the action names the remote message,
+    // which the message map leads back to that event.
+    let content = match &outbound.action {
+        OutboundAction::Message { content, .. } => content,
+        OutboundAction::Edit { remote_id, content } if !content.text.is_empty() => {
+            sqlx::query(
+                "UPDATE search_docs SET body = $1, terms = $2, analyzer = $3
+                 WHERE conversation_id = $4 AND kind = 'out' AND event_id IN
+                   (SELECT event_id FROM message_map WHERE conversation_id = $5 AND remote_id = $6)",
+            )
+            .bind(&content.text)
+            .bind(analyzer::index_terms(&content.text))
+            .bind(analyzer::VERSION)
+            .bind(conversation_id)
+            .bind(conversation_id)
+            .bind(remote_id)
+            .execute(&mut *conn)
+            .await?;
+            return Ok(());
+        }
+        OutboundAction::Delete { remote_id } => {
+            sqlx::query(
+                "DELETE FROM search_docs
+                 WHERE conversation_id = $1 AND kind = 'out' AND event_id IN
+                   (SELECT event_id FROM message_map WHERE conversation_id = $2 AND remote_id = $3)",
+            )
+            .bind(conversation_id)
+            .bind(conversation_id)
+            .bind(remote_id)
+            .execute(&mut *conn)
+            .await?;
+            return Ok(());
+        }
+        _ => return Ok(()),
     };
     let mut body = content.text.clone();
     for a in &content.attachments {
