@@ -150,6 +150,94 @@ async fn the_index_finds_word_forms_and_is_rebuilt_by_the_command(
 
 on_both_stores!(the_index_finds_word_forms_and_is_rebuilt_by_the_command);
 
+/// `sort:best` puts the closest match above newer, looser ones, and ranks among the newest
+/// matches the asker's filters leave: an older match in the one channel asked for is found
+/// under more newer matches elsewhere than the ranking reads (`BEST_CANDIDATES`).
+async fn best_first_ranks_the_closest_match_among_what_the_filters_leave(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    use switchboard::store::search::{Kind, NewDoc, BEST_CANDIDATES};
+    let dir = tempfile::tempdir()?;
+    let store = Store::connect(&store_url(backend, &dir).await?, 2).await?;
+    let texts = [
+        ("tg", "Счёт за март: где счёт? Пришлите счёт"),
+        ("web", "Добрый день, у нас вопрос по доставке, по оплате и ещё, кстати, счёт за апрель не пришёл вовремя"),
+        ("web", "Здравствуйте, подскажите про сроки доставки и упаковку, а счёт пришлём позже отдельным письмом"),
+    ];
+    for (i, (chat, text)) in texts.iter().enumerate() {
+        let channel = if *chat == "tg" { "telegram" } else { "webchat" };
+        store
+            .inbox_insert(
+                channel,
+                "@sb_x:localhost",
+                &message(chat, &format!("b{i}"), text),
+            )
+            .await?;
+    }
+    let search = |best: bool, channel: Option<&str>| {
+        let query = Query {
+            words: analyzer::query_words("счёт"),
+            best,
+            channel: channel.map(str::to_owned),
+            ..Default::default()
+        };
+        let store = &store;
+        async move {
+            let hits = store.search(&query, &Scope::All, 0, 10).await?;
+            anyhow::Ok(hits.into_iter().map(|h| h.body).collect::<Vec<_>>())
+        }
+    };
+    let newest = search(false, None).await?;
+    ensure!(
+        newest.first().map(String::as_str) == Some(texts[2].1),
+        "newest first: {newest:?}"
+    );
+    let best = search(true, None).await?;
+    ensure!(
+        best.first().map(String::as_str) == Some(texts[0].1),
+        "best first: {best:?}"
+    );
+    ensure!(best.len() == 3, "every match is listed: {best:?}");
+
+    // More newer web chat matches than the ranking reads.
+    let web = store
+        .search(
+            &Query {
+                words: analyzer::query_words("доставки"),
+                ..Default::default()
+            },
+            &Scope::All,
+            0,
+            1,
+        )
+        .await?;
+    let web_conversation = web
+        .first()
+        .context("the web chat conversation")?
+        .conversation_id;
+    let filler: Vec<NewDoc> = (0..BEST_CANDIDATES)
+        .map(|i| NewDoc {
+            conversation_id: web_conversation,
+            remote: None,
+            event_id: Some(format!("$filler{i}")),
+            kind: Kind::Operator,
+            sender: "@bob:localhost".into(),
+            media: None,
+            ts: 1_764_000_100_000 + i,
+            body: format!("Счёт номер {i} выставлен"),
+        })
+        .collect();
+    store.index_docs(&filler).await?;
+    let telegram = search(true, Some("telegram")).await?;
+    ensure!(
+        telegram == [texts[0].1],
+        "the one Telegram match, best first: {telegram:?}"
+    );
+    Ok(())
+}
+
+on_both_stores!(best_first_ranks_the_closest_match_among_what_the_filters_leave);
+
 fn with_teams(backend: Backend, teams: serde_json::Value) -> rig::BridgeOptions {
     let teams: serde_yaml::Value = serde_yaml::to_value(&teams).unwrap_or_default();
     rig::BridgeOptions::default()

@@ -382,6 +382,11 @@ fn tsquery(words: &[QueryWord]) -> String {
         .join(" & ")
 }
 
+/// How many of the newest visible matches `sort:best` ranks: enough that an operator's query
+/// finds the best of months of conversations, few enough that a word in every third message
+/// is ranked in tens of milliseconds (README, "Search": figures).
+pub const BEST_CANDIDATES: i64 = 5_000;
+
 impl Store {
     /// Rows matching `query` that `scope` may see, best or newest first, `limit` of them
     /// after skipping `offset`.
@@ -395,31 +400,29 @@ impl Store {
         let mut args = Vec::new();
         let mut conds: Vec<String> = Vec::new();
         let has_words = !query.words.is_empty();
-        let (from, order) = if !has_words {
-            ("search_docs d".to_string(), "d.id DESC".to_string())
+        // `from`, newest first, and (with words) a relevance score where lower is better.
+        let (from, newest, score) = if !has_words {
+            ("search_docs d".to_string(), "d.id DESC", None)
         } else if self.sqlite {
             let m = arg(&mut args, Arg::Text(fts5_match(&query.words)));
             conds.push(format!("search_fts MATCH {m}"));
             (
                 "search_fts JOIN search_docs d ON d.id = search_fts.rowid".to_string(),
-                if query.best {
-                    "search_fts.rank, search_fts.rowid DESC".to_string()
-                } else {
-                    "search_fts.rowid DESC".to_string()
-                },
+                "search_fts.rowid DESC",
+                Some("search_fts.rank".to_string()),
             )
         } else {
             let q = arg(&mut args, Arg::Text(tsquery(&query.words)));
             conds.push(format!("d.tsv @@ to_tsquery('simple'::regconfig, {q})"));
             (
                 "search_docs d".to_string(),
-                if query.best {
-                    format!("ts_rank(d.tsv, to_tsquery('simple'::regconfig, {q})) DESC, d.id DESC")
-                } else {
-                    "d.id DESC".to_string()
-                },
+                "d.id DESC",
+                Some(format!(
+                    "-ts_rank(d.tsv, to_tsquery('simple'::regconfig, {q}))"
+                )),
             )
         };
+        let score = score.filter(|_| query.best);
         if let Some(channel) = &query.channel {
             let p = arg(&mut args, Arg::Text(channel.to_lowercase()));
             conds.push(format!("c.channel = {p}"));
@@ -468,19 +471,35 @@ impl Store {
         let sql = format!(
             "SELECT d.id, d.conversation_id, c.room_id, COALESCE(d.event_id, m.event_id) AS event_id,
                     c.channel, ct.display_name, c.contact_id, d.sender, d.kind, d.media, d.ts, d.body
+                    {score_column}
              FROM {from}
              JOIN conversations c ON c.id = d.conversation_id
              LEFT JOIN routing r ON r.conversation_id = d.conversation_id
              LEFT JOIN contacts ct ON ct.channel = c.channel AND ct.contact_id = c.contact_id
              LEFT JOIN message_map m ON m.conversation_id = d.conversation_id
                   AND m.remote_id = d.remote_id AND m.part = d.part
-             {where_} ORDER BY {order} LIMIT {lim} OFFSET {off}",
+             {where_} ORDER BY {newest} LIMIT {page}",
             where_ = if conds.is_empty() {
                 String::new()
             } else {
                 format!("WHERE {}", conds.join(" AND "))
             },
+            score_column = score.as_ref().map_or(String::new(), |s| format!(", {s} AS score")),
+            page = if score.is_some() {
+                BEST_CANDIDATES.to_string()
+            } else {
+                format!("{lim} OFFSET {off}")
+            },
         );
+        // Best first: rank the newest matches the asker may see (ranking every match of a
+        // common word costs a scan of all of them), then page through that ranking.
+        let sql = if score.is_some() {
+            format!(
+                "SELECT * FROM ({sql}) candidates ORDER BY score, id DESC LIMIT {lim} OFFSET {off}"
+            )
+        } else {
+            sql
+        };
         // Every value is bound; the text holds only this function's own fragments.
         let mut q = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
         for a in args {
