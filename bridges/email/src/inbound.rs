@@ -10,7 +10,8 @@
 //! * a bounce of a mail we sent → `Failed { remote_id: <our Message-ID> }` in that mail's
 //!   conversation (the core turns it into a failure notice on the operator's message); a
 //!   delivery report saying it was delivered → `Delivered`; a read notification (MDN,
-//!   "displayed") → `Read`, the customer's read receipt on the operator's message;
+//!   "displayed") → `Read`, the customer's read receipt on the operator's message; a report
+//!   that delivery is delayed → a `Notice` in that conversation saying so (nothing failed yet);
 //! * any other mail → a `Message` in the conversation its In-Reply-To / References point to, or
 //!   a new conversation keyed by its own Message-ID. Auto-replies, bounces of unknown mail and
 //!   list mail carry a `[auto-reply]` / `[bounce]` / `[list mail]` prefix (the contract has no
@@ -121,6 +122,23 @@ async fn find_conversation(
     Ok(None)
 }
 
+/// What operators read when the mail system reports a delay.
+fn delay_notice(recipients: &[String], reason: Option<&str>) -> String {
+    let to = if recipients.is_empty() {
+        String::new()
+    } else {
+        format!(" to {}", recipients.join(", "))
+    };
+    let why = reason
+        .filter(|r| !r.trim().is_empty())
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    format!(
+        "⏳ Delivery of the answer{to} is delayed{why}. The mail system keeps trying; a failure, \
+         if it comes, will show on the answer."
+    )
+}
+
 async fn deliver_parsed(
     host: &dyn Host,
     config: &EmailConfig,
@@ -138,6 +156,11 @@ async fn deliver_parsed(
             Some(format!("the mail bounced: {}", bounce.reason)),
         )),
         MailKind::Delivered(ids) => Some((ids, "dsn", None)),
+        MailKind::Delayed(delay) => Some((
+            &delay.original_message_ids,
+            "delayed",
+            Some(delay.reason.clone()),
+        )),
         MailKind::ReadReceipt(ids) => Some((ids, "mdn", None)),
         _ => None,
     };
@@ -160,6 +183,14 @@ async fn deliver_parsed(
                     reason: reason.clone(),
                 },
                 (MailKind::Delivered(_), _) => InboundEvent::Delivered { remote_id },
+                // Shown in the room, the answer's status untouched: nothing failed yet.
+                (MailKind::Delayed(delay), reason) => InboundEvent::Notice {
+                    remote_id: format!("delayed:{}", mail.message_id),
+                    content: Content {
+                        text: delay_notice(&delay.recipients, reason.as_deref()),
+                        ..Content::default()
+                    },
+                },
                 _ => InboundEvent::Read { remote_id },
             };
             let inbound = Inbound {

@@ -57,6 +57,9 @@ pub(crate) fn classify(message: &mail_parser::Message<'_>) -> MailKind {
         if let Some(ids) = delivered(message) {
             return MailKind::Delivered(ids);
         }
+        if delayed(message) {
+            return MailKind::Delayed(bounce_details(message));
+        }
     }
     if is_report || from_mail_system(message) {
         return MailKind::Bounce(bounce_details(message));
@@ -158,6 +161,20 @@ fn delivered(message: &mail_parser::Message<'_>) -> Option<Vec<String>> {
     }
     let ids = bounce_details(message).original_message_ids;
     (!ids.is_empty()).then_some(ids)
+}
+
+/// A DSN that says delivery is delayed for some recipient and failed for none (the others
+/// delivered): a warning, not a bounce.
+fn delayed(message: &mail_parser::Message<'_>) -> bool {
+    let actions: Vec<String> = report_fields(message, "delivery-status")
+        .into_iter()
+        .filter(|(k, _)| k == "action")
+        .map(|(_, v)| v.to_ascii_lowercase())
+        .collect();
+    actions.iter().any(|a| a == "delayed")
+        && actions
+            .iter()
+            .all(|a| matches!(a.as_str(), "delayed" | "delivered" | "relayed" | "expanded"))
 }
 
 /// The From and Sender addresses (lower-cased) with their display names.

@@ -43,6 +43,9 @@ pub enum MailKind {
     /// A delivery status notification saying these Message-IDs were delivered (every
     /// recipient's Action is delivered, relayed or expanded — RFC 3464).
     Delivered(Vec<String>),
+    /// A delivery status notification saying delivery is delayed (an Action `delayed`, none
+    /// `failed` — RFC 3464 §2.3.3): the mail system keeps trying, so this is no failure yet.
+    Delayed(Bounce),
 }
 
 impl MailKind {
@@ -56,6 +59,7 @@ impl MailKind {
             MailKind::List => Some("[list mail]"),
             MailKind::ReadReceipt(_) => Some("[read receipt]"),
             MailKind::Delivered(_) => Some("[delivery report]"),
+            MailKind::Delayed(_) => Some("[delivery delayed]"),
         }
     }
 }

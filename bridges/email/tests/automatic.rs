@@ -192,3 +192,20 @@ fn delivery_reports_say_delivered_or_failed() {
         MailKind::Delivered(bounce.original_message_ids.clone())
     );
 }
+
+/// A report that delivery is only delayed (RFC 3464 `Action: delayed`: "could not send message
+/// for past 8 hours", a real one from the corpus) is a warning, not a bounce: nothing failed
+/// yet. The reason and the recipient are kept for the notice operators read.
+#[test]
+fn a_delay_warning_is_not_a_failure() {
+    let warning = mail(&raw("mikel-mail/multipart_report_emails__report_422.eml"));
+    let MailKind::Delayed(delay) = &warning.kind else {
+        panic!("{:?}", warning.kind)
+    };
+    assert!(!delay.recipients.is_empty(), "{delay:?}");
+    assert!(!delay.reason.is_empty(), "{delay:?}");
+    // The same report with the delayed recipient failed is a bounce again.
+    let failed = raw("mikel-mail/multipart_report_emails__report_422.eml")
+        .replace("Action: delayed", "Action: failed");
+    assert!(matches!(mail(&failed).kind, MailKind::Bounce(_)));
+}

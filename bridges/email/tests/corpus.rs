@@ -34,6 +34,7 @@ fn kind_name(kind: &MailKind) -> &'static str {
         MailKind::List => "list",
         MailKind::ReadReceipt(_) => "read receipt",
         MailKind::Delivered(_) => "delivery report",
+        MailKind::Delayed(_) => "delay warning",
     }
 }
 
