@@ -804,6 +804,36 @@ mod tests {
         assert_eq!(wholesale.rules[0].tags, vec!["wholesale".to_string()]);
     }
 
+    /// Metrics are off unless `metrics.listen` is set, and never share the appservice listener;
+    /// the log format is `pretty` or `json`.
+    #[test]
+    fn metrics_and_log_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(&write(dir.path(), MINIMAL)).unwrap();
+        assert_eq!(c.metrics.listen, None);
+        assert_eq!(c.logging.format, LogFormat::Pretty);
+        let text = format!(
+            "{MINIMAL}metrics: {{listen: '127.0.0.1:9340', refresh: 1s}}\nlogging: {{format: json}}\n"
+        );
+        let c = Config::load(&write(dir.path(), &text)).unwrap();
+        assert_eq!(
+            c.metrics.listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9340)))
+        );
+        assert_eq!(c.metrics.refresh, Duration::from_secs(1));
+        assert_eq!(c.logging.format, LogFormat::Json);
+        let text = format!("{MINIMAL}metrics: {{listen: '127.0.0.1:29340'}}\n");
+        let err = Config::load(&write(dir.path(), &text))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("metrics.listen:"), "{err}");
+        let text = format!("{MINIMAL}logging: {{format: xml}}\n");
+        let err = Config::load(&write(dir.path(), &text))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("logging.format"), "{err}");
+    }
+
     #[test]
     fn rule_tags_must_be_tags() {
         let dir = tempfile::tempdir().unwrap();
