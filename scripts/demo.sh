@@ -60,15 +60,17 @@ EOF
 HS_PORT="$(pick_port 8008)"
 BRIDGE_PORT="$(pick_port 29340)"
 [ "$HS_PORT" != "$BRIDGE_PORT" ] || BRIDGE_PORT="$(pick_port 0)"
+METRICS_PORT="$(pick_port 9340)"
+case "$METRICS_PORT" in "$HS_PORT"|"$BRIDGE_PORT") METRICS_PORT="$(pick_port 0)" ;; esac
 HS_URL="http://127.0.0.1:$HS_PORT"
 BRIDGE_URL="http://127.0.0.1:$BRIDGE_PORT"
 
 mkdir -p "$DEMO" "$SYN"
 
 # ---- bridge config + registration -----------------------------------------------------------
-"$PY" - "$DEMO/config.yaml" "$HS_URL" "$BRIDGE_PORT" "$DEMO" "${SWITCHBOARD_DEMO_LOG:-info}" <<'EOF'
+"$PY" - "$DEMO/config.yaml" "$HS_URL" "$BRIDGE_PORT" "$DEMO" "${SWITCHBOARD_DEMO_LOG:-info}" "$METRICS_PORT" <<'EOF'
 import sys, yaml
-path, hs_url, port, demo, log_filter = sys.argv[1:]
+path, hs_url, port, demo, log_filter, metrics_port = sys.argv[1:]
 base = f"http://127.0.0.1:{port}"
 config = {
     "homeserver": {"url": hs_url, "domain": "localhost"},
@@ -101,6 +103,8 @@ config = {
         }
     },
     "logging": {"filter": log_filter},
+    # Prometheus metrics, on in the demo (off unless set): curl the URL the script prints.
+    "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
 }
 with open(path, "w") as f:
     f.write("# Written by scripts/demo.sh on every run; edit the script, not this file.\n")
@@ -215,6 +219,7 @@ cat <<EOF
   Operator login:  @operator:localhost
         password:  $PASSWORD
   Web chat demo:   $BRIDGE_URL/webchat/demo
+  Metrics:         http://127.0.0.1:$METRICS_PORT/metrics
 
   Open the web chat page and write as a customer; log in as the operator with any Matrix client
   pointed at the homeserver, accept the invite to the new room and answer there.

@@ -58,6 +58,9 @@ pub struct Config {
     /// The HTTP server's limits (timeouts, body sizes, connections).
     #[serde(default)]
     pub http: HttpConfig,
+    /// Prometheus metrics on a listener of their own (off unless `metrics.listen` is set).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// The figment the config was read from, kept so channel sections can be extracted with
     /// errors naming their keys.
     #[serde(skip)]
@@ -367,14 +370,54 @@ pub struct TestingConfig {
 pub struct LoggingConfig {
     #[serde(default = "default_filter")]
     pub filter: String,
+    /// `pretty` (lines for people) or `json` (one object per line, with the span fields:
+    /// channel, conversation id, transaction id, event id).
+    #[serde(default)]
+    pub format: LogFormat,
 }
 
 impl Default for LoggingConfig {
     fn default() -> Self {
         Self {
             filter: default_filter(),
+            format: LogFormat::default(),
         }
     }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+/// `/metrics` in the Prometheus text format ([`crate::metrics`]).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `/metrics` is served (keep it off the internet); unset: no metrics.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// How often the figures kept in the store (queues, unworked conversations, first
+    /// responses) are read.
+    #[serde(default = "default_metrics_refresh", with = "humantime_serde")]
+    pub refresh: Duration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            refresh: default_metrics_refresh(),
+        }
+    }
+}
+
+fn default_metrics_refresh() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_listen() -> SocketAddr {
@@ -508,6 +551,15 @@ impl Config {
                 return Err(invalid(key, "must be longer than 0s"));
             }
         }
+        if self.metrics.refresh.is_zero() {
+            return Err(invalid("metrics.refresh", "must be longer than 0s"));
+        }
+        if self.metrics.listen == Some(self.appservice.listen) {
+            return Err(invalid(
+                "metrics.listen",
+                "must differ from appservice.listen (metrics have a listener of their own)",
+            ));
+        }
         if h.max_connections == 0 {
             return Err(invalid("http.max_connections", "must be at least 1"));
         }
@@ -630,7 +682,14 @@ fn is_config_key(key: &str) -> bool {
     let section = key.split("__").next().unwrap_or("").to_ascii_lowercase();
     matches!(
         section.as_str(),
-        "homeserver" | "appservice" | "database" | "bridge" | "channels" | "logging" | "http"
+        "homeserver"
+            | "appservice"
+            | "database"
+            | "bridge"
+            | "channels"
+            | "logging"
+            | "http"
+            | "metrics"
     )
 }
 
@@ -743,6 +802,36 @@ mod tests {
         assert_eq!(c.teams.len(), 2);
         let wholesale = &c.teams["wholesale"];
         assert_eq!(wholesale.rules[0].tags, vec!["wholesale".to_string()]);
+    }
+
+    /// Metrics are off unless `metrics.listen` is set, and never share the appservice listener;
+    /// the log format is `pretty` or `json`.
+    #[test]
+    fn metrics_and_log_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(&write(dir.path(), MINIMAL)).unwrap();
+        assert_eq!(c.metrics.listen, None);
+        assert_eq!(c.logging.format, LogFormat::Pretty);
+        let text = format!(
+            "{MINIMAL}metrics: {{listen: '127.0.0.1:9340', refresh: 1s}}\nlogging: {{format: json}}\n"
+        );
+        let c = Config::load(&write(dir.path(), &text)).unwrap();
+        assert_eq!(
+            c.metrics.listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9340)))
+        );
+        assert_eq!(c.metrics.refresh, Duration::from_secs(1));
+        assert_eq!(c.logging.format, LogFormat::Json);
+        let text = format!("{MINIMAL}metrics: {{listen: '127.0.0.1:29340'}}\n");
+        let err = Config::load(&write(dir.path(), &text))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("metrics.listen:"), "{err}");
+        let text = format!("{MINIMAL}logging: {{format: xml}}\n");
+        let err = Config::load(&write(dir.path(), &text))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("logging.format"), "{err}");
     }
 
     #[test]

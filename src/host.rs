@@ -35,10 +35,15 @@ impl Host for ChannelHost {
             .bridge
             .namespace
             .ghost_user_id(self.channel, &inbound.sender.id);
-        self.bridge
+        let fresh = self
+            .bridge
             .queue_inbound(self.channel, &ghost, &inbound)
             .await
-            .map_err(store_error)
+            .map_err(store_error)?;
+        // The channel hears from its network: it is connected.
+        crate::metrics::channel_up(self.channel, true);
+        tracing::debug!(channel = self.channel, dedup_key = %inbound.dedup_key, fresh, "stored in the inbox");
+        Ok(fresh)
     }
 
     /// Input the channel could not read: a notice in its conversation's room when it names one

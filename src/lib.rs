@@ -17,6 +17,7 @@ pub mod ephemeral;
 pub mod host;
 pub mod housekeeping;
 pub mod matrix;
+pub mod metrics;
 pub mod portal;
 pub mod registration;
 pub mod relay;

@@ -31,6 +31,7 @@ use crate::store::Store;
 /// Run the bridge until the process is stopped.
 pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Result<()> {
     let (as_token, hs_token) = tokens(&config)?;
+    let metrics = crate::metrics::start(&config).await?;
     let store = Store::connect(&config.database.url, config.database.max_connections)
         .await
         .with_context(|| {
@@ -84,6 +85,7 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
         if let Some(routes) = routes {
             app = app.nest(&format!("/{name}"), routes);
         }
+        crate::metrics::channel_up(name, true);
         tracing::info!(channel = name, "channel started");
     }
     let limits = crate::server::Limits {
@@ -114,6 +116,10 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
         {
             bridge.clock.set_offset_ms(offset.parse().unwrap_or(0));
         }
+    }
+    // Queues are watched from the start: a homeserver that is not up yet is when they grow.
+    if metrics.is_some() {
+        tokio::spawn(crate::metrics::watch(bridge.clone()));
     }
     let starter = bridge.clone();
     tokio::spawn(async move {

@@ -30,6 +30,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::bridge::Bridge;
+use crate::metrics::TxnOutcome;
 
 pub fn routes() -> Router<Arc<Bridge>> {
     Router::new()
@@ -202,6 +203,8 @@ async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, Response> {
     Ok(data)
 }
 
+/// One transaction, in a span naming its id (every line logged while it is handled carries it),
+/// counted by outcome in the metrics.
 async fn transaction(
     State(bridge): State<Arc<Bridge>>,
     Path(txn_id): Path<String>,
@@ -209,18 +212,35 @@ async fn transaction(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    use tracing::Instrument;
+    let span = tracing::info_span!("transaction", txn_id = %txn_id);
+    let (outcome, response) = handle_transaction(bridge, txn_id, query, headers, body)
+        .instrument(span)
+        .await;
+    crate::metrics::appservice_transaction(outcome);
+    response
+}
+
+async fn handle_transaction(
+    bridge: Arc<Bridge>,
+    txn_id: String,
+    query: AuthQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> (TxnOutcome, Response) {
     if let Err(resp) = authorize(&bridge, &headers, &query) {
-        return resp;
+        return (TxnOutcome::Unauthorized, resp);
     }
     let body = match read_body(body, MAX_TRANSACTION_BYTES).await {
         Ok(body) => body,
-        Err(resp) => return resp,
+        Err(resp) => return (TxnOutcome::Malformed, resp),
     };
     let txn = match parse_transaction(&body) {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(txn_id, error = %e, "refused a transaction that is not JSON");
-            return error(StatusCode::BAD_REQUEST, "M_NOT_JSON", &e.to_string());
+            let resp = error(StatusCode::BAD_REQUEST, "M_NOT_JSON", &e.to_string());
+            return (TxnOutcome::Malformed, resp);
         }
     };
     drop(body);
@@ -244,18 +264,25 @@ async fn transaction(
                 missing,
                 "a transaction is missing; refusing this one once so the homeserver re-sends it"
             );
-            return error(
+            let resp = error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "M_UNKNOWN",
                 &format!("transaction {missing} was never received; send it first"),
             );
+            return (TxnOutcome::HeldForGap, resp);
         }
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "cannot check for missing transactions"),
     }
     match bridge.queue_matrix_events(&txn_id, &rows).await {
         Ok(true) => {
-            tracing::debug!(txn_id, events = rows.len(), "transaction stored");
+            let event_ids: Vec<&str> = rows.iter().map(|(id, _, _)| id.as_str()).collect();
+            tracing::debug!(
+                txn_id,
+                events = rows.len(),
+                ?event_ids,
+                "transaction stored"
+            );
         }
         Ok(false) => {
             tracing::info!(
@@ -263,15 +290,16 @@ async fn transaction(
                 events = rows.len(),
                 "transaction replayed: its events are stored already; nothing to do"
             );
-            return Json(json!({})).into_response();
+            return (TxnOutcome::Replay, Json(json!({})).into_response());
         }
         Err(e) => {
             tracing::error!(txn_id, error = %e, "could not store transaction; the homeserver will retry");
-            return error(
+            let resp = error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "M_UNKNOWN",
                 "store unavailable",
             );
+            return (TxnOutcome::StoreError, resp);
         }
     }
     let ephemeral = txn.ephemeral;
@@ -279,7 +307,7 @@ async fn transaction(
         let bridge = bridge.clone();
         tokio::spawn(async move { crate::ephemeral::handle(&bridge, ephemeral).await });
     }
-    Json(json!({})).into_response()
+    (TxnOutcome::Stored, Json(json!({})).into_response())
 }
 
 /// The homeserver asks whether a user in our namespace exists: ghosts are created on demand, so

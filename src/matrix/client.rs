@@ -63,6 +63,20 @@ impl MatrixError {
     }
 }
 
+/// A request sent, counted in the metrics by its route template and status
+/// ([`crate::metrics::homeserver_request`]); no answer is [`MatrixError::Unreachable`].
+async fn measured(
+    method: &str,
+    path: &str,
+    request: impl std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+) -> Result<reqwest::Response, MatrixError> {
+    let started = std::time::Instant::now();
+    let result = request.await;
+    let status = result.as_ref().ok().map(|r| r.status().as_u16());
+    crate::metrics::homeserver_request(method, path, status, started.elapsed());
+    result.map_err(|e| MatrixError::Unreachable(e.to_string()))
+}
+
 /// The homeserver as the appservice sees it.
 #[derive(Clone)]
 pub struct Homeserver {
@@ -97,6 +111,7 @@ impl Homeserver {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Value, MatrixError> {
+        let label = method.clone();
         let mut req = self
             .http
             .request(method, format!("{}{}", self.base, path))
@@ -113,10 +128,7 @@ impl Homeserver {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| MatrixError::Unreachable(e.to_string()))?;
+        let resp = measured(label.as_str(), path, req.send()).await?;
         Self::decode(resp).await
     }
 
@@ -402,17 +414,16 @@ impl Homeserver {
         mime: &str,
         filename: &str,
     ) -> Result<String, MatrixError> {
-        let url = format!("{}/_matrix/media/v3/upload", self.base);
-        let resp = self
+        let path = "/_matrix/media/v3/upload";
+        let request = self
             .http
-            .post(url)
+            .post(format!("{}{path}", self.base))
             .bearer_auth(&self.as_token)
             .query(&[("filename", filename)])
             .header(reqwest::header::CONTENT_TYPE, mime)
             .body(data)
-            .send()
-            .await
-            .map_err(|e| MatrixError::Unreachable(e.to_string()))?;
+            .send();
+        let resp = measured("POST", path, request).await?;
         let v = Self::decode(resp).await?;
         v.get("content_uri")
             .and_then(Value::as_str)
@@ -432,19 +443,17 @@ impl Homeserver {
         let (server, media_id) = rest
             .split_once('/')
             .ok_or_else(|| MatrixError::Protocol(format!("bad mxc URI: {mxc}")))?;
-        let url = format!(
-            "{}/_matrix/client/v1/media/download/{}/{}",
-            self.base,
+        let path = format!(
+            "/_matrix/client/v1/media/download/{}/{}",
             seg(server),
             seg(media_id)
         );
-        let resp = self
+        let request = self
             .http
-            .get(url)
+            .get(format!("{}{path}", self.base))
             .bearer_auth(&self.as_token)
-            .send()
-            .await
-            .map_err(|e| MatrixError::Unreachable(e.to_string()))?;
+            .send();
+        let resp = measured("GET", &path, request).await?;
         if resp.status() != StatusCode::OK {
             return Err(Self::decode(resp)
                 .await

@@ -13,9 +13,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use switchboard_channel::{Content, InboundEvent};
+use tracing::Instrument;
 
 use crate::bridge::Bridge;
 use crate::matrix::{content, MatrixError};
+use crate::metrics;
 use crate::portal::{self, Portal, PortalError};
 use crate::relay::queue;
 use crate::store::conversations::Conversation;
@@ -66,41 +68,63 @@ async fn drain(bridge: &Bridge, conversation_id: i64) {
                 return;
             }
         };
-        let result = process(bridge, &row).await;
-        let stored = match result {
-            Ok(()) => bridge.store.inbox_done(row.id).await,
-            // A refusal is tried a few times too: membership races after a crash (a ghost whose
-            // invite the homeserver had not sent yet) clear up.
-            Err(e) if e.is_retryable() || row.attempts < REFUSED_ATTEMPTS => {
-                // Inbound events are never given up on for a transient reason: the customer's
-                // message must arrive once the homeserver is back.
-                let delay = queue::backoff(
-                    row.attempts.clamp(0, 30) as u32,
-                    Duration::from_millis(250),
-                    Duration::from_secs(30),
-                    e.retry_after(),
-                );
-                tracing::warn!(inbox = row.id, error = %e, retry_in = ?delay, "inbound event not delivered to Matrix yet");
-                let r = bridge
-                    .store
-                    .inbox_retry(row.id, &e.to_string(), now_ms() + delay.as_millis() as i64)
-                    .await;
-                if r.is_ok() {
-                    return;
-                }
-                r
-            }
-            Err(e) => {
-                tracing::error!(inbox = row.id, error = %e, "inbound event refused by Matrix");
-                show_refused(bridge, &row, &e).await;
-                bridge.store.inbox_failed(row.id, &e.to_string()).await
-            }
-        };
-        if let Err(e) = stored {
-            tracing::error!(inbox = row.id, error = %e, "cannot update inbox");
+        let span = tracing::info_span!(
+            "inbound",
+            channel = %row.channel,
+            conversation_id = row.conversation_id,
+            inbox_id = row.id
+        );
+        if !work(bridge, &row).instrument(span).await {
             return;
         }
     }
+}
+
+/// One inbox row worked and its outcome stored; whether the conversation's queue may go on.
+async fn work(bridge: &Bridge, row: &InboxRow) -> bool {
+    let result = process(bridge, row).await;
+    let relayed = result.is_ok();
+    let stored = match result {
+        Ok(()) => bridge.store.inbox_done(row.id).await,
+        // A refusal is tried a few times too: membership races after a crash (a ghost whose
+        // invite the homeserver had not sent yet) clear up.
+        Err(e) if e.is_retryable() || row.attempts < REFUSED_ATTEMPTS => {
+            // Inbound events are never given up on for a transient reason: the customer's
+            // message must arrive once the homeserver is back.
+            let delay = queue::backoff(
+                row.attempts.clamp(0, 30) as u32,
+                Duration::from_millis(250),
+                Duration::from_secs(30),
+                e.retry_after(),
+            );
+            tracing::warn!(inbox = row.id, error = %e, retry_in = ?delay, "inbound event not delivered to Matrix yet");
+            let r = bridge
+                .store
+                .inbox_retry(row.id, &e.to_string(), now_ms() + delay.as_millis() as i64)
+                .await;
+            if r.is_ok() {
+                return false;
+            }
+            r
+        }
+        Err(e) => {
+            tracing::error!(inbox = row.id, error = %e, "inbound event refused by Matrix");
+            show_refused(bridge, row, &e).await;
+            bridge.store.inbox_failed(row.id, &e.to_string()).await
+        }
+    };
+    if let Err(e) = stored {
+        tracing::error!(inbox = row.id, error = %e, "cannot update inbox");
+        return false;
+    }
+    if relayed {
+        tracing::debug!("posted in the room");
+        if matches!(row.inbound.event, InboundEvent::Message { .. }) {
+            metrics::message(&row.channel, metrics::Direction::Inbound);
+            metrics::relay_latency(metrics::Direction::Inbound, row.received_at);
+        }
+    }
+    true
 }
 
 /// How often a status (read, delivered, failed) is tried while the message it is about has no

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use switchboard_channel::{Content, Outbound, OutboundAction};
+use tracing::Instrument;
 
 use crate::bridge::Bridge;
 use crate::commands;
@@ -70,7 +71,16 @@ async fn drain(bridge: &Bridge, room_id: &str) {
             }
         };
         for row in rows {
-            let state = match handle_with_retries(bridge, &row).await {
+            // Every line logged while the event is worked names it (and its conversation, once
+            // known: [`queue`] records it).
+            let span = tracing::info_span!(
+                "matrix_event",
+                event_id = %row.event_id,
+                room_id = %row.room_id,
+                conversation_id = tracing::field::Empty,
+                channel = tracing::field::Empty,
+            );
+            let state = match handle_with_retries(bridge, &row).instrument(span).await {
                 Some(state) => state,
                 None => continue,
             };
@@ -507,6 +517,9 @@ async fn queue(
     // The sender is an operator here (checked before anything is queued); a message counts as
     // their answer.
     let sender = row.payload.get("sender").and_then(Value::as_str);
+    let span = tracing::Span::current();
+    span.record("conversation_id", conversation.id);
+    span.record("channel", conversation.channel.as_str());
     bridge
         .queue_outbound(
             conversation.id,
@@ -517,6 +530,7 @@ async fn queue(
             sender,
         )
         .await?;
+    tracing::debug!("queued in the outbox");
     Ok(Handled::Queued)
 }
 

@@ -14,9 +14,11 @@ use std::sync::Arc;
 
 use serde_json::json;
 use switchboard_channel::{Capabilities, Channel, Delivery, Outbound, OutboundAction, SendError};
+use tracing::Instrument;
 
 use crate::bridge::Bridge;
 use crate::matrix::content;
+use crate::metrics;
 use crate::relay::queue;
 use crate::split;
 use crate::store::outbox::OutboxRow;
@@ -46,7 +48,14 @@ async fn drain(bridge: &Bridge, conversation_id: i64) {
                 return;
             }
         };
-        if !deliver(bridge, &row).await {
+        let span = tracing::info_span!(
+            "outbound",
+            conversation_id = row.conversation_id,
+            outbox_id = row.id,
+            event_id = %row.event_id,
+            channel = tracing::field::Empty,
+        );
+        if !deliver(bridge, &row).instrument(span).await {
             return;
         }
     }
@@ -64,6 +73,10 @@ async fn deliver(bridge: &Bridge, row: &OutboxRow) -> bool {
         return false;
     };
     let channel_name = conversation.channel.clone();
+    tracing::Span::current().record("channel", channel_name.as_str());
+    // Refused before any send (not enabled, beyond the channel's capabilities), or by the
+    // network: the two are told apart in the metrics.
+    let mut unsupported = true;
     let result = match bridge.channel(&channel_name) {
         None => Err(SendError::Permanent {
             reason: format!("the {channel_name} channel is not enabled on this bridge"),
@@ -72,7 +85,10 @@ async fn deliver(bridge: &Bridge, row: &OutboxRow) -> bool {
             let caps = channel.capabilities();
             match check(&caps, &row.outbound.action) {
                 Err(reason) => Err(SendError::Permanent { reason }),
-                Ok(()) => send_steps(bridge, channel.as_ref(), &caps, row).await,
+                Ok(()) => {
+                    unsupported = false;
+                    send_steps(bridge, channel.as_ref(), &caps, row).await
+                }
             }
         }
     };
@@ -92,6 +108,11 @@ async fn deliver(bridge: &Bridge, row: &OutboxRow) -> bool {
                 return false;
             }
             tracing::debug!(outbox = row.id, remote_id = delivery.remote_id, "delivered");
+            metrics::channel_up(&channel_name, true);
+            if map {
+                metrics::message(&channel_name, metrics::Direction::Outbound);
+                metrics::relay_latency(metrics::Direction::Outbound, row.created_at);
+            }
             if !matches!(
                 row.outbound.action,
                 OutboundAction::Delete { .. } | OutboundAction::React { .. }
@@ -105,8 +126,11 @@ async fn deliver(bridge: &Bridge, row: &OutboxRow) -> bool {
             retry_after,
         }) => {
             let attempts = row.attempts as u32 + 1;
+            metrics::delivery_failure(&channel_name, metrics::FailureClass::Transient);
+            metrics::channel_up(&channel_name, false);
             if attempts >= bridge.config.bridge.max_attempts {
                 let reason = format!("{reason} (gave up after {attempts} attempts)");
+                metrics::delivery_failure(&channel_name, metrics::FailureClass::GaveUp);
                 fail(bridge, row, &channel_name, &reason, Failure::GaveUp).await
             } else {
                 let delay = queue::backoff(
@@ -127,6 +151,12 @@ async fn deliver(bridge: &Bridge, row: &OutboxRow) -> bool {
             }
         }
         Err(SendError::Permanent { reason }) => {
+            let class = if unsupported {
+                metrics::FailureClass::Unsupported
+            } else {
+                metrics::FailureClass::Refused
+            };
+            metrics::delivery_failure(&channel_name, class);
             fail(bridge, row, &channel_name, &reason, Failure::Refused).await
         }
     }

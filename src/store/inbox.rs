@@ -13,6 +13,8 @@ pub struct InboxRow {
     pub channel: String,
     pub inbound: Inbound,
     pub attempts: i64,
+    /// When the channel handed it over (ms since the epoch): where relay latency starts.
+    pub received_at: i64,
 }
 
 impl Store {
@@ -87,7 +89,7 @@ impl Store {
     /// The oldest pending event of a conversation, if it is due.
     pub async fn inbox_next(&self, conversation_id: i64) -> Result<Option<InboxRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, conversation_id, channel, payload, attempts, next_attempt_at FROM inbox
+            "SELECT id, conversation_id, channel, payload, attempts, next_attempt_at, received_at FROM inbox
              WHERE conversation_id = $1 AND state = 'pending' ORDER BY id LIMIT 1",
         )
         .bind(conversation_id)
@@ -106,6 +108,7 @@ impl Store {
             channel: row.try_get("channel")?,
             inbound,
             attempts: row.try_get("attempts")?,
+            received_at: row.try_get("received_at")?,
         }))
     }
 

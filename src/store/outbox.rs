@@ -18,6 +18,8 @@ pub struct OutboxRow {
     /// Remote sends of this entry already made (a long message is several; see
     /// [`crate::relay::outbox_to_channel`]).
     pub steps_done: i64,
+    /// When it was queued (ms since the epoch): where relay latency starts.
+    pub created_at: i64,
 }
 
 impl Store {
@@ -100,7 +102,7 @@ impl Store {
     /// The oldest pending item of a conversation, if it is due.
     pub async fn outbox_next(&self, conversation_id: i64) -> Result<Option<OutboxRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, conversation_id, event_id, room_id, payload, attempts, next_attempt_at, steps_done FROM outbox
+            "SELECT id, conversation_id, event_id, room_id, payload, attempts, next_attempt_at, steps_done, created_at FROM outbox
              WHERE conversation_id = $1 AND state = 'pending' ORDER BY id LIMIT 1",
         )
         .bind(conversation_id)
@@ -120,6 +122,7 @@ impl Store {
                 .map_err(|e| StoreError::Decode(Box::new(e)))?,
             attempts: row.try_get("attempts")?,
             steps_done: row.try_get("steps_done")?,
+            created_at: row.try_get("created_at")?,
         }))
     }
 
