@@ -58,6 +58,9 @@ pub struct Config {
     /// The HTTP server's limits (timeouts, body sizes, connections).
     #[serde(default)]
     pub http: HttpConfig,
+    /// The admin HTTP API (`/_switchboard/admin/v1`, see docs/admin-api.md).
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// The figment the config was read from, kept so channel sections can be extracted with
     /// errors naming their keys.
     #[serde(skip)]
@@ -188,7 +191,7 @@ pub enum AssignMode {
 }
 
 /// One routing rule: every field given must match.
-#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     #[serde(default)]
@@ -354,6 +357,19 @@ fn default_body_limits() -> BTreeMap<String, u64> {
     ])
 }
 
+/// The admin API's own secret. Operators call the API with their Matrix access token instead.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// A bearer token with admin rights; at least [`ADMIN_SECRET_MIN`] characters. Unset: only
+    /// operators' Matrix tokens are accepted.
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+/// The shortest admin secret accepted (a guessable one would open every admin endpoint).
+pub const ADMIN_SECRET_MIN: usize = 32;
+
 /// Switches for test rigs; never on in production.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -508,6 +524,14 @@ impl Config {
                 return Err(invalid(key, "must be longer than 0s"));
             }
         }
+        if let Some(secret) = &self.admin.secret {
+            if secret.chars().count() < ADMIN_SECRET_MIN {
+                return Err(invalid(
+                    "admin.secret",
+                    format!("is shorter than {ADMIN_SECRET_MIN} characters; use a random one (`openssl rand -hex 32`) or leave it out"),
+                ));
+            }
+        }
         if h.max_connections == 0 {
             return Err(invalid("http.max_connections", "must be at least 1"));
         }
@@ -630,7 +654,7 @@ fn is_config_key(key: &str) -> bool {
     let section = key.split("__").next().unwrap_or("").to_ascii_lowercase();
     matches!(
         section.as_str(),
-        "homeserver" | "appservice" | "database" | "bridge" | "channels" | "logging" | "http"
+        "homeserver" | "appservice" | "database" | "bridge" | "channels" | "logging" | "http" | "admin"
     )
 }
 
