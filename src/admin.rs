@@ -55,7 +55,10 @@ pub fn routes() -> Router<Arc<Bridge>> {
             "/teams/{team}/rules",
             get(get_rules).post(add_rule).delete(reset_rules),
         )
-        .route("/teams/{team}/rules/{number}", axum::routing::delete(remove_rule))
+        .route(
+            "/teams/{team}/rules/{number}",
+            axum::routing::delete(remove_rule),
+        )
         .route("/routing/dry-run", post(dry_run))
         .route("/operators", get(operators))
         .route("/queue", get(queue))
@@ -119,11 +122,7 @@ pub fn openapi_json() -> String {
 }
 
 async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        openapi_json(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], openapi_json()).into_response()
 }
 
 /// The error envelope of every refusal.
@@ -272,7 +271,9 @@ async fn check_channel(
     Caller(actor): Caller,
     Path(channel): Path<String>,
 ) -> Answer<ChannelView> {
-    Ok(Json(system::check_channel(&bridge, &actor, &channel).await?))
+    Ok(Json(
+        system::check_channel(&bridge, &actor, &channel).await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/teams", tag = "teams",
@@ -682,7 +683,9 @@ fn language_of(word: Option<&str>) -> Result<String, ServiceError> {
     match word {
         None | Some("") => Ok(String::new()),
         Some(w) => crate::canned::normalize_language(w).ok_or_else(|| {
-            ServiceError::Invalid(format!("`{w}` is not a language code (`en`, `ru`, `pt-br`)"))
+            ServiceError::Invalid(format!(
+                "`{w}` is not a language code (`en`, `ru`, `pt-br`)"
+            ))
         }),
     }
 }
@@ -849,9 +852,10 @@ async fn report(
     })?;
     let group_by = match q.by.as_deref() {
         None => None,
-        Some(w) => Some(GroupBy::parse(w).ok_or_else(|| {
-            invalid(format!("by `{w}`: say channel, operator or team"))
-        })?),
+        Some(w) => Some(
+            GroupBy::parse(w)
+                .ok_or_else(|| invalid(format!("by `{w}`: say channel, operator or team")))?,
+        ),
     };
     let report = reports::build(&bridge, &actor.user, actor.level, &period, group_by)
         .await
@@ -872,4 +876,18 @@ async fn report(
         unworked_now: report.unworked_now,
         oldest_unworked_ms: report.oldest_unworked,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    /// CI fails when the API changes and docs/openapi.json was not regenerated with it.
+    #[test]
+    fn the_committed_openapi_document_is_the_generated_one() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json");
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == super::openapi_json(),
+            "docs/openapi.json differs from the API in the code: run `switchboard openapi > docs/openapi.json` (cargo run -- openapi > docs/openapi.json) and commit it"
+        );
+    }
 }

@@ -654,7 +654,14 @@ fn is_config_key(key: &str) -> bool {
     let section = key.split("__").next().unwrap_or("").to_ascii_lowercase();
     matches!(
         section.as_str(),
-        "homeserver" | "appservice" | "database" | "bridge" | "channels" | "logging" | "http" | "admin"
+        "homeserver"
+            | "appservice"
+            | "database"
+            | "bridge"
+            | "channels"
+            | "logging"
+            | "http"
+            | "admin"
     )
 }
 
@@ -700,6 +707,23 @@ mod tests {
     }
 
     const MINIMAL: &str = "homeserver: {url: 'http://127.0.0.1:8008', domain: localhost}\nappservice: {url: 'http://127.0.0.1:29340'}\n";
+
+    #[test]
+    fn a_short_admin_secret_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{MINIMAL}admin: {{secret: short-secret}}\n");
+        let err = Config::load(&write(dir.path(), &text))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("admin.secret") && err.contains("shorter than 32"),
+            "{err}"
+        );
+        let long = "x".repeat(ADMIN_SECRET_MIN);
+        let text = format!("{MINIMAL}admin: {{secret: {long}}}\n");
+        let c = Config::load(&write(dir.path(), &text)).unwrap();
+        assert_eq!(c.admin.secret.as_deref(), Some(long.as_str()));
+    }
 
     #[test]
     fn minimal_config_gets_defaults_and_resolves_paths() {

@@ -23,7 +23,10 @@ pub async fn find(bridge: &Bridge, id: i64) -> Result<Conversation, ServiceError
 }
 
 /// The conversation's routing row (a conversation not routed yet counts as open).
-pub async fn routing(bridge: &Bridge, conversation: &Conversation) -> Result<RoutingRow, ServiceError> {
+pub async fn routing(
+    bridge: &Bridge,
+    conversation: &Conversation,
+) -> Result<RoutingRow, ServiceError> {
     Ok(bridge
         .store
         .routing(conversation.id)
@@ -70,7 +73,10 @@ pub async fn assign(
     row.escalated = false;
     crate::routing::arm_timers(bridge, &mut row).await;
     save(bridge, actor, conversation, &row).await?;
-    let _ = bridge.store.mark_assigned(&user, bridge.clock.now_ms()).await;
+    let _ = bridge
+        .store
+        .mark_assigned(&user, bridge.clock.now_ms())
+        .await;
     let remove = bridge.config.routing.remove_uninvolved_on_claim;
     crate::routing::apply_visibility(bridge, conversation, &row, remove, &[&actor.user]).await;
     Ok(format!("Assigned to {user} by {}.", actor.user))
@@ -196,7 +202,11 @@ pub async fn queue(bridge: &Bridge, actor: &Actor) -> Result<Vec<QueueEntry>, Se
 }
 
 /// `retry`: put the room's dead letters back in the outbox; how many.
-pub async fn retry_room(bridge: &Bridge, actor: &Actor, room_id: &str) -> Result<u64, ServiceError> {
+pub async fn retry_room(
+    bridge: &Bridge,
+    actor: &Actor,
+    room_id: &str,
+) -> Result<u64, ServiceError> {
     authorize(actor, Action::Command(Command::Retry))?;
     Ok(bridge.requeue_failed(room_id).await?)
 }

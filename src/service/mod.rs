@@ -39,11 +39,13 @@ pub struct Actor {
 impl Actor {
     /// A Matrix user, with their level on this bridge; `None` when they are no operator.
     pub async fn user(bridge: &Bridge, user: &str) -> Option<Actor> {
-        crate::routing::level(bridge, user).await.map(|level| Actor {
-            user: user.to_string(),
-            level,
-            by_secret: false,
-        })
+        crate::routing::level(bridge, user)
+            .await
+            .map(|level| Actor {
+                user: user.to_string(),
+                level,
+                by_secret: false,
+            })
     }
 
     /// Whoever holds the admin secret: admin level, acting as the bot.

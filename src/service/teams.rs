@@ -105,7 +105,10 @@ pub async fn get(bridge: &Bridge, actor: &Actor, name: &str) -> Result<TeamView,
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TeamChange {
     /// Add as member, make lead, or remove.
-    Member { user: String, role: MemberRole },
+    Member {
+        user: String,
+        role: MemberRole,
+    },
     /// A duration like `2h` or `30m`.
     EscalateAfter(String),
     /// `None`: no auto-reply.
@@ -113,9 +116,15 @@ pub enum TeamChange {
     /// `None`: no signature.
     Signature(Option<String>),
     /// `days` like `mon-fri`, `span` like `09:00-18:00` or `closed`.
-    Hours { days: String, span: String },
+    Hours {
+        days: String,
+        span: String,
+    },
     HoursReset,
-    Holiday { date: String, add: bool },
+    Holiday {
+        date: String,
+        add: bool,
+    },
     TimeZone(String),
     /// Show the calendar (changes nothing).
     ShowCalendar,
@@ -230,8 +239,9 @@ async fn calendar_change(
         TeamChange::HoursReset => changes.hours.clear(),
         TeamChange::Hours { days, span } => changes.hours.push((days, span)),
         TeamChange::Holiday { date, add } => {
-            let date = chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d")
-                .map_err(|_| ServiceError::Invalid(format!("`{date}` is not a date (YYYY-MM-DD).")))?;
+            let date = chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").map_err(|_| {
+                ServiceError::Invalid(format!("`{date}` is not a date (YYYY-MM-DD)."))
+            })?;
             changes.holidays_added.retain(|d| *d != date);
             changes.holidays_removed.retain(|d| *d != date);
             if add {
@@ -246,8 +256,8 @@ async fn calendar_change(
     let calendar = calendar_with(team, &changes)
         .map_err(|e| ServiceError::Invalid(format!("Not changed: {e}.")))?;
     if !show {
-        let value = serde_json::to_string(&changes)
-            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let value =
+            serde_json::to_string(&changes).map_err(|e| ServiceError::Invalid(e.to_string()))?;
         bridge
             .store
             .set_team_setting(&team.name, "calendar", &value)
