@@ -174,6 +174,58 @@ async fn not_found() -> Failure {
 
 type Answer<T> = Result<Json<T>, Failure>;
 
+/// axum's extractors with their refusals in the API's envelope (`invalid`), not plain text.
+macro_rules! enveloped {
+    ($name:ident, $inner:ident, $trait:ident, $method:ident, $input:ty, $what:literal) => {
+        #[doc = concat!("`", stringify!($inner), "`, refused in the API's envelope (", $what, ").")]
+        pub struct $name<T>(pub T);
+
+        impl<T, S> axum::extract::$trait<S> for $name<T>
+        where
+            T: serde::de::DeserializeOwned + Send,
+            S: Send + Sync,
+        {
+            type Rejection = Failure;
+
+            async fn $method(input: $input, state: &S) -> Result<Self, Failure> {
+                match $inner::<T>::$method(input, state).await {
+                    Ok($inner(value)) => Ok($name(value)),
+                    Err(rejection) => Err(Failure(
+                        rejection.status(),
+                        "invalid",
+                        format!("{}: {}", $what, rejection.body_text()),
+                    )),
+                }
+            }
+        }
+    };
+}
+
+enveloped!(
+    ApiJson,
+    Json,
+    FromRequest,
+    from_request,
+    axum::extract::Request,
+    "the JSON body"
+);
+enveloped!(
+    ApiPath,
+    Path,
+    FromRequestParts,
+    from_request_parts,
+    &mut Parts,
+    "the path"
+);
+enveloped!(
+    ApiQuery,
+    Query,
+    FromRequestParts,
+    from_request_parts,
+    &mut Parts,
+    "the query"
+);
+
 /// The caller, authenticated (an extractor: handlers that take it refuse anonymous calls).
 pub struct Caller(pub Actor);
 
@@ -269,7 +321,7 @@ async fn channels(
 async fn check_channel(
     State(bridge): State<Arc<Bridge>>,
     Caller(actor): Caller,
-    Path(channel): Path<String>,
+    ApiPath(channel): ApiPath<String>,
 ) -> Answer<ChannelView> {
     Ok(Json(
         system::check_channel(&bridge, &actor, &channel).await?,
@@ -291,7 +343,7 @@ async fn list_teams(
 async fn get_team(
     State(bridge): State<Arc<Bridge>>,
     Caller(actor): Caller,
-    Path(team): Path<String>,
+    ApiPath(team): ApiPath<String>,
 ) -> Answer<TeamView> {
     Ok(Json(teams::get(&bridge, &actor, &team).await?))
 }
@@ -340,8 +392,8 @@ pub struct TeamPatch {
 async fn patch_team(
     State(bridge): State<Arc<Bridge>>,
     Caller(actor): Caller,
-    Path(team): Path<String>,
-    Json(patch): Json<TeamPatch>,
+    ApiPath(team): ApiPath<String>,
+    ApiJson(patch): ApiJson<TeamPatch>,
 ) -> Answer<TeamView> {
     let mut changes = Vec::new();
     if let Some(v) = patch.escalate_after {
@@ -393,8 +445,8 @@ pub struct MemberBody {
 async fn put_member(
     State(bridge): State<Arc<Bridge>>,
     Caller(actor): Caller,
-    Path((team, user)): Path<(String, String)>,
-    Json(body): Json<MemberBody>,
+    ApiPath((team, user)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<MemberBody>,
 ) -> Answer<TeamView> {
     let role = match body.role {
         MemberRole::Removed => {
@@ -416,7 +468,7 @@ async fn put_member(
 async fn delete_member(
     State(bridge): State<Arc<Bridge>>,
     Caller(actor): Caller,
-    Path((team, user)): Path<(String, String)>,
+    ApiPath((team, user)): ApiPath<(String, String)>,
 ) -> Answer<TeamView> {
     let change = TeamChange::Member {
         user,
@@ -432,7 +484,7 @@ async fn delete_member(
 async fn get_rules(
     State(bridge): State<Arc<Bridge>>,
     Caller(actor): Caller,
-    Path(team): Path<String>,
+    ApiPath(team): ApiPath<String>,
 ) -> Answer<Vec<crate::config::RuleConfig>> {
     Ok(Json(teams::get(&bridge, &actor, &team).await?.rules))
 }
@@ -443,8 +495,8 @@ async fn get_rules(
 async fn add_rule(
     State(bridge): State<Arc<Bridge>>,
     Caller(actor): Caller,
-    Path(team): Path<String>,
-    Json(rule): Json<crate::config::RuleConfig>,
+    ApiPath(team): ApiPath<String>,
+    ApiJson(rule): ApiJson<crate::config::RuleConfig>,
 ) -> Answer<Vec<crate::config::RuleConfig>> {
     let change = TeamChange::RuleAdd(RuleSource::Rule(rule));
     teams::change(&bridge, &actor, &team, change).await?;
@@ -458,7 +510,7 @@ async fn add_rule(
 async fn reset_rules(
     State(bridge): State<Arc<Bridge>>,
     Caller(actor): Caller,
-    Path(team): Path<String>,
+    ApiPath(team): ApiPath<String>,
 ) -> Answer<Vec<crate::config::RuleConfig>> {
     teams::change(&bridge, &actor, &team, TeamChange::RulesReset).await?;
     Ok(Json(teams::get(&bridge, &actor, &team).await?.rules))
@@ -470,7 +522,7 @@ async fn reset_rules(
 async fn remove_rule(
     State(bridge): State<Arc<Bridge>>,
     Caller(actor): Caller,
-    Path((team, number)): Path<(String, usize)>,
+    ApiPath((team, number)): ApiPath<(String, usize)>,
 ) -> Answer<Vec<crate::config::RuleConfig>> {
     teams::change(&bridge, &actor, &team, TeamChange::RuleRemove(number)).await?;
     Ok(Json(teams::get(&bridge, &actor, &team).await?.rules))
@@ -484,7 +536,7 @@ async fn remove_rule(
 async fn dry_run(
     State(bridge): State<Arc<Bridge>>,
     Caller(actor): Caller,
-    Json(request): Json<DryRunRequest>,
+    ApiJson(request): ApiJson<DryRunRequest>,
 ) -> Answer<DryRunResult> {
     Ok(Json(teams::dry_run(&bridge, &actor, &request).await?))
 }
@@ -522,8 +574,8 @@ pub struct AssignBody {
 async fn assign(
     State(bridge): State<Arc<Bridge>>,
     Caller(actor): Caller,
-    Path(id): Path<i64>,
-    Json(body): Json<AssignBody>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<AssignBody>,
 ) -> Answer<Done> {
     authorize(&actor, Action::Command(Command::Assign))?;
     let conversation = conversations::find(&bridge, id).await?;
@@ -545,8 +597,8 @@ pub struct TransferBody {
 async fn transfer(
     State(bridge): State<Arc<Bridge>>,
     Caller(actor): Caller,
-    Path(id): Path<i64>,
-    Json(body): Json<TransferBody>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<TransferBody>,
 ) -> Answer<Done> {
     authorize(&actor, Action::Command(Command::Transfer))?;
     let conversation = conversations::find(&bridge, id).await?;
@@ -561,7 +613,7 @@ async fn transfer(
 async fn resolve(
     State(bridge): State<Arc<Bridge>>,
     Caller(actor): Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Answer<Done> {
     authorize(&actor, Action::Command(Command::Resolve))?;
     let conversation = conversations::find(&bridge, id).await?;
@@ -571,6 +623,7 @@ async fn resolve(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LimitQuery {
     /// At most this many (1 to 1000; default 100).
     #[serde(default)]
@@ -583,7 +636,7 @@ pub struct LimitQuery {
 async fn dead_letters(
     State(bridge): State<Arc<Bridge>>,
     Caller(actor): Caller,
-    Query(q): Query<LimitQuery>,
+    ApiQuery(q): ApiQuery<LimitQuery>,
 ) -> Answer<Vec<DeadLetterView>> {
     Ok(Json(
         conversations::dead_letters(&bridge, &actor, q.limit.unwrap_or(100)).await?,
@@ -597,7 +650,7 @@ async fn dead_letters(
 async fn resend(
     State(bridge): State<Arc<Bridge>>,
     Caller(actor): Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Answer<Done> {
     let room = conversations::resend(&bridge, &actor, id).await?;
     Ok(Json(Done {
@@ -659,6 +712,7 @@ pub struct CannedBody {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CannedQuery {
     /// `personal` (default), `everyone` or a team's name.
     #[serde(default)]
@@ -720,7 +774,7 @@ async fn save_canned(
 async fn add_canned(
     State(bridge): State<Arc<Bridge>>,
     Caller(actor): Caller,
-    Json(body): Json<CannedBody>,
+    ApiJson(body): ApiJson<CannedBody>,
 ) -> Answer<CannedView> {
     let Some(name) = body.name.clone() else {
         return Err(Failure(
@@ -739,8 +793,8 @@ async fn add_canned(
 async fn edit_canned(
     State(bridge): State<Arc<Bridge>>,
     Caller(actor): Caller,
-    Path(name): Path<String>,
-    Json(body): Json<CannedBody>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<CannedBody>,
 ) -> Answer<CannedView> {
     save_canned(&bridge, &actor, name, body, false).await
 }
@@ -751,8 +805,8 @@ async fn edit_canned(
 async fn remove_canned(
     State(bridge): State<Arc<Bridge>>,
     Caller(actor): Caller,
-    Path(name): Path<String>,
-    Query(q): Query<CannedQuery>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<CannedQuery>,
 ) -> Answer<Done> {
     authorize(&actor, Action::Command(Command::Canned))?;
     let scope = scope_of(&bridge, &actor, q.scope.as_deref())?;
@@ -767,6 +821,7 @@ async fn remove_canned(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReportQuery {
     /// `today` (default), `7d`, `30d`, `month` or `YYYY-MM`.
     #[serde(default)]
@@ -839,7 +894,7 @@ pub struct ReportView {
 async fn report(
     State(bridge): State<Arc<Bridge>>,
     Caller(actor): Caller,
-    Query(q): Query<ReportQuery>,
+    ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> Answer<ReportView> {
     use crate::reports::{self, GroupBy};
     authorize(&actor, Action::Command(Command::Report))?;
@@ -880,6 +935,32 @@ async fn report(
 
 #[cfg(test)]
 mod tests {
+    /// Each `{name}` of a path is declared as a path parameter, and nothing else is.
+    #[test]
+    fn path_parameters_are_declared_where_they_are() {
+        let doc: serde_json::Value = serde_json::from_str(&super::openapi_json()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(paths.len() >= 19, "{}", paths.len());
+        for (path, item) in paths {
+            let mut named: Vec<&str> = path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+                .collect();
+            named.sort();
+            for (method, op) in item.as_object().unwrap() {
+                let mut declared: Vec<&str> = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["in"] == "path")
+                    .filter_map(|p| p["name"].as_str())
+                    .collect();
+                declared.sort();
+                assert_eq!(declared, named, "{method} {path}");
+            }
+        }
+    }
+
     /// CI fails when the API changes and docs/openapi.json was not regenerated with it.
     #[test]
     fn the_committed_openapi_document_is_the_generated_one() {

@@ -225,6 +225,47 @@ async fn the_admin_api_does_what_the_chat_does_with_the_same_permissions(
     )
     .await?;
 
+    steps.step("A body that is not JSON, a path that is not an id: refused in the envelope too");
+    let resp = api
+        .http
+        .post(format!(
+            "{}/_switchboard/admin/v1/routing/dry-run",
+            api.base
+        ))
+        .bearer_auth(SECRET)
+        .header("Content-Type", "application/json")
+        .body("{not json")
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == StatusCode::BAD_REQUEST,
+        "{}",
+        resp.status()
+    );
+    let body: Value = resp.json().await?;
+    ensure!(
+        body["error"] == "invalid" && body["message"].as_str().is_some_and(|m| m.contains("JSON")),
+        "{body}"
+    );
+    api.refused(
+        Method::POST,
+        "/conversations/abc/resolve",
+        Some(SECRET),
+        None,
+        StatusCode::BAD_REQUEST,
+        "invalid",
+    )
+    .await?;
+    api.refused(
+        Method::POST,
+        "/routing/dry-run",
+        Some(SECRET),
+        Some(json!({"text": "no channel"})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid",
+    )
+    .await?;
+
     steps.step("The OpenAPI document is served, and it is the committed one");
     let (status, served) = api.call(get.clone(), "/openapi.json", None, None).await?;
     ensure!(status == StatusCode::OK, "{status}");
