@@ -610,6 +610,32 @@ async fn the_admin_api_does_what_the_chat_does_with_the_same_permissions(
         teams[0]["name"] == "billing" && teams[0]["leads"] == json!(["@carol:localhost"]),
         "{teams}"
     );
+    let billing = api.ok(get.clone(), "/teams/billing", &alice, None).await?;
+    ensure!(
+        billing["members"]
+            == json!([{"user_id": "@bob:localhost", "lead": false}, {"user_id": "@carol:localhost", "lead": true}])
+            && billing["escalate_after"] == "2h"
+            && billing["timezone"] == "UTC"
+            && billing["rules"]
+                == json!([{"channel": null, "account": null, "keywords": ["invoice"], "email_domain": null, "tags": []}]),
+        "{billing}"
+    );
+    api.refused(
+        get.clone(),
+        "/teams/support/rules",
+        Some(&bob),
+        None,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await?;
+    let rules = api
+        .ok(get.clone(), "/teams/support/rules", SECRET, None)
+        .await?;
+    ensure!(
+        rules.as_array().map(Vec::len) == Some(1) && rules[0]["channel"] == "webchat",
+        "{rules}"
+    );
     let member = "/teams/support/members/@dave:localhost";
     api.ok(Method::PUT, member, SECRET, Some(json!({"role": "member"})))
         .await?;
