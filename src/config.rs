@@ -61,6 +61,9 @@ pub struct Config {
     /// Prometheus metrics on a listener of their own (off unless `metrics.listen` is set).
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The admin HTTP API (`/_switchboard/admin/v1`, see docs/admin-api.md).
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// The figment the config was read from, kept so channel sections can be extracted with
     /// errors naming their keys.
     #[serde(skip)]
@@ -191,7 +194,7 @@ pub enum AssignMode {
 }
 
 /// One routing rule: every field given must match.
-#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     #[serde(default)]
@@ -356,6 +359,19 @@ fn default_body_limits() -> BTreeMap<String, u64> {
         ("/webchat/api/v1/files".to_string(), 64 * 1024 * 1024),
     ])
 }
+
+/// The admin API's own secret. Operators call the API with their Matrix access token instead.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// A bearer token with admin rights; at least [`ADMIN_SECRET_MIN`] characters. Unset: only
+    /// operators' Matrix tokens are accepted.
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+/// The shortest admin secret accepted (a guessable one would open every admin endpoint).
+pub const ADMIN_SECRET_MIN: usize = 32;
 
 /// Switches for test rigs; never on in production.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -560,6 +576,14 @@ impl Config {
                 "must differ from appservice.listen (metrics have a listener of their own)",
             ));
         }
+        if let Some(secret) = &self.admin.secret {
+            if secret.chars().count() < ADMIN_SECRET_MIN {
+                return Err(invalid(
+                    "admin.secret",
+                    format!("is shorter than {ADMIN_SECRET_MIN} characters; use a random one (`openssl rand -hex 32`) or leave it out"),
+                ));
+            }
+        }
         if h.max_connections == 0 {
             return Err(invalid("http.max_connections", "must be at least 1"));
         }
@@ -690,6 +714,7 @@ fn is_config_key(key: &str) -> bool {
             | "logging"
             | "http"
             | "metrics"
+            | "admin"
     )
 }
 
@@ -735,6 +760,23 @@ mod tests {
     }
 
     const MINIMAL: &str = "homeserver: {url: 'http://127.0.0.1:8008', domain: localhost}\nappservice: {url: 'http://127.0.0.1:29340'}\n";
+
+    #[test]
+    fn a_short_admin_secret_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{MINIMAL}admin: {{secret: short-secret}}\n");
+        let err = Config::load(&write(dir.path(), &text))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("admin.secret") && err.contains("shorter than 32"),
+            "{err}"
+        );
+        let long = "x".repeat(ADMIN_SECRET_MIN);
+        let text = format!("{MINIMAL}admin: {{secret: {long}}}\n");
+        let c = Config::load(&write(dir.path(), &text)).unwrap();
+        assert_eq!(c.admin.secret.as_deref(), Some(long.as_str()));
+    }
 
     #[test]
     fn minimal_config_gets_defaults_and_resolves_paths() {

@@ -7,6 +7,7 @@
 //! [`commands`]. Channels live in their own crates and meet the core through
 //! [`switchboard_channel`].
 
+pub mod admin;
 pub mod bridge;
 pub mod canned;
 pub mod clock;
@@ -25,6 +26,7 @@ pub mod reports;
 pub mod routing;
 pub mod search;
 pub mod server;
+pub mod service;
 pub mod split;
 pub mod startup;
 pub mod store;

@@ -47,6 +47,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the admin API's OpenAPI document (as served at /_switchboard/admin/v1/openapi.json;
+    /// `switchboard openapi > docs/openapi.json` refreshes the committed copy).
+    Openapi,
     /// The search index.
     Search {
         #[command(subcommand)]
@@ -95,6 +98,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Doctor { config: path, json } => doctor(&path, json),
+        Command::Openapi => {
+            print!("{}", switchboard::admin::openapi_json());
+            ExitCode::SUCCESS
+        }
         Command::Run { config: path } => {
             let config = match Config::load(&path) {
                 Ok(c) => c,

@@ -69,6 +69,7 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
 
     let mut app = Router::new()
         .merge(crate::matrix::appservice::routes())
+        .merge(crate::admin::routes())
         .route("/_switchboard/health", get(health))
         .route(
             "/_switchboard/testing/clock",

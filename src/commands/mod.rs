@@ -1,8 +1,10 @@
 //! Bot commands: `!sb <command> …` in portals and other rooms, bare words in a DM with the bot.
 //!
 //! One file per command. Each declares the permission level it needs ([`Level`], from
-//! `bridge.operators` in the config); the answer is one line from the bot, a notice replying to
-//! the command. A command is never relayed to the customer, whatever happens to it.
+//! `bridge.operators` in the config), which the service layer ([`crate::service`]) checks;
+//! commands that change routing, teams or the outbox are thin: they parse their words and call
+//! the service function the admin API calls too. The answer is one line from the bot, a notice
+//! replying to the command. A command is never relayed to the customer, whatever happens to it.
 
 mod assign;
 mod canned;
@@ -28,6 +30,7 @@ mod whois;
 use crate::bridge::Bridge;
 use crate::config::Level;
 use crate::matrix::{content, MatrixError};
+use crate::service::{Action, ServiceError};
 use crate::store::conversations::Conversation;
 use crate::store::routing::ConversationState;
 use crate::store::routing::RoutingRow;
@@ -176,6 +179,14 @@ impl Context<'_> {
             .await
     }
 
+    /// Answer with what the service layer said: its sentence, or why it was not done.
+    pub async fn answer(&self, result: Result<String, ServiceError>) -> Result<(), MatrixError> {
+        match result {
+            Ok(text) => self.reply(&text).await,
+            Err(e) => self.reply(&e.to_string()).await,
+        }
+    }
+
     /// Answer the command with any message content (a table, say), under the same
     /// transaction id as [`Context::reply`]: one answer per command event.
     pub async fn reply_content(&self, content: &serde_json::Value) -> Result<(), MatrixError> {
@@ -214,7 +225,6 @@ pub async fn run(
         conversation,
         args: &invocation.args,
     };
-    let level = crate::routing::level(bridge, sender).await;
     let Some(command) = Command::from_name(&invocation.name) else {
         return ctx
             .reply(&format!(
@@ -224,33 +234,26 @@ pub async fn run(
             ))
             .await;
     };
-    let needed = command.level();
-    match level {
-        Some(l) if l >= needed => {}
-        _ => {
-            let needed = format!("{needed:?}").to_lowercase();
-            return ctx
-                .reply(&format!(
-                    "`{}` needs {needed} rights; {sender} does not have them on this bridge.",
-                    invocation.name
-                ))
-                .await;
-        }
-    }
-    let level = level.unwrap_or(Level::Operator);
+    // The service layer decides who may run what (the same check the admin API's calls meet).
+    let actor = match crate::service::authorize_user(bridge, sender, Action::Command(command)).await
+    {
+        Ok(actor) => actor,
+        Err(refusal) => return ctx.reply(&refusal.to_string()).await,
+    };
+    let level = actor.level;
     match command {
         Command::Help => help::run(&ctx, invocation.bare).await,
         Command::Note => note::run(&ctx).await,
-        Command::Retry => retry::run(&ctx).await,
+        Command::Retry => retry::run(&ctx, &actor).await,
         Command::Claim => claim::run(&ctx, level).await,
-        Command::Assign => assign::run(&ctx).await,
-        Command::Transfer => transfer::run(&ctx, level).await,
+        Command::Assign => assign::run(&ctx, &actor).await,
+        Command::Transfer => transfer::run(&ctx, &actor).await,
         Command::Unassign => claim::unassign(&ctx, level).await,
         Command::Done => done::run(&ctx).await,
-        Command::Resolve => state::resolve(&ctx).await,
+        Command::Resolve => state::resolve(&ctx, &actor).await,
         Command::Reopen => state::reopen(&ctx).await,
         Command::Snooze => snooze::run(&ctx).await,
-        Command::Queue => queue::run(&ctx).await,
+        Command::Queue => queue::run(&ctx, &actor).await,
         Command::Whois => whois::run(&ctx).await,
         Command::Contact => customer::contact(&ctx).await,
         Command::Tag => customer::tag(&ctx, true).await,
@@ -258,7 +261,7 @@ pub async fn run(
         Command::Link => link::link(&ctx).await,
         Command::Unlink => link::unlink(&ctx).await,
         Command::Export => export::run(&ctx).await,
-        Command::Team => team::run(&ctx).await,
+        Command::Team => team::run(&ctx, &actor).await,
         Command::Template => template::run(&ctx).await,
         Command::Search => search::run(&ctx, level).await,
         Command::T => t::run(&ctx, level).await,

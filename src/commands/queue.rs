@@ -1,32 +1,25 @@
 //! `queue`: every conversation waiting for an answer, oldest first, with its waiting time in
-//! its team's working time (and on the wall clock) — nothing unworked ever drops off this list.
+//! its team's working time (and on the wall clock) — nothing unworked ever drops off this list
+//! ([`crate::service::conversations::queue`], which the admin API's `/queue` shows too).
 
 use super::Context;
 use crate::matrix::MatrixError;
-use crate::routing::waiting;
+use crate::service::{conversations, Actor};
 
-pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
-    let rows = match ctx.bridge.store.routing_unworked().await {
-        Ok(r) => r,
+pub async fn run(ctx: &Context<'_>, actor: &Actor) -> Result<(), MatrixError> {
+    let entries = match conversations::queue(ctx.bridge, actor).await {
+        Ok(e) => e,
         Err(e) => return ctx.reply(&format!("Cannot read the queue: {e}")).await,
     };
-    if rows.is_empty() {
+    if entries.is_empty() {
         return ctx
             .reply("Queue empty: every customer message has been answered or dismissed.")
             .await;
     }
-    let now = ctx.bridge.clock.now_ms();
-    let mut lines = Vec::new();
-    for row in &rows {
-        let Ok(Some(conversation)) = ctx.bridge.store.conversation(row.conversation_id).await
-        else {
-            continue;
-        };
-        let line = crate::routing::lobby::line(ctx.bridge, &conversation, row).await;
-        let calendar = waiting::calendar_of(ctx.bridge, row.team.as_deref()).await;
-        let age = waiting::waited(&calendar, row.unworked_since.unwrap_or(now), now).describe();
-        lines.push(format!("{age} — {line}"));
-    }
+    let lines: Vec<String> = entries
+        .iter()
+        .map(|e| format!("{} — {}", e.waited, e.summary))
+        .collect();
     ctx.reply(&format!(
         "{} unanswered: {}",
         lines.len(),

@@ -1,13 +1,15 @@
-//! `retry`: put this conversation's undelivered messages (dead letters) back in the outbox.
+//! `retry`: put this conversation's undelivered messages (dead letters) back in the outbox
+//! ([`crate::service::conversations::retry_room`]).
 
 use super::Context;
 use crate::matrix::MatrixError;
+use crate::service::{conversations, Actor};
 
-pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
+pub async fn run(ctx: &Context<'_>, actor: &Actor) -> Result<(), MatrixError> {
     if ctx.conversation.is_none() {
         return ctx.reply("`retry` works in a conversation room.").await;
     }
-    match ctx.bridge.requeue_failed(ctx.room_id).await {
+    match conversations::retry_room(ctx.bridge, actor, ctx.room_id).await {
         Ok(0) => {
             ctx.reply("Nothing to resend: every message here was delivered.")
                 .await

@@ -1,25 +1,18 @@
 //! `resolve` and `reopen`: close a conversation (nothing waits in it any more) and open it again
-//! (it waits for an answer again, with its timers running from the reopening).
+//! (it waits for an answer again, with its timers running from the reopening). `resolve` is
+//! [`crate::service::conversations::resolve`].
 
 use super::Context;
 use crate::matrix::MatrixError;
+use crate::service::{conversations, Actor};
 use crate::store::routing::ConversationState;
 
-pub async fn resolve(ctx: &Context<'_>) -> Result<(), MatrixError> {
-    let Some((conversation, mut row)) = ctx.portal().await? else {
+pub async fn resolve(ctx: &Context<'_>, actor: &Actor) -> Result<(), MatrixError> {
+    let Some((conversation, _)) = ctx.portal().await? else {
         return Ok(());
     };
-    crate::routing::mark_worked(&mut row);
-    row.state = ConversationState::Resolved;
-    row.snooze_until = None;
-    if !ctx.save(conversation, &row).await? {
-        return Ok(());
-    }
-    ctx.reply(&format!(
-        "Resolved by {}. A new message from the customer reopens it.",
-        ctx.sender
-    ))
-    .await
+    ctx.answer(conversations::resolve(ctx.bridge, actor, conversation).await)
+        .await
 }
 
 pub async fn reopen(ctx: &Context<'_>) -> Result<(), MatrixError> {

@@ -191,6 +191,24 @@ impl Homeserver {
             .ok_or_else(|| MatrixError::Protocol("whoami".into()))
     }
 
+    /// Whose access token `token` is (`whoami` asked with that token, not ours): how the admin
+    /// API learns which operator calls it.
+    pub async fn whoami_token(&self, token: &str) -> Result<String, MatrixError> {
+        let resp = self
+            .http
+            .get(format!("{}/_matrix/client/v3/account/whoami", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| MatrixError::Unreachable(e.to_string()))?;
+        Self::decode(resp)
+            .await?
+            .get("user_id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| MatrixError::Protocol("whoami".into()))
+    }
+
     /// Register a user in our namespace; an existing one is fine.
     pub async fn register(&self, localpart: &str) -> Result<(), MatrixError> {
         let body = json!({"type": "m.login.application_service", "username": localpart, "inhibit_login": true});

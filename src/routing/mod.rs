@@ -48,12 +48,7 @@ pub async fn plan_new(
         return Ok(Plan { row, invite });
     }
     let now = bridge.clock.now();
-    let customer = bridge
-        .store
-        .customer_of(&contact.channel, &contact.contact_id)
-        .await?;
-    let tags = bridge.store.customer_tags(customer).await?;
-    let team = teams::route(bridge, conversation, contact, &tags, first_text).await;
+    let team = decide_team(bridge, conversation, contact, true, &[], first_text).await?;
     let mut row = RoutingRow {
         conversation_id: conversation.id,
         team: team.map(|t| t.name.clone()),
@@ -88,6 +83,31 @@ pub async fn plan_new(
     bridge.store.put_routing(&row, &bridge.stamp(None)).await?;
     let invite = visible_to(bridge, &row).await?;
     Ok(Plan { row, invite })
+}
+
+/// The team a new conversation goes to: the first team (config order) whose rules match the
+/// conversation, its contact, the customer's segment tags (those stored for a `stored_contact`,
+/// plus `extra_tags`) and the first message; `None` is the unknown segment. Real routing
+/// ([`plan_new`]) and the admin API's dry run (`crate::service::teams::dry_run`) both decide
+/// here, so the dry run cannot drift from what happens.
+pub async fn decide_team<'b>(
+    bridge: &'b Bridge,
+    conversation: &Conversation,
+    contact: &Contact,
+    stored_contact: bool,
+    extra_tags: &[String],
+    first_text: &str,
+) -> Result<Option<&'b Team>, StoreError> {
+    let mut tags = Vec::new();
+    if stored_contact {
+        let customer = bridge
+            .store
+            .customer_of(&contact.channel, &contact.contact_id)
+            .await?;
+        tags = bridge.store.customer_tags(customer).await?;
+    }
+    tags.extend(extra_tags.iter().cloned());
+    Ok(teams::route(bridge, conversation, contact, &tags, first_text).await)
 }
 
 /// The operator a message was addressed to personally, when that is an operator of this bridge

@@ -22,6 +22,19 @@ pub struct OutboxRow {
     pub created_at: i64,
 }
 
+/// An item that could not be delivered ([`Store::outbox_dead_letters`]).
+#[derive(Clone, Debug)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub conversation_id: i64,
+    pub event_id: String,
+    pub room_id: String,
+    pub channel: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub failed_at: i64,
+}
+
 impl Store {
     /// Queue an outbound item for a Matrix event, index it for search (a message, by `author`)
     /// and mark the event handled, atomically. An operator's answer (`answer`: its stamp) is
@@ -224,5 +237,67 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected())
+    }
+    /// Dead letters: items that could not be delivered and wait for someone to resend them
+    /// (newest first, at most `limit`), with their conversation's channel.
+    pub async fn outbox_dead_letters(&self, limit: i64) -> Result<Vec<DeadLetter>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT o.id, o.conversation_id, o.event_id, o.room_id, o.attempts, o.last_error,
+                    o.updated_at, c.channel
+             FROM outbox o JOIN conversations c ON c.id = o.conversation_id
+             WHERE o.state = 'failed' ORDER BY o.updated_at DESC, o.id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeadLetter {
+                    id: r.try_get("id")?,
+                    conversation_id: r.try_get("conversation_id")?,
+                    event_id: r.try_get("event_id")?,
+                    room_id: r.try_get("room_id")?,
+                    channel: r.try_get("channel")?,
+                    attempts: r.try_get("attempts")?,
+                    last_error: r.try_get("last_error")?,
+                    failed_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Put one dead letter back in the queue; its room when it was one (`None`: no failed item
+    /// with that id).
+    pub async fn outbox_requeue_one(&self, id: i64) -> Result<Option<String>, StoreError> {
+        let room: Option<String> =
+            sqlx::query("SELECT room_id FROM outbox WHERE id = $1 AND state = 'failed'")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?
+                .map(|r| r.try_get("room_id"))
+                .transpose()?;
+        if room.is_none() {
+            return Ok(None);
+        }
+        let done = sqlx::query(
+            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = $1, updated_at = $1
+             WHERE id = $2 AND state = 'failed'",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(room.filter(|_| done.rows_affected() > 0))
+    }
+
+    /// How many items wait for delivery and how many are dead letters.
+    pub async fn outbox_counts(&self) -> Result<(i64, i64), StoreError> {
+        let r = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM outbox WHERE state = 'pending') AS pending,
+                    (SELECT COUNT(*) FROM outbox WHERE state = 'failed') AS failed",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok((r.try_get("pending")?, r.try_get("failed")?))
     }
 }
