@@ -18,6 +18,7 @@ pub mod host;
 pub mod housekeeping;
 pub mod matrix;
 pub mod portal;
+pub mod readiness;
 pub mod registration;
 pub mod relay;
 pub mod reports;
