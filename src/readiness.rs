@@ -54,7 +54,11 @@ impl Latest {
                 Some(c) => failing.push((area.to_owned(), c.clone())),
                 None => failing.push((
                     area.to_owned(),
-                    Check::failed("checked", "not checked yet", "wait for the first round of checks"),
+                    Check::failed(
+                        "checked",
+                        "not checked yet",
+                        "wait for the first round of checks",
+                    ),
                 )),
             }
         }
@@ -84,7 +88,10 @@ impl Readiness {
 
     /// A copy of the latest results.
     pub fn latest(&self) -> Latest {
-        self.latest.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.latest
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Check one channel now, keep and return its results (an admin's "check again").
@@ -98,7 +105,12 @@ impl Readiness {
                 format!("check that channels.{name}'s network is reachable from this machine"),
             )],
         };
-        let before = self.latest().channels.get(name).cloned().unwrap_or_default();
+        let before = self
+            .latest()
+            .channels
+            .get(name)
+            .cloned()
+            .unwrap_or_default();
         log_changes(name, &before, &checks);
         self.latest
             .write()
@@ -127,7 +139,11 @@ impl Readiness {
             ),
         };
         let before = self.latest();
-        log_changes("store", before.store.as_slice(), std::slice::from_ref(&store));
+        log_changes(
+            "store",
+            before.store.as_slice(),
+            std::slice::from_ref(&store),
+        );
         log_changes(
             "homeserver",
             before.homeserver.as_slice(),
@@ -195,7 +211,11 @@ fn log_changes(area: &str, before: &[Check], now: &[Check]) {
 
 /// Run the checks now and then every `bridge.check_interval`, forever (spawned at start).
 pub async fn run(bridge: Arc<Bridge>) {
-    let interval = bridge.config.bridge.check_interval.max(Duration::from_secs(1));
+    let interval = bridge
+        .config
+        .bridge
+        .check_interval
+        .max(Duration::from_secs(1));
     loop {
         bridge.readiness.check_all(&bridge).await;
         tokio::time::sleep(interval).await;
@@ -229,7 +249,11 @@ mod tests {
         assert_eq!(readiness.answer().0, StatusCode::OK);
         readiness.latest.write().unwrap().channels.insert(
             "viber".into(),
-            vec![Check::failed("auth token", "refused", "set channels.viber.auth_token")],
+            vec![Check::failed(
+                "auth token",
+                "refused",
+                "set channels.viber.auth_token",
+            )],
         );
         let (status, body) = readiness.answer();
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

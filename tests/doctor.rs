@@ -226,43 +226,129 @@ fn section<'a>(config: &'a mut Yaml, channel: &str) -> &'a mut Yaml {
 }
 
 const BREAKAGES: &[Breakage] = &[
-    Breakage { area: "telegram", what: "a Telegram token Telegram refuses", key: "channels.telegram.token",
-        edit: |c| section(c, "telegram")["token"] = "123456:not-the-token".into() },
-    Breakage { area: "whatsapp", what: "a WhatsApp access token Meta refuses", key: "channels.whatsapp.access_token",
-        edit: |c| section(c, "whatsapp")["access_token"] = "EAAnot-the-token".into() },
-    Breakage { area: "whatsapp", what: "a phone number id that is not the business's", key: "channels.whatsapp.phone_number_id",
-        edit: |c| section(c, "whatsapp")["phone_number_id"] = "1000000000001".into() },
-    Breakage { area: "messenger", what: "a Page token Meta refuses (Messenger)", key: "channels.messenger.access_token",
-        edit: |c| section(c, "messenger")["access_token"] = "EAAnot-the-page-token".into() },
-    Breakage { area: "messenger", what: "a Page id that is not the token's Page", key: "channels.messenger.account_id",
-        edit: |c| section(c, "messenger")["account_id"] = "100000000000999".into() },
-    Breakage { area: "instagram", what: "a Page token Meta refuses (Instagram)", key: "channels.instagram.access_token",
-        edit: |c| section(c, "instagram")["access_token"] = "EAAnot-the-page-token".into() },
-    Breakage { area: "instagram", what: "an Instagram account not linked to the token's Page", key: "channels.instagram.account_id",
-        edit: |c| section(c, "instagram")["account_id"] = "17841400000000000".into() },
-    Breakage { area: "vk", what: "a VK token VK refuses", key: "channels.vk.access_token",
-        edit: |c| section(c, "vk")["access_token"] = "vk1.a.not-the-token".into() },
-    Breakage { area: "vk", what: "a VK community that is not the token's", key: "channels.vk.group_id",
-        edit: |c| section(c, "vk")["group_id"] = 1234567.into() },
-    Breakage { area: "viber", what: "a Viber token Viber refuses", key: "channels.viber.auth_token",
-        edit: |c| section(c, "viber")["auth_token"] = "0000000000000000-0000000000000000-0000000000000000".into() },
-    Breakage { area: "discord", what: "a Discord token Discord refuses", key: "channels.discord.token",
-        edit: |c| section(c, "discord")["token"] = "MTEwMDAwMDAwMDAwMDAwMDAwMQ.GxYz12.not-the-token".into() },
-    Breakage { area: "sms", what: "a Twilio auth token Twilio refuses", key: "channels.sms.auth_token",
-        edit: |c| section(c, "sms")["auth_token"] = "not-the-twilio-auth-token".into() },
-    Breakage { area: "sms", what: "a number that is not the Twilio account's", key: "channels.sms.numbers",
-        edit: |c| section(c, "sms")["numbers"] = vec![Yaml::from("+14155550199")].into() },
-    Breakage { area: "email", what: "an IMAP password Dovecot refuses", key: "channels.email.mailboxes[0].imap.password",
-        edit: |c| section(c, "email")["mailboxes"][0]["imap"]["password"] = "not-the-password".into() },
-    Breakage { area: "email", what: "an IMAP folder that does not exist", key: "channels.email.mailboxes[1].imap.folder",
-        edit: |c| section(c, "email")["mailboxes"][1]["imap"]["folder"] = "Nowhere".into() },
-    Breakage { area: "email", what: "an SMTP password Postfix refuses", key: "channels.email.smtp.password",
-        edit: |c| section(c, "email")["smtp"]["password"] = "not-the-password".into() },
+    Breakage {
+        area: "telegram",
+        what: "a Telegram token Telegram refuses",
+        key: "channels.telegram.token",
+        edit: |c| section(c, "telegram")["token"] = "123456:not-the-token".into(),
+    },
+    Breakage {
+        area: "whatsapp",
+        what: "a WhatsApp access token Meta refuses",
+        key: "channels.whatsapp.access_token",
+        edit: |c| section(c, "whatsapp")["access_token"] = "EAAnot-the-token".into(),
+    },
+    Breakage {
+        area: "whatsapp",
+        what: "a phone number id that is not the business's",
+        key: "channels.whatsapp.phone_number_id",
+        edit: |c| section(c, "whatsapp")["phone_number_id"] = "1000000000001".into(),
+    },
+    Breakage {
+        area: "messenger",
+        what: "a Page token Meta refuses (Messenger)",
+        key: "channels.messenger.access_token",
+        edit: |c| section(c, "messenger")["access_token"] = "EAAnot-the-page-token".into(),
+    },
+    Breakage {
+        area: "messenger",
+        what: "a Page id that is not the token's Page",
+        key: "channels.messenger.account_id",
+        edit: |c| section(c, "messenger")["account_id"] = "100000000000999".into(),
+    },
+    Breakage {
+        area: "instagram",
+        what: "a Page token Meta refuses (Instagram)",
+        key: "channels.instagram.access_token",
+        edit: |c| section(c, "instagram")["access_token"] = "EAAnot-the-page-token".into(),
+    },
+    Breakage {
+        area: "instagram",
+        what: "an Instagram account not linked to the token's Page",
+        key: "channels.instagram.account_id",
+        edit: |c| section(c, "instagram")["account_id"] = "17841400000000000".into(),
+    },
+    Breakage {
+        area: "vk",
+        what: "a VK token VK refuses",
+        key: "channels.vk.access_token",
+        edit: |c| section(c, "vk")["access_token"] = "vk1.a.not-the-token".into(),
+    },
+    Breakage {
+        area: "vk",
+        what: "a VK community that is not the token's",
+        key: "channels.vk.group_id",
+        edit: |c| section(c, "vk")["group_id"] = 1234567.into(),
+    },
+    Breakage {
+        area: "viber",
+        what: "a Viber token Viber refuses",
+        key: "channels.viber.auth_token",
+        edit: |c| {
+            section(c, "viber")["auth_token"] =
+                "0000000000000000-0000000000000000-0000000000000000".into()
+        },
+    },
+    Breakage {
+        area: "viber",
+        what: "a public URL that is not where Viber posts events",
+        key: "appservice.public_url",
+        edit: |c| section(c, "viber")["public_url"] = "https://bridge.example.com".into(),
+    },
+    Breakage {
+        area: "discord",
+        what: "a Discord token Discord refuses",
+        key: "channels.discord.token",
+        edit: |c| {
+            section(c, "discord")["token"] =
+                "MTEwMDAwMDAwMDAwMDAwMDAwMQ.GxYz12.not-the-token".into()
+        },
+    },
+    Breakage {
+        area: "sms",
+        what: "a Twilio auth token Twilio refuses",
+        key: "channels.sms.auth_token",
+        edit: |c| section(c, "sms")["auth_token"] = "not-the-twilio-auth-token".into(),
+    },
+    Breakage {
+        area: "sms",
+        what: "a number that is not the Twilio account's",
+        key: "channels.sms.numbers",
+        edit: |c| section(c, "sms")["numbers"] = vec![Yaml::from("+14155550199")].into(),
+    },
+    Breakage {
+        area: "email",
+        what: "an IMAP password Dovecot refuses",
+        key: "channels.email.mailboxes[0].imap.password",
+        edit: |c| {
+            section(c, "email")["mailboxes"][0]["imap"]["password"] = "not-the-password".into()
+        },
+    },
+    Breakage {
+        area: "email",
+        what: "an IMAP folder that does not exist",
+        key: "channels.email.mailboxes[1].imap.folder",
+        edit: |c| section(c, "email")["mailboxes"][1]["imap"]["folder"] = "Nowhere".into(),
+    },
+    Breakage {
+        area: "email",
+        what: "an SMTP password Postfix refuses",
+        key: "channels.email.smtp.password",
+        edit: |c| section(c, "email")["smtp"]["password"] = "not-the-password".into(),
+    },
 ];
 
 /// The channel areas of the all-channels bridge.
 const CHANNELS: [&str; 9] = [
-    "telegram", "whatsapp", "messenger", "instagram", "vk", "viber", "discord", "sms", "email",
+    "telegram",
+    "whatsapp",
+    "messenger",
+    "instagram",
+    "vk",
+    "viber",
+    "discord",
+    "sms",
+    "email",
 ];
 
 /// One bridge with every channel enabled against the fakes and the mail rig: every channel's
@@ -326,30 +412,79 @@ async fn every_channel_checks_itself_against_its_network() -> anyhow::Result<()>
             .iter()
             .any(|c| c.0.starts_with(what) && c.2.contains(found))
     };
-    ensure!(has("whatsapp", "phone number", "+1 555-000-1234 (\"Acme Support\")"), "{report:#}");
-    ensure!(has("messenger", "Page access token", fakes::messenger::PAGE_ID), "{report:#}");
-    ensure!(has("instagram", "Instagram account", fakes::messenger::IG_ID), "{report:#}");
-    ensure!(has("vk", "community token", &fakes::vk::GROUP_ID.to_string()), "{report:#}");
-    ensure!(has("vk", "token rights", "messages"), "{report:#}");
-    ensure!(has("viber", "auth token", fakes::viber::BOT_NAME), "{report:#}");
     ensure!(
-        has("viber", "webhook", &format!("{}/viber/callback", env.bridge.base_url())),
+        has(
+            "whatsapp",
+            "phone number",
+            "+1 555-000-1234 (\"Acme Support\")"
+        ),
         "{report:#}"
     );
-    ensure!(has("discord", "bot token", fakes::discord::BOT_ID), "{report:#}");
-    ensure!(has("sms", "account", "active"), "{report:#}");
-    ensure!(has("sms", &format!("number {}", fakes::twilio::COMPANY_NUMBER), "the account's number"), "{report:#}");
-    ensure!(has("email", "mailbox support: IMAP login and SELECT INBOX", "logged in as support@"), "{report:#}");
-    ensure!(has("email", "mailbox alice", "logged in as alice@"), "{report:#}");
-    ensure!(has("email", "SMTP EHLO, STARTTLS, AUTH", "accepts"), "{report:#}");
     ensure!(
-        mail.postfix_log().contains("sasl_username=support@"),
+        has("messenger", "Page access token", fakes::messenger::PAGE_ID),
+        "{report:#}"
+    );
+    ensure!(
+        has("instagram", "Instagram account", fakes::messenger::IG_ID),
+        "{report:#}"
+    );
+    ensure!(
+        has("vk", "community token", &fakes::vk::GROUP_ID.to_string()),
+        "{report:#}"
+    );
+    ensure!(has("vk", "token rights", "messages"), "{report:#}");
+    ensure!(
+        has("viber", "auth token", fakes::viber::BOT_NAME),
+        "{report:#}"
+    );
+    ensure!(
+        has(
+            "viber",
+            "webhook",
+            &format!("{}/viber/callback", env.bridge.base_url())
+        ),
+        "{report:#}"
+    );
+    ensure!(
+        has("discord", "bot token", fakes::discord::BOT_ID),
+        "{report:#}"
+    );
+    ensure!(has("sms", "account", "active"), "{report:#}");
+    ensure!(
+        has(
+            "sms",
+            &format!("number {}", fakes::twilio::COMPANY_NUMBER),
+            "the account's number"
+        ),
+        "{report:#}"
+    );
+    ensure!(
+        has(
+            "email",
+            "mailbox support: IMAP login and SELECT INBOX",
+            "logged in as support@"
+        ),
+        "{report:#}"
+    );
+    ensure!(
+        has("email", "mailbox alice", "logged in as alice@"),
+        "{report:#}"
+    );
+    ensure!(
+        has("email", "SMTP EHLO, STARTTLS, AUTH", "accepts"),
+        "{report:#}"
+    );
+    ensure!(
+        mail.postfix_log().contains("starttls=1 auth=1"),
         "Postfix saw the doctor's AUTH: {}",
         mail.postfix_log()
     );
 
     for breakage in BREAKAGES {
-        steps.step(&format!("{}: exit 5, the fix names {}", breakage.what, breakage.key));
+        steps.step(&format!(
+            "{}: exit 5, the fix names {}",
+            breakage.what, breakage.key
+        ));
         let right = env.bridge.config()?;
         env.bridge.edit_config(breakage.edit)?;
         let result = doctor(&env);
@@ -435,11 +570,11 @@ async fn readiness_follows_the_checks(backend: Backend) -> anyhow::Result<()> {
     vk.set_token_rights(&["photos"]);
     let body = ready_until(&env, "not ready (503)", |status, _| status == 503).await?;
     ensure!(
-        body["failing"]
-            .as_array()
-            .is_some_and(|f| f.len() == 1
-                && f[0]["area"] == "vk"
-                && f[0]["fix"].as_str().is_some_and(|fix| fix.contains("channels.vk.access_token"))),
+        body["failing"].as_array().is_some_and(|f| f.len() == 1
+            && f[0]["area"] == "vk"
+            && f[0]["fix"]
+                .as_str()
+                .is_some_and(|fix| fix.contains("channels.vk.access_token"))),
         "{body:#}"
     );
     ensure!(
@@ -453,21 +588,34 @@ async fn readiness_follows_the_checks(backend: Backend) -> anyhow::Result<()> {
 
     steps.step("A token VK refuses, and a restart: the bridge starts and serves, ready says 503");
     env.bridge.stop(Duration::from_secs(10)).await?;
-    env.bridge
-        .edit_config(|c| set(c, &["channels", "vk", "access_token"], "vk1.a.not-the-token".into()))?;
+    env.bridge.edit_config(|c| {
+        set(
+            c,
+            &["channels", "vk", "access_token"],
+            "vk1.a.not-the-token".into(),
+        )
+    })?;
     env.bridge.start().await?;
     let body = ready_until(&env, "not ready after restart (503)", |status, body| {
         status == 503 && body["channels"]["vk"] == false
     })
     .await?;
     ensure!(
-        body["failing"].as_array().is_some_and(|f| f.iter().any(|c| c["area"] == "vk"
-            && c["found"].as_str().is_some_and(|t| t.contains("VK refused the access token"))
-            && c["fix"].as_str().is_some_and(|t| t.contains("channels.vk.access_token")))),
+        body["failing"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|c| c["area"] == "vk"
+                && c["found"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("VK refused the access token"))
+                && c["fix"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("channels.vk.access_token")))),
         "{body:#}"
     );
     ensure!(
-        body["failing"].as_array().is_some_and(|f| f.iter().all(|c| c["area"] == "vk")),
+        body["failing"]
+            .as_array()
+            .is_some_and(|f| f.iter().all(|c| c["area"] == "vk")),
         "the store and the homeserver hold: {body:#}"
     );
     steps.finish()
