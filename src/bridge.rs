@@ -31,6 +31,8 @@ pub struct Bridge {
     pub clock: crate::clock::Clock,
     /// Set once the bot is registered and the workers run.
     pub ready: AtomicBool,
+    /// The latest results of the background checks (`/_switchboard/ready`).
+    pub readiness: crate::readiness::Readiness,
 }
 
 impl Bridge {

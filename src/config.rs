@@ -164,6 +164,10 @@ pub struct BridgeConfig {
     /// The company's name as customers know it (the `company` variable of canned replies).
     #[serde(default)]
     pub company: Option<String>,
+    /// How often the running bridge checks the store, the homeserver and each channel's
+    /// network again (`/_switchboard/ready`; failures are logged as warnings).
+    #[serde(default = "default_check_interval", with = "humantime_serde")]
+    pub check_interval: Duration,
 }
 
 impl Default for BridgeConfig {
@@ -176,6 +180,7 @@ impl Default for BridgeConfig {
             retry_max: default_retry_max(),
             admin_room: None,
             company: None,
+            check_interval: default_check_interval(),
         }
     }
 }
@@ -468,6 +473,9 @@ fn default_retry_base() -> Duration {
 }
 fn default_retry_max() -> Duration {
     Duration::from_secs(600)
+}
+fn default_check_interval() -> Duration {
+    Duration::from_secs(300)
 }
 fn default_filter() -> String {
     "info".into()

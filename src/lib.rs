@@ -20,6 +20,7 @@ pub mod housekeeping;
 pub mod matrix;
 pub mod metrics;
 pub mod portal;
+pub mod readiness;
 pub mod registration;
 pub mod relay;
 pub mod reports;

@@ -64,6 +64,7 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
         teams: crate::routing::teams::Teams::from_config(&config),
         clock: crate::clock::Clock::default(),
         ready: AtomicBool::new(false),
+        readiness: crate::readiness::Readiness::new(),
         config,
     });
 
@@ -71,6 +72,7 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
         .merge(crate::matrix::appservice::routes())
         .merge(crate::admin::routes())
         .route("/_switchboard/health", get(health))
+        .route("/_switchboard/ready", get(crate::readiness::ready))
         .route(
             "/_switchboard/testing/clock",
             axum::routing::post(set_clock),
@@ -108,6 +110,9 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server =
         tokio::spawn(async move { crate::server::serve(listener, app, limits, stop_rx).await });
+
+    // The doctor's checks, in the background: warnings in the log, `/_switchboard/ready`.
+    tokio::spawn(crate::readiness::run(bridge.clone()));
 
     if bridge.config.testing.clock_control {
         if let Ok(Some(offset)) = bridge

@@ -7,6 +7,8 @@
 //!
 //! * [`lifecycle`]: a channel switched off, starting or running, and what a send gets in each;
 //! * [`config`]: checking a channel's configuration section, with one kind of message;
+//! * [`checks`]: a channel's checks of itself against its network (`Channel::check`), and how
+//!   a failure that is not the network's own words becomes a check that names its fix;
 //! * [`file_name`]: the one strict sanitiser for names customers and operators give files;
 //! * [`mime`]: mime type ↔ file extension, one table;
 //! * [`http`]: the HTTP client every channel builds, `Retry-After`, size-limited downloads,
@@ -21,6 +23,7 @@
 //!   characters no name shown to people may carry;
 //! * `test_host` (feature `test-host`): an in-memory `Host` for the channels' unit tests.
 
+pub mod checks;
 pub mod config;
 pub mod file_name;
 pub mod http;

@@ -10,7 +10,8 @@
 //!   (`payload_json` + `files[n]`), with Discord's checks (empty message 50006, content over 2000
 //!   characters 50035, `nonce` at most 25 characters, `enforce_nonce` answering a repeated nonce
 //!   with the message already created); `PATCH`/`DELETE /channels/{id}/messages/{id}` (10008
-//!   Unknown Message); `POST /channels/{id}/typing` (204); `GET /gateway/bot`. Rate-limit headers
+//!   Unknown Message); `POST /channels/{id}/typing` (204); `GET /gateway/bot`; `GET /users/@me`
+//!   (the bot user). Rate-limit headers
 //!   (`X-RateLimit-*`) on every answer; a 429 has the JSON body (`retry_after`, `global`) and the
 //!   `Retry-After` header. Closed DMs are 403 50007.
 //! * Gateway (`/gateway`, and `/resume` as the `resume_gateway_url`): HELLO with the heartbeat
@@ -712,6 +713,18 @@ fn route(
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method.as_str(), parts.as_slice()) {
         ("GET", ["channels", channel, "messages"]) => list_messages(shared, channel, query),
+        // The user the token belongs to: the bot user, with the fields `GET /users/@me`
+        // documents for a bot (no email; `verified`, `mfa_enabled`, `flags`).
+        ("GET", ["users", "@me"]) => {
+            let mut me = bot_user();
+            me["flags"] = 0.into();
+            me["mfa_enabled"] = false.into();
+            me["verified"] = true.into();
+            me["locale"] = "en-US".into();
+            me["banner"] = Value::Null;
+            me["accent_color"] = Value::Null;
+            axum::Json(me).into_response()
+        }
         ("GET", ["gateway", "bot"]) => {
             let url = shared.url().replacen("http://", "ws://", 1) + "/gateway";
             axum::Json(json!({

@@ -18,6 +18,8 @@
 //!   `filedata` the file, `platform=instagram` for Instagram): answers `{"attachment_id"}`.
 //! * `GET /<PSID|IGSID>?fields=a,b`: the profile fields asked for (and `id`); unknown ids are
 //!   100/33 "Unsupported get request".
+//! * `GET /me?fields=id,name,instagram_business_account`: with the Page token, the Page node
+//!   (its `instagram_business_account` is the linked Instagram professional account).
 //! * `GET /cdn/<name>`: customers' files, as Meta's CDN serves them (no token; signed URLs).
 //!
 //! For tests: [`FakeMeta::add_profile`], [`FakeMeta::add_file`] (returns the CDN URL to put in a
@@ -48,6 +50,8 @@ use sha2::Sha256;
 pub const PAGE_ID: &str = "100000000000001";
 /// The Instagram professional account in tests (Instagram `entry.id`).
 pub const IG_ID: &str = "17841472110558136";
+/// The Page's name (`GET /me` with the Page token).
+pub const PAGE_NAME: &str = "Acme Support";
 pub const PAGE_TOKEN: &str = "EAAGfakePageAccessTokenForSwitchboardTests";
 pub const APP_SECRET: &str = "fake-app-secret-for-tests-only";
 pub const VERIFY_TOKEN: &str = "meatyhamhock";
@@ -729,13 +733,23 @@ async fn profile(
     if token.as_deref() != Some(PAGE_TOKEN) {
         return FakeMeta::record(&shared, call, bad_token());
     }
-    let known = shared.lock().profiles.get(&id).cloned();
+    // With a Page access token, `me` is the Page itself.
+    let page = (id == "me" || id == PAGE_ID).then(|| {
+        json!({"id": PAGE_ID, "name": PAGE_NAME, "category": "Product/service",
+            "instagram_business_account": {"id": IG_ID}})
+    });
+    let known = page.or_else(|| shared.lock().profiles.get(&id).cloned());
     let Some(p) = known else {
         let message = format!(
             "Unsupported get request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation."
         );
         return FakeMeta::record(&shared, call, graph_error(400, 100, Some(33), &message));
     };
+    let id = p
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or(&id)
+        .to_owned();
     let mut out = json!({"id": id});
     for field in query
         .get("fields")

@@ -14,6 +14,10 @@
 //! * Like Twilio, it downloads every `MediaUrl` itself after accepting the message (no auth:
 //!   the URL must be fetchable as it is) and records what it got.
 //! * `GET …/Messages.json?To=&From=&PageSize=` lists the messages created, newest first.
+//! * `GET /2010-04-01/Accounts/{AccountSid}.json`: the Account resource (`sid`,
+//!   `friendly_name`, `status` active, `type` Full, …); `GET …/IncomingPhoneNumbers.json` lists
+//!   the account's numbers (filtered by `PhoneNumber`), in Twilio's page envelope. Another
+//!   account's SID is 404/20404, wrong credentials 401/20003, as for every resource.
 //! * Media of incoming MMS live at `…/Messages/{MessageSid}/Media/{MediaSid}`: Basic auth
 //!   required, answered with a `307` to a media store URL (no auth), as Twilio does.
 //!
@@ -47,6 +51,8 @@ use sha1::Sha1;
 pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 pub const AUTH_TOKEN: &str = "fake-twilio-auth-token-for-tests";
 /// The company's Twilio number.
+/// The account's friendly name (the Account resource).
+pub const ACCOUNT_NAME: &str = "Acme Support";
 pub const COMPANY_NUMBER: &str = "+14155550100";
 /// The company's Messaging Service.
 pub const MESSAGING_SERVICE_SID: &str = "MG0123456789abcdef0123456789abcdef";
@@ -286,6 +292,11 @@ impl FakeTwilio {
             .route(
                 "/2010-04-01/Accounts/{account}/Messages/{message}/Media/{media}",
                 get(api_media),
+            )
+            .route("/2010-04-01/Accounts/{account}", get(fetch_account))
+            .route(
+                "/2010-04-01/Accounts/{account}/IncomingPhoneNumbers.json",
+                get(list_incoming_numbers),
             )
             .route("/media-store/{media}", get(store_media))
             .with_state(Arc::clone(&shared));
@@ -873,4 +884,124 @@ async fn store_media(State(shared): State<Arc<Shared>>, Path(media): Path<String
             .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// Basic auth, then the path's account: 401/20003 for wrong credentials, 404/20404 for
+/// another account, as Twilio answers every account resource.
+fn account_access(
+    shared: &Shared,
+    account: &str,
+    path: &str,
+    params: &[(String, String)],
+    headers: &HeaderMap,
+) -> Result<(), Response> {
+    let auth = basic_auth(headers);
+    if !authorized(&auth) {
+        record(shared, "GET", path.to_owned(), params.to_vec(), auth, 401);
+        return Err(error(401, 20003, "Authenticate"));
+    }
+    if account != ACCOUNT_SID {
+        record(shared, "GET", path.to_owned(), params.to_vec(), auth, 404);
+        return Err(error(
+            404,
+            20404,
+            &format!("The requested resource {path} was not found"),
+        ));
+    }
+    record(shared, "GET", path.to_owned(), params.to_vec(), auth, 200);
+    Ok(())
+}
+
+/// `GET /2010-04-01/Accounts/{AccountSid}.json`: the Account resource.
+async fn fetch_account(
+    State(shared): State<Arc<Shared>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/2010-04-01/Accounts/{account}");
+    let Some(sid) = account.strip_suffix(".json") else {
+        record(
+            &shared,
+            "GET",
+            path.clone(),
+            Vec::new(),
+            basic_auth(&headers),
+            404,
+        );
+        return error(
+            404,
+            20404,
+            &format!("The requested resource {path} was not found"),
+        );
+    };
+    if let Err(r) = account_access(&shared, sid, &path, &[], &headers) {
+        return r;
+    }
+    let uri = |rest: &str| format!("/2010-04-01/Accounts/{ACCOUNT_SID}{rest}");
+    axum::Json(json!({
+        "auth_token": AUTH_TOKEN,
+        "date_created": "Thu, 02 Jan 2025 10:00:00 +0000",
+        "date_updated": "Thu, 02 Jan 2025 10:00:00 +0000",
+        "friendly_name": ACCOUNT_NAME,
+        "owner_account_sid": ACCOUNT_SID,
+        "sid": ACCOUNT_SID,
+        "status": "active",
+        "subresource_uris": {
+            "incoming_phone_numbers": uri("/IncomingPhoneNumbers.json"),
+            "messages": uri("/Messages.json"),
+        },
+        "type": "Full",
+        "uri": uri(".json"),
+    }))
+    .into_response()
+}
+
+/// `GET /2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers.json`: the account's numbers
+/// (only [`COMPANY_NUMBER`]), filtered by `PhoneNumber` when given.
+async fn list_incoming_numbers(
+    State(shared): State<Arc<Shared>>,
+    Path(account): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/2010-04-01/Accounts/{account}/IncomingPhoneNumbers.json");
+    let params: Vec<(String, String)> =
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    if let Err(r) = account_access(&shared, &account, &path, &params, &headers) {
+        return r;
+    }
+    let wanted = params
+        .iter()
+        .find(|(k, _)| k == "PhoneNumber")
+        .map(|(_, v)| v.clone());
+    let numbers: Vec<Value> = [COMPANY_NUMBER]
+        .iter()
+        .filter(|n| wanted.as_deref().is_none_or(|w| w == **n))
+        .map(|n| {
+            json!({
+                "account_sid": ACCOUNT_SID,
+                "capabilities": {"fax": false, "mms": true, "sms": true, "voice": true},
+                "friendly_name": "(415) 555-0100",
+                "phone_number": n,
+                "sid": "PN0123456789abcdef0123456789abcdef",
+                "sms_method": "POST",
+                "status": "in-use",
+                "uri": format!("/2010-04-01/Accounts/{ACCOUNT_SID}/IncomingPhoneNumbers/PN0123456789abcdef0123456789abcdef.json"),
+            })
+        })
+        .collect();
+    axum::Json(json!({
+        "end": numbers.len().saturating_sub(1),
+        "first_page_uri": format!("{path}?PageSize=50&Page=0"),
+        "incoming_phone_numbers": numbers,
+        "next_page_uri": null,
+        "page": 0,
+        "page_size": 50,
+        "previous_page_uri": null,
+        "start": 0,
+        "uri": format!("{path}?PageSize=50&Page=0"),
+    }))
+    .into_response()
 }

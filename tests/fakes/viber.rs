@@ -15,6 +15,8 @@
 //!   `file_name`; picture text at most 120 characters. Media limits as documented: a picture
 //!   JPEG/PNG/still GIF ≤ 1 MB at a URL ending in .jpeg/.png/.gif, a video ≤ 26 MB at a URL
 //!   ending in .mp4, a file ≤ 50 MB (else status 3 badData). Answers a `message_token`.
+//! * `get_account_info`: the account (`id` `pa:…`, `name`, `uri`, `category`, `location`,
+//!   `subscribers_count`, `members`), with `webhook` and `event_types` once a webhook is set.
 //! * Customers' files are served at `<base>/files/<name>` (the `media` URLs of their messages).
 //!
 //! For tests: [`FakeViber::message`] and friends build callbacks; [`FakeViber::post_callback`]
@@ -319,7 +321,28 @@ async fn method(
         "send_message" => send_message(&shared, token, body).await,
         "get_account_info" => {
             record(&shared, &name, token, body, None, 0);
-            axum::Json(json!({"status": 0, "status_message": "ok", "id": format!("pa:{ACCOUNT}"), "name": BOT_NAME, "uri": "acmesupport"})).into_response()
+            // REST bot API, get_account_info: the account's details, its webhook (when one
+            // is set) and the event types it gets, its subscribers and members.
+            let webhook = shared.lock().webhook.clone();
+            let mut info = json!({"status": 0, "status_message": "ok", "id": format!("pa:{ACCOUNT}"),
+                "chat_hostname": "SN-CHAT-22_", "name": BOT_NAME, "uri": "acmesupport",
+                "icon": "https://media-direct.cdn.viber.com/pg_download?id=fake", "background": "https://media-direct.cdn.viber.com/pg_download?id=fake-bg",
+                "category": "Companies & Brands", "subcategory": "Customer service", "country": "GB",
+                "location": {"lon": -0.1276, "lat": 51.5072},
+                "subscribers_count": shared.lock().subscribed.len(),
+                "members": [{"id": "01234567890A=", "name": "Acme admin", "avatar": "https://example.com/a.jpg", "role": "admin"}]});
+            if let Some(url) = webhook {
+                info["webhook"] = url.into();
+                info["event_types"] = json!([
+                    "delivered",
+                    "seen",
+                    "failed",
+                    "subscribed",
+                    "unsubscribed",
+                    "conversation_started"
+                ]);
+            }
+            axum::Json(info).into_response()
         }
         _ => (StatusCode::NOT_FOUND, "Not Found").into_response(),
     }

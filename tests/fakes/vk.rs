@@ -18,6 +18,9 @@
 //!   Each message sent is echoed to the callback URL as `message_reply`, as VK does.
 //! * `messages.edit`, `messages.delete` (`cmids`, `delete_for_all`), `messages.setActivity`,
 //!   `messages.markAsRead`, `users.get` (`photo_200`).
+//! * `groups.getById` (with the community token and no `group_id`: the token's community, as
+//!   `{"groups": […], "profiles": []}`) and `groups.getTokenPermissions` (`{"mask", "permissions":
+//!   [{"setting", "name"}]}`; [`FakeVk::set_token_rights`] changes them).
 //! * Uploads: `photos.getMessagesUploadServer` → POST multipart `photo` to the upload URL →
 //!   `{"server","photo","hash"}` → `photos.saveMessagesPhoto`; `docs.getMessagesUploadServer` →
 //!   POST multipart `file` → `{"file"}` → `docs.save`.
@@ -46,6 +49,23 @@ pub const TOKEN: &str = "vk1.a.FAKE_community_token-for_switchboard_tests";
 pub const GROUP_ID: i64 = 193668024;
 pub const SECRET: &str = "FAKE_CALLBACK_SECRET";
 pub const CONFIRMATION: &str = "c0ffee42";
+/// The community's name (`groups.getById`).
+pub const GROUP_NAME: &str = "Acme Support";
+/// The rights of the test token: what a community token made for a chat bot has.
+pub const DEFAULT_RIGHTS: &[&str] = &["messages", "photos", "docs", "manage"];
+
+/// A community token right's bit (dev.vk.com, "Access rights for a community token").
+fn right_bit(name: &str) -> u64 {
+    match name {
+        "stories" => 1,
+        "photos" => 1 << 2,
+        "app_widget" => 1 << 6,
+        "messages" => 1 << 12,
+        "docs" => 1 << 17,
+        "manage" => 1 << 18,
+        _ => 0,
+    }
+}
 
 /// A VK user in tests.
 #[derive(Clone, Debug)]
@@ -135,6 +155,9 @@ struct Inner {
     /// `message_reply` echoes answered by the bridge: (cmid, status).
     echoes: Vec<(i64, u16)>,
     base: String,
+    /// The token's rights (`groups.getTokenPermissions`) when not the default
+    /// ([`DEFAULT_RIGHTS`]).
+    token_rights: Option<Vec<&'static str>>,
 }
 
 type Shared = server::Shared<Inner, Call>;
@@ -193,6 +216,11 @@ impl FakeVk {
     }
 
     /// The base URL of the fake; `api_url` is `<url>/method`.
+    /// The rights `groups.getTokenPermissions` reports for the token from now on.
+    pub fn set_token_rights(&self, rights: &[&'static str]) {
+        self.shared.lock().token_rights = Some(rights.to_vec());
+    }
+
     pub fn url(&self) -> String {
         self.server.url()
     }
@@ -583,6 +611,32 @@ fn answer(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>) -> Va
         err(100, &format!("One of the parameters specified was missing or invalid: {what} is a required parameter"), method)
     };
     match method {
+        // With a community token and no `group_id`: the token's own community. Since 5.194 the
+        // answer is `{"groups": […], "profiles": […]}`.
+        "groups.getById" => {
+            let asked = p_str(params, "group_id").or_else(|| p_str(params, "group_ids"));
+            if asked.is_some_and(|g| g.trim() != GROUP_ID.to_string()) {
+                return err(100, "One of the parameters specified was missing or invalid: group_ids is undefined", method);
+            }
+            ok(
+                json!({"groups": [{"id": GROUP_ID, "name": GROUP_NAME, "screen_name": format!("club{GROUP_ID}"),
+                "is_closed": 0, "type": "group", "is_admin": 0, "is_member": 0, "is_advertiser": 0,
+                "photo_50": "https://vk.com/images/community_50.png"}], "profiles": []}),
+            )
+        }
+        "groups.getTokenPermissions" => {
+            let rights = shared
+                .lock()
+                .token_rights
+                .clone()
+                .unwrap_or_else(|| DEFAULT_RIGHTS.to_vec());
+            let mask: u64 = rights.iter().map(|r| right_bit(r)).sum();
+            let permissions: Vec<Value> = rights
+                .iter()
+                .map(|r| json!({"setting": right_bit(r), "name": r}))
+                .collect();
+            ok(json!({"mask": mask, "permissions": permissions}))
+        }
         "messages.send" => send(shared, params, method),
         "messages.edit" => {
             let (Some(peer), Some(cmid)) = (

@@ -20,6 +20,10 @@
 //!   or 500 KB animated, document ≤ 100 MB): a breach is error 131053 "Media upload error".
 //! * `GET /{version}/{media-id}` → `{url, mime_type, sha256, file_size, id,
 //!   messaging_product}`; the URL answers the bytes only with the Bearer token.
+//! * `GET /{version}/{phone-number-id}?fields=display_phone_number,verified_name` → the phone
+//!   number node's fields asked for and `id`; an unknown field is error 100, an id that is
+//!   neither the number nor a media id 400 with code 100, subcode 33 ("Unsupported get
+//!   request").
 //! * Errors in Graph's envelope `{"error":{"message","type","code","error_subcode",
 //!   "error_data":{"messaging_product","details"},"fbtrace_id"}}`: a wrong token is 401 with
 //!   code 190; an unknown phone number id 400 with code 100.
@@ -59,6 +63,8 @@ pub const VERIFY_TOKEN: &str = "meatyhamhock";
 /// The business phone number's id and the number itself.
 pub const PHONE_NUMBER_ID: &str = "1122334455667";
 pub const DISPLAY_PHONE_NUMBER: &str = "15550001234";
+/// The business's verified name on the number (the phone number node's `verified_name`).
+pub const VERIFIED_NAME: &str = "Acme Support";
 /// The WhatsApp Business Account's id.
 pub const WABA_ID: &str = "1234567890987654321";
 pub const VERSION: &str = "v21.0";
@@ -971,9 +977,12 @@ async fn media_info(
     let response = (|| {
         check_version(&version)?;
         check_auth(&headers)?;
+        if id == PHONE_NUMBER_ID {
+            return Ok(phone_number_node(&query));
+        }
         let s = shared.lock();
         let Some(m) = s.media.get(&id) else {
-            return Err(unknown_object(&id));
+            return Err(unknown_get(&id));
         };
         let base = shared.url();
         Ok((
@@ -1000,6 +1009,55 @@ async fn media_info(
         response.status().as_u16(),
     );
     response
+}
+
+/// The business phone number node (`GET /{phone-number-id}?fields=…`): the fields asked for
+/// among those the node has, and `id`, as Graph answers a node read. Without `fields`, Graph's
+/// default set (`verified_name`, `display_phone_number`, `quality_rating`, `id`, …).
+fn phone_number_node(query: &str) -> Response {
+    let node = json!({
+        "id": PHONE_NUMBER_ID,
+        "display_phone_number": "+1 555-000-1234",
+        "verified_name": VERIFIED_NAME,
+        "quality_rating": "GREEN",
+        "code_verification_status": "VERIFIED",
+        "platform_type": "CLOUD_API",
+        "throughput": {"level": "STANDARD"},
+    });
+    let fields: Vec<String> = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "fields")
+        .map(|(_, v)| v.split(',').map(|f| f.trim().to_owned()).collect())
+        .unwrap_or_default();
+    if fields.is_empty() {
+        return (StatusCode::OK, axum::Json(node)).into_response();
+    }
+    let mut out = json!({"id": PHONE_NUMBER_ID});
+    for field in &fields {
+        match node.get(field.as_str()) {
+            Some(v) => out[field.as_str()] = v.clone(),
+            None => {
+                return graph_error(
+                    400,
+                    100,
+                    None,
+                    &format!("(#100) Tried accessing nonexisting field ({field}) on node type (WhatsAppBusinessPhoneNumber)"),
+                    "",
+                )
+            }
+        }
+    }
+    (StatusCode::OK, axum::Json(out)).into_response()
+}
+
+/// Graph's answer to a read of an id it does not know (or the token may not see).
+fn unknown_get(id: &str) -> Response {
+    graph_error(
+        400,
+        100,
+        Some(33),
+        &format!("Unsupported get request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation. Please read the Graph API documentation at https://developers.facebook.com/docs/graph-api"),
+        "",
+    )
 }
 
 async fn download(

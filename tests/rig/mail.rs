@@ -32,6 +32,9 @@
 //!   session, so a test can tell the bridge really used TLS. Plaintext stays allowed on the plain
 //!   ports, so the rig's own helpers work unchanged.
 //! - `no_idle`: Dovecot's `imap_capability` leaves IDLE out (the polling fallback).
+//! - `smtp_auth`: Postfix offers SMTP AUTH through Dovecot's auth service (a `service auth`
+//!   socket, `smtpd_sasl_type = dovecot`), checking the mail users' passwords; mail from
+//!   loopback is still taken without it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -84,6 +87,9 @@ async fn ensure_installed() -> anyhow::Result<()> {
 pub struct MailOptions {
     pub tls: bool,
     pub no_idle: bool,
+    /// Postfix offers SMTP AUTH (PLAIN, LOGIN) with the mail users' passwords, through
+    /// Dovecot's auth service; the channel's section then logs in as `support@`.
+    pub smtp_auth: bool,
 }
 
 /// Dovecot + Postfix for one test.
@@ -353,8 +359,14 @@ service stats {{
 protocol lmtp {{
   postmaster_address = postmaster@{DOMAIN}
 }}
-{imap_protocol}"#,
+{auth_service}{imap_protocol}"#,
             d = d.display(),
+            // Postfix's SASL goes through this socket (smtpd_sasl_type = dovecot).
+            auth_service = if self.options.smtp_auth {
+                "service auth {\n  unix_listener auth-smtp {\n    mode = 0666\n  }\n}\n"
+            } else {
+                ""
+            },
             imap = self.imap_port,
             imaps = if self.options.tls { self.imaps_port } else { 0 },
             lmtp = self.lmtp_port,
@@ -500,8 +512,16 @@ maillog_file_prefixes = {d}
 smtputf8_enable = no
 biff = no
 bounce_queue_lifetime = 0
-{tls}",
+{sasl}{tls}",
             d = d.display(),
+            sasl = if self.options.smtp_auth {
+                format!(
+                    "smtpd_sasl_auth_enable = yes\nsmtpd_sasl_type = dovecot\nsmtpd_sasl_path = {}/dovecot-run/auth-smtp\n",
+                    d.display()
+                )
+            } else {
+                String::new()
+            },
             lmtp = self.lmtp_port,
             tls = if self.options.tls {
                 let t = self.tls_dir();
@@ -607,7 +627,8 @@ tlsmgr    unix  - - n 1000? 1 tlsmgr
     }
 
     /// The bridge's `channels.email` section for these servers: mailboxes `support` and `alice`
-    /// (personal address of `@alice:localhost`), SMTP without auth. Without `tls`: plain
+    /// (personal address of `@alice:localhost`), SMTP without auth (with `smtp_auth`: as
+    /// `support@`). Without `tls`: plain
     /// connections. With `tls`: IMAP over implicit TLS and SMTP with STARTTLS, to `localhost`,
     /// trusting the rig's CA (`tls_ca_file`).
     pub fn channel_config(&self) -> serde_json::Value {
@@ -632,15 +653,20 @@ tlsmgr    unix  - - n 1000? 1 tlsmgr
             }
             m
         };
+        let mut smtp = if self.options.tls {
+            serde_json::json!({"host": "localhost", "port": self.smtp_port, "tls": "starttls", "tls_ca_file": ca})
+        } else {
+            serde_json::json!({"host": "127.0.0.1", "port": self.smtp_port, "tls": "none"})
+        };
+        if self.options.smtp_auth {
+            smtp["username"] = Self::address("support").into();
+            smtp["password"] = PASSWORD.into();
+        }
         serde_json::json!({
             "enabled": true,
             "domain": DOMAIN,
             "mailboxes": [mailbox("support", None), mailbox("alice", Some("@alice:localhost"))],
-            "smtp": if self.options.tls {
-                serde_json::json!({"host": "localhost", "port": self.smtp_port, "tls": "starttls", "tls_ca_file": ca})
-            } else {
-                serde_json::json!({"host": "127.0.0.1", "port": self.smtp_port, "tls": "none"})
-            },
+            "smtp": smtp,
             "ack": "flag",
             "poll_interval_secs": 60,
         })

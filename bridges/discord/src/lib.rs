@@ -36,6 +36,7 @@ use switchboard_kit::lifecycle::{should_start, Running};
 
 mod catchup;
 pub mod config;
+mod doctor;
 mod gateway;
 pub mod inbound;
 pub mod markdown;
@@ -232,6 +233,10 @@ impl Channel for Discord {
         if let Some(out) = self.running.get() {
             outbound::typing(out, conversation, active).await;
         }
+    }
+
+    async fn check(&self) -> Vec<switchboard_channel::Check> {
+        doctor::check(&self.config).await
     }
 }
 

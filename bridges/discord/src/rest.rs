@@ -145,6 +145,11 @@ impl Rest {
         serde_json::from_slice(&body).map_err(|e| RestError::Decode(e.to_string()))
     }
 
+    /// `GET /users/@me`: the user the token belongs to (`switchboard doctor`).
+    pub async fn me(&self) -> Result<crate::model::User, RestError> {
+        self.json(self.request(Method::GET, "/users/@me")).await
+    }
+
     /// `GET /gateway/bot`: where to connect.
     pub async fn gateway_url(&self) -> Result<String, RestError> {
         let answer: GatewayBot = self.json(self.request(Method::GET, "/gateway/bot")).await?;

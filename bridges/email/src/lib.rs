@@ -32,6 +32,7 @@ use switchboard_kit::lifecycle;
 pub mod body;
 pub mod charset;
 pub mod config;
+mod doctor;
 pub mod fold;
 pub mod html;
 mod imap;
@@ -129,5 +130,9 @@ impl Channel for Email {
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
         let r = self.running.for_send()?;
         outbound::send(&*r.host, &r.config, &r.smtp, outbound).await
+    }
+
+    async fn check(&self) -> Vec<switchboard_channel::Check> {
+        doctor::check(&self.config).await
     }
 }

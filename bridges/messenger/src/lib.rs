@@ -34,6 +34,7 @@ use switchboard_channel::{
 use switchboard_kit::lifecycle::{should_start, Running};
 
 pub mod config;
+mod doctor;
 mod graph;
 mod inbound;
 mod outbound;
@@ -163,5 +164,9 @@ impl Channel for MetaChannel {
         if let Some(shared) = self.running.get() {
             outbound::sender_action(shared, conversation, "mark_seen").await;
         }
+    }
+
+    async fn check(&self) -> Vec<switchboard_channel::Check> {
+        doctor::check(self.platform, &self.config).await
     }
 }

@@ -6,6 +6,9 @@
 //! * `GET …/Messages.json?To=…&From=…&PageSize=…` lists recent messages, newest first
 //!   (`{"messages": […], …}`); `outbound` uses it to find out whether an attempt that crashed
 //!   mid-request was accepted after all.
+//! * `GET /2010-04-01/Accounts/{AccountSid}.json` (the account: `status`, `friendly_name`) and
+//!   `GET …/IncomingPhoneNumbers.json?PhoneNumber=…` (whether a number is the account's), for
+//!   `switchboard doctor`.
 //! * Media URLs of incoming MMS are fetched with the same Basic auth; Twilio answers with a
 //!   redirect to its media store, which reqwest follows (dropping the `Authorization` header on
 //!   the way to another host, as it should).
@@ -168,6 +171,26 @@ impl Client {
             .json::<MessageResource>()
             .await
             .map_err(|e| TwilioError::Decode(e.to_string()))
+    }
+
+    /// `GET /2010-04-01/Accounts/{AccountSid}{rest}` with the account's credentials, as JSON
+    /// (`rest`: `.json`, `/IncomingPhoneNumbers.json?…`). Read-only; `switchboard doctor`.
+    pub async fn get_account_json(&self, rest: &str) -> Result<serde_json::Value, TwilioError> {
+        let response = self
+            .http
+            .get(format!(
+                "{}/2010-04-01/Accounts/{}{rest}",
+                self.api_url, self.account_sid
+            ))
+            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .send()
+            .await
+            .map_err(|e| TwilioError::Network(e.without_url().to_string()))?;
+        Self::check(response)
+            .await?
+            .json()
+            .await
+            .map_err(|e| TwilioError::Decode(e.without_url().to_string()))
     }
 
     /// The most recent messages to `to` (and from `from`, when given), newest first.

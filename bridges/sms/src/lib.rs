@@ -35,6 +35,7 @@ use switchboard_kit::lifecycle::{should_start, Running};
 
 pub mod client;
 pub mod config;
+mod doctor;
 pub mod form;
 pub mod inbound;
 pub mod links;
@@ -362,6 +363,10 @@ impl Channel for Sms {
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
         let shared = self.running.for_send()?;
         outbound::send(shared, outbound).await
+    }
+
+    async fn check(&self) -> Vec<switchboard_channel::Check> {
+        doctor::check(&self.config).await
     }
 }
 

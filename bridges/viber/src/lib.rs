@@ -35,6 +35,7 @@ use switchboard_kit::lifecycle::{should_start, Running};
 pub mod api;
 mod callback;
 pub mod config;
+mod doctor;
 pub mod inbound;
 mod media;
 mod outbound;
@@ -206,5 +207,9 @@ impl Channel for Viber {
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
         let shared = self.running.for_send()?;
         outbound::send(&shared.out, outbound).await
+    }
+
+    async fn check(&self) -> Vec<switchboard_channel::Check> {
+        doctor::check(&self.config).await
     }
 }

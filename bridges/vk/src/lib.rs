@@ -32,6 +32,7 @@ use switchboard_kit::lifecycle::{should_start, Running};
 pub mod api;
 mod callback;
 pub mod config;
+mod doctor;
 pub mod inbound;
 mod outbound;
 mod profile;
@@ -167,5 +168,9 @@ impl Channel for Vk {
         if let Some(shared) = self.running.get() {
             outbound::mark_read(&shared.out, conversation).await;
         }
+    }
+
+    async fn check(&self) -> Vec<switchboard_channel::Check> {
+        doctor::check(&self.config).await
     }
 }

@@ -9,6 +9,8 @@
 //!   file; answers `{"id":"<media id>"}`, which a message then names.
 //! * `GET /{media-id}`: a customer's file's metadata with a short-lived `url`, which is fetched
 //!   with the same Bearer token.
+//! * `GET /{phone-number-id}?fields=display_phone_number,verified_name`: the number itself
+//!   (`switchboard doctor`).
 //!
 //! Errors come in Graph's envelope `{"error":{"message","type","code","error_subcode",
 //! "error_data":{"details"},"fbtrace_id"}}`. [`classify`] sorts them for the core's outbox:
@@ -231,6 +233,21 @@ impl Graph {
             .and_then(Value::as_str)
             .map(str::to_owned)
             .ok_or_else(|| ApiError::Unexpected("no id in the upload answer".into()))
+    }
+
+    /// `GET /{phone-number-id}?fields=display_phone_number,verified_name`: the business phone
+    /// number this client sends from (read-only; `switchboard doctor`).
+    pub async fn phone_number(&self) -> Result<Value, ApiError> {
+        let url = format!("{}/{}", self.base, self.phone_number_id);
+        Self::answer(
+            self.http
+                .get(url)
+                .query(&[("fields", "display_phone_number,verified_name")])
+                .bearer_auth(&self.token)
+                .send()
+                .await,
+        )
+        .await
     }
 
     /// `GET /{media-id}`.

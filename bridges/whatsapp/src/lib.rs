@@ -30,13 +30,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::Router;
 use switchboard_channel::{
-    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound,
-    SendError,
+    Capabilities, Channel, ChannelError, Check, ConversationKey, Delivery, Formatting, Host,
+    Outbound, SendError,
 };
 use switchboard_kit::lifecycle::{should_start, Running};
 
 pub mod api;
 pub mod config;
+mod doctor;
 pub mod format;
 mod inbound;
 mod outbound;
@@ -132,6 +133,10 @@ impl Channel for WhatsApp {
         if let Some(shared) = self.running.get() {
             outbound::mark_read(&shared.graph, &shared.config, conversation, remote_id).await;
         }
+    }
+
+    async fn check(&self) -> Vec<Check> {
+        doctor::check(&self.config).await
     }
 }
 
