@@ -77,6 +77,11 @@ pub enum ParsedKind {
     },
     /// A message of a kind the bridge cannot show, named for the operators.
     Notice { remote_id: String, text: String },
+    /// The customer's reaction to a message (`key: None`: taken back).
+    Reaction {
+        remote_id: String,
+        key: Option<String>,
+    },
 }
 
 /// What one raw update means.
@@ -90,15 +95,17 @@ pub enum Read {
     Unreadable(Unreadable),
 }
 
+/// The wall clock in milliseconds (when an unreadable update was received).
+pub(crate) fn now_ms() -> i64 {
+    switchboard_kit::now_ms()
+}
+
 /// Read one raw update (a webhook body, one element of `getUpdates`), as leniently as Telegram
 /// may send it: teloxide reads it first (after [`crate::lenient::repair`]); what teloxide
 /// refuses is read field by field ([`crate::lenient::read_message`]); only input that names
 /// no update or no chat is [`Read::Unreadable`] without a conversation. Pure, fuzzed.
 pub fn read_update(body: &[u8], options: &ParseOptions) -> Read {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now_ms = now_ms();
     let unreadable = |reason: String| {
         Read::Unreadable(Unreadable::new(
             Unreadable::digest_key(body),
@@ -120,6 +127,9 @@ pub fn read_update(body: &[u8], options: &ParseOptions) -> Read {
     else {
         return unreadable("it has no update_id".into());
     };
+    if let Some(reaction) = fields.get("message_reaction") {
+        return crate::lenient::read_reaction(update_id, reaction, options, body);
+    }
     let Some(kind) = BRIDGED_KINDS.into_iter().find(|k| fields.contains_key(*k)) else {
         return Read::Skip("an update kind we do not bridge");
     };
@@ -526,6 +536,7 @@ pub async fn realize(
     let mut sender = parsed.sender;
     sender.avatar = avatar;
     let event = match parsed.kind {
+        ParsedKind::Reaction { remote_id, key } => InboundEvent::Reaction { remote_id, key },
         ParsedKind::Notice { remote_id, text } => InboundEvent::Notice {
             remote_id,
             content: Content {
