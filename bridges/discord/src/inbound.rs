@@ -684,6 +684,33 @@ mod tests {
     }
 
     #[test]
+    fn reactions_of_customers_not_of_the_bot() {
+        let d = serde_json::json!({
+            "user_id": "1400000000000000001", "channel_id": "1400000000007000001",
+            "message_id": "1500000000000000003", "emoji": {"id": null, "name": "❤️"},
+        });
+        let p = parse_dispatch("MESSAGE_REACTION_ADD", &d, &options()).unwrap();
+        assert_eq!(
+            p.kind,
+            ParsedKind::Reaction {
+                remote_id: "1500000000000000003".into(),
+                emoji: "❤️".into(),
+                added: true
+            }
+        );
+        assert_eq!(p.sender_id.as_deref(), Some("1400000000000000001"));
+        let p = parse_dispatch("MESSAGE_REACTION_REMOVE", &d, &options()).unwrap();
+        assert!(matches!(p.kind, ParsedKind::Reaction { added: false, .. }));
+        let mut custom = d.clone();
+        custom["emoji"] = serde_json::json!({"id": "123", "name": "blobcat"});
+        let p = parse_dispatch("MESSAGE_REACTION_ADD", &custom, &options()).unwrap();
+        assert!(matches!(p.kind, ParsedKind::Reaction { ref emoji, .. } if emoji == ":blobcat:"));
+        let mut own = d.clone();
+        own["user_id"] = options().account.into();
+        assert!(parse_dispatch("MESSAGE_REACTION_ADD", &own, &options()).is_none());
+    }
+
+    #[test]
     fn replies_guilds_edits_deletes() {
         let reply = message(
             json!({"type": 19, "message_reference": {"type": 0, "message_id": "1300000000000000000", "channel_id": "1200000000000000009"}}),
