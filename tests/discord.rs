@@ -22,6 +22,7 @@ on_both_stores!(
     customer_messages_reach_matrix,
     operator_messages_files_replies_edits_and_deletions_reach_the_customer,
     a_dropped_gateway_resumes_without_losing_or_doubling,
+    reactions_both_ways,
 );
 
 /// Bridge options with `channels.discord` pointing at the fake; `extra` is merged into the
@@ -967,6 +968,110 @@ async fn messages_sent_while_no_session_could_be_resumed_are_caught_up() -> anyh
             .iter()
             .any(|m| m.sender.starts_with("@sb_discord_") && m.body.contains("we are on it")),
         "our own answer came back as the customer's"
+    );
+    Ok(())
+}
+
+/// Issue 19: an operator's reaction reaches the customer (`PUT …/reactions/{emoji}/@me`), a new
+/// one replaces it and a redaction takes it back (`DELETE`), a text key is refused with the
+/// reason shown; the customer's reaction and its removal (MESSAGE_REACTION_ADD / _REMOVE, which
+/// need the DIRECT_MESSAGE_REACTIONS intent) show as the ghost's `m.reaction` and its redaction.
+async fn reactions_both_ways(backend: Backend) -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("reactions both ways");
+    let fake = FakeDiscord::start().await?;
+    let env = TestEnv::start(options(backend, &fake, json!({}))).await?;
+    let user = jane();
+
+    steps.step("The customer asks; an operator answers");
+    let question_id = fake.customer_message(&user, "Do you ship to Norway?", json!({}));
+    let room = env.alice.wait_for_invite("Jane Doe").await?;
+    let question = env
+        .alice
+        .wait_for_text(&room, "Do you ship to Norway?")
+        .await?;
+    let answer = env.alice.send_text(&room, "Yes, in 3 days").await?;
+    env.alice
+        .wait_for_send_status(&room, &answer, "SUCCESS")
+        .await?;
+    let answer_id = fake
+        .bot_messages(&user.dm)
+        .first()
+        .and_then(|m| m["id"].as_str().map(str::to_owned))
+        .context("the answer in the fake")?;
+
+    steps.step("The operator reacts 👍 to the question: the customer sees the bot's 👍");
+    let thumbs = env.alice.react(&room, &question.event_id, "👍").await?;
+    rig::poll_until("the bot's 👍", Duration::from_secs(30), || async {
+        Ok((fake.bot_reactions(&question_id) == ["👍"]).then_some(()))
+    })
+    .await?;
+
+    steps.step("The operator takes it back, then reacts 🎉: only 🎉 remains");
+    env.alice.redact(&room, &thumbs, None).await?;
+    rig::poll_until("the 👍 taken back", Duration::from_secs(30), || async {
+        Ok(fake.bot_reactions(&question_id).is_empty().then_some(()))
+    })
+    .await?;
+    env.alice.react(&room, &question.event_id, "🎉").await?;
+    rig::poll_until("the bot's 🎉", Duration::from_secs(30), || async {
+        Ok((fake.bot_reactions(&question_id) == ["🎉"]).then_some(()))
+    })
+    .await?;
+
+    steps.step("A text key is no emoji on Discord: refused, the reason shown to the operator");
+    let ok = env.alice.react(&room, &answer, "ok").await?;
+    let status = env
+        .alice
+        .wait_for_send_status(&room, &ok, "FAIL_PERMANENT")
+        .await?;
+    let reason = status["content"]["message"].as_str().unwrap_or_default();
+    ensure!(
+        reason.contains("Discord takes only emoji as reactions"),
+        "reason shown: {reason}"
+    );
+
+    steps.step("The customer reacts ❤️ to the answer: the ghost's m.reaction on it");
+    ensure!(
+        fake.customer_reaction(&user, &answer_id, "❤️", true),
+        "the bot did not identify with DIRECT_MESSAGE_REACTIONS: Discord sends it no reactions"
+    );
+    let reaction = env
+        .alice
+        .wait_for_event(&room, "the customer's reaction", |e| {
+            e["type"] == "m.reaction"
+                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
+                && e["content"]["m.relates_to"]["key"] == "❤️"
+        })
+        .await?;
+    ensure!(
+        reaction["sender"] == question.sender.as_str(),
+        "reaction by the ghost: {}",
+        reaction["sender"]
+    );
+    let reaction_id = reaction["event_id"]
+        .as_str()
+        .context("reaction event id")?
+        .to_owned();
+
+    steps.step("The customer takes it back: the ghost's reaction is redacted");
+    fake.customer_reaction(&user, &answer_id, "❤️", false);
+    env.alice
+        .wait_for_redaction(&room, &reaction_id)
+        .await
+        .context("the reaction taken back")?;
+    // The bot's own reactions came back over the gateway, like anyone's, before the
+    // customer's (dispatches are stored in order): none of them became the customer's.
+    let echoed = env.alice.events(&room).into_iter().find(|e| {
+        e["type"] == "m.reaction"
+            && e["sender"] != env.alice.user_id()
+            && matches!(
+                e["content"]["m.relates_to"]["key"].as_str(),
+                Some("👍" | "🎉")
+            )
+    });
+    ensure!(
+        echoed.is_none(),
+        "the bot's own reaction came back as the customer's: {echoed:?}"
     );
     Ok(())
 }

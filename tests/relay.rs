@@ -16,6 +16,7 @@ on_both_stores!(
     replies_edits_and_deletions_go_both_ways,
     a_restart_between_message_and_answer_loses_nothing,
     commands_and_notes_never_reach_the_customer,
+    reactions_go_both_ways_through_the_web_chat_api,
 );
 
 fn is_agent_message(e: &Value) -> bool {
@@ -875,5 +876,145 @@ async fn a_customer_whose_ghost_cannot_speak_still_reaches_the_room() -> anyhow:
     );
     env.alice.send_text(&room, "we still hear you").await?;
     visitor.wait_for_agent_text("we still hear you").await?;
+    Ok(())
+}
+
+/// Issue 19, web chat API: an operator's reaction (and its redaction) reaches the visitor's
+/// transcript; the visitor's `PUT /messages/{id}/reaction` on an agent's message becomes the
+/// ghost's `m.reaction`, `DELETE` its redaction; both idempotent; only emoji, only on agents'
+/// messages of the visitor's own chat.
+async fn reactions_go_both_ways_through_the_web_chat_api(backend: Backend) -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("reactions go both ways through the web chat api");
+    let env = TestEnv::start(BridgeOptions::default().backend(backend)).await?;
+    let visitor = env.visitor("Rita Return", "rita@example.com").await?;
+    let question_id = visitor.send("Can I return shoes?").await?;
+    let room = env.alice.wait_for_invite("Rita Return").await?;
+    let question = env
+        .alice
+        .wait_for_text(&room, "Can I return shoes?")
+        .await?;
+    let answer = env.alice.send_text(&room, "Yes, within 30 days").await?;
+    let agent = visitor
+        .wait_for_event(|e| is_agent_message(e) && e["text"] == "Yes, within 30 days")
+        .await?;
+    let answer_id = agent["id"].as_str().context("agent message id")?.to_owned();
+
+    steps.step("The operator reacts 👍 to the visitor's message, then takes it back");
+    let thumbs = env.alice.react(&room, &question.event_id, "👍").await?;
+    visitor
+        .wait_for_event_described("the agents' 👍", |e| {
+            e["type"] == "reaction"
+                && e["from"] == "agent"
+                && e["id"] == question_id.as_str()
+                && e["key"] == "👍"
+        })
+        .await?;
+    env.alice.redact(&room, &thumbs, None).await?;
+    visitor
+        .wait_for_event_described("the agents' 👍 taken back", |e| {
+            e["type"] == "reaction"
+                && e["from"] == "agent"
+                && e["id"] == question_id.as_str()
+                && e["key"].is_null()
+        })
+        .await?;
+
+    steps.step("The visitor reacts ❤️ to the answer, twice: one m.reaction by the ghost");
+    let reaction_path = format!("messages/{answer_id}/reaction");
+    let put = |key: &str| {
+        visitor
+            .request(reqwest::Method::PUT, &reaction_path)
+            .json(&json!({"key": key}))
+            .send()
+    };
+    let first = put("❤️").await?;
+    ensure!(first.status() == 200, "PUT: {}", first.status());
+    let first: Value = first.json().await?;
+    ensure!(
+        first["key"] == "❤️" && first["id"] == answer_id.as_str(),
+        "{first}"
+    );
+    let again: Value = put("❤️").await?.json().await?;
+    ensure!(
+        again == first,
+        "the same reaction again answers the same: {again} vs {first}"
+    );
+    let reaction = env
+        .alice
+        .wait_for_event(&room, "the visitor's reaction", |e| {
+            e["type"] == "m.reaction"
+                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
+                && e["content"]["m.relates_to"]["key"] == "❤️"
+        })
+        .await?;
+    ensure!(
+        reaction["sender"] == question.sender.as_str(),
+        "reaction by the ghost: {}",
+        reaction["sender"]
+    );
+    let reaction_id = reaction["event_id"]
+        .as_str()
+        .context("event id")?
+        .to_owned();
+
+    steps.step("Refused: a text key (422), the visitor's own message (404), no token (401)");
+    let text = put("ok").await?;
+    ensure!(text.status() == 422, "text key: {}", text.status());
+    let own = visitor
+        .request(
+            reqwest::Method::PUT,
+            &format!("messages/{question_id}/reaction"),
+        )
+        .json(&json!({"key": "👍"}))
+        .send()
+        .await?;
+    ensure!(own.status() == 404, "own message: {}", own.status());
+    let anonymous = reqwest::Client::new()
+        .put(format!("{}/api/v1/{reaction_path}", visitor.base()))
+        .json(&json!({"key": "👍"}))
+        .send()
+        .await?;
+    ensure!(
+        anonymous.status() == 401,
+        "no token: {}",
+        anonymous.status()
+    );
+
+    steps.step("The visitor takes it back, twice: one redaction, the same answer");
+    let removed: Value = visitor
+        .request(reqwest::Method::DELETE, &reaction_path)
+        .send()
+        .await?
+        .json()
+        .await?;
+    ensure!(removed["key"].is_null(), "{removed}");
+    let removed_again: Value = visitor
+        .request(reqwest::Method::DELETE, &reaction_path)
+        .send()
+        .await?
+        .json()
+        .await?;
+    ensure!(removed_again == removed, "{removed_again} vs {removed}");
+    env.alice.wait_for_redaction(&room, &reaction_id).await?;
+
+    steps.step("Everything after passed through the same queue: nothing doubled");
+    visitor.send("marker after the reactions").await?;
+    env.alice
+        .wait_for_text(&room, "marker after the reactions")
+        .await?;
+    let events = env.alice.events(&room);
+    let ghost_reactions = events
+        .iter()
+        .filter(|e| e["type"] == "m.reaction" && e["sender"] == question.sender.as_str())
+        .count();
+    ensure!(
+        ghost_reactions == 1,
+        "{ghost_reactions} m.reaction by the ghost"
+    );
+    let redactions = events
+        .iter()
+        .filter(|e| e["type"] == "m.room.redaction" && e["sender"] == question.sender.as_str())
+        .count();
+    ensure!(redactions == 1, "{redactions} redactions by the ghost");
     Ok(())
 }

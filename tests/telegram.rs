@@ -21,6 +21,7 @@ on_both_stores!(
     customer_messages_of_every_kind_reach_matrix,
     operator_messages_files_replies_edits_and_deletions_reach_the_customer,
     a_crash_between_get_updates_and_storage_loses_nothing,
+    reactions_both_ways,
 );
 
 /// Bridge options with `channels.telegram` pointing at the fake; `extra` is merged into the
@@ -1107,4 +1108,132 @@ async fn a_long_answer_arrives_in_parts_and_edits_and_deletions_reach_every_part
     .await
     .with_context(|| format!("the chat now: {:#?}", fake.bot_messages(chat)))?;
     steps.finish()
+}
+
+async fn reactions_both_ways(backend: Backend) -> anyhow::Result<()> {
+    reactions_scenario(backend, false).await
+}
+
+/// Reactions in webhook mode: `setWebhook` must ask for `message_reaction` updates too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactions_both_ways_in_webhook_mode() -> anyhow::Result<()> {
+    reactions_scenario(Backend::Sqlite, true).await
+}
+
+/// Issue 19: an operator's reaction reaches the customer (`setMessageReaction`), mapped onto
+/// Telegram's list or refused with the reason shown; the customer's reaction and its removal
+/// (`message_reaction` updates) show as the ghost's `m.reaction` and its redaction.
+async fn reactions_scenario(backend: Backend, webhook: bool) -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("reactions both ways");
+    let secret = "s3cret-Token_for-reactions";
+    let fake = FakeTelegram::start().await?;
+    let extra = if webhook {
+        json!({"mode": "webhook", "webhook_secret": secret})
+    } else {
+        json!({})
+    };
+    let env = TestEnv::start(options(backend, &fake, extra)).await?;
+    let url = format!("{}/telegram/webhook", env.bridge.base_url());
+    if webhook {
+        rig::poll_until("setWebhook", Duration::from_secs(30), || async {
+            Ok(fake.webhook())
+        })
+        .await?;
+    }
+    let deliver = |update: Value| {
+        let (fake, url) = (&fake, url.clone());
+        async move {
+            if webhook {
+                let status = fake.post_webhook(&url, Some(secret), update).await?;
+                ensure!(status == 200, "webhook answered {status}");
+            } else {
+                fake.push_update(update);
+            }
+            anyhow::Ok(())
+        }
+    };
+    let user = jane();
+
+    steps.step("The customer asks; an operator answers");
+    deliver(fake.message_update(&user, 1, json!({"text": "Is my order shipped?"}))).await?;
+    let room = env.alice.wait_for_invite("Jane Doe").await?;
+    let question = env
+        .alice
+        .wait_for_text(&room, "Is my order shipped?")
+        .await?;
+    env.alice.send_text(&room, "Yes, it left today").await?;
+    let answer_id = rig::poll_until("the answer sent", Duration::from_secs(30), || async {
+        Ok(fake.bot_message_id(user.id, "Yes, it left today"))
+    })
+    .await?;
+    let answer = env.alice.wait_for_text(&room, "Yes, it left today").await?;
+
+    steps.step("The operator reacts 👍 to the question: the customer sees the bot's 👍");
+    let thumbs = env.alice.react(&room, &question.event_id, "👍").await?;
+    rig::poll_until("the bot's reaction", Duration::from_secs(30), || async {
+        let r = fake.bot_reactions(user.id, 1);
+        Ok((r == vec![json!({"type": "emoji", "emoji": "👍"})]).then_some(()))
+    })
+    .await?;
+
+    steps.step("The operator takes it back: the bot's reaction is gone");
+    env.alice.redact(&room, &thumbs, None).await?;
+    rig::poll_until("the reaction removed", Duration::from_secs(30), || async {
+        let calls = fake.calls("setMessageReaction");
+        Ok((calls.len() >= 2 && fake.bot_reactions(user.id, 1).is_empty()).then_some(()))
+    })
+    .await?;
+
+    steps.step("❤️ (with its variation selector) goes out as Telegram's ❤");
+    env.alice.react(&room, &question.event_id, "❤️").await?;
+    rig::poll_until("the bot's heart", Duration::from_secs(30), || async {
+        let r = fake.bot_reactions(user.id, 1);
+        Ok((r == vec![json!({"type": "emoji", "emoji": "❤"})]).then_some(()))
+    })
+    .await?;
+
+    steps.step("🦆 is not among Telegram's reactions: refused, the reason shown to the operator");
+    let calls_before = fake.calls("setMessageReaction").len();
+    let duck = env.alice.react(&room, &question.event_id, "🦆").await?;
+    let status = env
+        .alice
+        .wait_for_send_status(&room, &duck, "FAIL_PERMANENT")
+        .await?;
+    let reason = status["content"]["message"].as_str().unwrap_or_default();
+    ensure!(
+        reason.contains("Telegram lets the bot react only with") && reason.contains("🦆"),
+        "reason shown: {reason}"
+    );
+    ensure!(
+        fake.calls("setMessageReaction").len() == calls_before,
+        "a refused reaction was sent anyway"
+    );
+
+    steps.step("The customer reacts 🔥 to the answer: the ghost's m.reaction on it");
+    deliver(fake.reaction_update(&user, answer_id, &[], &["🔥"])).await?;
+    let reaction = env
+        .alice
+        .wait_for_event(&room, "the customer's reaction", |e| {
+            e["type"] == "m.reaction"
+                && e["content"]["m.relates_to"]["event_id"] == answer.event_id.as_str()
+                && e["content"]["m.relates_to"]["key"] == "🔥"
+        })
+        .await?;
+    ensure!(
+        reaction["sender"] == question.sender.as_str(),
+        "reaction by the ghost: {}",
+        reaction["sender"]
+    );
+    let reaction_id = reaction["event_id"]
+        .as_str()
+        .context("reaction event id")?
+        .to_owned();
+
+    steps.step("The customer takes it back: the ghost's reaction is redacted");
+    deliver(fake.reaction_update(&user, answer_id, &["🔥"], &[])).await?;
+    env.alice
+        .wait_for_redaction(&room, &reaction_id)
+        .await
+        .context("the reaction taken back")?;
+    Ok(())
 }

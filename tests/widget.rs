@@ -393,3 +393,86 @@ async fn a_visitor_over_the_limit_is_told_and_their_message_goes_out_later() -> 
     second.close().await?;
     steps.finish()
 }
+
+/// Issue 19 in the browser: the operator's reaction shows on the visitor's message (and goes
+/// when taken back); the visitor reacts to the operator's answer from the widget's picker, the
+/// ghost's `m.reaction` lands on it in the room, and picking it again takes it back (a
+/// redaction). A reload shows the reactions again from the transcript.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactions_show_and_are_made_in_the_widget() -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("reactions in the widget");
+    let env = TestEnv::start(BridgeOptions::default()).await?;
+    let wait = Duration::from_secs(30);
+    let mut browser = visitor_writes(&env, "Wendy Web", "Is the shop open on Sunday?").await?;
+    let room = env.alice.wait_for_invite("Wendy Web").await?;
+    let question = env
+        .alice
+        .wait_for_text(&room, "Is the shop open on Sunday?")
+        .await?;
+    let answer = env.alice.send_text(&room, "Yes, 10 to 16").await?;
+    browser.wait_for(AGENT_ROW, Some("10 to 16"), wait).await?;
+
+    steps.step("The operator reacts 👍 to the visitor's message: the visitor sees it");
+    let thumbs = env.alice.react(&room, &question.event_id, "👍").await?;
+    let agent_reaction = format!("{VISITOR_ROW} [data-testid=reaction][data-from=agent]");
+    browser.wait_for(&agent_reaction, Some("👍"), wait).await?;
+    screenshot(&mut browser, "reaction-from-agent.png").await?;
+
+    steps.step("The operator takes it back: gone from the widget");
+    env.alice.redact(&room, &thumbs, None).await?;
+    browser.wait_hidden(&agent_reaction).await?;
+
+    steps.step("The visitor reacts ❤️ to the answer from the picker: the ghost's m.reaction");
+    browser
+        .click(&format!("{AGENT_ROW} [data-testid=react]"))
+        .await?;
+    browser
+        .click(&format!(
+            "{AGENT_ROW} [data-testid=reaction-choice][data-key=\"❤️\"]"
+        ))
+        .await?;
+    let own = format!("{AGENT_ROW} [data-testid=reaction][data-from=visitor]");
+    browser.wait_for(&own, Some("❤️"), wait).await?;
+    let reaction = env
+        .alice
+        .wait_for_event(&room, "the visitor's reaction", |e| {
+            e["type"] == "m.reaction"
+                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
+                && e["content"]["m.relates_to"]["key"] == "❤️"
+        })
+        .await?;
+    ensure!(
+        reaction["sender"] == question.sender.as_str(),
+        "reaction by the ghost: {}",
+        reaction["sender"]
+    );
+    let reaction_id = reaction["event_id"]
+        .as_str()
+        .context("reaction event id")?
+        .to_owned();
+    screenshot(&mut browser, "reaction-from-visitor.png").await?;
+
+    steps.step("The operator reacts 🙏 to the question; a reload shows both reactions again");
+    env.alice.react(&room, &question.event_id, "🙏").await?;
+    browser.wait_for(&agent_reaction, Some("🙏"), wait).await?;
+    browser.reload().await?;
+    browser.click("[data-testid=launcher]").await?;
+    browser.wait_for(&agent_reaction, Some("🙏"), wait).await?;
+    browser.wait_for(&own, Some("❤️"), wait).await?;
+
+    steps.step("Picking ❤️ again takes it back: the reaction is redacted in the room");
+    browser
+        .click(&format!("{AGENT_ROW} [data-testid=react]"))
+        .await?;
+    browser
+        .click(&format!(
+            "{AGENT_ROW} [data-testid=reaction-choice][data-key=\"❤️\"]"
+        ))
+        .await?;
+    browser.wait_hidden(&own).await?;
+    env.alice
+        .wait_for_redaction(&room, &reaction_id)
+        .await
+        .context("the visitor's reaction taken back")?;
+    Ok(())
+}

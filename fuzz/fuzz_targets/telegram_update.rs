@@ -57,6 +57,12 @@ fuzz_target!(|data: &[u8]| {
             remote_id, html, ..
         } => (remote_id, html, "edit:"),
         ParsedKind::Notice { remote_id, .. } => (remote_id, &None, "msg:"),
+        ParsedKind::Reaction { remote_id, key } => {
+            if let Some(key) = key {
+                assert!(!key.is_empty(), "an empty reaction key");
+            }
+            (remote_id, &None, "reaction:")
+        }
     };
     // A message id that could not be read is replaced by the update's ("u<update_id>").
     let id = remote_id.strip_prefix('u').unwrap_or(remote_id);

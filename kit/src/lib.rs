@@ -17,6 +17,8 @@
 //! * [`media`]: fetching a message's files into the media store, or naming those not fetched;
 //! * [`meta`]: Meta's webhook protocol (the `hub.challenge` handshake and
 //!   `X-Hub-Signature-256`), shared by WhatsApp, Messenger and Instagram;
+//! * [`reaction`]: reaction keys: what is an emoji, two spellings of one, a network's fixed
+//!   palette and the reason an operator reads when a reaction is not in it;
 //! * [`refusals`]: rate-limited logging of what the server and channels turn away;
 //! * [`send`]: the two kinds of send failure, and fetching an operator's file from the store;
 //! * [`text`]: the wall clock in milliseconds, HTML escaping, and the invisible and bidi
@@ -31,6 +33,7 @@ pub mod lifecycle;
 pub mod media;
 pub mod meta;
 pub mod mime;
+pub mod reaction;
 pub mod refusals;
 pub mod send;
 pub mod text;

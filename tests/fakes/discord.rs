@@ -22,6 +22,12 @@
 //!   increasing sequence numbers. Like Discord, the bot's own messages, edits and deletions come
 //!   back over the gateway as MESSAGE_CREATE/UPDATE/DELETE.
 //!
+//! * Reactions: `PUT`/`DELETE /channels/{id}/messages/{id}/reactions/{emoji}/@me` (204; the
+//!   emoji URL-encoded, a Unicode emoji or `name:id`, else 400 10014 Unknown Emoji; 10008 for a
+//!   message not in the channel), echoed to the bot as MESSAGE_REACTION_ADD / _REMOVE like any
+//!   user's. A customer's reaction is dispatched only to a session identified with the
+//!   DIRECT_MESSAGE_REACTIONS intent, as Discord sends nothing an intent was not given for.
+//!
 //! For tests: [`FakeDiscord::customer_message`] & co. make a customer act; [`FakeDiscord::calls`]
 //! records every HTTP request; [`FakeDiscord::gateway_ops`] every frame the bot sent on the
 //! gateway; [`FakeDiscord::fault`] makes the next calls of a route fail; [`FakeDiscord::hold`]
@@ -51,6 +57,7 @@ pub const BOT_NAME: &str = "AcmeSupport";
 /// Intent bits the bridge must ask for.
 pub const DIRECT_MESSAGES: u64 = 1 << 12;
 pub const MESSAGE_CONTENT: u64 = 1 << 15;
+pub const DIRECT_MESSAGE_REACTIONS: u64 = 1 << 13;
 /// Largest upload (a bot without boosts).
 pub const MAX_UPLOAD: usize = 10 * 1024 * 1024;
 
@@ -179,6 +186,31 @@ struct Inner {
     connections: u32,
     /// Highest sequence sent on any connection.
     sent_seq: u64,
+    /// The intents of the last IDENTIFY.
+    intents: u64,
+    /// Reactions by message id: (user id, emoji as Discord names it).
+    reactions: HashMap<String, Vec<(String, String)>>,
+}
+
+/// Whether `emoji` (URL-decoded) is one Discord knows: a Unicode emoji, or a custom one as
+/// `name:id`. Text such as `ok` is not.
+fn known_emoji(emoji: &str) -> bool {
+    if let Some((name, id)) = emoji.split_once(':') {
+        return !name.is_empty() && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit());
+    }
+    !emoji.is_empty()
+        && emoji.chars().count() <= 16
+        && emoji
+            .chars()
+            .all(|c| !c.is_ascii() && !c.is_alphanumeric() && !c.is_whitespace())
+}
+
+/// The `emoji` object of a reaction event.
+fn emoji_object(emoji: &str) -> Value {
+    match emoji.split_once(':') {
+        Some((name, id)) => json!({"id": id, "name": name}),
+        None => json!({"id": null, "name": emoji}),
+    }
 }
 
 /// The state; its `changed` wakes the gateway's sockets and held requests.
@@ -380,6 +412,55 @@ impl FakeDiscord {
     pub fn customer_delete(&self, user: &DUser, id: &str) {
         self.shared.lock().messages.remove(id);
         self.dispatch("MESSAGE_DELETE", json!({"id": id, "channel_id": user.dm}));
+    }
+
+    /// The customer reacts to a message in their DM (`add`), or takes the reaction back. Like
+    /// Discord, nothing is dispatched unless the bot identified with DIRECT_MESSAGE_REACTIONS;
+    /// returns whether it was.
+    pub fn customer_reaction(&self, user: &DUser, message: &str, emoji: &str, add: bool) -> bool {
+        {
+            let mut s = self.shared.lock();
+            let list = s.reactions.entry(message.to_owned()).or_default();
+            list.retain(|(u, e)| !(u == &user.id && e == emoji));
+            if add {
+                list.push((user.id.clone(), emoji.to_owned()));
+            }
+            if s.intents & DIRECT_MESSAGE_REACTIONS == 0 {
+                return false;
+            }
+        }
+        let mut d = json!({
+            "user_id": user.id, "channel_id": user.dm, "message_id": message,
+            "emoji": emoji_object(emoji), "burst": false, "type": 0,
+        });
+        if add {
+            d["burst_colors"] = json!([]);
+            if let Some(author) = self.message(message).map(|m| m["author"]["id"].clone()) {
+                d["message_author_id"] = author;
+            }
+        }
+        let t = if add {
+            "MESSAGE_REACTION_ADD"
+        } else {
+            "MESSAGE_REACTION_REMOVE"
+        };
+        self.dispatch(t, d);
+        true
+    }
+
+    /// The emoji the bot reacts with on a message.
+    pub fn bot_reactions(&self, message: &str) -> Vec<String> {
+        self.shared
+            .lock()
+            .reactions
+            .get(message)
+            .map(|l| {
+                l.iter()
+                    .filter(|(u, _)| u == BOT_ID)
+                    .map(|(_, e)| e.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The customer starts typing in the DM.
@@ -776,6 +857,40 @@ fn route(
             );
             StatusCode::NO_CONTENT.into_response()
         }
+        ("PUT" | "DELETE", ["channels", channel, "messages", id, "reactions", emoji, "@me"]) => {
+            let add = method == Method::PUT;
+            let mut s = shared.lock();
+            if !s
+                .messages
+                .get(*id)
+                .is_some_and(|m| m["channel_id"] == *channel)
+            {
+                return error(404, 10008, "Unknown Message");
+            }
+            if !known_emoji(emoji) {
+                return error(400, 10014, "Unknown Emoji");
+            }
+            let list = s.reactions.entry((*id).to_owned()).or_default();
+            let had = list.iter().any(|(u, e)| u == BOT_ID && e == emoji);
+            list.retain(|(u, e)| !(u == BOT_ID && e == emoji));
+            if add {
+                list.push((BOT_ID.to_owned(), (*emoji).to_owned()));
+            }
+            drop(s);
+            if add != had {
+                let t = if add {
+                    "MESSAGE_REACTION_ADD"
+                } else {
+                    "MESSAGE_REACTION_REMOVE"
+                };
+                push_dispatch(
+                    shared,
+                    t,
+                    json!({"user_id": BOT_ID, "channel_id": channel, "message_id": id, "emoji": emoji_object(emoji), "burst": false, "type": 0}),
+                );
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
         ("POST", ["channels", _channel, "typing"]) => StatusCode::NO_CONTENT.into_response(),
         _ => error(404, 0, "404: Not Found"),
     }
@@ -996,6 +1111,7 @@ async fn connection(shared: Arc<Shared>, path: String, mut socket: WebSocket) {
             if intents & DIRECT_MESSAGES == 0 || intents & MESSAGE_CONTENT == 0 {
                 return close(socket, 4014, "Disallowed intent(s).").await;
             }
+            shared.lock().intents = intents;
             let base = shared.url().replacen("http://", "ws://", 1);
             let mut s = shared.lock();
             s.next_id += 1;

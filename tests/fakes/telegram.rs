@@ -21,6 +21,15 @@
 //!   10 MB, or whose width + height pass 10000 or whose ratio passes 20, is
 //!   "Bad Request: PHOTO_INVALID_DIMENSIONS" (<https://core.telegram.org/bots/api#sendphoto>).
 //! * `getMe`, `setWebhook` / `deleteWebhook` / `getWebhookInfo`, `getUserProfilePhotos`.
+//! * Reactions (<https://core.telegram.org/bots/api#setmessagereaction>): `setMessageReaction`
+//!   takes at most one reaction from a bot ("REACTIONS_TOO_MANY"), only an emoji of
+//!   `ReactionTypeEmoji`'s list ("REACTION_INVALID" for any other, a custom or a paid one), on
+//!   a message of the chat ("MESSAGE_ID_INVALID"); an empty list takes the bot's back.
+//!   `message_reaction` updates exist only when the last `allowed_updates` (of `getUpdates` or
+//!   `setWebhook`) named them: Telegram's default is "all update types except chat_member,
+//!   message_reaction, and message_reaction_count", and an update not allowed when it happens
+//!   is never created ([`FakeTelegram::push_update`] drops it, [`FakeTelegram::post_webhook`]
+//!   refuses to deliver it).
 //!
 //! For tests: [`FakeTelegram::push_update`] queues what a customer does; [`FakeTelegram::calls`]
 //! is the record of every request (method, parameters, uploaded file, time) to assert on;
@@ -201,6 +210,131 @@ struct Inner {
     hold_downloads: bool,
     /// Paths whose download was asked for while held.
     held: Vec<String>,
+    /// The last `allowed_updates` given (`None`: never given, Telegram's default).
+    allowed_updates: Option<Vec<String>>,
+    /// Customers' messages, by (chat, message id), as pushed in updates.
+    customer_messages: HashSet<(i64, i64)>,
+    /// The bot's reactions, by (chat, message id): `ReactionType` objects.
+    reactions: HashMap<(i64, i64), Vec<Value>>,
+}
+
+/// `ReactionTypeEmoji.emoji` "can be one of" these (core.telegram.org/bots/api#reactiontypeemoji).
+pub const REACTION_EMOJI: [&str; 73] = [
+    "👍",
+    "👎",
+    "❤",
+    "🔥",
+    "🥰",
+    "👏",
+    "😁",
+    "🤔",
+    "🤯",
+    "😱",
+    "🤬",
+    "😢",
+    "🎉",
+    "🤩",
+    "🤮",
+    "💩",
+    "🙏",
+    "👌",
+    "🕊",
+    "🤡",
+    "🥱",
+    "🥴",
+    "😍",
+    "🐳",
+    "❤\u{200D}🔥",
+    "🌚",
+    "🌭",
+    "💯",
+    "🤣",
+    "⚡",
+    "🍌",
+    "🏆",
+    "💔",
+    "🤨",
+    "😐",
+    "🍓",
+    "🍾",
+    "💋",
+    "🖕",
+    "😈",
+    "😴",
+    "😭",
+    "🤓",
+    "👻",
+    "👨\u{200D}💻",
+    "👀",
+    "🎃",
+    "🙈",
+    "😇",
+    "😨",
+    "🤝",
+    "✍",
+    "🤗",
+    "🫡",
+    "🎅",
+    "🎄",
+    "☃",
+    "💅",
+    "🤪",
+    "🗿",
+    "🆒",
+    "💘",
+    "🙉",
+    "🦄",
+    "😘",
+    "💊",
+    "🙊",
+    "😎",
+    "👾",
+    "🤷\u{200D}♂",
+    "🤷",
+    "🤷\u{200D}♀",
+    "😡",
+];
+
+/// The kind of an update (`message`, `message_reaction`, …): its one field besides the id.
+fn update_kind(update: &Value) -> Option<String> {
+    update
+        .as_object()?
+        .keys()
+        .find(|k| *k != "update_id")
+        .cloned()
+}
+
+impl Inner {
+    /// Whether Telegram would create an update of this kind now.
+    fn allows(&self, kind: &str) -> bool {
+        match &self.allowed_updates {
+            Some(list) if !list.is_empty() => list.iter().any(|k| k == kind),
+            // Never given, or an empty list ("all update types except chat_member,
+            // message_reaction, and message_reaction_count").
+            _ => !matches!(
+                kind,
+                "chat_member" | "message_reaction" | "message_reaction_count"
+            ),
+        }
+    }
+
+    /// Remember what an update tells about the chats and their messages.
+    fn note(&mut self, update: &Value) {
+        for key in ["message", "edited_message"] {
+            if let Some(m) = update.get(key) {
+                if let Some(chat_id) = m
+                    .get("chat")
+                    .and_then(|c| c.get("id"))
+                    .and_then(Value::as_i64)
+                {
+                    self.chats.insert(chat_id, m["chat"].clone());
+                    if let Some(id) = m.get("message_id").and_then(Value::as_i64) {
+                        self.customer_messages.insert((chat_id, id));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The state; its `changed` wakes long polls (new update) and held downloads (release).
@@ -286,14 +420,11 @@ impl FakeTelegram {
             let id = s.next_update_id;
             s.next_update_id += 1;
             update["update_id"] = id.into();
-            for key in ["message", "edited_message"] {
-                if let Some(chat) = update.get(key).and_then(|m| m.get("chat")) {
-                    if let Some(chat_id) = chat.get("id").and_then(Value::as_i64) {
-                        s.chats.insert(chat_id, chat.clone());
-                    }
-                }
+            s.note(&update);
+            // An update of a kind not allowed when it happens is never created.
+            if update_kind(&update).is_none_or(|k| s.allows(&k)) {
+                s.updates.push_back(update);
             }
-            s.updates.push_back(update);
             id
         };
         self.shared.wake();
@@ -315,12 +446,10 @@ impl FakeTelegram {
                 let id = s.next_update_id;
                 s.next_update_id += 1;
                 update["update_id"] = id.into();
-                if let Some(chat) = update.get("message").and_then(|m| m.get("chat")) {
-                    if let Some(chat_id) = chat.get("id").and_then(Value::as_i64) {
-                        s.chats.insert(chat_id, chat.clone());
-                    }
+                s.note(&update);
+                if update_kind(&update).is_none_or(|k| s.allows(&k)) {
+                    s.updates.push_back(update);
                 }
-                s.updates.push_back(update);
                 ids.push(id);
             }
             ids
@@ -351,6 +480,41 @@ impl FakeTelegram {
             "message_id": message_id, "from": user.json(), "chat": user.private_chat(),
             "date": now - 5, "edit_date": now, "text": text,
         }})
+    }
+
+    /// A `message_reaction` update: `user` now reacts to `message_id` of their private chat
+    /// with `new` (emoji; empty: no reaction), having reacted with `old` before.
+    pub fn reaction_update(
+        &self,
+        user: &TgUser,
+        message_id: i64,
+        old: &[&str],
+        new: &[&str],
+    ) -> Value {
+        let types = |list: &[&str]| -> Vec<Value> {
+            list.iter()
+                .map(|e| json!({"type": "emoji", "emoji": e}))
+                .collect()
+        };
+        json!({"message_reaction": {
+            "chat": user.private_chat(), "message_id": message_id, "user": user.json(),
+            "date": now_secs(), "old_reaction": types(old), "new_reaction": types(new),
+        }})
+    }
+
+    /// The bot's reactions on a message (`ReactionType` objects; empty when none).
+    pub fn bot_reactions(&self, chat: i64, message_id: i64) -> Vec<Value> {
+        self.shared
+            .lock()
+            .reactions
+            .get(&(chat, message_id))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The last `allowed_updates` the bot gave (`None`: never).
+    pub fn allowed_updates(&self) -> Option<Vec<String>> {
+        self.shared.lock().allowed_updates.clone()
     }
 
     /// Store a file as Telegram would have it; returns (`file_id`, `file_unique_id`).
@@ -531,10 +695,19 @@ impl FakeTelegram {
         secret: Option<&str>,
         mut update: Value,
     ) -> anyhow::Result<u16> {
-        if update.get("update_id").is_none() {
+        {
             let mut s = self.shared.lock();
-            update["update_id"] = s.next_update_id.into();
-            s.next_update_id += 1;
+            if update.get("update_id").is_none() {
+                update["update_id"] = s.next_update_id.into();
+                s.next_update_id += 1;
+            }
+            let kind = update_kind(&update).unwrap_or_default();
+            anyhow::ensure!(
+                s.allows(&kind),
+                "Telegram would not create a {kind} update: the webhook's allowed_updates are {:?}",
+                s.allowed_updates
+            );
+            s.note(&update);
         }
         let secret: Vec<_> = secret
             .map(|s| ("X-Telegram-Bot-Api-Secret-Token", s))
@@ -638,6 +811,17 @@ fn param_str(params: &Map<String, Value>, name: &str) -> Option<String> {
         Value::Null => None,
         other => Some(other.to_string()),
     }
+}
+
+/// A list parameter (`allowed_updates`): a JSON array, or its JSON text in a form.
+fn param_list(params: &Map<String, Value>, name: &str) -> Option<Vec<String>> {
+    let list = param_object(params, name)?;
+    Some(
+        list.as_array()?
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+    )
 }
 
 fn param_object(params: &Map<String, Value>, name: &str) -> Option<Value> {
@@ -762,7 +946,8 @@ const RECORDED: &str = "x-fake-recorded";
 
 /// The documented spelling of a method name, matched case-insensitively.
 fn canonical(method: &str) -> String {
-    const KNOWN: [&str; 20] = [
+    const KNOWN: [&str; 21] = [
+        "setMessageReaction",
         "getMe",
         "getUpdates",
         "setWebhook",
@@ -861,7 +1046,11 @@ async fn answer(
         };
     }
     let chat_id = param_i64(params, "chat_id");
-    if SEND_METHODS.contains(&method) || method.starts_with("edit") || method == "deleteMessage" {
+    if SEND_METHODS.contains(&method)
+        || method.starts_with("edit")
+        || method == "deleteMessage"
+        || method == "setMessageReaction"
+    {
         let Some(chat_id) = chat_id else {
             return error(400, "Bad Request: chat_id is empty");
         };
@@ -891,6 +1080,9 @@ async fn answer(
                 return error(400, "Bad Request: bad webhook: URL is empty");
             };
             let secret = param_str(params, "secret_token");
+            if let Some(list) = param_list(params, "allowed_updates") {
+                shared.lock().allowed_updates = Some(list);
+            }
             shared.lock().webhook = if url.is_empty() {
                 None
             } else {
@@ -1075,6 +1267,38 @@ async fn answer(
             message["edit_date"] = now_secs().into();
             ok(message.clone())
         }
+        "setMessageReaction" => {
+            let chat = chat_id.unwrap_or_default();
+            let Some(id) = param_i64(params, "message_id") else {
+                return error(400, "Bad Request: message_id is empty");
+            };
+            let reaction = match params.get("reaction") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(_) => match param_object(params, "reaction") {
+                    Some(Value::Array(list)) => list,
+                    _ => return error(400, "Bad Request: can't parse reaction types JSON object"),
+                },
+            };
+            // "Currently, as non-premium users, bots can set up to one reaction per message."
+            if reaction.len() > 1 {
+                return error(400, "Bad Request: REACTIONS_TOO_MANY");
+            }
+            for r in &reaction {
+                let listed = r.get("type").and_then(Value::as_str) == Some("emoji")
+                    && r.get("emoji")
+                        .and_then(Value::as_str)
+                        .is_some_and(|e| REACTION_EMOJI.contains(&e));
+                if !listed {
+                    return error(400, "Bad Request: REACTION_INVALID");
+                }
+            }
+            let mut s = shared.lock();
+            if !s.messages.contains_key(&(chat, id)) && !s.customer_messages.contains(&(chat, id)) {
+                return error(400, "Bad Request: MESSAGE_ID_INVALID");
+            }
+            s.reactions.insert((chat, id), reaction);
+            ok(json!(true))
+        }
         "deleteMessage" => {
             let chat = chat_id.unwrap_or_default();
             let id = param_i64(params, "message_id").unwrap_or_default();
@@ -1108,6 +1332,9 @@ fn new_message(shared: &Shared, chat: i64, params: &Map<String, Value>, fields: 
 async fn get_updates(shared: &Arc<Shared>, params: &Map<String, Value>) -> Response {
     if shared.lock().webhook.is_some() {
         return error(409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first");
+    }
+    if let Some(list) = param_list(params, "allowed_updates") {
+        shared.lock().allowed_updates = Some(list);
     }
     let offset = param_i64(params, "offset");
     let limit = param_i64(params, "limit").unwrap_or(100).clamp(1, 100) as usize;

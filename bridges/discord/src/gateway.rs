@@ -2,7 +2,7 @@
 //!
 //! Discord pushes events over a WebSocket (<https://discord.com/developers/docs/events/gateway>):
 //! the bridge asks `GET /gateway/bot` where to connect, receives HELLO (the heartbeat interval),
-//! IDENTIFYs with its token and intents (direct messages, their typing, and MESSAGE_CONTENT, the
+//! IDENTIFYs with its token and intents (direct messages, their typing and reactions, and MESSAGE_CONTENT, the
 //! privileged intent without which message text arrives empty), and gets READY with a session id
 //! and a `resume_gateway_url`. From then on every event is a *dispatch* with a sequence number.
 //!
@@ -70,10 +70,14 @@ enum End {
 
 /// The intents the bridge asks for.
 pub fn intents(guilds: bool) -> u64 {
-    let mut bits =
-        intents::DIRECT_MESSAGES | intents::DIRECT_MESSAGE_TYPING | intents::MESSAGE_CONTENT;
+    let mut bits = intents::DIRECT_MESSAGES
+        | intents::DIRECT_MESSAGE_TYPING
+        | intents::DIRECT_MESSAGE_REACTIONS
+        | intents::MESSAGE_CONTENT;
     if guilds {
-        bits |= intents::GUILD_MESSAGES | intents::GUILD_MESSAGE_TYPING;
+        bits |= intents::GUILD_MESSAGES
+            | intents::GUILD_MESSAGE_TYPING
+            | intents::GUILD_MESSAGE_REACTIONS;
     }
     bits
 }
@@ -393,6 +397,7 @@ mod tests {
         assert_eq!(dm & intents::MESSAGE_CONTENT, intents::MESSAGE_CONTENT);
         assert_eq!(dm & intents::DIRECT_MESSAGES, intents::DIRECT_MESSAGES);
         assert_eq!(dm & intents::GUILD_MESSAGES, 0);
+        assert_ne!(dm & intents::DIRECT_MESSAGE_REACTIONS, 0);
         assert_ne!(intents(true) & intents::GUILD_MESSAGES, 0);
     }
 

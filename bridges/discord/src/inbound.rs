@@ -13,6 +13,10 @@
 //!
 //! Dedup keys: `msg:<channel>:<id>`, `edit:<channel>:<id>:<edited_timestamp>`,
 //! `del:<channel>:<id>`. A message the gateway redelivers after a resume is stored once.
+//! Reactions (`MESSAGE_REACTION_ADD` / `_REMOVE`) have no id of their own: their key carries
+//! the time they were read, and [`crate::handle_dispatch`] drops the repeats by the customer's
+//! current reaction, which it keeps (Discord keeps one per emoji, the contract one per
+//! message: a removal counts only for the emoji the customer's reaction is now).
 
 use std::sync::Arc;
 
@@ -60,6 +64,12 @@ pub enum ParsedKind {
     },
     Delete {
         remote_id: String,
+    },
+    /// The customer added (`added`) or removed their reaction `emoji` on `remote_id`.
+    Reaction {
+        remote_id: String,
+        emoji: String,
+        added: bool,
     },
     Typing,
 }
@@ -329,6 +339,47 @@ pub fn parse_dispatch(event: &str, d: &Value, options: &ParseOptions) -> Option<
                 kind: ParsedKind::Delete { remote_id: del.id },
             })
         }
+        "MESSAGE_REACTION_ADD" | "MESSAGE_REACTION_REMOVE" => {
+            // <https://discord.com/developers/docs/events/gateway-events#message-reaction-add>
+            let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+            let (user, channel, message) = (
+                text(d, "user_id")?,
+                text(d, "channel_id")?,
+                text(d, "message_id")?,
+            );
+            if user == options.account || !is_snowflake(&user) || !is_snowflake(&message) {
+                return None; // our own reactions come back too
+            }
+            if !wanted(options, &channel, d.get("guild_id").and_then(Value::as_str)) {
+                return None;
+            }
+            // A custom emoji (with an id) has no Unicode form; its name is what can be shown.
+            let emoji = d.get("emoji")?;
+            let name = text(emoji, "name").filter(|n| !n.is_empty())?;
+            let emoji = match text(emoji, "id") {
+                Some(_) => format!(":{name}:"),
+                None => name,
+            };
+            let added = event == "MESSAGE_REACTION_ADD";
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            Some(Parsed {
+                conversation: conversation(options, &channel),
+                sender: None,
+                dedup_key: format!(
+                    "reaction:{channel}:{message}:{user}:{emoji}:{}:{now}",
+                    if added { "add" } else { "remove" }
+                ),
+                sender_id: Some(user),
+                timestamp_ms: now,
+                kind: ParsedKind::Reaction {
+                    remote_id: message,
+                    emoji,
+                    added,
+                },
+            })
+        }
         "TYPING_START" => {
             let typing: TypingStart = serde_json::from_value(d.clone()).ok()?;
             if typing.user_id == options.account || !is_snowflake(&typing.user_id) {
@@ -477,6 +528,14 @@ pub async fn realize(
             content: r.content(content).await?,
         },
         ParsedKind::Delete { remote_id } => InboundEvent::Delete { remote_id },
+        ParsedKind::Reaction {
+            remote_id,
+            emoji,
+            added,
+        } => InboundEvent::Reaction {
+            remote_id,
+            key: added.then_some(emoji),
+        },
         ParsedKind::Typing => return Err(RealizeError::Fetch("typing is not stored".into())),
     };
     Ok(Inbound {
@@ -622,6 +681,33 @@ mod tests {
             m.extend(e);
         }
         m
+    }
+
+    #[test]
+    fn reactions_of_customers_not_of_the_bot() {
+        let d = serde_json::json!({
+            "user_id": "1400000000000000001", "channel_id": "1400000000007000001",
+            "message_id": "1500000000000000003", "emoji": {"id": null, "name": "❤️"},
+        });
+        let p = parse_dispatch("MESSAGE_REACTION_ADD", &d, &options()).unwrap();
+        assert_eq!(
+            p.kind,
+            ParsedKind::Reaction {
+                remote_id: "1500000000000000003".into(),
+                emoji: "❤️".into(),
+                added: true
+            }
+        );
+        assert_eq!(p.sender_id.as_deref(), Some("1400000000000000001"));
+        let p = parse_dispatch("MESSAGE_REACTION_REMOVE", &d, &options()).unwrap();
+        assert!(matches!(p.kind, ParsedKind::Reaction { added: false, .. }));
+        let mut custom = d.clone();
+        custom["emoji"] = serde_json::json!({"id": "123", "name": "blobcat"});
+        let p = parse_dispatch("MESSAGE_REACTION_ADD", &custom, &options()).unwrap();
+        assert!(matches!(p.kind, ParsedKind::Reaction { ref emoji, .. } if emoji == ":blobcat:"));
+        let mut own = d.clone();
+        own["user_id"] = options().account.into();
+        assert!(parse_dispatch("MESSAGE_REACTION_ADD", &own, &options()).is_none());
     }
 
     #[test]

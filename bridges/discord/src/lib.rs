@@ -20,7 +20,8 @@
 //! * [`markdown`] — Discord markdown → HTML, the core's HTML → Discord markdown.
 //! * [`model`] — the Discord objects the bridge reads.
 //! * `profile` — who is behind a DM channel, and avatars for ghosts.
-//! * `outbound` — `Channel::send`: messages, files, replies, edits, deletions, idempotency.
+//! * `outbound` — `Channel::send`: messages, files, replies, edits, deletions, reactions,
+//!   idempotency.
 //! * [`rest`] — the HTTP API and what its errors mean (retryable or permanent).
 
 use std::sync::{Arc, RwLock};
@@ -120,6 +121,28 @@ pub(crate) async fn handle_dispatch(
             .await;
         return Ok(());
     }
+    let reaction_state = match &parsed.kind {
+        inbound::ParsedKind::Reaction {
+            remote_id,
+            emoji,
+            added,
+        } => {
+            let key = format!("reaction-in:{chat}:{remote_id}:{}", sender.id);
+            let current = shared.host.state_get(&key).await?.unwrap_or_default();
+            // A redelivered addition, or the removal of an emoji that is no longer the
+            // customer's reaction here: nothing changes.
+            if (*added && current == *emoji) || (!*added && current != *emoji) {
+                tracing::debug!(
+                    chat,
+                    remote_id,
+                    "discord: reaction changes nothing; skipped"
+                );
+                return Ok(());
+            }
+            Some((key, if *added { emoji.clone() } else { String::new() }))
+        }
+        _ => None,
+    };
     let realizer = inbound::Realizer {
         rest: &shared.rest,
         host: &shared.host,
@@ -128,6 +151,9 @@ pub(crate) async fn handle_dispatch(
     let dedup = parsed.dedup_key.clone();
     let inbound = inbound::realize(parsed, sender, &realizer).await?;
     let fresh = shared.host.receive(inbound).await?;
+    if let Some((key, value)) = reaction_state {
+        shared.host.state_put(&key, &value).await?;
+    }
     tracing::debug!(event, dedup, fresh, "discord: event stored");
     Ok(())
 }
@@ -195,6 +221,7 @@ impl Channel for Discord {
             deletes: true,
             replies: true,
             typing: true,
+            reactions: true,
             ..Capabilities::default()
         }
     }

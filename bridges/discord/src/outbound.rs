@@ -13,6 +13,10 @@
 //!   key with `enforce_nonce: true`, so Discord answers a retry with the message it already
 //!   created instead of a second one; as nonces are only checked for a few minutes, the id is
 //!   also remembered under `out:<key>` in the channel's state and a later retry returns it.
+//! * **Reactions**: `PUT`/`DELETE /channels/{id}/messages/{id}/reactions/{emoji}/@me`. Only an
+//!   emoji is sent (Matrix allows text keys, Discord answers them 10014 Unknown Emoji); the
+//!   bot's reaction is remembered per message, so a new one replaces it and a redaction knows
+//!   which emoji to take back.
 
 use std::sync::Arc;
 
@@ -20,7 +24,7 @@ use serde_json::{json, Value};
 use switchboard_channel::{
     Content, ConversationKey, Delivery, Host, Outbound, OutboundAction, SendError,
 };
-use switchboard_kit::send::{attachment_bytes, retryable_host};
+use switchboard_kit::send::{attachment_bytes, permanent, retryable_host};
 
 use crate::config::MAX_TEXT_CHARS;
 use crate::markdown;
@@ -166,13 +170,68 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
                 delivered: true,
             })
         }
-        OutboundAction::React { .. } => Err(SendError::Permanent {
-            reason: "reactions are not bridged to Discord yet".into(),
-        }),
+        OutboundAction::React { remote_id, key } => {
+            react(out, channel, remote_id, key.as_deref()).await?;
+            Ok(Delivery {
+                remote_id: remote_id.clone(),
+                delivered: true,
+            })
+        }
         OutboundAction::Template { .. } => Err(SendError::Permanent {
             reason: "Discord has no message templates".into(),
         }),
     }
+}
+
+/// The state key holding the bot's reaction on a message (one, as the core keeps one per
+/// message; Discord would keep one per emoji).
+fn reaction_key(channel: &str, message: &str) -> String {
+    format!("reaction:{channel}:{message}")
+}
+
+/// Set the bot's reaction on a message to `key`, or take it back (`None`). Discord keeps a
+/// reaction per emoji, so a new one replaces the old by taking the old one back.
+async fn react(
+    out: &Outgoing,
+    channel: &str,
+    message: &str,
+    key: Option<&str>,
+) -> Result<(), SendError> {
+    let state = reaction_key(channel, message);
+    let previous = out
+        .host
+        .state_get(&state)
+        .await
+        .map_err(retryable_host)?
+        .filter(|p| !p.is_empty());
+    if let Some(key) = key {
+        if !switchboard_kit::reaction::is_emoji(key) {
+            return Err(permanent(format!(
+                "Discord takes only emoji as reactions; the reaction {key:?} was not sent"
+            )));
+        }
+        out.rest
+            .own_reaction(channel, message, key, true)
+            .await
+            .map_err(classify)?;
+    }
+    if let Some(previous) = previous.filter(|p| Some(p.as_str()) != key) {
+        match out
+            .rest
+            .own_reaction(channel, message, &previous, false)
+            .await
+        {
+            Ok(()) => {}
+            // The message is gone, and the reaction with it.
+            Err(crate::rest::RestError::Api { error, .. })
+                if error.code == crate::rest::codes::UNKNOWN_MESSAGE => {}
+            Err(e) => return Err(classify(e)),
+        }
+    }
+    out.host
+        .state_put(&state, key.unwrap_or(""))
+        .await
+        .map_err(retryable_host)
 }
 
 /// The state key marking a message the bridge deleted itself.

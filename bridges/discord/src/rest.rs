@@ -232,6 +232,24 @@ impl Rest {
         .map(drop)
     }
 
+    /// `PUT /channels/{id}/messages/{id}/reactions/{emoji}/@me` (the emoji URL-encoded), or
+    /// `DELETE` on the same path: the bot's own reaction, added or taken back. Both answer 204.
+    pub async fn own_reaction(
+        &self,
+        channel: &str,
+        message: &str,
+        emoji: &str,
+        add: bool,
+    ) -> Result<(), RestError> {
+        let emoji: String = url::form_urlencoded::byte_serialize(emoji.as_bytes()).collect();
+        let path = format!("/channels/{channel}/messages/{message}/reactions/{emoji}/@me");
+        let method = if add { Method::PUT } else { Method::DELETE };
+        let request = self
+            .request(method, &path)
+            .header(CONTENT_TYPE, "application/json");
+        self.execute(request.body("")).await.map(drop)
+    }
+
     /// `POST /channels/{id}/typing`: shows the bot typing for ~10 s.
     pub async fn trigger_typing(&self, channel: &str) -> Result<(), RestError> {
         let request = self

@@ -77,6 +77,11 @@ pub enum ParsedKind {
     },
     /// A message of a kind the bridge cannot show, named for the operators.
     Notice { remote_id: String, text: String },
+    /// The customer's reaction to a message (`key: None`: taken back).
+    Reaction {
+        remote_id: String,
+        key: Option<String>,
+    },
 }
 
 /// What one raw update means.
@@ -90,15 +95,17 @@ pub enum Read {
     Unreadable(Unreadable),
 }
 
+/// The wall clock in milliseconds (when an unreadable update was received).
+pub(crate) fn now_ms() -> i64 {
+    switchboard_kit::now_ms()
+}
+
 /// Read one raw update (a webhook body, one element of `getUpdates`), as leniently as Telegram
 /// may send it: teloxide reads it first (after [`crate::lenient::repair`]); what teloxide
 /// refuses is read field by field ([`crate::lenient::read_message`]); only input that names
 /// no update or no chat is [`Read::Unreadable`] without a conversation. Pure, fuzzed.
 pub fn read_update(body: &[u8], options: &ParseOptions) -> Read {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now_ms = now_ms();
     let unreadable = |reason: String| {
         Read::Unreadable(Unreadable::new(
             Unreadable::digest_key(body),
@@ -120,6 +127,9 @@ pub fn read_update(body: &[u8], options: &ParseOptions) -> Read {
     else {
         return unreadable("it has no update_id".into());
     };
+    if let Some(reaction) = fields.get("message_reaction") {
+        return crate::lenient::read_reaction(update_id, reaction, options, body);
+    }
     let Some(kind) = BRIDGED_KINDS.into_iter().find(|k| fields.contains_key(*k)) else {
         return Read::Skip("an update kind we do not bridge");
     };
@@ -526,6 +536,7 @@ pub async fn realize(
     let mut sender = parsed.sender;
     sender.avatar = avatar;
     let event = match parsed.kind {
+        ParsedKind::Reaction { remote_id, key } => InboundEvent::Reaction { remote_id, key },
         ParsedKind::Notice { remote_id, text } => InboundEvent::Notice {
             remote_id,
             content: Content {
@@ -648,10 +659,15 @@ mod tests {
 
     #[test]
     fn kinds_we_do_not_bridge_are_not_decoded() {
-        // teloxide-core 0.13 panics decoding this reaction (no `user`, no `actor_chat`).
+        // teloxide-core 0.13 panics decoding this reaction (no `user`, no `actor_chat`); it is
+        // read field by field instead, spoken for by the group itself.
         let reaction = br#"{"update_id": 1, "message_reaction": {"chat": {"id": -1, "title": "T", "type": "supergroup"},
             "message_id": 35, "date": 1721306082, "old_reaction": [], "new_reaction": []}}"#;
-        assert_eq!(parse_update_json(reaction, &options()).unwrap(), None);
+        let parsed = parse_update_json(reaction, &options()).unwrap();
+        assert!(
+            matches!(&parsed, Some(p) if p.sender.id == "-1" && matches!(p.kind, ParsedKind::Reaction { key: None, .. })),
+            "{parsed:?}"
+        );
         assert!(decode_update(br#"{"update_id": 2, "poll": 5}"#)
             .unwrap()
             .is_none());
@@ -799,6 +815,49 @@ mod tests {
             }
             _ => body.to_vec(),
         }
+    }
+
+    #[test]
+    fn reactions_are_read_field_by_field() {
+        let chat = serde_json::json!({"id": 42, "type": "private", "first_name": "Jane"});
+        let user = serde_json::json!({"id": 42, "is_bot": false, "first_name": "Jane"});
+        let r = read(serde_json::json!({"update_id": 1, "message_reaction": {
+            "chat": chat, "message_id": 7, "user": user, "date": 1700000000,
+            "old_reaction": [], "new_reaction": [
+                {"type": "custom_emoji", "custom_emoji_id": "5"}, {"type": "emoji", "emoji": "🔥"}
+            ],
+        }}));
+        let Read::Parsed(p) = r else { panic!("{r:?}") };
+        assert_eq!(
+            p.kind,
+            ParsedKind::Reaction {
+                remote_id: "7".into(),
+                key: Some("🔥".into())
+            }
+        );
+        assert_eq!(p.sender.id, "42");
+        assert_eq!(p.timestamp_ms, 1_700_000_000_000);
+        assert!(p.dedup_key.starts_with("reaction:42:7:42:"));
+        // Only custom or paid reactions: nothing Matrix can show, so none.
+        let r = read(serde_json::json!({"update_id": 2, "message_reaction": {
+            "chat": chat, "message_id": "7", "actor_chat": {"id": -100, "title": "Shop"},
+            "date": 1, "new_reaction": [{"type": "paid"}],
+        }}));
+        let Read::Parsed(p) = r else { panic!("{r:?}") };
+        assert!(matches!(p.kind, ParsedKind::Reaction { key: None, .. }));
+        assert_eq!(p.sender.display_name.as_deref(), Some("Shop"));
+        // A bot's reaction is skipped; one naming no message is kept raw.
+        let bot = serde_json::json!({"id": 9, "is_bot": true, "first_name": "B"});
+        assert!(matches!(
+            read(serde_json::json!({"update_id": 3, "message_reaction": {
+                "chat": chat, "message_id": 7, "user": bot, "date": 1, "new_reaction": [],
+            }})),
+            Read::Skip(_)
+        ));
+        assert!(matches!(
+            read(serde_json::json!({"update_id": 4, "message_reaction": {"chat": chat}})),
+            Read::Unreadable(_)
+        ));
     }
 
     fn read(update: serde_json::Value) -> Read {

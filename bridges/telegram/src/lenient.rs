@@ -200,6 +200,82 @@ const METADATA: [&str; 24] = [
     "caption_entities",
 ];
 
+/// A `message_reaction` update (<https://core.telegram.org/bots/api#messagereactionupdated>):
+/// a person changed their reactions to a message. It is read here, field by field, and never
+/// by teloxide, whose decoder panics on one without `user` and `actor_chat`. The contract keeps
+/// one reaction per customer and message: the first emoji of `new_reaction` is it; an empty
+/// list (or one of only custom or paid reactions, which Matrix cannot show) takes it back.
+pub fn read_reaction(update_id: u64, r: &Value, options: &ParseOptions, raw: &[u8]) -> Read {
+    let (Some(chat_id), Some(message_id)) = (
+        r.get("chat").and_then(|c| int(c.get("id"))),
+        int(r.get("message_id")),
+    ) else {
+        return Read::Unreadable(Unreadable::new(
+            format!("update:{update_id}"),
+            "a Telegram reaction",
+            "it names no chat or message the bridge can read",
+            raw,
+            crate::inbound::now_ms(),
+        ));
+    };
+    let chat = &r["chat"];
+    let chat_type = text(chat.get("type")).unwrap_or_else(|| "unknown".into());
+    match chat_type.as_str() {
+        "private" => {}
+        "group" | "supergroup" if options.groups => {}
+        "group" | "supergroup" => return Read::Skip("group chats are not bridged"),
+        _ => return Read::Skip("a reaction in a chat we do not bridge"),
+    }
+    let (sender, user_id) = match r.get("user").and_then(profile) {
+        Some((_, true)) => return Read::Skip("a bot's reaction"),
+        Some((p, false)) => {
+            let id = p.id.parse::<u64>().ok();
+            (p, id)
+        }
+        None => {
+            // Anonymous: the chat on whose behalf the reaction was set, else the chat itself.
+            let speaker = r
+                .get("actor_chat")
+                .filter(|c| int(c.get("id")).is_some())
+                .unwrap_or(chat);
+            let profile = ContactProfile {
+                id: int(speaker.get("id")).unwrap_or(chat_id).to_string(),
+                display_name: Some(
+                    text(speaker.get("title")).unwrap_or_else(|| "Anonymous".into()),
+                ),
+                ..ContactProfile::default()
+            };
+            (profile, None)
+        }
+    };
+    let key = r
+        .get("new_reaction")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|t| t.get("type").and_then(Value::as_str) == Some("emoji"))
+        .find_map(|t| text(t.get("emoji")).filter(|e| !e.is_empty()));
+    let date = int(r.get("date")).unwrap_or_default();
+    Read::Parsed(Parsed {
+        conversation: ConversationKey {
+            account: options.account.clone(),
+            chat: chat_id.to_string(),
+        },
+        dedup_key: format!(
+            "reaction:{chat_id}:{message_id}:{}:{date}:{}",
+            sender.id,
+            key.as_deref().unwrap_or("-")
+        ),
+        sender,
+        user_id,
+        timestamp_ms: date.saturating_mul(1000),
+        kind: ParsedKind::Reaction {
+            remote_id: message_id.to_string(),
+            key,
+        },
+    })
+}
+
 /// Read a message teloxide refused. `update_id` names it when its own id cannot be read;
 /// `raw` is the whole update, shown when nothing of the message can be placed.
 pub fn read_message(

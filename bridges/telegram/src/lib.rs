@@ -19,7 +19,7 @@
 //! * [`lenient`] — what teloxide's strict types refuse, read field by field.
 //! * [`format`] — Telegram entities → HTML, core HTML → Telegram HTML.
 //! * `profile` — profile photos for ghosts' avatars.
-//! * `outbound` — `Channel::send`: messages, files, edits, deletions, idempotency.
+//! * `outbound` — `Channel::send`: messages, files, edits, deletions, reactions, idempotency.
 //! * `client` — the teloxide `Bot` and what its errors mean (retryable or permanent).
 
 use std::sync::Arc;
@@ -126,6 +126,7 @@ impl Channel for Telegram {
             edits: true,
             deletes: true,
             replies: true,
+            reactions: true,
             typing: true,
             ..Capabilities::default()
         }

@@ -17,6 +17,9 @@
 //! * **Edits** use `editMessageText`, or `editMessageCaption` for a file's caption. "Message is
 //!   not modified" counts as success. **Deletions** use `deleteMessage`; a message already gone
 //!   counts as deleted; Telegram refusing (older than 48 hours) is a permanent failure.
+//! * **Reactions** use `setMessageReaction` with one emoji, or none to take it back. A bot may
+//!   react only with the emoji of [`REACTIONS`]; close ones are mapped onto it (`❤️` → `❤`,
+//!   `😂` → `🤣`), any other is refused before sending, the reason naming the list.
 //! * **Errors** go through [`client::classify`]: 429 with Telegram's `retry_after`, 5xx and
 //!   network trouble are retryable; a blocked bot, a deleted account or a vanished chat are
 //!   permanent with a reason operators can read.
@@ -26,14 +29,15 @@ use std::sync::Arc;
 use switchboard_channel::{
     Attachment, Content, ConversationKey, Delivery, Host, Outbound, OutboundAction, SendError,
 };
+use switchboard_kit::reaction::Palette;
 use teloxide::errors::{ApiError, RequestError};
 use teloxide::payloads::{
     EditMessageCaptionSetters, EditMessageTextSetters, SendDocumentSetters, SendMessageSetters,
-    SendPhotoSetters, SendVideoSetters, SendVoiceSetters,
+    SendPhotoSetters, SendVideoSetters, SendVoiceSetters, SetMessageReactionSetters,
 };
 use teloxide::prelude::Requester;
 use teloxide::types::{
-    ChatAction, ChatId, InputFile, Message, MessageId, ParseMode, ReplyParameters,
+    ChatAction, ChatId, InputFile, Message, MessageId, ParseMode, ReactionType, ReplyParameters,
 };
 use teloxide::Bot;
 
@@ -44,6 +48,96 @@ use crate::{dimensions, format};
 const MAX_CAPTION_CHARS: usize = 1024;
 /// Largest image `sendPhoto` takes; bigger images go as documents.
 const MAX_PHOTO_BYTES: u64 = 10 * 1024 * 1024;
+
+/// The emoji a bot may react with: `ReactionTypeEmoji.emoji` "can be one of" these
+/// (<https://core.telegram.org/bots/api#reactiontypeemoji>); anything else is
+/// `400 REACTION_INVALID`. Close emoji operators often pick are mapped onto the list.
+pub const REACTIONS: Palette = Palette {
+    network: "Telegram",
+    allowed: &[
+        "👍",
+        "👎",
+        "❤",
+        "🔥",
+        "🥰",
+        "👏",
+        "😁",
+        "🤔",
+        "🤯",
+        "😱",
+        "🤬",
+        "😢",
+        "🎉",
+        "🤩",
+        "🤮",
+        "💩",
+        "🙏",
+        "👌",
+        "🕊",
+        "🤡",
+        "🥱",
+        "🥴",
+        "😍",
+        "🐳",
+        "❤\u{200D}🔥",
+        "🌚",
+        "🌭",
+        "💯",
+        "🤣",
+        "⚡",
+        "🍌",
+        "🏆",
+        "💔",
+        "🤨",
+        "😐",
+        "🍓",
+        "🍾",
+        "💋",
+        "🖕",
+        "😈",
+        "😴",
+        "😭",
+        "🤓",
+        "👻",
+        "👨\u{200D}💻",
+        "👀",
+        "🎃",
+        "🙈",
+        "😇",
+        "😨",
+        "🤝",
+        "✍",
+        "🤗",
+        "🫡",
+        "🎅",
+        "🎄",
+        "☃",
+        "💅",
+        "🤪",
+        "🗿",
+        "🆒",
+        "💘",
+        "🙉",
+        "🦄",
+        "😘",
+        "💊",
+        "🙊",
+        "😎",
+        "👾",
+        "🤷\u{200D}♂",
+        "🤷",
+        "🤷\u{200D}♀",
+        "😡",
+    ],
+    aliases: &[
+        ("😂", "🤣"),
+        ("♥", "❤"),
+        ("✅", "👌"),
+        ("🙂", "😁"),
+        ("😊", "😁"),
+        ("🤙", "👍"),
+    ],
+};
 
 /// What `send` needs.
 pub struct Outgoing {
@@ -172,11 +266,28 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
                 delivered: true,
             })
         }
-        OutboundAction::React { .. } | OutboundAction::Template { .. } => {
-            Err(SendError::Permanent {
-                reason: "reactions and templates are not bridged to Telegram".into(),
+        OutboundAction::React { remote_id, key } => {
+            // `setMessageReaction` sets the bot's whole reaction list (a bot may hold one), so
+            // sending it again is harmless and an empty list takes the reaction back.
+            let reaction = match key {
+                Some(key) => vec![ReactionType::Emoji {
+                    emoji: REACTIONS.pick(key).map_err(permanent)?.to_owned(),
+                }],
+                None => Vec::new(),
+            };
+            out.bot
+                .set_message_reaction(chat, message_id(remote_id)?)
+                .reaction(reaction)
+                .await
+                .map_err(classify)?;
+            Ok(Delivery {
+                remote_id: remote_id.clone(),
+                delivered: true,
             })
         }
+        OutboundAction::Template { .. } => Err(SendError::Permanent {
+            reason: "message templates are not bridged to Telegram".into(),
+        }),
     }
 }
 

@@ -42,9 +42,15 @@ use crate::Shared;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// The updates we handle (also given to `setWebhook`).
+/// The updates we handle (also given to `setWebhook`). `message_reaction` must be named:
+/// Telegram leaves it out of the default list ("all update types except chat_member,
+/// message_reaction, and message_reaction_count").
 pub fn allowed_updates() -> Vec<AllowedUpdate> {
-    vec![AllowedUpdate::Message, AllowedUpdate::EditedMessage]
+    vec![
+        AllowedUpdate::Message,
+        AllowedUpdate::EditedMessage,
+        AllowedUpdate::MessageReaction,
+    ]
 }
 
 /// `getUpdates`, answered as raw JSON values.

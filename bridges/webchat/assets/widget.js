@@ -37,6 +37,9 @@
   var TYPING_TEXT = "Support is typing\u2026";
 
   // --- Small helpers -------------------------------------------------------------------------
+  // What a visitor can react with (any emoji is taken by the server; these are offered).
+  var REACTIONS = ["\uD83D\uDC4D", "\u2764\uFE0F", "\uD83D\uDE02", "\uD83D\uDE2E", "\uD83D\uDE22", "\uD83D\uDE4F"];
+
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
     if (attrs) {
@@ -384,6 +387,18 @@
     }
     row.appendChild(bubble);
 
+    // Reactions: the agents' and the visitor's own, one each (the newest replaces the last).
+    var reactions = message.reactions || {};
+    if (!message.deleted && (reactions.agent || reactions.visitor)) {
+      var shown = el("div", { class: "reactions", "data-testid": "reactions" });
+      ["agent", "visitor"].forEach(function (side) {
+        if (!reactions[side]) return;
+        var label = side === "agent" ? "Support reacted " : "You reacted ";
+        shown.appendChild(el("span", { class: "reaction from-" + side, "data-testid": "reaction", "data-from": side, title: label + reactions[side], text: reactions[side] }));
+      });
+      row.appendChild(shown);
+    }
+
     var meta = el("div", { class: "meta" });
     if (message.edited && !message.deleted) meta.appendChild(el("span", { class: "edited", "data-testid": "edited", text: "edited" }));
     if (message.failed) meta.appendChild(el("span", { class: "status failed", "data-testid": "status", text: "Not sent" }));
@@ -397,8 +412,23 @@
       if (message.from === "visitor") {
         if (message.text) actions.appendChild(actionButton("edit", "Edit", function () { startEdit(message.id); }));
         actions.appendChild(actionButton("delete", "Delete", function () { deleteMessage(message.id); }));
+      } else {
+        actions.appendChild(actionButton("react", "React", function () {
+          message.picking = !message.picking;
+          render(message);
+        }));
       }
       row.appendChild(actions);
+      if (message.picking && message.from === "agent") {
+        row.appendChild(el("div", { class: "reaction-picker", "data-testid": "reaction-picker" }, REACTIONS.map(function (key) {
+          var choice = el("button", { type: "button", class: "reaction-choice" + (reactions.visitor === key ? " chosen" : ""), "data-testid": "reaction-choice", "data-key": key, "aria-label": "React " + key, text: key });
+          choice.addEventListener("click", function () {
+            message.picking = false;
+            react(message.id, reactions.visitor === key ? null : key);
+          });
+          return choice;
+        })));
+      }
     }
     return row;
   }
@@ -545,6 +575,13 @@
       case "read":
         state.readUpTo = event.up_to;
         updateSeen();
+        break;
+      case "reaction":
+        message = state.messages[event.id];
+        if (!message) return;
+        message.reactions = message.reactions || {};
+        message.reactions[event.from === "agent" ? "agent" : "visitor"] = typeof event.key === "string" && event.key ? event.key : null;
+        render(message);
         break;
       case "typing":
         setAgentTyping(!!event.active);
@@ -856,6 +893,20 @@
       apply({ type: "delete", id: id });
     }, function () {
       showError("You seem to be offline; the message was not deleted.");
+    });
+  }
+
+  // --- Reactions --------------------------------------------------------------------------------
+  // The visitor reacts to an agent's message (`key`), or takes the reaction back (`null`).
+  function react(id, key) {
+    var path = "/messages/" + encodeURIComponent(id) + "/reaction";
+    var request = key ? api("PUT", path, { key: key }) : api("DELETE", path);
+    request.then(function (result) {
+      if (!result.ok) { showError(errorText(result, "The reaction could not be sent.")); render(state.messages[id]); return; }
+      hideError();
+      apply({ type: "reaction", id: id, from: "visitor", key: result.data ? result.data.key : key });
+    }, function () {
+      showError("You seem to be offline; the reaction was not sent.");
     });
   }
 

@@ -24,7 +24,8 @@ use crate::error::ApiError;
 use crate::inbound::{self, Accepted, NewMessage};
 use crate::limits::ClientAddr;
 use crate::parse::{
-    decode_json, EditMessage, MessageInput, PostMessage, ReadRequest, SessionRequest, TypingRequest,
+    decode_json, EditMessage, MessageInput, PostMessage, ReactionRequest, ReadRequest,
+    SessionRequest, TypingRequest,
 };
 use crate::state::AppState;
 use crate::store::Visitor;
@@ -217,6 +218,31 @@ pub async fn delete_message(
     inbound::delete_message(&state, &visitor, &id)
         .await
         .map(Json)
+}
+
+/// `PUT /api/v1/messages/{id}/reaction`: the visitor's reaction to an agent's message becomes
+/// `key` (idempotent: the same again changes nothing).
+pub async fn put_reaction(
+    State(state): State<AppState>,
+    Authed { visitor, .. }: Authed,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ReactionRequest>,
+) -> Result<Json<inbound::Reacted>, ApiError> {
+    let key = body.validate()?;
+    state.limiter.check(&visitor.id)?;
+    inbound::react(&state, &visitor, &id, Some(key))
+        .await
+        .map(Json)
+}
+
+/// `DELETE /api/v1/messages/{id}/reaction`: the visitor takes their reaction back (idempotent).
+pub async fn delete_reaction(
+    State(state): State<AppState>,
+    Authed { visitor, .. }: Authed,
+    Path(id): Path<String>,
+) -> Result<Json<inbound::Reacted>, ApiError> {
+    state.limiter.check(&visitor.id)?;
+    inbound::react(&state, &visitor, &id, None).await.map(Json)
 }
 
 /// `POST /api/v1/typing`: the visitor started or stopped typing (best effort, 204).

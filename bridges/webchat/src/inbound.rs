@@ -1,5 +1,5 @@
-//! What a visitor does, handed to the core: messages (with or without a file), edits, deletes and
-//! read receipts.
+//! What a visitor does, handed to the core: messages (with or without a file), edits, deletes,
+//! reactions to agents' messages and read receipts.
 //!
 //! Every action follows the same order, which is the durability contract of the bridge:
 //!
@@ -142,6 +142,8 @@ pub async fn accept_message(
         from: Author::Visitor,
         seq,
         deleted: false,
+        reaction: None,
+        reaction_seq: 0,
     };
     shared.store.put_message(&id, &record).await?;
     publish(shared, &visitor.id, &entry, seq);
@@ -243,6 +245,77 @@ pub async fn delete_message(
     publish(shared, &visitor.id, &entry, seq);
     Ok(Accepted {
         id: id.to_owned(),
+        seq,
+    })
+}
+
+/// The answer to a reaction: the message, the visitor's reaction now, and the transcript seq of
+/// the change that made it so (the same for a repeated request).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Reacted {
+    pub id: String,
+    pub key: Option<String>,
+    pub seq: i64,
+}
+
+/// The visitor's reaction to an agent's message becomes `key` (`None`: taken back). Asking for
+/// what already is changes nothing and answers the same; each change is keyed by the seq of
+/// the one before, so a retry after a failure completes it without doubling it.
+pub async fn react(
+    shared: &Shared,
+    visitor: &Visitor,
+    id: &str,
+    key: Option<String>,
+) -> Result<Reacted, ApiError> {
+    let record = match shared.store.message(id).await? {
+        Some(record) if record.visitor == visitor.id && record.from == Author::Agent => record,
+        _ => {
+            return Err(ApiError::NotFound(
+                "There is no such agent message in this chat.".into(),
+            ))
+        }
+    };
+    if record.reaction == key {
+        return Ok(Reacted {
+            id: id.to_owned(),
+            key,
+            seq: record.reaction_seq,
+        });
+    }
+    if record.deleted && key.is_some() {
+        return Err(ApiError::Conflict("The message was deleted.".into()));
+    }
+    let change = format!("reaction.{id}.{}", record.reaction_seq);
+    let ts = now_ms();
+    let inbound = Inbound {
+        conversation: shared.conversation(&visitor.id),
+        sender: visitor.profile(),
+        timestamp_ms: ts,
+        dedup_key: change.clone(),
+        event: InboundEvent::Reaction {
+            remote_id: id.to_owned(),
+            key: key.clone(),
+        },
+        addressed_to: None,
+    };
+    shared.host().receive(inbound).await?;
+    let entry = Entry::Reaction {
+        id: id.to_owned(),
+        from: Author::Visitor,
+        key: key.clone(),
+        ts,
+    };
+    let seq = shared.store.append(&visitor.id, &change, &entry).await?;
+    let record = MessageRecord {
+        reaction: key.clone(),
+        reaction_seq: seq,
+        ..record
+    };
+    shared.store.put_message(id, &record).await?;
+    publish(shared, &visitor.id, &entry, seq);
+    Ok(Reacted {
+        id: id.to_owned(),
+        key,
         seq,
     })
 }

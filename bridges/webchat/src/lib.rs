@@ -31,7 +31,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method};
-use axum::routing::{get, patch, post};
+use axum::routing::{get, patch, post, put};
 use axum::Router;
 use switchboard_channel::{
     Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound,
@@ -132,6 +132,10 @@ fn router(state: AppState) -> Router {
             "/api/v1/messages/{id}",
             patch(api::edit_message).delete(api::delete_message),
         )
+        .route(
+            "/api/v1/messages/{id}/reaction",
+            put(api::put_reaction).delete(api::delete_reaction),
+        )
         .route("/api/v1/typing", post(api::typing))
         .route("/api/v1/read", post(api::read))
         .route("/api/v1/events", get(events::stream))
@@ -184,6 +188,7 @@ impl Channel for Webchat {
             replies: true,
             read_receipts: true,
             typing: true,
+            reactions: true,
             ..Capabilities::default()
         }
     }

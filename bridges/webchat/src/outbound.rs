@@ -1,4 +1,5 @@
-//! What operators do, delivered to the visitor: `Channel::send` (messages, edits, deletes),
+//! What operators do, delivered to the visitor: `Channel::send` (messages, edits, deletes,
+//! reactions),
 //! `Channel::typing` and `Channel::mark_read`.
 //!
 //! "Delivering" to a web visitor means writing to their durable transcript and pushing to their
@@ -144,8 +145,43 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
             publish(shared, &visitor, &entry, seq);
             remote_id.clone()
         }
-        OutboundAction::React { .. } | OutboundAction::Template { .. } => {
-            return Err(permanent("the web chat has no reactions or templates"));
+        OutboundAction::React {
+            remote_id,
+            key: reaction,
+        } => {
+            // Any message of this chat (usually the visitor's); the entry is keyed by the
+            // outbox item, so a retry appends nothing new.
+            match shared.store.message(remote_id).await.map_err(retryable)? {
+                Some(record) if record.visitor == visitor => {}
+                _ => {
+                    return Err(permanent(
+                        "that message is not in this web chat conversation",
+                    ))
+                }
+            }
+            if let Some(emoji) = reaction.as_deref() {
+                if !switchboard_kit::reaction::is_emoji(emoji) {
+                    return Err(permanent(format!(
+                        "the web chat shows only emoji as reactions; the reaction {emoji:?} was not sent"
+                    )));
+                }
+            }
+            let entry = Entry::Reaction {
+                id: remote_id.clone(),
+                from: Author::Agent,
+                key: reaction.clone(),
+                ts: now_ms(),
+            };
+            let seq = shared
+                .store
+                .append(&visitor, &key, &entry)
+                .await
+                .map_err(retryable)?;
+            publish(shared, &visitor, &entry, seq);
+            remote_id.clone()
+        }
+        OutboundAction::Template { .. } => {
+            return Err(permanent("the web chat has no message templates"));
         }
     };
     Ok(Delivery {
@@ -204,6 +240,8 @@ async fn send_message(
         from: Author::Agent,
         seq: 0,
         deleted: false,
+        reaction: None,
+        reaction_seq: 0,
     };
     shared
         .store

@@ -161,6 +161,26 @@ pub fn edit_body(raw: &[u8]) -> Result<String, ApiError> {
     decode_json::<EditMessage>(raw)?.validate()
 }
 
+/// `PUT /messages/{id}/reaction` as sent.
+#[derive(Deserialize)]
+pub struct ReactionRequest {
+    pub key: String,
+}
+
+impl ReactionRequest {
+    /// The emoji, if it is one (the kit's rule: what a person picks from an emoji palette).
+    pub fn validate(self) -> Result<String, ApiError> {
+        if switchboard_kit::reaction::is_emoji(&self.key) {
+            Ok(self.key)
+        } else {
+            Err(ApiError::Unprocessable {
+                code: "invalid_reaction",
+                message: "A reaction is one emoji.".into(),
+            })
+        }
+    }
+}
+
 /// `POST /typing` as sent.
 #[derive(Deserialize)]
 pub struct TypingRequest {

@@ -67,6 +67,13 @@ pub struct MessageRecord {
     pub seq: i64,
     #[serde(default)]
     pub deleted: bool,
+    /// The visitor's reaction to this (agent) message, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reaction: Option<String>,
+    /// Transcript seq of the visitor's last reaction change (0: never reacted): the answer to
+    /// a repeated request, and part of the next change's idempotency key.
+    #[serde(default)]
+    pub reaction_seq: i64,
 }
 
 /// A file one visitor may download.

@@ -57,6 +57,15 @@ pub enum Entry {
     Delete { id: String, ts: i64 },
     /// The agents have read the visitor's messages up to and including `up_to`.
     Read { up_to: String, ts: i64 },
+    /// The visitor's or the agents' reaction to message `id` is now `key` (`None`: none). One
+    /// per side and message; the newest replaces the one before.
+    Reaction {
+        id: String,
+        from: Author,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+        ts: i64,
+    },
 }
 
 /// The public URL of a file of this channel (append `?token=` or send the bearer token).
@@ -122,6 +131,9 @@ pub fn present(entry: &Entry, seq: i64, channel_base: &str) -> Value {
         Entry::Delete { id, ts } => json!({ "type": "delete", "id": id, "seq": seq, "ts": ts }),
         Entry::Read { up_to, ts } => {
             json!({ "type": "read", "up_to": up_to, "seq": seq, "ts": ts })
+        }
+        Entry::Reaction { id, from, key, ts } => {
+            json!({ "type": "reaction", "id": id, "from": from, "key": key, "seq": seq, "ts": ts })
         }
     }
 }
