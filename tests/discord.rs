@@ -1035,23 +1035,10 @@ async fn reactions_both_ways(backend: Backend) -> anyhow::Result<()> {
         fake.customer_reaction(&user, &answer_id, "❤️", true),
         "the bot did not identify with DIRECT_MESSAGE_REACTIONS: Discord sends it no reactions"
     );
-    let reaction = env
+    let reaction_id = env
         .alice
-        .wait_for_event(&room, "the customer's reaction", |e| {
-            e["type"] == "m.reaction"
-                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
-                && e["content"]["m.relates_to"]["key"] == "❤️"
-        })
+        .wait_for_reaction_by(&room, &answer, "❤️", &question.sender)
         .await?;
-    ensure!(
-        reaction["sender"] == question.sender.as_str(),
-        "reaction by the ghost: {}",
-        reaction["sender"]
-    );
-    let reaction_id = reaction["event_id"]
-        .as_str()
-        .context("reaction event id")?
-        .to_owned();
 
     steps.step("The customer takes it back: the ghost's reaction is redacted");
     fake.customer_reaction(&user, &answer_id, "❤️", false);

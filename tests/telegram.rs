@@ -1211,23 +1211,10 @@ async fn reactions_scenario(backend: Backend, webhook: bool) -> anyhow::Result<(
 
     steps.step("The customer reacts 🔥 to the answer: the ghost's m.reaction on it");
     deliver(fake.reaction_update(&user, answer_id, &[], &["🔥"])).await?;
-    let reaction = env
+    let reaction_id = env
         .alice
-        .wait_for_event(&room, "the customer's reaction", |e| {
-            e["type"] == "m.reaction"
-                && e["content"]["m.relates_to"]["event_id"] == answer.event_id.as_str()
-                && e["content"]["m.relates_to"]["key"] == "🔥"
-        })
+        .wait_for_reaction_by(&room, &answer.event_id, "🔥", &question.sender)
         .await?;
-    ensure!(
-        reaction["sender"] == question.sender.as_str(),
-        "reaction by the ghost: {}",
-        reaction["sender"]
-    );
-    let reaction_id = reaction["event_id"]
-        .as_str()
-        .context("reaction event id")?
-        .to_owned();
 
     steps.step("The customer takes it back: the ghost's reaction is redacted");
     deliver(fake.reaction_update(&user, answer_id, &["🔥"], &[])).await?;

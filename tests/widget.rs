@@ -433,23 +433,10 @@ async fn reactions_show_and_are_made_in_the_widget() -> anyhow::Result<()> {
         .await?;
     let own = format!("{AGENT_ROW} [data-testid=reaction][data-from=visitor]");
     browser.wait_for(&own, Some("❤️"), wait).await?;
-    let reaction = env
+    let reaction_id = env
         .alice
-        .wait_for_event(&room, "the visitor's reaction", |e| {
-            e["type"] == "m.reaction"
-                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
-                && e["content"]["m.relates_to"]["key"] == "❤️"
-        })
+        .wait_for_reaction_by(&room, &answer, "❤️", &question.sender)
         .await?;
-    ensure!(
-        reaction["sender"] == question.sender.as_str(),
-        "reaction by the ghost: {}",
-        reaction["sender"]
-    );
-    let reaction_id = reaction["event_id"]
-        .as_str()
-        .context("reaction event id")?
-        .to_owned();
     screenshot(&mut browser, "reaction-from-visitor.png").await?;
 
     steps.step("The operator reacts 🙏 to the question; a reload shows both reactions again");

@@ -933,6 +933,37 @@ impl Operator {
         Ok(resp.event_id.to_string())
     }
 
+    /// Waits for `sender`'s `m.reaction` with `key` on `target` (a customer's reaction, relayed
+    /// by their ghost); returns the reaction's event id.
+    pub async fn wait_for_reaction_by(
+        &self,
+        room: &str,
+        target: &str,
+        key: &str,
+        sender: &str,
+    ) -> anyhow::Result<String> {
+        let reaction = self
+            .wait_for_event(
+                room,
+                &format!("{sender}'s reaction {key} on {target}"),
+                |e| {
+                    e["type"] == "m.reaction"
+                        && e["content"]["m.relates_to"]["event_id"] == target
+                        && e["content"]["m.relates_to"]["key"] == key
+                },
+            )
+            .await?;
+        anyhow::ensure!(
+            reaction["sender"] == sender,
+            "reaction by {sender}, not by {}",
+            reaction["sender"]
+        );
+        reaction["event_id"]
+            .as_str()
+            .map(str::to_owned)
+            .context("reaction event id")
+    }
+
     /// A reaction (`m.annotation`) to `event`.
     pub async fn react(&self, room: &str, event: &str, key: &str) -> anyhow::Result<String> {
         self.send_event(
