@@ -82,6 +82,33 @@ fn clip(name: &str) -> String {
     format!("{out}{extension}")
 }
 
+/// A `Content-Disposition` header value for serving a file: an ASCII fallback name (quotes,
+/// backslashes, control and non-ASCII characters become `_`) and the exact UTF-8 name in
+/// RFC 5987 form (`filename*=UTF-8''…`, attr-chars kept, every other byte percent-encoded), so
+/// no name can break out of the header. `inline` asks the browser to show it rather than save it.
+pub fn content_disposition(name: &str, inline: bool) -> String {
+    let kind = if inline { "inline" } else { "attachment" };
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +179,21 @@ mod tests {
                 "{safe}"
             );
         }
+    }
+
+    #[test]
+    fn content_disposition_is_header_safe() {
+        let value = content_disposition("a \"b\"\r\n.txt", false);
+        assert!(!value.contains('\r') && !value.contains('\n'));
+        assert_eq!(
+            value,
+            "attachment; filename=\"a _b___.txt\"; filename*=UTF-8''a%20%22b%22%0D%0A.txt"
+        );
+        let cyrillic = content_disposition("счёт \"1\".pdf", true);
+        assert!(cyrillic.is_ascii());
+        assert!(
+            cyrillic.starts_with("inline; filename=\"____ _1_.pdf\""),
+            "{cyrillic}"
+        );
     }
 }

@@ -13,14 +13,22 @@ use switchboard_channel::SendError;
 /// tries again then, and the network says so again if it must).
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
-/// The HTTP client a channel talks to its network with: the whole request within `timeout`,
-/// the connection within 15 s.
-pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+/// The HTTP client a channel talks to its network with: the whole request within `timeout`
+/// (at least a second), the connection within 15 s. The error is worded for start-up and
+/// `doctor`.
+pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
+    let timeout = timeout.max(Duration::from_secs(1));
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(15).min(timeout))
         .user_agent(concat!("Switchboard/", env!("CARGO_PKG_VERSION")))
         .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// [`client`] for a channel's `request_timeout_secs` setting.
+pub fn client_secs(timeout_secs: u32) -> Result<reqwest::Client, String> {
+    client(Duration::from_secs(u64::from(timeout_secs)))
 }
 
 /// The wait a `Retry-After` header asks for: seconds, or an HTTP date (RFC 9110 §10.2.3),

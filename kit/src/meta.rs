@@ -15,9 +15,14 @@
 //!   channel adds its product's own codes (WhatsApp's 13xxxx, Messenger's subcodes).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use axum::extract::{Query, State};
+use axum::handler::Handler;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use serde_json::Value;
 
 use crate::verify;
@@ -120,6 +125,35 @@ pub fn handshake(channel: &str, query: &HashMap<String, String>, verify_token: &
             StatusCode::FORBIDDEN.into_response()
         }
     }
+}
+
+/// What a Meta channel's webhook state tells the shared route.
+pub trait Webhook: Send + Sync + 'static {
+    /// The channel, for the log.
+    fn channel(&self) -> &str;
+    /// The configured `verify_token`.
+    fn verify_token(&self) -> &str;
+}
+
+/// The webhook route every Meta channel mounts, `/webhook` relative to the channel's prefix:
+/// `GET` is the handshake, `POST` the channel's own `receive` (which checks the signature
+/// first with [`verify_delivery`]).
+pub fn webhook_router<S, H, T>(state: Arc<S>, receive: H) -> Router
+where
+    S: Webhook,
+    H: Handler<T, Arc<S>>,
+    T: 'static,
+{
+    Router::new()
+        .route("/webhook", get(verify::<S>).post(receive))
+        .with_state(state)
+}
+
+async fn verify<S: Webhook>(
+    State(state): State<Arc<S>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    handshake(state.channel(), &query, state.verify_token())
 }
 
 /// Graph's error object (<https://developers.facebook.com/docs/graph-api/guides/error-handling>).

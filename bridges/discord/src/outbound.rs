@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use switchboard_channel::{
     Content, ConversationKey, Delivery, Host, Outbound, OutboundAction, SendError,
 };
-use switchboard_kit::send::{attachment_bytes, permanent, retryable_host};
+use switchboard_kit::send::{attachment_bytes, permanent, retryable_host, SentRecord};
 
 use crate::config::MAX_TEXT_CHARS;
 use crate::markdown;
@@ -83,9 +83,9 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
     let channel = &outbound.conversation.chat;
     match &outbound.action {
         OutboundAction::Message { content, reply_to } => {
-            let key = format!("out:{}", outbound.idempotency_key);
-            if let Some(done) = out.host.state_get(&key).await.map_err(retryable_host)? {
-                tracing::info!(idempotency_key = %outbound.idempotency_key, remote_id = %done, "discord: already sent; not sending again");
+            // Discord's nonce also protects a quick retry.
+            let record = SentRecord::new(out.host.as_ref(), "discord", outbound);
+            if let Some(done) = record.recall().await? {
                 return Ok(Delivery {
                     remote_id: done,
                     delivered: true,
@@ -127,10 +127,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
                 .create_message(channel, &payload, &files)
                 .await
                 .map_err(classify)?;
-            if let Err(e) = out.host.state_put(&key, &message.id).await {
-                // Discord's nonce still protects a quick retry.
-                tracing::warn!(error = %e, "discord: sent but cannot remember the idempotency key");
-            }
+            record.remember(&message.id).await;
             Ok(Delivery {
                 remote_id: message.id,
                 delivered: true,

@@ -53,8 +53,7 @@ impl Graph {
         platform: Platform,
         timeout: Duration,
     ) -> Result<Graph, String> {
-        let http = switchboard_kit::http::client(timeout)
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = switchboard_kit::http::client(timeout)?;
         Ok(Graph {
             http,
             base,

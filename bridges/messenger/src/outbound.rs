@@ -31,7 +31,7 @@ use crate::Shared;
 pub const SENT_LOG_LEN: usize = 50;
 
 use switchboard_kit::now_ms;
-use switchboard_kit::send::retryable_host;
+use switchboard_kit::send::{retryable_host, SentRecord};
 
 /// The customer's id, after checking the conversation belongs to this channel's account.
 fn recipient<'a>(shared: &Shared, conversation: &'a ConversationKey) -> Result<&'a str, SendError> {
@@ -58,14 +58,8 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
             content,
             reply_to: _,
         } => {
-            let done_key = format!("out:{}", outbound.idempotency_key);
-            if let Some(done) = shared
-                .host
-                .state_get(&done_key)
-                .await
-                .map_err(retryable_host)?
-            {
-                tracing::info!(idempotency_key = %outbound.idempotency_key, remote_id = %done, "already sent; not sending again");
+            let record = SentRecord::new(shared.host.as_ref(), net, outbound);
+            if let Some(done) = record.recall().await? {
                 return Ok(Delivery {
                     remote_id: done,
                     delivered: false,
@@ -113,9 +107,7 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
                     reason: "nothing to send (an empty message)".into(),
                 });
             };
-            if let Err(e) = shared.host.state_put(&done_key, &remote_id).await {
-                tracing::warn!(error = %e, "sent but cannot remember the idempotency key");
-            }
+            record.remember(&remote_id).await;
             Ok(Delivery {
                 remote_id,
                 delivered: false,
@@ -168,8 +160,13 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<Value, SendError>>,
 {
-    let key = format!("out:{}:{part}", outbound.idempotency_key);
-    if let Some(mid) = shared.host.state_get(&key).await.map_err(retryable_host)? {
+    let record = SentRecord::part(
+        shared.host.as_ref(),
+        shared.platform.label(),
+        outbound,
+        &format!(":{part}"),
+    );
+    if let Some(mid) = record.recall().await? {
         return Ok(mid);
     }
     let message = message().await?;
@@ -190,9 +187,7 @@ where
             retry_after: None,
         });
     };
-    if let Err(e) = shared.host.state_put(&key, mid).await {
-        tracing::warn!(error = %e, "sent but cannot remember the part");
-    }
+    record.remember(mid).await;
     if let Err(e) = remember_sent(shared, &outbound.conversation, mid, sent_at).await {
         tracing::warn!(error = %e, "cannot note the message for read receipts");
     }

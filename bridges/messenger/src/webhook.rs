@@ -11,32 +11,28 @@
 //! If anything could not be stored (the store, a file fetch that may work later), the answer is
 //! 503 and Meta delivers the whole batch again; redeliveries are harmless (dedup keys).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
-use axum::routing::get;
 use axum::Router;
 
 use crate::parse::{parse_body, ParseError};
 use crate::Shared;
 
-/// The routes, relative to `/<name>`.
+/// The routes, relative to the channel's prefix: Meta's handshake (the kit's) and deliveries.
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/webhook", get(verify).post(receive))
-        .with_state(shared)
+    switchboard_kit::meta::webhook_router(shared, receive)
 }
 
-/// The subscription handshake (Meta's, the same for every Meta channel: the kit's).
-async fn verify(
-    State(shared): State<Arc<Shared>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    switchboard_kit::meta::handshake(shared.platform.name(), &q, &shared.config.verify_token)
+impl switchboard_kit::meta::Webhook for Shared {
+    fn channel(&self) -> &str {
+        self.platform.name()
+    }
+    fn verify_token(&self) -> &str {
+        &self.config.verify_token
+    }
 }
 
 async fn receive(

@@ -120,8 +120,7 @@ fn encode_message(m: &NewMessage<'_>) -> String {
 
 impl Client {
     pub fn new(api_url: &str, account_sid: &str, auth_token: &str) -> Result<Client, String> {
-        let http = switchboard_kit::http::client(Duration::from_secs(60))
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = switchboard_kit::http::client(Duration::from_secs(60))?;
         Ok(Client {
             http,
             api_url: api_url.trim_end_matches('/').to_owned(),

@@ -146,7 +146,7 @@ pub struct Outgoing {
     pub account: String,
 }
 
-use switchboard_kit::send::{attachment_bytes, permanent, retryable_host};
+use switchboard_kit::send::{attachment_bytes, permanent, retryable_host, SentRecord};
 
 /// Text in the form we send it: Telegram HTML, or plain.
 struct Text {
@@ -199,9 +199,8 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
     let chat = chat_of(out, &outbound.conversation)?;
     match &outbound.action {
         OutboundAction::Message { content, reply_to } => {
-            let key = format!("out:{}", outbound.idempotency_key);
-            if let Some(done) = out.host.state_get(&key).await.map_err(retryable_host)? {
-                tracing::info!(idempotency_key = %outbound.idempotency_key, remote_id = %done, "telegram: already sent; not sending again");
+            let record = SentRecord::new(out.host.as_ref(), "telegram", outbound);
+            if let Some(done) = record.recall().await? {
                 return Ok(Delivery {
                     remote_id: done,
                     delivered: true,
@@ -225,10 +224,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
                     tracing::warn!(error = %e, "telegram: cannot remember the parts of a message");
                 }
             }
-            if let Err(e) = out.host.state_put(&key, &first).await {
-                // Sent, so report success; only a crash-retry could now repeat it.
-                tracing::warn!(error = %e, "telegram: sent but cannot remember the idempotency key");
-            }
+            record.remember(&first).await;
             Ok(Delivery {
                 remote_id: first,
                 delivered: true,

@@ -38,10 +38,7 @@ pub struct Api {
 
 impl Api {
     pub fn new(config: &ViberConfig) -> Result<Api, String> {
-        let http = switchboard_kit::http::client(Duration::from_secs(u64::from(
-            config.request_timeout_secs.max(1),
-        )))
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = switchboard_kit::http::client_secs(config.request_timeout_secs)?;
         Ok(Api {
             http,
             base: config.api_url.trim_end_matches('/').to_owned(),

@@ -68,22 +68,6 @@ impl Publisher {
     }
 }
 
-/// A header-safe quoted file name for `Content-Disposition`.
-fn disposition(name: &str) -> String {
-    let ascii: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let encoded = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
-    format!("inline; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
-}
-
 /// `GET /media/{token}` (under `/viber`).
 pub async fn serve(State(publisher): State<Publisher>, Path(token): Path<String>) -> Response {
     // `<id>.<expires>.<mac>` and, for pictures and videos, `.<extension>`: not part of the token.
@@ -119,7 +103,10 @@ pub async fn serve(State(publisher): State<Publisher>, Path(token): Path<String>
             };
             let headers = [
                 (header::CONTENT_TYPE, mime),
-                (header::CONTENT_DISPOSITION, disposition(&record.name)),
+                (
+                    header::CONTENT_DISPOSITION,
+                    switchboard_kit::file_name::content_disposition(&record.name, true),
+                ),
                 (header::CACHE_CONTROL, "private, max-age=3600".to_owned()),
                 (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
             ];
@@ -127,17 +114,5 @@ pub async fn serve(State(publisher): State<Publisher>, Path(token): Path<String>
         }
         Err(HostError::NotFound) => StatusCode::NOT_FOUND.into_response(),
         Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dispositions_are_header_safe() {
-        let d = disposition("счёт \"1\".pdf");
-        assert!(d.is_ascii() && !d.contains('\n'));
-        assert!(d.contains("filename*=UTF-8''"));
     }
 }

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use switchboard_channel::{Attachment, Delivery, Host, Outbound, OutboundAction, SendError};
 use switchboard_kit::mime::essence;
-use switchboard_kit::send::{attachment_bytes, permanent, retryable_host};
+use switchboard_kit::send::{attachment_bytes, permanent, retryable_host, SentRecord};
 
 use crate::api::{classify, Api};
 use crate::media::Publisher;
@@ -71,9 +71,8 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
             "Viber has no edits, deletions, reactions or templates for bots",
         ));
     };
-    let key = format!("out:{}", outbound.idempotency_key);
-    if let Some(done) = out.host.state_get(&key).await.map_err(retryable_host)? {
-        tracing::info!(idempotency_key = %outbound.idempotency_key, remote_id = %done, "viber: already sent; not sending again");
+    let record = SentRecord::new(out.host.as_ref(), "viber", outbound);
+    if let Some(done) = record.recall().await? {
         return Ok(Delivery {
             remote_id: done,
             delivered: false,
@@ -106,9 +105,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
         .into_iter()
         .next()
         .ok_or_else(|| permanent("there was nothing to send"))?;
-    if let Err(e) = out.host.state_put(&key, &remote_id).await {
-        tracing::warn!(error = %e, "viber: sent but cannot remember the idempotency key");
-    }
+    record.remember(&remote_id).await;
     // Viber confirms delivery later with a `delivered` callback.
     Ok(Delivery {
         remote_id,

@@ -24,7 +24,7 @@ use switchboard_channel::{
     Attachment, ConversationKey, Delivery, Host, Outbound, OutboundAction, SendError,
 };
 use switchboard_kit::mime::essence;
-use switchboard_kit::send::{attachment_bytes, permanent, retryable_host};
+use switchboard_kit::send::{attachment_bytes, permanent, SentRecord};
 
 use crate::api::{classify, classify_vk, Api, ApiError};
 use crate::config::MAX_PHOTO_BYTES;
@@ -71,9 +71,9 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
     let peer = peer_of(out, &outbound.conversation)?;
     match &outbound.action {
         OutboundAction::Message { content, reply_to } => {
-            let key = format!("out:{}", outbound.idempotency_key);
-            if let Some(done) = out.host.state_get(&key).await.map_err(retryable_host)? {
-                tracing::info!(idempotency_key = %outbound.idempotency_key, remote_id = %done, "vk: already sent; not sending again");
+            // VK's random_id also covers a retry.
+            let record = SentRecord::new(out.host.as_ref(), "vk", outbound);
+            if let Some(done) = record.recall().await? {
                 return Ok(Delivery {
                     remote_id: done,
                     delivered: true,
@@ -106,9 +106,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
             let remote_id = first
                 .map(|c| c.to_string())
                 .ok_or_else(|| permanent("there was nothing to send"))?;
-            if let Err(e) = out.host.state_put(&key, &remote_id).await {
-                tracing::warn!(error = %e, "vk: sent but cannot remember the idempotency key (VK's random_id still covers a retry)");
-            }
+            record.remember(&remote_id).await;
             Ok(Delivery {
                 remote_id,
                 delivered: true,

@@ -79,30 +79,7 @@ pub fn is_inline_image(mime: &str) -> bool {
     )
 }
 
-/// A `Content-Disposition` value for a download, with an ASCII fallback name and the exact
-/// UTF-8 name in RFC 5987 form.
-pub fn content_disposition(name: &str, inline: bool) -> String {
-    let kind = if inline { "inline" } else { "attachment" };
-    let ascii: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let mut encoded = String::new();
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
-            encoded.push(char::from(b));
-        } else {
-            encoded.push_str(&format!("%{b:02X}"));
-        }
-    }
-    format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
-}
+pub use switchboard_kit::file_name::content_disposition;
 
 /// A visitor's display name: control, invisible and bidi characters removed (the kit's
 /// [`is_invisible`]), trimmed, at most [`MAX_NAME_CHARS`]. `None` when nothing is left.
@@ -256,17 +233,6 @@ mod tests {
         }
         assert!(is_inline_image("image/png"));
         assert!(!is_inline_image("image/svg+xml"));
-    }
-
-    #[test]
-    fn content_disposition_is_header_safe() {
-        let value = content_disposition("a \"b\"\r\n.txt", false);
-        assert!(!value.contains('\r') && !value.contains('\n'));
-        assert_eq!(
-            value,
-            "attachment; filename=\"a _b___.txt\"; filename*=UTF-8''a%20%22b%22%0D%0A.txt"
-        );
-        assert!(content_disposition("фото.png", true).starts_with("inline; filename=\"____.png\""));
     }
 
     #[test]

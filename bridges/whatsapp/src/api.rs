@@ -150,8 +150,7 @@ use switchboard_kit::http::retry_after;
 
 impl Graph {
     pub fn new(config: &WhatsAppConfig) -> Result<Graph, String> {
-        let http = switchboard_kit::http::client(REQUEST_TIMEOUT)
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = switchboard_kit::http::client(REQUEST_TIMEOUT)?;
         Ok(Graph {
             http,
             base: config.versioned_base(),

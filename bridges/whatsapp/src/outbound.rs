@@ -94,7 +94,7 @@ pub struct Outgoing<'a> {
     pub config: &'a WhatsAppConfig,
 }
 
-use switchboard_kit::send::{attachment_bytes, permanent, retryable_host};
+use switchboard_kit::send::{attachment_bytes, permanent, SentRecord};
 
 /// The customer's wa_id, after checking the conversation is on our number.
 fn recipient<'a>(
@@ -216,16 +216,13 @@ pub async fn send(out: &Outgoing<'_>, outbound: &Outbound) -> Result<Delivery, S
             }
             let mut first = None;
             for (i, part) in parts.iter().enumerate() {
-                let key = format!("out:{}#{i}", outbound.idempotency_key);
+                let record = SentRecord::part(out.host, "whatsapp", outbound, &format!("#{i}"));
                 let reply = if i == 0 { reply_to.as_deref() } else { None };
-                let wamid = match out.host.state_get(&key).await.map_err(retryable_host)? {
-                    Some(done) => {
-                        tracing::info!(idempotency_key = %outbound.idempotency_key, part = i, remote_id = %done, "whatsapp: already sent; not sending again");
-                        done
-                    }
+                let wamid = match record.recall().await? {
+                    Some(done) => done,
                     None => {
                         let wamid = send_part(out, to, part, reply).await?;
-                        remember(out, &key, &wamid).await;
+                        record.remember(&wamid).await;
                         wamid
                     }
                 };
@@ -252,8 +249,8 @@ pub async fn send(out: &Outgoing<'_>, outbound: &Outbound) -> Result<Delivery, S
             language,
             params,
         } => {
-            let key = format!("out:{}#0", outbound.idempotency_key);
-            if let Some(done) = out.host.state_get(&key).await.map_err(retryable_host)? {
+            let record = SentRecord::part(out.host, "whatsapp", outbound, "#0");
+            if let Some(done) = record.recall().await? {
                 return Ok(Delivery {
                     remote_id: done,
                     delivered: false,
@@ -273,7 +270,7 @@ pub async fn send(out: &Outgoing<'_>, outbound: &Outbound) -> Result<Delivery, S
                     json!([{"type": "body", "parameters": parameters}]);
             }
             let wamid = out.graph.send(&body).await.map_err(classify)?;
-            remember(out, &key, &wamid).await;
+            record.remember(&wamid).await;
             Ok(Delivery {
                 remote_id: wamid,
                 delivered: false,
@@ -285,13 +282,6 @@ pub async fn send(out: &Outgoing<'_>, outbound: &Outbound) -> Result<Delivery, S
         OutboundAction::Delete { .. } => Err(permanent(
             "WhatsApp does not let a business delete a sent message",
         )),
-    }
-}
-
-async fn remember(out: &Outgoing<'_>, key: &str, wamid: &str) {
-    if let Err(e) = out.host.state_put(key, wamid).await {
-        // Sent, so report success; only a crash-retry could now repeat it.
-        tracing::warn!(error = %e, key, "whatsapp: sent but cannot remember the idempotency key");
     }
 }
 

@@ -13,32 +13,28 @@
 //! * Events for another business number than ours are left out (logged): the outbound side
 //!   could not answer them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
-use axum::routing::get;
 use axum::Router;
 
 use crate::payload::{self, PayloadError};
 use crate::Shared;
 
-/// The webhook route, relative to `/whatsapp`.
+/// The routes, relative to the channel's prefix: Meta's handshake (the kit's) and deliveries.
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/webhook", get(verify).post(receive))
-        .with_state(shared)
+    switchboard_kit::meta::webhook_router(shared, receive)
 }
 
-/// The subscription handshake (Meta's, the same for every Meta channel: the kit's).
-async fn verify(
-    State(shared): State<Arc<Shared>>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    switchboard_kit::meta::handshake("whatsapp", &query, &shared.config.verify_token)
+impl switchboard_kit::meta::Webhook for Shared {
+    fn channel(&self) -> &str {
+        "whatsapp"
+    }
+    fn verify_token(&self) -> &str {
+        &self.config.verify_token
+    }
 }
 
 /// A delivery.
