@@ -13,6 +13,7 @@ pub mod canned;
 pub mod channel_state;
 pub mod conversations;
 pub mod customers;
+pub mod digests;
 pub mod events;
 pub mod inbox;
 pub mod matrix_events;
