@@ -875,12 +875,12 @@ pub async fn from_store(
     now: i64,
 ) -> Result<Report, ReportError> {
     let only = &teams.only;
-    let events = store.events_for_period(period.from, period.to).await?;
-    let conversations: HashMap<i64, (String, String)> = store
-        .conversation_channels(period.from, period.to)
-        .await?
+    // Messages are counted by the database; the events compute() reads one by one come back
+    // as rows ([`crate::store::report_reads`]).
+    let (events, channels) = store.report_events(period.from, period.to).await?;
+    let conversations: HashMap<i64, (String, String)> = channels
         .into_iter()
-        .map(|(id, channel, customer)| (id, (channel, customer)))
+        .map(|(id, channel)| (id, (channel, String::new())))
         .collect();
     let ctx = Context {
         conversations: &conversations,
@@ -889,6 +889,38 @@ pub async fn from_store(
         teams: only.as_ref(),
     };
     let mut report = compute(&events, period, group_by, &ctx);
+    let by_channel = group_by == Some(GroupBy::Channel);
+    for m in store
+        .report_messages(period.from, period.to, by_channel)
+        .await?
+    {
+        if let Some(teams) = only {
+            if !m.team.as_ref().is_some_and(|t| teams.contains(t)) {
+                continue;
+            }
+        }
+        // The same rows compute() gives a message event (see its `key`).
+        let key = match group_by {
+            None => None,
+            Some(GroupBy::Channel) => Some(m.channel.clone()),
+            Some(GroupBy::Team) => Some(m.team.clone().unwrap_or_else(|| "(no team)".into())),
+            Some(GroupBy::Operator) => Some(m.who.clone().unwrap_or_else(|| "(nobody)".into())),
+        };
+        let add = |f: &mut Figures| match m.kind {
+            EventKind::CustomerMessage => f.messages_in += m.n,
+            EventKind::OperatorAnswer => f.messages_out += m.n,
+            _ => {}
+        };
+        add(&mut report.total);
+        if let Some(key) = key {
+            add(report.rows.entry(key).or_default());
+        }
+    }
+    let (customers, by_channel) = store
+        .report_channel_mix(period.from, period.to, only.as_ref())
+        .await?;
+    report.customers = customers;
+    report.channel_customers = by_channel;
     for row in store.routing_unworked().await? {
         if let Some(teams) = only {
             if !row.team.as_ref().is_some_and(|t| teams.contains(t)) {

@@ -20,6 +20,7 @@ pub mod matrix_events;
 pub mod message_map;
 pub mod outbox;
 pub mod queues;
+pub mod report_reads;
 pub mod routing;
 pub mod search;
 pub mod unreadable;
