@@ -221,10 +221,11 @@ async fn days_are_the_teams_and_the_weekly_digest_is_posted_once_a_week(
             .is_some_and(|h| h.contains("<table>")),
         "the HTML table"
     );
+    // After the digest's table: `report 7d` asked on Sunday night named its files alike.
     let csv_name = format!("report-{monday}-{next}.csv");
     let csv = env
         .alice
-        .wait_for_message_after(&lobby, mark, "the digest's CSV", |m| {
+        .wait_for_message_after(&lobby, digest.seq, "the digest's CSV", |m| {
             m.filename() == csv_name
         })
         .await?;
@@ -238,7 +239,7 @@ async fn days_are_the_teams_and_the_weekly_digest_is_posted_once_a_week(
     let png_name = format!("report-{monday}-{next}.png");
     let chart = env
         .alice
-        .wait_for_message_after(&lobby, mark, "the digest's chart", |m| {
+        .wait_for_message_after(&lobby, digest.seq, "the digest's chart", |m| {
             m.filename() == png_name
         })
         .await?;
