@@ -900,11 +900,14 @@ async fn report(
     authorize(&actor, Action::Command(Command::Report))?;
     let invalid = |m: String| Failure(StatusCode::BAD_REQUEST, "invalid", m);
     let word = q.period.as_deref().unwrap_or("today");
-    let period = reports::period(word, bridge.clock.now()).ok_or_else(|| {
-        invalid(format!(
-            "period `{word}`: say today, 7d, 30d, month or YYYY-MM"
-        ))
-    })?;
+    let period = reports::period_for(&bridge, &actor.user, actor.level, word)
+        .await
+        .map_err(ServiceError::from)?
+        .ok_or_else(|| {
+            invalid(format!(
+                "period `{word}`: say today, 7d, 30d, month or YYYY-MM"
+            ))
+        })?;
     let group_by = match q.by.as_deref() {
         None => None,
         Some(w) => Some(

@@ -15,6 +15,11 @@
 //!   `team`, the `company` (`bridge.company`), the conversation's `number`, the `channel`, and
 //!   any `key=value` the operator gives (which also fill or override the others). A reply naming
 //!   a variable that has no value is refused before anything is queued, naming the variable.
+//! - **Files**: a variant may carry files (`!sb canned attach <name>` in reply to a file message,
+//!   [`attach`]); they are sent with the text through the outbox. The files stay in the
+//!   homeserver's media repository (where the core keeps every file) and the reply keeps their
+//!   references. A file over the channel's `max_file_size` refuses the reply before anything is
+//!   queued, naming the file and the limit ([`check_files`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -181,13 +186,32 @@ pub async fn save(
                 row.name, row.scope
             )));
         }
-    } else if !bridge.store.canned_update(&row).await? {
+    } else if !bridge
+        .store
+        .canned_update(&with_kept_files(bridge, row.clone()).await?)
+        .await?
+    {
         return Err(CannedError::Invalid(format!(
             "there is no `{}`{lang} in scope {} to edit: use `add`",
             row.name, row.scope
         )));
     }
     Ok(())
+}
+
+/// An edit without files of its own keeps the files the variant carries (they are attached
+/// and removed with `attach` / `detach`, never lost by changing the text).
+async fn with_kept_files(bridge: &Bridge, mut row: CannedRow) -> Result<CannedRow, StoreError> {
+    if row.attachment.is_none() {
+        row.attachment = bridge
+            .store
+            .canned_named(&row.name)
+            .await?
+            .into_iter()
+            .find(|r| r.scope == row.scope && r.language == row.language)
+            .and_then(|r| r.attachment);
+    }
+    Ok(row)
 }
 
 /// Remove a reply (one language variant, or all of them); how many variants went.
@@ -303,11 +327,132 @@ pub fn render(row: &CannedRow, vars: &BTreeMap<String, String>) -> Result<String
         .map_err(|e| CannedError::Invalid(format!("`{}` cannot be filled in: {e}", row.name)))
 }
 
-/// The attachment stored with a reply, if any.
-pub fn attachment(row: &CannedRow) -> Option<Attachment> {
-    row.attachment
-        .as_deref()
-        .and_then(|a| serde_json::from_str(a).ok())
+/// The most files one reply variant carries.
+pub const MAX_FILES: usize = 10;
+
+/// The files stored with a reply variant, in the order they were attached. The column holds a
+/// JSON array of [`Attachment`]s (an older single object reads as one file).
+pub fn attachments(row: &CannedRow) -> Vec<Attachment> {
+    let Some(json) = row.attachment.as_deref() else {
+        return Vec::new();
+    };
+    serde_json::from_str::<Vec<Attachment>>(json)
+        .or_else(|_| serde_json::from_str::<Attachment>(json).map(|a| vec![a]))
+        .unwrap_or_default()
+}
+
+/// The column value for `files`: `None` when there are none.
+fn encode_attachments(files: &[Attachment]) -> Option<String> {
+    (!files.is_empty()).then(|| serde_json::to_string(files).unwrap_or_default())
+}
+
+/// A file's size for people: `800 B`, `64.0 KB`, `2.5 MB`.
+pub fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{:.1} KB", b as f64 / 1024.0),
+        b => format!("{:.1} MB", b as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+/// Whether the files of reply `name` can go out on a channel that takes files up to
+/// `max_file_size`: the refusal names the file, its size and the channel's limit, so the
+/// operator knows to send the reply elsewhere or without it, before anything is queued.
+pub fn check_files(
+    name: &str,
+    files: &[Attachment],
+    channel: &str,
+    max_file_size: Option<u64>,
+) -> Result<(), String> {
+    let Some(max) = max_file_size else {
+        return Ok(());
+    };
+    match files.iter().find(|a| a.size > max) {
+        Some(a) => Err(format!(
+            "canned reply `{name}` carries the file {} ({}) but {channel} takes files of at most {}",
+            a.name,
+            human_size(a.size),
+            human_size(max)
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The variants of reply `name` in `scope` that `language` means: that one, or every variant
+/// when no language is given. Refused when there is none.
+async fn variants_in(
+    bridge: &Bridge,
+    scope: &Scope,
+    name: &str,
+    language: Option<&str>,
+) -> Result<Vec<CannedRow>, CannedError> {
+    let rows: Vec<CannedRow> = bridge
+        .store
+        .canned_named(name)
+        .await?
+        .into_iter()
+        .filter(|r| &r.scope == scope && language.is_none_or(|l| r.language == l))
+        .collect();
+    if rows.is_empty() {
+        return Err(CannedError::NotFound(name.to_string()));
+    }
+    Ok(rows)
+}
+
+/// Attach `files` to reply `name` in `scope` (one language variant, or all of them when no
+/// language is given), after those it has. The files stay where the homeserver stored them
+/// (the media repository, the core's media store); the reply keeps their references. Returns
+/// how many variants now carry them.
+pub async fn attach(
+    bridge: &Bridge,
+    actor: &str,
+    level: Level,
+    scope: &Scope,
+    name: &str,
+    language: Option<&str>,
+    files: &[Attachment],
+) -> Result<usize, CannedError> {
+    may_edit(bridge, actor, level, scope).await?;
+    let rows = variants_in(bridge, scope, name, language).await?;
+    for row in &rows {
+        let mut all = attachments(row);
+        all.extend(files.iter().cloned());
+        if all.len() > MAX_FILES {
+            return Err(CannedError::Invalid(format!(
+                "`{name}` would carry {} files; a reply carries at most {MAX_FILES}",
+                all.len()
+            )));
+        }
+    }
+    for mut row in rows.clone() {
+        let mut all = attachments(&row);
+        all.extend(files.iter().cloned());
+        row.attachment = encode_attachments(&all);
+        row.updated_by = actor.to_string();
+        bridge.store.canned_update(&row).await?;
+    }
+    Ok(rows.len())
+}
+
+/// Remove every file from reply `name` in `scope` (one variant, or all); returns how many
+/// files went.
+pub async fn detach(
+    bridge: &Bridge,
+    actor: &str,
+    level: Level,
+    scope: &Scope,
+    name: &str,
+    language: Option<&str>,
+) -> Result<usize, CannedError> {
+    may_edit(bridge, actor, level, scope).await?;
+    let mut removed = 0;
+    for mut row in variants_in(bridge, scope, name, language).await? {
+        removed += attachments(&row).len();
+        row.attachment = None;
+        row.updated_by = actor.to_string();
+        bridge.store.canned_update(&row).await?;
+    }
+    Ok(removed)
 }
 
 /// What a reply in `conversation` may name, from what the bridge knows (a value it does not know,
@@ -385,7 +530,7 @@ pub async fn customer_language(
 #[derive(Debug)]
 pub struct Rendered {
     pub text: String,
-    pub attachment: Option<Attachment>,
+    pub attachments: Vec<Attachment>,
 }
 
 /// Choose and fill in reply `name` for `conversation`, as `operator` sends it.
@@ -419,7 +564,7 @@ pub async fn prepare(
     let vars = variables(bridge, conversation, operator, team.as_deref(), args).await?;
     Ok(Rendered {
         text: render(&row, &vars)?,
-        attachment: attachment(&row),
+        attachments: attachments(&row),
     })
 }
 
@@ -460,7 +605,9 @@ pub struct Expansion {
 
 /// Expand every `::name` in an operator's message (`text`, and `html` when it has one).
 /// `Ok(None)`: the message names none. An unknown name or a missing variable refuses the whole
-/// message (nothing of it is sent).
+/// message (nothing of it is sent), and so does a reply's file the channel cannot take
+/// (`max_file_size`, see [`check_files`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn expand(
     bridge: &Bridge,
     conversation: &Conversation,
@@ -468,6 +615,7 @@ pub async fn expand(
     level: Level,
     text: &str,
     html: Option<&str>,
+    max_file_size: Option<u64>,
 ) -> Result<Option<Expansion>, CannedError> {
     let refs = references(text);
     if refs.is_empty() {
@@ -478,6 +626,8 @@ pub async fn expand(
     for (_, name) in &refs {
         if !filled.contains_key(name) {
             let r = prepare(bridge, conversation, operator, level, name, None, &none).await?;
+            check_files(name, &r.attachments, &conversation.channel, max_file_size)
+                .map_err(CannedError::Invalid)?;
             filled.insert(name.clone(), r);
         }
     }
@@ -506,10 +656,11 @@ pub async fn expand(
         same.then(|| splice(h, &html_refs, true))
     });
     let text = splice(text, &refs, false);
+    // Each reply's files once, however often it is named.
     let mut attachments = Vec::new();
     for (_, name) in &refs {
-        if let Some(a) = filled.get_mut(name).and_then(|r| r.attachment.take()) {
-            attachments.push(a);
+        if let Some(r) = filled.get_mut(name) {
+            attachments.append(&mut r.attachments);
         }
     }
     Ok(Some(Expansion {

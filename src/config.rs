@@ -252,6 +252,48 @@ pub struct TeamConfig {
     pub max_open_per_operator: Option<u32>,
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+    /// The weekly digest posted to the team's lobby (`docs/reports.md`).
+    #[serde(default)]
+    pub digest: DigestConfig,
+}
+
+/// When a team's weekly digest goes to its lobby: on `weekday` at `hour`:00 in the team's time
+/// zone, covering the 7 days before.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// `mon` … `sun`.
+    #[serde(default = "default_digest_weekday")]
+    pub weekday: String,
+    /// 0–23.
+    #[serde(default = "default_digest_hour")]
+    pub hour: u32,
+}
+
+impl Default for DigestConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            weekday: default_digest_weekday(),
+            hour: default_digest_hour(),
+        }
+    }
+}
+
+impl DigestConfig {
+    /// The configured weekday (`None` when it names none).
+    pub fn day(&self) -> Option<chrono::Weekday> {
+        self.weekday.parse().ok()
+    }
+}
+
+fn default_digest_weekday() -> String {
+    "mon".into()
+}
+fn default_digest_hour() -> u32 {
+    9
 }
 
 fn default_tz() -> String {
@@ -644,6 +686,18 @@ impl Config {
                 };
                 invalid(&format!("teams.{name}.{key}"), e.to_string())
             })?;
+            if team.digest.day().is_none() {
+                return Err(invalid(
+                    &format!("teams.{name}.digest.weekday"),
+                    "say mon, tue, wed, thu, fri, sat or sun",
+                ));
+            }
+            if team.digest.hour > 23 {
+                return Err(invalid(
+                    &format!("teams.{name}.digest.hour"),
+                    "must be 0 to 23",
+                ));
+            }
             if team.remind_before >= team.escalate_after {
                 return Err(invalid(
                     &format!("teams.{name}.remind_before"),

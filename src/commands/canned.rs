@@ -5,14 +5,20 @@
 //! and runs to the end of the message, lines included. `edit` takes the same form and replaces
 //! the text; `remove <name> [scope=…] [lang=…]` removes one variant or all of them. Who may
 //! change what is decided in [`crate::canned::may_edit`].
+//!
+//! `attach <name> [scope=…] [lang=…]`, written as a reply to a file message (best in a lobby or
+//! the DM with the bot, where the file itself goes to no customer), adds that file to the reply
+//! (every language variant unless `lang=` says one); `detach <name> [scope=…] [lang=…]` removes
+//! the reply's files.
 
 use super::Context;
 use crate::canned::{self, normalize_language, CannedError};
 use crate::config::Level;
-use crate::matrix::MatrixError;
+use crate::matrix::{content, MatrixError};
 use crate::store::canned::{CannedRow, Scope};
+use switchboard_channel::Attachment;
 
-const USAGE: &str = "Usage: `!sb canned add|edit <name> [scope=personal|everyone|<team>] [lang=<code>] <text…>`, `!sb canned remove <name> [scope=…] [lang=…]`, `!sb canned list`, `!sb canned show <name>`.";
+const USAGE: &str = "Usage: `!sb canned add|edit <name> [scope=personal|everyone|<team>] [lang=<code>] <text…>`, `!sb canned attach <name> [scope=…] [lang=…]` (in reply to a file message), `!sb canned detach <name> [scope=…] [lang=…]`, `!sb canned remove <name> [scope=…] [lang=…]`, `!sb canned list`, `!sb canned show <name>`.";
 
 /// The options before a reply's text, and the text (as written, lines kept).
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -87,6 +93,8 @@ pub async fn run(ctx: &Context<'_>, level: Level) -> Result<(), MatrixError> {
     let answer = match verb.to_lowercase().as_str() {
         "add" | "edit" => save(ctx, level, args, verb.eq_ignore_ascii_case("add")).await,
         "remove" => remove(ctx, level, args).await,
+        "attach" => attach(ctx, level, args).await,
+        "detach" => detach(ctx, level, args).await,
         "list" => list(ctx, level).await,
         "show" => show(ctx, level, args).await,
         _ => Ok(USAGE.to_string()),
@@ -190,6 +198,101 @@ async fn remove(ctx: &Context<'_>, level: Level, args: &str) -> Result<String, C
     ))
 }
 
+/// The file of the message the command replies to, as the bot reads it from the homeserver.
+async fn replied_file(ctx: &Context<'_>) -> Result<Attachment, CannedError> {
+    let how = "write `!sb canned attach <name>` as a reply to a message with the file";
+    let Some(target) = ctx.reply_to else {
+        return Err(CannedError::Invalid(how.into()));
+    };
+    let event = ctx
+        .bridge
+        .homeserver
+        .event(ctx.room_id, target)
+        .await
+        .map_err(|e| CannedError::Invalid(format!("cannot read the file's message: {e}")))?
+        .ok_or_else(|| CannedError::Invalid(format!("cannot see that message; {how}")))?;
+    let body = event.get("content").cloned().unwrap_or_default();
+    let parsed =
+        content::parse_operator_message(&body).map_err(|e| CannedError::Invalid(e.to_string()))?;
+    let mut file = parsed
+        .and_then(|m| m.content.attachments.into_iter().next())
+        .ok_or_else(|| CannedError::Invalid(format!("that message has no file; {how}")))?;
+    if file.size == 0 {
+        // The client did not say how big it is: measure it once, so channels' limits apply.
+        let (bytes, _) = ctx
+            .bridge
+            .homeserver
+            .download(&file.media.0, MAX_MEASURED)
+            .await
+            .map_err(|e| CannedError::Invalid(format!("cannot fetch the file: {e}")))?;
+        file.size = bytes.len() as u64;
+    }
+    Ok(file)
+}
+
+/// The largest file whose size the bridge measures itself (when the client did not give it).
+const MAX_MEASURED: u64 = 100 * 1024 * 1024;
+
+async fn attach(ctx: &Context<'_>, level: Level, args: &str) -> Result<String, CannedError> {
+    let parsed = parse(args);
+    if parsed.name.is_empty() || !parsed.text.is_empty() {
+        return Err(CannedError::Invalid(
+            "say `!sb canned attach <name> [scope=…] [lang=…]` in reply to a file".into(),
+        ));
+    }
+    let language = language_of(parsed.language.as_deref()).map_err(CannedError::Invalid)?;
+    let scope = scope_for_change(ctx, level, &parsed, false).await?;
+    // Permission first: nobody learns anything of a reply they may not change.
+    canned::may_edit(ctx.bridge, ctx.sender, level, &scope).await?;
+    let file = replied_file(ctx).await?;
+    let variants = canned::attach(
+        ctx.bridge,
+        ctx.sender,
+        level,
+        &scope,
+        &parsed.name,
+        language.as_deref(),
+        std::slice::from_ref(&file),
+    )
+    .await?;
+    let which = if variants == 1 {
+        "1 variant".to_string()
+    } else {
+        format!("{variants} variants")
+    };
+    Ok(format!(
+        "File {} ({}) attached to canned reply `{}` ({scope}; {which}); it goes out with the reply.",
+        file.name,
+        canned::human_size(file.size),
+        parsed.name
+    ))
+}
+
+async fn detach(ctx: &Context<'_>, level: Level, args: &str) -> Result<String, CannedError> {
+    let parsed = parse(args);
+    if parsed.name.is_empty() || !parsed.text.is_empty() {
+        return Err(CannedError::Invalid(
+            "say `!sb canned detach <name> [scope=…] [lang=…]`".into(),
+        ));
+    }
+    let language = language_of(parsed.language.as_deref()).map_err(CannedError::Invalid)?;
+    let scope = scope_for_change(ctx, level, &parsed, false).await?;
+    let n = canned::detach(
+        ctx.bridge,
+        ctx.sender,
+        level,
+        &scope,
+        &parsed.name,
+        language.as_deref(),
+    )
+    .await?;
+    let files = if n == 1 { "file" } else { "files" };
+    Ok(format!(
+        "Canned reply `{}` ({scope}) carries no files now ({n} {files} removed).",
+        parsed.name
+    ))
+}
+
 async fn list(ctx: &Context<'_>, level: Level) -> Result<String, CannedError> {
     let rows = canned::visible(ctx.bridge, ctx.sender, level).await?;
     if rows.is_empty() {
@@ -242,9 +345,17 @@ async fn show(ctx: &Context<'_>, level: Level, args: &str) -> Result<String, Can
             } else {
                 r.language.as_str()
             };
+            let files: Vec<String> = canned::attachments(r)
+                .iter()
+                .map(|a| format!("\n📎 {} ({})", a.name, canned::human_size(a.size)))
+                .collect();
             format!(
-                "`{}` — {} [{lang}], last changed by {}:\n{}",
-                r.name, r.scope, r.updated_by, r.body
+                "`{}` — {} [{lang}], last changed by {}:\n{}{}",
+                r.name,
+                r.scope,
+                r.updated_by,
+                r.body,
+                files.concat()
             )
         })
         .collect();

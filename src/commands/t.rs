@@ -95,6 +95,14 @@ pub async fn run(ctx: &Context<'_>, level: Level) -> Result<(), MatrixError> {
         Err(e) => return ctx.reply(&format!("Not sent: {e}.")).await,
     };
     let caps = channel.capabilities();
+    if let Err(why) = canned::check_files(
+        &request.name,
+        &rendered.attachments,
+        &conversation.channel,
+        caps.max_file_size,
+    ) {
+        return ctx.reply(&format!("Not sent: {why}.")).await;
+    }
     match crate::relay::matrix_to_outbox::reply_window_open(ctx.bridge, conversation, &caps).await {
         Ok(Ok(())) => {}
         Ok(Err(why)) => return ctx.reply(&why).await,
@@ -103,7 +111,7 @@ pub async fn run(ctx: &Context<'_>, level: Level) -> Result<(), MatrixError> {
     let mut content = Content {
         text: rendered.text.clone(),
         html: None,
-        attachments: rendered.attachment.into_iter().collect(),
+        attachments: rendered.attachments.clone(),
     };
     let attribution = ctx.bridge.config.bridge.attribution;
     if !matches!(attribution, crate::config::Attribution::None) {
@@ -148,8 +156,18 @@ pub async fn run(ctx: &Context<'_>, level: Level) -> Result<(), MatrixError> {
         return ctx.reply(&format!("Not sent: {e}.")).await;
     }
     let quoted: String = rendered.text.lines().map(|l| format!("> {l}\n")).collect();
+    let files = if rendered.attachments.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<&str> = rendered
+            .attachments
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        format!("\nwith {}", names.join(", "))
+    };
     ctx.reply(&format!(
-        "Canned reply `{}` sent to the customer:\n{}",
+        "Canned reply `{}` sent to the customer:\n{}{files}",
         request.name,
         quoted.trim_end()
     ))

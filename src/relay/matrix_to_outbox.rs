@@ -221,12 +221,22 @@ async fn handle(bridge: &Bridge, row: &MatrixEventRow) -> Result<Handled, Handle
         }
         "m.room.message" => {
             let conversation = bridge.store.conversation_by_room(&row.room_id).await?;
-            let text = body.get("body").and_then(Value::as_str).unwrap_or("");
+            let reply_to = body
+                .get("m.relates_to")
+                .and_then(|r| r.get("m.in_reply_to"))
+                .and_then(|r| r.get("event_id"))
+                .and_then(Value::as_str);
+            let mut text = body.get("body").and_then(Value::as_str).unwrap_or("");
+            if reply_to.is_some() {
+                // A client that still writes the quoted reply fallback puts it before the command.
+                text = ruma::events::room::message::sanitize::remove_plain_reply_fallback(text);
+            }
             if let Some(invocation) = commands::parse(text, conversation.is_some()) {
                 commands::run(
                     bridge,
                     &row.room_id,
                     &row.event_id,
+                    reply_to,
                     sender,
                     conversation.as_ref(),
                     invocation,
@@ -330,6 +340,7 @@ async fn relay_message(
         level,
         &message.content.text,
         message.content.html.as_deref(),
+        caps.max_file_size,
     )
     .await
     {

@@ -11,11 +11,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Datelike, Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
 
 use crate::routing::calendar::Calendar;
 use crate::store::events::{ConversationEvent, EventKind};
 
 pub mod chart;
+pub mod digest;
+pub mod post;
 
 /// The period a report covers: `[from, to)` in ms, and how it is named.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,19 +26,40 @@ pub struct Period {
     pub from: i64,
     pub to: i64,
     pub label: String,
+    /// The zone its days are read in.
+    pub tz: Tz,
 }
 
-/// `today`, `7d`, `30d`, `month` (this calendar month so far) or `YYYY-MM`, in UTC, ending now
-/// (or at the month's end).
-pub fn period(word: &str, now: DateTime<Utc>) -> Option<Period> {
-    let day_start = |d: NaiveDate| Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0)?).into();
+impl Period {
+    /// `report-<first day>-<last day>`, the days as the period's zone reads them.
+    pub fn file_stem(&self) -> String {
+        let day = |ms: i64| {
+            crate::clock::to_datetime(ms)
+                .with_timezone(&self.tz)
+                .format("%Y-%m-%d")
+                .to_string()
+        };
+        format!("report-{}-{}", day(self.from), day(self.to - 1))
+    }
+}
+
+/// `today`, `7d`, `30d`, `month` (this calendar month so far) or `YYYY-MM`, ending now (or at
+/// the month's end). Days and months are those of the clock on the wall in `tz` (the team's
+/// time zone, see [`zone`]): `today` starts at local midnight, a month on its local first day.
+pub fn period(word: &str, now: DateTime<Utc>, tz: Tz) -> Option<Period> {
+    let local_now = now.with_timezone(&tz);
     let now_ms = now.timestamp_millis();
-    let to_ms = |t: Option<DateTime<Utc>>| t.map(|t| t.timestamp_millis());
+    let zone = if tz == chrono_tz::UTC {
+        "UTC".to_string()
+    } else {
+        tz.name().to_string()
+    };
     match word {
         "" | "today" => Some(Period {
-            from: to_ms(day_start(now.date_naive()))?,
+            from: local_midnight(tz, local_now.date_naive())?,
             to: now_ms,
-            label: format!("today ({})", now.format("%Y-%m-%d")),
+            label: format!("today ({}, {zone})", local_now.format("%Y-%m-%d")),
+            tz,
         }),
         "7d" | "30d" => {
             let days: i64 = word.trim_end_matches('d').parse().ok()?;
@@ -43,14 +67,16 @@ pub fn period(word: &str, now: DateTime<Utc>) -> Option<Period> {
                 from: now_ms - days * 86_400_000,
                 to: now_ms,
                 label: format!("the last {days} days"),
+                tz,
             })
         }
         "month" => {
-            let first = NaiveDate::from_ymd_opt(now.year(), now.month(), 1)?;
+            let first = NaiveDate::from_ymd_opt(local_now.year(), local_now.month(), 1)?;
             Some(Period {
-                from: to_ms(day_start(first))?,
+                from: local_midnight(tz, first)?,
                 to: now_ms,
-                label: now.format("%Y-%m (so far)").to_string(),
+                label: format!("{} (so far, {zone})", local_now.format("%Y-%m")),
+                tz,
             })
         }
         ym => {
@@ -63,12 +89,84 @@ pub fn period(word: &str, now: DateTime<Utc>) -> Option<Period> {
                 NaiveDate::from_ymd_opt(y, m + 1, 1)?
             };
             Some(Period {
-                from: to_ms(day_start(first))?,
-                to: to_ms(day_start(next))?,
-                label: format!("{y:04}-{m:02}"),
+                from: local_midnight(tz, first)?,
+                to: local_midnight(tz, next)?,
+                label: format!("{y:04}-{m:02} ({zone})"),
+                tz,
             })
         }
     }
+}
+
+/// The instant (ms) a local day starts in `tz`: its midnight, or the first instant after it
+/// where a clock change skips midnight.
+pub fn local_midnight(tz: Tz, day: NaiveDate) -> Option<i64> {
+    (0..=3)
+        .find_map(|h| {
+            day.and_hms_opt(h, 0, 0)
+                .and_then(|t| tz.from_local_datetime(&t).earliest())
+        })
+        .map(|t| t.timestamp_millis())
+}
+
+/// The time zone a report's days and months are read in: the zone of the teams it covers
+/// (`only`, or every team) when they all share one, else UTC.
+pub async fn zone(bridge: &crate::bridge::Bridge, only: Option<&BTreeSet<String>>) -> Tz {
+    let mut zones = BTreeSet::new();
+    for team in bridge.teams.iter() {
+        if only.is_none_or(|o| o.contains(&team.name)) {
+            zones.insert(
+                crate::routing::teams::calendar(bridge, team)
+                    .await
+                    .tz
+                    .name(),
+            );
+        }
+    }
+    match zones.len() {
+        1 => zones
+            .first()
+            .and_then(|z| z.parse::<Tz>().ok())
+            .unwrap_or(chrono_tz::UTC),
+        _ => chrono_tz::UTC,
+    }
+}
+
+/// The teams `actor` sees figures of: `None` (all) for admins, the teams they lead for leads;
+/// refused for anyone else. Permissions for reports are checked here, for every caller.
+pub async fn teams_for(
+    bridge: &crate::bridge::Bridge,
+    actor: &str,
+    level: crate::config::Level,
+) -> Result<Option<BTreeSet<String>>, ReportError> {
+    use crate::config::Level;
+    let mut led = BTreeSet::new();
+    for team in bridge.teams.iter() {
+        for (user, lead) in crate::routing::teams::members(bridge, team).await? {
+            if lead && user == actor {
+                led.insert(team.name.clone());
+            }
+        }
+    }
+    match level {
+        Level::Admin => Ok(None),
+        _ if !led.is_empty() => Ok(Some(led)),
+        _ => Err(ReportError::Denied(
+            "reports are for admins and team leads (of their teams)".into(),
+        )),
+    }
+}
+
+/// The period `word` names for `actor`, read in the zone of the teams they see.
+pub async fn period_for(
+    bridge: &crate::bridge::Bridge,
+    actor: &str,
+    level: crate::config::Level,
+    word: &str,
+) -> Result<Option<Period>, ReportError> {
+    let only = teams_for(bridge, actor, level).await?;
+    let tz = zone(bridge, only.as_ref()).await;
+    Ok(period(word, bridge.clock.now(), tz))
 }
 
 /// What the rows of a report are.
@@ -554,6 +652,7 @@ mod tests {
             from: at(0, 0, 0),
             to: at(7, 0, 0),
             label: "the week".into(),
+            tz: chrono_tz::UTC,
         }
     }
 
@@ -631,6 +730,7 @@ mod tests {
             from: at(3, 0, 0),
             to: at(4, 0, 0),
             label: "thu".into(),
+            tz: chrono_tz::UTC,
         };
         let r = compute(&events, &thursday, None, &ctx);
         assert_eq!(
@@ -647,19 +747,50 @@ mod tests {
 
     #[test]
     fn periods() {
+        let utc = chrono_tz::UTC;
         let now = Utc
             .with_ymd_and_hms(2026, 11, 25, 15, 0, 0)
             .single()
             .unwrap();
-        let p = period("2026-02", now).unwrap();
+        let p = period("2026-02", now, utc).unwrap();
         assert_eq!(p.to - p.from, 28 * 24 * HOUR);
-        let p = period("today", now).unwrap();
+        let p = period("today", now, utc).unwrap();
         assert_eq!(p.to - p.from, 15 * HOUR);
         assert_eq!(
-            period("7d", now).unwrap().to - period("7d", now).unwrap().from,
+            period("7d", now, utc).unwrap().to - period("7d", now, utc).unwrap().from,
             7 * 24 * HOUR
         );
-        assert!(period("2026-13", now).is_none() && period("soon", now).is_none());
+        assert!(period("2026-13", now, utc).is_none() && period("soon", now, utc).is_none());
+    }
+
+    #[test]
+    fn days_and_months_are_the_zones() {
+        // 22:30 UTC on 30 Nov is 01:30 on 1 Dec in Moscow (UTC+3): its "today" began at 21:00
+        // UTC, its month is December, and November ends at 21:00 UTC on the 30th.
+        let moscow: Tz = "Europe/Moscow".parse().unwrap();
+        let now = Utc
+            .with_ymd_and_hms(2026, 11, 30, 22, 30, 0)
+            .single()
+            .unwrap();
+        let p = period("today", now, moscow).unwrap();
+        assert_eq!(p.to - p.from, HOUR + 30 * MIN);
+        assert!(p.label.contains("2026-12-01") && p.label.contains("Europe/Moscow"));
+        assert_eq!(p.file_stem(), "report-2026-12-01-2026-12-01");
+        let p = period("month", now, moscow).unwrap();
+        assert_eq!(p.to - p.from, HOUR + 30 * MIN);
+        let p = period("2026-11", now, moscow).unwrap();
+        let nov_30_21h = Utc
+            .with_ymd_and_hms(2026, 11, 30, 21, 0, 0)
+            .single()
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(p.to, nov_30_21h);
+        assert_eq!(p.to - p.from, 30 * 24 * HOUR);
+        // In UTC it is still 30 November.
+        assert!(period("today", now, chrono_tz::UTC)
+            .unwrap()
+            .label
+            .contains("2026-11-30"));
     }
 }
 
@@ -681,35 +812,18 @@ pub async fn build(
     period: &Period,
     group_by: Option<GroupBy>,
 ) -> Result<Report, ReportError> {
-    use crate::config::Level;
-    let mut led = BTreeSet::new();
-    for team in bridge.teams.iter() {
-        for (user, lead) in crate::routing::teams::members(bridge, team).await? {
-            if lead && user == actor {
-                led.insert(team.name.clone());
-            }
-        }
-    }
-    let only = match level {
-        Level::Admin => None,
-        _ if !led.is_empty() => Some(led),
-        _ => {
-            return Err(ReportError::Denied(
-                "reports are for admins and team leads (of their teams)".into(),
-            ))
-        }
-    };
-    let events = bridge
-        .store
-        .events_for_period(period.from, period.to)
-        .await?;
-    let conversations: HashMap<i64, (String, String)> = bridge
-        .store
-        .conversation_channels(period.from, period.to)
-        .await?
-        .into_iter()
-        .map(|(id, channel, customer)| (id, (channel, customer)))
-        .collect();
+    let only = teams_for(bridge, actor, level).await?;
+    build_for(bridge, only, period, group_by).await
+}
+
+/// The report over the teams `only` (`None`: everything), with no permission check: for
+/// callers that checked already ([`build`]) and for the bridge's own weekly digest.
+pub async fn build_for(
+    bridge: &crate::bridge::Bridge,
+    only: Option<BTreeSet<String>>,
+    period: &Period,
+    group_by: Option<GroupBy>,
+) -> Result<Report, ReportError> {
     let mut calendars = HashMap::new();
     let mut targets = HashMap::new();
     calendars.insert(
@@ -728,16 +842,87 @@ pub async fn build(
             ms(crate::routing::teams::escalate_after(bridge, team).await),
         );
     }
+    let teams = Teams {
+        calendars,
+        targets,
+        only,
+    };
+    from_store(
+        &bridge.store,
+        &teams,
+        period,
+        group_by,
+        bridge.clock.now_ms(),
+    )
+    .await
+}
+
+/// The teams' side of a report: each team's calendar and first-response target (key `None`:
+/// conversations with no team), and the teams whose events count (`None`: all).
+pub struct Teams {
+    pub calendars: HashMap<Option<String>, Calendar>,
+    pub targets: HashMap<Option<String>, i64>,
+    pub only: Option<BTreeSet<String>>,
+}
+
+/// Read what `period` needs from the store and compute the report (`now`: for the unworked
+/// figures). What the report benchmark (`bench/reports.rs`) times.
+pub async fn from_store(
+    store: &crate::store::Store,
+    teams: &Teams,
+    period: &Period,
+    group_by: Option<GroupBy>,
+    now: i64,
+) -> Result<Report, ReportError> {
+    let only = &teams.only;
+    // Messages are counted by the database; the events compute() reads one by one come back
+    // as rows ([`crate::store::report_reads`]).
+    let (events, channels) = store.report_events(period.from, period.to).await?;
+    let conversations: HashMap<i64, (String, String)> = channels
+        .into_iter()
+        .map(|(id, channel)| (id, (channel, String::new())))
+        .collect();
     let ctx = Context {
         conversations: &conversations,
-        calendars: &calendars,
-        targets: &targets,
+        calendars: &teams.calendars,
+        targets: &teams.targets,
         teams: only.as_ref(),
     };
     let mut report = compute(&events, period, group_by, &ctx);
-    let now = bridge.clock.now_ms();
-    for row in bridge.store.routing_unworked().await? {
-        if let Some(teams) = &only {
+    let by_channel = group_by == Some(GroupBy::Channel);
+    for m in store
+        .report_messages(period.from, period.to, by_channel)
+        .await?
+    {
+        if let Some(teams) = only {
+            if !m.team.as_ref().is_some_and(|t| teams.contains(t)) {
+                continue;
+            }
+        }
+        // The same rows compute() gives a message event (see its `key`).
+        let key = match group_by {
+            None => None,
+            Some(GroupBy::Channel) => Some(m.channel.clone()),
+            Some(GroupBy::Team) => Some(m.team.clone().unwrap_or_else(|| "(no team)".into())),
+            Some(GroupBy::Operator) => Some(m.who.clone().unwrap_or_else(|| "(nobody)".into())),
+        };
+        let add = |f: &mut Figures| match m.kind {
+            EventKind::CustomerMessage => f.messages_in += m.n,
+            EventKind::OperatorAnswer => f.messages_out += m.n,
+            _ => {}
+        };
+        add(&mut report.total);
+        if let Some(key) = key {
+            add(report.rows.entry(key).or_default());
+        }
+    }
+    let (customers, by_channel) = store
+        .report_channel_mix(period.from, period.to, only.as_ref())
+        .await?;
+    report.customers = customers;
+    report.channel_customers = by_channel;
+    for row in store.routing_unworked().await? {
+        if let Some(teams) = only {
             if !row.team.as_ref().is_some_and(|t| teams.contains(t)) {
                 continue;
             }

@@ -1,6 +1,7 @@
 //! The timer worker: stored deadlines, checked against the bridge's clock. Reminders go to the
 //! owner, escalations to the whole team (invited to the portal and mentioned in the lobby),
-//! snoozes end by reopening. Nothing lives only in memory, so timers survive restarts.
+//! snoozes end by reopening, weekly report digests go to team lobbies. Nothing lives only in
+//! memory, so timers survive restarts.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -43,6 +44,7 @@ pub async fn settle(bridge: &Bridge, timeout: Duration) -> bool {
 pub async fn run(bridge: Arc<Bridge>) {
     let mut last_refresh = std::time::Instant::now();
     let mut last_clock = bridge.clock.now_ms();
+    let mut digests = crate::reports::digest::Digests::default();
     loop {
         let pass = PASSES_STARTED.fetch_add(1, Ordering::SeqCst) + 1;
         // Every LOBBY_REFRESH, or at once when a test moved the clock.
@@ -63,6 +65,8 @@ pub async fn run(bridge: Arc<Bridge>) {
             }
             Err(e) => tracing::error!(error = %e, "cannot read timers"),
         }
+        // The weekly digests to team lobbies (durable: see `reports::digest`).
+        digests.tick(&bridge).await;
         passes_finished().send_replace(pass);
         let _ =
             tokio::time::timeout(Duration::from_millis(500), bridge.wake_timers.notified()).await;
