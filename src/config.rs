@@ -168,6 +168,26 @@ pub struct BridgeConfig {
     /// network again (`/_switchboard/ready`; failures are logged as warnings).
     #[serde(default = "default_check_interval", with = "humantime_serde")]
     pub check_interval: Duration,
+    /// How a delivered operator message is shown in its room (a failure is always a notice
+    /// replying to it and a failed `com.beeper.message_send_status`).
+    #[serde(default)]
+    pub delivery_status: DeliveryStatus,
+}
+
+/// How success is shown. Every outcome stays visible; they differ in what a success costs the
+/// homeserver.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// The bot's read receipt on the operator's message (an ephemeral receipt, not a timeline
+    /// event: every client shows it as the bot's avatar under the message, as mautrix bridges'
+    /// `delivery_receipts` do); status events only for failures.
+    #[default]
+    Receipts,
+    /// Also a `com.beeper.message_send_status` `SUCCESS` event per message, for clients that
+    /// render it (Beeper, and mautrix-aware clients); each one is a timeline event Synapse
+    /// stores and fans out like a message.
+    Events,
 }
 
 impl Default for BridgeConfig {
@@ -181,6 +201,7 @@ impl Default for BridgeConfig {
             admin_room: None,
             company: None,
             check_interval: default_check_interval(),
+            delivery_status: DeliveryStatus::default(),
         }
     }
 }

@@ -111,9 +111,9 @@ async fn first_message_opens_a_portal_and_the_answer_reaches_the_visitor(
         "plain text kept: {got}"
     );
 
-    steps.step("Delivery truth: the bridge reports the message delivered in the room");
+    steps.step("Delivery truth: the bridge reports the message delivered in the room, as the bot's receipt on it");
     env.alice
-        .wait_for_send_status(&room, &answer, "SUCCESS")
+        .wait_for_read_receipt(&room, &env.alice.bot_id(), &answer)
         .await?;
     steps.step("...and the customer reading it becomes the ghost's read receipt on it");
     let agent_id = got["id"].as_str().context("agent message id")?.to_string();
@@ -133,6 +133,11 @@ async fn first_message_opens_a_portal_and_the_answer_reaches_the_visitor(
     ensure!(
         portals == [room.clone()],
         "portals for Jane Doe: {portals:?}"
+    );
+    let statuses = env.alice.send_statuses(&room, &answer);
+    ensure!(
+        statuses.is_empty(),
+        "a success costs the homeserver no timeline event by default: {statuses:?}"
     );
 
     steps.step("The ghost's own messages are not echoed back to the visitor as agent messages");

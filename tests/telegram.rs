@@ -324,7 +324,13 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
     let mut steps =
         rig::Steps::new("operator messages files replies edits and deletions reach the customer");
     let fake = FakeTelegram::start().await?;
-    let env = TestEnv::start(options(backend, &fake, json!({}))).await?;
+    // Success shown as status events too, for clients that render them (the default, a
+    // receipt only, is checked in tests/relay.rs).
+    let env = TestEnv::start(
+        options(backend, &fake, json!({}))
+            .edit_config(|c| c["bridge"]["delivery_status"] = "events".into()),
+    )
+    .await?;
     let user = jane();
     let chat = user.id;
     fake.push_update(fake.message_update(&user, 1, json!({"text": "Do you ship to Norway?"})));
@@ -361,7 +367,12 @@ async fn operator_messages_files_replies_edits_and_deletions_reach_the_customer(
         sent.params
     );
     env.alice
-        .wait_for_send_status(&room, &answer, "SUCCESS")
+        .wait_for_event(&room, "a SUCCESS status event", |e| {
+            e["type"] == "com.beeper.message_send_status"
+                && e["content"]["m.relates_to"]["event_id"] == answer.as_str()
+                && e["content"]["status"] == "SUCCESS"
+                && e["content"]["network"] == "telegram"
+        })
         .await?;
     let answer_id = fake
         .bot_message_id(chat, "Sorry! Checking now")

@@ -6,9 +6,11 @@
 //! sent as several messages ([`crate::split`]), each recorded as it goes, so a retry never sends
 //! a part twice; edits and deletions of such a message reach every part. A retryable failure is retried with
 //! exponential backoff, never sooner than the channel's Retry-After; after `bridge.max_attempts`
-//! it becomes a failure. Every outcome is visible in the room: success as a
-//! `com.beeper.message_send_status` event, failure as a notice replying to the operator's message
-//! (with the reason and how to resend) plus a failed status.
+//! it becomes a failure. Every outcome is visible in the room: success as the bot's read receipt
+//! on the operator's message (a receipt costs the homeserver no timeline event; with
+//! `bridge.delivery_status: events` also a `com.beeper.message_send_status` event), failure as a
+//! notice replying to the operator's message (with the reason and how to resend) plus a failed
+//! status event.
 
 use std::sync::Arc;
 
@@ -17,6 +19,7 @@ use switchboard_channel::{Capabilities, Channel, Delivery, Outbound, OutboundAct
 use tracing::Instrument;
 
 use crate::bridge::Bridge;
+use crate::config::DeliveryStatus;
 use crate::matrix::content;
 use crate::metrics;
 use crate::relay::queue;
@@ -449,7 +452,9 @@ async fn fail(
     true
 }
 
-/// Post a `com.beeper.message_send_status` event for an operator's message (best effort).
+/// Show an operator's message's outcome in its room (best effort): success as the bot's read
+/// receipt on it (and, with `bridge.delivery_status: events`, a `SUCCESS` status event), a
+/// failure as a `FAIL_PERMANENT` `com.beeper.message_send_status` event.
 pub async fn send_status(
     bridge: &Bridge,
     room_id: &str,
@@ -457,6 +462,18 @@ pub async fn send_status(
     channel: &str,
     failure: Option<&str>,
 ) {
+    if failure.is_none() {
+        if let Err(e) = bridge
+            .homeserver
+            .read_receipt(room_id, event_id, &bridge.homeserver.bot)
+            .await
+        {
+            tracing::warn!(room_id, error = %e, "cannot post the delivery receipt");
+        }
+        if bridge.config.bridge.delivery_status == DeliveryStatus::Receipts {
+            return;
+        }
+    }
     let body = match failure {
         None => json!({
             "m.relates_to": {"rel_type": "m.reference", "event_id": event_id},

@@ -173,6 +173,37 @@ struct RoomLog {
     seen: HashSet<String>,
 }
 
+fn is_status_for(e: &Value, event: &str, status: Option<&str>) -> bool {
+    e["type"] == "com.beeper.message_send_status"
+        && e["content"]["m.relates_to"]["event_id"] == event
+        && status.is_none_or(|s| e["content"]["status"] == s)
+}
+
+/// A success shown as the bot's receipt, in the shape of a status event.
+fn delivered(event: &str) -> Value {
+    serde_json::json!({
+        "type": "m.receipt",
+        "content": {"m.relates_to": {"event_id": event}, "status": "SUCCESS"},
+    })
+}
+
+impl Log {
+    fn status_event(&self, room: &str, event: &str, status: Option<&str>) -> Option<Value> {
+        self.rooms
+            .get(room)?
+            .events
+            .iter()
+            .find(|(_, e)| is_status_for(e, event, status))
+            .map(|(_, e)| e.clone())
+    }
+
+    fn delivery_receipt(&self, room: &str, bot: &str, event: &str) -> bool {
+        self.receipts
+            .iter()
+            .any(|r| r.room_id == room && r.user_id == bot && r.event_id == event)
+    }
+}
+
 #[derive(Default)]
 struct Log {
     seq: u64,
@@ -676,30 +707,72 @@ impl Operator {
         self.wait_for_event_after(room, 0, what, pred).await
     }
 
-    /// Waits for the bridge's `com.beeper.message_send_status` for `event` saying `status`
-    /// (`SUCCESS`, `FAIL_RETRIABLE`, `FAIL_PERMANENT`); returns the status event.
+    /// Waits for the bridge's outcome for `event` saying `status` (`SUCCESS`,
+    /// `FAIL_RETRIABLE`, `FAIL_PERMANENT`). A failure is a `com.beeper.message_send_status`
+    /// event (returned); a success is the bot's read receipt on the event (the default,
+    /// `bridge.delivery_status: receipts`) or a `SUCCESS` status event (`events`), returned as
+    /// a status-shaped value.
     pub async fn wait_for_send_status(
         &self,
         room: &str,
         event: &str,
         status: &str,
     ) -> anyhow::Result<Value> {
-        self.wait_for_event(room, &format!("a {status} send status for {event}"), |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == event
-                && e["content"]["status"] == status
-        })
+        let bot = self.bot_id();
+        self.wait(
+            &format!("a {status} outcome for {event} in {room}"),
+            Some(room),
+            |log| {
+                if status == "SUCCESS" && log.delivery_receipt(room, &bot, event) {
+                    return Some(delivered(event));
+                }
+                log.status_event(room, event, Some(status))
+            },
+        )
         .await
     }
 
-    /// Waits for the bridge's first `com.beeper.message_send_status` for `event`, whatever
-    /// it says (the bridge has finished with the message).
+    /// Waits for the bridge's first outcome for `event`, whatever it says (the bridge has
+    /// finished with the message): a status event, or the bot's delivery receipt.
     pub async fn wait_for_any_send_status(&self, room: &str, event: &str) -> anyhow::Result<Value> {
-        self.wait_for_event(room, &format!("a send status for {event}"), |e| {
-            e["type"] == "com.beeper.message_send_status"
-                && e["content"]["m.relates_to"]["event_id"] == event
-        })
+        let bot = self.bot_id();
+        self.wait(
+            &format!("an outcome for {event} in {room}"),
+            Some(room),
+            |log| {
+                log.status_event(room, event, None).or_else(|| {
+                    log.delivery_receipt(room, &bot, event)
+                        .then(|| delivered(event))
+                })
+            },
+        )
         .await
+    }
+
+    /// The `com.beeper.message_send_status` events seen so far in `room` for `event`.
+    pub fn send_statuses(&self, room: &str, event: &str) -> Vec<Value> {
+        self.shared
+            .lock()
+            .rooms
+            .get(room)
+            .map(|r| {
+                r.events
+                    .iter()
+                    .filter(|(_, e)| is_status_for(e, event, None))
+                    .map(|(_, e)| e.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The bridge bot's user id on this operator's homeserver.
+    pub fn bot_id(&self) -> String {
+        let server = self
+            .user_id
+            .split_once(':')
+            .map(|(_, s)| s)
+            .unwrap_or("localhost");
+        format!("@switchboard:{server}")
     }
 
     /// Like [`Operator::wait_for_event`], only among events learned after `mark`.
