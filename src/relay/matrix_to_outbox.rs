@@ -221,7 +221,17 @@ async fn handle(bridge: &Bridge, row: &MatrixEventRow) -> Result<Handled, Handle
         }
         "m.room.message" => {
             let conversation = bridge.store.conversation_by_room(&row.room_id).await?;
+            let reply_to = body
+                .pointer("/m.relates_to/m.in_reply_to/event_id")
+                .and_then(Value::as_str);
             let text = body.get("body").and_then(Value::as_str).unwrap_or("");
+            // A reply's body may start with a quote of what it answers (the fallback older
+            // clients add): the command is what follows it.
+            let text = if reply_to.is_some() {
+                ruma::events::room::message::sanitize::remove_plain_reply_fallback(text)
+            } else {
+                text
+            };
             if let Some(invocation) = commands::parse(text, conversation.is_some()) {
                 commands::run(
                     bridge,
@@ -230,6 +240,7 @@ async fn handle(bridge: &Bridge, row: &MatrixEventRow) -> Result<Handled, Handle
                     sender,
                     conversation.as_ref(),
                     invocation,
+                    reply_to,
                 )
                 .await?;
                 return Ok(Handled::Done);
