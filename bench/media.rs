@@ -113,7 +113,9 @@ async fn main() -> anyhow::Result<()> {
             "telegram",
             json!({"enabled": true, "token": TOKEN, "api_url": telegram.url(), "poll_timeout_secs": 2}),
         )
-        .edit_config(move |config| config["media"] = media.clone());
+        .edit_config(move |config| {
+            config["media"] = serde_yaml::to_value(&media).expect("the media section as YAML")
+        });
     let mut env = TestEnv::start(options).await?;
     env.alice.timeout = Duration::from_secs(600);
     let who = Customer::new("4915112348888", "Wanda Whatsapp");

@@ -40,7 +40,9 @@ fn options(backend: Backend, fake: &FakeTelegram, media: Value) -> BridgeOptions
             "telegram",
             json!({"enabled": true, "token": TOKEN, "api_url": fake.url(), "poll_timeout_secs": 2}),
         )
-        .edit_config(move |config| config["media"] = media.clone())
+        .edit_config(move |config| {
+            config["media"] = serde_yaml::to_value(&media).expect("the media section as YAML")
+        })
 }
 
 fn customer() -> TgUser {
@@ -398,7 +400,7 @@ async fn jobs_wait_for_their_engine_and_run_when_asked_or_after_a_restart() -> a
     steps.step("OCR turned on and the bridge restarted: the waiting image is read");
     env.bridge.stop(Duration::from_secs(5)).await?;
     env.bridge
-        .edit_config(|c| c["media"]["ocr"] = json!({"enabled": true}))?;
+        .edit_config(|c| c["media"]["ocr"]["enabled"] = serde_yaml::Value::Bool(true))?;
     env.bridge.start().await?;
     let read = bot_reply_to(&env.alice, &room, &image.event_id, |b| {
         b.contains("Text in the image")
