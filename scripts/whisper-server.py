@@ -7,7 +7,8 @@ scripts/install-whisper.sh). `GET /health` answers 200 once the model is loaded.
 Beyond the OpenAI API, `language` may be a comma-separated list (`ru,uk,id,en`): the language is
 then detected among those only (a short Ukrainian note is not taken for Russian, say).
 
-Limits, each answered with an OpenAI-style error envelope: a body over --max-bytes (413), audio
+It runs at a lower priority (--nice 10) so that, on a machine it shares with the bridge and the
+homeserver, relay goes first. Limits, each answered with an OpenAI-style error envelope: a body over --max-bytes (413), audio
 that cannot be decoded (400), audio longer than --max-seconds (413). One request is transcribed
 at a time (the others wait), with --cpu-threads threads, so the machine keeps cores for the rest.
 
@@ -151,7 +152,11 @@ def main():
     p.add_argument("--compute-type", default="int8")
     p.add_argument("--max-seconds", type=float, default=900.0)
     p.add_argument("--max-bytes", type=int, default=25 * 1024 * 1024)
+    p.add_argument("--nice", type=int, default=10,
+                   help="run at this lower priority, so a bridge on the same machine goes first")
     args = p.parse_args()
+    if args.nice:
+        os.nice(args.nice)
     engine = Engine(args)
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.args, server.engine = args, engine
