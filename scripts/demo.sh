@@ -62,15 +62,19 @@ BRIDGE_PORT="$(pick_port 29340)"
 [ "$HS_PORT" != "$BRIDGE_PORT" ] || BRIDGE_PORT="$(pick_port 0)"
 METRICS_PORT="$(pick_port 9340)"
 case "$METRICS_PORT" in "$HS_PORT"|"$BRIDGE_PORT") METRICS_PORT="$(pick_port 0)" ;; esac
+WHISPER_PORT="$(pick_port 29345)"
+case "$WHISPER_PORT" in "$HS_PORT"|"$BRIDGE_PORT"|"$METRICS_PORT") WHISPER_PORT="$(pick_port 0)" ;; esac
+# Voice notes to text: a real Whisper model behind the OpenAI-compatible API (cached venv).
+WHISPER_VENV="$(bash "$ROOT/scripts/install-whisper.sh")"
 HS_URL="http://127.0.0.1:$HS_PORT"
 BRIDGE_URL="http://127.0.0.1:$BRIDGE_PORT"
 
 mkdir -p "$DEMO" "$SYN"
 
 # ---- bridge config + registration -----------------------------------------------------------
-"$PY" - "$DEMO/config.yaml" "$HS_URL" "$BRIDGE_PORT" "$DEMO" "${SWITCHBOARD_DEMO_LOG:-info}" "$METRICS_PORT" <<'EOF'
-import sys, yaml
-path, hs_url, port, demo, log_filter, metrics_port = sys.argv[1:]
+"$PY" - "$DEMO/config.yaml" "$HS_URL" "$BRIDGE_PORT" "$DEMO" "${SWITCHBOARD_DEMO_LOG:-info}" "$METRICS_PORT" "$WHISPER_PORT" <<'EOF'
+import shutil, sys, yaml
+path, hs_url, port, demo, log_filter, metrics_port, whisper_port = sys.argv[1:]
 base = f"http://127.0.0.1:{port}"
 config = {
     "homeserver": {"url": hs_url, "domain": "localhost"},
@@ -105,6 +109,14 @@ config = {
     "logging": {"filter": log_filter},
     # Prometheus metrics, on in the demo (off unless set): curl the URL the script prints.
     "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
+    # Voice notes (the Whisper server this script starts) and images (Tesseract, when installed).
+    "media": {
+        "transcription": {
+            "url": f"http://127.0.0.1:{whisper_port}/v1/audio/transcriptions",
+            "language": "ru,uk,id,en",
+        },
+        "ocr": {"enabled": shutil.which("tesseract") is not None},
+    },
 }
 with open(path, "w") as f:
     f.write("# Written by scripts/demo.sh on every run; edit the script, not this file.\n")
@@ -157,17 +169,18 @@ EOF
 # ---- run ------------------------------------------------------------------------------------
 SYN_PID=""
 BRIDGE_PID=""
+WHISPER_PID=""
 cleanup() {
   trap - INT TERM EXIT
   log "stopping"
-  for pid in $BRIDGE_PID $SYN_PID; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in $BRIDGE_PID $SYN_PID $WHISPER_PID; do kill -TERM "$pid" 2>/dev/null || true; done
   for _ in $(seq 100); do
     alive=0
-    for pid in $BRIDGE_PID $SYN_PID; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    for pid in $BRIDGE_PID $SYN_PID $WHISPER_PID; do kill -0 "$pid" 2>/dev/null && alive=1; done
     [ "$alive" = 0 ] && break
     sleep 0.1
   done
-  for pid in $BRIDGE_PID $SYN_PID; do kill -KILL "$pid" 2>/dev/null || true; done
+  for pid in $BRIDGE_PID $SYN_PID $WHISPER_PID; do kill -KILL "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -204,6 +217,12 @@ elif grep -qi "taken\|in use" <<<"$out"; then
 else
   log "registering the operator failed: $out"; exit 1
 fi
+
+log "starting the Whisper server on 127.0.0.1:$WHISPER_PORT"
+HF_HUB_OFFLINE=1 "$WHISPER_VENV/bin/python" "$ROOT/scripts/whisper-server.py" --model "$WHISPER_VENV/model" \
+  --port "$WHISPER_PORT" >>"$DEMO/whisper.log" 2>&1 &
+WHISPER_PID=$!
+wait_url "http://127.0.0.1:$WHISPER_PORT/health" "the Whisper server" "$WHISPER_PID" "$DEMO/whisper.log"
 
 log "starting the bridge on $BRIDGE_URL"
 (cd "$DEMO" && exec env $(env | sed -n 's/^\(SWITCHBOARD_[A-Za-z0-9_]*\)=.*/-u \1/p') \

@@ -27,6 +27,8 @@ pub struct Bridge {
     pub wake_matrix: Notify,
     pub wake_outbound: Notify,
     pub wake_timers: Notify,
+    /// A media job was queued ([`crate::media`]).
+    pub wake_media: Notify,
     pub teams: crate::routing::teams::Teams,
     pub clock: crate::clock::Clock,
     /// Set once the bot is registered and the workers run.

@@ -64,6 +64,9 @@ pub struct Config {
     /// The admin HTTP API (`/_switchboard/admin/v1`, see docs/admin-api.md).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Voice notes to text and images to text ([`crate::media`]).
+    #[serde(default)]
+    pub media: MediaConfig,
     /// The figment the config was read from, kept so channel sections can be extracted with
     /// errors naming their keys.
     #[serde(skip)]
@@ -428,6 +431,154 @@ fn default_body_limits() -> BTreeMap<String, u64> {
     ])
 }
 
+/// Voice notes and images to text: durable jobs ([`crate::media`]) run after the file is
+/// relayed, never before.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Jobs run at once (each one an engine run: keep it low on small machines).
+    #[serde(default = "default_media_concurrency")]
+    pub concurrency: usize,
+    /// Largest file fetched for a job, in bytes (the OpenAI API takes 25 MB).
+    #[serde(default = "default_media_max_bytes")]
+    pub max_file_bytes: u64,
+    /// Runs of one job before it is given up (an engine that is down, a timeout).
+    #[serde(default = "default_media_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_media_retry_base", with = "humantime_serde")]
+    pub retry_base: Duration,
+    #[serde(default = "default_retry_max", with = "humantime_serde")]
+    pub retry_max: Duration,
+    #[serde(default)]
+    pub transcription: TranscriptionConfig,
+    #[serde(default)]
+    pub ocr: OcrConfig,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: default_media_concurrency(),
+            max_file_bytes: default_media_max_bytes(),
+            max_attempts: default_media_attempts(),
+            retry_base: default_media_retry_base(),
+            retry_max: default_retry_max(),
+            transcription: TranscriptionConfig::default(),
+            ocr: OcrConfig::default(),
+        }
+    }
+}
+
+/// The speech-to-text service, reached through the OpenAI-compatible
+/// `POST …/v1/audio/transcriptions` (a hosted service, or `scripts/whisper-server.py`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranscriptionConfig {
+    /// The endpoint's full URL; unset: transcription is not configured (jobs wait).
+    #[serde(default)]
+    pub url: Option<url::Url>,
+    /// Sent as `Authorization: Bearer …` when set.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default = "default_whisper_model")]
+    pub model: String,
+    /// The `language` field: an ISO-639-1 code (`ru`); the project's server also takes a
+    /// comma-separated list to detect among (`ru,uk,id,en`). Unset: detected.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// The `prompt` field: words the speakers use (product names), if any.
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// One request at most this long (upload, transcription and answer).
+    #[serde(default = "default_transcription_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for TranscriptionConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            api_key: None,
+            model: default_whisper_model(),
+            language: None,
+            prompt: None,
+            timeout: default_transcription_timeout(),
+        }
+    }
+}
+
+/// Tesseract, run as a separate process per image with a time and a memory limit.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OcrConfig {
+    /// Off: images are not read (jobs wait until it is on).
+    #[serde(default)]
+    pub enabled: bool,
+    /// The Tesseract program.
+    #[serde(default = "default_tesseract")]
+    pub command: String,
+    /// Tesseract's language packs (apt `tesseract-ocr-<lang>`), all tried at once.
+    #[serde(default = "default_ocr_languages")]
+    pub languages: Vec<String>,
+    /// A run longer than this is stopped.
+    #[serde(default = "default_ocr_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The process's address-space limit, in megabytes.
+    #[serde(default = "default_ocr_memory")]
+    pub max_memory_mb: u64,
+    /// Larger images (width × height) are not read: a decompression bomb is refused from its
+    /// header, before any decoder sees it.
+    #[serde(default = "default_ocr_pixels")]
+    pub max_pixels: u64,
+}
+
+impl Default for OcrConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            command: default_tesseract(),
+            languages: default_ocr_languages(),
+            timeout: default_ocr_timeout(),
+            max_memory_mb: default_ocr_memory(),
+            max_pixels: default_ocr_pixels(),
+        }
+    }
+}
+
+fn default_media_concurrency() -> usize {
+    1
+}
+fn default_media_max_bytes() -> u64 {
+    25 * 1024 * 1024
+}
+fn default_media_attempts() -> u32 {
+    6
+}
+fn default_media_retry_base() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_whisper_model() -> String {
+    "whisper-1".into()
+}
+fn default_transcription_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_tesseract() -> String {
+    "tesseract".into()
+}
+fn default_ocr_languages() -> Vec<String> {
+    ["rus", "ukr", "ind", "eng"].map(String::from).to_vec()
+}
+fn default_ocr_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_ocr_memory() -> u64 {
+    1024
+}
+fn default_ocr_pixels() -> u64 {
+    40_000_000
+}
+
 /// The admin API's own secret. Operators call the API with their Matrix access token instead.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -747,6 +898,49 @@ impl Config {
                 ));
             }
         }
+        let m = &self.media;
+        if m.concurrency == 0 {
+            return Err(invalid("media.concurrency", "must be at least 1"));
+        }
+        if m.max_attempts == 0 {
+            return Err(invalid("media.max_attempts", "must be at least 1"));
+        }
+        if m.retry_base.is_zero() || m.retry_base > m.retry_max {
+            return Err(invalid(
+                "media.retry_base",
+                "must be above zero and not above media.retry_max",
+            ));
+        }
+        if let Some(url) = &m.transcription.url {
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(invalid(
+                    "media.transcription.url",
+                    "must be an http:// or https:// URL (…/v1/audio/transcriptions)",
+                ));
+            }
+        }
+        if m.transcription.timeout.is_zero() || m.ocr.timeout.is_zero() {
+            return Err(invalid("media", "timeouts must be longer than 0s"));
+        }
+        if m.ocr.enabled {
+            if m.ocr.languages.is_empty() {
+                return Err(invalid(
+                    "media.ocr.languages",
+                    "name at least one (e.g. eng)",
+                ));
+            }
+            for lang in &m.ocr.languages {
+                if lang.is_empty() || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(invalid(
+                        "media.ocr.languages",
+                        format!("`{lang}` is not a Tesseract language name (rus, ukr, ind, eng)"),
+                    ));
+                }
+            }
+            if m.ocr.max_memory_mb < 64 {
+                return Err(invalid("media.ocr.max_memory_mb", "must be at least 64"));
+            }
+        }
         if self.bridge.max_attempts == 0 {
             return Err(invalid("bridge.max_attempts", "must be at least 1"));
         }
@@ -798,6 +992,7 @@ fn is_config_key(key: &str) -> bool {
             | "http"
             | "metrics"
             | "admin"
+            | "media"
     )
 }
 

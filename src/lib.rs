@@ -18,6 +18,7 @@ pub mod ephemeral;
 pub mod host;
 pub mod housekeeping;
 pub mod matrix;
+pub mod media;
 pub mod metrics;
 pub mod portal;
 pub mod readiness;

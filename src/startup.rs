@@ -61,6 +61,7 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
         wake_matrix: Notify::new(),
         wake_outbound: Notify::new(),
         wake_timers: Notify::new(),
+        wake_media: Notify::new(),
         teams: crate::routing::teams::Teams::from_config(&config),
         clock: crate::clock::Clock::default(),
         ready: AtomicBool::new(false),
@@ -146,6 +147,8 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
         tokio::spawn(crate::housekeeping::run(starter.clone()));
         tokio::spawn(crate::search::reindex::background(starter.store.clone()));
         tokio::spawn(crate::unreadable::post_pending(starter.clone()));
+        // Voice notes and images to text (jobs wait while no engine is configured).
+        tokio::spawn(crate::media::run(starter.clone()));
         tracing::info!("bridge ready");
     });
 

@@ -14,6 +14,7 @@ mod done;
 mod export;
 mod help;
 mod link;
+mod media;
 mod note;
 mod queue;
 mod report;
@@ -73,6 +74,8 @@ pub enum Command {
     Retry,
     Team,
     Search,
+    Transcribe,
+    Ocr,
 }
 
 /// Every command: its name, the level it needs and a one-line description (what `help` shows).
@@ -100,6 +103,8 @@ pub const COMMANDS: &[(Command, &str, Level, &str)] = &[
     (Command::T, "t", Level::Operator, "`t <name> [key=value…]`: send a canned reply to the customer (or write `::name` in a message)"),
     (Command::Canned, "canned", Level::Operator, "`canned add|edit <name> [scope=personal|everyone|<team>] [lang=<code>] <text…>`, `canned attach|detach <name>` (attach: in reply to a file), `canned remove|show <name>`, `canned list`: canned replies (personal: yours; a team's: its leads; everyone's: admins)"),
     (Command::Report, "report", Level::Lead, "`report [today|7d|30d|month|YYYY-MM] [by channel|operator|team]`: figures of your teams (admins: all) as a table, a chart and a CSV file; in a lobby or a DM with the bot"),
+    (Command::Transcribe, "transcribe", Level::Operator, "in reply to a voice message: its transcript (again, when the engine was down or not configured)"),
+    (Command::Ocr, "ocr", Level::Operator, "in reply to an image: the text in it (again, when it failed before)"),
     (Command::Retry, "retry", Level::Operator, "resend the messages of this conversation that could not be delivered"),
     (Command::Team, "team", Level::Admin, "`team <name> add|lead|remove @user`, `escalate <2h>`, `autoreply <text|off>`, `signature <text|off>`, `hours <days> <HH:MM-HH:MM|closed>`, `holiday add|remove <date>`, `timezone <zone>`, `calendar`, `rules`, `rule add <field=value…>`, `rule remove <n>`, `rules reset`, `lobby <room>`"),
 ];
@@ -271,6 +276,10 @@ pub async fn run(
         Command::T => t::run(&ctx, level).await,
         Command::Canned => canned::run(&ctx, level).await,
         Command::Report => report::run(&ctx, level).await,
+        Command::Transcribe => {
+            media::run(&ctx, crate::store::media_jobs::JobKind::Transcribe).await
+        }
+        Command::Ocr => media::run(&ctx, crate::store::media_jobs::JobKind::Ocr).await,
     }
 }
 

@@ -354,6 +354,20 @@ impl Homeserver {
             .map(|_| ())
     }
 
+    /// One event of a room, as the bot sees it (`None` when there is no such event).
+    pub async fn event(&self, room_id: &str, event_id: &str) -> Result<Option<Value>, MatrixError> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            seg(room_id),
+            seg(event_id)
+        );
+        match self.call(Method::GET, &path, None, &[], None).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.errcode() == Some("M_NOT_FOUND") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// A room's state event content (`None` when the room has no such state).
     pub async fn state(
         &self,
@@ -366,21 +380,6 @@ impl Homeserver {
             seg(room_id),
             seg(event_type),
             seg(state_key)
-        );
-        match self.call(Method::GET, &path, None, &[], None).await {
-            Ok(v) => Ok(Some(v)),
-            Err(e) if e.errcode() == Some("M_NOT_FOUND") => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// One event of a room (`GET /rooms/{roomId}/event/{eventId}`), as the bot sees it;
-    /// `None` when the homeserver does not know it or will not show it.
-    pub async fn event(&self, room_id: &str, event_id: &str) -> Result<Option<Value>, MatrixError> {
-        let path = format!(
-            "/_matrix/client/v3/rooms/{}/event/{}",
-            seg(room_id),
-            seg(event_id)
         );
         match self.call(Method::GET, &path, None, &[], None).await {
             Ok(v) => Ok(Some(v)),

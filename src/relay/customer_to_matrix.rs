@@ -269,11 +269,13 @@ impl Arrival<'_> {
     }
 
     /// Send each event as the customer and remember which remote message it came from.
+    /// Returns the events, in order.
     async fn send_parts(
         &self,
         remote_id: &str,
         events: impl IntoIterator<Item = Value>,
-    ) -> Result<(), InboundError> {
+    ) -> Result<Vec<String>, InboundError> {
+        let mut sent = Vec::new();
         for (part, event) in events.into_iter().enumerate() {
             let event_id = send_as_customer(
                 self.bridge,
@@ -292,8 +294,9 @@ impl Arrival<'_> {
                 Direction::In,
             )
             .await?;
+            sent.push(event_id);
         }
-        Ok(())
+        Ok(sent)
     }
 }
 
@@ -362,7 +365,19 @@ async fn on_message(
     if let (Some(first), Some(e)) = (events.first_mut(), &reply_event) {
         *first = content::with_reply(first.take(), e);
     }
-    a.send_parts(remote_id, events).await?;
+    let sent = a.send_parts(remote_id, events).await?;
+    // Its voice notes and images are transcribed / read after it is relayed, never before.
+    crate::media::enqueue_inbound(
+        a.bridge,
+        a.conversation.id,
+        a.room_id(),
+        remote_id,
+        c,
+        &sent,
+        &a.row.inbound.sender.id,
+        a.row.inbound.timestamp_ms,
+    )
+    .await?;
     a.bridge
         .store
         .note_customer_message(
@@ -388,7 +403,7 @@ async fn on_notice(a: &Arrival<'_>, remote_id: &str, c: &Content) -> Result<(), 
     if let Some(obj) = events.first_mut().and_then(Value::as_object_mut) {
         obj.insert("msgtype".into(), Value::String("m.notice".into()));
     }
-    a.send_parts(remote_id, events).await
+    a.send_parts(remote_id, events).await.map(|_| ())
 }
 
 /// The customer edited a message: a replacement of its first event (text only).

@@ -17,6 +17,7 @@ pub mod digests;
 pub mod events;
 pub mod inbox;
 pub mod matrix_events;
+pub mod media_jobs;
 pub mod message_map;
 pub mod outbox;
 pub mod queues;
@@ -194,6 +195,7 @@ async fn seed_ids(pool: &AnyPool) -> Result<(), StoreError> {
         "SELECT MAX(seq) FROM matrix_events",
         "SELECT MAX(id) FROM unreadable_input",
         "SELECT MAX(id) FROM search_docs",
+        "SELECT MAX(id) FROM media_jobs",
     ] {
         let max: Option<i64> = sqlx::query_scalar(query).fetch_one(pool).await?;
         if let Some(max) = max {

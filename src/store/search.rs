@@ -138,7 +138,7 @@ pub(super) async fn ensure_index(pool: &AnyPool, sqlite: bool) -> Result<(), Sto
     Ok(())
 }
 
-async fn insert_doc(conn: &mut AnyConnection, doc: &NewDoc) -> Result<(), StoreError> {
+pub(super) async fn insert_doc(conn: &mut AnyConnection, doc: &NewDoc) -> Result<(), StoreError> {
     if doc.body.trim().is_empty() {
         return Ok(());
     }

@@ -53,6 +53,7 @@ pub mod operator;
 pub mod postgres;
 pub mod steps;
 pub mod synapse;
+pub mod whisper;
 
 #[allow(unused_imports)]
 pub use bridge::{Backend, Bridge, BridgeOptions};

@@ -1,0 +1,224 @@
+//! The media benchmark: do transcription and OCR add latency to relay?
+//!
+//! On the rig of the integration tests (real Synapse, the real `switchboard` binary, the real
+//! Whisper server of `scripts/whisper-server.py`, Tesseract), a WhatsApp customer writes once a
+//! second to an existing conversation and an operator's `/sync` times each message from the
+//! webhook's send to its arrival in the room:
+//!
+//! 1. **quiet**: no media job runs;
+//! 2. **jobs**: meanwhile a Telegram customer has sent `SWITCHBOARD_BENCH_VOICES` (default 8)
+//!    real Russian voice notes and `SWITCHBOARD_BENCH_IMAGES` (default 16) screenshots, and the
+//!    engines work through them (`media.concurrency`: `SWITCHBOARD_BENCH_MEDIA_CONCURRENCY`,
+//!    default 1, as the default config) until every job is done.
+//!
+//! Reported: the WhatsApp latency quiet and while jobs run (median, p95, max) and their ratio,
+//! how long the files took to be relayed (send → the file in the room) and to be answered
+//! (→ the bot's text), and that every job ended done.
+//!
+//! `cargo bench --bench media --profile dev` (or release); results in `bench/results/media.json`.
+
+#[path = "../tests/rig/mod.rs"]
+#[allow(dead_code, unused_imports, unused_macros)]
+mod rig;
+
+#[path = "../tests/fakes/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod fakes;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+use fakes::telegram::{FakeTelegram, TgUser, TOKEN};
+use fakes::whatsapp::{Customer, FakeWhatsApp};
+use rig::whisper::Whisper;
+use rig::{Backend, BridgeOptions, TestEnv};
+use serde_json::json;
+
+fn num(name: &str, default: usize) -> usize {
+    std::env::var(format!("SWITCHBOARD_BENCH_{name}"))
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+struct Stats {
+    p50: f64,
+    p95: f64,
+    max: f64,
+    n: usize,
+}
+
+fn stats(ms: &[f64]) -> Stats {
+    let mut v = ms.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| {
+        v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    Stats {
+        p50: at(0.5),
+        p95: at(0.95),
+        max: v.last().copied().unwrap_or(0.0),
+        n: v.len(),
+    }
+}
+
+/// The WhatsApp customer writes message `i`; milliseconds until the operator sees it.
+async fn whatsapp_latency(
+    fake: &FakeWhatsApp,
+    env: &TestEnv,
+    who: &Customer,
+    room: &str,
+    tag: &str,
+    i: usize,
+) -> anyhow::Result<f64> {
+    let text = format!("wa {tag} {i}");
+    let (_, payload) = fake.message(who, json!({"type": "text", "text": {"body": text}}), None);
+    let started = Instant::now();
+    let status = fake
+        .deliver(
+            &format!("{}/whatsapp/webhook", env.bridge.base_url()),
+            &payload,
+        )
+        .await?;
+    ensure!(status == 200, "webhook answered {status}");
+    env.alice.wait_for_text(room, &text).await?;
+    Ok(started.elapsed().as_secs_f64() * 1000.0)
+}
+
+fn fixture(name: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(rig::repo_root().join("tests/data/media").join(name))
+        .with_context(|| format!("fixture {name}"))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let voices = num("VOICES", 8);
+    let images = num("IMAGES", 16);
+    let quiet_n = num("QUIET", 20);
+    let concurrency = num("MEDIA_CONCURRENCY", 1);
+    let whisper = Whisper::start(900).await?;
+    let whatsapp = FakeWhatsApp::start().await?;
+    let telegram = FakeTelegram::start().await?;
+    let media = json!({
+        "transcription": {"url": whisper.url(), "language": "ru,uk,id,en"},
+        "ocr": {"enabled": true},
+        "concurrency": concurrency,
+    });
+    let options = BridgeOptions::default()
+        .backend(Backend::Sqlite)
+        .channel("whatsapp", whatsapp.channel_config())
+        .channel(
+            "telegram",
+            json!({"enabled": true, "token": TOKEN, "api_url": telegram.url(), "poll_timeout_secs": 2}),
+        )
+        .edit_config(move |config| {
+            config["media"] = serde_yaml::to_value(&media).expect("the media section as YAML")
+        });
+    let mut env = TestEnv::start(options).await?;
+    env.alice.timeout = Duration::from_secs(600);
+    let who = Customer::new("4915112348888", "Wanda Whatsapp");
+    let (_, first) = whatsapp.message(
+        &who,
+        json!({"type": "text", "text": {"body": "hello"}}),
+        None,
+    );
+    whatsapp
+        .deliver(
+            &format!("{}/whatsapp/webhook", env.bridge.base_url()),
+            &first,
+        )
+        .await?;
+    let room = env.alice.wait_for_invite("Wanda").await?;
+    env.alice.join(&room).await?;
+    env.alice.wait_for_text(&room, "hello").await?;
+    for i in 0..3 {
+        whatsapp_latency(&whatsapp, &env, &who, &room, "warmup", i).await?;
+    }
+
+    // 1. Quiet.
+    let mut quiet = Vec::new();
+    for i in 0..quiet_n {
+        let tick = Instant::now();
+        quiet.push(whatsapp_latency(&whatsapp, &env, &who, &room, "quiet", i).await?);
+        tokio::time::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed())).await;
+    }
+
+    // 2. The Telegram customer's files, then the same writing while their jobs run.
+    let tg = TgUser::new(5_550_099, "Tanya", Some("Media"), None);
+    telegram.push_update(telegram.message_update(&tg, 1, json!({"text": "files follow"})));
+    let tg_room = env.alice.wait_for_invite("Tanya Media").await?;
+    env.alice.join(&tg_room).await?;
+    let (voice, screenshot) = (fixture("voice-ru.ogg")?, fixture("screenshot.png")?);
+    let sent = Instant::now();
+    let mut updates = Vec::new();
+    for i in 0..voices.max(images) {
+        if i < voices {
+            let (id, _) = telegram.add_file("voice", "oga", voice.clone(), None);
+            let mut meta = telegram.file_meta(&id);
+            meta["duration"] = 6.into();
+            meta["mime_type"] = "audio/ogg".into();
+            updates.push(telegram.message_update(&tg, 100 + i as i64, json!({"voice": meta})));
+        }
+        if i < images {
+            let (id, _) = telegram.add_file("photos", "jpg", screenshot.clone(), None);
+            let mut meta = telegram.file_meta(&id);
+            meta["width"] = 900.into();
+            meta["height"] = 260.into();
+            updates.push(telegram.message_update(&tg, 1000 + i as i64, json!({"photo": [meta]})));
+        }
+    }
+    telegram.push_updates(updates);
+    let url = env.bridge.database_url().to_string();
+    let open = "SELECT COUNT(*) FROM media_jobs WHERE state IN ('pending', 'running')";
+    let all = "SELECT COUNT(*) FROM media_jobs";
+    let files = (voices + images) as i64;
+    // The files are relayed (their jobs queued) before the jobs phase is timed.
+    rig::poll_until("every file relayed", Duration::from_secs(300), || async {
+        Ok((rig::store_count(Backend::Sqlite, &url, all, &[]).await? >= files).then_some(()))
+    })
+    .await?;
+    let relayed_secs = sent.elapsed().as_secs_f64();
+    let mut during = Vec::new();
+    let mut i = 0;
+    while during.len() < 5 || rig::store_count(Backend::Sqlite, &url, open, &[]).await? > 0 {
+        let tick = Instant::now();
+        during.push(whatsapp_latency(&whatsapp, &env, &who, &room, "jobs", i).await?);
+        i += 1;
+        tokio::time::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed())).await;
+    }
+    let answered_secs = sent.elapsed().as_secs_f64();
+    let done = rig::store_count(
+        Backend::Sqlite,
+        &url,
+        "SELECT COUNT(*) FROM media_jobs WHERE state = 'done'",
+        &[],
+    )
+    .await?;
+    let q = stats(&quiet);
+    let j = stats(&during);
+    let result = json!({
+        "voices": voices,
+        "images": images,
+        "media_concurrency": concurrency,
+        "jobs_done": done,
+        "files_relayed_seconds": relayed_secs,
+        "files_answered_seconds": answered_secs,
+        "whatsapp_quiet_ms": {"p50": q.p50, "p95": q.p95, "max": q.max, "n": q.n},
+        "whatsapp_jobs_ms": {"p50": j.p50, "p95": j.p95, "max": j.max, "n": j.n},
+        "whatsapp_jobs_samples_ms": during,
+        "ratio_p50": j.p50 / q.p50,
+        "ratio_p95": j.p95 / q.p95,
+        "profile": if cfg!(debug_assertions) { "dev" } else { "release" },
+    });
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    let out = rig::repo_root().join("bench/results/media.json");
+    std::fs::write(&out, serde_json::to_string_pretty(&result)? + "\n")?;
+    println!(
+        "WhatsApp relay latency quiet p50 {:.0} ms / p95 {:.0} ms; while {} media jobs ran p50 {:.0} ms / p95 {:.0} ms ({:.2}x / {:.2}x); files relayed in {relayed_secs:.1} s, all answered in {answered_secs:.1} s",
+        q.p50, q.p95, files, j.p50, j.p95, j.p50 / q.p50, j.p95 / q.p95
+    );
+    ensure!(done == files, "{done} of {files} jobs done");
+    Ok(())
+}

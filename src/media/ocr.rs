@@ -1,0 +1,231 @@
+//! Images → text with Tesseract, run as a separate process per image: the image goes in on
+//! stdin, the text comes out on stdout. The process runs under limits set between fork and
+//! exec (`setrlimit`: address space, CPU seconds; a lower priority, one thread), is killed
+//! when it runs past `media.ocr.timeout`, and is awaited through `tokio::process`, so a slow
+//! or hostile image costs a bounded slice of one core and never a thread of the bridge.
+//! An image larger than `media.ocr.max_pixels` is refused from its header, before any decoder
+//! sees it (a decompression bomb).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::EngineError;
+use crate::config::OcrConfig;
+
+/// Most text kept from one image (a page of a scanned book is far below).
+const MAX_OUTPUT: usize = 256 * 1024;
+
+/// The text Tesseract finds in `image` (empty when there is none).
+pub async fn read(config: &OcrConfig, image: &[u8]) -> Result<String, EngineError> {
+    if let Ok(size) = imagesize::blob_size(image) {
+        let pixels = (size.width as u64).saturating_mul(size.height as u64);
+        if pixels > config.max_pixels {
+            return Err(EngineError::BadInput(format!(
+                "the image is {}×{} pixels ({} megapixels), over the {} megapixels this bridge reads (media.ocr.max_pixels); not read",
+                size.width,
+                size.height,
+                pixels / 1_000_000,
+                config.max_pixels / 1_000_000
+            )));
+        }
+    }
+    let mut command = tokio::process::Command::new(&config.command);
+    command
+        .args(["stdin", "stdout", "-l", &config.languages.join("+")])
+        // One thread: the bridge and the homeserver keep the other cores.
+        .env("OMP_THREAD_LIMIT", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    limit(&mut command, config.max_memory_mb, config.timeout);
+    let mut child = command.spawn().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            EngineError::Unavailable {
+                reason: format!(
+                    "Tesseract is not installed here (media.ocr.command `{}` not found; apt install tesseract-ocr)",
+                    config.command
+                ),
+                retry_after: None,
+            }
+        } else {
+            EngineError::Unavailable {
+                reason: format!("cannot start Tesseract ({}): {e}", config.command),
+                retry_after: None,
+            }
+        }
+    })?;
+    let mut stdin = child.stdin.take();
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let input = image.to_vec();
+    let feed = async move {
+        if let Some(stdin) = stdin.as_mut() {
+            // Tesseract may stop reading (a bad image): a broken pipe is its exit status's
+            // business, not ours.
+            let _ = stdin.write_all(&input).await;
+            let _ = stdin.shutdown().await;
+        }
+        drop(stdin);
+    };
+    let collect_out = async move {
+        let mut out = Vec::new();
+        if let Some(s) = stdout.as_mut() {
+            let _ = s.take(MAX_OUTPUT as u64).read_to_end(&mut out).await;
+        }
+        out
+    };
+    let collect_err = async move {
+        let mut err = Vec::new();
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.take(16 * 1024).read_to_end(&mut err).await;
+        }
+        err
+    };
+    let run = async {
+        let (_, out, err, status) = tokio::join!(feed, collect_out, collect_err, child.wait());
+        (out, err, status)
+    };
+    let (out, err, status) = match tokio::time::timeout(config.timeout, run).await {
+        Ok(done) => done,
+        Err(_) => {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            return Err(EngineError::BadInput(format!(
+                "Tesseract took longer than {} and was stopped (media.ocr.timeout)",
+                humantime::format_duration(config.timeout)
+            )));
+        }
+    };
+    let status = status.map_err(|e| EngineError::Unavailable {
+        reason: format!("lost the Tesseract process: {e}"),
+        retry_after: None,
+    })?;
+    let stderr = String::from_utf8_lossy(&err);
+    if !status.success() {
+        return Err(EngineError::BadInput(failure(
+            status,
+            &stderr,
+            config.max_memory_mb,
+        )));
+    }
+    Ok(tidy(&String::from_utf8_lossy(&out)))
+}
+
+/// Why a run failed, in words an operator can act on.
+fn failure(status: std::process::ExitStatus, stderr: &str, memory_mb: u64) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let said = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Estimating resolution"))
+        .last()
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect::<String>();
+    let out_of_memory = stderr.contains("alloc")
+        || stderr.contains("Cannot allocate")
+        || stderr.contains("std::bad_alloc");
+    match status.signal() {
+        Some(libc::SIGXCPU) | Some(libc::SIGKILL) => {
+            "Tesseract ran past its CPU time limit and was stopped".to_string()
+        }
+        _ if out_of_memory => format!(
+            "the image needs more memory than the {memory_mb} MB Tesseract may use (media.ocr.max_memory_mb); not read"
+        ),
+        Some(sig) => format!("Tesseract stopped on signal {sig} ({said})"),
+        None if said.is_empty() => format!(
+            "Tesseract could not read the image (exit status {})",
+            status.code().unwrap_or(-1)
+        ),
+        None => format!("Tesseract could not read the image: {said}"),
+    }
+}
+
+/// Lines trimmed, runs of blank lines made one.
+fn tidy(text: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for line in text.lines().map(str::trim_end) {
+        let blank = line.trim().is_empty();
+        if blank && out.last().is_none_or(|l| l.is_empty()) {
+            continue;
+        }
+        out.push(if blank { "" } else { line });
+    }
+    while out.last().is_some_and(|l| l.is_empty()) {
+        out.pop();
+    }
+    out.join("\n")
+}
+
+/// Limits for the child, set between fork and exec: its address space, its CPU seconds (twice
+/// the wall-clock timeout: the timer kills it first, this is the backstop), a lower priority.
+fn limit(command: &mut tokio::process::Command, memory_mb: u64, timeout: Duration) {
+    let bytes = memory_mb.saturating_mul(1024 * 1024) as libc::rlim_t;
+    let cpu = timeout.as_secs().saturating_mul(2).max(1) as libc::rlim_t;
+    // SAFETY: the closure runs in the forked child before exec and calls only setrlimit and
+    // setpriority, which are async-signal-safe; it touches no memory of the parent's locks.
+    unsafe {
+        command.pre_exec(move || {
+            let mem = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &mem) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let cpu = libc::rlimit {
+                rlim_cur: cpu,
+                rlim_max: cpu + 1,
+            };
+            if libc::setrlimit(libc::RLIMIT_CPU, &cpu) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Behind relay for the CPU; failing to lower it is harmless.
+            libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+            Ok(())
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_tidied() {
+        assert_eq!(
+            tidy("\n\nЗаказ 4521  \n\n\n\nPaid\n\n"),
+            "Заказ 4521\n\nPaid"
+        );
+        assert_eq!(
+            tidy(" \n\u{c}\n"),
+            "",
+            "Tesseract ends a page with a form feed"
+        );
+    }
+
+    /// A decompression bomb is refused from its header: no process is started (the command
+    /// does not even exist here).
+    #[tokio::test]
+    async fn a_bomb_is_refused_before_any_decoder() {
+        let bomb = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/media/bomb.png"
+        ))
+        .expect("fixture");
+        let config = OcrConfig {
+            command: "/nonexistent/tesseract".into(),
+            ..OcrConfig::default()
+        };
+        match read(&config, &bomb).await {
+            Err(EngineError::BadInput(reason)) => {
+                assert!(reason.contains("30000×30000"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
