@@ -850,6 +850,14 @@ pub struct FiguresView {
     pub first_response_within_target_percent: Option<u64>,
     pub resolution_median_ms: Option<i64>,
     pub resolution_working_median_ms: Option<i64>,
+    /// Ratings given (CSAT, docs/csat.md), and how many were 4 or 5.
+    pub ratings: u64,
+    pub ratings_4_or_5: u64,
+    /// CSAT score: the share of ratings that were 4 or 5, in whole percent.
+    pub csat_percent: Option<u64>,
+    /// Rating questions sent, and ratings per question in whole percent.
+    pub ratings_asked: u64,
+    pub rating_response_rate_percent: Option<u64>,
 }
 
 fn figures_view(group: &str, f: &crate::reports::Figures) -> FiguresView {
@@ -867,6 +875,11 @@ fn figures_view(group: &str, f: &crate::reports::Figures) -> FiguresView {
         first_response_within_target_percent: f.within_target_percent(),
         resolution_median_ms: f.resolution_wall.median(),
         resolution_working_median_ms: f.resolution_working.median(),
+        ratings: f.rated(),
+        ratings_4_or_5: f.ratings[3] + f.ratings[4],
+        csat_percent: f.csat_percent(),
+        ratings_asked: f.ratings_asked,
+        rating_response_rate_percent: f.response_rate_percent(),
     }
 }
 

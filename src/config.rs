@@ -279,6 +279,13 @@ pub struct TeamConfig {
     /// The weekly digest posted to the team's lobby (`docs/reports.md`).
     #[serde(default)]
     pub digest: DigestConfig,
+    /// Ask customers to rate resolved conversations (CSAT); off when absent.
+    #[serde(default)]
+    pub csat: Option<CsatConfig>,
+    /// Round-robin prefers, among the eligible members, the one with the better average rating
+    /// over the last 90 days (a member not rated yet counts as 3).
+    #[serde(default)]
+    pub prefer_better_rated: bool,
 }
 
 /// When a team's weekly digest goes to its lobby: on `weekday` at `hour`:00 in the team's time
@@ -318,6 +325,74 @@ fn default_digest_weekday() -> String {
 }
 fn default_digest_hour() -> u32 {
     9
+}
+
+/// A team's customer satisfaction survey: after a resolution, the customer is asked to rate it
+/// 1–5 in their own channel (buttons where the network has them, else a reply with a digit).
+/// Texts are per language (`en`, `ru`, …; the customer's language is their `lang-<code>` tag),
+/// falling back to `en`, then to the first one given.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsatConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How long after the resolution the question goes out (a customer who writes meanwhile
+    /// reopens the conversation, and is not asked).
+    #[serde(default = "default_csat_delay", with = "humantime_serde")]
+    pub delay: Duration,
+    /// The question.
+    #[serde(default = "default_csat_question")]
+    pub question: BTreeMap<String, String>,
+    /// Added below the question where the network has no buttons (e-mail, SMS).
+    #[serde(default = "default_csat_hint")]
+    pub hint: BTreeMap<String, String>,
+    /// Sent once the customer has rated.
+    #[serde(default = "default_csat_thanks")]
+    pub thanks: BTreeMap<String, String>,
+    /// How long an answer is accepted after the question went out.
+    #[serde(default = "default_csat_answer_within", with = "humantime_serde")]
+    pub answer_within: Duration,
+    /// How long after rating the customer's next message is taken as their comment.
+    #[serde(default = "default_csat_comment_within", with = "humantime_serde")]
+    pub comment_within: Duration,
+}
+
+fn default_csat_delay() -> Duration {
+    Duration::from_secs(10 * 60)
+}
+fn default_csat_answer_within() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+fn default_csat_comment_within() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+fn english(text: &str) -> BTreeMap<String, String> {
+    [("en".to_string(), text.to_string())].into_iter().collect()
+}
+fn default_csat_question() -> BTreeMap<String, String> {
+    english("How would you rate our help?")
+}
+fn default_csat_hint() -> BTreeMap<String, String> {
+    english(
+        "Reply with a digit from 1 (poor) to 5 (excellent); add a comment after it if you like.",
+    )
+}
+fn default_csat_thanks() -> BTreeMap<String, String> {
+    english("Thank you for your rating! If you want to tell us more, just reply.")
+}
+
+impl CsatConfig {
+    /// One of the texts in `language` (else `en`, else the first given).
+    pub fn text<'a>(
+        texts: &'a BTreeMap<String, String>,
+        language: Option<&str>,
+    ) -> Option<&'a str> {
+        language
+            .and_then(|l| texts.get(l))
+            .or_else(|| texts.get("en"))
+            .or_else(|| texts.values().next())
+            .map(String::as_str)
+    }
 }
 
 fn default_tz() -> String {
@@ -875,6 +950,20 @@ impl Config {
                     &format!("teams.{name}.remind_before"),
                     "must be shorter than escalate_after",
                 ));
+            }
+            if let Some(csat) = &team.csat {
+                for (key, texts) in [
+                    ("question", &csat.question),
+                    ("hint", &csat.hint),
+                    ("thanks", &csat.thanks),
+                ] {
+                    if texts.is_empty() || texts.values().any(|t| t.trim().is_empty()) {
+                        return Err(invalid(
+                            &format!("teams.{name}.csat.{key}"),
+                            "needs a text in at least one language, and no empty ones",
+                        ));
+                    }
+                }
             }
             for (i, rule) in team.rules.iter().enumerate() {
                 for tag in &rule.tags {

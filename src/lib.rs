@@ -13,6 +13,7 @@ pub mod canned;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod csat;
 pub mod doctor;
 pub mod ephemeral;
 pub mod host;

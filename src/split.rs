@@ -476,6 +476,7 @@ mod tests {
             typing: false,
             reply_window: None,
             templates: false,
+            rating: Default::default(),
         }
     }
 

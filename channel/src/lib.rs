@@ -107,6 +107,13 @@ pub enum InboundEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         key: Option<String>,
     },
+    /// The customer pressed one of the choices of a [`OutboundAction::RatingRequest`] (a
+    /// Telegram callback button, a WhatsApp list row, a Messenger quick reply, a VK or Viber
+    /// keyboard button, a Discord component, the web chat's stars). `payload` is the choice's
+    /// payload exactly as the network gave it back ([`RatingChoice::payload`]); the core checks
+    /// it and turns it into a rating, so a stale or forged one changes nothing. `remote_id`
+    /// names the press (the network's callback or message id).
+    Choice { remote_id: String, payload: String },
 }
 
 /// One inbound event with where it belongs and who caused it.
@@ -287,6 +294,43 @@ pub enum OutboundAction {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         params: Vec<String>,
     },
+    /// Ask the customer to rate the conversation with the network's own choice buttons. Only
+    /// sent to channels whose [`Capabilities::rating`] is [`RatingStyle::Native`]; the others
+    /// get the question as a plain message asking for a digit.
+    RatingRequest(RatingRequest),
+}
+
+/// A rating question with its choices, as a channel with native buttons shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RatingRequest {
+    /// The question, in the customer's language.
+    pub question: String,
+    /// The choices, worst first (1 to 5).
+    pub choices: Vec<RatingChoice>,
+}
+
+/// One choice of a [`RatingRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RatingChoice {
+    /// The score it stands for (1–5).
+    pub score: u8,
+    /// What the button says (`⭐⭐⭐⭐ 4`); short enough for every network's buttons.
+    pub label: String,
+    /// What the network must hand back when it is pressed ([`InboundEvent::Choice`]): at most
+    /// 64 bytes of ASCII, fit for Telegram's `callback_data` and every other network's payload.
+    pub payload: String,
+}
+
+/// How a channel presents a rating request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RatingStyle {
+    /// As text asking for a reply with a digit (e-mail, SMS).
+    #[default]
+    Digits,
+    /// With the network's own buttons ([`OutboundAction::RatingRequest`]); presses come back
+    /// as [`InboundEvent::Choice`].
+    Native,
 }
 
 /// One outbound item from the core's outbox.
@@ -396,6 +440,8 @@ pub struct Capabilities {
     pub reply_window: Option<Duration>,
     /// The network has pre-approved message templates ([`OutboundAction::Template`]).
     pub templates: bool,
+    /// How the network shows a rating request (buttons, or a question answered with a digit).
+    pub rating: RatingStyle,
 }
 
 /// What the core offers a channel. Scoped to that channel: keys and logs of one channel are

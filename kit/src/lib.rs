@@ -17,6 +17,8 @@
 //! * [`media`]: fetching a message's files into the media store, or naming those not fetched;
 //! * [`meta`]: Meta's webhook protocol (the `hub.challenge` handshake and
 //!   `X-Hub-Signature-256`), shared by WhatsApp, Messenger and Instagram;
+//! * [`rating`]: rating requests (CSAT): the payload that binds a button to its request, the
+//!   choices' labels, and the digit fallback for networks without buttons;
 //! * [`reaction`]: reaction keys: what is an emoji, two spellings of one, a network's fixed
 //!   palette and the reason an operator reads when a reaction is not in it;
 //! * [`refusals`]: rate-limited logging of what the server and channels turn away;
@@ -33,6 +35,7 @@ pub mod lifecycle;
 pub mod media;
 pub mod meta;
 pub mod mime;
+pub mod rating;
 pub mod reaction;
 pub mod refusals;
 pub mod send;

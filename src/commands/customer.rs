@@ -71,6 +71,9 @@ pub async fn contact(ctx: &Context<'_>) -> Result<(), MatrixError> {
     if let Some(owner) = &customer.last_owner {
         lines.push(format!("last handled by {owner}"));
     }
+    if let Some(ratings) = crate::csat::contact_line(ctx.bridge, conversation).await {
+        lines.push(ratings);
+    }
     ctx.reply(&lines.join("\n")).await
 }
 

@@ -1,5 +1,5 @@
 //! `whois`: owner, team, state and timers of this conversation (in its team's working time, and
-//! when they fall), the customer's tags and the other channels they write on.
+//! when they fall), its rating (CSAT), the customer's tags and the other channels they write on.
 
 use super::Context;
 use crate::matrix::MatrixError;
@@ -46,6 +46,9 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
             "snoozed until {}",
             waiting::local(&calendar, until)
         ));
+    }
+    if let Some(rating) = crate::csat::whois_part(ctx.bridge, conversation).await {
+        parts.push(rating);
     }
     // The same person on other channels (linked by phone, email or an operator).
     if let Ok(customer) = ctx

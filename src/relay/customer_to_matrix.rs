@@ -346,6 +346,14 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
         InboundEvent::Reaction { remote_id, key } => {
             on_reaction(&arrival, remote_id, key.as_deref()).await
         }
+        InboundEvent::Choice { payload, .. } => Ok(crate::csat::on_choice(
+            bridge,
+            &arrival.conversation,
+            arrival.room_id(),
+            payload,
+            &format!("in:{}", row.id),
+        )
+        .await?),
     }
 }
 
@@ -378,15 +386,22 @@ async fn on_message(
         a.row.inbound.timestamp_ms,
     )
     .await?;
+    let key = format!("in:{}", a.row.id);
+    // The answer to a rating question (or the comment on it) does not reopen the conversation.
+    let rating =
+        crate::csat::on_message(a.bridge, &a.conversation, a.room_id(), &c.text, &key).await?;
     a.bridge
         .store
         .note_customer_message(
             a.conversation.id,
             a.row.inbound.timestamp_ms,
             &a.bridge.stamp(None),
-            &format!("in:{}", a.row.id),
+            &key,
         )
         .await?;
+    if rating {
+        return Ok(());
+    }
     crate::routing::on_customer_message(
         a.bridge,
         &a.conversation,

@@ -99,7 +99,9 @@ async fn deliver(bridge: &Bridge, row: &OutboxRow) -> bool {
         Ok(delivery) => {
             let map = matches!(
                 row.outbound.action,
-                OutboundAction::Message { .. } | OutboundAction::Template { .. }
+                OutboundAction::Message { .. }
+                    | OutboundAction::Template { .. }
+                    | OutboundAction::RatingRequest(_)
             );
             if let Err(e) = bridge
                 .store
@@ -188,6 +190,13 @@ fn check(caps: &Capabilities, action: &OutboundAction) -> Result<(), String> {
                 Ok(())
             } else {
                 Err("this channel has no message templates".into())
+            };
+        }
+        OutboundAction::RatingRequest(_) => {
+            return if caps.rating == switchboard_channel::RatingStyle::Native {
+                Ok(())
+            } else {
+                Err("this channel has no rating buttons".into())
             };
         }
     };

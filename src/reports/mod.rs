@@ -226,9 +226,37 @@ pub struct Figures {
     pub first_response_within_target: u64,
     pub resolution_wall: Durations,
     pub resolution_working: Durations,
+    /// Rating questions sent (`rating_requested`) and ratings given (`rated`), by score.
+    pub ratings_asked: u64,
+    pub ratings: [u64; 5],
 }
 
 impl Figures {
+    /// How many ratings were given.
+    pub fn rated(&self) -> u64 {
+        self.ratings.iter().sum()
+    }
+
+    /// CSAT score: the share of ratings that are 4 or 5, in whole percent.
+    pub fn csat_percent(&self) -> Option<u64> {
+        let n = self.rated();
+        (n > 0).then(|| ((self.ratings[3] + self.ratings[4]) * 100 + n / 2) / n)
+    }
+
+    /// The average score, in hundredths.
+    pub fn average_rating(&self) -> Option<u64> {
+        let n = self.rated();
+        let sum: u64 = (1..=5u64).zip(self.ratings).map(|(s, c)| s * c).sum();
+        (n > 0).then(|| (sum * 100 + n / 2) / n)
+    }
+
+    /// Response rate: ratings given per question sent, in whole percent (ratings in the period
+    /// may answer questions sent before it, so it can pass 100).
+    pub fn response_rate_percent(&self) -> Option<u64> {
+        let n = self.ratings_asked;
+        (n > 0).then(|| (self.rated() * 100 + n / 2) / n)
+    }
+
     /// Share of first responses within target, in whole percent.
     pub fn within_target_percent(&self) -> Option<u64> {
         let n = self.first_response_wall.0.len() as u64;
@@ -334,6 +362,13 @@ pub fn compute(
                 }
             }
             EventKind::Reopened => f.reopened += 1,
+            EventKind::RatingRequested => f.ratings_asked += 1,
+            EventKind::Rated => {
+                let score = e.detail.as_deref().and_then(|d| d.parse::<usize>().ok());
+                if let Some(score @ 1..=5) = score {
+                    f.ratings[score - 1] += 1;
+                }
+            }
             EventKind::CustomerMessage => f.messages_in += 1,
             EventKind::OperatorAnswer => f.messages_out += 1,
             EventKind::FirstResponse => {
@@ -382,7 +417,7 @@ fn dur(ms: Option<i64>) -> String {
 }
 
 /// The columns of every table, in order.
-pub const COLUMNS: [&str; 12] = [
+pub const COLUMNS: [&str; 14] = [
     "",
     "new",
     "resolved",
@@ -395,7 +430,16 @@ pub const COLUMNS: [&str; 12] = [
     "within target",
     "resolution median",
     "resolution p90",
+    "CSAT",
+    "rating response rate",
 ];
+
+/// "80% (4 of 5)" or "–".
+fn csat_cell(f: &Figures) -> String {
+    f.csat_percent().map_or("–".into(), |p| {
+        format!("{p}% ({} of {})", f.ratings[3] + f.ratings[4], f.rated())
+    })
+}
 
 fn cells(name: &str, f: &Figures) -> Vec<String> {
     vec![
@@ -412,6 +456,9 @@ fn cells(name: &str, f: &Figures) -> Vec<String> {
             .map_or("–".into(), |p| format!("{p}%")),
         dur(f.resolution_wall.median()),
         dur(f.resolution_wall.p90()),
+        csat_cell(f),
+        f.response_rate_percent()
+            .map_or("–".into(), |p| format!("{p}%")),
     ]
 }
 
@@ -455,7 +502,24 @@ impl Report {
                     .map(|o| format!(", the oldest waiting {}", dur(Some(o))))
                     .unwrap_or_default()
             ),
-            "CSAT: no ratings collected yet.".into(),
+            match (self.total.csat_percent(), self.total.average_rating()) {
+                (Some(p), Some(avg)) => format!(
+                    "CSAT: {p}% satisfied ({} of {} ratings were 4 or 5), average {}.{:02}; response rate {} ({} ratings to {} questions)",
+                    self.total.ratings[3] + self.total.ratings[4],
+                    self.total.rated(),
+                    avg / 100,
+                    avg % 100,
+                    self.total
+                        .response_rate_percent()
+                        .map_or("–".into(), |r| format!("{r}%")),
+                    self.total.rated(),
+                    self.total.ratings_asked,
+                ),
+                _ => format!(
+                    "CSAT: no ratings in this period ({} questions sent).",
+                    self.total.ratings_asked
+                ),
+            },
         ]
     }
 
@@ -508,14 +572,14 @@ impl Report {
     /// The same figures as CSV (durations in seconds, empty when there are none).
     pub fn csv(&self) -> String {
         let secs = |d: Option<i64>| d.map(|ms| (ms / 1000).to_string()).unwrap_or_default();
-        let mut out = String::from("group,new,resolved,reopened,messages_in,messages_out,first_response_median_s,first_response_p90_s,first_response_working_median_s,first_response_working_p90_s,first_response_within_target_percent,resolution_median_s,resolution_p90_s,resolution_working_median_s,resolution_working_p90_s\n");
+        let mut out = String::from("group,new,resolved,reopened,messages_in,messages_out,first_response_median_s,first_response_p90_s,first_response_working_median_s,first_response_working_p90_s,first_response_within_target_percent,resolution_median_s,resolution_p90_s,resolution_working_median_s,resolution_working_p90_s,ratings,ratings_4_or_5,csat_percent,ratings_asked,response_rate_percent\n");
         let mut rows: Vec<(&str, &Figures)> =
             self.rows.iter().map(|(k, f)| (k.as_str(), f)).collect();
         rows.push(("all", &self.total));
         for (name, f) in rows {
             let quoted = format!("\"{}\"", name.replace('"', "\"\""));
             out.push_str(&format!(
-                "{quoted},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                "{quoted},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 f.new,
                 f.resolved,
                 f.reopened,
@@ -532,6 +596,13 @@ impl Report {
                 secs(f.resolution_wall.p90()),
                 secs(f.resolution_working.median()),
                 secs(f.resolution_working.p90()),
+                f.rated(),
+                f.ratings[3] + f.ratings[4],
+                f.csat_percent().map(|p| p.to_string()).unwrap_or_default(),
+                f.ratings_asked,
+                f.response_rate_percent()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
             ));
         }
         out
@@ -743,6 +814,90 @@ mod tests {
             (0, 1, 1, 1)
         );
         assert_eq!(r.total.resolution_wall.0, vec![3 * HOUR + 30 * MIN]);
+    }
+
+    /// Ratings of the scripted week: five questions sent after resolutions (Bob's two, Alice's
+    /// two on conversation 3, one on C's conversation by Bob), three answers: 5 and 2 for Bob,
+    /// 4 for Alice; one press the next Monday falls outside the week.
+    #[test]
+    fn ratings_give_the_csat_score_and_response_rate() {
+        use EventKind::*;
+        let (mut events, conversations) = week();
+        let mut next = events.len() as i64 + 100;
+        let mut add =
+            |conv: i64, at: i64, kind: EventKind, team: &str, owner: &str, detail: &str| {
+                next += 1;
+                events.push(ConversationEvent {
+                    id: next,
+                    conversation_id: conv,
+                    at,
+                    kind,
+                    actor: None,
+                    team: Some(team.to_string()),
+                    owner: Some(owner.to_string()),
+                    detail: Some(detail.to_string()),
+                });
+            };
+        add(1, at(0, 10, 10), RatingRequested, "support", "@bob:x", "11");
+        add(1, at(0, 10, 20), Rated, "support", "@bob:x", "5");
+        add(2, at(1, 10, 10), RatingRequested, "support", "@bob:x", "12");
+        add(2, at(1, 11, 0), Rated, "support", "@bob:x", "2");
+        add(3, at(2, 12, 30), RatingRequested, "sales", "@alice:x", "13");
+        add(3, at(3, 11, 40), RatingRequested, "sales", "@alice:x", "14");
+        add(3, at(3, 12, 0), Rated, "sales", "@alice:x", "4");
+        add(4, at(4, 16, 30), RatingRequested, "support", "@bob:x", "15");
+        add(4, at(7, 9, 0), Rated, "support", "@bob:x", "1");
+        // A detail that is no score is not counted.
+        add(4, at(4, 17, 0), Rated, "support", "@bob:x", "9");
+        events.sort_by_key(|e| (e.conversation_id, e.id));
+        let (calendars, targets) = context_maps();
+        let ctx = Context {
+            conversations: &conversations,
+            calendars: &calendars,
+            targets: &targets,
+            teams: None,
+        };
+        let r = compute(&events, &the_week(), Some(GroupBy::Operator), &ctx);
+        let t = &r.total;
+        assert_eq!(t.ratings, [0, 1, 0, 1, 1]);
+        assert_eq!((t.rated(), t.ratings_asked), (3, 5));
+        assert_eq!(t.csat_percent(), Some(67));
+        assert_eq!(t.average_rating(), Some(367));
+        assert_eq!(t.response_rate_percent(), Some(60));
+        // The other figures are what they were without ratings.
+        assert_eq!((t.new, t.resolved, t.messages_in), (4, 4, 5));
+        let bob = &r.rows["@bob:x"];
+        assert_eq!((bob.rated(), bob.ratings_asked), (2, 3));
+        assert_eq!(
+            (bob.csat_percent(), bob.response_rate_percent()),
+            (Some(50), Some(67))
+        );
+        let alice = &r.rows["@alice:x"];
+        assert_eq!(
+            (alice.csat_percent(), alice.response_rate_percent()),
+            (Some(100), Some(50))
+        );
+        let text = r.text();
+        assert!(
+            text.contains("CSAT: 67% satisfied (2 of 3 ratings were 4 or 5), average 3.67; response rate 60% (3 ratings to 5 questions)"),
+            "{text}"
+        );
+        assert!(text.contains("67% (2 of 3)"), "{text}");
+        let csv = r.csv();
+        assert!(csv.contains(",3,2,67,5,60\n"), "{csv}");
+        assert!(csv.starts_with("group,new,"), "{csv}");
+        assert!(
+            csv.lines().next().is_some_and(|h| h.ends_with(
+                ",ratings,ratings_4_or_5,csat_percent,ratings_asked,response_rate_percent"
+            )),
+            "{csv}"
+        );
+        // No ratings: said as such.
+        let (events, _) = week();
+        let r = compute(&events, &the_week(), None, &ctx);
+        assert!(r
+            .text()
+            .contains("CSAT: no ratings in this period (0 questions sent)."));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Routing: who sees each conversation and who must answer it, by when.
 //!
 //! A new conversation gets a team from the rules ([`teams`]), then an owner: the customer's
-//! previous owner when on shift (sticky), a round-robin pick when the team works that way, or
-//! none. Only the people concerned are invited: the owner; else the team (its leads in lead-only
+//! previous owner when on shift (sticky; not when the customer's latest rating of them was 2 or
+//! less), a round-robin pick when the team works that way (optionally the better rated first),
+//! or none. Only the people concerned are invited: the owner; else the team (its leads in lead-only
 //! mode); with no team, every operator. Every customer message makes the conversation unworked
 //! until an operator answers or dismisses it (`done`); while it is unworked, stored timers run in
 //! working time: a reminder to the owner, then escalation to the whole team ([`timers`]); every
@@ -57,14 +58,26 @@ pub async fn plan_new(
     };
     // Written to an operator personally (their own address), if they are on shift.
     row.owner = addressee_on_shift(bridge, addressed_to, team, now).await?;
-    // Sticky: the operator who handled this customer last, if on shift.
+    // Sticky: the operator who handled this customer last, if on shift, unless the customer's
+    // latest rating of them was 2 or less (then the next rule decides).
     if row.owner.is_none() {
         if let Some(previous) = bridge
             .store
             .last_owner(&contact.channel, &contact.contact_id)
             .await?
         {
-            if on_shift(bridge, &previous, team, now).await? {
+            let rated_low = bridge
+                .store
+                .csat_latest_score_for(&contact.channel, &contact.contact_id, &previous)
+                .await?
+                .is_some_and(|score| score <= 2);
+            if rated_low {
+                tracing::info!(
+                    conversation = conversation.id,
+                    operator = previous,
+                    "not sticky: the customer rated this operator 2 or less"
+                );
+            } else if on_shift(bridge, &previous, team, now).await? {
                 row.owner = Some(previous);
             }
         }
@@ -180,8 +193,20 @@ pub async fn on_shift(
     Ok(!in_any && bridge.config.bridge.operators.contains_key(user))
 }
 
+/// How far back an operator's ratings count when a team prefers the better rated.
+pub const RATING_WINDOW_MS: i64 = 90 * 86_400_000;
+
+/// An operator's average rating over [`RATING_WINDOW_MS`], in hundredths (300 for one not
+/// rated in that time: neither preferred nor passed over).
+pub async fn rating_rank(bridge: &Bridge, user: &str) -> Result<i64, StoreError> {
+    let since = bridge.clock.now_ms() - RATING_WINDOW_MS;
+    let (n, total) = bridge.store.csat_operator_since(user, since).await?;
+    Ok(if n == 0 { 300 } else { total * 100 / n })
+}
+
 /// The member to hand the next conversation to: online (Matrix presence), on shift, under the
-/// open-conversation limit, and the longest without a new one.
+/// open-conversation limit; with `prefer_better_rated`, the best average rating of the last 90
+/// days ([`rating_rank`]); then the longest without a new one.
 async fn round_robin(
     bridge: &Bridge,
     team: &Team,
@@ -190,7 +215,8 @@ async fn round_robin(
     if !teams::calendar(bridge, team).await.is_open(now) {
         return Ok(None);
     }
-    let mut best: Option<(i64, String)> = None;
+    // Smallest key wins: (minus the rating rank when preferred, last assignment).
+    let mut best: Option<((i64, i64), String)> = None;
     for (user, _) in teams::members(bridge, team).await? {
         let online = matches!(
             bridge
@@ -211,8 +237,14 @@ async fn round_robin(
             }
         }
         let last = bridge.store.last_assigned(&user).await?;
-        if best.as_ref().is_none_or(|(l, _)| last < *l) {
-            best = Some((last, user));
+        let rank = if team.config.prefer_better_rated {
+            -rating_rank(bridge, &user).await?
+        } else {
+            0
+        };
+        let key = (rank, last);
+        if best.as_ref().is_none_or(|(k, _)| key < *k) {
+            best = Some((key, user));
         }
     }
     Ok(best.map(|(_, u)| u))

@@ -1,7 +1,7 @@
 //! The timer worker: stored deadlines, checked against the bridge's clock. Reminders go to the
 //! owner, escalations to the whole team (invited to the portal and mentioned in the lobby),
-//! snoozes end by reopening, weekly report digests go to team lobbies. Nothing lives only in
-//! memory, so timers survive restarts.
+//! snoozes end by reopening, weekly report digests go to team lobbies, rating questions go out
+//! after their delay ([`crate::csat`]). Nothing lives only in memory, so timers survive restarts.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -67,6 +67,7 @@ pub async fn run(bridge: Arc<Bridge>) {
         }
         // The weekly digests to team lobbies (durable: see `reports::digest`).
         digests.tick(&bridge).await;
+        crate::csat::run_due(&bridge).await;
         passes_finished().send_replace(pass);
         let _ =
             tokio::time::timeout(Duration::from_millis(500), bridge.wake_timers.notified()).await;

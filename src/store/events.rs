@@ -24,11 +24,14 @@ pub enum EventKind {
     Snoozed,
     Resolved,
     Reopened,
+    /// A rating request went out to the customer (detail: the request's id).
+    RatingRequested,
+    /// The customer rated the conversation (detail: the score 1–5; owner: the operator rated).
     Rated,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::Created,
         EventKind::CustomerMessage,
         EventKind::OperatorAnswer,
@@ -40,6 +43,7 @@ impl EventKind {
         EventKind::Snoozed,
         EventKind::Resolved,
         EventKind::Reopened,
+        EventKind::RatingRequested,
         EventKind::Rated,
     ];
 
@@ -56,6 +60,7 @@ impl EventKind {
             EventKind::Snoozed => "snoozed",
             EventKind::Resolved => "resolved",
             EventKind::Reopened => "reopened",
+            EventKind::RatingRequested => "rating_requested",
             EventKind::Rated => "rated",
         }
     }

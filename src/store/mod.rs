@@ -12,6 +12,7 @@
 pub mod canned;
 pub mod channel_state;
 pub mod conversations;
+pub mod csat;
 pub mod customers;
 pub mod digests;
 pub mod events;

@@ -14,7 +14,8 @@ use super::{Store, StoreError};
 
 /// The events a report reads one by one. Messages are counted by [`Store::report_messages`];
 /// ownership moves (assigned, transferred, …) count in no figure.
-const READ: &str = "('created', 'reopened', 'first_response', 'resolved', 'rated')";
+const READ: &str =
+    "('created', 'reopened', 'first_response', 'resolved', 'rated', 'rating_requested')";
 
 /// Messages in a period, counted per kind, team, operator and channel.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -170,6 +170,16 @@ impl Store {
                 None,
             )
             .await?;
+            if kind == super::events::EventKind::Resolved {
+                super::csat::insert_for_resolution(
+                    &mut *tx,
+                    r.conversation_id,
+                    stamp.at,
+                    r.team.as_deref(),
+                    r.owner.as_deref(),
+                )
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(())

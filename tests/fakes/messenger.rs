@@ -348,6 +348,34 @@ impl FakeMeta {
         json!({"sender": {"id": from}, "recipient": {"id": net.account()}, "timestamp": now_ms(), "message": message})
     }
 
+    /// The customer taps quick reply `index` of the sent message `mid`, as the app does: a
+    /// `messages` event whose `text` is the reply's title and `quick_reply.payload` its payload.
+    pub fn tap_quick_reply(
+        &self,
+        net: Net,
+        from: &str,
+        sent_mid: &str,
+        index: usize,
+        new_mid: &str,
+    ) -> anyhow::Result<Value> {
+        let sent = self
+            .sent()
+            .into_iter()
+            .find(|s| s.mid == sent_mid)
+            .ok_or_else(|| anyhow::anyhow!("no sent message {sent_mid}"))?;
+        let reply = &sent.message["quick_replies"][index];
+        let (Some(title), Some(payload)) = (reply["title"].as_str(), reply["payload"].as_str())
+        else {
+            anyhow::bail!("no quick reply {index} on {sent_mid}: {}", sent.message);
+        };
+        Ok(Self::message(
+            net,
+            from,
+            new_mid,
+            json!({"text": title, "quick_reply": {"payload": payload}}),
+        ))
+    }
+
     /// Any other item (`reaction`, `read`, `delivery`, `postback`, `message_edit`).
     pub fn item(net: Net, from: &str, key: &str, value: Value) -> Value {
         let mut item = json!({"sender": {"id": from}, "recipient": {"id": net.account()}, "timestamp": now_ms()});
@@ -594,6 +622,45 @@ fn send_api(shared: &Shared, call: &Call, token: Option<&str>) -> Response {
         }
     } else {
         return bad_param("(#100) Must send either message or sender_action");
+    }
+    // Quick replies (developers.facebook.com/docs/messenger-platform/reference/buttons/quick-replies):
+    // at most 13; `content_type` text, user_phone_number or user_email; a text one needs a
+    // non-empty `title` (20 characters) and a `payload` (1000 characters).
+    if let Some(replies) = message.get("quick_replies") {
+        let Some(replies) = replies.as_array().filter(|r| !r.is_empty()) else {
+            return bad_param("(#100) Param message[quick_replies] must be a non-empty array");
+        };
+        if replies.len() > 13 {
+            return bad_param(
+                "(#100) param message[quick_replies] has too many elements. Maximum is 13.",
+            );
+        }
+        for r in replies {
+            match r.get("content_type").and_then(Value::as_str) {
+                Some("text") => {
+                    let title = r.get("title").and_then(Value::as_str).unwrap_or_default();
+                    if title.trim().is_empty() {
+                        return bad_param("(#100) param message[quick_replies][title] must be non-empty for content_type text");
+                    }
+                    if title.chars().count() > 20 {
+                        return bad_param("(#100) Length of param message[quick_replies][title] must be less than or equal to 20");
+                    }
+                    let payload = match r.get("payload") {
+                        Some(Value::String(p)) => p.clone(),
+                        Some(Value::Number(n)) => n.to_string(),
+                        _ => return bad_param("(#100) param message[quick_replies][payload] is required for content_type text"),
+                    };
+                    if payload.is_empty() || payload.chars().count() > 1000 {
+                        return bad_param("(#100) Length of param message[quick_replies][payload] must be between 1 and 1000");
+                    }
+                }
+                Some("user_phone_number" | "user_email") => {}
+                _ => return bad_param("(#100) param message[quick_replies][content_type] must be one of {text, user_phone_number, user_email}"),
+            }
+        }
+        if message.get("text").is_none() && message.get("attachment").is_none() {
+            return bad_param("(#100) quick_replies need a text or an attachment");
+        }
     }
     let n = s.next;
     s.next += 1;

@@ -31,6 +31,13 @@
 //!   is never created ([`FakeTelegram::push_update`] drops it, [`FakeTelegram::post_webhook`]
 //!   refuses to deliver it).
 //!
+//! * Inline keyboards (<https://core.telegram.org/bots/api#inlinekeyboardmarkup>): a
+//!   `reply_markup` of `sendMessage` must be an `inline_keyboard` of rows of buttons, each with
+//!   a non-empty `text` and exactly one action field; `callback_data` is 1-64 bytes
+//!   ("Bad Request: BUTTON_DATA_INVALID"). [`FakeTelegram::press_button`] presses one the way a
+//!   client does: a `callback_query` update carrying the button's data, whose id the bot answers
+//!   with `answerCallbackQuery` (an unknown or already answered id is "query is too old…").
+//!
 //! For tests: [`FakeTelegram::push_update`] queues what a customer does; [`FakeTelegram::calls`]
 //! is the record of every request (method, parameters, uploaded file, time) to assert on;
 //! [`FakeTelegram::fault`] makes the next N calls of a method fail (429 with `retry_after`,
@@ -216,6 +223,10 @@ struct Inner {
     customer_messages: HashSet<(i64, i64)>,
     /// The bot's reactions, by (chat, message id): `ReactionType` objects.
     reactions: HashMap<(i64, i64), Vec<Value>>,
+    /// Callback queries pushed and not answered yet, and those answered.
+    open_queries: HashSet<String>,
+    answered_queries: Vec<String>,
+    next_query: u64,
 }
 
 /// `ReactionTypeEmoji.emoji` "can be one of" these (core.telegram.org/bots/api#reactiontypeemoji).
@@ -429,6 +440,53 @@ impl FakeTelegram {
         };
         self.shared.wake();
         id
+    }
+
+    /// The customer `user` presses the button at `(row, column)` of the bot's message
+    /// `message_id` in their private chat, as a Telegram client does: a `callback_query` update
+    /// with the button's `callback_data` and the message as the bot sent it. Returns the query's
+    /// id (answered or not: [`FakeTelegram::answered_queries`]).
+    pub fn press_button(
+        &self,
+        user: &TgUser,
+        message_id: i64,
+        row: usize,
+        column: usize,
+    ) -> anyhow::Result<String> {
+        let chat = user.private_chat()["id"].as_i64().unwrap_or_default();
+        let message = self
+            .bot_message(chat, message_id)
+            .ok_or_else(|| anyhow::anyhow!("no bot message {message_id} in chat {chat}"))?;
+        let data = message["reply_markup"]["inline_keyboard"][row][column]["callback_data"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("no callback button at {row},{column}: {message}"))?
+            .to_string();
+        Ok(self.push_callback(user, message, &data))
+    }
+
+    /// A `callback_query` update with any `data` on the bot's message (what a modified client
+    /// could send); returns the query's id.
+    pub fn push_callback(&self, user: &TgUser, message: Value, data: &str) -> String {
+        let id = {
+            let mut s = self.shared.lock();
+            s.next_query += 1;
+            let id = format!("{}{:010}", user.id, s.next_query);
+            s.open_queries.insert(id.clone());
+            id
+        };
+        self.push_update(json!({"callback_query": {
+            "id": id,
+            "from": user.json(),
+            "message": message,
+            "chat_instance": format!("-{}", user.id),
+            "data": data,
+        }}));
+        id
+    }
+
+    /// Callback query ids the bot answered (`answerCallbackQuery`), in order.
+    pub fn answered_queries(&self) -> Vec<String> {
+        self.shared.lock().answered_queries.clone()
     }
 
     /// What Telegram does after a week without updates: the next `update_id` is chosen anew,
@@ -946,8 +1004,9 @@ const RECORDED: &str = "x-fake-recorded";
 
 /// The documented spelling of a method name, matched case-insensitively.
 fn canonical(method: &str) -> String {
-    const KNOWN: [&str; 21] = [
+    const KNOWN: [&str; 22] = [
         "setMessageReaction",
+        "answerCallbackQuery",
         "getMe",
         "getUpdates",
         "setWebhook",
@@ -1150,12 +1209,42 @@ async fn answer(
             if text.encode_utf16().count() > MAX_TEXT_UTF16 {
                 return error(400, "Bad Request: message is too long");
             }
-            new_message(
-                shared,
-                chat_id.unwrap_or_default(),
-                params,
-                json!({"text": text}),
-            )
+            let mut fields = json!({"text": text});
+            if params.contains_key("reply_markup") {
+                match param_object(params, "reply_markup").map(|m| inline_keyboard(&m)) {
+                    Some(Ok(markup)) => fields["reply_markup"] = markup,
+                    Some(Err(why)) => return error(400, &format!("Bad Request: {why}")),
+                    None => {
+                        return error(
+                            400,
+                            "Bad Request: can't parse reply keyboard markup JSON object",
+                        )
+                    }
+                }
+            }
+            new_message(shared, chat_id.unwrap_or_default(), params, fields)
+        }
+        "answerCallbackQuery" => {
+            let Some(id) = param_str(params, "callback_query_id").filter(|i| !i.is_empty()) else {
+                return error(
+                    400,
+                    "Bad Request: parameter \"callback_query_id\" is required",
+                );
+            };
+            if let Some(t) = param_str(params, "text") {
+                if t.chars().count() > 200 {
+                    return error(400, "Bad Request: MESSAGE_TOO_LONG");
+                }
+            }
+            let mut s = shared.lock();
+            if !s.open_queries.remove(&id) {
+                return error(
+                    400,
+                    "Bad Request: query is too old and response timeout expired or query ID is invalid",
+                );
+            }
+            s.answered_queries.push(id);
+            ok(json!(true))
         }
         "sendPhoto" | "sendDocument" | "sendVoice" | "sendVideo" => {
             let field = match method {
@@ -1312,6 +1401,54 @@ async fn answer(
 }
 
 /// Record and return a message the bot sent.
+/// An `InlineKeyboardMarkup` as Telegram checks it: `inline_keyboard` is an array of rows,
+/// each an array of `InlineKeyboardButton`s with a non-empty `text` and exactly one of the
+/// optional action fields; `callback_data` is 1-64 bytes. `Err` is Telegram's description.
+fn inline_keyboard(markup: &Value) -> Result<Value, String> {
+    const ACTIONS: [&str; 10] = [
+        "url",
+        "callback_data",
+        "web_app",
+        "login_url",
+        "switch_inline_query",
+        "switch_inline_query_current_chat",
+        "switch_inline_query_chosen_chat",
+        "copy_text",
+        "callback_game",
+        "pay",
+    ];
+    let Some(rows) = markup.get("inline_keyboard").and_then(Value::as_array) else {
+        return Err(
+            "can't parse inline keyboard markup: field \"inline_keyboard\" must be an Array".into(),
+        );
+    };
+    for row in rows {
+        let Some(buttons) = row.as_array() else {
+            return Err("can't parse inline keyboard markup: keyboard row must be an Array".into());
+        };
+        for b in buttons {
+            let text = b.get("text").and_then(Value::as_str).unwrap_or_default();
+            if text.trim().is_empty() {
+                return Err("BUTTON_TEXT_INVALID".into());
+            }
+            let actions = ACTIONS.iter().filter(|a| b.get(**a).is_some()).count();
+            if actions == 0 {
+                return Err("text buttons are unallowed in the inline keyboard".into());
+            }
+            if actions > 1 {
+                return Err("can't parse inline keyboard button: exactly one of the optional fields must be used".into());
+            }
+            if let Some(data) = b.get("callback_data") {
+                let data = data.as_str().unwrap_or_default();
+                if data.is_empty() || data.len() > 64 {
+                    return Err("BUTTON_DATA_INVALID".into());
+                }
+            }
+        }
+    }
+    Ok(json!({"inline_keyboard": rows}))
+}
+
 fn new_message(shared: &Shared, chat: i64, params: &Map<String, Value>, fields: Value) -> Response {
     let mut s = shared.lock();
     s.next_message_id += 1;

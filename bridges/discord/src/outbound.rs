@@ -177,6 +177,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
         OutboundAction::Template { .. } => Err(SendError::Permanent {
             reason: "Discord has no message templates".into(),
         }),
+        OutboundAction::RatingRequest(_) => Err(switchboard_kit::rating::not_native("Discord")),
     }
 }
 

@@ -111,6 +111,9 @@ pub async fn send(
         OutboundAction::Delete { .. } => return Err(permanent("a sent email cannot be deleted")),
         OutboundAction::React { .. } => return Err(permanent("email has no reactions")),
         OutboundAction::Template { .. } => return Err(permanent("email has no message templates")),
+        OutboundAction::RatingRequest(_) => {
+            return Err(switchboard_kit::rating::not_native("email"))
+        }
     };
     let sent_key = format!("sent:{}", outbound.idempotency_key);
     if let Some(id) = host.state_get(&sent_key).await.map_err(store_error)? {

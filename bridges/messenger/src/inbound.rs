@@ -104,6 +104,10 @@ pub async fn handle(shared: &Shared, event: Event) -> Result<(), InboundError> {
             remote_id: mid,
             key: emoji,
         },
+        Kind::Choice { mid, payload } => InboundEvent::Choice {
+            remote_id: mid,
+            payload,
+        },
         Kind::Read(mark) => match resolve(shared, &conversation, mark).await? {
             Some(remote_id) => InboundEvent::Read { remote_id },
             None => return Ok(()),

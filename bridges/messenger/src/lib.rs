@@ -119,6 +119,8 @@ impl Channel for MetaChannel {
             read_receipts: true,
             typing: true,
             reply_window: Some(REPLY_WINDOW),
+            // Quick replies carry the rating choices.
+            rating: switchboard_channel::RatingStyle::Native,
             ..Capabilities::default()
         }
     }

@@ -145,6 +145,21 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
         OutboundAction::Template { .. } => Err(SendError::Permanent {
             reason: format!("message templates are not available on {net}"),
         }),
+        OutboundAction::RatingRequest(request) => {
+            // Quick replies: up to 13 buttons above the composer, each a title (20 characters)
+            // and a payload that comes back in the `messages` event of the tap.
+            let quick_replies: Vec<Value> = request
+                .choices
+                .iter()
+                .map(|c| json!({"content_type": "text", "title": c.label, "payload": c.payload}))
+                .collect();
+            let message = json!({"text": request.question, "quick_replies": quick_replies});
+            let mid = send_part(shared, outbound, 0, to, || async { Ok(message.clone()) }).await?;
+            Ok(Delivery {
+                remote_id: mid,
+                delivered: false,
+            })
+        }
     }
 }
 

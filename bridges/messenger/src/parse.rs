@@ -136,6 +136,11 @@ pub enum Kind {
         mid: String,
         emoji: Option<String>,
     },
+    /// A tapped quick reply of a rating request (its payload is the kit's rating payload).
+    Choice {
+        mid: String,
+        payload: String,
+    },
     Read(Mark),
     Delivered(Mark),
 }
@@ -492,6 +497,19 @@ fn message_kind(message: &Value, mid: String, platform: Platform) -> (String, Ki
         .get("quick_reply")
         .and_then(|q| str_of(q, "payload"))
         .map(clean_text);
+    // A rating request's quick reply: the core reads the payload (the title is only its label).
+    if let Some(payload) = quick_reply
+        .as_deref()
+        .filter(|p| switchboard_kit::rating::parse_payload(p).is_some())
+    {
+        return (
+            key,
+            Kind::Choice {
+                mid,
+                payload: payload.to_owned(),
+            },
+        );
+    }
     match (text, quick_reply) {
         (Some(t), _) => lines.push(t),
         (None, Some(p)) if !p.trim().is_empty() => lines.push(format!("[quick reply: {p}]")),

@@ -82,6 +82,14 @@ pub enum ParsedKind {
         remote_id: String,
         key: Option<String>,
     },
+    /// The customer pressed an inline keyboard button (a `callback_query`): `remote_id` is the
+    /// message it is on, `payload` its `callback_data`; `callback_id` is answered
+    /// (`answerCallbackQuery`) once the press is stored.
+    Choice {
+        remote_id: String,
+        payload: String,
+        callback_id: String,
+    },
 }
 
 /// What one raw update means.
@@ -129,6 +137,9 @@ pub fn read_update(body: &[u8], options: &ParseOptions) -> Read {
     };
     if let Some(reaction) = fields.get("message_reaction") {
         return crate::lenient::read_reaction(update_id, reaction, options, body);
+    }
+    if let Some(query) = fields.get("callback_query") {
+        return crate::lenient::read_callback_query(update_id, query, options, body);
     }
     let Some(kind) = BRIDGED_KINDS.into_iter().find(|k| fields.contains_key(*k)) else {
         return Read::Skip("an update kind we do not bridge");
@@ -537,6 +548,9 @@ pub async fn realize(
     sender.avatar = avatar;
     let event = match parsed.kind {
         ParsedKind::Reaction { remote_id, key } => InboundEvent::Reaction { remote_id, key },
+        ParsedKind::Choice {
+            remote_id, payload, ..
+        } => InboundEvent::Choice { remote_id, payload },
         ParsedKind::Notice { remote_id, text } => InboundEvent::Notice {
             remote_id,
             content: Content {

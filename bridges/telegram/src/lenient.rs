@@ -276,6 +276,61 @@ pub fn read_reaction(update_id: u64, r: &Value, options: &ParseOptions, raw: &[u
     })
 }
 
+/// A `callback_query` update (<https://core.telegram.org/bots/api#callbackquery>): the
+/// customer pressed an inline keyboard button of one of the bot's messages. Read field by
+/// field: `id` and `from` are required; `message` (absent for inline-mode messages, which the
+/// bridge never sends) names the chat and the message the button is on; `data` is the button's
+/// `callback_data`. A press in a chat the bridge does not bridge is skipped; one without data
+/// (a game button) too. Whatever the payload says, the core decides whether it counts.
+pub fn read_callback_query(update_id: u64, q: &Value, options: &ParseOptions, raw: &[u8]) -> Read {
+    let message = q.get("message");
+    let chat = message.and_then(|m| m.get("chat"));
+    let (Some(id), Some(chat_id), Some(message_id)) = (
+        text(q.get("id")).filter(|i| !i.is_empty()),
+        chat.and_then(|c| int(c.get("id"))),
+        message.and_then(|m| int(m.get("message_id"))),
+    ) else {
+        return Read::Unreadable(Unreadable::new(
+            format!("update:{update_id}"),
+            "a Telegram button press",
+            "it names no query id, chat or message the bridge can read",
+            raw,
+            crate::inbound::now_ms(),
+        ));
+    };
+    let chat_type = chat
+        .and_then(|c| text(c.get("type")))
+        .unwrap_or_else(|| "unknown".into());
+    match chat_type.as_str() {
+        "private" => {}
+        "group" | "supergroup" if options.groups => {}
+        _ => return Read::Skip("a button press in a chat we do not bridge"),
+    }
+    let Some(payload) = text(q.get("data")).filter(|d| !d.is_empty()) else {
+        return Read::Skip("a button press without callback data");
+    };
+    let Some((sender, false)) = q.get("from").and_then(profile) else {
+        return Read::Skip("a button press by no user, or by a bot");
+    };
+    let user_id = sender.id.parse::<u64>().ok();
+    Read::Parsed(Parsed {
+        conversation: ConversationKey {
+            account: options.account.clone(),
+            chat: chat_id.to_string(),
+        },
+        dedup_key: format!("callback:{id}"),
+        sender,
+        user_id,
+        // A callback query carries no date of its own: it happened now.
+        timestamp_ms: crate::inbound::now_ms(),
+        kind: ParsedKind::Choice {
+            remote_id: message_id.to_string(),
+            payload,
+            callback_id: id,
+        },
+    })
+}
+
 /// Read a message teloxide refused. `update_id` names it when its own id cannot be read;
 /// `raw` is the whole update, shown when nothing of the message can be placed.
 pub fn read_message(

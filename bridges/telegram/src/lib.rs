@@ -75,6 +75,10 @@ pub(crate) async fn handle_update(
         }
     };
     let dedup_key = parsed.dedup_key.clone();
+    let callback = match &parsed.kind {
+        inbound::ParsedKind::Choice { callback_id, .. } => Some(callback_id.clone()),
+        _ => None,
+    };
     let avatar = profile::avatar(shared, parsed.user_id).await;
     let inbound = inbound::realize(
         parsed,
@@ -86,6 +90,18 @@ pub(crate) async fn handle_update(
     .await?;
     let fresh = shared.host.receive(inbound).await?;
     tracing::debug!(%dedup_key, fresh, "telegram: update stored");
+    // Stored: stop the button's progress indicator on the customer's side. Best effort: the
+    // press counts either way, and Telegram forgets unanswered queries on its own.
+    if let Some(id) = callback {
+        use teloxide::prelude::Requester;
+        if let Err(e) = shared
+            .bot
+            .answer_callback_query(teloxide::types::CallbackQueryId(id))
+            .await
+        {
+            tracing::info!(error = %e, "telegram: cannot answer a callback query");
+        }
+    }
     Ok(())
 }
 
@@ -128,6 +144,7 @@ impl Channel for Telegram {
             replies: true,
             reactions: true,
             typing: true,
+            rating: switchboard_channel::RatingStyle::Native,
             ..Capabilities::default()
         }
     }

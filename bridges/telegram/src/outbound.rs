@@ -20,6 +20,9 @@
 //! * **Reactions** use `setMessageReaction` with one emoji, or none to take it back. A bot may
 //!   react only with the emoji of [`REACTIONS`]; close ones are mapped onto it (`❤️` → `❤`,
 //!   `😂` → `🤣`), any other is refused before sending, the reason naming the list.
+//! * **Rating requests** go out with `sendMessage` and an inline keyboard
+//!   (`reply_markup.inline_keyboard`), one callback button per score whose `callback_data` is
+//!   the kit's payload; a press comes back as a `callback_query` update ([`crate::lenient`]).
 //! * **Errors** go through [`client::classify`]: 429 with Telegram's `retry_after`, 5xx and
 //!   network trouble are retryable; a blocked bot, a deleted account or a vanished chat are
 //!   permanent with a reason operators can read.
@@ -37,7 +40,8 @@ use teloxide::payloads::{
 };
 use teloxide::prelude::Requester;
 use teloxide::types::{
-    ChatAction, ChatId, InputFile, Message, MessageId, ParseMode, ReactionType, ReplyParameters,
+    ChatAction, ChatId, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Message, MessageId,
+    ParseMode, ReactionType, ReplyParameters,
 };
 use teloxide::Bot;
 
@@ -284,6 +288,36 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
         OutboundAction::Template { .. } => Err(SendError::Permanent {
             reason: "message templates are not bridged to Telegram".into(),
         }),
+        OutboundAction::RatingRequest(request) => {
+            let key = format!("out:{}", outbound.idempotency_key);
+            if let Some(done) = out.host.state_get(&key).await.map_err(retryable_host)? {
+                return Ok(Delivery {
+                    remote_id: done,
+                    delivered: true,
+                });
+            }
+            // One button per row: the labels (score and stars) stay readable on a phone.
+            let rows = request.choices.iter().map(|c| {
+                vec![InlineKeyboardButton::callback(
+                    c.label.clone(),
+                    c.payload.clone(),
+                )]
+            });
+            let m = out
+                .bot
+                .send_message(chat, request.question.clone())
+                .reply_markup(InlineKeyboardMarkup::new(rows))
+                .await
+                .map_err(classify)?;
+            let id = m.id.0.to_string();
+            if let Err(e) = out.host.state_put(&key, &id).await {
+                tracing::warn!(error = %e, "telegram: sent but cannot remember the idempotency key");
+            }
+            Ok(Delivery {
+                remote_id: id,
+                delivered: true,
+            })
+        }
     }
 }
 

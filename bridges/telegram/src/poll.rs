@@ -50,6 +50,7 @@ pub fn allowed_updates() -> Vec<AllowedUpdate> {
         AllowedUpdate::Message,
         AllowedUpdate::EditedMessage,
         AllowedUpdate::MessageReaction,
+        AllowedUpdate::CallbackQuery,
     ]
 }
 

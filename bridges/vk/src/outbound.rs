@@ -147,6 +147,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
         OutboundAction::React { .. } | OutboundAction::Template { .. } => {
             Err(permanent("reactions and templates are not bridged to VK"))
         }
+        OutboundAction::RatingRequest(_) => Err(switchboard_kit::rating::not_native("VK")),
     }
 }
 

@@ -183,6 +183,9 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
         OutboundAction::Template { .. } => {
             return Err(permanent("the web chat has no message templates"));
         }
+        OutboundAction::RatingRequest(_) => {
+            return Err(switchboard_kit::rating::not_native("the web chat"));
+        }
     };
     Ok(Delivery {
         remote_id,

@@ -282,6 +282,7 @@ pub async fn send(out: &Outgoing<'_>, outbound: &Outbound) -> Result<Delivery, S
         OutboundAction::Delete { .. } => Err(permanent(
             "WhatsApp does not let a business delete a sent message",
         )),
+        OutboundAction::RatingRequest(_) => Err(switchboard_kit::rating::not_native("WhatsApp")),
     }
 }
 
