@@ -18,6 +18,7 @@ pub mod inbox;
 pub mod matrix_events;
 pub mod message_map;
 pub mod outbox;
+pub mod participants;
 pub mod queues;
 pub mod routing;
 pub mod search;
