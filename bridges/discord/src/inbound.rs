@@ -721,10 +721,12 @@ mod tests {
             ..options()
         };
         let parsed = parse_dispatch("MESSAGE_CREATE", &guild, &with_guilds).unwrap();
+        // A group: the member speaks as themselves, their words without their name.
+        assert!(parsed.group);
         let ParsedKind::Message { content, .. } = parsed.kind else {
             panic!()
         };
-        assert_eq!(content.text, "Jane Doe: hi");
+        assert_eq!(content.text, "hi");
         let only_other = ParseOptions {
             guilds: true,
             guild_channels: vec!["5".into()],
@@ -736,6 +738,7 @@ mod tests {
             json!({"content": "hi **there**", "edited_timestamp": "2026-05-01T10:01:00.000000+00:00"}),
         );
         let parsed = parse_dispatch("MESSAGE_UPDATE", &edit, &options()).unwrap();
+        assert!(!parsed.group, "a DM is no group");
         assert!(parsed
             .dedup_key
             .starts_with("edit:1200000000000000009:1300000000000000001:"));
