@@ -308,6 +308,7 @@ async fn indexing_cost(store: &Store) -> anyhow::Result<serde_json::Value> {
                     reply_to: None,
                 },
                 addressed_to: None,
+                group: None,
             }
         })
         .collect();

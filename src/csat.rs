@@ -209,6 +209,8 @@ async fn to_customer(
         },
         idempotency_key: event_id.clone(),
         action,
+        // Filled from the conversation's people when it is sent.
+        participants: Vec::new(),
     };
     bridge
         .queue_outbound(

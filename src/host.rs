@@ -35,9 +35,15 @@ impl Host for ChannelHost {
             .bridge
             .namespace
             .ghost_user_id(self.channel, &inbound.sender.id);
+        let member_ghosts: Vec<String> = inbound
+            .group
+            .iter()
+            .flat_map(|g| &g.members)
+            .map(|m| self.bridge.namespace.ghost_user_id(self.channel, &m.id))
+            .collect();
         let fresh = self
             .bridge
-            .queue_inbound(self.channel, &ghost, &inbound)
+            .queue_inbound(self.channel, &ghost, &member_ghosts, &inbound)
             .await
             .map_err(store_error)?;
         // The channel hears from its network: it is connected.

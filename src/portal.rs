@@ -149,11 +149,13 @@ pub struct Portal {
 }
 
 /// The portal room of a conversation, created when missing, and who speaks for the customer in it.
+/// A group conversation's room is named after the group (`group_title`) when it has a name.
 pub async fn ensure_portal(
     bridge: &Bridge,
     conversation: &Conversation,
     first_text: &str,
     addressed_to: Option<&str>,
+    group_title: Option<&str>,
 ) -> Result<Portal, PortalError> {
     let contact = bridge
         .store
@@ -173,7 +175,15 @@ pub async fn ensure_portal(
         });
     }
     let channel = &conversation.channel;
-    let mut topic = format!("{channel} conversation with {name}");
+    let group_name = group_title
+        .map(without_invisible)
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| clip_name(t.trim()));
+    let room_name = group_name.clone().unwrap_or_else(|| name.clone());
+    let mut topic = match &group_name {
+        Some(group) => format!("{channel} group {group}, first written to us by {name}"),
+        None => format!("{channel} conversation with {name}"),
+    };
     if let Some(email) = contact
         .email
         .as_deref()
@@ -184,7 +194,7 @@ pub async fn ensure_portal(
     if let Some(phone) = &contact.phone {
         topic.push_str(&format!(", {}", without_invisible(phone)));
     }
-    let bridge_state = bridge_info(bridge, conversation, &name);
+    let bridge_state = bridge_info(bridge, conversation, &room_name);
     let state_key = format!(
         "net.switchboard://{channel}/{}/{}",
         conversation.account, conversation.chat
@@ -201,7 +211,7 @@ pub async fn ensure_portal(
         "room_alias_name": alias_local,
         "preset": "private_chat",
         "visibility": "private",
-        "name": format!("{name} ({channel})"),
+        "name": format!("{room_name} ({channel})"),
         "topic": topic,
         "invite": invite,
         "initial_state": [
@@ -358,6 +368,67 @@ async fn complete_state(bridge: &Bridge, room_id: &str, create_body: &Value) {
             Err(e) => tracing::debug!(room_id, event_type, error = %e, "reading a portal's state"),
         }
     }
+}
+
+/// Who speaks for `contact_id` in a group conversation's room ([`switchboard_channel::Group`]):
+/// their own ghost, made (with their name and avatar) and joined to the room. The portal's room
+/// stays the group's; only the speaker changes. A ghost the homeserver will not let in leaves
+/// the bot to post for them, naming them, as for a one-customer conversation.
+pub async fn group_speaker(
+    bridge: &Bridge,
+    portal: &Portal,
+    channel: &str,
+    contact_id: &str,
+) -> Result<Portal, PortalError> {
+    if portal.contact.contact_id == contact_id {
+        return Ok(portal.clone());
+    }
+    let contact = bridge
+        .store
+        .contact(channel, contact_id)
+        .await?
+        .ok_or_else(|| PortalError::NoContact(contact_id.to_string()))?;
+    let mut ghost = ensure_ghost(bridge, &contact)
+        .await?
+        .then(|| contact.ghost_user_id.clone());
+    if let Some(g) = &ghost {
+        // Joined before it acts: a receipt or a reaction of someone new to the room must not
+        // be refused. Joining a member again changes nothing on the homeserver.
+        match ensure_joined(bridge, &portal.room_id, g).await {
+            Ok(()) => {}
+            Err(e) if e.is_retryable() => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(room_id = portal.room_id, ghost = g, error = %e, "a group member's ghost cannot join; the bot posts for them");
+                ghost = None;
+            }
+        }
+    }
+    Ok(Portal {
+        room_id: portal.room_id.clone(),
+        name: customer_name(&contact),
+        contact,
+        ghost,
+    })
+}
+
+/// A group member named by an event but not writing it (an email's Cc) joins the room as their
+/// own ghost, so operators see whom an answer reaches. Someone an operator removed stays out.
+pub async fn join_member(
+    bridge: &Bridge,
+    portal: &Portal,
+    conversation_id: i64,
+    channel: &str,
+    contact_id: &str,
+) -> Result<(), PortalError> {
+    if bridge
+        .store
+        .participant_removed(conversation_id, contact_id)
+        .await?
+    {
+        return Ok(());
+    }
+    group_speaker(bridge, portal, channel, contact_id).await?;
+    Ok(())
 }
 
 /// Make sure the ghost is in the room (it may have left, or its join may have failed before).

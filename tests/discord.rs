@@ -602,7 +602,8 @@ async fn a_zombie_connection_is_replaced() -> anyhow::Result<()> {
 }
 
 /// With `guilds: true` and a channel list, messages in a listed server channel become their
-/// own conversation (members' names before their words); other channels stay out.
+/// own conversation, each member speaking as a ghost of their own; answers go to the channel;
+/// other channels stay out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listed_guild_channels_are_bridged() -> anyhow::Result<()> {
     let fake = FakeDiscord::start().await?;
@@ -634,9 +635,40 @@ async fn listed_guild_channels_are_bridged() -> anyhow::Result<()> {
         "hello from the server",
     );
     let room = env.alice.wait_for_invite("Jane Doe").await?;
-    env.alice
-        .wait_for_text(&room, "Jane Doe: hello from the server")
+    let from_jane = env
+        .alice
+        .wait_for_text(&room, "hello from the server")
         .await?;
+    ensure!(
+        from_jane.body == "hello from the server",
+        "{:?}",
+        from_jane.body
+    );
+    // A second member of the channel speaks in the same room, as a ghost of their own.
+    let max = DUser::new(1_100_000_000_000_000_077, "maxk", Some("Max Kern"));
+    fake.guild_message(
+        &max,
+        "1200000000000000001",
+        "1200000000000000002",
+        "same problem here",
+    );
+    let from_max = env.alice.wait_for_text(&room, "same problem here").await?;
+    ensure!(from_max.body == "same problem here", "{:?}", from_max.body);
+    ensure!(
+        from_max.sender != from_jane.sender,
+        "both spoke as {}",
+        from_max.sender
+    );
+    for (ghost, name) in [
+        (&from_jane.sender, "Jane Doe"),
+        (&from_max.sender, "Max Kern"),
+    ] {
+        env.alice
+            .wait_for_state_event(&room, "m.room.member", ghost, |c| {
+                c["membership"] == "join" && c["displayname"] == name
+            })
+            .await?;
+    }
     env.alice.send_text(&room, "welcome").await?;
     fake.wait_for_call("POST", "/channels/1200000000000000002/messages", |c| {
         c.status == 200 && c.str("content") == Some("welcome")

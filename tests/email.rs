@@ -60,7 +60,178 @@ fn customer_mail(message_id: &str, subject: &str, extra_headers: &str, body: &st
     .into_bytes()
 }
 
-on_both_stores!(new_mail_opens_a_room_and_answers_thread_both_ways);
+on_both_stores!(
+    new_mail_opens_a_room_and_answers_thread_both_ways,
+    a_thread_of_several_customers_answers_them_all,
+);
+
+/// A plain-text mail from `from` to `to` with `cc`, in the thread of `in_reply_to` when given.
+fn mail_from(
+    from: &str,
+    to: &str,
+    cc: &str,
+    message_id: &str,
+    in_reply_to: Option<&str>,
+    body: &str,
+) -> Vec<u8> {
+    let thread = in_reply_to
+        .map(|r| format!("In-Reply-To: {r}\r\nReferences: {r}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "From: {from}\r\nTo: {to}\r\nCc: {cc}\r\nSubject: Team order\r\nMessage-ID: <{message_id}>\r\n\
+         Date: Mon, 3 Mar 2025 10:00:00 +0000\r\n{thread}MIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+/// The addresses of a header (`To`, `Cc`) of a raw mail, lower-cased, without names.
+fn addresses(raw: &[u8], name: &str) -> Vec<String> {
+    header(raw, name)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|a| {
+            let a = a.trim();
+            let a = match (a.find('<'), a.find('>')) {
+                (Some(i), Some(j)) if i < j => &a[i + 1..j],
+                _ => a,
+            };
+            (!a.is_empty()).then(|| a.to_lowercase())
+        })
+        .collect()
+}
+
+/// An email thread with several customer addresses in From/Cc: each speaks as their own ghost;
+/// an answer goes To the one who wrote last and Cc every other customer address (never the
+/// company's own); someone an operator removes from the room gets no further answers.
+async fn a_thread_of_several_customers_answers_them_all(backend: Backend) -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("a thread of several customers answers them all");
+    let mail = MailServer::start().await?;
+    let env = TestEnv::start(options(backend, &mail)).await?;
+    let (jane, colleague, boss) = (
+        "customer@example.test",
+        "colleague@example.test",
+        "boss@example.test",
+    );
+
+    steps.step("Jane writes to support, Cc her colleague and her boss: all three in the room");
+    let first = mail_from(
+        &format!("Jane Customer <{jane}>"),
+        "support@example.test",
+        &format!("Carl Colleague <{colleague}>, Bea Boss <{boss}>"),
+        "team-1@customer.example.test",
+        None,
+        "We need 40 chairs, not 4.",
+    );
+    mail.smtp_send(jane, &["support@example.test", colleague, boss], &first)
+        .await?;
+    let room = env.alice.wait_for_invite("Jane Customer").await?;
+    let from_jane = env.alice.wait_for_text(&room, "40 chairs").await?;
+    let ghost_of = |who: &str| {
+        let events = env.alice.events(&room);
+        events.iter().rev().find_map(|e| {
+            (e["type"] == "m.room.member"
+                && e["content"]["membership"] == "join"
+                && e["content"]["displayname"] == who)
+                .then(|| e["state_key"].as_str().unwrap_or_default().to_owned())
+        })
+    };
+    for name in ["Carl Colleague", "Bea Boss"] {
+        rig::poll_until(
+            &format!("{name}'s ghost in the room"),
+            std::time::Duration::from_secs(30),
+            || async { Ok(ghost_of(name)) },
+        )
+        .await?;
+    }
+
+    steps.step("Carl answers in the thread: his own ghost, his own name");
+    let jane_id = header(&first, "Message-ID").context("Message-ID")?;
+    let second = mail_from(
+        &format!("Carl Colleague <{colleague}>"),
+        "support@example.test",
+        &format!("{jane}, {boss}"),
+        "team-2@customer.example.test",
+        Some(&jane_id),
+        "And 40 cushions, please.",
+    );
+    mail.smtp_send(colleague, &["support@example.test", jane, boss], &second)
+        .await?;
+    let from_carl = env.alice.wait_for_text(&room, "40 cushions").await?;
+    ensure!(
+        from_carl.sender != from_jane.sender,
+        "both spoke as {}",
+        from_carl.sender
+    );
+    ensure!(
+        ghost_of("Carl Colleague").as_deref() == Some(from_carl.sender.as_str()),
+        "Carl's message is his ghost's"
+    );
+    ensure!(
+        ghost_of("Jane Customer").as_deref() == Some(from_jane.sender.as_str()),
+        "Jane's message is her ghost's"
+    );
+    ensure!(
+        env.rooms_named("Jane Customer").await?.len() == 1,
+        "one room for the thread"
+    );
+
+    steps.step("The operator answers: To Carl (who wrote last), Cc Jane and Bea, never support@");
+    env.alice
+        .send_text(&room, "40 chairs and 40 cushions, noted.")
+        .await?;
+    for who in ["customer", "colleague", "boss"] {
+        mail.wait_for_mail(who, "40 chairs and 40 cushions, noted")
+            .await?;
+    }
+    let answer = mail
+        .wait_for_mail("colleague", "40 chairs and 40 cushions, noted")
+        .await?;
+    ensure!(
+        addresses(&answer, "To") == vec![colleague.to_string()],
+        "To: {:?}",
+        header(&answer, "To")
+    );
+    let mut cc = addresses(&answer, "Cc");
+    cc.sort();
+    ensure!(
+        cc == vec![boss.to_string(), jane.to_string()],
+        "Cc: {:?}",
+        header(&answer, "Cc")
+    );
+
+    steps.step("The operator removes Bea: her ghost leaves, the next answer leaves her out");
+    let bea = ghost_of("Bea Boss").context("Bea's ghost")?;
+    env.alice
+        .send_text(&room, "!sb remove boss@example.test")
+        .await?;
+    env.alice
+        .wait_for_text(&room, "answers no longer go to them")
+        .await?;
+    env.alice
+        .wait_for_state_event(&room, "m.room.member", &bea, |c| c["membership"] == "leave")
+        .await?;
+    env.alice.send_text(&room, "Delivery on Friday.").await?;
+    let second_answer = mail
+        .wait_for_mail("colleague", "Delivery on Friday")
+        .await?;
+    mail.wait_for_mail("customer", "Delivery on Friday").await?;
+    ensure!(
+        addresses(&second_answer, "To") == vec![colleague.to_string()]
+            && addresses(&second_answer, "Cc") == vec![jane.to_string()],
+        "To: {:?} Cc: {:?}",
+        header(&second_answer, "To"),
+        header(&second_answer, "Cc")
+    );
+    ensure!(
+        !mail
+            .fetch_all("boss")?
+            .iter()
+            .any(|m| String::from_utf8_lossy(m).contains("Delivery on Friday")),
+        "Bea got the answer after she was removed"
+    );
+    steps.finish()
+}
 
 async fn new_mail_opens_a_room_and_answers_thread_both_ways(
     backend: Backend,

@@ -43,6 +43,7 @@ fn message(chat: &str, remote_id: &str, text: &str) -> Inbound {
             reply_to: None,
         },
         addressed_to: None,
+        group: None,
     }
 }
 

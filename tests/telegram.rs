@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 on_both_stores!(
     customer_messages_of_every_kind_reach_matrix,
+    group_members_speak_as_their_own_ghosts_and_answers_reach_the_group,
     operator_messages_files_replies_edits_and_deletions_reach_the_customer,
     a_crash_between_get_updates_and_storage_loses_nothing,
     reactions_both_ways,
@@ -282,17 +283,12 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
         edit.content
     );
 
-    steps.step("Group chats are one conversation each, members' names before their words");
+    steps.step("A group chat is a conversation of its own");
     let ann = TgUser::new(5_550_010, "Ann", None, None);
-    let bob = TgUser::new(5_550_011, "Bob", Some("Berg"), None);
     let group = json!({"id": -1_001_234_567_890i64, "title": "Acme Fans", "type": "supergroup"});
     fake.push_update(fake.message_in(&ann, &group, 50, json!({"text": "hi all"})));
-    let group_room = env.alice.wait_for_invite("Ann").await?;
-    env.alice.wait_for_text(&group_room, "Ann: hi all").await?;
-    fake.push_update(fake.message_in(&bob, &group, 51, json!({"text": "hello from Bob"})));
-    env.alice
-        .wait_for_text(&group_room, "Bob Berg: hello from Bob")
-        .await?;
+    let group_room = env.alice.wait_for_invite("Acme Fans").await?;
+    env.alice.wait_for_text(&group_room, "hi all").await?;
     ensure!(group_room != room);
 
     steps.step("Exactly once each, and every update confirmed to Telegram");
@@ -315,6 +311,100 @@ async fn customer_messages_of_every_kind_reach_matrix(backend: Backend) -> anyho
         || async { Ok(fake.pending_updates().is_empty().then_some(())) },
     )
     .await?;
+    steps.finish()
+}
+
+/// The display name the room's member list shows for `user`, once they are joined.
+async fn member_name(env: &TestEnv, room: &str, user: &str) -> anyhow::Result<String> {
+    let member = env
+        .alice
+        .wait_for_state_event(room, "m.room.member", user, |c| c["membership"] == "join")
+        .await?;
+    Ok(member["content"]["displayname"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// A group chat with the bot: one room for the group (named after it), each member speaking
+/// as a ghost of their own with their own name and photo, no name prefixes; the operator's
+/// answer goes to the group; a member's reaction is theirs.
+async fn group_members_speak_as_their_own_ghosts_and_answers_reach_the_group(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let mut steps = rig::Steps::new("group members speak as their own ghosts");
+    let fake = FakeTelegram::start().await?;
+    let env = TestEnv::start(options(backend, &fake, json!({}))).await?;
+    let ann = TgUser::new(5_550_010, "Ann", Some("Lee"), None);
+    let bob = TgUser::new(5_550_011, "Bob", Some("Berg"), None);
+    let (photo_id, _) = fake.add_file("profile_photos", "jpg", rig::blob("bob", 400), None);
+    fake.set_profile_photo(bob.id, &photo_id);
+    let group_id = -1_001_234_567_890i64;
+    let group = json!({"id": group_id, "title": "Acme Fans", "type": "supergroup"});
+
+    steps.step("Ann writes in the group: a room named after the group, Ann's ghost says it");
+    fake.push_update(fake.message_in(&ann, &group, 50, json!({"text": "hi all"})));
+    let room = env.alice.wait_for_invite("Acme Fans").await?;
+    let from_ann = env.alice.wait_for_text(&room, "hi all").await?;
+    ensure!(from_ann.body == "hi all", "body {:?}", from_ann.body);
+
+    steps.step("Bob writes: his own ghost, named Bob Berg, with his photo; no name prefix");
+    fake.push_update(fake.message_in(&bob, &group, 51, json!({"text": "hello from Bob"})));
+    let from_bob = env.alice.wait_for_text(&room, "hello from Bob").await?;
+    ensure!(
+        from_bob.body == "hello from Bob",
+        "body {:?}",
+        from_bob.body
+    );
+    ensure!(
+        from_bob.sender != from_ann.sender,
+        "both spoke as {}",
+        from_bob.sender
+    );
+    ensure!(member_name(&env, &room, &from_ann.sender).await? == "Ann Lee");
+    ensure!(member_name(&env, &room, &from_bob.sender).await? == "Bob Berg");
+    env.alice
+        .wait_for_state_event(room.as_str(), "m.room.member", &from_bob.sender, |c| {
+            c["avatar_url"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("mxc://"))
+        })
+        .await?;
+    ensure!(
+        env.rooms_named("Acme Fans").await?.len() == 1,
+        "one room for the group"
+    );
+
+    steps.step("The operator answers: the bot writes in the group chat");
+    env.alice.send_text(&room, "Welcome, both of you").await?;
+    let sent = fake
+        .wait_for_call("sendMessage", |c| {
+            c.status == 200 && c.str("text").as_deref() == Some("Welcome, both of you")
+        })
+        .await?;
+    ensure!(
+        sent.i64("chat_id") == Some(group_id),
+        "sent to {:?}",
+        sent.params
+    );
+    let answer_id = rig::poll_until(
+        "the answer in the group",
+        Duration::from_secs(30),
+        || async { Ok(fake.bot_message_id(group_id, "Welcome, both of you")) },
+    )
+    .await?;
+    let answer = env
+        .alice
+        .wait_for_text(&room, "Welcome, both of you")
+        .await?;
+
+    steps.step("Bob reacts to the answer: the reaction is his ghost's");
+    let mut reaction = fake.reaction_update(&bob, answer_id, &[], &["👍"]);
+    reaction["message_reaction"]["chat"] = group.clone();
+    fake.push_update(reaction);
+    env.alice
+        .wait_for_reaction_by(&room, &answer.event_id, "👍", &from_bob.sender)
+        .await?;
     steps.finish()
 }
 

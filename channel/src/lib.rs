@@ -131,6 +131,29 @@ pub struct Inbound {
     /// knows. Routing gives an unowned conversation to that operator while they are on shift.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub addressed_to: Option<String>,
+    /// Set when the conversation is a group: several remote people write in the one chat that
+    /// [`Inbound::conversation`] names (a Telegram group, a Discord guild channel, an email
+    /// thread with several customer addresses). Each [`Inbound::sender`] then speaks through a
+    /// ghost of their own in the conversation's room, while the conversation, its routing and
+    /// its answers stay keyed by the group. `None`: one customer per conversation, whose first
+    /// contact speaks for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<Group>,
+}
+
+/// What a channel knows of a group conversation (see [`Inbound::group`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// The group's own name (a Telegram group's title, a Discord channel's name), which names
+    /// the room; `None`: the room is named after the first person who wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Other remote people the event names as being in the group besides its sender (an
+    /// email's other customer addresses in To and Cc). They join the room as their own ghosts
+    /// before they ever write, so operators see whom an answer reaches, and may remove someone
+    /// by removing their ghost from the room.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<ContactProfile>,
 }
 
 /// Outside input a channel received but cannot turn into an [`Inbound`] event: JSON of a shape
@@ -236,6 +259,7 @@ impl Unreadable {
                 },
             },
             addressed_to: None,
+            group: None,
         })
     }
 }
@@ -341,6 +365,13 @@ pub struct Outbound {
     /// idempotency key should pass it on so a retry after a crash cannot double-send.
     pub idempotency_key: String,
     pub action: OutboundAction,
+    /// In a group conversation ([`Inbound::group`]), the remote people it includes, as contact
+    /// ids ([`ContactProfile::id`]): whoever wrote last first, then the others by how recently
+    /// they wrote; people an operator removed from the room are left out (until they write
+    /// again). Empty for a one-customer conversation. A channel that addresses each message to
+    /// people (email: To and Cc) sends to these; one whose group is a chat sends to the chat.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub participants: Vec<String>,
 }
 
 /// A successful send.
@@ -629,6 +660,40 @@ mod tests {
             content.text
         );
         assert!(content.text.len() < Unreadable::MAX_SHOWN + 200);
+    }
+
+    #[test]
+    fn group_fields_are_optional_on_the_wire() {
+        // Inbox and outbox rows stored before groups existed still read.
+        let old: Inbound = serde_json::from_value(serde_json::json!({
+            "conversation": {"account": "a", "chat": "c"},
+            "sender": {"id": "u"},
+            "timestamp_ms": 1,
+            "dedup_key": "k",
+            "event": {"type": "delete", "remote_id": "r"},
+        }))
+        .expect("an inbound without group");
+        assert_eq!(old.group, None);
+        let grouped = Inbound {
+            group: Some(Group {
+                title: Some("Acme".into()),
+                members: vec![ContactProfile {
+                    id: "b@x".into(),
+                    ..ContactProfile::default()
+                }],
+            }),
+            ..old
+        };
+        let back: Inbound =
+            serde_json::from_str(&serde_json::to_string(&grouped).unwrap()).unwrap();
+        assert_eq!(back, grouped);
+        let out: Outbound = serde_json::from_value(serde_json::json!({
+            "conversation": {"account": "a", "chat": "c"},
+            "idempotency_key": "i",
+            "action": {"type": "delete", "remote_id": "r"},
+        }))
+        .expect("an outbound without participants");
+        assert!(out.participants.is_empty());
     }
 
     #[test]

@@ -63,6 +63,16 @@ fuzz_target!(|data: &[u8]| {
             }
             (remote_id, &None, "reaction:")
         }
+        ParsedKind::Choice { payload, .. } => {
+            // A button press is keyed by its callback query's id.
+            assert!(!payload.is_empty(), "a button press without callback data");
+            assert!(
+                parsed.dedup_key.starts_with("callback:"),
+                "dedup key {:?}",
+                parsed.dedup_key
+            );
+            return;
+        }
     };
     // A message id that could not be read is replaced by the update's ("u<update_id>").
     let id = remote_id.strip_prefix('u').unwrap_or(remote_id);

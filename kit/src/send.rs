@@ -124,6 +124,7 @@ mod tests {
             action: OutboundAction::Delete {
                 remote_id: "1".into(),
             },
+            participants: Vec::new(),
         };
         let whole = SentRecord::new(&host, "test", &outbound);
         let part = SentRecord::part(&host, "test", &outbound, "#1");

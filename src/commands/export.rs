@@ -105,6 +105,7 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
             chat: conversation.chat.clone(),
         },
         idempotency_key: event_id.clone(),
+        participants: Vec::new(),
         action: OutboundAction::Message {
             content: Content {
                 text: format!("{title}: the transcript is attached."),

@@ -17,6 +17,7 @@ mod link;
 mod media;
 mod note;
 mod queue;
+mod remove;
 mod report;
 mod retry;
 mod search;
@@ -76,6 +77,7 @@ pub enum Command {
     Search,
     Transcribe,
     Ocr,
+    Remove,
 }
 
 /// Every command: its name, the level it needs and a one-line description (what `help` shows).
@@ -96,6 +98,7 @@ pub const COMMANDS: &[(Command, &str, Level, &str)] = &[
     (Command::Untag, "untag", Level::Operator, "`untag <segment…>`: remove tags from the customer"),
     (Command::Link, "link", Level::Operator, "`link <room link|#alias|+phone|email>`: the customer there is this same person"),
     (Command::Unlink, "unlink", Level::Operator, "this contact is not the same person as the customer's others"),
+    (Command::Remove, "remove", Level::Operator, "`remove <address or name>`: in a group conversation, answers no longer go to that person (until they write again); alone: who answers go to"),
     (Command::Export, "export", Level::Operator, "the transcript as the official record: attached here and sent to the customer"),
     (Command::Note, "note", Level::Operator, "`note <text>`: a private note for the team, never sent to the customer"),
     (Command::Template, "template", Level::Operator, "`template <name> [lang=en_US] [param…]`: send an approved message template (quote params with spaces), where the channel has them"),
@@ -280,6 +283,7 @@ pub async fn run(
             media::run(&ctx, crate::store::media_jobs::JobKind::Transcribe).await
         }
         Command::Ocr => media::run(&ctx, crate::store::media_jobs::JobKind::Ocr).await,
+        Command::Remove => remove::run(&ctx).await,
     }
 }
 

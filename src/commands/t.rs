@@ -131,6 +131,7 @@ pub async fn run(ctx: &Context<'_>, level: Level) -> Result<(), MatrixError> {
             chat: conversation.chat.clone(),
         },
         idempotency_key: ctx.event_id.to_string(),
+        participants: Vec::new(),
         action: OutboundAction::Message {
             content,
             reply_to: None,

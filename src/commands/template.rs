@@ -76,6 +76,7 @@ pub async fn run(ctx: &Context<'_>) -> Result<(), MatrixError> {
             chat: conversation.chat.clone(),
         },
         idempotency_key: ctx.event_id.to_string(),
+        participants: Vec::new(),
         action: OutboundAction::Template {
             name: request.name.clone(),
             language: request.language,

@@ -2,7 +2,8 @@
 //! flood on one channel queues behind itself: [`queue::run_fair`]).
 //!
 //! Each stored event becomes Matrix events sent by the contact's ghost (with `?ts=` set to when
-//! the customer acted). Transaction ids are derived from the inbox row, so a retry after a crash
+//! the customer acted). In a group conversation (`Inbound::group`) that is the sender's own
+//! ghost, joined to the group's room when it first acts there ([`portal::group_speaker`]). Transaction ids are derived from the inbox row, so a retry after a crash
 //! or an outage re-sends with the same id and the homeserver does not duplicate. Only when the
 //! Matrix side is done is the row marked done. A homeserver outage is retried with backoff for as
 //! long as it lasts; an event Matrix refuses for good is marked failed with the reason, after a
@@ -312,13 +313,28 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
         InboundEvent::Message { content, .. } => content.text.as_str(),
         _ => "",
     };
-    let portal = portal::ensure_portal(
+    let group = row.inbound.group.as_ref();
+    let mut portal = portal::ensure_portal(
         bridge,
         &conversation,
         first_text,
         row.inbound.addressed_to.as_deref(),
+        group.and_then(|g| g.title.as_deref()),
     )
     .await?;
+    if let Some(group) = group {
+        // A group: the people the event names join as themselves, and its sender speaks as
+        // their own ghost; the room, routing and answers stay the group's.
+        for member in group
+            .members
+            .iter()
+            .filter(|m| m.id != row.inbound.sender.id)
+        {
+            portal::join_member(bridge, &portal, conversation.id, &row.channel, &member.id).await?;
+        }
+        portal =
+            portal::group_speaker(bridge, &portal, &row.channel, &row.inbound.sender.id).await?;
+    }
     let conversation = Conversation {
         room_id: Some(portal.room_id.clone()),
         ..conversation
@@ -448,11 +464,16 @@ async fn on_delete(a: &Arrival<'_>, remote_id: &str) -> Result<(), InboundError>
         .store
         .events_for_remote(a.conversation.id, remote_id)
         .await?;
+    // Without a ghost the bot posted the message, and takes it back itself. In a group the bot
+    // does too: a network may not say who deleted (Discord), and a ghost cannot redact another's.
+    let redactor = match a.row.inbound.group {
+        Some(_) => None,
+        None => a.ghost(),
+    };
     for (i, event_id) in events.iter().enumerate() {
-        // Without a ghost the bot posted the message, and takes it back itself.
         a.bridge
             .homeserver
-            .redact(a.room_id(), event_id, &a.txn(i), a.ghost())
+            .redact(a.room_id(), event_id, &a.txn(i), redactor)
             .await?;
     }
     Ok(())

@@ -204,6 +204,35 @@ async fn on_bot_invited(bridge: &Bridge, room_id: &str, inviter: &str) {
     }
 }
 
+/// Someone removed (kicked or banned) a customer's ghost from a portal: in a group conversation
+/// the person it speaks for is no longer answered there (no Cc of theirs on an email answer)
+/// until they write again. The room is told, so the operators know what removing did.
+async fn on_ghost_removed(
+    bridge: &Bridge,
+    row: &MatrixEventRow,
+    sender: &str,
+    ghost: &str,
+) -> Result<(), HandleError> {
+    // A ghost leaving of its own accord is the bridge's doing, never an operator's choice.
+    if sender == ghost || ghost == bridge.namespace.bot || !bridge.namespace.is_ours(ghost) {
+        return Ok(());
+    }
+    if bridge
+        .store
+        .participant_removed_by_ghost(&row.room_id, ghost)
+        .await?
+    {
+        tracing::info!(ghost, by = sender, "a group participant was removed");
+        notify(
+            bridge,
+            row,
+            &format!("{ghost} is removed from this group conversation: answers no longer go to them, until they write again."),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 async fn handle(bridge: &Bridge, row: &MatrixEventRow) -> Result<Handled, HandleError> {
     let event = &row.payload;
     let event_type = event.get("type").and_then(Value::as_str).unwrap_or("");
@@ -216,6 +245,9 @@ async fn handle(bridge: &Bridge, row: &MatrixEventRow) -> Result<Handled, Handle
             let membership = body.get("membership").and_then(Value::as_str);
             if target == Some(bridge.namespace.bot.as_str()) && membership == Some("invite") {
                 on_bot_invited(bridge, &row.room_id, sender).await;
+            }
+            if let (Some(ghost), Some("leave" | "ban")) = (target, membership) {
+                on_ghost_removed(bridge, row, sender, ghost).await?;
             }
             Ok(Handled::Done)
         }
@@ -523,6 +555,7 @@ async fn queue(
             chat: conversation.chat.clone(),
         },
         idempotency_key: row.event_id.clone(),
+        participants: Vec::new(),
         action,
     };
     // The sender is an operator here (checked before anything is queued); a message counts as

@@ -25,16 +25,18 @@ use switchboard_channel::{Inbound, Outbound};
 
 impl Bridge {
     /// Stage 1's input: store a channel's event in the customer inbox (once per dedup key) and
-    /// wake the stage. `false` when it was stored before (a redelivery).
+    /// wake the stage. `false` when it was stored before (a redelivery). `member_ghosts`: the
+    /// ghosts of the group members the event names (`Inbound::group`), in their order.
     pub async fn queue_inbound(
         &self,
         channel: &str,
         ghost_user_id: &str,
+        member_ghosts: &[String],
         inbound: &Inbound,
     ) -> Result<bool, StoreError> {
         let fresh = self
             .store
-            .inbox_insert(channel, ghost_user_id, inbound)
+            .inbox_insert_group(channel, ghost_user_id, member_ghosts, inbound)
             .await?;
         if fresh {
             self.wake_inbound.notify_one();

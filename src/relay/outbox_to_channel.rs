@@ -241,6 +241,13 @@ async fn plan(
     row: &OutboxRow,
 ) -> Result<Vec<Step>, SendError> {
     let o = &row.outbound;
+    // Who a group conversation includes now (not when the answer was queued): someone who
+    // wrote meanwhile is answered too, someone removed meanwhile is not.
+    let participants = bridge
+        .store
+        .group_participants(row.conversation_id)
+        .await
+        .map_err(store_failure)?;
     let step = |i: usize, action: OutboundAction, map: Option<(String, i64)>| Step {
         outbound: Outbound {
             conversation: o.conversation.clone(),
@@ -249,6 +256,7 @@ async fn plan(
                 i => format!("{}:part{i}", o.idempotency_key),
             },
             action,
+            participants: participants.clone(),
         },
         map,
     };

@@ -394,6 +394,7 @@ async fn send_auto_reply(
                     chat: conversation.chat.clone(),
                 },
                 idempotency_key: event_id.clone(),
+                participants: Vec::new(),
                 action: switchboard_channel::OutboundAction::Message {
                     content: switchboard_channel::Content {
                         text: text.to_string(),

@@ -4,7 +4,7 @@
 use sqlx::Row;
 use switchboard_channel::Inbound;
 
-use super::{conversations, customers, next_id, now_ms, search, Store, StoreError};
+use super::{conversations, customers, next_id, now_ms, participants, search, Store, StoreError};
 
 #[derive(Clone, Debug)]
 pub struct InboxRow {
@@ -25,6 +25,21 @@ impl Store {
         &self,
         channel: &str,
         ghost_user_id: &str,
+        inbound: &Inbound,
+    ) -> Result<bool, StoreError> {
+        self.inbox_insert_group(channel, ghost_user_id, &[], inbound)
+            .await
+    }
+
+    /// [`Store::inbox_insert`] for an event that may come from a group conversation
+    /// ([`Inbound::group`]): the sender and the group's other members named with it (their
+    /// ghosts in `member_ghosts`, in the order of `group.members`) become contacts and
+    /// participants of the conversation in the same transaction.
+    pub async fn inbox_insert_group(
+        &self,
+        channel: &str,
+        ghost_user_id: &str,
+        member_ghosts: &[String],
         inbound: &Inbound,
     ) -> Result<bool, StoreError> {
         let payload =
@@ -53,6 +68,30 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let fresh = done.rows_affected() == 1;
+        if let (true, Some(group)) = (fresh, &inbound.group) {
+            for (member, ghost) in group.members.iter().zip(member_ghosts) {
+                if member.id == inbound.sender.id {
+                    continue;
+                }
+                conversations::upsert_contact(&mut *tx, channel, member, ghost).await?;
+                customers::link_contact(&mut tx, channel, &member.id).await?;
+                participants::present(&mut *tx, conversation_id, &member.id).await?;
+            }
+            // Only their own message makes someone the latest writer (and brings back one an
+            // operator removed); a reaction or a receipt only says they are there.
+            match inbound.event {
+                switchboard_channel::InboundEvent::Message { .. } => {
+                    participants::wrote(
+                        &mut *tx,
+                        conversation_id,
+                        &inbound.sender.id,
+                        inbound.timestamp_ms,
+                    )
+                    .await?
+                }
+                _ => participants::present(&mut *tx, conversation_id, &inbound.sender.id).await?,
+            }
+        }
         if fresh {
             search::index_inbound(&mut tx, conversation_id, inbound).await?;
         }

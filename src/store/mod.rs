@@ -21,6 +21,7 @@ pub mod matrix_events;
 pub mod media_jobs;
 pub mod message_map;
 pub mod outbox;
+pub mod participants;
 pub mod queues;
 pub mod report_reads;
 pub mod routing;

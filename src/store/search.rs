@@ -707,6 +707,7 @@ mod tests {
                 reply_to: None,
             },
             addressed_to: None,
+            group: None,
         }
     }
 

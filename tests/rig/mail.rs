@@ -15,11 +15,12 @@
 //!   syslog here, so `maillog_file` *and* `maillog_file_prefixes` are set — without the latter
 //!   `postfix start` exits 1 silently.
 //!
-//! Users (password [`PASSWORD`]): `support@`, `alice@` (an operator's personal address) and
-//! `customer@example.test`. Tests deliver mail over SMTP ([`MailServer::smtp_send`]) or put it
-//! straight into a mailbox with IMAP APPEND ([`MailServer::append`], byte-exact, for fixtures);
-//! they read a mailbox with [`MailServer::fetch_all`] and mark mail read like another mail
-//! client would ([`MailServer::mark_all_seen`]). [`MailServer::restart_imap`] stops Dovecot and
+//! Users (password [`PASSWORD`]): `support@`, `alice@` (an operator's personal address) and the
+//! customers `customer@`, `colleague@` and `boss@example.test` (a thread of several people).
+//! Tests deliver mail over SMTP ([`MailServer::smtp_send`]) or put it straight into a mailbox
+//! with IMAP APPEND ([`MailServer::append`], byte-exact, for fixtures); they read a mailbox
+//! with [`MailServer::fetch_all`] and mark mail read like another mail client would
+//! ([`MailServer::mark_all_seen`]). [`MailServer::restart_imap`] stops Dovecot and
 //! starts it again on the same ports, for the outage test. Everything stops on drop.
 //!
 //! [`MailOptions`] changes the servers for one test:
@@ -48,7 +49,7 @@ use super::{free_port, kill_process_group, reap_child, tail_file, SIGTERM};
 
 pub const PASSWORD: &str = "mail-test-password";
 pub const DOMAIN: &str = "example.test";
-pub const USERS: [&str; 3] = ["support", "alice", "customer"];
+pub const USERS: [&str; 5] = ["support", "alice", "customer", "colleague", "boss"];
 
 static INSTALL: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
 

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use switchboard_channel::{
-    Attachment as CoreAttachment, ContactProfile, Content, ConversationKey, Host, HostError,
+    Attachment as CoreAttachment, ContactProfile, Content, ConversationKey, Group, Host, HostError,
     Inbound, InboundEvent, MediaRef, Unreadable,
 };
 
@@ -85,6 +85,8 @@ pub struct Parsed {
     pub timestamp_ms: i64,
     pub dedup_key: String,
     pub kind: ParsedKind,
+    /// A guild channel: one conversation of many members, each speaking as themselves.
+    pub group: bool,
 }
 
 fn is_snowflake(s: &str) -> bool {
@@ -129,7 +131,7 @@ fn is_plain_message(kind: u16) -> bool {
 
 /// The text, HTML and files of a message; `notice` when it is something the bridge shows only
 /// as a description (a system message, a poll, an embed-only message).
-fn content_of(m: &Message, raw: &Value, guild_prefix: Option<&str>) -> (ParsedContent, bool) {
+fn content_of(m: &Message, raw: &Value) -> (ParsedContent, bool) {
     let names = names(m);
     let mut content = m.content.clone().unwrap_or_default();
     let mut notice = false;
@@ -163,17 +165,8 @@ fn content_of(m: &Message, raw: &Value, guild_prefix: Option<&str>) -> (ParsedCo
         content = "[a message with embeds only, which the bridge does not show]".into();
         notice = true;
     }
-    let mut text = markdown::to_plain(&content, &names);
-    let mut html = markdown::to_html(&content, &names);
-    if let Some(name) = guild_prefix {
-        if !text.is_empty() {
-            let body = html
-                .take()
-                .unwrap_or_else(|| markdown::escape(&text).replace('\n', "<br>"));
-            html = Some(format!("<b>{}:</b> {body}", markdown::escape(name)));
-            text = format!("{name}: {text}");
-        }
-    }
+    let text = markdown::to_plain(&content, &names);
+    let html = markdown::to_html(&content, &names);
     (
         ParsedContent {
             text,
@@ -264,11 +257,7 @@ pub fn parse_dispatch(event: &str, d: &Value, options: &ParseOptions) -> Option<
             if !wanted(options, &m.channel_id, m.guild_id.as_deref()) {
                 return None;
             }
-            let prefix = m
-                .guild_id
-                .as_ref()
-                .map(|_| author.display_name().to_owned());
-            let (content, notice) = content_of(&m, d, prefix.as_deref());
+            let (content, notice) = content_of(&m, d);
             if content.text.is_empty() && content.attachments.is_empty() {
                 return None;
             }
@@ -290,6 +279,7 @@ pub fn parse_dispatch(event: &str, d: &Value, options: &ParseOptions) -> Option<
                     reply_to,
                     notice,
                 },
+                group: m.guild_id.is_some(),
             })
         }
         "MESSAGE_UPDATE" => {
@@ -305,11 +295,7 @@ pub fn parse_dispatch(event: &str, d: &Value, options: &ParseOptions) -> Option<
                 return None;
             }
             let edited = m.edited_timestamp.clone()?;
-            let prefix = m
-                .guild_id
-                .as_ref()
-                .map(|_| author.display_name().to_owned());
-            let (content, _) = content_of(&m, d, prefix.as_deref());
+            let (content, _) = content_of(&m, d);
             Some(Parsed {
                 conversation: conversation(options, &m.channel_id),
                 sender_id: Some(author.id.clone()),
@@ -320,6 +306,7 @@ pub fn parse_dispatch(event: &str, d: &Value, options: &ParseOptions) -> Option<
                     remote_id: m.id.clone(),
                     content,
                 },
+                group: m.guild_id.is_some(),
             })
         }
         "MESSAGE_DELETE" => {
@@ -337,6 +324,7 @@ pub fn parse_dispatch(event: &str, d: &Value, options: &ParseOptions) -> Option<
                     .map_or(0, |d| d.as_millis() as i64),
                 dedup_key: format!("del:{}:{}", del.channel_id, del.id),
                 kind: ParsedKind::Delete { remote_id: del.id },
+                group: del.guild_id.is_some(),
             })
         }
         "MESSAGE_REACTION_ADD" | "MESSAGE_REACTION_REMOVE" => {
@@ -378,6 +366,7 @@ pub fn parse_dispatch(event: &str, d: &Value, options: &ParseOptions) -> Option<
                     emoji,
                     added,
                 },
+                group: d.get("guild_id").and_then(Value::as_str).is_some(),
             })
         }
         "TYPING_START" => {
@@ -395,6 +384,7 @@ pub fn parse_dispatch(event: &str, d: &Value, options: &ParseOptions) -> Option<
                 timestamp_ms: typing.timestamp.saturating_mul(1000),
                 dedup_key: String::new(),
                 kind: ParsedKind::Typing,
+                group: typing.guild_id.is_some(),
             })
         }
         _ => None,
@@ -505,6 +495,7 @@ pub async fn realize(
     sender: ContactProfile,
     r: &Realizer<'_>,
 ) -> Result<Inbound, RealizeError> {
+    let group = parsed.group;
     let event = match parsed.kind {
         ParsedKind::Message {
             remote_id,
@@ -545,6 +536,8 @@ pub async fn realize(
         dedup_key: parsed.dedup_key,
         event,
         addressed_to: None,
+        // Discord names no channel in its events; the room is named after its first writer.
+        group: group.then(Group::default),
     })
 }
 
@@ -728,10 +721,12 @@ mod tests {
             ..options()
         };
         let parsed = parse_dispatch("MESSAGE_CREATE", &guild, &with_guilds).unwrap();
+        // A group: the member speaks as themselves, their words without their name.
+        assert!(parsed.group);
         let ParsedKind::Message { content, .. } = parsed.kind else {
             panic!()
         };
-        assert_eq!(content.text, "Jane Doe: hi");
+        assert_eq!(content.text, "hi");
         let only_other = ParseOptions {
             guilds: true,
             guild_channels: vec!["5".into()],
@@ -743,6 +738,7 @@ mod tests {
             json!({"content": "hi **there**", "edited_timestamp": "2026-05-01T10:01:00.000000+00:00"}),
         );
         let parsed = parse_dispatch("MESSAGE_UPDATE", &edit, &options()).unwrap();
+        assert!(!parsed.group, "a DM is no group");
         assert!(parsed
             .dedup_key
             .starts_with("edit:1200000000000000009:1300000000000000001:"));

@@ -156,6 +156,14 @@ impl Default for EmailConfig {
 }
 
 impl EmailConfig {
+    /// Whether `address` is one of the company's own (a configured mailbox's): never a
+    /// customer of a thread, never copied on an answer.
+    pub fn is_own(&self, address: &str) -> bool {
+        self.mailboxes
+            .iter()
+            .any(|m| m.address.eq_ignore_ascii_case(address.trim()))
+    }
+
     /// Check what serde cannot.
     pub fn validate(&self) -> Result<(), String> {
         if self.mailboxes.is_empty() {

@@ -21,7 +21,8 @@
 
 use bytes::Bytes;
 use switchboard_channel::{
-    Attachment, ContactProfile, Content, ConversationKey, Host, HostError, Inbound, InboundEvent,
+    Attachment, ContactProfile, Content, ConversationKey, Group, Host, HostError, Inbound,
+    InboundEvent,
 };
 
 use crate::config::{EmailConfig, MailboxConfig};
@@ -96,6 +97,7 @@ async fn deliver_unreadable(
             reply_to: None,
         },
         addressed_to: None,
+        group: None,
     };
     host.receive(inbound).await.map(|_| ())
 }
@@ -137,6 +139,22 @@ fn delay_notice(recipients: &[String], reason: Option<&str>) -> String {
         "⏳ Delivery of the answer{to} is delayed{why}. The mail system keeps trying; a failure, \
          if it comes, will show on the answer."
     )
+}
+
+/// The other customer addresses a customer's mail was written to (To and Cc, without the
+/// sender and the company's own addresses): members of the thread's group.
+fn thread_people(config: &EmailConfig, mail: &ParsedMail) -> Vec<ContactProfile> {
+    mail.addressed
+        .iter()
+        .filter(|(address, _)| Some(address) != mail.from_address.as_ref())
+        .filter(|(address, _)| !config.is_own(address))
+        .map(|(address, name)| ContactProfile {
+            id: address.clone(),
+            display_name: name.clone(),
+            email: Some(address.clone()),
+            ..ContactProfile::default()
+        })
+        .collect()
 }
 
 async fn deliver_parsed(
@@ -205,6 +223,7 @@ async fn deliver_parsed(
                 dedup_key: format!("{what}:{}", mail.message_id),
                 event,
                 addressed_to: None,
+                group: None,
             };
             host.receive(inbound).await?;
             return Ok(());
@@ -360,6 +379,13 @@ async fn deliver_parsed(
             .find(|m| m.name == mailbox.name)
             .or(personal.first())
             .and_then(|m| m.personal_of.clone()),
+        // A customer's own mail makes the thread a group of every customer address on it:
+        // the sender and the other people of To and Cc (never the company's own addresses).
+        // Automatic mail (auto-replies, bounces, lists) adds no one and speaks for the thread.
+        group: (mail.kind == MailKind::Personal).then(|| Group {
+            title: None,
+            members: thread_people(config, mail),
+        }),
     };
     host.receive(inbound).await?;
 

@@ -1,6 +1,8 @@
 //! An operator's answer → a proper email in the customer's thread (lettre over SMTP).
 //!
-//! The mail comes from the conversation's mailbox address, goes to the thread's customer, is
+//! The mail comes from the conversation's mailbox address, goes to the thread's customer (in a
+//! thread of several customer addresses: To the one who wrote last, Cc every other one still
+//! in the conversation, [`recipients`]), is
 //! titled `Re: <thread subject>`, carries `In-Reply-To` (the mail answered, else the thread's
 //! latest) and `References` (the thread's chain), a text and an HTML part, the team signature
 //! when configured, and the operator's files as attachments.
@@ -133,11 +135,6 @@ pub async fn send(
         .await
         .map_err(store_error)?
         .ok_or_else(|| permanent("this conversation has no email thread to answer"))?;
-    if thread.contact.is_empty() || !thread.contact.contains('@') {
-        return Err(permanent(
-            "the customer's email address is unknown (only automatic mail came in)",
-        ));
-    }
 
     let id = message_id_for(&outbound.idempotency_key, &config.message_id_domain());
     let from: Mailbox = match &mailbox.display_name {
@@ -151,16 +148,7 @@ pub async fn send(
             mailbox.address
         ))
     })?;
-    let to: Mailbox = thread
-        .contact
-        .parse::<lettre::Address>()
-        .map(|a| Mailbox::new(thread.contact_name.clone(), a))
-        .map_err(|e| {
-            permanent(format!(
-                "the customer's address {} is not valid: {e}",
-                thread.contact
-            ))
-        })?;
+    let (to, cc) = recipients(config, &thread, &outbound.participants)?;
     let subject = if thread.subject.is_empty() {
         "Re: your message".to_string()
     } else {
@@ -170,9 +158,11 @@ pub async fn send(
     let answered = reply_to
         .filter(|r| thread.ids.contains(r))
         .or_else(|| thread.ids.last().cloned());
-    let mut builder = lettre::Message::builder()
-        .from(from)
-        .to(to)
+    let mut builder = lettre::Message::builder().from(from).to(to);
+    for person in cc {
+        builder = builder.cc(person);
+    }
+    let mut builder = builder
         .subject(subject)
         .message_id(Some(format!("<{id}>")))
         .date_now()
@@ -272,6 +262,54 @@ pub async fn send(
         remote_id: id,
         delivered: false,
     })
+}
+
+/// Whom an answer goes to: the thread's customer, or in a thread of several customer addresses
+/// (the core's `participants`, latest writer first) the one who wrote last, with every other
+/// one still in the conversation in Cc. The company's own addresses are never among them; an
+/// address an operator removed from the room is not in `participants`.
+fn recipients(
+    config: &EmailConfig,
+    thread: &threads::Thread,
+    participants: &[String],
+) -> Result<(Mailbox, Vec<Mailbox>), SendError> {
+    let mailbox = |address: &str| {
+        let name = (address.eq_ignore_ascii_case(&thread.contact))
+            .then(|| thread.contact_name.clone())
+            .flatten();
+        address
+            .parse::<lettre::Address>()
+            .map(|a| Mailbox::new(name, a))
+            .map_err(|e| {
+                permanent(format!(
+                    "the customer's address {address} is not valid: {e}"
+                ))
+            })
+    };
+    let people: Vec<&String> = participants
+        .iter()
+        .filter(|a| a.contains('@') && !config.is_own(a))
+        .collect();
+    match people.split_first() {
+        Some((to, others)) => Ok((
+            mailbox(to)?,
+            others
+                .iter()
+                .filter_map(|a| match mailbox(a) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        // One odd Cc must not keep the answer from everyone else.
+                        tracing::warn!(address = %a, error = %e, "email: Cc address left out");
+                        None
+                    }
+                })
+                .collect(),
+        )),
+        None if thread.contact.is_empty() || !thread.contact.contains('@') => Err(permanent(
+            "the customer's email address is unknown (only automatic mail came in)",
+        )),
+        None => Ok((mailbox(&thread.contact)?, Vec::new())),
+    }
 }
 
 /// The server's words, for operators.

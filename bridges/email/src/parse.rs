@@ -97,6 +97,9 @@ pub struct ParsedMail {
     pub from_name: Option<String>,
     /// Lower-cased addresses of To, Cc, Delivered-To and X-Original-To.
     pub recipients: Vec<String>,
+    /// The people of To and Cc (lower-cased address, display name), in header order, each
+    /// once: who else the sender wrote to (the envelope's Delivered-To is not among them).
+    pub addressed: Vec<(String, Option<String>)>,
     pub subject: String,
     /// Date header, ms since the epoch (None when missing or absurd).
     pub date_ms: Option<i64>,
@@ -238,6 +241,21 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         .map(|n| n.trim().trim_matches('"').trim().to_string())
         .filter(|n| !n.is_empty() && Some(n.to_lowercase()) != from_address);
 
+    let mut addressed: Vec<(String, Option<String>)> = Vec::new();
+    for a in message.to().into_iter().chain(message.cc()) {
+        for a in a.iter() {
+            let Some(address) = a.address().map(|a| a.trim().to_lowercase()) else {
+                continue;
+            };
+            if address.contains('@') && !addressed.iter().any(|(x, _)| *x == address) {
+                let name = a
+                    .name()
+                    .map(|n| n.trim().trim_matches('"').trim().to_string())
+                    .filter(|n| !n.is_empty() && n.to_lowercase() != address);
+                addressed.push((address, name));
+            }
+        }
+    }
     let mut recipients: Vec<String> = Vec::new();
     for a in message.to().into_iter().chain(message.cc()) {
         recipients.extend(
@@ -354,6 +372,7 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         from_address,
         from_name,
         recipients,
+        addressed,
         subject,
         date_ms,
         full_text,

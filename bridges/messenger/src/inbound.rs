@@ -125,6 +125,7 @@ pub async fn handle(shared: &Shared, event: Event) -> Result<(), InboundError> {
         dedup_key: event.dedup_key.clone(),
         event: event_kind,
         addressed_to: None,
+        group: None,
     };
     let fresh = shared.host.receive(inbound).await?;
     shared.recent.insert(&event.dedup_key);

@@ -226,6 +226,7 @@ pub(crate) async fn realize_incoming(
         dedup_key: format!("msg:{}", m.message_sid),
         event,
         addressed_to: None,
+        group: None,
     })
 }
 
@@ -287,6 +288,7 @@ pub(crate) async fn realize_status(
         dedup_key: format!("status:{}:{}", s.message_sid, s.status),
         event,
         addressed_to: None,
+        group: None,
     }))
 }
 

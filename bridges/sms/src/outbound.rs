@@ -222,6 +222,7 @@ mod tests {
                 chat: "+14155550142".into(),
             },
             idempotency_key: key.into(),
+            participants: Vec::new(),
             action: OutboundAction::Message {
                 content: Content {
                     text: text.into(),

@@ -51,8 +51,9 @@ pub struct TelegramConfig {
     pub register_webhook: bool,
     /// Bridge group chats the bot is a member of (one conversation per group).
     pub groups: bool,
-    /// In group chats, start each message with the sender's name (the room shows one ghost
-    /// per conversation, so this is how operators tell the members apart).
+    /// In group chats, also start each message with the sender's name. Each member speaks as
+    /// a ghost of their own in the group's room, so this is off by default; it helps only
+    /// operators whose client does not show who sent a message.
     pub group_sender_prefix: bool,
     /// Long-polling timeout given to `getUpdates`, in seconds.
     pub poll_timeout_secs: u32,
@@ -79,7 +80,7 @@ impl Default for TelegramConfig {
             public_url: None,
             register_webhook: true,
             groups: true,
-            group_sender_prefix: true,
+            group_sender_prefix: false,
             poll_timeout_secs: 25,
             request_timeout_secs: 60,
             max_file_size: DEFAULT_MAX_FILE_SIZE,

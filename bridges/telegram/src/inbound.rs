@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use switchboard_channel::{
-    Attachment, ContactProfile, Content, ConversationKey, Host, HostError, Inbound, InboundEvent,
-    Unreadable,
+    Attachment, ContactProfile, Content, ConversationKey, Group, Host, HostError, Inbound,
+    InboundEvent, Unreadable,
 };
 use teloxide::types::{Chat, Message, MessageEntity, MessageKind, Update, UpdateKind, User};
 use teloxide::Bot;
@@ -35,7 +35,8 @@ pub struct ParseOptions {
     pub account: String,
     /// Bridge group chats.
     pub groups: bool,
-    /// Prefix group messages with the sender's name.
+    /// Also start group messages with the sender's name (each member has a ghost of their own
+    /// anyway; for operators' clients that do not show senders).
     pub group_sender_prefix: bool,
 }
 
@@ -59,6 +60,8 @@ pub struct Parsed {
     pub timestamp_ms: i64,
     pub dedup_key: String,
     pub kind: ParsedKind,
+    /// Set for a group chat: each member speaks as themselves in the group's one conversation.
+    pub group: Option<Group>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -279,6 +282,10 @@ fn parse_message(m: &Message, options: &ParseOptions, edited: bool) -> Option<Pa
         chat: chat_id.clone(),
     };
     let remote_id = m.id.0.to_string();
+    let group = (!m.chat.is_private()).then(|| Group {
+        title: m.chat.title().map(str::to_owned),
+        ..Group::default()
+    });
     let (mut text, mut html, file) = content_of(m)?;
     if !m.chat.is_private() && options.group_sender_prefix {
         let name = sender.display_name.clone().unwrap_or_default();
@@ -301,6 +308,7 @@ fn parse_message(m: &Message, options: &ParseOptions, edited: bool) -> Option<Pa
                 text,
                 html,
             },
+            group,
         });
     }
     let reply_to = m
@@ -320,6 +328,7 @@ fn parse_message(m: &Message, options: &ParseOptions, edited: bool) -> Option<Pa
             file,
             reply_to,
         },
+        group,
     })
 }
 
@@ -613,6 +622,7 @@ pub async fn realize(
         dedup_key: parsed.dedup_key,
         event,
         addressed_to: None,
+        group: parsed.group,
     })
 }
 

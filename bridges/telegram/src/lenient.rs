@@ -19,7 +19,7 @@
 //! [`crate::inbound::read_update`].
 
 use serde_json::Value;
-use switchboard_channel::{ContactProfile, ConversationKey, Unreadable};
+use switchboard_channel::{ContactProfile, ConversationKey, Group, Unreadable};
 use teloxide::types::MessageEntity;
 
 use crate::format;
@@ -273,6 +273,7 @@ pub fn read_reaction(update_id: u64, r: &Value, options: &ParseOptions, raw: &[u
             remote_id: message_id.to_string(),
             key,
         },
+        group: group_of(chat, chat_type != "private"),
     })
 }
 
@@ -319,6 +320,7 @@ pub fn read_callback_query(update_id: u64, q: &Value, options: &ParseOptions, ra
             chat: chat_id.to_string(),
         },
         dedup_key: format!("callback:{id}"),
+        group: chat.and_then(|c| group_of(c, chat_type != "private")),
         sender,
         user_id,
         // A callback query carries no date of its own: it happened now.
@@ -354,6 +356,7 @@ pub fn read_message(
         ));
     };
     let chat = &m["chat"];
+    let chat_value = chat;
     let chat_type = text(chat.get("type")).unwrap_or_else(|| "unknown".into());
     let from = m.get("from").and_then(profile);
     let private = chat_type == "private"
@@ -447,6 +450,7 @@ pub fn read_message(
                 text: body,
                 html,
             },
+            group: group_of(chat_value, !private),
         });
     }
     let reply_to = m
@@ -478,5 +482,14 @@ pub fn read_message(
         timestamp_ms: int(m.get("date")).map_or(now_ms, |s| s.saturating_mul(1000)),
         dedup_key: format!("msg:{chat}:{remote_id}"),
         kind,
+        group: group_of(chat_value, !private),
+    })
+}
+
+/// The group a chat is, when it is one: named by its title.
+fn group_of(chat: &Value, is_group: bool) -> Option<Group> {
+    is_group.then(|| Group {
+        title: text(chat.get("title")),
+        ..Group::default()
     })
 }

@@ -3,8 +3,8 @@
 //!
 //! Conversations: a private chat with the bot is a conversation (account = the bot's id,
 //! chat = the chat id, which for a private chat is the user's id). A group the bot is a member
-//! of is one conversation too (`groups: true`, the default), its members' messages prefixed with
-//! their names.
+//! of is one conversation too (`groups: true`, the default), each member speaking as a ghost of
+//! their own in the group's room (`Inbound::group`); answers go to the group.
 //!
 //! Everything goes through teloxide's Bot API client pointed at `api_url`; that base URL is the
 //! only difference between production and the test suite's fake Bot API.

@@ -466,6 +466,7 @@ pub async fn realize(
         dedup_key: parsed.dedup_key,
         event,
         addressed_to: None,
+        group: None,
     })
 }
 

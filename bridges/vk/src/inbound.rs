@@ -718,6 +718,7 @@ pub async fn realize(
         dedup_key: parsed.dedup_key,
         event,
         addressed_to: None,
+        group: None,
     }))
 }
 

@@ -121,6 +121,7 @@ pub async fn accept_message(
             reply_to: message.reply_to.clone(),
         },
         addressed_to: None,
+        group: None,
     };
     shared.host().receive(inbound).await?;
     // The visitor wrote: their session is kept for good from now on.
@@ -199,6 +200,7 @@ pub async fn edit_message(
             },
         },
         addressed_to: None,
+        group: None,
     };
     shared.host().receive(inbound).await?;
     let entry = Entry::Edit {
@@ -233,6 +235,7 @@ pub async fn delete_message(
             remote_id: id.to_owned(),
         },
         addressed_to: None,
+        group: None,
     };
     shared.host().receive(inbound).await?;
     let entry = Entry::Delete {
@@ -297,6 +300,7 @@ pub async fn react(
             key: key.clone(),
         },
         addressed_to: None,
+        group: None,
     };
     shared.host().receive(inbound).await?;
     let entry = Entry::Reaction {
@@ -339,6 +343,7 @@ pub async fn read_up_to(shared: &Shared, visitor: &Visitor, up_to: &str) -> Resu
             remote_id: up_to.to_owned(),
         },
         addressed_to: None,
+        group: None,
     };
     shared.host().receive(inbound).await?;
     Ok(())

@@ -117,5 +117,6 @@ pub async fn realize(
         event,
         // A business number is the company's, never one operator's.
         addressed_to: None,
+        group: None,
     })
 }

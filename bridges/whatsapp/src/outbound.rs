@@ -385,6 +385,7 @@ mod tests {
         let item = |key: &str| Outbound {
             conversation: conversation.clone(),
             idempotency_key: key.into(),
+            participants: Vec::new(),
             action: OutboundAction::Message {
                 content: Content {
                     text: "hi".into(),
