@@ -108,6 +108,10 @@ fuzz_target!(|data: &[u8]| {
                     assert!(!text.trim().is_empty());
                 }
                 Kind::Delete { mid } => check_id(mid),
+                Kind::Choice { mid, payload } => {
+                    assert!(!mid.is_empty());
+                    assert!(!payload.is_empty(), "a quick reply without its payload");
+                }
                 Kind::Reaction { mid, emoji } => {
                     check_id(mid);
                     if let Some(e) = emoji {
