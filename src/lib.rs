@@ -17,6 +17,7 @@ pub mod doctor;
 pub mod ephemeral;
 pub mod host;
 pub mod housekeeping;
+pub mod leader;
 pub mod matrix;
 pub mod metrics;
 pub mod portal;
