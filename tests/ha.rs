@@ -334,6 +334,14 @@ async fn a_graceful_stop_of_the_leader_hands_over() -> anyhow::Result<()> {
         .wait_for_role(standby, "leader", Duration::from_secs(30))
         .await?;
 
+    ensure!(
+        env.bridges[leader]
+            .log()
+            .contains("leadership handed over: lease given up"),
+        "the stopping leader did not give its lease up:\n{}",
+        env.bridges[leader].log_tail()
+    );
+
     steps.step("The new leader delivers both, once");
     env.alice
         .wait_for_send_status(&room, &answer, "SUCCESS")
@@ -372,15 +380,12 @@ async fn a_graceful_stop_of_the_leader_hands_over() -> anyhow::Result<()> {
 async fn a_second_instance_on_a_sqlite_store_is_refused() -> anyhow::Result<()> {
     let mut steps = rig::Steps::new("a second instance on a SQLite store is refused");
     let mut first = rig::Bridge::prepare(&BridgeOptions::default()).await?;
-    let lock = first.dir().join("switchboard.db.lock");
     first.spawn()?;
+    // Listening comes after the store is open (and locked); no homeserver is needed for that.
     rig::poll_until(
-        "the first instance holding the store",
+        "the first instance listening",
         Duration::from_secs(30),
-        || async {
-            let held = std::fs::read_to_string(&lock).unwrap_or_default();
-            Ok((!held.trim().is_empty()).then_some(()))
-        },
+        || async { Ok(first.log().contains("listening").then_some(())) },
     )
     .await?;
 
