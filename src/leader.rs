@@ -22,9 +22,8 @@
 //! over. What neither can stop is a request already on the wire when the lease is lost: see
 //! docs/ha.md for what reaches a network twice and what each channel's idempotency key prevents.
 //!
-//! A SQLite store serves one instance: [`lock_sqlite`] makes a second one refuse to start.
-//! That one instance still runs the election (it wins it at once), so both stores go through
-//! the same code.
+//! A SQLite store serves one instance: [`lock_sqlite`] makes a second one refuse to start, and
+//! that one instance leads from the start, with no lease to renew ([`run`]).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -224,6 +223,10 @@ pub async fn run(bridge: Arc<Bridge>, start: StartWorkers, mut stop: watch::Rece
     // An epoch this instance may still hold in the store after losing its session.
     let mut to_release: Option<i64> = None;
     bridge.store.set_fence(Fence::Standby);
+    if bridge.store.is_sqlite() {
+        lead_alone(&bridge, start, &mut stop).await;
+        return;
+    }
     loop {
         if *stop.borrow() {
             return;
@@ -241,12 +244,6 @@ pub async fn run(bridge: Arc<Bridge>, start: StartWorkers, mut stop: watch::Rece
                 }
             },
         };
-        if bridge.store.is_sqlite() && !*stop.borrow() && to_release.is_none() {
-            // Locked for this process (`lock_sqlite`): a lease left by an earlier run is stale.
-            if let Err(e) = Store::lease_expire(conn).await {
-                tracing::warn!(error = %e, "election: cannot clear a stale lease");
-            }
-        }
         if let Some(epoch) = to_release.take() {
             // Lost the session while leading: give the lease up and let the others try first.
             let _ = Store::lease_release(conn, leadership.instance(), epoch).await;
@@ -385,6 +382,37 @@ async fn lead(
         let _ = tokio::time::timeout(Duration::from_secs(1), worker).await;
     }
     ended
+}
+
+/// The one instance of a SQLite store (locked by [`lock_sqlite`]) leads until it stops: nobody
+/// else can, and a lease renewed in the file would only compete with the workers' writes.
+async fn lead_alone(bridge: &Arc<Bridge>, start: StartWorkers, stop: &mut watch::Receiver<bool>) {
+    let leadership = &bridge.leader;
+    bridge.store.set_fence(Fence::Leader {
+        holder: leadership.instance().to_string(),
+        epoch: 1,
+    });
+    // As good as forever (an Instant that far ahead is still representable).
+    leadership.begin(
+        1,
+        Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600),
+    );
+    tracing::info!(
+        instance = leadership.instance(),
+        "leading: the only instance of a SQLite store"
+    );
+    let workers = start(bridge);
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            break;
+        }
+    }
+    leadership.end();
+    bridge.store.set_fence(Fence::Standby);
+    for worker in &workers {
+        worker.abort();
+    }
+    tracing::info!("stopped leading: the process stops");
 }
 
 fn lease_ms(bridge: &Bridge) -> i64 {

@@ -1,8 +1,8 @@
 //! A tiny HTTP load balancer in front of several bridge instances, as a deployment has one.
 //!
 //! Requests go round robin to the backends. A backend that refuses the connection, resets it or
-//! does not answer within [`TRY_TIMEOUT`] is skipped for [`DOWN_FOR`] and the request is tried on
-//! the next one (like nginx's `proxy_next_upstream error timeout`), so a homeserver transaction
+//! does not answer within [`TRY_TIMEOUT`] ([`LAST_TRY_TIMEOUT`] for the last one tried) is
+//! skipped for [`DOWN_FOR`] and the request is tried on the next one (like nginx's `proxy_next_upstream error timeout`), so a homeserver transaction
 //! or a webhook sent while an instance dies reaches a live one. Retrying a request that may have
 //! reached the dead instance is safe here: everything the bridge takes over HTTP is
 //! deduplicated (transaction ids, the networks' event ids).
@@ -20,6 +20,9 @@ use axum::http::{Request, Response, StatusCode};
 
 /// How long one backend gets to answer before the next is tried.
 pub const TRY_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the last backend tried gets (a slow answer beats none: a homeserver whose
+/// transaction failed backs off for a while).
+pub const LAST_TRY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a backend that failed is left out.
 pub const DOWN_FOR: Duration = Duration::from_secs(5);
 
@@ -52,7 +55,6 @@ impl Balancer {
             backends: Mutex::new(Vec::new()),
             next: Mutex::new(0),
             http: reqwest::Client::builder()
-                .timeout(TRY_TIMEOUT)
                 .build()
                 .context("balancer client")?,
         });
@@ -134,10 +136,17 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request<Body>) -> R
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    for backend in order(&shared) {
+    let backends = order(&shared);
+    let last = backends.len().saturating_sub(1);
+    for (i, backend) in backends.into_iter().enumerate() {
         let mut req = shared
             .http
             .request(parts.method.clone(), format!("{backend}{path}"))
+            .timeout(if i == last {
+                LAST_TRY_TIMEOUT
+            } else {
+                TRY_TIMEOUT
+            })
             .body(body.clone());
         for (name, value) in &parts.headers {
             if name != axum::http::header::HOST && name != axum::http::header::CONTENT_LENGTH {
