@@ -35,6 +35,8 @@ pub struct Bridge {
     pub ready: AtomicBool,
     /// The latest results of the background checks (`/_switchboard/ready`).
     pub readiness: crate::readiness::Readiness,
+    /// Whether this instance leads (runs the workers) or stands by ([`crate::leader`]).
+    pub leader: crate::leader::Leadership,
 }
 
 impl Bridge {

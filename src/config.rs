@@ -67,6 +67,9 @@ pub struct Config {
     /// Voice notes to text and images to text ([`crate::media`]).
     #[serde(default)]
     pub media: MediaConfig,
+    /// Leadership among instances sharing one PostgreSQL store (docs/ha.md).
+    #[serde(default)]
+    pub ha: HaConfig,
     /// The figment the config was read from, kept so channel sections can be extracted with
     /// errors naming their keys.
     #[serde(skip)]
@@ -667,6 +670,42 @@ pub struct AdminConfig {
 /// The shortest admin secret accepted (a guessable one would open every admin endpoint).
 pub const ADMIN_SECRET_MIN: usize = 32;
 
+/// Leadership among several instances on one PostgreSQL store (docs/ha.md, [`crate::leader`]).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaConfig {
+    /// How long a lease holds without renewal: a leader that died is replaced this long after
+    /// its last renewal, at most.
+    #[serde(default = "default_lease", with = "humantime_serde")]
+    pub lease: Duration,
+    /// How often the leader renews and a standby tries to take an expired lease.
+    #[serde(default = "default_renew_every", with = "humantime_serde")]
+    pub renew_every: Duration,
+    /// This instance's name in the lease and in health answers (default: host name, process id
+    /// and a random suffix, new at every start). A fixed name per instance lets a restarted
+    /// instance take its own lease back at once instead of waiting for it to expire.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+}
+
+impl Default for HaConfig {
+    fn default() -> Self {
+        Self {
+            lease: default_lease(),
+            renew_every: default_renew_every(),
+            instance_id: None,
+        }
+    }
+}
+
+fn default_lease() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_renew_every() -> Duration {
+    Duration::from_secs(1)
+}
+
 /// Switches for test rigs; never on in production.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -804,6 +843,15 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.ha.lease < Duration::from_secs(2) {
+            return Err(invalid("ha.lease", "must be at least 2s"));
+        }
+        if self.ha.renew_every.is_zero() || self.ha.renew_every * 3 > self.ha.lease {
+            return Err(invalid(
+                "ha.renew_every",
+                "must be above zero and at most a third of ha.lease (a leader gets at least three tries to renew before its lease runs out)",
+            ));
+        }
         let d = &self.homeserver.domain;
         if d.is_empty() || d.contains('/') || d.contains(' ') {
             return Err(invalid(

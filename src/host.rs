@@ -73,8 +73,15 @@ impl Host for ChannelHost {
             .unreadable_insert(self.channel, &input)
             .await
             .map_err(store_error)?;
-        tokio::spawn(crate::unreadable::post_pending(Arc::clone(&self.bridge)));
+        // The leader shows it (at once when this instance leads; else within its next round).
+        if self.bridge.leader.holds() {
+            tokio::spawn(crate::unreadable::post_pending(Arc::clone(&self.bridge)));
+        }
         Ok(())
+    }
+
+    fn leading(&self) -> switchboard_channel::Leading {
+        self.bridge.leader.watch()
     }
 
     async fn typing(&self, conversation: &ConversationKey, sender: &ContactProfile, active: bool) {

@@ -18,6 +18,7 @@ pub mod doctor;
 pub mod ephemeral;
 pub mod host;
 pub mod housekeeping;
+pub mod leader;
 pub mod matrix;
 pub mod media;
 pub mod metrics;

@@ -58,6 +58,9 @@ pub const HOMESERVER_REQUESTS: &str = "switchboard_homeserver_requests_total";
 pub const HOMESERVER_REQUEST_DURATION: &str = "switchboard_homeserver_request_duration_seconds";
 /// 1 while a channel is connected, 0 while it is down, by `channel` (see [`channel_up`]).
 pub const CHANNEL_UP: &str = "switchboard_channel_up";
+/// 1 while this instance is the leader (runs the workers, pollers and timers), 0 while it
+/// stands by ([`crate::leader`]).
+pub const LEADER: &str = "switchboard_leader";
 /// Always 1; the labels say which build runs (`version`).
 pub const BUILD_INFO: &str = "switchboard_build_info";
 /// When the process started (Unix seconds).
@@ -171,6 +174,11 @@ pub fn homeserver_request(method: &str, path: &str, status: Option<u16>, took: D
 /// A channel's connection state. The core sees a channel through what it does: started (up),
 /// a send that failed in a way that passes, i.e. an outage, timeout or rate limit (down), a send
 /// accepted or an event received (up again).
+/// This instance became the leader (`true`) or stepped down.
+pub fn leader(leading: bool) {
+    gauge!(LEADER).set(if leading { 1.0 } else { 0.0 });
+}
+
 pub fn channel_up(channel: &str, up: bool) {
     gauge!(CHANNEL_UP, "channel" => channel.to_string()).set(if up { 1.0 } else { 0.0 });
 }
@@ -273,6 +281,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Option<PrometheusHandle>> 
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
     gauge!(START_TIME).set(started);
+    leader(false);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("metrics.listen: cannot listen on {listen}"))?;
@@ -367,6 +376,10 @@ fn describe() {
     describe_gauge!(
         CHANNEL_UP,
         "1 while a channel is connected, 0 while it is down"
+    );
+    describe_gauge!(
+        LEADER,
+        "1 while this instance is the leader, 0 while it stands by"
     );
     describe_gauge!(BUILD_INFO, "The running build (labels)");
     describe_gauge!(START_TIME, Unit::Seconds, "When the process started");

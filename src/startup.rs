@@ -3,9 +3,10 @@
 //! Start-up order matters for "nothing lost": the store is opened and migrated first; channels
 //! start and mount their routes; the HTTP server starts listening (so the homeserver can push
 //! transactions and customers can write even while the homeserver is still coming up); then the
-//! relay stages ([`crate::relay`]) resume whatever their queues hold from before a restart.
-//! Shutdown stops accepting, gives requests in flight a moment, and leaves the rest in the
-//! store for the next start.
+//! election ([`crate::leader`]) runs, and whenever this instance leads, [`leader_workers`] —
+//! the relay stages ([`crate::relay`]), timers, housekeeping — resume whatever the queues hold.
+//! Shutdown hands leadership over first (workers stopped, lease given up), then stops accepting,
+//! gives requests in flight a moment, and leaves the rest in the store for the next leader.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,8 +32,15 @@ use crate::store::Store;
 /// Run the bridge until the process is stopped.
 pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Result<()> {
     let (as_token, hs_token) = tokens(&config)?;
+    // A SQLite store serves one instance: a second one stops here, saying why.
+    let _sqlite_lock = crate::leader::lock_sqlite(&config.database.url)?;
+    let instance = crate::leader::instance_id(config.ha.instance_id.as_deref());
     let metrics = crate::metrics::start(&config).await?;
-    let store = Store::connect(&config.database.url, config.database.max_connections)
+    let pool_url = crate::leader::with_application_name(
+        &config.database.url,
+        &format!("switchboard/{instance}"),
+    );
+    let store = Store::connect(&pool_url, config.database.max_connections)
         .await
         .with_context(|| {
             format!(
@@ -66,8 +74,10 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
         clock: crate::clock::Clock::default(),
         ready: AtomicBool::new(false),
         readiness: crate::readiness::Readiness::new(),
+        leader: crate::leader::Leadership::new(instance),
         config,
     });
+    tracing::info!(instance = bridge.leader.instance(), "instance id");
 
     let mut app = Router::new()
         .merge(crate::matrix::appservice::routes())
@@ -129,27 +139,13 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
         tokio::spawn(crate::metrics::watch(bridge.clone()));
     }
     let starter = bridge.clone();
-    tokio::spawn(async move {
+    let election_stop = stop_tx.subscribe();
+    let election = tokio::spawn(async move {
         ensure_bot(&starter).await;
-        // Lobbies exist from the start, so operators can join them (and share a room with the bot,
-        // which lets it see their presence for round robin).
-        for team in starter.teams.iter() {
-            if let Err(e) = crate::routing::lobby::room(&starter, Some(&team.name)).await {
-                tracing::warn!(team = team.name, error = %e, "cannot set up the team lobby");
-            }
-        }
         starter.ready.store(true, Ordering::SeqCst);
         ping_homeserver(&starter).await;
-        tokio::spawn(crate::relay::customer_to_matrix::run(starter.clone()));
-        tokio::spawn(crate::relay::matrix_to_outbox::run(starter.clone()));
-        tokio::spawn(crate::relay::outbox_to_channel::run(starter.clone()));
-        tokio::spawn(crate::routing::timers::run(starter.clone()));
-        tokio::spawn(crate::housekeeping::run(starter.clone()));
-        tokio::spawn(crate::search::reindex::background(starter.store.clone()));
-        tokio::spawn(crate::unreadable::post_pending(starter.clone()));
-        // Voice notes and images to text (jobs wait while no engine is configured).
-        tokio::spawn(crate::media::run(starter.clone()));
         tracing::info!("bridge ready");
+        crate::leader::run(starter, leader_workers, election_stop).await;
     });
 
     tokio::select! {
@@ -157,7 +153,11 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
             result.context("server task")?.context("server")?;
         }
         _ = shutdown_signal() => {
+            // Leadership first: the workers stop and the lease is given up, so a standby
+            // takes over while this instance still finishes the requests in flight.
             let _ = stop_tx.send(true);
+            let handover = bridge.config.ha.renew_every * 2 + Duration::from_secs(1);
+            let _ = tokio::time::timeout(handover, election).await;
             // Open event streams (web chat tabs) never end by themselves: give requests in flight
             // a moment, then stop. Everything acknowledged is already in the store.
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -165,6 +165,35 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What runs on the leader only: started at every takeover, stopped (all of it, by aborting the
+/// one task) at every step-down ([`crate::leader`]). One more leader-only worker is one more
+/// line in `workers`.
+fn leader_workers(bridge: &Arc<Bridge>) -> Vec<tokio::task::JoinHandle<()>> {
+    let b = bridge;
+    let workers: Vec<futures::future::BoxFuture<'static, ()>> = vec![
+        Box::pin(crate::relay::customer_to_matrix::run(b.clone())),
+        Box::pin(crate::relay::matrix_to_outbox::run(b.clone())),
+        Box::pin(crate::relay::outbox_to_channel::run(b.clone())),
+        Box::pin(crate::routing::timers::run(b.clone())),
+        Box::pin(crate::housekeeping::run(b.clone())),
+        Box::pin(crate::search::reindex::background(b.store.clone())),
+        Box::pin(crate::unreadable::keep_posting(b.clone())),
+        // Voice notes and images to text (jobs wait while no engine is configured).
+        Box::pin(crate::media::run(b.clone())),
+    ];
+    let bridge = bridge.clone();
+    vec![tokio::spawn(async move {
+        // Lobbies exist before the workers route anything, so operators can join them (and
+        // share a room with the bot, which lets it see their presence for round robin).
+        for team in bridge.teams.iter() {
+            if let Err(e) = crate::routing::lobby::room(&bridge, Some(&team.name)).await {
+                tracing::warn!(team = team.name, error = %e, "cannot set up the team lobby");
+            }
+        }
+        futures::future::join_all(workers).await;
+    })]
 }
 
 /// Tell the homeserver we are (back) up, so it sends what it queued for us now rather than after
@@ -212,14 +241,24 @@ async fn ensure_bot(bridge: &Bridge) {
     }
 }
 
+/// `/_switchboard/health`: 200 once this instance serves (leader and standby alike: both take
+/// every request), with its `role` (`leader` or `standby`), its instance id and, while it
+/// leads, the lease's epoch.
 async fn health(State(bridge): State<Arc<Bridge>>) -> impl IntoResponse {
+    let leader = &bridge.leader;
+    let role = leader.role();
+    let body = |status: &str| {
+        json!({
+            "status": status,
+            "role": role,
+            "instance": leader.instance(),
+            "epoch": leader.epoch(),
+        })
+    };
     if bridge.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, Json(json!({"status": "ready"})))
+        (StatusCode::OK, Json(body("ready")))
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "starting"})),
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body("starting")))
     }
 }
 

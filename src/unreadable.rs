@@ -30,6 +30,15 @@ async fn admin_room(bridge: &Bridge) -> anyhow::Result<String> {
     }
 }
 
+/// On the leader: post what is pending now and then, for input kept by a standby (which leaves
+/// the posting to the leader).
+pub async fn keep_posting(bridge: Arc<Bridge>) {
+    loop {
+        post_pending(bridge.clone()).await;
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    }
+}
+
 /// Post every kept input whose notice is still pending. Logs and returns on the first failure:
 /// what is left is posted the next time.
 pub async fn post_pending(bridge: Arc<Bridge>) {

@@ -475,6 +475,40 @@ pub struct Capabilities {
     pub rating: RatingStyle,
 }
 
+/// Whether this instance of the bridge is the leader: several instances may serve one store,
+/// all of them taking webhooks, but only the leader runs what must run once (a poller, an IMAP
+/// IDLE session, a gateway connection). Run such work with
+/// `switchboard_kit::lifecycle::while_leading`, which starts and stops it as this changes.
+#[derive(Clone, Debug)]
+pub struct Leading(tokio::sync::watch::Receiver<bool>);
+
+impl Leading {
+    /// Follows the value of a watch the core sets.
+    pub fn new(receiver: tokio::sync::watch::Receiver<bool>) -> Leading {
+        Leading(receiver)
+    }
+
+    /// Leading for good (a host with one instance only, unit tests).
+    pub fn always() -> Leading {
+        let (tx, rx) = tokio::sync::watch::channel(true);
+        drop(tx);
+        Leading(rx)
+    }
+
+    /// Whether this instance leads now.
+    pub fn now(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Wait until leading is `leading` (at once when it is). Never returns when that cannot
+    /// happen any more.
+    pub async fn until(&mut self, leading: bool) {
+        if self.0.wait_for(|v| *v == leading).await.is_err() && *self.0.borrow() != leading {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// What the core offers a channel. Scoped to that channel: keys and logs of one channel are
 /// invisible to another.
 #[async_trait]
@@ -482,6 +516,11 @@ pub trait Host: Send + Sync + 'static {
     /// Durably store an inbound event. Acknowledge the source only after this returns `Ok`.
     /// Returns `false` when the event was already stored (a redelivery).
     async fn receive(&self, inbound: Inbound) -> Result<bool, HostError>;
+
+    /// Whether this instance leads (see [`Leading`]); the default leads for good.
+    fn leading(&self) -> Leading {
+        Leading::always()
+    }
 
     /// Show or hide the contact's typing indicator in the conversation's room. Best effort.
     async fn typing(&self, conversation: &ConversationKey, sender: &ContactProfile, active: bool);

@@ -8,10 +8,50 @@
 //!
 //! A channel keeps what it needs while running in a [`Running`], and opens `start` with
 //! [`should_start`].
+//!
+//! Several instances of the bridge may serve one store; each takes webhooks, but what must run
+//! once — a long poll, an IMAP IDLE session, a gateway connection — runs on the leader only:
+//! `start` hands it to [`while_leading`] instead of spawning it.
 
+use std::future::Future;
 use std::sync::OnceLock;
 
-use switchboard_channel::{ChannelError, SendError};
+use switchboard_channel::{ChannelError, Leading, SendError};
+
+/// Run `work` (a poller, a gateway) while this instance leads: started (afresh, by calling
+/// `work`) each time it becomes the leader, aborted each time it stops being the leader. Work
+/// that ends by itself is started again at the next term. `what` names it in the log.
+///
+/// Aborting is safe for work that acknowledges its source only after `Host::receive` returned:
+/// what was fetched but not stored is fetched again by the next leader.
+pub fn while_leading<F, Fut>(
+    what: &'static str,
+    mut leading: Leading,
+    work: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            leading.until(true).await;
+            tracing::info!(what, "leading: started");
+            let mut task = tokio::spawn(work());
+            tokio::select! {
+                _ = leading.until(false) => {
+                    task.abort();
+                    let _ = task.await;
+                    tracing::info!(what, "no longer leading: stopped");
+                }
+                _ = &mut task => {
+                    tracing::warn!(what, "ended by itself; started again at the next term");
+                    leading.until(false).await;
+                }
+            }
+        }
+    })
+}
 
 /// Whether a channel should start: `false` (and a log line) when it is switched off; an error
 /// when it is switched on but its configuration cannot work.
@@ -97,6 +137,56 @@ mod tests {
             starting.set(8),
             Err(ChannelError::Other(m)) if m == "the SMS channel was started twice"
         ));
+    }
+
+    /// Work runs while leading, is stopped when leadership goes and started afresh when it
+    /// comes back.
+    #[tokio::test]
+    async fn work_runs_only_while_leading() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let started = Arc::new(AtomicUsize::new(0));
+        let running = Arc::new(AtomicUsize::new(0));
+        struct Running(Arc<AtomicUsize>);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let (s, r) = (started.clone(), running.clone());
+        let handle = while_leading("test", Leading::new(rx), move || {
+            let (s, r) = (s.clone(), r.clone());
+            async move {
+                s.fetch_add(1, Ordering::SeqCst);
+                r.fetch_add(1, Ordering::SeqCst);
+                let _guard = Running(r);
+                std::future::pending::<()>().await;
+            }
+        });
+        let settle = || tokio::time::sleep(std::time::Duration::from_millis(50));
+        settle().await;
+        assert_eq!(started.load(Ordering::SeqCst), 0, "ran on a standby");
+        tx.send_replace(true);
+        settle().await;
+        assert_eq!(running.load(Ordering::SeqCst), 1);
+        tx.send_replace(false);
+        settle().await;
+        assert_eq!(
+            running.load(Ordering::SeqCst),
+            0,
+            "still running after stepping down"
+        );
+        tx.send_replace(true);
+        settle().await;
+        assert_eq!(
+            (
+                started.load(Ordering::SeqCst),
+                running.load(Ordering::SeqCst)
+            ),
+            (2, 1)
+        );
+        handle.abort();
     }
 
     #[test]

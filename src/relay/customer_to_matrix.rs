@@ -61,6 +61,10 @@ const PER_CHANNEL: usize = CONVERSATIONS_IN_PARALLEL / 4;
 
 async fn drain(bridge: &Bridge, conversation_id: i64) {
     loop {
+        // A leader that stepped down posts nothing more (its commits are fenced too).
+        if !bridge.leader.holds() {
+            return;
+        }
         let row = match bridge.store.inbox_next(conversation_id).await {
             Ok(Some(row)) => row,
             Ok(None) => return,

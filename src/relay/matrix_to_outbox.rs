@@ -71,6 +71,9 @@ async fn drain(bridge: &Bridge, room_id: &str) {
             }
         };
         for row in rows {
+            if !bridge.leader.holds() {
+                return;
+            }
             // Every line logged while the event is worked names it (and its conversation, once
             // known: [`queue`] records it).
             let span = tracing::info_span!(
@@ -99,6 +102,10 @@ async fn handle_with_retries(bridge: &Bridge, row: &MatrixEventRow) -> Option<&'
     // Attempts that count towards the limit, and all tries (for the backoff).
     let (mut attempts, mut tries) = (0u32, 0u32);
     loop {
+        if !bridge.leader.holds() {
+            // Stepped down: the next leader handles the event.
+            return None;
+        }
         tries += 1;
         match handle(bridge, row).await {
             Ok(Handled::Queued) => return None,

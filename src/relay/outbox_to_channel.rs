@@ -43,6 +43,9 @@ pub async fn run(bridge: Arc<Bridge>) {
 
 async fn drain(bridge: &Bridge, conversation_id: i64) {
     loop {
+        if !bridge.leader.holds() {
+            return;
+        }
         let row = match bridge.store.outbox_next(conversation_id).await {
             Ok(Some(row)) => row,
             Ok(None) => return,
@@ -90,6 +93,17 @@ async fn deliver(bridge: &Bridge, row: &OutboxRow) -> bool {
                 Err(reason) => Err(SendError::Permanent { reason }),
                 Ok(()) => {
                     unsupported = false;
+                    // Claimed under this leader's epoch right before the send: a leader that
+                    // lost its lease (frozen, cut off) is refused here and sends nothing.
+                    match bridge.store.outbox_claim(row.id).await {
+                        Ok(true) if bridge.leader.holds() => {}
+                        Ok(true) => return false,
+                        Ok(false) => return true,
+                        Err(e) => {
+                            tracing::warn!(outbox = row.id, error = %e, "not sending");
+                            return false;
+                        }
+                    }
                     send_steps(bridge, channel.as_ref(), &caps, row).await
                 }
             }
@@ -361,6 +375,12 @@ async fn send_steps(
     for (i, step) in steps.iter().enumerate() {
         if (i as i64) < row.steps_done {
             continue;
+        }
+        if !bridge.leader.holds() {
+            return Err(SendError::Retryable {
+                reason: "this instance stepped down; the next leader sends the rest".into(),
+                retry_after: None,
+            });
         }
         let delivery = channel.send(&step.outbound).await?;
         let map = step

@@ -60,6 +60,9 @@ pub async fn run(bridge: Arc<Bridge>) {
         match bridge.store.routing_due(now).await {
             Ok(rows) => {
                 for row in rows {
+                    if !bridge.leader.holds() {
+                        break;
+                    }
                     fire(&bridge, row, now).await;
                 }
             }

@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use super::{next_id, now_ms, Store, StoreError};
+use super::{now_ms, Store, StoreError};
 
 /// Who a canned reply belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -92,11 +92,12 @@ impl Store {
     /// Insert a variant; `false` when one with the same scope, name and language exists.
     pub async fn canned_insert(&self, row: &CannedRow) -> Result<bool, StoreError> {
         let (scope, owner) = row.scope.columns();
+        let id = self.new_id().await?;
         let done = sqlx::query(
             "INSERT INTO canned_replies (id, scope, owner, name, language, body, attachment, updated_by, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
         )
-        .bind(next_id())
+        .bind(id)
         .bind(scope)
         .bind(owner)
         .bind(&row.name)

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{next_id, Store, StoreError};
+use super::{Store, StoreError};
 
 impl Store {
     pub async fn state_get(&self, channel: &str, key: &str) -> Result<Option<String>, StoreError> {
@@ -83,7 +83,8 @@ impl Store {
             .bind(stream)
             .fetch_one(self.pool())
             .await?;
-            let seq = last.map_or_else(next_id, |last| next_id().max(last + 1));
+            let id = self.new_id().await?;
+            let seq = last.map_or(id, |last| id.max(last + 1));
             sqlx::query(
                 "INSERT INTO channel_log (channel, stream, seq, key, body) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT DO NOTHING",

@@ -2,7 +2,7 @@
 
 use sqlx::{Any, Executor, Row};
 
-use super::{next_id, now_ms, Store, StoreError};
+use super::{now_ms, Store, StoreError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Conversation {
@@ -87,11 +87,12 @@ pub async fn ensure_conversation(
     key: &switchboard_channel::ConversationKey,
     contact_id: &str,
 ) -> Result<i64, StoreError> {
+    let id = super::new_id(&mut *conn).await?;
     sqlx::query(
         "INSERT INTO conversations (id, channel, account, chat, contact_id, created_at)
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (channel, account, chat) DO NOTHING",
     )
-    .bind(next_id())
+    .bind(id)
     .bind(channel)
     .bind(&key.account)
     .bind(&key.chat)

@@ -4,10 +4,10 @@
 //! conversation event in the same transaction), or let go (`cancelled`, `skipped`). Every move is
 //! a conditional update from the state before, so a replay or a second press changes nothing.
 
-use sqlx::{Any, Executor, Row};
+use sqlx::Row;
 
 use super::events::{self, EventKind, Stamp};
-use super::{next_id, Store, StoreError};
+use super::{Store, StoreError};
 
 /// One rating request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,8 +67,8 @@ fn read(r: &sqlx::any::AnyRow) -> Result<CsatRequest, StoreError> {
 
 /// A resolution was written: the request that may ask about it (inside the caller's
 /// transaction, beside the `resolved` event).
-pub async fn insert_for_resolution<'c, E: Executor<'c, Database = Any>>(
-    executor: E,
+pub async fn insert_for_resolution(
+    conn: &mut sqlx::AnyConnection,
     conversation_id: i64,
     resolved_at: i64,
     team: Option<&str>,
@@ -78,12 +78,12 @@ pub async fn insert_for_resolution<'c, E: Executor<'c, Database = Any>>(
         "INSERT INTO csat_requests (id, conversation_id, resolved_at, team, owner, channel, contact_id, state)
          SELECT $1, $2, $3, $4, $5, channel, contact_id, 'due' FROM conversations WHERE id = $2",
     )
-    .bind(next_id())
+    .bind(super::new_id(&mut *conn).await?)
     .bind(conversation_id)
     .bind(resolved_at)
     .bind(team)
     .bind(owner)
-    .execute(executor)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

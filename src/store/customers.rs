@@ -10,7 +10,7 @@
 use sqlx::{AnyConnection, Row};
 
 use super::conversations::{Contact, Conversation};
-use super::{next_id, now_ms, Store, StoreError};
+use super::{now_ms, Store, StoreError};
 
 /// A customer with everything an operator is shown about them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,7 +72,7 @@ pub async fn link_contact(
         }
     }
     let Some(&target) = ids.iter().min() else {
-        let id = next_id();
+        let id = super::new_id(&mut *conn).await?;
         sqlx::query("INSERT INTO customers (id, last_owner, created_at) VALUES ($1, $2, $3)")
             .bind(id)
             .bind(legacy_owner.as_deref())
@@ -283,7 +283,7 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let old = self.customer_of(channel, contact_id).await?;
         let mut tx = self.pool().begin().await?;
-        let id = next_id();
+        let id = super::new_id(&mut tx).await?;
         sqlx::query("INSERT INTO customers (id, last_owner, created_at) VALUES ($1, NULL, $2)")
             .bind(id)
             .bind(now_ms())

@@ -7,7 +7,7 @@
 use sqlx::{Any, Executor, Row};
 
 use super::routing::{ConversationState, RoutingRow};
-use super::{next_id, Store, StoreError};
+use super::{Store, StoreError};
 
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,8 +156,8 @@ pub fn routing_changes(
 /// Append one event (inside the caller's transaction). With a `dedup` key seen before, nothing is
 /// written (`false`).
 #[allow(clippy::too_many_arguments)]
-pub async fn insert<'c, E: Executor<'c, Database = Any>>(
-    executor: E,
+pub async fn insert(
+    conn: &mut sqlx::AnyConnection,
     conversation_id: i64,
     stamp: &Stamp<'_>,
     kind: EventKind,
@@ -166,11 +166,12 @@ pub async fn insert<'c, E: Executor<'c, Database = Any>>(
     detail: Option<&str>,
     dedup: Option<&str>,
 ) -> Result<bool, StoreError> {
+    let id = super::new_id(&mut *conn).await?;
     let done = sqlx::query(
         "INSERT INTO conversation_events (id, conversation_id, at, kind, actor, team, owner, detail, dedup)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
     )
-    .bind(next_id())
+    .bind(id)
     .bind(conversation_id)
     .bind(stamp.at)
     .bind(kind.as_str())
@@ -179,15 +180,15 @@ pub async fn insert<'c, E: Executor<'c, Database = Any>>(
     .bind(owner)
     .bind(detail)
     .bind(dedup)
-    .execute(executor)
+    .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Append one event whose team and owner are the conversation's as stored now (inside the
 /// caller's transaction); `false` when `dedup` was seen before.
-pub async fn insert_with_routing<'c, E: Executor<'c, Database = Any>>(
-    executor: E,
+pub async fn insert_with_routing(
+    conn: &mut sqlx::AnyConnection,
     conversation_id: i64,
     stamp: &Stamp<'_>,
     kind: EventKind,
@@ -200,13 +201,13 @@ pub async fn insert_with_routing<'c, E: Executor<'c, Database = Any>>(
                  (SELECT owner FROM routing WHERE conversation_id = $2), NULL, $6)
          ON CONFLICT DO NOTHING",
     )
-    .bind(next_id())
+    .bind(super::new_id(&mut *conn).await?)
     .bind(conversation_id)
     .bind(stamp.at)
     .bind(kind.as_str())
     .bind(stamp.actor)
     .bind(dedup)
-    .execute(executor)
+    .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -4,7 +4,7 @@
 use sqlx::Row;
 use switchboard_channel::Inbound;
 
-use super::{conversations, customers, next_id, now_ms, participants, search, Store, StoreError};
+use super::{conversations, customers, now_ms, participants, search, Store, StoreError};
 
 #[derive(Clone, Debug)]
 pub struct InboxRow {
@@ -54,11 +54,12 @@ impl Store {
             &inbound.sender.id,
         )
         .await?;
+        let id = super::new_id(&mut tx).await?;
         let done = sqlx::query(
             "INSERT INTO inbox (id, channel, account, dedup_key, conversation_id, payload, state, received_at)
              VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7) ON CONFLICT DO NOTHING",
         )
-        .bind(next_id())
+        .bind(id)
         .bind(channel)
         .bind(&inbound.conversation.account)
         .bind(&inbound.dedup_key)
@@ -176,6 +177,9 @@ impl Store {
         error: Option<&str>,
         next_at: i64,
     ) -> Result<(), StoreError> {
+        // Fenced: only the leader under its epoch records what became of an event.
+        let mut tx = self.pool().begin().await?;
+        self.check_fence(&mut tx).await?;
         sqlx::query(
             "UPDATE inbox SET state = $1, last_error = COALESCE($2, last_error), next_attempt_at = $3,
              attempts = attempts + (CASE WHEN $2 IS NULL THEN 0 ELSE 1 END) WHERE id = $4",
@@ -184,8 +188,9 @@ impl Store {
         .bind(error)
         .bind(next_at)
         .bind(id)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 

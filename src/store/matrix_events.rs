@@ -20,7 +20,7 @@
 
 use sqlx::Row;
 
-use super::{next_id, now_ms, Store, StoreError};
+use super::{now_ms, Store, StoreError};
 
 /// How long events after a missing transaction wait for it before they are worked on anyway.
 /// Synapse's recoverer retries after 2, 4, 8, 16 s (and at once when the bridge pings it).
@@ -170,12 +170,13 @@ impl Store {
             release_held(&mut tx, now).await?;
         }
         for (event_id, room_id, raw) in fresh {
+            let seq = super::new_id(&mut tx).await?;
             sqlx::query(
                 "INSERT INTO matrix_events (event_id, seq, room_id, payload, state, received_at, txn_num, hold_until)
                  VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7) ON CONFLICT DO NOTHING",
             )
             .bind(event_id)
-            .bind(next_id())
+            .bind(seq)
             .bind(room_id)
             .bind(raw)
             .bind(now)
@@ -263,12 +264,16 @@ impl Store {
             .collect()
     }
 
+    /// Fenced ([`super::lease`]): only the leader under its epoch records it.
     pub async fn matrix_event_done(&self, event_id: &str, state: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        self.check_fence(&mut tx).await?;
         sqlx::query("UPDATE matrix_events SET state = $1 WHERE event_id = $2")
             .bind(state)
             .bind(event_id)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -329,8 +334,9 @@ async fn release_held(
             }
         }
         let event_id: String = row.try_get("event_id")?;
+        let seq = super::new_id(&mut **tx).await?;
         sqlx::query("UPDATE matrix_events SET seq = $1, hold_until = 0 WHERE event_id = $2")
-            .bind(next_id())
+            .bind(seq)
             .bind(event_id)
             .execute(&mut **tx)
             .await?;

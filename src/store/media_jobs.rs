@@ -7,7 +7,7 @@
 use sqlx::Row;
 
 use super::search::{insert_doc, Kind, Media, NewDoc};
-use super::{next_id, now_ms, Store, StoreError};
+use super::{now_ms, Store, StoreError};
 
 /// What a job does with its file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -157,7 +157,7 @@ impl Store {
                $15, 0, $15, $15)
              ON CONFLICT DO NOTHING",
         )
-        .bind(next_id())
+        .bind(self.new_id().await?)
         .bind(job.kind.as_str())
         .bind(job.conversation_id)
         .bind(&job.room_id)

@@ -2,10 +2,13 @@
 //!
 //! Both run through sqlx's `Any` driver with one set of migrations (`migrations/`), written in the
 //! subset both databases share: BIGINT and TEXT columns, `$n` placeholders, `ON CONFLICT DO
-//! NOTHING`. Row ids are assigned here rather than by the database (the two disagree on
-//! auto-increment): [`next_id`] is strictly increasing within a process and, being derived from
-//! the clock and started above the highest stored id, across restarts (even when the clock
-//! stepped back meanwhile), so ordering by id is ordering by arrival.
+//! NOTHING`. Row ids are assigned here rather than by the database's auto-increment (the two
+//! disagree on it): [`new_id`]. On PostgreSQL, which several instances may share, they come from
+//! the sequence `switchboard_ids`, one for every writer, so they stay unique and ordered by
+//! arrival across instances. On SQLite (one instance only, see [`crate::leader`]) [`next_id`] is
+//! strictly increasing within the process and, being derived from the clock and started above
+//! the highest stored id, across restarts (even when the clock stepped back meanwhile). Either
+//! way ordering by id is ordering by arrival.
 //!
 //! Submodules group the queries by the table they own.
 
@@ -17,6 +20,7 @@ pub mod customers;
 pub mod digests;
 pub mod events;
 pub mod inbox;
+pub mod lease;
 pub mod matrix_events;
 pub mod media_jobs;
 pub mod message_map;
@@ -49,6 +53,8 @@ pub struct Store {
     txn_order: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Striped locks serialising appends per channel log stream ([`channel_state`]).
     log_locks: std::sync::Arc<[tokio::sync::Mutex<()>; LOG_LOCKS]>,
+    /// Who may commit workers' results ([`lease`]).
+    fence: lease::SharedFence,
 }
 
 const LOG_LOCKS: usize = 64;
@@ -98,12 +104,13 @@ impl Store {
             .await
             .map_err(|e| StoreError::Migrate(Box::new(e)))?;
         search::ensure_index(&pool, sqlite).await?;
-        seed_ids(&pool).await?;
+        seed_ids(&pool, sqlite).await?;
         Ok(Store {
             pool,
             sqlite,
             txn_order: Default::default(),
             log_locks: std::sync::Arc::new(std::array::from_fn(|_| tokio::sync::Mutex::new(()))),
+            fence: std::sync::Arc::new(std::sync::RwLock::new(lease::Fence::Unmanaged)),
         })
     }
 
@@ -186,9 +193,12 @@ pub use switchboard_kit::now_ms;
 
 static LAST_ID: AtomicI64 = AtomicI64::new(0);
 
-/// Make [`next_id`] continue above every id the store holds, so a clock that stepped back while
-/// the bridge was down cannot put new messages before older ones. Each is an index lookup.
-async fn seed_ids(pool: &AnyPool) -> Result<(), StoreError> {
+/// Make new ids continue above every id the store holds: [`next_id`] on SQLite, so a clock that
+/// stepped back while the bridge was down cannot put new messages before older ones; the
+/// sequence on PostgreSQL (created here: SQLite has none), so a store written before the
+/// sequence existed (ids from the clock) goes on above them. Each is an index lookup.
+async fn seed_ids(pool: &AnyPool, sqlite: bool) -> Result<(), StoreError> {
+    let mut highest = 0;
     for query in [
         "SELECT MAX(id) FROM inbox",
         "SELECT MAX(id) FROM outbox",
@@ -201,13 +211,61 @@ async fn seed_ids(pool: &AnyPool) -> Result<(), StoreError> {
     ] {
         let max: Option<i64> = sqlx::query_scalar(query).fetch_one(pool).await?;
         if let Some(max) = max {
-            LAST_ID.fetch_max(max, Ordering::SeqCst);
+            highest = highest.max(max);
         }
     }
+    if sqlite {
+        LAST_ID.fetch_max(highest, Ordering::SeqCst);
+        return Ok(());
+    }
+    // Instances starting together: one moves the sequence at a time.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(7215063914)")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("CREATE SEQUENCE IF NOT EXISTS switchboard_ids")
+        .execute(&mut *tx)
+        .await?;
+    let last: i64 = sqlx::query_scalar("SELECT last_value FROM switchboard_ids")
+        .fetch_one(&mut *tx)
+        .await?;
+    if highest > last {
+        sqlx::query("SELECT setval('switchboard_ids', $1)")
+            .bind(highest)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
-/// A new row id: microseconds since the epoch, bumped to stay strictly increasing.
+/// A new row id (see the module docs): from the sequence `switchboard_ids` on PostgreSQL, shared
+/// by every instance on the store; [`next_id`] on SQLite. `conn` may be inside a transaction
+/// (a sequence is not rolled back with it: ids of rolled-back rows are skipped, never reused).
+pub async fn new_id(conn: &mut sqlx::AnyConnection) -> Result<i64, StoreError> {
+    if conn.backend_name() == "PostgreSQL" {
+        sqlx::query_scalar("SELECT nextval('switchboard_ids')")
+            .fetch_one(conn)
+            .await
+    } else {
+        Ok(next_id())
+    }
+}
+
+impl Store {
+    /// A new row id, from the pool (see [`new_id`]).
+    pub async fn new_id(&self) -> Result<i64, StoreError> {
+        if self.sqlite {
+            return Ok(next_id());
+        }
+        sqlx::query_scalar("SELECT nextval('switchboard_ids')")
+            .fetch_one(self.pool())
+            .await
+    }
+}
+
+/// A new row id of this process: microseconds since the epoch, bumped to stay strictly
+/// increasing (the ids of a SQLite store; see [`new_id`]).
 pub fn next_id() -> i64 {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

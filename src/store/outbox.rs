@@ -5,7 +5,7 @@
 use sqlx::Row;
 use switchboard_channel::Outbound;
 
-use super::{message_map, next_id, now_ms, Store, StoreError};
+use super::{message_map, now_ms, Store, StoreError};
 
 #[derive(Clone, Debug)]
 pub struct OutboxRow {
@@ -53,11 +53,12 @@ impl Store {
             serde_json::to_string(outbound).map_err(|e| StoreError::Encode(Box::new(e)))?;
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
+        let id = super::new_id(&mut tx).await?;
         sqlx::query(
             "INSERT INTO outbox (id, conversation_id, event_id, room_id, payload, state, next_attempt_at, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6) ON CONFLICT DO NOTHING",
         )
-        .bind(next_id())
+        .bind(id)
         .bind(conversation_id)
         .bind(event_id)
         .bind(room_id)
@@ -139,7 +140,28 @@ impl Store {
         }))
     }
 
-    /// Delivered: record the remote id and map it to the event, atomically.
+    /// Claim a due item for one sending attempt under this leader's epoch, right before the
+    /// remote send: refused ([`super::lease::is_fenced`]) unless this instance still leads, so a
+    /// deposed leader that wakes up cannot start a send. `false`: no longer pending (handled).
+    pub async fn outbox_claim(&self, id: i64) -> Result<bool, StoreError> {
+        let epoch = match self.fence() {
+            super::lease::Fence::Leader { epoch, .. } => Some(epoch),
+            _ => None,
+        };
+        let mut tx = self.pool().begin().await?;
+        self.check_fence(&mut tx).await?;
+        let done =
+            sqlx::query("UPDATE outbox SET claimed_epoch = $1 WHERE id = $2 AND state = 'pending'")
+                .bind(epoch)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Delivered: record the remote id and map it to the event, atomically. Fenced, like every
+    /// outcome below: only the leader under its epoch records one.
     pub async fn outbox_sent(
         &self,
         row: &OutboxRow,
@@ -147,6 +169,7 @@ impl Store {
         map_event: bool,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
+        self.check_fence(&mut tx).await?;
         sqlx::query("UPDATE outbox SET state = 'sent', remote_id = $1, attempts = attempts + 1, updated_at = $2 WHERE id = $3")
             .bind(remote_id)
             .bind(now_ms())
@@ -177,6 +200,7 @@ impl Store {
         map: Option<(&str, &str, i64)>, // (remote id, event id, part)
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
+        self.check_fence(&mut tx).await?;
         sqlx::query("UPDATE outbox SET steps_done = $1, updated_at = $2 WHERE id = $3")
             .bind(steps_done)
             .bind(now_ms())
@@ -204,6 +228,8 @@ impl Store {
         error: &str,
         next_attempt_at: i64,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        self.check_fence(&mut tx).await?;
         sqlx::query(
             "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2, updated_at = $3 WHERE id = $4",
         )
@@ -211,18 +237,22 @@ impl Store {
         .bind(next_attempt_at)
         .bind(now_ms())
         .bind(id)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     pub async fn outbox_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        self.check_fence(&mut tx).await?;
         sqlx::query("UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = $1, updated_at = $2 WHERE id = $3")
             .bind(error)
             .bind(now_ms())
             .bind(id)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 

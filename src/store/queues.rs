@@ -148,9 +148,18 @@ mod tests {
             let store = store.clone();
             async move {
                 let stamp = Stamp { at, actor: None };
-                insert(store.pool(), 7, &stamp, kind, team, None, None, None)
-                    .await
-                    .unwrap();
+                insert(
+                    &mut store.pool().acquire().await.unwrap(),
+                    7,
+                    &stamp,
+                    kind,
+                    team,
+                    None,
+                    None,
+                    None,
+                )
+                .await
+                .unwrap();
             }
         };
         ev(1_000, EventKind::Created, Some("sales")).await;

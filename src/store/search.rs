@@ -15,7 +15,7 @@
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Row};
 use switchboard_channel::{Content, Inbound, InboundEvent, Outbound, OutboundAction};
 
-use super::{next_id, now_ms, Store, StoreError};
+use super::{now_ms, Store, StoreError};
 use crate::search::analyzer::{self, QueryWord};
 
 /// What kind of file a row is about.
@@ -146,12 +146,13 @@ pub(super) async fn insert_doc(conn: &mut AnyConnection, doc: &NewDoc) -> Result
         Some((r, p)) => (Some(r.as_str()), *p),
         None => (None, 0),
     };
+    let id = super::new_id(&mut *conn).await?;
     sqlx::query(
         "INSERT INTO search_docs
            (id, conversation_id, remote_id, part, event_id, kind, sender, media, ts, body, terms, analyzer)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
     )
-    .bind(next_id())
+    .bind(id)
     .bind(doc.conversation_id)
     .bind(remote_id)
     .bind(part)

@@ -4,7 +4,7 @@
 use sqlx::Row;
 use switchboard_channel::Unreadable;
 
-use super::{next_id, now_ms, Store, StoreError};
+use super::{now_ms, Store, StoreError};
 
 /// One kept input whose notice is still to be posted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,11 +21,12 @@ impl Store {
         channel: &str,
         input: &Unreadable,
     ) -> Result<bool, StoreError> {
+        let id = self.new_id().await?;
         let done = sqlx::query(
             "INSERT INTO unreadable_input (id, channel, dedup_key, what, reason, raw, received_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
         )
-        .bind(next_id())
+        .bind(id)
         .bind(channel)
         .bind(&input.dedup_key)
         .bind(&input.what)

@@ -283,6 +283,8 @@ impl Bridge {
                 "registration": dir.path().join("registration.yaml").to_string_lossy(),
             },
             "database": {"url": database_url},
+            // A fixed name: a restarted bridge takes its lease back at once (docs/ha.md).
+            "ha": {"instance_id": format!("rig-{port}")},
             "bridge": {
                 "attribution": options.attribution,
                 "operators": operators,
@@ -350,6 +352,75 @@ impl Bridge {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// A second instance of this bridge, for the HA tests: its own temp dir and port, the same
+    /// config otherwise (the same database, registration and tokens).
+    pub fn twin(&self) -> anyhow::Result<Bridge> {
+        let dir = tempfile::Builder::new()
+            .prefix("sb-bridge-twin-")
+            .tempdir()
+            .context("creating the twin's temp dir")?;
+        let mut dir = dir;
+        if super::keep_dirs() {
+            dir.disable_cleanup(true);
+        }
+        let port = free_port()?;
+        let base = format!("http://127.0.0.1:{port}");
+        std::fs::copy(
+            self.registration_path(),
+            dir.path().join("registration.yaml"),
+        )
+        .context("copying the registration")?;
+        let mut config = self.config()?;
+        if let Some(ha) = config.get_mut("ha").and_then(Value::as_mapping_mut) {
+            ha.insert("instance_id".into(), format!("rig-{port}").into());
+        }
+        if let Some(a) = config.get_mut("appservice").and_then(Value::as_mapping_mut) {
+            a.insert("listen".into(), format!("127.0.0.1:{port}").into());
+            a.insert("public_url".into(), base.clone().into());
+            a.insert(
+                "registration".into(),
+                dir.path()
+                    .join("registration.yaml")
+                    .to_string_lossy()
+                    .into(),
+            );
+        }
+        let twin = Bridge {
+            dir,
+            port,
+            database_url: self.database_url.clone(),
+            child: None,
+            http: self.http.clone(),
+        };
+        twin.write_config(&config)?;
+        Ok(twin)
+    }
+
+    /// Sets the registration's `url` (where the homeserver pushes transactions), before the
+    /// homeserver that loads it starts.
+    pub fn set_registration_url(&self, url: &str) -> anyhow::Result<()> {
+        let mut reg = self.registration()?;
+        if let Some(m) = reg.as_mapping_mut() {
+            m.insert("url".into(), url.into());
+        }
+        let text = serde_yaml::to_string(&reg).context("serialising registration.yaml")?;
+        std::fs::write(self.registration_path(), text).context("writing registration.yaml")
+    }
+
+    /// Sends a signal to the bridge's process group (SIGSTOP, SIGCONT, …).
+    pub fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            kill_process_group(child.id(), signal);
+        }
+    }
+
+    /// The exit status, once the process has exited (`None` while it runs or was never started).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     pub fn config_path(&self) -> PathBuf {

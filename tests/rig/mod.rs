@@ -13,6 +13,8 @@
 //! - [`env`]: [`env::TestEnv`] wires the three above together, plus [`env::Visitor`], a client of
 //!   the web chat JSON API.
 //! - [`browser`]: real headless Chromium driven by playwright-core through a small Node driver.
+//! - [`ha`]: [`ha::HaEnv`], two bridge instances on one PostgreSQL database behind a
+//!   [`balancer`], for the leadership tests.
 //! - [`mail`]: a private Dovecot (IMAP, LMTP) and Postfix (SMTP) on loopback for the email channel.
 //!
 //! When a test fails, its captured output ends with the bridge log's last lines and Synapse's
@@ -45,9 +47,11 @@ macro_rules! on_both_stores {
     };
 }
 
+pub mod balancer;
 pub mod bridge;
 pub mod browser;
 pub mod env;
+pub mod ha;
 pub mod mail;
 pub mod operator;
 pub mod postgres;
@@ -287,6 +291,9 @@ pub(crate) fn kill_process_group(pgid: u32, signal: i32) {
 
 pub(crate) const SIGKILL: i32 = 9;
 pub(crate) const SIGTERM: i32 = 15;
+/// Freeze a process (it keeps its sockets and memory, runs nothing) until [`SIGCONT`].
+pub const SIGSTOP: i32 = 19;
+pub const SIGCONT: i32 = 18;
 
 /// Waits (blocking, bounded) for a std child to exit after a signal; SIGKILLs the group if it
 /// does not. Used from `Drop`, where there is no async.

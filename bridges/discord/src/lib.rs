@@ -248,7 +248,11 @@ impl Channel for Discord {
         });
         self.running.set(outbound::Outgoing { rest, host })?;
         tracing::info!(account, api = %self.config.api_url, "discord: starting");
-        tokio::spawn(gateway::run(shared));
+        // One gateway session per bot: on the leader only.
+        let leading = shared.host.leading();
+        switchboard_kit::lifecycle::while_leading("discord gateway", leading, move || {
+            gateway::run(Arc::clone(&shared))
+        });
         Ok(None)
     }
 

@@ -115,13 +115,21 @@ impl Channel for Email {
             .map_err(ChannelError::Config)?;
             readers.push((mailbox.clone(), tls));
         }
+        // One IDLE session per mailbox: on the leader only.
         for (mailbox, tls) in readers {
-            tokio::spawn(imap::run(
-                Arc::clone(&host),
-                Arc::clone(&config),
-                mailbox,
-                tls,
-            ));
+            let (host, config) = (Arc::clone(&host), Arc::clone(&config));
+            switchboard_kit::lifecycle::while_leading(
+                "email IMAP IDLE",
+                host.leading(),
+                move || {
+                    imap::run(
+                        Arc::clone(&host),
+                        Arc::clone(&config),
+                        mailbox.clone(),
+                        tls.clone(),
+                    )
+                },
+            );
         }
         tracing::info!(mailboxes = self.config.mailboxes.len(), "email: ready");
         Ok(None)

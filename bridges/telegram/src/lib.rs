@@ -176,7 +176,12 @@ impl Channel for Telegram {
         tracing::info!(account, mode = ?self.config.mode, api = %self.config.api_url, "telegram: starting");
         match self.config.mode {
             Mode::Polling => {
-                tokio::spawn(poll::run(shared));
+                // One getUpdates at a time per bot (Telegram answers 409 to a second): on the
+                // leader only.
+                let leading = shared.host.leading();
+                switchboard_kit::lifecycle::while_leading("telegram polling", leading, move || {
+                    poll::run(Arc::clone(&shared))
+                });
                 Ok(None)
             }
             Mode::Webhook => {
