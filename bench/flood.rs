@@ -23,6 +23,9 @@
 #[allow(dead_code, unused_imports, unused_macros)]
 mod rig;
 
+#[path = "latency.rs"]
+mod latency;
+
 #[path = "../tests/fakes/mod.rs"]
 #[allow(dead_code, unused_imports)]
 mod fakes;
@@ -33,6 +36,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context};
 use fakes::whatsapp::{Customer, FakeWhatsApp};
 use futures::StreamExt;
+use latency::{stats, whatsapp_latency};
 use rig::{Backend, BridgeOptions, TestEnv};
 use serde_json::{json, Value};
 
@@ -96,48 +100,6 @@ async fn flood_one(
         resp.status().as_u16(),
         resp.headers().contains_key("retry-after"),
     ))
-}
-
-struct Stats {
-    p50: f64,
-    p95: f64,
-    max: f64,
-    n: usize,
-}
-
-fn stats(ms: &[f64]) -> Stats {
-    let mut v = ms.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
-    Stats {
-        p50: at(0.5),
-        p95: at(0.95),
-        max: *v.last().unwrap_or(&0.0),
-        n: v.len(),
-    }
-}
-
-/// The WhatsApp customer writes message `i`; milliseconds until the operator sees it.
-async fn whatsapp_latency(
-    fake: &FakeWhatsApp,
-    env: &TestEnv,
-    who: &Customer,
-    room: &str,
-    tag: &str,
-    i: usize,
-) -> anyhow::Result<f64> {
-    let text = format!("wa {tag} {i}");
-    let (_, payload) = fake.message(who, json!({"type": "text", "text": {"body": text}}), None);
-    let started = Instant::now();
-    let status = fake
-        .deliver(
-            &format!("{}/whatsapp/webhook", env.bridge.base_url()),
-            &payload,
-        )
-        .await?;
-    ensure!(status == 200, "webhook answered {status}");
-    env.alice.wait_for_text(room, &text).await?;
-    Ok(started.elapsed().as_secs_f64() * 1000.0)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,9 @@
 #[allow(dead_code, unused_imports, unused_macros)]
 mod rig;
 
+#[path = "latency.rs"]
+mod latency;
+
 #[path = "../tests/fakes/mod.rs"]
 #[allow(dead_code, unused_imports)]
 mod fakes;
@@ -30,6 +33,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context};
 use fakes::telegram::{FakeTelegram, TgUser, TOKEN};
 use fakes::whatsapp::{Customer, FakeWhatsApp};
+use latency::{stats, whatsapp_latency};
 use rig::whisper::Whisper;
 use rig::{Backend, BridgeOptions, TestEnv};
 use serde_json::json;
@@ -39,52 +43,6 @@ fn num(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(default)
-}
-
-struct Stats {
-    p50: f64,
-    p95: f64,
-    max: f64,
-    n: usize,
-}
-
-fn stats(ms: &[f64]) -> Stats {
-    let mut v = ms.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: f64| {
-        v.get(((v.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
-    Stats {
-        p50: at(0.5),
-        p95: at(0.95),
-        max: v.last().copied().unwrap_or(0.0),
-        n: v.len(),
-    }
-}
-
-/// The WhatsApp customer writes message `i`; milliseconds until the operator sees it.
-async fn whatsapp_latency(
-    fake: &FakeWhatsApp,
-    env: &TestEnv,
-    who: &Customer,
-    room: &str,
-    tag: &str,
-    i: usize,
-) -> anyhow::Result<f64> {
-    let text = format!("wa {tag} {i}");
-    let (_, payload) = fake.message(who, json!({"type": "text", "text": {"body": text}}), None);
-    let started = Instant::now();
-    let status = fake
-        .deliver(
-            &format!("{}/whatsapp/webhook", env.bridge.base_url()),
-            &payload,
-        )
-        .await?;
-    ensure!(status == 200, "webhook answered {status}");
-    env.alice.wait_for_text(room, &text).await?;
-    Ok(started.elapsed().as_secs_f64() * 1000.0)
 }
 
 fn fixture(name: &str) -> anyhow::Result<Vec<u8>> {
