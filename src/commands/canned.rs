@@ -173,15 +173,31 @@ async fn save(
     ))
 }
 
-async fn remove(ctx: &Context<'_>, level: Level, args: &str) -> Result<String, CannedError> {
+/// What `remove`, `attach` and `detach` act on: a reply's name (and no text), its language and
+/// the scope meant; `usage` is the answer to a call without a name.
+async fn existing_target(
+    ctx: &Context<'_>,
+    level: Level,
+    args: &str,
+    usage: &str,
+) -> Result<(Parsed, Option<String>, Scope), CannedError> {
     let parsed = parse(args);
     if parsed.name.is_empty() || !parsed.text.is_empty() {
-        return Err(CannedError::Invalid(
-            "say `!sb canned remove <name> [scope=…] [lang=…]`".into(),
-        ));
+        return Err(CannedError::Invalid(usage.into()));
     }
     let language = language_of(parsed.language.as_deref()).map_err(CannedError::Invalid)?;
     let scope = scope_for_change(ctx, level, &parsed, false).await?;
+    Ok((parsed, language, scope))
+}
+
+async fn remove(ctx: &Context<'_>, level: Level, args: &str) -> Result<String, CannedError> {
+    let (parsed, language, scope) = existing_target(
+        ctx,
+        level,
+        args,
+        "say `!sb canned remove <name> [scope=…] [lang=…]`",
+    )
+    .await?;
     let n = canned::remove(
         ctx.bridge,
         ctx.sender,
@@ -234,14 +250,13 @@ async fn replied_file(ctx: &Context<'_>) -> Result<Attachment, CannedError> {
 const MAX_MEASURED: u64 = 100 * 1024 * 1024;
 
 async fn attach(ctx: &Context<'_>, level: Level, args: &str) -> Result<String, CannedError> {
-    let parsed = parse(args);
-    if parsed.name.is_empty() || !parsed.text.is_empty() {
-        return Err(CannedError::Invalid(
-            "say `!sb canned attach <name> [scope=…] [lang=…]` in reply to a file".into(),
-        ));
-    }
-    let language = language_of(parsed.language.as_deref()).map_err(CannedError::Invalid)?;
-    let scope = scope_for_change(ctx, level, &parsed, false).await?;
+    let (parsed, language, scope) = existing_target(
+        ctx,
+        level,
+        args,
+        "say `!sb canned attach <name> [scope=…] [lang=…]` in reply to a file",
+    )
+    .await?;
     // Permission first: nobody learns anything of a reply they may not change.
     canned::may_edit(ctx.bridge, ctx.sender, level, &scope).await?;
     let file = replied_file(ctx).await?;
@@ -269,14 +284,13 @@ async fn attach(ctx: &Context<'_>, level: Level, args: &str) -> Result<String, C
 }
 
 async fn detach(ctx: &Context<'_>, level: Level, args: &str) -> Result<String, CannedError> {
-    let parsed = parse(args);
-    if parsed.name.is_empty() || !parsed.text.is_empty() {
-        return Err(CannedError::Invalid(
-            "say `!sb canned detach <name> [scope=…] [lang=…]`".into(),
-        ));
-    }
-    let language = language_of(parsed.language.as_deref()).map_err(CannedError::Invalid)?;
-    let scope = scope_for_change(ctx, level, &parsed, false).await?;
+    let (parsed, language, scope) = existing_target(
+        ctx,
+        level,
+        args,
+        "say `!sb canned detach <name> [scope=…] [lang=…]`",
+    )
+    .await?;
     let n = canned::detach(
         ctx.bridge,
         ctx.sender,
