@@ -100,6 +100,8 @@ config = {
         "webchat": {
             "enabled": True,
             "site_name": "Switchboard Demo",
+            "greeting": "Hi! How can we help?",
+            "greetings": {"ru": "Здравствуйте! Чем помочь?"},
             "allowed_origins": [base],
             "max_upload_bytes": 10485760,
             "rate_limit_per_minute": 30,

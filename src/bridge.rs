@@ -37,6 +37,8 @@ pub struct Bridge {
     pub readiness: crate::readiness::Readiness,
     /// Whether this instance leads (runs the workers) or stands by ([`crate::leader`]).
     pub leader: crate::leader::Leadership,
+    /// Answer-time figures shown to customers before they write ([`crate::availability`]).
+    pub availability: crate::availability::AvailabilityCache,
 }
 
 impl Bridge {

@@ -178,6 +178,30 @@ pub struct BridgeConfig {
     /// replying to it and a failed `com.beeper.message_send_status`).
     #[serde(default)]
     pub delivery_status: DeliveryStatus,
+    /// Where an answer goes when the customer has left a channel that reaches them only while
+    /// a page is open (the web chat: no chat page open for `channels.webchat.away_after_secs`)
+    /// and they gave an address for it: by `channel` from its `account` (e.g. `email` and a
+    /// configured mailbox). Their reply there lands in the same room. Unset: answers wait in
+    /// the chat for the customer's return.
+    #[serde(default)]
+    pub continue_by: Option<ContinueBy>,
+}
+
+/// `bridge.continue_by` (see [`BridgeConfig::continue_by`]).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContinueBy {
+    /// The channel that carries the answer (one with addresses: `email`).
+    pub channel: String,
+    /// The account it is sent from (for e-mail, one of `channels.email.mailboxes`' addresses).
+    pub account: String,
+    /// The first mail's subject.
+    #[serde(default = "default_continue_subject")]
+    pub subject: String,
+}
+
+fn default_continue_subject() -> String {
+    "Our answer to your chat".to_owned()
 }
 
 /// How success is shown. Every outcome stays visible; they differ in what a success costs the
@@ -208,6 +232,7 @@ impl Default for BridgeConfig {
             company: None,
             check_interval: default_check_interval(),
             delivery_status: DeliveryStatus::default(),
+            continue_by: None,
         }
     }
 }

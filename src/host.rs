@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use switchboard_channel::{
-    ContactProfile, ConversationKey, Host, HostError, Inbound, MediaRef, Unreadable,
+    Availability, ContactProfile, ConversationKey, Host, HostError, Inbound, MediaRef, Unreadable,
 };
 
 use crate::bridge::Bridge;
@@ -214,5 +214,13 @@ impl Host for ChannelHost {
             Some(team) => Ok(crate::routing::teams::signature(&self.bridge, team).await),
             None => Ok(None),
         }
+    }
+
+    /// Open now, next opening and usual answer time of the team this account's new
+    /// conversations go to ([`crate::availability`]).
+    async fn availability(&self, account: &str) -> Result<Availability, HostError> {
+        crate::availability::availability(&self.bridge, self.channel, account)
+            .await
+            .map_err(|e| HostError::Store(e.to_string()))
     }
 }

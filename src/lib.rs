@@ -8,6 +8,7 @@
 //! [`switchboard_channel`].
 
 pub mod admin;
+pub mod availability;
 pub mod bridge;
 pub mod canned;
 pub mod clock;

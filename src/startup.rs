@@ -75,6 +75,7 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
         ready: AtomicBool::new(false),
         readiness: crate::readiness::Readiness::new(),
         leader: crate::leader::Leadership::new(instance),
+        availability: crate::availability::AvailabilityCache::default(),
         config,
     });
     tracing::info!(instance = bridge.leader.instance(), "instance id");

@@ -280,9 +280,14 @@ async fn a_low_rating_ends_sticky_routing_to_that_operator() -> anyhow::Result<(
         rooms.push((visitor, room));
     }
     env.set_clock(t0 + 6 * MIN).await?;
+    // Uma clicks a star in the widget; Lev answers with a digit (still understood).
     for ((visitor, room), score) in rooms.iter().zip(["5", "2"]) {
-        visitor.wait_for_agent_text(QUESTION).await?;
-        visitor.send(score).await?;
+        let rating = visitor.wait_for_rating(QUESTION).await?;
+        if score == "5" {
+            visitor.rate(&rating, 5).await?;
+        } else {
+            visitor.send(score).await?;
+        }
         env.bob
             .wait_for_text(room, &format!("rated this conversation {score}/5"))
             .await?;

@@ -374,6 +374,19 @@ pub struct Outbound {
     pub participants: Vec<String>,
 }
 
+/// How to begin a conversation the core continues on another channel
+/// ([`Channel::send_continued`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Begin {
+    /// The customer's address on this channel (an e-mail address).
+    pub address: String,
+    /// The customer's name, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A subject or title, for networks that have one.
+    pub subject: String,
+}
+
 /// A successful send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
@@ -592,6 +605,33 @@ pub trait Host: Send + Sync + 'static {
     ) -> Result<Option<String>, HostError> {
         Ok(None)
     }
+
+    /// What a customer of `account` is told before they write ([`Availability`]). The default
+    /// (a host with no teams): open, nothing known of answer times.
+    async fn availability(&self, _account: &str) -> Result<Availability, HostError> {
+        Ok(Availability {
+            open_now: true,
+            ..Availability::default()
+        })
+    }
+}
+
+/// What a customer is told before they write (the web chat's header): whether the people who
+/// would answer them work now, when they work next, and how soon they usually answer. The core
+/// derives it from the team that new conversations of the account go to (its working calendar)
+/// and from the first responses stored over the last days; a channel only shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Availability {
+    /// The team works now (inside its hours, not on a holiday). With no team, always.
+    pub open_now: bool,
+    /// When closed: when the team opens next (ms since the Unix epoch), if within a fortnight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_open_ms: Option<i64>,
+    /// The team's usual first response, in working time, rounded up for humans (60 s, 2 min,
+    /// 5 min, 10 min, …): "usually answers within 10 minutes". `None` when too few answers
+    /// were recorded to say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usually_within_secs: Option<u64>,
 }
 
 /// One result of [`Channel::check`] (and of `switchboard doctor`'s own checks): what was
@@ -653,11 +693,35 @@ pub trait Channel: Send + Sync + 'static {
     /// Deliver one outbound item.
     async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError>;
 
+    /// Deliver an item of a conversation the core continues here from another channel (an
+    /// answer to a web chat visitor who has left, by e-mail): the conversation named by
+    /// `outbound` may not exist on this channel yet; then begin it with `begin`'s address.
+    /// Later items of it come here too, and the customer's answers come back under
+    /// `outbound.conversation` as usual. The default: a channel that cannot begin
+    /// conversations sends as usual (and fails when it does not know the conversation).
+    async fn send_continued(
+        &self,
+        outbound: &Outbound,
+        begin: &Begin,
+    ) -> Result<Delivery, SendError> {
+        let _ = begin;
+        self.send(outbound).await
+    }
+
     /// An operator started or stopped typing. Best effort; default does nothing.
     async fn typing(&self, _conversation: &ConversationKey, _active: bool) {}
 
     /// An operator has read the customer's messages up to `remote_id`. Best effort.
     async fn mark_read(&self, _conversation: &ConversationKey, _remote_id: &str) {}
+
+    /// When the customer left (ms since the Unix epoch), for a channel whose customers are
+    /// there only while a page is open (the web chat): `Some` once nobody has had the
+    /// conversation open for the channel's configured time, so the core may continue it by
+    /// another channel the customer gave an address for. `None`: reachable as usual (the
+    /// default, and every channel whose network keeps messages for the customer).
+    async fn customer_left(&self, _conversation: &ConversationKey) -> Option<i64> {
+        None
+    }
 
     /// Check the configuration against the network itself (`switchboard doctor`): that the
     /// credentials are accepted, the account is the one meant, and the network can reach the

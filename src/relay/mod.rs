@@ -7,13 +7,15 @@
 //!    before the transaction was answered) is worked: commands run, operators' messages become
 //!    outbox items.
 //! 3. **Outbox → channel** ([`outbox_to_channel`]): each item is sent through its channel, with
-//!    retries, and the outcome shown in the room.
+//!    retries, and the outcome shown in the room; an answer to a customer who has left a live
+//!    channel goes by another one when configured ([`continued`]).
 //!
 //! Each stage is fed by one call that both stores and wakes its worker ([`Bridge::queue_inbound`],
 //! [`Bridge::queue_matrix_events`], [`Bridge::queue_outbound`], [`Bridge::requeue_failed`]), so
 //! no caller can store work and forget to wake the stage; a missed wake-up would only be
 //! noticed at the next tick.
 
+pub mod continued;
 pub mod customer_to_matrix;
 pub mod matrix_to_outbox;
 pub mod outbox_to_channel;

@@ -104,7 +104,19 @@ async fn deliver(bridge: &Bridge, row: &OutboxRow) -> bool {
                             return false;
                         }
                     }
-                    send_steps(bridge, channel.as_ref(), &caps, row).await
+                    // A customer who has left a live channel is answered by another one
+                    // ([`crate::relay::continued`]).
+                    match crate::relay::continued::elsewhere(
+                        bridge,
+                        &conversation,
+                        channel.as_ref(),
+                        row,
+                    )
+                    .await
+                    {
+                        Some(elsewhere) => elsewhere.result,
+                        None => send_steps(bridge, channel.as_ref(), &caps, row).await,
+                    }
                 }
             }
         }

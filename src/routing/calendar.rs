@@ -164,6 +164,24 @@ impl Calendar {
         self.window(date).is_some_and(|(a, b)| t >= a && t < b)
     }
 
+    /// The next opening after `t` within `days` days (`None`: open now, or no working day so
+    /// soon).
+    pub fn next_open(&self, t: DateTime<Utc>, days: u32) -> Option<DateTime<Utc>> {
+        if self.is_open(t) {
+            return None;
+        }
+        let mut date = t.with_timezone(&self.tz).date_naive();
+        for _ in 0..=days {
+            if let Some((open, close)) = self.window(date) {
+                if open > t && close > open {
+                    return Some(open);
+                }
+            }
+            date = date.succ_opt()?;
+        }
+        None
+    }
+
     /// The local date of an instant (for "once per day" rules).
     pub fn local_date(&self, t: DateTime<Utc>) -> NaiveDate {
         t.with_timezone(&self.tz).date_naive()

@@ -87,6 +87,13 @@ pub async fn ensure_conversation(
     key: &switchboard_channel::ConversationKey,
     contact_id: &str,
 ) -> Result<i64, StoreError> {
+    // A key another conversation is continued under (a web chat answered by e-mail): the
+    // customer's reply belongs there.
+    if let Some(id) =
+        super::continued::continued_under(&mut *conn, channel, &key.account, &key.chat).await?
+    {
+        return Ok(id);
+    }
     let id = super::new_id(&mut *conn).await?;
     sqlx::query(
         "INSERT INTO conversations (id, channel, account, chat, contact_id, created_at)

@@ -12,8 +12,10 @@
 //!
 //! Submodules group the queries by the table they own.
 
+pub mod availability;
 pub mod canned;
 pub mod channel_state;
+pub mod continued;
 pub mod conversations;
 pub mod csat;
 pub mod customers;

@@ -27,6 +27,7 @@
 //
 // Chromium is the system one (/usr/bin/chromium, or $SWITCHBOARD_CHROMIUM); Playwright never
 // downloads a browser here. Each driver gets a fresh profile, removed on exit.
+// SWITCHBOARD_BROWSER_LOCALE (e.g. ru-RU) sets the page's language.
 
 import { chromium } from 'playwright-core';
 import { createInterface } from 'node:readline';
@@ -86,6 +87,8 @@ try {
       '--disable-sync',
     ],
     viewport: { width: 1280, height: 800 },
+    // The page's language (navigator.languages, Accept-Language) when the test names one.
+    locale: process.env.SWITCHBOARD_BROWSER_LOCALE || undefined,
   });
   page = context.pages()[0] || (await context.newPage());
   page.setDefaultTimeout(DEFAULT_TIMEOUT);

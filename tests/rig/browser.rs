@@ -55,6 +55,12 @@ pub async fn ensure_deps() -> anyhow::Result<()> {
 impl Browser {
     /// Starts the driver and Chromium; returns once the page is ready.
     pub async fn launch() -> anyhow::Result<Browser> {
+        Self::launch_with_locale(None).await
+    }
+
+    /// Like [`Browser::launch`], with the browser's language (`navigator.languages` and
+    /// `Accept-Language`), e.g. `ru-RU`.
+    pub async fn launch_with_locale(locale: Option<&str>) -> anyhow::Result<Browser> {
         ensure_deps().await?;
         let tests_dir = repo_root().join("tests");
         let profile = tempfile::Builder::new()
@@ -65,6 +71,7 @@ impl Browser {
         cmd.arg(tests_dir.join("rig").join("browser-driver.mjs"))
             .current_dir(&tests_dir)
             .env("SWITCHBOARD_BROWSER_PROFILE", profile.path())
+            .env("SWITCHBOARD_BROWSER_LOCALE", locale.unwrap_or(""))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

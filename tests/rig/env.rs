@@ -441,6 +441,34 @@ impl Visitor {
         .await
     }
 
+    /// The team's rating request (stars in the widget) whose question contains `question`.
+    pub async fn wait_for_rating(&self, question: &str) -> anyhow::Result<Value> {
+        self.wait_for_event_described(&format!("a rating request {question:?}"), |e| {
+            e.get("type").and_then(Value::as_str) == Some("rating")
+                && e.get("question")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t.contains(question))
+        })
+        .await
+    }
+
+    /// Click star `score` of a rating request (`POST /api/v1/rating`), as the widget does.
+    pub async fn rate(&self, rating: &Value, score: u8) -> anyhow::Result<Value> {
+        let payload = rating["choices"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["score"] == score))
+            .and_then(|c| c["payload"].as_str())
+            .with_context(|| format!("no choice {score} in {rating}"))?
+            .to_string();
+        let resp = self
+            .request(reqwest::Method::POST, "rating")
+            .json(&serde_json::json!({ "payload": payload }))
+            .send()
+            .await
+            .context("POST /api/v1/rating")?;
+        json_or_error(resp, "POST /api/v1/rating").await
+    }
+
     pub async fn wait_for_agent_text(&self, text: &str) -> anyhow::Result<Value> {
         self.wait_for_event_described(&format!("an agent message containing {text:?}"), |e| {
             e.get("type").and_then(Value::as_str) == Some("message")

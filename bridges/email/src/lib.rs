@@ -140,6 +140,20 @@ impl Channel for Email {
         outbound::send(&*r.host, &r.config, &r.smtp, outbound).await
     }
 
+    /// A conversation the core continues by e-mail (a web chat visitor who left): its thread
+    /// is begun with the visitor's address and the given subject when it has none yet, then
+    /// the answer goes out as every answer does; the visitor's reply finds the thread by its
+    /// `In-Reply-To` like any other.
+    async fn send_continued(
+        &self,
+        outbound: &Outbound,
+        begin: &switchboard_channel::Begin,
+    ) -> Result<Delivery, SendError> {
+        let r = self.running.for_send()?;
+        outbound::begin_thread(&*r.host, outbound, begin).await?;
+        outbound::send(&*r.host, &r.config, &r.smtp, outbound).await
+    }
+
     async fn check(&self) -> Vec<switchboard_channel::Check> {
         doctor::check(&self.config).await
     }

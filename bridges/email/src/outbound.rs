@@ -100,6 +100,38 @@ pub fn message_id_for(key: &str, domain: &str) -> String {
     format!("{uuid}@{domain}")
 }
 
+/// A thread for a conversation the core continues by e-mail, when it has none yet: to
+/// `begin.address`, titled `begin.subject` (the first mail carries no `Re:`).
+pub async fn begin_thread(
+    host: &dyn Host,
+    outbound: &Outbound,
+    begin: &switchboard_channel::Begin,
+) -> Result<(), SendError> {
+    let conversation = &outbound.conversation;
+    if threads::thread(host, conversation)
+        .await
+        .map_err(store_error)?
+        .is_some()
+    {
+        return Ok(());
+    }
+    if !begin.address.contains('@') {
+        return Err(permanent(format!(
+            "{:?} is not an e-mail address to continue the conversation at",
+            begin.address
+        )));
+    }
+    let thread = threads::Thread {
+        contact: begin.address.clone(),
+        contact_name: begin.name.clone(),
+        subject: begin.subject.clone(),
+        ids: Vec::new(),
+    };
+    threads::put_thread(host, conversation, &thread)
+        .await
+        .map_err(store_error)
+}
+
 /// `Channel::send`.
 pub async fn send(
     host: &dyn Host,
@@ -151,6 +183,9 @@ pub async fn send(
     let (to, cc) = recipients(config, &thread, &outbound.participants)?;
     let subject = if thread.subject.is_empty() {
         "Re: your message".to_string()
+    } else if thread.ids.is_empty() {
+        // The first mail of a thread we begin (a conversation continued by e-mail).
+        thread.subject.clone()
     } else {
         format!("Re: {}", thread.subject)
     };

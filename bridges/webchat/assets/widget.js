@@ -93,7 +93,7 @@
     name: saved.name || null,
     email: saved.email || null,
     lastReadSeq: saved.last_read_seq || 0,
-    config: { site_name: "Support", greeting: null, max_upload_bytes: 0, max_text_length: 10000, proof_of_work_bits: 0 },
+    config: { site_name: "Support", greeting: null, availability: null, max_upload_bytes: 0, max_text_length: 10000, proof_of_work_bits: 0 },
     lastSeq: 0,
     messages: {}, // id -> message (sent ones)
     applied: {}, // transcript seqs already applied
@@ -197,8 +197,19 @@
     ui.error = el("div", { class: "error", role: "alert", "data-testid": "error", hidden: true }, [ui.errorText, ui.errorClose]);
 
     ui.greeting = el("div", { class: "greeting", "data-testid": "greeting", hidden: true });
+    // Whether the team works now and how soon it answers (from GET /config).
+    ui.status = el("div", { class: "status-line", "data-testid": "availability", role: "status", hidden: true });
+    // Out of hours: an e-mail address, so the answer reaches the visitor after they leave.
+    ui.offlineEmail = el("input", { type: "email", "data-testid": "offline-email", placeholder: "you@example.com", autocomplete: "email", maxlength: "254", required: true, "aria-label": "Your e-mail for our answer" });
+    ui.offlineSave = el("button", { type: "submit", class: "send", "data-testid": "offline-save", text: "Save" });
+    ui.offlineForm = el("form", { class: "offline-form", novalidate: true }, [ui.offlineEmail, ui.offlineSave]);
+    ui.offlineSaved = el("div", { class: "offline-saved", "data-testid": "offline-saved", hidden: true });
+    ui.offline = el("div", { class: "offline", "data-testid": "offline", hidden: true }, [
+      el("p", { class: "offline-text", text: "Leave your e-mail address and we will answer you there, even after you close this page." }),
+      ui.offlineForm, ui.offlineSaved,
+    ]);
     ui.list = el("div", { class: "list", "data-testid": "messages" });
-    ui.log = el("div", { class: "log", role: "log", "aria-live": "polite" }, [ui.greeting, ui.list]);
+    ui.log = el("div", { class: "log", role: "log", "aria-live": "polite" }, [ui.greeting, ui.status, ui.offline, ui.list]);
     ui.typing = el("div", { class: "typing", "data-testid": "typing", hidden: true, text: TYPING_TEXT });
 
     ui.name = el("input", { type: "text", "data-testid": "name", placeholder: "Your name (optional)", autocomplete: "name", maxlength: "80", "aria-label": "Your name" });
@@ -358,6 +369,7 @@
   }
 
   function render(message) {
+    if (message.kind === "rating") return renderRating(message);
     var row = message.row;
     if (!row) {
       row = message.row = el("div", { "data-testid": "message" });
@@ -431,6 +443,80 @@
       }
     }
     return row;
+  }
+
+  // A rating request: the question, five stars (buttons, so Tab and Enter work), then the
+  // chosen score and an optional comment (sent as the visitor's next message, which the team
+  // keeps as the rating's comment).
+  function renderRating(message) {
+    var row = message.row;
+    if (!row) row = message.row = el("div", { "data-testid": "rating" });
+    row.className = "message from-agent rating";
+    row.setAttribute("data-id", message.id);
+    row.setAttribute("data-seq", String(message.seq || 0));
+    if (message.score) row.setAttribute("data-score", String(message.score)); else row.removeAttribute("data-score");
+    row.textContent = "";
+    var bubble = el("div", { class: "bubble" });
+    var questionId = "sb-rating-" + String(message.id).replace(/[^A-Za-z0-9_-]/g, "");
+    bubble.appendChild(el("div", { class: "text", id: questionId, "data-testid": "rating-question", text: message.question || "" }));
+    var stars = el("div", { class: "stars", role: "group", "aria-labelledby": questionId });
+    (message.choices || []).forEach(function (choice) {
+      var score = Number(choice.score);
+      var chosen = message.score && score <= message.score;
+      var star = el("button", {
+        type: "button", class: "star" + (chosen ? " on" : ""), "data-testid": "rating-star", "data-score": String(score),
+        "aria-label": score + (score === 1 ? " star" : " stars"), "aria-pressed": message.score === score ? "true" : "false",
+        disabled: !!message.score || !!message.sending, text: "\u2605",
+      });
+      star.addEventListener("click", function () { rate(message, choice); });
+      stars.appendChild(star);
+    });
+    bubble.appendChild(stars);
+    if (message.score) {
+      bubble.appendChild(el("div", { class: "rating-done", "data-testid": "rating-done", text: "Thank you! You rated us " + message.score + " of 5." }));
+      if (message.commenting) {
+        var comment = el("textarea", { "data-testid": "rating-comment", rows: "2", maxlength: "2000", placeholder: "Anything to add? (optional)", "aria-label": "Comment on your rating (optional)" });
+        var send = el("button", { type: "submit", class: "send", "data-testid": "rating-comment-send", text: "Send" });
+        var form = el("form", { class: "rating-comment" }, [comment, send]);
+        form.addEventListener("submit", function (e) {
+          e.preventDefault();
+          var text = comment.value.trim();
+          if (!text) return;
+          message.commenting = false;
+          message.commented = true;
+          renderRating(message);
+          enqueue({ kind: "text", cid: randomId(), text: text, reply_to: null });
+        });
+        bubble.appendChild(form);
+      } else if (message.commented) {
+        bubble.appendChild(el("div", { class: "rating-done", "data-testid": "rating-comment-sent", text: "Comment sent." }));
+      }
+    }
+    row.appendChild(bubble);
+    return row;
+  }
+
+  function rate(message, choice) {
+    if (message.score || message.sending) return;
+    message.sending = true;
+    renderRating(message);
+    ensureSession().then(function (ready) {
+      if (!ready) return null;
+      return api("POST", "/rating", { payload: choice.payload });
+    }).then(function (result) {
+      message.sending = false;
+      if (!result) { renderRating(message); return; }
+      if (!result.ok) { showError(errorText(result, "Your rating could not be sent.")); renderRating(message); return; }
+      hideError();
+      message.commenting = true;
+      apply({ type: "rated", id: message.id, score: result.data ? result.data.score : choice.score });
+      var box = message.row && message.row.querySelector("textarea");
+      if (box) box.focus();
+    }, function () {
+      message.sending = false;
+      showError("You seem to be offline; your rating was not sent.");
+      renderRating(message);
+    });
   }
 
   function sortedMessages() {
@@ -581,6 +667,27 @@
         if (!message) return;
         message.reactions = message.reactions || {};
         message.reactions[event.from === "agent" ? "agent" : "visitor"] = typeof event.key === "string" && event.key ? event.key : null;
+        render(message);
+        break;
+      case "rating":
+        message = state.messages[event.id] || (state.messages[event.id] = { id: event.id, created: Date.now() });
+        message.kind = "rating";
+        message.from = "rating";
+        message.seq = event.seq;
+        message.question = typeof event.question === "string" ? event.question : "";
+        message.choices = Array.isArray(event.choices) ? event.choices.filter(function (c) {
+          return c && typeof c.payload === "string" && typeof c.score === "number";
+        }) : [];
+        render(message);
+        place();
+        break;
+      case "rated":
+        message = state.messages[event.id];
+        if (!message || typeof event.score !== "number") return;
+        // Our own click's answer and then the stream's echo: draw once (a comment being typed
+        // must not be wiped by the echo).
+        if (message.score === event.score) return;
+        message.score = event.score;
         render(message);
         break;
       case "typing":
@@ -983,10 +1090,66 @@
       autosize();
       if (ui.input.value) startTyping(); else stopTyping();
     });
+    ui.offlineForm.addEventListener("submit", function (e) { e.preventDefault(); saveOfflineEmail(); });
     ui.name.addEventListener("input", function () { state.identityDirty = true; });
     ui.email.addEventListener("input", function () { state.identityDirty = true; });
     window.addEventListener("online", function () { state.backoff = 1000; state.holdUntil = 0; flush(); if (!state.es) connect(); });
     document.addEventListener("visibilitychange", markRead);
+  }
+
+  // "10 minutes", "2 hours", "1 day".
+  function humanWait(secs) {
+    function n(count, one) { return count + " " + one + (count === 1 ? "" : "s"); }
+    if (secs < 3600) return n(Math.max(1, Math.round(secs / 60)), "minute");
+    if (secs < 86400) return n(Math.round(secs / 3600), "hour");
+    return n(Math.round(secs / 86400), "day");
+  }
+
+  // When the team opens next, in the visitor's own time zone and language.
+  function when(ms) {
+    var at = new Date(ms);
+    try {
+      var sameDay = at.toDateString() === new Date().toDateString();
+      return new Intl.DateTimeFormat(undefined, sameDay ? { hour: "2-digit", minute: "2-digit" } : { weekday: "long", hour: "2-digit", minute: "2-digit" }).format(at);
+    } catch (e) {
+      return at.toLocaleString();
+    }
+  }
+
+  function showAvailability() {
+    var a = state.config.availability;
+    ui.status.hidden = !a;
+    ui.offline.hidden = !a || a.open_now;
+    if (!a) return;
+    var parts = [a.open_now ? "We are online" : "We are away right now"];
+    if (!a.open_now && typeof a.next_open_ms === "number") parts.push("back " + when(a.next_open_ms));
+    if (typeof a.usually_within_secs === "number") parts.push("usually answers within " + humanWait(a.usually_within_secs));
+    ui.status.textContent = parts.join(" \u00b7 ");
+    ui.status.className = "status-line " + (a.open_now ? "online" : "away");
+    ui.status.setAttribute("data-open", a.open_now ? "true" : "false");
+    if (typeof a.next_open_ms === "number") ui.status.setAttribute("data-next-open", String(a.next_open_ms));
+    else ui.status.removeAttribute("data-next-open");
+    ui.offlineForm.hidden = !!state.email;
+    ui.offlineSaved.hidden = !state.email;
+    ui.offlineSaved.textContent = state.email ? "We will answer at " + state.email + "." : "";
+  }
+
+  function saveOfflineEmail() {
+    var email = ui.offlineEmail.value.trim();
+    if (!email || !ui.offlineEmail.checkValidity()) {
+      showError("Please enter a valid e-mail address.");
+      ui.offlineEmail.focus();
+      return;
+    }
+    ui.email.value = email;
+    state.identityDirty = true;
+    ensureSession().then(function (ready) {
+      if (!ready) return;
+      hideError();
+      showAvailability();
+    }, function () {
+      showError("You seem to be offline; your e-mail was not saved.");
+    });
   }
 
   function applyConfig(config) {
@@ -998,13 +1161,18 @@
     ui.title.textContent = state.config.site_name;
     ui.greeting.textContent = state.config.greeting || "";
     ui.greeting.hidden = !state.config.greeting;
+    if (typeof config.language === "string") ui.greeting.setAttribute("lang", config.language);
+    else ui.greeting.removeAttribute("lang");
+    state.config.availability = config.availability && typeof config.availability === "object" ? config.availability : null;
+    showAvailability();
   }
 
   function init() {
     build();
-    api("GET", "/config").then(function (result) { if (result.ok) applyConfig(result.data); }, function () {});
+    var languages = (navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || ""]).join(",");
+    api("GET", "/config?lang=" + encodeURIComponent(languages)).then(function (result) { if (result.ok) applyConfig(result.data); }, function () {});
     if (state.name) ui.name.value = state.name;
-    if (state.email) ui.email.value = state.email;
+    if (state.email) { ui.email.value = state.email; ui.offlineEmail.value = state.email; }
     // Messages left unsent by an earlier page view go out now (same client ids: no duplicates).
     (Array.isArray(saved.queue) ? saved.queue : []).forEach(function (item) {
       if (!item || typeof item.cid !== "string" || typeof item.text !== "string") return;

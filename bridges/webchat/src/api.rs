@@ -55,11 +55,45 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// `GET /api/v1/config` (no token): what a widget needs to draw itself.
-pub async fn config(State(state): State<AppState>) -> Json<Value> {
+#[derive(Deserialize)]
+pub struct ConfigQuery {
+    /// The browser's languages (`navigator.languages` joined by commas).
+    #[serde(default)]
+    lang: Option<String>,
+}
+
+/// `GET /api/v1/config?lang=<languages>` (no token): what a widget needs to draw itself — the
+/// greeting in the visitor's language (from `lang`, else `Accept-Language`), and whether the
+/// team works now, when it opens next and how soon it usually answers (from the core's
+/// `Host::availability`; left out when the store cannot say).
+pub async fn config(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    query: Result<Query<ConfigQuery>, QueryRejection>,
+) -> Json<Value> {
+    let from_query = query.ok().and_then(|Query(q)| q.lang).unwrap_or_default();
+    let mut languages = crate::parse::languages(&from_query);
+    if languages.is_empty() {
+        if let Some(header) = headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+        {
+            languages = crate::parse::languages(header);
+        }
+    }
+    let (language, greeting) = state.config.greeting_for(&languages);
+    let availability = match state.host().availability(&state.config.account).await {
+        Ok(a) => Some(a),
+        Err(error) => {
+            tracing::warn!(%error, "webchat: availability unknown");
+            None
+        }
+    };
     Json(json!({
         "site_name": state.config.site_name,
-        "greeting": state.config.greeting,
+        "greeting": greeting,
+        "language": language,
+        "availability": availability,
         "max_upload_bytes": state.config.max_upload_bytes,
         "max_text_length": MAX_TEXT_CHARS,
         "proof_of_work_bits": state.challenges.bits(),

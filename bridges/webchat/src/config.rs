@@ -33,8 +33,14 @@ pub struct WebchatConfig {
     pub rate_limit_per_minute: u32,
     /// Posts a visitor may make in a burst before the per-minute rate applies.
     pub rate_limit_burst: u32,
-    /// Text shown at the top of the widget before the conversation.
+    /// Text shown at the top of the widget before the conversation, when no entry of
+    /// `greetings` fits the visitor's languages (the default greeting).
     pub greeting: Option<String>,
+    /// The greeting per language (`en`, `ru`, `pt-BR`: a BCP 47 tag, matched without regard to
+    /// case; `pt` also serves a visitor who reads `pt-BR`). The visitor's languages are the
+    /// browser's (the widget sends `navigator.languages`; else the `Accept-Language` header),
+    /// tried in their order of preference.
+    pub greetings: std::collections::BTreeMap<String, String>,
     /// New sessions one client address may open per minute (bursts of as many). A real visitor
     /// opens one per browser; an office behind one address a few.
     pub sessions_per_address_per_minute: u32,
@@ -62,6 +68,10 @@ pub struct WebchatConfig {
     /// 2^bits tries on average; 0 = none). 16 costs a visitor's browser well under a second
     /// and a script opening sessions in bulk that much per session. At most 24.
     pub proof_of_work_bits: u8,
+    /// A visitor with no chat page open for this many seconds has left: an operator's answer
+    /// then goes by e-mail when they gave an address and the bridge continues conversations
+    /// elsewhere (`bridge.continue_by`).
+    pub away_after_secs: u64,
 }
 
 impl Default for WebchatConfig {
@@ -76,6 +86,7 @@ impl Default for WebchatConfig {
             rate_limit_per_minute: 30,
             rate_limit_burst: 10,
             greeting: None,
+            greetings: std::collections::BTreeMap::new(),
             sessions_per_address_per_minute: 20,
             sessions_per_minute: 600,
             new_conversations_per_address_per_minute: 5,
@@ -86,6 +97,7 @@ impl Default for WebchatConfig {
             silent_session_ttl_secs: 24 * 3600,
             trusted_proxies: Vec::new(),
             proof_of_work_bits: 0,
+            away_after_secs: 120,
         }
     }
 }
@@ -165,6 +177,29 @@ impl WebchatConfig {
         Ok(())
     }
 
+    /// The greeting for a visitor who reads `languages` (most preferred first), with the
+    /// language it is in: the first language with a greeting of its own (exactly, else its
+    /// primary subtag: `de-AT` → `de`), else the default greeting (language `None`).
+    pub fn greeting_for(&self, languages: &[String]) -> (Option<String>, Option<String>) {
+        let find = |tag: &str| {
+            self.greetings
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(tag))
+                .map(|(k, v)| (Some(k.clone()), Some(v.clone())))
+        };
+        for language in languages {
+            if let Some(found) = find(language) {
+                return found;
+            }
+            if let Some((primary, _)) = language.split_once('-') {
+                if let Some(found) = find(primary) {
+                    return found;
+                }
+            }
+        }
+        (None, self.greeting.clone())
+    }
+
     /// The base URL every public link of this channel starts with, e.g.
     /// `https://bridge.example/webchat` (or `/webchat` when no public URL is known).
     pub fn channel_base(&self) -> String {
@@ -200,6 +235,33 @@ mod tests {
         assert!(message.contains("max_upload_byte"), "{message}");
         let parsed = serde_json::from_str::<WebchatConfig>(r#"{"site_name": "Acme"}"#).ok();
         assert_eq!(parsed.map(|c| c.max_upload_bytes), Some(10 * 1024 * 1024));
+    }
+
+    #[test]
+    fn greetings_follow_the_visitor_s_languages() {
+        let config = WebchatConfig {
+            greeting: Some("Hello!".into()),
+            greetings: [("ru", "Здравствуйте!"), ("pt-BR", "Olá!"), ("de", "Hallo!")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            ..WebchatConfig::default()
+        };
+        let langs = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            config.greeting_for(&langs(&["ru-RU", "en"])),
+            (Some("ru".into()), Some("Здравствуйте!".into()))
+        );
+        assert_eq!(
+            config.greeting_for(&langs(&["fr", "DE-at"])),
+            (Some("de".into()), Some("Hallo!".into()))
+        );
+        assert_eq!(
+            config.greeting_for(&langs(&["pt-br"])).1.as_deref(),
+            Some("Olá!")
+        );
+        assert_eq!(config.greeting_for(&langs(&["pt-PT"])).1.as_deref(), Some("Hello!"));
+        assert_eq!(config.greeting_for(&[]), (None, Some("Hello!".into())));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! * `files` — uploads (size-limited, sanitised names) and access-checked downloads.
 //! * `inbound` — visitor actions to the core: `Host::receive` first, then transcript and push.
 //! * `outbound` — operator actions to the visitor (`send`, `typing`, `mark_read`).
+//! * `rating` — the team's rating request shown as stars, and the visitor's click.
 //! * `events` — the Server-Sent Events stream (replay from the transcript, then live).
 //! * `transcript`, `store`, `hub` — the durable transcript and records (through the `Host`),
 //!   and the in-memory live fan-out.
@@ -52,6 +53,7 @@ mod inbound;
 mod limits;
 mod outbound;
 pub mod parse;
+mod rating;
 mod ratelimit;
 pub mod sanitize;
 mod state;
@@ -136,6 +138,7 @@ fn router(state: AppState) -> Router {
             "/api/v1/messages/{id}/reaction",
             put(api::put_reaction).delete(api::delete_reaction),
         )
+        .route("/api/v1/rating", post(rating::choose))
         .route("/api/v1/typing", post(api::typing))
         .route("/api/v1/read", post(api::read))
         .route("/api/v1/events", get(events::stream))
@@ -164,6 +167,11 @@ fn spawn_limiter_sweeper(shared: Weak<Shared>) {
                 Some(shared) => {
                     shared.limiter.sweep();
                     shared.limits.sweep();
+                    let away = i64::try_from(shared.config.away_after_secs.saturating_mul(1000))
+                        .unwrap_or(i64::MAX);
+                    shared
+                        .limits
+                        .forget_departures(switchboard_kit::now_ms().saturating_sub(away));
                 }
                 None => return,
             }
@@ -189,6 +197,8 @@ impl Channel for Webchat {
             read_receipts: true,
             typing: true,
             reactions: true,
+            // Stars in the widget ([`rating`]).
+            rating: switchboard_channel::RatingStyle::Native,
             ..Capabilities::default()
         }
     }
@@ -221,5 +231,9 @@ impl Channel for Webchat {
         if let Some(shared) = self.running.get() {
             outbound::mark_read(shared, conversation, remote_id).await;
         }
+    }
+
+    async fn customer_left(&self, conversation: &ConversationKey) -> Option<i64> {
+        self.running.get()?.customer_left(conversation)
     }
 }

@@ -125,6 +125,8 @@ pub struct Limits {
 struct Streams {
     per_visitor: Mutex<HashMap<String, u32>>,
     total: AtomicU32,
+    /// When each visitor's last open stream closed (ms), for [`Limits::left_at`].
+    left: Mutex<HashMap<String, i64>>,
 }
 
 /// One open event stream, counted until it is dropped (when the stream ends).
@@ -144,6 +146,11 @@ impl Drop for StreamSlot {
             *n -= 1;
             if *n == 0 {
                 per_visitor.remove(&self.visitor);
+                self.streams
+                    .left
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(self.visitor.clone(), switchboard_kit::now_ms());
             }
         }
         self.streams.total.fetch_sub(1, Ordering::SeqCst);
@@ -251,6 +258,32 @@ impl Limits {
     }
 
     /// Forget addresses whose limits have fully recovered. Call now and then.
+    /// When the visitor left: `None` while a stream of theirs is open on this instance; else
+    /// when their last one closed, or `since` (this instance's start) when none was open here
+    /// since then.
+    pub fn left_at(&self, visitor: &str, since: i64) -> Option<i64> {
+        let per_visitor = self
+            .streams
+            .per_visitor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if per_visitor.get(visitor).is_some_and(|n| *n > 0) {
+            return None;
+        }
+        let left = self.streams.left.lock().unwrap_or_else(|e| e.into_inner());
+        Some(left.get(visitor).copied().unwrap_or(since).max(since))
+    }
+
+    /// Forget departures older than `before` (they read as "left when this instance started",
+    /// which is earlier still).
+    pub fn forget_departures(&self, before: i64) {
+        self.streams
+            .left
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, at| *at >= before);
+    }
+
     pub fn sweep(&self) {
         for limiter in [
             &self.sessions_per_address,
@@ -269,6 +302,23 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_visitor_has_left_once_their_last_stream_closed() {
+        let limits = Limits::new(&crate::config::WebchatConfig::default());
+        let addr = ClientAddr(ip("203.0.113.9"));
+        assert_eq!(limits.left_at("v1", 5), Some(5), "never here: gone since the start");
+        let a = limits.open_stream("v1", addr).unwrap();
+        let b = limits.open_stream("v1", addr).unwrap();
+        assert_eq!(limits.left_at("v1", 5), None);
+        drop(a);
+        assert_eq!(limits.left_at("v1", 5), None, "one tab still open");
+        drop(b);
+        let left = limits.left_at("v1", 5).unwrap();
+        assert!(left > 5, "left when the last tab closed");
+        limits.forget_departures(left + 1);
+        assert_eq!(limits.left_at("v1", 5), Some(5));
     }
 
     #[test]

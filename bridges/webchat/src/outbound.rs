@@ -183,8 +183,10 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
         OutboundAction::Template { .. } => {
             return Err(permanent("the web chat has no message templates"));
         }
-        OutboundAction::RatingRequest(_) => {
-            return Err(switchboard_kit::rating::not_native("the web chat"));
+        OutboundAction::RatingRequest(request) => {
+            let remote_id = agent_message_id(&outbound.conversation, &outbound.idempotency_key);
+            crate::rating::ask(shared, &visitor, &key, &remote_id, request).await?;
+            remote_id
         }
     };
     Ok(Delivery {

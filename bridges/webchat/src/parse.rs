@@ -257,3 +257,60 @@ mod tests {
         );
     }
 }
+
+/// Most languages read from one list (an `Accept-Language` header or the widget's `lang`).
+pub const MAX_LANGUAGES: usize = 8;
+
+/// The visitor's languages, most preferred first, from an `Accept-Language` header
+/// (`ru-RU,ru;q=0.9,en;q=0.8`) or the widget's `lang` parameter (`navigator.languages` joined
+/// by commas). Tags that are not `[A-Za-z0-9-]`, at most 35 characters, are skipped, as are
+/// `*` and tags weighted `q=0`; at most [`MAX_LANGUAGES`].
+pub fn languages(list: &str) -> Vec<String> {
+    let mut weighted: Vec<(u16, usize, String)> = Vec::new();
+    for (index, item) in list.split(',').take(32).enumerate() {
+        let mut parts = item.split(';');
+        let tag = parts.next().unwrap_or("").trim();
+        if tag.is_empty()
+            || tag.len() > 35
+            || !tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            continue;
+        }
+        let mut q: u16 = 1000;
+        for param in parts {
+            if let Some(v) = param.trim().strip_prefix("q=") {
+                q = v
+                    .trim()
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|q| (0.0..=1.0).contains(q))
+                    .map_or(0, |q| (q * 1000.0).round() as u16);
+            }
+        }
+        if q > 0 {
+            weighted.push((q, index, tag.to_owned()));
+        }
+    }
+    weighted.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    weighted
+        .into_iter()
+        .map(|(_, _, tag)| tag)
+        .take(MAX_LANGUAGES)
+        .collect()
+}
+
+#[cfg(test)]
+mod language_tests {
+    use super::languages;
+
+    #[test]
+    fn accept_language_in_order_of_preference() {
+        assert_eq!(
+            languages("en;q=0.5, ru-RU,ru;q=0.9 , *;q=0.1"),
+            vec!["ru-RU", "ru", "en"]
+        );
+        assert_eq!(languages("de,fr;q=0"), vec!["de"]);
+        assert_eq!(languages("x<script>,en"), vec!["en"]);
+        assert!(languages("").is_empty());
+    }
+}

@@ -25,6 +25,9 @@ pub struct Shared {
     pub challenges: Challenges,
     /// `<public_url>/webchat`: the prefix of every public link we hand out.
     pub base: String,
+    /// When this instance started (ms): a visitor with no stream open here since reads as
+    /// gone since then.
+    pub started_at: i64,
 }
 
 impl Shared {
@@ -41,11 +44,23 @@ impl Shared {
             limits,
             challenges,
             base,
+            started_at: switchboard_kit::now_ms(),
         }
     }
 
     pub fn host(&self) -> &Arc<dyn Host> {
         self.store.host()
+    }
+
+    /// When the visitor of `conversation` left, once no stream of theirs has been open for
+    /// `away_after_secs` (`Channel::customer_left`).
+    pub fn customer_left(&self, conversation: &ConversationKey) -> Option<i64> {
+        if conversation.account != self.config.account {
+            return None;
+        }
+        let left = self.limits.left_at(&conversation.chat, self.started_at)?;
+        let away = i64::try_from(self.config.away_after_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        (switchboard_kit::now_ms().saturating_sub(left) >= away).then_some(left)
     }
 
     /// The conversation of a visitor.

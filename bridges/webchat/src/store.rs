@@ -148,6 +148,15 @@ impl Store {
         self.host.state_put(key, &raw).await
     }
 
+    /// A record of another module of the channel (`<kind>:<key>`, e.g. `rating:<nonce>`).
+    pub async fn get_record<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, HostError> {
+        self.get_json(key).await
+    }
+
+    pub async fn put_record<T: Serialize>(&self, key: &str, value: &T) -> Result<(), HostError> {
+        self.put_json(key, value).await
+    }
+
     /// The visitor a token belongs to, if any.
     pub async fn visitor_by_token(&self, token: &str) -> Result<Option<Visitor>, HostError> {
         if !is_token_shaped(token) {

@@ -57,6 +57,17 @@ pub enum Entry {
     Delete { id: String, ts: i64 },
     /// The agents have read the visitor's messages up to and including `up_to`.
     Read { up_to: String, ts: i64 },
+    /// The team asks the visitor to rate the conversation ([`crate::rating`]): the question and
+    /// its choices (score, label and the payload a click sends back, as `kit::rating` makes
+    /// them), shown as stars.
+    Rating {
+        id: String,
+        question: String,
+        choices: Vec<RatingChoiceEntry>,
+        ts: i64,
+    },
+    /// The visitor chose `score` on the rating request `id`.
+    Rated { id: String, score: u8, ts: i64 },
     /// The visitor's or the agents' reaction to message `id` is now `key` (`None`: none). One
     /// per side and message; the newest replaces the one before.
     Reaction {
@@ -66,6 +77,14 @@ pub enum Entry {
         key: Option<String>,
         ts: i64,
     },
+}
+
+/// One choice of a [`Entry::Rating`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RatingChoiceEntry {
+    pub score: u8,
+    pub label: String,
+    pub payload: String,
 }
 
 /// The public URL of a file of this channel (append `?token=` or send the bearer token).
@@ -131,6 +150,21 @@ pub fn present(entry: &Entry, seq: i64, channel_base: &str) -> Value {
         Entry::Delete { id, ts } => json!({ "type": "delete", "id": id, "seq": seq, "ts": ts }),
         Entry::Read { up_to, ts } => {
             json!({ "type": "read", "up_to": up_to, "seq": seq, "ts": ts })
+        }
+        Entry::Rating {
+            id,
+            question,
+            choices,
+            ts,
+        } => json!({
+            "type": "rating", "id": id, "seq": seq, "question": question, "ts": ts,
+            "choices": choices
+                .iter()
+                .map(|c| json!({ "score": c.score, "label": c.label, "payload": c.payload }))
+                .collect::<Vec<Value>>(),
+        }),
+        Entry::Rated { id, score, ts } => {
+            json!({ "type": "rated", "id": id, "score": score, "seq": seq, "ts": ts })
         }
         Entry::Reaction { id, from, key, ts } => {
             json!({ "type": "reaction", "id": id, "from": from, "key": key, "seq": seq, "ts": ts })
