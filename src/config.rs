@@ -193,7 +193,7 @@ pub struct BridgeConfig {
 pub struct ContinueBy {
     /// The channel that carries the answer (one with addresses: `email`).
     pub channel: String,
-    /// The account it is sent from (for e-mail, one of `channels.email.mailboxes`' addresses).
+    /// The account it is sent from (for e-mail, the `name` of one of `channels.email.mailboxes`).
     pub account: String,
     /// The first mail's subject.
     #[serde(default = "default_continue_subject")]

@@ -355,7 +355,7 @@ async fn the_conversation_continues_by_email_when_the_visitor_has_left(
                         "continue_by".into(),
                         serde_yaml::to_value(json!({
                             "channel": "email",
-                            "account": "support@example.test",
+                            "account": "support",
                             "subject": "Our answer to your chat",
                         }))
                         .unwrap_or_default(),
