@@ -48,6 +48,17 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
                 redact_url(&config.database.url)
             )
         })?;
+    // Report figures for the events written before they existed (migration 0120): resumable,
+    // batch by batch, before anything writes new events.
+    let figured = store
+        .report_figures_backfill(20_000, |n| {
+            tracing::info!(events = n, "report figures: backfilling")
+        })
+        .await
+        .context("report figures backfill")?;
+    if figured > 0 {
+        tracing::info!(events = figured, "report figures: backfilled");
+    }
     let homeserver = Homeserver::new(
         &config.homeserver.url,
         &as_token,

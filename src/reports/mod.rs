@@ -188,26 +188,41 @@ impl GroupBy {
     }
 }
 
-/// Durations (ms) with their median and 90th percentile (nearest rank).
+/// Durations (ms) summed up: how many, their median and 90th percentile (nearest rank: the
+/// smallest value with at least p% of the values at or below it). A report keeps no list of
+/// them: the database ranks them (`Store::report_quantiles`), or [`Durations::of`] does.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Durations(pub Vec<i64>);
+pub struct Durations {
+    pub n: u64,
+    pub median: Option<i64>,
+    pub p90: Option<i64>,
+}
 
 impl Durations {
-    fn rank(&self, p: usize) -> Option<i64> {
-        if self.0.is_empty() {
-            return None;
+    /// The summary of some durations.
+    pub fn of(mut values: Vec<i64>) -> Durations {
+        values.sort_unstable();
+        let rank = |p: usize| {
+            let k = (p * values.len()).div_ceil(100).max(1);
+            values.get(k - 1).copied()
+        };
+        Durations {
+            n: values.len() as u64,
+            median: rank(50),
+            p90: rank(90),
         }
-        let mut v = self.0.clone();
-        v.sort_unstable();
-        // Nearest rank: the smallest value with at least p% of the values at or below it.
-        let k = (p * v.len()).div_ceil(100).max(1);
-        Some(v[k - 1])
     }
     pub fn median(&self) -> Option<i64> {
-        self.rank(50)
+        self.median
     }
     pub fn p90(&self) -> Option<i64> {
-        self.rank(90)
+        self.p90
+    }
+    pub fn len(&self) -> u64 {
+        self.n
+    }
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
     }
 }
 
@@ -259,7 +274,7 @@ impl Figures {
 
     /// Share of first responses within target, in whole percent.
     pub fn within_target_percent(&self) -> Option<u64> {
-        let n = self.first_response_wall.0.len() as u64;
+        let n = self.first_response_wall.len();
         (n > 0).then(|| (self.first_response_within_target * 100 + n / 2) / n)
     }
 }
@@ -309,6 +324,9 @@ pub fn compute(
     let mut by_channel: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     // The start of the current cycle of each conversation.
     let mut cycle_start: HashMap<i64, i64> = HashMap::new();
+    // The durations of the total (key None) and of each row: first response wall and working,
+    // resolution wall and working; summed up into the figures at the end.
+    let mut durations: HashMap<Option<String>, [Vec<i64>; 4]> = HashMap::new();
     let unknown = (String::from("unknown"), String::new());
     for e in events {
         if matches!(e.kind, EventKind::Created | EventKind::Reopened) {
@@ -352,13 +370,13 @@ pub fn compute(
                 .num_milliseconds();
             Some((e.at - start, working))
         };
-        let apply = |f: &mut Figures| match e.kind {
+        let apply = |f: &mut Figures, d: &mut [Vec<i64>; 4]| match e.kind {
             EventKind::Created => f.new += 1,
             EventKind::Resolved => {
                 f.resolved += 1;
                 if let Some((wall, working)) = times(e) {
-                    f.resolution_wall.0.push(wall);
-                    f.resolution_working.0.push(working);
+                    d[2].push(wall);
+                    d[3].push(working);
                 }
             }
             EventKind::Reopened => f.reopened += 1,
@@ -373,8 +391,8 @@ pub fn compute(
             EventKind::OperatorAnswer => f.messages_out += 1,
             EventKind::FirstResponse => {
                 if let Some((wall, working)) = times(e) {
-                    f.first_response_wall.0.push(wall);
-                    f.first_response_working.0.push(working);
+                    d[0].push(wall);
+                    d[1].push(working);
                     let target = ctx.targets.get(&e.team).copied().unwrap_or(2 * 3_600_000);
                     if working <= target {
                         f.first_response_within_target += 1;
@@ -383,14 +401,27 @@ pub fn compute(
             }
             _ => {}
         };
-        apply(&mut report.total);
+        apply(&mut report.total, durations.entry(None).or_default());
         if let Some(key) = key {
-            apply(report.rows.entry(key).or_default());
+            apply(
+                report.rows.entry(key.clone()).or_default(),
+                durations.entry(Some(key)).or_default(),
+            );
         }
         if e.kind == EventKind::CustomerMessage {
             customers.insert(customer);
             by_channel.entry(channel).or_default().insert(customer);
         }
+    }
+    for (key, [frw, frk, rw, rk]) in durations {
+        let f = match key {
+            None => &mut report.total,
+            Some(key) => report.rows.entry(key).or_default(),
+        };
+        f.first_response_wall = Durations::of(frw);
+        f.first_response_working = Durations::of(frk);
+        f.resolution_wall = Durations::of(rw);
+        f.resolution_working = Durations::of(rk);
     }
     report.customers = customers.len() as u64;
     report.channel_customers = by_channel
@@ -745,15 +776,17 @@ mod tests {
         );
         // First responses: 30 min, 17 h (16:30 → 09:30 next day), 10 min, 3 h (the reopening
         // at 08:00 restarted the clock).
-        let mut frt = t.first_response_wall.0.clone();
-        frt.sort_unstable();
-        assert_eq!(frt, vec![10 * MIN, 30 * MIN, 3 * HOUR, 17 * HOUR]);
+        assert_eq!(t.first_response_wall.len(), 4);
         assert_eq!(t.first_response_wall.median(), Some(30 * MIN));
         assert_eq!(t.first_response_wall.p90(), Some(17 * HOUR));
-        // In working time the overnight wait is one hour: 16:30–17:00 and 09:00–09:30.
-        let mut working = t.first_response_working.0.clone();
-        working.sort_unstable();
-        assert_eq!(working, vec![10 * MIN, 30 * MIN, HOUR, 3 * HOUR]);
+        // In working time the overnight wait is one hour: 16:30–17:00 and 09:00–09:30 (the
+        // larger of support's two), so the working p90 is sales' 3 h.
+        assert_eq!(t.first_response_working.median(), Some(30 * MIN));
+        assert_eq!(t.first_response_working.p90(), Some(3 * HOUR));
+        assert_eq!(
+            r.rows["support"].first_response_working.p90(),
+            Some(HOUR)
+        );
         // Within target: support's two (≤ 1 h working), sales' first (≤ 2 h), not its 3 h.
         assert_eq!(t.first_response_within_target, 3);
         assert_eq!(t.within_target_percent(), Some(75));
@@ -813,7 +846,14 @@ mod tests {
             ),
             (0, 1, 1, 1)
         );
-        assert_eq!(r.total.resolution_wall.0, vec![3 * HOUR + 30 * MIN]);
+        assert_eq!(
+            r.total.resolution_wall,
+            Durations {
+                n: 1,
+                median: Some(3 * HOUR + 30 * MIN),
+                p90: Some(3 * HOUR + 30 * MIN)
+            }
+        );
     }
 
     /// Ratings of the scripted week: five questions sent after resolutions (Bob's two, Alice's
@@ -1020,9 +1060,184 @@ pub struct Teams {
     pub only: Option<BTreeSet<String>>,
 }
 
-/// Read what `period` needs from the store and compute the report (`now`: for the unworked
-/// figures). What the report benchmark (`bench/reports.rs`) times.
+/// A calendar's fingerprint: the same for the same hours, zone and holidays (never 0 or -1,
+/// which `report_durations.calendar` uses for "no calendar" and "not counted yet").
+pub fn fingerprint(calendar: &Calendar) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in format!("{calendar:?}").bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    ((hash >> 2) as i64) | 1
+}
+
+/// Read `period`'s report from the report figures (`crate::store::figures`): counts summed per
+/// day and hour, durations ranked by the database, so memory holds one row per group, never
+/// the period's events (`now`: for the unworked figures). What the report benchmark
+/// (`bench/reports.rs`) times; [`replay_from_store`] computes the same from the events.
 pub async fn from_store(
+    store: &crate::store::Store,
+    teams: &Teams,
+    period: &Period,
+    group_by: Option<GroupBy>,
+    now: i64,
+) -> Result<Report, ReportError> {
+    use crate::store::figures::GroupColumn;
+    let only = teams.only.as_ref();
+    let key_of = |team: Option<&str>| team.unwrap_or_default().to_string();
+    let tags: Vec<(String, i64)> = teams
+        .calendars
+        .iter()
+        .map(|(team, c)| (key_of(team.as_deref()), fingerprint(c)))
+        .collect();
+    store
+        .report_fill_working(
+            &tags,
+            |team, start, end| {
+                let key = (!team.is_empty()).then(|| team.to_string());
+                let calendar = teams.calendars.get(&key)?;
+                Some(
+                    calendar
+                        .working_between(
+                            crate::clock::to_datetime(start),
+                            crate::clock::to_datetime(end),
+                        )
+                        .num_milliseconds(),
+                )
+            },
+            period.from,
+            period.to,
+        )
+        .await?;
+    let mut report = Report {
+        period: Some(period.clone()),
+        group_by,
+        ..Default::default()
+    };
+    for c in store.report_counts(period.from, period.to).await? {
+        if let Some(teams) = only {
+            if !c.team.as_ref().is_some_and(|t| teams.contains(t)) {
+                continue;
+            }
+        }
+        // The rows compute() gives an event (see its `key`).
+        let key = match group_by {
+            None => None,
+            Some(GroupBy::Channel) => Some(c.channel.clone()),
+            Some(GroupBy::Team) => Some(c.team.clone().unwrap_or_else(|| "(no team)".into())),
+            Some(GroupBy::Operator) => Some(c.who.clone().unwrap_or_else(|| "(nobody)".into())),
+        };
+        let n = c.n;
+        let add = |f: &mut Figures| match c.kind.as_str() {
+            "created" => f.new += n,
+            "resolved" => f.resolved += n,
+            "reopened" => f.reopened += n,
+            "rating_requested" => f.ratings_asked += n,
+            "customer_message" => f.messages_in += n,
+            "operator_answer" => f.messages_out += n,
+            other => {
+                if let Some(score @ 1..=5) = other
+                    .strip_prefix("rated:")
+                    .and_then(|s| s.parse::<usize>().ok())
+                {
+                    f.ratings[score - 1] += n;
+                }
+            }
+        };
+        add(&mut report.total);
+        if let Some(key) = key {
+            add(report.rows.entry(key).or_default());
+        }
+    }
+    let column = group_by.map(|g| match g {
+        GroupBy::Channel => GroupColumn::Channel,
+        GroupBy::Operator => GroupColumn::Who,
+        GroupBy::Team => GroupColumn::Team,
+    });
+    // A group's name as compute() spells it.
+    let row_name = |g: String| -> String {
+        match group_by {
+            Some(GroupBy::Team) if g.is_empty() => "(no team)".into(),
+            Some(GroupBy::Operator) if g.is_empty() => "(nobody)".into(),
+            _ => g,
+        }
+    };
+    for (kind, working) in [
+        (EventKind::FirstResponse, false),
+        (EventKind::FirstResponse, true),
+        (EventKind::Resolved, false),
+        (EventKind::Resolved, true),
+    ] {
+        for q in store
+            .report_quantiles(kind, working, column, period.from, period.to, only)
+            .await?
+        {
+            let f = match q.group {
+                None => &mut report.total,
+                Some(g) => report.rows.entry(row_name(g)).or_default(),
+            };
+            let d = Durations {
+                n: q.n,
+                median: q.median,
+                p90: q.p90,
+            };
+            match (kind, working) {
+                (EventKind::FirstResponse, false) => f.first_response_wall = d,
+                (EventKind::FirstResponse, true) => f.first_response_working = d,
+                (_, false) => f.resolution_wall = d,
+                (_, true) => f.resolution_working = d,
+            }
+        }
+    }
+    let targets: Vec<(String, i64)> = teams
+        .targets
+        .iter()
+        .map(|(team, t)| (key_of(team.as_deref()), *t))
+        .collect();
+    for (group, n) in store
+        .report_within_target(column, period.from, period.to, &targets, 2 * 3_600_000, only)
+        .await?
+    {
+        let f = match group {
+            None => &mut report.total,
+            Some(g) => report.rows.entry(row_name(g)).or_default(),
+        };
+        f.first_response_within_target = n;
+    }
+    let (customers, by_channel) = store
+        .report_figures_mix(period.from, period.to, only)
+        .await?;
+    report.customers = customers;
+    report.channel_customers = by_channel;
+    add_unworked(store, &mut report, only, now).await?;
+    Ok(report)
+}
+
+/// The conversations waiting for an answer now (of `only`'s teams), and the oldest wait.
+async fn add_unworked(
+    store: &crate::store::Store,
+    report: &mut Report,
+    only: Option<&BTreeSet<String>>,
+    now: i64,
+) -> Result<(), ReportError> {
+    for row in store.routing_unworked().await? {
+        if let Some(teams) = only {
+            if !row.team.as_ref().is_some_and(|t| teams.contains(t)) {
+                continue;
+            }
+        }
+        report.unworked_now += 1;
+        if let Some(since) = row.unworked_since {
+            let waited = now - since;
+            report.oldest_unworked = Some(report.oldest_unworked.map_or(waited, |o| o.max(waited)));
+        }
+    }
+    Ok(())
+}
+
+/// The report computed by replaying the period's events ([`compute`]), as reports were made
+/// before the report figures: the reference `tests/report_figures.rs` holds [`from_store`] to.
+pub async fn replay_from_store(
     store: &crate::store::Store,
     teams: &Teams,
     period: &Period,
@@ -1076,17 +1291,6 @@ pub async fn from_store(
         .await?;
     report.customers = customers;
     report.channel_customers = by_channel;
-    for row in store.routing_unworked().await? {
-        if let Some(teams) = only {
-            if !row.team.as_ref().is_some_and(|t| teams.contains(t)) {
-                continue;
-            }
-        }
-        report.unworked_now += 1;
-        if let Some(since) = row.unworked_since {
-            let waited = now - since;
-            report.oldest_unworked = Some(report.oldest_unworked.map_or(waited, |o| o.max(waited)));
-        }
-    }
+    add_unworked(store, &mut report, only.as_ref(), now).await?;
     Ok(report)
 }

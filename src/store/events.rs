@@ -2,7 +2,8 @@
 //! conversation, written inside the transaction of the change it records: a routing change
 //! ([`Store::put_routing`] diffs the stored row against the new one, see [`routing_changes`]), a
 //! customer message noted ([`Store::note_customer_message`]), an operator's answer queued
-//! ([`Store::outbox_enqueue`]). Reports and ratings read it back.
+//! ([`Store::outbox_enqueue`]). Reports and ratings read it back; every event written here is
+//! also counted in the report figures (`super::figures`) in the same transaction.
 
 use sqlx::{Any, Executor, Row};
 
@@ -168,8 +169,8 @@ pub async fn insert(
 ) -> Result<bool, StoreError> {
     let id = super::new_id(&mut *conn).await?;
     let done = sqlx::query(
-        "INSERT INTO conversation_events (id, conversation_id, at, kind, actor, team, owner, detail, dedup)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+        "INSERT INTO conversation_events (id, conversation_id, at, kind, actor, team, owner, detail, dedup, figured)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1) ON CONFLICT DO NOTHING",
     )
     .bind(id)
     .bind(conversation_id)
@@ -182,7 +183,23 @@ pub async fn insert(
     .bind(dedup)
     .execute(&mut *conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    // The report figures count it in the same transaction (src/store/figures.rs).
+    super::figures::record(
+        &mut *conn,
+        id,
+        conversation_id,
+        stamp.at,
+        kind,
+        stamp.actor,
+        team,
+        owner,
+        detail,
+    )
+    .await?;
+    Ok(true)
 }
 
 /// Append one event whose team and owner are the conversation's as stored now (inside the
@@ -194,22 +211,41 @@ pub async fn insert_with_routing(
     kind: EventKind,
     dedup: Option<&str>,
 ) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "INSERT INTO conversation_events (id, conversation_id, at, kind, actor, team, owner, detail, dedup)
+    let id = super::new_id(&mut *conn).await?;
+    let written = sqlx::query(
+        "INSERT INTO conversation_events (id, conversation_id, at, kind, actor, team, owner, detail, dedup, figured)
          VALUES ($1, $2, $3, $4, $5,
                  (SELECT team FROM routing WHERE conversation_id = $2),
-                 (SELECT owner FROM routing WHERE conversation_id = $2), NULL, $6)
-         ON CONFLICT DO NOTHING",
+                 (SELECT owner FROM routing WHERE conversation_id = $2), NULL, $6, 1)
+         ON CONFLICT DO NOTHING RETURNING team, owner",
     )
-    .bind(super::new_id(&mut *conn).await?)
+    .bind(id)
     .bind(conversation_id)
     .bind(stamp.at)
     .bind(kind.as_str())
     .bind(stamp.actor)
     .bind(dedup)
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    let Some(written) = written else {
+        return Ok(false);
+    };
+    let team: Option<String> = written.try_get("team")?;
+    let owner: Option<String> = written.try_get("owner")?;
+    // The report figures count it in the same transaction (src/store/figures.rs).
+    super::figures::record(
+        &mut *conn,
+        id,
+        conversation_id,
+        stamp.at,
+        kind,
+        stamp.actor,
+        team.as_deref(),
+        owner.as_deref(),
+        None,
+    )
+    .await?;
+    Ok(true)
 }
 
 /// Whether an operator answer now is the conversation's first response: no answer since it was

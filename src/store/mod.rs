@@ -21,6 +21,7 @@ pub mod csat;
 pub mod customers;
 pub mod digests;
 pub mod events;
+pub mod figures;
 pub mod inbox;
 pub mod lease;
 pub mod matrix_events;
