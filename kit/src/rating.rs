@@ -9,7 +9,11 @@
 //!   enough for every network's buttons ([`MAX_LABEL`]: Messenger's and WhatsApp's 20 characters);
 //! * the **digit fallback** for networks without buttons (e-mail, SMS): the question followed by
 //!   a hint ([`fallback_text`]), and the reading of an answer ([`parse_digits`]): a message that
-//!   starts with a single digit 1–5, whatever follows being the customer's comment.
+//!   starts with a single digit 1–5, whatever follows being the customer's comment;
+//! * what a channel with buttons checks before sending ([`Limits::check`]): that the choices
+//!   fit its network's documented limits (number of buttons, label length, payload length), so
+//!   a request the network would refuse fails at once with a reason operators can read, and
+//!   the question text clipped to what the network shows ([`clip`]).
 
 use switchboard_channel::{RatingChoice, RatingRequest};
 
@@ -28,6 +32,72 @@ pub fn not_native(channel: &str) -> switchboard_channel::SendError {
     switchboard_channel::SendError::Permanent {
         reason: format!("{channel} has no rating buttons (the question goes as text)"),
     }
+}
+
+/// A network's limits on the buttons of one message, as its documentation gives them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The network's name, for the reason of a refusal.
+    pub network: &'static str,
+    /// Most buttons (rows, choices) in one message.
+    pub max_choices: usize,
+    /// Longest label, in characters.
+    pub max_label: usize,
+    /// Longest payload (the id the network hands back), in characters.
+    pub max_payload: usize,
+}
+
+impl Limits {
+    /// `Ok` when every choice of `request` fits; else the permanent failure saying what does
+    /// not (the core never builds such a request; this keeps a change there from turning into
+    /// the network's own, vaguer refusal).
+    pub fn check(&self, request: &RatingRequest) -> Result<(), switchboard_channel::SendError> {
+        let refuse = |what: String| {
+            Err(switchboard_channel::SendError::Permanent {
+                reason: format!(
+                    "the rating question cannot be shown on {}: {what}",
+                    self.network
+                ),
+            })
+        };
+        if request.choices.is_empty() || request.choices.len() > self.max_choices {
+            return refuse(format!(
+                "{} choices, and a message takes 1 to {}",
+                request.choices.len(),
+                self.max_choices
+            ));
+        }
+        for c in &request.choices {
+            if c.label.trim().is_empty() || c.label.chars().count() > self.max_label {
+                return refuse(format!(
+                    "the label {:?} is not 1 to {} characters long",
+                    c.label, self.max_label
+                ));
+            }
+            if c.payload.is_empty() || c.payload.chars().count() > self.max_payload {
+                return refuse(format!(
+                    "the payload of choice {} is not 1 to {} characters long",
+                    c.score, self.max_payload
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `text` cut to at most `max` characters (an ellipsis ending a cut one); `fallback` when it is
+/// blank (a network that requires a text, such as WhatsApp's message body, refuses an empty one).
+pub fn clip(text: &str, max: usize, fallback: &str) -> String {
+    let text = text.trim();
+    if text.is_empty() {
+        return fallback.to_owned();
+    }
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 /// The payload of the choice `score` of the request with `nonce` (`nonce`: [A-Za-z0-9], as
@@ -154,6 +224,43 @@ mod tests {
         ] {
             assert_eq!(parse_payload(p), None, "{p:?}");
         }
+    }
+
+    #[test]
+    fn limits_are_checked_and_texts_clipped() {
+        let req = request("How did we do?", "a1B2c3D4e5F6g7H8");
+        let whatsapp_list = Limits {
+            network: "WhatsApp",
+            max_choices: 10,
+            max_label: 24,
+            max_payload: 200,
+        };
+        assert_eq!(whatsapp_list.check(&req), Ok(()));
+        let reply_buttons = Limits {
+            max_choices: 3,
+            ..whatsapp_list
+        };
+        let Err(switchboard_channel::SendError::Permanent { reason }) = reply_buttons.check(&req)
+        else {
+            panic!("five choices fit three buttons")
+        };
+        assert!(
+            reason.contains("5 choices") && reason.contains("WhatsApp"),
+            "{reason}"
+        );
+        let short = Limits {
+            max_label: 3,
+            ..whatsapp_list
+        };
+        assert!(short.check(&req).is_err());
+        let tight = Limits {
+            max_payload: 10,
+            ..whatsapp_list
+        };
+        assert!(tight.check(&req).is_err());
+        assert_eq!(clip("  Rate us  ", 20, "?"), "Rate us");
+        assert_eq!(clip("abcdef", 4, "?"), "abc…");
+        assert_eq!(clip(" ", 4, "⭐"), "⭐");
     }
 
     #[test]
