@@ -781,6 +781,14 @@ async fn whatsapp_list_rates_once_and_the_reply_window_is_respected(
             .then_some(()))
     })
     .await?;
+    // A press, not a message: nothing the customer "wrote" shows in the room.
+    ensure!(
+        !env.bob
+            .messages(&room)
+            .iter()
+            .any(|m| m.body.contains("⭐⭐⭐⭐") && !m.is_notice()),
+        "the tap showed as a customer's message"
+    );
     let (_, again) = fake.tap(&jane, &question, 0)?;
     deliver(again).await?;
     // The tap is stored and worked before this marker, which follows it on the same number.
