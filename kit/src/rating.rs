@@ -10,10 +10,10 @@
 //! * the **digit fallback** for networks without buttons (e-mail, SMS): the question followed by
 //!   a hint ([`fallback_text`]), and the reading of an answer ([`parse_digits`]): a message that
 //!   starts with a single digit 1–5, whatever follows being the customer's comment;
-//! * what a channel with buttons checks before sending ([`Limits::check`]): that the choices
-//!   fit its network's documented limits (number of buttons, label length, payload length), so
-//!   a request the network would refuse fails at once with a reason operators can read, and
-//!   the question text clipped to what the network shows ([`clip`]).
+//! * what a network with buttons checks alike before sending them ([`check_fits`]: each label
+//!   and payload within the network's own limits, or the request is refused with a reason), and
+//!   how a press that comes back as the customer's **text** is told from a message
+//!   ([`press_in_text`]: Viber's `reply` buttons send their `ActionBody` as a message).
 
 use switchboard_channel::{RatingChoice, RatingRequest};
 
@@ -34,70 +34,44 @@ pub fn not_native(channel: &str) -> switchboard_channel::SendError {
     }
 }
 
-/// A network's limits on the buttons of one message, as its documentation gives them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// The network's name, for the reason of a refusal.
-    pub network: &'static str,
-    /// Most buttons (rows, choices) in one message.
-    pub max_choices: usize,
-    /// Longest label, in characters.
-    pub max_label: usize,
-    /// Longest payload (the id the network hands back), in characters.
-    pub max_payload: usize,
-}
-
-impl Limits {
-    /// `Ok` when every choice of `request` fits; else the permanent failure saying what does
-    /// not (the core never builds such a request; this keeps a change there from turning into
-    /// the network's own, vaguer refusal).
-    pub fn check(&self, request: &RatingRequest) -> Result<(), switchboard_channel::SendError> {
-        let refuse = |what: String| {
-            Err(switchboard_channel::SendError::Permanent {
-                reason: format!(
-                    "the rating question cannot be shown on {}: {what}",
-                    self.network
-                ),
-            })
-        };
-        if request.choices.is_empty() || request.choices.len() > self.max_choices {
+/// Refuse a request a network would refuse: a label longer than `max_label` characters or a
+/// payload longer than `max_payload` bytes (VK: 40 and 255; Viber: 250 characters of `Text`,
+/// `ActionBody` well over 64). The kit's own choices always fit; this guards against a core
+/// that sends others, naming the network in the reason an operator reads.
+pub fn check_fits(
+    request: &RatingRequest,
+    network: &str,
+    max_label: usize,
+    max_payload: usize,
+) -> Result<(), switchboard_channel::SendError> {
+    let refuse = |reason: String| Err(switchboard_channel::SendError::Permanent { reason });
+    if request.choices.is_empty() {
+        return refuse(format!("a rating request for {network} has no choices"));
+    }
+    for c in &request.choices {
+        if c.label.is_empty() || c.label.chars().count() > max_label {
             return refuse(format!(
-                "{} choices, and a message takes 1 to {}",
-                request.choices.len(),
-                self.max_choices
+                "the rating button {:?} does not fit {network}'s labels (1 to {max_label} characters)",
+                c.label
             ));
         }
-        for c in &request.choices {
-            if c.label.trim().is_empty() || c.label.chars().count() > self.max_label {
-                return refuse(format!(
-                    "the label {:?} is not 1 to {} characters long",
-                    c.label, self.max_label
-                ));
-            }
-            if c.payload.is_empty() || c.payload.chars().count() > self.max_payload {
-                return refuse(format!(
-                    "the payload of choice {} is not 1 to {} characters long",
-                    c.score, self.max_payload
-                ));
-            }
+        if c.payload.len() > max_payload {
+            return refuse(format!(
+                "the rating button {:?} carries more than {network}'s {max_payload}-byte payload",
+                c.label
+            ));
         }
-        Ok(())
     }
+    Ok(())
 }
 
-/// `text` cut to at most `max` characters (an ellipsis ending a cut one); `fallback` when it is
-/// blank (a network that requires a text, such as WhatsApp's message body, refuses an empty one).
-pub fn clip(text: &str, max: usize, fallback: &str) -> String {
-    let text = text.trim();
-    if text.is_empty() {
-        return fallback.to_owned();
-    }
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
+/// A customer's text that is a rating button's payload coming back (a network whose buttons
+/// answer with a message, e.g. Viber's `reply` buttons): the payload, trimmed of the blanks a
+/// client may add. `None` for any other text, so it stays an ordinary message (a customer who
+/// types a rating payload by hand only makes a press the core checks like any other).
+pub fn press_in_text(text: &str) -> Option<&str> {
+    let t = text.trim();
+    parse_payload(t).map(|_| t)
 }
 
 /// The payload of the choice `score` of the request with `nonce` (`nonce`: [A-Za-z0-9], as
@@ -147,6 +121,22 @@ pub fn request(question: &str, nonce: &str) -> RatingRequest {
 /// says to answer with a digit, in the customer's language).
 pub fn fallback_text(question: &str, hint: &str) -> String {
     format!("{question}\n{hint}")
+}
+
+/// A question as a network with a length limit shows it: `text` cut to at most `max`
+/// characters (an ellipsis ending a cut one), `fallback` when it is blank (a network that
+/// requires a text, such as WhatsApp's message body, refuses an empty one).
+pub fn clip(text: &str, max: usize, fallback: &str) -> String {
+    let text = text.trim();
+    if text.is_empty() {
+        return fallback.to_owned();
+    }
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 /// The score (and the comment after it) of a customer's answer by text: the message must start
@@ -227,37 +217,29 @@ mod tests {
     }
 
     #[test]
-    fn limits_are_checked_and_texts_clipped() {
-        let req = request("How did we do?", "a1B2c3D4e5F6g7H8");
-        let whatsapp_list = Limits {
-            network: "WhatsApp",
-            max_choices: 10,
-            max_label: 24,
-            max_payload: 200,
+    fn requests_are_checked_against_a_networks_limits() {
+        let req = request("How did we do?", "abc123");
+        assert!(check_fits(&req, "VK", 40, 255).is_ok());
+        // The stricter network refuses what a laxer one takes.
+        assert!(check_fits(&req, "X", 3, 255).is_err());
+        assert!(check_fits(&req, "X", 40, 10).is_err());
+        let empty = RatingRequest {
+            question: "?".into(),
+            choices: vec![],
         };
-        assert_eq!(whatsapp_list.check(&req), Ok(()));
-        let reply_buttons = Limits {
-            max_choices: 3,
-            ..whatsapp_list
-        };
-        let Err(switchboard_channel::SendError::Permanent { reason }) = reply_buttons.check(&req)
-        else {
-            panic!("five choices fit three buttons")
-        };
-        assert!(
-            reason.contains("5 choices") && reason.contains("WhatsApp"),
-            "{reason}"
-        );
-        let short = Limits {
-            max_label: 3,
-            ..whatsapp_list
-        };
-        assert!(short.check(&req).is_err());
-        let tight = Limits {
-            max_payload: 10,
-            ..whatsapp_list
-        };
-        assert!(tight.check(&req).is_err());
+        assert!(check_fits(&empty, "VK", 40, 255).is_err());
+    }
+
+    #[test]
+    fn presses_in_text_are_only_payloads() {
+        assert_eq!(press_in_text(" sbr1:abc:4\n"), Some("sbr1:abc:4"));
+        assert_eq!(press_in_text("4"), None);
+        assert_eq!(press_in_text("sbr1:abc:4 thanks"), None);
+        assert_eq!(press_in_text("hello"), None);
+    }
+
+    #[test]
+    fn questions_are_clipped_to_a_networks_length() {
         assert_eq!(clip("  Rate us  ", 20, "?"), "Rate us");
         assert_eq!(clip("abcdef", 4, "?"), "abc…");
         assert_eq!(clip(" ", 4, "⭐"), "⭐");

@@ -318,29 +318,26 @@ pub const RATING_LIST_BUTTON: &str = "⭐ 1–5";
 /// Reply buttons (<https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/interactive-reply-buttons-messages>):
 /// 1–3 buttons, each a `reply` with an `id` of at most 256 characters and a `title` of at most
 /// 20; the body at most 1024 characters.
-const REPLY_BUTTONS: rating::Limits = rating::Limits {
-    network: "WhatsApp",
-    max_choices: 3,
-    max_label: 20,
-    max_payload: 256,
-};
+const MAX_BUTTONS: usize = 3;
+const MAX_BUTTON_TITLE: usize = 20;
+const MAX_BUTTON_ID: usize = 256;
 const MAX_BUTTONS_BODY: usize = 1024;
 
 /// List messages (<https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/interactive-list-messages>):
 /// at most 10 rows in all, a row `id` of at most 200 characters and a `title` of at most 24;
 /// the body at most 4096 characters, the button at most 20.
-const LIST: rating::Limits = rating::Limits {
-    network: "WhatsApp",
-    max_choices: 10,
-    max_label: 24,
-    max_payload: 200,
-};
+const MAX_ROWS: usize = 10;
+const MAX_ROW_TITLE: usize = 24;
+const MAX_ROW_ID: usize = 200;
 const MAX_LIST_BODY: usize = 4096;
 
 /// The `interactive` object of a rating request: reply buttons when the choices fit them (3 at
 /// most), else a list with one section.
 pub fn rating_message(request: &switchboard_channel::RatingRequest) -> Result<Value, SendError> {
-    if REPLY_BUTTONS.check(request).is_ok() {
+    let n = request.choices.len();
+    if (1..=MAX_BUTTONS).contains(&n)
+        && rating::check_fits(request, "WhatsApp", MAX_BUTTON_TITLE, MAX_BUTTON_ID).is_ok()
+    {
         let buttons: Vec<Value> = request
             .choices
             .iter()
@@ -352,7 +349,12 @@ pub fn rating_message(request: &switchboard_channel::RatingRequest) -> Result<Va
             "action": {"buttons": buttons},
         }));
     }
-    LIST.check(request)?;
+    if n > MAX_ROWS {
+        return Err(permanent(format!(
+            "the rating question has {n} choices; a WhatsApp list takes at most {MAX_ROWS}"
+        )));
+    }
+    rating::check_fits(request, "WhatsApp", MAX_ROW_TITLE, MAX_ROW_ID)?;
     let rows: Vec<Value> = request
         .choices
         .iter()
