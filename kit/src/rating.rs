@@ -239,13 +239,6 @@ mod tests {
     }
 
     #[test]
-    fn questions_are_clipped_to_a_networks_length() {
-        assert_eq!(clip("  Rate us  ", 20, "?"), "Rate us");
-        assert_eq!(clip("abcdef", 4, "?"), "abc…");
-        assert_eq!(clip(" ", 4, "⭐"), "⭐");
-    }
-
-    #[test]
     fn answers_by_text() {
         assert_eq!(parse_digits("5"), Some((5, None)));
         assert_eq!(parse_digits("  4\n"), Some((4, None)));
@@ -261,5 +254,12 @@ mod tests {
         assert_eq!(parse_digits("0"), None);
         assert_eq!(parse_digits("Where is my parcel?"), None);
         assert_eq!(parse_digits(""), None);
+    }
+
+    #[test]
+    fn questions_are_clipped_to_a_networks_length() {
+        assert_eq!(clip("  Rate us  ", 20, "?"), "Rate us");
+        assert_eq!(clip("abcdef", 4, "?"), "abc…");
+        assert_eq!(clip(" ", 4, "⭐"), "⭐");
     }
 }
