@@ -1,7 +1,9 @@
 //! Customer ratings (CSAT) as a support team lives them: a resolved conversation's customer is
 //! asked to rate it after the team's delay, once, in their own channel (a digit by SMS, buttons
 //! on Telegram); the rating shows in the room, in `whois` and `contact`, alerts the leads when it
-//! is low, and steers routing. The bridge's clock is moved by the test (never slept for); the
+//! is low, and steers routing. Native buttons are checked on every network that has them here:
+//! Telegram's inline keyboard, Messenger's quick replies, WhatsApp's interactive list and
+//! Discord's message components. The bridge's clock is moved by the test (never slept for); the
 //! customers are wire-level fakes or the web chat; operators are real Matrix clients.
 
 mod fakes;
@@ -10,12 +12,16 @@ mod rig;
 
 use std::time::Duration;
 
-use anyhow::ensure;
+use anyhow::{ensure, Context};
 use fakes::twilio::FakeTwilio;
 use rig::{command, membership, utc, Backend, BridgeOptions, TestEnv};
 use serde_json::{json, Value};
 
-on_both_stores!(a_resolved_sms_conversation_is_rated_once_by_a_digit);
+on_both_stores!(
+    a_resolved_sms_conversation_is_rated_once_by_a_digit,
+    whatsapp_list_rates_once_and_the_reply_window_is_respected,
+    discord_buttons_rate_and_the_press_is_answered_within_3_seconds,
+);
 
 const CUSTOMER: &str = "+14155550142";
 const CUSTOMER_NAME: &str = "+1 415 555 0142";
@@ -648,4 +654,309 @@ async fn messenger_quick_replies_rate_and_the_reply_window_is_respected() -> any
         "asked John outside the window"
     );
     Ok(())
+}
+
+/// The rated events of the whole store.
+async fn rated_events(env: &TestEnv, backend: Backend) -> anyhow::Result<i64> {
+    rig::store_count(
+        backend,
+        env.bridge.database_url(),
+        "SELECT COUNT(*) FROM conversation_events WHERE kind = 'rated'",
+        &[],
+    )
+    .await
+}
+
+/// On WhatsApp the five scores do not fit reply buttons (three at most): the question is an
+/// interactive list whose rows are the choices; a tap on a row rates, once. A question that
+/// would go out after the 24-hour customer-service window closed is not sent, and the room is
+/// told.
+async fn whatsapp_list_rates_once_and_the_reply_window_is_respected(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    use fakes::whatsapp::{now_secs, Customer, FakeWhatsApp};
+    const HOUR: i64 = 60 * MIN;
+    let mut steps = rig::Steps::new("WhatsApp list rates once, reply window respected");
+    let fake = FakeWhatsApp::start().await?;
+    let env = TestEnv::start(with_teams(
+        BridgeOptions::default()
+            .backend(backend)
+            .channel("whatsapp", fake.channel_config()),
+        json!({
+            "support": {
+                "members": ["@bob:localhost"],
+                "leads": ["@alice:localhost"],
+                "rules": [{"channel": "whatsapp"}],
+                "csat": {"delay": "10m"},
+            }
+        }),
+    ))
+    .await?;
+    // The network stamps messages with the real time: the bridge's clock starts there.
+    let t0 = now_secs() * 1000;
+    env.set_clock(t0).await?;
+    let webhook = format!("{}/whatsapp/webhook", env.bridge.base_url());
+    let deliver = |payload: Value| {
+        let (fake, webhook) = (&fake, webhook.clone());
+        async move {
+            let status = fake.deliver(&webhook, &payload).await?;
+            ensure!(status == 200, "webhook answered {status}");
+            Ok::<_, anyhow::Error>(())
+        }
+    };
+    let says = |who: &Customer, text: &str| {
+        fake.message(who, json!({"type": "text", "text": {"body": text}}), None)
+            .1
+    };
+    let answered = |text: &'static str| {
+        let fake = &fake;
+        async move {
+            rig::poll_until("the answer sent", Duration::from_secs(30), || async {
+                Ok(fake
+                    .sent()
+                    .iter()
+                    .any(|(_, b)| b["text"]["body"] == text)
+                    .then_some(()))
+            })
+            .await
+        }
+    };
+    let questions = |to: &str| {
+        fake.sent()
+            .into_iter()
+            .filter(|(_, b)| b["type"] == "interactive" && b["to"] == to)
+            .count()
+    };
+
+    steps.step("Jane writes, Bob answers and resolves; after the delay the question is a list");
+    let jane = Customer::new("4915112345678", "Jane Doe");
+    deliver(says(&jane, "Is it in stock?")).await?;
+    let room = env.bob.wait_for_invite("Jane Doe").await?;
+    env.bob.wait_for_text(&room, "in stock").await?;
+    env.bob.send_text(&room, "Yes, it is.").await?;
+    answered("Yes, it is.").await?;
+    command(&env.bob, &room, "!sb resolve").await?;
+    env.set_clock(t0 + 11 * MIN).await?;
+    let (question, body) = rig::poll_until("the question", Duration::from_secs(30), || async {
+        Ok(fake
+            .sent()
+            .into_iter()
+            .find(|(_, b)| b["type"] == "interactive"))
+    })
+    .await?;
+    let list = &body["interactive"];
+    ensure!(
+        list["type"] == "list"
+            && list["body"]["text"] == QUESTION
+            && body["to"] == jane.wa_id.as_str(),
+        "{body}"
+    );
+    let titles: Vec<&str> = list["action"]["sections"][0]["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["title"].as_str())
+        .collect();
+    ensure!(
+        titles == ["1 ⭐", "2 ⭐⭐", "3 ⭐⭐⭐", "4 ⭐⭐⭐⭐", "5 ⭐⭐⭐⭐⭐"],
+        "{body}"
+    );
+    env.bob
+        .wait_for_text(&room, "⭐ Asked the customer to rate this conversation")
+        .await?;
+
+    steps.step("Jane taps 4: rated, not reopened; a second tap changes nothing");
+    let (_, tap) = fake.tap(&jane, &question, 3)?;
+    deliver(tap).await?;
+    env.bob
+        .wait_for_text(
+            &room,
+            "⭐ The customer rated this conversation 4/5 (about @bob:localhost)",
+        )
+        .await?;
+    rig::poll_until("the thanks", Duration::from_secs(30), || async {
+        Ok(fake
+            .sent()
+            .iter()
+            .any(|(_, b)| {
+                b["text"]["body"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("Thank you for your rating"))
+            })
+            .then_some(()))
+    })
+    .await?;
+    // A press, not a message: nothing the customer "wrote" shows in the room.
+    ensure!(
+        !env.bob
+            .messages(&room)
+            .iter()
+            .any(|m| m.body.contains("⭐⭐⭐⭐") && !m.is_notice()),
+        "the tap showed as a customer's message"
+    );
+    let (_, again) = fake.tap(&jane, &question, 0)?;
+    deliver(again).await?;
+    // The tap is stored and worked before this marker, which follows it on the same number.
+    deliver(says(&jane, "Fast and friendly!")).await?;
+    env.bob
+        .wait_for_text(&room, "is the customer's comment on their rating (4/5)")
+        .await?;
+    let whois = command(&env.bob, &room, "!sb whois").await?;
+    ensure!(
+        whois.contains("rated 4/5") && whois.contains("state: resolved"),
+        "{whois}"
+    );
+    ensure!(
+        rated_events(&env, backend).await? == 1,
+        "rated more than once"
+    );
+
+    steps.step(
+        "John: resolved nearly a day after he wrote; by the end of the delay the window has closed",
+    );
+    let john = Customer::new("4915187654321", "John Doe");
+    deliver(says(&john, "Where is my refund?")).await?;
+    let john_room = env.bob.wait_for_invite("John Doe").await?;
+    env.bob.wait_for_text(&john_room, "refund").await?;
+    env.bob.send_text(&john_room, "Sent yesterday.").await?;
+    answered("Sent yesterday.").await?;
+    env.set_clock(t0 + 23 * HOUR + 55 * MIN).await?;
+    command(&env.bob, &john_room, "!sb resolve").await?;
+    env.set_clock(t0 + 24 * HOUR + 10 * MIN).await?;
+    env.bob
+        .wait_for_text(
+            &john_room,
+            "was not asked to rate this conversation: the channel's reply window had closed",
+        )
+        .await?;
+    ensure!(questions(&john.wa_id) == 0, "asked John outside the window");
+    ensure!(questions(&jane.wa_id) == 1, "Jane asked more than once");
+    steps.finish()
+}
+
+/// On Discord the question carries five buttons (message components); a press reaches the
+/// bridge as a gateway interaction, rates, and is answered within Discord's 3 seconds with
+/// UPDATE_MESSAGE: the buttons disabled, the chosen one highlighted.
+async fn discord_buttons_rate_and_the_press_is_answered_within_3_seconds(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    use fakes::discord::{DUser, FakeDiscord, TOKEN};
+    let mut steps = rig::Steps::new("Discord buttons rate, the press answered within 3 s");
+    let fake = FakeDiscord::start().await?;
+    let env = TestEnv::start(with_teams(
+        BridgeOptions::default().backend(backend).channel(
+            "discord",
+            json!({"enabled": true, "token": TOKEN, "api_url": fake.url(), "cdn_url": fake.cdn_url()}),
+        ),
+        json!({
+            "support": {
+                "members": ["@bob:localhost"],
+                "leads": ["@alice:localhost"],
+                "rules": [{"channel": "discord"}],
+                "csat": {"delay": "10m"},
+            }
+        }),
+    ))
+    .await?;
+    let lobby = join_lobby(&env, "support").await?;
+    let t0 = utc(2026, 11, 24, 10, 0);
+    env.set_clock(t0).await?;
+    let jane = DUser::new(1_400_000_000_000_000_001, "jane_d", Some("Jane Doe"));
+
+    steps.step(
+        "Jane writes, Bob answers and resolves; after the delay the question has five buttons",
+    );
+    fake.customer_message(&jane, "My parcel is damaged", json!({}));
+    let room = env.bob.wait_for_invite("Jane Doe").await?;
+    env.bob.wait_for_text(&room, "parcel is damaged").await?;
+    env.bob.send_text(&room, "We will replace it.").await?;
+    let dm_messages = format!("/channels/{}/messages", jane.dm);
+    fake.wait_for_call("POST", &dm_messages, |c| {
+        c.str("content") == Some("We will replace it.")
+    })
+    .await?;
+    command(&env.bob, &room, "!sb resolve").await?;
+    env.set_clock(t0 + 11 * MIN).await?;
+    let asked = fake
+        .wait_for_call("POST", &dm_messages, |c| c.str("content") == Some(QUESTION))
+        .await?;
+    ensure!(asked.status == 200, "{asked:?}");
+    let question = fake
+        .bot_messages(&jane.dm)
+        .into_iter()
+        .find(|m| m["content"] == QUESTION)
+        .context("the question is among the bot's messages")?;
+    let buttons = question["components"][0]["components"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let labels: Vec<&str> = buttons.iter().filter_map(|b| b["label"].as_str()).collect();
+    ensure!(
+        labels == ["1 ⭐", "2 ⭐⭐", "3 ⭐⭐⭐", "4 ⭐⭐⭐⭐", "5 ⭐⭐⭐⭐⭐"],
+        "{question}"
+    );
+    env.bob
+        .wait_for_text(&room, "⭐ Asked the customer to rate this conversation")
+        .await?;
+
+    steps.step("Jane presses 2: answered in time with the buttons disabled; rated; leads alerted");
+    let id = question["id"]
+        .as_str()
+        .context("the question's id")?
+        .to_owned();
+    let mark = env.alice.mark();
+    let pressed = fake.press_button(&jane, &id, 1)?;
+    let answer = fake.wait_for_answer(&pressed).await?;
+    ensure!(
+        answer.status == 204 && answer.kind == Some(7),
+        "answered {} with type {:?}: {}",
+        answer.status,
+        answer.kind,
+        answer.body
+    );
+    eprintln!(
+        "discord: press answered {} ms after its delivery",
+        answer.after.as_millis()
+    );
+    let now = fake.message(&id).context("the question")?;
+    let after: Vec<(bool, u64)> = now["components"][0]["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| (b["disabled"] == true, b["style"].as_u64().unwrap_or(0)))
+        .collect();
+    ensure!(
+        after == [(true, 2), (true, 1), (true, 2), (true, 2), (true, 2)],
+        "the question after the press: {now}"
+    );
+    env.bob
+        .wait_for_text(
+            &room,
+            "⭐ The customer rated this conversation 2/5 (about @bob:localhost)",
+        )
+        .await?;
+    env.alice
+        .wait_for_message_after(&lobby, mark, "the low-rating alert", |m| {
+            m.body.contains("Low rating 2/5")
+        })
+        .await?;
+    fake.wait_for_call("POST", &dm_messages, |c| {
+        c.str("content")
+            .is_some_and(|t| t.starts_with("Thank you for your rating"))
+    })
+    .await?;
+    ensure!(
+        fake.press_button(&jane, &id, 4).is_err(),
+        "a disabled button cannot be pressed"
+    );
+    let whois = command(&env.bob, &room, "!sb whois").await?;
+    ensure!(
+        whois.contains("rated 2/5") && whois.contains("state: resolved"),
+        "{whois}"
+    );
+    ensure!(
+        rated_events(&env, backend).await? == 1,
+        "rated more than once"
+    );
+    steps.finish()
 }

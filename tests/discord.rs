@@ -23,6 +23,7 @@ on_both_stores!(
     operator_messages_files_replies_edits_and_deletions_reach_the_customer,
     a_dropped_gateway_resumes_without_losing_or_doubling,
     reactions_both_ways,
+    listed_guild_channels_are_bridged,
 );
 
 /// Bridge options with `channels.discord` pointing at the fake; `extra` is merged into the
@@ -602,13 +603,15 @@ async fn a_zombie_connection_is_replaced() -> anyhow::Result<()> {
 }
 
 /// With `guilds: true` and a channel list, messages in a listed server channel become their
-/// own conversation, each member speaking as a ghost of their own; answers go to the channel;
-/// other channels stay out.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listed_guild_channels_are_bridged() -> anyhow::Result<()> {
+/// own conversation, named after the channel (`#support`, which `GET /channels/{id}` tells;
+/// issue 19), each member speaking as a ghost of their own; answers go to the channel; other
+/// channels stay out.
+async fn listed_guild_channels_are_bridged(backend: Backend) -> anyhow::Result<()> {
     let fake = FakeDiscord::start().await?;
+    fake.add_guild_channel("1200000000000000001", "1200000000000000002", "support");
+    fake.add_guild_channel("1200000000000000001", "1200000000000000003", "general");
     let env = TestEnv::start(options(
-        Backend::Sqlite,
+        backend,
         &fake,
         json!({"guilds": true, "guild_channels": ["1200000000000000002"]}),
     ))
@@ -634,11 +637,26 @@ async fn listed_guild_channels_are_bridged() -> anyhow::Result<()> {
         "1200000000000000002",
         "hello from the server",
     );
-    let room = env.alice.wait_for_invite("Jane Doe").await?;
+    let room = env.alice.wait_for_invite("#support").await?;
     let from_jane = env
         .alice
         .wait_for_text(&room, "hello from the server")
         .await?;
+    // Named as the other group rooms are (`<group> (<channel>)`), not after its first writer.
+    let name = env
+        .alice
+        .wait_for_state_event(&room, "m.room.name", "", |c| c["name"].is_string())
+        .await?;
+    ensure!(
+        name["content"]["name"] == "#support (discord)",
+        "room name {name}"
+    );
+    ensure!(
+        fake.calls("GET", "/channels/1200000000000000002")
+            .iter()
+            .any(|c| c.status == 200),
+        "the channel was looked up"
+    );
     ensure!(
         from_jane.body == "hello from the server",
         "{:?}",
@@ -678,18 +696,18 @@ async fn listed_guild_channels_are_bridged() -> anyhow::Result<()> {
     // listed channel's message is in, the unlisted one was decided. It was not kept, and no
     // room was made for it (the homeserver's own list, joined or not).
     let kept = rig::store_count(
-        Backend::Sqlite,
+        backend,
         env.bridge.database_url(),
         "SELECT COUNT(*) FROM inbox WHERE payload LIKE $1",
         &["%another channel%"],
     )
     .await?;
     ensure!(kept == 0, "an unlisted channel's message was kept");
-    let rooms = env.rooms_named("Jane Doe").await?;
-    ensure!(
-        rooms == vec![room.clone()],
-        "rooms for the customer: {rooms:?}"
-    );
+    let rooms = env.rooms_named("(discord)").await?;
+    ensure!(rooms == vec![room.clone()], "Discord rooms: {rooms:?}");
+    // The name was asked once: later messages find it in the channel's state.
+    let lookups = fake.calls("GET", "/channels/1200000000000000002").len();
+    ensure!(lookups == 1, "{lookups} lookups of the channel");
     Ok(())
 }
 
@@ -941,6 +959,160 @@ async fn the_fake_speaks_discord() -> anyhow::Result<()> {
         other => anyhow::bail!("no ACK: {other:?}"),
     };
     ensure!(ack == json!({"op": 11}), "{ack}");
+    Ok(())
+}
+
+/// The fake holds the bot to Discord's documented shapes for message components and to the
+/// interaction rules (one answer, within 3 seconds), and tells channels apart (a check of the
+/// test tool, no bridge).
+#[tokio::test]
+async fn the_fake_checks_components_and_the_interaction_deadline() -> anyhow::Result<()> {
+    let fake = FakeDiscord::start().await?;
+    let http = reqwest::Client::new();
+    let api = format!("{}/api/v10", fake.url());
+    let user = jane();
+    fake.customer_message(&user, "hi", json!({}));
+    let post = |body: Value| {
+        http.post(format!("{api}/channels/{}/messages", user.dm))
+            .header("Authorization", format!("Bot {TOKEN}"))
+            .json(&body)
+            .send()
+    };
+    let button =
+        |id: &str, label: &str| json!({"type": 2, "style": 2, "label": label, "custom_id": id});
+    let row = |buttons: Vec<Value>| json!({"type": 1, "components": buttons});
+    for (what, components) in [
+        (
+            "six buttons in a row",
+            json!([row((0..6).map(|k| button(&format!("b{k}"), "x")).collect())]),
+        ),
+        (
+            "six rows",
+            json!((0..6)
+                .map(|k| row(vec![button(&format!("r{k}"), "x")]))
+                .collect::<Vec<_>>()),
+        ),
+        (
+            "an 81-character label",
+            json!([row(vec![button("b", &"l".repeat(81))])]),
+        ),
+        (
+            "a 101-character custom_id",
+            json!([row(vec![button(&"c".repeat(101), "x")])]),
+        ),
+        (
+            "a custom_id twice",
+            json!([row(vec![button("b", "x"), button("b", "y")])]),
+        ),
+        ("a button outside a row", json!([button("b", "x")])),
+        (
+            "no custom_id",
+            json!([row(vec![json!({"type": 2, "style": 1, "label": "x"})])]),
+        ),
+        (
+            "a link with a custom_id",
+            json!([row(vec![
+                json!({"type": 2, "style": 5, "label": "x", "custom_id": "c", "url": "https://example.org"})
+            ])]),
+        ),
+    ] {
+        let answer = post(json!({"content": "Q", "components": components})).await?;
+        ensure!(answer.status() == 400, "{what}: {}", answer.status());
+        let body: Value = answer.json().await?;
+        ensure!(body["code"] == 50035, "{what}: {body}");
+    }
+    let good: Value = post(json!({"components": [row((1..=5).map(|k| button(&format!("sbr1:n:{k}"), &k.to_string())).collect())]}))
+        .await?
+        .json()
+        .await?;
+    let message = good["id"]
+        .as_str()
+        .context("components alone make a message")?;
+
+    let callback = |id: &str, token: &str, body: Value| {
+        http.post(format!("{api}/interactions/{id}/{token}/callback"))
+            .json(&body)
+            .send()
+    };
+    let token_of = |id: &str| -> anyhow::Result<String> {
+        // The interaction as dispatched (no bot is connected: it waits in the fake's queue).
+        fake.pending_interaction_token(id)
+            .context("the interaction's token")
+    };
+    // Answered at once: 204; a second answer 40060; a wrong token 10062; PONG is not an answer
+    // to a component.
+    let first = fake.press_button(&user, message, 0)?;
+    let token = token_of(&first)?;
+    let wrong = callback(&first, &token, json!({"type": 1})).await?;
+    ensure!(
+        wrong.status() == 400,
+        "PONG to a component: {}",
+        wrong.status()
+    );
+    let ok = callback(&first, &token, json!({"type": 6})).await?;
+    ensure!(ok.status() == 204, "{}", ok.status());
+    let twice: Value = callback(&first, &token, json!({"type": 6}))
+        .await?
+        .json()
+        .await?;
+    ensure!(twice["code"] == 40060, "{twice}");
+    let second = fake.press_button(&user, message, 1)?;
+    let forged: Value = callback(&second, "not-the-token", json!({"type": 6}))
+        .await?
+        .json()
+        .await?;
+    ensure!(forged["code"] == 10062, "{forged}");
+    // Three seconds after its delivery the interaction is gone.
+    let token = token_of(&second)?;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let late = callback(&second, &token, json!({"type": 6})).await?;
+    ensure!(late.status() == 404, "late: {}", late.status());
+    let body: Value = late.json().await?;
+    ensure!(
+        body == json!({"message": "Unknown interaction", "code": 10062}),
+        "{body}"
+    );
+    // UPDATE_MESSAGE edits the components (checked like a message's).
+    let third = fake.press_button(&user, message, 2)?;
+    let token = token_of(&third)?;
+    let disabled = json!([row(vec![
+        json!({"type": 2, "style": 1, "label": "3", "custom_id": "sbr1:n:3", "disabled": true})
+    ])]);
+    let updated = callback(
+        &third,
+        &token,
+        json!({"type": 7, "data": {"components": disabled}}),
+    )
+    .await?;
+    ensure!(updated.status() == 204, "{}", updated.status());
+    ensure!(
+        fake.press_button(&user, message, 0).is_err(),
+        "a disabled button pressed"
+    );
+
+    // Channels: a guild text channel by its name, a DM with its recipient, else 10003.
+    fake.add_guild_channel("1200000000000000001", "1200000000000000002", "support");
+    let get = |id: &str| {
+        http.get(format!("{api}/channels/{id}"))
+            .header("Authorization", format!("Bot {TOKEN}"))
+            .send()
+    };
+    let guild: Value = get("1200000000000000002").await?.json().await?;
+    ensure!(
+        guild["name"] == "support"
+            && guild["type"] == 0
+            && guild["guild_id"] == "1200000000000000001",
+        "{guild}"
+    );
+    let dm: Value = get(&user.dm).await?.json().await?;
+    ensure!(
+        dm["type"] == 1 && dm["recipients"][0]["id"] == user.id.as_str(),
+        "{dm}"
+    );
+    let unknown = get("1299999999999999999").await?;
+    ensure!(unknown.status() == 404);
+    let body: Value = unknown.json().await?;
+    ensure!(body["code"] == 10003, "{body}");
     Ok(())
 }
 

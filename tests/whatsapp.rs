@@ -1036,6 +1036,115 @@ async fn the_fake_speaks_the_cloud_api() -> anyhow::Result<()> {
             .as_ref()
             == b"abc"
     );
+    steps.step("Interactive lists and reply buttons are checked against the documented limits");
+    let interactive = |i: Value| json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": "4915112345678", "type": "interactive", "interactive": i});
+    let rows = |n: usize, title: &str| -> Vec<Value> {
+        (0..n)
+            .map(|k| json!({"id": format!("row{k}"), "title": title}))
+            .collect()
+    };
+    let list = |rows: Vec<Value>, button: &str, body: Value| {
+        interactive(
+            json!({"type": "list", "body": body, "action": {"button": button, "sections": [{"rows": rows}]}}),
+        )
+    };
+    let post = |body: Value| {
+        let http = http.clone();
+        let messages = messages.clone();
+        async move {
+            let response = http
+                .post(&messages)
+                .bearer_auth(TOKEN)
+                .json(&body)
+                .send()
+                .await?;
+            let status = response.status().as_u16();
+            let body: Value = response.json().await?;
+            Ok::<_, anyhow::Error>((status, body))
+        }
+    };
+    let good = list(rows(5, "4 ⭐⭐⭐⭐"), "⭐ 1–5", json!({"text": "Rate us"}));
+    let (status, body) = post(good).await?;
+    ensure!(status == 200, "a list within the limits: {body}");
+    for (what, bad, code) in [
+        (
+            "11 rows",
+            list(rows(11, "x"), "Pick", json!({"text": "Q"})),
+            131009,
+        ),
+        (
+            "a 25-character row title",
+            list(rows(1, &"t".repeat(25)), "Pick", json!({"text": "Q"})),
+            131009,
+        ),
+        (
+            "a 21-character button",
+            list(rows(1, "x"), &"b".repeat(21), json!({"text": "Q"})),
+            131009,
+        ),
+        ("no body", list(rows(1, "x"), "Pick", json!({})), 100),
+        (
+            "a 4097-character body",
+            list(rows(1, "x"), "Pick", json!({"text": "q".repeat(4097)})),
+            131009,
+        ),
+        (
+            "twice the same row id",
+            list(
+                vec![
+                    json!({"id": "a", "title": "x"}),
+                    json!({"id": "a", "title": "y"}),
+                ],
+                "Pick",
+                json!({"text": "Q"}),
+            ),
+            131009,
+        ),
+        (
+            "a 201-character row id",
+            list(
+                vec![json!({"id": "i".repeat(201), "title": "x"})],
+                "Pick",
+                json!({"text": "Q"}),
+            ),
+            131009,
+        ),
+        (
+            "four reply buttons",
+            interactive(
+                json!({"type": "button", "body": {"text": "Q"}, "action": {"buttons": (0..4).map(|k| json!({"type": "reply", "reply": {"id": format!("b{k}"), "title": format!("B{k}")}})).collect::<Vec<_>>()}}),
+            ),
+            131009,
+        ),
+        (
+            "a 21-character reply title",
+            interactive(
+                json!({"type": "button", "body": {"text": "Q"}, "action": {"buttons": [{"type": "reply", "reply": {"id": "b", "title": "r".repeat(21)}}]}}),
+            ),
+            131009,
+        ),
+    ] {
+        let (status, body) = post(bad).await?;
+        ensure!(
+            status == 400 && body["error"]["code"] == code,
+            "{what}: {status} {body}"
+        );
+    }
+    steps.step("A tap on a row comes back as an interactive list_reply naming the message");
+    let (list_wamid, _) = fake
+        .sent()
+        .into_iter()
+        .find(|(_, b)| b["type"] == "interactive")
+        .context("the good list was kept")?;
+    let (_, tap) = fake.tap(&jane(), &list_wamid, 3)?;
+    let message = &tap["entry"][0]["changes"][0]["value"]["messages"][0];
+    ensure!(
+        message["type"] == "interactive"
+            && message["interactive"]["type"] == "list_reply"
+            && message["interactive"]["list_reply"]["id"] == "row3"
+            && message["context"]["id"] == list_wamid.as_str(),
+        "{tap}"
+    );
     steps.step("Signatures match the shared vector's algorithm");
     ensure!(
         fakes::whatsapp::sign(b"{}").starts_with("sha256=")

@@ -1,12 +1,13 @@
 //! A Discord gateway frame as the bridge reads it off the WebSocket
 //! (`switchboard_discord::inbound::parse_frame`: the `{"op":0,"t":…,"s":…,"d":…}` envelope, then
-//! MESSAGE_CREATE / MESSAGE_UPDATE / MESSAGE_DELETE / TYPING_START), with `markdown::to_html` on
+//! MESSAGE_CREATE / MESSAGE_UPDATE / MESSAGE_DELETE / TYPING_START / reactions / button presses
+//! in INTERACTION_CREATE), with `markdown::to_html` on
 //! the customer's text, then the core's sanitiser on the way into Matrix; and the reverse
 //! converter `markdown::html_to_markdown` on the same bytes as operator HTML.
 //!
 //! Invariants: a bridged dispatch belongs to the configured account (never the bot's own
 //! messages), its channel, message and sender ids are snowflakes, its dedup key is
-//! `msg:`/`edit:`/`del:<channel>:<id>`; its HTML has only the renderer's own tags (the
+//! `msg:`/`edit:`/`del:`/`press:<channel>:<id>` (a press carries a well-formed rating payload); its HTML has only the renderer's own tags (the
 //! customer's text escaped) and, once sanitised for the room, only allowlisted ones; attachment
 //! names are made safe before they are stored.
 #![no_main]
@@ -78,6 +79,15 @@ fuzz_target!(|data: &[u8]| {
             ParsedKind::Reaction { remote_id, emoji, .. } => {
                 assert!(!emoji.is_empty(), "an empty reaction");
                 ("reaction:", Some(remote_id), None)
+            }
+            ParsedKind::Choice {
+                remote_id, payload, ..
+            } => {
+                assert!(
+                    switchboard_kit::rating::parse_payload(payload).is_some(),
+                    "a press that is no rating payload: {payload:?}"
+                );
+                ("press:", Some(remote_id), None)
             }
             ParsedKind::Typing => ("", None, None),
         };

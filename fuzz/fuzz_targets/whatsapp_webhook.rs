@@ -7,7 +7,8 @@
 //! `reaction:<wamid>` or `status:<wamid>:<status>` with the event's own id; a sender phone is
 //! `+` and 5–15 digits; a profile name has no control characters; a file's name is one safe path
 //! component and its mime type has a `/`; a reaction key is never empty (removal is `None`);
-//! the markup rewrite never panics and its output is never longer than a few times its input.
+//! a choice (a tap on a rating list row) carries a well-formed rating payload; the markup
+//! rewrite never panics and its output is never longer than a few times its input.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -95,6 +96,13 @@ fuzz_target!(|data: &[u8]| {
                 assert!(
                     emoji.as_ref().is_none_or(|e| !e.is_empty()),
                     "empty reaction key"
+                );
+            }
+            ParsedKind::Choice { remote_id, payload } => {
+                assert_eq!(key, &format!("msg:{remote_id}"));
+                assert!(
+                    switchboard_kit::rating::parse_payload(payload).is_some(),
+                    "a choice that is no rating payload: {payload:?}"
                 );
             }
             ParsedKind::Delivered { remote_id }

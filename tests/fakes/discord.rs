@@ -28,6 +28,31 @@
 //!   user's. A customer's reaction is dispatched only to a session identified with the
 //!   DIRECT_MESSAGE_REACTIONS intent, as Discord sends nothing an intent was not given for.
 //!
+//! * Channels: `GET /channels/{id}` answers the channel object — a guild text channel
+//!   (`type` 0, `guild_id`, `name`, `position`, `permission_overwrites`, …) registered with
+//!   [`FakeDiscord::add_guild_channel`], or a DM (`type` 1, `recipients`) once its customer
+//!   wrote — and 404 10003 Unknown Channel for any other id.
+//! * Message components (<https://discord.com/developers/docs/components/reference>), on
+//!   create, edit and interaction updates: at most 5 action rows (type 1) at the top; a row
+//!   holds 1–5 buttons or one select; a button (type 2) has a style 1–6, styles 1–4 a
+//!   `custom_id` of 1–100 characters unique in the message and no `url`, style 5 a `url` and no
+//!   `custom_id`, a `label` of at most 80 characters (a label or an emoji unless premium);
+//!   anything else is 400 50035 Invalid Form Body naming the field. A message of components
+//!   only (no content, no file) is allowed.
+//! * Interactions (<https://discord.com/developers/docs/interactions/receiving-and-responding>):
+//!   [`FakeDiscord::press_button`] makes a customer press a button of a bot message as the
+//!   client would (never a disabled or link button, only in a channel they are in) and
+//!   dispatches `INTERACTION_CREATE` (type 3 MESSAGE_COMPONENT, `data.custom_id`,
+//!   `data.component_type` 2, the message, `user` in a DM or `member` in a guild, a `token`).
+//!   `POST /interactions/{id}/{token}/callback` needs no bot token; it must come within **3
+//!   seconds** of the dispatch reaching the bot, else 404 10062 Unknown interaction, and only
+//!   once (then 400 40060 "Interaction has already been acknowledged."); a wrong token is
+//!   10062 too. Callback types 4, 5, 6, 7, 9, 12 are taken for a component interaction (1
+//!   PONG and 8 autocomplete are 400 50035); 7 UPDATE_MESSAGE edits the message (content,
+//!   components, checked as above) and echoes MESSAGE_UPDATE; the answer is 204, or 200 with the
+//!   callback object when `?with_response=true`. [`FakeDiscord::interaction_answers`] lists
+//!   each callback with how long after the delivery it came.
+//!
 //! For tests: [`FakeDiscord::customer_message`] & co. make a customer act; [`FakeDiscord::calls`]
 //! records every HTTP request; [`FakeDiscord::gateway_ops`] every frame the bot sent on the
 //! gateway; [`FakeDiscord::fault`] makes the next calls of a route fail; [`FakeDiscord::hold`]
@@ -190,6 +215,39 @@ struct Inner {
     intents: u64,
     /// Reactions by message id: (user id, emoji as Discord names it).
     reactions: HashMap<String, Vec<(String, String)>>,
+    /// Channel objects by id (`GET /channels/{id}`).
+    channels: HashMap<String, Value>,
+    /// Interactions by id.
+    interactions: HashMap<String, Interaction>,
+    /// Every callback received, in order.
+    answers: Vec<InteractionAnswer>,
+}
+
+/// The 3-second rule for the first answer to an interaction.
+pub const INTERACTION_DEADLINE: Duration = Duration::from_secs(3);
+
+/// An interaction the fake created.
+#[derive(Clone, Debug)]
+struct Interaction {
+    token: String,
+    channel: String,
+    message: String,
+    created: Instant,
+    /// When the dispatch was written to the bot's socket.
+    delivered: Option<Instant>,
+    answered: bool,
+}
+
+/// One `POST /interactions/{id}/{token}/callback`.
+#[derive(Clone, Debug)]
+pub struct InteractionAnswer {
+    pub interaction: String,
+    /// The callback type asked for.
+    pub kind: Option<u64>,
+    pub body: Value,
+    pub status: u16,
+    /// Time from the dispatch reaching the bot (or its creation) to the callback.
+    pub after: Duration,
 }
 
 /// Whether `emoji` (URL-decoded) is one Discord knows: a Unicode emoji, or a custom one as
@@ -353,7 +411,15 @@ impl FakeDiscord {
         {
             m["type"] = 19.into();
         }
-        self.shared.lock().messages.insert(id.clone(), m.clone());
+        {
+            let mut s = self.shared.lock();
+            s.messages.insert(id.clone(), m.clone());
+            // The DM channel between the customer and the bot, as `GET /channels/{id}` shows it.
+            s.channels.insert(
+                user.dm.clone(),
+                json!({"id": user.dm, "type": 1, "last_message_id": id, "flags": 0, "recipients": [user.json()]}),
+            );
+        }
         self.dispatch("MESSAGE_CREATE", m);
         id
     }
@@ -391,6 +457,142 @@ impl FakeDiscord {
         });
         self.dispatch("MESSAGE_CREATE", m);
         id
+    }
+
+    /// A text channel of a guild the bot is in, named `name` (what `GET /channels/{id}` shows).
+    pub fn add_guild_channel(&self, guild: &str, channel: &str, name: &str) {
+        let position = self.shared.lock().channels.len();
+        self.shared.lock().channels.insert(
+            channel.to_owned(),
+            json!({
+                "id": channel, "type": 0, "guild_id": guild, "name": name, "position": position,
+                "permission_overwrites": [], "rate_limit_per_user": 0, "nsfw": false,
+                "topic": null, "last_message_id": null, "parent_id": null, "flags": 0,
+            }),
+        );
+    }
+
+    /// The customer presses button `index` (counted across the action rows) of the bot's
+    /// message `message`, as the Discord client lets them: not a disabled button, not a link,
+    /// only in their DM or a guild channel. Dispatches INTERACTION_CREATE; returns the
+    /// interaction id.
+    pub fn press_button(
+        &self,
+        user: &DUser,
+        message: &str,
+        index: usize,
+    ) -> anyhow::Result<String> {
+        let m = self
+            .message(message)
+            .ok_or_else(|| anyhow::anyhow!("no message {message}"))?;
+        let channel = m["channel_id"].as_str().unwrap_or_default().to_owned();
+        let guild = m["guild_id"].as_str().map(str::to_owned).or_else(|| {
+            self.shared
+                .lock()
+                .channels
+                .get(&channel)
+                .and_then(|c| c["guild_id"].as_str().map(str::to_owned))
+        });
+        anyhow::ensure!(
+            guild.is_some() || channel == user.dm,
+            "{} cannot see message {message} in channel {channel}",
+            user.username
+        );
+        let buttons: Vec<Value> = m["components"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+            .filter(|c| c["type"] == 2)
+            .collect();
+        let button = buttons
+            .get(index)
+            .ok_or_else(|| anyhow::anyhow!("no button {index} on {message}: {m}"))?;
+        anyhow::ensure!(
+            button["disabled"] != true,
+            "button {index} is disabled: {button}"
+        );
+        let custom_id = button["custom_id"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("button {index} is a link: {button}"))?
+            .to_owned();
+        let id = self.next_id();
+        let token = format!("aW50ZXJhY3Rpb246{id}OmZha2VUb2tlbkZvclN3aXRjaGJvYXJk");
+        let mut d = json!({
+            "id": id, "application_id": BOT_ID, "type": 3, "token": token, "version": 1,
+            "data": {"custom_id": custom_id, "component_type": 2},
+            "channel_id": channel, "message": m,
+            "app_permissions": "562949953601536", "locale": "en-US", "entitlements": [],
+            "attachment_size_limit": MAX_UPLOAD,
+        });
+        match &guild {
+            Some(g) => {
+                d["guild_id"] = g.clone().into();
+                d["guild"] = json!({"id": g, "locale": "en-US", "features": []});
+                d["guild_locale"] = "en-US".into();
+                d["channel"] = self
+                    .shared
+                    .lock()
+                    .channels
+                    .get(&channel)
+                    .cloned()
+                    .unwrap_or_else(|| json!({"id": channel, "type": 0, "guild_id": g}));
+                d["member"] = json!({"user": user.json(), "roles": [], "joined_at": now_iso(), "nick": null,
+                    "deaf": false, "mute": false, "pending": false, "permissions": "2248473465835073", "flags": 0});
+                d["authorizing_integration_owners"] = json!({"0": g});
+                d["context"] = 0.into();
+            }
+            None => {
+                d["channel"] =
+                    json!({"id": channel, "type": 1, "flags": 0, "recipients": [user.json()]});
+                d["user"] = user.json();
+                d["authorizing_integration_owners"] = json!({"0": "0"});
+                d["context"] = 1.into();
+            }
+        }
+        self.shared.lock().interactions.insert(
+            id.clone(),
+            Interaction {
+                token,
+                channel,
+                message: message.to_owned(),
+                created: Instant::now(),
+                delivered: None,
+                answered: false,
+            },
+        );
+        self.dispatch("INTERACTION_CREATE", d);
+        Ok(id)
+    }
+
+    /// The token of interaction `id`, as its dispatch carries it (for tests that answer an
+    /// interaction themselves).
+    pub fn pending_interaction_token(&self, id: &str) -> Option<String> {
+        self.shared
+            .lock()
+            .interactions
+            .get(id)
+            .map(|i| i.token.clone())
+    }
+
+    /// Every interaction callback so far, in order.
+    pub fn interaction_answers(&self) -> Vec<InteractionAnswer> {
+        self.shared.lock().answers.clone()
+    }
+
+    /// Waits until interaction `id` got a callback; the first one.
+    pub async fn wait_for_answer(&self, id: &str) -> anyhow::Result<InteractionAnswer> {
+        self.server
+            .wait_for(
+                &format!("an answer to interaction {id}"),
+                server::DEFAULT_WAIT,
+                || {
+                    self.interaction_answers()
+                        .into_iter()
+                        .find(|a| a.interaction == id)
+                },
+            )
+            .await
     }
 
     /// The customer edits their message.
@@ -753,7 +955,20 @@ async fn rest(
         Ok(b) => b,
         Err(response) => return response,
     };
-    let response = if authorization.as_deref() != Some(&format!("Bot {TOKEN}")) {
+    let parts: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .map(str::to_owned)
+        .collect();
+    let response = if let ["interactions", id, token, "callback"] = parts
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        // Authenticated by the interaction's token in the path, not the bot's.
+        interaction_callback(&shared, id, token, &query, &body)
+    } else if authorization.as_deref() != Some(&format!("Bot {TOKEN}")) {
         error(401, 0, "401: Unauthorized")
     } else {
         let fault = fault_for(&mut shared.lock(), &method, &path);
@@ -794,6 +1009,11 @@ fn route(
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method.as_str(), parts.as_slice()) {
         ("GET", ["channels", channel, "messages"]) => list_messages(shared, channel, query),
+        // "Get Channel": the channel object, or 10003 for a channel the bot cannot see.
+        ("GET", ["channels", channel]) => match shared.lock().channels.get(*channel) {
+            Some(c) => axum::Json(c.clone()).into_response(),
+            None => error(404, 10003, "Unknown Channel"),
+        },
         // The user the token belongs to: the bot user, with the fields `GET /users/@me`
         // documents for a bot (no email; `verified`, `mfa_enabled`, `flags`).
         ("GET", ["users", "@me"]) => {
@@ -832,6 +1052,12 @@ fn route(
                     return error(400, 50035, "Invalid Form Body");
                 }
                 m["content"] = content.into();
+            }
+            if let Some(components) = body.get("components") {
+                if let Some(problem) = components_problem(components) {
+                    return invalid_form_body("components", &problem);
+                }
+                m["components"] = components.clone();
             }
             m["edited_timestamp"] = now_iso().into();
             let m = m.clone();
@@ -935,7 +1161,12 @@ fn create_message(shared: &Shared, channel: &str, body: &Value, files: &[Upload]
     if content.chars().count() > 2000 {
         return error(400, 50035, "Invalid Form Body");
     }
-    if content.is_empty() && files.is_empty() {
+    let components = body.get("components").cloned().unwrap_or(json!([]));
+    if let Some(problem) = components_problem(&components) {
+        return invalid_form_body("components", &problem);
+    }
+    let no_components = components.as_array().is_none_or(Vec::is_empty);
+    if content.is_empty() && files.is_empty() && no_components {
         return error(400, 50006, "Cannot send an empty message");
     }
     if files.iter().map(|f| f.bytes.len()).sum::<usize>() > MAX_UPLOAD {
@@ -982,8 +1213,16 @@ fn create_message(shared: &Shared, channel: &str, body: &Value, files: &[Upload]
         "id": id, "channel_id": channel, "type": 0, "content": content, "author": bot_user(),
         "timestamp": now_iso(), "edited_timestamp": null, "attachments": attachments, "embeds": [],
         "mentions": [], "mention_roles": [], "mention_everyone": false, "tts": false, "pinned": false,
-        "flags": 0, "components": [],
+        "flags": 0, "components": components,
     });
+    if let Some(guild) = s
+        .channels
+        .get(channel)
+        .and_then(|c| c.get("guild_id"))
+        .cloned()
+    {
+        m["guild_id"] = guild;
+    }
     if let Some(n) = &nonce {
         m["nonce"] = n.clone().into();
         s.nonces.insert((channel.to_owned(), n.clone()), id.clone());
@@ -1004,6 +1243,183 @@ fn create_message(shared: &Shared, channel: &str, body: &Value, files: &[Upload]
     echo["channel_type"] = 1.into();
     push_dispatch(shared, "MESSAGE_CREATE", echo);
     axum::Json(m).into_response()
+}
+
+/// 400 50035 with Discord's `errors` object naming the field.
+fn invalid_form_body(field: &str, problem: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({
+            "message": "Invalid Form Body", "code": 50035,
+            "errors": {field: {"_errors": [{"code": "COMPONENT_INVALID", "message": problem}]}},
+        })),
+    )
+        .into_response()
+}
+
+/// What is wrong with a message's `components` (legacy layout: action rows at the top), per the
+/// component reference; `None` when they are fine.
+fn components_problem(components: &Value) -> Option<String> {
+    let Some(rows) = components.as_array() else {
+        return Some("components must be an array".into());
+    };
+    if rows.len() > 5 {
+        return Some(format!("at most 5 action rows, not {}", rows.len()));
+    }
+    let mut ids = HashSet::new();
+    for (r, row) in rows.iter().enumerate() {
+        if row["type"] != 1 {
+            return Some(format!(
+                "components.{r}: a top-level component must be an action row (type 1)"
+            ));
+        }
+        let Some(items) = row["components"].as_array() else {
+            return Some(format!("components.{r}.components is required"));
+        };
+        let buttons = items.iter().filter(|c| c["type"] == 2).count();
+        let selects = items
+            .iter()
+            .filter(|c| matches!(c["type"].as_u64(), Some(3 | 5 | 6 | 7 | 8)))
+            .count();
+        let fits = (buttons == items.len() && (1..=5).contains(&buttons))
+            || (selects == 1 && items.len() == 1);
+        if !fits {
+            return Some(format!(
+                "components.{r}: an action row holds 1 to 5 buttons or one select"
+            ));
+        }
+        for (b, c) in items.iter().enumerate() {
+            let at = format!("components.{r}.components.{b}");
+            if c["type"] != 2 {
+                continue;
+            }
+            let style = c["style"].as_u64().unwrap_or(0);
+            let custom_id = c.get("custom_id").and_then(Value::as_str);
+            let label = c.get("label").and_then(Value::as_str);
+            if !(1..=6).contains(&style) {
+                return Some(format!("{at}.style: {} is not a button style", c["style"]));
+            }
+            if label.is_some_and(|l| l.chars().count() > 80) {
+                return Some(format!("{at}.label: must be 80 or fewer in length"));
+            }
+            if style != 6 && label.is_none_or(str::is_empty) && c.get("emoji").is_none() {
+                return Some(format!("{at}: a button needs a label or an emoji"));
+            }
+            if c.get("disabled").is_some_and(|d| !d.is_boolean()) {
+                return Some(format!("{at}.disabled: must be a boolean"));
+            }
+            match style {
+                1..=4 => {
+                    let Some(id) = custom_id else {
+                        return Some(format!("{at}.custom_id: required for this style"));
+                    };
+                    if id.is_empty() || id.chars().count() > 100 {
+                        return Some(format!("{at}.custom_id: must be 1 to 100 in length"));
+                    }
+                    if c.get("url").is_some() {
+                        return Some(format!("{at}.url: not allowed for this style"));
+                    }
+                    if !ids.insert(id.to_owned()) {
+                        return Some(format!("{at}.custom_id: must be unique in the message"));
+                    }
+                }
+                5 => {
+                    if custom_id.is_some() || c.get("url").and_then(Value::as_str).is_none() {
+                        return Some(format!("{at}: a link button has a url and no custom_id"));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+/// `POST /interactions/{id}/{token}/callback`.
+fn interaction_callback(
+    shared: &Shared,
+    id: &str,
+    token: &str,
+    query: &str,
+    body: &Value,
+) -> Response {
+    let now = Instant::now();
+    let kind = body.get("type").and_then(Value::as_u64);
+    let (response, after) = (|| {
+        let mut s = shared.lock();
+        let Some(i) = s.interactions.get(id).filter(|i| i.token == token).cloned() else {
+            return (error(404, 10062, "Unknown interaction"), Duration::ZERO);
+        };
+        let after = now.duration_since(i.delivered.unwrap_or(i.created));
+        if after > INTERACTION_DEADLINE {
+            // The token was invalidated when the 3 seconds ran out.
+            return (error(404, 10062, "Unknown interaction"), after);
+        }
+        if i.answered {
+            return (
+                error(400, 40060, "Interaction has already been acknowledged."),
+                after,
+            );
+        }
+        let Some(kind) = kind.filter(|k| matches!(k, 4 | 5 | 6 | 7 | 9 | 12)) else {
+            return (
+                invalid_form_body(
+                    "type",
+                    "Value must be one of {4, 5, 6, 7, 9, 12} for a component interaction.",
+                ),
+                after,
+            );
+        };
+        let data = body.get("data").cloned().unwrap_or(Value::Null);
+        if kind == 7 || kind == 4 {
+            if let Some(content) = data.get("content").and_then(Value::as_str) {
+                if content.chars().count() > 2000 {
+                    return (
+                        invalid_form_body("data.content", "Must be 2000 or fewer in length."),
+                        after,
+                    );
+                }
+            }
+            if let Some(problem) = data.get("components").and_then(components_problem) {
+                return (invalid_form_body("data.components", &problem), after);
+            }
+        }
+        if let Some(slot) = s.interactions.get_mut(id) {
+            slot.answered = true;
+        }
+        let mut update = None;
+        if kind == 7 {
+            if let Some(m) = s.messages.get_mut(&i.message) {
+                if let Some(content) = data.get("content") {
+                    m["content"] = content.clone();
+                }
+                if let Some(components) = data.get("components") {
+                    m["components"] = components.clone();
+                }
+                m["edited_timestamp"] = now_iso().into();
+                update = Some(m.clone());
+            }
+        }
+        drop(s);
+        if let Some(m) = update {
+            push_dispatch(shared, "MESSAGE_UPDATE", m);
+        }
+        let response = if query.split('&').any(|p| p == "with_response=true") {
+            axum::Json(json!({"interaction": {"id": id, "type": 3}, "resource": {"type": kind}}))
+                .into_response()
+        } else {
+            StatusCode::NO_CONTENT.into_response()
+        };
+        (response, after)
+    })();
+    shared.lock().answers.push(InteractionAnswer {
+        interaction: id.to_owned(),
+        kind,
+        body: body.clone(),
+        status: response.status().as_u16(),
+        after,
+    });
+    response
 }
 
 async fn cdn(
@@ -1190,6 +1606,11 @@ async fn connection(shared: Arc<Shared>, path: String, mut socket: WebSocket) {
             sent = seq;
             let mut s = shared.lock();
             s.sent_seq = s.sent_seq.max(seq);
+            if t == "INTERACTION_CREATE" {
+                if let Some(i) = d["id"].as_str().and_then(|id| s.interactions.get_mut(id)) {
+                    i.delivered.get_or_insert_with(Instant::now);
+                }
+            }
         }
         let notified = shared.changed.notified();
         tokio::select! {

@@ -24,12 +24,24 @@
 //!   number node's fields asked for and `id`; an unknown field is error 100, an id that is
 //!   neither the number nor a media id 400 with code 100, subcode 33 ("Unsupported get
 //!   request").
+//! * Interactive messages (`type: interactive`), as the Cloud API documents them
+//!   (<https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/interactive-list-messages>,
+//!   `…/interactive-reply-buttons-messages`): a `list` needs a body (1–4096 characters), a
+//!   button text (1–20), 1–10 sections (each titled, at most 24 characters, when there are
+//!   several) with 1–10 rows in all, each row an `id` (1–200 characters, unique in the
+//!   message), a `title` (1–24) and an optional `description` (at most 72); `button` (reply
+//!   buttons) needs a body (1–1024) and 1–3 buttons of type `reply`, each with a unique `id`
+//!   (1–256) and a unique `title` (1–20); a header or footer text at most 60. A missing part is
+//!   error 100, a value out of bounds 131009 "Parameter value is not valid", naming which.
+//!   Interactive messages are free-form: the 24-hour window applies to them as to text.
 //! * Errors in Graph's envelope `{"error":{"message","type","code","error_subcode",
 //!   "error_data":{"messaging_product","details"},"fbtrace_id"}}`: a wrong token is 401 with
 //!   code 190; an unknown phone number id 400 with code 100.
 //!
 //! For tests: [`FakeWhatsApp::message`] builds a customer's message delivery (and remembers
-//! the time for the window), [`FakeWhatsApp::status`] a status delivery, and
+//! the time for the window), [`FakeWhatsApp::tap`] the customer's tap on a list row or reply
+//! button of a sent interactive message (as the app sends it: an `interactive` message with
+//! `list_reply` / `button_reply` and `context`), [`FakeWhatsApp::status`] a status delivery, and
 //! [`FakeWhatsApp::deliver`] posts one to the bridge's webhook signed with the app secret as
 //! Meta does (`X-Hub-Signature-256`, non-ASCII escaped as `\uXXXX`); [`FakeWhatsApp::calls`]
 //! is the record of every request (kind, path, JSON body or form, uploaded file, Bearer token,
@@ -410,6 +422,68 @@ impl FakeWhatsApp {
             "messages": [message],
         });
         (wamid, envelope(value))
+    }
+
+    /// The customer taps choice `index` of the interactive message `sent_wamid` the business
+    /// sent them (a row of a list, counted across its sections, or a reply button). As WhatsApp
+    /// delivers it: a message of type `interactive` with `list_reply` {`id`, `title`,
+    /// `description`?} or `button_reply` {`id`, `title`}, whose `context` names the message
+    /// tapped. Returns (wamid of the tap, payload).
+    pub fn tap(
+        &self,
+        customer: &Customer,
+        sent_wamid: &str,
+        index: usize,
+    ) -> anyhow::Result<(String, Value)> {
+        let body = self
+            .sent()
+            .into_iter()
+            .find(|(w, _)| w == sent_wamid)
+            .map(|(_, b)| b)
+            .ok_or_else(|| anyhow::anyhow!("the business sent no message {sent_wamid}"))?;
+        anyhow::ensure!(
+            body["to"].as_str().map(|t| t.trim_start_matches('+')) == Some(customer.wa_id.as_str()),
+            "{sent_wamid} was not sent to {}",
+            customer.wa_id
+        );
+        let interactive = &body["interactive"];
+        let (kind, reply) = match interactive["type"].as_str() {
+            Some("list") => {
+                let rows: Vec<&Value> = interactive["action"]["sections"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|s| s["rows"].as_array().into_iter().flatten())
+                    .collect();
+                let row = rows
+                    .get(index)
+                    .ok_or_else(|| anyhow::anyhow!("no row {index} in {body}"))?;
+                let mut reply = json!({"id": row["id"], "title": row["title"]});
+                if let Some(d) = row.get("description") {
+                    reply["description"] = d.clone();
+                }
+                ("list_reply", reply)
+            }
+            Some("button") => {
+                let button = interactive["action"]["buttons"]
+                    .get(index)
+                    .ok_or_else(|| anyhow::anyhow!("no button {index} in {body}"))?;
+                (
+                    "button_reply",
+                    json!({"id": button["reply"]["id"], "title": button["reply"]["title"]}),
+                )
+            }
+            _ => anyhow::bail!("{sent_wamid} is not a list or reply-button message: {body}"),
+        };
+        Ok(self.message(
+            customer,
+            json!({
+                "context": {"from": DISPLAY_PHONE_NUMBER, "id": sent_wamid},
+                "type": "interactive",
+                "interactive": {"type": kind, kind: reply},
+            }),
+            None,
+        ))
     }
 
     /// A status delivery for our message `wamid`: `sent`, `delivered`, `read` or `failed`
@@ -926,6 +1000,19 @@ fn send_message(shared: &Arc<Shared>, body: &Value) -> Response {
                 }
             }
         }
+        ("interactive", Some(i)) => match interactive_problem(i) {
+            Some(Problem::Missing(p)) => Some(p),
+            Some(Problem::OutOfBounds(p)) => {
+                return graph_error(
+                    400,
+                    131009,
+                    None,
+                    "(#131009) Parameter value is not valid",
+                    &p,
+                )
+            }
+            None => None,
+        },
         (other, _) => Some(format!("Param {other} is required or not a message type")),
     };
     if let Some(p) = problem {
@@ -964,6 +1051,163 @@ fn send_message(shared: &Arc<Shared>, body: &Value) -> Response {
         })),
     )
         .into_response()
+}
+
+/// What is wrong with an `interactive` object.
+enum Problem {
+    /// A required part is missing or of the wrong kind: error 100.
+    Missing(String),
+    /// A value is outside the documented bounds: error 131009.
+    OutOfBounds(String),
+}
+
+/// The checks the Cloud API makes on an interactive `list` or reply-`button` message (see the
+/// module documentation for the limits and where they are written).
+fn interactive_problem(i: &Value) -> Option<Problem> {
+    use Problem::{Missing, OutOfBounds};
+    let chars = |v: &Value| v.as_str().map(|s| s.chars().count());
+    let text_within = |v: &Value, what: &str, max: usize| -> Option<Problem> {
+        match chars(v) {
+            None => Some(Missing(format!("Param {what} is required"))),
+            Some(0) => Some(OutOfBounds(format!("{what} must not be empty"))),
+            Some(n) if n > max => Some(OutOfBounds(format!(
+                "{what} is {n} characters long; at most {max} are allowed"
+            ))),
+            Some(_) => None,
+        }
+    };
+    let optional_within = |v: Option<&Value>, what: &str, max: usize| -> Option<Problem> {
+        v.and_then(|v| text_within(v, what, max))
+    };
+    if let Some(p) = optional_within(
+        i.pointer("/footer/text"),
+        "interactive['footer']['text']",
+        60,
+    ) {
+        return Some(p);
+    }
+    match i.get("type").and_then(Value::as_str) {
+        Some("list") => {
+            if let Some(header) = i.get("header") {
+                if header.get("type").and_then(Value::as_str) != Some("text") {
+                    return Some(Missing(
+                        "A list message's header must be of type text".into(),
+                    ));
+                }
+                if let Some(p) = text_within(&header["text"], "interactive['header']['text']", 60) {
+                    return Some(p);
+                }
+            }
+            if let Some(p) = text_within(&i["body"]["text"], "interactive['body']['text']", 4096) {
+                return Some(p);
+            }
+            let action = &i["action"];
+            if let Some(p) = text_within(&action["button"], "interactive['action']['button']", 20) {
+                return Some(p);
+            }
+            let Some(sections) = action["sections"].as_array() else {
+                return Some(Missing(
+                    "Param interactive['action']['sections'] is required".into(),
+                ));
+            };
+            if sections.is_empty() || sections.len() > 10 {
+                return Some(OutOfBounds(format!(
+                    "A list message has 1 to 10 sections, not {}",
+                    sections.len()
+                )));
+            }
+            let mut ids = std::collections::HashSet::new();
+            let mut rows_in_all = 0;
+            for (n, section) in sections.iter().enumerate() {
+                let title = section.get("title");
+                if sections.len() > 1 && title.is_none() {
+                    return Some(Missing(format!(
+                        "Param interactive['action']['sections'][{n}]['title'] is required when there are several sections"
+                    )));
+                }
+                if let Some(p) = optional_within(title, "A section title", 24) {
+                    return Some(p);
+                }
+                let Some(rows) = section["rows"].as_array() else {
+                    return Some(Missing(format!(
+                        "Param interactive['action']['sections'][{n}]['rows'] is required"
+                    )));
+                };
+                if rows.is_empty() {
+                    return Some(OutOfBounds(format!("Section {n} has no rows")));
+                }
+                rows_in_all += rows.len();
+                for row in rows {
+                    if let Some(p) = text_within(&row["id"], "A row id", 200)
+                        .or_else(|| text_within(&row["title"], "A row title", 24))
+                        .or_else(|| {
+                            optional_within(row.get("description"), "A row description", 72)
+                        })
+                    {
+                        return Some(p);
+                    }
+                    if !ids.insert(row["id"].as_str().unwrap_or_default().to_owned()) {
+                        return Some(OutOfBounds(format!(
+                            "Row ids must be unique in the message; {} is not",
+                            row["id"]
+                        )));
+                    }
+                }
+            }
+            if rows_in_all > 10 {
+                return Some(OutOfBounds(format!(
+                    "A list message has at most 10 rows in all, not {rows_in_all}"
+                )));
+            }
+            None
+        }
+        Some("button") => {
+            if let Some(p) = optional_within(
+                i.pointer("/header/text"),
+                "interactive['header']['text']",
+                60,
+            ) {
+                return Some(p);
+            }
+            if let Some(p) = text_within(&i["body"]["text"], "interactive['body']['text']", 1024) {
+                return Some(p);
+            }
+            let Some(buttons) = i["action"]["buttons"].as_array() else {
+                return Some(Missing(
+                    "Param interactive['action']['buttons'] is required".into(),
+                ));
+            };
+            if buttons.is_empty() || buttons.len() > 3 {
+                return Some(OutOfBounds(format!(
+                    "A reply-button message has 1 to 3 buttons, not {}",
+                    buttons.len()
+                )));
+            }
+            let (mut ids, mut titles) = (Vec::new(), Vec::new());
+            for b in buttons {
+                if b["type"] != "reply" {
+                    return Some(Missing("A button's type must be reply".into()));
+                }
+                if let Some(p) = text_within(&b["reply"]["id"], "A button id", 256)
+                    .or_else(|| text_within(&b["reply"]["title"], "A button title", 20))
+                {
+                    return Some(p);
+                }
+                let (id, title) = (&b["reply"]["id"], &b["reply"]["title"]);
+                if ids.contains(&id) || titles.contains(&title) {
+                    return Some(OutOfBounds(
+                        "Button ids and titles must be unique in the message".into(),
+                    ));
+                }
+                ids.push(id);
+                titles.push(title);
+            }
+            None
+        }
+        other => Some(Missing(format!(
+            "Param interactive['type'] must be list or button here, not {other:?}"
+        ))),
+    }
 }
 
 async fn media_info(

@@ -17,6 +17,12 @@
 //! the time they were read, and [`crate::handle_dispatch`] drops the repeats by the customer's
 //! current reaction, which it keeps (Discord keeps one per emoji, the contract one per
 //! message: a removal counts only for the emoji the customer's reaction is now).
+//!
+//! A press on a button of a rating question is an `INTERACTION_CREATE` of type 3
+//! (MESSAGE_COMPONENT) whose `data.custom_id` is the rating payload: a [`ParsedKind::Choice`]
+//! keyed `press:<channel>:<interaction id>`, carrying what is needed to answer it
+//! ([`Answer`], see [`crate::rating`]). Interactions need no intent; in a DM they name the
+//! presser in `user`, in a guild in `member.user`.
 
 use std::sync::Arc;
 
@@ -72,6 +78,33 @@ pub enum ParsedKind {
         added: bool,
     },
     Typing,
+    /// The customer pressed a button of a rating question: `remote_id` is the interaction,
+    /// `payload` the button's `custom_id`.
+    Choice {
+        remote_id: String,
+        payload: String,
+        answer: Answer,
+    },
+}
+
+/// What answering an interaction needs (`POST /interactions/{id}/{token}/callback`).
+#[derive(Clone, PartialEq)]
+pub struct Answer {
+    /// The interaction's continuation token (valid 15 minutes; the first answer is due
+    /// within 3 seconds).
+    pub token: String,
+    /// The message the pressed button is on, and its components as Discord sent them.
+    pub message: Option<(String, Value)>,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token lets whoever holds it answer as the bot: kept out of logs.
+        f.debug_struct("Answer")
+            .field("token", &"…")
+            .field("message", &self.message.as_ref().map(|(id, _)| id))
+            .finish()
+    }
 }
 
 /// A dispatch the bridge acts on.
@@ -369,6 +402,7 @@ pub fn parse_dispatch(event: &str, d: &Value, options: &ParseOptions) -> Option<
                 group: d.get("guild_id").and_then(Value::as_str).is_some(),
             })
         }
+        "INTERACTION_CREATE" => parse_interaction(d, options),
         "TYPING_START" => {
             let typing: TypingStart = serde_json::from_value(d.clone()).ok()?;
             if typing.user_id == options.account || !is_snowflake(&typing.user_id) {
@@ -389,6 +423,54 @@ pub fn parse_dispatch(event: &str, d: &Value, options: &ParseOptions) -> Option<
         }
         _ => None,
     }
+}
+
+/// `INTERACTION_CREATE` (<https://discord.com/developers/docs/interactions/receiving-and-responding#interaction-object>):
+/// only a button press (type 3, `data.component_type` 2) whose `custom_id` is a rating payload
+/// is bridged; the bridge sends no other component, so anything else is not ours.
+fn parse_interaction(d: &Value, options: &ParseOptions) -> Option<Parsed> {
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    if d.get("type").and_then(Value::as_u64) != Some(3) {
+        return None;
+    }
+    let data = d.get("data")?;
+    if data.get("component_type").and_then(Value::as_u64) != Some(2) {
+        return None;
+    }
+    let payload = text(data, "custom_id")?;
+    switchboard_kit::rating::parse_payload(&payload)?;
+    let (id, token) = (text(d, "id")?, text(d, "token")?);
+    let channel = text(d, "channel_id").or_else(|| d.get("channel").and_then(|c| text(c, "id")))?;
+    let guild = text(d, "guild_id");
+    if !is_snowflake(&id) || token.is_empty() || !wanted(options, &channel, guild.as_deref()) {
+        return None;
+    }
+    // `user` in a DM, `member.user` in a guild.
+    let user = d
+        .get("user")
+        .filter(|u| !u.is_null())
+        .or_else(|| d.get("member").and_then(|m| m.get("user")))?;
+    let user: User = serde_json::from_value(user.clone()).ok()?;
+    if !is_snowflake(&user.id) || user.id == options.account || user.bot {
+        return None;
+    }
+    let message = d.get("message").and_then(|m| {
+        let id = text(m, "id").filter(|i| is_snowflake(i))?;
+        Some((id, m.get("components").cloned().unwrap_or(Value::Null)))
+    });
+    Some(Parsed {
+        conversation: conversation(options, &channel),
+        sender_id: Some(user.id.clone()),
+        sender: Some(user),
+        timestamp_ms: model::snowflake_ms(&id).unwrap_or(0),
+        dedup_key: format!("press:{channel}:{id}"),
+        kind: ParsedKind::Choice {
+            remote_id: id,
+            payload,
+            answer: Answer { token, message },
+        },
+        group: guild.is_some(),
+    })
 }
 
 /// [`parse_dispatch`] on a raw gateway frame (`{"op":0,"t":…,"d":…}`), for the fuzzer.
@@ -527,6 +609,9 @@ pub async fn realize(
             remote_id,
             key: added.then_some(emoji),
         },
+        ParsedKind::Choice {
+            remote_id, payload, ..
+        } => InboundEvent::Choice { remote_id, payload },
         ParsedKind::Typing => return Err(RealizeError::Fetch("typing is not stored".into())),
     };
     Ok(Inbound {
@@ -536,7 +621,8 @@ pub async fn realize(
         dedup_key: parsed.dedup_key,
         event,
         addressed_to: None,
-        // Discord names no channel in its events; the room is named after its first writer.
+        // Discord names no channel in its events: the caller fills in the guild channel's name
+        // (`GET /channels/{id}`), else the room is named after its first writer.
         group: group.then(Group::default),
     })
 }
@@ -834,6 +920,87 @@ mod tests {
             panic!()
         };
         assert_eq!(content.text, "ask @bob");
+    }
+
+    /// A button press in a DM, as the interaction reference documents it.
+    fn press(extra: Value) -> Value {
+        let mut d = json!({
+            "id": "1600000000000000001", "application_id": "1100000000000000001", "type": 3,
+            "token": "aW50ZXJhY3Rpb246MTYwMDAwMDAwMDAwMDAwMDAwMTpzZWNyZXQ", "version": 1,
+            "channel_id": "7000000000000000001", "channel": {"id": "7000000000000000001", "type": 1},
+            "user": {"id": "1400000000000000001", "username": "jane_d", "global_name": "Jane Doe"},
+            "data": {"custom_id": "sbr1:a1B2c3D4e5F6g7H8:4", "component_type": 2},
+            "message": {"id": "1500000000000000009", "channel_id": "7000000000000000001", "type": 0,
+                "author": {"id": "1100000000000000001", "username": "bot", "bot": true},
+                "content": "How did we do?",
+                "components": [{"type": 1, "components": [
+                    {"type": 2, "style": 2, "label": "4 ⭐⭐⭐⭐", "custom_id": "sbr1:a1B2c3D4e5F6g7H8:4"}]}]},
+            "app_permissions": "0", "locale": "en-US", "entitlements": [],
+            "authorizing_integration_owners": {"0": "0"}, "context": 1,
+        });
+        if let (Some(d), Value::Object(e)) = (d.as_object_mut(), extra) {
+            d.extend(e);
+        }
+        d
+    }
+
+    #[test]
+    fn button_presses_are_choices() {
+        let p = parse_dispatch("INTERACTION_CREATE", &press(json!({})), &options()).unwrap();
+        assert_eq!(p.conversation.chat, "7000000000000000001");
+        assert_eq!(p.dedup_key, "press:7000000000000000001:1600000000000000001");
+        assert_eq!(
+            p.sender.as_ref().map(|u| u.id.as_str()),
+            Some("1400000000000000001")
+        );
+        let ParsedKind::Choice {
+            remote_id,
+            payload,
+            answer,
+        } = p.kind
+        else {
+            panic!()
+        };
+        assert_eq!(remote_id, "1600000000000000001");
+        assert_eq!(payload, "sbr1:a1B2c3D4e5F6g7H8:4");
+        assert_eq!(
+            answer.message.as_ref().map(|m| m.0.as_str()),
+            Some("1500000000000000009")
+        );
+        assert!(
+            !format!("{answer:?}").contains("aW50"),
+            "the token is not logged"
+        );
+        // Not ours, not a button, not a press, a guild the bridge does not bridge: nothing.
+        for other in [
+            json!({"data": {"custom_id": "like", "component_type": 2}}),
+            json!({"data": {"custom_id": "sbr1:a1B2c3D4e5F6g7H8:4", "component_type": 3}}),
+            json!({"type": 2}),
+            json!({"guild_id": "1200000000000000001", "user": null,
+                   "member": {"user": {"id": "1400000000000000001", "username": "jane_d"}}}),
+            json!({"token": ""}),
+        ] {
+            assert!(
+                parse_dispatch("INTERACTION_CREATE", &press(other.clone()), &options()).is_none(),
+                "{other}"
+            );
+        }
+        // In a bridged guild the presser is `member.user`.
+        let guilds = ParseOptions {
+            guilds: true,
+            ..options()
+        };
+        let p = parse_dispatch(
+            "INTERACTION_CREATE",
+            &press(
+                json!({"guild_id": "1200000000000000001", "user": null, "context": 0,
+                          "member": {"user": {"id": "1400000000000000002", "username": "max"}}}),
+            ),
+            &guilds,
+        )
+        .unwrap();
+        assert!(p.group);
+        assert_eq!(p.sender.map(|u| u.id), Some("1400000000000000002".into()));
     }
 
     #[test]

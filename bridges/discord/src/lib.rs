@@ -3,7 +3,8 @@
 //!
 //! Conversations: a DM channel with the bot is a conversation (account = the bot's user id,
 //! chat = the DM channel id). Guild channels are ignored unless `guilds: true` (then each
-//! channel is one conversation, members' names before their words).
+//! channel is one group conversation: each member speaks as a ghost of their own, and the room
+//! is named after the channel, `#name`, which `GET /channels/{id}` tells).
 //!
 //! Everything goes through two base URLs: the HTTP API (`api_url`, default
 //! `https://discord.com`, requests to `/api/v10/…`) and the gateway URL that API hands out
@@ -21,7 +22,8 @@
 //! * [`model`] — the Discord objects the bridge reads.
 //! * `profile` — who is behind a DM channel, and avatars for ghosts.
 //! * `outbound` — `Channel::send`: messages, files, replies, edits, deletions, reactions,
-//!   idempotency.
+//!   rating questions, idempotency.
+//! * [`rating`] — rating questions as buttons, and the answer to a press (within 3 s).
 //! * [`rest`] — the HTTP API and what its errors mean (retryable or permanent).
 
 use std::sync::{Arc, RwLock};
@@ -44,6 +46,7 @@ pub mod markdown;
 pub mod model;
 mod outbound;
 mod profile;
+pub mod rating;
 pub mod rest;
 
 pub use config::DiscordConfig;
@@ -143,16 +146,36 @@ pub(crate) async fn handle_dispatch(
         }
         _ => None,
     };
+    let press = match &parsed.kind {
+        inbound::ParsedKind::Choice {
+            remote_id,
+            payload,
+            answer,
+        } => Some((remote_id.clone(), payload.clone(), answer.clone())),
+        _ => None,
+    };
+    let title = if parsed.group {
+        shared.profiles.channel_title(shared, &chat).await
+    } else {
+        None
+    };
     let realizer = inbound::Realizer {
         rest: &shared.rest,
         host: &shared.host,
         max_download: shared.config.max_download_size,
     };
     let dedup = parsed.dedup_key.clone();
-    let inbound = inbound::realize(parsed, sender, &realizer).await?;
+    let mut inbound = inbound::realize(parsed, sender, &realizer).await?;
+    if let Some(group) = inbound.group.as_mut() {
+        group.title = title;
+    }
     let fresh = shared.host.receive(inbound).await?;
     if let Some((key, value)) = reaction_state {
         shared.host.state_put(&key, &value).await?;
+    }
+    // Stored: now the press is answered (Discord wants that within 3 s of its delivery).
+    if let Some((id, payload, answer)) = press {
+        rating::answer(shared, &chat, &id, &payload, &answer).await;
     }
     tracing::debug!(event, dedup, fresh, "discord: event stored");
     Ok(())
@@ -222,6 +245,8 @@ impl Channel for Discord {
             replies: true,
             typing: true,
             reactions: true,
+            // Message components: one button per score (`rating`).
+            rating: switchboard_channel::RatingStyle::Native,
             ..Capabilities::default()
         }
     }

@@ -1,5 +1,5 @@
 //! Operators' actions delivered to the customer: `Channel::send` (messages with files and
-//! replies, edits, deletions) and the bot's typing indicator.
+//! replies, edits, deletions, reactions, rating questions) and the bot's typing indicator.
 //!
 //! * **Text**: the core's HTML becomes Discord markdown ([`crate::markdown::html_to_markdown`]);
 //!   plain text is escaped so it shows as typed. Discord takes 2000 characters; a conversion
@@ -13,6 +13,8 @@
 //!   key with `enforce_nonce: true`, so Discord answers a retry with the message it already
 //!   created instead of a second one; as nonces are only checked for a few minutes, the id is
 //!   also remembered under `out:<key>` in the channel's state and a later retry returns it.
+//! * **Rating questions**: a message whose buttons are the choices ([`crate::rating`]), with
+//!   the same nonce and record as a message.
 //! * **Reactions**: `PUT`/`DELETE /channels/{id}/messages/{id}/reactions/{emoji}/@me`. Only an
 //!   emoji is sent (Matrix allows text keys, Discord answers them 10014 Unknown Emoji); the
 //!   bot's reaction is remembered per message, so a new one replaces it and a redaction knows
@@ -177,7 +179,28 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
         OutboundAction::Template { .. } => Err(SendError::Permanent {
             reason: "Discord has no message templates".into(),
         }),
-        OutboundAction::RatingRequest(_) => Err(switchboard_kit::rating::not_native("Discord")),
+        OutboundAction::RatingRequest(request) => {
+            let record = SentRecord::new(out.host.as_ref(), "discord", outbound);
+            if let Some(done) = record.recall().await? {
+                return Ok(Delivery {
+                    remote_id: done,
+                    delivered: true,
+                });
+            }
+            let mut payload = crate::rating::payload(request)?;
+            payload["nonce"] = nonce(&outbound.idempotency_key).into();
+            payload["enforce_nonce"] = true.into();
+            let message = out
+                .rest
+                .create_message(channel, &payload, &[])
+                .await
+                .map_err(classify)?;
+            record.remember(&message.id).await;
+            Ok(Delivery {
+                remote_id: message.id,
+                delivered: true,
+            })
+        }
     }
 }
 

@@ -7,6 +7,11 @@
 //! Avatars: `<cdn_url>/avatars/<user id>/<hash>.png` → `Host::put_media`, remembered under
 //! `avatar:<user id>` with the hash, so the file is fetched again only when the customer changes
 //! their avatar. Best effort: a failure leaves the ghost without a picture.
+//!
+//! A guild channel's name (issue 19): gateway events name a channel by id only, so the name a
+//! group room is given (`#support`) comes from `GET /channels/{id}`, kept in memory and in the
+//! channel's state (`channel-name:<id>`), so it is asked once per channel. Best effort: without
+//! it the room is named after the first member who wrote, as before.
 
 use std::collections::HashMap;
 
@@ -24,6 +29,8 @@ const MAX_AVATAR: u64 = 10 * 1024 * 1024;
 pub struct Profiles {
     /// Channel id → the last author seen there, with their avatar.
     by_channel: Mutex<HashMap<String, (User, Option<MediaRef>)>>,
+    /// Guild channel id → its title (`#name`).
+    titles: Mutex<HashMap<String, String>>,
 }
 
 fn to_profile(user: &User, avatar: Option<MediaRef>) -> ContactProfile {
@@ -56,6 +63,49 @@ impl Profiles {
             .await
             .insert(channel.to_owned(), (user.clone(), avatar.clone()));
         to_profile(user, avatar)
+    }
+
+    /// The title of guild channel `channel` (`#` and its name), for its room's name; `None`
+    /// when Discord does not tell (no access, an outage: asked again next time).
+    pub async fn channel_title(&self, shared: &Shared, channel: &str) -> Option<String> {
+        if let Some(title) = self.titles.lock().await.get(channel) {
+            return Some(title.clone());
+        }
+        let key = format!("channel-name:{channel}");
+        let stored = shared.host.state_get(&key).await.ok().flatten();
+        let title = match stored {
+            Some(title) => title,
+            None => {
+                let found = match shared.rest.channel(channel).await {
+                    Ok(found) => found,
+                    Err(e) => {
+                        tracing::info!(channel, error = %e, "discord: cannot read the guild channel's name");
+                        return None;
+                    }
+                };
+                let name: String = found
+                    .get("name")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(100)
+                    .collect();
+                if name.trim().is_empty() {
+                    return None;
+                }
+                let title = format!("#{}", name.trim());
+                if let Err(e) = shared.host.state_put(&key, &title).await {
+                    tracing::debug!(error = %e, "discord: cannot remember a channel's name");
+                }
+                title
+            }
+        };
+        self.titles
+            .lock()
+            .await
+            .insert(channel.to_owned(), title.clone());
+        Some(title)
     }
 
     /// The customer last seen in `channel` (when `id` is given, only if it is them).

@@ -250,6 +250,39 @@ impl Rest {
         self.execute(request.body("")).await.map(drop)
     }
 
+    /// `GET /channels/{id}`: the channel object (a guild channel's `name`, a DM's
+    /// `recipients`), as raw JSON.
+    pub async fn channel(&self, channel: &str) -> Result<Value, RestError> {
+        self.json(self.request(Method::GET, &format!("/channels/{channel}")))
+            .await
+    }
+
+    /// `POST /interactions/{id}/{token}/callback`: the first answer to an interaction (204).
+    /// The interaction's token in the path is what authenticates it; the bot's token is not
+    /// sent. A token that is not URL-safe (Discord's are base64url) is refused here.
+    pub async fn interaction_callback(
+        &self,
+        id: &str,
+        token: &str,
+        body: &Value,
+    ) -> Result<(), RestError> {
+        let url_safe = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        };
+        if !url_safe(id) || !url_safe(token) {
+            return Err(RestError::Decode(
+                "an interaction id or token that is not URL-safe".into(),
+            ));
+        }
+        let request = self
+            .http
+            .post(format!("{}/interactions/{id}/{token}/callback", self.base))
+            .json(body);
+        self.execute(request).await.map(drop)
+    }
+
     /// `POST /channels/{id}/typing`: shows the bot typing for ~10 s.
     pub async fn trigger_typing(&self, channel: &str) -> Result<(), RestError> {
         let request = self
@@ -314,6 +347,8 @@ pub mod codes {
     pub const INVALID_TOKEN: i64 = 50014;
     pub const INVALID_FORM_BODY: i64 = 50035;
     pub const FILE_TOO_LARGE: i64 = 40005;
+    pub const UNKNOWN_INTERACTION: i64 = 10062;
+    pub const ALREADY_ACKNOWLEDGED: i64 = 40060;
 }
 
 /// What a failed request means for an outbound item. Permanent reasons quote Discord's own

@@ -105,6 +105,7 @@ pub async fn realize(
             },
         },
         ParsedKind::Reaction { remote_id, key } => InboundEvent::Reaction { remote_id, key },
+        ParsedKind::Choice { remote_id, payload } => InboundEvent::Choice { remote_id, payload },
         ParsedKind::Delivered { remote_id } => InboundEvent::Delivered { remote_id },
         ParsedKind::Read { remote_id } => InboundEvent::Read { remote_id },
         ParsedKind::Failed { remote_id, reason } => InboundEvent::Failed { remote_id, reason },

@@ -17,7 +17,8 @@
 //! * [`payload`] — a delivery → what it means ([`payload::parse_webhook`], pure, fuzzed).
 //! * `inbound` — parsed events → the core's `Inbound`, customers' files fetched.
 //! * [`format`] — operators' HTML → WhatsApp's `*bold*` `_italic_` markup.
-//! * `outbound` — `Channel::send`: text, files, reactions, templates, idempotency.
+//! * `outbound` — `Channel::send`: text, files, reactions, templates, rating questions (an
+//!   interactive list), idempotency.
 //! * [`api`] — the Graph API calls and what their errors mean (retryable or permanent).
 //!
 //! The 24-hour customer-service window is the core's to enforce (`reply_window`); WhatsApp
@@ -96,6 +97,8 @@ impl Channel for WhatsApp {
             read_receipts: self.config.read_receipts,
             reply_window: Some(REPLY_WINDOW),
             templates: true,
+            // Interactive list messages carry the rating choices (`outbound::rating_message`).
+            rating: switchboard_channel::RatingStyle::Native,
             ..Capabilities::default()
         }
     }

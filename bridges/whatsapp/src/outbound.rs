@@ -14,6 +14,13 @@
 //! * **Reactions**: `type: reaction` with the target's wamid and the emoji, `""` to remove.
 //! * **Templates**: `type: template` with the name, `language.code` and the parameters as the
 //!   body component's text parameters.
+//! * **Rating requests** ([`rating_message`]): `type: interactive`. Reply buttons
+//!   (`interactive.type: button`) take at most 3 choices, so the five scores go as a list
+//!   (`interactive.type: list`): the question as the body, a button that opens the list, and one
+//!   section whose rows are the choices (row `id` = the kit's payload, `title` = the label). A
+//!   tap comes back as a message of type `interactive` (`list_reply` / `button_reply`) carrying
+//!   the row's id ([`crate::payload`]). Interactive messages are free-form: only within the
+//!   24-hour customer-service window, which the core checks before asking.
 //! * **Idempotency**: the Cloud API has no idempotency key, so each part of an item is
 //!   remembered under `out:<idempotency key>#<part>` in the channel's state once WhatsApp
 //!   accepted it, and a retry (after a crash, or after a later part failed) skips what was
@@ -25,6 +32,8 @@ use serde_json::{json, Value};
 use switchboard_channel::{
     Attachment, Content, ConversationKey, Delivery, Host, Outbound, OutboundAction, SendError,
 };
+
+use switchboard_kit::rating;
 
 use crate::api::{classify, Graph};
 use crate::config::WhatsAppConfig;
@@ -282,8 +291,80 @@ pub async fn send(out: &Outgoing<'_>, outbound: &Outbound) -> Result<Delivery, S
         OutboundAction::Delete { .. } => Err(permanent(
             "WhatsApp does not let a business delete a sent message",
         )),
-        OutboundAction::RatingRequest(_) => Err(switchboard_kit::rating::not_native("WhatsApp")),
+        OutboundAction::RatingRequest(request) => {
+            let record = SentRecord::part(out.host, "whatsapp", outbound, "#0");
+            if let Some(done) = record.recall().await? {
+                return Ok(Delivery {
+                    remote_id: done,
+                    delivered: false,
+                });
+            }
+            let mut body = envelope(to, "interactive", None);
+            body["interactive"] = rating_message(request)?;
+            let wamid = out.graph.send(&body).await.map_err(classify)?;
+            record.remember(&wamid).await;
+            Ok(Delivery {
+                remote_id: wamid,
+                delivered: false,
+            })
+        }
     }
+}
+
+/// The list's button, which opens the rows. It says nothing in words, so it needs no
+/// translation: the question above it is in the customer's language.
+pub const RATING_LIST_BUTTON: &str = "⭐ 1–5";
+
+/// Reply buttons (<https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/interactive-reply-buttons-messages>):
+/// 1–3 buttons, each a `reply` with an `id` of at most 256 characters and a `title` of at most
+/// 20; the body at most 1024 characters.
+const MAX_BUTTONS: usize = 3;
+const MAX_BUTTON_TITLE: usize = 20;
+const MAX_BUTTON_ID: usize = 256;
+const MAX_BUTTONS_BODY: usize = 1024;
+
+/// List messages (<https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/interactive-list-messages>):
+/// at most 10 rows in all, a row `id` of at most 200 characters and a `title` of at most 24;
+/// the body at most 4096 characters, the button at most 20.
+const MAX_ROWS: usize = 10;
+const MAX_ROW_TITLE: usize = 24;
+const MAX_ROW_ID: usize = 200;
+const MAX_LIST_BODY: usize = 4096;
+
+/// The `interactive` object of a rating request: reply buttons when the choices fit them (3 at
+/// most), else a list with one section.
+pub fn rating_message(request: &switchboard_channel::RatingRequest) -> Result<Value, SendError> {
+    let n = request.choices.len();
+    if (1..=MAX_BUTTONS).contains(&n)
+        && rating::check_fits(request, "WhatsApp", MAX_BUTTON_TITLE, MAX_BUTTON_ID).is_ok()
+    {
+        let buttons: Vec<Value> = request
+            .choices
+            .iter()
+            .map(|c| json!({"type": "reply", "reply": {"id": c.payload, "title": c.label}}))
+            .collect();
+        return Ok(json!({
+            "type": "button",
+            "body": {"text": rating::clip(&request.question, MAX_BUTTONS_BODY, "⭐")},
+            "action": {"buttons": buttons},
+        }));
+    }
+    if n > MAX_ROWS {
+        return Err(permanent(format!(
+            "the rating question has {n} choices; a WhatsApp list takes at most {MAX_ROWS}"
+        )));
+    }
+    rating::check_fits(request, "WhatsApp", MAX_ROW_TITLE, MAX_ROW_ID)?;
+    let rows: Vec<Value> = request
+        .choices
+        .iter()
+        .map(|c| json!({"id": c.payload, "title": c.label}))
+        .collect();
+    Ok(json!({
+        "type": "list",
+        "body": {"text": rating::clip(&request.question, MAX_LIST_BODY, "⭐")},
+        "action": {"button": RATING_LIST_BUTTON, "sections": [{"rows": rows}]},
+    }))
 }
 
 async fn send_part(
@@ -419,6 +500,36 @@ mod tests {
             mime: mime.into(),
             size,
         }
+    }
+
+    #[test]
+    fn five_choices_go_as_a_list_three_as_buttons() {
+        let request = rating::request("How did we do?", "n0nce");
+        let list = rating_message(&request).unwrap();
+        assert_eq!(list["type"], "list");
+        assert_eq!(list["body"]["text"], "How did we do?");
+        assert_eq!(list["action"]["button"], RATING_LIST_BUTTON);
+        assert!(RATING_LIST_BUTTON.chars().count() <= 20);
+        let rows = list["action"]["sections"][0]["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 5);
+        assert_eq!(rows[4]["id"], "sbr1:n0nce:5");
+        assert_eq!(rows[4]["title"], "5 ⭐⭐⭐⭐⭐");
+        let mut three = request.clone();
+        three.choices.truncate(3);
+        let buttons = rating_message(&three).unwrap();
+        assert_eq!(buttons["type"], "button");
+        assert_eq!(
+            buttons["action"]["buttons"][2]["reply"]["id"],
+            "sbr1:n0nce:3"
+        );
+        let mut eleven = request.clone();
+        while eleven.choices.len() < 11 {
+            eleven.choices.push(request.choices[0].clone());
+        }
+        assert!(matches!(
+            rating_message(&eleven),
+            Err(SendError::Permanent { .. })
+        ));
     }
 
     #[test]

@@ -15,6 +15,11 @@
 //! Ids: the remote id of a message is its `wamid`, unique across WhatsApp, so it is also the
 //! dedup key (`msg:<wamid>`); reactions are `reaction:<wamid>` and statuses
 //! `status:<wamid>:<status>`, so Meta's redeliveries are stored once and each status once.
+//!
+//! A tap on a row of one of our lists or on a reply button arrives as a message of type
+//! `interactive` (`list_reply` / `button_reply`, with the row's or button's `id` and `title`).
+//! When the id is a rating payload (`switchboard_kit::rating`) it is a [`ParsedKind::Choice`];
+//! any other tap is shown as the text the customer saw (its title).
 
 use serde_json::Value;
 use switchboard_channel::{ContactProfile, ConversationKey};
@@ -43,6 +48,9 @@ pub enum ParsedKind {
     },
     /// Something the bridge cannot show as a message (an unsupported type, Meta's error).
     Notice { remote_id: String, text: String },
+    /// The customer picked a choice of a rating question (a list row or reply button whose id
+    /// is a rating payload); `remote_id` is the tap's own message.
+    Choice { remote_id: String, payload: String },
     /// The customer reacted to `remote_id`; `key: None` removed their reaction.
     Reaction {
         remote_id: String,
@@ -392,9 +400,16 @@ fn parse_message(
             Some(t) => message(t.to_owned(), None),
             None => unsupported(),
         },
-        ("interactive", Some(i)) => match interactive_text(i) {
-            Some(t) => message(t, None),
-            None => unsupported(),
+        ("interactive", Some(i)) => match (rating_choice(i), interactive_text(i)) {
+            (Some(payload), _) => make(
+                format!("msg:{remote_id}"),
+                ParsedKind::Choice {
+                    remote_id: remote_id.clone(),
+                    payload,
+                },
+            ),
+            (None, Some(t)) => message(t, None),
+            (None, None) => unsupported(),
         },
         ("reaction", Some(r)) => {
             let Some(target) = id(r, "message_id") else {
@@ -480,6 +495,16 @@ fn contacts_text(cards: &[Value]) -> String {
         })
         .collect();
     lines.join("\n")
+}
+
+/// The rating payload a tap on one of our list rows or reply buttons carries, if it is one.
+fn rating_choice(i: &Value) -> Option<String> {
+    ["list_reply", "button_reply"]
+        .iter()
+        .filter_map(|key| i.get(*key))
+        .filter_map(|reply| reply.get("id").and_then(Value::as_str))
+        .find(|id| switchboard_kit::rating::parse_payload(id).is_some())
+        .map(str::to_owned)
 }
 
 /// A tap on one of our buttons or list rows: its title (and description).
@@ -721,6 +746,46 @@ mod tests {
             batch.skipped.iter().any(|s| s.contains("Rate limit hit")),
             "{:?}",
             batch.skipped
+        );
+    }
+
+    /// The channel's own fixtures (`bridges/whatsapp/fixtures`), always there.
+    fn own(name: &str) -> Parsed {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(name);
+        let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let batch = parse_webhook(&body).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(batch.events.len(), 1, "{name}: {batch:?}");
+        batch.events.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn taps_on_rating_rows_and_buttons_are_choices() {
+        let p = own("interactive_list_reply_rating.json");
+        assert_eq!(
+            p.kind,
+            ParsedKind::Choice {
+                remote_id: "wamid.HBgMOTcyOTg3NjU0MzIxFQIAEhgUM0FGQUtFTElTVFJFUExZMDAwMQA=".into(),
+                payload: "sbr1:a1B2c3D4e5F6g7H8:4".into(),
+            }
+        );
+        assert_eq!(
+            p.dedup_key,
+            "msg:wamid.HBgMOTcyOTg3NjU0MzIxFQIAEhgUM0FGQUtFTElTVFJFUExZMDAwMQA="
+        );
+        assert_eq!(p.conversation.chat, "972987654321");
+        assert_eq!(p.sender.display_name.as_deref(), Some("Test Name"));
+        let p = own("interactive_button_reply_rating.json");
+        assert!(
+            matches!(&p.kind, ParsedKind::Choice { payload, .. } if payload == "sbr1:a1B2c3D4e5F6g7H8:2"),
+            "{p:?}"
+        );
+        // A row that is not a rating reads as what the customer saw.
+        let p = own("interactive_list_reply_other.json");
+        assert!(
+            matches!(&p.kind, ParsedKind::Message { text, .. } if text == "Express — Next Day to 2 Days"),
+            "{p:?}"
         );
     }
 
