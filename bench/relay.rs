@@ -68,6 +68,8 @@ struct Settings {
     /// Messages per path for throughput (split over `throughput_rounds`).
     throughput: usize,
     throughput_rounds: usize,
+    /// Rounds of bridge inbound bursts with and without the search index (0: none).
+    index_ab_rounds: usize,
     /// Conversations sending in parallel during throughput runs (rooms for direct, portals for
     /// the bridge).
     conversations: usize,
@@ -89,6 +91,7 @@ impl Settings {
                 rounds: 2,
                 throughput: 200,
                 throughput_rounds: 1,
+                index_ab_rounds: 1,
                 conversations: 8,
                 idle: 2_000,
                 portals: 10_000,
@@ -102,6 +105,7 @@ impl Settings {
                 rounds: 3,
                 throughput: 960,
                 throughput_rounds: 2,
+                index_ab_rounds: 2,
                 conversations: 16,
                 idle: 10_000,
                 portals: 100_000,
@@ -124,6 +128,7 @@ impl Settings {
         s.rounds = num("ROUNDS", s.rounds)?.max(1);
         s.throughput = num("THROUGHPUT", s.throughput)?;
         s.throughput_rounds = num("THROUGHPUT_ROUNDS", s.throughput_rounds)?.max(1);
+        s.index_ab_rounds = num("INDEX_AB_ROUNDS", s.index_ab_rounds)?;
         s.conversations = num("CONVERSATIONS", s.conversations)?.max(1);
         s.idle = num("IDLE", s.idle as usize)? as u64;
         s.portals = num("PORTALS", s.portals as usize)? as u64;
@@ -744,6 +749,70 @@ async fn run(quick: bool) -> anyhow::Result<()> {
             ));
         }
     }
+    // ---- the search index's share of inbound relay ------------------------------------------
+    // Bridge inbound bursts with the search index and without it, alternating round by round:
+    // "without" installs a bench-only trigger in the bridge's store that drops each search row
+    // before it is written (no row, no FTS5 entry; the analyzer still runs). Reported: messages
+    // per second and the bridge's CPU time per message, each way.
+    let index_ab = if settings.index_ab_rounds > 0 && database_url.starts_with("sqlite:") {
+        use sqlx::ConnectOptions;
+        let mut db = sqlx::sqlite::SqliteConnectOptions::from_url(&url::Url::parse(&database_url)?)?
+            .busy_timeout(Duration::from_secs(10))
+            .connect()
+            .await?;
+        let mut ab = [Throughput::default(), Throughput::default()];
+        say(format!(
+            "search index on/off: {} rounds × {n} conversations × {per} inbound messages",
+            settings.index_ab_rounds
+        ));
+        for r in 0..settings.index_ab_rounds {
+            for step in 0..2 {
+                let off = (r + step) % 2 == 1;
+                if off {
+                    sqlx::query("CREATE TRIGGER bench_index_off BEFORE INSERT ON search_docs BEGIN SELECT RAISE(IGNORE); END")
+                        .execute(&mut db)
+                        .await?;
+                }
+                world.settle().await?;
+                let before = world.cpu()?;
+                let (secs, accepted) = world
+                    .burst(Path::Inbound, &format!("ab{r}{}", if off { "off" } else { "on" }), per)
+                    .await?;
+                world.settle().await?;
+                let after = world.cpu()?;
+                if off {
+                    sqlx::query("DROP TRIGGER bench_index_off").execute(&mut db).await?;
+                }
+                let t = &mut ab[usize::from(off)];
+                t.messages += n * per;
+                t.seconds += secs;
+                t.accept_seconds += accepted;
+                t.round_rates.push((n * per) as f64 / secs);
+                t.bridge_cpu_s += after.0.cpu_s - before.0.cpu_s;
+                t.synapse_cpu_s += after.1.cpu_s - before.1.cpu_s;
+                say(format!(
+                    "  round {r} index {:<3} {:.1} msg/s, bridge {:.2} ms CPU per message",
+                    if off { "off" } else { "on" },
+                    (n * per) as f64 / secs,
+                    (after.0.cpu_s - before.0.cpu_s) * 1000.0 / (n * per) as f64
+                ));
+            }
+        }
+        let cpu_ms = |t: &Throughput| t.bridge_cpu_s * 1000.0 / t.messages as f64;
+        json!({
+            "rounds": settings.index_ab_rounds,
+            "with_index": ab[0].json(),
+            "without_index": ab[1].json(),
+            "bridge_cpu_ms_per_message_with_index": round3(cpu_ms(&ab[0])),
+            "bridge_cpu_ms_per_message_without_index": round3(cpu_ms(&ab[1])),
+            // The share of the bridge's work per relayed message that is the index's.
+            "index_share_of_bridge_cpu": round3(1.0 - cpu_ms(&ab[1]) / cpu_ms(&ab[0])),
+            // Throughput lost to the index (negative: within the noise of the machine).
+            "index_share_of_inbound_throughput": round3(1.0 - ab[0].rate() / ab[1].rate()),
+        })
+    } else {
+        Value::Null
+    };
     let after_traffic = procfs::sample(pid)?;
     let relayed: usize = throughput[1].messages
         + throughput[2].messages
@@ -851,6 +920,7 @@ async fn run(quick: bool) -> anyhow::Result<()> {
             "outbound": round3(percentile(&sorted(&acks[3]), 50.0)),
         },
         "throughput": {"direct": td.json(), "inbound": ti.json(), "outbound": to.json()},
+        "search_index_inbound": index_ab,
         "ratios": {
             "appservice_p50": round3(ratio(a.p(50.0), d.p(50.0))),
             "appservice_p95": round3(ratio(a.p(95.0), d.p(95.0))),

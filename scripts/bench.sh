@@ -14,6 +14,7 @@
 #   SWITCHBOARD_BENCH_WARMUP         unmeasured messages per path first (20)
 #   SWITCHBOARD_BENCH_THROUGHPUT     messages per path for throughput (960)
 #   SWITCHBOARD_BENCH_THROUGHPUT_ROUNDS  (2)
+#   SWITCHBOARD_BENCH_INDEX_AB_ROUNDS  bridge inbound rounds with and without the search index (2; 0: none)
 #   SWITCHBOARD_BENCH_CONVERSATIONS  conversations sending in parallel (16)
 #   SWITCHBOARD_BENCH_IDLE           conversations in the store for the idle RSS reading (10000)
 #   SWITCHBOARD_BENCH_PORTALS        portals in the store for the start-time reading (100000)

@@ -10,7 +10,8 @@ then detected among those only (a short Ukrainian note is not taken for Russian,
 It runs at a lower priority (--nice 10) so that, on a machine it shares with the bridge and the
 homeserver, relay goes first. Limits, each answered with an OpenAI-style error envelope: a body over --max-bytes (413), audio
 that cannot be decoded (400), audio longer than --max-seconds (413). One request is transcribed
-at a time (the others wait), with --cpu-threads threads, so the machine keeps cores for the rest.
+at a time (the others wait), with --cpu-threads threads (default 1, OpenMP's too), so on a 2-core
+machine one core stays with relay.
 
 Run: whisper-venv/bin/python scripts/whisper-server.py --model whisper-venv/model --port 9000
 """
@@ -157,6 +158,9 @@ def main():
     args = p.parse_args()
     if args.nice:
         os.nice(args.nice)
+    # CTranslate2 takes --cpu-threads for its own pool; OpenMP (and the BLAS under it) would
+    # otherwise start one thread per core for some steps.
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.cpu_threads))
     engine = Engine(args)
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.args, server.engine = args, engine

@@ -633,6 +633,13 @@ pub struct OcrConfig {
     /// header, before any decoder sees it.
     #[serde(default = "default_ocr_pixels")]
     pub max_pixels: u64,
+    /// Threads one Tesseract run may use (`OMP_THREAD_LIMIT`). 1: on a 2-core machine the
+    /// other core stays with relay (with `media.concurrency` 1, one image at a time).
+    #[serde(default = "default_ocr_threads")]
+    pub threads: u32,
+    /// The niceness Tesseract runs at (0–19; higher yields more): relay goes first for the CPU.
+    #[serde(default = "default_ocr_nice")]
+    pub nice: i32,
 }
 
 impl Default for OcrConfig {
@@ -644,6 +651,8 @@ impl Default for OcrConfig {
             timeout: default_ocr_timeout(),
             max_memory_mb: default_ocr_memory(),
             max_pixels: default_ocr_pixels(),
+            threads: default_ocr_threads(),
+            nice: default_ocr_nice(),
         }
     }
 }
@@ -680,6 +689,12 @@ fn default_ocr_memory() -> u64 {
 }
 fn default_ocr_pixels() -> u64 {
     40_000_000
+}
+fn default_ocr_threads() -> u32 {
+    1
+}
+fn default_ocr_nice() -> i32 {
+    10
 }
 
 /// The admin API's own secret. Operators call the API with their Matrix access token instead.
@@ -1066,6 +1081,12 @@ impl Config {
         }
         if m.max_attempts == 0 {
             return Err(invalid("media.max_attempts", "must be at least 1"));
+        }
+        if m.ocr.threads == 0 {
+            return Err(invalid("media.ocr.threads", "must be at least 1"));
+        }
+        if !(0..=19).contains(&m.ocr.nice) {
+            return Err(invalid("media.ocr.nice", "must be from 0 to 19"));
         }
         if m.retry_base.is_zero() || m.retry_base > m.retry_max {
             return Err(invalid(

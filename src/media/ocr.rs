@@ -34,13 +34,14 @@ pub async fn read(config: &OcrConfig, image: &[u8]) -> Result<String, EngineErro
     let mut command = tokio::process::Command::new(&config.command);
     command
         .args(["stdin", "stdout", "-l", &config.languages.join("+")])
-        // One thread: the bridge and the homeserver keep the other cores.
-        .env("OMP_THREAD_LIMIT", "1")
+        // One thread by default (media.ocr.threads): the bridge and the homeserver keep the
+        // other cores.
+        .env("OMP_THREAD_LIMIT", config.threads.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    limit(&mut command, config.max_memory_mb, config.timeout);
+    limit(&mut command, config.max_memory_mb, config.timeout, config.nice);
     let mut child = command.spawn().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             EngineError::Unavailable {
@@ -163,7 +164,7 @@ fn tidy(text: &str) -> String {
 
 /// Limits for the child, set between fork and exec: its address space, its CPU seconds (twice
 /// the wall-clock timeout: the timer kills it first, this is the backstop), a lower priority.
-fn limit(command: &mut tokio::process::Command, memory_mb: u64, timeout: Duration) {
+fn limit(command: &mut tokio::process::Command, memory_mb: u64, timeout: Duration, nice: i32) {
     let bytes = memory_mb.saturating_mul(1024 * 1024) as libc::rlim_t;
     let cpu = timeout.as_secs().saturating_mul(2).max(1) as libc::rlim_t;
     // SAFETY: the closure runs in the forked child before exec and calls only setrlimit and
@@ -184,8 +185,8 @@ fn limit(command: &mut tokio::process::Command, memory_mb: u64, timeout: Duratio
             if libc::setrlimit(libc::RLIMIT_CPU, &cpu) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            // Behind relay for the CPU; failing to lower it is harmless.
-            libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+            // Behind relay for the CPU (media.ocr.nice); failing to lower it is harmless.
+            libc::setpriority(libc::PRIO_PROCESS, 0, nice);
             Ok(())
         });
     }
@@ -227,5 +228,37 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Tesseract runs with `media.ocr.threads` as its OpenMP thread limit and at
+    /// `media.ocr.nice`: a stand-in command reports what it was given.
+    #[tokio::test]
+    async fn the_engine_runs_with_the_configured_threads_and_niceness() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let command = dir.path().join("tesseract");
+        std::fs::write(
+            &command,
+            "#!/bin/sh\ncat >/dev/null\necho \"threads $OMP_THREAD_LIMIT nice $(cut -d' ' -f19 /proc/self/stat)\"\n",
+        )
+        .expect("script");
+        std::fs::set_permissions(&command, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let image = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/media/screenshot.png"
+        ))
+        .expect("fixture");
+        let config = OcrConfig {
+            command: command.display().to_string(),
+            threads: 2,
+            nice: 15,
+            ..OcrConfig::default()
+        };
+        let text = read(&config, &image).await.expect("the stand-in runs");
+        assert_eq!(text, "threads 2 nice 15");
+        let text = read(&OcrConfig { command: command.display().to_string(), ..OcrConfig::default() }, &image)
+            .await
+            .expect("the stand-in runs");
+        assert_eq!(text, "threads 1 nice 10", "the defaults leave a core to relay");
     }
 }

@@ -469,37 +469,55 @@ impl Store {
         }
         let lim = arg(&mut args, Arg::Int(limit));
         let off = arg(&mut args, Arg::Int(offset));
-        let sql = format!(
-            "SELECT d.id, d.conversation_id, c.room_id, COALESCE(d.event_id, m.event_id) AS event_id,
-                    c.channel, ct.display_name, c.contact_id, d.sender, d.kind, d.media, d.ts, d.body
-                    {score_column}
-             FROM {from}
-             JOIN conversations c ON c.id = d.conversation_id
-             LEFT JOIN routing r ON r.conversation_id = d.conversation_id
+        let where_ = if conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conds.join(" AND "))
+        };
+        // What a hit shows, for the rows `page` names (its `id`, and `score` when ranked).
+        let columns = "d.id, d.conversation_id, c.room_id, COALESCE(d.event_id, m.event_id) AS event_id,
+                    c.channel, ct.display_name, c.contact_id, d.sender, d.kind, d.media, d.ts, d.body";
+        let shown = "JOIN conversations c ON c.id = d.conversation_id
              LEFT JOIN contacts ct ON ct.channel = c.channel AND ct.contact_id = c.contact_id
              LEFT JOIN message_map m ON m.conversation_id = d.conversation_id
-                  AND m.remote_id = d.remote_id AND m.part = d.part
-             {where_} ORDER BY {newest} LIMIT {page}",
-            where_ = if conds.is_empty() {
-                String::new()
-            } else {
-                format!("WHERE {}", conds.join(" AND "))
-            },
-            score_column = score.as_ref().map_or(String::new(), |s| format!(", {s} AS score")),
-            page = if score.is_some() {
-                BEST_CANDIDATES.to_string()
-            } else {
-                format!("{lim} OFFSET {off}")
-            },
-        );
-        // Best first: rank the newest matches the asker may see (ranking every match of a
-        // common word costs a scan of all of them), then page through that ranking.
-        let sql = if score.is_some() {
-            format!(
-                "SELECT * FROM ({sql}) candidates ORDER BY score, id DESC LIMIT {lim} OFFSET {off}"
-            )
-        } else {
-            sql
+                  AND m.remote_id = d.remote_id AND m.part = d.part";
+        let sql = match &score {
+            None => format!(
+                "SELECT {columns}
+                 FROM {from}
+                 JOIN conversations c ON c.id = d.conversation_id
+                 LEFT JOIN routing r ON r.conversation_id = d.conversation_id
+                 LEFT JOIN contacts ct ON ct.channel = c.channel AND ct.contact_id = c.contact_id
+                 LEFT JOIN message_map m ON m.conversation_id = d.conversation_id
+                      AND m.remote_id = d.remote_id AND m.part = d.part
+                 {where_} ORDER BY {newest} LIMIT {lim} OFFSET {off}"
+            ),
+            // Best first: rank the newest matches the asker may see (ranking every match of a
+            // common word costs a scan of all of them), page through that ranking, and only
+            // then read what the page's rows show (a customer's name, the Matrix event): the
+            // candidates carry just what the filters need.
+            Some(score) => format!(
+                "SELECT {columns}, page.score
+                 FROM (
+                   SELECT id, score FROM (
+                     SELECT d.id AS id, {score} AS score
+                     FROM {from}
+                     JOIN conversations c ON c.id = d.conversation_id
+                     LEFT JOIN routing r ON r.conversation_id = d.conversation_id
+                     {contacts}
+                     {where_} ORDER BY {newest} LIMIT {candidates}
+                   ) candidates ORDER BY score, id DESC LIMIT {lim} OFFSET {off}
+                 ) page
+                 JOIN search_docs d ON d.id = page.id
+                 {shown}
+                 ORDER BY page.score, d.id DESC",
+                contacts = if query.from.is_some() {
+                    "LEFT JOIN contacts ct ON ct.channel = c.channel AND ct.contact_id = c.contact_id"
+                } else {
+                    ""
+                },
+                candidates = BEST_CANDIDATES,
+            ),
         };
         // Every value is bound; the text holds only this function's own fragments.
         let mut q = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
