@@ -9,7 +9,11 @@
 //!   enough for every network's buttons ([`MAX_LABEL`]: Messenger's and WhatsApp's 20 characters);
 //! * the **digit fallback** for networks without buttons (e-mail, SMS): the question followed by
 //!   a hint ([`fallback_text`]), and the reading of an answer ([`parse_digits`]): a message that
-//!   starts with a single digit 1–5, whatever follows being the customer's comment.
+//!   starts with a single digit 1–5, whatever follows being the customer's comment;
+//! * what a network with buttons checks alike before sending them ([`check_fits`]: each label
+//!   and payload within the network's own limits, or the request is refused with a reason), and
+//!   how a press that comes back as the customer's **text** is told from a message
+//!   ([`press_in_text`]: Viber's `reply` buttons send their `ActionBody` as a message).
 
 use switchboard_channel::{RatingChoice, RatingRequest};
 
@@ -28,6 +32,46 @@ pub fn not_native(channel: &str) -> switchboard_channel::SendError {
     switchboard_channel::SendError::Permanent {
         reason: format!("{channel} has no rating buttons (the question goes as text)"),
     }
+}
+
+/// Refuse a request a network would refuse: a label longer than `max_label` characters or a
+/// payload longer than `max_payload` bytes (VK: 40 and 255; Viber: 250 characters of `Text`,
+/// `ActionBody` well over 64). The kit's own choices always fit; this guards against a core
+/// that sends others, naming the network in the reason an operator reads.
+pub fn check_fits(
+    request: &RatingRequest,
+    network: &str,
+    max_label: usize,
+    max_payload: usize,
+) -> Result<(), switchboard_channel::SendError> {
+    let refuse = |reason: String| Err(switchboard_channel::SendError::Permanent { reason });
+    if request.choices.is_empty() {
+        return refuse(format!("a rating request for {network} has no choices"));
+    }
+    for c in &request.choices {
+        if c.label.is_empty() || c.label.chars().count() > max_label {
+            return refuse(format!(
+                "the rating button {:?} does not fit {network}'s labels (1 to {max_label} characters)",
+                c.label
+            ));
+        }
+        if c.payload.len() > max_payload {
+            return refuse(format!(
+                "the rating button {:?} carries more than {network}'s {max_payload}-byte payload",
+                c.label
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A customer's text that is a rating button's payload coming back (a network whose buttons
+/// answer with a message, e.g. Viber's `reply` buttons): the payload, trimmed of the blanks a
+/// client may add. `None` for any other text, so it stays an ordinary message (a customer who
+/// types a rating payload by hand only makes a press the core checks like any other).
+pub fn press_in_text(text: &str) -> Option<&str> {
+    let t = text.trim();
+    parse_payload(t).map(|_| t)
 }
 
 /// The payload of the choice `score` of the request with `nonce` (`nonce`: [A-Za-z0-9], as
@@ -154,6 +198,28 @@ mod tests {
         ] {
             assert_eq!(parse_payload(p), None, "{p:?}");
         }
+    }
+
+    #[test]
+    fn requests_are_checked_against_a_networks_limits() {
+        let req = request("How did we do?", "abc123");
+        assert!(check_fits(&req, "VK", 40, 255).is_ok());
+        // The stricter network refuses what a laxer one takes.
+        assert!(check_fits(&req, "X", 3, 255).is_err());
+        assert!(check_fits(&req, "X", 40, 10).is_err());
+        let empty = RatingRequest {
+            question: "?".into(),
+            choices: vec![],
+        };
+        assert!(check_fits(&empty, "VK", 40, 255).is_err());
+    }
+
+    #[test]
+    fn presses_in_text_are_only_payloads() {
+        assert_eq!(press_in_text(" sbr1:abc:4\n"), Some("sbr1:abc:4"));
+        assert_eq!(press_in_text("4"), None);
+        assert_eq!(press_in_text("sbr1:abc:4 thanks"), None);
+        assert_eq!(press_in_text("hello"), None);
     }
 
     #[test]
