@@ -644,3 +644,104 @@ async fn messenger_quick_replies_rate_and_the_reply_window_is_respected() -> any
     );
     Ok(())
 }
+
+/// On VK the question comes with an inline keyboard of `callback` buttons; a press arrives as a
+/// `message_event`, is answered (`messages.sendMessageEventAnswer`) once stored, and rates once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vk_callback_buttons_rate_once() -> anyhow::Result<()> {
+    use fakes::vk::{FakeVk, VkUser, CONFIRMATION, GROUP_ID, SECRET, TOKEN};
+    let fake = FakeVk::start().await?;
+    let env = TestEnv::start(with_teams(
+        BridgeOptions::default().channel(
+            "vk",
+            json!({"enabled": true, "api_url": fake.api_url(), "access_token": TOKEN,
+                   "group_id": GROUP_ID, "secret": SECRET, "confirmation": CONFIRMATION}),
+        ),
+        json!({
+            "support": {
+                "members": ["@bob:localhost"],
+                "leads": ["@alice:localhost"],
+                "rules": [{"channel": "vk"}],
+                "csat": {"delay": "10m"},
+            }
+        }),
+    ))
+    .await?;
+    let url = format!("{}/vk/callback", env.bridge.base_url());
+    fake.set_callback_url(&url);
+    let user = VkUser::new(228970688, "Иван", "Петров");
+    fake.add_user(&user, None);
+    let t0 = utc(2026, 11, 24, 10, 0);
+    env.set_clock(t0).await?;
+    let deliver = |event: Value| {
+        let fake = &fake;
+        let url = url.clone();
+        async move {
+            let (status, body) = fake.post_callback(&url, &event).await?;
+            ensure!(status == 200 && body == "ok", "callback answered {status} {body:?}");
+            anyhow::Ok(())
+        }
+    };
+    deliver(fake.message_new(&user, json!({"text": "Посылка повреждена"})).0).await?;
+    let room = env.bob.wait_for_invite("Иван Петров").await?;
+    env.bob.wait_for_text(&room, "Посылка повреждена").await?;
+    env.bob.send_text(&room, "Заменим.").await?;
+    fake.wait_for_call("messages.send", |c| c.ok() && c.str("message").as_deref() == Some("Заменим."))
+        .await?;
+    command(&env.bob, &room, "!sb resolve").await?;
+
+    // The question: messages.send with an inline keyboard, five callback buttons, worst first.
+    env.set_clock(t0 + 11 * MIN).await?;
+    let call = fake
+        .wait_for_call("messages.send", |c| c.str("message").as_deref() == Some(QUESTION))
+        .await?;
+    ensure!(call.ok(), "{call:?}");
+    let (cmid, _) = fake
+        .community_messages(user.id)
+        .into_iter()
+        .find(|(_, m)| m["text"] == QUESTION)
+        .ok_or_else(|| anyhow::anyhow!("the question is not among the community's messages"))?;
+    let keyboard = fake.keyboard_of(user.id, cmid);
+    ensure!(keyboard["inline"] == true, "{keyboard}");
+    let labels: Vec<&str> = keyboard["buttons"]
+        .as_array()
+        .map(|rows| rows.iter().filter_map(|r| r[0]["action"]["label"].as_str()).collect())
+        .unwrap_or_default();
+    ensure!(
+        labels == ["1 ⭐", "2 ⭐⭐", "3 ⭐⭐⭐", "4 ⭐⭐⭐⭐", "5 ⭐⭐⭐⭐⭐"],
+        "{keyboard}"
+    );
+
+    // The customer presses 4: the rating shows in the room, the press is answered.
+    let (press, event_id) = fake.press(&user, cmid, 3, 0)?;
+    deliver(press).await?;
+    env.bob
+        .wait_for_text(
+            &room,
+            "⭐ The customer rated this conversation 4/5 (about @bob:localhost)",
+        )
+        .await?;
+    rig::poll_until("the press answered", Duration::from_secs(30), || async {
+        Ok(fake.answered_events().contains(&event_id).then_some(()))
+    })
+    .await?;
+
+    // Pressing 1 later: answered, the rating stays 4.
+    let (again, again_id) = fake.press(&user, cmid, 0, 0)?;
+    deliver(again).await?;
+    rig::poll_until("the second press answered", Duration::from_secs(30), || async {
+        Ok(fake.answered_events().contains(&again_id).then_some(()))
+    })
+    .await?;
+    let whois = command(&env.bob, &room, "!sb whois").await?;
+    ensure!(whois.contains("rated 4/5"), "{whois}");
+    let rated = rig::store_count(
+        Backend::Sqlite,
+        env.bridge.database_url(),
+        "SELECT COUNT(*) FROM conversation_events WHERE kind = 'rated'",
+        &[],
+    )
+    .await?;
+    ensure!(rated == 1, "{rated} rated events");
+    Ok(())
+}
