@@ -522,7 +522,11 @@ mod tests {
         );
         for text in ["sbr1:abc123:5 thanks", "sbr1:abc123:7", "5"] {
             let p = event(parse_event(&msg(text), "bot"));
-            assert!(matches!(p.kind, ParsedKind::Message { .. }), "{text}: {:?}", p.kind);
+            assert!(
+                matches!(p.kind, ParsedKind::Message { .. }),
+                "{text}: {:?}",
+                p.kind
+            );
         }
     }
 

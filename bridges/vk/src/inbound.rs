@@ -923,7 +923,9 @@ mod tests {
         );
         assert_eq!(p.dedup_key, "press:7:3f1a2b");
         let p = event_of(press(serde_json::json!(r#"{"rating":"sbr1:abc123:2"}"#)));
-        assert!(matches!(p.kind, ParsedKind::Choice { ref payload, .. } if payload == "sbr1:abc123:2"));
+        assert!(
+            matches!(p.kind, ParsedKind::Choice { ref payload, .. } if payload == "sbr1:abc123:2")
+        );
         for other in [
             serde_json::json!({"rating": "sbr1:abc123:9"}),
             serde_json::json!({"button": "1"}),

@@ -73,7 +73,11 @@ pub(crate) async fn handle(
         inbound::ParsedKind::Choice { event_id, .. } => Some((
             event_id.clone(),
             parsed.user_id,
-            parsed.conversation.chat.parse::<i64>().unwrap_or(parsed.user_id),
+            parsed
+                .conversation
+                .chat
+                .parse::<i64>()
+                .unwrap_or(parsed.user_id),
         )),
         _ => None,
     };

@@ -440,7 +440,11 @@ pub async fn answer_event(out: &Outgoing, event_id: &str, user_id: i64, peer_id:
         ("user_id", user_id.to_string()),
         ("peer_id", peer_id.to_string()),
     ];
-    if let Err(e) = out.api.call("messages.sendMessageEventAnswer", &params).await {
+    if let Err(e) = out
+        .api
+        .call("messages.sendMessageEventAnswer", &params)
+        .await
+    {
         tracing::warn!(error = %e, "vk: button press not answered");
     }
 }
