@@ -960,3 +960,196 @@ async fn discord_buttons_rate_and_the_press_is_answered_within_3_seconds(
     );
     steps.finish()
 }
+
+/// On VK the question comes with an inline keyboard of `callback` buttons; a press arrives as a
+/// `message_event`, is answered (`messages.sendMessageEventAnswer`) once stored, and rates once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vk_callback_buttons_rate_once() -> anyhow::Result<()> {
+    use fakes::vk::{FakeVk, VkUser, CONFIRMATION, GROUP_ID, SECRET, TOKEN};
+    let fake = FakeVk::start().await?;
+    let env = TestEnv::start(with_teams(
+        BridgeOptions::default().channel(
+            "vk",
+            json!({"enabled": true, "api_url": fake.api_url(), "access_token": TOKEN,
+                   "group_id": GROUP_ID, "secret": SECRET, "confirmation": CONFIRMATION}),
+        ),
+        json!({
+            "support": {
+                "members": ["@bob:localhost"],
+                "leads": ["@alice:localhost"],
+                "rules": [{"channel": "vk"}],
+                "csat": {"delay": "10m"},
+            }
+        }),
+    ))
+    .await?;
+    let url = format!("{}/vk/callback", env.bridge.base_url());
+    fake.set_callback_url(&url);
+    let user = VkUser::new(228970688, "Иван", "Петров");
+    fake.add_user(&user, None);
+    let t0 = utc(2026, 11, 24, 10, 0);
+    env.set_clock(t0).await?;
+    let deliver = |event: Value| {
+        let fake = &fake;
+        let url = url.clone();
+        async move {
+            let (status, body) = fake.post_callback(&url, &event).await?;
+            ensure!(status == 200 && body == "ok", "callback answered {status} {body:?}");
+            anyhow::Ok(())
+        }
+    };
+    deliver(fake.message_new(&user, json!({"text": "Посылка повреждена"})).0).await?;
+    let room = env.bob.wait_for_invite("Иван Петров").await?;
+    env.bob.wait_for_text(&room, "Посылка повреждена").await?;
+    env.bob.send_text(&room, "Заменим.").await?;
+    fake.wait_for_call("messages.send", |c| c.ok() && c.str("message").as_deref() == Some("Заменим."))
+        .await?;
+    command(&env.bob, &room, "!sb resolve").await?;
+
+    // The question: messages.send with an inline keyboard, five callback buttons, worst first.
+    env.set_clock(t0 + 11 * MIN).await?;
+    let call = fake
+        .wait_for_call("messages.send", |c| c.str("message").as_deref() == Some(QUESTION))
+        .await?;
+    ensure!(call.ok(), "{call:?}");
+    let (cmid, _) = fake
+        .community_messages(user.id)
+        .into_iter()
+        .find(|(_, m)| m["text"] == QUESTION)
+        .ok_or_else(|| anyhow::anyhow!("the question is not among the community's messages"))?;
+    let keyboard = fake.keyboard_of(user.id, cmid);
+    ensure!(keyboard["inline"] == true, "{keyboard}");
+    let labels: Vec<&str> = keyboard["buttons"]
+        .as_array()
+        .map(|rows| rows.iter().filter_map(|r| r[0]["action"]["label"].as_str()).collect())
+        .unwrap_or_default();
+    ensure!(
+        labels == ["1 ⭐", "2 ⭐⭐", "3 ⭐⭐⭐", "4 ⭐⭐⭐⭐", "5 ⭐⭐⭐⭐⭐"],
+        "{keyboard}"
+    );
+
+    // The customer presses 4: the rating shows in the room, the press is answered.
+    let (press, event_id) = fake.press(&user, cmid, 3, 0)?;
+    deliver(press).await?;
+    env.bob
+        .wait_for_text(
+            &room,
+            "⭐ The customer rated this conversation 4/5 (about @bob:localhost)",
+        )
+        .await?;
+    rig::poll_until("the press answered", Duration::from_secs(30), || async {
+        Ok(fake.answered_events().contains(&event_id).then_some(()))
+    })
+    .await?;
+
+    // Pressing 1 later: answered, the rating stays 4.
+    let (again, again_id) = fake.press(&user, cmid, 0, 0)?;
+    deliver(again).await?;
+    rig::poll_until("the second press answered", Duration::from_secs(30), || async {
+        Ok(fake.answered_events().contains(&again_id).then_some(()))
+    })
+    .await?;
+    let whois = command(&env.bob, &room, "!sb whois").await?;
+    ensure!(whois.contains("rated 4/5"), "{whois}");
+    let rated = rig::store_count(
+        Backend::Sqlite,
+        env.bridge.database_url(),
+        "SELECT COUNT(*) FROM conversation_events WHERE kind = 'rated'",
+        &[],
+    )
+    .await?;
+    ensure!(rated == 1, "{rated} rated events");
+    Ok(())
+}
+
+/// On Viber the question comes with a keyboard of `reply` buttons; a press arrives as the
+/// customer's text (the button's `ActionBody`) and rates; a typed look-alike with a nonce the
+/// bridge never sent changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viber_keyboard_rates_once() -> anyhow::Result<()> {
+    use fakes::viber::{FakeViber, BOT_NAME, TOKEN};
+    let fake = FakeViber::start().await?;
+    let env = TestEnv::start(with_teams(
+        BridgeOptions::default().channel(
+            "viber",
+            json!({"enabled": true, "api_url": fake.api_url(), "auth_token": TOKEN, "bot_name": BOT_NAME}),
+        ),
+        json!({
+            "support": {
+                "members": ["@bob:localhost"],
+                "leads": ["@alice:localhost"],
+                "rules": [{"channel": "viber"}],
+                "csat": {"delay": "10m"},
+            }
+        }),
+    ))
+    .await?;
+    let url = format!("{}/viber/callback", env.bridge.base_url());
+    rig::poll_until("set_webhook", Duration::from_secs(30), || async {
+        Ok(fake.webhook())
+    })
+    .await?;
+    let user = fake.user("01234567890A=", "John McClane", None);
+    let deliver = |event: Value| {
+        let fake = &fake;
+        let url = url.clone();
+        async move {
+            let status = fake.post_callback(&url, &event).await?;
+            ensure!(status == 200, "callback answered {status}");
+            anyhow::Ok(())
+        }
+    };
+    let t0 = utc(2026, 11, 24, 10, 0);
+    env.set_clock(t0).await?;
+    deliver(fake.message(&user, json!({"type": "text", "text": "My parcel is damaged"})).0).await?;
+    let room = env.bob.wait_for_invite("John McClane").await?;
+    env.bob.wait_for_text(&room, "parcel is damaged").await?;
+    env.bob.send_text(&room, "We will replace it.").await?;
+    fake.wait_for_call("send_message", |c| {
+        c.status == 0 && c.body["text"] == "We will replace it."
+    })
+    .await?;
+    command(&env.bob, &room, "!sb resolve").await?;
+
+    // The question: a text message with a keyboard of five reply buttons, worst first.
+    env.set_clock(t0 + 11 * MIN).await?;
+    let call = fake
+        .wait_for_call("send_message", |c| c.body["text"] == QUESTION)
+        .await?;
+    ensure!(call.status == 0, "{call:?}");
+    let keyboard = fake.shown_keyboard(&user);
+    let labels: Vec<&str> = keyboard["Buttons"]
+        .as_array()
+        .map(|b| b.iter().filter_map(|b| b["Text"].as_str()).collect())
+        .unwrap_or_default();
+    ensure!(
+        labels == ["1 ⭐", "2 ⭐⭐", "3 ⭐⭐⭐", "4 ⭐⭐⭐⭐", "5 ⭐⭐⭐⭐⭐"],
+        "{keyboard}"
+    );
+
+    // A forged payload typed by hand: not a rating, and not shown as if it were.
+    deliver(fake.message(&user, json!({"type": "text", "text": "sbr1:Forged00Nonce000:5"})).0)
+        .await?;
+    let whois = command(&env.bob, &room, "!sb whois").await?;
+    ensure!(whois.contains("rating asked, no answer yet"), "{whois}");
+
+    // The customer presses 4.
+    deliver(fake.press(&user, 3)?.0).await?;
+    env.bob
+        .wait_for_text(
+            &room,
+            "⭐ The customer rated this conversation 4/5 (about @bob:localhost)",
+        )
+        .await?;
+    let whois = command(&env.bob, &room, "!sb whois").await?;
+    ensure!(whois.contains("rated 4/5"), "{whois}");
+    let rated = rig::store_count(
+        Backend::Sqlite,
+        env.bridge.database_url(),
+        "SELECT COUNT(*) FROM conversation_events WHERE kind = 'rated'",
+        &[],
+    )
+    .await?;
+    ensure!(rated == 1, "{rated} rated events");
+    Ok(())
+}

@@ -83,5 +83,12 @@ fuzz_target!(|data: &[u8]| {
             );
             assert!(!remote_id.is_empty());
         }
+        ParsedKind::Choice { remote_id, payload } => {
+            assert_eq!(key, &format!("msg:{remote_id}"));
+            assert!(
+                switchboard_kit::rating::parse_payload(payload).is_some(),
+                "a choice with a foreign payload {payload:?}"
+            );
+        }
     }
 });

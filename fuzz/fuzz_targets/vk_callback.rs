@@ -76,6 +76,13 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(key, &format!("read:{chat}:{remote_id}"));
         }
         ParsedKind::Typing => assert!(key.starts_with("typing:")),
+        ParsedKind::Choice { payload, .. } => {
+            assert!(key.starts_with(&format!("press:{chat}:")), "dedup key {key:?}");
+            assert!(
+                switchboard_kit::rating::parse_payload(payload).is_some(),
+                "a choice with a foreign payload {payload:?}"
+            );
+        }
         ParsedKind::Notice { .. } => {
             assert!(
                 key.starts_with("event:") || key.starts_with("msg:") || key.contains(':'),

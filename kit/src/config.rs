@@ -43,6 +43,17 @@ impl Section {
         }
     }
 
+    /// A setting without which the channel cannot work (a token, a secret): `value` must hold
+    /// more than blanks. One rule for every channel: a secret of spaces is as missing as an
+    /// empty one (some copies used to accept it). `reason` says where the value comes from.
+    pub fn required(self, key: &'static str, value: &str, reason: &str) -> Result<(), ConfigError> {
+        if value.trim().is_empty() {
+            self.invalid(key, format!("is required{reason}"))
+        } else {
+            Ok(())
+        }
+    }
+
     /// `value` must be at least `min` (a timeout, a size, a count).
     pub fn at_least(self, key: &'static str, value: u64, min: u64) -> Result<(), ConfigError> {
         if value >= min {
@@ -61,6 +72,22 @@ pub fn is_base_url(value: &str, schemes: &[&str]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Blank is missing, whitespace included (the strictest of the channels' old copies).
+    #[test]
+    fn required_values_refuse_blanks() {
+        let s = Section("vk");
+        assert!(s.required("secret", "s3cret", " (x)").is_ok());
+        for blank in ["", "   ", "\t\n"] {
+            let e = s
+                .required("secret", blank, " (the Callback API's secret key)")
+                .unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "channels.vk.secret: is required (the Callback API's secret key)"
+            );
+        }
+    }
 
     #[test]
     fn messages_name_the_section_and_key() {

@@ -15,6 +15,13 @@
 //!   `file_name`; picture text at most 120 characters. Media limits as documented: a picture
 //!   JPEG/PNG/still GIF ≤ 1 MB at a URL ending in .jpeg/.png/.gif, a video ≤ 26 MB at a URL
 //!   ending in .mp4, a file ≤ 50 MB (else status 3 badData). Answers a `message_token`.
+//! * `keyboard` on `send_message` (<https://developers.viber.com/docs/tools/keyboards/>): `Type:
+//!   keyboard`, `Buttons` 1–24, each with `ActionBody` (required, ≤ 250), `ActionType` one of
+//!   reply / open-url / location-picker / share-phone / none, `Text` ≤ 250 characters,
+//!   `Columns` 1–6 and `Rows` 1–2 (else status 3 badData); `min_api_version` must be a
+//!   positive integer. The keyboard shows until the bot's next message replaces it:
+//!   [`FakeViber::press`] presses a `reply` button of the bot's **latest** message to the user,
+//!   which Viber delivers as the user's `text` message whose text is the `ActionBody`.
 //! * `get_account_info`: the account (`id` `pa:…`, `name`, `uri`, `category`, `location`,
 //!   `subscribers_count`, `members`), with `webhook` and `event_types` once a webhook is set.
 //! * Customers' files are served at `<base>/files/<name>` (the `media` URLs of their messages).
@@ -234,6 +241,33 @@ impl FakeViber {
         )
     }
 
+    /// The keyboard on the bot's latest message to `user` (`Null` when it has none, which
+    /// means the client shows no keyboard).
+    pub fn shown_keyboard(&self, user: &ViberUser) -> Value {
+        self.sent()
+            .into_iter()
+            .rev()
+            .find(|(_, b)| b["receiver"] == user.id.as_str())
+            .map(|(_, b)| b["keyboard"].clone())
+            .unwrap_or(Value::Null)
+    }
+
+    /// `user` presses button `index` of the keyboard Viber shows them: the `reply` button's
+    /// `ActionBody` arrives as their `text` message. Fails when no keyboard is shown.
+    pub fn press(&self, user: &ViberUser, index: usize) -> anyhow::Result<(Value, u64)> {
+        let keyboard = self.shown_keyboard(user);
+        let button = &keyboard["Buttons"][index];
+        anyhow::ensure!(
+            button["ActionType"].as_str().unwrap_or("reply") == "reply",
+            "no reply button {index} shown to {}: {keyboard}",
+            user.id
+        );
+        let body = button["ActionBody"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("no keyboard shown to {}", user.id))?;
+        Ok(self.message(user, json!({"type": "text", "text": body})))
+    }
+
     /// A status callback (`delivered`, `seen`) about our message `token`.
     pub fn status_event(&self, kind: &str, user: &ViberUser, token: u64) -> Value {
         json!({"event": kind, "timestamp": now_ms(), "chat_hostname": "SN-CHAT-02_", "message_token": token, "user_id": user.id})
@@ -414,6 +448,17 @@ async fn send_message(shared: &Arc<Shared>, token: Option<String>, mut body: Val
             return refuse(shared, token, body, 5, "receiverNotRegistered");
         }
     }
+    if body
+        .get("min_api_version")
+        .is_some_and(|v| !v.as_u64().is_some_and(|v| v >= 1))
+    {
+        return refuse(shared, token, body, 3, "badData");
+    }
+    if let Some(k) = body.get("keyboard") {
+        if !keyboard_ok(k) {
+            return refuse(shared, token, body, 3, "badData");
+        }
+    }
     let kind = body
         .get("type")
         .and_then(Value::as_str)
@@ -515,6 +560,33 @@ async fn send_message(shared: &Arc<Shared>, token: Option<String>, mut body: Val
     record(shared, "send_message", token, body, fetched, 0);
     axum::Json(json!({"status": 0, "status_message": "ok", "message_token": message_token, "chat_hostname": "SN-CHAT-05_", "billing_status": 1}))
         .into_response()
+}
+
+/// A keyboard as Viber documents it (see the module's doc).
+fn keyboard_ok(k: &Value) -> bool {
+    let Some(buttons) = k["Buttons"].as_array() else {
+        return false;
+    };
+    k["Type"] == "keyboard"
+        && (1..=24).contains(&buttons.len())
+        && buttons.iter().all(|b| {
+            let within = |key: &str, range: std::ops::RangeInclusive<u64>, default: u64| match b.get(key) {
+                None => range.contains(&default),
+                Some(v) => v.as_u64().is_some_and(|v| range.contains(&v)),
+            };
+            let body = b["ActionBody"].as_str().unwrap_or("");
+            let action = b.get("ActionType").map_or(Some("reply"), Value::as_str);
+            !body.is_empty()
+                && body.chars().count() <= 250
+                && matches!(
+                    action,
+                    Some("reply" | "open-url" | "location-picker" | "share-phone" | "none")
+                )
+                && b.get("Text")
+                    .is_none_or(|t| t.as_str().is_some_and(|t| t.chars().count() <= 250))
+                && within("Columns", 1..=6, 6)
+                && within("Rows", 1..=2, 1)
+        })
 }
 
 /// Picture, video and file size limits (<https://developers.viber.com/docs/api/rest-bot-api/#message-types>).

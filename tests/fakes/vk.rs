@@ -16,6 +16,16 @@
 //!   (peer, random_id) returns the message already sent instead of a new one, as VK does;
 //!   attachments must be ones the community uploaded; `forward` must name a message of the peer.
 //!   Each message sent is echoed to the callback URL as `message_reply`, as VK does.
+//! * `keyboard` on `messages.send` (<https://dev.vk.com/en/api/bots/development/keyboard>):
+//!   JSON `{"inline", "one_time", "buttons": [[button…]…]}`; an inline keyboard has at most 6
+//!   rows (a normal one 10) of at most 5 buttons; each button's `action.type` is one VK knows;
+//!   `text` and `callback` buttons need a `label` of at most 40 characters, and a `payload`, when
+//!   given, must be JSON of at most 255 characters (error 911 "Keyboard format is invalid"
+//!   otherwise). [`FakeVk::press`] presses a `callback` button of a sent message as VK does:
+//!   a `message_event` with a fresh `event_id` and the button's payload as an object.
+//! * `messages.sendMessageEventAnswer` (`event_id`, `user_id`, `peer_id` required): only for an
+//!   `event_id` VK delivered, by the same user in the same peer, within a minute, once
+//!   (error 100 otherwise); [`FakeVk::answered_events`] lists them.
 //! * `messages.edit`, `messages.delete` (`cmids`, `delete_for_all`), `messages.setActivity`,
 //!   `messages.markAsRead`, `users.get` (`photo_200`).
 //! * `groups.getById` (with the community token and no `group_id`: the token's community, as
@@ -158,6 +168,10 @@ struct Inner {
     /// The token's rights (`groups.getTokenPermissions`) when not the default
     /// ([`DEFAULT_RIGHTS`]).
     token_rights: Option<Vec<&'static str>>,
+    /// `message_event`s delivered: event_id → (user, peer, when).
+    presses: HashMap<String, (i64, i64, Instant)>,
+    /// `event_id`s answered with `messages.sendMessageEventAnswer`.
+    answered: Vec<String>,
 }
 
 type Shared = server::Shared<Inner, Call>;
@@ -400,6 +414,48 @@ impl FakeVk {
         )
     }
 
+    /// Press button (`row`, `col`) of the community's message `cmid` to `user`, as VK does: a
+    /// `message_event` carrying the button's payload (parsed back to an object) and a fresh
+    /// `event_id` the community must answer within a minute. Returns the event and that id.
+    pub fn press(&self, user: &VkUser, cmid: i64, row: usize, col: usize) -> anyhow::Result<(Value, String)> {
+        let mut s = self.shared.lock();
+        let message = s
+            .messages
+            .get(&(user.id, cmid))
+            .ok_or_else(|| anyhow::anyhow!("no message {cmid} to {}", user.id))?;
+        let button = &message["keyboard"]["buttons"][row][col]["action"];
+        anyhow::ensure!(button["type"] == "callback", "not a callback button: {message}");
+        let payload: Value = match button["payload"].as_str() {
+            Some(p) => serde_json::from_str(p)?,
+            None => json!({}),
+        };
+        static PRESSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = PRESSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let event_id = format!("{:012x}", 0x5eed_0000_u64 + n);
+        s.presses.insert(event_id.clone(), (user.id, user.id, Instant::now()));
+        let event = Self::envelope(
+            "message_event",
+            json!({"user_id": user.id, "peer_id": user.id, "event_id": event_id,
+                   "payload": payload, "conversation_message_id": cmid}),
+        );
+        Ok((event, event_id))
+    }
+
+    /// `event_id`s the community answered (`messages.sendMessageEventAnswer`).
+    pub fn answered_events(&self) -> Vec<String> {
+        self.shared.lock().answered.clone()
+    }
+
+    /// The keyboard of the community's message `cmid` to `peer` (`Null` without one).
+    pub fn keyboard_of(&self, peer: i64, cmid: i64) -> Value {
+        self.shared
+            .lock()
+            .messages
+            .get(&(peer, cmid))
+            .map(|m| m["keyboard"].clone())
+            .unwrap_or(Value::Null)
+    }
+
     /// Any other event (`message_deny`, `message_event`, …).
     pub fn event(&self, kind: &str, object: Value) -> Value {
         Self::envelope(kind, object)
@@ -638,6 +694,32 @@ fn answer(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>) -> Va
             ok(json!({"mask": mask, "permissions": permissions}))
         }
         "messages.send" => send(shared, params, method),
+        "messages.sendMessageEventAnswer" => {
+            let (Some(event_id), Some(user), Some(peer)) = (
+                p_str(params, "event_id"),
+                p_i64(params, "user_id"),
+                p_i64(params, "peer_id"),
+            ) else {
+                return missing("event_id, user_id, peer_id");
+            };
+            if let Some(data) = p_str(params, "event_data") {
+                let ok_data = serde_json::from_str::<Value>(data).is_ok_and(|d| {
+                    matches!(d["type"].as_str(), Some("show_snackbar" | "open_link" | "open_app"))
+                });
+                if !ok_data {
+                    return err(100, "One of the parameters specified was missing or invalid: event_data is invalid", method);
+                }
+            }
+            let mut s = shared.lock();
+            let valid = s.presses.get(event_id).is_some_and(|(u, p, at)| {
+                *u == user && *p == peer && at.elapsed() < Duration::from_secs(60)
+            });
+            if !valid || s.answered.iter().any(|a| a == event_id) {
+                return err(100, "One of the parameters specified was missing or invalid: event_id is invalid", method);
+            }
+            s.answered.push(event_id.to_owned());
+            ok(json!(1))
+        }
         "messages.edit" => {
             let (Some(peer), Some(cmid)) = (
                 p_i64(params, "peer_id"),
@@ -791,6 +873,49 @@ fn answer(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>) -> Va
     }
 }
 
+/// A `keyboard` parameter as VK checks it (see the module's doc); the keyboard or why not.
+fn check_keyboard(raw: &str) -> Result<Value, String> {
+    const TYPES: &[&str] = &["text", "open_link", "location", "vkpay", "open_app", "callback"];
+    let k: Value = serde_json::from_str(raw).map_err(|e| format!("not JSON: {e}"))?;
+    let inline = k.get("inline").and_then(Value::as_bool).unwrap_or(false);
+    let rows = k["buttons"].as_array().ok_or("buttons is not an array")?;
+    let max_rows = if inline { 6 } else { 10 };
+    if rows.len() > max_rows {
+        return Err(format!("{} rows, at most {max_rows}", rows.len()));
+    }
+    for row in rows {
+        let row = row.as_array().ok_or("a row is not an array")?;
+        if row.is_empty() || row.len() > 5 {
+            return Err(format!("a row of {} buttons (1 to 5)", row.len()));
+        }
+        for b in row {
+            let action = &b["action"];
+            let kind = action["type"].as_str().unwrap_or("");
+            if !TYPES.contains(&kind) {
+                return Err(format!("unknown action type {kind:?}"));
+            }
+            if matches!(kind, "text" | "callback") {
+                let label = action["label"].as_str().unwrap_or("");
+                if label.is_empty() || label.chars().count() > 40 {
+                    return Err(format!("label {label:?} (1 to 40 characters)"));
+                }
+            }
+            if let Some(p) = action.get("payload") {
+                let p = p.as_str().ok_or("payload is not a string")?;
+                if p.chars().count() > 255 || serde_json::from_str::<Value>(p).is_err() {
+                    return Err(format!("payload {p:?} (JSON, at most 255 characters)"));
+                }
+            }
+            if let Some(c) = b.get("color").and_then(Value::as_str) {
+                if !["primary", "secondary", "negative", "positive"].contains(&c) {
+                    return Err(format!("color {c:?}"));
+                }
+            }
+        }
+    }
+    Ok(k)
+}
+
 /// `messages.send`.
 fn send(shared: &Arc<Shared>, params: &Map<String, Value>, method: &str) -> Value {
     let many = params.contains_key("peer_ids");
@@ -821,6 +946,11 @@ fn send(shared: &Arc<Shared>, params: &Map<String, Value>, method: &str) -> Valu
     if text.chars().count() > MAX_TEXT_CHARS {
         return err(914, "Message is too long", method);
     }
+    let keyboard = match p_str(params, "keyboard").map(check_keyboard) {
+        None => None,
+        Some(Ok(k)) => Some(k),
+        Some(Err(why)) => return err(911, &format!("Keyboard format is invalid: {why}"), method),
+    };
     let mut s = shared.lock();
     let answer = |s: &Inner, cmid: i64| {
         if many {
@@ -886,6 +1016,9 @@ fn send(shared: &Arc<Shared>, params: &Map<String, Value>, method: &str) -> Valu
         "important": false, "is_hidden": false, "admin_author_id": 100_000_001});
     if let Some(r) = reply_to {
         message["reply_message"] = json!({"conversation_message_id": r, "peer_id": peer});
+    }
+    if let Some(k) = keyboard {
+        message["keyboard"] = k;
     }
     s.messages.insert((peer, cmid), message.clone());
     if let Some(url) = s.callback_url.clone() {

@@ -77,21 +77,21 @@ impl MetaConfig {
     /// Check what serde cannot; `channel` names the section in the message.
     pub fn validate(&self, channel: &'static str) -> Result<(), ConfigError> {
         let section = Section(channel);
-        if self.access_token.trim().is_empty() {
-            return section.invalid("access_token", "is required (the Page access token)");
-        }
-        if self.app_secret.trim().is_empty() {
-            return section.invalid(
-                "app_secret",
-                "is required (webhook deliveries are verified with it)",
-            );
-        }
-        if self.verify_token.trim().is_empty() {
-            return section.invalid(
-                "verify_token",
-                "is required (the webhook subscription's verify token)",
-            );
-        }
+        section.required(
+            "access_token",
+            &self.access_token,
+            " (the Page access token)",
+        )?;
+        section.required(
+            "app_secret",
+            &self.app_secret,
+            " (webhook deliveries are verified with it)",
+        )?;
+        section.required(
+            "verify_token",
+            &self.verify_token,
+            " (the webhook subscription's verify token)",
+        )?;
         if !self.account_id.is_empty() && !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
             return section.invalid(
                 "account_id",

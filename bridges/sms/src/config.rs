@@ -100,9 +100,11 @@ impl SmsConfig {
                 "must be the account SID from the Twilio console (AC followed by 32 characters)",
             );
         }
-        if self.auth_token.trim().is_empty() {
-            return SECTION.invalid("auth_token", "is required (the account's auth token)");
-        }
+        SECTION.required(
+            "auth_token",
+            &self.auth_token,
+            " (the account's auth token)",
+        )?;
         SECTION.base_url("api_url", &self.api_url, "https://api.twilio.com")?;
         if phone::Region::parse(&self.default_region).is_none() {
             return SECTION.invalid(

@@ -81,12 +81,11 @@ const SECTION: Section = Section("viber");
 impl ViberConfig {
     /// Check what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.auth_token.trim().is_empty() {
-            return SECTION.invalid(
-                "auth_token",
-                "is required (the bot's token from the Viber Admin Panel)",
-            );
-        }
+        SECTION.required(
+            "auth_token",
+            &self.auth_token,
+            " (the bot's token from the Viber Admin Panel)",
+        )?;
         let name = self.bot_name.trim();
         if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
             return SECTION.invalid("bot_name", "must be 1-28 characters");

@@ -13,7 +13,9 @@
 //! a notice (operators should know replies will fail). `subscribed` and `conversation_started`
 //! are acknowledged and not bridged: they carry no message, and a room for everyone who merely
 //! opened the bot's chat would be noise (the customer's first message opens the conversation).
-//! `webhook` (Viber checking the URL) is answered 200 and nothing else.
+//! `webhook` (Viber checking the URL) is answered 200 and nothing else. A `text` message that is
+//! exactly a rating payload is the customer pressing a rating keyboard's `reply` button (Viber
+//! sends the button's `ActionBody` as their message): a [`ParsedKind::Choice`].
 //!
 //! Ids: a message's remote id is its `message_token` (a 64-bit number, unique per bot; ours come
 //! back from `send_message`). Dedup keys are `msg:<token>`, `delivered:<token>`, `seen:<token>`,
@@ -75,6 +77,12 @@ pub enum ParsedKind {
     Failed {
         remote_id: String,
         reason: String,
+    },
+    /// A rating keyboard's `reply` button pressed: Viber sends its `ActionBody` (the kit's
+    /// payload) as the customer's text message, `remote_id` being that message's token.
+    Choice {
+        remote_id: String,
+        payload: String,
     },
 }
 
@@ -394,7 +402,13 @@ fn message(v: &Value, account: &str) -> Callback {
             true,
         ),
     };
-    let kind = if notice {
+    let press = (kind == "text")
+        .then(|| switchboard_kit::rating::press_in_text(&text))
+        .flatten()
+        .map(str::to_owned);
+    let kind = if let Some(payload) = press {
+        ParsedKind::Choice { remote_id, payload }
+    } else if notice {
         ParsedKind::Notice { remote_id, text }
     } else if text.is_empty() && file.is_none() {
         ParsedKind::Notice {
@@ -458,6 +472,7 @@ pub async fn realize(
         ParsedKind::Delivered { remote_id } => InboundEvent::Delivered { remote_id },
         ParsedKind::Read { remote_id } => InboundEvent::Read { remote_id },
         ParsedKind::Failed { remote_id, reason } => InboundEvent::Failed { remote_id, reason },
+        ParsedKind::Choice { remote_id, payload } => InboundEvent::Choice { remote_id, payload },
     };
     Ok(Inbound {
         conversation: parsed.conversation,
@@ -485,6 +500,33 @@ mod tests {
         match c {
             Callback::Event(p) => *p,
             other => panic!("not an event: {other:?}"),
+        }
+    }
+
+    /// A text that is exactly a rating payload is a press of the rating keyboard; anything
+    /// more, or a forged payload, is an ordinary message.
+    #[test]
+    fn rating_presses_are_choices() {
+        let msg = |text: &str| {
+            serde_json::json!({"event": "message", "timestamp": 1457764197627_i64,
+                "message_token": 4912661846655238145_i64, "sender": {"id": "01234567890A=", "name": "Jane"},
+                "message": {"type": "text", "text": text}})
+        };
+        let p = event(parse_event(&msg("sbr1:abc123:5"), "bot"));
+        assert_eq!(
+            p.kind,
+            ParsedKind::Choice {
+                remote_id: "4912661846655238145".into(),
+                payload: "sbr1:abc123:5".into()
+            }
+        );
+        for text in ["sbr1:abc123:5 thanks", "sbr1:abc123:7", "5"] {
+            let p = event(parse_event(&msg(text), "bot"));
+            assert!(
+                matches!(p.kind, ParsedKind::Message { .. }),
+                "{text}: {:?}",
+                p.kind
+            );
         }
     }
 

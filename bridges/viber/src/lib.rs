@@ -147,6 +147,8 @@ impl Channel for Viber {
             // Customers' `seen` events come in regardless; Viber has no way for a bot to mark
             // the customer's messages read, so operators' receipts are not asked for.
             read_receipts: false,
+            // A keyboard of `reply` buttons carries the rating choices.
+            rating: switchboard_channel::RatingStyle::Native,
             ..Capabilities::default()
         }
     }

@@ -12,6 +12,11 @@
 //!   first `message_token` and answers a retry from that. Only a crash in the instant between
 //!   Viber accepting the message and that write can repeat it. The media links of an item are
 //!   derived from its key, so a retry publishes the same links.
+//! * **Rating requests** (CSAT): the question as a `text` message with a `keyboard` (`Type:
+//!   keyboard`), one full-width `reply` button per choice, worst first: its `Text` the choice's
+//!   label, its `ActionBody` the kit's payload. A press comes back as the customer's `text`
+//!   message whose text is that `ActionBody` ([`crate::inbound`] makes it a choice). The basic
+//!   keyboard and `reply` buttons need no client newer than `min_api_version: 1`.
 //! * **Errors** go through [`api::classify`]. Viber has no edits, deletions or reactions.
 
 use std::sync::Arc;
@@ -66,6 +71,9 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
         )));
     }
     let receiver = outbound.conversation.chat.as_str();
+    if let OutboundAction::RatingRequest(request) = &outbound.action {
+        return send_rating(out, receiver, outbound, request).await;
+    }
     let OutboundAction::Message { content, .. } = &outbound.action else {
         return Err(permanent(
             "Viber has no edits, deletions, reactions or templates for bots",
@@ -107,6 +115,49 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
         .ok_or_else(|| permanent("there was nothing to send"))?;
     record.remember(&remote_id).await;
     // Viber confirms delivery later with a `delivered` callback.
+    Ok(Delivery {
+        remote_id,
+        delivered: false,
+    })
+}
+
+/// A keyboard button's longest `Text` (characters) and `ActionBody` (the kit's payload is far
+/// shorter than either).
+pub const MAX_BUTTON_TEXT: usize = 250;
+pub const MAX_ACTION_BODY: usize = 250;
+
+/// The keyboard of a rating request: one full-width (6 columns) `reply` button per choice.
+pub fn rating_keyboard(request: &switchboard_channel::RatingRequest) -> Result<Value, SendError> {
+    switchboard_kit::rating::check_fits(request, "Viber", MAX_BUTTON_TEXT, MAX_ACTION_BODY)?;
+    let buttons: Vec<Value> = request
+        .choices
+        .iter()
+        .map(|c| {
+            json!({"Columns": 6, "Rows": 1, "ActionType": "reply",
+                   "ActionBody": c.payload, "Text": c.label})
+        })
+        .collect();
+    Ok(json!({"Type": "keyboard", "DefaultHeight": false, "Buttons": buttons}))
+}
+
+/// `Channel::send` of a rating request: the question with its keyboard, once per item.
+async fn send_rating(
+    out: &Outgoing,
+    receiver: &str,
+    outbound: &Outbound,
+    request: &switchboard_channel::RatingRequest,
+) -> Result<Delivery, SendError> {
+    let record = SentRecord::new(out.host.as_ref(), "viber", outbound);
+    if let Some(done) = record.recall().await? {
+        return Ok(Delivery {
+            remote_id: done,
+            delivered: false,
+        });
+    }
+    let body = json!({"type": "text", "text": request.question,
+                      "keyboard": rating_keyboard(request)?});
+    let remote_id = send_message(out, receiver, body).await?;
+    record.remember(&remote_id).await;
     Ok(Delivery {
         remote_id,
         delivered: false,
@@ -203,6 +254,21 @@ async fn send_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One full-width reply button per choice, worst first, its ActionBody the kit's payload.
+    #[test]
+    fn rating_keyboard_is_reply_buttons() {
+        let request = switchboard_kit::rating::request("How did we do?", "abc123");
+        let k = rating_keyboard(&request).unwrap();
+        assert_eq!(k["Type"], "keyboard");
+        let buttons = k["Buttons"].as_array().unwrap();
+        assert_eq!(buttons.len(), 5);
+        for (b, c) in buttons.iter().zip(&request.choices) {
+            assert_eq!(b["ActionType"], "reply");
+            assert_eq!(b["ActionBody"], c.payload.as_str());
+            assert_eq!(b["Text"], c.label.as_str());
+        }
+    }
 
     #[test]
     fn kinds() {

@@ -76,27 +76,24 @@ const SECTION: Section = Section("vk");
 impl VkConfig {
     /// Check what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.access_token.trim().is_empty() {
-            return SECTION.invalid(
-                "access_token",
-                "is required (a community access token with the messages right)",
-            );
-        }
+        SECTION.required(
+            "access_token",
+            &self.access_token,
+            " (a community access token with the messages right)",
+        )?;
         if self.group_id == 0 {
             return SECTION.invalid("group_id", "is required (the community's numeric id)");
         }
-        if self.secret.is_empty() {
-            return SECTION.invalid(
-                "secret",
-                "is required: set a secret key on the Callback API server and copy it here",
-            );
-        }
-        if self.confirmation.is_empty() {
-            return SECTION.invalid(
-                "confirmation",
-                "is required: the string the Callback API settings page asks to return",
-            );
-        }
+        SECTION.required(
+            "secret",
+            &self.secret,
+            ": set a secret key on the Callback API server and copy it here",
+        )?;
+        SECTION.required(
+            "confirmation",
+            &self.confirmation,
+            ": the string the Callback API settings page asks to return",
+        )?;
         SECTION.base_url("api_url", &self.api_url, "https://api.vk.com/method")?;
         SECTION.at_least("request_timeout_secs", self.request_timeout_secs.into(), 1)?;
         SECTION.at_least("max_file_size", self.max_file_size.into(), 1)?;
@@ -136,6 +133,20 @@ mod tests {
         .validate()
         .unwrap_err();
         assert!(e.to_string().contains("channels.vk.secret"));
+        // A secret or confirmation of blanks is as missing as an empty one (the kit's rule;
+        // this copy used to accept blanks).
+        for blank in [
+            VkConfig {
+                secret: "  ".into(),
+                ..good()
+            },
+            VkConfig {
+                confirmation: " ".into(),
+                ..good()
+            },
+        ] {
+            assert!(blank.validate().is_err());
+        }
         assert!(VkConfig {
             group_id: 0,
             ..good()

@@ -18,9 +18,11 @@
 //! What is bridged: `message_new` (text, photos at their largest size, documents, voice
 //! messages, stickers, replies, forwarded messages as quoted text, other attachments as a line
 //! naming them), `message_edit` (the customer's edits), `message_read` (the customer read our
-//! messages), `message_typing_state`; `message_reply` is our own outgoing message echoed back
-//! and is never bridged. Other events about a customer (`message_deny`, `message_allow`,
-//! `message_event`, anything new) become notices in their room; events about nobody in
+//! messages), `message_typing_state`, `message_event` whose payload is a rating button's
+//! (`{"rating": "sbr1:…"}`: a [`ParsedKind::Choice`], answered with
+//! `messages.sendMessageEventAnswer` once stored); `message_reply` is our own outgoing message
+//! echoed back and is never bridged. Other events about a customer (`message_deny`,
+//! `message_allow`, other button presses, anything new) become notices in their room; events about nobody in
 //! particular (wall posts, group joins) are acknowledged and dropped.
 
 use std::sync::Arc;
@@ -83,6 +85,14 @@ pub enum ParsedKind {
     Notice {
         remote_id: String,
         text: String,
+    },
+    /// A rating button pressed (`message_event`): `remote_id` is the question's
+    /// `conversation_message_id`, `payload` the kit's rating payload, `event_id` what
+    /// `messages.sendMessageEventAnswer` answers.
+    Choice {
+        remote_id: String,
+        payload: String,
+        event_id: String,
     },
 }
 
@@ -262,8 +272,48 @@ pub fn parse_event(body: &Value, options: &ParseOptions) -> Callback {
                 ParsedKind::Typing,
             )
         }
+        "message_event" => match rating_press(&object) {
+            Some((payload, press_id)) => {
+                let (Some(user), Some(peer)) = (i(&object, "user_id"), i(&object, "peer_id"))
+                else {
+                    return Callback::Ignored("a button press without a user or peer");
+                };
+                // Without a cmid (a keyboard not in a message) the press names no question.
+                let remote_id = i(&object, "conversation_message_id")
+                    .map(|c| c.to_string())
+                    .unwrap_or_default();
+                event(
+                    options,
+                    peer,
+                    user,
+                    now_ms(),
+                    format!("press:{peer}:{press_id}"),
+                    ParsedKind::Choice {
+                        remote_id,
+                        payload,
+                        event_id: press_id,
+                    },
+                )
+            }
+            None => notice_event("message_event", &object, options, event_id.as_deref()),
+        },
         other => notice_event(other, &object, options, event_id.as_deref()),
     }
+}
+
+/// A `message_event`'s rating payload (`{"rating": "sbr1:…"}`, as the bridge's buttons carry
+/// it) and the press's own `event_id`; `None` for any other button.
+fn rating_press(object: &Value) -> Option<(String, String)> {
+    let payload = object.get("payload")?;
+    // VK hands the payload back as the object it was; tolerate it arriving as a JSON string.
+    let payload: Value = match payload {
+        Value::String(t) => serde_json::from_str(t).ok()?,
+        other => other.clone(),
+    };
+    let rating = payload.get("rating")?.as_str()?;
+    switchboard_kit::rating::parse_payload(rating)?;
+    let press_id = s(object, "event_id")?.to_owned();
+    Some((rating.to_owned(), press_id))
 }
 
 fn event(
@@ -710,6 +760,9 @@ pub async fn realize(
             host.typing(&parsed.conversation, &sender, true).await;
             return Ok(None);
         }
+        ParsedKind::Choice {
+            remote_id, payload, ..
+        } => InboundEvent::Choice { remote_id, payload },
     };
     Ok(Some(Inbound {
         conversation: parsed.conversation,
@@ -841,6 +894,45 @@ mod tests {
         assert_eq!(p.dedup_key, "read:228970688:130");
         let p = event_of(parsed("callback_message_event_button.json").unwrap());
         assert!(matches!(p.kind, ParsedKind::Notice { ref text, .. } if text.contains("confirm")));
+    }
+
+    /// A rating button's press is a choice (with the press's event id to answer); any other
+    /// payload, or a forged rating payload, stays a notice.
+    #[test]
+    fn rating_presses_are_choices() {
+        let options = ParseOptions {
+            group_id: 42,
+            chats: false,
+        };
+        let press = |payload: serde_json::Value| {
+            parse_event(
+                &serde_json::json!({"type": "message_event", "group_id": 42, "event_id": "ev1",
+                    "object": {"user_id": 7, "peer_id": 7, "event_id": "3f1a2b", "payload": payload,
+                               "conversation_message_id": 12}}),
+                &options,
+            )
+        };
+        let p = event_of(press(serde_json::json!({"rating": "sbr1:abc123:4"})));
+        assert_eq!(
+            p.kind,
+            ParsedKind::Choice {
+                remote_id: "12".into(),
+                payload: "sbr1:abc123:4".into(),
+                event_id: "3f1a2b".into()
+            }
+        );
+        assert_eq!(p.dedup_key, "press:7:3f1a2b");
+        let p = event_of(press(serde_json::json!(r#"{"rating":"sbr1:abc123:2"}"#)));
+        assert!(
+            matches!(p.kind, ParsedKind::Choice { ref payload, .. } if payload == "sbr1:abc123:2")
+        );
+        for other in [
+            serde_json::json!({"rating": "sbr1:abc123:9"}),
+            serde_json::json!({"button": "1"}),
+        ] {
+            let p = event_of(press(other));
+            assert!(matches!(p.kind, ParsedKind::Notice { .. }), "{:?}", p.kind);
+        }
     }
 
     #[test]

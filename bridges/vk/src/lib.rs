@@ -17,7 +17,8 @@
 //! * [`inbound`] — an event → what it means ([`inbound::parse_event`], pure, fuzzed) → the
 //!   core's `Inbound` with its files fetched ([`inbound::realize`]).
 //! * `profile` — `users.get` for ghosts' names and avatars.
-//! * `outbound` — `Channel::send`: messages, uploads, edits, deletions, idempotency.
+//! * `outbound` — `Channel::send`: messages, uploads, edits, deletions, rating keyboards,
+//!   idempotency.
 //! * [`api`] — method calls, uploads, downloads, and what VK's error codes mean.
 
 use std::sync::Arc;
@@ -67,6 +68,19 @@ pub(crate) async fn handle(
             return Ok(());
         }
     };
+    // A rating button's press is answered (`messages.sendMessageEventAnswer`) once stored.
+    let press = match &parsed.kind {
+        inbound::ParsedKind::Choice { event_id, .. } => Some((
+            event_id.clone(),
+            parsed.user_id,
+            parsed
+                .conversation
+                .chat
+                .parse::<i64>()
+                .unwrap_or(parsed.user_id),
+        )),
+        _ => None,
+    };
     let sender = profile::profile(shared, parsed.user_id).await;
     let Some(inbound) = inbound::realize(
         parsed,
@@ -82,6 +96,9 @@ pub(crate) async fn handle(
     let key = inbound.dedup_key.clone();
     let fresh = shared.host.receive(inbound).await?;
     tracing::debug!(dedup_key = %key, fresh, "vk: event stored");
+    if let Some((event_id, user, peer)) = press {
+        outbound::answer_event(&shared.out, &event_id, user, peer).await;
+    }
     Ok(())
 }
 
@@ -120,6 +137,8 @@ impl Channel for Vk {
             replies: true,
             read_receipts: true,
             typing: true,
+            // Inline keyboards with `callback` buttons carry the rating choices.
+            rating: switchboard_channel::RatingStyle::Native,
             ..Capabilities::default()
         }
     }

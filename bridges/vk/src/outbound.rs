@@ -14,6 +14,11 @@
 //!   `doc<owner>_<id>`. Up to 10 attachments per message, the text with the first ten.
 //! * **Edits**: `messages.edit` by `conversation_message_id`. **Deletions**: `messages.delete`
 //!   with `cmids` and `delete_for_all=1` (VK allows it for 24 hours).
+//! * **Rating requests** (CSAT) go out as one `messages.send` with an inline `keyboard`: one
+//!   `callback` button per row (an inline keyboard takes 6 rows), its `label` the choice's
+//!   (≤ 40 characters) and its `payload` the JSON `{"rating": "<kit payload>"}` (≤ 255). A press
+//!   comes back as a `message_event` ([`crate::inbound`]), answered with
+//!   `messages.sendMessageEventAnswer` once stored.
 //! * **Errors** go through [`api::classify`].
 
 use std::sync::Arc;
@@ -147,8 +152,66 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
         OutboundAction::React { .. } | OutboundAction::Template { .. } => {
             Err(permanent("reactions and templates are not bridged to VK"))
         }
-        OutboundAction::RatingRequest(_) => Err(switchboard_kit::rating::not_native("VK")),
+        OutboundAction::RatingRequest(request) => {
+            let record = SentRecord::new(out.host.as_ref(), "vk", outbound);
+            if let Some(done) = record.recall().await? {
+                return Ok(Delivery {
+                    remote_id: done,
+                    delivered: true,
+                });
+            }
+            let keyboard = rating_keyboard(request)?;
+            let id = send_one_with(
+                out,
+                peer,
+                &request.question,
+                &[],
+                None,
+                random_id(&outbound.idempotency_key, 0),
+                Some(keyboard),
+            )
+            .await?;
+            let remote_id = id.to_string();
+            record.remember(&remote_id).await;
+            Ok(Delivery {
+                remote_id,
+                delivered: true,
+            })
+        }
     }
+}
+
+/// A `callback` button's longest label (characters) and payload (characters of JSON).
+pub const MAX_BUTTON_LABEL: usize = 40;
+pub const MAX_BUTTON_PAYLOAD: usize = 255;
+/// The key of a rating button's payload object.
+pub const RATING_KEY: &str = "rating";
+
+/// The inline keyboard of a rating request: one `callback` button per row, worst first.
+pub fn rating_keyboard(request: &switchboard_channel::RatingRequest) -> Result<String, SendError> {
+    // The payload goes wrapped in JSON: count the wrapper against VK's 255.
+    let wrapper = json!({ RATING_KEY: "" }).to_string().len();
+    switchboard_kit::rating::check_fits(
+        request,
+        "VK",
+        MAX_BUTTON_LABEL,
+        MAX_BUTTON_PAYLOAD.saturating_sub(wrapper),
+    )?;
+    let rows: Vec<Value> = request
+        .choices
+        .iter()
+        .map(|c| {
+            json!([{
+                "action": {
+                    "type": "callback",
+                    "label": c.label,
+                    "payload": json!({ RATING_KEY: c.payload }).to_string(),
+                },
+                "color": "secondary",
+            }])
+        })
+        .collect();
+    Ok(json!({"inline": true, "buttons": rows}).to_string())
 }
 
 /// One `messages.send`; returns the new message's `conversation_message_id`.
@@ -159,6 +222,19 @@ async fn send_one(
     attachments: &[String],
     reply: Option<i64>,
     random_id: i64,
+) -> Result<i64, SendError> {
+    send_one_with(out, peer, text, attachments, reply, random_id, None).await
+}
+
+/// [`send_one`] with a `keyboard` (JSON).
+async fn send_one_with(
+    out: &Outgoing,
+    peer: i64,
+    text: &str,
+    attachments: &[String],
+    reply: Option<i64>,
+    random_id: i64,
+    keyboard: Option<String>,
 ) -> Result<i64, SendError> {
     let mut params = vec![
         ("peer_ids", peer.to_string()),
@@ -175,6 +251,9 @@ async fn send_one(
             "forward",
             json!({"peer_id": peer, "conversation_message_ids": [c], "is_reply": 1}).to_string(),
         ));
+    }
+    if let Some(k) = keyboard {
+        params.push(("keyboard", k));
     }
     let answer = out
         .api
@@ -352,6 +431,24 @@ pub async fn typing(out: &Outgoing, conversation: &ConversationKey, active: bool
     }
 }
 
+/// Answer a `message_event` (a `callback` button pressed) so the customer's client stops
+/// showing its spinner. VK takes the answer within a minute of the press; a late or failed
+/// answer costs nothing but the spinner, so it is only logged.
+pub async fn answer_event(out: &Outgoing, event_id: &str, user_id: i64, peer_id: i64) {
+    let params = [
+        ("event_id", event_id.to_owned()),
+        ("user_id", user_id.to_string()),
+        ("peer_id", peer_id.to_string()),
+    ];
+    if let Err(e) = out
+        .api
+        .call("messages.sendMessageEventAnswer", &params)
+        .await
+    {
+        tracing::warn!(error = %e, "vk: button press not answered");
+    }
+}
+
 /// `Channel::mark_read`: mark the whole conversation read (VK's marks go by global message
 /// ids, which communities do not get for every message).
 pub async fn mark_read(out: &Outgoing, conversation: &ConversationKey) {
@@ -371,6 +468,29 @@ pub async fn mark_read(out: &Outgoing, conversation: &ConversationKey) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rating keyboard is inline, one callback button per row, each within VK's limits,
+    /// its payload the JSON wrapper around the kit's payload.
+    #[test]
+    fn rating_keyboard_fits_vk() {
+        let request = switchboard_kit::rating::request("How did we do?", "abc123");
+        let k: Value = serde_json::from_str(&rating_keyboard(&request).unwrap()).unwrap();
+        assert_eq!(k["inline"], true);
+        let rows = k["buttons"].as_array().unwrap();
+        assert_eq!(rows.len(), 5);
+        for (row, choice) in rows.iter().zip(&request.choices) {
+            let action = &row[0]["action"];
+            assert_eq!(action["type"], "callback");
+            assert_eq!(action["label"], choice.label.as_str());
+            let payload = action["payload"].as_str().unwrap();
+            assert!(payload.chars().count() <= MAX_BUTTON_PAYLOAD);
+            let inner: Value = serde_json::from_str(payload).unwrap();
+            assert_eq!(inner[RATING_KEY], choice.payload.as_str());
+        }
+        let mut long = request.clone();
+        long.choices[0].label = "x".repeat(41);
+        assert!(rating_keyboard(&long).is_err());
+    }
 
     #[test]
     fn random_ids_are_stable_and_positive() {

@@ -103,24 +103,21 @@ impl WhatsAppConfig {
                 "must be the numeric phone number id from WhatsApp Manager (not the phone number)",
             );
         }
-        if self.access_token.trim().is_empty() {
-            return SECTION.invalid(
-                "access_token",
-                "is required (a system user token with whatsapp_business_messaging)",
-            );
-        }
-        if self.app_secret.is_empty() {
-            return SECTION.invalid(
-                "app_secret",
-                "is required: webhook deliveries are checked with it",
-            );
-        }
-        if self.verify_token.is_empty() {
-            return SECTION.invalid(
-                "verify_token",
-                "is required: the App Dashboard's webhook verification sends it",
-            );
-        }
+        SECTION.required(
+            "access_token",
+            &self.access_token,
+            " (a system user token with whatsapp_business_messaging)",
+        )?;
+        SECTION.required(
+            "app_secret",
+            &self.app_secret,
+            ": webhook deliveries are checked with it",
+        )?;
+        SECTION.required(
+            "verify_token",
+            &self.verify_token,
+            ": the App Dashboard's webhook verification sends it",
+        )?;
         SECTION.base_url("api_url", &self.api_url, "https://graph.facebook.com")?;
         let v = self.api_version.strip_prefix('v').unwrap_or("");
         if v.is_empty()
