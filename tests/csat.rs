@@ -372,8 +372,9 @@ async fn round_robin_prefers_the_better_rated_member() -> anyhow::Result<()> {
     first.wait_for_agent_text("Here they are.").await?;
     command(&env.alice, &room1, "!sb resolve").await?;
     env.set_clock(t0 + 6 * MIN).await?;
-    first.wait_for_agent_text(QUESTION).await?;
-    first.send("5").await?;
+    // The web chat asks with stars: Rita clicks the fifth.
+    let rating = first.wait_for_rating(QUESTION).await?;
+    first.rate(&rating, 5).await?;
     env.alice
         .wait_for_text(&room1, "rated this conversation 5/5")
         .await?;
