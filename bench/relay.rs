@@ -756,10 +756,11 @@ async fn run(quick: bool) -> anyhow::Result<()> {
     // per second and the bridge's CPU time per message, each way.
     let index_ab = if settings.index_ab_rounds > 0 && database_url.starts_with("sqlite:") {
         use sqlx::ConnectOptions;
-        let mut db = sqlx::sqlite::SqliteConnectOptions::from_url(&url::Url::parse(&database_url)?)?
-            .busy_timeout(Duration::from_secs(10))
-            .connect()
-            .await?;
+        let mut db =
+            sqlx::sqlite::SqliteConnectOptions::from_url(&url::Url::parse(&database_url)?)?
+                .busy_timeout(Duration::from_secs(10))
+                .connect()
+                .await?;
         let mut ab = [Throughput::default(), Throughput::default()];
         say(format!(
             "search index on/off: {} rounds × {n} conversations × {per} inbound messages",
@@ -776,12 +777,18 @@ async fn run(quick: bool) -> anyhow::Result<()> {
                 world.settle().await?;
                 let before = world.cpu()?;
                 let (secs, accepted) = world
-                    .burst(Path::Inbound, &format!("ab{r}{}", if off { "off" } else { "on" }), per)
+                    .burst(
+                        Path::Inbound,
+                        &format!("ab{r}{}", if off { "off" } else { "on" }),
+                        per,
+                    )
                     .await?;
                 world.settle().await?;
                 let after = world.cpu()?;
                 if off {
-                    sqlx::query("DROP TRIGGER bench_index_off").execute(&mut db).await?;
+                    sqlx::query("DROP TRIGGER bench_index_off")
+                        .execute(&mut db)
+                        .await?;
                 }
                 let t = &mut ab[usize::from(off)];
                 t.messages += n * per;

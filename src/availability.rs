@@ -98,8 +98,7 @@ pub async fn availability(
         .ok()
         .and_then(|m| m.get(&key).cloned())
         .filter(|c| {
-            real_now.saturating_sub(c.computed_at) < CACHE_MS
-                && (now - c.clock_at).abs() < CACHE_MS
+            real_now.saturating_sub(c.computed_at) < CACHE_MS && (now - c.clock_at).abs() < CACHE_MS
         });
     let cached = match cached {
         Some(c) => c,

@@ -995,22 +995,33 @@ async fn vk_callback_buttons_rate_once() -> anyhow::Result<()> {
         let url = url.clone();
         async move {
             let (status, body) = fake.post_callback(&url, &event).await?;
-            ensure!(status == 200 && body == "ok", "callback answered {status} {body:?}");
+            ensure!(
+                status == 200 && body == "ok",
+                "callback answered {status} {body:?}"
+            );
             anyhow::Ok(())
         }
     };
-    deliver(fake.message_new(&user, json!({"text": "Посылка повреждена"})).0).await?;
+    deliver(
+        fake.message_new(&user, json!({"text": "Посылка повреждена"}))
+            .0,
+    )
+    .await?;
     let room = env.bob.wait_for_invite("Иван Петров").await?;
     env.bob.wait_for_text(&room, "Посылка повреждена").await?;
     env.bob.send_text(&room, "Заменим.").await?;
-    fake.wait_for_call("messages.send", |c| c.ok() && c.str("message").as_deref() == Some("Заменим."))
-        .await?;
+    fake.wait_for_call("messages.send", |c| {
+        c.ok() && c.str("message").as_deref() == Some("Заменим.")
+    })
+    .await?;
     command(&env.bob, &room, "!sb resolve").await?;
 
     // The question: messages.send with an inline keyboard, five callback buttons, worst first.
     env.set_clock(t0 + 11 * MIN).await?;
     let call = fake
-        .wait_for_call("messages.send", |c| c.str("message").as_deref() == Some(QUESTION))
+        .wait_for_call("messages.send", |c| {
+            c.str("message").as_deref() == Some(QUESTION)
+        })
         .await?;
     ensure!(call.ok(), "{call:?}");
     let (cmid, _) = fake
@@ -1022,7 +1033,11 @@ async fn vk_callback_buttons_rate_once() -> anyhow::Result<()> {
     ensure!(keyboard["inline"] == true, "{keyboard}");
     let labels: Vec<&str> = keyboard["buttons"]
         .as_array()
-        .map(|rows| rows.iter().filter_map(|r| r[0]["action"]["label"].as_str()).collect())
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|r| r[0]["action"]["label"].as_str())
+                .collect()
+        })
         .unwrap_or_default();
     ensure!(
         labels == ["1 ⭐", "2 ⭐⭐", "3 ⭐⭐⭐", "4 ⭐⭐⭐⭐", "5 ⭐⭐⭐⭐⭐"],
@@ -1046,9 +1061,11 @@ async fn vk_callback_buttons_rate_once() -> anyhow::Result<()> {
     // Pressing 1 later: answered, the rating stays 4.
     let (again, again_id) = fake.press(&user, cmid, 0, 0)?;
     deliver(again).await?;
-    rig::poll_until("the second press answered", Duration::from_secs(30), || async {
-        Ok(fake.answered_events().contains(&again_id).then_some(()))
-    })
+    rig::poll_until(
+        "the second press answered",
+        Duration::from_secs(30),
+        || async { Ok(fake.answered_events().contains(&again_id).then_some(())) },
+    )
     .await?;
     let whois = command(&env.bob, &room, "!sb whois").await?;
     ensure!(whois.contains("rated 4/5"), "{whois}");
@@ -1102,7 +1119,14 @@ async fn viber_keyboard_rates_once() -> anyhow::Result<()> {
     };
     let t0 = utc(2026, 11, 24, 10, 0);
     env.set_clock(t0).await?;
-    deliver(fake.message(&user, json!({"type": "text", "text": "My parcel is damaged"})).0).await?;
+    deliver(
+        fake.message(
+            &user,
+            json!({"type": "text", "text": "My parcel is damaged"}),
+        )
+        .0,
+    )
+    .await?;
     let room = env.bob.wait_for_invite("John McClane").await?;
     env.bob.wait_for_text(&room, "parcel is damaged").await?;
     env.bob.send_text(&room, "We will replace it.").await?;
@@ -1129,8 +1153,14 @@ async fn viber_keyboard_rates_once() -> anyhow::Result<()> {
     );
 
     // A forged payload typed by hand: not a rating, and not shown as if it were.
-    deliver(fake.message(&user, json!({"type": "text", "text": "sbr1:Forged00Nonce000:5"})).0)
-        .await?;
+    deliver(
+        fake.message(
+            &user,
+            json!({"type": "text", "text": "sbr1:Forged00Nonce000:5"}),
+        )
+        .0,
+    )
+    .await?;
     let whois = command(&env.bob, &room, "!sb whois").await?;
     ensure!(whois.contains("rating asked, no answer yet"), "{whois}");
 

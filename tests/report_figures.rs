@@ -44,8 +44,17 @@ impl Writer<'_> {
         detail: Option<&str>,
     ) -> anyhow::Result<()> {
         let mut tx = self.store.pool().begin().await?;
-        events::insert(&mut tx, conv, &Stamp { at, actor }, kind, team, owner, detail, None)
-            .await?;
+        events::insert(
+            &mut tx,
+            conv,
+            &Stamp { at, actor },
+            kind,
+            team,
+            owner,
+            detail,
+            None,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -93,19 +102,36 @@ async fn seed(store: &Store) -> anyhow::Result<()> {
         if i > 0 {
             w.ev(i, t, Created, None, team, None, None).await?;
         }
-        w.ev(i, t + 1_000, CustomerMessage, None, team, None, None).await?;
+        w.ev(i, t + 1_000, CustomerMessage, None, team, None, None)
+            .await?;
         w.ev(i, t + MIN, Assigned, op, team, op, None).await?;
         let answer = t + (i % 7 + 1) * 13 * MIN + 17;
         w.ev(i, answer, OperatorAnswer, op, team, op, None).await?;
         w.ev(i, answer, FirstResponse, op, team, op, None).await?;
-        w.ev(i, answer + 9 * MIN, CustomerMessage, None, team, op, None).await?;
-        w.ev(i, answer + 31 * MIN, OperatorAnswer, None, team, op, None).await?;
+        w.ev(i, answer + 9 * MIN, CustomerMessage, None, team, op, None)
+            .await?;
+        w.ev(i, answer + 31 * MIN, OperatorAnswer, None, team, op, None)
+            .await?;
         let resolved = t + (i % 11 + 2) * 47 * MIN + 5;
         w.ev(i, resolved, Resolved, op, team, op, None).await?;
         if i % 4 == 1 {
-            w.ev(i, resolved + 1_000, RatingRequested, None, team, op, Some("1")).await?;
-            let score = if i % 10 == 1 { "9".to_string() } else { (i % 5 + 1).to_string() };
-            w.ev(i, resolved + 20 * MIN, Rated, None, team, op, Some(&score)).await?;
+            w.ev(
+                i,
+                resolved + 1_000,
+                RatingRequested,
+                None,
+                team,
+                op,
+                Some("1"),
+            )
+            .await?;
+            let score = if i % 10 == 1 {
+                "9".to_string()
+            } else {
+                (i % 5 + 1).to_string()
+            };
+            w.ev(i, resolved + 20 * MIN, Rated, None, team, op, Some(&score))
+                .await?;
         }
         if i % 3 == 0 {
             let other = teams[((i + 1) % 4) as usize];
@@ -113,11 +139,24 @@ async fn seed(store: &Store) -> anyhow::Result<()> {
             let op2 = Some(op2.as_str());
             let back = resolved + 5 * HOUR + 3 * MIN;
             w.ev(i, back, CustomerMessage, None, team, op, None).await?;
-            w.ev(i, back, Reopened, None, team, op, Some("resolved")).await?;
-            w.ev(i, back + 2 * MIN, Transferred, op2, other, op2, None).await?;
-            w.ev(i, back + 2 * HOUR + 7, OperatorAnswer, op2, other, op2, None).await?;
-            w.ev(i, back + 2 * HOUR + 7, FirstResponse, op2, other, op2, None).await?;
-            w.ev(i, back + 30 * HOUR, Resolved, None, other, op2, None).await?;
+            w.ev(i, back, Reopened, None, team, op, Some("resolved"))
+                .await?;
+            w.ev(i, back + 2 * MIN, Transferred, op2, other, op2, None)
+                .await?;
+            w.ev(
+                i,
+                back + 2 * HOUR + 7,
+                OperatorAnswer,
+                op2,
+                other,
+                op2,
+                None,
+            )
+            .await?;
+            w.ev(i, back + 2 * HOUR + 7, FirstResponse, op2, other, op2, None)
+                .await?;
+            w.ev(i, back + 30 * HOUR, Resolved, None, other, op2, None)
+                .await?;
         }
     }
     Ok(())
@@ -171,7 +210,12 @@ async fn same_as_replay(store: &Store, teams: &mut Teams, what: &str) -> anyhow:
     for p in &periods {
         for only in &leads {
             teams.only = only.clone();
-            for group in [None, Some(GroupBy::Channel), Some(GroupBy::Operator), Some(GroupBy::Team)] {
+            for group in [
+                None,
+                Some(GroupBy::Channel),
+                Some(GroupBy::Operator),
+                Some(GroupBy::Team),
+            ] {
                 let figures = reports::from_store(store, teams, p, group, now).await?;
                 let replay = reports::replay_from_store(store, teams, p, group, now).await?;
                 ensure!(
@@ -197,8 +241,7 @@ async fn figures_equal_the_replay_of_the_events(backend: Backend) -> anyhow::Res
     let r = reports::from_store(&store, &teams, &all, None, T0).await?;
     let t = &r.total;
     ensure!(
-        (t.new, t.reopened, t.resolved, t.messages_in, t.messages_out)
-            == (39, 14, 54, 94, 94)
+        (t.new, t.reopened, t.resolved, t.messages_in, t.messages_out) == (39, 14, 54, 94, 94)
             && t.rated() == 8
             && t.ratings_asked == 10
             && t.first_response_wall.len() > 20
@@ -223,7 +266,10 @@ async fn figures_equal_the_replay_of_the_events(backend: Backend) -> anyhow::Res
     let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM conversation_events")
         .fetch_one(store.pool())
         .await?;
-    ensure!(done == events as u64, "{backend:?}: backfilled {done} of {events}");
+    ensure!(
+        done == events as u64,
+        "{backend:?}: backfilled {done} of {events}"
+    );
     ensure!(
         store.report_figures_backfill(37, |_| {}).await? == 0,
         "{backend:?}: a second backfill found work"

@@ -97,13 +97,21 @@ async fn the_opened_widget_greets_says_when_the_team_answers_and_asks_for_an_ema
         visitor.wait_for_agent_text("Here is the answer").await?;
     }
 
-    steps.step("A Russian reader opens the widget: greeted in Russian, online, answers within 10 minutes");
+    steps.step(
+        "A Russian reader opens the widget: greeted in Russian, online, answers within 10 minutes",
+    );
     let mut ru = open_widget(&env, "ru-RU").await?;
-    ru.wait_for("[data-testid=greeting]", Some("Здравствуйте! Чем помочь?"), WAIT)
-        .await?;
+    ru.wait_for(
+        "[data-testid=greeting]",
+        Some("Здравствуйте! Чем помочь?"),
+        WAIT,
+    )
+    .await?;
     ensure!(
-        ru.eval(&in_widget("root.querySelector('[data-testid=greeting]').lang"))
-            .await?
+        ru.eval(&in_widget(
+            "root.querySelector('[data-testid=greeting]').lang"
+        ))
+        .await?
             == "ru",
         "the greeting says its language"
     );
@@ -120,8 +128,12 @@ async fn the_opened_widget_greets_says_when_the_team_answers_and_asks_for_an_ema
 
     steps.step("An English reader gets the English greeting; a French one the default");
     let mut en = open_widget(&env, "en-GB").await?;
-    en.wait_for("[data-testid=greeting]", Some("Hello! How can we help?"), WAIT)
-        .await?;
+    en.wait_for(
+        "[data-testid=greeting]",
+        Some("Hello! How can we help?"),
+        WAIT,
+    )
+    .await?;
     en.close().await?;
     let mut fr = open_widget(&env, "fr-FR").await?;
     fr.wait_for("[data-testid=greeting]", Some("Hi!"), WAIT)
@@ -163,14 +175,18 @@ async fn the_opened_widget_greets_says_when_the_team_answers_and_asks_for_an_ema
     browser
         .fill("[data-testid=offline-email]", "not an address")
         .await?;
-    browser.press("[data-testid=offline-email]", "Enter").await?;
+    browser
+        .press("[data-testid=offline-email]", "Enter")
+        .await?;
     browser
         .wait_for("[data-testid=error]", Some("valid e-mail"), WAIT)
         .await?;
     browser
         .fill("[data-testid=offline-email]", "dora@example.com")
         .await?;
-    browser.press("[data-testid=offline-email]", "Enter").await?;
+    browser
+        .press("[data-testid=offline-email]", "Enter")
+        .await?;
     browser
         .wait_for(
             "[data-testid=offline-saved]",
@@ -211,7 +227,9 @@ async fn stars_in_the_widget_rate_the_conversation_and_the_comment_follows(
     steps.step("A visitor writes in the widget, Bob answers and resolves");
     let mut browser = open_widget(&env, "en-US").await?;
     browser.fill("[data-testid=name]", "Rita Rater").await?;
-    browser.fill("[data-testid=input]", "Where is my parcel?").await?;
+    browser
+        .fill("[data-testid=input]", "Where is my parcel?")
+        .await?;
     browser.click("[data-testid=send]").await?;
     let room = env.bob.wait_for_invite("Rita Rater").await?;
     env.bob.wait_for_text(&room, "my parcel").await?;
@@ -270,7 +288,10 @@ async fn stars_in_the_widget_rate_the_conversation_and_the_comment_follows(
         .wait_for("[data-testid=rating-comment-sent]", None, WAIT)
         .await?;
     let whois = command(&env.bob, &room, "!sb whois").await?;
-    ensure!(whois.contains("state: resolved"), "the comment did not reopen: {whois}");
+    ensure!(
+        whois.contains("state: resolved"),
+        "the comment did not reopen: {whois}"
+    );
 
     steps.step("A reload shows the chosen stars from the transcript");
     browser.reload().await?;
@@ -311,7 +332,11 @@ async fn stars_in_the_widget_rate_the_conversation_and_the_comment_follows(
         .json(&json!({ "payload": "sbr1:madeUpNonce:1" }))
         .send()
         .await?;
-    ensure!(forged.status() == 404, "a forged payload: {}", forged.status());
+    ensure!(
+        forged.status() == 404,
+        "a forged payload: {}",
+        forged.status()
+    );
     let ratings = env
         .bob
         .messages(&room)
@@ -369,7 +394,9 @@ async fn the_conversation_continues_by_email_when_the_visitor_has_left(
     let live = env.visitor("Liv Live", "colleague@example.test").await?;
     live.send("Are you there?").await?;
     let live_room = env.alice.wait_for_invite("Liv Live").await?;
-    env.alice.wait_for_text(&live_room, "Are you there?").await?;
+    env.alice
+        .wait_for_text(&live_room, "Are you there?")
+        .await?;
     let stream = reqwest::Client::new()
         .get(format!(
             "{}/api/v1/events?token={}",
@@ -388,7 +415,9 @@ async fn the_conversation_continues_by_email_when_the_visitor_has_left(
     gone.send("Can you call me back tomorrow?").await?;
     let room = env.alice.wait_for_invite("Vera Visitor").await?;
     env.alice.wait_for_text(&room, "call me back").await?;
-    env.alice.send_text(&room, "We will call you at 10.").await?;
+    env.alice
+        .send_text(&room, "We will call you at 10.")
+        .await?;
     let answer = mail
         .wait_for_mail("customer", "We will call you at 10.")
         .await?;
@@ -426,7 +455,9 @@ async fn the_conversation_continues_by_email_when_the_visitor_has_left(
         reply.as_bytes(),
     )
     .await?;
-    env.alice.wait_for_text(&room, "10 is fine, thanks!").await?;
+    env.alice
+        .wait_for_text(&room, "10 is fine, thanks!")
+        .await?;
     ensure!(
         env.rooms_named("Vera Visitor").await?.len() == 1,
         "one room for the chat and its e-mail"

@@ -76,7 +76,9 @@ fuzz_target!(|data: &[u8]| {
             }
             ParsedKind::Edit { remote_id, content } => ("edit:", Some(remote_id), Some(content)),
             ParsedKind::Delete { remote_id } => ("del:", Some(remote_id), None),
-            ParsedKind::Reaction { remote_id, emoji, .. } => {
+            ParsedKind::Reaction {
+                remote_id, emoji, ..
+            } => {
                 assert!(!emoji.is_empty(), "an empty reaction");
                 ("reaction:", Some(remote_id), None)
             }

@@ -13,8 +13,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use switchboard_fuzz::{check_core_file_name, is_invisible};
-use switchboard_messenger::parse::{parse_body, Kind, Mark, Platform};
 use switchboard_kit::meta::{sign, verify_signature as verify};
+use switchboard_messenger::parse::{parse_body, Kind, Mark, Platform};
 
 const PREFIXES: [&str; 8] = [
     "msg:",

@@ -77,7 +77,10 @@ fuzz_target!(|data: &[u8]| {
         }
         ParsedKind::Typing => assert!(key.starts_with("typing:")),
         ParsedKind::Choice { payload, .. } => {
-            assert!(key.starts_with(&format!("press:{chat}:")), "dedup key {key:?}");
+            assert!(
+                key.starts_with(&format!("press:{chat}:")),
+                "dedup key {key:?}"
+            );
             assert!(
                 switchboard_kit::rating::parse_payload(payload).is_some(),
                 "a choice with a foreign payload {payload:?}"

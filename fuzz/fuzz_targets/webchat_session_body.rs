@@ -20,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
     assert!(tags.len() <= MAX_LANGUAGES);
     for tag in &tags {
         assert!(!tag.is_empty() && tag.len() <= 35, "{tag:?}");
-        assert!(tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'), "{tag:?}");
+        assert!(
+            tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+            "{tag:?}"
+        );
     }
     match session_body(data) {
         Ok(session) => {

@@ -41,7 +41,12 @@ pub async fn read(config: &OcrConfig, image: &[u8]) -> Result<String, EngineErro
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    limit(&mut command, config.max_memory_mb, config.timeout, config.nice);
+    limit(
+        &mut command,
+        config.max_memory_mb,
+        config.timeout,
+        config.nice,
+    );
     let mut child = command.spawn().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             EngineError::Unavailable {
@@ -256,9 +261,18 @@ mod tests {
         };
         let text = read(&config, &image).await.expect("the stand-in runs");
         assert_eq!(text, "threads 2 nice 15");
-        let text = read(&OcrConfig { command: command.display().to_string(), ..OcrConfig::default() }, &image)
-            .await
-            .expect("the stand-in runs");
-        assert_eq!(text, "threads 1 nice 10", "the defaults leave a core to relay");
+        let text = read(
+            &OcrConfig {
+                command: command.display().to_string(),
+                ..OcrConfig::default()
+            },
+            &image,
+        )
+        .await
+        .expect("the stand-in runs");
+        assert_eq!(
+            text, "threads 1 nice 10",
+            "the defaults leave a core to relay"
+        );
     }
 }

@@ -21,7 +21,9 @@
 //! channel (where the transcript shows them when they come back). The core never names a
 //! channel here: which one continues is configuration.
 
-use switchboard_channel::{Begin, Channel, ConversationKey, Delivery, Outbound, OutboundAction, SendError};
+use switchboard_channel::{
+    Begin, Channel, ConversationKey, Delivery, Outbound, OutboundAction, SendError,
+};
 
 use crate::bridge::Bridge;
 use crate::matrix::content;
@@ -114,8 +116,7 @@ pub async fn elsewhere(
             by.channel, continued.address
         );
         let mut notice = content::notice(&text);
-        notice["m.relates_to"] =
-            serde_json::json!({"m.in_reply_to": {"event_id": row.event_id}});
+        notice["m.relates_to"] = serde_json::json!({"m.in_reply_to": {"event_id": row.event_id}});
         if let Err(e) = bridge
             .homeserver
             .send(

@@ -783,10 +783,7 @@ mod tests {
         // larger of support's two), so the working p90 is sales' 3 h.
         assert_eq!(t.first_response_working.median(), Some(30 * MIN));
         assert_eq!(t.first_response_working.p90(), Some(3 * HOUR));
-        assert_eq!(
-            r.rows["support"].first_response_working.p90(),
-            Some(HOUR)
-        );
+        assert_eq!(r.rows["support"].first_response_working.p90(), Some(HOUR));
         // Within target: support's two (≤ 1 h working), sales' first (≤ 2 h), not its 3 h.
         assert_eq!(t.first_response_within_target, 3);
         assert_eq!(t.within_target_percent(), Some(75));
@@ -1195,7 +1192,14 @@ pub async fn from_store(
         .map(|(team, t)| (key_of(team.as_deref()), *t))
         .collect();
     for (group, n) in store
-        .report_within_target(column, period.from, period.to, &targets, 2 * 3_600_000, only)
+        .report_within_target(
+            column,
+            period.from,
+            period.to,
+            &targets,
+            2 * 3_600_000,
+            only,
+        )
         .await?
     {
         let f = match group {

@@ -95,12 +95,19 @@ mod tests {
         ev(3, 200_000, EventKind::Created, None).await;
         ev(3, 500_000, EventKind::Reopened, None).await;
         ev(3, 560_000, EventKind::FirstResponse, None).await;
-        let support = store.first_response_waits(Some("support"), 0, 10).await.unwrap();
+        let support = store
+            .first_response_waits(Some("support"), 0, 10)
+            .await
+            .unwrap();
         assert_eq!(support.len(), 1);
         assert_eq!(support[0].answered - support[0].started, 60_000);
         let none = store.first_response_waits(None, 0, 10).await.unwrap();
         assert_eq!(none.len(), 1);
-        assert_eq!(none[0].answered - none[0].started, 60_000, "from the reopening");
+        assert_eq!(
+            none[0].answered - none[0].started,
+            60_000,
+            "from the reopening"
+        );
         assert!(store
             .first_response_waits(Some("support"), 62_000, 10)
             .await

@@ -110,15 +110,24 @@ mod tests {
             chat: "continued.other".into(),
             ..c.clone()
         };
-        assert_eq!(store.continue_on(7, &other).await.unwrap(), c, "the first stays");
+        assert_eq!(
+            store.continue_on(7, &other).await.unwrap(),
+            c,
+            "the first stays"
+        );
         let found = continued_under(store.pool(), "email", "support@example.test", "continued.7")
             .await
             .unwrap();
         assert_eq!(found, Some(7));
         assert_eq!(
-            continued_under(store.pool(), "webchat", "support@example.test", "continued.7")
-                .await
-                .unwrap(),
+            continued_under(
+                store.pool(),
+                "webchat",
+                "support@example.test",
+                "continued.7"
+            )
+            .await
+            .unwrap(),
             None
         );
     }

@@ -51,7 +51,8 @@ pub fn credited<'a>(
 }
 
 /// `credited` in SQL, over `conversation_events e` ('' for nobody).
-const WHO_SQL: &str = "CASE WHEN e.kind IN ('operator_answer', 'first_response', 'resolved', 'rated')
+const WHO_SQL: &str =
+    "CASE WHEN e.kind IN ('operator_answer', 'first_response', 'resolved', 'rated')
                         THEN COALESCE(e.actor, e.owner, '') ELSE COALESCE(e.owner, '') END";
 
 /// The kinds counted in `report_counts` as themselves (`rated` is counted per score). A first
@@ -70,12 +71,10 @@ pub fn counted_as(kind: EventKind, detail: Option<&str>) -> Option<String> {
         | EventKind::CustomerMessage
         | EventKind::OperatorAnswer
         | EventKind::FirstResponse => Some(kind.as_str().to_string()),
-        EventKind::Rated => Some(
-            match detail.and_then(|d| d.parse::<usize>().ok()) {
-                Some(score @ 1..=5) => format!("rated:{score}"),
-                _ => "rated:?".to_string(),
-            },
-        ),
+        EventKind::Rated => Some(match detail.and_then(|d| d.parse::<usize>().ok()) {
+            Some(score @ 1..=5) => format!("rated:{score}"),
+            _ => "rated:?".to_string(),
+        }),
         _ => None,
     }
 }
@@ -499,8 +498,8 @@ impl Store {
             for r in &rows {
                 let kind: String = r.try_get("kind")?;
                 let detail: Option<String> = r.try_get("detail")?;
-                let Some(kind) = EventKind::parse(&kind)
-                    .and_then(|k| counted_as(k, detail.as_deref()))
+                let Some(kind) =
+                    EventKind::parse(&kind).and_then(|k| counted_as(k, detail.as_deref()))
                 else {
                     continue;
                 };
@@ -530,7 +529,11 @@ impl Store {
         teams: Option<&BTreeSet<String>>,
     ) -> Result<Vec<QuantileRow>, StoreError> {
         let (filter, values) = team_filter("team", teams, 4);
-        let v = if working { "working_ms" } else { "at - start_at" };
+        let v = if working {
+            "working_ms"
+        } else {
+            "at - start_at"
+        };
         let grouped = match group {
             Some(g) => format!(
                 "SELECT CAST(0 AS BIGINT) AS t, {} AS g, v FROM d UNION ALL ",

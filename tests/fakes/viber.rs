@@ -570,10 +570,11 @@ fn keyboard_ok(k: &Value) -> bool {
     k["Type"] == "keyboard"
         && (1..=24).contains(&buttons.len())
         && buttons.iter().all(|b| {
-            let within = |key: &str, range: std::ops::RangeInclusive<u64>, default: u64| match b.get(key) {
-                None => range.contains(&default),
-                Some(v) => v.as_u64().is_some_and(|v| range.contains(&v)),
-            };
+            let within =
+                |key: &str, range: std::ops::RangeInclusive<u64>, default: u64| match b.get(key) {
+                    None => range.contains(&default),
+                    Some(v) => v.as_u64().is_some_and(|v| range.contains(&v)),
+                };
             let body = b["ActionBody"].as_str().unwrap_or("");
             let action = b.get("ActionType").map_or(Some("reply"), Value::as_str);
             !body.is_empty()

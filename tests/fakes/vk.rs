@@ -417,14 +417,23 @@ impl FakeVk {
     /// Press button (`row`, `col`) of the community's message `cmid` to `user`, as VK does: a
     /// `message_event` carrying the button's payload (parsed back to an object) and a fresh
     /// `event_id` the community must answer within a minute. Returns the event and that id.
-    pub fn press(&self, user: &VkUser, cmid: i64, row: usize, col: usize) -> anyhow::Result<(Value, String)> {
+    pub fn press(
+        &self,
+        user: &VkUser,
+        cmid: i64,
+        row: usize,
+        col: usize,
+    ) -> anyhow::Result<(Value, String)> {
         let mut s = self.shared.lock();
         let message = s
             .messages
             .get(&(user.id, cmid))
             .ok_or_else(|| anyhow::anyhow!("no message {cmid} to {}", user.id))?;
         let button = &message["keyboard"]["buttons"][row][col]["action"];
-        anyhow::ensure!(button["type"] == "callback", "not a callback button: {message}");
+        anyhow::ensure!(
+            button["type"] == "callback",
+            "not a callback button: {message}"
+        );
         let payload: Value = match button["payload"].as_str() {
             Some(p) => serde_json::from_str(p)?,
             None => json!({}),
@@ -432,7 +441,8 @@ impl FakeVk {
         static PRESSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let n = PRESSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let event_id = format!("{:012x}", 0x5eed_0000_u64 + n);
-        s.presses.insert(event_id.clone(), (user.id, user.id, Instant::now()));
+        s.presses
+            .insert(event_id.clone(), (user.id, user.id, Instant::now()));
         let event = Self::envelope(
             "message_event",
             json!({"user_id": user.id, "peer_id": user.id, "event_id": event_id,
@@ -704,7 +714,10 @@ fn answer(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>) -> Va
             };
             if let Some(data) = p_str(params, "event_data") {
                 let ok_data = serde_json::from_str::<Value>(data).is_ok_and(|d| {
-                    matches!(d["type"].as_str(), Some("show_snackbar" | "open_link" | "open_app"))
+                    matches!(
+                        d["type"].as_str(),
+                        Some("show_snackbar" | "open_link" | "open_app")
+                    )
                 });
                 if !ok_data {
                     return err(100, "One of the parameters specified was missing or invalid: event_data is invalid", method);
@@ -715,7 +728,11 @@ fn answer(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>) -> Va
                 *u == user && *p == peer && at.elapsed() < Duration::from_secs(60)
             });
             if !valid || s.answered.iter().any(|a| a == event_id) {
-                return err(100, "One of the parameters specified was missing or invalid: event_id is invalid", method);
+                return err(
+                    100,
+                    "One of the parameters specified was missing or invalid: event_id is invalid",
+                    method,
+                );
             }
             s.answered.push(event_id.to_owned());
             ok(json!(1))
@@ -875,7 +892,14 @@ fn answer(shared: &Arc<Shared>, method: &str, params: &Map<String, Value>) -> Va
 
 /// A `keyboard` parameter as VK checks it (see the module's doc); the keyboard or why not.
 fn check_keyboard(raw: &str) -> Result<Value, String> {
-    const TYPES: &[&str] = &["text", "open_link", "location", "vkpay", "open_app", "callback"];
+    const TYPES: &[&str] = &[
+        "text",
+        "open_link",
+        "location",
+        "vkpay",
+        "open_app",
+        "callback",
+    ];
     let k: Value = serde_json::from_str(raw).map_err(|e| format!("not JSON: {e}"))?;
     let inline = k.get("inline").and_then(Value::as_bool).unwrap_or(false);
     let rows = k["buttons"].as_array().ok_or("buttons is not an array")?;

@@ -260,7 +260,10 @@ mod tests {
             config.greeting_for(&langs(&["pt-br"])).1.as_deref(),
             Some("Olá!")
         );
-        assert_eq!(config.greeting_for(&langs(&["pt-PT"])).1.as_deref(), Some("Hello!"));
+        assert_eq!(
+            config.greeting_for(&langs(&["pt-PT"])).1.as_deref(),
+            Some("Hello!")
+        );
         assert_eq!(config.greeting_for(&[]), (None, Some("Hello!".into())));
     }
 

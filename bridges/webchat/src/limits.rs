@@ -308,7 +308,11 @@ mod tests {
     fn a_visitor_has_left_once_their_last_stream_closed() {
         let limits = Limits::new(&crate::config::WebchatConfig::default());
         let addr = ClientAddr(ip("203.0.113.9"));
-        assert_eq!(limits.left_at("v1", 5), Some(5), "never here: gone since the start");
+        assert_eq!(
+            limits.left_at("v1", 5),
+            Some(5),
+            "never here: gone since the start"
+        );
         let a = limits.open_stream("v1", addr).unwrap();
         let b = limits.open_stream("v1", addr).unwrap();
         assert_eq!(limits.left_at("v1", 5), None);

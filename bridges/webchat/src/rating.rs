@@ -191,7 +191,5 @@ pub async fn choose(
     };
     state.store.put_record(&key, &record).await?;
     publish(&state, &visitor.id, &entry, seq);
-    Ok(Json(
-        json!({ "id": record.id, "score": score, "seq": seq }),
-    ))
+    Ok(Json(json!({ "id": record.id, "score": score, "seq": seq })))
 }

@@ -59,7 +59,8 @@ impl Shared {
             return None;
         }
         let left = self.limits.left_at(&conversation.chat, self.started_at)?;
-        let away = i64::try_from(self.config.away_after_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let away =
+            i64::try_from(self.config.away_after_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         (switchboard_kit::now_ms().saturating_sub(left) >= away).then_some(left)
     }
 
