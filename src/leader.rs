@@ -421,11 +421,33 @@ fn lease_ms(bridge: &Bridge) -> i64 {
 
 /// The election's own database session.
 async fn connect(bridge: &Bridge) -> Result<AnyConnection, sqlx::Error> {
-    let url = with_application_name(
+    election_session(
         &bridge.config.database.url,
-        &format!("switchboard/{}/election", bridge.leader.instance()),
-    );
-    AnyConnection::connect(&url).await
+        bridge.leader.instance(),
+        bridge.config.ha.renew_every,
+    )
+    .await
+}
+
+/// Open an election session for `instance` on the PostgreSQL store at `url`. Its statements
+/// are cancelled by the server after `every`, the time the election waits for them: a take
+/// that waited on a lock (a frozen leader's transaction) and was given up must not complete
+/// later, bumping the epoch behind the back of the instance that took the lease meanwhile.
+pub async fn election_session(
+    url: &str,
+    instance: &str,
+    every: Duration,
+) -> Result<AnyConnection, sqlx::Error> {
+    let url = with_application_name(url, &format!("switchboard/{instance}/election"));
+    let mut conn = AnyConnection::connect(&url).await?;
+    if url.starts_with("postgres") {
+        let ms = every.as_millis().clamp(1, i32::MAX as u128);
+        // A number from the config, not outside input.
+        sqlx::query(sqlx::AssertSqlSafe(format!("SET statement_timeout = {ms}")))
+            .execute(&mut conn)
+            .await?;
+    }
+    Ok(conn)
 }
 
 /// Wait `d`; `true` when the process is stopping meanwhile.

@@ -411,6 +411,88 @@ async fn a_second_instance_on_a_sqlite_store_is_refused() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// The frozen leader above, made deterministic: its worker is frozen inside a transaction that
+/// holds the lease row share-locked (the store's fence check). The standby still takes the lease
+/// once it has expired — PostgreSQL ends the transaction left idle — and the frozen worker's
+/// commit is refused when it wakes. No homeserver: the store and the lease queries alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_frozen_inside_a_transaction_does_not_block_the_takeover() -> anyhow::Result<()> {
+    use switchboard::store::Store;
+    let mut steps =
+        rig::Steps::new("a leader frozen inside a transaction does not block the takeover");
+    let url = rig::postgres::fresh_database_url().await?;
+    let store = Store::connect(&url, 2).await?;
+    let lease_ms = 2_000;
+    let mut election = store.pool().acquire().await?;
+    ensure!(
+        Store::lease_acquire(&mut election, false, "a", lease_ms).await? == Some(1),
+        "a did not take the free lease"
+    );
+
+    steps.step("a's worker share-locks the lease row in a transaction, then is frozen");
+    let mut worker = store.pool().begin().await?;
+    let epoch: i64 = sqlx::query_scalar("SELECT epoch FROM leases WHERE name = 'leader' FOR SHARE")
+        .fetch_one(&mut *worker)
+        .await?;
+    ensure!(epoch == 1, "epoch {epoch}");
+    let frozen = Instant::now();
+
+    steps.step("b tries as the election does (each try bounded by a second) until it leads");
+    let taken = rig::poll_until(
+        "b to take the expired lease",
+        Duration::from_secs(30),
+        || {
+            let url = url.clone();
+            async move {
+                let every = Duration::from_secs(1);
+                let attempt = async {
+                    let mut conn = switchboard::leader::election_session(&url, "b", every).await?;
+                    Ok::<_, anyhow::Error>(
+                        Store::lease_acquire(&mut conn, false, "b", lease_ms)
+                            .await
+                            .unwrap_or(None),
+                    )
+                };
+                match tokio::time::timeout(every, attempt).await {
+                    Ok(result) => result,
+                    Err(_) => Ok(None),
+                }
+            }
+        },
+    )
+    .await?;
+    // Epoch 2 and no other: a try given up while it waited must not complete later.
+    ensure!(taken == 2, "b took epoch {taken}");
+    println!(
+        "takeover {:.1} s after the freeze (lease {} ms, idle transactions end after {:?})",
+        frozen.elapsed().as_secs_f64(),
+        lease_ms,
+        switchboard::store::IDLE_IN_TRANSACTION
+    );
+
+    steps.step("a wakes: its transaction is gone, nothing it does in it commits");
+    let late = sqlx::query("UPDATE leases SET expires_at = 0 WHERE name = 'leader'")
+        .execute(&mut *worker)
+        .await;
+    let committed = match late {
+        Ok(_) => worker.commit().await.is_ok(),
+        Err(_) => false,
+    };
+    drop(election);
+    ensure!(
+        !committed,
+        "the frozen worker's transaction committed after the takeover"
+    );
+    let current = store.lease_current().await?.context("no lease")?;
+    ensure!(
+        (current.holder.as_str(), current.epoch) == ("b", 2),
+        "lease: {} epoch {}",
+        current.holder,
+        current.epoch
+    );
+    Ok(())
+}
+
 /// Kills every PostgreSQL session of an instance (`application_name` `switchboard/<id>…`);
 /// how many.
 async fn terminate_sessions(database_url: &str, instance: &str) -> anyhow::Result<i64> {

@@ -62,6 +62,12 @@ pub struct Store {
 
 const LOG_LOCKS: usize = 64;
 
+/// How long PostgreSQL lets one of the pool's sessions sit idle inside a transaction before it
+/// ends the session (see [`Store::connect`]): the default `ha.lease`, so a frozen leader's lock
+/// delays a takeover by at most this much after its lease ran out.
+pub const IDLE_IN_TRANSACTION: std::time::Duration = std::time::Duration::from_secs(5);
+const IDLE_IN_TRANSACTION_SQL: &str = "SET idle_in_transaction_session_timeout = 5000";
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 impl Store {
@@ -96,6 +102,13 @@ impl Store {
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA synchronous = FULL").await?;
                         conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    } else {
+                        // A transaction never waits on the network or on anything but the
+                        // database, so one left open this long belongs to a process that was
+                        // frozen (SIGSTOP, a paused VM) or lost: the server ends it, and with it
+                        // the share lock it held on the lease row (lease::check_fence), which
+                        // would otherwise keep a standby from ever taking over.
+                        conn.execute(IDLE_IN_TRANSACTION_SQL).await?;
                     }
                     Ok(())
                 })
