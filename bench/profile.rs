@@ -110,6 +110,9 @@ pub fn summarise(raw: &Path, out: &Path, title: &str) -> anyhow::Result<Value> {
     let mut own: HashMap<String, u64> = HashMap::new();
     let mut total: HashMap<String, u64> = HashMap::new();
     let mut samples = 0u64;
+    // What the samples were doing, coarsely: waiting (the reactor in epoll, a worker thread on
+    // its condition), committing a database transaction (on SQLite: the fsync), or other work.
+    let (mut waiting, mut committing) = (0u64, 0u64);
     for line in text.lines() {
         let Some((stack, count)) = line.rsplit_once(' ') else {
             continue;
@@ -128,6 +131,16 @@ pub fn summarise(raw: &Path, out: &Path, title: &str) -> anyhow::Result<Value> {
         if let Some(top) = frames.last() {
             *own.entry(top.clone()).or_default() += count;
         }
+        if frames.iter().any(|f| f.ends_with(":EPollReactor.doPoll"))
+            || frames.last().is_some_and(|f| f.ends_with(":Condition.wait"))
+        {
+            waiting += count;
+        } else if frames
+            .iter()
+            .any(|f| f.ends_with(":LoggingDatabaseConnection.commit"))
+        {
+            committing += count;
+        }
         let mut once: Vec<&String> = frames.iter().collect();
         once.sort();
         once.dedup();
@@ -144,8 +157,13 @@ pub fn summarise(raw: &Path, out: &Path, title: &str) -> anyhow::Result<Value> {
     let (own_top, total_top) = (rank(&own), rank(&total));
     let share = |n: u64| n as f64 * 100.0 / samples.max(1) as f64;
     let mut report = format!(
-        "Synapse profile, {title}: {samples} samples (py-spy, 100 Hz, active threads only)\n\n\
-         Top {TOP} by own samples (the function itself was running):\n"
+        "Synapse profile, {title}: {samples} samples (py-spy, 100 Hz, active threads only)\n\
+         waiting (reactor in epoll, idle worker threads): {:.1}%; database commits: {:.1}%; \
+         other work: {:.1}%\n\n\
+         Top {TOP} by own samples (the function itself was running):\n",
+        share(waiting),
+        share(committing),
+        share(samples - waiting - committing)
     );
     for (f, n) in &own_top {
         report.push_str(&format!("{n:>8} {:>5.1}%  {f}\n", share(*n)));
@@ -164,6 +182,8 @@ pub fn summarise(raw: &Path, out: &Path, title: &str) -> anyhow::Result<Value> {
     };
     Ok(json!({
         "samples": samples,
+        "waiting_percent": (share(waiting) * 10.0).round() / 10.0,
+        "commit_percent": (share(committing) * 10.0).round() / 10.0,
         "file": out.display().to_string(),
         // The first ten of each ranking; the file has the top TOP.
         "top_own": list(&own_top[..own_top.len().min(10)]),

@@ -526,6 +526,7 @@ impl World {
 
     /// Stops the bridge and starts it again with whatever its config now says (same store).
     async fn restart_bridge(&mut self, bridge: &mut Bridge) -> anyhow::Result<()> {
+        self.streams.clear();
         bridge.stop(Duration::from_secs(10)).await?;
         bridge.start().await?;
         self.bridge_pid = bridge_pid(bridge)?;
@@ -1262,8 +1263,8 @@ async fn run(quick: bool) -> anyhow::Result<()> {
             )
             .await?;
         let traffic_empty = procfs::sample(world.bridge_pid)?;
-        bridge.stop(Duration::from_secs(10)).await?;
         world.streams.clear();
+        bridge.stop(Duration::from_secs(10)).await?;
         let per_conversation =
             (settings.growth_messages / settings.growth_conversations).max(1);
         say(format!(
@@ -1299,8 +1300,8 @@ async fn run(quick: bool) -> anyhow::Result<()> {
             )
             .await?;
         let traffic_grown = procfs::sample(world.bridge_pid)?;
-        bridge.stop(Duration::from_secs(10)).await?;
         world.streams.clear();
+        bridge.stop(Duration::from_secs(10)).await?;
         let mut side = serde_json::Map::new();
         for (idx, key) in ["inbound", "outbound"].into_iter().enumerate() {
             let (le, lg, te, tg) = (&lat_empty[idx], &lat_grown[idx], &tput_empty[idx], &tput_grown[idx]);

@@ -130,9 +130,10 @@ pub async fn seed_conversations(database_url: &str, total: u64) -> anyhow::Resul
 /// are generated inside the database (a recursive CTE on SQLite, `generate_series` on
 /// PostgreSQL) in one transaction. Returns (rows written, time taken).
 ///
-/// Seeded visitor ids start with `6eed` and ids are small integers below the real ones
-/// (microsecond timestamps, or the PostgreSQL sequence, which the bridge moves past the highest
-/// id at start), so seeding again adds after the last seeded conversation.
+/// Seeded visitor ids start with `6eed`; ids are small integers, below the real ones on SQLite
+/// (microsecond timestamps) and above the sequence `switchboard_ids` on PostgreSQL (which the
+/// bridge moves past the highest id at start), so seeding again adds after the last seeded
+/// conversation.
 pub async fn seed_history(
     database_url: &str,
     conversations: u64,
@@ -162,6 +163,13 @@ pub async fn seed_history(
     let first: i64 = conn
         .scalar("SELECT COALESCE(MAX(id), 0) FROM conversations WHERE chat LIKE '6eed%'")
         .await?;
+    // On PostgreSQL the bridge's ids come from the sequence `switchboard_ids` (small numbers):
+    // seeded ones start above it (the bridge moves it past them at its next start).
+    let first = if sqlite {
+        first
+    } else {
+        first.max(conn.scalar("SELECT last_value FROM switchboard_ids").await? + 1_000)
+    };
     let account: String = conn
         .text("SELECT COALESCE(MAX(account), 'website') FROM conversations WHERE channel = 'webchat'")
         .await?;
