@@ -33,7 +33,12 @@ pub async fn ensure() -> anyhow::Result<PathBuf> {
     }
     let pip = venv.join("bin").join("pip");
     let out = tokio::process::Command::new(&pip)
-        .args(["install", "--quiet", "--disable-pip-version-check", "py-spy"])
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "py-spy",
+        ])
         .output()
         .await
         .with_context(|| format!("running {}", pip.display()))?;
@@ -132,7 +137,9 @@ pub fn summarise(raw: &Path, out: &Path, title: &str) -> anyhow::Result<Value> {
             *own.entry(top.clone()).or_default() += count;
         }
         if frames.iter().any(|f| f.ends_with(":EPollReactor.doPoll"))
-            || frames.last().is_some_and(|f| f.ends_with(":Condition.wait"))
+            || frames
+                .last()
+                .is_some_and(|f| f.ends_with(":Condition.wait"))
         {
             waiting += count;
         } else if frames
@@ -242,7 +249,11 @@ pub fn requests_since(log: &Path, from: u64) -> Vec<(String, u64)> {
             let id_like = ['!', '$', '@', '#', '%']
                 .iter()
                 .any(|c| seg.starts_with(*c))
-                || (i >= 1 && matches!(segments[i - 1], "transactions" | "m.read" | "m.read.private"));
+                || (i >= 1
+                    && matches!(
+                        segments[i - 1],
+                        "transactions" | "m.read" | "m.read.private"
+                    ));
             shape.push(if id_like || after_send { "{id}" } else { seg });
         }
         *counts

@@ -518,8 +518,9 @@ impl World {
     async fn reopen_streams(&mut self) -> anyhow::Result<()> {
         self.streams.clear();
         for v in &self.visitors {
-            self.streams
-                .push(SseWatcher::open(&self.webchat, &v.token, 0, self.visitors_seen.clone()).await?);
+            self.streams.push(
+                SseWatcher::open(&self.webchat, &v.token, 0, self.visitors_seen.clone()).await?,
+            );
         }
         Ok(())
     }
@@ -551,7 +552,11 @@ impl World {
                 let mut round = Vec::with_capacity(per_round);
                 for i in 0..per_round {
                     let (l, _) = self
-                        .one(paths[idx], 0, &format!("{tag}l{r} {i} {}", paths[idx].key()))
+                        .one(
+                            paths[idx],
+                            0,
+                            &format!("{tag}l{r} {i} {}", paths[idx].key()),
+                        )
                         .await?;
                     round.push(ms(l));
                 }
@@ -570,7 +575,9 @@ impl World {
         for (idx, path) in paths.into_iter().enumerate() {
             self.settle().await?;
             let before = self.cpu()?;
-            let (secs, accepted) = self.burst(path, &format!("{tag}t{}", path.key()), per).await?;
+            let (secs, accepted) = self
+                .burst(path, &format!("{tag}t{}", path.key()), per)
+                .await?;
             self.settle().await?;
             let after = self.cpu()?;
             let t = &mut tput[idx];
@@ -607,7 +614,10 @@ async fn open_portals(
         let v = WebVisitor::new(
             webchat,
             &format!("{label} {k:02}"),
-            &format!("{}{k:02}@example.com", label.to_ascii_lowercase().replace(' ', "")),
+            &format!(
+                "{}{k:02}@example.com",
+                label.to_ascii_lowercase().replace(' ', "")
+            ),
         )
         .await?;
         v.send(&unique("w"), &format!("{label} portal-{k} opening message"))
@@ -810,8 +820,16 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         rooms.push(room);
     }
     let visitors_seen = Recorder::default();
-    let (visitors, portals, streams) =
-        open_portals(&webchat, &alice, &bob, &bob_seen, &visitors_seen, n, "Bench").await?;
+    let (visitors, portals, streams) = open_portals(
+        &webchat,
+        &alice,
+        &bob,
+        &bob_seen,
+        &visitors_seen,
+        n,
+        "Bench",
+    )
+    .await?;
     let as_token = bridge
         .registration()?
         .get("as_token")
@@ -1019,7 +1037,9 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         .map(|d| d.join("homeserver.log"))
         .unwrap_or_default();
     if let Some(bin) = &py_spy {
-        say(format!("Synapse profiles: {n} conversations × {per} messages per path"));
+        say(format!(
+            "Synapse profiles: {n} conversations × {per} messages per path"
+        ));
         for path in Path::THROUGHPUT {
             world.settle().await?;
             let raw = std::env::temp_dir()
@@ -1076,8 +1096,9 @@ async fn run(quick: bool) -> anyhow::Result<()> {
                         out.display()
                     ));
                     s["messages"] = json!(n * per);
-                    s["synapse_cpu_s_per_1000"] =
-                        json!(round3((after.1.cpu_s - before.1.cpu_s) * 1000.0 / (n * per) as f64));
+                    s["synapse_cpu_s_per_1000"] = json!(round3(
+                        (after.1.cpu_s - before.1.cpu_s) * 1000.0 / (n * per) as f64
+                    ));
                     profiles.insert(path.key().to_string(), s);
                 }
                 Err(e) => say(format!(
@@ -1265,8 +1286,7 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         let traffic_empty = procfs::sample(world.bridge_pid)?;
         world.streams.clear();
         bridge.stop(Duration::from_secs(10)).await?;
-        let per_conversation =
-            (settings.growth_messages / settings.growth_conversations).max(1);
+        let per_conversation = (settings.growth_messages / settings.growth_conversations).max(1);
         say(format!(
             "growth on {backend}: seeding {} conversations × {per_conversation} messages",
             settings.growth_conversations
@@ -1304,7 +1324,12 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         bridge.stop(Duration::from_secs(10)).await?;
         let mut side = serde_json::Map::new();
         for (idx, key) in ["inbound", "outbound"].into_iter().enumerate() {
-            let (le, lg, te, tg) = (&lat_empty[idx], &lat_grown[idx], &tput_empty[idx], &tput_grown[idx]);
+            let (le, lg, te, tg) = (
+                &lat_empty[idx],
+                &lat_grown[idx],
+                &tput_empty[idx],
+                &tput_grown[idx],
+            );
             let p50 = lg.p(50.0) / le.p(50.0);
             let p99 = lg.p(99.0) / le.p(99.0);
             let rate = tg.rate() / te.rate();
@@ -1628,8 +1653,12 @@ fn print_table(r: &Value) {
     let st = &r["delivery_status_outbound"];
     if st.is_object() {
         println!();
-        println!("| bridge outbound, delivery_status | msg/s | bridge CPU s/1000 | Synapse CPU s/1000 |");
-        println!("|----------------------------------|------:|------------------:|-------------------:|");
+        println!(
+            "| bridge outbound, delivery_status | msg/s | bridge CPU s/1000 | Synapse CPU s/1000 |"
+        );
+        println!(
+            "|----------------------------------|------:|------------------:|-------------------:|"
+        );
         for mode in ["receipts", "events"] {
             let t = &st[mode];
             println!(
@@ -1671,12 +1700,28 @@ fn print_table(r: &Value) {
                 let b = &side["bridge"];
                 println!(
                     "| {store:<8} | {key:<8} | {:>20} | {:>3} | {:>20} | {:>19} | {:>4} | {:>28} |",
-                    format!("{} → {}", f(&g["empty"]["latency"]["p50_ms"]), f(&g["grown"]["latency"]["p50_ms"])),
+                    format!(
+                        "{} → {}",
+                        f(&g["empty"]["latency"]["p50_ms"]),
+                        f(&g["grown"]["latency"]["p50_ms"])
+                    ),
                     f2(&g["p50_ratio"]),
-                    format!("{} → {}", f(&g["empty"]["latency"]["p99_ms"]), f(&g["grown"]["latency"]["p99_ms"])),
-                    format!("{} → {}", f(&g["empty"]["throughput"]["msgs_per_s"]), f(&g["grown"]["throughput"]["msgs_per_s"])),
+                    format!(
+                        "{} → {}",
+                        f(&g["empty"]["latency"]["p99_ms"]),
+                        f(&g["grown"]["latency"]["p99_ms"])
+                    ),
+                    format!(
+                        "{} → {}",
+                        f(&g["empty"]["throughput"]["msgs_per_s"]),
+                        f(&g["grown"]["throughput"]["msgs_per_s"])
+                    ),
                     f2(&g["throughput_ratio"]),
-                    format!("{} → {}", f(&b["rss_rest_empty_mb"]), f(&b["rss_rest_grown_mb"])),
+                    format!(
+                        "{} → {}",
+                        f(&b["rss_rest_empty_mb"]),
+                        f(&b["rss_rest_grown_mb"])
+                    ),
                 );
             }
         }

@@ -126,7 +126,9 @@ pub async fn seed_conversations(database_url: &str, total: u64) -> anyhow::Resul
 /// (done); per operator message a Matrix event (done) and an outbox row (sent); per message a
 /// `message_map` row, a search document (indexed by the FTS5 triggers on SQLite, the GIN index
 /// on PostgreSQL), the web chat's message record and transcript entry; per conversation the
-/// web chat's visitor and conversation markers and a conversation event (`opened`). The rows
+/// web chat's visitor and conversation markers and a conversation event (`created`; per
+/// message `customer_message` or `operator_answer`, marked as already counted in the report
+/// figures, whose own tables are not seeded). The rows
 /// are generated inside the database (a recursive CTE on SQLite, `generate_series` on
 /// PostgreSQL) in one transaction. Returns (rows written, time taken).
 ///
@@ -168,10 +170,16 @@ pub async fn seed_history(
     let first = if sqlite {
         first
     } else {
-        first.max(conn.scalar("SELECT last_value FROM switchboard_ids").await? + 1_000)
+        first.max(
+            conn.scalar("SELECT last_value FROM switchboard_ids")
+                .await?
+                + 1_000,
+        )
     };
     let account: String = conn
-        .text("SELECT COALESCE(MAX(account), 'website') FROM conversations WHERE channel = 'webchat'")
+        .text(
+            "SELECT COALESCE(MAX(account), 'website') FROM conversations WHERE channel = 'webchat'",
+        )
         .await?;
     // Conversation numbers `from..=to`; conversation `i` has id `i` and its messages have ids
     // (and sequence numbers) `i * per + j`, j < per: disjoint from the conversation ids as long
@@ -180,7 +188,9 @@ pub async fn seed_history(
     let now = switchboard::store::now_ms();
     let series = |lo: &str, hi: &str| {
         if sqlite {
-            format!("WITH RECURSIVE s(i) AS (SELECT {lo} UNION ALL SELECT i + 1 FROM s WHERE i < {hi})")
+            format!(
+                "WITH RECURSIVE s(i) AS (SELECT {lo} UNION ALL SELECT i + 1 FROM s WHERE i < {hi})"
+            )
         } else {
             format!("WITH s(i) AS (SELECT generate_series(({lo})::bigint, ({hi})::bigint))")
         }
@@ -225,8 +235,8 @@ pub async fn seed_history(
          SELECT 'webchat', 'chat:' || vid, hash FROM c
          UNION ALL SELECT 'webchat', 'visitor:' || hash,
                 '{\"id\":\"' || vid || '\",\"name\":\"History ' || i || '\",\"email\":\"history' || i || '@example.com\",\"created_ms\":' || now || '}' FROM c",
-        "INSERT INTO conversation_events (id, conversation_id, at, kind, actor, team, owner, detail, dedup)
-         SELECT i, i, now, 'opened', NULL, NULL, NULL, NULL, NULL FROM c",
+        "INSERT INTO conversation_events (id, conversation_id, at, kind, actor, team, owner, detail, dedup, figured)
+         SELECT i, i, now - 86400000, 'created', NULL, NULL, NULL, NULL, NULL, 1 FROM c",
     ];
     let msg_statements = [
         "INSERT INTO inbox (id, channel, account, dedup_key, conversation_id, payload, state, attempts, next_attempt_at, received_at)
@@ -235,6 +245,11 @@ pub async fn seed_history(
          SELECT eid, k, room, '{\"seeded\":true}', 'done', ts FROM m WHERE j % 2 = 1",
         "INSERT INTO outbox (id, conversation_id, event_id, room_id, payload, state, attempts, next_attempt_at, remote_id, created_at, updated_at)
          SELECT k, i, eid, room, '{\"seeded\":true}', 'sent', 1, ts, rid, ts, ts FROM m WHERE j % 2 = 1",
+        // Ids above the conversations' `created` events (`i`); `figured`: the report figures of
+        // a store's past are long counted (a start-up would otherwise backfill them all).
+        "INSERT INTO conversation_events (id, conversation_id, at, kind, actor, team, owner, detail, dedup, figured)
+         SELECT ($2 + 1) * $5 + k, i, ts, CASE WHEN j % 2 = 0 THEN 'customer_message' ELSE 'operator_answer' END,
+                CASE WHEN j % 2 = 0 THEN NULL ELSE '@alice:localhost' END, NULL, NULL, NULL, rid, 1 FROM m",
         "INSERT INTO message_map (conversation_id, remote_id, part, event_id, direction)
          SELECT i, rid, 0, eid, CASE WHEN j % 2 = 0 THEN 'in' ELSE 'out' END FROM m",
         "INSERT INTO channel_state (channel, key, value)
