@@ -30,6 +30,18 @@
 //! (`bench/seed.rs`), and its resident memory at rest and its start time (spawn →
 //! `/_switchboard/health` 200) are measured.
 //!
+//! Besides (each switchable, see [`Settings`] and `scripts/bench.sh`):
+//!
+//! - **Synapse profiles**: one extra burst per throughput path with py-spy sampling Synapse
+//!   (`bench/profile.rs`), reduced to `bench/results/synapse-profile-<path>.txt` with the
+//!   requests Synapse answered per message; Synapse's CPU per 1,000 messages per path.
+//! - **receipts vs events**: bridge outbound bursts with `bridge.delivery_status: receipts` and
+//!   `events`, alternating, the bridge restarted on the same store for each change.
+//! - **growth**: on a fresh SQLite store and a fresh PostgreSQL one, new portals, inbound and
+//!   outbound latency and throughput; then the store is seeded with a long history
+//!   (`seed::seed_history`: a million messages over 100,000 conversations by default) and the
+//!   same rounds run again, with the bridge's resident memory before and after.
+//!
 //! Counts come from the environment (see [`Settings`]); `--quick` shrinks them for a smoke run.
 
 #[path = "../tests/rig/mod.rs"]
