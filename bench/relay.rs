@@ -30,6 +30,18 @@
 //! (`bench/seed.rs`), and its resident memory at rest and its start time (spawn →
 //! `/_switchboard/health` 200) are measured.
 //!
+//! Besides (each switchable, see [`Settings`] and `scripts/bench.sh`):
+//!
+//! - **Synapse profiles**: one extra burst per throughput path with py-spy sampling Synapse
+//!   (`bench/profile.rs`), reduced to `bench/results/synapse-profile-<path>.txt` with the
+//!   requests Synapse answered per message; Synapse's CPU per 1,000 messages per path.
+//! - **receipts vs events**: bridge outbound bursts with `bridge.delivery_status: receipts` and
+//!   `events`, alternating, the bridge restarted on the same store for each change.
+//! - **growth**: on a fresh SQLite store and a fresh PostgreSQL one, new portals, inbound and
+//!   outbound latency and throughput; then the store is seeded with a long history
+//!   (`seed::seed_history`: a million messages over 100,000 conversations by default) and the
+//!   same rounds run again, with the bridge's resident memory before and after.
+//!
 //! Counts come from the environment (see [`Settings`]); `--quick` shrinks them for a smoke run.
 
 #[path = "../tests/rig/mod.rs"]
@@ -38,6 +50,7 @@ mod rig;
 
 mod clients;
 mod procfs;
+mod profile;
 mod seed;
 
 use std::path::PathBuf;
@@ -79,6 +92,19 @@ struct Settings {
     portals: u64,
     /// Starts timed with `portals` in the store (the median is reported).
     starts: usize,
+    /// Rounds of bridge outbound bursts with `delivery_status: receipts` and `events` (0: none).
+    status_ab_rounds: usize,
+    /// Profile Synapse with py-spy during the first throughput round of each path.
+    profile: bool,
+    /// Stores the growth rounds run on (`sqlite`, `postgres`; empty: none).
+    growth_backends: Vec<String>,
+    /// Conversations and messages seeded before the second set of growth rounds.
+    growth_conversations: u64,
+    growth_messages: u64,
+    /// Messages per path (inbound, outbound) for latency in each set of growth rounds.
+    growth_latency: usize,
+    /// Messages per path for throughput in each set of growth rounds.
+    growth_throughput: usize,
     out: PathBuf,
 }
 
@@ -96,6 +122,13 @@ impl Settings {
                 idle: 2_000,
                 portals: 10_000,
                 starts: 1,
+                status_ab_rounds: 1,
+                profile: true,
+                growth_backends: vec!["sqlite".into(), "postgres".into()],
+                growth_conversations: 10_000,
+                growth_messages: 100_000,
+                growth_latency: 40,
+                growth_throughput: 160,
                 out: rig::repo_root().join("bench/results/quick.json"),
             }
         } else {
@@ -110,6 +143,13 @@ impl Settings {
                 idle: 10_000,
                 portals: 100_000,
                 starts: 3,
+                status_ab_rounds: 2,
+                profile: true,
+                growth_backends: vec!["sqlite".into(), "postgres".into()],
+                growth_conversations: 100_000,
+                growth_messages: 1_000_000,
+                growth_latency: 100,
+                growth_throughput: 480,
                 out: rig::repo_root().join("bench/results/latest.json"),
             }
         };
@@ -133,6 +173,27 @@ impl Settings {
         s.idle = num("IDLE", s.idle as usize)? as u64;
         s.portals = num("PORTALS", s.portals as usize)? as u64;
         s.starts = num("STARTS", s.starts)?.max(1);
+        s.status_ab_rounds = num("STATUS_AB_ROUNDS", s.status_ab_rounds)?;
+        s.profile = num("PROFILE", usize::from(s.profile))? != 0;
+        if let Ok(v) = std::env::var("SWITCHBOARD_BENCH_GROWTH") {
+            s.growth_backends = v
+                .split(',')
+                .map(|b| b.trim().to_ascii_lowercase())
+                .filter(|b| !b.is_empty() && b != "none" && b != "0")
+                .collect();
+            if let Some(bad) = s
+                .growth_backends
+                .iter()
+                .find(|b| !matches!(b.as_str(), "sqlite" | "postgres"))
+            {
+                bail!("SWITCHBOARD_BENCH_GROWTH: unknown store {bad:?} (sqlite, postgres)");
+            }
+        }
+        s.growth_conversations =
+            num("GROWTH_CONVERSATIONS", s.growth_conversations as usize)?.max(1) as u64;
+        s.growth_messages = num("GROWTH_MESSAGES", s.growth_messages as usize)? as u64;
+        s.growth_latency = num("GROWTH_LATENCY", s.growth_latency)?;
+        s.growth_throughput = num("GROWTH_THROUGHPUT", s.growth_throughput)?;
         if let Ok(out) = std::env::var("SWITCHBOARD_BENCH_OUT") {
             s.out = PathBuf::from(out);
         }
@@ -350,6 +411,10 @@ struct World {
     /// Web chat visitors and their portal rooms, one per parallel conversation.
     visitors: Vec<WebVisitor>,
     portals: Vec<String>,
+    /// The visitors' open event streams (reopened when the bridge restarts).
+    streams: Vec<SseWatcher>,
+    /// `<bridge>/webchat`.
+    webchat: String,
     bridge_pid: u32,
     synapse_pid: u32,
 }
@@ -459,6 +524,145 @@ impl World {
             last = now;
         }
     }
+
+    /// Opens the visitors' event streams again (after the bridge restarted). They replay what
+    /// was sent before; the recorder keeps the first sighting of each message.
+    async fn reopen_streams(&mut self) -> anyhow::Result<()> {
+        self.streams.clear();
+        for v in &self.visitors {
+            self.streams.push(
+                SseWatcher::open(&self.webchat, &v.token, 0, self.visitors_seen.clone()).await?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Stops the bridge and starts it again with whatever its config now says (same store).
+    async fn restart_bridge(&mut self, bridge: &mut Bridge) -> anyhow::Result<()> {
+        self.streams.clear();
+        bridge.stop(Duration::from_secs(10)).await?;
+        bridge.start().await?;
+        self.bridge_pid = bridge_pid(bridge)?;
+        self.reopen_streams().await
+    }
+
+    /// Inbound and outbound latency (`latency` messages per path, two rounds interleaving the
+    /// paths) and throughput (`throughput` messages per path, one burst each), for the growth
+    /// rounds. Returns ([inbound, outbound] latency, [inbound, outbound] throughput).
+    async fn relay_rounds(
+        &self,
+        tag: &str,
+        latency: usize,
+        throughput: usize,
+    ) -> anyhow::Result<([Latency; 2], [Throughput; 2])> {
+        let paths = [Path::Inbound, Path::Outbound];
+        let mut lat = [Latency::default(), Latency::default()];
+        let per_round = (latency / 2).max(1);
+        for r in 0..2 {
+            for step in 0..2 {
+                let idx = (r + step) % 2;
+                let mut round = Vec::with_capacity(per_round);
+                for i in 0..per_round {
+                    let (l, _) = self
+                        .one(
+                            paths[idx],
+                            0,
+                            &format!("{tag}l{r} {i} {}", paths[idx].key()),
+                        )
+                        .await?;
+                    round.push(ms(l));
+                }
+                say(format!(
+                    "  {tag} round {r} {:<16} p50 {:.2} ms",
+                    paths[idx].name(),
+                    percentile(&sorted(&round), 50.0)
+                ));
+                lat[idx].add_round(round);
+                self.settle().await?;
+            }
+        }
+        let n = self.visitors.len();
+        let per = (throughput / n).max(1);
+        let mut tput = [Throughput::default(), Throughput::default()];
+        for (idx, path) in paths.into_iter().enumerate() {
+            self.settle().await?;
+            let before = self.cpu()?;
+            let (secs, accepted) = self
+                .burst(path, &format!("{tag}t{}", path.key()), per)
+                .await?;
+            self.settle().await?;
+            let after = self.cpu()?;
+            let t = &mut tput[idx];
+            t.messages += n * per;
+            t.seconds += secs;
+            t.accept_seconds += accepted;
+            t.round_rates.push((n * per) as f64 / secs);
+            t.bridge_cpu_s += after.0.cpu_s - before.0.cpu_s;
+            t.synapse_cpu_s += after.1.cpu_s - before.1.cpu_s;
+            say(format!(
+                "  {tag} {:<16} {:.1} msg/s",
+                path.name(),
+                (n * per) as f64 / secs
+            ));
+        }
+        Ok((lat, tput))
+    }
+}
+
+/// `n` web chat visitors, each with its portal (found by `@bob` through its invite and joined
+/// by `@bob` and `@alice`) and its event stream: (visitors, portals, streams). `label` starts
+/// the visitors' names, which the portals' names contain.
+async fn open_portals(
+    webchat: &str,
+    alice: &MxClient,
+    bob: &MxClient,
+    bob_seen: &Recorder,
+    visitors_seen: &Recorder,
+    n: usize,
+    label: &str,
+) -> anyhow::Result<(Vec<WebVisitor>, Vec<String>, Vec<SseWatcher>)> {
+    let mut visitors = Vec::new();
+    for k in 0..n {
+        let v = WebVisitor::new(
+            webchat,
+            &format!("{label} {k:02}"),
+            &format!(
+                "{}{k:02}@example.com",
+                label.to_ascii_lowercase().replace(' ', "")
+            ),
+        )
+        .await?;
+        v.send(&unique("w"), &format!("{label} portal-{k} opening message"))
+            .await?;
+        visitors.push(v);
+    }
+    let mut portals = Vec::new();
+    let mut streams = Vec::new();
+    for (k, v) in visitors.iter().enumerate() {
+        let room = bob_seen.invite(&format!("{label} {k:02} ("), WAIT).await?;
+        bob.join(&room).await?;
+        alice.join(&room).await?;
+        bob_seen
+            .seen(&format!("{label} portal-{k} opening message"), WAIT)
+            .await?;
+        streams.push(SseWatcher::open(webchat, &v.token, 0, visitors_seen.clone()).await?);
+        portals.push(room);
+    }
+    Ok((visitors, portals, streams))
+}
+
+/// Sets `bridge.delivery_status` in the bridge's config (read at the next start).
+fn set_delivery_status(bridge: &Bridge, mode: &str) -> anyhow::Result<()> {
+    bridge.edit_config(|c| {
+        if let Some(m) = c.as_mapping_mut() {
+            if !m.contains_key("bridge") {
+                m.insert("bridge".into(), serde_yaml::Mapping::new().into());
+            }
+        }
+        if let Some(b) = c.get_mut("bridge").and_then(|b| b.as_mapping_mut()) {
+            b.insert("delivery_status".into(), mode.into());
+        }
+    })
 }
 
 /// Spawns the bridge and times it: (first HTTP answer, health 200), polling every 2 ms.
@@ -627,31 +831,17 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         carol.join(&room).await?;
         rooms.push(room);
     }
-    let mut visitors = Vec::new();
-    for k in 0..n {
-        let v = WebVisitor::new(
-            &webchat,
-            &format!("Bench {k:02}"),
-            &format!("bench{k:02}@example.com"),
-        )
-        .await?;
-        v.send(&unique("w"), &format!("portal-{k} opening message"))
-            .await?;
-        visitors.push(v);
-    }
-    let mut portals = Vec::new();
     let visitors_seen = Recorder::default();
-    let mut streams = Vec::new();
-    for (k, v) in visitors.iter().enumerate() {
-        let room = bob_seen.invite(&format!("Bench {k:02} ("), WAIT).await?;
-        bob.join(&room).await?;
-        alice.join(&room).await?;
-        bob_seen
-            .seen(&format!("portal-{k} opening message"), WAIT)
-            .await?;
-        streams.push(SseWatcher::open(&webchat, &v.token, 0, visitors_seen.clone()).await?);
-        portals.push(room);
-    }
+    let (visitors, portals, streams) = open_portals(
+        &webchat,
+        &alice,
+        &bob,
+        &bob_seen,
+        &visitors_seen,
+        n,
+        "Bench",
+    )
+    .await?;
     let as_token = bridge
         .registration()?
         .get("as_token")
@@ -663,7 +853,7 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         synapse.server_name()
     );
     let ghost = MxClient::appservice(&hs, &as_token, &ghost_id)?;
-    let world = World {
+    let mut world = World {
         alice,
         ghost,
         bob_seen,
@@ -671,6 +861,8 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         rooms,
         visitors,
         portals,
+        streams,
+        webchat: webchat.clone(),
         bridge_pid: pid,
         synapse_pid,
     };
@@ -722,6 +914,24 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         "throughput: {} rounds × {n} conversations × {per} messages per path, in parallel",
         settings.throughput_rounds
     ));
+    let py_spy = if settings.profile {
+        match profile::ensure().await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                say(format!("WARNING: no Synapse profile: {e:#}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let results_dir = settings
+        .out
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| rig::repo_root().join("bench/results"));
+    std::fs::create_dir_all(&results_dir)?;
+    let mut profiles = serde_json::Map::new();
     let mut throughput: Vec<Throughput> = vec![Throughput::default(); 3];
     for r in 0..settings.throughput_rounds {
         for step in 0..3 {
@@ -827,7 +1037,153 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         + latency[3].samples.len()
         + 2 * settings.warmup;
     let cpu_total_traffic = after_traffic.cpu_s - idle_fresh.cpu_s;
-    drop(streams);
+
+    // ---- where Synapse's time goes -------------------------------------------------------------
+    // One more burst per path, not counted above, with py-spy sampling Synapse (without pausing
+    // it) from the first send until the machine has settled after the last message, so the
+    // trailing work counts. py-spy's own CPU competes with Synapse on a small machine: that is
+    // why these bursts are apart from the measured ones.
+    let synapse_log = synapse
+        .config_path()
+        .parent()
+        .map(|d| d.join("homeserver.log"))
+        .unwrap_or_default();
+    if let Some(bin) = &py_spy {
+        say(format!(
+            "Synapse profiles: {n} conversations × {per} messages per path"
+        ));
+        for path in Path::THROUGHPUT {
+            world.settle().await?;
+            let raw = std::env::temp_dir()
+                .join(format!("switchboard-synapse-{}.raw", unique(path.key())));
+            let rec = match profile::Recording::start(bin, world.synapse_pid, raw) {
+                Ok(rec) => rec,
+                Err(e) => {
+                    say(format!("WARNING: py-spy did not start: {e:#}"));
+                    break;
+                }
+            };
+            let log_from = profile::log_offset(&synapse_log);
+            let before = world.cpu()?;
+            let (secs, _) = world
+                .burst(path, &format!("prof{}", path.key()), per)
+                .await?;
+            world.settle().await?;
+            let after = world.cpu()?;
+            let requests = profile::requests_since(&synapse_log, log_from);
+            let out = results_dir.join(format!("synapse-profile-{}.txt", path.key()));
+            let messages = (n * per) as f64;
+            let summary = async {
+                let raw = rec.stop().await?;
+                let mut s = profile::summarise(&raw, &out, path.name())?;
+                let _ = std::fs::remove_file(&raw);
+                // What Synapse was asked, per message relayed (from its access log).
+                let mut text = format!(
+                    "\nRequests Synapse answered per message ({} messages; its access log):\n",
+                    n * per
+                );
+                for (kind, count) in &requests {
+                    text.push_str(&format!("{:>8.3}  {kind}\n", *count as f64 / messages));
+                }
+                use std::io::Write;
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&out)?
+                    .write_all(text.as_bytes())?;
+                s["requests_per_message"] = requests
+                    .iter()
+                    .take(15)
+                    .map(|(k, c)| (k.clone(), json!(round3(*c as f64 / messages))))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into();
+                anyhow::Ok(s)
+            }
+            .await;
+            match summary {
+                Ok(mut s) => {
+                    say(format!(
+                        "  {:<16} {:.1} msg/s while profiled: {}",
+                        path.name(),
+                        (n * per) as f64 / secs,
+                        out.display()
+                    ));
+                    s["messages"] = json!(n * per);
+                    s["synapse_cpu_s_per_1000"] = json!(round3(
+                        (after.1.cpu_s - before.1.cpu_s) * 1000.0 / (n * per) as f64
+                    ));
+                    profiles.insert(path.key().to_string(), s);
+                }
+                Err(e) => say(format!(
+                    "WARNING: no Synapse profile for {}: {e:#}",
+                    path.name()
+                )),
+            }
+        }
+    }
+
+    // ---- receipts vs events -------------------------------------------------------------------
+    // Bridge outbound bursts with `bridge.delivery_status: receipts` (the default: the bot's
+    // read receipt shows success) and `events` (also a `com.beeper.message_send_status` SUCCESS
+    // event per message), alternating round by round; the bridge restarts on the same store
+    // for each change. Reported: messages per second, and the bridge's and Synapse's CPU time
+    // per 1,000 messages, each way.
+    let status_ab = if settings.status_ab_rounds > 0 {
+        let modes = ["receipts", "events"];
+        let mut ab = [Throughput::default(), Throughput::default()];
+        let mut current = "receipts";
+        say(format!(
+            "delivery status receipts/events: {} rounds × {n} conversations × {per} outbound messages",
+            settings.status_ab_rounds
+        ));
+        for r in 0..settings.status_ab_rounds {
+            for step in 0..2 {
+                let m = (r + step) % 2;
+                if modes[m] != current {
+                    set_delivery_status(&bridge, modes[m])?;
+                    world.restart_bridge(&mut bridge).await?;
+                    current = modes[m];
+                }
+                world.settle().await?;
+                let before = world.cpu()?;
+                let (secs, accepted) = world
+                    .burst(Path::Outbound, &format!("st{r}{}", modes[m]), per)
+                    .await?;
+                world.settle().await?;
+                let after = world.cpu()?;
+                let t = &mut ab[m];
+                t.messages += n * per;
+                t.seconds += secs;
+                t.accept_seconds += accepted;
+                t.round_rates.push((n * per) as f64 / secs);
+                t.bridge_cpu_s += after.0.cpu_s - before.0.cpu_s;
+                t.synapse_cpu_s += after.1.cpu_s - before.1.cpu_s;
+                say(format!(
+                    "  round {r} {:<8} {:.1} msg/s, Synapse {:.2} s CPU per 1000",
+                    modes[m],
+                    (n * per) as f64 / secs,
+                    (after.1.cpu_s - before.1.cpu_s) * 1000.0 / (n * per) as f64
+                ));
+            }
+        }
+        if current != "receipts" {
+            set_delivery_status(&bridge, "receipts")?;
+            world.restart_bridge(&mut bridge).await?;
+        }
+        json!({
+            "rounds": settings.status_ab_rounds,
+            "receipts": ab[0].json(),
+            "events": ab[1].json(),
+            "events_over_receipts_throughput": round3(ab[1].rate() / ab[0].rate()),
+            "events_over_receipts_synapse_cpu": round3(
+                (ab[1].synapse_cpu_s / ab[1].messages.max(1) as f64)
+                    / (ab[0].synapse_cpu_s / ab[0].messages.max(1) as f64)
+            ),
+        })
+    } else {
+        Value::Null
+    };
+
+    world.streams.clear();
 
     // ---- start time and memory at rest ---------------------------------------------------------
     bridge.stop(Duration::from_secs(10)).await?;
@@ -882,6 +1238,149 @@ async fn run(quick: bool) -> anyhow::Result<()> {
     let listen_ms = sorted(&starts.iter().map(|s| ms(s.0)).collect::<Vec<_>>());
     let start_median = percentile(&start_ms, 50.0);
     let listen_median = percentile(&listen_ms, 50.0);
+
+    // ---- growth: the relay with a long history in the store -----------------------------------
+    // Per store (SQLite, PostgreSQL): the bridge on a fresh store with new portals, inbound and
+    // outbound latency and throughput; then, stopped, the store is seeded with
+    // `growth_messages` earlier messages over `growth_conversations` conversations
+    // (`seed::seed_history`), and the same rounds run again. Resident memory is read at rest
+    // after each start and after each set of rounds.
+    let mut growth = serde_json::Map::new();
+    for (b, backend) in settings.growth_backends.iter().enumerate() {
+        let url = if backend == "postgres" {
+            rig::postgres::fresh_database_url().await?
+        } else {
+            format!(
+                "sqlite://{}",
+                bridge.dir().join(format!("growth-{b}.db")).display()
+            )
+        };
+        let url_for_config = url.clone();
+        bridge.edit_config(move |c| {
+            if let Some(db) = c.get_mut("database").and_then(|d| d.as_mapping_mut()) {
+                db.insert("url".into(), url_for_config.into());
+            }
+        })?;
+        say(format!("growth on {backend}: a fresh store"));
+        bridge.start().await?;
+        world.bridge_pid = bridge_pid(&bridge)?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let rest_empty = procfs::sample(world.bridge_pid)?;
+        let label = format!("Grow{b}");
+        let (visitors, portals, streams) = open_portals(
+            &webchat,
+            &world.alice,
+            &bob,
+            &world.bob_seen,
+            &world.visitors_seen,
+            n,
+            &label,
+        )
+        .await?;
+        world.visitors = visitors;
+        world.portals = portals;
+        world.streams = streams;
+        for i in 0..settings.warmup {
+            for path in [Path::Inbound, Path::Outbound] {
+                world
+                    .one(path, i % n, &format!("g{b}warm {i} {}", path.key()))
+                    .await?;
+            }
+        }
+        world.settle().await?;
+        let (lat_empty, tput_empty) = world
+            .relay_rounds(
+                &format!("g{b}e"),
+                settings.growth_latency,
+                settings.growth_throughput,
+            )
+            .await?;
+        let traffic_empty = procfs::sample(world.bridge_pid)?;
+        world.streams.clear();
+        bridge.stop(Duration::from_secs(10)).await?;
+        let per_conversation = (settings.growth_messages / settings.growth_conversations).max(1);
+        say(format!(
+            "growth on {backend}: seeding {} conversations × {per_conversation} messages",
+            settings.growth_conversations
+        ));
+        let (rows, took) =
+            seed::seed_history(&url, settings.growth_conversations, per_conversation).await?;
+        say(format!(
+            "  seeded {rows} rows in {:.1} s",
+            took.as_secs_f64()
+        ));
+        let started_grown = Instant::now();
+        bridge.start().await?;
+        let start_grown = started_grown.elapsed();
+        world.bridge_pid = bridge_pid(&bridge)?;
+        world.reopen_streams().await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let rest_grown = procfs::sample(world.bridge_pid)?;
+        for i in 0..settings.warmup {
+            for path in [Path::Inbound, Path::Outbound] {
+                world
+                    .one(path, i % n, &format!("g{b}rewarm {i} {}", path.key()))
+                    .await?;
+            }
+        }
+        world.settle().await?;
+        let (lat_grown, tput_grown) = world
+            .relay_rounds(
+                &format!("g{b}g"),
+                settings.growth_latency,
+                settings.growth_throughput,
+            )
+            .await?;
+        let traffic_grown = procfs::sample(world.bridge_pid)?;
+        world.streams.clear();
+        bridge.stop(Duration::from_secs(10)).await?;
+        let mut side = serde_json::Map::new();
+        for (idx, key) in ["inbound", "outbound"].into_iter().enumerate() {
+            let (le, lg, te, tg) = (
+                &lat_empty[idx],
+                &lat_grown[idx],
+                &tput_empty[idx],
+                &tput_grown[idx],
+            );
+            let p50 = lg.p(50.0) / le.p(50.0);
+            let p99 = lg.p(99.0) / le.p(99.0);
+            let rate = tg.rate() / te.rate();
+            side.insert(
+                key.to_string(),
+                json!({
+                    "empty": {"latency": le.json(), "throughput": te.json()},
+                    "grown": {"latency": lg.json(), "throughput": tg.json()},
+                    // grown / empty: the target is within 10% (latency <= 1.10, throughput >= 0.90).
+                    "p50_ratio": round3(p50),
+                    "p99_ratio": round3(p99),
+                    "throughput_ratio": round3(rate),
+                    "met": p50 <= 1.10 && rate >= 0.90,
+                }),
+            );
+        }
+        side.insert(
+            "seed".into(),
+            json!({
+                "conversations": settings.growth_conversations,
+                "messages": settings.growth_conversations * per_conversation,
+                "rows": rows,
+                "seconds": round3(took.as_secs_f64()),
+            }),
+        );
+        side.insert(
+            "bridge".into(),
+            json!({
+                "rss_rest_empty_mb": round3(rest_empty.rss_mb),
+                "rss_rest_grown_mb": round3(rest_grown.rss_mb),
+                "rss_after_rounds_empty_mb": round3(traffic_empty.rss_mb),
+                "rss_after_rounds_grown_mb": round3(traffic_grown.rss_mb),
+                "peak_rss_empty_mb": round3(traffic_empty.hwm_mb),
+                "peak_rss_grown_mb": round3(traffic_grown.hwm_mb),
+                "start_grown_ms": round3(ms(start_grown)),
+            }),
+        );
+        growth.insert(backend.clone(), Value::Object(side));
+    }
     let load_after = procfs::loadavg();
 
     // ---- report ----------------------------------------------------------------------------------
@@ -896,6 +1395,18 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         "rss_idle_conversations_mb": {"value": round3(idle_many.rss_mb), "target": "<= 40", "met": idle_many.rss_mb <= 40.0},
         "start_with_portals_s": {"value": round3(start_median / 1000.0), "target": "<= 1", "met": start_median <= 1000.0},
     });
+    let mut targets = targets;
+    for (store, side) in &growth {
+        for key in ["inbound", "outbound"] {
+            let g = &side[key];
+            targets[format!("growth_{store}_{key}_p50_ratio")] = json!({
+                "value": g["p50_ratio"], "target": "<= 1.10",
+                "met": g["p50_ratio"].as_f64().is_some_and(|v| v <= 1.10)});
+            targets[format!("growth_{store}_{key}_throughput_ratio")] = json!({
+                "value": g["throughput_ratio"], "target": ">= 0.9",
+                "met": g["throughput_ratio"].as_f64().is_some_and(|v| v >= 0.9)});
+        }
+    }
     let report = json!({
         "when": chrono_like_now(),
         "revision": git_revision(),
@@ -915,6 +1426,13 @@ async fn run(quick: bool) -> anyhow::Result<()> {
             "idle_conversations": settings.idle,
             "portals": settings.portals,
             "starts": settings.starts,
+            "delivery_status_rounds": settings.status_ab_rounds,
+            "synapse_profile": settings.profile,
+            "growth_stores": settings.growth_backends,
+            "growth_conversations": settings.growth_conversations,
+            "growth_messages": settings.growth_messages,
+            "growth_latency_messages_per_path": settings.growth_latency,
+            "growth_throughput_messages_per_path": settings.growth_throughput,
             "bridge_log_filter": "info",
             "store": "sqlite (WAL, synchronous=FULL)",
             "bridge_database": database_url.split('?').next().unwrap_or_default(),
@@ -928,6 +1446,14 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         },
         "throughput": {"direct": td.json(), "inbound": ti.json(), "outbound": to.json()},
         "search_index_inbound": index_ab,
+        "delivery_status_outbound": status_ab,
+        "synapse_profile": Value::Object(profiles),
+        "synapse_cpu_s_per_1000": {
+            "direct": round3(td.synapse_cpu_s * 1000.0 / td.messages.max(1) as f64),
+            "inbound": round3(ti.synapse_cpu_s * 1000.0 / ti.messages.max(1) as f64),
+            "outbound": round3(to.synapse_cpu_s * 1000.0 / to.messages.max(1) as f64),
+        },
+        "growth": Value::Object(growth),
         "ratios": {
             "appservice_p50": round3(ratio(a.p(50.0), d.p(50.0))),
             "appservice_p95": round3(ratio(a.p(95.0), d.p(95.0))),
@@ -1125,6 +1651,92 @@ fn print_table(r: &Value) {
     for (k, v) in &rows {
         let pad = width - k.chars().count();
         println!("| {k}{} | {v:>vwidth$} |", " ".repeat(pad));
+    }
+    let sc = &r["synapse_cpu_s_per_1000"];
+    if sc.is_object() {
+        println!();
+        println!(
+            "Synapse CPU s per 1000 messages: direct {} / inbound {} / outbound {}",
+            f2(&sc["direct"]),
+            f2(&sc["inbound"]),
+            f2(&sc["outbound"])
+        );
+    }
+    let st = &r["delivery_status_outbound"];
+    if st.is_object() {
+        println!();
+        println!(
+            "| bridge outbound, delivery_status | msg/s | bridge CPU s/1000 | Synapse CPU s/1000 |"
+        );
+        println!(
+            "|----------------------------------|------:|------------------:|-------------------:|"
+        );
+        for mode in ["receipts", "events"] {
+            let t = &st[mode];
+            println!(
+                "| {mode:<32} | {:>5} | {:>17} | {:>18} |",
+                f(&t["msgs_per_s"]),
+                f2(&t["bridge_cpu_s_per_1000"]),
+                f2(&t["synapse_cpu_s_per_1000"])
+            );
+        }
+    }
+    if let Some(profiles) = r["synapse_profile"].as_object() {
+        for (path, p) in profiles {
+            println!();
+            println!(
+                "Synapse, {path} ({} samples, {} s CPU per 1000): top functions by own samples",
+                p["samples"],
+                f2(&p["synapse_cpu_s_per_1000"])
+            );
+            for e in p["top_own"].as_array().into_iter().flatten().take(5) {
+                println!(
+                    "  {:>5.1}%  {}",
+                    e["percent"].as_f64().unwrap_or(0.0),
+                    e["function"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    if let Some(growth) = r["growth"].as_object().filter(|g| !g.is_empty()) {
+        println!();
+        println!(
+            "Growth: {} earlier messages over {} conversations",
+            r["settings"]["growth_messages"], r["settings"]["growth_conversations"]
+        );
+        println!("| store    | path     | p50 ms empty → grown | ×   | p99 ms empty → grown | msg/s empty → grown | ×    | RSS at rest MB empty → grown |");
+        println!("|----------|----------|---------------------:|----:|---------------------:|--------------------:|-----:|-----------------------------:|");
+        for (store, side) in growth {
+            for key in ["inbound", "outbound"] {
+                let g = &side[key];
+                let b = &side["bridge"];
+                println!(
+                    "| {store:<8} | {key:<8} | {:>20} | {:>3} | {:>20} | {:>19} | {:>4} | {:>28} |",
+                    format!(
+                        "{} → {}",
+                        f(&g["empty"]["latency"]["p50_ms"]),
+                        f(&g["grown"]["latency"]["p50_ms"])
+                    ),
+                    f2(&g["p50_ratio"]),
+                    format!(
+                        "{} → {}",
+                        f(&g["empty"]["latency"]["p99_ms"]),
+                        f(&g["grown"]["latency"]["p99_ms"])
+                    ),
+                    format!(
+                        "{} → {}",
+                        f(&g["empty"]["throughput"]["msgs_per_s"]),
+                        f(&g["grown"]["throughput"]["msgs_per_s"])
+                    ),
+                    f2(&g["throughput_ratio"]),
+                    format!(
+                        "{} → {}",
+                        f(&b["rss_rest_empty_mb"]),
+                        f(&b["rss_rest_grown_mb"])
+                    ),
+                );
+            }
+        }
     }
     println!();
     println!("Targets:");

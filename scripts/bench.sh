@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The relay benchmark (bench/relay.rs): the bridge beside a plain Matrix client on the same real
 # Synapse, in one run. Builds the bridge and the harness in release (`cargo bench`), prints a
-# table and writes bench/results/latest.json. Takes about 6–8 minutes on 2 cores, most of it in
+# table and writes bench/results/latest.json. Takes about 6–8 minutes on 2 cores without the
+# profiles, the receipts/events rounds and the growth rounds (TODO-FIGURE: full-run minutes), most of it in
 # Synapse; Synapse itself comes from the cached virtualenv (installed on first use).
 #
 #   scripts/bench.sh            full run
@@ -19,6 +20,18 @@
 #   SWITCHBOARD_BENCH_IDLE           conversations in the store for the idle RSS reading (10000)
 #   SWITCHBOARD_BENCH_PORTALS        portals in the store for the start-time reading (100000)
 #   SWITCHBOARD_BENCH_STARTS         timed starts with those portals; the median counts (3)
+#   SWITCHBOARD_BENCH_STATUS_AB_ROUNDS  bridge outbound rounds with delivery_status receipts and
+#                                    events, the bridge restarted between them (2; 0: none)
+#   SWITCHBOARD_BENCH_PROFILE        1: one more burst per path with py-spy sampling Synapse,
+#                                    written to bench/results/synapse-profile-<path>.txt with the
+#                                    requests Synapse answered per message (1; 0: none). py-spy is
+#                                    pip-installed into the Synapse venv on first use; needs ptrace
+#                                    (root or CAP_SYS_PTRACE)
+#   SWITCHBOARD_BENCH_GROWTH         stores for the growth rounds: sqlite,postgres (both; none: off)
+#   SWITCHBOARD_BENCH_GROWTH_CONVERSATIONS  conversations seeded before the second set (100000)
+#   SWITCHBOARD_BENCH_GROWTH_MESSAGES       messages over them, half each way (1000000)
+#   SWITCHBOARD_BENCH_GROWTH_LATENCY        messages per path (inbound, outbound) for latency (100)
+#   SWITCHBOARD_BENCH_GROWTH_THROUGHPUT     messages per path for throughput (480)
 #   SWITCHBOARD_BENCH_OUT            where to write the JSON
 #   SWITCHBOARD_CACHE, CARGO_TARGET_DIR  as for scripts/test.sh
 set -euo pipefail

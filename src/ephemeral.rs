@@ -12,6 +12,14 @@ pub async fn handle(bridge: &Bridge, events: Vec<Value>) {
         let Some(room_id) = event.get("room_id").and_then(Value::as_str) else {
             continue;
         };
+        // Most receipts here are the bot's own (its delivery receipt on every operator message
+        // comes back to the bridge), and customers' ghosts': only an operator's read matters,
+        // so the others are dropped before the store is asked for the room.
+        if event.get("type").and_then(Value::as_str) == Some("m.receipt")
+            && !receipt_by_operator(bridge, &event)
+        {
+            continue;
+        }
         let Ok(Some(conversation)) = bridge.store.conversation_by_room(room_id).await else {
             continue;
         };
@@ -61,4 +69,23 @@ pub async fn handle(bridge: &Bridge, events: Vec<Value>) {
             _ => {}
         }
     }
+}
+
+/// Whether an `m.receipt` event holds an operator's `m.read` on any event.
+fn receipt_by_operator(bridge: &Bridge, event: &Value) -> bool {
+    event
+        .get("content")
+        .and_then(Value::as_object)
+        .is_some_and(|content| {
+            content.values().any(|receipts| {
+                receipts
+                    .get("m.read")
+                    .and_then(Value::as_object)
+                    .is_some_and(|users| {
+                        users
+                            .keys()
+                            .any(|u| crate::routing::is_operator_fast(bridge, u))
+                    })
+            })
+        })
 }
