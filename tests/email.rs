@@ -23,8 +23,16 @@ fn options_for(backend: Backend, section: serde_json::Value) -> BridgeOptions {
         .channel("email", section)
 }
 
+/// A sample mail from `shared/fixtures/email` beside the checkout (or beside the worktrees'
+/// folder, as tests/sms.rs and the kit look for them).
 fn fixture(name: &str) -> anyhow::Result<Vec<u8>> {
-    let path = rig::repo_root().join("../shared/fixtures/email").join(name);
+    let root = rig::repo_root();
+    let dir = ["../shared/fixtures/email", "../../shared/fixtures/email"]
+        .iter()
+        .map(|rel| root.join(rel))
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| root.join("../shared/fixtures/email"));
+    let path = dir.join(name);
     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
 }
 

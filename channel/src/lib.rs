@@ -396,6 +396,25 @@ pub struct Delivery {
     pub delivered: bool,
 }
 
+impl Delivery {
+    /// The network confirmed delivery to the customer as it took the message.
+    pub fn delivered(remote_id: impl Into<String>) -> Delivery {
+        Delivery {
+            remote_id: remote_id.into(),
+            delivered: true,
+        }
+    }
+
+    /// The network took the message; delivery to the customer is reported later (a status
+    /// event), if at all.
+    pub fn sent(remote_id: impl Into<String>) -> Delivery {
+        Delivery {
+            remote_id: remote_id.into(),
+            delivered: false,
+        }
+    }
+}
+
 /// Why a send did not happen.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {

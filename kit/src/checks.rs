@@ -12,7 +12,8 @@
 //! * that every failure names its fix as the configuration key to change
 //!   (`channels.<section>.<key>`) and where the right value comes from ([`Doctor::set`]);
 //! * a configuration section that does not validate is one failed check ([`Doctor::config`]), so
-//!   nothing is asked of the network with settings that cannot work.
+//!   nothing is asked of the network with settings that cannot work; nor when its client cannot
+//!   be built ([`Doctor::client`]).
 
 use switchboard_channel::Check;
 
@@ -67,6 +68,21 @@ impl Doctor {
                 self.section
             ),
         ))
+    }
+
+    /// What comes before any request, alike for every network: the section validates (else
+    /// that is the one failed check) and the client for the check `what` can be built (else the
+    /// network counts as unreachable). The client, or the one failed check to report.
+    pub fn client<C, E: std::fmt::Display, F: std::fmt::Display>(
+        &self,
+        what: &str,
+        valid: Result<(), E>,
+        build: impl FnOnce() -> Result<C, F>,
+    ) -> Result<C, Check> {
+        if let Some(failed) = self.config(valid) {
+            return Err(failed);
+        }
+        build().map_err(|e| self.unreachable(what, &e.to_string()))
     }
 
     /// The network refused the credential; `detail` is its own words.

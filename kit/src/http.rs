@@ -1,5 +1,6 @@
 //! HTTP as every channel speaks it: the client, `Retry-After`, size-limited downloads of
 //! customers' files, a call to a JSON API and what can go wrong on the way ([`Transport`]),
+//! a bot API at a base URL ([`Endpoint`]),
 //! and how a network's HTTP status becomes a [`SendError`].
 
 use std::time::Duration;
@@ -178,6 +179,42 @@ pub async fn json_call(request: reqwest::RequestBuilder) -> Result<serde_json::V
         .json()
         .await
         .map_err(|e| Transport::Decode(e.without_url().to_string()))
+}
+
+/// A bot API whose methods are `POST <base>/<method>` with a JSON answer (VK's and Viber's):
+/// the client built by [`client_secs`], the base URL without its trailing slash, and the
+/// downloads of the files its events point at. The channel adds its credential and reads its
+/// own envelope.
+#[derive(Clone)]
+pub struct Endpoint {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Endpoint {
+    /// The API at `base_url`, every call answered within `timeout_secs`.
+    pub fn new(base_url: &str, timeout_secs: u32) -> Result<Endpoint, String> {
+        Ok(Endpoint {
+            http: client_secs(timeout_secs)?,
+            base: base_url.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// A call of `method`, for the channel to add its body and credential to.
+    pub fn post(&self, method: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}/{method}", self.base))
+    }
+
+    /// Download a file URL from a customer's message (or profile), refusing more than `max`
+    /// bytes ([`download`]).
+    pub async fn download(&self, url: &str, max: u64) -> Result<Vec<u8>, DownloadError> {
+        download(&self.http, url, max).await
+    }
+
+    /// The HTTP client, for fetching customers' files and calling URLs the API hands out.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
 }
 
 #[cfg(test)]

@@ -11,12 +11,15 @@
 //!   a failure that is not the network's own words becomes a check that names its fix;
 //! * [`file_name`]: the one strict sanitiser for names customers and operators give files;
 //! * [`mime`]: mime type ↔ file extension, one table;
+//! * [`html`]: the one allow-list for HTML from outside (mail, agents' HTML for browsers);
 //! * [`http`]: the HTTP client every channel builds, `Retry-After`, size-limited downloads,
 //!   and how an HTTP status becomes a [`switchboard_channel::SendError`];
 //! * [`verify`]: constant-time comparison and the HMAC helpers webhook signatures use;
 //! * [`media`]: fetching a message's files into the media store, or naming those not fetched;
 //! * [`meta`]: Meta's webhook protocol (the `hub.challenge` handshake and
 //!   `X-Hub-Signature-256`), shared by WhatsApp, Messenger and Instagram;
+//! * [`profile`]: customers' names and avatars remembered in the channel's state, photos
+//!   stored only when they changed;
 //! * [`rating`]: rating requests (CSAT): the payload that binds a button to its request, the
 //!   choices' labels, and the digit fallback for networks without buttons;
 //! * [`reaction`]: reaction keys: what is an emoji, two spellings of one, a network's fixed
@@ -30,11 +33,13 @@
 pub mod checks;
 pub mod config;
 pub mod file_name;
+pub mod html;
 pub mod http;
 pub mod lifecycle;
 pub mod media;
 pub mod meta;
 pub mod mime;
+pub mod profile;
 pub mod rating;
 pub mod reaction;
 pub mod refusals;

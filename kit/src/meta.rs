@@ -13,6 +13,8 @@
 //!   "fbtrace_id"}}` ([`GraphError`]), and the codes that mean the same on every Graph product:
 //!   throttling ([`is_throttling`]) and Meta's own transient trouble ([`is_transient`]). Each
 //!   channel adds its product's own codes (WhatsApp's 13xxxx, Messenger's subcodes).
+//! * **The Graph API's address**: `api_url` and `api_version` settings, checked and joined
+//!   alike ([`check_graph_api`], [`graph_base`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -210,6 +212,32 @@ pub fn is_throttling(code: i64) -> bool {
 /// Meta's own transient trouble: unknown error (1), temporary service issue (2).
 pub fn is_transient(code: i64) -> bool {
     matches!(code, 1 | 2)
+}
+
+/// The Graph API settings every Meta channel has: `api_url` must be an http(s) base URL
+/// (`https://graph.facebook.com`) and `api_version` look like `v21.0`.
+pub fn check_graph_api(
+    section: crate::config::Section,
+    api_url: &str,
+    api_version: &str,
+) -> Result<(), crate::config::ConfigError> {
+    section.base_url("api_url", api_url, "https://graph.facebook.com")?;
+    let version_ok = api_version.strip_prefix('v').is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    });
+    if version_ok {
+        Ok(())
+    } else {
+        section.invalid("api_version", "must look like v21.0")
+    }
+}
+
+/// `<api_url>/<api_version>`, the base of every Graph request, without a trailing slash.
+pub fn graph_base(api_url: &str, api_version: &str) -> String {
+    format!("{}/{api_version}", api_url.trim_end_matches('/'))
 }
 
 #[cfg(test)]

@@ -10,8 +10,9 @@
 //! * the **digit fallback** for networks without buttons (e-mail, SMS): the question followed by
 //!   a hint ([`fallback_text`]), and the reading of an answer ([`parse_digits`]): a message that
 //!   starts with a single digit 1–5, whatever follows being the customer's comment;
-//! * what a network with buttons checks alike before sending them ([`check_fits`]: each label
-//!   and payload within the network's own limits, or the request is refused with a reason), and
+//! * what a network with buttons checks alike before sending them ([`Buttons::check`]: no more
+//!   buttons than a message takes, each label and payload within the network's own limits
+//!   ([`check_fits`]), or the request is refused with a reason), and
 //!   how a press that comes back as the customer's **text** is told from a message
 //!   ([`press_in_text`]: Viber's `reply` buttons send their `ActionBody` as a message).
 
@@ -63,6 +64,38 @@ pub fn check_fits(
         }
     }
     Ok(())
+}
+
+/// What one kind of a network's button message takes: how many buttons, how long a label
+/// (characters) and a payload (bytes). One table per network, checked by one rule
+/// ([`Buttons::check`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Buttons {
+    /// The network and the kind of message, as operators read it ("a Discord message", "a
+    /// WhatsApp list").
+    pub message: &'static str,
+    /// The network's name in the label and payload refusals.
+    pub network: &'static str,
+    pub max_buttons: usize,
+    pub max_label: usize,
+    pub max_payload: usize,
+}
+
+impl Buttons {
+    /// Whether the request fits: not more choices than the message takes, and each label and
+    /// payload within the network's limits ([`check_fits`]).
+    pub fn check(&self, request: &RatingRequest) -> Result<(), switchboard_channel::SendError> {
+        let n = request.choices.len();
+        if n > self.max_buttons {
+            return Err(switchboard_channel::SendError::Permanent {
+                reason: format!(
+                    "the rating question has {n} choices; {} takes at most {} buttons",
+                    self.message, self.max_buttons
+                ),
+            });
+        }
+        check_fits(request, self.network, self.max_label, self.max_payload)
+    }
 }
 
 /// A customer's text that is a rating button's payload coming back (a network whose buttons
@@ -228,6 +261,20 @@ mod tests {
             choices: vec![],
         };
         assert!(check_fits(&empty, "VK", 40, 255).is_err());
+        let buttons = |max_buttons| Buttons {
+            message: "a test message",
+            network: "X",
+            max_buttons,
+            max_label: 40,
+            max_payload: 255,
+        };
+        assert!(buttons(5).check(&req).is_ok());
+        assert!(matches!(
+            buttons(4).check(&req),
+            Err(switchboard_channel::SendError::Permanent { reason })
+                if reason == "the rating question has 5 choices; a test message takes at most 4 buttons"
+        ));
+        assert!(buttons(5).check(&empty).is_err());
     }
 
     #[test]

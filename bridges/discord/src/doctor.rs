@@ -19,13 +19,10 @@ const DOCTOR: Doctor = Doctor {
 
 /// The check.
 pub async fn check(config: &DiscordConfig) -> Vec<Check> {
-    if let Some(failed) = DOCTOR.config(config.validate()) {
-        return vec![failed];
-    }
     let what = "bot token (GET /users/@me)";
-    let rest = match Rest::new(config) {
-        Ok(rest) => rest,
-        Err(e) => return vec![DOCTOR.unreachable(what, &e)],
+    let rest = match DOCTOR.client(what, config.validate(), || Rest::new(config)) {
+        Ok(client) => client,
+        Err(failed) => return vec![failed],
     };
     vec![match rest.me().await {
         Ok(user) if user.bot => DOCTOR.ok(

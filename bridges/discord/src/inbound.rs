@@ -644,9 +644,8 @@ mod tests {
     use serde_json::json;
 
     fn fixture(name: &str) -> Option<Value> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/fixtures/discord");
-        serde_json::from_str(&std::fs::read_to_string(dir.join(name)).ok()?).ok()
+        let bytes = switchboard_kit::test_host::fixture("discord", name)?;
+        Some(serde_json::from_slice(&bytes).expect("a JSON fixture"))
     }
 
     fn options() -> ParseOptions {

@@ -88,10 +88,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
             // Discord's nonce also protects a quick retry.
             let record = SentRecord::new(out.host.as_ref(), "discord", outbound);
             if let Some(done) = record.recall().await? {
-                return Ok(Delivery {
-                    remote_id: done,
-                    delivered: true,
-                });
+                return Ok(Delivery::delivered(done));
             }
             let mut payload = json!({
                 "nonce": nonce(&outbound.idempotency_key),
@@ -130,10 +127,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
                 .await
                 .map_err(classify)?;
             record.remember(&message.id).await;
-            Ok(Delivery {
-                remote_id: message.id,
-                delivered: true,
-            })
+            Ok(Delivery::delivered(message.id))
         }
         OutboundAction::Edit { remote_id, content } => {
             let payload =
@@ -142,10 +136,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
                 .edit_message(channel, remote_id, &payload)
                 .await
                 .map_err(classify)?;
-            Ok(Delivery {
-                remote_id: remote_id.clone(),
-                delivered: true,
-            })
+            Ok(Delivery::delivered(remote_id.clone()))
         }
         OutboundAction::Delete { remote_id } => {
             // Discord echoes the deletion over the gateway; it must not come back as the
@@ -164,17 +155,11 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
                     if error.code == crate::rest::codes::UNKNOWN_MESSAGE => {}
                 Err(e) => return Err(classify(e)),
             }
-            Ok(Delivery {
-                remote_id: remote_id.clone(),
-                delivered: true,
-            })
+            Ok(Delivery::delivered(remote_id.clone()))
         }
         OutboundAction::React { remote_id, key } => {
             react(out, channel, remote_id, key.as_deref()).await?;
-            Ok(Delivery {
-                remote_id: remote_id.clone(),
-                delivered: true,
-            })
+            Ok(Delivery::delivered(remote_id.clone()))
         }
         OutboundAction::Template { .. } => Err(SendError::Permanent {
             reason: "Discord has no message templates".into(),
@@ -182,10 +167,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
         OutboundAction::RatingRequest(request) => {
             let record = SentRecord::new(out.host.as_ref(), "discord", outbound);
             if let Some(done) = record.recall().await? {
-                return Ok(Delivery {
-                    remote_id: done,
-                    delivered: true,
-                });
+                return Ok(Delivery::delivered(done));
             }
             let mut payload = crate::rating::payload(request)?;
             payload["nonce"] = nonce(&outbound.idempotency_key).into();
@@ -196,10 +178,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
                 .await
                 .map_err(classify)?;
             record.remember(&message.id).await;
-            Ok(Delivery {
-                remote_id: message.id,
-                delivered: true,
-            })
+            Ok(Delivery::delivered(message.id))
         }
     }
 }

@@ -36,8 +36,13 @@ const MAX_ROWS: usize = 5;
 
 /// A message's buttons (<https://discord.com/developers/docs/components/reference#button>):
 /// labels of at most 80 characters, `custom_id`s of at most 100.
-const MAX_LABEL: usize = 80;
-const MAX_CUSTOM_ID: usize = 100;
+const BUTTONS: rating::Buttons = rating::Buttons {
+    message: "a Discord message",
+    network: "Discord",
+    max_buttons: PER_ROW * MAX_ROWS,
+    max_label: 80,
+    max_payload: 100,
+};
 
 /// Button styles.
 const PRIMARY: u64 = 1;
@@ -51,14 +56,7 @@ const UPDATE_MESSAGE: u64 = 7;
 /// The message body of a rating question (without `nonce`, which the caller adds): `content`
 /// and the buttons.
 pub fn payload(request: &RatingRequest) -> Result<Value, switchboard_channel::SendError> {
-    if request.choices.len() > PER_ROW * MAX_ROWS {
-        return Err(switchboard_kit::send::permanent(format!(
-            "the rating question has {} choices; a Discord message takes at most {} buttons",
-            request.choices.len(),
-            PER_ROW * MAX_ROWS
-        )));
-    }
-    rating::check_fits(request, "Discord", MAX_LABEL, MAX_CUSTOM_ID)?;
+    BUTTONS.check(request)?;
     let rows: Vec<Value> = request
         .choices
         .chunks(PER_ROW)

@@ -440,9 +440,7 @@ mod tests {
     }
 
     fn fixture(name: &str) -> Option<String> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/fixtures/discord");
-        std::fs::read_to_string(dir.join(name)).ok()
+        switchboard_kit::test_host::fixture_text("discord", name)
     }
 
     #[test]

@@ -2,10 +2,14 @@
 //!
 //! Inbound: the quoted history is cut at the first marker the big clients put before it (Gmail's
 //! `gmail_quote`, Thunderbird's `moz-cite-prefix` / `<blockquote type="cite">`, Outlook's
-//! `appendonsend` / `divRplyFwdMsg`, Apple Mail's `<blockquote type="cite">`), then ammonia keeps
-//! structure and links only: no scripts, styles, forms, event handlers, and no images at all —
-//! remote images are tracking pixels more often than not, and inline `cid:` images reach the
-//! room as attachments instead.
+//! `appendonsend` / `divRplyFwdMsg`, Apple Mail's `<blockquote type="cite">`), then the kit's
+//! HTML allow-list (`switchboard_kit::html`) keeps structure and links only: no scripts, styles,
+//! forms, event handlers, relative links, and no images at all — remote images are tracking
+//! pixels more often than not, and inline `cid:` images reach the room as attachments instead.
+
+use std::sync::LazyLock;
+
+use switchboard_kit::html::{allow_list, BASIC_TAGS, DOCUMENT_TAGS};
 
 use crate::parse::MailFile;
 
@@ -41,48 +45,14 @@ pub fn cut_quote(html: &str) -> &str {
     }
 }
 
+/// What mail HTML may keep: the kit's allow-list with a document's tags.
+static MAIL_HTML: LazyLock<ammonia::Builder<'static>> =
+    LazyLock::new(|| allow_list(BASIC_TAGS.iter().chain(DOCUMENT_TAGS).copied()));
+
 /// Safe HTML for the room from a mail's HTML body.
 pub fn sanitize_mail_html(html: &str, _files: &[MailFile]) -> String {
-    let html = cut_quote(html);
-    ammonia::Builder::empty()
-        .add_tags([
-            "b",
-            "strong",
-            "i",
-            "em",
-            "u",
-            "s",
-            "del",
-            "code",
-            "pre",
-            "br",
-            "p",
-            "ul",
-            "ol",
-            "li",
-            "blockquote",
-            "a",
-            "h1",
-            "h2",
-            "h3",
-            "h4",
-            "h5",
-            "h6",
-            "div",
-            "span",
-            "table",
-            "thead",
-            "tbody",
-            "tr",
-            "td",
-            "th",
-            "hr",
-        ])
-        .add_tag_attributes("a", ["href"])
-        .url_schemes(["http", "https", "mailto"].into_iter().collect())
-        .link_rel(Some("noopener noreferrer"))
-        .add_clean_content_tags(["title", "head", "script", "style", "noscript", "template"])
-        .clean(html)
+    MAIL_HTML
+        .clean(cut_quote(html))
         .to_string()
         .trim()
         .to_string()
@@ -115,6 +85,21 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("onclick") && !out.contains(">T<"), "{out}");
+    }
+
+    /// The kit's one allow-list, as strict as the web chat's: no relative links (a mail has no
+    /// page they could point into), no attributes but `href`, and an iframe's or object's
+    /// fallback text goes with it (this copy used to keep all three).
+    #[test]
+    fn relative_links_attributes_and_frames_go() {
+        let out = sanitize_mail_html(
+            "<p lang=\"en\" title=\"t\">Hi <a href=\"/unsubscribe\">here</a></p><table><tr><td colspan=\"2\">x</td></tr></table><iframe>frame text</iframe><object>object text</object>",
+            &[],
+        );
+        assert_eq!(
+            out,
+            "<p>Hi <a rel=\"noopener noreferrer\">here</a></p><table><tbody><tr><td>x</td></tr></tbody></table>"
+        );
     }
 
     #[test]

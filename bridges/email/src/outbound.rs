@@ -151,10 +151,7 @@ pub async fn send(
     };
     let sent_key = format!("sent:{}", outbound.idempotency_key);
     if let Some(id) = host.state_get(&sent_key).await.map_err(store_error)? {
-        return Ok(Delivery {
-            remote_id: id,
-            delivered: false,
-        });
+        return Ok(Delivery::sent(id));
     }
     let conversation = &outbound.conversation;
     let mailbox = config.mailbox(&conversation.account).ok_or_else(|| {
@@ -293,10 +290,7 @@ pub async fn send(
         .await
         .map_err(store_error)?;
     let _ = escape;
-    Ok(Delivery {
-        remote_id: id,
-        delivered: false,
-    })
+    Ok(Delivery::sent(id))
 }
 
 /// Whom an answer goes to: the thread's customer, or in a thread of several customer addresses

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use switchboard_email::parse::{parse, MailKind, ParsedMail};
 
+/// The samples, found as the kit finds every network's (beside a checkout or above a worktree).
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/email")
+    switchboard_kit::test_host::fixtures_dir("email").expect("shared/fixtures/email")
 }
 
 fn raw(name: &str) -> Vec<u8> {

@@ -98,16 +98,7 @@ impl MetaConfig {
                 "must be the numeric Page or Instagram account id",
             );
         }
-        section.base_url("api_url", &self.api_url, "https://graph.facebook.com")?;
-        let version_ok = self.api_version.strip_prefix('v').is_some_and(|rest| {
-            !rest.is_empty()
-                && rest
-                    .split('.')
-                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        });
-        if !version_ok {
-            return section.invalid("api_version", "must look like v21.0");
-        }
+        switchboard_kit::meta::check_graph_api(section, &self.api_url, &self.api_version)?;
         section.at_least("request_timeout_secs", self.request_timeout_secs.into(), 1)?;
         section.at_least("max_file_size", self.max_file_size.into(), 1)?;
         Ok(())
@@ -115,11 +106,7 @@ impl MetaConfig {
 
     /// `<api_url>/<api_version>`, the base of every request.
     pub fn graph_base(&self) -> String {
-        format!(
-            "{}/{}",
-            self.api_url.trim_end_matches('/'),
-            self.api_version
-        )
+        switchboard_kit::meta::graph_base(&self.api_url, &self.api_version)
     }
 }
 

@@ -60,10 +60,7 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
         } => {
             let record = SentRecord::new(shared.host.as_ref(), net, outbound);
             if let Some(done) = record.recall().await? {
-                return Ok(Delivery {
-                    remote_id: done,
-                    delivered: false,
-                });
+                return Ok(Delivery::sent(done));
             }
             let mut first: Option<String> = None;
             let mut part = 0usize;
@@ -108,10 +105,7 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
                 });
             };
             record.remember(&remote_id).await;
-            Ok(Delivery {
-                remote_id,
-                delivered: false,
-            })
+            Ok(Delivery::sent(remote_id))
         }
         OutboundAction::React { remote_id, key } => {
             let body = match key {
@@ -131,10 +125,7 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
                 .post_messages(&body)
                 .await
                 .map_err(|e| classify(e, shared.platform))?;
-            Ok(Delivery {
-                remote_id: remote_id.clone(),
-                delivered: false,
-            })
+            Ok(Delivery::sent(remote_id.clone()))
         }
         OutboundAction::Edit { .. } => Err(SendError::Permanent {
             reason: format!("{net} cannot edit sent messages"),
@@ -155,10 +146,7 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
                 .collect();
             let message = json!({"text": request.question, "quick_replies": quick_replies});
             let mid = send_part(shared, outbound, 0, to, || async { Ok(message.clone()) }).await?;
-            Ok(Delivery {
-                remote_id: mid,
-                delivered: false,
-            })
+            Ok(Delivery::sent(mid))
         }
     }
 }

@@ -22,13 +22,12 @@ const DOCTOR: Doctor = Doctor {
 
 /// The checks, in order; refused credentials stop there.
 pub async fn check(config: &SmsConfig) -> Vec<Check> {
-    if let Some(failed) = DOCTOR.config(config.validate()) {
-        return vec![failed];
-    }
     let what = "account (GET /Accounts/{account_sid}.json)";
-    let client = match Client::new(&config.api_url, &config.account_sid, &config.auth_token) {
+    let client = match DOCTOR.client(what, config.validate(), || {
+        Client::new(&config.api_url, &config.account_sid, &config.auth_token)
+    }) {
         Ok(client) => client,
-        Err(e) => return vec![DOCTOR.unreachable(what, &e)],
+        Err(failed) => return vec![failed],
     };
     let account = match client.get_account_json(".json").await {
         Ok(account) => account,

@@ -372,30 +372,12 @@ impl Channel for Sms {
     }
 }
 
-/// The Twilio fixtures (`shared/fixtures/twilio`), when this checkout has them beside it.
+/// The Twilio fixtures (`shared/fixtures/twilio`), found as the kit finds every network's.
 #[cfg(test)]
 pub(crate) mod test_fixtures {
-    use std::path::PathBuf;
-
-    pub fn dir() -> Option<PathBuf> {
-        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        // A checkout with shared/ beside it, or a worktree one level deeper.
-        [
-            "../../../shared/fixtures/twilio",
-            "../../../../shared/fixtures/twilio",
-        ]
-        .iter()
-        .map(|rel| manifest.join(rel))
-        .find(|p| p.is_dir())
-    }
-
     /// A fixture's text, or `None` (and a note) when the fixtures are not there.
     pub fn fixture(name: &str) -> Option<String> {
-        let Some(dir) = dir() else {
-            eprintln!("twilio fixtures not found beside the checkout; skipping");
-            return None;
-        };
-        Some(std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}")))
+        switchboard_kit::test_host::fixture_text("twilio", name)
     }
 }
 

@@ -82,19 +82,13 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
         Some(v) if v.starts_with("sent:") => {
             let sid = v.trim_start_matches("sent:").to_owned();
             tracing::info!(idempotency_key = %outbound.idempotency_key, sid, "sms: already sent; not sending again");
-            return Ok(Delivery {
-                remote_id: sid,
-                delivered: false,
-            });
+            return Ok(Delivery::sent(sid));
         }
         Some(v) if v.starts_with("pending:") => {
             if let Some(sid) = find_unclaimed(shared, to, &sender, &content.text).await? {
                 tracing::warn!(idempotency_key = %outbound.idempotency_key, sid, "sms: an interrupted attempt was accepted by Twilio; not sending again");
                 remember_sent(shared, &key, &sid, conversation).await;
-                return Ok(Delivery {
-                    remote_id: sid,
-                    delivered: false,
-                });
+                return Ok(Delivery::sent(sid));
             }
             tracing::info!(idempotency_key = %outbound.idempotency_key, "sms: an interrupted attempt never reached Twilio; sending");
         }
@@ -125,10 +119,7 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
         Ok(created) => {
             tracing::debug!(sid = created.sid, status = ?created.status, "sms: message accepted by Twilio");
             remember_sent(shared, &key, &created.sid, conversation).await;
-            Ok(Delivery {
-                remote_id: created.sid,
-                delivered: false,
-            })
+            Ok(Delivery::sent(created.sid))
         }
         Err(e) => {
             // A 4xx (429 included: "never processed") means nothing was created, so a retry may
@@ -210,27 +201,17 @@ pub async fn conversation_of(shared: &Shared, sid: &str) -> Result<Option<SentRe
 mod tests {
     use std::sync::Arc;
 
-    use switchboard_channel::{Content, Host};
+    use switchboard_channel::Host;
 
     use super::*;
     use crate::test_host::{config, shared, MemoryHost, COMPANY};
 
     fn item(key: &str, account: &str, text: &str) -> Outbound {
-        Outbound {
-            conversation: ConversationKey {
-                account: account.into(),
-                chat: "+14155550142".into(),
-            },
-            idempotency_key: key.into(),
-            participants: Vec::new(),
-            action: OutboundAction::Message {
-                content: Content {
-                    text: text.into(),
-                    ..Content::default()
-                },
-                reply_to: None,
-            },
-        }
+        let conversation = ConversationKey {
+            account: account.into(),
+            chat: "+14155550142".into(),
+        };
+        switchboard_kit::test_host::text_item(&conversation, key, text)
     }
 
     /// An item already sent is answered from state, without a request (Twilio is unreachable

@@ -17,12 +17,12 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Path, State};
+use axum::extract::{FromRequest, OriginalUri, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use switchboard_channel::HostError;
+use switchboard_channel::{HostError, Inbound};
 
 use crate::form::{self, Form};
 use crate::{inbound, signature, Shared};
@@ -57,6 +57,31 @@ fn retry_later() -> Response {
         .into_response()
 }
 
+/// A webhook's form that Twilio signed ([`authenticate`]), with the body it came in; a request
+/// that is not signed is refused before its handler runs.
+struct Signed {
+    form: Form,
+    body: Bytes,
+}
+
+impl FromRequest<Arc<Shared>> for Signed {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, shared: &Arc<Shared>) -> Result<Self, Response> {
+        let uri = match request.extensions().get::<OriginalUri>() {
+            Some(OriginalUri(original)) => original.clone(),
+            None => request.uri().clone(),
+        };
+        let headers = request.headers().clone();
+        let body = Bytes::from_request(request, shared)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let form =
+            authenticate(shared, &uri, &headers, &body).map_err(IntoResponse::into_response)?;
+        Ok(Signed { form, body })
+    }
+}
+
 /// Check the signature over the configured public URL + the path and query Twilio posted to.
 /// Returns the decoded form, or the refusal to answer.
 fn authenticate(
@@ -82,16 +107,7 @@ fn authenticate(
     Ok(form)
 }
 
-async fn incoming(
-    State(shared): State<Arc<Shared>>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form = match authenticate(&shared, &uri, &headers, &body) {
-        Ok(f) => f,
-        Err(refusal) => return refusal.into_response(),
-    };
+async fn incoming(State(shared): State<Arc<Shared>>, Signed { form, body }: Signed) -> Response {
     let message = match inbound::parse_incoming(&form) {
         Ok(m) => m,
         Err(e) => {
@@ -115,35 +131,11 @@ async fn incoming(
         }
     };
     let sid = message.message_sid.clone();
-    let inbound = match crate::realize_incoming(&shared, message).await {
-        Ok(i) => i,
-        Err(e) => {
-            tracing::warn!(sid, error = %e, "sms: incoming message not stored; Twilio will retry");
-            return retry_later();
-        }
-    };
-    match shared.host.receive(inbound).await {
-        Ok(fresh) => {
-            tracing::debug!(sid, fresh, "sms: incoming message stored");
-            twiml_ok()
-        }
-        Err(e) => {
-            tracing::warn!(sid, error = %e, "sms: incoming message not stored; Twilio will retry");
-            retry_later()
-        }
-    }
+    let realized = crate::realize_incoming(&shared, message).await.map(Some);
+    store(&shared, &sid, "incoming message", realized).await
 }
 
-async fn status(
-    State(shared): State<Arc<Shared>>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form = match authenticate(&shared, &uri, &headers, &body) {
-        Ok(f) => f,
-        Err(refusal) => return refusal.into_response(),
-    };
+async fn status(State(shared): State<Arc<Shared>>, Signed { form, .. }: Signed) -> Response {
     let update = match inbound::parse_status(&form) {
         Ok(s) => s,
         Err(e) => {
@@ -152,21 +144,35 @@ async fn status(
         }
     };
     let sid = update.message_sid.clone();
-    let inbound = match crate::realize_status(&shared, update).await {
-        Ok(Some(i)) => i,
+    let realized = crate::realize_status(&shared, update).await;
+    store(&shared, &sid, "status", realized).await
+}
+
+/// Store what a webhook carried (`what`: "incoming message", "status") and answer Twilio:
+/// `200` once it is stored or when it changes nothing, `503` when its files could not be
+/// fetched or it could not be stored, so that Twilio delivers it again.
+async fn store<E: std::fmt::Display>(
+    shared: &Shared,
+    sid: &str,
+    what: &str,
+    realized: Result<Option<Inbound>, E>,
+) -> Response {
+    let stored = match realized {
+        Ok(Some(inbound)) => shared
+            .host
+            .receive(inbound)
+            .await
+            .map_err(|e| e.to_string()),
         Ok(None) => return twiml_ok(),
-        Err(e) => {
-            tracing::warn!(sid, error = %e, "sms: status not stored; Twilio will retry");
-            return retry_later();
-        }
+        Err(e) => Err(e.to_string()),
     };
-    match shared.host.receive(inbound).await {
+    match stored {
         Ok(fresh) => {
-            tracing::debug!(sid, fresh, "sms: status stored");
+            tracing::debug!(sid, fresh, "sms: {what} stored");
             twiml_ok()
         }
-        Err(e) => {
-            tracing::warn!(sid, error = %e, "sms: status not stored; Twilio will retry");
+        Err(error) => {
+            tracing::warn!(sid, error, "sms: {what} not stored; Twilio will retry");
             retry_later()
         }
     }
@@ -208,14 +214,14 @@ mod tests {
 
     /// The routes served on a free port, as the core mounts them; returns the base URL.
     async fn serve(host: Arc<MemoryHost>) -> (String, Arc<Shared>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let shared = shared(config(&base), host);
-        let app = Router::new().nest("/sms", router(Arc::clone(&shared)));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        (base, shared)
+        let mut made = None;
+        let base = switchboard_kit::test_host::serve(|base| {
+            let shared = shared(config(base), host);
+            made = Some(Arc::clone(&shared));
+            Router::new().nest("/sms", router(shared))
+        })
+        .await;
+        (base, made.expect("the routes were made"))
     }
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {

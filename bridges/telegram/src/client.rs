@@ -196,9 +196,7 @@ mod tests {
     /// envelope's `description` and `parameters`).
     #[test]
     fn fixture_envelopes_parse() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/fixtures/telegram");
-        let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
+        let read = |name: &str| switchboard_kit::test_host::fixture_text("telegram", name);
         let Some(blocked) = read("error_403_bot_blocked.json") else {
             return;
         };

@@ -657,7 +657,6 @@ async fn fetch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
     fn options() -> ParseOptions {
         ParseOptions {
@@ -667,12 +666,8 @@ mod tests {
         }
     }
 
-    fn fixtures() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/telegram")
-    }
-
     fn fixture(name: &str) -> Option<Vec<u8>> {
-        std::fs::read(fixtures().join(name)).ok()
+        switchboard_kit::test_host::fixture("telegram", name)
     }
 
     /// A bare message fixture wrapped into an update.
@@ -820,7 +815,9 @@ mod tests {
 
     #[test]
     fn every_fixture_parses_or_is_skipped_without_panic() {
-        let Ok(dir) = std::fs::read_dir(fixtures()) else {
+        let Some(Ok(dir)) =
+            switchboard_kit::test_host::fixtures_dir("telegram").map(std::fs::read_dir)
+        else {
             return;
         };
         for entry in dir.flatten() {

@@ -205,10 +205,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
         OutboundAction::Message { content, reply_to } => {
             let record = SentRecord::new(out.host.as_ref(), "telegram", outbound);
             if let Some(done) = record.recall().await? {
-                return Ok(Delivery {
-                    remote_id: done,
-                    delivered: true,
-                });
+                return Ok(Delivery::delivered(done));
             }
             let reply = match reply_to {
                 Some(r) => Some(message_id(r)?),
@@ -229,17 +226,11 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
                 }
             }
             record.remember(&first).await;
-            Ok(Delivery {
-                remote_id: first,
-                delivered: true,
-            })
+            Ok(Delivery::delivered(first))
         }
         OutboundAction::Edit { remote_id, content } => {
             edit(out, chat, message_id(remote_id)?, content).await?;
-            Ok(Delivery {
-                remote_id: remote_id.clone(),
-                delivered: true,
-            })
+            Ok(Delivery::delivered(remote_id.clone()))
         }
         OutboundAction::Delete { remote_id } => {
             let mut ids = vec![message_id(remote_id)?];
@@ -261,10 +252,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
                     Err(e) => return Err(classify(e)),
                 }
             }
-            Ok(Delivery {
-                remote_id: remote_id.clone(),
-                delivered: true,
-            })
+            Ok(Delivery::delivered(remote_id.clone()))
         }
         OutboundAction::React { remote_id, key } => {
             // `setMessageReaction` sets the bot's whole reaction list (a bot may hold one), so
@@ -280,10 +268,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
                 .reaction(reaction)
                 .await
                 .map_err(classify)?;
-            Ok(Delivery {
-                remote_id: remote_id.clone(),
-                delivered: true,
-            })
+            Ok(Delivery::delivered(remote_id.clone()))
         }
         OutboundAction::Template { .. } => Err(SendError::Permanent {
             reason: "message templates are not bridged to Telegram".into(),
@@ -291,10 +276,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
         OutboundAction::RatingRequest(request) => {
             let key = format!("out:{}", outbound.idempotency_key);
             if let Some(done) = out.host.state_get(&key).await.map_err(retryable_host)? {
-                return Ok(Delivery {
-                    remote_id: done,
-                    delivered: true,
-                });
+                return Ok(Delivery::delivered(done));
             }
             // One button per row: the labels (score and stars) stay readable on a phone.
             let rows = request.choices.iter().map(|c| {
@@ -313,10 +295,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
             if let Err(e) = out.host.state_put(&key, &id).await {
                 tracing::warn!(error = %e, "telegram: sent but cannot remember the idempotency key");
             }
-            Ok(Delivery {
-                remote_id: id,
-                delivered: true,
-            })
+            Ok(Delivery::delivered(id))
         }
     }
 }
@@ -519,7 +498,7 @@ pub async fn typing(out: &Outgoing, conversation: &ConversationKey, active: bool
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchboard_kit::test_host::MemoryHost;
+    use switchboard_kit::test_host::{check_retries_answered_from_record, MemoryHost};
 
     /// An item already sent (its key remembered) is answered from state, without a request:
     /// the Bot API behind this client is unreachable, so any request would fail.
@@ -542,32 +521,11 @@ mod tests {
             account: "42".into(),
             chat: "1001".into(),
         };
-        let item = |key: &str| Outbound {
-            conversation: conversation.clone(),
-            idempotency_key: key.into(),
-            participants: Vec::new(),
-            action: OutboundAction::Message {
-                content: Content {
-                    text: "hi".into(),
-                    ..Content::default()
-                },
-                reply_to: None,
-            },
-        };
-        let delivery = send(&out, &item("$event1")).await.unwrap();
-        assert_eq!(delivery.remote_id, "777");
-        // A new item does try to send (and fails retryably: nothing listens there).
-        assert!(matches!(
-            send(&out, &item("$event2")).await,
-            Err(SendError::Retryable { .. })
-        ));
-        // Another account's conversation is refused for good.
-        let mut other = item("$event3");
-        other.conversation.account = "43".into();
-        assert!(matches!(
-            send(&out, &other).await,
-            Err(SendError::Permanent { .. })
-        ));
+        check_retries_answered_from_record(&conversation, "777", |item| {
+            let out = &out;
+            async move { send(out, &item).await }
+        })
+        .await;
     }
 
     #[test]

@@ -16,10 +16,7 @@ use teloxide::types::UserId;
 use crate::client;
 use crate::Shared;
 
-/// How long a looked-up photo is trusted.
-const RECHECK_MS: i64 = 24 * 60 * 60 * 1000;
-/// Largest profile photo fetched.
-const MAX_AVATAR_BYTES: u64 = 5 * 1024 * 1024;
+use switchboard_kit::profile::{remember, store_avatar, MAX_AVATAR_BYTES, RECHECK_MS};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Cached {
@@ -88,11 +85,7 @@ pub async fn avatar(shared: &Shared, user_id: Option<u64>) -> Option<MediaRef> {
                     return previous.media;
                 }
             };
-            match shared
-                .host
-                .put_media(bytes.into(), "image/jpeg", "avatar.jpg")
-                .await
-            {
+            match store_avatar(shared.host.as_ref(), bytes).await {
                 Ok(media) => Cached {
                     checked_ms: now_ms(),
                     unique_id: Some(p.file.unique_id.0.clone()),
@@ -105,10 +98,6 @@ pub async fn avatar(shared: &Shared, user_id: Option<u64>) -> Option<MediaRef> {
             }
         }
     };
-    if let Ok(text) = serde_json::to_string(&fresh) {
-        if let Err(e) = shared.host.state_put(&key, &text).await {
-            tracing::debug!(error = %e, "telegram: profile photo not remembered");
-        }
-    }
+    remember(shared.host.as_ref(), "telegram", &key, &fresh).await;
     fresh.media
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use switchboard_channel::SendError;
-use switchboard_kit::http::{download, json_call, DownloadError, Transport};
+use switchboard_kit::http::{json_call, Endpoint, Transport};
 
 use crate::config::ViberConfig;
 
@@ -31,41 +31,27 @@ pub enum ApiError {
 /// A client for one bot.
 #[derive(Clone)]
 pub struct Api {
-    http: reqwest::Client,
-    base: String,
+    endpoint: Endpoint,
     token: String,
 }
 
 impl Api {
     pub fn new(config: &ViberConfig) -> Result<Api, String> {
-        let http = switchboard_kit::http::client_secs(config.request_timeout_secs)?;
         Ok(Api {
-            http,
-            base: config.api_url.trim_end_matches('/').to_owned(),
+            endpoint: Endpoint::new(&config.api_url, config.request_timeout_secs)?,
             token: config.auth_token.clone(),
         })
     }
 
     /// Call one method; returns the whole answer when `status` is 0.
     pub async fn call(&self, method: &str, body: &Value) -> Result<Value, ApiError> {
-        let answer = json_call(
-            self.http
-                .post(format!("{}/{method}", self.base))
-                .header(AUTH_HEADER, &self.token)
-                .json(body),
-        )
-        .await?;
-        status_of(answer)
+        let request = self.endpoint.post(method).header(AUTH_HEADER, &self.token);
+        status_of(json_call(request.json(body)).await?)
     }
 
-    /// Download a media URL from a customer's message, refusing more than `max` bytes.
-    pub async fn download(&self, url: &str, max: u64) -> Result<Vec<u8>, DownloadError> {
-        download(&self.http, url, max).await
-    }
-
-    /// The HTTP client, for fetching customers' files.
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
+    /// The API, for downloading customers' files with its client.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 }
 
@@ -135,16 +121,15 @@ mod tests {
 
     #[test]
     fn statuses_classify() {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/viber");
-        if let Ok(t) = std::fs::read_to_string(dir.join("send_message_response.json")) {
+        let read = |name: &str| switchboard_kit::test_host::fixture_text("viber", name);
+        if let Some(t) = read("send_message_response.json") {
             let v: Value = serde_json::from_str(&t).unwrap();
             assert_eq!(
                 status_of(v).unwrap()["message_token"].as_u64(),
                 Some(5741311803571721087)
             );
         }
-        if let Ok(t) = std::fs::read_to_string(dir.join("error_invalid_auth_token.json")) {
+        if let Some(t) = read("error_invalid_auth_token.json") {
             let e = status_of(serde_json::from_str(&t).unwrap()).unwrap_err();
             assert!(
                 matches!(classify(e), SendError::Permanent { ref reason } if reason.contains("invalidAuthToken"))

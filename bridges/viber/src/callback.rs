@@ -77,7 +77,6 @@ async fn receive(
 mod tests {
     use super::*;
     use serde_json::json;
-    use switchboard_channel::Host;
     use switchboard_kit::test_host::MemoryHost;
 
     use crate::config::ViberConfig;
@@ -94,9 +93,7 @@ mod tests {
             avatars: false,
             ..ViberConfig::default()
         };
-        let test_host = Arc::new(MemoryHost::default());
-        test_host.set_failing(fail);
-        let host: Arc<dyn Host> = test_host.clone();
+        let (test_host, host) = MemoryHost::for_channel(fail);
         let api = crate::api::Api::new(&config).unwrap();
         let media = crate::media::Publisher {
             host: Arc::clone(&host),
@@ -118,12 +115,8 @@ mod tests {
             host,
             out,
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/callback", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router(shared)).await;
-        });
-        (url, test_host)
+        let base = switchboard_kit::test_host::serve(|_| router(shared)).await;
+        (format!("{base}/callback"), test_host)
     }
 
     async fn post(url: &str, body: &str, sig: Option<&str>) -> u16 {

@@ -21,13 +21,10 @@ const DOCTOR: Doctor = Doctor {
 
 /// The checks, in order; a refused token stops there.
 pub async fn check(config: &ViberConfig) -> Vec<Check> {
-    if let Some(failed) = DOCTOR.config(config.validate()) {
-        return vec![failed];
-    }
     let what = "auth token (get_account_info)";
-    let api = match Api::new(config) {
-        Ok(api) => api,
-        Err(e) => return vec![DOCTOR.unreachable(what, &e)],
+    let api = match DOCTOR.client(what, config.validate(), || Api::new(config)) {
+        Ok(client) => client,
+        Err(failed) => return vec![failed],
     };
     let info = match api.call("get_account_info", &json!({})).await {
         Ok(info) => info,

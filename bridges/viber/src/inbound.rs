@@ -456,9 +456,14 @@ pub async fn realize(
             file,
         } => {
             let files = file.into_iter().collect();
-            let fetched =
-                media::fetch_remote(host.as_ref(), "viber", files, max_download, api.http())
-                    .await?;
+            let fetched = media::fetch_remote(
+                host.as_ref(),
+                "viber",
+                files,
+                max_download,
+                api.endpoint().http(),
+            )
+            .await?;
             InboundEvent::Message {
                 remote_id,
                 content: fetched.into_content(&text),
@@ -490,9 +495,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Option<Callback> {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/viber");
-        let body = std::fs::read(dir.join(name)).ok()?;
+        let body = switchboard_kit::test_host::fixture("viber", name)?;
         Some(parse_callback_json(&body, "bot").expect("a callback"))
     }
 

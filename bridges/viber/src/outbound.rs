@@ -81,10 +81,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
     };
     let record = SentRecord::new(out.host.as_ref(), "viber", outbound);
     if let Some(done) = record.recall().await? {
-        return Ok(Delivery {
-            remote_id: done,
-            delivered: false,
-        });
+        return Ok(Delivery::sent(done));
     }
     let text = content.text.trim();
     let first_is_picture = content
@@ -115,10 +112,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
         .ok_or_else(|| permanent("there was nothing to send"))?;
     record.remember(&remote_id).await;
     // Viber confirms delivery later with a `delivered` callback.
-    Ok(Delivery {
-        remote_id,
-        delivered: false,
-    })
+    Ok(Delivery::sent(remote_id))
 }
 
 /// A keyboard button's longest `Text` (characters) and `ActionBody` (the kit's payload is far
@@ -149,19 +143,13 @@ async fn send_rating(
 ) -> Result<Delivery, SendError> {
     let record = SentRecord::new(out.host.as_ref(), "viber", outbound);
     if let Some(done) = record.recall().await? {
-        return Ok(Delivery {
-            remote_id: done,
-            delivered: false,
-        });
+        return Ok(Delivery::sent(done));
     }
     let body = json!({"type": "text", "text": request.question,
                       "keyboard": rating_keyboard(request)?});
     let remote_id = send_message(out, receiver, body).await?;
     record.remember(&remote_id).await;
-    Ok(Delivery {
-        remote_id,
-        delivered: false,
-    })
+    Ok(Delivery::sent(remote_id))
 }
 
 /// One `send_message`; returns the `message_token`.

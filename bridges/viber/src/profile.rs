@@ -10,7 +10,7 @@ use switchboard_channel::{ContactProfile, MediaRef};
 use crate::inbound::Sender;
 use crate::Shared;
 
-const MAX_AVATAR_BYTES: u64 = 5 * 1024 * 1024;
+use switchboard_kit::profile::{recall, remember, store_avatar, MAX_AVATAR_BYTES};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Cached {
@@ -34,34 +34,21 @@ pub async fn profile(shared: &Shared, sender: &Sender) -> ContactProfile {
 
 async fn avatar(shared: &Shared, user: &str, url: &str) -> Option<MediaRef> {
     let key = format!("avatar:{user}");
-    let cached: Option<Cached> = shared
-        .host
-        .state_get(&key)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|s| serde_json::from_str(&s).ok());
+    let cached: Option<Cached> = recall(shared.host.as_ref(), &key).await;
     if let Some(c) = cached.as_ref().filter(|c| c.url == url) {
         return c.media.clone();
     }
-    let media = match shared.api.download(url, MAX_AVATAR_BYTES).await {
-        Ok(bytes) => shared
-            .host
-            .put_media(bytes.into(), "image/jpeg", "avatar.jpg")
-            .await
-            .ok(),
+    let media = match shared.api.endpoint().download(url, MAX_AVATAR_BYTES).await {
+        Ok(bytes) => store_avatar(shared.host.as_ref(), bytes).await.ok(),
         Err(e) => {
             tracing::debug!(error = %e, "viber: avatar not fetched");
             return cached.and_then(|c| c.media);
         }
     };
-    if let Ok(text) = serde_json::to_string(&Cached {
+    let fresh = Cached {
         url: url.to_owned(),
         media: media.clone(),
-    }) {
-        if let Err(e) = shared.host.state_put(&key, &text).await {
-            tracing::debug!(error = %e, "viber: avatar not remembered");
-        }
-    }
+    };
+    remember(shared.host.as_ref(), "viber", &key, &fresh).await;
     media
 }

@@ -84,11 +84,9 @@ mod tests {
     /// The vector both official Viber SDKs test with (`../shared/fixtures/viber`).
     #[test]
     fn official_signature_vector() {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/viber");
-        let (Ok(meta), Ok(body)) = (
-            std::fs::read_to_string(dir.join("signature_vector.json")),
-            std::fs::read(dir.join("signature_vector_body.json")),
+        let (Some(meta), Some(body)) = (
+            switchboard_kit::test_host::fixture_text("viber", "signature_vector.json"),
+            switchboard_kit::test_host::fixture("viber", "signature_vector_body.json"),
         ) else {
             return;
         };

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use switchboard_channel::SendError;
-use switchboard_kit::http::{download, json_call, DownloadError, Transport};
+use switchboard_kit::http::{json_call, Endpoint, Transport};
 
 use crate::config::VkConfig;
 
@@ -34,18 +34,15 @@ pub enum ApiError {
 /// A client for one community.
 #[derive(Clone)]
 pub struct Api {
-    http: reqwest::Client,
-    base: String,
+    endpoint: Endpoint,
     token: String,
     version: String,
 }
 
 impl Api {
     pub fn new(config: &VkConfig) -> Result<Api, String> {
-        let http = switchboard_kit::http::client_secs(config.request_timeout_secs)?;
         Ok(Api {
-            http,
-            base: config.api_url.trim_end_matches('/').to_owned(),
+            endpoint: Endpoint::new(&config.api_url, config.request_timeout_secs)?,
             token: config.access_token.clone(),
             version: config.api_version.clone(),
         })
@@ -56,13 +53,7 @@ impl Api {
         let mut form: Vec<(&str, String)> = params.to_vec();
         form.push(("access_token", self.token.clone()));
         form.push(("v", self.version.clone()));
-        let body = json_call(
-            self.http
-                .post(format!("{}/{method}", self.base))
-                .form(&form),
-        )
-        .await?;
-        envelope(body)
+        envelope(json_call(self.endpoint.post(method).form(&form)).await?)
     }
 
     /// Upload one file to an upload server URL VK gave us, as the multipart field `field`.
@@ -85,7 +76,7 @@ impl Api {
             Err(_) => reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
         };
         let form = reqwest::multipart::Form::new().part(field.to_owned(), part);
-        let body = json_call(self.http.post(url).multipart(form)).await?;
+        let body = json_call(self.endpoint.http().post(url).multipart(form)).await?;
         if let Some(error) = body.get("error") {
             let message = error
                 .as_str()
@@ -99,14 +90,9 @@ impl Api {
         Ok(body)
     }
 
-    /// Download an attachment URL, refusing more than `max` bytes.
-    pub async fn download(&self, url: &str, max: u64) -> Result<Vec<u8>, DownloadError> {
-        download(&self.http, url, max).await
-    }
-
-    /// The HTTP client, for fetching customers' files.
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
+    /// The API, for downloading customers' files with its client.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 }
 
@@ -163,11 +149,8 @@ mod tests {
     use serde_json::json;
 
     fn fixture(name: &str) -> Option<Value> {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/vk");
-        std::fs::read_to_string(dir.join(name))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
+        let bytes = switchboard_kit::test_host::fixture("vk", name)?;
+        Some(serde_json::from_slice(&bytes).expect("a JSON fixture"))
     }
 
     #[test]

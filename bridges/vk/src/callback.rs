@@ -79,7 +79,6 @@ async fn receive(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
 mod tests {
     use super::*;
     use serde_json::json;
-    use switchboard_channel::Host;
     use switchboard_kit::test_host::MemoryHost;
 
     use crate::config::VkConfig;
@@ -96,9 +95,7 @@ mod tests {
             profiles: false,
             ..VkConfig::default()
         };
-        let test_host = Arc::new(MemoryHost::default());
-        test_host.set_failing(fail);
-        let host: Arc<dyn Host> = test_host.clone();
+        let (test_host, host) = MemoryHost::for_channel(fail);
         let api = crate::api::Api::new(&config).unwrap();
         let options = inbound::ParseOptions {
             group_id: 42,
@@ -117,12 +114,8 @@ mod tests {
             options,
             out,
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/callback", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router(shared)).await;
-        });
-        (url, test_host)
+        let base = switchboard_kit::test_host::serve(|_| router(shared)).await;
+        (format!("{base}/callback"), test_host)
     }
 
     async fn post(url: &str, body: serde_json::Value) -> (u16, String) {

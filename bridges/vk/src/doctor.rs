@@ -22,13 +22,10 @@ const DOCTOR: Doctor = Doctor {
 
 /// The checks, in order; a refused token stops there.
 pub async fn check(config: &VkConfig) -> Vec<Check> {
-    if let Some(failed) = DOCTOR.config(config.validate()) {
-        return vec![failed];
-    }
     let what = "community token (groups.getById)";
-    let api = match Api::new(config) {
-        Ok(api) => api,
-        Err(e) => return vec![DOCTOR.unreachable(what, &e)],
+    let api = match DOCTOR.client(what, config.validate(), || Api::new(config)) {
+        Ok(client) => client,
+        Err(failed) => return vec![failed],
     };
     let group = match api.call("groups.getById", &[]).await {
         Ok(answer) => answer,

@@ -728,10 +728,15 @@ pub async fn realize(
             files,
             reply_to,
         } => {
-            let mut content =
-                media::fetch_remote(host.as_ref(), "vk", files, max_download, api.http())
-                    .await?
-                    .into_content(&text);
+            let mut content = media::fetch_remote(
+                host.as_ref(),
+                "vk",
+                files,
+                max_download,
+                api.endpoint().http(),
+            )
+            .await?
+            .into_content(&text);
             if parsed.in_chat && !content.text.is_empty() {
                 content.text = prefix(content.text);
             }
@@ -787,9 +792,7 @@ mod tests {
     }
 
     fn fixture(name: &str) -> Option<Vec<u8>> {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/vk");
-        std::fs::read(dir.join(name)).ok()
+        switchboard_kit::test_host::fixture("vk", name)
     }
 
     fn parsed(name: &str) -> Option<Callback> {

@@ -11,7 +11,7 @@
 //! * **Files**: images up to 50 MB go through `photos.getMessagesUploadServer` → multipart upload
 //!   (field `photo`) → `photos.saveMessagesPhoto` → `photo<owner>_<id>[_<access key>]`; anything
 //!   else through `docs.getMessagesUploadServer` → upload (field `file`) → `docs.save` →
-//!   `doc<owner>_<id>`. Up to 10 attachments per message, the text with the first ten.
+//!   `doc<owner>_<id>[_<access key>]`. Up to 10 attachments per message, the text with the first ten.
 //! * **Edits**: `messages.edit` by `conversation_message_id`. **Deletions**: `messages.delete`
 //!   with `cmids` and `delete_for_all=1` (VK allows it for 24 hours).
 //! * **Rating requests** (CSAT) go out as one `messages.send` with an inline `keyboard`: one
@@ -79,10 +79,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
             // VK's random_id also covers a retry.
             let record = SentRecord::new(out.host.as_ref(), "vk", outbound);
             if let Some(done) = record.recall().await? {
-                return Ok(Delivery {
-                    remote_id: done,
-                    delivered: true,
-                });
+                return Ok(Delivery::delivered(done));
             }
             let reply = reply_to.as_deref().map(cmid).transpose()?;
             let mut attachments = Vec::new();
@@ -112,10 +109,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
                 .map(|c| c.to_string())
                 .ok_or_else(|| permanent("there was nothing to send"))?;
             record.remember(&remote_id).await;
-            Ok(Delivery {
-                remote_id,
-                delivered: true,
-            })
+            Ok(Delivery::delivered(remote_id))
         }
         OutboundAction::Edit { remote_id, content } => {
             let params = [
@@ -129,10 +123,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
                 .call("messages.edit", &params)
                 .await
                 .map_err(classify)?;
-            Ok(Delivery {
-                remote_id: remote_id.clone(),
-                delivered: true,
-            })
+            Ok(Delivery::delivered(remote_id.clone()))
         }
         OutboundAction::Delete { remote_id } => {
             let params = [
@@ -144,10 +135,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
                 .call("messages.delete", &params)
                 .await
                 .map_err(classify)?;
-            Ok(Delivery {
-                remote_id: remote_id.clone(),
-                delivered: true,
-            })
+            Ok(Delivery::delivered(remote_id.clone()))
         }
         OutboundAction::React { .. } | OutboundAction::Template { .. } => {
             Err(permanent("reactions and templates are not bridged to VK"))
@@ -155,10 +143,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
         OutboundAction::RatingRequest(request) => {
             let record = SentRecord::new(out.host.as_ref(), "vk", outbound);
             if let Some(done) = record.recall().await? {
-                return Ok(Delivery {
-                    remote_id: done,
-                    delivered: true,
-                });
+                return Ok(Delivery::delivered(done));
             }
             let keyboard = rating_keyboard(request)?;
             let id = send_one_with(
@@ -173,10 +158,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
             .await?;
             let remote_id = id.to_string();
             record.remember(&remote_id).await;
-            Ok(Delivery {
-                remote_id,
-                delivered: true,
-            })
+            Ok(Delivery::delivered(remote_id))
         }
     }
 }
@@ -187,16 +169,20 @@ pub const MAX_BUTTON_PAYLOAD: usize = 255;
 /// The key of a rating button's payload object.
 pub const RATING_KEY: &str = "rating";
 
+/// An inline keyboard of one `callback` button per row: at most 6 rows, labels of at most 40
+/// characters, payloads of at most 255 — less the JSON wrapper (`{"rating":"…"}`) the kit's
+/// payload goes in.
+const RATING_BUTTONS: switchboard_kit::rating::Buttons = switchboard_kit::rating::Buttons {
+    message: "a VK inline keyboard",
+    network: "VK",
+    max_buttons: 6,
+    max_label: MAX_BUTTON_LABEL,
+    max_payload: MAX_BUTTON_PAYLOAD - r#"{"rating":""}"#.len(),
+};
+
 /// The inline keyboard of a rating request: one `callback` button per row, worst first.
 pub fn rating_keyboard(request: &switchboard_channel::RatingRequest) -> Result<String, SendError> {
-    // The payload goes wrapped in JSON: count the wrapper against VK's 255.
-    let wrapper = json!({ RATING_KEY: "" }).to_string().len();
-    switchboard_kit::rating::check_fits(
-        request,
-        "VK",
-        MAX_BUTTON_LABEL,
-        MAX_BUTTON_PAYLOAD.saturating_sub(wrapper),
-    )?;
+    RATING_BUTTONS.check(request)?;
     let rows: Vec<Value> = request
         .choices
         .iter()
@@ -305,31 +291,15 @@ async fn upload(out: &Outgoing, peer: i64, attachment: &Attachment) -> Result<St
     let essence = essence(&mime);
     let photo = matches!(essence.as_str(), "image/jpeg" | "image/png" | "image/gif")
         && bytes.len() as u64 <= MAX_PHOTO_BYTES;
-    let upload_failed = |e: ApiError| match e {
-        ApiError::Vk { code: 0, message } => permanent(format!(
-            "VK refused the file {}: {message}",
-            attachment.name
-        )),
-        other => classify(other),
+    let file = UploadFile {
+        name: &attachment.name,
+        mime: &essence,
+        bytes: bytes.to_vec(),
     };
     if photo {
-        let server = out
-            .api
-            .call(
-                "photos.getMessagesUploadServer",
-                &[("peer_id", peer.to_string())],
-            )
-            .await
-            .map_err(classify)?;
-        let url = server
-            .get("upload_url")
-            .and_then(Value::as_str)
-            .ok_or_else(|| permanent("VK gave no photo upload URL"))?;
-        let uploaded = out
-            .api
-            .upload(url, "photo", &attachment.name, &essence, bytes.to_vec())
-            .await
-            .map_err(upload_failed)?;
+        let params = [("peer_id", peer.to_string())];
+        let server = "photos.getMessagesUploadServer";
+        let uploaded = upload_to_server(out, server, &params, "photo", "photo", file).await?;
         let field = |k: &str| {
             uploaded
                 .get(k)
@@ -352,38 +322,11 @@ async fn upload(out: &Outgoing, peer: i64, attachment: &Attachment) -> Result<St
             )
             .await
             .map_err(classify)?;
-        let p = saved
-            .as_array()
-            .and_then(|a| a.first())
-            .ok_or_else(|| permanent("VK did not save the photo"))?;
-        let (Some(owner), Some(id)) = (
-            p.get("owner_id").and_then(Value::as_i64),
-            p.get("id").and_then(Value::as_i64),
-        ) else {
-            return Err(permanent("VK did not say which photo it saved"));
-        };
-        Ok(match p.get("access_key").and_then(Value::as_str) {
-            Some(k) if !k.is_empty() => format!("photo{owner}_{id}_{k}"),
-            _ => format!("photo{owner}_{id}"),
-        })
+        attachment_string("photo", saved.as_array().and_then(|a| a.first()))
     } else {
-        let server = out
-            .api
-            .call(
-                "docs.getMessagesUploadServer",
-                &[("type", "doc".into()), ("peer_id", peer.to_string())],
-            )
-            .await
-            .map_err(classify)?;
-        let url = server
-            .get("upload_url")
-            .and_then(Value::as_str)
-            .ok_or_else(|| permanent("VK gave no document upload URL"))?;
-        let uploaded = out
-            .api
-            .upload(url, "file", &attachment.name, &essence, bytes.to_vec())
-            .await
-            .map_err(upload_failed)?;
+        let params = [("type", "doc".into()), ("peer_id", peer.to_string())];
+        let server = "docs.getMessagesUploadServer";
+        let uploaded = upload_to_server(out, server, &params, "file", "document", file).await?;
         let file = uploaded
             .get("file")
             .and_then(Value::as_str)
@@ -399,18 +342,66 @@ async fn upload(out: &Outgoing, peer: i64, attachment: &Attachment) -> Result<St
             )
             .await
             .map_err(classify)?;
-        let d = saved
+        let doc = saved
             .get("doc")
-            .or_else(|| saved.as_array().and_then(|a| a.first()))
-            .ok_or_else(|| permanent("VK did not save the document"))?;
-        let (Some(owner), Some(id)) = (
-            d.get("owner_id").and_then(Value::as_i64),
-            d.get("id").and_then(Value::as_i64),
-        ) else {
-            return Err(permanent("VK did not say which document it saved"));
-        };
-        Ok(format!("doc{owner}_{id}"))
+            .or_else(|| saved.as_array().and_then(|a| a.first()));
+        attachment_string("doc", doc)
     }
+}
+
+/// A file on its way to one of VK's upload servers.
+struct UploadFile<'a> {
+    name: &'a str,
+    mime: &'a str,
+    bytes: Vec<u8>,
+}
+
+/// The first two steps of every upload: ask `server_method` for an upload server, and post
+/// the file to it as the multipart field `field`; returns the upload server's answer, which
+/// the matching `…save…` method takes. `what` names the kind of file in errors.
+async fn upload_to_server(
+    out: &Outgoing,
+    server_method: &str,
+    params: &[(&str, String)],
+    field: &str,
+    what: &str,
+    file: UploadFile<'_>,
+) -> Result<Value, SendError> {
+    let server = out
+        .api
+        .call(server_method, params)
+        .await
+        .map_err(classify)?;
+    let url = server
+        .get("upload_url")
+        .and_then(Value::as_str)
+        .ok_or_else(|| permanent(format!("VK gave no {what} upload URL")))?;
+    out.api
+        .upload(url, field, file.name, file.mime, file.bytes)
+        .await
+        .map_err(|e| match e {
+            ApiError::Vk { code: 0, message } => {
+                permanent(format!("VK refused the file {}: {message}", file.name))
+            }
+            other => classify(other),
+        })
+}
+
+/// The `attachment` string of what a `…save…` method saved (`kind`: `photo`, `doc`):
+/// `<kind><owner>_<id>`, with `_<access key>` when VK gave one.
+pub fn attachment_string(kind: &str, saved: Option<&Value>) -> Result<String, SendError> {
+    let what = if kind == "photo" { "photo" } else { "document" };
+    let saved = saved.ok_or_else(|| permanent(format!("VK did not save the {what}")))?;
+    let (Some(owner), Some(id)) = (
+        saved.get("owner_id").and_then(Value::as_i64),
+        saved.get("id").and_then(Value::as_i64),
+    ) else {
+        return Err(permanent(format!("VK did not say which {what} it saved")));
+    };
+    Ok(match saved.get("access_key").and_then(Value::as_str) {
+        Some(k) if !k.is_empty() => format!("{kind}{owner}_{id}_{k}"),
+        _ => format!("{kind}{owner}_{id}"),
+    })
 }
 
 /// `Channel::typing`: VK shows "typing…" for about ten seconds; nothing to send on stop.
@@ -426,8 +417,14 @@ pub async fn typing(out: &Outgoing, conversation: &ConversationKey, active: bool
         ("type", "typing".into()),
         ("group_id", out.group_id.to_string()),
     ];
-    if let Err(e) = out.api.call("messages.setActivity", &params).await {
-        tracing::debug!(error = %e, "vk: typing not shown");
+    courtesy(out, "messages.setActivity", &params, "typing not shown").await;
+}
+
+/// A call whose failure costs only a courtesy to the customer (a "typing…", a read mark):
+/// logged as `failed`, never retried.
+async fn courtesy(out: &Outgoing, method: &str, params: &[(&str, String)], failed: &str) {
+    if let Err(e) = out.api.call(method, params).await {
+        tracing::debug!(error = %e, method, "vk: {failed}");
     }
 }
 
@@ -460,9 +457,7 @@ pub async fn mark_read(out: &Outgoing, conversation: &ConversationKey) {
         ("mark_conversation_as_read", "1".into()),
         ("group_id", out.group_id.to_string()),
     ];
-    if let Err(e) = out.api.call("messages.markAsRead", &params).await {
-        tracing::debug!(error = %e, "vk: read mark not sent");
-    }
+    courtesy(out, "messages.markAsRead", &params, "read mark not sent").await;
 }
 
 #[cfg(test)]
@@ -490,6 +485,44 @@ mod tests {
         let mut long = request.clone();
         long.choices[0].label = "x".repeat(41);
         assert!(rating_keyboard(&long).is_err());
+        // The wrapper is counted: it is exactly what the payload goes in.
+        assert_eq!(
+            RATING_BUTTONS.max_payload,
+            MAX_BUTTON_PAYLOAD - json!({ RATING_KEY: "" }).to_string().len()
+        );
+        // An inline keyboard takes 6 rows; a seventh choice is refused before VK sees it
+        // (this copy used to count only labels and payloads).
+        let mut many = request.clone();
+        while many.choices.len() < 7 {
+            many.choices.push(many.choices[0].clone());
+        }
+        assert!(matches!(
+            rating_keyboard(&many),
+            Err(SendError::Permanent { reason }) if reason.contains("at most 6 buttons")
+        ));
+    }
+
+    /// A saved photo and a saved document name themselves the same way: owner, id, and the
+    /// access key when VK gives one (the photo copy used to be the only one to pass it on).
+    #[test]
+    fn saved_files_become_attachment_strings() {
+        let photo = json!({"owner_id": -1, "id": 2, "access_key": "ak2"});
+        assert_eq!(
+            attachment_string("photo", Some(&photo)).unwrap(),
+            "photo-1_2_ak2"
+        );
+        let doc = json!({"owner_id": -1, "id": 3, "access_key": "ak3"});
+        assert_eq!(attachment_string("doc", Some(&doc)).unwrap(), "doc-1_3_ak3");
+        let bare = json!({"owner_id": -1, "id": 4, "access_key": ""});
+        assert_eq!(attachment_string("doc", Some(&bare)).unwrap(), "doc-1_4");
+        assert!(matches!(
+            attachment_string("doc", None),
+            Err(SendError::Permanent { reason }) if reason == "VK did not save the document"
+        ));
+        assert!(matches!(
+            attachment_string("photo", Some(&json!({"id": 5}))),
+            Err(SendError::Permanent { reason }) if reason == "VK did not say which photo it saved"
+        ));
     }
 
     #[test]
@@ -511,9 +544,8 @@ mod tests {
             .unwrap(),
             131
         );
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/vk");
-        if let Ok(text) = std::fs::read_to_string(dir.join("messages_send_response_peer_ids.json"))
+        if let Some(text) =
+            switchboard_kit::test_host::fixture_text("vk", "messages_send_response_peer_ids.json")
         {
             let v: Value = serde_json::from_str(&text).unwrap();
             assert_eq!(sent_cmid(&v["response"], 228970688).unwrap(), 131);

@@ -13,8 +13,7 @@ use switchboard_kit::now_ms;
 
 use crate::Shared;
 
-const RECHECK_MS: i64 = 24 * 60 * 60 * 1000;
-const MAX_AVATAR_BYTES: u64 = 5 * 1024 * 1024;
+use switchboard_kit::profile::{recall, remember, store_avatar, MAX_AVATAR_BYTES, RECHECK_MS};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Cached {
@@ -50,10 +49,7 @@ pub async fn profile(shared: &Shared, user_id: i64) -> ContactProfile {
         return profile;
     }
     let key = format!("profile:{user_id}");
-    let cached: Option<Cached> = match shared.host.state_get(&key).await {
-        Ok(v) => v.and_then(|s| serde_json::from_str(&s).ok()),
-        Err(_) => None,
-    };
+    let cached: Option<Cached> = recall(shared.host.as_ref(), &key).await;
     let fresh = match &cached {
         Some(c) if now_ms() - c.checked_ms < RECHECK_MS => c.clone(),
         _ => lookup(shared, user_id, cached.clone().unwrap_or_default()).await,
@@ -93,12 +89,8 @@ async fn lookup(shared: &Shared, user_id: i64, previous: Cached) -> Cached {
         {
             previous.media.clone()
         }
-        Some(url) => match shared.api.download(url, MAX_AVATAR_BYTES).await {
-            Ok(bytes) => shared
-                .host
-                .put_media(bytes.into(), "image/jpeg", "avatar.jpg")
-                .await
-                .ok(),
+        Some(url) => match shared.api.endpoint().download(url, MAX_AVATAR_BYTES).await {
+            Ok(bytes) => store_avatar(shared.host.as_ref(), bytes).await.ok(),
             Err(e) => {
                 tracing::debug!(error = %e, user_id, "vk: profile photo not fetched");
                 previous.media.clone()
@@ -112,14 +104,12 @@ async fn lookup(shared: &Shared, user_id: i64, previous: Cached) -> Cached {
         photo_url,
         media,
     };
-    if let Ok(text) = serde_json::to_string(&fresh) {
-        if let Err(e) = shared
-            .host
-            .state_put(&format!("profile:{user_id}"), &text)
-            .await
-        {
-            tracing::debug!(error = %e, "vk: profile not remembered");
-        }
-    }
+    remember(
+        shared.host.as_ref(),
+        "vk",
+        &format!("profile:{user_id}"),
+        &fresh,
+    )
+    .await;
     fresh
 }

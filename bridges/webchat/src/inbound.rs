@@ -106,12 +106,12 @@ pub async fn accept_message(
         message.files.into_iter().unzip();
 
     // 1. The core's inbox. Only after this succeeds may we answer 200.
-    let inbound = Inbound {
-        conversation: shared.conversation(&visitor.id),
-        sender: visitor.profile(),
-        timestamp_ms: ts,
-        dedup_key: id.clone(),
-        event: InboundEvent::Message {
+    hand_over(
+        shared,
+        visitor,
+        id.clone(),
+        ts,
+        InboundEvent::Message {
             remote_id: id.clone(),
             content: Content {
                 text: message.text.clone(),
@@ -120,10 +120,8 @@ pub async fn accept_message(
             },
             reply_to: message.reply_to.clone(),
         },
-        addressed_to: None,
-        group: None,
-    };
-    shared.host().receive(inbound).await?;
+    )
+    .await?;
     // The visitor wrote: their session is kept for good from now on.
     shared.store.keep_visitor(visitor).await?;
 
@@ -187,22 +185,20 @@ pub async fn edit_message(
     own_message(shared, visitor, id, false).await?;
     let key = format!("edit.{id}.{}", &sha256_hex(&text)[..16]);
     let ts = now_ms();
-    let inbound = Inbound {
-        conversation: shared.conversation(&visitor.id),
-        sender: visitor.profile(),
-        timestamp_ms: ts,
-        dedup_key: key.clone(),
-        event: InboundEvent::Edit {
+    hand_over(
+        shared,
+        visitor,
+        key.clone(),
+        ts,
+        InboundEvent::Edit {
             remote_id: id.to_owned(),
             content: Content {
                 text: text.clone(),
                 ..Content::default()
             },
         },
-        addressed_to: None,
-        group: None,
-    };
-    shared.host().receive(inbound).await?;
+    )
+    .await?;
     let entry = Entry::Edit {
         id: id.to_owned(),
         text,
@@ -226,18 +222,16 @@ pub async fn delete_message(
     let mut record = own_message(shared, visitor, id, true).await?;
     let key = format!("delete.{id}");
     let ts = now_ms();
-    let inbound = Inbound {
-        conversation: shared.conversation(&visitor.id),
-        sender: visitor.profile(),
-        timestamp_ms: ts,
-        dedup_key: key.clone(),
-        event: InboundEvent::Delete {
+    hand_over(
+        shared,
+        visitor,
+        key.clone(),
+        ts,
+        InboundEvent::Delete {
             remote_id: id.to_owned(),
         },
-        addressed_to: None,
-        group: None,
-    };
-    shared.host().receive(inbound).await?;
+    )
+    .await?;
     let entry = Entry::Delete {
         id: id.to_owned(),
         ts,
@@ -290,19 +284,17 @@ pub async fn react(
     }
     let change = format!("reaction.{id}.{}", record.reaction_seq);
     let ts = now_ms();
-    let inbound = Inbound {
-        conversation: shared.conversation(&visitor.id),
-        sender: visitor.profile(),
-        timestamp_ms: ts,
-        dedup_key: change.clone(),
-        event: InboundEvent::Reaction {
+    hand_over(
+        shared,
+        visitor,
+        change.clone(),
+        ts,
+        InboundEvent::Reaction {
             remote_id: id.to_owned(),
             key: key.clone(),
         },
-        addressed_to: None,
-        group: None,
-    };
-    shared.host().receive(inbound).await?;
+    )
+    .await?;
     let entry = Entry::Reaction {
         id: id.to_owned(),
         from: Author::Visitor,
@@ -334,14 +326,35 @@ pub async fn read_up_to(shared: &Shared, visitor: &Visitor, up_to: &str) -> Resu
             ))
         }
     }
+    hand_over(
+        shared,
+        visitor,
+        format!("read.{up_to}"),
+        now_ms(),
+        InboundEvent::Read {
+            remote_id: up_to.to_owned(),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Hand one of the visitor's events to the core's inbox (the first step of every action: only
+/// after it succeeds does the visitor get an answer). `dedup_key` names the action, so a retry
+/// is stored once.
+pub async fn hand_over(
+    shared: &Shared,
+    visitor: &Visitor,
+    dedup_key: String,
+    timestamp_ms: i64,
+    event: InboundEvent,
+) -> Result<(), ApiError> {
     let inbound = Inbound {
         conversation: shared.conversation(&visitor.id),
         sender: visitor.profile(),
-        timestamp_ms: now_ms(),
-        dedup_key: format!("read.{up_to}"),
-        event: InboundEvent::Read {
-            remote_id: up_to.to_owned(),
-        },
+        timestamp_ms,
+        dedup_key,
+        event,
         addressed_to: None,
         group: None,
     };

@@ -114,11 +114,7 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
                 html: content.html.clone(),
                 ts: now_ms(),
             };
-            let seq = shared
-                .store
-                .append(&visitor, &key, &entry)
-                .await
-                .map_err(retryable)?;
+            let seq = append(shared, &visitor, &key, &entry).await?;
             publish(shared, &visitor, &entry, seq);
             remote_id.clone()
         }
@@ -128,20 +124,12 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
                 id: remote_id.clone(),
                 ts: now_ms(),
             };
-            let seq = shared
-                .store
-                .append(&visitor, &key, &entry)
-                .await
-                .map_err(retryable)?;
+            let seq = append(shared, &visitor, &key, &entry).await?;
             let record = MessageRecord {
                 deleted: true,
                 ..record
             };
-            shared
-                .store
-                .put_message(remote_id, &record)
-                .await
-                .map_err(retryable)?;
+            put_message(shared, remote_id, &record).await?;
             publish(shared, &visitor, &entry, seq);
             remote_id.clone()
         }
@@ -172,11 +160,7 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
                 key: reaction.clone(),
                 ts: now_ms(),
             };
-            let seq = shared
-                .store
-                .append(&visitor, &key, &entry)
-                .await
-                .map_err(retryable)?;
+            let seq = append(shared, &visitor, &key, &entry).await?;
             publish(shared, &visitor, &entry, seq);
             remote_id.clone()
         }
@@ -189,10 +173,7 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
             remote_id
         }
     };
-    Ok(Delivery {
-        remote_id,
-        delivered: true,
-    })
+    Ok(Delivery::delivered(remote_id))
 }
 
 /// A new agent message: file records first (so the links work as soon as the entry is visible),
@@ -248,24 +229,36 @@ async fn send_message(
         reaction: None,
         reaction_seq: 0,
     };
-    shared
-        .store
-        .put_message(remote_id, &provisional)
-        .await
-        .map_err(retryable)?;
-    let seq = shared
-        .store
-        .append(visitor, key, &entry)
-        .await
-        .map_err(retryable)?;
+    put_message(shared, remote_id, &provisional).await?;
+    let seq = append(shared, visitor, key, &entry).await?;
     let record = MessageRecord { seq, ..provisional };
-    shared
-        .store
-        .put_message(remote_id, &record)
-        .await
-        .map_err(retryable)?;
+    put_message(shared, remote_id, &record).await?;
     publish(shared, visitor, &entry, seq);
     Ok(())
+}
+
+/// Write an agent's action into the visitor's transcript; returns its seq. The store's
+/// trouble is retried by the outbox.
+async fn append(
+    shared: &Shared,
+    visitor: &str,
+    key: &str,
+    entry: &Entry,
+) -> Result<i64, SendError> {
+    shared
+        .store
+        .append(visitor, key, entry)
+        .await
+        .map_err(retryable)
+}
+
+/// Keep a message's record; the store's trouble is retried by the outbox.
+async fn put_message(shared: &Shared, id: &str, record: &MessageRecord) -> Result<(), SendError> {
+    shared
+        .store
+        .put_message(id, record)
+        .await
+        .map_err(retryable)
 }
 
 /// `Channel::typing`: an operator started or stopped typing.

@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use switchboard_channel::{Inbound, InboundEvent, RatingRequest, SendError};
+use switchboard_channel::{InboundEvent, RatingRequest, SendError};
 use switchboard_kit::now_ms;
 use switchboard_kit::rating;
 use switchboard_kit::send::{permanent, retryable_host as retryable};
@@ -27,7 +27,7 @@ use axum::Json;
 use crate::api::JsonBody;
 use crate::auth::Authed;
 use crate::error::ApiError;
-use crate::inbound::publish;
+use crate::inbound::{hand_over, publish};
 use crate::state::{AppState, Shared};
 use crate::transcript::{Entry, RatingChoiceEntry};
 
@@ -161,19 +161,17 @@ pub async fn choose(
     state.limiter.check(&visitor.id)?;
     let press = format!("{}.r{score}", record.id);
     let ts = now_ms();
-    let inbound = Inbound {
-        conversation: state.conversation(&visitor.id),
-        sender: visitor.profile(),
-        timestamp_ms: ts,
-        dedup_key: format!("rate.{press}"),
-        event: InboundEvent::Choice {
+    hand_over(
+        &state,
+        &visitor,
+        format!("rate.{press}"),
+        ts,
+        InboundEvent::Choice {
             remote_id: press,
             payload: body.payload.clone(),
         },
-        addressed_to: None,
-        group: None,
-    };
-    state.host().receive(inbound).await?;
+    )
+    .await?;
     let entry = Entry::Rated {
         id: record.id.clone(),
         score,

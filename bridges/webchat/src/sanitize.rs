@@ -6,9 +6,9 @@
 //! reaches a visitor's browser passes through [`agent_html`], a strict allowlist of our own, so a
 //! looser core or a bug upstream cannot put script into a customer's page.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
+use switchboard_kit::html::{allow_list, BASIC_TAGS};
 use switchboard_kit::is_invisible;
 
 /// Longest visitor display name, in characters.
@@ -114,43 +114,18 @@ pub fn is_plausible_email(email: &str) -> bool {
     }
 }
 
+/// The kit's allow-list with the basic tags; links open in a new tab.
 static AGENT_HTML: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
-    let mut builder = ammonia::Builder::empty();
-    builder
-        .add_tags([
-            "b",
-            "strong",
-            "i",
-            "em",
-            "u",
-            "s",
-            "code",
-            "pre",
-            "br",
-            "p",
-            "ul",
-            "ol",
-            "li",
-            "blockquote",
-            "a",
-        ])
-        .tag_attributes(HashMap::from([("a", HashSet::from(["href"]))]))
-        .generic_attributes(HashSet::new())
-        .url_schemes(HashSet::from(["http", "https", "mailto"]))
-        .url_relative(ammonia::UrlRelative::Deny)
-        .link_rel(Some("noopener noreferrer"))
-        .set_tag_attribute_value("a", "target", "_blank")
-        .clean_content_tags(HashSet::from([
-            "script", "style", "template", "noscript", "iframe", "object",
-        ]))
-        .strip_comments(true);
+    let mut builder = allow_list(BASIC_TAGS.iter().copied());
+    builder.set_tag_attribute_value("a", "target", "_blank");
     builder
 });
 
 /// Agent HTML as it may reach a visitor's browser: only `b strong i em u s code pre br p ul ol li
 /// blockquote a`, links only to http/https/mailto with `rel="noopener noreferrer"
-/// target="_blank"`, no other attributes (no `style`, no `on*` handlers), no images. Script and
-/// style elements are removed with their content; other unknown tags are unwrapped.
+/// target="_blank"`, no other attributes (no `style`, no `on*` handlers), no images: the kit's
+/// allow-list (`switchboard_kit::html`). Script, style, iframe, head and title elements are
+/// removed with their content; other unknown tags are unwrapped.
 pub fn agent_html(html: &str) -> String {
     AGENT_HTML.clean(html).to_string()
 }
@@ -296,5 +271,13 @@ mod tests {
         let out =
             agent_html("<svg><script>x</script></svg><iframe src=\"https://e.com\">f</iframe>");
         assert!(!out.contains('<'), "{out}");
+    }
+
+    /// The kit's one allow-list: what mail loses, a browser loses too — a document's head and
+    /// title go with their content (this copy used to unwrap them, leaving their text).
+    #[test]
+    fn head_and_title_go_with_their_content() {
+        let out = agent_html("<head><title>Invoice 42</title></head><p>hi</p>");
+        assert_eq!(out, "<p>hi</p>");
     }
 }

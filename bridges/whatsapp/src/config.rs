@@ -118,15 +118,7 @@ impl WhatsAppConfig {
             &self.verify_token,
             ": the App Dashboard's webhook verification sends it",
         )?;
-        SECTION.base_url("api_url", &self.api_url, "https://graph.facebook.com")?;
-        let v = self.api_version.strip_prefix('v').unwrap_or("");
-        if v.is_empty()
-            || !v
-                .split('.')
-                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        {
-            return SECTION.invalid("api_version", "must look like v21.0");
-        }
+        switchboard_kit::meta::check_graph_api(SECTION, &self.api_url, &self.api_version)?;
         SECTION.at_least("max_file_size", self.max_file_size.into(), 1)?;
         if self.default_template_language.is_empty() {
             return SECTION.invalid(
@@ -139,11 +131,7 @@ impl WhatsAppConfig {
 
     /// `<api_url>/<api_version>`, without a trailing slash.
     pub fn versioned_base(&self) -> String {
-        format!(
-            "{}/{}",
-            self.api_url.trim_end_matches('/'),
-            self.api_version
-        )
+        switchboard_kit::meta::graph_base(&self.api_url, &self.api_version)
     }
 }
 

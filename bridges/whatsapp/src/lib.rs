@@ -143,20 +143,6 @@ impl Channel for WhatsApp {
     }
 }
 
-/// The shared payload fixtures (`<ancestor>/shared/fixtures/<platform>`), found by walking up
-/// from the crate, for the unit tests; `None` where they are not checked out.
+/// The shared payload fixtures of `platform`, found as the kit finds every network's.
 #[cfg(test)]
-pub(crate) fn fixtures_dir(platform: &str) -> Option<std::path::PathBuf> {
-    let manifest = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let found = manifest
-        .ancestors()
-        .map(|a| a.join("shared/fixtures").join(platform))
-        .find(|d| d.is_dir());
-    if found.is_none() {
-        eprintln!(
-            "shared/fixtures/{platform} not found above {}; fixture tests skipped",
-            manifest.display()
-        );
-    }
-    found
-}
+pub(crate) use switchboard_kit::test_host::fixtures_dir;

@@ -238,20 +238,14 @@ pub async fn send(out: &Outgoing<'_>, outbound: &Outbound) -> Result<Delivery, S
                 first.get_or_insert(wamid);
             }
             let remote_id = first.ok_or_else(|| permanent("there was nothing to send"))?;
-            Ok(Delivery {
-                remote_id,
-                delivered: false,
-            })
+            Ok(Delivery::sent(remote_id))
         }
         OutboundAction::React { remote_id, key } => {
             let mut body = envelope(to, "reaction", None);
             body["reaction"] =
                 json!({"message_id": remote_id, "emoji": key.as_deref().unwrap_or("")});
             let wamid = out.graph.send(&body).await.map_err(classify)?;
-            Ok(Delivery {
-                remote_id: wamid,
-                delivered: false,
-            })
+            Ok(Delivery::sent(wamid))
         }
         OutboundAction::Template {
             name,
@@ -260,10 +254,7 @@ pub async fn send(out: &Outgoing<'_>, outbound: &Outbound) -> Result<Delivery, S
         } => {
             let record = SentRecord::part(out.host, "whatsapp", outbound, "#0");
             if let Some(done) = record.recall().await? {
-                return Ok(Delivery {
-                    remote_id: done,
-                    delivered: false,
-                });
+                return Ok(Delivery::sent(done));
             }
             let mut body = envelope(to, "template", None);
             let code = language
@@ -280,10 +271,7 @@ pub async fn send(out: &Outgoing<'_>, outbound: &Outbound) -> Result<Delivery, S
             }
             let wamid = out.graph.send(&body).await.map_err(classify)?;
             record.remember(&wamid).await;
-            Ok(Delivery {
-                remote_id: wamid,
-                delivered: false,
-            })
+            Ok(Delivery::sent(wamid))
         }
         OutboundAction::Edit { .. } => Err(permanent(
             "WhatsApp does not let a business change a sent message",
@@ -294,19 +282,13 @@ pub async fn send(out: &Outgoing<'_>, outbound: &Outbound) -> Result<Delivery, S
         OutboundAction::RatingRequest(request) => {
             let record = SentRecord::part(out.host, "whatsapp", outbound, "#0");
             if let Some(done) = record.recall().await? {
-                return Ok(Delivery {
-                    remote_id: done,
-                    delivered: false,
-                });
+                return Ok(Delivery::sent(done));
             }
             let mut body = envelope(to, "interactive", None);
             body["interactive"] = rating_message(request)?;
             let wamid = out.graph.send(&body).await.map_err(classify)?;
             record.remember(&wamid).await;
-            Ok(Delivery {
-                remote_id: wamid,
-                delivered: false,
-            })
+            Ok(Delivery::sent(wamid))
         }
     }
 }
@@ -318,26 +300,31 @@ pub const RATING_LIST_BUTTON: &str = "⭐ 1–5";
 /// Reply buttons (<https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/interactive-reply-buttons-messages>):
 /// 1–3 buttons, each a `reply` with an `id` of at most 256 characters and a `title` of at most
 /// 20; the body at most 1024 characters.
-const MAX_BUTTONS: usize = 3;
-const MAX_BUTTON_TITLE: usize = 20;
-const MAX_BUTTON_ID: usize = 256;
+const REPLY_BUTTONS: rating::Buttons = rating::Buttons {
+    message: "a WhatsApp reply-button message",
+    network: "WhatsApp",
+    max_buttons: 3,
+    max_label: 20,
+    max_payload: 256,
+};
 const MAX_BUTTONS_BODY: usize = 1024;
 
 /// List messages (<https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/interactive-list-messages>):
 /// at most 10 rows in all, a row `id` of at most 200 characters and a `title` of at most 24;
 /// the body at most 4096 characters, the button at most 20.
-const MAX_ROWS: usize = 10;
-const MAX_ROW_TITLE: usize = 24;
-const MAX_ROW_ID: usize = 200;
+const LIST_ROWS: rating::Buttons = rating::Buttons {
+    message: "a WhatsApp list",
+    network: "WhatsApp",
+    max_buttons: 10,
+    max_label: 24,
+    max_payload: 200,
+};
 const MAX_LIST_BODY: usize = 4096;
 
 /// The `interactive` object of a rating request: reply buttons when the choices fit them (3 at
 /// most), else a list with one section.
 pub fn rating_message(request: &switchboard_channel::RatingRequest) -> Result<Value, SendError> {
-    let n = request.choices.len();
-    if (1..=MAX_BUTTONS).contains(&n)
-        && rating::check_fits(request, "WhatsApp", MAX_BUTTON_TITLE, MAX_BUTTON_ID).is_ok()
-    {
+    if REPLY_BUTTONS.check(request).is_ok() {
         let buttons: Vec<Value> = request
             .choices
             .iter()
@@ -349,12 +336,7 @@ pub fn rating_message(request: &switchboard_channel::RatingRequest) -> Result<Va
             "action": {"buttons": buttons},
         }));
     }
-    if n > MAX_ROWS {
-        return Err(permanent(format!(
-            "the rating question has {n} choices; a WhatsApp list takes at most {MAX_ROWS}"
-        )));
-    }
-    rating::check_fits(request, "WhatsApp", MAX_ROW_TITLE, MAX_ROW_ID)?;
+    LIST_ROWS.check(request)?;
     let rows: Vec<Value> = request
         .choices
         .iter()
@@ -436,7 +418,7 @@ pub async fn mark_read(
 mod tests {
     use super::*;
     use switchboard_channel::MediaRef;
-    use switchboard_kit::test_host::MemoryHost;
+    use switchboard_kit::test_host::{check_retries_answered_from_record, MemoryHost};
 
     /// An item already sent (its key remembered) is answered from state, without a request: the
     /// Graph API behind this client is unreachable, so any request would fail.
@@ -463,34 +445,11 @@ mod tests {
             account: "42".into(),
             chat: "4915112345678".into(),
         };
-        let item = |key: &str| Outbound {
-            conversation: conversation.clone(),
-            idempotency_key: key.into(),
-            participants: Vec::new(),
-            action: OutboundAction::Message {
-                content: Content {
-                    text: "hi".into(),
-                    ..Content::default()
-                },
-                reply_to: None,
-            },
-        };
-        assert_eq!(
-            send(&out, &item("$event1")).await.unwrap().remote_id,
-            "wamid.sent"
-        );
-        // A new item does try to send (and fails retryably: nothing listens there).
-        assert!(matches!(
-            send(&out, &item("$event2")).await,
-            Err(SendError::Retryable { .. })
-        ));
-        // Another number's conversation is refused for good.
-        let mut other = item("$event3");
-        other.conversation.account = "43".into();
-        assert!(matches!(
-            send(&out, &other).await,
-            Err(SendError::Permanent { .. })
-        ));
+        check_retries_answered_from_record(&conversation, "wamid.sent", |item| {
+            let out = &out;
+            async move { send(out, &item).await }
+        })
+        .await;
     }
 
     fn attachment(name: &str, mime: &str, size: u64) -> Attachment {
