@@ -11,6 +11,16 @@
 //!    engines work through them (`media.concurrency`: `SWITCHBOARD_BENCH_MEDIA_CONCURRENCY`,
 //!    default 1, as the default config) until every job is done.
 //!
+//! `SWITCHBOARD_BENCH_ENGINES=normal` runs the engines as before they had the idle CPU and I/O
+//! classes (Tesseract with `media.ocr.scheduling: normal`, the Whisper server without
+//! `chrt -i 0`), both at nice 10, to compare with the default (`idle`). Under `chrt -i 0` the
+//! whole bench is in the idle class and the two are the same by construction (an idle-class
+//! process's niceness is ignored, and no idle process preempts another): compare them with the
+//! bench in the ordinary class, on a machine of its own (README, "Voice messages and images"). `SWITCHBOARD_BENCH_ENGINES=stub` puts engines that
+//! use no CPU in their place (a Tesseract that sleeps 1 s, a transcription server that answers
+//! after 5 s, about the real ones' times): the jobs still fetch files, post replies and index
+//! text, so what remains of the ratio is that work, not the engines' CPU.
+//!
 //! Reported: the WhatsApp latency quiet and while jobs run (median, p95, max) and their ratio,
 //! how long the files took to be relayed (send → the file in the room) and to be answered
 //! (→ the bot's text), and that every job ended done.
@@ -50,18 +60,82 @@ fn fixture(name: &str) -> anyhow::Result<Vec<u8>> {
         .with_context(|| format!("fixture {name}"))
 }
 
+/// A Tesseract that uses no CPU: it reads the image, sleeps a second, prints a line.
+fn stub_tesseract(dir: &std::path::Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("tesseract");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\ncat >/dev/null\nsleep 1\necho 'Заказ 4521 (stub)'\n",
+    )?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(path.display().to_string())
+}
+
+/// A transcription endpoint that uses no CPU: it answers every request after 5 seconds.
+async fn stub_transcription() -> anyhow::Result<(fakes::server::FakeServer, String)> {
+    let bound = fakes::server::FakeServer::bind("stub transcription").await?;
+    let app = axum::Router::new().route(
+        "/v1/audio/transcriptions",
+        axum::routing::post(|| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            axum::Json(json!({"text": "Здравствуйте (stub)"}))
+        }),
+    );
+    let url = format!("{}/v1/audio/transcriptions", bound.url());
+    Ok((bound.serve(app), url))
+}
+
+/// `/proc/self/stat` field 41: the scheduling policy this bench runs under.
+fn own_policy() -> Option<i32> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split_whitespace().nth(41 - 3)?.parse().ok()
+}
+
+/// The cpu cgroup this bench runs in (cgroup v1 `cpu` line, else the v2 one).
+fn own_cpu_cgroup() -> Option<String> {
+    let groups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let line = groups
+        .lines()
+        .find(|l| {
+            l.split(':')
+                .nth(1)
+                .is_some_and(|c| c.split(',').any(|c| c == "cpu"))
+        })
+        .or_else(|| groups.lines().find(|l| l.starts_with("0::")))?;
+    line.rsplit(':').next().map(str::to_string)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let voices = num("VOICES", 8);
     let images = num("IMAGES", 16);
     let quiet_n = num("QUIET", 20);
     let concurrency = num("MEDIA_CONCURRENCY", 1);
-    let whisper = Whisper::start(900).await?;
+    let engines = std::env::var("SWITCHBOARD_BENCH_ENGINES").unwrap_or_else(|_| "idle".into());
+    ensure!(
+        ["idle", "normal", "stub"].contains(&engines.as_str()),
+        "SWITCHBOARD_BENCH_ENGINES is idle, normal or stub, not {engines}"
+    );
+    let stubs = tempfile::tempdir()?;
+    let (_whisper, _stub_server, url, ocr_command) = if engines == "stub" {
+        let (server, url) = stub_transcription().await?;
+        (None, Some(server), url, stub_tesseract(stubs.path())?)
+    } else {
+        let whisper = Whisper::start_scheduled(rig::free_port()?, 900, engines == "idle").await?;
+        let url = whisper.url();
+        (Some(whisper), None, url, "tesseract".to_string())
+    };
     let whatsapp = FakeWhatsApp::start().await?;
     let telegram = FakeTelegram::start().await?;
     let media = json!({
-        "transcription": {"url": whisper.url(), "language": "ru,uk,id,en"},
-        "ocr": {"enabled": true},
+        "transcription": {"url": url, "language": "ru,uk,id,en"},
+        "ocr": {
+            "enabled": true,
+            "command": ocr_command,
+            "scheduling": if engines == "normal" { "normal" } else { "idle" },
+        },
         "concurrency": concurrency,
     });
     let options = BridgeOptions::default()
@@ -160,6 +234,11 @@ async fn main() -> anyhow::Result<()> {
         "voices": voices,
         "images": images,
         "media_concurrency": concurrency,
+        "engines": engines,
+        // The bench's own CPU class (5: SCHED_IDLE, under `chrt -i 0`) and cpu cgroup: the
+        // conditions the figures were taken in.
+        "bench_sched_policy": own_policy(),
+        "bench_cpu_cgroup": own_cpu_cgroup(),
         "jobs_done": done,
         "files_relayed_seconds": relayed_secs,
         "files_answered_seconds": answered_secs,

@@ -7,7 +7,7 @@ scripts/install-whisper.sh). `GET /health` answers 200 once the model is loaded.
 Beyond the OpenAI API, `language` may be a comma-separated list (`ru,uk,id,en`): the language is
 then detected among those only (a short Ukrainian note is not taken for Russian, say).
 
-It runs at a lower priority (--nice 10) so that, on a machine it shares with the bridge and the
+It runs at a lower priority (--nice 10; start it under `chrt -i 0 ionice -c 3` as well, README) so that, on a machine it shares with the bridge and the
 homeserver, relay goes first. Limits, each answered with an OpenAI-style error envelope: a body over --max-bytes (413), audio
 that cannot be decoded (400), audio longer than --max-seconds (413). One request is transcribed
 at a time (the others wait), with --cpu-threads threads (default 1, OpenMP's too), so on a 2-core

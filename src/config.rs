@@ -637,9 +637,29 @@ pub struct OcrConfig {
     /// other core stays with relay (with `media.concurrency` 1, one image at a time).
     #[serde(default = "default_ocr_threads")]
     pub threads: u32,
-    /// The niceness Tesseract runs at (0–19; higher yields more): relay goes first for the CPU.
+    /// The CPU and I/O class Tesseract runs in: `idle` (the default) uses only the CPU and
+    /// disk time nothing else wants (Linux `SCHED_IDLE` and the idle I/O class), so relay and
+    /// the homeserver are never kept waiting by it; `normal` runs it in the bridge's own class
+    /// at `nice`.
+    #[serde(default)]
+    pub scheduling: Scheduling,
+    /// The niceness Tesseract runs at with `scheduling: normal` (0–19; higher yields more).
     #[serde(default = "default_ocr_nice")]
     pub nice: i32,
+}
+
+/// The CPU and I/O scheduling class of an engine process the bridge starts
+/// ([`crate::media::process`]).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheduling {
+    /// Linux `SCHED_IDLE` and the idle I/O class: it runs only when a core (a disk) would
+    /// otherwise be idle, and any other process that wakes up takes the core from it at once.
+    /// Where the kernel refuses the class, nice 19.
+    #[default]
+    Idle,
+    /// The bridge's own classes (inherited), at the configured niceness.
+    Normal,
 }
 
 impl Default for OcrConfig {
@@ -652,6 +672,7 @@ impl Default for OcrConfig {
             max_memory_mb: default_ocr_memory(),
             max_pixels: default_ocr_pixels(),
             threads: default_ocr_threads(),
+            scheduling: Scheduling::default(),
             nice: default_ocr_nice(),
         }
     }

@@ -19,6 +19,7 @@
 //! answers from the store, the engine never runs twice for one file.
 
 pub mod ocr;
+pub mod process;
 pub mod transcribe;
 
 use std::sync::Arc;
@@ -304,7 +305,7 @@ async fn run_engine(bridge: &Bridge, engines: &Engines, job: &Job) -> Result<Str
             None => Err(unconfigured(bridge, job.kind)),
         },
         JobKind::Ocr => match &engines.ocr {
-            Some(config) => ocr::read(config, &data).await,
+            Some(config) => ocr::read(config, data).await,
             None => Err(unconfigured(bridge, job.kind)),
         },
     }

@@ -1,16 +1,18 @@
 //! Images → text with Tesseract, run as a separate process per image: the image goes in on
-//! stdin, the text comes out on stdout. The process runs under limits set between fork and
-//! exec (`setrlimit`: address space, CPU seconds; a lower priority, one thread), is killed
-//! when it runs past `media.ocr.timeout`, and is awaited through `tokio::process`, so a slow
-//! or hostile image costs a bounded slice of one core and never a thread of the bridge.
+//! stdin, the text comes out on stdout. The process is started through [`super::process`]
+//! (an address-space limit, a CPU-seconds backstop, the idle CPU and I/O class by default, one
+//! thread), is killed when it runs past `media.ocr.timeout`, and is awaited through
+//! `tokio::process`, so a slow or hostile image costs a bounded slice of CPU nothing else
+//! wanted and never a thread of the bridge.
 //! An image larger than `media.ocr.max_pixels` is refused from its header, before any decoder
 //! sees it (a decompression bomb).
 
 use std::process::Stdio;
-use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::process::{confine, Limits};
 use super::EngineError;
 use crate::config::OcrConfig;
 
@@ -18,8 +20,8 @@ use crate::config::OcrConfig;
 const MAX_OUTPUT: usize = 256 * 1024;
 
 /// The text Tesseract finds in `image` (empty when there is none).
-pub async fn read(config: &OcrConfig, image: &[u8]) -> Result<String, EngineError> {
-    if let Ok(size) = imagesize::blob_size(image) {
+pub async fn read(config: &OcrConfig, image: Bytes) -> Result<String, EngineError> {
+    if let Ok(size) = imagesize::blob_size(&image) {
         let pixels = (size.width as u64).saturating_mul(size.height as u64);
         if pixels > config.max_pixels {
             return Err(EngineError::BadInput(format!(
@@ -31,22 +33,7 @@ pub async fn read(config: &OcrConfig, image: &[u8]) -> Result<String, EngineErro
             )));
         }
     }
-    let mut command = tokio::process::Command::new(&config.command);
-    command
-        .args(["stdin", "stdout", "-l", &config.languages.join("+")])
-        // One thread by default (media.ocr.threads): the bridge and the homeserver keep the
-        // other cores.
-        .env("OMP_THREAD_LIMIT", config.threads.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    limit(
-        &mut command,
-        config.max_memory_mb,
-        config.timeout,
-        config.nice,
-    );
+    let mut command = command(config);
     let mut child = command.spawn().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             EngineError::Unavailable {
@@ -66,7 +53,7 @@ pub async fn read(config: &OcrConfig, image: &[u8]) -> Result<String, EngineErro
     let mut stdin = child.stdin.take();
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
-    let input = image.to_vec();
+    let input = image;
     let feed = async move {
         if let Some(stdin) = stdin.as_mut() {
             // Tesseract may stop reading (a bad image): a broken pipe is its exit status's
@@ -167,39 +154,37 @@ fn tidy(text: &str) -> String {
     out.join("\n")
 }
 
-/// Limits for the child, set between fork and exec: its address space, its CPU seconds (twice
-/// the wall-clock timeout: the timer kills it first, this is the backstop), a lower priority.
-fn limit(command: &mut tokio::process::Command, memory_mb: u64, timeout: Duration, nice: i32) {
-    let bytes = memory_mb.saturating_mul(1024 * 1024) as libc::rlim_t;
-    let cpu = timeout.as_secs().saturating_mul(2).max(1) as libc::rlim_t;
-    // SAFETY: the closure runs in the forked child before exec and calls only setrlimit and
-    // setpriority, which are async-signal-safe; it touches no memory of the parent's locks.
-    unsafe {
-        command.pre_exec(move || {
-            let mem = libc::rlimit {
-                rlim_cur: bytes,
-                rlim_max: bytes,
-            };
-            if libc::setrlimit(libc::RLIMIT_AS, &mem) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let cpu = libc::rlimit {
-                rlim_cur: cpu,
-                rlim_max: cpu + 1,
-            };
-            if libc::setrlimit(libc::RLIMIT_CPU, &cpu) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // Behind relay for the CPU (media.ocr.nice); failing to lower it is harmless.
-            libc::setpriority(libc::PRIO_PROCESS, 0, nice);
-            Ok(())
-        });
-    }
+/// The Tesseract command for one image: stdin to stdout, the configured languages and
+/// threads, confined ([`confine`]): its address space, its CPU seconds (twice the wall-clock
+/// timeout: the timer kills it first, this is the backstop), its scheduling class.
+fn command(config: &OcrConfig) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(&config.command);
+    command
+        .args(["stdin", "stdout", "-l", &config.languages.join("+")])
+        // One thread by default (media.ocr.threads): the bridge and the homeserver keep the
+        // other cores.
+        .env("OMP_THREAD_LIMIT", config.threads.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    confine(
+        &mut command,
+        Limits {
+            memory_mb: config.max_memory_mb,
+            cpu_seconds: config.timeout.as_secs().saturating_mul(2),
+            scheduling: config.scheduling,
+            nice: config.nice,
+        },
+    );
+    command
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Scheduling;
+    use crate::media::process;
 
     #[test]
     fn output_is_tidied() {
@@ -227,7 +212,7 @@ mod tests {
             command: "/nonexistent/tesseract".into(),
             ..OcrConfig::default()
         };
-        match read(&config, &bomb).await {
+        match read(&config, bomb.into()).await {
             Err(EngineError::BadInput(reason)) => {
                 assert!(reason.contains("30000×30000"), "{reason}")
             }
@@ -235,8 +220,8 @@ mod tests {
         }
     }
 
-    /// Tesseract runs with `media.ocr.threads` as its OpenMP thread limit and at
-    /// `media.ocr.nice`: a stand-in command reports what it was given.
+    /// Tesseract runs with `media.ocr.threads` as its OpenMP thread limit, and at
+    /// `media.ocr.nice` with `scheduling: normal`: a stand-in command reports what it was given.
     #[tokio::test]
     async fn the_engine_runs_with_the_configured_threads_and_niceness() {
         use std::os::unix::fs::PermissionsExt;
@@ -248,31 +233,85 @@ mod tests {
         )
         .expect("script");
         std::fs::set_permissions(&command, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let image = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/media/screenshot.png"
-        ))
-        .expect("fixture");
+        let image = Bytes::from(
+            std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/media/screenshot.png"
+            ))
+            .expect("fixture"),
+        );
         let config = OcrConfig {
             command: command.display().to_string(),
             threads: 2,
+            scheduling: Scheduling::Normal,
             nice: 15,
             ..OcrConfig::default()
         };
-        let text = read(&config, &image).await.expect("the stand-in runs");
+        let text = read(&config, image.clone())
+            .await
+            .expect("the stand-in runs");
         assert_eq!(text, "threads 2 nice 15");
         let text = read(
             &OcrConfig {
                 command: command.display().to_string(),
                 ..OcrConfig::default()
             },
-            &image,
+            image,
         )
         .await
         .expect("the stand-in runs");
+        assert!(
+            text.starts_with("threads 1 "),
+            "the default leaves a core to relay: {text}"
+        );
+    }
+
+    /// The real Tesseract, started by the same code as every image's, runs in the idle CPU
+    /// class (`SCHED_IDLE`, `/proc/<pid>/stat` field 41) and the idle I/O class by default, and
+    /// in its parent's class with `scheduling: normal`, as the kernel reports them.
+    ///
+    /// The test's thread is put in the ordinary class while it starts them (and back after):
+    /// tests run under `chrt -i 0`, and a child inherits its parent's class, which would pass
+    /// the first check whatever the code did.
+    #[tokio::test]
+    async fn tesseract_runs_in_the_idle_class() {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: plain system calls on the calling thread.
+        let before = unsafe { libc::sched_getscheduler(0) };
+        if before != libc::SCHED_OTHER {
+            assert_eq!(
+                unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) },
+                0,
+                "the test thread cannot leave its class ({}): run it as root or with \
+                 CAP_SYS_NICE, or outside chrt -i 0",
+                std::io::Error::last_os_error()
+            );
+        }
+        let observe = |scheduling| {
+            let mut child = command(&OcrConfig {
+                scheduling,
+                ..OcrConfig::default()
+            })
+            .spawn()
+            .expect("Tesseract starts (scripts/install-test-deps.sh installs it)");
+            // It waits for the image on stdin, which stays open until it is killed.
+            let seen = process::observed(child.id().expect("a pid"));
+            let _ = child.start_kill();
+            seen
+        };
+        let idle = observe(Scheduling::Idle);
+        let normal = observe(Scheduling::Normal);
+        // SAFETY: as above.
+        unsafe { libc::sched_setscheduler(0, before, &param) };
         assert_eq!(
-            text, "threads 1 nice 10",
-            "the defaults leave a core to relay"
+            idle,
+            (libc::SCHED_IDLE, process::IOPRIO_CLASS_IDLE),
+            "(policy, I/O class) of Tesseract by default"
+        );
+        assert_eq!(
+            normal.0,
+            libc::SCHED_OTHER,
+            "with scheduling: normal, the class of whoever started it"
         );
     }
 }

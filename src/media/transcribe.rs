@@ -58,7 +58,12 @@ impl Transcriber {
     ) -> Result<String, EngineError> {
         // With its length known, the form is sent with a Content-Length (not chunked), as
         // simple servers expect.
-        let part = || reqwest::multipart::Part::bytes(audio.to_vec()).file_name(name.to_string());
+        // The file's bytes are shared with the form, not copied.
+        let length = audio.len() as u64;
+        let part = || {
+            reqwest::multipart::Part::stream_with_length(audio.clone(), length)
+                .file_name(name.to_string())
+        };
         let part = part().mime_str(mime).unwrap_or_else(|_| part());
         let mut form = reqwest::multipart::Form::new()
             .part("file", part)

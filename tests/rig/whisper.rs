@@ -2,7 +2,9 @@
 //! OpenAI-compatible `POST /v1/audio/transcriptions` over faster-whisper and the multilingual
 //! Whisper "base" model) from the project's cached virtualenv (`scripts/install-whisper.sh`,
 //! run once per test process; it installs on first use). It listens on a loopback port of its
-//! own, in its own process group, with its log in a temp dir; dropping the handle kills it.
+//! own, in its own process group, in the idle CPU and I/O classes (`chrt -i 0 ionice -c 3`, as
+//! the README says to start a self-hosted engine beside the bridge), with its log in a temp
+//! dir; dropping the handle kills it.
 //! Each request it answers is one line of its log, so a test can count the engine's runs.
 
 use std::path::PathBuf;
@@ -41,10 +43,28 @@ impl Whisper {
 
     /// Start on `port` (a port a bridge was already told about, say).
     pub async fn start_on(port: u16, max_seconds: u32) -> anyhow::Result<Whisper> {
+        Self::start_scheduled(port, max_seconds, true).await
+    }
+
+    /// Start on `port`, in the idle classes or (`idle` false: what the media bench compares
+    /// with) in the caller's own, at the server's `--nice 10` only.
+    pub async fn start_scheduled(
+        port: u16,
+        max_seconds: u32,
+        idle: bool,
+    ) -> anyhow::Result<Whisper> {
         let venv = ensure_venv().await?;
         let dir = tempfile::Builder::new().prefix("sb-whisper-").tempdir()?;
         let log = std::fs::File::create(dir.path().join("whisper.log"))?;
-        let mut cmd = std::process::Command::new(venv.join("bin/python"));
+        // chrt and ionice exec the server: the child's pid is the server's.
+        let python = venv.join("bin/python");
+        let mut cmd = if idle {
+            let mut cmd = std::process::Command::new("chrt");
+            cmd.args(["-i", "0", "ionice", "-c", "3"]).arg(python);
+            cmd
+        } else {
+            std::process::Command::new(python)
+        };
         cmd.arg(super::repo_root().join("scripts/whisper-server.py"))
             .arg("--model")
             .arg(venv.join("model"))
