@@ -584,24 +584,34 @@ impl Store {
             Some(score) => format!(
                 "SELECT {columns}, page.score
                  FROM (
-                   SELECT id, score FROM (
-                     SELECT d.id AS id, {score} AS score
-                     FROM {from}
-                     JOIN conversations c ON c.id = d.conversation_id
-                     LEFT JOIN routing r ON r.conversation_id = d.conversation_id
-                     {contacts}
-                     {where_} ORDER BY {newest} LIMIT {candidates}
-                   ) candidates ORDER BY score, id DESC LIMIT {lim} OFFSET {off}
+                   SELECT id, score FROM ({candidates}) candidates
+                   ORDER BY score, id DESC LIMIT {lim} OFFSET {off}
                  ) page
                  JOIN search_docs d ON d.id = page.id
                  {shown}
                  ORDER BY page.score, d.id DESC",
-                contacts = if query.from.is_some() {
-                    "LEFT JOIN contacts ct ON ct.channel = c.channel AND ct.contact_id = c.contact_id"
+                candidates = if self.sqlite && conds.len() == 1 {
+                    // Nothing but the words: the candidates are the index's newest entries,
+                    // with no row read for them (every row has its conversation).
+                    format!(
+                        "SELECT search_fts.rowid AS id, {score} AS score FROM search_fts
+                         {where_} ORDER BY {newest} LIMIT {BEST_CANDIDATES}"
+                    )
                 } else {
-                    ""
+                    format!(
+                        "SELECT d.id AS id, {score} AS score
+                         FROM {from}
+                         JOIN conversations c ON c.id = d.conversation_id
+                         LEFT JOIN routing r ON r.conversation_id = d.conversation_id
+                         {contacts}
+                         {where_} ORDER BY {newest} LIMIT {BEST_CANDIDATES}",
+                        contacts = if query.from.is_some() {
+                            "LEFT JOIN contacts ct ON ct.channel = c.channel AND ct.contact_id = c.contact_id"
+                        } else {
+                            ""
+                        },
+                    )
                 },
-                candidates = BEST_CANDIDATES,
             ),
         };
         // Every value is bound; the text holds only this function's own fragments.
@@ -640,23 +650,50 @@ impl Store {
         let ready = self
             .search_terms_ready
             .load(std::sync::atomic::Ordering::Acquire);
-        let mut out = Vec::with_capacity(words.len());
-        for w in words {
+        // One query for every word: each word's terms, up to one more than a match lists.
+        let mut parts = Vec::new();
+        let mut args: Vec<String> = Vec::new();
+        for (i, w) in words.iter().enumerate() {
             let Some(p) = w.prefix.as_ref().filter(|_| ready) else {
-                out.push(None);
                 continue;
             };
             // Every term that begins with p sorts from p up to p followed by the highest
             // code point (which no term holds: terms are letters and digits).
-            let terms: Vec<String> = sqlx::query_scalar(
-                "SELECT term FROM search_terms WHERE term >= $1 AND term < $2 ORDER BY term LIMIT $3",
-            )
-            .bind(p)
-            .bind(format!("{p}\u{10FFFF}"))
-            .bind(MAX_PREFIX_TERMS + 1)
-            .fetch_all(self.pool())
-            .await?;
-            out.push((terms.len() as i64 <= MAX_PREFIX_TERMS).then_some(terms));
+            args.push(p.clone());
+            args.push(format!("{p}\u{10FFFF}"));
+            parts.push(format!(
+                "SELECT {i} AS word, term FROM (SELECT term FROM search_terms
+                   WHERE term >= ${} AND term < ${} ORDER BY term LIMIT {})",
+                args.len() - 1,
+                args.len(),
+                MAX_PREFIX_TERMS + 1
+            ));
+        }
+        let mut out: Vec<Option<Vec<String>>> = vec![None; words.len()];
+        if parts.is_empty() {
+            return Ok(out);
+        }
+        for (i, w) in words.iter().enumerate() {
+            if w.prefix.is_some() {
+                out[i] = Some(Vec::new());
+            }
+        }
+        let sql = parts.join(" UNION ALL ");
+        let mut q = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            q = q.bind(a);
+        }
+        for row in q.fetch_all(self.pool()).await? {
+            let i: i64 = row.try_get("word")?;
+            let term: String = row.try_get("term")?;
+            if let Some(Some(list)) = out.get_mut(i as usize) {
+                list.push(term);
+            }
+        }
+        for o in &mut out {
+            if o.as_ref().is_some_and(|l| l.len() as i64 > MAX_PREFIX_TERMS) {
+                *o = None;
+            }
         }
         Ok(out)
     }
