@@ -195,10 +195,11 @@ pub(super) async fn ensure_index(pool: &AnyPool, sqlite: bool) -> Result<bool, S
 
 /// Whether the SQLite store has a table, view or trigger of that name.
 async fn exists(conn: &mut AnyConnection, name: &str) -> Result<bool, StoreError> {
-    let found: Option<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = $1")
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?;
     Ok(found.is_some())
 }
 
@@ -653,7 +654,10 @@ impl Store {
     /// SQLite: for each query word, the indexed terms its prefix begins, when the term list
     /// is complete and they are few enough ([`MAX_PREFIX_TERMS`]); else `None` (FTS5's own
     /// prefix query). A term the list holds but no row does any more matches nothing.
-    async fn prefix_terms(&self, words: &[QueryWord]) -> Result<Vec<Option<Vec<String>>>, StoreError> {
+    async fn prefix_terms(
+        &self,
+        words: &[QueryWord],
+    ) -> Result<Vec<Option<Vec<String>>>, StoreError> {
         let ready = self
             .search_terms_ready
             .load(std::sync::atomic::Ordering::Acquire);
@@ -698,7 +702,9 @@ impl Store {
             }
         }
         for o in &mut out {
-            if o.as_ref().is_some_and(|l| l.len() as i64 > MAX_PREFIX_TERMS) {
+            if o.as_ref()
+                .is_some_and(|l| l.len() as i64 > MAX_PREFIX_TERMS)
+            {
                 *o = None;
             }
         }
@@ -731,10 +737,12 @@ impl Store {
         .await?;
         if !terms.is_empty() {
             let list = serde_json::to_string(&terms).unwrap_or_else(|_| "[]".into());
-            sqlx::query("INSERT OR IGNORE INTO search_terms (term) SELECT value FROM json_each($1)")
-                .bind(list)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT OR IGNORE INTO search_terms (term) SELECT value FROM json_each($1)",
+            )
+            .bind(list)
+            .execute(&mut *tx)
+            .await?;
         }
         let done = (terms.len() as i64) < limit;
         let (key, value) = match terms.last() {
@@ -1158,7 +1166,11 @@ mod tests {
         let (_dir, _, store) = crate::store::temp_store(2).await;
         assert!(ready(&store), "a new store's term list is complete");
         store
-            .inbox_insert("web", "@g:hs", &inbound("m1", "Pembayaran diterima", vec![]))
+            .inbox_insert(
+                "web",
+                "@g:hs",
+                &inbound("m1", "Pembayaran diterima", vec![]),
+            )
             .await
             .unwrap();
         let terms = listed_terms(&store).await;
@@ -1166,7 +1178,10 @@ mod tests {
             assert!(terms.iter().any(|x| x == t), "{t} not in {terms:?}");
         }
         assert_eq!(bodies(&store, &q("pembay")).await, ["Pembayaran diterima"]);
-        assert_eq!(bodies(&store, &q("diteri pemb")).await, ["Pembayaran diterima"]);
+        assert_eq!(
+            bodies(&store, &q("diteri pemb")).await,
+            ["Pembayaran diterima"]
+        );
         // The match is written with the listed terms, not as an FTS5 prefix query.
         let begun = store.prefix_terms(&q("pembay").words).await.unwrap();
         assert_eq!(begun, [Some(vec!["pembayaran".to_string()])]);
@@ -1186,7 +1201,9 @@ mod tests {
         assert!(bodies(&store, &q("pembay")).await.is_empty());
 
         // More terms begin with "123" than a match lists: FTS5's prefix query finds them.
-        let numbers: Vec<String> = (0..=MAX_PREFIX_TERMS).map(|i| format!("nomor 123{i:03}")).collect();
+        let numbers: Vec<String> = (0..=MAX_PREFIX_TERMS)
+            .map(|i| format!("nomor 123{i:03}"))
+            .collect();
         for (i, text) in numbers.iter().enumerate() {
             store
                 .inbox_insert("web", "@g:hs", &inbound(&format!("n{i}"), text, vec![]))
@@ -1194,7 +1211,11 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(store.prefix_terms(&q("123").words).await.unwrap(), [None]);
-        let mut found = store.search(&q("123"), &Scope::All, 0, 500).await.unwrap().len();
+        let mut found = store
+            .search(&q("123"), &Scope::All, 0, 500)
+            .await
+            .unwrap()
+            .len();
         assert_eq!(found, numbers.len());
         found = bodies(&store, &q("12306")).await.len();
         assert_eq!(found, 5, "123060 to 123064");
