@@ -129,6 +129,9 @@ fn word(start: usize, end: usize, raw: &str) -> Option<Word> {
     })
 }
 
+/// A word's surface form and stems; `None`: nothing of the word is kept.
+type Analyzed = Option<(String, Vec<String>)>;
+
 /// How many distinct words [`analyzed`] remembers per thread before it starts afresh.
 const CACHE_WORDS: usize = 50_000;
 
@@ -137,12 +140,12 @@ thread_local! {
     /// thousand words make most of any language's text), and folding and stemming a word
     /// costs far more than looking it up: this is most of the analyzer's time saved. Bounded:
     /// ids, numbers and links are mostly seen once, so the map is emptied when it is full.
-    static CACHE: std::cell::RefCell<std::collections::HashMap<String, Option<(String, Vec<String>)>>> =
+    static CACHE: std::cell::RefCell<std::collections::HashMap<String, Analyzed>> =
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
 /// A raw word's surface form and stems (None: nothing of it is kept), remembered.
-fn analyzed(raw: &str) -> Option<(String, Vec<String>)> {
+fn analyzed(raw: &str) -> Analyzed {
     if let Some(hit) = CACHE.with(|c| c.borrow().get(raw).cloned()) {
         return hit;
     }
