@@ -414,9 +414,35 @@ async fn main() -> anyhow::Result<()> {
             "postgres" => rig::postgres::fresh_database_url().await?,
             other => anyhow::bail!("unknown backend {other}"),
         };
+        // SWITCHBOARD_BENCH_SEARCH_SEED_DB (SQLite only): a seeded store kept there is
+        // copied instead of seeding again (and one is kept there after seeding), so builds
+        // can be compared on the same store; a build whose index needs more (the term list)
+        // rebuilds it first, timed as `reindex_s`.
+        let kept = std::env::var("SWITCHBOARD_BENCH_SEARCH_SEED_DB")
+            .ok()
+            .filter(|_| backend == "sqlite")
+            .map(std::path::PathBuf::from);
+        let reuse = kept.as_ref().is_some_and(|k| k.exists());
+        if let (true, Some(k)) = (reuse, &kept) {
+            std::fs::copy(k, dir.path().join("search.db"))?;
+        }
         eprintln!("{backend}: seeding {docs} messages…");
         let store = Store::connect(&url, 4).await?;
-        let seeded = seed(&store, docs).await?;
+        let seeded = if reuse {
+            Duration::ZERO
+        } else {
+            seed(&store, docs).await?
+        };
+        if let (false, Some(k)) = (reuse, &kept) {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(store.pool())
+                .await?;
+            std::fs::copy(dir.path().join("search.db"), k)?;
+        }
+        let t = Instant::now();
+        let rewritten = switchboard::search::reindex::run(&store, false, |_| {}).await?;
+        let reindex_s = t.elapsed().as_secs_f64();
+        eprintln!("{backend}: index brought up to date in {reindex_s:.1}s ({rewritten} rows)");
         if !store.is_sqlite() {
             sqlx::query("ANALYZE").execute(store.pool()).await?;
         }
@@ -429,6 +455,7 @@ async fn main() -> anyhow::Result<()> {
             serde_json::json!({
                 "docs": docs,
                 "seed_s": seeded.as_secs_f64(),
+                "reindex_s": reindex_s,
                 "search": search,
                 "indexing": cost,
             }),

@@ -120,18 +120,51 @@ pub fn fold(raw: &str) -> String {
 }
 
 fn word(start: usize, end: usize, raw: &str) -> Option<Word> {
-    let surface = fold(raw);
-    if surface.is_empty() {
-        return None;
-    }
-    let lower: String = raw.chars().flat_map(char::to_lowercase).collect();
-    let stems = stems(&surface, &lower);
+    let (surface, stems) = analyzed(raw)?;
     Some(Word {
         start,
         end,
         surface,
         stems,
     })
+}
+
+/// A word's surface form and stems; `None`: nothing of the word is kept.
+type Analyzed = Option<(String, Vec<String>)>;
+
+/// How many distinct words [`analyzed`] remembers per thread before it starts afresh.
+const CACHE_WORDS: usize = 50_000;
+
+thread_local! {
+    /// Raw word → its surface form and stems. Messages repeat a small vocabulary (a few
+    /// thousand words make most of any language's text), and folding and stemming a word
+    /// costs far more than looking it up: this is most of the analyzer's time saved. Bounded:
+    /// ids, numbers and links are mostly seen once, so the map is emptied when it is full.
+    static CACHE: std::cell::RefCell<std::collections::HashMap<String, Analyzed>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// A raw word's surface form and stems (None: nothing of it is kept), remembered.
+fn analyzed(raw: &str) -> Analyzed {
+    if let Some(hit) = CACHE.with(|c| c.borrow().get(raw).cloned()) {
+        return hit;
+    }
+    let surface = fold(raw);
+    let result = if surface.is_empty() {
+        None
+    } else {
+        let lower: String = raw.chars().flat_map(char::to_lowercase).collect();
+        let stems = stems(&surface, &lower);
+        Some((surface, stems))
+    };
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= CACHE_WORDS {
+            c.clear();
+        }
+        c.insert(raw.to_string(), result.clone());
+    });
+    result
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -3,6 +3,11 @@
 //! on from there, while relay goes on beside it. `switchboard search reindex` runs it in the
 //! foreground (`--all`: every row, as after a suspected damage); the bridge runs it in the
 //! background at start when the analyzer changed ([`super::analyzer::VERSION`]).
+//!
+//! On SQLite the same work lists the index's terms for prefix lookups (`search_terms`, which
+//! a store indexed by an older build lacks; [`crate::store::search`]), in batches of terms,
+//! on from where the last one stopped: until it is complete, searches use FTS5's own (slower)
+//! prefix queries, so results never depend on how far it got.
 
 use std::time::Duration;
 
@@ -21,6 +26,7 @@ pub async fn run(
     if all {
         store.search_mark_all_stale().await?;
     }
+    while store.search_terms_backfill_batch(TERMS_BATCH).await? > 0 {}
     let mut done = 0;
     loop {
         let n = store.search_reindex_batch(BATCH).await?;
@@ -32,9 +38,22 @@ pub async fn run(
     }
 }
 
+/// Index terms listed per transaction (each reads those terms' entries in the index).
+pub const TERMS_BATCH: i64 = 2_000;
+
 /// The bridge's background rebuild: batches with a pause between them, so relay keeps most of
 /// the database's time. A store error waits and tries again.
 pub async fn background(store: Store) {
+    loop {
+        match store.search_terms_backfill_batch(TERMS_BATCH).await {
+            Ok(0) => break,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "search term listing failed; trying again");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
     let mut done = 0u64;
     loop {
         match store.search_reindex_batch(BATCH).await {

@@ -58,6 +58,9 @@ pub struct Store {
     log_locks: std::sync::Arc<[tokio::sync::Mutex<()>; LOG_LOCKS]>,
     /// Who may commit workers' results ([`lease`]).
     fence: lease::SharedFence,
+    /// SQLite: the search term list is complete, so prefixes are looked up as terms
+    /// ([`search`]).
+    search_terms_ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 const LOG_LOCKS: usize = 64;
@@ -119,7 +122,7 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migrate(Box::new(e)))?;
-        search::ensure_index(&pool, sqlite).await?;
+        let terms_ready = search::ensure_index(&pool, sqlite).await?;
         seed_ids(&pool, sqlite).await?;
         Ok(Store {
             pool,
@@ -127,6 +130,7 @@ impl Store {
             txn_order: Default::default(),
             log_locks: std::sync::Arc::new(std::array::from_fn(|_| tokio::sync::Mutex::new(()))),
             fence: std::sync::Arc::new(std::sync::RwLock::new(lease::Fence::Unmanaged)),
+            search_terms_ready: std::sync::Arc::new(terms_ready.into()),
         })
     }
 

@@ -11,6 +11,13 @@
 //! Queries are built from the analyzer's [`QueryWord`]s: each word is a group of alternatives
 //! (its surface form and stems exactly, its surface form as a prefix), and all groups must
 //! match. What an operator may see is part of the query ([`Scope`]), never filtered afterwards.
+//!
+//! On SQLite a prefix is written as the terms it begins, read from a list of every indexed term
+//! (`search_terms`, filled by the same triggers): FTS5 answers `"pre"*` by merging the entries
+//! of every such term over all history before the first row comes out (tens to hundreds of
+//! milliseconds at a million messages), while a few plain terms are read newest first and stop
+//! at the page. A prefix that begins more than [`MAX_PREFIX_TERMS`] terms, or a store whose
+//! list is still being filled ([`Store::search_terms_backfill_batch`]), uses FTS5's prefix query.
 
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Row};
 use switchboard_channel::{Content, Inbound, InboundEvent, Outbound, OutboundAction};
@@ -93,8 +100,10 @@ pub struct NewDoc {
 }
 
 /// Create the full-text index where it is missing (see the module doc), and fill it from the
-/// stored rows when it is new.
-pub(super) async fn ensure_index(pool: &AnyPool, sqlite: bool) -> Result<(), StoreError> {
+/// stored rows when it is new. On SQLite, also the term list ([`TERMS_READY`]) and the
+/// triggers keeping both in step with `search_docs`, and the index's merge settings. Returns
+/// whether the term list is complete (always true on PostgreSQL, which needs none).
+pub(super) async fn ensure_index(pool: &AnyPool, sqlite: bool) -> Result<bool, StoreError> {
     if !sqlite {
         // A stored tsvector: when the planner walks rows newest first and filters (a rare
         // word), each row is a lookup, not a new to_tsvector of its terms.
@@ -105,38 +114,107 @@ pub(super) async fn ensure_index(pool: &AnyPool, sqlite: bool) -> Result<(), Sto
         .await?;
         pool.execute("CREATE INDEX IF NOT EXISTS search_docs_fts ON search_docs USING GIN (tsv)")
             .await?;
-        return Ok(());
-    }
-    let exists: Option<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'search_fts'",
-    )
-    .fetch_optional(pool)
-    .await?;
-    if exists.is_some() {
-        return Ok(());
+        return Ok(true);
     }
     let mut tx = pool.begin().await?;
-    for sql in [
+    if !exists(&mut tx, "search_fts").await? {
         // remove_diacritics 0: the analyzer folds what should be folded (ё), and й ≠ и.
-        "CREATE VIRTUAL TABLE search_fts USING fts5(terms, content='search_docs',
-         content_rowid='id', tokenize='unicode61 remove_diacritics 0')",
-        "CREATE TRIGGER search_docs_ai AFTER INSERT ON search_docs BEGIN
-           INSERT INTO search_fts (rowid, terms) VALUES (new.id, new.terms);
-         END",
+        (&mut *tx)
+            .execute(
+                "CREATE VIRTUAL TABLE search_fts USING fts5(terms, content='search_docs',
+                 content_rowid='id', tokenize='unicode61 remove_diacritics 0')",
+            )
+            .await?;
+        (&mut *tx)
+            .execute("INSERT INTO search_fts (search_fts) VALUES ('rebuild')")
+            .await?;
+    }
+    if !exists(&mut tx, "search_terms").await? {
+        for sql in [
+            "CREATE TABLE search_terms (term TEXT PRIMARY KEY) WITHOUT ROWID",
+            "CREATE TABLE IF NOT EXISTS search_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            "CREATE VIRTUAL TABLE IF NOT EXISTS search_fts_vocab USING fts5vocab(search_fts, row)",
+        ] {
+            (&mut *tx).execute(sql).await?;
+        }
+        // A store with no rows yet has nothing to list; one with rows has them listed in the
+        // background ([`Store::search_terms_backfill_batch`]).
+        let any: Option<i64> = sqlx::query_scalar("SELECT id FROM search_docs LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        if any.is_none() {
+            sqlx::query("INSERT INTO search_state (key, value) VALUES ($1, '1')")
+                .bind(TERMS_READY)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    // The triggers are written anew at every start, so a store made by an older build gets
+    // this build's. Each new or changed row's terms go into the FTS5 index and into the term
+    // list. Terms are letters and digits only (the analyzer's `fold`), so joining them with
+    // `","` makes a JSON array; anything else (a row written by hand) lists nothing.
+    let list_terms = "INSERT OR IGNORE INTO search_terms (term)
+           SELECT value FROM json_each(CASE WHEN json_valid('[\"' || replace(new.terms, ' ', '\",\"') || '\"]')
+             THEN '[\"' || replace(new.terms, ' ', '\",\"') || '\"]' ELSE '[]' END)
+           WHERE value <> ''";
+    for sql in [
+        "DROP TRIGGER IF EXISTS search_docs_ai".to_string(),
+        "DROP TRIGGER IF EXISTS search_docs_ad".to_string(),
+        "DROP TRIGGER IF EXISTS search_docs_au".to_string(),
+        format!(
+            "CREATE TRIGGER search_docs_ai AFTER INSERT ON search_docs BEGIN
+               INSERT INTO search_fts (rowid, terms) VALUES (new.id, new.terms);
+               {list_terms};
+             END"
+        ),
         "CREATE TRIGGER search_docs_ad AFTER DELETE ON search_docs BEGIN
            INSERT INTO search_fts (search_fts, rowid, terms) VALUES ('delete', old.id, old.terms);
-         END",
-        "CREATE TRIGGER search_docs_au AFTER UPDATE OF terms ON search_docs BEGIN
-           INSERT INTO search_fts (search_fts, rowid, terms) VALUES ('delete', old.id, old.terms);
-           INSERT INTO search_fts (rowid, terms) VALUES (new.id, new.terms);
-         END",
-        "INSERT INTO search_fts (search_fts) VALUES ('rebuild')",
+         END"
+        .to_string(),
+        format!(
+            "CREATE TRIGGER search_docs_au AFTER UPDATE OF terms ON search_docs BEGIN
+               INSERT INTO search_fts (search_fts, rowid, terms) VALUES ('delete', old.id, old.terms);
+               INSERT INTO search_fts (rowid, terms) VALUES (new.id, new.terms);
+               {list_terms};
+             END"
+        ),
+        // Every message is its own transaction, so each adds a small segment to the index,
+        // and FTS5 merges segments as it goes. Merging when 8 of a level have gathered rather
+        // than 4 (the default) rewrites each entry about half as often (README, "Search").
+        format!("INSERT INTO search_fts (search_fts, rank) VALUES ('automerge', {AUTOMERGE})"),
     ] {
-        (&mut *tx).execute(sql).await?;
+        (&mut *tx).execute(sqlx::AssertSqlSafe(sql)).await?;
     }
+    let ready: Option<String> = sqlx::query_scalar("SELECT value FROM search_state WHERE key = $1")
+        .bind(TERMS_READY)
+        .fetch_optional(&mut *tx)
+        .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(ready.is_some())
 }
+
+/// Whether the SQLite store has a table, view or trigger of that name.
+async fn exists(conn: &mut AnyConnection, name: &str) -> Result<bool, StoreError> {
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(found.is_some())
+}
+
+/// FTS5's `automerge` on SQLite (see [`ensure_index`]).
+const AUTOMERGE: i64 = 8;
+
+/// The `search_state` key saying the term list holds every indexed term.
+const TERMS_READY: &str = "terms_ready";
+/// The `search_state` key holding the last term the background listing reached.
+const TERMS_AFTER: &str = "terms_after";
+
+/// A query word's prefix is looked up as the terms it begins (from the term list) when there
+/// are at most this many: FTS5 answers a prefix by merging every such term's entries for the
+/// whole history before it yields a row, and a few plain terms by reading only the newest.
+const MAX_PREFIX_TERMS: i64 = 64;
 
 pub(super) async fn insert_doc(conn: &mut AnyConnection, doc: &NewDoc) -> Result<(), StoreError> {
     if doc.body.trim().is_empty() {
@@ -353,16 +431,30 @@ fn arg(args: &mut Vec<Arg>, a: Arg) -> String {
     format!("${}", args.len())
 }
 
-/// The FTS5 MATCH expression: `("a" OR "b" OR "c"*) AND (…)`.
-fn fts5_match(words: &[QueryWord]) -> String {
+/// The FTS5 MATCH expression: `("a" OR "b" OR "c"*) AND (…)`. A word's prefix is written
+/// as the terms it begins when `begun` lists them (`Some`, one entry per word), else as an
+/// FTS5 prefix query.
+fn fts5_match(words: &[QueryWord], begun: &[Option<Vec<String>>]) -> String {
     words
         .iter()
-        .map(|w| {
-            let mut alts: Vec<String> = w.exact.iter().map(|t| format!("\"{t}\"")).collect();
-            if let Some(p) = &w.prefix {
-                alts.push(format!("\"{p}\"*"));
+        .enumerate()
+        .map(|(i, w)| {
+            let mut terms: Vec<&str> = w.exact.iter().map(String::as_str).collect();
+            let mut alts: Vec<String> = Vec::new();
+            match (&w.prefix, begun.get(i)) {
+                (Some(_), Some(Some(list))) => {
+                    for t in list {
+                        if !terms.contains(&t.as_str()) {
+                            terms.push(t);
+                        }
+                    }
+                }
+                (Some(p), _) => alts.push(format!("\"{p}\"*")),
+                (None, _) => {}
             }
-            format!("({})", alts.join(" OR "))
+            let mut all: Vec<String> = terms.iter().map(|t| format!("\"{t}\"")).collect();
+            all.extend(alts);
+            format!("({})", all.join(" OR "))
         })
         .collect::<Vec<_>>()
         .join(" AND ")
@@ -405,7 +497,8 @@ impl Store {
         let (from, newest, score) = if !has_words {
             ("search_docs d".to_string(), "d.id DESC", None)
         } else if self.sqlite {
-            let m = arg(&mut args, Arg::Text(fts5_match(&query.words)));
+            let begun = self.prefix_terms(&query.words).await?;
+            let m = arg(&mut args, Arg::Text(fts5_match(&query.words, &begun)));
             conds.push(format!("search_fts MATCH {m}"));
             (
                 "search_fts JOIN search_docs d ON d.id = search_fts.rowid".to_string(),
@@ -499,24 +592,34 @@ impl Store {
             Some(score) => format!(
                 "SELECT {columns}, page.score
                  FROM (
-                   SELECT id, score FROM (
-                     SELECT d.id AS id, {score} AS score
-                     FROM {from}
-                     JOIN conversations c ON c.id = d.conversation_id
-                     LEFT JOIN routing r ON r.conversation_id = d.conversation_id
-                     {contacts}
-                     {where_} ORDER BY {newest} LIMIT {candidates}
-                   ) candidates ORDER BY score, id DESC LIMIT {lim} OFFSET {off}
+                   SELECT id, score FROM ({candidates}) candidates
+                   ORDER BY score, id DESC LIMIT {lim} OFFSET {off}
                  ) page
                  JOIN search_docs d ON d.id = page.id
                  {shown}
                  ORDER BY page.score, d.id DESC",
-                contacts = if query.from.is_some() {
-                    "LEFT JOIN contacts ct ON ct.channel = c.channel AND ct.contact_id = c.contact_id"
+                candidates = if self.sqlite && conds.len() == 1 {
+                    // Nothing but the words: the candidates are the index's newest entries,
+                    // with no row read for them (every row has its conversation).
+                    format!(
+                        "SELECT search_fts.rowid AS id, {score} AS score FROM search_fts
+                         {where_} ORDER BY {newest} LIMIT {BEST_CANDIDATES}"
+                    )
                 } else {
-                    ""
+                    format!(
+                        "SELECT d.id AS id, {score} AS score
+                         FROM {from}
+                         JOIN conversations c ON c.id = d.conversation_id
+                         LEFT JOIN routing r ON r.conversation_id = d.conversation_id
+                         {contacts}
+                         {where_} ORDER BY {newest} LIMIT {BEST_CANDIDATES}",
+                        contacts = if query.from.is_some() {
+                            "LEFT JOIN contacts ct ON ct.channel = c.channel AND ct.contact_id = c.contact_id"
+                        } else {
+                            ""
+                        },
+                    )
                 },
-                candidates = BEST_CANDIDATES,
             ),
         };
         // Every value is bound; the text holds only this function's own fragments.
@@ -546,6 +649,120 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// SQLite: for each query word, the indexed terms its prefix begins, when the term list
+    /// is complete and they are few enough ([`MAX_PREFIX_TERMS`]); else `None` (FTS5's own
+    /// prefix query). A term the list holds but no row does any more matches nothing.
+    async fn prefix_terms(
+        &self,
+        words: &[QueryWord],
+    ) -> Result<Vec<Option<Vec<String>>>, StoreError> {
+        let ready = self
+            .search_terms_ready
+            .load(std::sync::atomic::Ordering::Acquire);
+        // One query for every word: each word's terms, up to one more than a match lists.
+        let mut parts = Vec::new();
+        let mut args: Vec<String> = Vec::new();
+        for (i, w) in words.iter().enumerate() {
+            let Some(p) = w.prefix.as_ref().filter(|_| ready) else {
+                continue;
+            };
+            // Every term that begins with p sorts from p up to p followed by the highest
+            // code point (which no term holds: terms are letters and digits).
+            args.push(p.clone());
+            args.push(format!("{p}\u{10FFFF}"));
+            parts.push(format!(
+                "SELECT {i} AS word, term FROM (SELECT term FROM search_terms
+                   WHERE term >= ${} AND term < ${} ORDER BY term LIMIT {})",
+                args.len() - 1,
+                args.len(),
+                MAX_PREFIX_TERMS + 1
+            ));
+        }
+        let mut out: Vec<Option<Vec<String>>> = vec![None; words.len()];
+        if parts.is_empty() {
+            return Ok(out);
+        }
+        for (i, w) in words.iter().enumerate() {
+            if w.prefix.is_some() {
+                out[i] = Some(Vec::new());
+            }
+        }
+        let sql = parts.join(" UNION ALL ");
+        let mut q = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            q = q.bind(a);
+        }
+        for row in q.fetch_all(self.pool()).await? {
+            let i: i64 = row.try_get("word")?;
+            let term: String = row.try_get("term")?;
+            if let Some(Some(list)) = out.get_mut(i as usize) {
+                list.push(term);
+            }
+        }
+        for o in &mut out {
+            if o.as_ref()
+                .is_some_and(|l| l.len() as i64 > MAX_PREFIX_TERMS)
+            {
+                *o = None;
+            }
+        }
+        Ok(out)
+    }
+
+    /// SQLite: list the terms of up to `limit` index entries in the term list, on from where
+    /// the last batch stopped, in one transaction (a store indexed before the list existed).
+    /// Returns how many; 0 when the list is complete (from then on searches use it).
+    pub async fn search_terms_backfill_batch(&self, limit: i64) -> Result<u64, StoreError> {
+        if !self.sqlite
+            || self
+                .search_terms_ready
+                .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Ok(0);
+        }
+        let mut tx = self.pool().begin().await?;
+        let after: Option<String> =
+            sqlx::query_scalar("SELECT value FROM search_state WHERE key = $1")
+                .bind(TERMS_AFTER)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let terms: Vec<String> = sqlx::query_scalar(
+            "SELECT term FROM search_fts_vocab WHERE term > $1 ORDER BY term LIMIT $2",
+        )
+        .bind(after.unwrap_or_default())
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !terms.is_empty() {
+            let list = serde_json::to_string(&terms).unwrap_or_else(|_| "[]".into());
+            sqlx::query(
+                "INSERT OR IGNORE INTO search_terms (term) SELECT value FROM json_each($1)",
+            )
+            .bind(list)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let done = (terms.len() as i64) < limit;
+        let (key, value) = match terms.last() {
+            Some(last) if !done => (TERMS_AFTER, last.clone()),
+            _ => (TERMS_READY, "1".to_string()),
+        };
+        sqlx::query(
+            "INSERT INTO search_state (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        if done {
+            self.search_terms_ready
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        Ok(terms.len().max(1) as u64)
     }
 
     /// Index a private note (its event is the note's only other record, and is pruned with
@@ -927,5 +1144,157 @@ mod tests {
         assert_eq!(store.search_mark_all_stale().await.unwrap(), 5);
         while store.search_reindex_batch(2).await.unwrap() > 0 {}
         assert_eq!(bodies(&store, &q("счёт")).await.len(), 5);
+    }
+    async fn listed_terms(store: &Store) -> Vec<String> {
+        sqlx::query_scalar("SELECT term FROM search_terms ORDER BY term")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+    }
+
+    fn ready(store: &Store) -> bool {
+        store
+            .search_terms_ready
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Partial words are looked up as the terms they begin, from a term list every write
+    /// (and every edit) adds to in its own transaction: a word indexed a moment ago is found
+    /// by its start at once, and a start shared by too many terms still finds them all.
+    #[tokio::test]
+    async fn partial_words_find_what_every_write_listed() {
+        let (_dir, _, store) = crate::store::temp_store(2).await;
+        assert!(ready(&store), "a new store's term list is complete");
+        store
+            .inbox_insert(
+                "web",
+                "@g:hs",
+                &inbound("m1", "Pembayaran diterima", vec![]),
+            )
+            .await
+            .unwrap();
+        let terms = listed_terms(&store).await;
+        for t in ["pembayaran", "bayar", "diterima", "terima"] {
+            assert!(terms.iter().any(|x| x == t), "{t} not in {terms:?}");
+        }
+        assert_eq!(bodies(&store, &q("pembay")).await, ["Pembayaran diterima"]);
+        assert_eq!(
+            bodies(&store, &q("diteri pemb")).await,
+            ["Pembayaran diterima"]
+        );
+        // The match is written with the listed terms, not as an FTS5 prefix query.
+        let begun = store.prefix_terms(&q("pembay").words).await.unwrap();
+        assert_eq!(begun, [Some(vec!["pembayaran".to_string()])]);
+        let m = fts5_match(&q("pembay").words, &begun);
+        assert!(m.contains("\"pembayaran\"") && !m.contains('*'), "{m}");
+
+        let mut edit = inbound("m1-edit", "", vec![]);
+        edit.event = InboundEvent::Edit {
+            remote_id: "m1".into(),
+            content: Content {
+                text: "Pengiriman besok".into(),
+                ..Default::default()
+            },
+        };
+        store.inbox_insert("web", "@g:hs", &edit).await.unwrap();
+        assert_eq!(bodies(&store, &q("pengir")).await, ["Pengiriman besok"]);
+        assert!(bodies(&store, &q("pembay")).await.is_empty());
+
+        // More terms begin with "123" than a match lists: FTS5's prefix query finds them.
+        let numbers: Vec<String> = (0..=MAX_PREFIX_TERMS)
+            .map(|i| format!("nomor 123{i:03}"))
+            .collect();
+        for (i, text) in numbers.iter().enumerate() {
+            store
+                .inbox_insert("web", "@g:hs", &inbound(&format!("n{i}"), text, vec![]))
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.prefix_terms(&q("123").words).await.unwrap(), [None]);
+        let mut found = store
+            .search(&q("123"), &Scope::All, 0, 500)
+            .await
+            .unwrap()
+            .len();
+        assert_eq!(found, numbers.len());
+        found = bodies(&store, &q("12306")).await.len();
+        assert_eq!(found, 5, "123060 to 123064");
+    }
+
+    /// A store indexed before the term list existed: searches by partial words work at once
+    /// (with FTS5's prefix queries), the list is filled in batches that resume where the last
+    /// one stopped (across a restart too), and only then are prefixes looked up in it.
+    #[tokio::test]
+    async fn the_term_list_of_an_older_store_is_filled_in_resumable_batches() {
+        let (_dir, url, store) = crate::store::temp_store(2).await;
+        let texts = [
+            "Надішліть рахунок",
+            "Пришлите счёт",
+            "invoice paid",
+            "pembayaran sudah diterima",
+        ];
+        for (i, text) in texts.iter().enumerate() {
+            store
+                .inbox_insert("web", "@g:hs", &inbound(&format!("m{i}"), text, vec![]))
+                .await
+                .unwrap();
+        }
+        let all_terms = listed_terms(&store).await;
+        // As an older build left it: no list, no record of one.
+        for sql in [
+            "DROP TABLE search_terms",
+            "DROP TABLE search_state",
+            "DROP TABLE search_fts_vocab",
+        ] {
+            sqlx::query(sql).execute(store.pool()).await.unwrap();
+        }
+        store.pool().close().await;
+        let store = Store::connect(&url, 2).await.unwrap();
+        assert!(!ready(&store));
+        assert!(listed_terms(&store).await.is_empty());
+        assert_eq!(store.prefix_terms(&q("рахун").words).await.unwrap(), [None]);
+        assert_eq!(bodies(&store, &q("рахун")).await, ["Надішліть рахунок"]);
+        // Written meanwhile: listed by its own write.
+        store
+            .inbox_insert("web", "@g:hs", &inbound("m9", "Kiriman besok", vec![]))
+            .await
+            .unwrap();
+        assert!(listed_terms(&store).await.contains(&"kiriman".to_string()));
+
+        assert_eq!(store.search_terms_backfill_batch(3).await.unwrap(), 3);
+        assert!(!ready(&store));
+        let after: String = sqlx::query_scalar("SELECT value FROM search_state WHERE key = $1")
+            .bind(TERMS_AFTER)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        // A restart in between: the next batch goes on after the last term listed.
+        store.pool().close().await;
+        let store = Store::connect(&url, 2).await.unwrap();
+        assert!(!ready(&store));
+        assert_eq!(store.search_terms_backfill_batch(3).await.unwrap(), 3);
+        let after_second: String =
+            sqlx::query_scalar("SELECT value FROM search_state WHERE key = $1")
+                .bind(TERMS_AFTER)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert!(
+            after_second > after && !after.is_empty(),
+            "went on after {after:?}, to {after_second:?}"
+        );
+        while store.search_terms_backfill_batch(3).await.unwrap() > 0 {}
+        assert!(ready(&store));
+        let listed = listed_terms(&store).await;
+        for t in &all_terms {
+            assert!(listed.contains(t), "{t} not listed: {listed:?}");
+        }
+        assert_eq!(bodies(&store, &q("рахун")).await, ["Надішліть рахунок"]);
+        assert!(store.prefix_terms(&q("рахун").words).await.unwrap()[0].is_some());
+        // And it stays complete after a restart.
+        store.pool().close().await;
+        let store = Store::connect(&url, 2).await.unwrap();
+        assert!(ready(&store));
+        assert_eq!(store.search_terms_backfill_batch(3).await.unwrap(), 0);
     }
 }
