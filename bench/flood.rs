@@ -41,12 +41,13 @@ use rig::{Backend, BridgeOptions, TestEnv};
 use serde_json::{json, Value};
 
 /// The web chat limits under test (what an operator would configure); the overall rate of new
-/// conversations from `SWITCHBOARD_BENCH_CONVERSATIONS_PER_MINUTE` (default 60).
+/// conversations from `SWITCHBOARD_BENCH_CONVERSATIONS_PER_MINUTE` (default 60), of new sessions
+/// from `SWITCHBOARD_BENCH_SESSIONS_PER_MINUTE` (default 600).
 fn webchat_limits(conversations_per_minute: usize) -> Value {
     json!({
         "trusted_proxies": ["127.0.0.1"],
         "sessions_per_address_per_minute": 20,
-        "sessions_per_minute": 600,
+        "sessions_per_minute": num("SESSIONS_PER_MINUTE", 600),
         "new_conversations_per_address_per_minute": 5,
         "new_conversations_per_minute": conversations_per_minute,
     })
@@ -251,6 +252,7 @@ async fn main() -> anyhow::Result<()> {
         "webchat_other": counts.other,
         "team_rooms": rooms,
         "configured_new_conversations_per_minute": per_minute,
+        "configured_sessions_per_minute": num("SESSIONS_PER_MINUTE", 600),
         "whatsapp_quiet_ms": {"p50": q.p50, "p95": q.p95, "max": q.max, "n": q.n},
         "whatsapp_flood_ms": {"p50": f.p50, "p95": f.p95, "max": f.max, "n": f.n},
         "whatsapp_flood_samples_ms": during,
