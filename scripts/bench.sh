@@ -2,7 +2,7 @@
 # The relay benchmark (bench/relay.rs): the bridge beside a plain Matrix client on the same real
 # Synapse, in one run. Builds the bridge and the harness in release (`cargo bench`), prints a
 # table and writes bench/results/latest.json. Takes about 6–8 minutes on 2 cores without the
-# profiles, the receipts/events rounds and the growth rounds (TODO-FIGURE: full-run minutes), most of it in
+# profiles, the receipts/events rounds and the growth rounds (about 10 minutes with them, on a quiet machine, 2026-12-06), most of it in
 # Synapse; Synapse itself comes from the cached virtualenv (installed on first use).
 #
 #   scripts/bench.sh            full run
