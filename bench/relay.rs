@@ -546,6 +546,29 @@ impl World {
         self.reopen_streams().await
     }
 
+    /// One growth measurement: `settings.warmup` unmeasured messages per path over the `n`
+    /// conversations (bodies tagged `warm_tag`), the machine settled, then [`World::relay_rounds`]
+    /// (tagged `tag`), and the bridge's resident memory and CPU right after.
+    async fn growth_rounds(
+        &self,
+        settings: &Settings,
+        n: usize,
+        warm_tag: &str,
+        tag: &str,
+    ) -> anyhow::Result<([Latency; 2], [Throughput; 2], procfs::Sample)> {
+        for i in 0..settings.warmup {
+            for path in [Path::Inbound, Path::Outbound] {
+                self.one(path, i % n, &format!("{warm_tag} {i} {}", path.key()))
+                    .await?;
+            }
+        }
+        self.settle().await?;
+        let (lat, tput) = self
+            .relay_rounds(tag, settings.growth_latency, settings.growth_throughput)
+            .await?;
+        Ok((lat, tput, procfs::sample(self.bridge_pid)?))
+    }
+
     /// Inbound and outbound latency (`latency` messages per path, two rounds interleaving the
     /// paths) and throughput (`throughput` messages per path, one burst each), for the growth
     /// rounds. Returns ([inbound, outbound] latency, [inbound, outbound] throughput).
@@ -1280,22 +1303,9 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         world.visitors = visitors;
         world.portals = portals;
         world.streams = streams;
-        for i in 0..settings.warmup {
-            for path in [Path::Inbound, Path::Outbound] {
-                world
-                    .one(path, i % n, &format!("g{b}warm {i} {}", path.key()))
-                    .await?;
-            }
-        }
-        world.settle().await?;
-        let (lat_empty, tput_empty) = world
-            .relay_rounds(
-                &format!("g{b}e"),
-                settings.growth_latency,
-                settings.growth_throughput,
-            )
+        let (lat_empty, tput_empty, traffic_empty) = world
+            .growth_rounds(&settings, n, &format!("g{b}warm"), &format!("g{b}e"))
             .await?;
-        let traffic_empty = procfs::sample(world.bridge_pid)?;
         world.streams.clear();
         bridge.stop(Duration::from_secs(10)).await?;
         let per_conversation = (settings.growth_messages / settings.growth_conversations).max(1);
@@ -1316,22 +1326,9 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         world.reopen_streams().await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let rest_grown = procfs::sample(world.bridge_pid)?;
-        for i in 0..settings.warmup {
-            for path in [Path::Inbound, Path::Outbound] {
-                world
-                    .one(path, i % n, &format!("g{b}rewarm {i} {}", path.key()))
-                    .await?;
-            }
-        }
-        world.settle().await?;
-        let (lat_grown, tput_grown) = world
-            .relay_rounds(
-                &format!("g{b}g"),
-                settings.growth_latency,
-                settings.growth_throughput,
-            )
+        let (lat_grown, tput_grown, traffic_grown) = world
+            .growth_rounds(&settings, n, &format!("g{b}rewarm"), &format!("g{b}g"))
             .await?;
-        let traffic_grown = procfs::sample(world.bridge_pid)?;
         world.streams.clear();
         bridge.stop(Duration::from_secs(10)).await?;
         let mut side = serde_json::Map::new();

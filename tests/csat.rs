@@ -41,6 +41,16 @@ fn with_teams(options: BridgeOptions, teams: Value) -> BridgeOptions {
         }
     })
 }
+/// The rated events of the whole store.
+async fn rated_events(env: &TestEnv, backend: Backend) -> anyhow::Result<i64> {
+    rig::store_count(
+        backend,
+        env.bridge.database_url(),
+        "SELECT COUNT(*) FROM conversation_events WHERE kind = 'rated'",
+        &[],
+    )
+    .await
+}
 
 /// Alice joins her team's lobby (she leads it) and gets its room id.
 async fn join_lobby(env: &TestEnv, team: &str) -> anyhow::Result<String> {
@@ -178,14 +188,8 @@ async fn a_resolved_sms_conversation_is_rated_once_by_a_digit(
         Ok(whois.contains("state: open").then_some(whois))
     })
     .await?;
-    let rated_events = rig::store_count(
-        backend,
-        env.bridge.database_url(),
-        "SELECT COUNT(*) FROM conversation_events WHERE kind = 'rated'",
-        &[],
-    )
-    .await?;
-    ensure!(rated_events == 1, "{rated_events} rated events");
+    let rated = rated_events(&env, backend).await?;
+    ensure!(rated == 1, "{rated} rated events");
     let requests = rig::store_count(
         backend,
         env.bridge.database_url(),
@@ -513,13 +517,7 @@ async fn telegram_buttons_rate_once_and_the_next_message_is_the_comment() -> any
     .await?;
     let whois = command(&env.bob, &room, "!sb whois").await?;
     ensure!(whois.contains("rated 4/5"), "{whois}");
-    let rated = rig::store_count(
-        Backend::Sqlite,
-        env.bridge.database_url(),
-        "SELECT COUNT(*) FROM conversation_events WHERE kind = 'rated'",
-        &[],
-    )
-    .await?;
+    let rated = rated_events(&env, Backend::Sqlite).await?;
     ensure!(rated == 1, "{rated} rated events");
     Ok(())
 }
@@ -655,17 +653,6 @@ async fn messenger_quick_replies_rate_and_the_reply_window_is_respected() -> any
         "asked John outside the window"
     );
     Ok(())
-}
-
-/// The rated events of the whole store.
-async fn rated_events(env: &TestEnv, backend: Backend) -> anyhow::Result<i64> {
-    rig::store_count(
-        backend,
-        env.bridge.database_url(),
-        "SELECT COUNT(*) FROM conversation_events WHERE kind = 'rated'",
-        &[],
-    )
-    .await
 }
 
 /// On WhatsApp the five scores do not fit reply buttons (three at most): the question is an
@@ -1069,13 +1056,7 @@ async fn vk_callback_buttons_rate_once() -> anyhow::Result<()> {
     .await?;
     let whois = command(&env.bob, &room, "!sb whois").await?;
     ensure!(whois.contains("rated 4/5"), "{whois}");
-    let rated = rig::store_count(
-        Backend::Sqlite,
-        env.bridge.database_url(),
-        "SELECT COUNT(*) FROM conversation_events WHERE kind = 'rated'",
-        &[],
-    )
-    .await?;
+    let rated = rated_events(&env, Backend::Sqlite).await?;
     ensure!(rated == 1, "{rated} rated events");
     Ok(())
 }
@@ -1174,13 +1155,7 @@ async fn viber_keyboard_rates_once() -> anyhow::Result<()> {
         .await?;
     let whois = command(&env.bob, &room, "!sb whois").await?;
     ensure!(whois.contains("rated 4/5"), "{whois}");
-    let rated = rig::store_count(
-        Backend::Sqlite,
-        env.bridge.database_url(),
-        "SELECT COUNT(*) FROM conversation_events WHERE kind = 'rated'",
-        &[],
-    )
-    .await?;
+    let rated = rated_events(&env, Backend::Sqlite).await?;
     ensure!(rated == 1, "{rated} rated events");
     Ok(())
 }
