@@ -69,7 +69,6 @@ const LOG_LOCKS: usize = 64;
 /// ends the session (see [`Store::connect`]): the default `ha.lease`, so a frozen leader's lock
 /// delays a takeover by at most this much after its lease ran out.
 pub const IDLE_IN_TRANSACTION: std::time::Duration = std::time::Duration::from_secs(5);
-const IDLE_IN_TRANSACTION_SQL: &str = "SET idle_in_transaction_session_timeout = 5000";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -111,7 +110,10 @@ impl Store {
                         // frozen (SIGSTOP, a paused VM) or lost: the server ends it, and with it
                         // the share lock it held on the lease row (lease::check_fence), which
                         // would otherwise keep a standby from ever taking over.
-                        conn.execute(IDLE_IN_TRANSACTION_SQL).await?;
+                        let ms = IDLE_IN_TRANSACTION.as_millis();
+                        // A constant of ours, not outside input.
+                        let set = format!("SET idle_in_transaction_session_timeout = {ms}");
+                        conn.execute(sqlx::query(sqlx::AssertSqlSafe(set))).await?;
                     }
                     Ok(())
                 })
