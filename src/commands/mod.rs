@@ -193,7 +193,14 @@ impl Context<'_> {
     pub async fn answer(&self, result: Result<String, ServiceError>) -> Result<(), MatrixError> {
         match result {
             Ok(text) => self.reply(&text).await,
-            Err(e) => self.reply(&e.to_string()).await,
+            Err(e) => {
+                // The operator reads why; a failure of the bridge's own parts is for the
+                // administrator's log too.
+                if matches!(e, ServiceError::Store(_) | ServiceError::Homeserver(_)) {
+                    tracing::warn!(room = self.room_id, sender = self.sender, error = %e, "command not done");
+                }
+                self.reply(&e.to_string()).await
+            }
         }
     }
 
@@ -323,6 +330,7 @@ impl Context<'_> {
             actor: Some(self.sender),
         };
         if let Err(e) = self.bridge.store.put_routing(row, &stamp).await {
+            tracing::warn!(room = self.room_id, sender = self.sender, error = %e, "command not done");
             self.reply(&format!("Not done: {e}")).await?;
             return Ok(false);
         }

@@ -19,6 +19,7 @@ use crate::config::Level;
 use crate::matrix::{content, MatrixError};
 use crate::search::query;
 use crate::store::search::{Hit, Scope};
+use crate::store::StoreError;
 
 /// Hits per page.
 const PAGE: usize = 10;
@@ -62,7 +63,10 @@ pub async fn run(ctx: &Context<'_>, level: Level) -> Result<(), MatrixError> {
                 .await
         }
     };
-    let scope = scope(ctx, level).await;
+    let scope = match scope(ctx, level).await {
+        Ok(scope) => scope,
+        Err(e) => return ctx.reply(&format!("Search failed: {e}")).await,
+    };
 
     // Read the store in batches until a page is full, checking phrases on the way.
     let mut hits: Vec<Hit> = Vec::new();
@@ -134,24 +138,23 @@ pub async fn run(ctx: &Context<'_>, level: Level) -> Result<(), MatrixError> {
     .await
 }
 
-/// What the operator may see.
-async fn scope(ctx: &Context<'_>, level: Level) -> Scope {
+/// What the operator may see (an error when their teams cannot be read: a search that
+/// silently left out their teams' conversations would say "No results" where there are some).
+async fn scope(ctx: &Context<'_>, level: Level) -> Result<Scope, StoreError> {
     if level == Level::Admin {
-        return Scope::All;
+        return Ok(Scope::All);
     }
     let mut teams = Vec::new();
     for team in ctx.bridge.teams.iter() {
-        let members = crate::routing::teams::members(ctx.bridge, team)
-            .await
-            .unwrap_or_default();
+        let members = crate::routing::teams::members(ctx.bridge, team).await?;
         if members.iter().any(|(u, _)| u == ctx.sender) {
             teams.push(team.name.clone());
         }
     }
-    Scope::Of {
+    Ok(Scope::Of {
         user: ctx.sender.to_string(),
         teams,
-    }
+    })
 }
 
 /// The operator's direct chat with the bot: the one made before, or a new one they are

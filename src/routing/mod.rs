@@ -333,7 +333,7 @@ pub async fn on_customer_message(
                 let today = calendar.local_date(now).to_string();
                 if row.auto_reply_day.as_deref() != Some(today.as_str()) {
                     row.auto_reply_day = Some(today.clone());
-                    bridge.store.put_routing(&row, &bridge.stamp(None)).await?;
+                    row = bridge.store.put_routing(&row, &bridge.stamp(None)).await?;
                     send_auto_reply(bridge, conversation, room_id, &text, &today).await;
                 }
             }

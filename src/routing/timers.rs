@@ -189,6 +189,7 @@ async fn save(bridge: &Bridge, row: &RoutingRow) -> Result<(), ()> {
         .store
         .put_routing(row, &bridge.stamp(None))
         .await
+        .map(drop)
         .map_err(|e| tracing::error!(error = %e, "cannot store timer state"))
 }
 

@@ -50,6 +50,11 @@ impl std::fmt::Display for ConversationState {
 }
 
 /// Where a conversation stands.
+///
+/// A row read from the store remembers what it was read as ([`RoutingRow::loaded`]), and
+/// [`Store::put_routing`] writes only the fields changed since: two changes made at once to one
+/// conversation (an operator's transfer while the lobby entry is being posted, say) both stay,
+/// instead of the later write putting back what the earlier one changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RoutingRow {
     pub conversation_id: i64,
@@ -66,9 +71,59 @@ pub struct RoutingRow {
     pub auto_reply_day: Option<String>,
     pub lobby_room: Option<String>,
     pub lobby_event: Option<String>,
+    /// The row as the store gave it (None for a row built anew): what `put_routing` compares
+    /// against to know which fields this change is about.
+    pub loaded: Option<Box<RoutingRow>>,
+}
+
+impl RoutingRow {
+    /// This change laid over `current` (the row as stored now): the fields changed since the
+    /// row was read take this row's values, the others keep the stored ones. A row built anew
+    /// (never read) is written whole.
+    fn merged_onto(&self, current: &RoutingRow) -> RoutingRow {
+        let Some(base) = self.loaded.as_deref() else {
+            return RoutingRow {
+                loaded: None,
+                ..self.clone()
+            };
+        };
+        macro_rules! pick {
+            ($($field:ident),*) => {
+                RoutingRow {
+                    conversation_id: self.conversation_id,
+                    $($field: if self.$field != base.$field {
+                        self.$field.clone()
+                    } else {
+                        current.$field.clone()
+                    },)*
+                    loaded: None,
+                }
+            };
+        }
+        pick!(
+            team,
+            owner,
+            state,
+            snooze_until,
+            unworked_since,
+            remind_at,
+            escalate_at,
+            reminded,
+            escalated,
+            auto_reply_day,
+            lobby_room,
+            lobby_event
+        )
+    }
 }
 
 fn row(r: &sqlx::any::AnyRow) -> Result<RoutingRow, StoreError> {
+    let mut read = stored_row(r)?;
+    read.loaded = Some(Box::new(read.clone()));
+    Ok(read)
+}
+
+fn stored_row(r: &sqlx::any::AnyRow) -> Result<RoutingRow, StoreError> {
     Ok(RoutingRow {
         conversation_id: r.try_get("conversation_id")?,
         team: r.try_get("team")?,
@@ -88,6 +143,7 @@ fn row(r: &sqlx::any::AnyRow) -> Result<RoutingRow, StoreError> {
         auto_reply_day: r.try_get("auto_reply_day")?,
         lobby_room: r.try_get("lobby_room")?,
         lobby_event: r.try_get("lobby_event")?,
+        loaded: None,
     })
 }
 
@@ -110,14 +166,16 @@ impl Store {
         r.as_ref().map(row).transpose()
     }
 
-    /// Write the whole routing row (insert or replace), and in the same transaction the
-    /// conversation events the change means ([`super::events::routing_changes`]), stamped with
-    /// `stamp` (the bridge's clock and the operator who made the change).
+    /// Write a routing row: a new one whole; a row read from the store only in the fields
+    /// changed since it was read, over what is stored now ([`RoutingRow`]). In the same
+    /// transaction the conversation events the change means
+    /// ([`super::events::routing_changes`]), stamped with `stamp` (the bridge's clock and the
+    /// operator who made the change). Returns the row as stored now.
     pub async fn put_routing(
         &self,
         r: &RoutingRow,
         stamp: &super::events::Stamp<'_>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<RoutingRow, StoreError> {
         let mut tx = self.pool().begin().await?;
         // Write first: a SQLite transaction that reads before its first write cannot take the
         // write lock once another connection has committed meanwhile (SQLITE_BUSY_SNAPSHOT);
@@ -131,7 +189,16 @@ impl Store {
             .bind(r.conversation_id)
             .fetch_optional(&mut *tx)
             .await?;
-        let old = old.as_ref().map(row).transpose()?;
+        let old = old.as_ref().map(stored_row).transpose()?;
+        // Only what this change is about: a field another writer changed since `r` was read
+        // keeps its stored value unless this change changed it too.
+        let r = &match &old {
+            Some(current) => r.merged_onto(current),
+            None => RoutingRow {
+                loaded: None,
+                ..r.clone()
+            },
+        };
         sqlx::query(
             "INSERT INTO routing (conversation_id, team, owner, state, snooze_until, unworked_since, remind_at,
                                   escalate_at, reminded, escalated, auto_reply_day, lobby_room, lobby_event, updated_at)
@@ -182,7 +249,10 @@ impl Store {
             }
         }
         tx.commit().await?;
-        Ok(())
+        Ok(RoutingRow {
+            loaded: Some(Box::new(r.clone())),
+            ..r.clone()
+        })
     }
 
     /// Conversations with a timer due at `now` (reminder, escalation or end of snooze).
@@ -378,5 +448,91 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::events::Stamp;
+
+    async fn kinds(store: &Store, conversation_id: i64) -> Vec<(String, Option<String>)> {
+        sqlx::query_as(
+            "SELECT kind, team FROM conversation_events WHERE conversation_id = $1 ORDER BY id",
+        )
+        .bind(conversation_id)
+        .fetch_all(store.pool())
+        .await
+        .expect("events")
+    }
+
+    /// An operator transfers a conversation while the bridge, from a read made before, stores
+    /// the lobby entry it has just posted: the transfer stays, the lobby entry too, and the
+    /// record says the conversation was transferred once (the later write used to put the old
+    /// team back, with a second "transferred" event by nobody).
+    #[tokio::test]
+    async fn two_changes_from_one_read_both_stay() {
+        let (_dir, _url, store) = crate::store::temp_store(2).await;
+        let bridge = Stamp {
+            at: 1_000,
+            actor: None,
+        };
+        let new = RoutingRow {
+            conversation_id: 7,
+            team: Some("team-a".into()),
+            unworked_since: Some(1_000),
+            ..Default::default()
+        };
+        store.put_routing(&new, &bridge).await.expect("created");
+        let mut lobby = store.routing(7).await.expect("read").expect("row");
+        let mut transfer = store.routing(7).await.expect("read").expect("row");
+        transfer.team = Some("team-b".into());
+        transfer.lobby_event = None;
+        let alice = Stamp {
+            at: 2_000,
+            actor: Some("@alice:hs"),
+        };
+        let stored = store
+            .put_routing(&transfer, &alice)
+            .await
+            .expect("transfer");
+        assert_eq!(stored.team.as_deref(), Some("team-b"));
+        lobby.lobby_room = Some("!lobby-a:hs".into());
+        lobby.lobby_event = Some("$entry".into());
+        let stored = store
+            .put_routing(
+                &lobby,
+                &Stamp {
+                    at: 2_001,
+                    ..bridge
+                },
+            )
+            .await
+            .expect("lobby entry");
+        let now = store.routing(7).await.expect("read").expect("row");
+        assert_eq!(stored, now, "put_routing returns the row as stored");
+        assert_eq!(
+            now.team.as_deref(),
+            Some("team-b"),
+            "the transfer was undone"
+        );
+        assert_eq!(now.lobby_event.as_deref(), Some("$entry"));
+        assert_eq!(now.unworked_since, Some(1_000));
+        assert_eq!(
+            kinds(&store, 7).await,
+            [
+                ("created".to_string(), Some("team-a".to_string())),
+                ("transferred".to_string(), Some("team-b".to_string())),
+            ]
+        );
+        // A row built anew (never read) is written whole, as before.
+        let again = RoutingRow {
+            conversation_id: 7,
+            team: Some("team-c".into()),
+            ..Default::default()
+        };
+        let stored = store.put_routing(&again, &bridge).await.expect("whole");
+        assert_eq!(stored.team.as_deref(), Some("team-c"));
+        assert_eq!(stored.lobby_event, None);
     }
 }
