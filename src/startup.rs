@@ -81,6 +81,7 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
         wake_outbound: Notify::new(),
         wake_timers: Notify::new(),
         wake_media: Notify::new(),
+        relay_activity: Default::default(),
         teams: crate::routing::teams::Teams::from_config(&config),
         clock: crate::clock::Clock::default(),
         ready: AtomicBool::new(false),

@@ -9,7 +9,9 @@
 //! time and memory limits), keep the text, post it as the bot's reply to the file, and index it
 //! for search, each a short write of its own. Nothing here holds a database transaction or a
 //! relay task while an engine works, and the engines run out of process, so relay's latency
-//! does not depend on them (`bench/media.rs`).
+//! does not depend on them (`bench/media.rs`); a job's own use of the homeserver (fetching the
+//! file, posting the text) waits while relay works, up to [`RELAY_FIRST_AT_MOST`]
+//! ([`crate::relay::activity`]).
 //!
 //! Failures: an engine that is down or not configured leaves the job waiting (retried with
 //! backoff, up to `media.max_attempts`); a file the engine cannot read (corrupt audio, a
@@ -199,6 +201,17 @@ pub async fn run(bridge: Arc<Bridge>) {
     .await;
 }
 
+/// The longest a job waits for relay to pause before it uses the homeserver anyway.
+const RELAY_FIRST_AT_MOST: Duration = Duration::from_secs(10);
+
+/// Before a job downloads from or posts to the homeserver: let customers' and operators'
+/// messages that are being relayed go first ([`crate::relay::activity`]).
+async fn let_relay_go_first(bridge: &Bridge) {
+    if !bridge.relay_activity.idle(RELAY_FIRST_AT_MOST).await {
+        tracing::debug!("relay kept working; the media job goes on beside it");
+    }
+}
+
 /// How long a claimed job is left to its run before another worker may take it.
 fn lease(bridge: &Bridge, kind: JobKind) -> Duration {
     let engine = match kind {
@@ -329,6 +342,7 @@ fn too_large(size: u64, max: u64) -> String {
 }
 
 async fn fetch(bridge: &Bridge, mxc: &str, max: u64) -> Result<(Bytes, String), EngineError> {
+    let_relay_go_first(bridge).await;
     match bridge.homeserver.download(mxc, max).await {
         Ok((data, _)) if data.len() as u64 > max => {
             Err(EngineError::BadInput(too_large(data.len() as u64, max)))
@@ -358,6 +372,7 @@ fn words(kind: JobKind) -> (&'static str, &'static str, &'static str) {
 /// The text found: posted as the bot's reply to the file (nothing for an image without text,
 /// unless an operator asked), then the job is done and the text indexed.
 async fn finish(bridge: &Bridge, job: &Job, text: &str) -> Result<(), JobError> {
+    let_relay_go_first(bridge).await;
     let txn = |what: &str| format!("sb-media-{}-{}-{what}", job.id, job.round);
     let answer = if !text.trim().is_empty() {
         let body = match job.kind {

@@ -60,6 +60,7 @@ const CONVERSATIONS_IN_PARALLEL: usize = 16;
 const PER_CHANNEL: usize = CONVERSATIONS_IN_PARALLEL / 4;
 
 async fn drain(bridge: &Bridge, conversation_id: i64) {
+    let _busy = bridge.relay_activity.enter();
     loop {
         // A leader that stepped down posts nothing more (its commits are fenced too).
         if !bridge.leader.holds() {

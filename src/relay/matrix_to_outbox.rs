@@ -60,6 +60,7 @@ pub async fn run(bridge: Arc<Bridge>) {
 /// holds up its own room only (later events of the room may depend on it: an edit on its
 /// message, a command after it); other rooms go on.
 async fn drain(bridge: &Bridge, room_id: &str) {
+    let _busy = bridge.relay_activity.enter();
     loop {
         let rows = match bridge.store.matrix_events_pending_in(room_id, BATCH).await {
             Ok(rows) if rows.is_empty() => return,

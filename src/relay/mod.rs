@@ -15,6 +15,7 @@
 //! no caller can store work and forget to wake the stage; a missed wake-up would only be
 //! noticed at the next tick.
 
+pub mod activity;
 pub mod continued;
 pub mod customer_to_matrix;
 pub mod matrix_to_outbox;

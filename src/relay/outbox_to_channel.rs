@@ -42,6 +42,7 @@ pub async fn run(bridge: Arc<Bridge>) {
 }
 
 async fn drain(bridge: &Bridge, conversation_id: i64) {
+    let _busy = bridge.relay_activity.enter();
     loop {
         if !bridge.leader.holds() {
             return;
