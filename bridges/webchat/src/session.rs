@@ -22,8 +22,9 @@
 //!
 //! * a token that was never stored is good for `silent_session_ttl_secs` from its issue time,
 //!   like the records of a silent session used to be; after that it is refused (`401`);
-//! * a signed token whose visitor id has a conversation marker (`chat:<id>`) under another
-//!   token is refused: the signature never speaks for a visitor the store knows.
+//! * a signed token whose visitor id has a conversation marker (`chat:<id>`) or a transcript
+//!   but no record under this token is refused: the signature never speaks for a visitor the
+//!   store knows or knew (a session revoked by deleting its records stays revoked).
 //!
 //! Tokens of the older format (64 hex characters, stored from the start) keep working through
 //! their stored records.
@@ -219,9 +220,12 @@ pub async fn resolve(
         Ok(claims) => claims,
         Err(_) => return Ok(None),
     };
-    // The store knows this visitor under another token (or a record of theirs is gone while
-    // the marker stays): the signature does not speak for them.
-    if store.visitor_exists(&claims.visitor).await? {
+    // The store knows this visitor under another token, or knew them (a record of theirs was
+    // removed while the marker or the transcript stays: a revoked session): the signature
+    // does not speak for them.
+    if store.visitor_exists(&claims.visitor).await?
+        || !store.read(&claims.visitor, 0, 1).await?.is_empty()
+    {
         return Ok(None);
     }
     Ok(Some((claims.visitor(), false)))
@@ -459,6 +463,36 @@ mod tests {
                 .expect("store"),
             None,
             "a second token took over a stored visitor"
+        );
+
+        // A visitor whose records were deleted (revoked) while their transcript stays: their
+        // signed token, young as it is, does not come back as a new visitor.
+        let revoked = Visitor {
+            id: "00000000000000aa".into(),
+            ..visitor.clone()
+        };
+        let token = sessions
+            .issue(host.as_ref(), &revoked)
+            .await
+            .expect("issue");
+        assert!(resolve(&store, &sessions, &token, now, TTL)
+            .await
+            .expect("resolve")
+            .is_some());
+        let entry = crate::transcript::Entry::Delete {
+            id: "v.x.y".into(),
+            ts: now,
+        };
+        store
+            .append(&revoked.id, "k", &entry)
+            .await
+            .expect("append");
+        assert_eq!(
+            resolve(&store, &sessions, &token, now, TTL)
+                .await
+                .expect("resolve"),
+            None,
+            "a revoked session came back"
         );
     }
 }
