@@ -21,6 +21,7 @@ use serde_json::json;
 on_both_stores!(
     an_invite_from_a_non_operator_is_declined_and_an_operators_accepted,
     webchat_limits_per_address_and_overall_hold,
+    sessions_that_never_write_store_nothing_and_a_writer_is_stored,
 );
 
 /// The bot's membership in `room`, as `who` sees the room's state.
@@ -530,8 +531,162 @@ async fn webchat_limits_per_address_and_overall_hold(backend: Backend) -> anyhow
     Ok(())
 }
 
-/// Sessions in which nobody wrote expire and their records are deleted; a session whose
-/// visitor wrote is kept.
+/// A flood of sessions that never write costs the store nothing: 50 new sessions (which also
+/// read their history, resume, say they are typing and open event streams) leave no row in
+/// the channel's state or logs, beyond the installation's one session key. Their tokens are
+/// signed, so a forged or altered one is refused; their event streams are capped as stored
+/// visitors' are. A visitor who writes is stored then, and their conversation works both ways.
+async fn sessions_that_never_write_store_nothing_and_a_writer_is_stored(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let env = TestEnv::start(BridgeOptions::default().backend(backend).webchat(json!({
+        "trusted_proxies": ["127.0.0.1"],
+        "event_streams_per_visitor": 2,
+    })))
+    .await?;
+    let url = env.bridge.database_url().to_string();
+    // Everything of the web chat's own but the installation's keys.
+    let records = "SELECT COUNT(*) FROM channel_state WHERE channel = 'webchat'
+                   AND key NOT IN ('session_key', 'proof_of_work_key')";
+    let logs = "SELECT COUNT(*) FROM channel_log WHERE channel = 'webchat'";
+    let inbox = "SELECT COUNT(*) FROM inbox WHERE channel = 'webchat'";
+    let count = |sql: &'static str| rig::store_count(backend, &url, sql, &[]);
+    let (records_before, logs_before) = (count(records).await?, count(logs).await?);
+
+    let http = reqwest::Client::new();
+    let mut silent = Vec::new();
+    for i in 0..50 {
+        let mut v = RawVisitor::new(&env, &format!("198.51.100.{}", i + 1));
+        ensure!(v.session(&format!("Silent {i}")).await?.status() == 200);
+        let token = v.token.clone().context("token")?;
+        // What a page does without writing: history, resume after a reload, typing.
+        let history = http
+            .get(format!("{}/messages", v.api))
+            .bearer_auth(&token)
+            .send()
+            .await?;
+        ensure!(history.status() == 200, "history: {}", history.status());
+        let body: serde_json::Value = history.json().await?;
+        ensure!(
+            body["events"] == json!([]),
+            "history of a new visitor: {body}"
+        );
+        let resumed: serde_json::Value = v
+            .post("session")
+            .json(&json!({}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        ensure!(
+            resumed["token"] == token.as_str(),
+            "a reload did not resume the session: {resumed}"
+        );
+        let typing = v
+            .post("typing")
+            .json(&json!({"active": true}))
+            .send()
+            .await?;
+        ensure!(typing.status() == 204, "typing: {}", typing.status());
+        silent.push(v);
+    }
+    // Event streams of a visitor with no record: two, then 429.
+    let stream = |token: &str| {
+        http.get(format!("{}/events?token={token}", silent[0].api))
+            .send()
+    };
+    let token = silent[0].token.clone().context("token")?;
+    let (s1, s2) = (stream(&token).await?, stream(&token).await?);
+    ensure!(s1.status() == 200 && s2.status() == 200, "two streams");
+    let s3 = stream(&token).await?;
+    ensure!(
+        is_refused_with_retry_after(&s3),
+        "third stream of a visitor with no record: {}",
+        s3.status()
+    );
+    drop((s1, s2, s3));
+    ensure!(
+        count(records).await? == records_before && count(logs).await? == logs_before,
+        "50 sessions that never wrote left {} records and {} log entries",
+        count(records).await? - records_before,
+        count(logs).await? - logs_before
+    );
+    ensure!(
+        count(inbox).await? == 0,
+        "silent sessions reached the inbox"
+    );
+
+    // Forged and altered tokens are refused.
+    let (signed, _mac) = token.rsplit_once('.').context("a signed token")?;
+    let unsigned = format!("{signed}.{}", "A".repeat(43));
+    let mut altered = token.clone().into_bytes();
+    let at = altered.len() / 3;
+    altered[at] = if altered[at] == b'a' { b'b' } else { b'a' };
+    let altered = String::from_utf8(altered)?;
+    for bad in [unsigned.as_str(), altered.as_str(), "s1.e30.AAAA"] {
+        let resp = http
+            .get(format!("{}/messages", silent[0].api))
+            .bearer_auth(bad)
+            .send()
+            .await?;
+        ensure!(resp.status() == 401, "token {bad:?}: {}", resp.status());
+        let resp = http
+            .post(format!("{}/messages", silent[0].api))
+            .bearer_auth(bad)
+            .json(&json!({"client_id": "m1", "text": "forged"}))
+            .send()
+            .await?;
+        ensure!(
+            resp.status() == 401,
+            "message with {bad:?}: {}",
+            resp.status()
+        );
+    }
+
+    // A visitor who writes is stored, for good, and the conversation works end to end.
+    let writer = env.visitor("Wanda Writer", "wanda@example.com").await?;
+    ensure!(
+        count(records).await? == records_before,
+        "the writer's session stored a record"
+    );
+    writer.send("Hello, I do write").await?;
+    let stored = "SELECT COUNT(*) FROM channel_state WHERE channel = 'webchat'
+                  AND (key LIKE 'visitor:%' OR key LIKE 'chat:%') AND expires_at IS NULL";
+    ensure!(
+        count(stored).await? == 2,
+        "the writer's records: {}",
+        count(stored).await?
+    );
+    let room = env.alice.wait_for_invite("Wanda Writer").await?;
+    env.alice.join(&room).await?;
+    env.alice.wait_for_text(&room, "I do write").await?;
+    env.alice
+        .send_text(&room, "Hello Wanda, how can I help?")
+        .await?;
+    writer.wait_for_agent_text("how can I help").await?;
+    // The same token after a reload: the same visitor, now by their stored record.
+    let resumed: serde_json::Value = http
+        .post(format!("{}/session", silent[0].api))
+        .bearer_auth(&writer.token)
+        .json(&json!({}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    ensure!(
+        resumed["token"] == writer.token.as_str()
+            && resumed["visitor_id"] == writer.visitor_id.as_str(),
+        "the writer's session after a reload: {resumed}"
+    );
+    writer.send("A second message").await?;
+    env.alice.wait_for_text(&room, "A second message").await?;
+    let rooms = env.rooms_named("Silent").await?;
+    ensure!(rooms.is_empty(), "silent sessions got rooms: {rooms:?}");
+    Ok(())
+}
+
+/// Sessions in which nobody wrote expire: those that stored records (a name change) lose them,
+/// those that never stored any have their tokens refused; a session whose visitor wrote is kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_sessions_expire_and_are_cleaned_up() -> anyhow::Result<()> {
     let mut env =
@@ -541,6 +696,13 @@ async fn silent_sessions_expire_and_are_cleaned_up() -> anyhow::Result<()> {
     for i in 0..5 {
         let mut v = RawVisitor::new(&env, "127.0.0.1");
         ensure!(v.session(&format!("Silent {i}")).await?.status() == 200);
+        // Three of them change their name: that stores them (a session that only starts
+        // stores nothing), still expiring since they never wrote.
+        if i < 3 {
+            let token = v.token.clone();
+            ensure!(v.session(&format!("Renamed {i}")).await?.status() == 200);
+            ensure!(v.token == token, "a name change gave a new token");
+        }
         silent.push(v);
     }
     let mut writer = RawVisitor::new(&env, "127.0.0.1");
@@ -550,8 +712,8 @@ async fn silent_sessions_expire_and_are_cleaned_up() -> anyhow::Result<()> {
     let expiring = "SELECT COUNT(*) FROM channel_state WHERE expires_at IS NOT NULL";
     let n = rig::store_count(Backend::Sqlite, &url, expiring, &[]).await?;
     ensure!(
-        n == 10,
-        "{n} expiring records for 5 silent sessions (2 each)"
+        n == 6,
+        "{n} expiring records for 3 stored silent sessions (2 each)"
     );
     // Their time runs out; housekeeping prunes at start.
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -28,8 +28,9 @@ use crate::parse::{
     SessionRequest, TypingRequest,
 };
 use crate::state::AppState;
-use crate::store::Visitor;
+use crate::store::{random_hex, Visitor};
 use crate::transcript;
+use switchboard_kit::now_ms;
 
 /// Most history entries returned by one request.
 pub const MAX_HISTORY_PAGE: i64 = 500;
@@ -121,6 +122,11 @@ fn session_body(token: &str, visitor: &Visitor) -> Json<Value> {
 
 /// `POST /api/v1/session`: resume the visitor named by the bearer token (updating name and
 /// e-mail when given) or, without a token or with an unknown one, start a new visitor.
+///
+/// A new visitor is not stored: the answer's token is signed and carries them
+/// ([`crate::session`]) until their first state-changing call, so a flood of sessions that
+/// never write costs the store nothing. Changing the name or e-mail of such a visitor is one:
+/// it stores their records (expiring, as a silent session's do), and the token stays the same.
 pub async fn session(
     State(state): State<AppState>,
     addr: ClientAddr,
@@ -131,17 +137,35 @@ pub async fn session(
     let crate::parse::SessionInput { name, email } = body.validate()?;
 
     if let Some(token) = bearer(&headers) {
-        if let Some(mut visitor) = state.store.visitor_by_token(&token).await? {
+        let found = crate::session::resolve(
+            &state.store,
+            &state.sessions,
+            &token,
+            now_ms(),
+            state.silent_ttl_ms(),
+        )
+        .await?;
+        if let Some((visitor, stored)) = found {
             let changed = (name.is_some() && name != visitor.name)
                 || (email.is_some() && email != visitor.email);
-            if changed {
-                visitor.name = name.or(visitor.name);
-                visitor.email = email.or(visitor.email);
-                state
-                    .store
-                    .save_visitor(&token, &visitor, silent_ttl_ms(&state))
-                    .await?;
+            if !changed {
+                return Ok(session_body(&token, &visitor));
             }
+            let mut authed = Authed {
+                visitor,
+                token,
+                stored,
+            };
+            authed.ensure_stored(&state).await?;
+            let Authed {
+                mut visitor, token, ..
+            } = authed;
+            visitor.name = name.or(visitor.name);
+            visitor.email = email.or(visitor.email);
+            state
+                .store
+                .save_visitor(&token, &visitor, state.silent_ttl_ms())
+                .await?;
             return Ok(session_body(&token, &visitor));
         }
     }
@@ -151,24 +175,28 @@ pub async fn session(
         .admit(state.host().as_ref(), proof.as_ref())
         .await?;
     state.limits.new_session(addr)?;
-    let (token, visitor) = state
-        .store
-        .create_visitor(name, email, silent_ttl_ms(&state))
+    // 64 random bits: short enough for ghost user ids; a collision (with a stored visitor) is
+    // refused when the second one would be stored.
+    let visitor = Visitor {
+        id: random_hex::<8>(),
+        name,
+        email,
+        created_ms: now_ms(),
+        wrote: false,
+    };
+    let token = state
+        .sessions
+        .issue(state.host().as_ref(), &visitor)
         .await?;
-    tracing::info!(visitor = %visitor.id, "webchat: new visitor");
+    tracing::debug!(visitor = %visitor.id, "webchat: new visitor");
     Ok(session_body(&token, &visitor))
-}
-
-/// How long the records of a session in which nobody wrote are kept.
-fn silent_ttl_ms(state: &AppState) -> i64 {
-    i64::try_from(state.config.silent_session_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
 /// `POST /api/v1/messages`: the visitor sends a text message. Idempotent by `client_id`.
 pub async fn post_message(
     State(state): State<AppState>,
     addr: ClientAddr,
-    Authed { visitor, .. }: Authed,
+    mut authed: Authed,
     JsonBody(body): JsonBody<PostMessage>,
 ) -> Result<Json<Accepted>, ApiError> {
     let MessageInput {
@@ -176,15 +204,23 @@ pub async fn post_message(
         text,
         reply_to,
     } = body.validate()?;
-    // A retry of a message we already have is answered without counting against the limit.
-    if let Some(accepted) = inbound::already_accepted(&state, &visitor, &client_id).await? {
-        return Ok(Json(accepted));
+    // A retry of a message we already have is answered without counting against the limit
+    // (a visitor with no records has no messages).
+    if authed.stored {
+        if let Some(accepted) =
+            inbound::already_accepted(&state, &authed.visitor, &client_id).await?
+        {
+            return Ok(Json(accepted));
+        }
     }
-    state.limiter.check(&visitor.id)?;
-    if !visitor.wrote {
+    state.limiter.check(&authed.visitor.id)?;
+    if !authed.visitor.wrote {
         state.limits.new_conversation(addr)?;
     }
-    inbound::check_reply_target(&state, &visitor, reply_to.as_deref()).await?;
+    inbound::check_reply_target(&state, &authed.visitor, reply_to.as_deref()).await?;
+    // Only now, with every limit passed, does the session cost the store anything.
+    authed.ensure_stored(&state).await?;
+    let visitor = authed.visitor;
     let message = NewMessage {
         client_id,
         text,

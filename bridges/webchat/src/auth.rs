@@ -4,6 +4,11 @@
 //! browser — the event stream (`EventSource`) and file downloads (`<img src>`, `<a href>`) — so
 //! [`VisitorFromQuery`] also accepts `?token=`; everything else insists on the header, which
 //! keeps tokens out of server logs and `Referer` headers wherever possible.
+//!
+//! A token names a stored visitor (looked up by its SHA-256, as always) or, until the visitor's
+//! first state-changing call, a visitor with no record yet whose token is signed and young
+//! enough ([`crate::session`]). Handlers that change state call [`Authed::ensure_stored`]
+//! first; the others work the same for both.
 
 use std::collections::HashMap;
 
@@ -18,6 +23,36 @@ use crate::store::Visitor;
 /// An authenticated visitor (token in the `Authorization` header).
 pub struct Authed {
     pub visitor: Visitor,
+    /// The token the request carried.
+    pub token: String,
+    /// Whether the visitor has stored records (else: a signed session that has not written).
+    pub stored: bool,
+}
+
+impl Authed {
+    /// Store the visitor's records if they have none yet (their first state-changing call);
+    /// `401` when the store knows their id under another token.
+    pub async fn ensure_stored(&mut self, state: &AppState) -> Result<(), ApiError> {
+        if self.stored {
+            return Ok(());
+        }
+        let expires = self
+            .visitor
+            .created_ms
+            .saturating_add(state.silent_ttl_ms());
+        match state
+            .store
+            .store_visitor(&self.token, &self.visitor, expires)
+            .await?
+        {
+            Some(visitor) => {
+                self.visitor = visitor;
+                self.stored = true;
+                Ok(())
+            }
+            None => Err(ApiError::Unauthorized),
+        }
+    }
 }
 
 /// An authenticated visitor whose token may also come as `?token=`.
@@ -34,8 +69,20 @@ pub fn bearer(headers: &HeaderMap) -> Option<String> {
 
 async fn authenticate(state: &AppState, token: Option<String>) -> Result<Authed, ApiError> {
     let token = token.ok_or(ApiError::Unauthorized)?;
-    match state.store.visitor_by_token(&token).await? {
-        Some(visitor) => Ok(Authed { visitor }),
+    let found = crate::session::resolve(
+        &state.store,
+        &state.sessions,
+        &token,
+        switchboard_kit::now_ms(),
+        state.silent_ttl_ms(),
+    )
+    .await?;
+    match found {
+        Some((visitor, stored)) => Ok(Authed {
+            visitor,
+            token,
+            stored,
+        }),
         None => Err(ApiError::Unauthorized),
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! The protocol is stateless for the bridge until a proof is spent:
 //! 1. `GET /api/v1/challenge` answers `{"challenge": "v1.<issued ms>.<random>.<mac>", "bits": N}`;
-//!    the MAC (HMAC-SHA256 under a key kept in the channel's durable state, so every instance
+//!    the MAC (HMAC-SHA256 under a key kept in the channel's durable state ([`crate::secret`]), so every instance
 //!    on one store accepts every instance's challenges) covers the issue time, the random part
 //!    and `N`, so a challenge cannot be forged, aged back or made easier.
 //! 2. The browser finds a `nonce` (at most [`MAX_NONCE_LEN`] characters) such that
@@ -26,9 +26,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use switchboard_channel::{Host, HostError};
 use switchboard_kit::verify::{hmac_sha256, hmac_sha256_matches};
-use tokio::sync::RwLock;
 
 use crate::error::ApiError;
+use crate::secret::DurableKey;
 
 /// How long a challenge may be used after it was issued.
 pub const CHALLENGE_TTL: Duration = Duration::from_secs(300);
@@ -50,7 +50,7 @@ pub struct Proof {
 /// Issues and checks challenges; remembers spent ones.
 pub struct Challenges {
     bits: u8,
-    key: RwLock<Option<Vec<u8>>>,
+    key: DurableKey,
     /// Spent challenges and when they expire (ms since the epoch).
     spent: Mutex<HashMap<String, u64>>,
 }
@@ -60,7 +60,7 @@ impl Challenges {
     pub fn new(bits: u8) -> Self {
         Self {
             bits,
-            key: RwLock::new(None),
+            key: DurableKey::new(KEY_STATE),
             spent: Mutex::new(HashMap::new()),
         }
     }
@@ -111,29 +111,9 @@ impl Challenges {
         Ok(())
     }
 
-    /// The MAC key: from the durable state, made and stored the first time.
+    /// The MAC key ([`DurableKey`]).
     async fn key(&self, host: &dyn Host, reload: bool) -> Result<Vec<u8>, HostError> {
-        if !reload {
-            if let Some(key) = self.key.read().await.as_ref() {
-                return Ok(key.clone());
-            }
-        }
-        let mut slot = self.key.write().await;
-        let stored = host
-            .state_get(KEY_STATE)
-            .await?
-            .and_then(|hex_key| hex::decode(hex_key).ok())
-            .filter(|k| k.len() == 32);
-        let key = match stored {
-            Some(key) => key,
-            None => {
-                let key = rand::random::<[u8; 32]>();
-                host.state_put(KEY_STATE, &hex::encode(key)).await?;
-                key.to_vec()
-            }
-        };
-        *slot = Some(key.clone());
-        Ok(key)
+        self.key.get(host, reload).await
     }
 }
 

@@ -59,7 +59,9 @@ pub struct WebchatConfig {
     /// Open event streams per visitor (tabs of one browser) and in total.
     pub event_streams_per_visitor: u32,
     pub event_streams_total: u32,
-    /// A session in which the visitor never wrote is forgotten after this many seconds.
+    /// A session in which the visitor never wrote is forgotten after this many seconds from its
+    /// start: its (signed) token is refused from then on, and records it stored (a change of
+    /// name or e-mail) expire. A new session stores nothing until the visitor writes.
     pub silent_session_ttl_secs: u64,
     /// Addresses of reverse proxies in front of the bridge. Only when the peer is one of them is
     /// `X-Forwarded-For` believed (its last address that is not a trusted proxy is the client).

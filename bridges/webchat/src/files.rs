@@ -190,7 +190,7 @@ pub async fn parse_upload(
 pub async fn upload(
     State(state): State<AppState>,
     addr: ClientAddr,
-    Authed { visitor, .. }: Authed,
+    mut authed: Authed,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<Accepted>, ApiError> {
     // Counted before the body is read: a refused upload costs us no bytes.
@@ -208,18 +208,26 @@ pub async fn upload(
     } = read_form(multipart, limit).await?;
     let client_id = match client_id {
         Some(id) => {
-            if let Some(accepted) = inbound::already_accepted(&state, &visitor, &id).await? {
-                return Ok(Json(accepted));
+            // A visitor with no records has no messages to repeat.
+            if authed.stored {
+                if let Some(accepted) =
+                    inbound::already_accepted(&state, &authed.visitor, &id).await?
+                {
+                    return Ok(Json(accepted));
+                }
             }
             id
         }
         None => random_hex::<12>(),
     };
-    state.limiter.check(&visitor.id)?;
-    if !visitor.wrote {
+    state.limiter.check(&authed.visitor.id)?;
+    if !authed.visitor.wrote {
         state.limits.new_conversation(addr)?;
     }
-    inbound::check_reply_target(&state, &visitor, reply_to.as_deref()).await?;
+    inbound::check_reply_target(&state, &authed.visitor, reply_to.as_deref()).await?;
+    // With every limit passed: the session's first write stores the visitor.
+    authed.ensure_stored(&state).await?;
+    let visitor = authed.visitor;
 
     let size = data.len() as u64;
     let media = state.host().put_media(data, &mime, &name).await?;

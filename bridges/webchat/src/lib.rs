@@ -10,7 +10,9 @@
 //!
 //! * [`config`] — the `channels.webchat` section.
 //! * [`widget`] — `widget.js` and the `/demo` page (static, from `assets/`).
-//! * `auth` — the visitor token (bearer header; `?token=` for SSE and downloads).
+//! * `auth` — the visitor token (bearer header; `?token=` for SSE and downloads); `session` —
+//!   signed tokens, so a new session stores nothing until the visitor first writes; `secret`
+//!   — the installation's MAC keys (sessions, proof-of-work challenges).
 //! * `api` — JSON endpoints: session, messages, edit/delete, typing, read, history.
 //! * `files` — uploads (size-limited, sanitised names) and access-checked downloads.
 //! * `inbound` — visitor actions to the core: `Host::receive` first, then transcript and push.
@@ -56,6 +58,8 @@ pub mod parse;
 mod ratelimit;
 mod rating;
 pub mod sanitize;
+mod secret;
+mod session;
 mod state;
 mod store;
 mod transcript;

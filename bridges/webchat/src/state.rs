@@ -11,6 +11,7 @@ use crate::config::WebchatConfig;
 use crate::hub::Hub;
 use crate::limits::Limits;
 use crate::ratelimit::Limiter;
+use crate::session::Sessions;
 use crate::store::Store;
 
 /// Shared by all handlers (as axum state) and by `Channel::send`.
@@ -23,6 +24,8 @@ pub struct Shared {
     pub limits: Limits,
     /// Proofs of work for new sessions (when configured).
     pub challenges: Challenges,
+    /// Signed session tokens (new sessions store nothing until the visitor writes).
+    pub sessions: Sessions,
     /// `<public_url>/webchat`: the prefix of every public link we hand out.
     pub base: String,
     /// When this instance started (ms): a visitor with no stream open here since reads as
@@ -43,6 +46,7 @@ impl Shared {
             limiter,
             limits,
             challenges,
+            sessions: Sessions::default(),
             base,
             started_at: switchboard_kit::now_ms(),
         }
@@ -50,6 +54,11 @@ impl Shared {
 
     pub fn host(&self) -> &Arc<dyn Host> {
         self.store.host()
+    }
+
+    /// How long a session in which nobody wrote lasts (its token, and any records it has), ms.
+    pub fn silent_ttl_ms(&self) -> i64 {
+        i64::try_from(self.config.silent_session_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
     }
 
     /// When the visitor of `conversation` left, once no stream of theirs has been open for

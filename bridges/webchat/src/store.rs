@@ -11,6 +11,8 @@
 //!
 //! Logs: `conv:<visitor_id>` is the visitor's transcript (see [`crate::transcript`]).
 //!
+//! A new session stores nothing: its token is signed ([`crate::session`]) and the two records
+//! above are written from it at the visitor's first state-changing call ([`Store::store_visitor`]).
 //! Tokens are stored only as their SHA-256, so a copy of the database does not let anyone speak
 //! as a visitor. Every write here is idempotent, so a request retried after a failure converges.
 
@@ -19,7 +21,6 @@ use std::sync::Arc;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use switchboard_channel::{ContactProfile, Host, HostError, MediaRef};
-use switchboard_kit::now_ms;
 
 use crate::transcript::{Author, Entry};
 
@@ -106,7 +107,8 @@ pub fn sha256_hex(input: &str) -> String {
     hex::encode(Sha256::digest(input.as_bytes()))
 }
 
-/// Is this shaped like one of our tokens (64 lowercase hex characters)?
+/// Is this shaped like one of our tokens of the first format (64 lowercase hex characters,
+/// stored from the start; today's are signed, [`crate::session`])?
 pub fn is_token_shaped(token: &str) -> bool {
     token.len() == 64
         && token
@@ -157,9 +159,10 @@ impl Store {
         self.put_json(key, value).await
     }
 
-    /// The visitor a token belongs to, if any.
+    /// The stored visitor a token belongs to, if any (a token of either format: see
+    /// [`crate::session`]).
     pub async fn visitor_by_token(&self, token: &str) -> Result<Option<Visitor>, HostError> {
-        if !is_token_shaped(token) {
+        if !is_token_shaped(token) && !crate::session::is_signed_shaped(token) {
             return Ok(None);
         }
         self.get_json(&format!("visitor:{}", sha256_hex(token)))
@@ -175,39 +178,37 @@ impl Store {
             .is_some())
     }
 
-    /// Create a visitor with a fresh token and id; returns the token (shown once, stored hashed).
-    pub async fn create_visitor(
+    /// Store the records of a visitor who had none (their session token is signed,
+    /// [`crate::session`]): the first state-changing call of a session. Both records expire at
+    /// `expires_ms` unless the visitor writes ([`Store::keep_visitor`]), like a silent session's
+    /// always did. Returns the stored visitor (the one already stored under this token, when a
+    /// concurrent request was first), or `None` when the visitor id is another token's.
+    pub async fn store_visitor(
         &self,
-        name: Option<String>,
-        email: Option<String>,
-        ttl_ms: i64,
-    ) -> Result<(String, Visitor), HostError> {
-        let token = random_hex::<32>();
-        let hash = sha256_hex(&token);
-        // 64 random bits: short enough for ghost user ids, and we still check for a collision.
-        let mut id = random_hex::<8>();
-        while self.visitor_exists(&id).await? {
-            id = random_hex::<8>();
+        token: &str,
+        visitor: &Visitor,
+        expires_ms: i64,
+    ) -> Result<Option<Visitor>, HostError> {
+        let hash = sha256_hex(token);
+        let key = format!("visitor:{hash}");
+        if let Some(stored) = self.get_json::<Visitor>(&key).await? {
+            return Ok(Some(stored));
         }
-        let visitor = Visitor {
-            id,
-            name,
-            email,
-            created_ms: now_ms(),
-            wrote: false,
-        };
-        // Both records expire unless the visitor writes ([`Store::keep_visitor`]). The
-        // conversation marker first: a visitor record never exists without it, and it outlives
-        // the record (expired at the same time, pruned in one statement).
-        let expires = visitor.created_ms.saturating_add(ttl_ms);
+        let marker = format!("chat:{}", visitor.id);
+        match self.host.state_get(&marker).await? {
+            // Half written by an earlier attempt of this token: complete it.
+            Some(owner) if owner == hash => {}
+            Some(_) => return Ok(None),
+            None => {}
+        }
+        // The conversation marker first: a visitor record never exists without it, and it
+        // outlives the record (expired at the same time, pruned in one statement).
         self.host
-            .state_put_expiring(&format!("chat:{}", visitor.id), &hash, expires)
+            .state_put_expiring(&marker, &hash, expires_ms)
             .await?;
-        let raw = serde_json::to_string(&visitor).map_err(|e| HostError::Store(e.to_string()))?;
-        self.host
-            .state_put_expiring(&format!("visitor:{hash}"), &raw, expires)
-            .await?;
-        Ok((token, visitor))
+        let raw = serde_json::to_string(visitor).map_err(|e| HostError::Store(e.to_string()))?;
+        self.host.state_put_expiring(&key, &raw, expires_ms).await?;
+        Ok(Some(visitor.clone()))
     }
 
     /// The visitor wrote: keep their records for good (no longer expiring).

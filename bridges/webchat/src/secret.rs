@@ -1,0 +1,74 @@
+//! Per-installation secrets kept in the channel's durable state: the MAC keys of proof-of-work
+//! challenges ([`crate::challenge`]) and of session tokens ([`crate::session`]).
+//!
+//! A key is 32 random bytes, made the first time it is needed and stored through the core's
+//! [`Host`] (hex), so every instance on one store signs and checks with the same key, and a
+//! restart does not invalidate what was signed before it. Each instance caches the key after
+//! the first read; a caller whose check fails asks again with `reload` (another instance may
+//! have stored the key first, and ours was never written down).
+
+use switchboard_channel::{Host, HostError};
+use tokio::sync::RwLock;
+
+/// One named secret of the channel.
+pub struct DurableKey {
+    /// Its key in the channel's state.
+    state_key: &'static str,
+    cached: RwLock<Option<Vec<u8>>>,
+}
+
+impl DurableKey {
+    pub fn new(state_key: &'static str) -> Self {
+        Self {
+            state_key,
+            cached: RwLock::new(None),
+        }
+    }
+
+    /// The key: cached, else from the durable state, else made and stored now. `reload`
+    /// reads the state again even when a key is cached.
+    pub async fn get(&self, host: &dyn Host, reload: bool) -> Result<Vec<u8>, HostError> {
+        if !reload {
+            if let Some(key) = self.cached.read().await.as_ref() {
+                return Ok(key.clone());
+            }
+        }
+        let mut slot = self.cached.write().await;
+        let stored = host
+            .state_get(self.state_key)
+            .await?
+            .and_then(|hex_key| hex::decode(hex_key).ok())
+            .filter(|k| k.len() == 32);
+        let key = match stored {
+            Some(key) => key,
+            None => {
+                let key = rand::random::<[u8; 32]>();
+                host.state_put(self.state_key, &hex::encode(key)).await?;
+                key.to_vec()
+            }
+        };
+        *slot = Some(key.clone());
+        Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_kit::test_host::MemoryHost;
+
+    #[tokio::test]
+    async fn a_key_is_made_once_and_shared_through_the_store() {
+        let host = MemoryHost::default();
+        let one = DurableKey::new("test_key");
+        let key = one.get(&host, false).await.expect("key");
+        assert_eq!(key.len(), 32);
+        assert_eq!(one.get(&host, false).await.expect("cached"), key);
+        // Another instance on the same store reads the same key.
+        let other = DurableKey::new("test_key");
+        assert_eq!(other.get(&host, false).await.expect("stored"), key);
+        // Another name is another key.
+        let third = DurableKey::new("other_key");
+        assert_ne!(third.get(&host, false).await.expect("other"), key);
+    }
+}
