@@ -94,6 +94,18 @@ pub async fn ensure_conversation(
     {
         return Ok(id);
     }
+    // Known already (every message after a conversation's first): no id drawn, no insert.
+    let known: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM conversations WHERE channel = $1 AND account = $2 AND chat = $3",
+    )
+    .bind(channel)
+    .bind(&key.account)
+    .bind(&key.chat)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(id) = known {
+        return Ok(id);
+    }
     let id = super::new_id(&mut *conn).await?;
     sqlx::query(
         "INSERT INTO conversations (id, channel, account, chat, contact_id, created_at)
