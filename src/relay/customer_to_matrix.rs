@@ -274,6 +274,28 @@ impl Arrival<'_> {
             .next())
     }
 
+    /// Send each event as the customer, without remembering yet which remote message it came
+    /// from (the caller does, in a transaction of its own). Returns the events, in order.
+    async fn send_parts_unmapped(
+        &self,
+        events: impl IntoIterator<Item = Value>,
+    ) -> Result<Vec<String>, InboundError> {
+        let mut sent = Vec::new();
+        for (part, event) in events.into_iter().enumerate() {
+            sent.push(
+                send_as_customer(
+                    self.bridge,
+                    &self.portal,
+                    &self.txn(part),
+                    &event,
+                    self.ts(),
+                )
+                .await?,
+            );
+        }
+        Ok(sent)
+    }
+
     /// Send each event as the customer and remember which remote message it came from.
     /// Returns the events, in order.
     async fn send_parts(
@@ -394,7 +416,10 @@ async fn on_message(
     if let (Some(first), Some(e)) = (events.first_mut(), &reply_event) {
         *first = content::with_reply(first.take(), e);
     }
-    let sent = a.send_parts(remote_id, events).await?;
+    // Its events are mapped to its remote id below, in the transaction that notes the message
+    // (one commit less per message). Until then a retry re-sends under the same transaction
+    // ids, and the homeserver answers with the same events.
+    let sent = a.send_parts_unmapped(events).await?;
     // Its voice notes and images are transcribed / read after it is relayed, never before.
     crate::media::enqueue_inbound(
         a.bridge,
@@ -418,6 +443,7 @@ async fn on_message(
             a.row.inbound.timestamp_ms,
             &a.bridge.stamp(None),
             &key,
+            (remote_id, &sent),
         )
         .await?;
     if rating {

@@ -295,7 +295,7 @@ pub async fn on_customer_message(
 ) -> Result<(), StoreError> {
     let stored = bridge.store.routing(conversation.id).await?;
     let before = stored.as_ref().map(summary);
-    let mut row = stored.unwrap_or(RoutingRow {
+    let mut row = stored.clone().unwrap_or(RoutingRow {
         conversation_id: conversation.id,
         state: ConversationState::Open,
         ..Default::default()
@@ -339,7 +339,13 @@ pub async fn on_customer_message(
             }
         }
     }
-    bridge.store.put_routing(&row, &bridge.stamp(None)).await?;
+    // A message to a conversation that is open and waiting already changes nothing: no write
+    // (issue 23: a transaction per customer message that rewrote the same row). The row read
+    // above is what the write would have been diffed against too; a change an operator
+    // commits in between stands instead of being overwritten by this stale copy.
+    if stored.as_ref() != Some(&row) {
+        bridge.store.put_routing(&row, &bridge.stamp(None)).await?;
+    }
     if newly_owned {
         apply_visibility(bridge, conversation, &row, false, &[]).await;
     }
@@ -435,7 +441,7 @@ pub async fn on_operator_message(
         .await?;
     let stored = bridge.store.routing(conversation.id).await?;
     let before = stored.as_ref().map(summary);
-    let mut row = stored.unwrap_or(RoutingRow {
+    let mut row = stored.clone().unwrap_or(RoutingRow {
         conversation_id: conversation.id,
         state: ConversationState::Open,
         ..Default::default()

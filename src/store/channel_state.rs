@@ -85,17 +85,21 @@ impl Store {
             .await?;
             let id = self.new_id().await?;
             let seq = last.map_or(id, |last| id.max(last + 1));
-            sqlx::query(
+            // A new entry says its seq at once; only a key written before is looked up.
+            let inserted: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO channel_log (channel, stream, seq, key, body) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT DO NOTHING",
+                 ON CONFLICT DO NOTHING RETURNING seq",
             )
             .bind(channel)
             .bind(stream)
             .bind(seq)
             .bind(key)
             .bind(body)
-            .execute(self.pool())
+            .fetch_optional(self.pool())
             .await?;
+            if let Some(seq) = inserted {
+                return Ok(seq);
+            }
         }
         let row = sqlx::query(
             "SELECT seq FROM channel_log WHERE channel = $1 AND stream = $2 AND key = $3",

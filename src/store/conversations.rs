@@ -94,6 +94,18 @@ pub async fn ensure_conversation(
     {
         return Ok(id);
     }
+    // Known already (every message after a conversation's first): no id drawn, no insert.
+    let known: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM conversations WHERE channel = $1 AND account = $2 AND chat = $3",
+    )
+    .bind(channel)
+    .bind(&key.account)
+    .bind(&key.chat)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(id) = known {
+        return Ok(id);
+    }
     let id = super::new_id(&mut *conn).await?;
     sqlx::query(
         "INSERT INTO conversations (id, channel, account, chat, contact_id, created_at)
@@ -165,15 +177,29 @@ impl Store {
 
     /// Record a customer message: its time as the channel gave it (never moves backwards:
     /// events may be replayed) and, in the same transaction, its `customer_message` event
-    /// (once per `dedup` key, however often it is replayed).
+    /// (once per `dedup` key, however often it is replayed), and the Matrix events it became
+    /// (`mapped`: its remote id and its events in part order) in the message map.
     pub async fn note_customer_message(
         &self,
         conversation_id: i64,
         at_ms: i64,
         stamp: &super::events::Stamp<'_>,
         dedup: &str,
+        mapped: (&str, &[String]),
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
+        let (remote_id, events) = mapped;
+        for (part, event_id) in events.iter().enumerate() {
+            super::message_map::insert(
+                &mut *tx,
+                conversation_id,
+                remote_id,
+                part as i64,
+                event_id,
+                super::message_map::Direction::In,
+            )
+            .await?;
+        }
         sqlx::query(
             "UPDATE conversations SET last_customer_message_at = $1
              WHERE id = $2 AND (last_customer_message_at IS NULL OR last_customer_message_at < $1)",

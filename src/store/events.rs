@@ -197,6 +197,7 @@ pub async fn insert(
         team,
         owner,
         detail,
+        None,
     )
     .await?;
     Ok(true)
@@ -217,7 +218,8 @@ pub async fn insert_with_routing(
          VALUES ($1, $2, $3, $4, $5,
                  (SELECT team FROM routing WHERE conversation_id = $2),
                  (SELECT owner FROM routing WHERE conversation_id = $2), NULL, $6, 1)
-         ON CONFLICT DO NOTHING RETURNING team, owner",
+         ON CONFLICT DO NOTHING
+         RETURNING team, owner, (SELECT channel FROM conversations WHERE id = $2) AS channel",
     )
     .bind(id)
     .bind(conversation_id)
@@ -232,6 +234,7 @@ pub async fn insert_with_routing(
     };
     let team: Option<String> = written.try_get("team")?;
     let owner: Option<String> = written.try_get("owner")?;
+    let channel: Option<String> = written.try_get("channel")?;
     // The report figures count it in the same transaction (src/store/figures.rs).
     super::figures::record(
         &mut *conn,
@@ -243,6 +246,7 @@ pub async fn insert_with_routing(
         team.as_deref(),
         owner.as_deref(),
         None,
+        Some(channel),
     )
     .await?;
     Ok(true)

@@ -119,22 +119,25 @@ async fn add_count(
     who: &str,
     channel: &str,
 ) -> Result<(), StoreError> {
-    for (span, len) in SPANS {
-        sqlx::query(
-            "INSERT INTO report_counts (span, bucket, kind, team, who, channel, n)
-             VALUES ($1, $2, $3, $4, $5, $6, 1)
-             ON CONFLICT (span, bucket, kind, team, who, channel)
-             DO UPDATE SET n = report_counts.n + 1",
-        )
-        .bind(span)
-        .bind(at.div_euclid(len))
-        .bind(kind)
-        .bind(team)
-        .bind(who)
-        .bind(channel)
-        .execute(&mut *conn)
-        .await?;
-    }
+    // Both buckets (day and hour) in one statement: their keys differ by `span`, so no row is
+    // touched twice (which PostgreSQL's ON CONFLICT DO UPDATE would refuse).
+    let [(day, day_len), (hour, hour_len)] = SPANS;
+    sqlx::query(
+        "INSERT INTO report_counts (span, bucket, kind, team, who, channel, n)
+         VALUES ($1, $2, $5, $6, $7, $8, 1), ($3, $4, $5, $6, $7, $8, 1)
+         ON CONFLICT (span, bucket, kind, team, who, channel)
+         DO UPDATE SET n = report_counts.n + 1",
+    )
+    .bind(day)
+    .bind(at.div_euclid(day_len))
+    .bind(hour)
+    .bind(at.div_euclid(hour_len))
+    .bind(kind)
+    .bind(team)
+    .bind(who)
+    .bind(channel)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -151,17 +154,23 @@ pub(crate) async fn record(
     team: Option<&str>,
     owner: Option<&str>,
     detail: Option<&str>,
+    channel: Option<Option<String>>,
 ) -> Result<(), StoreError> {
     let counted = counted_as(kind, detail);
     let duration = matches!(kind, EventKind::FirstResponse | EventKind::Resolved);
     if counted.is_none() && !duration {
         return Ok(());
     }
-    let channel: Option<String> =
-        sqlx::query_scalar("SELECT channel FROM conversations WHERE id = $1")
-            .bind(conversation_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    // The caller may have read the conversation's channel already (`Some`): not read twice.
+    let channel: Option<String> = match channel {
+        Some(known) => known,
+        None => {
+            sqlx::query_scalar("SELECT channel FROM conversations WHERE id = $1")
+                .bind(conversation_id)
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+    };
     let channel = channel.unwrap_or_else(|| "unknown".into());
     let team = team.unwrap_or("");
     let who = credited(kind, actor, owner).unwrap_or("");
@@ -169,18 +178,19 @@ pub(crate) async fn record(
         add_count(&mut *conn, at, &name, team, who, &channel).await?;
     }
     if kind == EventKind::CustomerMessage {
-        for (span, len) in SPANS {
-            sqlx::query(
-                "INSERT INTO report_writers (span, bucket, conversation_id, team)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            )
-            .bind(span)
-            .bind(at.div_euclid(len))
-            .bind(conversation_id)
-            .bind(team)
-            .execute(&mut *conn)
-            .await?;
-        }
+        let [(day, day_len), (hour, hour_len)] = SPANS;
+        sqlx::query(
+            "INSERT INTO report_writers (span, bucket, conversation_id, team)
+             VALUES ($1, $2, $5, $6), ($3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(day)
+        .bind(at.div_euclid(day_len))
+        .bind(hour)
+        .bind(at.div_euclid(hour_len))
+        .bind(conversation_id)
+        .bind(team)
+        .execute(&mut *conn)
+        .await?;
     }
     if duration {
         // The cycle's start: the last creation or reopening before this event.
