@@ -624,6 +624,9 @@ pub const BEST_CANDIDATES: i64 = 5_000;
 /// judges how rare its words are (see [`Store::search`]).
 const WINDOW: i64 = 5_000;
 
+/// PostgreSQL: what reading a match through the GIN index costs, in rows walked newest first.
+const INDEX_READ_COST: f64 = 10.0;
+
 impl Store {
     /// Rows matching `query` that `scope` may see, best or newest first, `limit` of them
     /// after skipping `offset`.
@@ -776,7 +779,7 @@ impl Store {
         // so for a rare word it walks all history newest first, filtering every row (400 ms
         // at a million rows), where the GIN index would find the few rows at once. So first
         // the newest WINDOW rows only: a page found there is the answer. Else the density
-        // seen there decides: few matches in all (d² · rows < what the page needs) are read
+        // seen there decides: few matches in all (10 · d² · rows < what the page needs) are read
         // through the index and sorted; more, newest first as the planner would.
         let rows = if !self.sqlite && has_words && score.is_none() {
             let window = format!("(SELECT * FROM search_docs ORDER BY id DESC LIMIT {WINDOW}) d");
@@ -805,8 +808,10 @@ impl Store {
                     offset + recent.len() as i64
                 };
                 let density = seen as f64 / WINDOW as f64;
-                let few =
-                    density * density * rows_in_all.max(WINDOW as f64) < (offset + limit) as f64;
+                // A match read through the index (a random heap read, then the sort) costs
+                // about ten rows walked newest first (bench/search.rs at 200,000 messages).
+                let few = INDEX_READ_COST * density * density * rows_in_all.max(WINDOW as f64)
+                    < (offset + limit) as f64;
                 // `d.id + 0`: an order no index gives, so the planner reads the matches
                 // through the GIN index and sorts them.
                 let order = if few { "d.id + 0 DESC" } else { "d.id DESC" };
