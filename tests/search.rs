@@ -411,3 +411,185 @@ async fn operators_find_only_what_they_may_see(backend: Backend) -> anyhow::Resu
 }
 
 on_both_stores!(operators_find_only_what_they_may_see);
+
+async fn listed_terms(store: &Store) -> anyhow::Result<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT DISTINCT term FROM search_terms ORDER BY term")
+            .fetch_all(store.pool())
+            .await?,
+    )
+}
+
+fn words(text: &str) -> Vec<analyzer::QueryWord> {
+    analyzer::query_words(text)
+}
+
+/// Partial words are looked up as the terms they begin, from a term list every write (an
+/// inbound message, its edit, a note) adds to in its own transaction: a word indexed a moment
+/// ago is found by its start at once, and a start shared by more terms than a lookup lists
+/// (`MAX_PREFIX_TERMS`, 64) still finds them all, through the index's own prefix query.
+async fn partial_words_find_what_every_write_listed(backend: Backend) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::connect(&store_url(backend, &dir).await?, 2).await?;
+    ensure!(
+        store.search_terms_complete(),
+        "a new store's term list is complete"
+    );
+    let inbox = |chat: &str, id: &str, text: &str| {
+        let m = message(chat, id, text);
+        let store = &store;
+        async move { store.inbox_insert("webchat", "@sb_x:localhost", &m).await }
+    };
+    inbox("a", "m1", "Pembayaran diterima").await?;
+    let terms = listed_terms(&store).await?;
+    for t in ["pembayaran", "bayar", "diterima", "terima"] {
+        ensure!(terms.iter().any(|x| x == t), "{t} not in {terms:?}");
+    }
+    ensure!(found(&store, "pembay").await? == ["Pembayaran diterima"]);
+    ensure!(found(&store, "diteri pemb").await? == ["Pembayaran diterima"]);
+    // Looked up in the list, not left to the index's prefix query.
+    let begun = store.search_prefix_terms(&words("pembay")).await?;
+    ensure!(
+        begun == [Some(vec!["pembayaran".to_string()])],
+        "{backend:?}: {begun:?}"
+    );
+
+    let mut edit = message("a", "m1-edit", "");
+    edit.event = InboundEvent::Edit {
+        remote_id: "m1".into(),
+        content: Content {
+            text: "Pengiriman besok".into(),
+            ..Default::default()
+        },
+    };
+    store
+        .inbox_insert("webchat", "@sb_x:localhost", &edit)
+        .await?;
+    ensure!(found(&store, "pengir").await? == ["Pengiriman besok"]);
+    ensure!(found(&store, "pembay").await?.is_empty());
+    let conversation: i64 = sqlx::query_scalar("SELECT conversation_id FROM search_docs")
+        .fetch_one(store.pool())
+        .await?;
+    store
+        .index_note(
+            conversation,
+            "$note1",
+            "@alice:localhost",
+            "Kurir terlambat",
+        )
+        .await?;
+    ensure!(found(&store, "terlam").await? == ["Kurir terlambat"]);
+
+    // More terms begin with "123" than a lookup lists: the index's prefix query finds them.
+    let numbers: Vec<String> = (0..=64).map(|i| format!("nomor 123{i:03}")).collect();
+    for (i, text) in numbers.iter().enumerate() {
+        inbox("n", &format!("n{i}"), text).await?;
+    }
+    ensure!(store.search_prefix_terms(&words("123")).await? == [None]);
+    ensure!(found(&store, "123").await?.len() == numbers.len());
+    let begun = store.search_prefix_terms(&words("12306")).await?;
+    ensure!(begun[0].as_ref().map(Vec::len) == Some(5), "{begun:?}");
+    ensure!(found(&store, "12306").await?.len() == 5, "123060 to 123064");
+    Ok(())
+}
+
+on_both_stores!(partial_words_find_what_every_write_listed);
+
+/// A store indexed before the term list existed: searches by partial words work at once
+/// (with the index's own prefix queries), the list is filled in batches that resume where the
+/// last one stopped (across a restart too), and only then are prefixes looked up in it.
+async fn the_term_list_of_an_older_store_is_filled_in_resumable_batches(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = store_url(backend, &dir).await?;
+    let store = Store::connect(&url, 2).await?;
+    let texts = [
+        "Надішліть рахунок",
+        "Пришлите счёт",
+        "invoice paid",
+        "pembayaran sudah diterima",
+    ];
+    for (i, text) in texts.iter().enumerate() {
+        store
+            .inbox_insert(
+                "webchat",
+                "@sb_x:localhost",
+                &message("old", &format!("m{i}"), text),
+            )
+            .await?;
+    }
+    let all_terms = listed_terms(&store).await?;
+    // As an older build left it: no list, no record of one, nothing writing one.
+    let older: &[&str] = match backend {
+        Backend::Sqlite => &[
+            "DROP TABLE search_terms",
+            "DROP TABLE search_state",
+            "DROP TABLE search_fts_vocab",
+        ],
+        Backend::Postgres => &[
+            "DROP TRIGGER search_docs_terms ON search_docs",
+            "DROP FUNCTION search_docs_list_terms()",
+            "DROP TABLE search_terms",
+            "DROP TABLE search_state",
+        ],
+    };
+    for sql in older {
+        sqlx::query(sqlx::AssertSqlSafe(*sql))
+            .execute(store.pool())
+            .await?;
+    }
+    store.pool().close().await;
+    let store = Store::connect(&url, 2).await?;
+    ensure!(!store.search_terms_complete());
+    ensure!(listed_terms(&store).await?.is_empty());
+    ensure!(store.search_prefix_terms(&words("рахун")).await? == [None]);
+    ensure!(found(&store, "рахун").await? == ["Надішліть рахунок"]);
+    // Written meanwhile: listed by its own write.
+    store
+        .inbox_insert(
+            "webchat",
+            "@sb_x:localhost",
+            &message("old", "m9", "Kiriman besok"),
+        )
+        .await?;
+    ensure!(listed_terms(&store).await?.contains(&"kiriman".to_string()));
+
+    // Two index entries (SQLite) or rows (PostgreSQL) a batch.
+    ensure!(store.search_terms_backfill_batch(2).await? == 2);
+    ensure!(!store.search_terms_complete());
+    let first = listed_terms(&store).await?;
+    // Not complete yet: still the index's prefix query, still found.
+    ensure!(store.search_prefix_terms(&words("рахун")).await? == [None]);
+    ensure!(found(&store, "рахун").await? == ["Надішліть рахунок"]);
+    // A restart in between: the next batch goes on after the last one, listing more.
+    store.pool().close().await;
+    let store = Store::connect(&url, 2).await?;
+    ensure!(!store.search_terms_complete());
+    ensure!(store.search_terms_backfill_batch(2).await? == 2);
+    let second = listed_terms(&store).await?;
+    ensure!(
+        second.len() > first.len(),
+        "{backend:?}: the second batch listed nothing new: {first:?} then {second:?}"
+    );
+    let mut batches = 0;
+    while store.search_terms_backfill_batch(2).await? > 0 {
+        batches += 1;
+        ensure!(batches < 100, "{backend:?}: the listing never completes");
+    }
+    ensure!(store.search_terms_complete());
+    let listed = listed_terms(&store).await?;
+    for t in &all_terms {
+        ensure!(listed.contains(t), "{t} not listed: {listed:?}");
+    }
+    ensure!(found(&store, "рахун").await? == ["Надішліть рахунок"]);
+    ensure!(store.search_prefix_terms(&words("рахун")).await?[0].is_some());
+    // And it stays complete after a restart.
+    store.pool().close().await;
+    let store = Store::connect(&url, 2).await?;
+    ensure!(store.search_terms_complete());
+    ensure!(store.search_terms_backfill_batch(2).await? == 0);
+    Ok(())
+}
+
+on_both_stores!(the_term_list_of_an_older_store_is_filled_in_resumable_batches);

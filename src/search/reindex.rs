@@ -4,10 +4,10 @@
 //! foreground (`--all`: every row, as after a suspected damage); the bridge runs it in the
 //! background at start when the analyzer changed ([`super::analyzer::VERSION`]).
 //!
-//! On SQLite the same work lists the index's terms for prefix lookups (`search_terms`, which
-//! a store indexed by an older build lacks; [`crate::store::search`]), in batches of terms,
-//! on from where the last one stopped: until it is complete, searches use FTS5's own (slower)
-//! prefix queries, so results never depend on how far it got.
+//! The same work lists the index's terms for prefix lookups (`search_terms`, which a store
+//! indexed by an older build lacks; [`crate::store::search`]), in batches (of terms on SQLite,
+//! of rows on PostgreSQL), on from where the last one stopped: until it is complete, searches
+//! use the index's own (slower) prefix queries, so results never depend on how far it got.
 
 use std::time::Duration;
 
@@ -38,7 +38,8 @@ pub async fn run(
     }
 }
 
-/// Index terms listed per transaction (each reads those terms' entries in the index).
+/// Listed per transaction: index terms on SQLite (each reads that term's entries in the
+/// index), rows on PostgreSQL (each row's tsvector).
 pub const TERMS_BATCH: i64 = 2_000;
 
 /// The bridge's background rebuild: batches with a pause between them, so relay keeps most of

@@ -58,8 +58,7 @@ pub struct Store {
     log_locks: std::sync::Arc<[tokio::sync::Mutex<()>; LOG_LOCKS]>,
     /// Who may commit workers' results ([`lease`]).
     fence: lease::SharedFence,
-    /// SQLite: the search term list is complete, so prefixes are looked up as terms
-    /// ([`search`]).
+    /// The search term list is complete, so prefixes are looked up as terms ([`search`]).
     search_terms_ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 

@@ -12,12 +12,16 @@
 //! (its surface form and stems exactly, its surface form as a prefix), and all groups must
 //! match. What an operator may see is part of the query ([`Scope`]), never filtered afterwards.
 //!
-//! On SQLite a prefix is written as the terms it begins, read from a list of every indexed term
-//! (`search_terms`, filled by the same triggers): FTS5 answers `"pre"*` by merging the entries
-//! of every such term over all history before the first row comes out (tens to hundreds of
-//! milliseconds at a million messages), while a few plain terms are read newest first and stop
-//! at the page. A prefix that begins more than [`MAX_PREFIX_TERMS`] terms, or a store whose
-//! list is still being filled ([`Store::search_terms_backfill_batch`]), uses FTS5's prefix query.
+//! A prefix is written as the terms it begins, read from a list of every indexed term
+//! (`search_terms`, written in the same transaction as the row by a trigger: SQLite's beside
+//! the FTS5 ones, PostgreSQL's from the row's tsvector). Both indexes answer a prefix query
+//! (FTS5's `"pre"*`, a tsquery's `pre:*`) by merging the entries of every term it begins over
+//! all history before the first row comes out (tens to hundreds of milliseconds at a million
+//! messages), while a few plain terms are read newest first and stop at the page (FTS5), or
+//! skipped through from the rarest (GIN). A prefix that begins more than [`MAX_PREFIX_TERMS`]
+//! terms, or a store whose list is still being filled ([`Store::search_terms_backfill_batch`]),
+//! uses the index's own prefix query, so results never depend on how far the filling got.
+//! One rule writes both databases' queries ([`alternatives`]); only the syntax differs.
 
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Row};
 use switchboard_channel::{Content, Inbound, InboundEvent, Outbound, OutboundAction};
@@ -100,42 +104,44 @@ pub struct NewDoc {
 }
 
 /// Create the full-text index where it is missing (see the module doc), and fill it from the
-/// stored rows when it is new. On SQLite, also the term list ([`TERMS_READY`]) and the
-/// triggers keeping both in step with `search_docs`, and the index's merge settings. Returns
-/// whether the term list is complete (always true on PostgreSQL, which needs none).
+/// stored rows when it is new; then the term list ([`TERMS_READY`]) and the triggers keeping
+/// index and list in step with `search_docs`. Returns whether the term list is complete.
+///
+/// On PostgreSQL, which several instances may share, all of it runs in one transaction under
+/// an advisory lock, so instances starting together do not race on the same DDL.
 pub(super) async fn ensure_index(pool: &AnyPool, sqlite: bool) -> Result<bool, StoreError> {
-    if !sqlite {
-        // A stored tsvector: when the planner walks rows newest first and filters (a rare
-        // word), each row is a lookup, not a new to_tsvector of its terms.
-        pool.execute(
-            "ALTER TABLE search_docs ADD COLUMN IF NOT EXISTS tsv tsvector
-             GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, terms)) STORED",
+    let mut tx = pool.begin().await?;
+    if sqlite {
+        ensure_fts5(&mut tx).await?;
+    } else {
+        (&mut *tx)
+            .execute("SELECT pg_advisory_xact_lock(hashtext('switchboard search index'))")
+            .await?;
+        ensure_gin(&mut tx).await?;
+    }
+    (&mut *tx)
+        .execute(
+            "CREATE TABLE IF NOT EXISTS search_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         )
         .await?;
-        pool.execute("CREATE INDEX IF NOT EXISTS search_docs_fts ON search_docs USING GIN (tsv)")
-            .await?;
-        return Ok(true);
-    }
-    let mut tx = pool.begin().await?;
-    if !exists(&mut tx, "search_fts").await? {
-        // remove_diacritics 0: the analyzer folds what should be folded (ё), and й ≠ и.
-        (&mut *tx)
-            .execute(
-                "CREATE VIRTUAL TABLE search_fts USING fts5(terms, content='search_docs',
-                 content_rowid='id', tokenize='unicode61 remove_diacritics 0')",
-            )
-            .await?;
-        (&mut *tx)
-            .execute("INSERT INTO search_fts (search_fts) VALUES ('rebuild')")
-            .await?;
-    }
-    if !exists(&mut tx, "search_terms").await? {
-        for sql in [
-            "CREATE TABLE search_terms (term TEXT PRIMARY KEY) WITHOUT ROWID",
-            "CREATE TABLE IF NOT EXISTS search_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-            "CREATE VIRTUAL TABLE IF NOT EXISTS search_fts_vocab USING fts5vocab(search_fts, row)",
-        ] {
-            (&mut *tx).execute(sql).await?;
+    if !exists(&mut tx, sqlite, "search_terms").await? {
+        let create: &[&str] = if sqlite {
+            &[
+                "CREATE TABLE search_terms (term TEXT PRIMARY KEY) WITHOUT ROWID",
+                "CREATE VIRTUAL TABLE IF NOT EXISTS search_fts_vocab USING fts5vocab(search_fts, row)",
+            ]
+        } else {
+            // Not unique: two transactions listing the same new term would otherwise wait on
+            // each other (and, listing several in different orders, deadlock). A term listed
+            // twice by writers racing is read once (`DISTINCT` in the lookup). Byte order
+            // ("C"), so a prefix is a range of the index.
+            &[
+                "CREATE TABLE search_terms (term TEXT COLLATE \"C\" NOT NULL)",
+                "CREATE INDEX search_terms_term ON search_terms (term)",
+            ]
+        };
+        for sql in create {
+            (&mut *tx).execute(*sql).await?;
         }
         // A store with no rows yet has nothing to list; one with rows has them listed in the
         // background ([`Store::search_terms_backfill_batch`]).
@@ -149,10 +155,57 @@ pub(super) async fn ensure_index(pool: &AnyPool, sqlite: bool) -> Result<bool, S
                 .await?;
         }
     }
-    // The triggers are written anew at every start, so a store made by an older build gets
-    // this build's. Each new or changed row's terms go into the FTS5 index and into the term
-    // list. Terms are letters and digits only (the analyzer's `fold`), so joining them with
-    // `","` makes a JSON array; anything else (a row written by hand) lists nothing.
+    if sqlite {
+        sqlite_triggers(&mut tx).await?;
+    } else {
+        postgres_trigger(&mut tx).await?;
+    }
+    let ready: Option<String> = sqlx::query_scalar("SELECT value FROM search_state WHERE key = $1")
+        .bind(TERMS_READY)
+        .fetch_optional(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(ready.is_some())
+}
+
+/// SQLite: the FTS5 table, filled from the rows when it is new.
+async fn ensure_fts5(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    if !exists(&mut *conn, true, "search_fts").await? {
+        // remove_diacritics 0: the analyzer folds what should be folded (ё), and й ≠ и.
+        (&mut *conn)
+            .execute(
+                "CREATE VIRTUAL TABLE search_fts USING fts5(terms, content='search_docs',
+                 content_rowid='id', tokenize='unicode61 remove_diacritics 0')",
+            )
+            .await?;
+        (&mut *conn)
+            .execute("INSERT INTO search_fts (search_fts) VALUES ('rebuild')")
+            .await?;
+    }
+    Ok(())
+}
+
+/// PostgreSQL: the stored tsvector and its GIN index. A stored tsvector: when the planner
+/// walks rows newest first and filters (a rare word), each row is a lookup, not a new
+/// to_tsvector of its terms.
+async fn ensure_gin(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    (&mut *conn)
+        .execute(
+            "ALTER TABLE search_docs ADD COLUMN IF NOT EXISTS tsv tsvector
+             GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, terms)) STORED",
+        )
+        .await?;
+    (&mut *conn)
+        .execute("CREATE INDEX IF NOT EXISTS search_docs_fts ON search_docs USING GIN (tsv)")
+        .await?;
+    Ok(())
+}
+
+/// SQLite: the triggers, written anew at every start, so a store made by an older build gets
+/// this build's. Each new or changed row's terms go into the FTS5 index and into the term
+/// list. Terms are letters and digits only (the analyzer's `fold`), so joining them with
+/// `","` makes a JSON array; anything else (a row written by hand) lists nothing.
+async fn sqlite_triggers(conn: &mut AnyConnection) -> Result<(), StoreError> {
     let list_terms = "INSERT OR IGNORE INTO search_terms (term)
            SELECT value FROM json_each(CASE WHEN json_valid('[\"' || replace(new.terms, ' ', '\",\"') || '\"]')
              THEN '[\"' || replace(new.terms, ' ', '\",\"') || '\"]' ELSE '[]' END)
@@ -183,24 +236,46 @@ pub(super) async fn ensure_index(pool: &AnyPool, sqlite: bool) -> Result<bool, S
         // than 4 (the default) rewrites each entry about half as often (README, "Search").
         format!("INSERT INTO search_fts (search_fts, rank) VALUES ('automerge', {AUTOMERGE})"),
     ] {
-        (&mut *tx).execute(sqlx::AssertSqlSafe(sql)).await?;
+        (&mut *conn).execute(sqlx::AssertSqlSafe(sql)).await?;
     }
-    let ready: Option<String> = sqlx::query_scalar("SELECT value FROM search_state WHERE key = $1")
-        .bind(TERMS_READY)
-        .fetch_optional(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(ready.is_some())
+    Ok(())
 }
 
-/// Whether the SQLite store has a table, view or trigger of that name.
-async fn exists(conn: &mut AnyConnection, name: &str) -> Result<bool, StoreError> {
-    let found: Option<String> =
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(found.is_some())
+/// PostgreSQL: the trigger listing each new or changed row's terms, written anew at every
+/// start like SQLite's. It lists the row's tsvector lexemes, the very terms the GIN index
+/// holds for it; a term already listed is skipped without waiting on anyone (see the table's
+/// note in [`ensure_index`]). Being in the database, it lists what every writer writes, an
+/// instance of an older build included.
+async fn postgres_trigger(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    for sql in [
+        "CREATE OR REPLACE FUNCTION search_docs_list_terms() RETURNS trigger
+           LANGUAGE plpgsql AS $$
+         BEGIN
+           INSERT INTO search_terms (term)
+             SELECT t FROM unnest(tsvector_to_array(NEW.tsv)) AS t
+             WHERE NOT EXISTS (SELECT 1 FROM search_terms s WHERE s.term = t);
+           RETURN NULL;
+         END $$",
+        "CREATE OR REPLACE TRIGGER search_docs_terms AFTER INSERT OR UPDATE OF terms
+           ON search_docs FOR EACH ROW EXECUTE FUNCTION search_docs_list_terms()",
+    ] {
+        (&mut *conn).execute(sql).await?;
+    }
+    Ok(())
+}
+
+/// Whether the store has a table (SQLite: also a view or trigger) of that name.
+async fn exists(conn: &mut AnyConnection, sqlite: bool, name: &str) -> Result<bool, StoreError> {
+    let sql = if sqlite {
+        "SELECT name FROM sqlite_master WHERE name = $1"
+    } else {
+        "SELECT CAST(to_regclass($1) AS TEXT)"
+    };
+    let found: Option<Option<String>> = sqlx::query_scalar(sql)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(found.flatten().is_some())
 }
 
 /// FTS5's `automerge` on SQLite (see [`ensure_index`]).
@@ -208,12 +283,14 @@ const AUTOMERGE: i64 = 8;
 
 /// The `search_state` key saying the term list holds every indexed term.
 const TERMS_READY: &str = "terms_ready";
-/// The `search_state` key holding the last term the background listing reached.
+/// The `search_state` key holding where the background listing got to (SQLite: the last term
+/// listed; PostgreSQL: the last row's id).
 const TERMS_AFTER: &str = "terms_after";
 
 /// A query word's prefix is looked up as the terms it begins (from the term list) when there
-/// are at most this many: FTS5 answers a prefix by merging every such term's entries for the
-/// whole history before it yields a row, and a few plain terms by reading only the newest.
+/// are at most this many: FTS5 and GIN answer a prefix by merging every such term's entries
+/// for the whole history before they yield a row, and a few plain terms by reading only what
+/// the page needs.
 const MAX_PREFIX_TERMS: i64 = 64;
 
 pub(super) async fn insert_doc(conn: &mut AnyConnection, doc: &NewDoc) -> Result<(), StoreError> {
@@ -421,6 +498,7 @@ pub struct Hit {
     pub body: String,
 }
 
+#[derive(Clone)]
 enum Arg {
     Text(String),
     Int(i64),
@@ -431,54 +509,123 @@ fn arg(args: &mut Vec<Arg>, a: Arg) -> String {
     format!("${}", args.len())
 }
 
-/// The FTS5 MATCH expression: `("a" OR "b" OR "c"*) AND (…)`. A word's prefix is written
-/// as the terms it begins when `begun` lists them (`Some`, one entry per word), else as an
-/// FTS5 prefix query.
+/// A query word's alternatives, the one rule both databases' queries are written from: the
+/// terms to match exactly (its surface form and stems, and the terms its prefix begins when
+/// `begun` lists them), and the prefix left to the index's own prefix query when it does not
+/// (`None` in `begun`: too many terms, or a term list still being filled).
+fn alternatives<'a>(
+    w: &'a QueryWord,
+    begun: Option<&'a Option<Vec<String>>>,
+) -> (Vec<&'a str>, Option<&'a str>) {
+    let mut terms: Vec<&str> = w.exact.iter().map(String::as_str).collect();
+    match (&w.prefix, begun) {
+        (Some(_), Some(Some(list))) => {
+            for t in list {
+                if !terms.contains(&t.as_str()) {
+                    terms.push(t);
+                }
+            }
+            (terms, None)
+        }
+        (Some(p), _) => (terms, Some(p.as_str())),
+        (None, _) => (terms, None),
+    }
+}
+
+/// The FTS5 MATCH expression: `("a" OR "b" OR "c"*) AND (…)` (see [`alternatives`]).
 fn fts5_match(words: &[QueryWord], begun: &[Option<Vec<String>>]) -> String {
     words
         .iter()
         .enumerate()
         .map(|(i, w)| {
-            let mut terms: Vec<&str> = w.exact.iter().map(String::as_str).collect();
-            let mut alts: Vec<String> = Vec::new();
-            match (&w.prefix, begun.get(i)) {
-                (Some(_), Some(Some(list))) => {
-                    for t in list {
-                        if !terms.contains(&t.as_str()) {
-                            terms.push(t);
-                        }
-                    }
-                }
-                (Some(p), _) => alts.push(format!("\"{p}\"*")),
-                (None, _) => {}
-            }
+            let (terms, prefix) = alternatives(w, begun.get(i));
             let mut all: Vec<String> = terms.iter().map(|t| format!("\"{t}\"")).collect();
-            all.extend(alts);
+            all.extend(prefix.map(|p| format!("\"{p}\"*")));
             format!("({})", all.join(" OR "))
         })
         .collect::<Vec<_>>()
         .join(" AND ")
 }
 
-/// The tsquery: `(a | b | c:*) & (…)`.
-fn tsquery(words: &[QueryWord]) -> String {
+/// The tsquery: `('a' | 'b' | 'c':*) & (…)` (see [`alternatives`]). Each term is quoted, so a
+/// listed term is read as a term whatever it holds.
+fn tsquery(words: &[QueryWord], begun: &[Option<Vec<String>>]) -> String {
+    let quote = |t: &str| format!("'{}'", t.replace('\\', "\\\\").replace('\'', "''"));
     words
         .iter()
-        .map(|w| {
-            let mut alts: Vec<String> = w.exact.clone();
-            if let Some(p) = &w.prefix {
-                alts.push(format!("{p}:*"));
-            }
-            format!("({})", alts.join(" | "))
+        .enumerate()
+        .map(|(i, w)| {
+            let (terms, prefix) = alternatives(w, begun.get(i));
+            let mut all: Vec<String> = terms.iter().map(|t| quote(t)).collect();
+            all.extend(prefix.map(|p| format!("{}:*", quote(p))));
+            format!("({})", all.join(" | "))
         })
         .collect::<Vec<_>>()
         .join(" & ")
+}
+
+/// SQLite backfill: up to `limit` terms of FTS5's vocabulary after `after`, into the list.
+/// Returns how many and the last.
+async fn list_vocabulary(
+    conn: &mut AnyConnection,
+    after: Option<String>,
+    limit: i64,
+) -> Result<(i64, Option<String>), StoreError> {
+    let terms: Vec<String> = sqlx::query_scalar(
+        "SELECT term FROM search_fts_vocab WHERE term > $1 ORDER BY term LIMIT $2",
+    )
+    .bind(after.unwrap_or_default())
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    if !terms.is_empty() {
+        let list = serde_json::to_string(&terms).unwrap_or_else(|_| "[]".into());
+        sqlx::query("INSERT OR IGNORE INTO search_terms (term) SELECT value FROM json_each($1)")
+            .bind(list)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok((terms.len() as i64, terms.last().cloned()))
+}
+
+/// PostgreSQL backfill: the lexemes of up to `limit` rows after the row `after` (an id), into
+/// the list. Returns how many rows and the last one's id.
+async fn list_rows(
+    conn: &mut AnyConnection,
+    after: Option<String>,
+    limit: i64,
+) -> Result<(i64, Option<String>), StoreError> {
+    let after: i64 = after.and_then(|a| a.parse().ok()).unwrap_or(i64::MIN);
+    let row = sqlx::query(
+        "WITH batch AS (
+           SELECT id, tsv FROM search_docs WHERE id > $1 ORDER BY id LIMIT $2
+         ), listed AS (
+           INSERT INTO search_terms (term)
+           SELECT DISTINCT t FROM batch, unnest(tsvector_to_array(batch.tsv)) AS t
+           WHERE NOT EXISTS (SELECT 1 FROM search_terms s WHERE s.term = t)
+         )
+         SELECT COUNT(*) AS n, MAX(id) AS last FROM batch",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_one(&mut *conn)
+    .await?;
+    let n: i64 = row.try_get("n")?;
+    let last: Option<i64> = row.try_get("last")?;
+    Ok((n, last.map(|l| l.to_string())))
 }
 
 /// How many of the newest visible matches `sort:best` ranks: enough that an operator's query
 /// finds the best of months of conversations, few enough that a word in every third message
 /// is ranked in tens of milliseconds (README, "Search": figures).
 pub const BEST_CANDIDATES: i64 = 5_000;
+
+/// PostgreSQL: how many of the newest rows a newest-first search with words reads before it
+/// judges how rare its words are (see [`Store::search`]).
+const WINDOW: i64 = 5_000;
+
+/// PostgreSQL: what reading a match through the GIN index costs, in rows walked newest first.
+const INDEX_READ_COST: f64 = 10.0;
 
 impl Store {
     /// Rows matching `query` that `scope` may see, best or newest first, `limit` of them
@@ -497,7 +644,7 @@ impl Store {
         let (from, newest, score) = if !has_words {
             ("search_docs d".to_string(), "d.id DESC", None)
         } else if self.sqlite {
-            let begun = self.prefix_terms(&query.words).await?;
+            let begun = self.search_prefix_terms(&query.words).await?;
             let m = arg(&mut args, Arg::Text(fts5_match(&query.words, &begun)));
             conds.push(format!("search_fts MATCH {m}"));
             (
@@ -506,7 +653,8 @@ impl Store {
                 Some("search_fts.rank".to_string()),
             )
         } else {
-            let q = arg(&mut args, Arg::Text(tsquery(&query.words)));
+            let begun = self.search_prefix_terms(&query.words).await?;
+            let q = arg(&mut args, Arg::Text(tsquery(&query.words, &begun)));
             conds.push(format!("d.tsv @@ to_tsquery('simple'::regconfig, {q})"));
             (
                 "search_docs d".to_string(),
@@ -574,17 +722,21 @@ impl Store {
              LEFT JOIN contacts ct ON ct.channel = c.channel AND ct.contact_id = c.contact_id
              LEFT JOIN message_map m ON m.conversation_id = d.conversation_id
                   AND m.remote_id = d.remote_id AND m.part = d.part";
+        // The newest-first query, with `{from}` and `{newest}` left to fill.
+        let plain_sql = format!(
+            "SELECT {columns}
+             FROM {{from}}
+             JOIN conversations c ON c.id = d.conversation_id
+             LEFT JOIN routing r ON r.conversation_id = d.conversation_id
+             LEFT JOIN contacts ct ON ct.channel = c.channel AND ct.contact_id = c.contact_id
+             LEFT JOIN message_map m ON m.conversation_id = d.conversation_id
+                  AND m.remote_id = d.remote_id AND m.part = d.part
+             {where_} ORDER BY {{newest}} LIMIT {lim} OFFSET {off}"
+        );
         let sql = match &score {
-            None => format!(
-                "SELECT {columns}
-                 FROM {from}
-                 JOIN conversations c ON c.id = d.conversation_id
-                 LEFT JOIN routing r ON r.conversation_id = d.conversation_id
-                 LEFT JOIN contacts ct ON ct.channel = c.channel AND ct.contact_id = c.contact_id
-                 LEFT JOIN message_map m ON m.conversation_id = d.conversation_id
-                      AND m.remote_id = d.remote_id AND m.part = d.part
-                 {where_} ORDER BY {newest} LIMIT {lim} OFFSET {off}"
-            ),
+            None => plain_sql
+                .replace("{from}", &from)
+                .replace("{newest}", newest),
             // Best first: rank the newest matches the asker may see (ranking every match of a
             // common word costs a scan of all of them), page through that ranking, and only
             // then read what the page's rows show (a customer's name, the Matrix event): the
@@ -622,15 +774,58 @@ impl Store {
                 },
             ),
         };
-        // Every value is bound; the text holds only this function's own fragments.
-        let mut q = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
-        for a in args {
-            q = match a {
-                Arg::Text(s) => q.bind(s),
-                Arg::Int(i) => q.bind(i),
-            };
-        }
-        let rows = q.fetch_all(self.pool()).await?;
+        // PostgreSQL, newest first with words: its planner cannot tell a rare term from one in
+        // 0.5% of rows (a lexeme below its statistics' most common ones is estimated at that),
+        // so for a rare word it walks all history newest first, filtering every row (400 ms
+        // at a million rows), where the GIN index would find the few rows at once. So first
+        // the newest WINDOW rows only: a page found there is the answer. Else the density
+        // seen there decides: few matches in all (10 · d² · rows < what the page needs) are read
+        // through the index and sorted; more, newest first as the planner would.
+        let rows = if !self.sqlite && has_words && score.is_none() {
+            let window = format!("(SELECT * FROM search_docs ORDER BY id DESC LIMIT {WINDOW}) d");
+            let recent = self
+                .fetch_search(
+                    plain_sql
+                        .replace("{from}", &window)
+                        .replace("{newest}", "d.id DESC"),
+                    args.clone(),
+                )
+                .await?;
+            if recent.len() as i64 >= limit {
+                recent
+            } else {
+                let rows_in_all: f64 = sqlx::query_scalar(
+                    "SELECT CAST(reltuples AS DOUBLE PRECISION) FROM pg_class
+                     WHERE oid = CAST(to_regclass('search_docs') AS OID)",
+                )
+                .fetch_optional(self.pool())
+                .await?
+                .unwrap_or(0.0);
+                // Matches in the window, counted past the page's offset.
+                let seen = if recent.is_empty() {
+                    0
+                } else {
+                    offset + recent.len() as i64
+                };
+                let density = seen as f64 / WINDOW as f64;
+                // A match read through the index (a random heap read, then the sort) costs
+                // about ten rows walked newest first (bench/search.rs at 200,000 messages).
+                let few = INDEX_READ_COST * density * density * rows_in_all.max(WINDOW as f64)
+                    < (offset + limit) as f64;
+                // `d.id + 0`: an order no index gives, so the planner reads the matches
+                // through the GIN index and sorts them.
+                let order = if few { "d.id + 0 DESC" } else { "d.id DESC" };
+                self.fetch_search(
+                    plain_sql
+                        .replace("{from}", "search_docs d")
+                        .replace("{newest}", order),
+                    args,
+                )
+                .await?
+            }
+        } else {
+            self.fetch_search(sql, args).await?
+        };
         rows.iter()
             .map(|r| {
                 Ok(Hit {
@@ -651,43 +846,75 @@ impl Store {
             .collect()
     }
 
-    /// SQLite: for each query word, the indexed terms its prefix begins, when the term list
-    /// is complete and they are few enough ([`MAX_PREFIX_TERMS`]); else `None` (FTS5's own
+    /// Run a search's query with its arguments (every value bound; the text holds only
+    /// [`Store::search`]'s own fragments).
+    async fn fetch_search(
+        &self,
+        sql: String,
+        args: Vec<Arg>,
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        let mut q = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            q = match a {
+                Arg::Text(s) => q.bind(s),
+                Arg::Int(i) => q.bind(i),
+            };
+        }
+        q.fetch_all(self.pool()).await
+    }
+
+    /// Whether the term list holds every indexed term, so prefixes are looked up in it. An
+    /// instance that does not fill the list itself (a follower) learns it from the store when
+    /// it next asks ([`Store::search_prefix_terms`]).
+    pub fn search_terms_complete(&self) -> bool {
+        self.search_terms_ready
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// For each query word, the indexed terms its prefix begins, when the term list is
+    /// complete and they are few enough ([`MAX_PREFIX_TERMS`]); else `None` (the index's own
     /// prefix query). A term the list holds but no row does any more matches nothing.
-    async fn prefix_terms(
+    pub async fn search_prefix_terms(
         &self,
         words: &[QueryWord],
     ) -> Result<Vec<Option<Vec<String>>>, StoreError> {
-        let ready = self
-            .search_terms_ready
-            .load(std::sync::atomic::Ordering::Acquire);
+        let mut out: Vec<Option<Vec<String>>> = vec![None; words.len()];
+        if !words.iter().any(|w| w.prefix.is_some()) {
+            return Ok(out);
+        }
+        if !self.search_terms_complete() {
+            // Completed since (by the leader, or before a restart): from now on, use it.
+            let ready: Option<String> =
+                sqlx::query_scalar("SELECT value FROM search_state WHERE key = $1")
+                    .bind(TERMS_READY)
+                    .fetch_optional(self.pool())
+                    .await?;
+            if ready.is_none() {
+                return Ok(out);
+            }
+            self.search_terms_ready
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         // One query for every word: each word's terms, up to one more than a match lists.
         let mut parts = Vec::new();
         let mut args: Vec<String> = Vec::new();
         for (i, w) in words.iter().enumerate() {
-            let Some(p) = w.prefix.as_ref().filter(|_| ready) else {
+            let Some(p) = w.prefix.as_ref() else {
                 continue;
             };
+            out[i] = Some(Vec::new());
             // Every term that begins with p sorts from p up to p followed by the highest
-            // code point (which no term holds: terms are letters and digits).
+            // code point (which no term holds: terms are letters and digits), in byte order
+            // as both lists compare.
             args.push(p.clone());
             args.push(format!("{p}\u{10FFFF}"));
             parts.push(format!(
-                "SELECT {i} AS word, term FROM (SELECT term FROM search_terms
-                   WHERE term >= ${} AND term < ${} ORDER BY term LIMIT {})",
+                "SELECT CAST({i} AS BIGINT) AS word, term FROM (SELECT DISTINCT term FROM search_terms
+                   WHERE term >= ${} AND term < ${} ORDER BY term LIMIT {}) begun",
                 args.len() - 1,
                 args.len(),
                 MAX_PREFIX_TERMS + 1
             ));
-        }
-        let mut out: Vec<Option<Vec<String>>> = vec![None; words.len()];
-        if parts.is_empty() {
-            return Ok(out);
-        }
-        for (i, w) in words.iter().enumerate() {
-            if w.prefix.is_some() {
-                out[i] = Some(Vec::new());
-            }
         }
         let sql = parts.join(" UNION ALL ");
         let mut q = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
@@ -711,15 +938,14 @@ impl Store {
         Ok(out)
     }
 
-    /// SQLite: list the terms of up to `limit` index entries in the term list, on from where
-    /// the last batch stopped, in one transaction (a store indexed before the list existed).
-    /// Returns how many; 0 when the list is complete (from then on searches use it).
+    /// List the terms of a store indexed before the term list existed, a batch at a time, on
+    /// from where the last batch stopped (saved in `search_state` in the batch's own
+    /// transaction, so a restart goes on from there). A batch is up to `limit` index entries
+    /// in term order on SQLite (FTS5's vocabulary), up to `limit` rows in id order on
+    /// PostgreSQL (their tsvectors; rows written meanwhile are listed by the trigger). Returns
+    /// how many; 0 when the list is complete (from then on searches use it).
     pub async fn search_terms_backfill_batch(&self, limit: i64) -> Result<u64, StoreError> {
-        if !self.sqlite
-            || self
-                .search_terms_ready
-                .load(std::sync::atomic::Ordering::Acquire)
-        {
+        if self.search_terms_complete() {
             return Ok(0);
         }
         let mut tx = self.pool().begin().await?;
@@ -728,25 +954,14 @@ impl Store {
                 .bind(TERMS_AFTER)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let terms: Vec<String> = sqlx::query_scalar(
-            "SELECT term FROM search_fts_vocab WHERE term > $1 ORDER BY term LIMIT $2",
-        )
-        .bind(after.unwrap_or_default())
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-        if !terms.is_empty() {
-            let list = serde_json::to_string(&terms).unwrap_or_else(|_| "[]".into());
-            sqlx::query(
-                "INSERT OR IGNORE INTO search_terms (term) SELECT value FROM json_each($1)",
-            )
-            .bind(list)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let done = (terms.len() as i64) < limit;
-        let (key, value) = match terms.last() {
-            Some(last) if !done => (TERMS_AFTER, last.clone()),
+        let (listed, last) = if self.sqlite {
+            list_vocabulary(&mut tx, after, limit).await?
+        } else {
+            list_rows(&mut tx, after, limit).await?
+        };
+        let done = listed < limit;
+        let (key, value) = match last {
+            Some(last) if !done => (TERMS_AFTER, last),
             _ => (TERMS_READY, "1".to_string()),
         };
         sqlx::query(
@@ -762,7 +977,7 @@ impl Store {
             self.search_terms_ready
                 .store(true, std::sync::atomic::Ordering::Release);
         }
-        Ok(terms.len().max(1) as u64)
+        Ok(listed.max(1) as u64)
     }
 
     /// Index a private note (its event is the note's only other record, and is pruned with
@@ -1145,156 +1360,25 @@ mod tests {
         while store.search_reindex_batch(2).await.unwrap() > 0 {}
         assert_eq!(bodies(&store, &q("счёт")).await.len(), 5);
     }
-    async fn listed_terms(store: &Store) -> Vec<String> {
-        sqlx::query_scalar("SELECT term FROM search_terms ORDER BY term")
-            .fetch_all(store.pool())
-            .await
-            .unwrap()
-    }
 
-    fn ready(store: &Store) -> bool {
-        store
-            .search_terms_ready
-            .load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Partial words are looked up as the terms they begin, from a term list every write
-    /// (and every edit) adds to in its own transaction: a word indexed a moment ago is found
-    /// by its start at once, and a start shared by too many terms still finds them all.
-    #[tokio::test]
-    async fn partial_words_find_what_every_write_listed() {
-        let (_dir, _, store) = crate::store::temp_store(2).await;
-        assert!(ready(&store), "a new store's term list is complete");
-        store
-            .inbox_insert(
-                "web",
-                "@g:hs",
-                &inbound("m1", "Pembayaran diterima", vec![]),
-            )
-            .await
-            .unwrap();
-        let terms = listed_terms(&store).await;
-        for t in ["pembayaran", "bayar", "diterima", "terima"] {
-            assert!(terms.iter().any(|x| x == t), "{t} not in {terms:?}");
-        }
-        assert_eq!(bodies(&store, &q("pembay")).await, ["Pembayaran diterima"]);
-        assert_eq!(
-            bodies(&store, &q("diteri pemb")).await,
-            ["Pembayaran diterima"]
-        );
-        // The match is written with the listed terms, not as an FTS5 prefix query.
-        let begun = store.prefix_terms(&q("pembay").words).await.unwrap();
-        assert_eq!(begun, [Some(vec!["pembayaran".to_string()])]);
-        let m = fts5_match(&q("pembay").words, &begun);
+    /// Both queries are written from one rule: a prefix the term list gives terms for is
+    /// matched as those terms, never as the index's prefix query; one it gives none for (too
+    /// many, or a list still being filled) as the index's prefix query. (The store-level
+    /// behaviour, on both databases: `tests/search.rs`.)
+    #[test]
+    fn listed_prefixes_are_written_as_terms_on_both_databases() {
+        let words = q("pembay 12").words;
+        assert_eq!(words[1].prefix, None, "too short to be a prefix");
+        let listed = [Some(vec!["pembayaran".to_string()]), None];
+        let m = fts5_match(&words, &listed);
         assert!(m.contains("\"pembayaran\"") && !m.contains('*'), "{m}");
-
-        let mut edit = inbound("m1-edit", "", vec![]);
-        edit.event = InboundEvent::Edit {
-            remote_id: "m1".into(),
-            content: Content {
-                text: "Pengiriman besok".into(),
-                ..Default::default()
-            },
-        };
-        store.inbox_insert("web", "@g:hs", &edit).await.unwrap();
-        assert_eq!(bodies(&store, &q("pengir")).await, ["Pengiriman besok"]);
-        assert!(bodies(&store, &q("pembay")).await.is_empty());
-
-        // More terms begin with "123" than a match lists: FTS5's prefix query finds them.
-        let numbers: Vec<String> = (0..=MAX_PREFIX_TERMS)
-            .map(|i| format!("nomor 123{i:03}"))
-            .collect();
-        for (i, text) in numbers.iter().enumerate() {
-            store
-                .inbox_insert("web", "@g:hs", &inbound(&format!("n{i}"), text, vec![]))
-                .await
-                .unwrap();
-        }
-        assert_eq!(store.prefix_terms(&q("123").words).await.unwrap(), [None]);
-        let mut found = store
-            .search(&q("123"), &Scope::All, 0, 500)
-            .await
-            .unwrap()
-            .len();
-        assert_eq!(found, numbers.len());
-        found = bodies(&store, &q("12306")).await.len();
-        assert_eq!(found, 5, "123060 to 123064");
-    }
-
-    /// A store indexed before the term list existed: searches by partial words work at once
-    /// (with FTS5's prefix queries), the list is filled in batches that resume where the last
-    /// one stopped (across a restart too), and only then are prefixes looked up in it.
-    #[tokio::test]
-    async fn the_term_list_of_an_older_store_is_filled_in_resumable_batches() {
-        let (_dir, url, store) = crate::store::temp_store(2).await;
-        let texts = [
-            "Надішліть рахунок",
-            "Пришлите счёт",
-            "invoice paid",
-            "pembayaran sudah diterima",
-        ];
-        for (i, text) in texts.iter().enumerate() {
-            store
-                .inbox_insert("web", "@g:hs", &inbound(&format!("m{i}"), text, vec![]))
-                .await
-                .unwrap();
-        }
-        let all_terms = listed_terms(&store).await;
-        // As an older build left it: no list, no record of one.
-        for sql in [
-            "DROP TABLE search_terms",
-            "DROP TABLE search_state",
-            "DROP TABLE search_fts_vocab",
-        ] {
-            sqlx::query(sql).execute(store.pool()).await.unwrap();
-        }
-        store.pool().close().await;
-        let store = Store::connect(&url, 2).await.unwrap();
-        assert!(!ready(&store));
-        assert!(listed_terms(&store).await.is_empty());
-        assert_eq!(store.prefix_terms(&q("рахун").words).await.unwrap(), [None]);
-        assert_eq!(bodies(&store, &q("рахун")).await, ["Надішліть рахунок"]);
-        // Written meanwhile: listed by its own write.
-        store
-            .inbox_insert("web", "@g:hs", &inbound("m9", "Kiriman besok", vec![]))
-            .await
-            .unwrap();
-        assert!(listed_terms(&store).await.contains(&"kiriman".to_string()));
-
-        assert_eq!(store.search_terms_backfill_batch(3).await.unwrap(), 3);
-        assert!(!ready(&store));
-        let after: String = sqlx::query_scalar("SELECT value FROM search_state WHERE key = $1")
-            .bind(TERMS_AFTER)
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
-        // A restart in between: the next batch goes on after the last term listed.
-        store.pool().close().await;
-        let store = Store::connect(&url, 2).await.unwrap();
-        assert!(!ready(&store));
-        assert_eq!(store.search_terms_backfill_batch(3).await.unwrap(), 3);
-        let after_second: String =
-            sqlx::query_scalar("SELECT value FROM search_state WHERE key = $1")
-                .bind(TERMS_AFTER)
-                .fetch_one(store.pool())
-                .await
-                .unwrap();
-        assert!(
-            after_second > after && !after.is_empty(),
-            "went on after {after:?}, to {after_second:?}"
-        );
-        while store.search_terms_backfill_batch(3).await.unwrap() > 0 {}
-        assert!(ready(&store));
-        let listed = listed_terms(&store).await;
-        for t in &all_terms {
-            assert!(listed.contains(t), "{t} not listed: {listed:?}");
-        }
-        assert_eq!(bodies(&store, &q("рахун")).await, ["Надішліть рахунок"]);
-        assert!(store.prefix_terms(&q("рахун").words).await.unwrap()[0].is_some());
-        // And it stays complete after a restart.
-        store.pool().close().await;
-        let store = Store::connect(&url, 2).await.unwrap();
-        assert!(ready(&store));
-        assert_eq!(store.search_terms_backfill_batch(3).await.unwrap(), 0);
+        let t = tsquery(&words, &listed);
+        assert!(t.contains("'pembayaran'") && !t.contains(":*"), "{t}");
+        let unlisted = [None, None];
+        assert!(fts5_match(&words, &unlisted).contains("\"pembay\"*"));
+        assert!(tsquery(&words, &unlisted).contains("'pembay':*"));
+        // A term holding what tsquery syntax reads stays one quoted term.
+        let odd = [Some(vec!["o'k\\".to_string()]), None];
+        assert!(tsquery(&words, &odd).contains("'o''k\\\\'"));
     }
 }
