@@ -6,6 +6,8 @@
 //! would otherwise write twice lives here:
 //!
 //! * [`lifecycle`]: a channel switched off, starting or running, and what a send gets in each;
+//!   [`channel_struct!`] declares a channel's type (its configuration and what it holds while
+//!   running) with its constructor;
 //! * [`config`]: checking a channel's configuration section, with one kind of message;
 //! * [`checks`]: a channel's checks of itself against its network (`Channel::check`), and how
 //!   a failure that is not the network's own words becomes a check that names its fix;

@@ -6,8 +6,8 @@
 //! * a send that comes before the channel started is retried (it is starting);
 //! * a channel started twice is a bug in the caller, reported as such.
 //!
-//! A channel keeps what it needs while running in a [`Running`], and opens `start` with
-//! [`should_start`].
+//! A channel keeps what it needs while running in a [`Running`] (its type declared with
+//! [`channel_struct!`](crate::channel_struct)), and opens `start` with [`should_start`].
 //!
 //! Several instances of the bridge may serve one store; each takes webhooks, but what must run
 //! once — a long poll, an IMAP IDLE session, a gateway connection — runs on the leader only:
@@ -114,6 +114,53 @@ impl<S> Running<S> {
     }
 }
 
+/// Declares a channel's type: its configuration section and a [`Running`] for what it holds
+/// while running, with `new(config)` (not started; switched off when the configuration says
+/// so) and `config()`. `label` names the channel in messages to operators ([`Running::new`]).
+/// The configuration type needs a `pub enabled: bool`.
+///
+/// ```
+/// # struct SmsConfig { enabled: bool }
+/// # struct Shared;
+/// switchboard_kit::channel_struct! {
+///     /// The SMS channel.
+///     pub struct Sms { config: SmsConfig, running: Shared, label: "SMS" }
+/// }
+/// assert!(Sms::new(SmsConfig { enabled: false }).config().enabled == false);
+/// ```
+#[macro_export]
+macro_rules! channel_struct {
+    (
+        $(#[$attr:meta])*
+        $vis:vis struct $name:ident {
+            config: $config:ty,
+            running: $state:ty,
+            label: $label:expr $(,)?
+        }
+    ) => {
+        $(#[$attr])*
+        $vis struct $name {
+            config: $config,
+            running: $crate::lifecycle::Running<$state>,
+        }
+
+        impl $name {
+            /// The channel, not started yet.
+            pub fn new(config: $config) -> Self {
+                Self {
+                    running: $crate::lifecycle::Running::new($label, config.enabled),
+                    config,
+                }
+            }
+
+            /// The configuration this channel runs with.
+            pub fn config(&self) -> &$config {
+                &self.config
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +184,39 @@ mod tests {
             starting.set(8),
             Err(ChannelError::Other(m)) if m == "the SMS channel was started twice"
         ));
+    }
+
+    /// A type declared with `channel_struct!` keeps its configuration and is switched off,
+    /// or starting, as the configuration says, under its label.
+    #[test]
+    fn a_declared_channel_holds_its_config_and_running_state() {
+        struct Config {
+            enabled: bool,
+            token: &'static str,
+        }
+        crate::channel_struct! {
+            /// A channel for the test.
+            struct Test { config: Config, running: u8, label: "Test" }
+        }
+        let off = Test::new(Config {
+            enabled: false,
+            token: "t",
+        });
+        assert_eq!(off.config().token, "t");
+        assert!(matches!(
+            off.running.for_send(),
+            Err(SendError::Permanent { reason }) if reason == "the Test channel is disabled"
+        ));
+        let on = Test::new(Config {
+            enabled: true,
+            token: "t",
+        });
+        assert!(matches!(
+            on.running.for_send(),
+            Err(SendError::Retryable { .. })
+        ));
+        on.running.set(3).unwrap();
+        assert_eq!(on.running.for_send().ok(), Some(&3));
     }
 
     /// Work runs while leading, is stopped when leadership goes and started afresh when it

@@ -35,7 +35,7 @@ use switchboard_channel::{
     Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound,
     SendError,
 };
-use switchboard_kit::lifecycle::{should_start, Running};
+use switchboard_kit::lifecycle::should_start;
 
 mod catchup;
 pub mod config;
@@ -209,22 +209,12 @@ pub fn bot_id_from_token(token: &str) -> Option<String> {
     (!id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit())).then_some(id)
 }
 
-/// The Discord channel.
-pub struct Discord {
-    config: DiscordConfig,
-    running: Running<outbound::Outgoing>,
-}
-
-impl Discord {
-    pub fn new(config: DiscordConfig) -> Self {
-        Self {
-            running: Running::new("Discord", config.enabled),
-            config,
-        }
-    }
-
-    pub fn config(&self) -> &DiscordConfig {
-        &self.config
+switchboard_kit::channel_struct! {
+    /// The Discord channel.
+    pub struct Discord {
+        config: DiscordConfig,
+        running: outbound::Outgoing,
+        label: "Discord",
     }
 }
 

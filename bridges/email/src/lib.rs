@@ -54,22 +54,12 @@ struct Running {
     smtp: outbound::Transport,
 }
 
-/// The email channel.
-pub struct Email {
-    config: EmailConfig,
-    running: lifecycle::Running<Running>,
-}
-
-impl Email {
-    pub fn new(config: EmailConfig) -> Self {
-        Self {
-            running: lifecycle::Running::new("email", config.enabled),
-            config,
-        }
-    }
-
-    pub fn config(&self) -> &EmailConfig {
-        &self.config
+switchboard_kit::channel_struct! {
+    /// The email channel.
+    pub struct Email {
+        config: EmailConfig,
+        running: Running,
+        label: "email",
     }
 }
 

@@ -31,7 +31,7 @@ use switchboard_channel::{
     Attachment, Capabilities, Channel, ChannelError, ContactProfile, Content, ConversationKey,
     Delivery, Host, HostError, Inbound, InboundEvent, Outbound, SendError,
 };
-use switchboard_kit::lifecycle::{should_start, Running};
+use switchboard_kit::lifecycle::should_start;
 
 pub mod client;
 pub mod config;
@@ -292,22 +292,12 @@ pub(crate) async fn realize_status(
     }))
 }
 
-/// The SMS channel.
-pub struct Sms {
-    config: SmsConfig,
-    running: Running<Arc<Shared>>,
-}
-
-impl Sms {
-    pub fn new(config: SmsConfig) -> Self {
-        Self {
-            running: Running::new("SMS", config.enabled),
-            config,
-        }
-    }
-
-    pub fn config(&self) -> &SmsConfig {
-        &self.config
+switchboard_kit::channel_struct! {
+    /// The SMS channel.
+    pub struct Sms {
+        config: SmsConfig,
+        running: Arc<Shared>,
+        label: "SMS",
     }
 }
 

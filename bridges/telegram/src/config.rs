@@ -180,20 +180,12 @@ mod tests {
             token: "nonsense".into(),
             ..with_token()
         };
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("channels.telegram.token"));
+        assert_eq!(c.validate().unwrap_err().key, "token");
         let c = TelegramConfig {
             mode: Mode::Webhook,
             ..with_token()
         };
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("webhook_secret"));
+        assert_eq!(c.validate().unwrap_err().key, "webhook_secret");
         let c = TelegramConfig {
             mode: Mode::Webhook,
             webhook_secret: Some("has space".into()),

@@ -405,49 +405,24 @@ fn content_of(m: &Message) -> Option<(String, Option<String>, Option<RemoteFile>
             "video/mp4".into(),
         ));
     }
-    if let Some(v) = m.video() {
-        let name = v
-            .file_name
+    // Files the customer may have named (else `<kind>_<unique id><extension>`), of the mime
+    // type Telegram gives, else the one of the extension. Looked for in this order.
+    let kinds = [
+        m.video()
+            .map(|v| (&v.file, &v.file_name, &v.mime_type, "video", ".mp4")),
+        m.animation()
+            .map(|a| (&a.file, &a.file_name, &a.mime_type, "animation", ".mp4")),
+        m.audio()
+            .map(|a| (&a.file, &a.file_name, &a.mime_type, "audio", ".mp3")),
+        m.document()
+            .map(|d| (&d.file, &d.file_name, &d.mime_type, "document", "")),
+    ];
+    if let Some((meta, name, mime, kind, extension)) = kinds.into_iter().flatten().next() {
+        let name = name
             .clone()
-            .unwrap_or_else(|| format!("video_{}.mp4", unique(&v.file)));
-        return with_file(file(
-            &v.file,
-            name,
-            mime_or(v.mime_type.as_ref(), "video/mp4"),
-        ));
-    }
-    if let Some(a) = m.animation() {
-        let name = a
-            .file_name
-            .clone()
-            .unwrap_or_else(|| format!("animation_{}.mp4", unique(&a.file)));
-        return with_file(file(
-            &a.file,
-            name,
-            mime_or(a.mime_type.as_ref(), "video/mp4"),
-        ));
-    }
-    if let Some(a) = m.audio() {
-        let name = a
-            .file_name
-            .clone()
-            .unwrap_or_else(|| format!("audio_{}.mp3", unique(&a.file)));
-        return with_file(file(
-            &a.file,
-            name,
-            mime_or(a.mime_type.as_ref(), "audio/mpeg"),
-        ));
-    }
-    if let Some(d) = m.document() {
-        let name = d
-            .file_name
-            .clone()
-            .unwrap_or_else(|| format!("document_{}", unique(&d.file)));
-        return with_file(file(
-            &d.file,
-            name,
-            mime_or(d.mime_type.as_ref(), "application/octet-stream"),
-        ));
+            .unwrap_or_else(|| format!("{kind}_{}{extension}", unique(meta)));
+        let usual = switchboard_kit::mime::mime_for_name_or_binary(extension);
+        return with_file(file(meta, name, mime_or(mime.as_ref(), usual)));
     }
     if let Some(s) = m.sticker() {
         let emoji = s.emoji.clone().unwrap_or_default();
@@ -932,6 +907,58 @@ mod tests {
         assert_eq!(
             (p.conversation.chat.as_str(), text.as_str()),
             ("-100", "Ann: hi all")
+        );
+    }
+
+    /// Videos, animations, audio and documents keep the name and mime type the customer's
+    /// client gave; without them, `<kind>_<unique id><extension>` of the extension's type.
+    #[test]
+    fn named_files_fall_back_to_their_kind() {
+        let file_of = |field: &str, given: serde_json::Value| {
+            let mut f = serde_json::json!({"file_id": "F", "file_unique_id": "U", "file_size": 10,
+                "width": 1, "height": 1, "duration": 1});
+            for (k, v) in given.as_object().unwrap() {
+                f[k] = v.clone();
+            }
+            let mut m = serde_json::json!({"message_id": 7, "date": 1700000000,
+                "from": {"id": 9, "is_bot": false, "first_name": "Ann"},
+                "chat": {"id": 9, "type": "private", "first_name": "Ann"}});
+            m[field] = f;
+            let Read::Parsed(p) = read(serde_json::json!({"update_id": 9, "message": m})) else {
+                panic!("{field}: not parsed")
+            };
+            match p.kind {
+                ParsedKind::Message { file: Some(f), .. } => (f.name, f.mime),
+                other => panic!("{field}: {other:?}"),
+            }
+        };
+        let pair = |name: &str, mime: &str| (name.to_owned(), mime.to_owned());
+        let none = serde_json::json!({});
+        assert_eq!(
+            file_of("video", none.clone()),
+            pair("video_U.mp4", "video/mp4")
+        );
+        assert_eq!(
+            file_of("animation", none.clone()),
+            pair("animation_U.mp4", "video/mp4")
+        );
+        assert_eq!(
+            file_of("audio", none.clone()),
+            pair("audio_U.mp3", "audio/mpeg")
+        );
+        assert_eq!(
+            file_of("document", none),
+            pair("document_U", "application/octet-stream")
+        );
+        let given =
+            serde_json::json!({"file_name": "Clip.mov", "mime_type": "Video/QuickTime; x=1"});
+        assert_eq!(
+            file_of("video", given.clone()),
+            pair("Clip.mov", "video/quicktime")
+        );
+        assert_eq!(
+            file_of("document", given),
+            pair("Clip.mov", "video/quicktime")
         );
     }
 

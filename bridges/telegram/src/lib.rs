@@ -30,7 +30,7 @@ use switchboard_channel::{
     Capabilities, Channel, ChannelError, Check, ConversationKey, Delivery, Formatting, Host,
     Outbound, SendError,
 };
-use switchboard_kit::lifecycle::{should_start, Running};
+use switchboard_kit::lifecycle::should_start;
 use teloxide::Bot;
 
 mod client;
@@ -105,22 +105,12 @@ pub(crate) async fn handle_update(
     Ok(())
 }
 
-/// The Telegram channel.
-pub struct Telegram {
-    config: TelegramConfig,
-    running: Running<Arc<Shared>>,
-}
-
-impl Telegram {
-    pub fn new(config: TelegramConfig) -> Self {
-        Self {
-            running: Running::new("Telegram", config.enabled),
-            config,
-        }
-    }
-
-    pub fn config(&self) -> &TelegramConfig {
-        &self.config
+switchboard_kit::channel_struct! {
+    /// The Telegram channel.
+    pub struct Telegram {
+        config: TelegramConfig,
+        running: Arc<Shared>,
+        label: "Telegram",
     }
 }
 

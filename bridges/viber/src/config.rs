@@ -148,11 +148,7 @@ mod tests {
             bot_name: "x".repeat(29),
             ..good()
         };
-        assert!(long
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("channels.viber.bot_name"));
+        assert_eq!(long.validate().unwrap_err().key, "bot_name");
         assert!(ViberConfig {
             public_url: None,
             ..good()

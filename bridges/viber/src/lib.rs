@@ -30,7 +30,7 @@ use serde_json::json;
 use switchboard_channel::{
     Capabilities, Channel, ChannelError, Delivery, Host, Outbound, SendError,
 };
-use switchboard_kit::lifecycle::{should_start, Running};
+use switchboard_kit::lifecycle::should_start;
 
 pub mod api;
 mod callback;
@@ -113,22 +113,12 @@ async fn register(shared: Arc<Shared>) {
     }
 }
 
-/// The Viber channel.
-pub struct Viber {
-    config: ViberConfig,
-    running: Running<Arc<Shared>>,
-}
-
-impl Viber {
-    pub fn new(config: ViberConfig) -> Self {
-        Self {
-            running: Running::new("Viber", config.enabled),
-            config,
-        }
-    }
-
-    pub fn config(&self) -> &ViberConfig {
-        &self.config
+switchboard_kit::channel_struct! {
+    /// The Viber channel.
+    pub struct Viber {
+        config: ViberConfig,
+        running: Arc<Shared>,
+        label: "Viber",
     }
 }
 

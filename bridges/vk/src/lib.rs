@@ -28,7 +28,7 @@ use axum::Router;
 use switchboard_channel::{
     Capabilities, Channel, ChannelError, ConversationKey, Delivery, Host, Outbound, SendError,
 };
-use switchboard_kit::lifecycle::{should_start, Running};
+use switchboard_kit::lifecycle::should_start;
 
 pub mod api;
 mod callback;
@@ -102,22 +102,12 @@ pub(crate) async fn handle(
     Ok(())
 }
 
-/// The VK channel.
-pub struct Vk {
-    config: VkConfig,
-    running: Running<Arc<Shared>>,
-}
-
-impl Vk {
-    pub fn new(config: VkConfig) -> Self {
-        Self {
-            running: Running::new("VK", config.enabled),
-            config,
-        }
-    }
-
-    pub fn config(&self) -> &VkConfig {
-        &self.config
+switchboard_kit::channel_struct! {
+    /// The VK channel.
+    pub struct Vk {
+        config: VkConfig,
+        running: Arc<Shared>,
+        label: "VK",
     }
 }
 

@@ -119,11 +119,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
                 ("keep_forward_messages", "1".into()),
                 ("keep_snippets", "1".into()),
             ];
-            out.api
-                .call("messages.edit", &params)
-                .await
-                .map_err(classify)?;
-            Ok(Delivery::delivered(remote_id.clone()))
+            changed(out, "messages.edit", &params, remote_id).await
         }
         OutboundAction::Delete { remote_id } => {
             let params = [
@@ -131,11 +127,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
                 ("cmids", cmid(remote_id)?.to_string()),
                 ("delete_for_all", "1".into()),
             ];
-            out.api
-                .call("messages.delete", &params)
-                .await
-                .map_err(classify)?;
-            Ok(Delivery::delivered(remote_id.clone()))
+            changed(out, "messages.delete", &params, remote_id).await
         }
         OutboundAction::React { .. } | OutboundAction::Template { .. } => {
             Err(permanent("reactions and templates are not bridged to VK"))
@@ -404,26 +396,52 @@ pub fn attachment_string(kind: &str, saved: Option<&Value>) -> Result<String, Se
     })
 }
 
+/// An edit or a deletion of the message `remote_id`: delivered once VK accepts `method`.
+async fn changed(
+    out: &Outgoing,
+    method: &str,
+    params: &[(&str, String)],
+    remote_id: &str,
+) -> Result<Delivery, SendError> {
+    out.api.call(method, params).await.map_err(classify)?;
+    Ok(Delivery::delivered(remote_id.to_owned()))
+}
+
 /// `Channel::typing`: VK shows "typing…" for about ten seconds; nothing to send on stop.
 pub async fn typing(out: &Outgoing, conversation: &ConversationKey, active: bool) {
     if !active {
         return;
     }
+    let typing = ("type", "typing".into());
+    courtesy(
+        out,
+        conversation,
+        "messages.setActivity",
+        typing,
+        "typing not shown",
+    )
+    .await;
+}
+
+/// A call about one conversation whose failure costs only a courtesy to the customer (a
+/// "typing…", a read mark): `param` goes beside the conversation's peer and the community;
+/// a failure is logged as `failed`, never retried.
+async fn courtesy(
+    out: &Outgoing,
+    conversation: &ConversationKey,
+    method: &str,
+    param: (&'static str, String),
+    failed: &str,
+) {
     let Ok(peer) = peer_of(out, conversation) else {
         return;
     };
     let params = [
         ("peer_id", peer.to_string()),
-        ("type", "typing".into()),
+        param,
         ("group_id", out.group_id.to_string()),
     ];
-    courtesy(out, "messages.setActivity", &params, "typing not shown").await;
-}
-
-/// A call whose failure costs only a courtesy to the customer (a "typing…", a read mark):
-/// logged as `failed`, never retried.
-async fn courtesy(out: &Outgoing, method: &str, params: &[(&str, String)], failed: &str) {
-    if let Err(e) = out.api.call(method, params).await {
+    if let Err(e) = out.api.call(method, &params).await {
         tracing::debug!(error = %e, method, "vk: {failed}");
     }
 }
@@ -449,15 +467,15 @@ pub async fn answer_event(out: &Outgoing, event_id: &str, user_id: i64, peer_id:
 /// `Channel::mark_read`: mark the whole conversation read (VK's marks go by global message
 /// ids, which communities do not get for every message).
 pub async fn mark_read(out: &Outgoing, conversation: &ConversationKey) {
-    let Ok(peer) = peer_of(out, conversation) else {
-        return;
-    };
-    let params = [
-        ("peer_id", peer.to_string()),
-        ("mark_conversation_as_read", "1".into()),
-        ("group_id", out.group_id.to_string()),
-    ];
-    courtesy(out, "messages.markAsRead", &params, "read mark not sent").await;
+    let all = ("mark_conversation_as_read", "1".into());
+    courtesy(
+        out,
+        conversation,
+        "messages.markAsRead",
+        all,
+        "read mark not sent",
+    )
+    .await;
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ use switchboard_channel::{
     Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound,
     SendError,
 };
-use switchboard_kit::lifecycle::{should_start, Running};
+use switchboard_kit::lifecycle::should_start;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 mod api;
@@ -74,24 +74,12 @@ use crate::state::{AppState, Shared};
 /// Largest JSON request body (a 10 000-character message with escapes fits easily).
 const JSON_BODY_LIMIT: usize = 256 * 1024;
 
-/// The web chat channel.
-pub struct Webchat {
-    config: WebchatConfig,
-    /// Set once by `start`; `send` needs the host it was given.
-    running: Running<Arc<Shared>>,
-}
-
-impl Webchat {
-    pub fn new(config: WebchatConfig) -> Self {
-        Self {
-            running: Running::new("web chat", config.enabled),
-            config,
-        }
-    }
-
-    /// The configuration this channel runs with.
-    pub fn config(&self) -> &WebchatConfig {
-        &self.config
+switchboard_kit::channel_struct! {
+    /// The web chat channel.
+    pub struct Webchat {
+        config: WebchatConfig,
+        running: Arc<Shared>,
+        label: "web chat",
     }
 }
 

@@ -164,25 +164,17 @@ mod tests {
             phone_number_id: "+1 555".into(),
             ..complete()
         };
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("channels.whatsapp.phone_number_id"));
+        assert_eq!(c.validate().unwrap_err().key, "phone_number_id");
         let c = WhatsAppConfig {
             app_secret: String::new(),
             ..complete()
         };
-        assert!(c.validate().unwrap_err().to_string().contains("app_secret"));
+        assert_eq!(c.validate().unwrap_err().key, "app_secret");
         let c = WhatsAppConfig {
             api_version: "21".into(),
             ..complete()
         };
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("api_version"));
+        assert_eq!(c.validate().unwrap_err().key, "api_version");
         let c = WhatsAppConfig {
             api_url: "nope".into(),
             ..complete()

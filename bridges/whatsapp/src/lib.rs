@@ -34,7 +34,7 @@ use switchboard_channel::{
     Capabilities, Channel, ChannelError, Check, ConversationKey, Delivery, Formatting, Host,
     Outbound, SendError,
 };
-use switchboard_kit::lifecycle::{should_start, Running};
+use switchboard_kit::lifecycle::should_start;
 
 pub mod api;
 pub mod config;
@@ -57,22 +57,12 @@ pub(crate) struct Shared {
     pub host: Arc<dyn Host>,
 }
 
-/// The WhatsApp channel.
-pub struct WhatsApp {
-    config: WhatsAppConfig,
-    running: Running<Arc<Shared>>,
-}
-
-impl WhatsApp {
-    pub fn new(config: WhatsAppConfig) -> Self {
-        Self {
-            running: Running::new("WhatsApp", config.enabled),
-            config,
-        }
-    }
-
-    pub fn config(&self) -> &WhatsAppConfig {
-        &self.config
+switchboard_kit::channel_struct! {
+    /// The WhatsApp channel.
+    pub struct WhatsApp {
+        config: WhatsAppConfig,
+        running: Arc<Shared>,
+        label: "WhatsApp",
     }
 }
 
