@@ -910,6 +910,74 @@ mod tests {
         );
     }
 
+    /// The same fallback names through teloxide's own reading (the strict path, with every
+    /// field Telegram sends; a minimal object falls to the field-by-field reader instead).
+    #[test]
+    fn named_files_fall_back_to_their_kind_when_read_strictly() {
+        let strictly = |field: &str, object: serde_json::Value| {
+            let mut update = serde_json::json!({"update_id": 9, "message": {
+                "message_id": 7, "date": 1700000000,
+                "from": {"id": 9, "is_bot": false, "first_name": "Ann"},
+                "chat": {"id": 9, "type": "private", "first_name": "Ann"}}});
+            update["message"][field] = object;
+            // As a webhook body is read (from bytes: teloxide's untagged kinds read numbers
+            // from a `Value` differently).
+            let bytes = serde_json::to_vec(&update).expect("json");
+            let update: Update = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|e| panic!("{field}: teloxide refused it: {e}"));
+            assert!(
+                matches!(&update.kind, UpdateKind::Message(m) if !matches!(m.kind, MessageKind::Empty {})),
+                "{field}: teloxide read no kind"
+            );
+            match parse_update(&update, &options()).map(|p| p.kind) {
+                Some(ParsedKind::Message { file: Some(f), .. }) => (f.name, f.mime),
+                other => panic!("{field}: {other:?}"),
+            }
+        };
+        let pair = |name: &str, mime: &str| (name.to_owned(), mime.to_owned());
+        let media = |extra: serde_json::Value| {
+            let mut o = serde_json::json!({"file_id": "F", "file_unique_id": "U", "file_size": 10});
+            for (k, v) in extra.as_object().into_iter().flatten() {
+                o[k] = v.clone();
+            }
+            o
+        };
+        // Telegram sends the type with every file (teloxide refuses a file without one).
+        let visual =
+            serde_json::json!({"width": 2, "height": 2, "duration": 3, "mime_type": "video/mp4"});
+        assert_eq!(
+            strictly("video", media(visual.clone())),
+            pair("video_U.mp4", "video/mp4")
+        );
+        assert_eq!(
+            strictly("animation", media(visual.clone())),
+            pair("animation_U.mp4", "video/mp4")
+        );
+        assert_eq!(
+            strictly(
+                "audio",
+                media(serde_json::json!({"duration": 3, "mime_type": "audio/mpeg"}))
+            ),
+            pair("audio_U.mp3", "audio/mpeg")
+        );
+        assert_eq!(
+            strictly(
+                "document",
+                media(serde_json::json!({"mime_type": "application/pdf"}))
+            ),
+            pair("document_U", "application/pdf")
+        );
+        assert_eq!(
+            strictly(
+                "audio",
+                media(
+                    serde_json::json!({"duration": 3, "file_name": "song.flac", "mime_type": "audio/flac"})
+                )
+            ),
+            pair("song.flac", "audio/flac")
+        );
+    }
+
     /// Videos, animations, audio and documents keep the name and mime type the customer's
     /// client gave; without them, `<kind>_<unique id><extension>` of the extension's type.
     #[test]
