@@ -29,6 +29,8 @@ pub struct Bridge {
     pub wake_timers: Notify,
     /// A media job was queued ([`crate::media`]).
     pub wake_media: Notify,
+    /// One portal room is created at a time ([`crate::portal::ensure_portal`]).
+    pub portal_creation: tokio::sync::Semaphore,
     /// Whether a relay stage works now (media jobs let it go first).
     pub relay_activity: crate::relay::activity::RelayActivity,
     pub teams: crate::routing::teams::Teams,

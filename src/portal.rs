@@ -226,6 +226,12 @@ pub async fn ensure_portal(
             "users_default": 0,
         },
     });
+    // One creation at a time: a burst of new conversations (a flood the web chat's limits let
+    // through, a campaign's replies) keeps the homeserver busy with one room's dozen events at
+    // a time, so messages to existing rooms interleave with them instead of queueing behind
+    // several (bench/flood.rs). Held until the room is stored and the ghost joined.
+    // (The semaphore is never closed.)
+    let _one_at_a_time = bridge.portal_creation.acquire().await.ok();
     let (room_id, reused) = match bridge.homeserver.create_room(&body).await {
         Ok(id) => (id, false),
         Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => {

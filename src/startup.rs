@@ -82,6 +82,7 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
         wake_timers: Notify::new(),
         wake_media: Notify::new(),
         relay_activity: Default::default(),
+        portal_creation: tokio::sync::Semaphore::new(1),
         teams: crate::routing::teams::Teams::from_config(&config),
         clock: crate::clock::Clock::default(),
         ready: AtomicBool::new(false),
