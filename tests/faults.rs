@@ -571,6 +571,61 @@ async fn a_portal_whose_creation_died_half_way_is_completed_before_the_invites(
     Ok(())
 }
 
+/// An operator answers in a portal whose creation the bridge had not stored yet (it was
+/// stopped between the homeserver's `createRoom` and storing the room, as a SIGKILL can do):
+/// the answer waits for the room to be stored and then reaches the customer, once, instead of
+/// being dropped as a message in a room that is no conversation's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_in_a_portal_not_yet_stored_waits_for_it() -> anyhow::Result<()> {
+    let mut env = TestEnv::start(BridgeOptions::default()).await?;
+    let visitor = env.visitor("Ulla Unstored", "ulla@example.com").await?;
+    visitor.send("first").await?;
+    let room = env.alice.wait_for_invite("Ulla Unstored").await?;
+    env.alice.wait_for_text(&room, "first").await?;
+
+    // Rewind to "the room exists (with its alias), the bridge died before storing it".
+    env.bridge.stop(Duration::from_secs(10)).await?;
+    let mut db = sqlx::SqliteConnection::connect(env.bridge.database_url()).await?;
+    sqlx::query("UPDATE conversations SET room_id = NULL")
+        .execute(&mut db)
+        .await?;
+    drop(db);
+    // The operator answers meanwhile; the homeserver keeps it for the bridge.
+    env.alice
+        .send_text(&room, "an answer before the portal is stored")
+        .await?;
+    env.bridge.start().await?;
+    let log = env.bridge.log_path();
+    rig::poll_until(
+        "the bridge to hold the answer for the portal being created",
+        Duration::from_secs(30),
+        || {
+            let log = log.clone();
+            async move {
+                let text = std::fs::read_to_string(&log)?;
+                Ok(text.contains("is still being created").then_some(()))
+            }
+        },
+    )
+    .await?;
+    // The customer writes again: the bridge finds its room by the alias and stores it.
+    visitor.send("second").await?;
+    env.alice.wait_for_text(&room, "second").await?;
+    visitor
+        .wait_for_agent_text_count("an answer before the portal is stored", 1)
+        .await?;
+    let answers = agent_texts(&visitor)
+        .await?
+        .into_iter()
+        .filter(|t| t.contains("an answer before the portal is stored"))
+        .count();
+    ensure!(
+        answers == 1,
+        "the answer reached the customer {answers} times"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn homeserver_outage_during_inbound_traffic() -> anyhow::Result<()> {
     let mut env = TestEnv::start(BridgeOptions::default()).await?;

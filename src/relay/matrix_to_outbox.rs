@@ -191,6 +191,73 @@ impl From<crate::store::StoreError> for HandleError {
     }
 }
 
+/// An event in a room the store knows as no conversation's portal. Usually that is what it is
+/// (a lobby, an operator's direct chat with the bot): nothing to relay. But a portal is stored
+/// only once its creation finished (`portal::ensure_portal`), and a bridge stopped in between
+/// finds the room again by its alias after the restart: an operator invited at creation may
+/// already have answered there. Such an event waits (retried, not counted as a failure) until
+/// the room is stored (for up to [`MAX_EVENT_ATTEMPTS`] growing pauses, some minutes), instead
+/// of being dropped. The room's alias
+/// (`#<prefix><channel>_<conversation id>`) names the conversation; rooms that turn out not to
+/// be portals in creation are remembered, since a room never becomes one later.
+async fn not_a_known_portal(bridge: &Bridge, room_id: &str) -> Result<Handled, HandleError> {
+    static NOT_PORTALS: std::sync::Mutex<Option<std::collections::HashSet<String>>> =
+        std::sync::Mutex::new(None);
+    let known = |room: &str| {
+        NOT_PORTALS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|set| set.contains(room))
+    };
+    if known(room_id) {
+        return Ok(Handled::Done);
+    }
+    let alias = bridge
+        .homeserver
+        .state(room_id, "m.room.canonical_alias", "")
+        .await?
+        .and_then(|v| v.get("alias").and_then(Value::as_str).map(str::to_owned));
+    let conversation_id = alias
+        .as_deref()
+        .and_then(|a| portal_alias_conversation(bridge, a));
+    if let Some(id) = conversation_id {
+        if let Some(conversation) = bridge.store.conversation(id).await? {
+            if conversation.room_id.is_none() {
+                // Counted, with the growing pause: a creation that never finishes (its inbound
+                // item failed for good) ends in the notice every dropped event gets, minutes
+                // later, not in an event that waits for ever.
+                return Err(HandleError {
+                    retryable: true,
+                    counted: true,
+                    retry_after: None,
+                    message: format!(
+                        "the portal of conversation {id} is still being created; the event waits for it"
+                    ),
+                });
+            }
+        }
+    }
+    NOT_PORTALS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(Default::default)
+        .insert(room_id.to_owned());
+    Ok(Handled::Done)
+}
+
+/// The conversation a portal's alias names (`#<prefix><channel>_<id>:<our domain>`).
+fn portal_alias_conversation(bridge: &Bridge, alias: &str) -> Option<i64> {
+    let (local, domain) = alias.strip_prefix('#')?.split_once(':')?;
+    if domain != bridge.namespace.domain {
+        return None;
+    }
+    let (_, id) = local
+        .strip_prefix(bridge.namespace.prefix.as_str())?
+        .rsplit_once('_')?;
+    id.parse().ok()
+}
+
 /// The bot was invited: it joins when the inviter is an operator (any level, configured or a team
 /// member) and declines otherwise. The bot's own rooms (portals, lobbies) need no invite: it
 /// created them.
@@ -285,13 +352,13 @@ async fn handle(bridge: &Bridge, row: &MatrixEventRow) -> Result<Handled, Handle
                 return Ok(Handled::Done);
             }
             let Some(conversation) = conversation else {
-                return Ok(Handled::Done);
+                return not_a_known_portal(bridge, &row.room_id).await;
             };
             relay_message(bridge, row, &conversation, sender, body).await
         }
         "m.room.redaction" => {
             let Some(conversation) = bridge.store.conversation_by_room(&row.room_id).await? else {
-                return Ok(Handled::Done);
+                return not_a_known_portal(bridge, &row.room_id).await;
             };
             let redacts = event
                 .get("redacts")
@@ -323,7 +390,7 @@ async fn handle(bridge: &Bridge, row: &MatrixEventRow) -> Result<Handled, Handle
         }
         "m.reaction" => {
             let Some(conversation) = bridge.store.conversation_by_room(&row.room_id).await? else {
-                return Ok(Handled::Done);
+                return not_a_known_portal(bridge, &row.room_id).await;
             };
             relay_reaction(bridge, row, &conversation, sender, body).await
         }
