@@ -213,11 +213,17 @@ async fn not_a_known_portal(bridge: &Bridge, room_id: &str) -> Result<Handled, H
     if known(room_id) {
         return Ok(Handled::Done);
     }
-    let alias = bridge
+    // A room the bot may not read (it is no member: an operator invited only a ghost) is
+    // none of its portals: the bot created every portal and stays in it.
+    let alias = match bridge
         .homeserver
         .state(room_id, "m.room.canonical_alias", "")
-        .await?
-        .and_then(|v| v.get("alias").and_then(Value::as_str).map(str::to_owned));
+        .await
+    {
+        Ok(state) => state.and_then(|v| v.get("alias").and_then(Value::as_str).map(str::to_owned)),
+        Err(e) if e.is_retryable() => return Err(e.into()),
+        Err(_) => None,
+    };
     let conversation_id = alias
         .as_deref()
         .and_then(|a| portal_alias_conversation(bridge, a));
