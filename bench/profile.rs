@@ -217,49 +217,7 @@ pub fn requests_since(log: &Path, from: u64) -> Vec<(String, u64)> {
             text = String::from_utf8_lossy(&bytes).into_owned();
         }
     }
-    let mut counts: HashMap<String, u64> = HashMap::new();
-    for line in text.lines() {
-        let Some(at) = line.find(" Processed request: ") else {
-            continue;
-        };
-        // `… - {@user:localhost} Processed request: … "PUT /path HTTP/1.1" …`
-        let who = line[..at]
-            .rsplit_once('{')
-            .map(|(_, w)| w.trim_end_matches('}'))
-            .unwrap_or("");
-        let who = if who.contains("sb_") || who.contains("switchboard") {
-            "bridge"
-        } else if who.starts_with('@') {
-            "client"
-        } else {
-            "-"
-        };
-        let Some(req) = line[at..].split('"').nth(1) else {
-            continue;
-        };
-        let mut parts = req.split_whitespace();
-        let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        let path = path.split('?').next().unwrap_or(path);
-        let segments: Vec<&str> = path.split('/').collect();
-        let mut shape = Vec::with_capacity(segments.len());
-        for (i, seg) in segments.iter().enumerate() {
-            let after_send = i >= 2 && matches!(segments[i - 2], "send" | "redact");
-            let id_like = ['!', '$', '@', '#', '%']
-                .iter()
-                .any(|c| seg.starts_with(*c))
-                || (i >= 1
-                    && matches!(
-                        segments[i - 1],
-                        "transactions" | "m.read" | "m.read.private"
-                    ));
-            shape.push(if id_like || after_send { "{id}" } else { seg });
-        }
-        *counts
-            .entry(format!("{method} {} ({who})", shape.join("/")))
-            .or_default() += 1;
-    }
+    let counts = crate::rig::synapse::request_counts(&text);
     let mut v: Vec<(String, u64)> = counts.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     v

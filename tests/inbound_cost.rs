@@ -255,55 +255,9 @@ fn field(s: &str, name: &str) -> Option<String> {
     }
 }
 
-/// Synapse's access log lines by `METHOD shape (who)` (ids replaced by `{id}`; `bridge` is the
-/// appservice's token: the bot or a ghost).
+/// Synapse's access log lines by `METHOD shape (who)` ([`rig::synapse::request_counts`]).
 fn requests(log: &str) -> BTreeMap<String, u64> {
-    let mut counts = BTreeMap::new();
-    for line in log.lines() {
-        let Some(at) = line.find(" Processed request: ") else {
-            continue;
-        };
-        let who = line[..at]
-            .rsplit_once('{')
-            .map(|(_, w)| w.trim_end_matches('}'))
-            .unwrap_or("");
-        let who = if who.contains("sb_") || who.contains("switchboard") {
-            "bridge"
-        } else if who.starts_with('@') {
-            "client"
-        } else {
-            "-"
-        };
-        let Some(req) = line[at..].split('"').nth(1) else {
-            continue;
-        };
-        let mut parts = req.split_whitespace();
-        let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        let path = path.split('?').next().unwrap_or(path);
-        let segments: Vec<&str> = path.split('/').collect();
-        let shape: Vec<&str> = segments
-            .iter()
-            .enumerate()
-            .map(|(i, seg)| {
-                let after_send = i >= 2 && matches!(segments[i - 2], "send" | "redact");
-                let id_like = ['!', '$', '@', '#', '%']
-                    .iter()
-                    .any(|c| seg.starts_with(*c))
-                    || (i >= 1 && matches!(segments[i - 1], "transactions" | "m.read"));
-                if id_like || after_send {
-                    "{id}"
-                } else {
-                    seg
-                }
-            })
-            .collect();
-        *counts
-            .entry(format!("{method} {} ({who})", shape.join("/")))
-            .or_default() += 1;
-    }
-    counts
+    rig::synapse::request_counts(log)
 }
 
 #[test]

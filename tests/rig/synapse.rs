@@ -522,3 +522,55 @@ fn configure(
     );
     Ok(())
 }
+
+/// The requests in a piece of Synapse's access log (`homeserver.log`), by kind: `METHOD /path
+/// (who)`, ids in the path replaced by `{id}` (rooms, events, users, transactions), `who` being
+/// `bridge` (the bot or a ghost: the appservice's token), `client` (a test's or benchmark's
+/// users) or `-`. Used by the inbound cost test and the relay benchmark's profiles.
+#[allow(dead_code)] // not every test binary that includes the rig counts requests
+pub fn request_counts(log: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for line in log.lines() {
+        let Some(at) = line.find(" Processed request: ") else {
+            continue;
+        };
+        // `… - {@user:localhost} Processed request: … "PUT /path HTTP/1.1" …`
+        let who = line[..at]
+            .rsplit_once('{')
+            .map(|(_, w)| w.trim_end_matches('}'))
+            .unwrap_or("");
+        let who = if who.contains("sb_") || who.contains("switchboard") {
+            "bridge"
+        } else if who.starts_with('@') {
+            "client"
+        } else {
+            "-"
+        };
+        let Some(req) = line[at..].split('"').nth(1) else {
+            continue;
+        };
+        let mut parts = req.split_whitespace();
+        let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let path = path.split('?').next().unwrap_or(path);
+        let segments: Vec<&str> = path.split('/').collect();
+        let mut shape = Vec::with_capacity(segments.len());
+        for (i, seg) in segments.iter().enumerate() {
+            let after_send = i >= 2 && matches!(segments[i - 2], "send" | "redact");
+            let id_like = ['!', '$', '@', '#', '%']
+                .iter()
+                .any(|c| seg.starts_with(*c))
+                || (i >= 1
+                    && matches!(
+                        segments[i - 1],
+                        "transactions" | "m.read" | "m.read.private"
+                    ));
+            shape.push(if id_like || after_send { "{id}" } else { seg });
+        }
+        *counts
+            .entry(format!("{method} {} ({who})", shape.join("/")))
+            .or_default() += 1;
+    }
+    counts
+}
