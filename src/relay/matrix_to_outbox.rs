@@ -201,16 +201,10 @@ impl From<crate::store::StoreError> for HandleError {
 /// (`#<prefix><channel>_<conversation id>`) names the conversation; rooms that turn out not to
 /// be portals in creation are remembered, since a room never becomes one later.
 async fn not_a_known_portal(bridge: &Bridge, room_id: &str) -> Result<Handled, HandleError> {
-    static NOT_PORTALS: std::sync::Mutex<Option<std::collections::HashSet<String>>> =
-        std::sync::Mutex::new(None);
-    let known = |room: &str| {
-        NOT_PORTALS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_some_and(|set| set.contains(room))
-    };
-    if known(room_id) {
+    static NOT_PORTALS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::LazyLock::new(Default::default);
+    let not_portals = || NOT_PORTALS.lock().unwrap_or_else(|e| e.into_inner());
+    if not_portals().contains(room_id) {
         return Ok(Handled::Done);
     }
     // A room the bot may not read (it is no member: an operator invited only a ghost) is
@@ -244,11 +238,7 @@ async fn not_a_known_portal(bridge: &Bridge, room_id: &str) -> Result<Handled, H
             }
         }
     }
-    NOT_PORTALS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(Default::default)
-        .insert(room_id.to_owned());
+    not_portals().insert(room_id.to_owned());
     Ok(Handled::Done)
 }
 

@@ -95,15 +95,7 @@ pub async fn ensure_conversation(
         return Ok(id);
     }
     // Known already (every message after a conversation's first): no id drawn, no insert.
-    let known: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM conversations WHERE channel = $1 AND account = $2 AND chat = $3",
-    )
-    .bind(channel)
-    .bind(&key.account)
-    .bind(&key.chat)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some(id) = known {
+    if let Some(id) = conversation_under(&mut *conn, channel, key).await? {
         return Ok(id);
     }
     let id = super::new_id(&mut *conn).await?;
@@ -119,15 +111,26 @@ pub async fn ensure_conversation(
     .bind(now_ms())
     .execute(&mut *conn)
     .await?;
-    let row = sqlx::query(
+    // Ours, or the one a concurrent writer inserted first.
+    Ok(conversation_under(&mut *conn, channel, key)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?)
+}
+
+/// The conversation stored for a remote chat, if any.
+async fn conversation_under(
+    conn: &mut sqlx::AnyConnection,
+    channel: &str,
+    key: &switchboard_channel::ConversationKey,
+) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar(
         "SELECT id FROM conversations WHERE channel = $1 AND account = $2 AND chat = $3",
     )
     .bind(channel)
     .bind(&key.account)
     .bind(&key.chat)
-    .fetch_one(&mut *conn)
-    .await?;
-    row.try_get("id")
+    .fetch_optional(&mut *conn)
+    .await?)
 }
 
 impl Store {
