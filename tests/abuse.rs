@@ -662,6 +662,13 @@ async fn sessions_that_never_write_store_nothing_and_a_writer_is_stored(
             resp.status()
         );
     }
+    // Turned away with a reason in the log (once a minute per kind, so a flood of forged
+    // tokens does not flood the log).
+    let log = env.bridge.log();
+    ensure!(
+        log.contains("refusal=\"webchat_session_token\""),
+        "no refusal of the bad session tokens in the log"
+    );
 
     // A visitor who writes is stored, for good, and the conversation works end to end.
     let writer = env.visitor("Wanda Writer", "wanda@example.com").await?;

@@ -160,12 +160,15 @@ fn is_visitor_id(id: &str) -> bool {
 /// Issues and checks the channel's session tokens.
 pub struct Sessions {
     key: DurableKey,
+    /// Signed tokens turned away, and why (rate-limited: forged tokens may come in floods).
+    refusals: switchboard_kit::refusals::RefusalLog,
 }
 
 impl Default for Sessions {
     fn default() -> Self {
         Self {
             key: DurableKey::new(KEY_STATE),
+            refusals: Default::default(),
         }
     }
 }
@@ -218,7 +221,15 @@ pub async fn resolve(
         .await?
     {
         Ok(claims) => claims,
-        Err(_) => return Ok(None),
+        Err(why) => {
+            let why = match why {
+                Rejection::Malformed => "malformed",
+                Rejection::Forged => "forged (the signature does not hold)",
+                Rejection::Expired => "expired or from the future",
+            };
+            sessions.refusals.refused("webchat_session_token", why);
+            return Ok(None);
+        }
     };
     // The store knows this visitor under another token, or knew them (a record of theirs was
     // removed while the marker or the transcript stays: a revoked session): the signature
@@ -226,6 +237,10 @@ pub async fn resolve(
     if store.visitor_exists(&claims.visitor).await?
         || !store.read(&claims.visitor, 0, 1).await?.is_empty()
     {
+        sessions.refusals.refused(
+            "webchat_session_token",
+            "names a visitor the store knows (revoked)",
+        );
         return Ok(None);
     }
     Ok(Some((claims.visitor(), false)))
