@@ -150,6 +150,14 @@ impl Host for ChannelHost {
             .map_err(store_error)
     }
 
+    async fn state_put_if_absent(&self, key: &str, value: &str) -> Result<String, HostError> {
+        self.bridge
+            .store
+            .state_put_if_absent(self.channel, key, value)
+            .await
+            .map_err(store_error)
+    }
+
     async fn state_put_expiring(
         &self,
         key: &str,

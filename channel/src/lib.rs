@@ -569,6 +569,18 @@ pub trait Host: Send + Sync + 'static {
     /// Write a value of the channel's durable key-value state.
     async fn state_put(&self, key: &str, value: &str) -> Result<(), HostError>;
 
+    /// Store `value` under `key` unless a value is there already, and return the value stored
+    /// now either way: for what every instance on one store must share, such as a secret made
+    /// on first use. The core's host does it atomically; this default (read, then write) is
+    /// only right for a host that one task uses at a time.
+    async fn state_put_if_absent(&self, key: &str, value: &str) -> Result<String, HostError> {
+        if let Some(stored) = self.state_get(key).await? {
+            return Ok(stored);
+        }
+        self.state_put(key, value).await?;
+        Ok(value.to_string())
+    }
+
     /// Write a value that the core deletes once `expires_at_ms` has passed, unless it is written
     /// again with [`Host::state_put`] before (which keeps it for good). For records of things
     /// that may never matter (a web chat session in which nobody writes). A host without expiry

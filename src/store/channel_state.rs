@@ -27,6 +27,33 @@ impl Store {
         Ok(())
     }
 
+    /// Store `value` under `key` unless a value is there already; the value stored now either
+    /// way. Atomic: of instances racing on one store, every one gets the first writer's value
+    /// (a per-installation secret made by two instances starting at once is one secret).
+    pub async fn state_put_if_absent(
+        &self,
+        channel: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<String, StoreError> {
+        sqlx::query(
+            "INSERT INTO channel_state (channel, key, value) VALUES ($1, $2, $3)
+             ON CONFLICT (channel, key) DO NOTHING",
+        )
+        .bind(channel)
+        .bind(key)
+        .bind(value)
+        .execute(self.pool())
+        .await?;
+        let stored: String =
+            sqlx::query_scalar("SELECT value FROM channel_state WHERE channel = $1 AND key = $2")
+                .bind(channel)
+                .bind(key)
+                .fetch_one(self.pool())
+                .await?;
+        Ok(stored)
+    }
+
     /// Write a value that is deleted at `expires_at` (ms) unless [`Store::state_put`] writes it
     /// again before.
     pub async fn state_put_expiring(
@@ -138,6 +165,45 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    /// Instances starting at once on one store each make a secret and store it if none is
+    /// there: all of them end up with the same one, the first writer's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_writers_of_an_absent_value_all_get_the_first_one() {
+        let (_dir, _, store) = crate::store::temp_store(4).await;
+        let store = Arc::new(store);
+        let mut racers = Vec::new();
+        for i in 0..8 {
+            let store = store.clone();
+            racers.push(tokio::spawn(async move {
+                store
+                    .state_put_if_absent("webchat", "session_key", &format!("key-{i}"))
+                    .await
+                    .expect("put if absent")
+            }));
+        }
+        let mut got = Vec::new();
+        for racer in racers {
+            got.push(racer.await.expect("racer"));
+        }
+        let stored = store
+            .state_get("webchat", "session_key")
+            .await
+            .expect("get")
+            .expect("stored");
+        assert!(
+            got.iter().all(|v| *v == stored),
+            "racers got {got:?}, the store holds {stored}"
+        );
+        // A value already there is kept, not replaced.
+        assert_eq!(
+            store
+                .state_put_if_absent("webchat", "session_key", "later")
+                .await
+                .expect("again"),
+            stored
+        );
+    }
 
     /// Many writers append to one stream at once while a reader pages with `seq > after`, as
     /// the web chat's widget does: the reader ends up with every entry, none skipped.

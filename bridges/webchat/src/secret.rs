@@ -2,10 +2,10 @@
 //! challenges ([`crate::challenge`]) and of session tokens ([`crate::session`]).
 //!
 //! A key is 32 random bytes, made the first time it is needed and stored through the core's
-//! [`Host`] (hex), so every instance on one store signs and checks with the same key, and a
-//! restart does not invalidate what was signed before it. Each instance caches the key after
-//! the first read; a caller whose check fails asks again with `reload` (another instance may
-//! have stored the key first, and ours was never written down).
+//! [`Host`] (hex) only if no instance stored one first ([`Host::state_put_if_absent`]), so every
+//! instance on one store — two starting at once on a new store included — signs and checks with
+//! the same key, and a restart does not invalidate what was signed before it. Each instance
+//! caches the key after the first read; a caller whose check fails asks again with `reload`.
 
 use switchboard_channel::{Host, HostError};
 use tokio::sync::RwLock;
@@ -42,9 +42,17 @@ impl DurableKey {
         let key = match stored {
             Some(key) => key,
             None => {
-                let key = rand::random::<[u8; 32]>();
-                host.state_put(self.state_key, &hex::encode(key)).await?;
-                key.to_vec()
+                let made = hex::encode(rand::random::<[u8; 32]>());
+                // Another instance may have stored its key since our read: its key wins.
+                let stored = host.state_put_if_absent(self.state_key, &made).await?;
+                match hex::decode(&stored).ok().filter(|k| k.len() == 32) {
+                    Some(key) => key,
+                    // What is stored is no key (damaged): ours replaces it.
+                    None => {
+                        host.state_put(self.state_key, &made).await?;
+                        hex::decode(&made).map_err(|e| HostError::Store(e.to_string()))?
+                    }
+                }
             }
         };
         *slot = Some(key.clone());
@@ -70,5 +78,21 @@ mod tests {
         // Another name is another key.
         let third = DurableKey::new("other_key");
         assert_ne!(third.get(&host, false).await.expect("other"), key);
+    }
+
+    /// A damaged stored key (not 32 bytes of hex) is replaced by a new one, which is stored.
+    #[tokio::test]
+    async fn a_damaged_key_is_replaced() {
+        let host = MemoryHost::default();
+        host.state_put("test_key", "not a key").await.expect("put");
+        let key = DurableKey::new("test_key")
+            .get(&host, false)
+            .await
+            .expect("key");
+        assert_eq!(key.len(), 32);
+        assert_eq!(
+            host.state_get("test_key").await.expect("get"),
+            Some(hex::encode(&key))
+        );
     }
 }
