@@ -9,6 +9,8 @@
 //!   [`channel_struct!`] declares a channel's type (its configuration and what it holds while
 //!   running) with its constructor;
 //! * [`config`]: checking a channel's configuration section, with one kind of message;
+//!   [`config_section!`] declares a section with the keys channels share, their defaults,
+//!   documentation and checks;
 //! * [`checks`]: a channel's checks of itself against its network (`Channel::check`), and how
 //!   a failure that is not the network's own words becomes a check that names its fix;
 //! * [`file_name`]: the one strict sanitiser for names customers and operators give files;
