@@ -91,7 +91,8 @@ pub fn is_base_url(value: &str, schemes: &[&str]) -> bool {
 ///
 /// `api_url`, `max_file_size` and `max_download_size` may carry doc comments of the channel's
 /// own, shown after the shared one. Then come the channel's own keys, each `name: Type = default`.
-/// The struct's other derives (`Clone`, `Debug`, …) are the channel's choice.
+/// The struct's other derives (`Debug`, …) are the channel's choice; `Clone` it needs. In the
+/// channel's unit tests, `zero_limits()` gives the section with each shared limit at zero.
 ///
 /// ```
 /// switchboard_kit::config_section! {
@@ -207,6 +208,31 @@ macro_rules! config_section {
                 Ok(())
             }
         }
+
+        #[cfg(test)]
+        impl $name {
+            /// For the channel's tests of `validate`: this section with one shared limit at
+            /// zero, for each limit it has, with that limit's key (`validate` must name it).
+            pub fn zero_limits(&self) -> ::std::vec::Vec<(&'static str, Self)> {
+                let mut all = ::std::vec::Vec::new();
+                $(
+                    $crate::__config_ignore!($timeout);
+                    all.push((
+                        "request_timeout_secs",
+                        Self { request_timeout_secs: 0, ..::std::clone::Clone::clone(self) },
+                    ));
+                )?
+                all.push((
+                    "max_file_size",
+                    Self { max_file_size: 0, ..::std::clone::Clone::clone(self) },
+                ));
+                all.push((
+                    "max_download_size",
+                    Self { max_download_size: 0, ..::std::clone::Clone::clone(self) },
+                ));
+                all
+            }
+        }
     };
 }
 
@@ -253,7 +279,7 @@ mod tests {
 
     crate::config_section! {
         /// A section without the optional shared keys.
-        #[derive(Debug)]
+        #[derive(Clone, Debug)]
         struct BareConfig for "Bare" {
             common: {
                 api_url: "https://bare.example",
@@ -350,6 +376,21 @@ mod tests {
         assert_eq!(
             bare.check_common(Section("bare")).unwrap_err().to_string(),
             "channels.bare.max_download_size: must be at least 1"
+        );
+        fn keys<C>(limits: Vec<(&'static str, C)>) -> Vec<&'static str> {
+            limits.into_iter().map(|(k, _)| k).collect()
+        }
+        let zeros = good.zero_limits();
+        assert_eq!(
+            keys(zeros.clone()),
+            ["request_timeout_secs", "max_file_size", "max_download_size"]
+        );
+        for (k, zero) in zeros {
+            assert_eq!(key(zero), k);
+        }
+        assert_eq!(
+            keys(BareConfig::default().zero_limits()),
+            ["max_file_size", "max_download_size"]
         );
     }
 

@@ -103,6 +103,11 @@ mod tests {
         assert_eq!(VkConfig::default().api_url, DEFAULT_API_URL);
         assert_eq!(VkConfig::default().api_version, "5.199");
         assert!(good().validate().is_ok());
+        // The kit's checks of the shared limits: each at zero is refused, naming it (the
+        // download limit was not checked here before).
+        for (key, zero) in good().zero_limits() {
+            assert_eq!(zero.validate().unwrap_err().key, key);
+        }
         let e = VkConfig {
             secret: String::new(),
             ..good()
@@ -136,33 +141,6 @@ mod tests {
         }
         .validate()
         .is_err());
-    }
-
-    /// The shared keys' checks (the kit's): a zero download limit is refused (this copy
-    /// did not check it), as are a zero timeout and a zero upload limit.
-    #[test]
-    fn zero_limits_are_refused() {
-        let zero_download = VkConfig {
-            max_download_size: 0,
-            ..good()
-        };
-        assert_eq!(
-            zero_download.validate().unwrap_err().key,
-            "max_download_size"
-        );
-        let zero_timeout = VkConfig {
-            request_timeout_secs: 0,
-            ..good()
-        };
-        assert_eq!(
-            zero_timeout.validate().unwrap_err().key,
-            "request_timeout_secs"
-        );
-        let zero_file = VkConfig {
-            max_file_size: 0,
-            ..good()
-        };
-        assert_eq!(zero_file.validate().unwrap_err().key, "max_file_size");
     }
 
     #[test]
