@@ -213,6 +213,7 @@ macro_rules! config_section {
         impl $name {
             /// For the channel's tests of `validate`: this section with one shared limit at
             /// zero, for each limit it has, with that limit's key (`validate` must name it).
+            #[allow(clippy::vec_init_then_push)] // the timeout is pushed only where it is a key
             pub fn zero_limits(&self) -> ::std::vec::Vec<(&'static str, Self)> {
                 let mut all = ::std::vec::Vec::new();
                 $(

@@ -72,7 +72,7 @@ impl ViberConfig {
             Some(u) if is_base_url(u, &["http", "https"]) => {}
             _ => return SECTION.invalid("public_url", "must be the bridge's public http(s) URL (Viber posts events and fetches files there)"),
         }
-        SECTION.at_least("media_link_ttl_secs", self.media_link_ttl_secs.into(), 1)?;
+        SECTION.at_least("media_link_ttl_secs", self.media_link_ttl_secs, 1)?;
         Ok(())
     }
 
