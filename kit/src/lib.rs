@@ -7,8 +7,11 @@
 //!
 //! * [`lifecycle`]: a channel switched off, starting or running, and what a send gets in each;
 //!   [`channel_struct!`] declares a channel's type (its configuration and what it holds while
-//!   running) with its constructor;
+//!   running) with its constructor, and, in its second form, the channel's `Channel` impl
+//!   around its own [`lifecycle::ChannelOwn`];
 //! * [`config`]: checking a channel's configuration section, with one kind of message;
+//!   [`config_section!`] declares a section with the keys channels share, their defaults,
+//!   documentation and checks;
 //! * [`checks`]: a channel's checks of itself against its network (`Channel::check`), and how
 //!   a failure that is not the network's own words becomes a check that names its fix;
 //! * [`file_name`]: the one strict sanitiser for names customers and operators give files;
@@ -49,7 +52,7 @@ pub mod send;
 pub mod text;
 pub mod verify;
 
-#[cfg(feature = "test-host")]
+#[cfg(any(test, feature = "test-host"))]
 pub mod test_host;
 
 pub use file_name::safe_file_name;

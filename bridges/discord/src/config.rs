@@ -5,8 +5,6 @@
 //! messages ignored. Unknown keys are rejected (`deny_unknown_fields`) so a typo fails at start
 //! naming the key; [`DiscordConfig::validate`] checks what serde cannot.
 
-use serde::Deserialize;
-
 /// Discord's public HTTP host. The REST API is `<api_url>/api/v10/…`; a test fake (or an HTTP
 /// proxy in front of Discord) is another base URL.
 pub const DEFAULT_API_URL: &str = "https://discord.com";
@@ -23,47 +21,30 @@ pub const DEFAULT_MAX_DOWNLOAD_SIZE: u64 = 100 * 1024 * 1024;
 /// Longest message content Discord accepts from a bot, in characters.
 pub const MAX_TEXT_CHARS: usize = 2000;
 
-/// Configuration of the Discord channel.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DiscordConfig {
-    /// Whether the core starts this channel at all.
-    pub enabled: bool,
-    /// The bot's token from the Developer Portal (sent as `Authorization: Bot <token>`).
-    pub token: String,
-    /// Base URL of the HTTP API, without `/api/v10`.
-    pub api_url: String,
-    /// Base URL of the CDN for avatars.
-    pub cdn_url: String,
-    /// Gateway URL to use instead of asking `GET /gateway/bot` (rarely needed).
-    pub gateway_url: Option<String>,
-    /// Bridge messages in guild channels too (one conversation per channel). Off by default:
-    /// the bot answers direct messages. Needs the GUILD_MESSAGES intent.
-    pub guilds: bool,
-    /// When `guilds` is on, only these guild channel ids (empty: every channel the bot sees).
-    pub guild_channels: Vec<String>,
-    /// Largest file sent to Discord, in bytes.
-    pub max_file_size: u64,
-    /// Largest attachment fetched from Discord, in bytes.
-    pub max_download_size: u64,
-    /// Fetch customers' avatars for their ghosts.
-    pub avatars: bool,
-}
-
-impl Default for DiscordConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            token: String::new(),
-            api_url: DEFAULT_API_URL.to_owned(),
-            cdn_url: DEFAULT_CDN_URL.to_owned(),
-            gateway_url: None,
-            guilds: false,
-            guild_channels: Vec::new(),
+switchboard_kit::config_section! {
+    /// Configuration of the Discord channel.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct DiscordConfig for "Discord" {
+        common: {
+            /// The HTTP host, without `/api/v10`.
+            api_url: DEFAULT_API_URL,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             max_download_size: DEFAULT_MAX_DOWNLOAD_SIZE,
             avatars: true,
-        }
+        },
+        own: {
+            /// The bot's token from the Developer Portal (sent as `Authorization: Bot <token>`).
+            pub token: String = String::new(),
+            /// Base URL of the CDN for avatars.
+            pub cdn_url: String = DEFAULT_CDN_URL.to_owned(),
+            /// Gateway URL to use instead of asking `GET /gateway/bot` (rarely needed).
+            pub gateway_url: Option<String> = None,
+            /// Bridge messages in guild channels too (one conversation per channel). Off by default:
+            /// the bot answers direct messages. Needs the GUILD_MESSAGES intent.
+            pub guilds: bool = false,
+            /// When `guilds` is on, only these guild channel ids (empty: every channel the bot sees).
+            pub guild_channels: Vec<String> = Vec::new(),
+        },
     }
 }
 
@@ -86,7 +67,7 @@ impl DiscordConfig {
         if token.starts_with("Bot ") {
             return SECTION.invalid("token", "give the token alone, without the \"Bot \" prefix");
         }
-        SECTION.base_url("api_url", &self.api_url, "https://discord.com")?;
+        self.check_common(SECTION)?;
         SECTION.base_url("cdn_url", &self.cdn_url, "https://cdn.discordapp.com")?;
         if let Some(g) = &self.gateway_url {
             if !switchboard_kit::config::is_base_url(g, &["ws", "wss"]) {
@@ -96,7 +77,6 @@ impl DiscordConfig {
                 );
             }
         }
-        SECTION.at_least("max_file_size", self.max_file_size.into(), 1)?;
         if self
             .guild_channels
             .iter()
@@ -133,6 +113,11 @@ mod tests {
         let c = with_token();
         assert!(c.validate().is_ok());
         assert!(!c.guilds);
+        // Stricter since the kit declares the section: a zero max_download_size is refused,
+        // like a zero max_file_size.
+        for (key, zero) in c.zero_limits() {
+            assert_eq!(zero.validate().unwrap_err().key, key);
+        }
         assert_eq!(c.api_base(), "https://discord.com/api/v10");
     }
 

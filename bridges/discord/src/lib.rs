@@ -31,11 +31,8 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use axum::Router;
 use serde_json::Value;
-use switchboard_channel::{
-    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound,
-    SendError,
-};
-use switchboard_kit::lifecycle::should_start;
+use switchboard_channel::{Capabilities, ChannelError, Formatting, Host};
+use switchboard_kit::lifecycle::ChannelOwn;
 
 mod catchup;
 pub mod config;
@@ -216,14 +213,16 @@ switchboard_kit::channel_struct! {
         running: outbound::Outgoing,
         label: "Discord",
     }
+    impl Channel {
+        name: "discord",
+        send: |out, outbound| outbound::send(out, outbound).await,
+        typing: |out, conversation, active| outbound::typing(out, conversation, active).await,
+        check: |config| doctor::check(config).await,
+    }
 }
 
 #[async_trait]
-impl Channel for Discord {
-    fn name(&self) -> &'static str {
-        "discord"
-    }
-
+impl ChannelOwn for Discord {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             formatting: Formatting::Html,
@@ -242,9 +241,6 @@ impl Channel for Discord {
     }
 
     async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<Router>, ChannelError> {
-        if !should_start("discord", self.config.enabled, || self.config.validate())? {
-            return Ok(None);
-        }
         // wss:// needs a TLS provider; the process may link more than one, so pick one.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let rest = rest::Rest::new(&self.config).map_err(ChannelError::Config)?;
@@ -269,20 +265,6 @@ impl Channel for Discord {
             gateway::run(Arc::clone(&shared))
         });
         Ok(None)
-    }
-
-    async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
-        outbound::send(self.running.for_send()?, outbound).await
-    }
-
-    async fn typing(&self, conversation: &ConversationKey, active: bool) {
-        if let Some(out) = self.running.get() {
-            outbound::typing(out, conversation, active).await;
-        }
-    }
-
-    async fn check(&self) -> Vec<switchboard_channel::Check> {
-        doctor::check(&self.config).await
     }
 }
 

@@ -24,10 +24,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use switchboard_channel::{
-    Capabilities, Channel, ChannelError, Delivery, Formatting, Host, Outbound, SendError,
-};
-use switchboard_kit::lifecycle;
+use switchboard_channel::{Capabilities, ChannelError, Formatting, Host};
+use switchboard_kit::lifecycle::ChannelOwn;
 
 pub mod body;
 pub mod charset;
@@ -61,14 +59,23 @@ switchboard_kit::channel_struct! {
         running: Running,
         label: "email",
     }
+    impl Channel {
+        name: "email",
+        send: |r, outbound| outbound::send(&*r.host, &r.config, &r.smtp, outbound).await,
+        // A conversation the core continues by e-mail (a web chat visitor who left): its
+        // thread is begun with the visitor's address and the given subject when it has none
+        // yet, then the answer goes out as every answer does; the visitor's reply finds the
+        // thread by its `In-Reply-To` like any other.
+        send_continued: |r, outbound, begin| {
+            outbound::begin_thread(&*r.host, outbound, begin).await?;
+            outbound::send(&*r.host, &r.config, &r.smtp, outbound).await
+        },
+        check: |config| doctor::check(config).await,
+    }
 }
 
 #[async_trait]
-impl Channel for Email {
-    fn name(&self) -> &'static str {
-        "email"
-    }
-
+impl ChannelOwn for Email {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             formatting: Formatting::Html,
@@ -86,9 +93,6 @@ impl Channel for Email {
         self: Arc<Self>,
         host: Arc<dyn Host>,
     ) -> Result<Option<axum::Router>, ChannelError> {
-        if !lifecycle::should_start("email", self.config.enabled, || self.config.validate())? {
-            return Ok(None);
-        }
         let smtp = outbound::transport(&self.config).map_err(ChannelError::Config)?;
         let config = Arc::new(self.config.clone());
         self.running.set(Running {
@@ -123,28 +127,5 @@ impl Channel for Email {
         }
         tracing::info!(mailboxes = self.config.mailboxes.len(), "email: ready");
         Ok(None)
-    }
-
-    async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
-        let r = self.running.for_send()?;
-        outbound::send(&*r.host, &r.config, &r.smtp, outbound).await
-    }
-
-    /// A conversation the core continues by e-mail (a web chat visitor who left): its thread
-    /// is begun with the visitor's address and the given subject when it has none yet, then
-    /// the answer goes out as every answer does; the visitor's reply finds the thread by its
-    /// `In-Reply-To` like any other.
-    async fn send_continued(
-        &self,
-        outbound: &Outbound,
-        begin: &switchboard_channel::Begin,
-    ) -> Result<Delivery, SendError> {
-        let r = self.running.for_send()?;
-        outbound::begin_thread(&*r.host, outbound, begin).await?;
-        outbound::send(&*r.host, &r.config, &r.smtp, outbound).await
-    }
-
-    async fn check(&self) -> Vec<switchboard_channel::Check> {
-        doctor::check(&self.config).await
     }
 }

@@ -5,8 +5,6 @@
 //! the Graph API's base URL and version. Unknown keys are rejected (`deny_unknown_fields`) so a
 //! typo fails at start naming the key; [`MetaConfig::validate`] checks what serde cannot.
 
-use serde::Deserialize;
-
 /// Meta's Graph API. A test fake is another base URL.
 pub const DEFAULT_API_URL: &str = "https://graph.facebook.com";
 
@@ -20,53 +18,35 @@ pub const DEFAULT_MAX_FILE_SIZE: u64 = 25 * 1024 * 1024;
 /// Largest customer attachment fetched from Meta's CDN.
 pub const DEFAULT_MAX_DOWNLOAD_SIZE: u64 = 25 * 1024 * 1024;
 
-/// Configuration of the Messenger or the Instagram channel.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MetaConfig {
-    /// Whether the core starts this channel at all.
-    pub enabled: bool,
-    /// The Page access token (for Instagram: of the Page linked to the Instagram professional
-    /// account), with `pages_messaging` / `instagram_manage_messages`.
-    pub access_token: String,
-    /// The app secret: webhook deliveries are signed with it (`X-Hub-Signature-256`).
-    pub app_secret: String,
-    /// The token typed into the app dashboard's webhook subscription; Meta echoes it in the
-    /// `GET` verification handshake.
-    pub verify_token: String,
-    /// The Page id (Messenger) or Instagram account id whose conversations this bridge owns.
-    /// Empty: any account the token's webhooks deliver (normally the one).
-    pub account_id: String,
-    /// Base URL of the Graph API, without the version.
-    pub api_url: String,
-    /// Graph API version, like `v21.0`.
-    pub api_version: String,
-    /// Largest file sent, in bytes.
-    pub max_file_size: u64,
-    /// Largest file fetched from a customer's message, in bytes.
-    pub max_download_size: u64,
-    /// Fetch customers' profile pictures for their ghosts.
-    pub avatars: bool,
-    /// A Graph API call (or a file download) that has not answered after this many seconds
-    /// counts as failed: a send is retried, a webhook delivery answered 503.
-    pub request_timeout_secs: u32,
-}
-
-impl Default for MetaConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            access_token: String::new(),
-            app_secret: String::new(),
-            verify_token: String::new(),
-            account_id: String::new(),
-            api_url: DEFAULT_API_URL.to_owned(),
-            api_version: DEFAULT_API_VERSION.to_owned(),
+switchboard_kit::config_section! {
+    /// Configuration of the Messenger or the Instagram channel. `request_timeout_secs` holds
+    /// for Graph API calls and file downloads alike: a send that times out is retried, a
+    /// webhook delivery answered 503.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct MetaConfig for "Messenger or Instagram" {
+        common: {
+            /// The Graph API's base, without the version.
+            api_url: DEFAULT_API_URL,
+            request_timeout_secs: 60,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             max_download_size: DEFAULT_MAX_DOWNLOAD_SIZE,
             avatars: true,
-            request_timeout_secs: 60,
-        }
+        },
+        own: {
+            /// The Page access token (for Instagram: of the Page linked to the Instagram professional
+            /// account), with `pages_messaging` / `instagram_manage_messages`.
+            pub access_token: String = String::new(),
+            /// The app secret: webhook deliveries are signed with it (`X-Hub-Signature-256`).
+            pub app_secret: String = String::new(),
+            /// The token typed into the app dashboard's webhook subscription; Meta echoes it in the
+            /// `GET` verification handshake.
+            pub verify_token: String = String::new(),
+            /// The Page id (Messenger) or Instagram account id whose conversations this bridge owns.
+            /// Empty: any account the token's webhooks deliver (normally the one).
+            pub account_id: String = String::new(),
+            /// Graph API version, like `v21.0`.
+            pub api_version: String = DEFAULT_API_VERSION.to_owned(),
+        },
     }
 }
 
@@ -98,10 +78,8 @@ impl MetaConfig {
                 "must be the numeric Page or Instagram account id",
             );
         }
-        switchboard_kit::meta::check_graph_api(section, &self.api_url, &self.api_version)?;
-        section.at_least("request_timeout_secs", self.request_timeout_secs.into(), 1)?;
-        section.at_least("max_file_size", self.max_file_size.into(), 1)?;
-        Ok(())
+        self.check_common(section)?;
+        switchboard_kit::meta::check_graph_api(section, &self.api_url, &self.api_version)
     }
 
     /// `<api_url>/<api_version>`, the base of every request.
@@ -148,6 +126,11 @@ mod tests {
             e.to_string(),
             "channels.instagram.app_secret: is required (webhook deliveries are verified with it)"
         );
+        // The timeout and both size limits must be at least 1: max_download_size only since
+        // the section is declared by the kit.
+        for (key, zero) in good().zero_limits() {
+            assert_eq!(zero.validate("messenger").unwrap_err().key, key);
+        }
         assert!(MetaConfig {
             api_version: "21".into(),
             ..good()

@@ -8,8 +8,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-
 use crate::phone;
 
 /// Twilio's REST API. A test fake is another base URL.
@@ -21,61 +19,44 @@ pub const MAX_TEXT_CHARS: usize = 1600;
 /// Twilio's limit for the media of one MMS, in bytes.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 5 * 1024 * 1024;
 
-/// Configuration of the SMS channel.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SmsConfig {
-    /// Whether the core starts this channel at all.
-    pub enabled: bool,
-    /// Base URL of Twilio's REST API (the part before `/2010-04-01`).
-    pub api_url: String,
-    /// The account's SID (`AC…`): the user name of the REST API's Basic auth.
-    pub account_sid: String,
-    /// The account's auth token: the REST API's password and the key of webhook signatures.
-    pub auth_token: String,
-    /// The company's Twilio numbers, in E.164 or any form [`phone::normalize`] understands.
-    /// A reply goes out from the number the customer wrote to.
-    pub numbers: Vec<String>,
-    /// A Messaging Service (`MG…`) to send from when the conversation's number is not listed in
-    /// `numbers` (Twilio picks the sender from the service's pool).
-    pub messaging_service_sid: Option<String>,
-    /// The bridge's public base URL as Twilio reaches it. Twilio signs the full URL it posts
-    /// to, so this must be exactly what is configured in the Twilio console (before
-    /// `/sms/incoming`). Filled from `appservice.public_url` when missing.
-    pub public_url: Option<String>,
-    /// Region (ISO 3166 alpha-2, like `US` or `DE`) of numbers written without a country code.
-    pub default_region: String,
-    /// Names of customers known by number (`"+14155550100": "Jane Doe"`); others are shown as
-    /// their formatted number.
-    pub contacts: BTreeMap<String, String>,
-    /// Largest file sent as MMS media, in bytes.
-    pub max_file_size: u64,
-    /// Largest MMS media fetched from Twilio, in bytes; bigger ones become a line of text.
-    pub max_download_size: u64,
-    /// How long a link to an operator's file (`<public_url>/sms/media/<token>`) stays valid,
-    /// in seconds. Twilio fetches it when it sends the MMS, usually within seconds.
-    pub media_link_ttl_secs: u64,
-    /// Key of the media links' HMAC. Defaults to one derived from the auth token.
-    pub media_link_secret: Option<String>,
-}
-
-impl Default for SmsConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            api_url: DEFAULT_API_URL.to_owned(),
-            account_sid: String::new(),
-            auth_token: String::new(),
-            numbers: Vec::new(),
-            messaging_service_sid: None,
-            public_url: None,
-            default_region: "US".to_owned(),
-            contacts: BTreeMap::new(),
+switchboard_kit::config_section! {
+    /// Configuration of the SMS channel.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct SmsConfig for "Twilio" {
+        common: {
+            /// The REST API's base: the part before `/2010-04-01`.
+            api_url: DEFAULT_API_URL,
+            /// Operators' files go as MMS media.
             max_file_size: DEFAULT_MAX_FILE_SIZE,
+            /// Customers' MMS media.
             max_download_size: 20 * 1024 * 1024,
-            media_link_ttl_secs: 24 * 3600,
-            media_link_secret: None,
-        }
+        },
+        own: {
+            /// The account's SID (`AC…`): the user name of the REST API's Basic auth.
+            pub account_sid: String = String::new(),
+            /// The account's auth token: the REST API's password and the key of webhook signatures.
+            pub auth_token: String = String::new(),
+            /// The company's Twilio numbers, in E.164 or any form [`phone::normalize`] understands.
+            /// A reply goes out from the number the customer wrote to.
+            pub numbers: Vec<String> = Vec::new(),
+            /// A Messaging Service (`MG…`) to send from when the conversation's number is not listed in
+            /// `numbers` (Twilio picks the sender from the service's pool).
+            pub messaging_service_sid: Option<String> = None,
+            /// The bridge's public base URL as Twilio reaches it. Twilio signs the full URL it posts
+            /// to, so this must be exactly what is configured in the Twilio console (before
+            /// `/sms/incoming`). Filled from `appservice.public_url` when missing.
+            pub public_url: Option<String> = None,
+            /// Region (ISO 3166 alpha-2, like `US` or `DE`) of numbers written without a country code.
+            pub default_region: String = "US".to_owned(),
+            /// Names of customers known by number (`"+14155550100": "Jane Doe"`); others are shown as
+            /// their formatted number.
+            pub contacts: BTreeMap<String, String> = BTreeMap::new(),
+            /// How long a link to an operator's file (`<public_url>/sms/media/<token>`) stays valid,
+            /// in seconds. Twilio fetches it when it sends the MMS, usually within seconds.
+            pub media_link_ttl_secs: u64 = 24 * 3600,
+            /// Key of the media links' HMAC. Defaults to one derived from the auth token.
+            pub media_link_secret: Option<String> = None,
+        },
     }
 }
 
@@ -105,7 +86,7 @@ impl SmsConfig {
             &self.auth_token,
             " (the account's auth token)",
         )?;
-        SECTION.base_url("api_url", &self.api_url, "https://api.twilio.com")?;
+        self.check_common(SECTION)?;
         if phone::Region::parse(&self.default_region).is_none() {
             return SECTION.invalid(
                 "default_region",
@@ -142,7 +123,6 @@ impl SmsConfig {
                 "is required: Twilio signs the URL it posts to (defaults to appservice.public_url)",
             ),
         }
-        SECTION.at_least("max_file_size", self.max_file_size.into(), 1)?;
         if self.media_link_ttl_secs < 60 {
             return SECTION.invalid("media_link_ttl_secs", "must be at least 60");
         }
@@ -221,6 +201,10 @@ mod tests {
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains(&format!("channels.sms.{key}")), "{e}");
         };
+        // Neither size limit may be zero (the download limit went unchecked before the kit).
+        for (limit, zero) in valid().zero_limits() {
+            check(zero, limit);
+        }
         check(
             SmsConfig {
                 account_sid: "nope".into(),

@@ -28,10 +28,10 @@ use async_trait::async_trait;
 use axum::Router;
 use bytes::Bytes;
 use switchboard_channel::{
-    Attachment, Capabilities, Channel, ChannelError, ContactProfile, Content, ConversationKey,
-    Delivery, Host, HostError, Inbound, InboundEvent, Outbound, SendError,
+    Attachment, Capabilities, ChannelError, ContactProfile, Content, ConversationKey, Host,
+    HostError, Inbound, InboundEvent,
 };
-use switchboard_kit::lifecycle::should_start;
+use switchboard_kit::lifecycle::ChannelOwn;
 
 pub mod client;
 pub mod config;
@@ -299,14 +299,15 @@ switchboard_kit::channel_struct! {
         running: Arc<Shared>,
         label: "SMS",
     }
+    impl Channel {
+        name: "sms",
+        send: |shared, outbound| outbound::send(shared, outbound).await,
+        check: |config| doctor::check(config).await,
+    }
 }
 
 #[async_trait]
-impl Channel for Sms {
-    fn name(&self) -> &'static str {
-        "sms"
-    }
-
+impl ChannelOwn for Sms {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             max_file_size: Some(self.config.max_file_size),
@@ -317,9 +318,6 @@ impl Channel for Sms {
     }
 
     async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<Router>, ChannelError> {
-        if !should_start("sms", self.config.enabled, || self.config.validate())? {
-            return Ok(None);
-        }
         let client = client::Client::new(
             &self.config.api_url,
             &self.config.account_sid,
@@ -350,15 +348,6 @@ impl Channel for Sms {
             "sms: starting; point the numbers' incoming-message webhook at the incoming URL"
         );
         Ok(Some(webhook::router(shared)))
-    }
-
-    async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
-        let shared = self.running.for_send()?;
-        outbound::send(shared, outbound).await
-    }
-
-    async fn check(&self) -> Vec<switchboard_channel::Check> {
-        doctor::check(&self.config).await
     }
 }
 

@@ -30,63 +30,42 @@ pub enum Mode {
     Webhook,
 }
 
-/// Configuration of the Telegram channel.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TelegramConfig {
-    /// Whether the core starts this channel at all.
-    pub enabled: bool,
-    /// The bot's token from @BotFather (`123456:ABC…`).
-    pub token: String,
-    /// Base URL of the Bot API, without `/bot<token>`.
-    pub api_url: String,
-    pub mode: Mode,
-    /// Webhook mode: the value Telegram sends in `X-Telegram-Bot-Api-Secret-Token`
-    /// (1–256 characters of `A-Z a-z 0-9 _ -`). Required in webhook mode.
-    pub webhook_secret: Option<String>,
-    /// Webhook mode: the bridge's public base URL as Telegram reaches it; the webhook is
-    /// `<public_url>/telegram/webhook`. The core fills it from `appservice.public_url`.
-    pub public_url: Option<String>,
-    /// Webhook mode: call `setWebhook` at start (off when the webhook is managed elsewhere).
-    pub register_webhook: bool,
-    /// Bridge group chats the bot is a member of (one conversation per group).
-    pub groups: bool,
-    /// In group chats, also start each message with the sender's name. Each member speaks as
-    /// a ghost of their own in the group's room, so this is off by default; it helps only
-    /// operators whose client does not show who sent a message.
-    pub group_sender_prefix: bool,
-    /// Long-polling timeout given to `getUpdates`, in seconds.
-    pub poll_timeout_secs: u32,
-    /// A Bot API call that has not answered after this many seconds counts as failed (and is
-    /// retried); `getUpdates` gets its long-poll timeout on top of a small slack.
-    pub request_timeout_secs: u32,
-    /// Largest file sent to Telegram, in bytes (50 MB on the public Bot API; a local Bot API
-    /// server allows 2000 MB).
-    pub max_file_size: u64,
-    /// Largest file fetched from Telegram, in bytes (20 MB on the public Bot API).
-    pub max_download_size: u64,
-    /// Fetch customers' profile photos for their ghosts.
-    pub avatars: bool,
-}
-
-impl Default for TelegramConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            token: String::new(),
-            api_url: DEFAULT_API_URL.to_owned(),
-            mode: Mode::Polling,
-            webhook_secret: None,
-            public_url: None,
-            register_webhook: true,
-            groups: true,
-            group_sender_prefix: false,
-            poll_timeout_secs: 25,
+switchboard_kit::config_section! {
+    /// Configuration of the Telegram channel.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct TelegramConfig for "Telegram" {
+        common: {
+            /// The Bot API's base, without `/bot<token>`.
+            api_url: DEFAULT_API_URL,
             request_timeout_secs: 60,
+            /// 50 MB on the public Bot API; a local Bot API server allows 2000 MB.
             max_file_size: DEFAULT_MAX_FILE_SIZE,
+            /// 20 MB on the public Bot API.
             max_download_size: DEFAULT_MAX_DOWNLOAD_SIZE,
             avatars: true,
-        }
+        },
+        own: {
+            /// The bot's token from @BotFather (`123456:ABC…`).
+            pub token: String = String::new(),
+            pub mode: Mode = Mode::Polling,
+            /// Webhook mode: the value Telegram sends in `X-Telegram-Bot-Api-Secret-Token`
+            /// (1–256 characters of `A-Z a-z 0-9 _ -`). Required in webhook mode.
+            pub webhook_secret: Option<String> = None,
+            /// Webhook mode: the bridge's public base URL as Telegram reaches it; the webhook is
+            /// `<public_url>/telegram/webhook`. The core fills it from `appservice.public_url`.
+            pub public_url: Option<String> = None,
+            /// Webhook mode: call `setWebhook` at start (off when the webhook is managed elsewhere).
+            pub register_webhook: bool = true,
+            /// Bridge group chats the bot is a member of (one conversation per group).
+            pub groups: bool = true,
+            /// In group chats, also start each message with the sender's name. Each member speaks as
+            /// a ghost of their own in the group's room, so this is off by default; it helps only
+            /// operators whose client does not show who sent a message.
+            pub group_sender_prefix: bool = false,
+            /// Long-polling timeout given to `getUpdates`, in seconds. The `getUpdates` call gets
+            /// this timeout on top of a small slack, not `request_timeout_secs`.
+            pub poll_timeout_secs: u32 = 25,
+        },
     }
 }
 
@@ -105,12 +84,10 @@ impl TelegramConfig {
                 "must be the bot token from @BotFather, like 123456:ABC-DEF…",
             );
         }
-        SECTION.base_url("api_url", &self.api_url, "https://api.telegram.org")?;
-        SECTION.at_least("request_timeout_secs", self.request_timeout_secs.into(), 1)?;
+        self.check_common(SECTION)?;
         if self.poll_timeout_secs > 50 {
             return SECTION.invalid("poll_timeout_secs", "must be at most 50");
         }
-        SECTION.at_least("max_file_size", self.max_file_size.into(), 1)?;
         if self.mode == Mode::Webhook {
             let Some(secret) = self.webhook_secret.as_deref() else {
                 return SECTION.invalid("webhook_secret", "is required in webhook mode");
@@ -181,6 +158,10 @@ mod tests {
             ..with_token()
         };
         assert_eq!(c.validate().unwrap_err().key, "token");
+        // Zero limits (the kit's check of the shared keys; max_download_size is new here).
+        for (key, zero) in with_token().zero_limits() {
+            assert_eq!(zero.validate().unwrap_err().key, key);
+        }
         let c = TelegramConfig {
             mode: Mode::Webhook,
             ..with_token()

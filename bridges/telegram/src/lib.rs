@@ -26,11 +26,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Router;
-use switchboard_channel::{
-    Capabilities, Channel, ChannelError, Check, ConversationKey, Delivery, Formatting, Host,
-    Outbound, SendError,
-};
-use switchboard_kit::lifecycle::should_start;
+use switchboard_channel::{Capabilities, ChannelError, Formatting, Host};
+use switchboard_kit::lifecycle::ChannelOwn;
 use teloxide::Bot;
 
 mod client;
@@ -112,14 +109,18 @@ switchboard_kit::channel_struct! {
         running: Arc<Shared>,
         label: "Telegram",
     }
+    impl Channel {
+        name: "telegram",
+        send: |shared, outbound| outbound::send(&shared.out, outbound).await,
+        typing: |shared, conversation, active| {
+            outbound::typing(&shared.out, conversation, active).await
+        },
+        check: |config| doctor::check(config).await,
+    }
 }
 
 #[async_trait]
-impl Channel for Telegram {
-    fn name(&self) -> &'static str {
-        "telegram"
-    }
-
+impl ChannelOwn for Telegram {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             formatting: Formatting::Html,
@@ -140,9 +141,6 @@ impl Channel for Telegram {
     }
 
     async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<Router>, ChannelError> {
-        if !should_start("telegram", self.config.enabled, || self.config.validate())? {
-            return Ok(None);
-        }
         let account = self.config.bot_id().unwrap_or_default().to_owned();
         let bot = client::bot(&self.config).map_err(ChannelError::Config)?;
         let options = inbound::ParseOptions {
@@ -180,20 +178,6 @@ impl Channel for Telegram {
                 }
                 Ok(Some(webhook::router(shared)))
             }
-        }
-    }
-
-    async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
-        outbound::send(&self.running.for_send()?.out, outbound).await
-    }
-
-    async fn check(&self) -> Vec<Check> {
-        doctor::check(&self.config).await
-    }
-
-    async fn typing(&self, conversation: &ConversationKey, active: bool) {
-        if let Some(shared) = self.running.get() {
-            outbound::typing(&shared.out, conversation, active).await;
         }
     }
 }

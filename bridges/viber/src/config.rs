@@ -6,8 +6,6 @@
 //! files operators send from `<public_url>/viber/media/…`, so the bridge needs a public URL (the
 //! core fills it from `appservice.public_url`). Unknown keys are rejected.
 
-use serde::Deserialize;
-
 /// The public Viber REST bot API.
 pub const DEFAULT_API_URL: &str = "https://chatapi.viber.com/pa";
 /// Longest text message Viber takes, in characters.
@@ -17,58 +15,37 @@ pub const DEFAULT_MAX_FILE_SIZE: u64 = 50 * 1024 * 1024;
 /// Longest sender name Viber shows.
 pub const MAX_NAME_CHARS: usize = 28;
 
-/// Configuration of the Viber channel.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ViberConfig {
-    pub enabled: bool,
-    /// Base URL of the REST bot API (`<api_url>/send_message`).
-    pub api_url: String,
-    /// The bot's auth token (`X-Viber-Auth-Token`; also the key of the callback signatures).
-    pub auth_token: String,
-    /// The name messages are sent under (at most 28 characters).
-    pub bot_name: String,
-    /// An avatar URL for the sender (optional; Viber wants at most 100 kB, 720×720).
-    pub bot_avatar: Option<String>,
-    /// The account id of every conversation. Default: the first part of the auth token (the
-    /// bot's id, which stays when the token is regenerated… mostly; set it to keep it stable).
-    pub account: Option<String>,
-    /// The bridge's public base URL as Viber reaches it; filled from `appservice.public_url`.
-    pub public_url: Option<String>,
-    /// Call `set_webhook` at start (off when the webhook is managed elsewhere).
-    pub register_webhook: bool,
-    /// Key of the signed media links; default: derived from the auth token.
-    pub media_secret: Option<String>,
-    /// How long a media link stays valid, in seconds.
-    pub media_link_ttl_secs: u64,
-    /// A call that has not answered after this many seconds counts as failed (and is retried).
-    pub request_timeout_secs: u32,
-    /// Largest file sent to Viber, in bytes.
-    pub max_file_size: u64,
-    /// Largest file fetched from Viber, in bytes.
-    pub max_download_size: u64,
-    /// Fetch customers' Viber avatars for their ghosts.
-    pub avatars: bool,
-}
-
-impl Default for ViberConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            api_url: DEFAULT_API_URL.to_owned(),
-            auth_token: String::new(),
-            bot_name: "Support".to_owned(),
-            bot_avatar: None,
-            account: None,
-            public_url: None,
-            register_webhook: true,
-            media_secret: None,
-            media_link_ttl_secs: 24 * 60 * 60,
+switchboard_kit::config_section! {
+    /// Configuration of the Viber channel.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct ViberConfig for "Viber" {
+        common: {
+            /// The REST bot API's methods are at `<api_url>/send_message` and so on.
+            api_url: DEFAULT_API_URL,
             request_timeout_secs: 60,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             max_download_size: 50 * 1024 * 1024,
             avatars: true,
-        }
+        },
+        own: {
+            /// The bot's auth token (`X-Viber-Auth-Token`; also the key of the callback signatures).
+            pub auth_token: String = String::new(),
+            /// The name messages are sent under (at most 28 characters).
+            pub bot_name: String = "Support".to_owned(),
+            /// An avatar URL for the sender (optional; Viber wants at most 100 kB, 720×720).
+            pub bot_avatar: Option<String> = None,
+            /// The account id of every conversation. Default: the first part of the auth token (the
+            /// bot's id, which stays when the token is regenerated… mostly; set it to keep it stable).
+            pub account: Option<String> = None,
+            /// The bridge's public base URL as Viber reaches it; filled from `appservice.public_url`.
+            pub public_url: Option<String> = None,
+            /// Call `set_webhook` at start (off when the webhook is managed elsewhere).
+            pub register_webhook: bool = true,
+            /// Key of the signed media links; default: derived from the auth token.
+            pub media_secret: Option<String> = None,
+            /// How long a media link stays valid, in seconds.
+            pub media_link_ttl_secs: u64 = 24 * 60 * 60,
+        },
     }
 }
 
@@ -90,14 +67,12 @@ impl ViberConfig {
         if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
             return SECTION.invalid("bot_name", "must be 1-28 characters");
         }
-        SECTION.base_url("api_url", &self.api_url, "https://chatapi.viber.com/pa")?;
+        self.check_common(SECTION)?;
         match self.public_url.as_deref() {
             Some(u) if is_base_url(u, &["http", "https"]) => {}
             _ => return SECTION.invalid("public_url", "must be the bridge's public http(s) URL (Viber posts events and fetches files there)"),
         }
-        SECTION.at_least("media_link_ttl_secs", self.media_link_ttl_secs.into(), 1)?;
-        SECTION.at_least("request_timeout_secs", self.request_timeout_secs.into(), 1)?;
-        SECTION.at_least("max_file_size", self.max_file_size.into(), 1)?;
+        SECTION.at_least("media_link_ttl_secs", self.media_link_ttl_secs, 1)?;
         Ok(())
     }
 
@@ -149,6 +124,11 @@ mod tests {
             ..good()
         };
         assert_eq!(long.validate().unwrap_err().key, "bot_name");
+        // A zero timeout or size limit cannot work; max_download_size is checked since the
+        // kit declares the section.
+        for (key, zero) in good().zero_limits() {
+            assert_eq!(zero.validate().unwrap_err().key, key);
+        }
         assert!(ViberConfig {
             public_url: None,
             ..good()

@@ -27,10 +27,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::Router;
 use serde_json::json;
-use switchboard_channel::{
-    Capabilities, Channel, ChannelError, Delivery, Host, Outbound, SendError,
-};
-use switchboard_kit::lifecycle::should_start;
+use switchboard_channel::{Capabilities, ChannelError, Host};
+use switchboard_kit::lifecycle::ChannelOwn;
 
 pub mod api;
 mod callback;
@@ -120,14 +118,15 @@ switchboard_kit::channel_struct! {
         running: Arc<Shared>,
         label: "Viber",
     }
+    impl Channel {
+        name: "viber",
+        send: |shared, outbound| outbound::send(&shared.out, outbound).await,
+        check: |config| doctor::check(config).await,
+    }
 }
 
 #[async_trait]
-impl Channel for Viber {
-    fn name(&self) -> &'static str {
-        "viber"
-    }
-
+impl ChannelOwn for Viber {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             max_file_size: Some(self.config.max_file_size),
@@ -144,9 +143,6 @@ impl Channel for Viber {
     }
 
     async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<Router>, ChannelError> {
-        if !should_start("viber", self.config.enabled, || self.config.validate())? {
-            return Ok(None);
-        }
         let api = api::Api::new(&self.config).map_err(ChannelError::Config)?;
         let account = self.config.account();
         let secret = match self
@@ -194,14 +190,5 @@ impl Channel for Viber {
             tokio::spawn(register(Arc::clone(&shared)));
         }
         Ok(Some(callback::router(shared)))
-    }
-
-    async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
-        let shared = self.running.for_send()?;
-        outbound::send(&shared.out, outbound).await
-    }
-
-    async fn check(&self) -> Vec<switchboard_channel::Check> {
-        doctor::check(&self.config).await
     }
 }

@@ -6,8 +6,6 @@
 //! code VK asks for once, and the secret key VK then puts into every event. Unknown keys are
 //! rejected (`deny_unknown_fields`) so a typo fails at start naming the key.
 
-use serde::Deserialize;
-
 /// The public VK API.
 pub const DEFAULT_API_URL: &str = "https://api.vk.com/method";
 /// The API version every call names (and the Callback API server should be set to).
@@ -19,51 +17,33 @@ pub const DEFAULT_MAX_FILE_SIZE: u64 = 200 * 1024 * 1024;
 /// Largest photo `photos.getMessagesUploadServer` takes; bigger images go as documents.
 pub const MAX_PHOTO_BYTES: u64 = 50 * 1024 * 1024;
 
-/// Configuration of the VK channel.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct VkConfig {
-    pub enabled: bool,
-    /// Base URL of the API methods (`<api_url>/messages.send`).
-    pub api_url: String,
-    /// The `v` parameter of every call.
-    pub api_version: String,
-    /// The community access token (Manage → API usage → Access tokens).
-    pub access_token: String,
-    /// The community's numeric id (positive, without the minus sign of its owner id).
-    pub group_id: u64,
-    /// The "Secret key" of the Callback API server: VK sends it as `secret` in every event.
-    pub secret: String,
-    /// The string VK asks the server to return for `type: confirmation`.
-    pub confirmation: String,
-    /// Bridge group chats the community is a member of (one conversation per chat).
-    pub chats: bool,
-    /// A call that has not answered after this many seconds counts as failed (and is retried).
-    pub request_timeout_secs: u32,
-    /// Largest file sent to VK, in bytes.
-    pub max_file_size: u64,
-    /// Largest file fetched from VK, in bytes; bigger ones become a line of text.
-    pub max_download_size: u64,
-    /// Look customers up with `users.get` for their ghosts' names and avatars.
-    pub profiles: bool,
-}
-
-impl Default for VkConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            api_url: DEFAULT_API_URL.to_owned(),
-            api_version: DEFAULT_API_VERSION.to_owned(),
-            access_token: String::new(),
-            group_id: 0,
-            secret: String::new(),
-            confirmation: String::new(),
-            chats: true,
+switchboard_kit::config_section! {
+    /// Configuration of the VK channel.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct VkConfig for "VK" {
+        common: {
+            /// API methods are called at `<api_url>/messages.send`.
+            api_url: DEFAULT_API_URL,
             request_timeout_secs: 60,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             max_download_size: 50 * 1024 * 1024,
-            profiles: true,
-        }
+        },
+        own: {
+            /// The `v` parameter of every call.
+            pub api_version: String = DEFAULT_API_VERSION.to_owned(),
+            /// The community access token (Manage → API usage → Access tokens).
+            pub access_token: String = String::new(),
+            /// The community's numeric id (positive, without the minus sign of its owner id).
+            pub group_id: u64 = 0,
+            /// The "Secret key" of the Callback API server: VK sends it as `secret` in every event.
+            pub secret: String = String::new(),
+            /// The string VK asks the server to return for `type: confirmation`.
+            pub confirmation: String = String::new(),
+            /// Bridge group chats the community is a member of (one conversation per chat).
+            pub chats: bool = true,
+            /// Look customers up with `users.get` for their ghosts' names and avatars.
+            pub profiles: bool = true,
+        },
     }
 }
 
@@ -94,10 +74,7 @@ impl VkConfig {
             &self.confirmation,
             ": the string the Callback API settings page asks to return",
         )?;
-        SECTION.base_url("api_url", &self.api_url, "https://api.vk.com/method")?;
-        SECTION.at_least("request_timeout_secs", self.request_timeout_secs.into(), 1)?;
-        SECTION.at_least("max_file_size", self.max_file_size.into(), 1)?;
-        Ok(())
+        self.check_common(SECTION)
     }
 
     /// The account of every conversation: the community's id.
@@ -126,6 +103,11 @@ mod tests {
         assert_eq!(VkConfig::default().api_url, DEFAULT_API_URL);
         assert_eq!(VkConfig::default().api_version, "5.199");
         assert!(good().validate().is_ok());
+        // The kit's checks of the shared limits: each at zero is refused, naming it (the
+        // download limit was not checked here before).
+        for (key, zero) in good().zero_limits() {
+            assert_eq!(zero.validate().unwrap_err().key, key);
+        }
         let e = VkConfig {
             secret: String::new(),
             ..good()

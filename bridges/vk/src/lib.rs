@@ -25,10 +25,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Router;
-use switchboard_channel::{
-    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Host, Outbound, SendError,
-};
-use switchboard_kit::lifecycle::should_start;
+use switchboard_channel::{Capabilities, ChannelError, Host};
+use switchboard_kit::lifecycle::ChannelOwn;
 
 pub mod api;
 mod callback;
@@ -109,14 +107,21 @@ switchboard_kit::channel_struct! {
         running: Arc<Shared>,
         label: "VK",
     }
+    impl Channel {
+        name: "vk",
+        send: |shared, outbound| outbound::send(&shared.out, outbound).await,
+        typing: |shared, conversation, active| {
+            outbound::typing(&shared.out, conversation, active).await
+        },
+        mark_read: |shared, conversation, _up_to| {
+            outbound::mark_read(&shared.out, conversation).await
+        },
+        check: |config| doctor::check(config).await,
+    }
 }
 
 #[async_trait]
-impl Channel for Vk {
-    fn name(&self) -> &'static str {
-        "vk"
-    }
-
+impl ChannelOwn for Vk {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             max_file_size: Some(self.config.max_file_size),
@@ -134,9 +139,6 @@ impl Channel for Vk {
     }
 
     async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<Router>, ChannelError> {
-        if !should_start("vk", self.config.enabled, || self.config.validate())? {
-            return Ok(None);
-        }
         let api = api::Api::new(&self.config).map_err(ChannelError::Config)?;
         let group_id = i64::try_from(self.config.group_id)
             .map_err(|_| ChannelError::Config("channels.vk.group_id: too large".into()))?;
@@ -160,26 +162,5 @@ impl Channel for Vk {
         self.running.set(Arc::clone(&shared))?;
         tracing::info!(group_id, api = %self.config.api_url, "vk: callback endpoint ready at /vk/callback");
         Ok(Some(callback::router(shared)))
-    }
-
-    async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
-        let shared = self.running.for_send()?;
-        outbound::send(&shared.out, outbound).await
-    }
-
-    async fn typing(&self, conversation: &ConversationKey, active: bool) {
-        if let Some(shared) = self.running.get() {
-            outbound::typing(&shared.out, conversation, active).await;
-        }
-    }
-
-    async fn mark_read(&self, conversation: &ConversationKey, _remote_id: &str) {
-        if let Some(shared) = self.running.get() {
-            outbound::mark_read(&shared.out, conversation).await;
-        }
-    }
-
-    async fn check(&self) -> Vec<switchboard_channel::Check> {
-        doctor::check(&self.config).await
     }
 }

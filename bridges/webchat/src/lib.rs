@@ -36,11 +36,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::routing::{get, patch, post, put};
 use axum::Router;
-use switchboard_channel::{
-    Capabilities, Channel, ChannelError, ConversationKey, Delivery, Formatting, Host, Outbound,
-    SendError,
-};
-use switchboard_kit::lifecycle::should_start;
+use switchboard_channel::{Capabilities, ChannelError, Formatting, Host};
+use switchboard_kit::lifecycle::ChannelOwn;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 mod api;
@@ -80,6 +77,15 @@ switchboard_kit::channel_struct! {
         config: WebchatConfig,
         running: Arc<Shared>,
         label: "web chat",
+    }
+    impl Channel {
+        name: "webchat",
+        send: |shared, outbound| outbound::send(shared, outbound).await,
+        typing: |shared, conversation, active| outbound::typing(shared, conversation, active),
+        mark_read: |shared, conversation, remote_id| {
+            outbound::mark_read(shared, conversation, remote_id).await
+        },
+        customer_left: |shared, conversation| shared.customer_left(conversation),
     }
 }
 
@@ -172,11 +178,7 @@ fn spawn_limiter_sweeper(shared: Weak<Shared>) {
 }
 
 #[async_trait]
-impl Channel for Webchat {
-    fn name(&self) -> &'static str {
-        "webchat"
-    }
-
+impl ChannelOwn for Webchat {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             formatting: Formatting::Html,
@@ -196,9 +198,6 @@ impl Channel for Webchat {
     }
 
     async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<Router>, ChannelError> {
-        if !should_start("webchat", self.config.enabled, || self.config.validate())? {
-            return Ok(None);
-        }
         let shared = Arc::new(Shared::new(self.config.clone(), host));
         self.running.set(Arc::clone(&shared))?;
         spawn_limiter_sweeper(Arc::downgrade(&shared));
@@ -207,25 +206,5 @@ impl Channel for Webchat {
         }
         tracing::info!(base = %shared.base, account = %self.config.account, "webchat: ready");
         Ok(Some(router(shared)))
-    }
-
-    async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
-        outbound::send(self.running.for_send()?, outbound).await
-    }
-
-    async fn typing(&self, conversation: &ConversationKey, active: bool) {
-        if let Some(shared) = self.running.get() {
-            outbound::typing(shared, conversation, active);
-        }
-    }
-
-    async fn mark_read(&self, conversation: &ConversationKey, remote_id: &str) {
-        if let Some(shared) = self.running.get() {
-            outbound::mark_read(shared, conversation, remote_id).await;
-        }
-    }
-
-    async fn customer_left(&self, conversation: &ConversationKey) -> Option<i64> {
-        self.running.get()?.customer_left(conversation)
     }
 }

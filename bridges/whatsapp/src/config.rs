@@ -7,8 +7,6 @@
 //! (`deny_unknown_fields`) so a typo fails at start naming the key; [`WhatsAppConfig::validate`]
 //! checks what serde cannot.
 
-use serde::Deserialize;
-
 /// The public Graph API. A test fake (or a proxy) is another base URL.
 pub const DEFAULT_API_URL: &str = "https://graph.facebook.com";
 
@@ -25,34 +23,35 @@ pub const DEFAULT_MAX_DOWNLOAD_SIZE: u64 = 100 * 1024 * 1024;
 /// Longest text message the Cloud API accepts, in characters.
 pub const MAX_TEXT_CHARS: usize = 4096;
 
-/// Configuration of the WhatsApp channel.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WhatsAppConfig {
-    /// Whether the core starts this channel at all.
-    pub enabled: bool,
-    /// The business phone number's id (WhatsApp Manager → API Setup), not the number itself.
-    pub phone_number_id: String,
-    /// A (system user) access token with `whatsapp_business_messaging`.
-    pub access_token: String,
-    /// The Meta app's secret: webhook deliveries are signed with it (`X-Hub-Signature-256`).
-    pub app_secret: String,
-    /// The string typed into the App Dashboard as the webhook's "Verify token".
-    pub verify_token: String,
-    /// Base URL of the Graph API.
-    pub api_url: String,
-    /// Graph API version, like `v21.0`.
-    pub api_version: String,
-    /// Template language when the operator names none (`!sb template <name>` without `lang=`).
-    pub default_template_language: String,
-    /// Let WhatsApp render a preview of the first link in operators' text messages.
-    pub preview_url: bool,
-    /// Largest file sent to WhatsApp, in bytes.
-    pub max_file_size: u64,
-    /// Largest customer file fetched, in bytes; bigger ones become a line of text saying so.
-    pub max_download_size: u64,
-    /// Tell WhatsApp when an operator has read the customer's messages (blue ticks).
-    pub read_receipts: bool,
+switchboard_kit::config_section! {
+    /// Configuration of the WhatsApp channel.
+    #[derive(Clone, PartialEq, Eq)]
+    pub struct WhatsAppConfig for "WhatsApp" {
+        common: {
+            /// The Graph API's base, without the version.
+            api_url: DEFAULT_API_URL,
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+            max_download_size: DEFAULT_MAX_DOWNLOAD_SIZE,
+        },
+        own: {
+            /// The business phone number's id (WhatsApp Manager → API Setup), not the number itself.
+            pub phone_number_id: String = String::new(),
+            /// A (system user) access token with `whatsapp_business_messaging`.
+            pub access_token: String = String::new(),
+            /// The Meta app's secret: webhook deliveries are signed with it (`X-Hub-Signature-256`).
+            pub app_secret: String = String::new(),
+            /// The string typed into the App Dashboard as the webhook's "Verify token".
+            pub verify_token: String = String::new(),
+            /// Graph API version, like `v21.0`.
+            pub api_version: String = DEFAULT_API_VERSION.to_owned(),
+            /// Template language when the operator names none (`!sb template <name>` without `lang=`).
+            pub default_template_language: String = "en_US".to_owned(),
+            /// Let WhatsApp render a preview of the first link in operators' text messages.
+            pub preview_url: bool = false,
+            /// Tell WhatsApp when an operator has read the customer's messages (blue ticks).
+            pub read_receipts: bool = true,
+        },
+    }
 }
 
 impl std::fmt::Debug for WhatsAppConfig {
@@ -64,25 +63,6 @@ impl std::fmt::Debug for WhatsAppConfig {
             .field("api_url", &self.api_url)
             .field("api_version", &self.api_version)
             .finish_non_exhaustive()
-    }
-}
-
-impl Default for WhatsAppConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            phone_number_id: String::new(),
-            access_token: String::new(),
-            app_secret: String::new(),
-            verify_token: String::new(),
-            api_url: DEFAULT_API_URL.to_owned(),
-            api_version: DEFAULT_API_VERSION.to_owned(),
-            default_template_language: "en_US".to_owned(),
-            preview_url: false,
-            max_file_size: DEFAULT_MAX_FILE_SIZE,
-            max_download_size: DEFAULT_MAX_DOWNLOAD_SIZE,
-            read_receipts: true,
-        }
     }
 }
 
@@ -118,8 +98,8 @@ impl WhatsAppConfig {
             &self.verify_token,
             ": the App Dashboard's webhook verification sends it",
         )?;
+        self.check_common(SECTION)?;
         switchboard_kit::meta::check_graph_api(SECTION, &self.api_url, &self.api_version)?;
-        SECTION.at_least("max_file_size", self.max_file_size.into(), 1)?;
         if self.default_template_language.is_empty() {
             return SECTION.invalid(
                 "default_template_language",
@@ -165,6 +145,11 @@ mod tests {
             ..complete()
         };
         assert_eq!(c.validate().unwrap_err().key, "phone_number_id");
+        // The size limits are the kit's shared keys: zero refused (max_download_size was
+        // accepted before).
+        for (key, zero) in complete().zero_limits() {
+            assert_eq!(zero.validate().unwrap_err().key, key);
+        }
         let c = WhatsAppConfig {
             app_secret: String::new(),
             ..complete()

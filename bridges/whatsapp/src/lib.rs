@@ -30,11 +30,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::Router;
-use switchboard_channel::{
-    Capabilities, Channel, ChannelError, Check, ConversationKey, Delivery, Formatting, Host,
-    Outbound, SendError,
-};
-use switchboard_kit::lifecycle::should_start;
+use switchboard_channel::{Capabilities, ChannelError, Formatting, Host};
+use switchboard_kit::lifecycle::ChannelOwn;
 
 pub mod api;
 pub mod config;
@@ -64,14 +61,25 @@ switchboard_kit::channel_struct! {
         running: Arc<Shared>,
         label: "WhatsApp",
     }
+    impl Channel {
+        name: "whatsapp",
+        send: |shared, outbound| {
+            let out = outbound::Outgoing {
+                graph: &shared.graph,
+                host: shared.host.as_ref(),
+                config: &shared.config,
+            };
+            outbound::send(&out, outbound).await
+        },
+        mark_read: |shared, conversation, remote_id| {
+            outbound::mark_read(&shared.graph, &shared.config, conversation, remote_id).await
+        },
+        check: |config| doctor::check(config).await,
+    }
 }
 
 #[async_trait]
-impl Channel for WhatsApp {
-    fn name(&self) -> &'static str {
-        "whatsapp"
-    }
-
+impl ChannelOwn for WhatsApp {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             // The core's sanitised HTML, rewritten as WhatsApp markup (`format`).
@@ -94,9 +102,6 @@ impl Channel for WhatsApp {
     }
 
     async fn start(self: Arc<Self>, host: Arc<dyn Host>) -> Result<Option<Router>, ChannelError> {
-        if !should_start("whatsapp", self.config.enabled, || self.config.validate())? {
-            return Ok(None);
-        }
         let graph = api::Graph::new(&self.config).map_err(ChannelError::Config)?;
         let shared = Arc::new(Shared {
             config: self.config.clone(),
@@ -110,26 +115,6 @@ impl Channel for WhatsApp {
             "whatsapp: starting; Meta's webhook goes to <public url>/whatsapp/webhook"
         );
         Ok(Some(webhook::router(shared)))
-    }
-
-    async fn send(&self, outbound: &Outbound) -> Result<Delivery, SendError> {
-        let shared = self.running.for_send()?;
-        let out = outbound::Outgoing {
-            graph: &shared.graph,
-            host: shared.host.as_ref(),
-            config: &shared.config,
-        };
-        outbound::send(&out, outbound).await
-    }
-
-    async fn mark_read(&self, conversation: &ConversationKey, remote_id: &str) {
-        if let Some(shared) = self.running.get() {
-            outbound::mark_read(&shared.graph, &shared.config, conversation, remote_id).await;
-        }
-    }
-
-    async fn check(&self) -> Vec<Check> {
-        doctor::check(&self.config).await
     }
 }
 
