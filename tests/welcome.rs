@@ -279,6 +279,26 @@ async fn stars_in_the_widget_rate_the_conversation_and_the_comment_follows(
     browser
         .fill("[data-testid=rating-comment]", "Quick and kind")
         .await?;
+    // Bob writes while the visitor is typing: the widget draws the new message (and what was
+    // seen) while the comment is half written, and the comment must survive it (it used to be
+    // wiped by that redraw, and the Send then sent nothing).
+    env.bob.send_text(&room, "Anything else I can do?").await?;
+    browser
+        .wait_for(
+            "[data-testid=message]",
+            Some("Anything else I can do?"),
+            WAIT,
+        )
+        .await?;
+    let draft = browser
+        .eval(&in_widget(
+            "root.querySelector('[data-testid=rating-comment]').value",
+        ))
+        .await?;
+    ensure!(
+        draft == "Quick and kind",
+        "the comment being typed was wiped by a redraw: {draft}"
+    );
     browser.click("[data-testid=rating-comment-send]").await?;
     env.bob.wait_for_text(&room, "Quick and kind").await?;
     env.bob

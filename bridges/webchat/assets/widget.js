@@ -451,6 +451,11 @@
   function renderRating(message) {
     var row = message.row;
     if (!row) row = message.row = el("div", { "data-testid": "rating" });
+    // Drawn again while the visitor types a comment (a message arriving, a read receipt): what
+    // they typed, and the caret, stay.
+    var root = row.getRootNode ? row.getRootNode() : null; // the widget's shadow root, or the page
+    var active = root && root.activeElement;
+    var typing = !!(active && active.tagName === "TEXTAREA" && row.contains(active));
     row.className = "message from-agent rating";
     row.setAttribute("data-id", message.id);
     row.setAttribute("data-seq", String(message.seq || 0));
@@ -476,6 +481,8 @@
       bubble.appendChild(el("div", { class: "rating-done", "data-testid": "rating-done", text: "Thank you! You rated us " + message.score + " of 5." }));
       if (message.commenting) {
         var comment = el("textarea", { "data-testid": "rating-comment", rows: "2", maxlength: "2000", placeholder: "Anything to add? (optional)", "aria-label": "Comment on your rating (optional)" });
+        comment.value = message.draft || "";
+        comment.addEventListener("input", function () { message.draft = comment.value; });
         var send = el("button", { type: "submit", class: "send", "data-testid": "rating-comment-send", text: "Send" });
         var form = el("form", { class: "rating-comment" }, [comment, send]);
         form.addEventListener("submit", function (e) {
@@ -484,10 +491,18 @@
           if (!text) return;
           message.commenting = false;
           message.commented = true;
+          message.draft = "";
           renderRating(message);
           enqueue({ kind: "text", cid: randomId(), text: text, reply_to: null });
         });
         bubble.appendChild(form);
+        if (typing) {
+          // Focus once the row is in the page again (it is, unless drawn for the first time).
+          setTimeout(function () {
+            comment.focus();
+            comment.setSelectionRange(comment.value.length, comment.value.length);
+          }, 0);
+        }
       } else if (message.commented) {
         bubble.appendChild(el("div", { class: "rating-done", "data-testid": "rating-comment-sent", text: "Comment sent." }));
       }
@@ -510,6 +525,9 @@
       hideError();
       message.commenting = true;
       apply({ type: "rated", id: message.id, score: result.data ? result.data.score : choice.score });
+      // The stream's echo of the rating may have come first (and drawn the stars without the
+      // comment box): draw the box now either way.
+      renderRating(message);
       var box = message.row && message.row.querySelector("textarea");
       if (box) box.focus();
     }, function () {
@@ -554,7 +572,8 @@
     Object.keys(state.messages).forEach(function (id) {
       var m = state.messages[id];
       var seen = m === best;
-      if (m.seen !== seen) { m.seen = seen; render(m); }
+      // Only a change is drawn (never-seen and not-seen are the same).
+      if (!!m.seen !== seen) { m.seen = seen; render(m); }
     });
   }
 
