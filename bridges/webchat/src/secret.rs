@@ -42,15 +42,21 @@ impl DurableKey {
         let key = match stored {
             Some(key) => key,
             None => {
-                let made = hex::encode(rand::random::<[u8; 32]>());
+                let made = rand::random::<[u8; 32]>();
+                let made_hex = hex::encode(made);
                 // Another instance may have stored its key since our read: its key wins.
-                let stored = host.state_put_if_absent(self.state_key, &made).await?;
+                let stored = host.state_put_if_absent(self.state_key, &made_hex).await?;
                 match hex::decode(&stored).ok().filter(|k| k.len() == 32) {
                     Some(key) => key,
-                    // What is stored is no key (damaged): ours replaces it.
+                    // What is stored is no key (damaged): ours replaces it, and says so (what
+                    // was signed with the old one is refused from now on).
                     None => {
-                        host.state_put(self.state_key, &made).await?;
-                        hex::decode(&made).map_err(|e| HostError::Store(e.to_string()))?
+                        tracing::warn!(
+                            key = self.state_key,
+                            "webchat: the stored key is damaged (not 32 bytes of hex); replaced by a new one"
+                        );
+                        host.state_put(self.state_key, &made_hex).await?;
+                        made.to_vec()
                     }
                 }
             }
