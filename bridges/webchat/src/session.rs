@@ -231,6 +231,16 @@ pub async fn resolve(
             return Ok(None);
         }
     };
+    // A concurrent first write of this very token is storing the visitor (marker written,
+    // record not yet): they are this token's, as `Store::store_visitor` also holds. Refusing
+    // here turned the widget's event stream away (401) while its first message was stored,
+    // and the live events of that second (an operator's typing) were lost.
+    if store.marker_held_by(&claims.visitor, token).await? {
+        return Ok(Some(match store.visitor_by_token(token).await? {
+            Some(visitor) => (visitor, true),
+            None => (claims.visitor(), false),
+        }));
+    }
     // The store knows this visitor under another token, or knew them (a record of theirs was
     // removed while the marker or the transcript stays: a revoked session): the signature
     // does not speak for them.
@@ -478,6 +488,47 @@ mod tests {
                 .expect("store"),
             None,
             "a second token took over a stored visitor"
+        );
+
+        // A request of a token whose first write is half done (the marker is stored, the
+        // record not yet: a concurrent message) is that visitor's, not a revoked one.
+        let writing = Visitor {
+            id: "00000000000000bb".into(),
+            ..visitor.clone()
+        };
+        let writing_token = sessions
+            .issue(host.as_ref(), &writing)
+            .await
+            .expect("issue");
+        host.state_put(
+            &format!("chat:{}", writing.id),
+            &crate::store::sha256_hex(&writing_token),
+        )
+        .await
+        .expect("put");
+        assert_eq!(
+            resolve(&store, &sessions, &writing_token, now, TTL)
+                .await
+                .expect("resolve"),
+            Some((writing.clone(), false)),
+            "a session was refused while its first write was being stored"
+        );
+        // Another token of the same visitor id is still refused meanwhile.
+        let intruder = sessions
+            .issue(
+                host.as_ref(),
+                &Visitor {
+                    name: Some("Mallory".into()),
+                    ..writing.clone()
+                },
+            )
+            .await
+            .expect("issue");
+        assert_eq!(
+            resolve(&store, &sessions, &intruder, now, TTL)
+                .await
+                .expect("resolve"),
+            None
         );
 
         // A visitor whose records were deleted (revoked) while their transcript stays: their

@@ -178,6 +178,18 @@ impl Store {
             .is_some())
     }
 
+    /// Whether this token holds the visitor's conversation marker while their record is not
+    /// (yet) stored under it: [`Store::store_visitor`] writes the marker first, so a request
+    /// arriving between its two writes sees exactly this. The token is then the visitor's own,
+    /// not a revoked one (revoking leaves no marker with the token's hash and no record).
+    pub async fn marker_held_by(&self, visitor_id: &str, token: &str) -> Result<bool, HostError> {
+        Ok(self
+            .host
+            .state_get(&format!("chat:{visitor_id}"))
+            .await?
+            .is_some_and(|owner| owner == sha256_hex(token)))
+    }
+
     /// Store the records of a visitor who had none (their session token is signed,
     /// [`crate::session`]): the first state-changing call of a session. Both records expire at
     /// `expires_ms` unless the visitor writes ([`Store::keep_visitor`]), like a silent session's
