@@ -191,21 +191,29 @@ impl From<crate::store::StoreError> for HandleError {
     }
 }
 
-/// An event in a room the store knows as no conversation's portal. Usually that is what it is
-/// (a lobby, an operator's direct chat with the bot): nothing to relay. But a portal is stored
-/// only once its creation finished (`portal::ensure_portal`), and a bridge stopped in between
-/// finds the room again by its alias after the restart: an operator invited at creation may
-/// already have answered there. Such an event waits (retried, not counted as a failure) until
-/// the room is stored (for up to [`MAX_EVENT_ATTEMPTS`] growing pauses, some minutes), instead
-/// of being dropped. The room's alias
-/// (`#<prefix><channel>_<conversation id>`) names the conversation; rooms that turn out not to
-/// be portals in creation are remembered, since a room never becomes one later.
-async fn not_a_known_portal(bridge: &Bridge, room_id: &str) -> Result<Handled, HandleError> {
+/// The conversation whose portal `room_id` is, or `None` for a room that is none (a lobby, an
+/// operator's direct chat with the bot), or an error that makes the event wait.
+///
+/// A portal is stored only once its creation finished (`portal::ensure_portal`), and a bridge
+/// stopped in between finds the room again by its alias after the restart: an operator invited
+/// at creation may already have answered there. A room the store does not know is therefore
+/// looked up by its alias (`#<prefix><channel>_<conversation id>`), which names the
+/// conversation:
+/// * its portal not stored yet: the event waits (retried, counted, for up to
+///   [`MAX_EVENT_ATTEMPTS`] growing pauses, some minutes), instead of being dropped;
+/// * stored as this room since the first lookup (the creation finished meanwhile): this is the
+///   portal. Taking such a room for "no portal" lost an operator's reply that arrived as its
+///   creation ended (the SIGKILL crash test, 1 of 2,000 replies, in a reused portal);
+/// * anything else: no portal. Such rooms are remembered, since a room never becomes one later.
+async fn portal_of(bridge: &Bridge, room_id: &str) -> Result<Option<Conversation>, HandleError> {
+    if let Some(conversation) = bridge.store.conversation_by_room(room_id).await? {
+        return Ok(Some(conversation));
+    }
     static NOT_PORTALS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
         std::sync::LazyLock::new(Default::default);
     let not_portals = || NOT_PORTALS.lock().unwrap_or_else(|e| e.into_inner());
     if not_portals().contains(room_id) {
-        return Ok(Handled::Done);
+        return Ok(None);
     }
     // A room the bot may not read (it is no member: an operator invited only a ghost) is
     // none of its portals: the bot created every portal and stays in it.
@@ -223,23 +231,46 @@ async fn not_a_known_portal(bridge: &Bridge, room_id: &str) -> Result<Handled, H
         .and_then(|a| portal_alias_conversation(bridge, a));
     if let Some(id) = conversation_id {
         if let Some(conversation) = bridge.store.conversation(id).await? {
-            if conversation.room_id.is_none() {
+            match by_alias(conversation.room_id.as_deref(), room_id) {
+                ByAlias::Portal => return Ok(Some(conversation)),
                 // Counted, with the growing pause: a creation that never finishes (its inbound
                 // item failed for good) ends in the notice every dropped event gets, minutes
                 // later, not in an event that waits for ever.
-                return Err(HandleError {
-                    retryable: true,
-                    counted: true,
-                    retry_after: None,
-                    message: format!(
-                        "the portal of conversation {id} is still being created; the event waits for it"
-                    ),
-                });
+                ByAlias::InCreation => {
+                    return Err(HandleError {
+                        retryable: true,
+                        counted: true,
+                        retry_after: None,
+                        message: format!(
+                            "the portal of conversation {id} is still being created; the event waits for it"
+                        ),
+                    })
+                }
+                ByAlias::NotAPortal => {}
             }
         }
     }
     not_portals().insert(room_id.to_owned());
-    Ok(Handled::Done)
+    Ok(None)
+}
+
+/// What a room is, given the room its alias's conversation has stored.
+#[derive(Debug, PartialEq, Eq)]
+enum ByAlias {
+    /// The conversation's portal (stored since the store was first asked).
+    Portal,
+    /// The conversation's portal, its creation not finished.
+    InCreation,
+    /// Another room (an older room that carried the alias): no portal.
+    NotAPortal,
+}
+
+fn by_alias(stored_room: Option<&str>, room_id: &str) -> ByAlias {
+    match stored_room {
+        None => ByAlias::InCreation,
+        Some(stored) if stored == room_id => ByAlias::Portal,
+        Some(_) => ByAlias::NotAPortal,
+    }
 }
 
 /// The conversation a portal's alias names (`#<prefix><channel>_<id>:<our domain>`).
@@ -323,7 +354,7 @@ async fn handle(bridge: &Bridge, row: &MatrixEventRow) -> Result<Handled, Handle
             Ok(Handled::Done)
         }
         "m.room.message" => {
-            let conversation = bridge.store.conversation_by_room(&row.room_id).await?;
+            let conversation = portal_of(bridge, &row.room_id).await?;
             let reply_to = body
                 .get("m.relates_to")
                 .and_then(|r| r.get("m.in_reply_to"))
@@ -348,13 +379,13 @@ async fn handle(bridge: &Bridge, row: &MatrixEventRow) -> Result<Handled, Handle
                 return Ok(Handled::Done);
             }
             let Some(conversation) = conversation else {
-                return not_a_known_portal(bridge, &row.room_id).await;
+                return Ok(Handled::Done);
             };
             relay_message(bridge, row, &conversation, sender, body).await
         }
         "m.room.redaction" => {
-            let Some(conversation) = bridge.store.conversation_by_room(&row.room_id).await? else {
-                return not_a_known_portal(bridge, &row.room_id).await;
+            let Some(conversation) = portal_of(bridge, &row.room_id).await? else {
+                return Ok(Handled::Done);
             };
             let redacts = event
                 .get("redacts")
@@ -385,8 +416,8 @@ async fn handle(bridge: &Bridge, row: &MatrixEventRow) -> Result<Handled, Handle
             .await
         }
         "m.reaction" => {
-            let Some(conversation) = bridge.store.conversation_by_room(&row.room_id).await? else {
-                return not_a_known_portal(bridge, &row.room_id).await;
+            let Some(conversation) = portal_of(bridge, &row.room_id).await? else {
+                return Ok(Handled::Done);
             };
             relay_reaction(bridge, row, &conversation, sender, body).await
         }
@@ -677,5 +708,21 @@ pub fn operator_name(user_id: &str) -> String {
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
         None => local.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_room_found_by_its_alias_is_the_portal_once_stored_as_it() {
+        // Not stored yet: the event waits for the creation to finish.
+        assert_eq!(by_alias(None, "!new:hs"), ByAlias::InCreation);
+        // Stored as this very room between the two lookups: it is the portal (taking it for
+        // none dropped the operator's reply that arrived as the creation ended).
+        assert_eq!(by_alias(Some("!new:hs"), "!new:hs"), ByAlias::Portal);
+        // The conversation's portal is another room: this one is not a portal.
+        assert_eq!(by_alias(Some("!other:hs"), "!new:hs"), ByAlias::NotAPortal);
     }
 }
