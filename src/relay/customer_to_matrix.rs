@@ -51,12 +51,11 @@ pub async fn run(bridge: Arc<Bridge>) {
 /// How many conversations have their inbound events worked on at once.
 const CONVERSATIONS_IN_PARALLEL: usize = 16;
 
-/// How many of those one channel may hold: a flood on one channel leaves the other three
-/// quarters to the rest, so their customers' messages never wait behind it. A quarter, not a
-/// half: each new conversation is a room created on the homeserver, which works on every
-/// request at once, so the fewer a flood has in flight, the less it slows everyone's sends there
-/// (`bench/flood.rs`: 4.9x the quiet median latency with a half, 2.8x with a quarter, on one
-/// loaded machine).
+/// One channel's share of those, and how many slots a channel beyond its share leaves free for
+/// the others ([`queue::run_fair`]): a channel busy alone may hold three quarters (sixteen
+/// customers writing at once on one channel are relayed twelve at a time, not four: the relay
+/// benchmark's inbound throughput was 0.53x a plain client's with a hard cap of four), and a
+/// customer of any other channel always finds a free slot at once.
 const PER_CHANNEL: usize = CONVERSATIONS_IN_PARALLEL / 4;
 
 async fn drain(bridge: &Bridge, conversation_id: i64) {

@@ -7,11 +7,13 @@
 //! every `tick`, which is when backoff deadlines come due.
 //!
 //! **Fairness** ([`run_fair`]): each key belongs to a lane (the inbound queue's lanes are
-//! channels). One lane holds at most `per_lane` of the `concurrency` slots, and the store lists
-//! keys interleaved across lanes, so a flood on one channel — a thousand new web chat
-//! conversations — waits behind itself while a WhatsApp customer's message takes a free slot at
-//! once. One conversation is drained by one task at a time, so a flood in one conversation holds
-//! one slot. Order within a conversation and exactly-once are the drains' business and are not
+//! channels). A lane takes up to `per_lane` of the `concurrency` slots whenever one is free;
+//! beyond that share it takes a slot only while `per_lane` slots stay free after it, kept for
+//! the other lanes. The store lists keys interleaved across lanes, so a flood on one channel — a
+//! thousand new web chat conversations — waits behind itself while a WhatsApp customer's message
+//! takes a kept slot at once; and a channel that is busy alone (sixteen customers writing at
+//! once on one channel) is not held to its share while the slots sit idle. One conversation is
+//! drained by one task at a time, so a flood in one conversation holds one slot. Order within a conversation and exactly-once are the drains' business and are not
 //! touched by the choice of which conversation goes next.
 //!
 //! A drain that panics (a bug) is logged and its key is freed, then left alone for a growing
@@ -64,8 +66,8 @@ pub async fn run<K, R, RF, D, DF>(
 }
 
 /// Run a queue whose keys come in lanes (`ready` lists `(lane, key)`, interleaved across lanes):
-/// at most `concurrency` keys at once, at most `per_lane` of them from one lane, never one key
-/// by two tasks (see the module docs).
+/// at most `concurrency` keys at once, never one key by two tasks; a lane beyond `per_lane` keys
+/// only while `per_lane` slots stay free for the other lanes (see the module docs).
 pub async fn run_fair<L, K, R, RF, D, DF>(
     name: &'static str,
     wake: &Notify,
@@ -87,6 +89,9 @@ pub async fn run_fair<L, K, R, RF, D, DF>(
     let panicked: Arc<Mutex<HashMap<K, (u32, Instant)>>> = Arc::new(Mutex::new(HashMap::new()));
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));
     let per_lane = per_lane.clamp(1, concurrency.max(1));
+    // The slots a lane beyond its share leaves free for the others (none with one lane per
+    // queue: `run`).
+    let reserve = if per_lane >= concurrency { 0 } else { per_lane };
     let freed = Arc::new(Notify::new());
     let tick = Duration::from_millis(250);
     loop {
@@ -99,9 +104,11 @@ pub async fn run_fair<L, K, R, RF, D, DF>(
                     {
                         continue;
                     }
-                    if lock(&busy).contains(&key)
-                        || lock(&in_lane).get(&lane).is_some_and(|n| *n >= per_lane)
-                    {
+                    if lock(&busy).contains(&key) {
+                        continue;
+                    }
+                    let over_share = lock(&in_lane).get(&lane).is_some_and(|n| *n >= per_lane);
+                    if over_share && slots.available_permits() <= reserve {
                         continue;
                     }
                     // No free slot: the rest waits for the next round, listed afresh and in
@@ -300,6 +307,78 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), other_done.notified())
             .await
             .expect("the flooded lane took every slot");
+        release.notify_waiters();
+        queue.abort();
+    }
+
+    /// A lane busy alone is not held to its share while slots sit idle: sixteen slots, a share
+    /// of four, one lane listing fifty stuck keys: twelve run at once, never more (four stay
+    /// kept for other lanes), and a key of another lane still runs at once.
+    #[tokio::test]
+    async fn a_lane_alone_uses_the_slots_the_others_do_not_need() {
+        let wake = Arc::new(Notify::new());
+        let release = Arc::new(Notify::new());
+        let other_done = Arc::new(Notify::new());
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let other_listed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ready = {
+            let other_listed = other_listed.clone();
+            move || {
+                let other = other_listed.load(Ordering::SeqCst);
+                async move {
+                    let mut keys: Vec<(&str, String)> =
+                        (0..50).map(|i| ("webchat", format!("busy-{i}"))).collect();
+                    if other {
+                        keys.push(("whatsapp", "customer".to_string()));
+                    }
+                    Ok::<_, StoreError>(keys)
+                }
+            }
+        };
+        let drain = {
+            let (release, other_done) = (release.clone(), other_done.clone());
+            let (running, most) = (running.clone(), most.clone());
+            move |key: String| {
+                let (release, other_done) = (release.clone(), other_done.clone());
+                let (running, most) = (running.clone(), most.clone());
+                async move {
+                    if key == "customer" {
+                        other_done.notify_one();
+                        return;
+                    }
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    release.notified().await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        };
+        let queue = {
+            let wake = wake.clone();
+            tokio::spawn(async move { run_fair("test", &wake, ready, drain, 16, 4).await })
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while running.load(Ordering::SeqCst) < 12 {
+            assert!(
+                Instant::now() < deadline,
+                "a lane alone got only {} slots",
+                running.load(Ordering::SeqCst)
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // More dispatch rounds list the same fifty keys: the four kept slots stay free.
+        for _ in 0..5 {
+            wake.notify_one();
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 12);
+        other_listed.store(true, Ordering::SeqCst);
+        wake.notify_one();
+        tokio::time::timeout(Duration::from_secs(5), other_done.notified())
+            .await
+            .expect("the busy lane took the slots kept for the others");
         release.notify_waiters();
         queue.abort();
     }
