@@ -43,6 +43,9 @@ pub struct Bridge {
     pub leader: crate::leader::Leadership,
     /// Answer-time figures shown to customers before they write ([`crate::availability`]).
     pub availability: crate::availability::AvailabilityCache,
+    /// The bot's receipts that show operators' messages delivered, one per room at a time
+    /// ([`crate::relay::delivery_receipts`]).
+    pub delivery_receipts: crate::relay::delivery_receipts::DeliveryReceipts,
 }
 
 impl Bridge {

@@ -72,6 +72,9 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
     );
     let bridge = Arc::new(Bridge {
         store,
+        delivery_receipts: crate::relay::delivery_receipts::DeliveryReceipts::new(
+            homeserver.clone(),
+        ),
         homeserver,
         namespace,
         hs_token,

@@ -147,6 +147,32 @@ async fn first_message_opens_a_portal_and_the_answer_reaches_the_visitor(
         agents.len() == 1,
         "exactly the operator's one answer reached the visitor: {agents:?}"
     );
+
+    steps.step("A burst of answers: each reaches the visitor once, in order, and the bot's receipt ends on the newest (a read receipt covers every earlier message, so a burst needs no receipt per message)");
+    let mut burst = Vec::new();
+    for i in 0..6 {
+        burst.push(
+            env.alice
+                .send_text(&room, &format!("burst answer {i}"))
+                .await?,
+        );
+    }
+    visitor.wait_for_agent_text("burst answer 5").await?;
+    let texts: Vec<String> = visitor
+        .refresh()
+        .await?
+        .iter()
+        .filter(|e| e["from"] == "agent")
+        .filter_map(|e| e["text"].as_str().map(str::to_owned))
+        .filter(|t| t.starts_with("burst answer"))
+        .collect();
+    let expected: Vec<String> = (0..6).map(|i| format!("burst answer {i}")).collect();
+    ensure!(texts == expected, "the visitor got {texts:?}");
+    let newest = burst.last().context("burst")?;
+    env.alice
+        .wait_for_read_receipt(&room, &env.alice.bot_id(), newest)
+        .await?;
+
     let _ = first;
     steps.finish()
 }

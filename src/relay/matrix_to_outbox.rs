@@ -232,7 +232,14 @@ async fn portal_of(bridge: &Bridge, room_id: &str) -> Result<Option<Conversation
     if let Some(id) = conversation_id {
         if let Some(conversation) = bridge.store.conversation(id).await? {
             match by_alias(conversation.room_id.as_deref(), room_id) {
-                ByAlias::Portal => return Ok(Some(conversation)),
+                ByAlias::Portal => {
+                    tracing::info!(
+                        room_id,
+                        conversation = id,
+                        "the portal was stored while the event was looked up; relaying it there"
+                    );
+                    return Ok(Some(conversation));
+                }
                 // Counted, with the growing pause: a creation that never finishes (its inbound
                 // item failed for good) ends in the notice every dropped event gets, minutes
                 // later, not in an event that waits for ever.

@@ -18,6 +18,7 @@
 pub mod activity;
 pub mod continued;
 pub mod customer_to_matrix;
+pub mod delivery_receipts;
 pub mod matrix_to_outbox;
 pub mod outbox_to_channel;
 pub mod queue;

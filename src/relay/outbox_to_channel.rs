@@ -7,7 +7,8 @@
 //! a part twice; edits and deletions of such a message reach every part. A retryable failure is retried with
 //! exponential backoff, never sooner than the channel's Retry-After; after `bridge.max_attempts`
 //! it becomes a failure. Every outcome is visible in the room: success as the bot's read receipt
-//! on the operator's message (a receipt costs the homeserver no timeline event; with
+//! on the operator's message (a receipt costs the homeserver no timeline event, and a burst
+//! needs one per second: [`crate::relay::delivery_receipts`]; with
 //! `bridge.delivery_status: events` also a `com.beeper.message_send_status` event), failure as a
 //! notice replying to the operator's message (with the reason and how to resend) plus a failed
 //! status event.
@@ -149,7 +150,7 @@ async fn deliver(bridge: &Bridge, row: &OutboxRow) -> bool {
                 row.outbound.action,
                 OutboundAction::Delete { .. } | OutboundAction::React { .. }
             ) {
-                send_status(bridge, &row.room_id, &row.event_id, &channel_name, None).await;
+                show_delivered(bridge, &row.room_id, &row.event_id, &channel_name).await;
             }
             true
         }
@@ -502,9 +503,21 @@ async fn fail(
     true
 }
 
-/// Show an operator's message's outcome in its room (best effort): success as the bot's read
-/// receipt on it (and, with `bridge.delivery_status: events`, a `SUCCESS` status event), a
-/// failure as a `FAIL_PERMANENT` `com.beeper.message_send_status` event.
+/// Show that the outbox delivered an operator's message (best effort): the bot's read receipt
+/// on it, one per room at a time ([`crate::relay::delivery_receipts`]: the outbox delivers in
+/// order per conversation, so the newest delivered is the one to mark), and with
+/// `bridge.delivery_status: events` also a `SUCCESS` status event.
+async fn show_delivered(bridge: &Bridge, room_id: &str, event_id: &str, channel: &str) {
+    bridge.delivery_receipts.delivered(room_id, event_id);
+    if bridge.config.bridge.delivery_status == DeliveryStatus::Events {
+        status_event(bridge, room_id, event_id, channel, None).await;
+    }
+}
+
+/// Show an outcome the channel reported later (best effort): success as the bot's read receipt
+/// on the message (posted at once: such reports come in any order, and the homeserver keeps
+/// the receipt on the newest event), with `bridge.delivery_status: events` also a `SUCCESS`
+/// status event; a failure as a `FAIL_PERMANENT` `com.beeper.message_send_status` event.
 pub async fn send_status(
     bridge: &Bridge,
     room_id: &str,
@@ -524,6 +537,17 @@ pub async fn send_status(
             return;
         }
     }
+    status_event(bridge, room_id, event_id, channel, failure).await;
+}
+
+/// A `com.beeper.message_send_status` event on an operator's message.
+async fn status_event(
+    bridge: &Bridge,
+    room_id: &str,
+    event_id: &str,
+    channel: &str,
+    failure: Option<&str>,
+) {
     let body = match failure {
         None => json!({
             "m.relates_to": {"rel_type": "m.reference", "event_id": event_id},
