@@ -257,6 +257,11 @@ async fn portal_of(bridge: &Bridge, room_id: &str) -> Result<Option<Conversation
             }
         }
     }
+    tracing::debug!(
+        room_id,
+        ?alias,
+        "a room that is no portal: its messages are not relayed to any customer"
+    );
     not_portals().insert(room_id.to_owned());
     Ok(None)
 }

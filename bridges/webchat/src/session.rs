@@ -36,7 +36,7 @@ use switchboard_channel::{Host, HostError};
 use switchboard_kit::verify::{hmac_sha256, hmac_sha256_matches};
 
 use crate::secret::DurableKey;
-use crate::store::{Store, Visitor};
+use crate::store::{Marker, Store, Visitor};
 
 /// The prefix of a signed token (the format's version).
 const PREFIX: &str = "s1";
@@ -231,22 +231,25 @@ pub async fn resolve(
             return Ok(None);
         }
     };
-    // A concurrent first write of this very token is storing the visitor (marker written,
-    // record not yet): they are this token's, as `Store::store_visitor` also holds. Refusing
-    // here turned the widget's event stream away (401) while its first message was stored,
-    // and the live events of that second (an operator's typing) were lost.
-    if store.marker_held_by(&claims.visitor, token).await? {
-        return Ok(Some(match store.visitor_by_token(token).await? {
-            Some(visitor) => (visitor, true),
-            None => (claims.visitor(), false),
-        }));
-    }
-    // The store knows this visitor under another token, or knew them (a record of theirs was
-    // removed while the marker or the transcript stays: a revoked session): the signature
-    // does not speak for them.
-    if store.visitor_exists(&claims.visitor).await?
-        || !store.read(&claims.visitor, 0, 1).await?.is_empty()
-    {
+    // The marker holds this token's hash: a concurrent first write of this very token is
+    // storing the visitor (marker written, record not yet), and they are this token's, as
+    // `Store::store_visitor` also holds. Refusing here turned the widget's event stream away
+    // (401) while its first message was stored, and the live events of that second (an
+    // operator's typing) were lost.
+    // The marker is another token's, or the store knew this visitor (their transcript stays
+    // while a record of theirs was removed: a revoked session): the signature does not speak
+    // for them.
+    let revoked = match store.marker(&claims.visitor, token).await? {
+        Marker::ThisToken => {
+            return Ok(Some(match store.visitor_by_token(token).await? {
+                Some(visitor) => (visitor, true),
+                None => (claims.visitor(), false),
+            }))
+        }
+        Marker::Other => true,
+        Marker::None => !store.read(&claims.visitor, 0, 1).await?.is_empty(),
+    };
+    if revoked {
         sessions.refusals.refused(
             "webchat_session_token",
             "names a visitor the store knows (revoked)",

@@ -102,6 +102,17 @@ pub fn random_hex<const N: usize>() -> String {
     hex::encode(rand::random::<[u8; N]>())
 }
 
+/// Who holds a visitor's conversation marker ([`Store::marker`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marker {
+    /// Nobody: the store has no conversation with this visitor.
+    None,
+    /// The token asked about.
+    ThisToken,
+    /// Another token.
+    Other,
+}
+
 /// Hex SHA-256 of a string.
 pub fn sha256_hex(input: &str) -> String {
     hex::encode(Sha256::digest(input.as_bytes()))
@@ -178,16 +189,18 @@ impl Store {
             .is_some())
     }
 
-    /// Whether this token holds the visitor's conversation marker while their record is not
-    /// (yet) stored under it: [`Store::store_visitor`] writes the marker first, so a request
-    /// arriving between its two writes sees exactly this. The token is then the visitor's own,
-    /// not a revoked one (revoking leaves no marker with the token's hash and no record).
-    pub async fn marker_held_by(&self, visitor_id: &str, token: &str) -> Result<bool, HostError> {
-        Ok(self
-            .host
-            .state_get(&format!("chat:{visitor_id}"))
-            .await?
-            .is_some_and(|owner| owner == sha256_hex(token)))
+    /// Who holds the visitor's conversation marker, as `token` sees it. [`Store::store_visitor`]
+    /// writes the marker (the token's hash) before the record, so a request of the token
+    /// arriving between its two writes finds [`Marker::ThisToken`] and no record: the visitor
+    /// is that token's, not a revoked one (revoking leaves no marker with the token's hash).
+    pub async fn marker(&self, visitor_id: &str, token: &str) -> Result<Marker, HostError> {
+        Ok(
+            match self.host.state_get(&format!("chat:{visitor_id}")).await? {
+                None => Marker::None,
+                Some(owner) if owner == sha256_hex(token) => Marker::ThisToken,
+                Some(_) => Marker::Other,
+            },
+        )
     }
 
     /// Store the records of a visitor who had none (their session token is signed,
