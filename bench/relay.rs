@@ -40,7 +40,11 @@
 //! - **growth**: on a fresh SQLite store and a fresh PostgreSQL one, new portals, inbound and
 //!   outbound latency and throughput; then the store is seeded with a long history
 //!   (`seed::seed_history`: a million messages over 100,000 conversations by default) and the
-//!   same rounds run again, with the bridge's resident memory before and after.
+//!   same rounds run again, with the bridge's resident memory before and after. Each set of
+//!   rounds also times the direct path (a plain client, no bridge): Synapse's own database
+//!   grows over the run and the grown rounds always come second, so a relay ratio grown/empty
+//!   is also read against the plain client's grown/empty ratio ("normalised"), which leaves
+//!   what the bridge's store added; the bridge's CPU per message is reported beside it.
 //!
 //! Counts come from the environment (see [`Settings`]); `--quick` shrinks them for a smoke run.
 
@@ -274,6 +278,14 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}{start}x{}", TXN.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Milliseconds since the Unix epoch (a ghost's `?ts=`).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -367,18 +379,23 @@ enum Path {
 }
 
 impl Path {
-    /// Latency runs also time `Appservice`: a ghost's send made by the benchmark itself with
-    /// the bridge's `as_token`, into a portal. It is what any appservice pays in Synapse
-    /// (identity assertion, the transaction pushed back to the appservice, a busier room),
-    /// without the bridge's own work: a control for the inbound path, sent and observed the
-    /// same way (not a floor: both vary from round to round by more than their difference).
+    /// Both latency and throughput runs also time `Appservice`: a ghost's send made by the
+    /// benchmark itself with the bridge's `as_token`, into its portal. It is what any
+    /// appservice pays in Synapse (identity assertion, the transaction pushed back to the
+    /// appservice, a busier room), without the bridge's own work: the control for the inbound
+    /// path, sent and observed the same way. What inbound costs beyond it is the bridge's.
     const LATENCY: [Path; 4] = [
         Path::Direct,
         Path::Appservice,
         Path::Inbound,
         Path::Outbound,
     ];
-    const THROUGHPUT: [Path; 3] = [Path::Direct, Path::Inbound, Path::Outbound];
+    const THROUGHPUT: [Path; 4] = [
+        Path::Direct,
+        Path::Appservice,
+        Path::Inbound,
+        Path::Outbound,
+    ];
     fn name(self) -> &'static str {
         match self {
             Path::Direct => "direct",
@@ -400,8 +417,8 @@ impl Path {
 /// Everything a run drives.
 struct World {
     alice: MxClient,
-    /// The ghost of the first visitor, driven with the bridge's `as_token` (see [`Path`]).
-    ghost: MxClient,
+    /// Each visitor's ghost, driven with the bridge's `as_token` (see [`Path`]).
+    ghosts: Vec<MxClient>,
     /// What `@bob` sees in his sync (direct and inbound messages).
     bob_seen: Recorder,
     /// What the visitors' event streams deliver (outbound messages).
@@ -433,12 +450,8 @@ impl World {
                 (ack, self.bob_seen.seen(body, WAIT).await?)
             }
             Path::Appservice => {
-                let now_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as i64)
-                    .unwrap_or(0);
-                self.ghost
-                    .send_text_at(&self.portals[0], &unique("a"), body, now_ms)
+                self.ghosts[k]
+                    .send_text_at(&self.portals[k], &unique("a"), body, now_ms())
                     .await?;
                 let ack = t0.elapsed();
                 (ack, self.bob_seen.seen(body, WAIT).await?)
@@ -474,11 +487,17 @@ impl World {
                 Path::Inbound => String::new(),
             };
             let visitor = self.visitors[k].clone();
+            let ghost = self.ghosts[k].clone();
             tasks.push(tokio::spawn(async move {
                 for j in 0..per {
                     let body = format!("{tag} {k}-{j} {}", path.key());
                     match path {
                         Path::Inbound => visitor.send(&unique("ti"), &body).await?,
+                        Path::Appservice => {
+                            ghost
+                                .send_text_at(&room, &unique("ta"), &body, now_ms())
+                                .await?;
+                        }
                         _ => {
                             alice.send_text(&room, &unique("t"), &body).await?;
                         }
@@ -555,7 +574,7 @@ impl World {
         n: usize,
         warm_tag: &str,
         tag: &str,
-    ) -> anyhow::Result<([Latency; 2], [Throughput; 2], procfs::Sample)> {
+    ) -> anyhow::Result<([Latency; 3], [Throughput; 3], procfs::Sample)> {
         for i in 0..settings.warmup {
             for path in [Path::Inbound, Path::Outbound] {
                 self.one(path, i % n, &format!("{warm_tag} {i} {}", path.key()))
@@ -569,21 +588,22 @@ impl World {
         Ok((lat, tput, procfs::sample(self.bridge_pid)?))
     }
 
-    /// Inbound and outbound latency (`latency` messages per path, two rounds interleaving the
-    /// paths) and throughput (`throughput` messages per path, one burst each), for the growth
-    /// rounds. Returns ([inbound, outbound] latency, [inbound, outbound] throughput).
+    /// Direct, inbound and outbound latency (`latency` messages per path, two rounds
+    /// interleaving the paths) and throughput (`throughput` messages per path, one burst each),
+    /// for the growth rounds. Returns ([direct, inbound, outbound] latency, [direct, inbound,
+    /// outbound] throughput).
     async fn relay_rounds(
         &self,
         tag: &str,
         latency: usize,
         throughput: usize,
-    ) -> anyhow::Result<([Latency; 2], [Throughput; 2])> {
-        let paths = [Path::Inbound, Path::Outbound];
-        let mut lat = [Latency::default(), Latency::default()];
+    ) -> anyhow::Result<([Latency; 3], [Throughput; 3])> {
+        let paths = GROWTH_PATHS;
+        let mut lat: [Latency; 3] = Default::default();
         let per_round = (latency / 2).max(1);
         for r in 0..2 {
-            for step in 0..2 {
-                let idx = (r + step) % 2;
+            for step in 0..3 {
+                let idx = (r + step) % 3;
                 let mut round = Vec::with_capacity(per_round);
                 for i in 0..per_round {
                     let (l, _) = self
@@ -606,7 +626,7 @@ impl World {
         }
         let n = self.visitors.len();
         let per = (throughput / n).max(1);
-        let mut tput = [Throughput::default(), Throughput::default()];
+        let mut tput: [Throughput; 3] = Default::default();
         for (idx, path) in paths.into_iter().enumerate() {
             self.settle().await?;
             let before = self.cpu()?;
@@ -631,6 +651,9 @@ impl World {
         Ok((lat, tput))
     }
 }
+
+/// The paths of a set of growth rounds: the plain client is the control for Synapse's drift.
+const GROWTH_PATHS: [Path; 3] = [Path::Direct, Path::Inbound, Path::Outbound];
 
 /// `n` web chat visitors, each with its portal (found by `@bob` through its invite and joined
 /// by `@bob` and `@alice`) and its event stream: (visitors, portals, streams). `label` starts
@@ -766,8 +789,14 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         .as_ref()
         .map(|d| format!("sqlite://{d}/switchboard-bench-{}.db", unique("")));
     let db_for_hook = db_override.clone();
+    // An analysis aid, not for measured runs: `SWITCHBOARD_BENCH_BRIDGE_LOG=info,sqlx::query=debug`
+    // has the bridge log every statement with its time (what grew with the store, say).
+    let log_filter = std::env::var("SWITCHBOARD_BENCH_BRIDGE_LOG")
+        .ok()
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| "info".into());
     let options = BridgeOptions {
-        log_filter: "info".into(),
+        log_filter: log_filter.clone(),
         ..BridgeOptions::default()
     }
     .edit_config(move |c| {
@@ -870,15 +899,16 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         .get("as_token")
         .and_then(|v| v.as_str().map(str::to_string))
         .context("no as_token in the registration")?;
-    let ghost_id = format!(
-        "@sb_webchat_{}:{}",
-        visitors[0].visitor_id,
-        synapse.server_name()
-    );
-    let ghost = MxClient::appservice(&hs, &as_token, &ghost_id)?;
+    let ghosts = visitors
+        .iter()
+        .map(|v| {
+            let id = format!("@sb_webchat_{}:{}", v.visitor_id, synapse.server_name());
+            MxClient::appservice(&hs, &as_token, &id)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut world = World {
         alice,
-        ghost,
+        ghosts,
         bob_seen,
         visitors_seen,
         rooms,
@@ -955,10 +985,10 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         .unwrap_or_else(|| rig::repo_root().join("bench/results"));
     std::fs::create_dir_all(&results_dir)?;
     let mut profiles = serde_json::Map::new();
-    let mut throughput: Vec<Throughput> = vec![Throughput::default(); 3];
+    let mut throughput: Vec<Throughput> = vec![Throughput::default(); 4];
     for r in 0..settings.throughput_rounds {
-        for step in 0..3 {
-            let idx = (r + step) % 3;
+        for step in 0..4 {
+            let idx = (r + step) % 4;
             let path = Path::THROUGHPUT[idx];
             world.settle().await?;
             let before = world.cpu()?;
@@ -1054,8 +1084,8 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         Value::Null
     };
     let after_traffic = procfs::sample(pid)?;
-    let relayed: usize = throughput[1].messages
-        + throughput[2].messages
+    let relayed: usize = throughput[2].messages
+        + throughput[3].messages
         + latency[2].samples.len()
         + latency[3].samples.len()
         + 2 * settings.warmup;
@@ -1332,7 +1362,22 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         world.streams.clear();
         bridge.stop(Duration::from_secs(10)).await?;
         let mut side = serde_json::Map::new();
-        for (idx, key) in ["inbound", "outbound"].into_iter().enumerate() {
+        // The plain client's own drift between the two sets (Synapse's database grew).
+        let (dle, dlg, dte, dtg) = (&lat_empty[0], &lat_grown[0], &tput_empty[0], &tput_grown[0]);
+        let direct_p50 = dlg.p(50.0) / dle.p(50.0);
+        let direct_rate = dtg.rate() / dte.rate();
+        side.insert(
+            "direct".into(),
+            json!({
+                "empty": {"latency": dle.json(), "throughput": dte.json()},
+                "grown": {"latency": dlg.json(), "throughput": dtg.json()},
+                "p50_ratio": round3(direct_p50),
+                "p99_ratio": round3(dlg.p(99.0) / dle.p(99.0)),
+                "throughput_ratio": round3(direct_rate),
+            }),
+        );
+        let per_1000 = |cpu: f64, t: &Throughput| cpu * 1000.0 / t.messages.max(1) as f64;
+        for (idx, key) in [(1, "inbound"), (2, "outbound")] {
             let (le, lg, te, tg) = (
                 &lat_empty[idx],
                 &lat_grown[idx],
@@ -1342,6 +1387,7 @@ async fn run(quick: bool) -> anyhow::Result<()> {
             let p50 = lg.p(50.0) / le.p(50.0);
             let p99 = lg.p(99.0) / le.p(99.0);
             let rate = tg.rate() / te.rate();
+            let (p50_n, rate_n) = (p50 / direct_p50, rate / direct_rate);
             side.insert(
                 key.to_string(),
                 json!({
@@ -1351,7 +1397,17 @@ async fn run(quick: bool) -> anyhow::Result<()> {
                     "p50_ratio": round3(p50),
                     "p99_ratio": round3(p99),
                     "throughput_ratio": round3(rate),
+                    // The same, divided by the plain client's grown / empty in the same sets.
+                    "p50_ratio_normalised": round3(p50_n),
+                    "throughput_ratio_normalised": round3(rate_n),
+                    "bridge_cpu_per_message_ratio": round3(
+                        per_1000(tg.bridge_cpu_s, tg) / per_1000(te.bridge_cpu_s, te)
+                    ),
+                    "synapse_cpu_per_message_ratio": round3(
+                        per_1000(tg.synapse_cpu_s, tg) / per_1000(te.synapse_cpu_s, te)
+                    ),
                     "met": p50 <= 1.10 && rate >= 0.90,
+                    "met_normalised": p50_n <= 1.10 && rate_n >= 0.90,
                 }),
             );
         }
@@ -1382,11 +1438,20 @@ async fn run(quick: bool) -> anyhow::Result<()> {
 
     // ---- report ----------------------------------------------------------------------------------
     let [d, a, i, o] = [&latency[0], &latency[1], &latency[2], &latency[3]];
-    let [td, ti, to] = [&throughput[0], &throughput[1], &throughput[2]];
+    let [td, ta, ti, to] = [
+        &throughput[0],
+        &throughput[1],
+        &throughput[2],
+        &throughput[3],
+    ];
+    let cpu_per_1000 = |t: &Throughput| t.synapse_cpu_s * 1000.0 / t.messages.max(1) as f64;
     let ratio = |a: f64, b: f64| a / b;
     let targets = json!({
         "inbound_p50_ratio": {"value": round3(ratio(i.p(50.0), d.p(50.0))), "target": "<= 1.10", "met": ratio(i.p(50.0), d.p(50.0)) <= 1.10},
-        "inbound_p99_ratio": {"value": round3(ratio(i.p(99.0), d.p(99.0))), "target": "<= 1.10", "met": ratio(i.p(99.0), d.p(99.0)) <= 1.10},
+        "inbound_p99_ratio": {"value": round3(ratio(i.p(99.0), d.p(99.0))), "target": "<= 1.20", "met": ratio(i.p(99.0), d.p(99.0)) <= 1.20},
+        "outbound_p50_ratio": {"value": round3(ratio(o.p(50.0), d.p(50.0))), "target": "<= 1.20", "met": ratio(o.p(50.0), d.p(50.0)) <= 1.20},
+        "inbound_synapse_cpu_ratio": {"value": round3(cpu_per_1000(ti) / cpu_per_1000(td)), "target": "<= 1.20", "met": cpu_per_1000(ti) / cpu_per_1000(td) <= 1.20},
+        "outbound_synapse_cpu_ratio": {"value": round3(cpu_per_1000(to) / cpu_per_1000(td)), "target": "<= 1.20", "met": cpu_per_1000(to) / cpu_per_1000(td) <= 1.20},
         "inbound_throughput_ratio": {"value": round3(ti.rate() / td.rate()), "target": ">= 0.9", "met": ti.rate() / td.rate() >= 0.9},
         "outbound_throughput_ratio": {"value": round3(to.rate() / td.rate()), "target": ">= 0.9", "met": to.rate() / td.rate() >= 0.9},
         "rss_idle_conversations_mb": {"value": round3(idle_many.rss_mb), "target": "<= 40", "met": idle_many.rss_mb <= 40.0},
@@ -1402,6 +1467,12 @@ async fn run(quick: bool) -> anyhow::Result<()> {
             targets[format!("growth_{store}_{key}_throughput_ratio")] = json!({
                 "value": g["throughput_ratio"], "target": ">= 0.9",
                 "met": g["throughput_ratio"].as_f64().is_some_and(|v| v >= 0.9)});
+            targets[format!("growth_{store}_{key}_p50_ratio_normalised")] = json!({
+                "value": g["p50_ratio_normalised"], "target": "<= 1.10",
+                "met": g["p50_ratio_normalised"].as_f64().is_some_and(|v| v <= 1.10)});
+            targets[format!("growth_{store}_{key}_throughput_ratio_normalised")] = json!({
+                "value": g["throughput_ratio_normalised"], "target": ">= 0.9",
+                "met": g["throughput_ratio_normalised"].as_f64().is_some_and(|v| v >= 0.9)});
         }
     }
     let report = json!({
@@ -1430,7 +1501,7 @@ async fn run(quick: bool) -> anyhow::Result<()> {
             "growth_messages": settings.growth_messages,
             "growth_latency_messages_per_path": settings.growth_latency,
             "growth_throughput_messages_per_path": settings.growth_throughput,
-            "bridge_log_filter": "info",
+            "bridge_log_filter": log_filter,
             "store": "sqlite (WAL, synchronous=FULL)",
             "bridge_database": database_url.split('?').next().unwrap_or_default(),
         },
@@ -1441,14 +1512,15 @@ async fn run(quick: bool) -> anyhow::Result<()> {
             "inbound": round3(percentile(&sorted(&acks[2]), 50.0)),
             "outbound": round3(percentile(&sorted(&acks[3]), 50.0)),
         },
-        "throughput": {"direct": td.json(), "inbound": ti.json(), "outbound": to.json()},
+        "throughput": {"direct": td.json(), "appservice": ta.json(), "inbound": ti.json(), "outbound": to.json()},
         "search_index_inbound": index_ab,
         "delivery_status_outbound": status_ab,
         "synapse_profile": Value::Object(profiles),
         "synapse_cpu_s_per_1000": {
-            "direct": round3(td.synapse_cpu_s * 1000.0 / td.messages.max(1) as f64),
-            "inbound": round3(ti.synapse_cpu_s * 1000.0 / ti.messages.max(1) as f64),
-            "outbound": round3(to.synapse_cpu_s * 1000.0 / to.messages.max(1) as f64),
+            "direct": round3(cpu_per_1000(td)),
+            "appservice": round3(cpu_per_1000(ta)),
+            "inbound": round3(cpu_per_1000(ti)),
+            "outbound": round3(cpu_per_1000(to)),
         },
         "growth": Value::Object(growth),
         "ratios": {
@@ -1457,6 +1529,12 @@ async fn run(quick: bool) -> anyhow::Result<()> {
             "appservice_p99": round3(ratio(a.p(99.0), d.p(99.0))),
             "inbound_over_appservice_p50": round3(ratio(i.p(50.0), a.p(50.0))),
             "inbound_over_appservice_p99": round3(ratio(i.p(99.0), a.p(99.0))),
+            "appservice_throughput": round3(ta.rate() / td.rate()),
+            "inbound_over_appservice_throughput": round3(ti.rate() / ta.rate()),
+            "appservice_synapse_cpu": round3(cpu_per_1000(ta) / cpu_per_1000(td)),
+            "inbound_synapse_cpu": round3(cpu_per_1000(ti) / cpu_per_1000(td)),
+            "outbound_synapse_cpu": round3(cpu_per_1000(to) / cpu_per_1000(td)),
+            "inbound_over_appservice_synapse_cpu": round3(cpu_per_1000(ti) / cpu_per_1000(ta)),
             "inbound_p50": round3(ratio(i.p(50.0), d.p(50.0))),
             "inbound_p95": round3(ratio(i.p(95.0), d.p(95.0))),
             "inbound_p99": round3(ratio(i.p(99.0), d.p(99.0))),
@@ -1568,7 +1646,7 @@ fn print_table(r: &Value) {
             "appservice" => (
                 f2(&r["ratios"]["appservice_p50"]),
                 f2(&r["ratios"]["appservice_p99"]),
-                dash(),
+                f2(&r["ratios"]["appservice_throughput"]),
                 dash(),
             ),
             _ => (
@@ -1653,8 +1731,9 @@ fn print_table(r: &Value) {
     if sc.is_object() {
         println!();
         println!(
-            "Synapse CPU s per 1000 messages: direct {} / inbound {} / outbound {}",
+            "Synapse CPU s per 1000 messages: direct {} / appservice direct {} / inbound {} / outbound {}",
             f2(&sc["direct"]),
+            f2(&sc["appservice"]),
             f2(&sc["inbound"]),
             f2(&sc["outbound"])
         );
@@ -1701,20 +1780,21 @@ fn print_table(r: &Value) {
             "Growth: {} earlier messages over {} conversations",
             r["settings"]["growth_messages"], r["settings"]["growth_conversations"]
         );
-        println!("| store    | path     | p50 ms empty → grown | ×   | p99 ms empty → grown | msg/s empty → grown | ×    | RSS at rest MB empty → grown |");
-        println!("|----------|----------|---------------------:|----:|---------------------:|--------------------:|-----:|-----------------------------:|");
+        println!("| store    | path     | p50 ms empty → grown | ×    | ×/direct | p99 ms empty → grown | msg/s empty → grown | ×    | ×/direct | bridge CPU/msg × | RSS at rest MB empty → grown |");
+        println!("|----------|----------|---------------------:|-----:|---------:|---------------------:|--------------------:|-----:|---------:|-----------------:|-----------------------------:|");
         for (store, side) in growth {
-            for key in ["inbound", "outbound"] {
+            for key in ["direct", "inbound", "outbound"] {
                 let g = &side[key];
                 let b = &side["bridge"];
                 println!(
-                    "| {store:<8} | {key:<8} | {:>20} | {:>3} | {:>20} | {:>19} | {:>4} | {:>28} |",
+                    "| {store:<8} | {key:<8} | {:>20} | {:>4} | {:>8} | {:>20} | {:>19} | {:>4} | {:>8} | {:>16} | {:>28} |",
                     format!(
                         "{} → {}",
                         f(&g["empty"]["latency"]["p50_ms"]),
                         f(&g["grown"]["latency"]["p50_ms"])
                     ),
                     f2(&g["p50_ratio"]),
+                    f2(&g["p50_ratio_normalised"]),
                     format!(
                         "{} → {}",
                         f(&g["empty"]["latency"]["p99_ms"]),
@@ -1726,6 +1806,8 @@ fn print_table(r: &Value) {
                         f(&g["grown"]["throughput"]["msgs_per_s"])
                     ),
                     f2(&g["throughput_ratio"]),
+                    f2(&g["throughput_ratio_normalised"]),
+                    f2(&g["bridge_cpu_per_message_ratio"]),
                     format!(
                         "{} → {}",
                         f(&b["rss_rest_empty_mb"]),

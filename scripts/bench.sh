@@ -32,6 +32,11 @@
 #   SWITCHBOARD_BENCH_GROWTH_MESSAGES       messages over them, half each way (1000000)
 #   SWITCHBOARD_BENCH_GROWTH_LATENCY        messages per path (inbound, outbound) for latency (100)
 #   SWITCHBOARD_BENCH_GROWTH_THROUGHPUT     messages per path for throughput (480)
+#                                    (each set of growth rounds also times the plain client, so
+#                                    Synapse's own drift can be divided out: "×/direct")
+#   SWITCHBOARD_BENCH_BRIDGE_LOG     the bridge's log filter (info); an analysis aid, e.g.
+#                                    info,sqlx::query=debug logs every statement with its time
+#   SWITCHBOARD_BENCH_BRIDGE_DB_DIR  put the bridge's SQLite file there (e.g. /dev/shm: fsync free)
 #   SWITCHBOARD_BENCH_OUT            where to write the JSON
 #   SWITCHBOARD_CACHE, CARGO_TARGET_DIR  as for scripts/test.sh
 set -euo pipefail
