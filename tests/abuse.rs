@@ -266,14 +266,30 @@ async fn the_connection_cap_holds() -> anyhow::Result<()> {
     .await?;
     let addr = format!("127.0.0.1:{}", env.bridge.port());
     let health = format!("{}/_switchboard/health", env.bridge.base_url());
-    // Let the rig's own connections (health polls) go first: wait until health answers on a
-    // fresh client whose connection closes after each request.
     let fresh = || reqwest::Client::builder().pool_max_idle_per_host(0).build();
-    ensure!(fresh()?.get(&health).send().await?.status() == 200);
+    // Fill the cap with connections that were each served a request and stay open (kept
+    // alive). Opening a connection is not enough: the rig's own idle keep-alive connections
+    // hold slots too, and the slot of a connection just closed is freed only once the server
+    // has seen the close. Full means refused twice, 200 ms apart; never more than six served.
     let mut held = Vec::new();
-    for _ in 0..6 {
-        held.push(tokio::net::TcpStream::connect(&addr).await?);
+    let mut refused_in_a_row = 0;
+    while refused_in_a_row < 2 {
+        match hold_a_slot(&addr).await? {
+            Some(stream) => {
+                held.push(stream);
+                refused_in_a_row = 0;
+                ensure!(
+                    held.len() <= 6,
+                    "more than 6 connections were served at once"
+                );
+            }
+            None => {
+                refused_in_a_row += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
     }
+    ensure!(!held.is_empty(), "no connection was served");
     let mut refused = 0;
     for _ in 0..3 {
         let resp = fresh()?.get(&health).send().await?;
@@ -306,6 +322,32 @@ async fn the_connection_cap_holds() -> anyhow::Result<()> {
         "the connection cap refusals were logged {logged} times"
     );
     Ok(())
+}
+
+/// A connection to `addr` that was served a request and stays open (HTTP/1.1 keep-alive);
+/// `None` when the server refused it for the cap.
+async fn hold_a_slot(addr: &str) -> anyhow::Result<Option<tokio::net::TcpStream>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(b"GET /_switchboard/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await?;
+        ensure!(n > 0, "the server closed the connection without an answer");
+        head.extend_from_slice(&buf[..n]);
+    }
+    let status = String::from_utf8_lossy(&head);
+    if status.starts_with("HTTP/1.1 200") {
+        return Ok(Some(stream));
+    }
+    ensure!(
+        status.starts_with("HTTP/1.1 503"),
+        "unexpected answer: {status}"
+    );
+    Ok(None)
 }
 
 // ----- the web chat's limits --------------------------------------------------------------------

@@ -53,8 +53,9 @@ pub async fn run(bridge: Arc<Bridge>) {
 /// between two sends; the more conversations send at once, the more of their events the
 /// homeserver takes in one go, and the fewer times it wakes the operators' `/sync` per message.
 /// With 16 (12 for a channel alone) the relay benchmark's 16 busy web chat conversations cost
-/// Synapse 1.35x a plain client's CPU per message and 0.35 `/sync` answers per message; with 24
-/// (18 alone) 1.16x and 0.15 (docs/performance.md, "In flight at once").
+/// Synapse 1.25-1.35x a plain client's CPU per message and 0.35-0.36 `/sync` answers per
+/// message; with 24 (18 alone) 1.12-1.16x and 0.13-0.15 (docs/performance.md, "In flight at
+/// once").
 const CONVERSATIONS_IN_PARALLEL: usize = 24;
 
 /// One channel's share of those, and how many slots a channel beyond its share leaves free for
