@@ -355,6 +355,14 @@ impl Throughput {
     fn rate(&self) -> f64 {
         self.messages as f64 / self.seconds
     }
+    /// The bridge's CPU seconds per 1,000 messages.
+    fn bridge_cpu_per_1000(&self) -> f64 {
+        self.bridge_cpu_s * 1000.0 / self.messages.max(1) as f64
+    }
+    /// Synapse's CPU seconds per 1,000 messages.
+    fn synapse_cpu_per_1000(&self) -> f64 {
+        self.synapse_cpu_s * 1000.0 / self.messages.max(1) as f64
+    }
     fn json(&self) -> Value {
         json!({
             "messages": self.messages,
@@ -363,9 +371,9 @@ impl Throughput {
             "accepted_msgs_per_s": round3(self.messages as f64 / self.accept_seconds),
             "round_msgs_per_s": self.round_rates.iter().map(|v| round3(*v)).collect::<Vec<_>>(),
             "bridge_cpu_s": round3(self.bridge_cpu_s),
-            "bridge_cpu_s_per_1000": round3(self.bridge_cpu_s * 1000.0 / self.messages.max(1) as f64),
+            "bridge_cpu_s_per_1000": round3(self.bridge_cpu_per_1000()),
             "synapse_cpu_s": round3(self.synapse_cpu_s),
-            "synapse_cpu_s_per_1000": round3(self.synapse_cpu_s * 1000.0 / self.messages.max(1) as f64),
+            "synapse_cpu_s_per_1000": round3(self.synapse_cpu_per_1000()),
         })
     }
 }
@@ -1068,7 +1076,7 @@ async fn run(quick: bool) -> anyhow::Result<()> {
                 ));
             }
         }
-        let cpu_ms = |t: &Throughput| t.bridge_cpu_s * 1000.0 / t.messages as f64;
+        let cpu_ms = Throughput::bridge_cpu_per_1000;
         json!({
             "rounds": settings.index_ab_rounds,
             "with_index": ab[0].json(),
@@ -1376,7 +1384,6 @@ async fn run(quick: bool) -> anyhow::Result<()> {
                 "throughput_ratio": round3(direct_rate),
             }),
         );
-        let per_1000 = |cpu: f64, t: &Throughput| cpu * 1000.0 / t.messages.max(1) as f64;
         for (idx, key) in [(1, "inbound"), (2, "outbound")] {
             let (le, lg, te, tg) = (
                 &lat_empty[idx],
@@ -1401,10 +1408,10 @@ async fn run(quick: bool) -> anyhow::Result<()> {
                     "p50_ratio_normalised": round3(p50_n),
                     "throughput_ratio_normalised": round3(rate_n),
                     "bridge_cpu_per_message_ratio": round3(
-                        per_1000(tg.bridge_cpu_s, tg) / per_1000(te.bridge_cpu_s, te)
+                        tg.bridge_cpu_per_1000() / te.bridge_cpu_per_1000()
                     ),
                     "synapse_cpu_per_message_ratio": round3(
-                        per_1000(tg.synapse_cpu_s, tg) / per_1000(te.synapse_cpu_s, te)
+                        tg.synapse_cpu_per_1000() / te.synapse_cpu_per_1000()
                     ),
                     "met": p50 <= 1.10 && rate >= 0.90,
                     "met_normalised": p50_n <= 1.10 && rate_n >= 0.90,
@@ -1444,7 +1451,7 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         &throughput[2],
         &throughput[3],
     ];
-    let cpu_per_1000 = |t: &Throughput| t.synapse_cpu_s * 1000.0 / t.messages.max(1) as f64;
+    let cpu_per_1000 = Throughput::synapse_cpu_per_1000;
     let ratio = |a: f64, b: f64| a / b;
     let targets = json!({
         "inbound_p50_ratio": {"value": round3(ratio(i.p(50.0), d.p(50.0))), "target": "<= 1.10", "met": ratio(i.p(50.0), d.p(50.0)) <= 1.10},
@@ -1550,8 +1557,8 @@ async fn run(quick: bool) -> anyhow::Result<()> {
             "peak_rss_traffic_mb": round3(after_traffic.hwm_mb),
             "messages_relayed": relayed,
             "cpu_s_traffic_total": round3(cpu_total_traffic),
-            "cpu_s_per_1000_inbound": round3(ti.bridge_cpu_s * 1000.0 / ti.messages.max(1) as f64),
-            "cpu_s_per_1000_outbound": round3(to.bridge_cpu_s * 1000.0 / to.messages.max(1) as f64),
+            "cpu_s_per_1000_inbound": round3(ti.bridge_cpu_per_1000()),
+            "cpu_s_per_1000_outbound": round3(to.bridge_cpu_per_1000()),
             "peak_rss_mb_per_1000_relayed": round3(after_traffic.hwm_mb * 1000.0 / relayed.max(1) as f64),
             "rss_idle_conversations_mb": round3(idle_many.rss_mb),
             "peak_rss_idle_conversations_mb": round3(idle_many.hwm_mb),
