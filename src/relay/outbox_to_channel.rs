@@ -8,7 +8,7 @@
 //! exponential backoff, never sooner than the channel's Retry-After; after `bridge.max_attempts`
 //! it becomes a failure. Every outcome is visible in the room: success as the bot's read receipt
 //! on the operator's message (a receipt costs the homeserver no timeline event, and a burst
-//! needs one per second: [`crate::relay::delivery_receipts`]; with
+//! needs one per second or fewer: [`crate::relay::delivery_receipts`]; with
 //! `bridge.delivery_status: events` also a `com.beeper.message_send_status` event), failure as a
 //! notice replying to the operator's message (with the reason and how to resend) plus a failed
 //! status event.
