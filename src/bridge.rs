@@ -46,6 +46,9 @@ pub struct Bridge {
     /// The bot's receipts that show operators' messages delivered, one per room at a time
     /// ([`crate::relay::delivery_receipts`]).
     pub delivery_receipts: crate::relay::delivery_receipts::DeliveryReceipts,
+    /// Conversations whose lobby entry is to be brought up to date
+    /// ([`crate::routing::lobby_queue`]).
+    pub lobby_queue: crate::routing::lobby_queue::LobbyQueue,
 }
 
 impl Bridge {

@@ -75,6 +75,7 @@ pub async fn run(config: Config, channels: Vec<Arc<dyn Channel>>) -> anyhow::Res
         delivery_receipts: crate::relay::delivery_receipts::DeliveryReceipts::new(
             homeserver.clone(),
         ),
+        lobby_queue: Default::default(),
         homeserver,
         namespace,
         hs_token,
@@ -194,6 +195,7 @@ fn leader_workers(bridge: &Arc<Bridge>) -> Vec<tokio::task::JoinHandle<()>> {
         Box::pin(crate::relay::matrix_to_outbox::run(b.clone())),
         Box::pin(crate::relay::outbox_to_channel::run(b.clone())),
         Box::pin(crate::routing::timers::run(b.clone())),
+        Box::pin(crate::routing::lobby_queue::run(b.clone())),
         Box::pin(crate::housekeeping::run(b.clone())),
         Box::pin(crate::search::reindex::background(b.store.clone())),
         Box::pin(crate::unreadable::keep_posting(b.clone())),

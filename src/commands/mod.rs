@@ -334,7 +334,7 @@ impl Context<'_> {
             self.reply(&format!("Not done: {e}")).await?;
             return Ok(false);
         }
-        crate::routing::lobby::update(self.bridge, conversation, row).await;
+        self.bridge.lobby_queue.touch(conversation.id);
         Ok(true)
     }
 }

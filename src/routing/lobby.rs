@@ -187,15 +187,15 @@ pub async fn refresh_waiting(bridge: &Bridge) {
             }
         };
         if stale {
-            if let Ok(Some(conversation)) = bridge.store.conversation(row.conversation_id).await {
-                update(bridge, &conversation, &row).await;
-            }
+            bridge.lobby_queue.touch(row.conversation_id);
         }
     }
 }
 
-/// Post or edit the conversation's lobby entry (best effort: the lobby is a view).
-pub async fn update(bridge: &Bridge, conversation: &Conversation, row: &RoutingRow) {
+/// Post or edit the conversation's lobby entry (best effort: the lobby is a view). Called by
+/// [`super::lobby_queue`] only, one call per conversation at a time; everything else touches
+/// the conversation there.
+pub(super) async fn update(bridge: &Bridge, conversation: &Conversation, row: &RoutingRow) {
     match try_update(bridge, conversation, row).await {
         Ok(()) => remember_bucket(bridge, row).await,
         Err(e) => {

@@ -12,6 +12,7 @@
 
 pub mod calendar;
 pub mod lobby;
+pub mod lobby_queue;
 pub mod teams;
 pub mod timers;
 pub mod waiting;
@@ -350,7 +351,7 @@ pub async fn on_customer_message(
         apply_visibility(bridge, conversation, &row, false, &[]).await;
     }
     if before != Some(summary(&row)) {
-        lobby::update(bridge, conversation, &row).await;
+        bridge.lobby_queue.touch(conversation.id);
     }
     Ok(())
 }
@@ -471,7 +472,7 @@ pub async fn on_operator_message(
         .store
         .put_routing(&row, &bridge.stamp(Some(sender)))
         .await?;
-    lobby::update(bridge, conversation, &row).await;
+    bridge.lobby_queue.touch(conversation.id);
     Ok(())
 }
 

@@ -104,7 +104,7 @@ async fn fire(bridge: &Bridge, mut row: RoutingRow, now: i64) {
             &format!("snooze-{}-{now}", row.conversation_id),
         )
         .await;
-        super::lobby::update(bridge, &conversation, &row).await;
+        bridge.lobby_queue.touch(conversation.id);
         return;
     }
     if row.unworked_since.is_none() {
@@ -148,7 +148,7 @@ async fn fire(bridge: &Bridge, mut row: RoutingRow, now: i64) {
             ),
         )
         .await;
-        super::lobby::update(bridge, &conversation, &row).await;
+        bridge.lobby_queue.touch(conversation.id);
         return;
     }
     if !row.reminded && row.remind_at.is_some_and(|t| t <= now) {

@@ -49,7 +49,7 @@ pub async fn save(
         .store
         .put_routing(row, &bridge.stamp(Some(&actor.user)))
         .await?;
-    crate::routing::lobby::update(bridge, conversation, row).await;
+    bridge.lobby_queue.touch(conversation.id);
     Ok(())
 }
 
