@@ -203,11 +203,8 @@ pub fn log_offset(log: &Path) -> u64 {
     std::fs::metadata(log).map(|m| m.len()).unwrap_or(0)
 }
 
-/// The requests Synapse answered since `from` in its log, by kind: `METHOD /path (who)`, ids in
-/// the path replaced by `{id}` (rooms, events, users, transactions), `who` being `bridge` (the
-/// bot or a ghost: the appservice's token), `client` (the benchmark's users) or `-`. Returns
-/// (kind, count), most frequent first.
-pub fn requests_since(log: &Path, from: u64) -> Vec<(String, u64)> {
+/// The log since `from` (empty when it cannot be read).
+fn log_since(log: &Path, from: u64) -> String {
     use std::io::{Read, Seek, SeekFrom};
     let mut text = String::new();
     if let Ok(mut f) = std::fs::File::open(log) {
@@ -217,7 +214,35 @@ pub fn requests_since(log: &Path, from: u64) -> Vec<(String, u64)> {
             text = String::from_utf8_lossy(&bytes).into_owned();
         }
     }
-    let counts = crate::rig::synapse::request_counts(&text);
+    text
+}
+
+/// How long a path's sender paused between two sends in one room since `from` in Synapse's
+/// log (`rig::synapse::send_pauses`; pauses of 500 ms or more, between bursts, left out): the
+/// bridge's own work between two messages of one conversation, or the benchmark's. Sixteen
+/// senders that pause alike reach Synapse together and are answered to `/sync` as one wave;
+/// docs/performance.md, "The lobby off the customer's path".
+pub fn send_pauses_since(log: &Path, from: u64, txn_prefix: &str) -> Value {
+    let p = crate::rig::synapse::send_pauses(&log_since(log, from), txn_prefix, 500.0);
+    if p.is_empty() {
+        return json!({"n": 0});
+    }
+    let at = |q: f64| p[((p.len() - 1) as f64 * q).round() as usize];
+    json!({
+        "n": p.len(),
+        "p50_ms": at(0.5),
+        "p90_ms": at(0.9),
+        "mean_ms": (p.iter().sum::<f64>() / p.len() as f64 * 10.0).round() / 10.0,
+        "from_50_ms": p.iter().filter(|x| **x >= 50.0).count(),
+    })
+}
+
+/// The requests Synapse answered since `from` in its log, by kind: `METHOD /path (who)`, ids in
+/// the path replaced by `{id}` (rooms, events, users, transactions), `who` being `bridge` (the
+/// bot or a ghost: the appservice's token), `client` (the benchmark's users) or `-`. Returns
+/// (kind, count), most frequent first.
+pub fn requests_since(log: &Path, from: u64) -> Vec<(String, u64)> {
+    let counts = crate::rig::synapse::request_counts(&log_since(log, from));
     let mut v: Vec<(String, u64)> = counts.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     v

@@ -412,6 +412,15 @@ impl Path {
             Path::Outbound => "bridge outbound",
         }
     }
+    /// How this path's sends name their transaction (see [`unique`] and the bridge's inbound
+    /// `sb-in-…`): what the pause reading of its profile counts.
+    fn txn_prefix(self) -> &'static str {
+        match self {
+            Path::Direct | Path::Outbound => "t",
+            Path::Appservice => "ta",
+            Path::Inbound => "sb-in-",
+        }
+    }
     fn key(self) -> &'static str {
         match self {
             Path::Direct => "direct",
@@ -1132,6 +1141,7 @@ async fn run(quick: bool) -> anyhow::Result<()> {
             world.settle().await?;
             let after = world.cpu()?;
             let requests = profile::requests_since(&synapse_log, log_from);
+            let pauses = profile::send_pauses_since(&synapse_log, log_from, path.txn_prefix());
             let out = results_dir.join(format!("synapse-profile-{}.txt", path.key()));
             let messages = (n * per) as f64;
             let summary = async {
@@ -1146,11 +1156,15 @@ async fn run(quick: bool) -> anyhow::Result<()> {
                 for (kind, count) in &requests {
                     text.push_str(&format!("{:>8.3}  {kind}\n", *count as f64 / messages));
                 }
+                text.push_str(&format!(
+                    "\nPauses between two sends in one room by this path's sender (ms; under 500): {pauses}\n"
+                ));
                 use std::io::Write;
                 std::fs::OpenOptions::new()
                     .append(true)
                     .open(&out)?
                     .write_all(text.as_bytes())?;
+                s["send_pauses"] = pauses.clone();
                 s["requests_per_message"] = requests
                     .iter()
                     .take(15)

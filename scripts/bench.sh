@@ -24,7 +24,10 @@
 #                                    events, the bridge restarted between them (2; 0: none)
 #   SWITCHBOARD_BENCH_PROFILE        1: one more burst per path with py-spy sampling Synapse,
 #                                    written to bench/results/synapse-profile-<path>.txt with the
-#                                    requests Synapse answered per message (1; 0: none). py-spy is
+#                                    requests Synapse answered per message and the pauses between
+#                                    two sends in one room by the path's sender (1; 0: none); they
+#                                    go beside SWITCHBOARD_BENCH_OUT, so an A/B run written into
+#                                    bench/results replaces the committed ones. py-spy is
 #                                    pip-installed into the Synapse venv on first use; needs ptrace
 #                                    (root or CAP_SYS_PTRACE)
 #   SWITCHBOARD_BENCH_GROWTH         stores for the growth rounds: sqlite,postgres (both; none: off)

@@ -275,3 +275,31 @@ fn span_names_and_fields_parse() -> anyhow::Result<()> {
     assert!((v.1 - 1.5).abs() < 1e-9);
     Ok(())
 }
+
+/// The relay benchmark's pause reading (`rig::synapse::send_pauses`), on a few access log lines.
+#[test]
+fn pauses_are_read_per_room_for_one_sender() {
+    let line = |t: &str, took: &str, room: &str, txn: &str| {
+        format!("{t} - synapse.access.http.8008 - 643 - INFO - PUT-1 - 127.0.0.1 - 8008 - {{@sb_x:localhost}} Processed request: {took}sec/0.000sec ru=(0.003sec, 0.000sec) db=(0.041sec/0.011sec/9) 59B 200 \"PUT /_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}?user_id=%40sb_x%3Alocalhost HTTP/1.1\" \"-\" [0 dbevts]\n")
+    };
+    let log = [
+        line("2026-12-07 04:04:30,100", "0.050", "%21a", "sb-in-1-0"),
+        // The next send in room a started 10 ms after the first was answered.
+        line("2026-12-07 04:04:30,160", "0.050", "%21a", "sb-in-2-0"),
+        // Another room, and another sender in room a: neither pairs with the above.
+        line("2026-12-07 04:04:30,190", "0.020", "%21b", "sb-in-3-0"),
+        line("2026-12-07 04:04:30,200", "0.010", "%21a", "sb-lobby-1-2"),
+        // Between bursts: left out.
+        line("2026-12-07 04:04:31,900", "0.040", "%21a", "sb-in-4-0"),
+    ]
+    .concat();
+    assert_eq!(rig::synapse::send_pauses(&log, "sb-in-", 500.0), [10.0]);
+    assert_eq!(
+        rig::synapse::send_pauses(&log, "sb-lobby-", 500.0),
+        Vec::<f64>::new()
+    );
+    assert_eq!(
+        rig::synapse::send_pauses(&log, "sb-in-", 2000.0),
+        [10.0, 1700.0]
+    );
+}

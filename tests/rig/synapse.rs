@@ -574,3 +574,67 @@ pub fn request_counts(log: &str) -> std::collections::BTreeMap<String, u64> {
     }
     counts
 }
+
+/// The pauses (ms) between two sends in one room by one sender, from a piece of Synapse's access
+/// log: per room, the start of a `PUT …/send/…/{txn}` (its answer's time less the time it took)
+/// less the answer to the one before. Only sends whose transaction id is `txn_prefix` followed
+/// by a digit count (the relay benchmark's `t…`, `ta…`, the bridge's `sb-in-…`); pauses of
+/// `longest_ms` or more (between bursts) are left out. Used by the relay benchmark's profiles.
+#[allow(dead_code)] // not every test binary that includes the rig reads pauses
+pub fn send_pauses(log: &str, txn_prefix: &str, longest_ms: f64) -> Vec<f64> {
+    let mut sends: std::collections::HashMap<&str, Vec<(f64, f64)>> = Default::default();
+    for line in log.lines() {
+        let Some(at) = line.find(" Processed request: ") else {
+            continue;
+        };
+        // `2026-12-07 04:04:30,228 - … Processed request: 0.163sec/0.000sec … "PUT /path HTTP/1.1"`
+        let Some(answered) = line
+            .get(..23)
+            .and_then(|t| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S,%3f").ok())
+        else {
+            continue;
+        };
+        let rest = &line[at + " Processed request: ".len()..];
+        let Some(took) = rest.split("sec").next().and_then(|s| s.parse::<f64>().ok()) else {
+            continue;
+        };
+        let Some(path) = rest
+            .split('"')
+            .nth(1)
+            .and_then(|r| r.strip_prefix("PUT /_matrix/client/v3/rooms/"))
+            .and_then(|r| r.split_whitespace().next())
+        else {
+            continue;
+        };
+        let path = path.split('?').next().unwrap_or(path);
+        let segments: Vec<&str> = path.split('/').collect();
+        let (Some(room), Some(&"send"), Some(txn)) =
+            (segments.first(), segments.get(1), segments.get(3))
+        else {
+            continue;
+        };
+        let ours = txn
+            .strip_prefix(txn_prefix)
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
+        if !ours {
+            continue;
+        }
+        let end = answered.and_utc().timestamp_millis() as f64;
+        sends
+            .entry(room)
+            .or_default()
+            .push((end - took * 1000.0, end));
+    }
+    let mut pauses = Vec::new();
+    for times in sends.values_mut() {
+        times.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for pair in times.windows(2) {
+            let pause = pair[1].0 - pair[0].1;
+            if (0.0..longest_ms).contains(&pause) {
+                pauses.push(pause);
+            }
+        }
+    }
+    pauses.sort_by(f64::total_cmp);
+    pauses
+}
