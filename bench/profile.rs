@@ -227,11 +227,10 @@ pub fn send_pauses_since(log: &Path, from: u64, txn_prefix: &str) -> Value {
     if p.is_empty() {
         return json!({"n": 0});
     }
-    let at = |q: f64| p[((p.len() - 1) as f64 * q).round() as usize];
     json!({
         "n": p.len(),
-        "p50_ms": at(0.5),
-        "p90_ms": at(0.9),
+        "p50_ms": crate::percentile(&p, 50.0),
+        "p90_ms": crate::percentile(&p, 90.0),
         "mean_ms": (p.iter().sum::<f64>() / p.len() as f64 * 10.0).round() / 10.0,
         "from_50_ms": p.iter().filter(|x| **x >= 50.0).count(),
     })
