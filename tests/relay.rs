@@ -14,6 +14,7 @@ on_both_stores!(
     first_message_opens_a_portal_and_the_answer_reaches_the_visitor,
     files_go_both_ways_and_oversized_ones_get_a_notice,
     replies_edits_and_deletions_go_both_ways,
+    a_burst_that_names_its_own_messages_arrives_whole,
     a_restart_between_message_and_answer_loses_nothing,
     commands_and_notes_never_reach_the_customer,
     reactions_go_both_ways_through_the_web_chat_api,
@@ -386,6 +387,66 @@ async fn replies_edits_and_deletions_go_both_ways(backend: Backend) -> anyhow::R
             e["type"] == "delete" && e["id"] == wrong_msg["id"]
         })
         .await?;
+    Ok(())
+}
+
+/// A visitor's burst that names its own messages as it goes (a reply to the message just sent,
+/// an edit of it) arrives whole, once and in order. The bridge posts a conversation's next
+/// message while it still finishes (maps) the previous one; what names that one waits for it.
+async fn a_burst_that_names_its_own_messages_arrives_whole(backend: Backend) -> anyhow::Result<()> {
+    let env = TestEnv::start(BridgeOptions::default().backend(backend)).await?;
+    let visitor = env.visitor("Nils", "nils@example.com").await?;
+    // Sent without waiting for the room: they are all in the bridge's inbox before the first
+    // one's room exists.
+    let damaged = visitor.send("The parcel came damaged").await?;
+    let order = visitor.reply("order 5521, this one", &damaged).await?;
+    let open = visitor.send("and the box was open").await?;
+    visitor.reply("the outer box, I mean", &open).await?;
+    let tracking = visitor
+        .reply("tracking says it was on time", &order)
+        .await?;
+    visitor
+        .edit(&tracking, "tracking says it was on time, though")
+        .await?;
+
+    let room = env.alice.wait_for_invite("Nils").await?;
+    let edit = env
+        .alice
+        .wait_for_message(&room, |m| {
+            m.new_body() == Some("tracking says it was on time, though")
+        })
+        .await?;
+    env.alice.wait_for_text(&room, "tracking says").await?;
+    let texts = [
+        "The parcel came damaged",
+        "order 5521, this one",
+        "and the box was open",
+        "the outer box, I mean",
+        "tracking says it was on time",
+    ];
+    let posted: Vec<_> = env
+        .alice
+        .messages(&room)
+        .into_iter()
+        .filter(|m| texts.contains(&m.body.as_str()))
+        .collect();
+    let bodies: Vec<&str> = posted.iter().map(|m| m.body.as_str()).collect();
+    ensure!(bodies == texts, "each once and in order: {bodies:?}");
+    let event = |i: usize| posted[i].event_id.as_str();
+    for (reply, to) in [(1, 0), (3, 2), (4, 1)] {
+        ensure!(
+            posted[reply].in_reply_to() == Some(event(to)),
+            "{:?} replies to {:?}: {:?}",
+            texts[reply],
+            texts[to],
+            posted[reply].relates_to
+        );
+    }
+    ensure!(
+        edit.replaces() == Some(event(4)),
+        "the edit replaces the message it edits: {:?}",
+        edit.relates_to
+    );
     Ok(())
 }
 

@@ -5,7 +5,8 @@
 //! the customer acted). In a group conversation (`Inbound::group`) that is the sender's own
 //! ghost, joined to the group's room when it first acts there ([`portal::group_speaker`]). Transaction ids are derived from the inbox row, so a retry after a crash
 //! or an outage re-sends with the same id and the homeserver does not duplicate. Only when the
-//! Matrix side is done is the row marked done. A homeserver outage is retried with backoff for as
+//! Matrix side is done is the row marked done. A customer's message is finished (mapped, noted,
+//! routed) while the conversation's next one is sent ([`Posted`]). A homeserver outage is retried with backoff for as
 //! long as it lasts; an event Matrix refuses for good is marked failed with the reason, after a
 //! notice in the room where possible.
 
@@ -49,9 +50,10 @@ pub async fn run(bridge: Arc<Bridge>) {
 }
 
 /// How many conversations have their inbound events worked on at once. Each one sends to the
-/// homeserver one event at a time (order within a conversation), with the bridge's own commits
-/// between two sends; the more conversations send at once, the more of their events the
-/// homeserver takes in one go, and the fewer times it wakes the operators' `/sync` per message.
+/// homeserver one event at a time (order within a conversation), with the bridge's own reads
+/// between two sends (its commits overlap the sends: [`Posted`]); the more conversations send
+/// at once, the more of their events the homeserver takes in one go, and the fewer times it
+/// wakes the operators' `/sync` per message.
 /// With 16 (12 for a channel alone) the relay benchmark's 16 busy web chat conversations cost
 /// Synapse 1.25-1.35x a plain client's CPU per message and 0.35-0.36 `/sync` answers per
 /// message; with 24 (18 alone) 1.12-1.16x and 0.13-0.15 (docs/performance.md, "In flight at
@@ -67,34 +69,104 @@ const PER_CHANNEL: usize = CONVERSATIONS_IN_PARALLEL / 4;
 
 async fn drain(bridge: &Bridge, conversation_id: i64) {
     let _busy = bridge.relay_activity.enter();
+    // A customer's message whose events are in the room and whose bookkeeping is still to do:
+    // it is done while the conversation's next message is sent ([`Posted`]).
+    let mut posted: Option<(InboxRow, Posted)> = None;
     loop {
         // A leader that stepped down posts nothing more (its commits are fenced too).
         if !bridge.leader.holds() {
             return;
         }
-        let row = match bridge.store.inbox_next(conversation_id).await {
+        let after = posted.as_ref().map(|(row, _)| row.id);
+        let row = match bridge.store.inbox_next(conversation_id, after).await {
             Ok(Some(row)) => row,
-            Ok(None) => return,
+            Ok(None) => {
+                // The queue looks empty; once the last message is finished, look again (more
+                // may have come meanwhile).
+                let Some((row, p)) = posted.take() else {
+                    return;
+                };
+                if finish(bridge, &row, p).await {
+                    continue;
+                }
+                return;
+            }
             Err(e) => {
                 tracing::error!(conversation_id, error = %e, "cannot read inbox");
+                if let Some((row, p)) = posted.take() {
+                    finish(bridge, &row, p).await;
+                }
                 return;
             }
         };
-        let span = tracing::info_span!(
-            "inbound",
-            channel = %row.channel,
-            conversation_id = row.conversation_id,
-            inbox_id = row.id
-        );
-        if !work(bridge, &row).instrument(span).await {
+        // Only a message that does not reply to it may go ahead of the previous one's
+        // bookkeeping: everything else (an edit, a deletion, a status, a reaction…) may name
+        // the previous message, whose events are mapped by that bookkeeping.
+        if let Some((prev, p)) = posted.take_if(|(prev, _)| !may_overtake(&row, prev)) {
+            if !finish(bridge, &prev, p).await {
+                return;
+            }
+        }
+        let earlier = async {
+            match posted.take() {
+                Some((prev, p)) => finish(bridge, &prev, p).await,
+                None => true,
+            }
+        };
+        let (result, earlier_finished) =
+            futures::join!(process(bridge, &row).instrument(span(&row)), earlier);
+        if !earlier_finished {
+            // The earlier message is to be retried, so this one waits behind it; its events,
+            // if they were sent, are sent again under the same transaction ids (no duplicate).
             return;
+        }
+        match result {
+            Ok(Some(p)) => posted = Some((row, p)),
+            Ok(None) => {
+                if !record(bridge, &row, Ok(())).instrument(span(&row)).await {
+                    return;
+                }
+            }
+            Err(e) => {
+                if !record(bridge, &row, Err(e)).instrument(span(&row)).await {
+                    return;
+                }
+            }
         }
     }
 }
 
-/// One inbox row worked and its outcome stored; whether the conversation's queue may go on.
-async fn work(bridge: &Bridge, row: &InboxRow) -> bool {
-    let result = process(bridge, row).await;
+fn span(row: &InboxRow) -> tracing::Span {
+    tracing::info_span!(
+        "inbound",
+        channel = %row.channel,
+        conversation_id = row.conversation_id,
+        inbox_id = row.id
+    )
+}
+
+/// Whether `row` may be sent before `prev`'s bookkeeping is done: a message that does not reply
+/// to `prev` (a reply needs the event `prev` became, which that bookkeeping maps).
+fn may_overtake(row: &InboxRow, prev: &InboxRow) -> bool {
+    let InboundEvent::Message { reply_to, .. } = &row.inbound.event else {
+        return false;
+    };
+    let InboundEvent::Message { remote_id, .. } = &prev.inbound.event else {
+        return false;
+    };
+    reply_to.as_deref() != Some(remote_id.as_str())
+}
+
+/// A posted message's bookkeeping done and the row's outcome stored; whether the conversation's
+/// queue may go on.
+async fn finish(bridge: &Bridge, row: &InboxRow, posted: Posted) -> bool {
+    let done = posted.finish(bridge, row).instrument(span(row)).await;
+    record(bridge, row, done).instrument(span(row)).await
+}
+
+/// One inbox row's outcome stored; whether the conversation's queue may go on (not when the row
+/// is to be retried: order within a conversation).
+async fn record(bridge: &Bridge, row: &InboxRow, result: Result<(), InboundError>) -> bool {
     let relayed = result.is_ok();
     let stored = match result {
         Ok(()) => bridge.store.inbox_done(row.id).await,
@@ -335,8 +407,9 @@ impl Arrival<'_> {
 }
 
 /// One inbox row: its portal is made sure of (created on a conversation's first message), then
-/// the event is worked by the function for its kind.
-async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
+/// the event is worked by the function for its kind. A customer's message comes back
+/// [`Posted`], with its bookkeeping still to do.
+async fn process(bridge: &Bridge, row: &InboxRow) -> Result<Option<Posted>, InboundError> {
     let conversation = bridge
         .store
         .conversation(row.conversation_id)
@@ -378,12 +451,14 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
         conversation,
         portal,
     };
-    match &row.inbound.event {
+    let done = match &row.inbound.event {
         InboundEvent::Message {
-            remote_id,
-            content,
-            reply_to,
-        } => on_message(&arrival, remote_id, content, reply_to.as_deref()).await,
+            content, reply_to, ..
+        } => {
+            return on_message(&arrival, content, reply_to.as_deref())
+                .await
+                .map(Some)
+        }
         InboundEvent::Notice { remote_id, content } => {
             on_notice(&arrival, remote_id, content).await
         }
@@ -403,17 +478,17 @@ async fn process(bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
             &format!("in:{}", row.id),
         )
         .await?),
-    }
+    };
+    done.map(|()| None)
 }
 
 /// A customer's message: its events in the room (the first one replying where the customer
-/// replied), then routing hears of it.
+/// replied). The rest is [`Posted::finish`].
 async fn on_message(
     a: &Arrival<'_>,
-    remote_id: &str,
     c: &Content,
     reply_to: Option<&str>,
-) -> Result<(), InboundError> {
+) -> Result<Posted, InboundError> {
     let reply_event = match reply_to {
         Some(r) => a.first_event(r).await?,
         None => None,
@@ -422,47 +497,82 @@ async fn on_message(
     if let (Some(first), Some(e)) = (events.first_mut(), &reply_event) {
         *first = content::with_reply(first.take(), e);
     }
-    // Its events are mapped to its remote id below, in the transaction that notes the message
-    // (one commit less per message). Until then a retry re-sends under the same transaction
-    // ids, and the homeserver answers with the same events.
-    let sent = a.send_parts_unmapped(events).await?;
-    // Its voice notes and images are transcribed / read after it is relayed, never before.
-    crate::media::enqueue_inbound(
-        a.bridge,
-        a.conversation.id,
-        a.room_id(),
-        remote_id,
-        c,
-        &sent,
-        &a.row.inbound.sender.id,
-        a.row.inbound.timestamp_ms,
-    )
-    .await?;
-    let key = format!("in:{}", a.row.id);
-    // The answer to a rating question (or the comment on it) does not reopen the conversation.
-    let rating =
-        crate::csat::on_message(a.bridge, &a.conversation, a.room_id(), &c.text, &key).await?;
-    a.bridge
-        .store
-        .note_customer_message(
-            a.conversation.id,
-            a.row.inbound.timestamp_ms,
-            &a.bridge.stamp(None),
-            &key,
-            (remote_id, &sent),
+    // Its events are mapped to its remote id when it is finished, in the transaction that
+    // notes the message (one commit less per message). Until then a retry re-sends under the
+    // same transaction ids, and the homeserver answers with the same events.
+    let events = a.send_parts_unmapped(events).await?;
+    Ok(Posted {
+        conversation: a.conversation.clone(),
+        room_id: a.room_id().to_string(),
+        events,
+    })
+}
+
+/// A customer's message whose events are in the room, with its bookkeeping still to do: its
+/// media jobs, the rating it may answer, its mapping and note in the record, and routing.
+///
+/// That bookkeeping is done while the conversation's next message is sent (`drain`): the
+/// homeserver is given a conversation's messages back to back, as a client types them, instead
+/// of one per round of the bridge's own reads and commits (issue 23: those pauses split the
+/// homeserver's batches, and it woke the operators' `/sync` three times as often per message as
+/// for a plain client). Sends stay one at a time and in order; a reply to the message waits for
+/// it to be finished ([`may_overtake`]); and until the row is done a crash or a retry re-sends
+/// under the same transaction ids, so nothing is doubled. The bot's own answers to the message
+/// (a rating's thanks, the out-of-hours reply) may come after the customer's next message.
+struct Posted {
+    conversation: Conversation,
+    room_id: String,
+    events: Vec<String>,
+}
+
+impl Posted {
+    async fn finish(self, bridge: &Bridge, row: &InboxRow) -> Result<(), InboundError> {
+        let InboundEvent::Message {
+            remote_id,
+            content: c,
+            ..
+        } = &row.inbound.event
+        else {
+            return Ok(());
+        };
+        let (conversation, room_id, sent) = (&self.conversation, &self.room_id, &self.events);
+        // Its voice notes and images are transcribed / read after it is relayed, never before.
+        crate::media::enqueue_inbound(
+            bridge,
+            conversation.id,
+            room_id,
+            remote_id,
+            c,
+            sent,
+            &row.inbound.sender.id,
+            row.inbound.timestamp_ms,
         )
         .await?;
-    if rating {
-        return Ok(());
+        let key = format!("in:{}", row.id);
+        // The answer to a rating question (or the comment on it) does not reopen the conversation.
+        let rating = crate::csat::on_message(bridge, conversation, room_id, &c.text, &key).await?;
+        bridge
+            .store
+            .note_customer_message(
+                conversation.id,
+                row.inbound.timestamp_ms,
+                &bridge.stamp(None),
+                &key,
+                (remote_id, sent),
+            )
+            .await?;
+        if rating {
+            return Ok(());
+        }
+        crate::routing::on_customer_message(
+            bridge,
+            conversation,
+            room_id,
+            row.inbound.addressed_to.as_deref(),
+        )
+        .await?;
+        Ok(())
     }
-    crate::routing::on_customer_message(
-        a.bridge,
-        &a.conversation,
-        a.room_id(),
-        a.row.inbound.addressed_to.as_deref(),
-    )
-    .await?;
-    Ok(())
 }
 
 /// Something the channel says about the conversation (not the customer's words): a notice.

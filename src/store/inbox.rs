@@ -126,13 +126,19 @@ impl Store {
             .collect()
     }
 
-    /// The oldest pending event of a conversation, if it is due.
-    pub async fn inbox_next(&self, conversation_id: i64) -> Result<Option<InboxRow>, StoreError> {
+    /// The oldest pending event of a conversation after the row `after` (the one still being
+    /// finished while the next is sent; `None`: from the start), if it is due.
+    pub async fn inbox_next(
+        &self,
+        conversation_id: i64,
+        after: Option<i64>,
+    ) -> Result<Option<InboxRow>, StoreError> {
         let row = sqlx::query(
             "SELECT id, conversation_id, channel, payload, attempts, next_attempt_at, received_at FROM inbox
-             WHERE conversation_id = $1 AND state = 'pending' ORDER BY id LIMIT 1",
+             WHERE conversation_id = $1 AND state = 'pending' AND id > $2 ORDER BY id LIMIT 1",
         )
         .bind(conversation_id)
+        .bind(after.unwrap_or(i64::MIN))
         .fetch_optional(self.pool())
         .await?;
         let Some(row) = row else { return Ok(None) };
