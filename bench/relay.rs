@@ -1525,6 +1525,10 @@ async fn run(quick: bool) -> anyhow::Result<()> {
             "bridge_log_filter": log_filter,
             "store": "sqlite (WAL, synchronous=FULL)",
             "bridge_database": database_url.split('?').next().unwrap_or_default(),
+            // Which bridge ran: "revision" is the harness's; an A/B run names another build
+            // through SWITCHBOARD_TEST_BINARY, and only this says which one.
+            "bridge_binary": rig::bridge::binary().display().to_string(),
+            "bridge_binary_given": std::env::var_os("SWITCHBOARD_TEST_BINARY").is_some(),
         },
         "latency": {"direct": d.json(), "appservice": a.json(), "inbound": i.json(), "outbound": o.json()},
         "send_answered_p50_ms": {

@@ -40,7 +40,8 @@
 #   SWITCHBOARD_BENCH_BRIDGE_LOG     the bridge's log filter (info); an analysis aid, e.g.
 #                                    info,sqlx::query=debug logs every statement with its time
 #   SWITCHBOARD_BENCH_BRIDGE_DB_DIR  put the bridge's SQLite file there (e.g. /dev/shm: fsync free)
-#   SWITCHBOARD_BENCH_OUT            where to write the JSON
+#   SWITCHBOARD_BENCH_OUT            where to write the JSON (it names the bridge binary that ran:
+#                                    settings.bridge_binary; SWITCHBOARD_TEST_BINARY picks another)
 #   SWITCHBOARD_CACHE, CARGO_TARGET_DIR  as for scripts/test.sh
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
