@@ -27,6 +27,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use futures::StreamExt;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::bridge::Bridge;
@@ -83,14 +84,18 @@ use switchboard_kit::constant_time_eq;
 /// `unsigned` data such as `prev_content` or `redacted_because`) and 100 ephemeral events.
 pub const MAX_TRANSACTION_BYTES: usize = 64 * 1024 * 1024;
 
+/// Each event is kept as the text the homeserver sent and read on its own, so one event that
+/// does not read is skipped, never a reason to refuse the rest, and what is stored reads back
+/// exactly as it was read here (re-serializing could change it: serde_json reads an object
+/// whose first key is its raw-value token as the text in that key's value).
 #[derive(Deserialize)]
 struct Transaction {
     #[serde(default)]
-    events: Vec<Value>,
+    events: Vec<Box<RawValue>>,
     #[serde(default)]
-    ephemeral: Vec<Value>,
+    ephemeral: Vec<Box<RawValue>>,
     #[serde(default, rename = "de.sorunome.msc2409.ephemeral")]
-    ephemeral_unstable: Vec<Value>,
+    ephemeral_unstable: Vec<Box<RawValue>>,
 }
 
 /// One event of a transaction that names its event, room and sender.
@@ -110,9 +115,9 @@ pub struct ParsedTransaction {
     /// bridge's own users are still here: the caller knows its namespace.
     pub events: Vec<TransactionEvent>,
     /// Events dropped for lacking one of those three fields, having one that is not a Matrix
-    /// identifier (see [`is_identifier`]), or not being objects at all.
+    /// identifier (see [`is_identifier`]), not being objects at all, or not reading as JSON on their own.
     pub skipped: usize,
-    /// Ephemeral events (stable `ephemeral` first, then MSC2409's unstable field), unchecked.
+    /// Ephemeral events (stable `ephemeral` first, then MSC2409's unstable field), those that read as JSON, otherwise unchecked.
     pub ephemeral: Vec<Value>,
 }
 
@@ -145,7 +150,8 @@ pub fn parse_transaction(body: &[u8]) -> Result<ParsedTransaction, TransactionEr
         events: Vec::with_capacity(txn.events.len()),
         ..Default::default()
     };
-    for event in &txn.events {
+    for raw in &txn.events {
+        let event: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
         let (Some(event_id), Some(room_id), Some(sender)) = (
             event
                 .get("event_id")
@@ -167,13 +173,14 @@ pub fn parse_transaction(body: &[u8]) -> Result<ParsedTransaction, TransactionEr
             event_id: event_id.to_string(),
             room_id: room_id.to_string(),
             sender: sender.to_string(),
-            raw: event.to_string(),
+            raw: raw.get().to_string(),
         });
     }
     parsed.ephemeral = txn
         .ephemeral
-        .into_iter()
-        .chain(txn.ephemeral_unstable)
+        .iter()
+        .chain(&txn.ephemeral_unstable)
+        .filter_map(|raw| serde_json::from_str(raw.get()).ok())
         .collect();
     Ok(parsed)
 }
@@ -397,13 +404,47 @@ mod tests {
         assert_eq!(parsed.ephemeral[0]["type"], "m.typing");
     }
 
+    /// serde_json (its `raw_value` feature is on in this build) reads an object whose first key
+    /// is `$serde_json::private::RawValue` as the JSON text in that key's value. An event that
+    /// only sorted that key first when re-serialized (the fuzzer found one) would be stored as
+    /// text the worker cannot read back, and a row that does not parse stalls the queue. The
+    /// event is stored exactly as the homeserver sent it, so it reads back as it was read.
     #[test]
-    fn nesting_past_the_recursion_limit_is_an_error_not_a_crash() {
+    fn an_event_is_stored_as_received_and_reads_back_the_same() {
+        let token = "$serde_json::private::RawValue";
+        let body = format!(
+            r#"{{"events": [
+                {{"type": "m.room.message", "event_id": "$a", "room_id": "!r", "sender": "@a:x",
+                  "content": {{"body": "hi"}}, "{token}": "@a:x"}},
+                {{"{token}": "{{\"event_id\": \"$b\", \"room_id\": \"!r\", \"sender\": \"@b:x\"}}"}},
+                {{"{token}": "not json"}}
+            ]}}"#
+        );
+        let parsed = parse_transaction(body.as_bytes()).unwrap();
+        assert_eq!(parsed.skipped, 1, "the event whose text is not JSON");
+        let ids: Vec<&str> = parsed.events.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, ["$a", "$b"]);
+        for event in &parsed.events {
+            let stored: Value = serde_json::from_str(&event.raw)
+                .unwrap_or_else(|e| panic!("{} does not read back: {e}", event.event_id));
+            assert_eq!(stored["event_id"], event.event_id.as_str());
+            assert_eq!(stored["sender"], event.sender.as_str());
+        }
+        assert!(parsed.events[0]
+            .raw
+            .contains(r#""content": {"body": "hi"}"#));
+    }
+
+    /// An event nested past serde_json's recursion limit is skipped, not a crash, and the
+    /// events beside it are kept.
+    #[test]
+    fn nesting_past_the_recursion_limit_is_skipped_not_a_crash() {
         let deep = format!(
-            "{{\"events\": [{}{}]}}",
+            r#"{{"events": [{}{}, {{"event_id": "$ok", "room_id": "!r", "sender": "@a:x"}}]}}"#,
             "[".repeat(100_000),
             "]".repeat(100_000)
         );
-        assert!(parse_transaction(deep.as_bytes()).is_err());
+        let parsed = parse_transaction(deep.as_bytes()).unwrap();
+        assert_eq!((parsed.events.len(), parsed.skipped), (1, 1));
     }
 }
