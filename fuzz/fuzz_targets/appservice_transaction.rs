@@ -27,16 +27,17 @@ fuzz_target!(|data: &[u8]| {
     // body is an object or an array, and its events are counted here without reading any of
     // them as a `Value` (one that is only serde_json's raw-value token reads as that key's
     // text, or fails; the transaction keeps each event's text as it came).
+    let first = data.iter().find(|b| !b.is_ascii_whitespace());
+    assert!(
+        matches!(first, Some(b'{' | b'[')),
+        "accepted a transaction that is neither object nor array"
+    );
     let events = match serde_json::from_slice::<BTreeMap<String, Box<RawValue>>>(data) {
         Ok(fields) => fields.get("events").map(|e| e.get().to_string()),
         Err(_) => match serde_json::from_slice::<Vec<Box<RawValue>>>(data) {
             Ok(fields) => fields.first().map(|e| e.get().to_string()),
-            Err(_) => {
-                if let Ok(other) = serde_json::from_slice::<IgnoredAny>(data) {
-                    panic!("accepted a transaction that is neither object nor array: {other:?}");
-                }
-                None
-            }
+            // (a key that is not UTF-8 in an ignored field is skipped unread by the transaction)
+            Err(_) => None,
         },
     };
     if let Some(Ok(events)) = events.map(|e| serde_json::from_str::<Vec<IgnoredAny>>(&e)) {
