@@ -429,8 +429,28 @@ async fn a_leader_frozen_inside_a_transaction_does_not_block_the_takeover() -> a
         "a did not take the free lease"
     );
 
+    steps.step("a's bookkeeping commits do not wait for the disk; its acknowledgements do");
+    let setting = |pool: &sqlx::AnyPool| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SHOW synchronous_commit")
+                .fetch_one(&pool)
+                .await
+        }
+    };
+    let (flushed, redoable) = (
+        setting(store.pool()).await?,
+        setting(store.redoable()).await?,
+    );
+    ensure!(
+        (flushed.as_str(), redoable.as_str()) == ("on", "off"),
+        "synchronous_commit: {flushed} for acknowledgements, {redoable} for bookkeeping"
+    );
+
     steps.step("a's worker share-locks the lease row in a transaction, then is frozen");
-    let mut worker = store.pool().begin().await?;
+    // In the pool of redoable bookkeeping, where the commonest fenced write (an inbox row
+    // done) runs: its sessions are ended when left idle in a transaction like the others.
+    let mut worker = store.redoable().begin().await?;
     let epoch: i64 = sqlx::query_scalar("SELECT epoch FROM leases WHERE name = 'leader' FOR SHARE")
         .fetch_one(&mut *worker)
         .await?;

@@ -190,7 +190,10 @@ impl Store {
         dedup: &str,
         mapped: (&str, &[String]),
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        // Redoable: until the inbox row is done (a later commit) the message is sent again
+        // under the same transaction ids, the homeserver answers with the same events, and
+        // this is written again (idempotent by message map key and `dedup`).
+        let mut tx = self.redoable().begin().await?;
         let (remote_id, events) = mapped;
         for (part, event_id) in events.iter().enumerate() {
             super::message_map::insert(

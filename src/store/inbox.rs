@@ -158,12 +158,16 @@ impl Store {
         }))
     }
 
+    /// Redoable ([`Store::redoable`]): an inbox row undone by a crash of the machine is worked
+    /// again, and working a row again repeats nothing (its Matrix events go under the same
+    /// transaction ids, its bookkeeping is idempotent), as after a crash of the process.
     pub async fn inbox_done(&self, id: i64) -> Result<(), StoreError> {
-        self.inbox_set(id, "done", None, 0).await
+        self.inbox_set(self.redoable(), id, "done", None, 0).await
     }
 
     pub async fn inbox_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
-        self.inbox_set(id, "failed", Some(error), 0).await
+        self.inbox_set(self.pool(), id, "failed", Some(error), 0)
+            .await
     }
 
     pub async fn inbox_retry(
@@ -172,19 +176,20 @@ impl Store {
         error: &str,
         next_attempt_at: i64,
     ) -> Result<(), StoreError> {
-        self.inbox_set(id, "pending", Some(error), next_attempt_at)
+        self.inbox_set(self.pool(), id, "pending", Some(error), next_attempt_at)
             .await
     }
 
     async fn inbox_set(
         &self,
+        pool: &sqlx::AnyPool,
         id: i64,
         state: &str,
         error: Option<&str>,
         next_at: i64,
     ) -> Result<(), StoreError> {
         // Fenced: only the leader under its epoch records what became of an event.
-        let mut tx = self.pool().begin().await?;
+        let mut tx = pool.begin().await?;
         self.check_fence(&mut tx).await?;
         sqlx::query(
             "UPDATE inbox SET state = $1, last_error = COALESCE($2, last_error), next_attempt_at = $3,

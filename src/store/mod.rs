@@ -48,6 +48,8 @@ pub use sqlx::Error as StoreError;
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Connections whose commits do not wait for the disk ([`Store::redoable`]).
+    redoable: AnyPool,
     /// SQLite (else PostgreSQL): the few queries the two write differently ask
     /// ([`search`]'s full-text index).
     sqlite: bool,
@@ -63,6 +65,24 @@ pub struct Store {
 }
 
 const LOG_LOCKS: usize = 64;
+
+/// Connections of the [`Store::redoable`] pool: its transactions are short, and on SQLite they
+/// share the one write lock with the main pool's anyway.
+const REDOABLE_CONNECTIONS: u32 = 2;
+
+/// Whether a pool's commits wait until the database has them on disk.
+#[derive(Clone, Copy, PartialEq)]
+enum Durability {
+    /// A commit returns once it would survive a crash of the machine (SQLite
+    /// `synchronous = FULL`: the WAL is `fsync`ed at each commit; PostgreSQL's default).
+    Flushed,
+    /// A commit returns once it is in the log, before the disk has it (SQLite
+    /// `synchronous = NORMAL` in WAL mode, PostgreSQL `synchronous_commit = off`). A crash of
+    /// the process loses nothing; a crash of the machine or the database server may lose the
+    /// last such commits, never a part of one and never one that a later flushed commit
+    /// follows (the log is written in order, and flushing it flushes all before).
+    Redoable,
+}
 
 /// How long PostgreSQL lets one of the pool's sessions sit idle inside a transaction before it
 /// ends the session (see [`Store::connect`]): the default `ha.lease`, so a frozen leader's lock
@@ -83,12 +103,40 @@ impl Store {
             url.to_string()
         };
         let options = AnyConnectOptions::from_str(&url)?;
-        let pool = AnyPoolOptions::new()
+        let pool = Store::pool_options(sqlite, Durability::Flushed)
             .max_connections(if sqlite {
                 max_connections.clamp(1, 4)
             } else {
                 max_connections.max(1)
             })
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate(Box::new(e)))?;
+        let terms_ready = search::ensure_index(&pool, sqlite).await?;
+        seed_ids(&pool, sqlite).await?;
+        // Connected on first use, after the schema is in place.
+        let redoable = Store::pool_options(sqlite, Durability::Redoable)
+            .max_connections(REDOABLE_CONNECTIONS)
+            .connect_lazy_with(options);
+        Ok(Store {
+            pool,
+            redoable,
+            sqlite,
+            txn_order: Default::default(),
+            log_locks: std::sync::Arc::new(std::array::from_fn(|_| tokio::sync::Mutex::new(()))),
+            fence: std::sync::Arc::new(std::sync::RwLock::new(lease::Fence::Unmanaged)),
+            search_terms_ready: std::sync::Arc::new(terms_ready.into()),
+        })
+    }
+
+    /// A pool's settings, but for its size: every connection set up alike (its journal, how it
+    /// waits for a lock, and how long it may sit in a transaction), with commits as `durability`
+    /// says.
+    fn pool_options(sqlite: bool, durability: Durability) -> AnyPoolOptions {
+        AnyPoolOptions::new()
             // sqlx pings a connection before every acquire by default. A SQLite connection is a
             // file in this process and cannot drop like a socket, so for SQLite the ping is only
             // an extra round trip to the connection's worker thread before every query: about a
@@ -101,7 +149,11 @@ impl Store {
                         // WAL lets readers run beside the writer; FULL makes a commit survive a
                         // crash of the machine, not only of the process: "stored" means stored.
                         conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute(match durability {
+                            Durability::Flushed => "PRAGMA synchronous = FULL",
+                            Durability::Redoable => "PRAGMA synchronous = NORMAL",
+                        })
+                        .await?;
                         conn.execute("PRAGMA busy_timeout = 10000").await?;
                     } else {
                         // A transaction never waits on the network or on anything but the
@@ -113,26 +165,13 @@ impl Store {
                         // A constant of ours, not outside input.
                         let set = format!("SET idle_in_transaction_session_timeout = {ms}");
                         conn.execute(sqlx::query(sqlx::AssertSqlSafe(set))).await?;
+                        if durability == Durability::Redoable {
+                            conn.execute("SET synchronous_commit = off").await?;
+                        }
                     }
                     Ok(())
                 })
             })
-            .connect_with(options)
-            .await?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Migrate(Box::new(e)))?;
-        let terms_ready = search::ensure_index(&pool, sqlite).await?;
-        seed_ids(&pool, sqlite).await?;
-        Ok(Store {
-            pool,
-            sqlite,
-            txn_order: Default::default(),
-            log_locks: std::sync::Arc::new(std::array::from_fn(|_| tokio::sync::Mutex::new(()))),
-            fence: std::sync::Arc::new(std::sync::RwLock::new(lease::Fence::Unmanaged)),
-            search_terms_ready: std::sync::Arc::new(terms_ready.into()),
-        })
     }
 
     /// For `switchboard doctor`: connect to the store at `url` without creating or migrating
@@ -165,6 +204,19 @@ impl Store {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool for writes that redo themselves: bookkeeping after an effect that is safe to
+    /// repeat, which a crash may undo only to have the same work done again with the same
+    /// outcome. Its commits do not wait for the disk ([`Durability::Redoable`]), so they do not
+    /// queue for the disk behind the homeserver's commits (issue 23). A machine crash can undo
+    /// only the last of them, in order, and never one that a flushed commit came after.
+    ///
+    /// Never for what acknowledges anything to anyone (a stored inbound message, a homeserver
+    /// transaction, an outbox entry), nor for a record after which something that cannot be
+    /// repeated is done: those go through [`Store::pool`].
+    pub fn redoable(&self) -> &AnyPool {
+        &self.redoable
     }
 
     /// Whether this store is SQLite (else PostgreSQL).
@@ -333,6 +385,37 @@ mod tests {
         store.pool().close().await;
         let _reopened = Store::connect(&url, 1).await.expect("reopen");
         assert!(next_id() > written_before);
+    }
+
+    /// On SQLite the acknowledging pool `fsync`s every commit (FULL, 2) and the redoable one
+    /// leaves it to the next flushed commit or checkpoint (NORMAL, 1), on one database: what the
+    /// redoable pool commits, the other reads at once.
+    #[tokio::test]
+    async fn bookkeeping_commits_do_not_wait_for_the_disk_and_acknowledgements_do() {
+        let (_dir, _url, store) = temp_store(2).await;
+        let setting = |pool: &AnyPool| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>("PRAGMA synchronous")
+                    .fetch_one(&pool)
+                    .await
+                    .expect("pragma")
+            }
+        };
+        assert_eq!(setting(store.pool()).await, 2);
+        assert_eq!(setting(store.redoable()).await, 1);
+        sqlx::query(
+            "INSERT INTO conversations (id, channel, account, chat, contact_id, created_at)
+             VALUES (7, 'web', 'site', 'chat', 'c', 0)",
+        )
+        .execute(store.redoable())
+        .await
+        .expect("insert");
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM conversations WHERE id = 7")
+            .fetch_one(store.pool())
+            .await
+            .expect("count");
+        assert_eq!(n, 1);
     }
 
     #[test]
