@@ -255,7 +255,7 @@ async fn handle_transaction(
         tracing::warn!(
             txn_id,
             skipped = txn.skipped,
-            "skipping events without a valid event_id, room_id or sender"
+            "skipping events that are not JSON objects with a valid event_id, room_id and sender"
         );
     }
     let rows: Vec<(String, String, String)> = txn
