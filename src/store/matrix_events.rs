@@ -26,11 +26,8 @@ use super::{now_ms, Store, StoreError};
 /// Synapse's recoverer retries after 2, 4, 8, 16 s (and at once when the bridge pings it).
 pub const GAP_WAIT_MS: i64 = 30_000;
 
-/// How long a gap may stay open before the next transaction is refused once, so that the
-/// homeserver re-sends the missing one. Synapse can leave a transaction created during its
-/// recovery unsent until its next failure (its recoverer marks the service up after finding
-/// nothing left, while the queuer created one more without sending it); a refused transaction
-/// starts a recoverer, which sends the oldest unsent transaction first.
+/// How long a gap that was not nudged when it opened may stay open before the next transaction
+/// is refused once, so that the homeserver re-sends the missing one ([`Store::gap_to_nudge`]).
 pub const GAP_NUDGE_MS: i64 = 5_000;
 
 /// How long a gap is remembered after it stopped being waited for: a transaction that arrives
@@ -193,26 +190,62 @@ impl Store {
         Ok(true)
     }
 
-    /// The oldest gap open longer than [`GAP_NUDGE_MS`] and not nudged yet, now marked nudged:
-    /// the caller refuses the transaction at hand so that the homeserver re-sends the missing
-    /// one. Each gap is nudged once.
-    /// `txn_id` is the transaction at hand: the missing one itself (or an older one) is never
-    /// refused.
+    /// A missing transaction to have the homeserver re-send by refusing `txn_id`, the
+    /// transaction at hand, once (the caller answers it with an error). Synapse re-sends a
+    /// refused transaction through its recoverer, which sends the oldest unsent one first, so
+    /// the missing one comes before the refused one. Two cases, each gap nudged once:
+    /// - `txn_id` opens a gap (a number past the next one, not past [`MAX_GAP`]): refused at
+    ///   once, and the skipped numbers are remembered as gaps already nudged. A gap seen with
+    ///   later transactions is one Synapse sent out of order after a failure (its recoverer has
+    ///   it), or one it created during its recovery and will never send until its next failure
+    ///   (its recoverer marked the service up after finding nothing left, while its queuer
+    ///   created one more without sending it). Only a failure sends the second kind, and the
+    ///   transaction that shows the gap may be the last one for a long time: waiting for a
+    ///   later one to refuse lost an operator's reply in the crash test (`tests/faults.rs`).
+    /// - an older gap open longer than [`GAP_NUDGE_MS`] and not nudged yet (remembered before
+    ///   this rule, or opened when this check failed), however late.
+    ///
+    /// The missing one itself (or an older one) is never refused; after its nudge, a gap that
+    /// stays open (a number the homeserver skipped) holds later events for [`GAP_WAIT_MS`].
     pub async fn gap_to_nudge(&self, txn_id: &str) -> Result<Option<i64>, StoreError> {
+        let Some(n) = txn_id.parse::<i64>().ok().filter(|n| *n >= 0) else {
+            return Ok(None);
+        };
         let _order = self.txn_order.lock().await;
         let now = now_ms();
-        let gap: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(txn_num) FROM appservice_txn_gaps
-             WHERE nudged_at = 0 AND opened_at < $1 AND opened_at >= $2",
+        // One statement: this runs for every transaction.
+        let row = sqlx::query(
+            "SELECT (SELECT MIN(txn_num) FROM appservice_txn_gaps
+                     WHERE nudged_at = 0 AND opened_at < $1) AS stuck,
+                    (SELECT MAX(txn_num) FROM appservice_txns) AS highest,
+                    (SELECT MAX(txn_num) FROM appservice_txn_gaps) AS last_gap",
         )
         .bind(now - GAP_NUDGE_MS)
-        .bind(now - GAP_WAIT_MS)
         .fetch_one(self.pool())
         .await?;
-        let Some(gap) = gap else { return Ok(None) };
-        if txn_id.parse::<i64>().map_or(true, |n| n <= gap) {
-            return Ok(None);
+        let stuck: Option<i64> = row.try_get("stuck")?;
+        let highest: Option<i64> = row.try_get("highest")?;
+        let last_gap: Option<i64> = row.try_get("last_gap")?;
+        if let Some(h) = highest.filter(|h| n > h + 1 && n - h <= MAX_GAP) {
+            if last_gap.map_or(true, |g| g <= h) {
+                let mut tx = self.pool().begin().await?;
+                for missing in h + 1..n {
+                    sqlx::query(
+                        "INSERT INTO appservice_txn_gaps (txn_num, opened_at, nudged_at)
+                         VALUES ($1, $2, $2) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(missing)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                return Ok(Some(h + 1));
+            }
         }
+        let Some(gap) = stuck.filter(|gap| n > *gap) else {
+            return Ok(None);
+        };
         sqlx::query("UPDATE appservice_txn_gaps SET nudged_at = $1 WHERE txn_num = $2")
             .bind(now)
             .bind(gap)
@@ -257,7 +290,7 @@ impl Store {
                 Ok(MatrixEventRow {
                     event_id: r.try_get("event_id")?,
                     room_id: r.try_get("room_id")?,
-                    payload: serde_json::from_str(&payload)
+                    payload: crate::matrix::event_json::read(&payload)
                         .map_err(|e| StoreError::Decode(Box::new(e)))?,
                 })
             })
@@ -421,7 +454,8 @@ mod tests {
         worker.await.expect("worker");
     }
 
-    /// A gap left open past the nudge time is nudged once.
+    /// A gap that was not nudged when it opened (stored directly here) is nudged once when it
+    /// has been open past the nudge time.
     #[tokio::test]
     async fn a_stuck_gap_is_nudged_once() {
         let (_dir, store) = store().await;
@@ -443,12 +477,42 @@ mod tests {
         );
         assert_eq!(store.gap_to_nudge("4").await.expect("nudge"), Some(2));
         assert_eq!(
-            store.gap_to_nudge("5").await.expect("nudge"),
+            store.gap_to_nudge("4").await.expect("nudge"),
             None,
             "nudged twice"
         );
         txn(&store, "2", &["$b"]).await;
         assert_eq!(workable(&store).await, ["$a", "$b", "$c"]);
+    }
+
+    /// A transaction that opens a gap is refused at once, before it is stored: the
+    /// homeserver's recoverer then sends the missing one first (Synapse may never send it
+    /// otherwise, and the transaction that shows the gap may be the last for a long time).
+    #[tokio::test]
+    async fn a_transaction_that_opens_a_gap_is_refused_once() {
+        let (_dir, store) = store().await;
+        txn(&store, "1", &["$a"]).await;
+        assert_eq!(
+            store.gap_to_nudge("2").await.expect("nudge"),
+            None,
+            "the next one"
+        );
+        txn(&store, "2", &["$b"]).await;
+        assert_eq!(store.gap_to_nudge("5").await.expect("nudge"), Some(3));
+        // Re-sent by the recoverer in order: nothing held, nothing refused again.
+        for (id, event) in [("3", "$c"), ("4", "$d"), ("5", "$e")] {
+            assert_eq!(store.gap_to_nudge(id).await.expect("nudge"), None, "{id}");
+            txn(&store, id, &[event]).await;
+        }
+        assert_eq!(workable(&store).await, ["$a", "$b", "$c", "$d", "$e"]);
+        // A number the homeserver skipped: refused once only, then held behind the gap.
+        assert_eq!(store.gap_to_nudge("7").await.expect("nudge"), Some(6));
+        assert_eq!(store.gap_to_nudge("7").await.expect("nudge"), None, "twice");
+        txn(&store, "7", &["$g"]).await;
+        assert_eq!(workable(&store).await, ["$a", "$b", "$c", "$d", "$e"]);
+        // Not a gap: a jump past MAX_GAP (a new numbering) and an id that is not a number.
+        assert_eq!(store.gap_to_nudge("1000").await.expect("nudge"), None);
+        assert_eq!(store.gap_to_nudge("abc").await.expect("nudge"), None);
     }
 
     /// Two gaps: filling the first releases what came before the second only.
