@@ -1132,14 +1132,25 @@ async fn hostile_appservice_transactions_are_refused_or_skipped_without_harm(
 
     // An event nested past the parser's recursion limit, and one with a lone surrogate, are
     // skipped, not a reason to refuse the transaction (the homeserver would retry it forever):
-    // the valid event beside them is relayed.
+    // the valid events beside them are relayed.
     let beside_deep = serde_json::to_string(&valid(
         &format!("$valid-deep-{}", rig::random_hex(6)),
         "relayed beside a deeply nested event",
     ))?;
+    // An operator's message whose first key, at the top and in its content, is serde_json's
+    // raw-value token: a key like any other, so the message is relayed (serde_json's `Value`
+    // would read the object as the text in that key, and the event would be dropped).
+    let token = "$serde_json::private::RawValue";
+    let token_first = format!(
+        r#"{{"{token}": "{operator}", "type": "m.room.message", "event_id": "$valid-token-{}",
+            "room_id": "{}", "sender": "{operator}", "origin_server_ts": 1,
+            "content": {{"{token}": "x", "msgtype": "m.text", "body": "relayed with an odd first key"}}}}"#,
+        rig::random_hex(6),
+        c.room
+    );
     // (`deep` ends with the innermost `]`, then the events' `]` and the body's `}`)
     let body = format!(
-        r#"{}, {{"event_id": "$\ud800"}}, {beside_deep}]}}"#,
+        r#"{}, {{"event_id": "$\ud800"}}, {beside_deep}, {token_first}]}}"#,
         &deep[..deep.len() - 2]
     );
     let got = status_and_json(put(&txn(), body.into_bytes()).send().await?).await?;
@@ -1153,6 +1164,15 @@ async fn hostile_appservice_transactions_are_refused_or_skipped_without_harm(
         .with_context(|| {
             format!(
                 "the event beside the deep one was not relayed\n{}",
+                env.logs()
+            )
+        })?;
+    c.visitor
+        .wait_for_agent_text("relayed with an odd first key")
+        .await
+        .with_context(|| {
+            format!(
+                "the event whose first key is the raw-value token was not relayed\n{}",
                 env.logs()
             )
         })?;

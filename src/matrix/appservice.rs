@@ -30,6 +30,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use super::event_json;
 use crate::bridge::Bridge;
 use crate::metrics::TxnOutcome;
 
@@ -84,10 +85,9 @@ use switchboard_kit::constant_time_eq;
 /// `unsigned` data such as `prev_content` or `redacted_because`) and 100 ephemeral events.
 pub const MAX_TRANSACTION_BYTES: usize = 64 * 1024 * 1024;
 
-/// Each event is kept as the text the homeserver sent and read on its own, so one event that
-/// does not read is skipped, never a reason to refuse the rest, and what is stored reads back
-/// exactly as it was read here (re-serializing could change it: serde_json reads an object
-/// whose first key is its raw-value token as the text in that key's value).
+/// Each event is kept as the text the homeserver sent and read on its own ([`event_json::read`],
+/// which the relay reads the stored text with too), so one event that does not read is skipped,
+/// never a reason to refuse the rest, and what is stored reads back exactly as it was read here.
 #[derive(Deserialize)]
 struct Transaction {
     #[serde(default)]
@@ -151,7 +151,7 @@ pub fn parse_transaction(body: &[u8]) -> Result<ParsedTransaction, TransactionEr
         ..Default::default()
     };
     for raw in &txn.events {
-        let event: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+        let event = event_json::read(raw.get()).unwrap_or(Value::Null);
         let (Some(event_id), Some(room_id), Some(sender)) = (
             event
                 .get("event_id")
@@ -180,7 +180,7 @@ pub fn parse_transaction(body: &[u8]) -> Result<ParsedTransaction, TransactionEr
         .ephemeral
         .iter()
         .chain(&txn.ephemeral_unstable)
-        .filter_map(|raw| serde_json::from_str(raw.get()).ok())
+        .filter_map(|raw| event_json::read(raw.get()).ok())
         .collect();
     Ok(parsed)
 }
@@ -406,9 +406,11 @@ mod tests {
 
     /// serde_json (its `raw_value` feature is on in this build) reads an object whose first key
     /// is `$serde_json::private::RawValue` as the JSON text in that key's value. An event that
-    /// only sorted that key first when re-serialized (the fuzzer found one) would be stored as
-    /// text the worker cannot read back, and a row that does not parse stalls the queue. The
-    /// event is stored exactly as the homeserver sent it, so it reads back as it was read.
+    /// only sorted that key first when re-serialized (the fuzzer found one) was stored as text
+    /// the worker could not read back, and a row that does not parse stalls the queue; an event
+    /// with that key first was skipped. Each event is stored exactly as the homeserver sent it
+    /// and read key by key ([`event_json::read`]), here and in the worker: both are relayed,
+    /// and an object that only holds that key is no event at all.
     #[test]
     fn an_event_is_stored_as_received_and_reads_back_the_same() {
         let token = "$serde_json::private::RawValue";
@@ -416,16 +418,17 @@ mod tests {
             r#"{{"events": [
                 {{"type": "m.room.message", "event_id": "$a", "room_id": "!r", "sender": "@a:x",
                   "content": {{"body": "hi"}}, "{token}": "@a:x"}},
-                {{"{token}": "{{\"event_id\": \"$b\", \"room_id\": \"!r\", \"sender\": \"@b:x\"}}"}},
-                {{"{token}": "not json"}}
+                {{"{token}": "@b:x", "type": "m.room.message", "event_id": "$b", "room_id": "!r",
+                  "sender": "@b:x", "content": {{"{token}": "x", "body": "hello"}}}},
+                {{"{token}": "{{\"event_id\": \"$c\", \"room_id\": \"!r\", \"sender\": \"@c:x\"}}"}}
             ]}}"#
         );
         let parsed = parse_transaction(body.as_bytes()).unwrap();
-        assert_eq!(parsed.skipped, 1, "the event whose text is not JSON");
+        assert_eq!(parsed.skipped, 1, "the object that only holds the token");
         let ids: Vec<&str> = parsed.events.iter().map(|e| e.event_id.as_str()).collect();
         assert_eq!(ids, ["$a", "$b"]);
         for event in &parsed.events {
-            let stored: Value = serde_json::from_str(&event.raw)
+            let stored = event_json::read(&event.raw)
                 .unwrap_or_else(|e| panic!("{} does not read back: {e}", event.event_id));
             assert_eq!(stored["event_id"], event.event_id.as_str());
             assert_eq!(stored["sender"], event.sender.as_str());
@@ -433,6 +436,10 @@ mod tests {
         assert!(parsed.events[0]
             .raw
             .contains(r#""content": {"body": "hi"}"#));
+        assert_eq!(
+            event_json::read(&parsed.events[1].raw).unwrap()["content"]["body"],
+            "hello"
+        );
     }
 
     /// An event nested past serde_json's recursion limit is skipped, not a crash, and the

@@ -126,7 +126,10 @@ mod tests {
     fn ordinary_json_reads_as_serde_json_reads_it() {
         let text = r#"{"a": [1, -2, 3.5, 18446744073709551615, true, null, "s\u00e9"],
                        "b": {"c": {}, "d": []}, "a2": 1e300, "dup": 1, "dup": 2}"#;
-        assert_eq!(read(text).unwrap(), serde_json::from_str::<Value>(text).unwrap());
+        assert_eq!(
+            read(text).unwrap(),
+            serde_json::from_str::<Value>(text).unwrap()
+        );
         assert_eq!(read(text).unwrap()["dup"], json!(2));
         for bad in ["", "{", r#"{"a": 1} x"#, "[1,]", r#""\ud800""#] {
             assert!(read(bad).is_err(), "{bad:?} should not read");
