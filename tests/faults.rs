@@ -49,9 +49,10 @@ async fn send_retrying(
 
 /// The burst: 2,000 customer messages and 2,000 operator replies. Its length is set by the
 /// homeserver's pace, and most of it by new rooms: the bridge creates one portal at a time
-/// (`portal::ensure_portal`), about 2 s each on a 2-core machine with the debug bridge. 200
-/// conversations of 10 took 6–11 min of a CI run per store, and missed the 660 s deadline on a
-/// slower machine; 50 of 40 keep the messages and the kills and make a quarter of the rooms.
+/// (`portal::ensure_portal`), about 2 s each on a 2-core machine with the debug rig. 200
+/// conversations of 10 took 380 s per store there and missed the 660 s deadline on slower
+/// machines (CI among them); 50 of 40 keep the messages and the kills and make a quarter of the
+/// rooms (3–4 min per store there).
 const CONVERSATIONS: usize = 50;
 const PER_CONVERSATION: usize = 40;
 
@@ -248,7 +249,7 @@ async fn sigkill_during_a_two_way_burst(backend: Backend) -> anyhow::Result<()> 
         synapse: _synapse,
     } = env;
     let bridge = Arc::new(Mutex::new(bridge));
-    // The whole test, checks included, within a CI budget (a run takes 5–7 min on 2 cores).
+    // The whole test, checks included, within a CI budget (a run takes 3–4 min on 2 cores).
     let started = Instant::now();
     let deadline = started + Duration::from_secs(660);
 
