@@ -4,12 +4,14 @@
 //!
 //! "In order" is the homeserver's order, which is not always arrival order: when sending a
 //! transaction fails (the bridge was down, or died mid-request), Synapse may send the next one
-//! straight away and the failed one only when its recoverer retries, seconds later. Transaction
-//! ids that are numbers (Synapse counts them) are therefore remembered: a jump of at most
-//! [`MAX_GAP`] leaves the skipped ids as gaps, and events of later transactions are held until
-//! every earlier gap is filled (then they are put back in transaction order, after the late
-//! events) or the oldest gap has waited [`GAP_WAIT_MS`]. Ids that are not numbers are taken in
-//! arrival order.
+//! straight away and the failed one only when its recoverer retries, seconds later, and it can
+//! leave one unsent until a later one fails. Transaction ids that are numbers (Synapse counts
+//! them) are therefore remembered: a jump of at most [`MAX_GAP`] leaves the skipped ids as gaps.
+//! The transaction that shows a gap is refused once ([`Store::gap_to_nudge`]), which has the
+//! homeserver send the missing one first; events of transactions after a gap that stays open are
+//! held until every earlier gap is filled (then they are put back in transaction order, after
+//! the late events) or the oldest gap has waited [`GAP_WAIT_MS`]. Ids that are not numbers are
+//! taken in arrival order.
 //!
 //! A transaction id is not trusted to be unique forever: homeservers restart their numbering
 //! (Synapse on SQLite counts from 1 again after a restart, element-hq/synapse#14556; a restored
