@@ -10,6 +10,8 @@
 #   SWITCHBOARD_TEST_POSTGRES URL of a PostgreSQL server to use instead of 127.0.0.1:5432
 #   SWITCHBOARD_TEST_LOG      the bridge's log filter in tests (e.g. "debug")
 #   SWITCHBOARD_TEST_KEEP=1   keep each test's bridge/Synapse temp dirs (configs, logs)
+#   SWITCHBOARD_FUZZ_SECONDS  seconds per fuzz target after the tests (15 for the whole run, 0 for
+#                             a selection; 0 skips)
 # Arguments replace the default target selection (--workspace --lib --bins --tests), e.g.
 #   scripts/test.sh --test relay            scripts/test.sh -p switchboard-webchat
 set -euo pipefail
@@ -28,11 +30,14 @@ export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 export RUST_LIB_BACKTRACE="${RUST_LIB_BACKTRACE:-0}"
 echo "test.sh: cargo test (target dir $CARGO_TARGET_DIR, ${SWITCHBOARD_TEST_THREADS:-2} threads)" >&2
 # Benchmarks are not tests: `cargo bench` (scripts/bench.sh) runs them.
+# A selection of tests (arguments) fuzzes nothing unless SWITCHBOARD_FUZZ_SECONDS asks for it;
+# the whole run (no arguments, as CI runs it) fuzzes every target for 15 s by default.
+if [ "$#" -gt 0 ]; then fuzz_seconds="${SWITCHBOARD_FUZZ_SECONDS:-0}"; else fuzz_seconds="${SWITCHBOARD_FUZZ_SECONDS:-15}"; fi
 [ "$#" -gt 0 ] || set -- --workspace --lib --bins --tests
 # Run every test binary even when one fails, so a run reports everything.
 set +e
 cargo test --no-fail-fast "$@" -- --test-threads="${SWITCHBOARD_TEST_THREADS:-2}"
 status=$?
-[ "${SWITCHBOARD_FUZZ_SECONDS:-15}" = 0 ] || bash scripts/fuzz.sh "${SWITCHBOARD_FUZZ_SECONDS:-15}" || status=1  # every fuzz target briefly (fuzz/README.md); SWITCHBOARD_FUZZ_SECONDS=0 skips
+[ "$fuzz_seconds" = 0 ] || bash scripts/fuzz.sh "$fuzz_seconds" || status=1  # every fuzz target briefly (fuzz/README.md); SWITCHBOARD_FUZZ_SECONDS=0 skips
 set -e
 exit "$status"
