@@ -253,7 +253,9 @@ async fn sigkill_during_a_two_way_burst(backend: Backend) -> anyhow::Result<()> 
     let started = Instant::now();
     let deadline = started + Duration::from_secs(660);
 
-    steps.step("50 visitors, each with a session made before the storm");
+    steps.step(format!(
+        "{CONVERSATIONS} visitors, each with a session made before the storm"
+    ));
     let mut visitors = Vec::new();
     for i in 0..CONVERSATIONS {
         let name = format!("Crash Visitor {i:03}");
@@ -299,7 +301,7 @@ async fn sigkill_during_a_two_way_burst(backend: Backend) -> anyhow::Result<()> 
     };
 
     steps
-        .step("Customers: 40 messages each, in order per conversation, 20 conversations at a time");
+        .step(format!("Customers: {PER_CONVERSATION} messages each, in order per conversation, 20 conversations at a time"));
     let inbound = {
         let visitors = visitors.clone();
         tokio::spawn(async move {
@@ -324,7 +326,7 @@ async fn sigkill_during_a_two_way_burst(backend: Backend) -> anyhow::Result<()> 
         })
     };
 
-    steps.step("Operators: join each portal as it appears and answer 40 times, in order (the homeserver queues the answers while the bridge is down)");
+    steps.step(format!("Operators: join each portal as it appears and answer {PER_CONVERSATION} times, in order (the homeserver queues the answers while the bridge is down)"));
     let mut rooms: HashMap<String, String> = HashMap::new(); // visitor id -> room
     let mut replies = Vec::new();
     let mut since = None;

@@ -1158,24 +1158,21 @@ async fn hostile_appservice_transactions_are_refused_or_skipped_without_harm(
         got.0 == 200 && got.1 == json!({}),
         "a deeply nested event beside a valid one: {got:?}"
     );
-    c.visitor
-        .wait_for_agent_text("relayed beside a deeply nested event")
-        .await
-        .with_context(|| {
-            format!(
-                "the event beside the deep one was not relayed\n{}",
-                env.logs()
-            )
-        })?;
-    c.visitor
-        .wait_for_agent_text("relayed with an odd first key")
-        .await
-        .with_context(|| {
-            format!(
-                "the event whose first key is the raw-value token was not relayed\n{}",
-                env.logs()
-            )
-        })?;
+    for (text, which) in [
+        (
+            "relayed beside a deeply nested event",
+            "the event beside the deep one",
+        ),
+        (
+            "relayed with an odd first key",
+            "the event whose first key is the raw-value token",
+        ),
+    ] {
+        c.visitor
+            .wait_for_agent_text(text)
+            .await
+            .with_context(|| format!("{which} was not relayed\n{}", env.logs()))?;
+    }
 
     // Events of every wrong shape around one valid event: the valid one is relayed, the rest
     // skipped or answered with a notice, and the queue does not stall.
