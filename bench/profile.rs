@@ -106,10 +106,56 @@ fn frame_name(frame: &str) -> String {
     }
 }
 
+/// Where Synapse's code that a busy sample was in was entered: for a database thread, the
+/// transaction function it ran (the frame after `DatabasePool.new_transaction`; a commit's
+/// samples name no function, since Synapse commits after the function returned); for the
+/// reactor thread, the outermost frame of Synapse's request handlers, handlers, appservice
+/// sender, notifier, event persistence or push code. `None`: none of those (the reactor's own
+/// bookkeeping, metrics, garbage collection…).
+fn entry(frames: &[String]) -> Option<String> {
+    if let Some(at) = frames
+        .iter()
+        .position(|f| f.ends_with(":DatabasePool.new_transaction"))
+    {
+        let rest = &frames[at + 1..];
+        if rest
+            .first()
+            .is_some_and(|f| f.ends_with(":LoggingDatabaseConnection.commit"))
+        {
+            return Some("database: commit (any transaction)".into());
+        }
+        return rest
+            .iter()
+            .find(|f| !f.starts_with("synapse/storage/database.py:"))
+            .map(|f| format!("database: {}", short(f)));
+    }
+    const HANDLERS: [&str; 9] = [
+        "synapse/rest/",
+        "synapse/handlers/",
+        "synapse/appservice/",
+        "synapse/notifier.py:",
+        "synapse/storage/controllers/",
+        "synapse/push/",
+        "synapse/federation/",
+        "synapse/replication/",
+        "synapse/events/",
+    ];
+    frames
+        .iter()
+        .find(|f| HANDLERS.iter().any(|h| f.starts_with(h)))
+        .map(|f| short(f))
+}
+
+/// `synapse/handlers/sync.py:SyncHandler.wait_for_sync_for_user` → `handlers/sync.py:SyncHandler.wait_for_sync_for_user`.
+fn short(frame: &str) -> String {
+    frame.trim_start_matches("synapse/").to_string()
+}
+
 /// Reads a raw (collapsed) py-spy file; writes the rankings to `out` (a text file) and returns
-/// them as JSON: total samples, and the top functions by own and by total samples with their
-/// share of all samples.
-pub fn summarise(raw: &Path, out: &Path, title: &str) -> anyhow::Result<Value> {
+/// them as JSON: total samples, the top functions by own and by total samples with their
+/// share of all samples, and the busy samples by where they entered Synapse's code ([`entry`])
+/// per 1,000 of the burst's `messages` (100 samples are a second of one thread's time).
+pub fn summarise(raw: &Path, out: &Path, title: &str, messages: u64) -> anyhow::Result<Value> {
     let text =
         std::fs::read_to_string(raw).with_context(|| format!("reading {}", raw.display()))?;
     let mut own: HashMap<String, u64> = HashMap::new();
@@ -118,6 +164,7 @@ pub fn summarise(raw: &Path, out: &Path, title: &str) -> anyhow::Result<Value> {
     // What the samples were doing, coarsely: waiting (the reactor in epoll, a worker thread on
     // its condition), committing a database transaction (on SQLite: the fsync), or other work.
     let (mut waiting, mut committing) = (0u64, 0u64);
+    let mut entries: HashMap<String, u64> = HashMap::new();
     for line in text.lines() {
         let Some((stack, count)) = line.rsplit_once(' ') else {
             continue;
@@ -142,11 +189,16 @@ pub fn summarise(raw: &Path, out: &Path, title: &str) -> anyhow::Result<Value> {
                 .is_some_and(|f| f.ends_with(":Condition.wait"))
         {
             waiting += count;
-        } else if frames
-            .iter()
-            .any(|f| f.ends_with(":LoggingDatabaseConnection.commit"))
-        {
-            committing += count;
+        } else {
+            if frames
+                .iter()
+                .any(|f| f.ends_with(":LoggingDatabaseConnection.commit"))
+            {
+                committing += count;
+            }
+            *entries
+                .entry(entry(&frames).unwrap_or_else(|| "(elsewhere)".into()))
+                .or_default() += count;
         }
         let mut once: Vec<&String> = frames.iter().collect();
         once.sort();
@@ -161,7 +213,8 @@ pub fn summarise(raw: &Path, out: &Path, title: &str) -> anyhow::Result<Value> {
         v.truncate(TOP);
         v
     };
-    let (own_top, total_top) = (rank(&own), rank(&total));
+    let (own_top, total_top, entry_top) = (rank(&own), rank(&total), rank(&entries));
+    let per_1000 = |n: u64| n as f64 * 1000.0 / messages.max(1) as f64;
     let share = |n: u64| n as f64 * 100.0 / samples.max(1) as f64;
     let mut report = format!(
         "Synapse profile, {title}: {samples} samples (py-spy, 100 Hz, active threads only)\n\
@@ -181,6 +234,13 @@ pub fn summarise(raw: &Path, out: &Path, title: &str) -> anyhow::Result<Value> {
     for (f, n) in &total_top {
         report.push_str(&format!("{n:>8} {:>5.1}%  {f}\n", share(*n)));
     }
+    report.push_str(&format!(
+        "\nBusy samples by where they entered Synapse's code, per 1,000 messages (of {messages}; \
+         100 samples = one thread busy 1 s):\n"
+    ));
+    for (f, n) in &entry_top {
+        report.push_str(&format!("{:>8.0} {:>5.1}%  {f}\n", per_1000(*n), share(*n)));
+    }
     std::fs::write(out, report).with_context(|| format!("writing {}", out.display()))?;
     let list = |v: &[(String, u64)]| {
         v.iter()
@@ -195,6 +255,10 @@ pub fn summarise(raw: &Path, out: &Path, title: &str) -> anyhow::Result<Value> {
         // The first ten of each ranking; the file has the top TOP.
         "top_own": list(&own_top[..own_top.len().min(10)]),
         "top_total": list(&total_top[..total_top.len().min(10)]),
+        "busy_per_1000_by_entry": entry_top
+            .iter()
+            .map(|(f, n)| json!({"entry": f, "samples_per_1000": per_1000(*n).round()}))
+            .collect::<Vec<_>>(),
     }))
 }
 

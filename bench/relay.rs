@@ -1146,7 +1146,14 @@ async fn run(quick: bool) -> anyhow::Result<()> {
             let messages = (n * per) as f64;
             let summary = async {
                 let raw = rec.stop().await?;
-                let mut s = profile::summarise(&raw, &out, path.name())?;
+                let mut s = profile::summarise(&raw, &out, path.name(), (n * per) as u64)?;
+                // Kept for a closer look when asked (collapsed stacks, a few MB).
+                if std::env::var_os("SWITCHBOARD_BENCH_KEEP_PROFILES").is_some() {
+                    let keep = results_dir.join(format!("synapse-profile-{}.raw", path.key()));
+                    if std::fs::rename(&raw, &keep).is_err() {
+                        std::fs::copy(&raw, &keep)?;
+                    }
+                }
                 let _ = std::fs::remove_file(&raw);
                 // What Synapse was asked, per message relayed (from its access log).
                 let mut text = format!(
@@ -1795,6 +1802,19 @@ fn print_table(r: &Value) {
                     "  {:>5.1}%  {}",
                     e["percent"].as_f64().unwrap_or(0.0),
                     e["function"].as_str().unwrap_or("")
+                );
+            }
+            println!("  busy samples per 1000 messages, by where they entered Synapse's code:");
+            for e in p["busy_per_1000_by_entry"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .take(8)
+            {
+                println!(
+                    "  {:>6}  {}",
+                    e["samples_per_1000"],
+                    e["entry"].as_str().unwrap_or("")
                 );
             }
         }

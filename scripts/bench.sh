@@ -30,6 +30,8 @@
 #                                    bench/results replaces the committed ones. py-spy is
 #                                    pip-installed into the Synapse venv on first use; needs ptrace
 #                                    (root or CAP_SYS_PTRACE)
+#   SWITCHBOARD_BENCH_KEEP_PROFILES  set: keep py-spy's collapsed stacks beside those files
+#                                    (synapse-profile-<path>.raw) for a closer look
 #   SWITCHBOARD_BENCH_GROWTH         stores for the growth rounds: sqlite,postgres (both; none: off)
 #   SWITCHBOARD_BENCH_GROWTH_CONVERSATIONS  conversations seeded before the second set (100000)
 #   SWITCHBOARD_BENCH_GROWTH_MESSAGES       messages over them, half each way (1000000)
