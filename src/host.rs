@@ -5,7 +5,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use switchboard_channel::{
-    Availability, ContactProfile, ConversationKey, Host, HostError, Inbound, MediaRef, Unreadable,
+    Availability, ContactProfile, ConversationKey, Host, HostError, Inbound, MediaRef, Recorded,
+    Unreadable,
 };
 
 use crate::bridge::Bridge;
@@ -22,15 +23,14 @@ impl ChannelHost {
     pub fn new(bridge: Arc<Bridge>, channel: &'static str) -> ChannelHost {
         ChannelHost { bridge, channel }
     }
-}
 
-fn store_error(e: sqlx::Error) -> HostError {
-    HostError::Store(e.to_string())
-}
-
-#[async_trait]
-impl Host for ChannelHost {
-    async fn receive(&self, inbound: Inbound) -> Result<bool, HostError> {
+    /// An inbound event into the inbox, with the channel's records of it when given (their
+    /// log entry's seq comes back).
+    async fn store_inbound(
+        &self,
+        inbound: &Inbound,
+        record: Option<&Recorded<'_>>,
+    ) -> Result<(bool, Option<i64>), HostError> {
         let ghost = self
             .bridge
             .namespace
@@ -41,15 +41,40 @@ impl Host for ChannelHost {
             .flat_map(|g| &g.members)
             .map(|m| self.bridge.namespace.ghost_user_id(self.channel, &m.id))
             .collect();
-        let fresh = self
+        let (fresh, seq) = self
             .bridge
-            .queue_inbound(self.channel, &ghost, &member_ghosts, &inbound)
+            .queue_inbound(self.channel, &ghost, &member_ghosts, inbound, record)
             .await
             .map_err(store_error)?;
         // The channel hears from its network: it is connected.
         crate::metrics::channel_up(self.channel, true);
         tracing::debug!(channel = self.channel, dedup_key = %inbound.dedup_key, fresh, "stored in the inbox");
-        Ok(fresh)
+        Ok((fresh, seq))
+    }
+}
+
+fn store_error(e: sqlx::Error) -> HostError {
+    HostError::Store(e.to_string())
+}
+
+#[async_trait]
+impl Host for ChannelHost {
+    async fn receive(&self, inbound: Inbound) -> Result<bool, HostError> {
+        self.store_inbound(&inbound, None)
+            .await
+            .map(|(fresh, _)| fresh)
+    }
+
+    /// The event and the channel's records of it in one transaction of the store.
+    async fn receive_recorded(
+        &self,
+        inbound: Inbound,
+        record: Recorded<'_>,
+    ) -> Result<(bool, i64), HostError> {
+        match self.store_inbound(&inbound, Some(&record)).await? {
+            (fresh, Some(seq)) => Ok((fresh, seq)),
+            (_, None) => Err(HostError::Store("the log entry was not written".into())),
+        }
     }
 
     /// Input the channel could not read: a notice in its conversation's room when it names one
@@ -180,6 +205,14 @@ impl Host for ChannelHost {
         self.bridge
             .store
             .log_append(self.channel, stream, key, &body.to_string())
+            .await
+            .map_err(store_error)
+    }
+
+    async fn log_append_recorded(&self, record: Recorded<'_>) -> Result<i64, HostError> {
+        self.bridge
+            .store
+            .log_append_recorded(self.channel, &record)
             .await
             .map_err(store_error)
     }

@@ -541,6 +541,18 @@ impl Leading {
     }
 }
 
+/// A channel's own records of an inbound event, stored with it by [`Host::receive_recorded`]:
+/// an entry of one of the channel's logs (idempotent by `key`, as [`Host::log_append`]) and
+/// state values, which may name the entry's sequence number.
+pub struct Recorded<'a> {
+    pub stream: &'a str,
+    pub key: &'a str,
+    pub body: &'a serde_json::Value,
+    /// The state values to write (as [`Host::state_put`]), given the entry's sequence number;
+    /// an error stores nothing.
+    pub state: &'a (dyn Fn(i64) -> Result<Vec<(String, String)>, HostError> + Send + Sync),
+}
+
 /// What the core offers a channel. Scoped to that channel: keys and logs of one channel are
 /// invisible to another.
 #[async_trait]
@@ -548,6 +560,27 @@ pub trait Host: Send + Sync + 'static {
     /// Durably store an inbound event. Acknowledge the source only after this returns `Ok`.
     /// Returns `false` when the event was already stored (a redelivery).
     async fn receive(&self, inbound: Inbound) -> Result<bool, HostError>;
+
+    /// [`Host::receive`], with the channel's own records of the event ([`Recorded`]) stored in
+    /// the same transaction: one durable commit where three would be, and never an event
+    /// without its records or records without their event. Returns whether the event was new
+    /// and the log entry's sequence number (the earlier one's for a key logged before).
+    /// Acknowledge the source only after this returns `Ok`. This default writes them one after
+    /// the other (the event first), for a host without transactions.
+    async fn receive_recorded(
+        &self,
+        inbound: Inbound,
+        record: Recorded<'_>,
+    ) -> Result<(bool, i64), HostError> {
+        let fresh = self.receive(inbound).await?;
+        let seq = self
+            .log_append(record.stream, record.key, record.body)
+            .await?;
+        for (key, value) in (record.state)(seq)? {
+            self.state_put(&key, &value).await?;
+        }
+        Ok((fresh, seq))
+    }
 
     /// Whether this instance leads (see [`Leading`]); the default leads for good.
     fn leading(&self) -> Leading {
@@ -604,6 +637,20 @@ pub trait Host: Send + Sync + 'static {
         key: &str,
         body: &serde_json::Value,
     ) -> Result<i64, HostError>;
+
+    /// [`Host::log_append`] with state values that may name the entry's sequence number
+    /// ([`Recorded`]), in one transaction: one durable commit, and the entry and the values
+    /// visible together. This default writes them one after the other (the entry first), for a
+    /// host without transactions.
+    async fn log_append_recorded(&self, record: Recorded<'_>) -> Result<i64, HostError> {
+        let seq = self
+            .log_append(record.stream, record.key, record.body)
+            .await?;
+        for (key, value) in (record.state)(seq)? {
+            self.state_put(&key, &value).await?;
+        }
+        Ok(seq)
+    }
 
     /// Read log entries with a sequence number above `after`, oldest first.
     async fn log_read(

@@ -25,27 +25,30 @@ pub mod queue;
 
 use crate::bridge::Bridge;
 use crate::store::StoreError;
-use switchboard_channel::{Inbound, Outbound};
+use switchboard_channel::{Inbound, Outbound, Recorded};
 
 impl Bridge {
     /// Stage 1's input: store a channel's event in the customer inbox (once per dedup key) and
     /// wake the stage. `false` when it was stored before (a redelivery). `member_ghosts`: the
-    /// ghosts of the group members the event names (`Inbound::group`), in their order.
+    /// ghosts of the group members the event names (`Inbound::group`), in their order;
+    /// `record`: the channel's own records of the event, stored with it (their log entry's seq
+    /// comes back).
     pub async fn queue_inbound(
         &self,
         channel: &str,
         ghost_user_id: &str,
         member_ghosts: &[String],
         inbound: &Inbound,
-    ) -> Result<bool, StoreError> {
-        let fresh = self
+        record: Option<&Recorded<'_>>,
+    ) -> Result<(bool, Option<i64>), StoreError> {
+        let (fresh, seq) = self
             .store
-            .inbox_insert_group(channel, ghost_user_id, member_ghosts, inbound)
+            .inbox_insert_recorded(channel, ghost_user_id, member_ghosts, inbound, record)
             .await?;
         if fresh {
             self.wake_inbound.notify_one();
         }
-        Ok(fresh)
+        Ok((fresh, seq))
     }
 
     /// Stage 2's input: store a homeserver transaction's events (`(event_id, room_id, raw)`)

@@ -2,9 +2,11 @@
 //! order per conversation by the inbound worker (`src/inbound.rs`).
 
 use sqlx::Row;
-use switchboard_channel::Inbound;
+use switchboard_channel::{Inbound, Recorded};
 
-use super::{conversations, customers, now_ms, participants, search, Store, StoreError};
+use super::{
+    channel_state, conversations, customers, now_ms, participants, search, Store, StoreError,
+};
 
 #[derive(Clone, Debug)]
 pub struct InboxRow {
@@ -42,8 +44,35 @@ impl Store {
         member_ghosts: &[String],
         inbound: &Inbound,
     ) -> Result<bool, StoreError> {
+        self.inbox_insert_recorded(channel, ghost_user_id, member_ghosts, inbound, None)
+            .await
+            .map(|(fresh, _)| fresh)
+    }
+
+    /// [`Store::inbox_insert_group`], with the channel's own records of the event
+    /// ([`Recorded`]: a log entry and state values) written in the same transaction; the log
+    /// entry's seq with whether the event was new.
+    pub async fn inbox_insert_recorded(
+        &self,
+        channel: &str,
+        ghost_user_id: &str,
+        member_ghosts: &[String],
+        inbound: &Inbound,
+        record: Option<&Recorded<'_>>,
+    ) -> Result<(bool, Option<i64>), StoreError> {
         let payload =
             serde_json::to_string(inbound).map_err(|e| StoreError::Encode(Box::new(e)))?;
+        let body = match record {
+            Some(r) => {
+                Some(serde_json::to_string(r.body).map_err(|e| StoreError::Encode(Box::new(e)))?)
+            }
+            None => None,
+        };
+        // The log's order lock before the transaction, held until it is committed.
+        let _stream = match record {
+            Some(r) => Some(self.log_lock(channel, r.stream).lock().await),
+            None => None,
+        };
         let mut tx = self.pool().begin().await?;
         conversations::upsert_contact(&mut *tx, channel, &inbound.sender, ghost_user_id).await?;
         customers::link_contact(&mut tx, channel, &inbound.sender.id).await?;
@@ -96,8 +125,17 @@ impl Store {
         if fresh {
             search::index_inbound(&mut tx, conversation_id, inbound).await?;
         }
+        let seq = match (record, &body) {
+            (Some(r), Some(body)) => {
+                let seq =
+                    channel_state::log_append_in(&mut tx, channel, r.stream, r.key, body).await?;
+                channel_state::state_put_all(&mut tx, channel, r, seq).await?;
+                Some(seq)
+            }
+            _ => None,
+        };
         tx.commit().await?;
-        Ok(fresh)
+        Ok((fresh, seq))
     }
 
     /// Conversations whose oldest pending inbox event is due now.

@@ -1,16 +1,20 @@
 //! What a visitor does, handed to the core: messages (with or without a file), edits, deletes,
 //! reactions to agents' messages and read receipts.
 //!
-//! Every action follows the same order, which is the durability contract of the bridge:
+//! A message, an edit, a deletion or a reaction follows the same order, which is the durability contract
+//! of the bridge:
 //!
-//! 1. `Host::receive` — the core stores the event in its inbox. If that fails the request fails
-//!    with 503 and *nothing* has been acknowledged; the widget retries with the same client id.
-//! 2. Append to the visitor's transcript (idempotent by key), so the browser's history shows it.
-//! 3. Remember the message (`msg:<id>`), then push the presented entry to open event streams.
+//! 1. `Host::receive_recorded` — the core stores the event in its inbox, and in the same
+//!    transaction its entry in the visitor's transcript (idempotent by key, so the browser's
+//!    history shows it) and the message's record (`msg:<id>`): one durable commit. If that
+//!    fails the request fails with 503 and *nothing* is stored or acknowledged; the widget
+//!    retries with the same client id.
+//! 2. Push the presented entry to open event streams.
 //!
-//! Any step can be repeated safely: the inbox deduplicates by `dedup_key`, the log by key, the
-//! state writes are overwrites. A retry after a failure in step 2 or 3 therefore completes the
-//! work without duplicating anything, and the answer carries the same `id` and `seq`.
+//! Repeating it is safe: the inbox deduplicates by `dedup_key`, the log by key, the state
+//! writes are overwrites, so the answer carries the same `id` and `seq`. A read receipt is
+//! handed over alone (`Host::receive`); a rating (`crate::rating`) is handed over first and
+//! logged after, keyed by its request so that of two clicks racing the log keeps the first.
 
 use std::sync::Arc;
 
@@ -105,46 +109,43 @@ pub async fn accept_message(
     let (entries, attachments): (Vec<FileEntry>, Vec<Attachment>) =
         message.files.into_iter().unzip();
 
-    // 1. The core's inbox. Only after this succeeds may we answer 200.
-    hand_over(
-        shared,
-        visitor,
-        id.clone(),
-        ts,
-        InboundEvent::Message {
-            remote_id: id.clone(),
-            content: Content {
-                text: message.text.clone(),
-                html: None,
-                attachments,
-            },
-            reply_to: message.reply_to.clone(),
-        },
-    )
-    .await?;
-    // The visitor wrote: their session is kept for good from now on.
-    shared.store.keep_visitor(visitor).await?;
-
-    // 2.–3. Transcript, record, live push.
+    // 1.–2. The core's inbox, with the transcript entry and the message's record in the same
+    // transaction. Only after this succeeds may we answer 200.
     let entry = Entry::Message {
         id: id.clone(),
         from: Author::Visitor,
-        text: message.text,
+        text: message.text.clone(),
         html: None,
         attachments: entries,
-        reply_to: message.reply_to,
+        reply_to: message.reply_to.clone(),
         ts,
     };
-    let seq = shared.store.append(&visitor.id, &id, &entry).await?;
-    let record = MessageRecord {
-        visitor: visitor.id.clone(),
-        from: Author::Visitor,
-        seq,
-        deleted: false,
-        reaction: None,
-        reaction_seq: 0,
+    let record = |seq| {
+        vec![(
+            id.clone(),
+            MessageRecord {
+                visitor: visitor.id.clone(),
+                from: Author::Visitor,
+                seq,
+                deleted: false,
+                reaction: None,
+                reaction_seq: 0,
+            },
+        )]
     };
-    shared.store.put_message(&id, &record).await?;
+    let event = InboundEvent::Message {
+        remote_id: id.clone(),
+        content: Content {
+            text: message.text,
+            html: None,
+            attachments,
+        },
+        reply_to: message.reply_to,
+    };
+    let seq = hand_over_with_entry(shared, visitor, id.clone(), ts, event, &entry, &record).await?;
+    // The visitor wrote: their session is kept for good from now on.
+    shared.store.keep_visitor(visitor).await?;
+    // 3. Live push.
     publish(shared, &visitor.id, &entry, seq);
     Ok(Accepted { id, seq })
 }
@@ -185,27 +186,21 @@ pub async fn edit_message(
     own_message(shared, visitor, id, false).await?;
     let key = format!("edit.{id}.{}", &sha256_hex(&text)[..16]);
     let ts = now_ms();
-    hand_over(
-        shared,
-        visitor,
-        key.clone(),
-        ts,
-        InboundEvent::Edit {
-            remote_id: id.to_owned(),
-            content: Content {
-                text: text.clone(),
-                ..Content::default()
-            },
+    let event = InboundEvent::Edit {
+        remote_id: id.to_owned(),
+        content: Content {
+            text: text.clone(),
+            ..Content::default()
         },
-    )
-    .await?;
+    };
     let entry = Entry::Edit {
         id: id.to_owned(),
         text,
         html: None,
         ts,
     };
-    let seq = shared.store.append(&visitor.id, &key, &entry).await?;
+    let seq =
+        hand_over_with_entry(shared, visitor, key, ts, event, &entry, &|_| Vec::new()).await?;
     publish(shared, &visitor.id, &entry, seq);
     Ok(Accepted {
         id: id.to_owned(),
@@ -219,26 +214,26 @@ pub async fn delete_message(
     visitor: &Visitor,
     id: &str,
 ) -> Result<Accepted, ApiError> {
-    let mut record = own_message(shared, visitor, id, true).await?;
+    let record = own_message(shared, visitor, id, true).await?;
     let key = format!("delete.{id}");
     let ts = now_ms();
-    hand_over(
-        shared,
-        visitor,
-        key.clone(),
-        ts,
-        InboundEvent::Delete {
-            remote_id: id.to_owned(),
-        },
-    )
-    .await?;
+    let event = InboundEvent::Delete {
+        remote_id: id.to_owned(),
+    };
     let entry = Entry::Delete {
         id: id.to_owned(),
         ts,
     };
-    let seq = shared.store.append(&visitor.id, &key, &entry).await?;
-    record.deleted = true;
-    shared.store.put_message(id, &record).await?;
+    let deleted = |_| {
+        vec![(
+            id.to_owned(),
+            MessageRecord {
+                deleted: true,
+                ..record.clone()
+            },
+        )]
+    };
+    let seq = hand_over_with_entry(shared, visitor, key, ts, event, &entry, &deleted).await?;
     publish(shared, &visitor.id, &entry, seq);
     Ok(Accepted {
         id: id.to_owned(),
@@ -284,30 +279,27 @@ pub async fn react(
     }
     let change = format!("reaction.{id}.{}", record.reaction_seq);
     let ts = now_ms();
-    hand_over(
-        shared,
-        visitor,
-        change.clone(),
-        ts,
-        InboundEvent::Reaction {
-            remote_id: id.to_owned(),
-            key: key.clone(),
-        },
-    )
-    .await?;
+    let event = InboundEvent::Reaction {
+        remote_id: id.to_owned(),
+        key: key.clone(),
+    };
     let entry = Entry::Reaction {
         id: id.to_owned(),
         from: Author::Visitor,
         key: key.clone(),
         ts,
     };
-    let seq = shared.store.append(&visitor.id, &change, &entry).await?;
-    let record = MessageRecord {
-        reaction: key.clone(),
-        reaction_seq: seq,
-        ..record
+    let reacted = |seq| {
+        vec![(
+            id.to_owned(),
+            MessageRecord {
+                reaction: key.clone(),
+                reaction_seq: seq,
+                ..record.clone()
+            },
+        )]
     };
-    shared.store.put_message(id, &record).await?;
+    let seq = hand_over_with_entry(shared, visitor, change, ts, event, &entry, &reacted).await?;
     publish(shared, &visitor.id, &entry, seq);
     Ok(Reacted {
         id: id.to_owned(),
@@ -349,7 +341,40 @@ pub async fn hand_over(
     timestamp_ms: i64,
     event: InboundEvent,
 ) -> Result<(), ApiError> {
-    let inbound = Inbound {
+    let inbound = inbound_of(shared, visitor, dedup_key, timestamp_ms, event);
+    shared.host().receive(inbound).await?;
+    Ok(())
+}
+
+/// [`hand_over`], with the visitor's transcript entry (keyed by `dedup_key`) and the message
+/// records `records` gives for its seq stored in the same transaction; the entry's seq.
+#[allow(clippy::too_many_arguments)]
+async fn hand_over_with_entry(
+    shared: &Shared,
+    visitor: &Visitor,
+    dedup_key: String,
+    timestamp_ms: i64,
+    event: InboundEvent,
+    entry: &Entry,
+    records: &(dyn Fn(i64) -> Vec<(String, MessageRecord)> + Send + Sync),
+) -> Result<i64, ApiError> {
+    let key = dedup_key.clone();
+    let inbound = inbound_of(shared, visitor, dedup_key, timestamp_ms, event);
+    Ok(shared
+        .store
+        .receive_with_entry(inbound, &visitor.id, &key, entry, records)
+        .await?)
+}
+
+/// The core's form of something the visitor did.
+fn inbound_of(
+    shared: &Shared,
+    visitor: &Visitor,
+    dedup_key: String,
+    timestamp_ms: i64,
+    event: InboundEvent,
+) -> Inbound {
+    Inbound {
         conversation: shared.conversation(&visitor.id),
         sender: visitor.profile(),
         timestamp_ms,
@@ -357,9 +382,7 @@ pub async fn hand_over(
         event,
         addressed_to: None,
         group: None,
-    };
-    shared.host().receive(inbound).await?;
-    Ok(())
+    }
 }
 
 /// Push a stored entry to the visitor's open streams.

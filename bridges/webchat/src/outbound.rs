@@ -124,12 +124,20 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
                 id: remote_id.clone(),
                 ts: now_ms(),
             };
-            let seq = append(shared, &visitor, &key, &entry).await?;
-            let record = MessageRecord {
-                deleted: true,
-                ..record
+            let deleted = |_| {
+                vec![(
+                    remote_id.clone(),
+                    MessageRecord {
+                        deleted: true,
+                        ..record.clone()
+                    },
+                )]
             };
-            put_message(shared, remote_id, &record).await?;
+            let seq = shared
+                .store
+                .append_with_records(&visitor, &key, &entry, &deleted)
+                .await
+                .map_err(retryable)?;
             publish(shared, &visitor, &entry, seq);
             remote_id.clone()
         }
@@ -219,20 +227,27 @@ async fn send_message(
         reply_to,
         ts: now_ms(),
     };
-    // Known as a message of this chat before the visitor can see it in the log (a visitor
-    // answering at once must find its reply target); the record gets its log position after.
-    let provisional = MessageRecord {
-        visitor: visitor.to_owned(),
-        from: Author::Agent,
-        seq: 0,
-        deleted: false,
-        reaction: None,
-        reaction_seq: 0,
+    // The message's record is stored with its transcript entry, in one transaction: known as
+    // a message of this chat as soon as the visitor can see it (a visitor answering at once
+    // must find its reply target).
+    let record = |seq| {
+        vec![(
+            remote_id.to_owned(),
+            MessageRecord {
+                visitor: visitor.to_owned(),
+                from: Author::Agent,
+                seq,
+                deleted: false,
+                reaction: None,
+                reaction_seq: 0,
+            },
+        )]
     };
-    put_message(shared, remote_id, &provisional).await?;
-    let seq = append(shared, visitor, key, &entry).await?;
-    let record = MessageRecord { seq, ..provisional };
-    put_message(shared, remote_id, &record).await?;
+    let seq = shared
+        .store
+        .append_with_records(visitor, key, &entry, &record)
+        .await
+        .map_err(retryable)?;
     publish(shared, visitor, &entry, seq);
     Ok(())
 }
@@ -248,15 +263,6 @@ async fn append(
     shared
         .store
         .append(visitor, key, entry)
-        .await
-        .map_err(retryable)
-}
-
-/// Keep a message's record; the store's trouble is retried by the outbox.
-async fn put_message(shared: &Shared, id: &str, record: &MessageRecord) -> Result<(), SendError> {
-    shared
-        .store
-        .put_message(id, record)
         .await
         .map_err(retryable)
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use switchboard_channel::{ContactProfile, Host, HostError, MediaRef};
+use switchboard_channel::{ContactProfile, Host, HostError, Inbound, MediaRef, Recorded};
 
 use crate::transcript::{Author, Entry};
 
@@ -128,6 +128,20 @@ pub fn is_token_shaped(token: &str) -> bool {
 }
 
 /// The transcript stream of a visitor.
+/// Message records as the state values they are stored as (`msg:<remote id>`).
+fn message_state(
+    records: Vec<(String, MessageRecord)>,
+) -> Result<Vec<(String, String)>, HostError> {
+    records
+        .into_iter()
+        .map(|(remote_id, record)| {
+            let raw =
+                serde_json::to_string(&record).map_err(|e| HostError::Store(e.to_string()))?;
+            Ok((format!("msg:{remote_id}"), raw))
+        })
+        .collect()
+}
+
 fn transcript_stream(visitor_id: &str) -> String {
     format!("conv:{visitor_id}")
 }
@@ -283,14 +297,6 @@ impl Store {
         self.get_json(&format!("msg:{remote_id}")).await
     }
 
-    pub async fn put_message(
-        &self,
-        remote_id: &str,
-        record: &MessageRecord,
-    ) -> Result<(), HostError> {
-        self.put_json(&format!("msg:{remote_id}"), record).await
-    }
-
     pub async fn file(
         &self,
         visitor_id: &str,
@@ -319,6 +325,55 @@ impl Store {
         let body = serde_json::to_value(entry).map_err(|e| HostError::Store(e.to_string()))?;
         self.host
             .log_append(&transcript_stream(visitor_id), key, &body)
+            .await
+    }
+
+    /// Hand `inbound` to the core with its entry in the visitor's transcript and the message
+    /// records `messages` gives for the entry's seq, in one transaction
+    /// ([`Host::receive_recorded`]): one durable commit, and never the event without its
+    /// entry. Idempotent as each part is (the inbox by dedup key, the log by `key`, records by
+    /// overwrite). Returns the entry's seq.
+    pub async fn receive_with_entry(
+        &self,
+        inbound: Inbound,
+        visitor_id: &str,
+        key: &str,
+        entry: &Entry,
+        messages: &(dyn Fn(i64) -> Vec<(String, MessageRecord)> + Send + Sync),
+    ) -> Result<i64, HostError> {
+        let body = serde_json::to_value(entry).map_err(|e| HostError::Store(e.to_string()))?;
+        let state = |seq: i64| message_state(messages(seq));
+        let stream = transcript_stream(visitor_id);
+        let record = Recorded {
+            stream: &stream,
+            key,
+            body: &body,
+            state: &state,
+        };
+        let (_, seq) = self.host.receive_recorded(inbound, record).await?;
+        Ok(seq)
+    }
+
+    /// Append to a visitor's transcript with the message records `messages` gives for the
+    /// entry's seq, in one transaction ([`Host::log_append_recorded`]): one durable commit,
+    /// and the records visible with the entry. Returns the entry's seq.
+    pub async fn append_with_records(
+        &self,
+        visitor_id: &str,
+        key: &str,
+        entry: &Entry,
+        messages: &(dyn Fn(i64) -> Vec<(String, MessageRecord)> + Send + Sync),
+    ) -> Result<i64, HostError> {
+        let body = serde_json::to_value(entry).map_err(|e| HostError::Store(e.to_string()))?;
+        let state = |seq: i64| message_state(messages(seq));
+        let stream = transcript_stream(visitor_id);
+        self.host
+            .log_append_recorded(Recorded {
+                stream: &stream,
+                key,
+                body: &body,
+                state: &state,
+            })
             .await
     }
 
