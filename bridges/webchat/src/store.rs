@@ -341,17 +341,8 @@ impl Store {
         entry: &Entry,
         messages: &(dyn Fn(i64) -> Vec<(String, MessageRecord)> + Send + Sync),
     ) -> Result<i64, HostError> {
-        let body = serde_json::to_value(entry).map_err(|e| HostError::Store(e.to_string()))?;
-        let state = |seq: i64| message_state(messages(seq));
-        let stream = transcript_stream(visitor_id);
-        let record = Recorded {
-            stream: &stream,
-            key,
-            body: &body,
-            state: &state,
-        };
-        let (_, seq) = self.host.receive_recorded(inbound, record).await?;
-        Ok(seq)
+        self.write_entry(Some(inbound), visitor_id, key, entry, messages)
+            .await
     }
 
     /// Append to a visitor's transcript with the message records `messages` gives for the
@@ -364,17 +355,33 @@ impl Store {
         entry: &Entry,
         messages: &(dyn Fn(i64) -> Vec<(String, MessageRecord)> + Send + Sync),
     ) -> Result<i64, HostError> {
+        self.write_entry(None, visitor_id, key, entry, messages)
+            .await
+    }
+
+    /// A transcript entry with its message records, and the inbound event when there is one,
+    /// in one transaction of the host; the entry's seq.
+    async fn write_entry(
+        &self,
+        inbound: Option<Inbound>,
+        visitor_id: &str,
+        key: &str,
+        entry: &Entry,
+        messages: &(dyn Fn(i64) -> Vec<(String, MessageRecord)> + Send + Sync),
+    ) -> Result<i64, HostError> {
         let body = serde_json::to_value(entry).map_err(|e| HostError::Store(e.to_string()))?;
         let state = |seq: i64| message_state(messages(seq));
         let stream = transcript_stream(visitor_id);
-        self.host
-            .log_append_recorded(Recorded {
-                stream: &stream,
-                key,
-                body: &body,
-                state: &state,
-            })
-            .await
+        let record = Recorded {
+            stream: &stream,
+            key,
+            body: &body,
+            state: &state,
+        };
+        match inbound {
+            Some(inbound) => Ok(self.host.receive_recorded(inbound, record).await?.1),
+            None => self.host.log_append_recorded(record).await,
+        }
     }
 
     /// Transcript entries after `after`, oldest first, at most `limit`.
