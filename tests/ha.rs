@@ -353,8 +353,11 @@ async fn a_graceful_stop_of_the_leader_hands_over() -> anyhow::Result<()> {
         .map(|c| c.at)
         .min()
         .context("no delivery after the stop")?;
+    // The customer's own message (the operator's answer contains the same words).
     env.alice
-        .wait_for_text(&room, "during the handover")
+        .wait_for_message_after(&room, 0, "the customer's message after the stop", |m| {
+            m.sender.starts_with("@sb_vk_") && m.body == "during the handover"
+        })
         .await?;
     ensure!(
         replies_received(&fake, &user) == ["answer during the handover"],
