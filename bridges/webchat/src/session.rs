@@ -239,7 +239,19 @@ pub async fn resolve(
     // The marker is another token's, or the store knew this visitor (their transcript stays
     // while a record of theirs was removed: a revoked session): the signature does not speak
     // for them.
-    let revoked = match store.marker(&claims.visitor, token).await? {
+    let mut marker = store.marker(&claims.visitor, token).await?;
+    if matches!(marker, Marker::None) && !store.read(&claims.visitor, 0, 1).await?.is_empty() {
+        // The transcript was read after the marker, and a first write of this very token may
+        // have stored its marker and then its first message in between (one commit since the
+        // message, its transcript entry and its record are one transaction). The marker is
+        // stored before anything else of a visitor's, so read again it tells: still none means
+        // the store knew the visitor and their records were removed (revoked).
+        marker = match store.marker(&claims.visitor, token).await? {
+            Marker::None => Marker::Other,
+            again => again,
+        };
+    }
+    let revoked = match marker {
         Marker::ThisToken => {
             return Ok(Some(match store.visitor_by_token(token).await? {
                 Some(visitor) => (visitor, true),
@@ -247,7 +259,7 @@ pub async fn resolve(
             }))
         }
         Marker::Other => true,
-        Marker::None => !store.read(&claims.visitor, 0, 1).await?.is_empty(),
+        Marker::None => false,
     };
     if revoked {
         sessions.refusals.refused(
