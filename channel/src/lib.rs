@@ -573,13 +573,7 @@ pub trait Host: Send + Sync + 'static {
         record: Recorded<'_>,
     ) -> Result<(bool, i64), HostError> {
         let fresh = self.receive(inbound).await?;
-        let seq = self
-            .log_append(record.stream, record.key, record.body)
-            .await?;
-        for (key, value) in (record.state)(seq)? {
-            self.state_put(&key, &value).await?;
-        }
-        Ok((fresh, seq))
+        Ok((fresh, self.log_append_recorded(record).await?))
     }
 
     /// Whether this instance leads (see [`Leading`]); the default leads for good.
