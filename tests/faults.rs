@@ -923,6 +923,97 @@ async fn a_failing_store_acknowledges_nothing() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The bridge's own store failing under an answer's delivery (the web chat's transcript write
+/// refused, as a full disk or a locked database would) is not the channel refusing it: the
+/// answer waits, however many tries that takes beyond `bridge.max_attempts`, with no failure
+/// notice, and reaches the customer once, with its delivery receipt, when the store works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_trouble_under_a_delivery_is_waited_out_not_dead_lettered() -> anyhow::Result<()> {
+    let env = TestEnv::start(
+        BridgeOptions::default()
+            .backend(Backend::Postgres)
+            .max_attempts(2),
+    )
+    .await?;
+    let visitor = env.visitor("Wendy Wait", "wendy@example.com").await?;
+    visitor.send("hello").await?;
+    let room = env.alice.wait_for_invite("Wendy Wait").await?;
+    env.alice.wait_for_text(&room, "hello").await?;
+
+    // Every write to the channels' logs fails (the web chat's transcript is one); a sequence,
+    // not rolled back with the refused write, counts the tries.
+    let mut db = sqlx::PgConnection::connect(env.bridge.database_url()).await?;
+    sqlx::raw_sql(
+        "CREATE SEQUENCE sb_test_log_refusals;
+         CREATE FUNCTION sb_test_refuse_log() RETURNS trigger AS $$ BEGIN PERFORM nextval('sb_test_log_refusals'); RAISE EXCEPTION 'disk full (test)'; END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER refuse_log BEFORE INSERT ON channel_log FOR EACH ROW EXECUTE FUNCTION sb_test_refuse_log();",
+    )
+    .execute(&mut db)
+    .await?;
+    let refusals = || async {
+        rig::store_count(
+            Backend::Postgres,
+            env.bridge.database_url(),
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM sb_test_log_refusals",
+            &[],
+        )
+        .await
+    };
+    let answer = env
+        .alice
+        .send_text(&room, "answered while the store fails")
+        .await?;
+    // Twice as many tries as `max_attempts` allows a channel that refuses.
+    rig::poll_until(
+        "four refused tries of the answer",
+        Duration::from_secs(60),
+        || async { Ok((refusals().await? >= 4).then_some(())) },
+    )
+    .await?;
+    let notices = |env: &TestEnv| {
+        env.alice
+            .messages(&room)
+            .into_iter()
+            .filter(|m| m.body.contains("Not delivered"))
+            .map(|m| m.body)
+            .collect::<Vec<_>>()
+    };
+    ensure!(
+        notices(&env).is_empty(),
+        "store trouble was shown as a failed delivery: {:?}",
+        notices(&env)
+    );
+    ensure!(
+        env.alice.send_statuses(&room, &answer).is_empty(),
+        "a status for an answer still waiting: {:?}",
+        env.alice.send_statuses(&room, &answer)
+    );
+
+    // The store works again: the answer arrives, once, and is shown delivered.
+    sqlx::raw_sql("DROP TRIGGER refuse_log ON channel_log;")
+        .execute(&mut db)
+        .await?;
+    visitor
+        .wait_for_agent_text("answered while the store fails")
+        .await?;
+    env.alice
+        .wait_for_send_status(&room, &answer, "SUCCESS")
+        .await?;
+    let answers = visitor
+        .refresh()
+        .await?
+        .iter()
+        .filter(|e| e["text"] == "answered while the store fails")
+        .count();
+    ensure!(answers == 1, "answer delivered {answers} times");
+    ensure!(
+        notices(&env).is_empty(),
+        "a failure notice for a delivered answer: {:?}",
+        notices(&env)
+    );
+    Ok(())
+}
+
 /// The channel's side in trouble during outbound traffic (the Telegram Bot API fake answering
 /// 500s, hanging past the client's timeout, and 429 with `retry_after`): each reply is retried
 /// with growing delays, never sooner than `retry_after`, and reaches the customer exactly once.

@@ -427,6 +427,12 @@ pub enum SendError {
     /// Will never work as asked; `reason` is shown to operators as it is, so make it readable.
     #[error("{reason}")]
     Permanent { reason: String },
+    /// The bridge's own side failed ([`HostError`]: its store, the media repository), not the
+    /// network: nothing was refused. The core waits it out and never counts it against
+    /// `bridge.max_attempts`, so trouble in the bridge's own store never turns an answer into a
+    /// dead letter. Made by `switchboard_kit::send::host_unavailable`.
+    #[error("{reason}")]
+    HostUnavailable { reason: String },
 }
 
 /// Errors a channel can see from the core.

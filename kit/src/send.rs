@@ -12,11 +12,11 @@ pub fn permanent(reason: impl Into<String>) -> SendError {
     }
 }
 
-/// A failure of the bridge's own store: worth trying again.
-pub fn retryable_host(e: HostError) -> SendError {
-    SendError::Retryable {
+/// A failure of the bridge's own side (its store, the media repository), not the network's:
+/// the core waits it out without counting an attempt ([`SendError::HostUnavailable`]).
+pub fn host_unavailable(e: HostError) -> SendError {
+    SendError::HostUnavailable {
         reason: format!("bridge store: {e}"),
-        retry_after: None,
     }
 }
 
@@ -39,7 +39,7 @@ pub async fn attachment_bytes(
             "the file {} is no longer in the media repository",
             attachment.name
         ))),
-        Err(e) => Err(retryable_host(e)),
+        Err(e) => Err(host_unavailable(e)),
     }
 }
 
@@ -89,7 +89,7 @@ impl<'a> SentRecord<'a> {
             .host
             .state_get(&self.key)
             .await
-            .map_err(retryable_host)?;
+            .map_err(host_unavailable)?;
         if let Some(remote_id) = &done {
             tracing::info!(network = self.network, idempotency_key = %self.idempotency_key, %remote_id, "already sent; not sending again");
         }

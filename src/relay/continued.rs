@@ -68,7 +68,7 @@ pub async fn elsewhere(
         Ok(None) => return None,
         Err(e) => {
             return Some(Elsewhere {
-                result: Err(store_failure(e)),
+                result: Err(super::store_unavailable(e)),
                 channel: by.channel.clone(),
             })
         }
@@ -84,7 +84,7 @@ pub async fn elsewhere(
         Ok(c) => c,
         Err(e) => {
             return Some(Elsewhere {
-                result: Err(store_failure(e)),
+                result: Err(super::store_unavailable(e)),
                 channel: by.channel.clone(),
             })
         }
@@ -136,11 +136,4 @@ pub async fn elsewhere(
         result,
         channel: by.channel.clone(),
     })
-}
-
-fn store_failure(e: crate::store::StoreError) -> SendError {
-    SendError::Retryable {
-        reason: format!("bridge store: {e}"),
-        retry_after: None,
-    }
 }

@@ -25,7 +25,15 @@ pub mod queue;
 
 use crate::bridge::Bridge;
 use crate::store::StoreError;
-use switchboard_channel::{Inbound, Outbound, Recorded};
+use switchboard_channel::{Inbound, Outbound, Recorded, SendError};
+
+/// A delivery stopped by the bridge's own store, not by the channel: waited out by the outbox,
+/// never counted as an attempt ([`SendError::HostUnavailable`]).
+pub(crate) fn store_unavailable(e: StoreError) -> SendError {
+    SendError::HostUnavailable {
+        reason: format!("the bridge's store is unavailable: {e}"),
+    }
+}
 
 impl Bridge {
     /// Stage 1's input: store a channel's event in the customer inbox (once per dedup key) and

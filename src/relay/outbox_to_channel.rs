@@ -6,7 +6,9 @@
 //! sent as several messages ([`crate::split`]), each recorded as it goes, so a retry never sends
 //! a part twice; edits and deletions of such a message reach every part. A retryable failure is retried with
 //! exponential backoff, never sooner than the channel's Retry-After; after `bridge.max_attempts`
-//! it becomes a failure. Every outcome is visible in the room: success as the bot's read receipt
+//! it becomes a failure. Trouble in the bridge's own store ([`SendError::HostUnavailable`]) is
+//! no attempt: it is waited out with the same backoff, however long, and never becomes a
+//! failure. Every outcome is visible in the room: success as the bot's read receipt
 //! on the operator's message (a receipt costs the homeserver no timeline event, and a burst
 //! needs one per second or fewer: [`crate::relay::delivery_receipts`]; with
 //! `bridge.delivery_status: events` also a `com.beeper.message_send_status` event), failure as a
@@ -25,8 +27,8 @@ use crate::matrix::content;
 use crate::metrics;
 use crate::relay::queue;
 use crate::split;
+use crate::store::now_ms;
 use crate::store::outbox::OutboxRow;
-use crate::store::{now_ms, StoreError};
 
 pub async fn run(bridge: Arc<Bridge>) {
     let b = bridge.clone();
@@ -183,6 +185,26 @@ async fn deliver(bridge: &Bridge, row: &OutboxRow) -> bool {
                 false
             }
         }
+        Err(SendError::HostUnavailable { reason }) => {
+            // The bridge's own store (or media repository) failed, not the channel: nothing was
+            // refused, so it is waited out with backoff and never made a dead letter. The
+            // channel is not marked down for it.
+            let delay = queue::backoff(
+                row.host_waits.clamp(0, 20) as u32,
+                bridge.config.bridge.retry_base,
+                bridge.config.bridge.retry_max,
+                None,
+            );
+            tracing::warn!(outbox = row.id, waits = row.host_waits + 1, %reason, retry_in = ?delay, "delivery waits for the bridge's store");
+            if let Err(e) = bridge
+                .store
+                .outbox_wait(row.id, &reason, now_ms() + delay.as_millis() as i64)
+                .await
+            {
+                tracing::error!(outbox = row.id, error = %e, "cannot record the wait");
+            }
+            false
+        }
         Err(SendError::Permanent { reason }) => {
             let class = if unsupported {
                 metrics::FailureClass::Unsupported
@@ -251,13 +273,6 @@ struct Step {
     map: Option<(String, i64)>,
 }
 
-fn store_failure(e: StoreError) -> SendError {
-    SendError::Retryable {
-        reason: format!("the bridge's store is unavailable: {e}"),
-        retry_after: None,
-    }
-}
-
 /// The remote sends an entry needs, in order. Most entries are one send. A message longer than
 /// the channel carries is several ([`split`]); an edit of a message that was sent in parts edits
 /// each part (sending the new text's extra parts as new messages, and deleting the parts it no
@@ -275,7 +290,7 @@ async fn plan(
         .store
         .group_participants(row.conversation_id)
         .await
-        .map_err(store_failure)?;
+        .map_err(super::store_unavailable)?;
     let step = |i: usize, action: OutboundAction, map: Option<(String, i64)>| Step {
         outbound: Outbound {
             conversation: o.conversation.clone(),
@@ -294,7 +309,7 @@ async fn plan(
             .store
             .events_for_remote(row.conversation_id, &remote_id)
             .await
-            .map_err(store_failure)?
+            .map_err(super::store_unavailable)?
             .into_iter()
             .next();
         let remotes = match &event {
@@ -302,7 +317,7 @@ async fn plan(
                 .store
                 .remotes_for_event(row.conversation_id, e)
                 .await
-                .map_err(store_failure)?,
+                .map_err(super::store_unavailable)?,
             None => Vec::new(),
         };
         let remotes = if remotes.first() == Some(&remote_id) {
@@ -405,7 +420,7 @@ async fn send_steps(
             .store
             .outbox_step_done(row, i as i64 + 1, map)
             .await
-            .map_err(store_failure)?;
+            .map_err(super::store_unavailable)?;
         tracing::debug!(
             outbox = row.id,
             step = i,
@@ -428,7 +443,7 @@ async fn send_steps(
             .store
             .remotes_for_event(row.conversation_id, &row.event_id)
             .await
-            .map_err(store_failure)?
+            .map_err(super::store_unavailable)?
             .into_iter()
             .next()
             .unwrap_or_default(),

@@ -15,6 +15,9 @@ pub struct OutboxRow {
     pub room_id: String,
     pub outbound: Outbound,
     pub attempts: i64,
+    /// Times the delivery waited for the bridge's own store ([`Store::outbox_wait`]): not
+    /// attempts, but they space the next try.
+    pub host_waits: i64,
     /// Remote sends of this entry already made (a long message is several; see
     /// [`crate::relay::outbox_to_channel`]).
     pub steps_done: i64,
@@ -116,7 +119,7 @@ impl Store {
     /// The oldest pending item of a conversation, if it is due.
     pub async fn outbox_next(&self, conversation_id: i64) -> Result<Option<OutboxRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, conversation_id, event_id, room_id, payload, attempts, next_attempt_at, steps_done, created_at FROM outbox
+            "SELECT id, conversation_id, event_id, room_id, payload, attempts, host_waits, next_attempt_at, steps_done, created_at FROM outbox
              WHERE conversation_id = $1 AND state = 'pending' ORDER BY id LIMIT 1",
         )
         .bind(conversation_id)
@@ -135,6 +138,7 @@ impl Store {
             outbound: serde_json::from_str(&payload)
                 .map_err(|e| StoreError::Decode(Box::new(e)))?,
             attempts: row.try_get("attempts")?,
+            host_waits: row.try_get("host_waits")?,
             steps_done: row.try_get("steps_done")?,
             created_at: row.try_get("created_at")?,
         }))
@@ -232,6 +236,29 @@ impl Store {
         self.check_fence(&mut tx).await?;
         sqlx::query(
             "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(error)
+        .bind(next_attempt_at)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The delivery could not go on for the bridge's own store's sake (not the channel's): try
+    /// again at `next_attempt_at`, without counting an attempt.
+    pub async fn outbox_wait(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        self.check_fence(&mut tx).await?;
+        sqlx::query(
+            "UPDATE outbox SET host_waits = host_waits + 1, last_error = $1, next_attempt_at = $2, updated_at = $3 WHERE id = $4",
         )
         .bind(error)
         .bind(next_attempt_at)

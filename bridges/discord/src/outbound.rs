@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 use switchboard_channel::{
     Content, ConversationKey, Delivery, Host, Outbound, OutboundAction, SendError,
 };
-use switchboard_kit::send::{attachment_bytes, permanent, retryable_host, SentRecord};
+use switchboard_kit::send::{attachment_bytes, host_unavailable, permanent, SentRecord};
 
 use crate::config::MAX_TEXT_CHARS;
 use crate::markdown;
@@ -202,7 +202,7 @@ async fn react(
         .host
         .state_get(&state)
         .await
-        .map_err(retryable_host)?
+        .map_err(host_unavailable)?
         .filter(|p| !p.is_empty());
     if let Some(key) = key {
         if !switchboard_kit::reaction::is_emoji(key) {
@@ -231,7 +231,7 @@ async fn react(
     out.host
         .state_put(&state, key.unwrap_or(""))
         .await
-        .map_err(retryable_host)
+        .map_err(host_unavailable)
 }
 
 /// The state key marking a message the bridge deleted itself.

@@ -20,8 +20,8 @@ use lettre::message::{Attachment as MailAttachment, Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls as SmtpTls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use switchboard_channel::{Delivery, Host, HostError, Outbound, OutboundAction, SendError};
-use switchboard_kit::send::{attachment_bytes, permanent};
+use switchboard_channel::{Delivery, Host, Outbound, OutboundAction, SendError};
+use switchboard_kit::send::{attachment_bytes, host_unavailable, permanent};
 
 use crate::config::{EmailConfig, Tls};
 
@@ -53,10 +53,6 @@ fn retryable(reason: impl Into<String>) -> SendError {
         reason: reason.into(),
         retry_after: None,
     }
-}
-
-fn store_error(e: HostError) -> SendError {
-    retryable(format!("email state: {e}"))
 }
 
 /// The SMTP transport as configured.
@@ -110,7 +106,7 @@ pub async fn begin_thread(
     let conversation = &outbound.conversation;
     if threads::thread(host, conversation)
         .await
-        .map_err(store_error)?
+        .map_err(host_unavailable)?
         .is_some()
     {
         return Ok(());
@@ -129,7 +125,7 @@ pub async fn begin_thread(
     };
     threads::put_thread(host, conversation, &thread)
         .await
-        .map_err(store_error)
+        .map_err(host_unavailable)
 }
 
 /// `Channel::send`.
@@ -150,7 +146,7 @@ pub async fn send(
         }
     };
     let sent_key = format!("sent:{}", outbound.idempotency_key);
-    if let Some(id) = host.state_get(&sent_key).await.map_err(store_error)? {
+    if let Some(id) = host.state_get(&sent_key).await.map_err(host_unavailable)? {
         return Ok(Delivery::sent(id));
     }
     let conversation = &outbound.conversation;
@@ -162,7 +158,7 @@ pub async fn send(
     })?;
     let mut thread = threads::thread(host, conversation)
         .await
-        .map_err(store_error)?
+        .map_err(host_unavailable)?
         .ok_or_else(|| permanent("this conversation has no email thread to answer"))?;
 
     let id = message_id_for(&outbound.idempotency_key, &config.message_id_domain());
@@ -216,7 +212,11 @@ pub async fn send(
         .clone()
         .unwrap_or_else(|| text_to_html(&content.text));
     // The handling team's signature, else the channel's default.
-    let signature = match host.signature(conversation).await.map_err(store_error)? {
+    let signature = match host
+        .signature(conversation)
+        .await
+        .map_err(host_unavailable)?
+    {
         Some(team) => Some(team),
         None => config.signature.clone(),
     };
@@ -273,7 +273,9 @@ pub async fn send(
     }
 
     // Sent: remember it (for retries, threading and bounces).
-    host.state_put(&sent_key, &id).await.map_err(store_error)?;
+    host.state_put(&sent_key, &id)
+        .await
+        .map_err(host_unavailable)?;
     threads::put_message(
         host,
         &id,
@@ -284,11 +286,11 @@ pub async fn send(
         },
     )
     .await
-    .map_err(store_error)?;
+    .map_err(host_unavailable)?;
     thread.push(&id);
     threads::put_thread(host, conversation, &thread)
         .await
-        .map_err(store_error)?;
+        .map_err(host_unavailable)?;
     let _ = escape;
     Ok(Delivery::sent(id))
 }

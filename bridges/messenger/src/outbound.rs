@@ -31,7 +31,7 @@ use crate::Shared;
 pub const SENT_LOG_LEN: usize = 50;
 
 use switchboard_kit::now_ms;
-use switchboard_kit::send::{retryable_host, SentRecord};
+use switchboard_kit::send::{host_unavailable, SentRecord};
 
 /// The customer's id, after checking the conversation belongs to this channel's account.
 fn recipient<'a>(shared: &Shared, conversation: &'a ConversationKey) -> Result<&'a str, SendError> {
@@ -77,7 +77,7 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
                         .host
                         .get_media(&attachment.media)
                         .await
-                        .map_err(retryable_host)?;
+                        .map_err(host_unavailable)?;
                     let mime = if attachment.mime.is_empty() {
                         stored_mime
                     } else {

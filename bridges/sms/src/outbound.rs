@@ -40,7 +40,7 @@ pub struct SentRecord {
     pub chat: String,
 }
 
-use switchboard_kit::send::{permanent, retryable_host};
+use switchboard_kit::send::{host_unavailable, permanent};
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -78,7 +78,7 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
     let key = format!("out:{}", outbound.idempotency_key);
     let host = &shared.host;
 
-    match host.state_get(&key).await.map_err(retryable_host)? {
+    match host.state_get(&key).await.map_err(host_unavailable)? {
         Some(v) if v.starts_with("sent:") => {
             let sid = v.trim_start_matches("sent:").to_owned();
             tracing::info!(idempotency_key = %outbound.idempotency_key, sid, "sms: already sent; not sending again");
@@ -106,7 +106,7 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
     }
     host.state_put(&key, &format!("pending:{}", now_secs()))
         .await
-        .map_err(retryable_host)?;
+        .map_err(host_unavailable)?;
     let status_callback = shared.config.status_url();
     let message = NewMessage {
         to,
@@ -178,7 +178,7 @@ async fn find_unclaimed(
             .host
             .state_get(&format!("sid:{}", m.sid))
             .await
-            .map_err(retryable_host)?;
+            .map_err(host_unavailable)?;
         if claimed.is_none() {
             return Ok(Some(m.sid));
         }

@@ -150,7 +150,7 @@ pub struct Outgoing {
     pub account: String,
 }
 
-use switchboard_kit::send::{attachment_bytes, permanent, retryable_host, SentRecord};
+use switchboard_kit::send::{attachment_bytes, host_unavailable, permanent, SentRecord};
 
 /// Text in the form we send it: Telegram HTML, or plain.
 struct Text {
@@ -238,7 +238,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
                 .host
                 .state_get(&format!("parts:{}:{remote_id}", chat.0))
                 .await
-                .map_err(retryable_host)?;
+                .map_err(host_unavailable)?;
             ids.extend(
                 parts
                     .iter()
@@ -275,7 +275,7 @@ pub async fn send(out: &Outgoing, outbound: &Outbound) -> Result<Delivery, SendE
         }),
         OutboundAction::RatingRequest(request) => {
             let key = format!("out:{}", outbound.idempotency_key);
-            if let Some(done) = out.host.state_get(&key).await.map_err(retryable_host)? {
+            if let Some(done) = out.host.state_get(&key).await.map_err(host_unavailable)? {
                 return Ok(Delivery::delivered(done));
             }
             // One button per row: the labels (score and stars) stay readable on a phone.

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use switchboard_channel::{Attachment, Delivery, Host, Outbound, OutboundAction, SendError};
 use switchboard_kit::mime::essence;
-use switchboard_kit::send::{attachment_bytes, permanent, retryable_host, SentRecord};
+use switchboard_kit::send::{attachment_bytes, host_unavailable, permanent, SentRecord};
 
 use crate::api::{classify, Api};
 use crate::media::Publisher;
@@ -228,7 +228,7 @@ async fn send_file(
         .media
         .publish(&media_id(key), attachment, extension)
         .await
-        .map_err(retryable_host)?;
+        .map_err(host_unavailable)?;
     let body = match kind {
         Kind::Picture => json!({"type": "picture", "text": caption, "media": url}),
         Kind::Video => json!({"type": "video", "media": url, "size": size}),

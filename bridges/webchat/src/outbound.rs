@@ -15,7 +15,7 @@ use switchboard_channel::{
     Content, ConversationKey, Delivery, Outbound, OutboundAction, SendError,
 };
 use switchboard_kit::now_ms;
-use switchboard_kit::send::{permanent, retryable_host as retryable};
+use switchboard_kit::send::{host_unavailable, permanent};
 
 use crate::config::MAX_TEXT_CHARS;
 use crate::hub::Live;
@@ -48,7 +48,7 @@ async fn visitor_of(shared: &Shared, conversation: &ConversationKey) -> Result<S
         .store
         .visitor_exists(&conversation.chat)
         .await
-        .map_err(retryable)?
+        .map_err(host_unavailable)?
     {
         Ok(conversation.chat.clone())
     } else {
@@ -72,7 +72,12 @@ async fn agent_message(
     visitor: &str,
     remote_id: &str,
 ) -> Result<MessageRecord, SendError> {
-    match shared.store.message(remote_id).await.map_err(retryable)? {
+    match shared
+        .store
+        .message(remote_id)
+        .await
+        .map_err(host_unavailable)?
+    {
         Some(record) if record.visitor == visitor && record.from == Author::Agent => Ok(record),
         Some(record) if record.visitor == visitor => Err(permanent(
             "the visitor's own messages cannot be changed from here",
@@ -137,7 +142,7 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
                 .store
                 .append_with_records(&visitor, &key, &entry, &deleted)
                 .await
-                .map_err(retryable)?;
+                .map_err(host_unavailable)?;
             publish(shared, &visitor, &entry, seq);
             remote_id.clone()
         }
@@ -147,7 +152,12 @@ pub async fn send(shared: &Shared, outbound: &Outbound) -> Result<Delivery, Send
         } => {
             // Any message of this chat (usually the visitor's); the entry is keyed by the
             // outbox item, so a retry appends nothing new.
-            match shared.store.message(remote_id).await.map_err(retryable)? {
+            match shared
+                .store
+                .message(remote_id)
+                .await
+                .map_err(host_unavailable)?
+            {
                 Some(record) if record.visitor == visitor => {}
                 _ => {
                     return Err(permanent(
@@ -210,7 +220,7 @@ async fn send_message(
             .store
             .put_file(visitor, &file_id, &record)
             .await
-            .map_err(retryable)?;
+            .map_err(host_unavailable)?;
         files.push(FileEntry {
             file_id,
             name,
@@ -247,7 +257,7 @@ async fn send_message(
         .store
         .append_with_records(visitor, key, &entry, &record)
         .await
-        .map_err(retryable)?;
+        .map_err(host_unavailable)?;
     publish(shared, visitor, &entry, seq);
     Ok(())
 }
@@ -264,7 +274,7 @@ async fn append(
         .store
         .append(visitor, key, entry)
         .await
-        .map_err(retryable)
+        .map_err(host_unavailable)
 }
 
 /// `Channel::typing`: an operator started or stopped typing.

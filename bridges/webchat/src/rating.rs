@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use switchboard_channel::{InboundEvent, RatingRequest, SendError};
 use switchboard_kit::now_ms;
 use switchboard_kit::rating;
-use switchboard_kit::send::{permanent, retryable_host as retryable};
+use switchboard_kit::send::{host_unavailable, permanent};
 
 use axum::extract::State;
 use axum::Json;
@@ -85,13 +85,13 @@ pub async fn ask(
         .store
         .get_record(&record_key(nonce))
         .await
-        .map_err(retryable)?;
+        .map_err(host_unavailable)?;
     if existing.as_ref().is_none_or(|r| r.score.is_none()) {
         shared
             .store
             .put_record(&record_key(nonce), &record)
             .await
-            .map_err(retryable)?;
+            .map_err(host_unavailable)?;
     }
     let entry = Entry::Rating {
         id: remote_id.to_owned(),
@@ -111,7 +111,7 @@ pub async fn ask(
         .store
         .append(visitor, key, &entry)
         .await
-        .map_err(retryable)?;
+        .map_err(host_unavailable)?;
     publish(shared, visitor, &entry, seq);
     Ok(())
 }
