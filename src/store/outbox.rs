@@ -147,7 +147,19 @@ impl Store {
     /// Claim a due item for one sending attempt under this leader's epoch, right before the
     /// remote send: refused ([`super::lease::is_fenced`]) unless this instance still leads, so a
     /// deposed leader that wakes up cannot start a send. `false`: no longer pending (handled).
+    ///
+    /// On SQLite there is one instance (its lock file) and one drain per conversation, so no one
+    /// else can start this send: the claim only reads that the item is still pending, and makes
+    /// no commit (an `fsync` on the way to the customer) and no `claimed_epoch`.
     pub async fn outbox_claim(&self, id: i64) -> Result<bool, StoreError> {
+        if self.sqlite {
+            let pending: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM outbox WHERE id = $1 AND state = 'pending'")
+                    .bind(id)
+                    .fetch_optional(self.pool())
+                    .await?;
+            return Ok(pending.is_some());
+        }
         let epoch = match self.fence() {
             super::lease::Fence::Leader { epoch, .. } => Some(epoch),
             _ => None,
