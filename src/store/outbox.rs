@@ -178,13 +178,19 @@ impl Store {
 
     /// Delivered: record the remote id and map it to the event, atomically. Fenced, like every
     /// outcome below: only the leader under its epoch records one.
+    ///
+    /// Redoable ([`Store::redoable`]): the channel has already stored, durably, its own record
+    /// that the network took the item (the kit's `SentRecord`, the e-mail's `sent:` key, the web
+    /// chat's transcript entry under the idempotency key), so an item whose outcome a crash of
+    /// the machine undid is sent again only as far as asking the channel, which answers from
+    /// that record without a second send, and the outcome is recorded again.
     pub async fn outbox_sent(
         &self,
         row: &OutboxRow,
         remote_id: &str,
         map_event: bool,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.redoable().begin().await?;
         self.check_fence(&mut tx).await?;
         sqlx::query("UPDATE outbox SET state = 'sent', remote_id = $1, attempts = attempts + 1, updated_at = $2 WHERE id = $3")
             .bind(remote_id)
