@@ -244,25 +244,21 @@ impl Store {
         Ok(())
     }
 
+    /// The channel failed in a way that passes: try again at `next_attempt_at`, one attempt
+    /// more.
     pub async fn outbox_retry(
         &self,
         id: i64,
         error: &str,
         next_attempt_at: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
-        self.check_fence(&mut tx).await?;
-        sqlx::query(
+        self.outbox_reschedule(
             "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2, updated_at = $3 WHERE id = $4",
+            id,
+            error,
+            next_attempt_at,
         )
-        .bind(error)
-        .bind(next_attempt_at)
-        .bind(now_ms())
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        .await
     }
 
     /// The delivery could not go on for the bridge's own store's sake (not the channel's): try
@@ -273,17 +269,32 @@ impl Store {
         error: &str,
         next_attempt_at: i64,
     ) -> Result<(), StoreError> {
+        self.outbox_reschedule(
+            "UPDATE outbox SET host_waits = host_waits + 1, last_error = $1, next_attempt_at = $2, updated_at = $3 WHERE id = $4",
+            id,
+            error,
+            next_attempt_at,
+        )
+        .await
+    }
+
+    /// Fenced: `update` (one of the two above) sets the error and the time of the next try.
+    async fn outbox_reschedule(
+        &self,
+        update: &'static str,
+        id: i64,
+        error: &str,
+        next_attempt_at: i64,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         self.check_fence(&mut tx).await?;
-        sqlx::query(
-            "UPDATE outbox SET host_waits = host_waits + 1, last_error = $1, next_attempt_at = $2, updated_at = $3 WHERE id = $4",
-        )
-        .bind(error)
-        .bind(next_attempt_at)
-        .bind(now_ms())
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(update)
+            .bind(error)
+            .bind(next_attempt_at)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
