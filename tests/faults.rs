@@ -926,7 +926,8 @@ async fn a_failing_store_acknowledges_nothing() -> anyhow::Result<()> {
 /// The bridge's own store failing under an answer's delivery (the web chat's transcript write
 /// refused, as a full disk or a locked database would) is not the channel refusing it: the
 /// answer waits, however many tries that takes beyond `bridge.max_attempts`, with no failure
-/// notice, and reaches the customer once, with its delivery receipt, when the store works again.
+/// notice (one notice says it waits, and why), and reaches the customer once, with its delivery
+/// receipt, when the store works again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_trouble_under_a_delivery_is_waited_out_not_dead_lettered() -> anyhow::Result<()> {
     let env = TestEnv::start(
@@ -988,6 +989,23 @@ async fn store_trouble_under_a_delivery_is_waited_out_not_dead_lettered() -> any
         "a status for an answer still waiting: {:?}",
         env.alice.send_statuses(&room, &answer)
     );
+    // Once it has waited as often as a channel's failures are tried, the room is told, once.
+    let waiting = env
+        .alice
+        .wait_for_text(&room, "Waiting to deliver")
+        .await?
+        .body;
+    ensure!(
+        waiting.contains("disk full (test)"),
+        "the waiting notice does not say why: {waiting}"
+    );
+    let waits = env
+        .alice
+        .messages(&room)
+        .iter()
+        .filter(|m| m.body.contains("Waiting to deliver"))
+        .count();
+    ensure!(waits == 1, "{waits} waiting notices");
 
     // The store works again: the answer arrives, once, and is shown delivered.
     sqlx::raw_sql("DROP TRIGGER refuse_log ON channel_log;")

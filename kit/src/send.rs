@@ -16,7 +16,7 @@ pub fn permanent(reason: impl Into<String>) -> SendError {
 /// the core waits it out without counting an attempt ([`SendError::HostUnavailable`]).
 pub fn host_unavailable(e: HostError) -> SendError {
     SendError::HostUnavailable {
-        reason: format!("bridge store: {e}"),
+        reason: format!("bridge: {e}"),
     }
 }
 

@@ -8,7 +8,7 @@
 //! exponential backoff, never sooner than the channel's Retry-After; after `bridge.max_attempts`
 //! it becomes a failure. Trouble in the bridge's own store ([`SendError::HostUnavailable`]) is
 //! no attempt: it is waited out with the same backoff, however long, and never becomes a
-//! failure. Every outcome is visible in the room: success as the bot's read receipt
+//! failure; once it has waited `max_attempts` times a notice says so under the message. Every outcome is visible in the room: success as the bot's read receipt
 //! on the operator's message (a receipt costs the homeserver no timeline event, and a burst
 //! needs one per second or fewer: [`crate::relay::delivery_receipts`]; with
 //! `bridge.delivery_status: events` also a `com.beeper.message_send_status` event), failure as a
@@ -196,6 +196,9 @@ async fn deliver(bridge: &Bridge, row: &OutboxRow) -> bool {
                 None,
             );
             tracing::warn!(outbox = row.id, waits = row.host_waits + 1, %reason, retry_in = ?delay, "delivery waits for the bridge's store");
+            if row.host_waits + 1 == i64::from(bridge.config.bridge.max_attempts) {
+                waiting_notice(bridge, row, &reason).await;
+            }
             if let Err(e) = bridge
                 .store
                 .outbox_wait(row.id, &reason, now_ms() + delay.as_millis() as i64)
@@ -516,6 +519,25 @@ async fn fail(
     }
     send_status(bridge, &row.room_id, &row.event_id, channel, Some(reason)).await;
     true
+}
+
+/// Said once under an operator's message whose delivery has waited for the bridge's store as
+/// many times as a channel's failures would be tried (best effort; posting needs only the
+/// homeserver): the answer is not lost and needs nothing from the operator.
+async fn waiting_notice(bridge: &Bridge, row: &OutboxRow, reason: &str) {
+    let text = format!(
+        "⏳ Waiting to deliver: {reason}. The answer goes to the customer as soon as the \
+         bridge's store works again; nothing to do."
+    );
+    let notice = content::with_reply(content::notice(&text), &row.event_id);
+    let txn = format!("sb-wait-{}", row.id);
+    if let Err(e) = bridge
+        .homeserver
+        .send(&row.room_id, "m.room.message", &txn, &notice, None, None)
+        .await
+    {
+        tracing::error!(outbox = row.id, error = %e, "cannot post the waiting notice");
+    }
 }
 
 /// Show that the outbox delivered an operator's message (best effort): the bot's read receipt
