@@ -260,6 +260,14 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// The SHA-256 of a file, hex; empty when it cannot be read.
+fn file_sha256(path: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    std::fs::read(path)
+        .map(|bytes| format!("{:x}", Sha256::digest(&bytes)))
+        .unwrap_or_default()
+}
+
 fn say(msg: impl AsRef<str>) {
     eprintln!("bench: {}", msg.as_ref());
 }
@@ -1530,11 +1538,13 @@ async fn run(quick: bool) -> anyhow::Result<()> {
             "growth_latency_messages_per_path": settings.growth_latency,
             "growth_throughput_messages_per_path": settings.growth_throughput,
             "bridge_log_filter": log_filter,
-            "store": "sqlite (WAL, synchronous=FULL)",
+            "store": "sqlite (WAL; synchronous=FULL, NORMAL for redoable bookkeeping)",
             "bridge_database": database_url.split('?').next().unwrap_or_default(),
             // Which bridge ran: "revision" is the harness's; an A/B run names another build
-            // through SWITCHBOARD_TEST_BINARY, and only this says which one.
+            // through SWITCHBOARD_TEST_BINARY, and only these say which one (the path may have
+            // held another build since; the digest names this one).
             "bridge_binary": rig::bridge::binary().display().to_string(),
+            "bridge_binary_sha256": file_sha256(&rig::bridge::binary()),
             "bridge_binary_given": std::env::var_os("SWITCHBOARD_TEST_BINARY").is_some(),
         },
         "latency": {"direct": d.json(), "appservice": a.json(), "inbound": i.json(), "outbound": o.json()},
