@@ -43,7 +43,8 @@
 #                                    info,sqlx::query=debug logs every statement with its time
 #   SWITCHBOARD_BENCH_BRIDGE_DB_DIR  put the bridge's SQLite file there (e.g. /dev/shm: fsync free)
 #   SWITCHBOARD_BENCH_OUT            where to write the JSON (it names the bridge binary that ran:
-#                                    settings.bridge_binary; SWITCHBOARD_TEST_BINARY picks another)
+#                                    settings.bridge_binary and its bridge_binary_sha256;
+#                                    SWITCHBOARD_TEST_BINARY picks another)
 #   SWITCHBOARD_CACHE, CARGO_TARGET_DIR  as for scripts/test.sh
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
