@@ -507,16 +507,8 @@ async fn fail(
         tracing::error!(outbox = row.id, error = %e, "cannot record failure");
         return false;
     }
-    let text = failure_notice(reason, failure);
-    let notice = content::with_reply(content::notice(&text), &row.event_id);
     let txn = format!("sb-fail-{}-{}", row.id, row.attempts);
-    if let Err(e) = bridge
-        .homeserver
-        .send(&row.room_id, "m.room.message", &txn, &notice, None, None)
-        .await
-    {
-        tracing::error!(outbox = row.id, error = %e, "cannot post the failure notice");
-    }
+    notice_under(bridge, row, &txn, &failure_notice(reason, failure)).await;
     send_status(bridge, &row.room_id, &row.event_id, channel, Some(reason)).await;
     true
 }
@@ -529,14 +521,18 @@ async fn waiting_notice(bridge: &Bridge, row: &OutboxRow, reason: &str) {
         "⏳ Waiting to deliver: {reason}. The answer goes to the customer as soon as the \
          bridge's store works again; nothing to do."
     );
-    let notice = content::with_reply(content::notice(&text), &row.event_id);
-    let txn = format!("sb-wait-{}", row.id);
+    notice_under(bridge, row, &format!("sb-wait-{}", row.id), &text).await;
+}
+
+/// A notice replying to the operator's message (best effort), under transaction id `txn`.
+async fn notice_under(bridge: &Bridge, row: &OutboxRow, txn: &str, text: &str) {
+    let notice = content::with_reply(content::notice(text), &row.event_id);
     if let Err(e) = bridge
         .homeserver
-        .send(&row.room_id, "m.room.message", &txn, &notice, None, None)
+        .send(&row.room_id, "m.room.message", txn, &notice, None, None)
         .await
     {
-        tracing::error!(outbox = row.id, error = %e, "cannot post the waiting notice");
+        tracing::error!(outbox = row.id, error = %e, notice = text, "cannot post the notice");
     }
 }
 
